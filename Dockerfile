@@ -1,0 +1,12 @@
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DJANGO_SETTINGS_MODULE=settings.prod
+WORKDIR /app
+RUN apt-get update && apt-get install -y --no-install-recommends gettext curl && rm -rf /var/lib/apt/lists/*
+COPY pyproject.toml README.md ./
+RUN pip install --no-cache-dir -e .
+COPY . .
+RUN SECRET_KEY=build FIELD_ENCRYPTION_KEY=build FINGERPRINT_KEY=build ALLOWED_HOSTS=* python manage.py collectstatic --noinput
+RUN useradd --create-home mengka && chown -R mengka /app/var
+USER mengka
+EXPOSE 8000
+CMD ["gunicorn", "settings.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-"]

@@ -1,0 +1,49 @@
+"""Demo data for the whole platform, created through each app's services. Idempotent: a second run adds nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import transaction
+
+from core.scoping import ALLIANCE_OPERATORS
+
+DEMO_PASSWORD = "mengka-demo-2026"
+
+
+@dataclass
+class DemoContext:
+    scale: str = "small"
+    out: Any = None
+    logins: list[tuple[str, str, str]] = field(default_factory=list)  # (role, username, password)
+    codes: list[tuple[str, str]] = field(default_factory=list)  # (what, code)
+
+    def login(self, role: str, username: str, password: str = DEMO_PASSWORD) -> None:
+        self.logins.append((role, username, password))
+
+
+def seed_operators(ctx: DemoContext) -> None:
+    User = get_user_model()
+    with transaction.atomic():
+        user, created = User.objects.get_or_create(
+            username="alliance", defaults={"is_staff": True, "email": "ops@mengka.example"}
+        )
+        if created:
+            user.set_password(DEMO_PASSWORD)
+            user.save(update_fields=["password"])
+        user.groups.add(Group.objects.get(name=ALLIANCE_OPERATORS))
+    ctx.login("alliance operator (admin)", "alliance")
+
+
+# Each step is one app's seeding; later apps append theirs. Order follows the dependency direction.
+STEPS: list[Callable[[DemoContext], None]] = [seed_operators]
+
+
+def seed_all(ctx: DemoContext) -> DemoContext:
+    for step in STEPS:
+        step(ctx)
+    return ctx

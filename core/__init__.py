@@ -1,0 +1,1 @@
+"""Cross-cutting machinery every app uses: errors, request ids, logging, audit, jobs, scoped admin, calendar."""

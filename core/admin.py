@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group, User
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+from django_celery_beat import admin as beat_admin
+from django_celery_beat.models import (
+    ClockedSchedule,
+    CrontabSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+    SolarSchedule,
+)
+
+from . import services
+from .admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopeMixin
+from .models import AuditLog, CalendarDay, JobRun
+
+admin.site.site_header = _("Mengka 盟卡 operations")
+admin.site.site_title = _("Mengka operations")
+admin.site.index_title = _("Alliance operations")
+
+
+@admin.register(AuditLog)
+class AuditLogAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    scope_field = "bank_id"
+    list_display = ("at", "actor_label", "action", "object_type", "object_id", "object_repr", "request_id")
+    list_filter = ("action", "object_type")
+    search_fields = ("object_id", "actor_label", "request_id", "object_repr")
+    date_hierarchy = "at"
+
+
+@admin.register(JobRun)
+class JobRunAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    alliance_only = True
+    list_display = ("job", "period", "status", "started_at", "finished_at", "done", "total", "progress_percent")
+    list_filter = ("status", "job")
+    search_fields = ("job", "period")
+    readonly_fields = ("counts", "error")
+
+
+@admin.register(CalendarDay)
+class CalendarDayAdmin(ScopedAdmin):
+    alliance_only = True
+    list_display = ("date", "kind", "name", "provisional")
+    list_filter = ("kind", "provisional")
+    search_fields = ("name",)
+    date_hierarchy = "date"
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        services.calendar_changed()
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        super().delete_model(request, obj)
+        services.calendar_changed()
+
+
+# Django's and Celery beat's own tables: alliance operators only, through the same audited base.
+for model in (User, Group, PeriodicTask, ClockedSchedule, CrontabSchedule, SolarSchedule, IntervalSchedule):
+    if admin.site.is_registered(model):
+        admin.site.unregister(model)
+
+
+@admin.register(User)
+class ScopedUserAdmin(ScopedAdmin, UserAdmin):  # type: ignore[misc]
+    alliance_only = True
+
+
+@admin.register(Group)
+class ScopedGroupAdmin(ScopedAdmin, GroupAdmin):  # type: ignore[misc]
+    alliance_only = True
+
+
+class ScopedPeriodicTaskInline(ScopeMixin, beat_admin.PeriodicTaskInline):
+    alliance_only = True
+
+
+@admin.register(PeriodicTask)
+class ScopedPeriodicTaskAdmin(ScopedAdmin, beat_admin.PeriodicTaskAdmin):
+    alliance_only = True
+
+
+@admin.register(ClockedSchedule)
+class ScopedClockedScheduleAdmin(ScopedAdmin, beat_admin.ClockedScheduleAdmin):
+    alliance_only = True
+    inlines = [ScopedPeriodicTaskInline]
+
+
+@admin.register(CrontabSchedule)
+class ScopedCrontabScheduleAdmin(ScopedAdmin, beat_admin.CrontabScheduleAdmin):
+    alliance_only = True
+    inlines = [ScopedPeriodicTaskInline]
+
+
+@admin.register(SolarSchedule)
+class ScopedSolarScheduleAdmin(ScopedAdmin, beat_admin.SolarScheduleAdmin):
+    alliance_only = True
+    inlines = [ScopedPeriodicTaskInline]
+
+
+@admin.register(IntervalSchedule)
+class ScopedIntervalScheduleAdmin(ScopedAdmin, beat_admin.IntervalScheduleAdmin):
+    alliance_only = True
+    inlines = [ScopedPeriodicTaskInline]

@@ -1,0 +1,172 @@
+"""The scoped admin every model registers through.
+
+Each admin declares where its rows belong: `scope_field`, the ORM path to the member bank ("bank", "card__bank"), or
+`alliance_only = True` for alliance-wide tables. Change lists, change forms (404 outside the scope), search, filters,
+autocomplete, foreign-key pickers, inlines and actions all go through `get_queryset`, so they follow the scope.
+Every add, change and delete is written to the audit log with before and after.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.contrib import admin
+from django.contrib.admin import RelatedOnlyFieldListFilter
+from django.core.exceptions import PermissionDenied
+from django.db import models
+from django.http import Http404, HttpRequest, HttpResponseRedirect
+
+from .audit import audit_record, snapshot
+from .scoping import bank_ids_of, operator_scope, scope_queryset
+
+
+class ScopeMixin:
+    scope_field: ClassVar[str | None] = None
+    alliance_only: ClassVar[bool] = False
+    model: type[models.Model]
+    admin_site: admin.AdminSite
+
+    def _scope(self, request: HttpRequest) -> Any:
+        return operator_scope(request.user)
+
+    def _visible(self, request: HttpRequest) -> bool:
+        scope = self._scope(request)
+        if scope.everything:
+            return True
+        return not scope.nothing and not self.alliance_only and bool(self.scope_field)
+
+    def _writable(self, request: HttpRequest, obj: models.Model | None) -> bool:
+        scope = self._scope(request)
+        if scope.everything:
+            return True
+        if not self._visible(request) or not scope.writable_bank_ids:
+            return False
+        if obj is None or self.scope_field is None:
+            return True
+        banks = bank_ids_of(obj, self.scope_field)
+        return bool(banks) and any(scope.can_write(bank) for bank in banks)
+
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet[Any]:
+        queryset = super().get_queryset(request)  # type: ignore[misc]
+        return scope_queryset(queryset, self._scope(request), self.scope_field, self.alliance_only)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._visible(request) and super().has_module_permission(request)  # type: ignore[misc]
+
+    def has_view_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return self._visible(request) and super().has_view_permission(request, obj)  # type: ignore[misc]
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return self._writable(request, None) and super().has_add_permission(request, *args)  # type: ignore[misc]
+
+    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return self._writable(request, obj) and super().has_change_permission(request, obj)  # type: ignore[misc]
+
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return self._writable(request, obj) and super().has_delete_permission(request, obj)  # type: ignore[misc]
+
+    def _related_queryset(self, db_field: models.Field[Any, Any], request: HttpRequest) -> models.QuerySet[Any] | None:
+        related_admin = self.admin_site._registry.get(db_field.related_model)  # type: ignore[arg-type]
+        if isinstance(related_admin, ScopeMixin):
+            return related_admin.get_queryset(request)
+        return None
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if "queryset" not in kwargs:
+            queryset = self._related_queryset(db_field, request)
+            if queryset is not None:
+                kwargs["queryset"] = queryset
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if "queryset" not in kwargs:
+            queryset = self._related_queryset(db_field, request)
+            if queryset is not None:
+                kwargs["queryset"] = queryset
+        return super().formfield_for_manytomany(db_field, request, **kwargs)  # type: ignore[misc]
+
+
+class ScopedAdmin(ScopeMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        filters = list(super().get_list_filter(request))
+        if self._scope(request).everything:
+            return filters
+        scoped: list[Any] = []
+        for item in filters:
+            if isinstance(item, str) and "__" not in item:
+                try:
+                    field = self.model._meta.get_field(item)
+                except Exception:
+                    scoped.append(item)
+                    continue
+                if field.is_relation:
+                    scoped.append((item, RelatedOnlyFieldListFilter))
+                    continue
+            scoped.append(item)
+        return scoped
+
+    def _get_obj_does_not_exist_redirect(self, request: HttpRequest, opts: Any, object_id: str) -> HttpResponseRedirect:
+        raise Http404("No such object in your scope.")
+
+    def save_model(self, request: HttpRequest, obj: models.Model, form: Any, change: bool) -> None:
+        if self.scope_field and not self._scope(request).everything and not self._writable(request, obj):
+            raise PermissionDenied("That row belongs to a bank outside your scope.")
+        before = None
+        if change and obj.pk is not None:
+            previous = type(obj)._default_manager.filter(pk=obj.pk).first()
+            before = snapshot(previous) if previous is not None else None
+        super().save_model(request, obj, form, change)
+        audit_record(
+            actor=request.user,
+            action="admin.change" if change else "admin.add",
+            obj=obj,
+            before=before,
+            after=snapshot(obj),
+            bank_id=self._single_bank(obj),
+        )
+
+    def delete_model(self, request: HttpRequest, obj: models.Model) -> None:
+        before = snapshot(obj)
+        bank_id = self._single_bank(obj)
+        object_id = str(obj.pk)
+        super().delete_model(request, obj)
+        audit_record(
+            actor=request.user,
+            action="admin.delete",
+            obj=None,
+            before=before,
+            bank_id=bank_id,
+            object_type=obj._meta.label_lower,
+            object_id=object_id,
+        )
+
+    def delete_queryset(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+    def _single_bank(self, obj: models.Model) -> int | None:
+        if not self.scope_field:
+            return None
+        banks = bank_ids_of(obj, self.scope_field)
+        return next(iter(banks)) if len(banks) == 1 else None
+
+
+class ScopedTabularInline(ScopeMixin, admin.TabularInline):  # type: ignore[type-arg]
+    pass
+
+
+class ScopedStackedInline(ScopeMixin, admin.StackedInline):  # type: ignore[type-arg]
+    pass
+
+
+class ReadOnlyAdminMixin:
+    """For ledgers and logs: visible, never added, changed or deleted through the admin."""
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False

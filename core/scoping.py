@@ -1,0 +1,143 @@
+"""Who may see what: an operator's scope, resolved once per request.
+
+- alliance operators (superusers and the "Alliance operators" group) see everything;
+- bank operators and auditors see the rows of their own bank(s), auditors read-only;
+- staff with no role see nothing.
+
+Which banks a user operates for is known to `members` (its `BankOperator` rows); it registers itself as the provider
+in its AppConfig, so this module stays free of domain imports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import FieldDoesNotExist
+from django.db import models
+
+ALLIANCE_OPERATORS = "Alliance operators"
+BANK_OPERATORS = "Bank operators"
+BANK_AUDITORS = "Bank auditors"
+ROLE_GROUPS = (ALLIANCE_OPERATORS, BANK_OPERATORS, BANK_AUDITORS)
+
+
+@dataclass(frozen=True)
+class BankRoles:
+    """What a provider knows of a user: banks operated (read-write) and banks audited (read-only)."""
+
+    operated: frozenset[int] = frozenset()
+    audited: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class OperatorScope:
+    everything: bool
+    bank_ids: frozenset[int]
+    writable_bank_ids: frozenset[int]
+
+    @property
+    def nothing(self) -> bool:
+        return not self.everything and not self.bank_ids
+
+    def covers(self, bank_id: int | None) -> bool:
+        return self.everything or (bank_id is not None and bank_id in self.bank_ids)
+
+    def can_write(self, bank_id: int | None) -> bool:
+        return self.everything or (bank_id is not None and bank_id in self.writable_bank_ids)
+
+
+NOTHING = OperatorScope(False, frozenset(), frozenset())
+EVERYTHING = OperatorScope(True, frozenset(), frozenset())
+
+BankRolesProvider = Callable[[AbstractBaseUser], BankRoles]
+_providers: list[BankRolesProvider] = []
+
+
+def register_bank_roles_provider(provider: BankRolesProvider) -> None:
+    if provider not in _providers:
+        _providers.append(provider)
+
+
+def is_alliance_operator(user: AbstractBaseUser | AnonymousUser) -> bool:
+    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
+        return False
+    if getattr(user, "is_superuser", False):
+        return True
+    return user.groups.filter(name=ALLIANCE_OPERATORS).exists()  # type: ignore[union-attr]
+
+
+def operator_scope(user: AbstractBaseUser | AnonymousUser) -> OperatorScope:
+    """The user's scope, cached on the user object for the request."""
+    cached = getattr(user, "_mengka_scope", None)
+    if isinstance(cached, OperatorScope):
+        return cached
+    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
+        scope = NOTHING
+    elif is_alliance_operator(user):
+        scope = EVERYTHING
+    else:
+        operated: set[int] = set()
+        audited: set[int] = set()
+        for provider in _providers:
+            roles = provider(user)  # type: ignore[arg-type]
+            operated |= roles.operated
+            audited |= roles.audited
+        scope = OperatorScope(False, frozenset(operated | audited), frozenset(operated))
+    user._mengka_scope = scope  # type: ignore[union-attr]
+    return scope
+
+
+def _path_is_many_valued(model: type[models.Model], path: str) -> bool:
+    current: type[models.Model] = model
+    for part in path.split("__"):
+        try:
+            field = current._meta.get_field(part)
+        except FieldDoesNotExist:
+            return False
+        if field.many_to_many or field.one_to_many:
+            return True
+        if field.related_model is None:
+            return False
+        current = field.related_model  # type: ignore[assignment]
+    return False
+
+
+def scope_queryset(
+    queryset: models.QuerySet[Any], scope: OperatorScope, scope_field: str | None, alliance_only: bool
+) -> models.QuerySet[Any]:
+    """Limits `queryset` to `scope`. `scope_field` is the ORM path from the model to its member bank."""
+    if scope.everything:
+        return queryset
+    if scope.nothing or alliance_only or not scope_field:
+        return queryset.none()
+    lookup = {f"{scope_field}__in": scope.bank_ids}
+    if _path_is_many_valued(queryset.model, scope_field):
+        inner = queryset.model._default_manager.filter(**lookup).values("pk")
+        return queryset.filter(pk__in=inner)
+    return queryset.filter(**lookup)
+
+
+def bank_ids_of(obj: models.Model, scope_field: str) -> set[int]:
+    """The member bank ids an instance belongs to, following `scope_field` (to-many steps give several)."""
+    objects: Iterable[Any] = [obj]
+    parts = scope_field.split("__")
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        next_objects: list[Any] = []
+        for current in objects:
+            if current is None:
+                continue
+            field = current._meta.get_field(part)
+            if field.many_to_many or field.one_to_many:
+                manager = getattr(current, field.get_accessor_name() if field.one_to_many else part)
+                values = list(manager.all()) if current.pk else []
+                next_objects.extend(v.pk for v in values) if last else next_objects.extend(values)
+            elif last:
+                next_objects.append(getattr(current, field.attname) if field.is_relation else getattr(current, part))
+            else:
+                next_objects.append(getattr(current, part))
+        objects = next_objects
+    return {int(value) for value in objects if value is not None}

@@ -1,0 +1,7 @@
+"""Local development: the embedded default (SQLite, tasks inline) unless DATABASE_URL/REDIS_URL are set."""
+
+from .base import *  # noqa: F403
+from .base import env
+
+DEBUG = env.bool("DEBUG", default=True)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])

@@ -1,0 +1,17 @@
+"""The test suite: PostgreSQL and Redis when DATABASE_URL/REDIS_URL are set, SQLite and locmem otherwise."""
+
+from .base import *  # noqa: F403
+from .base import LOGGING
+
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Tasks run inline in tests; the worker test drives a real worker explicitly.
+CELERY_TASK_ALWAYS_EAGER = True
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+LOGGING["root"]["level"] = "WARNING"  # type: ignore[index]
+SECRET_KEY = "test-secret-key-not-for-production-0123456789abcdef"
+FIELD_ENCRYPTION_KEY = "test-field-encryption-key"
+FINGERPRINT_KEY = "test-fingerprint-key"

@@ -1,0 +1,133 @@
+"""Walks every model registered in the admin: none can slip in unscoped."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth.models import Group
+from django.test import Client
+from django.urls import reverse
+
+from core.admin_base import ScopeMixin
+from core.models import AuditLog
+from core.scoping import BANK_OPERATORS, bank_ids_of
+from members.models import BankOperator, MemberBank
+from tests.factories import FACTORIES, PASSWORD, AllianceOperatorFactory, MemberBankFactory, StaffFactory
+
+REGISTRY = sorted(admin.site._registry.items(), key=lambda item: item[0]._meta.label_lower)
+
+
+def _urls(model: Any, obj: Any) -> tuple[str, str]:
+    info = (model._meta.app_label, model._meta.model_name)
+    return reverse("admin:{}_{}_changelist".format(*info)), reverse("admin:{}_{}_change".format(*info), args=[obj.pk])
+
+
+def _login(user: Any) -> Client:
+    client = Client()
+    assert client.login(username=user.username, password=PASSWORD)
+    return client
+
+
+def _bank_operator(bank: MemberBank) -> Any:
+    user = StaffFactory()
+    user.groups.add(Group.objects.get(name=BANK_OPERATORS))
+    BankOperator.objects.create(user=user, bank=bank, role=BankOperator.Role.OPERATOR)
+    return user
+
+
+def test_every_registered_model_declares_its_scope() -> None:
+    for model, model_admin in REGISTRY:
+        label = model._meta.label_lower
+        assert isinstance(model_admin, ScopeMixin), f"{label} is registered without the scoped admin"
+        assert bool(model_admin.alliance_only) != bool(model_admin.scope_field), (
+            f"{label} must declare exactly one of scope_field or alliance_only"
+        )
+        assert label in FACTORIES, f"{label} has no factory in tests/factories.py: the scoping walk cannot check it"
+        for inline in model_admin.inlines:
+            assert issubclass(inline, ScopeMixin), f"inline {inline.__name__} on {label} is not scoped"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("model", "model_admin"), REGISTRY, ids=[m._meta.label_lower for m, _ in REGISTRY])
+def test_scope_is_enforced(model: Any, model_admin: Any) -> None:
+    factory = FACTORIES[model._meta.label_lower]
+    inside, outside = factory(), factory()
+    changelist, inside_url = _urls(model, inside)
+    _, outside_url = _urls(model, outside)
+
+    alliance = _login(AllianceOperatorFactory())
+    assert alliance.get(changelist).status_code == 200
+    assert alliance.get(inside_url).status_code == 200
+    assert alliance.get(outside_url).status_code == 200
+
+    nobody = _login(StaffFactory())
+    assert nobody.get(changelist).status_code == 403
+    assert nobody.get(inside_url).status_code in (403, 404)
+
+    if model_admin.alliance_only:
+        operator = _login(_bank_operator(MemberBankFactory()))
+        assert operator.get(changelist).status_code == 403
+        assert operator.get(inside_url).status_code in (403, 404)
+        return
+
+    inside_banks = bank_ids_of(inside, model_admin.scope_field)
+    outside_banks = bank_ids_of(outside, model_admin.scope_field)
+    assert inside_banks, "factory must create the row under a bank"
+    assert outside_banks, "factory must create the row under a bank"
+    assert not inside_banks & outside_banks, "factory must use a new bank per row"
+    user = _bank_operator(MemberBank.objects.get(pk=next(iter(inside_banks))))
+    operator = _login(user)
+    response = operator.get(changelist)
+    assert response.status_code == 200
+    visible = set(response.context["cl"].queryset.values_list("pk", flat=True))
+    assert inside.pk in visible
+    assert outside.pk not in visible
+    assert operator.get(inside_url).status_code == 200
+    assert operator.get(outside_url).status_code == 404
+
+
+@pytest.mark.django_db
+def test_bank_operator_cannot_act_on_or_pick_rows_outside_scope() -> None:
+    mine, theirs = MemberBankFactory(), MemberBankFactory()
+    operator_user = _bank_operator(mine)
+    operator = _login(operator_user)
+    changelist = reverse("admin:members_memberbank_changelist")
+    # An action posted with an id outside the scope touches nothing.
+    operator.post(changelist, {"action": "delete_selected", "_selected_action": [theirs.pk], "post": "yes"})
+    assert MemberBank.objects.filter(pk=theirs.pk).exists()
+    # Foreign-key pickers offer only the operator's banks.
+    request = operator.get(reverse("admin:members_bankoperator_changelist")).wsgi_request
+    request.user = operator_user
+    field = admin.site._registry[BankOperator].formfield_for_foreignkey(BankOperator._meta.get_field("bank"), request)
+    assert list(field.queryset) == [mine]
+    # Search cannot reach other banks either.
+    response = operator.get(changelist, {"q": theirs.code})
+    assert list(response.context["cl"].queryset) == []
+
+
+@pytest.mark.django_db
+def test_admin_changes_are_audited_with_before_and_after() -> None:
+    bank = MemberBankFactory(name_en="Old name")
+    user = AllianceOperatorFactory()
+    client = _login(user)
+    url = reverse("admin:core_calendarday_add")
+    response = client.post(url, {"date": "2041-05-04", "kind": "holiday", "name": "Test day"})
+    assert response.status_code == 302
+    added = AuditLog.objects.get(action="admin.add", object_type="core.calendarday")
+    assert added.actor == user
+    assert added.after["name"] == "Test day"
+    assert added.before is None
+
+    change_url = reverse("admin:members_memberbank_change", args=[bank.pk])
+    form = client.get(change_url).context["adminform"].form
+    data = {name: form[name].value() for name in form.fields}
+    data = {k: ("" if v is None else v) for k, v in data.items() if v is not False}
+    data["name_en"] = "New name"
+    response = client.post(change_url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response
+    changed = AuditLog.objects.get(action="admin.change", object_type="members.memberbank", object_id=str(bank.pk))
+    assert changed.before["name_en"] == "Old name"
+    assert changed.after["name_en"] == "New name"
+    assert changed.bank_id == bank.pk
