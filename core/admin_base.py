@@ -17,11 +17,11 @@ from django.db import models
 from django.http import Http404, HttpRequest, HttpResponseRedirect
 
 from .audit import audit_record, snapshot
-from .scoping import bank_ids_of, operator_scope, scope_queryset
+from .scoping import ScopeField, bank_ids_of, operator_scope, scope_queryset
 
 
 class ScopeMixin:
-    scope_field: ClassVar[str | None] = None
+    scope_field: ClassVar[ScopeField | None] = None
     alliance_only: ClassVar[bool] = False
     model: type[models.Model]
     admin_site: admin.AdminSite

@@ -17,6 +17,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
+from django.db.models import Q
 
 ALLIANCE_OPERATORS = "Alliance operators"
 BANK_OPERATORS = "Bank operators"
@@ -105,23 +106,41 @@ def _path_is_many_valued(model: type[models.Model], path: str) -> bool:
     return False
 
 
+ScopeField = str | tuple[str, ...]
+
+
+def _paths(scope_field: ScopeField) -> tuple[str, ...]:
+    return (scope_field,) if isinstance(scope_field, str) else tuple(scope_field)
+
+
 def scope_queryset(
-    queryset: models.QuerySet[Any], scope: OperatorScope, scope_field: str | None, alliance_only: bool
+    queryset: models.QuerySet[Any], scope: OperatorScope, scope_field: ScopeField | None, alliance_only: bool
 ) -> models.QuerySet[Any]:
-    """Limits `queryset` to `scope`. `scope_field` is the ORM path from the model to its member bank."""
+    """Limits `queryset` to `scope`. `scope_field` is the ORM path (or several, any of which suffices) from the model
+    to its member bank: a payment belongs to its issuer, its acquirer and its merchant's sponsor bank."""
     if scope.everything:
         return queryset
     if scope.nothing or alliance_only or not scope_field:
         return queryset.none()
-    lookup = {f"{scope_field}__in": scope.bank_ids}
-    if _path_is_many_valued(queryset.model, scope_field):
-        inner = queryset.model._default_manager.filter(**lookup).values("pk")
-        return queryset.filter(pk__in=inner)
-    return queryset.filter(**lookup)
+    condition = Q()
+    for path in _paths(scope_field):
+        lookup = {f"{path}__in": scope.bank_ids}
+        if _path_is_many_valued(queryset.model, path):
+            condition |= Q(pk__in=queryset.model._default_manager.filter(**lookup).values("pk"))
+        else:
+            condition |= Q(**lookup)
+    return queryset.filter(condition)
 
 
-def bank_ids_of(obj: models.Model, scope_field: str) -> set[int]:
-    """The member bank ids an instance belongs to, following `scope_field` (to-many steps give several)."""
+def bank_ids_of(obj: models.Model, scope_field: ScopeField) -> set[int]:
+    """The member bank ids an instance belongs to, following every path of `scope_field`."""
+    banks: set[int] = set()
+    for path in _paths(scope_field):
+        banks |= _bank_ids_along(obj, path)
+    return banks
+
+
+def _bank_ids_along(obj: models.Model, scope_field: str) -> set[int]:
     objects: Iterable[Any] = [obj]
     parts = scope_field.split("__")
     for index, part in enumerate(parts):

@@ -1,1 +1,238 @@
-"""Payments: models."""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import secrets
+
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import F, Q
+from django.utils.translation import gettext_lazy as _
+
+from members.models import Card, Cardholder, MemberBank, SpendCategory
+from merchants.models import Merchant
+
+
+def public_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_urlsafe(18).replace('-', 'x').replace('_', 'y')}"
+
+
+class PaymentMethod(models.TextChoices):
+    CARD = "card", _("card")
+    PAYMENT_CODE = "payment_code", _("payment code")
+    AGREEMENT = "agreement", _("agreement")
+    BALANCE = "balance", _("balance")
+
+
+class Channel(models.Model):
+    """A way money moves: an acquirer, a bank's debit, a wallet, the prepaid issuer, a digital-RMB wallet.
+
+    Every channel has an acquirer of record, a member holding an acquiring licence; Mengka never holds the funds.
+    """
+
+    class Kind(models.TextChoices):
+        ACQUIRER = "acquirer", _("acquirer")
+        BANK_DEBIT = "bank_debit", _("bank balance debit")
+        WALLET = "wallet", _("wallet")
+        PREPAID = "prepaid", _("prepaid issuer")
+        DIGITAL_RMB = "digital_rmb", _("digital RMB wallet")
+
+    code = models.CharField(_("code"), max_length=48, unique=True, validators=[RegexValidator(r"^[a-z0-9-]{3,48}$")])
+    name = models.CharField(_("name"), max_length=100)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.ACQUIRER)
+    acquirer = models.ForeignKey(
+        MemberBank, on_delete=models.PROTECT, related_name="channels", verbose_name=_("acquirer of record")
+    )
+    connector = models.CharField(
+        _("connector"), max_length=32, default="simulator", help_text=_("Registered connector that talks to it.")
+    )
+    remote_id = models.CharField(_("id at the connector"), max_length=64, blank=True)
+    methods = models.JSONField(_("payment methods"), default=list)
+    currencies = models.JSONField(_("currencies"), default=list)
+    min_amount = models.BigIntegerField(_("minimum amount (minor units)"), default=1)
+    max_amount = models.BigIntegerField(_("maximum amount (minor units)"), default=10**10)
+    fee_percent = models.DecimalField(_("fee percent"), max_digits=7, decimal_places=4, default=0)
+    fee_fixed = models.BigIntegerField(_("fixed fee (minor units)"), default=0)
+    cutoff = models.TimeField(_("daily cut-off"), default=dt.time(23, 0))
+    authorization_hours = models.PositiveIntegerField(_("authorisation validity (hours)"), default=7 * 24)
+    enabled = models.BooleanField(_("enabled"), default=True)
+
+    class Meta:
+        verbose_name = _("channel")
+        verbose_name_plural = _("channels")
+        ordering = ("code",)
+        constraints = [
+            models.CheckConstraint(condition=Q(min_amount__gte=1), name="channel_min_amount_positive"),
+            models.CheckConstraint(condition=Q(max_amount__gte=F("min_amount")), name="channel_limits_ordered"),
+            models.CheckConstraint(condition=Q(fee_percent__gte=0, fee_fixed__gte=0), name="channel_fees_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} ({self.acquirer.code})"
+
+
+class PaymentIntent(models.Model):
+    """A merchant's request to be paid, and everything that happened to it.
+
+    requires_confirmation → processing → requires_capture / succeeded / failed / canceled. Amounts are minor units.
+    `amount_refund_reserved` counts refunds in flight and done; `amount_refunded` only those that succeeded.
+    """
+
+    class Status(models.TextChoices):
+        REQUIRES_CONFIRMATION = "requires_confirmation", _("requires confirmation")
+        PROCESSING = "processing", _("processing")
+        REQUIRES_CAPTURE = "requires_capture", _("requires capture")
+        SUCCEEDED = "succeeded", _("succeeded")
+        FAILED = "failed", _("failed")
+        CANCELED = "canceled", _("canceled")
+
+    class CaptureMethod(models.TextChoices):
+        AUTOMATIC = "automatic", _("automatic")
+        MANUAL = "manual", _("manual")
+
+    public_id = models.CharField(
+        _("id"), max_length=40, unique=True, default=functools.partial(public_id, "pay"), editable=False
+    )
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="payments")
+    cardholder = models.ForeignKey(Cardholder, on_delete=models.PROTECT, related_name="payments")
+    card = models.ForeignKey(Card, null=True, blank=True, on_delete=models.PROTECT, related_name="payments")
+    method = models.CharField(_("method"), max_length=16, choices=PaymentMethod.choices, default=PaymentMethod.CARD)
+    currency = models.CharField(_("currency"), max_length=3, default="CNY")
+    amount = models.BigIntegerField(_("amount"))
+    amount_capturable = models.BigIntegerField(_("capturable"), default=0)
+    amount_captured = models.BigIntegerField(_("captured"), default=0)
+    amount_refunded = models.BigIntegerField(_("refunded"), default=0)
+    amount_refund_reserved = models.BigIntegerField(_("refunds reserved"), default=0)
+    status = models.CharField(
+        _("status"), max_length=24, choices=Status.choices, default=Status.REQUIRES_CONFIRMATION, db_index=True
+    )
+    capture_method = models.CharField(
+        _("capture method"), max_length=16, choices=CaptureMethod.choices, default=CaptureMethod.AUTOMATIC
+    )
+    channel = models.ForeignKey(Channel, null=True, blank=True, on_delete=models.PROTECT, related_name="payments")
+    acquirer = models.ForeignKey(
+        MemberBank, null=True, blank=True, on_delete=models.PROTECT, related_name="acquired_payments"
+    )
+    issuer = models.ForeignKey(
+        MemberBank, null=True, blank=True, on_delete=models.PROTECT, related_name="issued_payments"
+    )
+    spend_category = models.CharField(
+        _("spend category"), max_length=16, choices=SpendCategory.choices, default=SpendCategory.OTHER
+    )
+    description = models.CharField(_("description"), max_length=200, blank=True)
+    merchant_reference = models.CharField(_("merchant reference"), max_length=64, blank=True)
+    business_date = models.DateField(_("business date"), null=True, blank=True, db_index=True)
+    settled = models.BooleanField(_("settled"), default=False)
+    authorized_at = models.DateTimeField(_("authorised"), null=True, blank=True)
+    authorization_expires_at = models.DateTimeField(_("authorisation expires"), null=True, blank=True)
+    captured_at = models.DateTimeField(_("captured"), null=True, blank=True)
+    canceled_at = models.DateTimeField(_("canceled"), null=True, blank=True)
+    cancellation_reason = models.CharField(_("cancellation reason"), max_length=32, blank=True)
+    failure_code = models.CharField(_("failure code"), max_length=64, blank=True)
+    failure_message = models.CharField(_("failure message"), max_length=255, blank=True)
+    points_earned = models.BigIntegerField(_("points earned"), default=0)
+    points_reversed = models.BigIntegerField(_("points reversed"), default=0)
+    metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("payment")
+        verbose_name_plural = _("payments")
+        ordering = ("-id",)
+        indexes = [
+            models.Index(fields=["merchant", "-id"]),
+            models.Index(fields=["status", "authorization_expires_at"]),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(amount_captured__gte=0, amount_captured__lte=F("amount")), name="payment_captured_in_range"
+            ),
+            models.CheckConstraint(condition=Q(amount_capturable__gte=0), name="payment_capturable_non_negative"),
+            models.CheckConstraint(
+                condition=Q(amount_refunded__gte=0, amount_refunded__lte=F("amount_refund_reserved")),
+                name="payment_refunded_within_reserved",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_refund_reserved__lte=F("amount_captured")), name="payment_refunds_within_captured"
+            ),
+            models.CheckConstraint(
+                condition=Q(points_reversed__gte=0, points_reversed__lte=F("points_earned")),
+                name="payment_points_reversed_within_earned",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+
+class PaymentAttempt(models.Model):
+    """One try at a channel. Its reference is the idempotency key the channel sees: a retry never charges twice."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("pending (outcome not yet known)")
+        AUTHORIZED = "authorized", _("authorised")
+        CAPTURED = "captured", _("captured")
+        DECLINED = "declined", _("declined")
+        FAILED = "failed", _("failed, not charged")
+        UNKNOWN = "unknown", _("unknown (timed out)")
+        REVERSED = "reversed", _("reversed (冲正)")
+        VOIDED = "voided", _("voided")
+
+    UNRESOLVED = (Status.PENDING, Status.UNKNOWN)
+
+    intent = models.ForeignKey(PaymentIntent, on_delete=models.PROTECT, related_name="attempts")
+    sequence = models.PositiveSmallIntegerField(_("sequence"))
+    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="attempts")
+    reference = models.CharField(_("reference sent to the channel"), max_length=64, unique=True)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
+    amount = models.BigIntegerField(_("amount"))
+    currency = models.CharField(_("currency"), max_length=3)
+    channel_reference = models.CharField(_("channel reference"), max_length=64, blank=True)
+    error_code = models.CharField(_("error code"), max_length=64, blank=True)
+    error_message = models.CharField(_("error message"), max_length=255, blank=True)
+    latency_ms = models.PositiveIntegerField(_("latency (ms)"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("payment attempt")
+        verbose_name_plural = _("payment attempts")
+        ordering = ("intent_id", "sequence")
+        constraints = [models.UniqueConstraint(fields=["intent", "sequence"], name="attempt_sequence_unique")]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.reference} {self.status}"
+
+
+class Refund(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", _("pending")
+        SUCCEEDED = "succeeded", _("succeeded")
+        FAILED = "failed", _("failed")
+        UNKNOWN = "unknown", _("unknown (timed out)")
+
+    public_id = models.CharField(
+        _("id"), max_length=40, unique=True, default=functools.partial(public_id, "re"), editable=False
+    )
+    intent = models.ForeignKey(PaymentIntent, on_delete=models.PROTECT, related_name="refunds")
+    amount = models.BigIntegerField(_("amount"))
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
+    reason = models.CharField(_("reason"), max_length=100, blank=True)
+    reference = models.CharField(_("reference sent to the channel"), max_length=64, unique=True)
+    channel_reference = models.CharField(_("channel reference"), max_length=64, blank=True)
+    failure_code = models.CharField(_("failure code"), max_length=64, blank=True)
+    points_reversed = models.BigIntegerField(_("points reversed"), default=0)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    completed_at = models.DateTimeField(_("completed"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("refund")
+        verbose_name_plural = _("refunds")
+        ordering = ("-id",)
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive")]
+
+    def __str__(self) -> str:
+        return self.public_id

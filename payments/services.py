@@ -1,1 +1,761 @@
-"""Payments: services."""
+"""Payment intents: create, confirm, capture, cancel (void, 撤销), refund (退货) — and the jobs that resolve the rest.
+
+State is committed before and after every channel call, so a crash between the two leaves an attempt in `pending`
+that `attempts_resolve` settles by inquiry. A timeout is never a decline: it is resolved by inquiry, then by
+reversal (冲正), before anything else happens. A capture happens once: the transition out of `requires_capture` is a
+guarded UPDATE that only one request can win.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from core.audit import audit_record
+from core.calendar import business_date, local_now
+from core.errors import ChannelError, Conflict, NotFound, ValidationFailed
+from core.idempotency import run_idempotent
+from core.money import validate_minor_amount
+from members.models import BindingStatus, Card, Cardholder
+from merchants.models import Merchant
+
+from . import points as payment_points
+from .connectors import get_connector
+from .connectors.base import (
+    AuthorizeRequest,
+    CaptureRequest,
+    ChannelResponse,
+    Inquiry,
+    Outcome,
+    ReferenceRequest,
+    RefundRequest,
+    RemoteState,
+)
+from .models import Channel, PaymentAttempt, PaymentIntent, PaymentMethod, Refund
+from .routing import candidate_channels
+
+logger = logging.getLogger(__name__)
+
+Status = PaymentIntent.Status
+AttemptStatus = PaymentAttempt.Status
+UNRESOLVED = PaymentAttempt.UNRESOLVED
+MAX_ATTEMPTS = 3
+CHARGED_STATES = (RemoteState.AUTHORIZED, RemoteState.CAPTURED)
+
+
+def _scope(merchant: Merchant) -> str:
+    return f"merchant:{merchant.pk}"
+
+
+def _load(public_id: str, merchant: Merchant) -> PaymentIntent:
+    try:
+        return PaymentIntent.objects.select_related("channel", "card__product", "merchant").get(
+            public_id=public_id, merchant=merchant
+        )
+    except PaymentIntent.DoesNotExist:
+        raise NotFound("No such payment.", param="payment") from None
+
+
+# --- create -------------------------------------------------------------------------------------------------------
+
+
+def payment_create(
+    *,
+    merchant: Merchant,
+    cardholder: Cardholder,
+    amount: int,
+    currency: str,
+    idempotency_key: str,
+    card: Card | None = None,
+    method: str = PaymentMethod.CARD,
+    capture_method: str = PaymentIntent.CaptureMethod.AUTOMATIC,
+    description: str = "",
+    merchant_reference: str = "",
+    metadata: dict[str, Any] | None = None,
+    confirm: bool = False,
+) -> PaymentIntent:
+    request = {
+        "cardholder": cardholder.pk,
+        "card": card.pk if card else None,
+        "amount": amount,
+        "currency": currency,
+        "method": method,
+        "capture_method": capture_method,
+        "description": description,
+        "merchant_reference": merchant_reference,
+        "metadata": metadata or {},
+        "confirm": confirm,
+    }
+
+    def execute() -> dict[str, Any]:
+        intent = _create(
+            merchant=merchant,
+            cardholder=cardholder,
+            card=card,
+            amount=amount,
+            currency=currency,
+            method=method,
+            capture_method=capture_method,
+            description=description,
+            merchant_reference=merchant_reference,
+            metadata=metadata or {},
+        )
+        if confirm:
+            _confirm(intent)
+        return {"payment": intent.public_id}
+
+    outcome = run_idempotent(
+        scope=_scope(merchant), key=idempotency_key, operation="payment.create", request=request, execute=execute
+    )
+    return _load(outcome["payment"], merchant)
+
+
+def _create(
+    *,
+    merchant: Merchant,
+    cardholder: Cardholder,
+    card: Card | None,
+    amount: int,
+    currency: str,
+    method: str,
+    capture_method: str,
+    description: str,
+    merchant_reference: str,
+    metadata: dict[str, Any],
+) -> PaymentIntent:
+    validate_minor_amount(amount, currency)
+    if method not in PaymentMethod.values:
+        raise ValidationFailed(f"Unknown payment method {method!r}.", code="invalid_method", param="method")
+    if capture_method not in PaymentIntent.CaptureMethod.values:
+        raise ValidationFailed("capture_method is automatic or manual.", code="invalid_capture_method")
+    if merchant.status != Merchant.Status.ACTIVE:
+        raise ValidationFailed("This merchant cannot take payments.", code="merchant_inactive", param="merchant")
+    if card is not None:
+        if card.cardholder_id != cardholder.pk:
+            raise NotFound("No such card.", param="card")
+        _require_usable_card(card)
+    with transaction.atomic():
+        return PaymentIntent.objects.create(
+            merchant=merchant,
+            cardholder=cardholder,
+            card=card,
+            method=method,
+            amount=amount,
+            currency=currency,
+            capture_method=capture_method,
+            issuer_id=card.bank_id if card else None,
+            spend_category=merchant.spend_category,
+            description=description[:200],
+            merchant_reference=merchant_reference[:64],
+            metadata=metadata,
+        )
+
+
+def _require_usable_card(card: Card) -> None:
+    if card.status != BindingStatus.ACTIVE:
+        raise ValidationFailed("This card cannot be used: it is not active.", code="card_not_active", param="card")
+    today = local_now().date()
+    if (card.expiry_year, card.expiry_month) < (today.year, today.month):
+        raise ValidationFailed("This card has expired.", code="card_expired", param="card")
+
+
+# --- confirm ------------------------------------------------------------------------------------------------------
+
+
+def payment_confirm(*, merchant: Merchant, payment_id: str, idempotency_key: str) -> PaymentIntent:
+    def execute() -> dict[str, Any]:
+        _confirm(_load(payment_id, merchant))
+        return {"payment": payment_id}
+
+    run_idempotent(
+        scope=_scope(merchant),
+        key=idempotency_key,
+        operation="payment.confirm",
+        request={"payment": payment_id},
+        execute=execute,
+    )
+    return _load(payment_id, merchant)
+
+
+def _confirm(intent: PaymentIntent) -> None:
+    if intent.status != Status.REQUIRES_CONFIRMATION:
+        raise Conflict(f"A payment in status {intent.status} cannot be confirmed.", code="payment_unexpected_state")
+    if intent.card is not None:
+        _require_usable_card(Card.objects.get(pk=intent.card.pk))
+    candidates = candidate_channels(intent)
+    if not candidates:
+        _fail(intent, "no_channel", "No channel can carry this payment.")
+        return
+    won = PaymentIntent.objects.filter(pk=intent.pk, status=Status.REQUIRES_CONFIRMATION).update(
+        status=Status.PROCESSING, updated_at=timezone.now()
+    )
+    if not won:
+        raise Conflict("This payment is being confirmed by another request.", code="payment_unexpected_state")
+    intent.status = Status.PROCESSING
+    for channel in candidates[:MAX_ATTEMPTS]:
+        attempt = _new_attempt(intent, channel)
+        response = _call_authorize(intent, attempt, channel)
+        result = _settle_authorize(attempt, response)
+        if result in (AttemptStatus.AUTHORIZED, AttemptStatus.CAPTURED):
+            _finish_authorized(intent, attempt, captured=result == AttemptStatus.CAPTURED)
+            return
+        if result == AttemptStatus.DECLINED:
+            _fail(intent, attempt.error_code or "card_declined", attempt.error_message or "The card was declined.")
+            return
+        if result in UNRESOLVED:
+            # Not known either way: the payment stays processing until attempts_resolve settles it.
+            return
+        # FAILED or REVERSED: known not to have charged; the next channel may try.
+    _fail(intent, "channels_unavailable", "No channel could process the payment.")
+
+
+def _new_attempt(intent: PaymentIntent, channel: Channel) -> PaymentAttempt:
+    with transaction.atomic():
+        sequence = intent.attempts.count() + 1
+        return PaymentAttempt.objects.create(
+            intent=intent,
+            sequence=sequence,
+            channel=channel,
+            reference=f"{intent.public_id}-{sequence}",
+            amount=intent.amount,
+            currency=intent.currency,
+        )
+
+
+def _call_authorize(intent: PaymentIntent, attempt: PaymentAttempt, channel: Channel) -> ChannelResponse:
+    connector = get_connector(channel.connector)
+    started = time.monotonic()
+    try:
+        response = connector.authorize(
+            AuthorizeRequest(
+                channel=channel.remote_id or channel.code,
+                reference=attempt.reference,
+                amount=attempt.amount,
+                currency=attempt.currency,
+                method=intent.method,
+                source_token=intent.card.token if intent.card else "",
+                capture=intent.capture_method == PaymentIntent.CaptureMethod.AUTOMATIC,
+                merchant_code=intent.merchant.code,
+                description=intent.description,
+            )
+        )
+    except Exception:
+        logger.exception("authorize raised for attempt %s", attempt.reference)
+        response = ChannelResponse(Outcome.UNKNOWN, code="connector_exception")
+    latency = int((time.monotonic() - started) * 1000)
+    PaymentAttempt.objects.filter(pk=attempt.pk).update(latency_ms=latency)
+    attempt.latency_ms = latency
+    return response
+
+
+def _settle_authorize(attempt: PaymentAttempt, response: ChannelResponse) -> str:
+    """Records what the channel said; an UNKNOWN is resolved by inquiry, then reversal, at once."""
+    if response.outcome == Outcome.APPROVED:
+        status = AttemptStatus.CAPTURED if response.state == RemoteState.CAPTURED else AttemptStatus.AUTHORIZED
+        _update_attempt(attempt, status, response.channel_reference, "", "")
+    elif response.outcome == Outcome.DECLINED:
+        _update_attempt(attempt, AttemptStatus.DECLINED, "", response.code, response.message)
+    elif response.outcome == Outcome.FAILED:
+        _update_attempt(attempt, AttemptStatus.FAILED, "", response.code, response.message)
+    else:
+        _update_attempt(attempt, AttemptStatus.UNKNOWN, "", response.code or "timeout", response.message)
+        _resolve_attempt(attempt)
+    return attempt.status
+
+
+def _update_attempt(attempt: PaymentAttempt, status: str, channel_reference: str, code: str, message: str) -> None:
+    attempt.status = status
+    attempt.channel_reference = channel_reference or attempt.channel_reference
+    attempt.error_code, attempt.error_message = code[:64], message[:255]
+    resolved = status not in UNRESOLVED
+    attempt.resolved_at = timezone.now() if resolved else None
+    attempt.save(update_fields=["status", "channel_reference", "error_code", "error_message", "resolved_at"])
+
+
+def _resolve_attempt(attempt: PaymentAttempt) -> None:
+    """Inquiry first; if the channel cannot say, reverse (冲正) so that nothing stays charged unknowingly."""
+    connector = get_connector(attempt.channel.connector)
+    request = ReferenceRequest(channel=attempt.channel.remote_id or attempt.channel.code, reference=attempt.reference)
+    try:
+        inquiry = connector.inquire(request)
+    except Exception:
+        logger.exception("inquiry raised for attempt %s", attempt.reference)
+        inquiry = Inquiry(Outcome.UNKNOWN)
+    if inquiry.outcome == Outcome.APPROVED:
+        if inquiry.state == RemoteState.CAPTURED:
+            _update_attempt(attempt, AttemptStatus.CAPTURED, inquiry.channel_reference, "", "")
+            return
+        if inquiry.state == RemoteState.AUTHORIZED:
+            _update_attempt(attempt, AttemptStatus.AUTHORIZED, inquiry.channel_reference, "", "")
+            return
+        if inquiry.state in (RemoteState.NOT_FOUND, RemoteState.DECLINED, RemoteState.VOIDED, RemoteState.REVERSED):
+            _update_attempt(attempt, AttemptStatus.FAILED, "", attempt.error_code or "not_charged", "not charged")
+            return
+    try:
+        reversal = connector.reverse(request)
+    except Exception:
+        logger.exception("reversal raised for attempt %s", attempt.reference)
+        reversal = ChannelResponse(Outcome.UNKNOWN)
+    if reversal.outcome == Outcome.APPROVED:
+        _update_attempt(attempt, AttemptStatus.REVERSED, "", attempt.error_code or "timeout", "reversed after timeout")
+    else:
+        _update_attempt(attempt, AttemptStatus.UNKNOWN, "", attempt.error_code or "timeout", "awaiting resolution")
+
+
+def _finish_authorized(intent: PaymentIntent, attempt: PaymentAttempt, *, captured: bool) -> None:
+    channel = attempt.channel
+    now = timezone.now()
+    with transaction.atomic():
+        locked = PaymentIntent.objects.select_for_update().get(pk=intent.pk)
+        if locked.status != Status.PROCESSING:
+            return
+        locked.channel, locked.acquirer_id = channel, channel.acquirer_id
+        locked.authorized_at = now
+        locked.failure_code = locked.failure_message = ""
+        if captured:
+            locked.amount_captured = locked.amount
+            locked.amount_capturable = 0
+            locked.status = Status.SUCCEEDED
+            locked.captured_at = now
+            locked.business_date = business_date(now, channel.cutoff)
+        else:
+            locked.amount_capturable = locked.amount
+            locked.status = Status.REQUIRES_CAPTURE
+            locked.authorization_expires_at = now + timedelta(hours=channel.authorization_hours)
+        locked.save()
+        if captured:
+            _earn_points(locked)
+    intent.refresh_from_db()
+
+
+def _earn_points(intent: PaymentIntent) -> None:
+    points = payment_points.points_for_capture(intent)
+    if points <= 0:
+        return
+    PaymentIntent.objects.filter(pk=intent.pk).update(points_earned=points)
+    intent.points_earned = points
+    payment_points.post_earn(intent, points)
+
+
+def _fail(intent: PaymentIntent, code: str, message: str) -> None:
+    PaymentIntent.objects.filter(pk=intent.pk, status__in=[Status.PROCESSING, Status.REQUIRES_CONFIRMATION]).update(
+        status=Status.FAILED, failure_code=code[:64], failure_message=message[:255], updated_at=timezone.now()
+    )
+    intent.refresh_from_db()
+
+
+# --- capture ------------------------------------------------------------------------------------------------------
+
+
+def payment_capture(
+    *, merchant: Merchant, payment_id: str, idempotency_key: str, amount: int | None = None
+) -> PaymentIntent:
+    def execute() -> dict[str, Any]:
+        _capture(_load(payment_id, merchant), amount)
+        return {"payment": payment_id}
+
+    run_idempotent(
+        scope=_scope(merchant),
+        key=idempotency_key,
+        operation="payment.capture",
+        request={"payment": payment_id, "amount": amount},
+        execute=execute,
+    )
+    return _load(payment_id, merchant)
+
+
+def _capture(intent: PaymentIntent, amount: int | None) -> None:
+    if intent.status != Status.REQUIRES_CAPTURE:
+        raise Conflict(f"A payment in status {intent.status} cannot be captured.", code="payment_unexpected_state")
+    amount = intent.amount_capturable if amount is None else amount
+    validate_minor_amount(amount, intent.currency)
+    if amount > intent.amount_capturable:
+        raise ValidationFailed(
+            f"At most {intent.amount_capturable} can be captured.", code="amount_too_large", param="amount"
+        )
+    if intent.authorization_expires_at and intent.authorization_expires_at <= timezone.now():
+        raise Conflict("The authorisation has expired; it can no longer be captured.", code="authorization_expired")
+    won = PaymentIntent.objects.filter(pk=intent.pk, status=Status.REQUIRES_CAPTURE).update(
+        status=Status.PROCESSING, updated_at=timezone.now()
+    )
+    if not won:
+        raise Conflict("This payment is being captured by another request.", code="payment_unexpected_state")
+    attempt = intent.attempts.filter(status=AttemptStatus.AUTHORIZED).select_related("channel").get()
+    channel = attempt.channel
+    connector = get_connector(channel.connector)
+    request = CaptureRequest(
+        channel=channel.remote_id or channel.code, reference=attempt.reference, amount=amount, currency=intent.currency
+    )
+    try:
+        response = connector.capture(request)
+    except Exception:
+        logger.exception("capture raised for %s", attempt.reference)
+        response = ChannelResponse(Outcome.UNKNOWN)
+    if response.outcome == Outcome.UNKNOWN:
+        response = _capture_outcome_by_inquiry(connector, channel, attempt)
+    if response.outcome == Outcome.APPROVED:
+        _finish_capture(intent, attempt, amount)
+        return
+    if response.outcome == Outcome.UNKNOWN:
+        return  # stays processing; attempts_resolve finishes it
+    PaymentIntent.objects.filter(pk=intent.pk, status=Status.PROCESSING).update(status=Status.REQUIRES_CAPTURE)
+    raise ChannelError(f"The channel refused the capture ({response.code or 'declined'}).", code="capture_failed")
+
+
+def _capture_outcome_by_inquiry(connector: Any, channel: Channel, attempt: PaymentAttempt) -> ChannelResponse:
+    try:
+        inquiry = connector.inquire(ReferenceRequest(channel.remote_id or channel.code, attempt.reference))
+    except Exception:
+        return ChannelResponse(Outcome.UNKNOWN)
+    if inquiry.outcome != Outcome.APPROVED:
+        return ChannelResponse(Outcome.UNKNOWN)
+    if inquiry.state == RemoteState.CAPTURED:
+        return ChannelResponse(Outcome.APPROVED, RemoteState.CAPTURED)
+    return ChannelResponse(Outcome.DECLINED, inquiry.state, code="not_captured")
+
+
+def _finish_capture(intent: PaymentIntent, attempt: PaymentAttempt, amount: int) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        locked = PaymentIntent.objects.select_for_update(of=("self",)).select_related("card__product").get(pk=intent.pk)
+        if locked.status != Status.PROCESSING:
+            return
+        locked.amount_captured = amount
+        locked.amount_capturable = 0
+        locked.status = Status.SUCCEEDED
+        locked.captured_at = now
+        locked.business_date = business_date(now, attempt.channel.cutoff)
+        locked.save()
+        _update_attempt(attempt, AttemptStatus.CAPTURED, attempt.channel_reference, "", "")
+        _earn_points(locked)
+
+
+# --- cancel (void / 撤销) -----------------------------------------------------------------------------------------
+
+
+def payment_cancel(
+    *, merchant: Merchant, payment_id: str, idempotency_key: str, reason: str = "requested_by_merchant"
+) -> PaymentIntent:
+    def execute() -> dict[str, Any]:
+        _cancel(_load(payment_id, merchant), reason)
+        return {"payment": payment_id}
+
+    run_idempotent(
+        scope=_scope(merchant),
+        key=idempotency_key,
+        operation="payment.cancel",
+        request={"payment": payment_id, "reason": reason},
+        execute=execute,
+    )
+    return _load(payment_id, merchant)
+
+
+def _cancel(intent: PaymentIntent, reason: str) -> None:
+    now = timezone.now()
+    if intent.status == Status.REQUIRES_CONFIRMATION:
+        won = PaymentIntent.objects.filter(pk=intent.pk, status=Status.REQUIRES_CONFIRMATION).update(
+            status=Status.CANCELED, canceled_at=now, cancellation_reason=reason[:32]
+        )
+        if not won:
+            raise Conflict("The payment changed while canceling; retry.", code="payment_unexpected_state")
+        return
+    if intent.status == Status.SUCCEEDED:
+        if not _voidable_today(intent):
+            raise Conflict(
+                "This payment has been settled or is past its business day; refund it instead.",
+                code="payment_not_voidable",
+            )
+        source_status = Status.SUCCEEDED
+    elif intent.status == Status.REQUIRES_CAPTURE:
+        source_status = Status.REQUIRES_CAPTURE
+    else:
+        raise Conflict(f"A payment in status {intent.status} cannot be canceled.", code="payment_unexpected_state")
+    guard = PaymentIntent.objects.filter(pk=intent.pk, status=source_status)
+    if source_status == Status.SUCCEEDED:
+        guard = guard.filter(amount_refund_reserved=0, settled=False)
+    if not guard.update(status=Status.PROCESSING, updated_at=now):
+        raise Conflict("The payment changed while canceling; retry.", code="payment_unexpected_state")
+    attempt = intent.attempts.filter(status__in=[AttemptStatus.AUTHORIZED, AttemptStatus.CAPTURED]).get()
+    channel = attempt.channel
+    request = ReferenceRequest(channel.remote_id or channel.code, attempt.reference)
+    try:
+        response = get_connector(channel.connector).void(request)
+    except Exception:
+        logger.exception("void raised for %s", attempt.reference)
+        response = ChannelResponse(Outcome.UNKNOWN)
+    if response.outcome == Outcome.UNKNOWN:
+        inquiry = get_connector(channel.connector).inquire(request)
+        if inquiry.outcome == Outcome.APPROVED and inquiry.state in (RemoteState.VOIDED, RemoteState.REVERSED):
+            response = ChannelResponse(Outcome.APPROVED, inquiry.state)
+    if response.outcome != Outcome.APPROVED:
+        PaymentIntent.objects.filter(pk=intent.pk, status=Status.PROCESSING).update(status=source_status)
+        raise ChannelError(f"The channel refused the void ({response.code or 'unknown'}).", code="void_failed")
+    with transaction.atomic():
+        locked = PaymentIntent.objects.select_for_update().get(pk=intent.pk)
+        points_to_reverse = locked.points_earned - locked.points_reversed
+        locked.status = Status.CANCELED
+        locked.canceled_at = now
+        locked.cancellation_reason = reason[:32]
+        locked.amount_capturable = 0
+        locked.points_reversed = locked.points_earned
+        locked.save()
+        _update_attempt(attempt, AttemptStatus.VOIDED, attempt.channel_reference, "", "")
+        if points_to_reverse > 0:
+            payment_points.post_reversal(locked, points_to_reverse, cause="void")
+
+
+def _voidable_today(intent: PaymentIntent) -> bool:
+    if intent.settled or intent.business_date is None or intent.channel is None:
+        return False
+    return intent.business_date == business_date(timezone.now(), intent.channel.cutoff)
+
+
+# --- refund (退货) ------------------------------------------------------------------------------------------------
+
+
+def refund_create(
+    *, merchant: Merchant, payment_id: str, idempotency_key: str, amount: int | None = None, reason: str = ""
+) -> Refund:
+    def execute() -> dict[str, Any]:
+        return {"refund": _refund(_load(payment_id, merchant), amount, reason).public_id}
+
+    outcome = run_idempotent(
+        scope=_scope(merchant),
+        key=idempotency_key,
+        operation="refund.create",
+        request={"payment": payment_id, "amount": amount, "reason": reason},
+        execute=execute,
+    )
+    return Refund.objects.select_related("intent").get(public_id=outcome["refund"])
+
+
+def _refund(intent: PaymentIntent, amount: int | None, reason: str) -> Refund:
+    if intent.status != Status.SUCCEEDED:
+        raise Conflict(f"A payment in status {intent.status} cannot be refunded.", code="payment_unexpected_state")
+    remaining = intent.amount_captured - intent.amount_refund_reserved
+    amount = remaining if amount is None else amount
+    if amount == 0 and remaining == 0:
+        raise Conflict("This payment has been refunded in full.", code="charge_already_refunded")
+    validate_minor_amount(amount, intent.currency)
+    with transaction.atomic():
+        reserved = PaymentIntent.objects.filter(
+            pk=intent.pk,
+            status=Status.SUCCEEDED,
+            amount_refund_reserved__lte=F("amount_captured") - amount,
+        ).update(amount_refund_reserved=F("amount_refund_reserved") + amount, updated_at=timezone.now())
+        if not reserved:
+            raise ValidationFailed(
+                "The refund would exceed what was captured.", code="refund_exceeds_captured", param="amount"
+            )
+        count = Refund.objects.filter(intent=intent).count() + 1
+        refund = Refund.objects.create(
+            intent=intent, amount=amount, reason=reason[:100], reference=f"{intent.public_id}-r{count}"
+        )
+    attempt = intent.attempts.filter(status__in=[AttemptStatus.CAPTURED]).select_related("channel").get()
+    request = RefundRequest(
+        channel=attempt.channel.remote_id or attempt.channel.code,
+        reference=attempt.reference,
+        refund_reference=refund.reference,
+        amount=amount,
+        currency=intent.currency,
+    )
+    _execute_refund(refund, attempt.channel, request)
+    refund.refresh_from_db()
+    return refund
+
+
+def _execute_refund(refund: Refund, channel: Channel, request: RefundRequest) -> None:
+    connector = get_connector(channel.connector)
+    try:
+        response = connector.refund(request)
+    except Exception:
+        logger.exception("refund raised for %s", refund.reference)
+        response = ChannelResponse(Outcome.UNKNOWN)
+    if response.outcome == Outcome.UNKNOWN:
+        try:
+            inquiry = connector.refund_inquire(request)
+        except Exception:
+            inquiry = Inquiry(Outcome.UNKNOWN)
+        if inquiry.outcome == Outcome.APPROVED:
+            response = (
+                ChannelResponse(Outcome.APPROVED, RemoteState.REFUNDED)
+                if inquiry.state == RemoteState.REFUNDED
+                else ChannelResponse(Outcome.FAILED, code="refund_not_processed")
+            )
+    if response.outcome == Outcome.APPROVED:
+        _finish_refund(refund, response.channel_reference)
+    elif response.outcome == Outcome.UNKNOWN:
+        Refund.objects.filter(pk=refund.pk, status=Refund.Status.PENDING).update(status=Refund.Status.UNKNOWN)
+    else:
+        _fail_refund(refund, response.code or "refund_declined")
+
+
+def _finish_refund(refund: Refund, channel_reference: str) -> None:
+    with transaction.atomic():
+        locked_refund = Refund.objects.select_for_update().get(pk=refund.pk)
+        if locked_refund.status == Refund.Status.SUCCEEDED:
+            return
+        intent = PaymentIntent.objects.select_for_update().get(pk=refund.intent_id)
+        intent.amount_refunded += refund.amount
+        target = payment_points.points_to_have_reversed(intent, intent.amount_refunded)
+        delta = target - intent.points_reversed
+        intent.points_reversed = target
+        intent.save(update_fields=["amount_refunded", "points_reversed", "updated_at"])
+        locked_refund.status = Refund.Status.SUCCEEDED
+        locked_refund.channel_reference = channel_reference
+        locked_refund.points_reversed = delta
+        locked_refund.completed_at = timezone.now()
+        locked_refund.save(update_fields=["status", "channel_reference", "points_reversed", "completed_at"])
+        if delta > 0:
+            payment_points.post_reversal(intent, delta, cause=locked_refund.public_id)
+
+
+def _fail_refund(refund: Refund, code: str) -> None:
+    with transaction.atomic():
+        failed = Refund.objects.filter(pk=refund.pk, status__in=[Refund.Status.PENDING, Refund.Status.UNKNOWN]).update(
+            status=Refund.Status.FAILED, failure_code=code[:64], completed_at=timezone.now()
+        )
+        if failed:
+            PaymentIntent.objects.filter(pk=refund.intent_id).update(
+                amount_refund_reserved=F("amount_refund_reserved") - refund.amount
+            )
+
+
+# --- jobs ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ResolveReport:
+    examined: int = 0
+    charged: int = 0
+    not_charged: int = 0
+    still_unknown: int = 0
+
+
+def attempts_resolve(*, older_than: timedelta = timedelta(seconds=30)) -> ResolveReport:
+    """Settles attempts left pending or unknown (a crash, a timeout) and the payments waiting on them."""
+    report = ResolveReport()
+    cutoff = timezone.now() - older_than
+    stuck = PaymentAttempt.objects.filter(status__in=UNRESOLVED, created_at__lte=cutoff).select_related(
+        "channel", "intent"
+    )
+    for attempt in stuck.iterator():
+        report.examined += 1
+        _resolve_attempt(attempt)
+        intent = PaymentIntent.objects.select_related("card__product", "channel").get(pk=attempt.intent_id)
+        if attempt.status in (AttemptStatus.AUTHORIZED, AttemptStatus.CAPTURED):
+            report.charged += 1
+            if intent.status == Status.PROCESSING:
+                _finish_authorized(intent, attempt, captured=attempt.status == AttemptStatus.CAPTURED)
+        elif attempt.status in UNRESOLVED:
+            report.still_unknown += 1
+        else:
+            report.not_charged += 1
+            if (
+                intent.status == Status.PROCESSING
+                and not intent.attempts.filter(
+                    status__in=[*UNRESOLVED, AttemptStatus.AUTHORIZED, AttemptStatus.CAPTURED]
+                ).exists()
+            ):
+                _fail(intent, attempt.error_code or "not_charged", "The channel did not charge this payment.")
+    # Confirms or captures interrupted mid-flight: the attempt is authorised but the payment is still processing.
+    for intent in PaymentIntent.objects.filter(status=Status.PROCESSING, updated_at__lte=cutoff).select_related(
+        "card__product"
+    ):
+        authorized = intent.attempts.filter(status=AttemptStatus.AUTHORIZED).select_related("channel").first()
+        if authorized is None:
+            continue
+        if intent.authorized_at is None:
+            _resolve_attempt(authorized)
+            if authorized.status in (AttemptStatus.AUTHORIZED, AttemptStatus.CAPTURED):
+                _finish_authorized(intent, authorized, captured=authorized.status == AttemptStatus.CAPTURED)
+            continue
+        connector = get_connector(authorized.channel.connector)
+        response = _capture_outcome_by_inquiry(connector, authorized.channel, authorized)
+        if response.outcome == Outcome.APPROVED:
+            inquiry = connector.inquire(
+                ReferenceRequest(authorized.channel.remote_id or authorized.channel.code, authorized.reference)
+            )
+            _finish_capture(intent, authorized, inquiry.amount_captured or intent.amount)
+        elif response.outcome == Outcome.DECLINED:
+            PaymentIntent.objects.filter(pk=intent.pk, status=Status.PROCESSING).update(status=Status.REQUIRES_CAPTURE)
+    for refund in Refund.objects.filter(status=Refund.Status.UNKNOWN, created_at__lte=cutoff).select_related("intent"):
+        captured = refund.intent.attempts.filter(status=AttemptStatus.CAPTURED).select_related("channel").first()
+        if captured is None:
+            continue
+        _execute_refund(
+            refund,
+            captured.channel,
+            RefundRequest(
+                captured.channel.remote_id or captured.channel.code,
+                captured.reference,
+                refund.reference,
+                refund.amount,
+                refund.intent.currency,
+            ),
+        )
+    return report
+
+
+def authorizations_expire() -> int:
+    """Voids authorisations past their validity; capturing them afterwards is refused."""
+    expired = 0
+    due = PaymentIntent.objects.filter(
+        status=Status.REQUIRES_CAPTURE, authorization_expires_at__lte=timezone.now()
+    ).select_related("channel")
+    for intent in due:
+        try:
+            _cancel(intent, "authorization_expired")
+        except (Conflict, ChannelError):
+            logger.warning("could not void expired authorisation %s; will retry", intent.public_id)
+            continue
+        audit_record(actor=None, action="payment.authorization_expired", obj=intent)
+        expired += 1
+    return expired
+
+
+@dataclass
+class SweepReport:
+    examined: int = 0
+    orphans_reversed: int = 0
+    orphans_unresolved: int = 0
+
+
+def orphans_sweep(*, channel: Channel) -> SweepReport:
+    """Finds charges the channel has and we do not (no attempt, or an attempt we hold as failed) and reverses them."""
+    report = SweepReport()
+    connector = get_connector(channel.connector)
+    remote = connector.list_charges(channel.remote_id or channel.code)
+    ours = dict(
+        PaymentAttempt.objects.filter(reference__in=[charge.reference for charge in remote]).values_list(
+            "reference", "status"
+        )
+    )
+    live = {AttemptStatus.AUTHORIZED, AttemptStatus.CAPTURED, AttemptStatus.VOIDED, *UNRESOLVED}
+    for charge in remote:
+        report.examined += 1
+        if charge.state not in CHARGED_STATES:
+            continue
+        if ours.get(charge.reference) in live:
+            continue
+        response = connector.reverse(ReferenceRequest(channel.remote_id or channel.code, charge.reference))
+        if response.outcome == Outcome.APPROVED:
+            report.orphans_reversed += 1
+            PaymentAttempt.objects.filter(reference=charge.reference).update(status=AttemptStatus.REVERSED)
+            audit_record(
+                actor=None,
+                action="payment.orphan_reversed",
+                object_type="payments.channelcharge",
+                object_id=charge.reference,
+                after={"channel": channel.code, "amount": charge.amount, "currency": charge.currency},
+            )
+        else:
+            report.orphans_unresolved += 1
+    return report

@@ -142,3 +142,130 @@ FACTORIES: dict[str, Any] = {
         event="sunrise", latitude=_model("django_celery_beat.solarschedule").objects.count(), longitude=121.47
     ),
 }
+
+
+# --- members (cards and products), merchants, payments -------------------------------------------------------------
+from members.models import Card, CardProduct, Cardholder, PointsProgram  # noqa: E402
+from merchants.models import Merchant  # noqa: E402
+from payments.models import Channel, PaymentAttempt, PaymentIntent, Refund  # noqa: E402
+
+
+class PointsProgramFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PointsProgram
+
+    bank = factory.SubFactory(MemberBankFactory)
+    unit_code = factory.LazyAttribute(lambda o: f"{o.bank.code}-PTS")
+    name = factory.LazyAttribute(lambda o: f"{o.bank.name_en} points")
+    point_value_cny = "0.005"
+
+
+class CardProductFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = CardProduct
+
+    bank = factory.SubFactory(MemberBankFactory)
+    code = factory.Sequence(lambda n: f"P{n:04d}")
+    name = factory.Sequence(lambda n: f"Card product {n}")
+    kind = CardProduct.Kind.CREDIT
+    tier = CardProduct.Tier.GOLD
+    earning_rates = factory.LazyFunction(lambda: {"other": "1", "dining": "2", "travel": "3"})
+
+
+class CardholderFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Cardholder
+
+    user = factory.SubFactory(UserFactory)
+    display_name = factory.Sequence(lambda n: f"Cardholder {n}")
+    phone_encrypted = "x"
+    phone_hash = factory.Sequence(lambda n: f"{n:064d}")
+    phone_last4 = "0000"
+
+
+class CardFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Card
+
+    cardholder = factory.SubFactory(CardholderFactory)
+    product = factory.SubFactory(CardProductFactory)
+    bank = factory.SelfAttribute("product.bank")
+    token = factory.Sequence(lambda n: f"card_test_{n:08d}")
+    bin = "62260000"
+    last4 = factory.Sequence(lambda n: f"{n % 10000:04d}")
+    fingerprint = factory.Sequence(lambda n: f"fp{n:062d}")
+    expiry_month = 12
+    expiry_year = 2099
+    status = "active"
+
+
+class MerchantFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Merchant
+
+    code = factory.Sequence(lambda n: f"M{n:05d}")
+    legal_name = factory.Sequence(lambda n: f"Merchant {n} Co., Ltd.")
+    display_name = factory.Sequence(lambda n: f"Merchant {n}")
+    sponsor_bank = factory.SubFactory(MemberBankFactory)
+    spend_category = "dining"
+
+
+class ChannelFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Channel
+
+    code = factory.Sequence(lambda n: f"chan-{n}")
+    name = factory.Sequence(lambda n: f"Channel {n}")
+    acquirer = factory.SubFactory(MemberBankFactory)
+    connector = "inprocess"
+    methods = factory.LazyFunction(lambda: ["card", "payment_code", "agreement", "balance"])
+    currencies = factory.LazyFunction(lambda: ["CNY", "HKD", "USD", "EUR", "JPY"])
+    fee_percent = "0.6000"
+
+
+def _payment(**kwargs: Any) -> PaymentIntent:
+    """A captured payment whose issuer, acquirer and merchant sponsor are one new bank."""
+    bank = MemberBankFactory()
+    card = CardFactory(product=CardProductFactory(bank=bank))
+    return PaymentIntent.objects.create(
+        merchant=MerchantFactory(sponsor_bank=bank),
+        cardholder=card.cardholder,
+        card=card,
+        issuer=bank,
+        acquirer=bank,
+        channel=ChannelFactory(acquirer=bank),
+        amount=1000,
+        amount_captured=1000,
+        status="succeeded",
+        **kwargs,
+    )
+
+
+def _attempt() -> PaymentAttempt:
+    payment = _payment()
+    assert payment.channel is not None
+    return PaymentAttempt.objects.create(
+        intent=payment,
+        sequence=1,
+        channel=payment.channel,
+        reference=f"{payment.public_id}-1",
+        amount=1000,
+        currency="CNY",
+        status="captured",
+    )
+
+
+def _refund() -> Refund:
+    payment = _payment(amount_refund_reserved=100, amount_refunded=100)
+    return Refund.objects.create(intent=payment, amount=100, reference=f"{payment.public_id}-r1", status="succeeded")
+
+
+FACTORIES.update(
+    {
+        "merchants.merchant": MerchantFactory,
+        "payments.channel": ChannelFactory,
+        "payments.paymentintent": _payment,
+        "payments.paymentattempt": _attempt,
+        "payments.refund": _refund,
+    }
+)

@@ -1,0 +1,91 @@
+"""Idempotency keys: the first outcome of a call is stored and replayed; the same key with another request conflicts.
+
+    outcome = run_idempotent(scope=f"merchant:{m.pk}", key=key, operation="payment.capture",
+                             request={"payment": pid, "amount": 500}, execute=lambda: do_capture(...))
+
+`execute` returns a JSON-safe dict (the outcome). A domain error (`MengkaError`) is an outcome too and is replayed as
+the same error; any other exception frees the key so the caller may retry. Two concurrent calls with one key: one
+runs, the other gets a 409 `Conflict` while the first is in progress.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .errors import Conflict, IdempotencyConflict, MengkaError
+from .models import IdempotencyRecord
+
+_ERROR_MARK = "__mengka_error__"
+
+
+def fingerprint(operation: str, request: Mapping[str, Any]) -> str:
+    canonical = json.dumps({"op": operation, "req": request}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _error_outcome(exc: MengkaError) -> dict[str, Any]:
+    return {_ERROR_MARK: {"class": type(exc).__name__, **exc.as_dict(), "status": exc.http_status}}
+
+
+def _raise_stored(outcome: dict[str, Any]) -> None:
+    stored = outcome[_ERROR_MARK]
+    from . import errors
+
+    error_class = getattr(errors, stored["class"], MengkaError)
+    if not (isinstance(error_class, type) and issubclass(error_class, MengkaError)):
+        error_class = MengkaError
+    exc = error_class(stored["message"], code=stored["code"], param=stored["param"])
+    exc.http_status = stored["status"]
+    raise exc
+
+
+def run_idempotent(
+    *,
+    scope: str,
+    key: str,
+    operation: str,
+    request: Mapping[str, Any],
+    execute: Callable[[], dict[str, Any]],
+) -> dict[str, Any]:
+    if not key or len(key) > 255:
+        raise MengkaError("Idempotency-Key must be 1 to 255 characters.", code="invalid_idempotency_key")
+    print_ = fingerprint(operation, request)
+    try:
+        with transaction.atomic():
+            record = IdempotencyRecord.objects.create(scope=scope, key=key, operation=operation, fingerprint=print_)
+    except IntegrityError:
+        existing = IdempotencyRecord.objects.get(scope=scope, key=key)
+        if existing.fingerprint != print_:
+            raise IdempotencyConflict(
+                "This idempotency key was already used with a different request.", param="Idempotency-Key"
+            ) from None
+        if existing.state != IdempotencyRecord.State.DONE:
+            raise Conflict(
+                "A request with this idempotency key is still in progress.", code="idempotency_in_progress"
+            ) from None
+        outcome = existing.response or {}
+        if _ERROR_MARK in outcome:
+            _raise_stored(outcome)
+        return outcome
+    try:
+        outcome = execute()
+    except MengkaError as exc:
+        _finish(record, _error_outcome(exc), exc.http_status)
+        raise
+    except BaseException:
+        IdempotencyRecord.objects.filter(pk=record.pk, state=IdempotencyRecord.State.IN_PROGRESS).delete()
+        raise
+    _finish(record, outcome, 200)
+    return outcome
+
+
+def _finish(record: IdempotencyRecord, outcome: dict[str, Any], status_code: int) -> None:
+    IdempotencyRecord.objects.filter(pk=record.pk).update(
+        state=IdempotencyRecord.State.DONE, response=outcome, status_code=status_code, completed_at=timezone.now()
+    )

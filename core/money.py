@@ -1,0 +1,65 @@
+"""Money: the one place that knows minor units and rounds.
+
+Inside, amounts are `djmoney` `Money` (Decimal); in the database and on the API they are integer minor units plus an
+ISO currency. JPY has no minor unit. Rounding happens here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+
+from djmoney.money import Money
+
+from .errors import ValidationFailed
+
+MINOR_UNIT_EXPONENT: dict[str, int] = {"CNY": 2, "HKD": 2, "USD": 2, "EUR": 2, "JPY": 0}
+SUPPORTED_CURRENCIES = tuple(MINOR_UNIT_EXPONENT)
+# Largest amount any single payment may carry, in minor units (fits comfortably in a bigint and in JSON numbers).
+MAX_MINOR_AMOUNT = 10**13
+
+
+def exponent(currency: str) -> int:
+    try:
+        return MINOR_UNIT_EXPONENT[currency]
+    except KeyError:
+        raise ValidationFailed(
+            f"Unsupported currency {currency!r}; use one of {', '.join(SUPPORTED_CURRENCIES)}.",
+            code="currency_not_supported",
+            param="currency",
+        ) from None
+
+
+def validate_minor_amount(amount: object, currency: str, *, param: str = "amount", allow_zero: bool = False) -> int:
+    exponent(currency)
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise ValidationFailed("Amounts are whole numbers of minor units.", code="invalid_amount", param=param)
+    if amount < 0 or (amount == 0 and not allow_zero):
+        raise ValidationFailed("The amount must be positive.", code="invalid_amount", param=param)
+    if amount > MAX_MINOR_AMOUNT:
+        raise ValidationFailed("The amount is too large.", code="amount_too_large", param=param)
+    return amount
+
+
+def to_money(minor: int, currency: str) -> Money:
+    return Money(Decimal(minor).scaleb(-exponent(currency)), currency)
+
+
+def to_minor(money: Money) -> int:
+    quantum = Decimal(1).scaleb(-exponent(str(money.currency)))
+    return int((money.amount / quantum).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def quantize(value: Decimal, places: int, *, down: bool = False) -> Decimal:
+    """Rounds `value` to `places` decimals: half-even by default, toward zero with `down` (in favour of the payer)."""
+    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN if down else ROUND_HALF_EVEN)
+
+
+def proportional_floor(total: int, numerator: int, denominator: int) -> int:
+    """floor(total × numerator / denominator) in exact integers: the cumulative rule for partial refunds."""
+    if denominator <= 0:
+        raise ValueError("denominator must be positive")
+    return (total * numerator) // denominator
+
+
+def format_minor(minor: int, currency: str) -> str:
+    return f"{to_money(minor, currency).amount:,.{exponent(currency)}f} {currency}"

@@ -1,0 +1,121 @@
+"""The connector interface: what Mengka asks of a channel, and what it hears back. Data crosses it as dataclasses.
+
+Outcomes are explicit about certainty: `APPROVED` and `DECLINED` are final answers; `FAILED` means the channel said
+it did not process the request (nothing charged); `UNKNOWN` means we do not know (timeout, broken connection, a 5xx
+after sending) — it must be resolved by inquiry or reversal before anything else happens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+class Outcome(StrEnum):
+    APPROVED = "approved"
+    DECLINED = "declined"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+class RemoteState(StrEnum):
+    """What the channel says a payment reference is, on inquiry."""
+
+    NOT_FOUND = "not_found"
+    AUTHORIZED = "authorized"
+    CAPTURED = "captured"
+    DECLINED = "declined"
+    VOIDED = "voided"
+    REVERSED = "reversed"
+    REFUNDED = "refunded"
+
+
+@dataclass(frozen=True)
+class AuthorizeRequest:
+    channel: str
+    reference: str
+    amount: int
+    currency: str
+    method: str
+    source_token: str
+    capture: bool
+    merchant_code: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class CaptureRequest:
+    channel: str
+    reference: str
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class ReferenceRequest:
+    """Void, reverse (冲正) and inquiry name the original payment reference only."""
+
+    channel: str
+    reference: str
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    channel: str
+    reference: str
+    refund_reference: str
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class ChannelResponse:
+    outcome: Outcome
+    state: RemoteState | None = None
+    channel_reference: str = ""
+    code: str = ""
+    message: str = ""
+    latency_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Inquiry:
+    outcome: Outcome  # APPROVED when the channel answered; UNKNOWN when the inquiry itself failed
+    state: RemoteState = RemoteState.NOT_FOUND
+    amount_authorized: int = 0
+    amount_captured: int = 0
+    amount_refunded: int = 0
+    channel_reference: str = ""
+    latency_ms: int = 0
+
+
+@dataclass(frozen=True)
+class ChargeRecord:
+    """A charge as the channel's own journal has it (for the orphan sweep)."""
+
+    reference: str
+    state: RemoteState
+    amount: int
+    currency: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Connector(Protocol):
+    name: str
+
+    def authorize(self, request: AuthorizeRequest) -> ChannelResponse: ...
+
+    def capture(self, request: CaptureRequest) -> ChannelResponse: ...
+
+    def void(self, request: ReferenceRequest) -> ChannelResponse: ...
+
+    def reverse(self, request: ReferenceRequest) -> ChannelResponse: ...
+
+    def refund(self, request: RefundRequest) -> ChannelResponse: ...
+
+    def inquire(self, request: ReferenceRequest) -> Inquiry: ...
+
+    def refund_inquire(self, request: RefundRequest) -> Inquiry: ...
+
+    def list_charges(self, channel: str, since_reference_prefix: str = "") -> list[ChargeRecord]: ...

@@ -1,0 +1,167 @@
+"""A zero-latency, in-memory channel for unit tests and benchmarks (never for end-to-end or reliability tests).
+
+It keeps per-reference state like a real acquirer (idempotent by reference) and honours the same deterministic
+triggers as the channel simulator, by the last two digits of the amount in minor units:
+51 declined · 52 failed before processing · 53 timeout before charging · 54 charged, then timed out.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from .base import (
+    AuthorizeRequest,
+    CaptureRequest,
+    ChannelResponse,
+    ChargeRecord,
+    Inquiry,
+    Outcome,
+    ReferenceRequest,
+    RefundRequest,
+    RemoteState,
+)
+
+TRIGGER_DECLINE = 51
+TRIGGER_FAIL = 52
+TRIGGER_TIMEOUT_BEFORE_CHARGE = 53
+TRIGGER_CHARGED_THEN_TIMEOUT = 54
+
+
+@dataclass
+class _Charge:
+    channel: str
+    reference: str
+    amount: int
+    currency: str
+    state: RemoteState
+    captured: int = 0
+    refunded: int = 0
+
+
+class InProcessConnector:
+    name = "inprocess"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._charges: dict[str, _Charge] = {}
+        self._refunds: dict[str, int] = {}
+        self.down_channels: set[str] = set()
+        self.inquiry_down = False
+        self.calls: list[tuple[str, str]] = []
+
+    def clear(self) -> None:
+        with self._lock:
+            self._charges.clear()
+            self._refunds.clear()
+            self.down_channels.clear()
+            self.inquiry_down = False
+            self.calls.clear()
+
+    def charge_count(self, reference_prefix: str = "") -> int:
+        """Charges still standing (authorised or captured) — what a double charge would show up in."""
+        with self._lock:
+            return sum(
+                1
+                for charge in self._charges.values()
+                if charge.reference.startswith(reference_prefix)
+                and charge.state in (RemoteState.AUTHORIZED, RemoteState.CAPTURED, RemoteState.REFUNDED)
+            )
+
+    def authorize(self, request: AuthorizeRequest) -> ChannelResponse:
+        trigger = request.amount % 100
+        self.calls.append(("authorize", request.reference))
+        if request.channel in self.down_channels:
+            return ChannelResponse(Outcome.FAILED, code="channel_unavailable")
+        with self._lock:
+            existing = self._charges.get(request.reference)
+            if existing is not None:
+                return ChannelResponse(Outcome.APPROVED, existing.state, channel_reference=f"ip-{request.reference}")
+            if trigger == TRIGGER_DECLINE:
+                return ChannelResponse(Outcome.DECLINED, RemoteState.DECLINED, code="insufficient_funds")
+            if trigger == TRIGGER_FAIL:
+                return ChannelResponse(Outcome.FAILED, code="channel_error", message="not processed")
+            if trigger == TRIGGER_TIMEOUT_BEFORE_CHARGE:
+                return ChannelResponse(Outcome.UNKNOWN, code="timeout")
+            state = RemoteState.CAPTURED if request.capture else RemoteState.AUTHORIZED
+            charge = _Charge(request.channel, request.reference, request.amount, request.currency, state)
+            if request.capture:
+                charge.captured = request.amount
+            self._charges[request.reference] = charge
+            if trigger == TRIGGER_CHARGED_THEN_TIMEOUT:
+                return ChannelResponse(Outcome.UNKNOWN, code="timeout")
+            return ChannelResponse(Outcome.APPROVED, state, channel_reference=f"ip-{request.reference}")
+
+    def capture(self, request: CaptureRequest) -> ChannelResponse:
+        self.calls.append(("capture", request.reference))
+        with self._lock:
+            charge = self._charges.get(request.reference)
+            if charge is None or charge.state not in (RemoteState.AUTHORIZED, RemoteState.CAPTURED):
+                return ChannelResponse(Outcome.DECLINED, code="not_capturable")
+            if charge.state == RemoteState.CAPTURED:
+                return ChannelResponse(Outcome.APPROVED, charge.state)
+            if request.amount > charge.amount:
+                return ChannelResponse(Outcome.DECLINED, code="amount_too_large")
+            charge.state, charge.captured = RemoteState.CAPTURED, request.amount
+            return ChannelResponse(Outcome.APPROVED, charge.state)
+
+    def void(self, request: ReferenceRequest) -> ChannelResponse:
+        return self._release(request, RemoteState.VOIDED)
+
+    def reverse(self, request: ReferenceRequest) -> ChannelResponse:
+        with self._lock:
+            if request.reference not in self._charges:
+                return ChannelResponse(Outcome.APPROVED, RemoteState.NOT_FOUND)
+        return self._release(request, RemoteState.REVERSED)
+
+    def _release(self, request: ReferenceRequest, state: RemoteState) -> ChannelResponse:
+        with self._lock:
+            charge = self._charges.get(request.reference)
+            if charge is None:
+                return ChannelResponse(Outcome.DECLINED, code="not_found")
+            if charge.state in (RemoteState.VOIDED, RemoteState.REVERSED):
+                return ChannelResponse(Outcome.APPROVED, charge.state)
+            if charge.refunded:
+                return ChannelResponse(Outcome.DECLINED, code="already_refunded")
+            charge.state = state
+            return ChannelResponse(Outcome.APPROVED, state)
+
+    def refund(self, request: RefundRequest) -> ChannelResponse:
+        self.calls.append(("refund", request.refund_reference))
+        with self._lock:
+            if request.refund_reference in self._refunds:
+                return ChannelResponse(Outcome.APPROVED, RemoteState.REFUNDED)
+            charge = self._charges.get(request.reference)
+            if charge is None or charge.state not in (RemoteState.CAPTURED, RemoteState.REFUNDED):
+                return ChannelResponse(Outcome.DECLINED, code="not_refundable")
+            if request.amount % 100 == TRIGGER_DECLINE or charge.refunded + request.amount > charge.captured:
+                return ChannelResponse(Outcome.DECLINED, code="refund_declined")
+            charge.refunded += request.amount
+            self._refunds[request.refund_reference] = request.amount
+            if request.amount % 100 == TRIGGER_CHARGED_THEN_TIMEOUT:
+                return ChannelResponse(Outcome.UNKNOWN, code="timeout")
+            return ChannelResponse(Outcome.APPROVED, RemoteState.REFUNDED)
+
+    def inquire(self, request: ReferenceRequest) -> Inquiry:
+        if self.inquiry_down:
+            return Inquiry(Outcome.UNKNOWN)
+        with self._lock:
+            charge = self._charges.get(request.reference)
+            if charge is None:
+                return Inquiry(Outcome.APPROVED, RemoteState.NOT_FOUND)
+            return Inquiry(Outcome.APPROVED, charge.state, charge.amount, charge.captured, charge.refunded)
+
+    def refund_inquire(self, request: RefundRequest) -> Inquiry:
+        with self._lock:
+            amount = self._refunds.get(request.refund_reference)
+        if amount is None:
+            return Inquiry(Outcome.APPROVED, RemoteState.NOT_FOUND)
+        return Inquiry(Outcome.APPROVED, RemoteState.REFUNDED, amount_refunded=amount)
+
+    def list_charges(self, channel: str, since_reference_prefix: str = "") -> list[ChargeRecord]:
+        with self._lock:
+            return [
+                ChargeRecord(c.reference, c.state, c.amount, c.currency)
+                for c in self._charges.values()
+                if c.channel == channel and c.reference.startswith(since_reference_prefix)
+            ]

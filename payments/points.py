@@ -1,0 +1,56 @@
+"""Points on payments: earned on capture in the issuer's program, reversed cumulatively on refunds and voids.
+
+Points are earned on the cash actually captured, at the card product's rate for the merchant's spend category. Only
+CNY payments earn: Mengka converts no currency, and a points program is valued in CNY.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_FLOOR, Decimal
+
+from core.money import proportional_floor, to_money
+from members.models import Card
+
+from .models import PaymentIntent
+
+
+def earning_rate(card: Card, spend_category: str) -> Decimal:
+    rates = card.product.earning_rates or {}
+    raw = rates.get(spend_category, rates.get("other", "0"))
+    try:
+        rate = Decimal(str(raw))
+    except ArithmeticError:
+        return Decimal(0)
+    return rate if rate > 0 else Decimal(0)
+
+
+def points_for_capture(intent: PaymentIntent) -> int:
+    if intent.card is None or intent.currency != "CNY" or intent.amount_captured <= 0:
+        return 0
+    cash = to_money(intent.amount_captured, intent.currency).amount
+    return int((cash * earning_rate(intent.card, intent.spend_category)).to_integral_value(rounding=ROUND_FLOOR))
+
+
+def points_to_have_reversed(intent: PaymentIntent, refunded_total: int) -> int:
+    """reversed so far = floor(earned × refunded total / captured total), so partial refunds never drift."""
+    if intent.amount_captured <= 0:
+        return 0
+    return proportional_floor(intent.points_earned, refunded_total, intent.amount_captured)
+
+
+def post_earn(intent: PaymentIntent, points: int) -> None:
+    """Posts the earn to the ledger, idempotently by payment."""
+    from . import ledger_bridge
+
+    ledger_bridge.earn(intent=intent, points=points, idempotency_key=f"payment:{intent.public_id}:earn")
+
+
+def post_reversal(intent: PaymentIntent, points: int, *, cause: str) -> None:
+    from . import ledger_bridge
+
+    ledger_bridge.reverse(
+        intent=intent,
+        points=points,
+        idempotency_key=f"payment:{intent.public_id}:reverse:{cause}",
+        earn_key=f"payment:{intent.public_id}:earn",
+    )

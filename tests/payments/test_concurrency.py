@@ -1,0 +1,117 @@
+"""Races on PostgreSQL with real parallel connections: a capture happens once; refunds never exceed the capture."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from core.errors import Conflict, MengkaError
+from payments import services
+from payments.models import PaymentIntent, Refund
+from tests.factories import CardFactory, CardProductFactory, ChannelFactory, MemberBankFactory, MerchantFactory
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def race(count: int, work: Callable[[int], Any]) -> list[Any]:
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait()
+            results[index] = work(index)
+        except Exception as exc:
+            results[index] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+@pytest.fixture
+def world(channel_fake: Any) -> dict[str, Any]:
+    bank = MemberBankFactory()
+    card = CardFactory(product=CardProductFactory(bank=bank))
+    merchant = MerchantFactory(sponsor_bank=bank)
+    ChannelFactory(acquirer=bank, code="acq-race")
+    return {"card": card, "merchant": merchant, "fake": channel_fake}
+
+
+def test_racing_captures_capture_once(world: dict[str, Any]) -> None:
+    intent = services.payment_create(
+        merchant=world["merchant"],
+        cardholder=world["card"].cardholder,
+        card=world["card"],
+        amount=5_000,
+        currency="CNY",
+        capture_method="manual",
+        idempotency_key="race-create",
+        confirm=True,
+    )
+    results = race(
+        8,
+        lambda i: services.payment_capture(
+            merchant=world["merchant"], payment_id=intent.public_id, idempotency_key=f"cap-{i}"
+        ),
+    )
+    successes = [r for r in results if isinstance(r, PaymentIntent)]
+    conflicts = [r for r in results if isinstance(r, Conflict)]
+    assert len(successes) == 1
+    assert len(conflicts) == 7
+    intent.refresh_from_db()
+    assert (intent.status, intent.amount_captured) == ("succeeded", 5_000)
+    assert [c for c in world["fake"].calls if c[0] == "capture"] == [("capture", f"{intent.public_id}-1")]
+
+
+def test_racing_refunds_never_exceed_the_capture(world: dict[str, Any]) -> None:
+    intent = services.payment_create(
+        merchant=world["merchant"],
+        cardholder=world["card"].cardholder,
+        card=world["card"],
+        amount=1_000,
+        currency="CNY",
+        idempotency_key="race-create-2",
+        confirm=True,
+    )
+    results = race(
+        10,
+        lambda i: services.refund_create(
+            merchant=world["merchant"], payment_id=intent.public_id, amount=200, idempotency_key=f"ref-{i}"
+        ),
+    )
+    succeeded = [r for r in results if isinstance(r, Refund) and r.status == "succeeded"]
+    refused = [r for r in results if isinstance(r, MengkaError)]
+    assert len(succeeded) == 5
+    assert len(refused) == 5
+    intent.refresh_from_db()
+    assert (intent.amount_refunded, intent.amount_refund_reserved) == (1_000, 1_000)
+    assert intent.points_reversed == intent.points_earned
+
+
+def test_one_idempotency_key_used_concurrently_runs_once(world: dict[str, Any]) -> None:
+    results = race(
+        6,
+        lambda i: services.payment_create(
+            merchant=world["merchant"],
+            cardholder=world["card"].cardholder,
+            card=world["card"],
+            amount=777,
+            currency="CNY",
+            idempotency_key="same-key",
+            confirm=True,
+        ),
+    )
+    assert PaymentIntent.objects.count() == 1
+    assert world["fake"].charge_count() == 1
+    for result in results:
+        assert isinstance(result, PaymentIntent | Conflict), result

@@ -1,0 +1,337 @@
+"""Payment intents over the in-process channel: the state machine, faults, refunds and points, idempotency."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from core.errors import ChannelError, Conflict, IdempotencyConflict, NotFound, ValidationFailed
+from payments import services
+from payments.models import PaymentAttempt, PaymentIntent, Refund
+from tests.factories import CardFactory, CardProductFactory, ChannelFactory, MemberBankFactory, MerchantFactory
+
+pytestmark = pytest.mark.django_db
+_keys = itertools.count()
+
+
+def key() -> str:
+    return f"idem-{next(_keys)}"
+
+
+@pytest.fixture
+def world(channel_fake: Any) -> dict[str, Any]:
+    issuer = MemberBankFactory()
+    acquirer = MemberBankFactory()
+    card = CardFactory(product=CardProductFactory(bank=issuer, earning_rates={"dining": "2", "other": "1"}))
+    merchant = MerchantFactory(sponsor_bank=acquirer, spend_category="dining")
+    channel = ChannelFactory(acquirer=acquirer, code="acq-main")
+    return {"card": card, "merchant": merchant, "channel": channel, "fake": channel_fake, "issuer": issuer}
+
+
+def pay(world: dict[str, Any], amount: int, *, capture: str = "automatic", currency: str = "CNY", **kw: Any) -> Any:
+    return services.payment_create(
+        merchant=world["merchant"],
+        cardholder=world["card"].cardholder,
+        card=world["card"],
+        amount=amount,
+        currency=currency,
+        capture_method=capture,
+        idempotency_key=key(),
+        confirm=True,
+        **kw,
+    )
+
+
+def test_automatic_capture_succeeds_with_business_date_acquirer_and_points(world: dict[str, Any]) -> None:
+    intent = pay(world, 12_345)
+    assert intent.status == PaymentIntent.Status.SUCCEEDED
+    assert (intent.amount_captured, intent.amount_capturable) == (12_345, 0)
+    assert intent.acquirer == world["channel"].acquirer
+    assert intent.issuer == world["issuer"]
+    assert intent.business_date is not None
+    # 123.45 CNY at 2 points per yuan for dining → 246 points (floor).
+    assert intent.points_earned == 246
+    attempt = intent.attempts.get()
+    assert (attempt.status, attempt.reference) == (PaymentAttempt.Status.CAPTURED, f"{intent.public_id}-1")
+    assert world["fake"].charge_count(intent.public_id) == 1
+
+
+def test_create_without_confirm_waits_for_confirmation(world: dict[str, Any]) -> None:
+    intent = services.payment_create(
+        merchant=world["merchant"],
+        cardholder=world["card"].cardholder,
+        card=world["card"],
+        amount=500,
+        currency="CNY",
+        idempotency_key=key(),
+    )
+    assert intent.status == PaymentIntent.Status.REQUIRES_CONFIRMATION
+    assert intent.attempts.count() == 0
+    confirmed = services.payment_confirm(merchant=world["merchant"], payment_id=intent.public_id, idempotency_key=key())
+    assert confirmed.status == PaymentIntent.Status.SUCCEEDED
+    with pytest.raises(Conflict, match="cannot be confirmed"):
+        services.payment_confirm(merchant=world["merchant"], payment_id=intent.public_id, idempotency_key=key())
+
+
+def test_manual_partial_capture_releases_the_rest_and_captures_once(world: dict[str, Any]) -> None:
+    intent = pay(world, 10_000, capture="manual")
+    assert intent.status == PaymentIntent.Status.REQUIRES_CAPTURE
+    assert intent.amount_capturable == 10_000
+    assert intent.points_earned == 0
+    with pytest.raises(ValidationFailed, match="At most 10000"):
+        services.payment_capture(
+            merchant=world["merchant"], payment_id=intent.public_id, amount=10_001, idempotency_key=key()
+        )
+    captured = services.payment_capture(
+        merchant=world["merchant"], payment_id=intent.public_id, amount=6_000, idempotency_key=key()
+    )
+    assert (captured.status, captured.amount_captured, captured.amount_capturable) == ("succeeded", 6_000, 0)
+    assert captured.points_earned == 120
+    with pytest.raises(Conflict, match="cannot be captured"):
+        services.payment_capture(merchant=world["merchant"], payment_id=intent.public_id, idempotency_key=key())
+    assert [c for c in world["fake"].calls if c[0] == "capture"] == [("capture", f"{intent.public_id}-1")]
+
+
+def test_capture_after_authorisation_expiry_is_refused_and_the_job_voids_it(world: dict[str, Any]) -> None:
+    intent = pay(world, 2_000, capture="manual")
+    PaymentIntent.objects.filter(pk=intent.pk).update(authorization_expires_at=timezone.now() - dt.timedelta(seconds=1))
+    with pytest.raises(Conflict, match="expired"):
+        services.payment_capture(merchant=world["merchant"], payment_id=intent.public_id, idempotency_key=key())
+    assert services.authorizations_expire() == 1
+    intent.refresh_from_db()
+    assert (intent.status, intent.cancellation_reason) == ("canceled", "authorization_expired")
+    assert world["fake"].charge_count(intent.public_id) == 0
+
+
+def test_idempotency_replays_and_conflicts(world: dict[str, Any]) -> None:
+    args = {
+        "merchant": world["merchant"],
+        "cardholder": world["card"].cardholder,
+        "card": world["card"],
+        "currency": "CNY",
+        "idempotency_key": "order-1",
+        "confirm": True,
+    }
+    first = services.payment_create(amount=700, **args)
+    again = services.payment_create(amount=700, **args)
+    assert again.pk == first.pk
+    assert PaymentIntent.objects.count() == 1
+    assert world["fake"].charge_count() == 1
+    with pytest.raises(IdempotencyConflict):
+        services.payment_create(amount=701, **args)
+    # Keys are per merchant: another merchant may use the same key.
+    other = MerchantFactory(sponsor_bank=world["merchant"].sponsor_bank)
+    services.payment_create(amount=700, **{**args, "merchant": other})
+    assert PaymentIntent.objects.count() == 2
+
+
+def test_a_domain_error_is_replayed_as_the_same_error(world: dict[str, Any]) -> None:
+    args = {
+        "merchant": world["merchant"],
+        "cardholder": world["card"].cardholder,
+        "card": world["card"],
+        "currency": "XXX",
+        "amount": 100,
+        "idempotency_key": "bad-currency",
+    }
+    for _ in range(2):
+        with pytest.raises(ValidationFailed, match="Unsupported currency"):
+            services.payment_create(**args)
+    assert PaymentIntent.objects.count() == 0
+
+
+def test_decline_fails_the_payment_without_retrying_elsewhere(world: dict[str, Any]) -> None:
+    ChannelFactory(acquirer=world["channel"].acquirer, code="acq-second", fee_percent="0.9")
+    intent = pay(world, 1_051)
+    assert (intent.status, intent.failure_code) == ("failed", "insufficient_funds")
+    assert intent.attempts.count() == 1
+
+
+def test_channel_failure_falls_back_to_the_next_channel(world: dict[str, Any]) -> None:
+    ChannelFactory(acquirer=world["channel"].acquirer, code="acq-second", fee_percent="0.9")
+    world["fake"].down_channels.add("acq-main")
+    intent = pay(world, 1_000)
+    assert intent.status == "succeeded"
+    assert intent.channel.code == "acq-second"
+    assert list(intent.attempts.values_list("status", flat=True)) == ["failed", "captured"]
+
+
+def test_timeout_before_charge_is_resolved_by_inquiry_as_not_charged(world: dict[str, Any]) -> None:
+    intent = pay(world, 1_053)
+    attempt = intent.attempts.get()
+    assert attempt.status == PaymentAttempt.Status.FAILED
+    assert intent.status == "failed"
+    assert world["fake"].charge_count() == 0
+
+
+def test_charged_then_timeout_is_resolved_by_inquiry_as_charged_once(world: dict[str, Any]) -> None:
+    ChannelFactory(acquirer=world["channel"].acquirer, code="acq-second", fee_percent="0.9")
+    intent = pay(world, 1_054)
+    assert intent.status == "succeeded"
+    assert intent.attempts.count() == 1  # never retried elsewhere: it had charged
+    assert world["fake"].charge_count() == 1
+
+
+def test_timeout_with_inquiry_down_is_reversed_before_trying_anything_else(world: dict[str, Any]) -> None:
+    ChannelFactory(acquirer=world["channel"].acquirer, code="acq-second", fee_percent="0.9")
+    world["fake"].inquiry_down = True
+    intent = pay(world, 2_054)  # charged, then timed out; the inquiry cannot answer → 冲正, then the next channel
+    statuses = list(intent.attempts.values_list("channel__code", "status"))
+    assert statuses == [("acq-main", "reversed"), ("acq-second", "reversed")]
+    assert (intent.status, intent.failure_code) == ("failed", "channels_unavailable")
+    assert world["fake"].charge_count() == 0
+
+
+def test_partial_refunds_reverse_points_cumulatively_without_drift(world: dict[str, Any]) -> None:
+    intent = pay(world, 10_001)  # 100.01 CNY × 2 = 200 points
+    assert intent.points_earned == 200
+    reversed_steps = []
+    for amount in (3_333, 3_333, 3_335):
+        refund = services.refund_create(
+            merchant=world["merchant"], payment_id=intent.public_id, amount=amount, idempotency_key=key()
+        )
+        assert refund.status == Refund.Status.SUCCEEDED
+        reversed_steps.append(refund.points_reversed)
+    intent.refresh_from_db()
+    # floor(200×3333/10001)=66, floor(200×6666/10001)=133, floor(200×10001/10001)=200
+    assert reversed_steps == [66, 67, 67]
+    assert (intent.amount_refunded, intent.points_reversed) == (10_001, 200)
+    with pytest.raises(Conflict, match="refunded in full"):
+        services.refund_create(merchant=world["merchant"], payment_id=intent.public_id, idempotency_key=key())
+
+
+def test_refund_never_exceeds_captured(world: dict[str, Any]) -> None:
+    intent = pay(world, 1_000)
+    services.refund_create(merchant=world["merchant"], payment_id=intent.public_id, amount=600, idempotency_key=key())
+    with pytest.raises(ValidationFailed, match="exceed"):
+        services.refund_create(
+            merchant=world["merchant"], payment_id=intent.public_id, amount=401, idempotency_key=key()
+        )
+    intent.refresh_from_db()
+    assert (intent.amount_refunded, intent.amount_refund_reserved) == (600, 600)
+
+
+def test_declined_refund_releases_its_reservation(world: dict[str, Any]) -> None:
+    intent = pay(world, 1_000)
+    refund = services.refund_create(
+        merchant=world["merchant"], payment_id=intent.public_id, amount=151, idempotency_key=key()
+    )
+    assert (refund.status, refund.failure_code) == ("failed", "refund_declined")
+    intent.refresh_from_db()
+    assert (intent.amount_refunded, intent.amount_refund_reserved) == (0, 0)
+
+
+def test_same_day_void_cancels_and_reverses_all_points(world: dict[str, Any]) -> None:
+    intent = pay(world, 5_000)
+    canceled = services.payment_cancel(merchant=world["merchant"], payment_id=intent.public_id, idempotency_key=key())
+    assert canceled.status == "canceled"
+    assert canceled.points_reversed == canceled.points_earned == 100
+    assert world["fake"].charge_count() == 0
+
+
+def test_void_after_settlement_is_refused_refund_instead(world: dict[str, Any]) -> None:
+    intent = pay(world, 5_000)
+    PaymentIntent.objects.filter(pk=intent.pk).update(settled=True)
+    with pytest.raises(Conflict, match="refund it instead"):
+        services.payment_cancel(merchant=world["merchant"], payment_id=intent.public_id, idempotency_key=key())
+    refund = services.refund_create(merchant=world["merchant"], payment_id=intent.public_id, idempotency_key=key())
+    assert (refund.status, refund.amount) == ("succeeded", 5_000)
+
+
+def test_jpy_has_no_minor_units_and_earns_no_points(world: dict[str, Any]) -> None:
+    intent = pay(world, 1_000, currency="JPY")
+    assert (intent.status, intent.amount_captured, intent.points_earned) == ("succeeded", 1_000, 0)
+
+
+@pytest.mark.parametrize(
+    ("amount", "code"),
+    [
+        (0, "invalid_amount"),
+        (-5, "invalid_amount"),
+        (1.5, "invalid_amount"),
+        (10**14, "amount_too_large"),
+        (True, "invalid_amount"),
+    ],
+)
+def test_bad_amounts_are_refused_and_write_nothing(world: dict[str, Any], amount: Any, code: str) -> None:
+    with pytest.raises(ValidationFailed) as error:
+        pay(world, amount)
+    assert error.value.code == code
+    assert PaymentIntent.objects.count() == 0
+
+
+def test_frozen_or_foreign_cards_are_refused(world: dict[str, Any]) -> None:
+    world["card"].status = "frozen"
+    world["card"].save()
+    with pytest.raises(ValidationFailed, match="not active"):
+        pay(world, 1_000)
+    stranger = CardFactory()
+    with pytest.raises(NotFound):
+        services.payment_create(
+            merchant=world["merchant"],
+            cardholder=world["card"].cardholder,
+            card=stranger,
+            amount=100,
+            currency="CNY",
+            idempotency_key=key(),
+        )
+
+
+def test_another_merchants_payment_is_not_found(world: dict[str, Any]) -> None:
+    intent = pay(world, 1_000)
+    other = MerchantFactory()
+    with pytest.raises(NotFound):
+        services.refund_create(merchant=other, payment_id=intent.public_id, idempotency_key=key())
+
+
+def test_resolver_finishes_a_payment_whose_worker_crashed_after_charging(world: dict[str, Any]) -> None:
+    intent = services.payment_create(
+        merchant=world["merchant"],
+        cardholder=world["card"].cardholder,
+        card=world["card"],
+        amount=3_000,
+        currency="CNY",
+        idempotency_key=key(),
+    )
+    # Simulate a crash: the attempt was written and the channel charged, but we never recorded the answer.
+    from payments.connectors.base import AuthorizeRequest
+
+    PaymentIntent.objects.filter(pk=intent.pk).update(status="processing")
+    attempt = PaymentAttempt.objects.create(
+        intent=intent,
+        sequence=1,
+        channel=world["channel"],
+        reference=f"{intent.public_id}-1",
+        amount=3_000,
+        currency="CNY",
+    )
+    world["fake"].authorize(AuthorizeRequest("acq-main", attempt.reference, 3_000, "CNY", "card", "t", True, "m"))
+    PaymentAttempt.objects.filter(pk=attempt.pk).update(created_at=timezone.now() - dt.timedelta(minutes=5))
+    report = services.attempts_resolve()
+    intent.refresh_from_db()
+    assert (report.examined, report.charged) == (1, 1)
+    assert (intent.status, intent.amount_captured, intent.points_earned) == ("succeeded", 3_000, 60)
+
+
+def test_orphan_sweep_reverses_charges_we_do_not_know(world: dict[str, Any]) -> None:
+    from payments.connectors.base import AuthorizeRequest
+
+    known = pay(world, 1_000)
+    world["fake"].authorize(AuthorizeRequest("acq-main", "ghost-1", 999, "CNY", "card", "t", True, "m"))
+    report = services.orphans_sweep(channel=world["channel"])
+    assert (report.examined, report.orphans_reversed) == (2, 1)
+    assert world["fake"].charge_count("ghost-1") == 0
+    assert world["fake"].charge_count(known.public_id) == 1
+
+
+def test_channel_refusing_a_void_keeps_the_payment(world: dict[str, Any]) -> None:
+    intent = pay(world, 1_000, capture="manual")
+    world["fake"].clear()  # the channel forgot the authorisation: it refuses the void
+    with pytest.raises(ChannelError):
+        services.payment_cancel(merchant=world["merchant"], payment_id=intent.public_id, idempotency_key=key())
+    intent.refresh_from_db()
+    assert intent.status == "requires_capture"
