@@ -145,7 +145,7 @@ FACTORIES: dict[str, Any] = {
 
 
 # --- members (cards and products), merchants, payments -------------------------------------------------------------
-from members.models import Card, CardProduct, Cardholder, PointsProgram  # noqa: E402
+from members.models import Card, Cardholder, CardProduct, PointsProgram  # noqa: E402
 from merchants.models import Merchant  # noqa: E402
 from payments.models import Channel, PaymentAttempt, PaymentIntent, Refund  # noqa: E402
 
