@@ -1,1 +1,45 @@
-"""Payments: tasks."""
+"""Payment jobs: each takes ids or nothing, runs one service inside a recorded job run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from core.calendar import local_now
+from core.jobs import job_run
+
+from . import services
+from .models import Channel
+
+
+@shared_task(name="payments.attempts_resolve")
+def attempts_resolve() -> dict[str, Any]:
+    """Settles attempts and refunds whose outcome is unknown (timeouts, crashes) by inquiry, then reversal."""
+    with job_run("payments.attempts_resolve", period=local_now().strftime("%Y-%m-%dT%H:%M")) as run:
+        report = services.attempts_resolve()
+        run.advance(
+            report.examined, charged=report.charged, not_charged=report.not_charged, still_unknown=report.still_unknown
+        )
+    return vars(report)
+
+
+@shared_task(name="payments.authorizations_expire")
+def authorizations_expire() -> int:
+    with job_run("payments.authorizations_expire", period=local_now().strftime("%Y-%m-%dT%H:%M")) as run:
+        expired = services.authorizations_expire()
+        run.advance(expired, expired=expired)
+    return expired
+
+
+@shared_task(name="payments.orphans_sweep")
+def orphans_sweep() -> dict[str, int]:
+    """Reverses charges a channel holds that no payment of ours accounts for."""
+    totals = {"examined": 0, "orphans_reversed": 0, "orphans_unresolved": 0}
+    with job_run("payments.orphans_sweep", period=local_now().strftime("%Y-%m-%dT%H")) as run:
+        for channel in Channel.objects.filter(enabled=True).select_related("acquirer"):
+            report = services.orphans_sweep(channel=channel)
+            for name in totals:
+                totals[name] += getattr(report, name)
+            run.advance(1, **{name: getattr(report, name) for name in totals})
+    return totals

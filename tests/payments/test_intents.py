@@ -335,3 +335,27 @@ def test_channel_refusing_a_void_keeps_the_payment(world: dict[str, Any]) -> Non
         services.payment_cancel(merchant=world["merchant"], payment_id=intent.public_id, idempotency_key=key())
     intent.refresh_from_db()
     assert intent.status == "requires_capture"
+
+
+def test_jobs_run_through_celery_and_record_their_runs(world: dict[str, Any]) -> None:
+    from django_celery_beat.models import PeriodicTask
+
+    from core.models import JobRun
+    from payments import tasks
+
+    intent = pay(world, 1_000, capture="manual")
+    PaymentIntent.objects.filter(pk=intent.pk).update(authorization_expires_at=timezone.now() - dt.timedelta(seconds=1))
+    assert tasks.authorizations_expire.delay().get() == 1
+    assert tasks.attempts_resolve.delay().get()["examined"] == 0
+    assert tasks.orphans_sweep.delay().get()["orphans_reversed"] == 0
+    runs = dict(JobRun.objects.values_list("job", "status"))
+    assert runs == {
+        "payments.authorizations_expire": "succeeded",
+        "payments.attempts_resolve": "succeeded",
+        "payments.orphans_sweep": "succeeded",
+    }
+    assert set(PeriodicTask.objects.filter(task__startswith="payments.").values_list("task", flat=True)) == {
+        "payments.attempts_resolve",
+        "payments.authorizations_expire",
+        "payments.orphans_sweep",
+    }
