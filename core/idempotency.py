@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -22,6 +23,7 @@ from .errors import Conflict, IdempotencyConflict, MengkaError
 from .models import IdempotencyRecord
 
 _ERROR_MARK = "__mengka_error__"
+STALE_AFTER = timedelta(minutes=5)
 
 
 def fingerprint(operation: str, request: Mapping[str, Any]) -> str:
@@ -66,13 +68,25 @@ def run_idempotent(
                 "This idempotency key was already used with a different request.", param="Idempotency-Key"
             ) from None
         if existing.state != IdempotencyRecord.State.DONE:
-            raise Conflict(
-                "A request with this idempotency key is still in progress.", code="idempotency_in_progress"
-            ) from None
+            # A holder that crashed never finishes: after a while its key may be taken over. What it left behind is
+            # safe to run again because every operation guards its own state transitions.
+            stale_before = timezone.now() - STALE_AFTER
+            taken = IdempotencyRecord.objects.filter(
+                pk=existing.pk, state=IdempotencyRecord.State.IN_PROGRESS, created_at__lt=stale_before
+            ).update(created_at=timezone.now())
+            if not taken:
+                raise Conflict(
+                    "A request with this idempotency key is still in progress.", code="idempotency_in_progress"
+                ) from None
+            return _execute(existing, execute)
         outcome = existing.response or {}
         if _ERROR_MARK in outcome:
             _raise_stored(outcome)
         return outcome
+    return _execute(record, execute)
+
+
+def _execute(record: IdempotencyRecord, execute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     try:
         outcome = execute()
     except MengkaError as exc:
