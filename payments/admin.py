@@ -1,20 +1,116 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopedTabularInline
 
-from .models import Channel, PaymentAttempt, PaymentIntent, Refund
+from . import services
+from .models import (
+    Channel,
+    ChannelErrorPolicy,
+    PaymentAttempt,
+    PaymentIntent,
+    Refund,
+    RoutingDecision,
+    RoutingRule,
+    RuleChannel,
+)
+from .selectors import channel_figures
 
 PAYMENT_BANKS = ("issuer", "acquirer", "merchant__sponsor_bank")
 
 
+class RoutingConfigAdmin(ScopedAdmin):
+    """Saving a channel, rule or error policy makes every process reload the routing configuration."""
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        services.routing_config_changed()
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        services.routing_config_changed()
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        super().delete_model(request, obj)
+        services.routing_config_changed()
+
+
 @admin.register(Channel)
-class ChannelAdmin(ScopedAdmin):
+class ChannelAdmin(RoutingConfigAdmin):
     scope_field = "acquirer"
-    list_display = ("code", "name", "kind", "acquirer", "connector", "fee_percent", "fee_fixed", "cutoff", "enabled")
+    list_display = (
+        "code",
+        "name",
+        "kind",
+        "acquirer",
+        "fee_percent",
+        "fee_fixed",
+        "cutoff",
+        "enabled",
+        "breaker_state",
+    )
     list_filter = ("kind", "enabled", "acquirer")
     search_fields = ("code", "name")
+    change_list_template = "admin/payments/channel/change_list.html"
+
+    @admin.display(description=_("breaker"))
+    def breaker_state(self, obj: Channel) -> str:
+        return self._figures.get(obj.code, "")
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        figures = channel_figures()
+        visible = set(self.get_queryset(request).values_list("code", flat=True))
+        self._figures = {f.code: f.breaker for f in figures}
+        extra_context = {**(extra_context or {}), "channel_figures": [f for f in figures if f.code in visible]}
+        return super().changelist_view(request, extra_context)
+
+
+class RuleChannelInline(ScopedTabularInline):
+    model = RuleChannel
+    alliance_only = True
+    extra = 1
+    fields = ("channel", "position", "weight")
+
+
+@admin.register(RoutingRule)
+class RoutingRuleAdmin(RoutingConfigAdmin):
+    alliance_only = True
+    list_display = ("priority", "name", "strategy", "enabled", "merchant", "method", "currency", "issuer", "on_us")
+    list_filter = ("strategy", "enabled", "method", "currency")
+    list_editable = ("enabled",)
+    search_fields = ("name",)
+    inlines = [RuleChannelInline]
+
+
+@admin.register(ChannelErrorPolicy)
+class ChannelErrorPolicyAdmin(RoutingConfigAdmin):
+    alliance_only = True
+    list_display = ("error_code", "channel", "retry", "note")
+    list_filter = ("retry", "channel")
+    search_fields = ("error_code", "note")
+
+
+class RoutingDecisionInline(ReadOnlyAdminMixin, ScopedTabularInline):
+    model = RoutingDecision
+    scope_field = tuple(f"intent__{path}" for path in PAYMENT_BANKS)
+    extra = 0
+    fields = ("created_at", "rule_name", "strategy", "chosen", "explained", "explored", "decided_in_us")
+    readonly_fields = fields
+
+    @admin.display(description=_("candidates"))
+    def explained(self, obj: RoutingDecision) -> str:
+        parts = []
+        for candidate in obj.candidates:
+            if candidate.get("dropped"):
+                parts.append(f"{candidate['channel']}: {_('dropped')} ({candidate['dropped']})")
+            else:
+                parts.append(f"{candidate['channel']}: {_('score')} {candidate.get('score')}")
+        return "; ".join(parts)
 
 
 class AttemptInline(ReadOnlyAdminMixin, ScopedTabularInline):
@@ -52,7 +148,7 @@ class PaymentIntentAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     list_filter = ("status", "method", "currency", "channel", "issuer", "acquirer")
     search_fields = ("public_id", "merchant_reference", "merchant__code")
     date_hierarchy = "created_at"
-    inlines = [AttemptInline, RefundInline]
+    inlines = [RoutingDecisionInline, AttemptInline, RefundInline]
 
 
 @admin.register(PaymentAttempt)

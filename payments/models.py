@@ -3,6 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import secrets
+from decimal import Decimal
 
 from django.core.validators import RegexValidator
 from django.db import models
@@ -56,6 +57,14 @@ class Channel(models.Model):
     cutoff = models.TimeField(_("daily cut-off"), default=dt.time(23, 0))
     authorization_hours = models.PositiveIntegerField(_("authorisation validity (hours)"), default=7 * 24)
     enabled = models.BooleanField(_("enabled"), default=True)
+    breaker_consecutive_failures = models.PositiveSmallIntegerField(
+        _("breaker: consecutive failures to open"), default=5
+    )
+    breaker_failure_rate = models.DecimalField(
+        _("breaker: failure rate to open"), max_digits=4, decimal_places=3, default=Decimal("0.5")
+    )
+    breaker_window = models.PositiveSmallIntegerField(_("breaker: window (attempts)"), default=20)
+    breaker_cooldown_seconds = models.PositiveIntegerField(_("breaker: cool-down (s)"), default=30)
 
     class Meta:
         verbose_name = _("channel")
@@ -236,3 +245,123 @@ class Refund(models.Model):
 
     def __str__(self) -> str:
         return self.public_id
+
+
+class RoutingRule(models.Model):
+    """Which channels a payment may use and how to choose among them; the first enabled matching rule by priority wins.
+
+    Empty conditions match everything. A payment that no rule matches is routed by the cheapest strategy over every
+    capable channel.
+    """
+
+    class Strategy(models.TextChoices):
+        FIXED = "fixed", _("fixed priority list")
+        CHEAPEST = "cheapest", _("cheapest expected cost")
+        SUCCESS_RATE = "success_rate", _("best success rate (ε-greedy)")
+        WEIGHTED = "weighted", _("weighted split")
+
+    name = models.CharField(_("name"), max_length=100)
+    priority = models.PositiveIntegerField(_("priority"), default=100, help_text=_("Lower runs first."))
+    enabled = models.BooleanField(_("enabled"), default=True)
+    merchant = models.ForeignKey(Merchant, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    merchant_category_code = models.CharField(_("merchant category code"), max_length=4, blank=True)
+    amount_min = models.BigIntegerField(_("amount from (minor units)"), null=True, blank=True)
+    amount_max = models.BigIntegerField(_("amount up to (minor units)"), null=True, blank=True)
+    currency = models.CharField(_("currency"), max_length=3, blank=True)
+    method = models.CharField(_("payment method"), max_length=16, choices=PaymentMethod.choices, blank=True)
+    issuer = models.ForeignKey(MemberBank, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    on_us = models.BooleanField(
+        _("on-us only"), null=True, blank=True, help_text=_("Yes: acquirer must be the issuer. No: must differ.")
+    )
+    time_from = models.TimeField(_("from (local time)"), null=True, blank=True)
+    time_to = models.TimeField(_("until (local time)"), null=True, blank=True)
+    strategy = models.CharField(_("strategy"), max_length=16, choices=Strategy.choices, default=Strategy.CHEAPEST)
+    epsilon = models.DecimalField(
+        _("exploration ε"), max_digits=4, decimal_places=3, default=0, help_text=_("Share of payments that explore.")
+    )
+    seed = models.BigIntegerField(_("random seed"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("routing rule")
+        verbose_name_plural = _("routing rules")
+        ordering = ("priority", "id")
+        constraints = [
+            models.CheckConstraint(condition=Q(epsilon__gte=0, epsilon__lte=1), name="routingrule_epsilon_0_1"),
+            models.CheckConstraint(
+                condition=Q(amount_min__isnull=True) | Q(amount_max__isnull=True) | Q(amount_max__gte=F("amount_min")),
+                name="routingrule_amount_range_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.priority} {self.name}"
+
+
+class RuleChannel(models.Model):
+    """A channel a rule may use: its place in a fixed list, its weight in a split."""
+
+    rule = models.ForeignKey(RoutingRule, on_delete=models.CASCADE, related_name="rule_channels")
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveSmallIntegerField(_("position"), default=1)
+    weight = models.PositiveIntegerField(_("weight (%)"), default=0)
+
+    class Meta:
+        verbose_name = _("rule channel")
+        verbose_name_plural = _("rule channels")
+        ordering = ("rule_id", "position", "id")
+        constraints = [models.UniqueConstraint(fields=["rule", "channel"], name="rulechannel_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.rule_id}:{self.channel_id}"
+
+
+class ChannelErrorPolicy(models.Model):
+    """Whether a channel's error code may be retried on the next channel (only errors known not to have charged)."""
+
+    channel = models.ForeignKey(
+        Channel,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="error_policies",
+        help_text=_("Empty: applies to every channel."),
+    )
+    error_code = models.CharField(_("error code"), max_length=64)
+    retry = models.BooleanField(_("retry on the next channel"), default=True)
+    note = models.CharField(_("note"), max_length=200, blank=True)
+
+    class Meta:
+        verbose_name = _("channel error policy")
+        verbose_name_plural = _("channel error policies")
+        ordering = ("error_code",)
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "error_code"], name="errorpolicy_unique"),
+            models.UniqueConstraint(
+                fields=["error_code"], condition=Q(channel__isnull=True), name="errorpolicy_unique_default"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel_id or '*'} {self.error_code} {'retry' if self.retry else 'stop'}"
+
+
+class RoutingDecision(models.Model):
+    """Why a payment went where it went: the rule, every candidate with its score or the reason it was dropped."""
+
+    intent = models.ForeignKey(PaymentIntent, on_delete=models.CASCADE, related_name="routing_decisions")
+    rule = models.ForeignKey(RoutingRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    rule_name = models.CharField(_("rule"), max_length=100, blank=True)
+    strategy = models.CharField(_("strategy"), max_length=16)
+    candidates = models.JSONField(_("candidates"), default=list)
+    chosen = models.JSONField(_("order chosen"), default=list)
+    explored = models.BooleanField(_("explored"), default=False)
+    decided_in_us = models.PositiveIntegerField(_("decision time (µs)"), default=0)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("routing decision")
+        verbose_name_plural = _("routing decisions")
+        ordering = ("-id",)
+
+    def __str__(self) -> str:
+        return f"{self.intent_id} {self.strategy} → {', '.join(self.chosen)}"

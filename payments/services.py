@@ -27,6 +27,7 @@ from members.models import BindingStatus, Card, Cardholder
 from merchants.models import Merchant
 
 from . import points as payment_points
+from . import routing
 from .connectors import get_connector
 from .connectors.base import (
     AuthorizeRequest,
@@ -38,8 +39,8 @@ from .connectors.base import (
     RefundRequest,
     RemoteState,
 )
-from .models import Channel, PaymentAttempt, PaymentIntent, PaymentMethod, Refund
-from .routing import candidate_channels
+from .health import health_store
+from .models import Channel, PaymentAttempt, PaymentIntent, PaymentMethod, Refund, RoutingDecision
 
 logger = logging.getLogger(__name__)
 
@@ -189,8 +190,8 @@ def _confirm(intent: PaymentIntent) -> None:
         raise Conflict(f"A payment in status {intent.status} cannot be confirmed.", code="payment_unexpected_state")
     if intent.card is not None:
         _require_usable_card(Card.objects.get(pk=intent.card.pk))
-    candidates = candidate_channels(intent)
-    if not candidates:
+    decision = _route(intent)
+    if not decision.order:
         _fail(intent, "no_channel", "No channel can carry this payment.")
         return
     won = PaymentIntent.objects.filter(pk=intent.pk, status=Status.REQUIRES_CONFIRMATION).update(
@@ -199,10 +200,19 @@ def _confirm(intent: PaymentIntent) -> None:
     if not won:
         raise Conflict("This payment is being confirmed by another request.", code="payment_unexpected_state")
     intent.status = Status.PROCESSING
-    for channel in candidates[:MAX_ATTEMPTS]:
-        attempt = _new_attempt(intent, channel)
-        response = _call_authorize(intent, attempt, channel)
+    config, health = routing.load_config(), health_store()
+    tried = 0
+    for info in decision.order:
+        if tried >= MAX_ATTEMPTS:
+            break
+        if not health.allow(info.code, info.breaker):
+            continue  # the breaker opened since the decision, or its half-open probe is taken
+        tried += 1
+        attempt = _new_attempt(intent, info.id)
+        response = _call_authorize(intent, attempt)
         result = _settle_authorize(attempt, response)
+        channel_failed = result in (AttemptStatus.FAILED, AttemptStatus.REVERSED, *UNRESOLVED)
+        health.record(info.code, intent.method, not channel_failed, info.breaker)
         if result in (AttemptStatus.AUTHORIZED, AttemptStatus.CAPTURED):
             _finish_authorized(intent, attempt, captured=result == AttemptStatus.CAPTURED)
             return
@@ -210,26 +220,46 @@ def _confirm(intent: PaymentIntent) -> None:
             _fail(intent, attempt.error_code or "card_declined", attempt.error_message or "The card was declined.")
             return
         if result in UNRESOLVED:
-            # Not known either way: the payment stays processing until attempts_resolve settles it.
+            # Not known either way: no other channel may try until attempts_resolve settles this one.
             return
-        # FAILED or REVERSED: known not to have charged; the next channel may try.
+        if not config.retry_allowed(info.id, attempt.error_code):
+            _fail(intent, attempt.error_code or "channel_error", "The channel failed and the error is not retried.")
+            return
+        # FAILED or REVERSED: known not to have charged, and the policy allows the next channel to try.
     _fail(intent, "channels_unavailable", "No channel could process the payment.")
 
 
-def _new_attempt(intent: PaymentIntent, channel: Channel) -> PaymentAttempt:
+def _route(intent: PaymentIntent) -> routing.Decision:
+    decision = routing.decide(routing.context_for(intent, local_now().time()), routing.load_config(), health_store())
+    RoutingDecision.objects.create(
+        intent=intent,
+        rule_id=decision.rule_id,
+        rule_name=decision.rule_name,
+        strategy=decision.strategy,
+        candidates=[candidate.as_dict() for candidate in decision.candidates],
+        chosen=decision.chosen_codes,
+        explored=decision.explored,
+        decided_in_us=decision.decided_in_us,
+    )
+    return decision
+
+
+def _new_attempt(intent: PaymentIntent, channel_id: int) -> PaymentAttempt:
     with transaction.atomic():
         sequence = intent.attempts.count() + 1
-        return PaymentAttempt.objects.create(
+        attempt = PaymentAttempt.objects.create(
             intent=intent,
             sequence=sequence,
-            channel=channel,
+            channel_id=channel_id,
             reference=f"{intent.public_id}-{sequence}",
             amount=intent.amount,
             currency=intent.currency,
         )
+    return PaymentAttempt.objects.select_related("channel").get(pk=attempt.pk)
 
 
-def _call_authorize(intent: PaymentIntent, attempt: PaymentAttempt, channel: Channel) -> ChannelResponse:
+def _call_authorize(intent: PaymentIntent, attempt: PaymentAttempt) -> ChannelResponse:
+    channel = attempt.channel
     connector = get_connector(channel.connector)
     started = time.monotonic()
     try:
@@ -626,6 +656,39 @@ def _fail_refund(refund: Refund, code: str) -> None:
             PaymentIntent.objects.filter(pk=refund.intent_id).update(
                 amount_refund_reserved=F("amount_refund_reserved") - refund.amount
             )
+
+
+# --- routing configuration and channel health ----------------------------------------------------------------------
+
+
+def routing_config_changed(*, actor: Any = None, what: str = "") -> None:
+    """Every process reloads channels, rules and error policies (within ROUTING_CONFIG_TTL)."""
+    routing.config_changed()
+
+
+def channels_probe() -> dict[str, str]:
+    """Health probe: an inquiry for a reference that cannot exist tells whether a channel answers at all. A channel
+    whose breaker is half-open gets its probe this way, so it closes again without risking a real payment."""
+    config = routing.load_config()
+    store = health_store()
+    states: dict[str, str] = {}
+    for info in config.channels.values():
+        if not info.enabled:
+            continue
+        state = store.state(info.code, info.breaker)
+        if state == "closed":
+            states[info.code] = state
+            continue
+        if not store.allow(info.code, info.breaker):
+            states[info.code] = str(state)
+            continue
+        try:
+            inquiry = get_connector(info.connector).inquire(ReferenceRequest(info.remote_id, "health-probe"))
+            alive = inquiry.outcome == Outcome.APPROVED
+        except Exception:
+            alive = False
+        states[info.code] = str(store.record(info.code, "probe", alive, info.breaker))
+    return states
 
 
 # --- jobs ---------------------------------------------------------------------------------------------------------

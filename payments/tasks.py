@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
@@ -43,3 +44,16 @@ def orphans_sweep() -> dict[str, int]:
                 totals[name] += getattr(report, name)
             run.advance(1, **{name: getattr(report, name) for name in totals})
     return totals
+
+
+@shared_task(name="payments.channels_probe")
+def channels_probe() -> dict[str, str]:
+    """Probes channels whose breaker is not closed, and records per-channel figures in the job run."""
+    from .selectors import channel_figures
+
+    with job_run("payments.channels_probe", period=local_now().strftime("%Y-%m-%dT%H:%M")) as run:
+        states = services.channels_probe()
+        for figures in channel_figures(since=timedelta(minutes=15)):
+            run.count(**{f"{figures.code}.volume": figures.volume, f"{figures.code}.faults": figures.channel_faults})
+        run.advance(len(states), open=sum(1 for state in states.values() if state == "open"))
+    return states

@@ -192,3 +192,6 @@ CSRF_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+
+# Seconds a process trusts its cached routing configuration before checking the shared version again.
+ROUTING_CONFIG_TTL = env.float("ROUTING_CONFIG_TTL", default=1.0)

@@ -269,3 +269,18 @@ FACTORIES.update(
         "payments.refund": _refund,
     }
 )
+
+
+def _routing_rule() -> Any:
+    from payments.models import RoutingRule
+
+    return RoutingRule.objects.create(name=f"rule {RoutingRule.objects.count()}", strategy="cheapest")
+
+
+def _error_policy() -> Any:
+    from payments.models import ChannelErrorPolicy
+
+    return ChannelErrorPolicy.objects.create(error_code=f"E{ChannelErrorPolicy.objects.count()}", retry=False)
+
+
+FACTORIES.update({"payments.routingrule": _routing_rule, "payments.channelerrorpolicy": _error_policy})

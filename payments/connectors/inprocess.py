@@ -48,6 +48,7 @@ class InProcessConnector:
         self._refunds: dict[str, int] = {}
         self.down_channels: set[str] = set()
         self.inquiry_down = False
+        self.reversal_down = False
         self.calls: list[tuple[str, str]] = []
 
     def clear(self) -> None:
@@ -56,6 +57,7 @@ class InProcessConnector:
             self._refunds.clear()
             self.down_channels.clear()
             self.inquiry_down = False
+            self.reversal_down = False
             self.calls.clear()
 
     def charge_count(self, reference_prefix: str = "") -> int:
@@ -109,6 +111,8 @@ class InProcessConnector:
         return self._release(request, RemoteState.VOIDED)
 
     def reverse(self, request: ReferenceRequest) -> ChannelResponse:
+        if self.reversal_down:
+            return ChannelResponse(Outcome.UNKNOWN, code="timeout")
         with self._lock:
             if request.reference not in self._charges:
                 return ChannelResponse(Outcome.APPROVED, RemoteState.NOT_FOUND)

@@ -6,6 +6,7 @@ SCHEDULES = [
     ("Resolve unknown payment attempts", "payments.attempts_resolve", 1),
     ("Expire payment authorisations", "payments.authorizations_expire", 5),
     ("Sweep channels for orphan charges", "payments.orphans_sweep", 15),
+    ("Probe channel health", "payments.channels_probe", 1),
 ]
 
 

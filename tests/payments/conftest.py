@@ -6,6 +6,7 @@ import pytest
 
 from payments.connectors import get_connector
 from payments.connectors.inprocess import InProcessConnector
+from payments.health import InProcessHealth, set_health_store
 
 
 @pytest.fixture
@@ -15,3 +16,11 @@ def channel_fake() -> Iterator[InProcessConnector]:
     connector.clear()
     yield connector
     connector.clear()
+
+
+@pytest.fixture(autouse=True)
+def fresh_health() -> Iterator[InProcessHealth]:
+    store = InProcessHealth()
+    set_health_store(store)
+    yield store
+    set_health_store(None)

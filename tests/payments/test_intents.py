@@ -358,4 +358,5 @@ def test_jobs_run_through_celery_and_record_their_runs(world: dict[str, Any]) ->
         "payments.attempts_resolve",
         "payments.authorizations_expire",
         "payments.orphans_sweep",
+        "payments.channels_probe",
     }
