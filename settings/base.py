@@ -195,3 +195,12 @@ SECURE_REFERRER_POLICY = "same-origin"
 
 # Seconds a process trusts its cached routing configuration before checking the shared version again.
 ROUTING_CONFIG_TTL = env.float("ROUTING_CONFIG_TTL", default=1.0)
+
+# The channel simulator (the outside world in development and tests): `python -m simulator`.
+SIMULATOR = {
+    "URL": env.str("SIMULATOR_URL", default="http://127.0.0.1:8100"),
+    "KEY_ID": env.str("SIMULATOR_KEY_ID", default="mengka-dev"),
+    "SECRET": env.str("SIMULATOR_SECRET", default="mengka-dev-simulator-secret"),
+    "CONNECT_TIMEOUT": env.float("SIMULATOR_CONNECT_TIMEOUT", default=2.0),
+    "READ_TIMEOUT": env.float("SIMULATOR_READ_TIMEOUT", default=10.0),
+}

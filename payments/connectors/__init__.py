@@ -31,9 +31,11 @@ def reset_connectors() -> None:
 
 
 def _register_defaults() -> None:
+    from .http import SimulatorConnector
     from .inprocess import InProcessConnector
 
     register("inprocess", InProcessConnector)
+    register("simulator", SimulatorConnector)
 
 
 _register_defaults()

@@ -2,7 +2,8 @@
 
 It keeps per-reference state like a real acquirer (idempotent by reference) and honours the same deterministic
 triggers as the channel simulator, by the last two digits of the amount in minor units:
-51 declined · 52 failed before processing · 53 timeout before charging · 54 charged, then timed out.
+51 declined (do_not_honour) · 52 declined (insufficient_funds) · 53 channel error, nothing charged ·
+54 timeout before charging · 55 charged, then timed out · 56 declined (suspected_fraud).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from .base import (
 )
 
 TRIGGER_DECLINE = 51
-TRIGGER_FAIL = 52
-TRIGGER_TIMEOUT_BEFORE_CHARGE = 53
-TRIGGER_CHARGED_THEN_TIMEOUT = 54
+TRIGGER_FAIL = 53
+TRIGGER_TIMEOUT_BEFORE_CHARGE = 54
+TRIGGER_CHARGED_THEN_TIMEOUT = 55
+DECLINES = {51: "do_not_honour", 52: "insufficient_funds", 56: "suspected_fraud"}
 
 
 @dataclass
@@ -79,8 +81,8 @@ class InProcessConnector:
             existing = self._charges.get(request.reference)
             if existing is not None:
                 return ChannelResponse(Outcome.APPROVED, existing.state, channel_reference=f"ip-{request.reference}")
-            if trigger == TRIGGER_DECLINE:
-                return ChannelResponse(Outcome.DECLINED, RemoteState.DECLINED, code="insufficient_funds")
+            if trigger in DECLINES:
+                return ChannelResponse(Outcome.DECLINED, RemoteState.DECLINED, code=DECLINES[trigger])
             if trigger == TRIGGER_FAIL:
                 return ChannelResponse(Outcome.FAILED, code="channel_error", message="not processed")
             if trigger == TRIGGER_TIMEOUT_BEFORE_CHARGE:

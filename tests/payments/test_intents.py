@@ -146,7 +146,7 @@ def test_a_domain_error_is_replayed_as_the_same_error(world: dict[str, Any]) -> 
 
 def test_decline_fails_the_payment_without_retrying_elsewhere(world: dict[str, Any]) -> None:
     ChannelFactory(acquirer=world["channel"].acquirer, code="acq-second", fee_percent="0.9")
-    intent = pay(world, 1_051)
+    intent = pay(world, 1_052)
     assert (intent.status, intent.failure_code) == ("failed", "insufficient_funds")
     assert intent.attempts.count() == 1
 
@@ -161,7 +161,7 @@ def test_channel_failure_falls_back_to_the_next_channel(world: dict[str, Any]) -
 
 
 def test_timeout_before_charge_is_resolved_by_inquiry_as_not_charged(world: dict[str, Any]) -> None:
-    intent = pay(world, 1_053)
+    intent = pay(world, 1_054)
     attempt = intent.attempts.get()
     assert attempt.status == PaymentAttempt.Status.FAILED
     assert intent.status == "failed"
@@ -170,7 +170,7 @@ def test_timeout_before_charge_is_resolved_by_inquiry_as_not_charged(world: dict
 
 def test_charged_then_timeout_is_resolved_by_inquiry_as_charged_once(world: dict[str, Any]) -> None:
     ChannelFactory(acquirer=world["channel"].acquirer, code="acq-second", fee_percent="0.9")
-    intent = pay(world, 1_054)
+    intent = pay(world, 1_055)
     assert intent.status == "succeeded"
     assert intent.attempts.count() == 1  # never retried elsewhere: it had charged
     assert world["fake"].charge_count() == 1
@@ -179,7 +179,7 @@ def test_charged_then_timeout_is_resolved_by_inquiry_as_charged_once(world: dict
 def test_timeout_with_inquiry_down_is_reversed_before_trying_anything_else(world: dict[str, Any]) -> None:
     ChannelFactory(acquirer=world["channel"].acquirer, code="acq-second", fee_percent="0.9")
     world["fake"].inquiry_down = True
-    intent = pay(world, 2_054)  # charged, then timed out; the inquiry cannot answer → 冲正, then the next channel
+    intent = pay(world, 2_055)  # charged, then timed out; the inquiry cannot answer → 冲正, then the next channel
     statuses = list(intent.attempts.values_list("channel__code", "status"))
     assert statuses == [("acq-main", "reversed"), ("acq-second", "reversed")]
     assert (intent.status, intent.failure_code) == ("failed", "channels_unavailable")

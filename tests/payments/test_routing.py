@@ -294,7 +294,7 @@ def test_open_breaker_routes_around_the_channel_and_says_why(shop: dict[str, Any
 def test_fallback_is_refused_while_an_attempt_is_ambiguous(shop: dict[str, Any]) -> None:
     shop["fake"].inquiry_down = True
     shop["fake"].reversal_down = True
-    intent = pay(shop, amount=1_053)  # timed out before charging, but nobody can tell yet
+    intent = pay(shop, amount=1_054)  # timed out before charging, but nobody can tell yet
     assert intent.status == "processing"
     assert list(intent.attempts.values_list("channel__code", "status")) == [("first", "unknown")]
     shop["fake"].inquiry_down = shop["fake"].reversal_down = False

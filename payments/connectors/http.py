@@ -1,0 +1,268 @@
+"""HTTP connectors: connect and read timeouts, signed requests, retries only for calls that are safe to repeat.
+
+`HttpConnector` is the base a real bank's connector subclasses (signing, paths and response mapping are its
+hooks). `SimulatorConnector` talks to the channel simulator (see docs/simulator.md).
+
+How transport failures map to outcomes — the rule that keeps money safe:
+- the request never left (connection refused, DNS): FAILED, nothing charged;
+- the request left and no answer came (read timeout, a 504 from the channel, a broken connection): UNKNOWN;
+- the channel answered with a refusal: DECLINED (the card or account said no) or FAILED (the channel said it did not
+  process the request, e.g. a 500 "nothing was charged").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import httpx
+from django.conf import settings
+
+from .base import (
+    AuthorizeRequest,
+    CaptureRequest,
+    ChannelResponse,
+    ChargeRecord,
+    Inquiry,
+    Outcome,
+    ReferenceRequest,
+    RefundRequest,
+    RemoteState,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    status: int  # 0: no HTTP answer
+    body: dict[str, Any]
+    sent: bool  # False when the request provably never reached the channel
+    latency_ms: int
+
+    @property
+    def error_code(self) -> str:
+        error = self.body.get("error") if isinstance(self.body, dict) else None
+        return str(error.get("code", "")) if isinstance(error, dict) else ""
+
+
+class HttpConnector:
+    """Base for connectors over HTTP+JSON. Subclasses set `name` and implement the operations with `call`."""
+
+    name = "http"
+    safe_retries = 2
+
+    def __init__(self, *, base_url: str, connect_timeout: float = 2.0, read_timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.client = httpx.Client(timeout=httpx.Timeout(read_timeout, connect=connect_timeout))
+
+    def sign(self, method: str, target: str, body: bytes) -> dict[str, str]:
+        return {}
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        query: dict[str, Any] | None = None,
+        safe: bool = False,
+    ) -> HttpResult:
+        """One request; `safe` (reads, and writes idempotent by reference) may be retried on transport failures."""
+        target = path + ("?" + urlencode({k: v for k, v in (query or {}).items() if v is not None}) if query else "")
+        raw = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+        attempts = 1 + (self.safe_retries if safe else 0)
+        result = HttpResult(0, {}, False, 0)
+        for attempt in range(attempts):
+            started = time.monotonic()
+            headers = {"Content-Type": "application/json", **self.sign(method, target, raw)}
+            try:
+                response = self.client.request(method, self.base_url + target, content=raw, headers=headers)
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                result = HttpResult(0, {}, False, int((time.monotonic() - started) * 1000))
+            except httpx.TransportError as exc:  # read timeout, reset: the request may have been processed
+                logger.warning("%s %s: no answer (%s)", method, path, type(exc).__name__)
+                result = HttpResult(0, {}, True, int((time.monotonic() - started) * 1000))
+            else:
+                try:
+                    payload = response.json()
+                except ValueError:
+                    payload = {}
+                result = HttpResult(
+                    response.status_code,
+                    payload if isinstance(payload, dict) else {},
+                    True,
+                    int((time.monotonic() - started) * 1000),
+                )
+                if response.status_code < 500:
+                    return result
+            if attempt + 1 < attempts:
+                time.sleep(0.05 * (2**attempt))
+        return result
+
+
+_PAYMENT_STATES = {
+    "authorised": RemoteState.AUTHORIZED,
+    "captured": RemoteState.CAPTURED,
+    "partially_refunded": RemoteState.CAPTURED,
+    "refunded": RemoteState.CAPTURED,
+    "voided": RemoteState.VOIDED,
+    "reversed": RemoteState.REVERSED,
+    "declined": RemoteState.DECLINED,
+    "not_found": RemoteState.NOT_FOUND,
+}
+
+
+class SimulatorConnector(HttpConnector):
+    """The channel simulator: acquirers, bank debit, wallets, prepaid and digital RMB over one signed HTTP API."""
+
+    name = "simulator"
+
+    def __init__(self) -> None:
+        config = settings.SIMULATOR
+        super().__init__(
+            base_url=config["URL"], connect_timeout=config["CONNECT_TIMEOUT"], read_timeout=config["READ_TIMEOUT"]
+        )
+        self.key_id, self.secret = config["KEY_ID"], config["SECRET"]
+
+    def sign(self, method: str, target: str, body: bytes) -> dict[str, str]:
+        timestamp = str(int(time.time()))
+        message = f"{timestamp}.{method.upper()}.{target}.".encode() + body
+        signature = hmac.new(self.secret.encode(), message, hashlib.sha256).hexdigest()
+        return {"X-Sim-Key-Id": self.key_id, "X-Sim-Timestamp": timestamp, "X-Sim-Signature": signature}
+
+    @staticmethod
+    def _instrument(request: AuthorizeRequest) -> dict[str, str]:
+        if request.method == "balance":
+            return {"kind": "account", "account_id": request.source_token}
+        return {"kind": "card", "token": request.source_token}
+
+    def _write(self, result: HttpResult, *, not_found_ok: bool = False) -> ChannelResponse:
+        if not result.sent:
+            return ChannelResponse(Outcome.FAILED, code="channel_unreachable", latency_ms=result.latency_ms)
+        if result.status == 0 or result.status == 504:
+            return ChannelResponse(Outcome.UNKNOWN, code="timeout", latency_ms=result.latency_ms)
+        if result.status >= 500:
+            return ChannelResponse(
+                Outcome.FAILED, code=result.error_code or "channel_error", latency_ms=result.latency_ms
+            )
+        if result.status == 404 and not_found_ok:
+            return ChannelResponse(Outcome.APPROVED, RemoteState.NOT_FOUND, latency_ms=result.latency_ms)
+        if result.status >= 400:
+            return ChannelResponse(Outcome.DECLINED, code=result.error_code or "refused", latency_ms=result.latency_ms)
+        state = _PAYMENT_STATES.get(str(result.body.get("state", "")))
+        if state == RemoteState.DECLINED:
+            return ChannelResponse(
+                Outcome.DECLINED,
+                state,
+                code=str(result.body.get("decline_code") or "declined"),
+                latency_ms=result.latency_ms,
+            )
+        return ChannelResponse(
+            Outcome.APPROVED, state, channel_reference=str(result.body.get("id") or ""), latency_ms=result.latency_ms
+        )
+
+    def authorize(self, request: AuthorizeRequest) -> ChannelResponse:
+        body = {
+            "channel": request.channel,
+            "reference": request.reference,
+            "amount": request.amount,
+            "currency": request.currency,
+            "instrument": self._instrument(request),
+            "capture": request.capture,
+        }
+        return self._write(self.call("POST", "/v1/payments/authorise", body))
+
+    def capture(self, request: CaptureRequest) -> ChannelResponse:
+        body = {"channel": request.channel, "reference": request.reference, "amount": request.amount}
+        return self._write(self.call("POST", "/v1/payments/capture", body))
+
+    def void(self, request: ReferenceRequest) -> ChannelResponse:
+        return self._write(
+            self.call("POST", "/v1/payments/void", {"channel": request.channel, "reference": request.reference})
+        )
+
+    def reverse(self, request: ReferenceRequest) -> ChannelResponse:
+        # 冲正 is idempotent by reference at the channel, so it is safe to repeat after a transport failure.
+        result = self.call(
+            "POST", "/v1/payments/reverse", {"channel": request.channel, "reference": request.reference}, safe=True
+        )
+        return self._write(result, not_found_ok=True)
+
+    def refund(self, request: RefundRequest) -> ChannelResponse:
+        body = {
+            "channel": request.channel,
+            "reference": request.reference,
+            "refund_reference": request.refund_reference,
+            "amount": request.amount,
+        }
+        response = self._write(self.call("POST", "/v1/payments/refund", body))
+        if response.outcome == Outcome.APPROVED:
+            return ChannelResponse(Outcome.APPROVED, RemoteState.REFUNDED, latency_ms=response.latency_ms)
+        return response
+
+    def _status(self, channel: str, reference: str) -> HttpResult:
+        return self.call("GET", f"/v1/payments/{quote(channel, safe='')}/{quote(reference, safe='')}", safe=True)
+
+    def inquire(self, request: ReferenceRequest) -> Inquiry:
+        result = self._status(request.channel, request.reference)
+        if result.status == 404:
+            return Inquiry(Outcome.APPROVED, RemoteState.NOT_FOUND, latency_ms=result.latency_ms)
+        if result.status != 200:
+            return Inquiry(Outcome.UNKNOWN, latency_ms=result.latency_ms)
+        body = result.body
+        return Inquiry(
+            Outcome.APPROVED,
+            _PAYMENT_STATES.get(str(body.get("state")), RemoteState.NOT_FOUND),
+            amount_authorized=int(body.get("amount") or 0),
+            amount_captured=int(body.get("captured_amount") or 0),
+            amount_refunded=int(body.get("refunded_amount") or 0),
+            channel_reference=str(body.get("id") or ""),
+            latency_ms=result.latency_ms,
+        )
+
+    def refund_inquire(self, request: RefundRequest) -> Inquiry:
+        result = self._status(request.channel, request.reference)
+        if result.status == 404:
+            return Inquiry(Outcome.APPROVED, RemoteState.NOT_FOUND, latency_ms=result.latency_ms)
+        if result.status != 200:
+            return Inquiry(Outcome.UNKNOWN, latency_ms=result.latency_ms)
+        for refund in result.body.get("refunds") or []:
+            if refund.get("refund_reference") == request.refund_reference:
+                return Inquiry(Outcome.APPROVED, RemoteState.REFUNDED, amount_refunded=int(refund.get("amount") or 0))
+        return Inquiry(Outcome.APPROVED, RemoteState.NOT_FOUND, latency_ms=result.latency_ms)
+
+    def list_charges(self, channel: str, since_reference_prefix: str = "") -> list[ChargeRecord]:
+        """Every payment the channel's journal shows a charge for, with its current state."""
+        references: list[str] = []
+        seen: set[str] = set()
+        after = 0
+        while True:
+            result = self.call("GET", "/journal", query={"channel": channel, "after": after, "limit": 1000}, safe=True)
+            if result.status != 200:
+                raise ConnectionError(f"journal of {channel} unavailable ({result.status})")
+            for row in result.body.get("data", []):
+                reference = row.get("reference") or ""
+                if (
+                    row.get("op") in ("sale", "authorise")
+                    and row.get("outcome") in ("ok", "charged_timeout")
+                    and reference.startswith(since_reference_prefix)
+                    and reference not in seen
+                ):
+                    seen.add(reference)
+                    references.append(reference)
+            if not result.body.get("has_more"):
+                break
+            after = int(result.body.get("next_after") or 0)
+        charges = []
+        for reference in references:
+            inquiry = self.inquire(ReferenceRequest(channel, reference))
+            if inquiry.outcome == Outcome.APPROVED:
+                charges.append(ChargeRecord(reference, inquiry.state, inquiry.amount_authorized, ""))
+        return charges
