@@ -529,16 +529,8 @@ def account_fingerprint(kind: str, number: str) -> str:
 
 
 @sensitive_variables("account_number", "number")
-def linked_account_bind_start(
-    *,
-    cardholder: Cardholder,
-    bank: MemberBank,
-    kind: str,
-    account_number: str,
-    currency: str = "CNY",
-    verifier: IssuerVerifier | None = None,
-) -> BindingChallenge:
-    """Links a balance account at a member bank (account, wallet, prepaid, digital RMB): the member sends a code."""
+def _account_facts(bank: MemberBank, kind: str, account_number: str) -> tuple[str, str]:
+    """(masked number, fingerprint) of an account being linked, after its checks."""
     number = _digits(account_number)
     if kind not in LinkedAccount.Kind.values:
         raise ValidationFailed(_("Choose the kind of account."), param="kind")
@@ -550,7 +542,21 @@ def linked_account_bind_start(
         raise ValidationFailed(_("This member does not issue prepaid balances."), param="bank")
     if bank.status != MemberBank.Status.ACTIVE:
         raise ValidationFailed(_("This bank is not active in the alliance."), param="bank")
-    fingerprint = account_fingerprint(kind, number)
+    return "•••• " + number[-4:], account_fingerprint(kind, number)
+
+
+@sensitive_variables("account_number")
+def linked_account_bind_start(
+    *,
+    cardholder: Cardholder,
+    bank: MemberBank,
+    kind: str,
+    account_number: str,
+    currency: str = "CNY",
+    verifier: IssuerVerifier | None = None,
+) -> BindingChallenge:
+    """Links a balance account at a member bank (account, wallet, prepaid, digital RMB): the member sends a code."""
+    masked, fingerprint = _account_facts(bank, kind, account_number)
     _refuse_duplicate(LinkedAccount, cardholder, fingerprint)
     _refuse_too_many_starts(cardholder)
     started = (verifier or get_verifier()).start(
@@ -565,7 +571,7 @@ def linked_account_bind_start(
             bank=bank,
             kind=kind,
             reference="acct_" + secrets.token_hex(16),
-            masked_number="•••• " + number[-4:],
+            masked_number=masked,
             fingerprint=fingerprint,
             currency=currency,
             status=BindingStatus.PENDING,
@@ -586,6 +592,84 @@ def linked_account_bind_start(
         )
         _enqueue_expiry(challenge)
     return challenge
+
+
+@dataclass(frozen=True)
+class AccountBindRequest:
+    cardholder: Cardholder
+    bank: MemberBank
+    kind: str
+    account_number: str = field(repr=False)
+    currency: str = "CNY"
+
+
+@sensitive_variables("requests", "request")
+def linked_accounts_bind_many(
+    *,
+    requests: Sequence[AccountBindRequest],
+    verifier: IssuerVerifier,
+    read_code: Callable[[Cardholder, str], str],
+    actor: Actor = None,
+) -> list[LinkedAccount]:
+    """Links many accounts with every rule of the one-by-one path, the member's code included; all or nothing."""
+    facts = [_account_facts(r.bank, r.kind, r.account_number) for r in requests]
+    fingerprints = [fingerprint for _masked, fingerprint in facts]
+    if len(set(fingerprints)) != len(fingerprints):
+        raise Conflict(_("The batch repeats an account."), code="already_bound")
+    if LinkedAccount.objects.filter(fingerprint__in=fingerprints, status__in=LIVE).exists():
+        raise Conflict(_("An account in the batch is linked already."), code="bound_elsewhere")
+    started_at = timezone.now()
+    references = []
+    for request, (_masked, fingerprint) in zip(requests, facts, strict=True):
+        started = verifier.start(
+            bank_code=request.bank.code,
+            subject_fingerprint=fingerprint,
+            holder_key=request.cardholder.phone_hash,
+            phone_hint=request.cardholder.phone_last4,
+        )
+        result = verifier.verify(reference=started.reference, code=read_code(request.cardholder, started.reference))
+        if not result.verified:
+            raise ValidationFailed(_("The member did not confirm the holder."), code="issuer_refused")
+        references.append(started)
+    with transaction.atomic():
+        accounts = LinkedAccount.objects.bulk_create(
+            [
+                LinkedAccount(
+                    cardholder=request.cardholder,
+                    bank=request.bank,
+                    kind=request.kind,
+                    reference="acct_" + secrets.token_hex(16),
+                    masked_number=masked,
+                    fingerprint=fingerprint,
+                    currency=request.currency,
+                    status=BindingStatus.ACTIVE,
+                    activated_at=started_at,
+                )
+                for request, (masked, fingerprint) in zip(requests, facts, strict=True)
+            ]
+        )
+        if any(account.pk is None for account in accounts):
+            ids = dict(
+                LinkedAccount.objects.filter(fingerprint__in=fingerprints, status__in=LIVE).values_list("reference", "pk")
+            )
+            for account in accounts:
+                account.pk = ids[account.reference]
+        BindingChallenge.objects.bulk_create(
+            [
+                BindingChallenge(
+                    bank_id=account.bank_id,
+                    linked_account=account,
+                    issuer_reference=started.reference,
+                    status=BindingChallenge.Status.VERIFIED,
+                    attempts=1,
+                    max_attempts=MAX_CODE_ATTEMPTS,
+                    expires_at=started.expires_at,
+                )
+                for account, started in zip(accounts, references, strict=True)
+            ]
+        )
+        audit_record(actor=actor, action="members.account_bind_many", after={"count": len(accounts)})
+    return accounts
 
 
 # --- the code ------------------------------------------------------------------------------------------------------
@@ -780,3 +864,21 @@ def consents_grant_many(*, cardholders: Sequence[Cardholder], purpose: str, acto
     )
     audit_record(actor=actor, action="members.consent_grant_many", after={"purpose": purpose, "count": len(fresh)})
     return len(fresh)
+
+
+@transaction.atomic
+def consents_withdraw_many(*, cardholders: Sequence[Cardholder], purpose: str, actor: Actor = None) -> int:
+    """Withdraws one purpose for many cardholders (those with it granted); each withdrawal is an event."""
+    ids = [c.pk for c in cardholders]
+    granted = list(
+        Consent.objects.select_for_update().filter(cardholder_id__in=ids, purpose=purpose, granted=True).order_by("id")
+    )
+    Consent.objects.filter(pk__in=[c.pk for c in granted]).update(granted=False, changed_at=timezone.now())
+    ConsentEvent.objects.bulk_create(
+        [
+            ConsentEvent(cardholder_id=c.cardholder_id, purpose=purpose, action=ConsentEvent.Action.WITHDRAWN, text=c.text)
+            for c in granted
+        ]
+    )
+    audit_record(actor=actor, action="members.consent_withdraw_many", after={"purpose": purpose, "count": len(granted)})
+    return len(granted)
