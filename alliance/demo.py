@@ -40,7 +40,13 @@ def seed_operators(ctx: DemoContext) -> None:
 
 
 # Each step is one app's seeding; later apps append theirs. Order follows the dependency direction.
-STEPS: list[Callable[[DemoContext], None]] = [seed_operators]
+def seed_members(ctx: DemoContext) -> None:
+    from members.demo import seed_members as seed
+
+    seed(ctx)
+
+
+STEPS: list[Callable[[DemoContext], None]] = [seed_operators, seed_members]
 
 
 def seed_all(ctx: DemoContext) -> DemoContext:

@@ -1,10 +1,30 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
 
-from core.admin_base import ScopedAdmin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
-from .models import BankOperator, MemberBank
+from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopedTabularInline
+from core.errors import MengkaError
+
+from . import services
+from .models import (
+    BankOperator,
+    BindingChallenge,
+    BinRange,
+    Card,
+    CardProduct,
+    Cardholder,
+    Consent,
+    ConsentEvent,
+    ConsentText,
+    LinkedAccount,
+    MemberBank,
+    PointsProgram,
+)
 
 
 @admin.register(MemberBank)
@@ -22,3 +42,188 @@ class BankOperatorAdmin(ScopedAdmin):
     list_filter = ("bank", "role")
     search_fields = ("user__username", "bank__code")
     autocomplete_fields = ("user",)
+
+
+@admin.register(PointsProgram)
+class PointsProgramAdmin(ScopedAdmin):
+    scope_field = "bank"
+    list_display = ("unit_code", "name", "bank", "point_value_cny", "expiry_policy", "expiry_period", "active")
+    list_filter = ("bank", "active")
+    search_fields = ("unit_code", "name")
+
+
+@admin.register(CardProduct)
+class CardProductAdmin(ScopedAdmin):
+    scope_field = "bank"
+    list_display = ("code", "name", "bank", "kind", "tier", "annual_fee", "active")
+    list_filter = ("bank", "kind", "tier", "active")
+    search_fields = ("code", "name")
+
+
+@admin.register(BinRange)
+class BinRangeAdmin(ScopedAdmin):
+    scope_field = "bank"
+    list_display = ("prefix", "bank", "product", "card_length")
+    list_filter = ("bank",)
+    search_fields = ("prefix",)
+
+
+class _NoAddInline(ScopedTabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # shown for reading; a card is acted on from its own page, through the services
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class CardInline(_NoAddInline):
+    model = Card
+    scope_field = "bank"
+    fields = ("bank", "product", "bin", "last4", "expiry_month", "expiry_year", "status")
+    readonly_fields = fields
+
+
+class LinkedAccountInline(_NoAddInline):
+    model = LinkedAccount
+    scope_field = "bank"
+    fields = ("bank", "kind", "masked_number", "currency", "status")
+    readonly_fields = fields
+
+
+@admin.register(Cardholder)
+class CardholderAdmin(ScopedAdmin):
+    """A bank operator sees the cardholders who hold a card at their bank, and in them only their bank's cards.
+    Phone and national ID are shown masked; search finds them only by the exact number (through the keyed hash)."""
+
+    scope_field = "cards__bank"
+    list_display = ("id", "display_name", "masked_phone", "masked_national_id", "verification_level", "created_at")
+    list_filter = ("verification_level",)
+    search_fields = ("display_name",)
+    fields = ("user", "display_name", "masked_phone", "masked_national_id", "verification_level", "created_at")
+    readonly_fields = ("user", "masked_phone", "masked_national_id", "created_at")
+    inlines = (CardInline, LinkedAccountInline)
+
+    @admin.display(description=_("phone"))
+    def masked_phone(self, obj: Cardholder) -> str:
+        return obj.masked_phone
+
+    @admin.display(description=_("national ID"))
+    def masked_national_id(self, obj: Cardholder) -> str:
+        return obj.masked_national_id
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False  # cardholders register through the service, which encrypts and hashes
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        from .services import national_id_hash, national_id_valid, phone_hash
+
+        term = search_term.strip()
+        if term.isdigit() and len(term) == 11:
+            return queryset.filter(phone_hash=phone_hash(term)), False
+        if national_id_valid(term.upper()):
+            return queryset.filter(national_id_hash=national_id_hash(term)), False
+        return super().get_search_results(request, queryset, search_term)
+
+
+def _card_action(service: Any, done: str) -> Any:
+    def action(modeladmin: CardAdmin, request: HttpRequest, queryset: QuerySet[Card]) -> None:
+        changed = 0
+        for card in queryset:
+            try:
+                service(card=card, actor=request.user, reason="operator, admin")
+            except MengkaError as exc:
+                modeladmin.message_user(request, f"{card}: {exc.message}", messages.WARNING)
+            else:
+                changed += 1
+        modeladmin.message_user(request, f"{done}: {changed}", messages.SUCCESS)
+
+    return action
+
+
+@admin.register(Card)
+class CardAdmin(ScopedAdmin):
+    scope_field = "bank"
+    list_display = ("token", "bank", "product", "bin", "last4", "status", "cardholder", "activated_at")
+    list_filter = ("bank", "status")
+    search_fields = ("token", "last4")
+    readonly_fields = (
+        "cardholder", "bank", "product", "token", "bin", "last4", "expiry_month", "expiry_year", "status",
+        "created_at", "activated_at",
+    )
+    exclude = ("fingerprint",)
+    actions = ("freeze", "unfreeze")
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False  # cards are bound only by their holder, with the issuer's code
+
+    @admin.action(description=_("Freeze the selected cards"), permissions=["change"])
+    def freeze(self, request: HttpRequest, queryset: QuerySet[Card]) -> None:
+        _card_action(services.card_freeze, str(_("Frozen")))(self, request, queryset)
+
+    @admin.action(description=_("Unfreeze the selected cards"), permissions=["change"])
+    def unfreeze(self, request: HttpRequest, queryset: QuerySet[Card]) -> None:
+        _card_action(services.card_unfreeze, str(_("Unfrozen")))(self, request, queryset)
+
+
+@admin.register(LinkedAccount)
+class LinkedAccountAdmin(ScopedAdmin):
+    scope_field = "bank"
+    list_display = ("reference", "bank", "kind", "masked_number", "currency", "status", "cardholder")
+    list_filter = ("bank", "kind", "status")
+    search_fields = ("reference",)
+    readonly_fields = (
+        "cardholder", "bank", "kind", "reference", "masked_number", "currency", "status", "created_at", "activated_at",
+    )
+    exclude = ("fingerprint",)
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+
+@admin.register(BindingChallenge)
+class BindingChallengeAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    scope_field = "bank"
+    list_display = ("id", "bank", "card", "linked_account", "status", "attempts", "expires_at", "created_at")
+    list_filter = ("bank", "status")
+
+
+@admin.register(ConsentText)
+class ConsentTextAdmin(ScopedAdmin):
+    alliance_only = True
+    list_display = ("purpose", "version", "published_at")
+    list_filter = ("purpose",)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False if obj is not None else super().has_change_permission(request, obj)  # published texts are fixed
+
+    def save_model(self, request: HttpRequest, obj: ConsentText, form: Any, change: bool) -> None:
+        published = services.consent_text_publish(
+            purpose=obj.purpose, text_zh=obj.text_zh, text_en=obj.text_en, actor=request.user
+        )
+        obj.pk, obj.version = published.pk, published.version
+
+    def get_exclude(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ("version",)
+
+
+@admin.register(Consent)
+class ConsentAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    scope_field = "cardholder__cards__bank"
+    list_display = ("cardholder", "purpose", "granted", "text", "changed_at")
+    list_filter = ("purpose", "granted")
+
+
+@admin.register(ConsentEvent)
+class ConsentEventAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    scope_field = "cardholder__cards__bank"
+    list_display = ("cardholder", "purpose", "action", "text", "at")
+    list_filter = ("purpose", "action")

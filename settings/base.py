@@ -104,7 +104,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "home"
+LOGIN_REDIRECT_URL = "members:dashboard"
 LOGOUT_REDIRECT_URL = "home"
 
 LANGUAGE_CODE = "zh-hans"
@@ -124,6 +124,9 @@ STORAGES = {
 # Money
 CURRENCIES = ("CNY", "HKD", "USD", "EUR", "JPY")
 DEFAULT_CURRENCY = "CNY"
+
+# The issuer verification used to bind cards and accounts (members.issuers.IssuerVerifier); the sandbox by default.
+MEMBERS_ISSUER_VERIFIER = env.str("MEMBERS_ISSUER_VERIFIER", default="members.issuers.SandboxIssuerVerifier")
 
 # Celery: JSON only, bounded, acknowledged after the work is done.
 CELERY_BROKER_URL = REDIS_URL or "memory://"

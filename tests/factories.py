@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from typing import Any
 
 import factory
@@ -144,32 +145,164 @@ FACTORIES: dict[str, Any] = {
 }
 
 
-# --- members (cards and products), merchants, payments -------------------------------------------------------------
-from members.models import Card, Cardholder, CardProduct, PointsProgram  # noqa: E402
-from merchants.models import Merchant  # noqa: E402
-from payments.models import Channel, PaymentAttempt, PaymentIntent, Refund  # noqa: E402
+# --- members -------------------------------------------------------------------------------------------------------
+
+
+def _luhn_complete(body: str) -> str:
+    """Appends the Luhn check digit to `body`."""
+    from core.logging import luhn_valid
+
+    return next(body + d for d in "0123456789" if luhn_valid(body + d))
 
 
 class PointsProgramFactory(factory.django.DjangoModelFactory):
     class Meta:
-        model = PointsProgram
+        model = "members.PointsProgram"
 
     bank = factory.SubFactory(MemberBankFactory)
-    unit_code = factory.LazyAttribute(lambda o: f"{o.bank.code}-PTS")
-    name = factory.LazyAttribute(lambda o: f"{o.bank.name_en} points")
-    point_value_cny = "0.005"
+    unit_code = factory.Sequence(lambda n: f"PTS{n:04d}")
+    name = factory.Sequence(lambda n: f"Points {n}")
+    point_value_cny = "0.005000"
 
 
 class CardProductFactory(factory.django.DjangoModelFactory):
     class Meta:
-        model = CardProduct
+        model = "members.CardProduct"
 
     bank = factory.SubFactory(MemberBankFactory)
     code = factory.Sequence(lambda n: f"P{n:04d}")
     name = factory.Sequence(lambda n: f"Card product {n}")
-    kind = CardProduct.Kind.CREDIT
-    tier = CardProduct.Tier.GOLD
-    earning_rates = factory.LazyFunction(lambda: {"other": "1", "dining": "2", "travel": "3"})
+    kind = "credit"
+    earning_rates = factory.LazyFunction(lambda: {"dining": "2", "other": "1"})
+
+
+class BinRangeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "members.BinRange"
+
+    product = factory.SubFactory(CardProductFactory)
+    bank = factory.SelfAttribute("product.bank")
+    prefix = factory.Sequence(lambda n: f"{622000 + n:06d}")
+    card_length = 16
+
+
+_holder_serial = itertools.count(1)
+
+
+def make_cardholder(**overrides: Any) -> Any:
+    """A cardholder registered through the service (phone and ID encrypted and hashed)."""
+    from members.services import cardholder_register
+
+    n = next(_holder_serial)
+    fields: dict[str, Any] = {
+        "username": f"holder{n}",
+        "display_name": f"持卡人 {n}",
+        "phone": f"139{n:08d}",
+        "password": PASSWORD,
+    }
+    fields.update(overrides)
+    return cardholder_register(**fields)
+
+
+def card_number_for(bin_range: Any, serial: int) -> str:
+    """A Luhn-valid number inside `bin_range` (used at bind time only; never stored)."""
+    body = bin_range.prefix + f"{serial:0{bin_range.card_length - len(bin_range.prefix) - 1}d}"
+    return _luhn_complete(body)
+
+
+def make_card(cardholder: Any = None, bin_range: Any = None, status: str = "active") -> Any:
+    """A bound card: the one-by-one path through the sandbox issuer, then the wanted status."""
+    from members.issuers import SandboxIssuerVerifier
+    from members.models import Card
+    from members.services import binding_verify, card_bind_start, card_freeze
+
+    cardholder = cardholder or make_cardholder()
+    bin_range = bin_range or BinRangeFactory()
+    verifier = SandboxIssuerVerifier()
+    serial = Card.objects.count() + 1
+    challenge = card_bind_start(
+        cardholder=cardholder,
+        card_number=card_number_for(bin_range, serial),
+        expiry_month=12,
+        expiry_year=2031,
+        verifier=verifier,
+    )
+    code = verifier.code_for(cardholder.phone_hash, challenge.issuer_reference)
+    card = binding_verify(cardholder=cardholder, challenge_id=challenge.pk, code=code, verifier=verifier)
+    if status == "frozen":
+        card = card_freeze(card=card, actor=None)
+    return card
+
+
+def make_linked_account(cardholder: Any = None, bank: Any = None) -> Any:
+    from members.issuers import SandboxIssuerVerifier
+    from members.models import LinkedAccount
+    from members.services import binding_verify, linked_account_bind_start
+
+    cardholder = cardholder or make_cardholder()
+    bank = bank or MemberBankFactory()
+    verifier = SandboxIssuerVerifier()
+    challenge = linked_account_bind_start(
+        cardholder=cardholder,
+        bank=bank,
+        kind="wallet",
+        account_number=f"W{LinkedAccount.objects.count() + 1:011d}",
+        verifier=verifier,
+    )
+    code = verifier.code_for(cardholder.phone_hash, challenge.issuer_reference)
+    return binding_verify(cardholder=cardholder, challenge_id=challenge.pk, code=code, verifier=verifier)
+
+
+def make_consent_text(purpose: str = "share_holdings") -> Any:
+    from members.services import consent_text_publish
+
+    return consent_text_publish(purpose=purpose, text_zh="同意条款", text_en="Consent text")
+
+
+def _cardholder_at_new_bank() -> Any:
+    return make_card().cardholder
+
+
+def _consent_at_new_bank() -> Any:
+    from members.models import ConsentText
+    from members.services import consent_grant
+
+    if not ConsentText.objects.filter(purpose="share_holdings").exists():
+        make_consent_text()
+    return consent_grant(cardholder=_cardholder_at_new_bank(), purpose="share_holdings")
+
+
+def _consent_event_at_new_bank() -> Any:
+    from members.models import ConsentEvent
+
+    consent = _consent_at_new_bank()
+    return ConsentEvent.objects.filter(cardholder_id=consent.cardholder_id).latest("id")
+
+
+def _challenge_at_new_bank() -> Any:
+    return make_card().challenges.get()
+
+
+FACTORIES.update(
+    {
+        "members.pointsprogram": PointsProgramFactory,
+        "members.cardproduct": CardProductFactory,
+        "members.binrange": BinRangeFactory,
+        "members.cardholder": _cardholder_at_new_bank,
+        "members.card": make_card,
+        "members.linkedaccount": make_linked_account,
+        "members.bindingchallenge": _challenge_at_new_bank,
+        "members.consenttext": lambda: make_consent_text(),
+        "members.consent": _consent_at_new_bank,
+        "members.consentevent": _consent_event_at_new_bank,
+    }
+)
+
+
+# --- fast model-level cards (for payments tests), merchants, payments ------------------------------------------
+from members.models import Card, Cardholder  # noqa: E402
+from merchants.models import Merchant  # noqa: E402
+from payments.models import Channel, PaymentAttempt, PaymentIntent, Refund  # noqa: E402
 
 
 class CardholderFactory(factory.django.DjangoModelFactory):

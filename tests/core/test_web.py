@@ -33,7 +33,7 @@ def test_home_links_portal_admin_and_api_docs_in_chinese_by_default(client: Clie
     response = client.get("/")
     html = response.content.decode()
     assert response.status_code == 200
-    for url in (reverse("login"), reverse("admin:index"), reverse("api-docs")):
+    for url in (reverse("members:dashboard"), reverse("admin:index"), reverse("api-docs")):
         assert f'href="{url}"' in html
     assert "持卡人门户" in html
     assert 'lang="zh-hans"' in html
