@@ -192,3 +192,13 @@ CSRF_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+
+# The points ledger (rewards): seal signing key from the environment or a key file (never the database), where the
+# signed seal heads are exported, sub-accounts per hot bank account, and the alliance's exchange terms.
+LEDGER_SEAL_KEY = env.str("LEDGER_SEAL_KEY", default=SECRET_KEY)
+LEDGER_SEAL_KEY_FILE = env.str("LEDGER_SEAL_KEY_FILE", default="")
+LEDGER_SEAL_EXPORT = env.str("LEDGER_SEAL_EXPORT", default=str(VAR_DIR / "ledger-seals.jsonl"))
+LEDGER_BANK_SHARDS = env.int("LEDGER_BANK_SHARDS", default=8)
+LEDGER_EXCHANGE_FEE_RATE = env.str("LEDGER_EXCHANGE_FEE_RATE", default="0.02")
+LEDGER_EXCHANGE_MIN_POINTS = env.int("LEDGER_EXCHANGE_MIN_POINTS", default=100)
+LEDGER_HOLD_TTL_SECONDS = env.int("LEDGER_HOLD_TTL_SECONDS", default=15 * 60)

@@ -15,3 +15,4 @@ LOGGING["root"]["level"] = "WARNING"  # type: ignore[index]
 SECRET_KEY = "test-secret-key-not-for-production-0123456789abcdef"
 FIELD_ENCRYPTION_KEY = "test-field-encryption-key"
 FINGERPRINT_KEY = "test-fingerprint-key"
+LEDGER_SEAL_KEY = "test-ledger-seal-key"
