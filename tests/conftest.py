@@ -60,3 +60,9 @@ def alliance_user(db):  # type: ignore[no-untyped-def]
     from tests.factories import AllianceOperatorFactory
 
     return AllianceOperatorFactory()
+
+
+@pytest.fixture(autouse=True)
+def _ledger_seal_export(settings, tmp_path):  # type: ignore[no-untyped-def]
+    """Each test exports sealed ledger heads to its own file."""
+    settings.LEDGER_SEAL_EXPORT = str(tmp_path / "ledger-seals.jsonl")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from decimal import Decimal
 from typing import Any
 
 import factory
@@ -119,6 +120,75 @@ def _model(label: str) -> Any:
     return apps.get_model(label)
 
 
+class PointsProgramFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "members.PointsProgram"
+
+    bank = factory.SubFactory(MemberBankFactory)
+    unit_code = factory.Sequence(lambda n: f"PTS{n:03d}")
+    name = factory.Sequence(lambda n: f"Points {n}")
+    point_value_cny = Decimal("0.005000")
+    expiry_policy = "end_of_year"
+    expiry_period = 2
+
+
+class CardholderFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "members.Cardholder"
+
+    user = factory.SubFactory(UserFactory)
+    display_name = factory.Sequence(lambda n: f"持卡人{n}")
+    phone_encrypted = "not-encrypted-in-tests"
+    phone_hash = factory.Sequence(lambda n: f"{n:064d}")
+    phone_last4 = factory.Sequence(lambda n: f"{n % 10000:04d}")
+
+
+def _ledger_points_account() -> Any:
+    """A cardholder's wallet in a new bank's program, with some points earned."""
+    from rewards.services import points_earn, wallet_account
+
+    program = PointsProgramFactory()
+    holder = CardholderFactory()
+    points_earn(cardholder_id=holder.pk, program=program, amount=500, idempotency_key=f"factory:{program.pk}")
+    return wallet_account(holder.pk, program)
+
+
+def _ledger_row(label: str) -> Any:
+    account = _ledger_points_account()
+    if label == "rewards.account":
+        return account
+    from rewards import models as ledger
+
+    if label == "rewards.ledgertransaction":
+        return ledger.LedgerTransaction.objects.filter(entries__account=account).first()
+    if label == "rewards.entry":
+        return ledger.Entry.objects.filter(account=account).first()
+    if label == "rewards.lot":
+        return ledger.Lot.objects.filter(account=account).first()
+    if label == "rewards.hold":
+        from rewards.services import hold_create
+
+        return hold_create(
+            cardholder_id=account.owner_id, program=account.program, amount=10, idempotency_key=f"hold:{account.pk}"
+        )
+    if label == "rewards.adjustmentrequest":
+        from rewards.services import adjustment_request
+
+        return adjustment_request(
+            cardholder_id=account.owner_id,
+            program=account.program,
+            amount=5,
+            reason="goodwill",
+            requested_by=StaffFactory(),
+        )
+    if label == "rewards.seal":
+        from rewards.sealing import seal_pending
+
+        seal_pending()
+        return ledger.Seal.objects.order_by("-id").first()
+    raise KeyError(label)
+
+
 # Model label -> a callable that creates one row. Each call must create a row under a *new* member bank where the
 # model is bank-scoped, so the walk can check that one bank's operator sees it and another's does not.
 FACTORIES: dict[str, Any] = {
@@ -130,6 +200,13 @@ FACTORIES: dict[str, Any] = {
     "members.memberbank": MemberBankFactory,
     "members.bankoperator": BankOperatorFactory,
     "django_celery_beat.periodictask": _periodic_task,
+    "rewards.account": lambda: _ledger_row("rewards.account"),
+    "rewards.ledgertransaction": lambda: _ledger_row("rewards.ledgertransaction"),
+    "rewards.entry": lambda: _ledger_row("rewards.entry"),
+    "rewards.lot": lambda: _ledger_row("rewards.lot"),
+    "rewards.hold": lambda: _ledger_row("rewards.hold"),
+    "rewards.adjustmentrequest": lambda: _ledger_row("rewards.adjustmentrequest"),
+    "rewards.seal": lambda: _ledger_row("rewards.seal"),
     "django_celery_beat.intervalschedule": lambda: _model("django_celery_beat.intervalschedule").objects.create(
         every=7, period="minutes"
     ),
@@ -153,16 +230,6 @@ def _luhn_complete(body: str) -> str:
     from core.logging import luhn_valid
 
     return next(body + d for d in "0123456789" if luhn_valid(body + d))
-
-
-class PointsProgramFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = "members.PointsProgram"
-
-    bank = factory.SubFactory(MemberBankFactory)
-    unit_code = factory.Sequence(lambda n: f"PTS{n:04d}")
-    name = factory.Sequence(lambda n: f"Points {n}")
-    point_value_cny = "0.005000"
 
 
 class CardProductFactory(factory.django.DjangoModelFactory):
@@ -300,20 +367,9 @@ FACTORIES.update(
 
 
 # --- fast model-level cards (for payments tests), merchants, payments ------------------------------------------
-from members.models import Card, Cardholder  # noqa: E402
+from members.models import Card  # noqa: E402
 from merchants.models import Merchant  # noqa: E402
 from payments.models import Channel, PaymentAttempt, PaymentIntent, Refund  # noqa: E402
-
-
-class CardholderFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Cardholder
-
-    user = factory.SubFactory(UserFactory)
-    display_name = factory.Sequence(lambda n: f"Cardholder {n}")
-    phone_encrypted = "x"
-    phone_hash = factory.Sequence(lambda n: f"{n:064d}")
-    phone_last4 = "0000"
 
 
 class CardFactory(factory.django.DjangoModelFactory):

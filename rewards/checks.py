@@ -1,0 +1,214 @@
+"""`ledger_check`: every invariant of the ledger, verified set-based in SQL, plus the seal chain against the exported,
+signed heads. Each check names every violation it finds."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connection
+
+from . import sealing
+from .models import Seal
+
+_LIMIT = 50  # violations named per check; the count says how many more
+
+
+@dataclass
+class CheckReport:
+    checked: list[str] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def _rows(sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+
+
+def _scalar(sql: str) -> int:
+    return int(_rows(sql)[0][0] or 0)
+
+
+def _named(report: CheckReport, label: str, rows: list[tuple[Any, ...]], describe: Any) -> None:
+    for row in rows[:_LIMIT]:
+        report.violations.append(f"{label}: {describe(row)}")
+    if len(rows) > _LIMIT:
+        report.violations.append(f"{label}: … and {len(rows) - _LIMIT} more")
+
+
+SQL_ZERO_SUM = """
+    SELECT transaction_id, unit, SUM(amount) FROM rewards_entry
+    GROUP BY transaction_id, unit HAVING SUM(amount) <> 0 ORDER BY transaction_id LIMIT 1000
+"""
+SQL_BALANCES = """
+    SELECT a.id, a.posted, COALESCE(e.total, 0) FROM rewards_account a
+    LEFT JOIN (SELECT account_id, SUM(amount) AS total FROM rewards_entry GROUP BY account_id) e ON e.account_id = a.id
+    WHERE a.posted <> COALESCE(e.total, 0) ORDER BY a.id LIMIT 1000
+"""
+SQL_RUNNING = """
+    SELECT e.account_id, e.id, e.balance_after, a.posted FROM rewards_entry e
+    JOIN rewards_account a ON a.id = e.account_id
+    JOIN (SELECT account_id, MAX(id) AS last_id FROM rewards_entry GROUP BY account_id) m ON m.last_id = e.id
+    WHERE e.balance_after <> a.posted ORDER BY e.account_id LIMIT 1000
+"""
+SQL_LOTS_VS_WALLET = """
+    SELECT a.id, a.posted, COALESCE(l.total, 0) FROM rewards_account a
+    LEFT JOIN (SELECT account_id, SUM(remaining) AS total FROM rewards_lot GROUP BY account_id) l ON l.account_id = a.id
+    WHERE a.purpose = 'points' AND a.posted <> COALESCE(l.total, 0) ORDER BY a.id LIMIT 1000
+"""
+SQL_LOT_MOVEMENTS = """
+    SELECT l.id, l.remaining, l.amount + COALESCE(m.total, 0) FROM rewards_lot l
+    LEFT JOIN (SELECT lot_id, SUM(amount) AS total FROM rewards_lotmovement GROUP BY lot_id) m ON m.lot_id = l.id
+    WHERE l.remaining <> l.amount + COALESCE(m.total, 0) ORDER BY l.id LIMIT 1000
+"""
+SQL_NEGATIVES = """
+    SELECT id, purpose, posted, held FROM rewards_account
+    WHERE (NOT may_go_negative AND posted < held) OR held < 0 OR (purpose = 'debt' AND posted > 0)
+    ORDER BY id LIMIT 1000
+"""
+SQL_HOLDS = """
+    SELECT a.id, a.held, COALESCE(h.total, 0) FROM rewards_account a
+    LEFT JOIN (SELECT account_id, SUM(amount) AS total FROM rewards_hold WHERE status = 'pending' GROUP BY account_id) h
+      ON h.account_id = a.id
+    WHERE a.held <> COALESCE(h.total, 0) ORDER BY a.id LIMIT 1000
+"""
+SQL_POSTED_HOLDS = """
+    SELECT h.id FROM rewards_hold h LEFT JOIN rewards_ledgertransaction t ON t.id = h.transaction_id
+    WHERE (h.status = 'posted' AND (t.id IS NULL OR t.points <> h.posted_amount))
+       OR (h.status <> 'posted' AND h.transaction_id IS NOT NULL)
+    ORDER BY h.id LIMIT 1000
+"""
+SQL_SEAL_CONTENT_PG = """
+    SELECT t.seal_id, COUNT(DISTINCT t.id), COUNT(e.id),
+           encode(sha256(convert_to(COALESCE(string_agg(
+               t.id || '|' || t.kind || '|' || t.idempotency_key || '|' || e.id || '|' || e.account_id || '|' ||
+               e.unit || '|' || e.amount, E'\\n' ORDER BY e.id), ''), 'UTF8')), 'hex'),
+           MIN(t.id), MAX(t.id)
+    FROM rewards_ledgertransaction t LEFT JOIN rewards_entry e ON e.transaction_id = t.id
+    WHERE t.seal_id IS NOT NULL GROUP BY t.seal_id
+"""
+
+
+def _seal_contents() -> dict[int, tuple[int, int, str, int, int]]:
+    """seal id → (transactions, entries, content hash, first, last) recomputed from the rows as they are now."""
+    if connection.vendor == "postgresql":
+        return {row[0]: (int(row[1]), int(row[2]), row[3], int(row[4]), int(row[5])) for row in _rows(SQL_SEAL_CONTENT_PG)}
+    contents: dict[int, tuple[int, int, str, int, int]] = {}
+    for seal_id in Seal.objects.values_list("id", flat=True):
+        rows = sealing.seal_rows(seal_id)
+        txns = _rows("SELECT COUNT(*), MIN(id), MAX(id) FROM rewards_ledgertransaction WHERE seal_id = %s", (seal_id,))
+        count, first, last = txns[0]
+        digest = hashlib.sha256(sealing.canonical_lines(rows)).hexdigest()
+        contents[seal_id] = (int(count), len(rows), digest, int(first or 0), int(last or 0))
+    return contents
+
+
+def _check_seals(report: CheckReport) -> None:
+    key = sealing.seal_key()
+    exported = sealing.exported_heads()
+    contents = _seal_contents()
+    seals = list(Seal.objects.order_by("id"))
+    previous = sealing.GENESIS
+    for seal in seals:
+        label = f"seal {seal.pk}"
+        count, entries, content, first, last = contents.get(seal.pk, (0, 0, sealing.GENESIS, 0, 0))
+        if seal.previous_hash != previous:
+            report.violations.append(f"seal chain: {label} does not follow the previous seal")
+        if (count, entries, content, first, last) != (
+            seal.transaction_count,
+            seal.entry_count,
+            seal.content_hash,
+            seal.first_transaction_id,
+            seal.last_transaction_id,
+        ):
+            report.violations.append(
+                f"seal chain: {label} (transactions {seal.first_transaction_id}–{seal.last_transaction_id}) no longer"
+                " matches its rows: a sealed transaction or entry was changed, added or removed"
+            )
+        recomputed = sealing.head_hash(
+            seal_id=seal.pk,
+            previous=seal.previous_hash,
+            content=content,
+            transactions=count,
+            entries=entries,
+            first=first,
+            last=last,
+        )
+        if recomputed != seal.hash:
+            report.violations.append(f"seal chain: {label} hash does not match its contents")
+        if not hmac.compare_digest(sealing.sign(seal.hash, key), seal.signature):
+            report.violations.append(f"seal chain: {label} signature is not valid for its hash")
+        head = exported.get(seal.pk)
+        if head is None:
+            report.violations.append(f"seal chain: {label} is missing from the exported heads")
+        elif head["hash"] != seal.hash or not hmac.compare_digest(sealing.sign(head["hash"], key), head["signature"]):
+            report.violations.append(f"seal chain: {label} differs from its exported, signed head")
+        previous = seal.hash
+    known = {seal.pk for seal in seals}
+    for seal_id in sorted(set(exported) - known):
+        report.violations.append(f"seal chain: exported seal {seal_id} is missing from the database")
+    report.checked.append(f"seal chain: {len(seals)} seals against {len(exported)} exported signed heads")
+
+
+def ledger_verify(*, seals: bool = True) -> CheckReport:
+    report = CheckReport()
+    entries = _scalar("SELECT COUNT(*) FROM rewards_entry")
+    txns = _scalar("SELECT COUNT(*) FROM rewards_ledgertransaction")
+    accounts = _scalar("SELECT COUNT(*) FROM rewards_account")
+    lots = _scalar("SELECT COUNT(*) FROM rewards_lot")
+    holds = _scalar("SELECT COUNT(*) FROM rewards_hold")
+
+    _named(report, "zero-sum", _rows(SQL_ZERO_SUM), lambda r: f"transaction {r[0]} sums to {r[2]} in {r[1]}")
+    report.checked.append(f"zero-sum per transaction and unit: {txns} transactions, {entries} entries")
+    _named(
+        report,
+        "cached balance",
+        _rows(SQL_BALANCES),
+        lambda r: f"account {r[0]} shows {r[1]} but its entries sum to {r[2]}",
+    )
+    report.checked.append(f"cached balances equal the sum of entries: {accounts} accounts")
+    _named(
+        report,
+        "running balance",
+        _rows(SQL_RUNNING),
+        lambda r: f"account {r[0]} last entry {r[1]} has balance_after {r[2]}, account shows {r[3]}",
+    )
+    report.checked.append("running balance of each account's last entry")
+    _named(
+        report,
+        "lots",
+        _rows(SQL_LOTS_VS_WALLET),
+        lambda r: f"wallet {r[0]} holds {r[1]} points but its lots hold {r[2]}",
+    )
+    _named(
+        report,
+        "lot movements",
+        _rows(SQL_LOT_MOVEMENTS),
+        lambda r: f"lot {r[0]} has {r[1]} remaining but its movements give {r[2]}",
+    )
+    report.checked.append(f"lots equal wallet balances and their movements: {lots} lots")
+    _named(
+        report,
+        "negative balance",
+        _rows(SQL_NEGATIVES),
+        lambda r: f"account {r[0]} ({r[1]}) posted {r[2]}, held {r[3]}",
+    )
+    report.checked.append("no forbidden negative balance")
+    _named(
+        report,
+        "holds",
+        _rows(SQL_HOLDS),
+        lambda r: f"account {r[0]} holds {r[1]} but its pending holds total {r[2]}",
+    )
+    _named(report, "holds", _rows(SQL_POSTED_HOLDS), lambda r: f"hold {r[0]} and its transaction disagree")
+    report.checked.append(f"held amounts equal pending holds: {holds} holds")
+    if seals:
+        _check_seals(report)
+    return report

@@ -1,0 +1,148 @@
+"""Real parallel connections on PostgreSQL: no overdraft, holds resolve once, a mixed soak keeps every invariant."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from core.errors import Conflict, InsufficientFunds, ValidationFailed
+from rewards import services as s
+from rewards.checks import ledger_verify
+from rewards.models import Hold, LedgerTransaction
+from rewards.sealing import seal_pending
+from tests.factories import CardholderFactory, PointsProgramFactory
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def run_parallel(n: int, work: Callable[[int], Any]) -> list[Any]:
+    results: list[Any] = [None] * n
+    barrier = threading.Barrier(n)
+
+    def runner(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = work(i)
+        except Exception as exc:
+            results[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=runner, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_fifty_concurrent_redemptions_against_ten() -> None:
+    program, holder = PointsProgramFactory(), CardholderFactory()
+    s.points_earn(cardholder_id=holder.pk, program=program, amount=100, idempotency_key="seed")
+
+    def redeem(i: int) -> Any:
+        return s.points_redeem(cardholder_id=holder.pk, program=program, amount=10, idempotency_key=f"r{i}")
+
+    results = run_parallel(50, redeem)
+    ok = [r for r in results if isinstance(r, LedgerTransaction)]
+    refused = [r for r in results if isinstance(r, InsufficientFunds)]
+    assert (len(ok), len(refused)) == (10, 40), [r for r in results if not isinstance(r, LedgerTransaction | InsufficientFunds)]
+    wallet = s.wallet_account(holder.pk, program)
+    assert (wallet.posted, wallet.held) == (0, 0)
+    assert ledger_verify(seals=False).violations == []
+
+
+def test_concurrent_post_and_void_resolve_a_hold_once() -> None:
+    program, holder = PointsProgramFactory(), CardholderFactory()
+    s.points_earn(cardholder_id=holder.pk, program=program, amount=100, idempotency_key="seed")
+    hold = s.hold_create(cardholder_id=holder.pk, program=program, amount=60, idempotency_key="h")
+
+    def act(i: int) -> Any:
+        if i % 2:
+            return s.hold_void(hold_id=hold.pk)
+        return s.hold_post(hold_id=hold.pk, amount=60, idempotency_key=f"post{i}")
+
+    results = run_parallel(10, act)
+    hold.refresh_from_db()
+    posts = [r for r in results if isinstance(r, LedgerTransaction)]
+    errors = [r for r in results if isinstance(r, Exception) and not isinstance(r, Conflict)]
+    assert errors == []
+    wallet = s.wallet_account(holder.pk, program)
+    if hold.status == Hold.Status.POSTED:
+        assert len(posts) == 1
+        assert (wallet.posted, wallet.held) == (40, 0)
+    else:
+        assert hold.status == Hold.Status.VOIDED
+        assert posts == []
+        assert (wallet.posted, wallet.held) == (100, 0)
+    assert LedgerTransaction.objects.filter(kind="hold_post").count() == len(posts)
+    assert ledger_verify(seals=False).violations == []
+
+
+def test_concurrent_replays_of_one_key_post_once() -> None:
+    program, holder = PointsProgramFactory(), CardholderFactory()
+
+    def earn(i: int) -> Any:
+        return s.points_earn(cardholder_id=holder.pk, program=program, amount=5, idempotency_key="one")
+
+    results = run_parallel(8, earn)
+    assert {r.pk for r in results if isinstance(r, LedgerTransaction)} == {LedgerTransaction.objects.get().pk}
+    assert s.wallet_account(holder.pk, program).posted == 5
+
+
+@pytest.mark.slow
+def test_mixed_soak_keeps_every_invariant() -> None:
+    programs = [PointsProgramFactory() for _ in range(3)]
+    holders = [CardholderFactory() for _ in range(12)]
+    for h in holders:
+        for p in programs:
+            s.points_earn(cardholder_id=h.pk, program=p, amount=2000, idempotency_key=f"seed:{h.pk}:{p.pk}")
+    per_worker = 640  # 8 × 640 = 5,120 operations
+    holder_ids = [h.pk for h in holders]
+
+    def worker(w: int) -> dict[str, int]:
+        rng = random.Random(w)
+        counts: dict[str, int] = {}
+        mine: list[int] = []
+        holds: list[int] = []
+        for n in range(per_worker):
+            op = rng.choice(["earn", "redeem", "redeem", "hold", "post", "void", "exchange", "reverse"])
+            h, p = rng.choice(holder_ids), rng.choice(programs)
+            key = f"w{w}:{n}"
+            try:
+                if op == "earn":
+                    mine.append(s.points_earn(cardholder_id=h, program=p, amount=rng.randint(1, 200), idempotency_key=key).pk)
+                elif op == "redeem":
+                    mine.append(s.points_redeem(cardholder_id=h, program=p, amount=rng.randint(1, 300), idempotency_key=key).pk)
+                elif op == "hold":
+                    holds.append(s.hold_create(cardholder_id=h, program=p, amount=rng.randint(1, 200), idempotency_key=key).pk)
+                elif op == "post" and holds:
+                    s.hold_post(hold_id=holds.pop(rng.randrange(len(holds))), amount=1, idempotency_key=key)
+                elif op == "void" and holds:
+                    s.hold_void(hold_id=holds.pop(rng.randrange(len(holds))))
+                elif op == "exchange":
+                    q = rng.choice([x for x in programs if x.pk != p.pk])
+                    mine.append(
+                        s.points_exchange(cardholder_id=h, from_program=p, to_program=q, amount=rng.randint(100, 400), idempotency_key=key).pk
+                    )
+                elif op == "reverse" and mine:
+                    target = mine.pop(rng.randrange(len(mine)))
+                    s.transaction_reverse(transaction_id=target, refunded_total=1, captured_total=2, idempotency_key=key)
+                counts[op] = counts.get(op, 0) + 1
+            except (InsufficientFunds, ValidationFailed) as exc:
+                counts[type(exc).__name__] = counts.get(type(exc).__name__, 0) + 1
+        return counts
+
+    results = run_parallel(8, worker)
+    unexpected = [r for r in results if isinstance(r, Exception)]
+    assert unexpected == []
+    attempted = sum(sum(r.values()) for r in results)
+    assert attempted >= 5000 - 8 * 100  # post/void without an open hold are skipped
+    seal_pending()
+    report = ledger_verify()
+    assert report.violations == []
