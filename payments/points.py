@@ -38,11 +38,11 @@ def points_to_have_reversed(intent: PaymentIntent, refunded_total: int) -> int:
     return proportional_floor(intent.points_earned, refunded_total, intent.amount_captured)
 
 
-def post_earn(intent: PaymentIntent, points: int) -> None:
-    """Posts the earn to the ledger, idempotently by payment."""
+def post_earn(intent: PaymentIntent, points: int) -> bool:
+    """Posts the earn to the ledger, idempotently by payment; False when the issuer has no points programme."""
     from . import ledger_bridge
 
-    ledger_bridge.earn(intent=intent, points=points, idempotency_key=f"payment:{intent.public_id}:earn")
+    return ledger_bridge.earn(intent=intent, points=points, idempotency_key=f"payment:{intent.public_id}:earn")
 
 
 def post_reversal(intent: PaymentIntent, points: int, *, cause: str) -> None:

@@ -367,11 +367,10 @@ def _finish_authorized(intent: PaymentIntent, attempt: PaymentAttempt, *, captur
 
 def _earn_points(intent: PaymentIntent) -> None:
     points = payment_points.points_for_capture(intent)
-    if points <= 0:
+    if points <= 0 or not payment_points.post_earn(intent, points):
         return
     PaymentIntent.objects.filter(pk=intent.pk).update(points_earned=points)
     intent.points_earned = points
-    payment_points.post_earn(intent, points)
 
 
 def _fail(intent: PaymentIntent, code: str, message: str) -> None:
@@ -732,7 +731,11 @@ def attempts_resolve(*, older_than: timedelta = timedelta(seconds=30)) -> Resolv
     for intent in PaymentIntent.objects.filter(status=Status.PROCESSING, updated_at__lte=cutoff).select_related(
         "card__product"
     ):
-        authorized = intent.attempts.filter(status=AttemptStatus.AUTHORIZED).select_related("channel").first()
+        authorized = (
+            intent.attempts.filter(status__in=[AttemptStatus.AUTHORIZED, AttemptStatus.CAPTURED])
+            .select_related("channel")
+            .first()
+        )
         if authorized is None:
             continue
         if intent.authorized_at is None:

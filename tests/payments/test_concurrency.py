@@ -12,7 +12,14 @@ from django.db import connection
 from core.errors import Conflict, MengkaError
 from payments import services
 from payments.models import PaymentIntent, Refund
-from tests.factories import CardFactory, CardProductFactory, ChannelFactory, MemberBankFactory, MerchantFactory
+from tests.factories import (
+    CardFactory,
+    CardProductFactory,
+    ChannelFactory,
+    MemberBankFactory,
+    MerchantFactory,
+    PointsProgramFactory,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -41,6 +48,7 @@ def race(count: int, work: Callable[[int], Any]) -> list[Any]:
 @pytest.fixture
 def world(channel_fake: Any) -> dict[str, Any]:
     bank = MemberBankFactory()
+    PointsProgramFactory(bank=bank)
     card = CardFactory(product=CardProductFactory(bank=bank))
     merchant = MerchantFactory(sponsor_bank=bank)
     ChannelFactory(acquirer=bank, code="acq-race")
@@ -95,7 +103,10 @@ def test_racing_refunds_never_exceed_the_capture(world: dict[str, Any]) -> None:
     assert len(refused) == 5
     intent.refresh_from_db()
     assert (intent.amount_refunded, intent.amount_refund_reserved) == (1_000, 1_000)
-    assert intent.points_reversed == intent.points_earned
+    assert intent.points_reversed == intent.points_earned > 0
+    from rewards.models import Account
+
+    assert sum(Account.objects.filter(owner_kind="cardholder", purpose="points").values_list("posted", flat=True)) == 0
 
 
 def test_one_idempotency_key_used_concurrently_runs_once(world: dict[str, Any]) -> None:

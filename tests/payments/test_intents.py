@@ -12,7 +12,14 @@ from django.utils import timezone
 from core.errors import ChannelError, Conflict, IdempotencyConflict, NotFound, ValidationFailed
 from payments import services
 from payments.models import PaymentAttempt, PaymentIntent, Refund
-from tests.factories import CardFactory, CardProductFactory, ChannelFactory, MemberBankFactory, MerchantFactory
+from tests.factories import (
+    CardFactory,
+    CardProductFactory,
+    ChannelFactory,
+    MemberBankFactory,
+    MerchantFactory,
+    PointsProgramFactory,
+)
 
 pytestmark = pytest.mark.django_db
 _keys = itertools.count()
@@ -26,10 +33,19 @@ def key() -> str:
 def world(channel_fake: Any) -> dict[str, Any]:
     issuer = MemberBankFactory()
     acquirer = MemberBankFactory()
+    PointsProgramFactory(bank=issuer)
     card = CardFactory(product=CardProductFactory(bank=issuer, earning_rates={"dining": "2", "other": "1"}))
     merchant = MerchantFactory(sponsor_bank=acquirer, spend_category="dining")
     channel = ChannelFactory(acquirer=acquirer, code="acq-main")
     return {"card": card, "merchant": merchant, "channel": channel, "fake": channel_fake, "issuer": issuer}
+
+
+def wallet(world: dict[str, Any]) -> int:
+    """The cardholder's posted points in the issuer's programme, from the ledger itself."""
+    from rewards.models import Account
+
+    account = Account.objects.filter(owner_kind="cardholder", owner_id=world["card"].cardholder_id, purpose="points")
+    return sum(account.values_list("posted", flat=True))
 
 
 def pay(world: dict[str, Any], amount: int, *, capture: str = "automatic", currency: str = "CNY", **kw: Any) -> Any:
@@ -55,6 +71,7 @@ def test_automatic_capture_succeeds_with_business_date_acquirer_and_points(world
     assert intent.business_date is not None
     # 123.45 CNY at 2 points per yuan for dining → 246 points (floor).
     assert intent.points_earned == 246
+    assert wallet(world) == 246  # posted in the issuer's programme through the ledger
     attempt = intent.attempts.get()
     assert (attempt.status, attempt.reference) == (PaymentAttempt.Status.CAPTURED, f"{intent.public_id}-1")
     assert world["fake"].charge_count(intent.public_id) == 1
@@ -200,6 +217,7 @@ def test_partial_refunds_reverse_points_cumulatively_without_drift(world: dict[s
     # floor(200×3333/10001)=66, floor(200×6666/10001)=133, floor(200×10001/10001)=200
     assert reversed_steps == [66, 67, 67]
     assert (intent.amount_refunded, intent.points_reversed) == (10_001, 200)
+    assert wallet(world) == 0
     with pytest.raises(Conflict, match="refunded in full"):
         services.refund_create(merchant=world["merchant"], payment_id=intent.public_id, idempotency_key=key())
 
@@ -230,6 +248,7 @@ def test_same_day_void_cancels_and_reverses_all_points(world: dict[str, Any]) ->
     canceled = services.payment_cancel(merchant=world["merchant"], payment_id=intent.public_id, idempotency_key=key())
     assert canceled.status == "canceled"
     assert canceled.points_reversed == canceled.points_earned == 100
+    assert wallet(world) == 0
     assert world["fake"].charge_count() == 0
 
 
@@ -360,3 +379,52 @@ def test_jobs_run_through_celery_and_record_their_runs(world: dict[str, Any]) ->
         "payments.orphans_sweep",
         "payments.channels_probe",
     }
+
+
+def test_refund_after_the_points_were_spent_leaves_a_points_debt(world: dict[str, Any]) -> None:
+    from members.models import PointsProgram
+    from rewards.models import Account
+    from rewards.services import points_redeem
+
+    intent = pay(world, 5_000)  # 100 points
+    program = PointsProgram.objects.get(bank=world["issuer"])
+    points_redeem(cardholder_id=world["card"].cardholder_id, program=program, amount=100, idempotency_key="spend-all")
+    refund = services.refund_create(merchant=world["merchant"], payment_id=intent.public_id, idempotency_key=key())
+    assert (refund.status, refund.points_reversed) == ("succeeded", 100)
+    debt = Account.objects.get(owner_kind="cardholder", owner_id=world["card"].cardholder_id, purpose="debt")
+    assert debt.posted == -100
+    pay(world, 2_500)  # the next 50 points pay the debt off first
+    debt.refresh_from_db()
+    assert debt.posted == -50
+    assert wallet(world) == 0
+
+
+def test_resolver_finishes_a_payment_whose_finish_step_failed_after_capture(world: dict[str, Any]) -> None:
+    """The channel captured and we recorded the attempt, but the step that marks the payment succeeded never ran."""
+    intent = services.payment_create(
+        merchant=world["merchant"],
+        cardholder=world["card"].cardholder,
+        card=world["card"],
+        amount=4_000,
+        currency="CNY",
+        idempotency_key=key(),
+    )
+    from payments.connectors.base import AuthorizeRequest
+
+    attempt = PaymentAttempt.objects.create(
+        intent=intent,
+        sequence=1,
+        channel=world["channel"],
+        reference=f"{intent.public_id}-1",
+        amount=4_000,
+        currency="CNY",
+        status="captured",
+    )
+    world["fake"].authorize(AuthorizeRequest("acq-main", attempt.reference, 4_000, "CNY", "card", "t", True, "m"))
+    PaymentIntent.objects.filter(pk=intent.pk).update(
+        status="processing", updated_at=timezone.now() - dt.timedelta(minutes=5)
+    )
+    services.attempts_resolve()
+    intent.refresh_from_db()
+    assert (intent.status, intent.amount_captured, intent.points_earned) == ("succeeded", 4_000, 80)
+    assert wallet(world) == 80
