@@ -12,7 +12,11 @@ from .models import PaymentIntent
 def _program(intent: PaymentIntent) -> PointsProgram | None:
     if intent.issuer_id is None:
         return None
-    return PointsProgram.objects.filter(bank_id=intent.issuer_id, active=True).first()
+    try:
+        program = intent.issuer.points_program  # type: ignore[union-attr]
+    except PointsProgram.DoesNotExist:
+        return None
+    return program if program.active else None
 
 
 def earn(*, intent: PaymentIntent, points: int, idempotency_key: str) -> bool:

@@ -77,6 +77,7 @@ class RoutingConfig:
     channels: dict[int, ChannelInfo]
     rules: list[RuleInfo]
     retry_policy: dict[tuple[int | None, str], bool]
+    channel_models: dict[int, Channel] = field(default_factory=dict)
     rngs: dict[int | None, random.Random] = field(default_factory=dict)
     rng_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -170,7 +171,9 @@ def load_config(*, force: bool = False) -> RoutingConfig:
 
 def _build_config(version: int) -> RoutingConfig:
     channels = {}
+    models = {}
     for channel in Channel.objects.select_related("acquirer"):
+        models[channel.pk] = channel
         channels[channel.pk] = ChannelInfo(
             id=channel.pk,
             code=channel.code,
@@ -217,7 +220,7 @@ def _build_config(version: int) -> RoutingConfig:
             )
         )
     policy = {(p.channel_id, p.error_code): p.retry for p in ChannelErrorPolicy.objects.all()}
-    return RoutingConfig(version=version, channels=channels, rules=rules, retry_policy=policy)
+    return RoutingConfig(version=version, channels=channels, rules=rules, retry_policy=policy, channel_models=models)
 
 
 # --- decision -------------------------------------------------------------------------------------------------------

@@ -95,6 +95,8 @@ def payment_create(
         "confirm": confirm,
     }
 
+    executed: list[PaymentIntent] = []
+
     def execute() -> dict[str, Any]:
         intent = _create(
             merchant=merchant,
@@ -110,11 +112,14 @@ def payment_create(
         )
         if confirm:
             _confirm(intent)
+        executed.append(intent)
         return {"payment": intent.public_id}
 
     outcome = run_idempotent(
         scope=_scope(merchant), key=idempotency_key, operation="payment.create", request=request, execute=execute
     )
+    if executed:
+        return executed[0]  # ran now: the object is current; a replay loads the stored payment
     return _load(outcome["payment"], merchant)
 
 
@@ -143,7 +148,7 @@ def _create(
             raise NotFound("No such card.", param="card")
         _require_usable_card(card)
     with transaction.atomic():
-        return PaymentIntent.objects.create(
+        intent = PaymentIntent.objects.create(
             merchant=merchant,
             cardholder=cardholder,
             card=card,
@@ -157,6 +162,8 @@ def _create(
             merchant_reference=merchant_reference[:64],
             metadata=metadata,
         )
+    intent.card, intent.merchant = card, merchant
+    return intent
 
 
 def _require_usable_card(card: Card) -> None:
@@ -189,7 +196,7 @@ def _confirm(intent: PaymentIntent) -> None:
     if intent.status != Status.REQUIRES_CONFIRMATION:
         raise Conflict(f"A payment in status {intent.status} cannot be confirmed.", code="payment_unexpected_state")
     if intent.card is not None:
-        _require_usable_card(Card.objects.get(pk=intent.card.pk))
+        _require_usable_card(intent.card)
     decision = _route(intent)
     if not decision.order:
         _fail(intent, "no_channel", "No channel can carry this payment.")
@@ -208,7 +215,7 @@ def _confirm(intent: PaymentIntent) -> None:
         if not health.allow(info.code, info.breaker):
             continue  # the breaker opened since the decision, or its half-open probe is taken
         tried += 1
-        attempt = _new_attempt(intent, info.id)
+        attempt = _new_attempt(intent, config.channel_models[info.id], sequence=tried)
         response = _call_authorize(intent, attempt)
         result = _settle_authorize(attempt, response)
         channel_failed = result in (AttemptStatus.FAILED, AttemptStatus.REVERSED, *UNRESOLVED)
@@ -244,18 +251,16 @@ def _route(intent: PaymentIntent) -> routing.Decision:
     return decision
 
 
-def _new_attempt(intent: PaymentIntent, channel_id: int) -> PaymentAttempt:
-    with transaction.atomic():
-        sequence = intent.attempts.count() + 1
-        attempt = PaymentAttempt.objects.create(
-            intent=intent,
-            sequence=sequence,
-            channel_id=channel_id,
-            reference=f"{intent.public_id}-{sequence}",
-            amount=intent.amount,
-            currency=intent.currency,
-        )
-    return PaymentAttempt.objects.select_related("channel").get(pk=attempt.pk)
+def _new_attempt(intent: PaymentIntent, channel: Channel, *, sequence: int) -> PaymentAttempt:
+    """Committed before the channel is called. A confirmation starts from no attempts, so `sequence` is the try."""
+    return PaymentAttempt.objects.create(
+        intent=intent,
+        sequence=sequence,
+        channel=channel,
+        reference=f"{intent.public_id}-{sequence}",
+        amount=intent.amount,
+        currency=intent.currency,
+    )
 
 
 def _call_authorize(intent: PaymentIntent, attempt: PaymentAttempt) -> ChannelResponse:
@@ -279,9 +284,7 @@ def _call_authorize(intent: PaymentIntent, attempt: PaymentAttempt) -> ChannelRe
     except Exception:
         logger.exception("authorize raised for attempt %s", attempt.reference)
         response = ChannelResponse(Outcome.UNKNOWN, code="connector_exception")
-    latency = int((time.monotonic() - started) * 1000)
-    PaymentAttempt.objects.filter(pk=attempt.pk).update(latency_ms=latency)
-    attempt.latency_ms = latency
+    attempt.latency_ms = int((time.monotonic() - started) * 1000)  # saved with the outcome
     return response
 
 
@@ -306,7 +309,9 @@ def _update_attempt(attempt: PaymentAttempt, status: str, channel_reference: str
     attempt.error_code, attempt.error_message = code[:64], message[:255]
     resolved = status not in UNRESOLVED
     attempt.resolved_at = timezone.now() if resolved else None
-    attempt.save(update_fields=["status", "channel_reference", "error_code", "error_message", "resolved_at"])
+    attempt.save(
+        update_fields=["status", "channel_reference", "error_code", "error_message", "resolved_at", "latency_ms"]
+    )
 
 
 def _resolve_attempt(attempt: PaymentAttempt) -> None:
@@ -343,7 +348,11 @@ def _finish_authorized(intent: PaymentIntent, attempt: PaymentAttempt, *, captur
     channel = attempt.channel
     now = timezone.now()
     with transaction.atomic():
-        locked = PaymentIntent.objects.select_for_update().get(pk=intent.pk)
+        locked = (
+            PaymentIntent.objects.select_for_update(of=("self",))
+            .select_related("card__product", "issuer__points_program")
+            .get(pk=intent.pk)
+        )
         if locked.status != Status.PROCESSING:
             return
         locked.channel, locked.acquirer_id = channel, channel.acquirer_id
@@ -359,18 +368,36 @@ def _finish_authorized(intent: PaymentIntent, attempt: PaymentAttempt, *, captur
             locked.amount_capturable = locked.amount
             locked.status = Status.REQUIRES_CAPTURE
             locked.authorization_expires_at = now + timedelta(hours=channel.authorization_hours)
-        locked.save()
         if captured:
-            _earn_points(locked)
-    intent.refresh_from_db()
+            locked.points_earned = _earn_points(locked)
+        locked.save(update_fields=_FINISH_FIELDS)
+    for name in _FINISH_FIELDS:
+        setattr(intent, name, getattr(locked, name))
 
 
-def _earn_points(intent: PaymentIntent) -> None:
+_FINISH_FIELDS = [
+    "channel",
+    "acquirer",
+    "authorized_at",
+    "failure_code",
+    "failure_message",
+    "amount_captured",
+    "amount_capturable",
+    "status",
+    "captured_at",
+    "business_date",
+    "authorization_expires_at",
+    "points_earned",
+    "updated_at",
+]
+
+
+def _earn_points(intent: PaymentIntent) -> int:
+    """Posts the points for what was captured, in the caller's transaction; returns how many were earned."""
     points = payment_points.points_for_capture(intent)
     if points <= 0 or not payment_points.post_earn(intent, points):
-        return
-    PaymentIntent.objects.filter(pk=intent.pk).update(points_earned=points)
-    intent.points_earned = points
+        return 0
+    return points
 
 
 def _fail(intent: PaymentIntent, code: str, message: str) -> None:
@@ -461,9 +488,9 @@ def _finish_capture(intent: PaymentIntent, attempt: PaymentAttempt, amount: int)
         locked.status = Status.SUCCEEDED
         locked.captured_at = now
         locked.business_date = business_date(now, attempt.channel.cutoff)
+        locked.points_earned = _earn_points(locked)
         locked.save()
         _update_attempt(attempt, AttemptStatus.CAPTURED, attempt.channel_reference, "", "")
-        _earn_points(locked)
 
 
 # --- cancel (void / 撤销) -----------------------------------------------------------------------------------------
