@@ -11,7 +11,7 @@ from datetime import date
 from pathlib import Path
 
 from . import signing
-from .config import DEFAULT_CONFIG, load_channels
+from .config import DEFAULT_CONFIG, ConfigError, load_channels
 from .engine import Simulator
 from .server import SimulatorServer
 from .statement import statement_csv
@@ -34,8 +34,12 @@ def serve(argv: list[str]) -> int:
     parser.add_argument("--otp-attempts", type=int, default=5, help="wrong codes before a verification locks")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
-    sim = Simulator(Store(args.db), Path(args.config), otp_ttl_seconds=args.otp_ttl, otp_max_attempts=args.otp_attempts)
-    server = SimulatorServer((args.host, args.port), sim, _keys(args.keys), quiet=not args.verbose)
+    try:
+        keys = _keys(args.keys)
+        sim = Simulator(Store(args.db), Path(args.config), otp_ttl_seconds=args.otp_ttl, otp_max_attempts=args.otp_attempts)
+    except (ConfigError, ValueError, OSError) as exc:
+        parser.exit(2, f"simulator: {exc}\n")
+    server = SimulatorServer((args.host, args.port), sim, keys, quiet=not args.verbose)
     host, port = str(server.server_address[0]), int(server.server_address[1])
     print(f"simulator listening on http://{host}:{port} ({len(sim.channels)} channels, db {args.db})", flush=True)
 

@@ -113,6 +113,7 @@ class SimulatorServer(ThreadingHTTPServer):
 class SimulatorHandler(BaseHTTPRequestHandler):
     server: SimulatorServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as two writes; Nagle would hold the second for an ACK
     server_version = "MengkaChannelSimulator/1"
 
     def do_GET(self) -> None:

@@ -95,7 +95,9 @@ def test_capture_refusals_and_replay(simulator: SimulatorClient) -> None:
     assert (replay.captured_amount, replay.replayed, first.replayed) == (5000, True, False)
     error = refusal(simulator.capture, channel=ACQ, reference="pi-1", amount=4000)
     assert (error.status, error.code) == (409, "already_captured")
-    rows = [(r["reference"], r["outcome"], r["code"], r["money"]) for r in simulator.journal_all(channel=ACQ, op="capture")]
+    rows = [
+        (r["reference"], r["outcome"], r["code"], r["money"]) for r in simulator.journal_all(channel=ACQ, op="capture")
+    ]
     assert rows == [
         ("pi-1", "refused", "amount_exceeds_authorised", 0),
         ("nope", "refused", "payment_not_found", 0),
@@ -119,7 +121,11 @@ def test_void(simulator: SimulatorClient) -> None:
 def test_partial_refunds_add_up_and_never_exceed_the_capture(simulator: SimulatorClient) -> None:
     authorise(simulator, amount=10000, capture=True)
     first = simulator.refund(channel=ACQ, reference="pi-1", refund_reference="r1", amount=3000)
-    assert (first.state, first.payment_state, first.payment_refunded_amount) == ("succeeded", "partially_refunded", 3000)
+    assert (first.state, first.payment_state, first.payment_refunded_amount) == (
+        "succeeded",
+        "partially_refunded",
+        3000,
+    )
     replay = simulator.refund(channel=ACQ, reference="pi-1", refund_reference="r1", amount=3000)
     assert (replay.id, replay.replayed) == (first.id, True)
     mismatch = refusal(simulator.refund, channel=ACQ, reference="pi-1", refund_reference="r1", amount=2000)
