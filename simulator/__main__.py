@@ -36,7 +36,9 @@ def serve(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         keys = _keys(args.keys)
-        sim = Simulator(Store(args.db), Path(args.config), otp_ttl_seconds=args.otp_ttl, otp_max_attempts=args.otp_attempts)
+        sim = Simulator(
+            Store(args.db), Path(args.config), otp_ttl_seconds=args.otp_ttl, otp_max_attempts=args.otp_attempts
+        )
     except (ConfigError, ValueError, OSError) as exc:
         parser.exit(2, f"simulator: {exc}\n")
     server = SimulatorServer((args.host, args.port), sim, keys, quiet=not args.verbose)

@@ -60,6 +60,7 @@ class Payment:
     business_date: str | None = None
     created_at: str | None = None
     captured_at: str | None = None
+    captured_business_date: str | None = None
     updated_at: str | None = None
     refunds: list[dict[str, Any]] | None = None
     replayed: bool = False

@@ -273,10 +273,11 @@ class Simulator:
         entry: Entry,
         channel: Channel | None,
         work: Callable[[sqlite3.Connection, datetime, Entry], Outcome],
+        faults: bool = True,
     ) -> Outcome:
         """Run one operation in one write transaction with its journal row; a refusal rolls the work back and is
         journaled on its own. Latency and the channel's down state apply first, outside any transaction."""
-        if channel is not None:
+        if channel is not None and faults:
             self._latency(channel)
             if channel.faults.down:
                 entry.outcome, entry.code = "down", "channel_down"
@@ -416,7 +417,7 @@ class Simulator:
             conn.execute(
                 "INSERT INTO payments (id, channel, reference, instrument_kind, instrument_ref, amount, currency,"
                 " state, decline_code, auth_code, captured_amount, hold_id, created_at, updated_at, business_date,"
-                " captured_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " captured_at, captured_business_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     payment_id,
                     channel.id,
@@ -434,6 +435,7 @@ class Simulator:
                     _iso(at),
                     business_date,
                     captured_at,
+                    business_date if captured_at else None,
                 ),
             )
             entry.object_id = payment_id
@@ -516,9 +518,9 @@ class Simulator:
             if row["hold_id"]:
                 _capture_hold(conn, row["hold_id"], amount, at)
             conn.execute(
-                "UPDATE payments SET state = 'captured', captured_amount = ?, captured_at = ?, updated_at = ?"
-                " WHERE id = ?",
-                (amount, _iso(at), _iso(at), row["id"]),
+                "UPDATE payments SET state = 'captured', captured_amount = ?, captured_at = ?, updated_at = ?,"
+                " captured_business_date = ? WHERE id = ?",
+                (amount, _iso(at), _iso(at), entry.business_date, row["id"]),
             )
             entry.money, entry.fee = amount, fee_for(amount, channel.fee_bps)
             fresh = conn.execute("SELECT * FROM payments WHERE id = ?", (row["id"],)).fetchone()
@@ -663,7 +665,7 @@ class Simulator:
             row = conn.execute("SELECT * FROM accounts WHERE id = ?", (account_id,)).fetchone()
             return Outcome(200, {**_account_json(row), "replayed": False})
 
-        return self._run(call, entry, None, work)
+        return self._run(call, entry, channel, work, faults=False)  # a sandbox call: no latency, works when down
 
     def _account_channel(self, account_id: str) -> tuple[sqlite3.Row, Channel]:
         row = self.store.connection().execute("SELECT * FROM accounts WHERE id = ?", (account_id,)).fetchone()
@@ -971,6 +973,7 @@ def _payment_json(conn: sqlite3.Connection, row: sqlite3.Row) -> dict[str, Any]:
         "business_date": row["business_date"],
         "created_at": row["created_at"],
         "captured_at": row["captured_at"],
+        "captured_business_date": row["captured_business_date"],
         "updated_at": row["updated_at"],
         "refunds": [
             {

@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS payments (
     updated_at TEXT NOT NULL,
     business_date TEXT NOT NULL,
     captured_at TEXT,
+    captured_business_date TEXT,
     UNIQUE (channel, reference)
 );
 CREATE TABLE IF NOT EXISTS refunds (

@@ -25,7 +25,9 @@ def test_start_peek_verify(simulator: SimulatorClient) -> None:
     challenge = start(simulator)
     assert (challenge.state, challenge.attempts_left, challenge.code) == ("pending", 5, None)
     peeked = simulator.otp_peek("bind-1")
-    assert peeked.code is not None and len(peeked.code) == 6 and peeked.code.isdigit()
+    assert peeked.code is not None
+    assert len(peeked.code) == 6
+    assert peeked.code.isdigit()
     verified = simulator.otp_verify(channel=BANK, reference="bind-1", code=peeked.code)
     assert (verified.state, verified.replayed) == ("verified", False)
     assert verified.verified_at is not None

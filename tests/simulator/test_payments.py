@@ -189,3 +189,6 @@ def test_capture_business_date_follows_the_channel_cutoff(simulator: SimulatorCl
     late = simulator.authorise(channel="acq-bank-b", reference="late", amount=100, currency="CNY", instrument=CARD)
     early = authorise(simulator, reference="early", amount=100)
     assert (late.business_date, early.business_date) == ("2026-03-03", "2026-03-02")
+    simulator.set_clock("2026-03-03T09:00:00+08:00")
+    captured = simulator.capture(channel=ACQ, reference="early")
+    assert (captured.business_date, captured.captured_business_date) == ("2026-03-02", "2026-03-03")

@@ -52,7 +52,8 @@ def test_a_bad_config_file_stops_the_start_with_a_message(tmp_path) -> None:  # 
     config = tmp_path / "channels.json"
     config.write_text('{"channels": [{"id": "x-1", "kind": "bank", "currencies": ["CNY"]}]}')
     done = subprocess.run(
-        [sys.executable, "-m", "simulator", "--port", "0", "--db", str(tmp_path / "s.sqlite3"), "--config", str(config)],
+        [sys.executable, "-m", "simulator", "--port", "0", "--db", str(tmp_path / "s.sqlite3"),
+         "--config", str(config)],
         cwd=ROOT, capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert done.returncode == 2

@@ -11,7 +11,10 @@ from simulator import signing
 from simulator.client import SimulatorClient, SimulatorError
 from tests.simulator_fixtures import SimulatorProcess
 
-BODY = b'{"channel":"acq-unionpay-a","reference":"s-1","amount":100,"currency":"CNY","instrument":{"kind":"card","token":"t"}}'
+BODY = (
+    b'{"channel":"acq-unionpay-a","reference":"s-1","amount":100,"currency":"CNY",'
+    b'"instrument":{"kind":"card","token":"t"}}'
+)
 PATH = "/v1/payments/authorise"
 
 
@@ -88,9 +91,9 @@ def test_health_is_open(simulator_server: SimulatorProcess) -> None:
 
 
 def test_a_client_with_the_wrong_secret_gets_401(simulator_server: SimulatorProcess) -> None:
-    with SimulatorClient(simulator_server.url, key_id=simulator_server.key_id, secret="nope") as client:
-        with pytest.raises(SimulatorError) as caught:
-            client.channels()
+    client = SimulatorClient(simulator_server.url, key_id=simulator_server.key_id, secret="nope")
+    with client, pytest.raises(SimulatorError) as caught:
+        client.channels()
     assert (caught.value.status, caught.value.code) == (401, "bad_signature")
 
 
