@@ -6,7 +6,7 @@ COPY pyproject.toml README.md ./
 RUN pip install --no-cache-dir -e .
 COPY . .
 RUN SECRET_KEY=build FIELD_ENCRYPTION_KEY=build FINGERPRINT_KEY=build ALLOWED_HOSTS=* python manage.py collectstatic --noinput
-RUN useradd --create-home mengka && chown -R mengka /app/var
+RUN useradd --create-home mengka && mkdir -p /app/var/simulator && chown -R mengka /app/var
 USER mengka
 EXPOSE 8000
 CMD ["gunicorn", "settings.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-"]

@@ -1,10 +1,11 @@
-# Mengka — the two commands: `make run` (the platform, embedded default) and `make test` (the whole suite).
+# Mengka — the two commands: `make run` (the platform, embedded default, with the channel simulator) and `make test` (the whole suite).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+SIMULATOR_PORT ?= 8100
 export DJANGO_SETTINGS_MODULE ?= settings.dev
 
 .PHONY: install run test lint format typecheck check ci-checks migrations-check compose-check messages clean
@@ -20,6 +21,9 @@ install: $(VENV)/.installed
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo
+	@# The channel simulator runs beside the site and stops when runserver does.
+	$(PY) -m simulator --host $(HOST) --port $(SIMULATOR_PORT) --db var/simulator.sqlite3 & sim=$$!; \
+	trap 'kill $$sim 2>/dev/null; wait $$sim 2>/dev/null' EXIT INT TERM; \
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 test: install

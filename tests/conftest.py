@@ -11,6 +11,8 @@ import os
 import pytest
 from django.conf import settings
 
+pytest_plugins = ["tests.simulator_fixtures"]
+
 
 def _on_postgres() -> bool:
     return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"

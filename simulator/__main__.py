@@ -1,0 +1,95 @@
+"""`python -m simulator --host 127.0.0.1 --port 8100 --db var/simulator.sqlite3` serves the simulator;
+`python -m simulator statement --db ... --date YYYY-MM-DD [--channel ID] [--out-dir DIR]` writes statement files."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from datetime import date
+from pathlib import Path
+
+from . import signing
+from .config import DEFAULT_CONFIG, ConfigError, load_channels
+from .engine import Simulator
+from .server import SimulatorServer
+from .statement import statement_csv
+from .store import Store
+
+
+def _keys(spec: str | None) -> dict[str, str]:
+    spec = spec or os.environ.get("SIMULATOR_KEYS") or f"{signing.DEFAULT_KEY_ID}:{signing.DEFAULT_SECRET}"
+    return signing.parse_keys(spec)
+
+
+def serve(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m simulator", description="Run the channel simulator.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8100, help="0 picks a free port (printed on the first line)")
+    parser.add_argument("--db", default="var/simulator.sqlite3", help="the simulator's own SQLite file")
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="the channels JSON file")
+    parser.add_argument("--keys", help="callers as id:secret[,id:secret]; default $SIMULATOR_KEYS or the dev key")
+    parser.add_argument("--otp-ttl", type=int, default=300, help="seconds a verification code lives")
+    parser.add_argument("--otp-attempts", type=int, default=5, help="wrong codes before a verification locks")
+    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    args = parser.parse_args(argv)
+    try:
+        keys = _keys(args.keys)
+        sim = Simulator(
+            Store(args.db), Path(args.config), otp_ttl_seconds=args.otp_ttl, otp_max_attempts=args.otp_attempts
+        )
+    except (ConfigError, ValueError, OSError) as exc:
+        parser.exit(2, f"simulator: {exc}\n")
+    server = SimulatorServer((args.host, args.port), sim, keys, quiet=not args.verbose)
+    host, port = str(server.server_address[0]), int(server.server_address[1])
+    print(f"simulator listening on http://{host}:{port} ({len(sim.channels)} channels, db {args.db})", flush=True)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def statement(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m simulator statement", description="Write channels' daily statement files from the journal."
+    )
+    parser.add_argument("--db", default="var/simulator.sqlite3")
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG))
+    parser.add_argument("--date", required=True, type=date.fromisoformat, help="the business date, YYYY-MM-DD")
+    parser.add_argument("--channel", action="append", help="one channel (repeatable); default every configured one")
+    parser.add_argument("--out-dir", help="write <channel>_<YYYYMMDD>.csv files here; default print to stdout")
+    args = parser.parse_args(argv)
+    if not Path(args.db).exists():
+        parser.error(f"no simulator database at {args.db}")
+    store = Store(args.db)
+    channels = args.channel or sorted(load_channels(Path(args.config)))
+    for channel in channels:
+        text = statement_csv(store, channel, args.date)
+        if args.out_dir:
+            out = Path(args.out_dir) / f"{channel}_{args.date:%Y%m%d}.csv"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text, encoding="utf-8")
+            print(out)
+        else:
+            sys.stdout.write(text)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["statement"]:
+        return statement(argv[1:])
+    return serve(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
