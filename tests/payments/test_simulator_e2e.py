@@ -1,4 +1,4 @@
-"""Payments end to end over real HTTP against the channel simulator: every fault ends in a known state, no double charge."""
+"""Payments end to end over real HTTP against the channel simulator: every fault ends in a known state."""
 
 from __future__ import annotations
 
