@@ -12,18 +12,19 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from core.audit import audit_record
+from core.audit import audit_record, snapshot
 from core.calendar import business_date, local_now
 from core.errors import ChannelError, Conflict, NotFound, ValidationFailed
 from core.idempotency import run_idempotent
 from core.money import validate_minor_amount
-from members.models import BindingStatus, Card, Cardholder
+from members.models import BindingStatus, Card, Cardholder, MemberBank
 from merchants.models import Merchant
 
 from . import points as payment_points
@@ -40,7 +41,16 @@ from .connectors.base import (
     RemoteState,
 )
 from .health import health_store
-from .models import Channel, PaymentAttempt, PaymentIntent, PaymentMethod, Refund, RoutingDecision
+from .models import (
+    Channel,
+    PaymentAttempt,
+    PaymentIntent,
+    PaymentMethod,
+    Refund,
+    RoutingDecision,
+    RoutingRule,
+    RuleChannel,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -682,6 +692,72 @@ def _fail_refund(refund: Refund, code: str) -> None:
             PaymentIntent.objects.filter(pk=refund.intent_id).update(
                 amount_refund_reserved=F("amount_refund_reserved") - refund.amount
             )
+
+
+# --- channels and routing rules ------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def channel_create(
+    *,
+    code: str,
+    name: str,
+    kind: str,
+    acquirer: MemberBank,
+    methods: list[str],
+    currencies: list[str],
+    connector: str = "simulator",
+    remote_id: str = "",
+    fee_percent: Decimal = Decimal("0.6"),
+    fee_fixed: int = 0,
+    actor: Any = None,
+) -> Channel:
+    """A channel is carried by an acquirer of record: a member with an acquiring licence (Mengka never holds funds)."""
+    if not acquirer.acquiring_licence:
+        raise ValidationFailed("The acquirer of record must hold an acquiring licence.", param="acquirer")
+    unknown = set(methods) - set(PaymentMethod.values)
+    if unknown:
+        raise ValidationFailed(f"Unknown payment methods: {', '.join(sorted(unknown))}.", param="methods")
+    for currency in currencies:
+        validate_minor_amount(1, currency, param="currencies")
+    channel = Channel(
+        code=code,
+        name=name,
+        kind=kind,
+        acquirer=acquirer,
+        methods=methods,
+        currencies=currencies,
+        connector=connector,
+        remote_id=remote_id,
+        fee_percent=fee_percent,
+        fee_fixed=fee_fixed,
+    )
+    channel.full_clean()
+    channel.save()
+    audit_record(actor=actor, action="channel.create", obj=channel, after=snapshot(channel), bank_id=acquirer.pk)
+    transaction.on_commit(routing.config_changed)
+    return channel
+
+
+@transaction.atomic
+def routing_rule_create(
+    *,
+    name: str,
+    strategy: str,
+    priority: int = 100,
+    channels: list[tuple[Channel, int]] | None = None,
+    actor: Any = None,
+    **conditions: Any,
+) -> RoutingRule:
+    """A rule with its channels as (channel, weight) in priority order."""
+    rule = RoutingRule(name=name, strategy=strategy, priority=priority, **conditions)
+    rule.full_clean()
+    rule.save()
+    for position, (channel, weight) in enumerate(channels or [], start=1):
+        RuleChannel.objects.create(rule=rule, channel=channel, position=position, weight=weight)
+    audit_record(actor=actor, action="routing_rule.create", obj=rule, after=snapshot(rule))
+    transaction.on_commit(routing.config_changed)
+    return rule
 
 
 # --- routing configuration and channel health ----------------------------------------------------------------------

@@ -131,6 +131,16 @@ class SimulatorConnector(HttpConnector):
         )
         self.key_id, self.secret = config["KEY_ID"], config["SECRET"]
 
+    def healthy(self) -> bool:
+        return self.call("GET", "/healthz", safe=True).status == 200
+
+    def set_faults(self, remote_id: str, **faults: Any) -> dict[str, Any]:
+        """Sandbox only: change a simulated channel's fault profile (the demo seeds without latency)."""
+        result = self.call("PATCH", f"/admin/channels/{quote(remote_id, safe='')}/faults", faults)
+        if result.status != 200:
+            raise ConnectionError(f"could not set faults on {remote_id}: {result.status} {result.error_code}")
+        return result.body
+
     def sign(self, method: str, target: str, body: bytes) -> dict[str, str]:
         timestamp = str(int(time.time()))
         message = f"{timestamp}.{method.upper()}.{target}.".encode() + body
