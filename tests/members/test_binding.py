@@ -30,9 +30,14 @@ def test_bind_start_then_right_code_activates_the_card(holder: Any, pan: str, bi
     challenge = _start(holder, pan, verifier)
     card = challenge.card
     assert card.status == BindingStatus.PENDING
-    assert (card.bin, card.last4, card.bank_id, card.product_id) == ("622848", pan[-4:], bin_range.bank_id,
-                                                                      bin_range.product_id)
-    assert card.token.startswith("card_") and len(card.token) == 37
+    assert (card.bin, card.last4, card.bank_id, card.product_id) == (
+        "622848",
+        pan[-4:],
+        bin_range.bank_id,
+        bin_range.product_id,
+    )
+    assert card.token.startswith("card_")
+    assert len(card.token) == 37
     assert card.fingerprint == services.card_fingerprint(pan)
 
     bound = services.binding_verify(
@@ -41,7 +46,8 @@ def test_bind_start_then_right_code_activates_the_card(holder: Any, pan: str, bi
     assert bound.pk == card.pk
     card.refresh_from_db()
     challenge.refresh_from_db()
-    assert card.status == BindingStatus.ACTIVE and card.activated_at is not None
+    assert card.status == BindingStatus.ACTIVE
+    assert card.activated_at is not None
     assert (challenge.status, challenge.attempts) == (BindingChallenge.Status.VERIFIED, 1)
     assert AuditLog.objects.filter(action="members.card_bound", object_id=str(card.pk)).count() == 1
 
@@ -61,7 +67,8 @@ def test_bind_start_refuses_bad_numbers_and_writes_nothing(
         _start(holder, number, verifier)
     assert caught.value.code == code
     assert number not in caught.value.message
-    assert Card.objects.count() == 0 and BindingChallenge.objects.count() == 0
+    assert Card.objects.count() == 0
+    assert BindingChallenge.objects.count() == 0
 
 
 def test_bind_start_refuses_wrong_length_for_the_bin(holder: Any, bin_range: Any, verifier: Any) -> None:
@@ -178,7 +185,9 @@ def test_another_cardholder_cannot_answer_my_challenge(holder: Any, pan: str, ve
     challenge = _start(holder, pan, verifier)
     with pytest.raises(NotFound):
         services.binding_verify(
-            cardholder=make_cardholder(), challenge_id=challenge.pk, code=_code(verifier, holder, challenge),
+            cardholder=make_cardholder(),
+            challenge_id=challenge.pk,
+            code=_code(verifier, holder, challenge),
             verifier=verifier,
         )
 
@@ -211,13 +220,19 @@ def test_link_an_account_with_the_members_code(holder: Any, verifier: Any) -> No
     assert account.status == BindingStatus.ACTIVE
     with pytest.raises(Conflict):
         services.linked_account_bind_start(
-            cardholder=make_cardholder(), bank=bank, kind="prepaid", account_number="6200123456789012",
+            cardholder=make_cardholder(),
+            bank=bank,
+            kind="prepaid",
+            account_number="6200123456789012",
             verifier=verifier,
         )
     with pytest.raises(ValidationFailed):
         services.linked_account_bind_start(
-            cardholder=holder, bank=MemberBankFactory(prepaid_licence=False), kind="prepaid",
-            account_number="6200123456789999", verifier=verifier,
+            cardholder=holder,
+            bank=MemberBankFactory(prepaid_licence=False),
+            kind="prepaid",
+            account_number="6200123456789999",
+            verifier=verifier,
         )
     assert LinkedAccount.objects.count() == 1
 
@@ -248,9 +263,11 @@ def test_cardholder_registration_encrypts_and_validates() -> None:
     national_id = demo_national_id(7)
     wrong_check = national_id[:17] + ("1" if national_id[17] != "1" else "2")
     holder = make_cardholder(phone="13812345678", national_id=national_id)
-    assert holder.phone_encrypted != "13812345678" and decrypt(holder.phone_encrypted) == "13812345678"
+    assert holder.phone_encrypted != "13812345678"
+    assert decrypt(holder.phone_encrypted) == "13812345678"
     assert holder.masked_phone == "***-****-5678"
-    assert holder.masked_national_id.endswith(national_id[-4:]) and "1101" not in holder.masked_national_id
+    assert holder.masked_national_id.endswith(national_id[-4:])
+    assert "1101" not in holder.masked_national_id
     assert holder.national_id_hash == services.national_id_hash(national_id)
     with pytest.raises(Conflict):
         make_cardholder(phone="13812345678")

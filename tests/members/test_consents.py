@@ -32,9 +32,7 @@ def test_history_keeps_every_change_with_its_text_version(holder: Any) -> None:
     v2 = services.consent_text_publish(purpose=ConsentPurpose.MARKETING, text_zh="新版", text_en="New")
     assert v2.version == v1.version + 1
     services.consent_grant(cardholder=holder, purpose=ConsentPurpose.MARKETING)
-    events = list(
-        ConsentEvent.objects.filter(cardholder=holder).order_by("id").values_list("action", "text__version")
-    )
+    events = list(ConsentEvent.objects.filter(cardholder=holder).order_by("id").values_list("action", "text__version"))
     assert events == [("granted", 1), ("withdrawn", 1), ("granted", 2)]
 
 

@@ -29,7 +29,7 @@ def _all_table_text() -> str:
     chunks = []
     with connection.cursor() as cursor:
         for table in connection.introspection.table_names():
-            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")  # noqa: S608
+            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")
             for row in cursor.fetchall():
                 chunks.append(repr(row))
     return "\n".join(chunks)
@@ -42,7 +42,7 @@ def _cache_text() -> str:
         client = redis.Redis.from_url(settings.REDIS_URL)
         return "\n".join(repr(key) + repr(client.dump(key)) for key in client.scan_iter("*"))
     store: dict[str, Any] = cache._cache  # type: ignore[attr-defined]
-    return "\n".join(repr(key) + repr(pickle.loads(value)) for key, value in store.items())  # noqa: S301
+    return "\n".join(repr(key) + repr(pickle.loads(value)) for key, value in store.items())
 
 
 def _variants(pan: str) -> list[str]:
@@ -80,7 +80,9 @@ def test_card_numbers_never_leave_memory(caplog: pytest.LogCaptureFixture) -> No
         # Through the portal view, with a mistyped attempt first.
         holder = make_cardholder(phone="13500000001")
         client = Client()
-        assert client.post(reverse("login"), {"username": holder.user.username, "password": PASSWORD}).status_code == 302
+        assert (
+            client.post(reverse("login"), {"username": holder.user.username, "password": PASSWORD}).status_code == 302
+        )
         spaced = " ".join(portal_pan[i : i + 4] for i in range(0, 16, 4))
         assert client.post(reverse("members:card_bind"), {"card_number": spaced, "expiry": "01/20"}).status_code == 422
         response = client.post(reverse("members:card_bind"), {"card_number": spaced, "expiry": "12/31"})

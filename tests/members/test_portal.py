@@ -92,7 +92,8 @@ def test_bind_through_the_portal(settings: Any) -> None:
     wrong = client.post(response["Location"], {"code": "000000" if code != "000000" else "111111"})
     assert wrong.status_code == 422
     done = client.post(response["Location"], {"code": code})
-    assert done.status_code == 302 and done["Location"] == reverse("members:dashboard")
+    assert done.status_code == 302
+    assert done["Location"] == reverse("members:dashboard")
     card.refresh_from_db()
     assert card.status == BindingStatus.ACTIVE
 
@@ -163,7 +164,8 @@ def test_login_locks_out_after_five_failures_per_username_and_address() -> None:
     # Another username from the same address is not locked.
     other = make_cardholder()
     ok = client.post(url, {"username": other.user.username, "password": PASSWORD})
-    assert ok.status_code == 302 and ok["Location"] == reverse("members:dashboard")
+    assert ok.status_code == 302
+    assert ok["Location"] == reverse("members:dashboard")
 
 
 def test_login_redirects_to_a_safe_next_only() -> None:
