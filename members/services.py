@@ -679,7 +679,11 @@ def linked_accounts_bind_many(
 
 
 def _close_target(challenge: BindingChallenge, status: str) -> None:
-    BindingChallenge.objects.filter(pk=challenge.pk).update(status=status)
+    """Ends a pending challenge (never one that a concurrent try has verified) and closes its pending target."""
+    if not BindingChallenge.objects.filter(pk=challenge.pk, status=BindingChallenge.Status.PENDING).update(
+        status=status
+    ):
+        return
     target_model: Any = Card if challenge.card_id else LinkedAccount
     target_id = challenge.card_id or challenge.linked_account_id
     target_model.objects.filter(pk=target_id, status=BindingStatus.PENDING).update(status=BindingStatus.CLOSED)

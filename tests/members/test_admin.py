@@ -91,3 +91,20 @@ def test_cards_cannot_be_added_in_the_admin(alliance_user: Any) -> None:
     client.force_login(alliance_user)
     assert client.get(reverse("admin:members_card_add")).status_code == 403
     assert client.get(reverse("admin:members_cardholder_add")).status_code == 403
+
+
+def test_alliance_operator_publishes_consent_texts_as_new_versions(alliance_user: Any) -> None:
+    from members.models import ConsentText
+
+    client = Client()
+    client.force_login(alliance_user)
+    url = reverse("admin:members_consenttext_add")
+    for expected in (1, 2):
+        response = client.post(url, {"purpose": "marketing", "text_zh": "营销", "text_en": "Marketing"})
+        assert response.status_code == 302
+        assert ConsentText.objects.filter(purpose="marketing").latest("version").version == expected
+    text = ConsentText.objects.get(purpose="marketing", version=1)
+    page = client.get(reverse("admin:members_consenttext_change", args=[text.pk]))
+    assert page.status_code == 200
+    assert page.context["has_change_permission"] is False
+    assert AuditLog.objects.filter(action="members.consent_text_publish").count() == 2

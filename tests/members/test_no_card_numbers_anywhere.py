@@ -68,7 +68,17 @@ def test_card_numbers_never_leave_memory(caplog: pytest.LogCaptureFixture) -> No
     project_handler = Collect(level=logging.DEBUG)
     project_handler.setFormatter(JsonFormatter())
     project_handler.addFilter(RedactingFilter())
+    raw_messages: list[str] = []
+
+    class Raw(logging.Handler):
+        """First in line, before any filter of the project's handlers: what the code itself asked to log."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            raw_messages.append(record.getMessage() + repr(record.args) + repr(record.exc_info))
+
+    raw_handler = Raw(level=logging.DEBUG)
     root = logging.getLogger()
+    root.handlers.insert(0, raw_handler)
     root.addHandler(project_handler)
     caplog.set_level(logging.DEBUG)
     try:
@@ -125,8 +135,12 @@ def test_card_numbers_never_leave_memory(caplog: pytest.LogCaptureFixture) -> No
             for variant in _variants(pan):
                 for place, text in places.items():
                     assert variant not in text, f"a card number leaked into {place}"
-        # The records caplog keeps are the raw ones (before the project's filter); the project's handler output is
-        # what reaches a log sink, and it masks what a caller passed in by mistake.
+        # Our code never asks to log a card number at all (the raw records, before any redaction)...
+        raw = "\n".join(raw_messages)
+        for pan in (portal_pan, service_pan):
+            assert pan not in raw
+        # ...and the one this test logs on purpose proves the capture works and that the project's handlers mask it.
+        assert refused_pan in raw
         assert refused_pan not in "\n".join(handler_output)
         assert f"[PAN ****{refused_pan[-4:]}]" in "\n".join(handler_output)
         for pan in (portal_pan, service_pan):
@@ -134,4 +148,5 @@ def test_card_numbers_never_leave_memory(caplog: pytest.LogCaptureFixture) -> No
         assert "\n".join(handler_output), "the handler must have seen log lines"
     finally:
         root.removeHandler(project_handler)
+        root.removeHandler(raw_handler)
         task_prerun.disconnect(capture)
