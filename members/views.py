@@ -233,12 +233,17 @@ def consents(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
     )
 
 
-@cardholder_required
-def dev_otp(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
-    """Development only: the simulated phone's inbox of sandbox codes. 404 unless DEBUG and the sandbox is in use."""
+def dev_otp(request: HttpRequest) -> HttpResponse:
+    """Development only: the simulated phone's inbox of sandbox codes. 404 unless DEBUG and the sandbox is in use,
+    before anything else (signed in or not)."""
     verifier = get_verifier()
     if not settings.DEBUG or not isinstance(verifier, SandboxIssuerVerifier):
         raise Http404("Not available.")
+    return _dev_otp_inbox(request, verifier)
+
+
+@cardholder_required
+def _dev_otp_inbox(request: HttpRequest, cardholder: Cardholder, verifier: SandboxIssuerVerifier) -> HttpResponse:
     return render(
         request,
         "members/dev_otp.html",

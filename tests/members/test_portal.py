@@ -174,3 +174,39 @@ def test_login_redirects_to_a_safe_next_only() -> None:
         reverse("login"), {"username": holder.user.username, "password": PASSWORD, "next": "https://evil.example/"}
     )
     assert response["Location"] == reverse("members:dashboard")
+
+
+def test_dev_otp_page_is_404_for_anyone_without_debug(settings: Any) -> None:
+    settings.DEBUG = False
+    assert Client().get(reverse("members:dev_otp")).status_code == 404
+
+
+def test_dev_otp_page_shows_my_sandbox_codes_only(settings: Any) -> None:
+    from members.issuers import SandboxIssuerVerifier
+
+    settings.DEBUG = True
+    holder, other = make_cardholder(), make_cardholder()
+    bin_range = BinRangeFactory()
+    client = _client(holder)
+    client.post(reverse("members:card_bind"), {"card_number": card_number_for(bin_range, 1), "expiry": "12/31"})
+    _client(other).post(reverse("members:card_bind"), {"card_number": card_number_for(bin_range, 2), "expiry": "12/31"})
+    sandbox = SandboxIssuerVerifier()
+    mine = sandbox.sent_codes(holder.phone_hash)[0]
+    theirs = sandbox.sent_codes(other.phone_hash)[0]
+    html = client.get(reverse("members:dev_otp")).content.decode()
+    assert mine["reference"] in html
+    assert mine["code"] in html
+    assert theirs["reference"] not in html
+
+
+def test_sandbox_announces_codes_on_the_console_only_in_debug(settings: Any, caplog: Any) -> None:
+    from members.issuers import SandboxIssuerVerifier
+
+    caplog.set_level("INFO", logger="members.issuers")
+    settings.DEBUG = False
+    SandboxIssuerVerifier().start(bank_code="B1", subject_fingerprint="f", holder_key="k", phone_hint="0001")
+    assert "sandbox OTP" not in caplog.text
+    settings.DEBUG = True
+    started = SandboxIssuerVerifier().start(bank_code="B1", subject_fingerprint="f", holder_key="k", phone_hint="0001")
+    code = SandboxIssuerVerifier().code_for("k", started.reference)
+    assert f"sandbox OTP for reference {started.reference}: {code}" in caplog.text
