@@ -16,8 +16,8 @@ from .models import (
     BindingChallenge,
     BinRange,
     Card,
-    CardProduct,
     Cardholder,
+    CardProduct,
     Consent,
     ConsentEvent,
     ConsentText,
@@ -156,8 +156,17 @@ class CardAdmin(ScopedAdmin):
     list_filter = ("bank", "status")
     search_fields = ("token", "last4")
     readonly_fields = (
-        "cardholder", "bank", "product", "token", "bin", "last4", "expiry_month", "expiry_year", "status",
-        "created_at", "activated_at",
+        "cardholder",
+        "bank",
+        "product",
+        "token",
+        "bin",
+        "last4",
+        "expiry_month",
+        "expiry_year",
+        "status",
+        "created_at",
+        "activated_at",
     )
     exclude = ("fingerprint",)
     actions = ("freeze", "unfreeze")
@@ -181,7 +190,15 @@ class LinkedAccountAdmin(ScopedAdmin):
     list_filter = ("bank", "kind", "status")
     search_fields = ("reference",)
     readonly_fields = (
-        "cardholder", "bank", "kind", "reference", "masked_number", "currency", "status", "created_at", "activated_at",
+        "cardholder",
+        "bank",
+        "kind",
+        "reference",
+        "masked_number",
+        "currency",
+        "status",
+        "created_at",
+        "activated_at",
     )
     exclude = ("fingerprint",)
 
@@ -205,7 +222,7 @@ class ConsentTextAdmin(ScopedAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False if obj is not None else super().has_change_permission(request, obj)  # published texts are fixed
 
-    def save_model(self, request: HttpRequest, obj: ConsentText, form: Any, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         published = services.consent_text_publish(
             purpose=obj.purpose, text_zh=obj.text_zh, text_en=obj.text_en, actor=request.user
         )

@@ -25,8 +25,8 @@ from .issuers import SandboxIssuerVerifier
 from .models import (
     BankOperator,
     BinRange,
-    CardProduct,
     Cardholder,
+    CardProduct,
     ConsentPurpose,
     ConsentText,
     LinkedAccount,
@@ -56,8 +56,15 @@ class BankSpec:
 
 BANKS: tuple[BankSpec, ...] = (
     BankSpec(
-        "HXSB", "华信国有银行", "Huaxin State Bank", MemberBank.Kind.STATE_OWNED, "#c8102e", (True, True, False),
-        "HXSB-PTS", "华信积分", "0.004",
+        "HXSB",
+        "华信国有银行",
+        "Huaxin State Bank",
+        MemberBank.Kind.STATE_OWNED,
+        "#c8102e",
+        (True, True, False),
+        "HXSB-PTS",
+        "华信积分",
+        "0.004",
         (
             ("HX-STD", "华信标准信用卡", "credit", "standard", {"other": "1", "dining": "2"}, "机场贵宾厅 2 次/年"),
             ("HX-GOLD", "华信金卡", "credit", "gold", {"other": "1", "travel": "3"}, "机场贵宾厅 6 次/年\n航延险"),
@@ -65,16 +72,30 @@ BANKS: tuple[BankSpec, ...] = (
         ),
     ),
     BankSpec(
-        "JHBK", "江海银行", "Jianghai Bank", MemberBank.Kind.JOINT_STOCK, "#0a5cad", (True, True, False),
-        "JHBK-PTS", "江海积分", "0.005",
+        "JHBK",
+        "江海银行",
+        "Jianghai Bank",
+        MemberBank.Kind.JOINT_STOCK,
+        "#0a5cad",
+        (True, True, False),
+        "JHBK-PTS",
+        "江海积分",
+        "0.005",
         (
             ("JH-PLAT", "江海白金卡", "credit", "platinum", {"other": "1", "overseas": "4"}, "全球贵宾厅不限次"),
             ("JH-ONLINE", "江海网购卡", "credit", "standard", {"other": "1", "online": "3"}, ""),
         ),
     ),
     BankSpec(
-        "MFBK", "明丰银行", "Mingfeng Bank", MemberBank.Kind.JOINT_STOCK, "#e5a100", (True, True, False),
-        "MFBK-PTS", "明丰积分", "0.005",
+        "MFBK",
+        "明丰银行",
+        "Mingfeng Bank",
+        MemberBank.Kind.JOINT_STOCK,
+        "#e5a100",
+        (True, True, False),
+        "MFBK-PTS",
+        "明丰积分",
+        "0.005",
         (
             ("MF-DRIVE", "明丰车主卡", "credit", "gold", {"other": "1", "fuel": "5"}, "道路救援"),
             ("MF-DINE", "明丰美食卡", "co_branded", "standard", {"other": "1", "dining": "5"}, "餐厅 5 折封顶 50 元"),
@@ -83,24 +104,45 @@ BANKS: tuple[BankSpec, ...] = (
         ),
     ),
     BankSpec(
-        "JHCC", "锦湖城市商业银行", "Jinhu City Commercial Bank", MemberBank.Kind.CITY_COMMERCIAL, "#00875a",
-        (True, True, False), "JHCC-PTS", "锦湖积分", "0.003",
+        "JHCC",
+        "锦湖城市商业银行",
+        "Jinhu City Commercial Bank",
+        MemberBank.Kind.CITY_COMMERCIAL,
+        "#00875a",
+        (True, True, False),
+        "JHCC-PTS",
+        "锦湖积分",
+        "0.003",
         (
             ("JC-CITY", "锦湖市民卡", "co_branded", "standard", {"other": "1", "groceries": "3"}, "地铁乘车优惠"),
             ("JC-GOLD", "锦湖金卡", "credit", "gold", {"other": "1.5"}, ""),
         ),
     ),
     BankSpec(
-        "QSRC", "青山农村商业银行", "Qingshan Rural Commercial Bank", MemberBank.Kind.RURAL_COMMERCIAL, "#4b7f2a",
-        (True, False, False), "QSRC-PTS", "青山积分", "0.002",
+        "QSRC",
+        "青山农村商业银行",
+        "Qingshan Rural Commercial Bank",
+        MemberBank.Kind.RURAL_COMMERCIAL,
+        "#4b7f2a",
+        (True, False, False),
+        "QSRC-PTS",
+        "青山积分",
+        "0.002",
         (
             ("QS-FARM", "青山惠农卡", "debit", "standard", {"other": "1", "groceries": "2"}, "农资采购返现"),
             ("QS-CREDIT", "青山信用卡", "credit", "standard", {"other": "1"}, ""),
         ),
     ),
     BankSpec(
-        "YYPAY", "银盈支付", "Yinying Pay", MemberBank.Kind.PAYMENT_INSTITUTION, "#7b3fa0", (False, True, True),
-        "YYPAY-PTS", "银盈币", "0.01",
+        "YYPAY",
+        "银盈支付",
+        "Yinying Pay",
+        MemberBank.Kind.PAYMENT_INSTITUTION,
+        "#7b3fa0",
+        (False, True, True),
+        "YYPAY-PTS",
+        "银盈币",
+        "0.01",
         (
             ("YY-PREPAID", "银盈预付卡", "prepaid", "standard", {"other": "1", "online": "2"}, ""),
             ("YY-GIFT", "银盈礼品卡", "prepaid", "gold", {"other": "1"}, "节日礼品包装"),
@@ -186,7 +228,9 @@ def _seed_alliance(ctx: Any) -> list[tuple[MemberBank, list[BinRange]]]:
         if not ConsentText.objects.filter(purpose=purpose).exists():
             services.consent_text_publish(purpose=purpose, text_zh=text_zh, text_en=text_en)
             if purpose == ConsentPurpose.MARKETING:  # a second version, so the history shows versioning
-                services.consent_text_publish(purpose=purpose, text_zh=text_zh + "（2026 修订）", text_en=text_en + " (2026)")
+                services.consent_text_publish(
+                    purpose=purpose, text_zh=text_zh + "（2026 修订）", text_en=text_en + " (2026)"
+                )
     return result
 
 

@@ -7,7 +7,7 @@ from django.utils.translation import gettext_lazy as _
 from djmoney.models.fields import MoneyField
 
 
-class MemberBank(models.Model):
+class MemberBank(models.Model):  # type: ignore[django-manager-missing]  # djmoney's manager on CardProduct
     """A member of the alliance: a bank or a licensed non-bank institution."""
 
     class Kind(models.TextChoices):
@@ -112,7 +112,7 @@ class SpendCategory(models.TextChoices):
     OTHER = "other", _("other")
 
 
-class CardProduct(models.Model):
+class CardProduct(models.Model):  # type: ignore[django-manager-missing]
     """A card a member bank issues. Earning rates are points per CNY 1 of cash spent, per spend category."""
 
     class Kind(models.TextChoices):

@@ -35,9 +35,9 @@ def bank_roles_for_user(user: AbstractBaseUser) -> BankRoles:
 
 
 def cardholder_for_user(user: AbstractBaseUser | AnonymousUser) -> Cardholder | None:
-    if not getattr(user, "is_authenticated", False):
+    if not getattr(user, "is_authenticated", False) or user.pk is None:
         return None
-    return Cardholder.objects.filter(user_id=user.pk).first()
+    return Cardholder.objects.filter(user_id=int(user.pk)).first()
 
 
 def cardholder_by_phone(phone: str) -> Cardholder | None:

@@ -26,10 +26,9 @@ from django.views.decorators.debug import sensitive_variables
 from core.audit import audit_record, snapshot
 from core.calendar import local_now
 from core.crypto import encrypt, keyed_hash
-from core.errors import Conflict, NotFound, RateLimited, ValidationFailed
+from core.errors import Conflict, RateLimited, ValidationFailed
 from core.logging import luhn_valid
 
-from .selectors import challenge_of
 from .issuers import IssuerVerifier, get_verifier
 from .models import (
     BankOperator,
@@ -37,8 +36,8 @@ from .models import (
     BindingStatus,
     BinRange,
     Card,
-    CardProduct,
     Cardholder,
+    CardProduct,
     Consent,
     ConsentEvent,
     ConsentPurpose,
@@ -47,6 +46,7 @@ from .models import (
     MemberBank,
     PointsProgram,
 )
+from .selectors import challenge_of
 
 Actor = AbstractBaseUser | AnonymousUser | None
 
@@ -175,12 +175,11 @@ def bank_operator_add(*, user: AbstractBaseUser, bank: MemberBank, role: str, ac
 
     from core.scoping import BANK_AUDITORS, BANK_OPERATORS
 
-    operator, _created = BankOperator.objects.update_or_create(user=user, bank=bank, defaults={"role": role})
+    operator, _created = BankOperator.objects.update_or_create(user_id=user.pk, bank=bank, defaults={"role": role})
     group = BANK_OPERATORS if role == BankOperator.Role.OPERATOR else BANK_AUDITORS
     user.groups.add(Group.objects.get(name=group))  # type: ignore[attr-defined]
-    if not user.is_staff:  # type: ignore[attr-defined]
-        user.is_staff = True  # type: ignore[attr-defined]
-        user.save(update_fields=["is_staff"])
+    if not getattr(user, "is_staff", False):
+        get_user_model().objects.filter(pk=user.pk).update(is_staff=True)
     audit_record(actor=actor, action="members.operator_add", obj=operator, after=snapshot(operator), bank_id=bank.pk)
     return operator
 
@@ -365,9 +364,7 @@ def _refuse_duplicate(model: type[Card] | type[LinkedAccount], cardholder: Cardh
 
 
 def _challenges_for(cardholder: Cardholder) -> Any:
-    return BindingChallenge.objects.filter(
-        Q(card__cardholder=cardholder) | Q(linked_account__cardholder=cardholder)
-    )
+    return BindingChallenge.objects.filter(Q(card__cardholder=cardholder) | Q(linked_account__cardholder=cardholder))
 
 
 def _refuse_too_many_starts(cardholder: Cardholder) -> None:
@@ -384,7 +381,7 @@ def _enqueue_expiry(challenge: BindingChallenge) -> None:
     from .tasks import binding_challenge_expire
 
     challenge_id = challenge.pk
-    transaction.on_commit(lambda: binding_challenge_expire.apply_async(args=[challenge_id], eta=challenge.expires_at))
+    transaction.on_commit(lambda: binding_challenge_expire.apply_async(args=(challenge_id,), eta=challenge.expires_at))
 
 
 # --- binding a card ----------------------------------------------------------------------------------------------
@@ -432,7 +429,11 @@ def card_bind_start(
             max_attempts=MAX_CODE_ATTEMPTS,
         )
         audit_record(
-            actor=cardholder.user, action="members.card_bind_start", obj=card, after=snapshot(card), bank_id=card.bank_id
+            actor=cardholder.user,
+            action="members.card_bind_start",
+            obj=card,
+            after=snapshot(card),
+            bank_id=card.bank_id,
         )
         _enqueue_expiry(challenge)
     return challenge
@@ -650,7 +651,9 @@ def linked_accounts_bind_many(
         )
         if any(account.pk is None for account in accounts):
             ids = dict(
-                LinkedAccount.objects.filter(fingerprint__in=fingerprints, status__in=LIVE).values_list("reference", "pk")
+                LinkedAccount.objects.filter(fingerprint__in=fingerprints, status__in=LIVE).values_list(
+                    "reference", "pk"
+                )
             )
             for account in accounts:
                 account.pk = ids[account.reference]
@@ -676,7 +679,11 @@ def linked_accounts_bind_many(
 
 
 def _close_target(challenge: BindingChallenge, status: str) -> None:
-    BindingChallenge.objects.filter(pk=challenge.pk).update(status=status)
+    """Ends a pending challenge (never one that a concurrent try has verified) and closes its pending target."""
+    if not BindingChallenge.objects.filter(pk=challenge.pk, status=BindingChallenge.Status.PENDING).update(
+        status=status
+    ):
+        return
     target_model: Any = Card if challenge.card_id else LinkedAccount
     target_id = challenge.card_id or challenge.linked_account_id
     target_model.objects.filter(pk=target_id, status=BindingStatus.PENDING).update(status=BindingStatus.CLOSED)
@@ -764,9 +771,7 @@ def _card_set_status(*, card: Card, frm: str, to: str, actor: Actor, action: str
     with transaction.atomic():
         locked = Card.objects.select_for_update().get(pk=card.pk)
         if locked.status != frm:
-            raise Conflict(
-                _("This card is %(status)s.") % {"status": locked.get_status_display()}, code="card_state"
-            )
+            raise Conflict(_("This card is %(status)s.") % {"status": locked.get_status_display()}, code="card_state")
         before = snapshot(locked)
         locked.status = to
         locked.save(update_fields=["status"])
@@ -784,14 +789,22 @@ def _card_set_status(*, card: Card, frm: str, to: str, actor: Actor, action: str
 
 def card_freeze(*, card: Card, actor: Actor, reason: str = "") -> Card:
     return _card_set_status(
-        card=card, frm=BindingStatus.ACTIVE, to=BindingStatus.FROZEN, actor=actor, action="members.card_freeze",
+        card=card,
+        frm=BindingStatus.ACTIVE,
+        to=BindingStatus.FROZEN,
+        actor=actor,
+        action="members.card_freeze",
         reason=reason,
     )
 
 
 def card_unfreeze(*, card: Card, actor: Actor, reason: str = "") -> Card:
     return _card_set_status(
-        card=card, frm=BindingStatus.FROZEN, to=BindingStatus.ACTIVE, actor=actor, action="members.card_unfreeze",
+        card=card,
+        frm=BindingStatus.FROZEN,
+        to=BindingStatus.ACTIVE,
+        actor=actor,
+        action="members.card_unfreeze",
         reason=reason,
     )
 
@@ -836,9 +849,7 @@ def _consent_set(*, cardholder: Cardholder, purpose: str, granted: bool) -> Cons
         consent.save()
         action = ConsentEvent.Action.GRANTED if granted else ConsentEvent.Action.WITHDRAWN
         ConsentEvent.objects.create(cardholder=cardholder, purpose=purpose, action=action, text=consent.text)
-        audit_record(
-            actor=cardholder.user, action=f"members.consent_{action}", obj=consent, after=snapshot(consent)
-        )
+        audit_record(actor=cardholder.user, action=f"members.consent_{action}", obj=consent, after=snapshot(consent))
     return consent
 
 
@@ -856,7 +867,9 @@ def consents_grant_many(*, cardholders: Sequence[Cardholder], purpose: str, acto
     """Grants one purpose to many cardholders who have no consent row for it yet (demo and bulk onboarding)."""
     text = _current_text(purpose)
     ids = [c.pk for c in cardholders]
-    existing = set(Consent.objects.filter(cardholder_id__in=ids, purpose=purpose).values_list("cardholder_id", flat=True))
+    existing = set(
+        Consent.objects.filter(cardholder_id__in=ids, purpose=purpose).values_list("cardholder_id", flat=True)
+    )
     fresh = [c for c in cardholders if c.pk not in existing]
     Consent.objects.bulk_create([Consent(cardholder=c, purpose=purpose, granted=True, text=text) for c in fresh])
     ConsentEvent.objects.bulk_create(
@@ -876,7 +889,9 @@ def consents_withdraw_many(*, cardholders: Sequence[Cardholder], purpose: str, a
     Consent.objects.filter(pk__in=[c.pk for c in granted]).update(granted=False, changed_at=timezone.now())
     ConsentEvent.objects.bulk_create(
         [
-            ConsentEvent(cardholder_id=c.cardholder_id, purpose=purpose, action=ConsentEvent.Action.WITHDRAWN, text=c.text)
+            ConsentEvent(
+                cardholder_id=c.cardholder_id, purpose=purpose, action=ConsentEvent.Action.WITHDRAWN, text=c.text
+            )
             for c in granted
         ]
     )

@@ -58,9 +58,7 @@ def sign_in(request: HttpRequest) -> HttpResponse:
             form.add_error(None, _("Too many failed sign-ins. Please wait 15 minutes and try again."))
             status = 429
         else:
-            user = authenticate(
-                request, username=form.cleaned_data["username"], password=form.cleaned_data["password"]
-            )
+            user = authenticate(request, username=form.cleaned_data["username"], password=form.cleaned_data["password"])
             if user is None:
                 cache.set(key, failures + 1, LOGIN_WINDOW_SECONDS)
                 form.add_error(None, _("The username or password is not right."))
@@ -108,7 +106,7 @@ def card_detail(request: HttpRequest, cardholder: Cardholder, card_id: int) -> H
     return render(request, "members/card_detail.html", {"card": card})
 
 
-def _card_transition(service: Callable[..., Any], done: str) -> View:
+def _card_transition(service: Callable[..., Any], done: Any) -> View:
     @require_POST
     @cardholder_required
     def view(request: HttpRequest, cardholder: Cardholder, card_id: int) -> HttpResponse:
@@ -200,8 +198,13 @@ def binding_verify(request: HttpRequest, cardholder: Cardholder, challenge_id: i
     return render(
         request,
         "members/binding_verify.html",
-        {"challenge": challenge, "target": challenge.card or challenge.linked_account, "form": form,
-         "phone_hint": cardholder.masked_phone, "debug": settings.DEBUG},
+        {
+            "challenge": challenge,
+            "target": challenge.card or challenge.linked_account,
+            "form": form,
+            "phone_hint": cardholder.masked_phone,
+            "debug": settings.DEBUG,
+        },
         status=status,
     )
 
@@ -230,12 +233,17 @@ def consents(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
     )
 
 
-@cardholder_required
-def dev_otp(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
-    """Development only: the simulated phone's inbox of sandbox codes. 404 unless DEBUG and the sandbox is in use."""
+def dev_otp(request: HttpRequest) -> HttpResponse:
+    """Development only: the simulated phone's inbox of sandbox codes. 404 unless DEBUG and the sandbox is in use,
+    before anything else (signed in or not)."""
     verifier = get_verifier()
     if not settings.DEBUG or not isinstance(verifier, SandboxIssuerVerifier):
         raise Http404("Not available.")
+    return _dev_otp_inbox(request, verifier)
+
+
+@cardholder_required
+def _dev_otp_inbox(request: HttpRequest, cardholder: Cardholder, verifier: SandboxIssuerVerifier) -> HttpResponse:
     return render(
         request,
         "members/dev_otp.html",
