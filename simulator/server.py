@@ -211,8 +211,6 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             self.send_response(outcome.status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(payload)))
-            for name, value in outcome.headers.items():
-                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):
