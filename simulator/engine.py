@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,16 @@ REFERENCE_TRIGGERS = {
     "fault-timeout-": "timeout",
     "fault-charged-timeout-": "charged_timeout",
     "fault-fraud-": "fraud",
+}
+# What a caller would see of a simulated timeout if it waited long enough. It never says whether the call took effect:
+# only a status inquiry does.
+TIMEOUT_BODY = {
+    "error": {
+        "type": "timeout",
+        "code": "timeout",
+        "message": "the channel did not answer in time; ask for the status",
+        "param": None,
+    }
 }
 DECLINE_CODES = {"decline": "do_not_honour", "insufficient_funds": "insufficient_funds", "fraud": "suspected_fraud"}
 
@@ -104,7 +114,6 @@ class Outcome:
     status: int
     body: dict[str, Any]
     hang_ms: int = 0
-    headers: dict[str, str] = field(default_factory=dict)
     text: str | None = None  # a non-JSON answer (the statement CSV)
 
 
@@ -271,13 +280,13 @@ class Simulator:
         self,
         call: Call,
         entry: Entry,
-        channel: Channel | None,
+        channel: Channel,
         work: Callable[[sqlite3.Connection, datetime, Entry], Outcome],
         faults: bool = True,
     ) -> Outcome:
         """Run one operation in one write transaction with its journal row; a refusal rolls the work back and is
         journaled on its own. Latency and the channel's down state apply first, outside any transaction."""
-        if channel is not None and faults:
+        if faults:
             self._latency(channel)
             if channel.faults.down:
                 entry.outcome, entry.code = "down", "channel_down"
@@ -288,7 +297,7 @@ class Simulator:
             with self.store.write() as conn:
                 at = self.now()
                 if entry.business_date is None:
-                    entry.business_date = (self.business_date(channel, at) if channel else at.date()).isoformat()
+                    entry.business_date = self.business_date(channel, at).isoformat()
                 outcome = work(conn, at, entry)
                 self._journal(conn, entry, call, outcome.status, at)
         except SimError as error:
@@ -298,11 +307,11 @@ class Simulator:
             raise
         return outcome
 
-    def _journal_alone(self, call: Call, entry: Entry, channel: Channel | None, status: int) -> None:
+    def _journal_alone(self, call: Call, entry: Entry, channel: Channel, status: int) -> None:
         with self.store.write() as conn:
             at = self.now()
             if entry.business_date is None:
-                entry.business_date = (self.business_date(channel, at) if channel else at.date()).isoformat()
+                entry.business_date = self.business_date(channel, at).isoformat()
             self._journal(conn, entry, call, status, at)
 
     def _latency(self, channel: Channel) -> None:
@@ -397,7 +406,7 @@ class Simulator:
                 raise SimError(500, "channel_error", "the channel failed; nothing was charged")
             if fault == "timeout":
                 entry.outcome, entry.code = "timeout", "timeout"
-                return Outcome(504, _timeout_body(charged=False), hang_ms=channel.faults.hang_ms)
+                return Outcome(504, TIMEOUT_BODY, hang_ms=channel.faults.hang_ms)
             decline = DECLINE_CODES.get(fault or "")
             hold_id = None
             if decline is None and kind == "account":
@@ -446,7 +455,7 @@ class Simulator:
             row = conn.execute("SELECT * FROM payments WHERE id = ?", (payment_id,)).fetchone()
             if fault == "charged_timeout":
                 entry.outcome, entry.code = "charged_timeout", "timeout"
-                return Outcome(504, _timeout_body(charged=True), hang_ms=channel.faults.hang_ms)
+                return Outcome(504, TIMEOUT_BODY, hang_ms=channel.faults.hang_ms)
             return Outcome(200, {**_payment_json(conn, row), "replayed": False})
 
         return self._run(call, entry, channel, work)
@@ -711,7 +720,7 @@ class Simulator:
                 raise SimError(500, "channel_error", "the bank failed; nothing was held")
             if fault == "timeout":
                 entry.outcome, entry.code = "timeout", "timeout"
-                return Outcome(504, _timeout_body(charged=False), hang_ms=channel.faults.hang_ms)
+                return Outcome(504, TIMEOUT_BODY, hang_ms=channel.faults.hang_ms)
             if fault == "insufficient_funds":
                 raise SimError(422, "insufficient_funds", "the available balance is too low", "amount")
             if fault in ("decline", "fraud"):
@@ -728,7 +737,7 @@ class Simulator:
             row = conn.execute("SELECT * FROM holds WHERE id = ?", (hold_id,)).fetchone()
             if fault == "charged_timeout":
                 entry.outcome, entry.code = "charged_timeout", "timeout"
-                return Outcome(504, _timeout_body(charged=True), hang_ms=channel.faults.hang_ms)
+                return Outcome(504, TIMEOUT_BODY, hang_ms=channel.faults.hang_ms)
             return Outcome(200, {**_hold_json(row), "replayed": False})
 
         return self._run(call, entry, channel, work)
@@ -1044,12 +1053,6 @@ def _otp_json(row: sqlite3.Row) -> dict[str, Any]:
         "expires_at": row["expires_at"],
         "verified_at": row["verified_at"],
     }
-
-
-def _timeout_body(*, charged: bool) -> dict[str, Any]:
-    # What the caller would see if it waited long enough; a real caller has usually given up by then.
-    del charged  # the answer must not tell the caller whether it was charged: only an inquiry does
-    return SimError(504, "timeout", "the channel did not answer in time; ask for the status").body()
 
 
 def _auth_code() -> str:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from . import signing
 from .engine import Call, Outcome, SimError, Simulator
@@ -194,7 +194,8 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             if route_method != method:
                 allowed.append(route_method)
                 continue
-            return handler(Request(self.server.sim, match.groupdict(), query, body, call))
+            params = {name: unquote(value) for name, value in match.groupdict().items()}
+            return handler(Request(self.server.sim, params, query, body, call))
         if allowed:
             raise SimError(405, "method_not_allowed", f"use {', '.join(allowed)}")
         raise SimError(404, "no_such_endpoint", f"no endpoint {split.path}")
@@ -210,8 +211,6 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             self.send_response(outcome.status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(payload)))
-            for name, value in outcome.headers.items():
-                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):

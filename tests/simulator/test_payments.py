@@ -178,6 +178,13 @@ def test_status_of_an_unknown_reference(simulator: SimulatorClient) -> None:
     assert (status.state, status.id) == ("not_found", None)
 
 
+def test_references_with_every_allowed_character(simulator: SimulatorClient) -> None:
+    reference = "Pi:2026.03_x-1"
+    authorise(simulator, reference=reference)
+    status = simulator.payment_status(channel=ACQ, reference=reference)
+    assert (status.reference, status.state) == (reference, "authorised")
+
+
 def test_references_are_per_channel(simulator: SimulatorClient) -> None:
     a = authorise(simulator)
     b = simulator.authorise(channel="acq-bank-b", reference="pi-1", amount=10000, currency="CNY", instrument=CARD)
