@@ -20,11 +20,11 @@ install: $(VENV)/.installed
 
 run: install
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py seed_demo
-	@# The channel simulator runs beside the site and stops when runserver does.
+	@# The channel simulator runs beside the site (the demo's payments go through it) and stops when runserver does.
 	$(PY) -m simulator --host $(HOST) --port $(SIMULATOR_PORT) --db var/simulator.sqlite3 & sim=$$!; \
 	trap 'kill $$sim 2>/dev/null; wait $$sim 2>/dev/null' EXIT INT TERM; \
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	export SIMULATOR_URL=http://$(HOST):$(SIMULATOR_PORT); \
+	$(PY) manage.py seed_demo && $(PY) manage.py runserver $(HOST):$(PORT)
 
 test: install
 	$(VENV)/bin/pytest

@@ -46,7 +46,13 @@ def seed_members(ctx: DemoContext) -> None:
     seed(ctx)
 
 
-STEPS: list[Callable[[DemoContext], None]] = [seed_operators, seed_members]
+def seed_payments(ctx: DemoContext) -> None:
+    from payments.demo import seed_payments as seed
+
+    seed(ctx)
+
+
+STEPS: list[Callable[[DemoContext], None]] = [seed_operators, seed_members, seed_payments]
 
 
 def seed_all(ctx: DemoContext) -> DemoContext:

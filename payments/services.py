@@ -551,8 +551,10 @@ def _cancel(intent: PaymentIntent, reason: str) -> None:
     attempt = intent.attempts.filter(status__in=[AttemptStatus.AUTHORIZED, AttemptStatus.CAPTURED]).get()
     channel = attempt.channel
     request = ReferenceRequest(channel.remote_id or channel.code, attempt.reference)
+    # An authorisation is voided; a captured payment is undone by reversal (撤销 on its business day).
+    undo = get_connector(channel.connector).reverse if source_status == Status.SUCCEEDED else None
     try:
-        response = get_connector(channel.connector).void(request)
+        response = undo(request) if undo else get_connector(channel.connector).void(request)
     except Exception:
         logger.exception("void raised for %s", attempt.reference)
         response = ChannelResponse(Outcome.UNKNOWN)
@@ -572,7 +574,8 @@ def _cancel(intent: PaymentIntent, reason: str) -> None:
         locked.amount_capturable = 0
         locked.points_reversed = locked.points_earned
         locked.save()
-        _update_attempt(attempt, AttemptStatus.VOIDED, attempt.channel_reference, "", "")
+        final = AttemptStatus.REVERSED if source_status == Status.SUCCEEDED else AttemptStatus.VOIDED
+        _update_attempt(attempt, final, attempt.channel_reference, "", "")
         if points_to_reverse > 0:
             payment_points.post_reversal(locked, points_to_reverse, cause="void")
 

@@ -164,8 +164,10 @@ class SimulatorConnector(HttpConnector):
             )
         if result.status == 404 and not_found_ok:
             return ChannelResponse(Outcome.APPROVED, RemoteState.NOT_FOUND, latency_ms=result.latency_ms)
-        if result.status >= 400:
+        if result.status == 422:  # the account or card said no (insufficient funds, hold refused)
             return ChannelResponse(Outcome.DECLINED, code=result.error_code or "refused", latency_ms=result.latency_ms)
+        if result.status >= 400:  # the channel refused the request itself: nothing was processed
+            return ChannelResponse(Outcome.FAILED, code=result.error_code or "refused", latency_ms=result.latency_ms)
         state = _PAYMENT_STATES.get(str(result.body.get("state", "")))
         if state == RemoteState.DECLINED:
             return ChannelResponse(

@@ -211,3 +211,12 @@ def test_void_same_day_releases_the_charge(shop: dict[str, Any]) -> None:
     assert canceled.status == "canceled"
     assert live_charges(shop["sim"], intent) == []
     assert PaymentAttempt.objects.get(intent=intent).status == "voided"
+
+
+def test_same_day_cancel_of_a_captured_payment_reverses_it(shop: dict[str, Any]) -> None:
+    intent = pay(shop, 6_000)
+    canceled = services.payment_cancel(merchant=shop["merchant"], payment_id=intent.public_id, idempotency_key="x")
+    assert (canceled.status, canceled.points_reversed) == ("canceled", 60)
+    status = shop["sim"].payment_status(channel="acq-unionpay-a", reference=f"{intent.public_id}-1")
+    assert (status.state, status.reversed_amount) == ("reversed", 6_000)
+    assert PaymentAttempt.objects.get(intent=intent).status == "reversed"

@@ -1,0 +1,64 @@
+"""The demo alliance: created through the services, complete enough to explore, and idempotent."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+
+from alliance.demo import DemoContext, seed_all
+from payments.connectors import reset_connectors
+
+pytestmark = pytest.mark.django_db
+
+
+def _counts() -> dict[str, int]:
+    from core.models import AuditLog
+    from members.models import Card, Cardholder, MemberBank
+    from merchants.models import Merchant
+    from payments.models import Channel, PaymentIntent, Refund, RoutingRule
+
+    return {
+        "banks": MemberBank.objects.count(),
+        "cardholders": Cardholder.objects.count(),
+        "cards": Card.objects.count(),
+        "merchants": Merchant.objects.count(),
+        "channels": Channel.objects.count(),
+        "rules": RoutingRule.objects.count(),
+        "payments": PaymentIntent.objects.count(),
+        "refunds": Refund.objects.count(),
+        "audit": AuditLog.objects.count(),
+    }
+
+
+def test_seed_demo_builds_the_alliance_through_the_simulator_and_a_second_run_adds_nothing(
+    simulator: Any, simulator_server: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from payments import demo as payments_demo
+    from payments.models import PaymentIntent
+
+    settings.SIMULATOR = {
+        **settings.SIMULATOR,
+        "URL": simulator_server.url,
+        "KEY_ID": simulator_server.key_id,
+        "SECRET": simulator_server.secret,
+    }
+    reset_connectors()
+    monkeypatch.setitem(payments_demo.HISTORY, "small", 60)
+    out = io.StringIO()
+    ctx = seed_all(DemoContext(scale="small", out=out))
+    first = _counts()
+    assert first["banks"] == 6
+    assert first["cardholders"] >= 200
+    assert first["merchants"] == 5
+    assert first["channels"] == 8
+    assert first["rules"] == 3
+    assert first["payments"] == 60
+    assert first["refunds"] >= 1
+    statuses = set(PaymentIntent.objects.values_list("status", flat=True))
+    assert {"succeeded", "failed", "canceled"} <= statuses
+    assert ("cardholder (portal, cards at 3 banks)", "demo") in [(role, user) for role, user, _ in ctx.logins]
+    seed_all(DemoContext(scale="small", out=io.StringIO()))
+    assert _counts() == first
+    reset_connectors()
