@@ -6,7 +6,6 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 SIMULATOR_PORT ?= 8100
-export DJANGO_SETTINGS_MODULE ?= settings.dev
 
 .PHONY: install run test lint format typecheck check ci-checks migrations-check compose-check messages clean
 
@@ -27,7 +26,7 @@ run: install
 	$(PY) manage.py seed_demo && $(PY) manage.py runserver $(HOST):$(PORT)
 
 test: install
-	$(VENV)/bin/pytest
+	DJANGO_SETTINGS_MODULE=settings.test $(VENV)/bin/pytest
 
 lint: install
 	$(VENV)/bin/ruff check .
