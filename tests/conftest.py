@@ -21,7 +21,8 @@ def _on_postgres() -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if settings.SETTINGS_MODULE != "settings.test":
         raise pytest.UsageError(
-            f"The suite runs with settings.test, not {settings.SETTINGS_MODULE}: unset DJANGO_SETTINGS_MODULE or use make test."
+            f"The suite runs with settings.test, not {settings.SETTINGS_MODULE}: "
+            "unset DJANGO_SETTINGS_MODULE or use make test."
         )
     if os.environ.get("CI") == "true" and (not _on_postgres() or not settings.REDIS_URL):
         raise pytest.UsageError("CI runs the suite on PostgreSQL and Redis: set DATABASE_URL and REDIS_URL.")
