@@ -7,6 +7,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopedTabularInline
+from core.money import format_minor
 
 from . import services
 from .models import (
@@ -135,8 +136,7 @@ class PaymentIntentAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     list_display = (
         "public_id",
         "merchant",
-        "amount",
-        "currency",
+        "amount_display",
         "status",
         "method",
         "channel",
@@ -149,6 +149,19 @@ class PaymentIntentAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     search_fields = ("public_id", "merchant_reference", "merchant__code")
     date_hierarchy = "created_at"
     inlines = [RoutingDecisionInline, AttemptInline, RefundInline]
+    readonly_fields = ("amount_display", "captured_display", "refunded_display")
+
+    @admin.display(description=_("amount"), ordering="amount")
+    def amount_display(self, obj: PaymentIntent) -> str:
+        return format_minor(obj.amount, obj.currency)
+
+    @admin.display(description=_("captured"))
+    def captured_display(self, obj: PaymentIntent) -> str:
+        return format_minor(obj.amount_captured, obj.currency)
+
+    @admin.display(description=_("refunded"))
+    def refunded_display(self, obj: PaymentIntent) -> str:
+        return format_minor(obj.amount_refunded, obj.currency)
 
 
 @admin.register(PaymentAttempt)
