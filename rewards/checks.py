@@ -99,7 +99,9 @@ SQL_SEAL_CONTENT_PG = """
 def _seal_contents() -> dict[int, tuple[int, int, str, int, int]]:
     """seal id → (transactions, entries, content hash, first, last) recomputed from the rows as they are now."""
     if connection.vendor == "postgresql":
-        return {row[0]: (int(row[1]), int(row[2]), row[3], int(row[4]), int(row[5])) for row in _rows(SQL_SEAL_CONTENT_PG)}
+        return {
+            row[0]: (int(row[1]), int(row[2]), row[3], int(row[4]), int(row[5])) for row in _rows(SQL_SEAL_CONTENT_PG)
+        }
     contents: dict[int, tuple[int, int, str, int, int]] = {}
     for seal_id in Seal.objects.values_list("id", flat=True):
         rows = sealing.seal_rows(seal_id)

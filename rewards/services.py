@@ -385,6 +385,82 @@ def _obligation(posting: Posting, *, payer: Party, payee: Party, units: int) -> 
     posting.leg(payee_account, units)
 
 
+# --- the PostgreSQL fast path -------------------------------------------------------------------------------------
+
+
+def _fast_path_available() -> bool:
+    return connection.vendor == "postgresql" and getattr(settings, "LEDGER_FAST_PATH", True)
+
+
+def _post_simple(
+    *,
+    kind: str,
+    key: str,
+    digest: str,
+    cardholder_id: int,
+    program: PointsProgram,
+    amount: int,
+    earned_on: dt.date | None,
+    metadata: dict[str, Any],
+) -> LedgerTransaction | None:
+    """A plain earn or redeem in one round trip through `rewards_post_simple` (migration 0003). Returns None when
+    the ORM path must take it (an account not created yet, or a points debt to pay off first)."""
+    if not key or len(key) > 200:
+        raise ValidationFailed(_("An idempotency key of 1 to 200 characters is required."), param="idempotency_key")
+    expires = lot_expiry(program, earned_on) if earned_on else None
+    params = [
+        kind,
+        key,
+        digest,
+        cardholder_id,
+        program.unit_code,
+        program.bank_id,
+        _shard_for(cardholder_id),
+        amount,
+        earned_on,
+        expires,
+        program.pk,
+        json.dumps(metadata, cls=DjangoJSONEncoder),
+    ]
+    sql = "SELECT * FROM rewards_post_simple(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+    try:
+        if connection.in_atomic_block:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                row = cursor.fetchone()
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                row = cursor.fetchone()
+    except Exception as exc:
+        if "ledger:insufficient" in str(exc):
+            raise InsufficientFunds(_("Not enough points for this redemption."), param="amount") from exc
+        raise
+    assert row is not None
+    txn_id, outcome, stored_hash, created = row
+    if outcome == "fallback":
+        return None
+    if stored_hash != digest:
+        raise IdempotencyConflict(
+            _("This idempotency key was already used with different parameters."), param="idempotency_key"
+        )
+    if outcome == "replay":
+        return LedgerTransaction.objects.get(pk=txn_id)
+    txn = LedgerTransaction(
+        id=txn_id,
+        kind=Kind.EARN if kind == "earn" else Kind.SPEND,
+        idempotency_key=key,
+        request_hash=digest,
+        points=amount,
+        metadata=metadata,
+        actor_label="system",
+        created_at=created,
+    )
+    txn._state.adding = False
+    txn._state.db = "default"
+    return txn
+
+
 # --- earn, spend --------------------------------------------------------------------------------------------------
 
 
@@ -493,6 +569,19 @@ def points_redeem(
         pays_to=pays_to.as_list() if pays_to else None,
         metadata=metadata or {},
     )
+    if pays_to is None and actor is None and _fast_path_available():
+        fast = _post_simple(
+            kind="spend",
+            key=idempotency_key,
+            digest=digest,
+            cardholder_id=cardholder_id,
+            program=program,
+            amount=amount,
+            earned_on=None,
+            metadata={**(metadata or {}), "cardholder_id": cardholder_id, "program_id": program.pk},
+        )
+        if fast is not None:
+            return fast
     return _redeem_atomic(cardholder_id, program, amount, idempotency_key, digest, pays_to, actor, metadata)
 
 

@@ -51,7 +51,9 @@ def test_fifty_concurrent_redemptions_against_ten() -> None:
     results = run_parallel(50, redeem)
     ok = [r for r in results if isinstance(r, LedgerTransaction)]
     refused = [r for r in results if isinstance(r, InsufficientFunds)]
-    assert (len(ok), len(refused)) == (10, 40), [r for r in results if not isinstance(r, LedgerTransaction | InsufficientFunds)]
+    assert (len(ok), len(refused)) == (10, 40), [
+        r for r in results if not isinstance(r, LedgerTransaction | InsufficientFunds)
+    ]
     wallet = s.wallet_account(holder.pk, program)
     assert (wallet.posted, wallet.held) == (0, 0)
     assert ledger_verify(seals=False).violations == []
@@ -116,11 +118,17 @@ def test_mixed_soak_keeps_every_invariant() -> None:
             key = f"w{w}:{n}"
             try:
                 if op == "earn":
-                    mine.append(s.points_earn(cardholder_id=h, program=p, amount=rng.randint(1, 200), idempotency_key=key).pk)
+                    mine.append(
+                        s.points_earn(cardholder_id=h, program=p, amount=rng.randint(1, 200), idempotency_key=key).pk
+                    )
                 elif op == "redeem":
-                    mine.append(s.points_redeem(cardholder_id=h, program=p, amount=rng.randint(1, 300), idempotency_key=key).pk)
+                    mine.append(
+                        s.points_redeem(cardholder_id=h, program=p, amount=rng.randint(1, 300), idempotency_key=key).pk
+                    )
                 elif op == "hold":
-                    holds.append(s.hold_create(cardholder_id=h, program=p, amount=rng.randint(1, 200), idempotency_key=key).pk)
+                    holds.append(
+                        s.hold_create(cardholder_id=h, program=p, amount=rng.randint(1, 200), idempotency_key=key).pk
+                    )
                 elif op == "post" and holds:
                     s.hold_post(hold_id=holds.pop(rng.randrange(len(holds))), amount=1, idempotency_key=key)
                 elif op == "void" and holds:
@@ -128,11 +136,19 @@ def test_mixed_soak_keeps_every_invariant() -> None:
                 elif op == "exchange":
                     q = rng.choice([x for x in programs if x.pk != p.pk])
                     mine.append(
-                        s.points_exchange(cardholder_id=h, from_program=p, to_program=q, amount=rng.randint(100, 400), idempotency_key=key).pk
+                        s.points_exchange(
+                            cardholder_id=h,
+                            from_program=p,
+                            to_program=q,
+                            amount=rng.randint(100, 400),
+                            idempotency_key=key,
+                        ).pk
                     )
                 elif op == "reverse" and mine:
                     target = mine.pop(rng.randrange(len(mine)))
-                    s.transaction_reverse(transaction_id=target, refunded_total=1, captured_total=2, idempotency_key=key)
+                    s.transaction_reverse(
+                        transaction_id=target, refunded_total=1, captured_total=2, idempotency_key=key
+                    )
                 counts[op] = counts.get(op, 0) + 1
             except (InsufficientFunds, ValidationFailed) as exc:
                 counts[type(exc).__name__] = counts.get(type(exc).__name__, 0) + 1

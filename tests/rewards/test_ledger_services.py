@@ -146,9 +146,7 @@ def test_exchange_rate_fee_and_obligation(holder) -> None:
     assert txn.rate == Decimal("1.6333333333")
     assert balance(holder, src) == (0, 0)
     assert balance(holder, dst) == (1633, 0)
-    cny = {
-        (a.owner_kind, a.owner_id): a.posted for a in Account.objects.filter(unit="CNY")
-    }
+    cny = {(a.owner_kind, a.owner_id): a.posted for a in Account.objects.filter(unit="CNY")}
     assert cny == {("bank", src.bank_id): -50000, ("bank", dst.bank_id): 48990, ("alliance", 0): 1010}
     with pytest.raises(ValidationFailed):
         s.points_exchange(cardholder_id=holder.pk, from_program=dst, to_program=src, amount=99, idempotency_key="y")
@@ -187,7 +185,9 @@ def test_partial_reversals_are_cumulative_and_bounded(program, holder) -> None:
     second = s.transaction_reverse(transaction_id=earn.pk, refunded_total=2, captured_total=3, idempotency_key="r2")
     third = s.transaction_reverse(transaction_id=earn.pk, refunded_total=3, captured_total=3, idempotency_key="r3")
     assert [first.points, second.points, third.points] == [33, 33, 34]
-    assert s.transaction_reverse(transaction_id=earn.pk, refunded_total=3, captured_total=3, idempotency_key="r4") is None
+    assert (
+        s.transaction_reverse(transaction_id=earn.pk, refunded_total=3, captured_total=3, idempotency_key="r4") is None
+    )
     with pytest.raises(ValidationFailed):
         s.transaction_reverse(transaction_id=earn.pk, amount=1, idempotency_key="r5")
     assert balance(holder, program) == (0, 0)
@@ -226,8 +226,12 @@ def test_reversing_a_spend_returns_points_to_their_lots_and_expired_ones_expire(
 
 
 def test_expiry_job_one_transaction_per_wallet_and_respects_holds(program, holder) -> None:
-    s.points_earn(cardholder_id=holder.pk, program=program, amount=70, idempotency_key="a", earned_on=dt.date(2024, 1, 1))
-    s.points_earn(cardholder_id=holder.pk, program=program, amount=30, idempotency_key="b", earned_on=dt.date(2024, 2, 1))
+    s.points_earn(
+        cardholder_id=holder.pk, program=program, amount=70, idempotency_key="a", earned_on=dt.date(2024, 1, 1)
+    )
+    s.points_earn(
+        cardholder_id=holder.pk, program=program, amount=30, idempotency_key="b", earned_on=dt.date(2024, 2, 1)
+    )
     s.points_earn(cardholder_id=holder.pk, program=program, amount=40, idempotency_key="c")
     s.hold_create(cardholder_id=holder.pk, program=program, amount=50, idempotency_key="h")
     counts = s.lots_expire(on=dt.date(2025, 6, 1))
@@ -304,8 +308,11 @@ def test_posting_rules_hold_for_any_sequence(ops) -> None:
             s.transaction_reverse(transaction_id=earns.pop(), refunded_total=1, captured_total=1, idempotency_key=key)
         posted, held = balance(holder, program)
         assert 0 <= held <= posted
-    total_entries = sum(Entry.objects.filter(account__owner_id=holder.pk, account__purpose__in=["points", "debt"],
-                                            account__unit=program.unit_code).values_list("amount", flat=True))
+    total_entries = sum(
+        Entry.objects.filter(
+            account__owner_id=holder.pk, account__purpose__in=["points", "debt"], account__unit=program.unit_code
+        ).values_list("amount", flat=True)
+    )
     posted, _ = balance(holder, program)
     assert posted + debt(holder, program) == total_entries
     assert_clean()
