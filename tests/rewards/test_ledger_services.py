@@ -316,3 +316,27 @@ def test_posting_rules_hold_for_any_sequence(ops) -> None:
     posted, _ = balance(holder, program)
     assert posted + debt(holder, program) == total_entries
     assert_clean()
+
+
+def test_bulk_earn_one_transaction_pays_debts_first_and_replays(holder) -> None:
+    a, b = PointsProgramFactory(), PointsProgramFactory()
+    other = CardholderFactory()
+    earn = s.points_earn(cardholder_id=holder.pk, program=a, amount=50, idempotency_key="e")
+    s.points_redeem(cardholder_id=holder.pk, program=a, amount=50, idempotency_key="r")
+    s.transaction_reverse(transaction_id=earn.pk, amount=50, idempotency_key="rev")  # debt of 50
+    events = [
+        s.EarnEvent(holder.pk, a.pk, 30),
+        s.EarnEvent(holder.pk, a.pk, 40),
+        s.EarnEvent(other.pk, a.pk, 5),
+        s.EarnEvent(other.pk, b.pk, 7),
+    ]
+    txn = s.points_earn_bulk(events=events, idempotency_key="batch-1")
+    assert debt(holder, a) == 0
+    assert balance(holder, a) == (20, 0)
+    assert balance(other, a) == (5, 0)
+    assert balance(other, b) == (7, 0)
+    assert Lot.objects.filter(earned_by=txn).count() == 3
+    assert s.points_earn_bulk(events=events, idempotency_key="batch-1").pk == txn.pk
+    with pytest.raises(IdempotencyConflict):
+        s.points_earn_bulk(events=events[:1], idempotency_key="batch-1")
+    assert_clean()
