@@ -504,6 +504,19 @@ def points_earn(
         earned_on=earned_on,
         metadata=metadata or {},
     )
+    if funded_by is None and actor is None and _fast_path_available():
+        fast = _post_simple(
+            kind="earn",
+            key=idempotency_key,
+            digest=digest,
+            cardholder_id=cardholder_id,
+            program=program,
+            amount=amount,
+            earned_on=earned_on,
+            metadata={**(metadata or {}), "cardholder_id": cardholder_id, "program_id": program.pk, "source": source},
+        )
+        if fast is not None:
+            return fast
     return _earn_atomic(
         cardholder_id, program, amount, idempotency_key, digest, source, funded_by, earned_on, actor, metadata
     )
