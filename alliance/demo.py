@@ -43,6 +43,15 @@ def seed_operators(ctx: DemoContext) -> None:
 STEPS: list[Callable[[DemoContext], None]] = [seed_operators]
 
 
+def _seed_rewards(ctx: DemoContext) -> None:
+    from rewards.demo import seed_rewards
+
+    seed_rewards(ctx)
+
+
+STEPS.append(_seed_rewards)
+
+
 def seed_all(ctx: DemoContext) -> DemoContext:
     for step in STEPS:
         step(ctx)
