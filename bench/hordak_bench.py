@@ -1,11 +1,11 @@
-"""django-hordak two-account transfers from 8 threads with their own connections (run by bench/ledger.py)."""
+"""django-hordak two-account transfers from 8 processes with their own connections (run by bench/ledger.py)."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -30,7 +30,7 @@ def main() -> None:
 
     django.setup()
     from django.core.management import call_command
-    from django.db import connection
+    from django.db import connections
     from djmoney.money import Money
     from hordak.models import Account, Leg
 
@@ -38,26 +38,34 @@ def main() -> None:
     holders = [
         Account.objects.create(name=f"holder {n}", type=Account.TYPES.liability, currencies=["CNY"]) for n in range(100)
     ]
-    banks = [Account.objects.create(name=f"bank {n}", type=Account.TYPES.liability, currencies=["CNY"]) for n in range(3)]
+    banks = [
+        Account.objects.create(name=f"bank {n}", type=Account.TYPES.liability, currencies=["CNY"]) for n in range(3)
+    ]
     workers, ops = int(os.environ.get("BENCH_WORKERS", "8")), int(os.environ.get("BENCH_OPS", "1500"))
-    barrier = threading.Barrier(workers + 1)
+    holder_ids, bank_ids = [a.pk for a in holders], [a.pk for a in banks]
+    connections.close_all()
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(workers)
+    results = ctx.Queue()
 
     def run(worker: int) -> None:
         rng = random.Random(worker)
+        accounts = {a.pk: a for a in Account.objects.filter(pk__in=holder_ids + bank_ids)}
         barrier.wait()
+        started = time.time()
         for _ in range(ops):
-            holder, bank = rng.choice(holders), rng.choice(banks)
+            holder, bank = accounts[rng.choice(holder_ids)], accounts[rng.choice(bank_ids)]
             bank.transfer_to(holder, Money(rng.randint(1, 50), "CNY"))
-        connection.close()
+        results.put((started, time.time()))
+        connections.close_all()
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
+    processes = [ctx.Process(target=run, args=(i,)) for i in range(workers)]
+    for process in processes:
+        process.start()
+    spans = [results.get() for _ in processes]
+    for process in processes:
+        process.join()
+    elapsed = max(end for _, end in spans) - min(start for start, _ in spans)
     assert Leg.objects.count() == 2 * workers * ops
     print(f"HORDAK transfers_per_s={workers * ops / elapsed:.1f}")
 

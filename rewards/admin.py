@@ -108,7 +108,8 @@ class AdjustmentRequestAdmin(ScopedAdmin):
             kwargs["queryset"] = programs if scope.everything else programs.filter(bank_id__in=scope.writable_bank_ids)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
-    def save_model(self, request: HttpRequest, obj: AdjustmentRequest, form: Any, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: models.Model, form: Any, change: bool) -> None:
+        assert isinstance(obj, AdjustmentRequest)
         created = services.adjustment_request(
             cardholder_id=obj.cardholder_id,
             program=obj.program,

@@ -8,6 +8,8 @@ from decimal import Decimal
 
 from django.db.models import Min, Sum
 
+from members.models import PointsProgram
+
 from .models import Account, Entry, Lot, OwnerKind, Purpose
 
 
@@ -37,32 +39,30 @@ def cardholder_balances(*, cardholder_id: int) -> list[ProgramBalance]:
         .select_related("program__bank")
         .order_by("unit", "purpose")
     )
-    rows: dict[int, dict[str, object]] = {}
+    programs: dict[int, PointsProgram] = {}
+    amounts: dict[int, list[int]] = {}  # program id → [posted, held, debt]
     for account in accounts:
         program = account.program
         assert program is not None
-        row = rows.setdefault(program.pk, {"program": program, "posted": 0, "held": 0, "debt": 0})
+        programs[program.pk] = program
+        row = amounts.setdefault(program.pk, [0, 0, 0])
         if account.purpose == Purpose.DEBT:
-            row["debt"] = -account.posted
+            row[2] = -account.posted
         else:
-            row["posted"], row["held"] = account.posted, account.held
-    result = []
-    for program_id, row in rows.items():
-        program = row["program"]
-        posted, held, debt = int(row["posted"]), int(row["held"]), int(row["debt"])  # type: ignore[call-overload]
-        result.append(
-            ProgramBalance(
-                program_id=program_id,
-                unit=program.unit_code,  # type: ignore[attr-defined]
-                program_name=program.name,  # type: ignore[attr-defined]
-                bank_code=program.bank.code,  # type: ignore[attr-defined]
-                posted=posted,
-                held=held,
-                debt=debt,
-                value_cny=(Decimal(posted - held) * program.point_value_cny).quantize(Decimal("0.01")),  # type: ignore[attr-defined]
-            )
+            row[0], row[1] = account.posted, account.held
+    return [
+        ProgramBalance(
+            program_id=program_id,
+            unit=programs[program_id].unit_code,
+            program_name=programs[program_id].name,
+            bank_code=programs[program_id].bank.code,
+            posted=posted,
+            held=held,
+            debt=debt,
+            value_cny=(Decimal(posted - held) * programs[program_id].point_value_cny).quantize(Decimal("0.01")),
         )
-    return result
+        for program_id, (posted, held, debt) in amounts.items()
+    ]
 
 
 @dataclass(frozen=True)

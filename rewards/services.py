@@ -408,7 +408,7 @@ def _post_simple(
     if not key or len(key) > 200:
         raise ValidationFailed(_("An idempotency key of 1 to 200 characters is required."), param="idempotency_key")
     expires = lot_expiry(program, earned_on) if earned_on else None
-    params = [
+    params: list[Any] = [
         kind,
         key,
         digest,
@@ -708,7 +708,7 @@ def hold_post(
         wallet = Account.objects.filter(holds__pk=hold_id).first()
         if wallet is None:
             raise NotFound(_("No such hold."), param="hold")
-        program = PointsProgram.objects.get(pk=wallet.program_id)
+        program = PointsProgram.objects.get(pk=wallet.program_id or 0)
         cardholder_id = wallet.owner_id
         sink = bank_points_account(program, Purpose.REDEMPTION, cardholder_id)
         account, hold = _locked_hold(hold_id, sink)
@@ -1100,7 +1100,7 @@ def lots_expire(*, on: dt.date | None = None) -> dict[str, int]:
 def _expire_wallet(wallet_id: int, on: dt.date) -> int:
     with transaction.atomic():
         wallet = Account.objects.get(pk=wallet_id)
-        program = PointsProgram.objects.get(pk=wallet.program_id)
+        program = PointsProgram.objects.get(pk=wallet.program_id or 0)
         breakage = bank_points_account(program, Purpose.BREAKAGE, wallet.owner_id)
         key = f"expire:{wallet_id}:{on.isoformat()}"
         posting = _begin(
@@ -1153,7 +1153,7 @@ def adjustment_request(
         bank_id=program.bank_id,
         amount=amount,
         reason=reason.strip(),
-        requested_by=requested_by,
+        requested_by=requested_by,  # type: ignore[misc]
     )
     audit_record(
         actor=requested_by,
@@ -1209,11 +1209,8 @@ def adjustment_approve(*, request_id: int, approver: AbstractBaseUser) -> Ledger
         else:
             _spend(posting, wallet, issuance, -request.amount)
         txn = _finish(posting)
-        request.status, request.decided_by, request.decided_at = (
-            AdjustmentRequest.Status.POSTED,
-            approver,
-            timezone.now(),
-        )
+        request.status, request.decided_at = AdjustmentRequest.Status.POSTED, timezone.now()
+        request.decided_by = approver  # type: ignore[assignment]
         request.transaction = txn
         request.save(update_fields=["status", "decided_by", "decided_at", "transaction"])
         audit_record(
@@ -1230,11 +1227,8 @@ def adjustment_approve(*, request_id: int, approver: AbstractBaseUser) -> Ledger
 @transaction.atomic
 def adjustment_reject(*, request_id: int, approver: AbstractBaseUser, reason: str = "") -> AdjustmentRequest:
     request = _decide(request_id, approver)
-    request.status, request.decided_by, request.decided_at = (
-        AdjustmentRequest.Status.REJECTED,
-        approver,
-        timezone.now(),
-    )
+    request.status, request.decided_at = AdjustmentRequest.Status.REJECTED, timezone.now()
+    request.decided_by = approver  # type: ignore[assignment]
     request.save(update_fields=["status", "decided_by", "decided_at"])
     audit_record(actor=approver, action="ledger.adjustment.reject", obj=request, reason=reason, bank_id=request.bank_id)
     return request
@@ -1254,7 +1248,8 @@ class EarnEvent:
 def points_earn_bulk(
     *, events: Sequence[EarnEvent], idempotency_key: str, earned_on: dt.date | None = None, source: str = "payment"
 ) -> LedgerTransaction:
-    """Many earns in one ledger transaction, set-based: one entry and one lot per event, one issuance entry per
+    """Many earns in one ledger transaction, set-based: one entry per event (each payment stays traceable), one lot
+    per wallet (the batch's points in a wallet are earned together, with one expiry date), one issuance entry per
     program. A cardholder's points debt is paid off first, as in `points_earn`. On PostgreSQL the rows go in by COPY."""
     if not events:
         raise ValidationFailed(_("No earn events given."), param="events")
@@ -1292,7 +1287,9 @@ def points_earn_bulk(
             points=sum(e.amount for e in events),
             metadata={"events": len(events), "source": source, "earned_on": earned_on.isoformat()},
         )
-        lock_ids = sorted({a.pk for a in wallets.values()} | {a.pk for a in issuance.values()} | {a.pk for a in debts.values()})
+        lock_ids = sorted(
+            {a.pk for a in wallets.values()} | {a.pk for a in issuance.values()} | {a.pk for a in debts.values()}
+        )
         balances: dict[int, int] = {}
         with connection.cursor() as cursor:
             for start in range(0, len(lock_ids), 5000):
@@ -1306,7 +1303,7 @@ def points_earn_bulk(
                 balances.update(dict(cursor.fetchall()))
         deltas: dict[int, int] = defaultdict(int)
         entries: list[tuple[int, str, int, int]] = []
-        lots: list[tuple[int, int, int, dt.date]] = []
+        lot_points: dict[tuple[int, int], int] = defaultdict(int)  # (wallet, program) → points earned together
         per_program: dict[int, int] = defaultdict(int)
         for event in events:
             program = programs[event.program_id]
@@ -1324,12 +1321,16 @@ def points_earn_bulk(
                 balances[wallet.pk] += credit
                 deltas[wallet.pk] += credit
                 entries.append((wallet.pk, program.unit_code, credit, balances[wallet.pk]))
-                lots.append((wallet.pk, event.program_id, credit, lot_expiry(program, earned_on)))
+                lot_points[(wallet.pk, event.program_id)] += credit
         for program_id, total in per_program.items():
             account = issuance[program_id]
             balances[account.pk] -= total
             deltas[account.pk] -= total
             entries.append((account.pk, programs[program_id].unit_code, -total, balances[account.pk]))
+        lots = [
+            (wallet_id, program_id, points, lot_expiry(programs[program_id], earned_on))
+            for (wallet_id, program_id), points in lot_points.items()
+        ]
         _bulk_write(txn.pk, entries, lots, deltas, earned_on)
         return txn
 
@@ -1402,12 +1403,23 @@ def _bulk_write(
             )
         return
     Entry.objects.bulk_create(
-        [Entry(transaction_id=txn_id, account_id=a, unit=u, amount=amt, balance_after=bal) for a, u, amt, bal in entries],
+        [
+            Entry(transaction_id=txn_id, account_id=a, unit=u, amount=amt, balance_after=bal)
+            for a, u, amt, bal in entries
+        ],
         batch_size=2000,
     )
     Lot.objects.bulk_create(
         [
-            Lot(account_id=a, program_id=p, earned_by_id=txn_id, amount=amt, remaining=amt, earned_on=earned_on, expires_on=exp)
+            Lot(
+                account_id=a,
+                program_id=p,
+                earned_by_id=txn_id,
+                amount=amt,
+                remaining=amt,
+                earned_on=earned_on,
+                expires_on=exp,
+            )
             for a, p, amt, exp in lots
         ],
         batch_size=2000,

@@ -26,8 +26,16 @@ def test_seed_rewards_is_idempotent() -> None:
 
     product = CardProduct.objects.create(bank=program.bank, code="GOLD", name="Gold", kind="credit")
     Card.objects.create(
-        cardholder=holder, bank=program.bank, product=product, token="tok_demo_1", bin="62000000", last4="0001",
-        fingerprint="f" * 64, expiry_month=12, expiry_year=2030, status="active",
+        cardholder=holder,
+        bank=program.bank,
+        product=product,
+        token="tok_demo_1",
+        bin="62000000",
+        last4="0001",
+        fingerprint="f" * 64,
+        expiry_month=12,
+        expiry_year=2030,
+        status="active",
     )
     seed_rewards(Ctx())
     kinds = sorted(LedgerTransaction.objects.values_list("kind", flat=True))

@@ -12,7 +12,8 @@ from django.urls import reverse
 
 from core.scoping import BANK_OPERATORS
 from members.models import BankOperator
-from rewards import selectors, services as s
+from rewards import selectors
+from rewards import services as s
 from rewards.models import AdjustmentRequest, LedgerTransaction
 from tests.factories import PASSWORD, CardholderFactory, PointsProgramFactory, StaffFactory
 
@@ -92,7 +93,7 @@ def test_admin_ledger_is_read_only_and_statement_is_scoped() -> None:
 
 def test_admin_adjustment_request_then_another_operator_approves() -> None:
     holder, program = CardholderFactory(), PointsProgramFactory()
-    maker, maker_client = operator_of(program.bank)
+    _maker, maker_client = operator_of(program.bank)
     checker, checker_client = operator_of(program.bank)
     response = maker_client.post(
         reverse("admin:rewards_adjustmentrequest_add"),

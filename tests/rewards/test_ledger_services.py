@@ -335,7 +335,7 @@ def test_bulk_earn_one_transaction_pays_debts_first_and_replays(holder) -> None:
     assert balance(holder, a) == (20, 0)
     assert balance(other, a) == (5, 0)
     assert balance(other, b) == (7, 0)
-    assert Lot.objects.filter(earned_by=txn).count() == 3
+    assert Lot.objects.filter(earned_by=txn).count() == 3  # one per wallet: (holder, a), (other, a), (other, b)
     assert s.points_earn_bulk(events=events, idempotency_key="batch-1").pk == txn.pk
     with pytest.raises(IdempotencyConflict):
         s.points_earn_bulk(events=events[:1], idempotency_key="batch-1")
