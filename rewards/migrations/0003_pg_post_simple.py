@@ -14,11 +14,6 @@ DECLARE
     v_wallet bigint; v_bank bigint; v_txn bigint; v_hash text; v_created timestamptz := now();
     v_wallet_after bigint; v_bank_after bigint; v_need bigint; v_take bigint; r record;
 BEGIN
-    SELECT t.id, t.request_hash, t.created_at INTO v_txn, v_hash, v_created
-      FROM rewards_ledgertransaction t WHERE t.idempotency_key = p_key;
-    IF FOUND THEN
-        RETURN QUERY SELECT v_txn, 'replay'::text, v_hash, v_created; RETURN;
-    END IF;
     v_created := now();
     SELECT a.id INTO v_wallet FROM rewards_account a
      WHERE a.owner_kind = 'cardholder' AND a.owner_id = p_cardholder AND a.purpose = 'points' AND a.unit = p_unit
