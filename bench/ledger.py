@@ -156,15 +156,14 @@ def main() -> None:
     assert sum(wallets.values_list("posted", flat=True)) == seeded + sum(posted)
     assert Entry.objects.count() == 2 * (HOLDERS + WORKERS * OPS_PER_WORKER)
 
-    # 2. the same 8 workers by hand: two entry inserts and one guarded balance update per transaction
-    with connection.cursor() as cursor:
-        cursor.execute("CREATE TABLE bench_raw_account (id bigint PRIMARY KEY, balance bigint NOT NULL)")
-        cursor.execute(
-            "CREATE TABLE bench_raw_entry"
-            " (id bigserial PRIMARY KEY, account_id bigint NOT NULL, amount bigint NOT NULL)"
-        )
-        cursor.execute("CREATE INDEX ON bench_raw_entry (account_id, id)")
-        cursor.execute("INSERT INTO bench_raw_account SELECT g, 10000000 FROM generate_series(1, 103) g")
+    # 2. the same 8 workers by hand, in the ledger's own entry and account tables (same indexes, constraints and
+    # foreign keys): one transaction of two entry inserts and one guarded balance update. Removed afterwards.
+    raw_txn = LedgerTransaction.objects.create(kind="adjust", idempotency_key="bench-raw", request_hash="-")
+    raw_accounts = Account.objects.bulk_create(
+        Account(owner_kind="alliance", owner_id=900_000 + i, purpose="fees", unit="RAWBENCH", posted=10_000_000)
+        for i in range(HOLDERS + 3)
+    )
+    raw_ids = [a.pk for a in raw_accounts]
 
     def raw(worker: int) -> None:
         import psycopg2
@@ -174,24 +173,25 @@ def main() -> None:
         cursor = conn.cursor()
         rng = random.Random(worker)
         for _ in range(OPS_PER_WORKER):
-            account, bank = rng.randint(1, 100), 101 + rng.randint(0, 2)
+            account, bank = raw_ids[rng.randrange(HOLDERS)], raw_ids[HOLDERS + rng.randrange(3)]
             amount = rng.randint(1, 50)
             cursor.execute(
-                "INSERT INTO bench_raw_entry (account_id, amount) VALUES (%s, %s), (%s, %s)",
-                (account, -amount, bank, amount),
+                "INSERT INTO rewards_entry (transaction_id, account_id, unit, amount, balance_after)"
+                " VALUES (%s, %s, 'RAWBENCH', %s, 0), (%s, %s, 'RAWBENCH', %s, 0)",
+                (raw_txn.pk, account, -amount, raw_txn.pk, bank, amount),
             )
             cursor.execute(
-                "UPDATE bench_raw_account SET balance = balance - %s WHERE id = %s AND balance >= %s",
+                "UPDATE rewards_account SET posted = posted - %s WHERE id = %s AND posted - held >= %s",
                 (amount, account, amount),
             )
             conn.commit()
         conn.close()
 
     raw_tps = WORKERS * OPS_PER_WORKER / parallel(raw)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT COUNT(*) FROM bench_raw_entry")
-        assert cursor.fetchone()[0] == 2 * WORKERS * OPS_PER_WORKER
-        cursor.execute("DROP TABLE bench_raw_entry, bench_raw_account")
+    assert Entry.objects.filter(transaction=raw_txn).count() == 2 * WORKERS * OPS_PER_WORKER
+    Entry.objects.filter(transaction=raw_txn).delete()
+    Account.objects.filter(pk__in=raw_ids).delete()
+    raw_txn.delete()
 
     # 3. django-hordak, same 8 workers, separate settings and database
     hordak_tps = hordak_rate()
