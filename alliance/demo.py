@@ -52,7 +52,13 @@ def seed_payments(ctx: DemoContext) -> None:
     seed(ctx)
 
 
-STEPS: list[Callable[[DemoContext], None]] = [seed_operators, seed_members, seed_payments]
+def seed_rewards(ctx: DemoContext) -> None:
+    from rewards.demo import seed_rewards as seed
+
+    seed(ctx)
+
+
+STEPS: list[Callable[[DemoContext], None]] = [seed_operators, seed_members, seed_rewards, seed_payments]
 
 
 def seed_all(ctx: DemoContext) -> DemoContext:

@@ -1,1 +1,143 @@
-"""Rewards: admin."""
+"""Ledger tables are read-only in the admin; adjustments go request → second operator's approval → posted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db import models
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin
+from core.errors import MengkaError
+from members.models import PointsProgram
+
+from . import selectors, services
+from .models import Account, AdjustmentRequest, Entry, Hold, LedgerTransaction, Lot, Seal
+
+
+@admin.register(Account)
+class AccountAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    scope_field = "bank"
+    list_display = ("id", "owner_kind", "owner_id", "purpose", "unit", "shard", "posted", "held", "statement_link")
+    list_filter = ("owner_kind", "purpose", "unit")
+    search_fields = ("=owner_id", "unit")
+
+    @admin.display(description=_("statement"))
+    def statement_link(self, obj: Account) -> str:
+        return format_html('<a href="{}">{}</a>', reverse("admin:rewards_account_statement", args=[obj.pk]), _("view"))
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view(self.statement_view)
+        return [path("<int:account_id>/statement/", view, name="rewards_account_statement"), *super().get_urls()]
+
+    def statement_view(self, request: HttpRequest, account_id: int) -> HttpResponse:
+        account = self.get_queryset(request).filter(pk=account_id).first()
+        if account is None or not self.has_view_permission(request, account):
+            raise Http404("No such account in your scope.")
+        after = request.GET.get("after")
+        page = selectors.account_statement(
+            account_id=account.pk, after_id=int(after) if after and after.isdigit() else None
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Statement of %(account)s") % {"account": account},
+            "account": account,
+            "page": page,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/rewards/statement.html", context)
+
+
+@admin.register(LedgerTransaction)
+class LedgerTransactionAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    scope_field = "entries__account__bank"
+    list_display = ("id", "kind", "idempotency_key", "points", "reversed_points", "actor_label", "seal", "created_at")
+    list_filter = ("kind",)
+    search_fields = ("=idempotency_key",)
+
+
+@admin.register(Entry)
+class EntryAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    scope_field = "account__bank"
+    list_display = ("id", "transaction", "account", "unit", "amount", "balance_after")
+    list_select_related = ("account", "transaction")
+
+
+@admin.register(Lot)
+class LotAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    scope_field = "account__bank"
+    list_display = ("id", "account", "amount", "remaining", "earned_on", "expires_on")
+
+
+@admin.register(Hold)
+class HoldAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    scope_field = "account__bank"
+    list_display = ("id", "account", "amount", "posted_amount", "status", "expires_at")
+    list_filter = ("status",)
+
+
+@admin.register(Seal)
+class SealAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    alliance_only = True
+    list_display = ("id", "transaction_count", "entry_count", "hash", "created_at")
+
+
+@admin.register(AdjustmentRequest)
+class AdjustmentRequestAdmin(ScopedAdmin):
+    scope_field = "bank"
+    list_display = ("id", "cardholder_id", "program", "amount", "status", "requested_by", "decided_by", "created_at")
+    list_filter = ("status",)
+    fields = ("cardholder_id", "program", "amount", "reason")
+    actions = ("approve", "reject")
+
+    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "program":
+            scope = self._scope(request)
+            programs = PointsProgram.objects.all()
+            kwargs["queryset"] = programs if scope.everything else programs.filter(bank_id__in=scope.writable_bank_ids)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: models.Model, form: Any, change: bool) -> None:
+        assert isinstance(obj, AdjustmentRequest)
+        created = services.adjustment_request(
+            cardholder_id=obj.cardholder_id,
+            program=obj.program,
+            amount=obj.amount,
+            reason=obj.reason,
+            requested_by=request.user,  # type: ignore[arg-type]
+        )
+        obj.pk = created.pk
+
+    def _decide(self, request: HttpRequest, queryset: models.QuerySet[Any], approve: bool) -> None:
+        for adjustment in queryset:
+            if not self._writable(request, adjustment):
+                messages.error(request, _("Adjustment %(id)s is outside your scope.") % {"id": adjustment.pk})
+                continue
+            try:
+                if approve:
+                    services.adjustment_approve(request_id=adjustment.pk, approver=request.user)  # type: ignore[arg-type]
+                else:
+                    services.adjustment_reject(request_id=adjustment.pk, approver=request.user)  # type: ignore[arg-type]
+            except MengkaError as exc:
+                messages.error(request, f"#{adjustment.pk}: {exc.message}")
+            else:
+                messages.success(request, _("Adjustment %(id)s decided.") % {"id": adjustment.pk})
+
+    @admin.action(description=_("Approve and post the selected adjustments"))
+    def approve(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
+        self._decide(request, queryset, approve=True)
+
+    @admin.action(description=_("Reject the selected adjustments"))
+    def reject(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
+        self._decide(request, queryset, approve=False)

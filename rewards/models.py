@@ -123,12 +123,18 @@ class LedgerTransaction(models.Model):
     points = models.BigIntegerField(_("principal points"), default=0)
     reversed_points = models.BigIntegerField(_("points reversed so far"), default=0)
     reverses = models.ForeignKey(
-        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="reversals", verbose_name=_("reverses")
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="reversals",
+        verbose_name=_("reverses"),
+        db_index=False,  # a partial index below: most transactions reverse nothing
     )
     rate = models.DecimalField(_("exchange rate"), max_digits=20, decimal_places=10, null=True, blank=True)
     metadata = models.JSONField(_("metadata"), default=dict, blank=True)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
     )
     actor_label = models.CharField(_("acting"), max_length=150, default="system")
     seal = models.ForeignKey(Seal, on_delete=models.PROTECT, null=True, blank=True, related_name="transactions")
@@ -145,7 +151,10 @@ class LedgerTransaction(models.Model):
                 name="ledger_txn_reversed_within_points",
             ),
         ]
-        indexes = [models.Index(fields=["seal", "id"], name="ledger_txn_unsealed")]
+        indexes = [
+            models.Index(fields=["id"], name="ledger_txn_unsealed", condition=models.Q(seal__isnull=True)),
+            models.Index(fields=["reverses"], name="ledger_txn_reverses", condition=models.Q(reverses__isnull=False)),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.kind} {self.idempotency_key}"
@@ -155,7 +164,7 @@ class Entry(models.Model):
     """Immutable. `balance_after` is the account's posted balance right after this entry (the running balance)."""
 
     transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="entries")
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries", db_index=False)
     unit = models.CharField(_("unit"), max_length=24)
     amount = models.BigIntegerField(_("amount"))
     balance_after = models.BigIntegerField(_("balance after"))
@@ -174,8 +183,8 @@ class Entry(models.Model):
 class Lot(models.Model):
     """Points earned together, spent soonest-expiry first. remaining = amount + sum of its movements."""
 
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="lots")
-    program = models.ForeignKey(PointsProgram, on_delete=models.PROTECT, related_name="+")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="lots", db_index=False)
+    program = models.ForeignKey(PointsProgram, on_delete=models.PROTECT, related_name="+", db_index=False)
     earned_by = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="lots")
     amount = models.BigIntegerField(_("earned"))
     remaining = models.BigIntegerField(_("remaining"))

@@ -29,10 +29,7 @@ BATCH_SIZE = 2000
 
 def seal_key() -> bytes:
     path = getattr(settings, "LEDGER_SEAL_KEY_FILE", "")
-    if path:
-        key = Path(path).read_bytes().strip()
-    else:
-        key = (getattr(settings, "LEDGER_SEAL_KEY", "") or "").encode()
+    key = Path(path).read_bytes().strip() if path else (getattr(settings, "LEDGER_SEAL_KEY", "") or "").encode()
     if not key:
         raise ImproperlyConfigured("Set LEDGER_SEAL_KEY or LEDGER_SEAL_KEY_FILE to seal the ledger.")
     return key

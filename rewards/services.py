@@ -385,6 +385,82 @@ def _obligation(posting: Posting, *, payer: Party, payee: Party, units: int) -> 
     posting.leg(payee_account, units)
 
 
+# --- the PostgreSQL fast path -------------------------------------------------------------------------------------
+
+
+def _fast_path_available() -> bool:
+    return connection.vendor == "postgresql" and getattr(settings, "LEDGER_FAST_PATH", True)
+
+
+def _post_simple(
+    *,
+    kind: str,
+    key: str,
+    digest: str,
+    cardholder_id: int,
+    program: PointsProgram,
+    amount: int,
+    earned_on: dt.date | None,
+    metadata: dict[str, Any],
+) -> LedgerTransaction | None:
+    """A plain earn or redeem in one round trip through `rewards_post_simple` (migration 0003). Returns None when
+    the ORM path must take it (an account not created yet, or a points debt to pay off first)."""
+    if not key or len(key) > 200:
+        raise ValidationFailed(_("An idempotency key of 1 to 200 characters is required."), param="idempotency_key")
+    expires = lot_expiry(program, earned_on) if earned_on else None
+    params: list[Any] = [
+        kind,
+        key,
+        digest,
+        cardholder_id,
+        program.unit_code,
+        program.bank_id,
+        _shard_for(cardholder_id),
+        amount,
+        earned_on,
+        expires,
+        program.pk,
+        json.dumps(metadata, cls=DjangoJSONEncoder),
+    ]
+    sql = "SELECT * FROM rewards_post_simple(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+    try:
+        if connection.in_atomic_block:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                row = cursor.fetchone()
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                row = cursor.fetchone()
+    except Exception as exc:
+        if "ledger:insufficient" in str(exc):
+            raise InsufficientFunds(_("Not enough points for this redemption."), param="amount") from exc
+        raise
+    assert row is not None
+    txn_id, outcome, stored_hash, created = row
+    if outcome == "fallback":
+        return None
+    if stored_hash != digest:
+        raise IdempotencyConflict(
+            _("This idempotency key was already used with different parameters."), param="idempotency_key"
+        )
+    if outcome == "replay":
+        return LedgerTransaction.objects.get(pk=txn_id)
+    txn = LedgerTransaction(
+        id=txn_id,
+        kind=Kind.EARN if kind == "earn" else Kind.SPEND,
+        idempotency_key=key,
+        request_hash=digest,
+        points=amount,
+        metadata=metadata,
+        actor_label="system",
+        created_at=created,
+    )
+    txn._state.adding = False
+    txn._state.db = "default"
+    return txn
+
+
 # --- earn, spend --------------------------------------------------------------------------------------------------
 
 
@@ -428,6 +504,19 @@ def points_earn(
         earned_on=earned_on,
         metadata=metadata or {},
     )
+    if funded_by is None and actor is None and _fast_path_available():
+        fast = _post_simple(
+            kind="earn",
+            key=idempotency_key,
+            digest=digest,
+            cardholder_id=cardholder_id,
+            program=program,
+            amount=amount,
+            earned_on=earned_on,
+            metadata={**(metadata or {}), "cardholder_id": cardholder_id, "program_id": program.pk, "source": source},
+        )
+        if fast is not None:
+            return fast
     return _earn_atomic(
         cardholder_id, program, amount, idempotency_key, digest, source, funded_by, earned_on, actor, metadata
     )
@@ -493,6 +582,19 @@ def points_redeem(
         pays_to=pays_to.as_list() if pays_to else None,
         metadata=metadata or {},
     )
+    if pays_to is None and actor is None and _fast_path_available():
+        fast = _post_simple(
+            kind="spend",
+            key=idempotency_key,
+            digest=digest,
+            cardholder_id=cardholder_id,
+            program=program,
+            amount=amount,
+            earned_on=None,
+            metadata={**(metadata or {}), "cardholder_id": cardholder_id, "program_id": program.pk},
+        )
+        if fast is not None:
+            return fast
     return _redeem_atomic(cardholder_id, program, amount, idempotency_key, digest, pays_to, actor, metadata)
 
 
@@ -606,7 +708,7 @@ def hold_post(
         wallet = Account.objects.filter(holds__pk=hold_id).first()
         if wallet is None:
             raise NotFound(_("No such hold."), param="hold")
-        program = PointsProgram.objects.get(pk=wallet.program_id)
+        program = PointsProgram.objects.get(pk=wallet.program_id or 0)
         cardholder_id = wallet.owner_id
         sink = bank_points_account(program, Purpose.REDEMPTION, cardholder_id)
         account, hold = _locked_hold(hold_id, sink)
@@ -998,7 +1100,7 @@ def lots_expire(*, on: dt.date | None = None) -> dict[str, int]:
 def _expire_wallet(wallet_id: int, on: dt.date) -> int:
     with transaction.atomic():
         wallet = Account.objects.get(pk=wallet_id)
-        program = PointsProgram.objects.get(pk=wallet.program_id)
+        program = PointsProgram.objects.get(pk=wallet.program_id or 0)
         breakage = bank_points_account(program, Purpose.BREAKAGE, wallet.owner_id)
         key = f"expire:{wallet_id}:{on.isoformat()}"
         posting = _begin(
@@ -1051,7 +1153,7 @@ def adjustment_request(
         bank_id=program.bank_id,
         amount=amount,
         reason=reason.strip(),
-        requested_by=requested_by,
+        requested_by=requested_by,  # type: ignore[misc]
     )
     audit_record(
         actor=requested_by,
@@ -1107,11 +1209,8 @@ def adjustment_approve(*, request_id: int, approver: AbstractBaseUser) -> Ledger
         else:
             _spend(posting, wallet, issuance, -request.amount)
         txn = _finish(posting)
-        request.status, request.decided_by, request.decided_at = (
-            AdjustmentRequest.Status.POSTED,
-            approver,
-            timezone.now(),
-        )
+        request.status, request.decided_at = AdjustmentRequest.Status.POSTED, timezone.now()
+        request.decided_by = approver  # type: ignore[assignment]
         request.transaction = txn
         request.save(update_fields=["status", "decided_by", "decided_at", "transaction"])
         audit_record(
@@ -1128,11 +1227,202 @@ def adjustment_approve(*, request_id: int, approver: AbstractBaseUser) -> Ledger
 @transaction.atomic
 def adjustment_reject(*, request_id: int, approver: AbstractBaseUser, reason: str = "") -> AdjustmentRequest:
     request = _decide(request_id, approver)
-    request.status, request.decided_by, request.decided_at = (
-        AdjustmentRequest.Status.REJECTED,
-        approver,
-        timezone.now(),
-    )
+    request.status, request.decided_at = AdjustmentRequest.Status.REJECTED, timezone.now()
+    request.decided_by = approver  # type: ignore[assignment]
     request.save(update_fields=["status", "decided_by", "decided_at"])
     audit_record(actor=approver, action="ledger.adjustment.reject", obj=request, reason=reason, bank_id=request.bank_id)
     return request
+
+
+# --- bulk earn (settlement) ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EarnEvent:
+    cardholder_id: int
+    program_id: int
+    amount: int
+
+
+@retry_on_conflict
+def points_earn_bulk(
+    *, events: Sequence[EarnEvent], idempotency_key: str, earned_on: dt.date | None = None, source: str = "payment"
+) -> LedgerTransaction:
+    """Many earns in one ledger transaction, set-based: one entry per event (each payment stays traceable), one lot
+    per wallet (the batch's points in a wallet are earned together, with one expiry date), one issuance entry per
+    program. A cardholder's points debt is paid off first, as in `points_earn`. On PostgreSQL the rows go in by COPY."""
+    if not events:
+        raise ValidationFailed(_("No earn events given."), param="events")
+    for event in events:
+        _require_positive(event.amount)
+    earned_on = earned_on or today()
+    digest = hashlib.sha256(
+        "\n".join(f"{e.cardholder_id}|{e.program_id}|{e.amount}" for e in events).encode()
+        + f"|{earned_on}|{source}".encode()
+    ).hexdigest()
+    with transaction.atomic():
+        existing = _replay(LedgerTransaction, idempotency_key, digest)
+        if existing is not None:
+            return existing  # type: ignore[no-any-return]
+        programs = {p.pk: p for p in PointsProgram.objects.filter(pk__in={e.program_id for e in events})}
+        if len(programs) != len({e.program_id for e in events}):
+            raise ValidationFailed(_("Unknown points program in the events."), param="events")
+        pairs = {(e.cardholder_id, e.program_id) for e in events}
+        wallets = _bulk_accounts(pairs, programs, Purpose.POINTS)
+        issuance = {pid: bank_points_account(p, Purpose.ISSUANCE, 0) for pid, p in programs.items()}
+        debts = {
+            (a.owner_id, a.program_id): a
+            for a in Account.objects.filter(
+                owner_kind=OwnerKind.CARDHOLDER,
+                purpose=Purpose.DEBT,
+                posted__lt=0,
+                owner_id__in={c for c, _p in pairs},
+                program_id__in=list(programs),
+            )
+        }
+        txn = LedgerTransaction.objects.create(
+            kind=Kind.EARN_BATCH,
+            idempotency_key=idempotency_key,
+            request_hash=digest,
+            points=sum(e.amount for e in events),
+            metadata={"events": len(events), "source": source, "earned_on": earned_on.isoformat()},
+        )
+        lock_ids = sorted(
+            {a.pk for a in wallets.values()} | {a.pk for a in issuance.values()} | {a.pk for a in debts.values()}
+        )
+        balances: dict[int, int] = {}
+        with connection.cursor() as cursor:
+            for start in range(0, len(lock_ids), 5000):
+                chunk = lock_ids[start : start + 5000]
+                placeholders = ",".join(["%s"] * len(chunk))
+                cursor.execute(
+                    f"SELECT id, posted FROM rewards_account WHERE id IN ({placeholders}) ORDER BY id"  # noqa: S608
+                    + (" FOR UPDATE" if connection.vendor == "postgresql" else ""),
+                    chunk,
+                )
+                balances.update(dict(cursor.fetchall()))
+        deltas: dict[int, int] = defaultdict(int)
+        entries: list[tuple[int, str, int, int]] = []
+        lot_points: dict[tuple[int, int], int] = defaultdict(int)  # (wallet, program) → points earned together
+        per_program: dict[int, int] = defaultdict(int)
+        for event in events:
+            program = programs[event.program_id]
+            credit = event.amount
+            debt = debts.get((event.cardholder_id, event.program_id))
+            if debt is not None and balances[debt.pk] < 0:
+                paid = min(credit, -balances[debt.pk])
+                balances[debt.pk] += paid
+                deltas[debt.pk] += paid
+                entries.append((debt.pk, program.unit_code, paid, balances[debt.pk]))
+                credit -= paid
+            per_program[event.program_id] += event.amount
+            if credit:
+                wallet = wallets[(event.cardholder_id, event.program_id)]
+                balances[wallet.pk] += credit
+                deltas[wallet.pk] += credit
+                entries.append((wallet.pk, program.unit_code, credit, balances[wallet.pk]))
+                lot_points[(wallet.pk, event.program_id)] += credit
+        for program_id, total in per_program.items():
+            account = issuance[program_id]
+            balances[account.pk] -= total
+            deltas[account.pk] -= total
+            entries.append((account.pk, programs[program_id].unit_code, -total, balances[account.pk]))
+        lots = [
+            (wallet_id, program_id, points, lot_expiry(programs[program_id], earned_on))
+            for (wallet_id, program_id), points in lot_points.items()
+        ]
+        _bulk_write(txn.pk, entries, lots, deltas, earned_on)
+        return txn
+
+
+def _bulk_accounts(
+    pairs: set[tuple[int, int]], programs: dict[int, PointsProgram], purpose: str
+) -> dict[tuple[int, int], Account]:
+    def fetch() -> dict[tuple[int, int], Account]:
+        found = Account.objects.filter(
+            owner_kind=OwnerKind.CARDHOLDER,
+            purpose=purpose,
+            shard=0,
+            owner_id__in={c for c, _p in pairs},
+            program_id__in=list(programs),
+        )
+        return {(a.owner_id, a.program_id): a for a in found if a.program_id is not None}
+
+    accounts = fetch()
+    missing = pairs - set(accounts)
+    if missing:
+        Account.objects.bulk_create(
+            [
+                Account(
+                    owner_kind=OwnerKind.CARDHOLDER,
+                    owner_id=cardholder_id,
+                    purpose=purpose,
+                    unit=programs[program_id].unit_code,
+                    program_id=program_id,
+                    bank_id=programs[program_id].bank_id,
+                    may_go_negative=purpose != Purpose.POINTS,
+                )
+                for cardholder_id, program_id in missing
+            ],
+            ignore_conflicts=True,
+        )
+        accounts = fetch()
+    return accounts
+
+
+def _bulk_write(
+    txn_id: int,
+    entries: list[tuple[int, str, int, int]],
+    lots: list[tuple[int, int, int, dt.date]],
+    deltas: dict[int, int],
+    earned_on: dt.date,
+) -> None:
+    if connection.vendor == "postgresql":
+        import io
+
+        with connection.cursor() as cursor:
+            raw = cursor.cursor
+            buffer = io.StringIO("".join(f"{txn_id}\t{a}\t{u}\t{amt}\t{bal}\n" for a, u, amt, bal in entries))
+            raw.copy_expert(
+                "COPY rewards_entry (transaction_id, account_id, unit, amount, balance_after) FROM STDIN", buffer
+            )
+            day = earned_on.isoformat()
+            buffer = io.StringIO(
+                "".join(f"{a}\t{p}\t{txn_id}\t{amt}\t{amt}\t{day}\t{exp.isoformat()}\n" for a, p, amt, exp in lots)
+            )
+            raw.copy_expert(
+                "COPY rewards_lot (account_id, program_id, earned_by_id, amount, remaining, earned_on, expires_on)"
+                " FROM STDIN",
+                buffer,
+            )
+            ids, amounts = zip(*deltas.items(), strict=True)
+            cursor.execute(
+                "UPDATE rewards_account a SET posted = a.posted + d.delta, version = a.version + 1"
+                " FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, delta) WHERE a.id = d.id",
+                [list(ids), list(amounts)],
+            )
+        return
+    Entry.objects.bulk_create(
+        [
+            Entry(transaction_id=txn_id, account_id=a, unit=u, amount=amt, balance_after=bal)
+            for a, u, amt, bal in entries
+        ],
+        batch_size=2000,
+    )
+    Lot.objects.bulk_create(
+        [
+            Lot(
+                account_id=a,
+                program_id=p,
+                earned_by_id=txn_id,
+                amount=amt,
+                remaining=amt,
+                earned_on=earned_on,
+                expires_on=exp,
+            )
+            for a, p, amt, exp in lots
+        ],
+        batch_size=2000,
+    )
+    for account_id, delta in deltas.items():
+        Account.objects.filter(pk=account_id).update(posted=F("posted") + delta, version=F("version") + 1)

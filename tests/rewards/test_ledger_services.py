@@ -316,3 +316,120 @@ def test_posting_rules_hold_for_any_sequence(ops) -> None:
     posted, _ = balance(holder, program)
     assert posted + debt(holder, program) == total_entries
     assert_clean()
+
+
+def test_bulk_earn_one_transaction_pays_debts_first_and_replays(holder) -> None:
+    a, b = PointsProgramFactory(), PointsProgramFactory()
+    other = CardholderFactory()
+    earn = s.points_earn(cardholder_id=holder.pk, program=a, amount=50, idempotency_key="e")
+    s.points_redeem(cardholder_id=holder.pk, program=a, amount=50, idempotency_key="r")
+    s.transaction_reverse(transaction_id=earn.pk, amount=50, idempotency_key="rev")  # debt of 50
+    events = [
+        s.EarnEvent(holder.pk, a.pk, 30),
+        s.EarnEvent(holder.pk, a.pk, 40),
+        s.EarnEvent(other.pk, a.pk, 5),
+        s.EarnEvent(other.pk, b.pk, 7),
+    ]
+    txn = s.points_earn_bulk(events=events, idempotency_key="batch-1")
+    assert debt(holder, a) == 0
+    assert balance(holder, a) == (20, 0)
+    assert balance(other, a) == (5, 0)
+    assert balance(other, b) == (7, 0)
+    assert Lot.objects.filter(earned_by=txn).count() == 3  # one per wallet: (holder, a), (other, a), (other, b)
+    assert s.points_earn_bulk(events=events, idempotency_key="batch-1").pk == txn.pk
+    with pytest.raises(IdempotencyConflict):
+        s.points_earn_bulk(events=events[:1], idempotency_key="batch-1")
+    assert_clean()
+
+
+def test_reversing_an_exchange_restores_both_sides_and_the_obligation(holder) -> None:
+    src = PointsProgramFactory(point_value_cny=Decimal("0.005"))
+    dst = PointsProgramFactory(point_value_cny=Decimal("0.003"))
+    s.points_earn(cardholder_id=holder.pk, program=src, amount=1000, idempotency_key="e")
+    txn = s.points_exchange(cardholder_id=holder.pk, from_program=src, to_program=dst, amount=600, idempotency_key="x")
+    with pytest.raises(ValidationFailed):
+        s.transaction_reverse(transaction_id=txn.pk, amount=100, idempotency_key="part")
+    s.transaction_reverse(transaction_id=txn.pk, amount=600, idempotency_key="whole")
+    assert balance(holder, src) == (1000, 0)
+    assert balance(holder, dst) == (0, 0)
+    assert set(Account.objects.filter(unit="CNY").values_list("posted", flat=True)) == {0}
+    assert_clean()
+
+
+def test_funded_earn_reversal_reverses_the_obligation_cumulatively(program, holder) -> None:
+    earn = s.points_earn(
+        cardholder_id=holder.pk,
+        program=program,
+        amount=333,
+        idempotency_key="promo",
+        source=s.EarnSource.PROMOTION,
+        funded_by=s.Party("merchant", 5),
+    )
+    s.transaction_reverse(transaction_id=earn.pk, refunded_total=1, captured_total=3, idempotency_key="r1")
+    merchant = Account.objects.get(owner_kind="merchant", owner_id=5)
+    assert merchant.posted == -16650 + 16650 * 111 // 333  # 111 points reversed: floor(16650 × 111 / 333) = 5550
+    s.transaction_reverse(transaction_id=earn.pk, refunded_total=3, captured_total=3, idempotency_key="r2")
+    merchant.refresh_from_db()
+    assert merchant.posted == 0
+    assert_clean()
+
+
+def test_reversing_a_posted_hold_returns_the_points(program, holder) -> None:
+    s.points_earn(cardholder_id=holder.pk, program=program, amount=100, idempotency_key="e")
+    hold = s.hold_create(cardholder_id=holder.pk, program=program, amount=80, idempotency_key="h")
+    posted = s.hold_post(hold_id=hold.pk, idempotency_key="hp")
+    s.transaction_reverse(transaction_id=posted.pk, amount=30, idempotency_key="rv")
+    assert balance(holder, program) == (50, 0)
+    assert_clean()
+
+
+def test_deadlocks_are_retried_not_reported_as_shortfalls(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from django.db import OperationalError
+
+    # The test itself runs inside a transaction; retries happen only where the posting owns the outermost one.
+    monkeypatch.setattr(s, "connection", SimpleNamespace(in_atomic_block=False))
+
+    class Deadlock(Exception):
+        pgcode = "40P01"
+
+    calls = {"n": 0}
+
+    @s.retry_on_conflict
+    def flaky() -> str:
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise OperationalError("deadlock detected") from Deadlock()
+        return "posted"
+
+    assert flaky() == "posted"
+    assert calls["n"] == 3
+
+    @s.retry_on_conflict
+    def broken() -> None:
+        raise OperationalError("connection refused")
+
+    with pytest.raises(OperationalError):
+        broken()
+
+
+def test_jobs_run_through_job_run(program, holder) -> None:
+    from core.models import JobRun
+    from rewards import tasks
+
+    s.points_earn(
+        cardholder_id=holder.pk, program=program, amount=10, idempotency_key="a", earned_on=dt.date(2020, 1, 1)
+    )
+    s.hold_create(
+        cardholder_id=holder.pk,
+        program=program,
+        amount=5,
+        idempotency_key="h",
+        expires_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
+    )
+    assert tasks.holds_expire.delay().get() == {"expired": 1}
+    assert tasks.lots_expire.delay().get() == {"accounts": 1, "points": 10}
+    assert balance(holder, program) == (0, 0)
+    jobs = dict(JobRun.objects.values_list("job", "status"))
+    assert jobs == {"rewards.holds_expire": "succeeded", "rewards.lots_expire": "succeeded"}

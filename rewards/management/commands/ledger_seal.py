@@ -13,5 +13,5 @@ class Command(BaseCommand):
     help = "Seal every unsealed ledger transaction and export the signed heads."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        made = run_ledger_seal(echo=self.stdout)
+        made = run_ledger_seal(echo=self.stdout)  # type: ignore[arg-type]
         self.stdout.write(f"ledger_seal: {made} seal(s)")

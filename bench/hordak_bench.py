@@ -1,0 +1,74 @@
+"""django-hordak two-account transfers from 8 processes with their own connections (run by bench/ledger.py)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ["DJANGO_SETTINGS_MODULE"] = "bench.hordak_settings"
+
+
+def main() -> None:
+    import psycopg2
+
+    settings_db = __import__("bench.hordak_settings", fromlist=["DATABASES"]).DATABASES["default"]
+    admin = psycopg2.connect(
+        dbname="postgres", user=settings_db["USER"], host=settings_db["HOST"], port=settings_db["PORT"] or 5432
+    )
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{settings_db["NAME"]}" WITH (FORCE)')
+        cursor.execute(f'CREATE DATABASE "{settings_db["NAME"]}"')
+    admin.close()
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connections
+    from djmoney.money import Money
+    from hordak.models import Account, Leg
+
+    call_command("migrate", verbosity=0)
+    holders = [
+        Account.objects.create(name=f"holder {n}", type=Account.TYPES.liability, currencies=["CNY"]) for n in range(100)
+    ]
+    banks = [
+        Account.objects.create(name=f"bank {n}", type=Account.TYPES.liability, currencies=["CNY"]) for n in range(3)
+    ]
+    workers, ops = int(os.environ.get("BENCH_WORKERS", "8")), int(os.environ.get("BENCH_OPS", "1500"))
+    holder_ids, bank_ids = [a.pk for a in holders], [a.pk for a in banks]
+    connections.close_all()
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(workers)
+    results = ctx.Queue()
+
+    def run(worker: int) -> None:
+        rng = random.Random(worker)
+        accounts = {a.pk: a for a in Account.objects.filter(pk__in=holder_ids + bank_ids)}
+        barrier.wait()
+        started = time.time()
+        for _ in range(ops):
+            holder, bank = accounts[rng.choice(holder_ids)], accounts[rng.choice(bank_ids)]
+            bank.transfer_to(holder, Money(rng.randint(1, 50), "CNY"))
+        results.put((started, time.time()))
+        connections.close_all()
+
+    processes = [ctx.Process(target=run, args=(i,)) for i in range(workers)]
+    for process in processes:
+        process.start()
+    spans = [results.get() for _ in processes]
+    for process in processes:
+        process.join()
+    elapsed = max(end for _, end in spans) - min(start for start, _ in spans)
+    assert Leg.objects.count() == 2 * workers * ops
+    print(f"HORDAK transfers_per_s={workers * ops / elapsed:.1f}")
+
+
+if __name__ == "__main__":
+    main()

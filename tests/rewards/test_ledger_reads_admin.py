@@ -1,0 +1,112 @@
+"""Ledger reads (query counts pinned) and the admin: read-only tables, statement view, four-eyes adjustments."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import Group
+from django.test import Client
+from django.urls import reverse
+
+from core.scoping import BANK_OPERATORS
+from members.models import BankOperator
+from rewards import selectors
+from rewards import services as s
+from rewards.models import AdjustmentRequest, LedgerTransaction
+from tests.factories import PASSWORD, CardholderFactory, PointsProgramFactory, StaffFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def operator_of(bank):
+    user = StaffFactory()
+    user.groups.add(Group.objects.get(name=BANK_OPERATORS))
+    BankOperator.objects.create(user=user, bank=bank, role=BankOperator.Role.OPERATOR)
+    client = Client()
+    assert client.login(username=user.username, password=PASSWORD)
+    return user, client
+
+
+def test_balances_across_programs_with_cny_value(django_assert_num_queries) -> None:
+    holder = CardholderFactory()
+    a = PointsProgramFactory(point_value_cny=Decimal("0.005"))
+    b = PointsProgramFactory(point_value_cny=Decimal("0.01"))
+    s.points_earn(cardholder_id=holder.pk, program=a, amount=1000, idempotency_key="a")
+    s.points_earn(cardholder_id=holder.pk, program=b, amount=300, idempotency_key="b")
+    s.hold_create(cardholder_id=holder.pk, program=b, amount=100, idempotency_key="h")
+    with django_assert_num_queries(1):
+        balances = selectors.cardholder_balances(cardholder_id=holder.pk)
+    by_unit = {row.unit: (row.posted, row.held, row.available, row.value_cny) for row in balances}
+    assert by_unit == {a.unit_code: (1000, 0, 1000, Decimal("5.00")), b.unit_code: (300, 100, 200, Decimal("2.00"))}
+
+
+def test_statement_keyset_pages_with_running_balance(django_assert_num_queries) -> None:
+    holder, program = CardholderFactory(), PointsProgramFactory()
+    for n in range(5):
+        s.points_earn(cardholder_id=holder.pk, program=program, amount=10 + n, idempotency_key=f"e{n}")
+    s.points_redeem(cardholder_id=holder.pk, program=program, amount=20, idempotency_key="r")
+    wallet = s.wallet_account(holder.pk, program)
+    with django_assert_num_queries(1):
+        first = selectors.account_statement(account_id=wallet.pk, limit=4)
+    assert [line.balance_after for line in first.lines] == [10, 21, 33, 46]
+    with django_assert_num_queries(1):
+        second = selectors.account_statement(account_id=wallet.pk, after_id=first.next_after, limit=4)
+    assert [(line.kind, line.amount, line.balance_after) for line in second.lines] == [
+        ("earn", 14, 60),
+        ("spend", -20, 40),
+    ]
+    assert second.next_after is None
+
+
+def test_points_expiring_within_30_and_90_days(django_assert_num_queries) -> None:
+    holder = CardholderFactory()
+    program = PointsProgramFactory(expiry_policy="months_after", expiry_period=1)
+    s.points_earn(
+        cardholder_id=holder.pk, program=program, amount=70, idempotency_key="a", earned_on=dt.date(2026, 1, 10)
+    )
+    s.points_earn(
+        cardholder_id=holder.pk, program=program, amount=30, idempotency_key="b", earned_on=dt.date(2026, 3, 10)
+    )
+    with django_assert_num_queries(1):
+        soon = selectors.points_expiring(cardholder_id=holder.pk, within_days=30, on=dt.date(2026, 2, 1))
+    assert [(e.points, e.first_date) for e in soon] == [(70, dt.date(2026, 2, 10))]
+    later = selectors.points_expiring(cardholder_id=holder.pk, within_days=90, on=dt.date(2026, 2, 1))
+    assert [(e.points, e.first_date) for e in later] == [(100, dt.date(2026, 2, 10))]
+
+
+def test_admin_ledger_is_read_only_and_statement_is_scoped() -> None:
+    holder, program = CardholderFactory(), PointsProgramFactory()
+    s.points_earn(cardholder_id=holder.pk, program=program, amount=10, idempotency_key="e")
+    other = PointsProgramFactory()
+    s.points_earn(cardholder_id=holder.pk, program=other, amount=10, idempotency_key="o")
+    _, client = operator_of(program.bank)
+    wallet, foreign = s.wallet_account(holder.pk, program), s.wallet_account(holder.pk, other)
+    assert client.get(reverse("admin:rewards_account_add")).status_code == 403
+    assert client.post(reverse("admin:rewards_account_delete", args=[wallet.pk]), {"post": "yes"}).status_code == 403
+    response = client.get(reverse("admin:rewards_account_statement", args=[wallet.pk]))
+    assert response.status_code == 200
+    assert [line.balance_after for line in response.context["page"].lines] == [10]
+    assert client.get(reverse("admin:rewards_account_statement", args=[foreign.pk])).status_code == 404
+
+
+def test_admin_adjustment_request_then_another_operator_approves() -> None:
+    holder, program = CardholderFactory(), PointsProgramFactory()
+    _maker, maker_client = operator_of(program.bank)
+    checker, checker_client = operator_of(program.bank)
+    response = maker_client.post(
+        reverse("admin:rewards_adjustmentrequest_add"),
+        {"cardholder_id": holder.pk, "program": program.pk, "amount": 40, "reason": "lost earn"},
+    )
+    assert response.status_code == 302
+    request = AdjustmentRequest.objects.get()
+    changelist = reverse("admin:rewards_adjustmentrequest_changelist")
+    maker_client.post(changelist, {"action": "approve", "_selected_action": [request.pk]})
+    request.refresh_from_db()
+    assert request.status == "pending"
+    assert LedgerTransaction.objects.filter(kind="adjust").count() == 0
+    checker_client.post(changelist, {"action": "approve", "_selected_action": [request.pk]})
+    request.refresh_from_db()
+    assert (request.status, request.decided_by) == ("posted", checker)
+    assert s.wallet_account(holder.pk, program).posted == 40
