@@ -382,7 +382,9 @@ def _finish_authorized(intent: PaymentIntent, attempt: PaymentAttempt, *, captur
             locked.points_earned = _earn_points(locked)
         locked.save(update_fields=_FINISH_FIELDS)
     for name in _FINISH_FIELDS:
-        setattr(intent, name, getattr(locked, name))
+        if name not in ("channel", "acquirer"):
+            setattr(intent, name, getattr(locked, name))
+    intent.channel, intent.acquirer_id = channel, channel.acquirer_id
 
 
 _FINISH_FIELDS = [
