@@ -13,10 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from .errors import Conflict, IdempotencyConflict, MengkaError
@@ -59,7 +60,8 @@ def run_idempotent(
         raise MengkaError("Idempotency-Key must be 1 to 255 characters.", code="invalid_idempotency_key")
     print_ = fingerprint(operation, request)
     try:
-        with transaction.atomic():
+        # Outside a transaction the INSERT commits on its own; inside one, a savepoint keeps the caller's usable.
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
             record = IdempotencyRecord.objects.create(scope=scope, key=key, operation=operation, fingerprint=print_)
     except IntegrityError:
         existing = IdempotencyRecord.objects.get(scope=scope, key=key)

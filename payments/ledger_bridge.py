@@ -9,19 +9,21 @@ from rewards.models import LedgerTransaction
 from .models import PaymentIntent
 
 
-def _program(intent: PaymentIntent) -> PointsProgram | None:
+def program_for(intent: PaymentIntent) -> PointsProgram | None:
+    """The issuer's active points programme (looked up once per payment object)."""
     if intent.issuer_id is None:
         return None
-    try:
-        program = intent.issuer.points_program  # type: ignore[union-attr]
-    except PointsProgram.DoesNotExist:
-        return None
-    return program if program.active else None
+    if not hasattr(intent, "_issuer_program"):
+        intent._issuer_program = PointsProgram.objects.filter(  # type: ignore[attr-defined]
+            bank_id=intent.issuer_id, active=True
+        ).first()
+    program: PointsProgram | None = intent._issuer_program  # type: ignore[attr-defined]
+    return program
 
 
 def earn(*, intent: PaymentIntent, points: int, idempotency_key: str) -> bool:
     """Earns `points` in the issuer's programme; False when the issuer runs no programme (nothing is earned)."""
-    program = _program(intent)
+    program = program_for(intent)
     if points <= 0 or program is None:
         return False
     ledger.points_earn(

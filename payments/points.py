@@ -38,6 +38,12 @@ def points_to_have_reversed(intent: PaymentIntent, refunded_total: int) -> int:
     return proportional_floor(intent.points_earned, refunded_total, intent.amount_captured)
 
 
+def issuer_program(intent: PaymentIntent) -> object | None:
+    from . import ledger_bridge
+
+    return ledger_bridge.program_for(intent)
+
+
 def post_earn(intent: PaymentIntent, points: int) -> bool:
     """Posts the earn to the ledger, idempotently by payment; False when the issuer has no points programme."""
     from . import ledger_bridge

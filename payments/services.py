@@ -157,21 +157,20 @@ def _create(
         if card.cardholder_id != cardholder.pk:
             raise NotFound("No such card.", param="card")
         _require_usable_card(card)
-    with transaction.atomic():
-        intent = PaymentIntent.objects.create(
-            merchant=merchant,
-            cardholder=cardholder,
-            card=card,
-            method=method,
-            amount=amount,
-            currency=currency,
-            capture_method=capture_method,
-            issuer_id=card.bank_id if card else None,
-            spend_category=merchant.spend_category,
-            description=description[:200],
-            merchant_reference=merchant_reference[:64],
-            metadata=metadata,
-        )
+    intent = PaymentIntent.objects.create(
+        merchant=merchant,
+        cardholder=cardholder,
+        card=card,
+        method=method,
+        amount=amount,
+        currency=currency,
+        capture_method=capture_method,
+        issuer_id=card.bank_id if card else None,
+        spend_category=merchant.spend_category,
+        description=description[:200],
+        merchant_reference=merchant_reference[:64],
+        metadata=metadata,
+    )
     intent.card, intent.merchant = card, merchant
     return intent
 
@@ -355,61 +354,57 @@ def _resolve_attempt(attempt: PaymentAttempt) -> None:
 
 
 def _finish_authorized(intent: PaymentIntent, attempt: PaymentAttempt, *, captured: bool) -> None:
+    """Records an authorisation (or a capture) and, when captured, posts the points — in one transaction whose
+    guarded UPDATE only the request that owns the `processing` payment can win."""
     channel = attempt.channel
     now = timezone.now()
-    with transaction.atomic():
-        locked = (
-            PaymentIntent.objects.select_for_update(of=("self",))
-            .select_related("card__product", "issuer__points_program")
-            .get(pk=intent.pk)
+    fields: dict[str, Any] = {
+        "channel": channel,
+        "acquirer_id": channel.acquirer_id,
+        "authorized_at": now,
+        "failure_code": "",
+        "failure_message": "",
+        "updated_at": now,
+    }
+    if captured:
+        fields.update(
+            amount_captured=intent.amount,
+            amount_capturable=0,
+            status=Status.SUCCEEDED,
+            captured_at=now,
+            business_date=business_date(now, channel.cutoff),
         )
-        if locked.status != Status.PROCESSING:
-            return
-        locked.channel, locked.acquirer_id = channel, channel.acquirer_id
-        locked.authorized_at = now
-        locked.failure_code = locked.failure_message = ""
-        if captured:
-            locked.amount_captured = locked.amount
-            locked.amount_capturable = 0
-            locked.status = Status.SUCCEEDED
-            locked.captured_at = now
-            locked.business_date = business_date(now, channel.cutoff)
-        else:
-            locked.amount_capturable = locked.amount
-            locked.status = Status.REQUIRES_CAPTURE
-            locked.authorization_expires_at = now + timedelta(hours=channel.authorization_hours)
-        if captured:
-            locked.points_earned = _earn_points(locked)
-        locked.save(update_fields=_FINISH_FIELDS)
-    for name in _FINISH_FIELDS:
-        if name not in ("channel", "acquirer"):
-            setattr(intent, name, getattr(locked, name))
-    intent.channel, intent.acquirer_id = channel, channel.acquirer_id
+    else:
+        fields.update(
+            amount_capturable=intent.amount,
+            status=Status.REQUIRES_CAPTURE,
+            authorization_expires_at=now + timedelta(hours=channel.authorization_hours),
+        )
+    _finish(intent, fields, earn=captured)
 
 
-_FINISH_FIELDS = [
-    "channel",
-    "acquirer",
-    "authorized_at",
-    "failure_code",
-    "failure_message",
-    "amount_captured",
-    "amount_capturable",
-    "status",
-    "captured_at",
-    "business_date",
-    "authorization_expires_at",
-    "points_earned",
-    "updated_at",
-]
+def _finish(intent: PaymentIntent, fields: dict[str, Any], *, earn: bool) -> bool:
+    """Moves a `processing` payment on with `fields`; False when another request already did."""
+    if earn:
+        for name, value in fields.items():
+            setattr(intent, name, value)
+        fields["points_earned"] = _points_to_earn(intent)
+    with transaction.atomic():
+        if not PaymentIntent.objects.filter(pk=intent.pk, status=Status.PROCESSING).update(**fields):
+            intent.refresh_from_db()
+            return False
+        for name, value in fields.items():
+            setattr(intent, name, value)
+        if fields.get("points_earned"):
+            payment_points.post_earn(intent, fields["points_earned"])
+    return True
 
 
-def _earn_points(intent: PaymentIntent) -> int:
-    """Posts the points for what was captured, in the caller's transaction; returns how many were earned."""
-    points = payment_points.points_for_capture(intent)
-    if points <= 0 or not payment_points.post_earn(intent, points):
+def _points_to_earn(intent: PaymentIntent) -> int:
+    """The points a capture earns: zero when the issuer runs no points programme."""
+    if payment_points.issuer_program(intent) is None:
         return 0
-    return points
+    return payment_points.points_for_capture(intent)
 
 
 def _fail(intent: PaymentIntent, code: str, message: str) -> None:
@@ -491,17 +486,15 @@ def _capture_outcome_by_inquiry(connector: Any, channel: Channel, attempt: Payme
 
 def _finish_capture(intent: PaymentIntent, attempt: PaymentAttempt, amount: int) -> None:
     now = timezone.now()
-    with transaction.atomic():
-        locked = PaymentIntent.objects.select_for_update(of=("self",)).select_related("card__product").get(pk=intent.pk)
-        if locked.status != Status.PROCESSING:
-            return
-        locked.amount_captured = amount
-        locked.amount_capturable = 0
-        locked.status = Status.SUCCEEDED
-        locked.captured_at = now
-        locked.business_date = business_date(now, attempt.channel.cutoff)
-        locked.points_earned = _earn_points(locked)
-        locked.save()
+    fields: dict[str, Any] = {
+        "amount_captured": amount,
+        "amount_capturable": 0,
+        "status": Status.SUCCEEDED,
+        "captured_at": now,
+        "business_date": business_date(now, attempt.channel.cutoff),
+        "updated_at": now,
+    }
+    if _finish(intent, fields, earn=True):
         _update_attempt(attempt, AttemptStatus.CAPTURED, attempt.channel_reference, "", "")
 
 

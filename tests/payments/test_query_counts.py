@@ -18,10 +18,11 @@ from tests.factories import (
     PointsProgramFactory,
 )
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
+# Transactional, as in production: no test-wide transaction turning commits into savepoints.
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-def test_create_confirm_capture_with_points_in_eighteen_statements(channel_fake: Any) -> None:
+def test_create_confirm_capture_with_points_in_fourteen_statements(channel_fake: Any) -> None:
     bank = MemberBankFactory()
     PointsProgramFactory(bank=bank)
     card = CardFactory(product=CardProductFactory(bank=bank))
@@ -34,7 +35,7 @@ def test_create_confirm_capture_with_points_in_eighteen_statements(channel_fake:
     assert intent.status == "succeeded"
     assert intent.points_earned == 20  # 10.00 CNY of dining at 2 points per yuan
     statements = [q["sql"].split()[0] for q in queries.captured_queries]
-    # idempotency (3) · payment (3) · decision · processing · attempt · outcome · finish: BEGIN, lock, ledger
-    # function, save, COMMIT (5) · idempotency done (1) — the points posting itself is one round trip.
-    assert len(statements) == 18, statements
+    # idempotency key · payment · decision · processing · attempt · outcome · points programme · finish: BEGIN,
+    # guarded UPDATE, ledger function, COMMIT · idempotency done — the points posting itself is one round trip.
+    assert len(statements) == 14, statements
     assert sum(1 for q in queries.captured_queries if "rewards_post_simple" in q["sql"]) == 1
