@@ -92,7 +92,7 @@ def seed(*, channels: int = 1, rules: int = 0) -> dict[str, Any]:
     return {"card_ids": [card.pk for card in cards], "merchant_id": merchant.pk}
 
 
-def pay_worker(seeded: dict[str, Any]) -> Any:
+def pay_worker(seeded: dict[str, Any], label: str = "bench") -> Any:
     def work(index: int, deadline: float) -> list[float]:
         from members.models import Card
         from merchants.models import Merchant
@@ -112,7 +112,7 @@ def pay_worker(seeded: dict[str, Any]) -> Any:
                 card=card,
                 amount=10_000 + n % 50,
                 currency="CNY",
-                idempotency_key=f"bench-{index}-{n}",
+                idempotency_key=f"{label}-{index}-{n}",
                 confirm=True,
             )
             latencies.append(time.perf_counter() - started)
