@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from core.errors import Conflict, MengkaError
 from payments import services
 from payments.models import PaymentIntent, Refund
+from tests.concurrency import run_parallel
 from tests.factories import (
     CardFactory,
     CardProductFactory,
@@ -22,27 +20,6 @@ from tests.factories import (
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def race(count: int, work: Callable[[int], Any]) -> list[Any]:
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait()
-            results[index] = work(index)
-        except Exception as exc:
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 @pytest.fixture
@@ -66,7 +43,7 @@ def test_racing_captures_capture_once(world: dict[str, Any]) -> None:
         idempotency_key="race-create",
         confirm=True,
     )
-    results = race(
+    results = run_parallel(
         8,
         lambda i: services.payment_capture(
             merchant=world["merchant"], payment_id=intent.public_id, idempotency_key=f"cap-{i}"
@@ -91,7 +68,7 @@ def test_racing_refunds_never_exceed_the_capture(world: dict[str, Any]) -> None:
         idempotency_key="race-create-2",
         confirm=True,
     )
-    results = race(
+    results = run_parallel(
         10,
         lambda i: services.refund_create(
             merchant=world["merchant"], payment_id=intent.public_id, amount=200, idempotency_key=f"ref-{i}"
@@ -110,7 +87,7 @@ def test_racing_refunds_never_exceed_the_capture(world: dict[str, Any]) -> None:
 
 
 def test_one_idempotency_key_used_concurrently_runs_once(world: dict[str, Any]) -> None:
-    results = race(
+    results = run_parallel(
         6,
         lambda i: services.payment_create(
             merchant=world["merchant"],

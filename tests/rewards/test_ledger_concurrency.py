@@ -3,42 +3,19 @@
 from __future__ import annotations
 
 import random
-import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from core.errors import Conflict, InsufficientFunds, ValidationFailed
 from rewards import services as s
 from rewards.checks import ledger_verify
 from rewards.models import Hold, LedgerTransaction
 from rewards.sealing import seal_pending
+from tests.concurrency import run_parallel
 from tests.factories import CardholderFactory, PointsProgramFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def run_parallel(n: int, work: Callable[[int], Any]) -> list[Any]:
-    results: list[Any] = [None] * n
-    barrier = threading.Barrier(n)
-
-    def runner(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = work(i)
-        except Exception as exc:
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=runner, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 def test_fifty_concurrent_redemptions_against_ten() -> None:
