@@ -12,6 +12,8 @@ from . import services
 from .models import (
     Channel,
     ChannelErrorPolicy,
+    FeeSchedule,
+    FeeSplit,
     PaymentAttempt,
     PaymentIntent,
     Refund,
@@ -129,6 +131,15 @@ class RefundInline(ReadOnlyAdminMixin, ScopedTabularInline):
     readonly_fields = fields
 
 
+class FeeSplitInline(ReadOnlyAdminMixin, ScopedTabularInline):
+    model = FeeSplit
+    scope_field = tuple(f"payment__{path}" for path in PAYMENT_BANKS)
+    fk_name = "payment"
+    extra = 0
+    fields = ("event", "refund", "party", "bank", "amount", "schedule", "created_at")
+    readonly_fields = fields
+
+
 @admin.register(PaymentIntent)
 class PaymentIntentAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     scope_field = PAYMENT_BANKS
@@ -148,7 +159,7 @@ class PaymentIntentAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     list_filter = ("status", "method", "currency", "channel", "issuer", "acquirer")
     search_fields = ("public_id", "merchant_reference", "merchant__code")
     date_hierarchy = "created_at"
-    inlines = [RoutingDecisionInline, AttemptInline, RefundInline]
+    inlines = [RoutingDecisionInline, AttemptInline, RefundInline, FeeSplitInline]
 
 
 @admin.register(PaymentAttempt)
@@ -165,3 +176,33 @@ class RefundAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     list_display = ("public_id", "intent", "amount", "status", "points_reversed", "created_at")
     list_filter = ("status",)
     search_fields = ("public_id", "intent__public_id", "reference")
+
+
+@admin.register(FeeSchedule)
+class FeeScheduleAdmin(ScopedAdmin):
+    """Alliance-wide pricing. Add a new version rather than editing one that payments have used."""
+
+    alliance_only = True
+    list_display = (
+        "merchant",
+        "method",
+        "mdr_percent",
+        "fixed",
+        "issuer_share",
+        "acquirer_share",
+        "channel_share",
+        "alliance_share",
+        "effective_from",
+        "effective_to",
+    )
+    list_filter = ("method",)
+    search_fields = ("merchant__code", "merchant__display_name")
+    raw_id_fields = ("merchant",)
+
+
+@admin.register(FeeSplit)
+class FeeSplitAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    scope_field = tuple(f"payment__{path}" for path in PAYMENT_BANKS)
+    list_display = ("payment", "event", "party", "bank", "amount", "created_at")
+    list_filter = ("event", "party")
+    search_fields = ("payment__public_id",)

@@ -5,6 +5,7 @@ import functools
 import secrets
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import F, Q
@@ -141,6 +142,8 @@ class PaymentIntent(models.Model):
     failure_message = models.CharField(_("failure message"), max_length=255, blank=True)
     points_earned = models.BigIntegerField(_("points earned"), default=0)
     points_reversed = models.BigIntegerField(_("points reversed"), default=0)
+    fee = models.BigIntegerField(_("fee (1/100 minor unit)"), default=0)
+    fee_returned = models.BigIntegerField(_("fee handed back (1/100 minor unit)"), default=0)
     metadata = models.JSONField(_("metadata"), default=dict, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -365,3 +368,110 @@ class RoutingDecision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.intent_id} {self.strategy} → {', '.join(self.chosen)}"
+
+
+# --- fees ---------------------------------------------------------------------------------------------------------
+
+
+class FeeParty(models.TextChoices):
+    ISSUER = "issuer", _("issuer")
+    ACQUIRER = "acquirer", _("acquirer")
+    CHANNEL = "channel", _("channel cost")
+    ALLIANCE = "alliance", _("alliance")
+
+
+class FeeSchedule(models.Model):
+    """The merchant discount rate (MDR) and how the fee is shared, for a period.
+
+    fee = amount × mdr_percent / 100 + fixed. The shares are percents of the fee and add up to 100. A schedule with no
+    merchant is the default; with no method it applies to every method. The one in force at capture is used: the
+    merchant's own before the default, a method's own before "any method", then the latest start.
+    """
+
+    merchant = models.ForeignKey(
+        Merchant, null=True, blank=True, on_delete=models.CASCADE, related_name="fee_schedules"
+    )
+    method = models.CharField(_("payment method"), max_length=16, choices=PaymentMethod.choices, blank=True)
+    mdr_percent = models.DecimalField(_("merchant discount rate (%)"), max_digits=7, decimal_places=4)
+    fixed = models.BigIntegerField(_("fixed fee (minor units)"), default=0)
+    issuer_share = models.DecimalField(_("issuer share (%)"), max_digits=7, decimal_places=4)
+    acquirer_share = models.DecimalField(_("acquirer share (%)"), max_digits=7, decimal_places=4)
+    channel_share = models.DecimalField(_("channel cost share (%)"), max_digits=7, decimal_places=4)
+    alliance_share = models.DecimalField(_("alliance share (%)"), max_digits=7, decimal_places=4)
+    effective_from = models.DateTimeField(_("effective from"))
+    effective_to = models.DateTimeField(_("effective until"), null=True, blank=True, help_text=_("Empty: open-ended."))
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("fee schedule")
+        verbose_name_plural = _("fee schedules")
+        ordering = ("merchant_id", "method", "-effective_from")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(mdr_percent__gte=0, mdr_percent__lte=100, fixed__gte=0), name="feeschedule_rate_in_range"
+            ),
+            # That they add up to exactly 100 is checked in clean(): SQLite compares decimals as floats.
+            models.CheckConstraint(
+                condition=Q(issuer_share__gte=0, acquirer_share__gte=0, channel_share__gte=0, alliance_share__gte=0),
+                name="feeschedule_shares_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(effective_to__isnull=True) | Q(effective_to__gt=F("effective_from")),
+                name="feeschedule_period_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.merchant_id or '*'} {self.method or '*'} {self.mdr_percent}% from {self.effective_from:%Y-%m-%d}"
+
+    def clean(self) -> None:
+        shares = [self.issuer_share, self.acquirer_share, self.channel_share, self.alliance_share]
+        if None not in shares and sum(shares, Decimal(0)) != 100:
+            raise ValidationError(_("The issuer, acquirer, channel and alliance shares must add up to exactly 100 %."))
+
+    def shares(self) -> dict[str, Decimal]:
+        return {
+            FeeParty.ISSUER: self.issuer_share,
+            FeeParty.ACQUIRER: self.acquirer_share,
+            FeeParty.CHANNEL: self.channel_share,
+            FeeParty.ALLIANCE: self.alliance_share,
+        }
+
+
+class FeeSplit(models.Model):
+    """One party's part of a payment's fee, or of the part handed back on a refund or reversal.
+
+    `amount` is in hundredths of a minor unit (0.0001 CNY), signed: positive when the fee is charged (capture),
+    negative when it is handed back (refund, reversal). The rows of one event add up exactly to that event's fee.
+    """
+
+    class Event(models.TextChoices):
+        CAPTURE = "capture", _("capture")
+        REFUND = "refund", _("refund")
+        REVERSAL = "reversal", _("reversal")
+
+    payment = models.ForeignKey(PaymentIntent, on_delete=models.PROTECT, related_name="fee_splits")
+    refund = models.ForeignKey(Refund, null=True, blank=True, on_delete=models.PROTECT, related_name="fee_splits")
+    schedule = models.ForeignKey(FeeSchedule, on_delete=models.PROTECT, related_name="+")
+    event = models.CharField(_("event"), max_length=16, choices=Event.choices)
+    party = models.CharField(_("party"), max_length=16, choices=FeeParty.choices)
+    bank = models.ForeignKey(MemberBank, null=True, blank=True, on_delete=models.PROTECT, related_name="fee_splits")
+    amount = models.BigIntegerField(_("amount (1/100 minor unit)"))
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("fee split")
+        verbose_name_plural = _("fee splits")
+        ordering = ("payment_id", "id")
+        indexes = [models.Index(fields=["bank", "party"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["payment", "party"], condition=Q(event="capture"), name="feesplit_one_capture_per_party"
+            ),
+            models.UniqueConstraint(
+                fields=["refund", "party"], condition=Q(refund__isnull=False), name="feesplit_one_refund_per_party"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.payment_id} {self.event} {self.party} {self.amount}"

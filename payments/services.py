@@ -27,8 +27,8 @@ from core.money import validate_minor_amount
 from members.models import BindingStatus, Card, Cardholder, MemberBank
 from merchants.models import Merchant
 
+from . import fees, routing
 from . import points as payment_points
-from . import routing
 from .connectors import get_connector
 from .connectors.base import (
     AuthorizeRequest,
@@ -380,6 +380,7 @@ def _finish_authorized(intent: PaymentIntent, attempt: PaymentAttempt, *, captur
             locked.authorization_expires_at = now + timedelta(hours=channel.authorization_hours)
         if captured:
             locked.points_earned = _earn_points(locked)
+            fees.record_capture(locked, at=now)
         locked.save(update_fields=_FINISH_FIELDS)
     for name in _FINISH_FIELDS:
         setattr(intent, name, getattr(locked, name))
@@ -398,6 +399,7 @@ _FINISH_FIELDS = [
     "business_date",
     "authorization_expires_at",
     "points_earned",
+    "fee",
     "updated_at",
 ]
 
@@ -499,6 +501,7 @@ def _finish_capture(intent: PaymentIntent, attempt: PaymentAttempt, amount: int)
         locked.captured_at = now
         locked.business_date = business_date(now, attempt.channel.cutoff)
         locked.points_earned = _earn_points(locked)
+        fees.record_capture(locked, at=now)
         locked.save()
         _update_attempt(attempt, AttemptStatus.CAPTURED, attempt.channel_reference, "", "")
 
@@ -573,6 +576,8 @@ def _cancel(intent: PaymentIntent, reason: str) -> None:
         locked.cancellation_reason = reason[:32]
         locked.amount_capturable = 0
         locked.points_reversed = locked.points_earned
+        if source_status == Status.SUCCEEDED:
+            fees.record_reversal(locked)
         locked.save()
         final = AttemptStatus.REVERSED if source_status == Status.SUCCEEDED else AttemptStatus.VOIDED
         _update_attempt(attempt, final, attempt.channel_reference, "", "")
@@ -676,7 +681,8 @@ def _finish_refund(refund: Refund, channel_reference: str) -> None:
         target = payment_points.points_to_have_reversed(intent, intent.amount_refunded)
         delta = target - intent.points_reversed
         intent.points_reversed = target
-        intent.save(update_fields=["amount_refunded", "points_reversed", "updated_at"])
+        fees.record_refund(intent, locked_refund)
+        intent.save(update_fields=["amount_refunded", "points_reversed", "fee_returned", "updated_at"])
         locked_refund.status = Refund.Status.SUCCEEDED
         locked_refund.channel_reference = channel_reference
         locked_refund.points_reversed = delta

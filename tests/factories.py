@@ -10,6 +10,7 @@ from typing import Any
 import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.utils import timezone
 
 from core.models import AuditLog, CalendarDay, JobRun
 from core.scoping import ALLIANCE_OPERATORS
@@ -473,3 +474,29 @@ def _error_policy() -> Any:
 
 
 FACTORIES.update({"payments.routingrule": _routing_rule, "payments.channelerrorpolicy": _error_policy})
+
+
+def _fee_schedule() -> Any:
+    from payments.models import FeeSchedule
+
+    return FeeSchedule.objects.create(
+        merchant=MerchantFactory(),
+        mdr_percent="0.6",
+        issuer_share="60",
+        acquirer_share="25",
+        channel_share="10",
+        alliance_share="5",
+        effective_from=timezone.now(),
+    )
+
+
+def _fee_split() -> Any:
+    from payments.models import FeeSplit
+
+    payment = _payment()
+    return FeeSplit.objects.create(
+        payment=payment, schedule=_fee_schedule(), event="capture", party="issuer", bank=payment.issuer, amount=3600
+    )
+
+
+FACTORIES.update({"payments.feeschedule": _fee_schedule, "payments.feesplit": _fee_split})
