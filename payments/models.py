@@ -11,7 +11,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
-from members.models import Card, Cardholder, MemberBank, SpendCategory
+from members.models import Card, Cardholder, CardProduct, MemberBank, SpendCategory
 from merchants.models import Merchant
 
 
@@ -24,6 +24,18 @@ class PaymentMethod(models.TextChoices):
     PAYMENT_CODE = "payment_code", _("payment code")
     AGREEMENT = "agreement", _("agreement")
     BALANCE = "balance", _("balance")
+
+
+class RiskOutcome(models.TextChoices):
+    ALLOW = "allow", _("allow")
+    REVIEW = "review", _("review")
+    BLOCK = "block", _("block")
+
+
+class RiskDecision(models.TextChoices):
+    APPROVED = "approved", _("approved")
+    REJECTED = "rejected", _("rejected")
+    EXPIRED = "expired", _("expired undecided")
 
 
 class Channel(models.Model):
@@ -144,6 +156,14 @@ class PaymentIntent(models.Model):
     points_reversed = models.BigIntegerField(_("points reversed"), default=0)
     fee = models.BigIntegerField(_("fee (1/100 minor unit)"), default=0)
     fee_returned = models.BigIntegerField(_("fee handed back (1/100 minor unit)"), default=0)
+    device_id = models.CharField(_("device id"), max_length=64, blank=True)
+    risk_outcome = models.CharField(_("risk outcome"), max_length=8, choices=RiskOutcome.choices, blank=True)
+    risk_reasons = models.JSONField(_("risk reasons"), default=list, blank=True)
+    risk_review = models.BooleanField(
+        _("held for risk review"), default=False, help_text=_("Authorised, not captured, until someone decides.")
+    )
+    risk_review_deadline = models.DateTimeField(_("review deadline"), null=True, blank=True)
+    risk_decision = models.CharField(_("review decision"), max_length=16, choices=RiskDecision.choices, blank=True)
     metadata = models.JSONField(_("metadata"), default=dict, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -155,6 +175,7 @@ class PaymentIntent(models.Model):
         indexes = [
             models.Index(fields=["merchant", "-id"]),
             models.Index(fields=["status", "authorization_expires_at"]),
+            models.Index(fields=["risk_review", "risk_review_deadline"]),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
@@ -475,3 +496,90 @@ class FeeSplit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.payment_id} {self.event} {self.party} {self.amount}"
+
+
+# --- risk ---------------------------------------------------------------------------------------------------------
+
+
+class RiskRule(models.Model):
+    """A limit checked before routing. Empty conditions match every payment.
+
+    amount: this payment's amount above the threshold. count / total: the number or the sum of payments of the same
+    card, cardholder or merchant within the current minute, hour or (local) day, this one included, above the
+    threshold. A daily cap is a `total` over a day.
+    """
+
+    class Kind(models.TextChoices):
+        AMOUNT = "amount", _("single payment amount")
+        COUNT = "count", _("number of payments in the window")
+        TOTAL = "total", _("total amount in the window")
+
+    class Subject(models.TextChoices):
+        CARD = "card", _("per card")
+        CARDHOLDER = "cardholder", _("per cardholder")
+        MERCHANT = "merchant", _("per merchant")
+
+    class Window(models.TextChoices):
+        MINUTE = "minute", _("1 minute")
+        HOUR = "hour", _("1 hour")
+        DAY = "day", _("1 day")
+
+    name = models.CharField(_("name"), max_length=100)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices)
+    subject = models.CharField(_("counted per"), max_length=16, choices=Subject.choices, default=Subject.CARDHOLDER)
+    window = models.CharField(_("window"), max_length=8, choices=Window.choices, default=Window.DAY)
+    threshold = models.BigIntegerField(_("threshold (minor units, or a count)"))
+    action = models.CharField(
+        _("action"),
+        max_length=8,
+        choices=[(RiskOutcome.REVIEW, RiskOutcome.REVIEW.label), (RiskOutcome.BLOCK, RiskOutcome.BLOCK.label)],
+        default=RiskOutcome.BLOCK,
+    )
+    method = models.CharField(_("payment method"), max_length=16, choices=PaymentMethod.choices, blank=True)
+    card_tier = models.CharField(_("card tier"), max_length=16, choices=CardProduct.Tier.choices, blank=True)
+    verification_level = models.PositiveSmallIntegerField(
+        _("cardholder verification level"), choices=Cardholder.VerificationLevel.choices, null=True, blank=True
+    )
+    currency = models.CharField(_("currency"), max_length=3, blank=True)
+
+    class Meta:
+        verbose_name = _("risk rule")
+        verbose_name_plural = _("risk rules")
+        ordering = ("kind", "subject", "window", "id")
+        constraints = [models.CheckConstraint(condition=Q(threshold__gte=0), name="riskrule_threshold_non_negative")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RiskBlock(models.Model):
+    """A blocked card (by fingerprint, so every binding of the number), merchant or device."""
+
+    class Kind(models.TextChoices):
+        CARD_FINGERPRINT = "card_fingerprint", _("card fingerprint")
+        MERCHANT = "merchant", _("merchant code")
+        DEVICE = "device", _("device id")
+
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    value = models.CharField(_("value"), max_length=64)
+    reason = models.CharField(_("reason"), max_length=200, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("blocked item")
+        verbose_name_plural = _("blocked items")
+        ordering = ("kind", "value")
+        constraints = [models.UniqueConstraint(fields=["kind", "value"], name="riskblock_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+
+class RiskReview(PaymentIntent):
+    """The review queue: payments authorised but held until someone approves (capture) or rejects (void) them."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("payment under risk review")
+        verbose_name_plural = _("risk review queue")

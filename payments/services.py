@@ -15,6 +15,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -27,7 +28,7 @@ from core.money import validate_minor_amount
 from members.models import BindingStatus, Card, Cardholder, MemberBank
 from merchants.models import Merchant
 
-from . import fees, routing
+from . import fees, risk, routing
 from . import points as payment_points
 from .connectors import get_connector
 from .connectors.base import (
@@ -47,6 +48,8 @@ from .models import (
     PaymentIntent,
     PaymentMethod,
     Refund,
+    RiskDecision,
+    RiskOutcome,
     RoutingDecision,
     RoutingRule,
     RuleChannel,
@@ -58,6 +61,7 @@ Status = PaymentIntent.Status
 AttemptStatus = PaymentAttempt.Status
 UNRESOLVED = PaymentAttempt.UNRESOLVED
 MAX_ATTEMPTS = 3
+RISK_REVIEW_WINDOW = timedelta(hours=getattr(settings, "PAYMENTS_RISK_REVIEW_HOURS", 24))
 CHARGED_STATES = (RemoteState.AUTHORIZED, RemoteState.CAPTURED)
 
 
@@ -91,6 +95,7 @@ def payment_create(
     merchant_reference: str = "",
     metadata: dict[str, Any] | None = None,
     confirm: bool = False,
+    device_id: str = "",
 ) -> PaymentIntent:
     request = {
         "cardholder": cardholder.pk,
@@ -104,6 +109,8 @@ def payment_create(
         "metadata": metadata or {},
         "confirm": confirm,
     }
+    if device_id:
+        request["device_id"] = device_id
 
     executed: list[PaymentIntent] = []
 
@@ -119,6 +126,7 @@ def payment_create(
             description=description,
             merchant_reference=merchant_reference,
             metadata=metadata or {},
+            device_id=device_id,
         )
         if confirm:
             _confirm(intent)
@@ -145,6 +153,7 @@ def _create(
     description: str,
     merchant_reference: str,
     metadata: dict[str, Any],
+    device_id: str = "",
 ) -> PaymentIntent:
     validate_minor_amount(amount, currency)
     if method not in PaymentMethod.values:
@@ -171,6 +180,7 @@ def _create(
             description=description[:200],
             merchant_reference=merchant_reference[:64],
             metadata=metadata,
+            device_id=device_id[:64],
         )
     intent.card, intent.merchant = card, merchant
     return intent
@@ -207,6 +217,8 @@ def _confirm(intent: PaymentIntent) -> None:
         raise Conflict(f"A payment in status {intent.status} cannot be confirmed.", code="payment_unexpected_state")
     if intent.card is not None:
         _require_usable_card(intent.card)
+    if not _risk_check(intent):
+        return
     decision = _route(intent)
     if not decision.order:
         _fail(intent, "no_channel", "No channel can carry this payment.")
@@ -244,6 +256,20 @@ def _confirm(intent: PaymentIntent) -> None:
             return
         # FAILED or REVERSED: known not to have charged, and the policy allows the next channel to try.
     _fail(intent, "channels_unavailable", "No channel could process the payment.")
+
+
+def _risk_check(intent: PaymentIntent) -> bool:
+    """Stores the risk outcome on the payment; a block fails it (False). A review holds it after authorisation."""
+    assessment = risk.assess(intent)
+    intent.risk_outcome, intent.risk_reasons = assessment.outcome, assessment.reasons
+    intent.risk_review = assessment.outcome == RiskOutcome.REVIEW
+    PaymentIntent.objects.filter(pk=intent.pk).update(
+        risk_outcome=intent.risk_outcome, risk_reasons=intent.risk_reasons, risk_review=intent.risk_review
+    )
+    if assessment.outcome == RiskOutcome.BLOCK:
+        _fail(intent, "risk_blocked", f"Refused by risk checks: {assessment.message}")
+        return False
+    return True
 
 
 def _route(intent: PaymentIntent) -> routing.Decision:
@@ -286,7 +312,7 @@ def _call_authorize(intent: PaymentIntent, attempt: PaymentAttempt) -> ChannelRe
                 currency=attempt.currency,
                 method=intent.method,
                 source_token=intent.card.token if intent.card else "",
-                capture=intent.capture_method == PaymentIntent.CaptureMethod.AUTOMATIC,
+                capture=intent.capture_method == PaymentIntent.CaptureMethod.AUTOMATIC and not intent.risk_review,
                 merchant_code=intent.merchant.code,
                 description=intent.description,
             )
@@ -378,6 +404,8 @@ def _finish_authorized(intent: PaymentIntent, attempt: PaymentAttempt, *, captur
             locked.amount_capturable = locked.amount
             locked.status = Status.REQUIRES_CAPTURE
             locked.authorization_expires_at = now + timedelta(hours=channel.authorization_hours)
+            if locked.risk_review:
+                locked.risk_review_deadline = min(now + RISK_REVIEW_WINDOW, locked.authorization_expires_at)
         if captured:
             locked.points_earned = _earn_points(locked)
             fees.record_capture(locked, at=now)
@@ -400,6 +428,7 @@ _FINISH_FIELDS = [
     "authorization_expires_at",
     "points_earned",
     "fee",
+    "risk_review_deadline",
     "updated_at",
 ]
 
@@ -442,6 +471,8 @@ def payment_capture(
 def _capture(intent: PaymentIntent, amount: int | None) -> None:
     if intent.status != Status.REQUIRES_CAPTURE:
         raise Conflict(f"A payment in status {intent.status} cannot be captured.", code="payment_unexpected_state")
+    if intent.risk_review:
+        raise Conflict("This payment is held for risk review; it cannot be captured yet.", code="risk_review_pending")
     amount = intent.amount_capturable if amount is None else amount
     validate_minor_amount(amount, intent.currency)
     if amount > intent.amount_capturable:
@@ -576,6 +607,7 @@ def _cancel(intent: PaymentIntent, reason: str) -> None:
         locked.cancellation_reason = reason[:32]
         locked.amount_capturable = 0
         locked.points_reversed = locked.points_earned
+        locked.risk_review = False
         if source_status == Status.SUCCEEDED:
             fees.record_reversal(locked)
         locked.save()
@@ -589,6 +621,81 @@ def _voidable_today(intent: PaymentIntent) -> bool:
     if intent.settled or intent.business_date is None or intent.channel is None:
         return False
     return intent.business_date == business_date(timezone.now(), intent.channel.cutoff)
+
+
+# --- risk review ----------------------------------------------------------------------------------------------------
+
+
+def _load_under_review(payment_id: str) -> PaymentIntent:
+    try:
+        return PaymentIntent.objects.select_related("channel", "card__product", "merchant").get(public_id=payment_id)
+    except PaymentIntent.DoesNotExist:
+        raise NotFound("No such payment.", param="payment") from None
+
+
+def _take_review(intent: PaymentIntent, decision: str) -> None:
+    """Only one decision wins: the flag is cleared by a guarded UPDATE."""
+    taken = PaymentIntent.objects.filter(pk=intent.pk, risk_review=True, status=Status.REQUIRES_CAPTURE).update(
+        risk_review=False, risk_decision=decision, updated_at=timezone.now()
+    )
+    if not taken:
+        raise Conflict("This payment is not waiting for a risk decision.", code="risk_review_not_pending")
+    intent.risk_review, intent.risk_decision = False, decision
+
+
+def _restore_review(intent: PaymentIntent) -> None:
+    PaymentIntent.objects.filter(pk=intent.pk, status=Status.REQUIRES_CAPTURE).update(
+        risk_review=True, risk_decision=""
+    )
+
+
+def risk_review_approve(*, payment_id: str, actor: Any) -> PaymentIntent:
+    """Releases a held payment: captured now if the merchant asked for automatic capture, else left to the merchant."""
+    intent = _load_under_review(payment_id)
+    _take_review(intent, RiskDecision.APPROVED)
+    if intent.capture_method == PaymentIntent.CaptureMethod.AUTOMATIC:
+        try:
+            _capture(intent, None)
+        except (Conflict, ChannelError, ValidationFailed):
+            _restore_review(intent)
+            raise
+    audit_record(actor=actor, action="payment.risk_approved", obj=intent, bank_id=intent.issuer_id)
+    return _load_under_review(payment_id)
+
+
+def risk_review_reject(*, payment_id: str, actor: Any, reason: str = "risk_rejected") -> PaymentIntent:
+    """Voids a held payment."""
+    intent = _load_under_review(payment_id)
+    _take_review(intent, RiskDecision.REJECTED)
+    try:
+        _cancel(intent, reason)
+    except (Conflict, ChannelError):
+        _restore_review(intent)
+        raise
+    audit_record(actor=actor, action="payment.risk_rejected", obj=intent, reason=reason, bank_id=intent.issuer_id)
+    return _load_under_review(payment_id)
+
+
+def risk_reviews_expire() -> int:
+    """Voids held payments nobody decided on by their deadline."""
+    expired = 0
+    due = PaymentIntent.objects.filter(
+        risk_review=True, status=Status.REQUIRES_CAPTURE, risk_review_deadline__lte=timezone.now()
+    ).select_related("channel")
+    for intent in due:
+        try:
+            _take_review(intent, RiskDecision.EXPIRED)
+        except Conflict:
+            continue  # decided meanwhile
+        try:
+            _cancel(intent, "risk_review_expired")
+        except (Conflict, ChannelError):
+            _restore_review(intent)
+            logger.warning("could not void expired review %s; will retry", intent.public_id)
+            continue
+        audit_record(actor=None, action="payment.risk_review_expired", obj=intent)
+        expired += 1
+    return expired
 
 
 # --- refund (退货) ------------------------------------------------------------------------------------------------

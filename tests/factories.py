@@ -500,3 +500,31 @@ def _fee_split() -> Any:
 
 
 FACTORIES.update({"payments.feeschedule": _fee_schedule, "payments.feesplit": _fee_split})
+
+
+def _risk_rule() -> Any:
+    from payments.models import RiskRule
+
+    return RiskRule.objects.create(name=f"risk rule {RiskRule.objects.count()}", kind="amount", threshold=100_000)
+
+
+def _risk_block() -> Any:
+    from payments.models import RiskBlock
+
+    return RiskBlock.objects.create(kind="device", value=f"device-{RiskBlock.objects.count()}")
+
+
+def _risk_review() -> Any:
+    """A payment held for risk review, under one new bank."""
+    from payments.models import RiskReview
+
+    payment = _payment()
+    PaymentIntent.objects.filter(pk=payment.pk).update(
+        status="requires_capture", amount_captured=0, amount_capturable=1000, risk_review=True, risk_outcome="review"
+    )
+    return RiskReview.objects.get(pk=payment.pk)
+
+
+FACTORIES.update(
+    {"payments.riskrule": _risk_rule, "payments.riskblock": _risk_block, "payments.riskreview": _risk_review}
+)
