@@ -11,11 +11,13 @@ from core.errors import MengkaError
 
 from . import services
 from .models import (
+    Agreement,
     Channel,
     ChannelErrorPolicy,
     FeeSchedule,
     FeeSplit,
     PaymentAttempt,
+    PaymentCode,
     PaymentIntent,
     Refund,
     RiskBlock,
@@ -311,3 +313,32 @@ class RiskReviewAdmin(ScopedAdmin):
     @admin.action(description=_("Reject (void) the selected payments"), permissions=["change"])
     def reject(self, request: HttpRequest, queryset: Any) -> None:
         self._decide(request, queryset, services.risk_review_reject, str(_("%(count)d payments rejected.")))
+
+
+FUNDING_BANKS = ("card__bank", "linked_account__bank")
+
+
+@admin.register(PaymentCode)
+class PaymentCodeAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    scope_field = FUNDING_BANKS
+    list_display = ("__str__", "cardholder", "card", "linked_account", "created_at", "expires_at", "used_at")
+    exclude = ("code",)  # a live code is as good as the card for 60 seconds: never shown to operators
+
+
+@admin.register(Agreement)
+class AgreementAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    scope_field = FUNDING_BANKS
+    list_display = (
+        "public_id",
+        "cardholder",
+        "merchant",
+        "card",
+        "linked_account",
+        "limit_per_payment",
+        "limit_per_month",
+        "created_at",
+        "revoked_at",
+    )
+    list_filter = ("currency",)
+    search_fields = ("public_id", "merchant__code")
+    exclude = ("token",)

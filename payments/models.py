@@ -9,9 +9,10 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from members.models import Card, Cardholder, CardProduct, MemberBank, SpendCategory
+from members.models import Card, Cardholder, CardProduct, LinkedAccount, MemberBank, SpendCategory
 from merchants.models import Merchant
 
 
@@ -118,6 +119,13 @@ class PaymentIntent(models.Model):
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="payments")
     cardholder = models.ForeignKey(Cardholder, on_delete=models.PROTECT, related_name="payments")
     card = models.ForeignKey(Card, null=True, blank=True, on_delete=models.PROTECT, related_name="payments")
+    linked_account = models.ForeignKey(
+        LinkedAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="payments"
+    )
+    payment_code = models.OneToOneField(
+        "PaymentCode", null=True, blank=True, on_delete=models.PROTECT, related_name="payment"
+    )
+    agreement = models.ForeignKey("Agreement", null=True, blank=True, on_delete=models.PROTECT, related_name="payments")
     method = models.CharField(_("method"), max_length=16, choices=PaymentMethod.choices, default=PaymentMethod.CARD)
     currency = models.CharField(_("currency"), max_length=3, default="CNY")
     amount = models.BigIntegerField(_("amount"))
@@ -583,3 +591,87 @@ class RiskReview(PaymentIntent):
         proxy = True
         verbose_name = _("payment under risk review")
         verbose_name_plural = _("risk review queue")
+
+
+# --- payment methods ------------------------------------------------------------------------------------------------
+
+
+def _code_digits() -> str:
+    # 18 digits starting 28 (the range wallets use for payment codes), the rest random.
+    return "28" + "".join(secrets.choice("0123456789") for _ in range(16))
+
+
+class PaymentCode(models.Model):
+    """付款码: a one-time code a cardholder shows at the till: valid 60 seconds, used once, one funding source."""
+
+    cardholder = models.ForeignKey(Cardholder, on_delete=models.PROTECT, related_name="payment_codes")
+    card = models.ForeignKey(Card, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    linked_account = models.ForeignKey(LinkedAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    code = models.CharField(_("code"), max_length=18, unique=True, default=_code_digits, editable=False)
+    use_points = models.BooleanField(_("pay part with points"), default=False)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(_("expires"))
+    used_at = models.DateTimeField(_("used"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("payment code")
+        verbose_name_plural = _("payment codes")
+        ordering = ("-id",)
+        indexes = [models.Index(fields=["cardholder", "-id"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(card__isnull=False, linked_account__isnull=True)
+                | Q(card__isnull=True, linked_account__isnull=False),
+                name="paymentcode_one_funding_source",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"••••{self.code[-4:]}"
+
+    @property
+    def qr_payload(self) -> str:
+        return f"mengka://pay?code={self.code}"
+
+
+_agreement_token = functools.partial(public_id, "agt")
+
+
+class Agreement(models.Model):
+    """协议支付 / 免密: a cardholder lets one merchant charge a funding source within limits, until revoked.
+
+    The token is shown to that merchant only; used by any other merchant it is refused as unknown.
+    """
+
+    public_id = models.CharField(
+        _("id"), max_length=40, unique=True, default=functools.partial(public_id, "agr"), editable=False
+    )
+    token = models.CharField(_("token"), max_length=64, unique=True, default=_agreement_token, editable=False)
+    cardholder = models.ForeignKey(Cardholder, on_delete=models.PROTECT, related_name="agreements")
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="agreements")
+    card = models.ForeignKey(Card, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    linked_account = models.ForeignKey(LinkedAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    currency = models.CharField(_("currency"), max_length=3, default="CNY")
+    limit_per_payment = models.BigIntegerField(_("limit per payment (minor units)"))
+    limit_per_month = models.BigIntegerField(_("limit per month (minor units)"))
+    created_at = models.DateTimeField(_("granted"), auto_now_add=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("agreement")
+        verbose_name_plural = _("agreements")
+        ordering = ("-id",)
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(card__isnull=False, linked_account__isnull=True)
+                | Q(card__isnull=True, linked_account__isnull=False),
+                name="agreement_one_funding_source",
+            ),
+            models.CheckConstraint(
+                condition=Q(limit_per_payment__gt=0, limit_per_month__gte=F("limit_per_payment")),
+                name="agreement_limits_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.public_id

@@ -25,10 +25,10 @@ from core.calendar import business_date, local_now
 from core.errors import ChannelError, Conflict, NotFound, ValidationFailed
 from core.idempotency import run_idempotent
 from core.money import validate_minor_amount
-from members.models import BindingStatus, Card, Cardholder, MemberBank
+from members.models import BindingStatus, Card, Cardholder, LinkedAccount, MemberBank
 from merchants.models import Merchant
 
-from . import fees, risk, routing
+from . import fees, methods, risk, routing
 from . import points as payment_points
 from .connectors import get_connector
 from .connectors.base import (
@@ -71,9 +71,9 @@ def _scope(merchant: Merchant) -> str:
 
 def _load(public_id: str, merchant: Merchant) -> PaymentIntent:
     try:
-        return PaymentIntent.objects.select_related("channel", "card__product", "merchant").get(
-            public_id=public_id, merchant=merchant
-        )
+        return PaymentIntent.objects.select_related(
+            "channel", "card__product", "merchant", "linked_account", "payment_code"
+        ).get(public_id=public_id, merchant=merchant)
     except PaymentIntent.DoesNotExist:
         raise NotFound("No such payment.", param="payment") from None
 
@@ -84,10 +84,10 @@ def _load(public_id: str, merchant: Merchant) -> PaymentIntent:
 def payment_create(
     *,
     merchant: Merchant,
-    cardholder: Cardholder,
     amount: int,
     currency: str,
     idempotency_key: str,
+    cardholder: Cardholder | None = None,
     card: Card | None = None,
     method: str = PaymentMethod.CARD,
     capture_method: str = PaymentIntent.CaptureMethod.AUTOMATIC,
@@ -96,9 +96,14 @@ def payment_create(
     metadata: dict[str, Any] | None = None,
     confirm: bool = False,
     device_id: str = "",
+    linked_account: LinkedAccount | None = None,
+    payment_code: str = "",
+    agreement_token: str = "",
 ) -> PaymentIntent:
+    """A payment from a card on file (`card`), a linked balance (`linked_account`), a payment code the cardholder
+    shows (`payment_code`, no cardholder needed) or a standing agreement with this merchant (`agreement_token`)."""
     request = {
-        "cardholder": cardholder.pk,
+        "cardholder": cardholder.pk if cardholder else None,
         "card": card.pk if card else None,
         "amount": amount,
         "currency": currency,
@@ -109,8 +114,13 @@ def payment_create(
         "metadata": metadata or {},
         "confirm": confirm,
     }
-    if device_id:
-        request["device_id"] = device_id
+    extra = {
+        "device_id": device_id,
+        "linked_account": linked_account.pk if linked_account else None,
+        "payment_code": payment_code,
+        "agreement_token": agreement_token,
+    }
+    request.update({name: value for name, value in extra.items() if value})
 
     executed: list[PaymentIntent] = []
 
@@ -127,6 +137,9 @@ def payment_create(
             merchant_reference=merchant_reference,
             metadata=metadata or {},
             device_id=device_id,
+            linked_account=linked_account,
+            payment_code=payment_code,
+            agreement_token=agreement_token,
         )
         if confirm:
             _confirm(intent)
@@ -144,7 +157,7 @@ def payment_create(
 def _create(
     *,
     merchant: Merchant,
-    cardholder: Cardholder,
+    cardholder: Cardholder | None,
     card: Card | None,
     amount: int,
     currency: str,
@@ -154,6 +167,9 @@ def _create(
     merchant_reference: str,
     metadata: dict[str, Any],
     device_id: str = "",
+    linked_account: LinkedAccount | None = None,
+    payment_code: str = "",
+    agreement_token: str = "",
 ) -> PaymentIntent:
     validate_minor_amount(amount, currency)
     if method not in PaymentMethod.values:
@@ -162,20 +178,51 @@ def _create(
         raise ValidationFailed("capture_method is automatic or manual.", code="invalid_capture_method")
     if merchant.status != Merchant.Status.ACTIVE:
         raise ValidationFailed("This merchant cannot take payments.", code="merchant_inactive", param="merchant")
-    if card is not None:
-        if card.cardholder_id != cardholder.pk:
-            raise NotFound("No such card.", param="card")
-        _require_usable_card(card)
+    if sum(bool(source) for source in (card or linked_account, payment_code, agreement_token)) > 1:
+        raise ValidationFailed(
+            "Give one of a card or account, a payment code or an agreement.", code="funding_source_ambiguous"
+        )
+    if not (payment_code or agreement_token):
+        if cardholder is None:
+            raise ValidationFailed("Which cardholder pays?", code="parameter_missing", param="cardholder")
+        if card is not None:
+            if card.cardholder_id != cardholder.pk:
+                raise NotFound("No such card.", param="card")
+            _require_usable_card(card)
+        if linked_account is not None:
+            if linked_account.cardholder_id != cardholder.pk:
+                raise NotFound("No such account.", param="linked_account")
+            methods.require_usable_account(linked_account)
+            method = PaymentMethod.BALANCE
+        elif method == PaymentMethod.BALANCE:
+            raise ValidationFailed(
+                "A balance payment needs a linked account.", code="parameter_missing", param="linked_account"
+            )
     with transaction.atomic():
+        code = agreement = None
+        if payment_code or agreement_token:
+            if payment_code:
+                funding = methods.payment_code_take(payment_code)
+            else:
+                funding = methods.agreement_take(agreement_token, merchant=merchant, amount=amount, currency=currency)
+            if cardholder is not None and cardholder.pk != funding.cardholder.pk:
+                raise NotFound("No such payment code or agreement.", code="funding_source_invalid")
+            cardholder, card, linked_account = funding.cardholder, funding.card, funding.linked_account
+            method, code, agreement = funding.method, funding.payment_code, funding.agreement
+        assert cardholder is not None
+        issuer = card.bank_id if card else linked_account.bank_id if linked_account else None
         intent = PaymentIntent.objects.create(
             merchant=merchant,
             cardholder=cardholder,
             card=card,
+            linked_account=linked_account,
+            payment_code=code,
+            agreement=agreement,
             method=method,
             amount=amount,
             currency=currency,
             capture_method=capture_method,
-            issuer_id=card.bank_id if card else None,
+            issuer_id=issuer,
             spend_category=merchant.spend_category,
             description=description[:200],
             merchant_reference=merchant_reference[:64],
@@ -217,6 +264,8 @@ def _confirm(intent: PaymentIntent) -> None:
         raise Conflict(f"A payment in status {intent.status} cannot be confirmed.", code="payment_unexpected_state")
     if intent.card is not None:
         _require_usable_card(intent.card)
+    if intent.linked_account is not None:
+        methods.require_usable_account(intent.linked_account)
     if not _risk_check(intent):
         return
     decision = _route(intent)
@@ -302,6 +351,7 @@ def _new_attempt(intent: PaymentIntent, channel: Channel, *, sequence: int) -> P
 def _call_authorize(intent: PaymentIntent, attempt: PaymentAttempt) -> ChannelResponse:
     channel = attempt.channel
     connector = get_connector(channel.connector)
+    source_token, instrument = _instrument(intent)
     started = time.monotonic()
     try:
         response = connector.authorize(
@@ -311,7 +361,8 @@ def _call_authorize(intent: PaymentIntent, attempt: PaymentAttempt) -> ChannelRe
                 amount=attempt.amount,
                 currency=attempt.currency,
                 method=intent.method,
-                source_token=intent.card.token if intent.card else "",
+                source_token=source_token,
+                instrument=instrument,
                 capture=intent.capture_method == PaymentIntent.CaptureMethod.AUTOMATIC and not intent.risk_review,
                 merchant_code=intent.merchant.code,
                 description=intent.description,
@@ -322,6 +373,15 @@ def _call_authorize(intent: PaymentIntent, attempt: PaymentAttempt) -> ChannelRe
         response = ChannelResponse(Outcome.UNKNOWN, code="connector_exception")
     attempt.latency_ms = int((time.monotonic() - started) * 1000)  # saved with the outcome
     return response
+
+
+def _instrument(intent: PaymentIntent) -> tuple[str, str]:
+    """What the channel charges: the linked account (a hold), the payment code, or the card token."""
+    if intent.linked_account is not None:
+        return intent.linked_account.reference, "account"
+    if intent.payment_code is not None:
+        return intent.payment_code.code, "code"
+    return (intent.card.token if intent.card else ""), "card"
 
 
 def _settle_authorize(attempt: PaymentAttempt, response: ChannelResponse) -> str:

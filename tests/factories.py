@@ -528,3 +528,28 @@ def _risk_review() -> Any:
 FACTORIES.update(
     {"payments.riskrule": _risk_rule, "payments.riskblock": _risk_block, "payments.riskreview": _risk_review}
 )
+
+
+def _payment_code() -> Any:
+    from payments.models import PaymentCode
+
+    card = CardFactory(product=CardProductFactory(bank=MemberBankFactory()))
+    return PaymentCode.objects.create(
+        cardholder=card.cardholder, card=card, expires_at=timezone.now() + dt.timedelta(seconds=60)
+    )
+
+
+def _agreement() -> Any:
+    from payments.models import Agreement
+
+    card = CardFactory(product=CardProductFactory(bank=MemberBankFactory()))
+    return Agreement.objects.create(
+        cardholder=card.cardholder,
+        merchant=MerchantFactory(sponsor_bank=card.bank),
+        card=card,
+        limit_per_payment=10_000,
+        limit_per_month=100_000,
+    )
+
+
+FACTORIES.update({"payments.paymentcode": _payment_code, "payments.agreement": _agreement})

@@ -42,6 +42,7 @@ class AuthorizeRequest:
     capture: bool
     merchant_code: str
     description: str = ""
+    instrument: str = ""  # card (source_token is a card token), code (a payment code) or account; "" = by method
 
 
 @dataclass(frozen=True)

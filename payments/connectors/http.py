@@ -149,9 +149,9 @@ class SimulatorConnector(HttpConnector):
 
     @staticmethod
     def _instrument(request: AuthorizeRequest) -> dict[str, str]:
-        if request.method == "balance":
-            return {"kind": "account", "account_id": request.source_token}
-        return {"kind": "card", "token": request.source_token}
+        kind = request.instrument or ("account" if request.method == "balance" else "card")
+        field = {"card": "token", "code": "code", "account": "account_id"}[kind]
+        return {"kind": kind, field: request.source_token}
 
     def _write(self, result: HttpResult, *, not_found_ok: bool = False) -> ChannelResponse:
         if not result.sent:

@@ -52,6 +52,7 @@ class InProcessConnector:
         self.inquiry_down = False
         self.reversal_down = False
         self.calls: list[tuple[str, str]] = []
+        self.instruments: dict[str, tuple[str, str]] = {}  # reference → (instrument kind, source) as authorised
 
     def clear(self) -> None:
         with self._lock:
@@ -61,6 +62,7 @@ class InProcessConnector:
             self.inquiry_down = False
             self.reversal_down = False
             self.calls.clear()
+            self.instruments.clear()
 
     def charge_count(self, reference_prefix: str = "") -> int:
         """Charges still standing (authorised or captured) — what a double charge would show up in."""
@@ -75,6 +77,7 @@ class InProcessConnector:
     def authorize(self, request: AuthorizeRequest) -> ChannelResponse:
         trigger = request.amount % 100
         self.calls.append(("authorize", request.reference))
+        self.instruments[request.reference] = (request.instrument, request.source_token)
         if request.channel in self.down_channels:
             return ChannelResponse(Outcome.FAILED, code="channel_unavailable")
         with self._lock:
