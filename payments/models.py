@@ -675,3 +675,15 @@ class Agreement(models.Model):
 
     def __str__(self) -> str:
         return self.public_id
+
+    @property
+    def limit_per_payment_display(self) -> str:
+        from core.money import format_minor
+
+        return format_minor(self.limit_per_payment, self.currency)
+
+    @property
+    def limit_per_month_display(self) -> str:
+        from core.money import format_minor
+
+        return format_minor(self.limit_per_month, self.currency)

@@ -9,12 +9,13 @@ from datetime import timedelta
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from core.money import format_minor
 from members.models import BindingStatus, Cardholder, LinkedAccount
 
 from .connectors import get_connector
 from .connectors.base import AccountBalance, Outcome
 from .health import BreakerState, health_store
-from .models import Channel, PaymentAttempt
+from .models import Agreement, Channel, PaymentAttempt
 from .routing import load_config
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,14 @@ class LinkedBalance:
     available: int | None = None
     error: str = ""
 
+    @property
+    def available_display(self) -> str:
+        return format_minor(self.available, self.currency) if self.available is not None else ""
+
+    @property
+    def balance_display(self) -> str:
+        return format_minor(self.balance, self.currency) if self.balance is not None else ""
+
 
 def linked_balances(*, cardholder: Cardholder) -> list[LinkedBalance]:
     """The cardholder's active linked accounts with their live balance, asked of the channel that keeps each one.
@@ -120,3 +129,11 @@ def linked_balances(*, cardholder: Cardholder) -> list[LinkedBalance]:
                 )
             )
     return rows
+
+
+def agreements_of(*, cardholder: Cardholder) -> list[Agreement]:
+    return list(
+        Agreement.objects.filter(cardholder=cardholder)
+        .select_related("merchant", "card__product", "linked_account__bank")
+        .order_by("revoked_at", "-id")
+    )
