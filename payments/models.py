@@ -162,6 +162,16 @@ class PaymentIntent(models.Model):
     failure_message = models.CharField(_("failure message"), max_length=255, blank=True)
     points_earned = models.BigIntegerField(_("points earned"), default=0)
     points_reversed = models.BigIntegerField(_("points reversed"), default=0)
+    points_used = models.BigIntegerField(_("points paid with"), default=0)
+    points_amount = models.BigIntegerField(
+        _("paid with points (minor units)"), default=0, help_text=_("Not part of `amount`, which is the cash part.")
+    )
+    points_hold = models.ForeignKey(
+        "rewards.Hold", null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+    points_spend = models.ForeignKey(
+        "rewards.LedgerTransaction", null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
+    )
     fee = models.BigIntegerField(_("fee (1/100 minor unit)"), default=0)
     fee_returned = models.BigIntegerField(_("fee handed back (1/100 minor unit)"), default=0)
     device_id = models.CharField(_("device id"), max_length=64, blank=True)

@@ -25,10 +25,10 @@ from core.calendar import business_date, local_now
 from core.errors import ChannelError, Conflict, NotFound, ValidationFailed
 from core.idempotency import run_idempotent
 from core.money import validate_minor_amount
-from members.models import BindingStatus, Card, Cardholder, LinkedAccount, MemberBank
+from members.models import BindingStatus, Card, Cardholder, LinkedAccount, MemberBank, PointsProgram
 from merchants.models import Merchant
 
-from . import fees, methods, risk, routing
+from . import fees, ledger_bridge, methods, risk, routing
 from . import points as payment_points
 from .connectors import get_connector
 from .connectors.base import (
@@ -99,6 +99,7 @@ def payment_create(
     linked_account: LinkedAccount | None = None,
     payment_code: str = "",
     agreement_token: str = "",
+    use_points: int = 0,
 ) -> PaymentIntent:
     """A payment from a card on file (`card`), a linked balance (`linked_account`), a payment code the cardholder
     shows (`payment_code`, no cardholder needed) or a standing agreement with this merchant (`agreement_token`)."""
@@ -119,6 +120,7 @@ def payment_create(
         "linked_account": linked_account.pk if linked_account else None,
         "payment_code": payment_code,
         "agreement_token": agreement_token,
+        "use_points": use_points,
     }
     request.update({name: value for name, value in extra.items() if value})
 
@@ -140,6 +142,7 @@ def payment_create(
             linked_account=linked_account,
             payment_code=payment_code,
             agreement_token=agreement_token,
+            use_points=use_points,
         )
         if confirm:
             _confirm(intent)
@@ -170,8 +173,11 @@ def _create(
     linked_account: LinkedAccount | None = None,
     payment_code: str = "",
     agreement_token: str = "",
+    use_points: int = 0,
 ) -> PaymentIntent:
     validate_minor_amount(amount, currency)
+    if isinstance(use_points, bool) or not isinstance(use_points, int) or use_points < 0:
+        raise ValidationFailed("use_points is a whole number of points.", code="invalid_points", param="use_points")
     if method not in PaymentMethod.values:
         raise ValidationFailed(f"Unknown payment method {method!r}.", code="invalid_method", param="method")
     if capture_method not in PaymentIntent.CaptureMethod.values:
@@ -211,6 +217,9 @@ def _create(
             method, code, agreement = funding.method, funding.payment_code, funding.agreement
         assert cardholder is not None
         issuer = card.bank_id if card else linked_account.bank_id if linked_account else None
+        points, points_amount, program = _points_part(
+            cardholder, issuer, amount, currency, use_points, wants_most=bool(code and code.use_points)
+        )
         intent = PaymentIntent.objects.create(
             merchant=merchant,
             cardholder=cardholder,
@@ -219,7 +228,9 @@ def _create(
             payment_code=code,
             agreement=agreement,
             method=method,
-            amount=amount,
+            amount=amount - points_amount,
+            points_used=points,
+            points_amount=points_amount,
             currency=currency,
             capture_method=capture_method,
             issuer_id=issuer,
@@ -229,8 +240,46 @@ def _create(
             metadata=metadata,
             device_id=device_id[:64],
         )
+        if points:
+            assert program is not None
+            intent.points_hold_id = ledger_bridge.spend_hold(
+                intent=intent,
+                program=program,
+                points=points,
+                expires_at=timezone.now() + timedelta(days=payment_points.POINTS_HOLD_VALIDITY_DAYS),
+            )
+            intent.save(update_fields=["points_hold"])
     intent.card, intent.merchant = card, merchant
     return intent
+
+
+def _points_part(
+    cardholder: Cardholder, issuer: int | None, amount: int, currency: str, points: int, *, wants_most: bool
+) -> tuple[int, int, PointsProgram | None]:
+    """(points, their value in minor units, programme) for paying part of `amount` with the issuer's points."""
+    if not points and not wants_most:
+        return 0, 0, None
+    program = payment_points.program_of_bank(issuer)
+    if program is None or currency != "CNY":
+        if wants_most and not points:
+            return 0, 0, None
+        raise ValidationFailed(
+            "Points can pay only for CNY payments from a member that runs a points programme.",
+            code="points_not_available",
+            param="use_points",
+        )
+    if not points:
+        points = payment_points.points_affordable(cardholder_id=cardholder.pk, program=program, amount=amount)
+        if not points:
+            return 0, 0, None
+    value = payment_points.points_value(points, program)
+    if value <= 0:
+        raise ValidationFailed("Too few points to pay for anything.", code="points_too_few", param="use_points")
+    if value >= amount:
+        raise ValidationFailed(
+            "Points can pay for all but 0.01 of a payment.", code="points_exceed_amount", param="use_points"
+        )
+    return points, value, program
 
 
 def _require_usable_card(card: Card) -> None:
@@ -468,6 +517,7 @@ def _finish_authorized(intent: PaymentIntent, attempt: PaymentAttempt, *, captur
                 locked.risk_review_deadline = min(now + RISK_REVIEW_WINDOW, locked.authorization_expires_at)
         if captured:
             locked.points_earned = _earn_points(locked)
+            locked.points_spend_id = ledger_bridge.spend_post(intent=locked)
             fees.record_capture(locked, at=now)
         locked.save(update_fields=_FINISH_FIELDS)
     for name in _FINISH_FIELDS:
@@ -488,6 +538,7 @@ _FINISH_FIELDS = [
     "authorization_expires_at",
     "points_earned",
     "fee",
+    "points_spend",
     "risk_review_deadline",
     "updated_at",
 ]
@@ -502,10 +553,13 @@ def _earn_points(intent: PaymentIntent) -> int:
 
 
 def _fail(intent: PaymentIntent, code: str, message: str) -> None:
-    PaymentIntent.objects.filter(pk=intent.pk, status__in=[Status.PROCESSING, Status.REQUIRES_CONFIRMATION]).update(
-        status=Status.FAILED, failure_code=code[:64], failure_message=message[:255], updated_at=timezone.now()
-    )
-    intent.refresh_from_db()
+    with transaction.atomic():
+        failed = PaymentIntent.objects.filter(
+            pk=intent.pk, status__in=[Status.PROCESSING, Status.REQUIRES_CONFIRMATION]
+        ).update(status=Status.FAILED, failure_code=code[:64], failure_message=message[:255], updated_at=timezone.now())
+        intent.refresh_from_db()
+        if failed:
+            ledger_bridge.spend_void(intent=intent)
 
 
 # --- capture ------------------------------------------------------------------------------------------------------
@@ -592,6 +646,7 @@ def _finish_capture(intent: PaymentIntent, attempt: PaymentAttempt, amount: int)
         locked.captured_at = now
         locked.business_date = business_date(now, attempt.channel.cutoff)
         locked.points_earned = _earn_points(locked)
+        locked.points_spend_id = ledger_bridge.spend_post(intent=locked)
         fees.record_capture(locked, at=now)
         locked.save()
         _update_attempt(attempt, AttemptStatus.CAPTURED, attempt.channel_reference, "", "")
@@ -620,11 +675,13 @@ def payment_cancel(
 def _cancel(intent: PaymentIntent, reason: str) -> None:
     now = timezone.now()
     if intent.status == Status.REQUIRES_CONFIRMATION:
-        won = PaymentIntent.objects.filter(pk=intent.pk, status=Status.REQUIRES_CONFIRMATION).update(
-            status=Status.CANCELED, canceled_at=now, cancellation_reason=reason[:32]
-        )
-        if not won:
-            raise Conflict("The payment changed while canceling; retry.", code="payment_unexpected_state")
+        with transaction.atomic():
+            won = PaymentIntent.objects.filter(pk=intent.pk, status=Status.REQUIRES_CONFIRMATION).update(
+                status=Status.CANCELED, canceled_at=now, cancellation_reason=reason[:32]
+            )
+            if not won:
+                raise Conflict("The payment changed while canceling; retry.", code="payment_unexpected_state")
+            ledger_bridge.spend_void(intent=intent)
         return
     if intent.status == Status.SUCCEEDED:
         if not _voidable_today(intent):
@@ -670,6 +727,14 @@ def _cancel(intent: PaymentIntent, reason: str) -> None:
         locked.risk_review = False
         if source_status == Status.SUCCEEDED:
             fees.record_reversal(locked)
+            ledger_bridge.spend_return(
+                intent=locked,
+                refunded_total=locked.amount_captured,
+                captured_total=locked.amount_captured,
+                cause="void",
+            )
+        else:
+            ledger_bridge.spend_void(intent=locked)
         locked.save()
         final = AttemptStatus.REVERSED if source_status == Status.SUCCEEDED else AttemptStatus.VOIDED
         _update_attempt(attempt, final, attempt.channel_reference, "", "")
@@ -849,6 +914,12 @@ def _finish_refund(refund: Refund, channel_reference: str) -> None:
         delta = target - intent.points_reversed
         intent.points_reversed = target
         fees.record_refund(intent, locked_refund)
+        ledger_bridge.spend_return(
+            intent=intent,
+            refunded_total=intent.amount_refunded,
+            captured_total=intent.amount_captured,
+            cause=locked_refund.public_id,
+        )
         intent.save(update_fields=["amount_refunded", "points_reversed", "fee_returned", "updated_at"])
         locked_refund.status = Refund.Status.SUCCEEDED
         locked_refund.channel_reference = channel_reference
