@@ -108,7 +108,7 @@ def payment_code_take(code: str) -> Funding:
     if not (isinstance(code, str) and len(code) == 18 and code.isdigit()):
         raise ValidationFailed("A payment code has 18 digits.", code="payment_code_invalid", param="payment_code")
     found = (
-        PaymentCode.objects.select_for_update()
+        PaymentCode.objects.select_for_update(of=("self",))
         .select_related("cardholder", "card__product", "linked_account")
         .filter(code=code)
         .first()
@@ -185,7 +185,7 @@ def agreement_take(token: str, *, merchant: Merchant, amount: int, currency: str
     """Checks an agreement for a payment, in the caller's transaction (the agreement row stays locked until the
     payment is stored, so racing payments cannot both slip under the monthly limit)."""
     agreement = (
-        Agreement.objects.select_for_update()
+        Agreement.objects.select_for_update(of=("self",))
         .select_related("cardholder", "card__product", "linked_account")
         .filter(token=token, merchant=merchant)
         .first()
