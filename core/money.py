@@ -63,3 +63,25 @@ def proportional_floor(total: int, numerator: int, denominator: int) -> int:
 
 def format_minor(minor: int, currency: str) -> str:
     return f"{to_money(minor, currency).amount:,.{exponent(currency)}f} {currency}"
+
+
+def allocate(total: int, weights: list[Decimal]) -> list[int]:
+    """Splits the integer `total` in proportion to `weights`, summing exactly to `total`.
+
+    Each part gets the floor of its exact share; the units left over go, one each, to the largest fractional
+    remainders, ties to the earlier weight — so the same inputs always give the same split.
+    """
+    if total < 0:
+        raise ValueError("total must not be negative")
+    places = max((-weight.as_tuple().exponent for weight in weights if weight.is_finite()), default=0)  # type: ignore[operator]
+    scaled = [int(weight.scaleb(max(places, 0))) for weight in weights]
+    weight_sum = sum(scaled)
+    if weight_sum <= 0 or any(weight < 0 for weight in weights):
+        raise ValueError("weights must be non-negative with a positive sum")
+    parts = [total * weight // weight_sum for weight in scaled]
+    remainders = [total * weight % weight_sum for weight in scaled]
+    left = total - sum(parts)
+    by_remainder = sorted(range(len(weights)), key=lambda index: (-remainders[index], index))
+    for index in by_remainder[:left]:
+        parts[index] += 1
+    return parts

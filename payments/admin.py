@@ -2,20 +2,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopedTabularInline
+from core.errors import MengkaError
 from core.money import format_minor
 
 from . import services
 from .models import (
+    Agreement,
     Channel,
     ChannelErrorPolicy,
+    FeeSchedule,
+    FeeSplit,
     PaymentAttempt,
+    PaymentCode,
     PaymentIntent,
     Refund,
+    RiskBlock,
+    RiskReview,
+    RiskRule,
     RoutingDecision,
     RoutingRule,
     RuleChannel,
@@ -130,6 +138,15 @@ class RefundInline(ReadOnlyAdminMixin, ScopedTabularInline):
     readonly_fields = fields
 
 
+class FeeSplitInline(ReadOnlyAdminMixin, ScopedTabularInline):
+    model = FeeSplit
+    scope_field = tuple(f"payment__{path}" for path in PAYMENT_BANKS)
+    fk_name = "payment"
+    extra = 0
+    fields = ("event", "refund", "party", "bank", "amount", "schedule", "created_at")
+    readonly_fields = fields
+
+
 @admin.register(PaymentIntent)
 class PaymentIntentAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     scope_field = PAYMENT_BANKS
@@ -148,7 +165,7 @@ class PaymentIntentAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     list_filter = ("status", "method", "currency", "channel", "issuer", "acquirer")
     search_fields = ("public_id", "merchant_reference", "merchant__code")
     date_hierarchy = "created_at"
-    inlines = [RoutingDecisionInline, AttemptInline, RefundInline]
+    inlines = [RoutingDecisionInline, AttemptInline, RefundInline, FeeSplitInline]
     readonly_fields = ("amount_display", "captured_display", "refunded_display")
 
     @admin.display(description=_("amount"), ordering="amount")
@@ -178,3 +195,163 @@ class RefundAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     list_display = ("public_id", "intent", "amount", "status", "points_reversed", "created_at")
     list_filter = ("status",)
     search_fields = ("public_id", "intent__public_id", "reference")
+
+
+@admin.register(FeeSchedule)
+class FeeScheduleAdmin(ScopedAdmin):
+    """Alliance-wide pricing. Add a new version rather than editing one that payments have used."""
+
+    alliance_only = True
+    list_display = (
+        "merchant",
+        "method",
+        "mdr_percent",
+        "fixed",
+        "issuer_share",
+        "acquirer_share",
+        "channel_share",
+        "alliance_share",
+        "effective_from",
+        "effective_to",
+    )
+    list_filter = ("method",)
+    search_fields = ("merchant__code", "merchant__display_name")
+    raw_id_fields = ("merchant",)
+
+
+@admin.register(FeeSplit)
+class FeeSplitAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    scope_field = tuple(f"payment__{path}" for path in PAYMENT_BANKS)
+    list_display = ("payment", "event", "party", "bank", "amount", "created_at")
+    list_filter = ("event", "party")
+    search_fields = ("payment__public_id",)
+
+
+@admin.register(RiskRule)
+class RiskRuleAdmin(ScopedAdmin):
+    alliance_only = True
+    list_display = (
+        "name",
+        "kind",
+        "subject",
+        "window",
+        "threshold",
+        "action",
+        "method",
+        "card_tier",
+        "verification_level",
+        "enabled",
+    )
+    list_filter = ("kind", "action", "method", "card_tier", "verification_level", "enabled")
+    list_editable = ("enabled",)
+    search_fields = ("name",)
+
+
+@admin.register(RiskBlock)
+class RiskBlockAdmin(ScopedAdmin):
+    alliance_only = True
+    list_display = ("kind", "value", "reason", "created_at")
+    list_filter = ("kind",)
+    search_fields = ("value", "reason")
+
+
+@admin.register(RiskReview)
+class RiskReviewAdmin(ScopedAdmin):
+    """Payments held by a risk review: approve captures them, reject voids them; undecided ones expire."""
+
+    scope_field = PAYMENT_BANKS
+    list_display = (
+        "public_id",
+        "merchant",
+        "amount",
+        "currency",
+        "method",
+        "reasons",
+        "risk_review_deadline",
+        "created_at",
+    )
+    list_filter = ("method", "currency")
+    search_fields = ("public_id", "merchant__code")
+    actions = ["approve", "reject"]
+    fields = (
+        "public_id",
+        "merchant",
+        "cardholder",
+        "card",
+        "amount",
+        "currency",
+        "method",
+        "status",
+        "risk_outcome",
+        "risk_reasons",
+        "risk_review_deadline",
+        "device_id",
+        "created_at",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return (
+            super()
+            .get_queryset(request)
+            .filter(risk_review=True, status=PaymentIntent.Status.REQUIRES_CAPTURE)
+            .select_related("merchant")
+        )
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=_("reasons"))
+    def reasons(self, obj: RiskReview) -> str:
+        return "; ".join(reason.get("message", "") for reason in obj.risk_reasons)
+
+    def _decide(self, request: HttpRequest, queryset: Any, decide: Any, done: str) -> None:
+        count = 0
+        for payment in queryset:
+            try:
+                decide(payment_id=payment.public_id, actor=request.user)
+                count += 1
+            except MengkaError as error:
+                self.message_user(request, f"{payment.public_id}: {error}", messages.ERROR)
+        if count:
+            self.message_user(request, done % {"count": count}, messages.SUCCESS)
+
+    @admin.action(description=_("Approve (capture) the selected payments"), permissions=["change"])
+    def approve(self, request: HttpRequest, queryset: Any) -> None:
+        self._decide(request, queryset, services.risk_review_approve, str(_("%(count)d payments approved.")))
+
+    @admin.action(description=_("Reject (void) the selected payments"), permissions=["change"])
+    def reject(self, request: HttpRequest, queryset: Any) -> None:
+        self._decide(request, queryset, services.risk_review_reject, str(_("%(count)d payments rejected.")))
+
+
+FUNDING_BANKS = ("card__bank", "linked_account__bank")
+
+
+@admin.register(PaymentCode)
+class PaymentCodeAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    scope_field = FUNDING_BANKS
+    list_display = ("__str__", "cardholder", "card", "linked_account", "created_at", "expires_at", "used_at")
+    exclude = ("code",)  # a live code is as good as the card for 60 seconds: never shown to operators
+
+
+@admin.register(Agreement)
+class AgreementAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    scope_field = FUNDING_BANKS
+    list_display = (
+        "public_id",
+        "cardholder",
+        "merchant",
+        "card",
+        "linked_account",
+        "limit_per_payment",
+        "limit_per_month",
+        "created_at",
+        "revoked_at",
+    )
+    list_filter = ("currency",)
+    search_fields = ("public_id", "merchant__code")
+    exclude = ("token",)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from members.models import PointsProgram
 from rewards import services as ledger
 from rewards.models import LedgerTransaction
@@ -46,4 +48,47 @@ def reverse(*, intent: PaymentIntent, points: int, idempotency_key: str, earn_ke
         return
     ledger.transaction_reverse(
         transaction_id=original.pk, idempotency_key=idempotency_key, amount=points, reason=f"payment {intent.public_id}"
+    )
+
+
+# --- points part-payment (积分抵现) -------------------------------------------------------------------------------
+
+
+def spend_hold(*, intent: PaymentIntent, program: PointsProgram, points: int, expires_at: Any) -> int:
+    """Reserves the points a payment pays with; raises InsufficientFunds when the wallet lacks them."""
+    hold = ledger.hold_create(
+        cardholder_id=intent.cardholder_id,
+        program=program,
+        amount=points,
+        idempotency_key=f"payment:{intent.public_id}:points-hold",
+        expires_at=expires_at,
+        metadata={"payment": intent.public_id},
+    )
+    return hold.pk
+
+
+def spend_post(*, intent: PaymentIntent) -> int | None:
+    """Spends the held points (on capture); returns the ledger transaction."""
+    if intent.points_hold_id is None:
+        return None
+    txn = ledger.hold_post(hold_id=intent.points_hold_id, idempotency_key=f"payment:{intent.public_id}:points-post")
+    return txn.pk
+
+
+def spend_void(*, intent: PaymentIntent) -> None:
+    """Gives the held points back (the payment failed or its authorisation was voided); idempotent."""
+    if intent.points_hold_id is not None and intent.points_spend_id is None:
+        ledger.hold_void(hold_id=intent.points_hold_id)
+
+
+def spend_return(*, intent: PaymentIntent, refunded_total: int, captured_total: int, cause: str) -> None:
+    """Returns spent points with cash refunds, cumulatively: returned so far = floor(points × refunded / captured)."""
+    if intent.points_spend_id is None:
+        return
+    ledger.transaction_reverse(
+        transaction_id=intent.points_spend_id,
+        idempotency_key=f"payment:{intent.public_id}:points-return:{cause}",
+        refunded_total=refunded_total,
+        captured_total=captured_total,
+        reason=f"payment {intent.public_id}",
     )

@@ -5,12 +5,14 @@ import functools
 import secrets
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from members.models import Card, Cardholder, MemberBank, SpendCategory
+from members.models import Card, Cardholder, CardProduct, LinkedAccount, MemberBank, SpendCategory
 from merchants.models import Merchant
 
 
@@ -23,6 +25,18 @@ class PaymentMethod(models.TextChoices):
     PAYMENT_CODE = "payment_code", _("payment code")
     AGREEMENT = "agreement", _("agreement")
     BALANCE = "balance", _("balance")
+
+
+class RiskOutcome(models.TextChoices):
+    ALLOW = "allow", _("allow")
+    REVIEW = "review", _("review")
+    BLOCK = "block", _("block")
+
+
+class RiskDecision(models.TextChoices):
+    APPROVED = "approved", _("approved")
+    REJECTED = "rejected", _("rejected")
+    EXPIRED = "expired", _("expired undecided")
 
 
 class Channel(models.Model):
@@ -105,6 +119,13 @@ class PaymentIntent(models.Model):
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="payments")
     cardholder = models.ForeignKey(Cardholder, on_delete=models.PROTECT, related_name="payments")
     card = models.ForeignKey(Card, null=True, blank=True, on_delete=models.PROTECT, related_name="payments")
+    linked_account = models.ForeignKey(
+        LinkedAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="payments"
+    )
+    payment_code = models.OneToOneField(
+        "PaymentCode", null=True, blank=True, on_delete=models.PROTECT, related_name="payment"
+    )
+    agreement = models.ForeignKey("Agreement", null=True, blank=True, on_delete=models.PROTECT, related_name="payments")
     method = models.CharField(_("method"), max_length=16, choices=PaymentMethod.choices, default=PaymentMethod.CARD)
     currency = models.CharField(_("currency"), max_length=3, default="CNY")
     amount = models.BigIntegerField(_("amount"))
@@ -141,6 +162,26 @@ class PaymentIntent(models.Model):
     failure_message = models.CharField(_("failure message"), max_length=255, blank=True)
     points_earned = models.BigIntegerField(_("points earned"), default=0)
     points_reversed = models.BigIntegerField(_("points reversed"), default=0)
+    points_used = models.BigIntegerField(_("points paid with"), default=0)
+    points_amount = models.BigIntegerField(
+        _("paid with points (minor units)"), default=0, help_text=_("Not part of `amount`, which is the cash part.")
+    )
+    points_hold = models.ForeignKey(
+        "rewards.Hold", null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+    points_spend = models.ForeignKey(
+        "rewards.LedgerTransaction", null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+    fee = models.BigIntegerField(_("fee (1/100 minor unit)"), default=0)
+    fee_returned = models.BigIntegerField(_("fee handed back (1/100 minor unit)"), default=0)
+    device_id = models.CharField(_("device id"), max_length=64, blank=True)
+    risk_outcome = models.CharField(_("risk outcome"), max_length=8, choices=RiskOutcome.choices, blank=True)
+    risk_reasons = models.JSONField(_("risk reasons"), default=list, blank=True)
+    risk_review = models.BooleanField(
+        _("held for risk review"), default=False, help_text=_("Authorised, not captured, until someone decides.")
+    )
+    risk_review_deadline = models.DateTimeField(_("review deadline"), null=True, blank=True)
+    risk_decision = models.CharField(_("review decision"), max_length=16, choices=RiskDecision.choices, blank=True)
     metadata = models.JSONField(_("metadata"), default=dict, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -152,6 +193,7 @@ class PaymentIntent(models.Model):
         indexes = [
             models.Index(fields=["merchant", "-id"]),
             models.Index(fields=["status", "authorization_expires_at"]),
+            models.Index(fields=["risk_review", "risk_review_deadline"]),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
@@ -365,3 +407,293 @@ class RoutingDecision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.intent_id} {self.strategy} → {', '.join(self.chosen)}"
+
+
+# --- fees ---------------------------------------------------------------------------------------------------------
+
+
+class FeeParty(models.TextChoices):
+    ISSUER = "issuer", _("issuer")
+    ACQUIRER = "acquirer", _("acquirer")
+    CHANNEL = "channel", _("channel cost")
+    ALLIANCE = "alliance", _("alliance")
+
+
+class FeeSchedule(models.Model):
+    """The merchant discount rate (MDR) and how the fee is shared, for a period.
+
+    fee = amount × mdr_percent / 100 + fixed. The shares are percents of the fee and add up to 100. A schedule with no
+    merchant is the default; with no method it applies to every method. The one in force at capture is used: the
+    merchant's own before the default, a method's own before "any method", then the latest start.
+    """
+
+    merchant = models.ForeignKey(
+        Merchant, null=True, blank=True, on_delete=models.CASCADE, related_name="fee_schedules"
+    )
+    method = models.CharField(_("payment method"), max_length=16, choices=PaymentMethod.choices, blank=True)
+    mdr_percent = models.DecimalField(_("merchant discount rate (%)"), max_digits=7, decimal_places=4)
+    fixed = models.BigIntegerField(_("fixed fee (minor units)"), default=0)
+    issuer_share = models.DecimalField(_("issuer share (%)"), max_digits=7, decimal_places=4)
+    acquirer_share = models.DecimalField(_("acquirer share (%)"), max_digits=7, decimal_places=4)
+    channel_share = models.DecimalField(_("channel cost share (%)"), max_digits=7, decimal_places=4)
+    alliance_share = models.DecimalField(_("alliance share (%)"), max_digits=7, decimal_places=4)
+    effective_from = models.DateTimeField(_("effective from"))
+    effective_to = models.DateTimeField(_("effective until"), null=True, blank=True, help_text=_("Empty: open-ended."))
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("fee schedule")
+        verbose_name_plural = _("fee schedules")
+        ordering = ("merchant_id", "method", "-effective_from")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(mdr_percent__gte=0, mdr_percent__lte=100, fixed__gte=0), name="feeschedule_rate_in_range"
+            ),
+            # That they add up to exactly 100 is checked in clean(): SQLite compares decimals as floats.
+            models.CheckConstraint(
+                condition=Q(issuer_share__gte=0, acquirer_share__gte=0, channel_share__gte=0, alliance_share__gte=0),
+                name="feeschedule_shares_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(effective_to__isnull=True) | Q(effective_to__gt=F("effective_from")),
+                name="feeschedule_period_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.merchant_id or '*'} {self.method or '*'} {self.mdr_percent}% from {self.effective_from:%Y-%m-%d}"
+
+    def clean(self) -> None:
+        shares = [self.issuer_share, self.acquirer_share, self.channel_share, self.alliance_share]
+        if None not in shares and sum(shares, Decimal(0)) != 100:
+            raise ValidationError(_("The issuer, acquirer, channel and alliance shares must add up to exactly 100 %."))
+
+    def shares(self) -> dict[str, Decimal]:
+        return {
+            FeeParty.ISSUER: self.issuer_share,
+            FeeParty.ACQUIRER: self.acquirer_share,
+            FeeParty.CHANNEL: self.channel_share,
+            FeeParty.ALLIANCE: self.alliance_share,
+        }
+
+
+class FeeSplit(models.Model):
+    """One party's part of a payment's fee, or of the part handed back on a refund or reversal.
+
+    `amount` is in hundredths of a minor unit (0.0001 CNY), signed: positive when the fee is charged (capture),
+    negative when it is handed back (refund, reversal). The rows of one event add up exactly to that event's fee.
+    """
+
+    class Event(models.TextChoices):
+        CAPTURE = "capture", _("capture")
+        REFUND = "refund", _("refund")
+        REVERSAL = "reversal", _("reversal")
+
+    payment = models.ForeignKey(PaymentIntent, on_delete=models.PROTECT, related_name="fee_splits")
+    refund = models.ForeignKey(Refund, null=True, blank=True, on_delete=models.PROTECT, related_name="fee_splits")
+    schedule = models.ForeignKey(FeeSchedule, on_delete=models.PROTECT, related_name="+")
+    event = models.CharField(_("event"), max_length=16, choices=Event.choices)
+    party = models.CharField(_("party"), max_length=16, choices=FeeParty.choices)
+    bank = models.ForeignKey(MemberBank, null=True, blank=True, on_delete=models.PROTECT, related_name="fee_splits")
+    amount = models.BigIntegerField(_("amount (1/100 minor unit)"))
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("fee split")
+        verbose_name_plural = _("fee splits")
+        ordering = ("payment_id", "id")
+        indexes = [models.Index(fields=["bank", "party"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["payment", "party"], condition=Q(event="capture"), name="feesplit_one_capture_per_party"
+            ),
+            models.UniqueConstraint(
+                fields=["refund", "party"], condition=Q(refund__isnull=False), name="feesplit_one_refund_per_party"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.payment_id} {self.event} {self.party} {self.amount}"
+
+
+# --- risk ---------------------------------------------------------------------------------------------------------
+
+
+class RiskRule(models.Model):
+    """A limit checked before routing. Empty conditions match every payment.
+
+    amount: this payment's amount above the threshold. count / total: the number or the sum of payments of the same
+    card, cardholder or merchant within the current minute, hour or (local) day, this one included, above the
+    threshold. A daily cap is a `total` over a day.
+    """
+
+    class Kind(models.TextChoices):
+        AMOUNT = "amount", _("single payment amount")
+        COUNT = "count", _("number of payments in the window")
+        TOTAL = "total", _("total amount in the window")
+
+    class Subject(models.TextChoices):
+        CARD = "card", _("per card")
+        CARDHOLDER = "cardholder", _("per cardholder")
+        MERCHANT = "merchant", _("per merchant")
+
+    class Window(models.TextChoices):
+        MINUTE = "minute", _("1 minute")
+        HOUR = "hour", _("1 hour")
+        DAY = "day", _("1 day")
+
+    name = models.CharField(_("name"), max_length=100)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices)
+    subject = models.CharField(_("counted per"), max_length=16, choices=Subject.choices, default=Subject.CARDHOLDER)
+    window = models.CharField(_("window"), max_length=8, choices=Window.choices, default=Window.DAY)
+    threshold = models.BigIntegerField(_("threshold (minor units, or a count)"))
+    action = models.CharField(
+        _("action"),
+        max_length=8,
+        choices=[(RiskOutcome.REVIEW, RiskOutcome.REVIEW.label), (RiskOutcome.BLOCK, RiskOutcome.BLOCK.label)],
+        default=RiskOutcome.BLOCK,
+    )
+    method = models.CharField(_("payment method"), max_length=16, choices=PaymentMethod.choices, blank=True)
+    card_tier = models.CharField(_("card tier"), max_length=16, choices=CardProduct.Tier.choices, blank=True)
+    verification_level = models.PositiveSmallIntegerField(
+        _("cardholder verification level"), choices=Cardholder.VerificationLevel.choices, null=True, blank=True
+    )
+    currency = models.CharField(_("currency"), max_length=3, blank=True)
+
+    class Meta:
+        verbose_name = _("risk rule")
+        verbose_name_plural = _("risk rules")
+        ordering = ("kind", "subject", "window", "id")
+        constraints = [models.CheckConstraint(condition=Q(threshold__gte=0), name="riskrule_threshold_non_negative")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RiskBlock(models.Model):
+    """A blocked card (by fingerprint, so every binding of the number), merchant or device."""
+
+    class Kind(models.TextChoices):
+        CARD_FINGERPRINT = "card_fingerprint", _("card fingerprint")
+        MERCHANT = "merchant", _("merchant code")
+        DEVICE = "device", _("device id")
+
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    value = models.CharField(_("value"), max_length=64)
+    reason = models.CharField(_("reason"), max_length=200, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("blocked item")
+        verbose_name_plural = _("blocked items")
+        ordering = ("kind", "value")
+        constraints = [models.UniqueConstraint(fields=["kind", "value"], name="riskblock_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+
+class RiskReview(PaymentIntent):
+    """The review queue: payments authorised but held until someone approves (capture) or rejects (void) them."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("payment under risk review")
+        verbose_name_plural = _("risk review queue")
+
+
+# --- payment methods ------------------------------------------------------------------------------------------------
+
+
+def _code_digits() -> str:
+    # 18 digits starting 28 (the range wallets use for payment codes), the rest random.
+    return "28" + "".join(secrets.choice("0123456789") for _ in range(16))
+
+
+class PaymentCode(models.Model):
+    """付款码: a one-time code a cardholder shows at the till: valid 60 seconds, used once, one funding source."""
+
+    cardholder = models.ForeignKey(Cardholder, on_delete=models.PROTECT, related_name="payment_codes")
+    card = models.ForeignKey(Card, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    linked_account = models.ForeignKey(LinkedAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    code = models.CharField(_("code"), max_length=18, unique=True, default=_code_digits, editable=False)
+    use_points = models.BooleanField(_("pay part with points"), default=False)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(_("expires"))
+    used_at = models.DateTimeField(_("used"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("payment code")
+        verbose_name_plural = _("payment codes")
+        ordering = ("-id",)
+        indexes = [models.Index(fields=["cardholder", "-id"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(card__isnull=False, linked_account__isnull=True)
+                | Q(card__isnull=True, linked_account__isnull=False),
+                name="paymentcode_one_funding_source",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"••••{self.code[-4:]}"
+
+    @property
+    def qr_payload(self) -> str:
+        return f"mengka://pay?code={self.code}"
+
+
+_agreement_token = functools.partial(public_id, "agt")
+
+
+class Agreement(models.Model):
+    """协议支付 / 免密: a cardholder lets one merchant charge a funding source within limits, until revoked.
+
+    The token is shown to that merchant only; used by any other merchant it is refused as unknown.
+    """
+
+    public_id = models.CharField(
+        _("id"), max_length=40, unique=True, default=functools.partial(public_id, "agr"), editable=False
+    )
+    token = models.CharField(_("token"), max_length=64, unique=True, default=_agreement_token, editable=False)
+    cardholder = models.ForeignKey(Cardholder, on_delete=models.PROTECT, related_name="agreements")
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="agreements")
+    card = models.ForeignKey(Card, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    linked_account = models.ForeignKey(LinkedAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    currency = models.CharField(_("currency"), max_length=3, default="CNY")
+    limit_per_payment = models.BigIntegerField(_("limit per payment (minor units)"))
+    limit_per_month = models.BigIntegerField(_("limit per month (minor units)"))
+    created_at = models.DateTimeField(_("granted"), auto_now_add=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("agreement")
+        verbose_name_plural = _("agreements")
+        ordering = ("-id",)
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(card__isnull=False, linked_account__isnull=True)
+                | Q(card__isnull=True, linked_account__isnull=False),
+                name="agreement_one_funding_source",
+            ),
+            models.CheckConstraint(
+                condition=Q(limit_per_payment__gt=0, limit_per_month__gte=F("limit_per_payment")),
+                name="agreement_limits_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    @property
+    def limit_per_payment_display(self) -> str:
+        from core.money import format_minor
+
+        return format_minor(self.limit_per_payment, self.currency)
+
+    @property
+    def limit_per_month_display(self) -> str:
+        from core.money import format_minor
+
+        return format_minor(self.limit_per_month, self.currency)

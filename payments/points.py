@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from decimal import ROUND_FLOOR, Decimal
 
-from core.money import proportional_floor, to_money
-from members.models import Card
+from core.money import proportional_floor, quantize, to_money
+from members.models import Card, PointsProgram
 
 from .models import PaymentIntent
 
@@ -60,3 +60,29 @@ def post_reversal(intent: PaymentIntent, points: int, *, cause: str) -> None:
         idempotency_key=f"payment:{intent.public_id}:reverse:{cause}",
         earn_key=f"payment:{intent.public_id}:earn",
     )
+
+
+# --- paying with points (积分抵现) -----------------------------------------------------------------------------------
+
+POINTS_HOLD_VALIDITY_DAYS = 8  # outlives the longest authorisation a channel gives (7 days)
+
+
+def program_of_bank(bank_id: int | None) -> PointsProgram | None:
+    if bank_id is None:
+        return None
+    return PointsProgram.objects.filter(bank_id=bank_id, active=True).first()
+
+
+def points_value(points: int, program: PointsProgram) -> int:
+    """What `points` pay for, in CNY minor units (fen), rounded down: a point never buys more than it is worth."""
+    return int(quantize(Decimal(points) * program.point_value_cny * 100, 0, down=True))
+
+
+def points_affordable(*, cardholder_id: int, program: PointsProgram, amount: int) -> int:
+    """The most points a payment of `amount` can take: what the wallet has, leaving at least 0.01 to pay in cash."""
+    from rewards.services import wallet_account
+
+    available = max(wallet_account(cardholder_id, program).available, 0)
+    per_point = program.point_value_cny * 100
+    most = int(((Decimal(amount - 1)) / per_point).to_integral_value(rounding=ROUND_FLOOR)) if per_point > 0 else 0
+    return max(0, min(available, most))

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from .health import BreakerPolicy, BreakerState, HealthStore
+from .methods import ACCOUNT_CHANNEL_KIND
 from .models import Channel, ChannelErrorPolicy, PaymentIntent, RoutingRule
 
 _VERSION_KEY = "payments:routing:version"
@@ -104,6 +105,7 @@ class RouteContext:
     method: str
     issuer_id: int | None
     local_time: dtime
+    account_kind: str = ""  # a balance payment: the kind of channel that keeps the account (at the issuer)
 
 
 @dataclass
@@ -267,7 +269,10 @@ def why_not(channel: ChannelInfo, ctx: RouteContext) -> str:
         return f"currency {ctx.currency} not supported"
     if not channel.min_amount <= ctx.amount <= channel.max_amount:
         return "amount outside the channel's limits"
-    if channel.kind == Channel.Kind.BANK_DEBIT and channel.acquirer_id != ctx.issuer_id:
+    if ctx.account_kind:
+        if channel.kind != ctx.account_kind or channel.acquirer_id != ctx.issuer_id:
+            return "does not keep the payer's account"
+    elif channel.kind == Channel.Kind.BANK_DEBIT and channel.acquirer_id != ctx.issuer_id:
         return "bank debit serves its own bank's cards only"
     return ""
 
@@ -363,4 +368,5 @@ def context_for(intent: PaymentIntent, local_time: dtime) -> RouteContext:
         method=intent.method,
         issuer_id=intent.issuer_id,
         local_time=local_time,
+        account_kind=ACCOUNT_CHANNEL_KIND.get(intent.linked_account.kind, "") if intent.linked_account else "",
     )

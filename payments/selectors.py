@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
+from core.money import format_minor
+from members.models import BindingStatus, Cardholder, LinkedAccount
+
+from .connectors import get_connector
+from .connectors.base import AccountBalance, Outcome
 from .health import BreakerState, health_store
-from .models import Channel, PaymentAttempt
+from .models import Agreement, Channel, PaymentAttempt
 from .routing import load_config
 
+logger = logging.getLogger(__name__)
 OK_STATES = (PaymentAttempt.Status.AUTHORIZED, PaymentAttempt.Status.CAPTURED, PaymentAttempt.Status.VOIDED)
 CHANNEL_FAULTS = (PaymentAttempt.Status.FAILED, PaymentAttempt.Status.UNKNOWN, PaymentAttempt.Status.REVERSED)
 
@@ -69,3 +77,63 @@ def channel_figures(*, since: timedelta = timedelta(hours=24)) -> list[ChannelFi
             )
         )
     return figures
+
+
+@dataclass(frozen=True)
+class LinkedBalance:
+    account: LinkedAccount
+    currency: str = ""
+    balance: int | None = None
+    available: int | None = None
+    error: str = ""
+
+    @property
+    def available_display(self) -> str:
+        return format_minor(self.available, self.currency) if self.available is not None else ""
+
+    @property
+    def balance_display(self) -> str:
+        return format_minor(self.balance, self.currency) if self.balance is not None else ""
+
+
+def linked_balances(*, cardholder: Cardholder) -> list[LinkedBalance]:
+    """The cardholder's active linked accounts with their live balance, asked of the channel that keeps each one.
+
+    A channel that does not answer gives that row an error; the others still show."""
+    from .methods import ACCOUNT_CHANNEL_KIND
+
+    rows = []
+    accounts = LinkedAccount.objects.filter(cardholder=cardholder, status=BindingStatus.ACTIVE).select_related("bank")
+    for account in accounts:
+        channel = (
+            Channel.objects.filter(kind=ACCOUNT_CHANNEL_KIND[account.kind], acquirer=account.bank_id, enabled=True)
+            .order_by("id")
+            .first()
+        )
+        if channel is None:
+            rows.append(LinkedBalance(account, error=str(_("No channel reaches this account yet."))))
+            continue
+        try:
+            answer = get_connector(channel.connector).account_inquire(account.reference)
+        except Exception:
+            logger.warning("balance inquiry failed for account %s", account.pk, exc_info=True)
+            answer = AccountBalance(Outcome.UNKNOWN)
+        if answer.outcome == Outcome.APPROVED:
+            rows.append(LinkedBalance(account, answer.currency, answer.balance, answer.available))
+        elif answer.outcome == Outcome.DECLINED:
+            rows.append(LinkedBalance(account, error=str(_("The bank does not know this account."))))
+        else:
+            rows.append(
+                LinkedBalance(
+                    account, error=str(_("%(bank)s is not answering; try again later.") % {"bank": account.bank})
+                )
+            )
+    return rows
+
+
+def agreements_of(*, cardholder: Cardholder) -> list[Agreement]:
+    return list(
+        Agreement.objects.filter(cardholder=cardholder)
+        .select_related("merchant", "card__product", "linked_account__bank")
+        .order_by("revoked_at", "-id")
+    )

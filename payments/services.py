@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -24,11 +26,11 @@ from core.calendar import business_date, local_now
 from core.errors import ChannelError, Conflict, NotFound, ValidationFailed
 from core.idempotency import run_idempotent
 from core.money import validate_minor_amount
-from members.models import BindingStatus, Card, Cardholder, MemberBank
+from members.models import BindingStatus, Card, Cardholder, LinkedAccount, MemberBank, PointsProgram
 from merchants.models import Merchant
 
+from . import fees, ledger_bridge, methods, risk, routing
 from . import points as payment_points
-from . import routing
 from .connectors import get_connector
 from .connectors.base import (
     AuthorizeRequest,
@@ -47,6 +49,8 @@ from .models import (
     PaymentIntent,
     PaymentMethod,
     Refund,
+    RiskDecision,
+    RiskOutcome,
     RoutingDecision,
     RoutingRule,
     RuleChannel,
@@ -58,6 +62,7 @@ Status = PaymentIntent.Status
 AttemptStatus = PaymentAttempt.Status
 UNRESOLVED = PaymentAttempt.UNRESOLVED
 MAX_ATTEMPTS = 3
+RISK_REVIEW_WINDOW = timedelta(hours=getattr(settings, "PAYMENTS_RISK_REVIEW_HOURS", 24))
 CHARGED_STATES = (RemoteState.AUTHORIZED, RemoteState.CAPTURED)
 
 
@@ -67,9 +72,9 @@ def _scope(merchant: Merchant) -> str:
 
 def _load(public_id: str, merchant: Merchant) -> PaymentIntent:
     try:
-        return PaymentIntent.objects.select_related("channel", "card__product", "merchant").get(
-            public_id=public_id, merchant=merchant
-        )
+        return PaymentIntent.objects.select_related(
+            "channel", "card__product", "merchant", "linked_account", "payment_code"
+        ).get(public_id=public_id, merchant=merchant)
     except PaymentIntent.DoesNotExist:
         raise NotFound("No such payment.", param="payment") from None
 
@@ -80,10 +85,10 @@ def _load(public_id: str, merchant: Merchant) -> PaymentIntent:
 def payment_create(
     *,
     merchant: Merchant,
-    cardholder: Cardholder,
     amount: int,
     currency: str,
     idempotency_key: str,
+    cardholder: Cardholder | None = None,
     card: Card | None = None,
     method: str = PaymentMethod.CARD,
     capture_method: str = PaymentIntent.CaptureMethod.AUTOMATIC,
@@ -91,9 +96,16 @@ def payment_create(
     merchant_reference: str = "",
     metadata: dict[str, Any] | None = None,
     confirm: bool = False,
+    device_id: str = "",
+    linked_account: LinkedAccount | None = None,
+    payment_code: str = "",
+    agreement_token: str = "",
+    use_points: int = 0,
 ) -> PaymentIntent:
+    """A payment from a card on file (`card`), a linked balance (`linked_account`), a payment code the cardholder
+    shows (`payment_code`, no cardholder needed) or a standing agreement with this merchant (`agreement_token`)."""
     request = {
-        "cardholder": cardholder.pk,
+        "cardholder": cardholder.pk if cardholder else None,
         "card": card.pk if card else None,
         "amount": amount,
         "currency": currency,
@@ -104,6 +116,14 @@ def payment_create(
         "metadata": metadata or {},
         "confirm": confirm,
     }
+    extra = {
+        "device_id": device_id,
+        "linked_account": linked_account.pk if linked_account else None,
+        "payment_code": payment_code,
+        "agreement_token": agreement_token,
+        "use_points": use_points,
+    }
+    request.update({name: value for name, value in extra.items() if value})
 
     executed: list[PaymentIntent] = []
 
@@ -119,6 +139,11 @@ def payment_create(
             description=description,
             merchant_reference=merchant_reference,
             metadata=metadata or {},
+            device_id=device_id,
+            linked_account=linked_account,
+            payment_code=payment_code,
+            agreement_token=agreement_token,
+            use_points=use_points,
         )
         if confirm:
             _confirm(intent)
@@ -136,7 +161,7 @@ def payment_create(
 def _create(
     *,
     merchant: Merchant,
-    cardholder: Cardholder,
+    cardholder: Cardholder | None,
     card: Card | None,
     amount: int,
     currency: str,
@@ -145,34 +170,118 @@ def _create(
     description: str,
     merchant_reference: str,
     metadata: dict[str, Any],
+    device_id: str = "",
+    linked_account: LinkedAccount | None = None,
+    payment_code: str = "",
+    agreement_token: str = "",
+    use_points: int = 0,
 ) -> PaymentIntent:
     validate_minor_amount(amount, currency)
+    if isinstance(use_points, bool) or not isinstance(use_points, int) or use_points < 0:
+        raise ValidationFailed("use_points is a whole number of points.", code="invalid_points", param="use_points")
     if method not in PaymentMethod.values:
         raise ValidationFailed(f"Unknown payment method {method!r}.", code="invalid_method", param="method")
     if capture_method not in PaymentIntent.CaptureMethod.values:
         raise ValidationFailed("capture_method is automatic or manual.", code="invalid_capture_method")
     if merchant.status != Merchant.Status.ACTIVE:
         raise ValidationFailed("This merchant cannot take payments.", code="merchant_inactive", param="merchant")
-    if card is not None:
-        if card.cardholder_id != cardholder.pk:
-            raise NotFound("No such card.", param="card")
-        _require_usable_card(card)
-    intent = PaymentIntent.objects.create(
-        merchant=merchant,
-        cardholder=cardholder,
-        card=card,
-        method=method,
-        amount=amount,
-        currency=currency,
-        capture_method=capture_method,
-        issuer_id=card.bank_id if card else None,
-        spend_category=merchant.spend_category,
-        description=description[:200],
-        merchant_reference=merchant_reference[:64],
-        metadata=metadata,
-    )
+    if sum(bool(source) for source in (card or linked_account, payment_code, agreement_token)) > 1:
+        raise ValidationFailed(
+            "Give one of a card or account, a payment code or an agreement.", code="funding_source_ambiguous"
+        )
+    if not (payment_code or agreement_token):
+        if cardholder is None:
+            raise ValidationFailed("Which cardholder pays?", code="parameter_missing", param="cardholder")
+        if card is not None:
+            if card.cardholder_id != cardholder.pk:
+                raise NotFound("No such card.", param="card")
+            _require_usable_card(card)
+        if linked_account is not None:
+            if linked_account.cardholder_id != cardholder.pk:
+                raise NotFound("No such account.", param="linked_account")
+            methods.require_usable_account(linked_account)
+            method = PaymentMethod.BALANCE
+        elif method == PaymentMethod.BALANCE:
+            raise ValidationFailed(
+                "A balance payment needs a linked account.", code="parameter_missing", param="linked_account"
+            )
+    # Taking a code or agreement and holding points must stand or fall with the payment row.
+    with transaction.atomic() if (payment_code or agreement_token or use_points) else nullcontext():
+        code = agreement = None
+        if payment_code or agreement_token:
+            if payment_code:
+                funding = methods.payment_code_take(payment_code)
+            else:
+                funding = methods.agreement_take(agreement_token, merchant=merchant, amount=amount, currency=currency)
+            if cardholder is not None and cardholder.pk != funding.cardholder.pk:
+                raise NotFound("No such payment code or agreement.", code="funding_source_invalid")
+            cardholder, card, linked_account = funding.cardholder, funding.card, funding.linked_account
+            method, code, agreement = funding.method, funding.payment_code, funding.agreement
+        assert cardholder is not None
+        issuer = card.bank_id if card else linked_account.bank_id if linked_account else None
+        points, points_amount, program = _points_part(
+            cardholder, issuer, amount, currency, use_points, wants_most=bool(code and code.use_points)
+        )
+        intent = PaymentIntent.objects.create(
+            merchant=merchant,
+            cardholder=cardholder,
+            card=card,
+            linked_account=linked_account,
+            payment_code=code,
+            agreement=agreement,
+            method=method,
+            amount=amount - points_amount,
+            points_used=points,
+            points_amount=points_amount,
+            currency=currency,
+            capture_method=capture_method,
+            issuer_id=issuer,
+            spend_category=merchant.spend_category,
+            description=description[:200],
+            merchant_reference=merchant_reference[:64],
+            metadata=metadata,
+            device_id=device_id[:64],
+        )
+        if points:
+            assert program is not None
+            intent.points_hold_id = ledger_bridge.spend_hold(
+                intent=intent,
+                program=program,
+                points=points,
+                expires_at=timezone.now() + timedelta(days=payment_points.POINTS_HOLD_VALIDITY_DAYS),
+            )
+            intent.save(update_fields=["points_hold"])
     intent.card, intent.merchant = card, merchant
     return intent
+
+
+def _points_part(
+    cardholder: Cardholder, issuer: int | None, amount: int, currency: str, points: int, *, wants_most: bool
+) -> tuple[int, int, PointsProgram | None]:
+    """(points, their value in minor units, programme) for paying part of `amount` with the issuer's points."""
+    if not points and not wants_most:
+        return 0, 0, None
+    program = payment_points.program_of_bank(issuer)
+    if program is None or currency != "CNY":
+        if wants_most and not points:
+            return 0, 0, None
+        raise ValidationFailed(
+            "Points can pay only for CNY payments from a member that runs a points programme.",
+            code="points_not_available",
+            param="use_points",
+        )
+    if not points:
+        points = payment_points.points_affordable(cardholder_id=cardholder.pk, program=program, amount=amount)
+        if not points:
+            return 0, 0, None
+    value = payment_points.points_value(points, program)
+    if value <= 0:
+        raise ValidationFailed("Too few points to pay for anything.", code="points_too_few", param="use_points")
+    if value >= amount:
+        raise ValidationFailed(
+            "Points can pay for all but 0.01 of a payment.", code="points_exceed_amount", param="use_points"
+        )
+    return points, value, program
 
 
 def _require_usable_card(card: Card) -> None:
@@ -206,6 +315,10 @@ def _confirm(intent: PaymentIntent) -> None:
         raise Conflict(f"A payment in status {intent.status} cannot be confirmed.", code="payment_unexpected_state")
     if intent.card is not None:
         _require_usable_card(intent.card)
+    if intent.linked_account is not None:
+        methods.require_usable_account(intent.linked_account)
+    if not _risk_check(intent):
+        return
     decision = _route(intent)
     if not decision.order:
         _fail(intent, "no_channel", "No channel can carry this payment.")
@@ -245,6 +358,20 @@ def _confirm(intent: PaymentIntent) -> None:
     _fail(intent, "channels_unavailable", "No channel could process the payment.")
 
 
+def _risk_check(intent: PaymentIntent) -> bool:
+    """Stores the risk outcome on the payment; a block fails it (False). A review holds it after authorisation."""
+    assessment = risk.assess(intent)
+    intent.risk_outcome, intent.risk_reasons = assessment.outcome, assessment.reasons
+    intent.risk_review = assessment.outcome == RiskOutcome.REVIEW
+    PaymentIntent.objects.filter(pk=intent.pk).update(
+        risk_outcome=intent.risk_outcome, risk_reasons=intent.risk_reasons, risk_review=intent.risk_review
+    )
+    if assessment.outcome == RiskOutcome.BLOCK:
+        _fail(intent, "risk_blocked", f"Refused by risk checks: {assessment.message}")
+        return False
+    return True
+
+
 def _route(intent: PaymentIntent) -> routing.Decision:
     decision = routing.decide(routing.context_for(intent, local_now().time()), routing.load_config(), health_store())
     RoutingDecision.objects.create(
@@ -275,6 +402,7 @@ def _new_attempt(intent: PaymentIntent, channel: Channel, *, sequence: int) -> P
 def _call_authorize(intent: PaymentIntent, attempt: PaymentAttempt) -> ChannelResponse:
     channel = attempt.channel
     connector = get_connector(channel.connector)
+    source_token, instrument = _instrument(intent)
     started = time.monotonic()
     try:
         response = connector.authorize(
@@ -284,8 +412,9 @@ def _call_authorize(intent: PaymentIntent, attempt: PaymentAttempt) -> ChannelRe
                 amount=attempt.amount,
                 currency=attempt.currency,
                 method=intent.method,
-                source_token=intent.card.token if intent.card else "",
-                capture=intent.capture_method == PaymentIntent.CaptureMethod.AUTOMATIC,
+                source_token=source_token,
+                instrument=instrument,
+                capture=intent.capture_method == PaymentIntent.CaptureMethod.AUTOMATIC and not intent.risk_review,
                 merchant_code=intent.merchant.code,
                 description=intent.description,
             )
@@ -295,6 +424,15 @@ def _call_authorize(intent: PaymentIntent, attempt: PaymentAttempt) -> ChannelRe
         response = ChannelResponse(Outcome.UNKNOWN, code="connector_exception")
     attempt.latency_ms = int((time.monotonic() - started) * 1000)  # saved with the outcome
     return response
+
+
+def _instrument(intent: PaymentIntent) -> tuple[str, str]:
+    """What the channel charges: the linked account (a hold), the payment code, or the card token."""
+    if intent.linked_account is not None:
+        return intent.linked_account.reference, "account"
+    if intent.payment_code is not None:
+        return intent.payment_code.code, "code"
+    return (intent.card.token if intent.card else ""), "card"
 
 
 def _settle_authorize(attempt: PaymentAttempt, response: ChannelResponse) -> str:
@@ -380,6 +518,8 @@ def _finish_authorized(intent: PaymentIntent, attempt: PaymentAttempt, *, captur
             status=Status.REQUIRES_CAPTURE,
             authorization_expires_at=now + timedelta(hours=channel.authorization_hours),
         )
+        if intent.risk_review:
+            fields["risk_review_deadline"] = min(now + RISK_REVIEW_WINDOW, fields["authorization_expires_at"])
     _finish(intent, fields, earn=captured)
 
 
@@ -395,9 +535,26 @@ def _finish(intent: PaymentIntent, fields: dict[str, Any], *, earn: bool) -> boo
             return False
         for name, value in fields.items():
             setattr(intent, name, value)
-        if fields.get("points_earned"):
-            payment_points.post_earn(intent, fields["points_earned"])
+        if earn:
+            _on_capture(intent, at=fields["captured_at"])
     return True
+
+
+def _on_capture(intent: PaymentIntent, *, at: Any) -> None:
+    """In the capture's transaction (the payment row is locked by its UPDATE): points earned on the cash part,
+    points used to pay spent from their hold, the fee charged and split."""
+    if intent.points_earned:
+        payment_points.post_earn(intent, intent.points_earned)
+    extra: dict[str, Any] = {}
+    spend_id = ledger_bridge.spend_post(intent=intent)
+    if spend_id:
+        extra["points_spend_id"] = spend_id
+    if fees.record_capture(intent, at=at):
+        extra["fee"] = intent.fee
+    if extra:
+        PaymentIntent.objects.filter(pk=intent.pk).update(**extra)
+        for name, value in extra.items():
+            setattr(intent, name, value)
 
 
 def _points_to_earn(intent: PaymentIntent) -> int:
@@ -408,10 +565,13 @@ def _points_to_earn(intent: PaymentIntent) -> int:
 
 
 def _fail(intent: PaymentIntent, code: str, message: str) -> None:
-    PaymentIntent.objects.filter(pk=intent.pk, status__in=[Status.PROCESSING, Status.REQUIRES_CONFIRMATION]).update(
-        status=Status.FAILED, failure_code=code[:64], failure_message=message[:255], updated_at=timezone.now()
-    )
-    intent.refresh_from_db()
+    with transaction.atomic():
+        failed = PaymentIntent.objects.filter(
+            pk=intent.pk, status__in=[Status.PROCESSING, Status.REQUIRES_CONFIRMATION]
+        ).update(status=Status.FAILED, failure_code=code[:64], failure_message=message[:255], updated_at=timezone.now())
+        intent.refresh_from_db()
+        if failed:
+            ledger_bridge.spend_void(intent=intent)
 
 
 # --- capture ------------------------------------------------------------------------------------------------------
@@ -437,6 +597,8 @@ def payment_capture(
 def _capture(intent: PaymentIntent, amount: int | None) -> None:
     if intent.status != Status.REQUIRES_CAPTURE:
         raise Conflict(f"A payment in status {intent.status} cannot be captured.", code="payment_unexpected_state")
+    if intent.risk_review:
+        raise Conflict("This payment is held for risk review; it cannot be captured yet.", code="risk_review_pending")
     amount = intent.amount_capturable if amount is None else amount
     validate_minor_amount(amount, intent.currency)
     if amount > intent.amount_capturable:
@@ -521,11 +683,13 @@ def payment_cancel(
 def _cancel(intent: PaymentIntent, reason: str) -> None:
     now = timezone.now()
     if intent.status == Status.REQUIRES_CONFIRMATION:
-        won = PaymentIntent.objects.filter(pk=intent.pk, status=Status.REQUIRES_CONFIRMATION).update(
-            status=Status.CANCELED, canceled_at=now, cancellation_reason=reason[:32]
-        )
-        if not won:
-            raise Conflict("The payment changed while canceling; retry.", code="payment_unexpected_state")
+        with transaction.atomic():
+            won = PaymentIntent.objects.filter(pk=intent.pk, status=Status.REQUIRES_CONFIRMATION).update(
+                status=Status.CANCELED, canceled_at=now, cancellation_reason=reason[:32]
+            )
+            if not won:
+                raise Conflict("The payment changed while canceling; retry.", code="payment_unexpected_state")
+            ledger_bridge.spend_void(intent=intent)
         return
     if intent.status == Status.SUCCEEDED:
         if not _voidable_today(intent):
@@ -568,6 +732,17 @@ def _cancel(intent: PaymentIntent, reason: str) -> None:
         locked.cancellation_reason = reason[:32]
         locked.amount_capturable = 0
         locked.points_reversed = locked.points_earned
+        locked.risk_review = False
+        if source_status == Status.SUCCEEDED:
+            fees.record_reversal(locked)
+            ledger_bridge.spend_return(
+                intent=locked,
+                refunded_total=locked.amount_captured,
+                captured_total=locked.amount_captured,
+                cause="void",
+            )
+        else:
+            ledger_bridge.spend_void(intent=locked)
         locked.save()
         final = AttemptStatus.REVERSED if source_status == Status.SUCCEEDED else AttemptStatus.VOIDED
         _update_attempt(attempt, final, attempt.channel_reference, "", "")
@@ -579,6 +754,81 @@ def _voidable_today(intent: PaymentIntent) -> bool:
     if intent.settled or intent.business_date is None or intent.channel is None:
         return False
     return intent.business_date == business_date(timezone.now(), intent.channel.cutoff)
+
+
+# --- risk review ----------------------------------------------------------------------------------------------------
+
+
+def _load_under_review(payment_id: str) -> PaymentIntent:
+    try:
+        return PaymentIntent.objects.select_related("channel", "card__product", "merchant").get(public_id=payment_id)
+    except PaymentIntent.DoesNotExist:
+        raise NotFound("No such payment.", param="payment") from None
+
+
+def _take_review(intent: PaymentIntent, decision: str) -> None:
+    """Only one decision wins: the flag is cleared by a guarded UPDATE."""
+    taken = PaymentIntent.objects.filter(pk=intent.pk, risk_review=True, status=Status.REQUIRES_CAPTURE).update(
+        risk_review=False, risk_decision=decision, updated_at=timezone.now()
+    )
+    if not taken:
+        raise Conflict("This payment is not waiting for a risk decision.", code="risk_review_not_pending")
+    intent.risk_review, intent.risk_decision = False, decision
+
+
+def _restore_review(intent: PaymentIntent) -> None:
+    PaymentIntent.objects.filter(pk=intent.pk, status=Status.REQUIRES_CAPTURE).update(
+        risk_review=True, risk_decision=""
+    )
+
+
+def risk_review_approve(*, payment_id: str, actor: Any) -> PaymentIntent:
+    """Releases a held payment: captured now if the merchant asked for automatic capture, else left to the merchant."""
+    intent = _load_under_review(payment_id)
+    _take_review(intent, RiskDecision.APPROVED)
+    if intent.capture_method == PaymentIntent.CaptureMethod.AUTOMATIC:
+        try:
+            _capture(intent, None)
+        except (Conflict, ChannelError, ValidationFailed):
+            _restore_review(intent)
+            raise
+    audit_record(actor=actor, action="payment.risk_approved", obj=intent, bank_id=intent.issuer_id)
+    return _load_under_review(payment_id)
+
+
+def risk_review_reject(*, payment_id: str, actor: Any, reason: str = "risk_rejected") -> PaymentIntent:
+    """Voids a held payment."""
+    intent = _load_under_review(payment_id)
+    _take_review(intent, RiskDecision.REJECTED)
+    try:
+        _cancel(intent, reason)
+    except (Conflict, ChannelError):
+        _restore_review(intent)
+        raise
+    audit_record(actor=actor, action="payment.risk_rejected", obj=intent, reason=reason, bank_id=intent.issuer_id)
+    return _load_under_review(payment_id)
+
+
+def risk_reviews_expire() -> int:
+    """Voids held payments nobody decided on by their deadline."""
+    expired = 0
+    due = PaymentIntent.objects.filter(
+        risk_review=True, status=Status.REQUIRES_CAPTURE, risk_review_deadline__lte=timezone.now()
+    ).select_related("channel")
+    for intent in due:
+        try:
+            _take_review(intent, RiskDecision.EXPIRED)
+        except Conflict:
+            continue  # decided meanwhile
+        try:
+            _cancel(intent, "risk_review_expired")
+        except (Conflict, ChannelError):
+            _restore_review(intent)
+            logger.warning("could not void expired review %s; will retry", intent.public_id)
+            continue
+        audit_record(actor=None, action="payment.risk_review_expired", obj=intent)
+        expired += 1
+    return expired
 
 
 # --- refund (退货) ------------------------------------------------------------------------------------------------
@@ -671,7 +921,14 @@ def _finish_refund(refund: Refund, channel_reference: str) -> None:
         target = payment_points.points_to_have_reversed(intent, intent.amount_refunded)
         delta = target - intent.points_reversed
         intent.points_reversed = target
-        intent.save(update_fields=["amount_refunded", "points_reversed", "updated_at"])
+        fees.record_refund(intent, locked_refund)
+        ledger_bridge.spend_return(
+            intent=intent,
+            refunded_total=intent.amount_refunded,
+            captured_total=intent.amount_captured,
+            cause=locked_refund.public_id,
+        )
+        intent.save(update_fields=["amount_refunded", "points_reversed", "fee_returned", "updated_at"])
         locked_refund.status = Refund.Status.SUCCEEDED
         locked_refund.channel_reference = channel_reference
         locked_refund.points_reversed = delta

@@ -33,6 +33,15 @@ def authorizations_expire() -> int:
     return expired
 
 
+@shared_task(name="payments.risk_reviews_expire")
+def risk_reviews_expire() -> int:
+    """Voids payments held for risk review that nobody decided on by their deadline."""
+    with job_run("payments.risk_reviews_expire", period=local_now().strftime("%Y-%m-%dT%H:%M")) as run:
+        expired = services.risk_reviews_expire()
+        run.advance(expired, expired=expired)
+    return expired
+
+
 @shared_task(name="payments.orphans_sweep")
 def orphans_sweep() -> dict[str, int]:
     """Reverses charges a channel holds that no payment of ours accounts for."""

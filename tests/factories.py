@@ -10,6 +10,7 @@ from typing import Any
 import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.utils import timezone
 
 from core.models import AuditLog, CalendarDay, JobRun
 from core.scoping import ALLIANCE_OPERATORS
@@ -473,3 +474,82 @@ def _error_policy() -> Any:
 
 
 FACTORIES.update({"payments.routingrule": _routing_rule, "payments.channelerrorpolicy": _error_policy})
+
+
+def _fee_schedule() -> Any:
+    from payments.models import FeeSchedule
+
+    return FeeSchedule.objects.create(
+        merchant=MerchantFactory(),
+        mdr_percent="0.6",
+        issuer_share="60",
+        acquirer_share="25",
+        channel_share="10",
+        alliance_share="5",
+        effective_from=timezone.now(),
+    )
+
+
+def _fee_split() -> Any:
+    from payments.models import FeeSplit
+
+    payment = _payment()
+    return FeeSplit.objects.create(
+        payment=payment, schedule=_fee_schedule(), event="capture", party="issuer", bank=payment.issuer, amount=3600
+    )
+
+
+FACTORIES.update({"payments.feeschedule": _fee_schedule, "payments.feesplit": _fee_split})
+
+
+def _risk_rule() -> Any:
+    from payments.models import RiskRule
+
+    return RiskRule.objects.create(name=f"risk rule {RiskRule.objects.count()}", kind="amount", threshold=100_000)
+
+
+def _risk_block() -> Any:
+    from payments.models import RiskBlock
+
+    return RiskBlock.objects.create(kind="device", value=f"device-{RiskBlock.objects.count()}")
+
+
+def _risk_review() -> Any:
+    """A payment held for risk review, under one new bank."""
+    from payments.models import RiskReview
+
+    payment = _payment()
+    PaymentIntent.objects.filter(pk=payment.pk).update(
+        status="requires_capture", amount_captured=0, amount_capturable=1000, risk_review=True, risk_outcome="review"
+    )
+    return RiskReview.objects.get(pk=payment.pk)
+
+
+FACTORIES.update(
+    {"payments.riskrule": _risk_rule, "payments.riskblock": _risk_block, "payments.riskreview": _risk_review}
+)
+
+
+def _payment_code() -> Any:
+    from payments.models import PaymentCode
+
+    card = CardFactory(product=CardProductFactory(bank=MemberBankFactory()))
+    return PaymentCode.objects.create(
+        cardholder=card.cardholder, card=card, expires_at=timezone.now() + dt.timedelta(seconds=60)
+    )
+
+
+def _agreement() -> Any:
+    from payments.models import Agreement
+
+    card = CardFactory(product=CardProductFactory(bank=MemberBankFactory()))
+    return Agreement.objects.create(
+        cardholder=card.cardholder,
+        merchant=MerchantFactory(sponsor_bank=card.bank),
+        card=card,
+        limit_per_payment=10_000,
+        limit_per_month=100_000,
+    )
+
+
+FACTORIES.update({"payments.paymentcode": _payment_code, "payments.agreement": _agreement})

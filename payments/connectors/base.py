@@ -42,6 +42,7 @@ class AuthorizeRequest:
     capture: bool
     merchant_code: str
     description: str = ""
+    instrument: str = ""  # card (source_token is a card token), code (a payment code) or account; "" = by method
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,17 @@ class ChargeRecord:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class AccountBalance:
+    """A balance the channel keeps (bank account, wallet, prepaid, digital RMB): available = balance − held."""
+
+    outcome: Outcome  # APPROVED: the figures are the channel's; DECLINED: no such account; UNKNOWN: no answer
+    currency: str = ""
+    balance: int = 0
+    held: int = 0
+    available: int = 0
+
+
 class Connector(Protocol):
     name: str
 
@@ -119,3 +131,5 @@ class Connector(Protocol):
     def refund_inquire(self, request: RefundRequest) -> Inquiry: ...
 
     def list_charges(self, channel: str, since_reference_prefix: str = "") -> list[ChargeRecord]: ...
+
+    def account_inquire(self, account_id: str) -> AccountBalance: ...

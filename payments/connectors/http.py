@@ -25,6 +25,7 @@ import httpx
 from django.conf import settings
 
 from .base import (
+    AccountBalance,
     AuthorizeRequest,
     CaptureRequest,
     ChannelResponse,
@@ -149,9 +150,9 @@ class SimulatorConnector(HttpConnector):
 
     @staticmethod
     def _instrument(request: AuthorizeRequest) -> dict[str, str]:
-        if request.method == "balance":
-            return {"kind": "account", "account_id": request.source_token}
-        return {"kind": "card", "token": request.source_token}
+        kind = request.instrument or ("account" if request.method == "balance" else "card")
+        field = {"card": "token", "code": "code", "account": "account_id"}[kind]
+        return {"kind": kind, field: request.source_token}
 
     def _write(self, result: HttpResult, *, not_found_ok: bool = False) -> ChannelResponse:
         if not result.sent:
@@ -237,6 +238,21 @@ class SimulatorConnector(HttpConnector):
             amount_refunded=int(body.get("refunded_amount") or 0),
             channel_reference=str(body.get("id") or ""),
             latency_ms=result.latency_ms,
+        )
+
+    def account_inquire(self, account_id: str) -> AccountBalance:
+        result = self.call("GET", f"/v1/accounts/{quote(account_id, safe='')}", safe=True)
+        if result.status == 404:
+            return AccountBalance(Outcome.DECLINED)
+        if result.status != 200:
+            return AccountBalance(Outcome.UNKNOWN)
+        body = result.body
+        return AccountBalance(
+            Outcome.APPROVED,
+            currency=str(body.get("currency") or ""),
+            balance=int(body.get("balance") or 0),
+            held=int(body.get("held") or 0),
+            available=int(body.get("available") or 0),
         )
 
     def refund_inquire(self, request: RefundRequest) -> Inquiry:

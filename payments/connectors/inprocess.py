@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass
 
 from .base import (
+    AccountBalance,
     AuthorizeRequest,
     CaptureRequest,
     ChannelResponse,
@@ -52,6 +53,8 @@ class InProcessConnector:
         self.inquiry_down = False
         self.reversal_down = False
         self.calls: list[tuple[str, str]] = []
+        self.instruments: dict[str, tuple[str, str]] = {}  # reference → (instrument kind, source) as authorised
+        self.accounts: dict[str, int] = {}  # account id → balance, for balance inquiries
 
     def clear(self) -> None:
         with self._lock:
@@ -61,6 +64,8 @@ class InProcessConnector:
             self.inquiry_down = False
             self.reversal_down = False
             self.calls.clear()
+            self.instruments.clear()
+            self.accounts.clear()
 
     def charge_count(self, reference_prefix: str = "") -> int:
         """Charges still standing (authorised or captured) — what a double charge would show up in."""
@@ -75,6 +80,7 @@ class InProcessConnector:
     def authorize(self, request: AuthorizeRequest) -> ChannelResponse:
         trigger = request.amount % 100
         self.calls.append(("authorize", request.reference))
+        self.instruments[request.reference] = (request.instrument, request.source_token)
         if request.channel in self.down_channels:
             return ChannelResponse(Outcome.FAILED, code="channel_unavailable")
         with self._lock:
@@ -156,6 +162,15 @@ class InProcessConnector:
             if charge is None:
                 return Inquiry(Outcome.APPROVED, RemoteState.NOT_FOUND)
             return Inquiry(Outcome.APPROVED, charge.state, charge.amount, charge.captured, charge.refunded)
+
+    def account_inquire(self, account_id: str) -> AccountBalance:
+        """Balances set by tests in `accounts`; an account id in `down_channels` does not answer."""
+        if account_id in self.down_channels:
+            return AccountBalance(Outcome.UNKNOWN)
+        balance = self.accounts.get(account_id)
+        if balance is None:
+            return AccountBalance(Outcome.DECLINED)
+        return AccountBalance(Outcome.APPROVED, "CNY", balance, 0, balance)
 
     def refund_inquire(self, request: RefundRequest) -> Inquiry:
         with self._lock:

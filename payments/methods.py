@@ -1,0 +1,224 @@
+"""Payment methods beyond a card on file: payment codes (付款码), agreements (协议支付) and balances.
+
+Each resolves, for `payment_create`, to the cardholder and one funding source: a card or a linked account. A card
+funds through an acquirer; a linked account through the channel that keeps it (bank debit, wallet, prepaid, digital
+RMB), where authorising holds the amount, capturing takes the hold and cancelling releases it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from core.audit import audit_record
+from core.calendar import local_now
+from core.errors import Conflict, NotFound, ValidationFailed
+from core.money import validate_minor_amount
+from members.models import BindingStatus, Card, Cardholder, LinkedAccount
+from merchants.models import Merchant
+
+from .models import Agreement, Channel, PaymentCode, PaymentIntent, PaymentMethod
+
+CODE_TTL = dt.timedelta(seconds=60)
+# Which channel kind keeps each kind of linked account.
+ACCOUNT_CHANNEL_KIND: dict[str, str] = {
+    LinkedAccount.Kind.BANK_ACCOUNT: Channel.Kind.BANK_DEBIT,
+    LinkedAccount.Kind.WALLET: Channel.Kind.WALLET,
+    LinkedAccount.Kind.PREPAID: Channel.Kind.PREPAID,
+    LinkedAccount.Kind.DIGITAL_RMB: Channel.Kind.DIGITAL_RMB,
+}
+LIVE_STATUSES = (
+    PaymentIntent.Status.PROCESSING,
+    PaymentIntent.Status.REQUIRES_CAPTURE,
+    PaymentIntent.Status.SUCCEEDED,
+)
+
+
+def require_usable_card(card: Card) -> None:
+    if card.status != BindingStatus.ACTIVE:
+        raise ValidationFailed("This card cannot be used: it is not active.", code="card_not_active", param="card")
+    today = local_now().date()
+    if (card.expiry_year, card.expiry_month) < (today.year, today.month):
+        raise ValidationFailed("This card has expired.", code="card_expired", param="card")
+
+
+def require_usable_account(account: LinkedAccount) -> None:
+    if account.status != BindingStatus.ACTIVE:
+        raise ValidationFailed(
+            "This account cannot be used: it is not active.", code="account_not_active", param="linked_account"
+        )
+
+
+def _require_source(cardholder: Cardholder, card: Card | None, account: LinkedAccount | None) -> None:
+    if (card is None) == (account is None):
+        raise ValidationFailed("Choose one card or one linked account.", code="funding_source_required", param="card")
+    if card is not None:
+        if card.cardholder_id != cardholder.pk:
+            raise NotFound("No such card.", param="card")
+        require_usable_card(card)
+    if account is not None:
+        if account.cardholder_id != cardholder.pk:
+            raise NotFound("No such account.", param="linked_account")
+        require_usable_account(account)
+
+
+# --- payment codes ------------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def payment_code_generate(
+    *,
+    cardholder: Cardholder,
+    card: Card | None = None,
+    linked_account: LinkedAccount | None = None,
+    use_points: bool = False,
+) -> PaymentCode:
+    """A fresh code, valid for 60 seconds; the cardholder's earlier unused codes stop working."""
+    _require_source(cardholder, card, linked_account)
+    now = timezone.now()
+    PaymentCode.objects.filter(cardholder=cardholder, used_at__isnull=True, expires_at__gt=now).update(expires_at=now)
+    return PaymentCode.objects.create(
+        cardholder=cardholder,
+        card=card,
+        linked_account=linked_account,
+        use_points=use_points,
+        created_at=now,
+        expires_at=now + CODE_TTL,
+    )
+
+
+@dataclass(frozen=True)
+class Funding:
+    cardholder: Cardholder
+    card: Card | None
+    linked_account: LinkedAccount | None
+    method: str
+    payment_code: PaymentCode | None = None
+    agreement: Agreement | None = None
+
+
+def payment_code_take(code: str) -> Funding:
+    """Uses a code once, in the caller's transaction: refused when unknown, used before (a replay), or expired, and
+    when its card or account is no longer usable."""
+    if not (isinstance(code, str) and len(code) == 18 and code.isdigit()):
+        raise ValidationFailed("A payment code has 18 digits.", code="payment_code_invalid", param="payment_code")
+    found = (
+        PaymentCode.objects.select_for_update(of=("self",))
+        .select_related("cardholder", "card__product", "linked_account")
+        .filter(code=code)
+        .first()
+    )
+    if found is None:
+        raise NotFound("No such payment code.", code="payment_code_invalid", param="payment_code")
+    if found.used_at is not None:
+        raise Conflict("This payment code has already been used.", code="payment_code_used")
+    if found.expires_at <= timezone.now():
+        raise ValidationFailed("This payment code has expired.", code="payment_code_expired", param="payment_code")
+    if found.card is not None:
+        require_usable_card(found.card)
+    if found.linked_account is not None:
+        require_usable_account(found.linked_account)
+    PaymentCode.objects.filter(pk=found.pk).update(used_at=timezone.now())
+    return Funding(found.cardholder, found.card, found.linked_account, PaymentMethod.PAYMENT_CODE, payment_code=found)
+
+
+# --- agreements ---------------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def agreement_grant(
+    *,
+    cardholder: Cardholder,
+    merchant: Merchant,
+    limit_per_payment: int,
+    limit_per_month: int,
+    card: Card | None = None,
+    linked_account: LinkedAccount | None = None,
+    currency: str = "CNY",
+    actor: Any = None,
+) -> Agreement:
+    _require_source(cardholder, card, linked_account)
+    validate_minor_amount(limit_per_payment, currency, param="limit_per_payment")
+    validate_minor_amount(limit_per_month, currency, param="limit_per_month")
+    if limit_per_month < limit_per_payment:
+        raise ValidationFailed(
+            "The monthly limit cannot be below the limit per payment.", code="invalid_limits", param="limit_per_month"
+        )
+    if merchant.status != Merchant.Status.ACTIVE:
+        raise ValidationFailed("This merchant cannot take payments.", code="merchant_inactive", param="merchant")
+    agreement = Agreement.objects.create(
+        cardholder=cardholder,
+        merchant=merchant,
+        card=card,
+        linked_account=linked_account,
+        currency=currency,
+        limit_per_payment=limit_per_payment,
+        limit_per_month=limit_per_month,
+    )
+    audit_record(
+        actor=actor,
+        action="agreement.grant",
+        obj=agreement,
+        after={"merchant": merchant.code, "limit_per_payment": limit_per_payment, "limit_per_month": limit_per_month},
+    )
+    return agreement
+
+
+@transaction.atomic
+def agreement_revoke(*, cardholder: Cardholder, agreement_id: str, actor: Any = None) -> Agreement:
+    agreement = Agreement.objects.select_for_update().filter(public_id=agreement_id, cardholder=cardholder).first()
+    if agreement is None:
+        raise NotFound("No such agreement.", param="agreement")
+    if agreement.revoked_at is None:
+        agreement.revoked_at = timezone.now()
+        agreement.save(update_fields=["revoked_at"])
+        audit_record(actor=actor, action="agreement.revoke", obj=agreement)
+    return agreement
+
+
+def agreement_take(token: str, *, merchant: Merchant, amount: int, currency: str) -> Funding:
+    """Checks an agreement for a payment, in the caller's transaction (the agreement row stays locked until the
+    payment is stored, so racing payments cannot both slip under the monthly limit)."""
+    agreement = (
+        Agreement.objects.select_for_update(of=("self",))
+        .select_related("cardholder", "card__product", "linked_account")
+        .filter(token=token, merchant=merchant)
+        .first()
+    )
+    if agreement is None:  # another merchant's token is as unknown as a made-up one
+        raise NotFound("No such agreement.", code="agreement_invalid", param="agreement_token")
+    if agreement.revoked_at is not None:
+        raise ValidationFailed("This agreement has been revoked.", code="agreement_revoked", param="agreement_token")
+    if currency != agreement.currency:
+        raise ValidationFailed("The agreement is in another currency.", code="currency_mismatch", param="currency")
+    if amount > agreement.limit_per_payment:
+        raise ValidationFailed(
+            f"The agreement allows at most {agreement.limit_per_payment} per payment.",
+            code="agreement_limit_exceeded",
+            param="amount",
+        )
+    month_start = local_now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    used = (
+        PaymentIntent.objects.filter(agreement=agreement, created_at__gte=month_start)
+        .filter(Q(status__in=LIVE_STATUSES) | Q(status=PaymentIntent.Status.REQUIRES_CONFIRMATION))
+        .aggregate(total=Sum("amount"))["total"]
+        or 0
+    )
+    if used + amount > agreement.limit_per_month:
+        raise ValidationFailed(
+            f"The agreement's monthly limit {agreement.limit_per_month} would be exceeded ({used} used).",
+            code="agreement_monthly_limit_exceeded",
+            param="amount",
+        )
+    if agreement.card is not None:
+        require_usable_card(agreement.card)
+    if agreement.linked_account is not None:
+        require_usable_account(agreement.linked_account)
+    return Funding(
+        agreement.cardholder, agreement.card, agreement.linked_account, PaymentMethod.AGREEMENT, agreement=agreement
+    )

@@ -1,0 +1,13 @@
+"""The cardholder portal's payment pages, under /portal/pay/."""
+
+from django.urls import path
+
+from . import views
+
+app_name = "payments"
+urlpatterns = [
+    path("code/", views.pay_code, name="pay_code"),
+    path("agreements/", views.agreements, name="agreements"),
+    path("agreements/<str:agreement_id>/revoke/", views.agreement_revoke, name="agreement_revoke"),
+    path("balances/", views.balances, name="balances"),
+]

@@ -1,0 +1,214 @@
+"""Risk checks before routing: blocked lists, amount limits, daily caps and velocity, from fast counters.
+
+Counters are fixed windows (the current minute, hour, local day) per card, cardholder and merchant, holding a count and
+an amount. A payment is added to its counters first and checked against the new values, so two racing payments never
+both slip under a cap; a blocked payment takes itself back out. Payments that pass count even if a channel later
+declines them: velocity is about attempts. With `REDIS_URL` the counters live in Redis (INCRBY in one pipeline, keys
+expire after their window); otherwise in the process (tests, a single process).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from django.conf import settings
+
+from core.calendar import local_now
+
+from .models import PaymentIntent, RiskBlock, RiskOutcome, RiskRule
+
+logger = logging.getLogger(__name__)
+WINDOW_SECONDS: dict[str, int] = {RiskRule.Window.MINUTE: 60, RiskRule.Window.HOUR: 3600, RiskRule.Window.DAY: 86400}
+
+
+class CounterStore(Protocol):
+    def add(self, increments: list[tuple[str, int, int]]) -> list[int]:
+        """Adds each (key, amount, ttl seconds) and returns the new values, in order."""
+        ...
+
+    def reset(self) -> None: ...
+
+
+class InProcessCounters:
+    def __init__(self, clock: Any = time.time) -> None:
+        self._values: dict[str, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+        self.clock = clock
+
+    def add(self, increments: list[tuple[str, int, int]]) -> list[int]:
+        now = self.clock()
+        results = []
+        with self._lock:
+            for key, amount, ttl in increments:
+                value, expires = self._values.get(key, (0, now + ttl))
+                if expires <= now:
+                    value, expires = 0, now + ttl
+                self._values[key] = (value + amount, expires)
+                results.append(value + amount)
+            if len(self._values) > 100_000:
+                self._values = {k: v for k, v in self._values.items() if v[1] > now}
+        return results
+
+    def reset(self) -> None:
+        with self._lock:
+            self._values.clear()
+
+
+class RedisCounters:
+    prefix = "mengka:risk"
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+
+    def add(self, increments: list[tuple[str, int, int]]) -> list[int]:
+        pipe = self.client.pipeline(transaction=False)
+        for key, amount, ttl in increments:
+            pipe.incrby(f"{self.prefix}:{key}", amount)
+            pipe.expire(f"{self.prefix}:{key}", ttl, nx=True)
+        replies = pipe.execute()
+        return [int(value) for value in replies[0::2]]
+
+    def reset(self) -> None:
+        for key in self.client.scan_iter(f"{self.prefix}:*"):
+            self.client.delete(key)
+
+
+_store: CounterStore | None = None
+
+
+def counter_store() -> CounterStore:
+    global _store
+    if _store is None:
+        _store = RedisCounters(settings.REDIS_URL) if settings.REDIS_URL else InProcessCounters()
+    return _store
+
+
+def set_counter_store(store: CounterStore | None) -> None:
+    """For tests: swap the store (None: rebuild from settings on next use)."""
+    global _store
+    _store = store
+
+
+@dataclass
+class Assessment:
+    outcome: str = RiskOutcome.ALLOW
+    reasons: list[dict[str, Any]] = field(default_factory=list)
+
+    def flag(self, action: str, code: str, message: str, rule: RiskRule | None = None) -> None:
+        self.reasons.append({"code": code, "message": message, "action": action, "rule": rule.pk if rule else None})
+        if action == RiskOutcome.BLOCK:
+            self.outcome = RiskOutcome.BLOCK
+        elif self.outcome == RiskOutcome.ALLOW:
+            self.outcome = RiskOutcome.REVIEW
+
+    @property
+    def message(self) -> str:
+        return "; ".join(reason["message"] for reason in self.reasons)
+
+
+def _subject_id(intent: PaymentIntent, subject: str) -> int | None:
+    if subject == RiskRule.Subject.CARD:
+        return intent.card_id
+    if subject == RiskRule.Subject.CARDHOLDER:
+        return intent.cardholder_id
+    return intent.merchant_id
+
+
+def _bucket(window: str, now: float) -> str:
+    if window == RiskRule.Window.DAY:
+        return local_now().strftime("%Y%m%d")  # the local calendar day, so a daily cap resets at local midnight
+    return str(int(now // WINDOW_SECONDS[window]))
+
+
+def _counter_keys(intent: PaymentIntent, now: float) -> list[tuple[str, str, str, str]]:
+    """(key, subject, window, measure) for every counter this payment moves."""
+    keys = []
+    for subject in RiskRule.Subject.values:
+        subject_id = _subject_id(intent, subject)
+        if subject_id is None:
+            continue
+        for window in RiskRule.Window.values:
+            base = f"{subject}:{subject_id}:{window}:{_bucket(window, now)}:{intent.currency}"
+            keys.append((f"{base}:count", subject, window, "count"))
+            keys.append((f"{base}:total", subject, window, "total"))
+    return keys
+
+
+def _applies(rule: RiskRule, intent: PaymentIntent) -> bool:
+    if rule.method and rule.method != intent.method:
+        return False
+    if rule.currency and rule.currency != intent.currency:
+        return False
+    if rule.card_tier and (intent.card is None or intent.card.product.tier != rule.card_tier):
+        return False
+    return rule.verification_level is None or intent.cardholder.verification_level == rule.verification_level
+
+
+def _blocks(intent: PaymentIntent) -> Iterable[tuple[str, str]]:
+    if intent.card is not None:
+        yield RiskBlock.Kind.CARD_FINGERPRINT, intent.card.fingerprint
+    yield RiskBlock.Kind.MERCHANT, intent.merchant.code
+    if intent.device_id:
+        yield RiskBlock.Kind.DEVICE, intent.device_id
+
+
+def assess(intent: PaymentIntent, *, rules: list[RiskRule] | None = None) -> Assessment:
+    """Blocked lists, then every enabled rule that applies. Counts the payment unless it ends blocked."""
+    assessment = Assessment()
+    wanted = list(_blocks(intent))
+    blocked = set(
+        RiskBlock.objects.filter(kind__in=[kind for kind, _ in wanted], value__in=[v for _, v in wanted]).values_list(
+            "kind", "value"
+        )
+    )
+    for kind, value in wanted:
+        if (kind, value) in blocked:
+            assessment.flag(RiskOutcome.BLOCK, f"blocked_{kind}", f"The {RiskBlock.Kind(kind).label} is blocked.")
+    if assessment.outcome == RiskOutcome.BLOCK:
+        return assessment
+    if rules is None:
+        rules = list(RiskRule.objects.filter(enabled=True))
+    applicable = [rule for rule in rules if _applies(rule, intent)]
+    for rule in applicable:
+        if rule.kind == RiskRule.Kind.AMOUNT and intent.amount > rule.threshold:
+            assessment.flag(
+                rule.action, "amount_limit", f"{rule.name}: {intent.amount} is above the limit {rule.threshold}.", rule
+            )
+    keys = _counter_keys(intent, time.time())
+    increments = [
+        (key, 1 if measure == "count" else intent.amount, 2 * WINDOW_SECONDS[window])
+        for key, _, window, measure in keys
+    ]
+    try:
+        values = counter_store().add(increments)
+    except Exception:
+        assessment.flag(RiskOutcome.REVIEW, "risk_counters_unavailable", "Velocity counters are unavailable.")
+        return assessment
+    current = {
+        (subject, window, measure): value for (_, subject, window, measure), value in zip(keys, values, strict=True)
+    }
+    for rule in applicable:
+        if rule.kind == RiskRule.Kind.AMOUNT:
+            continue
+        counted = current.get((rule.subject, rule.window, rule.kind))
+        if counted is not None and counted > rule.threshold:
+            what = "payments" if rule.kind == RiskRule.Kind.COUNT else "in total"
+            assessment.flag(
+                rule.action,
+                f"velocity_{rule.kind}",
+                f"{rule.name}: {counted} {what} per {rule.subject} in the {rule.window}, above {rule.threshold}.",
+                rule,
+            )
+    if assessment.outcome == RiskOutcome.BLOCK:
+        try:
+            counter_store().add([(key, -amount, ttl) for key, amount, ttl in increments])
+        except Exception:  # the counters expire on their own; counting a blocked payment once errs on caution
+            logger.warning("could not take a blocked payment back out of the risk counters", exc_info=True)
+    return assessment

@@ -1,0 +1,223 @@
+"""Risk before routing: limits by tier and verification level, velocity, blocked lists, and the review queue."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import threading
+from typing import Any
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from core.errors import Conflict
+from core.models import AuditLog
+from payments import services
+from payments.models import PaymentAttempt, PaymentIntent, RiskBlock, RiskRule
+from payments.risk import RedisCounters
+from tests.factories import (
+    PASSWORD,
+    AllianceOperatorFactory,
+    CardFactory,
+    CardProductFactory,
+    ChannelFactory,
+    MemberBankFactory,
+    MerchantFactory,
+    PointsProgramFactory,
+)
+
+pytestmark = pytest.mark.django_db
+_keys = itertools.count()
+Status = PaymentIntent.Status
+
+
+def key() -> str:
+    return f"risk-{next(_keys)}"
+
+
+@pytest.fixture
+def world(channel_fake: Any) -> dict[str, Any]:
+    issuer, acquirer = MemberBankFactory(), MemberBankFactory()
+    PointsProgramFactory(bank=issuer)
+    card = CardFactory(product=CardProductFactory(bank=issuer, tier="standard", earning_rates={"other": "1"}))
+    merchant = MerchantFactory(sponsor_bank=acquirer, spend_category="other")
+    channel = ChannelFactory(acquirer=acquirer)
+    return {"card": card, "merchant": merchant, "channel": channel, "fake": channel_fake}
+
+
+def pay(world: dict[str, Any], amount: int, *, card: Any = None, **kw: Any) -> PaymentIntent:
+    card = card or world["card"]
+    return services.payment_create(
+        merchant=kw.pop("merchant", world["merchant"]),
+        cardholder=card.cardholder,
+        card=card,
+        amount=amount,
+        currency="CNY",
+        idempotency_key=key(),
+        confirm=True,
+        **kw,
+    )
+
+
+def test_single_amount_limit_by_card_tier_blocks_before_any_channel_is_called(world: dict[str, Any]) -> None:
+    rule = RiskRule.objects.create(name="standard cap", kind="amount", threshold=50_000, card_tier="standard")
+    RiskRule.objects.create(name="gold cap", kind="amount", threshold=10, card_tier="gold")  # does not apply
+    assert pay(world, 50_000).status == Status.SUCCEEDED
+    blocked = pay(world, 50_001)
+    assert blocked.status == Status.FAILED
+    assert blocked.failure_code == "risk_blocked"
+    assert "standard cap" in blocked.failure_message
+    assert blocked.risk_outcome == "block"
+    assert blocked.risk_reasons == [
+        {
+            "code": "amount_limit",
+            "message": "standard cap: 50001 is above the limit 50000.",
+            "action": "block",
+            "rule": rule.pk,
+        }
+    ]
+    assert not PaymentAttempt.objects.filter(intent=blocked).exists()
+    assert not blocked.routing_decisions.exists()
+
+
+def test_daily_cap_for_payment_codes_by_verification_level_and_blocked_payments_do_not_count(
+    world: dict[str, Any],
+) -> None:
+    RiskRule.objects.create(
+        name="basic code daily",
+        kind="total",
+        subject="cardholder",
+        window="day",
+        threshold=1_000,
+        method="payment_code",
+        verification_level=1,
+    )
+    assert world["card"].cardholder.verification_level == 1
+    assert pay(world, 600, method="payment_code").status == Status.SUCCEEDED
+    assert pay(world, 500, method="payment_code").failure_code == "risk_blocked"
+    assert pay(world, 400, method="payment_code").status == Status.SUCCEEDED  # 600 + 400 = the cap exactly
+    assert pay(world, 5_000, method="card").status == Status.SUCCEEDED  # the cap is for codes only
+    other = CardFactory(product=world["card"].product, cardholder__verification_level=2)
+    assert pay(world, 5_000, card=other, method="payment_code").status == Status.SUCCEEDED
+
+
+def test_velocity_count_per_card_per_minute_sends_to_review(world: dict[str, Any]) -> None:
+    RiskRule.objects.create(
+        name="3 a minute", kind="count", subject="card", window="minute", threshold=3, action="review"
+    )
+    outcomes = [pay(world, 1_000).risk_outcome for _ in range(4)]
+    assert outcomes == ["allow", "allow", "allow", "review"]
+
+
+def test_velocity_per_merchant_counts_every_card(world: dict[str, Any]) -> None:
+    RiskRule.objects.create(name="merchant hour", kind="total", subject="merchant", window="hour", threshold=2_500)
+    assert pay(world, 1_000).status == Status.SUCCEEDED
+    assert pay(world, 1_000, card=CardFactory(product=world["card"].product)).status == Status.SUCCEEDED
+    assert pay(world, 1_000, card=CardFactory(product=world["card"].product)).failure_code == "risk_blocked"
+
+
+@pytest.mark.parametrize("kind", ["card_fingerprint", "merchant", "device"])
+def test_blocked_lists(world: dict[str, Any], kind: str) -> None:
+    value = {"card_fingerprint": world["card"].fingerprint, "merchant": world["merchant"].code, "device": "dev-1"}[kind]
+    RiskBlock.objects.create(kind=kind, value=value, reason="test")
+    intent = pay(world, 1_000, device_id="dev-1")
+    assert (intent.status, intent.failure_code) == (Status.FAILED, "risk_blocked")
+    assert [reason["code"] for reason in intent.risk_reasons] == [f"blocked_{kind}"]
+    assert pay(world, 1_000, device_id="dev-2", card=CardFactory(), merchant=MerchantFactory()).status == (
+        Status.SUCCEEDED
+    )
+
+
+@pytest.fixture
+def held(world: dict[str, Any]) -> PaymentIntent:
+    RiskRule.objects.create(name="big", kind="amount", threshold=10_000, action="review")
+    intent = pay(world, 20_000)
+    assert (intent.status, intent.risk_review, intent.risk_outcome) == (Status.REQUIRES_CAPTURE, True, "review")
+    assert (intent.amount_captured, intent.points_earned) == (0, 0)
+    assert intent.attempts.get().status == PaymentAttempt.Status.AUTHORIZED  # authorised, not captured
+    assert intent.risk_review_deadline is not None
+    assert intent.risk_review_deadline <= intent.authorization_expires_at
+    return intent
+
+
+def test_held_payment_cannot_be_captured_by_the_merchant(world: dict[str, Any], held: PaymentIntent) -> None:
+    with pytest.raises(Conflict) as error:
+        services.payment_capture(merchant=world["merchant"], payment_id=held.public_id, idempotency_key=key())
+    assert error.value.code == "risk_review_pending"
+
+
+def test_approve_captures_and_earns(world: dict[str, Any], held: PaymentIntent) -> None:
+    approved = services.risk_review_approve(payment_id=held.public_id, actor=None)
+    assert (approved.status, approved.risk_review, approved.risk_decision) == (Status.SUCCEEDED, False, "approved")
+    assert approved.amount_captured == 20_000
+    assert approved.points_earned == 200
+    assert AuditLog.objects.filter(action="payment.risk_approved", object_id=str(held.pk)).count() == 1
+    with pytest.raises(Conflict) as error:
+        services.risk_review_reject(payment_id=held.public_id, actor=None)
+    assert error.value.code == "risk_review_not_pending"
+
+
+def test_reject_voids(world: dict[str, Any], held: PaymentIntent) -> None:
+    rejected = services.risk_review_reject(payment_id=held.public_id, actor=None)
+    assert (rejected.status, rejected.risk_decision, rejected.cancellation_reason) == (
+        Status.CANCELED,
+        "rejected",
+        "risk_rejected",
+    )
+    assert rejected.attempts.get().status == PaymentAttempt.Status.VOIDED
+
+
+def test_undecided_reviews_expire_by_the_job(world: dict[str, Any], held: PaymentIntent) -> None:
+    assert services.risk_reviews_expire() == 0
+    PaymentIntent.objects.filter(pk=held.pk).update(risk_review_deadline=timezone.now() - dt.timedelta(seconds=1))
+    assert services.risk_reviews_expire() == 1
+    held.refresh_from_db()
+    assert (held.status, held.risk_decision, held.risk_review) == (Status.CANCELED, "expired", False)
+    assert held.cancellation_reason == "risk_review_expired"
+    assert services.risk_reviews_expire() == 0
+
+
+def test_review_queue_in_the_admin_approves_through_the_service(world: dict[str, Any], held: PaymentIntent) -> None:
+    from django.test import Client
+
+    client = Client()
+    user = AllianceOperatorFactory()
+    assert client.login(username=user.username, password=PASSWORD)
+    url = reverse("admin:payments_riskreview_changelist")
+    response = client.get(url)
+    assert response.status_code == 200
+    assert [p.pk for p in response.context["cl"].queryset] == [held.pk]
+    response = client.post(url, {"action": "approve", "_selected_action": [held.pk]})
+    assert response.status_code == 302
+    held.refresh_from_db()
+    assert (held.status, held.risk_decision) == (Status.SUCCEEDED, "approved")
+    assert AuditLog.objects.get(action="payment.risk_approved").actor == user
+    assert list(client.get(url).context["cl"].queryset) == []
+
+
+@pytest.mark.redis
+def test_redis_counters_never_let_racing_increments_collide() -> None:
+    from django.conf import settings
+
+    counters = RedisCounters(settings.REDIS_URL)
+    counters.prefix = f"test:risk:{next(_keys)}:{id(counters)}"
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def bump() -> None:
+        for _ in range(25):
+            (value,) = counters.add([("k", 100, 60)])
+            with lock:
+                seen.append(value)
+
+    threads = [threading.Thread(target=bump) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(seen) == [100 * n for n in range(1, 201)]  # every increment saw its own total
+    assert 0 < counters.client.ttl(f"{counters.prefix}:k") <= 60
+    counters.reset()
+    assert counters.add([("k", 1, 60)]) == [1]
+    counters.reset()
