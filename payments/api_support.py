@@ -79,7 +79,7 @@ def payment_quote(*, merchant: Merchant, card: Card, amount: int, currency: str)
     earn = payment_points.points_for_capture(probe)
     wallets = Account.objects.filter(
         owner_kind=OwnerKind.CARDHOLDER, owner_id=card.cardholder_id, purpose=Purpose.POINTS, program__bank=card.bank
-    ).values_list("posted", "held", "program__code")
+    ).values_list("posted", "held", "program__name")
     rows = list(wallets)
     available = sum(posted - held for posted, held, _code in rows) if rows else None
     program = rows[0][2] if rows else None

@@ -473,3 +473,53 @@ def _error_policy() -> Any:
 
 
 FACTORIES.update({"payments.routingrule": _routing_rule, "payments.channelerrorpolicy": _error_policy})
+
+
+def _api_key() -> Any:
+    from merchants.services import api_key_create
+
+    return api_key_create(merchant=MerchantFactory()).api_key
+
+
+def _store() -> Any:
+    from merchants.models import Store
+
+    merchant = MerchantFactory()
+    return Store.objects.create(merchant=merchant, code=f"S{merchant.pk}", name="Flagship", city="Shanghai")
+
+
+def _webhook_endpoint() -> Any:
+    from merchants.services import webhook_endpoint_create
+
+    return webhook_endpoint_create(merchant=MerchantFactory(), url="https://example.com/hooks", event_types=[]).endpoint
+
+
+def _event() -> Any:
+    from merchants.models import Event
+    from merchants.services import new_public_id
+
+    return Event.objects.create(
+        public_id=new_public_id("evt"), merchant=MerchantFactory(), type="payment.created", payload={}
+    )
+
+
+def _webhook_delivery() -> Any:
+    from merchants.models import Event, WebhookDelivery
+    from merchants.services import new_public_id
+
+    endpoint = _webhook_endpoint()
+    event = Event.objects.create(
+        public_id=new_public_id("evt"), merchant=endpoint.merchant, type="payment.created", payload={}
+    )
+    return WebhookDelivery.objects.create(event=event, endpoint=endpoint)
+
+
+FACTORIES.update(
+    {
+        "merchants.apikey": _api_key,
+        "merchants.store": _store,
+        "merchants.webhookendpoint": _webhook_endpoint,
+        "merchants.event": _event,
+        "merchants.webhookdelivery": _webhook_delivery,
+    }
+)
