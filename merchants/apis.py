@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.validators import URLValidator
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -116,19 +117,22 @@ def endpoint_out(endpoint: WebhookEndpoint) -> dict[str, Any]:
     }
 
 
+HTTP_URL = URLValidator(schemes=["http", "https"])
+
+
 class EventTypesField(serializers.ListField):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(child=serializers.ChoiceField(choices=EVENT_TYPES), max_length=len(EVENT_TYPES), **kwargs)
 
 
 class WebhookEndpointCreateIn(StrictSerializer):
-    url = serializers.URLField(max_length=500)
+    url = serializers.URLField(max_length=500, validators=[HTTP_URL])
     event_types = EventTypesField(required=False, default=list, help_text="Empty: every event type.")
     description = StrictCharField(max_length=200, required=False, default="", allow_blank=True)
 
 
 class WebhookEndpointUpdateIn(StrictSerializer):
-    url = serializers.URLField(max_length=500, required=False)
+    url = serializers.URLField(max_length=500, required=False, validators=[HTTP_URL])
     event_types = EventTypesField(required=False)
     enabled = StrictBooleanField(required=False)
     description = StrictCharField(max_length=200, required=False, allow_blank=True)
