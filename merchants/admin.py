@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
@@ -55,6 +56,7 @@ class WebhookEndpointAdmin(ScopedAdmin):
     list_filter = ("enabled",)
     search_fields = ("url", "merchant__code")
     exclude = ("secret_encrypted",)
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
 
 @admin.register(Event)
