@@ -174,7 +174,10 @@ class WebhookEndpointListCreateApi(MerchantAPIView):
         examples=[
             OpenApiExample(
                 "Payment events",
-                value={"url": "https://shop.example.com/hooks", "event_types": ["payment.succeeded", "refund.succeeded"]},
+                value={
+                    "url": "https://shop.example.com/hooks",
+                    "event_types": ["payment.succeeded", "refund.succeeded"],
+                },
             )
         ],
     )
@@ -227,7 +230,9 @@ class EventOut(serializers.Serializer):
     object = serializers.CharField(default="event")
     type = serializers.CharField()
     created = serializers.IntegerField()
-    data = serializers.DictField(help_text='{"object": <the payment or refund as the API shows it>}')
+    data = serializers.DictField(  # type: ignore[assignment]  # the field is named like Serializer.data
+        help_text='{"object": <the payment or refund as the API shows it>}'
+    )
 
 
 class EventListQuery(CreatedListQuery):
@@ -246,7 +251,9 @@ class EventListApi(MerchantAPIView):
     def get(self, request: Request) -> Response:
         query = self.query(EventListQuery)
         events = selectors.event_list(merchant=self.merchant, type=query.get("type")).filter(**created_range(query))
-        return Response(page(events, limit=query["limit"], starting_after=query.get("starting_after"), render=event_out))
+        return Response(
+            page(events, limit=query["limit"], starting_after=query.get("starting_after"), render=event_out)
+        )
 
 
 class EventDetailApi(MerchantAPIView):

@@ -46,7 +46,7 @@ from .models import PaymentIntent, PaymentMethod, Refund
 class PaymentMethodIn(StrictSerializer):
     type = serializers.ChoiceField(
         choices=["card_token"],
-        help_text="card_token: the sandbox way (test-mode keys only) to pay with a card by the token its holder shared.",
+        help_text="card_token: the sandbox way (test-mode keys only) to pay by the card token its holder shared.",
     )
     token = StrictCharField(max_length=40, required=False)
 
@@ -59,7 +59,9 @@ class PaymentMethodIn(StrictSerializer):
 def _card_token(method: dict[str, Any], mode: str) -> tuple[Cardholder, Card, str]:
     if mode != Mode.TEST:
         raise ValidationFailed(
-            "card_token payments are for test mode only.", code="payment_method_unavailable", param="payment_method.type"
+            "card_token payments are for test mode only.",
+            code="payment_method_unavailable",
+            param="payment_method.type",
         )
     card = api_support.card_by_token(token=method["token"])
     return card.cardholder, card, PaymentMethod.CARD

@@ -56,7 +56,9 @@ class Api:
 
     def post(self, path: str, body: Any = None, *, key: str | None = None, **extra: Any) -> tuple[int, Any]:
         headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
-        response = self.client.post(f"/api/v1/{path}", body if body is not None else {}, format="json", **headers, **extra)
+        response = self.client.post(
+            f"/api/v1/{path}", body if body is not None else {}, format="json", **headers, **extra
+        )
         return response.status_code, response.json()
 
     def raw(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -41,7 +41,11 @@ def test_same_key_with_another_body_or_path_conflicts(world: World) -> None:
     key = idem()
     world.api.post("payments", pay_body(world.card, 1000), key=key)
     status, error = world.api.post("payments", pay_body(world.card, 1001), key=key)
-    assert (status, error["error"]["code"], error["error"]["param"]) == (409, "idempotency_key_reused", "Idempotency-Key")
+    assert (status, error["error"]["code"], error["error"]["param"]) == (
+        409,
+        "idempotency_key_reused",
+        "Idempotency-Key",
+    )
     status, error = world.api.post("stores", {"code": "S1", "name": "One"}, key=key)
     assert (status, error["error"]["code"]) == (409, "idempotency_key_reused")
     assert PaymentIntent.objects.count() == 1

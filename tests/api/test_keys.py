@@ -23,7 +23,8 @@ def test_key_is_stored_as_hash_and_prefix_only() -> None:
     merchant = MerchantFactory()
     issued = api_key_create(merchant=merchant, mode="live", scope="read")
     raw = issued.raw_key
-    assert raw.startswith("sk_live_") and len(raw) > 40
+    assert raw.startswith("sk_live_")
+    assert len(raw) > 40
     key = ApiKey.objects.get()
     assert key.prefix == raw[:12]
     assert key.key_hash == hashlib.sha256(raw.encode()).hexdigest()

@@ -27,7 +27,7 @@ def test_create_and_confirm_captures_and_earns_points(world: World) -> None:
         "card": {"bank": world.card.bank.code, "last4": world.card.last4},
     }
     intent = PaymentIntent.objects.get(public_id=body["id"])
-    assert intent.merchant == world.merchant and intent.card == world.card
+    assert (intent.merchant, intent.card) == (world.merchant, world.card)
 
 
 def test_create_without_confirm_then_confirm(world: World) -> None:
@@ -146,7 +146,9 @@ def test_list_rejects_bad_query(world: World) -> None:
 
 def test_refund_create_list_retrieve(world: World) -> None:
     _, payment = world.api.post("payments", pay_body(world.card, 10000), key=idem())
-    status, refund = world.api.post("refunds", {"payment": payment["id"], "amount": 2500, "reason": "returned"}, key=idem())
+    status, refund = world.api.post(
+        "refunds", {"payment": payment["id"], "amount": 2500, "reason": "returned"}, key=idem()
+    )
     assert status == 201
     assert refund["id"].startswith("re_")
     assert (refund["status"], refund["amount"], refund["payment"]) == ("succeeded", 2500, payment["id"])
@@ -215,7 +217,12 @@ def _objects(world: World) -> dict[str, Any]:
     _, endpoint = world.api.post("webhook-endpoints", {"url": "https://example.com/h"}, key=idem())
     world.api.post("stores", {"code": "S1", "name": "One"}, key=idem())
     _, events = world.api.get("events")
-    return {"payment": payment["id"], "refund": refund["id"], "endpoint": endpoint["id"], "event": events["data"][0]["id"]}
+    return {
+        "payment": payment["id"],
+        "refund": refund["id"],
+        "endpoint": endpoint["id"],
+        "event": events["data"][0]["id"],
+    }
 
 
 def test_tenant_isolation(world: World, other: World) -> None:

@@ -33,7 +33,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.requests.append({"headers": dict(self.headers), "body": body})
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
@@ -78,7 +78,8 @@ def test_endpoint_crud_and_secret_shown_once(world: World) -> None:
     assert created["secret"] not in endpoint.secret_encrypted
     assert decrypt(endpoint.secret_encrypted) == created["secret"]
     status, fetched = world.api.get(f"webhook-endpoints/{created['id']}")
-    assert status == 200 and "secret" not in fetched
+    assert status == 200
+    assert "secret" not in fetched
     assert fetched["event_types"] == ["payment.succeeded"]
     status, updated = world.api.post(f"webhook-endpoints/{created['id']}", {"enabled": False}, key=idem())
     assert (status, updated["enabled"]) == (200, False)
