@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import error_body
-from core.errors import NotFound
+from core.errors import MengkaError, NotFound
 from core.idempotency import run_idempotent
 from core.money import MAX_MINOR_AMOUNT
 
@@ -68,6 +68,12 @@ class MerchantAPIView(APIView):
         body). The same key with another path or body is a 409; a key still running elsewhere is a 409 too.
         """
         header = self.request.META.get(IDEMPOTENCY_HEADER)
+        if header is not None and not (header.isascii() and header.isprintable() and 0 < len(header) <= 255):
+            raise MengkaError(
+                "Idempotency-Key must be 1 to 255 printable ASCII characters.",
+                code="invalid_idempotency_key",
+                param="Idempotency-Key",
+            )
         if header is None:
             status, body = run(f"api-{uuid.uuid4()}")
             return Response(body, status=status)
@@ -146,8 +152,8 @@ class MetadataField(serializers.DictField):
         value = super().to_internal_value(data)
         if len(value) > 20:
             raise serializers.ValidationError("At most 20 metadata keys.")
-        if any(len(key) > 40 for key in value):
-            raise serializers.ValidationError("Metadata keys are at most 40 characters.")
+        if any(len(key) > 40 or not key.isprintable() for key in value):
+            raise serializers.ValidationError("Metadata keys are at most 40 printable characters.")
         return value
 
 

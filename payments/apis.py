@@ -472,10 +472,22 @@ class RefundDetailApi(MerchantAPIView):
 # --- reports --------------------------------------------------------------------------------------------------------
 
 
+def _report_date(value: dt.date) -> dt.date:
+    if not dt.date(2000, 1, 1) <= value <= dt.date(2099, 12, 31):
+        raise serializers.ValidationError("Dates run from 2000-01-01 to 2099-12-31.")
+    return value
+
+
 class SummaryQuery(StrictSerializer):
     date_from = serializers.DateField(required=False, help_text="Local (Asia/Shanghai) date; default 30 days ago.")
     date_to = serializers.DateField(required=False, help_text="Inclusive; default today.")
     currency = serializers.RegexField(r"^[A-Z]{3}\Z", required=False, default="CNY")
+
+    def validate_date_from(self, value: dt.date) -> dt.date:
+        return _report_date(value)
+
+    def validate_date_to(self, value: dt.date) -> dt.date:
+        return _report_date(value)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         today = local_now().date()

@@ -96,9 +96,18 @@ def test_every_response_has_a_request_id(world: World) -> None:
         assert response["Request-Id"]
 
 
-def test_idempotency_key_too_long(world: World) -> None:
-    status, body = world.api.post("stores", {"code": "S", "name": "n"}, key="k" * 256)
-    assert_error(status, body, 400)
+def test_bad_idempotency_keys(world: World) -> None:
+    for key in ("k" * 256, "tab\there", "键"):
+        status, body = world.api.post("stores", {"code": "S", "name": "n"}, key=key)
+        assert_error(status, body, 400, "Idempotency-Key")
+    status, body = world.api.post("stores", {"code": "S", "name": "n"}, key="ok-key")
+    assert status == 201
+
+
+def test_null_characters_are_refused(world: World) -> None:
+    for change, param in (({"metadata": {"a\x00": "x"}}, "metadata"), ({"metadata": {"a": "x\x00"}}, "metadata.a")):
+        status, body = world.api.post("payments", {**pay_body(world.card), **change}, key=idem())
+        assert_error(status, body, 400, param)
 
 
 json_values = st.recursive(
@@ -135,7 +144,7 @@ def test_fuzzed_payment_bodies_never_5xx(world: World, body: Any) -> None:
     path=st.sampled_from(["payments", "refunds", "events", "stores", "webhook-endpoints", "reports/summary"]),
     params=st.dictionaries(
         st.sampled_from(["limit", "starting_after", "status", "created_gte", "created_lte", "date_from", "type"]),
-        st.text(max_size=30),
+        st.text(max_size=30) | st.dates().map(str) | st.integers().map(str),
         max_size=3,
     ),
 )

@@ -92,6 +92,9 @@ def test_summary_report_suppresses_small_cohorts(world: World) -> None:
     assert (status, error["error"]["param"]) == (400, "date_from")
     status, error = world.api.get("reports/summary", {"date_from": "yesterday"})
     assert (status, error["error"]["param"]) == (400, "date_from")
+    for edge in ({"date_to": "0001-01-02"}, {"date_from": "9999-12-30", "date_to": "9999-12-31"}):
+        status, error = world.api.get("reports/summary", edge)
+        assert status == 400, edge
 
 
 def test_report_is_per_merchant(world: World, other: World) -> None:
