@@ -8,6 +8,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from core.errors import NotFound
+from members.models import MemberBank
 
 from .models import ApiKey, Event, Merchant, Store, WebhookEndpoint
 
@@ -56,3 +57,8 @@ def event_get(*, merchant: Merchant, event_id: str) -> Event:
         return Event.objects.get(public_id=event_id, merchant=merchant)
     except Event.DoesNotExist:
         raise NotFound("No such event.", param="id") from None
+
+
+def acquiring_banks() -> QuerySet[MemberBank]:
+    """Members that may sponsor merchants: active, with an acquiring licence."""
+    return MemberBank.objects.filter(acquiring_licence=True, status=MemberBank.Status.ACTIVE).order_by("code")

@@ -20,10 +20,22 @@ from django.utils import timezone
 
 from core.audit import audit_record, snapshot
 from core.crypto import decrypt, encrypt
-from core.errors import Conflict, ValidationFailed
+from core.errors import Conflict, PermissionDenied, ValidationFailed
 from members.models import MemberBank
 
-from .models import ApiKey, Event, Merchant, Mode, Store, WebhookDelivery, WebhookEndpoint
+from .models import (
+    ApiKey,
+    Event,
+    Merchant,
+    MerchantApplication,
+    Mode,
+    SettlementAccount,
+    SettlementAccountChange,
+    Store,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from .uscc import uscc_valid
 
 EVENT_TYPES = (
     "payment.created",
@@ -399,3 +411,243 @@ def webhook_delivery_resend(*, delivery: WebhookDelivery, actor: Any = None) -> 
     transaction.on_commit(lambda: webhook_deliver.delay(pk))
     delivery.refresh_from_db()
     return delivery
+
+
+# --- onboarding -----------------------------------------------------------------------------------------------------
+
+
+def _same_name(account_name: str, legal_name: str) -> bool:
+    """Names compared the way a bank would: full-width brackets and spacing do not make another holder."""
+
+    def normal(name: str) -> str:
+        return "".join(name.replace("（", "(").replace("）", ")").split()).casefold()
+
+    return normal(account_name) == normal(legal_name)
+
+
+def _require_operator_of(actor: Any, bank_id: int) -> None:
+    if actor is None:
+        return
+    from core.scoping import operator_scope
+
+    if not operator_scope(actor).can_write(bank_id):
+        raise PermissionDenied("Only the sponsor bank's operators may decide this.")
+
+
+def _account_digits(account_number: str) -> str:
+    digits = "".join(account_number.split())
+    if not digits.isdigit() or not 8 <= len(digits) <= 32:
+        raise ValidationFailed(
+            "The settlement account number is 8 to 32 digits.", code="invalid_account", param="account_number"
+        )
+    return digits
+
+
+@transaction.atomic
+def merchant_application_submit(
+    *,
+    legal_name: str,
+    display_name: str,
+    credit_code: str,
+    category_code: str,
+    spend_category: str,
+    sponsor_bank: MemberBank,
+    settlement_account_name: str,
+    settlement_bank_name: str,
+    settlement_account_number: str,
+    contact_name: str,
+    contact_phone: str,
+    contact_email: str,
+    store_name: str,
+    store_city: str,
+) -> MerchantApplication:
+    credit_code = credit_code.strip().upper()
+    if not uscc_valid(credit_code):
+        raise ValidationFailed(
+            "This is not a valid unified social credit code (GB 32100-2015 check character).",
+            code="invalid_credit_code",
+            param="credit_code",
+        )
+    if not sponsor_bank.acquiring_licence or sponsor_bank.status != MemberBank.Status.ACTIVE:
+        raise ValidationFailed("The sponsor must be an active member with an acquiring licence.", param="sponsor_bank")
+    if not _same_name(settlement_account_name, legal_name):
+        raise ValidationFailed(
+            "The settlement account must be in the merchant's own legal name.",
+            code="settlement_account_not_own",
+            param="settlement_account_name",
+        )
+    digits = _account_digits(settlement_account_number)
+    if MerchantApplication.objects.filter(
+        credit_code=credit_code, status__in=[MerchantApplication.Status.SUBMITTED, MerchantApplication.Status.APPROVED]
+    ).exists():
+        raise Conflict(
+            "An application for this credit code is open or approved.", code="application_exists", param="credit_code"
+        )
+    application = MerchantApplication(
+        legal_name=legal_name.strip(),
+        display_name=display_name.strip(),
+        credit_code=credit_code,
+        category_code=category_code,
+        spend_category=spend_category,
+        sponsor_bank=sponsor_bank,
+        settlement_account_name=settlement_account_name.strip(),
+        settlement_bank_name=settlement_bank_name.strip(),
+        settlement_account_encrypted=encrypt(digits),
+        settlement_account_last4=digits[-4:],
+        contact_name=contact_name.strip(),
+        contact_phone=contact_phone.strip(),
+        contact_email=contact_email.strip(),
+        store_name=store_name.strip(),
+        store_city=store_city.strip(),
+    )
+    try:
+        application.full_clean()
+    except DjangoValidationError as exc:
+        field, messages = next(iter(exc.message_dict.items()))
+        raise ValidationFailed(messages[0], param=field) from None
+    application.save()
+    audit_record(
+        actor=None,
+        action="merchant_application.submit",
+        obj=application,
+        after={"legal_name": application.legal_name, "credit_code": credit_code},
+        bank_id=sponsor_bank.pk,
+    )
+    return application
+
+
+@dataclass(frozen=True)
+class ApprovedApplication:
+    merchant: Merchant
+    store: Store
+    test_key: IssuedKey
+    live_key: IssuedKey
+
+
+@transaction.atomic
+def merchant_application_approve(*, application: MerchantApplication, actor: Any) -> ApprovedApplication:
+    """Creates the merchant, its settlement account, its first store and a test and a live key (shown once)."""
+    locked = MerchantApplication.objects.select_for_update().select_related("sponsor_bank").get(pk=application.pk)
+    _require_operator_of(actor, locked.sponsor_bank_id)
+    if locked.status != MerchantApplication.Status.SUBMITTED:
+        raise Conflict(f"This application is {locked.status}.", code="application_decided")
+    if not locked.risk_grade:
+        raise ValidationFailed("Grade the risk before approving.", code="risk_grade_required", param="risk_grade")
+    merchant = merchant_create(
+        code=f"MA{locked.pk:06d}",
+        legal_name=locked.legal_name,
+        display_name=locked.display_name,
+        sponsor_bank=locked.sponsor_bank,
+        category_code=locked.category_code,
+        spend_category=locked.spend_category,
+        actor=actor,
+    )
+    SettlementAccount.objects.create(
+        merchant=merchant,
+        account_name=locked.settlement_account_name,
+        bank_name=locked.settlement_bank_name,
+        account_encrypted=locked.settlement_account_encrypted,
+        account_last4=locked.settlement_account_last4,
+    )
+    store = store_create(merchant=merchant, code="S001", name=locked.store_name, city=locked.store_city, actor=actor)
+    test_key = api_key_create(merchant=merchant, mode=Mode.TEST, actor=actor)
+    live_key = api_key_create(merchant=merchant, mode=Mode.LIVE, actor=actor)
+    locked.status = MerchantApplication.Status.APPROVED
+    locked.merchant = merchant
+    locked.reviewed_by = actor
+    locked.reviewed_at = timezone.now()
+    locked.save(update_fields=["status", "merchant", "reviewed_by", "reviewed_at"])
+    audit_record(
+        actor=actor,
+        action="merchant_application.approve",
+        obj=locked,
+        after={"merchant": merchant.code, "risk_grade": locked.risk_grade},
+        bank_id=locked.sponsor_bank_id,
+    )
+    return ApprovedApplication(merchant=merchant, store=store, test_key=test_key, live_key=live_key)
+
+
+@transaction.atomic
+def merchant_application_reject(*, application: MerchantApplication, actor: Any, note: str = "") -> None:
+    locked = MerchantApplication.objects.select_for_update().get(pk=application.pk)
+    _require_operator_of(actor, locked.sponsor_bank_id)
+    if locked.status != MerchantApplication.Status.SUBMITTED:
+        raise Conflict(f"This application is {locked.status}.", code="application_decided")
+    locked.status = MerchantApplication.Status.REJECTED
+    locked.review_note = note[:500]
+    locked.reviewed_by = actor
+    locked.reviewed_at = timezone.now()
+    locked.save(update_fields=["status", "review_note", "reviewed_by", "reviewed_at"])
+    audit_record(
+        actor=actor, action="merchant_application.reject", obj=locked, reason=note, bank_id=locked.sponsor_bank_id
+    )
+
+
+def settlement_account_check(*, merchant: Merchant, account_name: str, account_number: str) -> str:
+    """The account's digits, if it may be the merchant's settlement account (its own name, a plausible number)."""
+    if not _same_name(account_name, merchant.legal_name):
+        raise ValidationFailed(
+            "The settlement account must be in the merchant's own legal name.",
+            code="settlement_account_not_own",
+            param="account_name",
+        )
+    return _account_digits(account_number)
+
+
+@transaction.atomic
+def settlement_change_request(
+    *, merchant: Merchant, account_name: str, bank_name: str, account_number: str, actor: Any
+) -> SettlementAccountChange:
+    _require_operator_of(actor, merchant.sponsor_bank_id)
+    digits = settlement_account_check(merchant=merchant, account_name=account_name, account_number=account_number)
+    change = SettlementAccountChange.objects.create(
+        merchant=merchant,
+        account_name=account_name.strip(),
+        bank_name=bank_name.strip(),
+        account_encrypted=encrypt(digits),
+        account_last4=digits[-4:],
+        requested_by=actor,
+    )
+    audit_record(
+        actor=actor,
+        action="settlement_account.change_request",
+        obj=change,
+        after={"account_last4": change.account_last4, "bank_name": change.bank_name},
+        bank_id=merchant.sponsor_bank_id,
+    )
+    return change
+
+
+@transaction.atomic
+def settlement_change_approve(*, change: SettlementAccountChange, actor: Any) -> SettlementAccount:
+    """Applies a requested change; the approver must be another operator of the sponsor bank (four eyes)."""
+    locked = SettlementAccountChange.objects.select_for_update().select_related("merchant").get(pk=change.pk)
+    _require_operator_of(actor, locked.merchant.sponsor_bank_id)
+    if locked.status != SettlementAccountChange.Status.PENDING:
+        raise Conflict(f"This change is {locked.status}.", code="change_decided")
+    if actor is None or actor.pk == locked.requested_by_id:
+        raise PermissionDenied("A second operator must approve a settlement account change.", code="four_eyes")
+    previous = SettlementAccount.objects.filter(merchant=locked.merchant).first()
+    before = {"bank_name": previous.bank_name, "account_last4": previous.account_last4} if previous else None
+    account, _created = SettlementAccount.objects.update_or_create(
+        merchant=locked.merchant,
+        defaults={
+            "account_name": locked.account_name,
+            "bank_name": locked.bank_name,
+            "account_encrypted": locked.account_encrypted,
+            "account_last4": locked.account_last4,
+        },
+    )
+    locked.status = SettlementAccountChange.Status.APPROVED
+    locked.decided_by = actor
+    locked.decided_at = timezone.now()
+    locked.save(update_fields=["status", "decided_by", "decided_at"])
+    audit_record(
+        actor=actor,
+        action="settlement_account.change_approve",
+        obj=locked,
+        before=before,
+        after={"bank_name": account.bank_name, "account_last4": account.account_last4},
+        bank_id=locked.merchant.sponsor_bank_id,
+    )
+    return account

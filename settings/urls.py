@@ -16,6 +16,7 @@ urlpatterns = [
     path("accounts/login/", members_views.sign_in, name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("portal/", include("members.urls", namespace="members")),
+    path("merchants/", include("merchants.urls", namespace="merchants")),
     path("admin/", admin.site.urls),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
