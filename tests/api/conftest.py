@@ -109,3 +109,16 @@ def pay_body(card: Any, amount: int = 10000, **extra: Any) -> dict[str, Any]:
         "confirm": True,
         **extra,
     }
+
+
+@pytest.fixture
+def keep_db_connection() -> Iterator[None]:
+    """A WSGI request outside Django's test client would close the test's connection when it finishes."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)

@@ -13,7 +13,7 @@ from tests.api.conftest import World
 pytestmark = pytest.mark.django_db
 
 
-def test_quickstart_flow(world: World) -> None:
+def test_quickstart_flow(world: World, keep_db_connection: None) -> None:
     client = Mengka(
         "http://testserver/api/v1", world.api.raw_key, transport=httpx.WSGITransport(app=get_wsgi_application())
     )
