@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import secrets
+import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
@@ -366,11 +370,12 @@ def webhook_deliver(*, delivery_id: int) -> WebhookDelivery:
     code: int | None = None
     error = ""
     try:
+        _require_public_host(delivery.endpoint.url)
         response = httpx.post(delivery.endpoint.url, content=body, headers=headers, timeout=DELIVERY_TIMEOUT)
         code = response.status_code
         if not 200 <= code < 300:
             error = f"HTTP {code}"
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, BlockedHost) as exc:
         error = f"{type(exc).__name__}: {exc}"[:255]
     attempts = delivery.attempts + 1
     fields: dict[str, Any] = {"attempts": attempts, "response_code": code, "last_error": error}
@@ -383,6 +388,24 @@ def webhook_deliver(*, delivery_id: int) -> WebhookDelivery:
     WebhookDelivery.objects.filter(pk=delivery_id).update(**fields)
     delivery.refresh_from_db()
     return delivery
+
+
+class BlockedHost(Exception):
+    """The endpoint resolves to an address Mengka must not call (loopback, private, link-local)."""
+
+
+def _require_public_host(url: str) -> None:
+    if settings.WEBHOOK_ALLOW_PRIVATE_HOSTS:
+        return
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError as exc:
+        raise BlockedHost(f"cannot resolve {host}") from exc
+    for address in addresses:
+        ip = ipaddress.ip_address(str(address).split("%")[0])
+        if not ip.is_global:
+            raise BlockedHost(f"{host} resolves to a non-public address")
 
 
 def webhook_deliveries_due(*, limit: int = 500) -> list[int]:

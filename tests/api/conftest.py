@@ -26,6 +26,12 @@ _keys = itertools.count()
 
 
 @pytest.fixture(autouse=True)
+def local_webhooks(settings: Any) -> None:
+    """The tests' webhook receiver listens on 127.0.0.1."""
+    settings.WEBHOOK_ALLOW_PRIVATE_HOSTS = True
+
+
+@pytest.fixture(autouse=True)
 def fresh_health() -> Iterator[InProcessHealth]:
     store = InProcessHealth()
     set_health_store(store)

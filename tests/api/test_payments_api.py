@@ -254,3 +254,10 @@ def test_tenant_isolation(world: World, other: World) -> None:
     assert status == 201
     assert PaymentIntent.objects.get(public_id=body["id"]).merchant == other.merchant
     assert world.api.get(f"payments/{body['id']}")[0] == 404
+
+
+def test_quote_needs_a_key(world: World) -> None:
+    from rest_framework.test import APIClient
+
+    response = APIClient().post("/api/v1/payments/quote", {"amount": 100, "currency": "CNY"}, format="json")
+    assert response.status_code == 401

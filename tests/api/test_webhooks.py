@@ -204,3 +204,13 @@ def test_admin_resend_action(world: World, receiver: Receiver, client: Any) -> N
     assert response.status_code == 200
     delivery.refresh_from_db()
     assert delivery.status in ("pending", "succeeded")  # queued; sent once the admin's transaction commits
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/h", "http://10.1.2.3/h", "http://169.254.169.254/latest"])
+def test_private_addresses_are_not_called(world: World, settings: Any, url: str) -> None:
+    settings.WEBHOOK_ALLOW_PRIVATE_HOSTS = False
+    services.webhook_endpoint_create(merchant=world.merchant, url=url, event_types=[])
+    event = services.event_emit(merchant=world.merchant, type="payment.created", payload={})
+    delivery = services.webhook_deliver(delivery_id=WebhookDelivery.objects.get(event=event).pk)
+    assert (delivery.attempts, delivery.response_code) == (1, None)
+    assert delivery.last_error.startswith("BlockedHost")
