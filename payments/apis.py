@@ -31,11 +31,11 @@ from merchants.api_base import (
     list_response_serializer,
     minor_amount,
     page,
-    unix,
 )
 from merchants.models import Merchant, Mode
 
 from . import api_support, events, services
+from .events import payment_out, refund_out
 from .models import PaymentIntent, PaymentMethod, Refund
 
 # --- payment methods ------------------------------------------------------------------------------------------------
@@ -112,35 +112,6 @@ class PaymentOut(serializers.Serializer):
     canceled = serializers.IntegerField(allow_null=True)
 
 
-def payment_out(intent: PaymentIntent) -> dict[str, Any]:
-    card = intent.card
-    return {
-        "id": intent.public_id,
-        "object": "payment",
-        "amount": intent.amount,
-        "currency": intent.currency,
-        "status": intent.status,
-        "capture_method": intent.capture_method,
-        "amount_capturable": intent.amount_capturable,
-        "amount_captured": intent.amount_captured,
-        "amount_refunded": intent.amount_refunded,
-        "payment_method": {
-            "type": intent.method,
-            "card": {"bank": card.bank.code, "last4": card.last4} if card else None,
-        },
-        "description": intent.description,
-        "merchant_reference": intent.merchant_reference,
-        "metadata": intent.metadata,
-        "failure_code": intent.failure_code or None,
-        "failure_message": intent.failure_message or None,
-        "points_earned": intent.points_earned,
-        "points_reversed": intent.points_reversed,
-        "created": unix(intent.created_at),
-        "captured": unix(intent.captured_at),
-        "canceled": unix(intent.canceled_at),
-    }
-
-
 class RefundOut(serializers.Serializer):
     id = serializers.CharField()
     object = serializers.CharField(default="refund")
@@ -152,21 +123,6 @@ class RefundOut(serializers.Serializer):
     failure_code = serializers.CharField(allow_null=True)
     points_reversed = serializers.IntegerField()
     created = serializers.IntegerField()
-
-
-def refund_out(refund: Refund) -> dict[str, Any]:
-    return {
-        "id": refund.public_id,
-        "object": "refund",
-        "payment": refund.intent.public_id,
-        "amount": refund.amount,
-        "currency": refund.intent.currency,
-        "status": refund.status,
-        "reason": refund.reason,
-        "failure_code": refund.failure_code or None,
-        "points_reversed": refund.points_reversed,
-        "created": unix(refund.created_at),
-    }
 
 
 PaymentList = list_response_serializer("PaymentList", PaymentOut)
@@ -233,7 +189,7 @@ class PaymentListCreateApi(MerchantAPIView):
                 merchant=merchant, cardholder=cardholder, card=card, method=method, idempotency_key=key, **data
             )
             intent = api_support.payment_get(merchant=merchant, payment_id=created.public_id)
-            events.payment_changed(intent, before=None, render=payment_out)
+            events.payment_changed(intent, before=None)
             return 201, payment_out(intent)
 
         return self.idempotent("payment.create", run)
@@ -271,7 +227,7 @@ def _transition(
         before = api_support.payment_get(merchant=merchant, payment_id=payment_id).status
         call(merchant, key)
         intent = api_support.payment_get(merchant=merchant, payment_id=payment_id)
-        events.payment_changed(intent, before=before, render=payment_out)
+        events.payment_changed(intent, before=before)
         return 200, payment_out(intent)
 
     return view.idempotent(operation, run)
@@ -452,7 +408,7 @@ class RefundListCreateApi(MerchantAPIView):
                 amount=data.get("amount"),
                 reason=data["reason"],
             )
-            events.refund_created(refund, render=refund_out)
+            events.refund_created(refund)
             return 201, refund_out(refund)
 
         return self.idempotent("refund.create", run)

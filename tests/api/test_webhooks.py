@@ -214,3 +214,26 @@ def test_private_addresses_are_not_called(world: World, settings: Any, url: str)
     delivery = services.webhook_deliver(delivery_id=WebhookDelivery.objects.get(event=event).pk)
     assert (delivery.attempts, delivery.response_code) == (1, None)
     assert delivery.last_error.startswith("BlockedHost")
+
+
+def test_changes_made_by_jobs_are_caught_up_once(world: World) -> None:
+    from payments import services as payment_services
+    from payments.events import events_catch_up
+    from payments.models import PaymentIntent, Refund
+
+    _, held = world.api.post("payments", pay_body(world.card, 3000, capture_method="manual"), key=idem())
+    _, paid = world.api.post("payments", pay_body(world.card, 2000), key=idem())
+    assert events_catch_up().payments == 0  # the API already told the merchant
+    PaymentIntent.objects.filter(public_id=held["id"]).update(
+        authorization_expires_at=timezone.now() - dt.timedelta(minutes=1)
+    )
+    assert payment_services.authorizations_expire() == 1
+    Refund.objects.create(
+        intent=PaymentIntent.objects.get(public_id=paid["id"]), amount=100, reference="r-job", status="succeeded"
+    )
+    done = events_catch_up()
+    assert (done.payments, done.refunds) == (1, 1)
+    canceled = Event.objects.get(merchant=world.merchant, type="payment.canceled")
+    assert canceled.payload["id"] == held["id"]
+    assert Event.objects.filter(merchant=world.merchant, type="refund.succeeded").count() == 1
+    assert (events_catch_up().payments, events_catch_up().refunds) == (0, 0)
