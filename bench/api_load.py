@@ -92,7 +92,7 @@ def main() -> None:
     assert earned == posted, (earned, posted)
     figures = describe(latencies)
     floor_ops, _, floor_elapsed = run_workers(args.workers, args.seconds, pay_worker(seeded))
-    list_ops, list_latencies, _ = run_workers(args.workers, max(args.seconds / 4, 2), list_worker(raw_key))
+    _list_ops, list_latencies, _ = run_workers(args.workers, max(args.seconds / 4, 2), list_worker(raw_key))
     rps, floor_tps = operations / elapsed, floor_ops / floor_elapsed
     print(f"API: {operations} payments in {elapsed:.1f}s; services: {floor_ops} in {floor_elapsed:.1f}s")
     print(
