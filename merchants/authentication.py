@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
@@ -57,7 +58,7 @@ class ApiKeyAuthentication(BaseAuthentication):
 class KeyScopePermission(BasePermission):
     """Read keys may only read."""
 
-    message = "This API key is read-only."
+    message = gettext_lazy("This API key is read-only.")
 
     def has_permission(self, request: Request, view: Any) -> bool:
         api_key = request.auth
