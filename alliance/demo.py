@@ -58,7 +58,19 @@ def seed_rewards(ctx: DemoContext) -> None:
     seed(ctx)
 
 
-STEPS: list[Callable[[DemoContext], None]] = [seed_operators, seed_members, seed_rewards, seed_payments]
+def seed_merchant_api(ctx: DemoContext) -> None:
+    from merchants.demo import seed_merchant_api as seed
+
+    seed(ctx)
+
+
+STEPS: list[Callable[[DemoContext], None]] = [
+    seed_operators,
+    seed_members,
+    seed_rewards,
+    seed_payments,
+    seed_merchant_api,
+]
 
 
 def seed_all(ctx: DemoContext) -> DemoContext:

@@ -25,7 +25,7 @@ def _first_validation_error(detail: Any, prefix: str = "") -> tuple[str | None, 
         for key, value in detail.items():
             name = f"{prefix}.{key}" if prefix else str(key)
             param, message, code = _first_validation_error(value, name)
-            return (None if key == "non_field_errors" else param), message, code
+            return ((prefix or None) if key == "non_field_errors" else param), message, code
     if isinstance(detail, list) and detail:
         return _first_validation_error(detail[0], prefix)
     code = getattr(detail, "code", "invalid") or "invalid"

@@ -1,10 +1,27 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.db import models
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from core.admin_base import ScopedAdmin
+from core.errors import MengkaError
 
-from .models import Merchant
+from . import services
+from .models import (
+    ApiKey,
+    Event,
+    Merchant,
+    MerchantApplication,
+    SettlementAccount,
+    SettlementAccountChange,
+    Store,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 
 @admin.register(Merchant)
@@ -13,3 +30,197 @@ class MerchantAdmin(ScopedAdmin):
     list_display = ("code", "display_name", "legal_name", "category_code", "spend_category", "sponsor_bank", "status")
     list_filter = ("status", "spend_category", "sponsor_bank")
     search_fields = ("code", "display_name", "legal_name")
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(ScopedAdmin):
+    """Keys are issued by `create_merchant_key` (shown once); here they are only seen and revoked."""
+
+    scope_field = "merchant__sponsor_bank"
+    list_display = ("prefix", "merchant", "mode", "scope", "created_at", "expires_at", "revoked_at", "last_used_at")
+    list_filter = ("mode", "scope")
+    search_fields = ("prefix", "merchant__code")
+    readonly_fields = ("merchant", "mode", "scope", "prefix", "created_at", "expires_at", "revoked_at", "last_used_at")
+    exclude = ("key_hash",)
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest, *args: object) -> bool:
+        return False
+
+    @admin.action(description=_("Revoke the selected keys"), permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        for api_key in queryset:
+            services.api_key_revoke(api_key=api_key, actor=request.user, reason="admin")
+        self.message_user(request, _("%(count)d keys revoked.") % {"count": queryset.count()}, messages.SUCCESS)
+
+
+@admin.register(Store)
+class StoreAdmin(ScopedAdmin):
+    scope_field = "merchant__sponsor_bank"
+    list_display = ("code", "name", "city", "merchant")
+    search_fields = ("code", "name", "merchant__code")
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(ScopedAdmin):
+    scope_field = "merchant__sponsor_bank"
+    list_display = ("url", "merchant", "enabled", "created_at")
+    list_filter = ("enabled",)
+    search_fields = ("url", "merchant__code")
+    exclude = ("secret_encrypted",)
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+
+@admin.register(Event)
+class EventAdmin(ScopedAdmin):
+    scope_field = "merchant__sponsor_bank"
+    list_display = ("public_id", "type", "merchant", "created_at")
+    list_filter = ("type",)
+    search_fields = ("public_id", "merchant__code")
+    readonly_fields = ("public_id", "merchant", "type", "payload", "created_at")
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ScopedAdmin):
+    scope_field = "endpoint__merchant__sponsor_bank"
+    list_display = ("event", "endpoint", "status", "attempts", "response_code", "next_attempt_at", "delivered_at")
+    list_filter = ("status",)
+    readonly_fields = (
+        "event", "endpoint", "status", "attempts", "next_attempt_at", "response_code", "last_error", "created_at",
+        "delivered_at",
+    )  # fmt: skip
+    actions = ["resend"]
+
+    @admin.action(description=_("Resend the selected deliveries"), permissions=["change"])
+    def resend(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        count = 0
+        for delivery in queryset.select_related("endpoint__merchant"):
+            services.webhook_delivery_resend(delivery=delivery, actor=request.user)
+            count += 1
+        self.message_user(request, _("%(count)d deliveries queued again.") % {"count": count}, messages.SUCCESS)
+
+
+@admin.register(MerchantApplication)
+class MerchantApplicationAdmin(ScopedAdmin):
+    """The sponsor bank's operators grade the risk, then approve (merchant, store, keys) or reject."""
+
+    scope_field = "sponsor_bank"
+    list_display = ("legal_name", "credit_code", "sponsor_bank", "category_code", "status", "risk_grade", "created_at")
+    list_filter = ("status", "risk_grade")
+    search_fields = ("legal_name", "display_name", "credit_code")
+    readonly_fields = (
+        "legal_name", "display_name", "credit_code", "category_code", "spend_category", "sponsor_bank",
+        "settlement_account_name", "settlement_bank_name", "settlement_account_last4", "contact_name",
+        "contact_phone", "contact_email", "store_name", "store_city", "status", "reviewed_by", "reviewed_at",
+        "merchant", "created_at",
+    )  # fmt: skip
+    exclude = ("settlement_account_encrypted",)
+    actions = ["approve", "reject"]
+
+    def has_add_permission(self, request: HttpRequest, *args: object) -> bool:
+        return False  # applications come from the public form
+
+    @admin.action(description=_("Approve: create the merchant, its first store and keys"), permissions=["change"])
+    def approve(self, request: HttpRequest, queryset: QuerySet[MerchantApplication]) -> None:
+        for application in queryset:
+            try:
+                approved = services.merchant_application_approve(application=application, actor=request.user)
+            except MengkaError as exc:
+                self.message_user(request, f"{application.legal_name}: {exc.message}", messages.ERROR)
+                continue
+            # The keys are shown here once, for the operator to hand to the merchant over a secure channel.
+            self.message_user(
+                request,
+                _("%(merchant)s approved. Test key: %(test)s Live key: %(live)s (shown once)")
+                % {
+                    "merchant": approved.merchant.code,
+                    "test": approved.test_key.raw_key,
+                    "live": approved.live_key.raw_key,
+                },
+                messages.SUCCESS,
+            )
+
+    @admin.action(description=_("Reject"), permissions=["change"])
+    def reject(self, request: HttpRequest, queryset: QuerySet[MerchantApplication]) -> None:
+        for application in queryset:
+            try:
+                services.merchant_application_reject(application=application, actor=request.user)
+            except MengkaError as exc:
+                self.message_user(request, f"{application.legal_name}: {exc.message}", messages.ERROR)
+
+
+@admin.register(SettlementAccount)
+class SettlementAccountAdmin(ScopedAdmin):
+    scope_field = "merchant__sponsor_bank"
+    list_display = ("merchant", "account_name", "bank_name", "account_last4", "updated_at")
+    search_fields = ("merchant__code", "account_name")
+    readonly_fields = ("merchant", "account_name", "bank_name", "account_last4", "updated_at")
+    exclude = ("account_encrypted",)
+
+    def has_add_permission(self, request: HttpRequest, *args: object) -> bool:
+        return False  # set on approval, changed only through an approved change request
+
+
+class SettlementChangeForm(forms.ModelForm):
+    account_number = forms.CharField(label=_("Account number"), max_length=40)
+
+    class Meta:
+        model = SettlementAccountChange
+        fields = ("merchant", "account_name", "bank_name")
+
+    def clean(self) -> dict[str, object]:
+        data = super().clean() or {}
+        merchant = data.get("merchant")
+        if merchant is not None and data.get("account_name") and data.get("account_number"):
+            try:
+                services.settlement_account_check(
+                    merchant=merchant,
+                    account_name=str(data["account_name"]),
+                    account_number=str(data["account_number"]),
+                )
+            except MengkaError as exc:
+                raise forms.ValidationError(exc.message) from None
+        return data
+
+
+@admin.register(SettlementAccountChange)
+class SettlementAccountChangeAdmin(ScopedAdmin):
+    """One operator requests a change of settlement account; another approves it."""
+
+    scope_field = "merchant__sponsor_bank"
+    form = SettlementChangeForm
+    list_display = ("merchant", "account_name", "bank_name", "account_last4", "status", "requested_by", "decided_by")
+    list_filter = ("status",)
+    actions = ["approve"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> tuple[str, ...]:
+        if obj is None:
+            return ()
+        return ("merchant", "account_name", "bank_name", "account_last4", "status", "requested_by", "decided_by")
+
+    def get_fields(self, request: HttpRequest, obj: object = None) -> list[str]:  # type: ignore[override]
+        if obj is None:
+            return ["merchant", "account_name", "bank_name", "account_number"]
+        return ["merchant", "account_name", "bank_name", "account_last4", "status", "requested_by", "decided_by"]
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)  # type: ignore[arg-type]
+
+    def save_model(self, request: HttpRequest, obj: models.Model, form: forms.ModelForm, change: bool) -> None:
+        """A request goes through its service (scope check, validation, audit), not the admin's own save."""
+        created = services.settlement_change_request(
+            merchant=form.cleaned_data["merchant"],
+            account_name=form.cleaned_data["account_name"],
+            bank_name=form.cleaned_data["bank_name"],
+            account_number=form.cleaned_data["account_number"],
+            actor=request.user,
+        )
+        obj.pk = created.pk
+
+    @admin.action(description=_("Approve the selected changes (a second operator)"), permissions=["view"])
+    def approve(self, request: HttpRequest, queryset: QuerySet[SettlementAccountChange]) -> None:
+        for change in queryset:
+            try:
+                services.settlement_change_approve(change=change, actor=request.user)
+            except MengkaError as exc:
+                self.message_user(request, f"{change}: {exc.message}", messages.ERROR)

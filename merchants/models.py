@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -35,3 +36,220 @@ class Merchant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} {self.display_name}"
+
+
+class Mode(models.TextChoices):
+    TEST = "test", _("test")
+    LIVE = "live", _("live")
+
+
+class ApiKey(models.Model):
+    """A merchant's secret API key. Only its SHA-256 and a visible prefix are stored; the key is shown once."""
+
+    class Scope(models.TextChoices):
+        READ = "read", _("read only")
+        WRITE = "write", _("read and write")
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="api_keys")
+    mode = models.CharField(_("mode"), max_length=8, choices=Mode.choices, default=Mode.TEST)
+    scope = models.CharField(_("scope"), max_length=8, choices=Scope.choices, default=Scope.WRITE)
+    prefix = models.CharField(_("prefix"), max_length=16, editable=False)
+    key_hash = models.CharField(_("SHA-256 of the key"), max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
+        ordering = ("-id",)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}…"
+
+
+class Store(models.Model):
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="stores")
+    code = models.CharField(_("code"), max_length=32, validators=[RegexValidator(r"^[A-Za-z0-9_-]{1,32}$")])
+    name = models.CharField(_("name"), max_length=100)
+    city = models.CharField(_("city"), max_length=64, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("store")
+        verbose_name_plural = _("stores")
+        ordering = ("id",)
+        constraints = [models.UniqueConstraint(fields=["merchant", "code"], name="store_code_unique_per_merchant")]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.name}"
+
+
+class WebhookEndpoint(models.Model):
+    """Where a merchant receives events. The signing secret is stored encrypted and shown once."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="webhook_endpoints")
+    url = models.URLField(_("URL"), max_length=500)
+    event_types = models.JSONField(_("event types"), default=list, blank=True, help_text=_("Empty: every event."))
+    secret_encrypted = models.TextField(_("secret (encrypted)"), editable=False)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    description = models.CharField(_("description"), max_length=200, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("webhook endpoint")
+        verbose_name_plural = _("webhook endpoints")
+        ordering = ("id",)
+
+    def __str__(self) -> str:
+        return self.url
+
+    def accepts(self, event_type: str) -> bool:
+        return self.enabled and (not self.event_types or event_type in self.event_types)
+
+
+class Event(models.Model):
+    """An outbox row: something that happened to a merchant's object, delivered to its webhook endpoints."""
+
+    public_id = models.CharField(_("id"), max_length=40, unique=True, editable=False)
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="events")
+    type = models.CharField(_("type"), max_length=64)
+    payload = models.JSONField(_("payload"), default=dict)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
+        ordering = ("-id",)
+        indexes = [models.Index(fields=["merchant", "-id"])]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.type}"
+
+
+class WebhookDelivery(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", _("pending")
+        SUCCEEDED = "succeeded", _("succeeded")
+        FAILED = "failed", _("failed (gave up)")
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    response_code = models.PositiveSmallIntegerField(_("last response code"), null=True, blank=True)
+    last_error = models.CharField(_("last error"), max_length=255, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    delivered_at = models.DateTimeField(_("delivered"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
+        ordering = ("-id",)
+        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+        constraints = [models.UniqueConstraint(fields=["event", "endpoint"], name="delivery_once_per_endpoint")]
+
+    def __str__(self) -> str:
+        return f"{self.event_id}→{self.endpoint_id} {self.status}"
+
+
+class RiskGrade(models.TextChoices):
+    LOW = "low", _("low")
+    MEDIUM = "medium", _("medium")
+    HIGH = "high", _("high")
+
+
+class MerchantApplication(models.Model):
+    """An application to accept alliance payments, reviewed by the chosen sponsor bank's operators."""
+
+    class Status(models.TextChoices):
+        SUBMITTED = "submitted", _("submitted")
+        APPROVED = "approved", _("approved")
+        REJECTED = "rejected", _("rejected")
+
+    legal_name = models.CharField(_("legal name"), max_length=200)
+    display_name = models.CharField(_("display name"), max_length=100)
+    credit_code = models.CharField(_("unified social credit code"), max_length=18)
+    category_code = models.CharField(_("merchant category code"), max_length=4, validators=[RegexValidator(r"^\d{4}$")])
+    spend_category = models.CharField(
+        _("spend category"), max_length=16, choices=SpendCategory.choices, default=SpendCategory.OTHER
+    )
+    sponsor_bank = models.ForeignKey(MemberBank, on_delete=models.PROTECT, related_name="merchant_applications")
+    settlement_account_name = models.CharField(_("settlement account name"), max_length=200)
+    settlement_bank_name = models.CharField(_("settlement bank"), max_length=100)
+    settlement_account_encrypted = models.TextField(_("settlement account (encrypted)"), editable=False)
+    settlement_account_last4 = models.CharField(_("settlement account, last four"), max_length=4, editable=False)
+    contact_name = models.CharField(_("contact name"), max_length=100)
+    contact_phone = models.CharField(_("contact phone"), max_length=20)
+    contact_email = models.EmailField(_("contact email"))
+    store_name = models.CharField(_("first store"), max_length=100)
+    store_city = models.CharField(_("city"), max_length=64)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.SUBMITTED)
+    risk_grade = models.CharField(_("risk grade"), max_length=8, choices=RiskGrade.choices, blank=True)
+    review_note = models.CharField(_("review note"), max_length=500, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(_("reviewed"), null=True, blank=True)
+    merchant = models.OneToOneField(
+        Merchant, null=True, blank=True, on_delete=models.PROTECT, related_name="application"
+    )
+    created_at = models.DateTimeField(_("submitted"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("merchant application")
+        verbose_name_plural = _("merchant applications")
+        ordering = ("-id",)
+
+    def __str__(self) -> str:
+        return f"{self.legal_name} ({self.status})"
+
+
+class SettlementAccount(models.Model):
+    """Where a merchant is paid. It must be in the merchant's own name; a change needs a second operator."""
+
+    merchant = models.OneToOneField(Merchant, on_delete=models.CASCADE, related_name="settlement_account")
+    account_name = models.CharField(_("account name"), max_length=200)
+    bank_name = models.CharField(_("bank"), max_length=100)
+    account_encrypted = models.TextField(_("account number (encrypted)"), editable=False)
+    account_last4 = models.CharField(_("account, last four"), max_length=4, editable=False)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("settlement account")
+        verbose_name_plural = _("settlement accounts")
+
+    def __str__(self) -> str:
+        return f"{self.bank_name} ****{self.account_last4}"
+
+
+class SettlementAccountChange(models.Model):
+    """A requested change of settlement account; applied only when another operator approves it (four eyes)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("pending approval")
+        APPROVED = "approved", _("approved")
+        REJECTED = "rejected", _("rejected")
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="settlement_changes")
+    account_name = models.CharField(_("account name"), max_length=200)
+    bank_name = models.CharField(_("bank"), max_length=100)
+    account_encrypted = models.TextField(_("account number (encrypted)"), editable=False)
+    account_last4 = models.CharField(_("account, last four"), max_length=4, editable=False)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(_("requested"), auto_now_add=True)
+    decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("settlement account change")
+        verbose_name_plural = _("settlement account changes")
+        ordering = ("-id",)
+
+    def __str__(self) -> str:
+        return f"{self.merchant_id} → ****{self.account_last4} ({self.status})"

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from core.errors import NotFound
+from datetime import datetime
 
-from .models import Merchant
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from core.errors import NotFound
+from members.models import MemberBank
+
+from .models import ApiKey, Event, Merchant, Store, WebhookEndpoint
 
 
 def merchant_get(*, merchant_id: int) -> Merchant:
@@ -12,3 +18,52 @@ def merchant_get(*, merchant_id: int) -> Merchant:
         return Merchant.objects.select_related("sponsor_bank").get(pk=merchant_id)
     except Merchant.DoesNotExist:
         raise NotFound("No such merchant.", param="merchant") from None
+
+
+def api_key_by_hash(*, key_hash: str, now: datetime | None = None) -> ApiKey | None:
+    """The usable key with this hash: not revoked, not expired, its merchant not closed."""
+    now = now or timezone.now()
+    return (
+        ApiKey.objects.select_related("merchant")
+        .filter(key_hash=key_hash, revoked_at__isnull=True)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .exclude(merchant__status=Merchant.Status.CLOSED)
+        .first()
+    )
+
+
+def store_list(*, merchant: Merchant) -> QuerySet[Store]:
+    return Store.objects.filter(merchant=merchant)
+
+
+def webhook_endpoint_get(*, merchant: Merchant, endpoint_id: int) -> WebhookEndpoint:
+    try:
+        return WebhookEndpoint.objects.select_related("merchant").get(pk=endpoint_id, merchant=merchant)
+    except WebhookEndpoint.DoesNotExist:
+        raise NotFound("No such webhook endpoint.", param="id") from None
+
+
+def webhook_endpoint_list(*, merchant: Merchant) -> QuerySet[WebhookEndpoint]:
+    return WebhookEndpoint.objects.filter(merchant=merchant)
+
+
+def event_list(*, merchant: Merchant, type: str | None = None) -> QuerySet[Event]:
+    events = Event.objects.filter(merchant=merchant)
+    return events.filter(type=type) if type else events
+
+
+def event_get(*, merchant: Merchant, event_id: str) -> Event:
+    try:
+        return Event.objects.get(public_id=event_id, merchant=merchant)
+    except Event.DoesNotExist:
+        raise NotFound("No such event.", param="id") from None
+
+
+def acquiring_banks() -> QuerySet[MemberBank]:
+    """Members that may sponsor merchants: active, with an acquiring licence."""
+    return MemberBank.objects.filter(acquiring_licence=True, status=MemberBank.Status.ACTIVE).order_by("code")
+
+
+def event_exists(*, merchant_id: int, type: str, object_id: str) -> bool:
+    """Whether the merchant was already told `type` about the object with this id."""
+    return Event.objects.filter(merchant_id=merchant_id, type=type, payload__id=object_id).exists()

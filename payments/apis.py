@@ -1,1 +1,499 @@
-"""Payments: apis."""
+"""Merchant API: payments, refunds, quotes and the summary report. One thin view per operation.
+
+Views parse and validate input, call one service (each takes the request's idempotency key), emit the webhook events
+of the state change and render the object. Amounts are integers in minor units with an ISO currency.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from core.calendar import local_now
+from core.errors import ValidationFailed
+from members.models import Card, Cardholder
+from merchants.api_base import (
+    CreatedListQuery,
+    ListQuery,
+    MerchantAPIView,
+    MetadataField,
+    StrictBooleanField,
+    StrictCharField,
+    StrictSerializer,
+    created_range,
+    currency_field,
+    list_response_serializer,
+    minor_amount,
+    page,
+)
+from merchants.models import Merchant, Mode
+
+from . import api_support, events, services
+from .events import payment_out, refund_out
+from .models import PaymentIntent, PaymentMethod, Refund
+
+# --- payment methods ------------------------------------------------------------------------------------------------
+# A merchant never sends card numbers. Each method type names how the cardholder authorised the merchant; a new type
+# (payment_code, agreement, balance) adds a choice here and a resolver below.
+
+
+class PaymentMethodIn(StrictSerializer):
+    type = serializers.ChoiceField(
+        choices=["card_token"],
+        help_text="card_token: the sandbox way (test-mode keys only) to pay by the card token its holder shared.",
+    )
+    token = StrictCharField(max_length=40, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["type"] == "card_token" and not attrs.get("token"):
+            raise serializers.ValidationError({"token": ["This field is required for card_token."]}, code="required")
+        return attrs
+
+
+def _card_token(method: dict[str, Any], mode: str) -> tuple[Cardholder, Card, str]:
+    if mode != Mode.TEST:
+        raise ValidationFailed(
+            "card_token payments are for test mode only.",
+            code="payment_method_unavailable",
+            param="payment_method.type",
+        )
+    card = api_support.card_by_token(token=method["token"])
+    return card.cardholder, card, PaymentMethod.CARD
+
+
+PAYMENT_METHOD_RESOLVERS: dict[str, Callable[[dict[str, Any], str], tuple[Cardholder, Card, str]]] = {
+    "card_token": _card_token,
+}
+
+
+def resolve_payment_method(method: dict[str, Any], mode: str) -> tuple[Cardholder, Card, str]:
+    return PAYMENT_METHOD_RESOLVERS[method["type"]](method, mode)
+
+
+# --- output ---------------------------------------------------------------------------------------------------------
+
+
+class CardOut(serializers.Serializer):
+    bank = serializers.CharField()
+    last4 = serializers.CharField()
+
+
+class PaymentMethodOut(serializers.Serializer):
+    type = serializers.CharField()
+    card = CardOut(allow_null=True)
+
+
+class PaymentOut(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField(default="payment")
+    amount = serializers.IntegerField()
+    currency = serializers.CharField()
+    status = serializers.ChoiceField(choices=PaymentIntent.Status.choices)
+    capture_method = serializers.ChoiceField(choices=PaymentIntent.CaptureMethod.choices)
+    amount_capturable = serializers.IntegerField()
+    amount_captured = serializers.IntegerField()
+    amount_refunded = serializers.IntegerField()
+    payment_method = PaymentMethodOut()
+    description = serializers.CharField()
+    merchant_reference = serializers.CharField()
+    metadata = serializers.DictField(child=serializers.CharField())
+    failure_code = serializers.CharField(allow_null=True)
+    failure_message = serializers.CharField(allow_null=True)
+    points_earned = serializers.IntegerField()
+    points_reversed = serializers.IntegerField()
+    created = serializers.IntegerField()
+    captured = serializers.IntegerField(allow_null=True)
+    canceled = serializers.IntegerField(allow_null=True)
+
+
+class RefundOut(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField(default="refund")
+    payment = serializers.CharField()
+    amount = serializers.IntegerField()
+    currency = serializers.CharField()
+    status = serializers.ChoiceField(choices=Refund.Status.choices)
+    reason = serializers.CharField()
+    failure_code = serializers.CharField(allow_null=True)
+    points_reversed = serializers.IntegerField()
+    created = serializers.IntegerField()
+
+
+PaymentList = list_response_serializer("PaymentList", PaymentOut)
+RefundList = list_response_serializer("RefundList", RefundOut)
+PAYMENT_ID = OpenApiParameter("payment_id", str, OpenApiParameter.PATH, description="The payment's id (pay_…).")
+
+# --- payments -------------------------------------------------------------------------------------------------------
+
+
+class PaymentCreateIn(StrictSerializer):
+    amount = minor_amount()
+    currency = currency_field()
+    payment_method = PaymentMethodIn()
+    capture_method = serializers.ChoiceField(choices=PaymentIntent.CaptureMethod.values, default="automatic")
+    confirm = StrictBooleanField(default=False, help_text="Confirm at once (route and authorise).")
+    description = StrictCharField(max_length=200, required=False, default="", allow_blank=True)
+    merchant_reference = StrictCharField(max_length=64, required=False, default="", allow_blank=True)
+    metadata = MetadataField(required=False, default=dict)
+
+
+class PaymentListQuery(CreatedListQuery):
+    status = serializers.ChoiceField(choices=PaymentIntent.Status.values, required=False)
+
+
+class PaymentListCreateApi(MerchantAPIView):
+    @extend_schema(
+        operation_id="payments_list", parameters=[PaymentListQuery], responses={200: PaymentList}, tags=["payments"]
+    )
+    def get(self, request: Request) -> Response:
+        query = self.query(PaymentListQuery)
+        payments = api_support.payment_list(merchant=self.merchant, status=query.get("status"))
+        payments = payments.filter(**created_range(query))
+        return Response(
+            page(payments, limit=query["limit"], starting_after=query.get("starting_after"), render=payment_out)
+        )
+
+    @extend_schema(
+        operation_id="payments_create",
+        request=PaymentCreateIn,
+        responses={201: PaymentOut},
+        tags=["payments"],
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        examples=[
+            OpenApiExample(
+                "Pay ¥88.00 by a shared card token and capture at once",
+                value={
+                    "amount": 8800,
+                    "currency": "CNY",
+                    "payment_method": {"type": "card_token", "token": "card_test_00000001"},
+                    "confirm": True,
+                    "merchant_reference": "order-1001",
+                },
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        data = self.body(PaymentCreateIn)
+        merchant, mode = self.merchant, self.api_key.mode
+
+        def run(key: str) -> tuple[int, dict[str, Any]]:
+            cardholder, card, method = resolve_payment_method(data.pop("payment_method"), mode)
+            created = services.payment_create(
+                merchant=merchant, cardholder=cardholder, card=card, method=method, idempotency_key=key, **data
+            )
+            intent = api_support.payment_get(merchant=merchant, payment_id=created.public_id)
+            events.payment_changed(intent, before=None)
+            return 201, payment_out(intent)
+
+        return self.idempotent("payment.create", run)
+
+
+class PaymentDetailApi(MerchantAPIView):
+    @extend_schema(
+        operation_id="payments_retrieve", parameters=[PAYMENT_ID], responses={200: PaymentOut}, tags=["payments"]
+    )
+    def get(self, request: Request, payment_id: str) -> Response:
+        return Response(payment_out(api_support.payment_get(merchant=self.merchant, payment_id=payment_id)))
+
+
+class EmptyIn(StrictSerializer):
+    pass
+
+
+class CaptureIn(StrictSerializer):
+    amount = minor_amount(required=False, help_text="Less than authorised: a partial capture; the rest is released.")
+
+
+class CancelIn(StrictSerializer):
+    reason = serializers.ChoiceField(
+        choices=["requested_by_customer", "requested_by_merchant", "duplicate", "fraudulent"],
+        default="requested_by_merchant",
+    )
+
+
+def _transition(
+    view: MerchantAPIView, payment_id: str, operation: str, call: Callable[[Merchant, str], PaymentIntent]
+) -> Response:
+    merchant = view.merchant
+
+    def run(key: str) -> tuple[int, dict[str, Any]]:
+        before = api_support.payment_get(merchant=merchant, payment_id=payment_id).status
+        call(merchant, key)
+        intent = api_support.payment_get(merchant=merchant, payment_id=payment_id)
+        events.payment_changed(intent, before=before)
+        return 200, payment_out(intent)
+
+    return view.idempotent(operation, run)
+
+
+class PaymentConfirmApi(MerchantAPIView):
+    @extend_schema(
+        operation_id="payments_confirm",
+        parameters=[PAYMENT_ID],
+        request=EmptyIn,
+        responses={200: PaymentOut},
+        tags=["payments"],
+    )
+    def post(self, request: Request, payment_id: str) -> Response:
+        self.body(EmptyIn)
+        return _transition(
+            self,
+            payment_id,
+            "payment.confirm",
+            lambda merchant, key: services.payment_confirm(
+                merchant=merchant, payment_id=payment_id, idempotency_key=key
+            ),
+        )
+
+
+class PaymentCaptureApi(MerchantAPIView):
+    @extend_schema(
+        operation_id="payments_capture",
+        parameters=[PAYMENT_ID],
+        request=CaptureIn,
+        responses={200: PaymentOut},
+        tags=["payments"],
+    )
+    def post(self, request: Request, payment_id: str) -> Response:
+        amount = self.body(CaptureIn).get("amount")
+        return _transition(
+            self,
+            payment_id,
+            "payment.capture",
+            lambda merchant, key: services.payment_capture(
+                merchant=merchant, payment_id=payment_id, idempotency_key=key, amount=amount
+            ),
+        )
+
+
+class PaymentCancelApi(MerchantAPIView):
+    @extend_schema(
+        operation_id="payments_cancel",
+        parameters=[PAYMENT_ID],
+        request=CancelIn,
+        responses={200: PaymentOut},
+        tags=["payments"],
+    )
+    def post(self, request: Request, payment_id: str) -> Response:
+        reason = self.body(CancelIn)["reason"]
+        return _transition(
+            self,
+            payment_id,
+            "payment.cancel",
+            lambda merchant, key: services.payment_cancel(
+                merchant=merchant, payment_id=payment_id, idempotency_key=key, reason=reason
+            ),
+        )
+
+
+# --- quote ----------------------------------------------------------------------------------------------------------
+
+
+class QuoteIn(StrictSerializer):
+    amount = minor_amount()
+    currency = currency_field()
+    payment_method = PaymentMethodIn()
+
+
+class QuoteOut(serializers.Serializer):
+    object = serializers.CharField(default="payment_quote")
+    amount = serializers.IntegerField()
+    currency = serializers.CharField()
+    points_to_earn = serializers.IntegerField(help_text="Points the cardholder earns if this amount is captured.")
+    earning_rate = serializers.CharField(help_text="Points per yuan at this merchant for this card.")
+    points_program = serializers.CharField(allow_null=True)
+    points_available = serializers.IntegerField(
+        allow_null=True, help_text="Points the cardholder may use in the issuer's programme; null without a wallet."
+    )
+
+
+class PaymentQuoteApi(MerchantAPIView):
+    @extend_schema(
+        operation_id="payments_quote",
+        request=QuoteIn,
+        responses={200: QuoteOut},
+        tags=["payments"],
+        examples=[
+            OpenApiExample(
+                "Quote ¥120.00",
+                value={
+                    "amount": 12000,
+                    "currency": "CNY",
+                    "payment_method": {"type": "card_token", "token": "card_test_00000001"},
+                },
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        # A read: it changes nothing, so a read-only key may ask and no idempotency record is kept.
+        data = self.body(QuoteIn)
+        from core.money import validate_minor_amount
+
+        validate_minor_amount(data["amount"], data["currency"])
+        _cardholder, card, _method = resolve_payment_method(data["payment_method"], self.api_key.mode)
+        quote = api_support.payment_quote(
+            merchant=self.merchant, card=card, amount=data["amount"], currency=data["currency"]
+        )
+        return Response(
+            {
+                "object": "payment_quote",
+                "amount": data["amount"],
+                "currency": data["currency"],
+                "points_to_earn": quote.points_to_earn,
+                "earning_rate": quote.earning_rate,
+                "points_program": quote.program,
+                "points_available": quote.points_available,
+            }
+        )
+
+    def get_permissions(self) -> list[Any]:
+        return []  # any valid key; authentication still applies
+
+
+# --- refunds --------------------------------------------------------------------------------------------------------
+
+
+class RefundCreateIn(StrictSerializer):
+    payment = StrictCharField(max_length=40)
+    amount = minor_amount(required=False, help_text="Omit to refund everything not yet refunded.")
+    reason = StrictCharField(max_length=100, required=False, default="", allow_blank=True)
+
+
+class RefundListQuery(CreatedListQuery):
+    payment = serializers.CharField(max_length=40, required=False)
+
+
+class RefundListCreateApi(MerchantAPIView):
+    @extend_schema(
+        operation_id="refunds_list", parameters=[RefundListQuery], responses={200: RefundList}, tags=["refunds"]
+    )
+    def get(self, request: Request) -> Response:
+        query = self.query(RefundListQuery)
+        refunds = api_support.refund_list(merchant=self.merchant, payment_id=query.get("payment"))
+        refunds = refunds.filter(**created_range(query))
+        return Response(
+            page(refunds, limit=query["limit"], starting_after=query.get("starting_after"), render=refund_out)
+        )
+
+    @extend_schema(
+        operation_id="refunds_create",
+        request=RefundCreateIn,
+        responses={201: RefundOut},
+        tags=["refunds"],
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        examples=[
+            OpenApiExample(
+                "Refund ¥20.00", value={"payment": "pay_…", "amount": 2000, "reason": "returned"}, request_only=True
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        data = self.body(RefundCreateIn)
+        merchant = self.merchant
+
+        def run(key: str) -> tuple[int, dict[str, Any]]:
+            api_support.payment_get(merchant=merchant, payment_id=data["payment"])  # 404 before anything else
+            refund = services.refund_create(
+                merchant=merchant,
+                payment_id=data["payment"],
+                idempotency_key=key,
+                amount=data.get("amount"),
+                reason=data["reason"],
+            )
+            events.refund_created(refund)
+            return 201, refund_out(refund)
+
+        return self.idempotent("refund.create", run)
+
+
+class RefundDetailApi(MerchantAPIView):
+    @extend_schema(
+        operation_id="refunds_retrieve",
+        parameters=[OpenApiParameter("refund_id", str, OpenApiParameter.PATH)],
+        responses={200: RefundOut},
+        tags=["refunds"],
+    )
+    def get(self, request: Request, refund_id: str) -> Response:
+        return Response(refund_out(api_support.refund_get(merchant=self.merchant, refund_id=refund_id)))
+
+
+# --- reports --------------------------------------------------------------------------------------------------------
+
+
+def _report_date(value: dt.date) -> dt.date:
+    if not dt.date(2000, 1, 1) <= value <= dt.date(2099, 12, 31):
+        raise serializers.ValidationError("Dates run from 2000-01-01 to 2099-12-31.")
+    return value
+
+
+class SummaryQuery(StrictSerializer):
+    date_from = serializers.DateField(required=False, help_text="Local (Asia/Shanghai) date; default 30 days ago.")
+    date_to = serializers.DateField(required=False, help_text="Inclusive; default today.")
+    currency = serializers.RegexField(r"^[A-Z]{3}\Z", required=False, default="CNY")
+
+    def validate_date_from(self, value: dt.date) -> dt.date:
+        return _report_date(value)
+
+    def validate_date_to(self, value: dt.date) -> dt.date:
+        return _report_date(value)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        today = local_now().date()
+        attrs.setdefault("date_to", today)
+        attrs.setdefault("date_from", attrs["date_to"] - dt.timedelta(days=30))
+        if attrs["date_from"] > attrs["date_to"]:
+            raise serializers.ValidationError({"date_from": ["date_from is after date_to."]})
+        if (attrs["date_to"] - attrs["date_from"]).days > 366:
+            raise serializers.ValidationError({"date_from": ["At most 366 days per report."]})
+        return attrs
+
+
+class FiguresOut(serializers.Serializer):
+    count = serializers.IntegerField()
+    volume = serializers.IntegerField(help_text="Captured minus refunded, minor units.")
+    average_ticket = serializers.IntegerField()
+    suppressed = serializers.BooleanField(help_text="Fewer than min_cohort cardholders: their figures are withheld.")
+    cardholders = serializers.IntegerField(allow_null=True)
+    alliance_card_share = serializers.FloatField(allow_null=True)
+    repeat_rate = serializers.FloatField(allow_null=True)
+
+
+class DayOut(FiguresOut):
+    date = serializers.DateField()
+
+
+class SummaryOut(serializers.Serializer):
+    object = serializers.CharField(default="report.summary")
+    currency = serializers.CharField()
+    date_from = serializers.DateField()
+    date_to = serializers.DateField()
+    min_cohort = serializers.IntegerField()
+    total = FiguresOut()
+    by_day = DayOut(many=True)
+
+
+class ReportSummaryApi(MerchantAPIView):
+    @extend_schema(
+        operation_id="reports_summary", parameters=[SummaryQuery], responses={200: SummaryOut}, tags=["reports"]
+    )
+    def get(self, request: Request) -> Response:
+        query = self.query(SummaryQuery)
+        return Response(
+            api_support.merchant_summary(
+                merchant=self.merchant,
+                date_from=query["date_from"],
+                date_to=query["date_to"],
+                currency=query["currency"],
+            )
+        )
+
+
+__all__ = ["ListQuery"]

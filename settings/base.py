@@ -154,7 +154,10 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "core.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_RATES": {"api_key": env.str("API_RATE_PER_KEY", default="100/second")},
 }
+# Webhooks to loopback, private and link-local addresses are refused unless allowed (development, tests).
+WEBHOOK_ALLOW_PRIVATE_HOSTS = env.bool("WEBHOOK_ALLOW_PRIVATE_HOSTS", default=False)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Mengka merchant API",
     "DESCRIPTION": "One integration for payments, points and promotions across the card alliance.",

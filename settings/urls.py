@@ -2,11 +2,12 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from core import views as core_views
 from members import views as members_views
+from merchants.api_base import api_not_found
 
 urlpatterns = [
     path("", core_views.home, name="home"),
@@ -16,8 +17,12 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("portal/pay/", include("payments.portal_urls", namespace="payments")),
     path("portal/", include("members.urls", namespace="members")),
+    path("merchants/", include("merchants.urls", namespace="merchants")),
     path("admin/", admin.site.urls),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    path("api/v1/", include("payments.api_urls")),
+    path("api/v1/", include("merchants.api_urls")),
+    re_path(r"^api/", api_not_found),
 ]

@@ -553,3 +553,120 @@ def _agreement() -> Any:
 
 
 FACTORIES.update({"payments.paymentcode": _payment_code, "payments.agreement": _agreement})
+
+
+def _api_key() -> Any:
+    from merchants.services import api_key_create
+
+    return api_key_create(merchant=MerchantFactory()).api_key
+
+
+def _store() -> Any:
+    from merchants.models import Store
+
+    merchant = MerchantFactory()
+    return Store.objects.create(merchant=merchant, code=f"S{merchant.pk}", name="Flagship", city="Shanghai")
+
+
+def _webhook_endpoint() -> Any:
+    from merchants.services import webhook_endpoint_create
+
+    return webhook_endpoint_create(merchant=MerchantFactory(), url="https://example.com/hooks", event_types=[]).endpoint
+
+
+def _event() -> Any:
+    from merchants.models import Event
+    from merchants.services import new_public_id
+
+    return Event.objects.create(
+        public_id=new_public_id("evt"), merchant=MerchantFactory(), type="payment.created", payload={}
+    )
+
+
+def _webhook_delivery() -> Any:
+    from merchants.models import Event, WebhookDelivery
+    from merchants.services import new_public_id
+
+    endpoint = _webhook_endpoint()
+    event = Event.objects.create(
+        public_id=new_public_id("evt"), merchant=endpoint.merchant, type="payment.created", payload={}
+    )
+    return WebhookDelivery.objects.create(event=event, endpoint=endpoint)
+
+
+FACTORIES.update(
+    {
+        "merchants.apikey": _api_key,
+        "merchants.store": _store,
+        "merchants.webhookendpoint": _webhook_endpoint,
+        "merchants.event": _event,
+        "merchants.webhookdelivery": _webhook_delivery,
+    }
+)
+
+
+VALID_CREDIT_CODE = "91350100M000100Y43"
+
+
+def make_application(**overrides: Any) -> Any:
+    """A submitted merchant application under a new acquiring bank (unless given)."""
+    from merchants.services import merchant_application_submit
+
+    bank = overrides.pop("sponsor_bank", None) or MemberBankFactory(acquiring_licence=True)
+    fields: dict[str, Any] = {
+        "legal_name": "福州示例餐饮有限公司",
+        "display_name": "示例餐厅",
+        "credit_code": VALID_CREDIT_CODE,
+        "category_code": "5812",
+        "spend_category": "dining",
+        "sponsor_bank": bank,
+        "settlement_account_name": "福州示例餐饮有限公司",
+        "settlement_bank_name": "Example Bank Fuzhou",
+        "settlement_account_number": "6222 0200 0011 2233 445",
+        "contact_name": "Li Lei",
+        "contact_phone": "+86 591 1234 5678",
+        "contact_email": "owner@example.com",
+        "store_name": "五一路店",
+        "store_city": "福州",
+        **overrides,
+    }
+    return merchant_application_submit(**fields)
+
+
+def _application() -> Any:
+    from merchants.models import MerchantApplication
+
+    MerchantApplication.objects.filter(credit_code=VALID_CREDIT_CODE).update(status="rejected")
+    return make_application()
+
+
+def _settlement_account() -> Any:
+    from merchants.models import SettlementAccount
+
+    merchant = MerchantFactory()
+    return SettlementAccount.objects.create(
+        merchant=merchant, account_name=merchant.legal_name, bank_name="B", account_encrypted="x", account_last4="1234"
+    )
+
+
+def _settlement_change() -> Any:
+    from merchants.models import SettlementAccountChange
+
+    merchant = MerchantFactory()
+    return SettlementAccountChange.objects.create(
+        merchant=merchant,
+        account_name=merchant.legal_name,
+        bank_name="B",
+        account_encrypted="x",
+        account_last4="1234",
+        requested_by=UserFactory(),
+    )
+
+
+FACTORIES.update(
+    {
+        "merchants.merchantapplication": _application,
+        "merchants.settlementaccount": _settlement_account,
+        "merchants.settlementaccountchange": _settlement_change,
+    }
+)

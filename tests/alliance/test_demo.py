@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 def _counts() -> dict[str, int]:
     from core.models import AuditLog
     from members.models import Card, Cardholder, MemberBank
-    from merchants.models import Merchant
+    from merchants.models import ApiKey, Merchant, Store
     from payments.models import Channel, PaymentIntent, Refund, RoutingRule
 
     return {
@@ -29,6 +29,8 @@ def _counts() -> dict[str, int]:
         "payments": PaymentIntent.objects.count(),
         "refunds": Refund.objects.count(),
         "audit": AuditLog.objects.count(),
+        "api_keys": ApiKey.objects.count(),
+        "stores": Store.objects.count(),
     }
 
 
@@ -59,6 +61,8 @@ def test_seed_demo_builds_the_alliance_through_the_simulator_and_a_second_run_ad
     statuses = set(PaymentIntent.objects.values_list("status", flat=True))
     assert {"succeeded", "failed", "canceled"} <= statuses
     assert ("cardholder (portal, cards at 3 banks)", "demo") in [(role, user) for role, user, _ in ctx.logins]
+    assert first["api_keys"] == first["stores"] == 5
+    assert sum(1 for _what, code in ctx.codes if code.startswith("sk_test_")) == 5
     seed_all(DemoContext(scale="small", out=io.StringIO()))
     assert _counts() == first
     reset_connectors()

@@ -1,0 +1,86 @@
+"""The merchant API's authentication (`Authorization: Bearer sk_...`), key-scope permission and throttle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.request import Request
+from rest_framework.throttling import SimpleRateThrottle
+
+from .models import ApiKey, Merchant
+from .selectors import api_key_by_hash
+from .services import api_key_hash, api_key_touch
+
+MAX_KEY_LENGTH = 200
+
+
+class MerchantPrincipal:
+    """The caller: a merchant acting through one API key. Not a Django user."""
+
+    is_authenticated = True
+    is_anonymous = False
+
+    def __init__(self, api_key: ApiKey) -> None:
+        self.api_key = api_key
+        self.merchant: Merchant = api_key.merchant
+
+    def __str__(self) -> str:
+        return f"{self.merchant.code} ({self.api_key.prefix}…)"
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """Looks the key up by its SHA-256: the comparison is on a digest the caller cannot steer, never on the key."""
+
+    def authenticate(self, request: Request) -> tuple[MerchantPrincipal, ApiKey] | None:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            raise exceptions.NotAuthenticated(_("Provide your API key as 'Authorization: Bearer <key>'."))
+        scheme, _sep, raw_key = header.partition(" ")
+        raw_key = raw_key.strip()
+        if scheme.lower() != "bearer" or not raw_key or len(raw_key) > MAX_KEY_LENGTH:
+            raise exceptions.AuthenticationFailed(_("Invalid Authorization header: use 'Bearer <key>'."))
+        api_key = api_key_by_hash(key_hash=api_key_hash(raw_key))
+        if api_key is None:
+            raise exceptions.AuthenticationFailed(_("Invalid API key (unknown, revoked or expired)."))
+        api_key_touch(api_key=api_key)
+        return MerchantPrincipal(api_key), api_key
+
+    def authenticate_header(self, request: Request) -> str:
+        return "Bearer"
+
+
+class KeyScopePermission(BasePermission):
+    """Read keys may only read."""
+
+    message = gettext_lazy("This API key is read-only.")
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        api_key = request.auth
+        if not isinstance(api_key, ApiKey):
+            return False
+        return request.method in SAFE_METHODS or api_key.scope == ApiKey.Scope.WRITE
+
+
+class ApiKeyRateThrottle(SimpleRateThrottle):
+    """Requests per API key, counted in the shared cache (Redis when configured)."""
+
+    scope = "api_key"
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        if not isinstance(request.auth, ApiKey):
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    target_class = "merchants.authentication.ApiKeyAuthentication"
+    name = "apiKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "http", "scheme": "bearer", "description": "A secret key: sk_test_… or sk_live_…"}

@@ -1,0 +1,17 @@
+"""Merchant API routes owned by payments (under /api/v1/)."""
+
+from django.urls import URLPattern, URLResolver, path
+
+from . import apis
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("payments", apis.PaymentListCreateApi.as_view(), name="api-payments"),
+    path("payments/quote", apis.PaymentQuoteApi.as_view(), name="api-payment-quote"),
+    path("payments/<str:payment_id>", apis.PaymentDetailApi.as_view(), name="api-payment"),
+    path("payments/<str:payment_id>/confirm", apis.PaymentConfirmApi.as_view(), name="api-payment-confirm"),
+    path("payments/<str:payment_id>/capture", apis.PaymentCaptureApi.as_view(), name="api-payment-capture"),
+    path("payments/<str:payment_id>/cancel", apis.PaymentCancelApi.as_view(), name="api-payment-cancel"),
+    path("refunds", apis.RefundListCreateApi.as_view(), name="api-refunds"),
+    path("refunds/<str:refund_id>", apis.RefundDetailApi.as_view(), name="api-refund"),
+    path("reports/summary", apis.ReportSummaryApi.as_view(), name="api-report-summary"),
+]

@@ -1,0 +1,132 @@
+"""Events about payments and refunds for the merchant's webhooks, emitted by the API after each state change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Q
+from django.utils import timezone
+
+from merchants.selectors import event_exists
+from merchants.services import event_emit
+
+from .models import PaymentIntent, Refund
+
+
+def unix(moment: datetime | None) -> int | None:
+    return int(moment.timestamp()) if moment else None
+
+
+# --- what a merchant sees of a payment and a refund (the API's bodies and the events' objects) ----------------------
+
+
+def payment_out(intent: PaymentIntent) -> dict[str, Any]:
+    card = intent.card
+    return {
+        "id": intent.public_id,
+        "object": "payment",
+        "amount": intent.amount,
+        "currency": intent.currency,
+        "status": intent.status,
+        "capture_method": intent.capture_method,
+        "amount_capturable": intent.amount_capturable,
+        "amount_captured": intent.amount_captured,
+        "amount_refunded": intent.amount_refunded,
+        "payment_method": {
+            "type": intent.method,
+            "card": {"bank": card.bank.code, "last4": card.last4} if card else None,
+        },
+        "description": intent.description,
+        "merchant_reference": intent.merchant_reference,
+        "metadata": intent.metadata,
+        "failure_code": intent.failure_code or None,
+        "failure_message": intent.failure_message or None,
+        "points_earned": intent.points_earned,
+        "points_reversed": intent.points_reversed,
+        "created": unix(intent.created_at),
+        "captured": unix(intent.captured_at),
+        "canceled": unix(intent.canceled_at),
+    }
+
+
+def refund_out(refund: Refund) -> dict[str, Any]:
+    return {
+        "id": refund.public_id,
+        "object": "refund",
+        "payment": refund.intent.public_id,
+        "amount": refund.amount,
+        "currency": refund.intent.currency,
+        "status": refund.status,
+        "reason": refund.reason,
+        "failure_code": refund.failure_code or None,
+        "points_reversed": refund.points_reversed,
+        "created": unix(refund.created_at),
+    }
+
+
+PAYMENT_STATUS_EVENTS = {
+    PaymentIntent.Status.REQUIRES_CAPTURE: "payment.requires_capture",
+    PaymentIntent.Status.SUCCEEDED: "payment.succeeded",
+    PaymentIntent.Status.FAILED: "payment.failed",
+    PaymentIntent.Status.PROCESSING: "payment.processing",
+    PaymentIntent.Status.CANCELED: "payment.canceled",
+}
+REFUND_STATUS_EVENTS = {
+    Refund.Status.SUCCEEDED: "refund.succeeded",
+    Refund.Status.FAILED: "refund.failed",
+    Refund.Status.PENDING: "refund.pending",
+    Refund.Status.UNKNOWN: "refund.pending",
+}
+
+
+def payment_changed(intent: PaymentIntent, *, before: str | None) -> None:
+    """`payment.created` for a new payment, then the event of its new status if it moved."""
+    if before is None:
+        event_emit(merchant=intent.merchant, type="payment.created", payload=payment_out(intent))
+    event_type = PAYMENT_STATUS_EVENTS.get(PaymentIntent.Status(intent.status))
+    if event_type and intent.status != before:
+        event_emit(merchant=intent.merchant, type=event_type, payload=payment_out(intent))
+
+
+def refund_created(refund: Refund) -> None:
+    event_emit(
+        merchant=refund.intent.merchant,
+        type=REFUND_STATUS_EVENTS[Refund.Status(refund.status)],
+        payload=refund_out(refund),
+    )
+
+
+# --- catching up with changes made outside the API (jobs resolving timeouts, expiring authorisations) ---------------
+
+
+@dataclass
+class CatchUp:
+    payments: int = 0
+    refunds: int = 0
+
+
+def events_catch_up(*, window: timedelta = timedelta(minutes=30)) -> CatchUp:
+    """Emits the status event of every payment and refund changed recently that has not had it yet.
+
+    The API emits as it changes things; the jobs that settle unknown outcomes and expire authorisations do not, so
+    this sweep (every minute) tells merchants about those changes too.
+    """
+    since = timezone.now() - window
+    done = CatchUp()
+    intents = PaymentIntent.objects.filter(updated_at__gte=since).select_related("merchant", "card__bank")
+    for intent in intents.iterator():
+        event_type = PAYMENT_STATUS_EVENTS.get(PaymentIntent.Status(intent.status))
+        if event_type and not event_exists(merchant_id=intent.merchant_id, type=event_type, object_id=intent.public_id):
+            event_emit(merchant=intent.merchant, type=event_type, payload=payment_out(intent))
+            done.payments += 1
+    refunds = Refund.objects.filter(Q(created_at__gte=since) | Q(completed_at__gte=since)).select_related(
+        "intent__merchant"
+    )
+    for refund in refunds.iterator():
+        event_type = REFUND_STATUS_EVENTS[Refund.Status(refund.status)]
+        if not event_exists(merchant_id=refund.intent.merchant_id, type=event_type, object_id=refund.public_id):
+            event_emit(merchant=refund.intent.merchant, type=event_type, payload=refund_out(refund))
+            done.refunds += 1
+    return done

@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from merchants.models import Merchant
+from merchants.services import api_key_create
+from payments.connectors import get_connector
+from payments.connectors.inprocess import InProcessConnector
+from payments.health import InProcessHealth, set_health_store
+from tests.factories import (
+    CardFactory,
+    CardProductFactory,
+    ChannelFactory,
+    MemberBankFactory,
+    MerchantFactory,
+    PointsProgramFactory,
+)
+
+_keys = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def local_webhooks(settings: Any) -> None:
+    """The tests' webhook receiver listens on 127.0.0.1."""
+    settings.WEBHOOK_ALLOW_PRIVATE_HOSTS = True
+
+
+@pytest.fixture(autouse=True)
+def fresh_health() -> Iterator[InProcessHealth]:
+    store = InProcessHealth()
+    set_health_store(store)
+    yield store
+    set_health_store(None)
+
+
+@pytest.fixture
+def channel_fake() -> Iterator[InProcessConnector]:
+    connector = get_connector("inprocess")
+    assert isinstance(connector, InProcessConnector)
+    connector.clear()
+    yield connector
+    connector.clear()
+
+
+class Api:
+    """A client holding one merchant's key; every call returns (status, json body)."""
+
+    def __init__(self, raw_key: str) -> None:
+        self.client = APIClient()
+        self.client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+        self.raw_key = raw_key
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> tuple[int, Any]:
+        response = self.client.get(f"/api/v1/{path}", params or {})
+        return response.status_code, response.json()
+
+    def post(self, path: str, body: Any = None, *, key: str | None = None, **extra: Any) -> tuple[int, Any]:
+        headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
+        response = self.client.post(
+            f"/api/v1/{path}", body if body is not None else {}, format="json", **headers, **extra
+        )
+        return response.status_code, response.json()
+
+    def raw(self, method: str, path: str, **kwargs: Any) -> Any:
+        return getattr(self.client, method)(f"/api/v1/{path}", **kwargs)
+
+
+@dataclass
+class World:
+    merchant: Merchant
+    card: Any
+    api: Api
+    issuer: Any
+    fake: InProcessConnector
+
+
+def idem() -> str:
+    return f"k-{next(_keys)}"
+
+
+def new_api(merchant: Merchant, *, mode: str = "test", scope: str = "write") -> Api:
+    return Api(api_key_create(merchant=merchant, mode=mode, scope=scope).raw_key)
+
+
+@pytest.fixture
+def world(channel_fake: InProcessConnector) -> World:
+    issuer = MemberBankFactory()
+    acquirer = MemberBankFactory()
+    PointsProgramFactory(bank=issuer)
+    card = CardFactory(product=CardProductFactory(bank=issuer, earning_rates={"dining": "2", "other": "1"}))
+    merchant = MerchantFactory(sponsor_bank=acquirer, spend_category="dining")
+    ChannelFactory(acquirer=acquirer, code="acq-main")
+    return World(merchant=merchant, card=card, api=new_api(merchant), issuer=issuer, fake=channel_fake)
+
+
+@pytest.fixture
+def other(world: World) -> World:
+    """A second merchant with its own key and card (same channels)."""
+    merchant = MerchantFactory(sponsor_bank=world.merchant.sponsor_bank)
+    card = CardFactory(product=CardProductFactory(bank=world.issuer))
+    return World(merchant=merchant, card=card, api=new_api(merchant), issuer=world.issuer, fake=world.fake)
+
+
+def pay_body(card: Any, amount: int = 10000, **extra: Any) -> dict[str, Any]:
+    return {
+        "amount": amount,
+        "currency": "CNY",
+        "payment_method": {"type": "card_token", "token": card.token},
+        "confirm": True,
+        **extra,
+    }
+
+
+@pytest.fixture
+def keep_db_connection() -> Iterator[None]:
+    """A WSGI request outside Django's test client would close the test's connection when it finishes."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)

@@ -1,0 +1,115 @@
+"""Idempotency-Key on POSTs: the first status and body are replayed; reuse with another request is a 409."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from payments.connectors.inprocess import InProcessConnector
+from payments.models import PaymentIntent, Refund
+from tests.api.conftest import World, idem, pay_body
+
+pytestmark = pytest.mark.django_db
+
+
+def test_replay_returns_the_stored_status_and_body(world: World) -> None:
+    key = idem()
+    status, first = world.api.post("payments", pay_body(world.card, 4200), key=key)
+    response = world.api.client.post(
+        "/api/v1/payments", pay_body(world.card, 4200), format="json", HTTP_IDEMPOTENCY_KEY=key
+    )
+    assert (response.status_code, response.json()) == (status, first)
+    assert response["Idempotent-Replayed"] == "true"
+    assert PaymentIntent.objects.count() == 1
+    assert world.fake.charge_count() == 1
+
+
+def test_replay_of_an_error_is_the_same_error(world: World) -> None:
+    _, payment = world.api.post("payments", pay_body(world.card, 1000), key=idem())
+    key = idem()
+    first = world.api.post("refunds", {"payment": payment["id"], "amount": 5000}, key=key)
+    assert first[0] == 422
+    assert world.api.post("refunds", {"payment": payment["id"], "amount": 5000}, key=key) == first
+    assert not Refund.objects.exists()
+
+
+def test_same_key_with_another_body_or_path_conflicts(world: World) -> None:
+    key = idem()
+    world.api.post("payments", pay_body(world.card, 1000), key=key)
+    status, error = world.api.post("payments", pay_body(world.card, 1001), key=key)
+    assert (status, error["error"]["code"], error["error"]["param"]) == (
+        409,
+        "idempotency_key_reused",
+        "Idempotency-Key",
+    )
+    status, error = world.api.post("stores", {"code": "S1", "name": "One"}, key=key)
+    assert (status, error["error"]["code"]) == (409, "idempotency_key_reused")
+    assert PaymentIntent.objects.count() == 1
+
+
+def test_keys_are_per_merchant(world: World, other: World) -> None:
+    key = idem()
+    assert world.api.post("payments", pay_body(world.card, 1000), key=key)[0] == 201
+    assert other.api.post("payments", pay_body(other.card, 1000), key=key)[0] == 201
+    assert PaymentIntent.objects.count() == 2
+
+
+def test_without_a_key_each_post_runs(world: World) -> None:
+    assert world.api.post("payments", pay_body(world.card, 1000))[0] == 201
+    assert world.api.post("payments", pay_body(world.card, 1000))[0] == 201
+    assert PaymentIntent.objects.count() == 2
+
+
+def test_validation_errors_do_not_use_up_the_key(world: World) -> None:
+    key = idem()
+    assert world.api.post("payments", {**pay_body(world.card), "amount": "x"}, key=key)[0] == 400
+    assert world.api.post("payments", pay_body(world.card, 1000), key=key)[0] == 201
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_with_one_key_run_once(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.api.conftest import Api
+
+    entered, release = threading.Event(), threading.Event()
+    original = InProcessConnector.authorize
+
+    def held_authorize(self: InProcessConnector, request: Any) -> Any:
+        entered.set()
+        release.wait(10)
+        return original(self, request)
+
+    monkeypatch.setattr(InProcessConnector, "authorize", held_authorize)
+    key, body, raw_key = idem(), pay_body(world.card, 7700), world.api.raw_key
+    results: list[tuple[int, Any]] = []
+    lock = threading.Lock()
+
+    def call() -> None:
+        try:
+            outcome = Api(raw_key).post("payments", body, key=key)
+            with lock:
+                results.append(outcome)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    assert entered.wait(10)
+    deadline = time.monotonic() + 10
+    while len(results) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [201, 409, 409, 409]
+    assert {body["error"]["code"] for status, body in results if status == 409} == {"idempotency_in_progress"}
+    assert PaymentIntent.objects.count() == 1
+    assert world.fake.charge_count() == 1
+    winner = next(body for status, body in results if status == 201)
+    assert world.api.post("payments", body, key=key) == (201, winner)

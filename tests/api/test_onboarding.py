@@ -1,0 +1,206 @@
+"""Merchant onboarding: the public application, the sponsor bank's review, and four-eyes settlement changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from core.crypto import decrypt
+from core.errors import Conflict, PermissionDenied, ValidationFailed
+from core.models import AuditLog
+from merchants import services
+from merchants.models import ApiKey, MerchantApplication, SettlementAccount, Store
+from merchants.uscc import uscc_check_character, uscc_valid
+from tests.api.conftest import Api
+from tests.factories import (
+    VALID_CREDIT_CODE,
+    BankOperatorFactory,
+    MemberBankFactory,
+    StaffFactory,
+    make_application,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def operator_of(bank: Any) -> Any:
+    user = StaffFactory()
+    BankOperatorFactory(user=user, bank=bank)
+    from django.contrib.auth.models import Group
+
+    user.groups.add(Group.objects.get(name="Bank operators"))
+    return user
+
+
+def test_credit_code_checksum() -> None:
+    assert uscc_valid("91350100M000100Y43")
+    assert uscc_valid("91110000600037341L")
+    assert not uscc_valid("91350100M000100Y44")  # wrong check character
+    assert not uscc_valid("91350100M000100Y4")  # short
+    assert not uscc_valid("91350100M0001O0Y43")  # O is not in the alphabet
+    assert uscc_check_character("91350100M000100Y4") == "3"
+
+
+def test_application_form_submits(client: Any) -> None:
+    bank = MemberBankFactory(acquiring_licence=True)
+    MemberBankFactory(acquiring_licence=False, code="NOACQ")
+    page = client.get("/merchants/apply")
+    assert page.status_code == 200
+    assert b"NOACQ" not in page.content
+    response = client.post(
+        "/merchants/apply",
+        {
+            "legal_name": "福州示例餐饮有限公司", "display_name": "示例", "credit_code": VALID_CREDIT_CODE,
+            "category_code": "5812", "spend_category": "dining", "sponsor_bank": bank.pk,
+            "settlement_account_name": "福州示例餐饮有限公司", "settlement_bank_name": "Example Bank",
+            "settlement_account_number": "6222020000112233445", "contact_name": "Li", "contact_phone": "13800000000",
+            "contact_email": "a@example.com", "store_name": "五一路店", "store_city": "福州",
+        },
+    )  # fmt: skip
+    assert response.status_code == 201
+    application = MerchantApplication.objects.get()
+    assert (application.status, application.settlement_account_last4) == ("submitted", "3445")
+    assert "6222020000112233445" not in application.settlement_account_encrypted
+    assert decrypt(application.settlement_account_encrypted) == "6222020000112233445"
+
+
+@pytest.mark.parametrize(
+    ("override", "param"),
+    [
+        ({"credit_code": "91350100M000100Y44"}, "credit_code"),
+        ({"settlement_account_name": "Someone Else"}, "settlement_account_name"),
+        ({"settlement_account_number": "12ab"}, "account_number"),
+    ],
+)
+def test_application_refusals(override: dict[str, str], param: str) -> None:
+    with pytest.raises(ValidationFailed) as raised:
+        make_application(**override)
+    assert raised.value.param == param
+    assert not MerchantApplication.objects.exists()
+
+
+def test_sponsor_needs_an_acquiring_licence() -> None:
+    with pytest.raises(ValidationFailed):
+        make_application(sponsor_bank=MemberBankFactory(acquiring_licence=False))
+
+
+def test_one_open_application_per_credit_code() -> None:
+    make_application()
+    with pytest.raises(Conflict):
+        make_application()
+
+
+def test_form_shows_refusals(client: Any) -> None:
+    bank = MemberBankFactory(acquiring_licence=True)
+    response = client.post(
+        "/merchants/apply",
+        {
+            "legal_name": "A公司", "display_name": "A", "credit_code": "91350100M000100Y44", "category_code": "5812",
+            "spend_category": "dining", "sponsor_bank": bank.pk, "settlement_account_name": "A公司",
+            "settlement_bank_name": "B", "settlement_account_number": "6222020000112233445", "contact_name": "Li",
+            "contact_phone": "13800000000", "contact_email": "a@example.com", "store_name": "S", "store_city": "C",
+        },
+    )  # fmt: skip
+    assert response.status_code == 422
+    assert not MerchantApplication.objects.exists()
+
+
+def test_approval_creates_merchant_store_and_keys() -> None:
+    application = make_application()
+    operator = operator_of(application.sponsor_bank)
+    with pytest.raises(ValidationFailed):
+        services.merchant_application_approve(application=application, actor=operator)  # no risk grade yet
+    MerchantApplication.objects.filter(pk=application.pk).update(risk_grade="low")
+    approved = services.merchant_application_approve(application=application, actor=operator)
+    merchant = approved.merchant
+    assert (merchant.legal_name, merchant.sponsor_bank, merchant.category_code) == (
+        "福州示例餐饮有限公司",
+        application.sponsor_bank,
+        "5812",
+    )
+    assert Store.objects.get(merchant=merchant).name == "五一路店"
+    assert SettlementAccount.objects.get(merchant=merchant).account_last4 == "3445"
+    assert sorted(ApiKey.objects.filter(merchant=merchant).values_list("mode", flat=True)) == ["live", "test"]
+    assert Api(approved.test_key.raw_key).get("stores")[1]["data"][0]["name"] == "五一路店"
+    application.refresh_from_db()
+    assert (application.status, application.merchant, application.reviewed_by) == ("approved", merchant, operator)
+    assert AuditLog.objects.filter(action="merchant_application.approve", actor_id=operator.pk).count() == 1
+    with pytest.raises(Conflict):
+        services.merchant_application_approve(application=application, actor=operator)
+
+
+def test_only_the_sponsor_banks_operators_decide() -> None:
+    application = make_application()
+    MerchantApplication.objects.filter(pk=application.pk).update(risk_grade="low")
+    stranger = operator_of(MemberBankFactory())
+    with pytest.raises(PermissionDenied):
+        services.merchant_application_approve(application=application, actor=stranger)
+    with pytest.raises(PermissionDenied):
+        services.merchant_application_reject(application=application, actor=stranger)
+    assert MerchantApplication.objects.get().status == "submitted"
+
+
+def test_admin_approve_action_shows_keys_once(client: Any) -> None:
+    application = make_application()
+    MerchantApplication.objects.filter(pk=application.pk).update(risk_grade="medium")
+    client.force_login(operator_of(application.sponsor_bank))
+    response = client.post(
+        "/admin/merchants/merchantapplication/",
+        {"action": "approve", "_selected_action": [application.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert b"sk_test_" in response.content
+    assert b"sk_live_" in response.content
+    assert MerchantApplication.objects.get().status == "approved"
+
+
+def test_settlement_change_needs_a_second_operator() -> None:
+    application = make_application()
+    MerchantApplication.objects.filter(pk=application.pk).update(risk_grade="low")
+    first = operator_of(application.sponsor_bank)
+    second = operator_of(application.sponsor_bank)
+    merchant = services.merchant_application_approve(application=application, actor=first).merchant
+    with pytest.raises(ValidationFailed):
+        services.settlement_change_request(
+            merchant=merchant, account_name="Other Co", bank_name="B", account_number="62220200009999", actor=first
+        )
+    change = services.settlement_change_request(
+        merchant=merchant, account_name="福州示例餐饮有限公司", bank_name="New Bank", account_number="62220200009999",
+        actor=first,
+    )  # fmt: skip
+    assert SettlementAccount.objects.get(merchant=merchant).account_last4 == "3445"  # not yet
+    with pytest.raises(PermissionDenied):
+        services.settlement_change_approve(change=change, actor=first)
+    account = services.settlement_change_approve(change=change, actor=second)
+    assert (account.bank_name, account.account_last4) == ("New Bank", "9999")
+    assert decrypt(account.account_encrypted) == "62220200009999"
+    with pytest.raises(Conflict):
+        services.settlement_change_approve(change=change, actor=second)
+    assert AuditLog.objects.filter(action="settlement_account.change_approve", actor_id=second.pk).count() == 1
+
+
+def test_admin_settlement_change_request_and_approval(client: Any) -> None:
+    application = make_application()
+    MerchantApplication.objects.filter(pk=application.pk).update(risk_grade="low")
+    first, second = operator_of(application.sponsor_bank), operator_of(application.sponsor_bank)
+    merchant = services.merchant_application_approve(application=application, actor=first).merchant
+    client.force_login(first)
+    form = {"merchant": merchant.pk, "bank_name": "New Bank", "account_number": "62220200008888"}
+    refused = client.post("/admin/merchants/settlementaccountchange/add/", {**form, "account_name": "Other Co"})
+    assert refused.status_code == 200  # the form again, with the error
+    assert not merchant.settlement_changes.exists()
+    created = client.post(
+        "/admin/merchants/settlementaccountchange/add/", {**form, "account_name": merchant.legal_name}
+    )
+    assert created.status_code == 302
+    change = merchant.settlement_changes.get()
+    assert (change.requested_by, change.status) == (first, "pending")
+    url = "/admin/merchants/settlementaccountchange/"
+    client.post(url, {"action": "approve", "_selected_action": [change.pk]}, follow=True)
+    assert merchant.settlement_changes.get().status == "pending"  # the requester cannot approve
+    client.force_login(second)
+    client.post(url, {"action": "approve", "_selected_action": [change.pk]}, follow=True)
+    assert merchant.settlement_changes.get().status == "approved"
+    assert SettlementAccount.objects.get(merchant=merchant).account_last4 == "8888"
