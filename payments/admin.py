@@ -9,7 +9,7 @@ from django.utils.translation import gettext_lazy as _
 from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopedTabularInline
 from core.errors import MengkaError
 
-from . import services
+from . import fees, services
 from .models import (
     Agreement,
     Channel,
@@ -204,6 +204,36 @@ class FeeScheduleAdmin(ScopedAdmin):
     list_filter = ("method",)
     search_fields = ("merchant__code", "merchant__display_name")
     raw_id_fields = ("merchant",)
+
+    def save_model(self, request: HttpRequest, obj: FeeSchedule, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        # A new version goes through the service, which closes the open-ended version before it (audited there).
+        saved = fees.fee_schedule_create(
+            **{name: form.cleaned_data[name] for name in FEE_SCHEDULE_FIELDS}, actor=request.user
+        )
+        obj.pk = saved.pk
+
+    def has_change_permission(self, request: HttpRequest, obj: FeeSchedule | None = None) -> bool:
+        # A version that fees were charged under stays as it was; add a new version instead.
+        if obj is not None and FeeSplit.objects.filter(schedule=obj).exists():
+            return False
+        return super().has_change_permission(request, obj)
+
+
+FEE_SCHEDULE_FIELDS = (
+    "merchant",
+    "method",
+    "mdr_percent",
+    "fixed",
+    "issuer_share",
+    "acquirer_share",
+    "channel_share",
+    "alliance_share",
+    "effective_from",
+    "effective_to",
+)
 
 
 @admin.register(FeeSplit)
