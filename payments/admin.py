@@ -205,7 +205,7 @@ class FeeScheduleAdmin(ScopedAdmin):
     search_fields = ("merchant__code", "merchant__display_name")
     raw_id_fields = ("merchant",)
 
-    def save_model(self, request: HttpRequest, obj: FeeSchedule, form: Any, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if change:
             super().save_model(request, obj, form, change)
             return
@@ -215,7 +215,7 @@ class FeeScheduleAdmin(ScopedAdmin):
         )
         obj.pk = saved.pk
 
-    def has_change_permission(self, request: HttpRequest, obj: FeeSchedule | None = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # A version that fees were charged under stays as it was; add a new version instead.
         if obj is not None and FeeSplit.objects.filter(schedule=obj).exists():
             return False

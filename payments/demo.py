@@ -174,7 +174,7 @@ def _fees(merchants: list[Merchant]) -> None:
         return
     now = timezone.now()
     last_year = now - dt.timedelta(days=365)
-    split = {
+    split: dict[str, Any] = {
         "issuer_share": Decimal(60),
         "acquirer_share": Decimal(25),
         "channel_share": Decimal(10),

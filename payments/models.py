@@ -471,7 +471,8 @@ class FeeSchedule(models.Model):
             return
         # An open-ended earlier version is closed by the service when this one is added; anything else overlapping is
         # refused.
-        others = FeeSchedule.objects.filter(merchant_id=self.merchant_id, method=self.method).exclude(pk=self.pk)
+        same_merchant = Q(merchant__isnull=True) if self.merchant_id is None else Q(merchant_id=self.merchant_id)
+        others = FeeSchedule.objects.filter(same_merchant, method=self.method).exclude(pk=self.pk)
         others = others.filter(Q(effective_to__isnull=True) | Q(effective_to__gt=self.effective_from))
         if self.effective_to is not None:
             others = others.filter(effective_from__lt=self.effective_to)
