@@ -162,7 +162,7 @@ class PaymentIntentAdmin(ReadOnlyAdminMixin, ScopedAdmin):
         "business_date",
         "created_at",
     )
-    list_filter = ("status", "method", "currency", "channel", "issuer", "acquirer")
+    list_filter = ("status", "method", "risk_outcome", "risk_review", "currency", "channel", "issuer", "acquirer")
     search_fields = ("public_id", "merchant_reference", "merchant__code")
     date_hierarchy = "created_at"
     inlines = [RoutingDecisionInline, AttemptInline, RefundInline, FeeSplitInline]
