@@ -264,12 +264,15 @@ def test_recorded_splits_sum_exactly_per_event_through_the_services(
     done = 0
     for amount in refunds:
         amount = max(1, min(int(amount * scale), captured - done))
+        if 51 <= amount % 100 <= 56:
+            amount -= 10  # the in-process channel's fault triggers: this test is about the arithmetic
         if done >= captured:
             break
         before = intent.fee_returned
         refund = services.refund_create(
             merchant=world["merchant"], payment_id=intent.public_id, idempotency_key=key(), amount=amount
         )
+        assert refund.status == "succeeded"
         done += amount
         intent.refresh_from_db()
         assert intent.fee_returned == sum(fees.refunded_so_far(parts, done, captured).values())
