@@ -10,7 +10,7 @@ from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopedTabularInline
 from core.errors import MengkaError
 from core.money import format_minor
 
-from . import services
+from . import fees, services
 from .models import (
     Agreement,
     Channel,
@@ -162,7 +162,7 @@ class PaymentIntentAdmin(ReadOnlyAdminMixin, ScopedAdmin):
         "business_date",
         "created_at",
     )
-    list_filter = ("status", "method", "currency", "channel", "issuer", "acquirer")
+    list_filter = ("status", "method", "risk_outcome", "risk_review", "currency", "channel", "issuer", "acquirer")
     search_fields = ("public_id", "merchant_reference", "merchant__code")
     date_hierarchy = "created_at"
     inlines = [RoutingDecisionInline, AttemptInline, RefundInline, FeeSplitInline]
@@ -217,6 +217,36 @@ class FeeScheduleAdmin(ScopedAdmin):
     list_filter = ("method",)
     search_fields = ("merchant__code", "merchant__display_name")
     raw_id_fields = ("merchant",)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        # A new version goes through the service, which closes the open-ended version before it (audited there).
+        saved = fees.fee_schedule_create(
+            **{name: form.cleaned_data[name] for name in FEE_SCHEDULE_FIELDS}, actor=request.user
+        )
+        obj.pk = saved.pk
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A version that fees were charged under stays as it was; add a new version instead.
+        if obj is not None and FeeSplit.objects.filter(schedule=obj).exists():
+            return False
+        return super().has_change_permission(request, obj)
+
+
+FEE_SCHEDULE_FIELDS = (
+    "merchant",
+    "method",
+    "mdr_percent",
+    "fixed",
+    "issuer_share",
+    "acquirer_share",
+    "channel_share",
+    "alliance_share",
+    "effective_from",
+    "effective_to",
+)
 
 
 @admin.register(FeeSplit)

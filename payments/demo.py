@@ -3,20 +3,24 @@ services and the simulator (captures, manual captures, refunds, voids, a few dec
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import time
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
-from members.models import Card, MemberBank
+from members.models import Card, LinkedAccount, MemberBank
 from merchants.models import Merchant
 from merchants.services import merchant_create
 
 from . import services
 from .connectors import get_connector
-from .models import Channel, ChannelErrorPolicy, PaymentIntent, RoutingRule
+from .fees import fee_schedule_create
+from .methods import agreement_grant, payment_code_generate
+from .models import Channel, ChannelErrorPolicy, FeeSchedule, PaymentIntent, RiskBlock, RiskRule, RoutingRule
 
 # (code, name, kind, acquirer bank code, simulator channel id, methods, currencies, fee percent)
 CHANNELS = (
@@ -92,8 +96,11 @@ def seed_payments(ctx: Any) -> None:
     channels = _channels(banks)
     merchants = _merchants(banks)
     _rules(channels, merchants)
+    _fees(merchants)
+    _risk()
     ctx.codes.extend((f"merchant {m.display_name}", m.code) for m in merchants)
     _history(ctx, merchants)
+    _methods(ctx, merchants)
 
 
 def _channels(banks: dict[str, MemberBank]) -> dict[str, Channel]:
@@ -158,6 +165,138 @@ def _rules(channels: dict[str, Channel], merchants: list[Merchant]) -> None:
         currency="USD",
         channels=[(channels["global-c"], 0), (channels["unionpay-a"], 0)],
     )
+
+
+def _fees(merchants: list[Merchant]) -> None:
+    """A default MDR of 0.60 % (issuer 60 %, acquirer 25 %, channel 10 %, alliance 5 %), a cheaper rate for codes and
+    balances, a merchant's own rate, and last year's version so the admin shows the history."""
+    if FeeSchedule.objects.exists():
+        return
+    now = timezone.now()
+    last_year = now - dt.timedelta(days=365)
+    split: dict[str, Any] = {
+        "issuer_share": Decimal(60),
+        "acquirer_share": Decimal(25),
+        "channel_share": Decimal(10),
+        "alliance_share": Decimal(5),
+    }
+    fee_schedule_create(mdr_percent=Decimal("0.70"), effective_from=last_year, **split)
+    fee_schedule_create(mdr_percent=Decimal("0.60"), effective_from=now - dt.timedelta(days=30), **split)
+    for method in ("payment_code", "balance"):
+        fee_schedule_create(mdr_percent=Decimal("0.38"), method=method, effective_from=last_year, **split)
+    fee_schedule_create(mdr_percent=Decimal("0.30"), fixed=10, merchant=merchants[0], effective_from=last_year, **split)
+
+
+def _risk() -> None:
+    if RiskRule.objects.exists():
+        return
+    rules = [
+        (
+            "单笔限额 标准卡 / standard card single limit",
+            "amount",
+            "card",
+            "day",
+            5_000_000,
+            "block",
+            "",
+            "standard",
+            None,
+        ),
+        ("单笔复核 / large single payment review", "amount", "card", "day", 2_000_000, "review", "", "", None),
+        (
+            "付款码日限额 基础认证 / code daily cap, basic",
+            "total",
+            "cardholder",
+            "day",
+            100_000,
+            "block",
+            "payment_code",
+            "",
+            1,
+        ),
+        (
+            "付款码日限额 实名 / code daily cap, verified",
+            "total",
+            "cardholder",
+            "day",
+            500_000,
+            "block",
+            "payment_code",
+            "",
+            2,
+        ),
+        ("每分钟笔数 / per-card velocity", "count", "card", "minute", 5, "review", "", "", None),
+        ("每日笔数 / per-card daily count", "count", "card", "day", 60, "block", "", "", None),
+        ("商户小时金额 / merchant hourly volume", "total", "merchant", "hour", 50_000_000, "review", "", "", None),
+    ]
+    for name, kind, subject, window, threshold, action, method, tier, level in rules:
+        RiskRule.objects.create(
+            name=name,
+            kind=kind,
+            subject=subject,
+            window=window,
+            threshold=threshold,
+            action=action,
+            method=method,
+            card_tier=tier,
+            verification_level=level,
+        )
+    RiskBlock.objects.get_or_create(kind="device", value="demo-stolen-phone", defaults={"reason": "demo: reported"})
+
+
+def _methods(ctx: Any, merchants: list[Merchant]) -> None:
+    """Payment codes, agreements and wallet-balance payments, when the simulator is reachable."""
+    if PaymentIntent.objects.filter(metadata__demo_method=True).exists():
+        return
+    connector = get_connector("simulator")
+    if not _wait_for(connector, seconds=2.0):
+        return
+    shop = merchants[-1]
+    for index, card in enumerate(Card.objects.filter(status="active").select_related("cardholder")[:20]):
+        code = payment_code_generate(cardholder=card.cardholder, card=card)
+        services.payment_create(
+            merchant=merchants[index % len(merchants)],
+            payment_code=code.code,
+            amount=1_800 + index * 100,
+            currency="CNY",
+            idempotency_key=f"demo-code-{index}",
+            confirm=True,
+            metadata={"demo_method": True},
+        )
+        if index < 5:
+            agreement = agreement_grant(
+                cardholder=card.cardholder, merchant=shop, card=card, limit_per_payment=50_000, limit_per_month=200_000
+            )
+            services.payment_create(
+                merchant=shop,
+                agreement_token=agreement.token,
+                amount=2_990,
+                currency="CNY",
+                idempotency_key=f"demo-agreement-{index}",
+                confirm=True,
+                metadata={"demo_method": True},
+            )
+    wallets = LinkedAccount.objects.filter(status="active", kind="wallet").select_related("cardholder")[:20]
+    for index, account in enumerate(wallets):
+        channel = Channel.objects.filter(kind="wallet", acquirer=account.bank_id).first()
+        if channel is None:
+            continue
+        try:
+            connector.open_account(  # type: ignore[attr-defined]
+                channel.remote_id, account.reference, str(account.cardholder.display_name), 50_000
+            )
+        except ConnectionError:
+            continue
+        services.payment_create(
+            merchant=merchants[index % len(merchants)],
+            cardholder=account.cardholder,
+            linked_account=account,
+            amount=3_500 + index * 10,
+            currency="CNY",
+            idempotency_key=f"demo-balance-{index}",
+            confirm=True,
+            metadata={"demo_method": True},
+        )
 
 
 def _history(ctx: Any, merchants: list[Merchant]) -> None:

@@ -41,7 +41,7 @@ class FundingForm(forms.Form):
 
 
 class PaymentCodeForm(FundingForm):
-    pass
+    use_points = forms.BooleanField(label=_("Pay part with my points"), required=False)
 
 
 class AgreementForm(FundingForm):

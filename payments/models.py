@@ -467,6 +467,19 @@ class FeeSchedule(models.Model):
         shares = [self.issuer_share, self.acquirer_share, self.channel_share, self.alliance_share]
         if None not in shares and sum(shares, Decimal(0)) != 100:
             raise ValidationError(_("The issuer, acquirer, channel and alliance shares must add up to exactly 100 %."))
+        if self.effective_from is None:
+            return
+        # An open-ended earlier version is closed by the service when this one is added; anything else overlapping is
+        # refused.
+        same_merchant = Q(merchant__isnull=True) if self.merchant_id is None else Q(merchant_id=self.merchant_id)
+        others = FeeSchedule.objects.filter(same_merchant, method=self.method).exclude(pk=self.pk)
+        others = others.filter(Q(effective_to__isnull=True) | Q(effective_to__gt=self.effective_from))
+        if self.effective_to is not None:
+            others = others.filter(effective_from__lt=self.effective_to)
+        if self.pk is None:
+            others = others.exclude(effective_to__isnull=True, effective_from__lt=self.effective_from)
+        if others.exists():
+            raise ValidationError(_("Another schedule for this merchant and method is in force during that period."))
 
     def shares(self) -> dict[str, Decimal]:
         return {

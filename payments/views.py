@@ -37,7 +37,12 @@ def pay_code(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         card, account = _sources(cardholder, form)
         try:
-            code = methods.payment_code_generate(cardholder=cardholder, card=card, linked_account=account)
+            code = methods.payment_code_generate(
+                cardholder=cardholder,
+                card=card,
+                linked_account=account,
+                use_points=form.cleaned_data["use_points"],
+            )
         except MengkaError as error:
             messages.error(request, error.message)
     context = {"form": form, "code": code, "svg": qr_svg(code.qr_payload) if code else ""}

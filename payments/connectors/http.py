@@ -142,6 +142,14 @@ class SimulatorConnector(HttpConnector):
             raise ConnectionError(f"could not set faults on {remote_id}: {result.status} {result.error_code}")
         return result.body
 
+    def open_account(self, remote_id: str, account_id: str, holder: str, balance: int) -> dict[str, Any]:
+        """Sandbox only: open a balance account (demo data); repeating it is a replay, the balance is not reset."""
+        body = {"channel": remote_id, "account_id": account_id, "holder": holder, "currency": "CNY", "balance": balance}
+        result = self.call("POST", "/sandbox/accounts", body)
+        if result.status != 200:
+            raise ConnectionError(f"could not open account {account_id}: {result.status} {result.error_code}")
+        return result.body
+
     def sign(self, method: str, target: str, body: bytes) -> dict[str, str]:
         timestamp = str(int(time.time()))
         message = f"{timestamp}.{method.upper()}.{target}.".encode() + body

@@ -17,7 +17,7 @@ def _counts() -> dict[str, int]:
     from core.models import AuditLog
     from members.models import Card, Cardholder, MemberBank
     from merchants.models import ApiKey, Merchant, Store
-    from payments.models import Channel, PaymentIntent, Refund, RoutingRule
+    from payments.models import Channel, FeeSchedule, FeeSplit, PaymentIntent, Refund, RiskRule, RoutingRule
 
     return {
         "banks": MemberBank.objects.count(),
@@ -31,6 +31,10 @@ def _counts() -> dict[str, int]:
         "audit": AuditLog.objects.count(),
         "api_keys": ApiKey.objects.count(),
         "stores": Store.objects.count(),
+        "fee_schedules": FeeSchedule.objects.count(),
+        "fee_splits": FeeSplit.objects.count(),
+        "risk_rules": RiskRule.objects.count(),
+        "method_payments": PaymentIntent.objects.filter(metadata__demo_method=True).count(),
     }
 
 
@@ -56,7 +60,13 @@ def test_seed_demo_builds_the_alliance_through_the_simulator_and_a_second_run_ad
     assert first["merchants"] == 5
     assert first["channels"] == 8
     assert first["rules"] == 3
-    assert first["payments"] == 60
+    assert first["payments"] == 60 + first["method_payments"]
+    assert first["method_payments"] >= 25  # 20 payment codes and 5 agreements, plus wallet balances
+    assert first["fee_schedules"] == 5
+    assert first["fee_splits"] > 0
+    assert first["risk_rules"] == 7
+    by_method = set(PaymentIntent.objects.filter(status="succeeded").values_list("method", flat=True))
+    assert {"card", "payment_code", "agreement", "balance"} <= by_method
     assert first["refunds"] >= 1
     statuses = set(PaymentIntent.objects.values_list("status", flat=True))
     assert {"succeeded", "failed", "canceled"} <= statuses

@@ -37,8 +37,9 @@ def test_payment_code_page_shows_digits_and_a_server_drawn_qr(holder: dict[str, 
     page = client.get(url)
     assert page.status_code == 200
     assert not PaymentCode.objects.exists()  # looking at the page creates nothing
-    response = client.post(url, {"source": f"card:{holder['card'].pk}"})
+    response = client.post(url, {"source": f"card:{holder['card'].pk}", "use_points": "on"})
     code = PaymentCode.objects.get()
+    assert (code.card, code.use_points) == (holder["card"], True)
     html = response.content.decode()
     assert code.code[:4] + " " + code.code[4:8] in html
     assert "<svg" in html

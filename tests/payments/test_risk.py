@@ -221,3 +221,24 @@ def test_redis_counters_never_let_racing_increments_collide() -> None:
     counters.reset()
     assert counters.add([("k", 1, 60)]) == [1]
     counters.reset()
+
+
+def test_approving_a_manual_capture_payment_hands_it_back_to_the_merchant(world: dict[str, Any]) -> None:
+    RiskRule.objects.create(name="big", kind="amount", threshold=10_000, action="review")
+    held = pay(world, 20_000, capture_method="manual")
+    assert held.risk_review is True
+    approved = services.risk_review_approve(payment_id=held.public_id, actor=None)
+    assert (approved.status, approved.risk_review, approved.risk_decision) == (
+        Status.REQUIRES_CAPTURE,
+        False,
+        "approved",
+    )
+    captured = services.payment_capture(merchant=world["merchant"], payment_id=held.public_id, idempotency_key=key())
+    assert (captured.status, captured.amount_captured) == (Status.SUCCEEDED, 20_000)
+
+
+def test_a_merchant_cancel_of_a_held_payment_clears_the_queue(world: dict[str, Any], held: PaymentIntent) -> None:
+    canceled = services.payment_cancel(merchant=world["merchant"], payment_id=held.public_id, idempotency_key=key())
+    assert (canceled.status, canceled.risk_review) == (Status.CANCELED, False)
+    with pytest.raises(Conflict):
+        services.risk_review_approve(payment_id=held.public_id, actor=None)
