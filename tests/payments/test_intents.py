@@ -378,6 +378,7 @@ def test_jobs_run_through_celery_and_record_their_runs(world: dict[str, Any]) ->
         "payments.authorizations_expire",
         "payments.orphans_sweep",
         "payments.channels_probe",
+        "payments.events_catch_up",
     }
 
 
