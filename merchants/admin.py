@@ -42,10 +42,25 @@ class ApiKeyAdmin(ScopedAdmin):
     search_fields = ("prefix", "merchant__code")
     readonly_fields = ("merchant", "mode", "scope", "prefix", "created_at", "expires_at", "revoked_at", "last_used_at")
     exclude = ("key_hash",)
-    actions = ["revoke"]
+    actions = ["revoke", "rotate"]
 
     def has_add_permission(self, request: HttpRequest, *args: object) -> bool:
         return False
+
+    @admin.action(description=_("Rotate: a new key now, the old one works 24 more hours"), permissions=["change"])
+    def rotate(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        for api_key in queryset:
+            try:
+                issued = services.api_key_rotate(api_key=api_key, overlap_hours=24, actor=request.user)
+            except MengkaError as exc:
+                self.message_user(request, f"{api_key.prefix}…: {exc.message}", messages.ERROR)
+                continue
+            # Shown once, for the operator to hand to the merchant over a secure channel.
+            self.message_user(
+                request,
+                _("New key replacing %(old)s…: %(new)s (shown once)") % {"old": api_key.prefix, "new": issued.raw_key},
+                messages.SUCCESS,
+            )
 
     @admin.action(description=_("Revoke the selected keys"), permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:

@@ -68,6 +68,19 @@ def test_bad_json_is_400(world: World) -> None:
     assert response.json()["error"]["code"] == "parse_error"
 
 
+def test_oversized_and_deeply_nested_bodies(world: World) -> None:
+    big = json.dumps({"description": "x" * 3_000_000})
+    response = world.api.raw("post", "payments", data=big, content_type="application/json")
+    assert_error(response.status_code, response.json(), 413)
+    deep = "[" * 100_000 + "]" * 100_000
+    response = world.api.raw("post", "payments", data=deep, content_type="application/json")
+    assert_error(response.status_code, response.json(), 400)
+    for raw in ('{"amount": NaN}', '{"amount": 1' + "0" * 5000 + "}", '{"amount": 1e999}'):
+        response = world.api.raw("post", "payments", data=raw, content_type="application/json")
+        assert_error(response.status_code, response.json(), 400)
+    assert not PaymentIntent.objects.exists()
+
+
 def test_wrong_content_type_is_415(world: World) -> None:
     response = world.api.raw("post", "payments", data="amount=100", content_type="application/x-www-form-urlencoded")
     assert_error(response.status_code, response.json(), 415)

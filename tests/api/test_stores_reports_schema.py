@@ -146,3 +146,16 @@ def test_admin_revokes_keys_and_never_shows_the_hash(world: World, client: Any) 
     assert response.status_code == 200
     assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
     assert AuditLog.objects.filter(action="api_key.revoke").count() == 1
+
+
+def test_admin_rotates_keys_and_shows_the_new_one_once(world: World, client: Any) -> None:
+    from tests.factories import AllianceOperatorFactory
+
+    key = api_key_create(merchant=world.merchant, mode="live", scope="read").api_key
+    client.force_login(AllianceOperatorFactory())
+    response = client.post("/admin/merchants/apikey/", {"action": "rotate", "_selected_action": [key.pk]}, follow=True)
+    assert response.status_code == 200
+    new = ApiKey.objects.exclude(pk=key.pk).filter(merchant=world.merchant, mode="live").get()
+    assert new.scope == "read"
+    assert new.prefix.encode() in response.content
+    assert ApiKey.objects.get(pk=key.pk).expires_at is not None
