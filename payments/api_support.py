@@ -68,6 +68,43 @@ class Quote:
     program: str | None
 
 
+def quote_card(*, merchant: Merchant, method: dict[str, str], card: Card | None) -> Card:
+    """The card a quote is for, read without using up anything: a live payment code's card, or the card of an
+    agreement this merchant holds. Balances earn no card points, so they have no quote."""
+    from django.utils import timezone
+
+    from core.errors import NotFound, ValidationFailed
+
+    from .models import Agreement, PaymentCode
+
+    if card is not None:
+        return card
+    found: Card | None
+    if method["type"] == "payment_code":
+        code = (
+            PaymentCode.objects.filter(code=method["code"], used_at__isnull=True, expires_at__gt=timezone.now())
+            .select_related("card__product", "card__cardholder")
+            .first()
+        )
+        if code is None:
+            raise NotFound("No such payment code (or it was used or has expired).", param="payment_method.code")
+        found = code.card
+    else:
+        agreement = (
+            Agreement.objects.filter(token=method["token"], merchant=merchant, revoked_at__isnull=True)
+            .select_related("card__product", "card__cardholder")
+            .first()
+        )
+        if agreement is None:
+            raise NotFound("No such agreement.", param="payment_method.token")
+        found = agreement.card
+    if found is None:
+        raise ValidationFailed(
+            "This payment is funded by a balance: it earns no card points to quote.", param="payment_method"
+        )
+    return found
+
+
 def payment_quote(*, merchant: Merchant, card: Card, amount: int, currency: str) -> Quote:
     """Points the cardholder would earn on `amount` here, and the points they hold in the issuer's programme."""
     from rewards.models import Account, OwnerKind, Purpose

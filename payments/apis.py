@@ -17,7 +17,6 @@ from rest_framework.response import Response
 
 from core.calendar import local_now
 from core.errors import ValidationFailed
-from members.models import Card, Cardholder
 from merchants.api_base import (
     CreatedListQuery,
     ListQuery,
@@ -39,24 +38,30 @@ from .events import payment_out, refund_out
 from .models import PaymentIntent, PaymentMethod, Refund
 
 # --- payment methods ------------------------------------------------------------------------------------------------
-# A merchant never sends card numbers. Each method type names how the cardholder authorised the merchant; a new type
-# (payment_code, agreement, balance) adds a choice here and a resolver below.
+# A merchant never sends card numbers. Each method type names how the cardholder authorised the merchant:
+#   payment_code  the one-time code the cardholder shows (scanned at the till), funded by a card or a linked balance;
+#   agreement     the token of a standing agreement the cardholder granted this merchant in the portal;
+#   balance       the same kind of token, for an agreement funded by a linked bank, wallet or prepaid balance;
+#   card_token    test mode only: the sandbox way to pay by a card token its holder shared.
 
 
 class PaymentMethodIn(StrictSerializer):
-    type = serializers.ChoiceField(
-        choices=["card_token"],
-        help_text="card_token: the sandbox way (test-mode keys only) to pay by the card token its holder shared.",
-    )
-    token = StrictCharField(max_length=40, required=False)
+    type = serializers.ChoiceField(choices=["payment_code", "agreement", "balance", "card_token"])
+    code = StrictCharField(max_length=18, min_length=18, required=False, help_text="payment_code: the 18 digits.")
+    token = StrictCharField(max_length=64, required=False, help_text="agreement / balance / card_token: the token.")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs["type"] == "card_token" and not attrs.get("token"):
-            raise serializers.ValidationError({"token": ["This field is required for card_token."]}, code="required")
+        needed = "code" if attrs["type"] == "payment_code" else "token"
+        if not attrs.get(needed):
+            raise serializers.ValidationError(
+                {needed: [f"This field is required for {attrs['type']}."]}, code="required"
+            )
+        if needed == "code" and not attrs["code"].isdigit():
+            raise serializers.ValidationError({"code": ["A payment code is 18 digits."]}, code="invalid")
         return attrs
 
 
-def _card_token(method: dict[str, Any], mode: str) -> tuple[Cardholder, Card, str]:
+def _card_token(method: dict[str, Any], mode: str) -> dict[str, Any]:
     if mode != Mode.TEST:
         raise ValidationFailed(
             "card_token payments are for test mode only.",
@@ -64,15 +69,27 @@ def _card_token(method: dict[str, Any], mode: str) -> tuple[Cardholder, Card, st
             param="payment_method.type",
         )
     card = api_support.card_by_token(token=method["token"])
-    return card.cardholder, card, PaymentMethod.CARD
+    return {"cardholder": card.cardholder, "card": card, "method": PaymentMethod.CARD}
 
 
-PAYMENT_METHOD_RESOLVERS: dict[str, Callable[[dict[str, Any], str], tuple[Cardholder, Card, str]]] = {
+def _payment_code(method: dict[str, Any], mode: str) -> dict[str, Any]:
+    return {"payment_code": method["code"]}
+
+
+def _agreement(method: dict[str, Any], mode: str) -> dict[str, Any]:
+    return {"agreement_token": method["token"]}
+
+
+PAYMENT_METHOD_RESOLVERS: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
     "card_token": _card_token,
+    "payment_code": _payment_code,
+    "agreement": _agreement,
+    "balance": _agreement,
 }
 
 
-def resolve_payment_method(method: dict[str, Any], mode: str) -> tuple[Cardholder, Card, str]:
+def resolve_payment_method(method: dict[str, Any], mode: str) -> dict[str, Any]:
+    """The keyword arguments `payment_create` takes for this method."""
     return PAYMENT_METHOD_RESOLVERS[method["type"]](method, mode)
 
 
@@ -141,6 +158,13 @@ class PaymentCreateIn(StrictSerializer):
     description = StrictCharField(max_length=200, required=False, default="", allow_blank=True)
     merchant_reference = StrictCharField(max_length=64, required=False, default="", allow_blank=True)
     metadata = MetadataField(required=False, default=dict)
+    use_points = serializers.IntegerField(
+        min_value=0,
+        max_value=10**9,
+        required=False,
+        default=0,
+        help_text="Points the cardholder pays with (积分抵现), at the programme's point value; the rest is cash.",
+    )
 
 
 class PaymentListQuery(CreatedListQuery):
@@ -184,10 +208,8 @@ class PaymentListCreateApi(MerchantAPIView):
         merchant, mode = self.merchant, self.api_key.mode
 
         def run(key: str) -> tuple[int, dict[str, Any]]:
-            cardholder, card, method = resolve_payment_method(data.pop("payment_method"), mode)
-            created = services.payment_create(
-                merchant=merchant, cardholder=cardholder, card=card, method=method, idempotency_key=key, **data
-            )
+            funding = resolve_payment_method(data.pop("payment_method"), mode)
+            created = services.payment_create(merchant=merchant, idempotency_key=key, **funding, **data)
             intent = api_support.payment_get(merchant=merchant, payment_id=created.public_id)
             events.payment_changed(intent, before=None)
             return 201, payment_out(intent)
@@ -338,7 +360,9 @@ class PaymentQuoteApi(MerchantAPIView):
         from core.money import validate_minor_amount
 
         validate_minor_amount(data["amount"], data["currency"])
-        _cardholder, card, _method = resolve_payment_method(data["payment_method"], self.api_key.mode)
+        method = data["payment_method"]
+        funding = resolve_payment_method(method, self.api_key.mode)
+        card = api_support.quote_card(merchant=self.merchant, method=method, card=funding.get("card"))
         quote = api_support.payment_quote(
             merchant=self.merchant, card=card, amount=data["amount"], currency=data["currency"]
         )
