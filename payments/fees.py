@@ -85,7 +85,8 @@ def _parts(intent: PaymentIntent) -> tuple[FeeSchedule | None, dict[str, int], d
 
 def record_capture(intent: PaymentIntent, *, at: dt.datetime) -> int:
     """Charges the fee in force at capture, in the caller's transaction (the payment row is locked). Returns it."""
-    if intent.amount_captured <= 0 or FeeSplit.objects.filter(payment=intent, event=FeeSplit.Event.CAPTURE).exists():
+    # Called once per capture: the capture's guarded UPDATE admits one caller, and a unique constraint backs it.
+    if intent.amount_captured <= 0:
         return intent.fee
     schedule = schedule_in_force(merchant=intent.merchant, method=intent.method, at=at)
     if schedule is None:

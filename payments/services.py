@@ -317,14 +317,16 @@ def _confirm(intent: PaymentIntent) -> None:
         _require_usable_card(intent.card)
     if intent.linked_account is not None:
         methods.require_usable_account(intent.linked_account)
-    if not _risk_check(intent):
+    risk_fields = _risk_check(intent)
+    if risk_fields is None:
         return
     decision = _route(intent)
     if not decision.order:
+        PaymentIntent.objects.filter(pk=intent.pk).update(**risk_fields)
         _fail(intent, "no_channel", "No channel can carry this payment.")
         return
     won = PaymentIntent.objects.filter(pk=intent.pk, status=Status.REQUIRES_CONFIRMATION).update(
-        status=Status.PROCESSING, updated_at=timezone.now()
+        status=Status.PROCESSING, updated_at=timezone.now(), **risk_fields
     )
     if not won:
         raise Conflict("This payment is being confirmed by another request.", code="payment_unexpected_state")
@@ -358,18 +360,22 @@ def _confirm(intent: PaymentIntent) -> None:
     _fail(intent, "channels_unavailable", "No channel could process the payment.")
 
 
-def _risk_check(intent: PaymentIntent) -> bool:
-    """Stores the risk outcome on the payment; a block fails it (False). A review holds it after authorisation."""
+def _risk_check(intent: PaymentIntent) -> dict[str, Any] | None:
+    """The risk outcome to store on the payment (with its move to processing); a block fails the payment at once
+    (None). A review lets it be authorised and holds it there."""
     assessment = risk.assess(intent)
     intent.risk_outcome, intent.risk_reasons = assessment.outcome, assessment.reasons
     intent.risk_review = assessment.outcome == RiskOutcome.REVIEW
-    PaymentIntent.objects.filter(pk=intent.pk).update(
-        risk_outcome=intent.risk_outcome, risk_reasons=intent.risk_reasons, risk_review=intent.risk_review
-    )
+    fields = {
+        "risk_outcome": intent.risk_outcome,
+        "risk_reasons": intent.risk_reasons,
+        "risk_review": intent.risk_review,
+    }
     if assessment.outcome == RiskOutcome.BLOCK:
+        PaymentIntent.objects.filter(pk=intent.pk).update(**fields)
         _fail(intent, "risk_blocked", f"Refused by risk checks: {assessment.message}")
-        return False
-    return True
+        return None
+    return fields
 
 
 def _route(intent: PaymentIntent) -> routing.Decision:
