@@ -71,6 +71,21 @@ def seed_many() -> dict[str, Any]:
         )
         for i, h in enumerate(holders)
     )
+    # Returning cardholders, as in real traffic: each already holds points, so its ledger accounts exist.
+    from members.models import PointsProgram
+    from rewards.services import EarnEvent, bank_points_account, debt_account, points_earn_bulk
+
+    programs = {p.bank_id: p for p in PointsProgram.objects.all()}
+    events = [
+        EarnEvent(cardholder_id=h.pk, program_id=programs[products[i % 3].bank_id].pk, amount=100)
+        for i, h in enumerate(holders)
+    ]
+    points_earn_bulk(events=events, idempotency_key="load-welcome-points")
+    for i, h in enumerate(holders):
+        debt_account(h.pk, programs[products[i % 3].bank_id])
+    for program in programs.values():
+        for shard in range(8):
+            bank_points_account(program, "issuance", shard)
     return seeded
 
 

@@ -313,22 +313,34 @@ def webhook_endpoint_delete(*, endpoint: WebhookEndpoint, actor: Any = None) -> 
 @transaction.atomic
 def event_emit(*, merchant: Merchant, type: str, payload: dict[str, Any]) -> Event:
     """Appends an event and a delivery per subscribed endpoint; deliveries are sent after the commit."""
-    if type not in EVENT_TYPES:
-        raise ValueError(f"unknown event type {type!r}")
-    event = Event.objects.create(public_id=new_public_id("evt"), merchant=merchant, type=type, payload=payload)
+    return events_emit(merchant=merchant, events=[(type, payload)])[0]
+
+
+@transaction.atomic
+def events_emit(*, merchant: Merchant, events: list[tuple[str, dict[str, Any]]]) -> list[Event]:
+    """Appends events in order (one INSERT), with a delivery per subscribed endpoint for each; sent after commit."""
+    for type, _payload in events:
+        if type not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {type!r}")
+    rows = Event.objects.bulk_create(
+        Event(public_id=new_public_id("evt"), merchant=merchant, type=type, payload=payload) for type, payload in events
+    )
+    endpoints = list(WebhookEndpoint.objects.filter(merchant=merchant, enabled=True))
+    if not endpoints:
+        return rows
     now = timezone.now()
-    deliveries = [
+    deliveries = WebhookDelivery.objects.bulk_create(
         WebhookDelivery(event=event, endpoint=endpoint, next_attempt_at=now)
-        for endpoint in WebhookEndpoint.objects.filter(merchant=merchant, enabled=True)
-        if endpoint.accepts(type)
-    ]
-    WebhookDelivery.objects.bulk_create(deliveries)
+        for event in rows
+        for endpoint in endpoints
+        if endpoint.accepts(event.type)
+    )
     if deliveries:
         from .tasks import webhook_deliver
 
-        ids = [delivery.pk for delivery in WebhookDelivery.objects.filter(event=event)]
+        ids = [delivery.pk for delivery in deliveries]
         transaction.on_commit(lambda: [webhook_deliver.delay(pk) for pk in ids])
-    return event
+    return rows
 
 
 def event_body(event: Event) -> dict[str, Any]:

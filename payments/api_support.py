@@ -26,9 +26,11 @@ MIN_COHORT = 20
 
 def payment_get(*, merchant: Merchant, payment_id: str) -> PaymentIntent:
     try:
-        return PaymentIntent.objects.select_related("card__bank").get(public_id=payment_id, merchant=merchant)
+        intent = PaymentIntent.objects.select_related("card__bank").get(public_id=payment_id, merchant=merchant)
     except PaymentIntent.DoesNotExist:
         raise NotFound("No such payment.", param="id") from None
+    intent.merchant = merchant  # the caller's merchant is this payment's: no second query for it
+    return intent
 
 
 def payment_list(*, merchant: Merchant, status: str | None = None) -> QuerySet[PaymentIntent]:

@@ -10,7 +10,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from merchants.selectors import event_exists
-from merchants.services import event_emit
+from merchants.services import event_emit, events_emit
 
 from .models import PaymentIntent, Refund
 
@@ -83,11 +83,13 @@ REFUND_STATUS_EVENTS = {
 
 def payment_changed(intent: PaymentIntent, *, before: str | None) -> None:
     """`payment.created` for a new payment, then the event of its new status if it moved."""
-    if before is None:
-        event_emit(merchant=intent.merchant, type="payment.created", payload=payment_out(intent))
+    body = payment_out(intent)
+    emitted = [("payment.created", body)] if before is None else []
     event_type = PAYMENT_STATUS_EVENTS.get(PaymentIntent.Status(intent.status))
     if event_type and intent.status != before:
-        event_emit(merchant=intent.merchant, type=event_type, payload=payment_out(intent))
+        emitted.append((event_type, body))
+    if emitted:
+        events_emit(merchant=intent.merchant, events=emitted)
 
 
 def refund_created(refund: Refund) -> None:
