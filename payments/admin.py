@@ -198,7 +198,7 @@ class RefundAdmin(ReadOnlyAdminMixin, ScopedAdmin):
 
 
 @admin.register(FeeSchedule)
-class FeeScheduleAdmin(ScopedAdmin):
+class FeeScheduleAdmin(RoutingConfigAdmin):
     """Alliance-wide pricing. Add a new version rather than editing one that payments have used."""
 
     alliance_only = True
@@ -258,7 +258,7 @@ class FeeSplitAdmin(ReadOnlyAdminMixin, ScopedAdmin):
 
 
 @admin.register(RiskRule)
-class RiskRuleAdmin(ScopedAdmin):
+class RiskRuleAdmin(RoutingConfigAdmin):
     alliance_only = True
     list_display = (
         "name",

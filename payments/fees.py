@@ -29,12 +29,16 @@ HUNDREDTHS = 100
 
 def schedule_in_force(*, merchant: Merchant, method: str, at: dt.datetime) -> FeeSchedule | None:
     """The merchant's own schedule before the default, a method's own before "any method", then the latest start."""
-    candidates = FeeSchedule.objects.filter(
-        Q(merchant=merchant) | Q(merchant__isnull=True),
-        Q(method=method) | Q(method=""),
-        Q(effective_to__isnull=True) | Q(effective_to__gt=at),
-        effective_from__lte=at,
-    )
+    from .routing import load_config
+
+    candidates = [
+        schedule
+        for schedule in load_config().fee_schedules
+        if schedule.merchant_id in (merchant.pk, None)
+        and schedule.method in (method, "")
+        and schedule.effective_from <= at
+        and (schedule.effective_to is None or schedule.effective_to > at)
+    ]
     best: FeeSchedule | None = None
     best_key: tuple[bool, bool, dt.datetime] | None = None
     for schedule in candidates:
@@ -215,6 +219,10 @@ def fee_schedule_create(
     )
     schedule.full_clean()
     schedule.save()
+    from .routing import config_changed
+
+    config_changed()  # this process at once; the others again once the row is committed
+    transaction.on_commit(config_changed)
     audit_record(
         actor=actor,
         action="fee_schedule.create",

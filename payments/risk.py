@@ -174,7 +174,9 @@ def assess(intent: PaymentIntent, *, rules: list[RiskRule] | None = None) -> Ass
     if assessment.outcome == RiskOutcome.BLOCK:
         return assessment
     if rules is None:
-        rules = list(RiskRule.objects.filter(enabled=True))
+        from .routing import load_config
+
+        rules = load_config().risk_rules
     applicable = [rule for rule in rules if _applies(rule, intent)]
     for rule in applicable:
         if rule.kind == RiskRule.Kind.AMOUNT and intent.amount > rule.threshold:

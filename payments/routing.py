@@ -79,6 +79,9 @@ class RoutingConfig:
     rules: list[RuleInfo]
     retry_policy: dict[tuple[int | None, str], bool]
     channel_models: dict[int, Channel] = field(default_factory=dict)
+    # Risk rules and fee schedules change as rarely as channels and follow the same version: one load per process.
+    risk_rules: list[Any] = field(default_factory=list)
+    fee_schedules: list[Any] = field(default_factory=list)
     rngs: dict[int | None, random.Random] = field(default_factory=dict)
     rng_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -222,7 +225,17 @@ def _build_config(version: int) -> RoutingConfig:
             )
         )
     policy = {(p.channel_id, p.error_code): p.retry for p in ChannelErrorPolicy.objects.all()}
-    return RoutingConfig(version=version, channels=channels, rules=rules, retry_policy=policy, channel_models=models)
+    from .models import FeeSchedule, RiskRule
+
+    return RoutingConfig(
+        version=version,
+        channels=channels,
+        rules=rules,
+        retry_policy=policy,
+        channel_models=models,
+        risk_rules=list(RiskRule.objects.filter(enabled=True)),
+        fee_schedules=list(FeeSchedule.objects.all()),
+    )
 
 
 # --- decision -------------------------------------------------------------------------------------------------------

@@ -670,3 +670,14 @@ FACTORIES.update(
         "merchants.settlementaccountchange": _settlement_change,
     }
 )
+
+
+def make_risk_rule(**fields: Any) -> Any:
+    """A risk rule written straight to the table, then announced as an operator's save would be (rules are cached
+    with the routing configuration)."""
+    from payments import routing
+    from payments.models import RiskRule
+
+    rule = RiskRule.objects.create(**fields)
+    routing.config_changed()
+    return rule

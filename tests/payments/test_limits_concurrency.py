@@ -12,9 +12,16 @@ from django.db import connection
 
 from core.errors import MengkaError
 from payments import methods, services
-from payments.models import PaymentIntent, RiskRule
+from payments.models import PaymentIntent
 from payments.risk import RedisCounters, set_counter_store
-from tests.factories import CardFactory, CardProductFactory, ChannelFactory, MemberBankFactory, MerchantFactory
+from tests.factories import (
+    CardFactory,
+    CardProductFactory,
+    ChannelFactory,
+    MemberBankFactory,
+    MerchantFactory,
+    make_risk_rule,
+)
 
 _keys = itertools.count()
 Status = PaymentIntent.Status
@@ -89,7 +96,7 @@ def test_racing_payments_never_pass_a_daily_cap_counted_in_redis(world: dict[str
     store = RedisCounters(settings.REDIS_URL)
     store.prefix = f"test:cap:{next(_keys)}:{id(store)}"
     set_counter_store(store)
-    RiskRule.objects.create(name="daily cap", kind="total", subject="cardholder", window="day", threshold=10_000)
+    make_risk_rule(name="daily cap", kind="total", subject="cardholder", window="day", threshold=10_000)
 
     def pay() -> str:
         return services.payment_create(

@@ -22,7 +22,7 @@ from tests.factories import (
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-def test_create_confirm_capture_with_points_in_seventeen_statements(channel_fake: Any) -> None:
+def test_create_confirm_capture_with_points_in_fifteen_statements(channel_fake: Any) -> None:
     bank = MemberBankFactory()
     PointsProgramFactory(bank=bank)
     card = CardFactory(product=CardProductFactory(bank=bank))
@@ -35,8 +35,8 @@ def test_create_confirm_capture_with_points_in_seventeen_statements(channel_fake
     assert intent.status == "succeeded"
     assert intent.points_earned == 20  # 10.00 CNY of dining at 2 points per yuan
     statements = [q["sql"].split()[0] for q in queries.captured_queries]
-    # idempotency key · payment · risk: blocked lists, rules · decision · processing (with the risk outcome) ·
-    # attempt · outcome · points programme · finish: BEGIN, guarded UPDATE, ledger function in a savepoint (3), fee
-    # schedule, COMMIT · idempotency done — the points posting itself is one round trip.
-    assert len(statements) == 17, statements
+    # idempotency key · payment · risk: blocked lists (rules and fee schedules are cached with the routing
+    # configuration) · decision · processing (with the risk outcome) · attempt · outcome · points programme ·
+    # finish: BEGIN, guarded UPDATE, ledger function in a savepoint (3), COMMIT · idempotency done.
+    assert len(statements) == 15, statements
     assert sum(1 for q in queries.captured_queries if "rewards_post_simple" in q["sql"]) == 1

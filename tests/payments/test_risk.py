@@ -14,7 +14,7 @@ from django.utils import timezone
 from core.errors import Conflict
 from core.models import AuditLog
 from payments import services
-from payments.models import PaymentAttempt, PaymentIntent, RiskBlock, RiskRule
+from payments.models import PaymentAttempt, PaymentIntent, RiskBlock
 from payments.risk import RedisCounters
 from tests.factories import (
     PASSWORD,
@@ -25,9 +25,12 @@ from tests.factories import (
     MemberBankFactory,
     MerchantFactory,
     PointsProgramFactory,
+    make_risk_rule,
 )
 
 pytestmark = pytest.mark.django_db
+
+
 _keys = itertools.count()
 Status = PaymentIntent.Status
 
@@ -61,8 +64,8 @@ def pay(world: dict[str, Any], amount: int, *, card: Any = None, **kw: Any) -> P
 
 
 def test_single_amount_limit_by_card_tier_blocks_before_any_channel_is_called(world: dict[str, Any]) -> None:
-    rule = RiskRule.objects.create(name="standard cap", kind="amount", threshold=50_000, card_tier="standard")
-    RiskRule.objects.create(name="gold cap", kind="amount", threshold=10, card_tier="gold")  # does not apply
+    rule = make_risk_rule(name="standard cap", kind="amount", threshold=50_000, card_tier="standard")
+    make_risk_rule(name="gold cap", kind="amount", threshold=10, card_tier="gold")  # does not apply
     assert pay(world, 50_000).status == Status.SUCCEEDED
     blocked = pay(world, 50_001)
     assert blocked.status == Status.FAILED
@@ -84,7 +87,7 @@ def test_single_amount_limit_by_card_tier_blocks_before_any_channel_is_called(wo
 def test_daily_cap_for_payment_codes_by_verification_level_and_blocked_payments_do_not_count(
     world: dict[str, Any],
 ) -> None:
-    RiskRule.objects.create(
+    make_risk_rule(
         name="basic code daily",
         kind="total",
         subject="cardholder",
@@ -103,15 +106,13 @@ def test_daily_cap_for_payment_codes_by_verification_level_and_blocked_payments_
 
 
 def test_velocity_count_per_card_per_minute_sends_to_review(world: dict[str, Any]) -> None:
-    RiskRule.objects.create(
-        name="3 a minute", kind="count", subject="card", window="minute", threshold=3, action="review"
-    )
+    make_risk_rule(name="3 a minute", kind="count", subject="card", window="minute", threshold=3, action="review")
     outcomes = [pay(world, 1_000).risk_outcome for _ in range(4)]
     assert outcomes == ["allow", "allow", "allow", "review"]
 
 
 def test_velocity_per_merchant_counts_every_card(world: dict[str, Any]) -> None:
-    RiskRule.objects.create(name="merchant hour", kind="total", subject="merchant", window="hour", threshold=2_500)
+    make_risk_rule(name="merchant hour", kind="total", subject="merchant", window="hour", threshold=2_500)
     assert pay(world, 1_000).status == Status.SUCCEEDED
     assert pay(world, 1_000, card=CardFactory(product=world["card"].product)).status == Status.SUCCEEDED
     assert pay(world, 1_000, card=CardFactory(product=world["card"].product)).failure_code == "risk_blocked"
@@ -131,7 +132,7 @@ def test_blocked_lists(world: dict[str, Any], kind: str) -> None:
 
 @pytest.fixture
 def held(world: dict[str, Any]) -> PaymentIntent:
-    RiskRule.objects.create(name="big", kind="amount", threshold=10_000, action="review")
+    make_risk_rule(name="big", kind="amount", threshold=10_000, action="review")
     intent = pay(world, 20_000)
     assert (intent.status, intent.risk_review, intent.risk_outcome) == (Status.REQUIRES_CAPTURE, True, "review")
     assert (intent.amount_captured, intent.points_earned) == (0, 0)
@@ -224,7 +225,7 @@ def test_redis_counters_never_let_racing_increments_collide() -> None:
 
 
 def test_approving_a_manual_capture_payment_hands_it_back_to_the_merchant(world: dict[str, Any]) -> None:
-    RiskRule.objects.create(name="big", kind="amount", threshold=10_000, action="review")
+    make_risk_rule(name="big", kind="amount", threshold=10_000, action="review")
     held = pay(world, 20_000, capture_method="manual")
     assert held.risk_review is True
     approved = services.risk_review_approve(payment_id=held.public_id, actor=None)
