@@ -71,7 +71,16 @@ def spend_post(*, intent: PaymentIntent) -> int | None:
     """Spends the held points (on capture); returns the ledger transaction."""
     if intent.points_hold_id is None:
         return None
-    txn = ledger.hold_post(hold_id=intent.points_hold_id, idempotency_key=f"payment:{intent.public_id}:points-post")
+    points = intent.points_used
+    if 0 < intent.amount_captured < intent.amount:
+        # A partial capture spends the same share of the points (floor), and the rest goes back to the cardholder.
+        points = intent.points_used * intent.amount_captured // intent.amount
+    if points <= 0:
+        ledger.hold_void(hold_id=intent.points_hold_id)
+        return None
+    txn = ledger.hold_post(
+        hold_id=intent.points_hold_id, idempotency_key=f"payment:{intent.public_id}:points-post", amount=points
+    )
     return txn.pk
 
 

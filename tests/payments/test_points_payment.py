@@ -131,3 +131,15 @@ def test_payment_code_with_points_uses_as_many_as_it_can(world: dict[str, Any]) 
     )
     assert (intent.points_used, intent.points_amount, intent.amount) == (1_499, 1_499, 1)
     assert wallet(world) == (2_000 - 1_499, 0)
+
+
+def test_a_partial_capture_spends_the_same_share_of_the_points(world: dict[str, Any]) -> None:
+    intent = pay(world, 5_000, 1_000, capture_method="manual")  # 40.00 CNY cash authorised, 1,000 points held
+    assert wallet(world) == (2_000, 1_000)
+    captured = services.payment_capture(
+        merchant=world["merchant"], payment_id=intent.public_id, amount=3_000, idempotency_key=key()
+    )
+    # 30.00 of 40.00 CNY captured: 750 of the 1,000 points are spent, 250 go back; 30 points earned on the cash.
+    assert (captured.status, captured.amount_captured, captured.points_earned) == (Status.SUCCEEDED, 3_000, 30)
+    assert wallet(world) == (2_000 - 750 + 30, 0)
+    assert Hold.objects.get(pk=intent.points_hold_id).status == Hold.Status.POSTED
