@@ -104,12 +104,14 @@ def test_a_failing_bank_shows_a_message_while_other_balances_show(holder: dict[s
     ChannelFactory(acquirer=down.bank, kind="wallet")
     holder["fake"].accounts[up.reference] = 12_345
     holder["fake"].down_channels.add(down.reference)
-    response = holder["client"].get(reverse("payments:balances"))
+    response = holder["client"].get(reverse("payments:balances"), HTTP_ACCEPT_LANGUAGE="en")
     assert response.status_code == 200
     rows = {row.account: row for row in response.context["rows"]}
     assert (rows[up].available, rows[up].error) == (12_345, "")
     assert rows[down].available is None
     assert "not answering" in rows[down].error
+    chinese = holder["client"].get(reverse("payments:balances"), HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert "暂无响应" in {row.account: row for row in chinese.context["rows"]}[down].error
     html = response.content.decode()
     assert "123.45 CNY" in html
     assert "balance-error" in html
