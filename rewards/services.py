@@ -424,7 +424,9 @@ def _post_simple(
     ]
     sql = "SELECT * FROM rewards_post_simple(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
     try:
-        if connection.in_atomic_block:
+        # A redeem may be refused (not enough points) and its caller carries on, so it runs in a savepoint; an earn
+        # has no expected failure, so inside a caller's transaction it saves the two round trips.
+        if connection.in_atomic_block and kind != "earn":
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(sql, params)
                 row = cursor.fetchone()

@@ -22,7 +22,7 @@ from tests.factories import (
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-def test_create_confirm_capture_with_points_in_fifteen_statements(channel_fake: Any) -> None:
+def test_create_confirm_capture_with_points_in_thirteen_statements(channel_fake: Any) -> None:
     bank = MemberBankFactory()
     PointsProgramFactory(bank=bank)
     card = CardFactory(product=CardProductFactory(bank=bank))
@@ -37,6 +37,6 @@ def test_create_confirm_capture_with_points_in_fifteen_statements(channel_fake: 
     statements = [q["sql"].split()[0] for q in queries.captured_queries]
     # idempotency key · payment · risk: blocked lists (rules and fee schedules are cached with the routing
     # configuration) · decision · processing (with the risk outcome) · attempt · outcome · points programme ·
-    # finish: BEGIN, guarded UPDATE, ledger function in a savepoint (3), COMMIT · idempotency done.
-    assert len(statements) == 15, statements
+    # finish: BEGIN, guarded UPDATE, ledger function, COMMIT · idempotency done.
+    assert len(statements) == 13, statements
     assert sum(1 for q in queries.captured_queries if "rewards_post_simple" in q["sql"]) == 1
