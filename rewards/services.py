@@ -403,7 +403,7 @@ def _post_simple(
     earned_on: dt.date | None,
     metadata: dict[str, Any],
 ) -> LedgerTransaction | None:
-    """A plain earn or redeem in one round trip through `rewards_post_simple` (migration 0003). Returns None when
+    """A plain earn or redeem in one round trip through `rewards_post_simple` (migrations 0003, 0004). Returns None when
     the ORM path must take it (an account not created yet, or a points debt to pay off first)."""
     if not key or len(key) > 200:
         raise ValidationFailed(_("An idempotency key of 1 to 200 characters is required."), param="idempotency_key")
@@ -417,7 +417,7 @@ def _post_simple(
         program.bank_id,
         _shard_for(cardholder_id),
         amount,
-        earned_on,
+        earned_on or today(),  # a spend: the business date, lots before it are overdue
         expires,
         program.pk,
         json.dumps(metadata, cls=DjangoJSONEncoder),
@@ -612,6 +612,7 @@ def _redeem_atomic(
     metadata: dict[str, Any] | None,
 ) -> LedgerTransaction:
     wallet = wallet_account(cardholder_id, program)
+    _expire_overdue(wallet)
     sink = bank_points_account(program, Purpose.REDEMPTION, cardholder_id)
     meta = {**(metadata or {}), "cardholder_id": cardholder_id, "program_id": program.pk}
     units = 0
@@ -670,6 +671,7 @@ def hold_create(
         if existing is not None:
             return existing  # type: ignore[no-any-return]
         wallet = wallet_account(cardholder_id, program)
+        _expire_overdue(wallet)
         locked = _lock_accounts([wallet])[wallet.pk]
         if locked.available < amount:
             raise InsufficientFunds(
@@ -825,6 +827,7 @@ def points_exchange(
     )
     with transaction.atomic():
         src_wallet = wallet_account(cardholder_id, from_program)
+        _expire_overdue(src_wallet)
         src_sink = bank_points_account(from_program, Purpose.EXCHANGE, cardholder_id)
         dst_wallet, dst_debt = wallet_account(cardholder_id, to_program), debt_account(cardholder_id, to_program)
         dst_issuance = bank_points_account(to_program, Purpose.ISSUANCE, cardholder_id)
@@ -1098,24 +1101,48 @@ def lots_expire(*, on: dt.date | None = None) -> dict[str, int]:
     return counts
 
 
+def _overdue_lots(wallet_id: int, on: dt.date) -> list[tuple[int, int]]:
+    return list(
+        Lot.objects.filter(account_id=wallet_id, remaining__gt=0, expires_on__lt=on)
+        .order_by("id")
+        .values_list("id", "remaining")
+    )
+
+
+def _expire_overdue(wallet: Account) -> None:
+    """Points whose lot is past its last valid day are not spendable, even before the daily job has run: a spend
+    (or a hold) first expires the wallet's overdue lots, in a posting of their own, exactly as the job would."""
+    if _overdue_lots(wallet.pk, today()):
+        _expire_wallet(wallet.pk, today())
+
+
 @retry_on_conflict
 def _expire_wallet(wallet_id: int, on: dt.date) -> int:
     with transaction.atomic():
+        overdue = _overdue_lots(wallet_id, on)
+        if not overdue:
+            return 0
         wallet = Account.objects.get(pk=wallet_id)
         program = PointsProgram.objects.get(pk=wallet.program_id or 0)
         breakage = bank_points_account(program, Purpose.BREAKAGE, wallet.owner_id)
-        key = f"expire:{wallet_id}:{on.isoformat()}"
+        # The key names the lots as they stand, so a second expiry on the same day (a spend's, then the job's, or
+        # points released by a hold) is a new posting, while two runs over the same lots post once.
+        lots_digest = hashlib.sha256(repr(overdue).encode()).hexdigest()[:16]
+        key = f"expire:{wallet_id}:{on.isoformat()}:{lots_digest}"
         posting = _begin(
             kind=Kind.EXPIRE,
             key=key,
-            digest=request_hash(op="expire", wallet=wallet_id, on=on),
+            digest=request_hash(op="expire", wallet=wallet_id, on=on, lots=overdue),
             accounts=[wallet, breakage],
             actor=None,
             metadata={"cardholder_id": wallet.owner_id, "program_id": program.pk, "on": on.isoformat()},
         )
         if isinstance(posting, LedgerTransaction):
             return 0
-        budget = max(posting.acc(wallet).available, 0)
+        # Held points are taken from the soonest-expiring lots when their hold posts, so they are the overdue ones:
+        # what is held stays until the hold resolves (the next run takes it), and valid lots are never touched.
+        locked = posting.acc(wallet)
+        budget = min(max(sum(remaining for _lot, remaining in overdue) - locked.held, 0), max(locked.available, 0))
         movements: list[LotMovement] = []
         total = 0
         lots = Lot.objects.filter(account_id=wallet_id, remaining__gt=0, expires_on__lt=on).order_by("expires_on", "id")
@@ -1186,6 +1213,8 @@ def adjustment_approve(*, request_id: int, approver: AbstractBaseUser) -> Ledger
         request = _decide(request_id, approver)
         program = request.program
         wallet = wallet_account(request.cardholder_id, program)
+        if request.amount < 0:
+            _expire_overdue(wallet)
         debt = debt_account(request.cardholder_id, program)
         issuance = bank_points_account(program, Purpose.ISSUANCE, request.cardholder_id)
         posting = _begin(

@@ -209,12 +209,14 @@ def test_reversing_spent_earn_creates_debt_paid_by_later_earnings(program, holde
     assert_clean()
 
 
-def test_reversing_a_spend_returns_points_to_their_lots_and_expired_ones_expire(program, holder) -> None:
+def test_reversing_a_spend_returns_points_to_their_lots_and_expired_ones_expire(program, holder, monkeypatch) -> None:
     old = s.points_earn(
         cardholder_id=holder.pk, program=program, amount=60, idempotency_key="old", earned_on=dt.date(2024, 1, 1)
     )
     new = s.points_earn(cardholder_id=holder.pk, program=program, amount=60, idempotency_key="new")
-    spend = s.points_redeem(cardholder_id=holder.pk, program=program, amount=100, idempotency_key="spend")
+    with monkeypatch.context() as m:
+        m.setattr(s, "today", lambda: dt.date(2024, 12, 31))  # the old lot's last valid day
+        spend = s.points_redeem(cardholder_id=holder.pk, program=program, amount=100, idempotency_key="spend")
     reversal = s.transaction_reverse(transaction_id=spend.pk, amount=100, idempotency_key="undo")
     assert Lot.objects.get(earned_by=new).remaining == 60
     assert Lot.objects.get(earned_by=old).remaining == 0  # expired 2025-01-01: returned points expire at once
@@ -225,7 +227,7 @@ def test_reversing_a_spend_returns_points_to_their_lots_and_expired_ones_expire(
     assert_clean()
 
 
-def test_expiry_job_one_transaction_per_wallet_and_respects_holds(program, holder) -> None:
+def test_expiry_job_one_transaction_per_wallet_and_respects_holds(program, holder, monkeypatch) -> None:
     s.points_earn(
         cardholder_id=holder.pk, program=program, amount=70, idempotency_key="a", earned_on=dt.date(2024, 1, 1)
     )
@@ -233,12 +235,66 @@ def test_expiry_job_one_transaction_per_wallet_and_respects_holds(program, holde
         cardholder_id=holder.pk, program=program, amount=30, idempotency_key="b", earned_on=dt.date(2024, 2, 1)
     )
     s.points_earn(cardholder_id=holder.pk, program=program, amount=40, idempotency_key="c")
-    s.hold_create(cardholder_id=holder.pk, program=program, amount=50, idempotency_key="h")
+    with monkeypatch.context() as m:
+        m.setattr(s, "today", lambda: dt.date(2024, 6, 1))  # the hold is taken while every lot is valid
+        s.hold_create(cardholder_id=holder.pk, program=program, amount=50, idempotency_key="h")
     counts = s.lots_expire(on=dt.date(2025, 6, 1))
-    assert counts == {"accounts": 1, "points": 90}  # 140 posted − 50 held: 90 may expire now
+    # 100 overdue, of which the 50 held (holds take the soonest lots) wait for their hold; the 40 valid stay
+    assert counts == {"accounts": 1, "points": 50}
     assert LedgerTransaction.objects.filter(kind="expire").count() == 1
-    assert balance(holder, program) == (50, 50)
+    assert balance(holder, program) == (90, 50)
     assert s.lots_expire(on=dt.date(2025, 6, 1)) == {"accounts": 0, "points": 0}
+    assert_clean()
+
+
+def test_points_past_their_date_are_not_spendable_before_the_job_runs(program, holder) -> None:
+    overdue = s.points_earn(
+        cardholder_id=holder.pk, program=program, amount=70, idempotency_key="old", earned_on=dt.date(2024, 1, 1)
+    )
+    fresh = s.points_earn(cardholder_id=holder.pk, program=program, amount=40, idempotency_key="new")
+    assert balance(holder, program) == (110, 0)  # the daily job has not run yet
+    with pytest.raises(InsufficientFunds):
+        s.points_redeem(cardholder_id=holder.pk, program=program, amount=50, idempotency_key="too-much")
+    assert not LedgerTransaction.objects.filter(idempotency_key="too-much").exists()
+    spend = s.points_redeem(cardholder_id=holder.pk, program=program, amount=30, idempotency_key="ok")
+    expiry = LedgerTransaction.objects.get(kind="expire")
+    assert expiry.points == 70
+    assert Lot.objects.get(earned_by=overdue).remaining == 0
+    assert list(LotMovement.objects.filter(transaction=spend).values_list("lot__earned_by", "amount")) == [
+        (fresh.pk, -30)
+    ]
+    assert Account.objects.get(purpose="breakage").posted == 70
+    assert balance(holder, program) == (10, 0)
+    with pytest.raises(InsufficientFunds):
+        s.hold_create(cardholder_id=holder.pk, program=program, amount=11, idempotency_key="h")
+    assert_clean()
+
+
+def test_a_hold_expires_overdue_lots_first_and_a_later_expiry_the_same_day_posts_again(
+    program, holder, monkeypatch
+) -> None:
+    s.points_earn(
+        cardholder_id=holder.pk, program=program, amount=50, idempotency_key="a", earned_on=dt.date(2024, 1, 1)
+    )
+    with monkeypatch.context() as m:
+        m.setattr(s, "today", lambda: dt.date(2024, 6, 1))
+        hold = s.hold_create(cardholder_id=holder.pk, program=program, amount=20, idempotency_key="h")
+    s.points_earn(
+        cardholder_id=holder.pk, program=program, amount=30, idempotency_key="b", earned_on=dt.date(2024, 2, 1)
+    )
+    s.points_earn(cardholder_id=holder.pk, program=program, amount=10, idempotency_key="c")
+    s.hold_create(cardholder_id=holder.pk, program=program, amount=5, idempotency_key="h2")
+    # 90 posted − 20 held: the 60 overdue points that are not held expire; the held 20 wait for their hold
+    assert balance(holder, program) == (30, 25)
+    s.hold_void(hold_id=hold.pk)
+    with pytest.raises(InsufficientFunds):
+        s.points_redeem(cardholder_id=holder.pk, program=program, amount=11, idempotency_key="r")
+    assert balance(holder, program) == (30, 5)  # a refused spend leaves nothing behind, its expiry included
+    s.points_redeem(cardholder_id=holder.pk, program=program, amount=10, idempotency_key="r")
+    # the released 20 overdue points, less the 5 still held, expired in a second posting the same day
+    assert balance(holder, program) == (5, 5)
+    assert LedgerTransaction.objects.filter(kind="expire").count() == 2
+    assert s.lots_expire() == {"accounts": 0, "points": 0}
     assert_clean()
 
 
@@ -414,20 +470,22 @@ def test_deadlocks_are_retried_not_reported_as_shortfalls(monkeypatch) -> None:
         broken()
 
 
-def test_jobs_run_through_job_run(program, holder) -> None:
+def test_jobs_run_through_job_run(program, holder, monkeypatch) -> None:
     from core.models import JobRun
     from rewards import tasks
 
     s.points_earn(
         cardholder_id=holder.pk, program=program, amount=10, idempotency_key="a", earned_on=dt.date(2020, 1, 1)
     )
-    s.hold_create(
-        cardholder_id=holder.pk,
-        program=program,
-        amount=5,
-        idempotency_key="h",
-        expires_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
-    )
+    with monkeypatch.context() as m:
+        m.setattr(s, "today", lambda: dt.date(2020, 1, 1))
+        s.hold_create(
+            cardholder_id=holder.pk,
+            program=program,
+            amount=5,
+            idempotency_key="h",
+            expires_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
+        )
     assert tasks.holds_expire.delay().get() == {"expired": 1}
     assert tasks.lots_expire.delay().get() == {"accounts": 1, "points": 10}
     assert balance(holder, program) == (0, 0)
