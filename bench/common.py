@@ -50,22 +50,28 @@ def setup_django(database: str) -> None:
 
 
 def run_workers(
-    workers: int, seconds: float, target: Callable[[int, float], list[float]]
+    workers: int, seconds: float, target: Callable[[int, Callable[[], float]], list[float]]
 ) -> tuple[int, list[float], float]:
-    """Runs `target(worker_index, deadline)` in `workers` forked processes; each returns its latencies in seconds.
+    """Runs `target(worker_index, go)` in `workers` forked processes; each returns its latencies in seconds.
 
-    Returns (operations, latencies, elapsed seconds). Forking (not pickling) lets `target` be a closure.
+    A worker first loads what it needs (its rows, the cached routing configuration, its database connection), then
+    calls `go()`, which waits until every worker is ready and returns the deadline: the window measures steady-state
+    work, not process start-up. Returns (operations, latencies, elapsed seconds from the moment all are ready until
+    the last finishes). Forking (not pickling) lets `target` be a closure.
     """
     from django.db import connections
 
     connections.close_all()
     context = mp.get_context("fork")
     queue = context.Queue()
-    deadline = time.time() + seconds
-    start = time.perf_counter()
-    processes = [context.Process(target=_run_one, args=(target, index, deadline, queue)) for index in range(workers)]
+    ready = context.Barrier(workers + 1)
+    processes = [
+        context.Process(target=_run_one, args=(target, index, seconds, ready, queue)) for index in range(workers)
+    ]
     for process in processes:
         process.start()
+    ready.wait(timeout=300)
+    start = time.perf_counter()
     results = [queue.get() for _ in processes]
     elapsed = time.perf_counter() - start
     for process in processes:
@@ -77,15 +83,23 @@ def run_workers(
     return len(latencies), latencies, elapsed
 
 
-def _run_one(target: Callable[[int, float], list[float]], index: int, deadline: float, queue: Any) -> None:
+def _run_one(
+    target: Callable[[int, Callable[[], float]], list[float]], index: int, seconds: float, ready: Any, queue: Any
+) -> None:
     import traceback
 
     from django.db import connections
 
     connections.close_all()
+
+    def go() -> float:
+        ready.wait(timeout=300)
+        return time.time() + seconds
+
     try:
-        queue.put(target(index, deadline))
+        queue.put(target(index, go))
     except BaseException:
+        ready.abort()
         queue.put(traceback.format_exc())
     finally:
         connections.close_all()

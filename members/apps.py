@@ -7,8 +7,13 @@ class MembersConfig(AppConfig):
     verbose_name = _("Members")
 
     def ready(self) -> None:
+        from django.db.models.signals import post_delete, post_save
+
         from core.scoping import register_bank_roles_provider
 
-        from .selectors import bank_roles_for_user
+        from .models import PointsProgram
+        from .selectors import bank_roles_for_user, programs_changed
 
         register_bank_roles_provider(bank_roles_for_user)
+        post_save.connect(programs_changed, sender=PointsProgram, dispatch_uid="members.programs_changed")
+        post_delete.connect(programs_changed, sender=PointsProgram, dispatch_uid="members.programs_changed.delete")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 
@@ -22,6 +24,7 @@ from .models import (
     ConsentText,
     LinkedAccount,
     MemberBank,
+    PointsProgram,
 )
 
 
@@ -121,3 +124,23 @@ def consents_overview(cardholder: Cardholder) -> list[dict[str, Any]]:
 
 def consent_history(cardholder: Cardholder) -> QuerySet[ConsentEvent]:
     return ConsentEvent.objects.filter(cardholder=cardholder).select_related("text").order_by("-at", "-id")
+
+
+# A bank's active points programme is read on every payment and changes rarely: each process keeps it for
+# POINTS_PROGRAM_CACHE_TTL seconds, and forgets it at once when this process saves or deletes a programme.
+_programs: dict[int, tuple[float, PointsProgram | None]] = {}
+
+
+def active_program(bank_id: int) -> PointsProgram | None:
+    """The bank's active points programme, or None. Callers must not modify the returned object."""
+    now = time.monotonic()
+    cached = _programs.get(bank_id)
+    if cached is not None and now - cached[0] < settings.POINTS_PROGRAM_CACHE_TTL:
+        return cached[1]
+    program = PointsProgram.objects.filter(bank_id=bank_id, active=True).first()
+    _programs[bank_id] = (now, program)
+    return program
+
+
+def programs_changed(**_: Any) -> None:
+    _programs.clear()

@@ -209,8 +209,8 @@ class PaymentListCreateApi(MerchantAPIView):
 
         def run(key: str) -> tuple[int, dict[str, Any]]:
             funding = resolve_payment_method(data.pop("payment_method"), mode)
-            created = services.payment_create(merchant=merchant, idempotency_key=key, **funding, **data)
-            intent = api_support.payment_get(merchant=merchant, payment_id=created.public_id)
+            # The service hands back the payment as it left it (a replay of the key loads it): no second read.
+            intent = services.payment_create(merchant=merchant, idempotency_key=key, **funding, **data)
             events.payment_changed(intent, before=None)
             return 201, payment_out(intent)
 

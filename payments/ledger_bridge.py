@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from members.models import PointsProgram
+from members.selectors import active_program
 from rewards import services as ledger
 from rewards.models import LedgerTransaction
 
@@ -12,15 +13,10 @@ from .models import PaymentIntent
 
 
 def program_for(intent: PaymentIntent) -> PointsProgram | None:
-    """The issuer's active points programme (looked up once per payment object)."""
+    """The issuer's active points programme."""
     if intent.issuer_id is None:
         return None
-    if not hasattr(intent, "_issuer_program"):
-        intent._issuer_program = PointsProgram.objects.filter(  # type: ignore[attr-defined]
-            bank_id=intent.issuer_id, active=True
-        ).first()
-    program: PointsProgram | None = intent._issuer_program  # type: ignore[attr-defined]
-    return program
+    return active_program(intent.issuer_id)
 
 
 def earn(*, intent: PaymentIntent, points: int, idempotency_key: str) -> bool:

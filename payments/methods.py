@@ -109,7 +109,7 @@ def payment_code_take(code: str) -> Funding:
         raise ValidationFailed("A payment code has 18 digits.", code="payment_code_invalid", param="payment_code")
     found = (
         PaymentCode.objects.select_for_update(of=("self",))
-        .select_related("cardholder", "card__product", "linked_account")
+        .select_related("cardholder", "card__product", "card__bank", "linked_account")
         .filter(code=code)
         .first()
     )
@@ -186,7 +186,7 @@ def agreement_take(token: str, *, merchant: Merchant, amount: int, currency: str
     payment is stored, so racing payments cannot both slip under the monthly limit)."""
     agreement = (
         Agreement.objects.select_for_update(of=("self",))
-        .select_related("cardholder", "card__product", "linked_account")
+        .select_related("cardholder", "card__product", "card__bank", "linked_account")
         .filter(token=token, merchant=merchant)
         .first()
     )

@@ -10,6 +10,7 @@ from decimal import ROUND_FLOOR, Decimal
 
 from core.money import proportional_floor, quantize, to_money
 from members.models import Card, PointsProgram
+from members.selectors import active_program
 
 from .models import PaymentIntent
 
@@ -70,7 +71,7 @@ POINTS_HOLD_VALIDITY_DAYS = 8  # outlives the longest authorisation a channel gi
 def program_of_bank(bank_id: int | None) -> PointsProgram | None:
     if bank_id is None:
         return None
-    return PointsProgram.objects.filter(bank_id=bank_id, active=True).first()
+    return active_program(bank_id)
 
 
 def points_value(points: int, program: PointsProgram) -> int:

@@ -22,7 +22,8 @@ from tests.factories import (
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-def test_create_confirm_capture_with_points_in_thirteen_statements(channel_fake: Any) -> None:
+def test_create_confirm_capture_with_points_in_twelve_statements(channel_fake: Any, settings: Any) -> None:
+    settings.POINTS_PROGRAM_CACHE_TTL = 60  # as in production: the issuer's programme is cached per process
     bank = MemberBankFactory()
     PointsProgramFactory(bank=bank)
     card = CardFactory(product=CardProductFactory(bank=bank))
@@ -36,7 +37,7 @@ def test_create_confirm_capture_with_points_in_thirteen_statements(channel_fake:
     assert intent.points_earned == 20  # 10.00 CNY of dining at 2 points per yuan
     statements = [q["sql"].split()[0] for q in queries.captured_queries]
     # idempotency key · payment · risk: blocked lists (rules and fee schedules are cached with the routing
-    # configuration) · decision · processing (with the risk outcome) · attempt · outcome · points programme ·
-    # finish: BEGIN, guarded UPDATE, ledger function, COMMIT · idempotency done.
-    assert len(statements) == 13, statements
+    # configuration, the points programme per process) · decision · processing (with the risk outcome) · attempt ·
+    # outcome · finish: BEGIN, guarded UPDATE, ledger function, COMMIT · idempotency done.
+    assert len(statements) == 12, statements
     assert sum(1 for q in queries.captured_queries if "rewards_post_simple" in q["sql"]) == 1
