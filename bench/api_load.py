@@ -35,7 +35,7 @@ from common import ROOT, percentile, setup_django
 
 CLIENTS = 16
 CARDHOLDERS = 9_000
-GUNICORN_WORKERS = 4
+GUNICORN_WORKERS = int(os.environ.get("BENCH_GUNICORN_WORKERS", "4"))
 
 
 def seed_many() -> dict[str, Any]:
