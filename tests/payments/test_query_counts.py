@@ -22,7 +22,7 @@ from tests.factories import (
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-def test_create_confirm_capture_with_points_in_twelve_statements(channel_fake: Any, settings: Any) -> None:
+def test_create_confirm_capture_with_points_in_ten_statements(channel_fake: Any, settings: Any) -> None:
     settings.POINTS_PROGRAM_CACHE_TTL = 60  # as in production: the issuer's programme is cached per process
     bank = MemberBankFactory()
     PointsProgramFactory(bank=bank)
@@ -37,7 +37,48 @@ def test_create_confirm_capture_with_points_in_twelve_statements(channel_fake: A
     assert intent.points_earned == 20  # 10.00 CNY of dining at 2 points per yuan
     statements = [q["sql"].split()[0] for q in queries.captured_queries]
     # idempotency key · payment · risk: blocked lists (rules and fee schedules are cached with the routing
-    # configuration, the points programme per process) · decision · processing (with the risk outcome) · attempt ·
-    # outcome · finish: BEGIN, guarded UPDATE, ledger function, COMMIT · idempotency done.
-    assert len(statements) == 12, statements
+    # configuration, the points programme per process) · one statement for the decision, the move to processing
+    # (with the risk outcome) and the attempt · outcome · finish: BEGIN, guarded UPDATE, ledger function, COMMIT ·
+    # idempotency done.
+    assert len(statements) == 10, statements
+    assert statements[3] == "WITH"
     assert sum(1 for q in queries.captured_queries if "rewards_post_simple" in q["sql"]) == 1
+
+
+def test_the_one_statement_start_writes_every_column_of_its_tables() -> None:
+    """The hand-written start statement names every column of the decision and attempt tables (but the id): a new
+    column fails here rather than in production."""
+    from payments.models import PaymentAttempt, RoutingDecision
+
+    for model, columns in ((RoutingDecision, services.DECISION_COLUMNS), (PaymentAttempt, services.ATTEMPT_COLUMNS)):
+        expected = {field.column for field in model._meta.concrete_fields if not field.primary_key}
+        assert set(columns) == expected, model
+
+
+def test_a_started_payment_records_its_decision_processing_and_first_attempt(channel_fake: Any) -> None:
+    from payments.models import PaymentAttempt, RoutingDecision
+
+    bank = MemberBankFactory()
+    PointsProgramFactory(bank=bank)
+    card = CardFactory(product=CardProductFactory(bank=bank))
+    merchant = MerchantFactory(sponsor_bank=bank)
+    channel = ChannelFactory(acquirer=bank)
+    intent = services.payment_create(
+        merchant=merchant,
+        cardholder=card.cardholder,
+        card=card,
+        currency="CNY",
+        amount=1_000,
+        idempotency_key="k",
+        confirm=True,
+    )
+    decision = RoutingDecision.objects.get(intent=intent)
+    assert decision.chosen == [channel.code]
+    assert [c["channel"] for c in decision.candidates] == [channel.code]
+    attempt = PaymentAttempt.objects.get(intent=intent)
+    assert (attempt.sequence, attempt.channel_id, attempt.reference) == (1, channel.pk, f"{intent.public_id}-1")
+    assert (attempt.status, attempt.amount, attempt.currency) == ("captured", 1_000, "CNY")
+    assert attempt.created_at is not None
+    assert attempt.resolved_at is not None
+    intent.refresh_from_db()
+    assert (intent.status, intent.risk_outcome, intent.risk_reasons) == ("succeeded", "allow", [])
