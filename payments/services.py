@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -350,11 +350,12 @@ def _confirm(intent: PaymentIntent) -> None:
         if attempt is None:
             attempt = _new_attempt(intent, config.channel_models[info.id], sequence=tried)
         response = _call_authorize(intent, attempt)
-        result = _settle_authorize(attempt, response)
+        deferred = connection.vendor == "postgresql"  # the approval is written with the finish, in one statement
+        result = _settle_authorize(attempt, response, defer_approval=deferred)
         channel_failed = result in (AttemptStatus.FAILED, AttemptStatus.REVERSED, *UNRESOLVED)
         health.record(info.code, intent.method, not channel_failed, info.breaker)
         if result in (AttemptStatus.AUTHORIZED, AttemptStatus.CAPTURED):
-            _finish_authorized(intent, attempt, captured=result == AttemptStatus.CAPTURED)
+            _finish_authorized(intent, attempt, captured=result == AttemptStatus.CAPTURED, attempt_unsaved=deferred)
             return
         if result == AttemptStatus.DECLINED:
             _fail(intent, attempt.error_code or "card_declined", attempt.error_message or "The card was declined.")
@@ -543,11 +544,12 @@ def _instrument(intent: PaymentIntent) -> tuple[str, str]:
     return (intent.card.token if intent.card else ""), "card"
 
 
-def _settle_authorize(attempt: PaymentAttempt, response: ChannelResponse) -> str:
-    """Records what the channel said; an UNKNOWN is resolved by inquiry, then reversal, at once."""
+def _settle_authorize(attempt: PaymentAttempt, response: ChannelResponse, *, defer_approval: bool = False) -> str:
+    """Records what the channel said; an UNKNOWN is resolved by inquiry, then reversal, at once. With
+    `defer_approval`, an approval is only set on the object: the caller writes it with the payment's finish."""
     if response.outcome == Outcome.APPROVED:
         status = AttemptStatus.CAPTURED if response.state == RemoteState.CAPTURED else AttemptStatus.AUTHORIZED
-        _update_attempt(attempt, status, response.channel_reference, "", "")
+        _update_attempt(attempt, status, response.channel_reference, "", "", save=not defer_approval)
     elif response.outcome == Outcome.DECLINED:
         _update_attempt(attempt, AttemptStatus.DECLINED, "", response.code, response.message)
     elif response.outcome == Outcome.FAILED:
@@ -558,15 +560,19 @@ def _settle_authorize(attempt: PaymentAttempt, response: ChannelResponse) -> str
     return attempt.status
 
 
-def _update_attempt(attempt: PaymentAttempt, status: str, channel_reference: str, code: str, message: str) -> None:
+ATTEMPT_OUTCOME_FIELDS = ("status", "channel_reference", "error_code", "error_message", "resolved_at", "latency_ms")
+
+
+def _update_attempt(
+    attempt: PaymentAttempt, status: str, channel_reference: str, code: str, message: str, *, save: bool = True
+) -> None:
     attempt.status = status
     attempt.channel_reference = channel_reference or attempt.channel_reference
     attempt.error_code, attempt.error_message = code[:64], message[:255]
     resolved = status not in UNRESOLVED
     attempt.resolved_at = timezone.now() if resolved else None
-    attempt.save(
-        update_fields=["status", "channel_reference", "error_code", "error_message", "resolved_at", "latency_ms"]
-    )
+    if save:
+        attempt.save(update_fields=ATTEMPT_OUTCOME_FIELDS)
 
 
 def _resolve_attempt(attempt: PaymentAttempt) -> None:
@@ -599,7 +605,9 @@ def _resolve_attempt(attempt: PaymentAttempt) -> None:
         _update_attempt(attempt, AttemptStatus.UNKNOWN, "", attempt.error_code or "timeout", "awaiting resolution")
 
 
-def _finish_authorized(intent: PaymentIntent, attempt: PaymentAttempt, *, captured: bool) -> None:
+def _finish_authorized(
+    intent: PaymentIntent, attempt: PaymentAttempt, *, captured: bool, attempt_unsaved: bool = False
+) -> None:
     """Records an authorisation (or a capture) and, when captured, posts the points — in one transaction whose
     guarded UPDATE only the request that owns the `processing` payment can win."""
     channel = attempt.channel
@@ -628,17 +636,25 @@ def _finish_authorized(intent: PaymentIntent, attempt: PaymentAttempt, *, captur
         )
         if intent.risk_review:
             fields["risk_review_deadline"] = min(now + RISK_REVIEW_WINDOW, fields["authorization_expires_at"])
-    _finish(intent, fields, earn=captured)
+    _finish(intent, fields, earn=captured, attempt=attempt if attempt_unsaved else None)
 
 
-def _finish(intent: PaymentIntent, fields: dict[str, Any], *, earn: bool) -> bool:
-    """Moves a `processing` payment on with `fields`; False when another request already did."""
+def _finish(
+    intent: PaymentIntent, fields: dict[str, Any], *, earn: bool, attempt: PaymentAttempt | None = None
+) -> bool:
+    """Moves a `processing` payment on with `fields`; False when another request already did. `attempt`: an
+    approval set on the object but not yet written (PostgreSQL), written in the same statement, won or not."""
     if earn:
         for name, value in fields.items():
             setattr(intent, name, value)
         fields["points_earned"] = _points_to_earn(intent)
     with transaction.atomic():
-        if not PaymentIntent.objects.filter(pk=intent.pk, status=Status.PROCESSING).update(**fields):
+        won = (
+            _finish_with_attempt(intent, fields, attempt)
+            if attempt is not None
+            else PaymentIntent.objects.filter(pk=intent.pk, status=Status.PROCESSING).update(**fields)
+        )
+        if not won:
             intent.refresh_from_db()
             return False
         for name, value in fields.items():
@@ -646,6 +662,31 @@ def _finish(intent: PaymentIntent, fields: dict[str, Any], *, earn: bool) -> boo
         if earn:
             _on_capture(intent, at=fields["captured_at"])
     return True
+
+
+def _finish_with_attempt(intent: PaymentIntent, fields: dict[str, Any], attempt: PaymentAttempt) -> int:
+    """PostgreSQL: the attempt's outcome and the payment's guarded move on, in one statement; returns the payments
+    moved (0 or 1). The attempt is written either way."""
+    meta = PaymentIntent._meta
+    assignments, values = [], []
+    for name, value in fields.items():
+        field = meta.get_field(name)
+        assert field.concrete, name
+        raw = value.pk if isinstance(value, models.Model) else value
+        assignments.append(f"{field.column} = %s")  # type: ignore[union-attr]
+        values.append(field.get_db_prep_save(raw, connection))  # type: ignore[union-attr]
+    attempt_meta = PaymentAttempt._meta
+    outcome = [
+        attempt_meta.get_field(name).get_db_prep_save(getattr(attempt, name), connection)  # type: ignore[union-attr]
+        for name in ATTEMPT_OUTCOME_FIELDS
+    ]
+    attempt_set, intent_set = ", ".join(f"{name} = %s" for name in ATTEMPT_OUTCOME_FIELDS), ", ".join(assignments)
+    # Table and column names come from the models; every value is a parameter.
+    sql = f"WITH outcome AS (UPDATE {attempt_meta.db_table} SET {attempt_set} WHERE id = %s) "  # noqa: S608
+    sql += f"UPDATE {meta.db_table} SET {intent_set} WHERE id = %s AND status = %s"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*outcome, attempt.pk, *values, intent.pk, Status.PROCESSING])
+        return int(cursor.rowcount)
 
 
 def _on_capture(intent: PaymentIntent, *, at: Any) -> None:

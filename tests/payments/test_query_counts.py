@@ -22,7 +22,7 @@ from tests.factories import (
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-def test_create_confirm_capture_with_points_in_ten_statements(channel_fake: Any, settings: Any) -> None:
+def test_create_confirm_capture_with_points_in_nine_statements(channel_fake: Any, settings: Any) -> None:
     settings.POINTS_PROGRAM_CACHE_TTL = 60  # as in production: the issuer's programme is cached per process
     bank = MemberBankFactory()
     PointsProgramFactory(bank=bank)
@@ -38,10 +38,11 @@ def test_create_confirm_capture_with_points_in_ten_statements(channel_fake: Any,
     statements = [q["sql"].split()[0] for q in queries.captured_queries]
     # idempotency key · payment · risk: blocked lists (rules and fee schedules are cached with the routing
     # configuration, the points programme per process) · one statement for the decision, the move to processing
-    # (with the risk outcome) and the attempt · outcome · finish: BEGIN, guarded UPDATE, ledger function, COMMIT ·
-    # idempotency done.
-    assert len(statements) == 10, statements
+    # (with the risk outcome) and the attempt · finish: BEGIN, one statement for the attempt's outcome and the
+    # guarded UPDATE, ledger function, COMMIT · idempotency done.
+    assert len(statements) == 9, statements
     assert statements[3] == "WITH"
+    assert statements[4:6] == ["BEGIN", "WITH"]
     assert sum(1 for q in queries.captured_queries if "rewards_post_simple" in q["sql"]) == 1
 
 
@@ -82,3 +83,30 @@ def test_a_started_payment_records_its_decision_processing_and_first_attempt(cha
     assert attempt.resolved_at is not None
     intent.refresh_from_db()
     assert (intent.status, intent.risk_outcome, intent.risk_reasons) == ("succeeded", "allow", [])
+
+
+def test_the_attempt_outcome_is_written_even_when_another_request_finished_the_payment(channel_fake: Any) -> None:
+    from django.utils import timezone
+
+    from payments.models import PaymentAttempt
+
+    bank = MemberBankFactory()
+    card = CardFactory(product=CardProductFactory(bank=bank))
+    ChannelFactory(acquirer=bank)
+    intent = services.payment_create(
+        merchant=MerchantFactory(sponsor_bank=bank),
+        cardholder=card.cardholder,
+        card=card,
+        currency="CNY",
+        amount=500,
+        idempotency_key="k",
+        confirm=True,
+    )
+    attempt = PaymentAttempt.objects.get(intent=intent)
+    attempt.status, attempt.channel_reference, attempt.resolved_at = "authorized", "late-ref", timezone.now()
+    moved = services._finish_with_attempt(intent, {"status": "failed", "updated_at": timezone.now()}, attempt)
+    assert moved == 0  # the payment had already left processing: the guarded UPDATE does not touch it
+    attempt.refresh_from_db()
+    assert (attempt.status, attempt.channel_reference) == ("authorized", "late-ref")
+    intent.refresh_from_db()
+    assert intent.status == "succeeded"
