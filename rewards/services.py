@@ -33,6 +33,7 @@ from django.utils.translation import gettext as _
 from core.audit import audit_record
 from core.calendar import SHANGHAI
 from core.errors import Conflict, IdempotencyConflict, InsufficientFunds, NotFound, PermissionDenied, ValidationFailed
+from core.money import proportional_floor
 from members.models import PointsProgram
 
 from .models import (
@@ -870,11 +871,6 @@ def points_exchange(
 # --- reverse ------------------------------------------------------------------------------------------------------
 
 
-def _proportional(total: int, done: int, of: int) -> int:
-    """floor(total × done / of): cumulative, so several partial reversals never drift."""
-    return total * done // of
-
-
 @retry_on_conflict
 def transaction_reverse(
     *,
@@ -960,7 +956,7 @@ def _reverse_locked(
     if amount is None:
         assert refunded_total is not None
         assert captured_total is not None
-        target = _proportional(locked_original.points, refunded_total, captured_total)
+        target = proportional_floor(locked_original.points, refunded_total, captured_total)
         delta = target - done_before
         if delta <= 0:
             transaction.set_rollback(True)
@@ -1020,7 +1016,7 @@ def _reverse_cny(
             continue
         total = by_account[account.pk]
         sign = 1 if total > 0 else -1
-        step = _proportional(abs(total), after, points) - _proportional(abs(total), before, points)
+        step = proportional_floor(abs(total), after, points) - proportional_floor(abs(total), before, points)
         posting.leg(account, -sign * step)
 
 
