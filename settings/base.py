@@ -20,7 +20,7 @@ FIELD_ENCRYPTION_KEY = env.str("FIELD_ENCRYPTION_KEY", default=SECRET_KEY)
 FINGERPRINT_KEY = env.str("FINGERPRINT_KEY", default=SECRET_KEY)
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "core.apps.OperatorAdminConfig",  # django.contrib.admin with the sign-in lockout
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
