@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -11,7 +10,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import authenticate, login
 from django.contrib.auth.decorators import login_required
-from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -21,6 +19,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
+from core import signin
 from core.errors import MengkaError, NotFound
 
 from . import selectors, services
@@ -28,42 +27,34 @@ from .forms import AccountLinkForm, CardBindForm, CodeForm, ConsentForm, SignInF
 from .issuers import SandboxIssuerVerifier, get_verifier
 from .models import Cardholder
 
-LOGIN_MAX_FAILURES = 5
-LOGIN_WINDOW_SECONDS = 15 * 60
-
 View = Callable[..., HttpResponse]
 
 
 # --- sign in with lockout ------------------------------------------------------------------------------------------
 
 
-def _failure_key(username: str, ip: str) -> str:
-    digest = hashlib.sha256(f"{username.strip().lower()}|{ip}".encode()).hexdigest()
-    return f"members:login-failures:{digest}"
-
-
 @sensitive_post_parameters("password")
 @require_http_methods(["GET", "POST"])
 def sign_in(request: HttpRequest) -> HttpResponse:
-    """Five failures for one username from one address within 15 minutes lock that pair out for 15 minutes."""
+    """Signs a cardholder in, with the lockout of `core.signin` (per username and per address)."""
     next_url = request.POST.get("next") or request.GET.get("next") or ""
     if not url_has_allowed_host_and_scheme(next_url, {request.get_host()}, require_https=request.is_secure()):
         next_url = ""
     form = SignInForm(request.POST or None)
     status = 200
     if request.method == "POST" and form.is_valid():
-        key = _failure_key(form.cleaned_data["username"], request.META.get("REMOTE_ADDR", ""))
-        failures = cache.get(key, 0)
-        if failures >= LOGIN_MAX_FAILURES:
-            form.add_error(None, _("Too many failed sign-ins. Please wait 15 minutes and try again."))
+        username = form.cleaned_data["username"]
+        lockout = signin.signin_locked(request, username)
+        if lockout is not None:
+            form.add_error(None, lockout.message)
             status = 429
         else:
-            user = authenticate(request, username=form.cleaned_data["username"], password=form.cleaned_data["password"])
+            user = authenticate(request, username=username, password=form.cleaned_data["password"])
             if user is None:
-                cache.set(key, failures + 1, LOGIN_WINDOW_SECONDS)
+                signin.signin_failed(request, username, surface="portal")
                 form.add_error(None, _("The username or password is not right."))
             else:
-                cache.delete(key)
+                signin.signin_succeeded(request, username)
                 login(request, user)
                 return redirect(next_url or settings.LOGIN_REDIRECT_URL)
     return render(request, "registration/login.html", {"form": form, "next": next_url}, status=status)

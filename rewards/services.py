@@ -33,6 +33,7 @@ from django.utils.translation import gettext as _
 from core.audit import audit_record
 from core.calendar import SHANGHAI
 from core.errors import Conflict, IdempotencyConflict, InsufficientFunds, NotFound, PermissionDenied, ValidationFailed
+from core.money import proportional_floor
 from members.models import PointsProgram
 
 from .models import (
@@ -870,11 +871,6 @@ def points_exchange(
 # --- reverse ------------------------------------------------------------------------------------------------------
 
 
-def _proportional(total: int, done: int, of: int) -> int:
-    """floor(total × done / of): cumulative, so several partial reversals never drift."""
-    return total * done // of
-
-
 @retry_on_conflict
 def transaction_reverse(
     *,
@@ -886,9 +882,12 @@ def transaction_reverse(
     actor: Actor = None,
     reason: str = "",
 ) -> LedgerTransaction | None:
-    """Reverses an earn, a spend (including a posted hold), an adjustment or a whole exchange, at most up to what it
-    posted, cumulatively. Give `amount` points, or the refund so far: reversed so far = floor(points × refunded_total
-    / captured_total). Returns None when the refund so far rounds to nothing more to reverse."""
+    """Reverses an earn, a spend (including a posted hold), an adjustment or an exchange, wholly or in part, at most
+    up to what it posted, cumulatively. Give `amount` points of the transaction's principal (for an exchange: its
+    source points), or the refund so far: reversed so far = floor(points × refunded_total / captured_total). The
+    transaction's other amounts (an exchange's target points, CNY obligations, the alliance fee) follow by the same
+    cumulative rule, so partial reversals always add up exactly to the whole reversal. Returns None when the refund so
+    far rounds to nothing more to reverse."""
     if (amount is None) == (refunded_total is None or captured_total is None):
         raise ValidationFailed(_("Give either an amount or refunded and captured totals."), param="amount")
     if amount is not None:
@@ -926,88 +925,82 @@ def _reverse_locked(
     direction = meta.get("direction", 1)
     earn_like = original.kind == Kind.EARN or (original.kind == Kind.ADJUST and direction > 0)
     spend_like = original.kind in (Kind.SPEND, Kind.HOLD_POST) or (original.kind == Kind.ADJUST and direction < 0)
-    if not (earn_like or spend_like or original.kind == Kind.EXCHANGE):
+    exchange = original.kind == Kind.EXCHANGE
+    if not (earn_like or spend_like or exchange):
         raise ValidationFailed(_("This kind of transaction cannot be reversed."), param="transaction")
     program = PointsProgram.objects.get(pk=meta["program_id"])
     cardholder_id = int(meta["cardholder_id"])
     wallet, debt = wallet_account(cardholder_id, program), debt_account(cardholder_id, program)
     own_accounts = list(Account.objects.filter(entries__transaction=original).distinct())
-    accounts = [wallet, debt, *own_accounts]
     breakage = bank_points_account(program, Purpose.BREAKAGE, cardholder_id)
-    accounts.append(breakage)
-    dst_program = None
-    if original.kind == Kind.EXCHANGE:
+    accounts = [wallet, debt, breakage, *own_accounts]
+    metadata: dict[str, Any] = {
+        "cardholder_id": cardholder_id,
+        "program_id": program.pk,
+        "reverses_kind": original.kind,
+        "reason": reason,
+    }
+    target: tuple[PointsProgram, Account, Account] | None = None
+    if exchange:
         dst_program = PointsProgram.objects.get(pk=meta["to_program_id"])
-        accounts.append(debt_account(cardholder_id, dst_program))
+        # The target wallet has no entry in the exchange when every point paid off a debt, so it is named here.
+        target = (dst_program, wallet_account(cardholder_id, dst_program), debt_account(cardholder_id, dst_program))
+        accounts += target[1:]
+        metadata["to_program_id"] = dst_program.pk
     posting = _begin(
         kind=Kind.REVERSAL,
         key=key,
         digest=digest,
         accounts=accounts,
         actor=actor,
-        metadata={
-            "cardholder_id": cardholder_id,
-            "program_id": program.pk,
-            "reverses_kind": original.kind,
-            "reason": reason,
-        },
+        metadata=metadata,
         reverses=original,
     )
     if isinstance(posting, LedgerTransaction):
         return posting
     locked_original = LedgerTransaction.objects.select_for_update().get(pk=original.pk)
-    done_before = locked_original.reversed_points
+    points, done_before = locked_original.points, locked_original.reversed_points
     if amount is None:
         assert refunded_total is not None
         assert captured_total is not None
-        target = _proportional(locked_original.points, refunded_total, captured_total)
-        delta = target - done_before
+        delta = proportional_floor(points, refunded_total, captured_total) - done_before
         if delta <= 0:
             transaction.set_rollback(True)
             return None
     else:
         delta = amount
-    if done_before + delta > locked_original.points:
+    if done_before + delta > points:
         raise ValidationFailed(
-            _("Only %(left)d points of this transaction are left to reverse.")
-            % {"left": locked_original.points - done_before},
+            _("Only %(left)d points of this transaction are left to reverse.") % {"left": points - done_before},
             param="amount",
         )
-    if original.kind == Kind.EXCHANGE and (done_before or delta != locked_original.points):
-        raise ValidationFailed(_("An exchange can only be reversed whole."), param="amount")
     done_after = done_before + delta
     posting.txn.points = delta
-    posting.txn.save(update_fields=["points"])
-    entries = list(Entry.objects.filter(transaction=original).values_list("account_id", "amount"))
     by_account: dict[int, int] = defaultdict(int)
-    for account_id, value in entries:
+    for account_id, value in Entry.objects.filter(transaction=original).values_list("account_id", "amount"):
         by_account[account_id] += value
+    bank_side = next(a for a in own_accounts if a.owner_kind == OwnerKind.BANK and a.unit == program.unit_code)
     if earn_like:
-        bank_side = next(a for a in own_accounts if a.owner_kind == OwnerKind.BANK and a.unit == program.unit_code)
         _unearn(posting, original, wallet, debt, delta)
         posting.leg(bank_side, delta)
-        _reverse_cny(posting, own_accounts, by_account, original.points, done_before, done_after)
-    elif spend_like:
-        sink = next(a for a in own_accounts if a.owner_kind == OwnerKind.BANK and a.unit == program.unit_code)
+    else:  # a spend, or the source side of an exchange
         _unspend(posting, original, wallet, breakage, delta)
-        posting.leg(sink, -delta)
-        _reverse_cny(posting, own_accounts, by_account, original.points, done_before, done_after)
-    else:
-        assert dst_program is not None
-        src_sink = next(a for a in own_accounts if a.owner_kind == OwnerKind.BANK and a.unit == program.unit_code)
-        _unspend(posting, original, wallet, breakage, delta)
-        posting.leg(src_sink, -delta)
+        posting.leg(bank_side, -delta)
+    if target is not None:
+        dst_program, dst_wallet, dst_debt = target
         points_out = int(meta["points_out"])
-        dst_wallet = wallet_account(cardholder_id, dst_program)
-        dst_debt = debt_account(cardholder_id, dst_program)
-        dst_issuance = next(
-            a for a in own_accounts if a.owner_kind == OwnerKind.BANK and a.unit == dst_program.unit_code
+        taken_back = proportional_floor(points_out, done_after, points) - proportional_floor(
+            points_out, done_before, points
         )
-        _unearn(posting, original, dst_wallet, dst_debt, points_out)
-        posting.leg(dst_issuance, points_out)
-        for account in own_accounts:
-            if account.unit == CNY:
-                posting.leg(account, -by_account[account.pk])
+        if taken_back:
+            dst_issuance = next(
+                a for a in own_accounts if a.owner_kind == OwnerKind.BANK and a.unit == dst_program.unit_code
+            )
+            _unearn(posting, original, dst_wallet, dst_debt, taken_back)
+            posting.leg(dst_issuance, taken_back)
+        posting.txn.metadata["points_out"] = taken_back
+    _reverse_cny(posting, own_accounts, by_account, points, done_before, done_after)
+    posting.txn.save(update_fields=["points", "metadata"])
     LedgerTransaction.objects.filter(pk=original.pk).update(reversed_points=done_after)
     return _finish(posting)
 
@@ -1015,13 +1008,26 @@ def _reverse_locked(
 def _reverse_cny(
     posting: Posting, own_accounts: list[Account], by_account: dict[int, int], points: int, before: int, after: int
 ) -> None:
+    """Reverses the transaction's CNY legs so far as `after` of its `points` are reversed: each party that was paid
+    (the receiving bank, the alliance's fee) hands back floor(its amount × after / points) cumulatively, and the party
+    that paid gets the sum. So every reversal balances, and once all points are reversed every party is back exactly
+    where it started, however the reversal was split."""
+    payers: list[Account] = []
+    handed_back = 0
     for account in own_accounts:
         if account.unit != CNY:
             continue
         total = by_account[account.pk]
-        sign = 1 if total > 0 else -1
-        step = _proportional(abs(total), after, points) - _proportional(abs(total), before, points)
-        posting.leg(account, -sign * step)
+        if total < 0:
+            payers.append(account)
+            continue
+        step = proportional_floor(total, after, points) - proportional_floor(total, before, points)
+        posting.leg(account, -step)
+        handed_back += step
+    if handed_back:
+        if len(payers) != 1:
+            raise AssertionError(f"transaction {posting.txn.pk}: expected one paying party, found {len(payers)}")
+        posting.leg(payers[0], handed_back)
 
 
 def _unearn(posting: Posting, original: LedgerTransaction, wallet: Account, debt: Account, delta: int) -> None:
@@ -1038,11 +1044,13 @@ def _unearn(posting: Posting, original: LedgerTransaction, wallet: Account, debt
 
 def _unspend(posting: Posting, original: LedgerTransaction, wallet: Account, breakage: Account, delta: int) -> None:
     """Returns spent points to the lots they came from (latest expiry first); a lot that expired since expires them
-    at once."""
+    at once (named in the reversal's metadata `expired_lots`)."""
     taken: dict[int, int] = defaultdict(int)
     for lot_id, value in LotMovement.objects.filter(transaction=original).values_list("lot_id", "amount"):
         taken[lot_id] -= value
     earlier = LedgerTransaction.objects.filter(reverses=original).exclude(pk=posting.txn.pk)
+    # Only the points earlier reversals returned to these lots: an exchange's reversal also takes target points
+    # from the target lot (a negative movement), which is not a lot this spend took from.
     for lot_id, value in LotMovement.objects.filter(transaction__in=earlier, amount__gt=0).values_list(
         "lot_id", "amount"
     ):
@@ -1076,7 +1084,6 @@ def _unspend(posting: Posting, original: LedgerTransaction, wallet: Account, bre
     posting.leg(breakage, delta - back_to_wallet)
     if expired_now:
         posting.txn.metadata["expired_lots"] = expired_now
-        posting.txn.save(update_fields=["metadata"])
 
 
 # --- expiry -------------------------------------------------------------------------------------------------------

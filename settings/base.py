@@ -20,7 +20,7 @@ FIELD_ENCRYPTION_KEY = env.str("FIELD_ENCRYPTION_KEY", default=SECRET_KEY)
 FINGERPRINT_KEY = env.str("FINGERPRINT_KEY", default=SECRET_KEY)
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "core.apps.OperatorAdminConfig",  # django.contrib.admin with the sign-in lockout
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -106,6 +106,15 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "members:dashboard"
 LOGOUT_REDIRECT_URL = "home"
+# Sign-in lockout (portal and admin, core.signin): this many failures for one username, or from one address, within
+# the window lock that username or address out for the lockout period.
+SIGNIN_MAX_FAILURES_PER_USERNAME = env.int("SIGNIN_MAX_FAILURES_PER_USERNAME", default=5)
+SIGNIN_MAX_FAILURES_PER_ADDRESS = env.int("SIGNIN_MAX_FAILURES_PER_ADDRESS", default=20)
+SIGNIN_FAILURE_WINDOW_SECONDS = env.int("SIGNIN_FAILURE_WINDOW_SECONDS", default=15 * 60)
+SIGNIN_LOCKOUT_SECONDS = env.int("SIGNIN_LOCKOUT_SECONDS", default=15 * 60)
+# Reverse proxies in front of the web processes that append the caller's address to X-Forwarded-For (0: none, the
+# caller is REMOTE_ADDR). Behind a load balancer set it, or every caller shares the balancer's address.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 
 LANGUAGE_CODE = "zh-hans"
 LANGUAGES = [("zh-hans", "简体中文"), ("en", "English")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from core.errors import Conflict, InsufficientFunds, ValidationFailed
 from rewards import services as s
 from rewards.checks import ledger_verify
-from rewards.models import Hold, LedgerTransaction
+from rewards.models import Account, Hold, LedgerTransaction
 from rewards.sealing import seal_pending
 from tests.concurrency import run_parallel
 from tests.factories import CardholderFactory, PointsProgramFactory
@@ -72,6 +73,53 @@ def test_concurrent_replays_of_one_key_post_once() -> None:
     results = run_parallel(8, earn)
     assert {r.pk for r in results if isinstance(r, LedgerTransaction)} == {LedgerTransaction.objects.get().pk}
     assert s.wallet_account(holder.pk, program).posted == 5
+
+
+def _exchanged(amount: int) -> tuple[Any, Any, Any, LedgerTransaction]:
+    src = PointsProgramFactory(point_value_cny=Decimal("0.005"))
+    dst = PointsProgramFactory(point_value_cny=Decimal("0.003"))
+    holder = CardholderFactory()
+    s.points_earn(cardholder_id=holder.pk, program=src, amount=amount, idempotency_key="seed")
+    exchange = s.points_exchange(
+        cardholder_id=holder.pk, from_program=src, to_program=dst, amount=amount, idempotency_key="x"
+    )
+    return holder, src, dst, exchange
+
+
+def test_two_parallel_partial_reversals_of_an_exchange_never_exceed_it() -> None:
+    holder, src, dst, exchange = _exchanged(1000)  # 1633 target points
+
+    def reverse(i: int) -> Any:
+        return s.transaction_reverse(transaction_id=exchange.pk, amount=600, idempotency_key=f"r{i}")
+
+    results = run_parallel(2, reverse)
+    assert sorted(type(r).__name__ for r in results) == ["LedgerTransaction", "ValidationFailed"], results
+    exchange.refresh_from_db()
+    assert exchange.reversed_points == 600
+    assert s.wallet_account(holder.pk, src).posted == 600
+    assert s.wallet_account(holder.pk, dst).posted == 1633 - 1633 * 600 // 1000
+    assert ledger_verify(seals=False).violations == []
+
+
+def test_parallel_refunds_of_an_exchange_add_up_to_it_exactly() -> None:
+    holder, src, dst, exchange = _exchanged(1000)
+
+    def refund(i: int) -> Any:
+        # refunds of 1/8 each, arriving in any order: each says how much is refunded so far
+        return s.transaction_reverse(
+            transaction_id=exchange.pk, refunded_total=i + 1, captured_total=8, idempotency_key=f"refund{i}"
+        )
+
+    results = run_parallel(8, refund)
+    assert [r for r in results if not (r is None or isinstance(r, LedgerTransaction))] == []
+    reversals = LedgerTransaction.objects.filter(reverses=exchange)
+    assert sum(r.points for r in reversals) == 1000
+    assert sum(r.metadata["points_out"] for r in reversals) == 1633
+    exchange.refresh_from_db()
+    assert exchange.reversed_points == 1000
+    assert (s.wallet_account(holder.pk, src).posted, s.wallet_account(holder.pk, dst).posted) == (1000, 0)
+    assert set(Account.objects.filter(unit="CNY").values_list("posted", flat=True)) == {0}
+    assert ledger_verify(seals=False).violations == []
 
 
 @pytest.mark.slow

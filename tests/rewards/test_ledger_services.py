@@ -403,8 +403,6 @@ def test_reversing_an_exchange_restores_both_sides_and_the_obligation(holder) ->
     dst = PointsProgramFactory(point_value_cny=Decimal("0.003"))
     s.points_earn(cardholder_id=holder.pk, program=src, amount=1000, idempotency_key="e")
     txn = s.points_exchange(cardholder_id=holder.pk, from_program=src, to_program=dst, amount=600, idempotency_key="x")
-    with pytest.raises(ValidationFailed):
-        s.transaction_reverse(transaction_id=txn.pk, amount=100, idempotency_key="part")
     s.transaction_reverse(transaction_id=txn.pk, amount=600, idempotency_key="whole")
     assert balance(holder, src) == (1000, 0)
     assert balance(holder, dst) == (0, 0)
