@@ -31,6 +31,7 @@ from .authentication import ApiKeyAuthentication, ApiKeyRateThrottle, KeyScopePe
 from .models import ApiKey, Merchant
 
 IDEMPOTENCY_HEADER = "HTTP_IDEMPOTENCY_KEY"
+LIVEMODE_HELP = "false: made with a test key (sandbox data); true: live. A key sees only objects of its own mode."
 
 
 class RequestTooLarge(exceptions.APIException):
@@ -77,6 +78,11 @@ class MerchantAPIView(APIView):
         assert isinstance(self.request.auth, ApiKey)
         return self.request.auth
 
+    @property
+    def livemode(self) -> bool:
+        """The calling key's mode: everything it makes is of this mode and it sees nothing of the other."""
+        return self.api_key.livemode
+
     def body(self, serializer_class: type[serializers.Serializer]) -> dict[str, Any]:
         """The validated JSON body (an empty body is an empty object)."""
         data = self.request.data if self.request.data is not None else {}
@@ -112,8 +118,10 @@ class MerchantAPIView(APIView):
             status, body = run(header)
             return {"status": status, "body": body}
 
+        # A test key's idempotency keys never meet a live key's; live keeps the scope it always had.
+        scope = f"api:{self.merchant.pk}" if self.livemode else f"api:{self.merchant.pk}:test"
         outcome = run_idempotent(
-            scope=f"api:{self.merchant.pk}",
+            scope=scope,
             key=header,
             operation=operation,
             request={"path": self.request.path, "body": _canonical(self.request.data)},

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from . import selectors, services
 from .api_base import (
+    LIVEMODE_HELP,
     CreatedListQuery,
     ListQuery,
     MerchantAPIView,
@@ -35,6 +36,7 @@ class StoreOut(serializers.Serializer):
     code = serializers.CharField()
     name = serializers.CharField()
     city = serializers.CharField()
+    livemode = serializers.BooleanField(help_text=LIVEMODE_HELP)
     created = serializers.IntegerField()
 
 
@@ -45,6 +47,7 @@ def store_out(store: Store) -> dict[str, Any]:
         "code": store.code,
         "name": store.name,
         "city": store.city,
+        "livemode": store.livemode,
         "created": unix(store.created_at),
     }
 
@@ -64,7 +67,7 @@ class StoreListCreateApi(MerchantAPIView):
         query = self.query(ListQuery)
         return Response(
             page(
-                selectors.store_list(merchant=self.merchant),
+                selectors.store_list(merchant=self.merchant, livemode=self.livemode),
                 limit=query["limit"],
                 starting_after=query.get("starting_after"),
                 id_field="code",
@@ -83,7 +86,7 @@ class StoreListCreateApi(MerchantAPIView):
         data = self.body(StoreCreateIn)
 
         def run(key: str) -> tuple[int, dict[str, Any]]:
-            return 201, store_out(services.store_create(merchant=self.merchant, **data))
+            return 201, store_out(services.store_create(merchant=self.merchant, livemode=self.livemode, **data))
 
         return self.idempotent("store.create", run)
 
@@ -98,6 +101,7 @@ class WebhookEndpointOut(serializers.Serializer):
     event_types = serializers.ListField(child=serializers.CharField())
     enabled = serializers.BooleanField()
     description = serializers.CharField()
+    livemode = serializers.BooleanField(help_text="Receives the events of this mode only.")
     created = serializers.IntegerField()
 
 
@@ -113,6 +117,7 @@ def endpoint_out(endpoint: WebhookEndpoint) -> dict[str, Any]:
         "event_types": endpoint.event_types,
         "enabled": endpoint.enabled,
         "description": endpoint.description,
+        "livemode": endpoint.livemode,
         "created": unix(endpoint.created_at),
     }
 
@@ -158,7 +163,7 @@ class WebhookEndpointListCreateApi(MerchantAPIView):
     )
     def get(self, request: Request) -> Response:
         query = self.query(ListQuery)
-        endpoints = selectors.webhook_endpoint_list(merchant=self.merchant)
+        endpoints = selectors.webhook_endpoint_list(merchant=self.merchant, livemode=self.livemode)
         starting_after = query.get("starting_after")
         if starting_after is not None:
             _int_id(starting_after)
@@ -185,7 +190,7 @@ class WebhookEndpointListCreateApi(MerchantAPIView):
         data = self.body(WebhookEndpointCreateIn)
 
         def run(key: str) -> tuple[int, dict[str, Any]]:
-            created = services.webhook_endpoint_create(merchant=self.merchant, **data)
+            created = services.webhook_endpoint_create(merchant=self.merchant, livemode=self.livemode, **data)
             return 201, {**endpoint_out(created.endpoint), "secret": created.secret}
 
         return self.idempotent("webhook_endpoint.create", run)
@@ -193,7 +198,9 @@ class WebhookEndpointListCreateApi(MerchantAPIView):
 
 class WebhookEndpointDetailApi(MerchantAPIView):
     def _endpoint(self, endpoint_id: str) -> WebhookEndpoint:
-        return selectors.webhook_endpoint_get(merchant=self.merchant, endpoint_id=_int_id(endpoint_id))
+        return selectors.webhook_endpoint_get(
+            merchant=self.merchant, livemode=self.livemode, endpoint_id=_int_id(endpoint_id)
+        )
 
     @extend_schema(operation_id="webhook_endpoints_retrieve", responses={200: WebhookEndpointOut}, tags=["webhooks"])
     def get(self, request: Request, endpoint_id: str) -> Response:
@@ -229,6 +236,7 @@ class EventOut(serializers.Serializer):
     id = serializers.CharField()
     object = serializers.CharField(default="event")
     type = serializers.CharField()
+    livemode = serializers.BooleanField(help_text=LIVEMODE_HELP)
     created = serializers.IntegerField()
     data = serializers.DictField(  # type: ignore[assignment]  # the field is named like Serializer.data
         help_text='{"object": <the payment or refund as the API shows it>}'
@@ -250,7 +258,8 @@ class EventListApi(MerchantAPIView):
     @extend_schema(operation_id="events_list", parameters=[EventListQuery], responses={200: EventList}, tags=["events"])
     def get(self, request: Request) -> Response:
         query = self.query(EventListQuery)
-        events = selectors.event_list(merchant=self.merchant, type=query.get("type")).filter(**created_range(query))
+        events = selectors.event_list(merchant=self.merchant, livemode=self.livemode, type=query.get("type"))
+        events = events.filter(**created_range(query))
         return Response(
             page(events, limit=query["limit"], starting_after=query.get("starting_after"), render=event_out)
         )
@@ -264,4 +273,6 @@ class EventDetailApi(MerchantAPIView):
         tags=["events"],
     )
     def get(self, request: Request, event_id: str) -> Response:
-        return Response(event_out(selectors.event_get(merchant=self.merchant, event_id=event_id)))
+        return Response(
+            event_out(selectors.event_get(merchant=self.merchant, livemode=self.livemode, event_id=event_id))
+        )

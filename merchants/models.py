@@ -43,6 +43,10 @@ class Mode(models.TextChoices):
     LIVE = "live", _("live")
 
 
+# Objects made through the API belong to the mode of the key that made them: a key sees only its own mode's.
+LIVEMODE_HELP = _("Unticked: made with a test key, in the sandbox.")
+
+
 class ApiKey(models.Model):
     """A merchant's secret API key. Only its SHA-256 and a visible prefix are stored; the key is shown once."""
 
@@ -68,19 +72,26 @@ class ApiKey(models.Model):
     def __str__(self) -> str:
         return f"{self.prefix}…"
 
+    @property
+    def livemode(self) -> bool:
+        return self.mode == Mode.LIVE
+
 
 class Store(models.Model):
     merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="stores")
     code = models.CharField(_("code"), max_length=32, validators=[RegexValidator(r"^[A-Za-z0-9_-]{1,32}$")])
     name = models.CharField(_("name"), max_length=100)
     city = models.CharField(_("city"), max_length=64, blank=True)
+    livemode = models.BooleanField(_("live mode"), default=True, help_text=LIVEMODE_HELP)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
         verbose_name = _("store")
         verbose_name_plural = _("stores")
         ordering = ("id",)
-        constraints = [models.UniqueConstraint(fields=["merchant", "code"], name="store_code_unique_per_merchant")]
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "livemode", "code"], name="store_code_unique_per_merchant_mode")
+        ]
 
     def __str__(self) -> str:
         return f"{self.code} {self.name}"
@@ -95,6 +106,7 @@ class WebhookEndpoint(models.Model):
     secret_encrypted = models.TextField(_("secret (encrypted)"), editable=False)
     enabled = models.BooleanField(_("enabled"), default=True)
     description = models.CharField(_("description"), max_length=200, blank=True)
+    livemode = models.BooleanField(_("live mode"), default=True, help_text=_("Receives the events of this mode only."))
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
@@ -116,13 +128,14 @@ class Event(models.Model):
     merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="events")
     type = models.CharField(_("type"), max_length=64)
     payload = models.JSONField(_("payload"), default=dict)
+    livemode = models.BooleanField(_("live mode"), default=True, help_text=LIVEMODE_HELP)
     created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
 
     class Meta:
         verbose_name = _("event")
         verbose_name_plural = _("events")
         ordering = ("-id",)
-        indexes = [models.Index(fields=["merchant", "-id"])]
+        indexes = [models.Index(fields=["merchant", "livemode", "-id"])]
 
     def __str__(self) -> str:
         return f"{self.public_id} {self.type}"

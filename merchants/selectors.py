@@ -32,29 +32,34 @@ def api_key_by_hash(*, key_hash: str, now: datetime | None = None) -> ApiKey | N
     )
 
 
-def store_list(*, merchant: Merchant) -> QuerySet[Store]:
-    return Store.objects.filter(merchant=merchant)
+# The merchant API's reads take the calling key's mode: another mode's object is not found, like another merchant's.
 
 
-def webhook_endpoint_get(*, merchant: Merchant, endpoint_id: int) -> WebhookEndpoint:
+def store_list(*, merchant: Merchant, livemode: bool) -> QuerySet[Store]:
+    return Store.objects.filter(merchant=merchant, livemode=livemode)
+
+
+def webhook_endpoint_get(*, merchant: Merchant, livemode: bool, endpoint_id: int) -> WebhookEndpoint:
     try:
-        return WebhookEndpoint.objects.select_related("merchant").get(pk=endpoint_id, merchant=merchant)
+        return WebhookEndpoint.objects.select_related("merchant").get(
+            pk=endpoint_id, merchant=merchant, livemode=livemode
+        )
     except WebhookEndpoint.DoesNotExist:
         raise NotFound("No such webhook endpoint.", param="id") from None
 
 
-def webhook_endpoint_list(*, merchant: Merchant) -> QuerySet[WebhookEndpoint]:
-    return WebhookEndpoint.objects.filter(merchant=merchant)
+def webhook_endpoint_list(*, merchant: Merchant, livemode: bool) -> QuerySet[WebhookEndpoint]:
+    return WebhookEndpoint.objects.filter(merchant=merchant, livemode=livemode)
 
 
-def event_list(*, merchant: Merchant, type: str | None = None) -> QuerySet[Event]:
-    events = Event.objects.filter(merchant=merchant)
+def event_list(*, merchant: Merchant, livemode: bool, type: str | None = None) -> QuerySet[Event]:
+    events = Event.objects.filter(merchant=merchant, livemode=livemode)
     return events.filter(type=type) if type else events
 
 
-def event_get(*, merchant: Merchant, event_id: str) -> Event:
+def event_get(*, merchant: Merchant, livemode: bool, event_id: str) -> Event:
     try:
-        return Event.objects.get(public_id=event_id, merchant=merchant)
+        return Event.objects.get(public_id=event_id, merchant=merchant, livemode=livemode)
     except Event.DoesNotExist:
         raise NotFound("No such event.", param="id") from None
 

@@ -193,10 +193,12 @@ def api_key_touch(*, api_key: ApiKey) -> None:
 
 
 @transaction.atomic
-def store_create(*, merchant: Merchant, code: str, name: str, city: str = "", actor: Any = None) -> Store:
-    if Store.objects.filter(merchant=merchant, code=code).exists():
+def store_create(
+    *, merchant: Merchant, code: str, name: str, city: str = "", livemode: bool = True, actor: Any = None
+) -> Store:
+    if Store.objects.filter(merchant=merchant, livemode=livemode, code=code).exists():
         raise Conflict(f"A store with code {code} exists.", code="store_exists", param="code")
-    store = Store(merchant=merchant, code=code, name=name, city=city)
+    store = Store(merchant=merchant, code=code, name=name, city=city, livemode=livemode)
     try:
         store.full_clean()
     except DjangoValidationError as exc:
@@ -245,8 +247,15 @@ def _validate_url(url: str) -> None:
 
 @transaction.atomic
 def webhook_endpoint_create(
-    *, merchant: Merchant, url: str, event_types: list[str], description: str = "", actor: Any = None
+    *,
+    merchant: Merchant,
+    url: str,
+    event_types: list[str],
+    description: str = "",
+    livemode: bool = True,
+    actor: Any = None,
 ) -> CreatedEndpoint:
+    """An endpoint that receives the merchant's events of one mode (a test key's endpoint gets test events)."""
     _validate_url(url)
     secret = f"whsec_{secrets.token_urlsafe(32)}"
     endpoint = WebhookEndpoint.objects.create(
@@ -255,12 +264,13 @@ def webhook_endpoint_create(
         event_types=_validate_event_types(event_types),
         description=description[:200],
         secret_encrypted=encrypt(secret),
+        livemode=livemode,
     )
     audit_record(
         actor=actor,
         action="webhook_endpoint.create",
         obj=endpoint,
-        after={"url": url, "event_types": endpoint.event_types},
+        after={"url": url, "event_types": endpoint.event_types, "livemode": livemode},
         bank_id=merchant.sponsor_bank_id,
     )
     return CreatedEndpoint(endpoint=endpoint, secret=secret)
@@ -311,21 +321,24 @@ def webhook_endpoint_delete(*, endpoint: WebhookEndpoint, actor: Any = None) -> 
 
 
 @transaction.atomic
-def event_emit(*, merchant: Merchant, type: str, payload: dict[str, Any]) -> Event:
+def event_emit(*, merchant: Merchant, type: str, payload: dict[str, Any], livemode: bool = True) -> Event:
     """Appends an event and a delivery per subscribed endpoint; deliveries are sent after the commit."""
-    return events_emit(merchant=merchant, events=[(type, payload)])[0]
+    return events_emit(merchant=merchant, events=[(type, payload)], livemode=livemode)[0]
 
 
 @transaction.atomic
-def events_emit(*, merchant: Merchant, events: list[tuple[str, dict[str, Any]]]) -> list[Event]:
-    """Appends events in order (one INSERT), with a delivery per subscribed endpoint for each; sent after commit."""
+def events_emit(*, merchant: Merchant, events: list[tuple[str, dict[str, Any]]], livemode: bool = True) -> list[Event]:
+    """Appends events in order (one INSERT), with a delivery per subscribed endpoint for each; sent after commit.
+
+    The events are of one mode (their object's); only the merchant's endpoints of that mode receive them."""
     for type, _payload in events:
         if type not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type!r}")
     rows = Event.objects.bulk_create(
-        Event(public_id=new_public_id("evt"), merchant=merchant, type=type, payload=payload) for type, payload in events
+        Event(public_id=new_public_id("evt"), merchant=merchant, type=type, payload=payload, livemode=livemode)
+        for type, payload in events
     )
-    endpoints = list(WebhookEndpoint.objects.filter(merchant=merchant, enabled=True))
+    endpoints = list(WebhookEndpoint.objects.filter(merchant=merchant, livemode=livemode, enabled=True))
     if not endpoints:
         return rows
     now = timezone.now()
@@ -348,6 +361,7 @@ def event_body(event: Event) -> dict[str, Any]:
         "id": event.public_id,
         "object": "event",
         "type": event.type,
+        "livemode": event.livemode,
         "created": int(event.created_at.timestamp()),
         "data": {"object": event.payload},
     }
@@ -561,7 +575,8 @@ class ApprovedApplication:
 
 @transaction.atomic
 def merchant_application_approve(*, application: MerchantApplication, actor: Any) -> ApprovedApplication:
-    """Creates the merchant, its settlement account, its first store and a test and a live key (shown once)."""
+    """Creates the merchant, its settlement account, its first store (live, and its twin in test mode) and a test and
+    a live key (shown once)."""
     locked = MerchantApplication.objects.select_for_update().select_related("sponsor_bank").get(pk=application.pk)
     _require_operator_of(actor, locked.sponsor_bank_id)
     if locked.status != MerchantApplication.Status.SUBMITTED:
@@ -585,6 +600,10 @@ def merchant_application_approve(*, application: MerchantApplication, actor: Any
         account_last4=locked.settlement_account_last4,
     )
     store = store_create(merchant=merchant, code="S001", name=locked.store_name, city=locked.store_city, actor=actor)
+    # Its twin in test mode, so the sandbox starts with the same first store the test key can see.
+    store_create(
+        merchant=merchant, code="S001", name=locked.store_name, city=locked.store_city, livemode=False, actor=actor
+    )
     test_key = api_key_create(merchant=merchant, mode=Mode.TEST, actor=actor)
     live_key = api_key_create(merchant=merchant, mode=Mode.LIVE, actor=actor)
     locked.status = MerchantApplication.Status.APPROVED

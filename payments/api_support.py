@@ -1,6 +1,7 @@
 """Reads behind the merchant API: a merchant's payments and refunds, payment-method lookup, quotes and reports.
 
-Every query is scoped to the calling merchant: another merchant's id is simply not found.
+Every query is scoped to the calling merchant and its key's mode: another merchant's id, or an id of the other mode
+(test or live), is simply not found. A refund is of its payment's mode.
 """
 
 from __future__ import annotations
@@ -24,29 +25,33 @@ from .models import PaymentIntent, Refund
 MIN_COHORT = 20
 
 
-def payment_get(*, merchant: Merchant, payment_id: str) -> PaymentIntent:
+def payment_get(*, merchant: Merchant, livemode: bool, payment_id: str) -> PaymentIntent:
     try:
-        intent = PaymentIntent.objects.select_related("card__bank").get(public_id=payment_id, merchant=merchant)
+        intent = PaymentIntent.objects.select_related("card__bank").get(
+            public_id=payment_id, merchant=merchant, livemode=livemode
+        )
     except PaymentIntent.DoesNotExist:
         raise NotFound("No such payment.", param="id") from None
     intent.merchant = merchant  # the caller's merchant is this payment's: no second query for it
     return intent
 
 
-def payment_list(*, merchant: Merchant, status: str | None = None) -> QuerySet[PaymentIntent]:
-    payments = PaymentIntent.objects.filter(merchant=merchant).select_related("card__bank")
+def payment_list(*, merchant: Merchant, livemode: bool, status: str | None = None) -> QuerySet[PaymentIntent]:
+    payments = PaymentIntent.objects.filter(merchant=merchant, livemode=livemode).select_related("card__bank")
     return payments.filter(status=status) if status else payments
 
 
-def refund_get(*, merchant: Merchant, refund_id: str) -> Refund:
+def refund_get(*, merchant: Merchant, livemode: bool, refund_id: str) -> Refund:
     try:
-        return Refund.objects.select_related("intent").get(public_id=refund_id, intent__merchant=merchant)
+        return Refund.objects.select_related("intent").get(
+            public_id=refund_id, intent__merchant=merchant, intent__livemode=livemode
+        )
     except Refund.DoesNotExist:
         raise NotFound("No such refund.", param="id") from None
 
 
-def refund_list(*, merchant: Merchant, payment_id: str | None = None) -> QuerySet[Refund]:
-    refunds = Refund.objects.filter(intent__merchant=merchant).select_related("intent")
+def refund_list(*, merchant: Merchant, livemode: bool, payment_id: str | None = None) -> QuerySet[Refund]:
+    refunds = Refund.objects.filter(intent__merchant=merchant, intent__livemode=livemode).select_related("intent")
     return refunds.filter(intent__public_id=payment_id) if payment_id else refunds
 
 
@@ -162,13 +167,21 @@ class _Bucket:
         }
 
 
-def merchant_summary(*, merchant: Merchant, date_from: dt.date, date_to: dt.date, currency: str) -> dict[str, Any]:
-    """Captured payments by local day of capture. Cardholder figures only for groups of at least MIN_COHORT."""
+def merchant_summary(
+    *, merchant: Merchant, livemode: bool, date_from: dt.date, date_to: dt.date, currency: str
+) -> dict[str, Any]:
+    """Captured payments of one mode by local day of capture. Cardholder figures only for groups of at least
+    MIN_COHORT."""
     tz = local_now().tzinfo
     start = dt.datetime.combine(date_from, dt.time.min, tzinfo=tz)
     end = dt.datetime.combine(date_to + dt.timedelta(days=1), dt.time.min, tzinfo=tz)
     rows = PaymentIntent.objects.filter(
-        merchant=merchant, currency=currency, amount_captured__gt=0, captured_at__gte=start, captured_at__lt=end
+        merchant=merchant,
+        livemode=livemode,
+        currency=currency,
+        amount_captured__gt=0,
+        captured_at__gte=start,
+        captured_at__lt=end,
     ).values_list("captured_at", "amount_captured", "amount_refunded", "cardholder_id", "card__bank_id", "method")
     total = _Bucket()
     days: dict[dt.date, _Bucket] = defaultdict(_Bucket)
@@ -181,6 +194,7 @@ def merchant_summary(*, merchant: Merchant, date_from: dt.date, date_to: dt.date
         days[captured_at.astimezone(tz).date()].add(net, cardholder_id, alliance_card)
     return {
         "object": "report.summary",
+        "livemode": livemode,
         "currency": currency,
         "date_from": date_from.isoformat(),
         "date_to": date_to.isoformat(),

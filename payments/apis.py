@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from core.calendar import local_now
 from core.errors import ValidationFailed
 from merchants.api_base import (
+    LIVEMODE_HELP,
     CreatedListQuery,
     ListQuery,
     MerchantAPIView,
@@ -124,6 +125,7 @@ class PaymentOut(serializers.Serializer):
     failure_message = serializers.CharField(allow_null=True)
     points_earned = serializers.IntegerField()
     points_reversed = serializers.IntegerField()
+    livemode = serializers.BooleanField(help_text=LIVEMODE_HELP)
     created = serializers.IntegerField()
     captured = serializers.IntegerField(allow_null=True)
     canceled = serializers.IntegerField(allow_null=True)
@@ -139,6 +141,7 @@ class RefundOut(serializers.Serializer):
     reason = serializers.CharField()
     failure_code = serializers.CharField(allow_null=True)
     points_reversed = serializers.IntegerField()
+    livemode = serializers.BooleanField(help_text="The mode of the refunded payment.")
     created = serializers.IntegerField()
 
 
@@ -177,7 +180,7 @@ class PaymentListCreateApi(MerchantAPIView):
     )
     def get(self, request: Request) -> Response:
         query = self.query(PaymentListQuery)
-        payments = api_support.payment_list(merchant=self.merchant, status=query.get("status"))
+        payments = api_support.payment_list(merchant=self.merchant, livemode=self.livemode, status=query.get("status"))
         payments = payments.filter(**created_range(query))
         return Response(
             page(payments, limit=query["limit"], starting_after=query.get("starting_after"), render=payment_out)
@@ -205,12 +208,14 @@ class PaymentListCreateApi(MerchantAPIView):
     )
     def post(self, request: Request) -> Response:
         data = self.body(PaymentCreateIn)
-        merchant, mode = self.merchant, self.api_key.mode
+        merchant, mode, livemode = self.merchant, self.api_key.mode, self.livemode
 
         def run(key: str) -> tuple[int, dict[str, Any]]:
             funding = resolve_payment_method(data.pop("payment_method"), mode)
             # The service hands back the payment as it left it (a replay of the key loads it): no second read.
-            intent = services.payment_create(merchant=merchant, idempotency_key=key, **funding, **data)
+            intent = services.payment_create(
+                merchant=merchant, idempotency_key=key, livemode=livemode, **funding, **data
+            )
             events.payment_changed(intent, before=None)
             return 201, payment_out(intent)
 
@@ -222,7 +227,9 @@ class PaymentDetailApi(MerchantAPIView):
         operation_id="payments_retrieve", parameters=[PAYMENT_ID], responses={200: PaymentOut}, tags=["payments"]
     )
     def get(self, request: Request, payment_id: str) -> Response:
-        return Response(payment_out(api_support.payment_get(merchant=self.merchant, payment_id=payment_id)))
+        return Response(
+            payment_out(api_support.payment_get(merchant=self.merchant, livemode=self.livemode, payment_id=payment_id))
+        )
 
 
 class EmptyIn(StrictSerializer):
@@ -241,14 +248,14 @@ class CancelIn(StrictSerializer):
 
 
 def _transition(
-    view: MerchantAPIView, payment_id: str, operation: str, call: Callable[[Merchant, str], PaymentIntent]
+    view: MerchantAPIView, payment_id: str, operation: str, call: Callable[[Merchant, str, bool], PaymentIntent]
 ) -> Response:
-    merchant = view.merchant
+    merchant, livemode = view.merchant, view.livemode
 
     def run(key: str) -> tuple[int, dict[str, Any]]:
-        before = api_support.payment_get(merchant=merchant, payment_id=payment_id).status
-        call(merchant, key)
-        intent = api_support.payment_get(merchant=merchant, payment_id=payment_id)
+        before = api_support.payment_get(merchant=merchant, livemode=livemode, payment_id=payment_id).status
+        call(merchant, key, livemode)
+        intent = api_support.payment_get(merchant=merchant, livemode=livemode, payment_id=payment_id)
         events.payment_changed(intent, before=before)
         return 200, payment_out(intent)
 
@@ -269,8 +276,8 @@ class PaymentConfirmApi(MerchantAPIView):
             self,
             payment_id,
             "payment.confirm",
-            lambda merchant, key: services.payment_confirm(
-                merchant=merchant, payment_id=payment_id, idempotency_key=key
+            lambda merchant, key, livemode: services.payment_confirm(
+                merchant=merchant, payment_id=payment_id, idempotency_key=key, livemode=livemode
             ),
         )
 
@@ -289,8 +296,8 @@ class PaymentCaptureApi(MerchantAPIView):
             self,
             payment_id,
             "payment.capture",
-            lambda merchant, key: services.payment_capture(
-                merchant=merchant, payment_id=payment_id, idempotency_key=key, amount=amount
+            lambda merchant, key, livemode: services.payment_capture(
+                merchant=merchant, payment_id=payment_id, idempotency_key=key, amount=amount, livemode=livemode
             ),
         )
 
@@ -309,8 +316,8 @@ class PaymentCancelApi(MerchantAPIView):
             self,
             payment_id,
             "payment.cancel",
-            lambda merchant, key: services.payment_cancel(
-                merchant=merchant, payment_id=payment_id, idempotency_key=key, reason=reason
+            lambda merchant, key, livemode: services.payment_cancel(
+                merchant=merchant, payment_id=payment_id, idempotency_key=key, reason=reason, livemode=livemode
             ),
         )
 
@@ -401,7 +408,9 @@ class RefundListCreateApi(MerchantAPIView):
     )
     def get(self, request: Request) -> Response:
         query = self.query(RefundListQuery)
-        refunds = api_support.refund_list(merchant=self.merchant, payment_id=query.get("payment"))
+        refunds = api_support.refund_list(
+            merchant=self.merchant, livemode=self.livemode, payment_id=query.get("payment")
+        )
         refunds = refunds.filter(**created_range(query))
         return Response(
             page(refunds, limit=query["limit"], starting_after=query.get("starting_after"), render=refund_out)
@@ -421,16 +430,18 @@ class RefundListCreateApi(MerchantAPIView):
     )
     def post(self, request: Request) -> Response:
         data = self.body(RefundCreateIn)
-        merchant = self.merchant
+        merchant, livemode = self.merchant, self.livemode
 
         def run(key: str) -> tuple[int, dict[str, Any]]:
-            api_support.payment_get(merchant=merchant, payment_id=data["payment"])  # 404 before anything else
+            # 404 before anything else
+            api_support.payment_get(merchant=merchant, livemode=livemode, payment_id=data["payment"])
             refund = services.refund_create(
                 merchant=merchant,
                 payment_id=data["payment"],
                 idempotency_key=key,
                 amount=data.get("amount"),
                 reason=data["reason"],
+                livemode=livemode,
             )
             events.refund_created(refund)
             return 201, refund_out(refund)
@@ -446,7 +457,9 @@ class RefundDetailApi(MerchantAPIView):
         tags=["refunds"],
     )
     def get(self, request: Request, refund_id: str) -> Response:
-        return Response(refund_out(api_support.refund_get(merchant=self.merchant, refund_id=refund_id)))
+        return Response(
+            refund_out(api_support.refund_get(merchant=self.merchant, livemode=self.livemode, refund_id=refund_id))
+        )
 
 
 # --- reports --------------------------------------------------------------------------------------------------------
@@ -496,6 +509,7 @@ class DayOut(FiguresOut):
 
 class SummaryOut(serializers.Serializer):
     object = serializers.CharField(default="report.summary")
+    livemode = serializers.BooleanField(help_text="The key's mode: the report counts only that mode's payments.")
     currency = serializers.CharField()
     date_from = serializers.DateField()
     date_to = serializers.DateField()
@@ -513,6 +527,7 @@ class ReportSummaryApi(MerchantAPIView):
         return Response(
             api_support.merchant_summary(
                 merchant=self.merchant,
+                livemode=self.livemode,
                 date_from=query["date_from"],
                 date_to=query["date_to"],
                 currency=query["currency"],

@@ -45,6 +45,7 @@ def payment_out(intent: PaymentIntent) -> dict[str, Any]:
         "failure_message": intent.failure_message or None,
         "points_earned": intent.points_earned,
         "points_reversed": intent.points_reversed,
+        "livemode": intent.livemode,
         "created": unix(intent.created_at),
         "captured": unix(intent.captured_at),
         "canceled": unix(intent.canceled_at),
@@ -62,6 +63,7 @@ def refund_out(refund: Refund) -> dict[str, Any]:
         "reason": refund.reason,
         "failure_code": refund.failure_code or None,
         "points_reversed": refund.points_reversed,
+        "livemode": refund.intent.livemode,
         "created": unix(refund.created_at),
     }
 
@@ -89,7 +91,7 @@ def payment_changed(intent: PaymentIntent, *, before: str | None) -> None:
     if event_type and intent.status != before:
         emitted.append((event_type, body))
     if emitted:
-        events_emit(merchant=intent.merchant, events=emitted)
+        events_emit(merchant=intent.merchant, events=emitted, livemode=intent.livemode)
 
 
 def refund_created(refund: Refund) -> None:
@@ -97,6 +99,7 @@ def refund_created(refund: Refund) -> None:
         merchant=refund.intent.merchant,
         type=REFUND_STATUS_EVENTS[Refund.Status(refund.status)],
         payload=refund_out(refund),
+        livemode=refund.intent.livemode,
     )
 
 
@@ -121,7 +124,7 @@ def events_catch_up(*, window: timedelta = timedelta(minutes=30)) -> CatchUp:
     for intent in intents.iterator():
         event_type = PAYMENT_STATUS_EVENTS.get(PaymentIntent.Status(intent.status))
         if event_type and not event_exists(merchant_id=intent.merchant_id, type=event_type, object_id=intent.public_id):
-            event_emit(merchant=intent.merchant, type=event_type, payload=payment_out(intent))
+            event_emit(merchant=intent.merchant, type=event_type, payload=payment_out(intent), livemode=intent.livemode)
             done.payments += 1
     refunds = Refund.objects.filter(Q(created_at__gte=since) | Q(completed_at__gte=since)).select_related(
         "intent__merchant"
@@ -129,6 +132,11 @@ def events_catch_up(*, window: timedelta = timedelta(minutes=30)) -> CatchUp:
     for refund in refunds.iterator():
         event_type = REFUND_STATUS_EVENTS[Refund.Status(refund.status)]
         if not event_exists(merchant_id=refund.intent.merchant_id, type=event_type, object_id=refund.public_id):
-            event_emit(merchant=refund.intent.merchant, type=event_type, payload=refund_out(refund))
+            event_emit(
+                merchant=refund.intent.merchant,
+                type=event_type,
+                payload=refund_out(refund),
+                livemode=refund.intent.livemode,
+            )
             done.refunds += 1
     return done

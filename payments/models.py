@@ -183,6 +183,9 @@ class PaymentIntent(models.Model):
     risk_review_deadline = models.DateTimeField(_("review deadline"), null=True, blank=True)
     risk_decision = models.CharField(_("review decision"), max_length=16, choices=RiskDecision.choices, blank=True)
     metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    livemode = models.BooleanField(
+        _("live mode"), default=True, help_text=_("Unticked: made with a test key, in the sandbox.")
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -191,7 +194,7 @@ class PaymentIntent(models.Model):
         verbose_name_plural = _("payments")
         ordering = ("-id",)
         indexes = [
-            models.Index(fields=["merchant", "-id"]),
+            models.Index(fields=["merchant", "livemode", "-id"]),
             models.Index(fields=["status", "authorization_expires_at"]),
             models.Index(fields=["risk_review", "risk_review_deadline"]),
         ]

@@ -67,15 +67,17 @@ RISK_REVIEW_WINDOW = timedelta(hours=getattr(settings, "PAYMENTS_RISK_REVIEW_HOU
 CHARGED_STATES = (RemoteState.AUTHORIZED, RemoteState.CAPTURED)
 
 
-def _scope(merchant: Merchant) -> str:
-    return f"merchant:{merchant.pk}"
+def _scope(merchant: Merchant, livemode: bool) -> str:
+    # Test-mode idempotency keys never meet live ones; live keeps the scope it always had.
+    return f"merchant:{merchant.pk}" if livemode else f"merchant:{merchant.pk}:test"
 
 
-def _load(public_id: str, merchant: Merchant) -> PaymentIntent:
+def _load(public_id: str, merchant: Merchant, livemode: bool) -> PaymentIntent:
+    """The merchant's payment in this mode: another mode's payment is not found, like another merchant's."""
     try:
         return PaymentIntent.objects.select_related(
             "channel", "card__product", "merchant", "linked_account", "payment_code"
-        ).get(public_id=public_id, merchant=merchant)
+        ).get(public_id=public_id, merchant=merchant, livemode=livemode)
     except PaymentIntent.DoesNotExist:
         raise NotFound("No such payment.", param="payment") from None
 
@@ -102,9 +104,12 @@ def payment_create(
     payment_code: str = "",
     agreement_token: str = "",
     use_points: int = 0,
+    livemode: bool = True,
 ) -> PaymentIntent:
     """A payment from a card on file (`card`), a linked balance (`linked_account`), a payment code the cardholder
-    shows (`payment_code`, no cardholder needed) or a standing agreement with this merchant (`agreement_token`)."""
+    shows (`payment_code`, no cardholder needed) or a standing agreement with this merchant (`agreement_token`).
+
+    `livemode` False makes a test-mode payment (a test API key's), seen only in test mode."""
     request = {
         "cardholder": cardholder.pk if cardholder else None,
         "card": card.pk if card else None,
@@ -145,6 +150,7 @@ def payment_create(
             payment_code=payment_code,
             agreement_token=agreement_token,
             use_points=use_points,
+            livemode=livemode,
         )
         if confirm:
             _confirm(intent)
@@ -152,11 +158,15 @@ def payment_create(
         return {"payment": intent.public_id}
 
     outcome = run_idempotent(
-        scope=_scope(merchant), key=idempotency_key, operation="payment.create", request=request, execute=execute
+        scope=_scope(merchant, livemode),
+        key=idempotency_key,
+        operation="payment.create",
+        request=request,
+        execute=execute,
     )
     if executed:
         return executed[0]  # ran now: the object is current; a replay loads the stored payment
-    return _load(outcome["payment"], merchant)
+    return _load(outcome["payment"], merchant, livemode)
 
 
 def _create(
@@ -176,6 +186,7 @@ def _create(
     payment_code: str = "",
     agreement_token: str = "",
     use_points: int = 0,
+    livemode: bool = True,
 ) -> PaymentIntent:
     validate_minor_amount(amount, currency)
     if isinstance(use_points, bool) or not isinstance(use_points, int) or use_points < 0:
@@ -242,6 +253,7 @@ def _create(
             merchant_reference=merchant_reference[:64],
             metadata=metadata,
             device_id=device_id[:64],
+            livemode=livemode,
         )
         if points:
             assert program is not None
@@ -296,19 +308,21 @@ def _require_usable_card(card: Card) -> None:
 # --- confirm ------------------------------------------------------------------------------------------------------
 
 
-def payment_confirm(*, merchant: Merchant, payment_id: str, idempotency_key: str) -> PaymentIntent:
+def payment_confirm(
+    *, merchant: Merchant, payment_id: str, idempotency_key: str, livemode: bool = True
+) -> PaymentIntent:
     def execute() -> dict[str, Any]:
-        _confirm(_load(payment_id, merchant))
+        _confirm(_load(payment_id, merchant, livemode))
         return {"payment": payment_id}
 
     run_idempotent(
-        scope=_scope(merchant),
+        scope=_scope(merchant, livemode),
         key=idempotency_key,
         operation="payment.confirm",
         request={"payment": payment_id},
         execute=execute,
     )
-    return _load(payment_id, merchant)
+    return _load(payment_id, merchant, livemode)
 
 
 def _confirm(intent: PaymentIntent) -> None:
@@ -727,20 +741,20 @@ def _fail(intent: PaymentIntent, code: str, message: str) -> None:
 
 
 def payment_capture(
-    *, merchant: Merchant, payment_id: str, idempotency_key: str, amount: int | None = None
+    *, merchant: Merchant, payment_id: str, idempotency_key: str, amount: int | None = None, livemode: bool = True
 ) -> PaymentIntent:
     def execute() -> dict[str, Any]:
-        _capture(_load(payment_id, merchant), amount)
+        _capture(_load(payment_id, merchant, livemode), amount)
         return {"payment": payment_id}
 
     run_idempotent(
-        scope=_scope(merchant),
+        scope=_scope(merchant, livemode),
         key=idempotency_key,
         operation="payment.capture",
         request={"payment": payment_id, "amount": amount},
         execute=execute,
     )
-    return _load(payment_id, merchant)
+    return _load(payment_id, merchant, livemode)
 
 
 def _capture(intent: PaymentIntent, amount: int | None) -> None:
@@ -813,20 +827,25 @@ def _finish_capture(intent: PaymentIntent, attempt: PaymentAttempt, amount: int)
 
 
 def payment_cancel(
-    *, merchant: Merchant, payment_id: str, idempotency_key: str, reason: str = "requested_by_merchant"
+    *,
+    merchant: Merchant,
+    payment_id: str,
+    idempotency_key: str,
+    reason: str = "requested_by_merchant",
+    livemode: bool = True,
 ) -> PaymentIntent:
     def execute() -> dict[str, Any]:
-        _cancel(_load(payment_id, merchant), reason)
+        _cancel(_load(payment_id, merchant, livemode), reason)
         return {"payment": payment_id}
 
     run_idempotent(
-        scope=_scope(merchant),
+        scope=_scope(merchant, livemode),
         key=idempotency_key,
         operation="payment.cancel",
         request={"payment": payment_id, "reason": reason},
         execute=execute,
     )
-    return _load(payment_id, merchant)
+    return _load(payment_id, merchant, livemode)
 
 
 def _cancel(intent: PaymentIntent, reason: str) -> None:
@@ -984,13 +1003,21 @@ def risk_reviews_expire() -> int:
 
 
 def refund_create(
-    *, merchant: Merchant, payment_id: str, idempotency_key: str, amount: int | None = None, reason: str = ""
+    *,
+    merchant: Merchant,
+    payment_id: str,
+    idempotency_key: str,
+    amount: int | None = None,
+    reason: str = "",
+    livemode: bool = True,
 ) -> Refund:
+    """A refund of a payment in this mode; the refund belongs to its payment's mode."""
+
     def execute() -> dict[str, Any]:
-        return {"refund": _refund(_load(payment_id, merchant), amount, reason).public_id}
+        return {"refund": _refund(_load(payment_id, merchant, livemode), amount, reason).public_id}
 
     outcome = run_idempotent(
-        scope=_scope(merchant),
+        scope=_scope(merchant, livemode),
         key=idempotency_key,
         operation="refund.create",
         request={"payment": payment_id, "amount": amount, "reason": reason},

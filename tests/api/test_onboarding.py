@@ -119,10 +119,17 @@ def test_approval_creates_merchant_store_and_keys() -> None:
         application.sponsor_bank,
         "5812",
     )
-    assert Store.objects.get(merchant=merchant).name == "五一路店"
+    stores = Store.objects.filter(merchant=merchant)
+    assert sorted(stores.values_list("code", "name", "livemode")) == [
+        ("S001", "五一路店", False),
+        ("S001", "五一路店", True),
+    ]
+    assert approved.store.livemode is True
     assert SettlementAccount.objects.get(merchant=merchant).account_last4 == "3445"
     assert sorted(ApiKey.objects.filter(merchant=merchant).values_list("mode", flat=True)) == ["live", "test"]
-    assert Api(approved.test_key.raw_key).get("stores")[1]["data"][0]["name"] == "五一路店"
+    for issued, livemode in ((approved.test_key, False), (approved.live_key, True)):
+        (store,) = Api(issued.raw_key).get("stores")[1]["data"]
+        assert (store["name"], store["livemode"]) == ("五一路店", livemode)
     application.refresh_from_db()
     assert (application.status, application.merchant, application.reviewed_by) == ("approved", merchant, operator)
     assert AuditLog.objects.filter(action="merchant_application.approve", actor_id=operator.pk).count() == 1

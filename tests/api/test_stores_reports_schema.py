@@ -31,6 +31,7 @@ def test_stores(world: World, other: World) -> None:
         "code": "SH-1",
         "name": "Nanjing Road",
         "city": "Shanghai",
+        "livemode": False,
         "created": store["created"],
     }
     status, error = world.api.post("stores", {"code": "SH-1", "name": "Again"}, key=idem())
@@ -44,12 +45,15 @@ def test_stores(world: World, other: World) -> None:
     assert AuditLog.objects.filter(action="store.create").count() == 2
 
 
-def _captured(world: World, cardholder: Any, amount: int, when: dt.datetime, refunded: int = 0) -> None:
+def _captured(
+    world: World, cardholder: Any, amount: int, when: dt.datetime, refunded: int = 0, livemode: bool = False
+) -> None:
+    """A captured payment; in test mode by default, the mode of `world.api`'s key."""
     card = CardFactory(cardholder=cardholder, product=CardProductFactory(bank=world.issuer))
     PaymentIntent.objects.create(
         merchant=world.merchant, cardholder=cardholder, card=card, issuer=world.issuer, amount=amount,
         amount_captured=amount, amount_refunded=refunded, amount_refund_reserved=refunded, status="succeeded",
-        captured_at=when,
+        captured_at=when, livemode=livemode,
     )  # fmt: skip
 
 

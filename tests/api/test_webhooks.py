@@ -107,7 +107,10 @@ def test_payment_events_are_delivered_signed(
     world: World, receiver: Receiver, django_capture_on_commit_callbacks: Any
 ) -> None:
     created = services.webhook_endpoint_create(
-        merchant=world.merchant, url=receiver.url, event_types=["payment.succeeded", "refund.succeeded"]
+        merchant=world.merchant,
+        url=receiver.url,
+        event_types=["payment.succeeded", "refund.succeeded"],
+        livemode=False,  # the mode of world's key
     )
     with django_capture_on_commit_callbacks(execute=True):
         status, payment = world.api.post("payments", pay_body(world.card, 8800), key=idem())
