@@ -72,15 +72,16 @@ class ApiKeyAdmin(ScopedAdmin):
 @admin.register(Store)
 class StoreAdmin(ScopedAdmin):
     scope_field = "merchant__sponsor_bank"
-    list_display = ("code", "name", "city", "merchant")
+    list_display = ("code", "name", "city", "merchant", "livemode")
+    list_filter = ("livemode",)
     search_fields = ("code", "name", "merchant__code")
 
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(ScopedAdmin):
     scope_field = "merchant__sponsor_bank"
-    list_display = ("url", "merchant", "enabled", "created_at")
-    list_filter = ("enabled",)
+    list_display = ("url", "merchant", "enabled", "livemode", "created_at")
+    list_filter = ("enabled", "livemode")
     search_fields = ("url", "merchant__code")
     exclude = ("secret_encrypted",)
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
@@ -89,10 +90,10 @@ class WebhookEndpointAdmin(ScopedAdmin):
 @admin.register(Event)
 class EventAdmin(ScopedAdmin):
     scope_field = "merchant__sponsor_bank"
-    list_display = ("public_id", "type", "merchant", "created_at")
-    list_filter = ("type",)
+    list_display = ("public_id", "type", "merchant", "livemode", "created_at")
+    list_filter = ("type", "livemode")
     search_fields = ("public_id", "merchant__code")
-    readonly_fields = ("public_id", "merchant", "type", "payload", "created_at")
+    readonly_fields = ("public_id", "merchant", "type", "payload", "livemode", "created_at")
 
 
 @admin.register(WebhookDelivery)

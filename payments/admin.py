@@ -156,13 +156,16 @@ class PaymentIntentAdmin(ReadOnlyAdminMixin, ScopedAdmin):
         "amount_display",
         "status",
         "method",
+        "livemode",
         "channel",
         "issuer",
         "acquirer",
         "business_date",
         "created_at",
     )
-    list_filter = ("status", "method", "risk_outcome", "risk_review", "currency", "channel", "issuer", "acquirer")
+    list_filter = (
+        "livemode", "status", "method", "risk_outcome", "risk_review", "currency", "channel", "issuer", "acquirer"
+    )  # fmt: skip
     search_fields = ("public_id", "merchant_reference", "merchant__code")
     date_hierarchy = "created_at"
     inlines = [RoutingDecisionInline, AttemptInline, RefundInline, FeeSplitInline]
@@ -193,7 +196,7 @@ class PaymentAttemptAdmin(ReadOnlyAdminMixin, ScopedAdmin):
 class RefundAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     scope_field = tuple(f"intent__{path}" for path in PAYMENT_BANKS)
     list_display = ("public_id", "intent", "amount", "status", "points_reversed", "created_at")
-    list_filter = ("status",)
+    list_filter = ("intent__livemode", "status")
     search_fields = ("public_id", "intent__public_id", "reference")
 
 

@@ -352,6 +352,7 @@ def _make_history(ctx: Any, merchants: list[Merchant], start: int, target: int) 
             if decline:
                 amount = amount // 100 * 100 + 51  # the simulator's decline trigger
             manual = index % 11 == 0
+            livemode = index % 10 != 7  # a tenth made in test mode: the sandbox of the printed test keys
             if index < start:
                 rng.random()
                 continue
@@ -366,11 +367,15 @@ def _make_history(ctx: Any, merchants: list[Merchant], start: int, target: int) 
                 confirm=True,
                 metadata={"demo": True},
                 description="demo",
+                livemode=livemode,
             )
             if manual and intent.status == "requires_capture" and not intent.risk_review and index % 3 != 0:
                 # (payments held for risk review stay in the operators' review queue)
                 services.payment_capture(
-                    merchant=merchant, payment_id=intent.public_id, idempotency_key=f"demo-cap-{index}"
+                    merchant=merchant,
+                    payment_id=intent.public_id,
+                    idempotency_key=f"demo-cap-{index}",
+                    livemode=livemode,
                 )
             elif intent.status == "succeeded" and index % 13 == 0:
                 services.refund_create(
@@ -379,6 +384,7 @@ def _make_history(ctx: Any, merchants: list[Merchant], start: int, target: int) 
                     amount=intent.amount // 4,
                     idempotency_key=f"demo-refund-{index}",
                     reason="demo partial refund",
+                    livemode=livemode,
                 )
             elif intent.status == "succeeded" and index % 29 == 0:
                 services.payment_cancel(
@@ -386,5 +392,6 @@ def _make_history(ctx: Any, merchants: list[Merchant], start: int, target: int) 
                     payment_id=intent.public_id,
                     idempotency_key=f"demo-void-{index}",
                     reason="demo void",
+                    livemode=livemode,
                 )
             run.advance(1)

@@ -71,7 +71,11 @@ def test_seed_demo_builds_the_alliance_through_the_simulator_and_a_second_run_ad
     statuses = set(PaymentIntent.objects.values_list("status", flat=True))
     assert {"succeeded", "failed", "canceled"} <= statuses
     assert ("cardholder (portal, cards at 3 banks)", "demo") in [(role, user) for role, user, _ in ctx.logins]
-    assert first["api_keys"] == first["stores"] == 5
+    assert first["api_keys"] == 5
+    assert first["stores"] == 10  # a first store in each mode
+    # A tenth of the history is the printed test keys' sandbox; the rest (and every method payment) is live.
+    assert PaymentIntent.objects.filter(metadata__demo=True, livemode=False).count() == 6
+    assert not PaymentIntent.objects.filter(metadata__demo_method=True, livemode=False).exists()
     assert sum(1 for _what, code in ctx.codes if code.startswith("sk_test_")) == 5
     seed_all(DemoContext(scale="small", out=io.StringIO()))
     assert _counts() == first

@@ -16,7 +16,7 @@ from payments import methods, services
 from payments.events import events_catch_up
 from payments.models import PaymentIntent, Refund
 from tests.api.conftest import Api, World, idem, new_api, pay_body
-from tests.factories import CardFactory, CardholderFactory, CardProductFactory
+from tests.factories import AllianceOperatorFactory, CardFactory, CardholderFactory, CardProductFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -241,3 +241,16 @@ def test_the_schema_shows_livemode_on_every_object() -> None:
         assert component["properties"]["livemode"]["type"] == "boolean", name
         assert "livemode" in component["required"], name
 
+
+def test_the_admin_filters_by_mode(world: World, live: Api, client: Any) -> None:
+    _, in_test = world.api.post("payments", pay_body(world.card, 1000), key=idem())
+    _, in_live = live.post("payments", _agreement_body(world), key=idem())
+    client.force_login(AllianceOperatorFactory())
+    for livemode, shown, hidden in (("0", in_test, in_live), ("1", in_live, in_test)):
+        page = client.get("/admin/payments/paymentintent/", {"livemode__exact": livemode}).content.decode()
+        assert shown["id"] in page
+        assert hidden["id"] not in page
+    refund_page = client.get("/admin/payments/refund/", {"intent__livemode__exact": "0"})
+    assert refund_page.status_code == 200
+    for path in ("/admin/merchants/event/", "/admin/merchants/store/", "/admin/merchants/webhookendpoint/"):
+        assert client.get(path, {"livemode__exact": "0"}).status_code == 200, path
