@@ -6,6 +6,10 @@
 `execute` returns a JSON-safe dict (the outcome). A domain error (`MengkaError`) is an outcome too and is replayed as
 the same error; any other exception frees the key so the caller may retry. Two concurrent calls with one key: one
 runs, the other gets a 409 `Conflict` while the first is in progress.
+
+Records are kept for `IDEMPOTENCY_RETENTION_HOURS` (48 by default, never under the 24 hours the merchant API promises)
+and then pruned by the hourly `core.idempotency_prune` job: a key is a guard against retries, not a permanent record.
+A call that needs a guarantee for ever keeps its own unique constraint (as the points ledger does).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from .models import IdempotencyRecord
 
 _ERROR_MARK = "__mengka_error__"
 STALE_AFTER = timedelta(minutes=5)
+MIN_RETENTION = timedelta(hours=24)  # the merchant API promises to replay a key for at least this long
+PRUNE_BATCH_SIZE = 1_000
 
 
 def fingerprint(operation: str, request: Mapping[str, Any]) -> str:
@@ -105,3 +111,30 @@ def _finish(record: IdempotencyRecord, outcome: dict[str, Any], status_code: int
     IdempotencyRecord.objects.filter(pk=record.pk).update(
         state=IdempotencyRecord.State.DONE, response=outcome, status_code=status_code, completed_at=timezone.now()
     )
+
+
+def idempotency_records_prune(
+    *,
+    older_than: timedelta,
+    batch_size: int = PRUNE_BATCH_SIZE,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Deletes records created more than `older_than` ago, `batch_size` rows per DELETE (each its own short
+    transaction), oldest first; calls `on_batch` with each batch's count. Returns how many went."""
+    if older_than < MIN_RETENTION:
+        hours = MIN_RETENTION // timedelta(hours=1)
+        raise ValueError(f"Idempotency records are kept for at least {hours} hours: the API promises replay that long.")
+    cutoff = timezone.now() - older_than
+    expired = IdempotencyRecord.objects.filter(created_at__lt=cutoff)
+    deleted = 0
+    while True:
+        batch = list(expired.order_by("created_at").values_list("pk", flat=True)[:batch_size])
+        if not batch:
+            return deleted
+        # The cutoff again: a record taken over meanwhile (a stale in-progress key) has a fresh created_at.
+        count, _by_model = expired.filter(pk__in=batch).delete()
+        deleted += count
+        if on_batch is not None:
+            on_batch(count)
+        if len(batch) < batch_size:
+            return deleted

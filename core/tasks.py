@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import socket
+from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
+from django.conf import settings
 
 from .calendar import load_calendar, local_now
+from .idempotency import idempotency_records_prune
 from .jobs import job_run
 
 
@@ -30,3 +33,13 @@ def calendar_coverage() -> dict[str, Any]:
         if not covered:
             raise RuntimeError(f"The business calendar has no data for {next_year}: add the State Council notice.")
     return {"covered_through": calendar.last_year}
+
+
+@shared_task(name="core.idempotency_prune")
+def idempotency_prune() -> int:
+    """Hourly: deletes idempotency records older than IDEMPOTENCY_RETENTION_HOURS, in batches."""
+    older_than = timedelta(hours=settings.IDEMPOTENCY_RETENTION_HOURS)
+    with job_run("core.idempotency_prune", period=local_now().strftime("%Y-%m-%dT%H")) as run:
+        deleted = idempotency_records_prune(older_than=older_than, on_batch=lambda count: run.advance(count))
+        run.count(deleted=deleted)
+    return deleted
