@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
 import json
 import secrets
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
@@ -396,12 +397,11 @@ def webhook_deliver(*, delivery_id: int) -> WebhookDelivery:
     code: int | None = None
     error = ""
     try:
-        _require_public_host(delivery.endpoint.url)
-        response = httpx.post(delivery.endpoint.url, content=body, headers=headers, timeout=DELIVERY_TIMEOUT)
+        response = _webhook_post(webhook_target(delivery.endpoint.url), body=body, headers=headers)
         code = response.status_code
         if not 200 <= code < 300:
             error = f"HTTP {code}"
-    except (httpx.HTTPError, BlockedHost) as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, BlockedHost) as exc:
         error = f"{type(exc).__name__}: {exc}"[:255]
     attempts = delivery.attempts + 1
     fields: dict[str, Any] = {"attempts": attempts, "response_code": code, "last_error": error}
@@ -417,21 +417,81 @@ def webhook_deliver(*, delivery_id: int) -> WebhookDelivery:
 
 
 class BlockedHost(Exception):
-    """The endpoint resolves to an address Mengka must not call (loopback, private, link-local)."""
+    """The endpoint resolves to an address Mengka must not call (loopback, private, link-local, multicast, ...)."""
 
 
-def _require_public_host(url: str) -> None:
-    if settings.WEBHOOK_ALLOW_PRIVATE_HOSTS:
-        return
-    host = urlsplit(url).hostname or ""
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _public(ip: IPAddress) -> bool:
+    """Whether `ip` is a public unicast address, looking through IPv6 forms that carry an IPv4 address."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return _public(ip.ipv4_mapped)
+        embedded = ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is not None and not _public(embedded):
+            return False
+    return ip.is_global and not (
+        ip.is_multicast or ip.is_reserved or ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_unspecified
+    )
+
+
+@dataclass(frozen=True)
+class WebhookTarget:
+    """Where a delivery goes: the address checked when the endpoint's host was resolved, and nothing else.
+
+    Resolving once and connecting to that address closes the gap a second lookup would leave (DNS rebinding: a name
+    that answers a public address to the check and a private one to the connection).
+    """
+
+    url: str  # the endpoint's URL with the checked address in place of the host
+    address: str
+    host_header: str  # the endpoint's host (and port), as the receiver expects it
+    tls_hostname: str | None  # https: sent as SNI, and the name the certificate is verified against
+
+
+def webhook_target(url: str) -> WebhookTarget:
+    """Resolves the endpoint's host once; refuses it if any address is not public (unless
+    WEBHOOK_ALLOW_PRIVATE_HOSTS, for development and tests) and pins the first."""
+    parsed = httpx.URL(url)
+    host = parsed.raw_host.decode("ascii")  # IDNA-encoded, IPv6 without brackets
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except OSError as exc:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
         raise BlockedHost(f"cannot resolve {host}") from exc
-    for address in addresses:
-        ip = ipaddress.ip_address(str(address).split("%")[0])
-        if not ip.is_global:
-            raise BlockedHost(f"{host} resolves to a non-public address")
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    if not addresses:
+        raise BlockedHost(f"cannot resolve {host}")
+    if not settings.WEBHOOK_ALLOW_PRIVATE_HOSTS and not all(_public(address) for address in addresses):
+        raise BlockedHost(f"{host} resolves to a non-public address")
+    address = str(addresses[0])
+    return WebhookTarget(
+        url=str(parsed.copy_with(host=address)),
+        address=address,
+        host_header=parsed.netloc.decode("ascii"),
+        tls_hostname=host if parsed.scheme == "https" else None,
+    )
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The usual trusted roots (or SSL_CERT_FILE / SSL_CERT_DIR when set), with hostname checking on: against the
+    endpoint's name, see `_webhook_post`."""
+    return httpx.create_ssl_context()
+
+
+def _webhook_post(target: WebhookTarget, *, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    """POSTs to the pinned address: the Host header and TLS (SNI and certificate check) use the endpoint's name.
+
+    No proxy from the environment (it would make its own lookup) and no redirects (they could lead anywhere)."""
+    extensions = {"sni_hostname": target.tls_hostname} if target.tls_hostname else {}
+    with httpx.Client(
+        verify=_tls_context(), trust_env=False, follow_redirects=False, timeout=DELIVERY_TIMEOUT
+    ) as client:
+        return client.post(
+            target.url, content=body, headers={**headers, "Host": target.host_header}, extensions=extensions
+        )
 
 
 def webhook_deliveries_due(*, limit: int = 500) -> list[int]:

@@ -167,7 +167,7 @@ REST_FRAMEWORK = {
 }
 # Idempotency records (merchant API and services) are pruned once older than this; the API promises 24 hours at least.
 IDEMPOTENCY_RETENTION_HOURS = env.int("IDEMPOTENCY_RETENTION_HOURS", default=48)
-# Webhooks to loopback, private and link-local addresses are refused unless allowed (development, tests).
+# Webhooks to loopback, private, link-local, multicast and reserved addresses are refused unless allowed (dev, tests).
 WEBHOOK_ALLOW_PRIVATE_HOSTS = env.bool("WEBHOOK_ALLOW_PRIVATE_HOSTS", default=False)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Mengka merchant API",
