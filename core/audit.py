@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.serializers.json import DjangoJSONEncoder
@@ -14,6 +14,14 @@ from .models import AuditLog
 from .requestid import get_request_id
 
 SYSTEM_ACTOR = "system"
+
+
+@runtime_checkable
+class AuditActor(Protocol):
+    """Someone acting who is not a user — a merchant's API key — recorded by the label it gives itself."""
+
+    @property
+    def audit_label(self) -> str: ...
 
 
 def snapshot(instance: models.Model) -> dict[str, Any]:
@@ -29,7 +37,7 @@ def snapshot(instance: models.Model) -> dict[str, Any]:
 
 def audit_record(
     *,
-    actor: AbstractBaseUser | AnonymousUser | None,
+    actor: AbstractBaseUser | AnonymousUser | AuditActor | None,
     action: str,
     obj: models.Model | None = None,
     before: dict[str, Any] | None = None,
@@ -39,14 +47,19 @@ def audit_record(
     object_type: str = "",
     object_id: str = "",
 ) -> AuditLog:
-    """Appends one audit row. `actor` None means the system (a job or a migration)."""
-    user = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
+    """Appends one audit row. `actor` None means the system (a job or a migration); an `AuditActor` (an API key) is
+    recorded by its label, with no user."""
+    if isinstance(actor, AuditActor):
+        user, label = None, actor.audit_label
+    else:
+        user = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
+        label = user.get_username() if user is not None else SYSTEM_ACTOR
     if obj is not None:
         object_type = object_type or obj._meta.label_lower
         object_id = object_id or str(obj.pk)
     return AuditLog.objects.create(
         actor=user,  # type: ignore[misc]
-        actor_label=user.get_username() if user is not None else SYSTEM_ACTOR,
+        actor_label=label[:150],
         action=action,
         object_type=object_type,
         object_id=object_id,

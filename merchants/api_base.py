@@ -79,6 +79,13 @@ class MerchantAPIView(APIView):
         return self.request.auth
 
     @property
+    def actor(self) -> MerchantPrincipal:
+        """Who acts, for the audit log of the services this view calls: the merchant through this key."""
+        principal = self.request.user
+        assert isinstance(principal, MerchantPrincipal)
+        return principal
+
+    @property
     def livemode(self) -> bool:
         """The calling key's mode: everything it makes is of this mode and it sees nothing of the other."""
         return self.api_key.livemode

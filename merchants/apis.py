@@ -86,7 +86,8 @@ class StoreListCreateApi(MerchantAPIView):
         data = self.body(StoreCreateIn)
 
         def run(key: str) -> tuple[int, dict[str, Any]]:
-            return 201, store_out(services.store_create(merchant=self.merchant, livemode=self.livemode, **data))
+            store = services.store_create(merchant=self.merchant, livemode=self.livemode, actor=self.actor, **data)
+            return 201, store_out(store)
 
         return self.idempotent("store.create", run)
 
@@ -190,7 +191,9 @@ class WebhookEndpointListCreateApi(MerchantAPIView):
         data = self.body(WebhookEndpointCreateIn)
 
         def run(key: str) -> tuple[int, dict[str, Any]]:
-            created = services.webhook_endpoint_create(merchant=self.merchant, livemode=self.livemode, **data)
+            created = services.webhook_endpoint_create(
+                merchant=self.merchant, livemode=self.livemode, actor=self.actor, **data
+            )
             return 201, {**endpoint_out(created.endpoint), "secret": created.secret}
 
         return self.idempotent("webhook_endpoint.create", run)
@@ -217,7 +220,7 @@ class WebhookEndpointDetailApi(MerchantAPIView):
         data = self.body(WebhookEndpointUpdateIn)
 
         def run(key: str) -> tuple[int, dict[str, Any]]:
-            return 200, endpoint_out(services.webhook_endpoint_update(endpoint=endpoint, **data))
+            return 200, endpoint_out(services.webhook_endpoint_update(endpoint=endpoint, actor=self.actor, **data))
 
         return self.idempotent("webhook_endpoint.update", run)
 
@@ -225,7 +228,7 @@ class WebhookEndpointDetailApi(MerchantAPIView):
     def delete(self, request: Request, endpoint_id: str) -> Response:
         endpoint = self._endpoint(endpoint_id)
         body = {**endpoint_out(endpoint), "deleted": True}
-        services.webhook_endpoint_delete(endpoint=endpoint)
+        services.webhook_endpoint_delete(endpoint=endpoint, actor=self.actor)
         return Response(body)
 
 

@@ -33,6 +33,11 @@ class MerchantPrincipal:
     def __str__(self) -> str:
         return f"{self.merchant.code} ({self.api_key.prefix}…)"
 
+    @property
+    def audit_label(self) -> str:
+        """The actor of what this key does, in the audit log: the key (id and prefix) and its merchant."""
+        return f"api_key #{self.api_key.pk} {self.api_key.prefix}… ({self.merchant.code})"
+
 
 class ApiKeyAuthentication(BaseAuthentication):
     """Looks the key up by its SHA-256: the comparison is on a digest the caller cannot steer, never on the key."""
