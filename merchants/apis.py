@@ -150,7 +150,8 @@ WebhookEndpointList = list_response_serializer("WebhookEndpointList", WebhookEnd
 def _int_id(raw: str) -> int:
     from core.errors import NotFound
 
-    if not raw.isdigit() or len(raw) > 18:
+    # ASCII digits only: str.isdigit() also accepts "²" and other digits int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise NotFound("No such webhook endpoint.", param="id")
     return int(raw)
 

@@ -101,6 +101,9 @@ def test_unknown_routes_and_methods(world: World) -> None:
 def test_oversized_path_ids_are_404(world: World) -> None:
     assert world.api.get("webhook-endpoints/99999999999999999999999")[0] == 404
     assert world.api.get("webhook-endpoints/-1")[0] == 404
+    for digits in ("²", "١٢", "１"):  # digits to str.isdigit(), not to int() or not ASCII
+        assert world.api.get(f"webhook-endpoints/{digits}")[0] == 404, digits
+        assert world.api.raw("delete", f"webhook-endpoints/{digits}").status_code == 404, digits
     assert world.api.get("payments/" + "x" * 300)[0] == 404
 
 
