@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
@@ -104,27 +104,49 @@ class Funding:
 
 def payment_code_take(code: str) -> Funding:
     """Uses a code once, in the caller's transaction: refused when unknown, used before (a replay), or expired, and
-    when its card or account is no longer usable."""
-    if not (isinstance(code, str) and len(code) == 18 and code.isdigit()):
+    when its card or account is no longer usable. One guarded UPDATE takes it (a concurrent use waits for it, then
+    finds it used), then one read loads the card (or account) with its cardholder."""
+    if not (isinstance(code, str) and len(code) == 18 and code.isascii() and code.isdigit()):
         raise ValidationFailed("A payment code has 18 digits.", code="payment_code_invalid", param="payment_code")
-    found = (
-        PaymentCode.objects.select_for_update(of=("self",))
-        .select_related("cardholder", "card__product", "card__bank", "linked_account")
-        .filter(code=code)
-        .first()
-    )
-    if found is None:
-        raise NotFound("No such payment code.", code="payment_code_invalid", param="payment_code")
-    if found.used_at is not None:
-        raise Conflict("This payment code has already been used.", code="payment_code_used")
-    if found.expires_at <= timezone.now():
+    now = timezone.now()
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {PaymentCode._meta.db_table} SET used_at = %s"  # noqa: S608 (the model's table; values as parameters)
+            " WHERE code = %s AND used_at IS NULL AND expires_at > %s"
+            " RETURNING id, cardholder_id, card_id, linked_account_id, use_points",
+            [stamp, code, stamp],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        found = PaymentCode.objects.filter(code=code).values_list("used_at").first()
+        if found is None:
+            raise NotFound("No such payment code.", code="payment_code_invalid", param="payment_code")
+        if found[0] is not None:
+            raise Conflict("This payment code has already been used.", code="payment_code_used")
         raise ValidationFailed("This payment code has expired.", code="payment_code_expired", param="payment_code")
-    if found.card is not None:
-        require_usable_card(found.card)
-    if found.linked_account is not None:
-        require_usable_account(found.linked_account)
-    PaymentCode.objects.filter(pk=found.pk).update(used_at=timezone.now())
-    return Funding(found.cardholder, found.card, found.linked_account, PaymentMethod.PAYMENT_CODE, payment_code=found)
+    code_id, cardholder_id, card_id, account_id, use_points = row
+    card = account = None
+    if card_id is not None:
+        card = Card.objects.select_related("cardholder", "product", "bank").get(pk=card_id)
+        require_usable_card(card)
+        cardholder = card.cardholder
+    else:
+        account = LinkedAccount.objects.select_related("cardholder").get(pk=account_id)
+        require_usable_account(account)
+        cardholder = account.cardholder
+    taken = PaymentCode(
+        id=code_id,
+        cardholder=cardholder,
+        card=card,
+        linked_account=account,
+        code=code,
+        use_points=bool(use_points),
+        used_at=now,
+    )
+    taken._state.adding, taken._state.db = False, "default"
+    assert taken.cardholder_id == cardholder_id
+    return Funding(cardholder, card, account, PaymentMethod.PAYMENT_CODE, payment_code=taken)
 
 
 # --- agreements ---------------------------------------------------------------------------------------------------

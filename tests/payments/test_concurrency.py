@@ -103,3 +103,27 @@ def test_one_idempotency_key_used_concurrently_runs_once(world: dict[str, Any]) 
     assert world["fake"].charge_count() == 1
     for result in results:
         assert isinstance(result, PaymentIntent | Conflict), result
+
+
+def test_one_payment_code_shown_to_eight_tills_at_once_pays_once(world: dict[str, Any]) -> None:
+    from payments import methods
+
+    code = methods.payment_code_generate(cardholder=world["card"].cardholder, card=world["card"])
+    results = run_parallel(
+        8,
+        lambda i: services.payment_create(
+            merchant=world["merchant"],
+            amount=1_000,
+            currency="CNY",
+            payment_code=code.code,
+            idempotency_key=f"till-{i}",
+            confirm=True,
+        ),
+    )
+    paid = [r for r in results if isinstance(r, PaymentIntent)]
+    refused = [r for r in results if isinstance(r, Conflict)]
+    assert len(paid) == 1
+    assert len(refused) == 7
+    assert {r.code for r in refused} == {"payment_code_used"}
+    assert PaymentIntent.objects.filter(payment_code=code).count() == 1
+    assert [c for c in world["fake"].calls if c[0] == "authorize"] == [("authorize", f"{paid[0].public_id}-1")]
