@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
@@ -54,6 +55,22 @@ def _raise_stored(outcome: dict[str, Any]) -> None:
     raise exc
 
 
+# The key a caller already holds a record for (the merchant API's, around the service it calls with that key).
+_held: ContextVar[str | None] = ContextVar("idempotency_key_held", default=None)
+
+
+@contextmanager
+def holding(key: str) -> Iterator[None]:
+    """Marks `key` as held by the caller's own record while the block runs: a service called inside it with the same
+    key runs at once, without a second record. The caller's record gives every guarantee the second would (one run
+    per key, the first outcome replayed, a concurrent request refused, the same takeover after a crash)."""
+    token = _held.set(key)
+    try:
+        yield
+    finally:
+        _held.reset(token)
+
+
 def run_idempotent(
     *,
     scope: str,
@@ -64,6 +81,8 @@ def run_idempotent(
 ) -> dict[str, Any]:
     if not key or len(key) > 255:
         raise MengkaError("Idempotency-Key must be 1 to 255 characters.", code="invalid_idempotency_key")
+    if _held.get() == key:
+        return execute()
     print_ = fingerprint(operation, request)
     try:
         # Outside a transaction the INSERT commits on its own; inside one, a savepoint keeps the caller's usable.

@@ -28,6 +28,24 @@ def test_replay_returns_the_stored_status_and_body(world: World) -> None:
     assert world.fake.charge_count() == 1
 
 
+def test_one_record_per_request_the_api_s_standing_for_the_service_s(world: World) -> None:
+    from core.idempotency import holding, run_idempotent
+    from core.models import IdempotencyRecord
+
+    key = idem()
+    world.api.post("payments", pay_body(world.card, 4200), key=key)
+    assert list(IdempotencyRecord.objects.filter(key=key).values_list("scope", "state")) == [
+        (f"api:{world.merchant.pk}:test", "done")  # the world holds a test key
+    ]
+    # Outside the API's hold, a service call keeps its own record; inside it, only for another key.
+    ran: list[str] = []
+    with holding("held"):
+        run_idempotent(scope="s", key="held", operation="op", request={}, execute=lambda: ran.append("a") or {})
+        run_idempotent(scope="s", key="other", operation="op", request={}, execute=lambda: ran.append("b") or {})
+    assert ran == ["a", "b"]
+    assert list(IdempotencyRecord.objects.filter(scope="s").values_list("key", flat=True)) == ["other"]
+
+
 def test_replay_of_an_error_is_the_same_error(world: World) -> None:
     _, payment = world.api.post("payments", pay_body(world.card, 1000), key=idem())
     key = idem()
