@@ -92,6 +92,8 @@ def record_capture(intent: PaymentIntent, *, at: dt.datetime) -> int:
     # Called once per capture: the capture's guarded UPDATE admits one caller, and a unique constraint backs it.
     if intent.amount_captured <= 0:
         return intent.fee
+    if not intent.livemode:
+        return 0  # a test-mode payment owes no one anything: no fee, no split to settle
     schedule = schedule_in_force(merchant=intent.merchant, method=intent.method, at=at)
     if schedule is None:
         return 0

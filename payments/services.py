@@ -231,8 +231,14 @@ def _create(
             method, code, agreement = funding.method, funding.payment_code, funding.agreement
         assert cardholder is not None
         issuer = card.bank_id if card else linked_account.bank_id if linked_account else None
+        if use_points and not livemode:
+            raise ValidationFailed(
+                "Points cannot pay for a test-mode payment: a cardholder's points are real.",
+                code="points_not_available",
+                param="use_points",
+            )
         points, points_amount, program = _points_part(
-            cardholder, issuer, amount, currency, use_points, wants_most=bool(code and code.use_points)
+            cardholder, issuer, amount, currency, use_points, wants_most=bool(code and code.use_points and livemode)
         )
         intent = PaymentIntent.objects.create(
             merchant=merchant,
@@ -721,8 +727,9 @@ def _on_capture(intent: PaymentIntent, *, at: Any) -> None:
 
 
 def _points_to_earn(intent: PaymentIntent) -> int:
-    """The points a capture earns: zero when the issuer runs no points programme."""
-    if payment_points.issuer_program(intent) is None:
+    """The points a capture earns: zero when the issuer runs no points programme, and for a test-mode payment
+    (points are a bank's real liability; a test never creates one)."""
+    if not intent.livemode or payment_points.issuer_program(intent) is None:
         return 0
     return payment_points.points_for_capture(intent)
 

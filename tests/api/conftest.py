@@ -117,6 +117,23 @@ def pay_body(card: Any, amount: int = 10000, **extra: Any) -> dict[str, Any]:
     }
 
 
+def agreement_body(card: Any, merchant: Merchant, amount: int = 10000, **extra: Any) -> dict[str, Any]:
+    """A body a live key may send: an agreement the card's holder granted the merchant (card_token is test-only,
+    and a test-mode payment earns no points)."""
+    from payments.methods import agreement_grant
+
+    agreement = agreement_grant(
+        cardholder=card.cardholder, merchant=merchant, card=card, limit_per_payment=10**9, limit_per_month=10**10
+    )
+    return {
+        "amount": amount,
+        "currency": "CNY",
+        "payment_method": {"type": "agreement", "token": agreement.token},
+        "confirm": True,
+        **extra,
+    }
+
+
 @pytest.fixture
 def keep_db_connection() -> Iterator[None]:
     """A WSGI request outside Django's test client would close the test's connection when it finishes."""

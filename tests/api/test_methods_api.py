@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from payments import methods
-from tests.api.conftest import World, idem, new_api
+from tests.api.conftest import World, agreement_body, idem, new_api
 
 pytestmark = pytest.mark.django_db
 
@@ -72,14 +72,8 @@ def test_points_part_payment_through_the_api(world: World) -> None:
 
     program = PointsProgram.objects.get(bank=world.issuer)
     points_earn(cardholder_id=world.card.cardholder_id, program=program, amount=2_000, idempotency_key="seed-points")
-    body = {
-        "amount": 10_000,
-        "currency": "CNY",
-        "confirm": True,
-        "use_points": 2_000,
-        "payment_method": {"type": "card_token", "token": world.card.token},
-    }
-    status, payment = world.api.post("payments", body, key=idem())
+    body = agreement_body(world.card, world.merchant, 10_000, use_points=2_000)
+    status, payment = new_api(world.merchant, mode="live").post("payments", body, key=idem())
     assert status == 201, payment
     # 2,000 points at 0.005 CNY pay 10.00 CNY; the card pays the other 90.00 and earns on that cash only.
     assert (payment["amount"], payment["amount_captured"], payment["points_earned"]) == (9_000, 9_000, 180)

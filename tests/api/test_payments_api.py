@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
 
 from payments.models import PaymentIntent
-from tests.api.conftest import World, idem, new_api, pay_body
+from tests.api.conftest import World, agreement_body, idem, new_api, pay_body
 
 pytestmark = pytest.mark.django_db
 
 
 def test_create_and_confirm_captures_and_earns_points(world: World) -> None:
-    status, body = world.api.post("payments", pay_body(world.card, 12345, merchant_reference="order-1"), key=idem())
+    live = new_api(world.merchant, mode="live")
+    body_in = agreement_body(world.card, world.merchant, 12345, merchant_reference="order-1")
+    status, body = live.post("payments", body_in, key=idem())
     assert status == 201
     assert body["object"] == "payment"
     assert body["id"].startswith("pay_")
@@ -23,11 +26,37 @@ def test_create_and_confirm_captures_and_earns_points(world: World) -> None:
     assert body["points_earned"] == 246  # ¥123.45 × 2 (dining), floored
     assert body["merchant_reference"] == "order-1"
     assert body["payment_method"] == {
-        "type": "card",
+        "type": "agreement",
         "card": {"bank": world.card.bank.code, "last4": world.card.last4},
     }
     intent = PaymentIntent.objects.get(public_id=body["id"])
-    assert (intent.merchant, intent.card) == (world.merchant, world.card)
+    assert (intent.merchant, intent.card, intent.livemode) == (world.merchant, world.card, True)
+
+
+def test_a_test_mode_payment_earns_no_points_owes_no_fee_and_spends_no_points(world: World) -> None:
+    from django.utils import timezone
+
+    from payments.models import FeeSchedule, FeeSplit
+
+    FeeSchedule.objects.create(
+        merchant=world.merchant,
+        mdr_percent="0.6",
+        issuer_share="60",
+        acquirer_share="25",
+        channel_share="10",
+        alliance_share="5",
+        effective_from=timezone.now() - dt.timedelta(minutes=1),
+    )
+    status, body = world.api.post("payments", pay_body(world.card, 12345), key=idem())
+    assert (status, body["status"], body["livemode"], body["points_earned"]) == (201, "succeeded", False, 0)
+    assert not FeeSplit.objects.exists()
+    assert PaymentIntent.objects.get(public_id=body["id"]).fee == 0
+    status, error = world.api.post("payments", pay_body(world.card, 12345, use_points=100), key=idem())
+    assert (status, error["error"]["code"], error["error"]["param"]) == (422, "points_not_available", "use_points")
+    live = new_api(world.merchant, mode="live")
+    _, paid = live.post("payments", agreement_body(world.card, world.merchant, 12345), key=idem())
+    assert paid["points_earned"] == 246
+    assert FeeSplit.objects.filter(payment__public_id=paid["id"]).exists()
 
 
 def test_create_without_confirm_then_confirm(world: World) -> None:
@@ -145,25 +174,24 @@ def test_list_rejects_bad_query(world: World) -> None:
 
 
 def test_refund_create_list_retrieve(world: World) -> None:
-    _, payment = world.api.post("payments", pay_body(world.card, 10000), key=idem())
-    status, refund = world.api.post(
-        "refunds", {"payment": payment["id"], "amount": 2500, "reason": "returned"}, key=idem()
-    )
+    api = new_api(world.merchant, mode="live")  # live: the payment earns points, the refunds reverse them
+    _, payment = api.post("payments", agreement_body(world.card, world.merchant, 10000), key=idem())
+    status, refund = api.post("refunds", {"payment": payment["id"], "amount": 2500, "reason": "returned"}, key=idem())
     assert status == 201
     assert refund["id"].startswith("re_")
     assert (refund["status"], refund["amount"], refund["payment"]) == ("succeeded", 2500, payment["id"])
     assert refund["points_reversed"] == 50  # 200 earned × 2500 / 10000
-    status, rest = world.api.post("refunds", {"payment": payment["id"]}, key=idem())
+    status, rest = api.post("refunds", {"payment": payment["id"]}, key=idem())
     assert (status, rest["amount"]) == (201, 7500)
-    status, error = world.api.post("refunds", {"payment": payment["id"], "amount": 1}, key=idem())
+    status, error = api.post("refunds", {"payment": payment["id"], "amount": 1}, key=idem())
     assert (status, error["error"]["code"]) == (422, "refund_exceeds_captured")
-    status, error = world.api.post("refunds", {"payment": payment["id"]}, key=idem())
+    status, error = api.post("refunds", {"payment": payment["id"]}, key=idem())
     assert (status, error["error"]["code"]) == (409, "charge_already_refunded")
-    _, listed = world.api.get("refunds", {"payment": payment["id"]})
+    _, listed = api.get("refunds", {"payment": payment["id"]})
     assert [row["id"] for row in listed["data"]] == [rest["id"], refund["id"]]
-    status, fetched = world.api.get(f"refunds/{refund['id']}")
+    status, fetched = api.get(f"refunds/{refund['id']}")
     assert (status, fetched) == (200, refund)
-    _, fetched_payment = world.api.get(f"payments/{payment['id']}")
+    _, fetched_payment = api.get(f"payments/{payment['id']}")
     assert fetched_payment["amount_refunded"] == 10000
 
 
@@ -174,7 +202,8 @@ def test_refund_above_captured_is_refused(world: World) -> None:
 
 
 def test_quote(world: World) -> None:
-    world.api.post("payments", pay_body(world.card, 50000), key=idem())  # earns 1000 points
+    live = new_api(world.merchant, mode="live")
+    live.post("payments", agreement_body(world.card, world.merchant, 50000), key=idem())  # earns 1000 points
     status, quote = world.api.post(
         "payments/quote",
         {"amount": 12000, "currency": "CNY", "payment_method": {"type": "card_token", "token": world.card.token}},

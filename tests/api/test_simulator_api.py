@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from payments.connectors import reset_connectors
-from tests.api.conftest import idem, new_api
+from tests.api.conftest import agreement_body, idem, new_api
 from tests.factories import (
     CardFactory,
     CardProductFactory,
@@ -38,23 +38,18 @@ def shop(simulator: Any, simulator_server: Any, settings: Any) -> Iterator[dict[
     ChannelFactory(
         code="unionpay-a", remote_id="acq-unionpay-a", acquirer=acquirer, connector="simulator", fee_percent="0.3"
     )
-    yield {"api": new_api(merchant), "card": card, "sim": simulator}
+    # Live: the payments earn points and the refunds reverse them (a test-mode payment earns none).
+    yield {"api": new_api(merchant, mode="live"), "card": card, "merchant": merchant, "sim": simulator}
     reset_connectors()
 
 
-def body(card: Any, amount: int, **extra: Any) -> dict[str, Any]:
-    return {
-        "amount": amount,
-        "currency": "CNY",
-        "confirm": True,
-        "payment_method": {"type": "card_token", "token": card.token},
-        **extra,
-    }
+def body(shop: dict[str, Any], amount: int, **extra: Any) -> dict[str, Any]:
+    return agreement_body(shop["card"], shop["merchant"], amount, **extra)
 
 
 def test_authorise_capture_refund_over_the_simulator(shop: dict[str, Any]) -> None:
-    api, card = shop["api"], shop["card"]
-    status, held = api.post("payments", body(card, 12_000, capture_method="manual"), key=idem())
+    api = shop["api"]
+    status, held = api.post("payments", body(shop, 12_000, capture_method="manual"), key=idem())
     assert (status, held["status"]) == (201, "requires_capture")
     status, captured = api.post(f"payments/{held['id']}/capture", {"amount": 10_000}, key=idem())
     assert (status, captured["status"], captured["amount_captured"], captured["points_earned"]) == (
@@ -71,7 +66,7 @@ def test_authorise_capture_refund_over_the_simulator(shop: dict[str, Any]) -> No
 
 @pytest.mark.parametrize(("amount", "status"), [(10_051, "failed"), (10_052, "failed"), (10_055, "succeeded")])
 def test_sandbox_triggers(shop: dict[str, Any], amount: int, status: str) -> None:
-    code, payment = shop["api"].post("payments", body(shop["card"], amount), key=idem())
+    code, payment = shop["api"].post("payments", body(shop, amount), key=idem())
     assert (code, payment["status"]) == (201, status)
     if status == "failed":
         assert payment["failure_code"]
