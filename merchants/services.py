@@ -11,6 +11,7 @@ import secrets
 import socket
 import ssl
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +20,7 @@ import httpx
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -327,34 +328,65 @@ def event_emit(*, merchant: Merchant, type: str, payload: dict[str, Any], livemo
     return events_emit(merchant=merchant, events=[(type, payload)], livemode=livemode)[0]
 
 
-@transaction.atomic
+EVENT_COLUMNS = ("public_id", "merchant", "type", "payload", "livemode", "created_at")
+
+
 def events_emit(*, merchant: Merchant, events: list[tuple[str, dict[str, Any]]], livemode: bool = True) -> list[Event]:
     """Appends events in order (one INSERT), with a delivery per subscribed endpoint for each; sent after commit.
 
-    The events are of one mode (their object's); only the merchant's endpoints of that mode receive them."""
+    The events are of one mode (their object's); only the merchant's endpoints of that mode receive them. With no
+    endpoint to deliver to, the events are one statement on their own."""
     for type, _payload in events:
         if type not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type!r}")
-    rows = Event.objects.bulk_create(
-        Event(public_id=new_public_id("evt"), merchant=merchant, type=type, payload=payload, livemode=livemode)
-        for type, payload in events
+    endpoints = list(
+        WebhookEndpoint.objects.filter(merchant=merchant, livemode=livemode, enabled=True).values_list(
+            "id", "event_types"
+        )
     )
-    endpoints = list(WebhookEndpoint.objects.filter(merchant=merchant, livemode=livemode, enabled=True))
-    if not endpoints:
-        return rows
     now = timezone.now()
-    deliveries = WebhookDelivery.objects.bulk_create(
-        WebhookDelivery(event=event, endpoint=endpoint, next_attempt_at=now)
-        for event in rows
-        for endpoint in endpoints
-        if endpoint.accepts(event.type)
-    )
-    if deliveries:
-        from .tasks import webhook_deliver
+    rows = [
+        Event(
+            public_id=new_public_id("evt"),
+            merchant=merchant,
+            type=type,
+            payload=payload,
+            livemode=livemode,
+            created_at=now,
+        )
+        for type, payload in events
+    ]
+    wanted = [
+        (event, endpoint_id) for event in rows for endpoint_id, types in endpoints if not types or event.type in types
+    ]
+    with transaction.atomic() if wanted else nullcontext():
+        _insert_events(rows)
+        if wanted:
+            deliveries = WebhookDelivery.objects.bulk_create(
+                WebhookDelivery(event=event, endpoint_id=endpoint_id, next_attempt_at=now)
+                for event, endpoint_id in wanted
+            )
+            from .tasks import webhook_deliver
 
-        ids = [delivery.pk for delivery in deliveries]
-        transaction.on_commit(lambda: [webhook_deliver.delay(pk) for pk in ids])
+            ids = [delivery.pk for delivery in deliveries]
+            transaction.on_commit(lambda: [webhook_deliver.delay(pk) for pk in ids])
     return rows
+
+
+def _insert_events(rows: list[Event]) -> None:
+    """One multi-row INSERT … RETURNING id (the events' order), with each value prepared by its model field."""
+    meta = Event._meta
+    by_name = {field.name: field for field in meta.concrete_fields}
+    fields = [by_name[name] for name in EVENT_COLUMNS]
+    params = [field.get_db_prep_save(getattr(event, field.attname), connection) for event in rows for field in fields]
+    columns = ", ".join(str(field.column) for field in fields)
+    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    sql = f"INSERT INTO {meta.db_table} ({columns}) VALUES {', '.join([one] * len(rows))} RETURNING id"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for event, (pk,) in zip(rows, cursor.fetchall(), strict=True):
+            event.pk = pk
+            event._state.adding, event._state.db = False, connection.alias
 
 
 def event_body(event: Event) -> dict[str, Any]:
