@@ -87,7 +87,7 @@ def run_idempotent(
     try:
         # Outside a transaction the INSERT commits on its own; inside one, a savepoint keeps the caller's usable.
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
-            record = IdempotencyRecord.objects.create(scope=scope, key=key, operation=operation, fingerprint=print_)
+            record_id = _insert(scope, key, operation, print_)
     except IntegrityError:
         existing = IdempotencyRecord.objects.get(scope=scope, key=key)
         if existing.fingerprint != print_:
@@ -105,31 +105,61 @@ def run_idempotent(
                 raise Conflict(
                     "A request with this idempotency key is still in progress.", code="idempotency_in_progress"
                 ) from None
-            return _execute(existing, execute)
+            return _execute(existing.pk, execute)
         outcome = existing.response or {}
         if _ERROR_MARK in outcome:
             _raise_stored(outcome)
         return outcome
-    return _execute(record, execute)
+    return _execute(record_id, execute)
 
 
-def _execute(record: IdempotencyRecord, execute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def _execute(record_id: int, execute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     try:
         outcome = execute()
     except MengkaError as exc:
-        _finish(record, _error_outcome(exc), exc.http_status)
+        _finish(record_id, _error_outcome(exc), exc.http_status)
         raise
     except BaseException:
-        IdempotencyRecord.objects.filter(pk=record.pk, state=IdempotencyRecord.State.IN_PROGRESS).delete()
+        IdempotencyRecord.objects.filter(pk=record_id, state=IdempotencyRecord.State.IN_PROGRESS).delete()
         raise
-    _finish(record, outcome, 200)
+    _finish(record_id, outcome, 200)
     return outcome
 
 
-def _finish(record: IdempotencyRecord, outcome: dict[str, Any], status_code: int) -> None:
-    IdempotencyRecord.objects.filter(pk=record.pk).update(
-        state=IdempotencyRecord.State.DONE, response=outcome, status_code=status_code, completed_at=timezone.now()
-    )
+# Every keyed call writes its record twice (taken, then done): plain statements, each value prepared by its field.
+_TABLE = IdempotencyRecord._meta.db_table
+_FIELDS = {field.name: field for field in IdempotencyRecord._meta.concrete_fields}
+
+
+def _prep(name: str, value: Any) -> Any:
+    return _FIELDS[name].get_db_prep_save(value, connection)
+
+
+def _insert(scope: str, key: str, operation: str, print_: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO {_TABLE} (scope, "key", operation, fingerprint, state, created_at)'  # noqa: S608
+            " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            [scope, key, operation, print_, IdempotencyRecord.State.IN_PROGRESS, _prep("created_at", timezone.now())],
+        )
+        row = cursor.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _finish(record_id: int, outcome: dict[str, Any], status_code: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_TABLE} SET state = %s, response = %s, status_code = %s, completed_at = %s"  # noqa: S608
+            " WHERE id = %s",
+            [
+                IdempotencyRecord.State.DONE,
+                _prep("response", outcome),
+                status_code,
+                _prep("completed_at", timezone.now()),
+                record_id,
+            ],
+        )
 
 
 def idempotency_records_prune(
