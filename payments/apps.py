@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
@@ -5,3 +7,22 @@ from django.utils.translation import gettext_lazy as _
 class PaymentsConfig(AppConfig):
     name = "payments"
     verbose_name = _("Payments")
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_delete, post_save
+
+        from .models import RiskBlock
+
+        # The blocked lists are cached with the routing configuration: any change, from the admin, a service or a
+        # bulk delete, makes every process reload it.
+        post_save.connect(_blocks_changed, sender=RiskBlock, dispatch_uid="payments.blocks_changed")
+        post_delete.connect(_blocks_changed, sender=RiskBlock, dispatch_uid="payments.blocks_changed.delete")
+
+
+def _blocks_changed(**_: Any) -> None:
+    from django.db import transaction
+
+    from .routing import config_changed
+
+    config_changed()  # this process at once; the others again once the change is committed
+    transaction.on_commit(config_changed)

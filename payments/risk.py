@@ -162,21 +162,16 @@ def _blocks(intent: PaymentIntent) -> Iterable[tuple[str, str]]:
 def assess(intent: PaymentIntent, *, rules: list[RiskRule] | None = None) -> Assessment:
     """Blocked lists, then every enabled rule that applies. Counts the payment unless it ends blocked."""
     assessment = Assessment()
-    wanted = list(_blocks(intent))
-    blocked = set(
-        RiskBlock.objects.filter(kind__in=[kind for kind, _ in wanted], value__in=[v for _, v in wanted]).values_list(
-            "kind", "value"
-        )
-    )
-    for kind, value in wanted:
-        if (kind, value) in blocked:
+    from .routing import load_config
+
+    config = load_config()
+    for kind, value in _blocks(intent):
+        if (kind, value) in config.blocked:
             assessment.flag(RiskOutcome.BLOCK, f"blocked_{kind}", f"The {RiskBlock.Kind(kind).label} is blocked.")
     if assessment.outcome == RiskOutcome.BLOCK:
         return assessment
     if rules is None:
-        from .routing import load_config
-
-        rules = load_config().risk_rules
+        rules = config.risk_rules
     applicable = [rule for rule in rules if _applies(rule, intent)]
     for rule in applicable:
         if rule.kind == RiskRule.Kind.AMOUNT and intent.amount > rule.threshold:

@@ -82,6 +82,8 @@ class RoutingConfig:
     # Risk rules and fee schedules change as rarely as channels and follow the same version: one load per process.
     risk_rules: list[Any] = field(default_factory=list)
     fee_schedules: list[Any] = field(default_factory=list)
+    # The blocked lists as (kind, value): every save or delete of a block bumps the version (payments/apps.py).
+    blocked: frozenset[tuple[str, str]] = frozenset()
     rngs: dict[int | None, random.Random] = field(default_factory=dict)
     rng_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -144,7 +146,10 @@ _config_lock = threading.Lock()
 
 
 def config_changed() -> None:
-    """Called by every service that edits channels, rules or error policies."""
+    """Called by every service that edits channels, rules or error policies (and on every blocked-list change).
+    Other processes reload within ROUTING_CONFIG_TTL; this one checks the version again on its next decision."""
+    global _config_checked
+    _config_checked = float("-inf")
     try:
         cache.incr(_VERSION_KEY)
     except ValueError:
@@ -225,7 +230,7 @@ def _build_config(version: int) -> RoutingConfig:
             )
         )
     policy = {(p.channel_id, p.error_code): p.retry for p in ChannelErrorPolicy.objects.all()}
-    from .models import FeeSchedule, RiskRule
+    from .models import FeeSchedule, RiskBlock, RiskRule
 
     return RoutingConfig(
         version=version,
@@ -235,6 +240,7 @@ def _build_config(version: int) -> RoutingConfig:
         channel_models=models,
         risk_rules=list(RiskRule.objects.filter(enabled=True)),
         fee_schedules=list(FeeSchedule.objects.all()),
+        blocked=frozenset(RiskBlock.objects.values_list("kind", "value")),
     )
 
 

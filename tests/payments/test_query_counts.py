@@ -22,7 +22,7 @@ from tests.factories import (
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-def test_create_confirm_capture_with_points_in_nine_statements(channel_fake: Any, settings: Any) -> None:
+def test_create_confirm_capture_with_points_in_eight_statements(channel_fake: Any, settings: Any) -> None:
     settings.POINTS_PROGRAM_CACHE_TTL = 60  # as in production: the issuer's programme is cached per process
     bank = MemberBankFactory()
     PointsProgramFactory(bank=bank)
@@ -36,13 +36,13 @@ def test_create_confirm_capture_with_points_in_nine_statements(channel_fake: Any
     assert intent.status == "succeeded"
     assert intent.points_earned == 20  # 10.00 CNY of dining at 2 points per yuan
     statements = [q["sql"].split()[0] for q in queries.captured_queries]
-    # idempotency key · payment · risk: blocked lists (rules and fee schedules are cached with the routing
+    # idempotency key · payment · (risk rules, blocked lists and fee schedules are cached with the routing
     # configuration, the points programme per process) · one statement for the decision, the move to processing
     # (with the risk outcome) and the attempt · finish: BEGIN, one statement for the attempt's outcome and the
     # guarded UPDATE, ledger function, COMMIT · idempotency done.
-    assert len(statements) == 9, statements
-    assert statements[3] == "WITH"
-    assert statements[4:6] == ["BEGIN", "WITH"]
+    assert len(statements) == 8, statements
+    assert statements[2] == "WITH"
+    assert statements[3:5] == ["BEGIN", "WITH"]
     assert sum(1 for q in queries.captured_queries if "rewards_post_simple" in q["sql"]) == 1
 
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from core.errors import Conflict
 from core.models import AuditLog
-from payments import services
+from payments import routing, services
 from payments.models import PaymentAttempt, PaymentIntent, RiskBlock
 from payments.risk import RedisCounters
 from tests.factories import (
@@ -128,6 +128,18 @@ def test_blocked_lists(world: dict[str, Any], kind: str) -> None:
     assert pay(world, 1_000, device_id="dev-2", card=CardFactory(), merchant=MerchantFactory()).status == (
         Status.SUCCEEDED
     )
+
+
+def test_a_block_and_its_removal_take_effect_with_the_configuration_cached(
+    world: dict[str, Any], settings: Any
+) -> None:
+    settings.ROUTING_CONFIG_TTL = 60  # as in production: the blocked lists live in the cached configuration
+    routing.load_config(force=True)  # this test's channels, not an earlier test's
+    assert pay(world, 1_000).status == Status.SUCCEEDED  # warms the cache without the block
+    block = RiskBlock.objects.create(kind="merchant", value=world["merchant"].code, reason="test")
+    assert pay(world, 1_000).failure_code == "risk_blocked"
+    RiskBlock.objects.filter(pk=block.pk).delete()  # a bulk delete, as the admin's action does
+    assert pay(world, 1_000).status == Status.SUCCEEDED
 
 
 @pytest.fixture
