@@ -3,8 +3,8 @@
 Counters are fixed windows (the current minute, hour, local day) per card, cardholder and merchant, holding a count and
 an amount. A payment is added to its counters first and checked against the new values, so two racing payments never
 both slip under a cap; a blocked payment takes itself back out. Payments that pass count even if a channel later
-declines them: velocity is about attempts. With `REDIS_URL` the counters live in Redis (INCRBY in one pipeline, keys
-expire after their window); otherwise in the process (tests, a single process).
+declines them: velocity is about attempts. With `REDIS_URL` the counters live in Redis (one Lua script adds to all of a
+payment's counters, keys expire after their window); otherwise in the process (tests, a single process).
 """
 
 from __future__ import annotations
@@ -59,6 +59,18 @@ class InProcessCounters:
             self._values.clear()
 
 
+# Every counter of a payment in one command: INCRBY each key, and give a new key its window (EXPIRE NX keeps the
+# window of an existing one). Atomic per call, so racing increments each see their own total.
+_INCREMENT_SCRIPT = """
+local totals = {}
+for i = 1, #KEYS do
+    totals[i] = redis.call('INCRBY', KEYS[i], ARGV[2 * i - 1])
+    redis.call('EXPIRE', KEYS[i], ARGV[2 * i], 'NX')
+end
+return totals
+"""
+
+
 class RedisCounters:
     prefix = "mengka:risk"
 
@@ -66,14 +78,14 @@ class RedisCounters:
         import redis
 
         self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._increment = self.client.register_script(_INCREMENT_SCRIPT)
 
     def add(self, increments: list[tuple[str, int, int]]) -> list[int]:
-        pipe = self.client.pipeline(transaction=False)
-        for key, amount, ttl in increments:
-            pipe.incrby(f"{self.prefix}:{key}", amount)
-            pipe.expire(f"{self.prefix}:{key}", ttl, nx=True)
-        replies = pipe.execute()
-        return [int(value) for value in replies[0::2]]
+        """One round trip and one command for all of them (a pipeline of INCRBY + EXPIRE pairs packs twice as many
+        commands in Python: ~0.2 ms a payment)."""
+        keys = [f"{self.prefix}:{key}" for key, _amount, _ttl in increments]
+        args = [value for _key, amount, ttl in increments for value in (amount, ttl)]
+        return [int(total) for total in self._increment(keys=keys, args=args)]
 
     def reset(self) -> None:
         for key in self.client.scan_iter(f"{self.prefix}:*"):
