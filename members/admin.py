@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopedTabularInline
 from core.errors import MengkaError
+from core.text import ascii_digits
 
 from . import services
 from .models import (
@@ -127,7 +128,7 @@ class CardholderAdmin(ScopedAdmin):
         from .services import national_id_hash, national_id_valid, phone_hash
 
         term = search_term.strip()
-        if term.isdigit() and len(term) == 11:
+        if ascii_digits(term) and len(term) == 11:
             return queryset.filter(phone_hash=phone_hash(term)), False
         if national_id_valid(term.upper()):
             return queryset.filter(national_id_hash=national_id_hash(term)), False

@@ -28,6 +28,7 @@ from core.calendar import local_now
 from core.crypto import encrypt, keyed_hash
 from core.errors import Conflict, RateLimited, ValidationFailed
 from core.logging import luhn_valid
+from core.text import ascii_digits
 
 from .issuers import IssuerVerifier, get_verifier
 from .models import (
@@ -317,7 +318,7 @@ def _digits(value: str) -> str:
 @sensitive_variables("card_number", "number")
 def _card_facts(card_number: str, expiry_month: int, expiry_year: int, bins: dict[str, BinRange] | None) -> CardFacts:
     number = _digits(card_number)
-    if not number.isdigit() or not 13 <= len(number) <= 19:
+    if not ascii_digits(number) or not 13 <= len(number) <= 19:
         raise ValidationFailed(_("A card number has 13 to 19 digits."), code="card_number_invalid", param="card_number")
     if not luhn_valid(number):
         raise ValidationFailed(

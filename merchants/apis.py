@@ -10,6 +10,8 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.text import ascii_digits
+
 from . import selectors, services
 from .api_base import (
     LIVEMODE_HELP,
@@ -150,8 +152,7 @@ WebhookEndpointList = list_response_serializer("WebhookEndpointList", WebhookEnd
 def _int_id(raw: str) -> int:
     from core.errors import NotFound
 
-    # ASCII digits only: str.isdigit() also accepts "²" and other digits int() refuses.
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+    if not ascii_digits(raw) or len(raw) > 18:
         raise NotFound("No such webhook endpoint.", param="id")
     return int(raw)
 

@@ -27,6 +27,7 @@ from django.utils import timezone
 from core.audit import audit_record, snapshot
 from core.crypto import decrypt, encrypt
 from core.errors import Conflict, PermissionDenied, ValidationFailed
+from core.text import ascii_digits
 from members.models import MemberBank
 
 from .models import (
@@ -577,7 +578,7 @@ def _require_operator_of(actor: Any, bank_id: int) -> None:
 
 def _account_digits(account_number: str) -> str:
     digits = "".join(account_number.split())
-    if not digits.isdigit() or not 8 <= len(digits) <= 32:
+    if not ascii_digits(digits) or not 8 <= len(digits) <= 32:
         raise ValidationFailed(
             "The settlement account number is 8 to 32 digits.", code="invalid_account", param="account_number"
         )

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 
 from core.calendar import local_now
 from core.errors import ValidationFailed
+from core.text import ascii_digits
 from merchants.api_base import (
     LIVEMODE_HELP,
     CreatedListQuery,
@@ -57,7 +58,7 @@ class PaymentMethodIn(StrictSerializer):
             raise serializers.ValidationError(
                 {needed: [f"This field is required for {attrs['type']}."]}, code="required"
             )
-        if needed == "code" and not attrs["code"].isdigit():
+        if needed == "code" and not ascii_digits(attrs["code"]):
             raise serializers.ValidationError({"code": ["A payment code is 18 digits."]}, code="invalid")
         return attrs
 

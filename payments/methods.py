@@ -19,6 +19,7 @@ from core.audit import audit_record
 from core.calendar import local_now
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.money import validate_minor_amount
+from core.text import ascii_digits
 from members.models import BindingStatus, Card, Cardholder, LinkedAccount
 from merchants.models import Merchant
 
@@ -106,7 +107,7 @@ def payment_code_take(code: str) -> Funding:
     """Uses a code once, in the caller's transaction: refused when unknown, used before (a replay), or expired, and
     when its card or account is no longer usable. One guarded UPDATE takes it (a concurrent use waits for it, then
     finds it used), then one read loads the card (or account) with its cardholder."""
-    if not (isinstance(code, str) and len(code) == 18 and code.isascii() and code.isdigit()):
+    if not (isinstance(code, str) and len(code) == 18 and ascii_digits(code)):
         raise ValidationFailed("A payment code has 18 digits.", code="payment_code_invalid", param="payment_code")
     now = timezone.now()
     stamp = connection.ops.adapt_datetimefield_value(now)

@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 
 from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin
 from core.errors import MengkaError
+from core.text import ascii_digits
 from members.models import PointsProgram
 
 from . import selectors, services
@@ -41,7 +42,7 @@ class AccountAdmin(ReadOnlyAdminMixin, ScopedAdmin):
             raise Http404("No such account in your scope.")
         after = request.GET.get("after")
         page = selectors.account_statement(
-            account_id=account.pk, after_id=int(after) if after and after.isdigit() else None
+            account_id=account.pk, after_id=int(after) if after and ascii_digits(after) else None
         )
         context = {
             **self.admin_site.each_context(request),

@@ -1105,7 +1105,7 @@ def _instrument(value: Any, channel: Channel) -> tuple[str, str]:
 
 
 def _int_param(value: str, param: str, low: int, high: int) -> int:
-    if not value.isdigit() or not low <= int(value) <= high:
+    if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
         raise SimError(400, "invalid_parameter", f"{param} must be an integer between {low} and {high}", param)
     return int(value)
 

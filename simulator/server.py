@@ -154,7 +154,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> Outcome:
         target = self.path
         length = self.headers.get("Content-Length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+        if length is not None and (not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY):
             self.close_connection = True
             raise SimError(400, "invalid_body", "Content-Length is missing or too large")
         raw = self.rfile.read(int(length)) if length else b""

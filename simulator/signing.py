@@ -51,7 +51,7 @@ def verify(
     secret = keys.get(key_id)
     if secret is None:
         return "unknown_key"
-    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > MAX_SKEW_SECONDS:
+    if not (timestamp.isascii() and timestamp.isdigit()) or abs(time.time() - int(timestamp)) > MAX_SKEW_SECONDS:
         return "stale_timestamp"
     if not hmac.compare_digest(signature(secret, timestamp, method, path, body), sig.lower()):
         return "bad_signature"

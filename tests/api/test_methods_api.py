@@ -34,6 +34,8 @@ def test_bad_payment_code_input_is_refused_cleanly(world: World) -> None:
     for method, param in (
         ({"type": "payment_code"}, "payment_method.code"),
         ({"type": "payment_code", "code": "12345678901234567x"}, "payment_method.code"),
+        ({"type": "payment_code", "code": "²" * 18}, "payment_method.code"),  # digits int() refuses
+        ({"type": "payment_code", "code": "٣" * 18}, "payment_method.code"),  # another script's digits
         ({"type": "agreement"}, "payment_method.token"),
     ):
         status, body = world.api.post(

@@ -71,6 +71,7 @@ def test_application_form_submits(client: Any) -> None:
         ({"credit_code": "91350100M000100Y44"}, "credit_code"),
         ({"settlement_account_name": "Someone Else"}, "settlement_account_name"),
         ({"settlement_account_number": "12ab"}, "account_number"),
+        ({"settlement_account_number": "6222020000112233²"}, "account_number"),
     ],
 )
 def test_application_refusals(override: dict[str, str], param: str) -> None:

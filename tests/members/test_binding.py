@@ -57,6 +57,8 @@ def test_bind_start_then_right_code_activates_the_card(holder: Any, pan: str, bi
     [
         ("4111111111111112", "card_number_invalid"),  # bad Luhn
         ("12345", "card_number_invalid"),  # too short
+        ("٤١١١١١١١١١١١١١١١", "card_number_invalid"),  # Arabic-Indic digits, Luhn-valid if read as 4111…
+        ("4111 1111 1111 111²", "card_number_invalid"),  # a superscript two: str.isdigit() says yes, int() no
         ("4111111111111111", "card_bin_unknown"),  # Luhn-valid, not a member's BIN
     ],
 )

@@ -110,3 +110,11 @@ def test_a_body_that_is_not_a_json_object(simulator_server: SimulatorProcess) ->
     for body in (b"[1]", b"{oops"):
         response = post(simulator_server, signed(simulator_server, body=body), body=body)
         assert (response.status_code, response.json()["error"]["code"]) == (400, "invalid_json")
+
+
+@pytest.mark.parametrize("timestamp", ["²" * 10, "١٧٠٠٠٠٠٠٠٠"])
+def test_a_timestamp_of_other_digits_is_stale_not_a_crash(timestamp: str) -> None:
+    outcome = signing.verify(
+        keys={"k": "secret"}, key_id="k", timestamp=timestamp, sig="00", method="POST", path="/v1/x", body=b""
+    )
+    assert outcome == "stale_timestamp"

@@ -1,0 +1,9 @@
+"""Small checks on text from outside."""
+
+from __future__ import annotations
+
+
+def ascii_digits(value: str) -> bool:
+    """Only 0-9, at least one. `str.isdigit()` alone also accepts "²" (which `int()` refuses) and other scripts' digits
+    (which `int()` reads), neither of which belongs in a card number, an account number or an id."""
+    return value.isascii() and value.isdigit()
