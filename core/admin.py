@@ -5,6 +5,7 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from django_celery_beat import admin as beat_admin
@@ -17,7 +18,7 @@ from django_celery_beat.models import (
 )
 
 from . import services
-from .admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopeMixin
+from .admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopeMixin, lift_signin_lockouts
 from .models import AuditLog, CalendarDay, JobRun
 
 admin.site.site_header = _("Mengka 盟卡 operations")
@@ -69,6 +70,11 @@ for model in (User, Group, PeriodicTask, ClockedSchedule, CrontabSchedule, Solar
 @admin.register(User)
 class ScopedUserAdmin(ScopedAdmin, UserAdmin):  # type: ignore[misc]
     alliance_only = True
+    actions = ["lift_signin_lockout"]
+
+    @admin.action(description=_("Lift the sign-in lockout of the selected users"), permissions=["change"])
+    def lift_signin_lockout(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        lift_signin_lockouts(self, request, list(queryset))
 
 
 @admin.register(Group)

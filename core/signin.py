@@ -17,6 +17,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -110,6 +111,19 @@ def signin_failed(request: HttpRequest, username: str, *, surface: str) -> Locko
 
 def signin_succeeded(request: HttpRequest, username: str) -> None:
     cache.delete(_key("failures", USERNAME, username.strip().lower()))
+
+
+def signin_unlock(user: Any, *, actor: Any) -> bool:
+    """Lifts the lockout on `user`'s username (an operator, for someone locked out who has proved who they are by other
+    means) and clears its failure count; audited. Returns whether a lockout was in force. Address lockouts are not
+    lifted here: they end on their own and are about the network, not a person."""
+    value = user.get_username().strip().lower()
+    until = cache.get(_key("locked", USERNAME, value))
+    cache.delete_many([_key("locked", USERNAME, value), _key("failures", USERNAME, value)])
+    locked = until is not None and until > time.time()
+    if locked:
+        audit_record(actor=actor, action="auth.signin_unlocked", obj=user, after={"scope": USERNAME})
+    return locked
 
 
 def _audit_lockout(scope: str, username: str, address: str, surface: str, failures: int, seconds: int) -> None:

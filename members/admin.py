@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopedTabularInline
+from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopedTabularInline, lift_signin_lockouts
 from core.errors import MengkaError
 from core.text import ascii_digits
 
@@ -110,6 +110,11 @@ class CardholderAdmin(ScopedAdmin):
     fields = ("user", "display_name", "masked_phone", "masked_national_id", "verification_level", "created_at")
     readonly_fields = ("user", "masked_phone", "masked_national_id", "created_at")
     inlines = (CardInline, LinkedAccountInline)
+    actions = ["lift_signin_lockout"]
+
+    @admin.action(description=_("Lift the sign-in lockout of the selected cardholders"), permissions=["change"])
+    def lift_signin_lockout(self, request: HttpRequest, queryset: QuerySet[Cardholder]) -> None:
+        lift_signin_lockouts(self, request, [holder.user for holder in queryset.select_related("user")])
 
     @admin.display(description=_("phone"))
     def masked_phone(self, obj: Cardholder) -> str:

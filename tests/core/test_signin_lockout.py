@@ -148,3 +148,56 @@ def test_client_address_behind_trusted_proxies(settings: Any) -> None:
     assert signin.client_address(request) == "203.0.113.9"
     settings.TRUSTED_PROXY_COUNT = 3  # fewer entries than proxies: fall back to the connection
     assert signin.client_address(request) == "10.0.0.1"
+
+
+def _lock_out(username: str) -> None:
+    c = client("10.2.2.2")
+    for _ in range(5):
+        admin_sign_in(c, username, "wrong")
+    assert admin_sign_in(client("10.3.3.3"), username, PASSWORD).status_code == 429
+
+
+def test_an_alliance_operator_lifts_a_users_lockout_and_it_is_audited() -> None:
+    locked, bystander = AllianceOperatorFactory(), AllianceOperatorFactory()
+    _lock_out(locked.username)
+    support = AllianceOperatorFactory()
+    c = client("10.4.4.4")
+    assert admin_sign_in(c, support.username, PASSWORD).status_code == 302
+    changelist = reverse("admin:auth_user_changelist")
+    response = c.post(
+        changelist, {"action": "lift_signin_lockout", "_selected_action": [locked.pk, bystander.pk]}, follow=True
+    )
+    messages = [str(message) for message in response.context["messages"]]
+    assert messages == [f"Sign-in lockout lifted for: {locked.username}"]  # the bystander was not locked
+    assert admin_sign_in(client("10.3.3.3"), locked.username, PASSWORD).status_code == 302
+    row = AuditLog.objects.get(action="auth.signin_unlocked")
+    assert (row.object_id, row.actor_id) == (str(locked.pk), support.pk)
+    # Nothing locked: nothing lifted, nothing audited.
+    again = c.post(changelist, {"action": "lift_signin_lockout", "_selected_action": [locked.pk]}, follow=True)
+    assert "None of them was locked out." in again.content.decode()
+    assert AuditLog.objects.filter(action="auth.signin_unlocked").count() == 1
+
+
+def test_a_bank_operator_lifts_a_cardholders_lockout_from_the_cardholder_page() -> None:
+    from django.contrib.auth.models import Group
+
+    from core.scoping import BANK_OPERATORS
+    from members.models import BankOperator
+    from tests.factories import CardFactory, CardProductFactory, MemberBankFactory, StaffFactory
+
+    bank = MemberBankFactory()
+    holder = make_cardholder()
+    CardFactory(cardholder=holder, product=CardProductFactory(bank=bank))
+    _lock_out(holder.user.username)
+    operator = StaffFactory()
+    operator.groups.add(Group.objects.get(name=BANK_OPERATORS))
+    BankOperator.objects.create(user=operator, bank=bank, role=BankOperator.Role.OPERATOR)
+    c = client("10.5.5.5")
+    assert c.login(username=operator.username, password=PASSWORD)
+    c.post(
+        reverse("admin:members_cardholder_changelist"),
+        {"action": "lift_signin_lockout", "_selected_action": [holder.pk]},
+    )
+    portal = client("10.3.3.3").post(reverse("login"), {"username": holder.user.username, "password": PASSWORD})
+    assert portal.status_code == 302
+    assert AuditLog.objects.get(action="auth.signin_unlocked").actor_id == operator.pk
