@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from django.db.models import Min, Sum
+from django.db.models import Min, OuterRef, Subquery, Sum
+from django.db.models.functions import Coalesce
 
 from members.models import PointsProgram
 
-from .models import Account, Entry, Lot, OwnerKind, Purpose
+from .models import Account, Entry, LedgerTransaction, Lot, OwnerKind, Purpose
+from .services import today
 
 
 @dataclass(frozen=True)
@@ -23,46 +25,63 @@ class ProgramBalance:
     held: int
     debt: int
     value_cny: Decimal
+    expired: int = 0  # past their last valid day, not yet taken by the expiry job: not spendable
 
     @property
     def available(self) -> int:
-        return self.posted - self.held
+        """What can be spent now: posted, less what is held, less the points past their date (which a spend would
+        expire first; held points shield overdue lots, as in the expiry itself)."""
+        free = self.posted - self.held
+        return free - min(max(self.expired - self.held, 0), max(free, 0))
 
 
-def cardholder_balances(*, cardholder_id: int) -> list[ProgramBalance]:
+def cardholder_balances(*, cardholder_id: int, on: dt.date | None = None) -> list[ProgramBalance]:
     """Every program the cardholder has points or a debt in (one query); value_cny is what the available points are
-    worth at the program's point value."""
+    worth at the program's point value. Points in lots past their last valid day (`on`: the business date) are
+    counted out of what is available even before the daily job has expired them."""
+    on = on or today()
+    overdue = (
+        Lot.objects.filter(account=OuterRef("pk"), remaining__gt=0, expires_on__lt=on)
+        .values("account")
+        .annotate(total=Sum("remaining"))
+        .values("total")
+    )
     accounts = (
         Account.objects.filter(
             owner_kind=OwnerKind.CARDHOLDER, owner_id=cardholder_id, purpose__in=[Purpose.POINTS, Purpose.DEBT]
         )
         .select_related("program__bank")
+        .annotate(overdue=Coalesce(Subquery(overdue), 0))
         .order_by("unit", "purpose")
     )
     programs: dict[int, PointsProgram] = {}
-    amounts: dict[int, list[int]] = {}  # program id → [posted, held, debt]
+    amounts: dict[int, list[int]] = {}  # program id → [posted, held, debt, expired]
     for account in accounts:
         program = account.program
         assert program is not None
         programs[program.pk] = program
-        row = amounts.setdefault(program.pk, [0, 0, 0])
+        row = amounts.setdefault(program.pk, [0, 0, 0, 0])
         if account.purpose == Purpose.DEBT:
             row[2] = -account.posted
         else:
-            row[0], row[1] = account.posted, account.held
-    return [
-        ProgramBalance(
+            row[0], row[1], row[3] = account.posted, account.held, int(account.overdue)  # type: ignore[attr-defined]
+    balances = []
+    for program_id, (posted, held, debt, expired) in amounts.items():
+        program = programs[program_id]
+        balance = ProgramBalance(
             program_id=program_id,
-            unit=programs[program_id].unit_code,
-            program_name=programs[program_id].name,
-            bank_code=programs[program_id].bank.code,
+            unit=program.unit_code,
+            program_name=program.name,
+            bank_code=program.bank.code,
             posted=posted,
             held=held,
             debt=debt,
-            value_cny=(Decimal(posted - held) * programs[program_id].point_value_cny).quantize(Decimal("0.01")),
+            value_cny=Decimal(0),
+            expired=expired,
         )
-        for program_id, (posted, held, debt) in amounts.items()
-    ]
+        value = (Decimal(balance.available) * program.point_value_cny).quantize(Decimal("0.01"))
+        balances.append(replace(balance, value_cny=value))
+    return balances
 
 
 @dataclass(frozen=True)
@@ -81,14 +100,16 @@ class StatementPage:
     next_after: int | None
 
 
-def account_statement(*, account_id: int, after_id: int | None = None, limit: int = 50) -> StatementPage:
-    """Entries oldest first with the running balance; keyset pagination on (account, id), so a page costs the same
-    at any depth (one query)."""
+def account_statement(
+    *, account_id: int, after_id: int | None = None, limit: int = 50, newest_first: bool = False
+) -> StatementPage:
+    """Entries oldest first (or newest first, as the portal shows them) with the running balance; keyset pagination on
+    (account, id), so a page costs the same at any depth (one query). `after_id` is the previous page's `next_after`."""
     entries = Entry.objects.filter(account_id=account_id)
     if after_id is not None:
-        entries = entries.filter(id__gt=after_id)
+        entries = entries.filter(id__lt=after_id) if newest_first else entries.filter(id__gt=after_id)
     rows = list(
-        entries.order_by("id").values_list(
+        entries.order_by("-id" if newest_first else "id").values_list(
             "id", "transaction_id", "transaction__kind", "amount", "balance_after", "transaction__created_at"
         )[: limit + 1]
     )
@@ -119,3 +140,16 @@ def points_expiring(*, cardholder_id: int, within_days: int, on: dt.date) -> lis
         .order_by("account__unit")
     )
     return [Expiring(r["account__unit"], r["program_id"], int(r["points"]), r["first"]) for r in rows]
+
+
+def cardholder_wallet(*, cardholder_id: int, program_id: int) -> Account | None:
+    """The cardholder's points account in one program, if they have one (a read: nothing is created)."""
+    return (
+        Account.objects.select_related("program__bank")
+        .filter(owner_kind=OwnerKind.CARDHOLDER, owner_id=cardholder_id, purpose=Purpose.POINTS, program_id=program_id)
+        .first()
+    )
+
+
+def transaction_kind_label(kind: str) -> str:
+    return str(dict(LedgerTransaction.Kind.choices).get(kind, kind))

@@ -14,7 +14,7 @@ from core.scoping import BANK_OPERATORS
 from members.models import BankOperator
 from rewards import selectors
 from rewards import services as s
-from rewards.models import AdjustmentRequest, LedgerTransaction
+from rewards.models import AdjustmentRequest, LedgerTransaction, Lot
 from tests.factories import PASSWORD, CardholderFactory, PointsProgramFactory, StaffFactory
 
 pytestmark = pytest.mark.django_db
@@ -40,6 +40,25 @@ def test_balances_across_programs_with_cny_value(django_assert_num_queries) -> N
         balances = selectors.cardholder_balances(cardholder_id=holder.pk)
     by_unit = {row.unit: (row.posted, row.held, row.available, row.value_cny) for row in balances}
     assert by_unit == {a.unit_code: (1000, 0, 1000, Decimal("5.00")), b.unit_code: (300, 100, 200, Decimal("2.00"))}
+
+
+def test_points_past_their_date_are_not_available_before_the_job_runs(django_assert_num_queries) -> None:
+    holder, program = CardholderFactory(), PointsProgramFactory(point_value_cny=Decimal("0.01"))
+    s.points_earn(cardholder_id=holder.pk, program=program, amount=300, idempotency_key="old")
+    s.points_earn(cardholder_id=holder.pk, program=program, amount=200, idempotency_key="new")
+    last_day = dt.date(2030, 3, 31)
+    Lot.objects.filter(earned_by__idempotency_key="old").update(expires_on=last_day)
+    Lot.objects.filter(earned_by__idempotency_key="new").update(expires_on=dt.date(2031, 3, 31))
+    with django_assert_num_queries(1):
+        [before] = selectors.cardholder_balances(cardholder_id=holder.pk, on=last_day)
+    assert (before.posted, before.expired, before.available, before.value_cny) == (500, 0, 500, Decimal("5.00"))
+    next_day = last_day + dt.timedelta(days=1)
+    [after] = selectors.cardholder_balances(cardholder_id=holder.pk, on=next_day)
+    assert (after.posted, after.expired, after.available, after.value_cny) == (500, 300, 200, Decimal("2.00"))
+    # Held points shield the overdue lot, as the expiry does: of 300 overdue, 120 are held and 180 unspendable.
+    s.hold_create(cardholder_id=holder.pk, program=program, amount=120, idempotency_key="h")
+    [held] = selectors.cardholder_balances(cardholder_id=holder.pk, on=next_day)
+    assert (held.held, held.expired, held.available) == (120, 300, 500 - 120 - 180)
 
 
 def test_statement_keyset_pages_with_running_balance(django_assert_num_queries) -> None:
