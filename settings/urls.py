@@ -16,6 +16,7 @@ urlpatterns = [
     path("accounts/login/", members_views.sign_in, name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("portal/pay/", include("payments.portal_urls", namespace="payments")),
+    path("portal/points/", include("rewards.portal_urls", namespace="rewards_portal")),
     path("portal/", include("members.urls", namespace="members")),
     path("merchants/", include("merchants.urls", namespace="merchants")),
     path("admin/", admin.site.urls),

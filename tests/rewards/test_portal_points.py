@@ -1,0 +1,95 @@
+"""The cardholder portal's points pages: every programme at once, points expiring, one programme's statement."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from rewards import services as s
+from rewards.models import Lot
+from tests.factories import PASSWORD, PointsProgramFactory, make_cardholder
+
+pytestmark = pytest.mark.django_db
+
+
+def signed_in(holder) -> Client:  # type: ignore[no-untyped-def]
+    client = Client(headers={"accept-language": "en"})
+    assert client.login(username=holder.user.username, password=PASSWORD)
+    return client
+
+
+def test_the_points_page_shows_every_programme_with_its_value_and_what_expires() -> None:
+    holder = make_cardholder()
+    a = PointsProgramFactory(point_value_cny=Decimal("0.005"))
+    b = PointsProgramFactory(point_value_cny=Decimal("0.01"))
+    s.points_earn(cardholder_id=holder.pk, program=a, amount=1_000, idempotency_key="a")
+    s.points_earn(cardholder_id=holder.pk, program=b, amount=300, idempotency_key="b")
+    soon = s.today() + dt.timedelta(days=10)
+    Lot.objects.filter(earned_by__idempotency_key="b").update(expires_on=soon)
+    s.points_earn(cardholder_id=holder.pk, program=b, amount=50, idempotency_key="b2")
+    Lot.objects.filter(earned_by__idempotency_key="b2").update(expires_on=s.today() + dt.timedelta(days=60))
+    response = signed_in(holder).get(reverse("rewards_portal:points"))
+    assert response.status_code == 200
+    rows = {row.unit: (row.available, row.value_cny) for row in response.context["balances"]}
+    assert rows == {a.unit_code: (1_000, Decimal("5.00")), b.unit_code: (350, Decimal("3.50"))}
+    assert [(e.unit, e.points) for e in response.context["expiring_30"]] == [(b.unit_code, 300)]
+    assert [(e.unit, e.points, e.first_date) for e in response.context["expiring_90"]] == [(b.unit_code, 350, soon)]
+    page = response.content.decode()
+    assert "¥5.00" in page
+    assert "¥3.50" in page
+    assert reverse("rewards_portal:statement", args=[a.pk]) in page
+
+
+def test_points_past_their_date_are_shown_as_about_to_expire_not_available() -> None:
+    holder = make_cardholder()
+    program = PointsProgramFactory(point_value_cny=Decimal("0.01"))
+    s.points_earn(cardholder_id=holder.pk, program=program, amount=200, idempotency_key="old")
+    Lot.objects.update(expires_on=s.today() - dt.timedelta(days=1))
+    response = signed_in(holder).get(reverse("rewards_portal:points"))
+    [row] = response.context["balances"]
+    assert (row.posted, row.available, row.value_cny) == (200, 0, Decimal("0.00"))
+    assert "200 points past their date, about to expire" in response.content.decode()
+
+
+def test_the_statement_pages_newest_first_and_is_the_cardholders_own() -> None:
+    holder, other = make_cardholder(), make_cardholder()
+    program = PointsProgramFactory()
+    for n in range(25):
+        s.points_earn(cardholder_id=holder.pk, program=program, amount=10 + n, idempotency_key=f"e{n}")
+    s.points_redeem(cardholder_id=holder.pk, program=program, amount=40, idempotency_key="r")
+    client = signed_in(holder)
+    url = reverse("rewards_portal:statement", args=[program.pk])
+    first = client.get(url)
+    lines = [line for line, _label in first.context["lines"]]
+    assert len(lines) == 20
+    assert (lines[0].amount, lines[0].kind) == (-40, "spend")
+    assert [line.amount for line in lines[1:3]] == [34, 33]
+    rest = client.get(url, {"after": first.context["page"].next_after})
+    older = [line.amount for line, _label in rest.context["lines"]]
+    assert older == [15, 14, 13, 12, 11, 10]
+    assert rest.context["page"].next_after is None
+    assert client.get(url, {"after": "²"}).status_code == 200  # a cursor that is not a number: the first page
+    # Another cardholder's account, or a programme with no points, is not found.
+    assert signed_in(other).get(url).status_code == 404
+    assert client.get(reverse("rewards_portal:statement", args=[PointsProgramFactory().pk])).status_code == 404
+
+
+def test_the_points_pages_need_a_cardholder() -> None:
+    response = Client().get(reverse("rewards_portal:points"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+def test_the_points_page_is_in_chinese_by_default_and_linked_from_every_portal_page() -> None:
+    holder = make_cardholder()
+    client = Client()
+    assert client.login(username=holder.user.username, password=PASSWORD)
+    page = client.get(reverse("rewards_portal:points")).content.decode()
+    assert "我的积分" in page
+    assert "暂无积分" in page
+    dashboard = client.get(reverse("members:dashboard")).content.decode()
+    assert f'href="{reverse("rewards_portal:points")}"' in dashboard
