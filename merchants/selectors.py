@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from django.db.models import Q, QuerySet
-from django.utils import timezone
+from django.db.models.functions import Now
 
+from core.db import PreparedQuery
 from core.errors import NotFound
 from members.models import MemberBank
 
@@ -20,16 +19,22 @@ def merchant_get(*, merchant_id: int) -> Merchant:
         raise NotFound("No such merchant.", param="merchant") from None
 
 
-def api_key_by_hash(*, key_hash: str, now: datetime | None = None) -> ApiKey | None:
-    """The usable key with this hash: not revoked, not expired, its merchant not closed."""
-    now = now or timezone.now()
-    return (
+# Every API request reads its key: compiled once per process (core.db), the database's clock deciding expiry.
+_API_KEY_BY_HASH = PreparedQuery(
+    lambda key_hash: (
         ApiKey.objects.select_related("merchant")
         .filter(key_hash=key_hash, revoked_at__isnull=True)
-        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=Now()))
         .exclude(merchant__status=Merchant.Status.CLOSED)
-        .first()
-    )
+        .order_by("pk")[:1]
+    ),
+    "(key hash)",
+)
+
+
+def api_key_by_hash(*, key_hash: str) -> ApiKey | None:
+    """The usable key with this hash: not revoked, not expired, its merchant not closed."""
+    return _API_KEY_BY_HASH.first(key_hash)
 
 
 # The merchant API's reads take the calling key's mode: another mode's object is not found, like another merchant's.

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from core.audit import audit_record, snapshot
 from core.crypto import decrypt, encrypt
+from core.db import PreparedQuery
 from core.errors import Conflict, PermissionDenied, ValidationFailed
 from core.text import ascii_digits
 from members.models import MemberBank
@@ -332,6 +333,19 @@ def event_emit(*, merchant: Merchant, type: str, payload: dict[str, Any], livemo
 EVENT_COLUMNS = ("public_id", "merchant", "type", "payload", "livemode", "created_at")
 
 
+def _endpoints_of(livemode: bool) -> PreparedQuery[WebhookEndpoint]:
+    return PreparedQuery(
+        lambda merchant_id: WebhookEndpoint.objects.filter(
+            merchant_id=merchant_id, livemode=livemode, enabled=True
+        ).only("id", "event_types"),
+        -7_000_000_002,
+    )
+
+
+# Every payment event reads its merchant's endpoints: compiled once per process and mode (core.db).
+_ENDPOINTS_OF = {True: _endpoints_of(True), False: _endpoints_of(False)}
+
+
 def events_emit(*, merchant: Merchant, events: list[tuple[str, dict[str, Any]]], livemode: bool = True) -> list[Event]:
     """Appends events in order (one INSERT), with a delivery per subscribed endpoint for each; sent after commit.
 
@@ -340,11 +354,7 @@ def events_emit(*, merchant: Merchant, events: list[tuple[str, dict[str, Any]]],
     for type, _payload in events:
         if type not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type!r}")
-    endpoints = list(
-        WebhookEndpoint.objects.filter(merchant=merchant, livemode=livemode, enabled=True).values_list(
-            "id", "event_types"
-        )
-    )
+    endpoints = [(endpoint.pk, endpoint.event_types) for endpoint in _ENDPOINTS_OF[livemode].all(merchant.pk)]
     now = timezone.now()
     rows = [
         Event(
