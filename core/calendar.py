@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from time import monotonic as time_monotonic
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
@@ -63,7 +65,22 @@ class WorkingCalendar:
         return count
 
 
+# Every payment asks for its business date: each process also keeps the calendar for CALENDAR_CACHE_TTL
+# (1 s), so most payments skip the shared cache's round trip and unpickling; a change reaches every process within it.
+_held: tuple[float, WorkingCalendar] | None = None
+
+
 def load_calendar() -> WorkingCalendar:
+    global _held
+    now = time_monotonic()
+    if _held is not None and now - _held[0] < settings.CALENDAR_CACHE_TTL:
+        return _held[1]
+    calendar = _load_shared()
+    _held = (now, calendar)
+    return calendar
+
+
+def _load_shared() -> WorkingCalendar:
     cached = cache.get(_CACHE_KEY)
     if isinstance(cached, WorkingCalendar):
         return cached
@@ -79,6 +96,8 @@ def load_calendar() -> WorkingCalendar:
 
 
 def invalidate_calendar() -> None:
+    global _held
+    _held = None
     cache.delete(_CACHE_KEY)
 
 

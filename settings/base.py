@@ -213,6 +213,7 @@ SECURE_REFERRER_POLICY = "same-origin"
 # Seconds a process trusts its cached routing configuration before checking the shared version again.
 ROUTING_CONFIG_TTL = env.float("ROUTING_CONFIG_TTL", default=1.0)
 POINTS_PROGRAM_CACHE_TTL = env.float("POINTS_PROGRAM_CACHE_TTL", default=1.0)
+CALENDAR_CACHE_TTL = env.float("CALENDAR_CACHE_TTL", default=1.0)
 
 # The channel simulator (the outside world in development and tests): `python -m simulator`.
 SIMULATOR = {

@@ -17,4 +17,5 @@ FIELD_ENCRYPTION_KEY = "test-field-encryption-key"
 FINGERPRINT_KEY = "test-fingerprint-key"
 ROUTING_CONFIG_TTL = 0.0  # every decision checks the configuration version
 POINTS_PROGRAM_CACHE_TTL = 0.0  # every payment reads the programme (the cache has its own test)
+CALENDAR_CACHE_TTL = 0.0  # tests change the calendar between calls; the holding has its own test
 LEDGER_SEAL_KEY = "test-ledger-seal-key"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -78,3 +79,28 @@ def test_admin_edit_takes_effect_at_once(alliance_user) -> None:  # type: ignore
     )
     assert response.status_code == 302
     assert calendar.is_working_day(D(2026, 12, 31)) is False
+
+
+def test_each_process_holds_the_calendar_briefly_and_forgets_it_on_its_own_change(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.core.cache import cache
+
+    from core import services
+
+    settings.CALENDAR_CACHE_TTL = 1.0
+    clock = [1_000.0]
+    monkeypatch.setattr(calendar, "time_monotonic", lambda: clock[0])
+    calendar.invalidate_calendar()
+    day = D(2026, 11, 23)  # an ordinary Monday
+    assert calendar.is_working_day(day) is True
+    # Another process makes it a holiday: this one keeps what it holds for up to a second, then sees the change.
+    CalendarDay.objects.create(date=day, kind=CalendarDay.Kind.HOLIDAY, name="test")
+    cache.delete(calendar._CACHE_KEY)
+    assert calendar.is_working_day(day) is True
+    clock[0] += 1.5
+    assert calendar.is_working_day(day) is False
+    # A change made in this process is seen at once.
+    CalendarDay.objects.filter(date=day).delete()
+    services.calendar_changed()
+    assert calendar.is_working_day(day) is True
