@@ -26,6 +26,7 @@ from django.http import HttpRequest
 from django.utils.translation import ngettext
 
 from .audit import audit_record
+from .counters import window_count
 
 logger = logging.getLogger(__name__)
 
@@ -81,16 +82,6 @@ def signin_locked(request: HttpRequest, username: str) -> Lockout | None:
     return lockout
 
 
-def _count_failure(key: str) -> int:
-    window = settings.SIGNIN_FAILURE_WINDOW_SECONDS
-    cache.add(key, 0, window)  # the window starts at the first failure and is not extended by later ones
-    try:
-        return int(cache.incr(key))
-    except ValueError:  # the window ended between the two calls
-        cache.set(key, 1, window)
-        return 1
-
-
 def signin_failed(request: HttpRequest, username: str, *, surface: str) -> Lockout | None:
     """Counts a failed sign-in on `surface` ("portal", "admin"); returns the lockout it started, if it started one."""
     limits = {USERNAME: settings.SIGNIN_MAX_FAILURES_PER_USERNAME, ADDRESS: settings.SIGNIN_MAX_FAILURES_PER_ADDRESS}
@@ -98,7 +89,7 @@ def signin_failed(request: HttpRequest, username: str, *, surface: str) -> Locko
     address = client_address(request)
     started = None
     for scope, value in _subjects(request, username):
-        failures = _count_failure(_key("failures", scope, value))
+        failures = window_count(_key("failures", scope, value), settings.SIGNIN_FAILURE_WINDOW_SECONDS)
         if failures < limits[scope]:
             continue
         # Only the request that sets the lock records it, however many fail at once.

@@ -151,3 +151,18 @@ def test_rate_limit_per_key_gives_429_with_retry_after(world: World, monkeypatch
     assert response.json()["error"]["type"] == "rate_limit_error"
     assert response["Request-Id"]
     assert new_api(world.merchant).get("payments")[0] == 200  # counted per key
+
+
+def test_the_rate_limit_counts_in_fixed_windows_and_retry_after_is_the_time_to_the_next(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from merchants.authentication import ApiKeyRateThrottle
+
+    monkeypatch.setattr(ApiKeyRateThrottle, "THROTTLE_RATES", {"api_key": "2/minute"})
+    clock = [6_000_000.0 + 50]  # 50 s into a minute-long window
+    monkeypatch.setattr(ApiKeyRateThrottle, "timer", lambda self: clock[0])
+    assert [world.api.get("payments")[0] for _ in range(2)] == [200, 200]
+    refused = world.api.raw("get", "payments")
+    assert (refused.status_code, refused["Retry-After"]) == (429, "10")
+    clock[0] += 10  # the next window
+    assert world.api.get("payments")[0] == 200
