@@ -42,7 +42,8 @@ class PreparedQuery(Generic[M]):
         if compiled is None:
             with self._lock:
                 queryset = self._build(*self._sentinels)
-                if queryset._prefetch_related_lookups or queryset._known_related_objects or queryset.query.extra_select:
+                extras = (getattr(queryset, name) for name in ("_prefetch_related_lookups", "_known_related_objects"))
+                if any(extras) or queryset.query.extra_select:
                     raise ValueError("a prepared query has no prefetch, known related objects or extra select")
                 compiler = queryset.query.get_compiler(using=alias)
                 sql, params = compiler.as_sql()
@@ -74,7 +75,7 @@ class PreparedQuery(Generic[M]):
         model_cls = klass_info["model"]
         start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
         init_list = [column[0].target.attname for column in select[start:end]]
-        populators = get_related_populators(klass_info, select, using)
+        populators = get_related_populators(klass_info, select, using)  # type: ignore[call-arg]  # Django 5.2's signature
         objects = []
         for row in compiler.results_iter([rows]):
             obj = model_cls.from_db(using, init_list, row[start:end])

@@ -81,6 +81,8 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
     refusal's Retry-After is the time to the next window."""
 
     scope = "api_key"
+    num_requests: int  # set from the rate by SimpleRateThrottle
+    duration: int
 
     def allow_request(self, request: Request, view: Any) -> bool:
         if self.rate is None:
