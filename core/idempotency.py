@@ -25,6 +25,7 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from .db import execute
 from .errors import Conflict, IdempotencyConflict, MengkaError
 from .models import IdempotencyRecord
 
@@ -137,7 +138,8 @@ def _prep(name: str, value: Any) -> Any:
 
 def _insert(scope: str, key: str, operation: str, print_: str) -> int:
     with connection.cursor() as cursor:
-        cursor.execute(
+        execute(
+            cursor,
             f'INSERT INTO {_TABLE} (scope, "key", operation, fingerprint, state, created_at)'  # noqa: S608
             " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
             [scope, key, operation, print_, IdempotencyRecord.State.IN_PROGRESS, _prep("created_at", timezone.now())],
@@ -149,7 +151,8 @@ def _insert(scope: str, key: str, operation: str, print_: str) -> int:
 
 def _finish(record_id: int, outcome: dict[str, Any], status_code: int) -> None:
     with connection.cursor() as cursor:
-        cursor.execute(
+        execute(
+            cursor,
             f"UPDATE {_TABLE} SET state = %s, response = %s, status_code = %s, completed_at = %s"  # noqa: S608
             " WHERE id = %s",
             [

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from core.audit import audit_record, snapshot
 from core.crypto import decrypt, encrypt
-from core.db import PreparedQuery
+from core.db import PreparedQuery, execute
 from core.errors import Conflict, PermissionDenied, ValidationFailed
 from core.text import ascii_digits
 from members.models import MemberBank
@@ -394,7 +394,7 @@ def _insert_events(rows: list[Event]) -> None:
     one = "(" + ", ".join(["%s"] * len(fields)) + ")"
     sql = f"INSERT INTO {meta.db_table} ({columns}) VALUES {', '.join([one] * len(rows))} RETURNING id"  # noqa: S608
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        execute(cursor, sql, params)
         for event, (pk,) in zip(rows, cursor.fetchall(), strict=True):
             event.pk = pk
             event._state.adding, event._state.db = False, connection.alias

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from core.audit import audit_record
 from core.calendar import local_now
-from core.db import PreparedQuery
+from core.db import PreparedQuery, execute
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.money import validate_minor_amount
 from core.text import ascii_digits
@@ -119,7 +119,8 @@ def payment_code_take(code: str) -> Funding:
     now = timezone.now()
     stamp = connection.ops.adapt_datetimefield_value(now)
     with connection.cursor() as cursor:
-        cursor.execute(
+        execute(
+            cursor,
             f"UPDATE {PaymentCode._meta.db_table} SET used_at = %s"  # noqa: S608 (the model's table; values as parameters)
             " WHERE code = %s AND used_at IS NULL AND expires_at > %s"
             " RETURNING id, cardholder_id, card_id, linked_account_id, use_points",

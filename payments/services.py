@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from core.audit import audit_record, snapshot
 from core.calendar import business_date, local_now
+from core.db import execute
 from core.errors import ChannelError, Conflict, NotFound, ValidationFailed
 from core.idempotency import run_idempotent
 from core.money import validate_minor_amount
@@ -469,7 +470,8 @@ def _start_processing(
     now = timezone.now()
     reference = _attempt_reference(intent, 1)
     with connection.cursor() as cursor:
-        cursor.execute(
+        execute(
+            cursor,
             _START_SQL,
             {
                 "intent": intent.pk,
@@ -705,7 +707,7 @@ def _finish_with_attempt(intent: PaymentIntent, fields: dict[str, Any], attempt:
     sql = f"WITH outcome AS (UPDATE {attempt_meta.db_table} SET {attempt_set} WHERE id = %s) "  # noqa: S608
     sql += f"UPDATE {meta.db_table} SET {intent_set} WHERE id = %s AND status = %s"  # noqa: S608
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*outcome, attempt.pk, *values, intent.pk, Status.PROCESSING])
+        execute(cursor, sql, [*outcome, attempt.pk, *values, intent.pk, Status.PROCESSING])
         return int(cursor.rowcount)
 
 

@@ -32,6 +32,7 @@ from django.utils.translation import gettext as _
 
 from core.audit import audit_record
 from core.calendar import SHANGHAI
+from core.db import execute
 from core.errors import Conflict, IdempotencyConflict, InsufficientFunds, NotFound, PermissionDenied, ValidationFailed
 from core.money import proportional_floor
 from members.models import PointsProgram
@@ -429,11 +430,11 @@ def _post_simple(
         # has no expected failure, so inside a caller's transaction it saves the two round trips.
         if connection.in_atomic_block and kind != "earn":
             with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(sql, params)
+                execute(cursor, sql, params)
                 row = cursor.fetchone()
         else:
             with connection.cursor() as cursor:
-                cursor.execute(sql, params)
+                execute(cursor, sql, params)
                 row = cursor.fetchone()
     except Exception as exc:
         if "ledger:insufficient" in str(exc):

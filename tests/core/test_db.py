@@ -23,6 +23,7 @@ CARDS = PreparedQuery(
 def test_it_returns_what_the_queryset_returns_with_the_related_rows_loaded(django_assert_num_queries: Any) -> None:
     card, other = CardFactory(), CardFactory()
     expected = Card.objects.select_related("cardholder", "product", "bank").get(pk=card.pk)
+    CARDS.first(other.pk)  # on PostgreSQL the first call on a connection also prepares the statement
     with django_assert_num_queries(1):
         found = CARDS.first(card.pk)
         assert found is not None
@@ -83,3 +84,72 @@ def test_bad_sentinels_and_values_are_refused() -> None:
         query.all("1")
     with pytest.raises(TypeError):
         query.all(1, 2)
+
+
+# --- prepared statements -------------------------------------------------------------------------------------------
+
+
+def _run(sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+    from django.db import connection
+
+    from core.db import execute
+
+    with connection.cursor() as cursor:
+        execute(cursor, sql, params)
+        return list(cursor.fetchall())
+
+
+def _kinds(queries: Any) -> list[str]:
+    """The statements' first words, without the savepoint a PREPARE takes inside a transaction (the test's own)."""
+    kinds = [q["sql"].split()[0] for q in queries.captured_queries]
+    return [kind for kind in kinds if kind not in ("SAVEPOINT", "RELEASE")]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)  # it closes the connection: no test transaction around it
+def test_a_statement_is_prepared_once_per_connection_then_executed(settings: Any) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from core.db import prepared_sql
+
+    sql = "SELECT %(a)s::int + %(b)s::int + %(a)s::int, '100%%'"
+    with CaptureQueriesContext(connection) as first:
+        assert _run(sql, {"a": 1, "b": 10}) == [(12, "100%")]
+    assert _kinds(first) == ["PREPARE", "EXECUTE"]
+    with CaptureQueriesContext(connection) as second:
+        assert _run(sql, {"a": 2, "b": 20}) == [(24, "100%")]
+    [executed] = [q["sql"] for q in second.captured_queries]
+    assert executed.startswith("EXECUTE mengka_")
+    assert prepared_sql(executed.split()[1].split("(")[0]) == sql
+    assert _run("SELECT %s::text || %s::text", ["a", "b"]) == [("ab",)]
+    connection.close()  # a new session has nothing prepared: the statement is prepared again
+    with CaptureQueriesContext(connection) as third:
+        assert _run(sql, {"a": 3, "b": 30}) == [(36, "100%")]
+    assert _kinds(third) == ["PREPARE", "EXECUTE"]
+    settings.DB_PREPARED_STATEMENTS = False
+    with CaptureQueriesContext(connection) as plain:
+        assert _run(sql, {"a": 4, "b": 40}) == [(48, "100%")]
+    assert [q["sql"].split()[0] for q in plain.captured_queries] == ["SELECT"]
+
+
+@pytest.mark.postgres
+def test_a_statement_that_cannot_be_prepared_runs_as_it_is_and_leaves_the_transaction_usable() -> None:
+    from django.db import transaction
+
+    with transaction.atomic():
+        # PostgreSQL cannot type a bare parameter in PREPARE; as a literal it is fine.
+        assert _run("SELECT %s", ["hello"]) == [("hello",)]
+        assert _run("SELECT %s::int", [7]) == [(7,)]  # the transaction was not aborted by the failed PREPARE
+    assert _run("SELECT %s", ["again"]) == [("again",)]  # remembered: not tried again
+
+
+def test_off_postgresql_a_statement_runs_as_it_is() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    if connection.vendor == "postgresql":
+        pytest.skip("checks the path of the other databases")
+    with CaptureQueriesContext(connection) as queries:
+        assert _run("SELECT %s + %s", [1, 2]) == [(3,)]
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["SELECT"]

@@ -8,6 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from core.db import prepared_sql
 from payments import services
 from tests.factories import (
     CardFactory,
@@ -17,6 +18,16 @@ from tests.factories import (
     MerchantFactory,
     PointsProgramFactory,
 )
+
+
+def _as_written(sql: str) -> str:
+    """A prepared statement's EXECUTE, shown as the SQL it stands for."""
+    if sql.startswith("EXECUTE "):
+        written = prepared_sql(sql.split()[1].split("(")[0])
+        assert written is not None
+        return written
+    return sql
+
 
 # Transactional, as in production: no test-wide transaction turning commits into savepoints.
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -35,7 +46,11 @@ def test_create_confirm_capture_with_points_in_eight_statements(channel_fake: An
         intent = services.payment_create(amount=1_000, idempotency_key="measured", **args)
     assert intent.status == "succeeded"
     assert intent.points_earned == 20  # 10.00 CNY of dining at 2 points per yuan
-    statements = [q["sql"].split()[0] for q in queries.captured_queries]
+    executed = [q["sql"] for q in queries.captured_queries]
+    # The hand-written statements run prepared (core.db): idempotency key, start, finish, ledger function, done.
+    assert sum(sql.startswith("EXECUTE mengka_") for sql in executed) == 5, executed
+    assert not any(sql.startswith("PREPARE") for sql in executed)  # prepared once per connection, by the warm-up
+    statements = [_as_written(sql).split()[0] for sql in executed]
     # idempotency key · payment · (risk rules, blocked lists and fee schedules are cached with the routing
     # configuration, the points programme per process) · one statement for the decision, the move to processing
     # (with the risk outcome) and the attempt · finish: BEGIN, one statement for the attempt's outcome and the
@@ -43,7 +58,7 @@ def test_create_confirm_capture_with_points_in_eight_statements(channel_fake: An
     assert len(statements) == 8, statements
     assert statements[2] == "WITH"
     assert statements[3:5] == ["BEGIN", "WITH"]
-    assert sum(1 for q in queries.captured_queries if "rewards_post_simple" in q["sql"]) == 1
+    assert sum(1 for sql in executed if "rewards_post_simple" in _as_written(sql)) == 1
 
 
 def test_the_one_statement_start_writes_every_column_of_its_tables() -> None:
