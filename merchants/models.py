@@ -125,7 +125,9 @@ class Event(models.Model):
     """An outbox row: something that happened to a merchant's object, delivered to its webhook endpoints."""
 
     public_id = models.CharField(_("id"), max_length=40, unique=True, editable=False)
-    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="events")
+    merchant = models.ForeignKey(  # led by (merchant, livemode, -id): no index of its own
+        Merchant, on_delete=models.CASCADE, related_name="events", db_index=False
+    )
     type = models.CharField(_("type"), max_length=64)
     payload = models.JSONField(_("payload"), default=dict)
     livemode = models.BooleanField(_("live mode"), default=True, help_text=LIVEMODE_HELP)

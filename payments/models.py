@@ -116,7 +116,9 @@ class PaymentIntent(models.Model):
     public_id = models.CharField(
         _("id"), max_length=40, unique=True, default=functools.partial(public_id, "pay"), editable=False
     )
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="payments")
+    # Every status change rewrites all of this table's index entries (status is indexed, so no update is HOT): each
+    # index here is one a query uses. The merchant is led by (merchant, livemode, -id); status by (status, …).
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="payments", db_index=False)
     cardholder = models.ForeignKey(Cardholder, on_delete=models.PROTECT, related_name="payments")
     card = models.ForeignKey(Card, null=True, blank=True, on_delete=models.PROTECT, related_name="payments")
     linked_account = models.ForeignKey(
@@ -133,18 +135,17 @@ class PaymentIntent(models.Model):
     amount_captured = models.BigIntegerField(_("captured"), default=0)
     amount_refunded = models.BigIntegerField(_("refunded"), default=0)
     amount_refund_reserved = models.BigIntegerField(_("refunds reserved"), default=0)
-    status = models.CharField(
-        _("status"), max_length=24, choices=Status.choices, default=Status.REQUIRES_CONFIRMATION, db_index=True
-    )
+    status = models.CharField(_("status"), max_length=24, choices=Status.choices, default=Status.REQUIRES_CONFIRMATION)
     capture_method = models.CharField(
         _("capture method"), max_length=16, choices=CaptureMethod.choices, default=CaptureMethod.AUTOMATIC
     )
     channel = models.ForeignKey(Channel, null=True, blank=True, on_delete=models.PROTECT, related_name="payments")
+    # Not indexed: no query looks payments up by their member banks (clearing reads a business date's payments).
     acquirer = models.ForeignKey(
-        MemberBank, null=True, blank=True, on_delete=models.PROTECT, related_name="acquired_payments"
+        MemberBank, null=True, blank=True, on_delete=models.PROTECT, related_name="acquired_payments", db_index=False
     )
     issuer = models.ForeignKey(
-        MemberBank, null=True, blank=True, on_delete=models.PROTECT, related_name="issued_payments"
+        MemberBank, null=True, blank=True, on_delete=models.PROTECT, related_name="issued_payments", db_index=False
     )
     spend_category = models.CharField(
         _("spend category"), max_length=16, choices=SpendCategory.choices, default=SpendCategory.OTHER
@@ -167,10 +168,22 @@ class PaymentIntent(models.Model):
         _("paid with points (minor units)"), default=0, help_text=_("Not part of `amount`, which is the cash part.")
     )
     points_hold = models.ForeignKey(
-        "rewards.Hold", null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
+        "rewards.Hold",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        editable=False,
+        db_index=False,
     )
     points_spend = models.ForeignKey(
-        "rewards.LedgerTransaction", null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
+        "rewards.LedgerTransaction",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        editable=False,
+        db_index=False,
     )
     fee = models.BigIntegerField(_("fee (1/100 minor unit)"), default=0)
     fee_returned = models.BigIntegerField(_("fee handed back (1/100 minor unit)"), default=0)
@@ -236,7 +249,9 @@ class PaymentAttempt(models.Model):
 
     UNRESOLVED = (Status.PENDING, Status.UNKNOWN)
 
-    intent = models.ForeignKey(PaymentIntent, on_delete=models.PROTECT, related_name="attempts")
+    intent = models.ForeignKey(  # led by the unique (intent, sequence): no index of its own
+        PaymentIntent, on_delete=models.PROTECT, related_name="attempts", db_index=False
+    )
     sequence = models.PositiveSmallIntegerField(_("sequence"))
     channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="attempts")
     reference = models.CharField(_("reference sent to the channel"), max_length=64, unique=True)
@@ -630,7 +645,9 @@ def _code_digits() -> str:
 class PaymentCode(models.Model):
     """付款码: a one-time code a cardholder shows at the till: valid 60 seconds, used once, one funding source."""
 
-    cardholder = models.ForeignKey(Cardholder, on_delete=models.PROTECT, related_name="payment_codes")
+    cardholder = models.ForeignKey(  # led by (cardholder, -id): no index of its own
+        Cardholder, on_delete=models.PROTECT, related_name="payment_codes", db_index=False
+    )
     card = models.ForeignKey(Card, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     linked_account = models.ForeignKey(LinkedAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     code = models.CharField(_("code"), max_length=18, unique=True, default=_code_digits, editable=False)
