@@ -46,27 +46,32 @@ class PreparedQuery(Generic[M]):
                 raise TypeError(f"a prepared parameter is an int, a str or a bool, not {type(sentinel).__name__}")
         self._build = build
         self._sentinels = sentinels
-        self._compiled: dict[str, tuple[Any, str, list[Any], list[int]]] = {}
-        self._lock = threading.Lock()
+        # Per thread, like Django's connections: a compiler keeps the connection it was compiled for.
+        self._local = threading.local()
 
     def _compile(self, alias: str) -> tuple[Any, str, list[Any], list[int]]:
-        compiled = self._compiled.get(alias)
-        if compiled is None:
-            with self._lock:
-                queryset = self._build(*self._sentinels)
-                extras = (getattr(queryset, name) for name in ("_prefetch_related_lookups", "_known_related_objects"))
-                if any(extras) or queryset.query.extra_select:
-                    raise ValueError("a prepared query has no prefetch, known related objects or extra select")
-                compiler = queryset.query.get_compiler(using=alias)
-                sql, params = compiler.as_sql()
-                params = list(params)
-                positions = []
-                for sentinel in self._sentinels:
-                    found = [i for i, p in enumerate(params) if type(p) is type(sentinel) and p == sentinel]
-                    if len(found) != 1:
-                        raise ValueError(f"sentinel {sentinel!r} is found {len(found)} times in the compiled query")
-                    positions.append(found[0])
-                compiled = self._compiled[alias] = (compiler, sql, params, positions)
+        compiled_by_alias: dict[str, tuple[Any, str, list[Any], list[int]]] | None = getattr(
+            self._local, "compiled", None
+        )
+        if compiled_by_alias is None:
+            compiled_by_alias = self._local.compiled = {}
+        compiled = compiled_by_alias.get(alias)
+        if compiled is not None:
+            return compiled
+        queryset = self._build(*self._sentinels)
+        extras = (getattr(queryset, name) for name in ("_prefetch_related_lookups", "_known_related_objects"))
+        if any(extras) or queryset.query.extra_select:
+            raise ValueError("a prepared query has no prefetch, known related objects or extra select")
+        compiler = queryset.query.get_compiler(using=alias)
+        sql, params = compiler.as_sql()
+        params = list(params)
+        positions = []
+        for sentinel in self._sentinels:
+            found = [i for i, p in enumerate(params) if type(p) is type(sentinel) and p == sentinel]
+            if len(found) != 1:
+                raise ValueError(f"sentinel {sentinel!r} is found {len(found)} times in the compiled query")
+            positions.append(found[0])
+        compiled = compiled_by_alias[alias] = (compiler, sql, params, positions)
         return compiled
 
     def all(self, *values: Any, using: str = "default") -> list[M]:

@@ -57,6 +57,13 @@ def test_it_compiles_once(monkeypatch: pytest.MonkeyPatch) -> None:
     for _ in range(3):
         assert [c.pk for c in query.all(card.pk)] == [card.pk]
     assert len(compiled) == 1
+    # Each thread compiles its own, as each has its own connection (compiling touches no database).
+    import threading
+
+    other = threading.Thread(target=query._compile, args=("default",))
+    other.start()
+    other.join()
+    assert len(compiled) == 2
 
 
 def test_deferred_fields_and_annotations() -> None:
