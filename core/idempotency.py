@@ -25,7 +25,7 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from .db import execute
+from .db import execute, insert
 from .errors import Conflict, IdempotencyConflict, MengkaError
 from .models import IdempotencyRecord
 
@@ -137,16 +137,11 @@ def _prep(name: str, value: Any) -> Any:
 
 
 def _insert(scope: str, key: str, operation: str, print_: str) -> int:
-    with connection.cursor() as cursor:
-        execute(
-            cursor,
-            f'INSERT INTO {_TABLE} (scope, "key", operation, fingerprint, state, created_at)'  # noqa: S608
-            " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-            [scope, key, operation, print_, IdempotencyRecord.State.IN_PROGRESS, _prep("created_at", timezone.now())],
-        )
-        row = cursor.fetchone()
-    assert row is not None
-    return int(row[0])
+    record = IdempotencyRecord(
+        scope=scope, key=key, operation=operation, fingerprint=print_, state=IdempotencyRecord.State.IN_PROGRESS
+    )
+    insert([record])
+    return int(record.pk)
 
 
 def _finish(record_id: int, outcome: dict[str, Any], status_code: int) -> None:

@@ -20,13 +20,13 @@ import httpx
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from core.audit import audit_record, snapshot
 from core.crypto import decrypt, encrypt
-from core.db import PreparedQuery, execute
+from core.db import PreparedQuery, insert
 from core.errors import Conflict, PermissionDenied, ValidationFailed
 from core.text import ascii_digits
 from members.models import MemberBank
@@ -330,9 +330,6 @@ def event_emit(*, merchant: Merchant, type: str, payload: dict[str, Any], livemo
     return events_emit(merchant=merchant, events=[(type, payload)], livemode=livemode)[0]
 
 
-EVENT_COLUMNS = ("public_id", "merchant", "type", "payload", "livemode", "created_at")
-
-
 def _endpoints_of(livemode: bool) -> PreparedQuery[WebhookEndpoint]:
     return PreparedQuery(
         lambda merchant_id: WebhookEndpoint.objects.filter(
@@ -371,7 +368,7 @@ def events_emit(*, merchant: Merchant, events: list[tuple[str, dict[str, Any]]],
         (event, endpoint_id) for event in rows for endpoint_id, types in endpoints if not types or event.type in types
     ]
     with transaction.atomic() if wanted else nullcontext():
-        _insert_events(rows)
+        insert(rows)  # one multi-row INSERT … RETURNING id
         if wanted:
             deliveries = WebhookDelivery.objects.bulk_create(
                 WebhookDelivery(event=event, endpoint_id=endpoint_id, next_attempt_at=now)
@@ -382,22 +379,6 @@ def events_emit(*, merchant: Merchant, events: list[tuple[str, dict[str, Any]]],
             ids = [delivery.pk for delivery in deliveries]
             transaction.on_commit(lambda: [webhook_deliver.delay(pk) for pk in ids])
     return rows
-
-
-def _insert_events(rows: list[Event]) -> None:
-    """One multi-row INSERT … RETURNING id (the events' order), with each value prepared by its model field."""
-    meta = Event._meta
-    by_name = {field.name: field for field in meta.concrete_fields}
-    fields = [by_name[name] for name in EVENT_COLUMNS]
-    params = [field.get_db_prep_save(getattr(event, field.attname), connection) for event in rows for field in fields]
-    columns = ", ".join(str(field.column) for field in fields)
-    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    sql = f"INSERT INTO {meta.db_table} ({columns}) VALUES {', '.join([one] * len(rows))} RETURNING id"  # noqa: S608
-    with connection.cursor() as cursor:
-        execute(cursor, sql, params)
-        for event, (pk,) in zip(rows, cursor.fetchall(), strict=True):
-            event.pk = pk
-            event._state.adding, event._state.db = False, connection.alias
 
 
 def event_body(event: Event) -> dict[str, Any]:

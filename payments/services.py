@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from core.audit import audit_record, snapshot
 from core.calendar import business_date, local_now
-from core.db import execute
+from core.db import execute, insert
 from core.errors import ChannelError, Conflict, NotFound, ValidationFailed
 from core.idempotency import run_idempotent
 from core.money import validate_minor_amount
@@ -241,7 +241,7 @@ def _create(
         points, points_amount, program = _points_part(
             cardholder, issuer, amount, currency, use_points, wants_most=bool(code and code.use_points and livemode)
         )
-        intent = PaymentIntent.objects.create(
+        intent = PaymentIntent(
             merchant=merchant,
             cardholder=cardholder,
             card=card,
@@ -262,6 +262,7 @@ def _create(
             device_id=device_id[:64],
             livemode=livemode,
         )
+        insert([intent])  # the payment row: one prepared INSERT, compiled once (no save() hooks on payments)
         if points:
             assert program is not None
             intent.points_hold_id = ledger_bridge.spend_hold(

@@ -160,3 +160,31 @@ def test_off_postgresql_a_statement_runs_as_it_is() -> None:
     with CaptureQueriesContext(connection) as queries:
         assert _run("SELECT %s + %s", [1, 2]) == [(3,)]
     assert [q["sql"].split()[0] for q in queries.captured_queries] == ["SELECT"]
+
+
+# --- insert -------------------------------------------------------------------------------------------------------
+
+
+def test_insert_writes_what_save_would_and_gives_each_row_its_key() -> None:
+    from core.db import insert
+    from core.models import IdempotencyRecord
+
+    saved = IdempotencyRecord(scope="s", key="saved", operation="op", fingerprint="f")
+    saved.save()
+    rows = [IdempotencyRecord(scope="s", key=f"k{n}", operation="op", fingerprint="f") for n in range(3)]
+    insert(rows)
+    assert [row.pk for row in rows] == sorted(row.pk for row in rows)
+    assert all(not row._state.adding and row._state.db == "default" for row in rows)
+    fields = [
+        f.attname for f in IdempotencyRecord._meta.concrete_fields if f.attname not in ("id", "key", "created_at")
+    ]
+    for row in rows:
+        stored = IdempotencyRecord.objects.get(pk=row.pk)
+        assert stored.key == row.key
+        assert stored.created_at is not None  # auto_now_add, as save() sets it
+        assert {f: getattr(stored, f) for f in fields} == {f: getattr(saved, f) for f in fields}
+    with pytest.raises(ValueError, match="new objects"):
+        insert([saved])
+    with pytest.raises(ValueError, match="one model"):
+        insert([IdempotencyRecord(scope="s", key="x", operation="op", fingerprint="f"), CardFactory.build()])
+    insert([])  # nothing to write

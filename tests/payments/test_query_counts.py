@@ -47,8 +47,9 @@ def test_create_confirm_capture_with_points_in_eight_statements(channel_fake: An
     assert intent.status == "succeeded"
     assert intent.points_earned == 20  # 10.00 CNY of dining at 2 points per yuan
     executed = [q["sql"] for q in queries.captured_queries]
-    # The hand-written statements run prepared (core.db): idempotency key, start, finish, ledger function, done.
-    assert sum(sql.startswith("EXECUTE mengka_") for sql in executed) == 5, executed
+    # All but the transaction's BEGIN and COMMIT run prepared (core.db): idempotency key, payment, start, finish,
+    # ledger function, done.
+    assert sum(sql.startswith("EXECUTE mengka_") for sql in executed) == 6, executed
     assert not any(sql.startswith("PREPARE") for sql in executed)  # prepared once per connection, by the warm-up
     statements = [_as_written(sql).split()[0] for sql in executed]
     # idempotency key · payment · (risk rules, blocked lists and fee schedules are cached with the routing
