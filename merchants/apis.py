@@ -10,7 +10,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.text import ascii_digits
+from core.text import id_or_none
 
 from . import selectors, services
 from .api_base import (
@@ -152,9 +152,10 @@ WebhookEndpointList = list_response_serializer("WebhookEndpointList", WebhookEnd
 def _int_id(raw: str) -> int:
     from core.errors import NotFound
 
-    if not ascii_digits(raw) or len(raw) > 18:
+    found = id_or_none(raw)
+    if found is None:
         raise NotFound("No such webhook endpoint.", param="id")
-    return int(raw)
+    return found
 
 
 class WebhookEndpointListCreateApi(MerchantAPIView):

@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy as _
 
 from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin
 from core.errors import MengkaError
-from core.text import ascii_digits
+from core.text import id_or_none
 from members.models import PointsProgram
 
 from . import selectors, services
@@ -40,10 +40,7 @@ class AccountAdmin(ReadOnlyAdminMixin, ScopedAdmin):
         account = self.get_queryset(request).filter(pk=account_id).first()
         if account is None or not self.has_view_permission(request, account):
             raise Http404("No such account in your scope.")
-        after = request.GET.get("after")
-        page = selectors.account_statement(
-            account_id=account.pk, after_id=int(after) if after and ascii_digits(after) else None
-        )
+        page = selectors.account_statement(account_id=account.pk, after_id=id_or_none(request.GET.get("after")))
         context = {
             **self.admin_site.each_context(request),
             "title": _("Statement of %(account)s") % {"account": account},

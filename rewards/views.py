@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from core.text import ascii_digits
+from core.text import id_or_none
 from members.models import Cardholder
 from members.views import cardholder_required
 
@@ -18,14 +18,18 @@ STATEMENT_PAGE = 20
 @cardholder_required
 def points(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
     on = today()
+    within_30 = {
+        row.program_id: row.points
+        for row in selectors.points_expiring(cardholder_id=cardholder.pk, within_days=30, on=on)
+    }
+    expiring = [
+        (row, within_30.get(row.program_id, 0))
+        for row in selectors.points_expiring(cardholder_id=cardholder.pk, within_days=90, on=on)
+    ]
     return render(
         request,
         "rewards/points.html",
-        {
-            "balances": selectors.cardholder_balances(cardholder_id=cardholder.pk, on=on),
-            "expiring_30": selectors.points_expiring(cardholder_id=cardholder.pk, within_days=30, on=on),
-            "expiring_90": selectors.points_expiring(cardholder_id=cardholder.pk, within_days=90, on=on),
-        },
+        {"balances": selectors.cardholder_balances(cardholder_id=cardholder.pk, on=on), "expiring": expiring},
     )
 
 
@@ -36,12 +40,10 @@ def points_statement(request: HttpRequest, cardholder: Cardholder, program_id: i
     wallet = selectors.cardholder_wallet(cardholder_id=cardholder.pk, program_id=program_id)
     if wallet is None:
         raise Http404("No points in this programme.")
-    after = request.GET.get("after", "")
-    after_id = int(after) if ascii_digits(after) and len(after) <= 18 else None
+    after_id = id_or_none(request.GET.get("after"))
     page = selectors.account_statement(account_id=wallet.pk, after_id=after_id, limit=STATEMENT_PAGE, newest_first=True)
-    lines = [(line, selectors.transaction_kind_label(line.kind)) for line in page.lines]
     return render(
         request,
         "rewards/points_statement.html",
-        {"wallet": wallet, "program": wallet.program, "page": page, "lines": lines, "first_page": after_id is None},
+        {"wallet": wallet, "program": wallet.program, "page": page, "first_page": after_id is None},
     )
