@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin import RelatedOnlyFieldListFilter
 from django.core.exceptions import PermissionDenied
 from django.db import models
@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 
 from .audit import audit_record, snapshot
 from .scoping import ScopeField, bank_ids_of, operator_scope, scope_queryset
+from .signin import signin_unlock
 
 
 class ScopeMixin:
@@ -176,10 +177,6 @@ class ReadOnlyAdminMixin:
 def lift_signin_lockouts(model_admin: admin.ModelAdmin, request: HttpRequest, users: list[Any]) -> None:  # type: ignore[type-arg]
     """The admin action behind "lift the sign-in lockout" (on users, and on cardholders for their bank's support desk):
     each username's lockout and failure count cleared, audited with the operator as the actor."""
-    from django.contrib import messages
-
-    from .signin import signin_unlock
-
     lifted = [user.get_username() for user in users if signin_unlock(user, actor=request.user)]
     if lifted:
         model_admin.message_user(

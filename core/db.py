@@ -7,7 +7,6 @@ for a wide statement costs more than running it. `PREPARE` is not transactional 
 that cannot be prepared runs as it is. Elsewhere (SQLite, or `DB_PREPARED_STATEMENTS=false`, as behind a
 transaction-pooling PgBouncer) the statement runs as it is.
 
-
 Compiling a queryset costs Python time on every call: for a four-table `select_related` read of one row, about 1 ms,
 several times what PostgreSQL needs to run it. `PreparedQuery` compiles a queryset once per database alias, with
 sentinel values standing where the parameters go, and each call then runs that SQL with the real values and builds the

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db.models import Min, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
 
+from core.money import quantize
 from members.models import PointsProgram
 
 from .models import Account, Entry, LedgerTransaction, Lot, OwnerKind, Purpose
@@ -24,7 +25,7 @@ class ProgramBalance:
     posted: int
     held: int
     debt: int
-    value_cny: Decimal
+    point_value_cny: Decimal
     expired: int = 0  # past their last valid day, not yet taken by the expiry job: not spendable
 
     @property
@@ -33,6 +34,11 @@ class ProgramBalance:
         expire first; held points shield overdue lots, as in the expiry itself)."""
         free = self.posted - self.held
         return free - min(max(self.expired - self.held, 0), max(free, 0))
+
+    @property
+    def value_cny(self) -> Decimal:
+        """What the available points are worth, to the fen."""
+        return quantize(Decimal(self.available) * self.point_value_cny, 2)
 
 
 def cardholder_balances(*, cardholder_id: int, on: dt.date | None = None) -> list[ProgramBalance]:
@@ -65,23 +71,20 @@ def cardholder_balances(*, cardholder_id: int, on: dt.date | None = None) -> lis
             row[2] = -account.posted
         else:
             row[0], row[1], row[3] = account.posted, account.held, int(account.overdue)  # type: ignore[attr-defined]
-    balances = []
-    for program_id, (posted, held, debt, expired) in amounts.items():
-        program = programs[program_id]
-        balance = ProgramBalance(
+    return [
+        ProgramBalance(
             program_id=program_id,
-            unit=program.unit_code,
-            program_name=program.name,
-            bank_code=program.bank.code,
+            unit=programs[program_id].unit_code,
+            program_name=programs[program_id].name,
+            bank_code=programs[program_id].bank.code,
             posted=posted,
             held=held,
             debt=debt,
-            value_cny=Decimal(0),
+            point_value_cny=programs[program_id].point_value_cny,
             expired=expired,
         )
-        value = (Decimal(balance.available) * program.point_value_cny).quantize(Decimal("0.01"))
-        balances.append(replace(balance, value_cny=value))
-    return balances
+        for program_id, (posted, held, debt, expired) in amounts.items()
+    ]
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,10 @@ class StatementLine:
     amount: int
     balance_after: int
     created_at: dt.datetime
+
+    @property
+    def kind_label(self) -> str:
+        return str(LedgerTransaction.Kind(self.kind).label)
 
 
 @dataclass(frozen=True)
@@ -149,7 +156,3 @@ def cardholder_wallet(*, cardholder_id: int, program_id: int) -> Account | None:
         .filter(owner_kind=OwnerKind.CARDHOLDER, owner_id=cardholder_id, purpose=Purpose.POINTS, program_id=program_id)
         .first()
     )
-
-
-def transaction_kind_label(kind: str) -> str:
-    return str(dict(LedgerTransaction.Kind.choices).get(kind, kind))

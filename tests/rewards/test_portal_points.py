@@ -31,14 +31,17 @@ def test_the_points_page_shows_every_programme_with_its_value_and_what_expires()
     soon = s.today() + dt.timedelta(days=10)
     Lot.objects.filter(earned_by__idempotency_key="b").update(expires_on=soon)
     s.points_earn(cardholder_id=holder.pk, program=b, amount=50, idempotency_key="b2")
-    Lot.objects.filter(earned_by__idempotency_key="b2").update(expires_on=s.today() + dt.timedelta(days=60))
+    later = s.today() + dt.timedelta(days=60)
+    Lot.objects.filter(earned_by__idempotency_key__in=["a", "b2"]).update(expires_on=later)
     response = signed_in(holder).get(reverse("rewards_portal:points"))
     assert response.status_code == 200
     rows = {row.unit: (row.available, row.value_cny) for row in response.context["balances"]}
     assert rows == {a.unit_code: (1_000, Decimal("5.00")), b.unit_code: (350, Decimal("3.50"))}
-    assert [(e.unit, e.points) for e in response.context["expiring_30"]] == [(b.unit_code, 300)]
-    assert [(e.unit, e.points, e.first_date) for e in response.context["expiring_90"]] == [(b.unit_code, 350, soon)]
+    # Per programme: what expires within 30 days (0 for a, whose points all expire later) and within 90.
+    expiring = [(e.unit, within_30, e.points, e.first_date) for e, within_30 in response.context["expiring"]]
+    assert sorted(expiring) == sorted([(a.unit_code, 0, 1_000, later), (b.unit_code, 300, 350, soon)])
     page = response.content.decode()
+    assert f"<td>{a.unit_code}</td>\n        <td>0</td>" in page
     assert "¥5.00" in page
     assert "¥3.50" in page
     assert reverse("rewards_portal:statement", args=[a.pk]) in page
@@ -64,12 +67,13 @@ def test_the_statement_pages_newest_first_and_is_the_cardholders_own() -> None:
     client = signed_in(holder)
     url = reverse("rewards_portal:statement", args=[program.pk])
     first = client.get(url)
-    lines = [line for line, _label in first.context["lines"]]
+    lines = first.context["page"].lines
     assert len(lines) == 20
-    assert (lines[0].amount, lines[0].kind) == (-40, "spend")
+    assert (lines[0].amount, lines[0].kind_label) == (-40, "spend")
+    assert "<td>spend</td>" in first.content.decode()
     assert [line.amount for line in lines[1:3]] == [34, 33]
     rest = client.get(url, {"after": first.context["page"].next_after})
-    older = [line.amount for line, _label in rest.context["lines"]]
+    older = [line.amount for line in rest.context["page"].lines]
     assert older == [15, 14, 13, 12, 11, 10]
     assert rest.context["page"].next_after is None
     assert client.get(url, {"after": "²"}).status_code == 200  # a cursor that is not a number: the first page
