@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, connections, models
+from django.db import DatabaseError, connections, models, transaction
 from django.db.models.query import get_related_populators
 
 M = TypeVar("M", bound=models.Model)
@@ -238,6 +238,49 @@ def insert(objects: Sequence[models.Model], *, using: str = "default") -> None:
     for obj, (key,) in zip(objects, keys, strict=True):
         obj.pk = key
         obj._state.adding, obj._state.db = False, using
+
+
+def insert_if(obj: models.Model, guard: str, guard_params: Sequence[Any], *, using: str = "default") -> bool:
+    """Writes one new object as `insert()` does, only if `guard` returns a row, atomically; returns whether it did.
+
+    `guard` is a statement returning rows, typically a guarded `UPDATE … RETURNING` that takes something (a one-time
+    code, say): the row is written if and only if the guard took it. On PostgreSQL this is one statement (the guard as
+    a data-modifying CTE feeding `INSERT … SELECT`: one round trip, one commit); elsewhere the guard, then the insert,
+    in one transaction."""
+    model = type(obj)
+    if not obj._state.adding or obj.pk is not None:
+        raise ValueError("insert_if() takes a new object, without a primary key")
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        with transaction.atomic(using=using), connection.cursor() as cursor:
+            cursor.execute(guard, guard_params)
+            if not cursor.fetchall():
+                return False
+            insert([obj], using=using)
+        return True
+    fields, sql = _insert_if_sql(model, guard, using)
+    params = [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
+    with connection.cursor() as cursor:
+        execute(cursor, sql, [*guard_params, *params])
+        keys = cursor.fetchall()
+    if not keys:
+        return False
+    obj.pk = keys[0][0]
+    obj._state.adding, obj._state.db = False, using
+    return True
+
+
+@functools.cache
+def _insert_if_sql(model: type[models.Model], guard: str, using: str) -> tuple[list[Any], str]:
+    fields, plain = _insert_sql(model, 1, using)
+    head, tail = plain.split(" VALUES ", 1)
+    returning = tail[tail.rindex(" RETURNING ") :]
+    values = ", ".join(["%s"] * len(fields))
+    # PostgreSQL types the SELECT's parameters by the INSERT's columns. A data-modifying CTE runs to completion even
+    # if it returns several rows; the LIMIT keeps the insert to one row. Table and columns come from the model, the
+    # guard from the caller's code; values are parameters.
+    sql = f"WITH guard AS ({guard}) {head} SELECT {values} FROM (SELECT 1 FROM guard LIMIT 1) AS taken{returning}"  # noqa: S608
+    return fields, sql
 
 
 @functools.cache

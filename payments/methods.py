@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from core.audit import audit_record
 from core.calendar import local_now
-from core.db import PreparedQuery, execute
-from core.errors import Conflict, NotFound, ValidationFailed
+from core.db import PreparedQuery
+from core.errors import Conflict, MengkaError, NotFound, ValidationFailed
 from core.money import validate_minor_amount
 from core.text import ascii_digits
 from members.models import BindingStatus, Card, Cardholder, LinkedAccount
@@ -104,60 +104,65 @@ class Funding:
     agreement: Agreement | None = None
 
 
-# The till's hot path reads the code's card with what a payment needs of it, compiled once per process (core.db).
-_CARD_FOR_CODE = PreparedQuery(
-    lambda card_id: Card.objects.select_related("cardholder", "product", "bank").filter(pk=card_id)[:1], -7_000_000_001
+# The till's hot path reads the code with its card (or account) and what a payment needs of them, compiled once per
+# process (core.db); the code is then taken by the statement that writes the payment (`payment_code_use`).
+_CODE = PreparedQuery(
+    lambda code: PaymentCode.objects.select_related(
+        "cardholder", "card__product", "card__bank", "linked_account"
+    ).filter(code=code)[:1],
+    "mengka:payment-code",
 )
 
 
-def payment_code_take(code: str) -> Funding:
-    """Uses a code once, in the caller's transaction: refused when unknown, used before (a replay), or expired, and
-    when its card or account is no longer usable. One guarded UPDATE takes it (a concurrent use waits for it, then
-    finds it used), then one read loads the card (or account) with its cardholder."""
+def payment_code_find(code: str) -> Funding:
+    """What a code pays with, read without taking it: refused when unknown, used before (a replay), or expired, and
+    when its card or account is no longer usable. The payment's row is then written by `insert_if` guarded by
+    `payment_code_use(...)`, which takes the code in the same statement: a concurrent use of the code waits for it,
+    then finds it used, and writes nothing."""
     if not (isinstance(code, str) and len(code) == 18 and ascii_digits(code)):
         raise ValidationFailed("A payment code has 18 digits.", code="payment_code_invalid", param="payment_code")
-    now = timezone.now()
-    stamp = connection.ops.adapt_datetimefield_value(now)
-    with connection.cursor() as cursor:
-        execute(
-            cursor,
-            f"UPDATE {PaymentCode._meta.db_table} SET used_at = %s"  # noqa: S608 (the model's table; values as parameters)
-            " WHERE code = %s AND used_at IS NULL AND expires_at > %s"
-            " RETURNING id, cardholder_id, card_id, linked_account_id, use_points",
-            [stamp, code, stamp],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        found = PaymentCode.objects.filter(code=code).values_list("used_at").first()
-        if found is None:
-            raise NotFound("No such payment code.", code="payment_code_invalid", param="payment_code")
-        if found[0] is not None:
-            raise Conflict("This payment code has already been used.", code="payment_code_used")
-        raise ValidationFailed("This payment code has expired.", code="payment_code_expired", param="payment_code")
-    code_id, cardholder_id, card_id, account_id, use_points = row
-    card = account = None
-    if card_id is not None:
-        card = _CARD_FOR_CODE.first(card_id)
-        if card is None:  # the code's card is a protected foreign key: only a concurrent purge could get here
-            raise NotFound("No such payment code.", code="payment_code_invalid", param="payment_code")
+    found = _CODE.first(code)
+    if found is None or found.used_at is not None or found.expires_at <= timezone.now():
+        raise _code_refused(found)
+    card, account = found.card, found.linked_account
+    if (card or account).cardholder_id != found.cardholder_id:  # type: ignore[union-attr]
+        raise NotFound("No such payment code.", code="payment_code_invalid", param="payment_code")
+    if card is not None:
+        card.cardholder = found.cardholder
         require_usable_card(card)
-        cardholder = card.cardholder
     else:
-        account = LinkedAccount.objects.select_related("cardholder").get(pk=account_id)
+        assert account is not None  # a code has exactly one funding source (a check constraint)
+        account.cardholder = found.cardholder
         require_usable_account(account)
-        cardholder = account.cardholder
-    taken = PaymentCode(
-        id=code_id,
-        cardholder=cardholder,
-        card=card,
-        linked_account=account,
-        code=code,
-        use_points=bool(use_points),
-        used_at=now,
+    return Funding(found.cardholder, card, account, PaymentMethod.PAYMENT_CODE, payment_code=found)
+
+
+def payment_code_use(funding: Funding) -> tuple[str, list[Any]]:
+    """The guard taking the funding's code (`core.db.insert_if`): it returns a row only for the request that takes an
+    unused, unexpired code, and marks the object used."""
+    taken = funding.payment_code
+    assert taken is not None
+    taken.used_at = timezone.now()
+    stamp = connection.ops.adapt_datetimefield_value(taken.used_at)
+    sql = (
+        f"UPDATE {PaymentCode._meta.db_table} SET used_at = %s"  # noqa: S608 (the model's table; values as parameters)
+        " WHERE id = %s AND used_at IS NULL AND expires_at > %s RETURNING id"
     )
-    taken._state.adding, taken._state.db = False, "default"
-    assert taken.cardholder_id == cardholder_id
-    return Funding(cardholder, card, account, PaymentMethod.PAYMENT_CODE, payment_code=taken)
+    return sql, [stamp, taken.pk, stamp]
+
+
+def payment_code_lost(funding: Funding) -> MengkaError:
+    """The error for a code `payment_code_use` did not take: another request took it first, or it expired since."""
+    assert funding.payment_code is not None
+    return _code_refused(PaymentCode.objects.filter(pk=funding.payment_code.pk).first())
+
+
+def _code_refused(found: PaymentCode | None) -> MengkaError:
+    if found is None:
+        return NotFound("No such payment code.", code="payment_code_invalid", param="payment_code")
+    if found.used_at is not None:
+        return Conflict("This payment code has already been used.", code="payment_code_used")
+    return ValidationFailed("This payment code has expired.", code="payment_code_expired", param="payment_code")
 
 
 # --- agreements ---------------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from core.audit import audit_record, snapshot
 from core.calendar import business_date, local_now
-from core.db import execute, insert
+from core.db import execute, insert, insert_if
 from core.errors import ChannelError, Conflict, NotFound, ValidationFailed
 from core.idempotency import run_idempotent
 from core.money import validate_minor_amount
@@ -218,13 +218,14 @@ def _create(
             raise ValidationFailed(
                 "A balance payment needs a linked account.", code="parameter_missing", param="linked_account"
             )
-    # Taking a code or agreement and holding points must stand or fall with the payment row.
-    with transaction.atomic() if (payment_code or agreement_token or use_points) else nullcontext():
+    # Taking a code or agreement and holding points must stand or fall with the payment row (a code alone is taken by
+    # the statement that writes the row).
+    funding = methods.payment_code_find(payment_code) if payment_code else None  # a read: nothing taken yet
+    wants_points = bool(use_points or (funding and funding.payment_code and funding.payment_code.use_points))
+    with transaction.atomic() if (agreement_token or wants_points) else nullcontext():
         code = agreement = None
         if payment_code or agreement_token:
-            if payment_code:
-                funding = methods.payment_code_take(payment_code)
-            else:
+            if funding is None:
                 funding = methods.agreement_take(agreement_token, merchant=merchant, amount=amount, currency=currency)
             if cardholder is not None and cardholder.pk != funding.cardholder.pk:
                 raise NotFound("No such payment code or agreement.", code="funding_source_invalid")
@@ -262,7 +263,14 @@ def _create(
             device_id=device_id[:64],
             livemode=livemode,
         )
-        insert([intent])  # the payment row: one prepared INSERT, compiled once (no save() hooks on payments)
+        # The payment row: one prepared INSERT, compiled once (no save() hooks on payments); by a code, the same
+        # statement takes the code, and a code taken meanwhile by another request writes nothing.
+        if code is not None:
+            assert funding is not None
+            if not insert_if(intent, *methods.payment_code_use(funding)):
+                raise methods.payment_code_lost(funding)
+        else:
+            insert([intent])
         if points:
             assert program is not None
             intent.points_hold_id = ledger_bridge.spend_hold(

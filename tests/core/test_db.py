@@ -188,3 +188,49 @@ def test_insert_writes_what_save_would_and_gives_each_row_its_key() -> None:
     with pytest.raises(ValueError, match="one model"):
         insert([IdempotencyRecord(scope="s", key="x", operation="op", fingerprint="f"), CardFactory.build()])
     insert([])  # nothing to write
+
+
+def test_insert_if_writes_the_row_only_when_the_guard_takes_something() -> None:
+    from core.db import insert, insert_if
+    from core.models import IdempotencyRecord
+
+    table = IdempotencyRecord._meta.db_table
+    token = IdempotencyRecord(scope="guard", key="token", operation="op", fingerprint="f", state="running")
+    insert([token])
+    guard = f"UPDATE {table} SET state = %s WHERE id = %s AND state = %s RETURNING id"
+    first = IdempotencyRecord(scope="s", key="first", operation="op", fingerprint="f")
+    assert insert_if(first, guard, ["done", token.pk, "running"]) is True
+    assert first.pk is not None
+    assert not first._state.adding
+    assert IdempotencyRecord.objects.get(pk=first.pk).key == "first"
+    assert IdempotencyRecord.objects.get(pk=token.pk).state == "done"  # taken by the same call
+    second = IdempotencyRecord(scope="s", key="second", operation="op", fingerprint="f")
+    assert insert_if(second, guard, ["done", token.pk, "running"]) is False  # already taken: nothing written
+    assert second.pk is None
+    assert second._state.adding
+    assert not IdempotencyRecord.objects.filter(key="second").exists()
+    # A guard returning several rows still writes one row.
+    many = f"UPDATE {table} SET operation = %s WHERE scope = %s RETURNING id"
+    assert insert_if(IdempotencyRecord(scope="t", key="one", operation="op", fingerprint="f"), many, ["x", "s"])
+    assert IdempotencyRecord.objects.filter(scope="t").count() == 1
+    with pytest.raises(ValueError, match="new object"):
+        insert_if(first, guard, ["done", token.pk, "running"])
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_insert_if_is_one_statement_on_postgresql() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from core.db import insert, insert_if
+    from core.models import IdempotencyRecord
+
+    token = IdempotencyRecord(scope="guard", key="token", operation="op", fingerprint="f", state="running")
+    insert([token])
+    guard = f"UPDATE {IdempotencyRecord._meta.db_table} SET state = %s WHERE id = %s AND state = %s RETURNING id"
+    with CaptureQueriesContext(connection) as queries:
+        assert insert_if(
+            IdempotencyRecord(scope="s", key="k", operation="op", fingerprint="f"), guard, ["done", token.pk, "running"]
+        )
+    assert [q["sql"].split()[0] for q in queries.captured_queries if not q["sql"].startswith("PREPARE")] == ["EXECUTE"]

@@ -62,6 +62,39 @@ def test_create_confirm_capture_with_points_in_eight_statements(channel_fake: An
     assert sum(1 for sql in executed if "rewards_post_simple" in _as_written(sql)) == 1
 
 
+def test_a_payment_code_is_taken_by_the_statement_that_writes_the_payment(channel_fake: Any, settings: Any) -> None:
+    from payments import methods
+
+    settings.POINTS_PROGRAM_CACHE_TTL = 60
+    bank = MemberBankFactory()
+    PointsProgramFactory(bank=bank)
+    card = CardFactory(product=CardProductFactory(bank=bank))
+    merchant = MerchantFactory(sponsor_bank=bank)
+    ChannelFactory(acquirer=bank)
+
+    def pay(key: str) -> Any:
+        code = methods.payment_code_generate(cardholder=card.cardholder, card=card).code
+        return services.payment_create(
+            merchant=merchant, amount=1_000, currency="CNY", payment_code=code, idempotency_key=key, confirm=True
+        )
+
+    pay("warm-up")
+    with CaptureQueriesContext(connection) as queries:
+        intent = pay("measured")
+    assert intent.status == "succeeded"
+    assert intent.payment_code is not None
+    assert intent.payment_code.used_at is not None
+    executed = [_as_written(q["sql"]) for q in queries.captured_queries]
+    executed = executed[executed.index(next(s for s in executed if "core_idempotencyrecord" in s)) :]  # after the code
+    # idempotency key · the code with its card · the payment row, written only by the statement that takes the code ·
+    # start · finish (BEGIN, outcome, ledger, COMMIT) · done: no transaction around the code and the row.
+    statements = [sql.split()[0] for sql in executed]
+    assert statements == ["INSERT", "SELECT", "WITH", "WITH", "BEGIN", "WITH", "SELECT", "COMMIT", "UPDATE"], executed
+    assert "payments_paymentcode" in executed[1]
+    assert "payments_paymentcode" in executed[2]
+    assert "payments_paymentintent" in executed[2]
+
+
 def test_the_one_statement_start_writes_every_column_of_its_tables() -> None:
     """The hand-written start statement names every column of the decision and attempt tables (but the id): a new
     column fails here rather than in production."""
