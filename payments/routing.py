@@ -132,6 +132,8 @@ class Decision:
     order: list[ChannelInfo]
     explored: bool = False
     decided_in_us: int = 0
+    # The breaker state each channel was seen in (read once per decision: the caller need not ask again).
+    breakers: dict[str, BreakerState] = field(default_factory=dict)
 
     @property
     def chosen_codes(self) -> list[str]:
@@ -306,12 +308,13 @@ def decide(ctx: RouteContext, config: RoutingConfig, health: HealthStore) -> Dec
         pool = [(channel, 0) for channel in config.channels.values()]
     candidates: list[Candidate] = []
     usable: list[tuple[ChannelInfo, int]] = []
+    breakers: dict[str, BreakerState] = {}
     for channel, weight in pool:
         reason = why_not(channel, ctx)
         if not reason and rule and rule.on_us is not None and (channel.acquirer_id == ctx.issuer_id) != rule.on_us:
             reason = "not on-us" if rule.on_us else "on-us excluded by the rule"
         if not reason:
-            breaker = health.state(channel.code, channel.breaker)
+            breaker = breakers[channel.code] = health.state(channel.code, channel.breaker)
             if breaker == BreakerState.OPEN:
                 reason = "circuit open"
         candidates.append(Candidate(channel.code, dropped=reason))
@@ -329,6 +332,7 @@ def decide(ctx: RouteContext, config: RoutingConfig, health: HealthStore) -> Dec
         order=order,
         explored=explored,
         decided_in_us=(time.perf_counter_ns() - started) // 1000,
+        breakers=breakers,
     )
 
 

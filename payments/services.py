@@ -365,7 +365,8 @@ def _confirm(intent: PaymentIntent) -> None:
         return next((info for info in order if health.allow(info.code, info.breaker)), None)
 
     first = decision.order[0]
-    if connection.vendor == "postgresql" and health.state(first.code, first.breaker) == BreakerState.CLOSED:
+    breaker = decision.breakers.get(first.code) or health.state(first.code, first.breaker)  # as the decision saw it
+    if connection.vendor == "postgresql" and breaker == BreakerState.CLOSED:
         # The usual case in one statement: a closed breaker lets the first channel through with nothing to take.
         channel = config.channel_models[first.id]
         attempt: PaymentAttempt | None = _start_processing(intent, decision, risk_fields, channel)

@@ -95,6 +95,34 @@ def test_a_payment_code_is_taken_by_the_statement_that_writes_the_payment(channe
     assert "payments_paymentintent" in executed[2]
 
 
+def test_a_confirm_reads_each_channels_breaker_once(channel_fake: Any, fresh_health: Any) -> None:
+    """Each breaker read is a Redis round trip in production: the decision's reading serves the start too."""
+    bank = MemberBankFactory()
+    card = CardFactory(product=CardProductFactory(bank=bank))
+    merchant = MerchantFactory(sponsor_bank=bank)
+    ChannelFactory(acquirer=bank, code="one")
+    ChannelFactory(acquirer=bank, code="two")
+    reads: list[str] = []
+    state = fresh_health.state
+
+    def counted(channel: str, policy: Any) -> Any:
+        reads.append(channel)
+        return state(channel, policy)
+
+    fresh_health.state = counted
+    intent = services.payment_create(
+        merchant=merchant,
+        cardholder=card.cardholder,
+        card=card,
+        amount=1_000,
+        currency="CNY",
+        idempotency_key="k",
+        confirm=True,
+    )
+    assert intent.status == "succeeded"
+    assert sorted(reads) == ["one", "two"]
+
+
 def test_the_one_statement_start_writes_every_column_of_its_tables() -> None:
     """The hand-written start statement names every column of the decision and attempt tables (but the id): a new
     column fails here rather than in production."""
