@@ -20,13 +20,13 @@ import httpx
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from core.audit import audit_record, snapshot
 from core.crypto import decrypt, encrypt
-from core.db import PreparedQuery, insert
+from core.db import PreparedQuery, execute, insert
 from core.errors import Conflict, PermissionDenied, ValidationFailed
 from core.text import ascii_digits
 from members.models import MemberBank
@@ -344,14 +344,15 @@ _ENDPOINTS_OF = {True: _endpoints_of(True), False: _endpoints_of(False)}
 
 
 def events_emit(*, merchant: Merchant, events: list[tuple[str, dict[str, Any]]], livemode: bool = True) -> list[Event]:
-    """Appends events in order (one INSERT), with a delivery per subscribed endpoint for each; sent after commit.
+    """Appends events in order, with a delivery per subscribed endpoint for each; deliveries are sent after commit.
 
-    The events are of one mode (their object's); only the merchant's endpoints of that mode receive them. With no
-    endpoint to deliver to, the events are one statement on their own."""
+    The events are of one mode (their object's); only the merchant's enabled endpoints of that mode that take the
+    event's type (an empty list of types takes every type) receive them. On PostgreSQL the events and their deliveries
+    are one statement (one round trip, one commit, with or without endpoints); elsewhere a read of the endpoints, then
+    the events and the deliveries in one transaction."""
     for type, _payload in events:
         if type not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type!r}")
-    endpoints = [(endpoint.pk, endpoint.event_types) for endpoint in _ENDPOINTS_OF[livemode].all(merchant.pk)]
     now = timezone.now()
     rows = [
         Event(
@@ -364,21 +365,76 @@ def events_emit(*, merchant: Merchant, events: list[tuple[str, dict[str, Any]]],
         )
         for type, payload in events
     ]
+    if not rows:
+        return rows
+    if connection.vendor == "postgresql":
+        delivery_ids = _emit_in_one_statement(rows, merchant, livemode, now)
+    else:
+        delivery_ids = _emit_in_steps(rows, merchant, livemode, now)
+    if delivery_ids:
+        from .tasks import webhook_deliver
+
+        transaction.on_commit(lambda: [webhook_deliver.delay(pk) for pk in delivery_ids])
+    return rows
+
+
+def _emit_in_steps(rows: list[Event], merchant: Merchant, livemode: bool, now: datetime) -> list[int]:
+    endpoints = [(endpoint.pk, endpoint.event_types) for endpoint in _ENDPOINTS_OF[livemode].all(merchant.pk)]
     wanted = [
         (event, endpoint_id) for event in rows for endpoint_id, types in endpoints if not types or event.type in types
     ]
     with transaction.atomic() if wanted else nullcontext():
         insert(rows)  # one multi-row INSERT … RETURNING id
-        if wanted:
-            deliveries = WebhookDelivery.objects.bulk_create(
-                WebhookDelivery(event=event, endpoint_id=endpoint_id, next_attempt_at=now)
-                for event, endpoint_id in wanted
-            )
-            from .tasks import webhook_deliver
+        deliveries = WebhookDelivery.objects.bulk_create(
+            WebhookDelivery(event=event, endpoint_id=endpoint_id, next_attempt_at=now) for event, endpoint_id in wanted
+        )
+    return [delivery.pk for delivery in deliveries]
 
-            ids = [delivery.pk for delivery in deliveries]
-            transaction.on_commit(lambda: [webhook_deliver.delay(pk) for pk in ids])
-    return rows
+
+def _emit_in_one_statement(rows: list[Event], merchant: Merchant, livemode: bool, now: datetime) -> list[int]:
+    event_fields, delivery_fields, sql = _emit_sql(len(rows))
+    prototype = WebhookDelivery(next_attempt_at=now)  # what every delivery starts as
+    params = [f.get_db_prep_save(f.pre_save(event, True), connection) for event in rows for f in event_fields]
+    params += [f.get_db_prep_save(f.pre_save(prototype, True), connection) for f in delivery_fields]
+    params += [merchant.pk, livemode]
+    with connection.cursor() as cursor:
+        execute(cursor, sql, params)
+        returned = cursor.fetchall()
+    event_ids = [key for key, is_delivery in returned if not is_delivery]
+    for event, key in zip(rows, event_ids, strict=True):  # in the order of VALUES
+        event.pk = key
+        event._state.adding, event._state.db = False, "default"
+    return [key for key, is_delivery in returned if is_delivery]
+
+
+@functools.cache
+def _emit_sql(rows: int) -> tuple[list[Any], list[Any], str]:
+    """The statement appending `rows` events and a delivery for each (event, subscribed endpoint) pair."""
+    events, deliveries = Event._meta, WebhookDelivery._meta
+    event_fields = [field for field in events.concrete_fields if not field.primary_key]
+    delivery_fields = [field for field in deliveries.concrete_fields if field.name not in ("id", "event", "endpoint")]
+    row = "(" + ", ".join(["%s"] * len(event_fields)) + ")"
+    endpoints = WebhookEndpoint._meta.db_table
+    # Table and column names come from the models; every value is a parameter.
+    sql = f"""
+WITH event AS (
+    INSERT INTO {events.db_table} ({", ".join(str(f.column) for f in event_fields)})
+    VALUES {", ".join([row] * rows)}
+    RETURNING id, type
+), delivery AS (
+    INSERT INTO {deliveries.db_table} (event_id, endpoint_id, {", ".join(str(f.column) for f in delivery_fields)})
+    SELECT event.id, endpoint.id, {", ".join(["%s"] * len(delivery_fields))}
+      FROM event JOIN {endpoints} AS endpoint
+        ON endpoint.merchant_id = %s AND endpoint.livemode = %s AND endpoint.enabled
+       AND (endpoint.event_types = '[]'::jsonb OR endpoint.event_types ? event.type)
+     ORDER BY event.id, endpoint.id
+    RETURNING id
+)
+SELECT id, false FROM event
+UNION ALL
+SELECT id, true FROM delivery
+"""  # noqa: S608
+    return event_fields, delivery_fields, sql
 
 
 def event_body(event: Event) -> dict[str, Any]:

@@ -193,6 +193,55 @@ def test_disabled_and_unsubscribed_endpoints_get_nothing(world: World) -> None:
     assert Event.objects.filter(merchant=world.merchant).count() == 1
 
 
+def test_events_get_one_delivery_per_subscribed_endpoint_of_their_mode(
+    world: World, django_capture_on_commit_callbacks: Any, monkeypatch: Any
+) -> None:
+    from merchants.tasks import webhook_deliver
+    from tests.factories import MerchantFactory
+
+    every = services.webhook_endpoint_create(
+        merchant=world.merchant, url="https://a.example.com", event_types=[], livemode=False
+    )
+    refunds = services.webhook_endpoint_create(
+        merchant=world.merchant, url="https://b.example.com", event_types=["refund.succeeded"], livemode=False
+    )
+    live = services.webhook_endpoint_create(
+        merchant=world.merchant, url="https://c.example.com", event_types=[], livemode=True
+    )
+    services.webhook_endpoint_create(merchant=MerchantFactory(), url="https://d.example.com", event_types=[])
+    queued: list[int] = []
+    monkeypatch.setattr(webhook_deliver, "delay", queued.append)  # the webhook worker's queue
+    with django_capture_on_commit_callbacks(execute=True):
+        emitted = services.events_emit(
+            merchant=world.merchant,
+            events=[("payment.succeeded", {"n": 1}), ("refund.succeeded", {"n": 2}), ("payment.failed", {"n": 3})],
+            livemode=True,
+        )
+        test_mode = services.events_emit(
+            merchant=world.merchant, events=[("refund.succeeded", {"n": 4})], livemode=False
+        )
+    assert [event.type for event in emitted] == ["payment.succeeded", "refund.succeeded", "payment.failed"]
+    assert [event.pk for event in emitted] == sorted(event.pk for event in emitted)  # ids in the order given
+    stored = {event.pk: (event.type, event.payload, event.livemode) for event in Event.objects.all()}
+    assert [stored[event.pk] for event in emitted] == [
+        ("payment.succeeded", {"n": 1}, True),
+        ("refund.succeeded", {"n": 2}, True),
+        ("payment.failed", {"n": 3}, True),
+    ]
+    pairs = sorted(WebhookDelivery.objects.values_list("event_id", "endpoint_id"))
+    # Live events reach only the live endpoint (every type); the test-mode refund reaches both test endpoints.
+    expected = [(event.pk, live.endpoint.pk) for event in emitted]
+    expected += [(test_mode[0].pk, every.endpoint.pk), (test_mode[0].pk, refunds.endpoint.pk)]
+    assert pairs == sorted(expected)
+    assert sorted(queued) == sorted(WebhookDelivery.objects.values_list("pk", flat=True))  # each queued once
+    delivery = WebhookDelivery.objects.first()
+    assert delivery is not None
+    assert (delivery.status, delivery.attempts, delivery.next_attempt_at is not None) == ("pending", 0, True)
+    assert services.events_emit(merchant=world.merchant, events=[]) == []
+    with pytest.raises(ValueError, match="unknown event type"):
+        services.events_emit(merchant=world.merchant, events=[("payment.exploded", {})])
+
+
 def test_admin_resend_action(world: World, receiver: Receiver, client: Any) -> None:
     from tests.factories import AllianceOperatorFactory
 
