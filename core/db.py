@@ -240,6 +240,26 @@ def insert(objects: Sequence[models.Model], *, using: str = "default") -> None:
         obj._state.adding, obj._state.db = False, using
 
 
+def new_row(obj: models.Model, *, using: str = "default") -> tuple[str, list[str], list[Any]]:
+    """The quoted table, quoted columns and prepared values that `insert()` writes for a new object: for a statement
+    that writes it together with other rows (a data-modifying CTE). `saved(obj, pk)` then marks it written."""
+    model = type(obj)
+    if not obj._state.adding or obj.pk is not None:
+        raise ValueError("new_row() takes a new object, without a primary key")
+    connection = connections[using]
+    fields, _sql = _insert_sql(model, 1, using)
+    quote = connection.ops.quote_name
+    columns = [quote(str(field.column)) for field in fields]
+    values = [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
+    return quote(model._meta.db_table), columns, values
+
+
+def saved(obj: models.Model, pk: Any, *, using: str = "default") -> None:
+    """Marks a new object as written with primary key `pk` (after a statement of `new_row()`'s)."""
+    obj.pk = pk
+    obj._state.adding, obj._state.db = False, using
+
+
 def insert_if(obj: models.Model, guard: str, guard_params: Sequence[Any], *, using: str = "default") -> bool:
     """Writes one new object as `insert()` does, only if `guard` returns a row, atomically; returns whether it did.
 

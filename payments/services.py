@@ -8,8 +8,10 @@ guarded UPDATE that only one request can win.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import re
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from django.utils import timezone
 
 from core.audit import audit_record, snapshot
 from core.calendar import business_date, local_now
-from core.db import execute, insert, insert_if
+from core.db import execute, insert, insert_if, new_row, saved
 from core.errors import ChannelError, Conflict, NotFound, ValidationFailed
 from core.idempotency import run_idempotent
 from core.money import validate_minor_amount
@@ -152,6 +154,7 @@ def payment_create(
             agreement_token=agreement_token,
             use_points=use_points,
             livemode=livemode,
+            write=not confirm,  # confirming at once: the row may be written by the start's statement
         )
         if confirm:
             _confirm(intent)
@@ -188,7 +191,11 @@ def _create(
     agreement_token: str = "",
     use_points: int = 0,
     livemode: bool = True,
+    write: bool = True,
 ) -> PaymentIntent:
+    """A new payment awaiting confirmation. With `write` False, on PostgreSQL, a payment that needs nothing else
+    written with it (no agreement, no points) is left unwritten for `_confirm` to write in the start's statement (one
+    row version fewer: it is born processing); anything else that needs the row writes it first (`_ensure_written`)."""
     validate_minor_amount(amount, currency)
     if isinstance(use_points, bool) or not isinstance(use_points, int) or use_points < 0:
         raise ValidationFailed("use_points is a whole number of points.", code="invalid_points", param="use_points")
@@ -265,12 +272,11 @@ def _create(
         )
         # The payment row: one prepared INSERT, compiled once (no save() hooks on payments); by a code, the same
         # statement takes the code, and a code taken meanwhile by another request writes nothing.
-        if code is not None:
-            assert funding is not None
-            if not insert_if(intent, *methods.payment_code_use(funding)):
-                raise methods.payment_code_lost(funding)
+        guard = _RowGuard(*methods.payment_code_use(funding), funding) if code is not None and funding else None
+        if not write and not points and agreement is None and connection.vendor == "postgresql":
+            intent.__dict__[_UNWRITTEN] = guard
         else:
-            insert([intent])
+            _write_row(intent, guard)
         if points:
             assert program is not None
             intent.points_hold_id = ledger_bridge.spend_hold(
@@ -282,6 +288,31 @@ def _create(
             intent.save(update_fields=["points_hold"])
     intent.card, intent.merchant = card, merchant
     return intent
+
+
+@dataclass(frozen=True)
+class _RowGuard:
+    """What a payment's row must take as it is written (the code it is paid by): a guard for `insert_if`."""
+
+    sql: str
+    params: list[Any]
+    funding: methods.Funding
+
+
+_UNWRITTEN = "_mengka_unwritten_row"  # on a payment `_create` left unwritten: its guard (or None)
+
+
+def _write_row(intent: PaymentIntent, guard: _RowGuard | None) -> None:
+    if guard is None:
+        insert([intent])
+    elif not insert_if(intent, guard.sql, guard.params):
+        raise methods.payment_code_lost(guard.funding)
+
+
+def _ensure_written(intent: PaymentIntent) -> None:
+    """Writes a payment `_create` left unwritten, before anything that needs its row."""
+    if intent.pk is None:
+        _write_row(intent, intent.__dict__.pop(_UNWRITTEN))
 
 
 def _points_part(
@@ -354,6 +385,7 @@ def _confirm(intent: PaymentIntent) -> None:
     config, health = routing.load_config(), health_store()
     decision = routing.decide(routing.context_for(intent, local_now().time()), config, health)
     if not decision.order:
+        _ensure_written(intent)
         _record_decision(intent, decision)
         PaymentIntent.objects.filter(pk=intent.pk).update(**risk_fields)
         _fail(intent, "no_channel", "No channel can carry this payment.")
@@ -372,6 +404,7 @@ def _confirm(intent: PaymentIntent) -> None:
         attempt: PaymentAttempt | None = _start_processing(intent, decision, risk_fields, channel)
         info: routing.ChannelInfo | None = next(order)
     else:
+        _ensure_written(intent)
         _record_decision(intent, decision)
         _move_to_processing(intent, risk_fields)
         attempt, info = None, next_channel()  # only the request that won the payment may take a half-open probe
@@ -415,6 +448,7 @@ def _risk_check(intent: PaymentIntent) -> dict[str, Any] | None:
         "risk_review": intent.risk_review,
     }
     if assessment.outcome == RiskOutcome.BLOCK:
+        _ensure_written(intent)
         PaymentIntent.objects.filter(pk=intent.pk).update(**fields)
         _fail(intent, "risk_blocked", f"Refused by risk checks: {assessment.message}")
         return None
@@ -443,11 +477,17 @@ ATTEMPT_COLUMNS = (
     "intent_id", "sequence", "channel_id", "reference", "status", "amount", "currency", "channel_reference",
     "error_code", "error_message", "latency_ms", "created_at", "resolved_at",
 )  # fmt: skip
+_DECISION_VALUES = (
+    "%(rule)s, %(rule_name)s, %(strategy)s, %(candidates)s::jsonb, %(chosen)s::jsonb, %(explored)s, %(decided_in_us)s,"
+    " %(now)s"
+)
+_ATTEMPT_VALUES = (
+    "1, %(channel)s, %(reference)s, %(pending)s, %(amount)s, %(currency)s, '', '', '', NULL, %(now)s, NULL"
+)
 _START_SQL = f"""
 WITH decision AS (
     INSERT INTO {RoutingDecision._meta.db_table} ({", ".join(DECISION_COLUMNS)})
-    VALUES (%(intent)s, %(rule)s, %(rule_name)s, %(strategy)s, %(candidates)s::jsonb, %(chosen)s::jsonb,
-            %(explored)s, %(decided_in_us)s, %(now)s)
+    VALUES (%(intent)s, {_DECISION_VALUES})
 ), processing AS (
     UPDATE {PaymentIntent._meta.db_table}
        SET status = %(processing)s, updated_at = %(now)s, risk_outcome = %(risk_outcome)s,
@@ -456,10 +496,39 @@ WITH decision AS (
     RETURNING id
 )
 INSERT INTO {PaymentAttempt._meta.db_table} ({", ".join(ATTEMPT_COLUMNS)})
-SELECT id, 1, %(channel)s, %(reference)s, %(pending)s, %(amount)s, %(currency)s, '', '', '', NULL, %(now)s, NULL
+SELECT id, {_ATTEMPT_VALUES}
   FROM processing
-RETURNING id
+RETURNING intent_id, id
 """  # noqa: S608 (table names from the models, values as parameters)
+
+
+@functools.cache
+def _start_new_sql(table: str, columns: tuple[str, ...], guard: str | None) -> str:
+    """The start for a payment `_create` left unwritten: its row is written, born processing, by the same statement
+    (and, paid by a code, only if the statement takes the code: `guard`, its placeholders named `%(g<n>)s`)."""
+    values = ", ".join(f"%(c{n})s" for n in range(len(columns)))
+    head = f"WITH guard AS ({guard}), " if guard else "WITH "
+    source = " FROM (SELECT 1 FROM guard LIMIT 1) AS taken" if guard else ""
+    return f"""
+{head}payment AS (
+    INSERT INTO {table} ({", ".join(columns)}) SELECT {values}{source}
+    RETURNING id
+), decision AS (
+    INSERT INTO {RoutingDecision._meta.db_table} ({", ".join(DECISION_COLUMNS)})
+    SELECT id, {_DECISION_VALUES} FROM payment
+)
+INSERT INTO {PaymentAttempt._meta.db_table} ({", ".join(ATTEMPT_COLUMNS)})
+SELECT id, {_ATTEMPT_VALUES}
+  FROM payment
+RETURNING intent_id, id
+"""  # noqa: S608 (table and columns from the models, the guard from methods, values as parameters)
+
+
+def _named(sql: str) -> str:
+    """A statement's positional placeholders as `%(g0)s`, `%(g1)s` …, to sit in a statement of named ones."""
+    assert "%(" not in sql
+    numbers = iter(range(sql.count("%s")))
+    return re.sub(r"%s", lambda _match: f"%(g{next(numbers)})s", sql)
 
 
 def _move_to_processing(intent: PaymentIntent, risk_fields: dict[str, Any]) -> None:
@@ -479,38 +548,52 @@ def _start_processing(
     called."""
     now = timezone.now()
     reference = _attempt_reference(intent, 1)
+    params = {
+        "intent": intent.pk,
+        "rule": decision.rule_id,
+        "rule_name": decision.rule_name,
+        "strategy": decision.strategy,
+        "candidates": json.dumps([candidate.as_dict() for candidate in decision.candidates]),
+        "chosen": json.dumps(decision.chosen_codes),
+        "explored": decision.explored,
+        "decided_in_us": decision.decided_in_us,
+        "now": now,
+        "processing": Status.PROCESSING,
+        "requires_confirmation": Status.REQUIRES_CONFIRMATION,
+        "risk_outcome": risk_fields["risk_outcome"],
+        "risk_reasons": json.dumps(risk_fields["risk_reasons"]),
+        "risk_review": risk_fields["risk_review"],
+        "channel": channel.pk,
+        "reference": reference,
+        "pending": AttemptStatus.PENDING,
+        "amount": intent.amount,
+        "currency": intent.currency,
+    }
+    guard: _RowGuard | None = None
+    sql = _START_SQL
+    if intent.pk is None:  # written here, born processing with its risk outcome
+        guard = intent.__dict__.pop(_UNWRITTEN)
+        intent.status, intent.updated_at = Status.PROCESSING, now
+        for name, value in risk_fields.items():
+            setattr(intent, name, value)
+        table, columns, values = new_row(intent)
+        sql = _start_new_sql(table, tuple(columns), _named(guard.sql) if guard else None)
+        params.update({f"c{n}": value for n, value in enumerate(values)})
+        if guard is not None:
+            params.update({f"g{n}": value for n, value in enumerate(guard.params)})
     with connection.cursor() as cursor:
-        execute(
-            cursor,
-            _START_SQL,
-            {
-                "intent": intent.pk,
-                "rule": decision.rule_id,
-                "rule_name": decision.rule_name,
-                "strategy": decision.strategy,
-                "candidates": json.dumps([candidate.as_dict() for candidate in decision.candidates]),
-                "chosen": json.dumps(decision.chosen_codes),
-                "explored": decision.explored,
-                "decided_in_us": decision.decided_in_us,
-                "now": now,
-                "processing": Status.PROCESSING,
-                "requires_confirmation": Status.REQUIRES_CONFIRMATION,
-                "risk_outcome": risk_fields["risk_outcome"],
-                "risk_reasons": json.dumps(risk_fields["risk_reasons"]),
-                "risk_review": risk_fields["risk_review"],
-                "channel": channel.pk,
-                "reference": reference,
-                "pending": AttemptStatus.PENDING,
-                "amount": intent.amount,
-                "currency": intent.currency,
-            },
-        )
+        execute(cursor, sql, params)
         row = cursor.fetchone()
     if row is None:
+        if guard is not None:  # another request took the code first: nothing was written
+            intent.status = Status.REQUIRES_CONFIRMATION
+            raise methods.payment_code_lost(guard.funding)
         raise Conflict("This payment is being confirmed by another request.", code="payment_unexpected_state")
+    if intent.pk is None:
+        saved(intent, row[0])
     intent.status = Status.PROCESSING
     attempt = PaymentAttempt(
-        id=row[0],
+        id=row[1],
         intent=intent,
         sequence=1,
         channel=channel,

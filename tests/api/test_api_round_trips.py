@@ -24,7 +24,7 @@ def _as_written(sql: str) -> str:
     return sql
 
 
-def test_a_payment_by_code_with_an_endpoint_subscribed_is_eleven_statements(
+def test_a_payment_by_code_with_an_endpoint_subscribed_is_ten_statements(
     world: World, settings: Any, monkeypatch: Any
 ) -> None:
     from merchants.services import webhook_endpoint_create
@@ -57,13 +57,14 @@ def test_a_payment_by_code_with_an_endpoint_subscribed_is_eleven_statements(
         payment = pay("measured", shown)
     assert payment["status"] == "succeeded"
     executed = [_as_written(q["sql"]) for q in queries.captured_queries]
-    # key · idempotency record · the code with its card · payment row taking the code · start · finish (BEGIN,
-    # outcome, ledger, COMMIT) · the events with their deliveries · idempotency record done.
+    # key · idempotency record · the code with its card · start (the payment row, taking the code, the decision, the
+    # first attempt) · finish (BEGIN, outcome, ledger, COMMIT) · the events with their deliveries · idempotency done.
     assert [sql.split()[0] for sql in executed] == [
-        "SELECT", "INSERT", "SELECT", "WITH", "WITH", "BEGIN", "WITH", "SELECT", "COMMIT", "WITH", "UPDATE",
+        "SELECT", "INSERT", "SELECT", "WITH", "BEGIN", "WITH", "SELECT", "COMMIT", "WITH", "UPDATE",
     ], "\n".join(" ".join(s.split()[:4]) for s in executed)  # fmt: skip
-    assert "merchants_event" in executed[9]
-    assert "merchants_webhookdelivery" in executed[9]
+    assert "payments_paymentcode" in executed[3]
+    assert "merchants_event" in executed[8]
+    assert "merchants_webhookdelivery" in executed[8]
     from merchants.models import Event, WebhookDelivery
 
     event = Event.objects.get(type="payment.succeeded", payload__id=payment["id"])

@@ -48,6 +48,39 @@ def create(world: dict[str, Any], amount: int = 1_000, **kw: Any) -> PaymentInte
 # --- payment codes ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("confirm", [True, False])
+def test_a_code_another_till_takes_after_it_was_read_writes_nothing(
+    world: dict[str, Any], monkeypatch: Any, confirm: bool
+) -> None:
+    """Between the read of the code and the statement that writes the payment, another till uses the code: the
+    statement's guard finds it used, writes no payment (no decision, no attempt) and calls no channel."""
+    from payments.models import PaymentAttempt, RoutingDecision
+
+    code = methods.payment_code_generate(cardholder=world["cardholder"], card=world["card"])
+    find = methods.payment_code_find
+
+    def find_then_lose_the_race(shown: str) -> methods.Funding:
+        funding = find(shown)
+        PaymentCode.objects.filter(pk=code.pk).update(used_at=timezone.now())  # the other till's take
+        return funding
+
+    monkeypatch.setattr(methods, "payment_code_find", find_then_lose_the_race)
+    with pytest.raises(Conflict) as error:
+        services.payment_create(
+            merchant=world["merchant"],
+            amount=1_000,
+            currency="CNY",
+            payment_code=code.code,
+            idempotency_key=key(),
+            confirm=confirm,
+        )
+    assert error.value.code == "payment_code_used"
+    assert not PaymentIntent.objects.exists()
+    assert not RoutingDecision.objects.exists()
+    assert not PaymentAttempt.objects.exists()
+    assert world["fake"].calls == []
+
+
 def test_payment_code_pays_once_without_naming_the_cardholder(world: dict[str, Any]) -> None:
     code = methods.payment_code_generate(cardholder=world["cardholder"], card=world["card"])
     assert len(code.code) == 18

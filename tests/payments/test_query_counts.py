@@ -33,7 +33,7 @@ def _as_written(sql: str) -> str:
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-def test_create_confirm_capture_with_points_in_eight_statements(channel_fake: Any, settings: Any) -> None:
+def test_create_confirm_capture_with_points_in_seven_statements(channel_fake: Any, settings: Any) -> None:
     settings.POINTS_PROGRAM_CACHE_TTL = 60  # as in production: the issuer's programme is cached per process
     bank = MemberBankFactory()
     PointsProgramFactory(bank=bank)
@@ -47,18 +47,19 @@ def test_create_confirm_capture_with_points_in_eight_statements(channel_fake: An
     assert intent.status == "succeeded"
     assert intent.points_earned == 20  # 10.00 CNY of dining at 2 points per yuan
     executed = [q["sql"] for q in queries.captured_queries]
-    # All but the transaction's BEGIN and COMMIT run prepared (core.db): idempotency key, payment, start, finish,
-    # ledger function, done.
-    assert sum(sql.startswith("EXECUTE mengka_") for sql in executed) == 6, executed
+    # All but the transaction's BEGIN and COMMIT run prepared (core.db): idempotency key, start, finish, ledger
+    # function, done.
+    assert sum(sql.startswith("EXECUTE mengka_") for sql in executed) == 5, executed
     assert not any(sql.startswith("PREPARE") for sql in executed)  # prepared once per connection, by the warm-up
     statements = [_as_written(sql).split()[0] for sql in executed]
-    # idempotency key · payment · (risk rules, blocked lists and fee schedules are cached with the routing
-    # configuration, the points programme per process) · one statement for the decision, the move to processing
-    # (with the risk outcome) and the attempt · finish: BEGIN, one statement for the attempt's outcome and the
-    # guarded UPDATE, ledger function, COMMIT · idempotency done.
-    assert len(statements) == 8, statements
-    assert statements[2] == "WITH"
-    assert statements[3:5] == ["BEGIN", "WITH"]
+    # idempotency key · (risk rules, blocked lists and fee schedules are cached with the routing configuration, the
+    # points programme per process) · one statement for the payment row (born processing, with its risk outcome),
+    # the decision and the first attempt · finish: BEGIN, one statement for the attempt's outcome and the guarded
+    # UPDATE, ledger function, COMMIT · idempotency done.
+    assert statements == ["INSERT", "WITH", "BEGIN", "WITH", "SELECT", "COMMIT", "UPDATE"], statements
+    start = _as_written(executed[1])
+    for table in ("payments_paymentintent", "payments_routingdecision", "payments_paymentattempt"):
+        assert f"INSERT INTO {table}" in start.replace('"', ""), start
     assert sum(1 for sql in executed if "rewards_post_simple" in _as_written(sql)) == 1
 
 
@@ -86,10 +87,10 @@ def test_a_payment_code_is_taken_by_the_statement_that_writes_the_payment(channe
     assert intent.payment_code.used_at is not None
     executed = [_as_written(q["sql"]) for q in queries.captured_queries]
     executed = executed[executed.index(next(s for s in executed if "core_idempotencyrecord" in s)) :]  # after the code
-    # idempotency key · the code with its card · the payment row, written only by the statement that takes the code ·
-    # start · finish (BEGIN, outcome, ledger, COMMIT) · done: no transaction around the code and the row.
+    # idempotency key · the code with its card · the start, whose payment row is written only if the same statement
+    # takes the code · finish (BEGIN, outcome, ledger, COMMIT) · done: no transaction around the code and the row.
     statements = [sql.split()[0] for sql in executed]
-    assert statements == ["INSERT", "SELECT", "WITH", "WITH", "BEGIN", "WITH", "SELECT", "COMMIT", "UPDATE"], executed
+    assert statements == ["INSERT", "SELECT", "WITH", "BEGIN", "WITH", "SELECT", "COMMIT", "UPDATE"], executed
     assert "payments_paymentcode" in executed[1]
     assert "payments_paymentcode" in executed[2]
     assert "payments_paymentintent" in executed[2]
