@@ -140,14 +140,17 @@ def _bucket(window: str, now: float) -> str:
 
 
 def _counter_keys(intent: PaymentIntent, now: float) -> list[tuple[str, str, str, str]]:
-    """(key, subject, window, measure) for every counter this payment moves."""
+    """(key, subject, window, measure) for every counter this payment moves. Test-mode payments count apart: a
+    merchant's sandbox traffic never uses up a real cardholder's, card's or merchant's live limits (and still meets the
+    same rules, so declines by velocity can be tried in test mode)."""
     keys = []
+    mode = "" if intent.livemode else "test:"
     for subject in RiskRule.Subject.values:
         subject_id = _subject_id(intent, subject)
         if subject_id is None:
             continue
         for window in RiskRule.Window.values:
-            base = f"{subject}:{subject_id}:{window}:{_bucket(window, now)}:{intent.currency}"
+            base = f"{mode}{subject}:{subject_id}:{window}:{_bucket(window, now)}:{intent.currency}"
             keys.append((f"{base}:count", subject, window, "count"))
             keys.append((f"{base}:total", subject, window, "total"))
     return keys

@@ -118,6 +118,17 @@ def test_velocity_per_merchant_counts_every_card(world: dict[str, Any]) -> None:
     assert pay(world, 1_000, card=CardFactory(product=world["card"].product)).failure_code == "risk_blocked"
 
 
+def test_test_mode_payments_count_apart_from_live_ones(world: dict[str, Any]) -> None:
+    make_risk_rule(name="merchant hour", kind="count", subject="merchant", window="hour", threshold=2)
+    assert [pay(world, 1_000, livemode=False).status for _ in range(3)] == [
+        Status.SUCCEEDED,
+        Status.SUCCEEDED,
+        Status.FAILED,  # the rule holds in test mode too
+    ]
+    # The sandbox's three payments used none of the live limit.
+    assert [pay(world, 1_000).status for _ in range(3)] == [Status.SUCCEEDED, Status.SUCCEEDED, Status.FAILED]
+
+
 @pytest.mark.parametrize("kind", ["card_fingerprint", "merchant", "device"])
 def test_blocked_lists(world: dict[str, Any], kind: str) -> None:
     value = {"card_fingerprint": world["card"].fingerprint, "merchant": world["merchant"].code, "device": "dev-1"}[kind]
