@@ -130,6 +130,8 @@ class Event(models.Model):
     )
     type = models.CharField(_("type"), max_length=64)
     payload = models.JSONField(_("payload"), default=dict)
+    # The id of the object in the payload (pay_…, re_…): which events an object has had is one index lookup.
+    object_id = models.CharField(_("object"), max_length=64, blank=True, default="", editable=False)
     livemode = models.BooleanField(_("live mode"), default=True, help_text=LIVEMODE_HELP)
     created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
 
@@ -137,7 +139,10 @@ class Event(models.Model):
         verbose_name = _("event")
         verbose_name_plural = _("events")
         ordering = ("-id",)
-        indexes = [models.Index(fields=["merchant", "livemode", "-id"])]
+        indexes = [
+            models.Index(fields=["merchant", "livemode", "-id"]),
+            models.Index(fields=["object_id", "type"], name="event_object_type"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.public_id} {self.type}"

@@ -72,8 +72,3 @@ def event_get(*, merchant: Merchant, livemode: bool, event_id: str) -> Event:
 def acquiring_banks() -> QuerySet[MemberBank]:
     """Members that may sponsor merchants: active, with an acquiring licence."""
     return MemberBank.objects.filter(acquiring_licence=True, status=MemberBank.Status.ACTIVE).order_by("code")
-
-
-def event_exists(*, merchant_id: int, type: str, object_id: str) -> bool:
-    """Whether the merchant was already told `type` about the object with this id."""
-    return Event.objects.filter(merchant_id=merchant_id, type=type, payload__id=object_id).exists()

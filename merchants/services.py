@@ -360,6 +360,7 @@ def events_emit(*, merchant: Merchant, events: list[tuple[str, dict[str, Any]]],
             merchant=merchant,
             type=type,
             payload=payload,
+            object_id=str(payload.get("id", ""))[:64],
             livemode=livemode,
             created_at=now,
         )

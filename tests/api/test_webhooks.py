@@ -289,3 +289,15 @@ def test_changes_made_by_jobs_are_caught_up_once(world: World) -> None:
     assert canceled.payload["id"] == held["id"]
     assert Event.objects.filter(merchant=world.merchant, type="refund.succeeded").count() == 1
     assert (events_catch_up().payments, events_catch_up().refunds) == (0, 0)
+
+
+def test_the_catch_up_finds_what_is_missing_in_one_query_per_kind(world: World, django_assert_num_queries: Any) -> None:
+    from payments.events import events_catch_up
+
+    paid = [world.api.post("payments", pay_body(world.card, 1000 + n), key=idem())[1] for n in range(5)]
+    for payment in paid:
+        event = Event.objects.get(type="payment.succeeded", payload__id=payment["id"])
+        assert event.object_id == payment["id"]  # what the catch-up looks events up by
+    with django_assert_num_queries(2):  # payments, refunds: however many changed, nothing is missing
+        done = events_catch_up()
+    assert (done.payments, done.refunds) == (0, 0)
