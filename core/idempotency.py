@@ -4,8 +4,11 @@
                              request={"payment": pid, "amount": 500}, execute=lambda: do_capture(...))
 
 `execute` returns a JSON-safe dict (the outcome). A domain error (`MengkaError`) is an outcome too and is replayed as
-the same error; any other exception frees the key so the caller may retry. Two concurrent calls with one key: one
-runs, the other gets a 409 `Conflict` while the first is in progress.
+the same error; any other exception frees the key so the caller may retry — unless the run had recorded progress
+(`progress_statement`, written with the object it created, say the payment that is about to be charged): then the key
+is left *interrupted*, and the next request with it resumes from that progress (`resumed()`) instead of starting
+again, so a retry after an unexpected error never makes a second payment. Two concurrent calls with one key: one runs,
+the other gets a 409 `Conflict` while the first is in progress.
 
 Records are kept for `IDEMPOTENCY_RETENTION_HOURS` (48 by default, never under the 24 hours the merchant API promises)
 and then pruned by the hourly `core.idempotency_prune` job: a key is a guard against retries, not a permanent record.
@@ -23,6 +26,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from .db import execute, insert
@@ -58,6 +62,25 @@ def _raise_stored(outcome: dict[str, Any]) -> None:
 
 # The key a caller already holds a record for (the merchant API's, around the service it calls with that key).
 _held: ContextVar[str | None] = ContextVar("idempotency_key_held", default=None)
+# The record of the keyed run under way, and the progress an earlier, interrupted run of its key recorded.
+_running: ContextVar[tuple[int, dict[str, Any] | None] | None] = ContextVar("idempotency_running", default=None)
+
+
+def resumed() -> dict[str, Any] | None:
+    """The progress an earlier run of the current key recorded before it stopped unexpectedly; None on a first run
+    (and outside a keyed run). A service resumes from it instead of doing again what that run did."""
+    running = _running.get()
+    return running[1] if running else None
+
+
+def progress_statement(progress: dict[str, Any]) -> tuple[str, list[Any]] | None:
+    """The statement recording `progress` on the current key's record: the caller runs it in the transaction (or the
+    statement) that writes what the progress names, so the two stand or fall together. None outside a keyed run."""
+    running = _running.get()
+    if running is None:
+        return None
+    sql = f"UPDATE {_TABLE} SET response = %s WHERE id = %s AND state = %s"  # noqa: S608
+    return sql, [_prep("response", progress), running[0], IdempotencyRecord.State.IN_PROGRESS]
 
 
 @contextmanager
@@ -96,17 +119,20 @@ def run_idempotent(
                 "This idempotency key was already used with a different request.", param="Idempotency-Key"
             ) from None
         if existing.state != IdempotencyRecord.State.DONE:
-            # A holder that crashed never finishes: after a while its key may be taken over. What it left behind is
-            # safe to run again because every operation guards its own state transitions.
+            # A holder that crashed never finishes: after a while its key may be taken over; one interrupted by an
+            # error may be at once. The new run resumes from the progress the earlier one recorded (the rest is safe
+            # to run again because every operation guards its own state transitions).
             stale_before = timezone.now() - STALE_AFTER
             taken = IdempotencyRecord.objects.filter(
-                pk=existing.pk, state=IdempotencyRecord.State.IN_PROGRESS, created_at__lt=stale_before
-            ).update(created_at=timezone.now())
+                Q(state=IdempotencyRecord.State.INTERRUPTED)
+                | Q(state=IdempotencyRecord.State.IN_PROGRESS, created_at__lt=stale_before),
+                pk=existing.pk,
+            ).update(state=IdempotencyRecord.State.IN_PROGRESS, created_at=timezone.now())
             if not taken:
                 raise Conflict(
                     "A request with this idempotency key is still in progress.", code="idempotency_in_progress"
                 ) from None
-            return _execute(existing.pk, execute)
+            return _execute(existing.pk, execute, resumed=existing.response or None)
         outcome = existing.response or {}
         if _ERROR_MARK in outcome:
             _raise_stored(outcome)
@@ -114,15 +140,23 @@ def run_idempotent(
     return _execute(record_id, execute)
 
 
-def _execute(record_id: int, execute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def _execute(
+    record_id: int, execute: Callable[[], dict[str, Any]], *, resumed: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    token = _running.set((record_id, resumed))
     try:
         outcome = execute()
     except MengkaError as exc:
         _finish(record_id, _error_outcome(exc), exc.http_status)
         raise
     except BaseException:
-        IdempotencyRecord.objects.filter(pk=record_id, state=IdempotencyRecord.State.IN_PROGRESS).delete()
+        # Nothing recorded: the key is free again. Progress recorded: the next request resumes from it.
+        running = IdempotencyRecord.objects.filter(pk=record_id, state=IdempotencyRecord.State.IN_PROGRESS)
+        if not running.filter(response__isnull=True).delete()[0]:
+            running.update(state=IdempotencyRecord.State.INTERRUPTED)
         raise
+    finally:
+        _running.reset(token)
     _finish(record_id, outcome, 200)
     return outcome
 

@@ -102,6 +102,9 @@ class IdempotencyRecord(models.Model):
 
     class State(models.TextChoices):
         IN_PROGRESS = "in_progress", _("in progress")
+        # Stopped by an unexpected error after recording progress (the object it created): the next request with the
+        # key resumes from there instead of starting again.
+        INTERRUPTED = "interrupted", _("interrupted")
         DONE = "done", _("done")
 
     scope = models.CharField(_("scope"), max_length=64)

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 
 from core.calendar import local_now
 from core.errors import ValidationFailed
+from core.idempotency import resumed
 from core.text import ascii_digits
 from merchants.api_base import (
     LIVEMODE_HELP,
@@ -217,7 +218,7 @@ class PaymentListCreateApi(MerchantAPIView):
             intent = services.payment_create(
                 merchant=merchant, idempotency_key=key, livemode=livemode, **funding, **data
             )
-            events.payment_changed(intent, before=None)
+            events.payment_changed(intent, before=None, resumed=resumed() is not None)
             return 201, payment_out(intent)
 
         return self.idempotent("payment.create", run)

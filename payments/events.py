@@ -84,13 +84,17 @@ REFUND_STATUS_EVENTS = {
 }
 
 
-def payment_changed(intent: PaymentIntent, *, before: str | None) -> None:
-    """`payment.created` for a new payment, then the event of its new status if it moved."""
+def payment_changed(intent: PaymentIntent, *, before: str | None, resumed: bool = False) -> None:
+    """`payment.created` for a new payment, then the event of its new status if it moved. `resumed`: a request that
+    carries on an interrupted one (`core.idempotency.resumed`), which may have emitted some of them already."""
     body = payment_out(intent)
     emitted = [("payment.created", body)] if before is None else []
     event_type = PAYMENT_STATUS_EVENTS.get(PaymentIntent.Status(intent.status))
     if event_type and intent.status != before:
         emitted.append((event_type, body))
+    if resumed:
+        told = set(Event.objects.filter(object_id=intent.public_id).values_list("type", flat=True))
+        emitted = [(type, payload) for type, payload in emitted if type not in told]
     if emitted:
         events_emit(merchant=intent.merchant, events=emitted, livemode=intent.livemode)
 

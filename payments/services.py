@@ -28,7 +28,7 @@ from core.audit import audit_record, snapshot
 from core.calendar import business_date, local_now
 from core.db import execute, insert, insert_if, new_row, saved
 from core.errors import ChannelError, Conflict, NotFound, ValidationFailed
-from core.idempotency import run_idempotent
+from core.idempotency import progress_statement, resumed, run_idempotent
 from core.money import validate_minor_amount
 from members.models import BindingStatus, Card, Cardholder, LinkedAccount, MemberBank, PointsProgram
 from merchants.models import Merchant
@@ -137,6 +137,15 @@ def payment_create(
     executed: list[PaymentIntent] = []
 
     def execute() -> dict[str, Any]:
+        earlier = resumed()
+        if earlier and earlier.get("payment"):
+            # An earlier run of this key wrote the payment (and may have had it charged), then stopped: carry on
+            # with that payment, never make a second one.
+            intent = _load(earlier["payment"], merchant, livemode)
+            if confirm and intent.status == Status.REQUIRES_CONFIRMATION:
+                _confirm(intent)
+            executed.append(intent)
+            return {"payment": intent.public_id}
         intent = _create(
             merchant=merchant,
             cardholder=cardholder,
@@ -303,10 +312,21 @@ _UNWRITTEN = "_mengka_unwritten_row"  # on a payment `_create` left unwritten: i
 
 
 def _write_row(intent: PaymentIntent, guard: _RowGuard | None) -> None:
-    if guard is None:
-        insert([intent])
-    elif not insert_if(intent, guard.sql, guard.params):
-        raise methods.payment_code_lost(guard.funding)
+    """Writes the row (taking its code, if any) and, under an idempotency key, records it as the key's progress in the
+    same transaction (`core.idempotency`): a retry after an unexpected error resumes with this payment."""
+    progress = _progress(intent)
+    with transaction.atomic() if progress else nullcontext():
+        if guard is None:
+            insert([intent])
+        elif not insert_if(intent, guard.sql, guard.params):
+            raise methods.payment_code_lost(guard.funding)
+        if progress:
+            with connection.cursor() as cursor:
+                execute(cursor, *progress)
+
+
+def _progress(intent: PaymentIntent) -> tuple[str, list[Any]] | None:
+    return progress_statement({"payment": intent.public_id})
 
 
 def _ensure_written(intent: PaymentIntent) -> None:
@@ -503,17 +523,19 @@ RETURNING intent_id, id
 
 
 @functools.cache
-def _start_new_sql(table: str, columns: tuple[str, ...], guard: str | None) -> str:
+def _start_new_sql(table: str, columns: tuple[str, ...], guard: str | None, progress: str | None) -> str:
     """The start for a payment `_create` left unwritten: its row is written, born processing, by the same statement
-    (and, paid by a code, only if the statement takes the code: `guard`, its placeholders named `%(g<n>)s`)."""
+    (and, paid by a code, only if the statement takes the code: `guard`, its placeholders named `%(g<n>)s`), and
+    recorded as its idempotency key's progress if it was written (`progress`, placeholders `%(p<n>)s`)."""
     values = ", ".join(f"%(c{n})s" for n in range(len(columns)))
     head = f"WITH guard AS ({guard}), " if guard else "WITH "
     source = " FROM (SELECT 1 FROM guard LIMIT 1) AS taken" if guard else ""
+    recorded = f"), progress AS (\n    {progress} AND EXISTS (SELECT 1 FROM payment)" if progress else ""  # noqa: S608 (our own statement)
     return f"""
 {head}payment AS (
     INSERT INTO {table} ({", ".join(columns)}) SELECT {values}{source}
     RETURNING id
-), decision AS (
+{recorded}), decision AS (
     INSERT INTO {RoutingDecision._meta.db_table} ({", ".join(DECISION_COLUMNS)})
     SELECT id, {_DECISION_VALUES} FROM payment
 )
@@ -524,11 +546,12 @@ RETURNING intent_id, id
 """  # noqa: S608 (table and columns from the models, the guard from methods, values as parameters)
 
 
-def _named(sql: str) -> str:
-    """A statement's positional placeholders as `%(g0)s`, `%(g1)s` …, to sit in a statement of named ones."""
+def _named(sql: str, prefix: str) -> str:
+    """A statement's positional placeholders as `%(<prefix>0)s`, `%(<prefix>1)s` …, to sit in a statement of named
+    ones."""
     assert "%(" not in sql
     numbers = iter(range(sql.count("%s")))
-    return re.sub(r"%s", lambda _match: f"%(g{next(numbers)})s", sql)
+    return re.sub(r"%s", lambda _match: f"%({prefix}{next(numbers)})s", sql)
 
 
 def _move_to_processing(intent: PaymentIntent, risk_fields: dict[str, Any]) -> None:
@@ -577,10 +600,18 @@ def _start_processing(
         for name, value in risk_fields.items():
             setattr(intent, name, value)
         table, columns, values = new_row(intent)
-        sql = _start_new_sql(table, tuple(columns), _named(guard.sql) if guard else None)
+        progress = _progress(intent)
+        sql = _start_new_sql(
+            table,
+            tuple(columns),
+            _named(guard.sql, "g") if guard else None,
+            _named(progress[0], "p") if progress else None,
+        )
         params.update({f"c{n}": value for n, value in enumerate(values)})
         if guard is not None:
             params.update({f"g{n}": value for n, value in enumerate(guard.params)})
+        if progress is not None:
+            params.update({f"p{n}": value for n, value in enumerate(progress[1])})
     with connection.cursor() as cursor:
         execute(cursor, sql, params)
         row = cursor.fetchone()

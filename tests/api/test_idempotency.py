@@ -131,3 +131,71 @@ def test_concurrent_requests_with_one_key_run_once(world: World, monkeypatch: py
     assert world.fake.charge_count() == 1
     winner = next(body for status, body in results if status == 201)
     assert world.api.post("payments", body, key=key) == (201, winner)
+
+
+def test_a_retry_after_an_unexpected_error_past_the_charge_carries_on_with_the_same_payment(
+    world: World, monkeypatch: Any
+) -> None:
+    """The payment is charged, then the request fails unexpectedly (a 500): the same key must not charge again."""
+    from core.models import IdempotencyRecord
+    from merchants.models import Event
+    from payments import events
+    from tests.api.conftest import agreement_body, new_api
+
+    api = new_api(world.merchant, mode="live")
+    body = agreement_body(world.card, world.merchant, 5000)
+    emit = events.payment_changed
+
+    def lost_connection(intent: Any, **kwargs: Any) -> None:
+        raise RuntimeError("connection lost")
+
+    monkeypatch.setattr(events, "payment_changed", lost_connection)
+    api.client.raise_request_exception = False
+    status, failed = api.post("payments", body, key="till-7-order-1")
+    assert (status, failed["error"]["type"]) == (500, "api_error")
+    record = IdempotencyRecord.objects.get(key="till-7-order-1")
+    assert record.state == "interrupted"
+    first = PaymentIntent.objects.get()
+    assert record.response == {"payment": first.public_id}  # recorded with the payment's row, before the charge
+    monkeypatch.setattr(events, "payment_changed", emit)
+    status, retried = api.post("payments", body, key="till-7-order-1")
+    assert status == 201
+    assert retried["id"] == first.public_id
+    assert retried["status"] == "succeeded"
+    assert PaymentIntent.objects.count() == 1
+    assert world.fake.charge_count() == 1
+    assert sorted(Event.objects.filter(object_id=first.public_id).values_list("type", flat=True)) == [
+        "payment.created",
+        "payment.succeeded",
+    ]
+    status, replayed = api.post("payments", body, key="till-7-order-1")
+    assert (status, replayed) == (201, retried)  # done: replayed as any other key
+    assert IdempotencyRecord.objects.get(key="till-7-order-1").state == "done"
+
+
+def test_an_unexpected_error_before_the_charge_then_a_retry_pays_once(world: World, monkeypatch: Any) -> None:
+    from django.db import connection
+
+    from core.models import IdempotencyRecord
+    from payments import risk
+
+    assess = risk.assess
+
+    def down(intent: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("risk service down")
+
+    monkeypatch.setattr(risk, "assess", down)
+    world.api.client.raise_request_exception = False
+    status, _ = world.api.post("payments", pay_body(world.card, 4200), key="k-free")
+    assert status == 500
+    assert world.fake.charge_count() == 0
+    if connection.vendor == "postgresql":  # confirmed at once: the row waits for the start, which never came
+        assert not PaymentIntent.objects.exists()
+        assert not IdempotencyRecord.objects.filter(key="k-free").exists()  # nothing done: the key is free
+    else:  # the row was written first: the retry carries on with it
+        assert IdempotencyRecord.objects.get(key="k-free").state == "interrupted"
+    monkeypatch.setattr(risk, "assess", assess)
+    status, paid = world.api.post("payments", pay_body(world.card, 4200), key="k-free")
+    assert (status, paid["status"]) == (201, "succeeded")
+    assert PaymentIntent.objects.count() == 1
+    assert world.fake.charge_count() == 1

@@ -63,3 +63,33 @@ def test_key_length_is_checked(bad: str) -> None:
 
     with pytest.raises(MengkaError, match="1 to 255"):
         run_idempotent(scope="s", key=bad, operation="op", request={}, execute=lambda: {})
+
+
+def test_progress_recorded_before_an_unexpected_error_is_resumed_by_the_next_call() -> None:
+    from django.db import connection
+
+    from core.idempotency import progress_statement, resumed
+
+    seen: list[dict[str, object] | None] = []
+
+    def create_then_fail() -> dict[str, object]:
+        seen.append(resumed())
+        statement = progress_statement({"object": "obj_1"})
+        assert statement is not None
+        with connection.cursor() as cursor:
+            cursor.execute(*statement)
+        raise RuntimeError("lost the connection")
+
+    with pytest.raises(RuntimeError):
+        run_idempotent(scope="s", key="k", operation="op", request={"a": 1}, execute=create_then_fail)
+    record = IdempotencyRecord.objects.get(key="k")
+    assert (record.state, record.response) == ("interrupted", {"object": "obj_1"})
+    outcome = run_idempotent(
+        scope="s", key="k", operation="op", request={"a": 1}, execute=lambda: {"resumed": resumed()}
+    )
+    assert outcome == {"resumed": {"object": "obj_1"}}  # at once, not after the stale period
+    assert seen == [None]  # the first run started afresh
+    assert IdempotencyRecord.objects.get(key="k").state == "done"
+    assert progress_statement({"object": "x"}) is None  # outside a keyed run
+    with pytest.raises(IdempotencyConflict):  # another request with the key is still refused
+        run_idempotent(scope="s", key="k", operation="op", request={"a": 2}, execute=lambda: {})
