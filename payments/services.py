@@ -1147,6 +1147,11 @@ def refund_create(
     """A refund of a payment in this mode; the refund belongs to its payment's mode."""
 
     def execute() -> dict[str, Any]:
+        earlier = resumed()
+        if earlier and earlier.get("refund"):
+            # An earlier run of this key wrote the refund (and may have sent it), then stopped: answer with that
+            # refund as it is (one left pending or unknown is settled by `attempts_resolve`), never a second one.
+            return {"refund": earlier["refund"]}
         return {"refund": _refund(_load(payment_id, merchant, livemode), amount, reason).public_id}
 
     outcome = run_idempotent(
@@ -1181,6 +1186,10 @@ def _refund(intent: PaymentIntent, amount: int | None, reason: str) -> Refund:
         refund = Refund.objects.create(
             intent=intent, amount=amount, reason=reason[:100], reference=f"{intent.public_id}-r{count}"
         )
+        progress = progress_statement({"refund": refund.public_id})  # a retry of the key carries on with it
+        if progress:
+            with connection.cursor() as cursor:
+                execute(cursor, *progress)
     attempt = intent.attempts.filter(status__in=[AttemptStatus.CAPTURED]).select_related("channel").get()
     request = RefundRequest(
         channel=attempt.channel.remote_id or attempt.channel.code,
@@ -1419,7 +1428,10 @@ def attempts_resolve(*, older_than: timedelta = timedelta(seconds=30)) -> Resolv
             _finish_capture(intent, authorized, inquiry.amount_captured or intent.amount)
         elif response.outcome == Outcome.DECLINED:
             PaymentIntent.objects.filter(pk=intent.pk, status=Status.PROCESSING).update(status=Status.REQUIRES_CAPTURE)
-    for refund in Refund.objects.filter(status=Refund.Status.UNKNOWN, created_at__lte=cutoff).select_related("intent"):
+    # Refunds whose outcome is unknown, and those never sent (the request stopped between writing and sending): sent
+    # again under the same refund reference, which the channel answers once.
+    unsettled = [Refund.Status.PENDING, Refund.Status.UNKNOWN]
+    for refund in Refund.objects.filter(status__in=unsettled, created_at__lte=cutoff).select_related("intent"):
         captured = refund.intent.attempts.filter(status=AttemptStatus.CAPTURED).select_related("channel").first()
         if captured is None:
             continue

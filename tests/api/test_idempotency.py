@@ -199,3 +199,43 @@ def test_an_unexpected_error_before_the_charge_then_a_retry_pays_once(world: Wor
     assert (status, paid["status"]) == (201, "succeeded")
     assert PaymentIntent.objects.count() == 1
     assert world.fake.charge_count() == 1
+
+
+def test_a_retry_after_an_unexpected_error_past_a_refund_never_refunds_twice(world: World, monkeypatch: Any) -> None:
+    from payments import events
+    from payments.models import Refund
+
+    _, paid = world.api.post("payments", pay_body(world.card, 8000), key=idem())
+    announce = events.refund_created
+
+    def lost_connection(refund: Any) -> None:
+        raise RuntimeError("connection lost")
+
+    monkeypatch.setattr(events, "refund_created", lost_connection)
+    world.api.client.raise_request_exception = False
+    body = {"payment": paid["id"], "amount": 3000}
+    status, _ = world.api.post("refunds", body, key="refund-once")
+    assert status == 500
+    refund = Refund.objects.get()
+    monkeypatch.setattr(events, "refund_created", announce)
+    status, retried = world.api.post("refunds", body, key="refund-once")
+    assert (status, retried["id"], retried["amount"]) == (201, refund.public_id, 3000)
+    assert Refund.objects.count() == 1
+    assert [call for call in world.fake.calls if call[0] == "refund"] == [("refund", refund.reference)]
+    assert PaymentIntent.objects.get(public_id=paid["id"]).amount_refund_reserved == 3000
+
+
+def test_a_refund_written_but_never_sent_is_sent_by_the_resolve_job(world: World) -> None:
+    from datetime import timedelta
+
+    from payments import services
+    from payments.models import Refund
+
+    _, paid = world.api.post("payments", pay_body(world.card, 8000), key=idem())
+    intent = PaymentIntent.objects.get(public_id=paid["id"])
+    PaymentIntent.objects.filter(pk=intent.pk).update(amount_refund_reserved=2000)
+    stuck = Refund.objects.create(intent=intent, amount=2000, reference=f"{intent.public_id}-r1")  # the process died
+    services.attempts_resolve(older_than=timedelta(0))
+    stuck.refresh_from_db()
+    assert stuck.status == "succeeded"
+    assert [call for call in world.fake.calls if call[0] == "refund"] == [("refund", stuck.reference)]
