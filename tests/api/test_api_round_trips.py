@@ -8,20 +8,12 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from core.db import prepared_sql
 from payments import methods
 from tests.api.conftest import World, new_api
+from tests.statements import as_written
 
 # Transactional, as in production: no test-wide transaction turning commits into savepoints.
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def _as_written(sql: str) -> str:
-    if sql.startswith("EXECUTE "):
-        written = prepared_sql(sql.split()[1].split("(")[0])
-        assert written is not None
-        return written
-    return sql
 
 
 def test_a_payment_by_code_with_an_endpoint_subscribed_is_ten_statements(
@@ -56,7 +48,7 @@ def test_a_payment_by_code_with_an_endpoint_subscribed_is_ten_statements(
     with CaptureQueriesContext(connection) as queries:
         payment = pay("measured", shown)
     assert payment["status"] == "succeeded"
-    executed = [_as_written(q["sql"]) for q in queries.captured_queries]
+    executed = [as_written(q["sql"]) for q in queries.captured_queries]
     # key · idempotency record · the code with its card · start (the payment row, taking the code, the decision, the
     # first attempt) · finish (BEGIN, outcome, ledger, COMMIT) · the events with their deliveries · idempotency done.
     assert [sql.split()[0] for sql in executed] == [

@@ -8,7 +8,6 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from core.db import prepared_sql
 from payments import services
 from tests.factories import (
     CardFactory,
@@ -18,16 +17,7 @@ from tests.factories import (
     MerchantFactory,
     PointsProgramFactory,
 )
-
-
-def _as_written(sql: str) -> str:
-    """A prepared statement's EXECUTE, shown as the SQL it stands for."""
-    if sql.startswith("EXECUTE "):
-        written = prepared_sql(sql.split()[1].split("(")[0])
-        assert written is not None
-        return written
-    return sql
-
+from tests.statements import as_written
 
 # Transactional, as in production: no test-wide transaction turning commits into savepoints.
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -51,16 +41,16 @@ def test_create_confirm_capture_with_points_in_seven_statements(channel_fake: An
     # function, done.
     assert sum(sql.startswith("EXECUTE mengka_") for sql in executed) == 5, executed
     assert not any(sql.startswith("PREPARE") for sql in executed)  # prepared once per connection, by the warm-up
-    statements = [_as_written(sql).split()[0] for sql in executed]
+    statements = [as_written(sql).split()[0] for sql in executed]
     # idempotency key · (risk rules, blocked lists and fee schedules are cached with the routing configuration, the
     # points programme per process) · one statement for the payment row (born processing, with its risk outcome),
     # the decision and the first attempt · finish: BEGIN, one statement for the attempt's outcome and the guarded
     # UPDATE, ledger function, COMMIT · idempotency done.
     assert statements == ["INSERT", "WITH", "BEGIN", "WITH", "SELECT", "COMMIT", "UPDATE"], statements
-    start = _as_written(executed[1])
+    start = as_written(executed[1])
     for table in ("payments_paymentintent", "payments_routingdecision", "payments_paymentattempt"):
         assert f"INSERT INTO {table}" in start.replace('"', ""), start
-    assert sum(1 for sql in executed if "rewards_post_simple" in _as_written(sql)) == 1
+    assert sum(1 for sql in executed if "rewards_post_simple" in as_written(sql)) == 1
 
 
 def test_a_payment_code_is_taken_by_the_statement_that_writes_the_payment(channel_fake: Any, settings: Any) -> None:
@@ -85,7 +75,7 @@ def test_a_payment_code_is_taken_by_the_statement_that_writes_the_payment(channe
     assert intent.status == "succeeded"
     assert intent.payment_code is not None
     assert intent.payment_code.used_at is not None
-    executed = [_as_written(q["sql"]) for q in queries.captured_queries]
+    executed = [as_written(q["sql"]) for q in queries.captured_queries]
     executed = executed[executed.index(next(s for s in executed if "core_idempotencyrecord" in s)) :]  # after the code
     # idempotency key · the code with its card · the start, whose payment row is written only if the same statement
     # takes the code · finish (BEGIN, outcome, ledger, COMMIT) · done: no transaction around the code and the row.
