@@ -19,7 +19,7 @@ from django_celery_beat.models import (
 
 from . import services
 from .admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopeMixin, lift_signin_lockouts
-from .models import AuditLog, CalendarDay, JobRun
+from .models import AuditLog, CalendarDay, IdempotencyRecord, JobRun
 
 admin.site.site_header = _("Mengka 盟卡 operations")
 admin.site.site_title = _("Mengka operations")
@@ -42,6 +42,19 @@ class JobRunAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     list_filter = ("status", "job")
     search_fields = ("job", "period")
     readonly_fields = ("counts", "error")
+
+
+@admin.register(IdempotencyRecord)
+class IdempotencyRecordAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    """What a request with an idempotency key did: for support, when a merchant asks what became of a retried call.
+    *Interrupted* keys stopped on an unexpected error after recording their progress; the next request with the key
+    resumes them."""
+
+    alliance_only = True
+    list_display = ("scope", "key", "operation", "state", "status_code", "created_at", "completed_at")
+    list_filter = ("state", "operation")
+    search_fields = ("=key", "=scope")
+    date_hierarchy = "created_at"
 
 
 @admin.register(CalendarDay)

@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from core.models import AuditLog, CalendarDay, JobRun
+from core.models import AuditLog, CalendarDay, IdempotencyRecord, JobRun
 from core.scoping import ALLIANCE_OPERATORS
 from members.models import BankOperator, MemberBank
 
@@ -95,6 +95,16 @@ class JobRunFactory(factory.django.DjangoModelFactory):
 
     job = factory.Sequence(lambda n: f"test.job{n}")
     status = JobRun.Status.SUCCEEDED
+
+
+class IdempotencyRecordFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = IdempotencyRecord
+
+    scope = "api:1"
+    key = factory.Sequence(lambda n: f"key-{n}")
+    operation = "payment.create"
+    fingerprint = "0" * 64
 
 
 class CalendarDayFactory(factory.django.DjangoModelFactory):
@@ -197,6 +207,7 @@ FACTORIES: dict[str, Any] = {
     "auth.group": GroupFactory,
     "core.auditlog": AuditLogFactory,
     "core.jobrun": JobRunFactory,
+    "core.idempotencyrecord": IdempotencyRecordFactory,
     "core.calendarday": CalendarDayFactory,
     "members.memberbank": MemberBankFactory,
     "members.bankoperator": BankOperatorFactory,
