@@ -22,6 +22,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -62,15 +63,35 @@ def _raise_stored(outcome: dict[str, Any]) -> None:
 
 # The key a caller already holds a record for (the merchant API's, around the service it calls with that key).
 _held: ContextVar[str | None] = ContextVar("idempotency_key_held", default=None)
-# The record of the keyed run under way, and the progress an earlier, interrupted run of its key recorded.
-_running: ContextVar[tuple[int, dict[str, Any] | None] | None] = ContextVar("idempotency_running", default=None)
+
+
+@dataclass(frozen=True)
+class Rider:
+    """Rows to write in the same statement as a keyed run's outcome: `ctes` (data-modifying, positional placeholders,
+    `params` in their order), read back by `select`, whose rows go to `on_rows` once written."""
+
+    ctes: str
+    params: list[Any]
+    select: str
+    on_rows: Callable[[list[tuple[Any, ...]]], None]
+
+
+@dataclass
+class _Run:
+    record_id: int
+    resumed: dict[str, Any] | None  # the progress an earlier, interrupted run of the key recorded
+    rider: Rider | None = None
+
+
+# The keyed run under way in this context.
+_running: ContextVar[_Run | None] = ContextVar("idempotency_running", default=None)
 
 
 def resumed() -> dict[str, Any] | None:
     """The progress an earlier run of the current key recorded before it stopped unexpectedly; None on a first run
     (and outside a keyed run). A service resumes from it instead of doing again what that run did."""
     running = _running.get()
-    return running[1] if running else None
+    return running.resumed if running else None
 
 
 def progress_statement(progress: dict[str, Any]) -> tuple[str, list[Any]] | None:
@@ -80,7 +101,21 @@ def progress_statement(progress: dict[str, Any]) -> tuple[str, list[Any]] | None
     if running is None:
         return None
     sql = f"UPDATE {_TABLE} SET response = %s WHERE id = %s AND state = %s"  # noqa: S608
-    return sql, [_prep("response", progress), running[0], IdempotencyRecord.State.IN_PROGRESS]
+    return sql, [_prep("response", progress), running.record_id, IdempotencyRecord.State.IN_PROGRESS]
+
+
+def ride_with_outcome(rider: Rider) -> bool:
+    """Lets `rider` be written by the statement that stores the current key's outcome (one round trip and one commit
+    fewer). False — the caller writes it itself — outside a keyed run, inside a transaction (the rows belong to it),
+    off PostgreSQL, or when another rider is waiting. A run that stops on an unexpected error writes no outcome and
+    no rider: what the rider carried must be written again by whoever resumes the key."""
+    running = _running.get()
+    if running is None or running.rider is not None or connection.vendor != "postgresql":
+        return False
+    if connection.in_atomic_block:
+        return False
+    running.rider = rider
+    return True
 
 
 @contextmanager
@@ -143,11 +178,12 @@ def run_idempotent(
 def _execute(
     record_id: int, execute: Callable[[], dict[str, Any]], *, resumed: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    token = _running.set((record_id, resumed))
+    run = _Run(record_id, resumed)
+    token = _running.set(run)
     try:
         outcome = execute()
     except MengkaError as exc:
-        _finish(record_id, _error_outcome(exc), exc.http_status)
+        _finish(record_id, _error_outcome(exc), exc.http_status, run.rider)
         raise
     except BaseException:
         # Nothing recorded: the key is free again. Progress recorded: the next request resumes from it.
@@ -157,7 +193,7 @@ def _execute(
         raise
     finally:
         _running.reset(token)
-    _finish(record_id, outcome, 200)
+    _finish(record_id, outcome, 200, run.rider)
     return outcome
 
 
@@ -178,20 +214,25 @@ def _insert(scope: str, key: str, operation: str, print_: str) -> int:
     return int(record.pk)
 
 
-def _finish(record_id: int, outcome: dict[str, Any], status_code: int) -> None:
+_DONE_SQL = f"UPDATE {_TABLE} SET state = %s, response = %s, status_code = %s, completed_at = %s WHERE id = %s"  # noqa: S608
+
+
+def _finish(record_id: int, outcome: dict[str, Any], status_code: int, rider: Rider | None = None) -> None:
+    params = [
+        IdempotencyRecord.State.DONE,
+        _prep("response", outcome),
+        status_code,
+        _prep("completed_at", timezone.now()),
+        record_id,
+    ]
     with connection.cursor() as cursor:
-        execute(
-            cursor,
-            f"UPDATE {_TABLE} SET state = %s, response = %s, status_code = %s, completed_at = %s"  # noqa: S608
-            " WHERE id = %s",
-            [
-                IdempotencyRecord.State.DONE,
-                _prep("response", outcome),
-                status_code,
-                _prep("completed_at", timezone.now()),
-                record_id,
-            ],
-        )
+        if rider is None:
+            execute(cursor, _DONE_SQL, params)
+            return
+        # The rider's rows and the outcome in one statement: written together or not at all.
+        execute(cursor, f"WITH {rider.ctes}, done AS ({_DONE_SQL}) {rider.select}", [*rider.params, *params])
+        rows = cursor.fetchall()
+    rider.on_rows(rows)
 
 
 def idempotency_records_prune(

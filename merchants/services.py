@@ -28,6 +28,7 @@ from core.audit import audit_record, snapshot
 from core.crypto import decrypt, encrypt
 from core.db import PreparedQuery, execute, insert
 from core.errors import Conflict, PermissionDenied, ValidationFailed
+from core.idempotency import Rider, ride_with_outcome
 from core.text import ascii_digits
 from members.models import MemberBank
 
@@ -348,8 +349,10 @@ def events_emit(*, merchant: Merchant, events: list[tuple[str, dict[str, Any]]],
 
     The events are of one mode (their object's); only the merchant's enabled endpoints of that mode that take the
     event's type (an empty list of types takes every type) receive them. On PostgreSQL the events and their deliveries
-    are one statement (one round trip, one commit, with or without endpoints); elsewhere a read of the endpoints, then
-    the events and the deliveries in one transaction."""
+    are one statement (one round trip, one commit, with or without endpoints) — the very statement that stores a keyed
+    request's outcome when they are emitted during one, outside a transaction (`core.idempotency.ride_with_outcome`:
+    their ids are set once it has run); elsewhere a read of the endpoints, then the events and the deliveries in one
+    transaction."""
     for type, _payload in events:
         if type not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type!r}")
@@ -368,15 +371,32 @@ def events_emit(*, merchant: Merchant, events: list[tuple[str, dict[str, Any]]],
     ]
     if not rows:
         return rows
-    if connection.vendor == "postgresql":
-        delivery_ids = _emit_in_one_statement(rows, merchant, livemode, now)
-    else:
-        delivery_ids = _emit_in_steps(rows, merchant, livemode, now)
+    if connection.vendor != "postgresql":
+        _queue_deliveries(_emit_in_steps(rows, merchant, livemode, now))
+        return rows
+    ctes, select, params = _emit_statement(rows, merchant, livemode, now)
+
+    def written(returned: list[tuple[Any, ...]]) -> None:
+        event_ids = [key for key, is_delivery in returned if not is_delivery]
+        for event, key in zip(rows, event_ids, strict=True):  # in the order of VALUES
+            event.pk = key
+            event._state.adding, event._state.db = False, "default"
+        _queue_deliveries([key for key, is_delivery in returned if is_delivery])
+
+    # Emitted by a keyed API request outside any transaction, the events ride with the request's stored outcome (one
+    # statement for both); otherwise they are a statement of their own.
+    if not ride_with_outcome(Rider(ctes, params, select, written)):
+        with connection.cursor() as cursor:
+            execute(cursor, f"WITH {ctes} {select}", params)
+            written(cursor.fetchall())
+    return rows
+
+
+def _queue_deliveries(delivery_ids: list[int]) -> None:
     if delivery_ids:
         from .tasks import webhook_deliver
 
         transaction.on_commit(lambda: [webhook_deliver.delay(pk) for pk in delivery_ids])
-    return rows
 
 
 def _emit_in_steps(rows: list[Event], merchant: Merchant, livemode: bool, now: datetime) -> list[int]:
@@ -392,33 +412,27 @@ def _emit_in_steps(rows: list[Event], merchant: Merchant, livemode: bool, now: d
     return [delivery.pk for delivery in deliveries]
 
 
-def _emit_in_one_statement(rows: list[Event], merchant: Merchant, livemode: bool, now: datetime) -> list[int]:
-    event_fields, delivery_fields, sql = _emit_sql(len(rows))
+def _emit_statement(rows: list[Event], merchant: Merchant, livemode: bool, now: datetime) -> tuple[str, str, list[Any]]:
+    """PostgreSQL: (CTEs, SELECT, parameters) appending the events and a delivery for each subscribed endpoint."""
+    event_fields, delivery_fields, ctes, select = _emit_sql(len(rows))
     prototype = WebhookDelivery(next_attempt_at=now)  # what every delivery starts as
     params = [f.get_db_prep_save(f.pre_save(event, True), connection) for event in rows for f in event_fields]
     params += [f.get_db_prep_save(f.pre_save(prototype, True), connection) for f in delivery_fields]
     params += [merchant.pk, livemode]
-    with connection.cursor() as cursor:
-        execute(cursor, sql, params)
-        returned = cursor.fetchall()
-    event_ids = [key for key, is_delivery in returned if not is_delivery]
-    for event, key in zip(rows, event_ids, strict=True):  # in the order of VALUES
-        event.pk = key
-        event._state.adding, event._state.db = False, "default"
-    return [key for key, is_delivery in returned if is_delivery]
+    return ctes, select, params
 
 
 @functools.cache
-def _emit_sql(rows: int) -> tuple[list[Any], list[Any], str]:
-    """The statement appending `rows` events and a delivery for each (event, subscribed endpoint) pair."""
+def _emit_sql(rows: int) -> tuple[list[Any], list[Any], str, str]:
+    """The CTEs appending `rows` events and a delivery for each (event, subscribed endpoint) pair, and the SELECT
+    returning (id, is a delivery) for each row written, events first in the order given."""
     events, deliveries = Event._meta, WebhookDelivery._meta
     event_fields = [field for field in events.concrete_fields if not field.primary_key]
     delivery_fields = [field for field in deliveries.concrete_fields if field.name not in ("id", "event", "endpoint")]
     row = "(" + ", ".join(["%s"] * len(event_fields)) + ")"
     endpoints = WebhookEndpoint._meta.db_table
     # Table and column names come from the models; every value is a parameter.
-    sql = f"""
-WITH event AS (
+    ctes = f"""event AS (
     INSERT INTO {events.db_table} ({", ".join(str(f.column) for f in event_fields)})
     VALUES {", ".join([row] * rows)}
     RETURNING id, type
@@ -430,12 +444,9 @@ WITH event AS (
        AND (endpoint.event_types = '[]'::jsonb OR endpoint.event_types ? event.type)
      ORDER BY event.id, endpoint.id
     RETURNING id
-)
-SELECT id, false FROM event
-UNION ALL
-SELECT id, true FROM delivery
-"""  # noqa: S608
-    return event_fields, delivery_fields, sql
+)"""  # noqa: S608
+    select = "SELECT id, false FROM event UNION ALL SELECT id, true FROM delivery"
+    return event_fields, delivery_fields, ctes, select
 
 
 def event_body(event: Event) -> dict[str, Any]:

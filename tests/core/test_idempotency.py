@@ -93,3 +93,53 @@ def test_progress_recorded_before_an_unexpected_error_is_resumed_by_the_next_cal
     assert progress_statement({"object": "x"}) is None  # outside a keyed run
     with pytest.raises(IdempotencyConflict):  # another request with the key is still refused
         run_idempotent(scope="s", key="k", operation="op", request={"a": 2}, execute=lambda: {})
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_rider_is_written_by_the_statement_that_stores_the_outcome() -> None:
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from core.errors import Conflict
+    from core.idempotency import Rider, ride_with_outcome
+    from core.models import JobRun
+
+    table = JobRun._meta.db_table
+    written: list[list[tuple[object, ...]]] = []
+
+    def rider(period: str) -> Rider:
+        ctes = f"job AS (INSERT INTO {table} (job, period, status, counts, error, done, total, started_at, request_id)"
+        ctes += " VALUES ('rider', %s, 'succeeded', '{}'::jsonb, '', 0, 0, now(), '') RETURNING id)"
+        return Rider(ctes, [period], "SELECT id FROM job", written.append)
+
+    def ride(period: str, then: BaseException | None = None) -> dict[str, object]:
+        assert ride_with_outcome(rider(period))
+        assert not ride_with_outcome(rider("second"))  # one rider per run
+        if then is not None:
+            raise then
+        return {"ok": True}
+
+    with CaptureQueriesContext(connection) as queries:
+        run_idempotent(scope="s", key="a", operation="op", request={}, execute=lambda: ride("a"))
+    assert [q["sql"].split()[0] for q in queries.captured_queries if not q["sql"].startswith("PREPARE")] == [
+        "EXECUTE",  # the record taken
+        "EXECUTE",  # the rider and the outcome, one statement
+    ]
+    assert JobRun.objects.filter(job="rider", period="a").count() == 1
+    assert len(written) == 1
+    assert IdempotencyRecord.objects.get(key="a").state == "done"
+    with pytest.raises(Conflict):  # a domain error is an outcome: the rider is written with it
+        run_idempotent(scope="s", key="b", operation="op", request={}, execute=lambda: ride("b", Conflict("no")))
+    assert JobRun.objects.filter(job="rider", period="b").exists()
+    with pytest.raises(RuntimeError):  # no outcome, no rider
+        run_idempotent(scope="s", key="c", operation="op", request={}, execute=lambda: ride("c", RuntimeError()))
+    assert not JobRun.objects.filter(job="rider", period="c").exists()
+    assert not ride_with_outcome(rider("outside"))  # outside a keyed run: the caller writes it itself
+
+    def inside_a_transaction() -> dict[str, object]:
+        with transaction.atomic():
+            assert not ride_with_outcome(rider("atomic"))  # its rows belong to the transaction
+        return {}
+
+    run_idempotent(scope="s", key="d", operation="op", request={}, execute=inside_a_transaction)
