@@ -227,31 +227,37 @@ def insert(objects: Sequence[models.Model], *, using: str = "default") -> None:
     if not objects:
         return
     model = type(objects[0])
-    if any(type(obj) is not model or not obj._state.adding or obj.pk is not None for obj in objects):
-        raise ValueError("insert() takes new objects of one model, without primary keys")
-    connection = connections[using]
-    fields, sql = _insert_sql(model, len(objects), using)
-    params = [field.get_db_prep_save(field.pre_save(obj, True), connection) for obj in objects for field in fields]
-    with connection.cursor() as cursor:
-        execute(cursor, sql, params)
+    if any(type(obj) is not model for obj in objects):
+        raise ValueError("insert() takes new objects of one model")
+    for obj in objects:
+        _require_new(obj)
+    with connections[using].cursor() as cursor:
+        values = [value for obj in objects for value in insert_values(obj, using=using)]
+        execute(cursor, _insert_sql(model, len(objects), using), values)
         keys = cursor.fetchall()
     for obj, (key,) in zip(objects, keys, strict=True):
-        obj.pk = key
-        obj._state.adding, obj._state.db = False, using
+        saved(obj, key, using=using)
 
 
 def new_row(obj: models.Model, *, using: str = "default") -> tuple[str, list[str], list[Any]]:
     """The quoted table, quoted columns and prepared values that `insert()` writes for a new object: for a statement
     that writes it together with other rows (a data-modifying CTE). `saved(obj, pk)` then marks it written."""
-    model = type(obj)
-    if not obj._state.adding or obj.pk is not None:
-        raise ValueError("new_row() takes a new object, without a primary key")
+    _require_new(obj)
+    table, columns = insert_columns(type(obj), using=using)
+    return table, list(columns), insert_values(obj, using=using)
+
+
+def insert_columns(model: type[models.Model], *, using: str = "default") -> tuple[str, tuple[str, ...]]:
+    """The quoted table and columns `insert()` writes a new row of `model` with (the order of `insert_values()`)."""
+    table, columns, _pk = _insert_target(model, using)
+    return table, columns
+
+
+def insert_values(obj: models.Model, *, using: str = "default") -> list[Any]:
+    """A new object's values as `insert()` writes them, in the order of `new_row()`'s columns: every concrete field but
+    the primary key, prepared as `save()` prepares it (defaults, `auto_now_add`)."""
     connection = connections[using]
-    fields, _sql = _insert_sql(model, 1, using)
-    quote = connection.ops.quote_name
-    columns = [quote(str(field.column)) for field in fields]
-    values = [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
-    return quote(model._meta.db_table), columns, values
+    return [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in _insert_fields(type(obj))]
 
 
 def saved(obj: models.Model, pk: Any, *, using: str = "default") -> None:
@@ -267,9 +273,7 @@ def insert_if(obj: models.Model, guard: str, guard_params: Sequence[Any], *, usi
     code, say): the row is written if and only if the guard took it. On PostgreSQL this is one statement (the guard as
     a data-modifying CTE feeding `INSERT … SELECT`: one round trip, one commit); elsewhere the guard, then the insert,
     in one transaction."""
-    model = type(obj)
-    if not obj._state.adding or obj.pk is not None:
-        raise ValueError("insert_if() takes a new object, without a primary key")
+    _require_new(obj)
     connection = connections[using]
     if connection.vendor != "postgresql":
         with transaction.atomic(using=using), connection.cursor() as cursor:
@@ -278,39 +282,51 @@ def insert_if(obj: models.Model, guard: str, guard_params: Sequence[Any], *, usi
                 return False
             insert([obj], using=using)
         return True
-    fields, sql = _insert_if_sql(model, guard, using)
-    params = [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
     with connection.cursor() as cursor:
-        execute(cursor, sql, [*guard_params, *params])
+        execute(cursor, _insert_if_sql(type(obj), guard, using), [*guard_params, *insert_values(obj, using=using)])
         keys = cursor.fetchall()
     if not keys:
         return False
-    obj.pk = keys[0][0]
-    obj._state.adding, obj._state.db = False, using
+    saved(obj, keys[0][0], using=using)
     return True
 
 
-@functools.cache
-def _insert_if_sql(model: type[models.Model], guard: str, using: str) -> tuple[list[Any], str]:
-    fields, plain = _insert_sql(model, 1, using)
-    head, tail = plain.split(" VALUES ", 1)
-    returning = tail[tail.rindex(" RETURNING ") :]
-    values = ", ".join(["%s"] * len(fields))
-    # PostgreSQL types the SELECT's parameters by the INSERT's columns. A data-modifying CTE runs to completion even
-    # if it returns several rows; the LIMIT keeps the insert to one row. Table and columns come from the model, the
-    # guard from the caller's code; values are parameters.
-    sql = f"WITH guard AS ({guard}) {head} SELECT {values} FROM (SELECT 1 FROM guard LIMIT 1) AS taken{returning}"  # noqa: S608
-    return fields, sql
+def _require_new(obj: models.Model) -> None:
+    if not obj._state.adding or obj.pk is not None:
+        raise ValueError("a new object, without a primary key, is expected")
 
 
 @functools.cache
-def _insert_sql(model: type[models.Model], rows: int, using: str) -> tuple[list[Any], str]:
-    """The fields and the statement inserting `rows` new rows of `model` (built once per shape)."""
-    meta = model._meta
+def _insert_fields(model: type[models.Model]) -> list[Any]:
+    return [field for field in model._meta.concrete_fields if not field.primary_key]
+
+
+@functools.cache
+def _insert_sql(model: type[models.Model], rows: int, using: str) -> str:
+    """The statement inserting `rows` new rows of `model` (built once per shape)."""
+    table, columns, pk = _insert_target(model, using)
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row] * rows)} RETURNING {pk}"  # noqa: S608
+
+
+@functools.cache
+def _insert_if_sql(model: type[models.Model], guard: str, using: str) -> str:
+    """One new row of `model`, written only if `guard` returns a row. PostgreSQL types the SELECT's parameters by the
+    INSERT's columns; a data-modifying CTE runs to completion even if it returns several rows, and the LIMIT keeps the
+    insert to one row. Table and columns come from the model, the guard from the caller's code."""
+    table, columns, pk = _insert_target(model, using)
+    values = ", ".join(["%s"] * len(columns))
+    return (
+        f"WITH guard AS ({guard}) INSERT INTO {table} ({', '.join(columns)}) SELECT {values}"  # noqa: S608
+        f" FROM (SELECT 1 FROM guard LIMIT 1) AS taken RETURNING {pk}"
+    )
+
+
+@functools.cache
+def _insert_target(model: type[models.Model], using: str) -> tuple[str, tuple[str, ...], str]:
+    """The quoted table, columns (those of `_insert_fields`) and primary key a new row of `model` is written with."""
     quote = connections[using].ops.quote_name
-    fields = [field for field in meta.concrete_fields if not field.primary_key]
-    columns = ", ".join(quote(str(field.column)) for field in fields)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    meta = model._meta
     assert meta.pk is not None
-    table, pk = quote(meta.db_table), quote(str(meta.pk.column))
-    return fields, f"INSERT INTO {table} ({columns}) VALUES {', '.join([row] * rows)} RETURNING {pk}"  # noqa: S608
+    columns = tuple(quote(str(field.column)) for field in _insert_fields(model))
+    return quote(meta.db_table), columns, quote(str(meta.pk.column))

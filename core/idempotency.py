@@ -104,15 +104,21 @@ def progress_statement(progress: dict[str, Any]) -> tuple[str, list[Any]] | None
     return sql, [_prep("response", progress), running.record_id, IdempotencyRecord.State.IN_PROGRESS]
 
 
+def record_progress(progress: dict[str, Any]) -> None:
+    """Runs `progress_statement(progress)`, if in a keyed run: call it in the transaction that writes what it names."""
+    statement = progress_statement(progress)
+    if statement is not None:
+        with connection.cursor() as cursor:
+            execute(cursor, *statement)
+
+
 def ride_with_outcome(rider: Rider) -> bool:
     """Lets `rider` be written by the statement that stores the current key's outcome (one round trip and one commit
     fewer). False — the caller writes it itself — outside a keyed run, inside a transaction (the rows belong to it),
     off PostgreSQL, or when another rider is waiting. A run that stops on an unexpected error writes no outcome and
     no rider: what the rider carried must be written again by whoever resumes the key."""
     running = _running.get()
-    if running is None or running.rider is not None or connection.vendor != "postgresql":
-        return False
-    if connection.in_atomic_block:
+    if running is None or running.rider is not None or connection.vendor != "postgresql" or connection.in_atomic_block:
         return False
     running.rider = rider
     return True

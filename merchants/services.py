@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from core.audit import audit_record, snapshot
 from core.crypto import decrypt, encrypt
-from core.db import PreparedQuery, execute, insert
+from core.db import PreparedQuery, execute, insert, insert_columns, insert_values, saved
 from core.errors import Conflict, PermissionDenied, ValidationFailed
 from core.idempotency import Rider, ride_with_outcome
 from core.text import ascii_digits
@@ -379,8 +379,7 @@ def events_emit(*, merchant: Merchant, events: list[tuple[str, dict[str, Any]]],
     def written(returned: list[tuple[Any, ...]]) -> None:
         event_ids = [key for key, is_delivery in returned if not is_delivery]
         for event, key in zip(rows, event_ids, strict=True):  # in the order of VALUES
-            event.pk = key
-            event._state.adding, event._state.db = False, "default"
+            saved(event, key)
         _queue_deliveries([key for key, is_delivery in returned if is_delivery])
 
     # Emitted by a keyed API request outside any transaction, the events ride with the request's stored outcome (one
@@ -414,26 +413,27 @@ def _emit_in_steps(rows: list[Event], merchant: Merchant, livemode: bool, now: d
 
 def _emit_statement(rows: list[Event], merchant: Merchant, livemode: bool, now: datetime) -> tuple[str, str, list[Any]]:
     """PostgreSQL: (CTEs, SELECT, parameters) appending the events and a delivery for each subscribed endpoint."""
-    event_fields, delivery_fields, ctes, select = _emit_sql(len(rows))
+    delivery_fields, ctes, select = _emit_sql(len(rows))
     prototype = WebhookDelivery(next_attempt_at=now)  # what every delivery starts as
-    params = [f.get_db_prep_save(f.pre_save(event, True), connection) for event in rows for f in event_fields]
+    params = [value for event in rows for value in insert_values(event)]
     params += [f.get_db_prep_save(f.pre_save(prototype, True), connection) for f in delivery_fields]
     params += [merchant.pk, livemode]
     return ctes, select, params
 
 
 @functools.cache
-def _emit_sql(rows: int) -> tuple[list[Any], list[Any], str, str]:
-    """The CTEs appending `rows` events and a delivery for each (event, subscribed endpoint) pair, and the SELECT
-    returning (id, is a delivery) for each row written, events first in the order given."""
-    events, deliveries = Event._meta, WebhookDelivery._meta
-    event_fields = [field for field in events.concrete_fields if not field.primary_key]
+def _emit_sql(rows: int) -> tuple[list[Any], str, str]:
+    """The delivery fields set from a prototype, the CTEs appending `rows` events (as `core.db.insert` writes them)
+    and a delivery for each (event, subscribed endpoint) pair, and the SELECT returning (id, is a delivery) for each
+    row written, events first in the order given."""
+    deliveries = WebhookDelivery._meta
     delivery_fields = [field for field in deliveries.concrete_fields if field.name not in ("id", "event", "endpoint")]
-    row = "(" + ", ".join(["%s"] * len(event_fields)) + ")"
+    table, columns = insert_columns(Event)
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
     endpoints = WebhookEndpoint._meta.db_table
     # Table and column names come from the models; every value is a parameter.
     ctes = f"""event AS (
-    INSERT INTO {events.db_table} ({", ".join(str(f.column) for f in event_fields)})
+    INSERT INTO {table} ({", ".join(columns)})
     VALUES {", ".join([row] * rows)}
     RETURNING id, type
 ), delivery AS (
@@ -446,7 +446,7 @@ def _emit_sql(rows: int) -> tuple[list[Any], list[Any], str, str]:
     RETURNING id
 )"""  # noqa: S608
     select = "SELECT id, false FROM event UNION ALL SELECT id, true FROM delivery"
-    return event_fields, delivery_fields, ctes, select
+    return delivery_fields, ctes, select
 
 
 def event_body(event: Event) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from core.audit import audit_record, snapshot
 from core.calendar import business_date, local_now
 from core.db import execute, insert, insert_if, new_row, saved
 from core.errors import ChannelError, Conflict, NotFound, ValidationFailed
-from core.idempotency import progress_statement, resumed, run_idempotent
+from core.idempotency import progress_statement, record_progress, resumed, run_idempotent
 from core.money import validate_minor_amount
 from members.models import BindingStatus, Card, Cardholder, LinkedAccount, MemberBank, PointsProgram
 from merchants.models import Merchant
@@ -313,20 +313,22 @@ _UNWRITTEN = "_mengka_unwritten_row"  # on a payment `_create` left unwritten: i
 
 def _write_row(intent: PaymentIntent, guard: _RowGuard | None) -> None:
     """Writes the row (taking its code, if any) and, under an idempotency key, records it as the key's progress in the
-    same transaction (`core.idempotency`): a retry after an unexpected error resumes with this payment."""
-    progress = _progress(intent)
-    with transaction.atomic() if progress else nullcontext():
+    same transaction (`core.idempotency`): a retry after an unexpected error resumes with this payment. Inside the
+    caller's transaction (an agreement, points) it is part of that one: no savepoint."""
+    with transaction.atomic(savepoint=False):
         if guard is None:
             insert([intent])
-        elif not insert_if(intent, guard.sql, guard.params):
-            raise methods.payment_code_lost(guard.funding)
-        if progress:
-            with connection.cursor() as cursor:
-                execute(cursor, *progress)
+            written = True
+        else:
+            written = insert_if(intent, guard.sql, guard.params)
+        if written:
+            record_progress(_progress_of(intent))
+    if guard is not None and not written:  # refused outside the block: a caller's transaction stays usable
+        raise methods.payment_code_lost(guard.funding)
 
 
-def _progress(intent: PaymentIntent) -> tuple[str, list[Any]] | None:
-    return progress_statement({"payment": intent.public_id})
+def _progress_of(intent: PaymentIntent) -> dict[str, Any]:
+    return {"payment": intent.public_id}
 
 
 def _ensure_written(intent: PaymentIntent) -> None:
@@ -600,7 +602,7 @@ def _start_processing(
         for name, value in risk_fields.items():
             setattr(intent, name, value)
         table, columns, values = new_row(intent)
-        progress = _progress(intent)
+        progress = progress_statement(_progress_of(intent))
         sql = _start_new_sql(
             table,
             tuple(columns),
@@ -617,7 +619,6 @@ def _start_processing(
         row = cursor.fetchone()
     if row is None:
         if guard is not None:  # another request took the code first: nothing was written
-            intent.status = Status.REQUIRES_CONFIRMATION
             raise methods.payment_code_lost(guard.funding)
         raise Conflict("This payment is being confirmed by another request.", code="payment_unexpected_state")
     if intent.pk is None:
@@ -1186,10 +1187,7 @@ def _refund(intent: PaymentIntent, amount: int | None, reason: str) -> Refund:
         refund = Refund.objects.create(
             intent=intent, amount=amount, reason=reason[:100], reference=f"{intent.public_id}-r{count}"
         )
-        progress = progress_statement({"refund": refund.public_id})  # a retry of the key carries on with it
-        if progress:
-            with connection.cursor() as cursor:
-                execute(cursor, *progress)
+        record_progress({"refund": refund.public_id})  # a retry of the key carries on with it
     attempt = intent.attempts.filter(status__in=[AttemptStatus.CAPTURED]).select_related("channel").get()
     request = RefundRequest(
         channel=attempt.channel.remote_id or attempt.channel.code,

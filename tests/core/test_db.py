@@ -183,7 +183,7 @@ def test_insert_writes_what_save_would_and_gives_each_row_its_key() -> None:
         assert stored.key == row.key
         assert stored.created_at is not None  # auto_now_add, as save() sets it
         assert {f: getattr(stored, f) for f in fields} == {f: getattr(saved, f) for f in fields}
-    with pytest.raises(ValueError, match="new objects"):
+    with pytest.raises(ValueError, match="new object"):
         insert([saved])
     with pytest.raises(ValueError, match="one model"):
         insert([IdempotencyRecord(scope="s", key="x", operation="op", fingerprint="f"), CardFactory.build()])
