@@ -49,8 +49,8 @@ class PreparedQuery(Generic[M]):
         # Per thread, like Django's connections: a compiler keeps the connection it was compiled for.
         self._local = threading.local()
 
-    def _compile(self, alias: str) -> tuple[Any, str, list[Any], list[int]]:
-        compiled_by_alias: dict[str, tuple[Any, str, list[Any], list[int]]] | None = getattr(
+    def _compile(self, alias: str) -> tuple[Any, str, list[Any], list[int], _Reader]:
+        compiled_by_alias: dict[str, tuple[Any, str, list[Any], list[int], _Reader]] | None = getattr(
             self._local, "compiled", None
         )
         if compiled_by_alias is None:
@@ -71,13 +71,13 @@ class PreparedQuery(Generic[M]):
             if len(found) != 1:
                 raise ValueError(f"sentinel {sentinel!r} is found {len(found)} times in the compiled query")
             positions.append(found[0])
-        compiled = compiled_by_alias[alias] = (compiler, sql, params, positions)
+        compiled = compiled_by_alias[alias] = (compiler, sql, params, positions, _Reader.of(compiler, alias))
         return compiled
 
     def all(self, *values: Any, using: str = "default") -> list[M]:
         if len(values) != len(self._sentinels):
             raise TypeError(f"expected {len(self._sentinels)} values, got {len(values)}")
-        compiler, sql, template, positions = self._compile(using)
+        compiler, sql, template, positions, reader = self._compile(using)
         params = list(template)
         for position, sentinel, value in zip(positions, self._sentinels, values, strict=True):
             if type(value) is not type(sentinel):
@@ -86,27 +86,58 @@ class PreparedQuery(Generic[M]):
         with connections[using].cursor() as cursor:
             execute(cursor, sql, params)
             rows = cursor.fetchall()
-        if not rows:
-            return []
-        select, klass_info = compiler.select, compiler.klass_info
-        model_cls = klass_info["model"]
-        start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
-        init_list = [column[0].target.attname for column in select[start:end]]
-        populators = get_related_populators(klass_info, select, using)  # type: ignore[call-arg]  # Django 5.2's signature
-        objects = []
-        for row in compiler.results_iter([rows]):
-            obj = model_cls.from_db(using, init_list, row[start:end])
-            for populator in populators:
-                populator.populate(row, obj)
-            for name, position in (compiler.annotation_col_map or {}).items():
-                setattr(obj, name, row[position])
-            objects.append(obj)
-        return objects
+        return reader.read(compiler, rows, using) if rows else []
 
     def first(self, *values: Any, using: str = "default") -> M | None:
         """The first row (give the queryset its order and `[:1]`), or None."""
         found = self.all(*values, using=using)
         return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class _Reader:
+    """How a compiled query's rows become instances, worked out once: what `QuerySet` redoes for every call (the
+    model's columns, the row converters, a populator per `select_related` model — all fixed by the compiled query)."""
+
+    model: type[models.Model]
+    start: int
+    end: int
+    init_list: list[str]
+    converters: dict[int, tuple[list[Any], Any]]
+    populators: list[Any]
+    annotations: list[tuple[str, int]]
+
+    @classmethod
+    def of(cls, compiler: Any, alias: str) -> _Reader:
+        select, klass_info = compiler.select, compiler.klass_info
+        fields = [column[0] for column in select[: compiler.col_count]]
+        if compiler.has_composite_fields(fields):
+            raise ValueError("a prepared query does not select composite fields")
+        start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
+        return cls(
+            model=klass_info["model"],
+            start=start,
+            end=end,
+            init_list=[column[0].target.attname for column in select[start:end]],
+            converters=compiler.get_converters(fields),
+            populators=get_related_populators(klass_info, select, alias),  # type: ignore[call-arg]  # Django 5.2
+            annotations=list((compiler.annotation_col_map or {}).items()),
+        )
+
+    def read(self, compiler: Any, rows: list[tuple[Any, ...]], alias: str) -> list[Any]:
+        """The instances, as `QuerySet` builds them (`SQLCompiler.apply_converters`, `Model.from_db`, populators)."""
+        if self.converters:
+            rows = list(compiler.apply_converters(rows, self.converters))
+        objects = []
+        start, end, init_list = self.start, self.end, self.init_list
+        for row in rows:
+            obj = self.model.from_db(alias, init_list, row[start:end])
+            for populator in self.populators:
+                populator.populate(row, obj)
+            for name, position in self.annotations:
+                setattr(obj, name, row[position])
+            objects.append(obj)
+        return objects
 
 
 # --- server-side prepared statements (PostgreSQL) --------------------------------------------------------------------
