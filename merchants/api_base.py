@@ -7,7 +7,6 @@ answers errors through `core.api.exception_handler`. Input serializers refuse un
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -177,7 +176,7 @@ class StrictSerializer(serializers.Serializer):
                 if getattr(field.default, "requires_context", False) or isinstance(field, serializers.RelatedField):
                     raise TypeError(f"{type(self).__name__}.{name} reads the context: not an input field")
             self._built[type(self)] = fields
-        return {name: copy.copy(field) for name, field in fields.items()}
+        return {name: _shallow_copy(field) for name, field in fields.items()}
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, Mapping):
@@ -185,6 +184,13 @@ class StrictSerializer(serializers.Serializer):
             if unknown:
                 raise serializers.ValidationError({unknown[0]: ["Unknown field."]}, code="unknown_field")
         return super().to_internal_value(data)
+
+
+def _shallow_copy(field: serializers.Field) -> serializers.Field:
+    """`copy.copy` without its generic protocol (a quarter of the cost): a new field with the same attributes."""
+    copied = object.__new__(type(field))
+    copied.__dict__.update(field.__dict__)
+    return copied
 
 
 class StrictIntegerField(serializers.IntegerField):

@@ -87,18 +87,16 @@ def _parts(intent: PaymentIntent) -> tuple[FeeSchedule | None, dict[str, int], d
     return schedule, charged, returned
 
 
-def record_capture(intent: PaymentIntent, *, at: dt.datetime) -> int:
-    """Charges the fee in force at capture, in the caller's transaction (the payment row is locked). Returns it."""
-    # Called once per capture: the capture's guarded UPDATE admits one caller, and a unique constraint backs it.
-    if intent.amount_captured <= 0:
-        return intent.fee
+def capture_fee(intent: PaymentIntent, *, at: dt.datetime) -> tuple[int, list[FeeSplit]]:
+    """The fee in force at capture on the amount captured, and its split as new rows (not written): (0, []) for a
+    test-mode payment, which owes no one anything, or where no schedule is in force."""
     if not intent.livemode:
-        return 0  # a test-mode payment owes no one anything: no fee, no split to settle
+        return 0, []
     schedule = schedule_in_force(merchant=intent.merchant, method=intent.method, at=at)
     if schedule is None:
-        return 0
+        return 0, []
     fee = fee_for(schedule, intent.amount_captured)
-    FeeSplit.objects.bulk_create(
+    rows = [
         FeeSplit(
             payment=intent,
             schedule=schedule,
@@ -108,7 +106,19 @@ def record_capture(intent: PaymentIntent, *, at: dt.datetime) -> int:
             amount=amount,
         )
         for party, amount in split(schedule, fee).items()
-    )
+    ]
+    return fee, rows
+
+
+def record_capture(intent: PaymentIntent, *, at: dt.datetime) -> int:
+    """Charges the fee in force at capture, in the caller's transaction (the payment row is locked). Returns it."""
+    # Called once per capture: the capture's guarded UPDATE admits one caller, and a unique constraint backs it.
+    if intent.amount_captured <= 0:
+        return intent.fee
+    fee, rows = capture_fee(intent, at=at)
+    if not rows:
+        return 0
+    FeeSplit.objects.bulk_create(rows)
     intent.fee = fee
     return fee
 

@@ -35,6 +35,30 @@ def earn(*, intent: PaymentIntent, points: int, idempotency_key: str) -> bool:
     return True
 
 
+def earn_carried(*, intent: PaymentIntent, points: int, idempotency_key: str) -> ledger.CarriedEarn | None:
+    """`earn` for the capture's own statement to carry (see `rewards.services.CarriedEarn`); None where it cannot be
+    carried, or there is nothing to earn: then `earn` in the capture's transaction."""
+    program = program_for(intent)
+    if points <= 0 or program is None:
+        return None
+    return ledger.points_earn_carried(
+        cardholder_id=intent.cardholder_id,
+        program=program,
+        amount=points,
+        idempotency_key=idempotency_key,
+        source=ledger.EarnSource.PAYMENT,
+        metadata={"payment": intent.public_id},
+    )
+
+
+EarnNotPlain = ledger.EarnNotPlain
+
+
+def carried_failure(exc: BaseException) -> Exception | None:
+    """What a statement carrying an earn failed on (EarnNotPlain: post it the usual way), or None."""
+    return ledger.carried_error(exc)
+
+
 def reverse(*, intent: PaymentIntent, points: int, idempotency_key: str, earn_key: str) -> None:
     """Reverses `points` of the payment's earn; spent points become a points debt (never blocks the refund)."""
     if points <= 0:

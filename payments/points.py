@@ -7,12 +7,16 @@ CNY payments earn: Mengka converts no currency, and a points program is valued i
 from __future__ import annotations
 
 from decimal import ROUND_FLOOR, Decimal
+from typing import TYPE_CHECKING
 
 from core.money import proportional_floor, quantize, to_money
 from members.models import Card, PointsProgram
 from members.selectors import active_program
 
 from .models import PaymentIntent
+
+if TYPE_CHECKING:
+    from rewards.services import CarriedEarn
 
 
 def earning_rate(card: Card, spend_category: str) -> Decimal:
@@ -49,7 +53,18 @@ def post_earn(intent: PaymentIntent, points: int) -> bool:
     """Posts the earn to the ledger, idempotently by payment; False when the issuer has no points programme."""
     from . import ledger_bridge
 
-    return ledger_bridge.earn(intent=intent, points=points, idempotency_key=f"payment:{intent.public_id}:earn")
+    return ledger_bridge.earn(intent=intent, points=points, idempotency_key=earn_key(intent))
+
+
+def earn_carried(intent: PaymentIntent, points: int) -> CarriedEarn | None:
+    """`post_earn` for the capture's own statement to carry, or None (then `post_earn`)."""
+    from . import ledger_bridge
+
+    return ledger_bridge.earn_carried(intent=intent, points=points, idempotency_key=earn_key(intent))
+
+
+def earn_key(intent: PaymentIntent) -> str:
+    return f"payment:{intent.public_id}:earn"
 
 
 def post_reversal(intent: PaymentIntent, points: int, *, cause: str) -> None:
@@ -59,7 +74,7 @@ def post_reversal(intent: PaymentIntent, points: int, *, cause: str) -> None:
         intent=intent,
         points=points,
         idempotency_key=f"payment:{intent.public_id}:reverse:{cause}",
-        earn_key=f"payment:{intent.public_id}:earn",
+        earn_key=earn_key(intent),
     )
 
 

@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import DatabaseError, connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -795,6 +795,10 @@ def _finish(
         for name, value in fields.items():
             setattr(intent, name, value)
         fields["points_earned"] = _points_to_earn(intent)
+        if attempt is not None:
+            won = _capture_in_one_statement(intent, fields, attempt)
+            if won is not None:
+                return won
     with transaction.atomic():
         won = (
             _finish_with_attempt(intent, fields, attempt)
@@ -814,6 +818,16 @@ def _finish(
 def _finish_with_attempt(intent: PaymentIntent, fields: dict[str, Any], attempt: PaymentAttempt) -> int:
     """PostgreSQL: the attempt's outcome and the payment's guarded move on, in one statement; returns the payments
     moved (0 or 1). The attempt is written either way."""
+    ctes, params = _finish_ctes(intent, fields, attempt)
+    with connection.cursor() as cursor:
+        execute(cursor, f"WITH {ctes} SELECT count(*) FROM moved", params)  # noqa: S608  # SQL of the models
+        row = cursor.fetchone()
+    return int(row[0])
+
+
+def _finish_ctes(intent: PaymentIntent, fields: dict[str, Any], attempt: PaymentAttempt) -> tuple[str, list[Any]]:
+    """The CTEs writing the attempt's outcome (`outcome`, always) and moving the payment on from `processing` with
+    `fields` (`moved`: its id and cardholder, or no row when another request moved it first), and their values."""
     meta = PaymentIntent._meta
     assignments, values = [], []
     for name, value in fields.items():
@@ -829,11 +843,54 @@ def _finish_with_attempt(intent: PaymentIntent, fields: dict[str, Any], attempt:
     ]
     attempt_set, intent_set = ", ".join(f"{name} = %s" for name in ATTEMPT_OUTCOME_FIELDS), ", ".join(assignments)
     # Table and column names come from the models; every value is a parameter.
-    sql = f"WITH outcome AS (UPDATE {attempt_meta.db_table} SET {attempt_set} WHERE id = %s) "  # noqa: S608
-    sql += f"UPDATE {meta.db_table} SET {intent_set} WHERE id = %s AND status = %s"  # noqa: S608
-    with connection.cursor() as cursor:
-        execute(cursor, sql, [*outcome, attempt.pk, *values, intent.pk, Status.PROCESSING])
-        return int(cursor.rowcount)
+    ctes = f"outcome AS (UPDATE {attempt_meta.db_table} SET {attempt_set} WHERE id = %s), "  # noqa: S608
+    ctes += f"moved AS (UPDATE {meta.db_table} SET {intent_set} WHERE id = %s AND status = %s"  # noqa: S608
+    ctes += " RETURNING id, cardholder_id)"
+    return ctes, [*outcome, attempt.pk, *values, intent.pk, Status.PROCESSING]
+
+
+def _capture_in_one_statement(intent: PaymentIntent, fields: dict[str, Any], attempt: PaymentAttempt) -> bool | None:
+    """PostgreSQL, outside a caller's transaction, no points paid with: the capture as one statement — the attempt's
+    outcome, the payment's guarded move with its fee, the fee's split and the points earned (`CarriedEarn`), all or
+    none written, with no transaction to open and commit around them (one round trip instead of four). Returns
+    whether this request moved the payment, or None when the capture must take the transactional path (nothing was
+    written): another database, a caller's transaction, a points hold to post, an earn that is not plain."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block or intent.points_hold_id is not None:
+        return None
+    carried = None
+    if fields["points_earned"]:
+        carried = payment_points.earn_carried(intent, fields["points_earned"])
+        if carried is None:
+            return None
+    fee, splits = fees.capture_fee(intent, at=fields["captured_at"])
+    ctes, params = _finish_ctes(intent, {**fields, "fee": fee}, attempt)
+    for index, split in enumerate(splits):
+        table, columns, values = new_row(split)  # written with the payment's move, and only then
+        placeholders = ", ".join(["%s"] * len(values))
+        ctes += f", split{index} AS (INSERT INTO {table} ({', '.join(columns)}) SELECT {placeholders} FROM moved)"  # noqa: S608
+        params += values
+    if carried is not None:
+        earn = carried.call("moved.cardholder_id")
+        select = f"SELECT earned.txn_id FROM moved CROSS JOIN LATERAL {earn} AS earned"  # noqa: S608
+        params += carried.params
+    else:
+        select = "SELECT moved.id FROM moved"
+    try:
+        with connection.cursor() as cursor:
+            execute(cursor, f"WITH {ctes} {select}", params)
+            won = bool(cursor.fetchall())
+    except DatabaseError as exc:
+        failure = ledger_bridge.carried_failure(exc)
+        if isinstance(failure, ledger_bridge.EarnNotPlain):
+            return None
+        raise failure or exc from exc
+    if not won:
+        intent.refresh_from_db()
+        return False
+    for name, value in fields.items():
+        setattr(intent, name, value)
+    intent.fee = fee
+    return True
 
 
 def _on_capture(intent: PaymentIntent, *, at: Any) -> None:

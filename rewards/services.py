@@ -394,6 +394,35 @@ def _fast_path_available() -> bool:
     return connection.vendor == "postgresql" and getattr(settings, "LEDGER_FAST_PATH", True)
 
 
+def _simple_params(
+    kind: str,
+    key: str,
+    digest: str,
+    cardholder_id: int,
+    program: PointsProgram,
+    amount: int,
+    earned_on: dt.date | None,
+    metadata: dict[str, Any],
+) -> list[Any]:
+    """The arguments of `rewards_post_simple`, in order."""
+    if not key or len(key) > 200:
+        raise ValidationFailed(_("An idempotency key of 1 to 200 characters is required."), param="idempotency_key")
+    return [
+        kind,
+        key,
+        digest,
+        cardholder_id,
+        program.unit_code,
+        program.bank_id,
+        _shard_for(cardholder_id),
+        amount,
+        earned_on or today(),  # a spend: the business date, lots before it are overdue
+        lot_expiry(program, earned_on) if earned_on else None,
+        program.pk,
+        json.dumps(metadata, cls=DjangoJSONEncoder),
+    ]
+
+
 def _post_simple(
     *,
     kind: str,
@@ -407,23 +436,7 @@ def _post_simple(
 ) -> LedgerTransaction | None:
     """A plain earn or redeem in one round trip through `rewards_post_simple` (migrations 0003, 0004). Returns None when
     the ORM path must take it (an account not created yet, or a points debt to pay off first)."""
-    if not key or len(key) > 200:
-        raise ValidationFailed(_("An idempotency key of 1 to 200 characters is required."), param="idempotency_key")
-    expires = lot_expiry(program, earned_on) if earned_on else None
-    params: list[Any] = [
-        kind,
-        key,
-        digest,
-        cardholder_id,
-        program.unit_code,
-        program.bank_id,
-        _shard_for(cardholder_id),
-        amount,
-        earned_on or today(),  # a spend: the business date, lots before it are overdue
-        expires,
-        program.pk,
-        json.dumps(metadata, cls=DjangoJSONEncoder),
-    ]
+    params = _simple_params(kind, key, digest, cardholder_id, program, amount, earned_on, metadata)
     sql = "SELECT * FROM rewards_post_simple(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
     try:
         # A redeem may be refused (not enough points) and its caller carries on, so it runs in a savepoint; an earn
@@ -465,6 +478,86 @@ def _post_simple(
     return txn
 
 
+def _earn_digest(
+    cardholder_id: int,
+    program: PointsProgram,
+    amount: int,
+    source: str,
+    funded_by: Party | None,
+    earned_on: dt.date,
+    metadata: dict[str, Any],
+) -> str:
+    """Checks an earn's amount and source; the hash its idempotency key is bound to."""
+    _require_positive(amount)
+    if source not in EarnSource.ALL:
+        raise ValidationFailed(_("Unknown earning source."), param="source")
+    return request_hash(
+        op="earn",
+        cardholder=cardholder_id,
+        program=program.pk,
+        amount=amount,
+        source=source,
+        funded_by=funded_by.as_list() if funded_by else None,
+        earned_on=earned_on,
+        metadata=metadata,
+    )
+
+
+class EarnNotPlain(Exception):
+    """A carried earn the one-statement path cannot post (an account to create, a points debt to pay off first): the
+    statement that carried it wrote nothing, and the caller posts it the usual way."""
+
+
+@dataclass(frozen=True)
+class CarriedEarn:
+    """A plain earn for one of the caller's own statements to carry (PostgreSQL), so that what it records and the
+    points it earns are written together by one statement: no transaction to open and commit around them.
+
+    `call(cardholder)` is the posting function's call for the statement's FROM clause, the cardholder given as an SQL
+    expression of that statement (a column of a row it writes: the earn is then posted once for each such row, and
+    never when there is none); `params` are the call's values in order. The function fails the whole statement when
+    the earn is not plain, or its key was used with other parameters: `carried_error` names the failure."""
+
+    params: list[Any]
+
+    @staticmethod
+    def call(cardholder: str) -> str:
+        return f"rewards_post_simple_or_raise(%s, %s, %s, {cardholder}, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+
+
+def points_earn_carried(
+    *,
+    cardholder_id: int,
+    program: PointsProgram,
+    amount: int,
+    idempotency_key: str,
+    source: str,
+    metadata: dict[str, Any],
+) -> CarriedEarn | None:
+    """`points_earn` (no funding party, no actor) for the caller's statement to carry; None where it cannot be
+    carried (not PostgreSQL, or the fast path is off): then call `points_earn` in the caller's transaction."""
+    earned_on = today()
+    digest = _earn_digest(cardholder_id, program, amount, source, None, earned_on, metadata)
+    if not _fast_path_available():
+        return None
+    meta = {**metadata, "cardholder_id": cardholder_id, "program_id": program.pk, "source": source}
+    params = _simple_params("earn", idempotency_key, digest, cardholder_id, program, amount, earned_on, meta)
+    del params[3]  # the cardholder is the carrying statement's expression
+    return CarriedEarn(params)
+
+
+def carried_error(exc: BaseException) -> Exception | None:
+    """The failure a carried earn made its statement end with (EarnNotPlain, IdempotencyConflict), or None."""
+    text = str(exc)
+    if "ledger:not-plain" in text:
+        return EarnNotPlain()
+    if "ledger:conflict" in text:
+        return IdempotencyConflict(
+            _("This idempotency key was already used with different parameters."), param="idempotency_key"
+        )
+    return None
+
+
 # --- earn, spend --------------------------------------------------------------------------------------------------
 
 
@@ -494,20 +587,8 @@ def points_earn(
     `funded_by` (a merchant's multiplier, another bank's campaign) owes the issuing bank the points' CNY value,
     posted in the same transaction.
     """
-    _require_positive(amount)
-    if source not in EarnSource.ALL:
-        raise ValidationFailed(_("Unknown earning source."), param="source")
     earned_on = earned_on or today()
-    digest = request_hash(
-        op="earn",
-        cardholder=cardholder_id,
-        program=program.pk,
-        amount=amount,
-        source=source,
-        funded_by=funded_by.as_list() if funded_by else None,
-        earned_on=earned_on,
-        metadata=metadata or {},
-    )
+    digest = _earn_digest(cardholder_id, program, amount, source, funded_by, earned_on, metadata or {})
     if funded_by is None and actor is None and _fast_path_available():
         fast = _post_simple(
             kind="earn",

@@ -23,7 +23,9 @@ from tests.statements import as_written
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-def test_create_confirm_capture_with_points_in_seven_statements(channel_fake: Any, settings: Any) -> None:
+def test_create_confirm_capture_with_points_in_four_statements(channel_fake: Any, settings: Any) -> None:
+    from rewards.models import Entry, LedgerTransaction
+
     settings.POINTS_PROGRAM_CACHE_TTL = 60  # as in production: the issuer's programme is cached per process
     bank = MemberBankFactory()
     PointsProgramFactory(bank=bank)
@@ -37,20 +39,26 @@ def test_create_confirm_capture_with_points_in_seven_statements(channel_fake: An
     assert intent.status == "succeeded"
     assert intent.points_earned == 20  # 10.00 CNY of dining at 2 points per yuan
     executed = [q["sql"] for q in queries.captured_queries]
-    # All but the transaction's BEGIN and COMMIT run prepared (core.db): idempotency key, start, finish, ledger
-    # function, done.
-    assert sum(sql.startswith("EXECUTE mengka_") for sql in executed) == 5, executed
-    assert not any(sql.startswith("PREPARE") for sql in executed)  # prepared once per connection, by the warm-up
+    # Every one runs prepared (core.db), and none is a transaction's BEGIN or COMMIT.
+    assert all(sql.startswith("EXECUTE mengka_") for sql in executed), executed
     statements = [as_written(sql).split()[0] for sql in executed]
     # idempotency key · (risk rules, blocked lists and fee schedules are cached with the routing configuration, the
     # points programme per process) · one statement for the payment row (born processing, with its risk outcome),
-    # the decision and the first attempt · finish: BEGIN, one statement for the attempt's outcome and the guarded
-    # UPDATE, ledger function, COMMIT · idempotency done.
-    assert statements == ["INSERT", "WITH", "BEGIN", "WITH", "SELECT", "COMMIT", "UPDATE"], statements
-    start = as_written(executed[1])
+    # the decision and the first attempt · one for the capture: the attempt's outcome, the guarded move of the
+    # payment and the points it earns · idempotency done.
+    assert statements == ["INSERT", "WITH", "WITH", "UPDATE"], statements
+    start, capture = as_written(executed[1]), as_written(executed[2]).replace('"', "")
     for table in ("payments_paymentintent", "payments_routingdecision", "payments_paymentattempt"):
         assert f"INSERT INTO {table}" in start.replace('"', ""), start
-    assert sum(1 for sql in executed if "rewards_post_simple" in as_written(sql)) == 1
+    assert "UPDATE payments_paymentattempt" in capture, capture
+    assert "UPDATE payments_paymentintent" in capture, capture
+    assert "rewards_post_simple_or_raise" in capture, capture
+    earned = LedgerTransaction.objects.get(idempotency_key=f"payment:{intent.public_id}:earn")
+    assert earned.points == 20
+    assert sorted(Entry.objects.filter(transaction=earned).values_list("amount", flat=True)) == [-20, 20]
+    intent.refresh_from_db()
+    assert (intent.status, intent.points_earned, intent.amount_captured) == ("succeeded", 20, 1_000)
+    assert intent.attempts.get().status == "captured"
 
 
 def test_a_payment_code_is_taken_by_the_statement_that_writes_the_payment(channel_fake: Any, settings: Any) -> None:
@@ -78,9 +86,9 @@ def test_a_payment_code_is_taken_by_the_statement_that_writes_the_payment(channe
     executed = [as_written(q["sql"]) for q in queries.captured_queries]
     executed = executed[executed.index(next(s for s in executed if "core_idempotencyrecord" in s)) :]  # after the code
     # idempotency key · the code with its card · the start, whose payment row is written only if the same statement
-    # takes the code · finish (BEGIN, outcome, ledger, COMMIT) · done: no transaction around the code and the row.
+    # takes the code · the capture with its points · done: no transaction anywhere.
     statements = [sql.split()[0] for sql in executed]
-    assert statements == ["INSERT", "SELECT", "WITH", "BEGIN", "WITH", "SELECT", "COMMIT", "UPDATE"], executed
+    assert statements == ["INSERT", "SELECT", "WITH", "WITH", "UPDATE"], executed
     assert "payments_paymentcode" in executed[1]
     assert "payments_paymentcode" in executed[2]
     assert "payments_paymentintent" in executed[2]
