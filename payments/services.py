@@ -796,9 +796,9 @@ def _finish(
             setattr(intent, name, value)
         fields["points_earned"] = _points_to_earn(intent)
         if attempt is not None:
-            won = _capture_in_one_statement(intent, fields, attempt)
-            if won is not None:
-                return won
+            captured = _capture_in_one_statement(intent, fields, attempt)
+            if captured is not None:
+                return captured
     with transaction.atomic():
         won = (
             _finish_with_attempt(intent, fields, attempt)
