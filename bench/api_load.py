@@ -34,11 +34,11 @@ from typing import Any
 from common import ROOT, percentile, setup_django
 
 CLIENTS = 16
-CARDHOLDERS = 9_000
+CARDHOLDERS = 9_000  # enough codes for 20 s at ~400 payments/s; more for longer runs (see main)
 GUNICORN_WORKERS = int(os.environ.get("BENCH_GUNICORN_WORKERS", "4"))
 
 
-def seed_many() -> dict[str, Any]:
+def seed_many(cardholders: int) -> dict[str, Any]:
     """Banks, channels and a merchant as in the other benchmarks, then many cardholders with one card each (bulk:
     the benchmark's own fixture, not a domain flow)."""
     import datetime as dt
@@ -51,7 +51,7 @@ def seed_many() -> dict[str, Any]:
     seeded = seed()
     products = list(CardProduct.objects.order_by("id"))
     user_model = get_user_model()
-    users = user_model.objects.bulk_create(user_model(username=f"load{i}") for i in range(CARDHOLDERS))
+    users = user_model.objects.bulk_create(user_model(username=f"load{i}") for i in range(cardholders))
     holders = Cardholder.objects.bulk_create(
         Cardholder(user=u, display_name=f"Load {i}", phone_encrypted="x", phone_hash=f"l{i:063d}", phone_last4="0000")
         for i, u in enumerate(users)
@@ -191,7 +191,7 @@ def main() -> None:
     from merchants.services import api_key_create
     from payments.models import PaymentIntent
 
-    seeded = seed_many()
+    seeded = seed_many(max(CARDHOLDERS, int(args.seconds * 400) + 1_000))
     merchant = Merchant.objects.get(pk=seeded["merchant_id"])
     key = api_key_create(merchant=merchant, mode="live", scope="write").raw_key
     port = free_port()
