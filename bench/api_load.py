@@ -3,7 +3,9 @@
 The measured call is POST /api/v1/payments creating and confirming a payment with automatic capture by
 `payment_code` (each code made beforehand for a demo cardholder, as the till would receive it), with an idempotency
 key, points earned and events written to the outbox — the webhook worker is not running. In the same run the same
-clients call the floor: an API-key-authenticated DRF POST that inserts one row (`bench/floor_api.py`).
+clients call the floor: an API-key-authenticated DRF POST that inserts one row (`bench/floor_api.py`). Between the
+steps the database is vacuumed and analysed (and checkpointed once, before the loads: `settle`), so that neither load
+pays for the maintenance the step before it made due.
 
 Server: gunicorn, 4 sync workers (2 cores: sync workers beat threads for this CPU-bound work; see
 docs/performance.md). The load generator is one process of client threads on keep-alive connections; it shares the
@@ -98,6 +100,21 @@ def make_codes() -> list[str]:
     for card in Card.objects.filter(token__startswith="card_load_").select_related("cardholder").iterator():
         codes.append(methods.payment_code_generate(cardholder=card.cardholder, card=card).code)
     return codes
+
+
+def settle(*, checkpoint: bool = False) -> None:
+    """Vacuums and analyses (and checkpoints) between steps, so that a measured load does not pay for what the step
+    before it left due: an autovacuum of the tables the payments wrote, or a checkpoint, starting at a random moment
+    of the floor's load moved its rate by a third from run to run. The one checkpoint is made after seeding, before the
+    payment codes: the next one (by time, every 5 minutes) falls after the run, and each load writes far less WAL than
+    makes one due. No checkpoint between the loads: right after one, every page a load touches first is written whole
+    to the WAL, which would weigh on the load that touches more pages."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+        if checkpoint:
+            cursor.execute("CHECKPOINT")
 
 
 def free_port() -> int:
@@ -196,6 +213,7 @@ def main() -> None:
     key = api_key_create(merchant=merchant, mode="live", scope="write").raw_key
     port = free_port()
     server = start_gunicorn(port)
+    settle(checkpoint=True)
     try:
         codes = make_codes()
         pay = [
@@ -209,6 +227,7 @@ def main() -> None:
         ]
         one = run_load(port, key, "/api/v1/payments", [pay[:300]], min(args.seconds / 4, 5))
         many = run_load(port, key, "/api/v1/payments", [pay[300 + i :: CLIENTS] for i in range(CLIENTS)], args.seconds)
+        settle()
         floor_bodies = [[{"note": f"{i}-{n}"} for n in range(100_000)] for i in range(CLIENTS)]
         floor = run_load(port, key, "/bench/floor", floor_bodies, args.seconds)
     finally:
