@@ -112,6 +112,7 @@ def set_counter_store(store: CounterStore | None) -> None:
 class Assessment:
     outcome: str = RiskOutcome.ALLOW
     reasons: list[dict[str, Any]] = field(default_factory=list)
+    counted: list[tuple[str, int, int]] = field(default_factory=list)  # the increments the payment made, to take back
 
     def flag(self, action: str, code: str, message: str, rule: RiskRule | None = None) -> None:
         self.reasons.append({"code": code, "message": message, "action": action, "rule": rule.pk if rule else None})
@@ -203,6 +204,7 @@ def assess(intent: PaymentIntent, *, rules: list[RiskRule] | None = None) -> Ass
     except Exception:
         assessment.flag(RiskOutcome.REVIEW, "risk_counters_unavailable", "Velocity counters are unavailable.")
         return assessment
+    assessment.counted = increments
     current = {
         (subject, window, measure): value for (_, subject, window, measure), value in zip(keys, values, strict=True)
     }
@@ -219,8 +221,17 @@ def assess(intent: PaymentIntent, *, rules: list[RiskRule] | None = None) -> Ass
                 rule,
             )
     if assessment.outcome == RiskOutcome.BLOCK:
-        try:
-            counter_store().add([(key, -amount, ttl) for key, amount, ttl in increments])
-        except Exception:  # the counters expire on their own; counting a blocked payment once errs on caution
-            logger.warning("could not take a blocked payment back out of the risk counters", exc_info=True)
+        uncount(assessment)
     return assessment
+
+
+def uncount(assessment: Assessment) -> None:
+    """Takes a payment that will not go ahead back out of the velocity counters (once): a blocked payment, or one
+    whose payment code another till took first."""
+    increments, assessment.counted = assessment.counted, []
+    if not increments:
+        return
+    try:
+        counter_store().add([(key, -amount, ttl) for key, amount, ttl in increments])
+    except Exception:  # the counters expire on their own; counting the payment once errs on caution
+        logger.warning("could not take a payment back out of the risk counters", exc_info=True)

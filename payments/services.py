@@ -309,6 +309,7 @@ class _RowGuard:
 
 
 _UNWRITTEN = "_mengka_unwritten_row"  # on a payment `_create` left unwritten: its guard (or None)
+_ASSESSED = "_mengka_risk_assessment"  # on a payment its risk check counted: what to take back if it cannot go on
 
 
 def _write_row(intent: PaymentIntent, guard: _RowGuard | None) -> None:
@@ -324,7 +325,16 @@ def _write_row(intent: PaymentIntent, guard: _RowGuard | None) -> None:
         if written:
             record_progress(_progress_of(intent))
     if guard is not None and not written:  # refused outside the block: a caller's transaction stays usable
-        raise methods.payment_code_lost(guard.funding)
+        raise _code_lost(intent, guard)
+
+
+def _code_lost(intent: PaymentIntent, guard: _RowGuard) -> Exception:
+    """The refusal of a payment whose code another till took first (between the read of the code and the statement
+    that takes it); the payment, never written, is taken back out of the velocity counters it was counted in."""
+    assessment = intent.__dict__.pop(_ASSESSED, None)
+    if assessment is not None:
+        risk.uncount(assessment)
+    return methods.payment_code_lost(guard.funding)
 
 
 def _progress_of(intent: PaymentIntent) -> dict[str, Any]:
@@ -462,6 +472,7 @@ def _risk_check(intent: PaymentIntent) -> dict[str, Any] | None:
     """The risk outcome to store on the payment (with its move to processing); a block fails the payment at once
     (None). A review lets it be authorised and holds it there."""
     assessment = risk.assess(intent)
+    intent.__dict__[_ASSESSED] = assessment
     intent.risk_outcome, intent.risk_reasons = assessment.outcome, assessment.reasons
     intent.risk_review = assessment.outcome == RiskOutcome.REVIEW
     fields = {
@@ -619,7 +630,7 @@ def _start_processing(
         row = cursor.fetchone()
     if row is None:
         if guard is not None:  # another request took the code first: nothing was written
-            raise methods.payment_code_lost(guard.funding)
+            raise _code_lost(intent, guard)
         raise Conflict("This payment is being confirmed by another request.", code="payment_unexpected_state")
     if intent.pk is None:
         saved(intent, row[0])
