@@ -61,9 +61,10 @@ class ChannelAdmin(RoutingConfigAdmin):
         "fee_fixed",
         "cutoff",
         "enabled",
+        "sandbox",
         "breaker_state",
     )
-    list_filter = ("kind", "enabled", "acquirer")
+    list_filter = ("kind", "enabled", "sandbox", "acquirer")
     search_fields = ("code", "name")
     change_list_template = "admin/payments/channel/change_list.html"
 

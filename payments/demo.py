@@ -106,18 +106,21 @@ def seed_payments(ctx: Any) -> None:
 def _channels(banks: dict[str, MemberBank]) -> dict[str, Channel]:
     existing = {channel.code: channel for channel in Channel.objects.all()}
     for code, name, kind, bank_code, remote, methods, currencies, fee in CHANNELS:
-        if code not in existing:
-            existing[code] = services.channel_create(
-                code=code,
-                name=name,
-                kind=kind,
-                acquirer=banks[bank_code],
-                methods=methods,
-                currencies=currencies,
-                connector="simulator",
-                remote_id=remote,
-                fee_percent=Decimal(fee),
-            )
+        # Each live channel has a sandbox twin for test-mode payments (here both reach the simulator).
+        for twin, sandbox in ((code, False), (f"{code}-sandbox", True)):
+            if twin not in existing:
+                existing[twin] = services.channel_create(
+                    code=twin,
+                    name=f"{name} (sandbox)" if sandbox else name,
+                    kind=kind,
+                    acquirer=banks[bank_code],
+                    methods=methods,
+                    currencies=currencies,
+                    connector="simulator",
+                    remote_id=remote,
+                    fee_percent=Decimal(fee),
+                    sandbox=sandbox,
+                )
     if not ChannelErrorPolicy.objects.exists():
         ChannelErrorPolicy.objects.create(error_code="invalid_instrument", retry=False, note="the request is wrong")
         ChannelErrorPolicy.objects.create(error_code="idempotency_mismatch", retry=False, note="never retry a clash")

@@ -71,6 +71,11 @@ class Channel(models.Model):
     cutoff = models.TimeField(_("daily cut-off"), default=dt.time(23, 0))
     authorization_hours = models.PositiveIntegerField(_("authorisation validity (hours)"), default=7 * 24)
     enabled = models.BooleanField(_("enabled"), default=True)
+    sandbox = models.BooleanField(
+        _("sandbox"),
+        default=False,
+        help_text=_("Carries test-mode payments only, and never a live one; a live channel never carries a test one."),
+    )
     breaker_consecutive_failures = models.PositiveSmallIntegerField(
         _("breaker: consecutive failures to open"), default=5
     )

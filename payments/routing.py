@@ -47,6 +47,7 @@ class ChannelInfo:
     fee_fixed: int
     enabled: bool
     breaker: BreakerPolicy
+    sandbox: bool = False
 
     def expected_cost(self, amount: int) -> Decimal:
         return self.fee_percent * amount / 100 + self.fee_fixed
@@ -111,6 +112,7 @@ class RouteContext:
     issuer_id: int | None
     local_time: dtime
     account_kind: str = ""  # a balance payment: the kind of channel that keeps the account (at the issuer)
+    livemode: bool = True  # a test-mode payment goes to sandbox channels only
 
 
 @dataclass
@@ -201,6 +203,7 @@ def _build_config(version: int) -> RoutingConfig:
             fee_percent=channel.fee_percent,
             fee_fixed=channel.fee_fixed,
             enabled=channel.enabled,
+            sandbox=channel.sandbox,
             breaker=BreakerPolicy(
                 consecutive_failures=channel.breaker_consecutive_failures,
                 failure_rate=float(channel.breaker_failure_rate),
@@ -282,6 +285,10 @@ def why_not(channel: ChannelInfo, ctx: RouteContext) -> str:
     """The first reason a channel cannot carry this payment, or "" when it can."""
     if not channel.enabled:
         return "disabled"
+    if channel.sandbox and ctx.livemode:
+        return "a sandbox: test-mode payments only"
+    if not ctx.livemode and not channel.sandbox:
+        return "live: a test-mode payment goes to a sandbox"
     if not channel.acquirer_usable:
         return "acquirer without an active acquiring licence"
     if ctx.method not in channel.methods:
@@ -300,7 +307,8 @@ def why_not(channel: ChannelInfo, ctx: RouteContext) -> str:
 
 def decide(ctx: RouteContext, config: RoutingConfig, health: HealthStore) -> Decision:
     started = time.perf_counter_ns()
-    rule = next((r for r in config.rules if rule_matches(r, ctx, config)), None)
+    # Routing rules are the live traffic's economics: a test-mode payment goes to the cheapest sandbox able to carry it.
+    rule = next((r for r in config.rules if rule_matches(r, ctx, config)), None) if ctx.livemode else None
     strategy = rule.strategy if rule else RoutingRule.Strategy.CHEAPEST
     if rule and rule.channels:
         pool = [(config.channels[cid], weight) for cid, weight in rule.channels if cid in config.channels]
@@ -392,4 +400,5 @@ def context_for(intent: PaymentIntent, local_time: dtime) -> RouteContext:
         issuer_id=intent.issuer_id,
         local_time=local_time,
         account_kind=ACCOUNT_CHANNEL_KIND.get(intent.linked_account.kind, "") if intent.linked_account else "",
+        livemode=intent.livemode,
     )

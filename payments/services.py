@@ -1349,6 +1349,7 @@ def channel_create(
     remote_id: str = "",
     fee_percent: Decimal = Decimal("0.6"),
     fee_fixed: int = 0,
+    sandbox: bool = False,
     actor: Any = None,
 ) -> Channel:
     """A channel is carried by an acquirer of record: a member with an acquiring licence (Mengka never holds funds)."""
@@ -1370,6 +1371,7 @@ def channel_create(
         remote_id=remote_id,
         fee_percent=fee_percent,
         fee_fixed=fee_fixed,
+        sandbox=sandbox,
     )
     channel.full_clean()
     channel.save()

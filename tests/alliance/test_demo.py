@@ -42,7 +42,7 @@ def test_seed_demo_builds_the_alliance_through_the_simulator_and_a_second_run_ad
     simulator: Any, simulator_server: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from payments import demo as payments_demo
-    from payments.models import PaymentIntent
+    from payments.models import Channel, PaymentIntent
 
     settings.SIMULATOR = {
         **settings.SIMULATOR,
@@ -58,7 +58,12 @@ def test_seed_demo_builds_the_alliance_through_the_simulator_and_a_second_run_ad
     assert first["banks"] == 6
     assert first["cardholders"] >= 200
     assert first["merchants"] == 5
-    assert first["channels"] == 8
+    assert first["channels"] == 16  # 8 live channels, each with a sandbox twin for test-mode payments
+    assert Channel.objects.filter(sandbox=True).count() == 8
+    routed = PaymentIntent.objects.exclude(channel=None)
+    assert routed.filter(livemode=False).exists()
+    assert not routed.filter(livemode=False, channel__sandbox=False).exists()
+    assert not routed.filter(livemode=True, channel__sandbox=True).exists()
     assert first["rules"] == 3
     assert first["payments"] == 60 + first["method_payments"]
     assert first["method_payments"] >= 25  # 20 payment codes and 5 agreements, plus wallet balances

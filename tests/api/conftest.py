@@ -96,6 +96,7 @@ def world(channel_fake: InProcessConnector) -> World:
     card = CardFactory(product=CardProductFactory(bank=issuer, earning_rates={"dining": "2", "other": "1"}))
     merchant = MerchantFactory(sponsor_bank=acquirer, spend_category="dining")
     ChannelFactory(acquirer=acquirer, code="acq-main")
+    ChannelFactory(acquirer=acquirer, code="acq-main-sandbox", sandbox=True)  # carries the test keys' payments
     return World(merchant=merchant, card=card, api=new_api(merchant), issuer=issuer, fake=channel_fake)
 
 

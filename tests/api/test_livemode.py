@@ -85,6 +85,23 @@ def test_live_key_objects_are_live(world: World, live: Api) -> None:
     assert len(events["data"]) == 3  # payment.created, payment.succeeded, refund.succeeded
 
 
+def test_each_mode_pays_through_its_own_channels(world: World, live: Api) -> None:
+    """A test key's payment goes to a sandbox channel only, a live key's never: a test key cannot move real money."""
+    status, test_payment = world.api.post("payments", _agreement_body(world), key=idem())
+    status_live, live_payment = live.post("payments", _agreement_body(world), key=idem())
+    assert (status, status_live) == (201, 201)
+    routed = {p.public_id: p.channel.code for p in PaymentIntent.objects.select_related("channel")}
+    assert routed == {test_payment["id"]: "acq-main-sandbox", live_payment["id"]: "acq-main"}
+    from payments.models import Channel
+
+    Channel.objects.filter(sandbox=True).update(enabled=False)
+    services.routing_config_changed()
+    status, refused = world.api.post("payments", _agreement_body(world), key=idem())
+    assert (status, refused["status"], refused["failure_code"]) == (201, "failed", "no_channel")
+    status, still_live = live.post("payments", _agreement_body(world), key=idem())
+    assert (status, still_live["status"]) == (201, "succeeded")
+
+
 def test_another_modes_objects_are_404_and_lists_leave_them_out(world: World, live: Api) -> None:
     made = _test_mode_objects(world)
     for path in (

@@ -119,6 +119,7 @@ def test_velocity_per_merchant_counts_every_card(world: dict[str, Any]) -> None:
 
 
 def test_test_mode_payments_count_apart_from_live_ones(world: dict[str, Any]) -> None:
+    ChannelFactory(acquirer=world["channel"].acquirer, sandbox=True)  # where test-mode payments go
     make_risk_rule(name="merchant hour", kind="count", subject="merchant", window="hour", threshold=2)
     assert [pay(world, 1_000, livemode=False).status for _ in range(3)] == [
         Status.SUCCEEDED,

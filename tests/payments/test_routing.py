@@ -60,6 +60,28 @@ def test_cheapest_weighs_percent_and_fixed_fees_by_amount(banks: dict[str, Any])
     assert scores == {"pct-high": 60.0, "fixed-fee": 50.0}
 
 
+def test_test_mode_payments_go_to_sandboxes_only_and_live_ones_never(banks: dict[str, Any]) -> None:
+    live = ChannelFactory(code="live-cheap", acquirer=banks["acq1"], fee_percent="0.10")
+    ChannelFactory(code="sandbox-a", acquirer=banks["acq1"], fee_percent="0.50", sandbox=True)
+    ChannelFactory(code="sandbox-b", acquirer=banks["acq2"], fee_percent="0.30", sandbox=True)
+    rule = RoutingRule.objects.create(name="live only", strategy="fixed", priority=1)
+    RuleChannel.objects.create(rule=rule, channel=live, position=1)
+    live_decision = decide(ctx())
+    assert (live_decision.rule_name, live_decision.chosen_codes) == ("live only", ["live-cheap"])
+    test_decision = decide(ctx(livemode=False))
+    assert test_decision.rule_name == ""  # routing rules are for live traffic
+    assert test_decision.chosen_codes == ["sandbox-b", "sandbox-a"]  # the cheapest sandbox first
+    dropped = {candidate.channel: candidate.dropped for candidate in test_decision.candidates}
+    assert dropped["live-cheap"] == "live: a test-mode payment goes to a sandbox"
+    RoutingRule.objects.all().delete()
+    unruled = {c.channel: c.dropped for c in decide(ctx()).candidates}
+    assert unruled == {
+        "live-cheap": "",
+        "sandbox-a": "a sandbox: test-mode payments only",
+        "sandbox-b": "a sandbox: test-mode payments only",
+    }
+
+
 def test_fixed_rule_follows_its_list_and_drops_incapable_channels_with_reasons(banks: dict[str, Any]) -> None:
     a = ChannelFactory(code="a", acquirer=banks["acq1"])
     b = ChannelFactory(code="b", acquirer=banks["acq2"], currencies=["CNY"])
