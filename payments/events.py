@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Case, CharField, Exists, OuterRef, Q, Value, When
+from django.db.models import Case, CharField, Exists, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from merchants.models import Event
@@ -127,26 +127,16 @@ def events_catch_up(*, window: timedelta = timedelta(minutes=30)) -> CatchUp:
     """
     since = timezone.now() - window
     done = CatchUp()
-    missing_payments = (
-        PaymentIntent.objects.filter(updated_at__gte=since, status__in=list(PAYMENT_STATUS_EVENTS))
-        .annotate(event_type=_event_type(PAYMENT_STATUS_EVENTS))
-        .filter(~Exists(Event.objects.filter(object_id=OuterRef("public_id"), type=OuterRef("event_type"))))
-        .select_related("merchant", "card__bank")
-        .order_by("id")
-    )
-    for intent in missing_payments.iterator():
+    payments = PaymentIntent.objects.filter(updated_at__gte=since, status__in=list(PAYMENT_STATUS_EVENTS))
+    for intent in (
+        _without_status_event(payments, PAYMENT_STATUS_EVENTS).select_related("merchant", "card__bank").iterator()
+    ):
         event_emit(
             merchant=intent.merchant, type=intent.event_type, payload=payment_out(intent), livemode=intent.livemode
         )
         done.payments += 1
-    missing_refunds = (
-        Refund.objects.filter(Q(created_at__gte=since) | Q(completed_at__gte=since))
-        .annotate(event_type=_event_type(REFUND_STATUS_EVENTS))
-        .filter(~Exists(Event.objects.filter(object_id=OuterRef("public_id"), type=OuterRef("event_type"))))
-        .select_related("intent__merchant")
-        .order_by("id")
-    )
-    for refund in missing_refunds.iterator():
+    refunds = Refund.objects.filter(Q(created_at__gte=since) | Q(completed_at__gte=since))
+    for refund in _without_status_event(refunds, REFUND_STATUS_EVENTS).select_related("intent__merchant").iterator():
         event_emit(
             merchant=refund.intent.merchant,
             type=refund.event_type,
@@ -157,6 +147,11 @@ def events_catch_up(*, window: timedelta = timedelta(minutes=30)) -> CatchUp:
     return done
 
 
-def _event_type(events: Mapping[Any, str]) -> Case:
-    """The event type of an object's status, in SQL."""
-    return Case(*(When(status=status, then=Value(type)) for status, type in events.items()), output_field=CharField())
+def _without_status_event(objects: QuerySet[Any], events: Mapping[Any, str]) -> QuerySet[Any]:
+    """The objects that have not had the event of their status yet (`event_type` annotated), oldest first: one
+    anti-join on the events' (object_id, type) index."""
+    event_type = Case(
+        *(When(status=status, then=Value(type)) for status, type in events.items()), output_field=CharField()
+    )
+    told = Event.objects.filter(object_id=OuterRef("public_id"), type=OuterRef("event_type"))
+    return objects.annotate(event_type=event_type).filter(~Exists(told)).order_by("id")

@@ -216,14 +216,18 @@ class Posting:
         return self.accounts[account.pk]
 
 
+def _key_reused() -> IdempotencyConflict:
+    return IdempotencyConflict(
+        _("This idempotency key was already used with different parameters."), param="idempotency_key"
+    )
+
+
 def _replay(model: type[LedgerTransaction] | type[Hold], key: str, digest: str) -> Any:
     existing = model.objects.filter(idempotency_key=key).first()
     if existing is None:
         return None
     if existing.request_hash != digest:
-        raise IdempotencyConflict(
-            _("This idempotency key was already used with different parameters."), param="idempotency_key"
-        )
+        raise _key_reused()
     return existing
 
 
@@ -458,9 +462,7 @@ def _post_simple(
     if outcome == "fallback":
         return None
     if stored_hash != digest:
-        raise IdempotencyConflict(
-            _("This idempotency key was already used with different parameters."), param="idempotency_key"
-        )
+        raise _key_reused()
     if outcome == "replay":
         return LedgerTransaction.objects.get(pk=txn_id)
     txn = LedgerTransaction(
@@ -503,6 +505,13 @@ def _earn_digest(
     )
 
 
+def _earn_meta(
+    metadata: dict[str, Any] | None, cardholder_id: int, program: PointsProgram, source: str
+) -> dict[str, Any]:
+    """The metadata an earn's ledger transaction records: the caller's, with whose points, which programme, why."""
+    return {**(metadata or {}), "cardholder_id": cardholder_id, "program_id": program.pk, "source": source}
+
+
 class EarnNotPlain(Exception):
     """A carried earn the one-statement path cannot post (an account to create, a points debt to pay off first): the
     statement that carried it wrote nothing, and the caller posts it the usual way."""
@@ -540,7 +549,7 @@ def points_earn_carried(
     digest = _earn_digest(cardholder_id, program, amount, source, None, earned_on, metadata)
     if not _fast_path_available():
         return None
-    meta = {**metadata, "cardholder_id": cardholder_id, "program_id": program.pk, "source": source}
+    meta = _earn_meta(metadata, cardholder_id, program, source)
     params = _simple_params("earn", idempotency_key, digest, cardholder_id, program, amount, earned_on, meta)
     del params[3]  # the cardholder is the carrying statement's expression
     return CarriedEarn(params)
@@ -552,9 +561,7 @@ def carried_error(exc: BaseException) -> Exception | None:
     if "ledger:not-plain" in text:
         return EarnNotPlain()
     if "ledger:conflict" in text:
-        return IdempotencyConflict(
-            _("This idempotency key was already used with different parameters."), param="idempotency_key"
-        )
+        return _key_reused()
     return None
 
 
@@ -598,7 +605,7 @@ def points_earn(
             program=program,
             amount=amount,
             earned_on=earned_on,
-            metadata={**(metadata or {}), "cardholder_id": cardholder_id, "program_id": program.pk, "source": source},
+            metadata=_earn_meta(metadata, cardholder_id, program, source),
         )
         if fast is not None:
             return fast
@@ -622,7 +629,7 @@ def _earn_atomic(
 ) -> LedgerTransaction:
     wallet, debt = wallet_account(cardholder_id, program), debt_account(cardholder_id, program)
     issuance = bank_points_account(program, Purpose.ISSUANCE, cardholder_id)
-    meta = {**(metadata or {}), "cardholder_id": cardholder_id, "program_id": program.pk, "source": source}
+    meta = _earn_meta(metadata, cardholder_id, program, source)
     funded_units = 0
     if funded_by is not None:
         funded_units = points_value_units(amount, program)
