@@ -173,7 +173,9 @@ class StrictSerializer(serializers.Serializer):
         if fields is None:
             fields = super().get_fields()  # DRF's deep copy: never bound, only copied
             for name, field in fields.items():
-                if getattr(field.default, "requires_context", False) or isinstance(field, serializers.RelatedField):
+                if getattr(field.default, "requires_context", False) or isinstance(
+                    field, (serializers.RelatedField, serializers.ManyRelatedField)
+                ):
                     raise TypeError(f"{type(self).__name__}.{name} reads the context: not an input field")
             self._built[type(self)] = fields
         return {name: _shallow_copy(field) for name, field in fields.items()}

@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from django.core.cache import cache
+from django.core.cache import cache, caches
 
 from core.counters import window_count
 
@@ -27,10 +27,14 @@ def test_counts_up_and_the_cache_sees_and_resets_the_count() -> None:
 
 
 @pytest.mark.redis
-def test_with_redis_the_window_is_set_once_and_racing_counts_are_never_lost() -> None:
+def test_with_redis_the_window_is_set_once_and_racing_counts_are_never_lost(monkeypatch: pytest.MonkeyPatch) -> None:
     import redis
     from django.conf import settings
 
+    def not_the_cache(*args: object, **kwargs: object) -> None:
+        raise AssertionError("with Redis a count is one script call, not the cache's add + incr")
+
+    monkeypatch.setattr(type(caches["default"]), "add", not_the_cache)
     client = redis.Redis.from_url(settings.REDIS_URL)
     key = _key()
     stored = cache.make_and_validate_key(key)
