@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -37,6 +38,10 @@ class HealthStore(Protocol):
     def success_rate(self, channel: str, method: str) -> tuple[float, int]: ...
 
     def state(self, channel: str, policy: BreakerPolicy) -> BreakerState: ...
+
+    def states(self, channels: Sequence[tuple[str, BreakerPolicy]]) -> dict[str, BreakerState]:
+        """`state` of each channel, by code, read together (one round trip)."""
+        ...
 
     def allow(self, channel: str, policy: BreakerPolicy) -> bool: ...
 
@@ -108,6 +113,9 @@ class InProcessHealth:
                 return BreakerState.HALF_OPEN
             return breaker.state
 
+    def states(self, channels: Sequence[tuple[str, BreakerPolicy]]) -> dict[str, BreakerState]:
+        return {channel: self.state(channel, policy) for channel, policy in channels}
+
     def allow(self, channel: str, policy: BreakerPolicy) -> bool:
         with self._lock:
             breaker = self._breakers.get(channel)
@@ -169,6 +177,7 @@ class RedisHealth:
     def __init__(self, url: str, clock: Any = time.time) -> None:
         import redis
 
+        self.url = url
         self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self._record = self.client.register_script(_RECORD)
         self._allow = self.client.register_script(_ALLOW)
@@ -204,14 +213,45 @@ class RedisHealth:
         return sum(int(item) for item in items) / len(items), len(items)
 
     def state(self, channel: str, policy: BreakerPolicy) -> BreakerState:
-        values: list[bytes | None] = self.client.hmget(self._keys(channel)[0], ["state", "opened_at"])  # type: ignore[assignment]
-        state = (values[0] or b"closed").decode()
-        if state == "open" and self.clock() - float(values[1] or 0) >= policy.cooldown_seconds:
-            return BreakerState.HALF_OPEN
-        return BreakerState(state)
+        return self.states([(channel, policy)])[channel]
+
+    def states(self, channels: Sequence[tuple[str, BreakerPolicy]]) -> dict[str, BreakerState]:
+        if len(channels) == 1:  # one command: no pipeline to build
+            (channel, policy), key = channels[0], self._keys(channels[0][0])[0]
+            values: list[bytes | None] = self.client.hmget(key, ["state", "opened_at"])  # type: ignore[assignment]
+            return {channel: _breaker_state(values, policy, self.clock())}
+        if not channels:
+            return {}
+        pipeline = self.client.pipeline(transaction=False)
+        parse = self.queue_states(pipeline, channels)
+        return parse(pipeline.execute())
+
+    def queue_states(
+        self, pipeline: Any, channels: Sequence[tuple[str, BreakerPolicy]]
+    ) -> Callable[[list[Any]], dict[str, BreakerState]]:
+        """Queues the reads of `channels`' breakers on `pipeline` (of a client of this store's Redis, which may carry
+        other commands in the same round trip); returns what turns their replies, in order, into `states`."""
+        for channel, _policy in channels:
+            pipeline.hmget(self._keys(channel)[0], ["state", "opened_at"])
+
+        def parse(replies: list[Any]) -> dict[str, BreakerState]:
+            now = self.clock()
+            return {
+                channel: _breaker_state(values, policy, now)
+                for (channel, policy), values in zip(channels, replies, strict=True)
+            }
+
+        return parse
 
     def allow(self, channel: str, policy: BreakerPolicy) -> bool:
         return bool(self._allow(keys=self._keys(channel)[:1], args=[self.clock(), policy.cooldown_seconds]))
+
+
+def _breaker_state(values: list[bytes | None], policy: BreakerPolicy, now: float) -> BreakerState:
+    state = (values[0] or b"closed").decode()
+    if state == "open" and now - float(values[1] or 0) >= policy.cooldown_seconds:
+        return BreakerState.HALF_OPEN
+    return BreakerState(state)
 
 
 _store: HealthStore | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time as dtime
 from decimal import Decimal
@@ -305,24 +306,56 @@ def why_not(channel: ChannelInfo, ctx: RouteContext) -> str:
     return ""
 
 
-def decide(ctx: RouteContext, config: RoutingConfig, health: HealthStore) -> Decision:
-    started = time.perf_counter_ns()
+def _screen(
+    ctx: RouteContext, config: RoutingConfig
+) -> tuple[RuleInfo | None, list[tuple[ChannelInfo, int]], list[str]]:
+    """The rule that applies, its pool of channels with their weights, and why each is out of the running before its
+    breaker is asked ('' for none): pure, read from the loaded configuration."""
     # Routing rules are the live traffic's economics: a test-mode payment goes to the cheapest sandbox able to carry it.
     rule = next((r for r in config.rules if rule_matches(r, ctx, config)), None) if ctx.livemode else None
-    strategy = rule.strategy if rule else RoutingRule.Strategy.CHEAPEST
     if rule and rule.channels:
         pool = [(config.channels[cid], weight) for cid, weight in rule.channels if cid in config.channels]
     else:
         pool = [(channel, 0) for channel in config.channels.values()]
-    candidates: list[Candidate] = []
-    usable: list[tuple[ChannelInfo, int]] = []
-    breakers: dict[str, BreakerState] = {}
-    for channel, weight in pool:
+    reasons = []
+    for channel, _weight in pool:
         reason = why_not(channel, ctx)
         if not reason and rule and rule.on_us is not None and (channel.acquirer_id == ctx.issuer_id) != rule.on_us:
             reason = "not on-us" if rule.on_us else "on-us excluded by the rule"
+        reasons.append(reason)
+    return rule, pool, reasons
+
+
+def breakers_to_read(ctx: RouteContext, config: RoutingConfig) -> list[tuple[str, BreakerPolicy]]:
+    """The channels whose breakers `decide` asks for this payment, so that a caller may read them beforehand, in a
+    round trip it makes anyway (`risk.assess`)."""
+    _rule, pool, reasons = _screen(ctx, config)
+    return [(channel.code, channel.breaker) for (channel, _), reason in zip(pool, reasons, strict=True) if not reason]
+
+
+def decide(
+    ctx: RouteContext,
+    config: RoutingConfig,
+    health: HealthStore,
+    *,
+    breakers: Mapping[str, BreakerState] | None = None,
+) -> Decision:
+    """The channels to try, in order. The breakers of the channels still in the running are read in one round trip,
+    unless `breakers` already holds them (read by the caller for this payment: `breakers_to_read`)."""
+    started = time.perf_counter_ns()
+    rule, pool, reasons = _screen(ctx, config)
+    strategy = rule.strategy if rule else RoutingRule.Strategy.CHEAPEST
+    wanted = [(channel.code, channel.breaker) for (channel, _), reason in zip(pool, reasons, strict=True) if not reason]
+    known = dict(breakers or {})
+    missing = [(code, policy) for code, policy in wanted if code not in known]
+    if missing:
+        known.update(health.states(missing))
+    candidates: list[Candidate] = []
+    usable: list[tuple[ChannelInfo, int]] = []
+    read: dict[str, BreakerState] = {}
+    for (channel, weight), reason in zip(pool, reasons, strict=True):
         if not reason:
-            breaker = breakers[channel.code] = health.state(channel.code, channel.breaker)
+            breaker = read[channel.code] = known[channel.code]
             if breaker == BreakerState.OPEN:
                 reason = "circuit open"
         candidates.append(Candidate(channel.code, dropped=reason))
@@ -340,7 +373,7 @@ def decide(ctx: RouteContext, config: RoutingConfig, health: HealthStore) -> Dec
         order=order,
         explored=explored,
         decided_in_us=(time.perf_counter_ns() - started) // 1000,
-        breakers=breakers,
+        breakers=read,
     )
 
 

@@ -46,7 +46,7 @@ from .connectors.base import (
     RefundRequest,
     RemoteState,
 )
-from .health import BreakerState, health_store
+from .health import BreakerPolicy, BreakerState, HealthStore, health_store
 from .models import (
     Channel,
     PaymentAttempt,
@@ -182,6 +182,9 @@ def payment_create(
     return _load(outcome["payment"], merchant, livemode)
 
 
+_METHODS, _CAPTURE_METHODS = frozenset(PaymentMethod.values), frozenset(PaymentIntent.CaptureMethod.values)
+
+
 def _create(
     *,
     merchant: Merchant,
@@ -208,9 +211,9 @@ def _create(
     validate_minor_amount(amount, currency)
     if isinstance(use_points, bool) or not isinstance(use_points, int) or use_points < 0:
         raise ValidationFailed("use_points is a whole number of points.", code="invalid_points", param="use_points")
-    if method not in PaymentMethod.values:
+    if method not in _METHODS:
         raise ValidationFailed(f"Unknown payment method {method!r}.", code="invalid_method", param="method")
-    if capture_method not in PaymentIntent.CaptureMethod.values:
+    if capture_method not in _CAPTURE_METHODS:
         raise ValidationFailed("capture_method is automatic or manual.", code="invalid_capture_method")
     if merchant.status != Merchant.Status.ACTIVE:
         raise ValidationFailed("This merchant cannot take payments.", code="merchant_inactive", param="merchant")
@@ -411,11 +414,13 @@ def _confirm(intent: PaymentIntent) -> None:
         _require_usable_card(intent.card)
     if intent.linked_account is not None:
         methods.require_usable_account(intent.linked_account)
-    risk_fields = _risk_check(intent)
+    config, health = routing.load_config(), health_store()
+    context = routing.context_for(intent, local_now().time())
+    # The breakers routing will ask for are read in the risk counters' round trip.
+    risk_fields = _risk_check(intent, breakers=(health, routing.breakers_to_read(context, config)))
     if risk_fields is None:
         return
-    config, health = routing.load_config(), health_store()
-    decision = routing.decide(routing.context_for(intent, local_now().time()), config, health)
+    decision = routing.decide(context, config, health, breakers=intent.__dict__[_ASSESSED].breakers)
     if not decision.order:
         _ensure_written(intent)
         _record_decision(intent, decision)
@@ -468,10 +473,12 @@ def _confirm(intent: PaymentIntent) -> None:
     _fail(intent, "channels_unavailable", "No channel could process the payment.")
 
 
-def _risk_check(intent: PaymentIntent) -> dict[str, Any] | None:
+def _risk_check(
+    intent: PaymentIntent, *, breakers: tuple[HealthStore, list[tuple[str, BreakerPolicy]]] | None = None
+) -> dict[str, Any] | None:
     """The risk outcome to store on the payment (with its move to processing); a block fails the payment at once
-    (None). A review lets it be authorised and holds it there."""
-    assessment = risk.assess(intent)
+    (None). A review lets it be authorised and holds it there. `breakers`: see `risk.assess`."""
+    assessment = risk.assess(intent, breakers=breakers)
     intent.__dict__[_ASSESSED] = assessment
     intent.risk_outcome, intent.risk_reasons = assessment.outcome, assessment.reasons
     intent.risk_review = assessment.outcome == RiskOutcome.REVIEW
