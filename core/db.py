@@ -23,7 +23,9 @@ import functools
 import hashlib
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -75,6 +77,24 @@ class PreparedQuery(Generic[M]):
         return compiled
 
     def all(self, *values: Any, using: str = "default") -> list[M]:
+        store = _carried.get()
+        if store is not None:
+            found = store.pop((self, values), None)
+            if found is not None:
+                return found
+        compiler, sql, params, reader = self._bound(values, using)
+        with connections[using].cursor() as cursor:
+            execute(cursor, sql, params)
+            rows = cursor.fetchall()
+        return reader.read(compiler, rows, using) if rows else []
+
+    def carry(self, *values: Any, using: str = "default") -> Carried:
+        """This query's read with `values`, for another statement to make on its behalf (`insert_carrying`): the rows
+        it returns are kept for this query's next call with the same values in the same context (`carried_reads`)."""
+        _compiler, sql, params, _reader = self._bound(values, using)
+        return Carried(self, values, sql, params, using)
+
+    def _bound(self, values: tuple[Any, ...], using: str) -> tuple[Any, str, list[Any], _Reader]:
         if len(values) != len(self._sentinels):
             raise TypeError(f"expected {len(self._sentinels)} values, got {len(values)}")
         compiler, sql, template, positions, reader = self._compile(using)
@@ -83,15 +103,48 @@ class PreparedQuery(Generic[M]):
             if type(value) is not type(sentinel):
                 raise TypeError(f"expected {type(sentinel).__name__}, got {type(value).__name__}")
             params[position] = value
-        with connections[using].cursor() as cursor:
-            execute(cursor, sql, params)
-            rows = cursor.fetchall()
-        return reader.read(compiler, rows, using) if rows else []
+        return compiler, sql, params, reader
 
     def first(self, *values: Any, using: str = "default") -> M | None:
         """The first row (give the queryset its order and `[:1]`), or None."""
         found = self.all(*values, using=using)
         return found[0] if found else None
+
+
+# Reads made by another statement on a prepared query's behalf, for its next call in this context (`carried_reads`).
+_carried: ContextVar[dict[tuple[PreparedQuery[Any], tuple[Any, ...]], list[Any]] | None] = ContextVar(
+    "mengka_carried_reads", default=None
+)
+
+
+@contextmanager
+def carried_reads() -> Iterator[None]:
+    """Within the block, the rows a statement read on behalf of a prepared query (`PreparedQuery.carry`) are handed
+    to that query's next call with the same values, once; they are dropped when the block ends, used or not."""
+    token = _carried.set({})
+    try:
+        yield
+    finally:
+        _carried.reset(token)
+
+
+@dataclass(frozen=True)
+class Carried:
+    """A prepared query's read (`sql`, `params`), to be made by a statement of another purpose: one round trip fewer."""
+
+    query: PreparedQuery[Any]
+    values: tuple[Any, ...]
+    sql: str
+    params: list[Any]
+    using: str
+
+    def deliver(self, rows: list[tuple[Any, ...]]) -> None:
+        """Keeps what the read returned for the query's next call with these values (outside `carried_reads`: not
+        kept, and that call reads again)."""
+        store = _carried.get()
+        if store is not None:
+            compiler, _sql, _params, reader = self.query._bound(self.values, self.using)
+            store[(self.query, self.values)] = reader.read(compiler, rows, self.using) if rows else []
 
 
 @dataclass(frozen=True)
@@ -268,6 +321,32 @@ def insert(objects: Sequence[models.Model], *, using: str = "default") -> None:
         keys = cursor.fetchall()
     for obj, (key,) in zip(objects, keys, strict=True):
         saved(obj, key, using=using)
+
+
+def insert_carrying(obj: models.Model, carried: Carried) -> None:
+    """Writes one new object as `insert()` does and, in the same statement, makes `carried`'s read (delivered to its
+    query: `Carried.deliver`). PostgreSQL, outside a transaction: the read runs in the statement's snapshot, as it
+    would have a moment later on its own. The object is written whether or not the read finds anything; if the write
+    fails, so does the read."""
+    _require_new(obj)
+    connection = connections[carried.using]
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        insert([obj], using=carried.using)
+        return
+    table, columns, pk = _insert_target(type(obj), carried.using)
+    placeholders = ", ".join(["%s"] * len(columns))
+    # The read as a lateral subquery of the written row: exactly one row comes back, its marker NULL when the read found
+    # nothing. Table and columns come from the model, the read from a compiled queryset; every value is a parameter.
+    sql = (
+        f"WITH written AS (INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}) RETURNING {pk})"  # noqa: S608
+        f" SELECT written.{pk}, carried.* FROM written LEFT JOIN LATERAL"
+        f" (SELECT 1 AS mengka_found, read.* FROM ({carried.sql}) AS read) AS carried ON true"
+    )
+    with connection.cursor() as cursor:
+        execute(cursor, sql, [*insert_values(obj, using=carried.using), *carried.params])
+        rows = cursor.fetchall()
+    saved(obj, rows[0][0], using=carried.using)
+    carried.deliver([row[2:] for row in rows if row[1] is not None])
 
 
 def new_row(obj: models.Model, *, using: str = "default") -> tuple[str, list[str], list[Any]]:

@@ -30,7 +30,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .db import execute, insert
+from .db import Carried, carried_reads, execute, insert, insert_carrying
 from .errors import Conflict, IdempotencyConflict, MengkaError
 from .models import IdempotencyRecord
 
@@ -143,16 +143,33 @@ def run_idempotent(
     operation: str,
     request: Mapping[str, Any],
     execute: Callable[[], dict[str, Any]],
+    read_along: Carried | None = None,
 ) -> dict[str, Any]:
+    """`read_along`: a read the run will make first (`PreparedQuery.carry`), made by the statement that takes the key
+    (one round trip fewer); a key already taken makes no read."""
     if not key or len(key) > 255:
         raise MengkaError("Idempotency-Key must be 1 to 255 characters.", code="invalid_idempotency_key")
     if _held.get() == key:
         return execute()
+    if read_along is None:
+        return _run(scope, key, operation, request, execute, None)
+    with carried_reads():
+        return _run(scope, key, operation, request, execute, read_along)
+
+
+def _run(
+    scope: str,
+    key: str,
+    operation: str,
+    request: Mapping[str, Any],
+    execute: Callable[[], dict[str, Any]],
+    read_along: Carried | None,
+) -> dict[str, Any]:
     print_ = fingerprint(operation, request)
     try:
         # Outside a transaction the INSERT commits on its own; inside one, a savepoint keeps the caller's usable.
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
-            record_id = _insert(scope, key, operation, print_)
+            record_id = _insert(scope, key, operation, print_, read_along)
     except IntegrityError:
         existing = IdempotencyRecord.objects.get(scope=scope, key=key)
         if existing.fingerprint != print_:
@@ -212,11 +229,14 @@ def _prep(name: str, value: Any) -> Any:
     return _FIELDS[name].get_db_prep_save(value, connection)
 
 
-def _insert(scope: str, key: str, operation: str, print_: str) -> int:
+def _insert(scope: str, key: str, operation: str, print_: str, read_along: Carried | None = None) -> int:
     record = IdempotencyRecord(
         scope=scope, key=key, operation=operation, fingerprint=print_, state=IdempotencyRecord.State.IN_PROGRESS
     )
-    insert([record])
+    if read_along is None:
+        insert([record])
+    else:
+        insert_carrying(record, read_along)
     return int(record.pk)
 
 

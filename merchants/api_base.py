@@ -23,6 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import error_body
+from core.db import Carried
 from core.errors import MengkaError, NotFound
 from core.idempotency import holding, run_idempotent
 from core.money import MAX_MINOR_AMOUNT
@@ -102,11 +103,14 @@ class MerchantAPIView(APIView):
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)
 
-    def idempotent(self, operation: str, run: Callable[[str], tuple[int, dict[str, Any]]]) -> Response:
+    def idempotent(
+        self, operation: str, run: Callable[[str], tuple[int, dict[str, Any]]], *, read_along: Carried | None = None
+    ) -> Response:
         """Runs a POST once per `Idempotency-Key`: the first status and body are stored and replayed.
 
         `run` gets the key to hand to the service (the header's, or a fresh one without it) and returns (status,
         body). The same key with another path or body is a 409; a key still running elsewhere is a 409 too.
+        `read_along`: the first read `run` makes, made with the taking of the key (`core.idempotency`).
         """
         header = self.request.META.get(IDEMPOTENCY_HEADER)
         if header is not None and not (header.isascii() and header.isprintable() and 0 < len(header) <= 255):
@@ -134,6 +138,7 @@ class MerchantAPIView(APIView):
             operation=operation,
             request={"path": self.request.path, "body": _canonical(self.request.data)},
             execute=execute,
+            read_along=read_along,
         )
         response = Response(outcome["body"], status=outcome["status"])
         if not ran:

@@ -36,7 +36,7 @@ from merchants.api_base import (
 )
 from merchants.models import Merchant, Mode
 
-from . import api_support, events, services
+from . import api_support, events, methods, services
 from .events import payment_out, refund_out
 from .models import PaymentIntent, PaymentMethod, Refund
 
@@ -221,7 +221,9 @@ class PaymentListCreateApi(MerchantAPIView):
             events.payment_changed(intent, before=None, resumed=resumed() is not None)
             return 201, payment_out(intent)
 
-        return self.idempotent("payment.create", run)
+        method = data["payment_method"]
+        code = methods.payment_code_read_along(method.get("code")) if method["type"] == "payment_code" else None
+        return self.idempotent("payment.create", run, read_along=code)
 
 
 class PaymentDetailApi(MerchantAPIView):

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from core.audit import audit_record
 from core.calendar import local_now
-from core.db import PreparedQuery
+from core.db import Carried, PreparedQuery
 from core.errors import Conflict, MengkaError, NotFound, ValidationFailed
 from core.money import validate_minor_amount
 from core.text import ascii_digits
@@ -112,6 +112,12 @@ _CODE = PreparedQuery(
     ).filter(code=code)[:1],
     "mengka:payment-code",
 )
+
+
+def payment_code_read_along(code: Any) -> Carried | None:
+    """The read `payment_code_find(code)` makes, for a statement made before it to carry (`core.db.Carried`): the
+    merchant API's taking of the request's idempotency key. None for what is not a code."""
+    return _CODE.carry(code) if isinstance(code, str) and len(code) == 18 and ascii_digits(code) else None
 
 
 def payment_code_find(code: str) -> Funding:

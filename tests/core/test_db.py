@@ -234,3 +234,64 @@ def test_insert_if_is_one_statement_on_postgresql() -> None:
             IdempotencyRecord(scope="s", key="k", operation="op", fingerprint="f"), guard, ["done", token.pk, "running"]
         )
     assert [q["sql"].split()[0] for q in queries.captured_queries if not q["sql"].startswith("PREPARE")] == ["EXECUTE"]
+
+
+# --- a read carried by another statement ----------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)  # outside a transaction, as the merchant API writes
+def test_a_carried_read_is_made_by_the_insert_and_handed_to_the_next_call_once(
+    django_assert_num_queries: Any,
+) -> None:
+    from core.db import carried_reads, insert_carrying
+    from core.models import JobRun
+
+    card, other = CardFactory(), CardFactory()
+    CARDS.first(other.pk)  # both statements prepared on this connection
+    insert_carrying(JobRun(job="warm", period="", status="succeeded"), CARDS.carry(other.pk))
+    with carried_reads():
+        row = JobRun(job="carry", period="p1", status="succeeded")
+        with django_assert_num_queries(1):
+            insert_carrying(row, CARDS.carry(card.pk))
+            found = CARDS.first(card.pk)  # no query: the insert read it
+        assert row.pk is not None
+        assert JobRun.objects.filter(pk=row.pk, job="carry").exists()
+        assert found is not None
+        assert (found.pk, found.cardholder.pk, found.bank.code) == (card.pk, card.cardholder.pk, card.bank.code)
+        assert found._state.adding is False
+        with django_assert_num_queries(1):
+            assert CARDS.first(card.pk).pk == card.pk  # type: ignore[union-attr]  # used once: read again
+        # A read that finds nothing is carried too: the call gets nothing without reading.
+        with django_assert_num_queries(1):
+            insert_carrying(JobRun(job="carry", period="p2", status="succeeded"), CARDS.carry(-1))
+            assert CARDS.first(-1) is None
+        # Other values are not what was carried: read as usual.
+        insert_carrying(JobRun(job="carry", period="p3", status="succeeded"), CARDS.carry(card.pk))
+        with django_assert_num_queries(1):
+            assert CARDS.first(other.pk).pk == other.pk  # type: ignore[union-attr]
+    # Outside `carried_reads` nothing is kept.
+    insert_carrying(JobRun(job="carry", period="p4", status="succeeded"), CARDS.carry(card.pk))
+    with django_assert_num_queries(1):
+        assert CARDS.first(card.pk).pk == card.pk  # type: ignore[union-attr]
+    assert JobRun.objects.filter(job="carry").count() == 4
+
+
+def test_a_carried_read_in_a_transaction_or_off_postgresql_is_left_to_its_query(
+    django_assert_num_queries: Any,
+) -> None:
+    """In a transaction (every test here) the row is written on its own and the read is not made for it."""
+    from core.db import carried_reads, insert_carrying
+    from core.models import JobRun
+
+    card = CardFactory()
+    insert_carrying(JobRun(job="carry", period="warm", status="succeeded"), CARDS.carry(card.pk))
+    CARDS.first(card.pk)  # both statements prepared on this connection (PostgreSQL)
+    with carried_reads():
+        row = JobRun(job="carry", period="t", status="succeeded")
+        with django_assert_num_queries(2):
+            insert_carrying(row, CARDS.carry(card.pk))
+            assert CARDS.first(card.pk).pk == card.pk  # type: ignore[union-attr]
+    assert row.pk is not None
+    with pytest.raises(TypeError):
+        CARDS.carry("not an id")
