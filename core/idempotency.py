@@ -151,51 +151,38 @@ def run_idempotent(
         raise MengkaError("Idempotency-Key must be 1 to 255 characters.", code="invalid_idempotency_key")
     if _held.get() == key:
         return execute()
-    if read_along is None:
-        return _run(scope, key, operation, request, execute, None)
-    with carried_reads():
-        return _run(scope, key, operation, request, execute, read_along)
-
-
-def _run(
-    scope: str,
-    key: str,
-    operation: str,
-    request: Mapping[str, Any],
-    execute: Callable[[], dict[str, Any]],
-    read_along: Carried | None,
-) -> dict[str, Any]:
-    print_ = fingerprint(operation, request)
-    try:
-        # Outside a transaction the INSERT commits on its own; inside one, a savepoint keeps the caller's usable.
-        with transaction.atomic() if connection.in_atomic_block else nullcontext():
-            record_id = _insert(scope, key, operation, print_, read_along)
-    except IntegrityError:
-        existing = IdempotencyRecord.objects.get(scope=scope, key=key)
-        if existing.fingerprint != print_:
-            raise IdempotencyConflict(
-                "This idempotency key was already used with a different request.", param="Idempotency-Key"
-            ) from None
-        if existing.state != IdempotencyRecord.State.DONE:
-            # A holder that crashed never finishes: after a while its key may be taken over; one interrupted by an
-            # error may be at once. The new run resumes from the progress the earlier one recorded (the rest is safe
-            # to run again because every operation guards its own state transitions).
-            stale_before = timezone.now() - STALE_AFTER
-            taken = IdempotencyRecord.objects.filter(
-                Q(state=IdempotencyRecord.State.INTERRUPTED)
-                | Q(state=IdempotencyRecord.State.IN_PROGRESS, created_at__lt=stale_before),
-                pk=existing.pk,
-            ).update(state=IdempotencyRecord.State.IN_PROGRESS, created_at=timezone.now())
-            if not taken:
-                raise Conflict(
-                    "A request with this idempotency key is still in progress.", code="idempotency_in_progress"
+    with carried_reads() if read_along is not None else nullcontext():
+        print_ = fingerprint(operation, request)
+        try:
+            # Outside a transaction the INSERT commits on its own; inside one, a savepoint keeps the caller's usable.
+            with transaction.atomic() if connection.in_atomic_block else nullcontext():
+                record_id = _insert(scope, key, operation, print_, read_along)
+        except IntegrityError:
+            existing = IdempotencyRecord.objects.get(scope=scope, key=key)
+            if existing.fingerprint != print_:
+                raise IdempotencyConflict(
+                    "This idempotency key was already used with a different request.", param="Idempotency-Key"
                 ) from None
-            return _execute(existing.pk, execute, resumed=existing.response or None)
-        outcome = existing.response or {}
-        if _ERROR_MARK in outcome:
-            _raise_stored(outcome)
-        return outcome
-    return _execute(record_id, execute)
+            if existing.state != IdempotencyRecord.State.DONE:
+                # A holder that crashed never finishes: after a while its key may be taken over; one interrupted by an
+                # error may be at once. The new run resumes from the progress the earlier one recorded (the rest is safe
+                # to run again because every operation guards its own state transitions).
+                stale_before = timezone.now() - STALE_AFTER
+                taken = IdempotencyRecord.objects.filter(
+                    Q(state=IdempotencyRecord.State.INTERRUPTED)
+                    | Q(state=IdempotencyRecord.State.IN_PROGRESS, created_at__lt=stale_before),
+                    pk=existing.pk,
+                ).update(state=IdempotencyRecord.State.IN_PROGRESS, created_at=timezone.now())
+                if not taken:
+                    raise Conflict(
+                        "A request with this idempotency key is still in progress.", code="idempotency_in_progress"
+                    ) from None
+                return _execute(existing.pk, execute, resumed=existing.response or None)
+            outcome = existing.response or {}
+            if _ERROR_MARK in outcome:
+                _raise_stored(outcome)
+            return outcome
+        return _execute(record_id, execute)
 
 
 def _execute(
