@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -68,19 +68,25 @@ _held: ContextVar[str | None] = ContextVar("idempotency_key_held", default=None)
 @dataclass(frozen=True)
 class Rider:
     """Rows to write in the same statement as a keyed run's outcome: `ctes` (data-modifying, positional placeholders,
-    `params` in their order), read back by `select`, whose rows go to `on_rows` once written."""
+    `params` in their order), read back by `select` — two columns (a key, a flag), no placeholders — whose rows go to
+    `on_rows` once written. `name`: what the CTEs are named after (one rider of a name at a time). `on_error`: asked
+    when the statement fails; True when it has written its rows another way (the statement is then made again without
+    it), False to let the failure stand."""
 
     ctes: str
     params: list[Any]
     select: str
     on_rows: Callable[[list[tuple[Any, ...]]], None]
+    name: str = "rows"
+    on_error: Callable[[DatabaseError], bool] | None = None
 
 
 @dataclass
 class _Run:
     record_id: int
     resumed: dict[str, Any] | None  # the progress an earlier, interrupted run of the key recorded
-    rider: Rider | None = None
+    late: bool = False  # the caller renders its outcome from its objects, so their writes may wait for it (`ride_late`)
+    riders: list[Rider] = field(default_factory=list)
 
 
 # The keyed run under way in this context.
@@ -115,13 +121,24 @@ def record_progress(progress: dict[str, Any]) -> None:
 def ride_with_outcome(rider: Rider) -> bool:
     """Lets `rider` be written by the statement that stores the current key's outcome (one round trip and one commit
     fewer). False — the caller writes it itself — outside a keyed run, inside a transaction (the rows belong to it),
-    off PostgreSQL, or when another rider is waiting. A run that stops on an unexpected error writes no outcome and
-    no rider: what the rider carried must be written again by whoever resumes the key."""
+    off PostgreSQL, or when a rider of its name is waiting. A run that stops on an unexpected error writes no outcome
+    and no rider: what the rider carried must be written again by whoever resumes the key."""
     running = _running.get()
-    if running is None or running.rider is not None or connection.vendor != "postgresql" or connection.in_atomic_block:
+    if running is None or connection.vendor != "postgresql" or connection.in_atomic_block:
         return False
-    running.rider = rider
+    if any(waiting.name == rider.name for waiting in running.riders):
+        return False
+    running.riders.append(rider)
     return True
+
+
+def ride_late(rider: Rider) -> bool:
+    """`ride_with_outcome` for a write the rest of the run takes as made — a state change its outcome reports: only
+    in a run whose caller renders that outcome from its objects, not from the database (`run_idempotent(late=True)`).
+    The write then stands or falls with the outcome and the rest: if it cannot be made (`Rider.on_error` did not
+    make it another way), no outcome is stored as made."""
+    running = _running.get()
+    return bool(running and running.late) and ride_with_outcome(rider)
 
 
 @contextmanager
@@ -144,9 +161,11 @@ def run_idempotent(
     request: Mapping[str, Any],
     execute: Callable[[], dict[str, Any]],
     read_along: Carried | None = None,
+    late: bool = False,
 ) -> dict[str, Any]:
     """`read_along`: a read the run will make first (`PreparedQuery.carry`), made by the statement that takes the key
-    (one round trip fewer); a key already taken makes no read."""
+    (one round trip fewer); a key already taken makes no read. `late`: the caller renders the outcome from the objects
+    `execute` hands back, never from the database, so writes may wait for the outcome's statement (`ride_late`)."""
     if not key or len(key) > 255:
         raise MengkaError("Idempotency-Key must be 1 to 255 characters.", code="invalid_idempotency_key")
     if _held.get() == key:
@@ -177,23 +196,23 @@ def run_idempotent(
                     raise Conflict(
                         "A request with this idempotency key is still in progress.", code="idempotency_in_progress"
                     ) from None
-                return _execute(existing.pk, execute, resumed=existing.response or None)
+                return _execute(existing.pk, execute, resumed=existing.response or None, late=late)
             outcome = existing.response or {}
             if _ERROR_MARK in outcome:
                 _raise_stored(outcome)
             return outcome
-        return _execute(record_id, execute)
+        return _execute(record_id, execute, late=late)
 
 
 def _execute(
-    record_id: int, execute: Callable[[], dict[str, Any]], *, resumed: dict[str, Any] | None = None
+    record_id: int, execute: Callable[[], dict[str, Any]], *, resumed: dict[str, Any] | None = None, late: bool = False
 ) -> dict[str, Any]:
-    run = _Run(record_id, resumed)
+    run = _Run(record_id, resumed, late)
     token = _running.set(run)
     try:
         outcome = execute()
     except MengkaError as exc:
-        _finish(record_id, _error_outcome(exc), exc.http_status, run.rider)
+        _finish(record_id, _error_outcome(exc), exc.http_status, run.riders)
         raise
     except BaseException:
         # Nothing recorded: the key is free again. Progress recorded: the next request resumes from it.
@@ -203,7 +222,11 @@ def _execute(
         raise
     finally:
         _running.reset(token)
-    _finish(record_id, outcome, 200, run.rider)
+    try:
+        _finish(record_id, outcome, 200, run.riders)
+    except MengkaError as exc:  # a write riding late could not be made: that refusal is the key's outcome
+        _finish(record_id, _error_outcome(exc), exc.http_status)
+        raise
     return outcome
 
 
@@ -230,7 +253,7 @@ def _insert(scope: str, key: str, operation: str, print_: str, read_along: Carri
 _DONE_SQL = f"UPDATE {_TABLE} SET state = %s, response = %s, status_code = %s, completed_at = %s WHERE id = %s"  # noqa: S608
 
 
-def _finish(record_id: int, outcome: dict[str, Any], status_code: int, rider: Rider | None = None) -> None:
+def _finish(record_id: int, outcome: dict[str, Any], status_code: int, riders: Sequence[Rider] = ()) -> None:
     params = [
         IdempotencyRecord.State.DONE,
         _prep("response", outcome),
@@ -238,14 +261,34 @@ def _finish(record_id: int, outcome: dict[str, Any], status_code: int, rider: Ri
         _prep("completed_at", timezone.now()),
         record_id,
     ]
+    waiting = list(riders)
+    while waiting:
+        # The riders' rows and the outcome in one statement: written together or not at all.
+        ctes = ", ".join(rider.ctes for rider in waiting)
+        select = " UNION ALL ".join(
+            f"SELECT {index}, key, flag FROM ({rider.select}) AS rider{index} (key, flag)"  # noqa: S608
+            for index, rider in enumerate(waiting)
+        )
+        try:
+            with connection.cursor() as cursor:
+                execute(
+                    cursor,
+                    f"WITH {ctes}, done AS ({_DONE_SQL}) {select}",
+                    [*(value for rider in waiting for value in rider.params), *params],
+                )
+                rows = cursor.fetchall()
+        except DatabaseError as exc:
+            # Nothing was written. A rider that writes its rows another way is left out of the next try.
+            recovered = next((r for r in waiting if r.on_error is not None and r.on_error(exc)), None)
+            if recovered is None:
+                raise
+            waiting.remove(recovered)
+            continue
+        for index, rider in enumerate(waiting):
+            rider.on_rows([row[1:] for row in rows if row[0] == index])
+        return
     with connection.cursor() as cursor:
-        if rider is None:
-            execute(cursor, _DONE_SQL, params)
-            return
-        # The rider's rows and the outcome in one statement: written together or not at all.
-        execute(cursor, f"WITH {rider.ctes}, done AS ({_DONE_SQL}) {rider.select}", [*rider.params, *params])
-        rows = cursor.fetchall()
-    rider.on_rows(rows)
+        execute(cursor, _DONE_SQL, params)
 
 
 def idempotency_records_prune(

@@ -104,13 +104,20 @@ class MerchantAPIView(APIView):
         return dict(serializer.validated_data)
 
     def idempotent(
-        self, operation: str, run: Callable[[str], tuple[int, dict[str, Any]]], *, read_along: Carried | None = None
+        self,
+        operation: str,
+        run: Callable[[str], tuple[int, dict[str, Any]]],
+        *,
+        read_along: Carried | None = None,
+        late: bool = False,
     ) -> Response:
         """Runs a POST once per `Idempotency-Key`: the first status and body are stored and replayed.
 
         `run` gets the key to hand to the service (the header's, or a fresh one without it) and returns (status,
         body). The same key with another path or body is a 409; a key still running elsewhere is a 409 too.
-        `read_along`: the first read `run` makes, made with the taking of the key (`core.idempotency`).
+        `read_along`: the first read `run` makes, made with the taking of the key (`core.idempotency`). `late`: `run`
+        renders its body from the objects the service hands back, so the service's last writes may be made with the
+        stored outcome (`core.idempotency.ride_late`).
         """
         header = self.request.META.get(IDEMPOTENCY_HEADER)
         if header is not None and not (header.isascii() and header.isprintable() and 0 < len(header) <= 255):
@@ -139,6 +146,7 @@ class MerchantAPIView(APIView):
             request={"path": self.request.path, "body": _canonical(self.request.data)},
             execute=execute,
             read_along=read_along,
+            late=late,
         )
         response = Response(outcome["body"], status=outcome["status"])
         if not ran:

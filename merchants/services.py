@@ -384,7 +384,7 @@ def events_emit(*, merchant: Merchant, events: list[tuple[str, dict[str, Any]]],
 
     # Emitted by a keyed API request outside any transaction, the events ride with the request's stored outcome (one
     # statement for both); otherwise they are a statement of their own.
-    if not ride_with_outcome(Rider(ctes, params, select, written)):
+    if not ride_with_outcome(Rider(ctes, params, select, written, name="events")):
         with connection.cursor() as cursor:
             execute(cursor, f"WITH {ctes} {select}", params)
             written(cursor.fetchall())

@@ -223,7 +223,8 @@ class PaymentListCreateApi(MerchantAPIView):
 
         method = data["payment_method"]
         code = methods.payment_code_read_along(method.get("code")) if method["type"] == "payment_code" else None
-        return self.idempotent("payment.create", run, read_along=code)
+        # The body is rendered from the payment the service hands back: its capture may be written with the outcome.
+        return self.idempotent("payment.create", run, read_along=code, late=True)
 
 
 class PaymentDetailApi(MerchantAPIView):

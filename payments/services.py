@@ -24,6 +24,7 @@ from django.db import DatabaseError, connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core import idempotency
 from core.audit import audit_record, snapshot
 from core.calendar import business_date, local_now
 from core.db import execute, insert, insert_if, new_row, saved
@@ -817,6 +818,12 @@ def _finish(
             captured = _capture_in_one_statement(intent, fields, attempt)
             if captured is not None:
                 return captured
+    return _finish_in_transaction(intent, fields, earn=earn, attempt=attempt)
+
+
+def _finish_in_transaction(
+    intent: PaymentIntent, fields: dict[str, Any], *, earn: bool, attempt: PaymentAttempt | None
+) -> bool:
     with transaction.atomic():
         won = (
             _finish_with_attempt(intent, fields, attempt)
@@ -887,6 +894,8 @@ def _capture_in_one_statement(intent: PaymentIntent, fields: dict[str, Any], att
         placeholders = ", ".join(["%s"] * len(values))
         ctes += f", split{index} AS (INSERT INTO {table} ({', '.join(columns)}) SELECT {placeholders} FROM moved)"  # noqa: S608
         params += values
+    if _capture_rides_late(intent, fields, fee, attempt, ctes, params, carried):
+        return True
     if carried is not None:
         earn = carried.call("moved.cardholder_id")
         select = f"SELECT earned.txn_id FROM moved CROSS JOIN LATERAL {earn} AS earned"  # noqa: S608
@@ -904,6 +913,58 @@ def _capture_in_one_statement(intent: PaymentIntent, fields: dict[str, Any], att
         raise failure or exc from exc
     if not won:
         intent.refresh_from_db()
+        return False
+    for name, value in fields.items():
+        setattr(intent, name, value)
+    intent.fee = fee
+    return True
+
+
+_MOVED_ELSEWHERE = "payments:moved-elsewhere"
+# The capture's rows read back with the outcome: fails the whole statement unless the guarded move moved the payment.
+_REQUIRE_MOVED = (
+    "SELECT CASE WHEN mengka_require(EXISTS (SELECT 1 FROM moved), 'payments:moved-elsewhere')"
+    " THEN (SELECT count(*) FROM earned) END, false"
+)
+
+
+def _capture_rides_late(
+    intent: PaymentIntent,
+    fields: dict[str, Any],
+    fee: Any,
+    attempt: PaymentAttempt,
+    ctes: str,
+    params: list[Any],
+    carried: Any,
+) -> bool:
+    """In a keyed run whose caller renders its outcome from the payment object (the merchant API's create), the
+    capture's statement is not made now: its CTEs ride with the statement storing the outcome and the events
+    (`core.idempotency.ride_late`) — one statement and one commit fewer, and the capture, its events and the response
+    stored for replay are written together or not at all. The object is moved on at once, as the response reports it.
+
+    The statement requires the guarded move to have moved the payment; if another request moved it first, or the earn
+    cannot be posted in the statement, nothing is written and the capture takes the transactional path then
+    (`_finish_in_transaction`): captured, the rest is written without it; moved elsewhere, the request ends with a
+    conflict, stored as the key's outcome (the payment shows what became of it)."""
+    if carried is not None:
+        earn = carried.call("moved.cardholder_id")
+        ctes += f", earned AS (SELECT earn.txn_id FROM moved CROSS JOIN LATERAL {earn} AS earn)"  # noqa: S608
+        params = [*params, *carried.params]
+    else:
+        ctes += ", earned AS (SELECT moved.id AS txn_id FROM moved)"
+
+    def on_error(exc: DatabaseError) -> bool:
+        failure = ledger_bridge.carried_failure(exc)
+        if failure is not None and not isinstance(failure, ledger_bridge.EarnNotPlain):
+            raise failure from exc
+        if failure is None and _MOVED_ELSEWHERE not in str(exc):
+            return False
+        if _finish_in_transaction(intent, dict(fields), earn=True, attempt=attempt):
+            return True
+        raise Conflict("Another request moved this payment on first.", code="payment_unexpected_state")
+
+    rider = idempotency.Rider(ctes, params, _REQUIRE_MOVED, lambda _rows: None, name="capture", on_error=on_error)
+    if not idempotency.ride_late(rider):
         return False
     for name, value in fields.items():
         setattr(intent, name, value)

@@ -16,7 +16,7 @@ from tests.statements import as_written
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-def test_a_payment_by_code_with_an_endpoint_subscribed_is_five_statements(
+def test_a_payment_by_code_with_an_endpoint_subscribed_is_four_statements(
     world: World, settings: Any, monkeypatch: Any
 ) -> None:
     from merchants.services import webhook_endpoint_create
@@ -51,18 +51,20 @@ def test_a_payment_by_code_with_an_endpoint_subscribed_is_five_statements(
     executed = [as_written(q["sql"]) for q in queries.captured_queries]
     # key · idempotency record, with the code and its card read by the same statement · start (the payment row,
     # taking the code, the decision, the first attempt) · the capture (the attempt's outcome, the payment's move, the
-    # points it earns) · the events with their deliveries, written by the statement that stores the request's outcome.
-    # No transaction to open or commit.
+    # points it earns) with the events and their deliveries and the request's stored outcome, all in one statement
+    # that writes nothing unless the payment moved. No transaction to open or commit.
     assert [sql.split()[0] for sql in executed] == [
-        "SELECT", "WITH", "WITH", "WITH", "WITH",
+        "SELECT", "WITH", "WITH", "WITH",
     ], "\n".join(" ".join(s.split()[:4]) for s in executed)  # fmt: skip
     assert 'INSERT INTO "core_idempotencyrecord"' in executed[1]
     assert 'FROM "payments_paymentcode"' in executed[1]
     assert "UPDATE payments_paymentcode" in executed[2]
-    assert "rewards_post_simple_or_raise" in executed[3]
-    assert "merchants_event" in executed[4]
-    assert "merchants_webhookdelivery" in executed[4]
-    assert "UPDATE core_idempotencyrecord SET state" in executed[4]
+    last = executed[3]
+    assert "rewards_post_simple_or_raise" in last
+    assert "mengka_require" in last
+    assert "merchants_event" in last
+    assert "merchants_webhookdelivery" in last
+    assert "UPDATE core_idempotencyrecord SET state" in last
     from merchants.models import Event, WebhookDelivery
 
     event = Event.objects.get(type="payment.succeeded", payload__id=payment["id"])
