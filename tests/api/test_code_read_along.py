@@ -1,6 +1,7 @@
-"""A payment by code: the code is read by the statement that takes the idempotency key (PostgreSQL, outside a
-transaction, as the API runs), and every outcome of the key stays what it was — replay, reuse with another body,
-a code refused."""
+"""A payment by code over the API, in its fewest statements: the code read by the statement that takes the
+idempotency key, the capture written by the statement that stores the events and the response (PostgreSQL, outside a
+transaction, as the API runs) — and every outcome of the key stays what it was: replay, reuse with another body, a
+code refused, an earn the statement cannot post, a payment moved on by another request."""
 
 from __future__ import annotations
 
