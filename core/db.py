@@ -143,7 +143,7 @@ class Carried:
         kept, and that call reads again)."""
         store = _carried.get()
         if store is not None:
-            compiler, _sql, _params, reader = self.query._bound(self.values, self.using)
+            compiler, *_sql_params_positions, reader = self.query._compile(self.using)
             store[(self.query, self.values)] = reader.read(compiler, rows, self.using) if rows else []
 
 

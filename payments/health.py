@@ -216,12 +216,12 @@ class RedisHealth:
         return self.states([(channel, policy)])[channel]
 
     def states(self, channels: Sequence[tuple[str, BreakerPolicy]]) -> dict[str, BreakerState]:
+        if not channels:
+            return {}
         if len(channels) == 1:  # one command: no pipeline to build
             (channel, policy), key = channels[0], self._keys(channels[0][0])[0]
             values: list[bytes | None] = self.client.hmget(key, ["state", "opened_at"])  # type: ignore[assignment]
             return {channel: _breaker_state(values, policy, self.clock())}
-        if not channels:
-            return {}
         pipeline = self.client.pipeline(transaction=False)
         parse = self.queue_states(pipeline, channels)
         return parse(pipeline.execute())

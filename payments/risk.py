@@ -241,9 +241,13 @@ def assess(
     ]
     store = counter_store()
     health, channels = breakers or (None, ())
-    same_redis = health is not None and getattr(health, "url", None) == getattr(store, "url", "")
     try:
-        if channels and same_redis and isinstance(store, RedisCounters) and isinstance(health, RedisHealth):
+        if (
+            channels
+            and isinstance(store, RedisCounters)
+            and isinstance(health, RedisHealth)
+            and health.url == store.url  # the breakers live in the counters' Redis
+        ):
             redis_health = health
             values, assessment.breakers = store.add_along(
                 increments, lambda pipeline: redis_health.queue_states(pipeline, channels)

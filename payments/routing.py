@@ -306,11 +306,22 @@ def why_not(channel: ChannelInfo, ctx: RouteContext) -> str:
     return ""
 
 
-def _screen(
-    ctx: RouteContext, config: RoutingConfig
-) -> tuple[RuleInfo | None, list[tuple[ChannelInfo, int]], list[str]]:
-    """The rule that applies, its pool of channels with their weights, and why each is out of the running before its
-    breaker is asked ('' for none): pure, read from the loaded configuration."""
+@dataclass(frozen=True)
+class Screened:
+    """A payment's routing before any breaker is asked: the rule that applies, its pool of channels with their
+    weights, and why each is out of the running ('' for none). Pure, from the loaded configuration."""
+
+    rule: RuleInfo | None
+    pool: list[tuple[ChannelInfo, int]]
+    reasons: list[str]
+
+    def breakers_to_read(self) -> list[tuple[str, BreakerPolicy]]:
+        """The channels still in the running, whose breakers `decide` asks for: a caller may read them beforehand, in
+        a round trip it makes anyway (`risk.assess`)."""
+        return [(c.code, c.breaker) for (c, _), reason in zip(self.pool, self.reasons, strict=True) if not reason]
+
+
+def screen(ctx: RouteContext, config: RoutingConfig) -> Screened:
     # Routing rules are the live traffic's economics: a test-mode payment goes to the cheapest sandbox able to carry it.
     rule = next((r for r in config.rules if rule_matches(r, ctx, config)), None) if ctx.livemode else None
     if rule and rule.channels:
@@ -323,14 +334,7 @@ def _screen(
         if not reason and rule and rule.on_us is not None and (channel.acquirer_id == ctx.issuer_id) != rule.on_us:
             reason = "not on-us" if rule.on_us else "on-us excluded by the rule"
         reasons.append(reason)
-    return rule, pool, reasons
-
-
-def breakers_to_read(ctx: RouteContext, config: RoutingConfig) -> list[tuple[str, BreakerPolicy]]:
-    """The channels whose breakers `decide` asks for this payment, so that a caller may read them beforehand, in a
-    round trip it makes anyway (`risk.assess`)."""
-    _rule, pool, reasons = _screen(ctx, config)
-    return [(channel.code, channel.breaker) for (channel, _), reason in zip(pool, reasons, strict=True) if not reason]
+    return Screened(rule, pool, reasons)
 
 
 def decide(
@@ -338,16 +342,18 @@ def decide(
     config: RoutingConfig,
     health: HealthStore,
     *,
+    screened: Screened | None = None,
     breakers: Mapping[str, BreakerState] | None = None,
 ) -> Decision:
-    """The channels to try, in order. The breakers of the channels still in the running are read in one round trip,
-    unless `breakers` already holds them (read by the caller for this payment: `breakers_to_read`)."""
+    """The channels to try, in order. `screened`: `screen(ctx, config)`, when the caller has it already. The breakers
+    of the channels still in the running are read in one round trip, unless `breakers` already holds them (read by
+    the caller for this payment: `Screened.breakers_to_read`)."""
     started = time.perf_counter_ns()
-    rule, pool, reasons = _screen(ctx, config)
+    screened = screened or screen(ctx, config)
+    rule, pool, reasons = screened.rule, screened.pool, screened.reasons
     strategy = rule.strategy if rule else RoutingRule.Strategy.CHEAPEST
-    wanted = [(channel.code, channel.breaker) for (channel, _), reason in zip(pool, reasons, strict=True) if not reason]
     known = dict(breakers or {})
-    missing = [(code, policy) for code, policy in wanted if code not in known]
+    missing = [(code, policy) for code, policy in screened.breakers_to_read() if code not in known]
     if missing:
         known.update(health.states(missing))
     candidates: list[Candidate] = []

@@ -417,11 +417,13 @@ def _confirm(intent: PaymentIntent) -> None:
         methods.require_usable_account(intent.linked_account)
     config, health = routing.load_config(), health_store()
     context = routing.context_for(intent, local_now().time())
+    screened = routing.screen(context, config)
     # The breakers routing will ask for are read in the risk counters' round trip.
-    risk_fields = _risk_check(intent, breakers=(health, routing.breakers_to_read(context, config)))
+    risk_fields = _risk_check(intent, breakers=(health, screened.breakers_to_read()))
     if risk_fields is None:
         return
-    decision = routing.decide(context, config, health, breakers=intent.__dict__[_ASSESSED].breakers)
+    breakers = intent.__dict__[_ASSESSED].breakers
+    decision = routing.decide(context, config, health, screened=screened, breakers=breakers)
     if not decision.order:
         _ensure_written(intent)
         _record_decision(intent, decision)
@@ -894,26 +896,25 @@ def _capture_in_one_statement(intent: PaymentIntent, fields: dict[str, Any], att
         placeholders = ", ".join(["%s"] * len(values))
         ctes += f", split{index} AS (INSERT INTO {table} ({', '.join(columns)}) SELECT {placeholders} FROM moved)"  # noqa: S608
         params += values
-    if _capture_rides_late(intent, fields, fee, attempt, ctes, params, carried):
-        return True
-    if carried is not None:
+    if carried is not None:  # the points, posted by the ledger's function for the row the guarded move moved
         earn = carried.call("moved.cardholder_id")
-        select = f"SELECT earned.txn_id FROM moved CROSS JOIN LATERAL {earn} AS earned"  # noqa: S608
+        ctes += f", earned AS (SELECT earn.txn_id FROM moved CROSS JOIN LATERAL {earn} AS earn)"  # noqa: S608
         params += carried.params
     else:
-        select = "SELECT moved.id FROM moved"
-    try:
-        with connection.cursor() as cursor:
-            execute(cursor, f"WITH {ctes} {select}", params)
-            won = bool(cursor.fetchall())
-    except DatabaseError as exc:
-        failure = ledger_bridge.carried_failure(exc)
-        if isinstance(failure, ledger_bridge.EarnNotPlain):
-            return None
-        raise failure or exc from exc
-    if not won:
-        intent.refresh_from_db()
-        return False
+        ctes += ", earned AS (SELECT moved.id AS txn_id FROM moved)"
+    if not _capture_rides_late(intent, fields, attempt, ctes, params):
+        try:
+            with connection.cursor() as cursor:
+                execute(cursor, f"WITH {ctes} SELECT txn_id FROM earned", params)  # noqa: S608
+                won = bool(cursor.fetchall())
+        except DatabaseError as exc:
+            failure = ledger_bridge.carried_failure(exc)
+            if isinstance(failure, ledger_bridge.EarnNotPlain):
+                return None
+            raise failure or exc from exc
+        if not won:
+            intent.refresh_from_db()
+            return False
     for name, value in fields.items():
         setattr(intent, name, value)
     intent.fee = fee
@@ -923,35 +924,24 @@ def _capture_in_one_statement(intent: PaymentIntent, fields: dict[str, Any], att
 _MOVED_ELSEWHERE = "payments:moved-elsewhere"
 # The capture's rows read back with the outcome: fails the whole statement unless the guarded move moved the payment.
 _REQUIRE_MOVED = (
-    "SELECT CASE WHEN mengka_require(EXISTS (SELECT 1 FROM moved), 'payments:moved-elsewhere')"
+    f"SELECT CASE WHEN mengka_require(EXISTS (SELECT 1 FROM moved), '{_MOVED_ELSEWHERE}')"  # noqa: S608 (a constant)
     " THEN (SELECT count(*) FROM earned) END, false"
 )
 
 
 def _capture_rides_late(
-    intent: PaymentIntent,
-    fields: dict[str, Any],
-    fee: Any,
-    attempt: PaymentAttempt,
-    ctes: str,
-    params: list[Any],
-    carried: Any,
+    intent: PaymentIntent, fields: dict[str, Any], attempt: PaymentAttempt, ctes: str, params: list[Any]
 ) -> bool:
     """In a keyed run whose caller renders its outcome from the payment object (the merchant API's create), the
-    capture's statement is not made now: its CTEs ride with the statement storing the outcome and the events
-    (`core.idempotency.ride_late`) — one statement and one commit fewer, and the capture, its events and the response
-    stored for replay are written together or not at all. The object is moved on at once, as the response reports it.
+    capture's statement (`ctes`, ending with `earned`) is not made now: it rides with the statement storing the
+    outcome and the events (`core.idempotency.ride_late`) — one statement and one commit fewer, and the capture, its
+    events and the response stored for replay are written together or not at all. The caller moves the object on at
+    once, as the response reports it.
 
     The statement requires the guarded move to have moved the payment; if another request moved it first, or the earn
     cannot be posted in the statement, nothing is written and the capture takes the transactional path then
     (`_finish_in_transaction`): captured, the rest is written without it; moved elsewhere, the request ends with a
     conflict, stored as the key's outcome (the payment shows what became of it)."""
-    if carried is not None:
-        earn = carried.call("moved.cardholder_id")
-        ctes += f", earned AS (SELECT earn.txn_id FROM moved CROSS JOIN LATERAL {earn} AS earn)"  # noqa: S608
-        params = [*params, *carried.params]
-    else:
-        ctes += ", earned AS (SELECT moved.id AS txn_id FROM moved)"
 
     def on_error(exc: DatabaseError) -> bool:
         failure = ledger_bridge.carried_failure(exc)
@@ -964,12 +954,7 @@ def _capture_rides_late(
         raise Conflict("Another request moved this payment on first.", code="payment_unexpected_state")
 
     rider = idempotency.Rider(ctes, params, _REQUIRE_MOVED, lambda _rows: None, name="capture", on_error=on_error)
-    if not idempotency.ride_late(rider):
-        return False
-    for name, value in fields.items():
-        setattr(intent, name, value)
-    intent.fee = fee
-    return True
+    return idempotency.ride_late(rider)
 
 
 def _on_capture(intent: PaymentIntent, *, at: Any) -> None:

@@ -692,3 +692,19 @@ def make_risk_rule(**fields: Any) -> Any:
     rule = RiskRule.objects.create(**fields)
     routing.config_changed()
     return rule
+
+
+def route_context(**overrides: Any) -> Any:
+    """A routing context for a live card payment of ¥100 at noon, with `overrides`."""
+    from payments import routing
+
+    base = {
+        "merchant_id": 1,
+        "mcc": "5812",
+        "amount": 10_000,
+        "currency": "CNY",
+        "method": "card",
+        "issuer_id": None,
+        "local_time": dt.time(12, 0),
+    }
+    return routing.RouteContext(**{**base, **overrides})

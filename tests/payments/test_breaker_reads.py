@@ -15,7 +15,14 @@ from payments import risk, routing, services
 from payments.health import BreakerPolicy, BreakerState, InProcessHealth, RedisHealth, set_health_store
 from payments.models import PaymentIntent
 from payments.risk import RedisCounters, set_counter_store
-from tests.factories import CardFactory, CardProductFactory, ChannelFactory, MemberBankFactory, MerchantFactory
+from tests.factories import (
+    CardFactory,
+    CardProductFactory,
+    ChannelFactory,
+    MemberBankFactory,
+    MerchantFactory,
+    route_context,
+)
 
 pytestmark = pytest.mark.django_db
 _keys = itertools.count()
@@ -47,15 +54,7 @@ def three() -> dict[str, Any]:
     issuer = MemberBankFactory()
     for code, fee in (("a", "0.1"), ("b", "0.2"), ("c", "0.3")):
         ChannelFactory(code=code, acquirer=MemberBankFactory(), fee_percent=fee, breaker_consecutive_failures=1)
-    context = routing.RouteContext(
-        merchant_id=1,
-        mcc="5812",
-        amount=10_000,
-        currency="CNY",
-        method="card",
-        issuer_id=issuer.pk,
-        local_time=routing.dtime(12, 0),
-    )
+    context = route_context(issuer_id=issuer.pk)
     return {"context": context, "config": routing.load_config(force=True)}
 
 
@@ -67,7 +66,9 @@ def test_decide_reads_every_candidates_breaker_in_one_call(three: dict[str, Any]
     assert decision.chosen_codes == ["a", "c"]
     assert {c.channel: c.dropped for c in decision.candidates}["b"] == "circuit open"
     assert decision.breakers == {"a": "closed", "b": "open", "c": "closed"}
-    assert [code for code, _ in routing.breakers_to_read(three["context"], three["config"])] == ["a", "b", "c"]
+    screened = routing.screen(three["context"], three["config"])
+    assert [code for code, _ in screened.breakers_to_read()] == ["a", "b", "c"]
+    assert routing.decide(three["context"], three["config"], health, screened=screened).chosen_codes == ["a", "c"]
 
 
 def test_decide_takes_the_breakers_read_beforehand_and_reads_only_what_is_missing(three: dict[str, Any]) -> None:

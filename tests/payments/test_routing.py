@@ -21,6 +21,7 @@ from tests.factories import (
     ChannelFactory,
     MemberBankFactory,
     MerchantFactory,
+    route_context,
 )
 
 pytestmark = pytest.mark.django_db
@@ -34,16 +35,7 @@ def banks() -> dict[str, Any]:
 
 
 def ctx(**overrides: Any) -> routing.RouteContext:
-    base = {
-        "merchant_id": 1,
-        "mcc": "5812",
-        "amount": 10_000,
-        "currency": "CNY",
-        "method": "card",
-        "issuer_id": None,
-        "local_time": NOON,
-    }
-    return routing.RouteContext(**{**base, **overrides})
+    return route_context(**overrides)  # type: ignore[no-any-return]
 
 
 def decide(context: routing.RouteContext, health: Any = None) -> routing.Decision:
