@@ -7,9 +7,10 @@ clients call the floor: an API-key-authenticated DRF POST that inserts one row (
 steps the database is vacuumed and analysed (and checkpointed once, before the loads: `settle`), so that neither load
 pays for the maintenance the step before it made due.
 
-Server: gunicorn, 4 sync workers (2 cores: sync workers beat threads for this CPU-bound work; see
-docs/performance.md). The load generator is one process of client threads on keep-alive connections; it shares the
-two cores with the server.
+Server: gunicorn, 2 sync workers, one per core (sync workers beat threads for this CPU-bound work; two beat three or
+four here, where PostgreSQL, Redis and the load generator share the same two cores: see docs/performance.md;
+`BENCH_GUNICORN_WORKERS` sets another number). The load generator is one process of client threads on keep-alive
+connections; it shares the two cores with the server.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379/15 \
         .venv/bin/python bench/api_load.py [--seconds 20]
@@ -42,7 +43,7 @@ from common import ROOT, percentile, setup_django
 
 CLIENTS = 16
 CARDHOLDERS = 9_000  # enough codes for 20 s at ~400 payments/s; more for longer runs (see main)
-GUNICORN_WORKERS = int(os.environ.get("BENCH_GUNICORN_WORKERS", "4"))
+GUNICORN_WORKERS = int(os.environ.get("BENCH_GUNICORN_WORKERS", "2"))
 
 
 def seed_many(cardholders: int) -> dict[str, Any]:
