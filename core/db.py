@@ -302,12 +302,29 @@ def execute(cursor: Any, sql: str, params: Sequence[Any] | Mapping[str, Any] = (
 # --- inserting new rows -----------------------------------------------------------------------------------------------
 
 
-def insert(objects: Sequence[models.Model], *, using: str = "default") -> None:
+# Returned with a row written by a statement that commits on its own without waiting for the WAL flush: the setting
+# is local to the statement's transaction, so it holds for that commit and is gone after it.
+_ASYNC_COMMIT = "set_config('synchronous_commit', 'off', true)"
+
+
+def async_commit_applies(using: str = "default") -> bool:
+    """Whether a statement made now on `using` would commit on its own, so that it may commit asynchronously: on
+    PostgreSQL, outside a transaction. Inside one the setting would reach the caller's whole transaction: never."""
+    connection = connections[using]
+    return connection.vendor == "postgresql" and not connection.in_atomic_block
+
+
+def insert(objects: Sequence[models.Model], *, using: str = "default", async_commit: bool = False) -> None:
     """Writes new objects of one model in one `INSERT … RETURNING` (a prepared statement on PostgreSQL), every
     concrete field prepared as `save()` prepares it (defaults, `auto_now_add`), and gives each its primary key.
 
     For the hot path's rows, whose `save()` does nothing more: no model `save()` override and no signal is run.
-    Rows come back in the order of VALUES, as Django's `bulk_create` relies on too."""
+    Rows come back in the order of VALUES, as Django's `bulk_create` relies on too.
+
+    `async_commit`: where the statement commits on its own (`async_commit_applies`), it does not wait for its write to
+    reach the disk — PostgreSQL's asynchronous commit, for this statement alone. Only for a row whose loss in a crash
+    of the database loses nothing: a row that everything depending on it is written after, by a later (synchronous)
+    commit of the same connection, which flushes the log up to and past it. Elsewhere the flag changes nothing."""
     if not objects:
         return
     model = type(objects[0])
@@ -315,30 +332,32 @@ def insert(objects: Sequence[models.Model], *, using: str = "default") -> None:
         raise ValueError("insert() takes new objects of one model")
     for obj in objects:
         _require_new(obj)
+    unflushed = async_commit and async_commit_applies(using)
     with connections[using].cursor() as cursor:
         values = [value for obj in objects for value in insert_values(obj, using=using)]
-        execute(cursor, _insert_sql(model, len(objects), using), values)
+        execute(cursor, _insert_sql(model, len(objects), using, unflushed), values)
         keys = cursor.fetchall()
-    for obj, (key,) in zip(objects, keys, strict=True):
+    for obj, (key, *_unflushed) in zip(objects, keys, strict=True):
         saved(obj, key, using=using)
 
 
-def insert_carrying(obj: models.Model, carried: Carried) -> None:
+def insert_carrying(obj: models.Model, carried: Carried, *, async_commit: bool = False) -> None:
     """Writes one new object as `insert()` does and, in the same statement, makes `carried`'s read (delivered to its
     query: `Carried.deliver`). PostgreSQL, outside a transaction: the read runs in the statement's snapshot, as it
     would have a moment later on its own. The object is written whether or not the read finds anything; if the write
-    fails, so does the read."""
+    fails, so does the read. `async_commit` as for `insert()`."""
     _require_new(obj)
-    connection = connections[carried.using]
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
+    if not async_commit_applies(carried.using):
         insert([obj], using=carried.using)
         return
+    connection = connections[carried.using]
     table, columns, pk = _insert_target(type(obj), carried.using)
     placeholders = ", ".join(["%s"] * len(columns))
+    returning = f"{pk}, {_ASYNC_COMMIT}" if async_commit else pk
     # The read as a lateral subquery of the written row: exactly one row comes back, its marker NULL when the read found
     # nothing. Table and columns come from the model, the read from a compiled queryset; every value is a parameter.
     sql = (
-        f"WITH written AS (INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}) RETURNING {pk})"  # noqa: S608
+        f"WITH written AS (INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}) RETURNING {returning})"  # noqa: S608
         f" SELECT written.{pk}, carried.* FROM written LEFT JOIN LATERAL"
         f" (SELECT 1 AS mengka_found, read.* FROM ({carried.sql}) AS read) AS carried ON true"
     )
@@ -412,11 +431,12 @@ def _insert_fields(model: type[models.Model]) -> list[Any]:
 
 
 @functools.cache
-def _insert_sql(model: type[models.Model], rows: int, using: str) -> str:
+def _insert_sql(model: type[models.Model], rows: int, using: str, async_commit: bool = False) -> str:
     """The statement inserting `rows` new rows of `model` (built once per shape)."""
     table, columns, pk = _insert_target(model, using)
     row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row] * rows)} RETURNING {pk}"  # noqa: S608
+    returning = f"{pk}, {_ASYNC_COMMIT}" if async_commit else pk
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row] * rows)} RETURNING {returning}"  # noqa: S608
 
 
 @functools.cache

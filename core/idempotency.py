@@ -243,10 +243,14 @@ def _insert(scope: str, key: str, operation: str, print_: str, read_along: Carri
     record = IdempotencyRecord(
         scope=scope, key=key, operation=operation, fingerprint=print_, state=IdempotencyRecord.State.IN_PROGRESS
     )
+    # The key is taken without waiting for the disk (outside a transaction): what depends on it — the run's progress,
+    # its outcome — is written by later commits of this connection, each of which flushes the log past the record. A
+    # crash of the database that loses the record has lost nothing written after it: the key is free, as it would be
+    # had the request never come.
     if read_along is None:
-        insert([record])
+        insert([record], async_commit=True)
     else:
-        insert_carrying(record, read_along)
+        insert_carrying(record, read_along, async_commit=True)
     return int(record.pk)
 
 

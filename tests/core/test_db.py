@@ -295,3 +295,76 @@ def test_a_carried_read_in_a_transaction_or_off_postgresql_is_left_to_its_query(
     assert row.pk is not None
     with pytest.raises(TypeError):
         CARDS.carry("not an id")
+
+
+# --- asynchronous commit --------------------------------------------------------------------------------------------
+
+
+def _statement_text(sql: str) -> str:
+    """The SQL a captured statement ran: a prepared statement's own text for an `EXECUTE name(…)`."""
+    import re
+
+    from core.db import prepared_sql
+
+    executed = re.match(r"EXECUTE (mengka_\w+)", sql)
+    return (prepared_sql(executed.group(1)) or "") if executed else sql
+
+
+def _synchronous_commit() -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return str(cursor.fetchone()[0])
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)  # the statement commits on its own, as the merchant API's key is taken
+def test_an_async_commit_holds_for_its_own_statement_and_never_reaches_a_callers_transaction() -> None:
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from core.db import async_commit_applies, insert, insert_carrying
+    from core.models import IdempotencyRecord, JobRun
+
+    card = CardFactory()
+    assert async_commit_applies()
+    for write in (
+        lambda: insert([IdempotencyRecord(scope="a", key="one", operation="op", fingerprint="f")], async_commit=True),
+        lambda: insert_carrying(
+            JobRun(job="async", period="p", status="succeeded"), CARDS.carry(card.pk), async_commit=True
+        ),
+    ):
+        with CaptureQueriesContext(connection) as queries:
+            write()
+        [statement] = [_statement_text(q["sql"]) for q in queries.captured_queries if "PREPARE" not in q["sql"]]
+        assert "set_config('synchronous_commit', 'off', true)" in statement
+        assert _synchronous_commit() == "on"  # gone with the statement's own transaction
+    assert IdempotencyRecord.objects.filter(scope="a", key="one").exists()
+    assert JobRun.objects.filter(job="async").exists()
+    # Without the flag, and in a transaction with it, the statement waits for the flush as every commit does.
+    with CaptureQueriesContext(connection) as queries:
+        insert([IdempotencyRecord(scope="a", key="two", operation="op", fingerprint="f")])
+        with transaction.atomic():
+            assert not async_commit_applies()
+            insert([IdempotencyRecord(scope="a", key="three", operation="op", fingerprint="f")], async_commit=True)
+            job = JobRun(job="async", period="t", status="succeeded")
+            insert_carrying(job, CARDS.carry(card.pk), async_commit=True)
+            assert _synchronous_commit() == "on"  # the caller's commit is left as it was
+    statements = [_statement_text(q["sql"]) for q in queries.captured_queries]
+    assert not any("synchronous_commit" in statement for statement in statements if "SHOW" not in statement)
+    assert IdempotencyRecord.objects.filter(scope="a", key__in=["two", "three"]).count() == 2
+
+
+def test_off_postgresql_an_async_commit_changes_nothing() -> None:
+    from django.db import connection
+
+    from core.db import async_commit_applies, insert
+    from core.models import IdempotencyRecord
+
+    if connection.vendor == "postgresql":
+        pytest.skip("PostgreSQL: see the test above")
+    assert not async_commit_applies()
+    row = IdempotencyRecord(scope="a", key="sqlite", operation="op", fingerprint="f")
+    insert([row], async_commit=True)
+    assert IdempotencyRecord.objects.get(pk=row.pk).key == "sqlite"

@@ -96,6 +96,7 @@ def test_a_rider_is_written_by_the_statement_that_stores_the_outcome() -> None:
     from django.db import connection, transaction
     from django.test.utils import CaptureQueriesContext
 
+    from core.db import prepared_sql
     from core.errors import Conflict
     from core.idempotency import Rider, ride_with_outcome
     from core.models import JobRun
@@ -117,10 +118,15 @@ def test_a_rider_is_written_by_the_statement_that_stores_the_outcome() -> None:
 
     with CaptureQueriesContext(connection) as queries:
         run_idempotent(scope="s", key="a", operation="op", request={}, execute=lambda: ride("a"))
-    assert [q["sql"].split()[0] for q in queries.captured_queries if not q["sql"].startswith("PREPARE")] == [
+    executed = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith("PREPARE")]
+    assert [sql.split()[0] for sql in executed] == [
         "EXECUTE",  # the record taken
         "EXECUTE",  # the rider and the outcome, one statement
     ]
+    # The key is taken without waiting for the flush; the outcome, which the response waits on, is flushed.
+    taken, done = (prepared_sql(sql.split()[1].split("(")[0]) or "" for sql in executed)
+    assert "set_config('synchronous_commit', 'off', true)" in taken
+    assert "synchronous_commit" not in done
     assert JobRun.objects.filter(job="rider", period="a").count() == 1
     assert len(written) == 1
     assert IdempotencyRecord.objects.get(key="a").state == "done"
