@@ -18,6 +18,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 run: install
+	mkdir -p var
 	$(PY) manage.py migrate --noinput
 	@# The channel simulator runs beside the site (the demo's payments go through it) and stops when runserver does.
 	$(PY) -m simulator --host $(HOST) --port $(SIMULATOR_PORT) --db var/simulator.sqlite3 & sim=$$!; \

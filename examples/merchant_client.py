@@ -1,7 +1,13 @@
-"""A minimal merchant integration: pay, capture, refund, list, verify a webhook. Needs only httpx.
+"""A minimal merchant integration: a till takes the payment code a cardholder shows, pays, captures, refunds, lists;
+and a webhook's signature verified. Needs only httpx.
 
-    MENGKA_API=http://127.0.0.1:8000/api/v1 MENGKA_KEY=sk_test_... MENGKA_CARD_TOKEN=card_... \
-        python examples/merchant_client.py
+Against `make run` (which prints the demo merchants' test keys and the demo cardholder's sign-in):
+
+    MENGKA_KEY=sk_test_... python examples/merchant_client.py
+
+`MENGKA_SITE` (default http://127.0.0.1:8000) is where the cardholder's phone gets its code; `MENGKA_API` (default
+the site's /api/v1) where the till calls; `MENGKA_CARDHOLDER` and `MENGKA_PASSWORD` (defaults: the demo cardholder's)
+whose phone it is.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import time
 import uuid
 from typing import Any
@@ -46,7 +53,15 @@ class Mengka:
             raise MengkaError(response.status_code, response.json()["error"])
         return response.json()
 
-    def pay(self, amount: int, token: str, *, capture: str = "automatic", reference: str = "") -> Any:
+    def pay(self, amount: int, code: str, *, capture: str = "automatic", reference: str = "") -> Any:
+        """Pays by the payment code the till scanned: confirmed at once, captured at once unless `capture="manual"`."""
+        return self._pay(amount, {"type": "payment_code", "code": code}, capture, reference)
+
+    def pay_by_token(self, amount: int, token: str, *, capture: str = "automatic", reference: str = "") -> Any:
+        """Test mode only: pays by a card token its holder shared (the sandbox's way, no till needed)."""
+        return self._pay(amount, {"type": "card_token", "token": token}, capture, reference)
+
+    def _pay(self, amount: int, method: dict[str, str], capture: str, reference: str) -> Any:
         return self._call(
             "POST",
             "/payments",
@@ -55,7 +70,7 @@ class Mengka:
                 "currency": "CNY",
                 "confirm": True,
                 "capture_method": capture,
-                "payment_method": {"type": "card_token", "token": token},
+                "payment_method": method,
                 "merchant_reference": reference,
             },
         )
@@ -81,6 +96,33 @@ class Mengka:
             starting_after = page["data"][-1]["id"]
 
 
+def code_on_the_phone(site: str, username: str, password: str, *, transport: httpx.BaseTransport | None = None) -> str:
+    """The payment code a cardholder's phone shows, as the till scans it: the cardholder signs in to the portal and
+    opens the pay page, which shows a one-time code (a QR code and its 18 digits, valid for a minute). The till never
+    learns how the code was made; it reads the digits (or the QR code, which carries them) and sends them to the API."""
+    with httpx.Client(base_url=site, transport=transport, follow_redirects=True, timeout=30) as phone:
+        phone.get("/accounts/login/")
+        signed_in = phone.post(
+            "/accounts/login/",
+            data={"username": username, "password": password, "csrfmiddlewaretoken": phone.cookies["csrftoken"]},
+        )
+        if "/accounts/login/" in str(signed_in.url):
+            raise RuntimeError(f"{username} could not sign in to the portal")
+        page = phone.get("/portal/pay/code/").text
+        source = re.search(r'<option value="(card:\d+)"', page) or re.search(r'<option value="([a-z]+:\d+)"', page)
+        if source is None:
+            raise RuntimeError(f"{username} has no active card or balance to pay with")
+        shown = phone.post(
+            "/portal/pay/code/",
+            data={"source": source.group(1), "csrfmiddlewaretoken": phone.cookies["csrftoken"]},
+            headers={"X-Requested-With": "fetch"},
+        )
+        digits = re.search(r'<p class="digits">([\d ]+)</p>', shown.text)
+        if digits is None:
+            raise RuntimeError("the pay page showed no code")
+        return digits.group(1).replace(" ", "")
+
+
 def _in_progress(response: httpx.Response) -> bool:
     return bool(response.json().get("error", {}).get("code") == "idempotency_in_progress")
 
@@ -95,15 +137,24 @@ def verify_webhook(header: str, body: bytes, secret: str, tolerance: int = 300) 
 
 
 def main() -> None:
-    client = Mengka(os.environ.get("MENGKA_API", "http://127.0.0.1:8000/api/v1"), os.environ["MENGKA_KEY"])
-    token = os.environ["MENGKA_CARD_TOKEN"]
-    held = client.pay(12000, token, capture="manual", reference="example-1")
+    site = os.environ.get("MENGKA_SITE", "http://127.0.0.1:8000")
+    client = Mengka(os.environ.get("MENGKA_API", f"{site}/api/v1"), os.environ["MENGKA_KEY"])
+    cardholder = os.environ.get("MENGKA_CARDHOLDER", "demo"), os.environ.get("MENGKA_PASSWORD", "mengka-demo-2026")
+
+    code = code_on_the_phone(site, *cardholder)  # scanned at the till
+    print("scanned code", code[:4], "…")
+    held = client.pay(12000, code, capture="manual", reference="example-1")
     print("authorised", held["id"], held["status"])
     captured = client.capture(held["id"], 10000)
     print("captured", captured["amount_captured"], "points", captured["points_earned"])
     refund = client.refund(held["id"], 2500, "returned")
     print("refunded", refund["amount"], refund["status"])
-    declined = client.pay(10051, token)  # the sandbox declines amounts ending in 51: a failed payment, not an error
+    try:
+        client.pay(500, code)  # a code pays once
+    except MengkaError as exc:
+        print("error", exc)
+    # The sandbox declines amounts ending in 51: a failed payment, not an error.
+    declined = client.pay(10051, code_on_the_phone(site, *cardholder))
     print("declined", declined["status"], declined["failure_code"])
     try:
         client.refund(declined["id"])

@@ -6,29 +6,47 @@ import httpx
 import pytest
 from django.core.wsgi import get_wsgi_application
 
-from examples.merchant_client import Mengka, MengkaError, verify_webhook
+from examples.merchant_client import Mengka, MengkaError, code_on_the_phone, verify_webhook
 from merchants.services import webhook_signature
+from payments.models import PaymentCode
 from tests.api.conftest import World
 
 pytestmark = pytest.mark.django_db
 
 
 def test_quickstart_flow(world: World, keep_db_connection: None) -> None:
-    client = Mengka(
-        "http://testserver/api/v1", world.api.raw_key, transport=httpx.WSGITransport(app=get_wsgi_application())
-    )
-    held = client.pay(12000, world.card.token, capture="manual", reference="example-1")
+    app = httpx.WSGITransport(app=get_wsgi_application())
+    client = Mengka("http://testserver/api/v1", world.api.raw_key, transport=app)
+    user = world.card.cardholder.user
+    user.set_password("phone-pass-1")
+    user.save()
+
+    code = code_on_the_phone("http://testserver", user.username, "phone-pass-1", transport=app)
+    assert len(code) == 18
+    assert code.isdigit()
+    shown = PaymentCode.objects.get(code=code)
+    assert (shown.cardholder_id, shown.card_id, shown.used_at) == (world.card.cardholder_id, world.card.pk, None)
+    held = client.pay(12000, code, capture="manual", reference="example-1")
     assert held["status"] == "requires_capture"
+    card = {"bank": world.issuer.code, "last4": world.card.last4}
+    assert held["payment_method"] == {"type": "payment_code", "card": card}
     captured = client.capture(held["id"], 10000)
     assert (captured["status"], captured["amount_captured"]) == ("succeeded", 10000)
     refund = client.refund(held["id"], 2500, "returned")
     assert (refund["status"], refund["amount"]) == ("succeeded", 2500)
-    declined = client.pay(10051, world.card.token)
+    with pytest.raises(MengkaError) as used:
+        client.pay(500, code)
+    assert (used.value.status, used.value.error["code"]) == (409, "payment_code_used")
+    declined = client.pay(10051, code_on_the_phone("http://testserver", user.username, "phone-pass-1", transport=app))
     assert declined["status"] == "failed"
     with pytest.raises(MengkaError) as raised:
         client.refund(declined["id"])
     assert (raised.value.status, raised.value.error["code"]) == (409, "payment_unexpected_state")
     assert sum(1 for _ in client.payments(status="succeeded")) == 1
+    tokened = client.pay_by_token(3000, world.card.token)  # the sandbox's way, test keys only
+    assert (tokened["status"], tokened["amount_captured"]) == ("succeeded", 3000)
+    with pytest.raises(RuntimeError, match="could not sign in"):
+        code_on_the_phone("http://testserver", user.username, "wrong", transport=app)
 
 
 def test_documented_verifier_accepts_our_signature() -> None:
