@@ -302,16 +302,18 @@ def execute(cursor: Any, sql: str, params: Sequence[Any] | Mapping[str, Any] = (
 # --- inserting new rows -----------------------------------------------------------------------------------------------
 
 
-# Returned with a row written by a statement that commits on its own without waiting for the WAL flush: the setting
-# is local to the statement's transaction, so it holds for that commit and is gone after it.
-_ASYNC_COMMIT = "set_config('synchronous_commit', 'off', true)"
-
-
-def async_commit_applies(using: str = "default") -> bool:
-    """Whether a statement made now on `using` would commit on its own, so that it may commit asynchronously: on
-    PostgreSQL, outside a transaction. Inside one the setting would reach the caller's whole transaction: never."""
+def commits_alone(using: str = "default") -> bool:
+    """Whether a statement made now on `using` is a PostgreSQL statement that commits on its own (outside any
+    transaction): the only place a read may ride with a write (`insert_carrying`) and a commit may skip the WAL flush
+    (`async_commit` — inside a transaction the setting would reach the caller's whole transaction)."""
     connection = connections[using]
     return connection.vendor == "postgresql" and not connection.in_atomic_block
+
+
+def _returning(pk: str, async_commit: bool) -> str:
+    """An insert's RETURNING list: the key, and for an asynchronous commit the setting that makes it one — local to
+    the statement's own transaction, so it holds for that commit and is gone after it."""
+    return f"{pk}, set_config('synchronous_commit', 'off', true)" if async_commit else pk
 
 
 def insert(objects: Sequence[models.Model], *, using: str = "default", async_commit: bool = False) -> None:
@@ -321,7 +323,7 @@ def insert(objects: Sequence[models.Model], *, using: str = "default", async_com
     For the hot path's rows, whose `save()` does nothing more: no model `save()` override and no signal is run.
     Rows come back in the order of VALUES, as Django's `bulk_create` relies on too.
 
-    `async_commit`: where the statement commits on its own (`async_commit_applies`), it does not wait for its write to
+    `async_commit`: where the statement commits on its own (`commits_alone`), it does not wait for its write to
     reach the disk — PostgreSQL's asynchronous commit, for this statement alone. Only for a row whose loss in a crash
     of the database loses nothing: a row that everything depending on it is written after, by a later (synchronous)
     commit of the same connection, which flushes the log up to and past it. Elsewhere the flag changes nothing."""
@@ -332,7 +334,7 @@ def insert(objects: Sequence[models.Model], *, using: str = "default", async_com
         raise ValueError("insert() takes new objects of one model")
     for obj in objects:
         _require_new(obj)
-    unflushed = async_commit and async_commit_applies(using)
+    unflushed = async_commit and commits_alone(using)
     with connections[using].cursor() as cursor:
         values = [value for obj in objects for value in insert_values(obj, using=using)]
         execute(cursor, _insert_sql(model, len(objects), using, unflushed), values)
@@ -347,13 +349,12 @@ def insert_carrying(obj: models.Model, carried: Carried, *, async_commit: bool =
     would have a moment later on its own. The object is written whether or not the read finds anything; if the write
     fails, so does the read. `async_commit` as for `insert()`."""
     _require_new(obj)
-    if not async_commit_applies(carried.using):
+    if not commits_alone(carried.using):
         insert([obj], using=carried.using)
         return
     connection = connections[carried.using]
     table, columns, pk = _insert_target(type(obj), carried.using)
-    placeholders = ", ".join(["%s"] * len(columns))
-    returning = f"{pk}, {_ASYNC_COMMIT}" if async_commit else pk
+    placeholders, returning = ", ".join(["%s"] * len(columns)), _returning(pk, async_commit)
     # The read as a lateral subquery of the written row: exactly one row comes back, its marker NULL when the read found
     # nothing. Table and columns come from the model, the read from a compiled queryset; every value is a parameter.
     sql = (
@@ -435,7 +436,7 @@ def _insert_sql(model: type[models.Model], rows: int, using: str, async_commit: 
     """The statement inserting `rows` new rows of `model` (built once per shape)."""
     table, columns, pk = _insert_target(model, using)
     row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    returning = f"{pk}, {_ASYNC_COMMIT}" if async_commit else pk
+    returning = _returning(pk, async_commit)
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row] * rows)} RETURNING {returning}"  # noqa: S608
 
 

@@ -30,7 +30,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .db import Carried, carried_reads, execute, insert, insert_carrying
+from .db import Carried, carried_reads, commits_alone, execute, insert, insert_carrying
 from .errors import Conflict, IdempotencyConflict, MengkaError
 from .models import IdempotencyRecord
 
@@ -124,7 +124,7 @@ def ride_with_outcome(rider: Rider) -> bool:
     off PostgreSQL, or when a rider of its name is waiting. A run that stops on an unexpected error writes no outcome
     and no rider: what the rider carried must be written again by whoever resumes the key."""
     running = _running.get()
-    if running is None or connection.vendor != "postgresql" or connection.in_atomic_block:
+    if running is None or not commits_alone():
         return False
     if any(waiting.name == rider.name for waiting in running.riders):
         return False

@@ -27,7 +27,7 @@ from django.utils import timezone
 from core import idempotency
 from core.audit import audit_record, snapshot
 from core.calendar import business_date, local_now
-from core.db import execute, insert, insert_if, new_row, saved
+from core.db import commits_alone, execute, insert, insert_if, new_row, saved
 from core.errors import ChannelError, Conflict, NotFound, ValidationFailed
 from core.idempotency import progress_statement, record_progress, resumed, run_idempotent
 from core.money import validate_minor_amount
@@ -882,7 +882,7 @@ def _capture_in_one_statement(intent: PaymentIntent, fields: dict[str, Any], att
     none written, with no transaction to open and commit around them (one round trip instead of four). Returns
     whether this request moved the payment, or None when the capture must take the transactional path (nothing was
     written): another database, a caller's transaction, a points hold to post, an earn that is not plain."""
-    if connection.vendor != "postgresql" or connection.in_atomic_block or intent.points_hold_id is not None:
+    if not commits_alone() or intent.points_hold_id is not None:
         return None
     carried = None
     if fields["points_earned"]:

@@ -324,11 +324,11 @@ def test_an_async_commit_holds_for_its_own_statement_and_never_reaches_a_callers
     from django.db import connection, transaction
     from django.test.utils import CaptureQueriesContext
 
-    from core.db import async_commit_applies, insert, insert_carrying
+    from core.db import commits_alone, insert, insert_carrying
     from core.models import IdempotencyRecord, JobRun
 
     card = CardFactory()
-    assert async_commit_applies()
+    assert commits_alone()
     for write in (
         lambda: insert([IdempotencyRecord(scope="a", key="one", operation="op", fingerprint="f")], async_commit=True),
         lambda: insert_carrying(
@@ -346,7 +346,7 @@ def test_an_async_commit_holds_for_its_own_statement_and_never_reaches_a_callers
     with CaptureQueriesContext(connection) as queries:
         insert([IdempotencyRecord(scope="a", key="two", operation="op", fingerprint="f")])
         with transaction.atomic():
-            assert not async_commit_applies()
+            assert not commits_alone()
             insert([IdempotencyRecord(scope="a", key="three", operation="op", fingerprint="f")], async_commit=True)
             job = JobRun(job="async", period="t", status="succeeded")
             insert_carrying(job, CARDS.carry(card.pk), async_commit=True)
@@ -359,12 +359,12 @@ def test_an_async_commit_holds_for_its_own_statement_and_never_reaches_a_callers
 def test_off_postgresql_an_async_commit_changes_nothing() -> None:
     from django.db import connection
 
-    from core.db import async_commit_applies, insert
+    from core.db import commits_alone, insert
     from core.models import IdempotencyRecord
 
     if connection.vendor == "postgresql":
         pytest.skip("PostgreSQL: see the test above")
-    assert not async_commit_applies()
+    assert not commits_alone()
     row = IdempotencyRecord(scope="a", key="sqlite", operation="op", fingerprint="f")
     insert([row], async_commit=True)
     assert IdempotencyRecord.objects.get(pk=row.pk).key == "sqlite"
