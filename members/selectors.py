@@ -9,7 +9,6 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 
-from core.db import PreparedQuery
 from core.errors import NotFound
 from core.scoping import BankRoles
 
@@ -130,11 +129,6 @@ def consent_history(cardholder: Cardholder) -> QuerySet[ConsentEvent]:
 # A bank's active points programme is read on every payment and changes rarely: each process keeps it for
 # POINTS_PROGRAM_CACHE_TTL seconds, and forgets it at once when this process saves or deletes a programme.
 _programs: dict[int, tuple[float, PointsProgram | None]] = {}
-# Read again every second by every process for every bank: compiled once per process (core.db).
-_ACTIVE_PROGRAM = PreparedQuery(
-    lambda bank_id: PointsProgram.objects.filter(bank_id=bank_id, active=True).order_by("unit_code", "pk")[:1],
-    -7_000_000_101,
-)
 
 
 def active_program(bank_id: int) -> PointsProgram | None:
@@ -143,7 +137,7 @@ def active_program(bank_id: int) -> PointsProgram | None:
     cached = _programs.get(bank_id)
     if cached is not None and now - cached[0] < settings.POINTS_PROGRAM_CACHE_TTL:
         return cached[1]
-    program = _ACTIVE_PROGRAM.first(bank_id)
+    program = PointsProgram.objects.filter(bank_id=bank_id, active=True).order_by("unit_code", "pk").first()
     _programs[bank_id] = (now, program)
     return program
 

@@ -23,7 +23,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import error_body
-from core.db import Carried
 from core.errors import MengkaError, NotFound
 from core.idempotency import holding, run_idempotent
 from core.money import MAX_MINOR_AMOUNT
@@ -107,17 +106,11 @@ class MerchantAPIView(APIView):
         self,
         operation: str,
         run: Callable[[str], tuple[int, dict[str, Any]]],
-        *,
-        read_along: Carried | None = None,
-        late: bool = False,
     ) -> Response:
         """Runs a POST once per `Idempotency-Key`: the first status and body are stored and replayed.
 
         `run` gets the key to hand to the service (the header's, or a fresh one without it) and returns (status,
         body). The same key with another path or body is a 409; a key still running elsewhere is a 409 too.
-        `read_along`: the first read `run` makes, made with the taking of the key (`core.idempotency`). `late`: `run`
-        renders its body from the objects the service hands back, so the service's last writes may be made with the
-        stored outcome (`core.idempotency.ride_late`).
         """
         header = self.request.META.get(IDEMPOTENCY_HEADER)
         if header is not None and not (header.isascii() and header.isprintable() and 0 < len(header) <= 255):
@@ -145,8 +138,6 @@ class MerchantAPIView(APIView):
             operation=operation,
             request={"path": self.request.path, "body": _canonical(self.request.data)},
             execute=execute,
-            read_along=read_along,
-            late=late,
         )
         response = Response(outcome["body"], status=outcome["status"])
         if not ran:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Now
 
-from core.db import PreparedQuery
 from core.errors import NotFound
 from members.models import MemberBank
 
@@ -19,22 +18,16 @@ def merchant_get(*, merchant_id: int) -> Merchant:
         raise NotFound("No such merchant.", param="merchant") from None
 
 
-# Every API request reads its key: compiled once per process (core.db), the database's clock deciding expiry.
-_API_KEY_BY_HASH = PreparedQuery(
-    lambda key_hash: (
+def api_key_by_hash(*, key_hash: str) -> ApiKey | None:
+    """The usable key with this hash: not revoked, not expired (by the database's clock), its merchant not closed."""
+    return (
         ApiKey.objects.select_related("merchant")
         .filter(key_hash=key_hash, revoked_at__isnull=True)
         .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=Now()))
         .exclude(merchant__status=Merchant.Status.CLOSED)
-        .order_by("pk")[:1]
-    ),
-    "(key hash)",
-)
-
-
-def api_key_by_hash(*, key_hash: str) -> ApiKey | None:
-    """The usable key with this hash: not revoked, not expired, its merchant not closed."""
-    return _API_KEY_BY_HASH.first(key_hash)
+        .order_by("pk")
+        .first()
+    )
 
 
 # The merchant API's reads take the calling key's mode: another mode's object is not found, like another merchant's.

@@ -11,7 +11,6 @@ import secrets
 import socket
 import ssl
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,15 +19,13 @@ import httpx
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from core.audit import audit_record, snapshot
 from core.crypto import decrypt, encrypt
-from core.db import PreparedQuery, execute, insert, insert_columns, insert_values, saved
 from core.errors import Conflict, PermissionDenied, ValidationFailed
-from core.idempotency import Rider, ride_with_outcome
 from core.text import ascii_digits
 from members.models import MemberBank
 
@@ -325,37 +322,24 @@ def webhook_endpoint_delete(*, endpoint: WebhookEndpoint, actor: Any = None) -> 
     endpoint.delete()
 
 
-@transaction.atomic
 def event_emit(*, merchant: Merchant, type: str, payload: dict[str, Any], livemode: bool = True) -> Event:
-    """Appends an event and a delivery per subscribed endpoint; deliveries are sent after the commit."""
+    """Appends one event (see `events_emit`)."""
     return events_emit(merchant=merchant, events=[(type, payload)], livemode=livemode)[0]
 
 
-def _endpoints_of(livemode: bool) -> PreparedQuery[WebhookEndpoint]:
-    return PreparedQuery(
-        lambda merchant_id: WebhookEndpoint.objects.filter(
-            merchant_id=merchant_id, livemode=livemode, enabled=True
-        ).only("id", "event_types"),
-        -7_000_000_002,
-    )
-
-
-# Every payment event reads its merchant's endpoints: compiled once per process and mode (core.db).
-_ENDPOINTS_OF = {True: _endpoints_of(True), False: _endpoints_of(False)}
-
-
 def events_emit(*, merchant: Merchant, events: list[tuple[str, dict[str, Any]]], livemode: bool = True) -> list[Event]:
-    """Appends events in order, with a delivery per subscribed endpoint for each; deliveries are sent after commit.
+    """Appends events in order, with a delivery per subscribed endpoint for each: the outbox. Called by the service
+    that changes what the events describe, in the transaction that changes it, so the events are written if and only
+    if the change is; their deliveries are queued once that transaction commits (`webhook_deliver`), and the
+    `webhooks_retry` job sends any a lost queue message left behind.
 
     The events are of one mode (their object's); only the merchant's enabled endpoints of that mode that take the
-    event's type (an empty list of types takes every type) receive them. On PostgreSQL the events and their deliveries
-    are one statement (one round trip, one commit, with or without endpoints) — the very statement that stores a keyed
-    request's outcome when they are emitted during one, outside a transaction (`core.idempotency.ride_with_outcome`:
-    their ids are set once it has run); elsewhere a read of the endpoints, then the events and the deliveries in one
-    transaction."""
+    event's type (an empty list of types takes every type) receive them."""
     for type, _payload in events:
         if type not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type!r}")
+    if not events:
+        return []
     now = timezone.now()
     rows = [
         Event(
@@ -369,84 +353,22 @@ def events_emit(*, merchant: Merchant, events: list[tuple[str, dict[str, Any]]],
         )
         for type, payload in events
     ]
-    if not rows:
-        return rows
-    if connection.vendor != "postgresql":
-        _queue_deliveries(_emit_in_steps(rows, merchant, livemode, now))
-        return rows
-    ctes, select, params = _emit_statement(rows, merchant, livemode, now)
-
-    def written(returned: list[tuple[Any, ...]]) -> None:
-        event_ids = [key for key, is_delivery in returned if not is_delivery]
-        for event, key in zip(rows, event_ids, strict=True):  # in the order of VALUES
-            saved(event, key)
-        _queue_deliveries([key for key, is_delivery in returned if is_delivery])
-
-    # Emitted by a keyed API request outside any transaction, the events ride with the request's stored outcome (one
-    # statement for both); otherwise they are a statement of their own.
-    if not ride_with_outcome(Rider(ctes, params, select, written, name="events")):
-        with connection.cursor() as cursor:
-            execute(cursor, f"WITH {ctes} {select}", params)
-            written(cursor.fetchall())
-    return rows
-
-
-def _queue_deliveries(delivery_ids: list[int]) -> None:
+    endpoints = WebhookEndpoint.objects.filter(merchant=merchant, livemode=livemode, enabled=True)
+    subscribed = list(endpoints.values_list("pk", "event_types"))
+    with transaction.atomic(savepoint=False):  # the caller's transaction, or one of its own
+        Event.objects.bulk_create(rows)
+        deliveries = WebhookDelivery.objects.bulk_create(
+            WebhookDelivery(event=event, endpoint_id=endpoint_id, next_attempt_at=now)
+            for event in rows
+            for endpoint_id, types in subscribed
+            if not types or event.type in types
+        )
+    delivery_ids = [delivery.pk for delivery in deliveries]
     if delivery_ids:
         from .tasks import webhook_deliver
 
         transaction.on_commit(lambda: [webhook_deliver.delay(pk) for pk in delivery_ids])
-
-
-def _emit_in_steps(rows: list[Event], merchant: Merchant, livemode: bool, now: datetime) -> list[int]:
-    endpoints = [(endpoint.pk, endpoint.event_types) for endpoint in _ENDPOINTS_OF[livemode].all(merchant.pk)]
-    wanted = [
-        (event, endpoint_id) for event in rows for endpoint_id, types in endpoints if not types or event.type in types
-    ]
-    with transaction.atomic() if wanted else nullcontext():
-        insert(rows)  # one multi-row INSERT … RETURNING id
-        deliveries = WebhookDelivery.objects.bulk_create(
-            WebhookDelivery(event=event, endpoint_id=endpoint_id, next_attempt_at=now) for event, endpoint_id in wanted
-        )
-    return [delivery.pk for delivery in deliveries]
-
-
-def _emit_statement(rows: list[Event], merchant: Merchant, livemode: bool, now: datetime) -> tuple[str, str, list[Any]]:
-    """PostgreSQL: (CTEs, SELECT, parameters) appending the events and a delivery for each subscribed endpoint."""
-    delivery_fields, ctes, select = _emit_sql(len(rows))
-    prototype = WebhookDelivery(next_attempt_at=now)  # what every delivery starts as
-    params = [value for event in rows for value in insert_values(event)]
-    params += [f.get_db_prep_save(f.pre_save(prototype, True), connection) for f in delivery_fields]
-    params += [merchant.pk, livemode]
-    return ctes, select, params
-
-
-@functools.cache
-def _emit_sql(rows: int) -> tuple[list[Any], str, str]:
-    """The delivery fields set from a prototype, the CTEs appending `rows` events (as `core.db.insert` writes them)
-    and a delivery for each (event, subscribed endpoint) pair, and the SELECT returning (id, is a delivery) for each
-    row written, events first in the order given."""
-    deliveries = WebhookDelivery._meta
-    delivery_fields = [field for field in deliveries.concrete_fields if field.name not in ("id", "event", "endpoint")]
-    table, columns = insert_columns(Event)
-    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    endpoints = WebhookEndpoint._meta.db_table
-    # Table and column names come from the models; every value is a parameter.
-    ctes = f"""event AS (
-    INSERT INTO {table} ({", ".join(columns)})
-    VALUES {", ".join([row] * rows)}
-    RETURNING id, type
-), delivery AS (
-    INSERT INTO {deliveries.db_table} (event_id, endpoint_id, {", ".join(str(f.column) for f in delivery_fields)})
-    SELECT event.id, endpoint.id, {", ".join(["%s"] * len(delivery_fields))}
-      FROM event JOIN {endpoints} AS endpoint
-        ON endpoint.merchant_id = %s AND endpoint.livemode = %s AND endpoint.enabled
-       AND (endpoint.event_types = '[]'::jsonb OR endpoint.event_types ? event.type)
-     ORDER BY event.id, endpoint.id
-    RETURNING id
-)"""  # noqa: S608
-    select = "SELECT id, false FROM event UNION ALL SELECT id, true FROM delivery"
-    return delivery_fields, ctes, select
+    return rows
 
 
 def event_body(event: Event) -> dict[str, Any]:

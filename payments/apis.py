@@ -1,7 +1,8 @@
 """Merchant API: payments, refunds, quotes and the summary report. One thin view per operation.
 
-Views parse and validate input, call one service (each takes the request's idempotency key), emit the webhook events
-of the state change and render the object. Amounts are integers in minor units with an ISO currency.
+Views parse and validate input, call one service (each takes the request's idempotency key) and render the object;
+the services write the webhook events of every state change themselves. Amounts are integers in minor units with an
+ISO currency.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from rest_framework.response import Response
 
 from core.calendar import local_now
 from core.errors import ValidationFailed
-from core.idempotency import resumed
 from core.text import ascii_digits
 from merchants.api_base import (
     LIVEMODE_HELP,
@@ -36,7 +36,7 @@ from merchants.api_base import (
 )
 from merchants.models import Merchant, Mode
 
-from . import api_support, events, methods, services
+from . import api_support, services
 from .events import payment_out, refund_out
 from .models import PaymentIntent, PaymentMethod, Refund
 
@@ -218,13 +218,9 @@ class PaymentListCreateApi(MerchantAPIView):
             intent = services.payment_create(
                 merchant=merchant, idempotency_key=key, livemode=livemode, **funding, **data
             )
-            events.payment_changed(intent, before=None, resumed=resumed() is not None)
             return 201, payment_out(intent)
 
-        method = data["payment_method"]
-        code = methods.payment_code_read_along(method.get("code")) if method["type"] == "payment_code" else None
-        # The body is rendered from the payment the service hands back: its capture may be written with the outcome.
-        return self.idempotent("payment.create", run, read_along=code, late=True)
+        return self.idempotent("payment.create", run)
 
 
 class PaymentDetailApi(MerchantAPIView):
@@ -258,11 +254,8 @@ def _transition(
     merchant, livemode = view.merchant, view.livemode
 
     def run(key: str) -> tuple[int, dict[str, Any]]:
-        before = api_support.payment_get(merchant=merchant, livemode=livemode, payment_id=payment_id).status
         call(merchant, key, livemode)
-        intent = api_support.payment_get(merchant=merchant, livemode=livemode, payment_id=payment_id)
-        events.payment_changed(intent, before=before)
-        return 200, payment_out(intent)
+        return 200, payment_out(api_support.payment_get(merchant=merchant, livemode=livemode, payment_id=payment_id))
 
     return view.idempotent(operation, run)
 
@@ -448,7 +441,6 @@ class RefundListCreateApi(MerchantAPIView):
                 reason=data["reason"],
                 livemode=livemode,
             )
-            events.refund_created(refund)
             return 201, refund_out(refund)
 
         return self.idempotent("refund.create", run)

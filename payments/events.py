@@ -1,16 +1,11 @@
-"""Events about payments and refunds for the merchant's webhooks, emitted by the API after each state change."""
+"""Events about payments and refunds for the merchant's webhooks: the payments services write them (the outbox,
+`merchants.services.events_emit`) in the transaction of the state change they describe."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.db.models import Case, CharField, Exists, OuterRef, Q, QuerySet, Value, When
-from django.utils import timezone
-
-from merchants.models import Event
 from merchants.services import event_emit, events_emit
 
 from .models import PaymentIntent, Refund
@@ -84,74 +79,23 @@ REFUND_STATUS_EVENTS = {
 }
 
 
-def payment_changed(intent: PaymentIntent, *, before: str | None, resumed: bool = False) -> None:
-    """`payment.created` for a new payment, then the event of its new status if it moved. `resumed`: a request that
-    carries on an interrupted one (`core.idempotency.resumed`), which may have emitted some of them already."""
-    body = payment_out(intent)
-    emitted = [("payment.created", body)] if before is None else []
+def payment_created(intent: PaymentIntent) -> None:
+    events_emit(merchant=intent.merchant, events=[("payment.created", payment_out(intent))], livemode=intent.livemode)
+
+
+def payment_status_changed(intent: PaymentIntent) -> None:
+    """The event of the payment's new status (as the object now holds it), if its status has one."""
     event_type = PAYMENT_STATUS_EVENTS.get(PaymentIntent.Status(intent.status))
-    if event_type and intent.status != before:
-        emitted.append((event_type, body))
-    if resumed:
-        told = set(Event.objects.filter(object_id=intent.public_id).values_list("type", flat=True))
-        emitted = [(type, payload) for type, payload in emitted if type not in told]
-    if emitted:
-        events_emit(merchant=intent.merchant, events=emitted, livemode=intent.livemode)
+    if event_type is not None:
+        event_emit(merchant=intent.merchant, type=event_type, payload=payment_out(intent), livemode=intent.livemode)
 
 
-def refund_created(refund: Refund) -> None:
+def refund_status_changed(refund: Refund) -> None:
+    """The event of the refund's new status (as the object now holds it)."""
+    intent = refund.intent
     event_emit(
-        merchant=refund.intent.merchant,
+        merchant=intent.merchant,
         type=REFUND_STATUS_EVENTS[Refund.Status(refund.status)],
         payload=refund_out(refund),
-        livemode=refund.intent.livemode,
+        livemode=intent.livemode,
     )
-
-
-# --- catching up with changes made outside the API (jobs resolving timeouts, expiring authorisations) ---------------
-
-
-@dataclass
-class CatchUp:
-    payments: int = 0
-    refunds: int = 0
-
-
-def events_catch_up(*, window: timedelta = timedelta(minutes=30)) -> CatchUp:
-    """Emits the status event of every payment and refund changed recently that has not had it yet.
-
-    The API emits as it changes things; the jobs that settle unknown outcomes and expire authorisations do not, so
-    this sweep (every minute) tells merchants about those changes too. One query per kind finds what is missing: the
-    objects changed within `window` (payments by a BRIN index on `updated_at` on PostgreSQL) without an event of their
-    status's type (one index lookup each, by the event's `object_id`) — usually none.
-    """
-    since = timezone.now() - window
-    done = CatchUp()
-    payments = PaymentIntent.objects.filter(updated_at__gte=since, status__in=list(PAYMENT_STATUS_EVENTS))
-    for intent in (
-        _without_status_event(payments, PAYMENT_STATUS_EVENTS).select_related("merchant", "card__bank").iterator()
-    ):
-        event_emit(
-            merchant=intent.merchant, type=intent.event_type, payload=payment_out(intent), livemode=intent.livemode
-        )
-        done.payments += 1
-    refunds = Refund.objects.filter(Q(created_at__gte=since) | Q(completed_at__gte=since))
-    for refund in _without_status_event(refunds, REFUND_STATUS_EVENTS).select_related("intent__merchant").iterator():
-        event_emit(
-            merchant=refund.intent.merchant,
-            type=refund.event_type,
-            payload=refund_out(refund),
-            livemode=refund.intent.livemode,
-        )
-        done.refunds += 1
-    return done
-
-
-def _without_status_event(objects: QuerySet[Any], events: Mapping[Any, str]) -> QuerySet[Any]:
-    """The objects that have not had the event of their status yet (`event_type` annotated), oldest first: one
-    anti-join on the events' (object_id, type) index."""
-    event_type = Case(
-        *(When(status=status, then=Value(type)) for status, type in events.items()), output_field=CharField()
-    )
-    told = Event.objects.filter(object_id=OuterRef("public_id"), type=OuterRef("event_type"))
-    return objects.annotate(event_type=event_type).filter(~Exists(told)).order_by("id")

@@ -20,42 +20,20 @@ def program_for(intent: PaymentIntent) -> PointsProgram | None:
 
 
 def earn(*, intent: PaymentIntent, points: int, idempotency_key: str) -> bool:
-    """Earns `points` in the issuer's programme; False when the issuer runs no programme (nothing is earned)."""
-    arguments = _earn_arguments(intent, points, idempotency_key)
-    if arguments is None:
-        return False
-    ledger.points_earn(**arguments)
-    return True
-
-
-def earn_carried(*, intent: PaymentIntent, points: int, idempotency_key: str) -> ledger.CarriedEarn | None:
-    """`earn` for the capture's own statement to carry (see `rewards.services.CarriedEarn`); None where it cannot be
-    carried, or there is nothing to earn: then `earn` in the capture's transaction."""
-    arguments = _earn_arguments(intent, points, idempotency_key)
-    return ledger.points_earn_carried(**arguments) if arguments is not None else None
-
-
-def _earn_arguments(intent: PaymentIntent, points: int, idempotency_key: str) -> dict[str, Any] | None:
-    """What a payment's earn posts, or None when it earns nothing (no points, or no programme at the issuer)."""
+    """Earns `points` in the issuer's programme; False when it earns nothing (no points, or no programme at the
+    issuer)."""
     program = program_for(intent)
     if points <= 0 or program is None:
-        return None
-    return {
-        "cardholder_id": intent.cardholder_id,
-        "program": program,
-        "amount": points,
-        "idempotency_key": idempotency_key,
-        "source": ledger.EarnSource.PAYMENT,
-        "metadata": {"payment": intent.public_id},
-    }
-
-
-EarnNotPlain = ledger.EarnNotPlain
-
-
-def carried_failure(exc: BaseException) -> Exception | None:
-    """What a statement carrying an earn failed on (EarnNotPlain: post it the usual way), or None."""
-    return ledger.carried_error(exc)
+        return False
+    ledger.points_earn(
+        cardholder_id=intent.cardholder_id,
+        program=program,
+        amount=points,
+        idempotency_key=idempotency_key,
+        source=ledger.EarnSource.PAYMENT,
+        metadata={"payment": intent.public_id},
+    )
+    return True
 
 
 def reverse(*, intent: PaymentIntent, points: int, idempotency_key: str, earn_key: str) -> None:

@@ -11,13 +11,12 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
 from core.audit import audit_record
 from core.calendar import local_now
-from core.db import Carried, PreparedQuery
 from core.errors import Conflict, MengkaError, NotFound, ValidationFailed
 from core.money import validate_minor_amount
 from core.text import ascii_digits
@@ -104,30 +103,17 @@ class Funding:
     agreement: Agreement | None = None
 
 
-# The till's hot path reads the code with its card (or account) and what a payment needs of them, compiled once per
-# process (core.db); the code is then taken by the statement that writes the payment (`payment_code_use`).
-_CODE = PreparedQuery(
-    lambda code: PaymentCode.objects.select_related(
-        "cardholder", "card__product", "card__bank", "linked_account"
-    ).filter(code=code)[:1],
-    "mengka:payment-code",
-)
-
-
-def payment_code_read_along(code: Any) -> Carried | None:
-    """The read `payment_code_find(code)` makes, for a statement made before it to carry (`core.db.Carried`): the
-    merchant API's taking of the request's idempotency key. None for what is not a code."""
-    return _CODE.carry(code) if isinstance(code, str) and len(code) == 18 and ascii_digits(code) else None
-
-
 def payment_code_find(code: str) -> Funding:
     """What a code pays with, read without taking it: refused when unknown, used before (a replay), or expired, and
-    when its card or account is no longer usable. The payment's row is then written by `insert_if` guarded by
-    `payment_code_use(...)`, which takes the code in the same statement: a concurrent use of the code waits for it,
-    then finds it used, and writes nothing."""
+    when its card or account is no longer usable. The payment then takes it (`payment_code_take`) in the transaction
+    that writes the payment."""
     if not (isinstance(code, str) and len(code) == 18 and ascii_digits(code)):
         raise ValidationFailed("A payment code has 18 digits.", code="payment_code_invalid", param="payment_code")
-    found = _CODE.first(code)
+    found = (
+        PaymentCode.objects.select_related("cardholder", "card__product", "card__bank", "linked_account")
+        .filter(code=code)
+        .first()
+    )
     if found is None or found.used_at is not None or found.expires_at <= timezone.now():
         raise _code_refused(found)
     card, account = found.card, found.linked_account
@@ -143,24 +129,17 @@ def payment_code_find(code: str) -> Funding:
     return Funding(found.cardholder, card, account, PaymentMethod.PAYMENT_CODE, payment_code=found)
 
 
-def payment_code_use(funding: Funding) -> tuple[str, list[Any]]:
-    """The guard taking the funding's code (`core.db.insert_if`): it returns a row only for the request that takes an
-    unused, unexpired code, and marks the object used."""
-    taken = funding.payment_code
-    assert taken is not None
-    taken.used_at = timezone.now()
-    stamp = connection.ops.adapt_datetimefield_value(taken.used_at)
-    sql = (
-        f"UPDATE {PaymentCode._meta.db_table} SET used_at = %s"  # noqa: S608 (the model's table; values as parameters)
-        " WHERE id = %s AND used_at IS NULL AND expires_at > %s RETURNING id"
-    )
-    return sql, [stamp, taken.pk, stamp]
-
-
-def payment_code_lost(funding: Funding) -> MengkaError:
-    """The error for a code `payment_code_use` did not take: another request took it first, or it expired since."""
-    assert funding.payment_code is not None
-    return _code_refused(PaymentCode.objects.filter(pk=funding.payment_code.pk).first())
+def payment_code_take(funding: Funding) -> None:
+    """Takes the funding's code for a payment, in the caller's transaction: a guarded UPDATE that only one request
+    can win while the code is unused and unexpired (a concurrent till waits for the winner's commit, then finds it
+    used). Raises the refusal for a code another request took first, or that expired since it was read."""
+    code = funding.payment_code
+    assert code is not None
+    now = timezone.now()
+    taken = PaymentCode.objects.filter(pk=code.pk, used_at__isnull=True, expires_at__gt=now).update(used_at=now)
+    if not taken:
+        raise _code_refused(PaymentCode.objects.filter(pk=code.pk).first())
+    code.used_at = now
 
 
 def _code_refused(found: PaymentCode | None) -> MengkaError:

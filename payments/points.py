@@ -7,16 +7,12 @@ CNY payments earn: Mengka converts no currency, and a points program is valued i
 from __future__ import annotations
 
 from decimal import ROUND_FLOOR, Decimal
-from typing import TYPE_CHECKING
 
 from core.money import proportional_floor, quantize, to_money
 from members.models import Card, PointsProgram
 from members.selectors import active_program
 
 from .models import PaymentIntent
-
-if TYPE_CHECKING:
-    from rewards.services import CarriedEarn
 
 
 def earning_rate(card: Card, spend_category: str) -> Decimal:
@@ -54,13 +50,6 @@ def post_earn(intent: PaymentIntent, points: int) -> bool:
     from . import ledger_bridge
 
     return ledger_bridge.earn(intent=intent, points=points, idempotency_key=earn_key(intent))
-
-
-def earn_carried(intent: PaymentIntent, points: int) -> CarriedEarn | None:
-    """`post_earn` for the capture's own statement to carry, or None (then `post_earn`)."""
-    from . import ledger_bridge
-
-    return ledger_bridge.earn_carried(intent=intent, points=points, idempotency_key=earn_key(intent))
 
 
 def earn_key(intent: PaymentIntent) -> str:

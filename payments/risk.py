@@ -279,8 +279,7 @@ def assess(
 
 
 def uncount(assessment: Assessment) -> None:
-    """Takes a payment that will not go ahead back out of the velocity counters (once): a blocked payment, or one
-    whose payment code another till took first."""
+    """Takes a blocked payment back out of the velocity counters (once): it will not go ahead."""
     increments, assessment.counted = assessment.counted, []
     if not increments:
         return

@@ -66,14 +66,3 @@ def channels_probe() -> dict[str, str]:
             run.count(**{f"{figures.code}.volume": figures.volume, f"{figures.code}.faults": figures.channel_faults})
         run.advance(len(states), open=sum(1 for state in states.values() if state == "open"))
     return states
-
-
-@shared_task(name="payments.events_catch_up")
-def events_catch_up() -> dict[str, int]:
-    """Webhook events for changes made by the jobs (resolved timeouts, expired authorisations)."""
-    from . import events
-
-    with job_run("payments.events_catch_up", period=local_now().strftime("%Y-%m-%dT%H:%M")) as run:
-        done = events.events_catch_up()
-        run.advance(done.payments + done.refunds, payments=done.payments, refunds=done.refunds)
-    return vars(done)

@@ -32,7 +32,6 @@ from django.utils.translation import gettext as _
 
 from core.audit import audit_record
 from core.calendar import SHANGHAI
-from core.db import execute
 from core.errors import Conflict, IdempotencyConflict, InsufficientFunds, NotFound, PermissionDenied, ValidationFailed
 from core.money import proportional_floor
 from members.models import PointsProgram
@@ -391,95 +390,6 @@ def _obligation(posting: Posting, *, payer: Party, payee: Party, units: int) -> 
     posting.leg(payee_account, units)
 
 
-# --- the PostgreSQL fast path -------------------------------------------------------------------------------------
-
-
-def _fast_path_available() -> bool:
-    return connection.vendor == "postgresql" and getattr(settings, "LEDGER_FAST_PATH", True)
-
-
-def _simple_params(
-    kind: str,
-    key: str,
-    digest: str,
-    cardholder_id: int,
-    program: PointsProgram,
-    amount: int,
-    earned_on: dt.date | None,
-    metadata: dict[str, Any],
-) -> list[Any]:
-    """The arguments of `rewards_post_simple`, in order."""
-    if not key or len(key) > 200:
-        raise ValidationFailed(_("An idempotency key of 1 to 200 characters is required."), param="idempotency_key")
-    return [
-        kind,
-        key,
-        digest,
-        cardholder_id,
-        program.unit_code,
-        program.bank_id,
-        _shard_for(cardholder_id),
-        amount,
-        earned_on or today(),  # a spend: the business date, lots before it are overdue
-        lot_expiry(program, earned_on) if earned_on else None,
-        program.pk,
-        json.dumps(metadata, cls=DjangoJSONEncoder),
-    ]
-
-
-def _post_simple(
-    *,
-    kind: str,
-    key: str,
-    digest: str,
-    cardholder_id: int,
-    program: PointsProgram,
-    amount: int,
-    earned_on: dt.date | None,
-    metadata: dict[str, Any],
-) -> LedgerTransaction | None:
-    """A plain earn or redeem in one round trip through `rewards_post_simple` (migrations 0003, 0004). Returns None when
-    the ORM path must take it (an account not created yet, or a points debt to pay off first)."""
-    params = _simple_params(kind, key, digest, cardholder_id, program, amount, earned_on, metadata)
-    sql = "SELECT * FROM rewards_post_simple(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
-    try:
-        # A redeem may be refused (not enough points) and its caller carries on, so it runs in a savepoint; an earn
-        # has no expected failure, so inside a caller's transaction it saves the two round trips.
-        if connection.in_atomic_block and kind != "earn":
-            with transaction.atomic(), connection.cursor() as cursor:
-                execute(cursor, sql, params)
-                row = cursor.fetchone()
-        else:
-            with connection.cursor() as cursor:
-                execute(cursor, sql, params)
-                row = cursor.fetchone()
-    except Exception as exc:
-        if "ledger:insufficient" in str(exc):
-            raise InsufficientFunds(_("Not enough points for this redemption."), param="amount") from exc
-        raise
-    assert row is not None
-    txn_id, outcome, stored_hash, created = row
-    if outcome == "fallback":
-        return None
-    if stored_hash != digest:
-        raise _key_reused()
-    if outcome == "replay":
-        return LedgerTransaction.objects.get(pk=txn_id)
-    txn = LedgerTransaction(
-        id=txn_id,
-        kind=Kind.EARN if kind == "earn" else Kind.SPEND,
-        idempotency_key=key,
-        request_hash=digest,
-        points=amount,
-        metadata=metadata,
-        actor_label="system",
-        created_at=created,
-    )
-    txn._state.adding = False
-    txn._state.db = "default"
-    return txn
-
-
 def _earn_digest(
     cardholder_id: int,
     program: PointsProgram,
@@ -510,59 +420,6 @@ def _earn_meta(
 ) -> dict[str, Any]:
     """The metadata an earn's ledger transaction records: the caller's, with whose points, which programme, why."""
     return {**(metadata or {}), "cardholder_id": cardholder_id, "program_id": program.pk, "source": source}
-
-
-class EarnNotPlain(Exception):
-    """A carried earn the one-statement path cannot post (an account to create, a points debt to pay off first): the
-    statement that carried it wrote nothing, and the caller posts it the usual way."""
-
-
-@dataclass(frozen=True)
-class CarriedEarn:
-    """A plain earn for one of the caller's own statements to carry (PostgreSQL), so that what it records and the
-    points it earns are written together by one statement: no transaction to open and commit around them.
-
-    `call(cardholder)` is the posting function's call for the statement's FROM clause, the cardholder given as an SQL
-    expression of that statement (a column of a row it writes: the earn is then posted once for each such row, and
-    never when there is none); `params` are the call's values in order. The function fails the whole statement when
-    the earn is not plain, or its key was used with other parameters: `carried_error` names the failure."""
-
-    params: list[Any]
-
-    @staticmethod
-    def call(cardholder: str) -> str:
-        return f"rewards_post_simple_or_raise(%s, %s, %s, {cardholder}, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
-
-
-def points_earn_carried(
-    *,
-    cardholder_id: int,
-    program: PointsProgram,
-    amount: int,
-    idempotency_key: str,
-    source: str,
-    metadata: dict[str, Any],
-) -> CarriedEarn | None:
-    """`points_earn` (no funding party, no actor) for the caller's statement to carry; None where it cannot be
-    carried (not PostgreSQL, or the fast path is off): then call `points_earn` in the caller's transaction."""
-    earned_on = today()
-    digest = _earn_digest(cardholder_id, program, amount, source, None, earned_on, metadata)
-    if not _fast_path_available():
-        return None
-    meta = _earn_meta(metadata, cardholder_id, program, source)
-    params = _simple_params("earn", idempotency_key, digest, cardholder_id, program, amount, earned_on, meta)
-    del params[3]  # the cardholder is the carrying statement's expression
-    return CarriedEarn(params)
-
-
-def carried_error(exc: BaseException) -> Exception | None:
-    """The failure a carried earn made its statement end with (EarnNotPlain, IdempotencyConflict), or None."""
-    text = str(exc)
-    if "ledger:not-plain" in text:
-        return EarnNotPlain()
-    if "ledger:conflict" in text:
-        return _key_reused()
-    return None
 
 
 # --- earn, spend --------------------------------------------------------------------------------------------------
@@ -596,19 +453,6 @@ def points_earn(
     """
     earned_on = earned_on or today()
     digest = _earn_digest(cardholder_id, program, amount, source, funded_by, earned_on, metadata or {})
-    if funded_by is None and actor is None and _fast_path_available():
-        fast = _post_simple(
-            kind="earn",
-            key=idempotency_key,
-            digest=digest,
-            cardholder_id=cardholder_id,
-            program=program,
-            amount=amount,
-            earned_on=earned_on,
-            metadata=_earn_meta(metadata, cardholder_id, program, source),
-        )
-        if fast is not None:
-            return fast
     return _earn_atomic(
         cardholder_id, program, amount, idempotency_key, digest, source, funded_by, earned_on, actor, metadata
     )
@@ -674,19 +518,6 @@ def points_redeem(
         pays_to=pays_to.as_list() if pays_to else None,
         metadata=metadata or {},
     )
-    if pays_to is None and actor is None and _fast_path_available():
-        fast = _post_simple(
-            kind="spend",
-            key=idempotency_key,
-            digest=digest,
-            cardholder_id=cardholder_id,
-            program=program,
-            amount=amount,
-            earned_on=None,
-            metadata={**(metadata or {}), "cardholder_id": cardholder_id, "program_id": program.pk},
-        )
-        if fast is not None:
-            return fast
     return _redeem_atomic(cardholder_id, program, amount, idempotency_key, digest, pays_to, actor, metadata)
 
 
@@ -1377,7 +1208,7 @@ def points_earn_bulk(
 ) -> LedgerTransaction:
     """Many earns in one ledger transaction, set-based: one entry per event (each payment stays traceable), one lot
     per wallet (the batch's points in a wallet are earned together, with one expiry date), one issuance entry per
-    program. A cardholder's points debt is paid off first, as in `points_earn`. On PostgreSQL the rows go in by COPY."""
+    program. A cardholder's points debt is paid off first, as in `points_earn`. The rows go in by COPY."""
     if not events:
         raise ValidationFailed(_("No earn events given."), param="events")
     for event in events:
@@ -1423,8 +1254,7 @@ def points_earn_bulk(
                 chunk = lock_ids[start : start + 5000]
                 placeholders = ",".join(["%s"] * len(chunk))
                 cursor.execute(
-                    f"SELECT id, posted FROM rewards_account WHERE id IN ({placeholders}) ORDER BY id"  # noqa: S608
-                    + (" FOR UPDATE" if connection.vendor == "postgresql" else ""),
+                    f"SELECT id, posted FROM rewards_account WHERE id IN ({placeholders}) ORDER BY id FOR UPDATE",  # noqa: S608
                     chunk,
                 )
                 balances.update(dict(cursor.fetchall()))
@@ -1504,52 +1334,26 @@ def _bulk_write(
     deltas: dict[int, int],
     earned_on: dt.date,
 ) -> None:
-    if connection.vendor == "postgresql":
-        import io
+    import io
 
-        with connection.cursor() as cursor:
-            raw = cursor.cursor
-            buffer = io.StringIO("".join(f"{txn_id}\t{a}\t{u}\t{amt}\t{bal}\n" for a, u, amt, bal in entries))
-            raw.copy_expert(
-                "COPY rewards_entry (transaction_id, account_id, unit, amount, balance_after) FROM STDIN", buffer
-            )
-            day = earned_on.isoformat()
-            buffer = io.StringIO(
-                "".join(f"{a}\t{p}\t{txn_id}\t{amt}\t{amt}\t{day}\t{exp.isoformat()}\n" for a, p, amt, exp in lots)
-            )
-            raw.copy_expert(
-                "COPY rewards_lot (account_id, program_id, earned_by_id, amount, remaining, earned_on, expires_on)"
-                " FROM STDIN",
-                buffer,
-            )
-            ids, amounts = zip(*deltas.items(), strict=True)
-            cursor.execute(
-                "UPDATE rewards_account a SET posted = a.posted + d.delta, version = a.version + 1"
-                " FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, delta) WHERE a.id = d.id",
-                [list(ids), list(amounts)],
-            )
-        return
-    Entry.objects.bulk_create(
-        [
-            Entry(transaction_id=txn_id, account_id=a, unit=u, amount=amt, balance_after=bal)
-            for a, u, amt, bal in entries
-        ],
-        batch_size=2000,
-    )
-    Lot.objects.bulk_create(
-        [
-            Lot(
-                account_id=a,
-                program_id=p,
-                earned_by_id=txn_id,
-                amount=amt,
-                remaining=amt,
-                earned_on=earned_on,
-                expires_on=exp,
-            )
-            for a, p, amt, exp in lots
-        ],
-        batch_size=2000,
-    )
-    for account_id, delta in deltas.items():
-        Account.objects.filter(pk=account_id).update(posted=F("posted") + delta, version=F("version") + 1)
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        buffer = io.StringIO("".join(f"{txn_id}\t{a}\t{u}\t{amt}\t{bal}\n" for a, u, amt, bal in entries))
+        raw.copy_expert(
+            "COPY rewards_entry (transaction_id, account_id, unit, amount, balance_after) FROM STDIN", buffer
+        )
+        day = earned_on.isoformat()
+        buffer = io.StringIO(
+            "".join(f"{a}\t{p}\t{txn_id}\t{amt}\t{amt}\t{day}\t{exp.isoformat()}\n" for a, p, amt, exp in lots)
+        )
+        raw.copy_expert(
+            "COPY rewards_lot (account_id, program_id, earned_by_id, amount, remaining, earned_on, expires_on)"
+            " FROM STDIN",
+            buffer,
+        )
+        ids, amounts = zip(*deltas.items(), strict=True)
+        cursor.execute(
+            "UPDATE rewards_account a SET posted = a.posted + d.delta, version = a.version + 1"
+            " FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, delta) WHERE a.id = d.id",
+            [list(ids), list(amounts)],
+        )

@@ -214,9 +214,6 @@ SECURE_REFERRER_POLICY = "same-origin"
 ROUTING_CONFIG_TTL = env.float("ROUTING_CONFIG_TTL", default=1.0)
 POINTS_PROGRAM_CACHE_TTL = env.float("POINTS_PROGRAM_CACHE_TTL", default=1.0)
 CALENDAR_CACHE_TTL = env.float("CALENDAR_CACHE_TTL", default=1.0)
-# Our hot-path statements run as server-side prepared statements on PostgreSQL (core.db): parsed and planned once per
-# connection. Set false behind a pooler that does not keep sessions (PgBouncer in transaction mode).
-DB_PREPARED_STATEMENTS = env.bool("DB_PREPARED_STATEMENTS", default=True)
 
 # The channel simulator (the outside world in development and tests): `python -m simulator`.
 SIMULATOR = {

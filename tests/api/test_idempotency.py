@@ -137,11 +137,11 @@ def test_concurrent_requests_with_one_key_run_once(world: World, monkeypatch: py
 def test_a_retry_after_an_unexpected_error_past_the_charge_carries_on_with_the_same_payment(
     world: World, monkeypatch: Any, method: str
 ) -> None:
-    """The payment is charged, then the request fails unexpectedly (a 500): the same key must not charge again. By
-    agreement the row is written in a transaction of its own; by code (on PostgreSQL) by the start's statement."""
+    """The payment is charged, then the request fails unexpectedly (a 500) while its response is rendered: the same
+    key must not charge again, and the merchant is told of the payment once."""
     from core.models import IdempotencyRecord
     from merchants.models import Event
-    from payments import events
+    from payments import apis
     from payments.methods import payment_code_generate
     from tests.api.conftest import agreement_body, new_api
 
@@ -156,12 +156,12 @@ def test_a_retry_after_an_unexpected_error_past_the_charge_carries_on_with_the_s
             "confirm": True,
             "payment_method": {"type": "payment_code", "code": code},
         }
-    emit = events.payment_changed
+    render = apis.payment_out
 
-    def lost_connection(intent: Any, **kwargs: Any) -> None:
+    def lost_connection(intent: Any) -> None:
         raise RuntimeError("connection lost")
 
-    monkeypatch.setattr(events, "payment_changed", lost_connection)
+    monkeypatch.setattr(apis, "payment_out", lost_connection)
     api.client.raise_request_exception = False
     status, failed = api.post("payments", body, key="till-7-order-1")
     assert (status, failed["error"]["type"]) == (500, "api_error")
@@ -169,7 +169,7 @@ def test_a_retry_after_an_unexpected_error_past_the_charge_carries_on_with_the_s
     assert record.state == "interrupted"
     first = PaymentIntent.objects.get()
     assert record.response == {"payment": first.public_id}  # recorded with the payment's row, before the charge
-    monkeypatch.setattr(events, "payment_changed", emit)
+    monkeypatch.setattr(apis, "payment_out", render)
     status, retried = api.post("payments", body, key="till-7-order-1")
     assert status == 201
     assert retried["id"] == first.public_id
@@ -186,8 +186,6 @@ def test_a_retry_after_an_unexpected_error_past_the_charge_carries_on_with_the_s
 
 
 def test_an_unexpected_error_before_the_charge_then_a_retry_pays_once(world: World, monkeypatch: Any) -> None:
-    from django.db import connection
-
     from core.models import IdempotencyRecord
     from payments import risk
 
@@ -201,11 +199,9 @@ def test_an_unexpected_error_before_the_charge_then_a_retry_pays_once(world: Wor
     status, _ = world.api.post("payments", pay_body(world.card, 4200), key="k-free")
     assert status == 500
     assert world.fake.charge_count() == 0
-    if connection.vendor == "postgresql":  # confirmed at once: the row waits for the start, which never came
-        assert not PaymentIntent.objects.exists()
-        assert not IdempotencyRecord.objects.filter(key="k-free").exists()  # nothing done: the key is free
-    else:  # the row was written first: the retry carries on with it
-        assert IdempotencyRecord.objects.get(key="k-free").state == "interrupted"
+    # The payment was written before the risk check: the retry carries on with it, never makes a second one.
+    assert IdempotencyRecord.objects.get(key="k-free").state == "interrupted"
+    assert PaymentIntent.objects.get().status == "requires_confirmation"
     monkeypatch.setattr(risk, "assess", assess)
     status, paid = world.api.post("payments", pay_body(world.card, 4200), key="k-free")
     assert (status, paid["status"]) == (201, "succeeded")
@@ -214,22 +210,22 @@ def test_an_unexpected_error_before_the_charge_then_a_retry_pays_once(world: Wor
 
 
 def test_a_retry_after_an_unexpected_error_past_a_refund_never_refunds_twice(world: World, monkeypatch: Any) -> None:
-    from payments import events
+    from payments import apis
     from payments.models import Refund
 
     _, paid = world.api.post("payments", pay_body(world.card, 8000), key=idem())
-    announce = events.refund_created
+    announce = apis.refund_out
 
     def lost_connection(refund: Any) -> None:
         raise RuntimeError("connection lost")
 
-    monkeypatch.setattr(events, "refund_created", lost_connection)
+    monkeypatch.setattr(apis, "refund_out", lost_connection)
     world.api.client.raise_request_exception = False
     body = {"payment": paid["id"], "amount": 3000}
     status, _ = world.api.post("refunds", body, key="refund-once")
     assert status == 500
     refund = Refund.objects.get()
-    monkeypatch.setattr(events, "refund_created", announce)
+    monkeypatch.setattr(apis, "refund_out", announce)
     status, retried = world.api.post("refunds", body, key="refund-once")
     assert (status, retried["id"], retried["amount"]) == (201, refund.public_id, 3000)
     assert Refund.objects.count() == 1

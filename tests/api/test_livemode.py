@@ -13,7 +13,6 @@ from core.errors import NotFound
 from merchants import services as merchant_services
 from merchants.models import Event, Store, WebhookDelivery, WebhookEndpoint
 from payments import methods, services
-from payments.events import events_catch_up
 from payments.models import PaymentIntent, Refund
 from tests.api.conftest import Api, World, idem, new_api, pay_body
 from tests.factories import AllianceOperatorFactory, CardFactory, CardholderFactory, CardProductFactory
@@ -237,13 +236,12 @@ def test_the_summary_counts_only_the_keys_mode(world: World, live: Api) -> None:
     assert (in_live["livemode"], in_live["total"]["count"], in_live["total"]["volume"]) == (True, 1, 50_000)
 
 
-def test_catch_up_events_are_of_the_payments_mode(world: World, live: Api) -> None:
+def test_events_of_a_job_s_change_are_of_the_payments_mode(world: World, live: Api) -> None:
     _, held = world.api.post("payments", pay_body(world.card, 3000, capture_method="manual"), key=idem())
     PaymentIntent.objects.filter(public_id=held["id"]).update(
         authorization_expires_at=timezone.now() - dt.timedelta(minutes=1)
     )
     assert services.authorizations_expire() == 1
-    assert events_catch_up().payments == 1
     canceled = Event.objects.get(type="payment.canceled")
     assert (canceled.livemode, canceled.payload["livemode"]) == (False, False)
     assert world.api.get(f"events/{canceled.public_id}")[0] == 200

@@ -268,36 +268,51 @@ def test_private_addresses_are_not_called(world: World, settings: Any, url: str)
     assert delivery.last_error.startswith("BlockedHost")
 
 
-def test_changes_made_by_jobs_are_caught_up_once(world: World) -> None:
+def test_changes_made_by_jobs_reach_the_merchant_once_through_the_outbox(world: World) -> None:
+    """The jobs change payments and refunds through the same services as the API, which write each change's event
+    with it: an expired authorisation and a refund settled by the resolver are told once, nothing is told twice."""
     from payments import services as payment_services
-    from payments.events import events_catch_up
     from payments.models import PaymentIntent, Refund
 
     _, held = world.api.post("payments", pay_body(world.card, 3000, capture_method="manual"), key=idem())
     _, paid = world.api.post("payments", pay_body(world.card, 2000), key=idem())
-    assert events_catch_up().payments == 0  # the API already told the merchant
+    told = list(Event.objects.filter(merchant=world.merchant).order_by("pk").values_list("type", "object_id"))
+    assert told == [
+        ("payment.created", held["id"]),
+        ("payment.requires_capture", held["id"]),
+        ("payment.created", paid["id"]),
+        ("payment.succeeded", paid["id"]),
+    ]
     PaymentIntent.objects.filter(public_id=held["id"]).update(
         authorization_expires_at=timezone.now() - dt.timedelta(minutes=1)
     )
     assert payment_services.authorizations_expire() == 1
-    Refund.objects.create(
-        intent=PaymentIntent.objects.get(public_id=paid["id"]), amount=100, reference="r-job", status="succeeded"
-    )
-    done = events_catch_up()
-    assert (done.payments, done.refunds) == (1, 1)
+    assert payment_services.authorizations_expire() == 0
+    intent = PaymentIntent.objects.get(public_id=paid["id"])
+    PaymentIntent.objects.filter(pk=intent.pk).update(amount_refund_reserved=100)
+    stuck = Refund.objects.create(intent=intent, amount=100, reference=f"{intent.public_id}-r1")  # never sent
+    payment_services.attempts_resolve(older_than=dt.timedelta(0))
+    payment_services.attempts_resolve(older_than=dt.timedelta(0))
     canceled = Event.objects.get(merchant=world.merchant, type="payment.canceled")
     assert canceled.payload["id"] == held["id"]
-    assert Event.objects.filter(merchant=world.merchant, type="refund.succeeded").count() == 1
-    assert (events_catch_up().payments, events_catch_up().refunds) == (0, 0)
+    refunded = Event.objects.get(merchant=world.merchant, type="refund.succeeded")
+    assert (refunded.payload["id"], refunded.payload["amount"]) == (stuck.public_id, 100)
+    assert Event.objects.filter(merchant=world.merchant).count() == len(told) + 2
 
 
-def test_the_catch_up_finds_what_is_missing_in_one_query_per_kind(world: World, django_assert_num_queries: Any) -> None:
-    from payments.events import events_catch_up
+def test_a_change_that_rolls_back_leaves_no_event(world: World, monkeypatch: Any) -> None:
+    """The event is written in the change's transaction: a capture whose ledger posting fails leaves the payment
+    processing (for the resolver) and tells the merchant nothing."""
+    from payments import ledger_bridge
+    from payments.models import PaymentIntent
 
-    paid = [world.api.post("payments", pay_body(world.card, 1000 + n), key=idem())[1] for n in range(5)]
-    for payment in paid:
-        event = Event.objects.get(type="payment.succeeded", payload__id=payment["id"])
-        assert event.object_id == payment["id"]  # what the catch-up looks events up by
-    with django_assert_num_queries(2):  # payments, refunds: however many changed, nothing is missing
-        done = events_catch_up()
-    assert (done.payments, done.refunds) == (0, 0)
+    def ledger_down(**kwargs: Any) -> None:
+        raise RuntimeError("ledger down")
+
+    monkeypatch.setattr(ledger_bridge, "spend_post", ledger_down)
+    world.api.client.raise_request_exception = False
+    status, _ = world.api.post("payments", pay_body(world.card, 2500), key="rolls-back")
+    assert status == 500
+    intent = PaymentIntent.objects.get()
+    assert intent.status == "processing"
+    assert list(Event.objects.filter(object_id=intent.public_id).values_list("type", flat=True)) == ["payment.created"]

@@ -1,0 +1,41 @@
+"""Payments' writes, one module per concern; other apps, views, the admin and the jobs call these names.
+
+intents   create and confirm: validation, funding, risk, routing, the channels tried in turn
+capture   a processing payment moved on (authorised, captured with its points and fee, failed); the capture
+cancel    void before capture, reversal on the business day (撤销)
+refunds   refunds (退货), sent once and settled cumulatively
+reviews   risk review decisions
+resolve   the jobs that settle what requests left open
+channels  channels, routing rules and their health
+attempts  the calls to a channel and the attempt's recorded outcome (used by the others)
+"""
+
+from .cancel import payment_cancel
+from .capture import payment_capture
+from .channels import channel_create, channels_probe, routing_config_changed, routing_rule_create
+from .common import MAX_ATTEMPTS
+from .intents import payment_confirm, payment_create
+from .refunds import refund_create
+from .resolve import ResolveReport, SweepReport, attempts_resolve, authorizations_expire, orphans_sweep
+from .reviews import risk_review_approve, risk_review_reject, risk_reviews_expire
+
+__all__ = [
+    "MAX_ATTEMPTS",
+    "ResolveReport",
+    "SweepReport",
+    "attempts_resolve",
+    "authorizations_expire",
+    "channel_create",
+    "channels_probe",
+    "orphans_sweep",
+    "payment_cancel",
+    "payment_capture",
+    "payment_confirm",
+    "payment_create",
+    "refund_create",
+    "risk_review_approve",
+    "risk_review_reject",
+    "risk_reviews_expire",
+    "routing_config_changed",
+    "routing_rule_create",
+]

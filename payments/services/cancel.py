@@ -1,0 +1,125 @@
+"""Cancelling a payment: before confirmation, an authorisation voided, or a capture reversed on its business day
+(撤销, before settlement). After that a payment is refunded instead (退货, `refunds`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from core.calendar import business_date
+from core.errors import ChannelError, Conflict
+from core.idempotency import run_idempotent
+from merchants.models import Merchant
+
+from .. import events, fees, ledger_bridge
+from .. import points as payment_points
+from ..connectors import get_connector
+from ..connectors.base import ChannelResponse, Outcome, ReferenceRequest, RemoteState
+from ..models import PaymentIntent
+from .attempts import attempt_record, attempt_set, logger
+from .common import CHARGED, AttemptStatus, Status, idempotency_scope, payment_load
+
+
+def payment_cancel(
+    *,
+    merchant: Merchant,
+    payment_id: str,
+    idempotency_key: str,
+    reason: str = "requested_by_merchant",
+    livemode: bool = True,
+) -> PaymentIntent:
+    def execute() -> dict[str, Any]:
+        cancel(payment_load(payment_id, merchant, livemode), reason)
+        return {"payment": payment_id}
+
+    run_idempotent(
+        scope=idempotency_scope(merchant, livemode),
+        key=idempotency_key,
+        operation="payment.cancel",
+        request={"payment": payment_id, "reason": reason},
+        execute=execute,
+    )
+    return payment_load(payment_id, merchant, livemode)
+
+
+def cancel(intent: PaymentIntent, reason: str) -> None:
+    now = timezone.now()
+    if intent.status == Status.REQUIRES_CONFIRMATION:
+        with transaction.atomic():
+            won = PaymentIntent.objects.filter(pk=intent.pk, status=Status.REQUIRES_CONFIRMATION).update(
+                status=Status.CANCELED, canceled_at=now, cancellation_reason=reason[:32], updated_at=now
+            )
+            if not won:
+                raise Conflict("The payment changed while canceling; retry.", code="payment_unexpected_state")
+            intent.status, intent.canceled_at, intent.cancellation_reason = Status.CANCELED, now, reason[:32]
+            ledger_bridge.spend_void(intent=intent)
+            events.payment_status_changed(intent)
+        return
+    if intent.status == Status.SUCCEEDED:
+        if not voidable_today(intent):
+            raise Conflict(
+                "This payment has been settled or is past its business day; refund it instead.",
+                code="payment_not_voidable",
+            )
+        source_status = Status.SUCCEEDED
+    elif intent.status == Status.REQUIRES_CAPTURE:
+        source_status = Status.REQUIRES_CAPTURE
+    else:
+        raise Conflict(f"A payment in status {intent.status} cannot be canceled.", code="payment_unexpected_state")
+    guard = PaymentIntent.objects.filter(pk=intent.pk, status=source_status)
+    if source_status == Status.SUCCEEDED:
+        guard = guard.filter(amount_refund_reserved=0, settled=False)
+    if not guard.update(status=Status.PROCESSING, updated_at=now):
+        raise Conflict("The payment changed while canceling; retry.", code="payment_unexpected_state")
+    attempt = intent.attempts.filter(status__in=CHARGED).select_related("channel").get()
+    channel = attempt.channel
+    connector = get_connector(channel.connector)
+    request = ReferenceRequest(channel.remote_id or channel.code, attempt.reference)
+    # An authorisation is voided; a captured payment is undone by reversal (撤销 on its business day).
+    try:
+        response = connector.reverse(request) if source_status == Status.SUCCEEDED else connector.void(request)
+    except Exception:
+        logger.exception("void raised for %s", attempt.reference)
+        response = ChannelResponse(Outcome.UNKNOWN)
+    if response.outcome == Outcome.UNKNOWN:
+        inquiry = connector.inquire(request)
+        if inquiry.outcome == Outcome.APPROVED and inquiry.state in (RemoteState.VOIDED, RemoteState.REVERSED):
+            response = ChannelResponse(Outcome.APPROVED, inquiry.state)
+    if response.outcome != Outcome.APPROVED:
+        PaymentIntent.objects.filter(pk=intent.pk, status=Status.PROCESSING).update(status=source_status)
+        raise ChannelError(f"The channel refused the void ({response.code or 'unknown'}).", code="void_failed")
+    with transaction.atomic():
+        locked = PaymentIntent.objects.select_for_update().get(pk=intent.pk)
+        points_to_reverse = locked.points_earned - locked.points_reversed
+        locked.status = Status.CANCELED
+        locked.canceled_at = now
+        locked.cancellation_reason = reason[:32]
+        locked.amount_capturable = 0
+        locked.points_reversed = locked.points_earned
+        locked.risk_review = False
+        locked.updated_at = timezone.now()
+        if source_status == Status.SUCCEEDED:
+            fees.record_reversal(locked)
+            ledger_bridge.spend_return(
+                intent=locked,
+                refunded_total=locked.amount_captured,
+                captured_total=locked.amount_captured,
+                cause="void",
+            )
+        else:
+            ledger_bridge.spend_void(intent=locked)
+        locked.save()
+        final = AttemptStatus.REVERSED if source_status == Status.SUCCEEDED else AttemptStatus.VOIDED
+        attempt_set(attempt, final, attempt.channel_reference, "", "")
+        attempt_record(attempt)
+        if points_to_reverse > 0:
+            payment_points.post_reversal(locked, points_to_reverse, cause="void")
+        events.payment_status_changed(locked)
+
+
+def voidable_today(intent: PaymentIntent) -> bool:
+    if intent.settled or intent.business_date is None or intent.channel is None:
+        return False
+    return intent.business_date == business_date(timezone.now(), intent.channel.cutoff)

@@ -1,0 +1,372 @@
+"""Creating and confirming a payment: validation, the funding source, risk, routing, and the channels tried in turn.
+
+Confirming commits the routing decision, the move to `processing` and the first attempt in one transaction before
+any channel is called; each later attempt is committed before its call. A channel failure moves on to the next
+candidate only when the attempt is known not to have charged.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from core.calendar import local_now
+from core.errors import Conflict, NotFound, ValidationFailed
+from core.idempotency import record_progress, resumed, run_idempotent
+from core.money import validate_minor_amount
+from members.models import Card, Cardholder, LinkedAccount, PointsProgram
+from merchants.models import Merchant
+
+from .. import events, ledger_bridge, methods, risk, routing
+from .. import points as payment_points
+from ..health import BreakerState, health_store
+from ..models import PaymentAttempt, PaymentIntent, PaymentMethod, RiskOutcome, RoutingDecision
+from .attempts import attempt_open, attempt_record, authorize, authorize_outcome
+from .capture import payment_fail, payment_finish
+from .common import CHARGED, MAX_ATTEMPTS, UNRESOLVED, AttemptStatus, Status, idempotency_scope, payment_load
+
+_METHODS, _CAPTURE_METHODS = frozenset(PaymentMethod.values), frozenset(PaymentIntent.CaptureMethod.values)
+
+
+def payment_create(
+    *,
+    merchant: Merchant,
+    amount: int,
+    currency: str,
+    idempotency_key: str,
+    cardholder: Cardholder | None = None,
+    card: Card | None = None,
+    method: str = PaymentMethod.CARD,
+    capture_method: str = PaymentIntent.CaptureMethod.AUTOMATIC,
+    description: str = "",
+    merchant_reference: str = "",
+    metadata: dict[str, Any] | None = None,
+    confirm: bool = False,
+    device_id: str = "",
+    linked_account: LinkedAccount | None = None,
+    payment_code: str = "",
+    agreement_token: str = "",
+    use_points: int = 0,
+    livemode: bool = True,
+) -> PaymentIntent:
+    """A payment from a card on file (`card`), a linked balance (`linked_account`), a payment code the cardholder
+    shows (`payment_code`, no cardholder needed) or a standing agreement with this merchant (`agreement_token`).
+
+    `livemode` False makes a test-mode payment (a test API key's), seen only in test mode."""
+    request = {
+        "cardholder": cardholder.pk if cardholder else None,
+        "card": card.pk if card else None,
+        "amount": amount,
+        "currency": currency,
+        "method": method,
+        "capture_method": capture_method,
+        "description": description,
+        "merchant_reference": merchant_reference,
+        "metadata": metadata or {},
+        "confirm": confirm,
+    }
+    extra = {
+        "device_id": device_id,
+        "linked_account": linked_account.pk if linked_account else None,
+        "payment_code": payment_code,
+        "agreement_token": agreement_token,
+        "use_points": use_points,
+    }
+    request.update({name: value for name, value in extra.items() if value})
+    executed: list[PaymentIntent] = []
+
+    def execute() -> dict[str, Any]:
+        earlier = resumed()
+        if earlier and earlier.get("payment"):
+            # An earlier run of this key wrote the payment (and may have had it charged), then stopped: carry on
+            # with that payment, never make a second one.
+            intent = payment_load(earlier["payment"], merchant, livemode)
+        else:
+            intent = _create(
+                merchant=merchant,
+                cardholder=cardholder,
+                card=card,
+                amount=amount,
+                currency=currency,
+                method=method,
+                capture_method=capture_method,
+                description=description,
+                merchant_reference=merchant_reference,
+                metadata=metadata or {},
+                device_id=device_id,
+                linked_account=linked_account,
+                payment_code=payment_code,
+                agreement_token=agreement_token,
+                use_points=use_points,
+                livemode=livemode,
+            )
+        if confirm and intent.status == Status.REQUIRES_CONFIRMATION:
+            _confirm(intent)
+        executed.append(intent)
+        return {"payment": intent.public_id}
+
+    outcome = run_idempotent(
+        scope=idempotency_scope(merchant, livemode),
+        key=idempotency_key,
+        operation="payment.create",
+        request=request,
+        execute=execute,
+    )
+    if executed:
+        return executed[0]  # ran now: the object is current; a replay loads the stored payment
+    return payment_load(outcome["payment"], merchant, livemode)
+
+
+def _create(
+    *,
+    merchant: Merchant,
+    cardholder: Cardholder | None,
+    card: Card | None,
+    amount: int,
+    currency: str,
+    method: str,
+    capture_method: str,
+    description: str,
+    merchant_reference: str,
+    metadata: dict[str, Any],
+    device_id: str,
+    linked_account: LinkedAccount | None,
+    payment_code: str,
+    agreement_token: str,
+    use_points: int,
+    livemode: bool,
+) -> PaymentIntent:
+    """A new payment awaiting confirmation. Its row, the code or agreement it takes, the points it holds, its key's
+    progress and its `payment.created` event are written in one transaction: all or none."""
+    validate_minor_amount(amount, currency)
+    if isinstance(use_points, bool) or not isinstance(use_points, int) or use_points < 0:
+        raise ValidationFailed("use_points is a whole number of points.", code="invalid_points", param="use_points")
+    if method not in _METHODS:
+        raise ValidationFailed(f"Unknown payment method {method!r}.", code="invalid_method", param="method")
+    if capture_method not in _CAPTURE_METHODS:
+        raise ValidationFailed("capture_method is automatic or manual.", code="invalid_capture_method")
+    if merchant.status != Merchant.Status.ACTIVE:
+        raise ValidationFailed("This merchant cannot take payments.", code="merchant_inactive", param="merchant")
+    if sum(bool(source) for source in (card or linked_account, payment_code, agreement_token)) > 1:
+        raise ValidationFailed(
+            "Give one of a card or account, a payment code or an agreement.", code="funding_source_ambiguous"
+        )
+    if not (payment_code or agreement_token):
+        if cardholder is None:
+            raise ValidationFailed("Which cardholder pays?", code="parameter_missing", param="cardholder")
+        if card is not None:
+            if card.cardholder_id != cardholder.pk:
+                raise NotFound("No such card.", param="card")
+            methods.require_usable_card(card)
+        if linked_account is not None:
+            if linked_account.cardholder_id != cardholder.pk:
+                raise NotFound("No such account.", param="linked_account")
+            methods.require_usable_account(linked_account)
+            method = PaymentMethod.BALANCE
+        elif method == PaymentMethod.BALANCE:
+            raise ValidationFailed(
+                "A balance payment needs a linked account.", code="parameter_missing", param="linked_account"
+            )
+    if use_points and not livemode:
+        raise ValidationFailed(
+            "Points cannot pay for a test-mode payment: a cardholder's points are real.",
+            code="points_not_available",
+            param="use_points",
+        )
+    funding = methods.payment_code_find(payment_code) if payment_code else None  # a read: nothing taken yet
+    with transaction.atomic():
+        code = agreement = None
+        if funding is not None:
+            methods.payment_code_take(funding)  # refused if another till took it first
+        elif agreement_token:
+            funding = methods.agreement_take(agreement_token, merchant=merchant, amount=amount, currency=currency)
+        if funding is not None:
+            if cardholder is not None and cardholder.pk != funding.cardholder.pk:
+                raise NotFound("No such payment code or agreement.", code="funding_source_invalid")
+            cardholder, card, linked_account = funding.cardholder, funding.card, funding.linked_account
+            method, code, agreement = funding.method, funding.payment_code, funding.agreement
+        assert cardholder is not None
+        issuer = card.bank_id if card else linked_account.bank_id if linked_account else None
+        points, points_amount, program = _points_part(
+            cardholder, issuer, amount, currency, use_points, wants_most=bool(code and code.use_points and livemode)
+        )
+        intent = PaymentIntent.objects.create(
+            merchant=merchant,
+            cardholder=cardholder,
+            card=card,
+            linked_account=linked_account,
+            payment_code=code,
+            agreement=agreement,
+            method=method,
+            amount=amount - points_amount,
+            points_used=points,
+            points_amount=points_amount,
+            currency=currency,
+            capture_method=capture_method,
+            issuer_id=issuer,
+            spend_category=merchant.spend_category,
+            description=description[:200],
+            merchant_reference=merchant_reference[:64],
+            metadata=metadata,
+            device_id=device_id[:64],
+            livemode=livemode,
+        )
+        record_progress({"payment": intent.public_id})  # a retry of the key carries on with this payment
+        if points:
+            assert program is not None
+            intent.points_hold_id = ledger_bridge.spend_hold(
+                intent=intent,
+                program=program,
+                points=points,
+                expires_at=timezone.now() + timedelta(days=payment_points.POINTS_HOLD_VALIDITY_DAYS),
+            )
+            intent.save(update_fields=["points_hold"])
+        events.payment_created(intent)
+    return intent
+
+
+def _points_part(
+    cardholder: Cardholder, issuer: int | None, amount: int, currency: str, points: int, *, wants_most: bool
+) -> tuple[int, int, PointsProgram | None]:
+    """(points, their value in minor units, programme) for paying part of `amount` with the issuer's points."""
+    if not points and not wants_most:
+        return 0, 0, None
+    program = payment_points.program_of_bank(issuer)
+    if program is None or currency != "CNY":
+        if wants_most and not points:
+            return 0, 0, None
+        raise ValidationFailed(
+            "Points can pay only for CNY payments from a member that runs a points programme.",
+            code="points_not_available",
+            param="use_points",
+        )
+    if not points:
+        points = payment_points.points_affordable(cardholder_id=cardholder.pk, program=program, amount=amount)
+        if not points:
+            return 0, 0, None
+    value = payment_points.points_value(points, program)
+    if value <= 0:
+        raise ValidationFailed("Too few points to pay for anything.", code="points_too_few", param="use_points")
+    if value >= amount:
+        raise ValidationFailed(
+            "Points can pay for all but 0.01 of a payment.", code="points_exceed_amount", param="use_points"
+        )
+    return points, value, program
+
+
+# --- confirm ------------------------------------------------------------------------------------------------------
+
+
+def payment_confirm(
+    *, merchant: Merchant, payment_id: str, idempotency_key: str, livemode: bool = True
+) -> PaymentIntent:
+    def execute() -> dict[str, Any]:
+        _confirm(payment_load(payment_id, merchant, livemode))
+        return {"payment": payment_id}
+
+    run_idempotent(
+        scope=idempotency_scope(merchant, livemode),
+        key=idempotency_key,
+        operation="payment.confirm",
+        request={"payment": payment_id},
+        execute=execute,
+    )
+    return payment_load(payment_id, merchant, livemode)
+
+
+def _confirm(intent: PaymentIntent) -> None:
+    if intent.status != Status.REQUIRES_CONFIRMATION:
+        raise Conflict(f"A payment in status {intent.status} cannot be confirmed.", code="payment_unexpected_state")
+    if intent.card is not None:
+        methods.require_usable_card(intent.card)
+    if intent.linked_account is not None:
+        methods.require_usable_account(intent.linked_account)
+    config, health = routing.load_config(), health_store()
+    context = routing.context_for(intent, local_now().time())
+    screened = routing.screen(context, config)
+    # The breakers routing will ask for are read in the risk counters' round trip.
+    assessment = risk.assess(intent, breakers=(health, screened.breakers_to_read()))
+    intent.risk_outcome, intent.risk_reasons = assessment.outcome, assessment.reasons
+    intent.risk_review = assessment.outcome == RiskOutcome.REVIEW
+    risk_fields = {"risk_outcome": intent.risk_outcome, "risk_reasons": intent.risk_reasons}
+    risk_fields["risk_review"] = intent.risk_review
+    if assessment.outcome == RiskOutcome.BLOCK:
+        payment_fail(intent, "risk_blocked", f"Refused by risk checks: {assessment.message}", also=risk_fields)
+        return
+    decision = routing.decide(context, config, health, screened=screened, breakers=assessment.breakers)
+    if not decision.order:
+        with transaction.atomic():
+            _record_decision(intent, decision)
+            payment_fail(intent, "no_channel", "No channel can carry this payment.", also=risk_fields)
+        return
+    order = iter(decision.order)
+
+    def next_channel() -> routing.ChannelInfo | None:
+        # The breaker may have opened since the decision, or its half-open probe may be taken.
+        return next((info for info in order if health.allow(info.code, info.breaker)), None)
+
+    # A closed breaker, as the decision read it, lets the first channel through with nothing to take; only the
+    # request that moved the payment to processing may take a half-open probe.
+    first = decision.order[0]
+    closed = decision.breakers.get(first.code) == BreakerState.CLOSED
+    with transaction.atomic():
+        _record_decision(intent, decision)
+        won = PaymentIntent.objects.filter(pk=intent.pk, status=Status.REQUIRES_CONFIRMATION).update(
+            status=Status.PROCESSING, updated_at=timezone.now(), **risk_fields
+        )
+        if not won:
+            raise Conflict("This payment is being confirmed by another request.", code="payment_unexpected_state")
+        intent.status = Status.PROCESSING
+        info = next(order) if closed else None
+        attempt: PaymentAttempt | None = (
+            attempt_open(intent, config.channel_models[info.id], sequence=1) if info is not None else None
+        )
+    if info is None:
+        info = next_channel()
+    tried = 0
+    while info is not None:
+        tried += 1
+        if attempt is None:
+            attempt = attempt_open(intent, config.channel_models[info.id], sequence=tried)
+        result = authorize_outcome(attempt, authorize(intent, attempt))
+        channel_failed = result in (AttemptStatus.FAILED, AttemptStatus.REVERSED, *UNRESOLVED)
+        health.record(info.code, intent.method, not channel_failed, info.breaker)
+        if result in CHARGED:
+            payment_finish(intent, attempt, captured=result == AttemptStatus.CAPTURED)
+            return
+        if result == AttemptStatus.DECLINED:
+            error = attempt.error_code or "card_declined"
+            payment_fail(intent, error, attempt.error_message or "The card was declined.", attempt=attempt)
+            return
+        if result in UNRESOLVED:
+            # Not known either way: no other channel may try until attempts_resolve settles this one.
+            with transaction.atomic():
+                attempt_record(attempt)
+                events.payment_status_changed(intent)  # payment.processing: the outcome is not known yet
+            return
+        attempt_record(attempt)
+        if not config.retry_allowed(info.id, attempt.error_code):
+            payment_fail(
+                intent, attempt.error_code or "channel_error", "The channel failed and the error is not retried."
+            )
+            return
+        # FAILED or REVERSED: known not to have charged, and the policy allows the next channel to try.
+        attempt = None
+        info = next_channel() if tried < MAX_ATTEMPTS else None
+    payment_fail(intent, "channels_unavailable", "No channel could process the payment.")
+
+
+def _record_decision(intent: PaymentIntent, decision: routing.Decision) -> None:
+    RoutingDecision.objects.create(
+        intent=intent,
+        rule_id=decision.rule_id,
+        rule_name=decision.rule_name,
+        strategy=decision.strategy,
+        candidates=[candidate.as_dict() for candidate in decision.candidates],
+        chosen=decision.chosen_codes,
+        explored=decision.explored,
+        decided_in_us=decision.decided_in_us,
+    )

@@ -1,0 +1,164 @@
+"""Refunds (退货): never above what was captured, sent once under their own reference, and settled — points
+reversed, fee returned, points paid with given back, all cumulatively — in one transaction with their event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from core.errors import Conflict, ValidationFailed
+from core.idempotency import record_progress, resumed, run_idempotent
+from core.money import validate_minor_amount
+from merchants.models import Merchant
+
+from .. import events, fees, ledger_bridge
+from .. import points as payment_points
+from ..connectors import get_connector
+from ..connectors.base import ChannelResponse, Inquiry, Outcome, RefundRequest, RemoteState
+from ..models import Channel, PaymentIntent, Refund
+from .attempts import logger
+from .common import AttemptStatus, Status, idempotency_scope, payment_load
+
+
+def refund_create(
+    *,
+    merchant: Merchant,
+    payment_id: str,
+    idempotency_key: str,
+    amount: int | None = None,
+    reason: str = "",
+    livemode: bool = True,
+) -> Refund:
+    """A refund of a payment in this mode; the refund belongs to its payment's mode."""
+
+    def execute() -> dict[str, Any]:
+        earlier = resumed()
+        if earlier and earlier.get("refund"):
+            # An earlier run of this key wrote the refund (and may have sent it), then stopped: answer with that
+            # refund as it is (one left pending or unknown is settled by `attempts_resolve`), never a second one.
+            return {"refund": earlier["refund"]}
+        return {"refund": _refund(payment_load(payment_id, merchant, livemode), amount, reason).public_id}
+
+    outcome = run_idempotent(
+        scope=idempotency_scope(merchant, livemode),
+        key=idempotency_key,
+        operation="refund.create",
+        request={"payment": payment_id, "amount": amount, "reason": reason},
+        execute=execute,
+    )
+    return Refund.objects.select_related("intent__merchant").get(public_id=outcome["refund"])
+
+
+def _refund(intent: PaymentIntent, amount: int | None, reason: str) -> Refund:
+    if intent.status != Status.SUCCEEDED:
+        raise Conflict(f"A payment in status {intent.status} cannot be refunded.", code="payment_unexpected_state")
+    remaining = intent.amount_captured - intent.amount_refund_reserved
+    amount = remaining if amount is None else amount
+    if amount == 0 and remaining == 0:
+        raise Conflict("This payment has been refunded in full.", code="charge_already_refunded")
+    validate_minor_amount(amount, intent.currency)
+    with transaction.atomic():
+        reserved = PaymentIntent.objects.filter(
+            pk=intent.pk,
+            status=Status.SUCCEEDED,
+            amount_refund_reserved__lte=F("amount_captured") - amount,
+        ).update(amount_refund_reserved=F("amount_refund_reserved") + amount, updated_at=timezone.now())
+        if not reserved:
+            raise ValidationFailed(
+                "The refund would exceed what was captured.", code="refund_exceeds_captured", param="amount"
+            )
+        count = Refund.objects.filter(intent=intent).count() + 1
+        refund = Refund.objects.create(
+            intent=intent, amount=amount, reason=reason[:100], reference=f"{intent.public_id}-r{count}"
+        )
+        record_progress({"refund": refund.public_id})  # a retry of the key carries on with it
+    attempt = intent.attempts.filter(status=AttemptStatus.CAPTURED).select_related("channel").get()
+    request = RefundRequest(
+        channel=attempt.channel.remote_id or attempt.channel.code,
+        reference=attempt.reference,
+        refund_reference=refund.reference,
+        amount=amount,
+        currency=intent.currency,
+    )
+    refund_send(refund, attempt.channel, request)
+    refund.refresh_from_db()
+    return refund
+
+
+def refund_send(refund: Refund, channel: Channel, request: RefundRequest) -> None:
+    """Sends the refund (again, under the same reference, which the channel answers once) and records the answer."""
+    connector = get_connector(channel.connector)
+    try:
+        response = connector.refund(request)
+    except Exception:
+        logger.exception("refund raised for %s", refund.reference)
+        response = ChannelResponse(Outcome.UNKNOWN)
+    if response.outcome == Outcome.UNKNOWN:
+        try:
+            inquiry = connector.refund_inquire(request)
+        except Exception:
+            inquiry = Inquiry(Outcome.UNKNOWN)
+        if inquiry.outcome == Outcome.APPROVED:
+            response = (
+                ChannelResponse(Outcome.APPROVED, RemoteState.REFUNDED)
+                if inquiry.state == RemoteState.REFUNDED
+                else ChannelResponse(Outcome.FAILED, code="refund_not_processed")
+            )
+    if response.outcome == Outcome.APPROVED:
+        _finish_refund(refund, response.channel_reference)
+    elif response.outcome == Outcome.UNKNOWN:
+        _refund_unknown(refund)
+    else:
+        _fail_refund(refund, response.code or "refund_declined")
+
+
+def _finish_refund(refund: Refund, channel_reference: str) -> None:
+    with transaction.atomic():
+        locked_refund = Refund.objects.select_for_update().get(pk=refund.pk)
+        if locked_refund.status == Refund.Status.SUCCEEDED:
+            return
+        intent = PaymentIntent.objects.select_for_update().select_related("merchant").get(pk=refund.intent_id)
+        intent.amount_refunded += refund.amount
+        target = payment_points.points_to_have_reversed(intent, intent.amount_refunded)
+        delta = target - intent.points_reversed
+        intent.points_reversed = target
+        fees.record_refund(intent, locked_refund)
+        ledger_bridge.spend_return(
+            intent=intent,
+            refunded_total=intent.amount_refunded,
+            captured_total=intent.amount_captured,
+            cause=locked_refund.public_id,
+        )
+        intent.save(update_fields=["amount_refunded", "points_reversed", "fee_returned", "updated_at"])
+        locked_refund.status = Refund.Status.SUCCEEDED
+        locked_refund.channel_reference = channel_reference
+        locked_refund.points_reversed = delta
+        locked_refund.completed_at = timezone.now()
+        locked_refund.save(update_fields=["status", "channel_reference", "points_reversed", "completed_at"])
+        if delta > 0:
+            payment_points.post_reversal(intent, delta, cause=locked_refund.public_id)
+        locked_refund.intent = intent
+        events.refund_status_changed(locked_refund)
+
+
+def _refund_unknown(refund: Refund) -> None:
+    with transaction.atomic():
+        if Refund.objects.filter(pk=refund.pk, status=Refund.Status.PENDING).update(status=Refund.Status.UNKNOWN):
+            refund.status = Refund.Status.UNKNOWN
+            events.refund_status_changed(refund)  # refund.pending: the outcome is not known yet
+
+
+def _fail_refund(refund: Refund, code: str) -> None:
+    with transaction.atomic():
+        failed = Refund.objects.filter(pk=refund.pk, status__in=[Refund.Status.PENDING, Refund.Status.UNKNOWN]).update(
+            status=Refund.Status.FAILED, failure_code=code[:64], completed_at=timezone.now()
+        )
+        if failed:
+            PaymentIntent.objects.filter(pk=refund.intent_id).update(
+                amount_refund_reserved=F("amount_refund_reserved") - refund.amount
+            )
+            refund.refresh_from_db()
+            events.refund_status_changed(refund)
