@@ -29,9 +29,13 @@ run: install
 test: install
 	DJANGO_SETTINGS_MODULE=settings.test $(VENV)/bin/pytest
 
-lint: install
+lint: install layers
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+.PHONY: layers
+layers: install
+	$(VENV)/bin/lint-imports --no-logo
 
 format: install
 	$(VENV)/bin/ruff format .

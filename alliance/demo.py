@@ -11,8 +11,7 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 
 from core.scoping import ALLIANCE_OPERATORS
-
-DEMO_PASSWORD = "mengka-demo-2026"
+from members.demo import DEMO_PASSWORD
 
 
 @dataclass

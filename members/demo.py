@@ -37,6 +37,7 @@ from .models import (
 SCALES = {"small": 200, "large": 100_000}
 CHUNK = 2_000
 DEMO_USERNAME = "demo"
+DEMO_PASSWORD = "mengka-demo-2026"  # every demo login's, staff and cardholder alike
 DEMO_PHONE = "13912345678"
 
 
@@ -235,8 +236,6 @@ def _seed_alliance(ctx: Any) -> list[tuple[MemberBank, list[BinRange]]]:
 
 
 def _seed_operators(ctx: Any, banks: Sequence[MemberBank]) -> None:
-    from alliance.demo import DEMO_PASSWORD
-
     User = get_user_model()
     encoded = make_password(DEMO_PASSWORD)  # one hash for all the demo staff: seeding stays fast
     staff = [(f"op_{bank.code.lower()}", bank, BankOperator.Role.OPERATOR) for bank in banks]
@@ -339,8 +338,6 @@ def _seed_demo_holder(
     ctx: Any, alliance: Sequence[tuple[MemberBank, list[BinRange]]], verifier: SandboxIssuerVerifier, read_code: Any
 ) -> None:
     """The login to try the portal with: cards at three banks, a wallet, and one consent of each kind of state."""
-    from alliance.demo import DEMO_PASSWORD
-
     ctx.login("cardholder (portal, cards at 3 banks)", DEMO_USERNAME)
     if Cardholder.objects.filter(user__username=DEMO_USERNAME).exists():
         return

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import authenticate, login
-from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -20,15 +18,13 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core import signin
-from core.errors import MengkaError, NotFound
+from core.errors import MengkaError
 
 from . import selectors, services
 from .forms import AccountLinkForm, CardBindForm, CodeForm, ConsentForm, SignInForm
 from .issuers import SandboxIssuerVerifier, get_verifier
 from .models import Cardholder
-
-View = Callable[..., HttpResponse]
-
+from .portal import View, cardholder_required
 
 # --- sign in with lockout ------------------------------------------------------------------------------------------
 
@@ -61,21 +57,6 @@ def sign_in(request: HttpRequest) -> HttpResponse:
 
 
 # --- the portal ----------------------------------------------------------------------------------------------------
-
-
-def cardholder_required(view: View) -> View:
-    @login_required
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        cardholder = selectors.cardholder_for_user(request.user)
-        if cardholder is None:
-            raise Http404("No cardholder profile for this sign-in.")
-        try:
-            return view(request, cardholder, *args, **kwargs)
-        except NotFound as exc:
-            raise Http404(exc.message) from exc
-
-    return wrapper
 
 
 @cardholder_required

@@ -13,7 +13,7 @@ from djmoney.money import Money
 from core.errors import MengkaError
 from core.money import to_minor
 from members.models import Card, Cardholder, LinkedAccount
-from members.views import cardholder_required
+from members.portal import cardholder_required
 from merchants.models import Merchant
 
 from . import methods, selectors

@@ -7,7 +7,7 @@ from django.shortcuts import render
 
 from core.text import id_or_none
 from members.models import Cardholder
-from members.views import cardholder_required
+from members.portal import cardholder_required
 
 from . import selectors
 from .services import today

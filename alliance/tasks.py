@@ -1,1 +1,0 @@
-"""Alliance: tasks."""
