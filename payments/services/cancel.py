@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db import transaction
 from django.utils import timezone
 
 from core.calendar import business_date
 from core.errors import ChannelError, Conflict
-from core.idempotency import run_idempotent
 from merchants.models import Merchant
 
 from .. import events, fees, ledger_bridge
@@ -19,7 +16,7 @@ from ..connectors import get_connector
 from ..connectors.base import ChannelResponse, Outcome, ReferenceRequest, RemoteState
 from ..models import PaymentIntent
 from .attempts import attempt_record, attempt_set, logger
-from .common import CHARGED, AttemptStatus, Status, idempotency_scope, payment_load
+from .common import CHARGED, AttemptStatus, Status, payment_keyed
 
 
 def payment_cancel(
@@ -30,18 +27,15 @@ def payment_cancel(
     reason: str = "requested_by_merchant",
     livemode: bool = True,
 ) -> PaymentIntent:
-    def execute() -> dict[str, Any]:
-        cancel(payment_load(payment_id, merchant, livemode), reason)
-        return {"payment": payment_id}
-
-    run_idempotent(
-        scope=idempotency_scope(merchant, livemode),
-        key=idempotency_key,
+    return payment_keyed(
+        merchant=merchant,
+        payment_id=payment_id,
+        idempotency_key=idempotency_key,
+        livemode=livemode,
         operation="payment.cancel",
-        request={"payment": payment_id, "reason": reason},
-        execute=execute,
+        request={"reason": reason},
+        apply=lambda intent: cancel(intent, reason),
     )
-    return payment_load(payment_id, merchant, livemode)
 
 
 def cancel(intent: PaymentIntent, reason: str) -> None:

@@ -16,7 +16,6 @@ from django.utils import timezone
 
 from core.calendar import business_date
 from core.errors import ChannelError, Conflict, ValidationFailed
-from core.idempotency import run_idempotent
 from core.money import validate_minor_amount
 from merchants.models import Merchant
 
@@ -26,7 +25,7 @@ from ..connectors import get_connector
 from ..connectors.base import CaptureRequest, ChannelResponse, Outcome, RemoteState
 from ..models import PaymentAttempt, PaymentIntent
 from .attempts import attempt_record, attempt_set, capture_inquiry, logger
-from .common import RISK_REVIEW_WINDOW, AttemptStatus, Status, idempotency_scope, payment_load
+from .common import RISK_REVIEW_WINDOW, AttemptStatus, Status, payment_keyed
 
 
 def payment_finish(intent: PaymentIntent, attempt: PaymentAttempt, *, captured: bool) -> bool:
@@ -142,18 +141,15 @@ def payment_fail(
 def payment_capture(
     *, merchant: Merchant, payment_id: str, idempotency_key: str, amount: int | None = None, livemode: bool = True
 ) -> PaymentIntent:
-    def execute() -> dict[str, Any]:
-        capture(payment_load(payment_id, merchant, livemode), amount)
-        return {"payment": payment_id}
-
-    run_idempotent(
-        scope=idempotency_scope(merchant, livemode),
-        key=idempotency_key,
+    return payment_keyed(
+        merchant=merchant,
+        payment_id=payment_id,
+        idempotency_key=idempotency_key,
+        livemode=livemode,
         operation="payment.capture",
-        request={"payment": payment_id, "amount": amount},
-        execute=execute,
+        request={"amount": amount},
+        apply=lambda intent: capture(intent, amount),
     )
-    return payment_load(payment_id, merchant, livemode)
 
 
 def capture(intent: PaymentIntent, amount: int | None) -> None:

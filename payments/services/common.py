@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 
 from core.errors import NotFound
+from core.idempotency import run_idempotent
 from merchants.models import Merchant
 
 from ..connectors.base import RemoteState
@@ -34,3 +37,30 @@ def payment_load(public_id: str, merchant: Merchant, livemode: bool) -> PaymentI
         ).get(public_id=public_id, merchant=merchant, livemode=livemode)
     except PaymentIntent.DoesNotExist:
         raise NotFound("No such payment.", param="payment") from None
+
+
+def payment_keyed(
+    *,
+    merchant: Merchant,
+    payment_id: str,
+    idempotency_key: str,
+    livemode: bool,
+    operation: str,
+    request: dict[str, Any],
+    apply: Callable[[PaymentIntent], None],
+) -> PaymentIntent:
+    """Runs `apply` on the merchant's payment once per idempotency key (a replay applies nothing) and returns the
+    payment as it is now: the one shape of confirm, capture and cancel."""
+
+    def execute() -> dict[str, Any]:
+        apply(payment_load(payment_id, merchant, livemode))
+        return {"payment": payment_id}
+
+    run_idempotent(
+        scope=idempotency_scope(merchant, livemode),
+        key=idempotency_key,
+        operation=operation,
+        request={"payment": payment_id, **request},
+        execute=execute,
+    )
+    return payment_load(payment_id, merchant, livemode)

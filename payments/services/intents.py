@@ -26,7 +26,16 @@ from ..health import BreakerState, health_store
 from ..models import PaymentAttempt, PaymentIntent, PaymentMethod, RiskOutcome, RoutingDecision
 from .attempts import attempt_open, attempt_record, authorize, authorize_outcome
 from .capture import payment_fail, payment_finish
-from .common import CHARGED, MAX_ATTEMPTS, UNRESOLVED, AttemptStatus, Status, idempotency_scope, payment_load
+from .common import (
+    CHARGED,
+    MAX_ATTEMPTS,
+    UNRESOLVED,
+    AttemptStatus,
+    Status,
+    idempotency_scope,
+    payment_keyed,
+    payment_load,
+)
 
 _METHODS, _CAPTURE_METHODS = frozenset(PaymentMethod.values), frozenset(PaymentIntent.CaptureMethod.values)
 
@@ -263,18 +272,15 @@ def _points_part(
 def payment_confirm(
     *, merchant: Merchant, payment_id: str, idempotency_key: str, livemode: bool = True
 ) -> PaymentIntent:
-    def execute() -> dict[str, Any]:
-        _confirm(payment_load(payment_id, merchant, livemode))
-        return {"payment": payment_id}
-
-    run_idempotent(
-        scope=idempotency_scope(merchant, livemode),
-        key=idempotency_key,
+    return payment_keyed(
+        merchant=merchant,
+        payment_id=payment_id,
+        idempotency_key=idempotency_key,
+        livemode=livemode,
         operation="payment.confirm",
-        request={"payment": payment_id},
-        execute=execute,
+        request={},
+        apply=_confirm,
     )
-    return payment_load(payment_id, merchant, livemode)
 
 
 def _confirm(intent: PaymentIntent) -> None:
