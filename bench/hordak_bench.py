@@ -3,7 +3,7 @@
     .venv/bin/python bench/hordak_bench.py [--database NAME] [--keep]
 
 bench/ledger.py gives it a database of its run (--database); run alone, it creates one of its own like every benchmark
-(bench/common.py). Last line: HORDAK transfers_per_s=...
+(bench/common.py). It never uses Redis. Last line: HORDAK transfers_per_s=...
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from common import add_arguments, setup
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    add_arguments(parser)
+    add_arguments(parser, redis=False)
     args = parser.parse_args()
-    setup("hordak", args, settings_module="bench.hordak_settings", fresh_tables=("hordak_leg",))
+    setup("hordak", args, redis="never", settings_module="bench.hordak_settings", fresh_tables=("hordak_leg",))
 
     from django.db import connections
     from djmoney.money import Money

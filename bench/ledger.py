@@ -2,9 +2,9 @@
 against a raw COPY, and ledger_check over 1,000,000 entries. Seeds its own accounts, asserts its own side effects and
 prints `BENCH ledger ...` last.
 
-    .venv/bin/python bench/ledger.py [--database NAME] [--keep]
+    .venv/bin/python bench/ledger.py [--redis URL|none] [--database NAME] [--keep]
 
-Its database is its own (bench/common.py). django-hordak (the `bench` extra) runs in a subprocess
+Its database and Redis db are its own (bench/common.py). django-hordak (the `bench` extra) runs in a subprocess
 (bench/hordak_bench.py) with its own settings module (bench/hordak_settings.py), because it brings its own apps and
 migrations, in a second database of the run's own (`mengka_bench_hordak_<suffix>`), dropped with the first.
 BENCH_OPS (postings per worker, default 1,500) and BENCH_CHECK_ENTRIES (default 1,000,000) scale it down.
@@ -233,7 +233,7 @@ def main() -> None:
     print(
         f"BENCH ledger single_tps={single_tps:.0f} raw_tps={raw_tps:.0f} vs_raw={single_tps / raw_tps:.2f}"
         f" hordak_tps={hordak_tps:.0f} vs_hordak={vs_hordak} bulk_eps={bulk_eps:.0f} copy_eps={copy_eps:.0f}"
-        f" vs_copy={bulk_eps / copy_eps:.2f} check_entries={entries} check_s={check_s:.2f}"
+        f" vs_copy={bulk_eps / copy_eps:.2f} check_entries={entries} check_s={check_s:.2f} redis={run.redis}"
     )
 
 
