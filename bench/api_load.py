@@ -12,11 +12,12 @@ four here, where PostgreSQL, Redis and the load generator share the same two cor
 `BENCH_GUNICORN_WORKERS` sets another number). The load generator is one process of client threads on keep-alive
 connections; it shares the two cores with the server.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379/15 \
-        .venv/bin/python bench/api_load.py [--seconds 20]
+    .venv/bin/python bench/api_load.py --redis redis://127.0.0.1:6379 [--seconds 20] [--database NAME] [--keep]
 
-Last line: BENCH api tps=... p50_ms=... p99_ms=... p50_1c_ms=... floor_tps=... vs_floor=... cpu_ms=... floor_cpu_ms=...
-cpu_vs_floor=...
+It needs Redis (throttling, risk counters, breakers and the webhook queue live there): `--redis` or REDIS_URL names the
+server, on which the run claims a db of its own; its database is its own too (bench/common.py). The server inherits
+both. Last line: BENCH api tps=... p50_ms=... p99_ms=... p50_1c_ms=... floor_tps=... vs_floor=... cpu_ms=...
+floor_cpu_ms=... cpu_vs_floor=... redis=...
 
 `cpu_ms` and `floor_cpu_ms` are what a request of each load cost the whole machine in CPU time (both cores, every
 process on them), and `cpu_vs_floor` their ratio: the two cores are the limit under 16 clients, so it is the figure
@@ -39,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, percentile, setup_django
+from common import ROOT, add_arguments, percentile, setup
 
 CLIENTS = 16
 CARDHOLDERS = 9_000  # enough codes for 20 s at ~400 payments/s; more for longer runs (see main)
@@ -229,10 +230,11 @@ def run_load(port: int, key: str, path: str, bodies: list[list[dict[str, Any]]],
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=20)
+    add_arguments(parser)
     args = parser.parse_args()
-    if not os.environ.get("REDIS_URL"):
-        raise SystemExit("set REDIS_URL: events are queued for a webhook worker that is not running")
-    setup_django("mengka_bench_api")
+    # Redis is part of what is measured: throttling, counters, breakers, and the events queued for a webhook worker
+    # that is not running.
+    bench_run = setup("api", args, redis="required")
     from merchants.models import Event, Merchant
     from merchants.services import api_key_create
     from payments.models import PaymentIntent
@@ -242,8 +244,8 @@ def main() -> None:
     key = api_key_create(merchant=merchant, mode="live", scope="write").raw_key
     port = free_port()
     server = start_gunicorn(port)
-    settle(checkpoint=True)
     try:
+        settle(checkpoint=True)
         codes = make_codes()
         pay = [
             {
@@ -286,7 +288,7 @@ def main() -> None:
         f"BENCH api tps={tps:.0f} p50_ms={p50:.1f} p99_ms={p99:.1f} p50_1c_ms={p50_1c:.1f} "
         f"floor_tps={floor_tps:.0f} vs_floor={tps / floor_tps:.2f} "
         f"cpu_ms={many['cpu_ms']:.2f} floor_cpu_ms={floor['cpu_ms']:.2f} "
-        f"cpu_vs_floor={floor['cpu_ms'] / many['cpu_ms']:.2f}"
+        f"cpu_vs_floor={floor['cpu_ms'] / many['cpu_ms']:.2f} redis={bench_run.redis}"
     )
 
 

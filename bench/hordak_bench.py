@@ -1,40 +1,32 @@
-"""django-hordak two-account transfers from 8 processes with their own connections (run by bench/ledger.py)."""
+"""django-hordak two-account transfers from 8 processes with their own connections (run by bench/ledger.py).
+
+    .venv/bin/python bench/hordak_bench.py [--database NAME] [--keep]
+
+bench/ledger.py gives it a database of its run (--database); run alone, it creates one of its own like every benchmark
+(bench/common.py). It never uses Redis. Last line: HORDAK transfers_per_s=...
+"""
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing
 import os
 import random
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ["DJANGO_SETTINGS_MODULE"] = "bench.hordak_settings"
+from common import add_arguments, setup
 
 
 def main() -> None:
-    import psycopg2
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, redis=False)
+    args = parser.parse_args()
+    setup("hordak", args, redis="never", settings_module="bench.hordak_settings", fresh_tables=("hordak_leg",))
 
-    settings_db = __import__("bench.hordak_settings", fromlist=["DATABASES"]).DATABASES["default"]
-    admin = psycopg2.connect(
-        dbname="postgres", user=settings_db["USER"], host=settings_db["HOST"], port=settings_db["PORT"] or 5432
-    )
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{settings_db["NAME"]}" WITH (FORCE)')
-        cursor.execute(f'CREATE DATABASE "{settings_db["NAME"]}"')
-    admin.close()
-
-    import django
-
-    django.setup()
-    from django.core.management import call_command
     from django.db import connections
     from djmoney.money import Money
     from hordak.models import Account, Leg
 
-    call_command("migrate", verbosity=0)
     holders = [
         Account.objects.create(name=f"holder {n}", type=Account.TYPES.liability, currencies=["CNY"]) for n in range(100)
     ]

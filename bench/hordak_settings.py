@@ -1,4 +1,5 @@
-"""Settings for the django-hordak side of bench/ledger.py: hordak's own apps and its own database (<name>_hordak)."""
+"""Settings for the django-hordak side of bench/ledger.py: hordak's own apps, in the database of DATABASE_URL (set by
+bench/common.py to a database of the run's own)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import os
 import environ
 
 _db = environ.Env.db_url_config(os.environ["DATABASE_URL"])
-_db["NAME"] = f"{_db['NAME']}_hordak"
 
 SECRET_KEY = "bench-only"
 USE_TZ = True

@@ -2,28 +2,26 @@
 against a raw COPY, and ledger_check over 1,000,000 entries. Seeds its own accounts, asserts its own side effects and
 prints `BENCH ledger ...` last.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/mengka_ledger_bench .venv/bin/python bench/ledger.py
+    .venv/bin/python bench/ledger.py [--redis URL|none] [--database NAME] [--keep]
 
-django-hordak (the `bench` extra) runs in a subprocess with its own settings module (bench/hordak_settings.py) and its
-own database (<name>_hordak), because it brings its own apps and migrations.
+Its database and Redis db are its own (bench/common.py). django-hordak (the `bench` extra) runs in a subprocess
+(bench/hordak_bench.py) with its own settings module (bench/hordak_settings.py), because it brings its own apps and
+migrations, in a second database of the run's own (`mengka_bench_hordak_<suffix>`), dropped with the first.
+BENCH_OPS (postings per worker, default 1,500) and BENCH_CHECK_ENTRIES (default 1,000,000) scale it down.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import os
 import random
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.dev")
-os.environ["DEBUG"] = "0"
-os.environ.setdefault("LEDGER_SEAL_EXPORT", str(ROOT / "var" / "bench-ledger-seals.jsonl"))
+from common import ROOT, Run, add_arguments, setup
 
 WORKERS = 8
 OPS_PER_WORKER = int(os.environ.get("BENCH_OPS", "1500"))
@@ -69,27 +67,16 @@ def parallel(work: Any) -> float:
 
 
 def main() -> None:
-    import django
-
-    django.setup()
-    from django.conf import settings
-    from django.core.management import call_command
-    from django.db import connection
-
-    assert connection.vendor == "postgresql", "run the ledger benchmark on PostgreSQL (DATABASE_URL)"
-    Path(settings.LEDGER_SEAL_EXPORT).unlink(missing_ok=True)
-    call_command("migrate", verbosity=0)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "TRUNCATE rewards_lotmovement, rewards_lot, rewards_hold, rewards_adjustmentrequest, rewards_entry,"
-            " rewards_ledgertransaction, rewards_seal, rewards_account RESTART IDENTITY CASCADE"
-        )
-        cursor.execute("DROP TABLE IF EXISTS bench_raw_entry, bench_raw_account")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args()
+    run = setup("ledger", args)
 
     import datetime as dt
     from decimal import Decimal
 
     from django.contrib.auth import get_user_model
+    from django.db import connection
 
     from members.models import Cardholder, MemberBank, PointsProgram
     from rewards import services as s
@@ -194,7 +181,7 @@ def main() -> None:
     raw_txn.delete()
 
     # 3. django-hordak, same 8 workers, separate settings and database
-    hordak_tps = hordak_rate()
+    hordak_tps = hordak_rate(run)
 
     # 4. bulk earn of 100,000 events against a raw COPY of as many rows into our entry table
     rng = random.Random(7)
@@ -246,20 +233,26 @@ def main() -> None:
     print(
         f"BENCH ledger single_tps={single_tps:.0f} raw_tps={raw_tps:.0f} vs_raw={single_tps / raw_tps:.2f}"
         f" hordak_tps={hordak_tps:.0f} vs_hordak={vs_hordak} bulk_eps={bulk_eps:.0f} copy_eps={copy_eps:.0f}"
-        f" vs_copy={bulk_eps / copy_eps:.2f} check_entries={entries} check_s={check_s:.2f}"
+        f" vs_copy={bulk_eps / copy_eps:.2f} check_entries={entries} check_s={check_s:.2f} redis={run.redis}"
     )
 
 
-def hordak_rate() -> float:
-    """Runs bench/hordak_bench.py in its own process (own settings and database); returns transfers per second."""
+def hordak_rate(run: Run) -> float:
+    """Runs bench/hordak_bench.py in its own process (own settings) in a second database of this run's own, created
+    here so that this process drops it however the run ends; returns transfers per second."""
+    database = run.create_database("hordak")
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "bench.hordak_settings",
+        "DATABASE_URL": run.server,
         "BENCH_WORKERS": str(WORKERS),
         "BENCH_OPS": str(OPS_PER_WORKER),
     }
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "hordak_bench.py")], env=env, capture_output=True, text=True, check=False
+        [sys.executable, str(ROOT / "bench" / "hordak_bench.py"), "--database", database],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     for line in result.stdout.splitlines():
         if line.startswith("HORDAK transfers_per_s="):

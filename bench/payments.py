@@ -3,24 +3,26 @@
 The channel is the in-process zero-latency connector (the simulator's cost is not ours). The floor, in the same run and
 by the same workers through the ORM: one transaction inserting a payment row, an attempt row and two ledger entries.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/payments.py [--seconds 20]
+    .venv/bin/python bench/payments.py [--seconds 20] [--redis URL|none] [--database NAME] [--keep]
 
-Last line: BENCH payments tps=... p50_ms=... p99_ms=... floor_tps=... vs_floor=...
+Its database and Redis db are its own (bench/common.py). Last line:
+BENCH payments tps=... p50_ms=... p99_ms=... floor_tps=... vs_floor=... redis=...
 """
 
 from __future__ import annotations
 
 import argparse
 
-from common import describe, run_workers, setup_django
+from common import add_arguments, describe, run_workers, setup
 from workloads import WORKERS, floor_worker, pay_worker, seed, verify
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=20)
+    add_arguments(parser)
     args = parser.parse_args()
-    setup_django("mengka_bench_payments")
+    run = setup("payments", args)
     seeded = seed()
     operations, latencies, elapsed = run_workers(WORKERS, args.seconds, pay_worker(seeded))
     verify(operations)
@@ -31,7 +33,7 @@ def main() -> None:
     print(f"payments: {operations} in {elapsed:.1f}s; floor: {floor_ops} in {floor_elapsed:.1f}s")
     print(
         f"BENCH payments tps={tps:.0f} p50_ms={figures['p50_ms']} p99_ms={figures['p99_ms']} "
-        f"floor_tps={floor_tps:.0f} vs_floor={tps / floor_tps:.2f}"
+        f"floor_tps={floor_tps:.0f} vs_floor={tps / floor_tps:.2f} redis={run.redis}"
     )
 
 

@@ -4,9 +4,10 @@
 2. end-to-end payment tps (bench/payments.py's workload) with routing on (20 channels, 50 rules) versus a single
    fixed channel and no rules, in the same run.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/routing.py [--seconds 15]
+    .venv/bin/python bench/routing.py [--seconds 15] [--redis URL|none] [--database NAME] [--keep]
 
-Last line: BENCH routing decisions_per_s=... p99_us=... tps_routed=... vs_fixed=...
+Its database and Redis db are its own (bench/common.py). Last line:
+BENCH routing decisions_per_s=... p99_us=... tps_routed=... tps_fixed=... vs_fixed=... redis=...
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import argparse
 import datetime as dt
 import time
 
-from common import percentile, run_workers, setup_django
+from common import add_arguments, percentile, run_workers, setup
 from workloads import WORKERS, pay_worker, seed, verify
 
 
@@ -67,9 +68,10 @@ def configure(mode: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=15)
+    add_arguments(parser)
     args = parser.parse_args()
 
-    setup_django("mengka_bench_routing")
+    run = setup("routing", args)
     routed_seed = seed(channels=20, rules=50)
     per_s, p99_us = decisions(min(args.seconds, 5))
     print(f"decisions: {per_s:.0f}/s, p99 {p99_us:.1f} µs")
@@ -92,7 +94,7 @@ def main() -> None:
     print(f"routed: {routed_ops} payments in {routed_elapsed:.1f}s; fixed: {fixed_ops} in {fixed_elapsed:.1f}s")
     print(
         f"BENCH routing decisions_per_s={per_s:.0f} p99_us={p99_us:.1f} tps_routed={tps_routed:.0f} "
-        f"tps_fixed={tps_fixed:.0f} vs_fixed={tps_routed / tps_fixed:.2f}"
+        f"tps_fixed={tps_fixed:.0f} vs_fixed={tps_routed / tps_fixed:.2f} redis={run.redis}"
     )
 
 
