@@ -20,7 +20,7 @@ from tests.factories import (
 from tests.statements import as_written
 
 # Transactional, as in production: no test-wide transaction turning commits into savepoints.
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_create_confirm_capture_with_points_in_four_statements(channel_fake: Any, settings: Any) -> None:
