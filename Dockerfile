@@ -5,7 +5,9 @@ RUN apt-get update && apt-get install -y --no-install-recommends gettext curl &&
 COPY pyproject.toml README.md ./
 RUN pip install --no-cache-dir -e .
 COPY . .
-RUN SECRET_KEY=build FIELD_ENCRYPTION_KEY=build FINGERPRINT_KEY=build ALLOWED_HOSTS=* python manage.py collectstatic --noinput
+# collectstatic uses no database; the placeholder DATABASE_URL keeps the embedded default from starting one in the image.
+RUN SECRET_KEY=build FIELD_ENCRYPTION_KEY=build FINGERPRINT_KEY=build ALLOWED_HOSTS=* \
+    DATABASE_URL=postgres://build@localhost/build python manage.py collectstatic --noinput
 RUN useradd --create-home mengka && mkdir -p /app/var/simulator && chown -R mengka /app/var
 USER mengka
 EXPOSE 8000

@@ -1,4 +1,5 @@
 # Mengka — the two commands: `make run` (the platform, embedded default, with the channel simulator) and `make test` (the whole suite).
+# Without DATABASE_URL both use the embedded PostgreSQL server in var/postgres, started and stopped by the processes using it.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -55,4 +56,6 @@ messages: install
 	$(PY) manage.py compilemessages --ignore=.venv
 
 clean:
-	rm -rf $(VENV) var/*.sqlite3 .pytest_cache .mypy_cache .ruff_cache
+	@# The embedded PostgreSQL server stops with the last process using it; one still running is stopped first.
+	if [ -x $(PY) ] && [ -d var/postgres ]; then $(PY) -m settings.embedded stop var/postgres; fi
+	rm -rf $(VENV) var/*.sqlite3 var/postgres .pytest_cache .mypy_cache .ruff_cache

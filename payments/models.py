@@ -472,7 +472,7 @@ class FeeSchedule(models.Model):
             models.CheckConstraint(
                 condition=Q(mdr_percent__gte=0, mdr_percent__lte=100, fixed__gte=0), name="feeschedule_rate_in_range"
             ),
-            # That they add up to exactly 100 is checked in clean(): SQLite compares decimals as floats.
+            # That they add up to exactly 100 is checked in clean().
             models.CheckConstraint(
                 condition=Q(issuer_share__gte=0, acquirer_share__gte=0, channel_share__gte=0, alliance_share__gte=0),
                 name="feeschedule_shares_non_negative",

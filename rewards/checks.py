@@ -3,7 +3,6 @@ signed heads. Each check names every violation it finds."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,7 +84,7 @@ SQL_POSTED_HOLDS = """
        OR (h.status <> 'posted' AND h.transaction_id IS NOT NULL)
     ORDER BY h.id LIMIT 1000
 """
-SQL_SEAL_CONTENT_PG = """
+SQL_SEAL_CONTENT = """
     SELECT t.seal_id, COUNT(DISTINCT t.id), COUNT(e.id),
            encode(sha256(convert_to(COALESCE(string_agg(
                t.id || '|' || t.kind || '|' || t.idempotency_key || '|' || e.id || '|' || e.account_id || '|' ||
@@ -98,18 +97,7 @@ SQL_SEAL_CONTENT_PG = """
 
 def _seal_contents() -> dict[int, tuple[int, int, str, int, int]]:
     """seal id → (transactions, entries, content hash, first, last) recomputed from the rows as they are now."""
-    if connection.vendor == "postgresql":
-        return {
-            row[0]: (int(row[1]), int(row[2]), row[3], int(row[4]), int(row[5])) for row in _rows(SQL_SEAL_CONTENT_PG)
-        }
-    contents: dict[int, tuple[int, int, str, int, int]] = {}
-    for seal_id in Seal.objects.values_list("id", flat=True):
-        rows = sealing.seal_rows(seal_id)
-        txns = _rows("SELECT COUNT(*), MIN(id), MAX(id) FROM rewards_ledgertransaction WHERE seal_id = %s", (seal_id,))
-        count, first, last = txns[0]
-        digest = hashlib.sha256(sealing.canonical_lines(rows)).hexdigest()
-        contents[seal_id] = (int(count), len(rows), digest, int(first or 0), int(last or 0))
-    return contents
+    return {row[0]: (int(row[1]), int(row[2]), row[3], int(row[4]), int(row[5])) for row in _rows(SQL_SEAL_CONTENT)}
 
 
 def _check_seals(report: CheckReport) -> None:

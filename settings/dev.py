@@ -1,4 +1,4 @@
-"""Local development: the embedded default (SQLite, tasks inline) unless DATABASE_URL/REDIS_URL are set."""
+"""Local development: the embedded default (embedded PostgreSQL, tasks inline) unless DATABASE_URL/REDIS_URL are set."""
 
 from .base import *  # noqa: F403
 from .base import env

@@ -1,4 +1,5 @@
-"""The test suite: PostgreSQL and Redis when DATABASE_URL/REDIS_URL are set, SQLite and locmem otherwise."""
+"""The test suite: on DATABASE_URL's PostgreSQL server, or the embedded one; Redis when REDIS_URL is set, locmem
+otherwise."""
 
 from .base import *  # noqa: F403
 from .base import LOGGING

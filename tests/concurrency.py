@@ -1,4 +1,4 @@
-"""Running work on real parallel database connections (PostgreSQL tests)."""
+"""Running work on real parallel database connections."""
 
 from __future__ import annotations
 

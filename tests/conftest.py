@@ -1,7 +1,8 @@
-"""Suite-wide fixtures and the PostgreSQL / Redis gates.
+"""Suite-wide fixtures and the Redis gate.
 
-Tests marked `postgres` or `redis` run when DATABASE_URL points at PostgreSQL and REDIS_URL is set (always in CI) and
-are skipped with the reason otherwise. In CI a missing server is an error, never a silent skip.
+Every test runs on PostgreSQL: the server DATABASE_URL names, or the embedded one (settings/embedded.py). Tests marked
+`redis` run when REDIS_URL is set (always in CI) and are skipped with the reason otherwise. In CI a missing Redis is
+an error, never a silent skip.
 """
 
 from __future__ import annotations
@@ -14,23 +15,16 @@ from django.conf import settings
 pytest_plugins = ["tests.simulator_fixtures"]
 
 
-def _on_postgres() -> bool:
-    return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if settings.SETTINGS_MODULE != "settings.test":
         raise pytest.UsageError(
             f"The suite runs with settings.test, not {settings.SETTINGS_MODULE}: "
             "unset DJANGO_SETTINGS_MODULE or use make test."
         )
-    if os.environ.get("CI") == "true" and (not _on_postgres() or not settings.REDIS_URL):
-        raise pytest.UsageError("CI runs the suite on PostgreSQL and Redis: set DATABASE_URL and REDIS_URL.")
-    skip_pg = pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://... to run it")
+    if os.environ.get("CI") == "true" and not settings.REDIS_URL:
+        raise pytest.UsageError("CI runs the suite with Redis: set REDIS_URL.")
     skip_redis = pytest.mark.skip(reason="needs Redis: set REDIS_URL=redis://... to run it")
     for item in items:
-        if "postgres" in item.keywords and not _on_postgres():
-            item.add_marker(skip_pg)
         if "redis" in item.keywords and not settings.REDIS_URL:
             item.add_marker(skip_redis)
 

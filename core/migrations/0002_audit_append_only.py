@@ -18,32 +18,17 @@ DROP TRIGGER IF EXISTS core_auditlog_no_truncate ON core_auditlog;
 DROP TRIGGER IF EXISTS core_auditlog_no_update_delete ON core_auditlog;
 DROP FUNCTION IF EXISTS core_auditlog_refuse_change();
 """
-SQLITE_UP = [
-    "CREATE TRIGGER core_auditlog_no_update BEFORE UPDATE ON core_auditlog "
-    "BEGIN SELECT RAISE(ABORT, 'core_auditlog is append-only: UPDATE refused'); END;",
-    "CREATE TRIGGER core_auditlog_no_delete BEFORE DELETE ON core_auditlog "
-    "BEGIN SELECT RAISE(ABORT, 'core_auditlog is append-only: DELETE refused'); END;",
-]
-SQLITE_DOWN = ["DROP TRIGGER IF EXISTS core_auditlog_no_update;", "DROP TRIGGER IF EXISTS core_auditlog_no_delete;"]
 
 
 def install_guard(connection):
     """Creates the triggers (also used by the test suite to restore them after a flush)."""
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(PG_DOWN + PG_UP)
-        elif connection.vendor == "sqlite":
-            for statement in SQLITE_DOWN + SQLITE_UP:
-                cursor.execute(statement)
+        cursor.execute(PG_DOWN + PG_UP)
 
 
 def remove_guard(connection):
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(PG_DOWN)
-        elif connection.vendor == "sqlite":
-            for statement in SQLITE_DOWN:
-                cursor.execute(statement)
+        cursor.execute(PG_DOWN)
 
 
 def forwards(apps, schema_editor):

@@ -1,6 +1,7 @@
 """PostgreSQL only: `rewards_post_simple`, the one-round-trip path for a plain earn or redeem (the Python service in
-rewards/services.py is its only caller; SQLite uses the ORM path). Same rules as the ORM path: idempotency key,
-locks in account id order, guarded balance update, lots soonest-expiry first, entries with running balances."""
+rewards/services.py is its only caller; what it hands back takes the ORM path). Same rules as the ORM path:
+idempotency key, locks in account id order, guarded balance update, lots soonest-expiry first, entries with running
+balances."""
 
 from django.db import migrations
 

@@ -10,7 +10,7 @@ from payments import methods
 from tests.api.conftest import World, new_api
 
 # Transactional, as in production: no test-wide transaction turning commits into savepoints.
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 def test_a_payment_by_code_with_an_endpoint_subscribed_stays_within_its_queries(

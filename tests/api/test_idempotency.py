@@ -88,7 +88,6 @@ def test_validation_errors_do_not_use_up_the_key(world: World) -> None:
     assert world.api.post("payments", pay_body(world.card, 1000), key=key)[0] == 201
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_requests_with_one_key_run_once(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.api.conftest import Api

@@ -15,7 +15,6 @@ from members.models import BindingStatus, Card
 from tests.factories import BinRangeFactory, card_number_for, make_cardholder
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_bindings_of_one_card_leave_one_live() -> None:
     bin_range = BinRangeFactory()

@@ -76,7 +76,6 @@ def test_authorise_holds_capture_takes_cancel_releases(sim: Any) -> None:
     assert [(row.account, row.available, row.error) for row in rows] == [(world["account"], 8_000, "")]
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_thirty_concurrent_payments_never_overdraw_and_agree_with_the_simulator(sim: Any) -> None:
     world = _wallet(sim, 10_000)

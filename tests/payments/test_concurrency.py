@@ -19,7 +19,7 @@ from tests.factories import (
     PointsProgramFactory,
 )
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from tests.factories import (
     PointsProgramFactory,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 PAYMENTS = 2_000
 WORKERS = 8

@@ -61,7 +61,6 @@ def world(channel_fake: Any) -> dict[str, Any]:
     return {"card": card, "merchant": merchant}
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_racing_agreement_payments_never_pass_the_monthly_limit(world: dict[str, Any]) -> None:
     agreement = methods.agreement_grant(
@@ -87,7 +86,6 @@ def test_racing_agreement_payments_never_pass_the_monthly_limit(world: dict[str,
     assert PaymentIntent.objects.filter(agreement=agreement).count() == 5
 
 
-@pytest.mark.postgres
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
 def test_racing_payments_never_pass_a_daily_cap_counted_in_redis(world: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from tests.factories import (
 )
 
 # Transactional, as in production: no test-wide transaction turning commits into savepoints.
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_a_confirmed_payment_with_points_stays_within_its_queries(

@@ -16,7 +16,7 @@ from rewards.sealing import seal_pending
 from tests.concurrency import run_parallel
 from tests.factories import CardholderFactory, PointsProgramFactory
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_fifty_concurrent_redemptions_against_ten() -> None:
