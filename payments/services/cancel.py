@@ -94,6 +94,9 @@ def cancel(intent: PaymentIntent, reason: str) -> None:
         locked.points_reversed = locked.points_earned
         locked.risk_review = False
         locked.updated_at = timezone.now()
+        final = AttemptStatus.REVERSED if source_status == Status.SUCCEEDED else AttemptStatus.VOIDED
+        attempt_set(attempt, final, attempt.channel_reference, "", "")
+        attempt_record(attempt)
         if source_status == Status.SUCCEEDED:
             fees.record_reversal(locked)
             ledger_bridge.spend_return(
@@ -105,9 +108,6 @@ def cancel(intent: PaymentIntent, reason: str) -> None:
         else:
             ledger_bridge.spend_void(intent=locked)
         locked.save()
-        final = AttemptStatus.REVERSED if source_status == Status.SUCCEEDED else AttemptStatus.VOIDED
-        attempt_set(attempt, final, attempt.channel_reference, "", "")
-        attempt_record(attempt)
         if points_to_reverse > 0:
             payment_points.post_reversal(locked, points_to_reverse, cause="void")
         events.payment_status_changed(locked)

@@ -194,8 +194,7 @@ def capture(intent: PaymentIntent, amount: int | None) -> None:
         with transaction.atomic():  # stays processing; attempts_resolve finishes it
             events.payment_status_changed(intent)
         return
-    PaymentIntent.objects.filter(pk=intent.pk, status=Status.PROCESSING).update(status=Status.REQUIRES_CAPTURE)
-    intent.status = Status.REQUIRES_CAPTURE
+    capture_not_made(intent)
     raise ChannelError(f"The channel refused the capture ({response.code or 'declined'}).", code="capture_failed")
 
 
@@ -212,3 +211,15 @@ def capture_finish(intent: PaymentIntent, attempt: PaymentAttempt, amount: int) 
     }
     attempt_set(attempt, AttemptStatus.CAPTURED, attempt.channel_reference, "", "")
     return _move_on(intent, attempt, fields, capture=True)
+
+
+def capture_not_made(intent: PaymentIntent) -> None:
+    """A capture the channel did not make: the payment is authorised again (`requires_capture`). Its event tells a
+    merchant who was sent `payment.processing` while the answer was unknown how it ended."""
+    with transaction.atomic():
+        back = PaymentIntent.objects.filter(pk=intent.pk, status=Status.PROCESSING).update(
+            status=Status.REQUIRES_CAPTURE, updated_at=timezone.now()
+        )
+        if back:
+            intent.status = Status.REQUIRES_CAPTURE
+            events.payment_status_changed(intent)

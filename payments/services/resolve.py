@@ -16,7 +16,7 @@ from ..connectors.base import Outcome, ReferenceRequest, RefundRequest, RemoteSt
 from ..models import Channel, PaymentAttempt, PaymentIntent, Refund
 from .attempts import attempt_record, attempt_settle_unknown, capture_inquiry, logger
 from .cancel import cancel
-from .capture import capture_finish, payment_fail, payment_finish
+from .capture import capture_finish, capture_not_made, payment_fail, payment_finish
 from .common import CHARGED, CHARGED_STATES, UNRESOLVED, AttemptStatus, Status
 from .refunds import refund_send
 
@@ -76,7 +76,7 @@ def attempts_resolve(*, older_than: timedelta = timedelta(seconds=30)) -> Resolv
         if inquiry.state == RemoteState.CAPTURED:
             capture_finish(intent, authorized, inquiry.amount_captured or intent.amount)
         else:
-            PaymentIntent.objects.filter(pk=intent.pk, status=Status.PROCESSING).update(status=Status.REQUIRES_CAPTURE)
+            capture_not_made(intent)
     # Refunds whose outcome is unknown, and those never sent (the request stopped between writing and sending): sent
     # again under the same refund reference, which the channel answers once.
     unsettled = [Refund.Status.PENDING, Refund.Status.UNKNOWN]

@@ -429,3 +429,31 @@ def test_resolver_finishes_a_payment_whose_finish_step_failed_after_capture(worl
     intent.refresh_from_db()
     assert (intent.status, intent.amount_captured, intent.points_earned) == ("succeeded", 4_000, 80)
     assert wallet(world) == 80
+
+
+def test_a_capture_whose_answer_was_lost_and_never_made_is_told_as_authorised_again(
+    world: dict[str, Any], monkeypatch: Any
+) -> None:
+    """The capture's answer is lost and the inquiry cannot say: the payment stays processing and the merchant is told
+    so. The resolver later finds it was not captured: authorised again, and the merchant is told that too."""
+    from merchants.models import Event
+    from payments.connectors.base import ChannelResponse, Inquiry, Outcome
+
+    intent = pay(world, 3_000, capture="manual")
+    fake = world["fake"]
+
+    def answer_lost(request: Any) -> ChannelResponse:
+        return ChannelResponse(Outcome.UNKNOWN, code="timeout")
+
+    monkeypatch.setattr(fake, "capture", answer_lost)
+    monkeypatch.setattr(fake, "inquire", lambda request: Inquiry(Outcome.UNKNOWN))
+    services.payment_capture(merchant=world["merchant"], payment_id=intent.public_id, idempotency_key=key())
+    intent.refresh_from_db()
+    assert intent.status == "processing"
+    monkeypatch.undo()  # the channel answers inquiries again: it holds the payment authorised, not captured
+    PaymentIntent.objects.filter(pk=intent.pk).update(updated_at=timezone.now() - dt.timedelta(minutes=5))
+    services.attempts_resolve()
+    intent.refresh_from_db()
+    assert (intent.status, intent.amount_captured) == ("requires_capture", 0)
+    told = list(Event.objects.filter(object_id=intent.public_id).order_by("pk").values_list("type", flat=True))
+    assert told == ["payment.created", "payment.requires_capture", "payment.processing", "payment.requires_capture"]
