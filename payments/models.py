@@ -269,6 +269,9 @@ class PaymentAttempt(models.Model):
     latency_ms = models.PositiveIntegerField(_("latency (ms)"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
+    # Who acts on the attempt (the request that opened it, a capture or cancellation, the resolver) claims it until
+    # then; nobody else acts on it before the claim lapses (a process that died holding it).
+    claimed_until = models.DateTimeField(_("claimed until"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("payment attempt")

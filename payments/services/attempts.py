@@ -2,13 +2,22 @@
 
 An attempt is committed before its channel is called and its outcome after, so a crash between the two leaves it
 `pending` for `attempts_resolve`. A timeout is never a decline: it is settled by inquiry, then by reversal (冲正).
+
+Whoever acts on an attempt claims it first (`claimed_until`): the request that opens it, a capture or a
+cancellation, or the resolver. Nobody else acts on it until the claim lapses, which it does only for a process that
+died holding it; and an outcome is recorded only over the state it was read in (`attempt_record(was=...)`), so a
+process whose claim lapsed while it waited on the channel cannot overwrite what the resolver found meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
+from datetime import timedelta
 
+from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from ..connectors import get_connector
@@ -19,6 +28,8 @@ from .common import UNRESOLVED, AttemptStatus
 logger = logging.getLogger("payments.services")
 
 OUTCOME_FIELDS = ("status", "channel_reference", "error_code", "error_message", "resolved_at", "latency_ms")
+# Longer than a request can spend on one attempt: its call, the inquiry and the reversal, each within its timeout.
+CLAIM = timedelta(seconds=getattr(settings, "PAYMENTS_ATTEMPT_CLAIM_SECONDS", 120))
 
 
 def attempt_reference(intent: PaymentIntent, sequence: int) -> str:
@@ -35,7 +46,19 @@ def attempt_open(intent: PaymentIntent, channel: Channel, *, sequence: int) -> P
         reference=attempt_reference(intent, sequence),
         amount=intent.amount,
         currency=intent.currency,
+        claimed_until=timezone.now() + CLAIM,  # the opening request's, until it records the outcome
     )
+
+
+def attempt_claim(attempt: PaymentAttempt) -> bool:
+    """Claims the attempt for the caller, unless another process holds a claim that has not lapsed."""
+    now = timezone.now()
+    claimed = (
+        PaymentAttempt.objects.filter(pk=attempt.pk)
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .update(claimed_until=now + CLAIM)
+    )
+    return bool(claimed)
 
 
 def authorize(intent: PaymentIntent, attempt: PaymentAttempt) -> ChannelResponse:
@@ -98,9 +121,11 @@ def attempt_set(attempt: PaymentAttempt, status: str, channel_reference: str, co
     attempt.resolved_at = timezone.now() if status not in UNRESOLVED else None
 
 
-def attempt_record(attempt: PaymentAttempt) -> None:
-    """Writes the attempt's outcome as set on the object."""
-    attempt.save(update_fields=OUTCOME_FIELDS)
+def attempt_record(attempt: PaymentAttempt, *, was: Iterable[str]) -> bool:
+    """Writes the attempt's outcome as set on the object, and releases the caller's claim — only over the state the
+    caller read it in (`was`). False, writing nothing, when someone else recorded another state meanwhile."""
+    fields = {name: getattr(attempt, name) for name in OUTCOME_FIELDS}
+    return bool(PaymentAttempt.objects.filter(pk=attempt.pk, status__in=list(was)).update(claimed_until=None, **fields))
 
 
 def attempt_settle_unknown(attempt: PaymentAttempt) -> None:

@@ -14,8 +14,8 @@ from .. import events, fees, ledger_bridge
 from .. import points as payment_points
 from ..connectors import get_connector
 from ..connectors.base import ChannelResponse, Outcome, ReferenceRequest, RemoteState
-from ..models import PaymentIntent
-from .attempts import attempt_record, attempt_set, logger
+from ..models import PaymentAttempt, PaymentIntent
+from .attempts import attempt_claim, attempt_record, attempt_set, logger
 from .common import CHARGED, AttemptStatus, Status, payment_keyed
 
 
@@ -65,9 +65,12 @@ def cancel(intent: PaymentIntent, reason: str) -> None:
     guard = PaymentIntent.objects.filter(pk=intent.pk, status=source_status)
     if source_status == Status.SUCCEEDED:
         guard = guard.filter(amount_refund_reserved=0, settled=False)
-    if not guard.update(status=Status.PROCESSING, updated_at=now):
-        raise Conflict("The payment changed while canceling; retry.", code="payment_unexpected_state")
-    attempt = intent.attempts.filter(status__in=CHARGED).select_related("channel").get()
+    with transaction.atomic():
+        if not guard.update(status=Status.PROCESSING, updated_at=now):
+            raise Conflict("The payment changed while canceling; retry.", code="payment_unexpected_state")
+        attempt = intent.attempts.filter(status__in=CHARGED).select_related("channel").get()
+        if not attempt_claim(attempt):
+            raise Conflict("This payment is being settled by another process.", code="payment_unexpected_state")
     channel = attempt.channel
     connector = get_connector(channel.connector)
     request = ReferenceRequest(channel.remote_id or channel.code, attempt.reference)
@@ -82,10 +85,22 @@ def cancel(intent: PaymentIntent, reason: str) -> None:
         if inquiry.outcome == Outcome.APPROVED and inquiry.state in (RemoteState.VOIDED, RemoteState.REVERSED):
             response = ChannelResponse(Outcome.APPROVED, inquiry.state)
     if response.outcome != Outcome.APPROVED:
-        PaymentIntent.objects.filter(pk=intent.pk, status=Status.PROCESSING).update(status=source_status)
+        with transaction.atomic():
+            PaymentIntent.objects.filter(pk=intent.pk, status=Status.PROCESSING).update(status=source_status)
+            attempt_record(attempt, was=CHARGED)  # unchanged, the claim released
         raise ChannelError(f"The channel refused the void ({response.code or 'unknown'}).", code="void_failed")
+    cancel_finish(intent, attempt, reason)
+
+
+def cancel_finish(intent: PaymentIntent, attempt: PaymentAttempt, reason: str) -> None:
+    """Records a void or reversal the channel made of a `processing` payment's charged attempt: the payment
+    cancelled, what it earned and spent in points given back, its fee handed back, the attempt voided or reversed."""
+    now = timezone.now()
     with transaction.atomic():
         locked = PaymentIntent.objects.select_for_update().get(pk=intent.pk)
+        if locked.status != Status.PROCESSING:
+            return  # recorded by another process meanwhile
+        captured = locked.captured_at is not None
         points_to_reverse = locked.points_earned - locked.points_reversed
         locked.status = Status.CANCELED
         locked.canceled_at = now
@@ -93,11 +108,13 @@ def cancel(intent: PaymentIntent, reason: str) -> None:
         locked.amount_capturable = 0
         locked.points_reversed = locked.points_earned
         locked.risk_review = False
-        locked.updated_at = timezone.now()
-        final = AttemptStatus.REVERSED if source_status == Status.SUCCEEDED else AttemptStatus.VOIDED
-        attempt_set(attempt, final, attempt.channel_reference, "", "")
-        attempt_record(attempt)
-        if source_status == Status.SUCCEEDED:
+        locked.updated_at = now
+        attempt_set(
+            attempt, AttemptStatus.REVERSED if captured else AttemptStatus.VOIDED, attempt.channel_reference, "", ""
+        )
+        if not attempt_record(attempt, was=CHARGED):
+            return  # another process settled the attempt: it records what became of the payment
+        if captured:
             fees.record_reversal(locked)
             ledger_bridge.spend_return(
                 intent=locked,

@@ -8,6 +8,7 @@ happens once: the move out of `processing` is a guarded UPDATE that only one req
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -24,14 +25,18 @@ from .. import points as payment_points
 from ..connectors import get_connector
 from ..connectors.base import CaptureRequest, ChannelResponse, Outcome, RemoteState
 from ..models import PaymentAttempt, PaymentIntent
-from .attempts import attempt_record, attempt_set, capture_inquiry, logger
-from .common import RISK_REVIEW_WINDOW, AttemptStatus, Status, payment_keyed
+from .attempts import attempt_claim, attempt_record, attempt_set, capture_inquiry, logger
+from .common import CHARGED, RISK_REVIEW_WINDOW, UNRESOLVED, AttemptStatus, Status, payment_keyed
 
 
-def payment_finish(intent: PaymentIntent, attempt: PaymentAttempt, *, captured: bool) -> bool:
-    """Records the channel's approval (`attempt`, its outcome set on the object) and moves the payment on to
-    `requires_capture`, or to `succeeded` when the channel captured at once. False when another request moved it
-    first (the attempt's outcome is written either way)."""
+def payment_finish(
+    intent: PaymentIntent, attempt: PaymentAttempt, *, captured: bool, was: Iterable[str] = UNRESOLVED
+) -> bool:
+    """Records the channel's approval (`attempt`, its outcome set on the object, still unresolved in the database)
+    and moves the payment on to `requires_capture`, or to `succeeded` when the channel captured at once (`was`: the
+    attempt's recorded state, unresolved unless its approval was recorded before the move). False when
+    another process moved the payment first (the attempt's outcome is written all the same) or recorded another
+    outcome for the attempt (then nothing is written)."""
     channel = attempt.channel
     now = timezone.now()
     fields: dict[str, Any] = {
@@ -58,25 +63,37 @@ def payment_finish(intent: PaymentIntent, attempt: PaymentAttempt, *, captured: 
         )
         if intent.risk_review:
             fields["risk_review_deadline"] = min(now + RISK_REVIEW_WINDOW, fields["authorization_expires_at"])
-    return _move_on(intent, attempt, fields, capture=captured)
+    return _move_on(intent, attempt, fields, capture=captured, was=was)
 
 
-def _move_on(intent: PaymentIntent, attempt: PaymentAttempt, fields: dict[str, Any], *, capture: bool) -> bool:
+class _Overtaken(Exception):
+    """Another process recorded another outcome for the attempt: what this one was about to write is void."""
+
+
+def _move_on(
+    intent: PaymentIntent, attempt: PaymentAttempt, fields: dict[str, Any], *, capture: bool, was: Iterable[str]
+) -> bool:
     """The one way a `processing` payment moves on after its channel approved: the guarded move with `fields`, the
-    attempt's outcome and, for a capture, the points earned and spent, the fee and its split; then the event."""
-    with transaction.atomic():
-        if capture:
-            for name, value in fields.items():
-                setattr(intent, name, value)
-            fields["points_earned"] = _points_to_earn(intent)
-        won = PaymentIntent.objects.filter(pk=intent.pk, status=Status.PROCESSING).update(**fields)
-        attempt_record(attempt)
-        if won:
-            for name, value in fields.items():
-                setattr(intent, name, value)
+    attempt's outcome (over the state `was` it was read in) and, for a capture, the points earned and spent, the fee
+    and its split; then the event."""
+    won = 0
+    try:
+        with transaction.atomic():
             if capture:
-                _on_capture(intent, at=fields["captured_at"])
-            events.payment_status_changed(intent)
+                for name, value in fields.items():
+                    setattr(intent, name, value)
+                fields["points_earned"] = _points_to_earn(intent)
+            won = PaymentIntent.objects.filter(pk=intent.pk, status=Status.PROCESSING).update(**fields)
+            if not attempt_record(attempt, was=was):
+                raise _Overtaken
+            if won:
+                for name, value in fields.items():
+                    setattr(intent, name, value)
+                if capture:
+                    _on_capture(intent, at=fields["captured_at"])
+                events.payment_status_changed(intent)
+    except _Overtaken:
+        won = 0
     if not won:
         intent.refresh_from_db()
     return bool(won)
@@ -116,7 +133,17 @@ def payment_fail(
     also: dict[str, Any] | None = None,
 ) -> None:
     """Fails a payment not yet charged (`processing` or awaiting confirmation), with the attempt's outcome that
-    failed it and `also` (its risk outcome, say); the points it held go back to the cardholder."""
+    failed it and `also` (its risk outcome, say); the points it held go back to the cardholder. Nothing is written
+    when another process recorded another outcome for the attempt meanwhile."""
+    try:
+        _fail(intent, code, message, attempt=attempt, also=also)
+    except _Overtaken:
+        intent.refresh_from_db()
+
+
+def _fail(
+    intent: PaymentIntent, code: str, message: str, *, attempt: PaymentAttempt | None, also: dict[str, Any] | None
+) -> None:
     with transaction.atomic():
         failed = PaymentIntent.objects.filter(
             pk=intent.pk, status__in=[Status.PROCESSING, Status.REQUIRES_CONFIRMATION]
@@ -127,8 +154,8 @@ def payment_fail(
             updated_at=timezone.now(),
             **(also or {}),
         )
-        if attempt is not None:
-            attempt_record(attempt)
+        if attempt is not None and not attempt_record(attempt, was=UNRESOLVED):
+            raise _Overtaken  # another process settled the attempt: it decides what became of the payment
         intent.refresh_from_db()
         if failed:
             ledger_bridge.spend_void(intent=intent)
@@ -166,13 +193,16 @@ def capture(intent: PaymentIntent, amount: int | None) -> None:
         )
     if intent.authorization_expires_at and intent.authorization_expires_at <= timezone.now():
         raise Conflict("The authorisation has expired; it can no longer be captured.", code="authorization_expired")
-    won = PaymentIntent.objects.filter(pk=intent.pk, status=Status.REQUIRES_CAPTURE).update(
-        status=Status.PROCESSING, updated_at=timezone.now()
-    )
-    if not won:
-        raise Conflict("This payment is being captured by another request.", code="payment_unexpected_state")
+    with transaction.atomic():
+        won = PaymentIntent.objects.filter(pk=intent.pk, status=Status.REQUIRES_CAPTURE).update(
+            status=Status.PROCESSING, updated_at=timezone.now()
+        )
+        if not won:
+            raise Conflict("This payment is being captured by another request.", code="payment_unexpected_state")
+        attempt = intent.attempts.filter(status=AttemptStatus.AUTHORIZED).select_related("channel").get()
+        if not attempt_claim(attempt):
+            raise Conflict("This payment is being settled by another process.", code="payment_unexpected_state")
     intent.status = Status.PROCESSING
-    attempt = intent.attempts.filter(status=AttemptStatus.AUTHORIZED).select_related("channel").get()
     channel = attempt.channel
     request = CaptureRequest(
         channel=channel.remote_id or channel.code, reference=attempt.reference, amount=amount, currency=intent.currency
@@ -191,10 +221,11 @@ def capture(intent: PaymentIntent, amount: int | None) -> None:
         capture_finish(intent, attempt, amount)
         return
     if response.outcome == Outcome.UNKNOWN:
-        with transaction.atomic():  # stays processing; attempts_resolve finishes it
+        with transaction.atomic():  # stays processing, the claim released: attempts_resolve finishes it
+            attempt_record(attempt, was=CHARGED)
             events.payment_status_changed(intent)
         return
-    capture_not_made(intent)
+    capture_not_made(intent, attempt, tell=False)
     raise ChannelError(f"The channel refused the capture ({response.code or 'declined'}).", code="capture_failed")
 
 
@@ -210,16 +241,29 @@ def capture_finish(intent: PaymentIntent, attempt: PaymentAttempt, amount: int) 
         "updated_at": now,
     }
     attempt_set(attempt, AttemptStatus.CAPTURED, attempt.channel_reference, "", "")
-    return _move_on(intent, attempt, fields, capture=True)
+    return _move_on(intent, attempt, fields, capture=True, was=CHARGED)
 
 
-def capture_not_made(intent: PaymentIntent) -> None:
-    """A capture the channel did not make: the payment is authorised again (`requires_capture`). Its event tells a
-    merchant who was sent `payment.processing` while the answer was unknown how it ended."""
+def capture_not_made(intent: PaymentIntent, attempt: PaymentAttempt, *, tell: bool = True) -> None:
+    """A capture the channel did not make: the payment is authorised again (`requires_capture`) and the caller's
+    claim on the attempt released. With `tell`, its event tells a merchant who was sent `payment.processing` while
+    the answer was unknown how it ended (a refusal the merchant's own request was answered with needs none)."""
+    _back_to(intent, attempt, Status.REQUIRES_CAPTURE, tell=tell)
+
+
+def restore_captured(intent: PaymentIntent, attempt: PaymentAttempt) -> None:
+    """A captured payment whose cancellation stopped before the channel reversed it: succeeded again, as the
+    merchant last heard."""
+    _back_to(intent, attempt, Status.SUCCEEDED, tell=False)
+
+
+def _back_to(intent: PaymentIntent, attempt: PaymentAttempt, status: str, *, tell: bool) -> None:
     with transaction.atomic():
         back = PaymentIntent.objects.filter(pk=intent.pk, status=Status.PROCESSING).update(
-            status=Status.REQUIRES_CAPTURE, updated_at=timezone.now()
+            status=status, updated_at=timezone.now()
         )
+        attempt_record(attempt, was=CHARGED)
         if back:
-            intent.status = Status.REQUIRES_CAPTURE
-            events.payment_status_changed(intent)
+            intent.status = status
+            if tell:
+                events.payment_status_changed(intent)

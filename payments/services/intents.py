@@ -23,7 +23,7 @@ from merchants.models import Merchant
 from .. import events, ledger_bridge, methods, risk, routing
 from .. import points as payment_points
 from ..health import BreakerState, health_store
-from ..models import PaymentAttempt, PaymentIntent, PaymentMethod, RiskOutcome, RoutingDecision
+from ..models import Channel, PaymentAttempt, PaymentIntent, PaymentMethod, RiskOutcome, RoutingDecision
 from .attempts import attempt_open, attempt_record, authorize, authorize_outcome
 from .capture import payment_fail, payment_finish
 from .common import (
@@ -307,6 +307,8 @@ def _confirm(intent: PaymentIntent) -> None:
         with transaction.atomic():
             _record_decision(intent, decision)
             payment_fail(intent, "no_channel", "No channel can carry this payment.", also=risk_fields)
+        if intent.status == Status.FAILED:
+            risk.uncount(assessment)
         return
     order = iter(decision.order)
 
@@ -336,7 +338,10 @@ def _confirm(intent: PaymentIntent) -> None:
     while info is not None:
         tried += 1
         if attempt is None:
-            attempt = attempt_open(intent, config.channel_models[info.id], sequence=tried)
+            attempt = _next_attempt(intent, config.channel_models[info.id], sequence=tried)
+            if attempt is None:
+                intent.refresh_from_db()  # the resolver settled the payment meanwhile
+                return
         result = authorize_outcome(attempt, authorize(intent, attempt))
         channel_failed = result in (AttemptStatus.FAILED, AttemptStatus.REVERSED, *UNRESOLVED)
         health.record(info.code, intent.method, not channel_failed, info.breaker)
@@ -345,24 +350,48 @@ def _confirm(intent: PaymentIntent) -> None:
             return
         if result == AttemptStatus.DECLINED:
             error = attempt.error_code or "card_declined"
-            payment_fail(intent, error, attempt.error_message or "The card was declined.", attempt=attempt)
+            _fail_uncharged(intent, assessment, error, attempt.error_message or "The card was declined.", attempt)
             return
         if result in UNRESOLVED:
             # Not known either way: no other channel may try until attempts_resolve settles this one.
             with transaction.atomic():
-                attempt_record(attempt)
-                events.payment_status_changed(intent)  # payment.processing: the outcome is not known yet
+                if attempt_record(attempt, was=UNRESOLVED):
+                    events.payment_status_changed(intent)  # payment.processing: the outcome is not known yet
+            intent.refresh_from_db()
             return
-        attempt_record(attempt)
+        if not attempt_record(attempt, was=UNRESOLVED):
+            intent.refresh_from_db()  # another process settled this attempt meanwhile: it decides what comes next
+            return
         if not config.retry_allowed(info.id, attempt.error_code):
-            payment_fail(
-                intent, attempt.error_code or "channel_error", "The channel failed and the error is not retried."
-            )
+            error = attempt.error_code or "channel_error"
+            _fail_uncharged(intent, assessment, error, "The channel failed and the error is not retried.")
             return
         # FAILED or REVERSED: known not to have charged, and the policy allows the next channel to try.
         attempt = None
         info = next_channel() if tried < MAX_ATTEMPTS else None
-    payment_fail(intent, "channels_unavailable", "No channel could process the payment.")
+    _fail_uncharged(intent, assessment, "channels_unavailable", "No channel could process the payment.")
+
+
+def _next_attempt(intent: PaymentIntent, channel: Channel, *, sequence: int) -> PaymentAttempt | None:
+    """Opens the next attempt, only while the payment is still `processing` (under its row lock, which the resolver
+    takes too before it fails a payment with no open attempt); None when it no longer is."""
+    with transaction.atomic():
+        still = PaymentIntent.objects.filter(pk=intent.pk, status=Status.PROCESSING).update(updated_at=timezone.now())
+        return attempt_open(intent, channel, sequence=sequence) if still else None
+
+
+def _fail_uncharged(
+    intent: PaymentIntent,
+    assessment: risk.Assessment,
+    code: str,
+    message: str,
+    attempt: PaymentAttempt | None = None,
+) -> None:
+    """Fails a payment that no channel charged, and takes it back out of the velocity counters it was counted in:
+    a cardholder who tries again is counted once."""
+    payment_fail(intent, code, message, attempt=attempt)
+    if intent.status == Status.FAILED:
+        risk.uncount(assessment)
 
 
 def _record_decision(intent: PaymentIntent, decision: routing.Decision) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.db import transaction
 from django.utils import timezone
 
 from core.audit import audit_record
@@ -14,9 +15,9 @@ from core.errors import ChannelError, Conflict
 from ..connectors import get_connector
 from ..connectors.base import Outcome, ReferenceRequest, RefundRequest, RemoteState
 from ..models import Channel, PaymentAttempt, PaymentIntent, Refund
-from .attempts import attempt_record, attempt_settle_unknown, capture_inquiry, logger
-from .cancel import cancel
-from .capture import capture_finish, capture_not_made, payment_fail, payment_finish
+from .attempts import attempt_claim, attempt_record, attempt_settle_unknown, capture_inquiry, logger
+from .cancel import cancel, cancel_finish
+from .capture import capture_finish, capture_not_made, payment_fail, payment_finish, restore_captured
 from .common import CHARGED, CHARGED_STATES, UNRESOLVED, AttemptStatus, Status
 from .refunds import refund_send
 
@@ -30,59 +31,37 @@ class ResolveReport:
 
 
 def attempts_resolve(*, older_than: timedelta = timedelta(seconds=30)) -> ResolveReport:
-    """Settles attempts left pending or unknown (a crash, a timeout) and the payments waiting on them."""
+    """Settles what requests left open: attempts left pending or unknown (a crash, a timeout) and the payments
+    waiting on them, payments left `processing` after their attempt's outcome was recorded (an error between the
+    channel's answer and the payment's move), and refunds never answered. It acts on an attempt only once it holds
+    its claim (`attempt_claim`): never on one a live request, capture or cancellation is still working on."""
     report = ResolveReport()
     cutoff = timezone.now() - older_than
     stuck = PaymentAttempt.objects.filter(status__in=UNRESOLVED, created_at__lte=cutoff).select_related("channel")
     for attempt in stuck.iterator():
+        if not attempt_claim(attempt):
+            continue  # a request is still working on it
         report.examined += 1
         attempt_settle_unknown(attempt)
-        intent = PaymentIntent.objects.select_related("card__product", "card__bank", "channel", "merchant").get(
-            pk=attempt.intent_id
-        )
+        intent = _payment(attempt.intent_id)
         if attempt.status in CHARGED:
             report.charged += 1
             if intent.status == Status.PROCESSING:
                 payment_finish(intent, attempt, captured=attempt.status == AttemptStatus.CAPTURED)
-            else:
-                attempt_record(attempt)
+                continue
         elif attempt.status in UNRESOLVED:
             report.still_unknown += 1
-            attempt_record(attempt)
         else:
             report.not_charged += 1
-            attempt_record(attempt)
-            others_open = intent.attempts.filter(status__in=[*UNRESOLVED, *CHARGED]).exists()
-            if intent.status == Status.PROCESSING and not others_open:
-                payment_fail(intent, attempt.error_code or "not_charged", "The channel did not charge this payment.")
-    # Confirms or captures interrupted mid-flight: the attempt is authorised but the payment is still processing.
-    interrupted = PaymentIntent.objects.filter(status=Status.PROCESSING, updated_at__lte=cutoff).select_related(
+        attempt_record(attempt, was=UNRESOLVED)
+    for intent in PaymentIntent.objects.filter(status=Status.PROCESSING, updated_at__lte=cutoff).select_related(
         "card__product", "card__bank", "merchant"
-    )
-    for intent in interrupted:
-        authorized = intent.attempts.filter(status__in=CHARGED).select_related("channel").first()
-        if authorized is None:
-            continue
-        if intent.authorized_at is None:
-            attempt_settle_unknown(authorized)
-            if authorized.status in CHARGED:
-                payment_finish(intent, authorized, captured=authorized.status == AttemptStatus.CAPTURED)
-            else:
-                attempt_record(authorized)
-            continue
-        inquiry = capture_inquiry(authorized)
-        if inquiry.outcome != Outcome.APPROVED:
-            continue
-        if inquiry.state == RemoteState.CAPTURED:
-            capture_finish(intent, authorized, inquiry.amount_captured or intent.amount)
-        else:
-            capture_not_made(intent)
+    ):
+        _settle_processing(intent)
     # Refunds whose outcome is unknown, and those never sent (the request stopped between writing and sending): sent
     # again under the same refund reference, which the channel answers once.
-    unsettled = [Refund.Status.PENDING, Refund.Status.UNKNOWN]
-    for refund in Refund.objects.filter(status__in=unsettled, created_at__lte=cutoff).select_related(
-        "intent__merchant"
-    ):
+    unsettled = Refund.objects.filter(status__in=[Refund.Status.PENDING, Refund.Status.UNKNOWN], created_at__lte=cutoff)
+    for refund in unsettled.select_related("intent__merchant"):
         captured = refund.intent.attempts.filter(status=AttemptStatus.CAPTURED).select_related("channel").first()
         if captured is None:
             continue
@@ -98,6 +77,51 @@ def attempts_resolve(*, older_than: timedelta = timedelta(seconds=30)) -> Resolv
             ),
         )
     return report
+
+
+def _payment(pk: int) -> PaymentIntent:
+    return PaymentIntent.objects.select_related("card__product", "card__bank", "channel", "merchant").get(pk=pk)
+
+
+def _settle_processing(intent: PaymentIntent) -> None:
+    """A payment still `processing` past the cutoff, whatever stopped it: finished from its charged attempt, or
+    failed when no attempt charged and none is still open."""
+    attempts = list(intent.attempts.select_related("channel"))
+    if any(attempt.status in UNRESOLVED for attempt in attempts):
+        return  # the first loop settles those (now, or once their claim lapses)
+    charged = next((attempt for attempt in attempts if attempt.status in CHARGED), None)
+    if charged is None:
+        # Every attempt was declined or failed (or none was opened), and the step that fails the payment never ran.
+        # Under the payment's row lock, which a request takes to open its next attempt: never while it opens one.
+        with transaction.atomic():
+            locked = PaymentIntent.objects.select_for_update().filter(pk=intent.pk, status=Status.PROCESSING).first()
+            if locked is None or intent.attempts.filter(status__in=[*UNRESOLVED, *CHARGED]).exists():
+                return
+            declined = next((a for a in reversed(attempts) if a.status == AttemptStatus.DECLINED), None)
+            if declined is not None:
+                payment_fail(intent, declined.error_code or "card_declined", declined.error_message or "Declined.")
+            else:
+                payment_fail(intent, "not_charged", "The channel did not charge this payment.")
+        return
+    if not attempt_claim(charged):
+        return  # a capture or cancellation is under way
+    if intent.authorized_at is None:
+        # Charged, the approval recorded on the attempt, and the step that moves the payment on never ran.
+        payment_finish(intent, charged, captured=charged.status == AttemptStatus.CAPTURED, was=CHARGED)
+        return
+    # A capture or a cancellation stopped before its answer was recorded: what does the channel hold now?
+    inquiry = capture_inquiry(charged)
+    if inquiry.outcome != Outcome.APPROVED:
+        attempt_record(charged, was=CHARGED)  # unchanged; the claim released for the next run
+    elif inquiry.state == RemoteState.CAPTURED and charged.status != AttemptStatus.CAPTURED:
+        capture_finish(intent, charged, inquiry.amount_captured or intent.amount)
+    elif inquiry.state in (RemoteState.VOIDED, RemoteState.REVERSED):
+        cancel_finish(intent, charged, "cancel_resolved")
+    elif inquiry.state == RemoteState.CAPTURED:
+        # Captured at once, and the cancellation's void was refused or never reached the channel.
+        restore_captured(intent, charged)
+    else:
+        capture_not_made(intent, charged)
 
 
 def authorizations_expire() -> int:

@@ -127,3 +127,95 @@ def test_one_payment_code_shown_to_eight_tills_at_once_pays_once(world: dict[str
     assert {r.code for r in refused} == {"payment_code_used"}
     assert PaymentIntent.objects.filter(payment_code=code).count() == 1
     assert [c for c in world["fake"].calls if c[0] == "authorize"] == [("authorize", f"{paid[0].public_id}-1")]
+
+
+def _blocking_channel(fake: Any, monkeypatch: Any, method: str) -> tuple[Any, Any]:
+    """Makes the fake channel's `method` wait, inside the call, until released: (entered, release) events."""
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+    real = getattr(fake, method)
+
+    def slow(request: Any) -> Any:
+        entered.set()
+        assert release.wait(30), "never released"
+        return real(request)
+
+    monkeypatch.setattr(fake, method, slow)
+    return entered, release
+
+
+def test_the_resolver_never_acts_on_an_attempt_a_request_is_waiting_on(
+    world: dict[str, Any], monkeypatch: Any
+) -> None:
+    """A request waits on its channel past the resolver's cutoff: the resolver, run meanwhile on another connection,
+    leaves the attempt alone (the request holds its claim) — no inquiry, no reversal — and the request then records
+    its charge: one charge, captured once."""
+    import datetime as dt
+    import threading
+
+    from django.db import connection
+
+    fake = world["fake"]
+    entered, release = _blocking_channel(fake, monkeypatch, "authorize")
+    asked: list[str] = []
+    for name in ("inquire", "reverse"):
+        real = getattr(fake, name)
+        monkeypatch.setattr(fake, name, lambda request, name=name, real=real: asked.append(name) or real(request))
+    outcome: dict[str, Any] = {}
+
+    def pay() -> None:
+        try:
+            outcome["payment"] = services.payment_create(
+                merchant=world["merchant"],
+                cardholder=world["card"].cardholder,
+                card=world["card"],
+                amount=5_000,
+                currency="CNY",
+                idempotency_key="slow-channel",
+                confirm=True,
+            )
+        finally:
+            connection.close()
+
+    request = threading.Thread(target=pay)
+    request.start()
+    assert entered.wait(30)
+    report = services.attempts_resolve(older_than=dt.timedelta(0))  # every attempt is "old enough"
+    assert (report.examined, report.charged, report.not_charged) == (0, 0, 0)
+    assert PaymentIntent.objects.get().status == "processing"
+    release.set()
+    request.join(30)
+    assert outcome["payment"].status == "succeeded"
+    assert asked == []  # the resolver asked the channel nothing about the request's attempt
+    assert fake.charge_count() == 1
+    assert services.attempts_resolve(older_than=dt.timedelta(0)).examined == 0  # nothing left open
+
+
+def test_a_payment_stopped_after_its_decline_was_recorded_is_failed_by_the_resolver(world: dict[str, Any]) -> None:
+    """The decline is recorded on the attempt, and the step that fails the payment never ran (an error between the
+    two): the resolver fails it, with the decline's code."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from payments.models import PaymentAttempt
+
+    intent = services.payment_create(
+        merchant=world["merchant"],
+        cardholder=world["card"].cardholder,
+        card=world["card"],
+        amount=5_000,
+        currency="CNY",
+        idempotency_key="declined-then-lost",
+    )
+    PaymentIntent.objects.filter(pk=intent.pk).update(
+        status="processing", updated_at=timezone.now() - dt.timedelta(minutes=5)
+    )
+    PaymentAttempt.objects.create(
+        intent=intent, sequence=1, channel=intent.merchant.sponsor_bank.channels.get(), reference=f"{intent.public_id}-1",
+        amount=5_000, currency="CNY", status="declined", error_code="insufficient_funds", resolved_at=timezone.now(),
+    )  # fmt: skip
+    services.attempts_resolve()
+    intent.refresh_from_db()
+    assert (intent.status, intent.failure_code) == ("failed", "insufficient_funds")

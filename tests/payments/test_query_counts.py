@@ -153,6 +153,7 @@ def test_the_attempt_outcome_is_written_even_when_another_request_finished_the_p
         confirm=True,
     )
     attempt = PaymentAttempt.objects.get(intent=intent)
+    PaymentAttempt.objects.filter(pk=attempt.pk).update(status="pending")  # as this request last read it
     attempt.status, attempt.channel_reference, attempt.resolved_at = "authorized", "late-ref", timezone.now()
     moved = payment_finish(intent, attempt, captured=False)
     assert moved is False  # the payment had already left processing: the guarded UPDATE does not touch it
@@ -160,3 +161,35 @@ def test_the_attempt_outcome_is_written_even_when_another_request_finished_the_p
     assert (attempt.status, attempt.channel_reference) == ("authorized", "late-ref")
     intent.refresh_from_db()
     assert intent.status == "succeeded"
+
+
+def test_an_outcome_is_not_written_over_one_another_process_recorded(channel_fake: Any) -> None:
+    """A request whose claim lapsed while it waited on its channel finds the attempt settled by the resolver: what
+    it was about to record is dropped, and the payment is as the resolver left it."""
+    from django.utils import timezone
+
+    from payments.models import PaymentAttempt, PaymentIntent
+    from payments.services.capture import payment_finish
+
+    bank = MemberBankFactory()
+    card = CardFactory(product=CardProductFactory(bank=bank))
+    channel = ChannelFactory(acquirer=bank)
+    intent = services.payment_create(
+        merchant=MerchantFactory(sponsor_bank=bank),
+        cardholder=card.cardholder,
+        card=card,
+        currency="CNY",
+        amount=500,
+        idempotency_key="k",
+    )
+    attempt = PaymentAttempt.objects.create(
+        intent=intent, sequence=1, channel=channel,
+        reference=f"{intent.public_id}-1", amount=500, currency="CNY", status="reversed",
+    )  # fmt: skip
+    PaymentIntent.objects.filter(pk=intent.pk).update(status="processing")
+    attempt.status, attempt.resolved_at = "authorized", timezone.now()  # the late answer, read when it was pending
+    assert payment_finish(intent, attempt, captured=False) is False
+    attempt.refresh_from_db()
+    assert attempt.status == "reversed"
+    intent.refresh_from_db()
+    assert intent.status == "processing"
