@@ -10,22 +10,12 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.api.fields import StrictBooleanField, StrictCharField, StrictSerializer, unix
+from core.api.pagination import CreatedListQuery, ListQuery, created_range, list_response_serializer, page
 from core.text import id_or_none
 
 from . import selectors, services
-from .api_base import (
-    LIVEMODE_HELP,
-    CreatedListQuery,
-    ListQuery,
-    MerchantAPIView,
-    StrictBooleanField,
-    StrictCharField,
-    StrictSerializer,
-    created_range,
-    list_response_serializer,
-    page,
-    unix,
-)
+from .api_base import LIVEMODE_HELP, MerchantAPIView
 from .models import Event, Store, WebhookEndpoint
 from .services import EVENT_TYPES
 

@@ -16,24 +16,19 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.calendar import local_now
-from core.errors import ValidationFailed
-from core.text import ascii_digits
-from merchants.api_base import (
-    LIVEMODE_HELP,
-    CreatedListQuery,
-    ListQuery,
-    MerchantAPIView,
+from core.api.fields import (
     MetadataField,
     StrictBooleanField,
     StrictCharField,
     StrictSerializer,
-    created_range,
     currency_field,
-    list_response_serializer,
     minor_amount,
-    page,
 )
+from core.api.pagination import CreatedListQuery, ListQuery, created_range, list_response_serializer, page
+from core.calendar import local_now
+from core.errors import ValidationFailed
+from core.text import ascii_digits
+from merchants.api_base import LIVEMODE_HELP, MerchantAPIView
 from merchants.models import Merchant, Mode
 
 from . import api_support, services

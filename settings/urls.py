@@ -6,8 +6,8 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from core import views as core_views
+from core.api.views import api_not_found
 from members import views as members_views
-from merchants.api_base import api_not_found
 
 urlpatterns = [
     path("", core_views.home, name="home"),

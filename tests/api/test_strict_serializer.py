@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rest_framework import serializers
 
-from merchants.api_base import StrictCharField, StrictIntegerField, StrictSerializer
+from core.api.fields import StrictCharField, StrictIntegerField, StrictSerializer
 from payments.apis import PaymentCreateIn
 
 

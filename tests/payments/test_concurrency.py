@@ -145,9 +145,7 @@ def _blocking_channel(fake: Any, monkeypatch: Any, method: str) -> tuple[Any, An
     return entered, release
 
 
-def test_the_resolver_never_acts_on_an_attempt_a_request_is_waiting_on(
-    world: dict[str, Any], monkeypatch: Any
-) -> None:
+def test_the_resolver_never_acts_on_an_attempt_a_request_is_waiting_on(world: dict[str, Any], monkeypatch: Any) -> None:
     """A request waits on its channel past the resolver's cutoff: the resolver, run meanwhile on another connection,
     leaves the attempt alone (the request holds its claim) — no inquiry, no reversal — and the request then records
     its charge: one charge, captured once."""
@@ -212,9 +210,10 @@ def test_a_payment_stopped_after_its_decline_was_recorded_is_failed_by_the_resol
     PaymentIntent.objects.filter(pk=intent.pk).update(
         status="processing", updated_at=timezone.now() - dt.timedelta(minutes=5)
     )
+    channel = intent.merchant.sponsor_bank.channels.get()
     PaymentAttempt.objects.create(
-        intent=intent, sequence=1, channel=intent.merchant.sponsor_bank.channels.get(), reference=f"{intent.public_id}-1",
-        amount=5_000, currency="CNY", status="declined", error_code="insufficient_funds", resolved_at=timezone.now(),
+        intent=intent, sequence=1, channel=channel, reference=f"{intent.public_id}-1", amount=5_000, currency="CNY",
+        status="declined", error_code="insufficient_funds", resolved_at=timezone.now(),
     )  # fmt: skip
     services.attempts_resolve()
     intent.refresh_from_db()

@@ -10,9 +10,10 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from .errors import MengkaError, RateLimited
+from core.errors import MengkaError, RateLimited
 
-logger = logging.getLogger(__name__)
+# The package's name, as before it was a package: searches of the logs for unhandled API errors still match.
+logger = logging.getLogger("core.api")
 
 
 def error_body(error_type: str, code: str, message: str, param: str | None = None) -> dict[str, Any]:
