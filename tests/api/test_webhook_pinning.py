@@ -277,7 +277,7 @@ def tls_receiver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Re
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_context.load_cert_chain(cert_file, key_file)
     client_context = ssl.create_default_context(cafile=str(ca_file))
-    monkeypatch.setattr(services, "_tls_context", lambda: client_context)
+    monkeypatch.setattr("merchants.services.deliveries._tls_context", lambda: client_context)
     server = Receiver(tls=server_context)
     yield server
     server.close()

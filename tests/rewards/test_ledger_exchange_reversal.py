@@ -198,8 +198,9 @@ def test_source_points_whose_lot_expired_meanwhile_expire_at_once(holder, src, d
     earned_on, last_valid_day = lapsing_lot_dates(src)
     old = s.points_earn(cardholder_id=holder.pk, program=src, amount=600, idempotency_key="old", earned_on=earned_on)
     fresh = s.points_earn(cardholder_id=holder.pk, program=src, amount=600, idempotency_key="fresh")
-    with monkeypatch.context() as m:
-        m.setattr(s, "today", lambda: last_valid_day)  # the exchange spends the old lot on its last valid day
+    with monkeypatch.context() as m:  # the exchange spends the old lot on its last valid day
+        m.setattr("rewards.services.expiry.today", lambda: last_valid_day)
+        m.setattr("rewards.services.exchange.today", lambda: last_valid_day)
         exchange = s.points_exchange(
             cardholder_id=holder.pk, from_program=src, to_program=dst, amount=1000, idempotency_key="x"
         )
@@ -280,7 +281,8 @@ def test_any_sequence_of_partial_exchange_reversals_stays_exact(
         s.points_earn(cardholder_id=holder.pk, program=src, amount=amount - old + spare, idempotency_key=f"{tag}:fresh")
     try:
         with pytest.MonkeyPatch.context() as m:
-            m.setattr(s, "today", lambda: last_valid_day)
+            m.setattr("rewards.services.expiry.today", lambda: last_valid_day)
+            m.setattr("rewards.services.exchange.today", lambda: last_valid_day)
             exchange = s.points_exchange(
                 cardholder_id=holder.pk, from_program=src, to_program=dst, amount=amount, idempotency_key=f"{tag}:x"
             )

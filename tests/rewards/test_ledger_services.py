@@ -215,7 +215,7 @@ def test_reversing_a_spend_returns_points_to_their_lots_and_expired_ones_expire(
     )
     new = s.points_earn(cardholder_id=holder.pk, program=program, amount=60, idempotency_key="new")
     with monkeypatch.context() as m:
-        m.setattr(s, "today", lambda: dt.date(2024, 12, 31))  # the old lot's last valid day
+        m.setattr("rewards.services.expiry.today", lambda: dt.date(2024, 12, 31))  # the old lot's last valid day
         spend = s.points_redeem(cardholder_id=holder.pk, program=program, amount=100, idempotency_key="spend")
     reversal = s.transaction_reverse(transaction_id=spend.pk, amount=100, idempotency_key="undo")
     assert Lot.objects.get(earned_by=new).remaining == 60
@@ -235,8 +235,8 @@ def test_expiry_job_one_transaction_per_wallet_and_respects_holds(program, holde
         cardholder_id=holder.pk, program=program, amount=30, idempotency_key="b", earned_on=dt.date(2024, 2, 1)
     )
     s.points_earn(cardholder_id=holder.pk, program=program, amount=40, idempotency_key="c")
-    with monkeypatch.context() as m:
-        m.setattr(s, "today", lambda: dt.date(2024, 6, 1))  # the hold is taken while every lot is valid
+    with monkeypatch.context() as m:  # the hold is taken while every lot is valid
+        m.setattr("rewards.services.expiry.today", lambda: dt.date(2024, 6, 1))
         s.hold_create(cardholder_id=holder.pk, program=program, amount=50, idempotency_key="h")
     counts = s.lots_expire(on=dt.date(2025, 6, 1))
     # 100 overdue, of which the 50 held (holds take the soonest lots) wait for their hold; the 40 valid stay
@@ -277,7 +277,7 @@ def test_a_hold_expires_overdue_lots_first_and_a_later_expiry_the_same_day_posts
         cardholder_id=holder.pk, program=program, amount=50, idempotency_key="a", earned_on=dt.date(2024, 1, 1)
     )
     with monkeypatch.context() as m:
-        m.setattr(s, "today", lambda: dt.date(2024, 6, 1))
+        m.setattr("rewards.services.expiry.today", lambda: dt.date(2024, 6, 1))
         hold = s.hold_create(cardholder_id=holder.pk, program=program, amount=20, idempotency_key="h")
     s.points_earn(
         cardholder_id=holder.pk, program=program, amount=30, idempotency_key="b", earned_on=dt.date(2024, 2, 1)
@@ -443,7 +443,7 @@ def test_deadlocks_are_retried_not_reported_as_shortfalls(monkeypatch) -> None:
     from django.db import OperationalError
 
     # The test itself runs inside a transaction; retries happen only where the posting owns the outermost one.
-    monkeypatch.setattr(s, "connection", SimpleNamespace(in_atomic_block=False))
+    monkeypatch.setattr("rewards.services.posting.connection", SimpleNamespace(in_atomic_block=False))
 
     class Deadlock(Exception):
         pgcode = "40P01"
@@ -476,7 +476,7 @@ def test_jobs_run_through_job_run(program, holder, monkeypatch) -> None:
         cardholder_id=holder.pk, program=program, amount=10, idempotency_key="a", earned_on=dt.date(2020, 1, 1)
     )
     with monkeypatch.context() as m:
-        m.setattr(s, "today", lambda: dt.date(2020, 1, 1))
+        m.setattr("rewards.services.expiry.today", lambda: dt.date(2020, 1, 1))
         s.hold_create(
             cardholder_id=holder.pk,
             program=program,

@@ -1,0 +1,72 @@
+"""Merchants' writes, one module per concern; other apps, views, the API, the admin and the jobs call these names.
+
+onboarding  merchants, and the applications their sponsor bank's operators approve or reject
+settlement  a merchant's settlement account and its changes (four eyes)
+api_keys    secret keys: issued, rotated, revoked, their use recorded
+stores      a merchant's stores
+endpoints   webhook endpoints
+events      events, written with their deliveries in the changing transaction (the outbox)
+deliveries  sending deliveries to the endpoints' checked addresses, signed, with retries
+common      public ids and the sponsor bank's operators' say (used by the others)
+"""
+
+from .api_keys import IssuedKey, api_key_create, api_key_hash, api_key_revoke, api_key_rotate, api_key_touch
+from .common import new_public_id
+from .deliveries import (
+    MAX_ATTEMPTS,
+    RETRY_DELAYS,
+    BlockedHost,
+    WebhookTarget,
+    webhook_deliver,
+    webhook_deliveries_due,
+    webhook_delivery_resend,
+    webhook_signature,
+    webhook_target,
+)
+from .endpoints import CreatedEndpoint, webhook_endpoint_create, webhook_endpoint_delete, webhook_endpoint_update
+from .events import EVENT_TYPES, event_body, event_emit, events_emit
+from .onboarding import (
+    ApprovedApplication,
+    merchant_application_approve,
+    merchant_application_reject,
+    merchant_application_submit,
+    merchant_create,
+)
+from .settlement import settlement_account_check, settlement_change_approve, settlement_change_request
+from .stores import store_create
+
+__all__ = [
+    "EVENT_TYPES",
+    "MAX_ATTEMPTS",
+    "RETRY_DELAYS",
+    "ApprovedApplication",
+    "BlockedHost",
+    "CreatedEndpoint",
+    "IssuedKey",
+    "WebhookTarget",
+    "api_key_create",
+    "api_key_hash",
+    "api_key_revoke",
+    "api_key_rotate",
+    "api_key_touch",
+    "event_body",
+    "event_emit",
+    "events_emit",
+    "merchant_application_approve",
+    "merchant_application_reject",
+    "merchant_application_submit",
+    "merchant_create",
+    "new_public_id",
+    "settlement_account_check",
+    "settlement_change_approve",
+    "settlement_change_request",
+    "store_create",
+    "webhook_deliver",
+    "webhook_deliveries_due",
+    "webhook_delivery_resend",
+    "webhook_endpoint_create",
+    "webhook_endpoint_delete",
+    "webhook_endpoint_update",
+    "webhook_signature",
+    "webhook_target",
+]

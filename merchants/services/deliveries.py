@@ -1,0 +1,197 @@
+"""Sending webhook deliveries: signed, outside any transaction, retried with back-off for more than 24 hours.
+
+A delivery goes only to the address checked when the endpoint's host was resolved, and only to a public one (unless
+WEBHOOK_ALLOW_PRIVATE_HOSTS): no second lookup (DNS rebinding), no proxy, no redirects.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import ipaddress
+import json
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from core.audit import audit_record
+from core.crypto import decrypt
+
+from ..models import WebhookDelivery
+from .events import event_body
+
+# Back-off after each failed attempt; the last retry comes more than 24 hours after the event.
+RETRY_DELAYS = [
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=5),
+    timedelta(hours=10),
+    timedelta(hours=10),
+]
+MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
+DELIVERY_TIMEOUT = 10.0
+
+
+def webhook_signature(*, secret: str, timestamp: int, body: bytes) -> str:
+    """`t=<unix>,v1=<hex HMAC-SHA256 of "t.body">` under the endpoint's secret."""
+    signed = f"{timestamp}.".encode() + body
+    digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def webhook_deliver(*, delivery_id: int) -> WebhookDelivery:
+    """Sends one delivery if it is due (outside any transaction), then records the outcome and the next attempt."""
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = WebhookDelivery.objects.filter(
+            pk=delivery_id, status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now
+        ).update(next_attempt_at=now + timedelta(seconds=DELIVERY_TIMEOUT * 3))  # a lease against a second worker
+    delivery = WebhookDelivery.objects.select_related("event", "endpoint").get(pk=delivery_id)
+    if not claimed:
+        return delivery
+    body = json.dumps(event_body(delivery.event), separators=(",", ":"), ensure_ascii=False).encode()
+    timestamp = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "Mengka-Webhooks/1",
+        "Mengka-Signature": webhook_signature(
+            secret=decrypt(delivery.endpoint.secret_encrypted), timestamp=timestamp, body=body
+        ),
+    }
+    code: int | None = None
+    error = ""
+    try:
+        response = _webhook_post(webhook_target(delivery.endpoint.url), body=body, headers=headers)
+        code = response.status_code
+        if not 200 <= code < 300:
+            error = f"HTTP {code}"
+    except (httpx.HTTPError, httpx.InvalidURL, BlockedHost) as exc:
+        error = f"{type(exc).__name__}: {exc}"[:255]
+    attempts = delivery.attempts + 1
+    fields: dict[str, Any] = {"attempts": attempts, "response_code": code, "last_error": error}
+    if not error:
+        fields.update(status=WebhookDelivery.Status.SUCCEEDED, delivered_at=timezone.now(), next_attempt_at=None)
+    elif attempts >= MAX_ATTEMPTS:
+        fields.update(status=WebhookDelivery.Status.FAILED, next_attempt_at=None)
+    else:
+        fields.update(next_attempt_at=timezone.now() + RETRY_DELAYS[attempts - 1])
+    WebhookDelivery.objects.filter(pk=delivery_id).update(**fields)
+    delivery.refresh_from_db()
+    return delivery
+
+
+class BlockedHost(Exception):
+    """The endpoint resolves to an address Mengka must not call (loopback, private, link-local, multicast, ...)."""
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _public(ip: IPAddress) -> bool:
+    """Whether `ip` is a public unicast address, looking through IPv6 forms that carry an IPv4 address."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return _public(ip.ipv4_mapped)
+        embedded = ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is not None and not _public(embedded):
+            return False
+    return ip.is_global and not (
+        ip.is_multicast or ip.is_reserved or ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_unspecified
+    )
+
+
+@dataclass(frozen=True)
+class WebhookTarget:
+    """Where a delivery goes: the address checked when the endpoint's host was resolved, and nothing else.
+
+    Resolving once and connecting to that address closes the gap a second lookup would leave (DNS rebinding: a name
+    that answers a public address to the check and a private one to the connection).
+    """
+
+    url: str  # the endpoint's URL with the checked address in place of the host
+    address: str
+    host_header: str  # the endpoint's host (and port), as the receiver expects it
+    tls_hostname: str | None  # https: sent as SNI, and the name the certificate is verified against
+
+
+def webhook_target(url: str) -> WebhookTarget:
+    """Resolves the endpoint's host once; refuses it if any address is not public (unless
+    WEBHOOK_ALLOW_PRIVATE_HOSTS, for development and tests) and pins the first."""
+    parsed = httpx.URL(url)
+    host = parsed.raw_host.decode("ascii")  # IDNA-encoded, IPv6 without brackets
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise BlockedHost(f"cannot resolve {host}") from exc
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    if not addresses:
+        raise BlockedHost(f"cannot resolve {host}")
+    if not settings.WEBHOOK_ALLOW_PRIVATE_HOSTS and not all(_public(address) for address in addresses):
+        raise BlockedHost(f"{host} resolves to a non-public address")
+    address = str(addresses[0])
+    return WebhookTarget(
+        url=str(parsed.copy_with(host=address)),
+        address=address,
+        host_header=parsed.netloc.decode("ascii"),
+        tls_hostname=host if parsed.scheme == "https" else None,
+    )
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The usual trusted roots (or SSL_CERT_FILE / SSL_CERT_DIR when set), with hostname checking on: against the
+    endpoint's name, see `_webhook_post`."""
+    return httpx.create_ssl_context()
+
+
+def _webhook_post(target: WebhookTarget, *, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    """POSTs to the pinned address: the Host header and TLS (SNI and certificate check) use the endpoint's name.
+
+    No proxy from the environment (it would make its own lookup) and no redirects (they could lead anywhere)."""
+    extensions = {"sni_hostname": target.tls_hostname} if target.tls_hostname else {}
+    with httpx.Client(
+        verify=_tls_context(), trust_env=False, follow_redirects=False, timeout=DELIVERY_TIMEOUT
+    ) as client:
+        return client.post(
+            target.url, content=body, headers={**headers, "Host": target.host_header}, extensions=extensions
+        )
+
+
+def webhook_deliveries_due(*, limit: int = 500) -> list[int]:
+    return list(
+        WebhookDelivery.objects.filter(
+            status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=timezone.now()
+        ).values_list("pk", flat=True)[:limit]
+    )
+
+
+@transaction.atomic
+def webhook_delivery_resend(*, delivery: WebhookDelivery, actor: Any = None) -> WebhookDelivery:
+    """Queues a delivery again (after a give-up, or to send a succeeded one once more)."""
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        status=WebhookDelivery.Status.PENDING, next_attempt_at=timezone.now()
+    )
+    audit_record(
+        actor=actor,
+        action="webhook_delivery.resend",
+        obj=delivery,
+        bank_id=delivery.endpoint.merchant.sponsor_bank_id,
+    )
+    from ..tasks import webhook_deliver
+
+    pk = delivery.pk
+    transaction.on_commit(lambda: webhook_deliver.delay(pk))
+    delivery.refresh_from_db()
+    return delivery

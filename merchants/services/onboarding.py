@@ -1,0 +1,202 @@
+"""Onboarding: a merchant under its sponsor bank, created directly or from an application its operators approve.
+
+A sponsor holds an acquiring licence and is an active member (no 二清: the funds go through it). An approved
+application becomes the merchant with its settlement account, its first store (live, and its twin in test mode) and a
+test and a live key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from core.audit import audit_record, snapshot
+from core.crypto import encrypt
+from core.errors import Conflict, ValidationFailed
+from members.models import MemberBank
+
+from ..models import Merchant, MerchantApplication, Mode, SettlementAccount, Store
+from ..uscc import uscc_valid
+from .api_keys import IssuedKey, api_key_create
+from .common import require_operator_of
+from .settlement import account_digits, same_name
+from .stores import store_create
+
+
+@transaction.atomic
+def merchant_create(
+    *,
+    code: str,
+    legal_name: str,
+    display_name: str,
+    sponsor_bank: MemberBank,
+    category_code: str = "5999",
+    spend_category: str = "other",
+    actor: Any = None,
+) -> Merchant:
+    """Creates an active merchant under a sponsor that holds an acquiring licence (no 二清: funds go through it)."""
+    if not sponsor_bank.acquiring_licence or sponsor_bank.status != MemberBank.Status.ACTIVE:
+        raise ValidationFailed("The sponsor must be an active member with an acquiring licence.", param="sponsor_bank")
+    if Merchant.objects.filter(code=code).exists():
+        raise Conflict(f"A merchant with code {code} exists.", code="merchant_exists", param="code")
+    merchant = Merchant(
+        code=code,
+        legal_name=legal_name,
+        display_name=display_name,
+        sponsor_bank=sponsor_bank,
+        category_code=category_code,
+        spend_category=spend_category,
+    )
+    merchant.full_clean()
+    merchant.save()
+    audit_record(actor=actor, action="merchant.create", obj=merchant, after=snapshot(merchant), bank_id=sponsor_bank.pk)
+    return merchant
+
+
+@transaction.atomic
+def merchant_application_submit(
+    *,
+    legal_name: str,
+    display_name: str,
+    credit_code: str,
+    category_code: str,
+    spend_category: str,
+    sponsor_bank: MemberBank,
+    settlement_account_name: str,
+    settlement_bank_name: str,
+    settlement_account_number: str,
+    contact_name: str,
+    contact_phone: str,
+    contact_email: str,
+    store_name: str,
+    store_city: str,
+) -> MerchantApplication:
+    credit_code = credit_code.strip().upper()
+    if not uscc_valid(credit_code):
+        raise ValidationFailed(
+            "This is not a valid unified social credit code (GB 32100-2015 check character).",
+            code="invalid_credit_code",
+            param="credit_code",
+        )
+    if not sponsor_bank.acquiring_licence or sponsor_bank.status != MemberBank.Status.ACTIVE:
+        raise ValidationFailed("The sponsor must be an active member with an acquiring licence.", param="sponsor_bank")
+    if not same_name(settlement_account_name, legal_name):
+        raise ValidationFailed(
+            "The settlement account must be in the merchant's own legal name.",
+            code="settlement_account_not_own",
+            param="settlement_account_name",
+        )
+    digits = account_digits(settlement_account_number)
+    if MerchantApplication.objects.filter(
+        credit_code=credit_code, status__in=[MerchantApplication.Status.SUBMITTED, MerchantApplication.Status.APPROVED]
+    ).exists():
+        raise Conflict(
+            "An application for this credit code is open or approved.", code="application_exists", param="credit_code"
+        )
+    application = MerchantApplication(
+        legal_name=legal_name.strip(),
+        display_name=display_name.strip(),
+        credit_code=credit_code,
+        category_code=category_code,
+        spend_category=spend_category,
+        sponsor_bank=sponsor_bank,
+        settlement_account_name=settlement_account_name.strip(),
+        settlement_bank_name=settlement_bank_name.strip(),
+        settlement_account_encrypted=encrypt(digits),
+        settlement_account_last4=digits[-4:],
+        contact_name=contact_name.strip(),
+        contact_phone=contact_phone.strip(),
+        contact_email=contact_email.strip(),
+        store_name=store_name.strip(),
+        store_city=store_city.strip(),
+    )
+    try:
+        application.full_clean()
+    except DjangoValidationError as exc:
+        field, messages = next(iter(exc.message_dict.items()))
+        raise ValidationFailed(messages[0], param=field) from None
+    application.save()
+    audit_record(
+        actor=None,
+        action="merchant_application.submit",
+        obj=application,
+        after={"legal_name": application.legal_name, "credit_code": credit_code},
+        bank_id=sponsor_bank.pk,
+    )
+    return application
+
+
+@dataclass(frozen=True)
+class ApprovedApplication:
+    merchant: Merchant
+    store: Store
+    test_key: IssuedKey
+    live_key: IssuedKey
+
+
+@transaction.atomic
+def merchant_application_approve(*, application: MerchantApplication, actor: Any) -> ApprovedApplication:
+    """Creates the merchant, its settlement account, its first store (live, and its twin in test mode) and a test and
+    a live key (shown once)."""
+    locked = MerchantApplication.objects.select_for_update().select_related("sponsor_bank").get(pk=application.pk)
+    require_operator_of(actor, locked.sponsor_bank_id)
+    if locked.status != MerchantApplication.Status.SUBMITTED:
+        raise Conflict(f"This application is {locked.status}.", code="application_decided")
+    if not locked.risk_grade:
+        raise ValidationFailed("Grade the risk before approving.", code="risk_grade_required", param="risk_grade")
+    merchant = merchant_create(
+        code=f"MA{locked.pk:06d}",
+        legal_name=locked.legal_name,
+        display_name=locked.display_name,
+        sponsor_bank=locked.sponsor_bank,
+        category_code=locked.category_code,
+        spend_category=locked.spend_category,
+        actor=actor,
+    )
+    SettlementAccount.objects.create(
+        merchant=merchant,
+        account_name=locked.settlement_account_name,
+        bank_name=locked.settlement_bank_name,
+        account_encrypted=locked.settlement_account_encrypted,
+        account_last4=locked.settlement_account_last4,
+    )
+    store = store_create(merchant=merchant, code="S001", name=locked.store_name, city=locked.store_city, actor=actor)
+    # Its twin in test mode, so the sandbox starts with the same first store the test key can see.
+    store_create(
+        merchant=merchant, code="S001", name=locked.store_name, city=locked.store_city, livemode=False, actor=actor
+    )
+    test_key = api_key_create(merchant=merchant, mode=Mode.TEST, actor=actor)
+    live_key = api_key_create(merchant=merchant, mode=Mode.LIVE, actor=actor)
+    locked.status = MerchantApplication.Status.APPROVED
+    locked.merchant = merchant
+    locked.reviewed_by = actor
+    locked.reviewed_at = timezone.now()
+    locked.save(update_fields=["status", "merchant", "reviewed_by", "reviewed_at"])
+    audit_record(
+        actor=actor,
+        action="merchant_application.approve",
+        obj=locked,
+        after={"merchant": merchant.code, "risk_grade": locked.risk_grade},
+        bank_id=locked.sponsor_bank_id,
+    )
+    return ApprovedApplication(merchant=merchant, store=store, test_key=test_key, live_key=live_key)
+
+
+@transaction.atomic
+def merchant_application_reject(*, application: MerchantApplication, actor: Any, note: str = "") -> None:
+    locked = MerchantApplication.objects.select_for_update().get(pk=application.pk)
+    require_operator_of(actor, locked.sponsor_bank_id)
+    if locked.status != MerchantApplication.Status.SUBMITTED:
+        raise Conflict(f"This application is {locked.status}.", code="application_decided")
+    locked.status = MerchantApplication.Status.REJECTED
+    locked.review_note = note[:500]
+    locked.reviewed_by = actor
+    locked.reviewed_at = timezone.now()
+    locked.save(update_fields=["status", "review_note", "reviewed_by", "reviewed_at"])
+    audit_record(
+        actor=actor, action="merchant_application.reject", obj=locked, reason=note, bank_id=locked.sponsor_bank_id
+    )

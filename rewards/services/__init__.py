@@ -1,0 +1,64 @@
+"""The points ledger's writes, one module per concern. Other apps post points only through these names.
+
+posting      the machinery every posting uses: idempotency, the transaction row, locks in one order, the entries,
+             the retry after a deadlock
+accounts     wallets, points debts, the banks' sub-accounts and the CNY clearing accounts, created on first use
+lots         a wallet's lots: credits (a points debt paid off first), spends (soonest expiry first); the ledger's day
+obligations  what points are worth in CNY, and what one party owes another for them
+earn         earning points
+redeem       redeeming points
+holds        holding points, then posting or voiding the hold
+exchange     exchanging points between two banks' programmes
+reversal     reversing a transaction, wholly or in part, cumulatively
+expiry       expiring lots past their last valid day (the daily job, and before a spend)
+adjustments  manual adjustments, four eyes
+bulk         many earns in one transaction (settlement)
+
+See docs/ledger.md.
+"""
+
+from ..models import Purpose  # the purpose a caller names for `bank_points_account`
+from .accounts import account_get_or_create, bank_points_account, clearing_account, debt_account, wallet_account
+from .adjustments import adjustment_approve, adjustment_reject, adjustment_request
+from .bulk import EarnEvent, points_earn_bulk
+from .earn import EarnSource, points_earn
+from .exchange import ExchangeQuote, exchange_quote, points_exchange
+from .expiry import lots_expire
+from .holds import hold_create, hold_post, hold_void, holds_expire
+from .lots import lot_expiry, today
+from .obligations import Party, cny_units, points_value_units
+from .posting import retry_on_conflict
+from .redeem import points_redeem
+from .reversal import transaction_reverse
+
+__all__ = [
+    "EarnEvent",
+    "EarnSource",
+    "ExchangeQuote",
+    "Party",
+    "Purpose",
+    "account_get_or_create",
+    "adjustment_approve",
+    "adjustment_reject",
+    "adjustment_request",
+    "bank_points_account",
+    "clearing_account",
+    "cny_units",
+    "debt_account",
+    "exchange_quote",
+    "hold_create",
+    "hold_post",
+    "hold_void",
+    "holds_expire",
+    "lot_expiry",
+    "lots_expire",
+    "points_earn",
+    "points_earn_bulk",
+    "points_exchange",
+    "points_redeem",
+    "points_value_units",
+    "retry_on_conflict",
+    "today",
+    "transaction_reverse",
+    "wallet_account",
+]

@@ -1,0 +1,118 @@
+"""Manual adjustments, four eyes: one operator requests, another approves (the adjustment posts) or rejects.
+
+A credit forms a lot as an earn does; a debit spends lots as a redemption does. Every request and decision is audited.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from core.audit import audit_record
+from core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from members.models import PointsProgram
+
+from ..models import AdjustmentRequest, LedgerTransaction, Purpose
+from .accounts import bank_points_account, debt_account, wallet_account
+from .expiry import expire_overdue
+from .lots import credit_wallet, spend, today
+from .posting import Kind, Posting, begin, finish, request_hash, retry_on_conflict
+
+
+@transaction.atomic
+def adjustment_request(
+    *, cardholder_id: int, program: PointsProgram, amount: int, reason: str, requested_by: AbstractBaseUser
+) -> AdjustmentRequest:
+    if not isinstance(amount, int) or amount == 0:
+        raise ValidationFailed(_("An adjustment is a non-zero whole number of points."), param="amount")
+    if not reason.strip():
+        raise ValidationFailed(_("Give a reason for the adjustment."), param="reason")
+    request = AdjustmentRequest.objects.create(
+        cardholder_id=cardholder_id,
+        program=program,
+        bank_id=program.bank_id,
+        amount=amount,
+        reason=reason.strip(),
+        requested_by=requested_by,  # type: ignore[misc]
+    )
+    audit_record(
+        actor=requested_by,
+        action="ledger.adjustment.request",
+        obj=request,
+        after={"cardholder_id": cardholder_id, "program": program.unit_code, "amount": amount},
+        reason=request.reason,
+        bank_id=program.bank_id,
+    )
+    return request
+
+
+def _decide(request_id: int, approver: AbstractBaseUser) -> AdjustmentRequest:
+    request = AdjustmentRequest.objects.select_for_update().filter(pk=request_id).first()
+    if request is None:
+        raise NotFound(_("No such adjustment request."), param="request")
+    if request.status != AdjustmentRequest.Status.PENDING:
+        raise Conflict(_("This adjustment was already decided."))
+    if request.requested_by_id == approver.pk:
+        raise PermissionDenied(_("A second operator must approve an adjustment."))
+    return request
+
+
+@retry_on_conflict
+def adjustment_approve(*, request_id: int, approver: AbstractBaseUser) -> LedgerTransaction:
+    """A different operator approves: the adjustment posts (a credit forms a lot; a debit spends lots)."""
+    with transaction.atomic():
+        request = _decide(request_id, approver)
+        program = request.program
+        wallet = wallet_account(request.cardholder_id, program)
+        if request.amount < 0:
+            expire_overdue(wallet)
+        debt = debt_account(request.cardholder_id, program)
+        issuance = bank_points_account(program, Purpose.ISSUANCE, request.cardholder_id)
+        posting = begin(
+            kind=Kind.ADJUST,
+            key=f"adjustment:{request.pk}",
+            digest=request_hash(op="adjust", request=request.pk),
+            accounts=[wallet, debt, issuance],
+            actor=approver,
+            metadata={
+                "cardholder_id": request.cardholder_id,
+                "program_id": program.pk,
+                "direction": 1 if request.amount > 0 else -1,
+                "adjustment_request": request.pk,
+                "reason": request.reason,
+                "requested_by": request.requested_by_id,
+            },
+            points=abs(request.amount),
+        )
+        assert isinstance(posting, Posting)
+        if request.amount > 0:
+            posting.leg(issuance, -request.amount)
+            credit_wallet(posting, wallet=wallet, debt=debt, program=program, amount=request.amount, earned_on=today())
+        else:
+            spend(posting, wallet, issuance, -request.amount)
+        txn = finish(posting)
+        request.status, request.decided_at = AdjustmentRequest.Status.POSTED, timezone.now()
+        request.decided_by = approver  # type: ignore[assignment]
+        request.transaction = txn
+        request.save(update_fields=["status", "decided_by", "decided_at", "transaction"])
+        audit_record(
+            actor=approver,
+            action="ledger.adjustment.approve",
+            obj=request,
+            after={"transaction": txn.pk, "amount": request.amount},
+            reason=request.reason,
+            bank_id=request.bank_id,
+        )
+        return txn
+
+
+@transaction.atomic
+def adjustment_reject(*, request_id: int, approver: AbstractBaseUser, reason: str = "") -> AdjustmentRequest:
+    request = _decide(request_id, approver)
+    request.status, request.decided_at = AdjustmentRequest.Status.REJECTED, timezone.now()
+    request.decided_by = approver  # type: ignore[assignment]
+    request.save(update_fields=["status", "decided_by", "decided_at"])
+    audit_record(actor=approver, action="ledger.adjustment.reject", obj=request, reason=reason, bank_id=request.bank_id)
+    return request
