@@ -7,7 +7,7 @@ after sending) — it must be resolved by inquiry or reversal before anything el
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
@@ -92,14 +92,12 @@ class Inquiry:
 
 
 @dataclass(frozen=True)
-class ChargeRecord:
-    """A charge as the channel's own journal has it (for the orphan sweep)."""
+class JournalPage:
+    """The references of the charges a channel's journal records after a position, and the position to read on from
+    (for the orphan sweep, which keeps its place in each channel's journal)."""
 
-    reference: str
-    state: RemoteState
-    amount: int
-    currency: str
-    extra: dict[str, str] = field(default_factory=dict)
+    references: list[str]
+    position: int
 
 
 @dataclass(frozen=True)
@@ -130,6 +128,6 @@ class Connector(Protocol):
 
     def refund_inquire(self, request: RefundRequest) -> Inquiry: ...
 
-    def list_charges(self, channel: str, since_reference_prefix: str = "") -> list[ChargeRecord]: ...
+    def charges_after(self, channel: str, position: int, *, limit: int = 1000) -> JournalPage: ...
 
     def account_inquire(self, account_id: str) -> AccountBalance: ...

@@ -29,8 +29,8 @@ from .base import (
     AuthorizeRequest,
     CaptureRequest,
     ChannelResponse,
-    ChargeRecord,
     Inquiry,
+    JournalPage,
     Outcome,
     ReferenceRequest,
     RefundRequest,
@@ -274,31 +274,28 @@ class SimulatorConnector(HttpConnector):
                 return Inquiry(Outcome.APPROVED, RemoteState.REFUNDED, amount_refunded=int(refund.get("amount") or 0))
         return Inquiry(Outcome.APPROVED, RemoteState.NOT_FOUND, latency_ms=result.latency_ms)
 
-    def list_charges(self, channel: str, since_reference_prefix: str = "") -> list[ChargeRecord]:
-        """Every payment the channel's journal shows a charge for, with its current state."""
+    def charges_after(self, channel: str, position: int, *, limit: int = 1000) -> JournalPage:
+        """The charges the channel's journal records after `position` (its sequence numbers): sales and
+        authorisations it made, including those whose answer timed out. Reads at most `limit` journal rows, a page
+        of at most 1,000 at a time."""
         references: list[str] = []
-        seen: set[str] = set()
-        after = 0
-        while True:
-            result = self.call("GET", "/journal", query={"channel": channel, "after": after, "limit": 1000}, safe=True)
+        read = 0
+        while read < limit:
+            page = min(1_000, limit - read)
+            query = {"channel": channel, "after": position, "limit": page}
+            result = self.call("GET", "/journal", query=query, safe=True)
             if result.status != 200:
                 raise ConnectionError(f"journal of {channel} unavailable ({result.status})")
-            for row in result.body.get("data", []):
-                reference = row.get("reference") or ""
-                if (
-                    row.get("op") in ("sale", "authorise")
-                    and row.get("outcome") in ("ok", "charged_timeout")
-                    and reference.startswith(since_reference_prefix)
-                    and reference not in seen
-                ):
-                    seen.add(reference)
-                    references.append(reference)
+            rows = result.body.get("data", [])
+            references += [
+                row["reference"]
+                for row in rows
+                if row.get("op") in ("sale", "authorise")
+                and row.get("outcome") in ("ok", "charged_timeout")
+                and row.get("reference")
+            ]
+            read += len(rows)
+            position = int(result.body.get("next_after") or position)
             if not result.body.get("has_more"):
                 break
-            after = int(result.body.get("next_after") or 0)
-        charges = []
-        for reference in references:
-            inquiry = self.inquire(ReferenceRequest(channel, reference))
-            if inquiry.outcome == Outcome.APPROVED:
-                charges.append(ChargeRecord(reference, inquiry.state, inquiry.amount_authorized, ""))
-        return charges
+        return JournalPage(list(dict.fromkeys(references)), position)

@@ -16,8 +16,8 @@ from .base import (
     AuthorizeRequest,
     CaptureRequest,
     ChannelResponse,
-    ChargeRecord,
     Inquiry,
+    JournalPage,
     Outcome,
     ReferenceRequest,
     RefundRequest,
@@ -179,10 +179,8 @@ class InProcessConnector:
             return Inquiry(Outcome.APPROVED, RemoteState.NOT_FOUND)
         return Inquiry(Outcome.APPROVED, RemoteState.REFUNDED, amount_refunded=amount)
 
-    def list_charges(self, channel: str, since_reference_prefix: str = "") -> list[ChargeRecord]:
+    def charges_after(self, channel: str, position: int, *, limit: int = 1000) -> JournalPage:
+        """The charges made after `position` (a charge's place is its order of making, from 1)."""
         with self._lock:
-            return [
-                ChargeRecord(c.reference, c.state, c.amount, c.currency)
-                for c in self._charges.values()
-                if c.channel == channel and c.reference.startswith(since_reference_prefix)
-            ]
+            made = list(self._charges.values())[position : position + limit]
+            return JournalPage([c.reference for c in made if c.channel == channel], position + len(made))

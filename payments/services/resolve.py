@@ -13,8 +13,8 @@ from core.audit import audit_record
 from core.errors import ChannelError, Conflict
 
 from ..connectors import get_connector
-from ..connectors.base import Outcome, ReferenceRequest, RefundRequest, RemoteState
-from ..models import Channel, PaymentAttempt, PaymentIntent, Refund
+from ..connectors.base import ChannelResponse, Inquiry, Outcome, ReferenceRequest, RefundRequest, RemoteState
+from ..models import Channel, JournalCursor, PaymentAttempt, PaymentIntent, Refund, UnmatchedCharge
 from .attempts import attempt_claim, attempt_record, attempt_settle_unknown, capture_inquiry, logger
 from .cancel import cancel, cancel_finish
 from .capture import capture_finish, capture_not_made, payment_fail, payment_finish, restore_captured
@@ -148,34 +148,64 @@ class SweepReport:
     orphans_unresolved: int = 0
 
 
+MATCHED = (AttemptStatus.AUTHORIZED, AttemptStatus.CAPTURED, AttemptStatus.VOIDED)
+SWEEP_JOURNAL_ROWS = 5_000  # journal rows one sweep of a channel reads at most; the next run carries on
+
+
 def orphans_sweep(*, channel: Channel) -> SweepReport:
-    """Finds charges the channel has and we do not (no attempt, or an attempt we hold as failed) and reverses them."""
+    """Finds charges the channel made that we do not account for (no attempt, or one we hold as not charged) and
+    reverses them. Incremental: it reads the channel's journal on from where the last run stopped (`JournalCursor`),
+    and asks the channel only about charges not matched by an attempt — the new ones, and those an earlier run left
+    open (`UnmatchedCharge`: an attempt still unresolved, an inquiry or reversal that did not answer)."""
     report = SweepReport()
     connector = get_connector(channel.connector)
-    remote = connector.list_charges(channel.remote_id or channel.code)
-    ours = dict(
-        PaymentAttempt.objects.filter(reference__in=[charge.reference for charge in remote]).values_list(
-            "reference", "status"
-        )
-    )
-    live = {*CHARGED, AttemptStatus.VOIDED, *UNRESOLVED}
-    for charge in remote:
+    remote = channel.remote_id or channel.code
+    cursor, _ = JournalCursor.objects.get_or_create(channel=channel)
+    page = connector.charges_after(remote, cursor.position, limit=SWEEP_JOURNAL_ROWS)
+    waiting = list(UnmatchedCharge.objects.filter(channel=channel).values_list("reference", flat=True))
+    candidates = list(dict.fromkeys([*page.references, *waiting]))
+    ours = dict(PaymentAttempt.objects.filter(reference__in=candidates).values_list("reference", "status"))
+    still_open: dict[str, str] = {}
+    for reference in candidates:
         report.examined += 1
-        if charge.state not in CHARGED_STATES:
+        status = ours.get(reference)
+        if status in MATCHED:
             continue
-        if ours.get(charge.reference) in live:
+        if status in UNRESOLVED:
+            still_open[reference] = "attempt unresolved"  # the resolver settles it first
             continue
-        response = connector.reverse(ReferenceRequest(channel.remote_id or channel.code, charge.reference))
-        if response.outcome == Outcome.APPROVED:
-            report.orphans_reversed += 1
-            PaymentAttempt.objects.filter(reference=charge.reference).update(status=AttemptStatus.REVERSED)
-            audit_record(
-                actor=None,
-                action="payment.orphan_reversed",
-                object_type="payments.channelcharge",
-                object_id=charge.reference,
-                after={"channel": channel.code, "amount": charge.amount, "currency": charge.currency},
-            )
-        else:
+        request = ReferenceRequest(remote, reference)
+        try:
+            inquiry = connector.inquire(request)
+        except Exception:
+            logger.exception("inquiry raised for %s", reference)
+            inquiry = Inquiry(Outcome.UNKNOWN)
+        if inquiry.outcome != Outcome.APPROVED:
+            still_open[reference] = "inquiry unanswered"
+            continue
+        if inquiry.state not in CHARGED_STATES:
+            continue  # not (or no longer) charged
+        try:
+            response = connector.reverse(request)
+        except Exception:
+            logger.exception("reversal raised for %s", reference)
+            response = ChannelResponse(Outcome.UNKNOWN)
+        if response.outcome != Outcome.APPROVED:
             report.orphans_unresolved += 1
+            still_open[reference] = "reversal unanswered"
+            continue
+        report.orphans_reversed += 1
+        PaymentAttempt.objects.filter(reference=reference).update(status=AttemptStatus.REVERSED)
+        audit_record(
+            actor=None,
+            action="payment.orphan_reversed",
+            object_type="payments.channelcharge",
+            object_id=reference,
+            after={"channel": channel.code, "amount": inquiry.amount_authorized, "state": str(inquiry.state)},
+        )
+    with transaction.atomic():
+        UnmatchedCharge.objects.filter(channel=channel).exclude(reference__in=list(still_open)).delete()
+        for reference, reason in still_open.items():
+            UnmatchedCharge.objects.update_or_create(channel=channel, reference=reference, defaults={"reason": reason})
+        JournalCursor.objects.filter(pk=cursor.pk).update(position=page.position, swept_at=timezone.now())
     return report

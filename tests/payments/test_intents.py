@@ -345,6 +345,44 @@ def test_orphan_sweep_reverses_charges_we_do_not_know(world: dict[str, Any]) -> 
     assert (report.examined, report.orphans_reversed) == (2, 1)
     assert world["fake"].charge_count("ghost-1") == 0
     assert world["fake"].charge_count(known.public_id) == 1
+    assert services.orphans_sweep(channel=world["channel"]).examined == 0  # nothing new in the journal
+
+
+def test_the_orphan_sweep_reads_only_what_is_new_and_asks_only_about_what_is_unmatched(
+    world: dict[str, Any], monkeypatch: Any
+) -> None:
+    """Its work is bounded by what the journal gained since the last run, not by all history: payments we account
+    for are matched without asking the channel; a charge it could not settle is looked at again, and only it."""
+    from payments.connectors.base import AuthorizeRequest, Inquiry, Outcome
+    from payments.models import UnmatchedCharge
+
+    fake = world["fake"]
+    asked: list[str] = []
+    inquire = fake.inquire
+
+    def counted(request: Any) -> Any:
+        asked.append(request.reference)
+        return inquire(request)
+
+    monkeypatch.setattr(fake, "inquire", counted)
+    for amount in range(1_000, 1_010):
+        pay(world, amount)
+    assert services.orphans_sweep(channel=world["channel"]).examined == 10
+    assert asked == []  # matched by our attempts: the channel is not asked
+    for amount in range(1_010, 1_030):
+        pay(world, amount)
+    fake.authorize(AuthorizeRequest("acq-main", "ghost-2", 999, "CNY", "card", "t", True, "m"))
+    monkeypatch.setattr(fake, "inquire", lambda request: asked.append(request.reference) or Inquiry(Outcome.UNKNOWN))
+    report = services.orphans_sweep(channel=world["channel"])
+    assert (report.examined, report.orphans_reversed) == (21, 0)  # the 20 new payments and the ghost
+    assert asked == ["ghost-2"]
+    assert UnmatchedCharge.objects.get().reason == "inquiry unanswered"
+    monkeypatch.setattr(fake, "inquire", counted)
+    report = services.orphans_sweep(channel=world["channel"])
+    assert (report.examined, report.orphans_reversed) == (1, 1)  # only the charge left open
+    assert asked == ["ghost-2", "ghost-2"]
+    assert not UnmatchedCharge.objects.exists()
+    assert fake.charge_count("ghost-2") == 0
 
 
 def test_channel_refusing_a_void_keeps_the_payment(world: dict[str, Any]) -> None:
