@@ -23,13 +23,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -116,8 +116,9 @@ def run_idempotent(
         return execute()
     print_ = fingerprint(operation, request)
     try:
-        # A savepoint inside a caller's transaction keeps it usable when the key is taken already.
-        with transaction.atomic():
+        # On its own the INSERT commits at once (a taken key leaves nothing to roll back); inside a caller's
+        # transaction a savepoint keeps that transaction usable when the key is taken already.
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
             record = IdempotencyRecord.objects.create(
                 scope=scope, key=key, operation=operation, fingerprint=print_, state=State.IN_PROGRESS
             )
