@@ -495,3 +495,32 @@ def test_a_capture_whose_answer_was_lost_and_never_made_is_told_as_authorised_ag
     assert (intent.status, intent.amount_captured) == ("requires_capture", 0)
     told = list(Event.objects.filter(object_id=intent.public_id).order_by("pk").values_list("type", flat=True))
     assert told == ["payment.created", "payment.requires_capture", "payment.processing", "payment.requires_capture"]
+
+
+@pytest.mark.parametrize(("amount", "settled"), [(4_000, "succeeded"), (4_051, "failed")])
+def test_a_failure_between_the_channels_answer_and_its_recording_is_settled_by_the_resolver(
+    world: dict[str, Any], monkeypatch: Any, amount: int, settled: str
+) -> None:
+    """The channel charged (or declined), and the step that records its answer fails: the payment is left
+    `processing` with its attempt pending under the request's claim. Once the claim lapses the resolver asks the
+    channel and settles it — charged once, or failed — never leaving it processing."""
+    from payments.services import capture as capture_module
+    from payments.services import intents
+
+    def recording_fails(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(intents, "payment_finish", recording_fails)
+    monkeypatch.setattr(capture_module, "_fail", recording_fails)
+    with pytest.raises(RuntimeError):
+        pay(world, amount)
+    intent = PaymentIntent.objects.get()
+    attempt = intent.attempts.get()
+    assert (intent.status, attempt.status) == ("processing", "pending")
+    monkeypatch.undo()
+    assert services.attempts_resolve(older_than=dt.timedelta(0)).examined == 0  # still the request's claim
+    PaymentAttempt.objects.filter(pk=attempt.pk).update(claimed_until=timezone.now() - dt.timedelta(seconds=1))
+    services.attempts_resolve(older_than=dt.timedelta(0))
+    intent.refresh_from_db()
+    assert intent.status == settled
+    assert world["fake"].charge_count(intent.public_id) == (1 if settled == "succeeded" else 0)
