@@ -90,10 +90,17 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# Redis clients built by core.redis_fallback (the cache's among them) give up connecting after REDIS_CONNECT_TIMEOUT
+# seconds and waiting for a reply after REDIS_SOCKET_TIMEOUT. Each use of Redis then falls back, leaves Redis alone
+# for REDIS_RECHECK_SECONDS and warns at most once every REDIS_FALLBACK_WARNING_SECONDS.
+REDIS_CONNECT_TIMEOUT = env.float("REDIS_CONNECT_TIMEOUT", default=0.5)
+REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=0.5)
+REDIS_RECHECK_SECONDS = env.float("REDIS_RECHECK_SECONDS", default=5.0)
+REDIS_FALLBACK_WARNING_SECONDS = env.float("REDIS_FALLBACK_WARNING_SECONDS", default=60.0)
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "core.cache.RedisCacheWithFallback",  # Django's RedisCache, this process's own while Redis fails
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "mengka",
         }
