@@ -83,14 +83,19 @@ def test_a_fallback_skips_redis_for_a_pause_after_a_failure_then_tries_again(set
 def test_every_redis_client_gives_up_on_a_redis_that_never_answers(
     point_redis_at: Callable[[str], None], silent_redis: SilentServer, settings: Any
 ) -> None:
-    """The cache's and the counting script's: each connects to a server that accepts and never replies, and gives up
-    (falling back)."""
+    """The cache's, the counting script's, the risk counters' and the breakers': each connects to a server that
+    accepts and never replies, and gives up (falling back)."""
+    from payments.health import BreakerPolicy, RedisHealth
+    from payments.risk import RedisCounters
+
     settings.REDIS_RECHECK_SECONDS = 0  # no pause after a failure: each client waits on the silent server itself
     point_redis_at(silent_redis.url)
     with no_hang():
         cache.set("k", "v")
         assert cache.get("k") == "v"  # this process's own, while Redis does not answer
         assert window_count("count", 60) == 1
+        assert RedisCounters(silent_redis.url).add([("x", 1, 60)]) == [1]
+        assert RedisHealth(silent_redis.url).allow("channel", BreakerPolicy()) is True
 
 
 @pytest.mark.redis
