@@ -1,6 +1,6 @@
 """Redis clients with bounded waits, and what each use of Redis does while Redis cannot be reached.
 
-Every client the platform builds (`redis_client`, the cache's) gives up connecting after
+Every client the platform builds (`redis_client`, the cache's, Celery's) gives up connecting after
 `REDIS_CONNECT_TIMEOUT` seconds and waiting for a reply after `REDIS_SOCKET_TIMEOUT`, and never retries by itself: a
 request never hangs on Redis.
 

@@ -26,6 +26,7 @@ from django.views.decorators.debug import sensitive_variables
 from core.audit import audit_record, snapshot
 from core.calendar import local_now
 from core.crypto import encrypt, keyed_hash
+from core.enqueue import enqueue_on_commit
 from core.errors import Conflict, RateLimited, ValidationFailed
 from core.logging import luhn_valid
 from core.text import ascii_digits
@@ -381,8 +382,8 @@ def _refuse_too_many_starts(cardholder: Cardholder) -> None:
 def _enqueue_expiry(challenge: BindingChallenge) -> None:
     from .tasks import binding_challenge_expire
 
-    challenge_id = challenge.pk
-    transaction.on_commit(lambda: binding_challenge_expire.apply_async(args=(challenge_id,), eta=challenge.expires_at))
+    otherwise = "no job does: binding_verify closes it when its code comes late (a pending binding is unusable)"
+    enqueue_on_commit(binding_challenge_expire, (challenge.pk,), eta=challenge.expires_at, otherwise=otherwise)
 
 
 # --- binding a card ----------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from core.audit import audit_record, snapshot
 from core.crypto import decrypt, encrypt
+from core.enqueue import enqueue_on_commit
 from core.errors import Conflict, PermissionDenied, ValidationFailed
 from core.text import ascii_digits
 from members.models import MemberBank
@@ -367,7 +368,7 @@ def events_emit(*, merchant: Merchant, events: list[tuple[str, dict[str, Any]]],
     if delivery_ids:
         from .tasks import webhook_deliver
 
-        transaction.on_commit(lambda: [webhook_deliver.delay(pk) for pk in delivery_ids])
+        enqueue_on_commit(webhook_deliver, *[(pk,) for pk in delivery_ids], otherwise="webhooks_retry sends it")
     return rows
 
 
@@ -530,8 +531,7 @@ def webhook_delivery_resend(*, delivery: WebhookDelivery, actor: Any = None) -> 
     )
     from .tasks import webhook_deliver
 
-    pk = delivery.pk
-    transaction.on_commit(lambda: webhook_deliver.delay(pk))
+    enqueue_on_commit(webhook_deliver, (delivery.pk,), otherwise="webhooks_retry sends it")
     delivery.refresh_from_db()
     return delivery
 

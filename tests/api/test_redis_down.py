@@ -1,16 +1,23 @@
-"""The merchant API and the documented example client with Redis down."""
+"""The merchant API and the documented example client with Redis down, and with the task broker down."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import httpx
 import pytest
 from django.core.wsgi import get_wsgi_application
+from kombu.exceptions import OperationalError
 
 from examples.merchant_client import Mengka, code_on_the_phone
+from merchants import services as merchant_services
 from merchants.authentication import ApiKeyRateThrottle
+from merchants.models import WebhookDelivery
+from merchants.tasks import webhook_deliver, webhooks_retry
+from settings.celery import app as celery_app
 from tests.api.conftest import World, idem, pay_body
+from tests.api.test_webhooks import Receiver
 from tests.redis_faults import no_hang
 
 pytestmark = pytest.mark.django_db
@@ -46,3 +53,37 @@ def test_the_rate_limit_lets_requests_through_with_a_warning_when_redis_is_down(
     warnings = [record.getMessage() for record in caplog.records if "rate_limit falls back" in record.getMessage()]
     assert len(warnings) == 1
     assert "API requests are let through uncounted" in warnings[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_payment_whose_webhook_cannot_be_queued_still_answers_and_the_job_sends_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker is down when the committed payment queues its webhook: `apply_async` raises kombu's
+    OperationalError, as it does against a closed port (tests/core/test_redis_down.py). The API still answers with
+    the payment, and the scheduled `merchants.webhooks_retry` sends the delivery left pending."""
+    receiver = Receiver()
+    try:
+        merchant_services.webhook_endpoint_create(
+            merchant=world.merchant, url=receiver.url, event_types=["payment.succeeded"], livemode=False
+        )
+
+        def broker_down(*args: Any, **kwargs: Any) -> None:
+            raise OperationalError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+
+        monkeypatch.setattr(celery_app.conf, "task_always_eager", False)
+        monkeypatch.setattr(webhook_deliver, "apply_async", broker_down)
+        status, payment = world.api.post("payments", pay_body(world.card), key=idem())
+        assert (status, payment["status"]) == (201, "succeeded")
+        delivery = WebhookDelivery.objects.get()
+        assert (delivery.status, delivery.attempts) == ("pending", 0)
+        assert receiver.requests == []
+
+        monkeypatch.undo()
+        assert webhooks_retry() == 1
+        delivery.refresh_from_db()
+        assert (delivery.status, delivery.attempts) == ("succeeded", 1)
+        assert len(receiver.requests) == 1
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()

@@ -1,16 +1,19 @@
-"""Redis down, silent or back again: signing in, the cache, and the fallbacks themselves."""
+"""Redis down, silent or back again: signing in, the cache, the fallbacks themselves, and sending tasks."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
+from celery import Celery
 from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
+from kombu.exceptions import OperationalError
 
 from core.cache import shared_cache_down
 from core.counters import window_count
@@ -20,6 +23,7 @@ from tests.redis_faults import CLOSED, RedisProxy, SilentServer, no_hang
 
 pytestmark = pytest.mark.django_db
 
+_apps = itertools.count()
 LOCKED_EN = "Too many failed sign-ins. Please wait 15 minutes and try again."
 
 
@@ -83,8 +87,8 @@ def test_a_fallback_skips_redis_for_a_pause_after_a_failure_then_tries_again(set
 def test_every_redis_client_gives_up_on_a_redis_that_never_answers(
     point_redis_at: Callable[[str], None], silent_redis: SilentServer, settings: Any
 ) -> None:
-    """The cache's, the counting script's, the risk counters' and the breakers': each connects to a server that
-    accepts and never replies, and gives up (falling back)."""
+    """The cache's, the counting script's, the risk counters', the breakers' and the task broker's: each connects to a
+    server that accepts and never replies, and gives up (falling back, or raising the broker's error)."""
     from payments.health import BreakerPolicy, RedisHealth
     from payments.risk import RedisCounters
 
@@ -96,6 +100,33 @@ def test_every_redis_client_gives_up_on_a_redis_that_never_answers(
         assert window_count("count", 60) == 1
         assert RedisCounters(silent_redis.url).add([("x", 1, 60)]) == [1]
         assert RedisHealth(silent_redis.url).allow("channel", BreakerPolicy()) is True
+        broker = _app_from_settings(silent_redis.url)
+        with pytest.raises(OperationalError):
+            broker.tasks[f"{broker.main}.noop"].delay(1)
+
+
+def _app_from_settings(broker: str) -> Celery:
+    """A Celery app configured from Django settings as the platform's is (settings/celery.py), on `broker`."""
+    app = Celery(f"redis-down-{next(_apps)}", set_as_current=False)
+    app.config_from_object("django.conf:settings", namespace="CELERY")
+    app.conf.update(broker_url=broker, result_backend=broker, task_always_eager=False)
+
+    @app.task(name=f"{app.main}.noop")
+    def noop(value: int) -> int:
+        return value
+
+    return app
+
+
+def test_sending_a_task_to_a_broker_that_is_down_fails_at_once_with_the_brokers_error() -> None:
+    """What a request that sends a task after commit meets when the broker is down (core.enqueue logs it): kombu's
+    OperationalError, without waiting on a result backend (tasks' results are not kept)."""
+    app = _app_from_settings(CLOSED)
+    with no_hang(10):
+        with pytest.raises(OperationalError):
+            app.tasks[f"{app.main}.noop"].delay(1)
+        with pytest.raises(OperationalError):
+            app.tasks[f"{app.main}.noop"].apply_async(args=(1,), countdown=60)
 
 
 @pytest.mark.redis
