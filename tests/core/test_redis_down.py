@@ -1,4 +1,4 @@
-"""Redis down, silent or back again: signing in, the cache, the fallbacks themselves, and sending tasks."""
+"""Redis down, silent or back again: signing in, /healthz, the cache, the fallbacks themselves, and sending tasks."""
 
 from __future__ import annotations
 
@@ -64,6 +64,22 @@ def test_a_redis_that_never_answers_does_not_hold_a_sign_in(
         assert portal_sign_in(Client(), make_cardholder().user.username, PASSWORD).status_code == 302
 
 
+def test_healthz_reports_redis_down_and_the_fallbacks_in_use(client: Client, redis_down: None) -> None:
+    portal_sign_in(Client(), make_cardholder().user.username, "wrong")  # the cache and the counts fall back
+    with no_hang():
+        response = client.get("/healthz")
+    body = response.json()
+    assert response.status_code == 200  # the platform serves on its fallbacks: a load balancer keeps it
+    assert body["status"] == "degraded"
+    assert body["database"]["ok"] is True
+    redis_check = body["redis"]
+    assert (redis_check["ok"], redis_check["configured"], redis_check["error"]) == (False, True, "ConnectionError")
+    fallbacks = redis_check["fallbacks"]
+    assert fallbacks["cache"] == "this process's own local-memory cache (sign-in lockouts count per process)"
+    assert fallbacks["window_counts"] == "counts kept by each process (the sign-in lockout's failures)"
+    assert {"risk_counters", "breakers", "rate_limit", "tasks"} <= set(fallbacks)
+
+
 def test_a_fallback_skips_redis_for_a_pause_after_a_failure_then_tries_again(settings: Any) -> None:
     settings.REDIS_RECHECK_SECONDS = 3600
     use = RedisFallback("test_use", "the test's stand-in")
@@ -87,8 +103,9 @@ def test_a_fallback_skips_redis_for_a_pause_after_a_failure_then_tries_again(set
 def test_every_redis_client_gives_up_on_a_redis_that_never_answers(
     point_redis_at: Callable[[str], None], silent_redis: SilentServer, settings: Any
 ) -> None:
-    """The cache's, the counting script's, the risk counters', the breakers' and the task broker's: each connects to a
-    server that accepts and never replies, and gives up (falling back, or raising the broker's error)."""
+    """The cache's, the counting script's, the risk counters', the breakers', /healthz's and the task broker's: each
+    connects to a server that accepts and never replies, and gives up (falling back, or raising the broker's error)."""
+    from core.health import check_redis
     from payments.health import BreakerPolicy, RedisHealth
     from payments.risk import RedisCounters
 
@@ -100,6 +117,7 @@ def test_every_redis_client_gives_up_on_a_redis_that_never_answers(
         assert window_count("count", 60) == 1
         assert RedisCounters(silent_redis.url).add([("x", 1, 60)]) == [1]
         assert RedisHealth(silent_redis.url).allow("channel", BreakerPolicy()) is True
+        assert check_redis()["ok"] is False
         broker = _app_from_settings(silent_redis.url)
         with pytest.raises(OperationalError):
             broker.tasks[f"{broker.main}.noop"].delay(1)
