@@ -6,6 +6,7 @@ window of `SIGNIN_FAILURE_WINDOW_SECONDS` from its first failure. When a count r
 `SIGNIN_LOCKOUT_SECONDS`: every sign-in for it is refused, even with the right password, without checking the password,
 and the lockout is written to the audit log once. The counts live in the cache (Redis in production, shared by every
 web process) and are shared by both sign-in pages, so a password cannot be guessed on one page after the other locked.
+While Redis cannot be reached each web process counts and locks on its own (`core.cache`): signing in still works.
 A successful sign-in clears its username's count but never the address's: otherwise someone with one account could
 reset the address count between guesses at others.
 """

@@ -12,9 +12,10 @@ from .idempotency import idempotency_records_prune
 from .jobs import job_run
 
 
-@shared_task(name="core.ping", bind=True)
+@shared_task(name="core.ping", bind=True, ignore_result=False)
 def ping(self: Any, token: str) -> dict[str, Any]:
-    """Answers who ran it: proves a real worker consumed the message (not eager mode)."""
+    """Answers who ran it: proves a real worker consumed the message (not eager mode). The one task whose result is
+    kept (CELERY_TASK_IGNORE_RESULT): its caller waits for it."""
     return {
         "token": token,
         "eager": bool(self.request.is_eager),

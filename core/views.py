@@ -16,5 +16,7 @@ def home(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
+    """200 while the platform can serve — with Redis down too, on its fallbacks ("degraded"), so a load balancer keeps
+    every web process — and 503 when the database does not answer."""
     report = health()
-    return JsonResponse(report, status=200 if report["status"] == "ok" else 503)
+    return JsonResponse(report, status=503 if report["status"] == "down" else 200)

@@ -13,13 +13,15 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
-from core.counters import window_count
+from core.counters import window_count_if_shared
+from core.redis_fallback import RedisFallback
 
 from .models import ApiKey, Merchant
 from .selectors import api_key_by_hash
 from .services import api_key_hash, api_key_touch
 
 MAX_KEY_LENGTH = 200
+_UNCOUNTED = RedisFallback("rate_limit", "no rate limit: API requests are let through uncounted")
 
 
 class MerchantPrincipal:
@@ -78,7 +80,8 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
     """Requests per API key in fixed windows of the rate's period (`API_RATE_PER_KEY`, e.g. 100/second), counted
     in the shared cache (Redis when configured) by one atomic increment: racing processes never lose a count, and no
     request history is read and rewritten on every call (DRF's default keeps a list of timestamps per key). The
-    refusal's Retry-After is the time to the next window."""
+    refusal's Retry-After is the time to the next window. While Redis cannot be reached the limit is open: requests
+    pass uncounted, with a warning logged (`core.redis_fallback`), rather than fail or be counted per process."""
 
     scope = "api_key"
     num_requests: int  # set from the rate by SimpleRateThrottle
@@ -93,7 +96,8 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
         self.now = self.timer()
         window = int(self.now // self.duration)
         self.window_ends = (window + 1) * self.duration
-        return window_count(f"{key}:{window}", int(self.duration)) <= self.num_requests
+        count = window_count_if_shared(f"{key}:{window}", int(self.duration), fallback=_UNCOUNTED)
+        return count is None or count <= self.num_requests
 
     def wait(self) -> float:
         return max(self.window_ends - self.now, 0.0)

@@ -3,6 +3,8 @@
 closed → open on N consecutive failures, or a failure rate over the window → half-open after the cool-down, letting one
 probe through → closed on its success, open again on its failure. Only channel failures count (errors, timeouts), never
 a card's decline. With Redis configured the state lives there, so every web process agrees; otherwise in-process.
+While Redis cannot be reached the Redis store keeps the breakers in the process instead (`core.redis_fallback`), and
+goes back to Redis as soon as it answers.
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from django.conf import settings
+
+from core.redis_fallback import RedisFallback, redis_client
+
+T = TypeVar("T")
 
 
 class BreakerState(StrEnum):
@@ -171,17 +177,24 @@ return 0
 """
 
 
+_IN_PROCESS = RedisFallback("breakers", "per-process circuit breakers and channel outcomes")
+
+
 class RedisHealth:
+    """The breakers in Redis; while Redis cannot be reached, in `local` (this process's own, `_IN_PROCESS`)."""
+
     prefix = "mengka:health"
 
     def __init__(self, url: str, clock: Any = time.time) -> None:
-        import redis
-
         self.url = url
-        self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self.client = redis_client(url)
         self._record = self.client.register_script(_RECORD)
         self._allow = self.client.register_script(_ALLOW)
         self.clock = clock
+        self.local = InProcessHealth(clock=clock)
+
+    def _either(self, shared: Callable[[], T], local: Callable[[InProcessHealth], T]) -> T:
+        return _IN_PROCESS.call(self.url, shared, lambda: local(self.local))
 
     def _keys(self, channel: str, method: str = "") -> list[str]:
         return [
@@ -191,10 +204,17 @@ class RedisHealth:
         ]
 
     def reset(self) -> None:
+        self.local.reset()
         for key in self.client.scan_iter(f"{self.prefix}:*"):
             self.client.delete(key)
 
     def record(self, channel: str, method: str, success: bool, policy: BreakerPolicy) -> BreakerState:
+        return self._either(
+            lambda: self._record_shared(channel, method, success, policy),
+            lambda local: local.record(channel, method, success, policy),
+        )
+
+    def _record_shared(self, channel: str, method: str, success: bool, policy: BreakerPolicy) -> BreakerState:
         args = [
             int(success),
             self.clock(),
@@ -207,6 +227,11 @@ class RedisHealth:
         return BreakerState(state.decode() if isinstance(state, bytes) else state)
 
     def success_rate(self, channel: str, method: str) -> tuple[float, int]:
+        return self._either(
+            lambda: self._success_rate_shared(channel, method), lambda local: local.success_rate(channel, method)
+        )
+
+    def _success_rate_shared(self, channel: str, method: str) -> tuple[float, int]:
         items: list[bytes] = self.client.lrange(self._keys(channel, method)[2], 0, -1)  # type: ignore[assignment]
         if not items:
             return 0.0, 0
@@ -218,6 +243,9 @@ class RedisHealth:
     def states(self, channels: Sequence[tuple[str, BreakerPolicy]]) -> dict[str, BreakerState]:
         if not channels:
             return {}
+        return self._either(lambda: self._states_shared(channels), lambda local: local.states(channels))
+
+    def _states_shared(self, channels: Sequence[tuple[str, BreakerPolicy]]) -> dict[str, BreakerState]:
         if len(channels) == 1:  # one command: no pipeline to build
             (channel, policy), key = channels[0], self._keys(channels[0][0])[0]
             values: list[bytes | None] = self.client.hmget(key, ["state", "opened_at"])  # type: ignore[assignment]
@@ -244,7 +272,10 @@ class RedisHealth:
         return parse
 
     def allow(self, channel: str, policy: BreakerPolicy) -> bool:
-        return bool(self._allow(keys=self._keys(channel)[:1], args=[self.clock(), policy.cooldown_seconds]))
+        return self._either(
+            lambda: bool(self._allow(keys=self._keys(channel)[:1], args=[self.clock(), policy.cooldown_seconds])),
+            lambda local: local.allow(channel, policy),
+        )
 
 
 def _breaker_state(values: list[bytes | None], policy: BreakerPolicy, now: float) -> BreakerState:

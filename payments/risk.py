@@ -4,7 +4,9 @@ Counters are fixed windows (the current minute, hour, local day) per card, cardh
 an amount. A payment is added to its counters first and checked against the new values, so two racing payments never
 both slip under a cap; a blocked payment takes itself back out. Payments that pass count even if a channel later
 declines them: velocity is about attempts. With `REDIS_URL` the counters live in Redis (one Lua script adds to all of a
-payment's counters, keys expire after their window); otherwise in the process (tests, a single process).
+payment's counters, keys expire after their window); otherwise in the process (tests, a single process). While Redis
+cannot be reached the Redis store counts in the process instead (`core.redis_fallback`: a warning at most once a
+minute, Redis again as soon as it answers), so payments go on with each process enforcing the limits on what it saw.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 from django.conf import settings
 
 from core.calendar import local_now
+from core.redis_fallback import RedisFallback, redis_client
 
 from .health import BreakerPolicy, BreakerState, HealthStore, RedisHealth
 from .models import PaymentIntent, RiskBlock, RiskOutcome, RiskRule
@@ -75,28 +78,43 @@ return totals
 """
 
 
+_IN_PROCESS = RedisFallback("risk_counters", "in-process velocity counters (each process counts its own payments)")
+
+
 class RedisCounters:
+    """The counters in Redis; while Redis cannot be reached, in `local` (this process's own, `_IN_PROCESS`)."""
+
     prefix = "mengka:risk"
 
     def __init__(self, url: str) -> None:
-        import redis
-
         self.url = url
-        self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self.client = redis_client(url)
         self._increment = self.client.register_script(_INCREMENT_SCRIPT)
+        self.local = InProcessCounters()
 
     def add(self, increments: list[tuple[str, int, int]]) -> list[int]:
         """One round trip and one command for all of them (a pipeline of INCRBY + EXPIRE pairs packs twice as many
         commands in Python: ~0.2 ms a payment)."""
+        return _IN_PROCESS.call(self.url, lambda: self._add(increments), lambda: self.local.add(increments))
+
+    def _add(self, increments: list[tuple[str, int, int]]) -> list[int]:
         keys, args = self._script_input(increments)
         return [int(total) for total in self._increment(keys=keys, args=args)]
 
     def add_along(
         self, increments: list[tuple[str, int, int]], queue: Callable[[Any], Callable[[list[Any]], T]]
-    ) -> tuple[list[int], T]:
+    ) -> tuple[list[int], T | None]:
         """`add`, and in the same round trip the reads `queue` puts on the pipeline it is given (of this store's
-        Redis); returns the totals and what `queue`'s parser makes of its replies. The reads may run twice: if Redis
-        has lost the script (a restart), nothing ran, and the round trip is made again with the script loaded."""
+        Redis); returns the totals and what `queue`'s parser makes of its replies — None when Redis could not be
+        reached (the totals are then the in-process ones). The reads may run twice: if Redis has lost the script (a
+        restart), nothing ran, and the round trip is made again with the script loaded."""
+        return _IN_PROCESS.call(
+            self.url, lambda: self._add_along(increments, queue), lambda: (self.local.add(increments), None)
+        )
+
+    def _add_along(
+        self, increments: list[tuple[str, int, int]], queue: Callable[[Any], Callable[[list[Any]], T]]
+    ) -> tuple[list[int], T]:
         from redis.exceptions import NoScriptError
 
         keys, args = self._script_input(increments)
@@ -119,6 +137,7 @@ class RedisCounters:
         return keys, [value for _key, amount, ttl in increments for value in (amount, ttl)]
 
     def reset(self) -> None:
+        self.local.reset()
         for key in self.client.scan_iter(f"{self.prefix}:*"):
             self.client.delete(key)
 
@@ -254,7 +273,7 @@ def assess(
             )
         else:
             values = store.add(increments)
-    except Exception:
+    except Exception:  # not Redis being down (the Redis store counts in the process then): a store that is broken
         assessment.flag(RiskOutcome.REVIEW, "risk_counters_unavailable", "Velocity counters are unavailable.")
         return assessment
     assessment.counted = increments

@@ -2,7 +2,8 @@
 
 The configuration (channels, rules, error policies) is loaded into plain dataclasses and cached in the process; a
 version number in the shared cache, bumped whenever an operator saves a rule or channel, makes every process reload
-within `ROUTING_CONFIG_TTL` seconds — rules edited in the admin take effect without a restart.
+within `ROUTING_CONFIG_TTL` seconds — rules edited in the admin take effect without a restart. While the shared cache
+is down (Redis unreachable) every process reloads the configuration every `ROUTING_CONFIG_TTL` seconds instead.
 
 A decision is a pure function of the payment's context, that configuration, channel health and a seeded random
 generator, and it explains itself: the rule matched, every candidate with its score or the reason it was dropped.
@@ -21,6 +22,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+
+from core.cache import shared_cache_down
 
 from .health import BreakerPolicy, BreakerState, HealthStore
 from .methods import ACCOUNT_CHANNEL_KIND
@@ -167,6 +170,9 @@ def _current_version() -> int:
         # A fresh (or flushed) cache starts a new series, so no process keeps a configuration from before.
         cache.add(_VERSION_KEY, time.time_ns(), None)
         version = cache.get(_VERSION_KEY, 0)
+    if shared_cache_down():
+        # The version read is this process's own and would never show another's change: a new one reloads.
+        return -time.monotonic_ns()
     return int(version)
 
 

@@ -92,10 +92,18 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# Every Redis client (the cache's, the risk counters', the breakers', the rate limit's, Celery's) gives up connecting
+# after REDIS_CONNECT_TIMEOUT seconds and waiting for a reply after REDIS_SOCKET_TIMEOUT. Each use of Redis then falls
+# back (core.redis_fallback), leaves Redis alone for REDIS_RECHECK_SECONDS and warns at most once every
+# REDIS_FALLBACK_WARNING_SECONDS (docs/operations.md, "When Redis is down").
+REDIS_CONNECT_TIMEOUT = env.float("REDIS_CONNECT_TIMEOUT", default=0.5)
+REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=0.5)
+REDIS_RECHECK_SECONDS = env.float("REDIS_RECHECK_SECONDS", default=5.0)
+REDIS_FALLBACK_WARNING_SECONDS = env.float("REDIS_FALLBACK_WARNING_SECONDS", default=60.0)
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "core.cache.RedisCacheWithFallback",  # Django's RedisCache, this process's own while Redis fails
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "mengka",
         }
@@ -160,6 +168,20 @@ CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Sending a task waits a bounded time for Redis: the connect and read timeouts above, one retry at once. A request
+# that cannot send its task logs it and answers (core.enqueue); the scheduled jobs do the work later.
+CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_CONNECT_TIMEOUT
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+    "socket_timeout": REDIS_SOCKET_TIMEOUT,
+}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+# Nothing reads tasks' results (core.ping, which a test waits for, keeps its own): a task sent from a request does not
+# subscribe to its result, which with Redis down retried for about twenty seconds before it failed.
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = REDIS_CONNECT_TIMEOUT
+CELERY_REDIS_SOCKET_TIMEOUT = REDIS_SOCKET_TIMEOUT
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"retry_policy": {"max_retries": 1, "interval_start": 0}}
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

@@ -12,7 +12,7 @@ import os
 import pytest
 from django.conf import settings
 
-pytest_plugins = ["tests.simulator_fixtures"]
+pytest_plugins = ["tests.simulator_fixtures", "tests.redis_faults"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from core.audit import audit_record, snapshot
+from core.enqueue import enqueue_on_commit
 from core.errors import Conflict, RateLimited, ValidationFailed
 
 from ..issuers import IssuerVerifier, get_verifier
@@ -59,8 +60,8 @@ def refuse_too_many_starts(cardholder: Cardholder) -> None:
 def enqueue_expiry(challenge: BindingChallenge) -> None:
     from ..tasks import binding_challenge_expire
 
-    challenge_id = challenge.pk
-    transaction.on_commit(lambda: binding_challenge_expire.apply_async(args=(challenge_id,), eta=challenge.expires_at))
+    otherwise = "no job does: binding_verify closes it when its code comes late (a pending binding is unusable)"
+    enqueue_on_commit(binding_challenge_expire, (challenge.pk,), eta=challenge.expires_at, otherwise=otherwise)
 
 
 def _close_target(challenge: BindingChallenge, status: str) -> None:

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from core.audit import audit_record
 from core.crypto import decrypt
+from core.enqueue import enqueue_on_commit
 
 from ..models import WebhookDelivery
 from .events import event_body
@@ -191,7 +192,6 @@ def webhook_delivery_resend(*, delivery: WebhookDelivery, actor: Any = None) -> 
     )
     from ..tasks import webhook_deliver
 
-    pk = delivery.pk
-    transaction.on_commit(lambda: webhook_deliver.delay(pk))
+    enqueue_on_commit(webhook_deliver, (delivery.pk,), otherwise="webhooks_retry sends it")
     delivery.refresh_from_db()
     return delivery

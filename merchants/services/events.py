@@ -8,6 +8,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from core.enqueue import enqueue_on_commit
+
 from ..models import Event, Merchant, WebhookDelivery, WebhookEndpoint
 from .common import new_public_id
 
@@ -69,7 +71,7 @@ def events_emit(*, merchant: Merchant, events: list[tuple[str, dict[str, Any]]],
     if delivery_ids:
         from ..tasks import webhook_deliver
 
-        transaction.on_commit(lambda: [webhook_deliver.delay(pk) for pk in delivery_ids])
+        enqueue_on_commit(webhook_deliver, *[(pk,) for pk in delivery_ids], otherwise="webhooks_retry sends it")
     return rows
 
 
