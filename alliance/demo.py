@@ -20,6 +20,7 @@ class DemoContext:
     out: Any = None
     logins: list[tuple[str, str, str]] = field(default_factory=list)  # (role, username, password)
     codes: list[tuple[str, str]] = field(default_factory=list)  # (what, code)
+    demo_cardholder: str = ""  # the portal login the demo gives payments of its own
 
     def login(self, role: str, username: str, password: str = DEMO_PASSWORD) -> None:
         self.logins.append((role, username, password))

@@ -339,6 +339,7 @@ def _seed_demo_holder(
 ) -> None:
     """The login to try the portal with: cards at three banks, a wallet, and one consent of each kind of state."""
     ctx.login("cardholder (portal, cards at 3 banks)", DEMO_USERNAME)
+    ctx.demo_cardholder = DEMO_USERNAME  # later steps give this login payments of its own
     if Cardholder.objects.filter(user__username=DEMO_USERNAME).exists():
         return
     holder = services.cardholder_register(
