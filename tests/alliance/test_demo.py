@@ -9,9 +9,11 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
+from django.conf import settings
+from django.core.management import call_command
 from django.db.models import F, Sum
 
-from alliance.demo import DemoContext, seed_all
+from alliance.demo import DemoContext, seed_all, summary
 from payments.connectors import reset_connectors
 
 pytestmark = pytest.mark.django_db
@@ -111,7 +113,9 @@ def test_seed_demo_builds_the_alliance_through_the_simulator_and_a_second_run_ad
     # A tenth of the history is the printed test keys' sandbox; the rest (and every other payment) is live.
     assert PaymentIntent.objects.filter(metadata__demo=True, livemode=False).count() == 6
     assert not PaymentIntent.objects.exclude(metadata__demo=True).filter(livemode=False).exists()
-    assert sum(1 for _what, code in ctx.codes if code.startswith("sk_test_")) == 5
+    assert [merchant for merchant, _key in ctx.api_keys] == sorted(merchant for merchant, _key in ctx.api_keys)
+    assert all(key.startswith("sk_test_") for _merchant, key in ctx.api_keys)
+    assert len(ctx.api_keys) == 5
     journal = simulator.journal_all()
 
     seed_all(DemoContext(scale="small", out=io.StringIO()))
@@ -176,3 +180,40 @@ def test_the_demo_ledger_balances_and_every_payment_posted_its_points(demo_on_si
     for intent in captured:
         splits = FeeSplit.objects.filter(payment=intent, event="capture").aggregate(total=Sum("amount"))["total"]
         assert splits == intent.fee
+
+
+def test_the_command_prints_one_bar_per_step_no_request_logs_and_the_addresses_last(
+    demo_on_simulator: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = io.StringIO()
+    with caplog.at_level("INFO"):
+        call_command("seed_demo", "--site", "http://127.0.0.1:8001", stdout=out)
+    assert not [record for record in caplog.records if record.name.startswith("httpx")]
+    lines = out.getvalue().split("\n")  # a bar's redraws share its line, each after a "\r"
+    bars = [line for line in lines if "|" in line and "/" in line]
+    assert [bar.split(":")[0].split("\r")[-1] for bar in bars] == [
+        "members.seed_demo",
+        "rewards.seed_demo",
+        "payments.seed_demo",
+    ]
+    ready = next(n for n, line in enumerate(lines) if line.startswith("Demo data ready."))
+    block = lines[ready:]
+    assert len(block) <= 12
+    assert "http://127.0.0.1:8001/" in block[1]
+    assert "demo" in block[1]
+    assert "http://127.0.0.1:8001/admin/" in block[2]
+    assert "alliance" in block[2]
+    assert "op_hxsb" in block[2]
+    assert "http://127.0.0.1:8001/api/v1/docs/" in block[3]
+    assert settings.SIMULATOR["URL"].rstrip("/") in block[4]
+    assert sum("sk_test_" in line for line in block) == 5
+
+
+def test_summary_names_each_login_once_with_its_password_when_they_differ() -> None:
+    ctx = DemoContext()
+    ctx.login("cardholder", "someone", "secret-1")
+    ctx.login("cardholder", "another", "secret-2")
+    lines = summary(ctx, site="http://127.0.0.1:8000/", simulator="http://127.0.0.1:8100")
+    assert lines[0] == "Demo data ready."
+    assert "someone / secret-1, another / secret-2" in lines[1]
+    assert not any("sk_test_" in line for line in lines)
