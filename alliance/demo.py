@@ -99,16 +99,14 @@ def summary(ctx: DemoContext, *, site: str, simulator: str) -> list[str]:
     rows = [
         ("site", f"{site}{reverse('home')}", f"cardholder: {who(portal)}" if portal else ""),
         ("admin", f"{site}{reverse('admin:index')}", f"operators: {who(admin)}" if admin else ""),
-        (
-            "API docs",
-            f"{site}{reverse('api-docs')}",
-            "the merchant API, with the test keys below" if ctx.api_keys else "",
-        ),
+        ("API docs", f"{site}{reverse('api-docs')}", "the merchant API"),
         ("simulator", simulator.rstrip("/") + "/", "the channels' side (docs/simulator.md)"),
     ]
     lines += [f"  {name:<10} {url:<36} {note}".rstrip() for name, url, note in rows]
-    for n, (merchant, key) in enumerate(ctx.api_keys):
-        lines.append(f"  {'test keys' if n == 0 else '':<10} {merchant:<12} {key}")
-    if ctx.api_keys:
-        lines.append(f"  {'':<10} (shown once; `manage.py create_merchant_key <merchant>` makes another)")
+    keys = [f"{merchant:<12} {key}" for merchant, key in ctx.api_keys]
+    keys.append(
+        ("(shown once" if ctx.api_keys else "(shown by the run that made them")
+        + "; `manage.py create_merchant_key <merchant>` makes another)"
+    )
+    lines += [f"  {'test keys' if n == 0 else '':<10} {text}" for n, text in enumerate(keys)]
     return lines

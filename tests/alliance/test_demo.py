@@ -217,3 +217,4 @@ def test_summary_names_each_login_once_with_its_password_when_they_differ() -> N
     assert lines[0] == "Demo data ready."
     assert "someone / secret-1, another / secret-2" in lines[1]
     assert not any("sk_test_" in line for line in lines)
+    assert lines[-1].startswith("  test keys  (shown by the run that made them;")
