@@ -18,14 +18,20 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# Ports: PORT and SIMULATOR_PORT, from the environment or the command line (make run PORT=8001 SIMULATOR_PORT=8101).
+# Quiet on purpose: a line for the database, the simulator's line, one progress bar per demo step, then the demo's
+# addresses and logins (seed_demo prints them last, just before runserver says where it listens; its production
+# warning is left out, as make run is for development only).
 run: install
-	mkdir -p var
-	$(PY) manage.py migrate --noinput
+	@mkdir -p var
 	@# The channel simulator runs beside the site (the demo's payments go through it) and stops when runserver does.
-	$(PY) -m simulator --host $(HOST) --port $(SIMULATOR_PORT) --db var/simulator.sqlite3 & sim=$$!; \
+	@$(PY) -m simulator --host $(HOST) --port $(SIMULATOR_PORT) --db var/simulator.sqlite3 & sim=$$!; \
 	trap 'kill $$sim 2>/dev/null; wait $$sim 2>/dev/null' EXIT INT TERM; \
-	export SIMULATOR_URL=http://$(HOST):$(SIMULATOR_PORT); \
-	$(PY) manage.py seed_demo && $(PY) manage.py runserver $(HOST):$(PORT)
+	export SIMULATOR_URL=http://$(HOST):$(SIMULATOR_PORT) DJANGO_RUNSERVER_HIDE_WARNING=true; \
+	echo "Migrating the database (the first run creates it in var/postgres) ..."; \
+	$(PY) manage.py migrate --noinput --verbosity 0 && \
+	$(PY) manage.py seed_demo --site http://$(HOST):$(PORT) && \
+	$(PY) manage.py runserver $(HOST):$(PORT)
 
 test: install
 	DJANGO_SETTINGS_MODULE=settings.test $(VENV)/bin/pytest

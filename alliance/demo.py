@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
+from django.urls import reverse
 
 from core.scoping import ALLIANCE_OPERATORS
 from members.demo import DEMO_PASSWORD
@@ -19,7 +20,8 @@ class DemoContext:
     scale: str = "small"
     out: Any = None
     logins: list[tuple[str, str, str]] = field(default_factory=list)  # (role, username, password)
-    codes: list[tuple[str, str]] = field(default_factory=list)  # (what, code)
+    api_keys: list[tuple[str, str]] = field(default_factory=list)  # (merchant code, test key): shown once
+    demo_cardholder: str = ""  # the portal login the demo gives payments of its own
 
     def login(self, role: str, username: str, password: str = DEMO_PASSWORD) -> None:
         self.logins.append((role, username, password))
@@ -76,3 +78,35 @@ def seed_all(ctx: DemoContext) -> DemoContext:
     for step in STEPS:
         step(ctx)
     return ctx
+
+
+def summary(ctx: DemoContext, *, site: str, simulator: str) -> list[str]:
+    """What to print once the demo is ready, in a few lines: where things are, who signs in where, the test keys."""
+    site = site.rstrip("/")
+    usernames = [username for _role, username, _password in ctx.logins]
+    staff = set(
+        get_user_model().objects.filter(username__in=usernames, is_staff=True).values_list("username", flat=True)
+    )
+    passwords = {username: password for _role, username, password in ctx.logins}
+    shared = next(iter(set(passwords.values()))) if len(set(passwords.values())) == 1 else None
+
+    def who(names: list[str]) -> str:
+        return ", ".join(name if shared else f"{name} / {passwords[name]}" for name in names)
+
+    portal = [name for name in usernames if name not in staff]
+    admin = [name for name in usernames if name in staff]
+    lines = ["Demo data ready." + (f" Every demo login's password is {shared}." if shared else "")]
+    rows = [
+        ("site", f"{site}{reverse('home')}", f"cardholder: {who(portal)}" if portal else ""),
+        ("admin", f"{site}{reverse('admin:index')}", f"operators: {who(admin)}" if admin else ""),
+        ("API docs", f"{site}{reverse('api-docs')}", "the merchant API"),
+        ("simulator", simulator.rstrip("/") + "/", "the channels' side (docs/simulator.md)"),
+    ]
+    lines += [f"  {name:<10} {url:<36} {note}".rstrip() for name, url, note in rows]
+    keys = [f"{merchant:<12} {key}" for merchant, key in ctx.api_keys]
+    keys.append(
+        ("(shown once" if ctx.api_keys else "(shown by the run that made them")
+        + "; `manage.py create_merchant_key <merchant>` makes another)"
+    )
+    lines += [f"  {'test keys' if n == 0 else '':<10} {text}" for n, text in enumerate(keys)]
+    return lines

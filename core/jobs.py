@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
+from django.core.management.base import OutputWrapper
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -25,6 +26,24 @@ from .models import JobRun
 from .requestid import get_request_id
 
 _SAVE_EVERY_SECONDS = 1.0
+_REDRAW_SECONDS = {True: 0.5, False: 60.0}  # a terminal redraws the bar in place; a log, once a minute at most
+
+
+class _BarOutput:
+    """Where a progress bar draws: tqdm writes each redraw as "\\r" and the bar without a newline, which a command's
+    `OutputWrapper` would otherwise end with one, leaving a new line per redraw."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+
+    def write(self, text: str) -> None:
+        if isinstance(self.out, OutputWrapper):
+            self.out.write(text, ending="")
+        else:
+            self.out.write(text)
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, encoding, fileno: the stream's own
+        return getattr(self.out, name)
 
 
 class JobProgress:
@@ -74,7 +93,15 @@ def job_run(
     if echo is not None:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, desc=job, file=echo, unit="row", dynamic_ncols=True, mininterval=0.5)
+        terminal = bool(getattr(echo, "isatty", lambda: False)())
+        bar = tqdm(
+            total=total,
+            desc=job,
+            file=_BarOutput(echo),
+            unit="row",
+            dynamic_ncols=True,
+            mininterval=_REDRAW_SECONDS[terminal],
+        )
     progress = JobProgress(run, bar)
     try:
         yield progress

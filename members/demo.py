@@ -296,6 +296,8 @@ def seed_members(ctx: Any) -> None:
         Cardholder.objects.filter(user__username__startswith="holder").values_list("user__username", flat=True)
     )
     missing = [i for i in range(1, target + 1) if f"holder{i:06d}" not in existing]
+    if not missing:
+        return
     wallet_bank = next(bank for bank in banks if bank.prepaid_licence)
     with job_run("members.seed_demo", period=ctx.scale, total=len(missing), echo=ctx.out) as run:
         for start in range(0, len(missing), CHUNK):
@@ -339,6 +341,7 @@ def _seed_demo_holder(
 ) -> None:
     """The login to try the portal with: cards at three banks, a wallet, and one consent of each kind of state."""
     ctx.login("cardholder (portal, cards at 3 banks)", DEMO_USERNAME)
+    ctx.demo_cardholder = DEMO_USERNAME  # later steps give this login payments of its own
     if Cardholder.objects.filter(user__username=DEMO_USERNAME).exists():
         return
     holder = services.cardholder_register(

@@ -16,4 +16,4 @@ def seed_merchant_api(ctx: Any) -> None:
                 store_create(merchant=merchant, code="S001", name=merchant.display_name, city="", livemode=livemode)
         if not ApiKey.objects.filter(merchant=merchant, mode=Mode.TEST, revoked_at__isnull=True).exists():
             issued = api_key_create(merchant=merchant, mode=Mode.TEST)
-            ctx.codes.append((f"test API key of {merchant.code} (shown once)", issued.raw_key))
+            ctx.api_keys.append((merchant.code, issued.raw_key))

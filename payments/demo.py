@@ -1,17 +1,28 @@
-"""Demo payments: channels over the simulator, demo merchants, routing rules, and payment history made through the
-services and the simulator (captures, manual captures, refunds, voids, a few declines). Idempotent: stable keys."""
+"""Demo payments: channels over the simulator, demo merchants, routing rules, fees, risk rules, and payments made
+through the payment services and the channel simulator — card captures and manual captures, partial and full refunds,
+same-day voids, declines, test-mode payments, payments held for risk review, a payment paid partly with points, and
+payment codes, agreements and wallet balances.
+
+Every demo payment goes the one way a merchant's does (there is no second, bulk path for payments), so our attempts,
+the ledger and the simulator's journal and statements agree by construction. What makes seeding quick is how many:
+each payment costs its services' own database work, about six times the simulator's round trip, so the demo makes
+about a hundred — every kind, not a volume. Idempotent: stable idempotency keys, and each part is skipped once made.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import random
 import time
+from collections.abc import Callable
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
+from core.jobs import job_run
 from members.models import Card, LinkedAccount, MemberBank
 from merchants.models import Merchant
 from merchants.services import merchant_create
@@ -21,6 +32,7 @@ from .connectors import get_connector
 from .fees import fee_schedule_create
 from .methods import agreement_grant, payment_code_generate
 from .models import Channel, ChannelErrorPolicy, FeeSchedule, PaymentIntent, RiskBlock, RiskRule, RoutingRule
+from .points import points_affordable, program_of_bank
 
 # (code, name, kind, acquirer bank code, simulator channel id, methods, currencies, fee percent)
 CHANNELS = (
@@ -86,7 +98,13 @@ MERCHANTS = (
     ("DEMO-TRAVEL", "锦湖假期旅行社有限公司", "锦湖假期 Jinhu Holidays", "4722", "travel", "JHCC"),
     ("DEMO-SHOP", "银盈优选电子商务有限公司", "银盈优选 Yinying Select", "5999", "online", "YYPAY"),
 )
-HISTORY = {"small": 1_500, "large": 20_000}
+HISTORY = {"small": 80, "large": 20_000}  # card payments, each index its own kind (see `_history_payment`)
+METHODS = {"codes": 8, "agreements": 3, "wallets": 6}  # payments by code, by agreement, from a wallet
+AMOUNTS = (1_280, 2_590, 4_800, 8_800, 12_900, 26_600, 58_800, 128_800, 9_990, 36_000)
+DECLINE_ENDINGS = (51, 52, 56)  # the simulator's triggers: do_not_honour, insufficient_funds, suspected_fraud
+REVIEW_AMOUNT = 2_680_000  # above the demo's single-payment review limit (2,000,000), below its block (5,000,000)
+
+Step = Callable[[], object]
 
 
 def seed_payments(ctx: Any) -> None:
@@ -98,9 +116,28 @@ def seed_payments(ctx: Any) -> None:
     _rules(channels, merchants)
     _fees(merchants)
     _risk()
-    ctx.codes.extend((f"merchant {m.display_name}", m.code) for m in merchants)
-    _history(ctx, merchants)
-    _methods(ctx, merchants)
+    steps = _history(ctx, merchants) + _cases(ctx, merchants) + _methods(merchants)
+    if not steps:
+        return
+    connector = get_connector("simulator")
+    if not _wait_for(connector):
+        if ctx.out is not None:
+            ctx.out.write(
+                f"  the channel simulator is not reachable at {settings.SIMULATOR['URL']}: demo payments skipped "
+                "(start it with `python -m simulator`, or use `make run`)\n"
+            )
+        return
+    remotes = [channel.remote_id for channel in Channel.objects.filter(connector="simulator")]
+    for remote in remotes:  # the simulated channels answer at once while seeding
+        connector.set_faults(remote, latency_ms=0, latency_jitter_ms=0)  # type: ignore[attr-defined]
+    try:
+        with job_run("payments.seed_demo", period=ctx.scale, total=len(steps), echo=ctx.out) as run:
+            for step in steps:
+                step()
+                run.advance(1)
+    finally:
+        for remote in remotes:
+            connector.set_faults(remote, latency_ms=30, latency_jitter_ms=30)  # type: ignore[attr-defined]
 
 
 def _channels(banks: dict[str, MemberBank]) -> dict[str, Channel]:
@@ -247,83 +284,192 @@ def _risk() -> None:
     RiskBlock.objects.get_or_create(kind="device", value="demo-stolen-phone", defaults={"reason": "demo: reported"})
 
 
-def _methods(ctx: Any, merchants: list[Merchant]) -> None:
-    """Payment codes, agreements and wallet-balance payments, when the simulator is reachable."""
-    if PaymentIntent.objects.filter(metadata__demo_method=True).exists():
-        return
-    connector = get_connector("simulator")
-    if not _wait_for(connector, seconds=2.0):
-        return
-    shop = merchants[-1]
-    for index, card in enumerate(Card.objects.filter(status="active").select_related("cardholder")[:20]):
-        code = payment_code_generate(cardholder=card.cardholder, card=card)
-        services.payment_create(
-            merchant=merchants[index % len(merchants)],
-            payment_code=code.code,
-            amount=1_800 + index * 100,
-            currency="CNY",
-            idempotency_key=f"demo-code-{index}",
-            confirm=True,
-            metadata={"demo_method": True},
-        )
-        if index < 5:
-            agreement = agreement_grant(
-                cardholder=card.cardholder, merchant=shop, card=card, limit_per_payment=50_000, limit_per_month=200_000
-            )
-            services.payment_create(
-                merchant=shop,
-                agreement_token=agreement.token,
-                amount=2_990,
-                currency="CNY",
-                idempotency_key=f"demo-agreement-{index}",
-                confirm=True,
-                metadata={"demo_method": True},
-            )
-    wallets = LinkedAccount.objects.filter(status="active", kind="wallet").select_related("cardholder")[:20]
-    for index, account in enumerate(wallets):
-        channel = Channel.objects.filter(kind="wallet", acquirer=account.bank_id).first()
-        if channel is None:
-            continue
-        try:
-            connector.open_account(  # type: ignore[attr-defined]
-                channel.remote_id, account.reference, str(account.cardholder.display_name), 50_000
-            )
-        except ConnectionError:
-            continue
-        services.payment_create(
-            merchant=merchants[index % len(merchants)],
-            cardholder=account.cardholder,
-            linked_account=account,
-            amount=3_500 + index * 10,
-            currency="CNY",
-            idempotency_key=f"demo-balance-{index}",
-            confirm=True,
-            metadata={"demo_method": True},
-        )
-
-
-def _history(ctx: Any, merchants: list[Merchant]) -> None:
-    """Payments through the services and the simulator, with the simulator's latency lifted while seeding."""
+def _history(ctx: Any, merchants: list[Merchant]) -> list[Step]:
+    """The card payments still to make: the history resumes where an interrupted run stopped."""
     target = HISTORY.get(ctx.scale, HISTORY["small"])
     done = PaymentIntent.objects.filter(metadata__demo=True).count()
     if done >= target:
+        return []
+    cards = list(
+        Card.objects.filter(status="active").select_related("cardholder", "product", "bank").order_by("pk")[:2_000]
+    )
+    if not cards:
+        return []
+    return [partial(_history_payment, index, merchants, cards) for index in range(done, target)]
+
+
+def _history_payment(index: int, merchants: list[Merchant], cards: list[Card]) -> None:
+    """Payment `index` of the history; its index decides its kind: a decline every 37th (by the simulator's amount
+    triggers), a manual capture every 11th (a third of them left for the merchant to capture), a partial refund
+    every 13th, a full refund every 23rd, a same-day void every 29th, and a tenth in test mode (the sandbox of the
+    printed test keys)."""
+    rng = random.Random(2026_00000 + index)  # noqa: S311 - demo data, the same for an index on every run
+    merchant = merchants[index % len(merchants)]
+    card = cards[rng.randrange(len(cards))]
+    amount = rng.choice(AMOUNTS)
+    if index % 37 == 0:
+        amount = amount // 100 * 100 + DECLINE_ENDINGS[index // 37 % len(DECLINE_ENDINGS)]
+    manual = index % 11 == 0
+    livemode = index % 10 != 7
+    intent = services.payment_create(
+        merchant=merchant,
+        cardholder=card.cardholder,
+        card=card,
+        amount=amount,
+        currency="CNY",
+        capture_method="manual" if manual else "automatic",
+        idempotency_key=f"demo-pay-{index}",
+        confirm=True,
+        metadata={"demo": True},
+        description="demo",
+        livemode=livemode,
+    )
+    if manual and intent.status == "requires_capture" and not intent.risk_review and index % 3 != 0:
+        # (payments held for risk review stay in the operators' review queue)
+        services.payment_capture(
+            merchant=merchant, payment_id=intent.public_id, idempotency_key=f"demo-cap-{index}", livemode=livemode
+        )
+    elif intent.status == "succeeded" and (index % 13 == 0 or index % 23 == 0):
+        services.refund_create(
+            merchant=merchant,
+            payment_id=intent.public_id,
+            amount=intent.amount // 4 if index % 13 == 0 else None,
+            idempotency_key=f"demo-refund-{index}",
+            reason="demo partial refund" if index % 13 == 0 else "demo refund",
+            livemode=livemode,
+        )
+    elif intent.status == "succeeded" and index % 29 == 0:
+        services.payment_cancel(
+            merchant=merchant,
+            payment_id=intent.public_id,
+            idempotency_key=f"demo-void-{index}",
+            reason="demo void",
+            livemode=livemode,
+        )
+
+
+def _cases(ctx: Any, merchants: list[Merchant]) -> list[Step]:
+    """What the history leaves to chance: two large payments held for risk review (by cardholders other than the
+    demo login, whose day they would push over its payment-code limit), and the demo login's payment paid partly
+    with points. Each is made once (`metadata.demo_case`)."""
+    made = set(
+        PaymentIntent.objects.filter(metadata__has_key="demo_case").values_list("metadata__demo_case", flat=True)
+    )
+    username = getattr(ctx, "demo_cardholder", "")
+    active = Card.objects.filter(status="active").select_related("cardholder", "bank")
+    reviewed = list(active.exclude(cardholder__user__username=username).order_by("-pk")[:2])
+    own = active.filter(cardholder__user__username=username).order_by("pk").first() if username else None
+    shop, travel, noodle = merchants[-1], merchants[3], merchants[0]
+    steps: list[Step] = [
+        partial(_review_case, n, merchant, card)
+        for n, (merchant, card) in enumerate(zip((travel, shop), reviewed, strict=False))
+        if f"review-{n}" not in made
+    ]
+    if own is not None and "points" not in made:
+        steps.append(partial(_points_case, noodle, own))
+    return steps
+
+
+def _review_case(n: int, merchant: Merchant, card: Card) -> None:
+    """Above the review limit: authorised, not captured, waiting in the operators' risk review queue."""
+    services.payment_create(
+        merchant=merchant,
+        cardholder=card.cardholder,
+        card=card,
+        amount=REVIEW_AMOUNT + n * 100_000,
+        currency="CNY",
+        idempotency_key=f"demo-case-review-{n}",
+        confirm=True,
+        metadata={"demo_case": f"review-{n}"},
+        description="demo: a large payment held for review",
+    )
+
+
+def _points_case(merchant: Merchant, card: Card) -> None:
+    """Part of the amount paid with the issuer's points (积分抵现), as many as the wallet has up to 2,000."""
+    amount = 12_900
+    program = program_of_bank(card.bank_id)
+    affordable = points_affordable(cardholder_id=card.cardholder_id, program=program, amount=amount) if program else 0
+    points = min(2_000, affordable)
+    services.payment_create(
+        merchant=merchant,
+        cardholder=card.cardholder,
+        card=card,
+        amount=amount,
+        currency="CNY",
+        use_points=points,
+        idempotency_key="demo-case-points",
+        confirm=True,
+        metadata={"demo_case": "points"},
+        description="demo: paid partly with points",
+    )
+
+
+def _methods(merchants: list[Merchant]) -> list[Step]:
+    """Payments by payment code and by agreement (one card each), and from linked wallets."""
+    if PaymentIntent.objects.filter(metadata__demo_method=True).exists():
+        return []
+    cards = list(Card.objects.filter(status="active").select_related("cardholder").order_by("pk")[: METHODS["codes"]])
+    wallets = list(
+        LinkedAccount.objects.filter(status="active", kind="wallet")
+        .select_related("cardholder")
+        .order_by("pk")[: METHODS["wallets"]]
+    )
+    shop, others = merchants[-1], merchants[:-1]  # the online shop routes to card acquirers only: wallets go elsewhere
+    steps: list[Step] = [partial(_code_payment, i, card, merchants) for i, card in enumerate(cards)]
+    steps += [partial(_agreement_payment, i, card, shop) for i, card in enumerate(cards[: METHODS["agreements"]])]
+    steps += [partial(_wallet_payment, i, account, others) for i, account in enumerate(wallets)]
+    return steps
+
+
+def _code_payment(index: int, card: Card, merchants: list[Merchant]) -> None:
+    code = payment_code_generate(cardholder=card.cardholder, card=card)
+    services.payment_create(
+        merchant=merchants[index % len(merchants)],
+        payment_code=code.code,
+        amount=1_800 + index * 100,
+        currency="CNY",
+        idempotency_key=f"demo-code-{index}",
+        confirm=True,
+        metadata={"demo_method": True},
+    )
+
+
+def _agreement_payment(index: int, card: Card, shop: Merchant) -> None:
+    agreement = agreement_grant(
+        cardholder=card.cardholder, merchant=shop, card=card, limit_per_payment=50_000, limit_per_month=200_000
+    )
+    services.payment_create(
+        merchant=shop,
+        agreement_token=agreement.token,
+        amount=2_990,
+        currency="CNY",
+        idempotency_key=f"demo-agreement-{index}",
+        confirm=True,
+        metadata={"demo_method": True},
+    )
+
+
+def _wallet_payment(index: int, account: LinkedAccount, merchants: list[Merchant]) -> None:
+    channel = Channel.objects.filter(kind="wallet", acquirer=account.bank_id, sandbox=False).first()
+    if channel is None:
         return
-    connector = get_connector("simulator")
-    if not _wait_for(connector):
-        if ctx.out is not None:
-            ctx.out.write(
-                f"  the channel simulator is not reachable at {settings.SIMULATOR['URL']}: payment history skipped "
-                "(start it with `python -m simulator`, or use `make run`)\n"
-            )
-        return
-    remotes = [channel.remote_id for channel in Channel.objects.filter(connector="simulator")]
-    for remote in remotes:
-        connector.set_faults(remote, latency_ms=0, latency_jitter_ms=0)  # type: ignore[attr-defined]
     try:
-        _make_history(ctx, merchants, done, target)
-    finally:
-        for remote in remotes:
-            connector.set_faults(remote, latency_ms=30, latency_jitter_ms=30)  # type: ignore[attr-defined]
+        get_connector("simulator").open_account(  # type: ignore[attr-defined]
+            channel.remote_id, account.reference, str(account.cardholder.display_name), 50_000
+        )
+    except ConnectionError:
+        return
+    services.payment_create(
+        merchant=merchants[index % len(merchants)],
+        cardholder=account.cardholder,
+        linked_account=account,
+        amount=3_500 + index * 10,
+        currency="CNY",
+        idempotency_key=f"demo-balance-{index}",
+        confirm=True,
+        metadata={"demo_method": True},
+    )
 
 
 def _wait_for(connector: Any, seconds: float = 10.0) -> bool:
@@ -336,65 +482,3 @@ def _wait_for(connector: Any, seconds: float = 10.0) -> bool:
             pass
         time.sleep(0.25)
     return False
-
-
-def _make_history(ctx: Any, merchants: list[Merchant], start: int, target: int) -> None:
-    from core.jobs import job_run
-
-    rng = random.Random(2026)  # noqa: S311 - demo data, reproducible
-    cards = list(Card.objects.filter(status="active").select_related("cardholder", "product", "bank")[:2_000])
-    if not cards:
-        return
-    with job_run("demo.payments", period=ctx.scale, total=target, echo=ctx.out) as run:
-        run.advance(start)
-        for index in range(target):
-            merchant = merchants[index % len(merchants)]
-            card = cards[rng.randrange(len(cards))]
-            amount = rng.choice([1_280, 2_590, 4_800, 8_800, 12_900, 26_600, 58_800, 128_800, 9_990, 36_000])
-            decline = index % 97 == 0
-            if decline:
-                amount = amount // 100 * 100 + 51  # the simulator's decline trigger
-            manual = index % 11 == 0
-            livemode = index % 10 != 7  # a tenth made in test mode: the sandbox of the printed test keys
-            if index < start:
-                rng.random()
-                continue
-            intent = services.payment_create(
-                merchant=merchant,
-                cardholder=card.cardholder,
-                card=card,
-                amount=amount,
-                currency="CNY",
-                capture_method="manual" if manual else "automatic",
-                idempotency_key=f"demo-pay-{index}",
-                confirm=True,
-                metadata={"demo": True},
-                description="demo",
-                livemode=livemode,
-            )
-            if manual and intent.status == "requires_capture" and not intent.risk_review and index % 3 != 0:
-                # (payments held for risk review stay in the operators' review queue)
-                services.payment_capture(
-                    merchant=merchant,
-                    payment_id=intent.public_id,
-                    idempotency_key=f"demo-cap-{index}",
-                    livemode=livemode,
-                )
-            elif intent.status == "succeeded" and index % 13 == 0:
-                services.refund_create(
-                    merchant=merchant,
-                    payment_id=intent.public_id,
-                    amount=intent.amount // 4,
-                    idempotency_key=f"demo-refund-{index}",
-                    reason="demo partial refund",
-                    livemode=livemode,
-                )
-            elif intent.status == "succeeded" and index % 29 == 0:
-                services.payment_cancel(
-                    merchant=merchant,
-                    payment_id=intent.public_id,
-                    idempotency_key=f"demo-void-{index}",
-                    reason="demo void",
-                    livemode=livemode,
-                )
-            run.advance(1)

@@ -1,13 +1,19 @@
-"""The demo alliance: created through the services, complete enough to explore, and idempotent."""
+"""The demo alliance: created through the services, complete enough to explore, consistent with the channel
+simulator and the ledger, and idempotent."""
 
 from __future__ import annotations
 
+import csv
 import io
+from collections import defaultdict
 from typing import Any
 
 import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.db.models import F, Sum
 
-from alliance.demo import DemoContext, seed_all
+from alliance.demo import DemoContext, seed_all, summary
 from payments.connectors import reset_connectors
 
 pytestmark = pytest.mark.django_db
@@ -18,6 +24,7 @@ def _counts() -> dict[str, int]:
     from members.models import Card, Cardholder, MemberBank
     from merchants.models import ApiKey, Merchant, Store
     from payments.models import Channel, FeeSchedule, FeeSplit, PaymentIntent, Refund, RiskRule, RoutingRule
+    from rewards.models import Entry, LedgerTransaction
 
     return {
         "banks": MemberBank.objects.count(),
@@ -35,14 +42,15 @@ def _counts() -> dict[str, int]:
         "fee_splits": FeeSplit.objects.count(),
         "risk_rules": RiskRule.objects.count(),
         "method_payments": PaymentIntent.objects.filter(metadata__demo_method=True).count(),
+        "case_payments": PaymentIntent.objects.filter(metadata__has_key="demo_case").count(),
+        "ledger_transactions": LedgerTransaction.objects.count(),
+        "ledger_entries": Entry.objects.count(),
     }
 
 
-def test_seed_demo_builds_the_alliance_through_the_simulator_and_a_second_run_adds_nothing(
-    simulator: Any, simulator_server: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def demo_on_simulator(simulator: Any, simulator_server: Any, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     from payments import demo as payments_demo
-    from payments.models import Channel, PaymentIntent
 
     settings.SIMULATOR = {
         **settings.SIMULATOR,
@@ -52,8 +60,17 @@ def test_seed_demo_builds_the_alliance_through_the_simulator_and_a_second_run_ad
     }
     reset_connectors()
     monkeypatch.setitem(payments_demo.HISTORY, "small", 60)
-    out = io.StringIO()
-    ctx = seed_all(DemoContext(scale="small", out=out))
+    yield simulator
+    reset_connectors()
+
+
+def test_seed_demo_builds_the_alliance_through_the_simulator_and_a_second_run_adds_nothing(
+    demo_on_simulator: Any,
+) -> None:
+    from payments.models import Channel, PaymentIntent, Refund
+
+    simulator = demo_on_simulator
+    ctx = seed_all(DemoContext(scale="small", out=io.StringIO()))
     first = _counts()
     assert first["banks"] == 6
     assert first["cardholders"] >= 200
@@ -65,23 +82,139 @@ def test_seed_demo_builds_the_alliance_through_the_simulator_and_a_second_run_ad
     assert not routed.filter(livemode=False, channel__sandbox=False).exists()
     assert not routed.filter(livemode=True, channel__sandbox=True).exists()
     assert first["rules"] == 3
-    assert first["payments"] == 60 + first["method_payments"]
-    assert first["method_payments"] >= 25  # 20 payment codes and 5 agreements, plus wallet balances
+    assert first["method_payments"] == 17  # 8 payment codes, 3 agreements, 6 wallet balances
+    assert first["case_payments"] == 3  # two held for risk review, one paid partly with points
+    assert first["payments"] == 60 + first["method_payments"] + first["case_payments"]
     assert first["fee_schedules"] == 5
     assert first["fee_splits"] > 0
     assert first["risk_rules"] == 7
     by_method = set(PaymentIntent.objects.filter(status="succeeded").values_list("method", flat=True))
-    assert {"card", "payment_code", "agreement", "balance"} <= by_method
-    assert first["refunds"] >= 1
+    assert by_method == {"card", "payment_code", "agreement", "balance"}
+    assert not PaymentIntent.objects.filter(metadata__demo_method=True).exclude(status="succeeded").exists()
     statuses = set(PaymentIntent.objects.values_list("status", flat=True))
-    assert {"succeeded", "failed", "canceled"} <= statuses
+    assert statuses == {"succeeded", "failed", "canceled", "requires_capture"}
+    failures = set(PaymentIntent.objects.filter(status="failed").values_list("failure_code", flat=True))
+    assert failures == {"do_not_honour", "insufficient_funds"}  # the declines of indexes 0 and 37, nothing else
+    held = PaymentIntent.objects.filter(risk_review=True, status="requires_capture", metadata__has_key="demo_case")
+    assert held.count() == 2
+    assert not held.filter(cardholder__user__username="demo").exists()
+    paid_with_points = PaymentIntent.objects.get(metadata__demo_case="points")
+    assert paid_with_points.cardholder.user.username == "demo"
+    assert (paid_with_points.status, paid_with_points.points_used) == ("succeeded", 2000)
+    assert paid_with_points.points_spend_id is not None
+    assert paid_with_points.points_earned > 0
+    refunded = PaymentIntent.objects.filter(amount_refunded__gt=0)
+    assert refunded.filter(amount_refunded__lt=F("amount_captured")).exists()  # partial refunds
+    assert refunded.filter(amount_refunded=F("amount_captured")).exists()  # refunds in full
+    assert not Refund.objects.exclude(status="succeeded").exists()
     assert ("cardholder (portal, cards at 3 banks)", "demo") in [(role, user) for role, user, _ in ctx.logins]
     assert first["api_keys"] == 5
     assert first["stores"] == 10  # a first store in each mode
-    # A tenth of the history is the printed test keys' sandbox; the rest (and every method payment) is live.
+    # A tenth of the history is the printed test keys' sandbox; the rest (and every other payment) is live.
     assert PaymentIntent.objects.filter(metadata__demo=True, livemode=False).count() == 6
-    assert not PaymentIntent.objects.filter(metadata__demo_method=True, livemode=False).exists()
-    assert sum(1 for _what, code in ctx.codes if code.startswith("sk_test_")) == 5
+    assert not PaymentIntent.objects.exclude(metadata__demo=True).filter(livemode=False).exists()
+    assert [merchant for merchant, _key in ctx.api_keys] == sorted(merchant for merchant, _key in ctx.api_keys)
+    assert all(key.startswith("sk_test_") for _merchant, key in ctx.api_keys)
+    assert len(ctx.api_keys) == 5
+    journal = simulator.journal_all()
+
     seed_all(DemoContext(scale="small", out=io.StringIO()))
     assert _counts() == first
-    reset_connectors()
+    assert len(simulator.journal_all()) == len(journal)  # nothing asked of the channels either
+
+
+def test_the_simulator_journal_and_statements_agree_with_every_demo_payment(demo_on_simulator: Any) -> None:
+    """Every demo payment went through the simulator: what it charged, refunded and reversed, by reference, is what
+    our attempts and payments say; it charged nothing we do not know of; and its statements add up to the same."""
+    from payments.models import PaymentAttempt, PaymentIntent
+
+    simulator = demo_on_simulator
+    seed_all(DemoContext(scale="small", out=io.StringIO()))
+    journal = simulator.journal_all()
+    moved: dict[str, int] = defaultdict(int)
+    charged: set[str] = set()
+    for row in journal:
+        if row["reference"]:
+            moved[row["reference"]] += row["money"]
+        if row["op"] in ("sale", "authorise") and row["outcome"] == "ok":
+            charged.add(row["reference"])
+    attempts = list(PaymentAttempt.objects.select_related("intent", "channel"))
+    assert len(attempts) == PaymentIntent.objects.count()  # every payment went to a channel, once
+
+    def net(intent: PaymentIntent) -> int:
+        return intent.amount_captured - intent.amount_refunded if intent.status == "succeeded" else 0
+
+    assert {a.reference: moved.get(a.reference, 0) for a in attempts} == {a.reference: net(a.intent) for a in attempts}
+    ours = {a.reference for a in attempts if a.status in ("authorized", "captured", "voided", "reversed")}
+    assert charged == ours
+    expected: dict[str, int] = defaultdict(int)
+    for attempt in attempts:
+        expected[attempt.channel.remote_id] += net(attempt.intent)
+    stated: dict[str, int] = defaultdict(int)
+    for channel, day in {(row["channel"], row["business_date"]) for row in journal if row["money"]}:
+        for line in csv.DictReader(io.StringIO(simulator.statement(channel=channel, date=day))):
+            if line["record"] == "T":
+                stated[channel] += int(line["amount_minor"])
+    assert {channel: total for channel, total in expected.items() if total} == dict(stated)
+
+
+def test_the_demo_ledger_balances_and_every_payment_posted_its_points(demo_on_simulator: Any) -> None:
+    from payments.models import FeeSplit, PaymentIntent
+    from rewards.checks import ledger_verify
+    from rewards.models import Entry, LedgerTransaction
+
+    seed_all(DemoContext(scale="small", out=io.StringIO()))
+    assert ledger_verify(seals=False).violations == []
+    per_unit = Entry.objects.values("transaction_id", "unit").annotate(total=Sum("amount")).exclude(total=0)
+    assert not per_unit.exists()  # every transaction, the bulk history's batches included, sums to zero per unit
+    batches = LedgerTransaction.objects.filter(idempotency_key__startswith="demo:earn-batch:")
+    assert set(batches.values_list("kind", flat=True)) == {"earn_batch"}
+    assert batches.count() == 3
+    captured = PaymentIntent.objects.filter(livemode=True, amount_captured__gt=0)
+    for intent in captured.filter(points_earned__gt=0):
+        earn = LedgerTransaction.objects.get(idempotency_key=f"payment:{intent.public_id}:earn")
+        assert earn.points == intent.points_earned
+        reversed_points = LedgerTransaction.objects.filter(reverses=earn).aggregate(total=Sum("points"))["total"] or 0
+        assert reversed_points == intent.points_reversed
+    assert not captured.filter(card__isnull=False, points_earned=0).exists()  # every card-funded payment earned
+    for intent in captured:
+        splits = FeeSplit.objects.filter(payment=intent, event="capture").aggregate(total=Sum("amount"))["total"]
+        assert splits == intent.fee
+
+
+def test_the_command_prints_one_bar_per_step_no_request_logs_and_the_addresses_last(
+    demo_on_simulator: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = io.StringIO()
+    with caplog.at_level("INFO"):
+        call_command("seed_demo", "--site", "http://127.0.0.1:8001", stdout=out)
+    assert not [record for record in caplog.records if record.name.startswith("httpx")]
+    lines = out.getvalue().split("\n")  # a bar's redraws share its line, each after a "\r"
+    bars = [line for line in lines if "|" in line and "/" in line]
+    assert [bar.split(":")[0].split("\r")[-1] for bar in bars] == [
+        "members.seed_demo",
+        "rewards.seed_demo",
+        "payments.seed_demo",
+    ]
+    ready = next(n for n, line in enumerate(lines) if line.startswith("Demo data ready."))
+    block = lines[ready:]
+    assert len(block) <= 12
+    assert "http://127.0.0.1:8001/" in block[1]
+    assert "demo" in block[1]
+    assert "http://127.0.0.1:8001/admin/" in block[2]
+    assert "alliance" in block[2]
+    assert "op_hxsb" in block[2]
+    assert "http://127.0.0.1:8001/api/v1/docs/" in block[3]
+    assert settings.SIMULATOR["URL"].rstrip("/") in block[4]
+    assert sum("sk_test_" in line for line in block) == 5
+
+
+def test_summary_names_each_login_once_with_its_password_when_they_differ() -> None:
+    ctx = DemoContext()
+    ctx.login("cardholder", "someone", "secret-1")
+    ctx.login("cardholder", "another", "secret-2")
+    lines = summary(ctx, site="http://127.0.0.1:8000/", simulator="http://127.0.0.1:8100")
+    assert lines[0] == "Demo data ready."
+    assert "someone / secret-1, another / secret-2" in lines[1]
+    assert not any("sk_test_" in line for line in lines)
+    assert lines[-1].startswith("  test keys  (shown by the run that made them;")

@@ -42,3 +42,14 @@ def test_same_job_and_period_cannot_run_twice_at_once() -> None:
     with job_run("test.once", period="2026-11-22"):
         pass
     assert JobRun.objects.filter(job="test.once", status="succeeded").count() == 3
+
+
+def test_a_bar_on_a_commands_output_redraws_on_one_line() -> None:
+    from django.core.management.base import OutputWrapper
+
+    out = io.StringIO()
+    with job_run("test.bar", period="2026-11-22", total=3, echo=OutputWrapper(out)) as run:
+        for _ in range(3):
+            run.advance(1)
+    assert out.getvalue().count("\n") == 1
+    assert out.getvalue().rstrip("\n").split("\r")[-1].startswith("test.bar: 100%")
