@@ -32,6 +32,18 @@ def world(channel_fake: Any) -> dict[str, Any]:
     return {"card": card, "merchant": merchant, "fake": channel_fake}
 
 
+def pay(world: dict[str, Any], key: str, amount: int, **options: Any) -> PaymentIntent:
+    return services.payment_create(
+        merchant=world["merchant"],
+        cardholder=world["card"].cardholder,
+        card=world["card"],
+        amount=amount,
+        currency="CNY",
+        idempotency_key=key,
+        **options,
+    )
+
+
 def test_racing_captures_capture_once(world: dict[str, Any]) -> None:
     intent = services.payment_create(
         merchant=world["merchant"],
@@ -59,15 +71,7 @@ def test_racing_captures_capture_once(world: dict[str, Any]) -> None:
 
 
 def test_racing_refunds_never_exceed_the_capture(world: dict[str, Any]) -> None:
-    intent = services.payment_create(
-        merchant=world["merchant"],
-        cardholder=world["card"].cardholder,
-        card=world["card"],
-        amount=1_000,
-        currency="CNY",
-        idempotency_key="race-create-2",
-        confirm=True,
-    )
+    intent = pay(world, "race-create-2", 1_000, confirm=True)
     results = run_parallel(
         10,
         lambda i: services.refund_create(
@@ -89,15 +93,7 @@ def test_racing_refunds_never_exceed_the_capture(world: dict[str, Any]) -> None:
 def test_one_idempotency_key_used_concurrently_runs_once(world: dict[str, Any]) -> None:
     results = run_parallel(
         6,
-        lambda i: services.payment_create(
-            merchant=world["merchant"],
-            cardholder=world["card"].cardholder,
-            card=world["card"],
-            amount=777,
-            currency="CNY",
-            idempotency_key="same-key",
-            confirm=True,
-        ),
+        lambda i: pay(world, "same-key", 777, confirm=True),
     )
     assert PaymentIntent.objects.count() == 1
     assert world["fake"].charge_count() == 1
@@ -164,15 +160,7 @@ def test_the_resolver_never_acts_on_an_attempt_a_request_is_waiting_on(world: di
 
     def pay() -> None:
         try:
-            outcome["payment"] = services.payment_create(
-                merchant=world["merchant"],
-                cardholder=world["card"].cardholder,
-                card=world["card"],
-                amount=5_000,
-                currency="CNY",
-                idempotency_key="slow-channel",
-                confirm=True,
-            )
+            outcome["payment"] = pay(world, "slow-channel", 5_000, confirm=True)
         finally:
             connection.close()
 
@@ -199,14 +187,7 @@ def test_a_payment_stopped_after_its_decline_was_recorded_is_failed_by_the_resol
 
     from payments.models import PaymentAttempt
 
-    intent = services.payment_create(
-        merchant=world["merchant"],
-        cardholder=world["card"].cardholder,
-        card=world["card"],
-        amount=5_000,
-        currency="CNY",
-        idempotency_key="declined-then-lost",
-    )
+    intent = pay(world, "declined-then-lost", 5_000)
     PaymentIntent.objects.filter(pk=intent.pk).update(
         status="processing", updated_at=timezone.now() - dt.timedelta(minutes=5)
     )
