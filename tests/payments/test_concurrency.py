@@ -158,13 +158,13 @@ def test_the_resolver_never_acts_on_an_attempt_a_request_is_waiting_on(world: di
         monkeypatch.setattr(fake, name, lambda request, name=name, real=real: asked.append(name) or real(request))
     outcome: dict[str, Any] = {}
 
-    def pay() -> None:
+    def slow_payment() -> None:
         try:
             outcome["payment"] = pay(world, "slow-channel", 5_000, confirm=True)
         finally:
             connection.close()
 
-    request = threading.Thread(target=pay)
+    request = threading.Thread(target=slow_payment)
     request.start()
     assert entered.wait(30)
     report = services.attempts_resolve(older_than=dt.timedelta(0))  # every attempt is "old enough"
