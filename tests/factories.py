@@ -461,6 +461,19 @@ def _refund() -> Refund:
     return Refund.objects.create(intent=payment, amount=100, reference=f"{payment.public_id}-r1", status="succeeded")
 
 
+def _journal_cursor() -> Any:
+    from payments.models import JournalCursor
+
+    return JournalCursor.objects.create(channel=ChannelFactory(acquirer=MemberBankFactory()), position=7)
+
+
+def _unmatched_charge() -> Any:
+    from payments.models import UnmatchedCharge
+
+    channel = ChannelFactory(acquirer=MemberBankFactory())
+    return UnmatchedCharge.objects.create(channel=channel, reference=f"ghost-{channel.pk}", reason="inquiry unanswered")
+
+
 FACTORIES.update(
     {
         "merchants.merchant": MerchantFactory,
@@ -468,6 +481,8 @@ FACTORIES.update(
         "payments.paymentintent": _payment,
         "payments.paymentattempt": _attempt,
         "payments.refund": _refund,
+        "payments.journalcursor": _journal_cursor,
+        "payments.unmatchedcharge": _unmatched_charge,
     }
 )
 
