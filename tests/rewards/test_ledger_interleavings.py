@@ -114,3 +114,26 @@ def test_a_replayed_redeem_posts_nothing_even_with_an_overdue_lot() -> None:
     assert again.pk == first.pk
     assert LedgerTransaction.objects.count() == count  # no expiry posted along the way
     assert _wallet(holder, program) == (120, 0)
+
+
+def test_overlapping_sealers_never_fork_the_chain() -> None:
+    """A sealer that waited for another must follow the seal the other made, not the head it saw before waiting."""
+    from rewards.models import Seal
+    from rewards.sealing import seal_pending
+
+    program, holder = PointsProgramFactory(), CardholderFactory()
+    for i in range(3):
+        s.points_earn(cardholder_id=holder.pk, program=program, amount=10 + i, idempotency_key=f"e{i}")
+    assert seal_pending(batch_size=1, max_seals=1) == 1  # a head to extend
+
+    first = Background(lambda: seal_pending(batch_size=1, max_seals=1), hold_open=True)
+    second = Background(lambda: seal_pending(batch_size=1))
+    wait_for_lock_waiters(1)  # the second sealer waits for the first
+    first.release()
+    assert first.result() == 1
+    assert second.result() == 1
+
+    seals = list(Seal.objects.order_by("id"))
+    assert [seal.transaction_count for seal in seals] == [1, 1, 1]
+    assert [seal.previous_hash for seal in seals[1:]] == [seal.hash for seal in seals[:-1]]
+    assert ledger_verify().violations == []
