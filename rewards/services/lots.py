@@ -87,7 +87,8 @@ def consume_lots(
         need -= take
     if need:
         raise AssertionError(f"wallet {wallet.pk} lots do not cover its balance (short by {need})")
-    Lot.objects.bulk_update(changed, ["remaining"])  # lots change only under their wallet's lock
+    for lot in changed:  # lots change only under their wallet's lock, so the new values are exact
+        Lot.objects.filter(pk=lot.pk).update(remaining=lot.remaining)
     LotMovement.objects.bulk_create(LotMovement(transaction=posting.txn, lot_id=lot, amount=-n) for lot, n in taken)
     return taken
 

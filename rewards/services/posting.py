@@ -118,28 +118,42 @@ def keyed(model: type[M], key: str, digest: str, work: Callable[[], T]) -> T | M
         return existing
 
 
+# Account ids by identity, learnt by this process: accounts are never deleted or renamed and ids are never reused,
+# so a posting that knows its accounts' ids locks them by primary key, without compiling their five-column lookups.
+# Every row a lookup by id returns is checked against the identity it was taken for; a miss falls back to the lookup.
+_account_ids: dict[tuple[str, int, str, str, int], int] = {}
+
+
 def lock_accounts(refs: Iterable[AccountRef], ids: Iterable[int] = ()) -> dict[int, Account]:
     """Locks the accounts named by `refs` and `ids` in one `SELECT … FOR UPDATE ORDER BY id`, creating those of `refs`
     that do not exist yet first (`INSERT … ON CONFLICT DO NOTHING`, in a fixed order, then the locking read again).
     Every posting locks all its accounts here, at once, in id order, so postings never deadlock on each other."""
     wanted = {ref.identity: ref for ref in refs}
+    ids = set(ids)
+    known = {identity: _account_ids.get(identity) for identity in wanted}
+    if None not in known.values():
+        locked = _lock(Q(pk__in=sorted(ids | {pk for pk in known.values() if pk is not None})))
+        if all(pk in locked and AccountRef.identity_of(locked[pk]) == i for i, pk in known.items()):
+            return locked
     conditions = [
         Q(owner_kind=r.owner_kind, owner_id=r.owner_id, purpose=r.purpose, unit=r.unit, shard=r.shard)
         for r in wanted.values()
     ]
     if ids:
-        conditions.append(Q(pk__in=sorted(set(ids))))
+        conditions.append(Q(pk__in=sorted(ids)))
     condition = functools.reduce(operator.or_, conditions)
-
-    def fetch() -> dict[int, Account]:
-        return {a.pk: a for a in Account.objects.select_for_update().filter(condition).order_by("pk")}
-
-    locked = fetch()
+    locked = _lock(condition)
     missing = wanted.keys() - {AccountRef.identity_of(a) for a in locked.values()}
     if missing:
         Account.objects.bulk_create([wanted[i].new_account() for i in sorted(missing)], ignore_conflicts=True)
-        locked = fetch()
+        locked = _lock(condition)
+    for account in locked.values():
+        _account_ids[AccountRef.identity_of(account)] = account.pk
     return locked
+
+
+def _lock(condition: Q) -> dict[int, Account]:
+    return {a.pk: a for a in Account.objects.select_for_update().filter(condition).order_by("pk")}
 
 
 def locked_refs(*refs: AccountRef) -> list[Account]:
@@ -227,8 +241,8 @@ def finish(posting: Posting) -> LedgerTransaction:
         running[account_id] = account.posted
         account.posted, account.held, account.version = new_posted, new_held, account.version + 1
         changed.append(account)
-    # One statement for every account the posting changes (under its locks, so the new values are exact).
-    Account.objects.bulk_update(changed, ["posted", "held", "version"])
+    for account in changed:  # under the posting's locks, so the new values are exact
+        Account.objects.filter(pk=account.pk).update(posted=account.posted, held=account.held, version=account.version)
     for account_id, amount in posting.legs:
         running[account_id] += amount
         account = posting.accounts[account_id]

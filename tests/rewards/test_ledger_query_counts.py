@@ -19,9 +19,9 @@ from tests.factories import CardholderFactory, PointsProgramFactory
 # Transactional, as in production: the posting owns its transaction (no test-wide savepoints).
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# A plain earn: BEGIN, the transaction row (its key), one locking read of its three accounts, the lot, one update of
-# the balances, the entries, COMMIT.
-EARN_QUERIES = 7
+# A plain earn: BEGIN, the transaction row (its key), one locking read of its three accounts, the lot, the two
+# balances it changes (wallet and issuance), the entries, COMMIT.
+EARN_QUERIES = 8
 
 
 def test_a_plain_earn_stays_within_its_statements(django_assert_max_num_queries: Any) -> None:
