@@ -91,13 +91,50 @@ SQL_SEAL_CONTENT = """
                e.unit || '|' || e.amount, E'\\n' ORDER BY e.id), ''), 'UTF8')), 'hex'),
            MIN(t.id), MAX(t.id)
     FROM rewards_ledgertransaction t LEFT JOIN rewards_entry e ON e.transaction_id = t.id
-    WHERE t.seal_id IS NOT NULL GROUP BY t.seal_id
+    JOIN rewards_seal s ON s.id = t.seal_id
+    WHERE s.version = 1 GROUP BY t.seal_id
 """
+# Version 2: each sealed transaction's digest recomputed from its rows as they are now, against the digest it was
+# sealed with; per seal, the content hash recomputed, and the transactions whose rows changed.
+SQL_SEAL_CONTENT_V2 = f"""
+    WITH d AS (
+        SELECT t.seal_id, t.id, t.seal_digest, {sealing.SQL_TRANSACTION_DIGEST} AS digest,
+               (SELECT COUNT(*) FROM rewards_entry e WHERE e.transaction_id = t.id) AS entries
+        FROM rewards_ledgertransaction t JOIN rewards_seal s ON s.id = t.seal_id
+        WHERE s.version = 2
+    )
+    SELECT d.seal_id, COUNT(*), SUM(d.entries), {sealing.SQL_CONTENT.format(column="digest")}, MIN(d.id), MAX(d.id),
+           COALESCE(array_agg(d.id ORDER BY d.id) FILTER (WHERE d.digest <> d.seal_digest), '{{}}')
+    FROM d GROUP BY d.seal_id
+"""  # noqa: S608 - constants
 
 
-def _seal_contents() -> dict[int, tuple[int, int, str, int, int]]:
-    """seal id → (transactions, entries, content hash, first, last) recomputed from the rows as they are now."""
-    return {row[0]: (int(row[1]), int(row[2]), row[3], int(row[4]), int(row[5])) for row in _rows(SQL_SEAL_CONTENT)}
+@dataclass(frozen=True)
+class _Recomputed:
+    """A seal's figures recomputed from its rows as they are now."""
+
+    transactions: int
+    entries: int
+    content: str
+    first: int
+    last: int
+    changed: tuple[int, ...] = ()  # version 2: transactions whose rows no longer hash to their sealed digest
+
+
+def _seal_contents() -> dict[int, _Recomputed]:
+    contents = {
+        row[0]: _Recomputed(int(row[1]), int(row[2]), row[3], int(row[4]), int(row[5]))
+        for row in _rows(SQL_SEAL_CONTENT)
+    }
+    for row in _rows(SQL_SEAL_CONTENT_V2):
+        contents[row[0]] = _Recomputed(int(row[1]), int(row[2] or 0), row[3], int(row[4]), int(row[5]), tuple(row[6]))
+    return contents
+
+
+def _named_transactions(ids: tuple[int, ...]) -> str:
+    shown = ", ".join(str(i) for i in ids[:_LIMIT])
+    more = f" and {len(ids) - _LIMIT} more" if len(ids) > _LIMIT else ""
+    return f"transaction{'s' if len(ids) > 1 else ''} {shown}{more}"
 
 
 def _check_seals(report: CheckReport) -> None:
@@ -108,28 +145,38 @@ def _check_seals(report: CheckReport) -> None:
     previous = sealing.GENESIS
     for seal in seals:
         label = f"seal {seal.pk}"
-        count, entries, content, first, last = contents.get(seal.pk, (0, 0, sealing.GENESIS, 0, 0))
+        now = contents.get(seal.pk, _Recomputed(0, 0, sealing.GENESIS, 0, 0))
         if seal.previous_hash != previous:
             report.violations.append(f"seal chain: {label} does not follow the previous seal")
-        if (count, entries, content, first, last) != (
+        for txn_id in now.changed:
+            report.violations.append(
+                f"seal chain: transaction {txn_id} (in {label}) was changed after it was sealed: its rows no longer"
+                " hash to its sealed digest"
+            )
+        if (now.transactions, now.entries, now.content, now.first, now.last) != (
             seal.transaction_count,
             seal.entry_count,
             seal.content_hash,
             seal.first_transaction_id,
             seal.last_transaction_id,
         ):
+            if now.changed:
+                cause = f"{_named_transactions(now.changed)} changed"
+            else:
+                cause = "a sealed transaction or entry was changed, added or removed"
             report.violations.append(
                 f"seal chain: {label} (transactions {seal.first_transaction_id}–{seal.last_transaction_id}) no longer"
-                " matches its rows: a sealed transaction or entry was changed, added or removed"
+                f" matches its rows: {cause}"
             )
         recomputed = sealing.head_hash(
             seal_id=seal.pk,
             previous=seal.previous_hash,
-            content=content,
-            transactions=count,
-            entries=entries,
-            first=first,
-            last=last,
+            content=now.content,
+            transactions=now.transactions,
+            entries=now.entries,
+            first=now.first,
+            last=now.last,
+            version=seal.version,
         )
         if recomputed != seal.hash:
             report.violations.append(f"seal chain: {label} hash does not match its contents")

@@ -84,9 +84,13 @@ class Account(models.Model):
         return self.posted - self.held
 
 
+SEAL_VERSION = 2  # what a seal covers: see rewards/sealing.py; older seals keep and verify by their own version
+
+
 class Seal(models.Model):
     """A batch of transactions sealed into the hash chain; `signature` is made with a key outside the database."""
 
+    version = models.PositiveSmallIntegerField(_("version"), default=SEAL_VERSION)
     previous_hash = models.CharField(_("previous hash"), max_length=64)
     content_hash = models.CharField(_("content hash"), max_length=64)
     hash = models.CharField(_("hash"), max_length=64, unique=True)
@@ -101,6 +105,10 @@ class Seal(models.Model):
         verbose_name = _("ledger seal")
         verbose_name_plural = _("ledger seals")
         ordering = ("id",)
+        constraints = [
+            # One seal follows each seal: two sealers can never both extend the same head (a fork).
+            models.UniqueConstraint(fields=["previous_hash"], name="ledger_seal_chain_no_fork"),
+        ]
 
     def __str__(self) -> str:
         return f"seal {self.pk} {self.hash[:12]}"
@@ -138,6 +146,14 @@ class LedgerTransaction(models.Model):
     )
     actor_label = models.CharField(_("acting"), max_length=150, default="system")
     seal = models.ForeignKey(Seal, on_delete=models.PROTECT, null=True, blank=True, related_name="transactions")
+    seal_digest = models.CharField(
+        _("sealed digest"),
+        max_length=64,
+        blank=True,
+        default="",
+        db_default="",
+        help_text=_("The hash of this transaction's rows when it was sealed (seal version 2), to name an edited one."),
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:

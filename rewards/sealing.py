@@ -1,11 +1,22 @@
 """Sealing: batches of transactions chained by hash, each head signed with a key that is not in the database and
 exported to an append-only file.
 
-content_hash = sha256 of the batch's canonical entry lines, in entry id order:
-    "<transaction id>|<kind>|<idempotency key>|<entry id>|<account id>|<unit>|<amount>"
-joined by "\\n"; hash = sha256("<seal id>|<previous hash>|<content hash>|<transactions>|<entries>|<first>|<last>");
-signature = HMAC-SHA256(key, hash). Someone who can write to the database can recompute the hashes, but not the
-signatures, and cannot change the heads already exported.
+Version 2 (every seal made now) covers every column a later computation reads. Each transaction's rows — the
+transaction (kind, key, request hash, points, the transaction it reverses, rate, actor, created time, metadata), its
+entries (account, unit, amount, balance after), the lots it formed (account, programme, amount, earned and expiry
+days) and its lot movements — are written as canonical text (`SQL_TRANSACTION_TEXT`, computed in SQL by the sealer
+and by `ledger_check` alike) and hashed; the hash is kept on the transaction (`seal_digest`) so that a later edit
+names its transaction. Then
+    content_hash = sha256 of "<transaction id>|<digest>" lines, in id order, joined by "\n";
+    hash = sha256("v2|<seal id>|<previous hash>|<content hash>|<transactions>|<entries>|<first>|<last>");
+    signature = HMAC-SHA256(key, hash).
+Version 1 seals (made before) covered the entries' "<transaction id>|<kind>|<key>|<entry id>|<account>|<unit>|<amount>"
+lines and hash without the "v1|" prefix; they keep verifying as they were made.
+
+Sealing is serialised by a PostgreSQL advisory lock, whatever starts it (the beat job, a manual run, a run that
+outlasts its period): a sealer reads the head only once it holds the lock, and the database refuses two seals after
+one head. Someone who can write to the database can recompute the hashes, but not the signatures, and cannot change
+the heads already exported.
 """
 
 from __future__ import annotations
@@ -19,12 +30,45 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.db import connection, transaction
 
-from .models import Entry, LedgerTransaction, Seal
+from .models import SEAL_VERSION, LedgerTransaction, Seal
 
 GENESIS = "0" * 64
 BATCH_SIZE = 2000
+SEAL_LOCK = int.from_bytes(b"mk-seal", "big")  # the advisory lock every sealer takes
+
+# One transaction's rows as canonical text (version 2); `t` is the transaction. Tagged lines, "|"-separated, nulls
+# as "-", times in microseconds since the epoch, metadata as PostgreSQL's normalised jsonb text.
+SQL_TRANSACTION_TEXT = r"""concat_ws(E'\n',
+    concat_ws('|', 't', t.id, t.kind, t.idempotency_key, t.request_hash, t.points,
+              COALESCE(t.reverses_id::text, '-'), COALESCE(t.rate::text, '-'), COALESCE(t.actor_id::text, '-'),
+              t.actor_label, (extract(epoch FROM t.created_at) * 1000000)::bigint, t.metadata::text),
+    (SELECT string_agg(concat_ws('|', 'e', e.id, e.account_id, e.unit, e.amount, e.balance_after), E'\n' ORDER BY e.id)
+     FROM rewards_entry e WHERE e.transaction_id = t.id),
+    (SELECT string_agg(concat_ws('|', 'l', l.id, l.account_id, l.program_id, l.amount,
+                                 to_char(l.earned_on, 'YYYY-MM-DD'), to_char(l.expires_on, 'YYYY-MM-DD')),
+                       E'\n' ORDER BY l.id)
+     FROM rewards_lot l WHERE l.earned_by_id = t.id),
+    (SELECT string_agg(concat_ws('|', 'm', m.id, m.lot_id, m.amount), E'\n' ORDER BY m.id)
+     FROM rewards_lotmovement m WHERE m.transaction_id = t.id))"""
+SQL_TRANSACTION_DIGEST = f"encode(sha256(convert_to({SQL_TRANSACTION_TEXT}, 'UTF8')), 'hex')"
+# The content hash over "<id>|<digest>" lines of `d` (rows with `id` and a digest column named by the caller).
+SQL_CONTENT = (
+    r"encode(sha256(convert_to(COALESCE(string_agg(d.id || '|' || d.{column}, E'\n' ORDER BY d.id), ''), 'UTF8')),"
+    r" 'hex')"
+)
+
+SQL_SEAL_TRANSACTIONS = f"""
+    UPDATE rewards_ledgertransaction t SET seal_id = %(seal)s, seal_digest = {SQL_TRANSACTION_DIGEST}
+    WHERE t.id = ANY(%(ids)s)
+"""  # noqa: S608 - constants
+SQL_SEALED_CONTENT = f"""
+    SELECT COUNT(*), {SQL_CONTENT.format(column="seal_digest")},
+           (SELECT COUNT(*) FROM rewards_entry e JOIN rewards_ledgertransaction t ON t.id = e.transaction_id
+            WHERE t.seal_id = %(seal)s)
+    FROM rewards_ledgertransaction d WHERE d.seal_id = %(seal)s
+"""  # noqa: S608 - constants
 
 
 def seal_key() -> bytes:
@@ -40,25 +84,42 @@ def sign(head_hash: str, key: bytes | None = None) -> str:
 
 
 def canonical_lines(rows: Iterable[tuple[Any, ...]]) -> bytes:
-    """rows: (transaction id, kind, key, entry id, account id, unit, amount) in entry id order."""
+    """rows: (transaction id, digest) in id order (version 2), or, for a version 1 seal, (transaction id, kind, key,
+    entry id, account id, unit, amount) in entry id order."""
     return "\n".join("|".join(str(value) for value in row) for row in rows).encode()
 
 
 def head_hash(
-    *, seal_id: int, previous: str, content: str, transactions: int, entries: int, first: int, last: int
+    *,
+    seal_id: int,
+    previous: str,
+    content: str,
+    transactions: int,
+    entries: int,
+    first: int,
+    last: int,
+    version: int = SEAL_VERSION,
 ) -> str:
     text = f"{seal_id}|{previous}|{content}|{transactions}|{entries}|{first}|{last}"
+    if version >= 2:
+        text = f"v{version}|{text}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def seal_rows(seal_id: int) -> list[tuple[Any, ...]]:
-    return list(
-        Entry.objects.filter(transaction__seal_id=seal_id)
-        .order_by("id")
-        .values_list(
-            "transaction_id", "transaction__kind", "transaction__idempotency_key", "id", "account_id", "unit", "amount"
+def transaction_digests(seal_id: int) -> list[tuple[int, str]]:
+    """(transaction id, digest of its rows as they are now) for the seal's transactions, in id order."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT t.id, {SQL_TRANSACTION_DIGEST} FROM rewards_ledgertransaction t"  # noqa: S608 - constants
+            " WHERE t.seal_id = %s ORDER BY t.id",
+            [seal_id],
         )
-    )
+        return [(int(row[0]), str(row[1])) for row in cursor.fetchall()]
+
+
+def seal_rows(seal_id: int) -> list[tuple[Any, ...]]:
+    """The rows a seal's content hash is made of, as they are now (`canonical_lines` joins them)."""
+    return list(transaction_digests(seal_id))
 
 
 def export_path() -> Path:
@@ -86,6 +147,7 @@ def _export(seals: Iterable[Seal]) -> None:
                 json.dumps(
                     {
                         "seal": seal.pk,
+                        "version": seal.version,
                         "hash": seal.hash,
                         "previous_hash": seal.previous_hash,
                         "signature": seal.signature,
@@ -110,14 +172,18 @@ def export_missing_heads() -> int:
 
 
 def _seal_one(key: bytes, batch_size: int) -> Seal | None:
-    with transaction.atomic():
-        previous = Seal.objects.select_for_update().order_by("-id").first()
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Serialise sealers: the head is read only under the lock, so a sealer that waited sees the seal made
+        # meanwhile and follows it (the unique previous_hash refuses a fork all the same).
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [SEAL_LOCK])
+        previous = Seal.objects.order_by("-id").first()
         ids = list(
             LedgerTransaction.objects.filter(seal__isnull=True).order_by("id").values_list("id", flat=True)[:batch_size]
         )
         if not ids:
             return None
         seal = Seal.objects.create(
+            version=SEAL_VERSION,
             previous_hash=previous.hash if previous else GENESIS,
             content_hash="",
             hash=f"pending-{ids[0]}-{ids[-1]}",
@@ -127,10 +193,11 @@ def _seal_one(key: bytes, batch_size: int) -> Seal | None:
             first_transaction_id=ids[0],
             last_transaction_id=ids[-1],
         )
-        LedgerTransaction.objects.filter(pk__in=ids).update(seal=seal)
-        rows = seal_rows(seal.pk)
-        seal.content_hash = hashlib.sha256(canonical_lines(rows)).hexdigest()
-        seal.entry_count = len(rows)
+        cursor.execute(SQL_SEAL_TRANSACTIONS, {"seal": seal.pk, "ids": ids})
+        cursor.execute(SQL_SEALED_CONTENT, {"seal": seal.pk})
+        count, content, entries = cursor.fetchone()
+        assert count == len(ids), f"seal {seal.pk}: sealed {count} of {len(ids)} transactions"
+        seal.content_hash, seal.entry_count = content, int(entries)
         seal.hash = head_hash(
             seal_id=seal.pk,
             previous=seal.previous_hash,
@@ -139,6 +206,7 @@ def _seal_one(key: bytes, batch_size: int) -> Seal | None:
             entries=seal.entry_count,
             first=seal.first_transaction_id,
             last=seal.last_transaction_id,
+            version=seal.version,
         )
         seal.signature = sign(seal.hash, key)
         seal.save(update_fields=["content_hash", "entry_count", "hash", "signature"])

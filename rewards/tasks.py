@@ -1,4 +1,5 @@
-"""Ledger jobs: sealing, lot expiry and hold expiry. Each takes no ids (they sweep) and calls one service."""
+"""Ledger jobs: sealing, lot expiry and hold expiry. Each takes no ids (they sweep) and calls one service; the
+expiries report each chunk's progress on their job run."""
 
 from __future__ import annotations
 
@@ -28,15 +29,11 @@ def ledger_seal() -> dict[str, Any]:
 def lots_expire() -> dict[str, Any]:
     day = services.today()
     with job_run("rewards.lots_expire", period=day.isoformat()) as run:
-        counts = services.lots_expire(on=day)
-        run.count(**counts)
-    return counts
+        return services.lots_expire(on=day, progress=run.advance)
 
 
 @shared_task(name="rewards.holds_expire")
 def holds_expire() -> dict[str, Any]:
     now = timezone.now()
     with job_run("rewards.holds_expire", period=now.strftime("%Y-%m-%dT%H:%M")) as run:
-        expired = services.holds_expire(now=now)
-        run.count(expired=expired)
-    return {"expired": expired}
+        return {"expired": services.holds_expire(now=now, progress=run.advance)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,3 +31,66 @@ def run_parallel(n: int, work: Callable[[int], Any]) -> list[Any]:
     for thread in threads:
         thread.join()
     return results
+
+
+class Background:
+    """Runs `work()` in a thread on its own connection; `result()` waits for it and returns (or raises) its outcome.
+    With `hold_open`, the work runs inside a transaction that stays open, its locks held, until `release()`."""
+
+    def __init__(self, work: Callable[[], Any], *, hold_open: bool = False) -> None:
+        self._work = work
+        self._hold_open = hold_open
+        self._done_work = threading.Event()
+        self._release = threading.Event()
+        self._outcome: list[Any] = []
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+        if hold_open:
+            self._done_work.wait(timeout=60)
+            if self._outcome:  # the work failed before the transaction could be held
+                self.result()
+
+    def _run(self) -> None:
+        from django.db import transaction
+
+        try:
+            if self._hold_open:
+                with transaction.atomic():
+                    value = self._work()
+                    self._done_work.set()
+                    self._release.wait(timeout=60)
+            else:
+                value = self._work()
+            self._outcome.append(("ok", value))
+        except BaseException as exc:
+            self._outcome.append(("error", exc))
+        finally:
+            self._done_work.set()
+            connection.close()
+
+    def release(self) -> None:
+        self._release.set()
+
+    def result(self) -> Any:
+        self._release.set()
+        self._thread.join(timeout=120)
+        kind, value = self._outcome[0]
+        if kind == "error":
+            raise value
+        return value
+
+
+def wait_for_lock_waiters(count: int = 1, timeout: float = 60.0) -> None:
+    """Returns once `count` other sessions of this database wait for a lock (a row lock another connection holds);
+    polls pg_stat_activity, so the interleaving a test forces does not depend on timing."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0] >= count:
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"no {count} session(s) waited for a lock within {timeout} s")

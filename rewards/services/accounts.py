@@ -1,12 +1,18 @@
-"""The ledger's accounts, created on first use (`account_get_or_create`).
+"""The ledger's accounts, created on first use.
 
 A cardholder has a points wallet (the one kind of account that may not go negative) and a points debt in each
 programme; a programme's bank has its issuance, redemption, breakage and exchange sub-accounts, spread over
 `LEDGER_BANK_SHARDS` shards by cardholder; a bank and a merchant have a CNY clearing account, and the alliance has a
 fee account.
+
+A posting names its accounts by `AccountRef` (the account's unique owner, purpose, unit and shard) and
+`posting.lock_accounts` fetches, creates and locks them all at once; `wallet_account` and the other getters return
+an unlocked account for readers and for the tests.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from django.conf import settings
 
@@ -18,8 +24,42 @@ CNY = "CNY"
 ALLIANCE_ID = 0
 
 
-def _shard_for(key: int) -> int:
+def shard_for(key: int) -> int:
     return key % max(1, settings.LEDGER_BANK_SHARDS)
+
+
+@dataclass(frozen=True, order=True)
+class AccountRef:
+    """An account by its unique owner, purpose, unit and shard, with what its row needs when it is created."""
+
+    owner_kind: str
+    owner_id: int
+    purpose: str
+    unit: str
+    shard: int = 0
+    program_id: int | None = None
+    bank_id: int | None = None
+
+    @property
+    def identity(self) -> tuple[str, int, str, str, int]:
+        return (self.owner_kind, self.owner_id, self.purpose, self.unit, self.shard)
+
+    def new_account(self) -> Account:
+        """The row this account starts as; only a cardholder's points wallet may not go negative."""
+        return Account(
+            owner_kind=self.owner_kind,
+            owner_id=self.owner_id,
+            purpose=self.purpose,
+            unit=self.unit,
+            shard=self.shard,
+            program_id=self.program_id,
+            bank_id=self.bank_id,
+            may_go_negative=self.purpose != Purpose.POINTS,
+        )
+
+    @staticmethod
+    def identity_of(account: Account) -> tuple[str, int, str, str, int]:
+        return (account.owner_kind, account.owner_id, account.purpose, account.unit, account.shard)
 
 
 def account_get_or_create(
@@ -32,59 +72,78 @@ def account_get_or_create(
     bank_id: int | None = None,
     shard: int = 0,
 ) -> Account:
-    """Accounts are created on first use; only a cardholder's points wallet may not go negative."""
-    may_go_negative = purpose not in (Purpose.POINTS,)
+    """An account (unlocked), created on first use."""
+    return get_account(AccountRef(owner_kind, owner_id, purpose, unit, shard, program.pk if program else None, bank_id))
+
+
+def get_account(ref: AccountRef) -> Account:
+    created = ref.new_account()
     account, _created = Account.objects.get_or_create(
-        owner_kind=owner_kind,
-        owner_id=owner_id,
-        purpose=purpose,
-        unit=unit,
-        shard=shard,
-        defaults={"program": program, "bank_id": bank_id, "may_go_negative": may_go_negative},
+        owner_kind=ref.owner_kind,
+        owner_id=ref.owner_id,
+        purpose=ref.purpose,
+        unit=ref.unit,
+        shard=ref.shard,
+        defaults={"program_id": ref.program_id, "bank_id": ref.bank_id, "may_go_negative": created.may_go_negative},
     )
     return account
 
 
-def wallet_account(cardholder_id: int, program: PointsProgram) -> Account:
-    return account_get_or_create(
-        owner_kind=OwnerKind.CARDHOLDER,
-        owner_id=cardholder_id,
-        purpose=Purpose.POINTS,
-        unit=program.unit_code,
-        program=program,
-        bank_id=program.bank_id,
+def wallet_ref(cardholder_id: int, program: PointsProgram) -> AccountRef:
+    return AccountRef(
+        OwnerKind.CARDHOLDER, cardholder_id, Purpose.POINTS, program.unit_code, 0, program.pk, program.bank_id
     )
+
+
+def debt_ref(cardholder_id: int, program: PointsProgram) -> AccountRef:
+    return AccountRef(
+        OwnerKind.CARDHOLDER, cardholder_id, Purpose.DEBT, program.unit_code, 0, program.pk, program.bank_id
+    )
+
+
+def bank_ref(program: PointsProgram, purpose: str, spread_key: int) -> AccountRef:
+    """A bank-side sub-account of the program; `spread_key` (the cardholder) picks the shard."""
+    return AccountRef(
+        OwnerKind.BANK, program.bank_id, purpose, program.unit_code, shard_for(spread_key), program.pk, program.bank_id
+    )
+
+
+def clearing_ref(owner_kind: str, owner_id: int) -> AccountRef:
+    """A party's CNY clearing account (bank, merchant) or the alliance's fee account."""
+    if owner_kind == OwnerKind.ALLIANCE:
+        return AccountRef(owner_kind, ALLIANCE_ID, Purpose.FEES, CNY)
+    bank_id = owner_id if owner_kind == OwnerKind.BANK else None
+    return AccountRef(owner_kind, owner_id, Purpose.CLEARING, CNY, 0, None, bank_id)
+
+
+def wallet_account(cardholder_id: int, program: PointsProgram) -> Account:
+    return get_account(wallet_ref(cardholder_id, program))
 
 
 def debt_account(cardholder_id: int, program: PointsProgram) -> Account:
-    return account_get_or_create(
-        owner_kind=OwnerKind.CARDHOLDER,
-        owner_id=cardholder_id,
-        purpose=Purpose.DEBT,
-        unit=program.unit_code,
-        program=program,
-        bank_id=program.bank_id,
-    )
+    return get_account(debt_ref(cardholder_id, program))
 
 
 def bank_points_account(program: PointsProgram, purpose: str, spread_key: int) -> Account:
     """A bank-side sub-account of the program; `spread_key` (the cardholder) picks the shard."""
-    return account_get_or_create(
-        owner_kind=OwnerKind.BANK,
-        owner_id=program.bank_id,
-        purpose=purpose,
-        unit=program.unit_code,
-        program=program,
-        bank_id=program.bank_id,
-        shard=_shard_for(spread_key),
-    )
+    return get_account(bank_ref(program, purpose, spread_key))
 
 
 def clearing_account(owner_kind: str, owner_id: int) -> Account:
     """A party's CNY clearing account (bank, merchant) or the alliance's fee account."""
-    if owner_kind == OwnerKind.ALLIANCE:
-        return account_get_or_create(owner_kind=owner_kind, owner_id=ALLIANCE_ID, purpose=Purpose.FEES, unit=CNY)
-    bank_id = owner_id if owner_kind == OwnerKind.BANK else None
-    return account_get_or_create(
-        owner_kind=owner_kind, owner_id=owner_id, purpose=Purpose.CLEARING, unit=CNY, bank_id=bank_id
+    return get_account(clearing_ref(owner_kind, owner_id))
+
+
+def wallet_bank_ref(wallet: Account, purpose: str) -> AccountRef:
+    """The bank-side sub-account of the wallet's programme that `bank_ref` names, from the wallet row alone."""
+    assert wallet.bank_id is not None, f"account {wallet.pk} is not a wallet"
+    assert wallet.program_id is not None, f"account {wallet.pk} is not a wallet"
+    return AccountRef(
+        OwnerKind.BANK,
+        wallet.bank_id,
+        purpose,
+        wallet.unit,
+        shard_for(wallet.owner_id),
+        wallet.program_id,
+        wallet.bank_id,
     )

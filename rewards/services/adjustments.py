@@ -15,10 +15,10 @@ from core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from members.models import PointsProgram
 
 from ..models import AdjustmentRequest, LedgerTransaction, Purpose
-from .accounts import bank_points_account, debt_account, wallet_account
+from .accounts import bank_ref, debt_ref, wallet_ref
 from .expiry import expire_overdue
 from .lots import credit_wallet, spend, today
-from .posting import Kind, Posting, begin, finish, request_hash, retry_on_conflict
+from .posting import Kind, begin, finish, keyed, replay, request_hash, retry_on_conflict
 
 
 @transaction.atomic
@@ -48,10 +48,14 @@ def adjustment_request(
     return request
 
 
-def _decide(request_id: int, approver: AbstractBaseUser) -> AdjustmentRequest:
+def _locked_request(request_id: int) -> AdjustmentRequest:
     request = AdjustmentRequest.objects.select_for_update().filter(pk=request_id).first()
     if request is None:
         raise NotFound(_("No such adjustment request."), param="request")
+    return request
+
+
+def _decide(request: AdjustmentRequest, approver: AbstractBaseUser) -> AdjustmentRequest:
     if request.status != AdjustmentRequest.Status.PENDING:
         raise Conflict(_("This adjustment was already decided."))
     if request.requested_by_id == approver.pk:
@@ -61,20 +65,27 @@ def _decide(request_id: int, approver: AbstractBaseUser) -> AdjustmentRequest:
 
 @retry_on_conflict
 def adjustment_approve(*, request_id: int, approver: AbstractBaseUser) -> LedgerTransaction:
-    """A different operator approves: the adjustment posts (a credit forms a lot; a debit spends lots)."""
-    with transaction.atomic():
-        request = _decide(request_id, approver)
+    """A different operator approves: the adjustment posts (a credit forms a lot; a debit spends lots). The same
+    approval again returns the transaction it posted; another operator's, `IdempotencyConflict`."""
+    key = f"adjustment:{request_id}"
+    digest = request_hash(op="adjust", request=request_id, approver=approver.pk)
+
+    def post() -> LedgerTransaction:
+        request = _locked_request(request_id)
+        if request.status == AdjustmentRequest.Status.POSTED:
+            existing = replay(LedgerTransaction, key, digest)
+            if existing is not None:
+                return existing
+        _decide(request, approver)
         program = request.program
-        wallet = wallet_account(request.cardholder_id, program)
-        if request.amount < 0:
-            expire_overdue(wallet)
-        debt = debt_account(request.cardholder_id, program)
-        issuance = bank_points_account(program, Purpose.ISSUANCE, request.cardholder_id)
+        wallet, debt = wallet_ref(request.cardholder_id, program), debt_ref(request.cardholder_id, program)
+        issuance = bank_ref(program, Purpose.ISSUANCE, request.cardholder_id)
+        breakage = bank_ref(program, Purpose.BREAKAGE, request.cardholder_id)
         posting = begin(
             kind=Kind.ADJUST,
-            key=f"adjustment:{request.pk}",
-            digest=request_hash(op="adjust", request=request.pk),
-            accounts=[wallet, debt, issuance],
+            key=key,
+            digest=digest,
+            refs=[wallet, debt, issuance, *([breakage] if request.amount < 0 else [])],
             actor=approver,
             metadata={
                 "cardholder_id": request.cardholder_id,
@@ -86,12 +97,20 @@ def adjustment_approve(*, request_id: int, approver: AbstractBaseUser) -> Ledger
             },
             points=abs(request.amount),
         )
-        assert isinstance(posting, Posting)
+        locked_wallet = posting.account(wallet)
         if request.amount > 0:
-            posting.leg(issuance, -request.amount)
-            credit_wallet(posting, wallet=wallet, debt=debt, program=program, amount=request.amount, earned_on=today())
+            posting.leg(posting.account(issuance), -request.amount)
+            credit_wallet(
+                posting,
+                wallet=locked_wallet,
+                debt=posting.account(debt),
+                program=program,
+                amount=request.amount,
+                earned_on=today(),
+            )
         else:
-            spend(posting, wallet, issuance, -request.amount)
+            lots = expire_overdue(locked_wallet, posting.account(breakage))
+            spend(posting, locked_wallet, posting.account(issuance), -request.amount, lots)
         txn = finish(posting)
         request.status, request.decided_at = AdjustmentRequest.Status.POSTED, timezone.now()
         request.decided_by = approver  # type: ignore[assignment]
@@ -107,10 +126,12 @@ def adjustment_approve(*, request_id: int, approver: AbstractBaseUser) -> Ledger
         )
         return txn
 
+    return keyed(LedgerTransaction, key, digest, post)
+
 
 @transaction.atomic
 def adjustment_reject(*, request_id: int, approver: AbstractBaseUser, reason: str = "") -> AdjustmentRequest:
-    request = _decide(request_id, approver)
+    request = _decide(_locked_request(request_id), approver)
     request.status, request.decided_at = AdjustmentRequest.Status.REJECTED, timezone.now()
     request.decided_by = approver  # type: ignore[assignment]
     request.save(update_fields=["status", "decided_by", "decided_at"])

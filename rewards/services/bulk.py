@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.db import connection, transaction
+from django.db import connection
 from django.utils.translation import gettext as _
 
 from core.errors import ValidationFailed
@@ -21,7 +21,7 @@ from members.models import PointsProgram
 from ..models import Account, LedgerTransaction, OwnerKind, Purpose
 from .accounts import bank_points_account
 from .lots import lot_expiry, today
-from .posting import Kind, replay, require_positive, retry_on_conflict
+from .posting import Kind, keyed, require_positive, retry_on_conflict
 
 
 @dataclass(frozen=True)
@@ -47,13 +47,18 @@ def points_earn_bulk(
         "\n".join(f"{e.cardholder_id}|{e.program_id}|{e.amount}" for e in events).encode()
         + f"|{earned_on}|{source}".encode()
     ).hexdigest()
-    with transaction.atomic():
-        existing = replay(LedgerTransaction, idempotency_key, digest)
-        if existing is not None:
-            return existing  # type: ignore[no-any-return]
-        programs = {p.pk: p for p in PointsProgram.objects.filter(pk__in={e.program_id for e in events})}
-        if len(programs) != len({e.program_id for e in events}):
-            raise ValidationFailed(_("Unknown points program in the events."), param="events")
+    programs = {p.pk: p for p in PointsProgram.objects.filter(pk__in={e.program_id for e in events})}
+    if len(programs) != len({e.program_id for e in events}):
+        raise ValidationFailed(_("Unknown points program in the events."), param="events")
+
+    def post() -> LedgerTransaction:
+        txn = LedgerTransaction.objects.create(  # takes the key: a second caller with it replays (`keyed`)
+            kind=Kind.EARN_BATCH,
+            idempotency_key=idempotency_key,
+            request_hash=digest,
+            points=sum(e.amount for e in events),
+            metadata={"events": len(events), "source": source, "earned_on": earned_on.isoformat()},
+        )
         pairs = {(e.cardholder_id, e.program_id) for e in events}
         wallets = _bulk_accounts(pairs, programs, Purpose.POINTS)
         issuance = {pid: bank_points_account(p, Purpose.ISSUANCE, 0) for pid, p in programs.items()}
@@ -67,13 +72,6 @@ def points_earn_bulk(
                 program_id__in=list(programs),
             )
         }
-        txn = LedgerTransaction.objects.create(
-            kind=Kind.EARN_BATCH,
-            idempotency_key=idempotency_key,
-            request_hash=digest,
-            points=sum(e.amount for e in events),
-            metadata={"events": len(events), "source": source, "earned_on": earned_on.isoformat()},
-        )
         lock_ids = sorted(
             {a.pk for a in wallets.values()} | {a.pk for a in issuance.values()} | {a.pk for a in debts.values()}
         )
@@ -119,6 +117,8 @@ def points_earn_bulk(
         ]
         _bulk_write(txn.pk, entries, lots, deltas, earned_on)
         return txn
+
+    return keyed(LedgerTransaction, idempotency_key, digest, post)
 
 
 def _bulk_accounts(

@@ -9,17 +9,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.db import transaction
 from django.utils.translation import gettext as _
 
 from core.errors import ValidationFailed
 from members.models import PointsProgram
 
 from ..models import LedgerTransaction, OwnerKind, Purpose
-from .accounts import bank_points_account, debt_account, wallet_account
+from .accounts import bank_ref, debt_ref, wallet_ref
 from .lots import credit_wallet, today
 from .obligations import Party, clearing_pair, obligation, points_value_units
-from .posting import Actor, Kind, begin, finish, request_hash, require_positive, retry_on_conflict
+from .posting import Actor, Kind, begin, finish, keyed, request_hash, require_positive, retry_on_conflict
 
 
 def _earn_digest(
@@ -82,44 +81,36 @@ def points_earn(
     """
     earned_on = earned_on or today()
     digest = _earn_digest(cardholder_id, program, amount, source, funded_by, earned_on, metadata or {})
-    return _earn_atomic(
-        cardholder_id, program, amount, idempotency_key, digest, source, funded_by, earned_on, actor, metadata
-    )
-
-
-@transaction.atomic
-def _earn_atomic(
-    cardholder_id: int,
-    program: PointsProgram,
-    amount: int,
-    key: str,
-    digest: str,
-    source: str,
-    funded_by: Party | None,
-    earned_on: dt.date,
-    actor: Actor,
-    metadata: dict[str, Any] | None,
-) -> LedgerTransaction:
-    wallet, debt = wallet_account(cardholder_id, program), debt_account(cardholder_id, program)
-    issuance = bank_points_account(program, Purpose.ISSUANCE, cardholder_id)
     meta = _earn_meta(metadata, cardholder_id, program, source)
+    issuer = Party(OwnerKind.BANK, program.bank_id)
     funded_units = 0
     if funded_by is not None:
         funded_units = points_value_units(amount, program)
         meta.update(funded_by=funded_by.as_list(), funded_units=funded_units)
-    posting = begin(
-        kind=Kind.EARN,
-        key=key,
-        digest=digest,
-        accounts=[wallet, debt, issuance, *clearing_pair(funded_by, Party(OwnerKind.BANK, program.bank_id))],
-        actor=actor,
-        metadata=meta,
-        points=amount,
-    )
-    if isinstance(posting, LedgerTransaction):
-        return posting
-    posting.leg(issuance, -amount)
-    credit_wallet(posting, wallet=wallet, debt=debt, program=program, amount=amount, earned_on=earned_on)
-    if funded_by is not None:
-        obligation(posting, payer=funded_by, payee=Party(OwnerKind.BANK, program.bank_id), units=funded_units)
-    return finish(posting)
+    wallet, debt = wallet_ref(cardholder_id, program), debt_ref(cardholder_id, program)
+    issuance = bank_ref(program, Purpose.ISSUANCE, cardholder_id)
+
+    def post() -> LedgerTransaction:
+        posting = begin(
+            kind=Kind.EARN,
+            key=idempotency_key,
+            digest=digest,
+            refs=[wallet, debt, issuance, *clearing_pair(funded_by, issuer)],
+            actor=actor,
+            metadata=meta,
+            points=amount,
+        )
+        posting.leg(posting.account(issuance), -amount)
+        credit_wallet(
+            posting,
+            wallet=posting.account(wallet),
+            debt=posting.account(debt),
+            program=program,
+            amount=amount,
+            earned_on=earned_on,
+        )
+        if funded_by is not None:
+            obligation(posting, payer=funded_by, payee=issuer, units=funded_units)
+        return finish(posting)
+
+    return keyed(LedgerTransaction, idempotency_key, digest, post)

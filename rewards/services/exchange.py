@@ -10,18 +10,17 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from django.conf import settings
-from django.db import transaction
 from django.utils.translation import gettext as _
 
 from core.errors import ValidationFailed
 from members.models import PointsProgram
 
 from ..models import LedgerTransaction, OwnerKind, Purpose
-from .accounts import ALLIANCE_ID, bank_points_account, clearing_account, debt_account, wallet_account
+from .accounts import ALLIANCE_ID, bank_ref, clearing_ref, debt_ref, wallet_ref
 from .expiry import expire_overdue
 from .lots import credit_wallet, spend, today
 from .obligations import points_value_units
-from .posting import Actor, Kind, begin, finish, request_hash, require_positive, retry_on_conflict
+from .posting import Actor, Kind, begin, finish, keyed, request_hash, require_positive, retry_on_conflict
 
 
 @dataclass(frozen=True)
@@ -73,22 +72,22 @@ def points_exchange(
     digest = request_hash(
         op="exchange", cardholder=cardholder_id, src=from_program.pk, dst=to_program.pk, amount=amount
     )
-    with transaction.atomic():
-        src_wallet = wallet_account(cardholder_id, from_program)
-        expire_overdue(src_wallet)
-        src_sink = bank_points_account(from_program, Purpose.EXCHANGE, cardholder_id)
-        dst_wallet, dst_debt = wallet_account(cardholder_id, to_program), debt_account(cardholder_id, to_program)
-        dst_issuance = bank_points_account(to_program, Purpose.ISSUANCE, cardholder_id)
-        payer, payee = (
-            clearing_account(OwnerKind.BANK, from_program.bank_id),
-            clearing_account(OwnerKind.BANK, to_program.bank_id),
-        )
-        fees = clearing_account(OwnerKind.ALLIANCE, ALLIANCE_ID)
+    src_wallet, src_breakage = (
+        wallet_ref(cardholder_id, from_program),
+        bank_ref(from_program, Purpose.BREAKAGE, cardholder_id),
+    )
+    src_sink = bank_ref(from_program, Purpose.EXCHANGE, cardholder_id)
+    dst_wallet, dst_debt = wallet_ref(cardholder_id, to_program), debt_ref(cardholder_id, to_program)
+    dst_issuance = bank_ref(to_program, Purpose.ISSUANCE, cardholder_id)
+    payer, payee = clearing_ref(OwnerKind.BANK, from_program.bank_id), clearing_ref(OwnerKind.BANK, to_program.bank_id)
+    fees = clearing_ref(OwnerKind.ALLIANCE, ALLIANCE_ID)
+
+    def post() -> LedgerTransaction:
         posting = begin(
             kind=Kind.EXCHANGE,
             key=idempotency_key,
             digest=digest,
-            accounts=[src_wallet, src_sink, dst_wallet, dst_debt, dst_issuance, payer, payee, fees],
+            refs=[src_wallet, src_breakage, src_sink, dst_wallet, dst_debt, dst_issuance, payer, payee, fees],
             actor=actor,
             metadata={
                 "cardholder_id": cardholder_id,
@@ -102,14 +101,21 @@ def points_exchange(
             points=amount,
             rate=quote.rate,
         )
-        if isinstance(posting, LedgerTransaction):
-            return posting
-        spend(posting, src_wallet, src_sink, amount)
-        posting.leg(dst_issuance, -quote.points_out)
+        wallet = posting.account(src_wallet)
+        lots = expire_overdue(wallet, posting.account(src_breakage))
+        spend(posting, wallet, posting.account(src_sink), amount, lots)
+        posting.leg(posting.account(dst_issuance), -quote.points_out)
         credit_wallet(
-            posting, wallet=dst_wallet, debt=dst_debt, program=to_program, amount=quote.points_out, earned_on=today()
+            posting,
+            wallet=posting.account(dst_wallet),
+            debt=posting.account(dst_debt),
+            program=to_program,
+            amount=quote.points_out,
+            earned_on=today(),
         )
-        posting.leg(payer, -quote.payer_units)
-        posting.leg(payee, quote.payee_units)
-        posting.leg(fees, quote.fee_units)
+        posting.leg(posting.account(payer), -quote.payer_units)
+        posting.leg(posting.account(payee), quote.payee_units)
+        posting.leg(posting.account(fees), quote.fee_units)
         return finish(posting)
+
+    return keyed(LedgerTransaction, idempotency_key, digest, post)

@@ -1,104 +1,190 @@
 """Expiry: the points of a lot past its last valid day go to the programme's breakage account.
 
-The daily job (`lots_expire`) posts one transaction per wallet; points that are held stay until their hold resolves.
-A spend or a hold first expires its wallet's overdue lots in a posting of their own (`expire_overdue`), so points past
-their day are never spendable, even before the job has run.
+One implementation, set-based (`expire_wallets`): for a batch of wallets, locked with their breakage accounts in id
+order, one statement reads the overdue lots under the locks and writes the whole batch — one transaction per wallet
+(`INSERT … SELECT`), the lot movements, the lots (`UPDATE … FROM`), the entries and the balances. Points that are held
+stay until their hold resolves: held points count as taken from the soonest-expiring lots, so of a wallet's overdue
+points the held ones stay (the next run takes them) and valid lots are never touched.
+
+The daily job (`lots_expire`) runs it over every wallet with overdue lots, in chunks of `EXPIRY_CHUNK` wallets, each
+chunk one database transaction: safe to run twice (the second run finds nothing overdue) and to kill at any point (a
+chunk commits whole or not at all; the next run carries on). A spend or a hold runs it for its own wallet, under its
+own locks, before it takes any point (`expire_overdue`), so points past their day are never spendable, even before
+the job has run.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
+from collections.abc import Callable
 
-from django.db import transaction
-from django.db.models import F
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
 
-from members.models import PointsProgram
+from ..models import Account, Lot
+from .lots import open_lots, today
+from .posting import retry_on_conflict
 
-from ..models import Account, LedgerTransaction, Lot, LotMovement, Purpose
-from .accounts import bank_points_account
-from .lots import today
-from .posting import Kind, begin, finish, request_hash, retry_on_conflict
+EXPIRY_CHUNK = 500  # wallets per database transaction
 
+_BREAKAGE = """
+    rewards_account b ON b.owner_kind = 'bank' AND b.owner_id = p.bank_id AND b.purpose = 'breakage'
+        AND b.unit = w.unit AND b.shard = w.owner_id %% %(shards)s
+"""
 
-def lots_expire(*, on: dt.date | None = None) -> dict[str, int]:
-    """Expires every lot whose last valid day is before `on`: one transaction per cardholder and program. Points that
-    are held stay until the hold resolves (the next run takes them)."""
-    on = on or today()
-    wallet_ids = list(
-        Lot.objects.filter(remaining__gt=0, expires_on__lt=on)
-        .values_list("account_id", flat=True)
-        .distinct()
-        .order_by("account_id")
+# The breakage accounts the batch pays into, created on first use (as `AccountRef.new_account` would).
+SQL_CREATE_BREAKAGE = """
+    INSERT INTO rewards_account
+        (owner_kind, owner_id, purpose, unit, shard, program_id, bank_id, may_go_negative, posted, held, version,
+         created_at)
+    SELECT DISTINCT 'bank', p.bank_id, 'breakage', w.unit, w.owner_id %% %(shards)s, w.program_id, p.bank_id, true,
+           0, 0, 0, %(now)s
+    FROM rewards_account w JOIN members_pointsprogram p ON p.id = w.program_id
+    WHERE w.id = ANY(%(wallets)s)
+    ORDER BY 2, 4, 5
+    ON CONFLICT (owner_kind, owner_id, purpose, unit, shard) DO NOTHING
+"""
+
+# The wallets and their breakage accounts, locked in id order like every posting's accounts.
+SQL_LOCK = f"""
+    SELECT a.id FROM rewards_account a
+    WHERE a.id = ANY(%(wallets)s) OR a.id IN (
+        SELECT b.id FROM rewards_account w JOIN members_pointsprogram p ON p.id = w.program_id JOIN {_BREAKAGE}
+        WHERE w.id = ANY(%(wallets)s))
+    ORDER BY a.id FOR UPDATE OF a
+"""  # noqa: S608 - a constant
+
+# Under those locks: how many points each wallet loses (its overdue points less what is held, never more than is
+# available), which lots they come from (soonest expiry first), and every row the postings write.
+SQL_EXPIRE = f"""
+    WITH wallet AS (
+        SELECT w.id, w.owner_id, w.program_id, w.unit, w.posted, w.held, w.version, b.id AS breakage_id
+        FROM rewards_account w JOIN members_pointsprogram p ON p.id = w.program_id JOIN {_BREAKAGE}
+        WHERE w.id = ANY(%(wallets)s)
+    ), overdue AS (
+        SELECT l.id, l.account_id, l.remaining,
+               SUM(l.remaining) OVER (PARTITION BY l.account_id ORDER BY l.expires_on, l.id) AS through
+        FROM rewards_lot l JOIN wallet w ON w.id = l.account_id
+        WHERE l.remaining > 0 AND l.expires_on < %(on)s
+    ), budget AS (
+        SELECT w.*, LEAST(GREATEST(o.total - w.held, 0), GREATEST(w.posted - w.held, 0)) AS points,
+               'expire:' || w.id || ':' || %(day)s || ':' || w.version AS key
+        FROM wallet w JOIN (SELECT account_id, SUM(remaining) AS total FROM overdue GROUP BY account_id) o
+          ON o.account_id = w.id
+    ), taken AS (
+        SELECT o.id AS lot_id, o.account_id, LEAST(o.remaining, b.points - (o.through - o.remaining)) AS amount
+        FROM overdue o JOIN budget b ON b.id = o.account_id
+        WHERE b.points > o.through - o.remaining
+    ), txn AS (
+        INSERT INTO rewards_ledgertransaction
+            (kind, idempotency_key, request_hash, points, reversed_points, metadata, actor_label, created_at)
+        SELECT 'expire', b.key, encode(sha256(convert_to(b.key, 'UTF8')), 'hex'), b.points, 0,
+               jsonb_build_object('cardholder_id', b.owner_id, 'program_id', b.program_id, 'on', %(day)s),
+               'system', %(now)s
+        FROM budget b WHERE b.points > 0 ORDER BY b.id
+        RETURNING id, idempotency_key
+    ), posted AS (
+        SELECT t.id AS txn_id, b.id AS wallet_id, b.breakage_id, b.unit, b.points, b.posted AS wallet_before
+        FROM txn t JOIN budget b ON b.key = t.idempotency_key
+    ), moved AS (
+        INSERT INTO rewards_lotmovement (transaction_id, lot_id, amount)
+        SELECT p.txn_id, k.lot_id, -k.amount FROM taken k JOIN posted p ON p.wallet_id = k.account_id
+        ORDER BY p.txn_id, k.lot_id
+    ), lots AS (
+        UPDATE rewards_lot l SET remaining = l.remaining - k.amount FROM taken k WHERE l.id = k.lot_id
+    ), legs AS (
+        SELECT p.txn_id, p.wallet_id AS account_id, p.unit, -p.points AS amount,
+               p.wallet_before - p.points AS balance_after, 0 AS side
+        FROM posted p
+        UNION ALL
+        SELECT p.txn_id, p.breakage_id, p.unit, p.points,
+               a.posted + SUM(p.points) OVER (PARTITION BY p.breakage_id ORDER BY p.txn_id), 1
+        FROM posted p JOIN rewards_account a ON a.id = p.breakage_id
+    ), entries AS (
+        INSERT INTO rewards_entry (transaction_id, account_id, unit, amount, balance_after)
+        SELECT txn_id, account_id, unit, amount, balance_after FROM legs ORDER BY txn_id, side
+    ), balances AS (
+        UPDATE rewards_account a SET posted = a.posted + d.delta, version = a.version + 1
+        FROM (SELECT account_id, SUM(amount) AS delta FROM legs GROUP BY account_id) d WHERE a.id = d.account_id
     )
-    counts = {"accounts": 0, "points": 0}
-    for wallet_id in wallet_ids:
-        expired = _expire_wallet(wallet_id, on)
-        if expired:
-            counts["accounts"] += 1
-            counts["points"] += expired
-    return counts
+    SELECT COUNT(*), COALESCE(SUM(points), 0) FROM posted
+"""  # noqa: S608 - constants
 
 
-def _overdue_lots(wallet_id: int, on: dt.date) -> list[tuple[int, int]]:
-    return list(
-        Lot.objects.filter(account_id=wallet_id, remaining__gt=0, expires_on__lt=on)
-        .order_by("id")
-        .values_list("id", "remaining")
-    )
-
-
-def expire_overdue(wallet: Account) -> None:
-    """Points whose lot is past its last valid day are not spendable, even before the daily job has run: a spend
-    (or a hold) first expires the wallet's overdue lots, in a posting of their own, exactly as the job would."""
-    if _overdue_lots(wallet.pk, today()):
-        _expire_wallet(wallet.pk, today())
+def expire_wallets(wallet_ids: list[int], on: dt.date) -> tuple[int, int]:
+    """Expires the overdue lots of `wallet_ids` (in the caller's transaction): one ledger transaction per wallet
+    that loses points. Returns (wallets, points). The wallets' breakage accounts are created if missing, then the
+    wallets and their breakage accounts are locked in id order; every read of lots and balances is under the locks.
+    The transaction's key names the wallet's version, so it cannot collide: a wallet's next expiry comes after it
+    changed."""
+    if not wallet_ids:
+        return 0, 0
+    params = {
+        "wallets": sorted(wallet_ids),
+        "on": on,
+        "day": on.isoformat(),
+        "now": timezone.now(),
+        "shards": max(1, settings.LEDGER_BANK_SHARDS),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(SQL_CREATE_BREAKAGE, params)
+        cursor.execute(SQL_LOCK, params)
+        cursor.execute(SQL_EXPIRE, params)
+        wallets, points = cursor.fetchone()
+    return int(wallets), int(points)
 
 
 @retry_on_conflict
-def _expire_wallet(wallet_id: int, on: dt.date) -> int:
+def _expire_chunk(wallet_ids: list[int], on: dt.date) -> tuple[int, int]:
     with transaction.atomic():
-        overdue = _overdue_lots(wallet_id, on)
-        if not overdue:
-            return 0
-        wallet = Account.objects.get(pk=wallet_id)
-        program = PointsProgram.objects.get(pk=wallet.program_id or 0)
-        breakage = bank_points_account(program, Purpose.BREAKAGE, wallet.owner_id)
-        # The key names the lots as they stand, so a second expiry on the same day (a spend's, then the job's, or
-        # points released by a hold) is a new posting, while two runs over the same lots post once.
-        lots_digest = hashlib.sha256(repr(overdue).encode()).hexdigest()[:16]
-        key = f"expire:{wallet_id}:{on.isoformat()}:{lots_digest}"
-        posting = begin(
-            kind=Kind.EXPIRE,
-            key=key,
-            digest=request_hash(op="expire", wallet=wallet_id, on=on, lots=overdue),
-            accounts=[wallet, breakage],
-            actor=None,
-            metadata={"cardholder_id": wallet.owner_id, "program_id": program.pk, "on": on.isoformat()},
+        return expire_wallets(wallet_ids, on)
+
+
+def lots_expire(
+    *,
+    on: dt.date | None = None,
+    chunk: int = EXPIRY_CHUNK,
+    progress: Callable[..., None] | None = None,
+) -> dict[str, int]:
+    """Expires every lot whose last valid day is before `on`, `chunk` wallets per database transaction; reports each
+    chunk to `progress(wallets, accounts=…, points=…)` (a job run's `advance`). Points that are held stay until their
+    hold resolves (the next run takes them)."""
+    on = on or today()
+    counts = {"accounts": 0, "points": 0}
+    after = 0
+    while True:
+        wallet_ids = list(
+            Lot.objects.filter(remaining__gt=0, expires_on__lt=on, account_id__gt=after)
+            .order_by("account_id")
+            .values_list("account_id", flat=True)
+            .distinct()[:chunk]
         )
-        if isinstance(posting, LedgerTransaction):
-            return 0
-        # Held points are taken from the soonest-expiring lots when their hold posts, so they are the overdue ones:
-        # what is held stays until the hold resolves (the next run takes it), and valid lots are never touched.
-        locked = posting.acc(wallet)
-        budget = min(max(sum(remaining for _lot, remaining in overdue) - locked.held, 0), max(locked.available, 0))
-        movements: list[LotMovement] = []
-        total = 0
-        lots = Lot.objects.filter(account_id=wallet_id, remaining__gt=0, expires_on__lt=on).order_by("expires_on", "id")
-        for lot in lots:
-            take = min(lot.remaining, budget - total)
-            if take <= 0:
-                break
-            Lot.objects.filter(pk=lot.pk).update(remaining=F("remaining") - take)
-            movements.append(LotMovement(transaction=posting.txn, lot=lot, amount=-take))
-            total += take
-        if total == 0:
-            transaction.set_rollback(True)
-            return 0
-        LotMovement.objects.bulk_create(movements)
-        posting.txn.points = total
-        posting.txn.save(update_fields=["points"])
-        posting.leg(wallet, -total)
-        posting.leg(breakage, total)
-        finish(posting)
-        return total
+        if not wallet_ids:
+            return counts
+        wallets, points = _expire_chunk(wallet_ids, on)
+        counts["accounts"] += wallets
+        counts["points"] += points
+        if progress is not None:
+            progress(len(wallet_ids), accounts=wallets, points=points)
+        if len(wallet_ids) < chunk:
+            return counts
+        after = wallet_ids[-1]
+
+
+def expire_overdue(wallet: Account, breakage: Account) -> list[Lot]:
+    """Before a spend or a hold takes points from the locked `wallet`: expires its overdue lots (into the locked
+    `breakage`), exactly as the job would, and returns its open lots, read under the lock. Nothing more is read when
+    nothing is overdue; otherwise the two accounts' balances are read again."""
+    day = today()
+    lots = open_lots(wallet)
+    if not any(lot.expires_on < day for lot in lots):
+        return lots
+    wallets, _points = expire_wallets([wallet.pk], day)
+    if not wallets:
+        return lots
+    fresh = Account.objects.filter(pk__in=[wallet.pk, breakage.pk]).values_list("pk", "posted", "held", "version")
+    for pk, posted, held, version in fresh:
+        account = wallet if pk == wallet.pk else breakage
+        account.posted, account.held, account.version = posted, held, version
+    return open_lots(wallet)

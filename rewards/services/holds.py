@@ -7,10 +7,11 @@ lock the wallet, then the hold, and refuse a hold that is no longer pending.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -19,17 +20,17 @@ from core.errors import Conflict, InsufficientFunds, NotFound, ValidationFailed
 from members.models import PointsProgram
 
 from ..models import Account, Hold, LedgerTransaction, Purpose
-from .accounts import bank_points_account, wallet_account
+from .accounts import bank_ref, wallet_bank_ref, wallet_ref
 from .expiry import expire_overdue
 from .lots import consume_lots
 from .posting import (
     Actor,
     Kind,
-    Posting,
     begin,
     finish,
+    keyed,
     lock_accounts,
-    replay,
+    locked_refs,
     request_hash,
     require_positive,
     retry_on_conflict,
@@ -50,21 +51,14 @@ def hold_create(
     require_positive(amount)
     expires_at = expires_at or timezone.now() + dt.timedelta(seconds=settings.LEDGER_HOLD_TTL_SECONDS)
     digest = request_hash(op="hold", cardholder=cardholder_id, program=program.pk, amount=amount)
-    with transaction.atomic():
-        existing = replay(Hold, idempotency_key, digest)
-        if existing is not None:
-            return existing  # type: ignore[no-any-return]
-        wallet = wallet_account(cardholder_id, program)
-        expire_overdue(wallet)
-        locked = lock_accounts([wallet])[wallet.pk]
-        if locked.available < amount:
-            raise InsufficientFunds(
-                _("Not enough points: %(available)d available, %(needed)d needed.")
-                % {"available": max(locked.available, 0), "needed": amount},
-                param="amount",
-            )
-        Account.objects.filter(pk=wallet.pk).update(held=F("held") + amount, version=F("version") + 1)
-        return Hold.objects.create(
+    wallet_named, breakage_named = (
+        wallet_ref(cardholder_id, program),
+        bank_ref(program, Purpose.BREAKAGE, cardholder_id),
+    )
+
+    def hold() -> Hold:
+        wallet, breakage = locked_refs(wallet_named, breakage_named)
+        created = Hold.objects.create(  # takes the key: a second caller with it replays (`keyed`)
             account=wallet,
             amount=amount,
             idempotency_key=idempotency_key,
@@ -72,86 +66,151 @@ def hold_create(
             expires_at=expires_at,
             metadata={**(metadata or {}), "cardholder_id": cardholder_id, "program_id": program.pk},
         )
+        expire_overdue(wallet, breakage)
+        if wallet.available < amount:
+            raise InsufficientFunds(
+                _("Not enough points: %(available)d available, %(needed)d needed.")
+                % {"available": max(wallet.available, 0), "needed": amount},
+                param="amount",
+            )
+        Account.objects.filter(pk=wallet.pk).update(held=F("held") + amount, version=F("version") + 1)
+        return created
+
+    return keyed(Hold, idempotency_key, digest, hold)
 
 
-def _locked_hold(hold_id: int, *also: Account) -> tuple[Account, Hold]:
-    """Locks the hold's wallet (with `also`, in id order), then the hold."""
-    account_id = Hold.objects.filter(pk=hold_id).values_list("account_id", flat=True).first()
-    if account_id is None:
+def _hold_wallet(hold_id: int) -> Hold:
+    hold = Hold.objects.select_related("account").filter(pk=hold_id).first()
+    if hold is None:
         raise NotFound(_("No such hold."), param="hold")
-    wallet = Account.objects.get(pk=account_id)
-    account = lock_accounts([wallet, *also])[account_id]
-    hold = Hold.objects.select_for_update().get(pk=hold_id)
-    return account, hold
+    return hold
+
+
+def _refuse_unless_pending(hold: Hold, now: dt.datetime) -> None:
+    if hold.status != Hold.Status.PENDING:
+        raise Conflict(_("This hold is already %(status)s.") % {"status": hold.get_status_display()})
+    if hold.expires_at <= now:
+        raise Conflict(_("This hold expired at %(time)s.") % {"time": hold.expires_at.isoformat()}, code="hold_expired")
 
 
 @retry_on_conflict
 def hold_post(
     *, hold_id: int, idempotency_key: str, amount: int | None = None, actor: Actor = None
 ) -> LedgerTransaction:
-    """Spends `amount` (default: all) of a pending hold and releases the rest. A hold posts at most once."""
+    """Spends `amount` (default: all) of a pending hold and releases the rest. A hold posts at most once, and not
+    after its `expires_at` (the sweep releases it)."""
     if amount is not None:
         require_positive(amount)
-    with transaction.atomic():
-        wallet = Account.objects.filter(holds__pk=hold_id).first()
-        if wallet is None:
-            raise NotFound(_("No such hold."), param="hold")
-        program = PointsProgram.objects.get(pk=wallet.program_id or 0)
-        cardholder_id = wallet.owner_id
-        sink = bank_points_account(program, Purpose.REDEMPTION, cardholder_id)
-        account, hold = _locked_hold(hold_id, sink)
-        digest = request_hash(op="hold_post", hold=hold_id, amount=amount if amount is not None else hold.amount)
-        existing = replay(LedgerTransaction, idempotency_key, digest)
-        if existing is not None:
-            return existing  # type: ignore[no-any-return]
-        if hold.status != Hold.Status.PENDING:
-            raise Conflict(_("This hold is already %(status)s.") % {"status": hold.get_status_display()})
-        to_post = hold.amount if amount is None else amount
-        if to_post > hold.amount:
-            raise ValidationFailed(_("Cannot post more than the hold."), param="amount")
+    hold = _hold_wallet(hold_id)  # the wallet and the amount never change; the status is read again under the lock
+    wallet = hold.account
+    to_post = hold.amount if amount is None else amount
+    digest = request_hash(op="hold_post", hold=hold_id, amount=to_post)
+    if to_post > hold.amount:
+        raise ValidationFailed(_("Cannot post more than the hold."), param="amount")
+    sink_named = wallet_bank_ref(wallet, Purpose.REDEMPTION)
+
+    def post() -> LedgerTransaction:
         posting = begin(
             kind=Kind.HOLD_POST,
             key=idempotency_key,
             digest=digest,
-            accounts=[account, sink],
+            refs=[sink_named],
+            account_ids=[wallet.pk],
             actor=actor,
-            metadata={"cardholder_id": cardholder_id, "program_id": program.pk, "hold_id": hold.pk},
+            metadata={"cardholder_id": wallet.owner_id, "program_id": wallet.program_id, "hold_id": hold_id},
             points=to_post,
         )
-        assert isinstance(posting, Posting)
-        posting.held_changes[account.pk] = -hold.amount
+        locked_hold = Hold.objects.select_for_update().get(pk=hold_id)
+        _refuse_unless_pending(locked_hold, timezone.now())
+        account = posting.acc(wallet)
+        posting.held_changes[account.pk] = -locked_hold.amount
         consume_lots(posting, account, to_post)
         posting.leg(account, -to_post)
-        posting.leg(sink, to_post)
+        posting.leg(posting.account(sink_named), to_post)
         txn = finish(posting)
-        Hold.objects.filter(pk=hold.pk).update(
+        Hold.objects.filter(pk=hold_id).update(
             status=Hold.Status.POSTED, posted_amount=to_post, transaction=txn, resolved_at=timezone.now()
         )
         return txn
+
+    return keyed(LedgerTransaction, idempotency_key, digest, post)
 
 
 @retry_on_conflict
 def hold_void(*, hold_id: int, expired: bool = False) -> Hold:
     """Releases a pending hold. Voiding a voided hold is a no-op; a posted hold cannot be voided."""
+    wallet = _hold_wallet(hold_id).account
     with transaction.atomic():
-        account, hold = _locked_hold(hold_id)
+        lock_accounts([], [wallet.pk])
+        hold = Hold.objects.select_for_update().get(pk=hold_id)
         target = Hold.Status.EXPIRED if expired else Hold.Status.VOIDED
         if hold.status in (Hold.Status.VOIDED, Hold.Status.EXPIRED):
             return hold
         if hold.status != Hold.Status.PENDING:
             raise Conflict(_("This hold is already %(status)s.") % {"status": hold.get_status_display()})
-        Account.objects.filter(pk=account.pk).update(held=F("held") - hold.amount, version=F("version") + 1)
+        Account.objects.filter(pk=wallet.pk).update(held=F("held") - hold.amount, version=F("version") + 1)
         hold.status, hold.resolved_at = target, timezone.now()
         hold.save(update_fields=["status", "resolved_at"])
         return hold
 
 
-def holds_expire(*, now: dt.datetime | None = None) -> int:
-    """Voids every pending hold past its time; returns how many."""
+HOLDS_EXPIRE_CHUNK = 500  # wallets per database transaction
+
+# The wallets with pending holds past their time, next after `after`, locked in id order like every posting's.
+SQL_LOCK_DUE = """
+    SELECT a.id FROM rewards_account a
+    WHERE a.id IN (
+        SELECT DISTINCT h.account_id FROM rewards_hold h
+        WHERE h.status = 'pending' AND h.expires_at <= %(now)s AND h.account_id > %(after)s
+        ORDER BY h.account_id LIMIT %(chunk)s)
+    ORDER BY a.id FOR UPDATE OF a
+"""
+
+# Under those locks, in one statement: every pending hold of theirs still due expires and its wallet releases it.
+# A hold that another transaction posted or voided meanwhile is no longer pending and is skipped.
+SQL_EXPIRE_DUE = """
+    WITH expired AS (
+        UPDATE rewards_hold h SET status = 'expired', resolved_at = %(now)s
+        WHERE h.account_id = ANY(%(wallets)s) AND h.status = 'pending' AND h.expires_at <= %(now)s
+        RETURNING h.account_id, h.amount
+    ), released AS (
+        UPDATE rewards_account a SET held = a.held - e.total, version = a.version + 1
+        FROM (SELECT account_id, SUM(amount) AS total FROM expired GROUP BY account_id) e WHERE a.id = e.account_id
+    )
+    SELECT COUNT(*) FROM expired
+"""
+
+
+@retry_on_conflict
+def _expire_due_chunk(now: dt.datetime, after: int, chunk: int) -> tuple[list[int], int]:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(SQL_LOCK_DUE, {"now": now, "after": after, "chunk": chunk})
+        wallets = [row[0] for row in cursor.fetchall()]
+        if not wallets:
+            return [], 0
+        cursor.execute(SQL_EXPIRE_DUE, {"now": now, "wallets": wallets})
+        return wallets, int(cursor.fetchone()[0])
+
+
+def holds_expire(
+    *,
+    now: dt.datetime | None = None,
+    chunk: int = HOLDS_EXPIRE_CHUNK,
+    progress: Callable[..., None] | None = None,
+) -> int:
+    """Expires every pending hold past its time, set-based, `chunk` wallets per database transaction (reported to
+    `progress(wallets, expired=…)`); returns how many. A hold another transaction resolves meanwhile is skipped.
+    Safe to run twice and to kill at any point: a chunk commits whole or not at all."""
     now = now or timezone.now()
-    ids = list(Hold.objects.filter(status=Hold.Status.PENDING, expires_at__lte=now).values_list("pk", flat=True))
     expired = 0
-    for hold_id in ids:
-        if hold_void(hold_id=hold_id, expired=True).status == Hold.Status.EXPIRED:
-            expired += 1
-    return expired
+    after = 0
+    while True:
+        wallets, count = _expire_due_chunk(now, after, chunk)
+        if not wallets:
+            return expired
+        expired += count
+        if progress is not None:
+            progress(len(wallets), expired=count)
+        if len(wallets) < chunk:
+            return expired
+        after = wallets[-1]

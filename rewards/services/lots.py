@@ -10,7 +10,6 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 
-from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -42,9 +41,9 @@ def today() -> dt.date:
 def credit_wallet(
     posting: Posting, *, wallet: Account, debt: Account, program: PointsProgram, amount: int, earned_on: dt.date
 ) -> tuple[int, Lot | None]:
-    """Credits `amount` points: a points debt is paid off first, the rest lands in a new lot. Returns (paid, lot)."""
-    outstanding = -posting.acc(debt).posted
-    paid = min(amount, outstanding)
+    """Credits `amount` points to the locked `wallet`: the locked points `debt` is paid off first, the rest lands in
+    a new lot. Returns (paid, lot)."""
+    paid = min(amount, -debt.posted)
     posting.leg(debt, paid)
     credited = amount - paid
     lot = None
@@ -62,32 +61,46 @@ def credit_wallet(
     return paid, lot
 
 
-def consume_lots(posting: Posting, wallet: Account, amount: int) -> list[tuple[int, int]]:
+def open_lots(wallet: Account) -> list[Lot]:
+    """The wallet's lots with points left, soonest expiry first (read under the wallet's lock)."""
+    return list(
+        Lot.objects.filter(account_id=wallet.pk, remaining__gt=0)
+        .order_by("expires_on", "id")
+        .only("id", "remaining", "expires_on")
+    )
+
+
+def consume_lots(
+    posting: Posting, wallet: Account, amount: int, lots: list[Lot] | None = None
+) -> list[tuple[int, int]]:
     """Takes `amount` from the wallet's lots, soonest expiry first; records and returns (lot id, taken)."""
     taken: list[tuple[int, int]] = []
+    changed: list[Lot] = []
     need = amount
-    lots = Lot.objects.filter(account_id=wallet.pk, remaining__gt=0).order_by("expires_on", "id")
-    for lot in lots.only("id", "remaining"):
+    for lot in open_lots(wallet) if lots is None else lots:
         if need == 0:
             break
         take = min(need, lot.remaining)
-        Lot.objects.filter(pk=lot.pk).update(remaining=F("remaining") - take)
+        lot.remaining -= take
+        changed.append(lot)
         taken.append((lot.pk, take))
         need -= take
     if need:
         raise AssertionError(f"wallet {wallet.pk} lots do not cover its balance (short by {need})")
+    for lot in changed:  # lots change only under their wallet's lock, so the new values are exact
+        Lot.objects.filter(pk=lot.pk).update(remaining=lot.remaining)
     LotMovement.objects.bulk_create(LotMovement(transaction=posting.txn, lot_id=lot, amount=-n) for lot, n in taken)
     return taken
 
 
-def spend(posting: Posting, wallet: Account, sink: Account, amount: int) -> None:
-    available = posting.acc(wallet).available
-    if available < amount:
+def spend(posting: Posting, wallet: Account, sink: Account, amount: int, lots: list[Lot]) -> None:
+    """Spends `amount` from the locked `wallet` (its open `lots`, read under the lock) into `sink`."""
+    if wallet.available < amount:
         raise InsufficientFunds(
             _("Not enough points: %(available)d available, %(needed)d needed.")
-            % {"available": max(available, 0), "needed": amount},
+            % {"available": max(wallet.available, 0), "needed": amount},
             param="amount",
         )
-    consume_lots(posting, wallet, amount)
+    consume_lots(posting, wallet, amount, lots)
     posting.leg(wallet, -amount)
     posting.leg(sink, amount)

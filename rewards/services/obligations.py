@@ -13,8 +13,8 @@ from typing import Any
 
 from members.models import PointsProgram
 
-from ..models import CURRENCY_SCALE, Account
-from .accounts import clearing_account
+from ..models import CURRENCY_SCALE
+from .accounts import AccountRef, clearing_ref
 from .posting import Posting
 
 
@@ -38,18 +38,16 @@ class Party:
         return [self.kind, self.id]
 
 
-def clearing_pair(payer: Party | None, payee: Party | None) -> list[Account]:
+def clearing_pair(payer: Party | None, payee: Party | None) -> list[AccountRef]:
+    """The two clearing accounts an obligation between `payer` and `payee` moves, for the posting to lock."""
     if payer is None or payee is None or payer == payee:
         return []
-    return [clearing_account(payer.kind, payer.id), clearing_account(payee.kind, payee.id)]
+    return [clearing_ref(payer.kind, payer.id), clearing_ref(payee.kind, payee.id)]
 
 
 def obligation(posting: Posting, *, payer: Party, payee: Party, units: int) -> None:
+    """`payer` owes `payee` `units`: their clearing accounts, locked with the posting's others (`clearing_pair`)."""
     if units <= 0 or payer == payee:
         return
-    payer_account = clearing_account(payer.kind, payer.id)
-    payee_account = clearing_account(payee.kind, payee.id)
-    assert payer_account.pk in posting.accounts, "lock clearing accounts first"
-    assert payee_account.pk in posting.accounts, "lock clearing accounts first"
-    posting.leg(payer_account, -units)
-    posting.leg(payee_account, units)
+    posting.leg(posting.account(clearing_ref(payer.kind, payer.id)), -units)
+    posting.leg(posting.account(clearing_ref(payee.kind, payee.id)), units)

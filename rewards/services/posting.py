@@ -1,11 +1,16 @@
-"""The machinery every posting uses: the idempotency check, the transaction row, the locks, the entries, the retry.
+"""The machinery every posting uses: the key, the transaction row, the locks, the entries, the retry.
 
-Every posting: (1) an idempotency check (a replay returns the first transaction, the same key with other parameters
-is an `IdempotencyConflict`); (2) the transaction row; (3) row locks on every account it touches in one statement,
-ordered by id, then on holds, the reversed transaction and lots (always in that order, so postings never deadlock on
-each other); (4) the entries, zero-sum per unit, each carrying the account's running balance. Deadlocks and
-serialization failures are retried from the start; `InsufficientFunds` is raised only for a real shortfall, before
-anything is written. See docs/ledger.md.
+Every posting runs inside `keyed` (one database transaction, or one savepoint in a caller's) and, in this order:
+(1) inserts its transaction row, which takes its idempotency key (a hold's row takes a hold's key, after the wallet's
+lock): a second caller with the key fails on the unique index, at once or once the first commits, rolls back
+everything it did and returns the first result, or `IdempotencyConflict` when its parameters differ — so no read
+precedes the insert and a replay posts nothing at all; (2) locks every account it touches in one
+`SELECT … FOR UPDATE ORDER BY id` (`lock_accounts`, creating missing accounts first), then the hold or the reversed
+transaction it works on, then reads and changes lots (only ever under their wallet's lock) — always in that order,
+so postings never deadlock on each other; (3) writes every balance in one `UPDATE` and the entries in one `INSERT`,
+zero-sum per unit, each carrying the account's running balance. Deadlocks and serialization failures are retried
+from the start; `InsufficientFunds` is raised only for a real shortfall, and nothing it did is kept. See
+docs/ledger.md.
 """
 
 from __future__ import annotations
@@ -13,25 +18,29 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import operator
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import F
+from django.db.models import Model, Q
 from django.utils.translation import gettext as _
 
 from core.errors import IdempotencyConflict, InsufficientFunds, ValidationFailed
 
-from ..models import Account, Entry, Hold, LedgerTransaction
+from ..models import Account, Entry, LedgerTransaction
+from .accounts import AccountRef
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
+M = TypeVar("M", bound=Model)
 Actor = AbstractBaseUser | AnonymousUser | None
 Kind = LedgerTransaction.Kind
 
@@ -71,43 +80,111 @@ def _actor_fields(actor: Actor) -> dict[str, Any]:
     return {"actor": None, "actor_label": "system"}
 
 
-@dataclass
-class Posting:
-    """A transaction being built under its locks."""
-
-    txn: LedgerTransaction
-    accounts: dict[int, Account]
-    legs: list[tuple[int, int]]
-    held_changes: dict[int, int]
-
-    def leg(self, account: Account, amount: int) -> None:
-        if amount:
-            self.legs.append((account.pk, amount))
-
-    def acc(self, account: Account) -> Account:
-        """The locked copy (current balances) of `account`."""
-        return self.accounts[account.pk]
-
-
 def _key_reused() -> IdempotencyConflict:
     return IdempotencyConflict(
         _("This idempotency key was already used with different parameters."), param="idempotency_key"
     )
 
 
-def replay(model: type[LedgerTransaction] | type[Hold], key: str, digest: str) -> Any:
-    existing = model.objects.filter(idempotency_key=key).first()
+def check_key(key: str) -> None:
+    if not key or len(key) > 200:
+        raise ValidationFailed(_("An idempotency key of 1 to 200 characters is required."), param="idempotency_key")
+
+
+def replay(model: type[M], key: str, digest: str) -> M | None:
+    """The row that first took `key` (a ledger transaction or a hold), or None; `IdempotencyConflict` when it was
+    taken with other parameters."""
+    existing = model.objects.filter(idempotency_key=key).first()  # type: ignore[attr-defined]
     if existing is None:
         return None
-    if existing.request_hash != digest:
+    if existing.request_hash != digest:  # type: ignore[attr-defined]
         raise _key_reused()
     return existing
 
 
-def lock_accounts(accounts: Sequence[Account]) -> dict[int, Account]:
-    ids = sorted({a.pk for a in accounts})
-    locked = {a.pk: a for a in Account.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+def keyed(model: type[M], key: str, digest: str, work: Callable[[], T]) -> T | M:
+    """Runs a posting (`work`) in one transaction, or in one savepoint inside a caller's. The posting takes its key
+    by inserting the row that carries it (`begin`, or the hold); a caller that finds the key taken, at once or after
+    waiting for the first caller to commit, gets an IntegrityError there: everything it did rolls back and it returns
+    the first result. So a replay posts nothing at all, and no read precedes the insert (a replay is rare)."""
+    check_key(key)
+    try:
+        with transaction.atomic():
+            return work()
+    except IntegrityError:
+        existing = replay(model, key, digest)
+        if existing is None:
+            raise
+        return existing
+
+
+# Account ids by identity, learnt by this process: accounts are never deleted or renamed and ids are never reused,
+# so a posting that knows its accounts' ids locks them by primary key, without compiling their five-column lookups.
+# Every row a lookup by id returns is checked against the identity it was taken for; a miss falls back to the lookup.
+_account_ids: dict[tuple[str, int, str, str, int], int] = {}
+
+
+def lock_accounts(refs: Iterable[AccountRef], ids: Iterable[int] = ()) -> dict[int, Account]:
+    """Locks the accounts named by `refs` and `ids` in one `SELECT … FOR UPDATE ORDER BY id`, creating those of `refs`
+    that do not exist yet first (`INSERT … ON CONFLICT DO NOTHING`, in a fixed order, then the locking read again).
+    Every posting locks all its accounts here, at once, in id order, so postings never deadlock on each other."""
+    wanted = {ref.identity: ref for ref in refs}
+    ids = set(ids)
+    known = {identity: _account_ids.get(identity) for identity in wanted}
+    if None not in known.values():
+        locked = _lock(Q(pk__in=sorted(ids | {pk for pk in known.values() if pk is not None})))
+        if all(pk in locked and AccountRef.identity_of(locked[pk]) == i for i, pk in known.items()):
+            return locked
+    conditions = [
+        Q(owner_kind=r.owner_kind, owner_id=r.owner_id, purpose=r.purpose, unit=r.unit, shard=r.shard)
+        for r in wanted.values()
+    ]
+    if ids:
+        conditions.append(Q(pk__in=sorted(ids)))
+    condition = functools.reduce(operator.or_, conditions)
+    locked = _lock(condition)
+    missing = wanted.keys() - {AccountRef.identity_of(a) for a in locked.values()}
+    if missing:
+        Account.objects.bulk_create([wanted[i].new_account() for i in sorted(missing)], ignore_conflicts=True)
+        locked = _lock(condition)
+    for account in locked.values():
+        _account_ids[AccountRef.identity_of(account)] = account.pk
     return locked
+
+
+def _lock(condition: Q) -> dict[int, Account]:
+    return {a.pk: a for a in Account.objects.select_for_update().filter(condition).order_by("pk")}
+
+
+def locked_refs(*refs: AccountRef) -> list[Account]:
+    """`lock_accounts` for `refs`, returned in their order."""
+    locked = {AccountRef.identity_of(a): a for a in lock_accounts(refs).values()}
+    return [locked[ref.identity] for ref in refs]
+
+
+@dataclass
+class Posting:
+    """A transaction being built under its locks."""
+
+    txn: LedgerTransaction
+    accounts: dict[int, Account]
+    legs: list[tuple[int, int]] = field(default_factory=list)
+    held_changes: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._by_identity = {AccountRef.identity_of(a): a for a in self.accounts.values()}
+
+    def account(self, ref: AccountRef) -> Account:
+        """The locked copy (current balances) of the account `ref` names."""
+        return self._by_identity[ref.identity]
+
+    def acc(self, account: Account) -> Account:
+        """The locked copy (current balances) of `account`."""
+        return self.accounts[account.pk]
+
+    def leg(self, account: Account, amount: int) -> None:
+        if amount:
+            self.legs.append((account.pk, amount))
 
 
 def begin(
@@ -115,38 +192,27 @@ def begin(
     kind: str,
     key: str,
     digest: str,
-    accounts: Sequence[Account],
+    refs: Iterable[AccountRef],
     actor: Actor,
     metadata: dict[str, Any],
     points: int = 0,
     reverses: LedgerTransaction | None = None,
     rate: Decimal | None = None,
-) -> Posting | LedgerTransaction:
-    """Returns the first transaction on a replay, else a Posting with the accounts locked."""
-    if not key or len(key) > 200:
-        raise ValidationFailed(_("An idempotency key of 1 to 200 characters is required."), param="idempotency_key")
-    existing = replay(LedgerTransaction, key, digest)
-    if existing is not None:
-        return existing
-    try:
-        with transaction.atomic():
-            txn = LedgerTransaction.objects.create(
-                kind=kind,
-                idempotency_key=key,
-                request_hash=digest,
-                points=points,
-                reverses=reverses,
-                rate=rate,
-                metadata=metadata,
-                **_actor_fields(actor),
-            )
-    except IntegrityError:
-        # Another request with this key committed first.
-        existing = replay(LedgerTransaction, key, digest)
-        if existing is None:
-            raise
-        return existing
-    return Posting(txn=txn, accounts=lock_accounts(accounts), legs=[], held_changes={})
+    account_ids: Iterable[int] = (),
+) -> Posting:
+    """Inserts the transaction row, which takes the idempotency key (run it inside `keyed`), then locks the
+    posting's accounts. The key comes first: a second caller with it waits on the key, holding no account lock."""
+    txn = LedgerTransaction.objects.create(
+        kind=kind,
+        idempotency_key=key,
+        request_hash=digest,
+        points=points,
+        reverses=reverses,
+        rate=rate,
+        metadata=metadata,
+        **_actor_fields(actor),
+    )
+    return Posting(txn=txn, accounts=lock_accounts(refs, account_ids))
 
 
 def finish(posting: Posting) -> LedgerTransaction:
@@ -161,6 +227,7 @@ def finish(posting: Posting) -> LedgerTransaction:
         raise AssertionError(f"ledger transaction does not balance: {unbalanced}")
     entries: list[Entry] = []
     running: dict[int, int] = {}
+    changed: list[Account] = []
     for account_id in sorted(set(per_account) | set(posting.held_changes)):
         account = posting.accounts[account_id]
         new_posted = account.posted + per_account.get(account_id, 0)
@@ -171,9 +238,11 @@ def finish(posting: Posting) -> LedgerTransaction:
                 % {"available": account.available, "needed": -per_account.get(account_id, 0)},
                 param="amount",
             )
-        Account.objects.filter(pk=account_id).update(posted=new_posted, held=new_held, version=F("version") + 1)
         running[account_id] = account.posted
         account.posted, account.held, account.version = new_posted, new_held, account.version + 1
+        changed.append(account)
+    for account in changed:  # under the posting's locks, so the new values are exact
+        Account.objects.filter(pk=account.pk).update(posted=account.posted, held=account.held, version=account.version)
     for account_id, amount in posting.legs:
         running[account_id] += amount
         account = posting.accounts[account_id]

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
-
 from members.models import PointsProgram
 
 from ..models import LedgerTransaction, OwnerKind, Purpose
-from .accounts import bank_points_account, wallet_account
+from .accounts import bank_ref, wallet_ref
 from .expiry import expire_overdue
 from .lots import spend
 from .obligations import Party, clearing_pair, obligation, points_value_units
-from .posting import Actor, Kind, begin, finish, request_hash, require_positive, retry_on_conflict
+from .posting import Actor, Kind, begin, finish, keyed, request_hash, require_positive, retry_on_conflict
 
 
 @retry_on_conflict
@@ -42,40 +40,31 @@ def points_redeem(
         pays_to=pays_to.as_list() if pays_to else None,
         metadata=metadata or {},
     )
-    return _redeem_atomic(cardholder_id, program, amount, idempotency_key, digest, pays_to, actor, metadata)
-
-
-@transaction.atomic
-def _redeem_atomic(
-    cardholder_id: int,
-    program: PointsProgram,
-    amount: int,
-    key: str,
-    digest: str,
-    pays_to: Party | None,
-    actor: Actor,
-    metadata: dict[str, Any] | None,
-) -> LedgerTransaction:
-    wallet = wallet_account(cardholder_id, program)
-    expire_overdue(wallet)
-    sink = bank_points_account(program, Purpose.REDEMPTION, cardholder_id)
     meta = {**(metadata or {}), "cardholder_id": cardholder_id, "program_id": program.pk}
+    issuer = Party(OwnerKind.BANK, program.bank_id)
     units = 0
     if pays_to is not None:
         units = points_value_units(amount, program)
         meta.update(pays_to=pays_to.as_list(), funded_units=units)
-    posting = begin(
-        kind=Kind.SPEND,
-        key=key,
-        digest=digest,
-        accounts=[wallet, sink, *clearing_pair(Party(OwnerKind.BANK, program.bank_id), pays_to)],
-        actor=actor,
-        metadata=meta,
-        points=amount,
-    )
-    if isinstance(posting, LedgerTransaction):
-        return posting
-    spend(posting, wallet, sink, amount)
-    if pays_to is not None:
-        obligation(posting, payer=Party(OwnerKind.BANK, program.bank_id), payee=pays_to, units=units)
-    return finish(posting)
+    wallet = wallet_ref(cardholder_id, program)
+    sink = bank_ref(program, Purpose.REDEMPTION, cardholder_id)
+    breakage = bank_ref(program, Purpose.BREAKAGE, cardholder_id)
+
+    def post() -> LedgerTransaction:
+        posting = begin(
+            kind=Kind.SPEND,
+            key=idempotency_key,
+            digest=digest,
+            refs=[wallet, sink, breakage, *clearing_pair(issuer, pays_to)],
+            actor=actor,
+            metadata=meta,
+            points=amount,
+        )
+        locked = posting.account(wallet)
+        lots = expire_overdue(locked, posting.account(breakage))
+        spend(posting, locked, posting.account(sink), amount, lots)
+        if pays_to is not None:
+            obligation(posting, payer=issuer, payee=pays_to, units=units)
+        return finish(posting)
+
+    return keyed(LedgerTransaction, idempotency_key, digest, post)

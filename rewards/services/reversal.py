@@ -19,9 +19,9 @@ from core.money import proportional_floor
 from members.models import PointsProgram
 
 from ..models import Account, Entry, LedgerTransaction, Lot, LotMovement, OwnerKind, Purpose
-from .accounts import CNY, bank_points_account, debt_account, wallet_account
+from .accounts import CNY, AccountRef, bank_ref, debt_ref, wallet_ref
 from .lots import today
-from .posting import Actor, Kind, Posting, begin, finish, replay, request_hash, require_positive, retry_on_conflict
+from .posting import Actor, Kind, Posting, begin, finish, keyed, request_hash, require_positive, retry_on_conflict
 
 
 @retry_on_conflict
@@ -57,11 +57,14 @@ def transaction_reverse(
     digest = request_hash(
         op="reverse", txn=transaction_id, amount=amount, refunded=refunded_total, captured=captured_total
     )
-    with transaction.atomic():
-        existing = replay(LedgerTransaction, idempotency_key, digest)
-        if existing is not None:
-            return existing  # type: ignore[no-any-return]
-        return _reverse_locked(original, idempotency_key, digest, amount, refunded_total, captured_total, actor, reason)
+    return keyed(
+        LedgerTransaction,
+        idempotency_key,
+        digest,
+        lambda: _reverse_locked(
+            original, idempotency_key, digest, amount, refunded_total, captured_total, actor, reason
+        ),
+    )
 
 
 def _reverse_locked(
@@ -83,34 +86,36 @@ def _reverse_locked(
         raise ValidationFailed(_("This kind of transaction cannot be reversed."), param="transaction")
     program = PointsProgram.objects.get(pk=meta["program_id"])
     cardholder_id = int(meta["cardholder_id"])
-    wallet, debt = wallet_account(cardholder_id, program), debt_account(cardholder_id, program)
-    own_accounts = list(Account.objects.filter(entries__transaction=original).distinct())
-    breakage = bank_points_account(program, Purpose.BREAKAGE, cardholder_id)
-    accounts = [wallet, debt, breakage, *own_accounts]
+    wallet, debt = wallet_ref(cardholder_id, program), debt_ref(cardholder_id, program)
+    breakage = bank_ref(program, Purpose.BREAKAGE, cardholder_id)
+    by_account: dict[int, int] = defaultdict(int)
+    for account_id, value in Entry.objects.filter(transaction=original).values_list("account_id", "amount"):
+        by_account[account_id] += value
+    refs = [wallet, debt, breakage]
     metadata: dict[str, Any] = {
         "cardholder_id": cardholder_id,
         "program_id": program.pk,
         "reverses_kind": original.kind,
         "reason": reason,
     }
-    target: tuple[PointsProgram, Account, Account] | None = None
+    target: tuple[PointsProgram, AccountRef, AccountRef] | None = None
     if exchange:
         dst_program = PointsProgram.objects.get(pk=meta["to_program_id"])
         # The target wallet has no entry in the exchange when every point paid off a debt, so it is named here.
-        target = (dst_program, wallet_account(cardholder_id, dst_program), debt_account(cardholder_id, dst_program))
-        accounts += target[1:]
+        target = (dst_program, wallet_ref(cardholder_id, dst_program), debt_ref(cardholder_id, dst_program))
+        refs += target[1:]
         metadata["to_program_id"] = dst_program.pk
     posting = begin(
         kind=Kind.REVERSAL,
         key=key,
         digest=digest,
-        accounts=accounts,
+        refs=refs,
+        account_ids=by_account,
         actor=actor,
         metadata=metadata,
         reverses=original,
     )
-    if isinstance(posting, LedgerTransaction):
-        return posting
+    own_accounts = [posting.accounts[account_id] for account_id in sorted(by_account)]
     locked_original = LedgerTransaction.objects.select_for_update().get(pk=original.pk)
     points, done_before = locked_original.points, locked_original.reversed_points
     if amount is None:
@@ -129,15 +134,12 @@ def _reverse_locked(
         )
     done_after = done_before + delta
     posting.txn.points = delta
-    by_account: dict[int, int] = defaultdict(int)
-    for account_id, value in Entry.objects.filter(transaction=original).values_list("account_id", "amount"):
-        by_account[account_id] += value
     bank_side = next(a for a in own_accounts if a.owner_kind == OwnerKind.BANK and a.unit == program.unit_code)
     if earn_like:
-        _unearn(posting, original, wallet, debt, delta)
+        _unearn(posting, original, posting.account(wallet), posting.account(debt), delta)
         posting.leg(bank_side, delta)
     else:  # a spend, or the source side of an exchange
-        _unspend(posting, original, wallet, breakage, delta)
+        _unspend(posting, original, posting.account(wallet), posting.account(breakage), delta)
         posting.leg(bank_side, -delta)
     if target is not None:
         dst_program, dst_wallet, dst_debt = target
@@ -149,7 +151,7 @@ def _reverse_locked(
             dst_issuance = next(
                 a for a in own_accounts if a.owner_kind == OwnerKind.BANK and a.unit == dst_program.unit_code
             )
-            _unearn(posting, original, dst_wallet, dst_debt, taken_back)
+            _unearn(posting, original, posting.account(dst_wallet), posting.account(dst_debt), taken_back)
             posting.leg(dst_issuance, taken_back)
         posting.txn.metadata["points_out"] = taken_back
     _reverse_cny(posting, own_accounts, by_account, points, done_before, done_after)
@@ -186,8 +188,7 @@ def _reverse_cny(
 def _unearn(posting: Posting, original: LedgerTransaction, wallet: Account, debt: Account, delta: int) -> None:
     """Takes back earned points: from the lot they formed while it has them, the rest becomes a points debt."""
     lot = Lot.objects.filter(earned_by=original, account_id=wallet.pk).first()
-    locked = posting.acc(wallet)
-    from_lot = min(delta, lot.remaining if lot else 0, max(locked.available, 0))
+    from_lot = min(delta, lot.remaining if lot else 0, max(wallet.available, 0))
     if from_lot and lot is not None:
         Lot.objects.filter(pk=lot.pk).update(remaining=F("remaining") - from_lot)
         LotMovement.objects.create(transaction=posting.txn, lot=lot, amount=-from_lot)

@@ -85,7 +85,10 @@ def test_rewriting_history_and_recomputing_every_hash_is_still_caught(sealed_led
         )
     previous = "0" * 64
     for seal in Seal.objects.order_by("id"):
-        content = hashlib.sha256(canonical_lines(seal_rows(seal.pk))).hexdigest()
+        rows = seal_rows(seal.pk)
+        for txn_id, digest in rows:  # the per-transaction digests too, so that only the signatures can tell
+            LedgerTransaction.objects.filter(pk=txn_id).update(seal_digest=digest)
+        content = hashlib.sha256(canonical_lines(rows)).hexdigest()
         new_hash = head_hash(
             seal_id=seal.pk,
             previous=previous,
@@ -101,6 +104,7 @@ def test_rewriting_history_and_recomputing_every_hash_is_still_caught(sealed_led
 
     report = ledger_verify()
     assert all(v.startswith("seal chain:") for v in report.violations), report.violations
+    assert not any("transaction" in v for v in report.violations), report.violations
     first, second = Seal.objects.order_by("id").values_list("id", flat=True)
     assert f"seal chain: seal {first} signature is not valid for its hash" in report.violations
     assert f"seal chain: seal {first} differs from its exported, signed head" in report.violations
@@ -129,3 +133,97 @@ def test_seal_jobs_are_scheduled_and_export_is_append_only(sealed_ledger, settin
     assert ledger_seal.delay().get() == {"seals": 0}
     with open(settings.LEDGER_SEAL_EXPORT) as exported:
         assert len(exported.read().splitlines()) == 2
+
+
+EDITS_AFTER_SEALING = {
+    # the base of refund reversals
+    "transaction points": "UPDATE rewards_ledgertransaction SET points = points - 100 WHERE id = %(earn)s",
+    # whose wallet a reversal hits
+    "transaction metadata": (
+        "UPDATE rewards_ledgertransaction SET metadata = jsonb_set(metadata, '{cardholder_id}', '0')"
+        " WHERE id = %(earn)s"
+    ),
+    "transaction kind": "UPDATE rewards_ledgertransaction SET kind = 'adjust' WHERE id = %(earn)s",
+    "transaction time": (
+        "UPDATE rewards_ledgertransaction SET created_at = created_at - interval '1 day' WHERE id = %(earn)s"
+    ),
+    # an entry that is not its account's last: no balance check sees it
+    "entry balance after": (
+        "UPDATE rewards_entry SET balance_after = balance_after + 1 WHERE transaction_id = %(earn)s AND amount > 0"
+    ),
+    "lot expiry": "UPDATE rewards_lot SET expires_on = expires_on + 365 WHERE earned_by_id = %(earn)s",
+    "lot amount": "UPDATE rewards_lot SET amount = amount + 1 WHERE earned_by_id = %(earn)s",
+}
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS_AFTER_SEALING))
+def test_the_seal_covers_every_field_that_moves_value_and_names_the_transaction(sealed_ledger, edit) -> None:
+    from rewards.checks import ledger_verify
+
+    assert ledger_verify().violations == []
+    with connection.cursor() as cursor:
+        cursor.execute(EDITS_AFTER_SEALING[edit], {"earn": sealed_ledger.pk})
+        assert cursor.rowcount == 1
+    violations = ledger_verify().violations
+    seal = Seal.objects.get(transactions=sealed_ledger)
+    assert (
+        f"seal chain: transaction {sealed_ledger.pk} (in seal {seal.pk}) was changed after it was sealed: its rows no"
+        " longer hash to its sealed digest"
+    ) in violations
+    assert any(
+        f"seal {seal.pk} (transactions" in v and f"transaction {sealed_ledger.pk} changed" in v for v in violations
+    )
+
+
+def test_a_spends_lot_movements_are_sealed(sealed_ledger) -> None:
+    from rewards.checks import ledger_verify
+
+    redeem = LedgerTransaction.objects.get(idempotency_key="r")
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE rewards_lotmovement SET amount = amount - 1 WHERE transaction_id = %s", [redeem.pk])
+    assert any(f"transaction {redeem.pk} (in seal" in v for v in ledger_verify().violations)
+
+
+def test_seals_made_under_version_1_still_verify() -> None:
+    """A seal made before version 2 (entry lines only) keeps verifying as it was made, and the chain goes on."""
+    from rewards.checks import ledger_verify
+    from rewards.sealing import GENESIS, export_missing_heads, sign
+
+    program, holder = PointsProgramFactory(), CardholderFactory()
+    earn = s.points_earn(cardholder_id=holder.pk, program=program, amount=500, idempotency_key="e")
+    lines = [
+        (earn.pk, earn.kind, earn.idempotency_key, e.pk, e.account_id, e.unit, e.amount)
+        for e in Entry.objects.filter(transaction=earn).order_by("id")
+    ]
+    content = hashlib.sha256(canonical_lines(lines)).hexdigest()
+    old = Seal.objects.create(
+        version=1,
+        previous_hash=GENESIS,
+        content_hash=content,
+        hash="pending",
+        signature="",
+        transaction_count=1,
+        entry_count=len(lines),
+        first_transaction_id=earn.pk,
+        last_transaction_id=earn.pk,
+    )
+    old.hash = head_hash(
+        seal_id=old.pk,
+        previous=GENESIS,
+        content=content,
+        transactions=1,
+        entries=2,
+        first=earn.pk,
+        last=earn.pk,
+        version=1,
+    )
+    old.signature = sign(old.hash)
+    old.save()
+    LedgerTransaction.objects.filter(pk=earn.pk).update(seal=old)
+    export_missing_heads()
+    s.points_redeem(cardholder_id=holder.pk, program=program, amount=20, idempotency_key="r")
+    assert seal_pending() == 1
+    assert Seal.objects.order_by("-id").first().version == 2
+    assert ledger_verify().violations == []
+    Entry.objects.filter(transaction=earn, amount__gt=0).update(amount=501)
+    assert any(f"seal {old.pk} (transactions" in v for v in ledger_verify().violations)

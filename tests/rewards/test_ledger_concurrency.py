@@ -187,3 +187,132 @@ def test_mixed_soak_keeps_every_invariant() -> None:
     seal_pending()
     report = ledger_verify()
     assert report.violations == []
+
+
+# --- one key from ten parallel callers, for every posting function ------------------------------------------------
+
+
+def _seeded(amount: int = 1000) -> tuple[Any, Any]:
+    program, holder = PointsProgramFactory(), CardholderFactory()
+    s.points_earn(cardholder_id=holder.pk, program=program, amount=amount, idempotency_key="seed")
+    return program, holder
+
+
+def _earn_case() -> Any:
+    program, holder = PointsProgramFactory(), CardholderFactory()
+    return lambda points: s.points_earn(cardholder_id=holder.pk, program=program, amount=points, idempotency_key="k")
+
+
+def _redeem_case() -> Any:
+    program, holder = _seeded()
+    return lambda points: s.points_redeem(cardholder_id=holder.pk, program=program, amount=points, idempotency_key="k")
+
+
+def _hold_create_case() -> Any:
+    program, holder = _seeded()
+    return lambda points: s.hold_create(cardholder_id=holder.pk, program=program, amount=points, idempotency_key="k")
+
+
+def _hold_post_case() -> Any:
+    program, holder = _seeded()
+    hold = s.hold_create(cardholder_id=holder.pk, program=program, amount=50, idempotency_key="h")
+    return lambda points: s.hold_post(hold_id=hold.pk, amount=points, idempotency_key="k")
+
+
+def _hold_void_case() -> Any:
+    program, holder = _seeded()
+    holds = [
+        s.hold_create(cardholder_id=holder.pk, program=program, amount=10, idempotency_key=f"h{i}") for i in range(2)
+    ]
+    # A void takes no key: the hold is its key, and "other parameters" is the other hold.
+    return lambda points: s.hold_void(hold_id=holds[points % 2].pk)
+
+
+def _exchange_case() -> Any:
+    src = PointsProgramFactory(point_value_cny=Decimal("0.005"))
+    dst = PointsProgramFactory(point_value_cny=Decimal("0.003"))
+    holder = CardholderFactory()
+    s.points_earn(cardholder_id=holder.pk, program=src, amount=1000, idempotency_key="seed")
+    return lambda points: s.points_exchange(
+        cardholder_id=holder.pk, from_program=src, to_program=dst, amount=100 + points, idempotency_key="k"
+    )
+
+
+def _reverse_case() -> Any:
+    _seeded()
+    earn = LedgerTransaction.objects.get(idempotency_key="seed")
+    return lambda points: s.transaction_reverse(transaction_id=earn.pk, amount=points, idempotency_key="k")
+
+
+def _adjustment_case() -> Any:
+    from tests.factories import StaffFactory
+
+    program, holder = _seeded()
+    maker, checkers = StaffFactory(), [StaffFactory(), StaffFactory()]
+    request = s.adjustment_request(
+        cardholder_id=holder.pk, program=program, amount=-40, reason="duplicate credit", requested_by=maker
+    )
+    # An approval's key is its request; "other parameters" is another operator approving it.
+    return lambda points: s.adjustment_approve(request_id=request.pk, approver=checkers[points % 2])
+
+
+def _bulk_case() -> Any:
+    program, holders = PointsProgramFactory(), [CardholderFactory() for _ in range(3)]
+    return lambda points: s.points_earn_bulk(
+        events=[s.EarnEvent(h.pk, program.pk, points) for h in holders], idempotency_key="k"
+    )
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        _earn_case,
+        _redeem_case,
+        _hold_create_case,
+        _hold_post_case,
+        _hold_void_case,
+        _exchange_case,
+        _reverse_case,
+        _adjustment_case,
+        _bulk_case,
+    ],
+    ids=lambda case: case.__name__.strip("_").removesuffix("_case"),
+)
+def test_one_key_from_ten_parallel_callers_posts_once(case: Any) -> None:
+    """Ten callers with one key and the same parameters all get the first result; none an error."""
+    call = case()
+    before = LedgerTransaction.objects.count()
+    results = run_parallel(10, lambda i: call(10))
+    assert [r for r in results if isinstance(r, Exception)] == []
+    assert len({(type(r), r.pk) for r in results}) == 1
+    posted = LedgerTransaction.objects.count() - before
+    assert posted == (0 if case in (_hold_create_case, _hold_void_case) else 1)
+    assert ledger_verify(seals=False).violations == []
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        _earn_case,
+        _redeem_case,
+        _hold_create_case,
+        _hold_post_case,
+        _exchange_case,
+        _reverse_case,
+        _adjustment_case,
+        _bulk_case,
+    ],
+    ids=lambda case: case.__name__.strip("_").removesuffix("_case"),
+)
+def test_one_key_with_other_parameters_is_an_idempotency_conflict(case: Any) -> None:
+    """Ten callers with one key, two sets of parameters: the first result, or `IdempotencyConflict` — nothing else."""
+    from core.errors import IdempotencyConflict
+
+    call = case()
+    results = run_parallel(10, lambda i: call(10 + i % 2))
+    firsts = [r for r in results if not isinstance(r, Exception)]
+    conflicts = [r for r in results if isinstance(r, IdempotencyConflict)]
+    assert len(firsts) + len(conflicts) == 10, [r for r in results if isinstance(r, Exception)]
+    assert len({r.pk for r in firsts}) == 1
+    assert conflicts
+    assert ledger_verify(seals=False).violations == []

@@ -308,8 +308,13 @@ def test_adjustment_needs_a_second_operator_and_is_audited(program, holder) -> N
     txn = s.adjustment_approve(request_id=request.pk, approver=checker)
     assert balance(holder, program) == (25, 0)
     assert txn.actor == checker
+    # The same approval again is a replay: the transaction it posted, nothing more; another operator's is refused.
+    assert s.adjustment_approve(request_id=request.pk, approver=checker).pk == txn.pk
+    assert balance(holder, program) == (25, 0)
+    with pytest.raises(IdempotencyConflict):
+        s.adjustment_approve(request_id=request.pk, approver=StaffFactory())
     with pytest.raises(Conflict):
-        s.adjustment_approve(request_id=request.pk, approver=checker)
+        s.adjustment_reject(request_id=request.pk, approver=checker)
     actions = list(AuditLog.objects.filter(object_type="rewards.adjustmentrequest").values_list("action", flat=True))
     assert sorted(actions) == ["ledger.adjustment.approve", "ledger.adjustment.request"]
     minus = s.adjustment_request(
