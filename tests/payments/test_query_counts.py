@@ -55,7 +55,7 @@ def test_a_confirmed_payment_with_points_stays_within_its_queries(
 
 # What one payment by card, confirmed and captured with points earned, may cost in statements (its transactions'
 # BEGIN, COMMIT and savepoints included). A regression that adds a query per payment fails.
-QUERIES_PER_PAYMENT = 35
+QUERIES_PER_PAYMENT = 27
 
 
 def test_a_payment_code_is_taken_once(channel_fake: Any) -> None:
