@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from core.audit import audit_record
@@ -37,10 +38,12 @@ def attempts_resolve(*, older_than: timedelta = timedelta(seconds=30)) -> Resolv
     its claim (`attempt_claim`): never on one a live request, capture or cancellation is still working on."""
     report = ResolveReport()
     cutoff = timezone.now() - older_than
-    stuck = PaymentAttempt.objects.filter(status__in=UNRESOLVED, created_at__lte=cutoff).select_related("channel")
+    unclaimed = Q(claimed_until__isnull=True) | Q(claimed_until__lt=timezone.now())
+    stuck = PaymentAttempt.objects.filter(unclaimed, status__in=UNRESOLVED, created_at__lte=cutoff)
+    stuck = stuck.select_related("channel")
     for attempt in stuck.iterator():
         if not attempt_claim(attempt):
-            continue  # a request is still working on it
+            continue  # claimed since the query read it
         report.examined += 1
         attempt_settle_unknown(attempt)
         intent = _payment(attempt.intent_id)
