@@ -7,6 +7,9 @@ class CoreConfig(AppConfig):
     name = "core"
     verbose_name = _("Platform")
 
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the system checks)
+
 
 class OperatorAdminConfig(admin_apps.AdminConfig):
     """Django's admin with our site (the sign-in lockout) as `admin.site`; named in INSTALLED_APPS."""
