@@ -197,6 +197,10 @@ REST_FRAMEWORK = {
 IDEMPOTENCY_RETENTION_HOURS = env.int("IDEMPOTENCY_RETENTION_HOURS", default=48)
 # Webhooks to loopback, private, link-local, multicast and reserved addresses are refused unless allowed (dev, tests).
 WEBHOOK_ALLOW_PRIVATE_HOSTS = env.bool("WEBHOOK_ALLOW_PRIVATE_HOSTS", default=False)
+# Webhook endpoints a merchant may have per mode (test, live): each event goes to every one of them.
+WEBHOOK_ENDPOINTS_PER_MODE = env.int("WEBHOOK_ENDPOINTS_PER_MODE", default=16)
+# Deliveries the retry job sends per merchant per run, taken in turns across merchants.
+WEBHOOK_RETRIES_PER_MERCHANT = env.int("WEBHOOK_RETRIES_PER_MERCHANT", default=50)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Mengka merchant API",
     "DESCRIPTION": "One integration for payments, points and promotions across the card alliance.",
