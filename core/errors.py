@@ -14,6 +14,7 @@ class MengkaError(Exception):
     http_status = 400
     error_type = "invalid_request_error"
     code = "invalid_request"
+    replayed = False  # set on an error replayed from an idempotency key's stored outcome
 
     def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
         super().__init__(message)

@@ -60,6 +60,7 @@ def _raise_stored(outcome: dict[str, Any]) -> None:
         error_class = MengkaError
     exc = error_class(stored["message"], code=stored["code"], param=stored["param"])
     exc.http_status = stored["status"]
+    exc.replayed = True
     raise exc
 
 

@@ -197,6 +197,10 @@ REST_FRAMEWORK = {
 IDEMPOTENCY_RETENTION_HOURS = env.int("IDEMPOTENCY_RETENTION_HOURS", default=48)
 # Webhooks to loopback, private, link-local, multicast and reserved addresses are refused unless allowed (dev, tests).
 WEBHOOK_ALLOW_PRIVATE_HOSTS = env.bool("WEBHOOK_ALLOW_PRIVATE_HOSTS", default=False)
+# Webhook endpoints a merchant may have per mode (test, live): each event goes to every one of them.
+WEBHOOK_ENDPOINTS_PER_MODE = env.int("WEBHOOK_ENDPOINTS_PER_MODE", default=16)
+# Deliveries the retry job sends per merchant per run, taken in turns across merchants.
+WEBHOOK_RETRIES_PER_MERCHANT = env.int("WEBHOOK_RETRIES_PER_MERCHANT", default=50)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Mengka merchant API",
     "DESCRIPTION": "One integration for payments, points and promotions across the card alliance.",
@@ -206,6 +210,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "core.api.schema.error_responses",  # every operation's error statuses; unknown fields refused
+    ],
 }
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
@@ -235,6 +243,7 @@ LOGGING = {
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
+CSRF_FAILURE_VIEW = "core.api.views.csrf_failure"  # JSON under /api/, Django's page elsewhere
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

@@ -27,3 +27,8 @@ urlpatterns = [
     path("api/v1/", include("merchants.api_urls")),
     re_path(r"^api/", api_not_found),
 ]
+
+handler400 = "core.api.views.bad_request"
+handler403 = "core.api.views.permission_denied"
+handler404 = "core.api.views.page_not_found"
+handler500 = "core.api.views.server_error"

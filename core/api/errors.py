@@ -38,6 +38,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, MengkaError):
         if isinstance(exc, RateLimited):
             headers["Retry-After"] = str(exc.retry_after)
+        if exc.replayed:
+            headers["Idempotent-Replayed"] = "true"
         return Response({"error": exc.as_dict()}, status=exc.http_status, headers=headers)
     if isinstance(exc, Http404):
         return Response(error_body("invalid_request_error", "resource_missing", "No such object."), status=404)

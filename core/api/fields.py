@@ -16,13 +16,14 @@ from core.money import MAX_MINOR_AMOUNT
 
 
 class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not declare.
+    """Fields it does not declare are refused (400, naming the field)."""
 
-    Each instance gets shallow copies of fields built once per class: DRF deep-copies (re-creates) every declared
-    field for every instance, a tenth of a millisecond for a payment's body. A shallow copy is safe for these input
-    fields: binding sets only the copy's own name and parent, and the parts the copies share (validators, messages,
-    choices, a nested serializer's declared fields) are never changed by validating. Fields that read the context (a
-    queryset or a default of the request) would not be, so they are refused; so are partial updates."""
+    # (The docstring above is every input body's description in the schema; how it works is told here.) Each
+    # instance gets shallow copies of fields built once per class: DRF deep-copies (re-creates) every declared field
+    # for every instance, a tenth of a millisecond for a payment's body. A shallow copy is safe for these input
+    # fields: binding sets only the copy's own name and parent, and the parts the copies share (validators, messages,
+    # choices, a nested serializer's declared fields) are never changed by validating. Fields that read the context
+    # (a queryset or a default of the request) would not be, so they are refused; so are partial updates.
 
     _built: dict[type, dict[str, serializers.Field]] = {}
 

@@ -1,4 +1,4 @@
-"""The API's one parser: JSON."""
+"""The API's one parser: JSON, whose body is an object."""
 
 from __future__ import annotations
 
@@ -7,12 +7,20 @@ from typing import Any
 from rest_framework import exceptions
 from rest_framework.parsers import JSONParser
 
+from .inputs import check_body
+
 
 class StrictJSONParser(JSONParser):
-    """JSON whose nesting is too deep for the decoder is a parse error like any other, not a crash."""
+    """A body is one JSON object (an empty body stands for `{}`; `null`, a list or a number is refused), its strings
+    free of control characters. JSON whose nesting is too deep for the decoder is a parse error like any other, not a
+    crash."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         try:
-            return super().parse(stream, media_type, parser_context)
+            data = super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise exceptions.ParseError("JSON parse error - nested too deeply.") from None
+        if not isinstance(data, dict):
+            raise exceptions.ParseError("The request body must be a JSON object.")
+        check_body(data)
+        return data

@@ -11,7 +11,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import csrf, defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -22,6 +24,7 @@ from core.errors import MengkaError
 from core.idempotency import holding, run_idempotent
 
 from .errors import error_body
+from .inputs import check_path, check_query
 from .parsers import StrictJSONParser
 
 IDEMPOTENCY_HEADER = "HTTP_IDEMPOTENCY_KEY"
@@ -46,6 +49,9 @@ class StrictAPIView(APIView):
         if limit is not None and length > limit:
             raise RequestTooLarge()
         super().initial(request, *args, **kwargs)
+        # After authentication: an unauthenticated caller learns nothing but that it is one.
+        check_path(kwargs)
+        check_query(request.query_params)
 
     def idempotency_scope(self) -> str:
         """Whose the request's `Idempotency-Key` is: keys are unique within a scope, and stored under it.
@@ -115,9 +121,50 @@ def _canonical(data: Any) -> Any:
     return data
 
 
+@csrf_exempt
 def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
-    """Unknown routes under the API answer in the API's error shape, never with an HTML page."""
+    """Unknown routes under the API answer in the API's error shape, never with an HTML page, whatever the method
+    (CSRF-exempt: the API is not a browser form, and an unknown route is a 404, not a CSRF failure)."""
     return JsonResponse(
         error_body("invalid_request_error", "resource_missing", f"Unrecognised request URL ({request.path})."),
         status=404,
     )
+
+
+# Django's error pages, in the API's error shape under /api/ (named as handler400/403/404/500 in the URLconf): a
+# failure that happens outside a view's own handling — in middleware, say — still answers JSON there.
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse(error_body("invalid_request_error", "bad_request", "Bad request."), status=400)
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse(error_body("permission_error", "permission_denied", "Not allowed."), status=403)
+    return defaults.permission_denied(request, exception)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return api_not_found(request)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse(error_body("api_error", "internal_error", "Something went wrong on our side."), status=500)
+    return defaults.server_error(request)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """`CSRF_FAILURE_VIEW`: the portal and admin keep Django's page."""
+    if _is_api(request):
+        return JsonResponse(error_body("permission_error", "csrf_failed", "CSRF verification failed."), status=403)
+    return csrf.csrf_failure(request, reason)

@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from core.audit import audit_record
@@ -170,12 +172,19 @@ def _webhook_post(target: WebhookTarget, *, body: bytes, headers: dict[str, str]
         )
 
 
-def webhook_deliveries_due(*, limit: int = 500) -> list[int]:
-    return list(
-        WebhookDelivery.objects.filter(
-            status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=timezone.now()
-        ).values_list("pk", flat=True)[:limit]
+def webhook_deliveries_due(*, limit: int = 500, per_merchant: int | None = None) -> list[int]:
+    """Due deliveries, merchants taking turns: each merchant's oldest first, then each one's second, and so on, at
+    most `per_merchant` (WEBHOOK_RETRIES_PER_MERCHANT) each — one merchant's backlog never holds another's back."""
+    per_merchant = per_merchant or settings.WEBHOOK_RETRIES_PER_MERCHANT
+    turns = (
+        WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=timezone.now())
+        .annotate(
+            turn=Window(RowNumber(), partition_by=F("endpoint__merchant_id"), order_by=(F("next_attempt_at"), F("pk")))
+        )
+        .order_by("turn", "next_attempt_at", "pk")
+        .values_list("pk", "turn")
     )
+    return [pk for pk, turn in turns.filter(turn__lte=per_merchant)[:limit]]
 
 
 @transaction.atomic

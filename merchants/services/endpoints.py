@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
@@ -48,8 +49,20 @@ def webhook_endpoint_create(
     livemode: bool = True,
     actor: Any = None,
 ) -> CreatedEndpoint:
-    """An endpoint that receives the merchant's events of one mode (a test key's endpoint gets test events)."""
+    """An endpoint that receives the merchant's events of one mode (a test key's endpoint gets test events).
+
+    A merchant has at most WEBHOOK_ENDPOINTS_PER_MODE endpoints of a mode, enabled or not: each receives every event
+    it takes, so their number bounds the deliveries one event makes. The merchant's row is locked while counting, so
+    concurrent requests cannot pass the limit together."""
     _validate_url(url)
+    _validate_event_types(event_types)
+    Merchant.objects.select_for_update().filter(pk=merchant.pk).exists()
+    limit = settings.WEBHOOK_ENDPOINTS_PER_MODE
+    if WebhookEndpoint.objects.filter(merchant=merchant, livemode=livemode).count() >= limit:
+        raise ValidationFailed(
+            f"A merchant may have at most {limit} webhook endpoints per mode; delete one you no longer use.",
+            code="endpoint_limit_reached",
+        )
     secret = f"whsec_{secrets.token_urlsafe(32)}"
     endpoint = WebhookEndpoint.objects.create(
         merchant=merchant,
