@@ -3,7 +3,8 @@
 Each admin declares where its rows belong: `scope_field`, the ORM path to the member bank ("bank", "card__bank"), or
 `alliance_only = True` for alliance-wide tables. Change lists, change forms (404 outside the scope), search, filters,
 autocomplete, foreign-key pickers, inlines and actions all go through `get_queryset`, so they follow the scope.
-Every add, change and delete is written to the audit log with before and after.
+Every add, change and delete is written to the audit log with before and after, stamped with the bank the acting
+operator works for.
 """
 
 from __future__ import annotations
@@ -124,12 +125,12 @@ class ScopedAdmin(ScopeMixin, admin.ModelAdmin):  # type: ignore[type-arg]
             obj=obj,
             before=before,
             after=snapshot(obj),
-            bank_id=self._single_bank(obj),
+            object_banks=self._banks(obj),
         )
 
     def delete_model(self, request: HttpRequest, obj: models.Model) -> None:
         before = snapshot(obj)
-        bank_id = self._single_bank(obj)
+        banks = self._banks(obj)
         object_id = str(obj.pk)
         super().delete_model(request, obj)
         audit_record(
@@ -137,7 +138,7 @@ class ScopedAdmin(ScopeMixin, admin.ModelAdmin):  # type: ignore[type-arg]
             action="admin.delete",
             obj=None,
             before=before,
-            bank_id=bank_id,
+            object_banks=banks,
             object_type=obj._meta.label_lower,
             object_id=object_id,
         )
@@ -146,11 +147,9 @@ class ScopedAdmin(ScopeMixin, admin.ModelAdmin):  # type: ignore[type-arg]
         for obj in queryset:
             self.delete_model(request, obj)
 
-    def _single_bank(self, obj: models.Model) -> int | None:
-        if not self.scope_field:
-            return None
-        banks = bank_ids_of(obj, self.scope_field)
-        return next(iter(banks)) if len(banks) == 1 else None
+    def _banks(self, obj: models.Model) -> set[int]:
+        """The banks the row belongs to; the audit row takes the one of them the acting operator works for."""
+        return bank_ids_of(obj, self.scope_field) if self.scope_field else set()
 
 
 class ScopedTabularInline(ScopeMixin, admin.TabularInline):  # type: ignore[type-arg]
