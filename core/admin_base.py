@@ -3,7 +3,9 @@
 Each admin declares where its rows belong: `scope_field`, the ORM path to the member bank ("bank", "card__bank"), or
 `alliance_only = True` for alliance-wide tables. Change lists, change forms (404 outside the scope), search, filters,
 autocomplete, foreign-key pickers, inlines and actions all go through `get_queryset`, so they follow the scope.
-Every add, change and delete is written to the audit log with before and after.
+Every add, change and delete is written to the audit log with before and after, stamped with the bank the acting
+operator works for. An object's history page shows a bank operator only the entries of their own bank's people (and
+of alliance operators, unnamed).
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from typing import Any, ClassVar
 
 from django.contrib import admin, messages
 from django.contrib.admin import RelatedOnlyFieldListFilter
+from django.contrib.admin.views.main import PAGE_VAR
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.http import Http404, HttpRequest, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.utils.translation import gettext as _
 
 from .audit import audit_record, snapshot
@@ -88,7 +93,12 @@ class ScopeMixin:
         return super().formfield_for_manytomany(db_field, request, **kwargs)  # type: ignore[misc]
 
 
+HISTORY_PAGE_SIZE = 100  # Django's own page size for an object's history
+
+
 class ScopedAdmin(ScopeMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    object_history_template = "admin/scoped_object_history.html"
+
     def get_list_filter(self, request: HttpRequest) -> Any:
         filters = list(super().get_list_filter(request))
         if self._scope(request).everything:
@@ -124,12 +134,12 @@ class ScopedAdmin(ScopeMixin, admin.ModelAdmin):  # type: ignore[type-arg]
             obj=obj,
             before=before,
             after=snapshot(obj),
-            bank_id=self._single_bank(obj),
+            object_banks=self._banks(obj),
         )
 
     def delete_model(self, request: HttpRequest, obj: models.Model) -> None:
         before = snapshot(obj)
-        bank_id = self._single_bank(obj)
+        banks = self._banks(obj)
         object_id = str(obj.pk)
         super().delete_model(request, obj)
         audit_record(
@@ -137,7 +147,7 @@ class ScopedAdmin(ScopeMixin, admin.ModelAdmin):  # type: ignore[type-arg]
             action="admin.delete",
             obj=None,
             before=before,
-            bank_id=bank_id,
+            object_banks=banks,
             object_type=obj._meta.label_lower,
             object_id=object_id,
         )
@@ -146,11 +156,37 @@ class ScopedAdmin(ScopeMixin, admin.ModelAdmin):  # type: ignore[type-arg]
         for obj in queryset:
             self.delete_model(request, obj)
 
-    def _single_bank(self, obj: models.Model) -> int | None:
-        if not self.scope_field:
-            return None
-        banks = bank_ids_of(obj, self.scope_field)
-        return next(iter(banks)) if len(banks) == 1 else None
+    def _banks(self, obj: models.Model) -> set[int]:
+        """The banks the row belongs to; the audit row takes the one of them the acting operator works for."""
+        return bank_ids_of(obj, self.scope_field) if self.scope_field else set()
+
+    def history_view(self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None) -> Any:
+        """The object's admin history, as a bank operator may see it: only the entries made by people who work for or
+        audit one of the operator's banks, and by alliance operators, who are shown as "alliance operator" without
+        their name. Django builds the page; the entries are filtered and paginated again before it renders."""
+        response = super().history_view(request, object_id, extra_context)
+        scope = self._scope(request)
+        context = getattr(response, "context_data", None)
+        if scope.everything or not isinstance(response, TemplateResponse) or context is None:
+            return response
+        entries = context["action_list"].paginator.object_list
+        colleagues: set[int] = set()
+        alliance: set[int] = set()
+        for author in get_user_model().objects.filter(pk__in=entries.values("user_id")):
+            author_scope = operator_scope(author)
+            if author_scope.everything:
+                alliance.add(author.pk)
+            elif author_scope.bank_ids & scope.bank_ids:
+                colleagues.add(author.pk)
+        paginator = self.get_paginator(request, entries.filter(user_id__in=colleagues | alliance), HISTORY_PAGE_SIZE)
+        page = paginator.get_page(request.GET.get(PAGE_VAR, 1))
+        context.update(
+            action_list=page,
+            page_range=paginator.get_elided_page_range(page.number),
+            pagination_required=paginator.count > HISTORY_PAGE_SIZE,
+            alliance_authors=alliance,
+        )
+        return response
 
 
 class ScopedTabularInline(ScopeMixin, admin.TabularInline):  # type: ignore[type-arg]

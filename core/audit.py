@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any, Protocol, runtime_checkable
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -12,6 +13,7 @@ from django.db import models
 from .logging import redact
 from .models import AuditLog
 from .requestid import get_request_id
+from .scoping import operator_scope
 
 SYSTEM_ACTOR = "system"
 
@@ -46,14 +48,20 @@ def audit_record(
     bank_id: int | None = None,
     object_type: str = "",
     object_id: str = "",
+    object_banks: Collection[int] = (),
 ) -> AuditLog:
     """Appends one audit row. `actor` None means the system (a job or a migration); an `AuditActor` (an API key) is
-    recorded by its label, with no user."""
+    recorded by its label, with no user.
+
+    The row's bank is `bank_id` when given; otherwise the one bank of `object_banks` (the banks the object belongs to)
+    or, failing that, the acting bank operator's bank (see `acting_bank`)."""
     if isinstance(actor, AuditActor):
         user, label = None, actor.audit_label
     else:
         user = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
         label = user.get_username() if user is not None else SYSTEM_ACTOR
+    if bank_id is None:
+        bank_id = next(iter(object_banks)) if len(object_banks) == 1 else acting_bank(user, object_banks)
     if obj is not None:
         object_type = object_type or obj._meta.label_lower
         object_id = object_id or str(obj.pk)
@@ -70,3 +78,20 @@ def audit_record(
         request_id=get_request_id() if get_request_id() != "-" else "",
         bank_id=bank_id,
     )
+
+
+def acting_bank(user: AbstractBaseUser | AnonymousUser | None, object_banks: Collection[int] = ()) -> int | None:
+    """The bank a bank operator acted for, when the row has no single bank of its own (a cardholder with cards at two
+    banks, a sign-in lockout lifted on a cardholder's account): the one bank of the object's that the operator works
+    for (operates first, then audits), or their one bank when the object names none. None for alliance operators, for
+    anyone who is not staff (cardholders, whose scope is never looked up) and when it stays ambiguous."""
+    if user is None or not getattr(user, "is_staff", False):
+        return None
+    scope = operator_scope(user)
+    if scope.everything:
+        return None
+    for banks in (scope.writable_bank_ids, scope.bank_ids):
+        candidates = banks & set(object_banks) if object_banks else banks
+        if len(candidates) == 1:
+            return next(iter(candidates))
+    return None

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import admin, messages
+from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet, Value
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopedTabularInline
 from core.errors import MengkaError
 from core.money import format_minor
+from core.scoping import OperatorScope, operator_scope
 
 from . import fees, services
 from .models import (
@@ -33,6 +35,113 @@ from .models import (
 from .selectors import channel_figures
 
 PAYMENT_BANKS = ("issuer", "acquirer", "merchant__sponsor_bank")
+
+# --- Who sees a payment in full ---------------------------------------------------------------------------------------
+# A payment is in the scope of its issuer, its acquirer and its merchant's sponsor bank (PAYMENT_BANKS). Only the
+# issuer's people (and alliance operators) see the cardholder behind it; a bank that reaches it only as acquirer or
+# sponsor sees what an acquirer sees: merchant, amount, time, channel, state, issuer bank and card product, BIN and
+# last four. Every payment admin below annotates its rows with SEEN_IN_FULL through `with_full_view` and decides from
+# it alone: which fields a page shows, which list cells are blanked, which filters may name a cardholder.
+
+SEEN_IN_FULL = "seen_in_full"
+
+# What the cardholder's side of a payment is made of: never shown to, nor filtered on by, an acquirer or sponsor.
+CARDHOLDER_FIELDS = frozenset(
+    {
+        "cardholder",
+        "card",
+        "linked_account",
+        "payment_code",
+        "agreement",
+        "device_id",
+        "points_earned",
+        "points_reversed",
+        "points_used",
+        "points_amount",
+        "points_hold",
+        "points_spend",
+        "risk_reasons",
+        "metadata",
+    }
+)
+
+
+def with_full_view(queryset: QuerySet[Any], scope: OperatorScope, issuer_path: str = "issuer") -> QuerySet[Any]:
+    """`queryset` with SEEN_IN_FULL on each row: true for an alliance operator, and for a bank operator or auditor of
+    the bank that issued the card or account the payment (at `issuer_path`) was paid with."""
+    if scope.everything:
+        return queryset.annotate(**{SEEN_IN_FULL: Value(True)})
+    condition = Q(**{f"{issuer_path}__in": scope.bank_ids}) if scope.bank_ids else Q(pk__in=[])
+    return queryset.annotate(**{SEEN_IN_FULL: ExpressionWrapper(condition, output_field=BooleanField())})
+
+
+def seen_in_full(obj: Any) -> bool:
+    """Whether a row read through a payment admin (or, for an inline, its payment) is shown in full. A row that did
+    not come through `with_full_view` is not."""
+    return obj is not None and getattr(obj, SEEN_IN_FULL, False) is True
+
+
+class AcquirerViewMixin:
+    """Leaves `hidden_from_acquirers` out of a page whose payment is not seen in full. On an inline, `obj` is the
+    payment the page is about."""
+
+    hidden_from_acquirers: ClassVar[frozenset[str]] = frozenset()
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = super().get_fields(request, obj)  # type: ignore[misc]
+        if seen_in_full(obj):
+            return fields
+        return [field for field in fields if field not in self.hidden_from_acquirers]
+
+
+class PaymentScopeMixin(AcquirerViewMixin):
+    """For the admins of payments and their rows (`issuer_path` leads to the payment's issuer): rows annotated with
+    SEEN_IN_FULL, and a list filtered on a cardholder field (`?cardholder=…`, `?device_id=…`, points) narrowed to
+    the payments the operator sees in full, so an acquirer cannot pick out one person's payments."""
+
+    issuer_path: ClassVar[str] = "issuer"
+    hidden_from_acquirers = CARDHOLDER_FIELDS
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset = super().get_queryset(request)  # type: ignore[misc]
+        return with_full_view(queryset, operator_scope(request.user), self.issuer_path)
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Any], search_term: str) -> Any:
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)  # type: ignore[misc]
+        if any(key.split("__")[0] in self.hidden_from_acquirers for key in request.GET):
+            queryset = queryset.filter(**{SEEN_IN_FULL: True})
+        return queryset, may_have_duplicates
+
+    @admin.display(description=_("card product"))
+    def card_brand(self, obj: Any) -> str:
+        payment = self._payment(obj)
+        if payment.card is not None:
+            product = payment.card.product
+            return f"{product.name} ({product.get_kind_display()})"
+        if payment.linked_account is not None:
+            return str(payment.linked_account.get_kind_display())
+        return ""
+
+    @admin.display(description=_("BIN"))
+    def card_bin(self, obj: Any) -> str:
+        card = self._payment(obj).card
+        return card.bin if card is not None else ""
+
+    @admin.display(description=_("last four"))
+    def card_last4(self, obj: Any) -> str:
+        payment = self._payment(obj)
+        if payment.card is not None:
+            return payment.card.last4
+        if payment.linked_account is not None:
+            return payment.linked_account.masked_number[-4:]
+        return ""
+
+    @admin.display(description=_("risk reason codes"))
+    def risk_reason_codes(self, obj: Any) -> str:
+        return ", ".join(reason.get("code", "") for reason in self._payment(obj).risk_reasons)
+
+    def _payment(self, obj: Any) -> PaymentIntent:
+        return obj if isinstance(obj, PaymentIntent) else obj.intent
 
 
 class ChannelListFilter(admin.RelatedFieldListFilter):
@@ -142,12 +251,13 @@ class AttemptInline(ReadOnlyAdminMixin, ScopedTabularInline):
     readonly_fields = fields
 
 
-class RefundInline(ReadOnlyAdminMixin, ScopedTabularInline):
+class RefundInline(AcquirerViewMixin, ReadOnlyAdminMixin, ScopedTabularInline):
     model = Refund
     scope_field = tuple(f"intent__{path}" for path in PAYMENT_BANKS)
     extra = 0
     fields = ("public_id", "amount", "status", "reason", "points_reversed", "created_at", "completed_at")
     readonly_fields = fields
+    hidden_from_acquirers = frozenset({"points_reversed"})
 
 
 class FeeSplitInline(ReadOnlyAdminMixin, ScopedTabularInline):
@@ -160,7 +270,7 @@ class FeeSplitInline(ReadOnlyAdminMixin, ScopedTabularInline):
 
 
 @admin.register(PaymentIntent)
-class PaymentIntentAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+class PaymentIntentAdmin(PaymentScopeMixin, ReadOnlyAdminMixin, ScopedAdmin):
     scope_field = PAYMENT_BANKS
     list_display = (
         "public_id",
@@ -183,7 +293,10 @@ class PaymentIntentAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     search_fields = ("public_id", "merchant_reference", "merchant__code")
     date_hierarchy = "created_at"
     inlines = [RoutingDecisionInline, AttemptInline, RefundInline, FeeSplitInline]
-    readonly_fields = ("amount_display", "captured_display", "refunded_display")
+    readonly_fields = (
+        "amount_display", "captured_display", "refunded_display", "card_brand", "card_bin", "card_last4",
+        "risk_reason_codes",
+    )  # fmt: skip
 
     @admin.display(description=_("amount"), ordering="amount")
     def amount_display(self, obj: PaymentIntent) -> str:
@@ -226,11 +339,17 @@ class JournalCursorAdmin(ReadOnlyAdminMixin, ScopedAdmin):
 
 
 @admin.register(Refund)
-class RefundAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+class RefundAdmin(PaymentScopeMixin, ReadOnlyAdminMixin, ScopedAdmin):
     scope_field = tuple(f"intent__{path}" for path in PAYMENT_BANKS)
-    list_display = ("public_id", "intent", "amount", "status", "points_reversed", "created_at")
+    issuer_path = "intent__issuer"
+    hidden_from_acquirers = frozenset({"points_reversed"})
+    list_display = ("public_id", "intent", "amount", "status", "points_reversed_shown", "created_at")
     list_filter = ("intent__livemode", "status")
     search_fields = ("public_id", "intent__public_id", "reference")
+
+    @admin.display(description=_("points reversed"))
+    def points_reversed_shown(self, obj: Refund) -> Any:
+        return obj.points_reversed if seen_in_full(obj) else "—"
 
 
 @admin.register(FeeSchedule)
@@ -322,7 +441,7 @@ class RiskBlockAdmin(ScopedAdmin):
 
 
 @admin.register(RiskReview)
-class RiskReviewAdmin(ScopedAdmin):
+class RiskReviewAdmin(PaymentScopeMixin, ScopedAdmin):
     """Payments held by a risk review: approve captures them, reject voids them; undecided ones expire."""
 
     scope_field = PAYMENT_BANKS
@@ -348,7 +467,10 @@ class RiskReviewAdmin(ScopedAdmin):
         "currency",
         "method",
         "status",
+        "card_bin",
+        "card_last4",
         "risk_outcome",
+        "risk_reason_codes",
         "risk_reasons",
         "risk_review_deadline",
         "device_id",
@@ -372,6 +494,8 @@ class RiskReviewAdmin(ScopedAdmin):
 
     @admin.display(description=_("reasons"))
     def reasons(self, obj: RiskReview) -> str:
+        if not seen_in_full(obj):  # the messages describe the cardholder's behaviour; an acquirer gets the codes
+            return self.risk_reason_codes(obj)
         return "; ".join(reason.get("message", "") for reason in obj.risk_reasons)
 
     def _decide(self, request: HttpRequest, queryset: Any, decide: Any, done: str) -> None:
