@@ -264,6 +264,8 @@ class Card(models.Model):
 class LinkedAccount(models.Model):
     """A balance the cardholder holds at a member (bank account, wallet, prepaid), reached through a connector."""
 
+    AUDIT_REDACT = ("reference",)  # the member's token for the account
+
     class Kind(models.TextChoices):
         BANK_ACCOUNT = "bank_account", _("bank account")
         WALLET = "wallet", _("wallet")
