@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection
 from typing import Any, Protocol, runtime_checkable
 
@@ -26,14 +27,31 @@ class AuditActor(Protocol):
     def audit_label(self) -> str: ...
 
 
+# Kept out of every snapshot whatever the model declares: what is stored encrypted or hashed, fingerprints, tokens,
+# secrets and passwords. A model names its other sensitive columns (a masked name, a payment code) in `AUDIT_REDACT`.
+REDACTED = "[redacted]"
+_SENSITIVE_NAME = re.compile(
+    r"(^|_)(encrypted|hash|digest|fingerprint|token|secret|password)(_|$)|^secret|^otp", re.IGNORECASE
+)
+
+
+def audit_redacted(instance: models.Model, name: str) -> bool:
+    """Whether a snapshot of `instance` names the field `name` without copying its value: default-deny by name
+    pattern, plus the model's own `AUDIT_REDACT` (and the older `AUDIT_EXCLUDE`)."""
+    declared = (*getattr(instance, "AUDIT_REDACT", ()), *getattr(instance, "AUDIT_EXCLUDE", ()))
+    return name in declared or bool(_SENSITIVE_NAME.search(name))
+
+
 def snapshot(instance: models.Model) -> dict[str, Any]:
-    """A JSON-safe picture of a row for before/after; fields named in `AUDIT_EXCLUDE` (secrets) are left out."""
-    excluded = set(getattr(instance, "AUDIT_EXCLUDE", ()))
+    """A JSON-safe picture of a row for before/after. A sensitive field (personal data, a secret, an encrypted or
+    hashed value, a fingerprint, a token: see `audit_redacted`) is named with the value "[redacted]", or left empty
+    when it is empty, so the row shows which fields it has and whether they are set, never what they hold."""
     data: dict[str, Any] = {}
     for field in instance._meta.concrete_fields:
-        if field.name in excluded:
-            continue
-        data[field.attname] = field.value_from_object(instance)
+        value = field.value_from_object(instance)
+        if audit_redacted(instance, field.name) or audit_redacted(instance, field.attname):
+            value = REDACTED if value not in (None, "") else value
+        data[field.attname] = value
     return json.loads(json.dumps(data, cls=DjangoJSONEncoder, default=str))
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -98,17 +99,48 @@ class LinkedAccountInline(_NoAddInline):
     readonly_fields = fields
 
 
+class CardholderForm(forms.ModelForm):  # type: ignore[type-arg]
+    """The name is stored encrypted and shown masked: an operator types a new one, never reads the old one here."""
+
+    new_display_name = forms.CharField(
+        label=_("new name"),
+        required=False,
+        max_length=100,
+        help_text=_("Leave empty to keep the name. It is stored encrypted and shown masked."),
+    )
+
+    class Meta:
+        model = Cardholder
+        fields = ("verification_level",)
+
+    def save(self, commit: bool = True) -> Any:
+        name = (self.cleaned_data.get("new_display_name") or "").strip()
+        if name:
+            self.instance.display_name = name
+        return super().save(commit)
+
+
 @admin.register(Cardholder)
 class CardholderAdmin(ScopedAdmin):
     """A bank operator sees the cardholders who hold a card at their bank, and in them only their bank's cards.
-    Phone and national ID are shown masked; search finds them only by the exact number (through the keyed hash)."""
+    Name, phone and national ID are shown masked; search finds a person only by the exact name, phone or ID number
+    (through the keyed hashes), never by a part of one."""
 
     scope_field = "cards__bank"
-    list_display = ("id", "display_name", "masked_phone", "masked_national_id", "verification_level", "created_at")
+    form = CardholderForm
+    list_display = ("id", "name_masked", "masked_phone", "masked_national_id", "verification_level", "created_at")
     list_filter = ("verification_level",)
-    search_fields = ("display_name",)
-    fields = ("user", "display_name", "masked_phone", "masked_national_id", "verification_level", "created_at")
-    readonly_fields = ("user", "masked_phone", "masked_national_id", "created_at")
+    search_fields = ("name_hash",)  # for the search box and autocomplete; `get_search_results` hashes the term
+    fields = (
+        "user",
+        "name_masked",
+        "new_display_name",
+        "masked_phone",
+        "masked_national_id",
+        "verification_level",
+        "created_at",
+    )
+    readonly_fields = ("user", "name_masked", "masked_phone", "masked_national_id", "created_at")
     inlines = (CardInline, LinkedAccountInline)
     actions = ["lift_signin_lockout"]
 
@@ -130,14 +162,14 @@ class CardholderAdmin(ScopedAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
     ) -> tuple[QuerySet[Any], bool]:
-        from .services import national_id_hash, national_id_valid, phone_hash
-
         term = search_term.strip()
+        if not term:
+            return queryset, False
         if ascii_digits(term) and len(term) == 11:
-            return queryset.filter(phone_hash=phone_hash(term)), False
-        if national_id_valid(term.upper()):
-            return queryset.filter(national_id_hash=national_id_hash(term)), False
-        return super().get_search_results(request, queryset, search_term)
+            return queryset.filter(phone_hash=services.phone_hash(term)), False
+        if services.national_id_valid(term.upper()):
+            return queryset.filter(national_id_hash=services.national_id_hash(term)), False
+        return queryset.filter(name_hash=services.name_hash(term)), False
 
 
 def _card_action(service: Any, done: str) -> Any:

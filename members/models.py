@@ -6,6 +6,9 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 from djmoney.models.fields import MoneyField
 
+from core.crypto import decrypt, encrypt
+from core.personal import mask_name, name_hash
+
 
 class MemberBank(models.Model):  # type: ignore[django-manager-missing]  # djmoney's manager on CardProduct
     """A member of the alliance: a bank or a licensed non-bank institution."""
@@ -179,9 +182,11 @@ class BinRange(models.Model):
 
 
 class Cardholder(models.Model):
-    """A person in the alliance. Phone and national ID are encrypted at rest and found only by exact keyed hash."""
+    """A person in the alliance. Name, phone and national ID are encrypted at rest; operators recognise a person by the
+    masked name and the last four digits, and find one only by the exact name, phone or ID (through keyed hashes)."""
 
-    AUDIT_EXCLUDE = ("phone_encrypted", "national_id_encrypted", "phone_hash", "national_id_hash")
+    # Never copied into audit snapshots (besides the `*_encrypted` and `*_hash` columns every model's are kept out of).
+    AUDIT_REDACT = ("name_masked", "phone_last4", "national_id_last4")
 
     class VerificationLevel(models.IntegerChoices):
         BASIC = 1, _("basic (phone verified)")
@@ -189,7 +194,9 @@ class Cardholder(models.Model):
         STRONG = 3, _("strong (ID checked in person or by bank card)")
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="cardholder")
-    display_name = models.CharField(_("display name"), max_length=100)
+    name_encrypted = models.TextField(_("name (encrypted)"), editable=False)
+    name_hash = models.CharField(_("name hash"), max_length=64, db_index=True, editable=False)
+    name_masked = models.CharField(_("name"), max_length=100, editable=False)
     phone_encrypted = models.TextField(_("phone (encrypted)"), editable=False)
     phone_hash = models.CharField(_("phone hash"), max_length=64, unique=True, editable=False)
     phone_last4 = models.CharField(_("phone last four"), max_length=4, editable=False)
@@ -207,7 +214,19 @@ class Cardholder(models.Model):
         ordering = ("id",)
 
     def __str__(self) -> str:
-        return f"{self.display_name} ({self.masked_phone})"
+        # Django's admin log and the audit log take their object_repr from here: masked, never the name itself.
+        return f"{self.name_masked} ({self.masked_phone})"
+
+    @property
+    def display_name(self) -> str:
+        """The name in the clear, decrypted when read; for the person's own pages, never for lists or logs."""
+        return decrypt(self.name_encrypted) if self.name_encrypted else ""
+
+    @display_name.setter
+    def display_name(self, value: str) -> None:
+        self.name_encrypted = encrypt(value)
+        self.name_hash = name_hash(value)
+        self.name_masked = mask_name(value)[:100]
 
     @property
     def masked_phone(self) -> str:
@@ -263,6 +282,8 @@ class Card(models.Model):
 
 class LinkedAccount(models.Model):
     """A balance the cardholder holds at a member (bank account, wallet, prepaid), reached through a connector."""
+
+    AUDIT_REDACT = ("reference",)  # the member's token for the account
 
     class Kind(models.TextChoices):
         BANK_ACCOUNT = "bank_account", _("bank account")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.db import models
@@ -9,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 
 from core.admin_base import ScopedAdmin
 from core.errors import MengkaError
+from core.personal import email_hash, phone_digits, phone_hash
 
 from . import services
 from .models import (
@@ -124,17 +127,36 @@ class MerchantApplicationAdmin(ScopedAdmin):
     list_display = ("legal_name", "credit_code", "sponsor_bank", "category_code", "status", "risk_grade", "created_at")
     list_filter = ("status", "risk_grade")
     search_fields = ("legal_name", "display_name", "credit_code")
+    # The contact person is personal data: shown masked, found only by the exact phone or email (keyed hashes).
     readonly_fields = (
         "legal_name", "display_name", "credit_code", "category_code", "spend_category", "sponsor_bank",
-        "settlement_account_name", "settlement_bank_name", "settlement_account_last4", "contact_name",
-        "contact_phone", "contact_email", "store_name", "store_city", "status", "reviewed_by", "reviewed_at",
-        "merchant", "created_at",
+        "settlement_account_name", "settlement_bank_name", "settlement_account_last4", "contact_name_masked",
+        "masked_contact_phone", "contact_email_masked", "store_name", "store_city", "status", "reviewed_by",
+        "reviewed_at", "merchant", "created_at",
     )  # fmt: skip
-    exclude = ("settlement_account_encrypted",)
+    exclude = (
+        "settlement_account_encrypted", "contact_name_encrypted", "contact_phone_encrypted", "contact_phone_hash",
+        "contact_email_encrypted", "contact_email_hash",
+    )  # fmt: skip
     actions = ["approve", "reject"]
 
     def has_add_permission(self, request: HttpRequest, *args: object) -> bool:
         return False  # applications come from the public form
+
+    @admin.display(description=_("contact phone"))
+    def masked_contact_phone(self, obj: MerchantApplication) -> str:
+        return obj.masked_contact_phone
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        term = search_term.strip()
+        if "@" in term:
+            return queryset.filter(contact_email_hash=email_hash(term)), False
+        found, duplicates = super().get_search_results(request, queryset, search_term)
+        if len(phone_digits(term)) >= 6 and not term.strip("+0123456789 -"):
+            found = found | queryset.filter(contact_phone_hash=phone_hash(term))
+        return found, duplicates
 
     @admin.action(description=_("Approve: create the merchant, its first store and keys"), permissions=["change"])
     def approve(self, request: HttpRequest, queryset: QuerySet[MerchantApplication]) -> None:

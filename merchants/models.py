@@ -5,6 +5,8 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from core.crypto import decrypt, encrypt
+from core.personal import email_hash, mask_email, mask_name, phone_digits, phone_hash
 from members.models import MemberBank, SpendCategory
 
 
@@ -182,7 +184,12 @@ class RiskGrade(models.TextChoices):
 
 
 class MerchantApplication(models.Model):
-    """An application to accept alliance payments, reviewed by the chosen sponsor bank's operators."""
+    """An application to accept alliance payments, reviewed by the chosen sponsor bank's operators.
+
+    The contact person's name, phone and email are personal data: stored encrypted, read through the properties of
+    the same names, shown to operators masked and found by the exact phone or email (keyed hashes)."""
+
+    AUDIT_REDACT = ("contact_name_masked", "contact_phone_last4", "contact_email_masked")
 
     class Status(models.TextChoices):
         SUBMITTED = "submitted", _("submitted")
@@ -201,9 +208,14 @@ class MerchantApplication(models.Model):
     settlement_bank_name = models.CharField(_("settlement bank"), max_length=100)
     settlement_account_encrypted = models.TextField(_("settlement account (encrypted)"), editable=False)
     settlement_account_last4 = models.CharField(_("settlement account, last four"), max_length=4, editable=False)
-    contact_name = models.CharField(_("contact name"), max_length=100)
-    contact_phone = models.CharField(_("contact phone"), max_length=20)
-    contact_email = models.EmailField(_("contact email"))
+    contact_name_encrypted = models.TextField(_("contact name (encrypted)"), editable=False)
+    contact_name_masked = models.CharField(_("contact name"), max_length=100, editable=False)
+    contact_phone_encrypted = models.TextField(_("contact phone (encrypted)"), editable=False)
+    contact_phone_hash = models.CharField(_("contact phone hash"), max_length=64, db_index=True, editable=False)
+    contact_phone_last4 = models.CharField(_("contact phone, last four"), max_length=4, editable=False)
+    contact_email_encrypted = models.TextField(_("contact email (encrypted)"), editable=False)
+    contact_email_hash = models.CharField(_("contact email hash"), max_length=64, db_index=True, editable=False)
+    contact_email_masked = models.CharField(_("contact email"), max_length=254, editable=False)
     store_name = models.CharField(_("first store"), max_length=100)
     store_city = models.CharField(_("city"), max_length=64)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.SUBMITTED)
@@ -225,6 +237,39 @@ class MerchantApplication(models.Model):
 
     def __str__(self) -> str:
         return f"{self.legal_name} ({self.status})"
+
+    @property
+    def contact_name(self) -> str:
+        return decrypt(self.contact_name_encrypted) if self.contact_name_encrypted else ""
+
+    @contact_name.setter
+    def contact_name(self, value: str) -> None:
+        self.contact_name_encrypted = encrypt(value)
+        self.contact_name_masked = mask_name(value)[:100]
+
+    @property
+    def contact_phone(self) -> str:
+        return decrypt(self.contact_phone_encrypted) if self.contact_phone_encrypted else ""
+
+    @contact_phone.setter
+    def contact_phone(self, value: str) -> None:
+        self.contact_phone_encrypted = encrypt(value)
+        self.contact_phone_hash = phone_hash(value)
+        self.contact_phone_last4 = phone_digits(value)[-4:]
+
+    @property
+    def contact_email(self) -> str:
+        return decrypt(self.contact_email_encrypted) if self.contact_email_encrypted else ""
+
+    @contact_email.setter
+    def contact_email(self, value: str) -> None:
+        self.contact_email_encrypted = encrypt(value)
+        self.contact_email_hash = email_hash(value)
+        self.contact_email_masked = mask_email(value)[:254]
+
+    @property
+    def masked_contact_phone(self) -> str:
+        return f"****{self.contact_phone_last4}" if self.contact_phone_last4 else ""
 
 
 class SettlementAccount(models.Model):

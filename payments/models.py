@@ -692,6 +692,8 @@ def _code_digits() -> str:
 class PaymentCode(models.Model):
     """付款码: a one-time code a cardholder shows at the till: valid 60 seconds, used once, one funding source."""
 
+    AUDIT_REDACT = ("code",)  # it pays: audit snapshots name it, never copy it
+
     cardholder = models.ForeignKey(  # led by (cardholder, -id): no index of its own
         Cardholder, on_delete=models.PROTECT, related_name="payment_codes", db_index=False
     )

@@ -1,7 +1,8 @@
 """Registering cardholders, one by one or in a batch, under the same rules.
 
 A cardholder's phone number and resident ID number (GB 11643-1999) are checked, stored encrypted and found again by
-keyed hash (`phone_hash`, `national_id_hash`); only their last four digits are shown.
+keyed hash (`phone_hash`, `national_id_hash`); only their last four digits are shown. The name is stored encrypted
+too (the model's `display_name` property), shown masked and found by the exact name's keyed hash (`name_hash`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from django.contrib.auth.hashers import make_password
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from core import personal
 from core.audit import audit_record
 from core.crypto import encrypt, keyed_hash
 from core.errors import Conflict, ValidationFailed
@@ -22,6 +24,7 @@ from core.errors import Conflict, ValidationFailed
 from ..models import Cardholder
 from .common import Actor
 
+NAME_MAX_LENGTH = 100  # the name is stored encrypted: no column length checks it
 _PHONE = re.compile(r"^1[3-9]\d{9}$")
 _NATIONAL_ID = re.compile(r"^\d{17}[\dX]$")
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -44,6 +47,11 @@ def national_id_hash(national_id: str) -> str:
     return keyed_hash(national_id.upper(), purpose="cardholder-national-id")
 
 
+def name_hash(name: str) -> str:
+    """The keyed hash a cardholder's exact name (any case or spacing) is found by."""
+    return personal.name_hash(name)
+
+
 @dataclass(frozen=True)
 class NewCardholder:
     username: str
@@ -63,8 +71,11 @@ def _cardholder_row(person: NewCardholder) -> Cardholder:
         raise ValidationFailed(_("That is not a valid resident ID number."), param="national_id")
     if not person.username or not person.display_name.strip():
         raise ValidationFailed(_("A username and a display name are required."), param="username")
-    return Cardholder(
-        display_name=person.display_name.strip(),
+    if len(person.display_name.strip()) > NAME_MAX_LENGTH:
+        raise ValidationFailed(
+            _("A display name has at most %(count)d characters.") % {"count": NAME_MAX_LENGTH}, param="display_name"
+        )
+    row = Cardholder(
         phone_encrypted=encrypt(phone),
         phone_hash=phone_hash(phone),
         phone_last4=phone[-4:],
@@ -73,6 +84,8 @@ def _cardholder_row(person: NewCardholder) -> Cardholder:
         national_id_last4=national_id[-4:] if national_id else "",
         verification_level=person.verification_level,
     )
+    row.display_name = person.display_name.strip()  # encrypted, with its masked form and hash
+    return row
 
 
 @transaction.atomic

@@ -7,16 +7,20 @@ test and a live key.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.audit import audit_record, snapshot
 from core.crypto import encrypt
 from core.errors import Conflict, ValidationFailed
+from core.personal import phone_digits
 from members.models import MemberBank
 
 from ..models import Merchant, MerchantApplication, Mode, SettlementAccount, Store
@@ -25,6 +29,23 @@ from .api_keys import IssuedKey, api_key_create
 from .common import require_operator_of
 from .settlement import account_digits, same_name
 from .stores import store_create
+
+_CONTACT_PHONE = re.compile(r"\+?[0-9 -]{6,20}")
+
+
+def _contact_checked(name: str, phone: str, email: str) -> tuple[str, str, str]:
+    """The contact person's details, checked here: they are stored encrypted, so no column's length or type checks
+    them any more."""
+    name, phone, email = name.strip(), phone.strip(), email.strip()
+    if not name or len(name) > 100:
+        raise ValidationFailed(_("Enter the contact person's name (at most 100 characters)."), param="contact_name")
+    if not _CONTACT_PHONE.fullmatch(phone) or len(phone_digits(phone)) < 6:
+        raise ValidationFailed(_("Enter a phone number (6 to 20 digits)."), param="contact_phone")
+    try:
+        validate_email(email)
+    except DjangoValidationError:
+        raise ValidationFailed(_("Enter a valid email address."), param="contact_email") from None
+    return name, phone, email
 
 
 @transaction.atomic
@@ -91,6 +112,7 @@ def merchant_application_submit(
             param="settlement_account_name",
         )
     digits = account_digits(settlement_account_number)
+    contact_name, contact_phone, contact_email = _contact_checked(contact_name, contact_phone, contact_email)
     if MerchantApplication.objects.filter(
         credit_code=credit_code, status__in=[MerchantApplication.Status.SUBMITTED, MerchantApplication.Status.APPROVED]
     ).exists():
@@ -108,12 +130,13 @@ def merchant_application_submit(
         settlement_bank_name=settlement_bank_name.strip(),
         settlement_account_encrypted=encrypt(digits),
         settlement_account_last4=digits[-4:],
-        contact_name=contact_name.strip(),
-        contact_phone=contact_phone.strip(),
-        contact_email=contact_email.strip(),
         store_name=store_name.strip(),
         store_city=store_city.strip(),
     )
+    # Personal data: each property stores it encrypted, with its masked form and hash.
+    application.contact_name = contact_name
+    application.contact_phone = contact_phone
+    application.contact_email = contact_email
     try:
         application.full_clean()
     except DjangoValidationError as exc:
