@@ -16,13 +16,18 @@ one runs, the other gets a 409 `Conflict` while the first is in progress.
 Records are kept for `IDEMPOTENCY_RETENTION_HOURS` (48 by default, never under the 24 hours the merchant API promises)
 and then pruned by the hourly `core.idempotency_prune` job: a key is a guard against retries, not a permanent record.
 A call that needs a guarantee for ever keeps its own unique constraint (as the points ledger does).
+
+What is shown only once (a webhook endpoint's signing secret) is never stored in the clear: the caller names those
+fields (`secret_fields`), and wherever one of them appears in the outcome its value is stored encrypted
+(`core.crypto.encrypt`) and decrypted again for a replay. The record, its admin page and every backup hold only the
+ciphertext; the replay still answers with the very value the first response gave.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -34,10 +39,12 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import errors
+from .crypto import decrypt, encrypt
 from .errors import Conflict, IdempotencyConflict, MengkaError
 from .models import IdempotencyRecord
 
 _ERROR_MARK = "__mengka_error__"
+_SEALED_MARK = "__mengka_sealed__"  # {"__mengka_sealed__": <ciphertext of the JSON value>} stands for a secret
 STALE_AFTER = timedelta(minutes=5)
 MIN_RETENTION = timedelta(hours=24)  # the merchant API promises to replay a key for at least this long
 PRUNE_BATCH_SIZE = 1_000
@@ -62,6 +69,36 @@ def _raise_stored(outcome: dict[str, Any]) -> None:
     exc.http_status = stored["status"]
     exc.replayed = True
     raise exc
+
+
+def seal(value: Any, secret_fields: Collection[str]) -> Any:
+    """`value` with every item named in `secret_fields` (at any depth) replaced by its encrypted form."""
+    if isinstance(value, Mapping):
+        return {
+            key: {_SEALED_MARK: encrypt(json.dumps(item))} if key in secret_fields else seal(item, secret_fields)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [seal(item, secret_fields) for item in value]
+    return value
+
+
+def unseal(value: Any, secret_fields: Collection[str]) -> Any:
+    """The inverse of `seal`: every item named in `secret_fields` that was sealed decrypted back to its value. Only
+    those names are looked at, so no stored request data (a merchant's metadata) can pass for a sealed item."""
+    if isinstance(value, Mapping):
+        return {
+            key: _open(item) if key in secret_fields else unseal(item, secret_fields) for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [unseal(item, secret_fields) for item in value]
+    return value
+
+
+def _open(item: Any) -> Any:
+    if isinstance(item, Mapping) and set(item) == {_SEALED_MARK}:
+        return json.loads(decrypt(item[_SEALED_MARK]))
+    return item
 
 
 @dataclass(frozen=True)
@@ -110,7 +147,10 @@ def run_idempotent(
     operation: str,
     request: Mapping[str, Any],
     execute: Callable[[], dict[str, Any]],
+    secret_fields: Collection[str] = (),
 ) -> dict[str, Any]:
+    """Runs `execute` once per (scope, key) and returns its outcome; see the module's docstring. Items of the outcome
+    named in `secret_fields` are stored encrypted (`seal`) and a replay decrypts them."""
     if not key or len(key) > 255:
         raise MengkaError("Idempotency-Key must be 1 to 255 characters.", code="invalid_idempotency_key")
     if _held.get() == key:
@@ -124,18 +164,20 @@ def run_idempotent(
                 scope=scope, key=key, operation=operation, fingerprint=print_, state=State.IN_PROGRESS
             )
     except IntegrityError:
-        return _replay_or_take_over(scope, key, print_, execute)
-    return _execute(record.pk, execute)
+        return _replay_or_take_over(scope, key, print_, execute, secret_fields)
+    return _execute(record.pk, execute, secret_fields)
 
 
-def _replay_or_take_over(scope: str, key: str, print_: str, execute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def _replay_or_take_over(
+    scope: str, key: str, print_: str, execute: Callable[[], dict[str, Any]], secret_fields: Collection[str]
+) -> dict[str, Any]:
     existing = IdempotencyRecord.objects.get(scope=scope, key=key)
     if existing.fingerprint != print_:
         raise IdempotencyConflict(
             "This idempotency key was already used with a different request.", param="Idempotency-Key"
         )
     if existing.state == State.DONE:
-        outcome = existing.response or {}
+        outcome: dict[str, Any] = unseal(existing.response or {}, secret_fields)
         if _ERROR_MARK in outcome:
             _raise_stored(outcome)
         return outcome
@@ -148,11 +190,15 @@ def _replay_or_take_over(scope: str, key: str, print_: str, execute: Callable[[]
     ).update(state=State.IN_PROGRESS, created_at=timezone.now())
     if not taken:
         raise Conflict("A request with this idempotency key is still in progress.", code="idempotency_in_progress")
-    return _execute(existing.pk, execute, resumed=existing.response or None)
+    return _execute(existing.pk, execute, secret_fields, resumed=existing.response or None)
 
 
 def _execute(
-    record_id: int, execute: Callable[[], dict[str, Any]], *, resumed: dict[str, Any] | None = None
+    record_id: int,
+    execute: Callable[[], dict[str, Any]],
+    secret_fields: Collection[str],
+    *,
+    resumed: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     token = _running.set(_Run(record_id, resumed))
     try:
@@ -168,7 +214,7 @@ def _execute(
         raise
     finally:
         _running.reset(token)
-    _finish(record_id, outcome, 200)
+    _finish(record_id, seal(outcome, secret_fields), 200)
     return outcome
 
 

@@ -15,7 +15,9 @@ _SECRET_PAIRS = re.compile(
     r"(?i)(password|passwd|secret|token|api[_-]?key|authorization|cvv|cvc|otp|code)([\"']?\s*[:=]\s*[\"']?)([^\s,\"'&}]+)"
 )
 _BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
-_KEYS = re.compile(r"\b(sk|rk|whsec)_(test|live)?_?[A-Za-z0-9]{6,}")
+# Secrets shown once, by their prefix: API keys, webhook signing secrets (URL-safe base64: `-` and `_` are part of
+# the secret) and agreement tokens.
+_KEYS = re.compile(r"\b(sk|rk|whsec|agt)_(?:(?:test|live)_)?[A-Za-z0-9_-]{6,}")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -38,7 +40,8 @@ def _mask_pan(match: re.Match[str]) -> str:
 
 
 def redact(text: str) -> str:
-    """Masks card numbers (Luhn-valid digit runs), bearer tokens, API keys and key=value secrets."""
+    """Masks card numbers (Luhn-valid digit runs), bearer tokens, API keys, webhook secrets, agreement tokens and
+    key=value secrets."""
     text = _PAN.sub(_mask_pan, text)
     text = _BEARER.sub("Bearer [REDACTED]", text)
     text = _KEYS.sub(lambda m: m.group(1) + "_[REDACTED]", text)

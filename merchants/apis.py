@@ -189,7 +189,8 @@ class WebhookEndpointListCreateApi(MerchantAPIView):
             )
             return 201, {**endpoint_out(created.endpoint), "secret": created.secret}
 
-        return self.idempotent("webhook_endpoint.create", run)
+        # The signing secret is shown once: a keyed request's stored response keeps it encrypted.
+        return self.idempotent("webhook_endpoint.create", run, secret_fields=("secret",))
 
 
 class WebhookEndpointDetailApi(MerchantAPIView):

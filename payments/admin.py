@@ -533,6 +533,7 @@ class AgreementAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     scope_field = FUNDING_BANKS
     list_display = (
         "public_id",
+        "token_hint",
         "cardholder",
         "merchant",
         "card",
@@ -544,4 +545,4 @@ class AgreementAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     )
     list_filter = ("currency",)
     search_fields = ("public_id", "merchant__code")
-    exclude = ("token",)
+    exclude = ("token_hash",)  # the token itself is never stored: its keyed hash, and the hint shown here

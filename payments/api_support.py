@@ -82,7 +82,7 @@ def quote_card(*, merchant: Merchant, method: dict[str, str], card: Card | None)
 
     from core.errors import NotFound, ValidationFailed
 
-    from .models import Agreement, PaymentCode
+    from .models import Agreement, PaymentCode, agreement_token_hash
 
     if card is not None:
         return card
@@ -98,7 +98,9 @@ def quote_card(*, merchant: Merchant, method: dict[str, str], card: Card | None)
         found = code.card
     else:
         agreement = (
-            Agreement.objects.filter(token=method["token"], merchant=merchant, revoked_at__isnull=True)
+            Agreement.objects.filter(
+                token_hash=agreement_token_hash(method["token"]), merchant=merchant, revoked_at__isnull=True
+            )
             .select_related("card__product", "card__cardholder")
             .first()
         )

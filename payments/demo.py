@@ -436,12 +436,12 @@ def _code_payment(index: int, card: Card, merchants: list[Merchant]) -> None:
 
 
 def _agreement_payment(index: int, card: Card, shop: Merchant) -> None:
-    agreement = agreement_grant(
+    granted = agreement_grant(
         cardholder=card.cardholder, merchant=shop, card=card, limit_per_payment=50_000, limit_per_month=200_000
     )
     services.payment_create(
         merchant=shop,
-        agreement_token=agreement.token,
+        agreement_token=granted.token,
         amount=2_990,
         currency="CNY",
         idempotency_key=f"demo-agreement-{index}",

@@ -23,7 +23,16 @@ from core.text import ascii_digits
 from members.models import BindingStatus, Card, Cardholder, LinkedAccount
 from merchants.models import Merchant
 
-from .models import Agreement, Channel, PaymentCode, PaymentIntent, PaymentMethod
+from .models import (
+    Agreement,
+    Channel,
+    PaymentCode,
+    PaymentIntent,
+    PaymentMethod,
+    agreement_token_hash,
+    agreement_token_hint,
+    agreement_token_new,
+)
 
 CODE_TTL = dt.timedelta(seconds=60)
 # Which channel kind keeps each kind of linked account.
@@ -153,6 +162,12 @@ def _code_refused(found: PaymentCode | None) -> MengkaError:
 # --- agreements ---------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class GrantedAgreement:
+    agreement: Agreement
+    token: str  # shown once, to the cardholder who granted it; only its keyed hash is stored
+
+
 @transaction.atomic
 def agreement_grant(
     *,
@@ -164,7 +179,9 @@ def agreement_grant(
     linked_account: LinkedAccount | None = None,
     currency: str = "CNY",
     actor: Any = None,
-) -> Agreement:
+) -> GrantedAgreement:
+    """A standing agreement and its token `agt_…`, which the merchant pays with. Only the token's keyed hash and a
+    hint are kept: the caller shows the token once."""
     _require_source(cardholder, card, linked_account)
     validate_minor_amount(limit_per_payment, currency, param="limit_per_payment")
     validate_minor_amount(limit_per_month, currency, param="limit_per_month")
@@ -174,7 +191,10 @@ def agreement_grant(
         )
     if merchant.status != Merchant.Status.ACTIVE:
         raise ValidationFailed("This merchant cannot take payments.", code="merchant_inactive", param="merchant")
+    token = agreement_token_new()
     agreement = Agreement.objects.create(
+        token_hash=agreement_token_hash(token),
+        token_hint=agreement_token_hint(token),
         cardholder=cardholder,
         merchant=merchant,
         card=card,
@@ -189,7 +209,7 @@ def agreement_grant(
         obj=agreement,
         after={"merchant": merchant.code, "limit_per_payment": limit_per_payment, "limit_per_month": limit_per_month},
     )
-    return agreement
+    return GrantedAgreement(agreement=agreement, token=token)
 
 
 @transaction.atomic
@@ -205,12 +225,12 @@ def agreement_revoke(*, cardholder: Cardholder, agreement_id: str, actor: Any = 
 
 
 def agreement_take(token: str, *, merchant: Merchant, amount: int, currency: str) -> Funding:
-    """Checks an agreement for a payment, in the caller's transaction (the agreement row stays locked until the
-    payment is stored, so racing payments cannot both slip under the monthly limit)."""
+    """Checks an agreement for a payment, found by its token's keyed hash, in the caller's transaction (the agreement
+    row stays locked until the payment is stored, so racing payments cannot both slip under the monthly limit)."""
     agreement = (
         Agreement.objects.select_for_update(of=("self",))
         .select_related("cardholder", "card__product", "card__bank", "linked_account")
-        .filter(token=token, merchant=merchant)
+        .filter(token_hash=agreement_token_hash(token), merchant=merchant)
         .first()
     )
     if agreement is None:  # another merchant's token is as unknown as a made-up one

@@ -13,6 +13,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from core.crypto import keyed_hash
 from members.models import Card, Cardholder, CardProduct, LinkedAccount, MemberBank, SpendCategory
 from merchants.models import Merchant
 
@@ -726,19 +727,37 @@ class PaymentCode(models.Model):
         return f"mengka://pay?code={self.code}"
 
 
-_agreement_token = functools.partial(public_id, "agt")
+AGREEMENT_TOKEN_PURPOSE = "agreement-token"
+
+
+def agreement_token_new() -> str:
+    """A fresh agreement token, `agt_…`: shown once, only its keyed hash and a short hint are stored."""
+    return public_id("agt")
+
+
+def agreement_token_hash(token: str) -> str:
+    """What an agreement is found by: the token's keyed hash (equal tokens match, nothing reverses it)."""
+    return keyed_hash(token, purpose=AGREEMENT_TOKEN_PURPOSE)
+
+
+def agreement_token_hint(token: str) -> str:
+    """The token as operators and its cardholder may see it: the prefix and the last four, `agt_…x7Qa`."""
+    return f"{token[:4]}…{token[-4:]}"
 
 
 class Agreement(models.Model):
     """协议支付 / 免密: a cardholder lets one merchant charge a funding source within limits, until revoked.
 
-    The token is shown to that merchant only; used by any other merchant it is refused as unknown.
+    The token is shown once, when the agreement is granted; only its keyed hash (`agreement_token_hash`, what a
+    payment finds the agreement by) and a hint (`agt_…x7Qa`) are stored. Used by any other merchant than the one
+    granted, a token is refused as unknown.
     """
 
     public_id = models.CharField(
         _("id"), max_length=40, unique=True, default=functools.partial(public_id, "agr"), editable=False
     )
-    token = models.CharField(_("token"), max_length=64, unique=True, default=_agreement_token, editable=False)
+    token_hash = models.CharField(_("token hash"), max_length=64, unique=True, editable=False)
+    token_hint = models.CharField(_("token"), max_length=16, editable=False)
     cardholder = models.ForeignKey(Cardholder, on_delete=models.PROTECT, related_name="agreements")
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="agreements")
     card = models.ForeignKey(Card, null=True, blank=True, on_delete=models.PROTECT, related_name="+")

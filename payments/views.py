@@ -51,9 +51,13 @@ def pay_code(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
     return render(request, "payments/pay_code.html", context)
 
 
+@never_cache
 @cardholder_required
 def agreements(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
+    """Grants and lists agreements. A grant answers with the new token on this response only (no redirect, nothing
+    kept in the session or in a message): only its hash is stored, so it is shown once."""
     form = AgreementForm(request.POST or None, cardholder=cardholder)
+    granted = None
     if request.method == "POST" and form.is_valid():
         card, account = _sources(cardholder, form)
         merchant = Merchant.objects.filter(code=form.cleaned_data["merchant_code"]).first()
@@ -61,7 +65,7 @@ def agreements(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
             form.add_error("merchant_code", _("No such merchant."))
         else:
             try:
-                methods.agreement_grant(
+                granted = methods.agreement_grant(
                     cardholder=cardholder,
                     merchant=merchant,
                     card=card,
@@ -73,15 +77,11 @@ def agreements(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
             except MengkaError as error:
                 form.add_error(None, error.message)
             else:
-                messages.success(
-                    request,
-                    _("%(merchant)s may now charge you within these limits.") % {"merchant": merchant.display_name},
-                )
-                return redirect("payments:agreements")
+                form = AgreementForm(cardholder=cardholder)
     return render(
         request,
         "payments/agreements.html",
-        {"form": form, "agreements": selectors.agreements_of(cardholder=cardholder)},
+        {"form": form, "granted": granted, "agreements": selectors.agreements_of(cardholder=cardholder)},
     )
 
 

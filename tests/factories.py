@@ -566,10 +566,13 @@ def _payment_code() -> Any:
 
 
 def _agreement() -> Any:
-    from payments.models import Agreement
+    from payments.models import Agreement, agreement_token_hash, agreement_token_hint, agreement_token_new
 
     card = CardFactory(product=CardProductFactory(bank=MemberBankFactory()))
+    token = agreement_token_new()
     return Agreement.objects.create(
+        token_hash=agreement_token_hash(token),
+        token_hint=agreement_token_hint(token),
         cardholder=card.cardholder,
         merchant=MerchantFactory(sponsor_bank=card.bank),
         card=card,

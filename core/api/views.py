@@ -7,7 +7,7 @@ whose idempotency keys a request's are (`idempotency_scope`) are the subclass's 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -76,11 +76,15 @@ class StrictAPIView(APIView):
         self,
         operation: str,
         run: Callable[[str], tuple[int, dict[str, Any]]],
+        *,
+        secret_fields: Collection[str] = (),
     ) -> Response:
         """Runs a POST once per `Idempotency-Key`: the first status and body are stored and replayed.
 
         `run` gets the key to hand to the service (the header's, or a fresh one without it) and returns (status,
         body). The same key with another path or body is a 409; a key still running elsewhere is a 409 too.
+        `secret_fields` names the body's fields shown only once (a signing secret): the stored record keeps them
+        encrypted, and a replay answers with them decrypted.
         """
         header = self.request.META.get(IDEMPOTENCY_HEADER)
         if header is not None and not (header.isascii() and header.isprintable() and 0 < len(header) <= 255):
@@ -106,6 +110,7 @@ class StrictAPIView(APIView):
             operation=operation,
             request={"path": self.request.path, "body": _canonical(self.request.data)},
             execute=execute,
+            secret_fields=secret_fields,
         )
         response = Response(outcome["body"], status=outcome["status"])
         if not ran:

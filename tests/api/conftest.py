@@ -123,13 +123,13 @@ def agreement_body(card: Any, merchant: Merchant, amount: int = 10000, **extra: 
     and a test-mode payment earns no points)."""
     from payments.methods import agreement_grant
 
-    agreement = agreement_grant(
+    granted = agreement_grant(
         cardholder=card.cardholder, merchant=merchant, card=card, limit_per_payment=10**9, limit_per_month=10**10
     )
     return {
         "amount": amount,
         "currency": "CNY",
-        "payment_method": {"type": "agreement", "token": agreement.token},
+        "payment_method": {"type": "agreement", "token": granted.token},
         "confirm": True,
         **extra,
     }

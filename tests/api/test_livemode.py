@@ -28,7 +28,7 @@ def live(world: World) -> Api:
 
 def _agreement_body(world: World, amount: int = 1_000) -> dict[str, Any]:
     """A body both modes may send: an agreement the cardholder granted world's merchant."""
-    agreement = methods.agreement_grant(
+    granted = methods.agreement_grant(
         cardholder=world.card.cardholder,
         merchant=world.merchant,
         card=world.card,
@@ -39,7 +39,7 @@ def _agreement_body(world: World, amount: int = 1_000) -> dict[str, Any]:
         "amount": amount,
         "currency": "CNY",
         "confirm": True,
-        "payment_method": {"type": "agreement", "token": agreement.token},
+        "payment_method": {"type": "agreement", "token": granted.token},
     }
 
 

@@ -46,7 +46,7 @@ def test_bad_payment_code_input_is_refused_cleanly(world: World) -> None:
 
 
 def test_agreement_is_useless_to_another_merchant(world: World, other: World) -> None:
-    agreement = methods.agreement_grant(
+    granted = methods.agreement_grant(
         cardholder=world.card.cardholder,
         merchant=world.merchant,
         card=world.card,
@@ -57,7 +57,7 @@ def test_agreement_is_useless_to_another_merchant(world: World, other: World) ->
         "amount": 3_000,
         "currency": "CNY",
         "confirm": True,
-        "payment_method": {"type": "agreement", "token": agreement.token},
+        "payment_method": {"type": "agreement", "token": granted.token},
     }
     status, payment = world.api.post("payments", body, key=idem())
     assert (status, payment["status"]) == (201, "succeeded")

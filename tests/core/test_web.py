@@ -84,6 +84,9 @@ def test_every_response_carries_a_request_id(client: Client) -> None:
         ("Authorization: Bearer sk_live_abcdef123456", "sk_live_abcdef123456"),
         ('{"password": "hunter22"}', "hunter22"),
         ("otp=123456 sent", "123456"),
+        ("endpoint secret whsec_Ab3d-Ef6h_Ij9kLm-NoPq", "Ef6h_Ij9kLm-NoPq"),  # URL-safe: past any - or _
+        ("paid by agt_Qw3rTy7uIoP9aSdF1gHj", "Qw3rTy7uIoP9aSdF1gHj"),
+        ("key sk_live_ab-cd_efgh1234", "efgh1234"),
     ],
 )
 def test_redaction(raw: str, leaked: str) -> None:

@@ -63,7 +63,7 @@ def world(channel_fake: Any) -> dict[str, Any]:
 
 @pytest.mark.django_db(transaction=True)
 def test_racing_agreement_payments_never_pass_the_monthly_limit(world: dict[str, Any]) -> None:
-    agreement = methods.agreement_grant(
+    granted = methods.agreement_grant(
         cardholder=world["card"].cardholder,
         merchant=world["merchant"],
         card=world["card"],
@@ -74,7 +74,7 @@ def test_racing_agreement_payments_never_pass_the_monthly_limit(world: dict[str,
     def pay() -> str:
         return services.payment_create(
             merchant=world["merchant"],
-            agreement_token=agreement.token,
+            agreement_token=granted.token,
             amount=1_000,
             currency="CNY",
             idempotency_key=f"race-agr-{next(_keys)}",
@@ -83,7 +83,7 @@ def test_racing_agreement_payments_never_pass_the_monthly_limit(world: dict[str,
 
     results = _race(12, pay)
     assert sorted(results) == sorted([Status.SUCCEEDED] * 5 + ["agreement_monthly_limit_exceeded"] * 7)
-    assert PaymentIntent.objects.filter(agreement=agreement).count() == 5
+    assert PaymentIntent.objects.filter(agreement=granted.agreement).count() == 5
 
 
 @pytest.mark.redis

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from core.crypto import keyed_hash
 from core.errors import Conflict, NotFound, ValidationFailed
 from members.services import card_freeze
 from payments import methods, services
@@ -156,7 +157,7 @@ def test_someone_elses_code_cannot_be_generated(world: dict[str, Any]) -> None:
 
 
 @pytest.fixture
-def agreement(world: dict[str, Any]) -> Agreement:
+def granted(world: dict[str, Any]) -> methods.GrantedAgreement:
     return methods.agreement_grant(
         cardholder=world["cardholder"],
         merchant=world["merchant"],
@@ -166,39 +167,52 @@ def agreement(world: dict[str, Any]) -> Agreement:
     )
 
 
-def test_agreement_pays_within_its_limits(world: dict[str, Any], agreement: Agreement) -> None:
-    intent = create(world, 5_000, agreement_token=agreement.token)
-    assert (intent.status, intent.method, intent.agreement) == (Status.SUCCEEDED, "agreement", agreement)
+def test_agreement_pays_within_its_limits(world: dict[str, Any], granted: methods.GrantedAgreement) -> None:
+    intent = create(world, 5_000, agreement_token=granted.token)
+    assert (intent.status, intent.method, intent.agreement) == (Status.SUCCEEDED, "agreement", granted.agreement)
     assert (intent.cardholder, intent.card) == (world["cardholder"], world["card"])
     with pytest.raises(ValidationFailed) as error:
-        create(world, 5_001, agreement_token=agreement.token)
+        create(world, 5_001, agreement_token=granted.token)
     assert error.value.code == "agreement_limit_exceeded"
     with pytest.raises(ValidationFailed) as error:
-        create(world, 3_001, agreement_token=agreement.token)
+        create(world, 3_001, agreement_token=granted.token)
     assert error.value.code == "agreement_monthly_limit_exceeded"
-    assert create(world, 3_000, agreement_token=agreement.token).status == Status.SUCCEEDED
+    assert create(world, 3_000, agreement_token=granted.token).status == Status.SUCCEEDED
 
 
-def test_a_failed_payment_does_not_use_up_the_monthly_limit(world: dict[str, Any], agreement: Agreement) -> None:
-    assert create(world, 4_951, agreement_token=agreement.token).status == Status.FAILED  # …51: declined
-    assert create(world, 5_000, agreement_token=agreement.token).status == Status.SUCCEEDED
-    assert create(world, 3_000, agreement_token=agreement.token).status == Status.SUCCEEDED  # 8,000: the limit
+def test_a_failed_payment_does_not_use_up_the_monthly_limit(
+    world: dict[str, Any], granted: methods.GrantedAgreement
+) -> None:
+    assert create(world, 4_951, agreement_token=granted.token).status == Status.FAILED  # …51: declined
+    assert create(world, 5_000, agreement_token=granted.token).status == Status.SUCCEEDED
+    assert create(world, 3_000, agreement_token=granted.token).status == Status.SUCCEEDED  # 8,000: the limit
 
 
-def test_agreement_token_is_useless_to_another_merchant(world: dict[str, Any], agreement: Agreement) -> None:
+def test_agreement_token_is_useless_to_another_merchant(
+    world: dict[str, Any], granted: methods.GrantedAgreement
+) -> None:
     with pytest.raises(NotFound) as error:
-        create(world, merchant=MerchantFactory(), agreement_token=agreement.token)
+        create(world, merchant=MerchantFactory(), agreement_token=granted.token)
     assert error.value.code == "agreement_invalid"
 
 
-def test_revoked_agreement_is_refused(world: dict[str, Any], agreement: Agreement) -> None:
-    revoked = methods.agreement_revoke(cardholder=world["cardholder"], agreement_id=agreement.public_id)
+def test_revoked_agreement_is_refused(world: dict[str, Any], granted: methods.GrantedAgreement) -> None:
+    revoked = methods.agreement_revoke(cardholder=world["cardholder"], agreement_id=granted.agreement.public_id)
     assert revoked.revoked_at is not None
     with pytest.raises(ValidationFailed) as error:
-        create(world, agreement_token=agreement.token)
+        create(world, agreement_token=granted.token)
     assert error.value.code == "agreement_revoked"
     with pytest.raises(NotFound):
-        methods.agreement_revoke(cardholder=CardFactory().cardholder, agreement_id=agreement.public_id)
+        methods.agreement_revoke(cardholder=CardFactory().cardholder, agreement_id=granted.agreement.public_id)
+
+
+def test_an_agreement_keeps_only_its_tokens_keyed_hash_and_a_hint(granted: methods.GrantedAgreement) -> None:
+    token = granted.token
+    assert token.startswith("agt_")
+    stored = Agreement.objects.filter(pk=granted.agreement.pk).values().get()
+    assert stored["token_hash"] == keyed_hash(token, purpose="agreement-token")
+    assert stored["token_hint"] == f"agt_…{token[-4:]}"
+    assert not [name for name, value in stored.items() if token in str(value)]
 
 
 def test_agreement_limits_must_be_ordered(world: dict[str, Any]) -> None:

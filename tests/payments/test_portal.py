@@ -8,6 +8,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from core.crypto import keyed_hash
 from payments.models import Agreement, PaymentCode
 from tests.factories import (
     PASSWORD,
@@ -75,10 +76,16 @@ def test_grant_and_revoke_an_agreement(holder: dict[str, Any]) -> None:
             "limit_per_month": "1000.00",
         },
     )
-    assert response.status_code == 302
+    assert response.status_code == 200
+    assert response["Cache-Control"].startswith("max-age=0")
     agreement = Agreement.objects.get()
     assert (agreement.merchant, agreement.limit_per_payment, agreement.limit_per_month) == (merchant, 20_000, 100_000)
+    token = response.context["granted"].token
+    assert agreement.token_hash == keyed_hash(token, purpose="agreement-token")
+    assert f'<code class="token">{token}</code>' in response.content.decode()  # shown on the grant's answer...
     page = client.get(url).content.decode()
+    assert token not in page  # ...and never again: the list shows its hint
+    assert agreement.token_hint in page
     assert "200.00 CNY" in page
     response = client.post(reverse("payments:agreement_revoke", args=[agreement.public_id]))
     assert response.status_code == 302
