@@ -75,14 +75,18 @@ def _payment_code(method: dict[str, Any], mode: str) -> dict[str, Any]:
 
 
 def _agreement(method: dict[str, Any], mode: str) -> dict[str, Any]:
-    return {"agreement_token": method["token"]}
+    return {"agreement_token": method["token"], "method": PaymentMethod.AGREEMENT}
+
+
+def _balance(method: dict[str, Any], mode: str) -> dict[str, Any]:
+    return {"agreement_token": method["token"], "method": PaymentMethod.BALANCE}
 
 
 PAYMENT_METHOD_RESOLVERS: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
     "card_token": _card_token,
     "payment_code": _payment_code,
     "agreement": _agreement,
-    "balance": _agreement,
+    "balance": _balance,
 }
 
 

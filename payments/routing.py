@@ -27,7 +27,7 @@ from core.cache import shared_cache_down
 
 from .health import BreakerPolicy, BreakerState, HealthStore
 from .methods import ACCOUNT_CHANNEL_KIND
-from .models import Channel, ChannelErrorPolicy, PaymentIntent, RoutingRule
+from .models import Channel, ChannelErrorPolicy, PaymentIntent, PaymentMethod, RoutingRule
 
 _VERSION_KEY = "payments:routing:version"
 SUCCESS_PRIOR = 0.5  # the score of a channel with no history yet, so new channels get traffic
@@ -441,7 +441,9 @@ def context_for(intent: PaymentIntent, local_time: dtime) -> RouteContext:
         mcc=intent.merchant.category_code,
         amount=intent.amount,
         currency=intent.currency,
-        method=intent.method,
+        # Money from an account (a wallet, a bank balance) goes to the channel that keeps it, whatever the cardholder
+        # authorised it with (a payment code, an agreement): channels list "balance" for that.
+        method=PaymentMethod.BALANCE if intent.linked_account_id else intent.method,
         issuer_id=intent.issuer_id,
         local_time=local_time,
         account_kind=ACCOUNT_CHANNEL_KIND.get(intent.linked_account.kind, "") if intent.linked_account else "",

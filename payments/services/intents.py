@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.calendar import local_now
-from core.errors import Conflict, NotFound, ValidationFailed
+from core.errors import Conflict, MengkaError, NotFound, ValidationFailed
 from core.idempotency import record_progress, resumed, run_idempotent
 from core.money import validate_minor_amount
 from members.models import Card, Cardholder, LinkedAccount, PointsProgram
@@ -129,6 +129,24 @@ def payment_create(
     return payment_load(outcome["payment"], merchant, livemode)
 
 
+def _agreement_method(asked: str, funding: methods.Funding) -> str:
+    """A payment by agreement is recorded as the merchant named it: `balance` for an agreement funded by an account
+    (a wallet, a bank or prepaid balance), `agreement` for one funded by a card. A name that does not match the
+    token's agreement is refused, before anything is charged."""
+    if asked not in (PaymentMethod.AGREEMENT, PaymentMethod.BALANCE):
+        return funding.method
+    from_account = funding.linked_account is not None
+    if from_account != (asked == PaymentMethod.BALANCE):
+        raise MengkaError(
+            "This token is for an agreement funded by an account: pay with type balance."
+            if from_account
+            else "This token is for an agreement funded by a card: pay with type agreement.",
+            code="payment_method_mismatch",
+            param="payment_method.type",
+        )
+    return asked
+
+
 def _create(
     *,
     merchant: Merchant,
@@ -196,7 +214,8 @@ def _create(
             if cardholder is not None and cardholder.pk != funding.cardholder.pk:
                 raise NotFound("No such payment code or agreement.", code="funding_source_invalid")
             cardholder, card, linked_account = funding.cardholder, funding.card, funding.linked_account
-            method, code, agreement = funding.method, funding.payment_code, funding.agreement
+            method = _agreement_method(method, funding) if agreement_token else funding.method
+            code, agreement = funding.payment_code, funding.agreement
         assert cardholder is not None
         issuer = card.bank_id if card else linked_account.bank_id if linked_account else None
         points, points_amount, program = _points_part(
