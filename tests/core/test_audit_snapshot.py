@@ -21,7 +21,7 @@ SENSITIVE = {
     "merchants.webhookendpoint": ("secret_encrypted",),
     "merchants.settlementaccount": ("account_encrypted",),
     "payments.paymentcode": ("code",),
-    "payments.agreement": ("token",),
+    "payments.agreement": ("token_hash",),
 }
 KEPT = {
     "members.card": ("last4", "bin", "status"),
