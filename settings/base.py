@@ -261,6 +261,8 @@ LEDGER_BANK_SHARDS = env.int("LEDGER_BANK_SHARDS", default=8)
 LEDGER_EXCHANGE_FEE_RATE = env.str("LEDGER_EXCHANGE_FEE_RATE", default="0.02")
 LEDGER_EXCHANGE_MIN_POINTS = env.int("LEDGER_EXCHANGE_MIN_POINTS", default=100)
 LEDGER_HOLD_TTL_SECONDS = env.int("LEDGER_HOLD_TTL_SECONDS", default=15 * 60)
+# The most points one manual adjustment may add or take away (refused when requested and again when approved).
+POINTS_ADJUSTMENT_MAX = env.int("POINTS_ADJUSTMENT_MAX", default=100_000)
 
 # How long a payment held for risk review waits for an operator before it is voided.
 PAYMENTS_RISK_REVIEW_HOURS = env.int("PAYMENTS_RISK_REVIEW_HOURS", default=24)
