@@ -266,3 +266,6 @@ POINTS_ADJUSTMENT_MAX = env.int("POINTS_ADJUSTMENT_MAX", default=100_000)
 
 # How long a payment held for risk review waits for an operator before it is voided.
 PAYMENTS_RISK_REVIEW_HOURS = env.int("PAYMENTS_RISK_REVIEW_HOURS", default=24)
+# A held CNY payment of at least this many fen needs two different operators to approve it (payments in any other
+# currency always do: Mengka converts nothing). Default CNY 5,000.00.
+RISK_REVIEW_SECOND_APPROVAL_MINOR = env.int("RISK_REVIEW_SECOND_APPROVAL_MINOR", default=500_000)
