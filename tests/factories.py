@@ -629,8 +629,22 @@ def _webhook_delivery() -> Any:
     return WebhookDelivery.objects.create(event=event, endpoint=endpoint)
 
 
+def _key_delivery() -> Any:
+    from django.db import transaction
+
+    from merchants.services import api_key_create, key_deliveries_send
+
+    merchant = MerchantFactory()
+    with transaction.atomic():
+        issued = api_key_create(merchant=merchant)
+        return key_deliveries_send(
+            merchant=merchant, issued=[issued], contact_email="owner@example.com", actor=None
+        ).deliveries[0]
+
+
 FACTORIES.update(
     {
+        "merchants.keydelivery": _key_delivery,
         "merchants.apikey": _api_key,
         "merchants.store": _store,
         "merchants.webhookendpoint": _webhook_endpoint,
