@@ -67,7 +67,7 @@ def key_deliveries_send(*, merchant: Merchant, issued: list[IssuedKey], contact_
     assert transaction.get_connection().in_atomic_block, "deliver keys in the transaction that issues them"
     expires_at = timezone.now() + timedelta(hours=settings.KEY_DELIVERY_HOURS)
     sent_to = masked_email(contact_email)
-    links: list[tuple[IssuedKey, str]] = []
+    links: list[tuple[ApiKey, str]] = []  # the keys' rows and their links: the raw keys stay out of the email
     deliveries: list[KeyDelivery] = []
     for key in issued:
         token = secrets.token_urlsafe(32)
@@ -88,7 +88,7 @@ def key_deliveries_send(*, merchant: Merchant, issued: list[IssuedKey], contact_
             bank_id=merchant.sponsor_bank_id,
         )
         deliveries.append(delivery)
-        links.append((key, settings.PUBLIC_BASE_URL.rstrip("/") + reverse("merchants:key", args=[token])))
+        links.append((key.api_key, settings.PUBLIC_BASE_URL.rstrip("/") + reverse("merchants:key", args=[token])))
     ids = [delivery.pk for delivery in deliveries]
     transaction.on_commit(lambda: _email_links(merchant.display_name, contact_email, links, expires_at, ids))
     return KeysSent(deliveries=deliveries, sent_to=sent_to)
@@ -109,7 +109,7 @@ def api_key_rotate_and_deliver(*, api_key: ApiKey, actor: Any, overlap_hours: in
 
 
 def _email_links(
-    merchant_name: str, contact_email: str, links: list[tuple[IssuedKey, str]], expires_at: Any, ids: list[int]
+    merchant_name: str, contact_email: str, links: list[tuple[ApiKey, str]], expires_at: Any, ids: list[int]
 ) -> None:
     lines = [
         _("Your new Mengka API keys for %(merchant)s are ready to collect.") % {"merchant": merchant_name},
@@ -118,7 +118,7 @@ def _email_links(
         "",
         *[
             _("%(mode)s key %(prefix)s…: %(link)s")
-            % {"mode": key.api_key.get_mode_display(), "prefix": key.api_key.prefix, "link": link}
+            % {"mode": key.get_mode_display(), "prefix": key.prefix, "link": link}
             for key, link in links
         ],
     ]

@@ -151,3 +151,20 @@ def test_the_delivery_admin_never_shows_the_token_or_the_key(approved: Any) -> N
     assert delivery.key_encrypted not in page
     assert decrypt(delivery.key_encrypted) not in page
     assert client.get("/admin/merchants/keydelivery/add/").status_code == 403
+
+
+def test_an_email_that_cannot_be_sent_leaves_the_delivery_unsent_and_the_rotation_committed(
+    approved: Any, django_capture_on_commit_callbacks: Any, monkeypatch: Any
+) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise OSError("mail server down")
+
+    monkeypatch.setattr("merchants.services.key_deliveries.send_mail", refuse)
+    old = ApiKey.objects.get(merchant=approved.merchant, mode="live")
+    with django_capture_on_commit_callbacks(execute=True):
+        sent = services.api_key_rotate_and_deliver(api_key=old, actor=operator_of(approved.merchant.sponsor_bank))
+    (delivery,) = sent.deliveries
+    delivery.refresh_from_db()
+    assert delivery.sent_at is None  # the admin shows it was not sent: the operator rotates again
+    assert delivery.key_encrypted
+    assert not mail.outbox
