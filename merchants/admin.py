@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from core.admin_base import ScopedAdmin
+from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin
 from core.errors import MengkaError
 from core.personal import email_hash, phone_digits, phone_hash
 
@@ -17,6 +17,7 @@ from . import services
 from .models import (
     ApiKey,
     Event,
+    KeyDelivery,
     Merchant,
     MerchantApplication,
     SettlementAccount,
@@ -37,7 +38,8 @@ class MerchantAdmin(ScopedAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(ScopedAdmin):
-    """Keys are issued by `create_merchant_key` (shown once); here they are only seen and revoked."""
+    """Keys are seen, revoked and rotated here, never shown: a rotated key goes to the merchant's contact by a one-time
+    link (`KeyDelivery`). Merchants without an application get theirs from `create_merchant_key` at the console."""
 
     scope_field = "merchant__sponsor_bank"
     list_display = ("prefix", "merchant", "mode", "scope", "created_at", "expires_at", "revoked_at", "last_used_at")
@@ -54,14 +56,14 @@ class ApiKeyAdmin(ScopedAdmin):
     def rotate(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for api_key in queryset:
             try:
-                issued = services.api_key_rotate(api_key=api_key, overlap_hours=24, actor=request.user)
+                sent = services.api_key_rotate_and_deliver(api_key=api_key, overlap_hours=24, actor=request.user)
             except MengkaError as exc:
                 self.message_user(request, f"{api_key.prefix}…: {exc.message}", messages.ERROR)
                 continue
-            # Shown once, for the operator to hand to the merchant over a secure channel.
             self.message_user(
                 request,
-                _("New key replacing %(old)s…: %(new)s (shown once)") % {"old": api_key.prefix, "new": issued.raw_key},
+                _("New key %(new)s replaces %(old)s…; a one-time link to collect it was sent to %(to)s.")
+                % {"old": api_key.prefix, "new": sent.prefixes, "to": sent.sent_to},
                 messages.SUCCESS,
             )
 
@@ -70,6 +72,29 @@ class ApiKeyAdmin(ScopedAdmin):
         for api_key in queryset:
             services.api_key_revoke(api_key=api_key, actor=request.user, reason="admin")
         self.message_user(request, _("%(count)d keys revoked.") % {"count": queryset.count()}, messages.SUCCESS)
+
+
+@admin.register(KeyDelivery)
+class KeyDeliveryAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    """One-time links that took new keys to merchants: when sent, to whom (masked), whether collected. Never the
+    link's token nor the key."""
+
+    scope_field = "merchant__sponsor_bank"
+    list_display = (
+        "api_key",
+        "merchant",
+        "sent_to",
+        "created_by",
+        "created_at",
+        "sent_at",
+        "expires_at",
+        "collected_at",
+    )
+    list_select_related = ("api_key", "merchant", "created_by")
+    list_filter = ("merchant__sponsor_bank",)
+    search_fields = ("merchant__code", "api_key__prefix")
+    fields = ("api_key", "merchant", "sent_to", "created_by", "created_at", "sent_at", "expires_at", "collected_at")
+    readonly_fields = fields
 
 
 @admin.register(Store)
@@ -166,15 +191,10 @@ class MerchantApplicationAdmin(ScopedAdmin):
             except MengkaError as exc:
                 self.message_user(request, f"{application.legal_name}: {exc.message}", messages.ERROR)
                 continue
-            # The keys are shown here once, for the operator to hand to the merchant over a secure channel.
             self.message_user(
                 request,
-                _("%(merchant)s approved. Test key: %(test)s Live key: %(live)s (shown once)")
-                % {
-                    "merchant": approved.merchant.code,
-                    "test": approved.test_key.raw_key,
-                    "live": approved.live_key.raw_key,
-                },
+                _("%(merchant)s approved. One-time links to collect its keys %(keys)s were sent to %(to)s.")
+                % {"merchant": approved.merchant.code, "keys": approved.keys.prefixes, "to": approved.keys.sent_to},
                 messages.SUCCESS,
             )
 

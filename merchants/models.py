@@ -79,6 +79,38 @@ class ApiKey(models.Model):
         return self.mode == Mode.LIVE
 
 
+class KeyDelivery(models.Model):
+    """A one-time link that delivers a new API key to the merchant's contact, never to an operator. The link's token
+    is kept only as a keyed hash; the key is kept encrypted until the merchant collects it, then wiped."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="key_deliveries")
+    api_key = models.OneToOneField(ApiKey, on_delete=models.CASCADE, related_name="delivery", verbose_name=_("key"))
+    token_hash = models.CharField(_("keyed hash of the link's token"), max_length=64, unique=True, editable=False)
+    key_encrypted = models.TextField(_("key (encrypted, wiped once collected)"), blank=True, editable=False)
+    sent_to = models.CharField(_("sent to (masked)"), max_length=254)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    expires_at = models.DateTimeField(_("link expires"))
+    sent_at = models.DateTimeField(_("email sent"), null=True, blank=True)
+    collected_at = models.DateTimeField(_("collected"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("API key delivery")
+        verbose_name_plural = _("API key deliveries")
+        ordering = ("-id",)
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(collected_at__isnull=True) | models.Q(key_encrypted=""),
+                name="keydelivery_wiped_once_collected",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.api_key.prefix}… → {self.sent_to}"
+
+
 class Store(models.Model):
     merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="stores")
     code = models.CharField(_("code"), max_length=32, validators=[RegexValidator(r"^[A-Za-z0-9_-]{1,32}$")])

@@ -5,4 +5,5 @@ from . import views
 app_name = "merchants"
 urlpatterns: list[URLPattern | URLResolver] = [
     path("apply", views.apply, name="apply"),
+    path("keys/<str:token>", views.key_collect, name="key"),
 ]

@@ -5,6 +5,8 @@ from typing import Any, ClassVar
 from django.contrib import admin, messages
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet, Value
 from django.http import HttpRequest
+from django.utils.formats import date_format
+from django.utils.timezone import localtime
 from django.utils.translation import gettext_lazy as _
 
 from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopedTabularInline
@@ -26,6 +28,7 @@ from .models import (
     Refund,
     RiskBlock,
     RiskReview,
+    RiskReviewApproval,
     RiskRule,
     RoutingDecision,
     RoutingRule,
@@ -452,6 +455,7 @@ class RiskReviewAdmin(PaymentScopeMixin, ScopedAdmin):
         "currency",
         "method",
         "reasons",
+        "first_approval",
         "risk_review_deadline",
         "created_at",
     )
@@ -483,7 +487,7 @@ class RiskReviewAdmin(PaymentScopeMixin, ScopedAdmin):
             super()
             .get_queryset(request)
             .filter(risk_review=True, status=PaymentIntent.Status.REQUIRES_CAPTURE)
-            .select_related("merchant")
+            .select_related("merchant", "risk_first_approval__approved_by")
         )
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
@@ -498,14 +502,33 @@ class RiskReviewAdmin(PaymentScopeMixin, ScopedAdmin):
             return self.risk_reason_codes(obj)
         return "; ".join(reason.get("message", "") for reason in obj.risk_reasons)
 
+    @admin.display(description=_("first approval"))
+    def first_approval(self, obj: RiskReview) -> str:
+        """Who gave the first of two approvals, and when; "needs two" where none is given yet; blank where one is
+        enough."""
+        try:
+            first = obj.risk_first_approval
+        except RiskReviewApproval.DoesNotExist:
+            return str(_("needs two")) if services.risk_review_needs_two(obj) else ""
+        return f"{first.approved_by} {date_format(localtime(first.approved_at), 'SHORT_DATETIME_FORMAT')}"
+
     def _decide(self, request: HttpRequest, queryset: Any, decide: Any, done: str) -> None:
         count = 0
         for payment in queryset:
             try:
-                decide(payment_id=payment.public_id, actor=request.user)
-                count += 1
+                decided = decide(payment_id=payment.public_id, actor=request.user)
             except MengkaError as error:
                 self.message_user(request, f"{payment.public_id}: {error}", messages.ERROR)
+                continue
+            if decided.risk_review:
+                self.message_user(
+                    request,
+                    _("%(payment)s: first approval recorded; a second, different operator must approve it.")
+                    % {"payment": payment.public_id},
+                    messages.WARNING,
+                )
+                continue
+            count += 1
         if count:
             self.message_user(request, done % {"count": count}, messages.SUCCESS)
 

@@ -5,6 +5,7 @@ import functools
 import secrets
 from decimal import Decimal
 
+from django.conf import settings
 from django.contrib.postgres.indexes import BrinIndex
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
@@ -680,6 +681,26 @@ class RiskReview(PaymentIntent):
         proxy = True
         verbose_name = _("payment under risk review")
         verbose_name_plural = _("risk review queue")
+
+
+class RiskReviewApproval(models.Model):
+    """The first of two approvals a review at or above the second-approval threshold needs: who, when. A second,
+    different operator's approval captures the payment; a rejection by anyone voids it (this row stays as history)."""
+
+    payment = models.OneToOneField(
+        PaymentIntent, on_delete=models.PROTECT, related_name="risk_first_approval", verbose_name=_("payment")
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("approved by")
+    )
+    approved_at = models.DateTimeField(_("approved at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("first risk approval")
+        verbose_name_plural = _("first risk approvals")
+
+    def __str__(self) -> str:
+        return f"{self.approved_by} {self.approved_at:%Y-%m-%d %H:%M}"
 
 
 # --- payment methods ------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db import models
 from django.http import Http404, HttpRequest, HttpResponse
@@ -85,12 +86,35 @@ class SealAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     list_display = ("id", "transaction_count", "entry_count", "hash", "created_at")
 
 
+class AdjustmentRequestForm(forms.ModelForm):  # type: ignore[type-arg]
+    """Refuses in the form what the service would refuse (no card at the programme's bank, out of bounds), so the
+    operator sees it next to the field; the service checks again when it writes."""
+
+    class Meta:
+        model = AdjustmentRequest
+        fields = ("cardholder", "program", "amount", "reason")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        cardholder, program, amount = data.get("cardholder"), data.get("program"), data.get("amount")
+        if cardholder is not None and program is not None and amount is not None:
+            try:
+                services.adjustment_check(cardholder_id=cardholder.pk, program=program, amount=amount)
+            except MengkaError as exc:
+                field = exc.param if exc.param in self.fields else None
+                self.add_error(field, exc.message)
+        return data
+
+
 @admin.register(AdjustmentRequest)
 class AdjustmentRequestAdmin(ScopedAdmin):
     scope_field = "bank"
-    list_display = ("id", "cardholder_id", "program", "amount", "status", "requested_by", "decided_by", "created_at")
+    form = AdjustmentRequestForm
+    list_display = ("id", "cardholder", "program", "amount", "status", "requested_by", "decided_by", "created_at")
+    list_select_related = ("cardholder", "program", "requested_by", "decided_by")
     list_filter = ("status",)
-    fields = ("cardholder_id", "program", "amount", "reason")
+    fields = ("cardholder", "program", "amount", "reason")
+    autocomplete_fields = ("cardholder",)
     actions = ("approve", "reject")
 
     def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from members.models import MemberBank, PointsProgram
+from members.models import Cardholder, MemberBank, PointsProgram
 
 CURRENCY_SCALE = 10_000  # currency units are stored in ten-thousandths
 
@@ -298,7 +298,7 @@ class AdjustmentRequest(models.Model):
         POSTED = "posted", _("approved and posted")
         REJECTED = "rejected", _("rejected")
 
-    cardholder_id = models.BigIntegerField(_("cardholder id"))
+    cardholder = models.ForeignKey(Cardholder, on_delete=models.PROTECT, related_name="+", verbose_name=_("cardholder"))
     program = models.ForeignKey(PointsProgram, on_delete=models.PROTECT, related_name="+")
     bank = models.ForeignKey(MemberBank, on_delete=models.PROTECT, related_name="+")
     amount = models.BigIntegerField(_("points (signed)"))

@@ -270,6 +270,26 @@ LEDGER_BANK_SHARDS = env.int("LEDGER_BANK_SHARDS", default=8)
 LEDGER_EXCHANGE_FEE_RATE = env.str("LEDGER_EXCHANGE_FEE_RATE", default="0.02")
 LEDGER_EXCHANGE_MIN_POINTS = env.int("LEDGER_EXCHANGE_MIN_POINTS", default=100)
 LEDGER_HOLD_TTL_SECONDS = env.int("LEDGER_HOLD_TTL_SECONDS", default=15 * 60)
+# The most points one manual adjustment may add or take away (refused when requested and again when approved).
+POINTS_ADJUSTMENT_MAX = env.int("POINTS_ADJUSTMENT_MAX", default=100_000)
+
+# Email (new API keys reach merchants by a one-time link sent to their contact): SMTP unless EMAIL_BACKEND says
+# otherwise (dev: the console; tests: in memory).
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Mengka <no-reply@mengka.example>")
+# The address merchants reach this site at, for links sent by email.
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+# How long a one-time link to collect a new API key works.
+KEY_DELIVERY_HOURS = env.int("KEY_DELIVERY_HOURS", default=24)
 
 # How long a payment held for risk review waits for an operator before it is voided.
 PAYMENTS_RISK_REVIEW_HOURS = env.int("PAYMENTS_RISK_REVIEW_HOURS", default=24)
+# A held CNY payment of at least this many fen needs two different operators to approve it (payments in any other
+# currency always do: Mengka converts nothing). Default CNY 5,000.00.
+RISK_REVIEW_SECOND_APPROVAL_MINOR = env.int("RISK_REVIEW_SECOND_APPROVAL_MINOR", default=500_000)

@@ -20,3 +20,5 @@ ROUTING_CONFIG_TTL = 0.0  # every decision checks the configuration version
 POINTS_PROGRAM_CACHE_TTL = 0.0  # every payment reads the programme (the cache has its own test)
 CALENDAR_CACHE_TTL = 0.0  # tests change the calendar between calls; the holding has its own test
 LEDGER_SEAL_KEY = "test-ledger-seal-key"
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+PUBLIC_BASE_URL = "http://testserver"

@@ -185,6 +185,7 @@ def _ledger_row(label: str) -> Any:
     if label == "rewards.adjustmentrequest":
         from rewards.services import adjustment_request
 
+        card_at(account.owner_id, account.program.bank)
         return adjustment_request(
             cardholder_id=account.owner_id,
             program=account.program,
@@ -382,6 +383,14 @@ FACTORIES.update(
 from members.models import Card  # noqa: E402
 from merchants.models import Merchant  # noqa: E402
 from payments.models import Channel, PaymentAttempt, PaymentIntent, Refund  # noqa: E402
+
+
+def card_at(cardholder: Any, bank: Any, **fields: Any) -> Any:
+    """A card the cardholder (or cardholder id) holds at `bank`."""
+    from members.models import Cardholder
+
+    holder = cardholder if isinstance(cardholder, Cardholder) else Cardholder.objects.get(pk=cardholder)
+    return CardFactory(cardholder=holder, product=CardProductFactory(bank=bank), **fields)
 
 
 class CardFactory(factory.django.DjangoModelFactory):
@@ -623,8 +632,22 @@ def _webhook_delivery() -> Any:
     return WebhookDelivery.objects.create(event=event, endpoint=endpoint)
 
 
+def _key_delivery() -> Any:
+    from django.db import transaction
+
+    from merchants.services import api_key_create, key_deliveries_send
+
+    merchant = MerchantFactory()
+    with transaction.atomic():
+        issued = api_key_create(merchant=merchant)
+        return key_deliveries_send(
+            merchant=merchant, issued=[issued], contact_email="owner@example.com", actor=None
+        ).deliveries[0]
+
+
 FACTORIES.update(
     {
+        "merchants.keydelivery": _key_delivery,
         "merchants.apikey": _api_key,
         "merchants.store": _store,
         "merchants.webhookendpoint": _webhook_endpoint,

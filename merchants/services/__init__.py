@@ -3,6 +3,7 @@
 onboarding  merchants, and the applications their sponsor bank's operators approve or reject
 settlement  a merchant's settlement account and its changes (four eyes)
 api_keys    secret keys: issued, rotated, revoked, their use recorded
+key_deliveries  new keys sent to the merchant's contact by one-time links, never shown to an operator
 stores      a merchant's stores
 endpoints   webhook endpoints
 events      events, written with their deliveries in the changing transaction (the outbox)
@@ -25,6 +26,16 @@ from .deliveries import (
 )
 from .endpoints import CreatedEndpoint, webhook_endpoint_create, webhook_endpoint_delete, webhook_endpoint_update
 from .events import EVENT_TYPES, event_body, event_emit, events_emit
+from .key_deliveries import (
+    CollectedKey,
+    KeysSent,
+    api_key_rotate_and_deliver,
+    key_contact,
+    key_deliveries_send,
+    key_delivery_check,
+    key_delivery_collect,
+    masked_email,
+)
 from .onboarding import (
     ApprovedApplication,
     merchant_application_approve,
@@ -41,17 +52,25 @@ __all__ = [
     "RETRY_DELAYS",
     "ApprovedApplication",
     "BlockedHost",
+    "CollectedKey",
     "CreatedEndpoint",
     "IssuedKey",
+    "KeysSent",
     "WebhookTarget",
     "api_key_create",
     "api_key_hash",
     "api_key_revoke",
     "api_key_rotate",
+    "api_key_rotate_and_deliver",
     "api_key_touch",
     "event_body",
     "event_emit",
     "events_emit",
+    "key_contact",
+    "key_deliveries_send",
+    "key_delivery_check",
+    "key_delivery_collect",
+    "masked_email",
     "merchant_application_approve",
     "merchant_application_reject",
     "merchant_application_submit",

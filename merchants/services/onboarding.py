@@ -2,7 +2,7 @@
 
 A sponsor holds an acquiring licence and is an active member (no 二清: the funds go through it). An approved
 application becomes the merchant with its settlement account, its first store (live, and its twin in test mode) and a
-test and a live key.
+test and a live key, sent to the application's contact by one-time links (never shown to the operator).
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from members.models import MemberBank
 
 from ..models import Merchant, MerchantApplication, Mode, SettlementAccount, Store
 from ..uscc import uscc_valid
-from .api_keys import IssuedKey, api_key_create
+from .api_keys import api_key_create
 from .common import require_operator_of
+from .key_deliveries import KeysSent, key_deliveries_send
 from .settlement import account_digits, same_name
 from .stores import store_create
 
@@ -157,14 +158,13 @@ def merchant_application_submit(
 class ApprovedApplication:
     merchant: Merchant
     store: Store
-    test_key: IssuedKey
-    live_key: IssuedKey
+    keys: KeysSent  # the test and the live key's one-time links, emailed to the contact
 
 
 @transaction.atomic
 def merchant_application_approve(*, application: MerchantApplication, actor: Any) -> ApprovedApplication:
     """Creates the merchant, its settlement account, its first store (live, and its twin in test mode) and a test and
-    a live key (shown once)."""
+    a live key, emailed to the application's contact by one-time links after the commit."""
     locked = MerchantApplication.objects.select_for_update().select_related("sponsor_bank").get(pk=application.pk)
     require_operator_of(actor, locked.sponsor_bank_id)
     if locked.status != MerchantApplication.Status.SUBMITTED:
@@ -206,7 +206,10 @@ def merchant_application_approve(*, application: MerchantApplication, actor: Any
         after={"merchant": merchant.code, "risk_grade": locked.risk_grade},
         bank_id=locked.sponsor_bank_id,
     )
-    return ApprovedApplication(merchant=merchant, store=store, test_key=test_key, live_key=live_key)
+    keys = key_deliveries_send(
+        merchant=merchant, issued=[test_key, live_key], contact_email=locked.contact_email, actor=actor
+    )
+    return ApprovedApplication(merchant=merchant, store=store, keys=keys)
 
 
 @transaction.atomic

@@ -17,7 +17,7 @@ from .common import MAX_ATTEMPTS
 from .intents import payment_confirm, payment_create
 from .refunds import refund_create
 from .resolve import ResolveReport, SweepReport, attempts_resolve, authorizations_expire, orphans_sweep
-from .reviews import risk_review_approve, risk_review_reject, risk_reviews_expire
+from .reviews import risk_review_approve, risk_review_needs_two, risk_review_reject, risk_reviews_expire
 
 __all__ = [
     "MAX_ATTEMPTS",
@@ -34,6 +34,7 @@ __all__ = [
     "payment_create",
     "refund_create",
     "risk_review_approve",
+    "risk_review_needs_two",
     "risk_review_reject",
     "risk_reviews_expire",
     "routing_config_changed",

@@ -1,17 +1,26 @@
 """Risk review: a payment held at authorisation is approved (captured, or left to the merchant), rejected (voided)
-or voided when nobody decides by its deadline. One decision wins: the flag is cleared by a guarded UPDATE."""
+or voided when nobody decides by its deadline. One decision wins: the flag is cleared by a guarded UPDATE.
+
+Four eyes on large amounts: a CNY payment of at least `RISK_REVIEW_SECOND_APPROVAL_MINOR` (in fen), and a payment in
+any other currency whatever its amount (Mengka converts nothing, so it cannot tell a small one), needs two different
+operators. The first approval is recorded (who, when) and leaves the payment held; the second, by another operator,
+releases it. The same operator approving again is refused. A rejection by anyone voids it at any point.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.audit import audit_record
-from core.errors import ChannelError, Conflict, NotFound, ValidationFailed
+from core.errors import ChannelError, Conflict, NotFound, PermissionDenied, ValidationFailed
 
-from ..models import PaymentIntent, RiskDecision
+from ..models import PaymentIntent, RiskDecision, RiskReviewApproval
 from .cancel import cancel
 from .capture import capture
 from .common import Status
@@ -41,9 +50,55 @@ def _restore_review(intent: PaymentIntent) -> None:
     )
 
 
+def risk_review_needs_two(intent: PaymentIntent) -> bool:
+    """Whether releasing this payment takes two different operators (see the module's docstring)."""
+    if intent.currency != "CNY":
+        return True
+    return intent.amount >= settings.RISK_REVIEW_SECOND_APPROVAL_MINOR
+
+
+@transaction.atomic
+def _first_approval_or_second(intent: PaymentIntent, actor: Any) -> bool:
+    """Under the payment's row lock: records the first approval (True: the payment stays held) or lets a second,
+    different operator through (False). Refuses an approval without an operator, and the same operator twice."""
+    if getattr(actor, "pk", None) is None:
+        raise PermissionDenied(
+            _("This payment needs the approval of two different operators."), code="second_approval_required"
+        )
+    locked = (
+        PaymentIntent.objects.select_for_update()
+        .filter(pk=intent.pk, risk_review=True, status=Status.REQUIRES_CAPTURE)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if locked is None:
+        raise Conflict(_("This payment is not waiting for a risk decision."), code="risk_review_not_pending")
+    first = RiskReviewApproval.objects.filter(payment_id=intent.pk).first()
+    if first is None:
+        approval = RiskReviewApproval.objects.create(payment_id=intent.pk, approved_by=actor)
+        audit_record(
+            actor=actor,
+            action="payment.risk_first_approval",
+            obj=intent,
+            after={"approved_by": actor.pk, "approved_at": approval.approved_at.isoformat()},
+            bank_id=intent.issuer_id,
+        )
+        return True
+    if first.approved_by_id == actor.pk:
+        raise PermissionDenied(
+            _("You gave the first approval: a different operator must give the second."),
+            code="second_approval_same_operator",
+        )
+    return False
+
+
 def risk_review_approve(*, payment_id: str, actor: Any) -> PaymentIntent:
-    """Releases a held payment: captured now if the merchant asked for automatic capture, else left to the merchant."""
+    """Releases a held payment: captured now if the merchant asked for automatic capture, else left to the merchant.
+    Where two approvals are needed, the first is recorded and the payment stays held (`risk_review` still true)."""
     intent = _load_under_review(payment_id)
+    needs_two = risk_review_needs_two(intent)
+    if needs_two and _first_approval_or_second(intent, actor):
+        return _load_under_review(payment_id)
     _take_review(intent, RiskDecision.APPROVED)
     if intent.capture_method == PaymentIntent.CaptureMethod.AUTOMATIC:
         try:
@@ -51,7 +106,14 @@ def risk_review_approve(*, payment_id: str, actor: Any) -> PaymentIntent:
         except (Conflict, ChannelError, ValidationFailed):
             _restore_review(intent)
             raise
-    audit_record(actor=actor, action="payment.risk_approved", obj=intent, bank_id=intent.issuer_id)
+    first = RiskReviewApproval.objects.filter(payment_id=intent.pk).values_list("approved_by_id", flat=True).first()
+    audit_record(
+        actor=actor,
+        action="payment.risk_approved",
+        obj=intent,
+        after={"first_approved_by": first} if needs_two else None,
+        bank_id=intent.issuer_id,
+    )
     return _load_under_review(payment_id)
 
 

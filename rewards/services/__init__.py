@@ -19,7 +19,7 @@ See docs/ledger.md.
 
 from ..models import Purpose  # the purpose a caller names for `bank_points_account`
 from .accounts import account_get_or_create, bank_points_account, clearing_account, debt_account, wallet_account
-from .adjustments import adjustment_approve, adjustment_reject, adjustment_request
+from .adjustments import adjustment_approve, adjustment_check, adjustment_reject, adjustment_request
 from .bulk import EarnEvent, points_earn_bulk
 from .earn import EarnSource, points_earn
 from .exchange import ExchangeQuote, exchange_quote, points_exchange
@@ -39,6 +39,7 @@ __all__ = [
     "Purpose",
     "account_get_or_create",
     "adjustment_approve",
+    "adjustment_check",
     "adjustment_reject",
     "adjustment_request",
     "bank_points_account",

@@ -1,10 +1,14 @@
 """Manual adjustments, four eyes: one operator requests, another approves (the adjustment posts) or rejects.
 
-A credit forms a lot as an earn does; a debit spends lots as a redemption does. Every request and decision is audited.
+A request names a cardholder who holds a card at the programme's bank (bound: active, frozen or closed) and a
+non-zero amount of at most `POINTS_ADJUSTMENT_MAX` points either way; both are checked when it is requested and again
+when it is approved. A credit forms a lot as an earn does; a debit spends lots as a redemption does. Every request and
+decision is audited.
 """
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -12,7 +16,7 @@ from django.utils.translation import gettext as _
 
 from core.audit import audit_record
 from core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from members.models import PointsProgram
+from members.models import BindingStatus, Card, Cardholder, PointsProgram
 
 from ..models import AdjustmentRequest, LedgerTransaction, Purpose
 from .accounts import bank_ref, debt_ref, wallet_ref
@@ -20,13 +24,36 @@ from .expiry import expire_overdue
 from .lots import credit_wallet, spend, today
 from .posting import Kind, begin, finish, keyed, replay, request_hash, retry_on_conflict
 
+BOUND_CARD = (BindingStatus.ACTIVE, BindingStatus.FROZEN, BindingStatus.CLOSED)
+
+
+def adjustment_check(*, cardholder_id: int | None, program: PointsProgram, amount: int) -> None:
+    """Refuses what no adjustment may be: a cardholder who does not exist or holds no card at the programme's bank, or
+    an amount that is zero, not whole or beyond `POINTS_ADJUSTMENT_MAX` either way. Writes nothing."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
+        raise ValidationFailed(_("An adjustment is a non-zero whole number of points."), param="amount")
+    limit = settings.POINTS_ADJUSTMENT_MAX
+    if abs(amount) > limit:
+        raise ValidationFailed(
+            _("An adjustment is at most %(limit)d points either way.") % {"limit": limit},
+            code="adjustment_out_of_bounds",
+            param="amount",
+        )
+    if cardholder_id is None or not Cardholder.objects.filter(pk=cardholder_id).exists():
+        raise NotFound(_("No such cardholder."), param="cardholder")
+    if not Card.objects.filter(cardholder_id=cardholder_id, bank_id=program.bank_id, status__in=BOUND_CARD).exists():
+        raise ValidationFailed(
+            _("This cardholder holds no card at the programme's bank."),
+            code="cardholder_not_at_bank",
+            param="cardholder",
+        )
+
 
 @transaction.atomic
 def adjustment_request(
     *, cardholder_id: int, program: PointsProgram, amount: int, reason: str, requested_by: AbstractBaseUser
 ) -> AdjustmentRequest:
-    if not isinstance(amount, int) or amount == 0:
-        raise ValidationFailed(_("An adjustment is a non-zero whole number of points."), param="amount")
+    adjustment_check(cardholder_id=cardholder_id, program=program, amount=amount)
     if not reason.strip():
         raise ValidationFailed(_("Give a reason for the adjustment."), param="reason")
     request = AdjustmentRequest.objects.create(
@@ -78,6 +105,7 @@ def adjustment_approve(*, request_id: int, approver: AbstractBaseUser) -> Ledger
                 return existing
         _decide(request, approver)
         program = request.program
+        adjustment_check(cardholder_id=request.cardholder_id, program=program, amount=request.amount)
         wallet, debt = wallet_ref(request.cardholder_id, program), debt_ref(request.cardholder_id, program)
         issuance = bank_ref(program, Purpose.ISSUANCE, request.cardholder_id)
         breakage = bank_ref(program, Purpose.BREAKAGE, request.cardholder_id)

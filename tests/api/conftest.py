@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -146,3 +147,24 @@ def keep_db_connection() -> Iterator[None]:
     yield
     request_started.connect(close_old_connections)
     request_finished.connect(close_old_connections)
+
+
+KEY_LINK = re.compile(r"http://testserver(/merchants/keys/[A-Za-z0-9_-]+)")
+
+
+def key_links(body: str) -> list[str]:
+    """The one-time key links in an email's body (paths)."""
+    return KEY_LINK.findall(body)
+
+
+def collect_keys(body: str) -> list[str]:
+    """Opens each link in the email as the merchant would, reveals the key (POST) and returns the raw keys."""
+    from django.test import Client
+
+    merchant_browser = Client()
+    keys = []
+    for link in key_links(body):
+        response = merchant_browser.post(link)
+        assert response.status_code == 200
+        keys.append(response.context["collected"].raw_key)
+    return keys

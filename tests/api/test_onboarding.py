@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.core import mail
 
 from core.crypto import decrypt
 from core.errors import Conflict, PermissionDenied, ValidationFailed
@@ -12,7 +13,7 @@ from core.models import AuditLog
 from merchants import services
 from merchants.models import ApiKey, MerchantApplication, SettlementAccount, Store
 from merchants.uscc import uscc_check_character, uscc_valid
-from tests.api.conftest import Api
+from tests.api.conftest import Api, collect_keys
 from tests.factories import (
     VALID_CREDIT_CODE,
     BankOperatorFactory,
@@ -107,13 +108,14 @@ def test_form_shows_refusals(client: Any) -> None:
     assert not MerchantApplication.objects.exists()
 
 
-def test_approval_creates_merchant_store_and_keys() -> None:
+def test_approval_creates_merchant_store_and_keys(django_capture_on_commit_callbacks: Any) -> None:
     application = make_application()
     operator = operator_of(application.sponsor_bank)
     with pytest.raises(ValidationFailed):
         services.merchant_application_approve(application=application, actor=operator)  # no risk grade yet
     MerchantApplication.objects.filter(pk=application.pk).update(risk_grade="low")
-    approved = services.merchant_application_approve(application=application, actor=operator)
+    with django_capture_on_commit_callbacks(execute=True):
+        approved = services.merchant_application_approve(application=application, actor=operator)
     merchant = approved.merchant
     assert (merchant.legal_name, merchant.sponsor_bank, merchant.category_code) == (
         "福州示例餐饮有限公司",
@@ -128,8 +130,12 @@ def test_approval_creates_merchant_store_and_keys() -> None:
     assert approved.store.livemode is True
     assert SettlementAccount.objects.get(merchant=merchant).account_last4 == "3445"
     assert sorted(ApiKey.objects.filter(merchant=merchant).values_list("mode", flat=True)) == ["live", "test"]
-    for issued, livemode in ((approved.test_key, False), (approved.live_key, True)):
-        (store,) = Api(issued.raw_key).get("stores")[1]["data"]
+    (email,) = mail.outbox  # the keys go to the contact, by one-time links
+    assert email.to == ["owner@example.com"]
+    raw_keys = sorted(collect_keys(email.body))
+    assert [raw[:8] for raw in raw_keys] == ["sk_live_", "sk_test_"]
+    for raw_key, livemode in zip(raw_keys, (True, False), strict=True):
+        (store,) = Api(raw_key).get("stores")[1]["data"]
         assert (store["name"], store["livemode"]) == ("五一路店", livemode)
     application.refresh_from_db()
     assert (application.status, application.merchant, application.reviewed_by) == ("approved", merchant, operator)
@@ -149,19 +155,33 @@ def test_only_the_sponsor_banks_operators_decide() -> None:
     assert MerchantApplication.objects.get().status == "submitted"
 
 
-def test_admin_approve_action_shows_keys_once(client: Any) -> None:
+def test_admin_approve_action_sends_the_keys_to_the_contact_never_to_the_operator(
+    client: Any, django_capture_on_commit_callbacks: Any
+) -> None:
     application = make_application()
     MerchantApplication.objects.filter(pk=application.pk).update(risk_grade="medium")
     client.force_login(operator_of(application.sponsor_bank))
-    response = client.post(
-        "/admin/merchants/merchantapplication/",
-        {"action": "approve", "_selected_action": [application.pk]},
-        follow=True,
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            "/admin/merchants/merchantapplication/",
+            {"action": "approve", "_selected_action": [application.pk]},
+            follow=True,
+        )
     assert response.status_code == 200
-    assert b"sk_test_" in response.content
-    assert b"sk_live_" in response.content
     assert MerchantApplication.objects.get().status == "approved"
+    (email,) = mail.outbox
+    assert email.to == ["owner@example.com"]
+    text = response.content.decode()
+    shown = " ".join(str(message) for message in response.context["messages"])
+    prefixes = sorted(ApiKey.objects.values_list("prefix", flat=True))
+    assert all(f"{prefix}…" in shown for prefix in prefixes)
+    assert "o****@example.com" in shown
+    assert "owner@example.com" not in text
+    raw_keys = collect_keys(email.body)
+    assert len(raw_keys) == 2
+    for raw_key in raw_keys:
+        assert raw_key not in text
+        assert raw_key[len(prefixes[0]) :] not in text
 
 
 def test_settlement_change_needs_a_second_operator() -> None:

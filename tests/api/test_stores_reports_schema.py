@@ -152,14 +152,23 @@ def test_admin_revokes_keys_and_never_shows_the_hash(world: World, client: Any) 
     assert AuditLog.objects.filter(action="api_key.revoke").count() == 1
 
 
-def test_admin_rotates_keys_and_shows_the_new_one_once(world: World, client: Any) -> None:
-    from tests.factories import AllianceOperatorFactory
+def test_admin_rotates_keys_and_sends_the_new_one_to_the_contact(world: World, client: Any) -> None:
+    from merchants.models import MerchantApplication
+    from tests.factories import AllianceOperatorFactory, make_application
 
     key = api_key_create(merchant=world.merchant, mode="live", scope="read").api_key
     client.force_login(AllianceOperatorFactory())
-    response = client.post("/admin/merchants/apikey/", {"action": "rotate", "_selected_action": [key.pk]}, follow=True)
+    url = "/admin/merchants/apikey/"
+    # No application, no contact to send a key to: refused, nothing rotated.
+    response = client.post(url, {"action": "rotate", "_selected_action": [key.pk]}, follow=True)
+    assert "no application contact" in response.content.decode()
+    assert ApiKey.objects.filter(merchant=world.merchant, mode="live").count() == 1
+    application = make_application(contact_email="ops@shop.example")
+    MerchantApplication.objects.filter(pk=application.pk).update(merchant=world.merchant, status="approved")
+    response = client.post(url, {"action": "rotate", "_selected_action": [key.pk]}, follow=True)
     assert response.status_code == 200
     new = ApiKey.objects.exclude(pk=key.pk).filter(merchant=world.merchant, mode="live").get()
     assert new.scope == "read"
-    assert new.prefix.encode() in response.content
+    assert f"{new.prefix}…".encode() in response.content
+    assert b"o****@shop.example" in response.content
     assert ApiKey.objects.get(pk=key.pk).expires_at is not None

@@ -1,4 +1,5 @@
-"""Risk before routing: limits by tier and verification level, velocity, blocked lists, and the review queue."""
+"""Risk before routing: limits by tier and verification level, velocity, blocked lists, and the review queue (two
+different operators release a payment at or above the second-approval threshold)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from core.errors import Conflict
+from core.errors import Conflict, PermissionDenied
 from core.models import AuditLog
 from payments import routing, services
-from payments.models import PaymentAttempt, PaymentIntent, RiskBlock
+from payments.models import PaymentAttempt, PaymentIntent, RiskBlock, RiskReviewApproval
 from payments.risk import RedisCounters
 from tests.factories import (
     PASSWORD,
@@ -25,6 +26,7 @@ from tests.factories import (
     MemberBankFactory,
     MerchantFactory,
     PointsProgramFactory,
+    StaffFactory,
     make_risk_rule,
 )
 
@@ -267,3 +269,104 @@ def test_a_merchant_cancel_of_a_held_payment_clears_the_queue(world: dict[str, A
     assert (canceled.status, canceled.risk_review) == (Status.CANCELED, False)
     with pytest.raises(Conflict):
         services.risk_review_approve(payment_id=held.public_id, actor=None)
+
+
+# --- a second approval at or above the threshold ---------------------------------------------------------------
+
+
+@pytest.fixture
+def threshold(settings: Any) -> int:
+    settings.RISK_REVIEW_SECOND_APPROVAL_MINOR = 20_000  # the held payment's amount: at the threshold, two needed
+    return 20_000
+
+
+def test_two_different_operators_release_a_payment_at_the_threshold(held: PaymentIntent, threshold: int) -> None:
+    first, second = StaffFactory(), StaffFactory()
+    after_first = services.risk_review_approve(payment_id=held.public_id, actor=first)
+    assert (after_first.status, after_first.risk_review, after_first.risk_decision) == (
+        Status.REQUIRES_CAPTURE,
+        True,
+        "",
+    )
+    assert after_first.amount_captured == 0
+    assert after_first.attempts.get().status == PaymentAttempt.Status.AUTHORIZED
+    approval = RiskReviewApproval.objects.get(payment=held)
+    assert approval.approved_by == first
+    assert AuditLog.objects.get(action="payment.risk_first_approval", object_id=str(held.pk)).actor == first
+
+    with pytest.raises(PermissionDenied) as refused:
+        services.risk_review_approve(payment_id=held.public_id, actor=first)
+    assert refused.value.code == "second_approval_same_operator"
+    assert PaymentIntent.objects.get(pk=held.pk).risk_review is True
+    assert RiskReviewApproval.objects.filter(payment=held).count() == 1
+
+    released = services.risk_review_approve(payment_id=held.public_id, actor=second)
+    assert (released.status, released.risk_review, released.risk_decision) == (Status.SUCCEEDED, False, "approved")
+    assert released.amount_captured == 20_000
+    approved = AuditLog.objects.get(action="payment.risk_approved", object_id=str(held.pk))
+    assert (approved.actor, approved.after) == (second, {"first_approved_by": first.pk})
+    with pytest.raises(Conflict):
+        services.risk_review_approve(payment_id=held.public_id, actor=StaffFactory())
+
+
+def test_below_the_threshold_one_approval_captures(held: PaymentIntent, settings: Any) -> None:
+    settings.RISK_REVIEW_SECOND_APPROVAL_MINOR = 20_001
+    released = services.risk_review_approve(payment_id=held.public_id, actor=StaffFactory())
+    assert (released.status, released.amount_captured) == (Status.SUCCEEDED, 20_000)
+    assert not RiskReviewApproval.objects.exists()
+
+
+def test_a_rejection_after_the_first_approval_voids(held: PaymentIntent, threshold: int) -> None:
+    first = StaffFactory()
+    services.risk_review_approve(payment_id=held.public_id, actor=first)
+    rejected = services.risk_review_reject(payment_id=held.public_id, actor=first)
+    assert (rejected.status, rejected.risk_decision) == (Status.CANCELED, "rejected")
+    assert rejected.attempts.get().status == PaymentAttempt.Status.VOIDED
+    with pytest.raises(Conflict):
+        services.risk_review_approve(payment_id=held.public_id, actor=StaffFactory())
+
+
+def test_an_approval_without_an_operator_is_refused_above_the_threshold(held: PaymentIntent, threshold: int) -> None:
+    with pytest.raises(PermissionDenied) as refused:
+        services.risk_review_approve(payment_id=held.public_id, actor=None)
+    assert refused.value.code == "second_approval_required"
+    assert not RiskReviewApproval.objects.exists()
+    assert PaymentIntent.objects.get(pk=held.pk).risk_review is True
+
+
+def test_other_currencies_always_need_two(settings: Any) -> None:
+    settings.RISK_REVIEW_SECOND_APPROVAL_MINOR = 500_000
+    assert services.risk_review_needs_two(PaymentIntent(currency="CNY", amount=499_999)) is False
+    assert services.risk_review_needs_two(PaymentIntent(currency="CNY", amount=500_000)) is True
+    assert services.risk_review_needs_two(PaymentIntent(currency="JPY", amount=1)) is True
+    assert services.risk_review_needs_two(PaymentIntent(currency="HKD", amount=1)) is True
+
+
+def _login(user: Any) -> Any:
+    from django.test import Client
+
+    client = Client()
+    assert client.login(username=user.username, password=PASSWORD)
+    return client
+
+
+def test_the_admin_queue_shows_the_first_approval_and_needs_a_second_operator(
+    held: PaymentIntent, threshold: int
+) -> None:
+    first, second = AllianceOperatorFactory(), AllianceOperatorFactory()
+    url = reverse("admin:payments_riskreview_changelist")
+    first_client = _login(first)
+    assert "needs two" in first_client.get(url).content.decode()
+    response = first_client.post(url, {"action": "approve", "_selected_action": [held.pk]}, follow=True)
+    assert "first approval recorded" in response.content.decode()
+    second_client = _login(second)
+    assert first.username in second_client.get(url).content.decode()  # the queue shows who gave the first approval
+    held.refresh_from_db()
+    assert (held.status, held.risk_review) == (Status.REQUIRES_CAPTURE, True)
+    response = first_client.post(url, {"action": "approve", "_selected_action": [held.pk]}, follow=True)
+    assert "a different operator must give the second" in response.content.decode()
+    held.refresh_from_db()
+    assert held.risk_review is True
+    second_client.post(url, {"action": "approve", "_selected_action": [held.pk]})
+    held.refresh_from_db()
+    assert (held.status, held.risk_decision) == (Status.SUCCEEDED, "approved")

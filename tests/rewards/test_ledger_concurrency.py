@@ -245,9 +245,10 @@ def _reverse_case() -> Any:
 
 
 def _adjustment_case() -> Any:
-    from tests.factories import StaffFactory
+    from tests.factories import StaffFactory, card_at
 
     program, holder = _seeded()
+    card_at(holder, program.bank)
     maker, checkers = StaffFactory(), [StaffFactory(), StaffFactory()]
     request = s.adjustment_request(
         cardholder_id=holder.pk, program=program, amount=-40, reason="duplicate credit", requested_by=maker

@@ -15,7 +15,7 @@ from members.models import BankOperator
 from rewards import selectors
 from rewards import services as s
 from rewards.models import AdjustmentRequest, LedgerTransaction, Lot
-from tests.factories import PASSWORD, CardholderFactory, PointsProgramFactory, StaffFactory
+from tests.factories import PASSWORD, CardholderFactory, PointsProgramFactory, StaffFactory, card_at
 
 pytestmark = pytest.mark.django_db
 
@@ -116,11 +116,12 @@ def test_admin_ledger_is_read_only_and_statement_is_scoped() -> None:
 
 def test_admin_adjustment_request_then_another_operator_approves() -> None:
     holder, program = CardholderFactory(), PointsProgramFactory()
+    card_at(holder, program.bank)
     _maker, maker_client = operator_of(program.bank)
     checker, checker_client = operator_of(program.bank)
     response = maker_client.post(
         reverse("admin:rewards_adjustmentrequest_add"),
-        {"cardholder_id": holder.pk, "program": program.pk, "amount": 40, "reason": "lost earn"},
+        {"cardholder": holder.pk, "program": program.pk, "amount": 40, "reason": "lost earn"},
     )
     assert response.status_code == 302
     request = AdjustmentRequest.objects.get()

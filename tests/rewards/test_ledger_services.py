@@ -14,7 +14,7 @@ from core.models import AuditLog
 from rewards import services as s
 from rewards.checks import ledger_verify
 from rewards.models import Account, Entry, Hold, LedgerTransaction, Lot, LotMovement
-from tests.factories import CardholderFactory, PointsProgramFactory, StaffFactory
+from tests.factories import CardholderFactory, PointsProgramFactory, StaffFactory, card_at
 
 pytestmark = pytest.mark.django_db
 
@@ -300,6 +300,7 @@ def test_a_hold_expires_overdue_lots_first_and_a_later_expiry_the_same_day_posts
 
 def test_adjustment_needs_a_second_operator_and_is_audited(program, holder) -> None:
     maker, checker = StaffFactory(), StaffFactory()
+    card_at(holder, program.bank)
     request = s.adjustment_request(
         cardholder_id=holder.pk, program=program, amount=25, reason="missed promotion", requested_by=maker
     )
