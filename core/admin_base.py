@@ -22,6 +22,7 @@ from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext as _
 
+from .admin_display import MoneyColumnsMixin
 from .audit import audit_record, snapshot
 from .scoping import ScopeField, bank_ids_of, operator_scope, scope_queryset
 from .signin import signin_unlock
@@ -96,7 +97,7 @@ class ScopeMixin:
 HISTORY_PAGE_SIZE = 100  # Django's own page size for an object's history
 
 
-class ScopedAdmin(ScopeMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class ScopedAdmin(MoneyColumnsMixin, ScopeMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     object_history_template = "admin/scoped_object_history.html"
 
     def get_list_filter(self, request: HttpRequest) -> Any:
@@ -189,11 +190,11 @@ class ScopedAdmin(ScopeMixin, admin.ModelAdmin):  # type: ignore[type-arg]
         return response
 
 
-class ScopedTabularInline(ScopeMixin, admin.TabularInline):  # type: ignore[type-arg]
+class ScopedTabularInline(MoneyColumnsMixin, ScopeMixin, admin.TabularInline):  # type: ignore[type-arg]
     pass
 
 
-class ScopedStackedInline(ScopeMixin, admin.StackedInline):  # type: ignore[type-arg]
+class ScopedStackedInline(MoneyColumnsMixin, ScopeMixin, admin.StackedInline):  # type: ignore[type-arg]
     pass
 
 

@@ -10,8 +10,8 @@ from django.utils.timezone import localtime
 from django.utils.translation import gettext_lazy as _
 
 from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopedTabularInline
+from core.admin_display import MoneyField
 from core.errors import MengkaError
-from core.money import format_minor
 from core.scoping import OperatorScope, operator_scope
 
 from . import fees, services
@@ -252,6 +252,7 @@ class AttemptInline(ReadOnlyAdminMixin, ScopedTabularInline):
     extra = 0
     fields = ("sequence", "channel", "reference", "status", "amount", "error_code", "latency_ms", "resolved_at")
     readonly_fields = fields
+    money_fields = {"amount": MoneyField()}
 
 
 class RefundInline(AcquirerViewMixin, ReadOnlyAdminMixin, ScopedTabularInline):
@@ -261,6 +262,7 @@ class RefundInline(AcquirerViewMixin, ReadOnlyAdminMixin, ScopedTabularInline):
     fields = ("public_id", "amount", "status", "reason", "points_reversed", "created_at", "completed_at")
     readonly_fields = fields
     hidden_from_acquirers = frozenset({"points_reversed"})
+    money_fields = {"amount": MoneyField("intent.currency")}
 
 
 class FeeSplitInline(ReadOnlyAdminMixin, ScopedTabularInline):
@@ -270,6 +272,7 @@ class FeeSplitInline(ReadOnlyAdminMixin, ScopedTabularInline):
     extra = 0
     fields = ("event", "refund", "party", "bank", "amount", "schedule", "created_at")
     readonly_fields = fields
+    money_fields = {"amount": MoneyField("payment.currency", finer=2, label=_("amount"))}
 
 
 @admin.register(PaymentIntent)
@@ -278,7 +281,7 @@ class PaymentIntentAdmin(PaymentScopeMixin, ReadOnlyAdminMixin, ScopedAdmin):
     list_display = (
         "public_id",
         "merchant",
-        "amount_display",
+        "amount",
         "status",
         "method",
         "livemode",
@@ -296,28 +299,24 @@ class PaymentIntentAdmin(PaymentScopeMixin, ReadOnlyAdminMixin, ScopedAdmin):
     search_fields = ("public_id", "merchant_reference", "merchant__code")
     date_hierarchy = "created_at"
     inlines = [RoutingDecisionInline, AttemptInline, RefundInline, FeeSplitInline]
-    readonly_fields = (
-        "amount_display", "captured_display", "refunded_display", "card_brand", "card_bin", "card_last4",
-        "risk_reason_codes",
-    )  # fmt: skip
-
-    @admin.display(description=_("amount"), ordering="amount")
-    def amount_display(self, obj: PaymentIntent) -> str:
-        return format_minor(obj.amount, obj.currency)
-
-    @admin.display(description=_("captured"))
-    def captured_display(self, obj: PaymentIntent) -> str:
-        return format_minor(obj.amount_captured, obj.currency)
-
-    @admin.display(description=_("refunded"))
-    def refunded_display(self, obj: PaymentIntent) -> str:
-        return format_minor(obj.amount_refunded, obj.currency)
+    readonly_fields = ("card_brand", "card_bin", "card_last4", "risk_reason_codes")
+    money_fields = {
+        "amount": MoneyField(),
+        "amount_capturable": MoneyField(),
+        "amount_captured": MoneyField(),
+        "amount_refunded": MoneyField(),
+        "amount_refund_reserved": MoneyField(),
+        "points_amount": MoneyField(label=_("paid with points")),
+        "fee": MoneyField(finer=2, label=_("fee")),
+        "fee_returned": MoneyField(finer=2, label=_("fee handed back")),
+    }
 
 
 @admin.register(PaymentAttempt)
 class PaymentAttemptAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     scope_field = tuple(f"intent__{path}" for path in PAYMENT_BANKS)
-    list_display = ("reference", "channel", "status", "amount", "currency", "error_code", "latency_ms", "created_at")
+    list_display = ("reference", "channel", "status", "amount", "error_code", "latency_ms", "created_at")
+    money_fields = {"amount": MoneyField()}
     list_select_related = ("channel__acquirer",)
     list_filter = ("status", ("channel", ChannelListFilter))
     search_fields = ("reference", "channel_reference")
@@ -347,6 +346,8 @@ class RefundAdmin(PaymentScopeMixin, ReadOnlyAdminMixin, ScopedAdmin):
     issuer_path = "intent__issuer"
     hidden_from_acquirers = frozenset({"points_reversed"})
     list_display = ("public_id", "intent", "amount", "status", "points_reversed_shown", "created_at")
+    list_select_related = ("intent",)
+    money_fields = {"amount": MoneyField("intent.currency")}
     list_filter = ("intent__livemode", "status")
     search_fields = ("public_id", "intent__public_id", "reference")
 
@@ -411,6 +412,8 @@ FEE_SCHEDULE_FIELDS = (
 class FeeSplitAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     scope_field = tuple(f"payment__{path}" for path in PAYMENT_BANKS)
     list_display = ("payment", "event", "party", "bank", "amount", "created_at")
+    list_select_related = ("payment", "bank")
+    money_fields = {"amount": MoneyField("payment.currency", finer=2, label=_("amount"))}
     list_filter = ("event", "party")
     search_fields = ("payment__public_id",)
 
@@ -452,7 +455,6 @@ class RiskReviewAdmin(PaymentScopeMixin, ScopedAdmin):
         "public_id",
         "merchant",
         "amount",
-        "currency",
         "method",
         "reasons",
         "first_approval",
@@ -462,6 +464,7 @@ class RiskReviewAdmin(PaymentScopeMixin, ScopedAdmin):
     list_filter = ("method", "currency")
     search_fields = ("public_id", "merchant__code")
     actions = ["approve", "reject"]
+    money_fields = {"amount": MoneyField()}
     fields = (
         "public_id",
         "merchant",
@@ -566,6 +569,10 @@ class AgreementAdmin(ReadOnlyAdminMixin, ScopedAdmin):
         "created_at",
         "revoked_at",
     )
+    money_fields = {
+        "limit_per_payment": MoneyField(label=_("limit per payment")),
+        "limit_per_month": MoneyField(label=_("limit per month")),
+    }
     list_filter = ("currency",)
     search_fields = ("public_id", "merchant__code")
     exclude = ("token_hash",)  # the token itself is never stored: its keyed hash, and the hint shown here

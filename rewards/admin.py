@@ -14,6 +14,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin
+from core.admin_display import MoneyField
 from core.errors import MengkaError
 from core.text import id_or_none
 from members.models import PointsProgram
@@ -65,6 +66,8 @@ class EntryAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     scope_field = "account__bank"
     list_display = ("id", "transaction", "account", "unit", "amount", "balance_after")
     list_select_related = ("account", "transaction")
+    # A currency unit's amounts are ten-thousandths (CNY 1 = 10000); a points unit's are points, shown as they are.
+    money_fields = {"amount": MoneyField("unit", absolute=4), "balance_after": MoneyField("unit", absolute=4)}
 
 
 @admin.register(Lot)
