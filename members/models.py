@@ -55,8 +55,10 @@ class BankOperator(models.Model):
         OPERATOR = "operator", _("operator")
         AUDITOR = "auditor", _("auditor")
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="bank_roles")
-    bank = models.ForeignKey(MemberBank, on_delete=models.PROTECT, related_name="operators")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="bank_roles", verbose_name=_("user")
+    )
+    bank = models.ForeignKey(MemberBank, on_delete=models.PROTECT, related_name="operators", verbose_name=_("bank"))
     role = models.CharField(_("role"), max_length=16, choices=Role.choices, default=Role.OPERATOR)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
@@ -76,7 +78,9 @@ class PointsProgram(models.Model):
         MONTHS_AFTER_EARNING = "months_after", _("N months after earning")
         END_OF_YEAR = "end_of_year", _("end of the Nth year after earning")
 
-    bank = models.OneToOneField(MemberBank, on_delete=models.PROTECT, related_name="points_program")
+    bank = models.OneToOneField(
+        MemberBank, on_delete=models.PROTECT, related_name="points_program", verbose_name=_("bank")
+    )
     unit_code = models.CharField(
         _("unit code"), max_length=24, unique=True, validators=[RegexValidator(r"^[A-Z0-9_-]{2,24}$")]
     )
@@ -130,7 +134,7 @@ class CardProduct(models.Model):  # type: ignore[django-manager-missing]
         PLATINUM = "platinum", _("platinum")
         DIAMOND = "diamond", _("diamond")
 
-    bank = models.ForeignKey(MemberBank, on_delete=models.PROTECT, related_name="card_products")
+    bank = models.ForeignKey(MemberBank, on_delete=models.PROTECT, related_name="card_products", verbose_name=_("bank"))
     code = models.CharField(_("code"), max_length=32, validators=[RegexValidator(r"^[A-Z0-9_-]{2,32}$")])
     name = models.CharField(_("name"), max_length=100)
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
@@ -163,8 +167,10 @@ class BinRange(models.Model):
     """Maps the leading digits of a card number (6 to 8) to its issuing bank and product; longest prefix wins."""
 
     prefix = models.CharField(_("BIN prefix"), max_length=8, unique=True, validators=[RegexValidator(r"^\d{6,8}$")])
-    bank = models.ForeignKey(MemberBank, on_delete=models.PROTECT, related_name="bin_ranges")
-    product = models.ForeignKey(CardProduct, on_delete=models.PROTECT, related_name="bin_ranges")
+    bank = models.ForeignKey(MemberBank, on_delete=models.PROTECT, related_name="bin_ranges", verbose_name=_("bank"))
+    product = models.ForeignKey(
+        CardProduct, on_delete=models.PROTECT, related_name="bin_ranges", verbose_name=_("product")
+    )
     card_length = models.PositiveSmallIntegerField(_("card number length"), default=16)
 
     class Meta:
@@ -193,7 +199,9 @@ class Cardholder(models.Model):
         VERIFIED = 2, _("verified (ID checked)")
         STRONG = 3, _("strong (ID checked in person or by bank card)")
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="cardholder")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="cardholder", verbose_name=_("user")
+    )
     name_encrypted = models.TextField(_("name (encrypted)"), editable=False)
     name_hash = models.CharField(_("name hash"), max_length=64, db_index=True, editable=False)
     name_masked = models.CharField(_("name"), max_length=100, editable=False)
@@ -247,9 +255,11 @@ class BindingStatus(models.TextChoices):
 class Card(models.Model):
     """A tokenised card. The full number and CVV are never stored: token, BIN, last four and a keyed fingerprint."""
 
-    cardholder = models.ForeignKey(Cardholder, on_delete=models.PROTECT, related_name="cards")
-    bank = models.ForeignKey(MemberBank, on_delete=models.PROTECT, related_name="cards")
-    product = models.ForeignKey(CardProduct, on_delete=models.PROTECT, related_name="cards")
+    cardholder = models.ForeignKey(
+        Cardholder, on_delete=models.PROTECT, related_name="cards", verbose_name=_("cardholder")
+    )
+    bank = models.ForeignKey(MemberBank, on_delete=models.PROTECT, related_name="cards", verbose_name=_("bank"))
+    product = models.ForeignKey(CardProduct, on_delete=models.PROTECT, related_name="cards", verbose_name=_("product"))
     token = models.CharField(_("token"), max_length=40, unique=True, editable=False)
     bin = models.CharField(_("BIN"), max_length=8)
     last4 = models.CharField(_("last four"), max_length=4)
@@ -291,8 +301,12 @@ class LinkedAccount(models.Model):
         PREPAID = "prepaid", _("prepaid balance")
         DIGITAL_RMB = "digital_rmb", _("digital RMB wallet")
 
-    cardholder = models.ForeignKey(Cardholder, on_delete=models.PROTECT, related_name="linked_accounts")
-    bank = models.ForeignKey(MemberBank, on_delete=models.PROTECT, related_name="linked_accounts")
+    cardholder = models.ForeignKey(
+        Cardholder, on_delete=models.PROTECT, related_name="linked_accounts", verbose_name=_("cardholder")
+    )
+    bank = models.ForeignKey(
+        MemberBank, on_delete=models.PROTECT, related_name="linked_accounts", verbose_name=_("bank")
+    )
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
     reference = models.CharField(
         _("reference at the member"), max_length=64, unique=True, editable=False, help_text=_("The member's token.")
@@ -330,10 +344,19 @@ class BindingChallenge(models.Model):
         FAILED = "failed", _("failed (too many attempts)")
         EXPIRED = "expired", _("expired")
 
-    bank = models.ForeignKey(MemberBank, on_delete=models.PROTECT, related_name="binding_challenges")
-    card = models.ForeignKey(Card, null=True, blank=True, on_delete=models.PROTECT, related_name="challenges")
+    bank = models.ForeignKey(
+        MemberBank, on_delete=models.PROTECT, related_name="binding_challenges", verbose_name=_("bank")
+    )
+    card = models.ForeignKey(
+        Card, null=True, blank=True, on_delete=models.PROTECT, related_name="challenges", verbose_name=_("card")
+    )
     linked_account = models.ForeignKey(
-        LinkedAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="challenges"
+        LinkedAccount,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="challenges",
+        verbose_name=_("linked account"),
     )
     issuer_reference = models.CharField(_("issuer reference"), max_length=64)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
@@ -386,10 +409,14 @@ class ConsentText(models.Model):
 class Consent(models.Model):
     """The current state of one cardholder's consent for one purpose; the code reads this row."""
 
-    cardholder = models.ForeignKey(Cardholder, on_delete=models.CASCADE, related_name="consents")
+    cardholder = models.ForeignKey(
+        Cardholder, on_delete=models.CASCADE, related_name="consents", verbose_name=_("cardholder")
+    )
     purpose = models.CharField(_("purpose"), max_length=32, choices=ConsentPurpose.choices)
     granted = models.BooleanField(_("granted"), default=False)
-    text = models.ForeignKey(ConsentText, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    text = models.ForeignKey(
+        ConsentText, null=True, blank=True, on_delete=models.PROTECT, related_name="+", verbose_name=_("text")
+    )
     changed_at = models.DateTimeField(_("changed"), auto_now=True)
 
     class Meta:
@@ -410,10 +437,14 @@ class ConsentEvent(models.Model):
         GRANTED = "granted", _("granted")
         WITHDRAWN = "withdrawn", _("withdrawn")
 
-    cardholder = models.ForeignKey(Cardholder, on_delete=models.CASCADE, related_name="consent_events")
+    cardholder = models.ForeignKey(
+        Cardholder, on_delete=models.CASCADE, related_name="consent_events", verbose_name=_("cardholder")
+    )
     purpose = models.CharField(_("purpose"), max_length=32, choices=ConsentPurpose.choices)
     action = models.CharField(_("action"), max_length=16, choices=Action.choices)
-    text = models.ForeignKey(ConsentText, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    text = models.ForeignKey(
+        ConsentText, null=True, blank=True, on_delete=models.PROTECT, related_name="+", verbose_name=_("text")
+    )
     at = models.DateTimeField(_("at"), auto_now_add=True)
 
     class Meta:

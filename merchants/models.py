@@ -27,7 +27,9 @@ class Merchant(models.Model):
     spend_category = models.CharField(
         _("spend category"), max_length=16, choices=SpendCategory.choices, default=SpendCategory.OTHER
     )
-    sponsor_bank = models.ForeignKey(MemberBank, on_delete=models.PROTECT, related_name="sponsored_merchants")
+    sponsor_bank = models.ForeignKey(
+        MemberBank, on_delete=models.PROTECT, related_name="sponsored_merchants", verbose_name=_("sponsor bank")
+    )
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.ACTIVE)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
@@ -56,7 +58,9 @@ class ApiKey(models.Model):
         READ = "read", _("read only")
         WRITE = "write", _("read and write")
 
-    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="api_keys")
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.CASCADE, related_name="api_keys", verbose_name=_("merchant")
+    )
     mode = models.CharField(_("mode"), max_length=8, choices=Mode.choices, default=Mode.TEST)
     scope = models.CharField(_("scope"), max_length=8, choices=Scope.choices, default=Scope.WRITE)
     prefix = models.CharField(_("prefix"), max_length=16, editable=False)
@@ -83,13 +87,20 @@ class KeyDelivery(models.Model):
     """A one-time link that delivers a new API key to the merchant's contact, never to an operator. The link's token
     is kept only as a keyed hash; the key is kept encrypted until the merchant collects it, then wiped."""
 
-    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="key_deliveries")
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.CASCADE, related_name="key_deliveries", verbose_name=_("merchant")
+    )
     api_key = models.OneToOneField(ApiKey, on_delete=models.CASCADE, related_name="delivery", verbose_name=_("key"))
     token_hash = models.CharField(_("keyed hash of the link's token"), max_length=64, unique=True, editable=False)
     key_encrypted = models.TextField(_("key (encrypted, wiped once collected)"), blank=True, editable=False)
     sent_to = models.CharField(_("sent to (masked)"), max_length=254)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("created by"),
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     expires_at = models.DateTimeField(_("link expires"))
@@ -112,7 +123,7 @@ class KeyDelivery(models.Model):
 
 
 class Store(models.Model):
-    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="stores")
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="stores", verbose_name=_("merchant"))
     code = models.CharField(_("code"), max_length=32, validators=[RegexValidator(r"^[A-Za-z0-9_-]{1,32}$")])
     name = models.CharField(_("name"), max_length=100)
     city = models.CharField(_("city"), max_length=64, blank=True)
@@ -134,7 +145,9 @@ class Store(models.Model):
 class WebhookEndpoint(models.Model):
     """Where a merchant receives events. The signing secret is stored encrypted and shown once."""
 
-    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="webhook_endpoints")
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.CASCADE, related_name="webhook_endpoints", verbose_name=_("merchant")
+    )
     url = models.URLField(_("URL"), max_length=500)
     event_types = models.JSONField(_("event types"), default=list, blank=True, help_text=_("Empty: every event."))
     secret_encrypted = models.TextField(_("secret (encrypted)"), editable=False)
@@ -160,7 +173,11 @@ class Event(models.Model):
 
     public_id = models.CharField(_("id"), max_length=40, unique=True, editable=False)
     merchant = models.ForeignKey(  # led by (merchant, livemode, -id): no index of its own
-        Merchant, on_delete=models.CASCADE, related_name="events", db_index=False
+        Merchant,
+        on_delete=models.CASCADE,
+        related_name="events",
+        db_index=False,
+        verbose_name=_("merchant"),
     )
     type = models.CharField(_("type"), max_length=64)
     payload = models.JSONField(_("payload"), default=dict)
@@ -188,8 +205,10 @@ class WebhookDelivery(models.Model):
         SUCCEEDED = "succeeded", _("succeeded")
         FAILED = "failed", _("failed (gave up)")
 
-    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
-    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("event"))
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("endpoint")
+    )
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
@@ -235,7 +254,9 @@ class MerchantApplication(models.Model):
     spend_category = models.CharField(
         _("spend category"), max_length=16, choices=SpendCategory.choices, default=SpendCategory.OTHER
     )
-    sponsor_bank = models.ForeignKey(MemberBank, on_delete=models.PROTECT, related_name="merchant_applications")
+    sponsor_bank = models.ForeignKey(
+        MemberBank, on_delete=models.PROTECT, related_name="merchant_applications", verbose_name=_("sponsor bank")
+    )
     settlement_account_name = models.CharField(_("settlement account name"), max_length=200)
     settlement_bank_name = models.CharField(_("settlement bank"), max_length=100)
     settlement_account_encrypted = models.TextField(_("settlement account (encrypted)"), editable=False)
@@ -254,11 +275,21 @@ class MerchantApplication(models.Model):
     risk_grade = models.CharField(_("risk grade"), max_length=8, choices=RiskGrade.choices, blank=True)
     review_note = models.CharField(_("review note"), max_length=500, blank=True)
     reviewed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("reviewed by"),
     )
     reviewed_at = models.DateTimeField(_("reviewed"), null=True, blank=True)
     merchant = models.OneToOneField(
-        Merchant, null=True, blank=True, on_delete=models.PROTECT, related_name="application"
+        Merchant,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="application",
+        verbose_name=_("merchant"),
     )
     created_at = models.DateTimeField(_("submitted"), auto_now_add=True)
 
@@ -307,7 +338,9 @@ class MerchantApplication(models.Model):
 class SettlementAccount(models.Model):
     """Where a merchant is paid. It must be in the merchant's own name; a change needs a second operator."""
 
-    merchant = models.OneToOneField(Merchant, on_delete=models.CASCADE, related_name="settlement_account")
+    merchant = models.OneToOneField(
+        Merchant, on_delete=models.CASCADE, related_name="settlement_account", verbose_name=_("merchant")
+    )
     account_name = models.CharField(_("account name"), max_length=200)
     bank_name = models.CharField(_("bank"), max_length=100)
     account_encrypted = models.TextField(_("account number (encrypted)"), editable=False)
@@ -330,15 +363,24 @@ class SettlementAccountChange(models.Model):
         APPROVED = "approved", _("approved")
         REJECTED = "rejected", _("rejected")
 
-    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="settlement_changes")
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.CASCADE, related_name="settlement_changes", verbose_name=_("merchant")
+    )
     account_name = models.CharField(_("account name"), max_length=200)
     bank_name = models.CharField(_("bank"), max_length=100)
     account_encrypted = models.TextField(_("account number (encrypted)"), editable=False)
     account_last4 = models.CharField(_("account, last four"), max_length=4, editable=False)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("requested by")
+    )
     decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("decided by"),
     )
     created_at = models.DateTimeField(_("requested"), auto_now_add=True)
     decided_at = models.DateTimeField(_("decided"), null=True, blank=True)

@@ -126,16 +126,39 @@ class PaymentIntent(models.Model):
     )
     # Every status change rewrites all of this table's index entries (status is indexed, so no update is HOT): each
     # index here is one a query uses. The merchant is led by (merchant, livemode, -id); status by (status, …).
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="payments", db_index=False)
-    cardholder = models.ForeignKey(Cardholder, on_delete=models.PROTECT, related_name="payments")
-    card = models.ForeignKey(Card, null=True, blank=True, on_delete=models.PROTECT, related_name="payments")
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.PROTECT, related_name="payments", db_index=False, verbose_name=_("merchant")
+    )
+    cardholder = models.ForeignKey(
+        Cardholder, on_delete=models.PROTECT, related_name="payments", verbose_name=_("cardholder")
+    )
+    card = models.ForeignKey(
+        Card, null=True, blank=True, on_delete=models.PROTECT, related_name="payments", verbose_name=_("card")
+    )
     linked_account = models.ForeignKey(
-        LinkedAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="payments"
+        LinkedAccount,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="payments",
+        verbose_name=_("linked account"),
     )
     payment_code = models.OneToOneField(
-        "PaymentCode", null=True, blank=True, on_delete=models.PROTECT, related_name="payment"
+        "PaymentCode",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="payment",
+        verbose_name=_("payment code"),
     )
-    agreement = models.ForeignKey("Agreement", null=True, blank=True, on_delete=models.PROTECT, related_name="payments")
+    agreement = models.ForeignKey(
+        "Agreement",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="payments",
+        verbose_name=_("agreement"),
+    )
     method = models.CharField(_("method"), max_length=16, choices=PaymentMethod.choices, default=PaymentMethod.CARD)
     currency = models.CharField(_("currency"), max_length=3, default="CNY")
     amount = models.BigIntegerField(_("amount"))
@@ -147,13 +170,27 @@ class PaymentIntent(models.Model):
     capture_method = models.CharField(
         _("capture method"), max_length=16, choices=CaptureMethod.choices, default=CaptureMethod.AUTOMATIC
     )
-    channel = models.ForeignKey(Channel, null=True, blank=True, on_delete=models.PROTECT, related_name="payments")
+    channel = models.ForeignKey(
+        Channel, null=True, blank=True, on_delete=models.PROTECT, related_name="payments", verbose_name=_("channel")
+    )
     # Not indexed: no query looks payments up by their member banks (clearing reads a business date's payments).
     acquirer = models.ForeignKey(
-        MemberBank, null=True, blank=True, on_delete=models.PROTECT, related_name="acquired_payments", db_index=False
+        MemberBank,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="acquired_payments",
+        db_index=False,
+        verbose_name=_("acquirer"),
     )
     issuer = models.ForeignKey(
-        MemberBank, null=True, blank=True, on_delete=models.PROTECT, related_name="issued_payments", db_index=False
+        MemberBank,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="issued_payments",
+        db_index=False,
+        verbose_name=_("issuer"),
     )
     spend_category = models.CharField(
         _("spend category"), max_length=16, choices=SpendCategory.choices, default=SpendCategory.OTHER
@@ -183,6 +220,7 @@ class PaymentIntent(models.Model):
         related_name="+",
         editable=False,
         db_index=False,
+        verbose_name=_("points hold"),
     )
     points_spend = models.ForeignKey(
         "rewards.LedgerTransaction",
@@ -192,6 +230,7 @@ class PaymentIntent(models.Model):
         related_name="+",
         editable=False,
         db_index=False,
+        verbose_name=_("points spend"),
     )
     fee = models.BigIntegerField(_("fee (1/100 minor unit)"), default=0)
     fee_returned = models.BigIntegerField(_("fee handed back (1/100 minor unit)"), default=0)
@@ -258,10 +297,14 @@ class PaymentAttempt(models.Model):
     UNRESOLVED = (Status.PENDING, Status.UNKNOWN)
 
     intent = models.ForeignKey(  # led by the unique (intent, sequence): no index of its own
-        PaymentIntent, on_delete=models.PROTECT, related_name="attempts", db_index=False
+        PaymentIntent,
+        on_delete=models.PROTECT,
+        related_name="attempts",
+        db_index=False,
+        verbose_name=_("intent"),
     )
     sequence = models.PositiveSmallIntegerField(_("sequence"))
-    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="attempts")
+    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="attempts", verbose_name=_("channel"))
     reference = models.CharField(_("reference sent to the channel"), max_length=64, unique=True)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
     amount = models.BigIntegerField(_("amount"))
@@ -295,7 +338,9 @@ class PaymentAttempt(models.Model):
 class JournalCursor(models.Model):
     """Where the orphan sweep is in a channel's journal: each run reads only the journal's newer rows."""
 
-    channel = models.OneToOneField(Channel, on_delete=models.CASCADE, related_name="journal_cursor")
+    channel = models.OneToOneField(
+        Channel, on_delete=models.CASCADE, related_name="journal_cursor", verbose_name=_("channel")
+    )
     position = models.BigIntegerField(_("journal position"), default=0)
     swept_at = models.DateTimeField(_("last swept"), null=True, blank=True)
 
@@ -311,7 +356,9 @@ class UnmatchedCharge(models.Model):
     """A charge a channel's journal shows that no attempt of ours accounts for yet: looked at again by every sweep
     until it is matched, found not charged, or reversed."""
 
-    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="unmatched_charges")
+    channel = models.ForeignKey(
+        Channel, on_delete=models.CASCADE, related_name="unmatched_charges", verbose_name=_("channel")
+    )
     reference = models.CharField(_("reference"), max_length=64)
     seen_at = models.DateTimeField(_("first seen"), auto_now_add=True)
     reason = models.CharField(_("why it is still open"), max_length=64, blank=True)
@@ -335,7 +382,9 @@ class Refund(models.Model):
     public_id = models.CharField(
         _("id"), max_length=40, unique=True, default=functools.partial(public_id, "re"), editable=False
     )
-    intent = models.ForeignKey(PaymentIntent, on_delete=models.PROTECT, related_name="refunds")
+    intent = models.ForeignKey(
+        PaymentIntent, on_delete=models.PROTECT, related_name="refunds", verbose_name=_("intent")
+    )
     amount = models.BigIntegerField(_("amount"))
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
     reason = models.CharField(_("reason"), max_length=100, blank=True)
@@ -372,13 +421,17 @@ class RoutingRule(models.Model):
     name = models.CharField(_("name"), max_length=100)
     priority = models.PositiveIntegerField(_("priority"), default=100, help_text=_("Lower runs first."))
     enabled = models.BooleanField(_("enabled"), default=True)
-    merchant = models.ForeignKey(Merchant, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    merchant = models.ForeignKey(
+        Merchant, null=True, blank=True, on_delete=models.CASCADE, related_name="+", verbose_name=_("merchant")
+    )
     merchant_category_code = models.CharField(_("merchant category code"), max_length=4, blank=True)
     amount_min = models.BigIntegerField(_("amount from (minor units)"), null=True, blank=True)
     amount_max = models.BigIntegerField(_("amount up to (minor units)"), null=True, blank=True)
     currency = models.CharField(_("currency"), max_length=3, blank=True)
     method = models.CharField(_("payment method"), max_length=16, choices=PaymentMethod.choices, blank=True)
-    issuer = models.ForeignKey(MemberBank, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    issuer = models.ForeignKey(
+        MemberBank, null=True, blank=True, on_delete=models.CASCADE, related_name="+", verbose_name=_("issuer")
+    )
     on_us = models.BooleanField(
         _("on-us only"), null=True, blank=True, help_text=_("Yes: acquirer must be the issuer. No: must differ.")
     )
@@ -409,8 +462,10 @@ class RoutingRule(models.Model):
 class RuleChannel(models.Model):
     """A channel a rule may use: its place in a fixed list, its weight in a split."""
 
-    rule = models.ForeignKey(RoutingRule, on_delete=models.CASCADE, related_name="rule_channels")
-    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="+")
+    rule = models.ForeignKey(
+        RoutingRule, on_delete=models.CASCADE, related_name="rule_channels", verbose_name=_("rule")
+    )
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="+", verbose_name=_("channel"))
     position = models.PositiveSmallIntegerField(_("position"), default=1)
     weight = models.PositiveIntegerField(_("weight (%)"), default=0)
 
@@ -434,6 +489,7 @@ class ChannelErrorPolicy(models.Model):
         on_delete=models.CASCADE,
         related_name="error_policies",
         help_text=_("Empty: applies to every channel."),
+        verbose_name=_("channel"),
     )
     error_code = models.CharField(_("error code"), max_length=64)
     retry = models.BooleanField(_("retry on the next channel"), default=True)
@@ -457,8 +513,12 @@ class ChannelErrorPolicy(models.Model):
 class RoutingDecision(models.Model):
     """Why a payment went where it went: the rule, every candidate with its score or the reason it was dropped."""
 
-    intent = models.ForeignKey(PaymentIntent, on_delete=models.CASCADE, related_name="routing_decisions")
-    rule = models.ForeignKey(RoutingRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    intent = models.ForeignKey(
+        PaymentIntent, on_delete=models.CASCADE, related_name="routing_decisions", verbose_name=_("intent")
+    )
+    rule = models.ForeignKey(
+        RoutingRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("rule")
+    )
     rule_name = models.CharField(_("rule"), max_length=100, blank=True)
     strategy = models.CharField(_("strategy"), max_length=16)
     candidates = models.JSONField(_("candidates"), default=list)
@@ -495,7 +555,12 @@ class FeeSchedule(models.Model):
     """
 
     merchant = models.ForeignKey(
-        Merchant, null=True, blank=True, on_delete=models.CASCADE, related_name="fee_schedules"
+        Merchant,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="fee_schedules",
+        verbose_name=_("merchant"),
     )
     method = models.CharField(_("payment method"), max_length=16, choices=PaymentMethod.choices, blank=True)
     mdr_percent = models.DecimalField(_("merchant discount rate (%)"), max_digits=7, decimal_places=4)
@@ -569,12 +634,18 @@ class FeeSplit(models.Model):
         REFUND = "refund", _("refund")
         REVERSAL = "reversal", _("reversal")
 
-    payment = models.ForeignKey(PaymentIntent, on_delete=models.PROTECT, related_name="fee_splits")
-    refund = models.ForeignKey(Refund, null=True, blank=True, on_delete=models.PROTECT, related_name="fee_splits")
-    schedule = models.ForeignKey(FeeSchedule, on_delete=models.PROTECT, related_name="+")
+    payment = models.ForeignKey(
+        PaymentIntent, on_delete=models.PROTECT, related_name="fee_splits", verbose_name=_("payment")
+    )
+    refund = models.ForeignKey(
+        Refund, null=True, blank=True, on_delete=models.PROTECT, related_name="fee_splits", verbose_name=_("refund")
+    )
+    schedule = models.ForeignKey(FeeSchedule, on_delete=models.PROTECT, related_name="+", verbose_name=_("schedule"))
     event = models.CharField(_("event"), max_length=16, choices=Event.choices)
     party = models.CharField(_("party"), max_length=16, choices=FeeParty.choices)
-    bank = models.ForeignKey(MemberBank, null=True, blank=True, on_delete=models.PROTECT, related_name="fee_splits")
+    bank = models.ForeignKey(
+        MemberBank, null=True, blank=True, on_delete=models.PROTECT, related_name="fee_splits", verbose_name=_("bank")
+    )
     amount = models.BigIntegerField(_("amount (1/100 minor unit)"))
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
@@ -717,10 +788,23 @@ class PaymentCode(models.Model):
     AUDIT_REDACT = ("code",)  # it pays: audit snapshots name it, never copy it
 
     cardholder = models.ForeignKey(  # led by (cardholder, -id): no index of its own
-        Cardholder, on_delete=models.PROTECT, related_name="payment_codes", db_index=False
+        Cardholder,
+        on_delete=models.PROTECT,
+        related_name="payment_codes",
+        db_index=False,
+        verbose_name=_("cardholder"),
     )
-    card = models.ForeignKey(Card, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    linked_account = models.ForeignKey(LinkedAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    card = models.ForeignKey(
+        Card, null=True, blank=True, on_delete=models.PROTECT, related_name="+", verbose_name=_("card")
+    )
+    linked_account = models.ForeignKey(
+        LinkedAccount,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("linked account"),
+    )
     code = models.CharField(_("code"), max_length=18, unique=True, default=_code_digits, editable=False)
     use_points = models.BooleanField(_("pay part with points"), default=False)
     created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
@@ -779,10 +863,23 @@ class Agreement(models.Model):
     )
     token_hash = models.CharField(_("token hash"), max_length=64, unique=True, editable=False)
     token_hint = models.CharField(_("token"), max_length=16, editable=False)
-    cardholder = models.ForeignKey(Cardholder, on_delete=models.PROTECT, related_name="agreements")
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="agreements")
-    card = models.ForeignKey(Card, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    linked_account = models.ForeignKey(LinkedAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    cardholder = models.ForeignKey(
+        Cardholder, on_delete=models.PROTECT, related_name="agreements", verbose_name=_("cardholder")
+    )
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.PROTECT, related_name="agreements", verbose_name=_("merchant")
+    )
+    card = models.ForeignKey(
+        Card, null=True, blank=True, on_delete=models.PROTECT, related_name="+", verbose_name=_("card")
+    )
+    linked_account = models.ForeignKey(
+        LinkedAccount,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("linked account"),
+    )
     currency = models.CharField(_("currency"), max_length=3, default="CNY")
     limit_per_payment = models.BigIntegerField(_("limit per payment (minor units)"))
     limit_per_month = models.BigIntegerField(_("limit per month (minor units)"))

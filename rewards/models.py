@@ -41,7 +41,9 @@ class Account(models.Model):
     owner_id = models.BigIntegerField(_("owner id"))
     purpose = models.CharField(_("purpose"), max_length=16, choices=Purpose.choices)
     unit = models.CharField(_("unit"), max_length=24)
-    program = models.ForeignKey(PointsProgram, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    program = models.ForeignKey(
+        PointsProgram, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("program")
+    )
     bank = models.ForeignKey(
         MemberBank,
         on_delete=models.PROTECT,
@@ -49,6 +51,7 @@ class Account(models.Model):
         blank=True,
         related_name="+",
         help_text=_("The bank this account belongs to for scoping; empty for alliance accounts."),
+        verbose_name=_("bank"),
     )
     shard = models.PositiveSmallIntegerField(_("sub-account"), default=0)
     may_go_negative = models.BooleanField(_("may go negative"), default=False)
@@ -142,10 +145,18 @@ class LedgerTransaction(models.Model):
     rate = models.DecimalField(_("exchange rate"), max_digits=20, decimal_places=10, null=True, blank=True)
     metadata = models.JSONField(_("metadata"), default=dict, blank=True)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+        verbose_name=_("actor"),
     )
     actor_label = models.CharField(_("acting"), max_length=150, default="system")
-    seal = models.ForeignKey(Seal, on_delete=models.PROTECT, null=True, blank=True, related_name="transactions")
+    seal = models.ForeignKey(
+        Seal, on_delete=models.PROTECT, null=True, blank=True, related_name="transactions", verbose_name=_("seal")
+    )
     seal_digest = models.CharField(
         _("sealed digest"),
         max_length=64,
@@ -179,8 +190,12 @@ class LedgerTransaction(models.Model):
 class Entry(models.Model):
     """Immutable. `balance_after` is the account's posted balance right after this entry (the running balance)."""
 
-    transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="entries")
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries", db_index=False)
+    transaction = models.ForeignKey(
+        LedgerTransaction, on_delete=models.PROTECT, related_name="entries", verbose_name=_("transaction")
+    )
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="entries", db_index=False, verbose_name=_("account")
+    )
     unit = models.CharField(_("unit"), max_length=24)
     amount = models.BigIntegerField(_("amount"))
     balance_after = models.BigIntegerField(_("balance after"))
@@ -199,9 +214,15 @@ class Entry(models.Model):
 class Lot(models.Model):
     """Points earned together, spent soonest-expiry first. remaining = amount + sum of its movements."""
 
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="lots", db_index=False)
-    program = models.ForeignKey(PointsProgram, on_delete=models.PROTECT, related_name="+", db_index=False)
-    earned_by = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="lots")
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="lots", db_index=False, verbose_name=_("account")
+    )
+    program = models.ForeignKey(
+        PointsProgram, on_delete=models.PROTECT, related_name="+", db_index=False, verbose_name=_("program")
+    )
+    earned_by = models.ForeignKey(
+        LedgerTransaction, on_delete=models.PROTECT, related_name="lots", verbose_name=_("earned by")
+    )
     amount = models.BigIntegerField(_("earned"))
     remaining = models.BigIntegerField(_("remaining"))
     earned_on = models.DateField(_("earned on"))
@@ -234,8 +255,10 @@ class Lot(models.Model):
 class LotMovement(models.Model):
     """Which transaction took points from (negative) or returned points to (positive) which lot."""
 
-    transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="lot_movements")
-    lot = models.ForeignKey(Lot, on_delete=models.PROTECT, related_name="movements")
+    transaction = models.ForeignKey(
+        LedgerTransaction, on_delete=models.PROTECT, related_name="lot_movements", verbose_name=_("transaction")
+    )
+    lot = models.ForeignKey(Lot, on_delete=models.PROTECT, related_name="movements", verbose_name=_("lot"))
     amount = models.BigIntegerField(_("amount"))
 
     class Meta:
@@ -257,7 +280,7 @@ class Hold(models.Model):
         VOIDED = "voided", _("voided")
         EXPIRED = "expired", _("expired")
 
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="holds")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="holds", verbose_name=_("account"))
     amount = models.BigIntegerField(_("amount"))
     posted_amount = models.BigIntegerField(_("posted amount"), default=0)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
@@ -265,7 +288,12 @@ class Hold(models.Model):
     request_hash = models.CharField(_("request hash"), max_length=64)
     expires_at = models.DateTimeField(_("expires at"))
     transaction = models.OneToOneField(
-        LedgerTransaction, on_delete=models.PROTECT, null=True, blank=True, related_name="hold"
+        LedgerTransaction,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="hold",
+        verbose_name=_("transaction"),
     )
     metadata = models.JSONField(_("metadata"), default=dict, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
@@ -299,17 +327,29 @@ class AdjustmentRequest(models.Model):
         REJECTED = "rejected", _("rejected")
 
     cardholder = models.ForeignKey(Cardholder, on_delete=models.PROTECT, related_name="+", verbose_name=_("cardholder"))
-    program = models.ForeignKey(PointsProgram, on_delete=models.PROTECT, related_name="+")
-    bank = models.ForeignKey(MemberBank, on_delete=models.PROTECT, related_name="+")
+    program = models.ForeignKey(PointsProgram, on_delete=models.PROTECT, related_name="+", verbose_name=_("program"))
+    bank = models.ForeignKey(MemberBank, on_delete=models.PROTECT, related_name="+", verbose_name=_("bank"))
     amount = models.BigIntegerField(_("points (signed)"))
     reason = models.TextField(_("reason"))
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("requested by")
+    )
     decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("decided by"),
     )
     transaction = models.OneToOneField(
-        LedgerTransaction, on_delete=models.PROTECT, null=True, blank=True, related_name="adjustment_request"
+        LedgerTransaction,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="adjustment_request",
+        verbose_name=_("transaction"),
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
