@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 from django.contrib import admin
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import Group
+from django.contrib.contenttypes.models import ContentType
 from django.test import Client
 from django.urls import reverse
 
@@ -86,6 +88,33 @@ def test_scope_is_enforced(model: Any, model_admin: Any) -> None:
     assert outside.pk not in visible
     assert operator.get(inside_url).status_code == 200
     assert operator.get(outside_url).status_code == 404
+
+    # History: the page of a row outside the scope is a 404; inside, another bank's operator's entries are not listed.
+    outsider = _bank_operator(MemberBank.objects.get(pk=next(iter(outside_banks))))
+    _log_change(outsider, inside, "outsider was here")
+    _log_change(user, inside, "insider was here")
+    history = operator.get(_history_url(model, inside))
+    assert history.status_code == 200
+    page = history.content.decode()
+    assert "insider was here" in page
+    assert "outsider was here" not in page
+    assert outsider.username not in page
+    assert operator.get(_history_url(model, outside)).status_code == 404
+
+
+def _history_url(model: Any, obj: Any) -> str:
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_history", args=[obj.pk])
+
+
+def _log_change(user: Any, obj: Any, message: str) -> None:
+    LogEntry.objects.create(
+        user=user,
+        content_type=ContentType.objects.get_for_model(obj, for_concrete_model=False),  # as the admin logs it
+        object_id=str(obj.pk),
+        object_repr="row",
+        action_flag=CHANGE,
+        change_message=message,
+    )
 
 
 @pytest.mark.django_db
