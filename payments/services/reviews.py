@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from core.audit import audit_record
+from core.audit import acting_bank, audit_record
 from core.errors import ChannelError, Conflict, NotFound, PermissionDenied, ValidationFailed
 
 from ..models import PaymentIntent, RiskDecision, RiskReviewApproval
@@ -81,7 +81,7 @@ def _first_approval_or_second(intent: PaymentIntent, actor: Any) -> bool:
             action="payment.risk_first_approval",
             obj=intent,
             after={"approved_by": actor.pk, "approved_at": approval.approved_at.isoformat()},
-            bank_id=intent.issuer_id,
+            bank_id=_review_bank(intent, actor),
         )
         return True
     if first.approved_by_id == actor.pk:
@@ -112,7 +112,7 @@ def risk_review_approve(*, payment_id: str, actor: Any) -> PaymentIntent:
         action="payment.risk_approved",
         obj=intent,
         after={"first_approved_by": first} if needs_two else None,
-        bank_id=intent.issuer_id,
+        bank_id=_review_bank(intent, actor),
     )
     return _load_under_review(payment_id)
 
@@ -126,7 +126,9 @@ def risk_review_reject(*, payment_id: str, actor: Any, reason: str = "risk_rejec
     except (Conflict, ChannelError):
         _restore_review(intent)
         raise
-    audit_record(actor=actor, action="payment.risk_rejected", obj=intent, reason=reason, bank_id=intent.issuer_id)
+    audit_record(
+        actor=actor, action="payment.risk_rejected", obj=intent, reason=reason, bank_id=_review_bank(intent, actor)
+    )
     return _load_under_review(payment_id)
 
 
@@ -150,3 +152,11 @@ def risk_reviews_expire() -> int:
         audit_record(actor=None, action="payment.risk_review_expired", obj=intent)
         expired += 1
     return expired
+
+
+def _review_bank(intent: PaymentIntent, actor: Any) -> int | None:
+    """The bank a review decision is filed under in the audit log: that of the operator who decided, among the
+    payment's banks (issuer, acquirer, sponsor), so their own bank's auditors see it; the issuer's when an alliance
+    operator decided."""
+    banks = {bank for bank in (intent.issuer_id, intent.acquirer_id, intent.merchant.sponsor_bank_id) if bank}
+    return acting_bank(actor, banks) or intent.issuer_id

@@ -19,6 +19,7 @@ from merchants import services
 from merchants.models import ApiKey, KeyDelivery, MerchantApplication
 from tests.api.conftest import Api, key_links
 from tests.factories import BankOperatorFactory, MerchantFactory, StaffFactory, make_application
+from tests.i18n import shown
 
 pytestmark = pytest.mark.django_db
 
@@ -73,9 +74,14 @@ def test_rotation_in_the_admin_sends_a_link_to_the_contact_and_shows_no_key(
     raw_key = decrypt(delivery.key_encrypted)
     assert raw_key.startswith(new.prefix)
     assert raw_key not in delivery.key_encrypted
-    shown = [str(message) for message in response.context["messages"]]
-    assert shown == [
-        f"New key {new.prefix}… replaces {old.prefix}…; a one-time link to collect it was sent to k****@shop.example."
+    shown_messages = [str(message) for message in response.context["messages"]]
+    assert shown_messages == [
+        shown(
+            "New key %(new)s replaces %(old)s…; a one-time link to collect it was sent to %(to)s.",
+            new=new.prefix + "…",
+            old=old.prefix,
+            to="k****@shop.example",
+        )
     ]
     assert raw_key not in response.content.decode()
     assert not [row for row in AuditLog.objects.all() if raw_key in f"{row.before}{row.after}{row.reason}"]
@@ -84,7 +90,7 @@ def test_rotation_in_the_admin_sends_a_link_to_the_contact_and_shows_no_key(
     page = merchant_browser.get(link)  # opening the page (or a link preview) uses nothing up
     assert page.status_code == 200
     assert raw_key not in page.content.decode()
-    assert "Reveal the key" in page.content.decode()
+    assert shown("Reveal the key") in page.content.decode()
     assert merchant_browser.get(link).status_code == 200
     revealed = merchant_browser.post(link)
     assert revealed.status_code == 200
@@ -98,7 +104,10 @@ def test_rotation_in_the_admin_sends_a_link_to_the_contact_and_shows_no_key(
     again = merchant_browser.post(link)
     assert again.status_code == 410
     assert raw_key not in again.content.decode()
-    assert "used already" in again.content.decode()
+    assert (
+        shown("This link was used already: a key is shown only once. Ask your sponsor bank for a new key.")
+        in again.content.decode()
+    )
     assert merchant_browser.get(link).status_code == 410
 
 
@@ -117,10 +126,10 @@ def test_an_expired_link_is_refused_and_its_key_wiped(approved: Any, django_capt
     merchant_browser = Client()
     page = merchant_browser.get(link)
     assert page.status_code == 410
-    assert "expired" in page.content.decode()
+    assert shown("This link has expired. Ask your sponsor bank for a new key.") in page.content.decode()
     refused = merchant_browser.post(link)
     assert refused.status_code == 410
-    assert "expired" in refused.content.decode()
+    assert shown("This link has expired. Ask your sponsor bank for a new key.") in refused.content.decode()
     delivery.refresh_from_db()
     assert (delivery.key_encrypted, delivery.collected_at) == ("", None)
 

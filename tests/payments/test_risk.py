@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.text import capfirst
 
 from core.errors import Conflict, PermissionDenied
 from core.models import AuditLog
@@ -29,6 +30,7 @@ from tests.factories import (
     StaffFactory,
     make_risk_rule,
 )
+from tests.i18n import shown
 
 pytestmark = pytest.mark.django_db
 
@@ -356,15 +358,18 @@ def test_the_admin_queue_shows_the_first_approval_and_needs_a_second_operator(
     first, second = AllianceOperatorFactory(), AllianceOperatorFactory()
     url = reverse("admin:payments_riskreview_changelist")
     first_client = _login(first)
-    assert "needs two" in first_client.get(url).content.decode()
+    assert shown("needs two") in first_client.get(url).content.decode()
     response = first_client.post(url, {"action": "approve", "_selected_action": [held.pk]}, follow=True)
-    assert "first approval recorded" in response.content.decode()
+    recorded = shown(
+        "%(payment)s: first approval recorded; a second, different operator must approve it.", payment=held.public_id
+    )
+    assert capfirst(recorded) in response.content.decode()  # the admin capitalises its messages
     second_client = _login(second)
     assert first.username in second_client.get(url).content.decode()  # the queue shows who gave the first approval
     held.refresh_from_db()
     assert (held.status, held.risk_review) == (Status.REQUIRES_CAPTURE, True)
     response = first_client.post(url, {"action": "approve", "_selected_action": [held.pk]}, follow=True)
-    assert "a different operator must give the second" in response.content.decode()
+    assert shown("You gave the first approval: a different operator must give the second.") in response.content.decode()
     held.refresh_from_db()
     assert held.risk_review is True
     second_client.post(url, {"action": "approve", "_selected_action": [held.pk]})

@@ -15,6 +15,7 @@ from core.models import AuditLog
 from rewards import services as s
 from rewards.models import AdjustmentRequest, LedgerTransaction
 from tests.factories import CardholderFactory, MemberBankFactory, PointsProgramFactory, StaffFactory, card_at
+from tests.i18n import shown
 from tests.rewards.test_ledger_reads_admin import operator_of
 
 pytestmark = pytest.mark.django_db
@@ -90,7 +91,9 @@ def test_the_admin_form_shows_the_refusal_and_writes_nothing() -> None:
     with override_settings(POINTS_ADJUSTMENT_MAX=10):
         response = client.post(url, {"cardholder": holder.pk, "program": program.pk, "amount": 40, "reason": "x"})
     assert response.status_code == 200
-    assert response.context["adminform"].form.errors["amount"] == ["An adjustment is at most 10 points either way."]
+    assert response.context["adminform"].form.errors["amount"] == [
+        shown("An adjustment is at most %(limit)d points either way.", limit=10)
+    ]
     _nothing_written()
 
 
