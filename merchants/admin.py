@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -12,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin
 from core.errors import MengkaError
 from core.personal import email_hash, phone_digits, phone_hash
+from core.scoping import operator_scope
 
 from . import services
 from .models import (
@@ -121,7 +123,30 @@ class EventAdmin(ScopedAdmin):
     list_display = ("public_id", "type", "merchant", "livemode", "created_at")
     list_filter = ("type", "livemode")
     search_fields = ("public_id", "merchant__code")
-    readonly_fields = ("public_id", "merchant", "type", "payload", "livemode", "created_at")
+    readonly_fields = ("public_id", "merchant", "type", "payload_for_banks", "livemode", "created_at")
+    exclude = ("payload",)
+
+    # What the sponsor bank's people do not see of a payment event: the points the cardholder's bank paid, and the
+    # merchant's own notes. Alliance operators see the payload as it was sent.
+    HIDDEN_FROM_BANKS = frozenset({"points_earned", "points_reversed", "points_used", "metadata"})
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Event | None = None) -> Any:
+        fields = super().get_readonly_fields(request, obj)
+        if operator_scope(request.user).everything:
+            return ["payload_as_sent" if name == "payload_for_banks" else name for name in fields]
+        return fields
+
+    def get_fields(self, request: HttpRequest, obj: Event | None = None) -> Any:
+        return self.get_readonly_fields(request, obj)
+
+    @admin.display(description=_("payload"))
+    def payload_as_sent(self, obj: Event) -> str:
+        return json.dumps(obj.payload, ensure_ascii=False, indent=2, sort_keys=True)
+
+    @admin.display(description=_("payload"))
+    def payload_for_banks(self, obj: Event) -> str:
+        shown = {key: value for key, value in obj.payload.items() if key not in self.HIDDEN_FROM_BANKS}
+        return json.dumps(shown, ensure_ascii=False, indent=2, sort_keys=True)
 
 
 @admin.register(WebhookDelivery)

@@ -342,3 +342,23 @@ def test_an_alliance_operators_change_to_a_two_bank_cardholder_stays_without_a_b
     )
     # A cardholder acting on their own record is no operator: no bank guessed for them.
     assert audit_record(actor=holder.user, action="test.touch", obj=holder, object_banks=banks).bank_id is None
+
+
+def test_a_payment_event_shows_the_sponsor_bank_no_points_or_merchant_notes() -> None:
+    from merchants.models import Event
+    from tests.factories import FACTORIES
+
+    event = FACTORIES["merchants.event"]()
+    payload = {"id": "pay_x", "amount": 128800, "points_earned": 7345, "metadata": {"note": "VIP-42"}}
+    Event.objects.filter(pk=event.pk).update(payload=payload)
+    url = reverse("admin:merchants_event_change", args=[event.pk])
+    sponsor = StaffFactory()
+    sponsor.groups.add(Group.objects.get(name=BANK_OPERATORS))
+    BankOperator.objects.create(user=sponsor, bank=event.merchant.sponsor_bank, role=BankOperator.Role.OPERATOR)
+    page = _login(sponsor).get(url).content.decode()
+    assert "128800" in page
+    assert "7345" not in page
+    assert "VIP-42" not in page
+    everything = _login(AllianceOperatorFactory()).get(url).content.decode()
+    assert "7345" in everything
+    assert "VIP-42" in everything
