@@ -1,5 +1,6 @@
 """A minimal merchant integration: a till takes the payment code a cardholder shows, pays, captures, refunds, lists;
-and a webhook's signature verified. Needs only httpx.
+asks a cardholder for an agreement (协议支付) through the page Mengka hosts; and a webhook's signature verified. Needs
+only httpx.
 
 Against `make run` (which prints the demo merchants' test keys and the demo cardholder's sign-in):
 
@@ -75,6 +76,25 @@ class Mengka:
             },
         )
 
+    def pay_by_agreement(self, amount: int, agreement: dict[str, Any], token: str) -> Any:
+        """Pays by an agreement's token: type `agreement` for a card's, `balance` for a linked balance's."""
+        method = "balance" if agreement["funding"]["type"] == "balance" else "agreement"
+        return self._pay(amount, {"type": method, "token": token}, "automatic", "")
+
+    def request_agreement(self, per_payment: int, per_month: int, purpose: str, return_url: str) -> Any:
+        """Asks for an agreement: send the cardholder to the answer's `url`; they come back to `return_url` with
+        `agreement_request` and `status` in the query."""
+        body = {"limits": {"per_payment": per_payment, "per_month": per_month}, "purpose": purpose}
+        return self._call("POST", "/agreement-requests", {**body, "return_url": return_url})
+
+    def agreement_request(self, request_id: str) -> Any:
+        return self._call("GET", f"/agreement-requests/{request_id}")
+
+    def agreement(self, agreement_id: str) -> Any:
+        """The agreement; its `token` only on the first read after the grant (keep it then: it is never shown
+        again)."""
+        return self._call("GET", f"/agreements/{agreement_id}")
+
     def capture(self, payment_id: str, amount: int | None = None) -> Any:
         return self._call("POST", f"/payments/{payment_id}/capture", {} if amount is None else {"amount": amount})
 
@@ -123,6 +143,31 @@ def code_on_the_phone(site: str, username: str, password: str, *, transport: htt
         return digits.group(1).replace(" ", "")
 
 
+def grant_on_the_phone(url: str, username: str, password: str, *, transport: httpx.BaseTransport | None = None) -> str:
+    """The cardholder's part of an agreement request, as a person does it in the browser: open the request's page,
+    sign in, pick a card and grant. Returns where the page sent them back (the merchant's return URL)."""
+    with httpx.Client(transport=transport, follow_redirects=False, timeout=30) as phone:
+        site = str(httpx.URL(url).copy_with(path="/", query=None))
+        phone.get(f"{site}accounts/login/")
+        signed_in = phone.post(
+            f"{site}accounts/login/",
+            data={"username": username, "password": password, "csrfmiddlewaretoken": phone.cookies["csrftoken"]},
+        )
+        if signed_in.status_code != 302:
+            raise RuntimeError(f"{username} could not sign in to the portal")
+        page = phone.get(url).text
+        source = re.search(r'<option value="(card:\d+)"', page) or re.search(r'<option value="([a-z]+:\d+)"', page)
+        if source is None:
+            raise RuntimeError(f"{username} has no active card or balance to grant")
+        granted = phone.post(
+            url,
+            data={"source": source.group(1), "decision": "grant", "csrfmiddlewaretoken": phone.cookies["csrftoken"]},
+        )
+        if granted.status_code != 302:
+            raise RuntimeError(f"the grant page answered {granted.status_code}")
+        return granted.headers["Location"]
+
+
 def _in_progress(response: httpx.Response) -> bool:
     return bool(response.json().get("error", {}).get("code") == "idempotency_in_progress")
 
@@ -161,6 +206,14 @@ def main() -> None:
     except MengkaError as exc:
         print("error", exc)
     print("succeeded payments:", sum(1 for _ in client.payments(status="succeeded")))
+
+    # An agreement: the cardholder grants it on Mengka's page, then the merchant collects the token once.
+    asked = client.request_agreement(20000, 100000, "Example subscription", "https://shop.example/agreements/done")
+    assert client.agreement_request(asked["id"])["status"] == "pending"
+    print("agreement request", asked["id"], asked["status"])
+    print("  open", asked["url"], "as the cardholder and grant it; you come back to the return URL with")
+    print("  ?agreement_request=…&status=granted. Then GET /agreement-requests/{id} names the agreement, and the first")
+    print("  GET /agreements/{agreement} returns its token (or listen for agreement.granted).")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from core.scoping import OperatorScope, operator_scope
 from . import fees, services
 from .models import (
     Agreement,
+    AgreementRequest,
     Channel,
     ChannelErrorPolicy,
     FeeSchedule,
@@ -576,3 +577,25 @@ class AgreementAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     list_filter = ("currency",)
     search_fields = ("public_id", "merchant__code")
     exclude = ("token_hash",)  # the token itself is never stored: its keyed hash, and the hint shown here
+
+
+@admin.register(AgreementRequest)
+class AgreementRequestAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    # The requesting merchant's sponsor bank, and once granted the bank of the card or account it was granted with.
+    scope_field = ("merchant__sponsor_bank", "agreement__card__bank", "agreement__linked_account__bank")
+    list_display = (
+        "public_id",
+        "merchant",
+        "livemode",
+        "status",
+        "limit_per_payment",
+        "limit_per_month",
+        "purpose",
+        "agreement",
+        "created_at",
+        "expires_at",
+        "decided_at",
+    )
+    list_filter = ("status", "livemode", "currency")
+    search_fields = ("public_id", "merchant__code")
+    exclude = ("token_encrypted",)  # the token, until its merchant collects it: never shown to operators

@@ -13,5 +13,12 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("payments/<str:payment_id>/cancel", apis.PaymentCancelApi.as_view(), name="api-payment-cancel"),
     path("refunds", apis.RefundListCreateApi.as_view(), name="api-refunds"),
     path("refunds/<str:refund_id>", apis.RefundDetailApi.as_view(), name="api-refund"),
+    path("agreement-requests", apis.AgreementRequestCreateApi.as_view(), name="api-agreement-requests"),
+    path(
+        "agreement-requests/<str:request_id>",
+        apis.AgreementRequestDetailApi.as_view(),
+        name="api-agreement-request",
+    ),
+    path("agreements/<str:agreement_id>", apis.AgreementDetailApi.as_view(), name="api-agreement"),
     path("reports/summary", apis.ReportSummaryApi.as_view(), name="api-report-summary"),
 ]

@@ -1,4 +1,4 @@
-"""Merchant API: payments, refunds, quotes and the summary report. One thin view per operation.
+"""Merchant API: payments, refunds, quotes, agreements and the summary report. One thin view per operation.
 
 Views parse and validate input, call one service (each takes the request's idempotency key) and render the object;
 the services write the webhook events of every state change themselves. Amounts are integers in minor units with an
@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -31,9 +32,9 @@ from core.text import ascii_digits
 from merchants.api_base import LIVEMODE_HELP, MerchantAPIView
 from merchants.models import Merchant, Mode
 
-from . import api_support, services
-from .events import payment_out, refund_out
-from .models import PaymentIntent, PaymentMethod, Refund
+from . import api_support, methods, services
+from .events import agreement_out, agreement_request_out, payment_out, refund_out
+from .models import AgreementRequest, PaymentIntent, PaymentMethod, Refund
 
 # --- payment methods ------------------------------------------------------------------------------------------------
 # A merchant never sends card numbers. Each method type names how the cardholder authorised the merchant:
@@ -456,6 +457,145 @@ class RefundDetailApi(MerchantAPIView):
         return Response(
             refund_out(api_support.refund_get(merchant=self.merchant, livemode=self.livemode, refund_id=refund_id))
         )
+
+
+# --- agreements -----------------------------------------------------------------------------------------------------
+# A merchant asks for an agreement (an agreement request), sends the cardholder to the request's `url` (a page Mengka
+# hosts), gets them back at `return_url`, and collects the token once from the agreement.
+
+
+class LimitsIn(StrictSerializer):
+    per_payment = minor_amount(help_text="The most one payment may take, minor units.")
+    per_month = minor_amount(help_text="The most all payments of a calendar month may take; at least per_payment.")
+
+
+class AgreementRequestCreateIn(StrictSerializer):
+    currency = currency_field(required=False, default="CNY")
+    limits = LimitsIn()
+    purpose = StrictCharField(max_length=200, help_text="Shown to the cardholder: what the agreement is for.")
+    return_url = StrictCharField(
+        max_length=2000, help_text="An http(s) URL the cardholder is sent back to, with agreement_request and status."
+    )
+
+
+class LimitsOut(serializers.Serializer):
+    per_payment = serializers.IntegerField()
+    per_month = serializers.IntegerField()
+
+
+class AgreementRequestOut(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField(default="agreement_request")
+    status = serializers.ChoiceField(choices=AgreementRequest.Status.choices)
+    currency = serializers.CharField()
+    limits = LimitsOut()
+    purpose = serializers.CharField()
+    return_url = serializers.CharField()
+    url = serializers.CharField(help_text="The hosted page to send the cardholder to.")
+    expires = serializers.IntegerField(help_text="Until when the cardholder may answer (unix seconds).")
+    agreement = serializers.CharField(allow_null=True, help_text="The agreement's id (agr_…) once granted.")
+    livemode = serializers.BooleanField(help_text=LIVEMODE_HELP)
+    created = serializers.IntegerField()
+
+
+class FundingOut(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["card", "balance"])
+    bank = serializers.CharField()
+    last4 = serializers.CharField()
+
+
+class AgreementOut(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField(default="agreement")
+    status = serializers.ChoiceField(choices=["active", "revoked"])
+    currency = serializers.CharField()
+    limits = LimitsOut()
+    funding = FundingOut()
+    token = serializers.CharField(
+        allow_null=True,
+        help_text="agt_…: only in the first read after the grant; null afterwards. Pay with it as payment_method "
+        "type agreement (card) or balance (balance).",
+    )
+    token_hint = serializers.CharField()
+    created = serializers.IntegerField()
+    revoked = serializers.IntegerField(allow_null=True)
+
+
+AGREEMENT_REQUEST_ID = OpenApiParameter(
+    "request_id", str, OpenApiParameter.PATH, description="The agreement request's id (agrq_…)."
+)
+AGREEMENT_ID = OpenApiParameter("agreement_id", str, OpenApiParameter.PATH, description="The agreement's id (agr_…).")
+
+
+def _request_out(view: MerchantAPIView, request: AgreementRequest) -> dict[str, Any]:
+    url = view.request.build_absolute_uri(reverse("payments:agreement_grant", args=[request.public_id]))
+    return agreement_request_out(request, url=url)
+
+
+class AgreementRequestCreateApi(MerchantAPIView):
+    @extend_schema(
+        operation_id="agreement_requests_create",
+        request=AgreementRequestCreateIn,
+        responses={201: AgreementRequestOut},
+        tags=["agreements"],
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        examples=[
+            OpenApiExample(
+                "Ask for up to ¥200.00 a payment, ¥1,000.00 a month",
+                value={
+                    "limits": {"per_payment": 20000, "per_month": 100000},
+                    "purpose": "Monthly coffee subscription",
+                    "return_url": "https://shop.example/agreements/done",
+                },
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        data = self.body(AgreementRequestCreateIn)
+        merchant, livemode, actor = self.merchant, self.livemode, self.actor
+
+        def run(key: str) -> tuple[int, dict[str, Any]]:
+            # The response holds no secret (the token leaves only from GET /agreements/{id}): it may be stored.
+            created = methods.agreement_request_create(
+                merchant=merchant,
+                livemode=livemode,
+                currency=data["currency"],
+                limit_per_payment=data["limits"]["per_payment"],
+                limit_per_month=data["limits"]["per_month"],
+                purpose=data["purpose"],
+                return_url=data["return_url"],
+                actor=actor,
+            )
+            return 201, _request_out(self, created)
+
+        return self.idempotent("agreement_request.create", run)
+
+
+class AgreementRequestDetailApi(MerchantAPIView):
+    @extend_schema(
+        operation_id="agreement_requests_retrieve",
+        parameters=[AGREEMENT_REQUEST_ID],
+        responses={200: AgreementRequestOut},
+        tags=["agreements"],
+    )
+    def get(self, request: Request, request_id: str) -> Response:
+        found = methods.agreement_request_get(merchant=self.merchant, livemode=self.livemode, request_id=request_id)
+        return Response(_request_out(self, found))
+
+
+class AgreementDetailApi(MerchantAPIView):
+    @extend_schema(
+        operation_id="agreements_retrieve",
+        parameters=[AGREEMENT_ID],
+        responses={200: AgreementOut},
+        tags=["agreements"],
+    )
+    def get(self, request: Request, agreement_id: str) -> Response:
+        agreement, token = methods.agreement_collect(
+            merchant=self.merchant, livemode=self.livemode, agreement_id=agreement_id, actor=self.actor
+        )
+        return Response(agreement_out(agreement, token=token))
 
 
 # --- reports --------------------------------------------------------------------------------------------------------

@@ -30,8 +30,17 @@ from merchants.services import merchant_create
 from . import services
 from .connectors import get_connector
 from .fees import fee_schedule_create
-from .methods import agreement_grant, payment_code_generate
-from .models import Channel, ChannelErrorPolicy, FeeSchedule, PaymentIntent, RiskBlock, RiskRule, RoutingRule
+from .methods import agreement_grant, agreement_request_create, agreement_request_grant, payment_code_generate
+from .models import (
+    AgreementRequest,
+    Channel,
+    ChannelErrorPolicy,
+    FeeSchedule,
+    PaymentIntent,
+    RiskBlock,
+    RiskRule,
+    RoutingRule,
+)
 from .points import points_affordable, program_of_bank
 
 # (code, name, kind, acquirer bank code, simulator channel id, methods, currencies, fee percent)
@@ -116,6 +125,7 @@ def seed_payments(ctx: Any) -> None:
     _rules(channels, merchants)
     _fees(merchants)
     _risk()
+    _agreement_requests(ctx, merchants)
     steps = _history(ctx, merchants) + _cases(ctx, merchants) + _methods(merchants)
     if not steps:
         return
@@ -420,6 +430,43 @@ def _methods(merchants: list[Merchant]) -> list[Step]:
     steps += [partial(_agreement_payment, i, card, shop) for i, card in enumerate(cards[: METHODS["agreements"]])]
     steps += [partial(_wallet_payment, i, account, others) for i, account in enumerate(wallets)]
     return steps
+
+
+def _agreement_requests(ctx: Any, merchants: list[Merchant]) -> None:
+    """The online shop's agreement requests to the demo cardholder: one granted (its token not yet collected), one
+    pending whose page the cardholder can open from the admin or the printed URL."""
+    shop = merchants[-1]
+    if AgreementRequest.objects.filter(merchant=shop).exists():
+        return
+    card = (
+        Card.objects.filter(cardholder__user__username=ctx.demo_cardholder, status="active").order_by("pk").first()
+        if ctx.demo_cardholder
+        else None
+    )
+    if card is None:
+        return
+    back = "http://127.0.0.1:8000/demo-shop/agreements/done"
+    granted = agreement_request_create(
+        merchant=shop,
+        livemode=False,
+        currency="CNY",
+        limit_per_payment=30_000,
+        limit_per_month=150_000,
+        purpose="Weekly grocery box",
+        return_url=back,
+    )
+    agreement_request_grant(cardholder=card.cardholder, request_id=granted.public_id, card=card)
+    pending = agreement_request_create(
+        merchant=shop,
+        livemode=False,
+        currency="CNY",
+        limit_per_payment=10_000,
+        limit_per_month=50_000,
+        purpose="Coffee subscription",
+        return_url=back,
+    )
+    # A week instead of an hour, so that the demo still shows it pending tomorrow.
+    AgreementRequest.objects.filter(pk=pending.pk).update(expires_at=timezone.now() + dt.timedelta(days=7))
 
 
 def _code_payment(index: int, card: Card, merchants: list[Merchant]) -> None:

@@ -1,5 +1,5 @@
-"""Events about payments and refunds for the merchant's webhooks: the payments services write them (the outbox,
-`merchants.services.events_emit`) in the transaction of the state change they describe."""
+"""Events about payments, refunds and agreements for the merchant's webhooks: the payments services write them (the
+outbox, `merchants.services.events_emit`) in the transaction of the state change they describe."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from merchants.services import event_emit, events_emit
 
-from .models import PaymentIntent, Refund
+from .models import Agreement, AgreementRequest, PaymentIntent, Refund
 
 
 def unix(moment: datetime | None) -> int | None:
@@ -98,4 +98,60 @@ def refund_status_changed(refund: Refund) -> None:
         type=REFUND_STATUS_EVENTS[Refund.Status(refund.status)],
         payload=refund_out(refund),
         livemode=intent.livemode,
+    )
+
+
+# --- agreements -------------------------------------------------------------------------------------------------------
+
+
+def agreement_out(agreement: Agreement, *, token: str | None = None) -> dict[str, Any]:
+    """An agreement as its merchant sees it: the token only when the caller hands it (its one collection)."""
+    card, account = agreement.card, agreement.linked_account
+    if card is not None:
+        funding = {"type": "card", "bank": card.bank.code, "last4": card.last4}
+    else:
+        assert account is not None  # one funding source (a check constraint)
+        funding = {"type": "balance", "bank": account.bank.code, "last4": account.masked_number[-4:]}
+    return {
+        "id": agreement.public_id,
+        "object": "agreement",
+        "status": "revoked" if agreement.revoked_at else "active",
+        "currency": agreement.currency,
+        "limits": {"per_payment": agreement.limit_per_payment, "per_month": agreement.limit_per_month},
+        "funding": funding,
+        "token": token,
+        "token_hint": agreement.token_hint,
+        "created": unix(agreement.created_at),
+        "revoked": unix(agreement.revoked_at),
+    }
+
+
+def agreement_request_out(request: AgreementRequest, *, url: str) -> dict[str, Any]:
+    """An agreement request as its merchant sees it; `url` is the hosted page the cardholder is sent to."""
+    return {
+        "id": request.public_id,
+        "object": "agreement_request",
+        "status": request.current_status,
+        "currency": request.currency,
+        "limits": {"per_payment": request.limit_per_payment, "per_month": request.limit_per_month},
+        "purpose": request.purpose,
+        "return_url": request.return_url,
+        "url": url,
+        "expires": unix(request.expires_at),
+        "agreement": request.agreement.public_id if request.agreement else None,
+        "livemode": request.livemode,
+        "created": unix(request.created_at),
+    }
+
+
+def agreement_granted(agreement: Agreement, *, livemode: bool) -> None:
+    """`agreement.granted`, without the token (the merchant collects it once from the API)."""
+    event_emit(
+        merchant=agreement.merchant, type="agreement.granted", payload=agreement_out(agreement), livemode=livemode
+    )
+
+
+def agreement_revoked(agreement: Agreement, *, livemode: bool) -> None:
+    event_emit(
+        merchant=agreement.merchant, type="agreement.revoked", payload=agreement_out(agreement), livemode=livemode
     )

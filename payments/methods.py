@@ -1,5 +1,9 @@
 """Payment methods beyond a card on file: payment codes (付款码), agreements (协议支付) and balances.
 
+An agreement is granted by its cardholder, either on the portal's agreements page (the token is shown to them once)
+or on the hosted page of a merchant's agreement request (the token is kept encrypted on the request until the
+merchant collects it, once, over the API).
+
 Each resolves, for `payment_create`, to the cardholder and one funding source: a card or a linked account. A card
 funds through an acquirer; a linked account through the channel that keeps it (bank debit, wallet, prepaid, digital
 RMB), where authorising holds the amount, capturing takes the hold and cancelling releases it.
@@ -11,20 +15,25 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
 from core.audit import audit_record
 from core.calendar import local_now
+from core.crypto import decrypt, encrypt
 from core.errors import Conflict, MengkaError, NotFound, ValidationFailed
 from core.money import validate_minor_amount
 from core.text import ascii_digits
 from members.models import BindingStatus, Card, Cardholder, LinkedAccount
 from merchants.models import Merchant
 
+from . import events
 from .models import (
     Agreement,
+    AgreementRequest,
     Channel,
     PaymentCode,
     PaymentIntent,
@@ -183,14 +192,8 @@ def agreement_grant(
     """A standing agreement and its token `agt_…`, which the merchant pays with. Only the token's keyed hash and a
     hint are kept: the caller shows the token once."""
     _require_source(cardholder, card, linked_account)
-    validate_minor_amount(limit_per_payment, currency, param="limit_per_payment")
-    validate_minor_amount(limit_per_month, currency, param="limit_per_month")
-    if limit_per_month < limit_per_payment:
-        raise ValidationFailed(
-            "The monthly limit cannot be below the limit per payment.", code="invalid_limits", param="limit_per_month"
-        )
-    if merchant.status != Merchant.Status.ACTIVE:
-        raise ValidationFailed("This merchant cannot take payments.", code="merchant_inactive", param="merchant")
+    _validate_limits(limit_per_payment, limit_per_month, currency)
+    _require_active(merchant)
     token = agreement_token_new()
     agreement = Agreement.objects.create(
         token_hash=agreement_token_hash(token),
@@ -212,15 +215,45 @@ def agreement_grant(
     return GrantedAgreement(agreement=agreement, token=token)
 
 
+def _validate_limits(
+    limit_per_payment: int,
+    limit_per_month: int,
+    currency: str,
+    params: tuple[str, str] = ("limit_per_payment", "limit_per_month"),
+) -> None:
+    validate_minor_amount(limit_per_payment, currency, param=params[0])
+    validate_minor_amount(limit_per_month, currency, param=params[1])
+    if limit_per_month < limit_per_payment:
+        raise ValidationFailed(
+            "The monthly limit cannot be below the limit per payment.", code="invalid_limits", param=params[1]
+        )
+
+
+def _require_active(merchant: Merchant) -> None:
+    if merchant.status != Merchant.Status.ACTIVE:
+        raise ValidationFailed("This merchant cannot take payments.", code="merchant_inactive", param="merchant")
+
+
 @transaction.atomic
 def agreement_revoke(*, cardholder: Cardholder, agreement_id: str, actor: Any = None) -> Agreement:
-    agreement = Agreement.objects.select_for_update().filter(public_id=agreement_id, cardholder=cardholder).first()
+    """Ends an agreement: its token is refused from now on, a token not yet collected is wiped, and the merchant hears
+    `agreement.revoked` (in the mode of the request it was granted on; live without one). Revoking twice is a no-op."""
+    agreement = (
+        Agreement.objects.select_for_update(of=("self",))
+        .select_related("merchant", "card__bank", "linked_account__bank")
+        .filter(public_id=agreement_id, cardholder=cardholder)
+        .first()
+    )
     if agreement is None:
         raise NotFound("No such agreement.", param="agreement")
     if agreement.revoked_at is None:
         agreement.revoked_at = timezone.now()
         agreement.save(update_fields=["revoked_at"])
         audit_record(actor=actor, action="agreement.revoke", obj=agreement)
+        request = AgreementRequest.objects.filter(agreement=agreement).first()
+        if request is not None and request.token_encrypted:
+            AgreementRequest.objects.filter(pk=request.pk).update(token_encrypted="")
+        events.agreement_revoked(agreement, livemode=request.livemode if request is not None else True)
     return agreement
 
 
@@ -265,3 +298,187 @@ def agreement_take(token: str, *, merchant: Merchant, amount: int, currency: str
     return Funding(
         agreement.cardholder, agreement.card, agreement.linked_account, PaymentMethod.AGREEMENT, agreement=agreement
     )
+
+
+# --- agreement requests (the hosted grant flow) -----------------------------------------------------------------------
+
+_http_url = URLValidator(schemes=["http", "https"])
+
+
+def validate_return_url(url: str) -> str:
+    """Where the cardholder is sent back: an absolute http(s) URL, nothing else (no javascript:, data: or relative)."""
+    try:
+        _http_url(url)
+    except ValidationError:
+        raise ValidationFailed(
+            "return_url must be an absolute http or https URL.", code="invalid_return_url", param="return_url"
+        ) from None
+    return url
+
+
+@transaction.atomic
+def agreement_request_create(
+    *,
+    merchant: Merchant,
+    livemode: bool,
+    currency: str,
+    limit_per_payment: int,
+    limit_per_month: int,
+    purpose: str,
+    return_url: str,
+    actor: Any = None,
+) -> AgreementRequest:
+    """A pending request for an agreement within these limits, for the cardholder to answer on the hosted page
+    within an hour."""
+    _validate_limits(limit_per_payment, limit_per_month, currency, ("limits.per_payment", "limits.per_month"))
+    purpose = purpose.strip()
+    if not purpose or len(purpose) > 200:
+        raise ValidationFailed("purpose is 1 to 200 characters.", code="invalid_purpose", param="purpose")
+    validate_return_url(return_url)
+    _require_active(merchant)
+    request = AgreementRequest.objects.create(
+        merchant=merchant,
+        livemode=livemode,
+        currency=currency,
+        limit_per_payment=limit_per_payment,
+        limit_per_month=limit_per_month,
+        purpose=purpose,
+        return_url=return_url,
+    )
+    audit_record(actor=actor, action="agreement_request.create", obj=request)
+    return request
+
+
+def agreement_request_get(*, merchant: Merchant, livemode: bool, request_id: str) -> AgreementRequest:
+    """A merchant's request, of the key's mode; any other is unknown."""
+    request = (
+        AgreementRequest.objects.select_related("agreement")
+        .filter(public_id=request_id, merchant=merchant, livemode=livemode)
+        .first()
+    )
+    if request is None:
+        raise NotFound("No such agreement request.", param="id")
+    request.merchant = merchant
+    return request
+
+
+def agreement_request_for_page(*, request_id: str) -> AgreementRequest:
+    """The request the hosted page shows (any signed-in cardholder may answer a request sent to them)."""
+    request = AgreementRequest.objects.select_related("merchant").filter(public_id=request_id).first()
+    if request is None:
+        raise NotFound("No such agreement request.", code="agreement_request_invalid", param="agreement_request")
+    return request
+
+
+def _request_refused(request: AgreementRequest) -> MengkaError:
+    if request.current_status == AgreementRequest.Status.EXPIRED:
+        return ValidationFailed(
+            "This agreement request has expired: ask the merchant for a new one.",
+            code="agreement_request_expired",
+            param="agreement_request",
+        )
+    return Conflict("This agreement request has already been answered.", code="agreement_request_decided")
+
+
+def _answer(request_id: str, decide: Any) -> AgreementRequest:
+    """Locks the request and, while it is pending and unexpired, lets `decide` answer it in the same transaction. An
+    expired one is written expired (and stays so) before the refusal is raised."""
+    with transaction.atomic():
+        request = (
+            AgreementRequest.objects.select_for_update(of=("self",))
+            .select_related("merchant")
+            .filter(public_id=request_id)
+            .first()
+        )
+        if request is None:
+            raise NotFound("No such agreement request.", code="agreement_request_invalid", param="agreement_request")
+        expired = request.status == AgreementRequest.Status.PENDING and request.current_status != request.status
+        if expired:
+            request.status = AgreementRequest.Status.EXPIRED
+            request.save(update_fields=["status"])
+        elif request.status == AgreementRequest.Status.PENDING:
+            decide(request)
+            return request
+    raise _request_refused(request)
+
+
+def agreement_request_grant(
+    *,
+    cardholder: Cardholder,
+    request_id: str,
+    card: Card | None = None,
+    linked_account: LinkedAccount | None = None,
+    actor: Any = None,
+) -> AgreementRequest:
+    """The cardholder grants the request with one of their cards or linked accounts: in one transaction the agreement
+    is made (`agreement_grant`), its token kept encrypted on the request for the merchant to collect once, the request
+    marked granted, and `agreement.granted` (without the token) written in the request's mode."""
+
+    def grant(request: AgreementRequest) -> None:
+        granted = agreement_grant(
+            cardholder=cardholder,
+            merchant=request.merchant,
+            card=card,
+            linked_account=linked_account,
+            currency=request.currency,
+            limit_per_payment=request.limit_per_payment,
+            limit_per_month=request.limit_per_month,
+            actor=actor,
+        )
+        request.agreement = granted.agreement
+        request.token_encrypted = encrypt(granted.token)
+        request.status = AgreementRequest.Status.GRANTED
+        request.decided_at = timezone.now()
+        request.save(update_fields=["agreement", "token_encrypted", "status", "decided_at"])
+        audit_record(actor=actor, action="agreement_request.grant", obj=request)
+        events.agreement_granted(granted.agreement, livemode=request.livemode)
+
+    return _answer(request_id, grant)
+
+
+def agreement_request_decline(*, cardholder: Cardholder, request_id: str, actor: Any = None) -> AgreementRequest:
+    """The cardholder declines: the request is closed and no agreement is made."""
+
+    def decline(request: AgreementRequest) -> None:
+        request.status = AgreementRequest.Status.DECLINED
+        request.decided_at = timezone.now()
+        request.save(update_fields=["status", "decided_at"])
+        audit_record(actor=actor, action="agreement_request.decline", obj=request)
+
+    return _answer(request_id, decline)
+
+
+def agreement_collect(
+    *, merchant: Merchant, livemode: bool, agreement_id: str, actor: Any = None
+) -> tuple[Agreement, str | None]:
+    """A merchant's agreement and, on the first read after its grant only, its token.
+
+    A key sees the agreements granted on requests of its mode (one granted in the portal, without a request, is
+    live). The token leaves by a guarded UPDATE that empties the request's `token_encrypted` only while it still
+    holds the value read: of racing reads, only the one whose UPDATE changed the row returns the token."""
+    mode = Q(request__livemode=livemode) | Q(request__isnull=True) if livemode else Q(request__livemode=False)
+    agreement = (
+        Agreement.objects.select_related("card__bank", "linked_account__bank")
+        .filter(mode, public_id=agreement_id, merchant=merchant)
+        .first()
+    )
+    if agreement is None:
+        raise NotFound("No such agreement.", param="id")
+    agreement.merchant = merchant
+    sealed = (
+        AgreementRequest.objects.filter(agreement=agreement, livemode=livemode)
+        .exclude(token_encrypted="")
+        .values_list("pk", "token_encrypted")
+        .first()
+    )
+    if sealed is None or agreement.revoked_at is not None:
+        return agreement, None
+    request_pk, token_encrypted = sealed
+    with transaction.atomic():
+        wiped = AgreementRequest.objects.filter(pk=request_pk, token_encrypted=token_encrypted).update(
+            token_encrypted=""
+        )
+        if not wiped:  # another read collected it first
+            return agreement, None
+        audit_record(actor=actor, action="agreement.token_collect", obj=agreement)
+    return agreement, decrypt(token_encrypted)

@@ -916,3 +916,82 @@ class Agreement(models.Model):
         from core.money import format_minor
 
         return format_minor(self.limit_per_month, self.currency)
+
+
+AGREEMENT_REQUEST_TTL = dt.timedelta(hours=1)
+
+
+def _agreement_request_expiry() -> dt.datetime:
+    return timezone.now() + AGREEMENT_REQUEST_TTL
+
+
+class AgreementRequest(models.Model):
+    """A merchant's request for an agreement, which the cardholder grants or declines on a page Mengka hosts.
+
+    Pending for an hour (an expired request cannot be granted: it is found expired when read or acted on, no job
+    sweeps it). Granting makes the agreement (`agreement`) and keeps its token encrypted here until the merchant
+    collects it, once, from `GET /api/v1/agreements/{id}`; collecting it empties `token_encrypted`.
+    """
+
+    AUDIT_REDACT = ("token_encrypted",)  # the token, if encrypted: audit snapshots never copy it
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("pending")
+        GRANTED = "granted", _("granted")
+        DECLINED = "declined", _("declined")
+        EXPIRED = "expired", _("expired")
+
+    public_id = models.CharField(
+        _("id"), max_length=40, unique=True, default=functools.partial(public_id, "agrq"), editable=False
+    )
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="agreement_requests")
+    livemode = models.BooleanField(_("live mode"), default=True)
+    currency = models.CharField(_("currency"), max_length=3, default="CNY")
+    limit_per_payment = models.BigIntegerField(_("limit per payment (minor units)"))
+    limit_per_month = models.BigIntegerField(_("limit per month (minor units)"))
+    purpose = models.CharField(_("purpose"), max_length=200)
+    return_url = models.CharField(_("return URL"), max_length=2000)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
+    expires_at = models.DateTimeField(_("expires"), default=_agreement_request_expiry)
+    agreement = models.OneToOneField(Agreement, null=True, blank=True, on_delete=models.PROTECT, related_name="request")
+    token_encrypted = models.TextField(_("token (encrypted, until collected)"), blank=True, default="", editable=False)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+    decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("agreement request")
+        verbose_name_plural = _("agreement requests")
+        ordering = ("-id",)
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(limit_per_payment__gt=0, limit_per_month__gte=F("limit_per_payment")),
+                name="agreementrequest_limits_ordered",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="granted", agreement__isnull=False)
+                | (~Q(status="granted") & Q(agreement__isnull=True, token_encrypted="")),
+                name="agreementrequest_agreement_iff_granted",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    @property
+    def current_status(self) -> str:
+        """The status as of now: a pending request past its expiry is expired, whether or not that was written."""
+        if self.status == self.Status.PENDING and self.expires_at <= timezone.now():
+            return self.Status.EXPIRED
+        return self.status
+
+    @property
+    def limit_per_payment_display(self) -> str:
+        from core.money import format_minor
+
+        return format_minor(self.limit_per_payment, self.currency)
+
+    @property
+    def limit_per_month_display(self) -> str:
+        from core.money import format_minor
+
+        return format_minor(self.limit_per_month, self.currency)

@@ -8,6 +8,7 @@ app_name = "payments"
 urlpatterns = [
     path("code/", views.pay_code, name="pay_code"),
     path("agreements/", views.agreements, name="agreements"),
+    path("agreements/grant/<str:request_id>/", views.agreement_grant, name="agreement_grant"),
     path("agreements/<str:agreement_id>/revoke/", views.agreement_revoke, name="agreement_revoke"),
     path("balances/", views.balances, name="balances"),
 ]

@@ -1,9 +1,12 @@
-"""Payments: cardholder portal pages — payment code, agreements, linked balances."""
+"""Payments: cardholder portal pages — payment code, agreements (and the hosted page of a merchant's agreement
+request), linked balances."""
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
@@ -17,11 +20,12 @@ from members.portal import cardholder_required
 from merchants.models import Merchant
 
 from . import methods, selectors
-from .forms import AgreementForm, PaymentCodeForm
+from .forms import AgreementForm, FundingForm, PaymentCodeForm
+from .models import AgreementRequest
 from .qr import qr_svg
 
 
-def _sources(cardholder: Cardholder, form: PaymentCodeForm | AgreementForm) -> tuple[Card | None, LinkedAccount | None]:
+def _sources(cardholder: Cardholder, form: FundingForm) -> tuple[Card | None, LinkedAccount | None]:
     card_id, account_id = form.source_ids()
     card = Card.objects.filter(pk=card_id, cardholder=cardholder).first() if card_id else None
     account = LinkedAccount.objects.filter(pk=account_id, cardholder=cardholder).first() if account_id else None
@@ -82,6 +86,68 @@ def agreements(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
         request,
         "payments/agreements.html",
         {"form": form, "granted": granted, "agreements": selectors.agreements_of(cardholder=cardholder)},
+    )
+
+
+def return_url_with(url: str, request: AgreementRequest) -> str:
+    """The merchant's return URL with `agreement_request` and `status` added to the query it already has."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    query += [("agreement_request", request.public_id), ("status", request.status)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+@never_cache
+@cardholder_required
+def agreement_grant(request: HttpRequest, cardholder: Cardholder, request_id: str) -> HttpResponse:
+    """The hosted page of a merchant's agreement request: the cardholder sees who asks, why and within which limits,
+    picks a card or balance, and grants or declines; either way they go back to the merchant's return URL. A request
+    that is unknown, answered or expired gets a page saying so, and no redirect."""
+    try:
+        agreement_request = methods.agreement_request_for_page(request_id=request_id)
+    except MengkaError as error:
+        return _request_closed(request, None, error)
+    form = FundingForm(request.POST or None, cardholder=cardholder)
+    if agreement_request.current_status != AgreementRequest.Status.PENDING:
+        return _request_closed(request, agreement_request, None)
+    if request.method == "POST":
+        try:
+            if request.POST.get("decision") == "decline":
+                answered = methods.agreement_request_decline(
+                    cardholder=cardholder, request_id=request_id, actor=request.user
+                )
+            elif form.is_valid():
+                card, account = _sources(cardholder, form)
+                answered = methods.agreement_request_grant(
+                    cardholder=cardholder, request_id=request_id, card=card, linked_account=account, actor=request.user
+                )
+            else:
+                answered = None
+        except MengkaError as error:
+            agreement_request.refresh_from_db()
+            if agreement_request.current_status != AgreementRequest.Status.PENDING:
+                return _request_closed(request, agreement_request, error)
+            form.add_error(None, error.message)
+        else:
+            if answered is not None:
+                return HttpResponseRedirect(return_url_with(answered.return_url, answered))
+    return render(request, "payments/agreement_grant.html", {"form": form, "agreement_request": agreement_request})
+
+
+def _request_closed(
+    request: HttpRequest, agreement_request: AgreementRequest | None, error: MengkaError | None
+) -> HttpResponse:
+    if agreement_request is None:
+        status, message = 404, _("This agreement request does not exist.")
+    elif agreement_request.current_status == AgreementRequest.Status.EXPIRED:
+        status, message = 410, _("This agreement request has expired. Ask the merchant for a new one.")
+    else:
+        status, message = 409, _("This agreement request has already been answered.")
+    return render(
+        request,
+        "payments/agreement_grant.html",
+        {"agreement_request": agreement_request, "closed": message},
+        status=status,
     )
 
 

@@ -590,7 +590,25 @@ def _agreement() -> Any:
     )
 
 
-FACTORIES.update({"payments.paymentcode": _payment_code, "payments.agreement": _agreement})
+def _agreement_request() -> Any:
+    from payments.models import AgreementRequest
+
+    return AgreementRequest.objects.create(
+        merchant=MerchantFactory(sponsor_bank=MemberBankFactory()),
+        limit_per_payment=10_000,
+        limit_per_month=100_000,
+        purpose="Subscription",
+        return_url="https://shop.example/back",
+    )
+
+
+FACTORIES.update(
+    {
+        "payments.paymentcode": _payment_code,
+        "payments.agreement": _agreement,
+        "payments.agreementrequest": _agreement_request,
+    }
+)
 
 
 def _api_key() -> Any:

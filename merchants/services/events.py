@@ -23,6 +23,8 @@ EVENT_TYPES = (
     "refund.succeeded",
     "refund.failed",
     "refund.pending",
+    "agreement.granted",
+    "agreement.revoked",
 )
 
 

@@ -23,7 +23,16 @@ def _counts() -> dict[str, int]:
     from core.models import AuditLog
     from members.models import Card, Cardholder, MemberBank
     from merchants.models import ApiKey, Merchant, Store
-    from payments.models import Channel, FeeSchedule, FeeSplit, PaymentIntent, Refund, RiskRule, RoutingRule
+    from payments.models import (
+        AgreementRequest,
+        Channel,
+        FeeSchedule,
+        FeeSplit,
+        PaymentIntent,
+        Refund,
+        RiskRule,
+        RoutingRule,
+    )
     from rewards.models import Entry, LedgerTransaction
 
     return {
@@ -37,6 +46,7 @@ def _counts() -> dict[str, int]:
         "refunds": Refund.objects.count(),
         "audit": AuditLog.objects.count(),
         "api_keys": ApiKey.objects.count(),
+        "agreement_requests": AgreementRequest.objects.count(),
         "stores": Store.objects.count(),
         "fee_schedules": FeeSchedule.objects.count(),
         "fee_splits": FeeSplit.objects.count(),
@@ -109,6 +119,11 @@ def test_seed_demo_builds_the_alliance_through_the_simulator_and_a_second_run_ad
     assert not Refund.objects.exclude(status="succeeded").exists()
     assert ("cardholder (portal, cards at 3 banks)", "demo") in [(role, user) for role, user, _ in ctx.logins]
     assert first["api_keys"] == 5
+    from payments.models import AgreementRequest
+
+    requests = AgreementRequest.objects.order_by("pk")
+    assert [(r.status, r.current_status) for r in requests] == [("granted", "granted"), ("pending", "pending")]
+    assert requests[0].agreement.cardholder.user.username == "demo"  # type: ignore[union-attr]
     assert first["stores"] == 10  # a first store in each mode
     # A tenth of the history is the printed test keys' sandbox; the rest (and every other payment) is live.
     assert PaymentIntent.objects.filter(metadata__demo=True, livemode=False).count() == 6

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from django.core.wsgi import get_wsgi_application
 
-from examples.merchant_client import Mengka, MengkaError, code_on_the_phone, verify_webhook
+from examples.merchant_client import Mengka, MengkaError, code_on_the_phone, grant_on_the_phone, verify_webhook
 from merchants.services import webhook_signature
 from payments.models import PaymentCode
 from tests.api.conftest import World
@@ -47,6 +47,48 @@ def test_quickstart_flow(world: World, keep_db_connection: None) -> None:
     assert (tokened["status"], tokened["amount_captured"]) == ("succeeded", 3000)
     with pytest.raises(RuntimeError, match="could not sign in"):
         code_on_the_phone("http://testserver", user.username, "wrong", transport=app)
+
+
+def test_agreement_flow(world: World, keep_db_connection: None) -> None:
+    app = httpx.WSGITransport(app=get_wsgi_application())
+    client = Mengka("http://testserver/api/v1", world.api.raw_key, transport=app)
+    user = world.card.cardholder.user
+    user.set_password("phone-pass-1")
+    user.save()
+
+    asked = client.request_agreement(20000, 100000, "Example subscription", "https://shop.example/done")
+    assert client.agreement_request(asked["id"])["status"] == "pending"
+    back = grant_on_the_phone(asked["url"], user.username, "phone-pass-1", transport=app)
+    assert back == f"https://shop.example/done?agreement_request={asked['id']}&status=granted"
+    agreement_id = client.agreement_request(asked["id"])["agreement"]
+    agreement = client.agreement(agreement_id)
+    assert agreement["token"].startswith("agt_")
+    assert client.agreement(agreement_id)["token"] is None
+    paid = client.pay_by_agreement(2000, agreement, agreement["token"])
+    assert (paid["status"], paid["payment_method"]["type"]) == ("succeeded", "agreement")
+    with pytest.raises(MengkaError) as raised:
+        client.pay_by_agreement(20001, agreement, agreement["token"])
+    assert (raised.value.status, raised.value.error["code"]) == (422, "agreement_limit_exceeded")
+
+
+def test_main_asks_for_an_agreement(world: World, keep_db_connection: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`main` runs unattended (CI runs it against the demo): it creates a request and reads it back pending."""
+    import examples.merchant_client as example
+
+    app = httpx.WSGITransport(app=get_wsgi_application())
+    user = world.card.cardholder.user
+    user.set_password("phone-pass-1")
+    user.save()
+    monkeypatch.setenv("MENGKA_KEY", world.api.raw_key)
+    monkeypatch.setenv("MENGKA_SITE", "http://testserver")
+    monkeypatch.setenv("MENGKA_CARDHOLDER", user.username)
+    monkeypatch.setenv("MENGKA_PASSWORD", "phone-pass-1")
+    real_client = httpx.Client
+    monkeypatch.setattr(example.httpx, "Client", lambda *a, **k: real_client(*a, **{**k, "transport": app}))
+    example.main()
+    from payments.models import AgreementRequest
+
+    assert list(AgreementRequest.objects.values_list("status", "purpose")) == [("pending", "Example subscription")]
 
 
 def test_documented_verifier_accepts_our_signature() -> None:
