@@ -944,7 +944,9 @@ class AgreementRequest(models.Model):
     public_id = models.CharField(
         _("id"), max_length=40, unique=True, default=functools.partial(public_id, "agrq"), editable=False
     )
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="agreement_requests")
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.PROTECT, related_name="agreement_requests", verbose_name=_("merchant")
+    )
     livemode = models.BooleanField(_("live mode"), default=True)
     currency = models.CharField(_("currency"), max_length=3, default="CNY")
     limit_per_payment = models.BigIntegerField(_("limit per payment (minor units)"))
@@ -953,7 +955,9 @@ class AgreementRequest(models.Model):
     return_url = models.CharField(_("return URL"), max_length=2000)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
     expires_at = models.DateTimeField(_("expires"), default=_agreement_request_expiry)
-    agreement = models.OneToOneField(Agreement, null=True, blank=True, on_delete=models.PROTECT, related_name="request")
+    agreement = models.OneToOneField(
+        Agreement, null=True, blank=True, on_delete=models.PROTECT, related_name="request", verbose_name=_("agreement")
+    )
     token_encrypted = models.TextField(_("token (encrypted, until collected)"), blank=True, default="", editable=False)
     created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
     decided_at = models.DateTimeField(_("decided"), null=True, blank=True)

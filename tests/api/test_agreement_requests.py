@@ -21,6 +21,7 @@ from payments.models import Agreement, AgreementRequest, PaymentIntent
 from tests.api.conftest import World, idem, new_api
 from tests.concurrency import run_parallel
 from tests.factories import ChannelFactory, make_linked_account
+from tests.i18n import shown
 
 pytestmark = pytest.mark.django_db
 RETURN_URL = "https://shop.example/agreements/done?order=7&note=a%20b"
@@ -185,7 +186,7 @@ def test_a_decline_goes_back_and_grants_nothing(world: World) -> None:
     # An answered request is a page that says so: no second answer, no redirect.
     again = portal.post(_page(request_id), {"source": f"card:{world.card.pk}", "decision": "grant"})
     assert again.status_code == 409
-    assert "already been answered" in again.content.decode()
+    assert shown("This agreement request has already been answered.") in again.content.decode()
     assert not Agreement.objects.exists()
     assert portal.get(_page("agrq_nothing")).status_code == 404
 
@@ -197,7 +198,7 @@ def test_an_expired_request_cannot_be_granted(world: World) -> None:
     portal = _portal(world)
     page = portal.get(_page(request_id))
     assert page.status_code == 410
-    assert "expired" in page.content.decode()
+    assert shown("This agreement request has expired. Ask the merchant for a new one.") in page.content.decode()
     posted = portal.post(_page(request_id), {"source": f"card:{world.card.pk}", "decision": "grant"})
     assert posted.status_code == 410
     assert not Agreement.objects.exists()

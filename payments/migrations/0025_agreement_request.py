@@ -18,7 +18,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('merchants', '0012_encrypt_application_contacts'),
-        ('payments', '0022_agreement_token_drop_plaintext'),
+        ('payments', '0024_field_labels'),
     ]
 
     operations = [
@@ -38,8 +38,8 @@ class Migration(migrations.Migration):
                 ('token_encrypted', models.TextField(blank=True, default='', editable=False, verbose_name='token (encrypted, until collected)')),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False, verbose_name='created')),
                 ('decided_at', models.DateTimeField(blank=True, null=True, verbose_name='decided')),
-                ('agreement', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='request', to='payments.agreement')),
-                ('merchant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='agreement_requests', to='merchants.merchant')),
+                ('agreement', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='request', to='payments.agreement', verbose_name='agreement')),
+                ('merchant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='agreement_requests', to='merchants.merchant', verbose_name='merchant')),
             ],
             options={
                 'verbose_name': 'agreement request',
