@@ -96,8 +96,9 @@ def test_a_hold_past_its_time_is_refused_at_capture() -> None:
         idempotency_key="h",
         expires_at=timezone.now() - dt.timedelta(seconds=1),
     )
-    with pytest.raises(Conflict, match="expired"):
+    with pytest.raises(Conflict) as refused:
         s.hold_post(hold_id=hold.pk, idempotency_key="late")
+    assert refused.value.code == "hold_expired"
     assert not LedgerTransaction.objects.filter(kind="hold_post").exists()
     assert s.holds_expire() == 1
     assert _wallet(holder, program) == (100, 0)
