@@ -109,6 +109,15 @@ class PaymentMethodOut(serializers.Serializer):
     card = CardOut(allow_null=True)
 
 
+class ReviewOut(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=["open", "approved", "rejected", "expired"],
+        help_text="open: held, waiting for the alliance's decision (the payment stays requires_capture).",
+    )
+    reasons = serializers.ListField(child=serializers.CharField(), help_text="Why it was held: the risk rules' codes.")
+    deadline = serializers.IntegerField(allow_null=True, help_text="When an undecided review expires (voided).")
+
+
 class PaymentOut(serializers.Serializer):
     id = serializers.CharField()
     object = serializers.CharField(default="payment")
@@ -131,6 +140,7 @@ class PaymentOut(serializers.Serializer):
     created = serializers.IntegerField()
     captured = serializers.IntegerField(allow_null=True)
     canceled = serializers.IntegerField(allow_null=True)
+    review = ReviewOut(allow_null=True, help_text="Null unless the payment was held for a risk review.")
 
 
 class RefundOut(serializers.Serializer):

@@ -45,6 +45,19 @@ def payment_out(intent: PaymentIntent) -> dict[str, Any]:
         "created": unix(intent.created_at),
         "captured": unix(intent.captured_at),
         "canceled": unix(intent.canceled_at),
+        "review": review_out(intent),
+    }
+
+
+def review_out(intent: PaymentIntent) -> dict[str, Any] | None:
+    """Why a payment is held, and how its risk review ended: null for a payment never held. `open` while held (an
+    automatic-capture payment then waits in requires_capture), `approved`, `rejected` or `expired` once decided."""
+    if not (intent.risk_review or intent.risk_decision):
+        return None
+    return {
+        "status": "open" if intent.risk_review else intent.risk_decision,
+        "reasons": [reason.get("code", "") for reason in intent.risk_reasons],
+        "deadline": unix(intent.risk_review_deadline),
     }
 
 
@@ -88,6 +101,13 @@ def payment_status_changed(intent: PaymentIntent) -> None:
     event_type = PAYMENT_STATUS_EVENTS.get(PaymentIntent.Status(intent.status))
     if event_type is not None:
         event_emit(merchant=intent.merchant, type=event_type, payload=payment_out(intent), livemode=intent.livemode)
+
+
+def payment_review_closed(intent: PaymentIntent) -> None:
+    """`payment.review_closed`: a risk review was decided (approved, rejected) or ran out (expired)."""
+    events_emit(
+        merchant=intent.merchant, events=[("payment.review_closed", payment_out(intent))], livemode=intent.livemode
+    )
 
 
 def refund_status_changed(refund: Refund) -> None:

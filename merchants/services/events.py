@@ -20,6 +20,7 @@ EVENT_TYPES = (
     "payment.failed",
     "payment.processing",
     "payment.canceled",
+    "payment.review_closed",
     "refund.succeeded",
     "refund.failed",
     "refund.pending",

@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 from core.audit import acting_bank, audit_record
 from core.errors import ChannelError, Conflict, NotFound, PermissionDenied, ValidationFailed
 
+from .. import events
 from ..models import PaymentIntent, RiskDecision, RiskReviewApproval
 from .cancel import cancel
 from .capture import capture
@@ -107,14 +108,17 @@ def risk_review_approve(*, payment_id: str, actor: Any) -> PaymentIntent:
             _restore_review(intent)
             raise
     first = RiskReviewApproval.objects.filter(payment_id=intent.pk).values_list("approved_by_id", flat=True).first()
-    audit_record(
-        actor=actor,
-        action="payment.risk_approved",
-        obj=intent,
-        after={"first_approved_by": first} if needs_two else None,
-        bank_id=_review_bank(intent, actor),
-    )
-    return _load_under_review(payment_id)
+    decided = _load_under_review(payment_id)
+    with transaction.atomic():
+        audit_record(
+            actor=actor,
+            action="payment.risk_approved",
+            obj=intent,
+            after={"first_approved_by": first} if needs_two else None,
+            bank_id=_review_bank(intent, actor),
+        )
+        events.payment_review_closed(decided)
+    return decided
 
 
 def risk_review_reject(*, payment_id: str, actor: Any, reason: str = "risk_rejected") -> PaymentIntent:
@@ -126,10 +130,13 @@ def risk_review_reject(*, payment_id: str, actor: Any, reason: str = "risk_rejec
     except (Conflict, ChannelError):
         _restore_review(intent)
         raise
-    audit_record(
-        actor=actor, action="payment.risk_rejected", obj=intent, reason=reason, bank_id=_review_bank(intent, actor)
-    )
-    return _load_under_review(payment_id)
+    decided = _load_under_review(payment_id)
+    with transaction.atomic():
+        audit_record(
+            actor=actor, action="payment.risk_rejected", obj=intent, reason=reason, bank_id=_review_bank(intent, actor)
+        )
+        events.payment_review_closed(decided)
+    return decided
 
 
 def risk_reviews_expire() -> int:
@@ -149,7 +156,9 @@ def risk_reviews_expire() -> int:
             _restore_review(intent)
             logger.warning("could not void expired review %s; will retry", intent.public_id)
             continue
-        audit_record(actor=None, action="payment.risk_review_expired", obj=intent)
+        with transaction.atomic():
+            audit_record(actor=None, action="payment.risk_review_expired", obj=intent)
+            events.payment_review_closed(_load_under_review(intent.public_id))
         expired += 1
     return expired
 
