@@ -850,7 +850,27 @@ def agreement_token_hint(token: str) -> str:
     return f"{token[:4]}…{token[-4:]}"
 
 
-class Agreement(models.Model):
+class AgreementLimits:
+    """An agreement's limits as money, for pages (an agreement and a merchant's request for one)."""
+
+    limit_per_payment: int
+    limit_per_month: int
+    currency: str
+
+    @property
+    def limit_per_payment_display(self) -> str:
+        from core.money import format_minor
+
+        return format_minor(self.limit_per_payment, self.currency)
+
+    @property
+    def limit_per_month_display(self) -> str:
+        from core.money import format_minor
+
+        return format_minor(self.limit_per_month, self.currency)
+
+
+class Agreement(AgreementLimits, models.Model):
     """协议支付 / 免密: a cardholder lets one merchant charge a funding source within limits, until revoked.
 
     The token is shown once, when the agreement is granted; only its keyed hash (`agreement_token_hash`, what a
@@ -905,18 +925,6 @@ class Agreement(models.Model):
     def __str__(self) -> str:
         return self.public_id
 
-    @property
-    def limit_per_payment_display(self) -> str:
-        from core.money import format_minor
-
-        return format_minor(self.limit_per_payment, self.currency)
-
-    @property
-    def limit_per_month_display(self) -> str:
-        from core.money import format_minor
-
-        return format_minor(self.limit_per_month, self.currency)
-
 
 AGREEMENT_REQUEST_TTL = dt.timedelta(hours=1)
 
@@ -925,7 +933,7 @@ def _agreement_request_expiry() -> dt.datetime:
     return timezone.now() + AGREEMENT_REQUEST_TTL
 
 
-class AgreementRequest(models.Model):
+class AgreementRequest(AgreementLimits, models.Model):
     """A merchant's request for an agreement, which the cardholder grants or declines on a page Mengka hosts.
 
     Pending for an hour (an expired request cannot be granted: it is found expired when read or acted on, no job
@@ -987,15 +995,3 @@ class AgreementRequest(models.Model):
         if self.status == self.Status.PENDING and self.expires_at <= timezone.now():
             return self.Status.EXPIRED
         return self.status
-
-    @property
-    def limit_per_payment_display(self) -> str:
-        from core.money import format_minor
-
-        return format_minor(self.limit_per_payment, self.currency)
-
-    @property
-    def limit_per_month_display(self) -> str:
-        from core.money import format_minor
-
-        return format_minor(self.limit_per_month, self.currency)
