@@ -80,6 +80,31 @@ class BankOperatorFactory(factory.django.DjangoModelFactory):
     role = BankOperator.Role.OPERATOR
 
 
+def bank_operator(bank: Any, **user_fields: Any) -> Any:
+    """A staff user in the "Bank operators" group who operates for `bank`."""
+    from django.contrib.auth.models import Group
+
+    from core.scoping import BANK_OPERATORS
+
+    user = StaffFactory(**user_fields)
+    user.groups.add(Group.objects.get(name=BANK_OPERATORS))
+    BankOperatorFactory(user=user, bank=bank)
+    return user
+
+
+def card_agreement(card: Any, merchant: Any, *, per_payment: int = 50_000, per_month: int = 500_000) -> Any:
+    """The card's holder grants `merchant` an agreement on `card`: a `GrantedAgreement` (agreement and token)."""
+    from payments.methods import agreement_grant
+
+    return agreement_grant(
+        cardholder=card.cardholder,
+        merchant=merchant,
+        card=card,
+        limit_per_payment=per_payment,
+        limit_per_month=per_month,
+    )
+
+
 class AuditLogFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = AuditLog

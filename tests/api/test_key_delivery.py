@@ -18,19 +18,14 @@ from core.models import AuditLog
 from merchants import services
 from merchants.models import ApiKey, KeyDelivery, MerchantApplication
 from tests.api.conftest import Api, key_links
-from tests.factories import BankOperatorFactory, MerchantFactory, StaffFactory, make_application
+from tests.factories import MerchantFactory, bank_operator, make_application
 from tests.i18n import shown
 
 pytestmark = pytest.mark.django_db
 
 
 def operator_of(bank: Any) -> Any:
-    from django.contrib.auth.models import Group
-
-    user = StaffFactory()
-    BankOperatorFactory(user=user, bank=bank)
-    user.groups.add(Group.objects.get(name="Bank operators"))
-    return user
+    return bank_operator(bank)
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ from drf_spectacular.generators import SchemaGenerator
 from core.errors import NotFound
 from merchants import services as merchant_services
 from merchants.models import Event, Store, WebhookDelivery, WebhookEndpoint
-from payments import methods, services
+from payments import services
 from payments.models import PaymentIntent, Refund
 from tests.api.conftest import Api, World, idem, new_api, pay_body
-from tests.factories import AllianceOperatorFactory, CardFactory, CardholderFactory, CardProductFactory
+from tests.factories import AllianceOperatorFactory, CardFactory, CardholderFactory, CardProductFactory, card_agreement
 
 pytestmark = pytest.mark.django_db
 
@@ -28,13 +28,7 @@ def live(world: World) -> Api:
 
 def _agreement_body(world: World, amount: int = 1_000) -> dict[str, Any]:
     """A body both modes may send: an agreement the cardholder granted world's merchant."""
-    granted = methods.agreement_grant(
-        cardholder=world.card.cardholder,
-        merchant=world.merchant,
-        card=world.card,
-        limit_per_payment=50_000,
-        limit_per_month=500_000,
-    )
+    granted = card_agreement(world.card, world.merchant)
     return {
         "amount": amount,
         "currency": "CNY",

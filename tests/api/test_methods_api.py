@@ -6,6 +6,7 @@ import pytest
 
 from payments import methods
 from tests.api.conftest import World, agreement_body, idem, new_api
+from tests.factories import card_agreement
 
 pytestmark = pytest.mark.django_db
 
@@ -46,13 +47,7 @@ def test_bad_payment_code_input_is_refused_cleanly(world: World) -> None:
 
 
 def test_agreement_is_useless_to_another_merchant(world: World, other: World) -> None:
-    granted = methods.agreement_grant(
-        cardholder=world.card.cardholder,
-        merchant=world.merchant,
-        card=world.card,
-        limit_per_payment=10_000,
-        limit_per_month=50_000,
-    )
+    granted = card_agreement(world.card, world.merchant, per_payment=10_000, per_month=50_000)
     body = {
         "amount": 3_000,
         "currency": "CNY",

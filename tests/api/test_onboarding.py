@@ -16,9 +16,8 @@ from merchants.uscc import uscc_check_character, uscc_valid
 from tests.api.conftest import Api, collect_keys
 from tests.factories import (
     VALID_CREDIT_CODE,
-    BankOperatorFactory,
     MemberBankFactory,
-    StaffFactory,
+    bank_operator,
     make_application,
 )
 
@@ -26,12 +25,7 @@ pytestmark = pytest.mark.django_db
 
 
 def operator_of(bank: Any) -> Any:
-    user = StaffFactory()
-    BankOperatorFactory(user=user, bank=bank)
-    from django.contrib.auth.models import Group
-
-    user.groups.add(Group.objects.get(name="Bank operators"))
-    return user
+    return bank_operator(bank)
 
 
 def test_credit_code_checksum() -> None:

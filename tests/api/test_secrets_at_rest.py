@@ -18,10 +18,9 @@ from core.idempotency import run_idempotent
 from core.logging import JsonFormatter, RedactingFilter, RequestIdFilter
 from core.models import IdempotencyRecord
 from merchants.models import WebhookEndpoint
-from payments import methods
 from tests.api.conftest import World, idem, new_api
 from tests.dbscan import database_text
-from tests.factories import UserFactory
+from tests.factories import UserFactory, card_agreement
 
 pytestmark = pytest.mark.django_db
 
@@ -52,13 +51,7 @@ def test_an_api_run_leaves_no_shown_once_value_in_the_database(world: World) -> 
     assert record.response["body"]["id"] == endpoint.pk  # what support needs is still readable...
     assert secret not in str(record.response)  # ...but not the secret
 
-    granted = methods.agreement_grant(
-        cardholder=world.card.cardholder,
-        merchant=world.merchant,
-        card=world.card,
-        limit_per_payment=50_000,
-        limit_per_month=500_000,
-    )
+    granted = card_agreement(world.card, world.merchant)
     body = {"amount": 3_000, "currency": "CNY", "confirm": True}
     status, payment = live.post(
         "payments", {**body, "payment_method": {"type": "agreement", "token": granted.token}}, key=idem()
@@ -145,13 +138,7 @@ def test_an_error_while_creating_an_endpoint_logs_no_secret(
 def test_the_admin_shows_no_secret_of_an_idempotency_record_an_endpoint_or_an_agreement(world: World) -> None:
     first = _create_endpoint(world.api, "admin-k")
     secret = first.json()["secret"]
-    granted = methods.agreement_grant(
-        cardholder=world.card.cardholder,
-        merchant=world.merchant,
-        card=world.card,
-        limit_per_payment=50_000,
-        limit_per_month=500_000,
-    )
+    granted = card_agreement(world.card, world.merchant)
     client = Client()
     client.force_login(UserFactory(is_staff=True, is_superuser=True))
     record = IdempotencyRecord.objects.get()

@@ -7,16 +7,15 @@ from typing import Any
 import pytest
 from django.contrib import admin
 from django.contrib.admin.models import CHANGE, LogEntry
-from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
 from django.test import Client
 from django.urls import reverse
 
 from core.admin_base import ScopeMixin
 from core.models import AuditLog
-from core.scoping import BANK_OPERATORS, bank_ids_of
+from core.scoping import bank_ids_of
 from members.models import BankOperator, MemberBank
-from tests.factories import FACTORIES, PASSWORD, AllianceOperatorFactory, MemberBankFactory, StaffFactory
+from tests.factories import FACTORIES, PASSWORD, AllianceOperatorFactory, MemberBankFactory, StaffFactory, bank_operator
 
 REGISTRY = sorted(admin.site._registry.items(), key=lambda item: item[0]._meta.label_lower)
 
@@ -33,10 +32,7 @@ def _login(user: Any) -> Client:
 
 
 def _bank_operator(bank: MemberBank) -> Any:
-    user = StaffFactory()
-    user.groups.add(Group.objects.get(name=BANK_OPERATORS))
-    BankOperator.objects.create(user=user, bank=bank, role=BankOperator.Role.OPERATOR)
-    return user
+    return bank_operator(bank)
 
 
 def test_every_registered_model_declares_its_scope() -> None:

@@ -6,24 +6,19 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
 
-from core.scoping import BANK_OPERATORS
-from members.models import BankOperator
 from rewards import selectors
 from rewards import services as s
 from rewards.models import AdjustmentRequest, LedgerTransaction, Lot
-from tests.factories import PASSWORD, CardholderFactory, PointsProgramFactory, StaffFactory, card_at
+from tests.factories import PASSWORD, CardholderFactory, PointsProgramFactory, bank_operator, card_at
 
 pytestmark = pytest.mark.django_db
 
 
 def operator_of(bank):
-    user = StaffFactory()
-    user.groups.add(Group.objects.get(name=BANK_OPERATORS))
-    BankOperator.objects.create(user=user, bank=bank, role=BankOperator.Role.OPERATOR)
+    user = bank_operator(bank)
     client = Client()
     assert client.login(username=user.username, password=PASSWORD)
     return user, client
