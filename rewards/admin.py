@@ -10,6 +10,7 @@ from django.db import models
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
@@ -20,7 +21,7 @@ from core.text import id_or_none
 from members.models import PointsProgram
 
 from . import selectors, services
-from .models import Account, AdjustmentRequest, Entry, Hold, LedgerTransaction, Lot, Seal
+from .models import Account, AdjustmentRequest, Entry, ExchangePolicy, Hold, LedgerTransaction, Lot, Seal
 
 
 @admin.register(Account)
@@ -166,3 +167,84 @@ class AdjustmentRequestAdmin(ScopedAdmin):
     @admin.action(description=_("Reject the selected adjustments"))
     def reject(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
         self._decide(request, queryset, approve=False)
+
+
+class ExchangePolicyForm(forms.ModelForm):  # type: ignore[type-arg]
+    """Shows by the field what the service refuses (a start in the past, a version in force, a rate out of range); the
+    service checks again, under the row's lock, when it writes."""
+
+    class Meta:
+        model = ExchangePolicy
+        fields = ("fee_rate", "minimum_points", "effective_from")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        starts = self.fields.get("effective_from")  # absent on the read-only page of a version in force
+        if starts is not None:
+            starts.required = False
+            starts.help_text = _("Leave empty to take effect at once; otherwise a moment from now on.")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        fee_rate, minimum = data.get("fee_rate"), data.get("minimum_points")
+        if fee_rate is not None and minimum is not None:
+            try:
+                services.exchange_policy_check(
+                    policy_id=self.instance.pk,
+                    fee_rate=fee_rate,
+                    minimum_points=minimum,
+                    effective_from=data.get("effective_from"),
+                )
+            except MengkaError as exc:
+                self.add_error(exc.param if exc.param in self.fields else None, exc.message)
+        return data
+
+
+@admin.register(ExchangePolicy)
+class ExchangePolicyAdmin(ScopedAdmin):
+    """The alliance's exchange terms, one version per row: the one in force is the latest that has started. A version
+    in force is shown read-only and cannot be deleted; a change is a new version."""
+
+    alliance_only = True
+    form = ExchangePolicyForm
+    list_display = ("effective_from", "fee_rate", "minimum_points", "in_force", "created_by", "created_at")
+    list_select_related = ("created_by",)
+    readonly_fields = ("created_by", "created_at")
+
+    @admin.display(description=_("in force"), boolean=True)
+    def in_force(self, obj: ExchangePolicy) -> bool:
+        return obj.pk == self._current_id()
+
+    def _current_id(self) -> int | None:
+        try:
+            return services.exchange_policy_in_force().pk
+        except MengkaError:
+            return None
+
+    def _started(self, obj: models.Model | None) -> bool:
+        return isinstance(obj, ExchangePolicy) and obj.effective_from <= timezone.now()
+
+    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return not self._started(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return not self._started(obj) and super().has_delete_permission(request, obj)
+
+    def get_actions(self, request: HttpRequest) -> Any:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # one at a time, through the service that refuses versions in force
+        return actions
+
+    def save_model(self, request: HttpRequest, obj: models.Model, form: Any, change: bool) -> None:
+        assert isinstance(obj, ExchangePolicy)
+        saved = services.exchange_policy_save(
+            policy_id=obj.pk if change else None,
+            fee_rate=obj.fee_rate,
+            minimum_points=obj.minimum_points,
+            effective_from=form.cleaned_data.get("effective_from"),
+            actor=request.user,  # type: ignore[arg-type]
+        )
+        obj.pk, obj.effective_from, obj.created_by_id = saved.pk, saved.effective_from, saved.created_by_id
+
+    def delete_model(self, request: HttpRequest, obj: models.Model) -> None:
+        services.exchange_policy_delete(policy_id=obj.pk, actor=request.user)  # type: ignore[arg-type]

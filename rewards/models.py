@@ -362,3 +362,45 @@ class AdjustmentRequest(models.Model):
 
     def __str__(self) -> str:
         return f"adjustment {self.pk}: {self.amount:+d} ({self.status})"
+
+
+class ExchangePolicy(models.Model):
+    """One version of the alliance's terms for exchanging points between programmes. The version in force is the one
+    with the latest `effective_from` not after now; a version in force is never edited or deleted (a change is a new
+    version), so every exchange can be explained by the terms of its time."""
+
+    fee_rate = models.DecimalField(
+        _("exchange fee rate"),
+        max_digits=6,
+        decimal_places=4,
+        help_text=_("The alliance's share of what the points are worth, e.g. 0.02 for 2%."),
+    )
+    minimum_points = models.PositiveIntegerField(
+        _("minimum points"), help_text=_("The fewest points one exchange may take out of a programme.")
+    )
+    effective_from = models.DateTimeField(_("effective from"), unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
+        help_text=_("Empty for the first version, set when the ledger was installed."),
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("exchange policy")
+        verbose_name_plural = _("exchange policies")
+        ordering = ("-effective_from",)
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(fee_rate__gte=0, fee_rate__lt=1), name="exchange_policy_fee_rate_range"
+            ),
+            models.CheckConstraint(condition=models.Q(minimum_points__gte=1), name="exchange_policy_minimum_positive"),
+        ]
+
+    def __str__(self) -> str:
+        starts = f"{self.effective_from:%Y-%m-%d %H:%M}"
+        return f"exchange policy from {starts}: fee {self.fee_rate}, minimum {self.minimum_points}"

@@ -6,11 +6,12 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Min, OuterRef, Subquery, Sum
+from django.db.models import Min, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from core.money import quantize
-from members.models import PointsProgram
+from members import selectors as members_selectors
+from members.models import Cardholder, PointsProgram
 
 from .models import Account, Entry, LedgerTransaction, Lot, OwnerKind, Purpose
 from .services import today
@@ -85,6 +86,27 @@ def cardholder_balances(*, cardholder_id: int, on: dt.date | None = None) -> lis
         )
         for program_id, (posted, held, debt, expired) in amounts.items()
     ]
+
+
+def wallet_total_cny(balances: list[ProgramBalance]) -> Decimal:
+    """What all the cardholder's available points are worth in CNY: each programme's available points × its point
+    value, summed exactly and rounded once, to the fen, like each row's `value_cny`."""
+    return quantize(sum((Decimal(row.available) * row.point_value_cny for row in balances), Decimal(0)), 2)
+
+
+def exchange_programs(*, cardholder: Cardholder) -> list[PointsProgram]:
+    """The active programmes the cardholder may exchange between: those of the banks they hold a card at and those
+    they hold points in; no other (one query)."""
+    wallets = Account.objects.filter(
+        owner_kind=OwnerKind.CARDHOLDER, owner_id=cardholder.pk, purpose=Purpose.POINTS
+    ).values("program_id")
+    banks = members_selectors.cards_of(cardholder).values("bank_id")
+    return list(
+        PointsProgram.objects.filter(active=True)
+        .filter(Q(pk__in=wallets) | Q(bank_id__in=banks))
+        .select_related("bank")
+        .order_by("bank__code", "unit_code")
+    )
 
 
 @dataclass(frozen=True)

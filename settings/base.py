@@ -262,13 +262,12 @@ SIMULATOR = {
     "READ_TIMEOUT": env.float("SIMULATOR_READ_TIMEOUT", default=10.0),
 }
 # The points ledger (rewards): seal signing key from the environment or a key file (never the database), where the
-# signed seal heads are exported, sub-accounts per hot bank account, and the alliance's exchange terms.
+# signed seal heads are exported and sub-accounts per hot bank account. (The alliance's exchange terms are data:
+# rewards.ExchangePolicy, edited in the admin.)
 LEDGER_SEAL_KEY = env.str("LEDGER_SEAL_KEY", default=SECRET_KEY)
 LEDGER_SEAL_KEY_FILE = env.str("LEDGER_SEAL_KEY_FILE", default="")
 LEDGER_SEAL_EXPORT = env.str("LEDGER_SEAL_EXPORT", default=str(VAR_DIR / "ledger-seals.jsonl"))
 LEDGER_BANK_SHARDS = env.int("LEDGER_BANK_SHARDS", default=8)
-LEDGER_EXCHANGE_FEE_RATE = env.str("LEDGER_EXCHANGE_FEE_RATE", default="0.02")
-LEDGER_EXCHANGE_MIN_POINTS = env.int("LEDGER_EXCHANGE_MIN_POINTS", default=100)
 LEDGER_HOLD_TTL_SECONDS = env.int("LEDGER_HOLD_TTL_SECONDS", default=15 * 60)
 # The most points one manual adjustment may add or take away (refused when requested and again when approved).
 POINTS_ADJUSTMENT_MAX = env.int("POINTS_ADJUSTMENT_MAX", default=100_000)

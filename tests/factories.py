@@ -792,3 +792,23 @@ def route_context(**overrides: Any) -> Any:
         "local_time": dt.time(12, 0),
     }
     return routing.RouteContext(**{**base, **overrides})
+
+
+# --- rewards: the exchange policy -----------------------------------------------------------------------------------
+
+
+def make_exchange_policy(**fields: Any) -> Any:
+    """A version of the alliance's exchange policy; by default one that starts a day later than any other (so not yet
+    in force, and each call makes a distinct version)."""
+    from rewards.models import ExchangePolicy
+
+    if "effective_from" not in fields:
+        latest = ExchangePolicy.objects.order_by("-effective_from").first()
+        base = max(latest.effective_from, timezone.now()) if latest is not None else timezone.now()
+        fields["effective_from"] = base + dt.timedelta(days=1)
+    fields.setdefault("fee_rate", Decimal("0.02"))
+    fields.setdefault("minimum_points", 100)
+    return ExchangePolicy.objects.create(**fields)
+
+
+FACTORIES.update({"rewards.exchangepolicy": make_exchange_policy})

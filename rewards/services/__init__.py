@@ -8,7 +8,7 @@ obligations  what points are worth in CNY, and what one party owes another for t
 earn         earning points
 redeem       redeeming points
 holds        holding points, then posting or voiding the hold
-exchange     exchanging points between two banks' programmes
+exchange     exchanging points between two banks' programmes, under the alliance's exchange policy in force
 reversal     reversing a transaction, wholly or in part, cumulatively
 expiry       expiring lots past their last valid day (the daily job, and before a spend)
 adjustments  manual adjustments, four eyes
@@ -22,7 +22,15 @@ from .accounts import account_get_or_create, bank_points_account, clearing_accou
 from .adjustments import adjustment_approve, adjustment_check, adjustment_reject, adjustment_request
 from .bulk import EarnEvent, points_earn_bulk
 from .earn import EarnSource, points_earn
-from .exchange import ExchangeQuote, exchange_quote, points_exchange
+from .exchange import (
+    ExchangeQuote,
+    exchange_policy_check,
+    exchange_policy_delete,
+    exchange_policy_in_force,
+    exchange_policy_save,
+    exchange_quote,
+    points_exchange,
+)
 from .expiry import lots_expire
 from .holds import hold_create, hold_post, hold_void, holds_expire
 from .lots import lot_expiry, today
@@ -46,6 +54,10 @@ __all__ = [
     "clearing_account",
     "cny_units",
     "debt_account",
+    "exchange_policy_check",
+    "exchange_policy_delete",
+    "exchange_policy_in_force",
+    "exchange_policy_save",
     "exchange_quote",
     "hold_create",
     "hold_post",
