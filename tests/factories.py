@@ -780,8 +780,9 @@ def make_benefit(**fields: Any) -> Any:
     lists = {name: fields.pop(name, []) for name in ("eligible_banks", "eligible_products", "stores")}
     bank = fields.pop("bank", None) or MemberBankFactory()
     pricing = fields.pop("pricing", Benefit.Pricing.POINTS)
-    if pricing == Benefit.Pricing.POINTS and "price_program" not in fields:
-        fields["price_program"] = getattr(bank, "points_program", None) or PointsProgramFactory(bank=bank)
+    if pricing == Benefit.Pricing.POINTS:
+        if "price_program" not in fields:
+            fields["price_program"] = getattr(bank, "points_program", None) or PointsProgramFactory(bank=bank)
         fields.setdefault("price_points", 1000)
     now = timezone.now()
     values: dict[str, Any] = {
