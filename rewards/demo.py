@@ -100,7 +100,7 @@ def _spend(cardholder_id: int, own: list[PointsProgram], programs: dict[int, Poi
 
 # --- benefits: each bank contributes, two merchants contribute vouchers, card privileges, vouchers in every state ----
 
-BENEFITS = (  # (kind, title zh, title en, pricing, price, tiers)
+BENEFITS: tuple[tuple[str, str, str, str, int, list[str]], ...] = (  # (kind, titles zh and en, pricing, price, tiers)
     ("gift", "联名保温杯", "Co-branded travel mug", "points", 800, []),
     ("lounge", "机场贵宾厅单次", "Airport lounge visit", "cny", 20_000, []),
     ("service", "道路救援一次", "Roadside assistance", "free", 0, ["gold", "platinum", "diamond"]),
