@@ -59,6 +59,13 @@ def seed_rewards(ctx: DemoContext) -> None:
     seed(ctx)
 
 
+def seed_benefits(ctx: DemoContext) -> None:
+    """After payments: the merchants that contribute vouchers exist by then."""
+    from rewards.demo import seed_benefits as seed
+
+    seed(ctx)
+
+
 def seed_merchant_api(ctx: DemoContext) -> None:
     from merchants.demo import seed_merchant_api as seed
 
@@ -70,6 +77,7 @@ STEPS: list[Callable[[DemoContext], None]] = [
     seed_members,
     seed_rewards,
     seed_payments,
+    seed_benefits,
     seed_merchant_api,
 ]
 

@@ -1,4 +1,5 @@
-"""Ledger tables are read-only in the admin; adjustments go request → second operator's approval → posted."""
+"""Ledger tables are read-only in the admin; adjustments go request → second operator's approval → posted. Benefits are
+edited while draft and published by a second operator; vouchers are read-only."""
 
 from __future__ import annotations
 
@@ -21,7 +22,18 @@ from core.text import id_or_none
 from members.models import PointsProgram
 
 from . import selectors, services
-from .models import Account, AdjustmentRequest, Entry, ExchangePolicy, Hold, LedgerTransaction, Lot, Seal
+from .models import (
+    Account,
+    AdjustmentRequest,
+    Benefit,
+    Entry,
+    ExchangePolicy,
+    Hold,
+    LedgerTransaction,
+    Lot,
+    Seal,
+    Voucher,
+)
 
 
 @admin.register(Account)
@@ -248,3 +260,157 @@ class ExchangePolicyAdmin(ScopedAdmin):
 
     def delete_model(self, request: HttpRequest, obj: models.Model) -> None:
         services.exchange_policy_delete(policy_id=obj.pk, actor=request.user)  # type: ignore[arg-type]
+
+
+class BenefitForm(forms.ModelForm):  # type: ignore[type-arg]
+    """Refuses in the form what does not fit together (`services.benefit_check`), next to its field."""
+
+    class Meta:
+        model = Benefit
+        fields = (
+            "bank",
+            "funding_merchant",
+            "kind",
+            "title_zh",
+            "title_en",
+            "description_zh",
+            "description_en",
+            "image",
+            "pricing",
+            "price_program",
+            "price_points",
+            "price_cny_units",
+            "eligible_banks",
+            "eligible_products",
+            "eligible_tiers",
+            "stock_total",
+            "limit_per_month",
+            "limit_per_year",
+            "limit_per_card",
+            "valid_from",
+            "valid_until",
+            "terms_zh",
+            "terms_en",
+            "merchant",
+            "stores",
+            "voucher_valid_days",
+            "cancel_window_hours",
+            "return_stock_on_expiry",
+        )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        bank = data.get("bank")
+        try:
+            services.benefit_check(
+                bank_id=bank.pk if bank is not None else None,
+                funding_merchant=data.get("funding_merchant"),
+                kind=data.get("kind", ""),
+                pricing=data.get("pricing", ""),
+                price_program=data.get("price_program"),
+                price_points=data.get("price_points"),
+                price_cny_units=data.get("price_cny_units"),
+                merchant=data.get("merchant"),
+                stores=data.get("stores"),
+                valid_from=data.get("valid_from"),
+                valid_until=data.get("valid_until"),
+            )
+        except MengkaError as exc:
+            field = exc.param if exc.param in self.fields else None
+            self.add_error(field, exc.message)
+        return data
+
+
+@admin.register(Benefit)
+class BenefitAdmin(ScopedAdmin):
+    """A bank's benefits (and those of the merchants it sponsors): edited while draft, then asked to be published by
+    one operator and approved by another. Stock, redemptions and cost (the CNY value of the points taken) are shown."""
+
+    scope_field = "bank"
+    form = BenefitForm
+    list_display = (
+        "id",
+        "title_zh",
+        "title_en",
+        "kind",
+        "pricing",
+        "status",
+        "bank",
+        "stock_left",
+        "stock_total",
+        "redeemed_count",
+        "cost_units",
+        "valid_until",
+    )
+    list_select_related = ("bank",)
+    list_filter = ("status", "kind", "pricing")
+    search_fields = ("title_zh", "title_en")
+    filter_horizontal = ("eligible_banks", "eligible_products", "stores")
+    readonly_fields = ("status", "stock_left", "redeemed_count", "cost_units", "requested_by", "approved_by")
+    money_fields = {
+        "cost_units": MoneyField("CNY", absolute=4),
+        "price_cny_units": MoneyField("CNY", absolute=4),
+    }
+    actions = ("request_publish", "approve_publish", "withdraw")
+
+    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        if isinstance(obj, Benefit) and obj.status != Benefit.Status.DRAFT:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: models.Model, form: Any, change: bool) -> None:
+        assert isinstance(obj, Benefit)
+        if not change or "stock_total" in form.changed_data:  # a draft: nothing has been taken yet
+            obj.stock_left = obj.stock_total
+        super().save_model(request, obj, form, change)
+
+    def _move(self, request: HttpRequest, queryset: models.QuerySet[Any], call: Any) -> None:
+        for benefit in queryset:
+            if not self._writable(request, benefit):
+                messages.error(request, _("Benefit %(id)s is outside your scope.") % {"id": benefit.pk})
+                continue
+            try:
+                call(benefit_id=benefit.pk, operator=request.user)
+            except MengkaError as exc:
+                messages.error(request, f"#{benefit.pk}: {exc.message}")
+            else:
+                messages.success(request, _("Benefit %(id)s updated.") % {"id": benefit.pk})
+
+    @admin.action(description=_("Ask to publish the selected benefits"))
+    def request_publish(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
+        self._move(request, queryset, services.benefit_request_publish)
+
+    @admin.action(description=_("Approve publishing the selected benefits (another operator)"))
+    def approve_publish(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
+        self._move(request, queryset, services.benefit_approve)
+
+    @admin.action(description=_("Withdraw the selected benefits"))
+    def withdraw(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
+        self._move(request, queryset, services.benefit_withdraw)
+
+
+@admin.register(Voucher)
+class VoucherAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    """Redemptions of the bank's benefits. The code is never shown (only its hint), nor the card or points of other
+    banks the holder paid with: the cost is their CNY value."""
+
+    scope_field = "benefit__bank"
+    list_display = ("id", "benefit", "code_hint", "state", "cost_units", "issued_at", "expires_at", "redeemed_at")
+    list_select_related = ("benefit",)
+    list_filter = ("state",)
+    fields = (
+        "benefit",
+        "code_hint",
+        "state",
+        "cost_units",
+        "issued_at",
+        "expires_at",
+        "redeemed_at",
+        "redeemed_store",
+        "cancelled_at",
+        "expired_at",
+    )
+    money_fields = {"cost_units": MoneyField("CNY", absolute=4)}

@@ -96,3 +96,124 @@ def _spend(cardholder_id: int, own: list[PointsProgram], programs: dict[int, Poi
             amount=1000,
             idempotency_key=f"demo:exchange:{cardholder_id}:{source.pk}:{others[0].pk}",
         )
+
+
+# --- benefits: each bank contributes, two merchants contribute vouchers, card privileges, vouchers in every state ----
+
+BENEFITS: tuple[tuple[str, str, str, str, int, list[str]], ...] = (  # (kind, titles zh and en, pricing, price, tiers)
+    ("gift", "联名保温杯", "Co-branded travel mug", "points", 800, []),
+    ("lounge", "机场贵宾厅单次", "Airport lounge visit", "cny", 20_000, []),
+    ("service", "道路救援一次", "Roadside assistance", "free", 0, ["gold", "platinum", "diamond"]),
+    ("coupon", "观影立减券", "Cinema discount coupon", "points", 300, []),
+    ("service", "年度体检", "Annual health check", "free", 0, ["platinum", "diamond"]),
+    ("gift", "定制书签礼盒", "Bookmark gift set", "cny", 15_000, []),
+)
+MERCHANT_VOUCHERS = (  # (merchant code, title zh, title en, CNY ten-thousandths)
+    ("DEMO-NOODLE", "招牌牛肉面兑换券", "Signature beef noodles voucher", 20_000),
+    ("DEMO-GROCER", "生鲜满减券 ¥10", "CNY 10 off fresh groceries", 15_000),
+)
+
+
+def seed_benefits(ctx: Any) -> None:
+    """A catalogue worth browsing, published with four eyes (each bank's operator asks, the alliance operator
+    approves), and vouchers of a few demo cardholders in every state. Idempotent: benefits are found by bank and
+    title, redemptions by their keys, and a voucher is moved on only while it is still issued."""
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from members.models import MemberBank
+    from merchants.models import Merchant
+
+    from .models import Benefit, Voucher
+
+    checker = get_user_model().objects.filter(username="alliance").first()
+    if checker is None:
+        return
+    now = timezone.now()
+    window = {"valid_from": now - dt.timedelta(days=30), "valid_until": now + dt.timedelta(days=365)}
+    made: list[Benefit] = []
+    banks = list(MemberBank.objects.filter(points_program__active=True).select_related("points_program"))
+    for n, bank in enumerate(banks):
+        kind, zh, en, pricing, price, tiers = BENEFITS[n % len(BENEFITS)]
+        fields: dict[str, Any] = {"kind": kind, "pricing": pricing, "eligible_tiers": tiers, **window}
+        if pricing == "points":
+            fields.update(price_program=bank.points_program, price_points=price)
+        elif pricing == "cny":
+            fields.update(price_cny_units=price)
+        made.append(_benefit(bank, zh, en, {**fields, "stock_total": 500, "limit_per_month": 2}, checker))
+    for code, zh, en, price in MERCHANT_VOUCHERS:
+        merchant = Merchant.objects.filter(code=code).first()
+        if merchant is None:
+            continue
+        fields = {"kind": "voucher", "pricing": "cny", "price_cny_units": price, "merchant": merchant, **window}
+        fields.update(funding_merchant=merchant, stock_total=200, limit_per_card=3, voucher_valid_days=14)
+        made.append(_benefit(merchant.sponsor_bank, zh, en, fields, checker))
+    _seed_vouchers([b for b in made if b.pricing == Benefit.Pricing.CNY], Voucher)
+
+
+def _benefit(bank: Any, zh: str, en: str, fields: dict[str, Any], checker: Any) -> Any:
+    from members.models import BankOperator
+
+    from .models import Benefit
+
+    benefit = Benefit.objects.filter(bank=bank, title_en=en).first()
+    if benefit is None:
+        benefit = Benefit.objects.create(
+            bank=bank,
+            title_zh=zh,
+            title_en=en,
+            description_zh=f"{bank.name_zh}为联盟持卡人提供:{zh}。",
+            description_en=f"{bank.name_en} offers alliance cardholders: {en}.",
+            terms_zh="每人每月限兑两次;兑换后 24 小时内可取消。",
+            terms_en="Twice a month per cardholder; cancel within 24 hours of redeeming.",
+            stock_left=fields.get("stock_total"),
+            **fields,
+        )
+    maker = BankOperator.objects.filter(bank=bank, role=BankOperator.Role.OPERATOR).select_related("user").first()
+    if benefit.status == Benefit.Status.DRAFT and maker is not None:
+        services.benefit_request_publish(benefit_id=benefit.pk, operator=maker.user)
+        benefit.refresh_from_db()
+    if benefit.status == Benefit.Status.PENDING:
+        benefit = services.benefit_approve(benefit_id=benefit.pk, operator=checker)
+    return benefit
+
+
+def _seed_vouchers(benefits: list[Any], voucher_model: Any) -> None:
+    """Each CNY-priced benefit redeemed by a few demo cardholders with their own bank's points; of each benefit's
+    vouchers one is cancelled, one redeemed at the till (a merchant's) and one expired; the rest stay issued."""
+    from django.utils import timezone
+
+    from core.crypto import decrypt
+    from core.errors import MengkaError
+
+    cards = list(
+        Card.objects.filter(status=BindingStatus.ACTIVE, bank__points_program__active=True)
+        .select_related("bank__points_program")
+        .order_by("cardholder_id", "id")[:4]
+    )
+    for benefit in benefits:
+        prefix = f"demo:benefit:{benefit.pk}:"
+        if benefit.status != "published" or voucher_model.objects.filter(idempotency_key__startswith=prefix).exists():
+            continue  # redeemed by an earlier run: points returned since must not let a refused redemption in now
+        vouchers = []
+        for card in cards:
+            try:
+                vouchers.append(
+                    services.benefit_redeem(
+                        cardholder_id=card.cardholder_id,
+                        card_id=card.pk,
+                        benefit_id=benefit.pk,
+                        points={card.bank.points_program.pk: None},
+                        idempotency_key=f"{prefix}{card.pk}",
+                    )
+                )
+            except MengkaError:
+                continue  # not enough points left in that wallet: the demo goes on without this one
+        if vouchers and vouchers[0].state == voucher_model.State.ISSUED:
+            services.voucher_cancel(voucher_id=vouchers[0].pk, cardholder_id=vouchers[0].cardholder_id)
+        if len(vouchers) >= 2 and vouchers[1].state == voucher_model.State.ISSUED and benefit.merchant is not None:
+            services.voucher_redeem(merchant=benefit.merchant, code=decrypt(vouchers[1].code_encrypted))
+        if len(vouchers) >= 3 and vouchers[2].state == voucher_model.State.ISSUED:
+            now = timezone.now()
+            voucher_model.objects.filter(pk=vouchers[2].pk).update(expires_at=now)
+            services.vouchers_expire(now=now)

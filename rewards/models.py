@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
 from members.models import Cardholder, MemberBank, PointsProgram
@@ -404,3 +405,280 @@ class ExchangePolicy(models.Model):
     def __str__(self) -> str:
         starts = f"{self.effective_from:%Y-%m-%d %H:%M}"
         return f"exchange policy from {starts}: fee {self.fee_rate}, minimum {self.minimum_points}"
+
+
+# --- benefits and vouchers (权益共享): see docs/benefits.md ----------------------------------------------------------
+
+
+class Benefit(models.Model):
+    """A benefit in the shared catalogue, contributed and funded by a member bank or a merchant.
+
+    `bank` is the member bank that answers for it: the contributing bank, or the contributing merchant's sponsor bank
+    (whose operators approve it); the admin scopes by it. Priced in points of one programme, at a CNY value payable with
+    any programme's points, or free for eligible cards (a card privilege). Stock and quotas are reserved with guarded
+    updates in the redemption's transaction (`rewards.services.benefit_redeem`)."""
+
+    class Kind(models.TextChoices):
+        LOUNGE = "lounge", _("lounge visit")
+        VOUCHER = "voucher", _("voucher at a merchant")
+        COUPON = "coupon", _("discount coupon")
+        SERVICE = "service", _("service")
+        GIFT = "gift", _("co-branded gift")
+
+    class Pricing(models.TextChoices):
+        POINTS = "points", _("points of one programme")
+        CNY = "cny", _("CNY value, any programme's points")
+        FREE = "free", _("free for eligible cards")
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("draft")
+        PENDING = "pending", _("pending approval")
+        PUBLISHED = "published", _("published")
+        WITHDRAWN = "withdrawn", _("withdrawn")
+
+    bank = models.ForeignKey(
+        MemberBank,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("responsible bank"),
+        help_text=_("The contributing bank, or the contributing merchant's sponsor bank."),
+    )
+    funding_merchant = models.ForeignKey(
+        "merchants.Merchant",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("funding merchant"),
+        help_text=_("Set when a merchant contributes and funds the benefit; empty when the bank does."),
+    )
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    title_zh = models.CharField(_("title (Chinese)"), max_length=120)
+    title_en = models.CharField(_("title (English)"), max_length=120)
+    description_zh = models.TextField(_("description (Chinese)"), blank=True)
+    description_en = models.TextField(_("description (English)"), blank=True)
+    image = models.CharField(
+        _("image"), max_length=200, blank=True, help_text=_("A path under static/, e.g. rewards/benefits/lounge.svg.")
+    )
+    pricing = models.CharField(_("pricing"), max_length=8, choices=Pricing.choices)
+    price_program = models.ForeignKey(
+        PointsProgram,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("price programme"),
+    )
+    price_points = models.PositiveIntegerField(_("price in points"), null=True, blank=True)
+    price_cny_units = models.PositiveBigIntegerField(
+        _("price (CNY, ten-thousandths)"), null=True, blank=True, help_text=_("CNY 1 = 10000.")
+    )
+    eligible_banks = models.ManyToManyField(
+        MemberBank, blank=True, related_name="+", verbose_name=_("eligible banks"), help_text=_("Empty: every bank.")
+    )
+    eligible_products = models.ManyToManyField(
+        "members.CardProduct",
+        blank=True,
+        related_name="+",
+        verbose_name=_("eligible card products"),
+        help_text=_("Empty: every product."),
+    )
+    eligible_tiers = models.JSONField(
+        _("eligible tiers"), default=list, blank=True, help_text=_('Card tiers, e.g. ["gold", "platinum"]; empty: all.')
+    )
+    stock_total = models.PositiveIntegerField(_("total stock"), null=True, blank=True, help_text=_("Empty: unlimited."))
+    stock_left = models.PositiveIntegerField(_("stock left"), null=True, blank=True)
+    redeemed_count = models.PositiveIntegerField(_("redemptions"), default=0)
+    cost_units = models.BigIntegerField(_("cost (CNY, ten-thousandths)"), default=0)
+    limit_per_month = models.PositiveIntegerField(_("per cardholder per month"), null=True, blank=True)
+    limit_per_year = models.PositiveIntegerField(_("per cardholder per year"), null=True, blank=True)
+    limit_per_card = models.PositiveIntegerField(_("per card"), null=True, blank=True)
+    valid_from = models.DateTimeField(_("valid from"))
+    valid_until = models.DateTimeField(_("valid until"))
+    terms_zh = models.TextField(_("redemption terms (Chinese)"), blank=True)
+    terms_en = models.TextField(_("redemption terms (English)"), blank=True)
+    merchant = models.ForeignKey(
+        "merchants.Merchant",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("redeemed at merchant"),
+        help_text=_("For a merchant voucher: the merchant that redeems it."),
+    )
+    stores = models.ManyToManyField(
+        "merchants.Store",
+        blank=True,
+        related_name="+",
+        verbose_name=_("stores"),
+        help_text=_("Empty: any of the merchant's stores."),
+    )
+    voucher_valid_days = models.PositiveSmallIntegerField(_("voucher valid (days after issue)"), default=30)
+    cancel_window_hours = models.PositiveSmallIntegerField(
+        _("cancel window (hours)"), default=24, help_text=_("0: a voucher cannot be cancelled.")
+    )
+    return_stock_on_expiry = models.BooleanField(
+        _("return stock on expiry"),
+        default=False,
+        help_text=_("The terms put an unredeemed voucher's stock back when it expires (points are never returned)."),
+    )
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.DRAFT)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("publishing requested by"),
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("publishing approved by"),
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    published_at = models.DateTimeField(_("published"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("benefit")
+        verbose_name_plural = _("benefits")
+        ordering = ("-id",)
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(
+                        pricing="points",
+                        price_program__isnull=False,
+                        price_points__gt=0,
+                        price_cny_units__isnull=True,
+                    )
+                    | models.Q(
+                        pricing="cny", price_program__isnull=True, price_points__isnull=True, price_cny_units__gt=0
+                    )
+                    | models.Q(
+                        pricing="free",
+                        price_program__isnull=True,
+                        price_points__isnull=True,
+                        price_cny_units__isnull=True,
+                    )
+                ),
+                name="benefit_price_matches_pricing",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(stock_total__isnull=True, stock_left__isnull=True)
+                | models.Q(
+                    stock_total__isnull=False, stock_left__isnull=False, stock_left__lte=models.F("stock_total")
+                ),
+                name="benefit_stock_within_total",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(valid_until__gt=models.F("valid_from")), name="benefit_valid_window"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title_zh} / {self.title_en}"
+
+    @property
+    def title(self) -> str:
+        return self.title_zh if (get_language() or "").startswith("zh") else self.title_en
+
+
+class QuotaKind(models.TextChoices):
+    HOLDER_MONTH = "month", _("per cardholder per month")
+    HOLDER_YEAR = "year", _("per cardholder per year")
+    CARD = "card", _("per card")
+
+
+class BenefitQuotaUse(models.Model):
+    """How many of a benefit one cardholder (in one month or year) or one card has taken: a counter row, raised by a
+    guarded increment (`INSERT … ON CONFLICT DO UPDATE … WHERE used < limit`) in the redemption's transaction."""
+
+    benefit = models.ForeignKey(Benefit, on_delete=models.CASCADE, related_name="+", verbose_name=_("benefit"))
+    kind = models.CharField(_("kind"), max_length=8, choices=QuotaKind.choices)
+    owner_id = models.BigIntegerField(_("cardholder or card"))
+    period = models.CharField(_("period"), max_length=8, blank=True)
+    used = models.PositiveIntegerField(_("used"), default=0)
+
+    class Meta:
+        verbose_name = _("benefit quota use")
+        verbose_name_plural = _("benefit quota uses")
+        constraints = [
+            models.UniqueConstraint(fields=["benefit", "kind", "owner_id", "period"], name="benefit_quota_use_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.benefit_id} {self.kind}:{self.owner_id} {self.period} = {self.used}"
+
+
+class Voucher(models.Model):
+    """One redemption of a benefit: issued → redeemed / expired / cancelled. The code is never stored in the clear
+    for lookup: `code_hash` (keyed) finds it, `code_encrypted` lets its holder see it again, `code_hint` names it."""
+
+    class State(models.TextChoices):
+        ISSUED = "issued", _("issued")
+        REDEEMED = "redeemed", _("redeemed")
+        EXPIRED = "expired", _("expired")
+        CANCELLED = "cancelled", _("cancelled")
+
+    benefit = models.ForeignKey(Benefit, on_delete=models.PROTECT, related_name="vouchers", verbose_name=_("benefit"))
+    cardholder = models.ForeignKey(Cardholder, on_delete=models.PROTECT, related_name="+", verbose_name=_("cardholder"))
+    card = models.ForeignKey("members.Card", on_delete=models.PROTECT, related_name="+", verbose_name=_("card"))
+    code_hash = models.CharField(_("code (keyed hash)"), max_length=64, unique=True, editable=False)
+    code_encrypted = models.TextField(_("code (encrypted)"), editable=False)
+    code_hint = models.CharField(_("code hint"), max_length=8)
+    state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.ISSUED)
+    idempotency_key = models.CharField(_("idempotency key"), max_length=200, unique=True)
+    request_hash = models.CharField(_("request hash"), max_length=64)
+    points = models.JSONField(_("points taken"), default=dict, blank=True, help_text=_("Programme id → points."))
+    cost_units = models.BigIntegerField(_("cost (CNY, ten-thousandths)"), default=0)
+    month = models.CharField(_("quota month"), max_length=8)
+    issued_at = models.DateTimeField(_("issued"))
+    expires_at = models.DateTimeField(_("valid until"))
+    redeemed_at = models.DateTimeField(_("redeemed"), null=True, blank=True)
+    redeemed_store = models.ForeignKey(
+        "merchants.Store",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("redeemed at store"),
+    )
+    cancelled_at = models.DateTimeField(_("cancelled"), null=True, blank=True)
+    expired_at = models.DateTimeField(_("expired"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("voucher")
+        verbose_name_plural = _("vouchers")
+        ordering = ("-id",)
+        indexes = [
+            models.Index(fields=["expires_at"], name="voucher_issued_expiry", condition=models.Q(state="issued")),
+            models.Index(fields=["cardholder", "-id"], name="voucher_cardholder"),
+        ]
+
+    def __str__(self) -> str:
+        return f"voucher …{self.code_hint} ({self.state})"
+
+
+class VoucherPayment(models.Model):
+    """The points one programme paid for a voucher, with its ledger transaction (reversed on cancellation)."""
+
+    voucher = models.ForeignKey(Voucher, on_delete=models.PROTECT, related_name="payments", verbose_name=_("voucher"))
+    program = models.ForeignKey(PointsProgram, on_delete=models.PROTECT, related_name="+", verbose_name=_("programme"))
+    points = models.PositiveBigIntegerField(_("points"))
+    value_units = models.BigIntegerField(_("value (CNY, ten-thousandths)"))
+    transaction = models.OneToOneField(
+        LedgerTransaction, on_delete=models.PROTECT, related_name="+", verbose_name=_("ledger transaction")
+    )
+
+    class Meta:
+        verbose_name = _("voucher payment")
+        verbose_name_plural = _("voucher payments")
+        ordering = ("id",)
+        constraints = [models.CheckConstraint(condition=models.Q(points__gt=0), name="voucher_payment_points_positive")]
+
+    def __str__(self) -> str:
+        return f"{self.points} points of {self.program_id}"

@@ -6,14 +6,30 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Min, OuterRef, Q, Subquery, Sum
+from django.db.models import Min, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django.utils.translation import gettext as _
 
+from core.crypto import decrypt
+from core.errors import NotFound
 from core.money import quantize
 from members import selectors as members_selectors
-from members.models import Cardholder, PointsProgram
+from members.models import BindingStatus, Card, Cardholder, PointsProgram
 
-from .models import Account, Entry, LedgerTransaction, Lot, OwnerKind, Purpose
+from . import services
+from .models import (
+    Account,
+    Benefit,
+    BenefitQuotaUse,
+    Entry,
+    LedgerTransaction,
+    Lot,
+    OwnerKind,
+    Purpose,
+    QuotaKind,
+    Voucher,
+)
 from .services import today
 
 
@@ -178,3 +194,106 @@ def cardholder_wallet(*, cardholder_id: int, program_id: int) -> Account | None:
         .filter(owner_kind=OwnerKind.CARDHOLDER, owner_id=cardholder_id, purpose=Purpose.POINTS, program_id=program_id)
         .first()
     )
+
+
+# --- benefits and vouchers (docs/benefits.md) ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenefitOffer:
+    """A benefit the cardholder may redeem now: with which of their cards, and how many more times (None: no limit
+    but the stock)."""
+
+    benefit: Benefit
+    card_ids: list[int]
+    quota_left: int | None
+    stock_left: int | None
+
+
+def _on_offer(now: dt.datetime) -> QuerySet[Benefit]:
+    return (
+        Benefit.objects.filter(status=Benefit.Status.PUBLISHED, valid_from__lte=now, valid_until__gt=now)
+        .filter(Q(stock_left__isnull=True) | Q(stock_left__gt=0))
+        .select_related("price_program", "merchant")
+        .prefetch_related("eligible_banks", "eligible_products", "stores")
+        .order_by("id")
+    )
+
+
+def benefits_for(*, cardholder_id: int, now: dt.datetime | None = None) -> list[BenefitOffer]:
+    """The published benefits on offer now that the cardholder may redeem with one of their active cards, with quota
+    and stock left (a benefit whose quota this cardholder has used up is left out). Six queries whatever the size
+    of the catalogue: cards, benefits with their eligibility lists and stores, and the quota counters."""
+    now = now or timezone.now()
+    periods = services.quota_periods(today())
+    cards = list(
+        Card.objects.select_related("product").filter(cardholder_id=cardholder_id, status=BindingStatus.ACTIVE)
+    )
+    if not cards:
+        return []
+    used: dict[tuple[int, str, int], int] = {}
+    counters = BenefitQuotaUse.objects.filter(
+        Q(kind=QuotaKind.HOLDER_MONTH, owner_id=cardholder_id, period=periods[QuotaKind.HOLDER_MONTH])
+        | Q(kind=QuotaKind.HOLDER_YEAR, owner_id=cardholder_id, period=periods[QuotaKind.HOLDER_YEAR])
+        | Q(kind=QuotaKind.CARD, owner_id__in=[card.pk for card in cards])
+    )
+    for benefit_id, kind, owner_id, count in counters.values_list("benefit_id", "kind", "owner_id", "used"):
+        used[(benefit_id, kind, owner_id)] = count
+    offers = []
+    for benefit in _on_offer(now):
+        eligible = [card for card in cards if services.card_eligible(benefit, card)]
+        limits = services.quota_limits(benefit)
+        lefts: list[int] = []
+        for kind in (QuotaKind.HOLDER_MONTH, QuotaKind.HOLDER_YEAR):
+            limit = limits[kind]
+            if limit is not None:
+                lefts.append(max(limit - used.get((benefit.pk, kind, cardholder_id), 0), 0))
+        card_limit = limits[QuotaKind.CARD]
+        if card_limit is not None:
+            eligible = [c for c in eligible if used.get((benefit.pk, QuotaKind.CARD, c.pk), 0) < card_limit]
+            lefts.append(sum(card_limit - used.get((benefit.pk, QuotaKind.CARD, c.pk), 0) for c in eligible))
+        quota_left = min(lefts) if lefts else None
+        if not eligible or quota_left == 0:
+            continue
+        offers.append(BenefitOffer(benefit, [card.pk for card in eligible], quota_left, benefit.stock_left))
+    return offers
+
+
+def benefit_quote(*, benefit_id: int, points: dict[int, int | None]) -> services.BenefitQuote:
+    """What each chosen programme pays for the benefit (the same pricing the redemption applies): `points` maps a
+    programme id to its points, or to None for the one programme that pays the rest of a CNY price. Raises
+    `NotFound` or `ValidationFailed` (param "points") as the redemption would."""
+    benefit = Benefit.objects.filter(pk=benefit_id, status=Benefit.Status.PUBLISHED).first()
+    if benefit is None:
+        raise NotFound(_("No such benefit."), param="benefit")
+    return services.benefit_price(benefit=benefit, points=points)
+
+
+@dataclass(frozen=True)
+class VoucherView:
+    voucher: Voucher
+    code: str
+    qr_payload: str
+
+
+def vouchers_of(*, cardholder_id: int, limit: int = 100) -> list[VoucherView]:
+    """The cardholder's own vouchers, newest first, with their code and QR payload (for them only)."""
+    rows = (
+        Voucher.objects.filter(cardholder_id=cardholder_id)
+        .select_related("benefit", "benefit__merchant", "card", "redeemed_store")
+        .order_by("-id")[:limit]
+    )
+    views = []
+    for voucher in rows:
+        code = decrypt(voucher.code_encrypted)
+        views.append(VoucherView(voucher, code, services.qr_payload(code)))
+    return views
+
+
+def card_privileges(*, card: Card, now: dt.datetime | None = None) -> list[Benefit]:
+    """The free benefits on offer now that this card is eligible for (its product's and tier's privileges)."""
+    return [
+        benefit
+        for benefit in _on_offer(now or timezone.now()).filter(pricing=Benefit.Pricing.FREE)
+        if services.card_eligible(benefit, card)
+    ]

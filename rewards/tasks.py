@@ -1,5 +1,5 @@
-"""Ledger jobs: sealing, lot expiry and hold expiry. Each takes no ids (they sweep) and calls one service; the
-expiries report each chunk's progress on their job run."""
+"""Ledger jobs: sealing, lot expiry and hold expiry; and voucher expiry. Each takes no ids (they sweep) and calls one
+service; the expiries report each chunk's progress on their job run."""
 
 from __future__ import annotations
 
@@ -37,3 +37,10 @@ def holds_expire() -> dict[str, Any]:
     now = timezone.now()
     with job_run("rewards.holds_expire", period=now.strftime("%Y-%m-%dT%H:%M")) as run:
         return {"expired": services.holds_expire(now=now, progress=run.advance)}
+
+
+@shared_task(name="rewards.vouchers_expire")
+def vouchers_expire() -> dict[str, Any]:
+    now = timezone.now()
+    with job_run("rewards.vouchers_expire", period=now.strftime("%Y-%m-%dT%H:%M")) as run:
+        return services.vouchers_expire(now=now, progress=run.advance)

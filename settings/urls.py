@@ -25,6 +25,7 @@ urlpatterns = [
     path("api/v1/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("api/v1/", include("payments.api_urls")),
     path("api/v1/", include("merchants.api_urls")),
+    path("api/v1/", include("rewards.api_urls")),
     re_path(r"^api/", api_not_found),
 ]
 

@@ -812,3 +812,56 @@ def make_exchange_policy(**fields: Any) -> Any:
 
 
 FACTORIES.update({"rewards.exchangepolicy": make_exchange_policy})
+
+# --- benefits and vouchers -----------------------------------------------------------------------------------------
+
+
+def make_benefit(**fields: Any) -> Any:
+    """A published benefit of a new bank (or `bank`), priced 1,000 of its programme's points unless told otherwise,
+    on offer from yesterday for a year. M2M lists: `eligible_banks`, `eligible_products`, `stores`."""
+    from rewards.models import Benefit
+
+    lists = {name: fields.pop(name, []) for name in ("eligible_banks", "eligible_products", "stores")}
+    bank = fields.pop("bank", None) or MemberBankFactory()
+    pricing = fields.pop("pricing", Benefit.Pricing.POINTS)
+    if pricing == Benefit.Pricing.POINTS:
+        if "price_program" not in fields:
+            fields["price_program"] = getattr(bank, "points_program", None) or PointsProgramFactory(bank=bank)
+        fields.setdefault("price_points", 1000)
+    now = timezone.now()
+    values: dict[str, Any] = {
+        "bank": bank,
+        "kind": Benefit.Kind.GIFT,
+        "title_zh": "测试权益",
+        "title_en": "Test benefit",
+        "pricing": pricing,
+        "valid_from": now - dt.timedelta(days=1),
+        "valid_until": now + dt.timedelta(days=365),
+        "status": Benefit.Status.PUBLISHED,
+        **fields,
+    }
+    if "stock_total" in values and "stock_left" not in values:
+        values["stock_left"] = values["stock_total"]
+    benefit = Benefit.objects.create(**values)
+    for name, items in lists.items():
+        getattr(benefit, name).set(items)
+    return benefit
+
+
+def _voucher_at_new_bank() -> Any:
+    from rewards.services import benefit_redeem, points_earn
+
+    benefit = make_benefit()
+    program = benefit.price_program
+    card = card_at(CardholderFactory(), benefit.bank)
+    points_earn(cardholder_id=card.cardholder_id, program=program, amount=5000, idempotency_key=f"vf:{card.pk}")
+    return benefit_redeem(
+        cardholder_id=card.cardholder_id,
+        card_id=card.pk,
+        benefit_id=benefit.pk,
+        points={program.pk: 1000},
+        idempotency_key=f"vf:{card.pk}",
+    )
+
+
+FACTORIES.update({"rewards.benefit": make_benefit, "rewards.voucher": _voucher_at_new_bank})

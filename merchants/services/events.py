@@ -26,6 +26,7 @@ EVENT_TYPES = (
     "refund.pending",
     "agreement.granted",
     "agreement.revoked",
+    "voucher.redeemed",
 )
 
 

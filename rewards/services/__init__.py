@@ -13,6 +13,8 @@ reversal     reversing a transaction, wholly or in part, cumulatively
 expiry       expiring lots past their last valid day (the daily job, and before a spend)
 adjustments  manual adjustments, four eyes
 bulk         many earns in one transaction (settlement)
+benefits     the benefits catalogue: checking, publishing (four eyes), pricing, redeeming into a voucher
+vouchers     vouchers after issue: cancelling, redeeming at the merchant, expiring
 
 See docs/ledger.md.
 """
@@ -20,6 +22,20 @@ See docs/ledger.md.
 from ..models import Purpose  # the purpose a caller names for `bank_points_account`
 from .accounts import account_get_or_create, bank_points_account, clearing_account, debt_account, wallet_account
 from .adjustments import adjustment_approve, adjustment_check, adjustment_reject, adjustment_request
+from .benefits import (
+    BenefitQuote,
+    QuoteLine,
+    benefit_approve,
+    benefit_check,
+    benefit_price,
+    benefit_redeem,
+    benefit_request_publish,
+    benefit_withdraw,
+    card_eligible,
+    on_offer,
+    quota_limits,
+    quota_periods,
+)
 from .bulk import EarnEvent, points_earn_bulk
 from .earn import EarnSource, points_earn
 from .exchange import (
@@ -38,19 +54,29 @@ from .obligations import Party, cny_units, points_value_units
 from .posting import retry_on_conflict
 from .redeem import points_redeem
 from .reversal import transaction_reverse
+from .vouchers import qr_payload, voucher_cancel, voucher_for_merchant, voucher_out, voucher_redeem, vouchers_expire
 
 __all__ = [
+    "BenefitQuote",
     "EarnEvent",
     "EarnSource",
     "ExchangeQuote",
     "Party",
     "Purpose",
+    "QuoteLine",
     "account_get_or_create",
     "adjustment_approve",
     "adjustment_check",
     "adjustment_reject",
     "adjustment_request",
     "bank_points_account",
+    "benefit_approve",
+    "benefit_check",
+    "benefit_price",
+    "benefit_redeem",
+    "benefit_request_publish",
+    "benefit_withdraw",
+    "card_eligible",
     "clearing_account",
     "cny_units",
     "debt_account",
@@ -65,13 +91,22 @@ __all__ = [
     "holds_expire",
     "lot_expiry",
     "lots_expire",
+    "on_offer",
     "points_earn",
     "points_earn_bulk",
     "points_exchange",
     "points_redeem",
     "points_value_units",
+    "qr_payload",
+    "quota_limits",
+    "quota_periods",
     "retry_on_conflict",
     "today",
     "transaction_reverse",
+    "voucher_cancel",
+    "voucher_for_merchant",
+    "voucher_out",
+    "voucher_redeem",
+    "vouchers_expire",
     "wallet_account",
 ]

@@ -96,7 +96,7 @@ def test_tabs_and_line_breaks_in_body_strings_are_kept(world: World) -> None:
 
 
 @pytest.mark.parametrize("method", ["post", "put", "patch", "delete", "get"])
-@pytest.mark.parametrize("path", ["vouchers/X/redeem", "nothing", "payments/pay_x/explode"])
+@pytest.mark.parametrize("path", ["coupons/X/redeem", "nothing", "payments/pay_x/explode"])
 def test_unknown_routes_answer_json_whatever_the_method(world: World, method: str, path: str) -> None:
     client = world.api.client
     client.handler.enforce_csrf_checks = True  # as a browser-less client meets it: no CSRF token, ever

@@ -63,7 +63,7 @@ def test_with_no_version_in_force_an_exchange_is_refused_clearly() -> None:
     ExchangePolicy.objects.all().delete()
     make_exchange_policy()  # only a future one
     src, dst = programs()
-    with pytest.raises(NotFound, match="no exchange policy in force"):
+    with translation.override("en"), pytest.raises(NotFound, match="no exchange policy in force"):
         s.exchange_quote(from_program=src, to_program=dst, amount=1_000)
 
 

@@ -127,6 +127,7 @@ def test_seal_jobs_are_scheduled_and_export_is_append_only(sealed_ledger, settin
         "rewards.ledger_seal",
         "rewards.lots_expire",
         "rewards.holds_expire",
+        "rewards.vouchers_expire",
     }
     from rewards.tasks import ledger_seal
 

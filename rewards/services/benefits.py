@@ -1,0 +1,443 @@
+"""The benefits catalogue (权益共享): checking and publishing a benefit (four eyes), pricing a redemption, and redeeming
+one into a voucher.
+
+A redemption is one database transaction, in this lock order: the benefit's row (a guarded `UPDATE` takes one unit of
+stock), the quota counters (guarded increments of counter rows), the ledger accounts (one `points_redeem` per
+programme paid with), then the new voucher. Nothing is counted after the fact: a sold-out benefit or a spent quota
+refuses the redemption before anything stays written. See docs/benefits.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from base64 import b32encode
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from psycopg2 import sql
+
+from core.audit import audit_record
+from core.crypto import encrypt, keyed_hash
+from core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from core.scoping import operator_scope
+from members.models import BindingStatus, Card, PointsProgram
+
+from ..models import CURRENCY_SCALE, Benefit, BenefitQuotaUse, OwnerKind, QuotaKind, Voucher, VoucherPayment
+from .lots import today
+from .obligations import Party, points_value_units
+from .posting import Actor, check_key, replay, request_hash, retry_on_conflict
+from .redeem import points_redeem
+
+CODE_PURPOSE = "voucher-code"
+CODE_LENGTH = 16  # base32 characters: 80 random bits
+
+
+# --- the catalogue ---------------------------------------------------------------------------------------------------
+
+
+def benefit_check(
+    *,
+    bank_id: int | None,
+    funding_merchant: Any,
+    kind: str,
+    pricing: str,
+    price_program: PointsProgram | None,
+    price_points: int | None,
+    price_cny_units: int | None,
+    merchant: Any,
+    stores: Any = (),
+    valid_from: dt.datetime | None,
+    valid_until: dt.datetime | None,
+) -> None:
+    """Refuses a benefit whose parts do not fit together (the admin form shows the refusal next to its field)."""
+    if funding_merchant is not None and funding_merchant.sponsor_bank_id != bank_id:
+        raise ValidationFailed(
+            _("A merchant's benefit is answered for by its sponsor bank."), code="benefit_bank", param="bank"
+        )
+    if pricing == Benefit.Pricing.POINTS and (price_program is None or not price_points):
+        raise ValidationFailed(_("Name the programme and the points it costs."), param="price_points")
+    if pricing == Benefit.Pricing.CNY and not price_cny_units:
+        raise ValidationFailed(_("Give the CNY value it costs."), param="price_cny_units")
+    if pricing != Benefit.Pricing.POINTS and (price_program is not None or price_points):
+        raise ValidationFailed(_("Only a benefit priced in points names a programme."), param="price_program")
+    if pricing != Benefit.Pricing.CNY and price_cny_units:
+        raise ValidationFailed(_("Only a benefit priced in CNY has a CNY price."), param="price_cny_units")
+    if kind == Benefit.Kind.VOUCHER and merchant is None:
+        raise ValidationFailed(_("A merchant voucher names the merchant that redeems it."), param="merchant")
+    for store in stores or ():
+        if merchant is None or store.merchant_id != merchant.pk:
+            raise ValidationFailed(_("Every store must be one of the redeeming merchant's."), param="stores")
+    if valid_from is not None and valid_until is not None and valid_until <= valid_from:
+        raise ValidationFailed(_("The validity window must end after it starts."), param="valid_until")
+
+
+def _operator_of(benefit: Benefit, operator: Actor) -> None:
+    if operator is None or not operator_scope(operator).can_write(benefit.bank_id):
+        raise PermissionDenied(_("Only an operator of the responsible bank may do this."))
+
+
+def _move(benefit_id: int, operator: Actor, *, frm: str, to: str, **fields: Any) -> Benefit:
+    with transaction.atomic():
+        benefit = Benefit.objects.select_for_update().filter(pk=benefit_id).first()
+        if benefit is None:
+            raise NotFound(_("No such benefit."), param="benefit")
+        _operator_of(benefit, operator)
+        if benefit.status != frm:
+            raise Conflict(
+                _("The benefit is %(status)s.") % {"status": benefit.get_status_display()}, code="benefit_state"
+            )
+        if to == Benefit.Status.PUBLISHED and benefit.requested_by_id == getattr(operator, "pk", None):
+            raise PermissionDenied(_("Another operator must approve what you asked to publish."), code="four_eyes")
+        before = benefit.status
+        benefit.status = to
+        for name, value in fields.items():
+            setattr(benefit, name, value)
+        benefit.save(update_fields=["status", *fields])
+        audit_record(
+            actor=operator,
+            action=f"benefit.{to}",
+            obj=benefit,
+            before={"status": before},
+            after={"status": to},
+            object_banks={benefit.bank_id},
+        )
+    return benefit
+
+
+def benefit_request_publish(*, benefit_id: int, operator: Actor) -> Benefit:
+    """Draft → pending approval (the maker)."""
+    return _move(benefit_id, operator, frm=Benefit.Status.DRAFT, to=Benefit.Status.PENDING, requested_by=operator)
+
+
+def benefit_approve(*, benefit_id: int, operator: Actor) -> Benefit:
+    """Pending → published, by an operator of the responsible bank other than the one who asked (the checker)."""
+    return _move(
+        benefit_id,
+        operator,
+        frm=Benefit.Status.PENDING,
+        to=Benefit.Status.PUBLISHED,
+        approved_by=operator,
+        published_at=timezone.now(),
+    )
+
+
+def benefit_withdraw(*, benefit_id: int, operator: Actor) -> Benefit:
+    """Published → withdrawn: no new redemptions; vouchers already issued stay valid."""
+    return _move(benefit_id, operator, frm=Benefit.Status.PUBLISHED, to=Benefit.Status.WITHDRAWN)
+
+
+def funder_of(benefit: Benefit) -> Party:
+    if benefit.funding_merchant_id is not None:
+        return Party(OwnerKind.MERCHANT, benefit.funding_merchant_id)
+    return Party(OwnerKind.BANK, benefit.bank_id)
+
+
+# --- eligibility -----------------------------------------------------------------------------------------------------
+
+
+def card_eligible(benefit: Benefit, card: Card) -> bool:
+    """The card's bank, product and tier are among the benefit's (an empty list allows all). Uses the benefit's
+    prefetched `eligible_banks` and `eligible_products` when present."""
+    banks = {bank.pk for bank in benefit.eligible_banks.all()}
+    products = {product.pk for product in benefit.eligible_products.all()}
+    return (
+        (not banks or card.bank_id in banks)
+        and (not products or card.product_id in products)
+        and (not benefit.eligible_tiers or card.product.tier in benefit.eligible_tiers)
+    )
+
+
+def on_offer(benefit: Benefit, now: dt.datetime) -> bool:
+    return benefit.status == Benefit.Status.PUBLISHED and benefit.valid_from <= now < benefit.valid_until
+
+
+def quota_periods(day: dt.date) -> dict[str, str]:
+    return {QuotaKind.HOLDER_MONTH: day.strftime("%Y-%m"), QuotaKind.HOLDER_YEAR: day.strftime("%Y")}
+
+
+def quota_limits(benefit: Benefit) -> dict[str, int | None]:
+    return {
+        QuotaKind.HOLDER_MONTH: benefit.limit_per_month,
+        QuotaKind.HOLDER_YEAR: benefit.limit_per_year,
+        QuotaKind.CARD: benefit.limit_per_card,
+    }
+
+
+# --- pricing ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuoteLine:
+    program_id: int
+    unit: str
+    points: int
+    value_units: int  # what these points are worth in CNY ten-thousandths (rounded half-up, as the ledger posts it)
+
+
+@dataclass(frozen=True)
+class BenefitQuote:
+    benefit_id: int
+    pricing: str
+    price_points: int | None
+    price_cny_units: int | None
+    lines: list[QuoteLine]
+
+    @property
+    def total_value_units(self) -> int:
+        return sum(line.value_units for line in self.lines)
+
+    @property
+    def points(self) -> dict[int, int]:
+        return {line.program_id: line.points for line in self.lines}
+
+
+def _programs(ids: list[int]) -> dict[int, PointsProgram]:
+    programs = PointsProgram.objects.filter(pk__in=ids, active=True).in_bulk()
+    missing = [pid for pid in ids if pid not in programs]
+    if missing:
+        raise ValidationFailed(_("No such active points programme: %(id)s.") % {"id": missing[0]}, param="points")
+    return programs
+
+
+def benefit_price(*, benefit: Benefit, points: dict[int, int | None]) -> BenefitQuote:
+    """What each programme pays for `benefit`, checked exactly in integer points. `points`: programme id → points, or
+    None for the one programme (at most one) that pays the rest of a CNY price.
+
+    - points of one programme: exactly {that programme: the price};
+    - a CNY value: any active programmes; their points' exact worth (points × point value) must cover the price, and
+      no programme may pay a whole point more than needed (so the rest is rounded up, never more than one point);
+    - free: no points.
+    Raises `ValidationFailed` (param "points") otherwise."""
+    bad = [pid for pid, n in points.items() if n is not None and (not isinstance(n, int) or n <= 0)]
+    if bad:
+        raise ValidationFailed(_("Every programme pays a positive whole number of points."), param="points")
+    if benefit.pricing == Benefit.Pricing.FREE:
+        if points:
+            raise ValidationFailed(_("This benefit is free for eligible cards: pay no points."), param="points")
+        return BenefitQuote(benefit.pk, benefit.pricing, None, None, [])
+    if benefit.pricing == Benefit.Pricing.POINTS:
+        assert benefit.price_points is not None
+        assert benefit.price_program_id is not None
+        wanted = {benefit.price_program_id: benefit.price_points}
+        if {pid: (benefit.price_points if n is None else n) for pid, n in points.items()} != wanted:
+            raise ValidationFailed(
+                _("This benefit costs %(points)s points of one programme.") % {"points": benefit.price_points},
+                code="price_mismatch",
+                param="points",
+            )
+        program = _programs([benefit.price_program_id])[benefit.price_program_id]
+        line = QuoteLine(
+            program.pk, program.unit_code, benefit.price_points, points_value_units(benefit.price_points, program)
+        )
+        return BenefitQuote(benefit.pk, benefit.pricing, benefit.price_points, None, [line])
+    assert benefit.price_cny_units is not None
+    if not points:
+        raise ValidationFailed(_("Choose at least one programme to pay with."), param="points")
+    rest = [pid for pid, n in points.items() if n is None]
+    if len(rest) > 1:
+        raise ValidationFailed(_("Only one programme can pay the rest."), param="points")
+    programs = _programs(list(points))
+    price = Decimal(benefit.price_cny_units) / CURRENCY_SCALE
+    chosen = {pid: n for pid, n in points.items() if n is not None}
+    worth = sum((Decimal(n) * programs[pid].point_value_cny for pid, n in chosen.items()), Decimal(0))
+    if rest:
+        value = programs[rest[0]].point_value_cny
+        if worth >= price:
+            raise ValidationFailed(_("The other programmes already pay the whole price."), param="points")
+        chosen[rest[0]] = int(((price - worth) / value).to_integral_value(rounding=ROUND_CEILING))
+        worth += chosen[rest[0]] * value
+    if worth < price:
+        raise ValidationFailed(_("These points do not cover the price."), code="price_not_covered", param="points")
+    if any(worth - programs[pid].point_value_cny >= price for pid in chosen):
+        raise ValidationFailed(_("These points pay more than the price."), code="price_exceeded", param="points")
+    lines = [
+        QuoteLine(pid, programs[pid].unit_code, n, points_value_units(n, programs[pid]))
+        for pid, n in sorted(chosen.items())
+    ]
+    return BenefitQuote(benefit.pk, benefit.pricing, None, benefit.price_cny_units, lines)
+
+
+# --- redemption ------------------------------------------------------------------------------------------------------
+
+
+def new_code() -> str:
+    return b32encode(secrets.token_bytes(10)).decode()  # 16 characters of A–Z and 2–7
+
+
+def normalise_code(code: str) -> str | None:
+    """The code as issued (upper case, without the spaces and dashes it is shown with); None when it cannot be one."""
+    text = code.replace("-", "").replace(" ", "").upper()
+    if len(text) != CODE_LENGTH or any(ch not in "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567" for ch in text):
+        return None
+    return text
+
+
+def code_hash(code: str) -> str:
+    return keyed_hash(code, purpose=CODE_PURPOSE)
+
+
+def _take_stock(benefit: Benefit, cost_units: int) -> None:
+    """One unit of stock (a guarded UPDATE on the benefit's row: this is where concurrent redemptions queue)."""
+    taken = (
+        Benefit.objects.filter(pk=benefit.pk, status=Benefit.Status.PUBLISHED)
+        .filter(Q(stock_left__isnull=True) | Q(stock_left__gt=0))
+        .update(
+            stock_left=F("stock_left") - 1,
+            redeemed_count=F("redeemed_count") + 1,
+            cost_units=F("cost_units") + cost_units,
+        )
+    )
+    if not taken:
+        raise Conflict(_("This benefit is sold out."), code="benefit_sold_out", param="benefit")
+
+
+_QUOTA_TAKE = sql.SQL(
+    "INSERT INTO {table} (benefit_id, kind, owner_id, period, used) VALUES (%s, %s, %s, %s, 1)"
+    " ON CONFLICT (benefit_id, kind, owner_id, period) DO UPDATE SET used = {table}.used + 1"
+    " WHERE {table}.used < %s RETURNING used"
+)
+
+
+def _take_quota(benefit: Benefit, kind: str, owner_id: int, period: str, limit: int) -> None:
+    """A guarded increment of one counter row: raised only while below `limit`, else nothing changes."""
+    taken = False
+    if limit > 0:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _QUOTA_TAKE.format(table=sql.Identifier(BenefitQuotaUse._meta.db_table)),
+                [benefit.pk, kind, owner_id, period, limit],
+            )
+            taken = cursor.fetchone() is not None
+    if not taken:
+        raise Conflict(
+            _("You have used this benefit's allowance (%(quota)s).") % {"quota": QuotaKind(kind).label},
+            code="benefit_quota_exhausted",
+            param="benefit",
+        )
+
+
+def quota_release(*, benefit_id: int, kind: str, owner_id: int, period: str) -> None:
+    BenefitQuotaUse.objects.filter(
+        benefit_id=benefit_id, kind=kind, owner_id=owner_id, period=period, used__gt=0
+    ).update(used=F("used") - 1)
+
+
+@retry_on_conflict
+def benefit_redeem(
+    *,
+    cardholder_id: int,
+    card_id: int,
+    benefit_id: int,
+    points: dict[int, int | None],
+    idempotency_key: str,
+    actor: Actor = None,
+) -> Voucher:
+    """Redeems a benefit with one of the cardholder's cards, paying `points` (programme id → points; see
+    `benefit_price`), and issues a voucher. One transaction: stock, quotas, points (with the obligation to the funder
+    when another party funds the benefit) and the voucher stand or fall together. Idempotent per `idempotency_key`: a
+    replay returns the first voucher; the key with another request is an `IdempotencyConflict`."""
+    check_key(idempotency_key)
+    digest = request_hash(
+        op="benefit_redeem",
+        cardholder=cardholder_id,
+        card=card_id,
+        benefit=benefit_id,
+        points=sorted([pid, n] for pid, n in points.items()),
+    )
+    existing = replay(Voucher, idempotency_key, digest)
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            return _redeem(cardholder_id, card_id, benefit_id, points, idempotency_key, digest, actor)
+    except IntegrityError:
+        existing = replay(Voucher, idempotency_key, digest)
+        if existing is None:
+            raise
+        return existing
+
+
+def _redeem(
+    cardholder_id: int,
+    card_id: int,
+    benefit_id: int,
+    points: dict[int, int | None],
+    key: str,
+    digest: str,
+    actor: Actor,
+) -> Voucher:
+    now, day = timezone.now(), today()
+    benefit = (
+        Benefit.objects.select_related("price_program")
+        .prefetch_related("eligible_banks", "eligible_products")
+        .filter(pk=benefit_id)
+        .first()
+    )
+    if benefit is None or benefit.status not in (Benefit.Status.PUBLISHED, Benefit.Status.WITHDRAWN):
+        raise NotFound(_("No such benefit."), param="benefit")
+    if not on_offer(benefit, now):
+        raise Conflict(_("This benefit is not on offer now."), code="benefit_not_on_offer", param="benefit")
+    card = Card.objects.select_related("product").filter(pk=card_id, cardholder_id=cardholder_id).first()
+    if card is None:
+        raise NotFound(_("No such card."), param="card")
+    if card.status != BindingStatus.ACTIVE or not card_eligible(benefit, card):
+        raise ValidationFailed(_("This card is not eligible for this benefit."), code="card_not_eligible", param="card")
+    quote = benefit_price(benefit=benefit, points=points)
+
+    _take_stock(benefit, quote.total_value_units)
+    periods = quota_periods(day)
+    for kind, limit in quota_limits(benefit).items():
+        if limit is not None:
+            owner = card.pk if kind == QuotaKind.CARD else cardholder_id
+            _take_quota(benefit, kind, owner, periods.get(kind, ""), limit)
+
+    funder = funder_of(benefit)
+    programs = PointsProgram.objects.in_bulk([line.program_id for line in quote.lines])
+    spent = []
+    for line in quote.lines:
+        program = programs[line.program_id]
+        payer = Party(OwnerKind.BANK, program.bank_id)
+        spent.append(
+            points_redeem(
+                cardholder_id=cardholder_id,
+                program=program,
+                amount=line.points,
+                idempotency_key=f"benefit:{key}:{program.pk}",
+                pays_to=funder if funder != payer else None,
+                actor=actor,
+                metadata={"benefit_id": benefit.pk},
+            )
+        )
+    code = new_code()
+    voucher = Voucher.objects.create(
+        benefit=benefit,
+        cardholder_id=cardholder_id,
+        card=card,
+        code_hash=code_hash(code),
+        code_encrypted=encrypt(code),
+        code_hint=code[-4:],
+        idempotency_key=key,
+        request_hash=digest,
+        points={str(pid): n for pid, n in quote.points.items()},
+        cost_units=quote.total_value_units,
+        month=periods[QuotaKind.HOLDER_MONTH],
+        issued_at=now,
+        expires_at=now + dt.timedelta(days=benefit.voucher_valid_days),
+    )
+    VoucherPayment.objects.bulk_create(
+        VoucherPayment(
+            voucher=voucher,
+            program_id=line.program_id,
+            points=line.points,
+            value_units=line.value_units,
+            transaction=txn,
+        )
+        for line, txn in zip(quote.lines, spent, strict=True)
+    )
+    return voucher
