@@ -1,4 +1,4 @@
-"""The cardholder portal's points pages, under /portal/points/."""
+"""The cardholder portal's points and benefit pages, under /portal/points/."""
 
 from django.urls import path
 
@@ -10,4 +10,9 @@ urlpatterns = [
     path("<int:program_id>/", views.points_statement, name="statement"),
     path("exchange/", views.points_exchange, name="exchange"),
     path("exchange/quote/", views.points_exchange_quote, name="exchange_quote"),
+    path("benefits/", views.benefits, name="benefits"),
+    path("benefits/<int:benefit_id>/", views.benefit_detail, name="benefit"),
+    path("benefits/<int:benefit_id>/quote/", views.benefit_quote, name="benefit_quote"),
+    path("vouchers/", views.vouchers, name="vouchers"),
+    path("vouchers/<int:voucher_id>/cancel/", views.voucher_cancel, name="voucher_cancel"),
 ]

@@ -297,3 +297,30 @@ def card_privileges(*, card: Card, now: dt.datetime | None = None) -> list[Benef
         for benefit in _on_offer(now or timezone.now()).filter(pricing=Benefit.Pricing.FREE)
         if services.card_eligible(benefit, card)
     ]
+
+
+def benefit_on_offer(*, benefit_id: int, now: dt.datetime | None = None) -> Benefit:
+    """One published benefit on offer now, with its eligibility lists and stores (for its page); `NotFound` for any
+    other id, a draft, a withdrawn benefit or one outside its window."""
+    benefit = _on_offer(now or timezone.now()).filter(pk=benefit_id).first()
+    if benefit is None:
+        raise NotFound(_("No such benefit."), param="benefit")
+    return benefit
+
+
+def benefit_published(*, benefit_id: int) -> Benefit:
+    """One published benefit, on offer or not (sold out, out of its window): what a redemption names, so that the
+    service decides and a replayed request still finds its first voucher. `NotFound` for any other id."""
+    benefit = Benefit.objects.select_related("price_program").filter(pk=benefit_id).first()
+    if benefit is None or benefit.status != Benefit.Status.PUBLISHED:
+        raise NotFound(_("No such benefit."), param="benefit")
+    return benefit
+
+
+def voucher_cancel_until(voucher: Voucher) -> dt.datetime | None:
+    """Until when its holder may cancel an issued voucher (`voucher_cancel` decides; this is what the page shows):
+    the end of the benefit's cancel window, or the voucher's expiry if sooner; None when it cannot be cancelled."""
+    hours = voucher.benefit.cancel_window_hours
+    if voucher.state != Voucher.State.ISSUED or not hours:
+        return None
+    return min(voucher.issued_at + dt.timedelta(hours=hours), voucher.expires_at)
