@@ -15,6 +15,7 @@ from djmoney.money import Money
 
 from core.errors import MengkaError
 from core.money import to_minor
+from core.qr import qr_svg
 from members.models import Card, Cardholder, LinkedAccount
 from members.portal import cardholder_required
 from merchants.models import Merchant
@@ -22,7 +23,6 @@ from merchants.models import Merchant
 from . import methods, selectors
 from .forms import AgreementForm, FundingForm, PaymentCodeForm
 from .models import AgreementRequest
-from .qr import qr_svg
 
 
 def _sources(cardholder: Cardholder, form: FundingForm) -> tuple[Card | None, LinkedAccount | None]:

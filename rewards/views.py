@@ -5,12 +5,10 @@ vouchers with a QR code, cancelled within the window."""
 
 from __future__ import annotations
 
-import io
 import uuid
 from decimal import Decimal
 from typing import Any
 
-import segno
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -19,6 +17,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core.errors import MengkaError
+from core.qr import qr_svg
 from core.text import id_or_none
 from members import selectors as members_selectors
 from members.models import Cardholder, PointsProgram
@@ -288,13 +287,6 @@ def benefit_quote(request: HttpRequest, cardholder: Cardholder, benefit_id: int)
     )
 
 
-def qr_svg(payload: str) -> str:
-    """The payload as an inline SVG QR code, drawn here (no script or image from elsewhere)."""
-    buffer = io.BytesIO()
-    segno.make(payload, error="m", micro=False).save(buffer, kind="svg", scale=5, xmldecl=False, svgns=True, border=2)
-    return buffer.getvalue().decode()
-
-
 def _grouped(code: str) -> str:
     return "-".join(code[i : i + 4] for i in range(0, len(code), 4))
 
@@ -315,7 +307,7 @@ def vouchers(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
                 "voucher": voucher,
                 "benefit": voucher.benefit,
                 "code": _grouped(view.code),
-                "qr": qr_svg(view.qr_payload) if issued else "",
+                "qr": qr_svg(view.qr_payload, scale=5) if issued else "",
                 "cancel_until": cancel_until if cancel_until is not None and now < cancel_until else None,
             }
         )
