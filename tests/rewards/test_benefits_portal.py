@@ -16,21 +16,11 @@ from django.urls import reverse
 from rewards import selectors
 from rewards import services as s
 from rewards.models import Benefit, Voucher
-from tests.factories import PASSWORD, MemberBankFactory, PointsProgramFactory, card_at, make_benefit, make_cardholder
+from tests.factories import MemberBankFactory, PointsProgramFactory, card_at, make_benefit, make_cardholder
 from tests.i18n import shown
+from tests.rewards.portal import posted, signed_in
 
 pytestmark = pytest.mark.django_db
-
-
-def signed_in(holder: Any) -> Client:
-    client = Client()
-    assert client.login(username=holder.user.username, password=PASSWORD)
-    return client
-
-
-def posted(holder: Any, program: Any) -> int:
-    wallet = selectors.cardholder_wallet(cardholder_id=holder.pk, program_id=program.pk)
-    return wallet.posted if wallet is not None else 0
 
 
 @pytest.fixture

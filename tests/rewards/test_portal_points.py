@@ -12,14 +12,9 @@ from django.urls import reverse
 from rewards import services as s
 from rewards.models import Lot
 from tests.factories import PASSWORD, PointsProgramFactory, make_cardholder
+from tests.rewards.portal import signed_in
 
 pytestmark = pytest.mark.django_db
-
-
-def signed_in(holder) -> Client:  # type: ignore[no-untyped-def]
-    client = Client(headers={"accept-language": "en"})
-    assert client.login(username=holder.user.username, password=PASSWORD)
-    return client
 
 
 def test_the_points_page_shows_every_programme_with_its_value_and_what_expires() -> None:
@@ -33,7 +28,7 @@ def test_the_points_page_shows_every_programme_with_its_value_and_what_expires()
     s.points_earn(cardholder_id=holder.pk, program=b, amount=50, idempotency_key="b2")
     later = s.today() + dt.timedelta(days=60)
     Lot.objects.filter(earned_by__idempotency_key__in=["a", "b2"]).update(expires_on=later)
-    response = signed_in(holder).get(reverse("rewards_portal:points"))
+    response = signed_in(holder, language="en").get(reverse("rewards_portal:points"))
     assert response.status_code == 200
     rows = {row.unit: (row.available, row.value_cny) for row in response.context["balances"]}
     assert rows == {a.unit_code: (1_000, Decimal("5.00")), b.unit_code: (350, Decimal("3.50"))}
@@ -52,7 +47,7 @@ def test_points_past_their_date_are_shown_as_about_to_expire_not_available() -> 
     program = PointsProgramFactory(point_value_cny=Decimal("0.01"))
     s.points_earn(cardholder_id=holder.pk, program=program, amount=200, idempotency_key="old")
     Lot.objects.update(expires_on=s.today() - dt.timedelta(days=1))
-    response = signed_in(holder).get(reverse("rewards_portal:points"))
+    response = signed_in(holder, language="en").get(reverse("rewards_portal:points"))
     [row] = response.context["balances"]
     assert (row.posted, row.available, row.value_cny) == (200, 0, Decimal("0.00"))
     assert "200 points past their date, about to expire" in response.content.decode()
@@ -64,7 +59,7 @@ def test_the_statement_pages_newest_first_and_is_the_cardholders_own() -> None:
     for n in range(25):
         s.points_earn(cardholder_id=holder.pk, program=program, amount=10 + n, idempotency_key=f"e{n}")
     s.points_redeem(cardholder_id=holder.pk, program=program, amount=40, idempotency_key="r")
-    client = signed_in(holder)
+    client = signed_in(holder, language="en")
     url = reverse("rewards_portal:statement", args=[program.pk])
     first = client.get(url)
     lines = first.context["page"].lines
@@ -78,7 +73,7 @@ def test_the_statement_pages_newest_first_and_is_the_cardholders_own() -> None:
     assert rest.context["page"].next_after is None
     assert client.get(url, {"after": "²"}).status_code == 200  # a cursor that is not a number: the first page
     # Another cardholder's account, or a programme with no points, is not found.
-    assert signed_in(other).get(url).status_code == 404
+    assert signed_in(other, language="en").get(url).status_code == 404
     assert client.get(reverse("rewards_portal:statement", args=[PointsProgramFactory().pk])).status_code == 404
 
 

@@ -10,23 +10,12 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from rewards import selectors
 from rewards import services as s
 from rewards.models import LedgerTransaction
-from tests.factories import PASSWORD, BinRangeFactory, PointsProgramFactory, make_card, make_cardholder
+from tests.factories import BinRangeFactory, PointsProgramFactory, make_card, make_cardholder
+from tests.rewards.portal import posted, signed_in
 
 pytestmark = pytest.mark.django_db
-
-
-def signed_in(holder: Any) -> Client:
-    client = Client(headers={"accept-language": "en"})
-    assert client.login(username=holder.user.username, password=PASSWORD)
-    return client
-
-
-def posted(holder: Any, program: Any) -> int:
-    wallet = selectors.cardholder_wallet(cardholder_id=holder.pk, program_id=program.pk)
-    return wallet.posted if wallet is not None else 0
 
 
 @pytest.fixture
@@ -50,7 +39,7 @@ def test_the_points_page_totals_every_bank_in_cny_exactly() -> None:
     s.points_earn(cardholder_id=holder.pk, program=a, amount=1_001, idempotency_key="a")
     s.points_earn(cardholder_id=holder.pk, program=b, amount=350, idempotency_key="b")
     s.points_redeem(cardholder_id=holder.pk, program=b, amount=1, idempotency_key="spend")
-    response = signed_in(holder).get(reverse("rewards_portal:points"))
+    response = signed_in(holder, language="en").get(reverse("rewards_portal:points"))
     # 1,001 × 0.005 = 5.005 and 349 × 0.01 = 3.49: 8.495, rounded once (half-even) to 8.50.
     assert response.context["total_cny"] == Decimal("8.50")
     page = response.content.decode()
@@ -63,13 +52,13 @@ def test_the_total_is_rounded_once_not_row_by_row() -> None:
     for n in range(2):
         program = PointsProgramFactory(point_value_cny=Decimal("0.003"))
         s.points_earn(cardholder_id=holder.pk, program=program, amount=1, idempotency_key=f"p{n}")
-    response = signed_in(holder).get(reverse("rewards_portal:points"))
+    response = signed_in(holder, language="en").get(reverse("rewards_portal:points"))
     assert [row.value_cny for row in response.context["balances"]] == [Decimal("0.00"), Decimal("0.00")]
     assert response.context["total_cny"] == Decimal("0.01")  # 0.006, not 0.00 + 0.00
 
 
 def test_the_exchange_page_shows_the_policy_in_force_and_only_own_programmes(wallet: dict[str, Any]) -> None:
-    response = signed_in(wallet["holder"]).get(reverse("rewards_portal:exchange"))
+    response = signed_in(wallet["holder"], language="en").get(reverse("rewards_portal:exchange"))
     assert response.status_code == 200
     choices = {program.pk for program in response.context["form"].fields["from_program"].queryset}
     assert choices == {wallet["a"].pk, wallet["b"].pk}
@@ -83,7 +72,7 @@ def test_the_exchange_page_shows_the_policy_in_force_and_only_own_programmes(wal
 
 
 def test_the_quote_is_exact_and_for_own_programmes_only(wallet: dict[str, Any]) -> None:
-    client = signed_in(wallet["holder"])
+    client = signed_in(wallet["holder"], language="en")
     url = reverse("rewards_portal:exchange_quote")
     a, b, c = wallet["a"], wallet["b"], wallet["c"]
     response = client.get(url, {"from_program": a.pk, "to_program": b.pk, "amount": "500"})
@@ -122,7 +111,7 @@ def test_the_quote_is_exact_and_for_own_programmes_only(wallet: dict[str, Any]) 
 
 def test_exchanging_on_the_page_moves_balances_exactly_and_once(wallet: dict[str, Any]) -> None:
     holder, a, b = wallet["holder"], wallet["a"], wallet["b"]
-    client = signed_in(holder)
+    client = signed_in(holder, language="en")
     page = client.get(reverse("rewards_portal:exchange"))
     key = page.context["form"].initial["idempotency_key"]
     form = {"from_program": a.pk, "to_program": b.pk, "amount": "500", "idempotency_key": str(key)}
@@ -144,7 +133,7 @@ def test_exchanging_on_the_page_moves_balances_exactly_and_once(wallet: dict[str
 
 def test_an_exchange_refused_shows_why_and_moves_nothing(wallet: dict[str, Any]) -> None:
     holder, a, b, c = wallet["holder"], wallet["a"], wallet["b"], wallet["c"]
-    client = signed_in(holder)
+    client = signed_in(holder, language="en")
     url = reverse("rewards_portal:exchange")
     attempts = [
         ({"from_program": a.pk, "to_program": c.pk, "amount": "500"}, "to_program", "Choose one of your programmes."),
