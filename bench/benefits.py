@@ -136,10 +136,10 @@ def main() -> None:
     wallets = Account.objects.filter(purpose=s.Purpose.POINTS, owner_kind="cardholder")
     assert sum(wallets.values_list("posted", flat=True)) == HOLDERS * SEED_POINTS - redeemed * PRICE
 
-    # 2. the floor: the same 8 workers by hand, in the same tables, one transaction each of the redemption's writes —
-    # the benefit's guarded stock update, the quota counter's guarded upsert, the ledger transaction, the wallet's
-    # guarded balance update, the sink's, the lot's guarded update and its movement, two entries, the voucher and its
-    # payment. Removed afterwards.
+    # 2. the floor: the same 8 workers by hand, in the same tables, one transaction each of the redemption's writes in
+    # the service's order — the quota counter's guarded upsert, the ledger transaction, the wallet's guarded balance
+    # update, the sink's, the lot's guarded update and its movement, two entries, the voucher and its payment, and last
+    # the benefit's guarded stock update. Removed afterwards.
     floor = popular("基准下限")
     wallet_of = {a.owner_id: a.pk for a in wallets}
     # the bank's redemption account is sharded (as the ledger spreads its hot accounts): a shard per worker
@@ -168,13 +168,6 @@ def main() -> None:
             holder, card = mine[n % len(mine)]
             wallet, key = wallet_of[holder], f"floor:{index}:{n}"
             started = time.perf_counter()
-            cursor.execute(
-                f"UPDATE {t['Benefit']} SET stock_left = stock_left - 1, redeemed_count = redeemed_count + 1,"
-                " cost_units = cost_units + %s WHERE id = %s AND status = 'published'"
-                " AND (stock_left IS NULL OR stock_left > 0)",
-                (PRICE * 50, floor.pk),
-            )
-            assert cursor.rowcount == 1
             cursor.execute(
                 f"INSERT INTO {t['BenefitQuotaUse']} (benefit_id, kind, owner_id, period, used)"
                 " VALUES (%s, 'month', %s, %s, 1) ON CONFLICT (benefit_id, kind, owner_id, period)"
@@ -227,6 +220,13 @@ def main() -> None:
                 " VALUES (%s, %s, %s, %s, %s)",
                 (voucher, program.pk, PRICE, PRICE * 50, txn),
             )
+            cursor.execute(
+                f"UPDATE {t['Benefit']} SET stock_left = stock_left - 1, redeemed_count = redeemed_count + 1,"
+                " cost_units = cost_units + %s WHERE id = %s AND status = 'published'"
+                " AND (stock_left IS NULL OR stock_left > 0)",
+                (PRICE * 50, floor.pk),
+            )
+            assert cursor.rowcount == 1
             conn.commit()
             latencies.append(time.perf_counter() - started)
             n += 1

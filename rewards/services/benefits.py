@@ -1,10 +1,12 @@
 """The benefits catalogue (权益共享): checking and publishing a benefit (four eyes), pricing a redemption, and redeeming
 one into a voucher.
 
-A redemption is one database transaction, in this lock order: the benefit's row (a guarded `UPDATE` takes one unit of
-stock), the quota counters (guarded increments of counter rows), the ledger accounts (one `points_redeem` per
-programme paid with), then the new voucher. Nothing is counted after the fact: a sold-out benefit or a spent quota
-refuses the redemption before anything stays written. See docs/benefits.md.
+A redemption is one database transaction, in this lock order: the quota counters (guarded increments of counter
+rows), the ledger accounts (one `points_redeem` per programme paid with), the new voucher, and last the benefit's row
+(a guarded `UPDATE` takes one unit of stock). The benefit's row is the one every redemption of a popular benefit
+queues on, so it is taken last and held only until the commit; every path that locks it with other rows (cancelling,
+expiry) takes it last too, so none of them deadlock. Nothing is counted after the fact: a sold-out benefit or a spent
+quota refuses the redemption and rolls all of it back. See docs/benefits.md.
 """
 
 from __future__ import annotations
@@ -84,7 +86,9 @@ def _operator_of(benefit: Benefit, operator: Actor) -> None:
 
 def _move(benefit_id: int, operator: Actor, *, frm: str, to: str, **fields: Any) -> Benefit:
     with transaction.atomic():
-        benefit = Benefit.objects.select_for_update().filter(pk=benefit_id).first()
+        # NO KEY UPDATE: only the status changes, so the key-share locks that redemptions' inserts (quota counters,
+        # vouchers) take on the row through their foreign keys neither wait for this nor make it wait.
+        benefit = Benefit.objects.select_for_update(no_key=True).filter(pk=benefit_id).first()
         if benefit is None:
             raise NotFound(_("No such benefit."), param="benefit")
         _operator_of(benefit, operator)
@@ -283,7 +287,8 @@ def code_hash(code: str) -> str:
 
 
 def _take_stock(benefit: Benefit, cost_units: int) -> None:
-    """One unit of stock (a guarded UPDATE on the benefit's row: this is where concurrent redemptions queue)."""
+    """One unit of stock: a guarded UPDATE on the benefit's row, where concurrent redemptions queue. The last write
+    of a redemption, so the row stays locked only until the commit."""
     taken = (
         Benefit.objects.filter(pk=benefit.pk, status=Benefit.Status.PUBLISHED)
         .filter(Q(stock_left__isnull=True) | Q(stock_left__gt=0))
@@ -294,7 +299,11 @@ def _take_stock(benefit: Benefit, cost_units: int) -> None:
         )
     )
     if not taken:
-        raise Conflict(_("This benefit is sold out."), code="benefit_sold_out", param="benefit")
+        raise _sold_out()
+
+
+def _sold_out() -> Conflict:
+    return Conflict(_("This benefit is sold out."), code="benefit_sold_out", param="benefit")
 
 
 _QUOTA_TAKE = sql.SQL(
@@ -389,8 +398,9 @@ def _redeem(
     if card.status != BindingStatus.ACTIVE or not card_eligible(benefit, card):
         raise ValidationFailed(_("This card is not eligible for this benefit."), code="card_not_eligible", param="card")
     quote = benefit_price(benefit=benefit, points=points)
+    if benefit.stock_left == 0:  # as read: refused before writing anything; the guarded UPDATE below decides
+        raise _sold_out()
 
-    _take_stock(benefit, quote.total_value_units)
     periods = quota_periods(day)
     for kind, limit in quota_limits(benefit).items():
         if limit is not None:
@@ -440,4 +450,5 @@ def _redeem(
         )
         for line, txn in zip(quote.lines, spent, strict=True)
     )
+    _take_stock(benefit, quote.total_value_units)  # last: see the module's docstring
     return voucher

@@ -1,8 +1,8 @@
 """Vouchers after issue: the cardholder cancels within the window (points, stock and quota come back, once), the
 merchant redeems at the till (exactly once, `voucher.redeemed` to its webhooks), and the expiry job.
 
-Lock order, as in a redemption: the voucher's row, then the benefit's, then the quota counters, then the ledger's
-accounts. See docs/benefits.md.
+Lock order, as in a redemption: the voucher's row, then the quota counters, then the ledger's accounts, and the
+benefit's row last (the expiry job: the vouchers, then their benefits in id order). See docs/benefits.md.
 """
 
 from __future__ import annotations
@@ -150,11 +150,6 @@ def voucher_cancel(*, voucher_id: int, cardholder_id: int, actor: Actor = None) 
             raise Conflict(_("This voucher can no longer be cancelled."), code="cancel_window_closed", param="voucher")
         voucher.state, voucher.cancelled_at = Voucher.State.CANCELLED, now
         voucher.save(update_fields=["state", "cancelled_at"])
-        Benefit.objects.filter(pk=benefit.pk).update(
-            stock_left=F("stock_left") + 1,
-            redeemed_count=F("redeemed_count") - 1,
-            cost_units=F("cost_units") - voucher.cost_units,
-        )
         periods: dict[str, str] = {QuotaKind.HOLDER_MONTH: voucher.month, QuotaKind.HOLDER_YEAR: voucher.month[:4]}
         for kind, limit in quota_limits(benefit).items():
             if limit is not None:
@@ -168,6 +163,12 @@ def voucher_cancel(*, voucher_id: int, cardholder_id: int, actor: Actor = None) 
                 actor=actor,
                 reason="voucher cancelled",
             )
+        # the benefit's row last, as a redemption takes it: the two never wait for each other in opposite orders
+        Benefit.objects.filter(pk=benefit.pk).update(
+            stock_left=F("stock_left") + 1,
+            redeemed_count=F("redeemed_count") - 1,
+            cost_units=F("cost_units") - voucher.cost_units,
+        )
     return voucher
 
 
@@ -178,10 +179,13 @@ _EXPIRE_CHUNK = sql.SQL(
     "), expired AS ("
     " UPDATE {voucher} v SET state = 'expired', expired_at = %(now)s FROM due"
     " WHERE v.id = due.id AND v.state = 'issued' RETURNING v.benefit_id"
+    "), benefits AS MATERIALIZED ("
+    " SELECT id FROM {benefit} WHERE id IN (SELECT benefit_id FROM expired)"
+    " AND return_stock_on_expiry AND stock_left IS NOT NULL ORDER BY id FOR NO KEY UPDATE"
     "), returned AS ("
     " UPDATE {benefit} b SET stock_left = b.stock_left + n.count"
-    " FROM (SELECT benefit_id, count(*) AS count FROM expired GROUP BY benefit_id) n"
-    " WHERE b.id = n.benefit_id AND b.return_stock_on_expiry AND b.stock_left IS NOT NULL RETURNING n.count"
+    " FROM (SELECT benefit_id, count(*) AS count FROM expired GROUP BY benefit_id) n, benefits"
+    " WHERE b.id = n.benefit_id AND b.id = benefits.id RETURNING n.count"
     ") SELECT (SELECT count(*) FROM expired), (SELECT coalesce(sum(count), 0) FROM returned)"
 )
 
@@ -189,7 +193,9 @@ _EXPIRE_CHUNK = sql.SQL(
 def vouchers_expire(
     *, now: dt.datetime, chunk: int = 1000, progress: Callable[..., None] | None = None
 ) -> dict[str, int]:
-    """Issued vouchers past their validity become expired, set-based, a chunk per transaction (one statement each).
+    """Issued vouchers past their validity become expired, set-based, a chunk per transaction (one statement each:
+    the vouchers are locked first, then the benefits whose stock comes back, in id order, so two runs, a cancellation
+    or a redemption never wait for each other in opposite orders).
     Points are never returned; stock is put back only for benefits whose terms say so (`return_stock_on_expiry`);
     quota is not. A voucher a till or a cancellation holds at that moment is skipped and taken by the next run. Safe to
     run twice or to kill at any point."""
