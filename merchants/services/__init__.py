@@ -34,7 +34,6 @@ from .key_deliveries import (
     key_deliveries_send,
     key_delivery_check,
     key_delivery_collect,
-    masked_email,
 )
 from .onboarding import (
     ApprovedApplication,
@@ -70,7 +69,6 @@ __all__ = [
     "key_deliveries_send",
     "key_delivery_check",
     "key_delivery_collect",
-    "masked_email",
     "merchant_application_approve",
     "merchant_application_reject",
     "merchant_application_submit",

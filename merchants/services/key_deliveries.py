@@ -25,6 +25,7 @@ from django.utils.translation import gettext as _
 from core.audit import audit_record
 from core.crypto import decrypt, encrypt, keyed_hash
 from core.errors import Conflict, NotFound
+from core.personal import mask_email
 
 from ..models import ApiKey, KeyDelivery, Merchant, MerchantApplication
 from .api_keys import IssuedKey, api_key_rotate
@@ -32,12 +33,6 @@ from .api_keys import IssuedKey, api_key_rotate
 logger = logging.getLogger("merchants.services")
 
 TOKEN_PURPOSE = "api-key-delivery"
-
-
-def masked_email(address: str) -> str:
-    """`o****@example.com`: enough for an operator to recognise the address, not to read it."""
-    local, _at, domain = address.partition("@")
-    return f"{local[:1]}****@{domain}" if domain else "****"
 
 
 def key_contact(merchant: Merchant) -> str | None:
@@ -66,7 +61,7 @@ def key_deliveries_send(*, merchant: Merchant, issued: list[IssuedKey], contact_
     `contact_email`. Call inside the transaction that issued the keys."""
     assert transaction.get_connection().in_atomic_block, "deliver keys in the transaction that issues them"
     expires_at = timezone.now() + timedelta(hours=settings.KEY_DELIVERY_HOURS)
-    sent_to = masked_email(contact_email)
+    sent_to = mask_email(contact_email)
     links: list[tuple[ApiKey, str]] = []  # the keys' rows and their links: the raw keys stay out of the email
     deliveries: list[KeyDelivery] = []
     for key in issued:
