@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from core.api import error_body
 from core.errors import MengkaError
 from core.qr import qr_svg
 from core.text import id_or_none
@@ -25,7 +26,7 @@ from members.portal import cardholder_required
 
 from . import selectors, services
 from .forms import BenefitFilterForm, BenefitQuoteForm, BenefitRedeemForm, ExchangeForm, ExchangeQuoteForm
-from .models import CURRENCY_SCALE, Benefit
+from .models import Benefit
 from .services import today
 
 STATEMENT_PAGE = 20
@@ -67,8 +68,8 @@ def points_statement(request: HttpRequest, cardholder: Cardholder, program_id: i
 
 
 def _cny(units: int) -> Decimal:
-    """Ledger currency units (ten-thousandths of a yuan) as yuan, exactly (four places: no rounding happens)."""
-    return (Decimal(units) / CURRENCY_SCALE).quantize(Decimal("0.0001"))
+    """Ledger currency units (ten-thousandths of a yuan) as yuan, to four places: no rounding happens."""
+    return services.units_cny(units)
 
 
 def _policy() -> Any:
@@ -122,9 +123,7 @@ def points_exchange(request: HttpRequest, cardholder: Cardholder) -> HttpRespons
 
 
 def _error(status: int, message: str, code: str, param: str | None = None) -> JsonResponse:
-    return JsonResponse(
-        {"error": {"type": "invalid_request_error", "code": code, "message": message, "param": param}}, status=status
-    )
+    return JsonResponse(error_body("invalid_request_error", code, message, param), status=status)
 
 
 @cardholder_required

@@ -50,7 +50,7 @@ from .exchange import (
 from .expiry import lots_expire
 from .holds import hold_create, hold_post, hold_void, holds_expire
 from .lots import lot_expiry, today
-from .obligations import Party, cny_units, points_value_units
+from .obligations import Party, cny_units, points_value_units, units_cny
 from .posting import retry_on_conflict
 from .redeem import points_redeem
 from .reversal import transaction_reverse
@@ -103,6 +103,7 @@ __all__ = [
     "retry_on_conflict",
     "today",
     "transaction_reverse",
+    "units_cny",
     "voucher_cancel",
     "voucher_for_merchant",
     "voucher_out",

@@ -30,9 +30,9 @@ from core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from core.scoping import operator_scope
 from members.models import BindingStatus, Card, PointsProgram
 
-from ..models import CURRENCY_SCALE, Benefit, BenefitQuotaUse, OwnerKind, QuotaKind, Voucher, VoucherPayment
+from ..models import Benefit, BenefitQuotaUse, OwnerKind, QuotaKind, Voucher, VoucherPayment
 from .lots import today
-from .obligations import Party, points_value_units
+from .obligations import Party, points_value_units, units_cny
 from .posting import Actor, check_key, replay, request_hash, retry_on_conflict
 from .redeem import points_redeem
 
@@ -247,7 +247,7 @@ def benefit_price(*, benefit: Benefit, points: dict[int, int | None]) -> Benefit
     if len(rest) > 1:
         raise ValidationFailed(_("Only one programme can pay the rest."), param="points")
     programs = _programs(list(points))
-    price = Decimal(benefit.price_cny_units) / CURRENCY_SCALE
+    price = units_cny(benefit.price_cny_units)
     chosen = {pid: n for pid, n in points.items() if n is not None}
     worth = sum((Decimal(n) * programs[pid].point_value_cny for pid, n in chosen.items()), Decimal(0))
     if rest:

@@ -23,6 +23,11 @@ def cny_units(amount: Decimal, rounding: str = ROUND_HALF_UP) -> int:
     return int((amount * CURRENCY_SCALE).to_integral_value(rounding=rounding))
 
 
+def units_cny(units: int) -> Decimal:
+    """Integer ten-thousandths as a CNY amount, exactly (the inverse of `cny_units`: nothing is rounded)."""
+    return (Decimal(units) / CURRENCY_SCALE).quantize(1 / Decimal(CURRENCY_SCALE))
+
+
 def points_value_units(points: int, program: PointsProgram, rounding: str = ROUND_HALF_UP) -> int:
     return cny_units(Decimal(points) * program.point_value_cny, rounding)
 

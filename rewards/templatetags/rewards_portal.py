@@ -11,8 +11,8 @@ from django.utils.translation import get_language
 
 from members.models import BindingStatus, Card
 
-from .. import selectors
-from ..models import CURRENCY_SCALE, Benefit
+from .. import selectors, services
+from ..models import Benefit
 
 register = template.Library()
 
@@ -22,7 +22,7 @@ def cny_units(units: int | None) -> str:
     """CNY ten-thousandths as yuan to the fen when exact, else to the ten-thousandth (no rounding)."""
     if units is None:
         return ""
-    value = Decimal(units) / CURRENCY_SCALE
+    value = services.units_cny(units)
     return f"{value.quantize(Decimal('0.01') if value == value.quantize(Decimal('0.01')) else Decimal('0.0001')):f}"
 
 
