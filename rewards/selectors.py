@@ -220,11 +220,15 @@ def _on_offer(now: dt.datetime) -> QuerySet[Benefit]:
     )
 
 
-def benefits_for(*, cardholder_id: int, now: dt.datetime | None = None) -> list[BenefitOffer]:
+def benefits_for(
+    *, cardholder_id: int, now: dt.datetime | None = None, benefit_id: int | None = None
+) -> list[BenefitOffer]:
     """The published benefits on offer now that the cardholder may redeem with one of their active cards, with quota
-    and stock left (a benefit whose quota this cardholder has used up is left out). Six queries whatever the size
-    of the catalogue: cards, benefits with their eligibility lists and stores, and the quota counters."""
+    and stock left (a benefit whose quota this cardholder has used up is left out); `benefit_id`: that one only. Six
+    queries whatever the size of the catalogue: cards, benefits with their eligibility lists and stores, and the
+    quota counters."""
     now = now or timezone.now()
+    on_offer = _on_offer(now) if benefit_id is None else _on_offer(now).filter(pk=benefit_id)
     periods = services.quota_periods(today())
     cards = list(
         Card.objects.select_related("product").filter(cardholder_id=cardholder_id, status=BindingStatus.ACTIVE)
@@ -237,10 +241,10 @@ def benefits_for(*, cardholder_id: int, now: dt.datetime | None = None) -> list[
         | Q(kind=QuotaKind.HOLDER_YEAR, owner_id=cardholder_id, period=periods[QuotaKind.HOLDER_YEAR])
         | Q(kind=QuotaKind.CARD, owner_id__in=[card.pk for card in cards])
     )
-    for benefit_id, kind, owner_id, count in counters.values_list("benefit_id", "kind", "owner_id", "used"):
-        used[(benefit_id, kind, owner_id)] = count
+    for counted, kind, owner_id, count in counters.values_list("benefit_id", "kind", "owner_id", "used"):
+        used[(counted, kind, owner_id)] = count
     offers = []
-    for benefit in _on_offer(now):
+    for benefit in on_offer:
         eligible = [card for card in cards if services.card_eligible(benefit, card)]
         limits = services.quota_limits(benefit)
         lefts: list[int] = []

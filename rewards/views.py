@@ -176,10 +176,8 @@ def benefits(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
 
 
 def _offer_of(cardholder: Cardholder, benefit_id: int) -> selectors.BenefitOffer | None:
-    return next(
-        (offer for offer in selectors.benefits_for(cardholder_id=cardholder.pk) if offer.benefit.pk == benefit_id),
-        None,
-    )
+    offers = selectors.benefits_for(cardholder_id=cardholder.pk, benefit_id=benefit_id)
+    return offers[0] if offers else None
 
 
 def _mix_programs(benefit: Benefit, cardholder: Cardholder) -> list[PointsProgram]:
