@@ -214,6 +214,15 @@ class Cardholder(models.Model):
     verification_level = models.PositiveSmallIntegerField(
         _("verification level"), choices=VerificationLevel.choices, default=VerificationLevel.BASIC
     )
+    segment_tags = models.JSONField(
+        _("segments"),
+        default=list,
+        blank=True,
+        help_text=_(
+            "Tags such as dining or frequent_traveller. Targeted promotions read them only while the cardholder "
+            "consents to personalised offers."
+        ),
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:

@@ -212,6 +212,12 @@ class PaymentIntent(models.Model):
     points_amount = models.BigIntegerField(
         _("paid with points (minor units)"), default=0, help_text=_("Not part of `amount`, which is the cash part.")
     )
+    discount_amount = models.BigIntegerField(
+        _("promotion discount (minor units)"),
+        default=0,
+        help_text=_("Not part of `amount`: what the merchant's promotions took off the price asked."),
+    )
+    promotion_points = models.BigIntegerField(_("points given by promotions"), default=0)
     points_hold = models.ForeignKey(
         "rewards.Hold",
         null=True,

@@ -682,3 +682,269 @@ class VoucherPayment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.points} points of {self.program_id}"
+
+
+# --- merchant promotions (新商盟) -------------------------------------------------------------------------------------
+
+
+def promotion_public_id() -> str:
+    from merchants.services.common import new_public_id
+
+    return new_public_id("promo")
+
+
+class Promotion(models.Model):
+    """A merchant's campaign: a benefit (one kind), the conditions a payment must meet, a hard budget, a schedule.
+
+    Money is in minor units of the promotion's currency. `committed` is what is reserved and consumed against the
+    budget (a payment's discount, or the CNY value of the points a payment is given, rounded up to the fen); `uses`
+    counts payments holding a use. Both move only by guarded updates (`rewards.services.promotions`), so the total
+    given never exceeds `budget` and `uses` never exceeds `max_uses`. A co-funded promotion applies only once the
+    co-funding bank approved it."""
+
+    class Kind(models.TextChoices):
+        AMOUNT_OFF = "amount_off", _("amount off (满减)")
+        PERCENT_OFF = "percent_off", _("percent off with a cap (折扣封顶)")
+        POINTS_MULTIPLIER = "points_multiplier", _("points multiplier (积分加倍)")
+        RANDOM_OFF = "random_off", _("random instant discount (随机立减)")
+        CASHBACK_POINTS = "cashback_points", _("cashback as points (返现)")
+        FREQUENCY_REWARD = "frequency_reward", _("frequency reward (Nth payment in a month)")
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", _("active")
+        PAUSED = "paused", _("paused")
+        ENDED = "ended", _("ended")
+
+    class Stacking(models.TextChoices):
+        EXCLUSIVE = "exclusive", _("exclusive")
+        STACKABLE = "stackable", _("stackable")
+
+    class Cofunding(models.TextChoices):
+        NONE = "", _("merchant-funded")
+        PENDING = "pending", _("awaiting the bank's approval")
+        APPROVED = "approved", _("approved by the bank")
+        REJECTED = "rejected", _("rejected by the bank")
+
+    public_id = models.CharField(_("id"), max_length=40, unique=True, default=promotion_public_id, editable=False)
+    merchant = models.ForeignKey(
+        "merchants.Merchant", on_delete=models.PROTECT, related_name="promotions", verbose_name=_("merchant")
+    )
+    livemode = models.BooleanField(_("live mode"), default=True)
+    name = models.CharField(_("name"), max_length=120)
+    description = models.CharField(_("description"), max_length=500, blank=True)
+    kind = models.CharField(_("kind"), max_length=24, choices=Kind.choices)
+    currency = models.CharField(_("currency"), max_length=3, default="CNY")
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    # The benefit: the fields its kind uses (checked by `promotion_check` and the constraint below).
+    amount_off = models.BigIntegerField(_("amount off"), null=True, blank=True)
+    percent_off = models.DecimalField(
+        _("percent off"), max_digits=5, decimal_places=2, null=True, blank=True, help_text=_("50 = half price.")
+    )
+    max_discount = models.BigIntegerField(_("discount cap"), null=True, blank=True)
+    multiplier = models.DecimalField(
+        _("points multiplier"), max_digits=6, decimal_places=2, null=True, blank=True, help_text=_("2 = double points.")
+    )
+    random_min = models.BigIntegerField(_("random discount from"), null=True, blank=True)
+    random_max = models.BigIntegerField(_("random discount up to"), null=True, blank=True)
+    random_mean = models.BigIntegerField(
+        _("random discount on average"), null=True, blank=True, help_text=_("The expected cost of one use.")
+    )
+    cashback_rate = models.DecimalField(
+        _("cashback rate"),
+        max_digits=6,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text=_("Share of the cash paid given back as points, e.g. 0.05."),
+    )
+    frequency_count = models.PositiveSmallIntegerField(
+        _("every Nth payment in a month"), null=True, blank=True, help_text=_("The Nth payment earns a voucher.")
+    )
+    reward_benefit = models.ForeignKey(
+        Benefit,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("voucher given"),
+    )
+    # Conditions; an empty list means any.
+    min_spend = models.BigIntegerField(_("minimum spend"), default=0)
+    stores = models.ManyToManyField(
+        "merchants.Store", blank=True, related_name="+", verbose_name=_("stores"), help_text=_("Empty: every store.")
+    )
+    categories = models.JSONField(_("spend categories"), default=list, blank=True)
+    card_banks = models.ManyToManyField(
+        MemberBank, blank=True, related_name="+", verbose_name=_("card banks"), help_text=_("Empty: every bank.")
+    )
+    card_products = models.ManyToManyField(
+        "members.CardProduct",
+        blank=True,
+        related_name="+",
+        verbose_name=_("card products"),
+        help_text=_("Empty: every product."),
+    )
+    card_tiers = models.JSONField(_("card tiers"), default=list, blank=True)
+    methods = models.JSONField(_("payment methods"), default=list, blank=True)
+    weekdays = models.JSONField(_("weekdays"), default=list, blank=True, help_text=_("1 = Monday … 7 = Sunday."))
+    hour_from = models.PositiveSmallIntegerField(_("from hour"), null=True, blank=True)
+    hour_to = models.PositiveSmallIntegerField(_("until hour"), null=True, blank=True, help_text=_("Exclusive."))
+    first_purchase = models.BooleanField(_("first purchase only"), default=False)
+    segment_tags = models.JSONField(
+        _("segments"),
+        default=list,
+        blank=True,
+        help_text=_("Only for cardholders who consented to personalised offers."),
+    )
+    # Budget and limits.
+    budget = models.BigIntegerField(_("budget"))
+    max_uses = models.PositiveIntegerField(_("most uses"), null=True, blank=True)
+    per_cardholder_daily = models.PositiveIntegerField(_("uses per cardholder per day"), null=True, blank=True)
+    per_cardholder = models.PositiveIntegerField(_("uses per cardholder"), null=True, blank=True)
+    committed = models.BigIntegerField(_("budget used"), default=0)
+    uses = models.PositiveIntegerField(_("uses"), default=0)
+    stacking = models.CharField(_("stacking"), max_length=16, choices=Stacking.choices, default=Stacking.EXCLUSIVE)
+    priority = models.SmallIntegerField(_("priority"), default=0, help_text=_("Higher applies first."))
+    starts_at = models.DateTimeField(_("starts"))
+    ends_at = models.DateTimeField(_("ends"))
+    cofunder = models.ForeignKey(
+        MemberBank,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="cofunded_promotions",
+        verbose_name=_("co-funding bank"),
+    )
+    cofunder_share = models.DecimalField(
+        _("bank's share of the cost"), max_digits=5, decimal_places=4, null=True, blank=True
+    )
+    cofunding = models.CharField(
+        _("co-funding"), max_length=16, choices=Cofunding.choices, default=Cofunding.NONE, blank=True
+    )
+    cofunding_decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("co-funding decided by"),
+    )
+    cofunding_decided_at = models.DateTimeField(_("co-funding decided"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("promotion")
+        verbose_name_plural = _("promotions")
+        ordering = ("-id",)
+        indexes = [models.Index(fields=["merchant", "livemode", "status"], name="promotion_merchant_status")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(budget__gt=0), name="promotion_budget_positive"),
+            models.CheckConstraint(
+                condition=models.Q(committed__gte=0, committed__lte=models.F("budget")),
+                name="promotion_committed_within_budget",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(max_uses__isnull=True) | models.Q(uses__lte=models.F("max_uses")),
+                name="promotion_uses_within_max",
+            ),
+            models.CheckConstraint(condition=models.Q(ends_at__gt=models.F("starts_at")), name="promotion_window"),
+            models.CheckConstraint(condition=models.Q(min_spend__gte=0), name="promotion_min_spend_non_negative"),
+            models.CheckConstraint(
+                condition=models.Q(cofunder__isnull=True, cofunder_share__isnull=True, cofunding="")
+                | models.Q(
+                    cofunder__isnull=False,
+                    cofunder_share__gt=0,
+                    cofunder_share__lte=1,
+                    cofunding__in=["pending", "approved", "rejected"],
+                ),
+                name="promotion_cofunding_complete",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.name}"
+
+    @property
+    def budget_left(self) -> int:
+        return self.budget - self.committed
+
+
+class PromotionUse(models.Model):
+    """One payment's use of one promotion: reserved with the payment, consumed on capture (the share captured),
+    released on cancel or failure; refunds hand back cost and points cumulatively
+    (returned so far = floor(given × refunded / captured)). `payment` is the payment's public id."""
+
+    class Status(models.TextChoices):
+        RESERVED = "reserved", _("reserved")
+        CONSUMED = "consumed", _("consumed")
+        RELEASED = "released", _("released")
+
+    promotion = models.ForeignKey(
+        Promotion, on_delete=models.PROTECT, related_name="use_set", verbose_name=_("promotion")
+    )
+    cardholder = models.ForeignKey(Cardholder, on_delete=models.PROTECT, related_name="+", verbose_name=_("cardholder"))
+    payment = models.CharField(_("payment"), max_length=40, db_index=True)
+    day = models.DateField(_("day"))
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.RESERVED)
+    position = models.PositiveSmallIntegerField(_("order applied"), default=0)
+    discount = models.BigIntegerField(_("discount"), default=0)
+    points = models.BigIntegerField(_("points given"), default=0)
+    cost = models.BigIntegerField(_("cost"), default=0, help_text=_("Minor units of the promotion's currency."))
+    cofunder_cost = models.BigIntegerField(_("bank's part of the cost"), default=0)
+    returned_cost = models.BigIntegerField(_("cost returned by refunds"), default=0)
+    returned_points = models.BigIntegerField(_("points reversed by refunds"), default=0)
+    stamp = models.PositiveIntegerField(_("payment number this month"), null=True, blank=True)
+    voucher = models.OneToOneField(
+        Voucher, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("voucher given")
+    )
+    points_transaction = models.OneToOneField(
+        LedgerTransaction,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("points ledger transaction"),
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("promotion use")
+        verbose_name_plural = _("promotion uses")
+        ordering = ("-id",)
+        indexes = [models.Index(fields=["promotion", "-id"], name="promotion_use_promotion")]
+        constraints = [
+            models.UniqueConstraint(fields=["promotion", "payment"], name="promotion_use_once_per_payment"),
+            models.CheckConstraint(
+                condition=models.Q(
+                    cost__gte=0,
+                    returned_cost__gte=0,
+                    returned_cost__lte=models.F("cost"),
+                    cofunder_cost__gte=0,
+                    cofunder_cost__lte=models.F("cost"),
+                ),
+                name="promotion_use_cost_in_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.promotion_id} × {self.payment} ({self.status})"
+
+
+class PromotionCounter(models.Model):
+    """How many uses of a promotion one cardholder holds in a period ("" the whole campaign, "2026-12-05" a day,
+    "2026-12" a month of stamps for a frequency reward): raised by a guarded increment in the payment's
+    transaction, lowered when a use is released."""
+
+    promotion = models.ForeignKey(Promotion, on_delete=models.CASCADE, related_name="+", verbose_name=_("promotion"))
+    cardholder_id = models.BigIntegerField(_("cardholder"))
+    period = models.CharField(_("period"), max_length=10, blank=True)
+    used = models.PositiveIntegerField(_("used"), default=0)
+
+    class Meta:
+        verbose_name = _("promotion counter")
+        verbose_name_plural = _("promotion counters")
+        constraints = [
+            models.UniqueConstraint(fields=["promotion", "cardholder_id", "period"], name="promotion_counter_unique")
+        ]
