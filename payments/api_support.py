@@ -15,10 +15,11 @@ from django.db.models import QuerySet
 
 from core.calendar import local_now
 from core.errors import NotFound
-from members.models import BindingStatus, Card
-from merchants.models import Merchant
+from members.models import BindingStatus, Card, Cardholder
+from merchants.models import Merchant, Store
 
 from . import points as payment_points
+from . import promotions
 from .models import PaymentIntent, Refund
 
 # Figures about cardholders are shown only for groups at least this large, so no one can be singled out.
@@ -27,7 +28,7 @@ MIN_COHORT = 20
 
 def payment_get(*, merchant: Merchant, livemode: bool, payment_id: str) -> PaymentIntent:
     try:
-        intent = PaymentIntent.objects.select_related("card__bank").get(
+        intent = PaymentIntent.objects.select_related("card__bank", "store").get(
             public_id=payment_id, merchant=merchant, livemode=livemode
         )
     except PaymentIntent.DoesNotExist:
@@ -37,7 +38,7 @@ def payment_get(*, merchant: Merchant, livemode: bool, payment_id: str) -> Payme
 
 
 def payment_list(*, merchant: Merchant, livemode: bool, status: str | None = None) -> QuerySet[PaymentIntent]:
-    payments = PaymentIntent.objects.filter(merchant=merchant, livemode=livemode).select_related("card__bank")
+    payments = PaymentIntent.objects.filter(merchant=merchant, livemode=livemode).select_related("card__bank", "store")
     return payments.filter(status=status) if status else payments
 
 
@@ -68,73 +69,103 @@ def card_by_token(*, token: str, param: str = "payment_method.token") -> Card:
 
 
 @dataclass(frozen=True)
-class Quote:
-    points_to_earn: int
-    earning_rate: str
-    points_available: int | None
-    program: str | None
+class QuoteFunding:
+    """Who would pay and with what: a card (earning points), or a linked balance (none)."""
+
+    cardholder: Cardholder
+    card: Card | None
+    method: str
 
 
-def quote_card(*, merchant: Merchant, method: dict[str, str], card: Card | None) -> Card:
-    """The card a quote is for, read without using up anything: a live payment code's card, or the card of an
-    agreement this merchant holds. Balances earn no card points, so they have no quote."""
+def quote_funding(*, merchant: Merchant, method: dict[str, str], card: Card | None) -> QuoteFunding:
+    """What a quote is for, read without using up anything: a live payment code's card or balance, or the card or
+    balance of an agreement this merchant holds."""
     from django.utils import timezone
 
-    from core.errors import NotFound, ValidationFailed
-
-    from .models import Agreement, PaymentCode, agreement_token_hash
+    from .models import Agreement, PaymentCode, PaymentMethod, agreement_token_hash
 
     if card is not None:
-        return card
-    found: Card | None
+        return QuoteFunding(card.cardholder, card, PaymentMethod.CARD)
+    related = ("card__product", "card__bank", "cardholder")
     if method["type"] == "payment_code":
         code = (
             PaymentCode.objects.filter(code=method["code"], used_at__isnull=True, expires_at__gt=timezone.now())
-            .select_related("card__product", "card__cardholder")
+            .select_related(*related)
             .first()
         )
         if code is None:
             raise NotFound("No such payment code (or it was used or has expired).", param="payment_method.code")
-        found = code.card
-    else:
-        agreement = (
-            Agreement.objects.filter(
-                token_hash=agreement_token_hash(method["token"]), merchant=merchant, revoked_at__isnull=True
-            )
-            .select_related("card__product", "card__cardholder")
-            .first()
+        return QuoteFunding(code.cardholder, code.card, PaymentMethod.PAYMENT_CODE)
+    agreement = (
+        Agreement.objects.filter(
+            token_hash=agreement_token_hash(method["token"]), merchant=merchant, revoked_at__isnull=True
         )
-        if agreement is None:
-            raise NotFound("No such agreement.", param="payment_method.token")
-        found = agreement.card
-    if found is None:
-        raise ValidationFailed(
-            "This payment is funded by a balance: it earns no card points to quote.", param="payment_method"
-        )
-    return found
+        .select_related(*related)
+        .first()
+    )
+    if agreement is None:
+        raise NotFound("No such agreement.", param="payment_method.token")
+    kind = PaymentMethod.AGREEMENT if agreement.card_id else PaymentMethod.BALANCE
+    return QuoteFunding(agreement.cardholder, agreement.card, kind)
 
 
-def payment_quote(*, merchant: Merchant, card: Card, amount: int, currency: str) -> Quote:
-    """Points the cardholder would earn on `amount` here, and the points they hold in the issuer's programme."""
+def store_get(*, merchant: Merchant, livemode: bool, code: str | None) -> Store | None:
+    """One of the merchant's stores in this mode, by its code."""
+    if not code:
+        return None
+    store = Store.objects.filter(merchant=merchant, livemode=livemode, code=code).first()
+    if store is None:
+        raise NotFound("No such store.", param="store")
+    return store
+
+
+def payment_quote(
+    *, merchant: Merchant, livemode: bool, funding: QuoteFunding, amount: int, currency: str, store: Store | None
+) -> dict[str, Any]:
+    """The price of a payment before it is made: the promotions that would apply (a line each) and why each other
+    active one would not, what is left to pay, the points the card would earn on it and those the cardholder holds.
+    Priced by the same code as the payment; a random discount shows its range (it is drawn when paying)."""
+    from django.utils import timezone
+
     from rewards.models import Account, OwnerKind, Purpose
 
-    probe = PaymentIntent(
-        merchant=merchant, card=card, amount=amount, amount_captured=amount, currency=currency,
-        spend_category=merchant.spend_category,
+    card = funding.card
+    context = promotions.context_for(
+        merchant=merchant, livemode=livemode, amount=amount, currency=currency, method=funding.method,
+        cardholder=funding.cardholder, card=card, store=store, at=timezone.now(),
     )  # fmt: skip
-    earn = payment_points.points_for_capture(probe)
-    wallets = Account.objects.filter(
-        owner_kind=OwnerKind.CARDHOLDER, owner_id=card.cardholder_id, purpose=Purpose.POINTS, program__bank=card.bank
-    ).values_list("posted", "held", "program__name")
-    rows = list(wallets)
-    available = sum(posted - held for posted, held, _code in rows) if rows else None
-    program = rows[0][2] if rows else None
-    return Quote(
-        points_to_earn=earn,
-        earning_rate=str(payment_points.earning_rate(card, merchant.spend_category)),
-        points_available=available,
-        program=program,
-    )
+    pricing = promotions.engine.price(context)
+    earn = available = program = None
+    rate = "0"
+    if card is not None:
+        probe = PaymentIntent(
+            merchant=merchant, card=card, amount=pricing.payable, amount_captured=pricing.payable,
+            currency=currency, spend_category=merchant.spend_category,
+        )  # fmt: skip
+        earn = payment_points.points_for_capture(probe)
+        rate = str(payment_points.earning_rate(card, merchant.spend_category))
+        rows = list(
+            Account.objects.filter(
+                owner_kind=OwnerKind.CARDHOLDER, owner_id=card.cardholder_id, purpose=Purpose.POINTS,
+                program__bank=card.bank,
+            ).values_list("posted", "held", "program__name")
+        )  # fmt: skip
+        available = sum(posted - held for posted, held, _name in rows) if rows else None
+        program = rows[0][2] if rows else None
+    return {
+        "object": "payment_quote",
+        "amount": amount,
+        "currency": currency,
+        "discount": pricing.discount,
+        "amount_payable": pricing.payable,
+        "promotions": [line.as_dict() for line in pricing.lines],
+        "not_applied": [skipped.as_dict() for skipped in pricing.not_applied],
+        "points_to_earn": earn,
+        "promotion_points": pricing.points,
+        "earning_rate": rate,
+        "points_program": program,
+        "points_available": available,
+    }
 
 
 # --- report ---------------------------------------------------------------------------------------------------------

@@ -118,10 +118,33 @@ class ReviewOut(serializers.Serializer):
     deadline = serializers.IntegerField(allow_null=True, help_text="When an undecided review expires (voided).")
 
 
+STORE_HELP = "The code of the store taking the payment (promotions may be for some stores only)."
+
+
+class PromotionLineOut(serializers.Serializer):
+    promotion = serializers.CharField(help_text="The promotion's id (promo_…).")
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    discount = serializers.IntegerField(help_text="Minor units taken off the price.")
+    discount_max = serializers.IntegerField(required=False, help_text="A quoted random discount: at most this.")
+    points = serializers.IntegerField(help_text="Points given on top of the card's own.")
+    stamp = serializers.IntegerField(
+        required=False, allow_null=True, help_text="A frequency reward: this payment's number in the month."
+    )
+    of = serializers.IntegerField(
+        required=False, allow_null=True, help_text="A frequency reward: the Nth payment rewarded."
+    )
+    voucher = serializers.BooleanField(required=False, help_text="A frequency reward: this payment earns the voucher.")
+
+
 class PaymentOut(serializers.Serializer):
     id = serializers.CharField()
     object = serializers.CharField(default="payment")
-    amount = serializers.IntegerField()
+    amount = serializers.IntegerField(help_text="The cash charged: the price asked, less discounts and points.")
+    discount = serializers.IntegerField(help_text="What the merchant's promotions took off the price asked.")
+    promotions = serializers.ListField(child=PromotionLineOut(), help_text="The promotions applied, in order.")
+    promotion_points = serializers.IntegerField(help_text="Points the promotions gave (known at capture).")
+    store = serializers.CharField(allow_null=True, help_text=STORE_HELP)
     currency = serializers.CharField()
     status = serializers.ChoiceField(choices=PaymentIntent.Status.choices)
     capture_method = serializers.ChoiceField(choices=PaymentIntent.CaptureMethod.choices)
@@ -180,6 +203,7 @@ class PaymentCreateIn(StrictSerializer):
         default=0,
         help_text="Points the cardholder pays with (积分抵现), at the programme's point value; the rest is cash.",
     )
+    store = StrictCharField(max_length=32, required=False, help_text=STORE_HELP)
 
 
 class PaymentListQuery(CreatedListQuery):
@@ -224,6 +248,7 @@ class PaymentListCreateApi(MerchantAPIView):
 
         def run(key: str) -> tuple[int, dict[str, Any]]:
             funding = resolve_payment_method(data.pop("payment_method"), mode)
+            funding["store"] = api_support.store_get(merchant=merchant, livemode=livemode, code=data.pop("store", None))
             # The service hands back the payment as it left it (a replay of the key loads it): no second read.
             intent = services.payment_create(
                 merchant=merchant, idempotency_key=key, livemode=livemode, **funding, **data
@@ -334,16 +359,35 @@ class PaymentCancelApi(MerchantAPIView):
 
 
 class QuoteIn(StrictSerializer):
-    amount = minor_amount()
+    amount = minor_amount(help_text="The price asked, before promotions.")
     currency = currency_field()
     payment_method = PaymentMethodIn()
+    store = StrictCharField(max_length=32, required=False, help_text=STORE_HELP)
+
+
+class NotAppliedOut(serializers.Serializer):
+    promotion = serializers.CharField()
+    name = serializers.CharField()
+    reason = serializers.CharField(help_text="min_spend, budget_exhausted, cardholder_daily_limit, exclusive, …")
+    message = serializers.CharField()
 
 
 class QuoteOut(serializers.Serializer):
     object = serializers.CharField(default="payment_quote")
-    amount = serializers.IntegerField()
+    amount = serializers.IntegerField(help_text="The price asked.")
     currency = serializers.CharField()
-    points_to_earn = serializers.IntegerField(help_text="Points the cardholder earns if this amount is captured.")
+    discount = serializers.IntegerField(help_text="What the promotions take off (a random discount at its lowest).")
+    amount_payable = serializers.IntegerField(help_text="amount − discount: what the cardholder pays.")
+    promotions = serializers.ListField(
+        child=PromotionLineOut(), help_text="One line per promotion, in the order applied."
+    )
+    not_applied = serializers.ListField(
+        child=NotAppliedOut(), help_text="Every other active promotion at this merchant and why it does not apply."
+    )
+    points_to_earn = serializers.IntegerField(
+        allow_null=True, help_text="Points the card earns on the amount payable; null for a balance."
+    )
+    promotion_points = serializers.IntegerField(help_text="Points the promotions give on top.")
     earning_rate = serializers.CharField(help_text="Points per yuan at this merchant for this card.")
     points_program = serializers.CharField(allow_null=True)
     points_available = serializers.IntegerField(
@@ -376,21 +420,18 @@ class PaymentQuoteApi(MerchantAPIView):
 
         validate_minor_amount(data["amount"], data["currency"])
         method = data["payment_method"]
-        funding = resolve_payment_method(method, self.api_key.mode)
-        card = api_support.quote_card(merchant=self.merchant, method=method, card=funding.get("card"))
-        quote = api_support.payment_quote(
-            merchant=self.merchant, card=card, amount=data["amount"], currency=data["currency"]
-        )
+        resolved = resolve_payment_method(method, self.api_key.mode)
+        funding = api_support.quote_funding(merchant=self.merchant, method=method, card=resolved.get("card"))
+        store = api_support.store_get(merchant=self.merchant, livemode=self.livemode, code=data.get("store"))
         return Response(
-            {
-                "object": "payment_quote",
-                "amount": data["amount"],
-                "currency": data["currency"],
-                "points_to_earn": quote.points_to_earn,
-                "earning_rate": quote.earning_rate,
-                "points_program": quote.program,
-                "points_available": quote.points_available,
-            }
+            api_support.payment_quote(
+                merchant=self.merchant,
+                livemode=self.livemode,
+                funding=funding,
+                amount=data["amount"],
+                currency=data["currency"],
+                store=store,
+            )
         )
 
     def get_permissions(self) -> list[Any]:

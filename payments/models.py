@@ -218,6 +218,18 @@ class PaymentIntent(models.Model):
         help_text=_("Not part of `amount`: what the merchant's promotions took off the price asked."),
     )
     promotion_points = models.BigIntegerField(_("points given by promotions"), default=0)
+    promotions = models.JSONField(
+        _("promotions applied"), default=list, blank=True, help_text=_("One line per promotion applied, as priced.")
+    )
+    store = models.ForeignKey(
+        "merchants.Store",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        verbose_name=_("store"),
+    )
     points_hold = models.ForeignKey(
         "rewards.Hold",
         null=True,

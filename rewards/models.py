@@ -895,6 +895,9 @@ class PromotionUse(models.Model):
     returned_cost = models.BigIntegerField(_("cost returned by refunds"), default=0)
     returned_points = models.BigIntegerField(_("points reversed by refunds"), default=0)
     stamp = models.PositiveIntegerField(_("payment number this month"), null=True, blank=True)
+    counted = models.BooleanField(
+        _("counted"), default=False, help_text=_("Holds one of the promotion's uses and of the cardholder's limits.")
+    )
     voucher = models.OneToOneField(
         Voucher, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("voucher given")
     )
@@ -948,3 +951,6 @@ class PromotionCounter(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["promotion", "cardholder_id", "period"], name="promotion_counter_unique")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.promotion_id}/{self.cardholder_id}/{self.period or 'campaign'}: {self.used}"

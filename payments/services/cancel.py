@@ -10,7 +10,7 @@ from core.calendar import business_date
 from core.errors import ChannelError, Conflict
 from merchants.models import Merchant
 
-from .. import events, fees, ledger_bridge
+from .. import events, fees, ledger_bridge, promotions
 from .. import points as payment_points
 from ..connectors import get_connector
 from ..connectors.base import ChannelResponse, Outcome, ReferenceRequest, RemoteState
@@ -49,6 +49,7 @@ def cancel(intent: PaymentIntent, reason: str) -> None:
                 raise Conflict("The payment changed while canceling; retry.", code="payment_unexpected_state")
             intent.status, intent.canceled_at, intent.cancellation_reason = Status.CANCELED, now, reason[:32]
             ledger_bridge.spend_void(intent=intent)
+            promotions.on_release(intent)
             events.payment_status_changed(intent)
         return
     if intent.status == Status.SUCCEEDED:
@@ -124,9 +125,12 @@ def cancel_finish(intent: PaymentIntent, attempt: PaymentAttempt, reason: str) -
             )
         else:
             ledger_bridge.spend_void(intent=locked)
+            promotions.on_release(locked)
         locked.save()
         if points_to_reverse > 0:
             payment_points.post_reversal(locked, points_to_reverse, cause="void")
+        if captured:  # last: the promotions' rows
+            promotions.on_refund(locked, refunded_total=locked.amount_captured, cause="void")
         events.payment_status_changed(locked)
 
 

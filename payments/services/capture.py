@@ -20,7 +20,7 @@ from core.errors import ChannelError, Conflict, ValidationFailed
 from core.money import validate_minor_amount
 from merchants.models import Merchant
 
-from .. import events, fees, ledger_bridge
+from .. import events, fees, ledger_bridge, promotions
 from .. import points as payment_points
 from ..connectors import get_connector
 from ..connectors.base import CaptureRequest, ChannelResponse, Outcome, RemoteState
@@ -110,6 +110,7 @@ def _on_capture(intent: PaymentIntent, *, at: Any) -> None:
         extra["points_spend_id"] = spend_id
     if fees.record_capture(intent, at=at):
         extra["fee"] = intent.fee
+    extra.update(promotions.on_capture(intent))  # last: the promotions' rows
     if extra:
         PaymentIntent.objects.filter(pk=intent.pk).update(**extra)
         for name, value in extra.items():
@@ -159,6 +160,7 @@ def _fail(
         intent.refresh_from_db()
         if failed:
             ledger_bridge.spend_void(intent=intent)
+            promotions.on_release(intent)
             events.payment_status_changed(intent)
 
 

@@ -18,9 +18,9 @@ from core.errors import Conflict, MengkaError, NotFound, ValidationFailed
 from core.idempotency import record_progress, resumed, run_idempotent
 from core.money import validate_minor_amount
 from members.models import Card, Cardholder, LinkedAccount, PointsProgram
-from merchants.models import Merchant
+from merchants.models import Merchant, Store
 
-from .. import events, ledger_bridge, methods, risk, routing
+from .. import events, ledger_bridge, methods, promotions, risk, routing
 from .. import points as payment_points
 from ..health import BreakerState, health_store
 from ..models import Channel, PaymentAttempt, PaymentIntent, PaymentMethod, RiskOutcome, RoutingDecision
@@ -60,6 +60,7 @@ def payment_create(
     agreement_token: str = "",
     use_points: int = 0,
     livemode: bool = True,
+    store: Store | None = None,
 ) -> PaymentIntent:
     """A payment from a card on file (`card`), a linked balance (`linked_account`), a payment code the cardholder
     shows (`payment_code`, no cardholder needed) or a standing agreement with this merchant (`agreement_token`).
@@ -83,6 +84,7 @@ def payment_create(
         "payment_code": payment_code,
         "agreement_token": agreement_token,
         "use_points": use_points,
+        "store": store.pk if store else None,
     }
     request.update({name: value for name, value in extra.items() if value})
     executed: list[PaymentIntent] = []
@@ -111,6 +113,7 @@ def payment_create(
                 agreement_token=agreement_token,
                 use_points=use_points,
                 livemode=livemode,
+                store=store,
             )
         if confirm and intent.status == Status.REQUIRES_CONFIRMATION:
             _confirm(intent)
@@ -165,9 +168,11 @@ def _create(
     agreement_token: str,
     use_points: int,
     livemode: bool,
+    store: Store | None,
 ) -> PaymentIntent:
-    """A new payment awaiting confirmation. Its row, the code or agreement it takes, the points it holds, its key's
-    progress and its `payment.created` event are written in one transaction: all or none."""
+    """A new payment awaiting confirmation. Its row, the code or agreement it takes, its promotions' reservations,
+    the points it holds, its key's progress and its `payment.created` event are written in one transaction: all or
+    none."""
     validate_minor_amount(amount, currency)
     if isinstance(use_points, bool) or not isinstance(use_points, int) or use_points < 0:
         raise ValidationFailed("use_points is a whole number of points.", code="invalid_points", param="use_points")
@@ -197,62 +202,124 @@ def _create(
             raise ValidationFailed(
                 "A balance payment needs a linked account.", code="parameter_missing", param="linked_account"
             )
+    if store is not None and (store.merchant_id != merchant.pk or store.livemode != livemode):
+        raise NotFound("No such store.", param="store")
     if use_points and not livemode:
         raise ValidationFailed(
             "Points cannot pay for a test-mode payment: a cardholder's points are real.",
             code="points_not_available",
             param="use_points",
         )
-    funding = methods.payment_code_find(payment_code) if payment_code else None  # a read: nothing taken yet
-    with transaction.atomic():
-        code = agreement = None
-        if funding is not None:
-            methods.payment_code_take(funding)  # refused if another till took it first
-        elif agreement_token:
-            funding = methods.agreement_take(agreement_token, merchant=merchant, amount=amount, currency=currency)
-        if funding is not None:
-            if cardholder is not None and cardholder.pk != funding.cardholder.pk:
-                raise NotFound("No such payment code or agreement.", code="funding_source_invalid")
-            cardholder, card, linked_account = funding.cardholder, funding.card, funding.linked_account
-            method = _agreement_method(method, funding) if agreement_token else funding.method
-            code, agreement = funding.payment_code, funding.agreement
-        assert cardholder is not None
-        issuer = card.bank_id if card else linked_account.bank_id if linked_account else None
-        points, points_amount, program = _points_part(
-            cardholder, issuer, amount, currency, use_points, wants_most=bool(code and code.use_points and livemode)
-        )
-        intent = PaymentIntent.objects.create(
+    found = methods.payment_code_find(payment_code) if payment_code else None  # a read: nothing taken yet
+
+    def priced(exclude: frozenset[int]) -> PaymentIntent:
+        # One transaction, run again (rolled back whole) if a promotion it priced is taken meanwhile.
+        return _write(
             merchant=merchant,
             cardholder=cardholder,
             card=card,
             linked_account=linked_account,
-            payment_code=code,
-            agreement=agreement,
-            method=method,
-            amount=amount - points_amount,
-            points_used=points,
-            points_amount=points_amount,
+            funding=found,
+            amount=amount,
             currency=currency,
+            method=method,
             capture_method=capture_method,
-            issuer_id=issuer,
-            spend_category=merchant.spend_category,
-            description=description[:200],
-            merchant_reference=merchant_reference[:64],
+            description=description,
+            merchant_reference=merchant_reference,
             metadata=metadata,
-            device_id=device_id[:64],
+            device_id=device_id,
+            agreement_token=agreement_token,
+            use_points=use_points,
             livemode=livemode,
+            store=store,
+            exclude=exclude,
         )
-        record_progress({"payment": intent.public_id})  # a retry of the key carries on with this payment
-        if points:
-            assert program is not None
-            intent.points_hold_id = ledger_bridge.spend_hold(
-                intent=intent,
-                program=program,
-                points=points,
-                expires_at=timezone.now() + timedelta(days=payment_points.POINTS_HOLD_VALIDITY_DAYS),
-            )
-            intent.save(update_fields=["points_hold"])
-        events.payment_created(intent)
+
+    return promotions.engine.run_priced(priced)
+
+
+def _write(
+    *,
+    merchant: Merchant,
+    cardholder: Cardholder | None,
+    card: Card | None,
+    linked_account: LinkedAccount | None,
+    funding: methods.Funding | None,
+    amount: int,
+    currency: str,
+    method: str,
+    capture_method: str,
+    description: str,
+    merchant_reference: str,
+    metadata: dict[str, Any],
+    device_id: str,
+    agreement_token: str,
+    use_points: int,
+    livemode: bool,
+    store: Store | None,
+    exclude: frozenset[int],
+) -> PaymentIntent:
+    """Writes the payment in the caller's transaction: takes its code or agreement, prices it with the merchant's
+    promotions, holds its points and reserves its promotions (after the ledger's accounts: the lock order)."""
+    code = agreement = None
+    if funding is not None:
+        methods.payment_code_take(funding)  # refused if another till took it first
+    elif agreement_token:
+        funding = methods.agreement_take(agreement_token, merchant=merchant, amount=amount, currency=currency)
+    if funding is not None:
+        if cardholder is not None and cardholder.pk != funding.cardholder.pk:
+            raise NotFound("No such payment code or agreement.", code="funding_source_invalid")
+        cardholder, card, linked_account = funding.cardholder, funding.card, funding.linked_account
+        method = _agreement_method(method, funding) if agreement_token else funding.method
+        code, agreement = funding.payment_code, funding.agreement
+    assert cardholder is not None
+    issuer = card.bank_id if card else linked_account.bank_id if linked_account else None
+    context = promotions.context_for(
+        merchant=merchant, livemode=livemode, amount=amount, currency=currency, method=method,
+        cardholder=cardholder, card=card, store=store, at=timezone.now(),
+    )  # fmt: skip
+    pricing = promotions.engine.price(context, exclude=exclude, drawing=True)
+    payable = pricing.payable
+    points, points_amount, program = _points_part(
+        cardholder, issuer, payable, currency, use_points, wants_most=bool(code and code.use_points and livemode)
+    )
+    intent = PaymentIntent.objects.create(
+        merchant=merchant,
+        cardholder=cardholder,
+        card=card,
+        linked_account=linked_account,
+        payment_code=code,
+        agreement=agreement,
+        method=method,
+        amount=payable - points_amount,
+        points_used=points,
+        points_amount=points_amount,
+        discount_amount=pricing.discount,
+        promotion_points=pricing.points,
+        promotions=[line.as_dict() for line in pricing.lines],
+        store=store,
+        currency=currency,
+        capture_method=capture_method,
+        issuer_id=issuer,
+        spend_category=merchant.spend_category,
+        description=description[:200],
+        merchant_reference=merchant_reference[:64],
+        metadata=metadata,
+        device_id=device_id[:64],
+        livemode=livemode,
+    )
+    record_progress({"payment": intent.public_id})  # a retry of the key carries on with this payment
+    if points:
+        assert program is not None
+        intent.points_hold_id = ledger_bridge.spend_hold(
+            intent=intent,
+            program=program,
+            points=points,
+            expires_at=timezone.now() + timedelta(days=payment_points.POINTS_HOLD_VALIDITY_DAYS),
+        )
+        intent.save(update_fields=["points_hold"])
+    promotions.engine.reserve(pricing, context, payment=intent.public_id)  # last: the promotions' rows
+    events.payment_created(intent)
     return intent
 
 

@@ -14,7 +14,7 @@ from core.idempotency import record_progress, resumed, run_idempotent
 from core.money import validate_minor_amount
 from merchants.models import Merchant
 
-from .. import events, fees, ledger_bridge
+from .. import events, fees, ledger_bridge, promotions
 from .. import points as payment_points
 from ..connectors import get_connector
 from ..connectors.base import ChannelResponse, Inquiry, Outcome, RefundRequest, RemoteState
@@ -140,6 +140,7 @@ def _finish_refund(refund: Refund, channel_reference: str) -> None:
         locked_refund.save(update_fields=["status", "channel_reference", "points_reversed", "completed_at"])
         if delta > 0:
             payment_points.post_reversal(intent, delta, cause=locked_refund.public_id)
+        promotions.on_refund(intent, refunded_total=intent.amount_refunded, cause=locked_refund.public_id)  # last
         locked_refund.intent = intent
         events.refund_status_changed(locked_refund)
 

@@ -452,3 +452,36 @@ def _redeem(
     )
     _take_stock(benefit, quote.total_value_units)  # last: see the module's docstring
     return voucher
+
+
+def voucher_grant(*, benefit_id: int, cardholder_id: int, card_id: int, idempotency_key: str) -> Voucher:
+    """Gives a cardholder a voucher of a benefit without points: a merchant's promotion rewarding them (the
+    merchant funds it). Takes one unit of stock like a redemption, ignores the card-eligibility and quota rules
+    (the promotion's own conditions chose the cardholder); idempotent per key. Call it inside a transaction."""
+    check_key(idempotency_key)
+    digest = request_hash(op="voucher_grant", cardholder=cardholder_id, card=card_id, benefit=benefit_id)
+    existing = replay(Voucher, idempotency_key, digest)
+    if existing is not None:
+        return existing
+    benefit = Benefit.objects.filter(pk=benefit_id, status=Benefit.Status.PUBLISHED).first()
+    if benefit is None:
+        raise NotFound(_("No such benefit."), param="benefit")
+    now = timezone.now()
+    code = new_code()
+    voucher = Voucher.objects.create(
+        benefit=benefit,
+        cardholder_id=cardholder_id,
+        card_id=card_id,
+        code_hash=code_hash(code),
+        code_encrypted=encrypt(code),
+        code_hint=code[-4:],
+        idempotency_key=idempotency_key,
+        request_hash=digest,
+        points={},
+        cost_units=0,
+        month=quota_periods(today())[QuotaKind.HOLDER_MONTH],
+        issued_at=now,
+        expires_at=now + dt.timedelta(days=benefit.voucher_valid_days),
+    )
+    _take_stock(benefit, 0)
+    return voucher
