@@ -15,12 +15,13 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from core.crypto import keyed_hash
+from core.ids import new_public_id
 from members.models import Card, Cardholder, CardProduct, LinkedAccount, MemberBank, SpendCategory
 from merchants.models import Merchant
 
 
 def public_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_urlsafe(18).replace('-', 'x').replace('_', 'y')}"
+    return new_public_id(prefix)
 
 
 class PaymentMethod(models.TextChoices):

@@ -10,10 +10,12 @@ from typing import Any
 from members.models import Card, Cardholder, ConsentPurpose
 from members.selectors import consent_granted
 from merchants.models import Merchant, Store
-from rewards.services import promotions as engine
+from rewards import services as rewards_services
 
 from . import points as payment_points
 from .models import PaymentIntent
+
+engine = rewards_services.promotions
 
 
 def context_for(

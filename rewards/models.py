@@ -12,6 +12,7 @@ from django.db import models
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
+from core.ids import new_public_id
 from members.models import Cardholder, MemberBank, PointsProgram
 
 CURRENCY_SCALE = 10_000  # currency units are stored in ten-thousandths
@@ -688,8 +689,6 @@ class VoucherPayment(models.Model):
 
 
 def promotion_public_id() -> str:
-    from merchants.services.common import new_public_id
-
     return new_public_id("promo")
 
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from core.errors import PermissionDenied
+from core.ids import new_public_id
 
-
-def new_public_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_urlsafe(18).replace('-', 'x').replace('_', 'y')}"
+__all__ = ["new_public_id", "require_operator_of"]
 
 
 def require_operator_of(actor: Any, bank_id: int) -> None:

@@ -20,6 +20,7 @@ See docs/ledger.md.
 """
 
 from ..models import Purpose  # the purpose a caller names for `bank_points_account`
+from . import promotions
 from .accounts import account_get_or_create, bank_points_account, clearing_account, debt_account, wallet_account
 from .adjustments import adjustment_approve, adjustment_check, adjustment_reject, adjustment_request
 from .benefits import (
@@ -97,6 +98,7 @@ __all__ = [
     "points_exchange",
     "points_redeem",
     "points_value_units",
+    "promotions",
     "qr_payload",
     "quota_limits",
     "quota_periods",
