@@ -62,6 +62,7 @@ CARDHOLDER_FIELDS = frozenset(
         "points_reversed",
         "points_used",
         "points_amount",
+        "promotion_points",
         "points_hold",
         "points_spend",
         "risk_reasons",
@@ -308,6 +309,7 @@ class PaymentIntentAdmin(PaymentScopeMixin, ReadOnlyAdminMixin, ScopedAdmin):
         "amount_refunded": MoneyField(),
         "amount_refund_reserved": MoneyField(),
         "points_amount": MoneyField(label=_("paid with points")),
+        "discount_amount": MoneyField(label=_("promotion discount")),
         "fee": MoneyField(finer=2, label=_("fee")),
         "fee_returned": MoneyField(finer=2, label=_("fee handed back")),
     }

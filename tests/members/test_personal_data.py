@@ -199,7 +199,8 @@ def test_the_migration_encrypts_existing_names_and_drops_the_column() -> None:
         )
         executor = MigrationExecutor(connection)
         executor.migrate(after)
-        holder = Cardholder.objects.get(user__username="migrated")
+        # Today's model, less the columns later migrations add.
+        holder = Cardholder.objects.defer("segment_tags").get(user__username="migrated")
         assert (holder.display_name, holder.name_masked, holder.name_hash) == (
             "王小明",
             "王*明",
