@@ -47,6 +47,20 @@ def seed_members(ctx: DemoContext) -> None:
     seed(ctx)
 
 
+def seed_merchants(ctx: DemoContext) -> None:
+    """Before the promotions: the merchants they run at."""
+    from payments.demo import seed_merchants as seed
+
+    seed(ctx)
+
+
+def seed_promotions(ctx: DemoContext) -> None:
+    """Before the payments, so that the demo's payments are priced with them and spend some budgets down."""
+    from rewards.demo import seed_promotions as seed
+
+    seed(ctx)
+
+
 def seed_payments(ctx: DemoContext) -> None:
     from payments.demo import seed_payments as seed
 
@@ -76,6 +90,8 @@ STEPS: list[Callable[[DemoContext], None]] = [
     seed_operators,
     seed_members,
     seed_rewards,
+    seed_merchants,
+    seed_promotions,
     seed_payments,
     seed_benefits,
     seed_merchant_api,

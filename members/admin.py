@@ -109,9 +109,29 @@ class CardholderForm(forms.ModelForm):  # type: ignore[type-arg]
         help_text=_("Leave empty to keep the name. It is stored encrypted and shown masked."),
     )
 
+    segment_tags = forms.CharField(
+        label=_("segments"),
+        required=False,
+        max_length=400,
+        help_text=_(
+            "Comma-separated lowercase tags (letters, digits, _), at most ten, e.g. dining, frequent_traveller. "
+            "Targeted promotions read them only while the cardholder consents to personalised offers."
+        ),
+    )
+
     class Meta:
         model = Cardholder
-        fields = ("verification_level",)
+        fields = ("verification_level", "segment_tags")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initial["segment_tags"] = ", ".join(self.instance.segment_tags or [])
+
+    def clean_segment_tags(self) -> list[str]:
+        try:
+            return services.segment_tags_parse(self.cleaned_data.get("segment_tags") or "")
+        except MengkaError as exc:
+            raise forms.ValidationError(exc.message, code=exc.code) from exc
 
     def save(self, commit: bool = True) -> Any:
         name = (self.cleaned_data.get("new_display_name") or "").strip()
@@ -138,6 +158,7 @@ class CardholderAdmin(ScopedAdmin):
         "masked_phone",
         "masked_national_id",
         "verification_level",
+        "segment_tags",
         "created_at",
     )
     readonly_fields = ("user", "name_masked", "masked_phone", "masked_national_id", "created_at")

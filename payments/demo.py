@@ -116,15 +116,24 @@ REVIEW_AMOUNT = 2_680_000  # above the demo's single-payment review limit (2,000
 Step = Callable[[], object]
 
 
-def seed_payments(ctx: Any) -> None:
+def seed_merchants(ctx: Any) -> list[Merchant]:
+    """Channels, merchants, routing, fees and risk rules: what the payments need, and what the merchants' demo
+    promotions are set up on before the payments are made. Idempotent."""
     banks = {bank.code: bank for bank in MemberBank.objects.all()}
     if not {"HXSB", "JHBK", "MFBK", "JHCC", "YYPAY"} <= set(banks):
-        return
+        return []
     channels = _channels(banks)
     merchants = _merchants(banks)
     _rules(channels, merchants)
     _fees(merchants)
     _risk()
+    return merchants
+
+
+def seed_payments(ctx: Any) -> None:
+    merchants = seed_merchants(ctx)
+    if not merchants:
+        return
     _agreement_requests(ctx, merchants)
     steps = _history(ctx, merchants) + _cases(ctx, merchants) + _methods(merchants)
     if not steps:

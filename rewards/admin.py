@@ -1,5 +1,7 @@
 """Ledger tables are read-only in the admin; adjustments go request → second operator's approval → posted. Benefits are
-edited while draft and published by a second operator; vouchers are read-only."""
+edited while draft and published by a second operator; vouchers are read-only. Merchants' promotions are set through
+the API and only read here, with their cost and budget left; the co-funding bank approves or rejects its share, and
+the sponsor bank (or the alliance) may pause one."""
 
 from __future__ import annotations
 
@@ -8,16 +10,19 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db import models
+from django.db.models import Value
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin
 from core.admin_display import MoneyField
 from core.errors import MengkaError
+from core.scoping import operator_scope
 from core.text import id_or_none
 from members.models import PointsProgram
 
@@ -31,6 +36,8 @@ from .models import (
     Hold,
     LedgerTransaction,
     Lot,
+    Promotion,
+    PromotionUse,
     Seal,
     Voucher,
 )
@@ -414,3 +421,227 @@ class VoucherAdmin(ReadOnlyAdminMixin, ScopedAdmin):
         "expired_at",
     )
     money_fields = {"cost_units": MoneyField("CNY", absolute=4)}
+
+
+# --- promotions ------------------------------------------------------------------------------------------------------
+
+# A promotion is in the scope of its merchant's sponsor bank and of the bank that co-funds it.
+PROMOTION_BANKS = ("merchant__sponsor_bank", "cofunder")
+
+
+@admin.register(Promotion)
+class PromotionAdmin(ScopedAdmin):
+    """Merchants set their promotions' terms through the API: here every field is read-only. Operators see the cost
+    so far and the budget left; the co-funding bank's operators approve or reject its share (until then the engine
+    does not apply the promotion); the sponsor bank's operators, or the alliance's, pause one (abuse, a dispute)."""
+
+    scope_field = PROMOTION_BANKS
+    list_display = (
+        "id",
+        "merchant",
+        "name",
+        "kind",
+        "status",
+        "schedule",
+        "budget",
+        "committed",
+        "budget_left",
+        "uses",
+        "cofunding_state",
+        "uses_link",
+    )
+    list_select_related = ("merchant", "cofunder")
+    list_filter = ("kind", "status", "cofunding", "livemode")
+    search_fields = ("=public_id", "name", "merchant__code")
+    list_per_page = 50
+    fieldsets = (
+        (None, {"fields": ("public_id", "merchant", "livemode", "name", "description", "kind", "currency", "status")}),
+        (
+            _("Benefit"),
+            {
+                "fields": (
+                    "amount_off",
+                    "percent_off",
+                    "max_discount",
+                    "multiplier",
+                    ("random_min", "random_max", "random_mean"),
+                    "cashback_rate",
+                    "frequency_count",
+                    "reward_benefit",
+                )
+            },
+        ),
+        (
+            _("Conditions"),
+            {
+                "fields": (
+                    "min_spend",
+                    "stores",
+                    "categories",
+                    "card_banks",
+                    "card_products",
+                    "card_tiers",
+                    "methods",
+                    "weekdays",
+                    ("hour_from", "hour_to"),
+                    "first_purchase",
+                    "segment_tags",
+                )
+            },
+        ),
+        (
+            _("Budget"),
+            {
+                "fields": (
+                    "budget",
+                    "committed",
+                    "budget_left",
+                    "uses",
+                    "max_uses",
+                    "per_cardholder_daily",
+                    "per_cardholder",
+                    "stacking",
+                    "priority",
+                    "starts_at",
+                    "ends_at",
+                )
+            },
+        ),
+        (
+            _("Co-funding"),
+            {"fields": ("cofunder", "cofunder_share", "cofunding", "cofunding_decided_by", "cofunding_decided_at")},
+        ),
+        (None, {"fields": ("uses_link", "created_at", "updated_at")}),
+    )
+    readonly_fields = ("budget_left", "uses_link", "public_id", "created_at", "updated_at")
+    money_fields = {
+        name: MoneyField("currency")
+        for name in ("amount_off", "max_discount", "random_min", "random_max", "random_mean", "min_spend")
+    } | {
+        "budget": MoneyField("currency"),
+        "committed": MoneyField("currency"),
+        "budget_left": MoneyField("currency", label=_("budget left")),
+    }
+    actions = ("approve_cofunding", "reject_cofunding", "pause")
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        # The terms are the merchant's: no page edits them. The list's actions need the change right (obj None).
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False
+
+    @admin.display(description=_("schedule"), ordering="starts_at")
+    def schedule(self, obj: Promotion) -> str:
+        return "{} – {}".format(
+            date_format(timezone.localtime(obj.starts_at), "SHORT_DATETIME_FORMAT"),
+            date_format(timezone.localtime(obj.ends_at), "SHORT_DATETIME_FORMAT"),
+        )
+
+    @admin.display(description=_("co-funding"), ordering="cofunding")
+    def cofunding_state(self, obj: Promotion) -> str:
+        if obj.cofunder_id is None:
+            return str(obj.get_cofunding_display())
+        return f"{obj.get_cofunding_display()} · {obj.cofunder} {obj.cofunder_share:.0%}"
+
+    @admin.display(description=_("uses"))
+    def uses_link(self, obj: Promotion) -> str:
+        url = reverse("admin:rewards_promotionuse_changelist") + f"?promotion={obj.pk}"
+        return format_html('<a href="{}">{}</a>', url, _("payments"))
+
+    def _act(self, request: HttpRequest, queryset: models.QuerySet[Any], call: Any, done: Any) -> None:
+        for promotion in queryset:
+            try:
+                call(promotion_id=promotion.pk, operator=request.user)
+            except MengkaError as exc:
+                messages.error(request, f"#{promotion.pk}: {exc.message}")
+            else:
+                messages.success(request, done % {"id": promotion.pk})
+
+    @admin.action(description=_("Approve co-funding of the selected promotions"), permissions=["change"])
+    def approve_cofunding(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
+        self._act(
+            request,
+            queryset,
+            lambda **kw: services.promotion_cofunding_decide(approve=True, **kw),
+            _("Co-funding of promotion %(id)s approved."),
+        )
+
+    @admin.action(description=_("Reject co-funding of the selected promotions"), permissions=["change"])
+    def reject_cofunding(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
+        self._act(
+            request,
+            queryset,
+            lambda **kw: services.promotion_cofunding_decide(approve=False, **kw),
+            _("Co-funding of promotion %(id)s rejected."),
+        )
+
+    @admin.action(description=_("Pause the selected promotions"), permissions=["change"])
+    def pause(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
+        self._act(request, queryset, services.promotion_pause_by_operator, _("Promotion %(id)s paused."))
+
+
+@admin.register(PromotionUse)
+class PromotionUseAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    """Each payment's use of a promotion: what it gave and cost, the co-funding bank's part, what refunds returned.
+    As on payments, the person behind a use is for alliance operators only: a sponsor or co-funding bank sees the
+    payment and the amounts, never the cardholder."""
+
+    scope_field = tuple(f"promotion__{path}" for path in PROMOTION_BANKS)
+    list_display = (
+        "id",
+        "promotion",
+        "payment",
+        "cardholder_shown",
+        "status",
+        "discount",
+        "points",
+        "cost",
+        "cofunder_cost",
+        "returned_cost",
+        "returned_points",
+        "created_at",
+    )
+    list_select_related = ("promotion", "cardholder")
+    list_filter = ("status",)
+    search_fields = ("=payment",)
+    list_per_page = 50
+    show_full_result_count = False  # a long campaign has many uses: no second COUNT over all of them
+    fields = (
+        "promotion",
+        "payment",
+        "cardholder_shown",
+        "day",
+        "status",
+        "position",
+        "discount",
+        "points",
+        "cost",
+        "cofunder_cost",
+        "returned_cost",
+        "returned_points",
+        "stamp",
+        "voucher",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = ("cardholder_shown",)
+    money_fields = {
+        name: MoneyField("promotion.currency") for name in ("discount", "cost", "cofunder_cost", "returned_cost")
+    }
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
+        if lookup == "promotion":  # the promotion page's link to its uses
+            return True
+        return super().lookup_allowed(lookup, value, request)
+
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet[Any]:
+        everything = operator_scope(request.user).everything
+        return super().get_queryset(request).annotate(cardholder_visible=Value(everything))
+
+    @admin.display(description=_("cardholder"))
+    def cardholder_shown(self, obj: PromotionUse) -> str:
+        return str(obj.cardholder) if getattr(obj, "cardholder_visible", False) else "—"

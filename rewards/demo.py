@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from decimal import Decimal
 from typing import Any
 
 from core.jobs import job_run
@@ -143,12 +144,15 @@ def seed_benefits(ctx: Any) -> None:
         made.append(_benefit(bank, zh, en, {**fields, "stock_total": 500, "limit_per_month": 2}, checker))
     for code, zh, en, price in MERCHANT_VOUCHERS:
         merchant = Merchant.objects.filter(code=code).first()
-        if merchant is None:
-            continue
-        fields = {"kind": "voucher", "pricing": "cny", "price_cny_units": price, "merchant": merchant, **window}
-        fields.update(funding_merchant=merchant, stock_total=200, limit_per_card=3, voucher_valid_days=14)
-        made.append(_benefit(merchant.sponsor_bank, zh, en, fields, checker))
+        if merchant is not None:
+            made.append(_merchant_voucher(merchant, zh, en, price, window, checker))
     _seed_vouchers([b for b in made if b.pricing == Benefit.Pricing.CNY], Voucher)
+
+
+def _merchant_voucher(merchant: Any, zh: str, en: str, price: int, window: dict[str, Any], checker: Any) -> Any:
+    fields = {"kind": "voucher", "pricing": "cny", "price_cny_units": price, "merchant": merchant, **window}
+    fields.update(funding_merchant=merchant, stock_total=200, limit_per_card=3, voucher_valid_days=14)
+    return _benefit(merchant.sponsor_bank, zh, en, fields, checker)
 
 
 def _benefit(bank: Any, zh: str, en: str, fields: dict[str, Any], checker: Any) -> Any:
@@ -217,3 +221,131 @@ def _seed_vouchers(benefits: list[Any], voucher_model: Any) -> None:
             now = timezone.now()
             voucher_model.objects.filter(pk=vouchers[2].pk).update(expires_at=now)
             services.vouchers_expire(now=now)
+
+
+# --- promotions: every kind at the demo merchants, set up before the demo's payments ---------------------------------
+
+# (merchant code, name, fields). Amounts at DEMO-NOODLE and DEMO-FUEL move only by whole yuan (or not at all): the
+# demo's declines are triggered by the amount's last two digits there. Small budgets are spent down by the payments.
+PROMOTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    (
+        "DEMO-NOODLE",
+        "满200减20 / ¥20 off ¥200",
+        {"kind": "amount_off", "amount_off": 2_000, "min_spend": 20_000, "budget": 10_000, "priority": 10},
+    ),
+    ("DEMO-NOODLE", "集3碗送1碗 / every 3rd bowl", {"kind": "frequency_reward", "frequency_count": 3, "budget": 5_000}),
+    (
+        "DEMO-FUEL",
+        "加油积分翻倍 / double points on fuel",
+        {"kind": "points_multiplier", "multiplier": Decimal("2"), "budget": 200_000, "per_cardholder_daily": 1},
+    ),
+    (
+        "DEMO-FUEL",
+        "常驾客5%返积分 / 5% back for frequent drivers",
+        {"kind": "cashback_points", "cashback_rate": Decimal("0.05"), "budget": 50_000, "segment_tags": ["driver"]},
+    ),
+    (
+        "DEMO-GROCER",
+        "生鲜8折 最高减15 / 20% off fresh, up to ¥15",
+        {
+            "kind": "percent_off",
+            "percent_off": Decimal("20"),
+            "max_discount": 1_500,
+            "min_spend": 5_000,
+            "budget": 6_000,
+            "cofunder": "HXSB",
+            "cofunding": "approved",
+        },
+    ),
+    (
+        "DEMO-TRAVEL",
+        "随机立减 ¥5–¥50 / random ¥5–¥50 off",
+        {
+            "kind": "random_off",
+            "random_min": 500,
+            "random_max": 5_000,
+            "random_mean": 1_500,
+            "budget": 100_000,
+            "cofunder": "JHBK",
+            "cofunding": "pending",
+        },
+    ),
+    (
+        "DEMO-SHOP",
+        "满100减10 周末 / ¥10 off ¥100 at weekends",
+        {"kind": "amount_off", "amount_off": 1_000, "min_spend": 10_000, "budget": 3_000, "weekdays": [6, 7]},
+    ),
+    (
+        "DEMO-SHOP",
+        "首单3倍积分 / triple points on a first order",
+        {
+            "kind": "points_multiplier",
+            "multiplier": Decimal("3"),
+            "first_purchase": True,
+            "budget": 30_000,
+            "methods": ["card", "payment_code"],
+        },
+    ),
+)
+SEGMENTS = (["driver"], ["driver", "dining"], ["dining"])  # given in turn to consenting demo cardholders
+TAGGED = 12
+
+
+def seed_promotions(ctx: Any) -> None:
+    """Promotions of every kind at the demo merchants, live, all stackable so that payments show several lines:
+    some with budgets the demo's payments spend down, one co-funded and approved (by the bank's operator), one
+    awaiting its bank's approval, a segment-targeted one beside an untargeted one at the same merchant, and a
+    frequency reward giving the noodle shop's voucher. Some consenting cardholders, and the demo login (whose offers
+    stay unpersonalised until it consents), get segment tags. Idempotent: a promotion is found by merchant and
+    name."""
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from members.models import BankOperator, Cardholder, ConsentPurpose, MemberBank
+    from merchants.models import Merchant
+
+    from .models import Promotion
+
+    checker = get_user_model().objects.filter(username="alliance").first()
+    merchants = {m.code: m for m in Merchant.objects.filter(code__in={code for code, _n, _f in PROMOTIONS})}
+    if checker is None or len(merchants) < len({code for code, _n, _f in PROMOTIONS}):
+        return
+    banks = {bank.code: bank for bank in MemberBank.objects.all()}
+    now = timezone.now()
+    voucher = _merchant_voucher(
+        merchants["DEMO-NOODLE"],
+        *MERCHANT_VOUCHERS[0][1:],
+        {"valid_from": now - dt.timedelta(days=30), "valid_until": now + dt.timedelta(days=365)},
+        checker,
+    )
+    for code, name, spec in PROMOTIONS:
+        merchant = merchants[code]
+        if Promotion.objects.filter(merchant=merchant, name=name).exists():
+            continue
+        fields = dict(spec)
+        approved = fields.get("cofunding") == Promotion.Cofunding.APPROVED
+        if "cofunder" in fields:
+            fields.update(cofunder=banks[fields["cofunder"]], cofunder_share=Decimal("0.5"), cofunding="pending")
+        if fields["kind"] == Promotion.Kind.FREQUENCY_REWARD:
+            fields["reward_benefit"] = voucher
+        promotion = Promotion.objects.create(
+            merchant=merchant,
+            name=name,
+            description=name.split(" / ")[-1],
+            stacking=Promotion.Stacking.STACKABLE,
+            starts_at=now - dt.timedelta(days=7),
+            ends_at=now + dt.timedelta(days=60),
+            **fields,
+        )
+        if approved:  # by one of the co-funding bank's operators, as in the admin
+            operator = BankOperator.objects.filter(bank=promotion.cofunder, role=BankOperator.Role.OPERATOR).first()
+            approver = operator.user if operator is not None else checker
+            services.promotion_cofunding_decide(promotion_id=promotion.pk, approve=True, operator=approver)
+    consenting = Cardholder.objects.filter(
+        consents__purpose=ConsentPurpose.PERSONALISED_OFFERS, consents__granted=True, segment_tags=[]
+    ).order_by("pk")
+    for n, pk in enumerate(consenting.values_list("pk", flat=True)[:TAGGED]):
+        Cardholder.objects.filter(pk=pk).update(segment_tags=SEGMENTS[n % len(SEGMENTS)])
+    username = getattr(ctx, "demo_cardholder", "")
+    if username:
+        Cardholder.objects.filter(user__username=username, segment_tags=[]).update(segment_tags=["driver", "dining"])

@@ -1,4 +1,4 @@
-"""The cardholder portal's points and benefit pages, under /portal/points/."""
+"""The cardholder portal's points, benefit and offer pages, under /portal/points/."""
 
 from django.urls import path
 
@@ -13,6 +13,7 @@ urlpatterns = [
     path("benefits/", views.benefits, name="benefits"),
     path("benefits/<int:benefit_id>/", views.benefit_detail, name="benefit"),
     path("benefits/<int:benefit_id>/quote/", views.benefit_quote, name="benefit_quote"),
+    path("offers/", views.offers, name="offers"),
     path("vouchers/", views.vouchers, name="vouchers"),
     path("vouchers/<int:voucher_id>/cancel/", views.voucher_cancel, name="voucher_cancel"),
 ]

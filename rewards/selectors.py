@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
-from django.db.models import Min, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import F, Min, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -15,7 +16,7 @@ from core.crypto import decrypt
 from core.errors import NotFound
 from core.money import quantize
 from members import selectors as members_selectors
-from members.models import BindingStatus, Card, Cardholder, PointsProgram
+from members.models import BindingStatus, Card, Cardholder, ConsentPurpose, PointsProgram
 
 from . import services
 from .models import (
@@ -26,6 +27,7 @@ from .models import (
     LedgerTransaction,
     Lot,
     OwnerKind,
+    Promotion,
     Purpose,
     QuotaKind,
     Voucher,
@@ -328,3 +330,86 @@ def voucher_cancel_until(voucher: Voucher) -> dt.datetime | None:
     if voucher.state != Voucher.State.ISSUED or not hours:
         return None
     return min(voucher.issued_at + dt.timedelta(hours=hours), voucher.expires_at)
+
+
+# --- promotions on offer to a cardholder (the portal's offers page) --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PromotionOffer:
+    promotion: Promotion
+    cards: list[Card]  # the cardholder's active cards it applies to
+
+
+@dataclass(frozen=True)
+class MerchantOffers:
+    merchant: Any
+    offers: list[PromotionOffer]
+
+
+@dataclass(frozen=True)
+class CardholderOffers:
+    for_everyone: list[MerchantOffers]
+    picked: list[MerchantOffers]  # segment-targeted offers matching the cardholder's tags (empty without consent)
+    personalised: bool  # whether the cardholder consents to personalised offers
+
+
+def _card_fits(promotion: Promotion, card: Card) -> bool:
+    banks = {bank.pk for bank in promotion.card_banks.all()}
+    products = {product.pk for product in promotion.card_products.all()}
+    return (
+        (not banks or card.bank_id in banks)
+        and (not products or card.product_id in products)
+        and (not promotion.card_tiers or card.product.tier in promotion.card_tiers)
+    )
+
+
+def _by_merchant(offers: list[PromotionOffer]) -> list[MerchantOffers]:
+    grouped: dict[int, MerchantOffers] = {}
+    for offer in offers:
+        merchant = offer.promotion.merchant
+        grouped.setdefault(merchant.pk, MerchantOffers(merchant, [])).offers.append(offer)
+    return sorted(grouped.values(), key=lambda group: group.merchant.display_name)
+
+
+def offers_for_cardholder(*, cardholder: Cardholder, now: dt.datetime | None = None) -> CardholderOffers:
+    """The merchants' live promotions on now that apply to at least one of the cardholder's active cards: active,
+    within their schedule, with budget and uses left, merchant-funded or approved by their co-funding bank. Offers
+    with no segment are for everyone; a segment-targeted one is picked for this cardholder only while they consent
+    to personalised offers and share one of its tags. Six queries whatever the number of promotions: consent,
+    cards, promotions (with merchant and reward voucher) and their stores, card banks and card products."""
+    now = now or timezone.now()
+    personalised = members_selectors.consent_granted(cardholder, ConsentPurpose.PERSONALISED_OFFERS)
+    tags = set(cardholder.segment_tags or ()) if personalised else set()
+    cards = list(
+        Card.objects.select_related("bank", "product")
+        .filter(cardholder=cardholder, status=BindingStatus.ACTIVE)
+        .order_by("bank__code", "pk")
+    )
+    if not cards:
+        return CardholderOffers([], [], personalised)
+    promotions = (
+        Promotion.objects.filter(
+            livemode=True,
+            status=Promotion.Status.ACTIVE,
+            starts_at__lte=now,
+            ends_at__gt=now,
+            committed__lt=F("budget"),
+        )
+        .filter(Q(cofunder__isnull=True) | Q(cofunding=Promotion.Cofunding.APPROVED))
+        .filter(Q(max_uses__isnull=True) | Q(uses__lt=F("max_uses")))
+        .select_related("merchant", "reward_benefit")
+        .prefetch_related("stores", "card_banks", "card_products")
+        .order_by("merchant_id", "-priority", "ends_at", "pk")
+    )
+    everyone: list[PromotionOffer] = []
+    picked: list[PromotionOffer] = []
+    for promotion in promotions:
+        targeted = bool(promotion.segment_tags)
+        if targeted and not (tags & set(promotion.segment_tags)):
+            continue
+        fitting = [card for card in cards if _card_fits(promotion, card)]
+        if not fitting:
+            continue
+        (picked if targeted else everyone).append(PromotionOffer(promotion, fitting))
+    return CardholderOffers(_by_merchant(everyone), _by_merchant(picked), personalised)

@@ -284,6 +284,14 @@ def benefit_quote(request: HttpRequest, cardholder: Cardholder, benefit_id: int)
     )
 
 
+@cardholder_required
+@require_GET
+def offers(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
+    """Merchants' promotions that apply to one of the cardholder's cards now, grouped by merchant: those for everyone,
+    and those picked for them by segment (only while they consent to personalised offers)."""
+    return render(request, "rewards/offers.html", {"offers": selectors.offers_for_cardholder(cardholder=cardholder)})
+
+
 def _grouped(code: str) -> str:
     return "-".join(code[i : i + 4] for i in range(0, len(code), 4))
 

@@ -865,3 +865,46 @@ def _voucher_at_new_bank() -> Any:
 
 
 FACTORIES.update({"rewards.benefit": make_benefit, "rewards.voucher": _voucher_at_new_bank})
+
+# --- promotions ------------------------------------------------------------------------------------------------------
+
+
+def make_promotion(**fields: Any) -> Any:
+    """A live amount-off promotion (¥10 off, ¥1,000 budget) of a new merchant (and so a new sponsor bank), on from
+    yesterday for a month."""
+    from django.utils import timezone
+
+    from rewards.models import Promotion
+
+    now = timezone.now()
+    values: dict[str, Any] = {
+        "name": "promotion",
+        "kind": Promotion.Kind.AMOUNT_OFF,
+        "amount_off": 1_000,
+        "budget": 100_000,
+        "starts_at": now - dt.timedelta(days=1),
+        "ends_at": now + dt.timedelta(days=30),
+        **fields,
+    }
+    if "merchant" not in values:
+        values["merchant"] = MerchantFactory()
+    return Promotion.objects.create(**values)
+
+
+def _promotion_use() -> Any:
+    from django.utils import timezone
+
+    from rewards.models import PromotionUse
+
+    promotion = make_promotion()
+    return PromotionUse.objects.create(
+        promotion=promotion,
+        cardholder=CardholderFactory(),
+        payment=f"pi_{promotion.pk}",
+        day=timezone.localdate(),
+        discount=1_000,
+        cost=1_000,
+    )
+
+
+FACTORIES.update({"rewards.promotion": make_promotion, "rewards.promotionuse": _promotion_use})

@@ -21,6 +21,7 @@ from .cardholders import (
     national_id_hash,
     national_id_valid,
     phone_hash,
+    segment_tags_parse,
 )
 from .cards import CardBindRequest, card_bind_start, card_fingerprint, card_freeze, card_unfreeze, cards_bind_many
 from .consents import (
@@ -70,4 +71,5 @@ __all__ = [
     "phone_hash",
     "product_create",
     "program_create",
+    "segment_tags_parse",
 ]

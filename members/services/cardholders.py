@@ -144,3 +144,33 @@ def cardholder_register(
         verification_level=verification_level,
     )
     return cardholders_register_many(people=[person], actor=actor)[0]
+
+
+SEGMENT_TAG = re.compile(r"[a-z0-9_]{1,32}")
+MAX_SEGMENT_TAGS = 10
+
+
+def segment_tags_parse(value: str | Sequence[str]) -> list[str]:
+    """Segment tags from "dining, frequent_traveller" (or a list): lowercase ASCII words of up to 32 characters, at
+    most ten, duplicates dropped, in the order given. Anything else is refused whole."""
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    tags: list[str] = []
+    for part in parts:
+        tag = str(part).strip()
+        if not tag:
+            continue
+        if not SEGMENT_TAG.fullmatch(tag):
+            raise ValidationFailed(
+                _("“%(tag)s” is not a tag: use lowercase letters, digits and _ (up to 32).") % {"tag": tag[:40]},
+                code="segment_tag",
+                param="segment_tags",
+            )
+        if tag not in tags:
+            tags.append(tag)
+    if len(tags) > MAX_SEGMENT_TAGS:
+        raise ValidationFailed(
+            _("At most %(count)d segment tags.") % {"count": MAX_SEGMENT_TAGS},
+            code="segment_tags",
+            param="segment_tags",
+        )
+    return tags

@@ -14,6 +14,7 @@ expiry       expiring lots past their last valid day (the daily job, and before 
 adjustments  manual adjustments, four eyes
 bulk         many earns in one transaction (settlement)
 benefits     the benefits catalogue: checking, publishing (four eyes), pricing, redeeming into a voucher
+cofunding    operators' decisions on merchants' promotions: co-funding approval, pausing
 vouchers     vouchers after issue: cancelling, redeeming at the merchant, expiring
 
 See docs/ledger.md.
@@ -38,6 +39,7 @@ from .benefits import (
     quota_periods,
 )
 from .bulk import EarnEvent, points_earn_bulk
+from .cofunding import promotion_cofunding_decide, promotion_pause_by_operator
 from .earn import EarnSource, points_earn
 from .exchange import (
     ExchangeQuote,
@@ -98,6 +100,8 @@ __all__ = [
     "points_exchange",
     "points_redeem",
     "points_value_units",
+    "promotion_cofunding_decide",
+    "promotion_pause_by_operator",
     "promotions",
     "qr_payload",
     "quota_limits",

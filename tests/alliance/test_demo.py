@@ -233,3 +233,26 @@ def test_summary_names_each_login_once_with_its_password_when_they_differ() -> N
     assert "someone / secret-1, another / secret-2" in lines[1]
     assert not any("sk_test_" in line for line in lines)
     assert lines[-1].startswith("  test keys  (shown by the run that made them;")
+
+
+def test_the_demo_promotions_cover_every_kind_and_price_the_demo_payments(demo_on_simulator: Any) -> None:
+    from payments.models import PaymentIntent
+    from rewards.models import Promotion, PromotionUse
+
+    seed_all(DemoContext(scale="small", out=io.StringIO()))
+    promotions = Promotion.objects.all()
+    assert set(promotions.values_list("kind", flat=True)) == set(Promotion.Kind.values)
+    assert not promotions.filter(livemode=False).exists()
+    states = set(promotions.exclude(cofunder=None).values_list("cofunding", flat=True))
+    assert states == {"approved", "pending"}
+    approved = promotions.get(cofunding="approved")
+    assert approved.cofunding_decided_by is not None
+    targeted = promotions.exclude(segment_tags=[])
+    assert targeted.count() == 1
+    assert promotions.filter(merchant=targeted.get().merchant, segment_tags=[]).exists()
+    assert promotions.get(kind="frequency_reward").reward_benefit.merchant.code == "DEMO-NOODLE"  # type: ignore[union-attr]
+    assert PaymentIntent.objects.filter(discount_amount__gt=0).exists()
+    assert PaymentIntent.objects.exclude(promotions=[]).count() > 5
+    assert PromotionUse.objects.filter(status="consumed").exists()
+    assert promotions.filter(committed__gte=F("budget") * 8 / 10).exists()  # a campaign spent (nearly) down
+    assert not PromotionUse.objects.filter(promotion__cofunding="pending").exists()  # not applied before approval
