@@ -26,6 +26,7 @@ from .models import (
     LedgerTransaction,
     Lot,
     OwnerKind,
+    Promotion,
     Purpose,
     QuotaKind,
     Voucher,
@@ -328,3 +329,19 @@ def voucher_cancel_until(voucher: Voucher) -> dt.datetime | None:
     if voucher.state != Voucher.State.ISSUED or not hours:
         return None
     return min(voucher.issued_at + dt.timedelta(hours=hours), voucher.expires_at)
+
+
+# --- promotions, as the merchant API reads them: the calling merchant's, of its key's mode --------------------------
+
+
+def promotion_list(*, merchant_id: int, livemode: bool, status: str | None = None) -> QuerySet[Promotion]:
+    promotions = services.promotions_with_lists(Promotion.objects.filter(merchant_id=merchant_id, livemode=livemode))
+    return promotions.filter(status=status) if status else promotions
+
+
+def promotion_get(*, merchant_id: int, livemode: bool, promotion_id: str) -> Promotion:
+    """One of the merchant's promotions of this mode; `NotFound` for another merchant's, another mode's, or none."""
+    promotion = promotion_list(merchant_id=merchant_id, livemode=livemode).filter(public_id=promotion_id).first()
+    if promotion is None:
+        raise NotFound(_("No such promotion."), param="id")
+    return promotion
