@@ -1,4 +1,4 @@
-"""Promotions through the merchant API: create, update, pause, resume, end, list, retrieve."""
+"""Promotions through the merchant API: create, update, pause, resume, end, list, retrieve, stats."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from django.utils import timezone
 
 from core.models import AuditLog
 from merchants.models import Store
-from rewards.models import Benefit, Promotion
+from payments.models import PaymentIntent
+from payments.promotion_stats import promotion_stats
+from rewards.models import Benefit, Promotion, PromotionUse
 from tests.api.conftest import Api, World, idem, new_api
-from tests.factories import MemberBankFactory, make_benefit
+from tests.factories import CardFactory, MemberBankFactory, MerchantFactory, make_benefit
 
 pytestmark = pytest.mark.django_db
 
@@ -415,6 +417,7 @@ def test_a_promotion_is_invisible_to_every_other_merchant(world: World, other: W
     pid = out["id"]
     for status, error in (
         other.api.get(f"promotions/{pid}"),
+        other.api.get(f"promotions/{pid}/stats"),
         other.api.post(f"promotions/{pid}", {"budget": 1}, key=idem()),
         other.api.post(f"promotions/{pid}/pause", key=idem()),
         other.api.post(f"promotions/{pid}/resume", key=idem()),
@@ -444,6 +447,7 @@ def test_a_read_only_key_reads_but_never_writes(world: World) -> None:
     out = create(world.api)
     reader = new_api(world.merchant, scope="read")
     assert reader.get(f"promotions/{out['id']}")[0] == 200
+    assert reader.get(f"promotions/{out['id']}/stats")[0] == 200
     for path, payload in (
         ("promotions", body()),
         (f"promotions/{out['id']}", {"budget": 5}),
@@ -472,6 +476,130 @@ def test_a_keyed_create_is_replayed_not_repeated(world: World) -> None:
     status, replayed = world.api.post(f"promotions/{pid}/pause", key=pause_key)
     assert (status, replayed["status"]) == (200, "paused")  # the stored answer, not a 409
     assert AuditLog.objects.filter(action="promotion.pause").count() == 1
+
+
+# --- stats ------------------------------------------------------------------------------------------------------------
+
+
+def _paid(world: World, at: dt.datetime, amount: int, **fields: Any) -> PaymentIntent:
+    values: dict[str, Any] = {
+        "merchant": world.merchant,
+        "cardholder": world.card.cardholder,
+        "card": world.card,
+        "issuer": world.issuer,
+        "acquirer": world.merchant.sponsor_bank,
+        "amount": amount,
+        "amount_captured": amount,
+        "currency": "CNY",
+        "status": "succeeded",
+        "livemode": False,
+        "captured_at": at,
+        **fields,
+    }
+    return PaymentIntent.objects.create(**values)
+
+
+def test_stats_against_the_weeks_before(world: World) -> None:
+    now = timezone.now().replace(microsecond=0)
+    start = now - dt.timedelta(days=12)
+    end = start + dt.timedelta(days=10)  # ended two days ago: 10 days long, so 2 weeks of baseline
+    promotion = Promotion.objects.create(
+        merchant=world.merchant, livemode=False, name="Past", kind="amount_off", amount_off=500,
+        budget=10_000, committed=700, uses=2, starts_at=start, ends_at=end,
+    )  # fmt: skip
+    day = dt.timedelta(days=1)
+    for at, amount, extra in (
+        (start - 14 * day, 1000, {}),  # the baseline's first moment
+        (start - 10 * day, 2000, {}),
+        (start - 3 * day, 3000, {}),
+        (start - dt.timedelta(seconds=1), 2000, {"amount_refunded": 500, "amount_refund_reserved": 500}),
+        (start - 15 * day, 9999, {}),  # before the baseline
+        (start, 4000, {}),
+        (start + 2 * day, 2000, {}),
+        (start + 5 * day, 1500, {"amount_refunded": 1500, "amount_refund_reserved": 1500}),
+        (start + 8 * day, 2500, {}),
+        (end - dt.timedelta(seconds=1), 1500, {}),
+        (end, 7777, {}),  # after the campaign
+        (start + day, 8888, {"livemode": True}),  # the other mode
+        (start + day, 8888, {"currency": "HKD"}),  # another currency
+        (start + day, 8888, {"amount_captured": 0, "status": "canceled"}),  # never captured
+        (start + day, 8888, {"merchant": MerchantFactory()}),  # another merchant
+    ):
+        _paid(world, at, amount, **extra)
+    for payment, status, discount, returned in (
+        ("pay_a", "consumed", 500, 0),
+        ("pay_b", "consumed", 300, 100),
+        ("pay_c", "released", 500, 0),
+    ):
+        PromotionUse.objects.create(
+            promotion=promotion, cardholder=world.card.cardholder, payment=payment, day=start.date(),
+            status=status, discount=discount, cost=discount, returned_cost=returned,
+        )  # fmt: skip
+    status, out = world.api.get(f"promotions/{promotion.public_id}/stats")
+    assert status == 200
+    assert out == {
+        "object": "promotion.stats",
+        "promotion": promotion.public_id,
+        "livemode": False,
+        "currency": "CNY",
+        "min_cohort": 20,
+        "uses": 2,
+        "budget": 10_000,
+        "budget_used": 700,
+        "budget_left": 9_300,
+        "given": {
+            "uses": 2, "discount": 800, "points": 0, "cost": 800, "cofunder_cost": 0, "returned_cost": 100,
+            "returned_points": 0, "cardholders": None,
+        },
+        "campaign": {
+            "start": int(start.timestamp()), "end": int(end.timestamp()), "days": "10.0000", "count": 5,
+            "volume": 10_000, "average_ticket": 2_000, "count_per_day": "0.5000", "volume_per_day": 1_000,
+            "cardholders": None,
+        },
+        "baseline": {
+            "start": int((start - 14 * day).timestamp()), "end": int(start.timestamp()), "days": "14.0000",
+            "count": 4, "volume": 7_500, "average_ticket": 1_875, "count_per_day": "0.2857", "volume_per_day": 535,
+            "cardholders": None, "weeks": 2,
+        },
+        "lift": {"count": "1.7500", "volume": "1.8667"},  # 0.5 / (4/14); 1000 / (7500/14)
+    }  # fmt: skip
+
+
+def test_stats_of_a_running_campaign_count_to_now_and_show_cohorts_of_twenty(world: World) -> None:
+    now = timezone.now().replace(microsecond=0)
+    start = now - dt.timedelta(days=3)
+    promotion = Promotion.objects.create(
+        merchant=world.merchant, livemode=False, name="Running", kind="amount_off", amount_off=500,
+        budget=10_000, starts_at=start, ends_at=now + dt.timedelta(days=30),
+    )  # fmt: skip
+    for n in range(20):
+        card = CardFactory(product=world.card.product)
+        _paid(world, start + dt.timedelta(hours=n), 1000, cardholder=card.cardholder, card=card)
+    out = promotion_stats(promotion=promotion, now=now)
+    assert (out["campaign"]["count"], out["campaign"]["cardholders"], out["campaign"]["days"]) == (20, 20, "3.0000")
+    assert (out["campaign"]["count_per_day"], out["campaign"]["volume_per_day"]) == ("6.6667", 6_666)
+    assert (out["baseline"]["weeks"], out["baseline"]["count"], out["baseline"]["cardholders"]) == (1, 0, None)
+    assert out["lift"] == {"count": None, "volume": None}  # no baseline to compare with
+    not_started = Promotion.objects.create(
+        merchant=world.merchant, livemode=False, name="Later", kind="amount_off", amount_off=500,
+        budget=10_000, starts_at=now + dt.timedelta(days=1), ends_at=now + dt.timedelta(days=30),
+    )  # fmt: skip
+    later = promotion_stats(promotion=not_started, now=now)
+    assert (later["campaign"]["days"], later["campaign"]["count_per_day"], later["baseline"]["weeks"]) == (
+        "0.0000",
+        None,
+        1,
+    )
+    assert later["baseline"]["count"] == 20
+
+
+def test_stats_use_two_queries(world: World, django_assert_num_queries: Any) -> None:
+    promotion = Promotion.objects.create(
+        merchant=world.merchant, livemode=False, name="Q", kind="amount_off", amount_off=500, budget=10_000,
+        starts_at=timezone.now() - dt.timedelta(days=1), ends_at=timezone.now() + dt.timedelta(days=1),
+    )  # fmt: skip
+    with django_assert_num_queries(2):
+        promotion_stats(promotion=promotion, now=timezone.now())
 
 
 def test_decimal_input_takes_strings_and_numbers(world: World) -> None:
