@@ -14,7 +14,7 @@ from merchants.models import Store
 from payments.models import PaymentIntent
 from payments.promotion_stats import promotion_stats
 from rewards.models import Benefit, Promotion, PromotionUse
-from tests.api.conftest import Api, World, idem, new_api
+from tests.api.conftest import Api, World, agreement_body, idem, new_api
 from tests.factories import CardFactory, MemberBankFactory, MerchantFactory, make_benefit
 
 pytestmark = pytest.mark.django_db
@@ -606,3 +606,37 @@ def test_decimal_input_takes_strings_and_numbers(world: World) -> None:
     out = create(world.api, kind="percent_off", percent_off=15, max_discount=None)
     assert (out["percent_off"], out["max_discount"]) == ("15.00", None)
     assert Promotion.objects.get().percent_off == Decimal("15")
+
+
+def test_a_frequency_reward_issues_its_voucher_in_live_mode_only(world: World) -> None:
+    from rewards.models import Voucher
+
+    benefit = make_benefit(
+        bank=world.merchant.sponsor_bank, kind=Benefit.Kind.VOUCHER, merchant=world.merchant, stock_total=5
+    )
+    out = create(world.api, kind="frequency_reward", frequency_count=2, amount_off=None, reward_benefit=benefit.pk)
+    for _ in range(2):
+        status, paid = world.api.post(
+            "payments",
+            {"amount": 1000, "currency": "CNY", "confirm": True,
+             "payment_method": {"type": "card_token", "token": world.card.token}},
+            key=idem(),
+        )  # fmt: skip
+        assert (status, paid["status"]) == (201, "succeeded"), paid
+    assert not Voucher.objects.exists()  # vouchers are live objects: a sandbox payment never takes one
+    benefit.refresh_from_db()
+    assert benefit.stock_left == 5
+    assert Promotion.objects.get(public_id=out["id"]).committed == 0
+    live = new_api(world.merchant, mode="live")
+    live_promo = create(live, kind="frequency_reward", frequency_count=2, amount_off=None, reward_benefit=benefit.pk)
+    lines = []
+    for _ in range(2):
+        status, paid = live.post("payments", agreement_body(world.card, world.merchant, 1000), key=idem())
+        assert (status, paid["status"]) == (201, "succeeded"), paid
+        lines.append(paid["promotions"])
+    assert [line[0]["voucher"] for line in lines] == [False, True]
+    voucher = Voucher.objects.get()
+    assert (voucher.benefit_id, voucher.cardholder_id) == (benefit.pk, world.card.cardholder_id)
+    benefit.refresh_from_db()
+    assert benefit.stock_left == 4
+    assert Promotion.objects.get(public_id=live_promo["id"]).committed > 0
