@@ -20,5 +20,6 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="api-agreement-request",
     ),
     path("agreements/<str:agreement_id>", apis.AgreementDetailApi.as_view(), name="api-agreement"),
+    path("promotions/<str:promotion_id>/stats", apis.PromotionStatsApi.as_view(), name="api-promotion-stats"),
     path("reports/summary", apis.ReportSummaryApi.as_view(), name="api-report-summary"),
 ]

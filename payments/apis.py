@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.urls import reverse
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -31,10 +32,12 @@ from core.errors import ValidationFailed
 from core.text import ascii_digits
 from merchants.api_base import LIVEMODE_HELP, MerchantAPIView
 from merchants.models import Merchant, Mode
+from rewards import selectors as rewards_selectors
 
 from . import api_support, methods, services
 from .events import agreement_out, agreement_request_out, payment_out, refund_out
 from .models import AgreementRequest, PaymentIntent, PaymentMethod, Refund
+from .promotion_stats import promotion_stats
 
 # --- payment methods ------------------------------------------------------------------------------------------------
 # A merchant never sends card numbers. Each method type names how the cardholder authorised the merchant:
@@ -720,6 +723,72 @@ class ReportSummaryApi(MerchantAPIView):
                 currency=query["currency"],
             )
         )
+
+
+# --- promotion stats ------------------------------------------------------------------------------------------------
+# The promotion itself is rewards' (`/api/v1/promotions`); its figures need payments, so they are read here.
+
+
+class PromotionGivenOut(serializers.Serializer):
+    uses = serializers.IntegerField(help_text="Captured payments the promotion applied to.")
+    discount = serializers.IntegerField(help_text="Minor units taken off those payments.")
+    points = serializers.IntegerField(help_text="Points it gave.")
+    cost = serializers.IntegerField(help_text="What it cost (discounts, points and vouchers at their CNY value).")
+    cofunder_cost = serializers.IntegerField(help_text="The co-funding bank's part of the cost.")
+    returned_cost = serializers.IntegerField(help_text="Cost handed back to the budget by refunds.")
+    returned_points = serializers.IntegerField(help_text="Points reversed by refunds.")
+    cardholders = serializers.IntegerField(allow_null=True, help_text="Null below min_cohort.")
+
+
+class PromotionPeriodOut(serializers.Serializer):
+    start = serializers.IntegerField(help_text="Unix seconds.")
+    end = serializers.IntegerField(help_text="Unix seconds, exclusive.")
+    days = serializers.CharField(help_text="The period's length in days (decimal).")
+    count = serializers.IntegerField(help_text="Captured payments (same mode and currency).")
+    volume = serializers.IntegerField(help_text="Captured minus refunded, minor units.")
+    average_ticket = serializers.IntegerField()
+    count_per_day = serializers.CharField(allow_null=True, help_text="Decimal; null for a period of no length.")
+    volume_per_day = serializers.IntegerField(allow_null=True, help_text="Minor units, rounded down.")
+    cardholders = serializers.IntegerField(allow_null=True, help_text="Null below min_cohort.")
+
+
+class PromotionBaselineOut(PromotionPeriodOut):
+    weeks = serializers.IntegerField(help_text="The whole weeks before the campaign: its length so far, rounded up.")
+
+
+class PromotionLiftOut(serializers.Serializer):
+    count = serializers.CharField(allow_null=True, help_text="Campaign per day / baseline per day; null without one.")
+    volume = serializers.CharField(allow_null=True)
+
+
+class PromotionStatsOut(serializers.Serializer):
+    object = serializers.CharField(default="promotion.stats")
+    promotion = serializers.CharField()
+    livemode = serializers.BooleanField(help_text=LIVEMODE_HELP)
+    currency = serializers.CharField()
+    min_cohort = serializers.IntegerField()
+    uses = serializers.IntegerField(help_text="Payments holding a use now (reserved or captured).")
+    budget = serializers.IntegerField()
+    budget_used = serializers.IntegerField()
+    budget_left = serializers.IntegerField()
+    given = PromotionGivenOut()
+    campaign = PromotionPeriodOut()
+    baseline = PromotionBaselineOut()
+    lift = PromotionLiftOut()
+
+
+class PromotionStatsApi(MerchantAPIView):
+    @extend_schema(
+        operation_id="promotions_stats",
+        parameters=[OpenApiParameter("promotion_id", str, OpenApiParameter.PATH, description="promo_…")],
+        responses={200: PromotionStatsOut},
+        tags=["promotions"],
+    )
+    def get(self, request: Request, promotion_id: str) -> Response:
+        promotion = rewards_selectors.promotion_get(
+            merchant_id=self.merchant.pk, livemode=self.livemode, promotion_id=promotion_id
+        )
+        return Response(promotion_stats(promotion=promotion, now=timezone.now()))
 
 
 __all__ = ["ListQuery"]

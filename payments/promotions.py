@@ -80,7 +80,8 @@ def on_capture(intent: PaymentIntent) -> dict[str, Any]:
         payment=intent.public_id,
         captured=engine.Captured(
             cardholder_id=intent.cardholder_id,
-            card_id=intent.card_id,
+            # Vouchers are live objects: a test-mode payment never takes one from the catalogue (nor its stock).
+            card_id=intent.card_id if intent.livemode else None,
             captured=intent.amount_captured,
             authorized=intent.amount,
             earned=intent.points_earned,

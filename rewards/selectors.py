@@ -413,3 +413,19 @@ def offers_for_cardholder(*, cardholder: Cardholder, now: dt.datetime | None = N
             continue
         (picked if targeted else everyone).append(PromotionOffer(promotion, fitting))
     return CardholderOffers(_by_merchant(everyone), _by_merchant(picked), personalised)
+
+
+# --- promotions, as the merchant API reads them: the calling merchant's, of its key's mode --------------------------
+
+
+def promotion_list(*, merchant_id: int, livemode: bool, status: str | None = None) -> QuerySet[Promotion]:
+    promotions = services.promotions_with_lists(Promotion.objects.filter(merchant_id=merchant_id, livemode=livemode))
+    return promotions.filter(status=status) if status else promotions
+
+
+def promotion_get(*, merchant_id: int, livemode: bool, promotion_id: str) -> Promotion:
+    """One of the merchant's promotions of this mode; `NotFound` for another merchant's, another mode's, or none."""
+    promotion = promotion_list(merchant_id=merchant_id, livemode=livemode).filter(public_id=promotion_id).first()
+    if promotion is None:
+        raise NotFound(_("No such promotion."), param="id")
+    return promotion

@@ -13,6 +13,7 @@ reversal     reversing a transaction, wholly or in part, cumulatively
 expiry       expiring lots past their last valid day (the daily job, and before a spend)
 adjustments  manual adjustments, four eyes
 bulk         many earns in one transaction (settlement)
+campaigns    a merchant's promotions: checking, creating, updating, pausing, resuming, ending
 benefits     the benefits catalogue: checking, publishing (four eyes), pricing, redeeming into a voucher
 cofunding    operators' decisions on merchants' promotions: co-funding approval, pausing
 vouchers     vouchers after issue: cancelling, redeeming at the merchant, expiring
@@ -39,6 +40,16 @@ from .benefits import (
     quota_periods,
 )
 from .bulk import EarnEvent, points_earn_bulk
+from .campaigns import (
+    promotion_check,
+    promotion_create,
+    promotion_end,
+    promotion_out,
+    promotion_pause,
+    promotion_resume,
+    promotion_update,
+    promotions_with_lists,
+)
 from .cofunding import promotion_cofunding_decide, promotion_pause_by_operator
 from .earn import EarnSource, points_earn
 from .exchange import (
@@ -100,9 +111,17 @@ __all__ = [
     "points_exchange",
     "points_redeem",
     "points_value_units",
+    "promotion_check",
     "promotion_cofunding_decide",
+    "promotion_create",
+    "promotion_end",
+    "promotion_out",
+    "promotion_pause",
     "promotion_pause_by_operator",
+    "promotion_resume",
+    "promotion_update",
     "promotions",
+    "promotions_with_lists",
     "qr_payload",
     "quota_limits",
     "quota_periods",
