@@ -481,7 +481,7 @@ def price(ctx: Context, *, exclude: Iterable[int] = (), drawing: bool = False) -
         left = rule.budget - live.committed
         if rule.kind in DISCOUNTS:
             line.discount = _discount(rule, remaining, drawing=drawing, budget_left=left)
-            if not drawing and rule.kind == Kind.RANDOM_OFF:
+            if not drawing and rule.kind == Kind.RANDOM_OFF and line.discount > 0:  # as a payment would draw it
                 line.discount_max = min(rule.random_max or 0, remaining - 1, left)
             line.cost = line.discount
             if line.discount <= 0 and not line.discount_max:
@@ -627,13 +627,14 @@ def _give_back(use: PromotionUse, cost: int, *, use_ended: bool) -> None:
     )
 
 
-def _counters_back(use: PromotionUse, *, stamp: bool) -> None:
-    """Lowers the counters a counted use raised (its day's and the campaign's), and with `stamp` its month's."""
+def _counters_back(use: PromotionUse, *, stamp: bool, limits: bool = True) -> None:
+    """Lowers the counters a counted use raised (with `limits`, its day's and the campaign's), and with `stamp` its
+    month's."""
     promotion = use.promotion
     periods = []
-    if promotion.per_cardholder_daily is not None and use.counted:
+    if limits and promotion.per_cardholder_daily is not None and use.counted:
         periods.append(use.day.isoformat())
-    if promotion.per_cardholder is not None and use.counted:
+    if limits and promotion.per_cardholder is not None and use.counted:
         periods.append("")
     if stamp and promotion.frequency_count:
         periods.append(use.day.strftime("%Y-%m"))
@@ -656,7 +657,8 @@ def release(*, payment: str) -> None:
             status=PromotionUse.Status.RELEASED, updated_at=timezone.now()
         ):
             continue
-        _counters_back(use, stamp=True)  # the stamp goes too: the payment never happened
+        # The stamp goes too (the payment never happened); the limits' counts go back with the use's count.
+        _counters_back(use, stamp=True, limits=False)
         _give_back(use, use.cost, use_ended=True)
 
 
