@@ -610,3 +610,15 @@ def test_a_merchants_promotion_never_prices_another_merchants_payment(world: dic
     pricing = price(ctx(world, merchant_id=other.pk))
     assert [line.rule.id for line in pricing.lines] == [mine.pk]
     assert all(item.rule.id == mine.pk for item in pricing.lines + pricing.not_applied)  # type: ignore[operator]
+
+
+def test_a_random_discount_below_its_minimum_budget_is_quoted_as_the_payment_would_get_it(
+    world: dict[str, Any],
+) -> None:
+    promo = promotion(
+        world, kind=Promotion.Kind.RANDOM_OFF, amount_off=None, random_min=100, random_max=900, budget=10_000
+    )
+    Promotion.objects.filter(pk=promo.pk).update(committed=9_950)  # 50 left, below the least it gives
+    assert reasons(price(ctx(world), drawing=True)) == {promo.pk: "budget_exhausted"}
+    quoted = price(ctx(world))
+    assert (quoted.lines, reasons(quoted)) == ([], {promo.pk: "budget_exhausted"})
