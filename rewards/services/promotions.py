@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from django.db import connection, transaction
 from django.db.models import F, Q
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from psycopg2 import sql
 
@@ -82,6 +82,11 @@ class Context:
         if "first" not in self._asked:
             self._asked["first"] = bool(self.first_purchase())
         return bool(self._asked["first"])
+
+    def local_time(self) -> dt.datetime:
+        if "local" not in self._asked:
+            self._asked["local"] = timezone.localtime(self.at)
+        return self._asked["local"]  # type: ignore[no-any-return]
 
     def segment_tags(self) -> frozenset[str]:
         if "segments" not in self._asked:
@@ -344,6 +349,19 @@ REASONS = {
 }
 
 
+_translated: dict[str, dict[str, str]] = {}
+
+
+def _messages() -> dict[str, str]:
+    """The reasons' messages in the active language, translated once per language (a quote refuses most of a large
+    catalogue: translating each line again was a quarter of its time)."""
+    language = translation.get_language() or ""
+    messages = _translated.get(language)
+    if messages is None:
+        messages = _translated[language] = {code: _(text) for code, text in REASONS.items()}
+    return messages
+
+
 def _refusal(rule: Rule, ctx: Context) -> str | None:
     """Why `rule` does not apply to `ctx` by its conditions (budgets aside), or None."""
     if rule.cofunding_pending:
@@ -364,7 +382,7 @@ def _refusal(rule: Rule, ctx: Context) -> str | None:
         return "card_tier"
     if rule.methods and ctx.method not in rule.methods:
         return "method"
-    local = timezone.localtime(ctx.at)
+    local = ctx.local_time()
     if rule.weekdays and local.isoweekday() not in rule.weekdays:
         return "weekday"
     if rule.hour_from is not None or rule.hour_to is not None:
@@ -448,7 +466,16 @@ def price(ctx: Context, *, exclude: Iterable[int] = (), drawing: bool = False) -
     their range."""
     excluded = frozenset(exclude)
     rules = _rules(ctx.merchant_id, ctx.livemode, ctx.at)
-    counters = _counters((rule for rule, _live in rules), ctx)
+    messages = _messages()
+    read: dict[tuple[int, str], int] | None = None
+
+    def counter(rule: Rule, period: str) -> int:
+        # Read on first need, for every promotion that counts: none when no such promotion gets that far.
+        nonlocal read
+        if read is None:
+            read = _counters((candidate for candidate, _live in rules), ctx)
+        return read.get((rule.id, period), 0)
+
     day, month = _periods(ctx)
     lines: list[Line] = []
     not_applied: list[NotApplied] = []
@@ -456,7 +483,7 @@ def price(ctx: Context, *, exclude: Iterable[int] = (), drawing: bool = False) -
     exclusive_applied = False
 
     def refuse(rule: Rule, reason: str) -> None:
-        not_applied.append(NotApplied(rule, reason, _(REASONS[reason])))
+        not_applied.append(NotApplied(rule, reason, messages[reason]))
 
     for rule, live in rules:
         if rule.id in excluded:
@@ -464,9 +491,9 @@ def price(ctx: Context, *, exclude: Iterable[int] = (), drawing: bool = False) -
             continue
         reason = _refusal(rule, ctx)
         if reason is None and ctx.cardholder_id is not None:
-            if rule.per_cardholder_daily is not None and counters.get((rule.id, day), 0) >= rule.per_cardholder_daily:
+            if rule.per_cardholder_daily is not None and counter(rule, day) >= rule.per_cardholder_daily:
                 reason = "cardholder_daily_limit"
-            elif rule.per_cardholder is not None and counters.get((rule.id, ""), 0) >= rule.per_cardholder:
+            elif rule.per_cardholder is not None and counter(rule, "") >= rule.per_cardholder:
                 reason = "cardholder_limit"
         if reason is None and rule.max_uses is not None and live.uses >= rule.max_uses:
             reason = "uses_exhausted"
@@ -481,14 +508,14 @@ def price(ctx: Context, *, exclude: Iterable[int] = (), drawing: bool = False) -
         left = rule.budget - live.committed
         if rule.kind in DISCOUNTS:
             line.discount = _discount(rule, remaining, drawing=drawing, budget_left=left)
-            if not drawing and rule.kind == Kind.RANDOM_OFF:
+            if not drawing and rule.kind == Kind.RANDOM_OFF and line.discount > 0:  # as a payment would draw it
                 line.discount_max = min(rule.random_max or 0, remaining - 1, left)
             line.cost = line.discount
             if line.discount <= 0 and not line.discount_max:
                 refuse(rule, "budget_exhausted" if left < (rule.random_min or 1) else "nothing_to_give")
                 continue
         elif rule.kind == Kind.FREQUENCY_REWARD:
-            line.stamp = counters.get((rule.id, month), 0) + 1
+            line.stamp = counter(rule, month) + 1
             line.rewarded = bool(rule.frequency_count) and line.stamp % (rule.frequency_count or 1) == 0
             line.cost = rule.reward_cost if line.rewarded else 0
         if line.cost > left:
@@ -627,13 +654,14 @@ def _give_back(use: PromotionUse, cost: int, *, use_ended: bool) -> None:
     )
 
 
-def _counters_back(use: PromotionUse, *, stamp: bool) -> None:
-    """Lowers the counters a counted use raised (its day's and the campaign's), and with `stamp` its month's."""
+def _counters_back(use: PromotionUse, *, stamp: bool, limits: bool = True) -> None:
+    """Lowers the counters a counted use raised (with `limits`, its day's and the campaign's), and with `stamp` its
+    month's."""
     promotion = use.promotion
     periods = []
-    if promotion.per_cardholder_daily is not None and use.counted:
+    if limits and promotion.per_cardholder_daily is not None and use.counted:
         periods.append(use.day.isoformat())
-    if promotion.per_cardholder is not None and use.counted:
+    if limits and promotion.per_cardholder is not None and use.counted:
         periods.append("")
     if stamp and promotion.frequency_count:
         periods.append(use.day.strftime("%Y-%m"))
@@ -656,7 +684,8 @@ def release(*, payment: str) -> None:
             status=PromotionUse.Status.RELEASED, updated_at=timezone.now()
         ):
             continue
-        _counters_back(use, stamp=True)  # the stamp goes too: the payment never happened
+        # The stamp goes too (the payment never happened); the limits' counts go back with the use's count.
+        _counters_back(use, stamp=True, limits=False)
         _give_back(use, use.cost, use_ended=True)
 
 
