@@ -318,8 +318,9 @@ def _write(
             expires_at=timezone.now() + timedelta(days=payment_points.POINTS_HOLD_VALIDITY_DAYS),
         )
         intent.save(update_fields=["points_hold"])
-    promotions.engine.reserve(pricing, context, payment=intent.public_id)  # last: the promotions' rows
     events.payment_created(intent)
+    # Last: concurrent payments of one campaign queue on its rows, so they are held only until the commit.
+    promotions.engine.reserve(pricing, context, payment=intent.public_id)
     return intent
 
 
