@@ -67,6 +67,9 @@ def _number(value: Decimal) -> str:
 
 
 def _ordinal(n: int) -> str:
+    """3rd in English; 3 in Chinese, where 第 comes from the sentence."""
+    if (get_language() or "").startswith("zh"):
+        return str(n)
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
 
