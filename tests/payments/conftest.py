@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -34,3 +35,30 @@ def fresh_risk_counters() -> Iterator[InProcessCounters]:
     set_counter_store(store)
     yield store
     set_counter_store(None)
+
+
+@pytest.fixture
+def points_world(channel_fake: InProcessConnector) -> dict[str, Any]:
+    """A card earning 1 point per yuan at an issuer whose points are worth CNY 0.01, 2,000 points in its wallet, a
+    merchant in the `other` category and a channel at its sponsor bank."""
+    from decimal import Decimal
+
+    from rewards import services as ledger
+    from tests.factories import (
+        CardFactory,
+        CardProductFactory,
+        ChannelFactory,
+        MemberBankFactory,
+        MerchantFactory,
+        PointsProgramFactory,
+    )
+
+    issuer = MemberBankFactory()
+    program = PointsProgramFactory(bank=issuer, point_value_cny=Decimal("0.01"))
+    card = CardFactory(product=CardProductFactory(bank=issuer, earning_rates={"other": "1"}))
+    merchant = MerchantFactory(spend_category="other")
+    ChannelFactory(acquirer=merchant.sponsor_bank)
+    ledger.points_earn(
+        cardholder_id=card.cardholder_id, program=program, amount=2_000, idempotency_key=f"world:{card.pk}"
+    )
+    return {"card": card, "merchant": merchant, "program": program, "issuer": issuer, "fake": channel_fake}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -11,16 +10,7 @@ import pytest
 from core.errors import InsufficientFunds, ValidationFailed
 from payments import methods, services
 from payments.models import PaymentIntent
-from rewards import services as ledger
 from rewards.models import Account, Hold
-from tests.factories import (
-    CardFactory,
-    CardProductFactory,
-    ChannelFactory,
-    MemberBankFactory,
-    MerchantFactory,
-    PointsProgramFactory,
-)
 
 pytestmark = pytest.mark.django_db
 _keys = itertools.count()
@@ -32,14 +22,8 @@ def key() -> str:
 
 
 @pytest.fixture
-def world(channel_fake: Any) -> dict[str, Any]:
-    issuer = MemberBankFactory()
-    program = PointsProgramFactory(bank=issuer, point_value_cny=Decimal("0.01"))
-    card = CardFactory(product=CardProductFactory(bank=issuer, earning_rates={"other": "1"}))
-    merchant = MerchantFactory(spend_category="other")
-    ChannelFactory(acquirer=merchant.sponsor_bank)
-    ledger.points_earn(cardholder_id=card.cardholder_id, program=program, amount=2_000, idempotency_key=key())
-    return {"card": card, "merchant": merchant, "program": program}
+def world(points_world: dict[str, Any]) -> dict[str, Any]:
+    return points_world
 
 
 def wallet(world: dict[str, Any]) -> tuple[int, int]:

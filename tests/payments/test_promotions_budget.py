@@ -4,7 +4,6 @@ never fails its capture."""
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 from decimal import Decimal
 from typing import Any
@@ -15,19 +14,13 @@ from django.utils import timezone
 
 from payments import services
 from payments.models import PaymentIntent
-from rewards import services as ledger
 from rewards.models import Account, Benefit, Promotion, PromotionCounter, PromotionUse, Voucher
 from rewards.selectors import cardholder_wallet
 from rewards.services import promotions as engine
 from tests.concurrency import Background
 from tests.factories import (
-    CardFactory,
-    CardProductFactory,
-    ChannelFactory,
-    MemberBankFactory,
-    MerchantFactory,
-    PointsProgramFactory,
     make_benefit,
+    make_promotion,
 )
 
 pytestmark = pytest.mark.django_db
@@ -42,29 +35,12 @@ def key() -> str:
 
 
 @pytest.fixture
-def world(channel_fake: Any) -> dict[str, Any]:
-    issuer = MemberBankFactory()
-    program = PointsProgramFactory(bank=issuer, point_value_cny=Decimal("0.01"))
-    card = CardFactory(product=CardProductFactory(bank=issuer, earning_rates={"other": "1"}))
-    merchant = MerchantFactory(spend_category="other")
-    ChannelFactory(acquirer=merchant.sponsor_bank)
-    ledger.points_earn(cardholder_id=card.cardholder_id, program=program, amount=START_POINTS, idempotency_key=key())
-    return {"card": card, "merchant": merchant, "program": program, "issuer": issuer, "fake": channel_fake}
+def world(points_world: dict[str, Any]) -> dict[str, Any]:
+    return points_world
 
 
 def promotion(world: dict[str, Any], **fields: Any) -> Promotion:
-    now = timezone.now()
-    values: dict[str, Any] = {
-        "merchant": world["merchant"],
-        "name": "test",
-        "kind": Promotion.Kind.AMOUNT_OFF,
-        "amount_off": 1_000,
-        "budget": 100_000,
-        "starts_at": now - dt.timedelta(days=1),
-        "ends_at": now + dt.timedelta(days=30),
-    }
-    values.update(fields)
-    return Promotion.objects.create(**values)
+    return make_promotion(merchant=world["merchant"], **{"name": "test", **fields})
 
 
 def pay(world: dict[str, Any], amount: int, **kw: Any) -> PaymentIntent:

@@ -4,7 +4,6 @@ payments reserving several promotions in another order than they apply never dea
 
 from __future__ import annotations
 
-import datetime as dt
 import random
 import time
 from decimal import Decimal
@@ -12,14 +11,20 @@ from typing import Any
 
 import pytest
 from django.db.models import Sum
-from django.utils import timezone
 
 from payments import services
 from payments.models import PaymentIntent
 from rewards.models import Promotion, PromotionCounter, PromotionUse
 from rewards.services import promotions as engine
 from tests.concurrency import run_parallel
-from tests.factories import CardFactory, CardProductFactory, ChannelFactory, MemberBankFactory, MerchantFactory
+from tests.factories import (
+    CardFactory,
+    CardProductFactory,
+    ChannelFactory,
+    MemberBankFactory,
+    MerchantFactory,
+    make_promotion,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,19 +47,8 @@ def world(channel_fake: Any) -> dict[str, Any]:
 
 
 def promotion(world: dict[str, Any], **fields: Any) -> Promotion:
-    now = timezone.now()
-    values: dict[str, Any] = {
-        "merchant": world["merchant"],
-        "name": "race",
-        "kind": Promotion.Kind.AMOUNT_OFF,
-        "amount_off": 100,
-        "budget": 10_000_000,
-        "stacking": Promotion.Stacking.STACKABLE,
-        "starts_at": now - dt.timedelta(days=1),
-        "ends_at": now + dt.timedelta(days=30),
-    }
-    values.update(fields)
-    return Promotion.objects.create(**values)
+    race_terms = {"amount_off": 100, "budget": 10_000_000, "stacking": Promotion.Stacking.STACKABLE}
+    return make_promotion(merchant=world["merchant"], name="race", **{**race_terms, **fields})
 
 
 def race(world: dict[str, Any], amount: int, *, one_card: bool = False, payments: int = PAYMENTS) -> list[Any]:

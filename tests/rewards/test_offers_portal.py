@@ -24,6 +24,7 @@ from tests.factories import (
     MerchantFactory,
     card_at,
     make_consent_text,
+    make_promotion,
 )
 from tests.i18n import shown
 from tests.rewards.portal import signed_in
@@ -33,19 +34,7 @@ URL = "rewards_portal:offers"
 
 
 def promotion(merchant: Any, name: str, **fields: Any) -> Promotion:
-    now = timezone.now()
-    values: dict[str, Any] = {
-        "merchant": merchant,
-        "name": name,
-        "kind": Promotion.Kind.AMOUNT_OFF,
-        "amount_off": 1_000,
-        "min_spend": 10_000,
-        "budget": 100_000,
-        "starts_at": now - dt.timedelta(days=1),
-        "ends_at": now + dt.timedelta(days=30),
-    }
-    values.update(fields)
-    return Promotion.objects.create(**values)
+    return make_promotion(merchant=merchant, name=name, **{"min_spend": 10_000, **fields})
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ the audit trail; and operators editing a cardholder's segment tags."""
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +24,7 @@ from tests.factories import (
     MerchantFactory,
     bank_operator,
     card_at,
+    make_promotion,
 )
 
 pytestmark = pytest.mark.django_db
@@ -53,18 +53,7 @@ def world() -> dict[str, Any]:
 
 
 def promotion(merchant: Any, **fields: Any) -> Promotion:
-    now = timezone.now()
-    values: dict[str, Any] = {
-        "merchant": merchant,
-        "name": "test",
-        "kind": Promotion.Kind.AMOUNT_OFF,
-        "amount_off": 1_000,
-        "budget": 100_000,
-        "starts_at": now - dt.timedelta(days=1),
-        "ends_at": now + dt.timedelta(days=30),
-    }
-    values.update(fields)
-    return Promotion.objects.create(**values)
+    return make_promotion(merchant=merchant, **{"name": "test", **fields})
 
 
 def signed_in(user: Any) -> Client:

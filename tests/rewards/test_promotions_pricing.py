@@ -27,6 +27,7 @@ from tests.factories import (
     PointsProgramFactory,
     make_benefit,
     make_consent_text,
+    make_promotion,
 )
 
 pytestmark = pytest.mark.django_db
@@ -46,17 +47,8 @@ def world() -> dict[str, Any]:
 
 
 def promotion(world: dict[str, Any], **fields: Any) -> Promotion:
-    values: dict[str, Any] = {
-        "merchant": world["merchant"],
-        "name": "test",
-        "kind": Promotion.Kind.AMOUNT_OFF,
-        "amount_off": 1_000,
-        "budget": 100_000,
-        "starts_at": AT - dt.timedelta(days=10),
-        "ends_at": AT + dt.timedelta(days=10),
-    }
-    values.update(fields)
-    return Promotion.objects.create(**values)
+    window = {"starts_at": AT - dt.timedelta(days=10), "ends_at": AT + dt.timedelta(days=10)}
+    return make_promotion(merchant=world["merchant"], name="test", **{**window, **fields})
 
 
 def ctx(world: dict[str, Any], **fields: Any) -> Context:
