@@ -87,6 +87,7 @@ def on_capture(intent: PaymentIntent) -> dict[str, Any]:
             earned=intent.points_earned,
             program=program,  # type: ignore[arg-type]
         ),
+        priced=intent.promotions,
     )
     return {"promotions": lines, "promotion_points": sum(line["points"] for line in lines)}
 

@@ -879,10 +879,14 @@ class PromotionUse(models.Model):
         CONSUMED = "consumed", _("consumed")
         RELEASED = "released", _("released")
 
+    # Each payment writes a row per promotion it uses: only the indexes a query needs. The unique (promotion,
+    # payment) serves a promotion's uses; `payment` finds a payment's.
     promotion = models.ForeignKey(
-        Promotion, on_delete=models.PROTECT, related_name="use_set", verbose_name=_("promotion")
+        Promotion, on_delete=models.PROTECT, related_name="use_set", db_index=False, verbose_name=_("promotion")
     )
-    cardholder = models.ForeignKey(Cardholder, on_delete=models.PROTECT, related_name="+", verbose_name=_("cardholder"))
+    cardholder = models.ForeignKey(
+        Cardholder, on_delete=models.PROTECT, related_name="+", db_index=False, verbose_name=_("cardholder")
+    )
     payment = models.CharField(_("payment"), max_length=40, db_index=True)
     day = models.DateField(_("day"))
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.RESERVED)
@@ -915,7 +919,6 @@ class PromotionUse(models.Model):
         verbose_name = _("promotion use")
         verbose_name_plural = _("promotion uses")
         ordering = ("-id",)
-        indexes = [models.Index(fields=["promotion", "-id"], name="promotion_use_promotion")]
         constraints = [
             models.UniqueConstraint(fields=["promotion", "payment"], name="promotion_use_once_per_payment"),
             models.CheckConstraint(

@@ -29,7 +29,8 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, TypeVar
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import BigIntegerField, DecimalField, F, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Cast, Coalesce, Floor
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from psycopg2 import sql
@@ -701,11 +702,14 @@ class Captured:
     program: PointsProgram | None
 
 
-def consume(*, payment: str, captured: Captured) -> list[dict[str, Any]]:
+def consume(*, payment: str, captured: Captured, priced: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """On capture, in its transaction: each use keeps the share captured (a discount pro rata, floor; points on the
     cash captured) and hands the rest back; promotion points are earned, funded by the merchant; a frequency reward
     issues its voucher. The ledger and the vouchers first, the promotions' rows last. Returns the payment's
-    promotion lines as given."""
+    promotion lines as given. `priced`: the lines as the payment was priced, when the caller holds them."""
+    if priced and captured.captured == captured.authorized and all(line["kind"] in DISCOUNTS for line in priced):
+        _consume_whole(payment)
+        return priced
     uses = _uses(payment, PromotionUse.Status.RESERVED)
     reserved = {use.pk: use.cost for use in uses}
     for use in uses:
@@ -737,6 +741,20 @@ def consume(*, payment: str, captured: Captured) -> list[dict[str, Any]]:
         ended = not (use.cost or use.points or use.voucher_id)
         _give_back(use, reserved[use.pk] - use.cost, use_ended=ended)
     return [use_line(use) for use in uses]
+
+
+def _consume_whole(payment: str) -> None:
+    """A capture of everything authorised keeps every discount whole: nothing goes back to a budget, and the uses
+    move in one statement, the co-funding bank's part computed as in `_cofunder_part`, floor(cost × share)."""
+    share = Promotion.objects.filter(pk=OuterRef("promotion_id"), cofunding=Promotion.Cofunding.APPROVED).values(
+        "cofunder_share"
+    )
+    part = Floor(F("cost") * Subquery(share, output_field=DecimalField()), output_field=DecimalField())
+    PromotionUse.objects.filter(payment=payment, status=PromotionUse.Status.RESERVED).update(
+        status=PromotionUse.Status.CONSUMED,
+        cofunder_cost=Coalesce(Cast(part, BigIntegerField()), Value(0)),
+        updated_at=timezone.now(),
+    )
 
 
 def _cofunder_part(cost: int, share: Decimal) -> int:

@@ -90,3 +90,31 @@ def test_a_payment_cancelled_before_confirmation_releases_its_reservation(world:
     promo.refresh_from_db()
     assert (promo.committed, promo.uses) == (0, 0)
     assert PromotionUse.objects.get(payment=intent.public_id).status == PromotionUse.Status.RELEASED
+
+
+@pytest.mark.parametrize("capture", [None, 5_000])
+def test_the_co_funding_banks_part_is_the_floor_of_its_share_whole_or_partly_captured(
+    world: dict[str, Any], capture: int | None
+) -> None:
+    stackable = {"stacking": Promotion.Stacking.STACKABLE}
+    cofunded = promotion(
+        world,
+        amount_off=1_001,
+        cofunder=world["issuer"],
+        cofunder_share=Decimal("0.3333"),
+        cofunding=Promotion.Cofunding.APPROVED,
+        **stackable,
+    )
+    plain = promotion(world, amount_off=500, priority=-1, **stackable)
+    intent = pay(world, 10_000, capture_method="manual")
+    assert intent.amount == 8_499
+    services.payment_capture(
+        merchant=world["merchant"], payment_id=intent.public_id, idempotency_key=key(), amount=capture
+    )
+    uses = {use.promotion_id: use for use in PromotionUse.objects.filter(payment=intent.public_id)}
+    assert {use.status for use in uses.values()} == {PromotionUse.Status.CONSUMED}
+    # A whole capture keeps 1,001, of which the bank bears floor(333.6333) = 333; a partial one keeps
+    # floor(1,001 × 5,000 / 8,499) = 588, of which floor(195.98…) = 195.
+    kept = (1_001, 333) if capture is None else (588, 195)
+    assert (uses[cofunded.pk].cost, uses[cofunded.pk].cofunder_cost) == kept
+    assert (uses[plain.pk].cost, uses[plain.pk].cofunder_cost) == ((500, 0) if capture is None else (294, 0))
