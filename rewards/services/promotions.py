@@ -33,6 +33,7 @@ from django.db.models import BigIntegerField, DecimalField, F, OuterRef, Q, Subq
 from django.db.models.functions import Cast, Coalesce, Floor
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from psycopg2 import sql
 
 from core.calendar import local_date
@@ -139,7 +140,7 @@ class Rule:
     reward_benefit_id: int | None
     reward_cost: int  # the reward voucher's value in minor units
     cofunder_share: Decimal | None  # set once the co-funding bank approved
-    cofunding_pending: bool
+    cofunding_refusal: str | None  # why a co-funded promotion does not apply yet: pending, or rejected
 
     @property
     def counted(self) -> bool:
@@ -194,7 +195,13 @@ def _rule(promotion: Promotion, m2m: dict[str, dict[int, set[int]]]) -> Rule:
         reward_benefit_id=promotion.reward_benefit_id,
         reward_cost=reward_cost,
         cofunder_share=promotion.cofunder_share if approved else None,
-        cofunding_pending=promotion.cofunder_id is not None and not approved,
+        cofunding_refusal=(
+            None
+            if promotion.cofunder_id is None or approved
+            else "cofunding_rejected"
+            if promotion.cofunding == Promotion.Cofunding.REJECTED
+            else "cofunding_pending"
+        ),
     )
 
 
@@ -325,28 +332,29 @@ class Pricing:
 
 
 REASONS = {
-    "currency": "The promotion is for payments in another currency.",
-    "min_spend": "The payment is below the minimum spend.",
-    "store": "Not at one of the promotion's stores.",
-    "category": "Not in one of the promotion's spend categories.",
-    "card_bank": "The card is not from one of the promotion's banks.",
-    "card_product": "The card is not one of the promotion's products.",
-    "card_tier": "The card's tier is not one of the promotion's.",
-    "method": "The payment method is not one of the promotion's.",
-    "weekday": "Not on one of the promotion's weekdays.",
-    "hours": "Outside the promotion's hours.",
-    "first_purchase": "Only for a cardholder's first payment at this merchant.",
-    "segment": "Only for cardholders in its segments who consent to personalised offers.",
-    "cofunding_pending": "Waiting for the co-funding bank's approval.",
-    "budget_exhausted": "The promotion's budget is spent.",
-    "uses_exhausted": "The promotion has been used as many times as it allows.",
-    "cardholder_daily_limit": "The cardholder has used it as often as allowed today.",
-    "cardholder_limit": "The cardholder has used it as often as allowed.",
-    "no_points": "This payment earns no points (no card, no points programme here, or not in CNY).",
-    "no_card": "A frequency reward's voucher needs a card.",
-    "nothing_to_give": "It would give nothing on this payment.",
-    "exclusive": "An exclusive promotion applied before it.",
-    "not_stackable": "It is exclusive, and another promotion applied before it.",
+    "currency": gettext_noop("The promotion is for payments in another currency."),
+    "min_spend": gettext_noop("The payment is below the minimum spend."),
+    "store": gettext_noop("Not at one of the promotion's stores."),
+    "category": gettext_noop("Not in one of the promotion's spend categories."),
+    "card_bank": gettext_noop("The card is not from one of the promotion's banks."),
+    "card_product": gettext_noop("The card is not one of the promotion's products."),
+    "card_tier": gettext_noop("The card's tier is not one of the promotion's."),
+    "method": gettext_noop("The payment method is not one of the promotion's."),
+    "weekday": gettext_noop("Not on one of the promotion's weekdays."),
+    "hours": gettext_noop("Outside the promotion's hours."),
+    "first_purchase": gettext_noop("Only for a cardholder's first payment at this merchant."),
+    "segment": gettext_noop("Only for cardholders in its segments who consent to personalised offers."),
+    "cofunding_pending": gettext_noop("Waiting for the co-funding bank's approval."),
+    "cofunding_rejected": gettext_noop("The co-funding bank declined to fund it."),
+    "budget_exhausted": gettext_noop("The promotion's budget is spent."),
+    "uses_exhausted": gettext_noop("The promotion has been used as many times as it allows."),
+    "cardholder_daily_limit": gettext_noop("The cardholder has used it as often as allowed today."),
+    "cardholder_limit": gettext_noop("The cardholder has used it as often as allowed."),
+    "no_points": gettext_noop("This payment earns no points (no card, no points programme here, or not in CNY)."),
+    "no_card": gettext_noop("A frequency reward's voucher needs a card."),
+    "nothing_to_give": gettext_noop("It would give nothing on this payment."),
+    "exclusive": gettext_noop("An exclusive promotion applied before it."),
+    "not_stackable": gettext_noop("It is exclusive, and another promotion applied before it."),
 }
 
 
@@ -365,8 +373,8 @@ def _messages() -> dict[str, str]:
 
 def _refusal(rule: Rule, ctx: Context) -> str | None:
     """Why `rule` does not apply to `ctx` by its conditions (budgets aside), or None."""
-    if rule.cofunding_pending:
-        return "cofunding_pending"
+    if rule.cofunding_refusal is not None:
+        return rule.cofunding_refusal
     if rule.currency != ctx.currency:
         return "currency"
     if ctx.amount < rule.min_spend:

@@ -515,7 +515,7 @@ def test_a_co_funded_promotion_waits_for_the_banks_approval(world: dict[str, Any
     cofunder = MemberBankFactory()
     pending = promotion(world, cofunder=cofunder, cofunder_share=Decimal("0.5"), cofunding="pending")
     rejected = promotion(world, cofunder=cofunder, cofunder_share=Decimal("0.5"), cofunding="rejected")
-    assert reasons(price(ctx(world))) == {pending.pk: "cofunding_pending", rejected.pk: "cofunding_pending"}
+    assert reasons(price(ctx(world))) == {pending.pk: "cofunding_pending", rejected.pk: "cofunding_rejected"}
     Promotion.objects.filter(pk=pending.pk).update(cofunding="approved", updated_at=timezone.now())
     pricing = price(ctx(world))
     assert only_line(pricing).rule.id == pending.pk
