@@ -351,14 +351,18 @@ def test_an_exclusive_promotion_that_does_not_apply_leaves_the_next_its_turn(wor
 
 
 def test_not_applied_lines_carry_a_translated_message(world: dict[str, Any]) -> None:
+    from django.utils import translation
+
     promo = promotion(world, min_spend=20_000)
-    (item,) = price(ctx(world)).not_applied
-    assert item.as_dict() == {
-        "promotion": promo.public_id,
-        "name": "test",
-        "reason": "min_spend",
-        "message": "The payment is below the minimum spend.",
-    }
+    for language, message in (("en", "The payment is below the minimum spend."), ("zh-hans", "支付金额低于最低消费。")):
+        with translation.override(language):
+            (item,) = price(ctx(world)).not_applied
+            assert item.as_dict() == {
+                "promotion": promo.public_id,
+                "name": "test",
+                "reason": "min_spend",
+                "message": message,
+            }
 
 
 # --- conditions -----------------------------------------------------------------------------------------------------
