@@ -10,6 +10,17 @@ from core.personal import email_hash, mask_email, mask_name, phone_digits, phone
 from members.models import MemberBank, SpendCategory
 
 
+class RiskGrade(models.TextChoices):
+    LOW = "low", _("low")
+    MEDIUM = "medium", _("medium")
+    HIGH = "high", _("high")
+
+
+class SettlementCycle(models.TextChoices):
+    T1 = "t1", _("T+1 (next working day)")
+    T0 = "t0", _("T+0 (intraday windows)")
+
+
 class Merchant(models.Model):
     """A merchant accepting alliance payments, sponsored by a member holding an acquiring licence."""
 
@@ -31,6 +42,24 @@ class Merchant(models.Model):
         MemberBank, on_delete=models.PROTECT, related_name="sponsored_merchants", verbose_name=_("sponsor bank")
     )
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    settlement_cycle = models.CharField(
+        _("settlement cycle"),
+        max_length=4,
+        choices=SettlementCycle.choices,
+        default=SettlementCycle.T1,
+        help_text=_("T+0 only when the merchant's contract allows it."),
+    )
+    risk_grade = models.CharField(
+        _("risk grade"),
+        max_length=8,
+        choices=RiskGrade.choices,
+        default=RiskGrade.LOW,
+        help_text=_("Sets its reserve."),
+    )
+    payouts_frozen = models.BooleanField(
+        _("payouts frozen"), default=False, help_text=_("Settled, but nothing is paid until released.")
+    )
+    frozen_reason = models.CharField(_("why frozen"), max_length=200, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
@@ -226,12 +255,6 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_id}→{self.endpoint_id} {self.status}"
-
-
-class RiskGrade(models.TextChoices):
-    LOW = "low", _("low")
-    MEDIUM = "medium", _("medium")
-    HIGH = "high", _("high")
 
 
 class MerchantApplication(models.Model):

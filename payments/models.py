@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy as _
 from core.crypto import keyed_hash
 from core.ids import new_public_id
 from members.models import Card, Cardholder, CardProduct, LinkedAccount, MemberBank, SpendCategory
-from merchants.models import Merchant
+from merchants.models import Merchant, RiskGrade, SettlementCycle
 
 
 def public_id(prefix: str) -> str:
@@ -411,6 +411,12 @@ class Refund(models.Model):
     channel_reference = models.CharField(_("channel reference"), max_length=64, blank=True)
     failure_code = models.CharField(_("failure code"), max_length=64, blank=True)
     points_reversed = models.BigIntegerField(_("points reversed"), default=0)
+    promotion_cost_returned = models.BigIntegerField(
+        _("promotion cost returned"),
+        default=0,
+        help_text=_("What this refund handed back to the payment's points promotions, which the merchant funds."),
+    )
+    business_date = models.DateField(_("business date"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     completed_at = models.DateTimeField(_("completed"), null=True, blank=True)
 
@@ -1014,3 +1020,268 @@ class AgreementRequest(AgreementLimits, models.Model):
         if self.status == self.Status.PENDING and self.expires_at <= timezone.now():
             return self.Status.EXPIRED
         return self.status
+
+
+# --- merchant settlement (结算) and payouts ----------------------------------------------------------------------
+
+
+class ReservePolicy(models.Model):
+    """The rolling reserve a merchant of a risk grade leaves with each settlement: a share of its net, released after
+    a number of working days."""
+
+    risk_grade = models.CharField(_("risk grade"), max_length=8, choices=RiskGrade.choices, unique=True)
+    percent = models.DecimalField(_("reserve (%)"), max_digits=5, decimal_places=2)
+    hold_working_days = models.PositiveSmallIntegerField(_("released after (working days)"))
+
+    class Meta:
+        verbose_name = _("reserve policy")
+        verbose_name_plural = _("reserve policies")
+        ordering = ("risk_grade",)
+        constraints = [
+            models.CheckConstraint(condition=Q(percent__gte=0, percent__lte=100), name="reservepolicy_percent_range")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.risk_grade}: {self.percent}% for {self.hold_working_days} working days"
+
+
+class SettlementBatch(models.Model):
+    """What one merchant is owed for one period in one currency: unique per merchant, currency, mode and period, so
+    settling a period again is a no-op. Amounts are minor units, signed; `fees` is in hundredths of a minor unit and
+    rounded once, into `fee_total`.
+
+    net = gross − refunds − fee_total − promotion_charges + cofunding_credits − dispute_debits − reserve_held
+          + reserve_released + carried_in
+    A negative net is carried into the merchant's next batch (`carried_out`); a frozen merchant's batch is held."""
+
+    class Status(models.TextChoices):
+        BUILDING = "building", _("building")
+        SETTLED = "settled", _("settled, to pay")
+        HELD = "held", _("held (merchant frozen)")
+        CARRIED = "carried", _("nothing to pay (carried forward)")
+        PAYING = "paying", _("payout sent")
+        PAID = "paid", _("paid")
+        RETURNED = "returned", _("payout returned")
+
+    public_id = models.CharField(
+        _("id"), max_length=40, unique=True, default=functools.partial(public_id, "stl"), editable=False
+    )
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.PROTECT, related_name="settlements", verbose_name=_("merchant")
+    )
+    currency = models.CharField(_("currency"), max_length=3)
+    livemode = models.BooleanField(_("live mode"), default=True)
+    cycle = models.CharField(_("cycle"), max_length=4, choices=SettlementCycle.choices)
+    period = models.CharField(
+        _("period"), max_length=20, help_text=_("A business date (T+1) or a window's cut-off, 2026-12-05T14:00 (T+0).")
+    )
+    cutoff_at = models.DateTimeField(_("cut-off"), help_text=_("What was captured or refunded by then is in it."))
+    settle_on = models.DateField(_("settlement date"))
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.BUILDING)
+    hold_reason = models.CharField(_("why held"), max_length=200, blank=True)
+    payments_count = models.PositiveIntegerField(_("payments"), default=0)
+    gross = models.BigIntegerField(_("captured"), default=0)
+    refunds_count = models.PositiveIntegerField(_("refunds"), default=0)
+    refunds = models.BigIntegerField(_("refunded"), default=0)
+    fees = models.BigIntegerField(_("fees (1/100 minor unit)"), default=0)
+    fee_total = models.BigIntegerField(_("fees"), default=0)
+    fee_parties = models.JSONField(
+        _("fees by party"), default=dict, blank=True, help_text=_("Party → hundredths of a minor unit.")
+    )
+    promotion_charges = models.BigIntegerField(_("promotion charges"), default=0)
+    cofunding_credits = models.BigIntegerField(_("co-funding credits"), default=0)
+    dispute_debits = models.BigIntegerField(_("dispute debits"), default=0)
+    reserve_held = models.BigIntegerField(_("reserve held"), default=0)
+    reserve_release_on = models.DateField(_("reserve released on"), null=True, blank=True)
+    reserve_released = models.BigIntegerField(_("reserve released"), default=0)
+    carried_in = models.BigIntegerField(_("carried in"), default=0)
+    carried_out = models.BigIntegerField(_("carried out"), default=0)
+    net = models.BigIntegerField(_("net"), default=0)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    settled_at = models.DateTimeField(_("settled"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("settlement batch")
+        verbose_name_plural = _("settlement batches")
+        ordering = ("-settle_on", "-id")
+        indexes = [
+            models.Index(fields=["merchant", "livemode", "-id"], name="settlement_merchant"),
+            models.Index(
+                fields=["reserve_release_on"],
+                name="settlement_reserve_due",
+                condition=Q(reserve_held__gt=0, reserve_released=0),
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["merchant", "currency", "livemode", "period"], name="settlement_one_per_period"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.period}"
+
+
+class SettlementLine(models.Model):
+    """One figure of a batch and what is behind it: a captured payment, a refund, a reserve released, a negative net
+    carried in. A payment and a refund are each in one batch only (unique), whichever run put it there first."""
+
+    class Kind(models.TextChoices):
+        PAYMENT = "payment", _("payment")
+        REFUND = "refund", _("refund")
+        RESERVE_RELEASE = "reserve_release", _("reserve released")
+        CARRIED = "carried", _("carried in")
+
+    batch = models.ForeignKey(
+        SettlementBatch, on_delete=models.CASCADE, related_name="lines", db_index=False, verbose_name=_("batch")
+    )
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    payment = models.ForeignKey(
+        PaymentIntent,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        verbose_name=_("payment"),
+    )
+    refund = models.ForeignKey(
+        Refund, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False,
+        verbose_name=_("refund"),
+    )  # fmt: skip
+    source = models.ForeignKey(
+        SettlementBatch,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        verbose_name=_("earlier batch"),
+        help_text=_("The batch whose reserve is released or whose negative net is carried in."),
+    )
+    amount = models.BigIntegerField(_("amount"), help_text=_("Signed: a refund is negative."))
+    fee = models.BigIntegerField(
+        _("fee (1/100 minor unit)"), default=0, help_text=_("Signed: handed back is negative.")
+    )
+    promotion_charge = models.BigIntegerField(_("promotion charge"), default=0)
+    cofunding_credit = models.BigIntegerField(_("co-funding credit"), default=0)
+
+    class Meta:
+        verbose_name = _("settlement line")
+        verbose_name_plural = _("settlement lines")
+        ordering = ("batch_id", "id")
+        indexes = [models.Index(fields=["batch", "id"], name="settlementline_batch")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["payment"], condition=Q(kind="payment"), name="settlementline_payment_once"
+            ),
+            models.UniqueConstraint(fields=["refund"], condition=Q(kind="refund"), name="settlementline_refund_once"),
+            models.UniqueConstraint(
+                fields=["source", "kind"], condition=Q(source__isnull=False), name="settlementline_source_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.batch_id} {self.kind} {self.amount}"
+
+
+class SplitInstruction(models.Model):
+    """分账: what the acquirer of record pays each party out of a batch's funds — the merchant its net, each member
+    bank and the alliance their fee shares. Mengka instructs; the acquirer carries the money."""
+
+    class Party(models.TextChoices):
+        MERCHANT = "merchant", _("merchant")
+        ISSUER = "issuer", _("issuer")
+        ACQUIRER = "acquirer", _("acquirer")
+        CHANNEL = "channel", _("channel cost")
+        ALLIANCE = "alliance", _("alliance")
+        RESERVE = "reserve", _("merchant's reserve")
+
+    batch = models.ForeignKey(SettlementBatch, on_delete=models.CASCADE, related_name="splits", verbose_name=_("batch"))
+    acquirer = models.ForeignKey(
+        MemberBank, on_delete=models.PROTECT, related_name="+", verbose_name=_("acquirer of record")
+    )
+    party = models.CharField(_("party"), max_length=16, choices=Party.choices)
+    bank = models.ForeignKey(
+        MemberBank, null=True, blank=True, on_delete=models.PROTECT, related_name="+", verbose_name=_("bank")
+    )
+    amount = models.BigIntegerField(_("amount (1/100 minor unit)"))
+
+    class Meta:
+        verbose_name = _("split instruction")
+        verbose_name_plural = _("split instructions")
+        ordering = ("batch_id", "id")
+
+    def __str__(self) -> str:
+        return f"{self.batch_id} {self.party} {self.amount}"
+
+
+class Payout(models.Model):
+    """A batch's net sent to the merchant's settlement account through its sponsor's licensed channel (no 二清): sent
+    under our `reference`, which the channel answers once, so a retry after a timeout never pays twice.
+
+    pending_approval → ready → sent → paid / returned; a returned payout's money goes back to the merchant's
+    balance and is sent again (a new payout) once the account is fixed or the return is flagged."""
+
+    class Status(models.TextChoices):
+        PENDING_APPROVAL = "pending_approval", _("awaiting a second operator")
+        READY = "ready", _("ready to send")
+        SENT = "sent", _("sent, awaiting the result")
+        PAID = "paid", _("paid")
+        RETURNED = "returned", _("returned")
+        CANCELLED = "cancelled", _("cancelled")
+
+    public_id = models.CharField(
+        _("id"), max_length=40, unique=True, default=functools.partial(public_id, "po"), editable=False
+    )
+    batch = models.ForeignKey(
+        SettlementBatch, on_delete=models.PROTECT, related_name="payouts", verbose_name=_("batch")
+    )
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="payouts", verbose_name=_("merchant"))
+    amount = models.BigIntegerField(_("amount"))
+    currency = models.CharField(_("currency"), max_length=3)
+    reference = models.CharField(_("reference sent to the channel"), max_length=64, unique=True)
+    channel = models.ForeignKey(
+        Channel, null=True, blank=True, on_delete=models.PROTECT, related_name="+", verbose_name=_("channel")
+    )
+    account_last4 = models.CharField(_("account, last four"), max_length=4, blank=True)
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.READY)
+    return_reason = models.CharField(_("return reason"), max_length=100, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("release requested by"),
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("release approved by"),
+    )
+    attempts = models.PositiveSmallIntegerField(_("sends"), default=0)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("payout")
+        verbose_name_plural = _("payouts")
+        ordering = ("-id",)
+        indexes = [models.Index(fields=["status", "sent_at"], name="payout_status")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payout_amount_positive"),
+            # One payout of a batch at a time in flight or paid; a returned one may be followed by another.
+            models.UniqueConstraint(
+                fields=["batch"],
+                condition=Q(status__in=["pending_approval", "ready", "sent", "paid"]),
+                name="payout_one_live_per_batch",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.amount} {self.currency} ({self.status})"
