@@ -8,7 +8,7 @@ from typing import Any
 
 from merchants.services import event_emit, events_emit
 
-from .models import Agreement, AgreementRequest, PaymentIntent, Refund
+from .models import Agreement, AgreementRequest, PaymentIntent, Refund, SettlementBatch
 
 
 def unix(moment: datetime | None) -> int | None:
@@ -178,4 +178,49 @@ def agreement_granted(agreement: Agreement, *, livemode: bool) -> None:
 def agreement_revoked(agreement: Agreement, *, livemode: bool) -> None:
     event_emit(
         merchant=agreement.merchant, type="agreement.revoked", payload=agreement_out(agreement), livemode=livemode
+    )
+
+
+# --- settlements -------------------------------------------------------------------------------------------------
+
+
+def settlement_out(batch: SettlementBatch) -> dict[str, Any]:
+    """What a merchant sees of a settlement batch (the API's body and the events' object); its lines are read apart."""
+    return {
+        "id": batch.public_id,
+        "object": "settlement",
+        "currency": batch.currency,
+        "cycle": batch.cycle,
+        "period": batch.period,
+        "cutoff": unix(batch.cutoff_at),
+        "settle_on": batch.settle_on.isoformat(),
+        "status": batch.status,
+        "hold_reason": batch.hold_reason or None,
+        "payments": batch.payments_count,
+        "gross": batch.gross,
+        "refunds_count": batch.refunds_count,
+        "refunds": batch.refunds,
+        "fees": batch.fee_total,
+        "promotion_charges": batch.promotion_charges,
+        "cofunding_credits": batch.cofunding_credits,
+        "dispute_debits": batch.dispute_debits,
+        "reserve_held": batch.reserve_held,
+        "reserve_release_on": batch.reserve_release_on.isoformat() if batch.reserve_release_on else None,
+        "reserve_released": batch.reserve_released,
+        "carried_in": batch.carried_in,
+        "carried_out": batch.carried_out,
+        "net": batch.net,
+        "livemode": batch.livemode,
+        "created": unix(batch.created_at),
+        "settled": unix(batch.settled_at),
+    }
+
+
+def settlement_status_changed(batch: SettlementBatch) -> None:
+    """`settlement.paid` or `settlement.returned` (the payout's outcome), with the batch as it stands."""
+    event_emit(
+        merchant=batch.merchant,
+        type=f"settlement.{batch.status}",
+        payload=settlement_out(batch),
+        livemode=batch.livemode,
     )

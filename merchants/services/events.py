@@ -27,6 +27,8 @@ EVENT_TYPES = (
     "agreement.granted",
     "agreement.revoked",
     "voucher.redeemed",
+    "settlement.paid",
+    "settlement.returned",
 )
 
 
