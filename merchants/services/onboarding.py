@@ -23,7 +23,7 @@ from core.errors import Conflict, ValidationFailed
 from core.personal import phone_digits
 from members.models import MemberBank
 
-from ..models import Merchant, MerchantApplication, Mode, SettlementAccount, Store
+from ..models import Merchant, MerchantApplication, Mode, RiskGrade, SettlementAccount, Store
 from ..uscc import uscc_valid
 from .api_keys import api_key_create
 from .common import require_operator_of
@@ -58,6 +58,7 @@ def merchant_create(
     sponsor_bank: MemberBank,
     category_code: str = "5999",
     spend_category: str = "other",
+    risk_grade: str = RiskGrade.LOW,
     actor: Any = None,
 ) -> Merchant:
     """Creates an active merchant under a sponsor that holds an acquiring licence (no 二清: funds go through it)."""
@@ -72,6 +73,7 @@ def merchant_create(
         sponsor_bank=sponsor_bank,
         category_code=category_code,
         spend_category=spend_category,
+        risk_grade=risk_grade,
     )
     merchant.full_clean()
     merchant.save()
@@ -178,6 +180,7 @@ def merchant_application_approve(*, application: MerchantApplication, actor: Any
         sponsor_bank=locked.sponsor_bank,
         category_code=locked.category_code,
         spend_category=locked.spend_category,
+        risk_grade=locked.risk_grade,  # sets the merchant's settlement reserve
         actor=actor,
     )
     SettlementAccount.objects.create(

@@ -11,7 +11,7 @@ from core.crypto import decrypt
 from core.errors import Conflict, PermissionDenied, ValidationFailed
 from core.models import AuditLog
 from merchants import services
-from merchants.models import ApiKey, MerchantApplication, SettlementAccount, Store
+from merchants.models import ApiKey, Merchant, MerchantApplication, SettlementAccount, Store
 from merchants.uscc import uscc_check_character, uscc_valid
 from tests.api.conftest import Api, collect_keys
 from tests.factories import (
@@ -162,7 +162,9 @@ def test_admin_approve_action_sends_the_keys_to_the_contact_never_to_the_operato
             follow=True,
         )
     assert response.status_code == 200
-    assert MerchantApplication.objects.get().status == "approved"
+    approved = MerchantApplication.objects.get()
+    assert approved.status == "approved"
+    assert Merchant.objects.get(code=f"MA{approved.pk:06d}").risk_grade == "medium"  # its settlement reserve's grade
     (email,) = mail.outbox
     assert email.to == ["owner@example.com"]
     text = response.content.decode()
