@@ -4,7 +4,8 @@ channel (no 二清), under a reference the channel answers once — so no retry,
 payouts_create  a payout for every `settled` batch with a positive net and no live payout (`<batch>-p<n>`, the
                 sponsor bank's payout channel): `ready`, or `pending_approval` above PAYOUT_SECOND_APPROVAL_MINOR
                 (needs_two_operators); and a NEW payout for a `returned` batch once the merchant's settlement account
-                has changed since the return. A frozen merchant's batches get none (held, or settled while frozen).
+                has changed since the returned payout went out (so a change made while it was on its way counts too).
+                A frozen merchant's batches get none (held, or settled while frozen).
 payouts_send    `sent` is committed before the channel is called, the call is made outside any transaction and the
                 answer recorded after it. No answer, or an error: an inquiry by the reference; a payout the channel
                 never accepted goes back to `ready` and is sent again under the same reference.
@@ -131,17 +132,16 @@ def _payout_for(
 
 
 def _due_batches() -> QuerySet[SettlementBatch]:
-    """Settled batches owed a payout; returned ones whose merchant's settlement account changed after the return."""
+    """Settled batches owed a payout; returned ones whose merchant's settlement account changed after their last payout
+    was sent to the account it had then."""
     last_return = (
-        Payout.objects.filter(batch=OuterRef("pk"), status=Status.RETURNED)
-        .order_by("-finished_at")
-        .values("finished_at")
+        Payout.objects.filter(batch=OuterRef("pk"), status=Status.RETURNED).order_by("-sent_at").values("sent_at")
     )
-    fixed = Q(status=BatchStatus.RETURNED, merchant__settlement_account__updated_at__gt=F("returned_at"))
+    fixed = Q(status=BatchStatus.RETURNED, merchant__settlement_account__updated_at__gt=F("returned_sent_at"))
     return (
         SettlementBatch.objects.filter(net__gt=0, merchant__payouts_frozen=False)
         .filter(status__in=[BatchStatus.SETTLED, BatchStatus.RETURNED])
-        .annotate(returned_at=Subquery(last_return[:1]), payouts_made=_payouts_of_batch())
+        .annotate(returned_sent_at=Subquery(last_return[:1]), payouts_made=_payouts_of_batch())
         .filter(Q(status=BatchStatus.SETTLED) | fixed)
         .exclude(_live_payout())
         .select_related("merchant__settlement_account")

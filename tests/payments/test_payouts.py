@@ -318,6 +318,24 @@ def test_a_returned_payout_leaves_the_batch_owed_until_the_account_is_changed(wo
     ]
 
 
+def test_an_account_changed_while_the_payout_was_on_its_way_counts(world: dict[str, Any]) -> None:
+    batch, merchant = world["batch"], world["merchant"]
+    SettlementAccount.objects.filter(merchant=merchant).update(account_last4="9951")
+    services.payouts_create()
+    services.payouts_send()  # accepted; the return comes later
+    change = settlement_change_request(
+        merchant=merchant,
+        account_name=merchant.legal_name,
+        bank_name="Another Bank",
+        account_number="6222 0200 0011 2233 0088",
+        actor=world["maker"],
+    )
+    settlement_change_approve(change=change, actor=world["checker"])
+    assert services.payouts_poll(inquire_after=NOW).returned == 1
+    assert services.payouts_create().resent == 1
+    assert Payout.objects.get(batch=batch, status="ready").account_last4 == "0088"
+
+
 def test_an_operator_flags_a_returned_payout_for_resend(world: dict[str, Any]) -> None:
     batch = world["batch"]
     SettlementAccount.objects.filter(merchant=world["merchant"]).update(account_last4="9952")
