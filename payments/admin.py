@@ -26,6 +26,7 @@ from .models import (
     PaymentAttempt,
     PaymentCode,
     PaymentIntent,
+    Payout,
     Refund,
     RiskBlock,
     RiskReview,
@@ -34,6 +35,7 @@ from .models import (
     RoutingDecision,
     RoutingRule,
     RuleChannel,
+    SettlementBatch,
     UnmatchedCharge,
 )
 from .selectors import channel_figures
@@ -187,9 +189,10 @@ class ChannelAdmin(RoutingConfigAdmin):
         "cutoff",
         "enabled",
         "sandbox",
+        "payouts",
         "breaker_state",
     )
-    list_filter = ("kind", "enabled", "sandbox", "acquirer")
+    list_filter = ("kind", "enabled", "sandbox", "payouts", "acquirer")
     search_fields = ("code", "name")
     change_list_template = "admin/payments/channel/change_list.html"
 
@@ -601,3 +604,151 @@ class AgreementRequestAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     list_filter = ("status", "livemode", "currency")
     search_fields = ("public_id", "merchant__code")
     exclude = ("token_encrypted",)  # the token, until its merchant collects it: never shown to operators
+
+
+# --- Payouts, and releasing a frozen merchant's held settlement batches ---------------------------------------------
+# Both by the merchant's sponsor bank, read-only. Money leaves only through the payout services' maker-checker: one
+# operator asks for a release, another approves it; the buttons are shown to those who may write for a bank.
+
+PAYOUT_SCOPE = "merchant__sponsor_bank"
+
+
+class PayoutActionsMixin:
+    def has_release_permission(self, request: HttpRequest) -> bool:
+        return self._writable(request, None)  # type: ignore[attr-defined,no-any-return]
+
+    def _each(self, request: HttpRequest, queryset: Any, act: Any, done: str) -> list[Any]:
+        """Runs `act(row)` on each selected row; a refusal is reported with its row and the others go on."""
+        results = []
+        for row in queryset:
+            try:
+                results.append(act(row))
+            except MengkaError as error:
+                self.message_user(request, f"{row}: {error.message}", messages.ERROR)  # type: ignore[attr-defined]
+        if results and done:
+            self.message_user(request, done % {"count": len(results)}, messages.SUCCESS)  # type: ignore[attr-defined]
+        return results
+
+
+class PayoutInline(ReadOnlyAdminMixin, ScopedTabularInline):
+    model = Payout
+    scope_field = PAYOUT_SCOPE
+    fields = ("public_id", "reference", "amount", "status", "return_reason", "requested_by", "approved_by", "sent_at")
+    readonly_fields = fields
+    money_fields = {"amount": MoneyField()}
+    extra = 0
+
+
+@admin.register(Payout)
+class PayoutAdmin(PayoutActionsMixin, ReadOnlyAdminMixin, ScopedAdmin):
+    """A batch's payout through the sponsor bank's channel. Above the threshold (and for a held batch) it waits for one
+    operator to ask for its release and another to approve it; a returned one is sent again as a new payout."""
+
+    scope_field = PAYOUT_SCOPE
+    list_display = (
+        "public_id",
+        "merchant",
+        "batch",
+        "amount",
+        "status",
+        "return_reason",
+        "reference",
+        "channel",
+        "account_last4",
+        "requested_by",
+        "approved_by",
+        "attempts",
+        "sent_at",
+        "finished_at",
+    )
+    list_filter = ("status", "currency")
+    list_select_related = ("merchant", "batch", "channel", "requested_by", "approved_by")
+    search_fields = ("public_id", "reference", "merchant__code", "batch__public_id")
+    money_fields = {"amount": MoneyField()}
+    actions = ["request_release", "approve_release", "resend"]
+
+    @admin.action(description=_("Ask for the release of the selected payouts"), permissions=["release"])
+    def request_release(self, request: HttpRequest, queryset: QuerySet[Payout]) -> None:
+        self._each(
+            request,
+            queryset,
+            lambda payout: services.payout_release_request(target=payout, operator=request.user),
+            str(_("%(count)d releases asked for: a second operator approves them.")),
+        )
+
+    @admin.action(
+        description=_("Approve the release of the selected payouts (a second operator)"), permissions=["release"]
+    )
+    def approve_release(self, request: HttpRequest, queryset: QuerySet[Payout]) -> None:
+        self._each(
+            request,
+            queryset,
+            lambda payout: services.payout_release_approve(target=payout, operator=request.user),
+            str(_("%(count)d payouts released.")),
+        )
+
+    @admin.action(description=_("Send the selected returned payouts again"), permissions=["release"])
+    def resend(self, request: HttpRequest, queryset: QuerySet[Payout]) -> None:
+        self._each(
+            request,
+            queryset,
+            lambda payout: services.payout_resend(payout=payout, operator=request.user),
+            str(_("%(count)d payouts to send again, under new references.")),
+        )
+
+
+@admin.register(SettlementBatch)
+class SettlementBatchAdmin(PayoutActionsMixin, ReadOnlyAdminMixin, ScopedAdmin):
+    """Settlement batches, read-only, and the release of a frozen merchant's held batches: the first operator's click
+    asks for it, another operator's approves it (the batch is then settled and its payout sent)."""
+
+    scope_field = PAYOUT_SCOPE
+    list_display = (
+        "public_id",
+        "merchant",
+        "period",
+        "currency",
+        "livemode",
+        "status",
+        "hold_reason",
+        "net",
+        "settle_on",
+    )
+    list_filter = ("status", "currency", "livemode", "cycle")
+    list_select_related = ("merchant",)
+    search_fields = ("public_id", "merchant__code")
+    money_fields = {
+        name: MoneyField()
+        for name in (
+            "gross",
+            "refunds",
+            "fee_total",
+            "promotion_charges",
+            "cofunding_credits",
+            "dispute_debits",
+            "reserve_held",
+            "reserve_released",
+            "carried_in",
+            "carried_out",
+            "net",
+        )
+    } | {"fees": MoneyField(finer=2, label=_("fees (exact)"))}
+    inlines = [PayoutInline]
+    actions = ["release_held"]
+
+    @admin.action(description=_("Release the selected held batches (two operators)"), permissions=["release"])
+    def release_held(self, request: HttpRequest, queryset: QuerySet[SettlementBatch]) -> None:
+        payouts = self._each(
+            request, queryset, lambda batch: services.payout_release(target=batch, operator=request.user), ""
+        )
+        asked = sum(1 for payout in payouts if payout.status == Payout.Status.PENDING_APPROVAL)
+        if asked:
+            self.message_user(
+                request,
+                _("%(count)d releases asked for: a second operator approves them.") % {"count": asked},
+                messages.WARNING,
+            )
+        if len(payouts) > asked:
+            self.message_user(
+                request, _("%(count)d batches released.") % {"count": len(payouts) - asked}, messages.SUCCESS
+            )

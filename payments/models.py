@@ -75,6 +75,14 @@ class Channel(models.Model):
     cutoff = models.TimeField(_("daily cut-off"), default=dt.time(23, 0))
     authorization_hours = models.PositiveIntegerField(_("authorisation validity (hours)"), default=7 * 24)
     enabled = models.BooleanField(_("enabled"), default=True)
+    payouts = models.BooleanField(
+        _("carries payouts"),
+        default=False,
+        help_text=_(
+            "Its acquirer's licensed channel for paying settlements to the merchants it sponsors (no 二清): a "
+            "merchant's payouts go through the enabled one of its sponsor bank that takes the currency."
+        ),
+    )
     sandbox = models.BooleanField(
         _("sandbox"),
         default=False,

@@ -150,3 +150,19 @@ def agreements_of(*, cardholder: Cardholder) -> list[Agreement]:
         .select_related("merchant", "card__product", "linked_account__bank")
         .order_by("revoked_at", "-id")
     )
+
+
+def payout_channel(*, sponsor_bank_id: int, currency: str, livemode: bool) -> Channel | None:
+    """The sponsor bank's licensed channel its merchants' payouts go through in this currency: enabled, flagged for
+    payouts, a sandbox one for test mode and never for live (the first by id when the bank flags several)."""
+    return (
+        Channel.objects.filter(
+            acquirer_id=sponsor_bank_id,
+            payouts=True,
+            enabled=True,
+            sandbox=not livemode,
+            currencies__contains=[currency],
+        )
+        .order_by("pk")
+        .first()
+    )

@@ -66,3 +66,23 @@ def channels_probe() -> dict[str, str]:
             run.count(**{f"{figures.code}.volume": figures.volume, f"{figures.code}.faults": figures.channel_faults})
         run.advance(len(states), open=sum(1 for state in states.values() if state == "open"))
     return states
+
+
+@shared_task(name="payments.payouts_send")
+def payouts_send() -> dict[str, dict[str, int]]:
+    """Makes the payouts settled batches are owed (and returned ones whose account changed), then sends those ready."""
+    with job_run("payments.payouts_send", period=local_now().strftime("%Y-%m-%dT%H:%M")) as run:
+        made = services.payouts_create()
+        run.advance(made.examined, **made.counts())
+        sent = services.payouts_send()
+        run.advance(sent.examined, **sent.counts())
+    return {"made": made.counts(), "sent": sent.counts()}
+
+
+@shared_task(name="payments.payouts_poll")
+def payouts_poll() -> dict[str, int]:
+    """Asks the channels about sent payouts: paid or returned, or sent again under the same reference."""
+    with job_run("payments.payouts_poll", period=local_now().strftime("%Y-%m-%dT%H:%M")) as run:
+        report = services.payouts_poll()
+        run.advance(report.examined, **report.counts())
+    return report.counts()

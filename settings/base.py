@@ -292,3 +292,9 @@ PAYMENTS_RISK_REVIEW_HOURS = env.int("PAYMENTS_RISK_REVIEW_HOURS", default=24)
 # A held CNY payment of at least this many fen needs two different operators to approve it (payments in any other
 # currency always do: Mengka converts nothing). Default CNY 5,000.00.
 RISK_REVIEW_SECOND_APPROVAL_MINOR = env.int("RISK_REVIEW_SECOND_APPROVAL_MINOR", default=500_000)
+# A CNY payout of more than this many fen waits for two different operators to release it (a payout in any other
+# currency always does). Default CNY 50,000.00.
+PAYOUT_SECOND_APPROVAL_MINOR = env.int("PAYOUT_SECOND_APPROVAL_MINOR", default=5_000_000)
+# How long a sent payout is left to its sender before the poll asks the channel about it (a sender that died after
+# marking it sent leaves it to the poll).
+PAYOUT_INQUIRE_AFTER_SECONDS = env.int("PAYOUT_INQUIRE_AFTER_SECONDS", default=60)

@@ -112,6 +112,23 @@ class Hold:
 
 
 @dataclass(frozen=True)
+class Payout:
+    id: str | None
+    reference: str
+    state: str  # accepted paid returned | not_found
+    channel: str = ""
+    amount: int = 0
+    currency: str = ""
+    account: dict[str, str] | None = None
+    return_reason: str | None = None
+    business_date: str | None = None
+    created_at: str | None = None
+    due_at: str | None = None
+    finished_at: str | None = None
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
 class OtpChallenge:
     reference: str
     channel: str
@@ -290,6 +307,34 @@ class SimulatorClient:
     def release_hold(self, hold_id: str, *, request_id: str | None = None) -> Hold:
         body = _compact(request_id=request_id)
         return _build(Hold, self._json("POST", f"/v1/holds/{quote(hold_id, safe='')}/release", body))
+
+    # ---- payouts ------------------------------------------------------------------------------------------------
+
+    def payout(
+        self,
+        *,
+        channel: str,
+        reference: str,
+        amount: int,
+        currency: str,
+        account: dict[str, str],
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Payout:
+        body = _compact(
+            channel=channel,
+            reference=reference,
+            amount=amount,
+            currency=currency,
+            account=account,
+            request_id=request_id,
+        )
+        return _build(Payout, self._json("POST", "/v1/payouts", body, timeout=timeout))
+
+    def payout_status(self, reference: str) -> Payout:
+        data = self._json("GET", f"/v1/payouts/{quote(reference, safe='')}")
+        data.setdefault("id", None)
+        return _build(Payout, data)
 
     # ---- verification codes -------------------------------------------------------------------------------------
 

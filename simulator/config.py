@@ -12,6 +12,8 @@ DEFAULT_CONFIG = Path(__file__).with_name("channels.json")
 
 KINDS = ("acquirer", "bank_debit", "wallet", "prepaid", "digital_rmb")
 BALANCE_KINDS = ("bank_debit", "wallet", "prepaid", "digital_rmb")
+# Why a payout comes back (the beneficiary's bank refuses the credit after accepting the instruction).
+PAYOUT_RETURN_REASONS = ("account_closed", "name_mismatch", "account_frozen", "invalid_account")
 # ISO 4217 minor units of the currencies the simulator knows.
 CURRENCY_EXPONENT = {"CNY": 2, "HKD": 2, "USD": 2, "EUR": 2, "JPY": 0}
 CHANNEL_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,47}$")
@@ -30,14 +32,19 @@ class ConfigError(ValueError):
 class FaultProfile:
     """Random faults (drawn from the channel's seeded RNG) and timing for one channel.
 
-    Rates are probabilities per charging call (authorise, account hold); their sum must not exceed 1.
-    `hang_ms` is how long a simulated timeout keeps the caller waiting before the 504 answer.
+    Rates are probabilities per charging call (authorise, account hold, payout); their sum must not exceed 1.
+    `hang_ms` is how long a simulated timeout keeps the caller waiting before the 504 answer. A payout is accepted at
+    once and its result (paid, or returned for `payout_return_reason` at `payout_return_rate`) is due
+    `payout_delay_ms` later.
     """
 
     decline_rate: float = 0.0
     error_rate: float = 0.0
     timeout_rate: float = 0.0
     charged_timeout_rate: float = 0.0
+    payout_return_rate: float = 0.0
+    payout_return_reason: str = "account_closed"
+    payout_delay_ms: int = 3000
     latency_ms: int = 0
     latency_jitter_ms: int = 0
     hang_ms: int = 15000
@@ -45,8 +52,8 @@ class FaultProfile:
     triggers: bool = True
     seed: int = 0
 
-    RATES = ("decline_rate", "error_rate", "timeout_rate", "charged_timeout_rate")
-    MILLIS = ("latency_ms", "latency_jitter_ms", "hang_ms")
+    RATES = ("decline_rate", "error_rate", "timeout_rate", "charged_timeout_rate", "payout_return_rate")
+    MILLIS = ("latency_ms", "latency_jitter_ms", "hang_ms", "payout_delay_ms")
 
     def merged(self, changes: dict[str, Any]) -> FaultProfile:
         known = set(self.__dataclass_fields__)
@@ -64,6 +71,8 @@ class FaultProfile:
                     raise ConfigError(f"{name} must be true or false", param=name)
             elif name == "seed" and (isinstance(value, bool) or not isinstance(value, int)):
                 raise ConfigError("seed must be an integer", param=name)
+            elif name == "payout_return_reason" and value not in PAYOUT_RETURN_REASONS:
+                raise ConfigError(f"payout_return_reason must be one of {', '.join(PAYOUT_RETURN_REASONS)}", param=name)
         profile = replace(self, **changes)
         if sum(getattr(profile, r) for r in self.RATES) > 1:
             raise ConfigError("the fault rates add up to more than 1", param="decline_rate")

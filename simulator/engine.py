@@ -54,6 +54,21 @@ TIMEOUT_BODY = {
     }
 }
 DECLINE_CODES = {"decline": "do_not_honour", "insufficient_funds": "insufficient_funds", "fraud": "suspected_fraud"}
+# Payouts: reference prefixes as for the charging calls, plus returns; and the beneficiary account's last four digits.
+# The amount triggers nothing: a payout's amount is a settlement's net, which may end in any two digits.
+PAYOUT_REFERENCE_TRIGGERS = {
+    "fault-error-": "error",
+    "fault-timeout-": "timeout",
+    "fault-charged-timeout-": "accepted_timeout",
+    "fault-return-closed-": "return:account_closed",
+    "fault-return-name-": "return:name_mismatch",
+    "fault-return-frozen-": "return:account_frozen",
+}
+PAYOUT_ACCOUNT_TRIGGERS = {
+    "9951": "return:account_closed",
+    "9952": "return:name_mismatch",
+    "9953": "return:account_frozen",
+}
 
 
 class SimError(Exception):
@@ -827,6 +842,104 @@ class Simulator:
 
         return self._hold_op("hold_release", hold_id, call, step)
 
+    # ---- payouts ------------------------------------------------------------------------------------------------
+
+    def _payout_fault(self, channel: Channel, reference: str, last4: str) -> str | None:
+        """Which fault or return a new payout meets: reference trigger, then account trigger, then the dice (one draw
+        per new payout, as for the charging calls; `decline_rate` does not apply: a payout is not declined)."""
+        faults = channel.faults
+        with self._lock:
+            roll = self._rngs[channel.id].random()
+        if faults.triggers:
+            for prefix, kind in PAYOUT_REFERENCE_TRIGGERS.items():
+                if reference.startswith(prefix):
+                    return kind
+            if last4 in PAYOUT_ACCOUNT_TRIGGERS:
+                return PAYOUT_ACCOUNT_TRIGGERS[last4]
+        threshold = 0.0
+        for rate, kind in (
+            (faults.error_rate, "error"),
+            (faults.timeout_rate, "timeout"),
+            (faults.charged_timeout_rate, "accepted_timeout"),
+            (faults.payout_return_rate, f"return:{faults.payout_return_reason}"),
+        ):
+            threshold += rate
+            if roll < threshold:
+                return kind
+        return None
+
+    def payout(self, body: dict[str, Any], call: Call) -> Outcome:
+        """Accepts a payout to a beneficiary account, once per reference; its result is due `payout_delay_ms` later."""
+        channel = self.channel(body.get("channel"))
+        reference = _reference(body.get("reference"), "reference")
+        amount = _amount(body.get("amount"))
+        currency = _currency(body.get("currency"), channel)
+        last4, token, name = _payout_account(body.get("account"))
+        entry = Entry("payout", channel.id, reference=reference, amount=amount, currency=currency)
+
+        def work(conn: sqlite3.Connection, at: datetime, entry: Entry) -> Outcome:
+            row = conn.execute("SELECT * FROM payouts WHERE reference = ?", (reference,)).fetchone()
+            if row is not None:
+                stored = (row["channel"], row["amount"], row["currency"], row["account_last4"], row["account_token"],
+                          row["account_name"])  # fmt: skip
+                if stored != (channel.id, amount, currency, last4, token, name):
+                    raise SimError(
+                        409,
+                        "idempotency_mismatch",
+                        "this reference was already used for a different payout",
+                        "reference",
+                    )
+                row = _payout_due(conn, row, at)
+                entry.outcome, entry.object_id = "replayed", row["id"]
+                return Outcome(200, {**_payout_json(row), "replayed": True})
+            fault = self._payout_fault(channel, reference, last4)
+            if fault == "error":
+                raise SimError(500, "channel_error", "the channel failed; nothing was accepted")
+            if fault == "timeout":
+                entry.outcome, entry.code = "timeout", "timeout"
+                return Outcome(504, TIMEOUT_BODY, hang_ms=channel.faults.hang_ms)
+            returned = fault is not None and fault.startswith("return:")
+            reason = fault.split(":", 1)[1] if fault is not None and returned else None
+            payout_id = _new_id("po")
+            due = at + timedelta(milliseconds=channel.faults.payout_delay_ms)
+            conn.execute(
+                "INSERT INTO payouts (id, channel, reference, amount, currency, account_last4, account_token,"
+                " account_name, state, result, return_reason, due_at, business_date, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'accepted', ?, ?, ?, ?, ?)",
+                (payout_id, channel.id, reference, amount, currency, last4, token, name,
+                 "returned" if returned else "paid", reason, _iso(due), entry.business_date, _iso(at)),
+            )  # fmt: skip
+            entry.object_id = payout_id
+            row = _payout_due(conn, conn.execute("SELECT * FROM payouts WHERE id = ?", (payout_id,)).fetchone(), at)
+            if fault == "accepted_timeout":
+                entry.outcome, entry.code = "accepted_timeout", "timeout"
+                return Outcome(504, TIMEOUT_BODY, hang_ms=channel.faults.hang_ms)
+            return Outcome(200, {**_payout_json(row), "replayed": False})
+
+        return self._run(call, entry, channel, work)
+
+    def payout_status(self, reference: str, call: Call) -> Outcome:
+        """A payout by its reference: accepted, or its result once due. An unknown reference answers `not_found` and
+        is not journaled (no channel to file it under)."""
+        reference = _reference(reference, "reference")
+        found = (
+            self.store.connection().execute("SELECT channel FROM payouts WHERE reference = ?", (reference,)).fetchone()
+        )
+        if found is None:
+            return Outcome(200, {"reference": reference, "state": "not_found"})
+        channel = self.channel(found["channel"])
+        entry = Entry("payout_inquiry", channel.id, reference=reference)
+
+        def work(conn: sqlite3.Connection, at: datetime, entry: Entry) -> Outcome:
+            row = _payout_due(
+                conn, conn.execute("SELECT * FROM payouts WHERE reference = ?", (reference,)).fetchone(), at
+            )
+            entry.object_id, entry.amount, entry.currency = row["id"], row["amount"], row["currency"]
+            entry.code = row["return_reason"] if row["state"] == "returned" else None
+            return Outcome(200, _payout_json(row))
+
+        return self._run(call, entry, channel, work)
+
     # ---- one-time verification codes ----------------------------------------------------------------------------
 
     def otp_start(self, body: dict[str, Any], call: Call) -> Outcome:
@@ -1042,6 +1155,34 @@ def _hold_json(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
+def _payout_due(conn: sqlite3.Connection, row: sqlite3.Row, at: datetime) -> sqlite3.Row:
+    """The payout with its result applied once due (it took effect at `due_at`, whenever it is first looked at)."""
+    if row["state"] == "accepted" and at >= _parse_iso(row["due_at"]):
+        conn.execute(
+            "UPDATE payouts SET state = result, finished_at = due_at WHERE id = ? AND state = 'accepted'", (row["id"],)
+        )
+        fresh: sqlite3.Row = conn.execute("SELECT * FROM payouts WHERE id = ?", (row["id"],)).fetchone()
+        return fresh
+    return row
+
+
+def _payout_json(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "channel": row["channel"],
+        "reference": row["reference"],
+        "state": row["state"],
+        "amount": row["amount"],
+        "currency": row["currency"],
+        "account": {"last4": row["account_last4"], "token": row["account_token"], "name": row["account_name"]},
+        "return_reason": row["return_reason"] if row["state"] == "returned" else None,
+        "business_date": row["business_date"],
+        "created_at": row["created_at"],
+        "due_at": row["due_at"],
+        "finished_at": row["finished_at"],
+    }
+
+
 def _otp_json(row: sqlite3.Row) -> dict[str, Any]:
     state = row["state"]
     return {
@@ -1084,6 +1225,32 @@ def _currency(value: Any, channel: Channel) -> str:
     if value not in channel.currencies:
         raise SimError(400, "currency_not_supported", f"{channel.id} takes {', '.join(channel.currencies)}", "currency")
     return str(value)
+
+
+def _payout_account(value: Any) -> tuple[str, str, str]:
+    """The beneficiary: its last four digits and an opaque token or the holder's name. Never a full account number."""
+    if not isinstance(value, dict):
+        raise SimError(400, "parameter_missing", "account is required", "account")
+    unknown = set(value) - {"last4", "token", "name"}
+    if unknown:
+        field_name = sorted(unknown)[0]
+        raise SimError(
+            400, "invalid_account", f"account takes last4, token and name, not {field_name}", f"account.{field_name}"
+        )
+    last4 = value.get("last4")
+    if not isinstance(last4, str) or len(last4) != 4 or not (last4.isascii() and last4.isdigit()):
+        raise SimError(400, "invalid_account", "account.last4 must be four digits", "account.last4")
+    token = value.get("token", "")
+    if not isinstance(token, str) or (token and not REFERENCE.match(token)):
+        raise SimError(400, "invalid_account", "account.token must be 1-64 of A-Z a-z 0-9 . _ : -", "account.token")
+    name = value.get("name", "")
+    if not isinstance(name, str) or len(name) > 128:
+        raise SimError(
+            400, "invalid_account", "account.name must be a string of at most 128 characters", "account.name"
+        )
+    if not token and not name.strip():
+        raise SimError(400, "invalid_account", "account needs a token or the holder's name", "account")
+    return last4, token, name
 
 
 def _instrument(value: Any, channel: Channel) -> tuple[str, str]:

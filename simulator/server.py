@@ -74,6 +74,12 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         re.compile(r"^/v1/holds/(?P<hold>[^/]+)/release$"),
         lambda r: r.sim.hold_release(r.params["hold"], r.call),
     ),
+    ("POST", re.compile(r"^/v1/payouts$"), lambda r: r.sim.payout(r.body, r.call)),
+    (
+        "GET",
+        re.compile(r"^/v1/payouts/(?P<reference>[^/]+)$"),
+        lambda r: r.sim.payout_status(r.params["reference"], r.call),
+    ),
     ("POST", re.compile(r"^/v1/otp/start$"), lambda r: r.sim.otp_start(r.body, r.call)),
     ("POST", re.compile(r"^/v1/otp/verify$"), lambda r: r.sim.otp_verify(r.body, r.call)),
     ("GET", re.compile(r"^/v1/statements/(?P<channel>[^/]+)/(?P<date>[^/]+)$"), _statement),

@@ -80,6 +80,24 @@ CREATE TABLE IF NOT EXISTS otps (
     created_at TEXT NOT NULL,
     verified_at TEXT
 );
+CREATE TABLE IF NOT EXISTS payouts (
+    id TEXT PRIMARY KEY,
+    channel TEXT NOT NULL,
+    reference TEXT NOT NULL UNIQUE,
+    amount INTEGER NOT NULL CHECK (amount > 0),
+    currency TEXT NOT NULL,
+    account_last4 TEXT NOT NULL,
+    account_token TEXT NOT NULL DEFAULT '',
+    account_name TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL CHECK (state IN ('accepted', 'paid', 'returned')),
+    result TEXT NOT NULL CHECK (result IN ('paid', 'returned')),
+    return_reason TEXT,
+    due_at TEXT NOT NULL,
+    business_date TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    finished_at TEXT,
+    CHECK ((result = 'returned') = (return_reason IS NOT NULL))
+);
 CREATE TABLE IF NOT EXISTS journal (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -103,7 +121,7 @@ CREATE INDEX IF NOT EXISTS journal_channel_date ON journal (channel, business_da
 CREATE INDEX IF NOT EXISTS journal_reference ON journal (reference);
 """
 
-TABLES = ("journal", "refunds", "payments", "holds", "accounts", "otps")
+TABLES = ("journal", "refunds", "payments", "holds", "accounts", "otps", "payouts")
 
 
 class Store:

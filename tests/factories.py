@@ -908,3 +908,51 @@ def _promotion_use() -> Any:
 
 
 FACTORIES.update({"rewards.promotion": make_promotion, "rewards.promotionuse": _promotion_use})
+
+
+# --- settlement batches and payouts ---------------------------------------------------------------------------------
+
+_settlement_days = itertools.count(1)
+
+
+def make_settlement_batch(merchant: Any = None, **fields: Any) -> Any:
+    """A settled T+1 CNY batch of a new merchant (so a new sponsor bank) unless given, owing ¥100.00, for a business
+    date no other batch of this run has used."""
+    from payments.models import SettlementBatch
+
+    day = dt.date(2026, 1, 1) + dt.timedelta(days=next(_settlement_days))
+    values: dict[str, Any] = {
+        "merchant": merchant or MerchantFactory(),
+        "currency": "CNY",
+        "cycle": "t1",
+        "period": day.isoformat(),
+        "cutoff_at": timezone.make_aware(dt.datetime.combine(day, dt.time(23, 0))),
+        "settle_on": day + dt.timedelta(days=1),
+        "status": "settled",
+        "payments_count": 1,
+        "gross": 10_000,
+        "net": 10_000,
+        "settled_at": timezone.now(),
+        **fields,
+    }
+    return SettlementBatch.objects.create(**values)
+
+
+def make_payout(batch: Any = None, **fields: Any) -> Any:
+    """A ready payout of the batch's net (of a new batch unless given), under the batch's next reference."""
+    from payments.models import Payout
+
+    batch = batch or make_settlement_batch()
+    values: dict[str, Any] = {
+        "batch": batch,
+        "merchant": batch.merchant,
+        "amount": batch.net,
+        "currency": batch.currency,
+        "reference": f"{batch.public_id}-p{batch.payouts.count() + 1}",
+        "account_last4": "4455",
+        **fields,
+    }
+    return Payout.objects.create(**values)
+
+
+FACTORIES.update({"payments.settlementbatch": make_settlement_batch, "payments.payout": make_payout})

@@ -12,7 +12,7 @@ common      public ids and the sponsor bank's operators' say (used by the others
 """
 
 from .api_keys import IssuedKey, api_key_create, api_key_hash, api_key_revoke, api_key_rotate, api_key_touch
-from .common import new_public_id
+from .common import new_public_id, require_operator_of
 from .deliveries import (
     MAX_ATTEMPTS,
     RETRY_DELAYS,
@@ -74,6 +74,7 @@ __all__ = [
     "merchant_application_submit",
     "merchant_create",
     "new_public_id",
+    "require_operator_of",
     "settlement_account_check",
     "settlement_change_approve",
     "settlement_change_request",

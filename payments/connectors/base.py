@@ -3,6 +3,9 @@
 Outcomes are explicit about certainty: `APPROVED` and `DECLINED` are final answers; `FAILED` means the channel said
 it did not process the request (nothing charged); `UNKNOWN` means we do not know (timeout, broken connection, a 5xx
 after sending) — it must be resolved by inquiry or reversal before anything else happens.
+
+Payouts (a settlement paid to a merchant's account by the sponsor's licensed channel) are idempotent at the channel by
+our reference: sending the same reference again returns the payout it made, never a second one.
 """
 
 from __future__ import annotations
@@ -91,6 +94,43 @@ class Inquiry:
     latency_ms: int = 0
 
 
+class PayoutState(StrEnum):
+    """What the channel says of a payout reference: accepted (the result is not in yet), paid or returned."""
+
+    NOT_FOUND = "not_found"
+    ACCEPTED = "accepted"
+    PAID = "paid"
+    RETURNED = "returned"
+
+
+@dataclass(frozen=True)
+class PayoutRequest:
+    """A payout to the merchant's settlement account, named by its last four digits and the holder's name (or an
+    opaque token the channel issued): never the full account number."""
+
+    channel: str
+    reference: str
+    amount: int
+    currency: str
+    account_last4: str
+    account_name: str = ""
+    account_token: str = ""
+
+
+@dataclass(frozen=True)
+class PayoutResult:
+    """APPROVED: the channel answered, `state` is the payout's (NOT_FOUND on an inquiry: nothing was accepted under
+    the reference); DECLINED: the channel refused the instruction for good (`code`); FAILED: it did not process it,
+    nothing was accepted; UNKNOWN: no answer — inquire."""
+
+    outcome: Outcome
+    state: PayoutState | None = None
+    channel_reference: str = ""
+    return_reason: str = ""
+    code: str = ""
+    latency_ms: int = 0
+
+
 @dataclass(frozen=True)
 class JournalPage:
     """The references of the charges a channel's journal records after a position, and the position to read on from
@@ -131,3 +171,7 @@ class Connector(Protocol):
     def charges_after(self, channel: str, position: int, *, limit: int = 1000) -> JournalPage: ...
 
     def account_inquire(self, account_id: str) -> AccountBalance: ...
+
+    def payout(self, request: PayoutRequest) -> PayoutResult: ...
+
+    def payout_inquire(self, reference: str) -> PayoutResult: ...

@@ -32,6 +32,9 @@ from .base import (
     Inquiry,
     JournalPage,
     Outcome,
+    PayoutRequest,
+    PayoutResult,
+    PayoutState,
     ReferenceRequest,
     RefundRequest,
     RemoteState,
@@ -299,3 +302,47 @@ class SimulatorConnector(HttpConnector):
             if not result.body.get("has_more"):
                 break
         return JournalPage(list(dict.fromkeys(references)), position)
+
+    def payout(self, request: PayoutRequest) -> PayoutResult:
+        """Sent once per call: a payout left without an answer is resolved by `payout_inquire`, then sent again under
+        the same reference if the channel never accepted it."""
+        account = {"last4": request.account_last4, "name": request.account_name, "token": request.account_token}
+        body = {
+            "channel": request.channel,
+            "reference": request.reference,
+            "amount": request.amount,
+            "currency": request.currency,
+            "account": {name: value for name, value in account.items() if value},
+        }
+        result = self.call("POST", "/v1/payouts", body)
+        if not result.sent:
+            return PayoutResult(Outcome.FAILED, code="channel_unreachable", latency_ms=result.latency_ms)
+        if result.status in (0, 504, 409):  # no answer; or the reference holds a payout we cannot see from here
+            return PayoutResult(Outcome.UNKNOWN, code=result.error_code or "timeout", latency_ms=result.latency_ms)
+        if result.status >= 500:
+            return PayoutResult(Outcome.FAILED, code=result.error_code or "channel_error", latency_ms=result.latency_ms)
+        if result.status >= 400:
+            return PayoutResult(Outcome.DECLINED, code=result.error_code or "refused", latency_ms=result.latency_ms)
+        return self._payout_answer(result)
+
+    def payout_inquire(self, reference: str) -> PayoutResult:
+        result = self.call("GET", f"/v1/payouts/{quote(reference, safe='')}", safe=True)
+        if result.status != 200:
+            return PayoutResult(
+                Outcome.UNKNOWN, code=result.error_code or "inquiry_failed", latency_ms=result.latency_ms
+            )
+        return self._payout_answer(result)
+
+    @staticmethod
+    def _payout_answer(result: HttpResult) -> PayoutResult:
+        try:
+            state = PayoutState(str(result.body.get("state")))
+        except ValueError:
+            return PayoutResult(Outcome.UNKNOWN, code="bad_response", latency_ms=result.latency_ms)
+        return PayoutResult(
+            Outcome.APPROVED,
+            state,
+            channel_reference=str(result.body.get("id") or ""),
+            return_reason=str(result.body.get("return_reason") or ""),
+            latency_ms=result.latency_ms,
+        )

@@ -4,6 +4,11 @@ It keeps per-reference state like a real acquirer (idempotent by reference) and 
 triggers as the channel simulator, by the last two digits of the amount in minor units:
 51 declined (do_not_honour) · 52 declined (insufficient_funds) · 53 channel error, nothing charged ·
 54 timeout before charging · 55 charged, then timed out · 56 declined (suspected_fraud).
+
+Payouts are accepted once per reference and get their result (paid, or returned for an account whose last four digits
+are 9951 account_closed, 9952 name_mismatch, 9953 account_frozen, as at the simulator) on the first inquiry. Tests
+inject a payout fault for the calls that follow with `payout_fault`: "error" (not processed), "timeout" (no answer,
+nothing accepted), "accepted_timeout" (accepted, no answer).
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from .base import (
     Inquiry,
     JournalPage,
     Outcome,
+    PayoutRequest,
+    PayoutResult,
+    PayoutState,
     ReferenceRequest,
     RefundRequest,
     RemoteState,
@@ -29,6 +37,7 @@ TRIGGER_FAIL = 53
 TRIGGER_TIMEOUT_BEFORE_CHARGE = 54
 TRIGGER_CHARGED_THEN_TIMEOUT = 55
 DECLINES = {51: "do_not_honour", 52: "insufficient_funds", 56: "suspected_fraud"}
+PAYOUT_RETURNS = {"9951": "account_closed", "9952": "name_mismatch", "9953": "account_frozen"}
 
 
 @dataclass
@@ -40,6 +49,13 @@ class _Charge:
     state: RemoteState
     captured: int = 0
     refunded: int = 0
+
+
+@dataclass
+class _Payout:
+    request: PayoutRequest
+    state: PayoutState
+    return_reason: str
 
 
 class InProcessConnector:
@@ -55,6 +71,8 @@ class InProcessConnector:
         self.calls: list[tuple[str, str]] = []
         self.instruments: dict[str, tuple[str, str]] = {}  # reference → (instrument kind, source) as authorised
         self.accounts: dict[str, int] = {}  # account id → balance, for balance inquiries
+        self._payouts: dict[str, _Payout] = {}
+        self.payout_fault: str | None = None
 
     def clear(self) -> None:
         with self._lock:
@@ -66,6 +84,8 @@ class InProcessConnector:
             self.calls.clear()
             self.instruments.clear()
             self.accounts.clear()
+            self._payouts.clear()
+            self.payout_fault = None
 
     def charge_count(self, reference_prefix: str = "") -> int:
         """Charges still standing (authorised or captured) — what a double charge would show up in."""
@@ -184,3 +204,50 @@ class InProcessConnector:
         with self._lock:
             made = list(self._charges.values())[position : position + limit]
             return JournalPage([c.reference for c in made if c.channel == channel], position + len(made))
+
+    def payout(self, request: PayoutRequest) -> PayoutResult:
+        self.calls.append(("payout", request.reference))
+        if request.channel in self.down_channels or self.payout_fault == "error":
+            return PayoutResult(Outcome.FAILED, code="channel_error")
+        if self.payout_fault == "timeout":
+            return PayoutResult(Outcome.UNKNOWN, code="timeout")
+        with self._lock:
+            existing = self._payouts.get(request.reference)
+            if existing is not None:
+                if existing.request != request:
+                    return PayoutResult(Outcome.UNKNOWN, code="idempotency_mismatch")
+                return self._payout_result(existing)
+            made = _Payout(request, PayoutState.ACCEPTED, PAYOUT_RETURNS.get(request.account_last4, ""))
+            self._payouts[request.reference] = made
+        if self.payout_fault == "accepted_timeout":
+            return PayoutResult(Outcome.UNKNOWN, code="timeout")
+        return self._payout_result(made)
+
+    def payout_inquire(self, reference: str) -> PayoutResult:
+        self.calls.append(("payout_inquire", reference))
+        if self.inquiry_down:
+            return PayoutResult(Outcome.UNKNOWN, code="inquiry_failed")
+        with self._lock:
+            made = self._payouts.get(reference)
+            if made is None:
+                return PayoutResult(Outcome.APPROVED, PayoutState.NOT_FOUND)
+            if made.state == PayoutState.ACCEPTED:  # the result is in by the time anyone asks
+                made.state = PayoutState.RETURNED if made.return_reason else PayoutState.PAID
+            return self._payout_result(made)
+
+    def payouts_made(self, reference_prefix: str = "") -> list[tuple[str, int, str]]:
+        """(reference, amount, state) of every payout accepted under references with this prefix: what paying a
+        batch twice would show up in."""
+        with self._lock:
+            return [
+                (reference, made.request.amount, made.state.value)
+                for reference, made in self._payouts.items()
+                if reference.startswith(reference_prefix)
+            ]
+
+    @staticmethod
+    def _payout_result(made: _Payout) -> PayoutResult:
+        reason = made.return_reason if made.state == PayoutState.RETURNED else ""
+        return PayoutResult(
+            Outcome.APPROVED, made.state, channel_reference=f"ip-{made.request.reference}", return_reason=reason
+        )

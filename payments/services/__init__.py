@@ -7,6 +7,7 @@ refunds   refunds (退货), sent once and settled cumulatively
 reviews   risk review decisions
 resolve   the jobs that settle what requests left open
 channels  channels, routing rules and their health
+payouts   settled batches paid to merchants through the sponsor's channel: made, sent, polled, released (four eyes)
 attempts  the calls to a channel and the attempt's recorded outcome (used by the others)
 """
 
@@ -15,12 +16,24 @@ from .capture import payment_capture
 from .channels import channel_create, channels_probe, routing_config_changed, routing_rule_create
 from .common import MAX_ATTEMPTS
 from .intents import payment_confirm, payment_create
+from .payouts import (
+    PayoutReport,
+    payout_needs_two,
+    payout_release,
+    payout_release_approve,
+    payout_release_request,
+    payout_resend,
+    payouts_create,
+    payouts_poll,
+    payouts_send,
+)
 from .refunds import refund_create
 from .resolve import ResolveReport, SweepReport, attempts_resolve, authorizations_expire, orphans_sweep
 from .reviews import risk_review_approve, risk_review_needs_two, risk_review_reject, risk_reviews_expire
 
 __all__ = [
     "MAX_ATTEMPTS",
+    "PayoutReport",
     "ResolveReport",
     "SweepReport",
     "attempts_resolve",
@@ -32,6 +45,14 @@ __all__ = [
     "payment_capture",
     "payment_confirm",
     "payment_create",
+    "payout_needs_two",
+    "payout_release",
+    "payout_release_approve",
+    "payout_release_request",
+    "payout_resend",
+    "payouts_create",
+    "payouts_poll",
+    "payouts_send",
     "refund_create",
     "risk_review_approve",
     "risk_review_needs_two",

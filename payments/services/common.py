@@ -24,6 +24,12 @@ MAX_ATTEMPTS = 3
 RISK_REVIEW_WINDOW = timedelta(hours=getattr(settings, "PAYMENTS_RISK_REVIEW_HOURS", 24))
 
 
+def needs_two_operators(*, amount: int, currency: str, above: int) -> bool:
+    """Whether moving this money takes two different operators: more than `above` minor units of CNY, or any amount
+    in another currency (Mengka converts nothing, so it cannot tell a small one)."""
+    return currency != "CNY" or amount > above
+
+
 def idempotency_scope(merchant: Merchant, livemode: bool) -> str:
     # Test-mode idempotency keys never meet live ones; live keeps the scope it always had.
     return f"merchant:{merchant.pk}" if livemode else f"merchant:{merchant.pk}:test"

@@ -24,7 +24,7 @@ from .. import events
 from ..models import PaymentIntent, RiskDecision, RiskReviewApproval
 from .cancel import cancel
 from .capture import capture
-from .common import Status
+from .common import Status, needs_two_operators
 
 logger = logging.getLogger("payments.services")
 
@@ -53,9 +53,9 @@ def _restore_review(intent: PaymentIntent) -> None:
 
 def risk_review_needs_two(intent: PaymentIntent) -> bool:
     """Whether releasing this payment takes two different operators (see the module's docstring)."""
-    if intent.currency != "CNY":
-        return True
-    return intent.amount >= settings.RISK_REVIEW_SECOND_APPROVAL_MINOR
+    return needs_two_operators(
+        amount=intent.amount, currency=intent.currency, above=settings.RISK_REVIEW_SECOND_APPROVAL_MINOR - 1
+    )  # "at least" the setting
 
 
 @transaction.atomic

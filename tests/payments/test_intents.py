@@ -417,6 +417,8 @@ def test_jobs_run_through_celery_and_record_their_runs(world: dict[str, Any]) ->
         "payments.orphans_sweep",
         "payments.channels_probe",
         "payments.risk_reviews_expire",
+        "payments.payouts_send",
+        "payments.payouts_poll",
     }
 
 

@@ -1,0 +1,461 @@
+"""Payouts (代付): a settled batch's net paid to the merchant's settlement account by its sponsor bank's licensed
+channel (no 二清), under a reference the channel answers once — so no retry, after a timeout or a crash, pays twice.
+
+payouts_create  a payout for every `settled` batch with a positive net and no live payout (`<batch>-p<n>`, the
+                sponsor bank's payout channel): `ready`, or `pending_approval` above PAYOUT_SECOND_APPROVAL_MINOR
+                (needs_two_operators); and a NEW payout for a `returned` batch once the merchant's settlement account
+                has changed since the returned payout went out (so a change made while it was on its way counts too).
+                A frozen merchant's batches get none (held, or settled while frozen).
+payouts_send    `sent` is committed before the channel is called, the call is made outside any transaction and the
+                answer recorded after it. No answer, or an error: an inquiry by the reference; a payout the channel
+                never accepted goes back to `ready` and is sent again under the same reference.
+payouts_poll    asks the channel about `sent` payouts: paid → payout and batch `paid` (settlement.paid); returned →
+                payout `returned` with the reason, batch `returned` (settlement.returned: the batch stays owed). One the
+                channel never accepted (its sender died between marking it sent and the call) is sent again, under
+                its reference; a sent payout is never made anew.
+releases        maker-checker: an operator of the merchant's sponsor bank (or an alliance operator) requests a release,
+                another approves it — for a payout above the threshold, and for a frozen merchant's held batch, which
+                the approval moves to `settled` with a `ready` payout. Audited.
+payout_resend   an operator sends a returned batch again (a new payout, a new reference) without waiting for an
+                account change. Audited.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from core.audit import audit_record
+from core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from merchants.models import SettlementAccount
+from merchants.services import require_operator_of
+
+from .. import events
+from ..connectors import get_connector
+from ..connectors.base import Connector, Outcome, PayoutRequest, PayoutResult, PayoutState
+from ..models import Channel, Payout, SettlementBatch
+from ..selectors import payout_channel
+from .common import needs_two_operators
+
+logger = logging.getLogger("payments.services")
+
+Status = Payout.Status
+BatchStatus = SettlementBatch.Status
+LIVE = (Status.PENDING_APPROVAL, Status.READY, Status.SENT, Status.PAID)
+
+
+@dataclass
+class PayoutReport:
+    """What one run of a payout job did; each job fills the counts that concern it."""
+
+    examined: int = 0
+    created: int = 0
+    awaiting_approval: int = 0
+    resent: int = 0  # a new payout for a returned batch
+    no_account: int = 0
+    no_channel: int = 0
+    frozen: int = 0
+    sent: int = 0
+    in_flight: int = 0  # accepted, the result not in yet
+    paid: int = 0
+    returned: int = 0
+    retried: int = 0  # never accepted: ready again, or sent again under the same reference
+    unknown: int = 0
+
+    def counts(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "examined" and getattr(self, f.name)}
+
+
+def payout_needs_two(amount: int, currency: str) -> bool:
+    return needs_two_operators(amount=amount, currency=currency, above=settings.PAYOUT_SECOND_APPROVAL_MINOR)
+
+
+# --- making payouts ------------------------------------------------------------------------------------------------
+
+
+def _live_payout() -> Exists:
+    return Exists(Payout.objects.filter(batch=OuterRef("pk"), status__in=LIVE))
+
+
+def _payouts_of_batch() -> Subquery:
+    made = Payout.objects.filter(batch=OuterRef("pk")).order_by().values("batch").annotate(n=Count("pk")).values("n")
+    return Subquery(made)
+
+
+ChannelKey = tuple[int, str, bool]
+
+
+def _payout_for(
+    batch: SettlementBatch,
+    *,
+    sequence: int,
+    report: PayoutReport,
+    channels: dict[ChannelKey, Channel | None] | None = None,
+) -> Payout | None:
+    """A new payout of the batch's net (unsaved): `ready`, or `pending_approval` above the threshold; None (counted)
+    when the merchant has no settlement account or its sponsor bank no payout channel for the currency. `channels`
+    keeps the channels already looked up during a run."""
+    merchant = batch.merchant
+    try:
+        account = merchant.settlement_account
+    except SettlementAccount.DoesNotExist:
+        report.no_account += 1
+        return None
+    channels = {} if channels is None else channels
+    key = (merchant.sponsor_bank_id, batch.currency, batch.livemode)
+    if key not in channels:
+        channels[key] = payout_channel(sponsor_bank_id=key[0], currency=key[1], livemode=key[2])
+    channel = channels[key]
+    if channel is None:
+        report.no_channel += 1
+        logger.warning("no payout channel at bank %s for %s", merchant.sponsor_bank_id, batch.currency)
+        return None
+    needs_two = payout_needs_two(batch.net, batch.currency)
+    return Payout(
+        batch=batch,
+        merchant=merchant,
+        amount=batch.net,
+        currency=batch.currency,
+        reference=f"{batch.public_id}-p{sequence}",
+        channel=channel,
+        account_last4=account.account_last4,
+        status=Status.PENDING_APPROVAL if needs_two else Status.READY,
+    )
+
+
+def _due_batches() -> QuerySet[SettlementBatch]:
+    """Settled batches owed a payout; returned ones whose merchant's settlement account changed after their last payout
+    was sent to the account it had then."""
+    last_return = (
+        Payout.objects.filter(batch=OuterRef("pk"), status=Status.RETURNED).order_by("-sent_at").values("sent_at")
+    )
+    fixed = Q(status=BatchStatus.RETURNED, merchant__settlement_account__updated_at__gt=F("returned_sent_at"))
+    return (
+        SettlementBatch.objects.filter(net__gt=0, merchant__payouts_frozen=False)
+        .filter(status__in=[BatchStatus.SETTLED, BatchStatus.RETURNED])
+        .annotate(returned_sent_at=Subquery(last_return[:1]), payouts_made=_payouts_of_batch())
+        .filter(Q(status=BatchStatus.SETTLED) | fixed)
+        .exclude(_live_payout())
+        .select_related("merchant__settlement_account")
+        .order_by("pk")
+    )
+
+
+def payouts_create(*, chunk: int = 500) -> PayoutReport:
+    """One payout for every batch owed one (see `_due_batches`), inserted a chunk at a time; a batch that meanwhile got
+    a live payout elsewhere is skipped by the one-live-payout constraint, never paid twice."""
+    report = PayoutReport()
+    report.frozen = (
+        SettlementBatch.objects.filter(status=BatchStatus.SETTLED, net__gt=0, merchant__payouts_frozen=True)
+        .exclude(_live_payout())
+        .count()
+    )
+    pending: list[Payout] = []
+    channels: dict[ChannelKey, Channel | None] = {}
+    for batch in _due_batches().iterator(chunk_size=chunk):
+        report.examined += 1
+        sequence = (batch.payouts_made or 0) + 1  # type: ignore[attr-defined]
+        payout = _payout_for(batch, sequence=sequence, report=report, channels=channels)
+        if payout is None:
+            continue
+        if batch.status == BatchStatus.RETURNED:
+            report.resent += 1
+        pending.append(payout)
+        if len(pending) >= chunk:
+            _insert(pending, report)
+            pending = []
+    _insert(pending, report)
+    return report
+
+
+def _insert(payouts: list[Payout], report: PayoutReport) -> None:
+    if not payouts:
+        return
+    Payout.objects.bulk_create(payouts, ignore_conflicts=True)
+    made = Payout.objects.filter(reference__in=[p.reference for p in payouts])
+    report.created += made.count()
+    report.awaiting_approval += made.filter(status=Status.PENDING_APPROVAL).count()
+
+
+# --- sending and finding out ---------------------------------------------------------------------------------------
+
+
+def _claim(payout_id: int, *, was: str, sent_at: Any = None) -> tuple[Payout, PayoutRequest] | None:
+    """Marks the payout `sent` (and its batch `paying`) and commits, before anyone calls the channel; None when
+    another process took it first (it is no longer in `was`, or was sent again since `sent_at`)."""
+    with transaction.atomic():
+        payout = (
+            Payout.objects.select_for_update(of=("self",))
+            .select_related("channel", "batch", "merchant")
+            .filter(pk=payout_id, status=was)
+            .first()
+        )
+        if payout is None or (was == Status.SENT and payout.sent_at != sent_at):
+            return None
+        account = SettlementAccount.objects.filter(merchant_id=payout.merchant_id).first()
+        if account is None or payout.channel is None:
+            return None
+        payout.status, payout.sent_at = Status.SENT, timezone.now()
+        payout.attempts += 1
+        payout.account_last4 = account.account_last4
+        payout.save(update_fields=["status", "sent_at", "attempts", "account_last4"])
+        SettlementBatch.objects.filter(
+            pk=payout.batch_id, status__in=[BatchStatus.SETTLED, BatchStatus.RETURNED]
+        ).update(status=BatchStatus.PAYING)
+    channel: Channel = payout.channel
+    request = PayoutRequest(
+        channel=channel.remote_id or channel.code,
+        reference=payout.reference,
+        amount=payout.amount,
+        currency=payout.currency,
+        account_last4=account.account_last4,
+        account_name=account.account_name,
+    )
+    return payout, request
+
+
+def _connector(payout: Payout) -> Connector:
+    assert payout.channel is not None
+    return get_connector(payout.channel.connector)
+
+
+def _inquire(connector: Connector, reference: str) -> PayoutResult:
+    try:
+        return connector.payout_inquire(reference)
+    except Exception:
+        logger.exception("payout inquiry raised for %s", reference)
+        return PayoutResult(Outcome.UNKNOWN)
+
+
+def _transmit(payout: Payout, request: PayoutRequest, report: PayoutReport) -> None:
+    """Calls the channel (outside any transaction) and records its answer; no answer or an error → inquiry."""
+    connector = _connector(payout)
+    try:
+        result = connector.payout(request)
+    except Exception:
+        logger.exception("payout raised for %s", payout.reference)
+        result = PayoutResult(Outcome.UNKNOWN)
+    if result.outcome in (Outcome.UNKNOWN, Outcome.FAILED):
+        result = _inquire(connector, payout.reference)
+    _record(payout, result, report)
+
+
+def _record(payout: Payout, result: PayoutResult, report: PayoutReport) -> None:
+    if result.outcome == Outcome.DECLINED:  # the channel refused the instruction: nothing will be paid
+        _finish(payout, Status.RETURNED, reason=result.code or "refused", report=report)
+    elif result.outcome != Outcome.APPROVED:
+        report.unknown += 1  # still `sent`: the poll asks again
+    elif result.state == PayoutState.PAID:
+        _finish(payout, Status.PAID, report=report)
+    elif result.state == PayoutState.RETURNED:
+        _finish(payout, Status.RETURNED, reason=result.return_reason or "returned", report=report)
+    elif result.state == PayoutState.NOT_FOUND:
+        # Never accepted: sent again by the next run, under the same reference.
+        if Payout.objects.filter(pk=payout.pk, status=Status.SENT, sent_at=payout.sent_at).update(status=Status.READY):
+            report.retried += 1
+    else:
+        report.in_flight += 1
+
+
+def _finish(payout: Payout, status: str, *, report: PayoutReport, reason: str = "") -> None:
+    """Paid or returned, with the batch, and its event in the same transaction. Recorded once: a second answer for
+    the same reference (a late one, a poll's) finds the payout finished and changes nothing."""
+    with transaction.atomic():
+        locked = Payout.objects.select_for_update().filter(pk=payout.pk, status__in=[Status.SENT, Status.READY]).first()
+        if locked is None:
+            return
+        locked.status, locked.return_reason, locked.finished_at = status, reason[:100], timezone.now()
+        locked.save(update_fields=["status", "return_reason", "finished_at"])
+        batch = (
+            SettlementBatch.objects.select_for_update(of=("self",)).select_related("merchant").get(pk=locked.batch_id)
+        )
+        batch.status = BatchStatus.PAID if status == Status.PAID else BatchStatus.RETURNED
+        batch.save(update_fields=["status"])
+        events.settlement_status_changed(batch)
+    if status == Status.PAID:
+        report.paid += 1
+    else:
+        report.returned += 1
+
+
+def payouts_send(*, limit: int = 500) -> PayoutReport:
+    """Sends `ready` payouts, oldest first. A frozen merchant's wait unless a second operator released them."""
+    report = PayoutReport()
+    ready = Payout.objects.filter(status=Status.READY)
+    releasable = Q(merchant__payouts_frozen=False) | Q(approved_by__isnull=False)
+    report.frozen = ready.exclude(releasable).count()
+    for payout_id in ready.filter(releasable).order_by("pk").values_list("pk", flat=True)[:limit]:
+        report.examined += 1
+        claimed = _claim(payout_id, was=Status.READY)
+        if claimed is None:
+            continue
+        report.sent += 1
+        _transmit(*claimed, report)
+    return report
+
+
+def payouts_poll(*, inquire_after: timedelta | None = None, limit: int = 500) -> PayoutReport:
+    """Asks the channel about payouts sent at least `inquire_after` ago (PAYOUT_INQUIRE_AFTER_SECONDS): the result
+    is recorded; one the channel never accepted is sent again under its own reference."""
+    report = PayoutReport()
+    wait = inquire_after if inquire_after is not None else timedelta(seconds=settings.PAYOUT_INQUIRE_AFTER_SECONDS)
+    due = (
+        Payout.objects.filter(status=Status.SENT, sent_at__lte=timezone.now() - wait)
+        .select_related("channel")
+        .order_by("sent_at")[:limit]
+    )
+    for payout in due:
+        report.examined += 1
+        result = _inquire(_connector(payout), payout.reference)
+        if result.outcome == Outcome.APPROVED and result.state == PayoutState.NOT_FOUND:
+            claimed = _claim(payout.pk, was=Status.SENT, sent_at=payout.sent_at)
+            if claimed is not None:
+                report.retried += 1
+                _transmit(*claimed, report)
+            continue
+        _record(payout, result, report)
+    return report
+
+
+# --- releases (maker-checker) and resends --------------------------------------------------------------------------
+
+
+def _require_operator(operator: Any, bank_id: int) -> None:
+    """An operator of the bank (or an alliance operator): the system never releases money on its own."""
+    if getattr(operator, "pk", None) is None:
+        raise PermissionDenied(_("Releasing a payout takes an operator."), code="operator_required")
+    require_operator_of(operator, bank_id)
+
+
+def _frozen_release(batch: SettlementBatch) -> bool:
+    """Whether the batch waits for its frozen merchant's funds to be released: held, or settled while frozen."""
+    return batch.status == BatchStatus.HELD or (batch.status == BatchStatus.SETTLED and batch.merchant.payouts_frozen)
+
+
+def _pending_payout(target: Payout | SettlementBatch, operator: Any) -> Payout:
+    """The payout waiting for a release, locked, once the operator may act for its merchant's sponsor bank: the one
+    given, or the batch's."""
+    payouts = Payout.objects.select_for_update(of=("self",)).select_related("batch", "merchant")
+    if isinstance(target, Payout):
+        payout = payouts.filter(pk=target.pk).first()
+    else:
+        payout = payouts.filter(batch=target, status=Status.PENDING_APPROVAL).first()
+    if payout is None:
+        raise Conflict(_("This payout is not waiting for a release."), code="payout_not_pending")
+    _require_operator(operator, payout.merchant.sponsor_bank_id)
+    if payout.status != Status.PENDING_APPROVAL:
+        raise Conflict(_("This payout is not waiting for a release."), code="payout_not_pending")
+    return payout
+
+
+def _open(batch: SettlementBatch, **values: Any) -> Payout:
+    """Saves a new payout of the batch (an operator's: a held batch's release, a resend)."""
+    made = _payout_for(batch, sequence=batch.payouts.count() + 1, report=PayoutReport())
+    if made is None:
+        raise ValidationFailed(
+            _("The merchant has no settlement account, or its sponsor bank no payout channel in %(currency)s.")
+            % {"currency": batch.currency},
+            code="payout_unroutable",
+        )
+    for name, value in values.items():
+        setattr(made, name, value)
+    try:
+        with transaction.atomic():
+            made.save()
+    except IntegrityError:
+        raise Conflict(_("This batch already has a payout."), code="payout_exists") from None
+    return made
+
+
+def _release_audit(operator: Any, action: str, payout: Payout, **after: Any) -> None:
+    audit_record(
+        actor=operator,
+        action=action,
+        obj=payout,
+        after={
+            "batch": payout.batch.public_id,
+            "reference": payout.reference,
+            "amount": payout.amount,
+            "currency": payout.currency,
+            **after,
+        },
+        bank_id=payout.merchant.sponsor_bank_id,
+    )
+
+
+@transaction.atomic
+def payout_release_request(*, target: Payout | SettlementBatch, operator: Any) -> Payout:
+    """The maker's half. A payout waiting above the threshold (or a batch's): the request is recorded on it. A frozen
+    merchant's held batch: its payout is made now, waiting for the approval. Either way another operator approves."""
+    if isinstance(target, SettlementBatch) and not target.payouts.filter(status=Status.PENDING_APPROVAL).exists():
+        batch = SettlementBatch.objects.select_for_update(of=("self",)).select_related("merchant").get(pk=target.pk)
+        _require_operator(operator, batch.merchant.sponsor_bank_id)
+        if not _frozen_release(batch) or batch.net <= 0:
+            raise Conflict(_("Only a frozen merchant's held batch is released this way."), code="batch_not_held")
+        made = _open(batch, status=Status.PENDING_APPROVAL, requested_by=operator)
+        _release_audit(operator, "payout.release_request", made, held=batch.status, hold_reason=batch.hold_reason)
+        return made
+    payout = _pending_payout(target, operator)
+    if payout.requested_by_id is not None:
+        raise Conflict(
+            _("Its release was already requested: a second operator approves it."), code="payout_release_requested"
+        )
+    payout.requested_by = operator
+    payout.save(update_fields=["requested_by"])
+    _release_audit(operator, "payout.release_request", payout)
+    return payout
+
+
+@transaction.atomic
+def payout_release_approve(*, target: Payout | SettlementBatch, operator: Any) -> Payout:
+    """The checker's half, by an operator other than the one who asked: the payout becomes `ready`; a held batch is
+    `settled` again (its payout is sent although the merchant is still frozen)."""
+    payout = _pending_payout(target, operator)
+    if payout.requested_by_id is None:
+        raise Conflict(
+            _("Request its release first: a second operator then approves it."), code="payout_release_not_requested"
+        )
+    if payout.requested_by_id == operator.pk:
+        raise PermissionDenied(_("You asked for this release: a different operator must approve it."), code="four_eyes")
+    batch = SettlementBatch.objects.select_for_update(of=("self",)).get(pk=payout.batch_id)
+    was_held = batch.status == BatchStatus.HELD
+    if was_held:
+        batch.status, batch.hold_reason = BatchStatus.SETTLED, ""
+        batch.save(update_fields=["status", "hold_reason"])
+    payout.status, payout.approved_by = Status.READY, operator
+    payout.save(update_fields=["status", "approved_by"])
+    _release_audit(operator, "payout.release_approve", payout, requested_by=payout.requested_by_id, held=was_held)
+    return payout
+
+
+def payout_release(*, target: Payout | SettlementBatch, operator: Any) -> Payout:
+    """One button for both halves: approves a release another operator asked for, or asks for one. The payout is
+    `ready` once released; still `pending_approval` when this was the request."""
+    pending = target if isinstance(target, Payout) else target.payouts.filter(status=Status.PENDING_APPROVAL).first()
+    if pending is not None and pending.requested_by_id is not None:
+        return payout_release_approve(target=target, operator=operator)
+    return payout_release_request(target=target, operator=operator)
+
+
+@transaction.atomic
+def payout_resend(*, payout: Payout, operator: Any) -> Payout:
+    """An operator sends a returned batch again now: a new payout under a new reference (`ready`, or waiting for a
+    release above the threshold)."""
+    locked = Payout.objects.select_for_update(of=("self",)).select_related("merchant").filter(pk=payout.pk).first()
+    if locked is None:
+        raise NotFound(_("No such payout."), param="payout")
+    _require_operator(operator, locked.merchant.sponsor_bank_id)
+    batch = SettlementBatch.objects.select_for_update(of=("self",)).select_related("merchant").get(pk=locked.batch_id)
+    if locked.status != Status.RETURNED or batch.status != BatchStatus.RETURNED:
+        raise Conflict(_("Only a returned payout is sent again."), code="payout_not_returned")
+    made = _open(batch)
+    _release_audit(operator, "payout.resend", made, returned=locked.reference, return_reason=locked.return_reason)
+    return made
