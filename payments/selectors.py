@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
+from typing import Any
 
-from django.db.models import Aggregate, Count, IntegerField, Q
+from django.db.models import Aggregate, Count, IntegerField, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -16,7 +20,7 @@ from members.models import BindingStatus, Cardholder, LinkedAccount
 from .connectors import get_connector
 from .connectors.base import AccountBalance, Outcome
 from .health import BreakerState, health_store
-from .models import Agreement, Channel, PaymentAttempt
+from .models import Agreement, Channel, PaymentAttempt, SettlementLine, SplitInstruction
 from .routing import load_config
 
 logger = logging.getLogger(__name__)
@@ -150,3 +154,123 @@ def agreements_of(*, cardholder: Cardholder) -> list[Agreement]:
         .select_related("merchant", "card__product", "linked_account__bank")
         .order_by("revoked_at", "-id")
     )
+
+
+# --- settlements ----------------------------------------------------------------------------------------------------
+
+
+def hundredths_text(value: int) -> str:
+    """Hundredths of a minor unit as minor units with two decimals, exactly: 3625 → "36.25", -5 → "-0.05"."""
+    return f"{Decimal(value).scaleb(-2):.2f}"
+
+
+LINE_PREFIX = "stll_"
+LINE_COLUMNS = (
+    "id", "kind", "payment", "refund", "source", "amount", "fee", "promotion_charge", "cofunding_credit",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SettlementLineRow:
+    """A line as merchants and operators read it. `id` is its number within the batch (in the order the lines were
+    written, ascending, with gaps), so it says nothing about other batches; `fee` is minor units with two decimals."""
+
+    id: str
+    pk: int
+    kind: str
+    payment: str | None
+    refund: str | None
+    source: str | None
+    amount: int
+    fee: str
+    promotion_charge: int
+    cofunding_credit: int
+    fee_hundredths: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "object": "settlement_line", **{name: getattr(self, name) for name in LINE_COLUMNS[1:]}}
+
+    def as_csv(self) -> list[Any]:
+        return [getattr(self, name) for name in LINE_COLUMNS]
+
+
+_LINE_VALUES = (
+    "pk", "kind", "payment__public_id", "refund__public_id", "source__public_id", "amount", "fee", "promotion_charge",
+    "cofunding_credit",
+)  # fmt: skip
+
+
+def _first_line_pk(batch_id: int) -> int:
+    first = SettlementLine.objects.filter(batch_id=batch_id).order_by("pk").values_list("pk", flat=True).first()
+    return first if first is not None else 0
+
+
+def _line_row(first_pk: int, values: tuple[Any, ...]) -> SettlementLineRow:
+    pk, kind, payment, refund, source, amount, fee, promotion_charge, cofunding_credit = values
+    return SettlementLineRow(
+        f"{LINE_PREFIX}{pk - first_pk + 1}", pk, kind, payment, refund, source, amount, hundredths_text(fee),
+        promotion_charge, cofunding_credit, fee,
+    )  # fmt: skip
+
+
+def line_position(line_id: str) -> int | None:
+    """The number in a line's id (stll_17 → 17), or None for a string that is not one."""
+    number = line_id.removeprefix(LINE_PREFIX)
+    if line_id == number or not number.isascii() or not number.isdigit() or len(number) > 12:
+        return None
+    return int(number)
+
+
+@dataclass(frozen=True)
+class SettlementLinesPage:
+    lines: list[SettlementLineRow]
+    has_more: bool
+
+
+def settlement_lines_page(*, batch_id: int, after: int | None, limit: int) -> SettlementLinesPage:
+    """A page of a batch's lines in the order they were written: those after line number `after` (keyset on the
+    lines' (batch, id) index, so any page costs the same; two queries)."""
+    first_pk = _first_line_pk(batch_id)
+    lines = SettlementLine.objects.filter(batch_id=batch_id)
+    if after is not None:
+        lines = lines.filter(pk__gte=first_pk + after)
+    rows = list(lines.order_by("pk").values_list(*_LINE_VALUES)[: limit + 1])
+    return SettlementLinesPage([_line_row(first_pk, row) for row in rows[:limit]], has_more=len(rows) > limit)
+
+
+class _Echo:
+    """A file whose `write` hands back what it is given, for csv.writer to format one row at a time."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def settlement_lines_csv(*, batch_id: int, chunk_size: int = 2000) -> Iterator[str]:
+    """Every line of a batch as CSV text, a header row first, read through a server-side cursor in chunks: a batch of
+    any size streams in constant memory."""
+    writer = csv.writer(_Echo())
+    yield writer.writerow(LINE_COLUMNS)
+    first_pk = _first_line_pk(batch_id)
+    rows = SettlementLine.objects.filter(batch_id=batch_id).order_by("pk").values_list(*_LINE_VALUES)
+    for values in rows.iterator(chunk_size=chunk_size):
+        yield writer.writerow(_line_row(first_pk, values).as_csv())
+
+
+def settlement_splits(*, batch_id: int) -> list[dict[str, Any]]:
+    """What the acquirer of record pays each party out of a batch (分账), summed per party, bank and acquirer;
+    amounts in minor units with two decimals."""
+    rows = (
+        SplitInstruction.objects.filter(batch_id=batch_id)
+        .values("party", "bank__code", "acquirer__code")
+        .annotate(total=Sum("amount"))
+        .order_by("party", "bank__code", "acquirer__code")
+    )
+    return [
+        {
+            "party": row["party"],
+            "bank": row["bank__code"],
+            "acquirer": row["acquirer__code"],
+            "amount": hundredths_text(row["total"]),
+        }
+        for row in rows
+    ]
