@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
+import io
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
-from django.db.models import Aggregate, Count, IntegerField, Q, Sum
+from django.contrib.postgres.aggregates import ArrayAgg
+from django.db.models import Aggregate, Count, IntegerField, Q, QuerySet, Sum, Value
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from core.money import format_minor
+from core.money import MINOR_UNIT_EXPONENT, format_minor
 from members.models import BindingStatus, Cardholder, LinkedAccount
 
 from .connectors import get_connector
 from .connectors.base import AccountBalance, Outcome
 from .health import BreakerState, health_store
-from .models import Agreement, Channel, PaymentAttempt, SettlementLine, SplitInstruction
+from .models import Agreement, Channel, PaymentAttempt, SettlementBatch, SettlementLine, SplitInstruction
 from .routing import load_config
 
 logger = logging.getLogger(__name__)
@@ -274,3 +277,131 @@ def settlement_splits(*, batch_id: int) -> list[dict[str, Any]]:
         }
         for row in rows
     ]
+
+
+@dataclass(frozen=True)
+class SettlementDayFigures:
+    """One sponsor bank's batches of one currency and status settling on a day, summed."""
+
+    bank_id: int
+    bank: str
+    currency: str
+    status: str
+    batches: int
+    payments: int
+    gross: int
+    refunds: int
+    fees: int
+    promotion_charges: int
+    cofunding_credits: int
+    reserve_held: int
+    reserve_released: int
+    carried_out: int
+    net: int
+    hold_reasons: list[str]
+
+    AMOUNTS: ClassVar[tuple[str, ...]] = (
+        "gross", "refunds", "fees", "promotion_charges", "cofunding_credits", "reserve_held", "reserve_released",
+        "carried_out", "net",
+    )  # fmt: skip
+
+
+def settlement_day_report(
+    *, batches: QuerySet[SettlementBatch], settle_on: dt.date, livemode: bool = True
+) -> list[SettlementDayFigures]:
+    """The batches of `batches` (already limited to what the reader may see) settling on `settle_on`, summed per
+    sponsor bank, currency and status in one grouped query; held ones say why (the distinct reasons)."""
+    held = Q(status=SettlementBatch.Status.HELD) & ~Q(hold_reason="")
+    bank = "merchant__sponsor_bank"
+    rows = (
+        batches.filter(settle_on=settle_on, livemode=livemode)
+        .values(bank, f"{bank}__code", f"{bank}__name_zh", "currency", "status")
+        .annotate(
+            batches=Count("pk"),
+            payments=Sum("payments_count"),
+            gross=Sum("gross"),
+            refunds=Sum("refunds"),
+            fees=Sum("fee_total"),
+            promotion_charges=Sum("promotion_charges"),
+            cofunding_credits=Sum("cofunding_credits"),
+            reserve_held=Sum("reserve_held"),
+            reserve_released=Sum("reserve_released"),
+            carried_out=Sum("carried_out"),
+            net=Sum("net"),
+            hold_reasons=ArrayAgg("hold_reason", distinct=True, filter=held, default=Value([])),
+        )
+        .order_by(f"{bank}__code", "currency", "status")
+    )
+    return [
+        SettlementDayFigures(
+            bank_id=row[bank],
+            bank=f"{row[f'{bank}__code']} {row[f'{bank}__name_zh']}",
+            currency=row["currency"],
+            status=row["status"],
+            batches=row["batches"],
+            payments=row["payments"],
+            hold_reasons=sorted(row["hold_reasons"]),
+            **{name: row[name] for name in SettlementDayFigures.AMOUNTS},
+        )
+        for row in rows
+    ]
+
+
+@dataclass(frozen=True)
+class SettlementBankDay:
+    """One sponsor bank's batches of one currency settling on a day: a row per status and their total."""
+
+    bank_id: int
+    bank: str
+    currency: str
+    rows: list[SettlementDayFigures]
+    total: SettlementDayFigures
+
+
+def settlement_day_by_bank(figures: list[SettlementDayFigures]) -> list[SettlementBankDay]:
+    """The report's rows grouped per bank and currency (as they come, ordered), each group with its total."""
+    groups: dict[tuple[int, str], list[SettlementDayFigures]] = {}
+    for row in figures:
+        groups.setdefault((row.bank_id, row.currency), []).append(row)
+    days = []
+    for (bank_id, currency), rows in groups.items():
+        total = SettlementDayFigures(
+            bank_id=bank_id,
+            bank=rows[0].bank,
+            currency=currency,
+            status="",
+            batches=sum(row.batches for row in rows),
+            payments=sum(row.payments for row in rows),
+            hold_reasons=sorted({reason for row in rows for reason in row.hold_reasons}),
+            **{name: sum(getattr(row, name) for row in rows) for name in SettlementDayFigures.AMOUNTS},
+        )
+        days.append(SettlementBankDay(bank_id, rows[0].bank, currency, rows, total))
+    return days
+
+
+REPORT_CSV_COLUMNS = (
+    "bank",
+    "currency",
+    "status",
+    "batches",
+    "payments",
+    *SettlementDayFigures.AMOUNTS,
+    "hold_reasons",
+)
+
+
+def settlement_day_csv(days: list[SettlementBankDay]) -> str:
+    """The report as CSV: a row per bank, currency and status, then the bank's total (status "total"); amounts in the
+    currency's units with its decimals ("1288.00"), exact."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(REPORT_CSV_COLUMNS)
+    for day in days:
+        for row in (*day.rows, day.total):
+            places = MINOR_UNIT_EXPONENT.get(day.currency, 2)
+            amounts = [f"{Decimal(getattr(row, name)).scaleb(-places):.{places}f}" for name in row.AMOUNTS]
+            writer.writerow(
+                [day.bank, day.currency, row.status or "total", row.batches, row.payments, *amounts,
+                 "; ".join(row.hold_reasons)]
+            )  # fmt: skip
+    return out.getvalue()

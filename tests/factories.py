@@ -944,7 +944,13 @@ def _line_object(merchant: Any, batch_fields: dict[str, Any], line: dict[str, An
             intent=payment, amount=-line["amount"], reference=f"{payment.public_id}-r1", status="succeeded"
         )
     elif line["kind"] in ("reserve_release", "carried") and "source" not in line:
-        line["source"] = make_settlement(merchant, status="paid", currency=batch_fields["currency"])
+        line["source"] = make_settlement(
+            merchant,
+            status="paid",
+            currency=batch_fields["currency"],
+            livemode=batch_fields["livemode"],
+            settle_on=batch_fields["settle_on"] - dt.timedelta(days=1),
+        )
     return line
 
 
@@ -1002,3 +1008,29 @@ def make_settlement(
     for split in splits or []:
         SplitInstruction.objects.create(batch=batch, **{"acquirer": merchant.sponsor_bank, **split})
     return batch
+
+
+def _settlement_batch() -> Any:
+    return make_settlement(lines=[{"amount": 10_000, "fee": 6_000}], splits=[{"party": "merchant", "amount": 940_000}])
+
+
+_reserve_grades = itertools.cycle(["low", "medium", "high"])
+
+
+def _reserve_policy() -> Any:
+    """A reserve policy for a grade that has none yet (or, every grade having one, the next grade's)."""
+    from payments.models import ReservePolicy
+
+    taken = set(ReservePolicy.objects.values_list("risk_grade", flat=True))
+    free = [grade for grade in ("low", "medium", "high") if grade not in taken]
+    if not free:
+        return ReservePolicy.objects.get(risk_grade=next(_reserve_grades))
+    return ReservePolicy.objects.create(risk_grade=free[0], percent=Decimal("5.00"), hold_working_days=30)
+
+
+FACTORIES.update(
+    {
+        "payments.settlementbatch": _settlement_batch,
+        "payments.reservepolicy": _reserve_policy,
+    }
+)
