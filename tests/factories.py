@@ -1028,9 +1028,19 @@ def _reserve_policy() -> Any:
     return ReservePolicy.objects.create(risk_grade=free[0], percent=Decimal("5.00"), hold_working_days=30)
 
 
+def _unfreeze_request() -> Any:
+    from merchants.models import UnfreezeRequest
+
+    merchant = MerchantFactory(payouts_frozen=True, frozen_reason="chargebacks under review")
+    return UnfreezeRequest.objects.create(
+        merchant=merchant, frozen_reason=merchant.frozen_reason, requested_by=UserFactory()
+    )
+
+
 FACTORIES.update(
     {
         "payments.settlementbatch": _settlement_batch,
         "payments.reservepolicy": _reserve_policy,
+        "merchants.unfreezerequest": _unfreeze_request,
     }
 )

@@ -1,4 +1,6 @@
-"""Who sees settlements in the admin: batches, lines, split instructions, the daily report per sponsor bank."""
+"""Who sees settlements in the admin — batches, lines, split instructions, the daily report per sponsor bank — and
+a merchant's settlement terms: cycle and risk grade edited as any field, a freeze at once, its release by a second
+operator."""
 
 from __future__ import annotations
 
@@ -15,9 +17,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from core.models import AuditLog
-from merchants.models import Merchant
+from merchants import services as merchant_services
+from merchants.models import Merchant, UnfreezeRequest
 from payments import admin as payments_admin
-from payments.models import ReservePolicy
+from payments.models import ReservePolicy, SettlementBatch
 from tests.factories import (
     PASSWORD,
     AllianceOperatorFactory,
@@ -258,3 +261,199 @@ def test_banks_read_reserve_policies_and_the_alliance_sets_them() -> None:
     assert (str(policy.percent), policy.hold_working_days) == ("1.00", 1)
     audit = AuditLog.objects.get(action="admin.change", object_type="payments.reservepolicy")
     assert (audit.actor, audit.before["percent"], audit.after["percent"]) == (alliance_user, "10.00", "1.00")
+
+
+# --- merchant terms and the payout freeze -------------------------------------------------------------------------
+
+
+def _merchant_form(client: Client, merchant: Merchant) -> dict[str, Any]:
+    """The merchant's change form as the page renders it: field values and the hidden initial values."""
+    page = client.get(reverse("admin:merchants_merchant_change", args=[merchant.pk]))
+    assert page.status_code == 200
+    form = page.context["adminform"].form
+    data: dict[str, Any] = {}
+    for name, field in form.fields.items():
+        value = form[name].value()
+        if value is None or value is False:
+            value = ""
+        if value is True:
+            value = "on"
+        data[name] = value
+        if field.show_hidden_initial:
+            data[f"initial-{name}"] = form[name].initial
+    return {name: value for name, value in data.items() if value != ""}
+
+
+def _save(client: Client, merchant: Merchant, data: dict[str, Any]) -> Any:
+    return client.post(reverse("admin:merchants_merchant_change", args=[merchant.pk]), data)
+
+
+@pytest.fixture
+def sponsor() -> Any:
+    return MemberBankFactory()
+
+
+@pytest.fixture
+def merchant(sponsor: Any) -> Merchant:
+    return MerchantFactory(sponsor_bank=sponsor)
+
+
+def test_the_sponsors_operators_edit_cycle_and_risk_grade_audited(sponsor: Any, merchant: Merchant) -> None:
+    user = bank_operator(sponsor)
+    client = _login(user)
+    data = {**_merchant_form(client, merchant), "settlement_cycle": "t0", "risk_grade": "high"}
+    response = _save(client, merchant, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response
+    merchant.refresh_from_db()
+    assert (merchant.settlement_cycle, merchant.risk_grade) == ("t0", "high")
+    audit = AuditLog.objects.get(action="admin.change", object_type="merchants.merchant")
+    assert audit.actor == user
+    assert audit.bank_id == sponsor.pk
+    assert (audit.before["settlement_cycle"], audit.after["settlement_cycle"]) == ("t1", "t0")
+    assert (audit.before["risk_grade"], audit.after["risk_grade"]) == ("low", "high")
+
+    outsider = _login(bank_operator(MemberBankFactory()))
+    assert _save(outsider, merchant, {**data, "risk_grade": "low"}).status_code == 404
+    merchant.refresh_from_db()
+    assert merchant.risk_grade == "high"
+
+
+def test_a_freeze_needs_a_reason_and_applies_at_once(sponsor: Any, merchant: Merchant) -> None:
+    user = bank_operator(sponsor)
+    client = _login(user)
+    data = {**_merchant_form(client, merchant), "payouts_frozen": "on"}
+    refused = _save(client, merchant, data)
+    assert refused.status_code == 200
+    assert "frozen_reason" in refused.context["adminform"].form.errors
+    merchant.refresh_from_db()
+    assert merchant.payouts_frozen is False
+
+    assert _save(client, merchant, {**data, "frozen_reason": "chargebacks under review"}).status_code == 302
+    merchant.refresh_from_db()
+    assert (merchant.payouts_frozen, merchant.frozen_reason) == (True, "chargebacks under review")
+    audit = AuditLog.objects.get(action="merchant.payouts_freeze")
+    assert (audit.actor, audit.bank_id) == (user, sponsor.pk)
+    assert audit.before == {"payouts_frozen": False, "frozen_reason": ""}
+    assert audit.after["payouts_frozen"] is True
+
+
+def _frozen(merchant: Merchant, actor: Any) -> Merchant:
+    return merchant_services.payouts_freeze(merchant_id=merchant.pk, reason="chargebacks under review", actor=actor)
+
+
+def test_unfreezing_takes_a_second_operator(sponsor: Any, merchant: Merchant) -> None:
+    first, second = bank_operator(sponsor), bank_operator(sponsor)
+    _frozen(merchant, first)
+    asker = _login(first)
+    data = {**_merchant_form(asker, merchant), "unfreeze_note": "cleared by risk"}
+    data.pop("payouts_frozen")  # unticked
+    assert _save(asker, merchant, data).status_code == 302
+    merchant.refresh_from_db()
+    assert merchant.payouts_frozen is True  # nothing is released yet
+    request = UnfreezeRequest.objects.get(merchant=merchant)
+    assert (request.status, request.requested_by, request.note) == ("pending", first, "cleared by risk")
+    assert request.frozen_reason == "chargebacks under review"
+
+    changelist = reverse("admin:merchants_unfreezerequest_changelist")
+    approve = {"action": "approve", "_selected_action": [request.pk]}
+    asker.post(changelist, approve)  # the asker cannot approve their own request
+    merchant.refresh_from_db()
+    request.refresh_from_db()
+    assert (merchant.payouts_frozen, request.status) == (True, "pending")
+
+    outsider = _login(bank_operator(MemberBankFactory()))  # another bank's operator does not even see it
+    outsider.post(changelist, approve)
+    merchant.refresh_from_db()
+    assert merchant.payouts_frozen is True
+
+    _login(second).post(changelist, approve)
+    merchant.refresh_from_db()
+    request.refresh_from_db()
+    assert (merchant.payouts_frozen, merchant.frozen_reason) == (False, "")
+    assert (request.status, request.decided_by) == ("approved", second)
+    audit = AuditLog.objects.get(action="merchant.payouts_unfreeze")
+    assert (audit.actor, audit.bank_id) == (second, sponsor.pk)
+    assert audit.before == {"payouts_frozen": True, "frozen_reason": "chargebacks under review"}
+    assert audit.after["requested_by"] == first.pk
+    assert AuditLog.objects.filter(action="merchant.payouts_unfreeze_request", actor=first).count() == 1
+
+
+def test_an_auditor_cannot_release_a_freeze(sponsor: Any, merchant: Merchant) -> None:
+    from django.contrib.auth.models import Group
+
+    from core.scoping import BANK_AUDITORS
+    from members.models import BankOperator
+    from tests.factories import BankOperatorFactory, StaffFactory
+
+    _frozen(merchant, None)
+    request = merchant_services.payouts_unfreeze_request(merchant_id=merchant.pk, note="", actor=bank_operator(sponsor))
+    auditor = StaffFactory()
+    auditor.groups.add(Group.objects.get(name=BANK_AUDITORS))
+    BankOperatorFactory(user=auditor, bank=sponsor, role=BankOperator.Role.AUDITOR)
+    changelist = reverse("admin:merchants_unfreezerequest_changelist")
+    _login(auditor).post(changelist, {"action": "approve", "_selected_action": [request.pk]})
+    merchant.refresh_from_db()
+    assert merchant.payouts_frozen is True
+
+
+def test_a_page_opened_before_a_freeze_neither_undoes_nor_asks_to_undo_it(sponsor: Any, merchant: Merchant) -> None:
+    client = _login(bank_operator(sponsor))
+    stale = _merchant_form(client, merchant)  # opened while not frozen
+    _frozen(merchant, bank_operator(sponsor))
+    assert _save(client, merchant, {**stale, "display_name": "Renamed"}).status_code == 302
+    merchant.refresh_from_db()
+    assert (merchant.display_name, merchant.payouts_frozen) == ("Renamed", True)
+    assert merchant.frozen_reason == "chargebacks under review"
+    assert not UnfreezeRequest.objects.exists()
+
+
+def test_a_new_freeze_withdraws_a_pending_release(sponsor: Any, merchant: Merchant) -> None:
+    first, second = bank_operator(sponsor), bank_operator(sponsor)
+    _frozen(merchant, first)
+    request = merchant_services.payouts_unfreeze_request(merchant_id=merchant.pk, note="", actor=first)
+    merchant_services.payouts_freeze(merchant_id=merchant.pk, reason="new fraud alert", actor=first)
+    request.refresh_from_db()
+    assert request.status == "withdrawn"
+    _login(second).post(
+        reverse("admin:merchants_unfreezerequest_changelist"), {"action": "approve", "_selected_action": [request.pk]}
+    )
+    merchant.refresh_from_db()
+    assert (merchant.payouts_frozen, merchant.frozen_reason) == (True, "new fraud alert")
+
+
+def test_a_release_is_asked_for_on_its_own_page_and_rejected(sponsor: Any, merchant: Merchant) -> None:
+    first, second = bank_operator(sponsor), bank_operator(sponsor)
+    client = _login(first)
+    add = reverse("admin:merchants_unfreezerequest_add")
+    not_frozen = client.post(add, {"merchant": merchant.pk, "note": "please"})
+    assert not_frozen.status_code == 200  # only frozen merchants are offered
+    assert "merchant" in not_frozen.context["adminform"].form.errors
+    assert not UnfreezeRequest.objects.exists()
+    _frozen(merchant, first)
+    assert client.post(add, {"merchant": merchant.pk, "note": "please"}).status_code == 302
+    request = UnfreezeRequest.objects.get()
+    again = client.post(add, {"merchant": merchant.pk, "note": "again"})
+    assert again.status_code == 200
+    assert "merchant" in again.context["adminform"].form.errors
+    assert UnfreezeRequest.objects.count() == 1
+    _login(second).post(
+        reverse("admin:merchants_unfreezerequest_changelist"), {"action": "reject", "_selected_action": [request.pk]}
+    )
+    request.refresh_from_db()
+    merchant.refresh_from_db()
+    assert (request.status, request.decided_by, merchant.payouts_frozen) == ("rejected", second, True)
+
+
+def test_the_service_refuses_the_asker_as_approver(sponsor: Any, merchant: Merchant) -> None:
+    from core.errors import PermissionDenied
+
+    first = bank_operator(sponsor)
+    _frozen(merchant, first)
+    request = merchant_services.payouts_unfreeze_request(merchant_id=merchant.pk, note="", actor=first)
+    with pytest.raises(PermissionDenied) as refused:
+        merchant_services.payouts_unfreeze_approve(unfreeze_id=request.pk, actor=first)
+    assert refused.value.code == "four_eyes"
+    with pytest.raises(PermissionDenied):
+        merchant_services.payouts_unfreeze_approve(unfreeze_id=request.pk, actor=None)
+    assert Merchant.objects.get(pk=merchant.pk).payouts_frozen is True
+    assert SettlementBatch.objects.count() == 0
