@@ -1,8 +1,10 @@
 """The scoped admin every model registers through.
 
-Each admin declares where its rows belong: `scope_field`, the ORM path to the member bank ("bank", "card__bank"), or
-`alliance_only = True` for alliance-wide tables. Change lists, change forms (404 outside the scope), search, filters,
-autocomplete, foreign-key pickers, inlines and actions all go through `get_queryset`, so they follow the scope.
+Each admin declares where its rows belong: `scope_field`, the ORM path to the member bank ("bank", "card__bank"),
+`alliance_only = True` for alliance-wide tables, or `shared_read = True` for alliance-wide terms every bank works under
+(read by every operator and auditor, changed by alliance operators only). Change lists, change forms (404 outside
+the scope), search, filters, autocomplete, foreign-key pickers, inlines and actions all go through `get_queryset`, so
+they follow the scope.
 Every add, change and delete is written to the audit log with before and after, stamped with the bank the acting
 operator works for. An object's history page shows a bank operator only the entries of their own bank's people (and
 of alliance operators, unnamed).
@@ -31,6 +33,7 @@ from .signin import signin_unlock
 class ScopeMixin:
     scope_field: ClassVar[ScopeField | None] = None
     alliance_only: ClassVar[bool] = False
+    shared_read: ClassVar[bool] = False
     model: type[models.Model]
     admin_site: admin.AdminSite
 
@@ -41,13 +44,15 @@ class ScopeMixin:
         scope = self._scope(request)
         if scope.everything:
             return True
-        return not scope.nothing and not self.alliance_only and bool(self.scope_field)
+        if scope.nothing or self.alliance_only:
+            return False
+        return self.shared_read or bool(self.scope_field)
 
     def _writable(self, request: HttpRequest, obj: models.Model | None) -> bool:
         scope = self._scope(request)
         if scope.everything:
             return True
-        if not self._visible(request) or not scope.writable_bank_ids:
+        if self.shared_read or not self._visible(request) or not scope.writable_bank_ids:
             return False
         if obj is None or self.scope_field is None:
             return True
@@ -56,6 +61,8 @@ class ScopeMixin:
 
     def get_queryset(self, request: HttpRequest) -> models.QuerySet[Any]:
         queryset = super().get_queryset(request)  # type: ignore[misc]
+        if self.shared_read and self._visible(request):
+            return queryset
         return scope_queryset(queryset, self._scope(request), self.scope_field, self.alliance_only)
 
     def has_module_permission(self, request: HttpRequest) -> bool:
@@ -122,7 +129,8 @@ class ScopedAdmin(MoneyColumnsMixin, ScopeMixin, admin.ModelAdmin):  # type: ign
         raise Http404("No such object in your scope.")
 
     def save_model(self, request: HttpRequest, obj: models.Model, form: Any, change: bool) -> None:
-        if self.scope_field and not self._scope(request).everything and not self._writable(request, obj):
+        needs_scope = self.scope_field or self.shared_read
+        if needs_scope and not self._scope(request).everything and not self._writable(request, obj):
             raise PermissionDenied("That row belongs to a bank outside your scope.")
         before = None
         if change and obj.pk is not None:

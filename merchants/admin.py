@@ -25,17 +25,107 @@ from .models import (
     SettlementAccount,
     SettlementAccountChange,
     Store,
+    UnfreezeRequest,
     WebhookDelivery,
     WebhookEndpoint,
 )
 
+MERCHANT_FIELDS = ("code", "legal_name", "display_name", "category_code", "spend_category", "sponsor_bank", "status")
+FREEZE_FIELDS = ("payouts_frozen", "frozen_reason")
+TERMS_FIELDS = (
+    "settlement_cycle",
+    "risk_grade",
+    "payouts_frozen",
+    "frozen_reason",
+    "unfreeze_note",
+    "unfreeze_pending",
+)
+
+
+class MerchantForm(forms.ModelForm):  # type: ignore[type-arg]
+    unfreeze_note = forms.CharField(
+        label=_("Why release the payouts"),
+        max_length=200,
+        required=False,
+        help_text=_("When you untick payouts frozen: a second operator approves the release, and reads this."),
+    )
+
+    class Meta:
+        model = Merchant
+        fields = (*MERCHANT_FIELDS, "settlement_cycle", "risk_grade", "payouts_frozen", "frozen_reason")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The page carries the freeze as the operator saw it, so what they changed is told from what changed since
+        # (another operator's freeze or release meanwhile is not read as theirs).
+        for name in FREEZE_FIELDS:
+            self.fields[name].show_hidden_initial = True
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("payouts_frozen") and not str(data.get("frozen_reason") or "").strip():
+            self.add_error("frozen_reason", _("Say why the payouts are frozen: the merchant's held batches show it."))
+        return data
+
 
 @admin.register(Merchant)
 class MerchantAdmin(ScopedAdmin):
+    """The sponsor bank's operators edit a merchant, its settlement terms included: cycle and risk grade as any other
+    field; a freeze of its payouts at once; lifting a freeze only with a second operator's approval (*Payout unfreeze
+    requests*)."""
+
     scope_field = "sponsor_bank"
-    list_display = ("code", "display_name", "legal_name", "category_code", "spend_category", "sponsor_bank", "status")
-    list_filter = ("status", "spend_category", "sponsor_bank")
+    form = MerchantForm
+    list_display = (
+        "code", "display_name", "legal_name", "category_code", "spend_category", "sponsor_bank", "status",
+        "settlement_cycle", "risk_grade", "payouts_frozen",
+    )  # fmt: skip
+    list_filter = ("status", "spend_category", "settlement_cycle", "risk_grade", "payouts_frozen", "sponsor_bank")
     search_fields = ("code", "display_name", "legal_name")
+    readonly_fields = ("unfreeze_pending",)
+    fieldsets = (
+        (None, {"fields": MERCHANT_FIELDS}),
+        (_("Settlement terms"), {"fields": TERMS_FIELDS}),
+    )
+
+    @admin.display(description=_("release awaiting approval"))
+    def unfreeze_pending(self, obj: Merchant) -> str:
+        if obj.pk is None:
+            return "-"
+        pending = obj.unfreeze_requests.filter(status=UnfreezeRequest.Status.PENDING).select_related("requested_by")
+        request = pending.first()
+        if request is None:
+            return "-"
+        return str(_("asked by %(user)s: %(note)s") % {"user": request.requested_by, "note": request.note or "-"})
+
+    def save_model(self, request: HttpRequest, obj: Merchant, form: forms.ModelForm, change: bool) -> None:  # type: ignore[override,type-arg]
+        """Saves the form as any edit (audited), except the freeze: its fields keep what the database holds (read
+        under the row's lock, so an edit from a page opened before a freeze neither undoes it nor repeats it), and
+        what the operator changed of them goes through the freeze services."""
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        wanted = (obj.payouts_frozen, obj.frozen_reason)
+        current = Merchant.objects.select_for_update().only(*FREEZE_FIELDS).get(pk=obj.pk)
+        obj.payouts_frozen, obj.frozen_reason = current.payouts_frozen, current.frozen_reason
+        super().save_model(request, obj, form, change)
+        if not set(FREEZE_FIELDS) & set(form.changed_data):
+            return
+        try:
+            if wanted[0]:
+                services.payouts_freeze(merchant_id=obj.pk, reason=wanted[1], actor=request.user)
+            elif current.payouts_frozen:
+                services.payouts_unfreeze_request(
+                    merchant_id=obj.pk, note=form.cleaned_data.get("unfreeze_note", ""), actor=request.user
+                )
+                self.message_user(
+                    request,
+                    _("Payouts stay frozen until a second operator approves the release (payout unfreeze requests)."),
+                    messages.WARNING,
+                )
+        except MengkaError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+        obj.refresh_from_db(fields=list(FREEZE_FIELDS))
 
 
 @admin.register(ApiKey)
@@ -307,3 +397,81 @@ class SettlementAccountChangeAdmin(ScopedAdmin):
                 services.settlement_change_approve(change=change, actor=request.user)
             except MengkaError as exc:
                 self.message_user(request, f"{change}: {exc.message}", messages.ERROR)
+
+
+class UnfreezeRequestForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = UnfreezeRequest
+        fields = ("merchant", "note")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        merchant = data.get("merchant")
+        if merchant is not None:
+            try:
+                services.payouts_unfreeze_check(merchant=merchant)
+            except MengkaError as exc:
+                self.add_error("merchant", exc.message)
+        return data
+
+
+@admin.register(UnfreezeRequest)
+class UnfreezeRequestAdmin(ScopedAdmin):
+    """Releasing a merchant's frozen payouts, four eyes: one operator asks (here, or by unticking *payouts frozen* on
+    the merchant), another approves; either may reject. A new freeze withdraws a pending request."""
+
+    scope_field = "merchant__sponsor_bank"
+    form = UnfreezeRequestForm
+    list_display = ("merchant", "frozen_reason", "note", "status", "requested_by", "created_at", "decided_by")
+    list_select_related = ("merchant", "requested_by", "decided_by")
+    list_filter = ("status",)
+    search_fields = ("merchant__code", "merchant__display_name")
+    actions = ["approve", "reject"]
+
+    def get_fields(self, request: HttpRequest, obj: object = None) -> list[str]:  # type: ignore[override]
+        if obj is None:
+            return ["merchant", "note"]
+        return ["merchant", "frozen_reason", "note", "status", "requested_by", "created_at", "decided_by", "decided_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:  # type: ignore[override]
+        return [] if obj is None else self.get_fields(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        # Decided by the actions, never edited: the page of a request is read-only.
+        return obj is None and super().has_change_permission(request, obj)  # type: ignore[arg-type]
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if db_field.name == "merchant":
+            field.queryset = field.queryset.filter(payouts_frozen=True)
+        return field
+
+    def save_model(self, request: HttpRequest, obj: models.Model, form: forms.ModelForm, change: bool) -> None:  # type: ignore[type-arg]
+        """A request goes through its service (scope, state, audit), not the admin's own save."""
+        created = services.payouts_unfreeze_request(
+            merchant_id=form.cleaned_data["merchant"].pk, note=form.cleaned_data["note"], actor=request.user
+        )
+        obj.pk = created.pk
+
+    def _decide(self, request: HttpRequest, queryset: QuerySet[UnfreezeRequest], decide: Any, done: str) -> None:
+        count = 0
+        for unfreeze in queryset.select_related("merchant"):
+            try:
+                decide(unfreeze_id=unfreeze.pk, actor=request.user)
+            except MengkaError as exc:
+                self.message_user(request, f"{unfreeze.merchant.code}: {exc.message}", messages.ERROR)
+                continue
+            count += 1
+        if count:
+            self.message_user(request, done % {"count": count}, messages.SUCCESS)
+
+    @admin.action(description=_("Approve: lift the freeze (a second operator)"), permissions=["change"])
+    def approve(self, request: HttpRequest, queryset: QuerySet[UnfreezeRequest]) -> None:
+        self._decide(request, queryset, services.payouts_unfreeze_approve, str(_("%(count)d freezes lifted.")))
+
+    @admin.action(description=_("Reject: keep the payouts frozen"), permissions=["change"])
+    def reject(self, request: HttpRequest, queryset: QuerySet[UnfreezeRequest]) -> None:
+        self._decide(request, queryset, services.payouts_unfreeze_reject, str(_("%(count)d requests rejected.")))

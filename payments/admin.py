@@ -2,19 +2,25 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet, Value
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.formats import date_format
+from django.utils.html import format_html
 from django.utils.timezone import localtime
 from django.utils.translation import gettext_lazy as _
 
 from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopedTabularInline
-from core.admin_display import MoneyField
+from core.admin_display import MoneyField, money_text
 from core.errors import MengkaError
 from core.scoping import OperatorScope, operator_scope
 
-from . import fees, services
+from . import fees, selectors, services
 from .models import (
     Agreement,
     AgreementRequest,
@@ -28,6 +34,7 @@ from .models import (
     PaymentIntent,
     Payout,
     Refund,
+    ReservePolicy,
     RiskBlock,
     RiskReview,
     RiskReviewApproval,
@@ -36,6 +43,7 @@ from .models import (
     RoutingRule,
     RuleChannel,
     SettlementBatch,
+    SplitInstruction,
     UnmatchedCharge,
 )
 from .selectors import channel_figures
@@ -697,44 +705,196 @@ class PayoutAdmin(PayoutActionsMixin, ReadOnlyAdminMixin, ScopedAdmin):
         )
 
 
+# --- settlements ----------------------------------------------------------------------------------------------------
+# A batch belongs to its merchant's sponsor bank. Batches, their lines and split instructions are written by the
+# settlement run, never here: the admin reads them. A batch's lines (a hundred thousand, for a big merchant) are read
+# a page at a time on their own page, and downloaded as CSV.
+
+SETTLEMENT_BANK = "merchant__sponsor_bank"
+LINES_PER_PAGE = 100
+
+
+@admin.register(ReservePolicy)
+class ReservePolicyAdmin(ScopedAdmin):
+    """The rolling reserve by risk grade: the alliance sets it, every bank sees what its merchants are held to."""
+
+    shared_read = True
+    list_display = ("risk_grade", "percent", "hold_working_days")
+
+
+class SplitInstructionInline(ReadOnlyAdminMixin, ScopedTabularInline):
+    model = SplitInstruction
+    scope_field = f"batch__{SETTLEMENT_BANK}"
+    extra = 0
+    fields = ("party", "bank", "acquirer", "amount")
+    readonly_fields = fields
+    money_fields = {"amount": MoneyField("batch.currency", finer=2, label=_("amount"))}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return super().get_queryset(request).select_related("batch", "bank", "acquirer")
+
+
+SETTLEMENT_AMOUNTS = (
+    "gross", "refunds", "fee_total", "promotion_charges", "cofunding_credits", "dispute_debits", "reserve_held",
+    "reserve_released", "carried_in", "carried_out", "net",
+)  # fmt: skip
+
+
+class SettlementReportForm(forms.Form):
+    settle_on = forms.DateField(
+        label=_("Settlement date"), required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    mode = forms.ChoiceField(label=_("Mode"), choices=[("live", _("live")), ("test", _("test"))], required=False)
+
+
+SETTLEMENT_FIGURES = (
+    "payments_count", "gross", "refunds_count", "refunds", "fees", "fee_total", "fee_parties", "promotion_charges",
+    "cofunding_credits", "dispute_debits", "reserve_held", "reserve_release_on", "reserve_released", "carried_in",
+    "carried_out", "net",
+)  # fmt: skip
+
+
 @admin.register(SettlementBatch)
 class SettlementBatchAdmin(PayoutActionsMixin, ReadOnlyAdminMixin, ScopedAdmin):
-    """Settlement batches, read-only, and the release of a frozen merchant's held batches: the first operator's click
-    asks for it, another operator's approves it (the batch is then settled and its payout sent)."""
-
-    scope_field = PAYOUT_SCOPE
+    scope_field = SETTLEMENT_BANK
     list_display = (
-        "public_id",
-        "merchant",
-        "period",
-        "currency",
-        "livemode",
-        "status",
-        "hold_reason",
-        "net",
-        "settle_on",
-    )
-    list_filter = ("status", "currency", "livemode", "cycle")
+        "public_id", "merchant", "cycle", "period", "settle_on", "status", "payments_count", "gross", "refunds",
+        "fee_total", "net", "reserve_held", "hold_reason", "livemode",
+    )  # fmt: skip
     list_select_related = ("merchant",)
-    search_fields = ("public_id", "merchant__code")
-    money_fields = {
-        name: MoneyField()
-        for name in (
-            "gross",
-            "refunds",
-            "fee_total",
-            "promotion_charges",
-            "cofunding_credits",
-            "dispute_debits",
-            "reserve_held",
-            "reserve_released",
-            "carried_in",
-            "carried_out",
-            "net",
-        )
-    } | {"fees": MoneyField(finer=2, label=_("fees (exact)"))}
-    inlines = [PayoutInline]
+    list_filter = ("status", "cycle", "livemode", "currency", "settle_on")
+    search_fields = ("public_id", "merchant__code", "period")
+    date_hierarchy = "settle_on"
+    show_full_result_count = False
+    change_list_template = "admin/payments/settlementbatch/change_list.html"
+    inlines = [SplitInstructionInline, PayoutInline]
     actions = ["release_held"]
+    money_fields = {
+        **{name: MoneyField() for name in SETTLEMENT_AMOUNTS},
+        "fees": MoneyField(finer=2, label=_("fees before rounding")),
+    }
+    fieldsets = (
+        (None, {"fields": ("public_id", "merchant", "currency", "livemode", "cycle", "period", "cutoff_at")}),
+        (_("Status"), {"fields": ("status", "hold_reason", "settle_on", "created_at", "settled_at", "lines")}),
+        (_("Figures"), {"fields": SETTLEMENT_FIGURES}),
+    )
+    readonly_fields = ("lines",)
+
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        filters = list(super().get_list_filter(request))
+        if operator_scope(request.user).everything:
+            filters.append(SETTLEMENT_BANK)  # a bank operator's batches are their own bank's already
+        return filters
+
+    @admin.display(description=_("lines"))
+    def lines(self, obj: SettlementBatch) -> str:
+        return format_html(
+            '<a href="{}">{}</a> · <a href="{}">{}</a>',
+            reverse("admin:payments_settlementbatch_lines", args=[obj.pk]),
+            _("view the lines"),
+            reverse("admin:payments_settlementbatch_lines_csv", args=[obj.pk]),
+            _("download them (CSV)"),
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        def view(function: Any) -> Any:
+            return self.admin_site.admin_view(function)
+
+        return [
+            path("report/", view(self.report_view), name="payments_settlementbatch_report"),
+            path("<int:batch_id>/lines/", view(self.lines_view), name="payments_settlementbatch_lines"),
+            path("<int:batch_id>/lines.csv", view(self.lines_csv_view), name="payments_settlementbatch_lines_csv"),
+            *super().get_urls(),
+        ]
+
+    def _batch(self, request: HttpRequest, batch_id: int) -> SettlementBatch:
+        batch = self.get_queryset(request).filter(pk=batch_id).first()
+        if batch is None or not self.has_view_permission(request, batch):
+            raise Http404("No such settlement batch in your scope.")
+        return batch
+
+    def lines_view(self, request: HttpRequest, batch_id: int) -> HttpResponse:
+        """A batch's lines, a page at a time in the order they were written (keyset: any page costs the same)."""
+        batch = self._batch(request, batch_id)
+        after = selectors.line_position(request.GET.get("after", ""))
+        page = selectors.settlement_lines_page(batch_id=batch.pk, after=after, limit=LINES_PER_PAGE)
+        rows = [
+            {
+                "line": line,
+                "amount": money_text(line.amount, batch.currency),
+                "fee": money_text(line.fee_hundredths, batch.currency, finer=2),
+                "promotion_charge": money_text(line.promotion_charge, batch.currency),
+                "cofunding_credit": money_text(line.cofunding_credit, batch.currency),
+            }
+            for line in page.lines
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Lines of settlement %(batch)s") % {"batch": batch.public_id},
+            "batch": batch,
+            "rows": rows,
+            "next_after": page.lines[-1].id if page.has_more else None,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/payments/settlementbatch/lines.html", context)
+
+    def lines_csv_view(self, request: HttpRequest, batch_id: int) -> StreamingHttpResponse:
+        batch = self._batch(request, batch_id)
+        response = StreamingHttpResponse(
+            selectors.settlement_lines_csv(batch_id=batch.pk), content_type="text/csv; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{batch.public_id}-lines.csv"'
+        return response
+
+    def report_view(self, request: HttpRequest) -> HttpResponse:
+        """The day's settlements per sponsor bank (an operator sees their own bank's), by status; CSV with ?csv=1."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = SettlementReportForm(request.GET or None)
+        day, livemode = timezone.localdate(), True
+        if form.is_valid():
+            day = form.cleaned_data["settle_on"] or day
+            livemode = form.cleaned_data["mode"] != "test"
+        banks = selectors.settlement_day_by_bank(
+            selectors.settlement_day_report(batches=self.get_queryset(request), settle_on=day, livemode=livemode)
+        )
+        if request.GET.get("csv"):
+            response = HttpResponse(selectors.settlement_day_csv(banks), content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="settlements-{day.isoformat()}.csv"'
+            return response
+        statuses = dict(SettlementBatch.Status.choices)
+        tables = [
+            {
+                "bank": bank.bank,
+                "currency": bank.currency,
+                "rows": [
+                    {
+                        "code": row.status or "total",
+                        "status": statuses.get(row.status, _("total")),
+                        "total": not row.status,
+                        "batches": row.batches,
+                        "payments": row.payments,
+                        "amounts": [money_text(getattr(row, name), bank.currency) for name in row.AMOUNTS],
+                        "hold_reasons": row.hold_reasons,
+                    }
+                    for row in (*bank.rows, bank.total)
+                ],
+            }
+            for bank in banks
+        ]
+        query = request.GET.copy()
+        query["csv"] = "1"
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Settlements of %(day)s by sponsor bank") % {"day": day.isoformat()},
+            "form": form,
+            "day": day,
+            "livemode": livemode,
+            "tables": tables,
+            "csv_query": query.urlencode(),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/payments/settlementbatch/report.html", context)
 
     @admin.action(description=_("Release the selected held batches (two operators)"), permissions=["release"])
     def release_held(self, request: HttpRequest, queryset: QuerySet[SettlementBatch]) -> None:

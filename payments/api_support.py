@@ -20,7 +20,7 @@ from merchants.models import Merchant, Store
 
 from . import points as payment_points
 from . import promotions
-from .models import PaymentIntent, Refund
+from .models import PaymentIntent, Refund, SettlementBatch
 
 # Figures about cardholders are shown only for groups at least this large, so no one can be singled out.
 MIN_COHORT = 20
@@ -166,6 +166,37 @@ def payment_quote(
         "points_program": program,
         "points_available": available,
     }
+
+
+# --- settlements ----------------------------------------------------------------------------------------------------
+# A merchant sees its batches once built: a batch still being built has no final figures yet.
+
+
+def settlement_list(
+    *,
+    merchant: Merchant,
+    livemode: bool,
+    status: str | None = None,
+    settle_on_gte: dt.date | None = None,
+    settle_on_lte: dt.date | None = None,
+) -> QuerySet[SettlementBatch]:
+    batches = SettlementBatch.objects.filter(merchant=merchant, livemode=livemode).exclude(
+        status=SettlementBatch.Status.BUILDING
+    )
+    if status:
+        batches = batches.filter(status=status)
+    if settle_on_gte is not None:
+        batches = batches.filter(settle_on__gte=settle_on_gte)
+    if settle_on_lte is not None:
+        batches = batches.filter(settle_on__lte=settle_on_lte)
+    return batches
+
+
+def settlement_get(*, merchant: Merchant, livemode: bool, settlement_id: str) -> SettlementBatch:
+    batch = settlement_list(merchant=merchant, livemode=livemode).filter(public_id=settlement_id).first()
+    if batch is None:
+        raise NotFound("No such settlement.", param="id")
+    return batch
 
 
 # --- report ---------------------------------------------------------------------------------------------------------

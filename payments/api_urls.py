@@ -21,5 +21,13 @@ urlpatterns: list[URLPattern | URLResolver] = [
     ),
     path("agreements/<str:agreement_id>", apis.AgreementDetailApi.as_view(), name="api-agreement"),
     path("promotions/<str:promotion_id>/stats", apis.PromotionStatsApi.as_view(), name="api-promotion-stats"),
+    path("settlements", apis.SettlementListApi.as_view(), name="api-settlements"),
+    path("settlements/<str:settlement_id>", apis.SettlementDetailApi.as_view(), name="api-settlement"),
+    path("settlements/<str:settlement_id>/lines", apis.SettlementLinesApi.as_view(), name="api-settlement-lines"),
+    path(
+        "settlements/<str:settlement_id>/lines.csv",
+        apis.SettlementLinesCsvApi.as_view(),
+        name="api-settlement-lines-csv",
+    ),
     path("reports/summary", apis.ReportSummaryApi.as_view(), name="api-report-summary"),
 ]

@@ -1,4 +1,5 @@
-"""Merchant API: payments, refunds, quotes, agreements and the summary report. One thin view per operation.
+"""Merchant API: payments, refunds, quotes, agreements, the summary report and settlements. One thin view per
+operation.
 
 Views parse and validate input, call one service (each takes the request's idempotency key) and render the object;
 the services write the webhook events of every state change themselves. Amounts are integers in minor units with an
@@ -11,8 +12,10 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+from django.http import StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -28,15 +31,23 @@ from core.api.fields import (
 )
 from core.api.pagination import CreatedListQuery, ListQuery, created_range, list_response_serializer, page
 from core.calendar import local_now
-from core.errors import ValidationFailed
+from core.errors import NotFound, ValidationFailed
 from core.text import ascii_digits
 from merchants.api_base import LIVEMODE_HELP, MerchantAPIView
-from merchants.models import Merchant, Mode
+from merchants.models import Merchant, Mode, SettlementCycle
 from rewards import selectors as rewards_selectors
 
-from . import api_support, methods, services
-from .events import agreement_out, agreement_request_out, payment_out, refund_out
-from .models import AgreementRequest, PaymentIntent, PaymentMethod, Refund
+from . import api_support, methods, selectors, services
+from .events import agreement_out, agreement_request_out, payment_out, refund_out, settlement_out
+from .models import (
+    AgreementRequest,
+    PaymentIntent,
+    PaymentMethod,
+    Refund,
+    SettlementBatch,
+    SettlementLine,
+    SplitInstruction,
+)
 from .promotion_stats import promotion_stats
 
 # --- payment methods ------------------------------------------------------------------------------------------------
@@ -789,6 +800,184 @@ class PromotionStatsApi(MerchantAPIView):
             merchant_id=self.merchant.pk, livemode=self.livemode, promotion_id=promotion_id
         )
         return Response(promotion_stats(promotion=promotion, now=timezone.now()))
+
+
+# --- settlements ----------------------------------------------------------------------------------------------------
+# What the merchant is owed for one period in one currency (结算), and the lines behind each figure. Amounts are
+# minor units; fees are reckoned in hundredths of a minor unit and rounded once per batch (its `fees`), so a line's
+# `fee` and a split's `amount` are decimal strings of minor units with two decimals ("36.25"), exact.
+
+SETTLEMENT_ID = OpenApiParameter(
+    "settlement_id", str, OpenApiParameter.PATH, description="The settlement's id (stl_…)."
+)
+SETTLEMENT_STATUSES = [value for value in SettlementBatch.Status.values if value != SettlementBatch.Status.BUILDING]
+HUNDREDTHS_HELP = "Minor units with two decimals, as a string (fees are reckoned in hundredths of a minor unit)."
+
+
+class SettlementOut(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField(default="settlement")
+    currency = serializers.CharField()
+    cycle = serializers.ChoiceField(choices=SettlementCycle.choices, help_text="t1: next working day; t0: intraday.")
+    period = serializers.CharField(help_text="The business date (t1) or the window's cut-off, 2026-12-05T14:00 (t0).")
+    cutoff = serializers.IntegerField(help_text="Unix seconds: what was captured or refunded by then is in it.")
+    settle_on = serializers.DateField()
+    status = serializers.ChoiceField(
+        choices=SETTLEMENT_STATUSES,
+        help_text="settled: to pay; held: payouts frozen (see hold_reason); carried: nothing to pay, a negative net "
+        "carried into the next settlement; paying: payout sent; paid; returned: the payout came back.",
+    )
+    hold_reason = serializers.CharField(allow_null=True)
+    payments = serializers.IntegerField(help_text="Captured payments in it.")
+    gross = serializers.IntegerField(help_text="Captured, minor units.")
+    refunds_count = serializers.IntegerField()
+    refunds = serializers.IntegerField(help_text="Refunded, minor units.")
+    fees = serializers.IntegerField(help_text="Fees, rounded once for the whole settlement.")
+    promotion_charges = serializers.IntegerField(help_text="What your promotions cost you.")
+    cofunding_credits = serializers.IntegerField(help_text="What co-funding banks paid towards your promotions.")
+    dispute_debits = serializers.IntegerField()
+    reserve_held = serializers.IntegerField(help_text="The rolling reserve kept from this settlement.")
+    reserve_release_on = serializers.DateField(allow_null=True)
+    reserve_released = serializers.IntegerField(help_text="Earlier reserves released into this settlement.")
+    carried_in = serializers.IntegerField(help_text="An earlier negative net taken from this one.")
+    carried_out = serializers.IntegerField(help_text="A negative net carried into the next settlement.")
+    net = serializers.IntegerField(
+        help_text="gross − refunds − fees − promotion_charges + cofunding_credits − dispute_debits − reserve_held + "
+        "reserve_released + carried_in."
+    )
+    livemode = serializers.BooleanField(help_text=LIVEMODE_HELP)
+    created = serializers.IntegerField()
+    settled = serializers.IntegerField(allow_null=True)
+
+
+class SplitOut(serializers.Serializer):
+    party = serializers.ChoiceField(choices=SplitInstruction.Party.choices)
+    bank = serializers.CharField(allow_null=True, help_text="The member bank paid (its code); null for you.")
+    acquirer = serializers.CharField(help_text="The acquirer of record that carries the split out (its code).")
+    amount = serializers.CharField(help_text=HUNDREDTHS_HELP)
+
+
+class SettlementDetailOut(SettlementOut):
+    splits = SplitOut(many=True, help_text="分账: what the acquirer of record pays each party out of it.")
+
+
+class SettlementLineOut(serializers.Serializer):
+    id = serializers.CharField(help_text="stll_…: the line's number in this settlement (ascending, with gaps).")
+    object = serializers.CharField(default="settlement_line")
+    kind = serializers.ChoiceField(choices=SettlementLine.Kind.choices)
+    payment = serializers.CharField(allow_null=True, help_text="The payment (kind payment).")
+    refund = serializers.CharField(allow_null=True, help_text="The refund (kind refund).")
+    # A declared field, taken off the class by DRF's metaclass: it does not shadow `Field.source` at run time.
+    source = serializers.CharField(  # type: ignore[assignment]
+        allow_null=True, help_text="The earlier settlement whose reserve is released or whose negative net is carried."
+    )
+    amount = serializers.IntegerField(help_text="Minor units, signed: a refund is negative.")
+    fee = serializers.CharField(help_text=HUNDREDTHS_HELP + " Signed: a fee handed back is negative.")
+    promotion_charge = serializers.IntegerField()
+    cofunding_credit = serializers.IntegerField()
+
+
+SettlementList = list_response_serializer("SettlementList", SettlementOut)
+SettlementLineList = list_response_serializer("SettlementLineList", SettlementLineOut)
+
+
+class SettlementListQuery(ListQuery):
+    status = serializers.ChoiceField(choices=SETTLEMENT_STATUSES, required=False)
+    settle_on_gte = serializers.DateField(required=False, help_text="Settling on or after this date (YYYY-MM-DD).")
+    settle_on_lte = serializers.DateField(required=False, help_text="Settling on or before this date.")
+
+    def validate_settle_on_gte(self, value: dt.date) -> dt.date:
+        return _report_date(value)
+
+    def validate_settle_on_lte(self, value: dt.date) -> dt.date:
+        return _report_date(value)
+
+
+class SettlementLinesQuery(ListQuery):
+    starting_after = serializers.CharField(
+        max_length=64, required=False, help_text="The id of the last line received (stll_…)."
+    )
+
+
+class EmptyQuery(StrictSerializer):
+    pass
+
+
+class SettlementListApi(MerchantAPIView):
+    @extend_schema(
+        operation_id="settlements_list",
+        parameters=[SettlementListQuery],
+        responses={200: SettlementList},
+        tags=["settlements"],
+    )
+    def get(self, request: Request) -> Response:
+        query = self.query(SettlementListQuery)
+        batches = api_support.settlement_list(
+            merchant=self.merchant,
+            livemode=self.livemode,
+            status=query.get("status"),
+            settle_on_gte=query.get("settle_on_gte"),
+            settle_on_lte=query.get("settle_on_lte"),
+        )
+        return Response(
+            page(batches, limit=query["limit"], starting_after=query.get("starting_after"), render=settlement_out)
+        )
+
+
+class SettlementDetailApi(MerchantAPIView):
+    @extend_schema(
+        operation_id="settlements_retrieve",
+        parameters=[SETTLEMENT_ID],
+        responses={200: SettlementDetailOut},
+        tags=["settlements"],
+    )
+    def get(self, request: Request, settlement_id: str) -> Response:
+        batch = api_support.settlement_get(merchant=self.merchant, livemode=self.livemode, settlement_id=settlement_id)
+        return Response({**settlement_out(batch), "splits": selectors.settlement_splits(batch_id=batch.pk)})
+
+
+class SettlementLinesApi(MerchantAPIView):
+    @extend_schema(
+        operation_id="settlements_lines",
+        parameters=[SETTLEMENT_ID, SettlementLinesQuery],
+        responses={200: SettlementLineList},
+        tags=["settlements"],
+    )
+    def get(self, request: Request, settlement_id: str) -> Response:
+        query = self.query(SettlementLinesQuery)
+        batch = api_support.settlement_get(merchant=self.merchant, livemode=self.livemode, settlement_id=settlement_id)
+        after = None
+        if query.get("starting_after") is not None:
+            after = selectors.line_position(query["starting_after"])
+            if after is None:
+                raise NotFound("starting_after is not a line of this settlement.", param="starting_after")
+        lines = selectors.settlement_lines_page(batch_id=batch.pk, after=after, limit=query["limit"])
+        return Response(
+            {"object": "list", "data": [line.as_dict() for line in lines.lines], "has_more": lines.has_more}
+        )
+
+
+class SettlementLinesCsvApi(MerchantAPIView):
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        # The body is CSV whatever the client accepts; an error is JSON, as everywhere under /api/.
+        return super().perform_content_negotiation(request, force=True)
+
+    @extend_schema(
+        operation_id="settlements_lines_csv",
+        parameters=[SETTLEMENT_ID],
+        responses={(200, "text/csv"): OpenApiTypes.STR},
+        description="Every line of the settlement as CSV (UTF-8, a header row first; the columns are the fields of "
+        "a line, `fee` in minor units with two decimals), streamed.",
+        tags=["settlements"],
+    )
+    def get(self, request: Request, settlement_id: str) -> StreamingHttpResponse:
+        self.query(EmptyQuery)
+        batch = api_support.settlement_get(merchant=self.merchant, livemode=self.livemode, settlement_id=settlement_id)
+        response = StreamingHttpResponse(
+            selectors.settlement_lines_csv(batch_id=batch.pk), content_type="text/csv; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{batch.public_id}-lines.csv"'
+        return response
 
 
 __all__ = ["ListQuery"]

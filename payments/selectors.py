@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import io
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
+from typing import Any, ClassVar
 
-from django.db.models import Aggregate, Count, IntegerField, Q
+from django.contrib.postgres.aggregates import ArrayAgg
+from django.db.models import Aggregate, Count, IntegerField, Q, QuerySet, Sum, Value
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from core.money import format_minor
+from core.money import MINOR_UNIT_EXPONENT, format_minor
 from members.models import BindingStatus, Cardholder, LinkedAccount
 
 from .connectors import get_connector
 from .connectors.base import AccountBalance, Outcome
 from .health import BreakerState, health_store
-from .models import Agreement, Channel, PaymentAttempt
+from .models import Agreement, Channel, PaymentAttempt, SettlementBatch, SettlementLine, SplitInstruction
 from .routing import load_config
 
 logger = logging.getLogger(__name__)
@@ -166,3 +173,251 @@ def payout_channel(*, sponsor_bank_id: int, currency: str, livemode: bool) -> Ch
         .order_by("pk")
         .first()
     )
+
+
+# --- settlements ----------------------------------------------------------------------------------------------------
+
+
+def hundredths_text(value: int) -> str:
+    """Hundredths of a minor unit as minor units with two decimals, exactly: 3625 → "36.25", -5 → "-0.05"."""
+    return f"{Decimal(value).scaleb(-2):.2f}"
+
+
+LINE_PREFIX = "stll_"
+LINE_COLUMNS = (
+    "id", "kind", "payment", "refund", "source", "amount", "fee", "promotion_charge", "cofunding_credit",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SettlementLineRow:
+    """A line as merchants and operators read it. `id` is its number within the batch (in the order the lines were
+    written, ascending, with gaps), so it says nothing about other batches; `fee` is minor units with two decimals."""
+
+    id: str
+    pk: int
+    kind: str
+    payment: str | None
+    refund: str | None
+    source: str | None
+    amount: int
+    fee: str
+    promotion_charge: int
+    cofunding_credit: int
+    fee_hundredths: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "object": "settlement_line", **{name: getattr(self, name) for name in LINE_COLUMNS[1:]}}
+
+    def as_csv(self) -> list[Any]:
+        return [getattr(self, name) for name in LINE_COLUMNS]
+
+
+_LINE_VALUES = (
+    "pk", "kind", "payment__public_id", "refund__public_id", "source__public_id", "amount", "fee", "promotion_charge",
+    "cofunding_credit",
+)  # fmt: skip
+
+
+def _first_line_pk(batch_id: int) -> int:
+    first = SettlementLine.objects.filter(batch_id=batch_id).order_by("pk").values_list("pk", flat=True).first()
+    return first if first is not None else 0
+
+
+def _line_row(first_pk: int, values: tuple[Any, ...]) -> SettlementLineRow:
+    pk, kind, payment, refund, source, amount, fee, promotion_charge, cofunding_credit = values
+    return SettlementLineRow(
+        f"{LINE_PREFIX}{pk - first_pk + 1}", pk, kind, payment, refund, source, amount, hundredths_text(fee),
+        promotion_charge, cofunding_credit, fee,
+    )  # fmt: skip
+
+
+def line_position(line_id: str) -> int | None:
+    """The number in a line's id (stll_17 → 17), or None for a string that is not one."""
+    number = line_id.removeprefix(LINE_PREFIX)
+    if line_id == number or not number.isascii() or not number.isdigit() or len(number) > 12:
+        return None
+    return int(number)
+
+
+@dataclass(frozen=True)
+class SettlementLinesPage:
+    lines: list[SettlementLineRow]
+    has_more: bool
+
+
+def settlement_lines_page(*, batch_id: int, after: int | None, limit: int) -> SettlementLinesPage:
+    """A page of a batch's lines in the order they were written: those after line number `after` (keyset on the
+    lines' (batch, id) index, so any page costs the same; two queries)."""
+    first_pk = _first_line_pk(batch_id)
+    lines = SettlementLine.objects.filter(batch_id=batch_id)
+    if after is not None:
+        lines = lines.filter(pk__gte=first_pk + after)
+    rows = list(lines.order_by("pk").values_list(*_LINE_VALUES)[: limit + 1])
+    return SettlementLinesPage([_line_row(first_pk, row) for row in rows[:limit]], has_more=len(rows) > limit)
+
+
+class _Echo:
+    """A file whose `write` hands back what it is given, for csv.writer to format one row at a time."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def settlement_lines_csv(*, batch_id: int, chunk_size: int = 2000) -> Iterator[str]:
+    """Every line of a batch as CSV text, a header row first, read through a server-side cursor in chunks: a batch of
+    any size streams in constant memory."""
+    writer = csv.writer(_Echo())
+    yield writer.writerow(LINE_COLUMNS)
+    first_pk = _first_line_pk(batch_id)
+    rows = SettlementLine.objects.filter(batch_id=batch_id).order_by("pk").values_list(*_LINE_VALUES)
+    for values in rows.iterator(chunk_size=chunk_size):
+        yield writer.writerow(_line_row(first_pk, values).as_csv())
+
+
+def settlement_splits(*, batch_id: int) -> list[dict[str, Any]]:
+    """What the acquirer of record pays each party out of a batch (分账), summed per party, bank and acquirer;
+    amounts in minor units with two decimals."""
+    rows = (
+        SplitInstruction.objects.filter(batch_id=batch_id)
+        .values("party", "bank__code", "acquirer__code")
+        .annotate(total=Sum("amount"))
+        .order_by("party", "bank__code", "acquirer__code")
+    )
+    return [
+        {
+            "party": row["party"],
+            "bank": row["bank__code"],
+            "acquirer": row["acquirer__code"],
+            "amount": hundredths_text(row["total"]),
+        }
+        for row in rows
+    ]
+
+
+@dataclass(frozen=True)
+class SettlementDayFigures:
+    """One sponsor bank's batches of one currency and status settling on a day, summed."""
+
+    bank_id: int
+    bank: str
+    currency: str
+    status: str
+    batches: int
+    payments: int
+    gross: int
+    refunds: int
+    fees: int
+    promotion_charges: int
+    cofunding_credits: int
+    reserve_held: int
+    reserve_released: int
+    carried_out: int
+    net: int
+    hold_reasons: list[str]
+
+    AMOUNTS: ClassVar[tuple[str, ...]] = (
+        "gross", "refunds", "fees", "promotion_charges", "cofunding_credits", "reserve_held", "reserve_released",
+        "carried_out", "net",
+    )  # fmt: skip
+
+
+def settlement_day_report(
+    *, batches: QuerySet[SettlementBatch], settle_on: dt.date, livemode: bool = True
+) -> list[SettlementDayFigures]:
+    """The batches of `batches` (already limited to what the reader may see) settling on `settle_on`, summed per
+    sponsor bank, currency and status in one grouped query; held ones say why (the distinct reasons)."""
+    held = Q(status=SettlementBatch.Status.HELD) & ~Q(hold_reason="")
+    bank = "merchant__sponsor_bank"
+    rows = (
+        batches.filter(settle_on=settle_on, livemode=livemode)
+        .values(bank, f"{bank}__code", f"{bank}__name_zh", "currency", "status")
+        .annotate(
+            batches=Count("pk"),
+            payments=Sum("payments_count"),
+            gross=Sum("gross"),
+            refunds=Sum("refunds"),
+            fees=Sum("fee_total"),
+            promotion_charges=Sum("promotion_charges"),
+            cofunding_credits=Sum("cofunding_credits"),
+            reserve_held=Sum("reserve_held"),
+            reserve_released=Sum("reserve_released"),
+            carried_out=Sum("carried_out"),
+            net=Sum("net"),
+            hold_reasons=ArrayAgg("hold_reason", distinct=True, filter=held, default=Value([])),
+        )
+        .order_by(f"{bank}__code", "currency", "status")
+    )
+    return [
+        SettlementDayFigures(
+            bank_id=row[bank],
+            bank=f"{row[f'{bank}__code']} {row[f'{bank}__name_zh']}",
+            currency=row["currency"],
+            status=row["status"],
+            batches=row["batches"],
+            payments=row["payments"],
+            hold_reasons=sorted(row["hold_reasons"]),
+            **{name: row[name] for name in SettlementDayFigures.AMOUNTS},
+        )
+        for row in rows
+    ]
+
+
+@dataclass(frozen=True)
+class SettlementBankDay:
+    """One sponsor bank's batches of one currency settling on a day: a row per status and their total."""
+
+    bank_id: int
+    bank: str
+    currency: str
+    rows: list[SettlementDayFigures]
+    total: SettlementDayFigures
+
+
+def settlement_day_by_bank(figures: list[SettlementDayFigures]) -> list[SettlementBankDay]:
+    """The report's rows grouped per bank and currency (as they come, ordered), each group with its total."""
+    groups: dict[tuple[int, str], list[SettlementDayFigures]] = {}
+    for row in figures:
+        groups.setdefault((row.bank_id, row.currency), []).append(row)
+    days = []
+    for (bank_id, currency), rows in groups.items():
+        total = SettlementDayFigures(
+            bank_id=bank_id,
+            bank=rows[0].bank,
+            currency=currency,
+            status="",
+            batches=sum(row.batches for row in rows),
+            payments=sum(row.payments for row in rows),
+            hold_reasons=sorted({reason for row in rows for reason in row.hold_reasons}),
+            **{name: sum(getattr(row, name) for row in rows) for name in SettlementDayFigures.AMOUNTS},
+        )
+        days.append(SettlementBankDay(bank_id, rows[0].bank, currency, rows, total))
+    return days
+
+
+REPORT_CSV_COLUMNS = (
+    "bank",
+    "currency",
+    "status",
+    "batches",
+    "payments",
+    *SettlementDayFigures.AMOUNTS,
+    "hold_reasons",
+)
+
+
+def settlement_day_csv(days: list[SettlementBankDay]) -> str:
+    """The report as CSV: a row per bank, currency and status, then the bank's total (status "total"); amounts in the
+    currency's units with its decimals ("1288.00"), exact."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(REPORT_CSV_COLUMNS)
+    for day in days:
+        for row in (*day.rows, day.total):
+            places = MINOR_UNIT_EXPONENT.get(day.currency, 2)
+            amounts = [f"{Decimal(getattr(row, name)).scaleb(-places):.{places}f}" for name in row.AMOUNTS]
+            writer.writerow(
+                [day.bank, day.currency, row.status or "total", row.batches, row.payments, *amounts,
+                 "; ".join(row.hold_reasons)]
+            )  # fmt: skip
+    return out.getvalue()

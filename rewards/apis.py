@@ -100,6 +100,7 @@ class VoucherRedeemApi(MerchantAPIView):
 # strings or JSON numbers in, strings out. Times are unix seconds. Values are checked as a whole by the service
 # (422 naming the field); a body of the wrong shape is a 400.
 
+PROMOTION_KINDS = Promotion.Kind.values  # named in the schema's enum overrides (settings): one name for one set
 PROMOTION_ID = OpenApiParameter("promotion_id", str, OpenApiParameter.PATH, description="The promotion's id (promo_…).")
 LIST_HELP = {
     "stores": "Your store codes (this mode); empty: every store.",
@@ -130,7 +131,7 @@ def _promotion_fields(*, create: bool) -> dict[str, serializers.Field]:
     return {
         "name": StrictCharField(**need(max_length=120)),
         "description": StrictCharField(max_length=500, required=False, allow_blank=True),
-        "kind": serializers.ChoiceField(choices=Promotion.Kind.values, **need()),
+        "kind": serializers.ChoiceField(choices=PROMOTION_KINDS, **need()),
         "currency": currency_field(required=False, help_text="ISO 4217 code; default CNY. Points kinds: CNY only."),
         "amount_off": StrictIntegerField(**optional(help_text="amount_off: minor units taken off.")),
         "percent_off": serializers.DecimalField(
@@ -233,7 +234,7 @@ class PromotionOut(serializers.Serializer):
     object = serializers.CharField(default="promotion")
     name = serializers.CharField()
     description = serializers.CharField()
-    kind = serializers.ChoiceField(choices=Promotion.Kind.values)
+    kind = serializers.ChoiceField(choices=PROMOTION_KINDS)
     currency = serializers.CharField()
     status = serializers.ChoiceField(choices=Promotion.Status.values)
     amount_off = serializers.IntegerField(allow_null=True)

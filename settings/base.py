@@ -210,6 +210,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Choice sets shared by several components (a settlement and its detail, a list's filter) get one name.
+    "ENUM_NAME_OVERRIDES": {
+        "SettlementStatusEnum": "payments.apis.SETTLEMENT_STATUSES",
+        "SettlementLineKindEnum": "payments.models.SettlementLine.Kind",
+        "PromotionKindEnum": "rewards.apis.PROMOTION_KINDS",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "core.api.schema.error_responses",  # every operation's error statuses; unknown fields refused

@@ -955,4 +955,136 @@ def make_payout(batch: Any = None, **fields: Any) -> Any:
     return Payout.objects.create(**values)
 
 
-FACTORIES.update({"payments.settlementbatch": make_settlement_batch, "payments.payout": make_payout})
+FACTORIES.update({"payments.payout": make_payout})
+
+
+def settled_payment(merchant: Any, *, amount: int = 10_000, livemode: bool = True, currency: str = "CNY") -> Any:
+    """A captured payment of `merchant`, as a settlement line needs one (no channel, a new cardholder)."""
+    return PaymentIntent.objects.create(
+        merchant=merchant,
+        cardholder=CardholderFactory(),
+        acquirer=merchant.sponsor_bank,
+        amount=amount,
+        amount_captured=amount,
+        currency=currency,
+        livemode=livemode,
+        status="succeeded",
+        captured_at=timezone.now(),
+        business_date=timezone.localdate(),
+    )
+
+
+def _line_object(merchant: Any, batch_fields: dict[str, Any], line: dict[str, Any]) -> dict[str, Any]:
+    line = {"kind": "payment", **line}
+    money = {"livemode": batch_fields["livemode"], "currency": batch_fields["currency"]}
+    if line["kind"] == "payment" and "payment" not in line:
+        line["payment"] = settled_payment(merchant, amount=line["amount"], **money)
+    elif line["kind"] == "refund" and "refund" not in line:
+        payment = settled_payment(merchant, amount=-line["amount"], **money)
+        PaymentIntent.objects.filter(pk=payment.pk).update(
+            amount_refunded=-line["amount"], amount_refund_reserved=-line["amount"]
+        )
+        line["refund"] = Refund.objects.create(
+            intent=payment, amount=-line["amount"], reference=f"{payment.public_id}-r1", status="succeeded"
+        )
+    elif line["kind"] in ("reserve_release", "carried") and "source" not in line:
+        line["source"] = make_settlement(
+            merchant,
+            status="paid",
+            currency=batch_fields["currency"],
+            livemode=batch_fields["livemode"],
+            settle_on=batch_fields["settle_on"] - dt.timedelta(days=1),
+        )
+    return line
+
+
+def make_settlement(
+    merchant: Any = None, *, lines: list[dict[str, Any]] | None = None, splits: list[dict[str, Any]] | None = None,
+    **fields: Any,
+) -> Any:  # fmt: skip
+    """A settlement batch of `merchant` (by default a new one, under a new bank), settled today, with `lines` — dicts
+    of a line's fields (kind payment by default; a payment line without `payment` gets a new captured payment of its
+    amount, a refund line (negative amount) a refund of a new payment, a reserve release or a carried line an earlier
+    batch as its source) — and `splits`, dicts of split instructions (the acquirer defaults to the sponsor bank).
+    The batch's counts and figures are its lines' sums, unless given; `net` follows the formula of the model."""
+    from payments.models import SettlementBatch, SettlementLine, SplitInstruction
+
+    merchant = merchant or MerchantFactory()
+    day = next(_settlement_days)
+    values: dict[str, Any] = {
+        "currency": "CNY",
+        "livemode": True,
+        "cycle": merchant.settlement_cycle,
+        "period": (dt.date(2020, 1, 1) + dt.timedelta(days=day)).isoformat(),
+        "cutoff_at": timezone.now(),
+        "settle_on": timezone.localdate(),
+        "status": "settled",
+        "settled_at": timezone.now(),
+        **fields,
+    }
+    rows = [_line_object(merchant, values, line) for line in lines or []]
+
+    def total(kind: str, name: str = "amount") -> int:
+        return sum(row.get(name, 0) for row in rows if row["kind"] == kind)
+
+    fees = sum(row.get("fee", 0) for row in rows)
+    figures: dict[str, Any] = {
+        "payments_count": sum(1 for row in rows if row["kind"] == "payment"),
+        "gross": total("payment"),
+        "refunds_count": sum(1 for row in rows if row["kind"] == "refund"),
+        "refunds": -total("refund"),
+        "fees": fees,
+        "fee_total": int((Decimal(fees) / 100).to_integral_value(rounding="ROUND_HALF_UP")),
+        "promotion_charges": sum(row.get("promotion_charge", 0) for row in rows),
+        "cofunding_credits": sum(row.get("cofunding_credit", 0) for row in rows),
+        "reserve_released": total("reserve_release"),
+        "carried_in": total("carried"),
+    }
+    values = {**figures, **values}
+    if "net" not in values:
+        values["net"] = (
+            values["gross"] - values["refunds"] - values["fee_total"] - values["promotion_charges"]
+            + values["cofunding_credits"] - values.get("dispute_debits", 0) - values.get("reserve_held", 0)
+            + values["reserve_released"] + values["carried_in"]
+        )  # fmt: skip
+    batch = SettlementBatch.objects.create(merchant=merchant, **values)
+    SettlementLine.objects.bulk_create(SettlementLine(batch=batch, **row) for row in rows)
+    for split in splits or []:
+        SplitInstruction.objects.create(batch=batch, **{"acquirer": merchant.sponsor_bank, **split})
+    return batch
+
+
+def _settlement_batch() -> Any:
+    return make_settlement(lines=[{"amount": 10_000, "fee": 6_000}], splits=[{"party": "merchant", "amount": 940_000}])
+
+
+_reserve_grades = itertools.cycle(["low", "medium", "high"])
+
+
+def _reserve_policy() -> Any:
+    """A reserve policy for a grade that has none yet (or, every grade having one, the next grade's)."""
+    from payments.models import ReservePolicy
+
+    taken = set(ReservePolicy.objects.values_list("risk_grade", flat=True))
+    free = [grade for grade in ("low", "medium", "high") if grade not in taken]
+    if not free:
+        return ReservePolicy.objects.get(risk_grade=next(_reserve_grades))
+    return ReservePolicy.objects.create(risk_grade=free[0], percent=Decimal("5.00"), hold_working_days=30)
+
+
+def _unfreeze_request() -> Any:
+    from merchants.models import UnfreezeRequest
+
+    merchant = MerchantFactory(payouts_frozen=True, frozen_reason="chargebacks under review")
+    return UnfreezeRequest.objects.create(
+        merchant=merchant, frozen_reason=merchant.frozen_reason, requested_by=UserFactory()
+    )
+
+
+FACTORIES.update(
+    {
+        "payments.settlementbatch": _settlement_batch,
+        "payments.reservepolicy": _reserve_policy,
+        "merchants.unfreezerequest": _unfreeze_request,
+    }
+)

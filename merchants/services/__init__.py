@@ -2,6 +2,7 @@
 
 onboarding  merchants, and the applications their sponsor bank's operators approve or reject
 settlement  a merchant's settlement account and its changes (four eyes)
+freeze      freezing a merchant's payouts (at once) and lifting the freeze (four eyes)
 api_keys    secret keys: issued, rotated, revoked, their use recorded
 key_deliveries  new keys sent to the merchant's contact by one-time links, never shown to an operator
 stores      a merchant's stores
@@ -26,6 +27,13 @@ from .deliveries import (
 )
 from .endpoints import CreatedEndpoint, webhook_endpoint_create, webhook_endpoint_delete, webhook_endpoint_update
 from .events import EVENT_TYPES, event_body, event_emit, events_emit
+from .freeze import (
+    payouts_freeze,
+    payouts_unfreeze_approve,
+    payouts_unfreeze_check,
+    payouts_unfreeze_reject,
+    payouts_unfreeze_request,
+)
 from .key_deliveries import (
     CollectedKey,
     KeysSent,
@@ -74,6 +82,11 @@ __all__ = [
     "merchant_application_submit",
     "merchant_create",
     "new_public_id",
+    "payouts_freeze",
+    "payouts_unfreeze_approve",
+    "payouts_unfreeze_check",
+    "payouts_unfreeze_reject",
+    "payouts_unfreeze_request",
     "require_operator_of",
     "settlement_account_check",
     "settlement_change_approve",

@@ -39,9 +39,8 @@ def test_every_registered_model_declares_its_scope() -> None:
     for model, model_admin in REGISTRY:
         label = model._meta.label_lower
         assert isinstance(model_admin, ScopeMixin), f"{label} is registered without the scoped admin"
-        assert bool(model_admin.alliance_only) != bool(model_admin.scope_field), (
-            f"{label} must declare exactly one of scope_field or alliance_only"
-        )
+        declared = [bool(model_admin.alliance_only), bool(model_admin.scope_field), bool(model_admin.shared_read)]
+        assert declared.count(True) == 1, f"{label} must declare exactly one of scope_field, alliance_only, shared_read"
         assert label in FACTORIES, f"{label} has no factory in tests/factories.py: the scoping walk cannot check it"
         for inline in model_admin.inlines:
             assert issubclass(inline, ScopeMixin), f"inline {inline.__name__} on {label} is not scoped"
@@ -68,6 +67,24 @@ def test_scope_is_enforced(model: Any, model_admin: Any) -> None:
         operator = _login(_bank_operator(MemberBankFactory()))
         assert operator.get(changelist).status_code == 403
         assert operator.get(inside_url).status_code in (403, 404)
+        return
+
+    if model_admin.shared_read:
+        # Terms every bank works under: any bank's operator reads every row and changes none.
+        user = _bank_operator(MemberBankFactory())
+        operator = _login(user)
+        response = operator.get(changelist)
+        assert response.status_code == 200
+        visible = set(response.context["cl"].queryset.values_list("pk", flat=True))
+        assert {inside.pk, outside.pk} <= visible
+        page = operator.get(inside_url)
+        assert page.status_code == 200
+        assert not page.context["has_change_permission"]
+        request = page.wsgi_request
+        request.user = user
+        assert not model_admin.has_change_permission(request, inside)
+        assert not model_admin.has_add_permission(request)
+        assert not model_admin.has_delete_permission(request, inside)
         return
 
     inside_banks = bank_ids_of(inside, model_admin.scope_field)
