@@ -66,3 +66,15 @@ def channels_probe() -> dict[str, str]:
             run.count(**{f"{figures.code}.volume": figures.volume, f"{figures.code}.faults": figures.channel_faults})
         run.advance(len(states), open=sum(1 for state in states.values() if state == "open"))
     return states
+
+
+@shared_task(name="payments.settlement_t1")
+def settlement_t1() -> list[dict[str, Any]]:
+    """Settles T+1 merchants: every business date whose settlement day has come and that is not settled yet."""
+    return [vars(report) for report in services.settle_due_t1()]
+
+
+@shared_task(name="payments.settlement_t0")
+def settlement_t0() -> list[dict[str, Any]]:
+    """Settles T+0 merchants: the window that just closed (and any missed in the last day)."""
+    return [vars(report) for report in services.settle_due_t0()]
