@@ -8,7 +8,6 @@ import io
 import itertools
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.management import CommandError
@@ -18,9 +17,8 @@ from django.utils import timezone
 from core.calendar import add_working_days
 from core.errors import Conflict, ValidationFailed
 from core.models import JobRun
-from payments import fees, services
+from payments import services
 from payments.models import (
-    FeeSchedule,
     FeeSplit,
     PaymentIntent,
     Refund,
@@ -31,17 +29,10 @@ from payments.models import (
 )
 from payments.services import settlement
 from rewards.models import Promotion, PromotionUse
-from tests.factories import (
-    CardFactory,
-    CardProductFactory,
-    ChannelFactory,
-    MemberBankFactory,
-    MerchantFactory,
-    make_promotion,
-)
+from tests.factories import MerchantFactory, make_promotion
+from tests.payments.settling import SH, at, make_world, pay, refund
 
 pytestmark = pytest.mark.django_db
-SH = ZoneInfo("Asia/Shanghai")
 D = dt.date
 Batch = SettlementBatch
 Line = SettlementLine
@@ -54,101 +45,7 @@ NEXT_MON = D(2026, 11, 30)
 
 @pytest.fixture
 def world() -> dict[str, Any]:
-    sponsor, issuer, other_acquirer = MemberBankFactory(), MemberBankFactory(), MemberBankFactory()
-    merchant = MerchantFactory(sponsor_bank=sponsor)
-    card = CardFactory(product=CardProductFactory(bank=issuer))
-    channel = ChannelFactory(acquirer=sponsor)
-    other_channel = ChannelFactory(acquirer=other_acquirer)
-    schedule = FeeSchedule.objects.create(
-        mdr_percent=Decimal("0.6"),
-        issuer_share=Decimal("60"),
-        acquirer_share=Decimal("25"),
-        channel_share=Decimal("10"),
-        alliance_share=Decimal("5"),
-        effective_from=timezone.now() - dt.timedelta(days=400),
-    )
-    return {
-        "merchant": merchant,
-        "sponsor": sponsor,
-        "issuer": issuer,
-        "other_acquirer": other_acquirer,
-        "card": card,
-        "channel": channel,
-        "other_channel": other_channel,
-        "schedule": schedule,
-    }
-
-
-def at(day: dt.date, hour: int = 12, minute: int = 0) -> dt.datetime:
-    return dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=SH)
-
-
-def pay(
-    world: dict[str, Any],
-    amount: int,
-    day: dt.date,
-    *,
-    captured_at: dt.datetime | None = None,
-    merchant: Any = None,
-    channel: Any = None,
-    fee: int | None = None,
-    livemode: bool = True,
-    currency: str = "CNY",
-) -> PaymentIntent:
-    """A payment captured with business date `day`, its fee (0.6 %, or `fee` hundredths) split as the service does."""
-    channel = channel or world["channel"]
-    intent = PaymentIntent.objects.create(
-        merchant=merchant or world["merchant"],
-        cardholder=world["card"].cardholder,
-        card=world["card"],
-        issuer=world["issuer"],
-        acquirer=channel.acquirer,
-        channel=channel,
-        amount=amount,
-        amount_captured=amount,
-        currency=currency,
-        status=PaymentIntent.Status.SUCCEEDED,
-        business_date=day,
-        captured_at=captured_at or at(day),
-        livemode=livemode,
-    )
-    schedule = world["schedule"]
-    charged = fees.fee_for(schedule, amount) if fee is None else fee
-    if livemode:
-        FeeSplit.objects.bulk_create(
-            FeeSplit(
-                payment=intent,
-                schedule=schedule,
-                event=FeeSplit.Event.CAPTURE,
-                party=party,
-                bank_id=fees._bank_of(intent, party),
-                amount=part,
-            )
-            for party, part in fees.split(schedule, charged).items()
-        )
-        intent.fee = charged
-        intent.save(update_fields=["fee"])
-    return intent
-
-
-def refund(intent: PaymentIntent, amount: int, day: dt.date, *, completed_at: dt.datetime | None = None,
-           promotion_cost_returned: int = 0) -> Refund:  # fmt: skip
-    """A succeeded refund with business date `day`, its fee handed back by the cumulative rule."""
-    intent.refresh_from_db()
-    intent.amount_refund_reserved += amount
-    intent.amount_refunded += amount
-    made = Refund.objects.create(
-        intent=intent,
-        amount=amount,
-        status=Refund.Status.SUCCEEDED,
-        reference=f"{intent.public_id}-r{next(_serial)}",
-        business_date=day,
-        completed_at=completed_at or at(day, 15),
-        promotion_cost_returned=promotion_cost_returned,
-    )
-    fees.record_refund(intent, made)
-    intent.save(update_fields=["amount_refund_reserved", "amount_refunded", "fee_returned"])
-    return made
+    return make_world()
 
 
 def settle(day: dt.date, **kw: Any) -> settlement.SettleReport:
