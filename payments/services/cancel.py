@@ -71,10 +71,13 @@ def cancel(intent: PaymentIntent, reason: str) -> None:
         guard = guard.filter(~Exists(lines), amount_refund_reserved=0)
     with transaction.atomic():
         if source_status == Status.SUCCEEDED:
-            # The row lock first: a settlement chunk holding the payment (KEY SHARE) is waited for, so that the
-            # guarded UPDATE, a new statement, sees the line it committed; a chunk that comes later waits for this
-            # transaction and then finds the payment no longer succeeded. Never both.
-            PaymentIntent.objects.select_for_update().filter(pk=intent.pk).values_list("pk", flat=True).first()
+            # The merchant's row first: a settlement chunk holding it (FOR SHARE) is waited for, so that the guarded
+            # UPDATE, a new statement, sees the line the chunk committed; a chunk that comes later waits for this
+            # transaction and then finds the payment no longer succeeded. Never both. (NO KEY UPDATE: payments being
+            # made for the merchant meanwhile are not held up.)
+            Merchant.objects.select_for_update(no_key=True).filter(pk=intent.merchant_id).values_list(
+                "pk", flat=True
+            ).first()
         if not guard.update(status=Status.PROCESSING, updated_at=now):
             raise Conflict("The payment changed while canceling; retry.", code="payment_unexpected_state")
         attempt = intent.attempts.filter(status__in=CHARGED).select_related("channel").get()

@@ -2,11 +2,12 @@
 
 A run settles one cycle's period: a business date for T+1 merchants (`2026-12-04`, settled on the next working day),
 or an intraday window for T+0 merchants (`2026-12-05T14:00`, settled that day). It finds the merchants of that cycle
-with something to settle and no batch for the period yet, then works through them `chunk_merchants` at a time. Each
-chunk is one transaction of a few statements over the whole chunk, never a loop over payments:
+with something to settle and no batch for the period yet, then works through them `chunk_merchants` at a time,
+`workers` chunks at once. Each chunk is one transaction of a few statements over the whole chunk, never a loop over
+payments:
 
-1. the chunk's captured payments and succeeded refunds in the period that are on no line yet, into a work table —
-   the payments locked (FOR KEY SHARE) so that a void racing the run waits for it, then finds the line;
+1. the chunk's merchants locked (FOR SHARE) against a void, which takes its merchant's lock first; then the chunk's
+   captured payments and succeeded refunds in the period that are on no line yet, into a work table;
 2. a batch per merchant, currency and mode (`ON CONFLICT DO NOTHING` on the unique period);
 3. the lines: a payment or refund each, the reserve of each earlier batch due for release, the negative net of each
    earlier carried batch;
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -41,6 +44,7 @@ from rewards.models import Promotion, PromotionUse
 
 from ..models import (
     Channel,
+    FeeParty,
     FeeSplit,
     PaymentIntent,
     Refund,
@@ -71,6 +75,19 @@ class Period:
     before: dt.datetime | None = None
 
 
+def _catch_up_from(day: dt.date) -> dt.date:
+    """The earliest business date a period on `day` still takes from: SETTLEMENT_CATCH_UP_WORKING_DAYS working days
+    back (a payment no run could see was in flight when the previous period's run read it, and lands in the next).
+    Each run reads its merchants' payments of those business dates again, so the bound is in working days, not
+    calendar days, which a long holiday would stretch."""
+    earliest = day
+    for _step in range(settings.SETTLEMENT_CATCH_UP_WORKING_DAYS):
+        earliest -= dt.timedelta(days=1)
+        while not is_working_day(earliest):
+            earliest -= dt.timedelta(days=1)
+    return earliest
+
+
 def t1_period(day: dt.date) -> Period:
     """Business date `day`: every payment and refund of that business date or before (catch-up), settled on the next
     working day. The cut-off shown is the earliest channel cut-off that ends the day."""
@@ -86,7 +103,7 @@ def t1_period(day: dt.date) -> Period:
         label=day.isoformat(),
         cutoff_at=dt.datetime.combine(day, earliest, tzinfo=SHANGHAI),
         settle_on=next_working_day(day),
-        business_from=day - dt.timedelta(days=settings.SETTLEMENT_CATCH_UP_DAYS),
+        business_from=_catch_up_from(day),
         business_to=day,
     )
 
@@ -111,7 +128,7 @@ def t0_period(cutoff: dt.datetime) -> Period:
         label=f"{day.isoformat()}T{local:%H:%M}",
         cutoff_at=local,
         settle_on=day,
-        business_from=day - dt.timedelta(days=settings.SETTLEMENT_CATCH_UP_DAYS),
+        business_from=_catch_up_from(day),
         business_to=next_working_day(day),
         before=local,
     )
@@ -173,35 +190,87 @@ class SettleReport:
     lines: int = 0
 
 
-def settle(cycle: str, period: str, *, chunk_merchants: int | None = None, echo: IO[str] | None = None) -> SettleReport:
-    """Settles `cycle`'s `period` as one job run, `chunk_merchants` merchants per transaction. Running it again is a
-    no-op for every merchant already settled; a run left unfinished (killed) is taken over and finished."""
+def settle(
+    cycle: str,
+    period: str,
+    *,
+    chunk_merchants: int | None = None,
+    workers: int | None = None,
+    echo: IO[str] | None = None,
+) -> SettleReport:
+    """Settles `cycle`'s `period` as one job run, `chunk_merchants` merchants per transaction, `workers` chunks at a
+    time (each on a connection of its own; one at a time inside a caller's transaction, which other connections
+    could not see). Running it again is a no-op for every merchant already settled; a run left unfinished (killed)
+    is taken over and finished."""
     target = period_for(cycle, period)
     size = chunk_merchants or settings.SETTLEMENT_CHUNK_MERCHANTS
-    if size < 1:
-        raise ValidationFailed("A chunk holds at least one merchant.", code="invalid_chunk", param="chunk_merchants")
+    parallel = workers or settings.SETTLEMENT_WORKERS
+    if size < 1 or parallel < 1:
+        raise ValidationFailed(
+            "A chunk holds at least one merchant, and one worker at least settles them.",
+            code="invalid_chunk",
+            param="chunk_merchants",
+        )
     if timezone.now() < target.cutoff_at:
         raise ValidationFailed(
             f"Period {target.label} is not over yet: it closes at {target.cutoff_at:%Y-%m-%d %H:%M}.",
             code="period_open",
             param="period",
         )
-    report = SettleReport(cycle=target.cycle, period=target.label)
+    report = SettleReport(cycle=str(target.cycle), period=target.label)
     with job_run(JOBS[target.cycle], period=target.label, echo=echo) as run:
         merchants = _candidates(target)
         report.merchants = len(merchants)
         run.set_total(len(merchants))
         terms = _reserve_terms(target.settle_on)
-        for start in range(0, len(merchants), size):
-            chunk = merchants[start : start + size]
-            batches, lines = _settle_chunk(target, chunk, terms)
+        chunks = [merchants[start : start + size] for start in range(0, len(merchants), size)]
+
+        def done(chunk: list[int], batches: int, lines: int) -> None:
             report.chunks += 1
             report.batches += batches
             report.lines += lines
             run.advance(len(chunk), batches=batches, lines=lines)
-            if settings.SETTLEMENT_CHUNK_PAUSE > 0 and start + size < len(merchants):
-                time.sleep(settings.SETTLEMENT_CHUNK_PAUSE)
+
+        if parallel == 1 or len(chunks) < 2 or connection.in_atomic_block:
+            for chunk in chunks:
+                done(chunk, *_settle_chunk(target, chunk, terms))
+                _pause()
+        else:
+            _settle_in_parallel(target, chunks, terms, parallel, done)
     return report
+
+
+def _pause() -> None:
+    if settings.SETTLEMENT_CHUNK_PAUSE > 0:
+        time.sleep(settings.SETTLEMENT_CHUNK_PAUSE)
+
+
+def _settle_in_parallel(
+    target: Period,
+    chunks: list[list[int]],
+    terms: list[tuple[str, Any, dt.date]],
+    workers: int,
+    done: Callable[[list[int], int, int], None],
+) -> None:
+    """Chunks on `workers` threads, each chunk one transaction on the thread's own connection (the merchants of two
+    chunks never meet, so neither do their rows or locks). The first failure cancels the chunks not started."""
+
+    def work(chunk: list[int]) -> tuple[int, int]:
+        try:
+            written = _settle_chunk(target, chunk, terms)
+            _pause()
+            return written
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="settle") as pool:
+        futures = {pool.submit(work, chunk): chunk for chunk in chunks}
+        try:
+            for future in as_completed(futures):
+                done(futures[future], *future.result())
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def settle_due_t1(*, today: dt.date | None = None, echo: IO[str] | None = None) -> list[SettleReport]:
@@ -323,6 +392,35 @@ def _fragments(period: Period) -> dict[str, sql.Composable]:
     }
 
 
+_PIVOT = "sum(f.amount) FILTER (WHERE f.party = {party}) AS {}, max(f.bank_id) FILTER (WHERE f.party = {party}) AS {}"
+
+
+def _party_fragments() -> dict[str, sql.Composable]:
+    """A line's fee splits as columns, one amount and one bank per party (a payment's capture and a refund have at
+    most one FeeSplit row per party, by unique constraints), and back as rows."""
+    parties = [str(party) for party in FeeParty.values]
+    fee, bank = "fee_{}".format, "bank_{}".format
+    return {
+        "party_columns": sql.SQL(", ").join(
+            sql.SQL("{} bigint, {} bigint").format(sql.Identifier(fee(p)), sql.Identifier(bank(p))) for p in parties
+        ),
+        "party_values": sql.SQL(", ").join(
+            sql.SQL("parts.{}, parts.{}").format(sql.Identifier(fee(p)), sql.Identifier(bank(p))) for p in parties
+        ),
+        "party_pivot": sql.SQL(", ").join(
+            sql.SQL(_PIVOT).format(sql.Identifier(fee(p)), sql.Identifier(bank(p)), party=sql.Literal(p))
+            for p in parties
+        ),
+        "party_total": sql.SQL("COALESCE({}, 0)").format(
+            sql.SQL(" + ").join(sql.SQL("COALESCE(parts.{}, 0)").format(sql.Identifier(fee(p))) for p in parties)
+        ),
+        "party_rows": sql.SQL(", ").join(
+            sql.SQL("({}, i.{}, i.{})").format(sql.Literal(p), sql.Identifier(bank(p)), sql.Identifier(fee(p)))
+            for p in parties
+        ),
+    }
+
+
 def _reserve_terms(settle_on: dt.date) -> list[tuple[str, Any, dt.date]]:
     """Per risk grade: the reserve's percent and the working day a reserve held on `settle_on` is released."""
     return [
@@ -335,7 +433,7 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
     """One chunk, one transaction: returns (batches, lines) written."""
     tables = _tables()
     params = {**_selection(period), "merchants": merchants, "frozen": _("Payouts frozen")}
-    fragments = _fragments(period)
+    fragments = {**_fragments(period), **_party_fragments()}
     with transaction.atomic(), connection.cursor() as cursor:
 
         def run(statement: str, **extra: sql.Composable) -> int:
@@ -344,24 +442,30 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
 
         for name in ("settle_items", "settle_batches", "settle_fee_parts"):
             cursor.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(sql.Identifier(name)))
+        # The chunk's sorts and hashes (a few hundred thousand rows) in memory, for this transaction only.
+        cursor.execute("SET LOCAL work_mem = '64MB'")
         run(
             """
             CREATE TEMP TABLE settle_items (
               kind varchar(16), payment_id bigint, refund_id bigint, merchant_id bigint, currency varchar(3),
               livemode boolean, acquirer_id bigint, amount bigint, fee bigint, promotion_charge bigint,
-              cofunding_credit bigint
+              cofunding_credit bigint, {party_columns}
             ) ON COMMIT DROP
             """
         )
-        # 1. What the chunk settles. Payments are locked (KEY SHARE) against a void: a void takes the payment's row
-        # lock (FOR UPDATE) first, so either it waits for this chunk and then finds the line, or this chunk waits for
-        # the void and sees the payment no longer succeeded.
+        # 1. The merchants first, against a void (撤销): a void takes its merchant's row (FOR NO KEY UPDATE, which
+        # FOR SHARE conflicts with) before its guarded UPDATE. So a void that came first has committed before the
+        # statements below take their snapshots, and they see its payment no longer succeeded; one that comes later
+        # waits for this chunk's commit, and its UPDATE, a new statement, then sees the line. Never both. (A lock per
+        # merchant, not per payment: locking a million payment rows would rewrite a million tuples.)
+        run("SELECT 1 FROM {merchant} WHERE id = ANY(%(merchants)s) ORDER BY id FOR SHARE")
+        # What the chunk settles, each with its fee split by party (one index probe of its FeeSplit rows).
         run(
             """
             INSERT INTO settle_items
             SELECT 'payment', p.id, NULL, p.merchant_id, p.currency, p.livemode,
                    COALESCE(p.acquirer_id, m.sponsor_bank_id), p.amount_captured, p.fee,
-                   COALESCE(promo.charge, 0), COALESCE(promo.credit, 0)
+                   COALESCE(promo.charge, 0), COALESCE(promo.credit, 0), {party_values}
             FROM {payment} p
             JOIN {merchant} m ON m.id = p.merchant_id
             LEFT JOIN LATERAL (
@@ -370,29 +474,32 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
               FROM {use} u JOIN {promotion} pr ON pr.id = u.promotion_id
               WHERE p.promotions <> '[]'::jsonb AND u.payment = p.public_id AND u.status = 'consumed'
             ) promo ON true
+            LEFT JOIN LATERAL (
+              SELECT {party_pivot} FROM {fee} f WHERE f.payment_id = p.id AND f.event = 'capture'
+            ) parts ON true
             WHERE p.merchant_id = ANY(%(merchants)s)
               AND p.business_date BETWEEN %(business_from)s AND %(business_to)s
               AND p.status = 'succeeded' AND p.amount_captured > 0 {captured_before}
               AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.payment_id = p.id AND l.kind = 'payment')
-            FOR KEY SHARE OF p
             """
         )
         run(
             """
             INSERT INTO settle_items
             SELECT 'refund', r.intent_id, r.id, p.merchant_id, p.currency, p.livemode,
-                   COALESCE(p.acquirer_id, m.sponsor_bank_id), -r.amount,
-                   COALESCE((SELECT sum(f.amount) FROM {fee} f WHERE f.refund_id = r.id), 0),
-                   -r.promotion_cost_returned, 0
+                   COALESCE(p.acquirer_id, m.sponsor_bank_id), -r.amount, {party_total},
+                   -r.promotion_cost_returned, 0, {party_values}
             FROM {refund} r
             JOIN {payment} p ON p.id = r.intent_id
             JOIN {merchant} m ON m.id = p.merchant_id
+            LEFT JOIN LATERAL (SELECT {party_pivot} FROM {fee} f WHERE f.refund_id = r.id) parts ON true
             WHERE r.business_date BETWEEN %(business_from)s AND %(business_to)s
               AND r.status = 'succeeded' {refunded_before}
               AND p.merchant_id = ANY(%(merchants)s)
               AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.refund_id = r.id AND l.kind = 'refund')
             """
         )
+        cursor.execute("ANALYZE settle_items")  # temporary tables have no statistics until analysed
         # 2. A batch per merchant, currency and mode with something in it; one that exists already is left alone.
         run("CREATE TEMP TABLE settle_batches (id bigint, merchant_id bigint, currency varchar(3), livemode boolean)"
             " ON COMMIT DROP")  # fmt: skip
@@ -422,6 +529,7 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
             INSERT INTO settle_batches SELECT id, merchant_id, currency, livemode FROM created
             """
         )
+        cursor.execute("ANALYZE settle_batches")
         # 3. The lines: each payment and refund; each earlier batch's reserve due; each earlier negative net.
         lines = run(
             """
@@ -446,19 +554,11 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
         run(
             """
             CREATE TEMP TABLE settle_fee_parts ON COMMIT DROP AS
-            SELECT batch_id, acquirer_id, party, bank_id, sum(amount)::bigint AS amount
-            FROM (
-              SELECT sb.id AS batch_id, i.acquirer_id, f.party, f.bank_id, f.amount
-              FROM settle_items i JOIN settle_batches sb USING (merchant_id, currency, livemode)
-              JOIN {fee} f ON f.payment_id = i.payment_id AND f.event = 'capture'
-              WHERE i.kind = 'payment'
-              UNION ALL
-              SELECT sb.id, i.acquirer_id, f.party, f.bank_id, f.amount
-              FROM settle_items i JOIN settle_batches sb USING (merchant_id, currency, livemode)
-              JOIN {fee} f ON f.refund_id = i.refund_id
-              WHERE i.kind = 'refund'
-            ) parts
-            GROUP BY batch_id, acquirer_id, party, bank_id
+            SELECT sb.id AS batch_id, i.acquirer_id, part.party, part.bank_id, sum(part.amount)::bigint AS amount
+            FROM settle_items i JOIN settle_batches sb USING (merchant_id, currency, livemode)
+            CROSS JOIN LATERAL (VALUES {party_rows}) AS part (party, bank_id, amount)
+            WHERE part.amount IS NOT NULL
+            GROUP BY sb.id, i.acquirer_id, part.party, part.bank_id
             """
         )
         # 4. The totals, from the lines: the fee rounded once (half up) from hundredths; the reserve on the positive

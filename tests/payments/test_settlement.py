@@ -189,6 +189,16 @@ def test_a_payment_no_run_could_see_lands_in_the_next_batch(world: dict[str, Any
     assert (batch.payments_count, batch.gross) == (2, 4_000)
 
 
+def test_the_catch_up_looks_back_working_days_not_calendar_days(world: dict[str, Any]) -> None:
+    """Two working days back by default: across National Day 2026 the period of 8 October still reaches 29 September."""
+    assert settlement.t1_period(D(2026, 10, 8)).business_from == D(2026, 9, 29)
+    assert settlement.t1_period(WED).business_from == MON
+    old, recent = pay(world, 1_000, D(2026, 11, 20)), pay(world, 2_000, MON)  # a Friday, three working days back
+    settle(WED)
+    assert list(Line.objects.values_list("payment", flat=True)) == [recent.pk]
+    assert not Line.objects.filter(payment=old).exists()
+
+
 def test_a_refund_of_a_settled_payment_lands_in_a_later_batch_as_a_negative_line(world: dict[str, Any]) -> None:
     intent = pay(world, 10_000, TUE)
     settle(TUE)

@@ -46,7 +46,10 @@ def _wait(condition: Any, what: str, seconds: float = 60) -> None:
         time.sleep(0.1)
 
 
-def test_a_run_killed_between_chunks_and_run_again_settles_every_payment_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_run_killed_between_chunks_and_run_again_settles_every_payment_once(tmp_path: Path, workers: int) -> None:
+    """One worker: killed while it waits after its first chunk. Two: killed once either has committed a chunk, the
+    other perhaps in the middle of one (which then never happened)."""
     ReservePolicy.objects.get_or_create(risk_grade="low", defaults={"percent": 0, "hold_working_days": 0})
     world = make_world()
     merchants = [MerchantFactory(sponsor_bank=world["sponsor"]) for _ in range(MERCHANTS)]
@@ -60,6 +63,7 @@ def test_a_run_killed_between_chunks_and_run_again_settles_every_payment_once(tm
         "DATABASE_URL": _database_url(),
         "DJANGO_SETTINGS_MODULE": "settings.test",
         "SETTLEMENT_CHUNK_PAUSE": "60",  # long enough to be killed between the first chunk and the second
+        "SETTLEMENT_WORKERS": str(workers),
     }
     with log.open("w") as out:
         worker = subprocess.Popen(
@@ -70,8 +74,7 @@ def test_a_run_killed_between_chunks_and_run_again_settles_every_payment_once(tm
     try:
         _wait(lambda: SettlementBatch.objects.exists() or worker.poll() is not None, "the first chunk")
         assert worker.poll() is None, log.read_text()
-        first = set(SettlementBatch.objects.values_list("merchant_id", flat=True))
-        assert first == {merchant.pk for merchant in merchants[:CHUNK]}  # the first chunk, whole
+        time.sleep(0.5)  # a second worker's chunk may be just committing, or not
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=30)
@@ -79,14 +82,23 @@ def test_a_run_killed_between_chunks_and_run_again_settles_every_payment_once(tm
     run = JobRun.objects.get(job="settlement.t1", period=DAY.isoformat())
     assert run.status == JobRun.Status.RUNNING  # it never got to say it stopped
     _wait(lambda: not job_run_alive("settlement.t1", DAY.isoformat()), "the killed session's lock to go")
-    assert SettlementLine.objects.filter(kind="payment").count() == CHUNK * 3
+    # What the killed run left: whole chunks, each with all its lines, and nothing of a chunk cut short.
+    settled = set(SettlementBatch.objects.values_list("merchant_id", flat=True))
+    chunks = [{merchant.pk for merchant in merchants[n : n + CHUNK]} for n in range(0, MERCHANTS, CHUNK)]
+    assert all(chunk <= settled or not chunk & settled for chunk in chunks), settled
+    assert settled
+    assert settled != set().union(*chunks)
+    if workers == 1:
+        assert settled == chunks[0]
+    assert SettlementLine.objects.filter(kind="payment").count() == len(settled) * 3
 
     report = services.settle("t1", DAY.isoformat(), chunk_merchants=CHUNK)
 
-    assert (report.merchants, report.batches) == (MERCHANTS - CHUNK, MERCHANTS - CHUNK)
+    assert (report.merchants, report.batches) == (MERCHANTS - len(settled), MERCHANTS - len(settled))
     run.refresh_from_db()
     assert (run.status, run.error) == (JobRun.Status.FAILED, ABANDONED)
-    assert JobRun.objects.get(job="settlement.t1", period=DAY.isoformat(), status="succeeded").done == 4
+    rerun = JobRun.objects.get(job="settlement.t1", period=DAY.isoformat(), status="succeeded")
+    assert rerun.done == MERCHANTS - len(settled)
     payments = PaymentIntent.objects.filter(merchant__in=merchants)
     # No duplicate: each payment and refund on one line; no gap: every one of them on a line.
     lines = SettlementLine.objects.filter(kind="payment").values("payment").annotate(n=Count("id"))
