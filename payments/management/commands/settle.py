@@ -18,13 +18,20 @@ class Command(BaseCommand):
         parser.add_argument("--cycle", choices=["t1", "t0"], required=True)
         parser.add_argument("--period", help="2026-12-04 (T+1) or 2026-12-05T14:00 (T+0); default: all that are due")
         parser.add_argument("--chunk-merchants", type=int, default=None, help="merchants per transaction")
+        parser.add_argument("--workers", type=int, default=None, help="chunks settled at once")
 
     def handle(self, *args: Any, **options: Any) -> None:
         cycle, period = options["cycle"], options["period"]
         try:
             if period:
                 reports = [
-                    services.settle(cycle, period, chunk_merchants=options["chunk_merchants"], echo=self.stdout)  # type: ignore[arg-type]
+                    services.settle(
+                        cycle,
+                        period,
+                        chunk_merchants=options["chunk_merchants"],
+                        workers=options["workers"],
+                        echo=self.stdout,  # type: ignore[arg-type]
+                    )
                 ]
             elif cycle == "t1":
                 reports = services.settle_due_t1(echo=self.stdout)  # type: ignore[arg-type]
