@@ -6,11 +6,21 @@
             run.advance(len(chunk), expired=len(chunk))
 
 A run is recorded as a `JobRun` row (status, progress, counts, error); a second run of the same job and period while one
-is running is refused by a unique constraint, so a job started twice by beat and by hand does not run twice at once.
+is running is refused, so a job started twice by beat and by hand does not run twice at once.
+
+Who is running: a live run holds a PostgreSQL session advisory lock on its job and period for as long as it runs. A
+process killed outright (SIGKILL, the machine lost) cannot mark its row finished, but the server ends its session and
+frees the lock at once. So a new run first tries the lock: held, the other run is alive and the new one is refused
+(`Conflict`); free, any row still "running" for that job and period is a dead run's, which the new run marks failed
+("abandoned") before recording itself. No staleness limit to tune, and a slow run is never taken over while it is
+alive. The unique constraint on running rows stays as the backstop. (A session pooler in transaction mode would break
+session locks; Mengka connects to PostgreSQL directly.)
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -18,7 +28,7 @@ from contextlib import contextmanager
 from typing import IO, Any
 
 from django.core.management.base import OutputWrapper
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from .errors import Conflict
@@ -27,6 +37,10 @@ from .requestid import get_request_id
 
 _SAVE_EVERY_SECONDS = 1.0
 _REDRAW_SECONDS = {True: 0.5, False: 60.0}  # a terminal redraws the bar in place; a log, once a minute at most
+ABANDONED = "abandoned: the process running it ended without finishing; taken over by a new run"
+# Session advisory locks are re-entrant within a session: the keys this thread's connection holds, so that a second
+# run of the same job and period in one process is refused like one from another process.
+_held = threading.local()
 
 
 class _BarOutput:
@@ -84,11 +98,17 @@ def job_run(
     job: str, *, period: str = "", total: int | None = None, echo: IO[str] | None = None
 ) -> Iterator[JobProgress]:
     """Records a run of `job` for `period`; with `echo` (a command's stdout) it draws a progress bar there."""
+    key = _lock_key(job, period)
+    held: set[int] = _held.__dict__.setdefault("keys", set())
+    if key in held or not _try_lock(key):
+        raise Conflict(f"Job {job} for {period or 'this period'} is already running.", code="job_running")
+    held.add(key)
     try:
-        with transaction.atomic():
-            run = JobRun.objects.create(job=job, period=period, total=total, request_id=get_request_id())
-    except IntegrityError as exc:
-        raise Conflict(f"Job {job} for {period or 'this period'} is already running.", code="job_running") from exc
+        run = _start(job, period, total)
+    except BaseException:
+        _unlock(key)
+        held.discard(key)
+        raise
     bar = None
     if echo is not None:
         from tqdm import tqdm
@@ -115,11 +135,60 @@ def job_run(
         if bar is not None:
             bar.close()
         run.finished_at = timezone.now()
-        JobRun.objects.filter(pk=run.pk).update(
-            status=run.status,
-            finished_at=run.finished_at,
-            done=run.done,
-            total=run.total,
-            counts=run.counts,
-            error=run.error,
+        try:
+            JobRun.objects.filter(pk=run.pk).update(
+                status=run.status,
+                finished_at=run.finished_at,
+                done=run.done,
+                total=run.total,
+                counts=run.counts,
+                error=run.error,
+            )
+        finally:
+            _unlock(key)
+            held.discard(key)
+
+
+def _start(job: str, period: str, total: int | None) -> JobRun:
+    """The run's row, under the lock: a row still "running" for this job and period is a dead run's (its lock was
+    free), marked failed first."""
+    try:
+        with transaction.atomic():
+            JobRun.objects.filter(job=job, period=period, status=JobRun.Status.RUNNING).update(
+                status=JobRun.Status.FAILED, finished_at=timezone.now(), error=ABANDONED
+            )
+            return JobRun.objects.create(job=job, period=period, total=total, request_id=get_request_id())
+    except IntegrityError as exc:  # a run that took no lock (started before locks were taken)
+        raise Conflict(f"Job {job} for {period or 'this period'} is already running.", code="job_running") from exc
+
+
+def _lock_key(job: str, period: str) -> int:
+    digest = hashlib.blake2b(f"jobrun\0{job}\0{period}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _try_lock(key: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        return bool(cursor.fetchone()[0])
+
+
+def _unlock(key: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+def job_run_alive(job: str, period: str = "") -> bool:
+    """Whether some session holds the lock of `job` and `period`: a live run (in this process or another)."""
+    key = _lock_key(job, period)
+    if key in _held.__dict__.get("keys", set()):
+        return True
+    # A bigint advisory key shows in pg_locks as its high and low 32 bits.
+    high, low = (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = %s::bigint::oid AND objid = %s::bigint::oid AND objsubid = 1)",
+            [high, low],
         )
+        return bool(cursor.fetchone()[0])

@@ -13,3 +13,12 @@ def audit_for_object(object_type: str, object_id: str) -> QuerySet[AuditLog]:
 
 def latest_job_runs(job: str, limit: int = 20) -> QuerySet[JobRun]:
     return JobRun.objects.filter(job=job).order_by("-started_at", "-id")[:limit]
+
+
+def succeeded_periods(job: str, periods: list[str]) -> set[str]:
+    """Which of `periods` have a finished, successful run of `job`."""
+    return set(
+        JobRun.objects.filter(job=job, period__in=periods, status=JobRun.Status.SUCCEEDED).values_list(
+            "period", flat=True
+        )
+    )

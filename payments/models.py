@@ -206,8 +206,8 @@ class PaymentIntent(models.Model):
     )
     description = models.CharField(_("description"), max_length=200, blank=True)
     merchant_reference = models.CharField(_("merchant reference"), max_length=64, blank=True)
-    business_date = models.DateField(_("business date"), null=True, blank=True, db_index=True)
-    settled = models.BooleanField(_("settled"), default=False)
+    # Indexed with the merchant (below): settlement reads a chunk of merchants' business dates.
+    business_date = models.DateField(_("business date"), null=True, blank=True)
     authorized_at = models.DateTimeField(_("authorised"), null=True, blank=True)
     authorization_expires_at = models.DateTimeField(_("authorisation expires"), null=True, blank=True)
     captured_at = models.DateTimeField(_("captured"), null=True, blank=True)
@@ -282,6 +282,7 @@ class PaymentIntent(models.Model):
         ordering = ("-id",)
         indexes = [
             models.Index(fields=["merchant", "livemode", "-id"]),
+            models.Index(fields=["merchant", "business_date"], name="payment_merchant_business_date"),
             models.Index(fields=["status", "authorization_expires_at"]),
             models.Index(fields=["risk_review", "risk_review_deadline"]),
         ]
@@ -432,6 +433,7 @@ class Refund(models.Model):
         verbose_name = _("refund")
         verbose_name_plural = _("refunds")
         ordering = ("-id",)
+        indexes = [models.Index(fields=["business_date"], name="refund_business_date")]  # settlement's periods
         constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive")]
 
     def __str__(self) -> str:

@@ -98,10 +98,11 @@ def on_release(intent: PaymentIntent) -> None:
         engine.release(payment=intent.public_id)
 
 
-def on_refund(intent: PaymentIntent, *, refunded_total: int, cause: str) -> int:
-    """Refunds so far hand back promotion cost and points cumulatively; the promotion points reversed now."""
+def on_refund(intent: PaymentIntent, *, refunded_total: int, cause: str) -> engine.RefundReturn:
+    """Refunds so far hand back promotion cost and points cumulatively: the promotion points reversed now, and the
+    merchant-funded cost handed back now (the refund's `promotion_cost_returned`)."""
     if not intent.promotions or intent.amount_captured <= 0:
-        return 0
+        return engine.RefundReturn()
     return engine.refund_return(
         payment=intent.public_id, refunded_total=refunded_total, captured_total=intent.amount_captured, cause=cause
     )

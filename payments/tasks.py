@@ -86,3 +86,15 @@ def payouts_poll() -> dict[str, int]:
         report = services.payouts_poll()
         run.advance(report.examined, **report.counts())
     return report.counts()
+
+
+@shared_task(name="payments.settlement_t1")
+def settlement_t1() -> list[dict[str, Any]]:
+    """Settles T+1 merchants: every business date whose settlement day has come and that is not settled yet."""
+    return [vars(report) for report in services.settle_due_t1()]
+
+
+@shared_task(name="payments.settlement_t0")
+def settlement_t0() -> list[dict[str, Any]]:
+    """Settles T+0 merchants: the window that just closed (and any missed in the last day)."""
+    return [vars(report) for report in services.settle_due_t0()]

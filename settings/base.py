@@ -293,6 +293,19 @@ PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 # How long a one-time link to collect a new API key works.
 KEY_DELIVERY_HOURS = env.int("KEY_DELIVERY_HOURS", default=24)
 
+# Merchant settlement (docs/settlement.md). T+0 merchants settle at these local times every day; T+1 merchants on the
+# next working day. Each run works through merchants in chunks of SETTLEMENT_CHUNK_MERCHANTS, one transaction each,
+# SETTLEMENT_WORKERS chunks at a time (a database connection each), and looks SETTLEMENT_CATCH_UP_WORKING_DAYS back
+# for anything an earlier run could not see; SETTLEMENT_T1_LOOKBACK_DAYS bounds how far back the daily job looks for
+# business dates not settled yet. SETTLEMENT_CHUNK_PAUSE (seconds) waits after each chunk: zero in production, used by
+# the test that kills a run between chunks.
+SETTLEMENT_T0_WINDOWS = env.list("SETTLEMENT_T0_WINDOWS", default=["10:00", "14:00", "18:00"])
+SETTLEMENT_CHUNK_MERCHANTS = env.int("SETTLEMENT_CHUNK_MERCHANTS", default=100)
+SETTLEMENT_WORKERS = env.int("SETTLEMENT_WORKERS", default=2)
+SETTLEMENT_CATCH_UP_WORKING_DAYS = env.int("SETTLEMENT_CATCH_UP_WORKING_DAYS", default=2)
+SETTLEMENT_T1_LOOKBACK_DAYS = env.int("SETTLEMENT_T1_LOOKBACK_DAYS", default=14)
+SETTLEMENT_CHUNK_PAUSE = env.float("SETTLEMENT_CHUNK_PAUSE", default=0.0)
+
 # How long a payment held for risk review waits for an operator before it is voided.
 PAYMENTS_RISK_REVIEW_HOURS = env.int("PAYMENTS_RISK_REVIEW_HOURS", default=24)
 # A held CNY payment of at least this many fen needs two different operators to approve it (payments in any other

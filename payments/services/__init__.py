@@ -6,6 +6,7 @@ cancel    void before capture, reversal on the business day (撤销)
 refunds   refunds (退货), sent once and settled cumulatively
 reviews   risk review decisions
 resolve   the jobs that settle what requests left open
+settlement merchant settlement: periods, the chunked set-based run, the due periods of each cycle
 channels  channels, routing rules and their health
 payouts   settled batches paid to merchants through the sponsor's channel: made, sent, polled, released (four eyes)
 attempts  the calls to a channel and the attempt's recorded outcome (used by the others)
@@ -30,11 +31,13 @@ from .payouts import (
 from .refunds import refund_create
 from .resolve import ResolveReport, SweepReport, attempts_resolve, authorizations_expire, orphans_sweep
 from .reviews import risk_review_approve, risk_review_needs_two, risk_review_reject, risk_reviews_expire
+from .settlement import SettleReport, settle, settle_due_t0, settle_due_t1
 
 __all__ = [
     "MAX_ATTEMPTS",
     "PayoutReport",
     "ResolveReport",
+    "SettleReport",
     "SweepReport",
     "attempts_resolve",
     "authorizations_expire",
@@ -60,4 +63,7 @@ __all__ = [
     "risk_reviews_expire",
     "routing_config_changed",
     "routing_rule_create",
+    "settle",
+    "settle_due_t0",
+    "settle_due_t1",
 ]

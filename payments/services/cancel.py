@@ -1,12 +1,13 @@
-"""Cancelling a payment: before confirmation, an authorisation voided, or a capture reversed on its business day
-(撤销, before settlement). After that a payment is refunded instead (退货, `refunds`)."""
+"""Cancelling a payment: before confirmation, an authorisation voided, or a capture reversed before its settlement
+cut-off (撤销: its business day for a T+1 merchant, its window for T+0) and while it is on no settlement line. After
+that a payment is refunded instead (退货, `refunds`)."""
 
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from core.calendar import business_date
 from core.errors import ChannelError, Conflict
 from merchants.models import Merchant
 
@@ -14,9 +15,10 @@ from .. import events, fees, ledger_bridge, promotions
 from .. import points as payment_points
 from ..connectors import get_connector
 from ..connectors.base import ChannelResponse, Outcome, ReferenceRequest, RemoteState
-from ..models import PaymentAttempt, PaymentIntent
+from ..models import PaymentAttempt, PaymentIntent, SettlementLine
 from .attempts import attempt_claim, attempt_record, attempt_set, logger
 from .common import CHARGED, AttemptStatus, Status, payment_keyed
+from .settlement import on_a_line, void_deadline
 
 
 def payment_cancel(
@@ -65,8 +67,17 @@ def cancel(intent: PaymentIntent, reason: str) -> None:
         raise Conflict(f"A payment in status {intent.status} cannot be canceled.", code="payment_unexpected_state")
     guard = PaymentIntent.objects.filter(pk=intent.pk, status=source_status)
     if source_status == Status.SUCCEEDED:
-        guard = guard.filter(amount_refund_reserved=0, settled=False)
+        lines = SettlementLine.objects.filter(payment=OuterRef("pk"), kind=SettlementLine.Kind.PAYMENT)
+        guard = guard.filter(~Exists(lines), amount_refund_reserved=0)
     with transaction.atomic():
+        if source_status == Status.SUCCEEDED:
+            # The merchant's row first: a settlement chunk holding it (FOR SHARE) is waited for, so that the guarded
+            # UPDATE, a new statement, sees the line the chunk committed; a chunk that comes later waits for this
+            # transaction and then finds the payment no longer succeeded. Never both. (NO KEY UPDATE: payments being
+            # made for the merchant meanwhile are not held up.)
+            Merchant.objects.select_for_update(no_key=True).filter(pk=intent.merchant_id).values_list(
+                "pk", flat=True
+            ).first()
         if not guard.update(status=Status.PROCESSING, updated_at=now):
             raise Conflict("The payment changed while canceling; retry.", code="payment_unexpected_state")
         attempt = intent.attempts.filter(status__in=CHARGED).select_related("channel").get()
@@ -135,6 +146,6 @@ def cancel_finish(intent: PaymentIntent, attempt: PaymentAttempt, reason: str) -
 
 
 def voidable_today(intent: PaymentIntent) -> bool:
-    if intent.settled or intent.business_date is None or intent.channel is None:
-        return False
-    return intent.business_date == business_date(timezone.now(), intent.channel.cutoff)
+    """Before its settlement cut-off and on no settlement line (the cancel's guarded UPDATE checks the line again)."""
+    deadline = void_deadline(intent)
+    return deadline is not None and timezone.now() < deadline and not on_a_line(intent.pk)

@@ -3,12 +3,14 @@ reversed, fee returned, points paid with given back, all cumulatively — in one
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core.calendar import business_date
 from core.errors import Conflict, ValidationFailed
 from core.idempotency import record_progress, resumed, run_idempotent
 from core.money import validate_minor_amount
@@ -120,7 +122,11 @@ def _finish_refund(refund: Refund, channel_reference: str) -> None:
         locked_refund = Refund.objects.select_for_update().get(pk=refund.pk)
         if locked_refund.status == Refund.Status.SUCCEEDED:
             return
-        intent = PaymentIntent.objects.select_for_update().select_related("merchant").get(pk=refund.intent_id)
+        intent = (
+            PaymentIntent.objects.select_for_update(of=("self",))
+            .select_related("merchant", "channel")
+            .get(pk=refund.intent_id)
+        )
         intent.amount_refunded += refund.amount
         target = payment_points.points_to_have_reversed(intent, intent.amount_refunded)
         delta = target - intent.points_reversed
@@ -137,12 +143,24 @@ def _finish_refund(refund: Refund, channel_reference: str) -> None:
         locked_refund.channel_reference = channel_reference
         locked_refund.points_reversed = delta
         locked_refund.completed_at = timezone.now()
-        locked_refund.save(update_fields=["status", "channel_reference", "points_reversed", "completed_at"])
+        # Settled with the business date it succeeded on, by its payment's channel's cut-off, as a capture is.
+        locked_refund.business_date = _business_date(intent, locked_refund.completed_at)
+        locked_refund.save(
+            update_fields=["status", "channel_reference", "points_reversed", "completed_at", "business_date"]
+        )
         if delta > 0:
             payment_points.post_reversal(intent, delta, cause=locked_refund.public_id)
-        promotions.on_refund(intent, refunded_total=intent.amount_refunded, cause=locked_refund.public_id)  # last
+        returned = promotions.on_refund(intent, refunded_total=intent.amount_refunded, cause=locked_refund.public_id)
+        if returned.merchant_cost:  # the promotions' rows were last; the refund carries what it handed back
+            locked_refund.promotion_cost_returned = returned.merchant_cost
+            Refund.objects.filter(pk=locked_refund.pk).update(promotion_cost_returned=returned.merchant_cost)
         locked_refund.intent = intent
         events.refund_status_changed(locked_refund)
+
+
+def _business_date(intent: PaymentIntent, moment: dt.datetime) -> dt.date:
+    cutoff = intent.channel.cutoff if intent.channel is not None else Channel._meta.get_field("cutoff").default
+    return business_date(moment, cutoff)
 
 
 def _refund_unknown(refund: Refund) -> None:

@@ -48,6 +48,9 @@ T = TypeVar("T")
 Kind = Promotion.Kind
 DISCOUNTS = frozenset({Kind.AMOUNT_OFF, Kind.PERCENT_OFF, Kind.RANDOM_OFF})
 POINTS = frozenset({Kind.POINTS_MULTIPLIER, Kind.CASHBACK_POINTS})
+# What the merchant pays for at settlement (less a co-funding bank's part): points given and vouchers issued. A
+# discount is already paid for by the lower price; a co-funding bank's part of it is credited to the merchant.
+MERCHANT_CHARGED = POINTS | {Kind.FREQUENCY_REWARD}
 
 # Drawn server-side; tests replace it with a seeded generator.
 rng: random.Random = random.SystemRandom()
@@ -803,19 +806,40 @@ def _reward_voucher(use: PromotionUse, promotion: Promotion, captured: Captured)
         return None
 
 
-def refund_return(*, payment: str, refunded_total: int, captured_total: int, cause: str) -> int:
+@dataclass(frozen=True)
+class RefundReturn:
+    """What one refund handed back: promotion points reversed, and the merchant's part of the cost of what it is
+    charged for (`MERCHANT_CHARGED`), which its settlement gives back."""
+
+    points: int = 0
+    merchant_cost: int = 0
+
+
+def merchant_part_returned(use: PromotionUse, returned_cost: int) -> int:
+    """The merchant's part of `returned_cost` of a use: what is returned less the co-funding bank's part of it,
+    floor(cofunder_cost × returned / cost). A function of the cost returned so far, so the parts of several partial
+    refunds add up exactly, and a full return gives back exactly cost − cofunder_cost."""
+    if use.cost <= 0:
+        return 0
+    return returned_cost - proportional_floor(use.cofunder_cost, returned_cost, use.cost)
+
+
+def refund_return(*, payment: str, refunded_total: int, captured_total: int, cause: str) -> RefundReturn:
     """Hands back, cumulatively, the cost (to the budget) and the points (reversed, a debt if spent) of a refunded
     payment's promotions: returned so far = floor(given × refunded / captured). The ledger first, the promotions'
-    rows last. Returns the points reversed now."""
+    rows last. Returns the points reversed now and the merchant's part of the charged cost handed back now."""
     from .reversal import transaction_reverse
 
     reversed_now = 0
+    merchant_cost = 0
     returns = []
     for use in _uses(payment, PromotionUse.Status.CONSUMED):
         cost = proportional_floor(use.cost, refunded_total, captured_total)
         points = proportional_floor(use.points, refunded_total, captured_total)
         if cost == use.returned_cost and points == use.returned_points and refunded_total < captured_total:
             continue
+        if use.promotion.kind in MERCHANT_CHARGED:
+            merchant_cost += merchant_part_returned(use, cost) - merchant_part_returned(use, use.returned_cost)
         if points > use.returned_points and use.points_transaction_id is not None:
             transaction_reverse(
                 transaction_id=use.points_transaction_id,
@@ -831,7 +855,7 @@ def refund_return(*, payment: str, refunded_total: int, captured_total: int, cau
         )
     for use, cost in returns:
         _give_back(use, cost - use.returned_cost, use_ended=refunded_total >= captured_total)
-    return reversed_now
+    return RefundReturn(points=reversed_now, merchant_cost=merchant_cost)
 
 
 def use_line(use: PromotionUse) -> dict[str, Any]:

@@ -253,8 +253,14 @@ def test_same_day_void_cancels_and_reverses_all_points(world: dict[str, Any]) ->
 
 
 def test_void_after_settlement_is_refused_refund_instead(world: dict[str, Any]) -> None:
+    from payments.models import SettlementBatch, SettlementLine
+
     intent = pay(world, 5_000)
-    PaymentIntent.objects.filter(pk=intent.pk).update(settled=True)
+    batch = SettlementBatch.objects.create(
+        merchant=world["merchant"], currency="CNY", cycle="t1", period="p", cutoff_at=timezone.now(),
+        settle_on=timezone.localdate(),
+    )  # fmt: skip
+    SettlementLine.objects.create(batch=batch, kind="payment", payment=intent, amount=intent.amount_captured)
     with pytest.raises(Conflict, match="refund it instead"):
         services.payment_cancel(merchant=world["merchant"], payment_id=intent.public_id, idempotency_key=key())
     refund = services.refund_create(merchant=world["merchant"], payment_id=intent.public_id, idempotency_key=key())
@@ -419,6 +425,8 @@ def test_jobs_run_through_celery_and_record_their_runs(world: dict[str, Any]) ->
         "payments.risk_reviews_expire",
         "payments.payouts_send",
         "payments.payouts_poll",
+        "payments.settlement_t1",
+        "payments.settlement_t0",
     }
 
 
