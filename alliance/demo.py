@@ -80,6 +80,12 @@ def seed_benefits(ctx: DemoContext) -> None:
     seed(ctx)
 
 
+def seed_settlements(ctx: DemoContext) -> None:
+    from payments.demo import seed_settlements as seed
+
+    seed(ctx)
+
+
 def seed_merchant_api(ctx: DemoContext) -> None:
     from merchants.demo import seed_merchant_api as seed
 
@@ -95,6 +101,7 @@ STEPS: list[Callable[[DemoContext], None]] = [
     seed_payments,
     seed_benefits,
     seed_merchant_api,
+    seed_settlements,
 ]
 
 

@@ -538,3 +538,153 @@ def _wait_for(connector: Any, seconds: float = 10.0) -> bool:
             pass
         time.sleep(0.25)
     return False
+
+
+# --- settlement: the history settled over a holiday and a 调休 working weekend, batches in every state ------------
+
+# Merchant roles in the settlement demo: paid on time; its account returns payouts (the simulator's trigger: an
+# account ending 9951 is closed); frozen (its batches held); T+0 with a medium risk grade (a reserve held); a
+# negative day carried forward, and no settlement account yet (its batches wait, settled and unpaid).
+SETTLEMENT_ROLES = {
+    "DEMO-NOODLE": "paid",
+    "DEMO-GROCER": "returned",
+    "DEMO-FUEL": "frozen",
+    "DEMO-TRAVEL": "t0",
+    "DEMO-SHOP": "carried",
+}
+PAYOUT_RESULT_WAIT = 4.0  # seconds: the simulator answers a payout as paid or returned after its delay (3 s)
+
+
+def settlement_days(today: dt.date) -> list[dt.date]:
+    """The business days the demo's history is spread over: from the working days before the latest public holiday
+    that ended before `today` to the first working day after the latest 调休 working weekend day, so that the batches
+    show a holiday (nothing settles on it) and a weekend day that settles like any working day."""
+    from core.calendar import is_working_day, load_calendar, next_working_day
+
+    calendar = load_calendar()
+    holidays = sorted(day for day in calendar.holidays if day < today - dt.timedelta(days=2))
+    workdays = sorted(day for day in calendar.workdays if day < today - dt.timedelta(days=2))
+    if not holidays or not workdays:
+        start, end = today - dt.timedelta(days=10), today - dt.timedelta(days=2)
+    else:
+        block_end = holidays[-1]
+        block_start = block_end
+        while block_start - dt.timedelta(days=1) in calendar.holidays:
+            block_start -= dt.timedelta(days=1)
+        start = min(block_start, workdays[-1]) - dt.timedelta(days=3)
+        end = next_working_day(max(block_end, workdays[-1]))
+    days = []
+    day = start
+    while day <= end:
+        if is_working_day(day):
+            days.append(day)
+        day += dt.timedelta(days=1)
+    return days
+
+
+def seed_settlements(ctx: Any) -> None:
+    """Settles the demo's live history: its payments and refunds are dated over `settlement_days` (the demo's only
+    bulk write: what a merchant captured on which day), then each business day is settled by the settlement run, the
+    payouts made and sent through the simulator, and their results read. Idempotent: skipped once a batch exists."""
+    from core.calendar import next_working_day
+    from core.crypto import encrypt
+
+    from .models import Payout, Refund, SettlementBatch
+
+    if SettlementBatch.objects.exists():
+        return
+    merchants = {merchant.code: merchant for merchant in Merchant.objects.filter(code__in=SETTLEMENT_ROLES)}
+    if len(merchants) < len(SETTLEMENT_ROLES) or not _wait_for(get_connector("simulator"), seconds=3):
+        return
+    today = timezone.localdate()
+    days = [day for day in settlement_days(today) if next_working_day(day) <= today]
+    if len(days) < 3:
+        return
+    role = {code: SETTLEMENT_ROLES[code] for code in merchants}
+    # Terms: accounts (one that returns payouts, none for the merchant still waiting), a freeze, T+0 with a reserve.
+    from merchants.models import SettlementAccount
+
+    for code, merchant in merchants.items():
+        if role[code] != "carried" and not SettlementAccount.objects.filter(merchant=merchant).exists():
+            last4 = "9951" if role[code] == "returned" else f"{4100 + merchant.pk % 900:04d}"
+            SettlementAccount.objects.create(
+                merchant=merchant,
+                account_name=merchant.legal_name,
+                bank_name=merchant.sponsor_bank.name_zh,
+                account_encrypted=encrypt(f"62220000000000{last4}"),
+                account_last4=last4,
+            )
+    Merchant.objects.filter(code="DEMO-FUEL").update(
+        payouts_frozen=True, frozen_reason="演示：拒付调查中 / demo: chargebacks under review"
+    )
+    Merchant.objects.filter(code="DEMO-TRAVEL").update(settlement_cycle="t0", risk_grade="medium")
+    sponsors = {merchant.sponsor_bank_id for merchant in merchants.values()}
+    Channel.objects.filter(acquirer_id__in=sponsors, sandbox=False, connector="simulator").update(payouts=True)
+    _date_history(merchants, days)
+    # Settle every business day but the last, pay, read the results; then the last, paid but not yet answered.
+    for index, day in enumerate(days):
+        services.settle("t1", day.isoformat())
+        for window in settings.SETTLEMENT_T0_WINDOWS:
+            services.settle("t0", f"{day.isoformat()}T{window}")
+        if index == len(days) - 2:
+            services.payouts_create()
+            services.payouts_send()
+            time.sleep(PAYOUT_RESULT_WAIT)
+            services.payouts_poll(inquire_after=dt.timedelta(0))
+    services.payouts_create()
+    services.payouts_send()
+    if ctx.out is not None:
+        counts = SettlementBatch.objects.values_list("status").order_by()
+        shown = dict.fromkeys(SettlementBatch.Status.values, 0)
+        for (status,) in counts:
+            shown[status] += 1
+        ctx.out.write(
+            f"  settlement: {sum(shown.values())} batches over {days[0]}–{days[-1]} "
+            f"({', '.join(f'{n} {status}' for status, n in shown.items() if n)}), "
+            f"{Payout.objects.count()} payouts, {Refund.objects.filter(business_date__isnull=False).count()} refunds\n"
+        )
+
+
+def _date_history(merchants: dict[str, Merchant], days: list[dt.date]) -> None:
+    """Spreads the live captured history over `days`: payment i of a merchant on day i mod n, at noon plus i minutes;
+    a refund on the next business day. The carried merchant has all its payments on the first day but one, refunded
+    in full on the second day, where it sells nothing: a negative day carried into the third."""
+    from core.calendar import SHANGHAI
+
+    from .models import Refund
+
+    for code, merchant in merchants.items():
+        payments = list(
+            PaymentIntent.objects.filter(
+                merchant=merchant, livemode=True, amount_captured__gt=0, status=PaymentIntent.Status.SUCCEEDED
+            ).order_by("pk")
+        )
+        carried = SETTLEMENT_ROLES[code] == "carried"
+        if carried and payments:
+            first = payments[0]
+            if first.amount_refunded < first.amount_captured:
+                services.refund_create(
+                    merchant=merchant,
+                    payment_id=first.public_id,
+                    idempotency_key=f"demo-carry-refund-{first.pk}",
+                    reason="demo: returned goods",
+                )
+        for index, payment in enumerate(payments):
+            day = _history_day(index, days, carried=carried)
+            at = dt.datetime.combine(day, dt.time(12, 0), tzinfo=SHANGHAI) + dt.timedelta(minutes=index)
+            PaymentIntent.objects.filter(pk=payment.pk).update(
+                created_at=at, authorized_at=at, captured_at=at, business_date=day
+            )
+            refund_day = days[1] if carried and index == 0 else days[min(days.index(day) + 1, len(days) - 1)]
+            refund_at = dt.datetime.combine(refund_day, dt.time(15, 0), tzinfo=SHANGHAI)
+            Refund.objects.filter(intent=payment, status=Refund.Status.SUCCEEDED).update(
+                created_at=refund_at, completed_at=refund_at, business_date=refund_day
+            )
+
+
+def _history_day(index: int, days: list[dt.date], *, carried: bool) -> dt.date:
+    """The business day of a merchant's `index`-th payment: round the days, or for the carried merchant the first
+    and the third only (the second has nothing but a refund)."""
+    if not carried:
+        return days[index % len(days)]
+    return days[2] if index % 2 else days[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -256,3 +257,36 @@ def test_the_demo_promotions_cover_every_kind_and_price_the_demo_payments(demo_o
     assert PromotionUse.objects.filter(status="consumed").exists()
     assert promotions.filter(committed__gte=F("budget") * 8 / 10).exists()  # a campaign spent (nearly) down
     assert not PromotionUse.objects.filter(promotion__cofunding="pending").exists()  # not applied before approval
+
+
+def test_the_demo_settles_its_history_over_a_holiday_with_batches_in_every_state(demo_on_simulator: Any) -> None:
+    from core.calendar import is_working_day, load_calendar
+    from payments.models import Payout, SettlementBatch, SettlementLine
+
+    seed_all(DemoContext(scale="small", out=io.StringIO()))
+    batches = SettlementBatch.objects.all()
+    assert set(batches.values_list("status", flat=True)) >= {
+        "settled", "held", "carried", "paying", "paid", "returned",
+    }  # fmt: skip
+    periods = batches.filter(cycle="t1").values_list("period", flat=True)
+    days = sorted({date.fromisoformat(period) for period in periods})
+    calendar = load_calendar()
+    assert any(day.weekday() >= 5 and is_working_day(day) for day in days)  # a 调休 weekend day settled
+    assert calendar.holidays & {days[0] + timedelta(days=n) for n in range((days[-1] - days[0]).days)}
+    assert batches.filter(cycle="t0").exists()
+    assert batches.filter(reserve_held__gt=0).exists()
+    for held in batches.filter(status="held"):
+        assert held.hold_reason
+    for merchant_id in batches.values_list("merchant", flat=True).distinct():
+        previous = None
+        for batch in batches.filter(merchant_id=merchant_id).order_by("cutoff_at"):
+            # A negative net is carried, whole, into the merchant's next batch.
+            assert batch.carried_in == (previous.carried_out if previous is not None else 0), batch.public_id
+            assert (batch.status == "carried") == (batch.net <= 0)
+            previous = batch
+    assert Payout.objects.filter(status="returned", return_reason="account_closed").exists()
+    for batch in batches:  # every figure is the sum of its lines
+        lines = SettlementLine.objects.filter(batch=batch, kind__in=["payment", "refund"])
+        assert batch.gross - batch.refunds == sum(line.amount for line in lines), batch.public_id
+    seed_all(DemoContext(scale="small", out=io.StringIO()))  # a second run settles nothing again
+    assert SettlementBatch.objects.count() == batches.count()
