@@ -30,6 +30,7 @@ from payments.models import (
 from payments.services import settlement
 from rewards.models import Promotion, PromotionUse
 from tests.factories import MerchantFactory, make_promotion
+from tests.i18n import shown
 from tests.payments.settling import SH, at, make_world, pay, refund
 
 pytestmark = pytest.mark.django_db
@@ -236,7 +237,7 @@ def test_a_frozen_merchants_batch_is_held_with_the_reason(world: dict[str, Any])
     settle(TUE)
     batch = batch_of(merchant, TUE.isoformat())
     assert (batch.status, batch.hold_reason) == (Batch.Status.HELD, "KYC review")
-    assert batch_of(quiet, TUE.isoformat()).hold_reason == "Payouts frozen"
+    assert batch_of(quiet, TUE.isoformat()).hold_reason == shown("Payouts frozen")  # no reason given: the default
     assert_traced(batch)
 
 
@@ -586,7 +587,7 @@ def test_old_refunds_get_their_business_date_from_their_completion(world: dict[s
     late = refund(intent, 1_000, D(2026, 9, 30), completed_at=at(D(2026, 9, 30), 23, 30))
     early = refund(intent, 1_000, D(2026, 9, 30), completed_at=at(D(2026, 10, 10), 8))
     Refund.objects.filter(pk__in=[late.pk, early.pk]).update(business_date=None)
-    migration = import_module("payments.migrations.0029_settlement_data")
+    migration = import_module("payments.migrations.0031_settlement_data")
     with connection.schema_editor() as editor:
         migration.refund_business_dates(apps, editor)
     late.refresh_from_db()

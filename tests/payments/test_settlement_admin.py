@@ -245,7 +245,9 @@ def test_the_report_needs_a_role() -> None:
 
 
 def test_banks_read_reserve_policies_and_the_alliance_sets_them() -> None:
-    policy = ReservePolicy.objects.create(risk_grade="high", percent="10.00", hold_working_days=90)
+    policy, _ = ReservePolicy.objects.update_or_create(
+        risk_grade="high", defaults={"percent": "10.00", "hold_working_days": 90}
+    )  # seeded by a migration
     change = reverse("admin:payments_reservepolicy_change", args=[policy.pk])
     operator = _login(bank_operator(MemberBankFactory()))
     assert operator.get(reverse("admin:payments_reservepolicy_changelist")).status_code == 200
