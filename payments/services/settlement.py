@@ -510,6 +510,9 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
               UNION
               SELECT b.merchant_id, b.currency, b.livemode FROM {batch} b
               WHERE b.merchant_id = ANY(%(merchants)s) AND {earlier_due}
+                -- A reserve coming due makes a batch; a negative net alone does not: it waits for the merchant's
+                -- next batch with something in it, instead of being carried on by an empty one each period.
+                AND b.reserve_held > 0 AND b.reserve_release_on <= %(settle_on)s
             ), created AS (
               INSERT INTO {batch} (
                 public_id, merchant_id, currency, livemode, cycle, period, cutoff_at, settle_on, status, hold_reason,
