@@ -284,20 +284,11 @@ class Line:
         return bool(self.discount or self.points or self.rewarded or self.discount_max)
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "promotion": self.rule.public_id,
-            "name": self.rule.name,
-            "kind": self.rule.kind,
-            "discount": self.discount,
-            "points": self.points,
-        }
-        if self.discount_max is not None:
-            out["discount_max"] = self.discount_max
-        if self.rule.kind == Kind.FREQUENCY_REWARD:
-            out["stamp"] = self.stamp
-            out["of"] = self.rule.frequency_count
-            out["voucher"] = self.rewarded
-        return out
+        rule = self.rule
+        return line_out(
+            rule.public_id, rule.name, rule.kind, self.discount, self.points,
+            discount_max=self.discount_max, stamp=self.stamp, of=rule.frequency_count, voucher=self.rewarded,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -858,23 +849,34 @@ def refund_return(*, payment: str, refunded_total: int, captured_total: int, cau
     return RefundReturn(points=reversed_now, merchant_cost=merchant_cost)
 
 
-def use_line(use: PromotionUse) -> dict[str, Any]:
-    """A use as the merchant API shows it on its payment."""
-    promotion = use.promotion
-    out: dict[str, Any] = {
-        "promotion": promotion.public_id,
-        "name": promotion.name,
-        "kind": promotion.kind,
-        "discount": use.discount,
-        "points": use.points,
-    }
-    if promotion.kind == Kind.FREQUENCY_REWARD:
-        out.update(stamp=use.stamp, of=promotion.frequency_count, voucher=use.voucher_id is not None or bool(use.cost))
+def line_out(
+    promotion: str,
+    name: str,
+    kind: str,
+    discount: int,
+    points: int,
+    *,
+    discount_max: int | None = None,
+    stamp: int | None = None,
+    of: int | None = None,
+    voucher: bool = False,
+) -> dict[str, Any]:
+    """A promotion line as the merchant API shows it, on a quote (priced) and on a payment (given)."""
+    out: dict[str, Any] = {"promotion": promotion, "name": name, "kind": kind, "discount": discount, "points": points}
+    if discount_max is not None:
+        out["discount_max"] = discount_max
+    if kind == Kind.FREQUENCY_REWARD:
+        out.update(stamp=stamp, of=of, voucher=voucher)
     return out
 
 
-def reserved_in(payment: str) -> bool:
-    return PromotionUse.objects.filter(payment=payment).exists()
+def use_line(use: PromotionUse) -> dict[str, Any]:
+    """A use as the merchant API shows it on its payment."""
+    promotion = use.promotion
+    return line_out(
+        promotion.public_id, promotion.name, promotion.kind, use.discount, use.points,
+        stamp=use.stamp, of=promotion.frequency_count, voucher=use.voucher_id is not None,
+    )  # fmt: skip
 
 
 def run_priced(work: Callable[[frozenset[int]], T], *, attempts: int = 8) -> T:
