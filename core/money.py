@@ -85,3 +85,28 @@ def allocate(total: int, weights: list[Decimal]) -> list[int]:
     for index in by_remainder[:left]:
         parts[index] += 1
     return parts
+
+
+def round_to_zero_sum(amounts: list[int], per_minor: int) -> list[int]:
+    """Rounds signed amounts kept `per_minor` times finer than the minor unit (the ledger's ten-thousandths: 100 per
+    fen) to minor units, once, by largest remainder, so that amounts summing to zero still sum to exactly zero.
+
+    Each amount gets the floor of its exact value in minor units; the units the floors lost (Σ remainders ÷
+    `per_minor`, a whole number because Σ amounts is a multiple of `per_minor`) go, one each, to the largest
+    remainders. Ties go to the earlier amount: callers list their parties in their stated tie order.
+    Every result is the floor or the ceiling of its exact value.
+    """
+    if per_minor <= 0:
+        raise ValueError("per_minor must be positive")
+    total = sum(amounts)
+    if total % per_minor:
+        raise ValueError("the amounts must sum to a whole number of minor units")
+    floors = [amount // per_minor for amount in amounts]
+    remainders = [amount - floor * per_minor for amount, floor in zip(amounts, floors, strict=True)]
+    left = total // per_minor - sum(floors)
+    by_remainder = sorted(range(len(amounts)), key=lambda index: (-remainders[index], index))
+    for index in by_remainder[:left]:
+        if remainders[index] == 0:
+            break
+        floors[index] += 1
+    return floors

@@ -183,6 +183,8 @@ class LedgerTransaction(models.Model):
         indexes = [
             models.Index(fields=["id"], name="ledger_txn_unsealed", condition=models.Q(seal__isnull=True)),
             models.Index(fields=["reverses"], name="ledger_txn_reverses", condition=models.Q(reverses__isnull=False)),
+            # A day's transactions, for clearing (alliance.services.clearing) and the statements behind it.
+            models.Index(fields=["created_at"], name="ledger_txn_created_at"),
         ]
 
     def __str__(self) -> str:

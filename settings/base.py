@@ -317,3 +317,8 @@ PAYOUT_SECOND_APPROVAL_MINOR = env.int("PAYOUT_SECOND_APPROVAL_MINOR", default=5
 # How long a sent payout is left to its sender before the poll asks the channel about it (a sender that died after
 # marking it sent leaves it to the poll).
 PAYOUT_INQUIRE_AFTER_SECONDS = env.int("PAYOUT_INQUIRE_AFTER_SECONDS", default=60)
+
+# Clearing (docs/clearing.md): the channel the net positions are settled through (its id at the simulator; the
+# simulator's address and keys are SIMULATOR's), and how long a sent instruction waits before it is asked about.
+CLEARING_CHANNEL = env.str("CLEARING_CHANNEL", default="clearing-x")
+CLEARING_INQUIRE_AFTER_SECONDS = env.int("CLEARING_INQUIRE_AFTER_SECONDS", default=60)

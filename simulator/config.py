@@ -10,7 +10,7 @@ from typing import Any
 
 DEFAULT_CONFIG = Path(__file__).with_name("channels.json")
 
-KINDS = ("acquirer", "bank_debit", "wallet", "prepaid", "digital_rmb")
+KINDS = ("acquirer", "bank_debit", "wallet", "prepaid", "digital_rmb", "clearing")
 BALANCE_KINDS = ("bank_debit", "wallet", "prepaid", "digital_rmb")
 # Why a payout comes back (the beneficiary's bank refuses the credit after accepting the instruction).
 PAYOUT_RETURN_REASONS = ("account_closed", "name_mismatch", "account_frozen", "invalid_account")
@@ -35,7 +35,8 @@ class FaultProfile:
     Rates are probabilities per charging call (authorise, account hold, payout); their sum must not exceed 1.
     `hang_ms` is how long a simulated timeout keeps the caller waiting before the 504 answer. A payout is accepted at
     once and its result (paid, or returned for `payout_return_reason` at `payout_return_rate`) is due
-    `payout_delay_ms` later.
+    `payout_delay_ms` later. A clearing instruction is accepted the same way and its result (confirmed, or failed at
+    `payout_return_rate`) is due `payout_delay_ms` later too.
     """
 
     decline_rate: float = 0.0

@@ -940,6 +940,89 @@ class Simulator:
 
         return self._run(call, entry, channel, work)
 
+    # ---- clearing instructions ----------------------------------------------------------------------------------
+
+    def clearing_instruct(self, body: dict[str, Any], call: Call) -> Outcome:
+        """Accepts a clearing instruction (a member pays into the clearing channel, or is paid out of it), once per
+        reference; its result (confirmed, or failed at `payout_return_rate`) is due `payout_delay_ms` later."""
+        channel = self.channel(body.get("channel"))
+        if channel.kind != "clearing":
+            raise SimError(400, "not_a_clearing_channel", f"{channel.id} takes no clearing instructions", "channel")
+        reference = _reference(body.get("reference"), "reference")
+        amount = _amount(body.get("amount"))
+        currency = _currency(body.get("currency"), channel)
+        direction = body.get("direction")
+        if direction not in ("pay", "receive"):
+            raise SimError(400, "invalid_direction", "direction is pay or receive", "direction")
+        party = body.get("party")
+        if not isinstance(party, str) or not REFERENCE.match(party):
+            raise SimError(400, "invalid_party", "party must be 1-64 of A-Z a-z 0-9 . _ : -", "party")
+        entry = Entry("clearing_instruction", channel.id, reference=reference, amount=amount, currency=currency)
+
+        def work(conn: sqlite3.Connection, at: datetime, entry: Entry) -> Outcome:
+            row = conn.execute("SELECT * FROM clearing_instructions WHERE reference = ?", (reference,)).fetchone()
+            if row is not None:
+                stored = (row["channel"], row["party"], row["direction"], row["amount"], row["currency"])
+                if stored != (channel.id, party, direction, amount, currency):
+                    raise SimError(
+                        409,
+                        "idempotency_mismatch",
+                        "this reference was already used for a different instruction",
+                        "reference",
+                    )
+                row = _clearing_due(conn, row, at)
+                entry.outcome, entry.object_id = "replayed", row["id"]
+                return Outcome(200, {**_clearing_json(row), "replayed": True})
+            fault = self._payout_fault(channel, reference, "")
+            if fault == "error":
+                raise SimError(500, "channel_error", "the channel failed; nothing was accepted")
+            if fault == "timeout":
+                entry.outcome, entry.code = "timeout", "timeout"
+                return Outcome(504, TIMEOUT_BODY, hang_ms=channel.faults.hang_ms)
+            failed = fault is not None and fault.startswith("return:")
+            instruction_id = _new_id("ci")
+            due = at + timedelta(milliseconds=channel.faults.payout_delay_ms)
+            conn.execute(
+                "INSERT INTO clearing_instructions (id, channel, reference, party, direction, amount, currency, state,"
+                " result, failure_reason, due_at, business_date, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'accepted', ?, ?, ?, ?, ?)",
+                (instruction_id, channel.id, reference, party, direction, amount, currency,
+                 "failed" if failed else "confirmed", "beneficiary_refused" if failed else None, _iso(due),
+                 entry.business_date, _iso(at)),
+            )  # fmt: skip
+            entry.object_id = instruction_id
+            row = conn.execute("SELECT * FROM clearing_instructions WHERE id = ?", (instruction_id,)).fetchone()
+            row = _clearing_due(conn, row, at)
+            if fault == "accepted_timeout":
+                entry.outcome, entry.code = "accepted_timeout", "timeout"
+                return Outcome(504, TIMEOUT_BODY, hang_ms=channel.faults.hang_ms)
+            return Outcome(200, {**_clearing_json(row), "replayed": False})
+
+        return self._run(call, entry, channel, work)
+
+    def clearing_instruction_status(self, reference: str, call: Call) -> Outcome:
+        """A clearing instruction by its reference: accepted, or its result once due; `not_found` (not journaled) for
+        a reference no clearing channel accepted."""
+        reference = _reference(reference, "reference")
+        found = (
+            self.store.connection()
+            .execute("SELECT channel FROM clearing_instructions WHERE reference = ?", (reference,))
+            .fetchone()
+        )
+        if found is None:
+            return Outcome(200, {"reference": reference, "state": "not_found"})
+        channel = self.channel(found["channel"])
+        entry = Entry("clearing_inquiry", channel.id, reference=reference)
+
+        def work(conn: sqlite3.Connection, at: datetime, entry: Entry) -> Outcome:
+            row = conn.execute("SELECT * FROM clearing_instructions WHERE reference = ?", (reference,)).fetchone()
+            row = _clearing_due(conn, row, at)
+            entry.object_id, entry.amount, entry.currency = row["id"], row["amount"], row["currency"]
+            entry.code = row["failure_reason"] if row["state"] == "failed" else None
+            return Outcome(200, _clearing_json(row))
+
+        return self._run(call, entry, channel, work)
+
     # ---- one-time verification codes ----------------------------------------------------------------------------
 
     def otp_start(self, body: dict[str, Any], call: Call) -> Outcome:
@@ -1164,6 +1247,36 @@ def _payout_due(conn: sqlite3.Connection, row: sqlite3.Row, at: datetime) -> sql
         fresh: sqlite3.Row = conn.execute("SELECT * FROM payouts WHERE id = ?", (row["id"],)).fetchone()
         return fresh
     return row
+
+
+def _clearing_due(conn: sqlite3.Connection, row: sqlite3.Row, at: datetime) -> sqlite3.Row:
+    """The clearing instruction with its result applied once due."""
+    if row["state"] == "accepted" and at >= _parse_iso(row["due_at"]):
+        conn.execute(
+            "UPDATE clearing_instructions SET state = result, finished_at = due_at WHERE id = ? AND state = 'accepted'",
+            (row["id"],),
+        )
+        fresh: sqlite3.Row = conn.execute("SELECT * FROM clearing_instructions WHERE id = ?", (row["id"],)).fetchone()
+        return fresh
+    return row
+
+
+def _clearing_json(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "channel": row["channel"],
+        "reference": row["reference"],
+        "party": row["party"],
+        "direction": row["direction"],
+        "state": row["state"],
+        "amount": row["amount"],
+        "currency": row["currency"],
+        "failure_reason": row["failure_reason"] if row["state"] == "failed" else None,
+        "business_date": row["business_date"],
+        "created_at": row["created_at"],
+        "due_at": row["due_at"],
+        "finished_at": row["finished_at"],
+    }
 
 
 def _payout_json(row: sqlite3.Row) -> dict[str, Any]:

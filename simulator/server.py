@@ -80,6 +80,12 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         re.compile(r"^/v1/payouts/(?P<reference>[^/]+)$"),
         lambda r: r.sim.payout_status(r.params["reference"], r.call),
     ),
+    ("POST", re.compile(r"^/v1/clearing/instructions$"), lambda r: r.sim.clearing_instruct(r.body, r.call)),
+    (
+        "GET",
+        re.compile(r"^/v1/clearing/instructions/(?P<reference>[^/]+)$"),
+        lambda r: r.sim.clearing_instruction_status(r.params["reference"], r.call),
+    ),
     ("POST", re.compile(r"^/v1/otp/start$"), lambda r: r.sim.otp_start(r.body, r.call)),
     ("POST", re.compile(r"^/v1/otp/verify$"), lambda r: r.sim.otp_verify(r.body, r.call)),
     ("GET", re.compile(r"^/v1/statements/(?P<channel>[^/]+)/(?P<date>[^/]+)$"), _statement),

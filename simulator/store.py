@@ -119,9 +119,25 @@ CREATE TABLE IF NOT EXISTS journal (
 );
 CREATE INDEX IF NOT EXISTS journal_channel_date ON journal (channel, business_date, seq);
 CREATE INDEX IF NOT EXISTS journal_reference ON journal (reference);
+CREATE TABLE IF NOT EXISTS clearing_instructions (
+    id TEXT PRIMARY KEY,
+    channel TEXT NOT NULL,
+    reference TEXT NOT NULL UNIQUE,
+    party TEXT NOT NULL,
+    direction TEXT NOT NULL CHECK (direction IN ('pay', 'receive')),
+    amount INTEGER NOT NULL CHECK (amount > 0),
+    currency TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('accepted', 'confirmed', 'failed')),
+    result TEXT NOT NULL CHECK (result IN ('confirmed', 'failed')),
+    failure_reason TEXT,
+    due_at TEXT NOT NULL,
+    business_date TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    finished_at TEXT
+);
 """
 
-TABLES = ("journal", "refunds", "payments", "holds", "accounts", "otps", "payouts")
+TABLES = ("journal", "refunds", "payments", "holds", "accounts", "otps", "payouts", "clearing_instructions")
 
 
 class Store:

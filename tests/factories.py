@@ -1088,3 +1088,50 @@ FACTORIES.update(
         "merchants.unfreezerequest": _unfreeze_request,
     }
 )
+
+
+# --- clearing ------------------------------------------------------------------------------------------------------
+
+_clearing_days = itertools.count(1)
+
+
+def _clearing_run() -> Any:
+    from alliance.models import ClearingRun
+
+    return ClearingRun.objects.create(
+        business_day=dt.date(2020, 1, 1) + dt.timedelta(days=next(_clearing_days)), currency="CNY", status="netted"
+    )
+
+
+def _clearing_position() -> Any:
+    from alliance.models import ClearingPosition
+
+    bank = MemberBankFactory()
+    return ClearingPosition.objects.create(
+        run=_clearing_run(), bank=bank, party_code=bank.code, receivable=10_000, net=10_000, net_minor=100
+    )
+
+
+def _clearing_instruction() -> Any:
+    from alliance.models import ClearingInstruction
+
+    position = _clearing_position()
+    return ClearingInstruction.objects.create(
+        run=position.run,
+        position=position,
+        bank=position.bank,
+        party_code=position.party_code,
+        direction="receive",
+        amount=100,
+        currency="CNY",
+        reference=f"clr-test-{position.pk}",
+    )
+
+
+FACTORIES.update(
+    {
+        "alliance.clearingrun": _clearing_run,
+        "alliance.clearingposition": _clearing_position,
+        "alliance.clearinginstruction": _clearing_instruction,
+    }
+)

@@ -34,7 +34,7 @@ def test_the_one_command(tmp_path) -> None:  # type: ignore[no-untyped-def]
             except httpx.TransportError:
                 time.sleep(0.1)
         with SimulatorClient(url) as client:  # the default development key
-            assert len(client.channels()) == 8
+            assert len(client.channels()) == 9
             payment = client.authorise(
                 channel="acq-bank-b", reference="boot-1", amount=100, currency="CNY",
                 instrument={"kind": "card", "token": "t"}, capture=True,

@@ -1,0 +1,191 @@
+"""The alliance's reads.
+
+Clearing statements: a position, what makes it up (its components) and the ledger transactions behind it, read by
+one query over the day's entries of the party's accounts (a bank's own clearing account and its sponsored merchants';
+the alliance's fee account) — never copied per line. See docs/clearing.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+
+from members.models import MemberBank
+from merchants.models import Merchant
+from rewards.models import CURRENCY_SCALE, Account, Entry, LedgerTransaction
+
+from .models import ClearingComponent, ClearingPosition
+from .services.clearing import KIND_SQL, day_bounds
+
+# --- clearing statements -------------------------------------------------------------------------------------------
+
+STATEMENT_CHUNK = 2000
+
+
+def units_text(units: int) -> str:
+    """Ledger units (ten-thousandths) as a decimal string with four places, exactly: 12345 → "1.2345"."""
+    return str((Decimal(units) / CURRENCY_SCALE).quantize(Decimal(1) / CURRENCY_SCALE))
+
+
+def minor_text(minor: int, currency: str) -> str:
+    from core.money import exponent
+
+    places = exponent(currency)
+    return str((Decimal(minor).scaleb(-places)).quantize(Decimal(1).scaleb(-places))) if places else str(minor)
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    entry_id: int
+    transaction_id: int
+    transaction_kind: str
+    created_at: datetime
+    component: str
+    merchant: str  # the sponsored merchant's code when the line is carried for one
+    payment: str  # the payment the transaction names (or the one its reversed transaction names)
+    benefit: str
+    reverses: int | None
+    counterparties: str
+    amount: int  # signed, ten-thousandths: + receivable, − payable
+
+
+def _party_filter(position: ClearingPosition) -> tuple[str, dict[str, Any]]:
+    if position.bank_id is None:
+        return "a.owner_kind = 'alliance'", {}
+    return (
+        "((a.owner_kind = 'bank' AND a.owner_id = %(bank)s)"
+        " OR (a.owner_kind = 'merchant' AND mer.sponsor_bank_id = %(bank)s))",
+        {"bank": position.bank_id},
+    )
+
+
+def _lines_sql(party: str) -> str:
+    entry, account = Entry._meta.db_table, Account._meta.db_table
+    bank, merchant = MemberBank._meta.db_table, Merchant._meta.db_table
+    return f"""
+        SELECT e.id, t.id, t.kind, t.created_at, {KIND_SQL}, coalesce(mer.code, ''),
+               coalesce(t.metadata->>'payment', o.metadata->>'payment', ''),
+               coalesce(t.metadata->>'benefit_id', o.metadata->>'benefit_id', ''),
+               t.reverses_id,
+               (SELECT coalesce(string_agg(DISTINCT CASE a2.owner_kind WHEN 'bank' THEN b2.code
+                                                    WHEN 'merchant' THEN m2.code ELSE 'alliance' END, ' '), '')
+                  FROM {entry} e2 JOIN {account} a2 ON a2.id = e2.account_id
+                  LEFT JOIN {bank} b2 ON a2.owner_kind = 'bank' AND b2.id = a2.owner_id
+                  LEFT JOIN {merchant} m2 ON a2.owner_kind = 'merchant' AND m2.id = a2.owner_id
+                 WHERE e2.transaction_id = t.id AND e2.id <> e.id AND e2.unit = e.unit
+                   AND a2.purpose IN ('clearing', 'fees')),
+               e.amount
+        FROM {LedgerTransaction._meta.db_table} t
+        JOIN {entry} e ON e.transaction_id = t.id
+        JOIN {account} a ON a.id = e.account_id
+        LEFT JOIN {merchant} mer ON a.owner_kind = 'merchant' AND mer.id = a.owner_id
+        LEFT JOIN {LedgerTransaction._meta.db_table} o ON o.id = t.reverses_id
+        WHERE t.created_at >= %(start)s AND t.created_at < %(end)s
+          AND a.purpose IN ('clearing', 'fees') AND e.unit = %(currency)s
+          AND {party} AND e.id > %(after)s
+        ORDER BY e.id
+        LIMIT %(limit)s
+    """  # noqa: S608 - table names from the models
+
+
+def statement_lines(position: ClearingPosition, *, after: int = 0, limit: int = STATEMENT_CHUNK) -> list[StatementLine]:
+    """A page of the position's traceable lines, in entry order after entry `after` (keyset: every page costs the
+    same)."""
+    run = position.run
+    start, end = day_bounds(run.business_day)
+    party, params = _party_filter(position)
+    params.update(start=start, end=end, currency=run.currency, after=after, limit=limit)
+    with connection.cursor() as cursor:
+        cursor.execute(_lines_sql(party), params)
+        return [StatementLine(*row) for row in cursor.fetchall()]
+
+
+def statement_lines_all(position: ClearingPosition, *, chunk: int = STATEMENT_CHUNK) -> Iterator[StatementLine]:
+    after = 0
+    while True:
+        page = statement_lines(position, after=after, limit=chunk)
+        yield from page
+        if len(page) < chunk:
+            return
+        after = page[-1].entry_id
+
+
+def statement_components(position: ClearingPosition) -> list[ClearingComponent]:
+    return list(
+        ClearingComponent.objects.filter(position=position).select_related("merchant").order_by("merchant_id", "kind")
+    )
+
+
+def party_name(position: ClearingPosition) -> str:
+    if position.bank_id is None:
+        return "Alliance / 联盟"
+    bank = position.bank
+    assert bank is not None
+    return f"{bank.code} {bank.name_zh}"
+
+
+STATEMENT_CSV_HEADER = [
+    "section", "transaction", "kind", "time", "component", "merchant", "payment", "benefit", "reverses",
+    "counterparties", "amount",
+]  # fmt: skip
+
+
+def statement_csv(position: ClearingPosition) -> Iterator[str]:
+    """The statement as CSV rows, streamed: the position, its components, then every traceable line."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def flush() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    run = position.run
+    writer.writerow(["clearing statement", run.business_day.isoformat(), run.currency, position.party_code])
+    writer.writerow(["position", "receivable", units_text(position.receivable)])
+    writer.writerow(["position", "payable", units_text(position.payable)])
+    writer.writerow(["position", "net (exact)", units_text(position.net)])
+    writer.writerow(["position", "net (rounded)", minor_text(position.net_minor, run.currency)])
+    writer.writerow(["position", "rounding", units_text(position.rounding)])
+    writer.writerow(["component", "kind", "merchant", "count", "receivable", "payable", "net"])
+    for component in statement_components(position):
+        writer.writerow(
+            [
+                "component",
+                component.kind,
+                component.merchant.code if component.merchant else "",
+                component.count,
+                units_text(component.receivable),
+                units_text(component.payable),
+                units_text(component.amount),
+            ]
+        )
+    writer.writerow(STATEMENT_CSV_HEADER)
+    yield flush()
+    for n, line in enumerate(statement_lines_all(position), start=1):
+        writer.writerow(
+            [
+                "line",
+                line.transaction_id,
+                line.transaction_kind,
+                line.created_at.isoformat(),
+                line.component,
+                line.merchant,
+                line.payment,
+                line.benefit,
+                line.reverses or "",
+                line.counterparties,
+                units_text(line.amount),
+            ]
+        )
+        if n % 500 == 0:
+            yield flush()
+    yield flush()

@@ -1,0 +1,34 @@
+"""Alliance jobs: each takes nothing, runs one service inside a recorded job run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from core.calendar import local_now
+from core.jobs import job_run
+
+from . import services
+
+# --- clearing --------------------------------------------------------------------------------------------------------
+
+
+@shared_task(name="alliance.clearing_daily")
+def clearing_daily() -> dict[str, Any]:
+    """Clears every day due (each its own job run, `alliance.clearing`), then sends the instructions."""
+    report = services.clearing_daily()
+    return report.counts()
+
+
+@shared_task(name="alliance.clearing_poll")
+def clearing_poll() -> dict[str, int]:
+    """Sends pending instructions and asks about sent ones: confirmed, failed, or sent again under the reference."""
+    with job_run("alliance.clearing_poll", period=local_now().strftime("%Y-%m-%dT%H:%M")) as run:
+        sent = services.instructions_send()
+        report = services.instructions_poll()
+        run.count(**sent.counts(), **{f"poll_{name}": n for name, n in report.counts().items()})
+    return {**sent.counts(), **{f"poll_{name}": n for name, n in report.counts().items()}}
+
+
+# --- end of clearing -------------------------------------------------------------------------------------------------
