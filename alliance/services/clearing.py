@@ -150,7 +150,13 @@ def _net(run: ClearingRun) -> ClearingRun:
     """Stage 1, one transaction: components and positions by `INSERT … SELECT … GROUP BY` over the day's entries,
     the positions rounded once, the run `netted`. A crash rolls all of it back; the next run computes it again."""
     start, end = day_bounds(run.business_day)
-    params = {"start": start, "end": end, "currency": run.currency, "run": run.pk, "alliance": ALLIANCE_PARTY}
+    params: dict[str, Any] = {
+        "start": start,
+        "end": end,
+        "currency": run.currency,
+        "run": run.pk,
+        "alliance": ALLIANCE_PARTY,
+    }
     with transaction.atomic():
         run = ClearingRun.objects.select_for_update().get(pk=run.pk)
         if run.status != Status.COMPUTING:
