@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +93,72 @@ def seed_merchant_api(ctx: DemoContext) -> None:
     seed(ctx)
 
 
+# --- clearing --------------------------------------------------------------------------------------------------------
+
+CLEARING_CHANNEL_WAIT = 1.0  # seconds: the demo's clearing channel confirms at once (its delay set to 0)
+
+
+def seed_clearing(ctx: DemoContext) -> None:
+    """Clears every day of the demo's history (after settlement, which dates the payments): the ledger's obligations
+    are spread over the settlement days (the demo posts them all "now"; `rewards.demo.date_obligations`), each day is
+    cleared, and the instructions go through the simulator's clearing channel: every day's confirmed but the last
+    day's, sent and not yet confirmed. Idempotent: skipped once a run exists."""
+    import datetime as dt
+    import time
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from alliance import services
+    from alliance.models import ClearingRun
+    from payments.demo import settlement_days
+    from payments.models import PaymentIntent
+    from rewards.demo import date_obligations
+
+    if ClearingRun.objects.exists():
+        return
+    today = timezone.localdate()
+    days = [day for day in settlement_days(today) if day < today]
+    if not days:
+        return
+    times = dict(PaymentIntent.objects.filter(livemode=True).values_list("public_id", "created_at"))
+    dated = [day for day in date_obligations(days, times) if day < today]
+    if not dated:
+        return
+    channel = _clearing_simulator(settings.SIMULATOR)
+    first, last = dated[0], dated[-1]
+    # Every day but the last: cleared, sent, confirmed at once. (Each day by name: the history may be older than the
+    # daily job's catch-up reaches.)
+    for day in dated[:-1]:
+        services.clearing_run(day)
+    if channel is not None:
+        channel.set_faults(settings.CLEARING_CHANNEL, payout_delay_ms=0)
+        services.instructions_send()
+        time.sleep(CLEARING_CHANNEL_WAIT)
+        services.instructions_poll(inquire_after=dt.timedelta(0))
+    # The last day: cleared and sent, its confirmation not in yet (due ten minutes later).
+    services.clearing_run(last)
+    if channel is not None:
+        channel.set_faults(settings.CLEARING_CHANNEL, payout_delay_ms=600_000)
+        services.instructions_send()
+        channel.close()
+    if ctx.out is not None:
+        statuses = sorted(ClearingRun.objects.values_list("status", flat=True))
+        ctx.out.write(f"  clearing: {len(statuses)} runs over {first}–{last} ({', '.join(statuses)})\n")
+
+
+def _clearing_simulator(config: dict[str, Any]) -> Any:
+    """The simulator's admin client, when the simulator answers; else None."""
+    from simulator.client import SimulatorClient
+
+    client = SimulatorClient(config["URL"], key_id=config["KEY_ID"], secret=config["SECRET"])
+    with contextlib.suppress(Exception):  # any failure means no simulator for the demo
+        if client.healthy():
+            return client
+    client.close()
+    return None
+
+
 STEPS: list[Callable[[DemoContext], None]] = [
     seed_operators,
     seed_members,
@@ -102,6 +169,7 @@ STEPS: list[Callable[[DemoContext], None]] = [
     seed_benefits,
     seed_merchant_api,
     seed_settlements,
+    seed_clearing,
 ]
 
 

@@ -349,3 +349,30 @@ def seed_promotions(ctx: Any) -> None:
     username = getattr(ctx, "demo_cardholder", "")
     if username:
         Cardholder.objects.filter(user__username=username, segment_tags=[]).update(segment_tags=["driver", "dining"])
+
+
+def date_obligations(days: list[dt.date], times: dict[str, dt.datetime]) -> list[dt.date]:
+    """Demo only: spreads the demo's CNY obligations over `days` so that clearing has a history to clear. A ledger
+    transaction naming a payment (`metadata.payment`) takes the payment's time from `times`; the others go round the
+    days at 10:00 plus a minute each. Only transactions not sealed yet are moved (a seal hashes the time), and only
+    before anything was cleared. Returns the business days (Asia/Shanghai) the moved transactions are on."""
+    from core.calendar import SHANGHAI
+
+    from .models import LedgerTransaction, Purpose
+
+    moved = (
+        LedgerTransaction.objects.filter(
+            seal__isnull=True, entries__account__purpose__in=[Purpose.CLEARING, Purpose.FEES]
+        )
+        .distinct()
+        .order_by("pk")
+    )
+    dated: set[dt.date] = set()
+    for index, (pk, metadata) in enumerate(moved.values_list("pk", "metadata")):
+        at = times.get(str((metadata or {}).get("payment") or ""))
+        if at is None:
+            day = days[index % len(days)]
+            at = dt.datetime.combine(day, dt.time(10, 0), tzinfo=SHANGHAI) + dt.timedelta(minutes=index)
+        LedgerTransaction.objects.filter(pk=pk).update(created_at=at)
+        dated.add(at.astimezone(SHANGHAI).date())
+    return sorted(dated)

@@ -290,3 +290,31 @@ def test_the_demo_settles_its_history_over_a_holiday_with_batches_in_every_state
         assert batch.gross - batch.refunds == sum(line.amount for line in lines), batch.public_id
     seed_all(DemoContext(scale="small", out=io.StringIO()))  # a second run settles nothing again
     assert SettlementBatch.objects.count() == batches.count()
+
+
+def test_the_demo_clears_every_day_of_its_history(demo_on_simulator: Any) -> None:
+    from alliance.models import ClearingInstruction, ClearingPosition, ClearingRun
+    from alliance.services import clearing_due
+
+    seed_all(DemoContext(scale="small", out=io.StringIO()))
+    runs = ClearingRun.objects.order_by("business_day")
+    assert runs.count() >= 3
+    for run in runs:
+        assert sum(ClearingPosition.objects.filter(run=run).values_list("net_minor", flat=True)) == 0
+        assert sum(ClearingPosition.objects.filter(run=run).values_list("net", flat=True)) == 0
+    statuses = set(ClearingInstruction.objects.values_list("status", flat=True))
+    assert {"confirmed", "sent"} <= statuses
+    assert set(runs.values_list("status", flat=True)) >= {"settled", "instructing"}
+    from django.utils import timezone
+
+    from core.calendar import local_date
+    from rewards.models import LedgerTransaction
+
+    obligations = LedgerTransaction.objects.filter(entries__account__purpose__in=["clearing", "fees"])
+    days = {local_date(at) for at in obligations.values_list("created_at", flat=True)} - {timezone.localdate()}
+    assert set(runs.values_list("business_day", flat=True)) == days  # every day of the history is cleared
+    assert clearing_due() == []
+    before = (ClearingRun.objects.count(), ClearingPosition.objects.count(), ClearingInstruction.objects.count())
+    seed_all(DemoContext(scale="small", out=io.StringIO()))  # a second run adds nothing
+    after = (ClearingRun.objects.count(), ClearingPosition.objects.count(), ClearingInstruction.objects.count())
+    assert after == before

@@ -176,7 +176,17 @@ def test_bad_fault_settings_are_refused_and_change_nothing(
 def test_channels_are_configurable_at_runtime_and_reset_restores_the_file(simulator: SimulatorClient) -> None:
     ids = [c["id"] for c in simulator.channels()]
     assert ids == sorted(
-        ["acq-unionpay-a", "acq-bank-b", "acq-global-c", "debit-icbc", "debit-cmb", "wallet-x", "prepaid-x", "ecny-x"]
+        [
+            "acq-unionpay-a",
+            "acq-bank-b",
+            "acq-global-c",
+            "debit-icbc",
+            "debit-cmb",
+            "wallet-x",
+            "prepaid-x",
+            "ecny-x",
+            "clearing-x",
+        ]
     )
     created = simulator.put_channel(
         "debit-bocom",

@@ -154,7 +154,7 @@ def test_statement_cli_writes_the_same_file(
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     written = sorted(p.name for p in tmp_path.iterdir())
-    assert len(written) == 8
+    assert len(written) == 9
     assert f"{ACQ}_20260302.csv" in written
     assert (tmp_path / f"{ACQ}_20260302.csv").read_text() == simulator.statement(channel=ACQ, date="2026-03-02")
     assert str(tmp_path / f"{ACQ}_20260302.csv") in done.stdout

@@ -63,6 +63,6 @@ def test_a_bad_config_file_stops_the_start_with_a_message(tmp_path) -> None:  # 
 def test_the_shipped_channels() -> None:
     channels = load_channels(DEFAULT_CONFIG)
     kinds = {ch.kind for ch in channels.values()}
-    assert kinds == {"acquirer", "bank_debit", "wallet", "prepaid", "digital_rmb"}
+    assert kinds == {"acquirer", "bank_debit", "wallet", "prepaid", "digital_rmb", "clearing"}
     assert all(ch.faults.down is False and ch.faults.triggers for ch in channels.values())
     assert channels["acq-unionpay-a"].currencies == ("CNY", "HKD", "USD", "EUR", "JPY")
