@@ -330,7 +330,7 @@ def bank_shares(
 
 
 def _shown(value: Fraction) -> str:
-    return str(quantize(Decimal(value.numerator) / Decimal(value.denominator), SHARE_PLACES))
+    return format(quantize(Decimal(value.numerator) / Decimal(value.denominator), SHARE_PLACES), "f")
 
 
 @dataclass(frozen=True)
