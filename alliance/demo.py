@@ -92,6 +92,24 @@ def seed_merchant_api(ctx: DemoContext) -> None:
     seed(ctx)
 
 
+def seed_revenue_share(ctx: DemoContext) -> None:
+    """Last: the revenue share of the demo's months, from everything the steps before made. A second alliance
+    operator proposes or approves what "alliance" does not (four eyes)."""
+    from .revenue_demo import seed_revenue_share as seed
+
+    User = get_user_model()
+    with transaction.atomic():
+        checker, created = User.objects.get_or_create(
+            username="alliance-checker", defaults={"is_staff": True, "email": "ops2@mengka.example"}
+        )
+        if created:
+            checker.set_password(DEMO_PASSWORD)
+            checker.save(update_fields=["password"])
+        checker.groups.add(Group.objects.get(name=ALLIANCE_OPERATORS))
+    ctx.login("alliance operator, second pair of eyes (admin)", "alliance-checker")
+    seed(ctx, checker=checker)
+
+
 STEPS: list[Callable[[DemoContext], None]] = [
     seed_operators,
     seed_members,
@@ -102,6 +120,7 @@ STEPS: list[Callable[[DemoContext], None]] = [
     seed_benefits,
     seed_merchant_api,
     seed_settlements,
+    seed_revenue_share,
 ]
 
 
