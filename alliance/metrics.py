@@ -40,14 +40,19 @@ GROUP BY b.bank_id
 
 # Distinct cardholders with a captured live CNY payment of a business date in the month, counted for the payment's
 # issuer (the bank of the card or account paid with). A cardholder who paid with cards of two banks counts at both.
+# Distinct pairs first, then counted: a hash aggregate the server can run in parallel, where COUNT(DISTINCT) sorts.
 ACTIVE_CARDHOLDERS_SQL = """
-SELECT p.issuer_id AS bank_id, COUNT(DISTINCT p.cardholder_id) AS value
-FROM payments_paymentintent p
-WHERE p.business_date >= %(start_date)s AND p.business_date < %(end_date)s
-  AND p.status = 'succeeded' AND p.amount_captured > 0
-  AND p.livemode AND p.currency = 'CNY'
-  AND p.issuer_id IS NOT NULL
-GROUP BY p.issuer_id
+SELECT active.bank_id, COUNT(*) AS value
+FROM (
+  SELECT p.issuer_id AS bank_id, p.cardholder_id
+  FROM payments_paymentintent p
+  WHERE p.business_date >= %(start_date)s AND p.business_date < %(end_date)s
+    AND p.status = 'succeeded' AND p.amount_captured > 0
+    AND p.livemode AND p.currency = 'CNY'
+    AND p.issuer_id IS NOT NULL
+  GROUP BY p.issuer_id, p.cardholder_id
+) AS active
+GROUP BY active.bank_id
 """.strip()
 
 # Issuer volume in fen: what the bank's cards paid (captured, by the payment's business date) less what was refunded
@@ -72,14 +77,19 @@ WHERE bank_id IS NOT NULL
 GROUP BY bank_id
 """.strip()
 
-# Merchants the bank sponsors (its sponsor bank as it is at the run) that captured a live CNY payment in the month.
+# Merchants the bank sponsors (its sponsor bank as it is at the run) that captured a live CNY payment in the month:
+# the month's paying merchants first (a hash aggregate), then counted per sponsor.
 MERCHANTS_SPONSORED_SQL = """
-SELECT m.sponsor_bank_id AS bank_id, COUNT(DISTINCT p.merchant_id) AS value
-FROM payments_paymentintent p
-JOIN merchants_merchant m ON m.id = p.merchant_id
-WHERE p.business_date >= %(start_date)s AND p.business_date < %(end_date)s
-  AND p.status = 'succeeded' AND p.amount_captured > 0
-  AND p.livemode AND p.currency = 'CNY'
+SELECT m.sponsor_bank_id AS bank_id, COUNT(*) AS value
+FROM (
+  SELECT p.merchant_id
+  FROM payments_paymentintent p
+  WHERE p.business_date >= %(start_date)s AND p.business_date < %(end_date)s
+    AND p.status = 'succeeded' AND p.amount_captured > 0
+    AND p.livemode AND p.currency = 'CNY'
+  GROUP BY p.merchant_id
+) AS paid
+JOIN merchants_merchant m ON m.id = paid.merchant_id
 GROUP BY m.sponsor_bank_id
 """.strip()
 
@@ -183,6 +193,17 @@ class MonthRange:
             "start": dt.datetime.combine(self.month, dt.time(0), tzinfo=SHANGHAI),
             "end": dt.datetime.combine(end, dt.time(0), tzinfo=SHANGHAI),
         }
+
+
+# Memory for the statements' hash aggregates and joins (a month of a million payments groups a few hundred thousand
+# cardholders): set for the run's transaction only, so that they do not spill to disk.
+WORK_MEM = "64MB"
+
+
+def tune_transaction() -> None:
+    """Gives the current transaction the statements' working memory (`SET LOCAL`: it ends with the transaction)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('work_mem', %s, true)", [WORK_MEM])
 
 
 def _rows(sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:

@@ -451,6 +451,7 @@ def revenue_share_compute(month: str | dt.date, *, actor: Actor = None) -> Reven
     closed = metrics.MonthRange(first).end_month <= local_now().date()
     with transaction.atomic():
         _lock_month(first)
+        metrics.tune_transaction()
         latest = RevenueShareRun.objects.filter(month=first).order_by("-version").first()
         policy = policy_in_force(first)
         inputs = read_inputs(first, previous=latest)
