@@ -1,3 +1,6 @@
-"""The alliance's admin. Each concern registers its models from its own module."""
+"""The alliance's admin, one module per concern (each registers its own models)."""
 
-from . import clearing_admin  # noqa: F401 - registers clearing's admins
+from . import (
+    clearing_admin,  # noqa: F401 - registers clearing's admins
+    revenue_admin,  # noqa: F401 - registers the revenue share's admins
+)

@@ -159,6 +159,24 @@ def _clearing_simulator(config: dict[str, Any]) -> Any:
     return None
 
 
+def seed_revenue_share(ctx: DemoContext) -> None:
+    """Last: the revenue share of the demo's months, from everything the steps before made. A second alliance
+    operator proposes or approves what "alliance" does not (four eyes)."""
+    from .revenue_demo import seed_revenue_share as seed
+
+    User = get_user_model()
+    with transaction.atomic():
+        checker, created = User.objects.get_or_create(
+            username="alliance-checker", defaults={"is_staff": True, "email": "ops2@mengka.example"}
+        )
+        if created:
+            checker.set_password(DEMO_PASSWORD)
+            checker.save(update_fields=["password"])
+        checker.groups.add(Group.objects.get(name=ALLIANCE_OPERATORS))
+    ctx.login("alliance operator, second pair of eyes (admin)", "alliance-checker")
+    seed(ctx, checker=checker)
+
+
 STEPS: list[Callable[[DemoContext], None]] = [
     seed_operators,
     seed_members,
@@ -170,6 +188,7 @@ STEPS: list[Callable[[DemoContext], None]] = [
     seed_merchant_api,
     seed_settlements,
     seed_clearing,
+    seed_revenue_share,
 ]
 
 

@@ -1,12 +1,18 @@
-"""The alliance's own records: inter-bank clearing (清算).
+"""The alliance's own records: inter-bank clearing (清算) and the revenue share (按贡献度分配).
 
-Amounts on runs, positions and components are in the ledger's currency unit, ten-thousandths
-of the currency (`rewards.models.CURRENCY_SCALE`); amounts named `…_minor` and instruction amounts are in minor units.
+Clearing amounts on runs, positions and components are in the ledger's currency unit, ten-thousandths of the
+currency (`rewards.models.CURRENCY_SCALE`); amounts named `…_minor` and instruction amounts are in minor units.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
 from django.db import models
+from django.db.models import F, Q
+from django.db.models.lookups import Exact
 from django.utils.translation import gettext_lazy as _
 
 from members.models import MemberBank
@@ -199,3 +205,301 @@ class ClearingInstruction(models.Model):
 
 
 # --- end of clearing -----------------------------------------------------------------------------------------------
+
+
+# --- revenue share (按贡献度分配): see docs/revenue-share.md ---------------------------------------------------------
+
+
+class Metric(models.TextChoices):
+    """What a bank contributes, measured per month by one SQL statement each (`alliance/metrics.py`)."""
+
+    BENEFITS = "benefits", _("benefits taken by other banks' cardholders")
+    ACTIVE_CARDHOLDERS = "active_cardholders", _("active cardholders")
+    ISSUER_VOLUME = "issuer_volume", _("issuer volume")
+    MERCHANTS_SPONSORED = "merchants_sponsored", _("merchants sponsored")
+    SPONSORED_VOLUME = "sponsored_volume", _("sponsored merchants' volume")
+    POINTS_EXCHANGED_IN = "points_exchanged_in", _("points exchanged in")
+
+
+METRICS: tuple[str, ...] = tuple(Metric.values)
+# How each metric's value is counted: "units" (ten-thousandths of CNY), "fen" (minor units of CNY) or "count".
+METRIC_UNITS: dict[str, str] = {
+    Metric.BENEFITS: "units",
+    Metric.ACTIVE_CARDHOLDERS: "count",
+    Metric.ISSUER_VOLUME: "fen",
+    Metric.MERCHANTS_SPONSORED: "count",
+    Metric.SPONSORED_VOLUME: "fen",
+    Metric.POINTS_EXCHANGED_IN: "units",
+}
+
+
+class Approval(models.TextChoices):
+    DRAFT = "draft", _("draft")
+    PENDING = "pending", _("pending approval")
+    APPROVED = "approved", _("approved")
+    REJECTED = "rejected", _("rejected")
+
+
+class FourEyesVersion(models.Model):
+    """A version of terms that applies from a month on: proposed by one alliance operator, approved or rejected by
+    another. An approved (or rejected) version is never edited: a change is a new version. For a month, the approved
+    version with the latest `effective_from` not after it applies, and of two from the same month the later one."""
+
+    effective_from = models.DateField(_("effective from (month)"), help_text=_("The first day of a month."))
+    status = models.CharField(_("status"), max_length=16, choices=Approval.choices, default=Approval.DRAFT)
+    reason = models.TextField(_("reason for the change"), blank=True)
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("proposed by"),
+    )
+    proposed_at = models.DateTimeField(_("proposed"), null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("decided by"),
+    )
+    decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
+    decision_note = models.TextField(_("decision note"), blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        abstract = True
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(decided_by__isnull=True) | ~Q(decided_by=F("proposed_by")),
+                name="%(class)s_checker_not_maker",
+            ),
+            models.CheckConstraint(condition=Q(effective_from__day=1), name="%(class)s_starts_on_first_of_month"),
+        ]
+
+
+def _weight_field(label: Any) -> models.DecimalField[Decimal, Decimal]:
+    return models.DecimalField(label, max_digits=5, decimal_places=4, default=Decimal(0))
+
+
+class RevenueSharePolicy(FourEyesVersion):
+    """One version of the revenue-share weights: a weight per metric for the pool and one for the running costs, each
+    set between 0 and 1 and summing to exactly 1 (0.25 is a quarter)."""
+
+    version = models.PositiveIntegerField(_("version"), unique=True)
+    weight_benefits = _weight_field(_("weight: benefits"))
+    weight_active_cardholders = _weight_field(_("weight: active cardholders"))
+    weight_issuer_volume = _weight_field(_("weight: issuer volume"))
+    weight_merchants_sponsored = _weight_field(_("weight: merchants sponsored"))
+    weight_sponsored_volume = _weight_field(_("weight: sponsored volume"))
+    weight_points_exchanged_in = _weight_field(_("weight: points exchanged in"))
+    cost_weight_benefits = _weight_field(_("cost weight: benefits"))
+    cost_weight_active_cardholders = _weight_field(_("cost weight: active cardholders"))
+    cost_weight_issuer_volume = _weight_field(_("cost weight: issuer volume"))
+    cost_weight_merchants_sponsored = _weight_field(_("cost weight: merchants sponsored"))
+    cost_weight_sponsored_volume = _weight_field(_("cost weight: sponsored volume"))
+    cost_weight_points_exchanged_in = _weight_field(_("cost weight: points exchanged in"))
+
+    class Meta:
+        verbose_name = _("revenue-share policy")
+        verbose_name_plural = _("revenue-share policies")
+        ordering = ("-version",)
+        constraints = [
+            *FourEyesVersion.Meta.constraints,
+            models.CheckConstraint(
+                condition=Q(
+                    weight_benefits__gte=0,
+                    weight_active_cardholders__gte=0,
+                    weight_issuer_volume__gte=0,
+                    weight_merchants_sponsored__gte=0,
+                    weight_sponsored_volume__gte=0,
+                    weight_points_exchanged_in__gte=0,
+                    cost_weight_benefits__gte=0,
+                    cost_weight_active_cardholders__gte=0,
+                    cost_weight_issuer_volume__gte=0,
+                    cost_weight_merchants_sponsored__gte=0,
+                    cost_weight_sponsored_volume__gte=0,
+                    cost_weight_points_exchanged_in__gte=0,
+                ),
+                name="revenuesharepolicy_weights_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=Exact(
+                    F("weight_benefits")
+                    + F("weight_active_cardholders")
+                    + F("weight_issuer_volume")
+                    + F("weight_merchants_sponsored")
+                    + F("weight_sponsored_volume")
+                    + F("weight_points_exchanged_in"),
+                    Decimal(1),
+                ),
+                name="revenuesharepolicy_weights_sum_to_one",
+            ),
+            models.CheckConstraint(
+                condition=Exact(
+                    F("cost_weight_benefits")
+                    + F("cost_weight_active_cardholders")
+                    + F("cost_weight_issuer_volume")
+                    + F("cost_weight_merchants_sponsored")
+                    + F("cost_weight_sponsored_volume")
+                    + F("cost_weight_points_exchanged_in"),
+                    Decimal(1),
+                ),
+                name="revenuesharepolicy_cost_weights_sum_to_one",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"v{self.version} from {self.effective_from:%Y-%m} ({self.get_status_display()})"
+
+    def weights(self) -> dict[str, Decimal]:
+        return {metric: getattr(self, f"weight_{metric}") for metric in METRICS}
+
+    def cost_weights(self) -> dict[str, Decimal]:
+        return {metric: getattr(self, f"cost_weight_{metric}") for metric in METRICS}
+
+
+class MembershipFee(FourEyesVersion):
+    """A bank's monthly membership fee from a month on (fen); the latest approved version not after a month applies.
+    A bank pays none until its first version; a version of 0 stops it."""
+
+    bank = models.ForeignKey(MemberBank, on_delete=models.PROTECT, related_name="+", verbose_name=_("bank"))
+    amount = models.BigIntegerField(_("monthly fee (fen)"))
+
+    class Meta:
+        verbose_name = _("membership fee")
+        verbose_name_plural = _("membership fees")
+        ordering = ("bank__code", "-effective_from", "-id")
+        constraints = [
+            *FourEyesVersion.Meta.constraints,
+            models.CheckConstraint(condition=Q(amount__gte=0), name="membershipfee_amount_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bank_id} from {self.effective_from:%Y-%m}: {self.amount}"
+
+
+class AllianceCost(models.Model):
+    """A running cost of the alliance in a month (fen), shared among the banks by the policy's cost weights."""
+
+    month = models.DateField(_("month"), help_text=_("The first day of the month the cost belongs to."))
+    amount = models.BigIntegerField(_("amount (fen)"))
+    description = models.CharField(_("description"), max_length=200)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("alliance running cost")
+        verbose_name_plural = _("alliance running costs")
+        ordering = ("-month", "id")
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="alliancecost_amount_positive"),
+            models.CheckConstraint(condition=Q(month__day=1), name="alliancecost_month_first_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} {self.description}"
+
+
+class RevenueShareRun(models.Model):
+    """One version of a month's revenue share. The same month run again with the same inputs, policy and result is
+    the same version; anything different is a new version (a restatement) whose statements show the difference."""
+
+    class Status(models.TextChoices):
+        PROVISIONAL = "provisional", _("provisional (month still open)")
+        FINAL = "final", _("final")
+        SUPERSEDED = "superseded", _("superseded by a later version")
+
+    month = models.DateField(_("month"))
+    version = models.PositiveIntegerField(_("version"))
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices)
+    policy = models.ForeignKey(
+        RevenueSharePolicy, on_delete=models.PROTECT, related_name="runs", verbose_name=_("policy")
+    )
+    fee_share_units = models.BigIntegerField(_("payment fee share (CNY, ten-thousandths)"))
+    exchange_fee_units = models.BigIntegerField(_("exchange fees (CNY, ten-thousandths)"))
+    membership_fees = models.BigIntegerField(_("membership fees (fen)"))
+    pool = models.BigIntegerField(_("pool (fen)"))
+    costs = models.BigIntegerField(_("running costs (fen)"))
+    unpooled = models.JSONField(
+        _("fee share in other currencies"),
+        default=dict,
+        blank=True,
+        help_text=_("Currency → the alliance's fee share in hundredths of a minor unit, not pooled (CNY only)."),
+    )
+    totals = models.JSONField(_("metric totals"), default=dict)
+    input_digest = models.CharField(_("digest of inputs, policy and result"), max_length=64)
+    previous = models.OneToOneField(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="next_version",
+        verbose_name=_("previous version"),
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("run by"),
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("revenue-share run")
+        verbose_name_plural = _("revenue-share runs")
+        ordering = ("-month", "-version")
+        constraints = [
+            models.UniqueConstraint(fields=["month", "version"], name="revenueshare_run_month_version"),
+            models.CheckConstraint(condition=Q(month__day=1), name="revenueshare_run_month_first_day"),
+            models.CheckConstraint(condition=Q(version__gte=1), name="revenueshare_run_version_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} v{self.version}"
+
+
+class RevenueShareStatement(models.Model):
+    """A bank's part of a run: each metric's value with its weight and share (`lines`), the share of the pool, the
+    part of the running costs, and the net, with the difference from the previous version's statement."""
+
+    run = models.ForeignKey(RevenueShareRun, on_delete=models.PROTECT, related_name="statements", verbose_name=_("run"))
+    bank = models.ForeignKey(MemberBank, on_delete=models.PROTECT, related_name="+", verbose_name=_("bank"))
+    benefits = models.BigIntegerField(_("benefits taken by others (CNY, ten-thousandths)"), default=0)
+    active_cardholders = models.BigIntegerField(_("active cardholders"), default=0)
+    issuer_volume = models.BigIntegerField(_("issuer volume (fen)"), default=0)
+    merchants_sponsored = models.BigIntegerField(_("merchants sponsored"), default=0)
+    sponsored_volume = models.BigIntegerField(_("sponsored volume (fen)"), default=0)
+    points_exchanged_in = models.BigIntegerField(_("points exchanged in (CNY, ten-thousandths)"), default=0)
+    share = models.DecimalField(_("share of the pool"), max_digits=16, decimal_places=12)
+    cost_share = models.DecimalField(_("share of the costs"), max_digits=16, decimal_places=12)
+    amount = models.BigIntegerField(_("share (fen)"))
+    cost = models.BigIntegerField(_("cost part (fen)"))
+    net = models.BigIntegerField(_("net (fen)"))
+    lines = models.JSONField(_("metric lines"), default=list)
+    previous = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("previous version's statement"),
+    )
+    amount_difference = models.BigIntegerField(_("share difference (fen)"), null=True, blank=True)
+    cost_difference = models.BigIntegerField(_("cost difference (fen)"), null=True, blank=True)
+    net_difference = models.BigIntegerField(_("net difference (fen)"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("revenue-share statement")
+        verbose_name_plural = _("revenue-share statements")
+        ordering = ("-run__month", "-run__version", "bank__code")
+        constraints = [
+            models.UniqueConstraint(fields=["run", "bank"], name="revenueshare_statement_one_per_bank"),
+            models.CheckConstraint(condition=Q(net=F("amount") - F("cost")), name="revenueshare_statement_net"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run} {self.bank_id}"

@@ -7,6 +7,7 @@ ISO currency. JPY has no minor unit. Rounding happens here and nowhere else.
 from __future__ import annotations
 
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
 
 from djmoney.money import Money
 
@@ -74,7 +75,9 @@ def allocate(total: int, weights: list[Decimal]) -> list[int]:
     if total < 0:
         raise ValueError("total must not be negative")
     places = max((-weight.as_tuple().exponent for weight in weights if weight.is_finite()), default=0)  # type: ignore[operator]
-    scaled = [int(weight.scaleb(max(places, 0))) for weight in weights]
+    # Exact whatever the weights' size: Decimal arithmetic (scaleb included) rounds to the context's 28 digits, so a
+    # weight that is an exact share's numerator (revenue share) would lose its last digits.
+    scaled = [int(Fraction(weight) * 10 ** max(places, 0)) for weight in weights]
     weight_sum = sum(scaled)
     if weight_sum <= 0 or any(weight < 0 for weight in weights):
         raise ValueError("weights must be non-negative with a positive sum")

@@ -1128,10 +1128,82 @@ def _clearing_instruction() -> Any:
     )
 
 
+# --- revenue share ---------------------------------------------------------------------------------------------------
+
+
+def make_revenue_policy(**fields: Any) -> Any:
+    """A revenue-share policy version (a draft unless told): by default everything on issuer volume, from 2026-01."""
+    from alliance.models import METRICS, RevenueSharePolicy
+
+    weights = fields.pop("weights", {"issuer_volume": Decimal(1)})
+    cost_weights = fields.pop("cost_weights", weights)
+    values: dict[str, Any] = {f"weight_{m}": Decimal(weights.get(m, 0)) for m in METRICS}
+    values |= {f"cost_weight_{m}": Decimal(cost_weights.get(m, 0)) for m in METRICS}
+    top = RevenueSharePolicy.objects.order_by("-version").values_list("version", flat=True).first() or 0
+    values |= {"version": top + 1, "effective_from": dt.date(2026, 1, 1), **fields}
+    return RevenueSharePolicy.objects.create(**values)
+
+
+def _membership_fee() -> Any:
+    from alliance.models import MembershipFee
+
+    return MembershipFee.objects.create(bank=MemberBankFactory(), amount=100_000, effective_from=dt.date(2026, 1, 1))
+
+
+def _alliance_cost() -> Any:
+    from alliance.models import AllianceCost
+
+    return AllianceCost.objects.create(month=dt.date(2026, 1, 1), amount=50_000, description="test: hosting")
+
+
+def make_revenue_run(**fields: Any) -> Any:
+    """A run row of 2026-01 (the next version number) under a new approved policy; no statements."""
+    from alliance.models import RevenueShareRun
+
+    month = fields.pop("month", dt.date(2026, 1, 1))
+    top = RevenueShareRun.objects.filter(month=month).order_by("-version").values_list("version", flat=True).first()
+    values: dict[str, Any] = {
+        "month": month,
+        "version": (top or 0) + 1,
+        "status": "final",
+        "policy": make_revenue_policy(status="approved"),
+        "fee_share_units": 0,
+        "exchange_fee_units": 0,
+        "membership_fees": 0,
+        "pool": 0,
+        "costs": 0,
+        "input_digest": "0" * 64,
+        **fields,
+    }
+    return RevenueShareRun.objects.create(**values)
+
+
+def make_revenue_statement(run: Any = None, bank: Any = None, **fields: Any) -> Any:
+    """A statement of `run` (a new one by default) for `bank` (a new bank by default)."""
+    from alliance.models import RevenueShareStatement
+
+    values: dict[str, Any] = {
+        "run": run or make_revenue_run(),
+        "bank": bank or MemberBankFactory(),
+        "share": Decimal(1),
+        "cost_share": Decimal(1),
+        "amount": 0,
+        "cost": 0,
+        "net": 0,
+        **fields,
+    }
+    return RevenueShareStatement.objects.create(**values)
+
+
 FACTORIES.update(
     {
         "alliance.clearingrun": _clearing_run,
         "alliance.clearingposition": _clearing_position,
         "alliance.clearinginstruction": _clearing_instruction,
+        "alliance.revenuesharepolicy": make_revenue_policy,
+        "alliance.membershipfee": _membership_fee,
+        "alliance.alliancecost": _alliance_cost,
+        "alliance.revenuesharerun": make_revenue_run,
+        "alliance.revenuesharestatement": make_revenue_statement,
     }
 )

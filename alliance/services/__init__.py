@@ -1,8 +1,9 @@
 """The alliance's writes, one module per concern; the rest of the project calls the names exported here.
 
-clearing  inter-bank clearing: netting a day per currency, settlement instructions through the clearing channel
+clearing       inter-bank clearing: netting a day per currency, settlement instructions through the clearing channel
+revenue_share  the monthly revenue share: its terms kept four-eyes, and the run that shares a month's pool
 
-See docs/clearing.md.
+See docs/clearing.md and docs/revenue-share.md.
 """
 
 from .clearing import (
@@ -14,6 +15,19 @@ from .clearing import (
     instructions_send,
     per_minor,
 )
+from .revenue_share import (
+    membership_fee_save,
+    membership_fees_in_force,
+    month_start,
+    policy_check,
+    policy_in_force,
+    policy_save,
+    previous_month,
+    revenue_share_compute,
+    revenue_share_run,
+    terms_decide,
+    terms_submit,
+)
 
 __all__ = [
     "ClearingReport",
@@ -22,5 +36,16 @@ __all__ = [
     "clearing_run",
     "instructions_poll",
     "instructions_send",
+    "membership_fee_save",
+    "membership_fees_in_force",
+    "month_start",
     "per_minor",
+    "policy_check",
+    "policy_in_force",
+    "policy_save",
+    "previous_month",
+    "revenue_share_compute",
+    "revenue_share_run",
+    "terms_decide",
+    "terms_submit",
 ]

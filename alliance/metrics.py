@@ -1,0 +1,231 @@
+"""The revenue share's metrics and pool, each one set-based SQL statement over a month.
+
+Every statement here is quoted word for word in docs/revenue-share.md (a test compares them). A metric statement
+returns one row per bank, `(bank_id, value)`; banks with nothing do not appear. The parameters:
+
+- `start_date`, `end_date`: the month as a half-open range of business dates (the 1st of the month, the 1st of the
+  next), for payments and refunds, which carry the business date their capture or refund was stamped with;
+- `start`, `end`: the same month as a half-open range of aware datetimes at midnight Asia/Shanghai, for what has no
+  business date: vouchers (by the time they were issued) and ledger transactions (by the time they were posted).
+
+Only live payments in CNY count (test-mode payments move no money; other currencies: see the pool).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection
+
+from core.calendar import SHANGHAI
+
+# Value of the benefits a bank contributed (and funds: not a merchant's) that cardholders of other banks took in the
+# month, in ten-thousandths of CNY: the voucher's cost, the CNY value of the points paid for it. A voucher counts when
+# it was issued in the month and is issued, redeemed at the till or expired; a cancelled one never (its points went
+# back). "Another bank's cardholder": the card the voucher was taken with was issued by a different bank.
+BENEFITS_SQL = """
+SELECT b.bank_id, SUM(v.cost_units) AS value
+FROM rewards_voucher v
+JOIN rewards_benefit b ON b.id = v.benefit_id
+JOIN members_card c ON c.id = v.card_id
+WHERE v.issued_at >= %(start)s AND v.issued_at < %(end)s
+  AND v.state IN ('issued', 'redeemed', 'expired')
+  AND b.funding_merchant_id IS NULL
+  AND c.bank_id <> b.bank_id
+GROUP BY b.bank_id
+""".strip()
+
+# Distinct cardholders with a captured live CNY payment of a business date in the month, counted for the payment's
+# issuer (the bank of the card or account paid with). A cardholder who paid with cards of two banks counts at both.
+# Distinct pairs first, then counted: a hash aggregate the server can run in parallel, where COUNT(DISTINCT) sorts.
+ACTIVE_CARDHOLDERS_SQL = """
+SELECT active.bank_id, COUNT(*) AS value
+FROM (
+  SELECT p.issuer_id AS bank_id, p.cardholder_id
+  FROM payments_paymentintent p
+  WHERE p.business_date >= %(start_date)s AND p.business_date < %(end_date)s
+    AND p.status = 'succeeded' AND p.amount_captured > 0
+    AND p.livemode AND p.currency = 'CNY'
+    AND p.issuer_id IS NOT NULL
+  GROUP BY p.issuer_id, p.cardholder_id
+) AS active
+GROUP BY active.bank_id
+""".strip()
+
+# Issuer volume in fen: what the bank's cards paid (captured, by the payment's business date) less what was refunded
+# to them (succeeded refunds, by the refund's business date, whenever the payment was).
+ISSUER_VOLUME_SQL = """
+SELECT bank_id, SUM(amount) AS value
+FROM (
+  SELECT p.issuer_id AS bank_id, p.amount_captured AS amount
+  FROM payments_paymentintent p
+  WHERE p.business_date >= %(start_date)s AND p.business_date < %(end_date)s
+    AND p.status = 'succeeded' AND p.amount_captured > 0
+    AND p.livemode AND p.currency = 'CNY'
+  UNION ALL
+  SELECT p.issuer_id, -r.amount
+  FROM payments_refund r
+  JOIN payments_paymentintent p ON p.id = r.intent_id
+  WHERE r.business_date >= %(start_date)s AND r.business_date < %(end_date)s
+    AND r.status = 'succeeded'
+    AND p.livemode AND p.currency = 'CNY'
+) AS moved
+WHERE bank_id IS NOT NULL
+GROUP BY bank_id
+""".strip()
+
+# Merchants the bank sponsors (its sponsor bank as it is at the run) that captured a live CNY payment in the month:
+# the month's paying merchants first (a hash aggregate), then counted per sponsor.
+MERCHANTS_SPONSORED_SQL = """
+SELECT m.sponsor_bank_id AS bank_id, COUNT(*) AS value
+FROM (
+  SELECT p.merchant_id
+  FROM payments_paymentintent p
+  WHERE p.business_date >= %(start_date)s AND p.business_date < %(end_date)s
+    AND p.status = 'succeeded' AND p.amount_captured > 0
+    AND p.livemode AND p.currency = 'CNY'
+  GROUP BY p.merchant_id
+) AS paid
+JOIN merchants_merchant m ON m.id = paid.merchant_id
+GROUP BY m.sponsor_bank_id
+""".strip()
+
+# Volume of the merchants the bank sponsors, in fen: captured less refunded, dated as the issuer volume is.
+SPONSORED_VOLUME_SQL = """
+SELECT m.sponsor_bank_id AS bank_id, SUM(moved.amount) AS value
+FROM (
+  SELECT p.merchant_id, p.amount_captured AS amount
+  FROM payments_paymentintent p
+  WHERE p.business_date >= %(start_date)s AND p.business_date < %(end_date)s
+    AND p.status = 'succeeded' AND p.amount_captured > 0
+    AND p.livemode AND p.currency = 'CNY'
+  UNION ALL
+  SELECT p.merchant_id, -r.amount
+  FROM payments_refund r
+  JOIN payments_paymentintent p ON p.id = r.intent_id
+  WHERE r.business_date >= %(start_date)s AND r.business_date < %(end_date)s
+    AND r.status = 'succeeded'
+    AND p.livemode AND p.currency = 'CNY'
+) AS moved
+JOIN merchants_merchant m ON m.id = moved.merchant_id
+GROUP BY m.sponsor_bank_id
+""".strip()
+
+# Points exchanged in, as the CNY value (ten-thousandths) credited to the bank's clearing account for exchanges into
+# its programme posted in the month, net of what it handed back when exchanges were reversed in the month. In an
+# exchange the receiving bank's clearing entry is the positive one (the paying bank's is negative); in the reversal
+# of an exchange the receiving bank's is the negative one.
+POINTS_EXCHANGED_IN_SQL = """
+SELECT a.owner_id AS bank_id, SUM(e.amount) AS value
+FROM rewards_entry e
+JOIN rewards_account a ON a.id = e.account_id
+JOIN rewards_ledgertransaction t ON t.id = e.transaction_id
+LEFT JOIN rewards_ledgertransaction x ON x.id = t.reverses_id
+WHERE t.created_at >= %(start)s AND t.created_at < %(end)s
+  AND a.owner_kind = 'bank' AND a.purpose = 'clearing' AND a.unit = 'CNY'
+  AND ((t.kind = 'exchange' AND e.amount > 0)
+    OR (t.kind = 'reversal' AND x.kind = 'exchange' AND e.amount < 0))
+GROUP BY a.owner_id
+""".strip()
+
+# The alliance's part of the payment fees, per currency, in hundredths of a minor unit (ten-thousandths of CNY):
+# capture rows (and the hand-backs of a reversal, 撤销, which happens before the cut-off, so on the same business
+# date) by the payment's business date; refund hand-backs (negative) by the refund's business date.
+FEE_SHARE_SQL = """
+SELECT currency, SUM(amount) AS amount
+FROM (
+  SELECT p.currency, f.amount
+  FROM payments_feesplit f
+  JOIN payments_paymentintent p ON p.id = f.payment_id
+  WHERE f.party = 'alliance' AND f.refund_id IS NULL
+    AND p.business_date >= %(start_date)s AND p.business_date < %(end_date)s
+  UNION ALL
+  SELECT p.currency, f.amount
+  FROM payments_feesplit f
+  JOIN payments_refund r ON r.id = f.refund_id
+  JOIN payments_paymentintent p ON p.id = r.intent_id
+  WHERE f.party = 'alliance'
+    AND r.business_date >= %(start_date)s AND r.business_date < %(end_date)s
+) AS fees
+GROUP BY currency
+""".strip()
+
+# The exchange fees the alliance's fee account took in the month, net of what reversals handed back (ten-thousandths).
+EXCHANGE_FEES_SQL = """
+SELECT COALESCE(SUM(e.amount), 0) AS amount
+FROM rewards_entry e
+JOIN rewards_account a ON a.id = e.account_id
+JOIN rewards_ledgertransaction t ON t.id = e.transaction_id
+LEFT JOIN rewards_ledgertransaction x ON x.id = t.reverses_id
+WHERE t.created_at >= %(start)s AND t.created_at < %(end)s
+  AND a.owner_kind = 'alliance' AND a.purpose = 'fees' AND a.unit = 'CNY'
+  AND (t.kind = 'exchange' OR (t.kind = 'reversal' AND x.kind = 'exchange'))
+""".strip()
+
+METRIC_SQL: dict[str, str] = {
+    "benefits": BENEFITS_SQL,
+    "active_cardholders": ACTIVE_CARDHOLDERS_SQL,
+    "issuer_volume": ISSUER_VOLUME_SQL,
+    "merchants_sponsored": MERCHANTS_SPONSORED_SQL,
+    "sponsored_volume": SPONSORED_VOLUME_SQL,
+    "points_exchanged_in": POINTS_EXCHANGED_IN_SQL,
+}
+# Every statement a test checks against the document, by the heading it is quoted under.
+ALL_SQL: dict[str, str] = {**METRIC_SQL, "fee_share": FEE_SHARE_SQL, "exchange_fees": EXCHANGE_FEES_SQL}
+
+
+@dataclass(frozen=True)
+class MonthRange:
+    month: dt.date  # the 1st of the month
+
+    @property
+    def end_month(self) -> dt.date:
+        return (self.month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+
+    def params(self) -> dict[str, Any]:
+        end = self.end_month
+        return {
+            "start_date": self.month,
+            "end_date": end,
+            "start": dt.datetime.combine(self.month, dt.time(0), tzinfo=SHANGHAI),
+            "end": dt.datetime.combine(end, dt.time(0), tzinfo=SHANGHAI),
+        }
+
+
+# Memory for the statements' hash aggregates and joins (a month of a million payments groups a few hundred thousand
+# cardholders): set for the run's transaction only, so that they do not spill to disk.
+WORK_MEM = "64MB"
+
+
+def tune_transaction() -> None:
+    """Gives the current transaction the statements' working memory (`SET LOCAL`: it ends with the transaction)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('work_mem', %s, true)", [WORK_MEM])
+
+
+def _rows(sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+
+
+def metric_values(month: dt.date) -> dict[str, dict[int, int]]:
+    """metric → bank id → value, for the month: one statement per metric."""
+    params = MonthRange(month).params()
+    values: dict[str, dict[int, int]] = {}
+    for metric, sql in METRIC_SQL.items():
+        values[metric] = {int(bank): int(value) for bank, value in _rows(sql, params) if value}
+    return values
+
+
+def fee_share(month: dt.date) -> dict[str, int]:
+    """Currency → the alliance's fee share of the month (hundredths of a minor unit)."""
+    return {currency: int(amount) for currency, amount in _rows(FEE_SHARE_SQL, MonthRange(month).params()) if amount}
+
+
+def exchange_fees(month: dt.date) -> int:
+    """The alliance's exchange fees of the month, net of reversals (ten-thousandths of CNY)."""
+    return int(_rows(EXCHANGE_FEES_SQL, MonthRange(month).params())[0][0])
