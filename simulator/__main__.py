@@ -105,7 +105,8 @@ def statement(argv: list[str]) -> int:
             out.write_bytes(made.text.encode())
             print(out)
         else:
-            sys.stdout.write(made.text)
+            sys.stdout.buffer.write(made.text.encode())
+            sys.stdout.flush()
     return 0
 
 

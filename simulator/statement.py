@@ -48,8 +48,6 @@ V2_STATUS = {"success": "成功", "failed": "失败", "returned": "退回"}
 FIXED_TYPES = {"capture": "01", "refund": "02", "reversal": "03", "payout": "04"}
 FIXED_STATUS = {"success": "S", "failed": "F", "returned": "R"}
 FIXED_WIDTH = 160
-FIXED_TXN_WIDTH = 32
-FIXED_REFERENCE_WIDTH = 40
 # Journal operations that move money, and their statement type.
 TYPES = {"sale": "capture", "capture": "capture", "refund": "refund", "reverse": "reversal", "hold_capture": "capture"}
 STATUSES = ("success", "failed", "returned")
@@ -320,19 +318,25 @@ def render(format: str, channel: str, day: date, rows: Iterable[Row]) -> str:
 
 
 class _LocalTimes:
-    """Asia/Shanghai renderings of instants, cached per second (a statement's rows crowd into few seconds)."""
+    """Asia/Shanghai renderings of instants to the second (`iso`: `2026-03-02T10:00:00+08:00`, or `compact`:
+    `20260302100000`, or `clock`: `100000`), cached per second: a day's rows share at most 86,400 of them."""
 
-    def __init__(self, pattern: str | None) -> None:
-        self.pattern = pattern
+    def __init__(self, style: str) -> None:
+        self.style = style
         self.cache: dict[int, str] = {}
 
-    def __call__(self, at: datetime) -> str:
-        second = int(at.timestamp())
+    def __call__(self, second: int) -> str:
+        """The rendering of a Unix second (writers look in `cache` first and call this on a miss)."""
         text = self.cache.get(second)
         if text is None:
-            local = at.astimezone(LOCAL_TZ)
-            text = local.isoformat(timespec="seconds") if self.pattern is None else local.strftime(self.pattern)
-            if len(self.cache) > 100_000:
+            local = datetime.fromtimestamp(second, LOCAL_TZ)
+            if self.style == "iso":
+                text = local.isoformat(timespec="seconds")
+            elif self.style == "compact":
+                text = f"{local:%Y%m%d%H%M%S}"
+            else:
+                text = f"{local:%H%M%S}"
+            if len(self.cache) > 200_000:
                 self.cache.clear()
             self.cache[second] = text
         return text
@@ -342,27 +346,27 @@ def render_csv_v1(channel: str, day: date, rows: Iterable[Row]) -> str:
     """Comma-separated, `\\n` line ends: a header, a `D` row per movement, a `T` row per currency (sorted) totalling
     the acquiring rows (captures, refunds, reversals: payouts are listed but not in the totals). The values need no
     quoting: ids, references, currencies and dates never hold a comma or a quote."""
-    iso_day = day.isoformat()
-    local = _LocalTimes(None)
+    prefix = f",{day.isoformat()},{channel},"
+    times = _LocalTimes("iso")
+    cache = times.cache
     lines = [",".join(COLUMNS)]
     append = lines.append
     totals: dict[str, list[int]] = {}
-    for row in rows:
-        amount, fee = row.amount, row.fee
-        operation_reference = row.operation_reference if row.type == "refund" else ""
+    for seq, at, kind, txn_id, reference, operation_reference, _original, currency, amount, fee, status in rows:
+        second = int(at.timestamp())
         append(
-            f"D,{row.seq},{local(row.at)},{iso_day},{channel},{row.type},{row.txn_id},{row.reference},"
-            f"{operation_reference},{row.currency},{amount},{fee},{amount - fee},{row.status}"
+            f"D,{seq},{cache.get(second) or times(second)}{prefix}{kind},{txn_id},{reference},"
+            f"{operation_reference if kind == 'refund' else ''},{currency},{amount},{fee},{amount - fee},{status}"
         )
-        if row.type != "payout":
-            total = totals.get(row.currency)
+        if kind != "payout":
+            total = totals.get(currency)
             if total is None:
-                total = totals[row.currency] = [0, 0, 0]
+                total = totals[currency] = [0, 0, 0]
             total[0] += 1
             total[1] += amount
             total[2] += fee
     for currency, (count, amount, fee) in sorted(totals.items()):
-        append(f"T,{count},,{iso_day},{channel},total,,,,{currency},{amount},{fee},{amount - fee},")
+        append(f"T,{count},{prefix}total,,,,{currency},{amount},{fee},{amount - fee},")
     lines.append("")
     return "\n".join(lines)
 
@@ -377,47 +381,52 @@ def major(amount: int, currency: str) -> str:
 
 
 def render_csv_v2(channel: str, day: date, rows: Iterable[Row]) -> str:
-    """The bank layout: UTF-8 with a BOM, `;`-separated, `\\r\\n` line ends, a Chinese header, no totals, signed amounts
-    in major units."""
+    """The bank layout: UTF-8 with a BOM, `;`-separated, `\\r\\n` line ends, a Chinese header, no totals, signed
+    amounts in major units."""
     compact_day = day.strftime("%Y%m%d")
-    local = _LocalTimes("%H%M%S")
+    times = _LocalTimes("clock")
+    cache = times.cache
     lines = ["\ufeff" + V2_HEADER]
     append = lines.append
-    for row in rows:
-        currency = row.currency
+    two_places = {currency for currency, exponent in CURRENCY_EXPONENT.items() if exponent == 2}
+    for _seq, at, kind, txn_id, reference, operation_reference, original, currency, amount, fee, status in rows:
+        second = int(at.timestamp())
+        if currency in two_places:  # exact: a float holds n/100 within far less than half a cent for |n| < 10**15
+            money = f"{amount / 100:.2f};{fee / 100:.2f}"
+        else:
+            money = f"{major(amount, currency)};{major(fee, currency)}"
+        ours = operation_reference if kind == "refund" else reference
         append(
-            f"{compact_day};{local(row.at)};{row.our_reference};{row.txn_id};{row.original_txn_id};"
-            f"{V2_TYPES[row.type]};{currency};{major(row.amount, currency)};{major(row.fee, currency)};"
-            f"{V2_STATUS[row.status]}"
+            f"{compact_day};{cache.get(second) or times(second)};{ours};{txn_id};{original};{V2_TYPES[kind]};"
+            f"{currency};{money};{V2_STATUS[status]}"
         )
     lines.append("")
     return "\r\n".join(lines)
 
 
-def _field(value: str, width: int) -> str:
-    """Left-justified in `width` columns; a longer value is cut (references are at most 40 characters here)."""
-    return value[:width].ljust(width)
-
-
 def render_fixed_v1(channel: str, day: date, rows: Iterable[Row]) -> str:
-    """Fixed-width ASCII, `\\n` line ends, 160 characters a record: `H`eader, a `D`etail per row, a `T`railer with the
-    number of details and the sum of their signed amounts."""
+    """Fixed-width ASCII, `\\n` line ends, 160 characters a record: `H`eader, a `D`etail per row, a `T`railer with
+    the number of details and the sum of their signed amounts. A value longer than its field is cut (references
+    have 40 columns, channel txn ids 32)."""
     if len(channel) > FIXED_CHANNEL_WIDTH:
         raise ValueError(f"a fixed_v1 statement has room for a channel id of {FIXED_CHANNEL_WIDTH} characters")
-    local = _LocalTimes("%Y%m%d%H%M%S")
+    times = _LocalTimes("compact")
+    cache = times.cache
     lines = [f"H{channel:<20}{day:%Y%m%d}".ljust(FIXED_WIDTH)]
     append = lines.append
     count = total = 0
-    for row in rows:
-        amount, fee = row.amount, row.fee
-        if abs(amount) >= 10**15 or not 0 <= fee < 10**12:
-            raise ValueError(f"row {row.txn_id}: the amount or fee does not fit the fixed_v1 layout")
+    tail = " " * 29
+    for seq, at, kind, txn_id, reference, operation_reference, _original, currency, amount, fee, status in rows:
+        if not -(10**15) < amount < 10**15 or not 0 <= fee < 10**12:
+            raise ValueError(f"row {txn_id}: the amount or fee does not fit the fixed_v1 layout")
         count += 1
         total += amount
+        ours = operation_reference if kind == "refund" else reference
+        second = int(at.timestamp())
         append(
-            f"D{row.seq:010d}{local(row.at)}{FIXED_TYPES[row.type]}{_field(row.txn_id, FIXED_TXN_WIDTH)}"
-            f"{_field(row.our_reference, FIXED_REFERENCE_WIDTH)}{row.currency}{'-' if amount < 0 else '+'}"
-            f"{abs(amount):015d}{fee:012d}{FIXED_STATUS[row.status]}{'':29}"
+            f"D{str(seq).zfill(10)}{cache.get(second) or times(second)}{FIXED_TYPES[kind]}{txn_id[:32].ljust(32)}"
+            f"{ours[:40].ljust(40)}{currency}{'-' if amount < 0 else '+'}{str(abs(amount)).zfill(15)}"
+            f"{str(fee).zfill(12)}{FIXED_STATUS[status]}{tail}"
         )
     append(f"T{count:010d}{'-' if total < 0 else '+'}{abs(total):017d}".ljust(FIXED_WIDTH))
     lines.append("")
