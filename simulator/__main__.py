@@ -1,20 +1,22 @@
 """`python -m simulator --host 127.0.0.1 --port 8100 --db var/simulator.sqlite3` serves the simulator;
-`python -m simulator statement --db ... --date YYYY-MM-DD [--channel ID] [--out-dir DIR]` writes statement files."""
+`python -m simulator statement --db ... --date YYYY-MM-DD [--channel ID] [--out-dir DIR] [--faults FILE.json]
+[--format FORMAT]` writes statement files."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from . import signing
 from .config import DEFAULT_CONFIG, ConfigError, load_channels
-from .engine import Simulator
+from .engine import SimError, Simulator
 from .server import SimulatorServer
-from .statement import statement_csv
+from .statement import EXTENSIONS, STATEMENT_FORMATS, StatementFaults, build, parse_faults
 from .store import Store
 
 
@@ -66,22 +68,57 @@ def statement(argv: list[str]) -> int:
     parser.add_argument("--config", default=str(DEFAULT_CONFIG))
     parser.add_argument("--date", required=True, type=date.fromisoformat, help="the business date, YYYY-MM-DD")
     parser.add_argument("--channel", action="append", help="one channel (repeatable); default every configured one")
-    parser.add_argument("--out-dir", help="write <channel>_<YYYYMMDD>.csv files here; default print to stdout")
+    parser.add_argument(
+        "--out-dir", help="write <channel>_<YYYYMMDD>.csv (.txt for fixed_v1) files here; default print to stdout"
+    )
+    parser.add_argument(
+        "--faults",
+        help="a JSON file of discrepancies (an object or a list, as POST /v1/admin/statement-faults; without channel"
+        " or date an item applies to every channel written); default those stored in the database",
+    )
+    parser.add_argument("--format", choices=STATEMENT_FORMATS, help="this layout instead of each channel's own")
     args = parser.parse_args(argv)
     if not Path(args.db).exists():
         parser.error(f"no simulator database at {args.db}")
+    try:
+        configured = load_channels(Path(args.config))
+    except (ConfigError, ValueError, OSError) as exc:
+        parser.exit(2, f"simulator: {exc}\n")
+    unknown = [channel for channel in args.channel or [] if channel not in configured]
+    if unknown:
+        parser.error(f"no channel {unknown[0]} in {args.config}")
+    given = _fault_file(parser, args.faults) if args.faults else None
     store = Store(args.db)
-    channels = args.channel or sorted(load_channels(Path(args.config)))
-    for channel in channels:
-        text = statement_csv(store, channel, args.date)
+    # The server's clock lives in its process: here every payout counts as finished (listed with its result).
+    now = datetime.max.replace(tzinfo=UTC)
+    for channel_id in args.channel or sorted(configured):
+        faults = None
+        if given is not None:
+            faults = next(
+                (f for f in given if f.channel in (None, channel_id) and f.date in (None, args.date.isoformat())),
+                StatementFaults(),
+            )
+        made = build(store, configured[channel_id], args.date, now, format=args.format, faults=faults)
         if args.out_dir:
-            out = Path(args.out_dir) / f"{channel}_{args.date:%Y%m%d}.csv"
+            out = Path(args.out_dir) / f"{channel_id}_{args.date:%Y%m%d}.{EXTENSIONS[made.format]}"
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text, encoding="utf-8")
+            out.write_bytes(made.text.encode())
             print(out)
         else:
-            sys.stdout.write(text)
+            sys.stdout.buffer.write(made.text.encode())
+            sys.stdout.flush()
     return 0
+
+
+def _fault_file(parser: argparse.ArgumentParser, path: str) -> list[StatementFaults]:
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        items = raw if isinstance(raw, list) else [raw]
+        return [parse_faults(item, require_target=False) for item in items]
+    except (OSError, ValueError) as exc:
+        parser.exit(2, f"simulator: {path}: {exc}\n")
+    except SimError as exc:
+        parser.exit(2, f"simulator: {path}: {exc.param}: {exc.message}\n")
 
 
 def main(argv: list[str] | None = None) -> int:

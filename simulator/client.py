@@ -149,6 +149,13 @@ class JournalPage:
     next_after: int
 
 
+@dataclass(frozen=True)
+class StatementFile:
+    text: str
+    format: str  # csv_v1 csv_v2 fixed_v1
+    content_type: str
+
+
 class SimulatorClient:
     def __init__(
         self,
@@ -351,8 +358,31 @@ class SimulatorClient:
 
     # ---- statements, journal, admin, sandbox -------------------------------------------------------------------
 
-    def statement(self, *, channel: str, date: str) -> str:
-        return self.request("GET", f"/v1/statements/{quote(channel, safe='')}/{date}").text
+    def statement_file(self, *, channel: str, date: str, format: str | None = None) -> StatementFile:
+        """The channel's statement for a business date: its text and its layout (the `X-Statement-Format` header).
+        `format` asks for another layout. A late file raises `SimulatorError` 404 `statement_not_ready`."""
+        response = self.request("GET", f"/v1/statements/{quote(channel, safe='')}/{date}", query={"format": format})
+        return StatementFile(
+            text=response.text,
+            format=response.headers.get("X-Statement-Format", "csv_v1"),
+            content_type=response.headers.get("Content-Type", ""),
+        )
+
+    def statement(self, *, channel: str, date: str, format: str | None = None) -> str:
+        """The statement's text (see `statement_file`)."""
+        return self.statement_file(channel=channel, date=date, format=format).text
+
+    def set_statement_faults(self, *, channel: str, date: str, **faults: Any) -> dict[str, Any]:
+        """Replace the discrepancies injected into (channel, date)'s statement: `missing`, `extra`, `amount`,
+        `status`, `duplicate`, `late_until`, `rate`, `seed` (see docs/simulator.md); none at all clears them."""
+        return self._json("POST", "/v1/admin/statement-faults", {"channel": channel, "date": date, **faults})
+
+    def statement_faults(self, *, channel: str | None = None, date: str | None = None) -> list[dict[str, Any]]:
+        """The stored discrepancies, each with `applied`: which references met which (against the journal now)."""
+        data: list[dict[str, Any]] = self._json(
+            "GET", "/v1/admin/statement-faults", query={"channel": channel, "date": date}
+        )["data"]
+        return data
 
     def journal(
         self,

@@ -18,6 +18,10 @@ PAYOUT_RETURN_REASONS = ("account_closed", "name_mismatch", "account_frozen", "i
 CURRENCY_EXPONENT = {"CNY": 2, "HKD": 2, "USD": 2, "EUR": 2, "JPY": 0}
 CHANNEL_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,47}$")
 CUTOFF = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+# The layouts a channel writes its daily statement in (see simulator.statement); fixed_v1's header has 20 columns for
+# the channel id.
+STATEMENT_FORMATS = ("csv_v1", "csv_v2", "fixed_v1")
+FIXED_CHANNEL_WIDTH = 20
 
 
 class ConfigError(ValueError):
@@ -89,6 +93,7 @@ class Channel:
     cutoff: str = "23:00"
     fee_bps: int = 0
     faults: FaultProfile = field(default_factory=FaultProfile)
+    statement_format: str = "csv_v1"
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -105,7 +110,7 @@ def channel_from_json(channel_id: str, data: dict[str, Any]) -> Channel:
         raise ConfigError("a channel is a JSON object")
     if not CHANNEL_ID.match(channel_id):
         raise ConfigError("channel ids are 2-48 lowercase letters, digits and dashes", param="id")
-    unknown = set(data) - {"id", "kind", "name", "currencies", "cutoff", "fee_bps", "faults"}
+    unknown = set(data) - {"id", "kind", "name", "currencies", "cutoff", "fee_bps", "faults", "statement_format"}
     if unknown:
         raise ConfigError(f"unknown channel field {sorted(unknown)[0]!r}", param=sorted(unknown)[0])
     if data.get("id", channel_id) != channel_id:
@@ -133,6 +138,14 @@ def channel_from_json(channel_id: str, data: dict[str, Any]) -> Channel:
     name = data.get("name", channel_id)
     if not isinstance(name, str) or not name:
         raise ConfigError("name must be a non-empty string", param="name")
+    statement_format = data.get("statement_format", "csv_v1")
+    if statement_format not in STATEMENT_FORMATS:
+        raise ConfigError(f"statement_format must be one of {', '.join(STATEMENT_FORMATS)}", param="statement_format")
+    if statement_format == "fixed_v1" and len(channel_id) > FIXED_CHANNEL_WIDTH:
+        raise ConfigError(
+            f"a fixed_v1 statement has room for a channel id of {FIXED_CHANNEL_WIDTH} characters",
+            param="statement_format",
+        )
     return Channel(
         id=channel_id,
         kind=kind,
@@ -141,6 +154,7 @@ def channel_from_json(channel_id: str, data: dict[str, Any]) -> Channel:
         cutoff=cutoff,
         fee_bps=fee_bps,
         faults=FaultProfile().merged(faults),
+        statement_format=statement_format,
     )
 
 

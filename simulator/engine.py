@@ -129,7 +129,9 @@ class Outcome:
     status: int
     body: dict[str, Any]
     hang_ms: int = 0
-    text: str | None = None  # a non-JSON answer (the statement CSV)
+    text: str | None = None  # a non-JSON answer (a statement)
+    content_type: str | None = None  # of `text`; default CSV
+    headers: dict[str, str] | None = None
 
 
 @dataclass

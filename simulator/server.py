@@ -12,9 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from . import signing
+from . import signing, statement
 from .engine import Call, Outcome, SimError, Simulator
-from .statement import statement_csv
 
 MAX_BODY = 1 << 20
 Handler = Callable[["Request"], Outcome]
@@ -30,12 +29,58 @@ class Request:
 
 
 def _statement(req: Request) -> Outcome:
+    """The channel's statement in its layout (or `?format=`), unless its file is late (404 `statement_not_ready`)."""
     channel = req.sim.channel(req.params["channel"])
     try:
         day = date.fromisoformat(req.params["date"])
     except ValueError as exc:
         raise SimError(400, "invalid_date", "the date must be YYYY-MM-DD", "date") from exc
-    return Outcome(200, {}, text=statement_csv(req.sim.store, channel.id, day))
+    fmt = req.query.get("format") or None
+    if fmt is not None and fmt not in statement.STATEMENT_FORMATS:
+        known = ", ".join(statement.STATEMENT_FORMATS)
+        raise SimError(400, "invalid_format", f"format must be one of {known}", "format")
+    now = req.sim.now()
+    stored = statement.load_faults(req.sim.store, channel.id, day.isoformat())
+    faults = stored[0] if stored else None
+    if faults is not None and faults.late(now):
+        raise SimError(
+            404,
+            "statement_not_ready",
+            f"the statement of {channel.id} for {day} is not ready yet",
+            extra={"ready_at": faults.late_until},
+        )
+    made = statement.build(req.sim.store, channel, day, now, format=fmt, faults=faults)
+    return Outcome(
+        200,
+        {},
+        text=made.text,
+        content_type=statement.CONTENT_TYPES[made.format],
+        headers={"X-Statement-Format": made.format},
+    )
+
+
+def _set_statement_faults(req: Request) -> Outcome:
+    faults = statement.parse_faults(req.body)
+    req.sim.channel(faults.channel)
+    statement.save_faults(req.sim.store, faults)
+    return Outcome(200, faults.as_json())
+
+
+def _statement_faults(req: Request) -> Outcome:
+    """The stored faults (filtered by `channel` and `date`), each with what it does to today's journal (`applied`)."""
+    day = req.query.get("date") or None
+    if day is not None:
+        try:
+            day = date.fromisoformat(day).isoformat()
+        except ValueError as exc:
+            raise SimError(400, "invalid_date", "the date must be YYYY-MM-DD", "date") from exc
+    data = []
+    now = req.sim.now()
+    for faults in statement.load_faults(req.sim.store, req.query.get("channel") or None, day):
+        day_of = date.fromisoformat(str(faults.date))
+        made = statement.build(req.sim.store, req.sim.channel(faults.channel), day_of, now, faults=faults)
+        data.append({**faults.as_json(), "applied": made.applied})
+    return Outcome(200, {"data": data})
 
 
 ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
@@ -89,6 +134,8 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     ("POST", re.compile(r"^/v1/otp/start$"), lambda r: r.sim.otp_start(r.body, r.call)),
     ("POST", re.compile(r"^/v1/otp/verify$"), lambda r: r.sim.otp_verify(r.body, r.call)),
     ("GET", re.compile(r"^/v1/statements/(?P<channel>[^/]+)/(?P<date>[^/]+)$"), _statement),
+    ("POST", re.compile(r"^/v1/admin/statement-faults$"), _set_statement_faults),
+    ("GET", re.compile(r"^/v1/admin/statement-faults$"), _statement_faults),
     ("GET", re.compile(r"^/journal$"), lambda r: r.sim.journal(r.query)),
     ("GET", re.compile(r"^/admin/channels$"), lambda r: r.sim.list_channels()),
     ("GET", re.compile(r"^/admin/channels/(?P<channel>[^/]+)$"), lambda r: r.sim.get_channel(r.params["channel"])),
@@ -215,7 +262,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
     def _send(self, outcome: Outcome) -> None:
         if outcome.text is not None:
             payload = outcome.text.encode()
-            content_type = "text/csv; charset=utf-8"
+            content_type = outcome.content_type or "text/csv; charset=utf-8"
         else:
             payload = json.dumps(outcome.body, ensure_ascii=False).encode()
             content_type = "application/json"
@@ -223,6 +270,8 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             self.send_response(outcome.status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(payload)))
+            for name, value in (outcome.headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):

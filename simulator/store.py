@@ -135,9 +135,16 @@ CREATE TABLE IF NOT EXISTS clearing_instructions (
     created_at TEXT NOT NULL,
     finished_at TEXT
 );
+CREATE TABLE IF NOT EXISTS statement_faults (
+    channel TEXT NOT NULL,
+    business_date TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    PRIMARY KEY (channel, business_date)
+);
 """
 
-TABLES = ("journal", "refunds", "payments", "holds", "accounts", "otps", "payouts", "clearing_instructions")
+TABLES = ("journal", "refunds", "payments", "holds", "accounts", "otps", "payouts", "clearing_instructions",
+          "statement_faults")  # fmt: skip
 
 
 class Store:

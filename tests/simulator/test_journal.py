@@ -102,7 +102,7 @@ def test_statement_csv_for_a_day(simulator: SimulatorClient) -> None:
     rows = list(csv.DictReader(io.StringIO(text)))
     assert text.splitlines()[0] == (
         "record,seq,txn_time,business_date,channel,type,txn_id,reference,operation_reference,currency,amount_minor,"
-        "fee_minor,net_minor"
+        "fee_minor,net_minor,status"
     )
     details = [r for r in rows if r["record"] == "D"]
     assert [
@@ -118,6 +118,8 @@ def test_statement_csv_for_a_day(simulator: SimulatorClient) -> None:
         for r in details
     ] == EXPECTED_DETAIL
     assert all(r["business_date"] == "2026-03-02" and r["channel"] == ACQ for r in details)
+    assert {r["status"] for r in details} == {"success"}
+    assert {r["status"] for r in rows if r["record"] == "T"} == {""}
     assert all(r["txn_time"].startswith("2026-03-02T10:0") and r["txn_time"].endswith("+08:00") for r in details)
     assert details[2]["txn_id"].startswith("re_")
     assert details[0]["txn_id"].startswith("pay_")

@@ -154,10 +154,16 @@ def test_a_down_channel_accepts_nothing(simulator: SimulatorClient) -> None:
     assert simulator.payout_status("stl_1-p1").state == "not_found"
 
 
-def test_payouts_stay_out_of_the_acquiring_statement_and_reset_forgets_them(simulator: SimulatorClient) -> None:
+def test_payouts_are_listed_outside_the_acquiring_totals_and_reset_forgets_them(simulator: SimulatorClient) -> None:
     simulator.set_faults(ACQ, payout_delay_ms=0)
     made = payout(simulator)
-    text = simulator.statement(channel=ACQ, date=str(made.business_date))
-    assert text.splitlines()[1:] == []
+    day = str(made.business_date)
+    lines = simulator.statement(channel=ACQ, date=day).split("\r\n")  # acq-bank-b writes the bank layout (csv_v2)
+    assert lines[1].split(";")[2:] == ["stl_1-p1", str(made.id), "", "代付", "CNY", "1234.56", "0.00", "成功"]
+    assert lines[2:] == [""]
+    v1 = simulator.statement(channel=ACQ, date=day, format="csv_v1").splitlines()
+    assert [line.split(",")[5:8] + line.split(",")[10:] for line in v1[1:]] == [
+        ["payout", str(made.id), "stl_1-p1", "123456", "0", "123456", "success"]
+    ]  # and no total row: the totals are the acquiring movements'
     simulator.reset()
     assert simulator.payout_status("stl_1-p1").state == "not_found"
