@@ -108,6 +108,7 @@ class ComponentKind(models.TextChoices):
     EXCHANGE_FEE = "exchange_fee", _("exchange fee")
     FUNDED_POINTS = "funded_points", _("funded points")
     BENEFIT_REDEMPTION = "benefit_redemption", _("benefit redemption")
+    COFUNDING = "cofunding", _("promotion co-funding")
     REVERSAL = "reversal", _("reversal")
     OTHER = "other", _("other")
 

@@ -129,6 +129,7 @@ class LedgerTransaction(models.Model):
         REVERSAL = "reversal", _("reversal")
         ADJUST = "adjust", _("adjustment")
         EXPIRE = "expire", _("expiry")
+        COFUNDING = "cofunding", _("promotion co-funding")
 
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
     idempotency_key = models.CharField(_("idempotency key"), max_length=200, unique=True)

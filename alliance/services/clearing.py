@@ -11,8 +11,9 @@ instructions_poll asks about instructions sent at least CLEARING_INQUIRE_AFTER_S
                   channel never accepted is sent again under its reference. A run whose instructions are all confirmed
                   is `settled`; one with a failed instruction is `failed`.
 
-What is netted: every entry on the CNY `clearing` accounts (banks, merchants) and the alliance's `fees` account of the
-ledger transactions created on the business day (Asia/Shanghai). A merchant's entries count toward its sponsor bank.
+What is netted: every entry in the run's currency on the `clearing` accounts (banks, merchants) and the alliance's
+`fees` account of the ledger transactions created on the business day (Asia/Shanghai): exchanges, funded points,
+benefit redemptions, promotion co-funding and their reversals. A merchant's entries count toward its sponsor bank.
 Fee splits are not in the ledger and are not netted: the acquirer of record pays them gross through the split
 instructions at merchant settlement (docs/clearing.md).
 """
@@ -75,6 +76,7 @@ CASE
   WHEN t.kind = 'exchange' THEN '{ComponentKind.EXCHANGE_IN}'
   WHEN t.kind IN ('earn', 'earn_batch') THEN '{ComponentKind.FUNDED_POINTS}'
   WHEN t.kind IN ('spend', 'hold_post') THEN '{ComponentKind.BENEFIT_REDEMPTION}'
+  WHEN t.kind = 'cofunding' THEN '{ComponentKind.COFUNDING}'
   WHEN t.kind = 'reversal' THEN '{ComponentKind.REVERSAL}'
   ELSE '{ComponentKind.OTHER}'
 END"""

@@ -16,6 +16,7 @@ bulk         many earns in one transaction (settlement)
 campaigns    a merchant's promotions: checking, creating, updating, pausing, resuming, ending
 benefits     the benefits catalogue: checking, publishing (four eyes), pricing, redeeming into a voucher
 cofunding    operators' decisions on merchants' promotions: co-funding approval, pausing
+cofunding_posting  a co-funding bank's part of a promotion use as a ledger obligation, and its return by refunds
 vouchers     vouchers after issue: cancelling, redeeming at the merchant, expiring
 
 See docs/ledger.md.

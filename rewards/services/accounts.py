@@ -3,7 +3,7 @@
 A cardholder has a points wallet (the one kind of account that may not go negative) and a points debt in each
 programme; a programme's bank has its issuance, redemption, breakage and exchange sub-accounts, spread over
 `LEDGER_BANK_SHARDS` shards by cardholder; a bank and a merchant have a CNY clearing account, and the alliance has a
-fee account.
+fee account (CNY, and any other currency an obligation is in).
 
 A posting names its accounts by `AccountRef` (the account's unique owner, purpose, unit and shard) and
 `posting.lock_accounts` fetches, creates and locks them all at once; `wallet_account` and the other getters return
@@ -108,12 +108,13 @@ def bank_ref(program: PointsProgram, purpose: str, spread_key: int) -> AccountRe
     )
 
 
-def clearing_ref(owner_kind: str, owner_id: int) -> AccountRef:
-    """A party's CNY clearing account (bank, merchant) or the alliance's fee account."""
+def clearing_ref(owner_kind: str, owner_id: int, currency: str = CNY) -> AccountRef:
+    """A party's clearing account in `currency` (bank, merchant) or the alliance's fee account in it. Clearing nets
+    each currency apart: an obligation in HKD moves the parties' HKD clearing accounts."""
     if owner_kind == OwnerKind.ALLIANCE:
-        return AccountRef(owner_kind, ALLIANCE_ID, Purpose.FEES, CNY)
+        return AccountRef(owner_kind, ALLIANCE_ID, Purpose.FEES, currency)
     bank_id = owner_id if owner_kind == OwnerKind.BANK else None
-    return AccountRef(owner_kind, owner_id, Purpose.CLEARING, CNY, 0, None, bank_id)
+    return AccountRef(owner_kind, owner_id, Purpose.CLEARING, currency, 0, None, bank_id)
 
 
 def wallet_account(cardholder_id: int, program: PointsProgram) -> Account:
@@ -129,9 +130,9 @@ def bank_points_account(program: PointsProgram, purpose: str, spread_key: int) -
     return get_account(bank_ref(program, purpose, spread_key))
 
 
-def clearing_account(owner_kind: str, owner_id: int) -> Account:
-    """A party's CNY clearing account (bank, merchant) or the alliance's fee account."""
-    return get_account(clearing_ref(owner_kind, owner_id))
+def clearing_account(owner_kind: str, owner_id: int, currency: str = CNY) -> Account:
+    """A party's clearing account in `currency` (bank, merchant) or the alliance's fee account in it."""
+    return get_account(clearing_ref(owner_kind, owner_id, currency))
 
 
 def wallet_bank_ref(wallet: Account, purpose: str) -> AccountRef:

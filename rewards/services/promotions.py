@@ -14,7 +14,9 @@ promotions' rows, each a guarded `UPDATE` (`committed + cost <= budget`, `uses <
 order, so concurrent payments can never give a cent more than the budget and never deadlock. A capture consumes the
 share captured and hands back the rest (`consume`); a cancellation or failure releases everything (`release`);
 refunds hand back cost and points cumulatively, returned so far = floor(given × refunded / captured)
-(`refund_return`). Every path that locks a promotion's row takes it after the ledger's accounts and the counters.
+(`refund_return`). A co-funding bank's part of a use is a ledger obligation to the merchant, posted when the use is
+consumed and handed back by refunds by the same cumulative rule (`cofunding_posting`). Every path that locks a
+promotion's row takes it after the ledger's accounts and the counters.
 See docs/promotions.md.
 """
 
@@ -29,8 +31,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, TypeVar
 
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, DecimalField, F, OuterRef, Q, Subquery, Value
-from django.db.models.functions import Cast, Coalesce, Floor
+from django.db.models import F, Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
@@ -42,6 +43,7 @@ from core.money import proportional_floor
 from members.models import PointsProgram
 
 from ..models import LedgerTransaction, OwnerKind, Promotion, PromotionCounter, PromotionUse
+from .cofunding_posting import Cofunded, cofunding_post, cofunding_return
 from .obligations import Party
 
 T = TypeVar("T")
@@ -739,23 +741,65 @@ def consume(*, payment: str, captured: Captured, priced: list[dict[str, Any]] | 
                 "discount", "points", "cost", "cofunder_cost", "status", "points_transaction", "voucher", "updated_at",
             ]
         )  # fmt: skip
+        cofunding_post(_cofunded(use, promotion))
     for use in uses:
         ended = not (use.cost or use.points or use.voucher_id)
         _give_back(use, reserved[use.pk] - use.cost, use_ended=ended)
     return [use_line(use) for use in uses]
 
 
+# The whole capture's uses in one statement, the co-funding bank's part computed as in `_cofunder_part`,
+# floor(cost × share), with what their co-funding needs.
+_CONSUME_WHOLE = sql.SQL(
+    "UPDATE {uses} u SET status = %(consumed)s, updated_at = %(now)s,"
+    " cofunder_cost = coalesce(CASE WHEN p.cofunding = %(approved)s THEN floor(u.cost * p.cofunder_share) END, 0)"
+    " FROM {promotions} p WHERE p.id = u.promotion_id AND u.payment = %(payment)s AND u.status = %(reserved)s"
+    " RETURNING u.id, u.cofunder_cost, p.public_id, p.merchant_id, p.cofunder_id, p.currency, p.livemode"
+)
+
+
 def _consume_whole(payment: str) -> None:
     """A capture of everything authorised keeps every discount whole: nothing goes back to a budget, and the uses
-    move in one statement, the co-funding bank's part computed as in `_cofunder_part`, floor(cost × share)."""
-    share = Promotion.objects.filter(pk=OuterRef("promotion_id"), cofunding=Promotion.Cofunding.APPROVED).values(
-        "cofunder_share"
-    )
-    part = Floor(F("cost") * Subquery(share, output_field=DecimalField()), output_field=DecimalField())
-    PromotionUse.objects.filter(payment=payment, status=PromotionUse.Status.RESERVED).update(
-        status=PromotionUse.Status.CONSUMED,
-        cofunder_cost=Coalesce(Cast(part, BigIntegerField()), Value(0)),
-        updated_at=timezone.now(),
+    move in one statement; the co-funded ones then post their co-funding (`cofunding_post`)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CONSUME_WHOLE.format(
+                uses=sql.Identifier(PromotionUse._meta.db_table), promotions=sql.Identifier(Promotion._meta.db_table)
+            ),
+            {
+                "consumed": PromotionUse.Status.CONSUMED,
+                "reserved": PromotionUse.Status.RESERVED,
+                "approved": Promotion.Cofunding.APPROVED,
+                "payment": payment,
+                "now": timezone.now(),
+            },
+        )
+        rows = cursor.fetchall()
+    for use_id, cofunder_cost, promotion, merchant_id, cofunder_id, currency, livemode in sorted(rows):
+        cofunding_post(
+            Cofunded(
+                use_id=use_id,
+                payment=payment,
+                promotion=promotion,
+                merchant_id=merchant_id,
+                cofunder_id=cofunder_id,
+                currency=currency,
+                livemode=livemode,
+                cofunder_cost=int(cofunder_cost),
+            )
+        )
+
+
+def _cofunded(use: PromotionUse, promotion: Promotion) -> Cofunded:
+    return Cofunded(
+        use_id=use.pk,
+        payment=use.payment,
+        promotion=promotion.public_id,
+        merchant_id=promotion.merchant_id,
+        cofunder_id=promotion.cofunder_id,
+        currency=promotion.currency,
+        livemode=promotion.livemode,
+        cofunder_cost=use.cofunder_cost,
     )
 
 
@@ -831,6 +875,7 @@ def refund_return(*, payment: str, refunded_total: int, captured_total: int, cau
             continue
         if use.promotion.kind in MERCHANT_CHARGED:
             merchant_cost += merchant_part_returned(use, cost) - merchant_part_returned(use, use.returned_cost)
+        cofunding_return(use, returned_before=use.returned_cost, returned_after=cost)
         if points > use.returned_points and use.points_transaction_id is not None:
             transaction_reverse(
                 transaction_id=use.points_transaction_id,

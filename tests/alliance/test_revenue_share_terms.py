@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import IntegrityError, transaction
+from django.utils import translation
 
 from alliance import services
 from alliance.models import METRICS, AllianceCost, MembershipFee, RevenueSharePolicy, RevenueShareRun
@@ -90,7 +91,7 @@ def test_a_pending_version_is_not_edited_and_a_rejected_one_never_applies() -> N
     services.terms_decide(model=RevenueSharePolicy, version_id=policy.pk, approve=False, actor=checker, note="no")
     policy.refresh_from_db()
     assert (policy.status, policy.decision_note) == ("rejected", "no")
-    with pytest.raises(Exception, match="No approved revenue-share policy"):
+    with translation.override("en"), pytest.raises(Exception, match="No approved revenue-share policy"):
         services.policy_in_force(dt.date(2026, 12, 1))
 
 
