@@ -28,16 +28,20 @@ class DemoContext:
         self.logins.append((role, username, password))
 
 
-def seed_operators(ctx: DemoContext) -> None:
+def alliance_operator(username: str, email: str) -> Any:
+    """A demo alliance operator with the demo password (created once)."""
     User = get_user_model()
     with transaction.atomic():
-        user, created = User.objects.get_or_create(
-            username="alliance", defaults={"is_staff": True, "email": "ops@mengka.example"}
-        )
+        user, created = User.objects.get_or_create(username=username, defaults={"is_staff": True, "email": email})
         if created:
             user.set_password(DEMO_PASSWORD)
             user.save(update_fields=["password"])
         user.groups.add(Group.objects.get(name=ALLIANCE_OPERATORS))
+    return user
+
+
+def seed_operators(ctx: DemoContext) -> None:
+    alliance_operator("alliance", "ops@mengka.example")
     ctx.login("alliance operator (admin)", "alliance")
 
 
@@ -164,15 +168,7 @@ def seed_revenue_share(ctx: DemoContext) -> None:
     operator proposes or approves what "alliance" does not (four eyes)."""
     from .revenue_demo import seed_revenue_share as seed
 
-    User = get_user_model()
-    with transaction.atomic():
-        checker, created = User.objects.get_or_create(
-            username="alliance-checker", defaults={"is_staff": True, "email": "ops2@mengka.example"}
-        )
-        if created:
-            checker.set_password(DEMO_PASSWORD)
-            checker.save(update_fields=["password"])
-        checker.groups.add(Group.objects.get(name=ALLIANCE_OPERATORS))
+    checker = alliance_operator("alliance-checker", "ops2@mengka.example")
     ctx.login("alliance operator, second pair of eyes (admin)", "alliance-checker")
     seed(ctx, checker=checker)
 

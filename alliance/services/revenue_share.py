@@ -160,20 +160,26 @@ def policy_save(
     fields |= {"effective_from": effective_from, "reason": reason.strip()}
     if policy_id is None:
         _lock_versions("revenuesharepolicy")
-        number = (RevenueSharePolicy.objects.aggregate(top=Max("version"))["top"] or 0) + 1
-        policy = RevenueSharePolicy.objects.create(version=number, **fields)
+        fields["version"] = (RevenueSharePolicy.objects.aggregate(top=Max("version"))["top"] or 0) + 1
+    return _draft_save(RevenueSharePolicy, policy_id, fields, user=user, action="alliance.policy.save", reason=reason)
+
+
+def _draft_save(
+    model: type[V], version_id: int | None, fields: dict[str, Any], *, user: AbstractBaseUser, action: str, reason: str
+) -> V:
+    """A new draft (`version_id` None) or a change to a draft (refused once submitted or decided), audited."""
+    if version_id is None:
+        version = model._default_manager.create(**fields)
         before = None
     else:
-        policy = _locked(RevenueSharePolicy, policy_id)
-        _refuse_unless(policy, Approval.DRAFT)
-        before = snapshot(policy)
+        version = _locked(model, version_id)
+        _refuse_unless(version, Approval.DRAFT)
+        before = snapshot(version)
         for name, value in fields.items():
-            setattr(policy, name, value)
-        policy.save()
-    audit_record(
-        actor=user, action="alliance.policy.save", obj=policy, before=before, after=snapshot(policy), reason=reason
-    )
-    return policy
+            setattr(version, name, value)
+        version.save()
+    audit_record(actor=user, action=action, obj=version, before=before, after=snapshot(version), reason=reason)
+    return version
 
 
 @transaction.atomic
@@ -188,20 +194,7 @@ def membership_fee_save(
     if not MemberBank.objects.filter(pk=bank_id).exists():
         raise NotFound(_("No such bank."), param="bank")
     fields = {"bank_id": bank_id, "amount": amount, "effective_from": effective_from, "reason": reason.strip()}
-    if fee_id is None:
-        fee = MembershipFee.objects.create(**fields)
-        before = None
-    else:
-        fee = _locked(MembershipFee, fee_id)
-        _refuse_unless(fee, Approval.DRAFT)
-        before = snapshot(fee)
-        for name, value in fields.items():
-            setattr(fee, name, value)
-        fee.save()
-    audit_record(
-        actor=user, action="alliance.membership_fee.save", obj=fee, before=before, after=snapshot(fee), reason=reason
-    )
-    return fee
+    return _draft_save(MembershipFee, fee_id, fields, user=user, action="alliance.membership_fee.save", reason=reason)
 
 
 def _refuse_unless(version: FourEyesVersion, status: str) -> None:
