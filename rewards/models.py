@@ -34,6 +34,7 @@ class Purpose(models.TextChoices):
     EXCHANGE = "exchange", _("points exchanged out")
     CLEARING = "clearing", _("inter-party clearing")
     FEES = "fees", _("alliance fees")
+    LOSS = "loss", _("losses written off")
 
 
 class Account(models.Model):
@@ -129,6 +130,7 @@ class LedgerTransaction(models.Model):
         REVERSAL = "reversal", _("reversal")
         ADJUST = "adjust", _("adjustment")
         EXPIRE = "expire", _("expiry")
+        WRITE_OFF = "write_off", _("loss written off")
 
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
     idempotency_key = models.CharField(_("idempotency key"), max_length=200, unique=True)
