@@ -1320,8 +1320,8 @@ class StatementImport(models.Model):
     """One statement file of a channel for one business date (the channel's own date), as received and matched.
 
     The same file again (same SHA-256) is the same import; a different file for the same day supersedes the one
-    before it. Its rows are in `StatementRow` (the staging table, loaded by COPY) while it is current; `summary`
-    holds the match's counts and amounts per class."""
+    before it. The file's rows are loaded by COPY into a staging table of the import's own and matched there;
+    `summary` holds the match's counts and amounts per class."""
 
     class Status(models.TextChoices):
         MATCHED = "matched", _("imported and matched")
@@ -1356,33 +1356,6 @@ class StatementImport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel_id} {self.business_date} {self.sha256[:12]}"
-
-
-class StatementRow(models.Model):
-    """The staging table: a statement's rows as parsed, loaded by COPY and matched set-based. Unlogged (rebuilt from
-    the file if lost); a superseded import's rows are deleted."""
-
-    statement = models.ForeignKey(
-        StatementImport, on_delete=models.CASCADE, related_name="+", db_index=False, verbose_name=_("statement")
-    )
-    line = models.PositiveIntegerField(_("line"))
-    kind = models.CharField(_("type"), max_length=8)
-    reference = models.CharField(_("our reference"), max_length=64, blank=True)
-    channel_txn_id = models.CharField(_("channel transaction id"), max_length=64, blank=True)
-    original_txn_id = models.CharField(_("original transaction id"), max_length=64, blank=True)
-    currency = models.CharField(_("currency"), max_length=3)
-    amount = models.BigIntegerField(_("amount (signed minor units)"))
-    fee = models.BigIntegerField(_("fee (minor units)"), default=0)
-    status = models.CharField(_("status"), max_length=8)
-    txn_at = models.DateTimeField(_("time"), null=True)
-
-    class Meta:
-        verbose_name = _("statement row")
-        verbose_name_plural = _("statement rows")
-        indexes = [models.Index(fields=["statement", "line"], name="statement_row_line")]
-
-    def __str__(self) -> str:
-        return f"{self.statement_id}:{self.line}"
 
 
 class ReconClass(models.TextChoices):

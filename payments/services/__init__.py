@@ -40,6 +40,7 @@ from .reconciliation import (
     reconcile_channel_day,
     reconcile_due,
     statement_import,
+    statement_read,
     statement_window,
     write_off_amount,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "settle_due_t0",
     "settle_due_t1",
     "statement_import",
+    "statement_read",
     "statement_window",
     "write_off_amount",
 ]

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import logging
-from collections.abc import Iterator
+import re
+import time
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+import psycopg2
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
@@ -54,7 +57,6 @@ from ..models import (
     SettlementLine,
     StatementFetch,
     StatementImport,
-    StatementRow,
 )
 from .cancel import cancel_finish
 from .common import AttemptStatus, Status
@@ -126,14 +128,12 @@ def statement_import(*, channel: Channel, day: dt.date, text: str, fmt: str = ""
             ).first()
             if previous is not None:
                 StatementImport.objects.filter(pk=previous.pk).update(status=StatementImport.Status.SUPERSEDED)
-                StatementRow.objects.filter(statement=previous).delete()
             imported = StatementImport.objects.create(
                 channel=channel, business_date=day, sha256=digest, format=fmt, received_at=timezone.now()
             )
-            parsed = statements.parse(text, fmt, day)
-            rows = _copy_rows(imported, parsed.rows)
+            rows, warnings = _load(text, fmt, day)
             summary = _match(imported, channel, day)
-            imported.rows, imported.errors, imported.summary = rows, parsed.warnings, summary
+            imported.rows, imported.errors, imported.summary = rows, warnings, summary
             imported.matched_at = timezone.now()
             imported.save(update_fields=["rows", "errors", "summary", "matched_at"])
             audit_record(
@@ -172,73 +172,92 @@ def _lock_day(channel: Channel, day: dt.date) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
 
-def _escape(value: str) -> str:
-    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return value
+RAW = "recon_raw"  # the import's staging table (temporary: each import's own, dropped at commit)
 
 
-class _CopySource:
-    """A file-like view of the parsed rows in COPY's text format, read by `copy_expert` a block at a time: the file
-    is never held as row objects."""
-
-    def __init__(self, statement_id: int, rows: Iterator[statements.Row]) -> None:
-        self.prefix = f"{statement_id}\t"
-        self.rows = rows
-        self.buffer = ""
-        self.count = 0
-        self.error: statements.StatementError | None = None
-
-    def _line(self, row: statements.Row) -> str:
-        for name, value in (("reference", row.reference), ("transaction id", row.channel_txn_id),
-                            ("original id", row.original_txn_id)):  # fmt: skip
-            if len(value) > 64:
-                raise statements.StatementError(row.line, f"{name} longer than 64 characters")
-        at = row.txn_at.isoformat() if row.txn_at is not None else "\\N"
-        return (
-            f"{self.prefix}{row.line}\t{row.kind}\t{_escape(row.reference)}\t{_escape(row.channel_txn_id)}\t"
-            f"{_escape(row.original_txn_id)}\t{row.currency}\t{row.amount}\t{row.fee}\t{row.status}\t{at}\n"
-        )
-
-    def read(self, size: int = 65536) -> str:
-        try:
-            return self._read(size)
-        except statements.StatementError as error:
-            self.error = error  # COPY reports only that reading failed; the caller raises this
-            raise
-
-    def _read(self, size: int) -> str:
-        parts = [self.buffer]
-        length = len(self.buffer)
-        for row in self.rows:
-            line = self._line(row)
-            parts.append(line)
-            length += len(line)
-            self.count += 1
-            if length >= size:
-                break
-        text = "".join(parts)
-        self.buffer = text[size:]
-        return text[:size]
-
-    readline = read
+def statement_read(*, text: str, fmt: str, day: dt.date) -> tuple[list[statements.Row], list[str]]:
+    """What a file reads as, keeping nothing: its rows (a duplicate's copies once) and warnings. `StatementError`
+    names the first line that cannot be read. For checking a file by hand, and the layouts' tests."""
+    with transaction.atomic():
+        _count, warnings = _load(text, fmt, day)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT kind, COALESCE(ref, ''), COALESCE(txn, ''), COALESCE(orig, ''), currency, amount, fee, status,"
+                " at, line FROM recon_rows ORDER BY line"
+            )
+            rows = [statements.Row(*row) for row in cursor.fetchall()]
+            cursor.execute("DROP TABLE recon_rows; DROP TABLE recon_dups")
+    return rows, warnings
 
 
-def _copy_rows(imported: StatementImport, rows: Iterator[statements.Row]) -> int:
-    source = _CopySource(imported.pk, rows)
-    columns = ("statement_id", "line", "kind", "reference", "channel_txn_id", "original_txn_id", "currency", "amount",
-               "fee", "status", "txn_at")  # fmt: skip
-    query = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(StatementRow._meta.db_table), sql.SQL(", ").join(map(sql.Identifier, columns))
-    )
+def _load(text: str, fmt: str, day: dt.date) -> tuple[int, list[str]]:
+    """Loads the file by COPY into the import's staging table (`recon_raw`, dropped at commit), checks every line
+    and types the rows into `recon_rows` (line, kind, ref, txn, orig, currency, amount, fee, status, at; a duplicate's
+    later copies taken out into `recon_dups`). Returns the number of rows and the warnings."""
+    layout = statements.LAYOUTS.get(fmt)
+    if layout is None:
+        raise statements.StatementError(0, f"unknown statement format {fmt!r}")
+    text = text[1:] if text.startswith("\ufeff") else text
+    text = text.rstrip("\r\n") + ("\r\n" if "\r\n" in text[:4096] else "\n")  # COPY wants one kind of line end
+    if layout.header and text.split("\n", 1)[0].rstrip("\r") != layout.header:
+        raise statements.StatementError(1, f"not a {fmt} header")
+    params = {"day": day.isoformat(), "compact": day.strftime("%Y%m%d")}
+    raw = sql.Identifier(RAW)
     with connection.cursor() as cursor:
+        # The import's sorts and hashes (half a million rows) in memory, for this transaction only.
+        cursor.execute("SET LOCAL work_mem = '128MB'")
+        for name in ("recon_raw", "recon_rows", "recon_dups"):
+            cursor.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(sql.Identifier(name)))
+        create = "CREATE TEMP TABLE {} (line bigint GENERATED ALWAYS AS IDENTITY (START WITH {}), {}) ON COMMIT DROP"
+        columns = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in layout.columns)
+        cursor.execute(sql.SQL(create).format(raw, sql.Literal(2 if layout.header else 1), columns))
+        copy = sql.SQL("COPY {} ({}) FROM STDIN WITH ({})").format(
+            raw, sql.SQL(", ").join(map(sql.Identifier, layout.columns)), sql.SQL(layout.copy_options)
+        )
         try:
-            cursor.copy_expert(query.as_string(cursor.connection), source, size=65536)
-        except Exception:
-            if source.error is not None:
-                raise source.error from None
-            raise
-    return source.count
+            cursor.copy_expert(copy.as_string(cursor.connection), io.StringIO(text), size=1 << 20)
+        except psycopg2.Error as error:
+            context = getattr(error.diag, "context", "") or ""
+            found = re.search(r"line (\d+)", context)
+            message = getattr(error.diag, "message_primary", "") or str(error)
+            raise statements.StatementError(int(found.group(1)) if found else 0, message) from None
+        problem = layout.problem.replace("{raw}", RAW)
+        cursor.execute(
+            f"SELECT line, problem FROM (SELECT r.line, {problem} AS problem FROM {RAW} r) q"  # noqa: S608
+            " WHERE problem IS NOT NULL ORDER BY line LIMIT 1",
+            params,
+        )
+        bad = cursor.fetchone()
+        if bad is not None:
+            raise statements.StatementError(bad[0], bad[1])
+        warnings = []
+        if layout.totals:
+            cursor.execute(layout.totals.replace("{raw}", RAW), params)
+            warnings = [
+                f"{what} says {count} rows, {total}; the rows add up to {found_count} rows, {found_total}"
+                for what, count, total, found_count, found_total in cursor.fetchall()
+            ]
+        typed = layout.rows.replace("{raw}", RAW)
+        columns = "line, kind, ref, txn, orig, currency, amount, fee, status, at"
+        create = (
+            f"CREATE TEMP TABLE recon_rows ({columns}) ON COMMIT DROP AS SELECT line, kind, NULLIF(ref, ''),"  # noqa: S608
+            f" NULLIF(txn, ''), orig, currency, amount, fee, status, at FROM ({typed}) typed ({columns})"
+        )
+        cursor.execute(create, params)
+        rows = cursor.rowcount
+        cursor.execute("DROP TABLE recon_raw")
+        cursor.execute("ANALYZE recon_rows")  # a new table has no statistics: the planner would guess a handful
+        # A channel transaction listed more than once: kept once for matching, its copies counted as a duplicate.
+        cursor.execute(
+            """CREATE TEMP TABLE recon_dups ON COMMIT DROP AS
+               SELECT kind, txn, min(line) AS first, count(*) AS copies, min(ref) AS ref, min(currency) AS currency,
+                      min(amount) AS amount, min(status) AS status, min(at) AS at
+               FROM recon_rows WHERE txn IS NOT NULL GROUP BY kind, txn HAVING count(*) > 1"""
+        )
+        cursor.execute(
+            "DELETE FROM recon_rows s USING recon_dups d WHERE d.kind = s.kind AND d.txn = s.txn AND s.line <> d.first"
+        )
+    return rows, warnings
 
 
 # --- matching --------------------------------------------------------------------------------------------------------
@@ -246,7 +265,6 @@ def _copy_rows(imported: StatementImport, rows: Iterator[statements.Row]) -> int
 
 def _tables() -> dict[str, sql.Identifier]:
     models: dict[str, Any] = {
-        "row": StatementRow,
         "payment": PaymentIntent,
         "attempt": PaymentAttempt,
         "refund": Refund,
@@ -295,28 +313,19 @@ WHERE a.created_at >= %(start)s - interval '1 hour' AND a.created_at < %(end)s A
   AND a.error_code <> '' AND a.channel_id = ANY(%(channels)s)
 """
 
-_THEIRS = """
-CREATE TEMP TABLE recon_theirs ON COMMIT DROP AS
-SELECT DISTINCT ON (s.kind, COALESCE(NULLIF(s.channel_txn_id, ''), 'line:' || s.line))
-       s.line, s.kind, NULLIF(s.reference, '') AS ref, NULLIF(s.channel_txn_id, '') AS txn, s.currency, s.amount,
-       s.status, s.txn_at AS at
-FROM {row} s WHERE s.statement_id = %(statement)s
-ORDER BY s.kind, COALESCE(NULLIF(s.channel_txn_id, ''), 'line:' || s.line), s.line
-"""
-
 # Each side's row at most once: first by our reference, then by the channel's id for a row without our reference,
 # then rows with neither by currency, amount and nearest time (pairs that are each other's nearest).
 _PAIRS = [
     """
     CREATE TEMP TABLE recon_pairs ON COMMIT DROP AS
-    SELECT t.line, o.oid FROM recon_theirs t JOIN recon_ours o ON o.kind = t.kind AND o.ref = t.ref
+    SELECT t.line, o.oid FROM recon_rows t JOIN recon_ours o ON o.kind = t.kind AND o.ref = t.ref
     """,
     "CREATE UNIQUE INDEX ON recon_pairs (oid)",
     "CREATE UNIQUE INDEX ON recon_pairs (line)",
     """
     INSERT INTO recon_pairs
     SELECT DISTINCT ON (o.oid) t.line, o.oid
-    FROM recon_theirs t JOIN recon_ours o ON o.kind = t.kind AND o.txn = t.txn
+    FROM recon_rows t JOIN recon_ours o ON o.kind = t.kind AND o.txn = t.txn
     WHERE t.ref IS NULL AND NOT EXISTS (SELECT 1 FROM recon_pairs p WHERE p.oid = o.oid)
     ORDER BY o.oid, t.line
     ON CONFLICT DO NOTHING
@@ -325,7 +334,7 @@ _PAIRS = [
     INSERT INTO recon_pairs
     WITH candidates AS (
       SELECT t.line, o.oid, abs(extract(epoch FROM t.at - o.at)) AS gap
-      FROM recon_theirs t JOIN recon_ours o
+      FROM recon_rows t JOIN recon_ours o
         ON o.kind = t.kind AND o.currency = t.currency AND o.amount = t.amount
        AND o.at BETWEEN t.at - %(window)s AND t.at + %(window)s
       WHERE t.ref IS NULL AND t.at IS NOT NULL
@@ -349,10 +358,10 @@ SELECT CASE WHEN t.status <> o.status THEN 'status_mismatch'
        o.kind, COALESCE(o.ref, t.ref) AS ref, COALESCE(t.txn, o.txn) AS txn, o.currency, o.amount AS our_amount,
        t.amount AS their_amount, o.status AS our_status, t.status AS their_status, o.payment_id, o.refund_id,
        o.payout_id, 0 AS copies, t.at
-FROM recon_pairs p JOIN recon_theirs t ON t.line = p.line JOIN recon_ours o ON o.oid = p.oid
+FROM recon_pairs p JOIN recon_rows t ON t.line = p.line JOIN recon_ours o ON o.oid = p.oid
 UNION ALL
 SELECT 'missing_with_us', t.kind, t.ref, t.txn, t.currency, NULL, t.amount, '', t.status, NULL, NULL, NULL, 0, t.at
-FROM recon_theirs t
+FROM recon_rows t
 WHERE NOT EXISTS (SELECT 1 FROM recon_pairs p WHERE p.line = t.line) AND t.status <> 'failed'
 UNION ALL
 SELECT 'missing_at_channel', o.kind, o.ref, o.txn, o.currency, o.amount, NULL, o.status, '', o.payment_id,
@@ -362,13 +371,8 @@ WHERE NOT o.optional AND NOT EXISTS (SELECT 1 FROM recon_pairs p WHERE p.oid = o
 UNION ALL
 SELECT 'duplicate', d.kind, d.ref, d.txn, d.currency, o.amount, d.amount, COALESCE(o.status, ''), d.status,
        o.payment_id, o.refund_id, o.payout_id, d.copies, d.at
-FROM (
-  SELECT s.kind, s.channel_txn_id AS txn, min(NULLIF(s.reference, '')) AS ref, min(s.currency) AS currency,
-         min(s.amount) AS amount, min(s.status) AS status, count(*) AS copies, min(s.txn_at) AS at
-  FROM {row} s WHERE s.statement_id = %(statement)s AND s.channel_txn_id <> ''
-  GROUP BY s.kind, s.channel_txn_id HAVING count(*) > 1
-) d
-LEFT JOIN recon_theirs t ON t.kind = d.kind AND t.txn = d.txn
+FROM recon_dups d
+LEFT JOIN recon_rows t ON t.kind = d.kind AND t.txn = d.txn
 LEFT JOIN recon_pairs p ON p.line = t.line
 LEFT JOIN recon_ours o ON o.oid = p.oid
 """
@@ -420,7 +424,7 @@ WHERE channel_id = %(channel)s AND business_date = %(day)s AND status = 'open'
 def _match(imported: StatementImport, channel: Channel, day: dt.date) -> dict[str, Any]:
     """Matches the import's rows against ours and writes its exceptions; returns the summary."""
     start, end = statement_window(channel, day)
-    params = {
+    params: dict[str, Any] = {
         "statement": imported.pk,
         "channel": channel.pk,
         "channels": statement_channels(channel),
@@ -435,24 +439,25 @@ def _match(imported: StatementImport, channel: Channel, day: dt.date) -> dict[st
     with connection.cursor() as cursor:
 
         def run(statement: str) -> None:
+            began = time.perf_counter()
             cursor.execute(sql.SQL(statement).format(**tables), params)
+            logger.debug("%.3f s %s", time.perf_counter() - began, " ".join(statement.split())[:60])
 
-        for name in ("recon_ours", "recon_theirs", "recon_pairs", "recon_result"):
+        for name in ("recon_ours", "recon_pairs", "recon_result"):
             cursor.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(sql.Identifier(name)))
-        cursor.execute("SET LOCAL work_mem = '128MB'")
         run(_OURS)
         cursor.execute("ALTER TABLE recon_ours ADD COLUMN oid serial")
-        run(_THEIRS)
         cursor.execute("ANALYZE recon_ours")
-        cursor.execute("ANALYZE recon_theirs")
+        cursor.execute("ANALYZE recon_rows")
         for statement in _PAIRS:
             run(statement)
+        cursor.execute("ANALYZE recon_pairs")
         run(_RESULT)
         run(_SUMMARY)
         rows = cursor.fetchall()
         run(_EXCEPTIONS)
         run(_SUPERSEDE)
-        for name in ("recon_ours", "recon_theirs", "recon_pairs", "recon_result"):
+        for name in ("recon_ours", "recon_rows", "recon_dups", "recon_pairs", "recon_result"):
             cursor.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(sql.Identifier(name)))
     return _summary(rows)
 
@@ -668,6 +673,7 @@ def exception_accept_channel(*, exception_id: int, operator: Any, note: str = ""
 
 
 def _reverse_payment(exception: ReconciliationException) -> str:
+    assert exception.payment_id is not None
     intent = PaymentIntent.objects.select_related("channel", "merchant").get(pk=exception.payment_id)
     lines = SettlementLine.objects.filter(payment_id=intent.pk, kind=SettlementLine.Kind.PAYMENT)
     if intent.status != Status.SUCCEEDED or intent.amount_refund_reserved or lines.exists():
@@ -695,6 +701,7 @@ def _correct_amount(exception: ReconciliationException) -> str:
               "refund of the difference).") % {"theirs": theirs, "ours": ours},
             code="action_not_available",
         )  # fmt: skip
+    assert exception.payment_id is not None
     intent = PaymentIntent.objects.select_related("channel", "merchant").get(pk=exception.payment_id)
     refund = refund_correction(intent, ours - theirs, reason=f"reconciliation {exception.public_id}")
     return _("Correction refund %(refund)s of %(amount)d recorded.") % {
