@@ -91,6 +91,12 @@ def seed_settlements(ctx: DemoContext) -> None:
     seed(ctx)
 
 
+def seed_reconciliation(ctx: DemoContext) -> None:
+    from payments.demo import seed_reconciliation as seed
+
+    seed(ctx)
+
+
 def seed_merchant_api(ctx: DemoContext) -> None:
     from merchants.demo import seed_merchant_api as seed
 
@@ -183,6 +189,7 @@ STEPS: list[Callable[[DemoContext], None]] = [
     seed_benefits,
     seed_merchant_api,
     seed_settlements,
+    seed_reconciliation,
     seed_clearing,
     seed_revenue_share,
 ]

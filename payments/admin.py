@@ -33,6 +33,7 @@ from .models import (
     PaymentCode,
     PaymentIntent,
     Payout,
+    ReconciliationException,
     Refund,
     ReservePolicy,
     RiskBlock,
@@ -44,6 +45,7 @@ from .models import (
     RuleChannel,
     SettlementBatch,
     SplitInstruction,
+    StatementImport,
     UnmatchedCharge,
 )
 from .selectors import channel_figures
@@ -912,3 +914,160 @@ class SettlementBatchAdmin(PayoutActionsMixin, ReadOnlyAdminMixin, ScopedAdmin):
             self.message_user(
                 request, _("%(count)d batches released.") % {"count": len(payouts) - asked}, messages.SUCCESS
             )
+
+
+# --- reconciliation (对账) ----------------------------------------------------------------------------------------
+# A statement and its exceptions belong to the channel's acquirer of record (alliance operators see all). Imports are
+# written by the job and only read here; the exceptions queue is acted on through the reconciliation services — one
+# action per effect, each audited, the write-off approved by a second operator.
+
+RECON_BANK = "channel__acquirer"
+
+
+@admin.register(StatementImport)
+class StatementImportAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    """The summary per channel and day: each import's rows and the count of each class (the current file of a day is
+    `matched`; a corrected file supersedes it)."""
+
+    scope_field = RECON_BANK
+    list_display = (
+        "business_date",
+        "channel",
+        "format",
+        "status",
+        "rows",
+        "matched",
+        "missing_at_channel",
+        "missing_with_us",
+        "amount_mismatch",
+        "status_mismatch",
+        "duplicate",
+        "received_at",
+    )
+    list_filter = ("status", "format", "business_date")
+    list_select_related = ("channel__acquirer",)
+    search_fields = ("channel__code", "sha256")
+    date_hierarchy = "business_date"
+
+    def _count(self, obj: StatementImport, name: str) -> int:
+        return int((obj.summary or {}).get(name, {}).get("count", 0))
+
+    @admin.display(description=_("matched"))
+    def matched(self, obj: StatementImport) -> int:
+        return self._count(obj, "matched")
+
+    @admin.display(description=_("missing at the channel"))
+    def missing_at_channel(self, obj: StatementImport) -> int:
+        return self._count(obj, "missing_at_channel")
+
+    @admin.display(description=_("missing with us"))
+    def missing_with_us(self, obj: StatementImport) -> int:
+        return self._count(obj, "missing_with_us")
+
+    @admin.display(description=_("amount mismatch"))
+    def amount_mismatch(self, obj: StatementImport) -> int:
+        return self._count(obj, "amount_mismatch")
+
+    @admin.display(description=_("status mismatch"))
+    def status_mismatch(self, obj: StatementImport) -> int:
+        return self._count(obj, "status_mismatch")
+
+    @admin.display(description=_("duplicate"))
+    def duplicate(self, obj: StatementImport) -> int:
+        return self._count(obj, "duplicate")
+
+
+@admin.register(ReconciliationException)
+class ReconciliationExceptionAdmin(PayoutActionsMixin, ScopedAdmin):
+    """The exceptions queue: every difference a statement showed, open until an operator acts."""
+
+    scope_field = RECON_BANK
+    list_display = (
+        "public_id",
+        "business_date",
+        "channel",
+        "kind",
+        "txn_kind",
+        "reference",
+        "our_amount",
+        "channel_amount",
+        "our_status",
+        "channel_status",
+        "holds_settlement",
+        "status",
+        "resolution",
+    )
+    list_filter = ("status", "kind", "txn_kind", "holds_settlement", "business_date")
+    list_select_related = ("channel__acquirer",)
+    search_fields = ("public_id", "reference", "channel_txn_id", "channel__code")
+    money_fields = {
+        "our_amount": MoneyField(),
+        "channel_amount": MoneyField(),
+        "write_off_amount": MoneyField(),
+    }
+    actions = ["accept_channel", "accept_ours", "request_write_off", "approve_write_off", "reinquire"]
+    fields = (
+        "public_id",
+        "channel",
+        "business_date",
+        "statement",
+        "kind",
+        "txn_kind",
+        "reference",
+        "channel_txn_id",
+        "payment",
+        "refund",
+        "payout",
+        "currency",
+        "our_amount",
+        "channel_amount",
+        "our_status",
+        "channel_status",
+        "copies",
+        "holds_settlement",
+        "status",
+        "resolution",
+        "note",
+        "write_off_amount",
+        "write_off_requested_by",
+        "write_off_transaction",
+        "resolved_by",
+        "resolved_at",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def _act(self, request: HttpRequest, queryset: QuerySet[ReconciliationException], act: Any, done: str) -> None:
+        self._each(request, queryset, lambda row: act(exception_id=row.pk, operator=request.user), done)
+
+    @admin.action(description=_("Accept the channel's view (correct our record)"), permissions=["change"])
+    def accept_channel(self, request: HttpRequest, queryset: QuerySet[ReconciliationException]) -> None:
+        self._act(request, queryset, services.exception_accept_channel, str(_("%(count)d corrected to the channel.")))
+
+    @admin.action(description=_("Accept ours (flag for the channel)"), permissions=["change"])
+    def accept_ours(self, request: HttpRequest, queryset: QuerySet[ReconciliationException]) -> None:
+        self._act(request, queryset, services.exception_accept_ours, str(_("%(count)d flagged for the channel.")))
+
+    @admin.action(description=_("Ask to write off the difference"), permissions=["change"])
+    def request_write_off(self, request: HttpRequest, queryset: QuerySet[ReconciliationException]) -> None:
+        self._act(
+            request,
+            queryset,
+            services.exception_write_off_request,
+            str(_("%(count)d write-offs asked for: a second operator approves them.")),
+        )
+
+    @admin.action(description=_("Approve the write-off (a second operator)"), permissions=["change"])
+    def approve_write_off(self, request: HttpRequest, queryset: QuerySet[ReconciliationException]) -> None:
+        self._act(request, queryset, services.exception_write_off_approve, str(_("%(count)d written off.")))
+
+    @admin.action(description=_("Ask the channel again (re-inquire)"), permissions=["change"])
+    def reinquire(self, request: HttpRequest, queryset: QuerySet[ReconciliationException]) -> None:
+        self._act(request, queryset, services.exception_reinquire, str(_("%(count)d asked again.")))

@@ -22,12 +22,13 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from core.calendar import SHANGHAI
 from core.jobs import job_run
 from members.models import Card, LinkedAccount, MemberBank
 from merchants.models import Merchant
 from merchants.services import merchant_create
 
-from . import services
+from . import services, statements
 from .connectors import get_connector
 from .fees import fee_schedule_create
 from .methods import agreement_grant, agreement_request_create, agreement_request_grant, payment_code_generate
@@ -37,6 +38,7 @@ from .models import (
     ChannelErrorPolicy,
     FeeSchedule,
     PaymentIntent,
+    Refund,
     RiskBlock,
     RiskRule,
     RoutingRule,
@@ -589,7 +591,7 @@ def seed_settlements(ctx: Any) -> None:
     from core.calendar import next_working_day
     from core.crypto import encrypt
 
-    from .models import Payout, Refund, SettlementBatch
+    from .models import Payout, SettlementBatch
 
     if SettlementBatch.objects.exists():
         return
@@ -649,9 +651,6 @@ def _date_history(merchants: dict[str, Merchant], days: list[dt.date]) -> None:
     """Spreads the live captured history over `days`: payment i of a merchant on day i mod n, at noon plus i minutes;
     a refund on the next business day. The carried merchant has all its payments on the first day but one, refunded
     in full on the second day, where it sells nothing: a negative day carried into the third."""
-    from core.calendar import SHANGHAI
-
-    from .models import Refund
 
     for code, merchant in merchants.items():
         payments = list(
@@ -688,3 +687,129 @@ def _history_day(index: int, days: list[dt.date], *, carried: bool) -> dt.date:
     if not carried:
         return days[index % len(days)]
     return days[2] if index % 2 else days[0]
+
+
+# --- reconciliation (对账) ------------------------------------------------------------------------------------------
+
+# The layout each simulated channel writes its statement in (as simulator/channels.json names it).
+STATEMENT_FORMATS = {
+    "acq-unionpay-a": "csv_v1",
+    "acq-bank-b": "csv_v2",
+    "acq-global-c": "fixed_v1",
+    "debit-icbc": "csv_v2",
+    "debit-cmb": "fixed_v1",
+    "wallet-x": "csv_v1",
+    "prepaid-x": "csv_v2",
+    "ecny-x": "fixed_v1",
+}
+
+
+def seed_reconciliation(ctx: Any) -> None:
+    """Statements for the demo's busiest channel days, written from the payments as the channel would, with one
+    difference of every class injected (a capture left out, one the channel has and we do not, an amount and a
+    status that differ, a row twice, a refund left out), imported and matched: the exceptions queue has one of each.
+    Idempotent: the same statement again is the same import."""
+    for remote, layout in STATEMENT_FORMATS.items():
+        Channel.objects.filter(connector="simulator", remote_id=remote).update(statement_format=layout)
+    channels = Channel.objects.filter(connector="simulator", sandbox=False).order_by("pk")
+    busiest = sorted(
+        ((PaymentIntent.objects.filter(channel=channel, captured_at__isnull=False).count(), channel.pk, channel)
+         for channel in channels),
+        key=lambda item: (-item[0], item[1]),
+    )[:2]  # fmt: skip
+    for count, _pk, channel in busiest:
+        if count < 6:
+            continue
+        day = _statement_day(channel)
+        rows = _statement_rows(channel, day)
+        text = statements.render(channel.statement_format, remote_key(channel), day, _with_differences(rows, day))
+        result = services.statement_import(channel=channel, day=day, text=text, fmt=channel.statement_format)
+        if ctx.out is not None:
+            counts = {name: entry["count"] for name, entry in result.summary.items() if entry["count"]}
+            ctx.out.write(f"  statement of {channel.code} for {day}: {result.statement.rows} rows, {counts}\n")
+
+
+def remote_key(channel: Channel) -> str:
+    return channel.remote_id or channel.code
+
+
+def _statement_day(channel: Channel) -> dt.date:
+    """The channel's business date of its latest capture (its own calendar: the cut-off rolls the day over)."""
+    latest = PaymentIntent.objects.filter(channel=channel, captured_at__isnull=False).order_by("-captured_at").first()
+    assert latest is not None
+    assert latest.captured_at is not None
+    local = latest.captured_at.astimezone(SHANGHAI)
+    return local.date() + dt.timedelta(days=1 if local.time() >= channel.cutoff else 0)
+
+
+def _statement_rows(channel: Channel, day: dt.date) -> list[statements.Row]:
+    start, end = services.statement_window(channel, day)
+    rows = []
+    payments = PaymentIntent.objects.filter(channel=channel, captured_at__gte=start, captured_at__lt=end)
+    for intent in payments.order_by("captured_at", "pk"):
+        attempt = intent.attempts.filter(status__in=["captured", "reversed"], error_code="").first()
+        if attempt is None or intent.amount_captured <= 0:
+            continue
+        rows.append(
+            statements.Row(
+                "capture",
+                attempt.reference,
+                attempt.channel_reference,
+                "",
+                intent.currency,
+                intent.amount_captured,
+                0,
+                "success",
+                intent.captured_at,
+            )
+        )
+        if attempt.status == "reversed" and intent.canceled_at is not None and start <= intent.canceled_at < end:
+            rows.append(
+                statements.Row(
+                    "reversal",
+                    attempt.reference,
+                    attempt.channel_reference,
+                    "",
+                    intent.currency,
+                    -intent.amount_captured,
+                    0,
+                    "success",
+                    intent.canceled_at,
+                )
+            )
+    refunds = Refund.objects.filter(
+        intent__channel=channel, status="succeeded", completed_at__gte=start, completed_at__lt=end
+    ).exclude(channel_reference__startswith="recon:")
+    for refund in refunds.select_related("intent").order_by("completed_at", "pk"):
+        rows.append(
+            statements.Row(
+                "refund",
+                refund.reference,
+                refund.channel_reference,
+                "",
+                refund.intent.currency,
+                -refund.amount,
+                0,
+                "success",
+                refund.completed_at,
+            )
+        )
+    return rows
+
+
+def _with_differences(rows: list[statements.Row], day: dt.date) -> list[statements.Row]:
+    """The rows with one difference of each class, on fixed rows, so the same payments give the same file."""
+    captures = [index for index, row in enumerate(rows) if row.kind == "capture"]
+    out = list(rows)
+    if len(captures) >= 5:
+        first, second, third, fourth = captures[0], captures[1], captures[2], captures[3]
+        out[second] = out[second]._replace(amount=out[second].amount - 100)  # amount mismatch
+        out[third] = out[third]._replace(status="failed")  # status mismatch
+        out.insert(fourth + 1, out[fourth])  # duplicate
+        del out[first]  # missing at the channel
+    refunds = [index for index, row in enumerate(out) if row.kind == "refund"]
+    if refunds:
+        del out[refunds[0]]  # a refund missing at the channel
+    noon = dt.datetime.combine(day, dt.time(12), tzinfo=SHANGHAI)
+    out.append(statements.Row("capture", "x-1", "sim-x-1", "", "CNY", 8_800, 33, "success", noon))  # not ours
+    return out

@@ -43,6 +43,12 @@ class RiskDecision(models.TextChoices):
     EXPIRED = "expired", _("expired undecided")
 
 
+class StatementFormat(models.TextChoices):
+    CSV_V1 = "csv_v1", _("CSV, comma-separated (csv_v1)")
+    CSV_V2 = "csv_v2", _("CSV, bank layout (csv_v2)")
+    FIXED_V1 = "fixed_v1", _("fixed-width (fixed_v1)")
+
+
 class Channel(models.Model):
     """A way money moves: an acquirer, a bank's debit, a wallet, the prepaid issuer, a digital-RMB wallet.
 
@@ -87,6 +93,13 @@ class Channel(models.Model):
         _("sandbox"),
         default=False,
         help_text=_("Carries test-mode payments only, and never a live one; a live channel never carries a test one."),
+    )
+    statement_format = models.CharField(
+        _("statement format"),
+        max_length=12,
+        choices=StatementFormat.choices,
+        default=StatementFormat.CSV_V1,
+        help_text=_("The layout of the channel's daily statement file, as the channel writes it."),
     )
     breaker_consecutive_failures = models.PositiveSmallIntegerField(
         _("breaker: consecutive failures to open"), default=5
@@ -285,6 +298,9 @@ class PaymentIntent(models.Model):
             models.Index(fields=["merchant", "business_date"], name="payment_merchant_business_date"),
             models.Index(fields=["status", "authorization_expires_at"]),
             models.Index(fields=["risk_review", "risk_review_deadline"]),
+            # Captures are written in time order: reconciliation reads a channel's day of them through a few pages
+            # of BRIN index, which costs the writes next to nothing.
+            BrinIndex(fields=["captured_at"], name="payment_captured_brin"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
@@ -1295,3 +1311,208 @@ class Payout(models.Model):
 
     def __str__(self) -> str:
         return f"{self.public_id} {self.amount} {self.currency} ({self.status})"
+
+
+# --- reconciliation (对账) ------------------------------------------------------------------------------------------
+
+
+class StatementImport(models.Model):
+    """One statement file of a channel for one business date (the channel's own date), as received and matched.
+
+    The same file again (same SHA-256) is the same import; a different file for the same day supersedes the one
+    before it. The file's rows are loaded by COPY into a staging table of the import's own and matched there;
+    `summary` holds the match's counts and amounts per class."""
+
+    class Status(models.TextChoices):
+        MATCHED = "matched", _("imported and matched")
+        SUPERSEDED = "superseded", _("superseded by a later file")
+        FAILED = "failed", _("refused (unreadable)")
+
+    channel = models.ForeignKey(
+        Channel, on_delete=models.PROTECT, related_name="statement_imports", verbose_name=_("channel")
+    )
+    business_date = models.DateField(_("business date"))
+    sha256 = models.CharField(_("file SHA-256"), max_length=64)
+    format = models.CharField(_("format"), max_length=12, choices=StatementFormat.choices)
+    rows = models.PositiveIntegerField(_("rows"), default=0)
+    status = models.CharField(_("status"), max_length=12, choices=Status.choices, default=Status.MATCHED)
+    received_at = models.DateTimeField(_("received"), default=timezone.now)
+    matched_at = models.DateTimeField(_("matched"), null=True, blank=True)
+    errors = models.JSONField(_("errors and warnings"), default=list, blank=True)
+    summary = models.JSONField(
+        _("summary"), default=dict, blank=True, help_text=_("Per class: the number of rows and their amounts.")
+    )
+
+    class Meta:
+        verbose_name = _("statement import")
+        verbose_name_plural = _("statement imports")
+        ordering = ("-business_date", "channel_id", "-id")
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "business_date", "sha256"], name="statement_import_once"),
+            models.UniqueConstraint(
+                fields=["channel", "business_date"], condition=Q(status="matched"), name="statement_import_current"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel_id} {self.business_date} {self.sha256[:12]}"
+
+
+class ReconClass(models.TextChoices):
+    MATCHED = "matched", _("matched")
+    MISSING_AT_CHANNEL = "missing_at_channel", _("missing at the channel")
+    MISSING_WITH_US = "missing_with_us", _("missing with us")
+    AMOUNT_MISMATCH = "amount_mismatch", _("amount mismatch")
+    STATUS_MISMATCH = "status_mismatch", _("status mismatch")
+    DUPLICATE = "duplicate", _("duplicate")
+    STATEMENT_LATE = "statement_late", _("statement late")
+
+
+class ReconciliationException(models.Model):
+    """One problem a statement shows (or its absence: a late file), in the operators' queue until someone acts.
+
+    `key` names the problem independently of the file it came from (channel, day, class, type, reference), so a
+    re-import or a corrected file finds the same row instead of adding one. While open, a contradicted payment or
+    refund (`holds_settlement`) is kept out of settlement batches."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("open")
+        WRITE_OFF_REQUESTED = "write_off_requested", _("write-off awaiting a second operator")
+        RESOLVED = "resolved", _("resolved")
+        SUPERSEDED = "superseded", _("cleared by a corrected statement")
+
+    class Resolution(models.TextChoices):
+        NONE = "", _("none")
+        ACCEPT_CHANNEL = "accept_channel", _("the channel's view accepted")
+        ACCEPT_OURS = "accept_ours", _("ours kept, flagged for the channel")
+        WRITE_OFF = "write_off", _("written off")
+        REINQUIRY = "reinquiry", _("the channel agrees on inquiry")
+
+    OPEN_STATUSES = (Status.OPEN, Status.WRITE_OFF_REQUESTED)
+
+    public_id = models.CharField(
+        _("id"), max_length=40, unique=True, default=functools.partial(public_id, "rex"), editable=False
+    )
+    key = models.CharField(_("key"), max_length=200, unique=True)
+    channel = models.ForeignKey(
+        Channel, on_delete=models.PROTECT, related_name="recon_exceptions", db_index=False, verbose_name=_("channel")
+    )
+    business_date = models.DateField(_("business date"))
+    statement = models.ForeignKey(
+        StatementImport,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="exceptions",
+        db_index=False,
+        verbose_name=_("statement"),
+        help_text=_("The latest file that showed it."),
+    )
+    kind = models.CharField(_("class"), max_length=20, choices=ReconClass.choices)
+    txn_kind = models.CharField(_("type"), max_length=8, blank=True)
+    reference = models.CharField(_("our reference"), max_length=64, blank=True)
+    channel_txn_id = models.CharField(_("channel transaction id"), max_length=64, blank=True)
+    payment = models.ForeignKey(
+        PaymentIntent, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False,
+        verbose_name=_("payment"),
+    )  # fmt: skip
+    refund = models.ForeignKey(
+        Refund, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False,
+        verbose_name=_("refund"),
+    )  # fmt: skip
+    payout = models.ForeignKey(
+        Payout, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False,
+        verbose_name=_("payout"),
+    )  # fmt: skip
+    currency = models.CharField(_("currency"), max_length=3, blank=True)
+    our_amount = models.BigIntegerField(_("our amount"), null=True, blank=True)
+    channel_amount = models.BigIntegerField(_("channel's amount"), null=True, blank=True)
+    our_status = models.CharField(_("our status"), max_length=12, blank=True)
+    channel_status = models.CharField(_("channel's status"), max_length=12, blank=True)
+    copies = models.PositiveIntegerField(_("copies on the statement"), default=0)
+    holds_settlement = models.BooleanField(
+        _("holds settlement"),
+        default=False,
+        help_text=_("While open, its payment or refund is kept out of settlement batches."),
+    )
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.OPEN)
+    resolution = models.CharField(
+        _("resolution"), max_length=16, choices=Resolution.choices, blank=True, default=Resolution.NONE
+    )
+    note = models.TextField(_("note"), blank=True)
+    write_off_amount = models.BigIntegerField(_("write-off (minor units)"), null=True, blank=True)
+    write_off_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        verbose_name=_("write-off requested by"),
+    )  # fmt: skip
+    write_off_transaction = models.ForeignKey(
+        "rewards.LedgerTransaction", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        db_index=False, verbose_name=_("write-off posting"),
+    )  # fmt: skip
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        verbose_name=_("resolved by"),
+    )  # fmt: skip
+    resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
+    created_at = models.DateTimeField(_("raised"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("reconciliation exception")
+        verbose_name_plural = _("reconciliation exceptions")
+        ordering = ("-business_date", "-id")
+        indexes = [
+            models.Index(fields=["channel", "business_date", "status"], name="recon_exception_day"),
+            # Settlement asks, per payment and refund, whether an open exception holds it: tiny partial indexes.
+            models.Index(
+                fields=["payment"], name="recon_exception_holds_payment",
+                condition=Q(holds_settlement=True, payment__isnull=False),
+            ),
+            models.Index(
+                fields=["refund"], name="recon_exception_holds_refund",
+                condition=Q(holds_settlement=True, refund__isnull=False),
+            ),
+            # Settlement's catch-up: what such an exception held, once released, enters the next batch.
+            models.Index(
+                fields=["resolved_at"], name="recon_exception_released",
+                condition=Q(holds_settlement=True, status__in=["resolved", "superseded"]),
+            ),
+        ]  # fmt: skip
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.kind} {self.reference or self.channel_txn_id}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN_STATUSES
+
+
+class StatementFetch(models.Model):
+    """The fetch of a channel's statement for a day: tried after the channel's cut-off, again with back-off while
+    the channel answers that the file is not ready, until the limit (then a `statement_late` exception)."""
+
+    class Status(models.TextChoices):
+        WAITING = "waiting", _("waiting for the file")
+        FETCHED = "fetched", _("fetched")
+        LATE = "late", _("late: gave up waiting")
+
+    channel = models.ForeignKey(
+        Channel, on_delete=models.CASCADE, related_name="statement_fetches", verbose_name=_("channel")
+    )
+    business_date = models.DateField(_("business date"))
+    status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.WAITING)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    last_error = models.CharField(_("last error"), max_length=200, blank=True)
+    updated_at = models.DateTimeField(_("updated"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("statement fetch")
+        verbose_name_plural = _("statement fetches")
+        ordering = ("-business_date", "channel_id")
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "business_date"], name="statement_fetch_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel_id} {self.business_date} {self.status}"

@@ -98,3 +98,10 @@ def settlement_t1() -> list[dict[str, Any]]:
 def settlement_t0() -> list[dict[str, Any]]:
     """Settles T+0 merchants: the window that just closed (and any missed in the last day)."""
     return [vars(report) for report in services.settle_due_t0()]
+
+
+@shared_task(name="payments.reconcile")
+def reconcile() -> dict[str, int]:
+    """Fetches, imports and matches each channel's statement once its day is over (after its cut-off), and asks again
+    with back-off for a file that is late; a day fetched already is left alone."""
+    return vars(services.reconcile_due())

@@ -34,6 +34,8 @@ class Purpose(models.TextChoices):
     EXCHANGE = "exchange", _("points exchanged out")
     CLEARING = "clearing", _("inter-party clearing")
     FEES = "fees", _("alliance fees")
+    LOSS = "loss", _("losses written off")
+    SUSPENSE = "suspense", _("unreconciled differences")
 
 
 class Account(models.Model):
@@ -130,6 +132,7 @@ class LedgerTransaction(models.Model):
         ADJUST = "adjust", _("adjustment")
         EXPIRE = "expire", _("expiry")
         COFUNDING = "cofunding", _("promotion co-funding")
+        WRITE_OFF = "write_off", _("loss written off")
 
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
     idempotency_key = models.CharField(_("idempotency key"), max_length=200, unique=True)

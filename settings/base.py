@@ -306,6 +306,16 @@ SETTLEMENT_CATCH_UP_WORKING_DAYS = env.int("SETTLEMENT_CATCH_UP_WORKING_DAYS", d
 SETTLEMENT_T1_LOOKBACK_DAYS = env.int("SETTLEMENT_T1_LOOKBACK_DAYS", default=14)
 SETTLEMENT_CHUNK_PAUSE = env.float("SETTLEMENT_CHUNK_PAUSE", default=0.0)
 
+# Reconciliation (对账, docs/reconciliation.md): a channel's statement for a day is fetched RECON_FETCH_AFTER_MINUTES
+# after its cut-off; a file that is not ready is asked for again after RECON_LATE_RETRY_MINUTES, doubling each time,
+# RECON_LATE_MAX_ATTEMPTS times in all before a "statement late" exception. The job looks RECON_LOOKBACK_DAYS back for
+# days not fetched yet. Rows without a reference match ours of the same amount within RECON_TIME_WINDOW_SECONDS.
+RECON_FETCH_AFTER_MINUTES = env.int("RECON_FETCH_AFTER_MINUTES", default=30)
+RECON_LATE_RETRY_MINUTES = env.int("RECON_LATE_RETRY_MINUTES", default=15)
+RECON_LATE_MAX_ATTEMPTS = env.int("RECON_LATE_MAX_ATTEMPTS", default=6)
+RECON_LOOKBACK_DAYS = env.int("RECON_LOOKBACK_DAYS", default=3)
+RECON_TIME_WINDOW_SECONDS = env.int("RECON_TIME_WINDOW_SECONDS", default=300)
+
 # How long a payment held for risk review waits for an operator before it is voided.
 PAYMENTS_RISK_REVIEW_HOURS = env.int("PAYMENTS_RISK_REVIEW_HOURS", default=24)
 # A held CNY payment of at least this many fen needs two different operators to approve it (payments in any other

@@ -1081,8 +1081,38 @@ def _unfreeze_request() -> Any:
     )
 
 
+def _statement_import() -> Any:
+    from payments.models import StatementImport
+
+    return StatementImport.objects.create(
+        channel=ChannelFactory(),
+        business_date=dt.date(2026, 3, 2),
+        sha256="0" * 64,
+        format="csv_v1",
+        summary={"matched": {"count": 1, "by": []}},
+    )
+
+
+def _recon_exception() -> Any:
+    from payments.models import ReconciliationException
+
+    channel = ChannelFactory()
+    return ReconciliationException.objects.create(
+        key=f"factory:{channel.pk}",
+        channel=channel,
+        business_date=dt.date(2026, 3, 2),
+        kind="missing_with_us",
+        txn_kind="capture",
+        reference="x-1",
+        currency="CNY",
+        channel_amount=100,
+    )
+
+
 FACTORIES.update(
     {
+        "payments.statementimport": _statement_import,
+        "payments.reconciliationexception": _recon_exception,
         "payments.settlementbatch": _settlement_batch,
         "payments.reservepolicy": _reserve_policy,
         "merchants.unfreezerequest": _unfreeze_request,

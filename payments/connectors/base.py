@@ -11,6 +11,7 @@ our reference: sending the same reference again returns the payout it made, neve
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
 from typing import Protocol
 
@@ -151,6 +152,17 @@ class AccountBalance:
     available: int = 0
 
 
+@dataclass(frozen=True)
+class StatementFile:
+    """A channel's statement for a business date. APPROVED: `text` in layout `format`; DECLINED with code
+    `statement_not_ready`: the file is not there yet (ask again later); UNKNOWN: no answer."""
+
+    outcome: Outcome
+    text: str = ""
+    format: str = ""
+    code: str = ""
+
+
 class Connector(Protocol):
     name: str
 
@@ -175,3 +187,5 @@ class Connector(Protocol):
     def payout(self, request: PayoutRequest) -> PayoutResult: ...
 
     def payout_inquire(self, reference: str) -> PayoutResult: ...
+
+    def statement(self, channel: str, day: date) -> StatementFile: ...

@@ -18,6 +18,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -38,6 +39,7 @@ from .base import (
     ReferenceRequest,
     RefundRequest,
     RemoteState,
+    StatementFile,
 )
 
 logger = logging.getLogger(__name__)
@@ -302,6 +304,29 @@ class SimulatorConnector(HttpConnector):
             if not result.body.get("has_more"):
                 break
         return JournalPage(list(dict.fromkeys(references)), position)
+
+    def statement(self, channel: str, day: date) -> StatementFile:
+        """The channel's statement file for `day` (its own business date), as text with its layout: the layout is
+        the `X-Statement-Format` header when the channel sends one. A 404 `statement_not_ready` is a late file."""
+        target = f"/v1/statements/{quote(channel, safe='')}/{day.isoformat()}"
+        try:
+            response = self.client.request("GET", self.base_url + target, headers=self.sign("GET", target, b""))
+        except httpx.TransportError as exc:
+            logger.warning("statement %s %s: no answer (%s)", channel, day, type(exc).__name__)
+            return StatementFile(Outcome.UNKNOWN, code="no_answer")
+        if response.status_code == 200:
+            response.encoding = "utf-8"
+            return StatementFile(
+                Outcome.APPROVED, text=response.text, format=response.headers.get("X-Statement-Format", "")
+            )
+        try:
+            error = response.json().get("error") or {}
+        except ValueError:
+            error = {}
+        code = str(error.get("code") or "") if isinstance(error, dict) else ""
+        if response.status_code == 404 and code == "statement_not_ready":
+            return StatementFile(Outcome.DECLINED, code=code)
+        return StatementFile(Outcome.UNKNOWN, code=code or f"http_{response.status_code}")
 
     def payout(self, request: PayoutRequest) -> PayoutResult:
         """Sent once per call: a payout left without an answer is resolved by `payout_inquire`, then sent again under

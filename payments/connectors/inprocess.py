@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from datetime import date
 
 from .base import (
     AccountBalance,
@@ -30,6 +31,7 @@ from .base import (
     ReferenceRequest,
     RefundRequest,
     RemoteState,
+    StatementFile,
 )
 
 TRIGGER_DECLINE = 51
@@ -73,6 +75,8 @@ class InProcessConnector:
         self.accounts: dict[str, int] = {}  # account id → balance, for balance inquiries
         self._payouts: dict[str, _Payout] = {}
         self.payout_fault: str | None = None
+        # (channel, day) → (text, format) the statement call answers with; absent: not ready (a late file).
+        self.statements: dict[tuple[str, date], tuple[str, str]] = {}
 
     def clear(self) -> None:
         with self._lock:
@@ -86,6 +90,7 @@ class InProcessConnector:
             self.accounts.clear()
             self._payouts.clear()
             self.payout_fault = None
+            self.statements.clear()
 
     def charge_count(self, reference_prefix: str = "") -> int:
         """Charges still standing (authorised or captured) — what a double charge would show up in."""
@@ -222,6 +227,14 @@ class InProcessConnector:
         if self.payout_fault == "accepted_timeout":
             return PayoutResult(Outcome.UNKNOWN, code="timeout")
         return self._payout_result(made)
+
+    def statement(self, channel: str, day: date) -> StatementFile:
+        with self._lock:
+            self.calls.append(("statement", f"{channel}/{day.isoformat()}"))
+            found = self.statements.get((channel, day))
+        if found is None:
+            return StatementFile(Outcome.DECLINED, code="statement_not_ready")
+        return StatementFile(Outcome.APPROVED, text=found[0], format=found[1])
 
     def payout_inquire(self, reference: str) -> PayoutResult:
         self.calls.append(("payout_inquire", reference))

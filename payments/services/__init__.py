@@ -9,6 +9,7 @@ resolve   the jobs that settle what requests left open
 settlement merchant settlement: periods, the chunked set-based run, the due periods of each cycle
 channels  channels, routing rules and their health
 payouts   settled batches paid to merchants through the sponsor's channel: made, sent, polled, released (four eyes)
+reconciliation  channel statements imported (COPY) and matched; the exceptions queue and its actions (对账)
 attempts  the calls to a channel and the attempt's recorded outcome (used by the others)
 """
 
@@ -28,6 +29,21 @@ from .payouts import (
     payouts_poll,
     payouts_send,
 )
+from .reconciliation import (
+    ImportResult,
+    ReconcileReport,
+    exception_accept_channel,
+    exception_accept_ours,
+    exception_reinquire,
+    exception_write_off_approve,
+    exception_write_off_request,
+    reconcile_channel_day,
+    reconcile_due,
+    statement_import,
+    statement_read,
+    statement_window,
+    write_off_amount,
+)
 from .refunds import refund_create
 from .resolve import ResolveReport, SweepReport, attempts_resolve, authorizations_expire, orphans_sweep
 from .reviews import risk_review_approve, risk_review_needs_two, risk_review_reject, risk_reviews_expire
@@ -35,7 +51,9 @@ from .settlement import SettleReport, settle, settle_due_t0, settle_due_t1
 
 __all__ = [
     "MAX_ATTEMPTS",
+    "ImportResult",
     "PayoutReport",
+    "ReconcileReport",
     "ResolveReport",
     "SettleReport",
     "SweepReport",
@@ -43,6 +61,11 @@ __all__ = [
     "authorizations_expire",
     "channel_create",
     "channels_probe",
+    "exception_accept_channel",
+    "exception_accept_ours",
+    "exception_reinquire",
+    "exception_write_off_approve",
+    "exception_write_off_request",
     "orphans_sweep",
     "payment_cancel",
     "payment_capture",
@@ -56,6 +79,8 @@ __all__ = [
     "payouts_create",
     "payouts_poll",
     "payouts_send",
+    "reconcile_channel_day",
+    "reconcile_due",
     "refund_create",
     "risk_review_approve",
     "risk_review_needs_two",
@@ -66,4 +91,8 @@ __all__ = [
     "settle",
     "settle_due_t0",
     "settle_due_t1",
+    "statement_import",
+    "statement_read",
+    "statement_window",
+    "write_off_amount",
 ]

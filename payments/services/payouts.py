@@ -459,3 +459,26 @@ def payout_resend(*, payout: Payout, operator: Any) -> Payout:
     made = _open(batch)
     _release_audit(operator, "payout.resend", made, returned=locked.reference, return_reason=locked.return_reason)
     return made
+
+
+def payout_returned_at_channel(payout: Payout, *, reason: str) -> Payout:
+    """Reconciliation took the channel's statement over ours: the payout was returned (or never paid) at the channel.
+    The payout `returned` with the reason, its batch `returned` (the money is still owed: it goes out again once the
+    account is fixed, or an operator sends it again) and `settlement.returned`, in the caller's transaction."""
+    with transaction.atomic():
+        locked = (
+            Payout.objects.select_for_update()
+            .filter(pk=payout.pk, status__in=[Status.SENT, Status.READY, Status.PAID])
+            .first()
+        )
+        if locked is None:
+            raise Conflict(_("Only a payout sent or paid can be returned."), code="payout_not_returnable")
+        locked.status, locked.return_reason, locked.finished_at = Status.RETURNED, reason[:100], timezone.now()
+        locked.save(update_fields=["status", "return_reason", "finished_at"])
+        batch = (
+            SettlementBatch.objects.select_for_update(of=("self",)).select_related("merchant").get(pk=locked.batch_id)
+        )
+        batch.status = BatchStatus.RETURNED
+        batch.save(update_fields=["status"])
+        events.settlement_status_changed(batch)
+    return locked

@@ -181,3 +181,27 @@ def _fail_refund(refund: Refund, code: str) -> None:
             )
             refund.refresh_from_db()
             events.refund_status_changed(refund)
+
+
+CORRECTION_PREFIX = "recon:"  # a correction refund's channel reference: made by us, never sent, never on a statement
+
+
+def refund_correction(intent: PaymentIntent, amount: int, *, reason: str) -> Refund:
+    """A refund recorded without a channel call, because the channel's statement shows it captured `amount` less than
+    we did (reconciliation took the channel's view): the payment's refundable amount reserved, then settled as any
+    succeeded refund — points reversed, fee and promotions handed back in proportion, `refund.succeeded` — and
+    settled in the refund's business date. In the caller's transaction when there is one."""
+    validate_minor_amount(amount, intent.currency)
+    with transaction.atomic():
+        reserved = PaymentIntent.objects.filter(
+            pk=intent.pk, status=Status.SUCCEEDED, amount_refund_reserved__lte=F("amount_captured") - amount
+        ).update(amount_refund_reserved=F("amount_refund_reserved") + amount, updated_at=timezone.now())
+        if not reserved:
+            raise Conflict("The correction would exceed what is left to refund.", code="refund_exceeds_captured")
+        count = Refund.objects.filter(intent=intent).count() + 1
+        refund = Refund.objects.create(
+            intent=intent, amount=amount, reason=reason[:100], reference=f"{intent.public_id}-r{count}"
+        )
+        _finish_refund(refund, f"{CORRECTION_PREFIX}{refund.public_id}"[:64])
+    refund.refresh_from_db()
+    return refund

@@ -47,6 +47,7 @@ from ..models import (
     FeeParty,
     FeeSplit,
     PaymentIntent,
+    ReconciliationException,
     Refund,
     ReservePolicy,
     SettlementBatch,
@@ -327,6 +328,7 @@ def _tables() -> dict[str, sql.Identifier]:
         "merchant": Merchant,
         "use": PromotionUse,
         "promotion": Promotion,
+        "recon": ReconciliationException,
     }
     return {name: sql.Identifier(model._meta.db_table) for name, model in models.items()}
 
@@ -345,12 +347,16 @@ def _candidates(period: Period) -> list[int]:
               SELECT 1 FROM {payment} p
               WHERE p.merchant_id = m.id AND p.business_date BETWEEN %(business_from)s AND %(business_to)s
                 AND p.status = 'succeeded' AND p.amount_captured > 0 {captured_before}
-                AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.payment_id = p.id AND l.kind = 'payment'))
+                AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.payment_id = p.id AND l.kind = 'payment')
+                AND {payment_not_held})
             OR m.id IN (
               SELECT p.merchant_id FROM {refund} r JOIN {payment} p ON p.id = r.intent_id
               WHERE r.business_date BETWEEN %(business_from)s AND %(business_to)s
                 AND r.status = 'succeeded' {refunded_before}
-                AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.refund_id = r.id AND l.kind = 'refund'))
+                AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.refund_id = r.id AND l.kind = 'refund')
+                AND {refund_not_held})
+            OR m.id IN (SELECT released.merchant_id FROM {released_payments})
+            OR m.id IN (SELECT released.merchant_id FROM {released_refunds})
             OR EXISTS (SELECT 1 FROM {batch} b WHERE b.merchant_id = m.id AND {earlier_due})
           )
         ORDER BY m.id
@@ -378,6 +384,7 @@ def _selection(period: Period) -> dict[str, Any]:
 def _fragments(period: Period) -> dict[str, sql.Composable]:
     tables = _tables()
     return {
+        **_held_fragments(tables),
         "captured_before": sql.SQL("AND p.captured_at < %(before)s" if period.before else ""),
         "refunded_before": sql.SQL("AND r.completed_at < %(before)s" if period.before else ""),
         # An earlier batch of the merchant (`b`) whose reserve is due for release or whose negative net is to be
@@ -389,6 +396,59 @@ def _fragments(period: Period) -> dict[str, sql.Composable]:
                  OR (b.status = 'carried' AND b.carried_out < 0
                   AND NOT EXISTS (SELECT 1 FROM {line} x WHERE x.source_id = b.id AND x.kind = 'carried')))"""
         ).format(line=tables["line"]),
+    }
+
+
+def _held_fragments(tables: dict[str, sql.Identifier]) -> dict[str, sql.Composable]:
+    """Reconciliation's hold: a payment (`p`) or refund (`r`) that an open exception contradicts (the channel's
+    statement lacks it, shows it failed or for another amount) is on no line until the exception is resolved; then it
+    enters the merchant's next batch, however old its business date (`released_*`: those whose holding exception was
+    resolved in the last 90 days and that are on no line yet)."""
+    held = """NOT EXISTS (SELECT 1 FROM {recon} e WHERE e.{column} = {alias}.id AND e.holds_settlement
+                             AND e.txn_kind = {kind} AND e.status IN ('open', 'write_off_requested'))"""
+    released = """
+        (SELECT DISTINCT {select} FROM {recon} e {join}
+         WHERE e.holds_settlement AND e.txn_kind = {txn_kind} AND e.status IN ('resolved', 'superseded')
+           AND e.resolved_at >= %(cutoff_at)s - interval '90 days' AND e.{column} IS NOT NULL
+           AND {alias}.business_date < %(business_from)s AND {condition}
+           AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.{column} = {alias}.id AND l.kind = {kind})
+           AND {not_held}) released"""
+    capture, refund = sql.Literal("capture"), sql.Literal("refund")
+    payment_held = sql.SQL(held).format(
+        recon=tables["recon"], column=sql.Identifier("payment_id"), alias=sql.Identifier("p"), kind=capture
+    )
+    refund_held = sql.SQL(held).format(
+        recon=tables["recon"], column=sql.Identifier("refund_id"), alias=sql.Identifier("r"), kind=refund
+    )
+    return {
+        "payment_not_held": payment_held,
+        "refund_not_held": refund_held,
+        "released_payments": sql.SQL(released).format(
+            select=sql.SQL("p.id, p.merchant_id"),
+            recon=tables["recon"],
+            join=sql.SQL("JOIN {payment} p ON p.id = e.payment_id").format(payment=tables["payment"]),
+            column=sql.Identifier("payment_id"),
+            alias=sql.Identifier("p"),
+            condition=sql.SQL("p.status = 'succeeded' AND p.amount_captured > 0"),
+            txn_kind=capture,
+            line=tables["line"],
+            kind=sql.Literal("payment"),
+            not_held=payment_held,
+        ),
+        "released_refunds": sql.SQL(released).format(
+            select=sql.SQL("r.id, p.merchant_id"),
+            recon=tables["recon"],
+            join=sql.SQL("JOIN {refund} r ON r.id = e.refund_id JOIN {payment} p ON p.id = r.intent_id").format(
+                refund=tables["refund"], payment=tables["payment"]
+            ),
+            column=sql.Identifier("refund_id"),
+            alias=sql.Identifier("r"),
+            condition=sql.SQL("r.status = 'succeeded'"),
+            txn_kind=refund,
+            line=tables["line"],
+            kind=sql.Literal("refund"),
+            not_held=refund_held,
+        ),
     }
 
 
@@ -460,8 +520,7 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
         # merchant, not per payment: locking a million payment rows would rewrite a million tuples.)
         run("SELECT 1 FROM {merchant} WHERE id = ANY(%(merchants)s) ORDER BY id FOR SHARE")
         # What the chunk settles, each with its fee split by party (one index probe of its FeeSplit rows).
-        run(
-            """
+        payment_insert = """
             INSERT INTO settle_items
             SELECT 'payment', p.id, NULL, p.merchant_id, p.currency, p.livemode,
                    COALESCE(p.acquirer_id, m.sponsor_bank_id), p.amount_captured, p.fee,
@@ -477,12 +536,18 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
             LEFT JOIN LATERAL (
               SELECT {party_pivot} FROM {fee} f WHERE f.payment_id = p.id AND f.event = 'capture'
             ) parts ON true
-            WHERE p.merchant_id = ANY(%(merchants)s)
-              AND p.business_date BETWEEN %(business_from)s AND %(business_to)s
-              AND p.status = 'succeeded' AND p.amount_captured > 0 {captured_before}
-              AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.payment_id = p.id AND l.kind = 'payment')
+            WHERE {payment_where}
             """
-        )
+        for where in (
+            """p.merchant_id = ANY(%(merchants)s)
+               AND p.business_date BETWEEN %(business_from)s AND %(business_to)s
+               AND p.status = 'succeeded' AND p.amount_captured > 0 {captured_before}
+               AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.payment_id = p.id AND l.kind = 'payment')
+               AND {payment_not_held}""",
+            # Held by reconciliation earlier and released since: whatever its business date.
+            "p.id IN (SELECT released.id FROM {released_payments} WHERE released.merchant_id = ANY(%(merchants)s))",
+        ):
+            run(payment_insert, payment_where=sql.SQL(where).format(**tables, **fragments))
         run(
             """
             INSERT INTO settle_items
@@ -497,6 +562,16 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
               AND r.status = 'succeeded' {refunded_before}
               AND p.merchant_id = ANY(%(merchants)s)
               AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.refund_id = r.id AND l.kind = 'refund')
+              AND {refund_not_held}
+            UNION ALL
+            SELECT 'refund', r.intent_id, r.id, p.merchant_id, p.currency, p.livemode,
+                   COALESCE(p.acquirer_id, m.sponsor_bank_id), -r.amount, {party_total},
+                   -r.promotion_cost_returned, 0, {party_values}
+            FROM {refund} r
+            JOIN {payment} p ON p.id = r.intent_id
+            JOIN {merchant} m ON m.id = p.merchant_id
+            LEFT JOIN LATERAL (SELECT {party_pivot} FROM {fee} f WHERE f.refund_id = r.id) parts ON true
+            WHERE r.id IN (SELECT released.id FROM {released_refunds} WHERE released.merchant_id = ANY(%(merchants)s))
             """
         )
         cursor.execute("ANALYZE settle_items")  # temporary tables have no statistics until analysed

@@ -3,6 +3,7 @@
 posting      the machinery every posting uses: idempotency, the transaction row, locks in one order, the entries,
              the retry after a deadlock
 accounts     wallets, points debts, the banks' sub-accounts and the CNY clearing accounts, created on first use
+losses       a bank's CNY loss written off against its clearing account (reconciliation)
 lots         a wallet's lots: credits (a points debt paid off first), spends (soonest expiry first); the ledger's day
 obligations  what points are worth in CNY, and what one party owes another for them
 earn         earning points
@@ -64,6 +65,7 @@ from .exchange import (
 )
 from .expiry import lots_expire
 from .holds import hold_create, hold_post, hold_void, holds_expire
+from .losses import loss_post
 from .lots import lot_expiry, today
 from .obligations import Party, cny_units, points_value_units, units_cny
 from .posting import retry_on_conflict
@@ -104,6 +106,7 @@ __all__ = [
     "hold_post",
     "hold_void",
     "holds_expire",
+    "loss_post",
     "lot_expiry",
     "lots_expire",
     "on_offer",
