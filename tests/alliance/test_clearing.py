@@ -173,6 +173,18 @@ def test_a_day_nets_to_one_position_per_party_summing_to_zero(world: dict[str, A
     assert txns["reversal"] is not None
 
 
+def test_a_write_off_is_not_netted_and_leaves_the_day_balanced(world: dict[str, Any]) -> None:
+    """A reconciliation write-off is the bank's own loss (loss against suspense), never an obligation to another
+    member: the day with one still nets to zero, with the same positions as without it."""
+    post_sources(world)
+    dated(rewards.loss_post(bank=world["a"], units=12_300, idempotency_key="wo", actor=None, metadata={}))
+    run = services.clearing_run(YESTERDAY)
+    by_party = positions(run)
+    assert sum(p.net for p in by_party.values()) == 0
+    assert by_party["AAA1"].net == -50000 + 16649 + 16650 - 5050
+    assert run.transactions_count == 4
+
+
 def test_the_statement_traces_every_source_to_its_transaction(world: dict[str, Any]) -> None:
     txns = post_sources(world)
     run = services.clearing_run(YESTERDAY)
