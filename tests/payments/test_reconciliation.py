@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from core.calendar import SHANGHAI
 from core.errors import Conflict, PermissionDenied, ValidationFailed
@@ -34,6 +35,13 @@ pytestmark = pytest.mark.django_db
 Exc = ReconciliationException
 _keys = itertools.count()
 DAY = dt.date(2026, 3, 2)
+
+
+@pytest.fixture(autouse=True)
+def _english() -> Iterator[None]:
+    """Messages and notes are asserted in English (a note is written in the acting operator's language)."""
+    with translation.override("en"):
+        yield
 
 
 def key() -> str:
