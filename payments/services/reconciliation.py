@@ -215,7 +215,8 @@ def _load(text: str, fmt: str, day: dt.date) -> tuple[int, list[str]]:
             raw, sql.SQL(", ").join(map(sql.Identifier, layout.columns)), sql.SQL(layout.copy_options)
         )
         try:
-            cursor.copy_expert(copy.as_string(cursor.connection), io.StringIO(text), size=1 << 20)
+            # The buffer size positionally: the debug cursor wrapper (DEBUG on) passes on positional arguments only.
+            cursor.copy_expert(copy.as_string(cursor.connection), io.StringIO(text), 1 << 20)
         except psycopg2.Error as error:
             context = getattr(error.diag, "context", "") or ""
             found = re.search(r"line (\d+)", context)

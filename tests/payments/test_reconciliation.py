@@ -10,6 +10,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone, translation
 
 from core.calendar import SHANGHAI
@@ -264,6 +266,14 @@ def test_every_class_is_found_once(world: dict[str, Any], day_of_payments: dict[
     assert holds == {("missing_at_channel", refs[1]), ("amount_mismatch", refs[2]), ("status_mismatch", refs[3])}
     assert found[("missing_at_channel", refs[1])].payment_id == day_of_payments["payments"][1].pk
     assert result.statement.rows == len(statement)
+
+
+def test_a_statement_loads_through_the_debug_cursor(world: dict[str, Any], day_of_payments: dict[str, Any]) -> None:
+    """With DEBUG on (or queries captured) Django wraps the cursor, and its COPY takes positional arguments only."""
+    with CaptureQueriesContext(connection) as queries:
+        load(world, our_rows(world))
+    assert any(query["sql"].startswith("COPY") for query in queries.captured_queries)
+    assert not Exc.objects.exists()
 
 
 def test_a_refund_missing_at_the_channel_is_found(world: dict[str, Any], day_of_payments: dict[str, Any]) -> None:
