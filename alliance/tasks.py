@@ -26,9 +26,10 @@ def clearing_poll() -> dict[str, int]:
     """Sends pending instructions and asks about sent ones: confirmed, failed, or sent again under the reference."""
     with job_run("alliance.clearing_poll", period=local_now().strftime("%Y-%m-%dT%H:%M")) as run:
         sent = services.instructions_send()
-        report = services.instructions_poll()
-        run.count(**sent.counts(), **{f"poll_{name}": n for name, n in report.counts().items()})
-    return {**sent.counts(), **{f"poll_{name}": n for name, n in report.counts().items()}}
+        polled = services.instructions_poll()
+        counts = {**sent.counts(), **{f"poll_{name}": n for name, n in polled.counts().items()}}
+        run.count(**counts)
+    return counts
 
 
 # --- end of clearing -------------------------------------------------------------------------------------------------

@@ -26,8 +26,8 @@ import datetime as dt
 import time
 from typing import Any
 
-from common import add_arguments, setup
-from settlement import DAY, _columns
+from common import add_arguments, insert_columns, setup
+from settlement import DAY
 from settlement import seed as seed_payments
 
 MONTH = DAY[:7]
@@ -214,7 +214,7 @@ def seed_obligations(per_day: int, days: int) -> None:
                                    100 + (g * 7919) %% 200000 AS units,
                                    %(first)s::date + (g / %(per_day)s)::int AS day) s
     """
-    txn_columns, txn_values = _columns(
+    txn_columns, txn_values = insert_columns(
         LedgerTransaction,
         {
             "kind": """CASE WHEN s.r < 8 THEN 'earn' WHEN s.r < 15 THEN 'exchange' WHEN s.r < 19 THEN 'spend'
@@ -263,7 +263,7 @@ def seed_obligations(per_day: int, days: int) -> None:
             """,
             params,
         )
-        voucher_columns, voucher_values = _columns(
+        voucher_columns, voucher_values = insert_columns(
             Voucher,
             {
                 "benefit_id": "(%(benefits)s::bigint[])[s.b]",

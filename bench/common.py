@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import json
 import multiprocessing as mp
 import os
 import secrets
@@ -414,3 +415,28 @@ def describe(latencies: list[float]) -> dict[str, Any]:
         "p99_ms": ms(percentile(latencies, 0.99)),
         "mean_ms": ms(statistics.fmean(latencies)) if latencies else "nan",
     }
+
+
+def insert_columns(model: Any, given: dict[str, str]) -> tuple[str, str]:
+    """The column list and the SELECT list of an INSERT … SELECT into `model`'s table: `given` expressions, every
+    other column its Django default (NULL where nullable and none), a `%` in a default doubled: the statement runs
+    with parameters."""
+    from django.db.models import NOT_PROVIDED
+    from psycopg2.extensions import adapt
+
+    names, values = [], []
+    for model_field in model._meta.concrete_fields:
+        if model_field.primary_key:
+            continue
+        names.append(f'"{model_field.column}"')
+        if model_field.column in given:
+            values.append(given[model_field.column])
+        elif model_field.default is NOT_PROVIDED and model_field.null:
+            values.append("NULL")
+        else:
+            default = model_field.get_default()
+            if isinstance(default, (dict, list)):
+                values.append(f"'{json.dumps(default)}'::jsonb")
+            else:
+                values.append(adapt(default).getquoted().decode().replace("%", "%%"))
+    return ", ".join(names), ", ".join(values)

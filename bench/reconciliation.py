@@ -19,7 +19,7 @@ import json
 import time
 from typing import Any
 
-from common import add_arguments, setup
+from common import add_arguments, insert_columns, setup
 
 DAY = dt.date(2026, 11, 24)  # a Tuesday
 CLASSES = ("missing_at_channel", "amount_mismatch", "status_mismatch", "duplicate")  # by row index mod 99
@@ -139,7 +139,7 @@ def seed(payments: int, refunds: int) -> Any:
         "bank": bank.pk,
         "start": dt.datetime.combine(DAY, dt.time(0, 30), tzinfo=dt.timezone(dt.timedelta(hours=8))),
     }
-    payment_columns, payment_values = _columns(
+    payment_columns, payment_values = insert_columns(
         PaymentIntent,
         {
             "public_id": "'pay_rbench' || lpad(g::text, 12, '0')",
@@ -161,7 +161,7 @@ def seed(payments: int, refunds: int) -> Any:
             "updated_at": "at",
         },
     )
-    attempt_columns, attempt_values = _columns(
+    attempt_columns, attempt_values = insert_columns(
         PaymentAttempt,
         {
             "intent_id": "p.id",
@@ -176,7 +176,7 @@ def seed(payments: int, refunds: int) -> Any:
             "resolved_at": "p.captured_at",
         },
     )
-    refund_columns, refund_values = _columns(
+    refund_columns, refund_values = insert_columns(
         Refund,
         {
             "public_id": "'re_rbench' || lpad(p.id::text, 12, '0')",
@@ -272,30 +272,6 @@ def statement(channel: Any, ours: int, per_class: int) -> tuple[list[Any], dict[
         "duplicate": per_class,
     }
     return rows, expected
-
-
-def _columns(model: Any, given: dict[str, str]) -> tuple[str, str]:
-    """The column list and the SELECT list of an INSERT … SELECT into `model`'s table: `given` expressions, every
-    other column its Django default (NULL where nullable and none)."""
-    from django.db.models import NOT_PROVIDED
-    from psycopg2.extensions import adapt
-
-    names, values = [], []
-    for field in model._meta.concrete_fields:
-        if field.primary_key:
-            continue
-        names.append(f'"{field.column}"')
-        if field.column in given:
-            values.append(given[field.column])
-        elif field.default is NOT_PROVIDED and field.null:
-            values.append("NULL")
-        else:
-            default = field.get_default()
-            if isinstance(default, (dict, list)):
-                values.append(f"'{json.dumps(default)}'::jsonb")
-            else:
-                values.append(adapt(default).getquoted().decode().replace("%", "%%"))
-    return ", ".join(names), ", ".join(values)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import time
 from typing import Any
 
-from common import add_arguments, setup
+from common import add_arguments, insert_columns, setup
 
 DAY = "2026-11-24"  # a Tuesday: settled on Wednesday the 25th
 ACQUIRERS = 5
@@ -95,30 +94,6 @@ def _tables() -> dict[str, str]:
         "promotion": Promotion,
     }
     return {name: model._meta.db_table for name, model in models.items()}
-
-
-def _columns(model: Any, given: dict[str, str]) -> tuple[str, str]:
-    """The column list and the SELECT list of an INSERT … SELECT into `model`'s table: `given` expressions, every
-    other column its Django default (NULL where nullable and none)."""
-    from django.db.models import NOT_PROVIDED
-    from psycopg2.extensions import adapt
-
-    names, values = [], []
-    for field in model._meta.concrete_fields:
-        if field.primary_key:
-            continue
-        names.append(f'"{field.column}"')
-        if field.column in given:
-            values.append(given[field.column])
-        elif field.default is NOT_PROVIDED and field.null:
-            values.append("NULL")
-        else:
-            default = field.get_default()
-            if isinstance(default, (dict, list)):
-                values.append(f"'{json.dumps(default)}'::jsonb")
-            else:
-                values.append(adapt(default).getquoted().decode())
-    return ", ".join(names), ", ".join(values)
 
 
 def seed(payments: int, merchants: int) -> dict[str, str]:
@@ -237,7 +212,7 @@ def seed(payments: int, merchants: int) -> dict[str, str]:
     }
     t = tables
     # A payment g: merchant g mod M, channel (acquirer) by merchant, card (issuer) g mod 5, captured during the day.
-    payment_columns, payment_values = _columns(
+    payment_columns, payment_values = insert_columns(
         PaymentIntent,
         {
             "public_id": "'pay_bench' || lpad(g::text, 16, '0')",
@@ -295,7 +270,7 @@ def seed(payments: int, merchants: int) -> dict[str, str]:
         )
         # Promotion uses: a points multiplier on every PROMOTION_EVERY-th payment (the merchant pays 1 % of the
         # amount for its points), and on every other one of those a ¥5 discount the issuer co-funds at 30 %.
-        use_columns, use_values = _columns(
+        use_columns, use_values = insert_columns(
             PromotionUse,
             {
                 "promotion_id": "promotion_id",
@@ -330,7 +305,7 @@ def seed(payments: int, merchants: int) -> dict[str, str]:
         )
         # Refunds: half of every REFUND_EVERY-th payment, later the same day; its fee handed back by the cumulative
         # rule, per party floor(part × refunded / captured); what it returned of the points promotion's cost.
-        refund_columns, refund_values = _columns(
+        refund_columns, refund_values = insert_columns(
             Refund,
             {
                 "public_id": "'re_bench' || lpad(p.id::text, 16, '0')",
