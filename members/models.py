@@ -3,11 +3,17 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 from djmoney.models.fields import MoneyField
 
 from core.crypto import decrypt, encrypt
 from core.personal import mask_name, name_hash
+
+
+def localized(zh: str, en: str) -> str:
+    """The English form on English pages when there is one, the Chinese form otherwise."""
+    return en if en and (get_language() or "").startswith("en") else zh
 
 
 class MemberBank(models.Model):  # type: ignore[django-manager-missing]  # djmoney's manager on CardProduct
@@ -47,6 +53,10 @@ class MemberBank(models.Model):  # type: ignore[django-manager-missing]  # djmon
     def __str__(self) -> str:
         return f"{self.code} {self.name_zh}"
 
+    @property
+    def local_name(self) -> str:
+        return localized(self.name_zh, self.name_en)
+
 
 class BankOperator(models.Model):
     """A staff user working for a member bank: an operator (read-write) or an auditor (read-only)."""
@@ -85,6 +95,7 @@ class PointsProgram(models.Model):
         _("unit code"), max_length=24, unique=True, validators=[RegexValidator(r"^[A-Z0-9_-]{2,24}$")]
     )
     name = models.CharField(_("name"), max_length=100)
+    name_en = models.CharField(_("name (English)"), max_length=100, blank=True)
     point_value_cny = models.DecimalField(
         _("point value (CNY)"), max_digits=12, decimal_places=6, help_text=_("What one point is worth, e.g. 0.005.")
     )
@@ -107,6 +118,10 @@ class PointsProgram(models.Model):
 
     def __str__(self) -> str:
         return f"{self.unit_code} {self.name}"
+
+    @property
+    def local_name(self) -> str:
+        return localized(self.name, self.name_en)
 
 
 class SpendCategory(models.TextChoices):
@@ -137,6 +152,7 @@ class CardProduct(models.Model):  # type: ignore[django-manager-missing]
     bank = models.ForeignKey(MemberBank, on_delete=models.PROTECT, related_name="card_products", verbose_name=_("bank"))
     code = models.CharField(_("code"), max_length=32, validators=[RegexValidator(r"^[A-Z0-9_-]{2,32}$")])
     name = models.CharField(_("name"), max_length=100)
+    name_en = models.CharField(_("name (English)"), max_length=100, blank=True)
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
     tier = models.CharField(_("tier"), max_length=16, choices=Tier.choices, default=Tier.STANDARD)
     annual_fee = MoneyField(_("annual fee"), max_digits=12, decimal_places=2, default_currency="CNY", default=0)
@@ -161,6 +177,10 @@ class CardProduct(models.Model):  # type: ignore[django-manager-missing]
 
     def __str__(self) -> str:
         return f"{self.bank.code} {self.name}"
+
+    @property
+    def local_name(self) -> str:
+        return localized(self.name, self.name_en)
 
 
 class BinRange(models.Model):
