@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
-from core import signin
+from core import portal_tiles, signin
 from core.errors import MengkaError
 
 from . import selectors, services
@@ -61,11 +61,14 @@ def sign_in(request: HttpRequest) -> HttpResponse:
 
 @cardholder_required
 def dashboard(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
+    """The day at a glance: the tiles other apps register (`core.portal_tiles`: points, this month's spending,
+    benefits), then the cards and linked accounts."""
     return render(
         request,
         "members/dashboard.html",
         {
             "cardholder": cardholder,
+            "tiles": portal_tiles.tiles_for(cardholder),
             "cards": selectors.cards_of(cardholder),
             "accounts": selectors.linked_accounts_of(cardholder),
         },
