@@ -11,12 +11,16 @@ class PaymentsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_save
 
+        from core.portal_tiles import register_portal_tile
+
         from .models import RiskBlock
+        from .tiles import spending_tile
 
         # The blocked lists are cached with the routing configuration: any change, from the admin, a service or a
         # bulk delete, makes every process reload it.
         post_save.connect(_blocks_changed, sender=RiskBlock, dispatch_uid="payments.blocks_changed")
         post_delete.connect(_blocks_changed, sender=RiskBlock, dispatch_uid="payments.blocks_changed.delete")
+        register_portal_tile("payments.spending", spending_tile, order=20)
 
 
 def _blocks_changed(**_: Any) -> None:

@@ -11,4 +11,5 @@ urlpatterns = [
     path("agreements/grant/<str:request_id>/", views.agreement_grant, name="agreement_grant"),
     path("agreements/<str:agreement_id>/revoke/", views.agreement_revoke, name="agreement_revoke"),
     path("balances/", views.balances, name="balances"),
+    path("spending/", views.spending_overview, name="spending"),
 ]

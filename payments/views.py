@@ -1,5 +1,5 @@
 """Payments: cardholder portal pages — payment code, agreements (and the hosted page of a merchant's agreement
-request), linked balances."""
+request), linked balances, spending at a glance."""
 
 from __future__ import annotations
 
@@ -8,19 +8,20 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from djmoney.money import Money
 
 from core.errors import MengkaError
-from core.money import to_minor
+from core.money import exponent, to_minor
 from core.qr import qr_svg
 from members.models import Card, Cardholder, LinkedAccount
 from members.portal import cardholder_required
 from merchants.models import Merchant
 
-from . import methods, selectors
+from . import methods, selectors, spending
 from .forms import AgreementForm, FundingForm, PaymentCodeForm
 from .models import AgreementRequest
 
@@ -164,3 +165,43 @@ def agreement_revoke(request: HttpRequest, cardholder: Cardholder, agreement_id:
 @cardholder_required
 def balances(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
     return render(request, "payments/balances.html", {"rows": selectors.linked_balances(cardholder=cardholder)})
+
+
+@cardholder_required
+def spending_overview(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
+    """The last twelve months by category and by bank: a chart of each (drawn by the page's script from the JSON it
+    carries) and a table of each with the same numbers, which is all a reader without scripts needs."""
+    glance = spending.spending_at_a_glance(cardholder)
+    labels = [date_format(month, "YEAR_MONTH_FORMAT") for month in glance.months]
+    charts = []
+    sections = []
+    for block in glance.currencies:
+        views = []
+        for kind, series in (("category", block.by_category), ("bank", block.by_bank)):
+            canvas = f"spending-{kind}-{block.currency.lower()}"
+            charts.append(
+                {
+                    "canvas": canvas,
+                    "months": labels,
+                    "unit": block.currency,
+                    "exponent": exponent(block.currency),
+                    "series": [{"label": s.label, "colour": s.colour, "values": s.monthly} for s in series],
+                }
+            )
+            rows = [
+                {"month": label, "cells": [s.monthly[index] for s in series], "total": block.monthly[index]}
+                for index, label in enumerate(labels)
+            ]
+            views.append({"kind": kind, "canvas": canvas, "series": series, "rows": rows})
+        sections.append({"spending": block, "by_category": views[0], "by_bank": views[1]})
+    return render(
+        request,
+        "payments/spending.html",
+        {
+            "glance": glance,
+            "sections": sections,
+            "first_month": labels[0],
+            "last_month": labels[-1],
+            "chart_data": {"charts": charts},
+        },
+    )
