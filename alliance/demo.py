@@ -97,6 +97,14 @@ def seed_reconciliation(ctx: DemoContext) -> None:
     seed(ctx)
 
 
+def seed_spending_history(ctx: DemoContext) -> None:
+    """After clearing (which dates the obligations of the history's payments) and before the revenue share (whose
+    months start with the earliest payment): the demo login's year of spending."""
+    from payments.demo import seed_spending_history as seed
+
+    seed(ctx)
+
+
 def seed_merchant_api(ctx: DemoContext) -> None:
     from merchants.demo import seed_merchant_api as seed
 
@@ -191,6 +199,7 @@ STEPS: list[Callable[[DemoContext], None]] = [
     seed_settlements,
     seed_reconciliation,
     seed_clearing,
+    seed_spending_history,
     seed_revenue_share,
 ]
 

@@ -20,6 +20,7 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from core.calendar import SHANGHAI
@@ -687,6 +688,108 @@ def _history_day(index: int, days: list[dt.date], *, carried: bool) -> dt.date:
     if not carried:
         return days[index % len(days)]
     return days[2] if index % 2 else days[0]
+
+
+# --- the demo cardholder's year: spending at a glance has twelve months to show --------------------------------
+
+# (months ago, which of the demo login's cards, merchant code, amount in fen, refunded in fen): every merchant (so
+# every category the demo has) and every card (so every bank), and a partial refund. This month has the login's
+# payments of the history (dated over the settlement days): one made here and left at today would be its channel's
+# latest capture, and the next run's reconciliation would import that day's statement.
+SPENDING_HISTORY = (
+    (11, 0, "DEMO-GROCER", 23_480, 0),
+    (10, 1, "DEMO-NOODLE", 8_650, 0),
+    (9, 2, "DEMO-TRAVEL", 186_000, 0),
+    (8, 0, "DEMO-FUEL", 35_000, 0),
+    (7, 1, "DEMO-SHOP", 45_990, 12_000),
+    (6, 2, "DEMO-NOODLE", 12_800, 0),
+    (5, 0, "DEMO-GROCER", 31_260, 0),
+    (4, 1, "DEMO-TRAVEL", 98_800, 0),
+    (3, 2, "DEMO-FUEL", 40_000, 0),
+    (2, 0, "DEMO-SHOP", 26_900, 0),
+    (1, 1, "DEMO-NOODLE", 15_600, 0),
+)
+
+
+def seed_spending_history(ctx: Any) -> None:
+    """Eleven months of the demo login's own payments, made through the payment services and the simulator like every
+    demo payment, then dated back to the 12th of their month (19:30, Shanghai), their refund a week later. Runs
+    after settlement and clearing, which date the rest of the history over recent business days: these months are
+    before that history and are never settled (the settlement runs' catch-up reaches back a few working days). A
+    payment the risk rules hold is released by the alliance operator. Idempotent: each is made once
+    (`metadata.demo_spending`), and dating it again writes the same values."""
+    username = getattr(ctx, "demo_cardholder", "")
+    cards = list(
+        Card.objects.filter(cardholder__user__username=username, status="active").order_by("pk") if username else []
+    )
+    merchants = {merchant.code: merchant for merchant in Merchant.objects.filter(code__in=SETTLEMENT_ROLES)}
+    if not cards or len(merchants) < len(SETTLEMENT_ROLES):
+        return
+    made = set(
+        PaymentIntent.objects.filter(metadata__has_key="demo_spending").values_list(
+            "metadata__demo_spending", flat=True
+        )
+    )
+    todo = [index for index in range(len(SPENDING_HISTORY)) if index not in made]
+    if todo and not _wait_for(get_connector("simulator"), seconds=3):
+        return
+    reviewer = get_user_model().objects.filter(username="alliance").first()
+    for index in todo:
+        months_ago, card_index, code, amount, refund = SPENDING_HISTORY[index]
+        card, merchant = cards[card_index % len(cards)], merchants[code]
+        intent = services.payment_create(
+            merchant=merchant,
+            cardholder=card.cardholder,
+            card=card,
+            amount=amount,
+            currency="CNY",
+            idempotency_key=f"demo-spending-{index}",
+            confirm=True,
+            metadata={"demo_spending": index},
+            description="demo",
+        )
+        if intent.risk_review and reviewer is not None:
+            # A quick run makes these in the minute of the login's other demo payments: the per-card velocity rule
+            # holds them, and the alliance operator releases them, as the review queue is there for.
+            intent = services.risk_review_approve(payment_id=intent.public_id, actor=reviewer)
+        if refund and intent.status == PaymentIntent.Status.SUCCEEDED:
+            services.refund_create(
+                merchant=merchant,
+                payment_id=intent.public_id,
+                amount=refund,
+                idempotency_key=f"demo-spending-refund-{index}",
+                reason="demo: returned goods",
+            )
+    today = timezone.localdate()
+    for payment in PaymentIntent.objects.filter(metadata__has_key="demo_spending", captured_at__isnull=False):
+        months_ago = SPENDING_HISTORY[int(payment.metadata["demo_spending"])][0]
+        _date_spending(payment, _months_back(today, months_ago))
+    if ctx.out is not None and todo:
+        ctx.out.write(
+            f"  spending history: {len(todo)} payments by {username} over the eleven months before this one\n"
+        )
+
+
+def _months_back(today: dt.date, months: int) -> dt.date:
+    """The 12th of the month `months` before `today`'s."""
+    index = today.year * 12 + today.month - 1 - months
+    return dt.date(index // 12, index % 12 + 1, 12)
+
+
+def _date_spending(payment: PaymentIntent, day: dt.date) -> None:
+    from core.calendar import is_working_day, next_working_day
+
+    def business(day: dt.date) -> dt.date:
+        return day if is_working_day(day) else next_working_day(day)
+
+    at = dt.datetime.combine(day, dt.time(19, 30), tzinfo=SHANGHAI)
+    PaymentIntent.objects.filter(pk=payment.pk).update(
+        created_at=at, authorized_at=at, captured_at=at, business_date=business(day)
+    )
+    refunded_at = at + dt.timedelta(days=7)
+    Refund.objects.filter(intent=payment, status=Refund.Status.SUCCEEDED).update(
+        created_at=refunded_at, completed_at=refunded_at, business_date=business(refunded_at.date())
+    )
 
 
 # --- reconciliation (对账) ------------------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ def _counts() -> dict[str, int]:
         "risk_rules": RiskRule.objects.count(),
         "method_payments": PaymentIntent.objects.filter(metadata__demo_method=True).count(),
         "case_payments": PaymentIntent.objects.filter(metadata__has_key="demo_case").count(),
+        "spending_payments": PaymentIntent.objects.filter(metadata__has_key="demo_spending").count(),
         "ledger_transactions": LedgerTransaction.objects.count(),
         "ledger_entries": Entry.objects.count(),
     }
@@ -95,7 +96,8 @@ def test_seed_demo_builds_the_alliance_through_the_simulator_and_a_second_run_ad
     assert first["rules"] == 3
     assert first["method_payments"] == 17  # 8 payment codes, 3 agreements, 6 wallet balances
     assert first["case_payments"] == 3  # two held for risk review, one paid partly with points
-    assert first["payments"] == 60 + first["method_payments"] + first["case_payments"]
+    assert first["spending_payments"] == 11  # the demo login's year, for spending at a glance
+    assert first["payments"] == 60 + first["method_payments"] + first["case_payments"] + first["spending_payments"]
     assert first["fee_schedules"] == 5
     assert first["fee_splits"] > 0
     assert first["risk_rules"] == 7
@@ -119,6 +121,14 @@ def test_seed_demo_builds_the_alliance_through_the_simulator_and_a_second_run_ad
     assert refunded.filter(amount_refunded=F("amount_captured")).exists()  # refunds in full
     assert not Refund.objects.exclude(status="succeeded").exists()
     assert ("cardholder (portal, cards at 3 banks)", "demo") in [(role, user) for role, user, _ in ctx.logins]
+    from members.models import Cardholder
+    from payments.spending import spending_at_a_glance
+
+    glance = spending_at_a_glance(Cardholder.objects.get(user__username="demo"))
+    cny = glance.currencies[0]
+    assert all(cny.monthly[:11])  # something in every month before this one
+    assert len(cny.by_category) >= 5
+    assert len(cny.by_bank) >= 3  # the three banks of its cards (and its wallet's member)
     assert first["api_keys"] == 5
     from payments.models import AgreementRequest
 

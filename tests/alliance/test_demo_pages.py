@@ -71,6 +71,7 @@ def test_every_admin_page_and_portal_page_opens_on_the_demo(demo_on_simulator: A
         reverse("payments:pay_code"),
         reverse("payments:agreements"),
         reverse("payments:balances"),
+        reverse("payments:spending"),
         reverse("rewards_portal:points"),
         reverse("rewards_portal:exchange"),
         reverse("rewards_portal:benefits"),
