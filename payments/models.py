@@ -441,6 +441,11 @@ class Refund(models.Model):
         default=0,
         help_text=_("What this refund handed back to the payment's points promotions, which the merchant funds."),
     )
+    cofunding_returned = models.BigIntegerField(
+        _("co-funding returned"),
+        default=0,
+        help_text=_("The co-funding bank's part of the discounts this refund handed back, taken back at settlement."),
+    )
     business_date = models.DateField(_("business date"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     completed_at = models.DateTimeField(_("completed"), null=True, blank=True)

@@ -151,9 +151,12 @@ def _finish_refund(refund: Refund, channel_reference: str) -> None:
         if delta > 0:
             payment_points.post_reversal(intent, delta, cause=locked_refund.public_id)
         returned = promotions.on_refund(intent, refunded_total=intent.amount_refunded, cause=locked_refund.public_id)
-        if returned.merchant_cost:  # the promotions' rows were last; the refund carries what it handed back
+        if returned.merchant_cost or returned.cofunding:  # the promotions' rows were last; the refund carries them
             locked_refund.promotion_cost_returned = returned.merchant_cost
-            Refund.objects.filter(pk=locked_refund.pk).update(promotion_cost_returned=returned.merchant_cost)
+            locked_refund.cofunding_returned = returned.cofunding
+            Refund.objects.filter(pk=locked_refund.pk).update(
+                promotion_cost_returned=returned.merchant_cost, cofunding_returned=returned.cofunding
+            )
         locked_refund.intent = intent
         events.refund_status_changed(locked_refund)
 

@@ -553,7 +553,7 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
             INSERT INTO settle_items
             SELECT 'refund', r.intent_id, r.id, p.merchant_id, p.currency, p.livemode,
                    COALESCE(p.acquirer_id, m.sponsor_bank_id), -r.amount, {party_total},
-                   -r.promotion_cost_returned, 0, {party_values}
+                   -r.promotion_cost_returned, -r.cofunding_returned, {party_values}
             FROM {refund} r
             JOIN {payment} p ON p.id = r.intent_id
             JOIN {merchant} m ON m.id = p.merchant_id
@@ -566,7 +566,7 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
             UNION ALL
             SELECT 'refund', r.intent_id, r.id, p.merchant_id, p.currency, p.livemode,
                    COALESCE(p.acquirer_id, m.sponsor_bank_id), -r.amount, {party_total},
-                   -r.promotion_cost_returned, 0, {party_values}
+                   -r.promotion_cost_returned, -r.cofunding_returned, {party_values}
             FROM {refund} r
             JOIN {payment} p ON p.id = r.intent_id
             JOIN {merchant} m ON m.id = p.merchant_id
