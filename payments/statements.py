@@ -152,7 +152,8 @@ LAYOUTS: dict[str, Layout] = {
         totals="""SELECT 'total ' || t.currency, t.seq::bigint, t.amount::bigint, d.count, d.total
                   FROM {raw} t
                   CROSS JOIN LATERAL (SELECT count(*) AS count, COALESCE(sum(x.amount::bigint), 0) AS total
-                                      FROM {raw} x WHERE x.record = 'D' AND x.currency = t.currency) d
+                                      FROM {raw} x WHERE x.record = 'D' AND x.currency = t.currency
+                                        AND x.type <> 'payout') d
                   WHERE t.record = 'T' AND (t.seq::bigint, t.amount::bigint) <> (d.count, d.total)""",
     ),
     "csv_v2": Layout(
@@ -275,6 +276,8 @@ def _render_v1(channel: str, day: dt.date, rows: list[Row]) -> str:
             f"{row.channel_txn_id},{reference},{operation},{row.currency},{row.amount},{row.fee},"
             f"{row.amount - row.fee},{row.status}"
         )
+        if row.kind == "payout":
+            continue  # the T rows are the acquiring totals: payouts are listed, not added up
         running = totals.setdefault(row.currency, [0, 0, 0])
         running[0] += 1
         running[1] += row.amount
