@@ -499,18 +499,18 @@ class ReconcileReport:
 
 def reconcile_channel_day(
     *, channel: Channel, day: dt.date, text: str | None = None, fmt: str = "", actor: Any = None,
-    echo: IO[str] | None = None,
+    echo: IO[str] | None = None, now: dt.datetime | None = None,
 ) -> ImportResult | None:  # fmt: skip
     """Reconciles `channel`'s business date `day`: the file given, or the channel's statement fetched through its
-    connector. A file that is not ready yet is asked for again later with back-off (None is returned); after
-    RECON_LATE_MAX_ATTEMPTS attempts the day gets a "statement late" exception."""
+    connector. A file that is not ready yet is asked for again later with back-off (None is returned), counted from
+    `now` (the job's clock); after RECON_LATE_MAX_ATTEMPTS attempts the day gets a "statement late" exception."""
     with job_run("payments.reconcile", period=f"{channel.code}:{day.isoformat()}", echo=echo) as run:
         fetch, _created = StatementFetch.objects.get_or_create(channel=channel, business_date=day)
         if text is None:
             connector = get_connector(channel.connector)
             answer = connector.statement(remote_key(channel), day)
             if answer.outcome != Outcome.APPROVED:
-                _not_ready(fetch, channel, day, answer.code or "no_answer")
+                _not_ready(fetch, channel, day, answer.code or "no_answer", now or timezone.now())
                 run.advance(1, waiting=1)
                 return None
             text, fmt = answer.text, fmt or answer.format
@@ -523,14 +523,13 @@ def reconcile_channel_day(
         return result
 
 
-def _not_ready(fetch: StatementFetch, channel: Channel, day: dt.date, code: str) -> None:
+def _not_ready(fetch: StatementFetch, channel: Channel, day: dt.date, code: str, now: dt.datetime) -> None:
     attempts = fetch.attempts + 1
-    now = timezone.now()
     with transaction.atomic():
         if attempts >= settings.RECON_LATE_MAX_ATTEMPTS:
             StatementFetch.objects.filter(pk=fetch.pk).update(
                 status=StatementFetch.Status.LATE, attempts=attempts, next_attempt_at=None, last_error=code[:200],
-                updated_at=now,
+                updated_at=timezone.now(),
             )  # fmt: skip
             exception, created = Exc.objects.get_or_create(
                 key=f"{channel.pk}:{day.isoformat()}:{ReconClass.STATEMENT_LATE}::",
@@ -549,7 +548,7 @@ def _not_ready(fetch: StatementFetch, channel: Channel, day: dt.date, code: str)
         delay = dt.timedelta(minutes=settings.RECON_LATE_RETRY_MINUTES * 2 ** (attempts - 1))
         StatementFetch.objects.filter(pk=fetch.pk).update(
             status=StatementFetch.Status.WAITING, attempts=attempts, next_attempt_at=now + delay,
-            last_error=code[:200], updated_at=now,
+            last_error=code[:200], updated_at=timezone.now(),
         )  # fmt: skip
 
 
@@ -579,7 +578,7 @@ def reconcile_due(*, now: dt.datetime | None = None) -> ReconcileReport:
                 report.skipped += 1
                 continue
             try:
-                result = reconcile_channel_day(channel=channel, day=day)
+                result = reconcile_channel_day(channel=channel, day=day, now=now)
             except (ValidationFailed, Conflict):
                 logger.exception("statement of %s for %s refused", channel.code, day)
                 report.failed += 1
