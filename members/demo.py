@@ -168,6 +168,11 @@ CONSENT_TEXTS = {
 }
 
 
+def demo_apply_url(bank: MemberBank, product_code: str) -> str:
+    """The product's application page on its bank's example domain (reserved: it never resolves)."""
+    return f"https://{bank.code.lower()}.example/apply/{product_code}"
+
+
 def _bin_prefix(bank_index: int, product_index: int) -> str:
     return f"6288{bank_index}{product_index}"
 
@@ -218,7 +223,10 @@ def _seed_alliance(ctx: Any) -> list[tuple[MemberBank, list[BinRange]]]:
                 cashback_rates={"other": "0.001"} if kind == "debit" else {},
                 included_benefits=benefits,
                 feature_tags=[tier, kind],
+                apply_url=demo_apply_url(bank, code),
             )
+            if not product.apply_url:  # seeded before products had an application page
+                CardProduct.objects.filter(pk=product.pk).update(apply_url=demo_apply_url(bank, code))
             prefix = _bin_prefix(bank_index, product_index)
             bins.append(
                 BinRange.objects.filter(prefix=prefix).first()

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from django.contrib.postgres.aggregates import ArrayAgg
-from django.db.models import Aggregate, Count, IntegerField, Q, QuerySet, Sum, Value
+from django.db.models import Aggregate, Count, F, IntegerField, Q, QuerySet, Sum, Value
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -23,7 +23,15 @@ from members.models import BindingStatus, Cardholder, LinkedAccount
 from .connectors import get_connector
 from .connectors.base import AccountBalance, Outcome
 from .health import BreakerState, health_store
-from .models import Agreement, Channel, PaymentAttempt, SettlementBatch, SettlementLine, SplitInstruction
+from .models import (
+    Agreement,
+    Channel,
+    PaymentAttempt,
+    PaymentIntent,
+    SettlementBatch,
+    SettlementLine,
+    SplitInstruction,
+)
 from .routing import load_config
 
 logger = logging.getLogger(__name__)
@@ -421,3 +429,22 @@ def settlement_day_csv(days: list[SettlementBankDay]) -> str:
                  "; ".join(row.hold_reasons)]
             )  # fmt: skip
     return out.getvalue()
+
+
+def spending_by_category(*, cardholder_id: int, since: dt.datetime, until: dt.datetime) -> dict[str, int]:
+    """The cardholder's own captured CNY spending (live payments captured in [since, until)) net of what was refunded
+    of it, in fen by spend category; categories with nothing spent are left out. One query."""
+    rows = (
+        PaymentIntent.objects.filter(
+            cardholder_id=cardholder_id,
+            currency="CNY",
+            livemode=True,
+            amount_captured__gt=0,
+            captured_at__gte=since,
+            captured_at__lt=until,
+        )
+        .values("spend_category")
+        .annotate(net=Sum(F("amount_captured") - F("amount_refunded")))
+        .order_by("spend_category")
+    )
+    return {row["spend_category"]: int(row["net"]) for row in rows if row["net"]}

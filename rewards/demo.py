@@ -109,6 +109,9 @@ BENEFITS: tuple[tuple[str, str, str, str, int, list[str]], ...] = (  # (kind, ti
     ("service", "年度体检", "Annual health check", "free", 0, ["platinum", "diamond"]),
     ("gift", "定制书签礼盒", "Bookmark gift set", "cny", 15_000, []),
 )
+# What one use of each free privilege is worth, as its bank states it (CNY ten-thousandths): the card comparison
+# values privileges at this.
+PRIVILEGE_VALUES = {"Roadside assistance": 3_000_000, "Annual health check": 5_000_000}
 MERCHANT_VOUCHERS = (  # (merchant code, title zh, title en, CNY ten-thousandths)
     ("DEMO-NOODLE", "招牌牛肉面兑换券", "Signature beef noodles voucher", 20_000),
     ("DEMO-GROCER", "生鲜满减券 ¥10", "CNY 10 off fresh groceries", 15_000),
@@ -141,6 +144,8 @@ def seed_benefits(ctx: Any) -> None:
             fields.update(price_program=bank.points_program, price_points=price)
         elif pricing == "cny":
             fields.update(price_cny_units=price)
+        else:
+            fields.update(value_cny_units=PRIVILEGE_VALUES.get(en))
         made.append(_benefit(bank, zh, en, {**fields, "stock_total": 500, "limit_per_month": 2}, checker))
     for code, zh, en, price in MERCHANT_VOUCHERS:
         merchant = Merchant.objects.filter(code=code).first()

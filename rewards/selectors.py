@@ -298,11 +298,13 @@ def vouchers_of(*, cardholder_id: int, limit: int = 100) -> list[VoucherView]:
 
 def card_privileges(*, card: Card, now: dt.datetime | None = None) -> list[Benefit]:
     """The free benefits on offer now that this card is eligible for (its product's and tier's privileges)."""
-    return [
-        benefit
-        for benefit in _on_offer(now or timezone.now()).filter(pricing=Benefit.Pricing.FREE)
-        if services.card_eligible(benefit, card)
-    ]
+    return [benefit for benefit in privileges_on_offer(now=now) if services.card_eligible(benefit, card)]
+
+
+def privileges_on_offer(*, now: dt.datetime | None = None) -> QuerySet[Benefit]:
+    """The free benefits (card privileges) on offer now, with their eligibility lists: four queries when read
+    (`services.product_eligible` tells which products they belong to)."""
+    return _on_offer(now or timezone.now()).filter(pricing=Benefit.Pricing.FREE)
 
 
 def benefit_on_offer(*, benefit_id: int, now: dt.datetime | None = None) -> Benefit:

@@ -17,6 +17,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("portal/pay/", include("payments.portal_urls", namespace="payments")),
     path("portal/points/", include("rewards.portal_urls", namespace="rewards_portal")),
+    path("portal/alliance/", include("alliance.portal_urls", namespace="alliance_portal")),
     path("portal/", include("members.urls", namespace="members")),
     path("merchants/", include("merchants.urls", namespace="merchants")),
     path("admin/", admin.site.urls),

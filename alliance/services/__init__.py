@@ -1,11 +1,21 @@
 """The alliance's writes, one module per concern; the rest of the project calls the names exported here.
 
+best_card      find my best card: each card product's value over twelve months of a cardholder's spending, ranked
 clearing       inter-bank clearing: netting a day per currency, settlement instructions through the clearing channel
 revenue_share  the monthly revenue share: its terms kept four-eyes, and the run that shares a month's pool
 
-See docs/clearing.md and docs/revenue-share.md.
+See docs/portal-best-card.md, docs/clearing.md and docs/revenue-share.md.
 """
 
+from .best_card import (
+    BestCard,
+    CardResult,
+    HistorySpending,
+    PairResult,
+    best_card_for,
+    spending_check,
+    spending_from_history,
+)
 from .clearing import (
     ClearingReport,
     clearing_daily,
@@ -30,7 +40,12 @@ from .revenue_share import (
 )
 
 __all__ = [
+    "BestCard",
+    "CardResult",
     "ClearingReport",
+    "HistorySpending",
+    "PairResult",
+    "best_card_for",
     "clearing_daily",
     "clearing_due",
     "clearing_run",
@@ -46,6 +61,8 @@ __all__ = [
     "previous_month",
     "revenue_share_compute",
     "revenue_share_run",
+    "spending_check",
+    "spending_from_history",
     "terms_decide",
     "terms_submit",
 ]

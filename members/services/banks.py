@@ -90,6 +90,7 @@ def product_create(
     cashback_rates: dict[str, str] | None = None,
     included_benefits: str = "",
     feature_tags: list[str] | None = None,
+    apply_url: str = "",
     actor: Actor = None,
 ) -> CardProduct:
     for rates in (earning_rates or {}, cashback_rates or {}):
@@ -106,6 +107,7 @@ def product_create(
         cashback_rates=cashback_rates or {},
         included_benefits=included_benefits,
         feature_tags=feature_tags or [],
+        apply_url=apply_url,
     )
     product.full_clean()
     product.save()

@@ -7,6 +7,7 @@ import csv
 import io
 from collections import defaultdict
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -133,10 +134,24 @@ def test_seed_demo_builds_the_alliance_through_the_simulator_and_a_second_run_ad
     assert all(key.startswith("sk_test_") for _merchant, key in ctx.api_keys)
     assert len(ctx.api_keys) == 5
     journal = simulator.journal_all()
+    _the_demo_compares_cards_with_apply_links_and_valued_privileges()
 
     seed_all(DemoContext(scale="small", out=io.StringIO()))
     assert _counts() == first
     assert len(simulator.journal_all()) == len(journal)  # nothing asked of the channels either
+
+
+def _the_demo_compares_cards_with_apply_links_and_valued_privileges() -> None:
+    from alliance.services import best_card_for
+    from members.models import Cardholder, CardProduct
+
+    assert not CardProduct.objects.filter(apply_url="").exists()
+    assert CardProduct.objects.get(code="HX-GOLD").apply_url == "https://hxsb.example/apply/HX-GOLD"
+    demo = Cardholder.objects.get(user__username="demo")
+    result = best_card_for(demo, {"dining": Decimal("1000")}, {"service": 1})
+    assert len(result.ranking) == CardProduct.objects.count()
+    assert any(card.benefits_value > 0 for card in result.ranking)  # the stated values of the free privileges
+    assert any(card.held for card in result.ranking)
 
 
 def test_the_simulator_journal_and_statements_agree_with_every_demo_payment(demo_on_simulator: Any) -> None:
