@@ -49,17 +49,26 @@ class BankOperatorAdmin(ScopedAdmin):
 @admin.register(PointsProgram)
 class PointsProgramAdmin(ScopedAdmin):
     scope_field = "bank"
-    list_display = ("unit_code", "name", "bank", "point_value_cny", "expiry_policy", "expiry_period", "active")
+    list_display = (
+        "unit_code",
+        "name",
+        "name_en",
+        "bank",
+        "point_value_cny",
+        "expiry_policy",
+        "expiry_period",
+        "active",
+    )
     list_filter = ("bank", "active")
-    search_fields = ("unit_code", "name")
+    search_fields = ("unit_code", "name", "name_en")
 
 
 @admin.register(CardProduct)
 class CardProductAdmin(ScopedAdmin):
     scope_field = "bank"
-    list_display = ("code", "name", "bank", "kind", "tier", "annual_fee", "active")
+    list_display = ("code", "name", "name_en", "bank", "kind", "tier", "annual_fee", "active")
     list_filter = ("bank", "kind", "tier", "active")
-    search_fields = ("code", "name")
+    search_fields = ("code", "name", "name_en")
 
 
 @admin.register(BinRange)

@@ -14,7 +14,7 @@ from members.selectors import cards_of, linked_accounts_of
 def funding_choices(cardholder: Cardholder) -> list[tuple[str, str]]:
     """Active cards as "card:<id>" and active accounts as "account:<id>"."""
     choices = [
-        (f"card:{card.pk}", f"{card.bank.code} {card.product.name} •••• {card.last4}")
+        (f"card:{card.pk}", f"{card.bank.code} {card.product.local_name} •••• {card.last4}")
         for card in cards_of(cardholder)
         if card.status == "active"
     ]

@@ -94,7 +94,7 @@ def cardholder_balances(*, cardholder_id: int, on: dt.date | None = None) -> lis
         ProgramBalance(
             program_id=program_id,
             unit=programs[program_id].unit_code,
-            program_name=programs[program_id].name,
+            program_name=programs[program_id].local_name,
             bank_code=programs[program_id].bank.code,
             posted=posted,
             held=held,

@@ -104,7 +104,7 @@ def points_exchange(request: HttpRequest, cardholder: Cardholder) -> HttpRespons
                 messages.success(
                     request,
                     _("Exchanged %(amount)d %(source)s points.")
-                    % {"amount": data["amount"], "source": data["from_program"].name},
+                    % {"amount": data["amount"], "source": data["from_program"].local_name},
                 )
                 return redirect("rewards_portal:points")
         status = 400
@@ -206,14 +206,16 @@ def benefit_detail(request: HttpRequest, cardholder: Cardholder, benefit_id: int
     offer = _offer_of(cardholder, benefit.pk)
     cards = list(members_selectors.cards_of(cardholder))
     eligible = set(offer.card_ids) if offer is not None else set()
-    eligible_choices = [(card.pk, f"{card.product.name} •••• {card.last4}") for card in cards if card.pk in eligible]
+    eligible_choices = [
+        (card.pk, f"{card.product.local_name} •••• {card.last4}") for card in cards if card.pk in eligible
+    ]
     programs = _mix_programs(benefit, cardholder)
     pays_rest = benefit.pricing == Benefit.Pricing.CNY
     status = 200
     if request.method == "POST":
         # Any of the holder's cards is a valid choice here: the service says why one may not redeem it, and a
         # replayed request (the benefit since sold out, the quota since used) still finds its first voucher.
-        all_choices = [(card.pk, f"{card.product.name} •••• {card.last4}") for card in cards]
+        all_choices = [(card.pk, f"{card.product.local_name} •••• {card.last4}") for card in cards]
         form = BenefitRedeemForm(request.POST, programs=programs, pays_rest=pays_rest, cards=all_choices)
         if form.is_valid():
             data = form.cleaned_data

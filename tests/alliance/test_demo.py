@@ -85,6 +85,11 @@ def test_seed_demo_builds_the_alliance_through_the_simulator_and_a_second_run_ad
     ctx = seed_all(DemoContext(scale="small", out=io.StringIO()))
     first = _counts()
     assert first["banks"] == 6
+    from members.models import CardProduct, PointsProgram
+
+    # English pages name every programme and product in English.
+    assert not PointsProgram.objects.filter(name_en="").exists()
+    assert not CardProduct.objects.filter(name_en="").exists()
     assert first["cardholders"] >= 200
     assert first["merchants"] == 5
     assert first["channels"] == 16  # 8 live channels, each with a sandbox twin for test-mode payments
