@@ -137,4 +137,5 @@ PAGES: tuple[PortalPage, ...] = (
     _page("bind-card", "members:card_bind", _says("Bind a card")),
     _page("link-account", "members:account_link", _says("Link an account")),
     _page("consents", "members:consents", _says("Privacy choices")),
+    _page("best-card", "alliance_portal:best_card", _says("Find my best card")),
 )
