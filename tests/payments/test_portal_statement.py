@@ -271,3 +271,25 @@ def test_the_page_works_without_javascript_and_the_nav_links_it(world: dict[str,
     assert "<script" not in html
     dashboard = world["client"].get(reverse("members:dashboard")).content.decode()
     assert 'href="/portal/pay/statement/"' in dashboard
+
+
+def test_a_linked_balance_payment_is_on_it_and_filtered_by_its_account(
+    world: dict[str, Any], channel_fake: Any
+) -> None:
+    from payments.routing import config_changed
+    from tests.factories import make_linked_account
+
+    account = make_linked_account(cardholder=world["holder"])
+    ChannelFactory(acquirer=account.bank, kind="wallet")
+    config_changed()  # the routing configuration, read by the payments before, knows the new channel
+    channel_fake.accounts[account.reference] = 100_000
+    wallet = services.payment_create(
+        merchant=world["noodles"], cardholder=world["holder"], linked_account=account, amount=2_500, currency="CNY",
+        idempotency_key=f"wallet-{next(_keys)}", confirm=True,
+    )  # fmt: skip
+    assert wallet.status == "succeeded", (wallet.failure_code, wallet.failure_message)
+    shown = lines(world, card=f"account:{account.pk}")
+    assert [(line.payment, line.source, line.bank) for line in shown] == [
+        (wallet.public_id, account.masked_number, account.bank.name_zh)
+    ]
+    assert wallet.public_id in {line.payment for line in lines(world, bank=str(account.bank_id))}
