@@ -11,7 +11,13 @@ class PaymentsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_save
 
+        from rewards.selectors import register_payment_merchant_names
+
+        from .cardholder_statement import merchant_names_of_payments
         from .models import RiskBlock
+
+        # The points statement names the merchant behind points a payment earned: rewards knows payments by id only.
+        register_payment_merchant_names(merchant_names_of_payments)
 
         # The blocked lists are cached with the routing configuration: any change, from the admin, a service or a
         # bulk delete, makes every process reload it.

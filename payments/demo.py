@@ -137,7 +137,8 @@ def seed_payments(ctx: Any) -> None:
     if not merchants:
         return
     _agreement_requests(ctx, merchants)
-    steps = _history(ctx, merchants) + _cases(ctx, merchants) + _methods(merchants)
+    # The demo login's own cases first: its statement shows the promotions before the history spends their budgets.
+    steps = _cases(ctx, merchants) + _history(ctx, merchants) + _methods(merchants)
     if not steps:
         return
     connector = get_connector("simulator")
@@ -371,8 +372,8 @@ def _history_payment(index: int, merchants: list[Merchant], cards: list[Card]) -
 
 def _cases(ctx: Any, merchants: list[Merchant]) -> list[Step]:
     """What the history leaves to chance: two large payments held for risk review (by cardholders other than the
-    demo login, whose day they would push over its payment-code limit), and the demo login's payment paid partly
-    with points. Each is made once (`metadata.demo_case`)."""
+    demo login, whose day they would push over its payment-code limit), the demo login's payment paid partly with
+    points, and its statement's payments and refunds (`STATEMENT_CASES`). Each is made once (`metadata.demo_case`)."""
     made = set(
         PaymentIntent.objects.filter(metadata__has_key="demo_case").values_list("metadata__demo_case", flat=True)
     )
@@ -388,7 +389,48 @@ def _cases(ctx: Any, merchants: list[Merchant]) -> list[Step]:
     ]
     if own is not None and "points" not in made:
         steps.append(partial(_points_case, noodle, own))
+    own_cards = list(active.filter(cardholder__user__username=username).order_by("pk")) if username else []
+    if own_cards:
+        by_code = {merchant.code: merchant for merchant in merchants}
+        for n, (code, amount, refund) in enumerate(STATEMENT_CASES):
+            if f"statement-{n}" not in made and code in by_code:
+                steps.append(partial(_statement_case, n, by_code[code], own_cards[n % len(own_cards)], amount, refund))
     return steps
+
+
+# The demo login's statement (统一账单): (merchant, amount, refund) on its cards in turn, at three banks — the
+# merchants' promotions price them (¥20 off ¥200 at the noodle house, 20 % off fresh food, double points on fuel, a
+# random discount on travel, triple points on a first order), one refunded in part (a quarter) and one in full.
+STATEMENT_CASES = (
+    ("DEMO-NOODLE", 26_800, ""),
+    ("DEMO-GROCER", 8_800, "part"),
+    ("DEMO-FUEL", 30_000, ""),
+    ("DEMO-TRAVEL", 128_800, "full"),
+    ("DEMO-SHOP", 15_900, ""),
+    ("DEMO-NOODLE", 4_500, ""),
+)
+
+
+def _statement_case(n: int, merchant: Merchant, card: Card, amount: int, refund: str) -> None:
+    intent = services.payment_create(
+        merchant=merchant,
+        cardholder=card.cardholder,
+        card=card,
+        amount=amount,
+        currency="CNY",
+        idempotency_key=f"demo-case-statement-{n}",
+        confirm=True,
+        metadata={"demo_case": f"statement-{n}"},
+        description="demo",
+    )
+    if refund and intent.status == PaymentIntent.Status.SUCCEEDED:
+        services.refund_create(
+            merchant=merchant,
+            payment_id=intent.public_id,
+            amount=intent.amount // 4 if refund == "part" else None,
+            idempotency_key=f"demo-case-statement-refund-{n}",
+            reason="demo: returned",
+        )
 
 
 def _review_case(n: int, merchant: Merchant, card: Card) -> None:

@@ -151,8 +151,8 @@ class PaymentIntent(models.Model):
     merchant = models.ForeignKey(
         Merchant, on_delete=models.PROTECT, related_name="payments", db_index=False, verbose_name=_("merchant")
     )
-    cardholder = models.ForeignKey(
-        Cardholder, on_delete=models.PROTECT, related_name="payments", verbose_name=_("cardholder")
+    cardholder = models.ForeignKey(  # led by (cardholder, -created_at, -id): no index of its own
+        Cardholder, on_delete=models.PROTECT, related_name="payments", db_index=False, verbose_name=_("cardholder")
     )
     card = models.ForeignKey(
         Card, null=True, blank=True, on_delete=models.PROTECT, related_name="payments", verbose_name=_("card")
@@ -296,6 +296,8 @@ class PaymentIntent(models.Model):
         indexes = [
             models.Index(fields=["merchant", "livemode", "-id"]),
             models.Index(fields=["merchant", "business_date"], name="payment_merchant_business_date"),
+            # The cardholder's statement, newest first: a page of it is the first rows of this index at any depth.
+            models.Index(fields=["cardholder", "-created_at", "-id"], name="payment_cardholder_statement"),
             models.Index(fields=["status", "authorization_expires_at"]),
             models.Index(fields=["risk_review", "risk_review_deadline"]),
             # Captures are written in time order: reconciliation reads a channel's day of them through a few pages

@@ -53,13 +53,15 @@ def points(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
 
 @cardholder_required
 def points_statement(request: HttpRequest, cardholder: Cardholder, program_id: int) -> HttpResponse:
-    """One programme's movements, newest first, a page at a time (keyset: `?after=<entry id>`). Only the signed-in
-    cardholder's own account: another's, or a programme they hold no points in, is not found."""
+    """One programme's movements, newest first, a page at a time (keyset: `?after=<entry id>`), each naming the
+    merchant, benefit or programme behind it. Only the signed-in cardholder's own account: another's, or a programme
+    they hold no points in, is not found."""
     wallet = selectors.cardholder_wallet(cardholder_id=cardholder.pk, program_id=program_id)
     if wallet is None:
         raise Http404("No points in this programme.")
     after_id = id_or_none(request.GET.get("after"))
     page = selectors.account_statement(account_id=wallet.pk, after_id=after_id, limit=STATEMENT_PAGE, newest_first=True)
+    page = selectors.name_sources(page, program_id=program_id)
     return render(
         request,
         "rewards/points_statement.html",
