@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 import secrets
 from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.postgres.indexes import BrinIndex
 from django.core.exceptions import ValidationError
+from django.core.files.storage import FileSystemStorage
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import F, Q
@@ -1666,11 +1668,25 @@ class Dispute(models.Model):
         return self.kind != DisputeKind.RETRIEVAL
 
 
-def _evidence_storage() -> object:
-    """Evidence files live outside the database and outside anything served: MEDIA_ROOT/private/disputes."""
-    from django.core.files.storage import FileSystemStorage
+class PrivateEvidenceStorage(FileSystemStorage):
+    """Files under DISPUTE_EVIDENCE_ROOT (read at each use), with no URL: nothing serves them; the admin streams them
+    to authorised operators."""
 
-    return FileSystemStorage(location=settings.DISPUTE_EVIDENCE_ROOT, base_url=None)
+    @property  # type: ignore[override]
+    def base_location(self) -> str:
+        return str(settings.DISPUTE_EVIDENCE_ROOT)
+
+    @property  # type: ignore[override]
+    def location(self) -> str:
+        return os.path.abspath(self.base_location)
+
+    @property  # type: ignore[override]
+    def base_url(self) -> None:
+        return None
+
+
+def _evidence_storage() -> FileSystemStorage:
+    return PrivateEvidenceStorage()
 
 
 def _evidence_path(instance: DisputeEvidence, filename: str) -> str:

@@ -321,10 +321,11 @@ def dispute_answer_send(dispute_id: int, *, actor: Any = None) -> Dispute:
 
 
 def dispute_accept(*, merchant: Merchant, livemode: bool, dispute_id: str, actor: Any = None) -> Dispute:
-    """The merchant accepts liability: closed `accepted`, with a lost dispute's money."""
+    """The merchant accepts liability instead of answering: closed `accepted`, with a lost dispute's money. Only
+    while no evidence was submitted: of an answer and an acceptance at once, one is taken."""
     dispute = dispute_get(merchant=merchant, livemode=livemode, dispute_id=dispute_id)
     _require_answerable(dispute, deadline=False)
-    return _close(dispute, Dispute.Status.ACCEPTED, actor=actor, guard=Q(answered_at__isnull=True))
+    return _close(dispute, Dispute.Status.ACCEPTED, actor=actor, guard=Q(status=Dispute.Status.OPEN))
 
 
 def dispute_outcome_record(*, dispute_id: int, outcome: str, actor: Any = None, note: str = "") -> Dispute:
