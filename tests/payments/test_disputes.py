@@ -406,3 +406,18 @@ def test_evidence_and_acceptance_at_once_one_wins(world: dict[str, Any]) -> None
         assert dispute.status == Dispute.Status.EVIDENCE_SUBMITTED
         assert DisputeEvidence.objects.filter(dispute=dispute).count() == 1
         assert payment.amount_charged_back == 0
+
+
+def test_the_expiry_job_is_a_celery_task_on_an_editable_hourly_schedule(world: dict[str, Any]) -> None:
+    from django_celery_beat.models import PeriodicTask
+
+    from core.models import JobRun
+    from payments import tasks
+
+    dispute = open_chargeback(pay(world, 10_000, MON), 1_000, opened_at=at(D(2026, 9, 30), 10))
+    assert tasks.disputes_expire.delay().get() == 1
+    dispute.refresh_from_db()
+    assert dispute.status == Dispute.Status.EXPIRED
+    assert JobRun.objects.get(job="payments.disputes_expire").status == "succeeded"
+    task = PeriodicTask.objects.get(task="payments.disputes_expire")
+    assert (task.interval.every, task.interval.period, task.enabled) == (1, "hours", True)
