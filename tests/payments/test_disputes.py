@@ -421,3 +421,60 @@ def test_the_expiry_job_is_a_celery_task_on_an_editable_hourly_schedule(world: d
     assert JobRun.objects.get(job="payments.disputes_expire").status == "succeeded"
     task = PeriodicTask.objects.get(task="payments.disputes_expire")
     assert (task.interval.every, task.interval.period, task.enabled) == (1, "hours", True)
+
+
+# --- the admin queue ------------------------------------------------------------------------------------------------
+
+
+def _login(user: Any) -> Any:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_the_queue_and_its_evidence_belong_to_the_acquirer_and_the_sponsor(world: dict[str, Any]) -> None:
+    from django.urls import reverse
+
+    payment = pay(world, 10_000, MON, channel=world["other_channel"])  # acquired by another bank than the sponsor
+    dispute = open_chargeback(payment, 1_000)
+    submit(world, dispute, SimpleUploadedFile("pod.pdf", PDF), text="delivered")
+    row = DisputeEvidence.objects.exclude(file="").get(dispute=dispute)
+    download = reverse("admin:payments_dispute_evidence", args=[dispute.pk, row.pk])
+    for bank in (world["sponsor"], world["other_acquirer"]):
+        client = _login(bank_operator(bank))
+        listing = client.get(reverse("admin:payments_dispute_changelist"))
+        assert dispute.public_id in listing.content.decode()
+        response = client.get(download)
+        assert response.status_code == 200
+        assert b"".join(response.streaming_content) == PDF
+        assert response["Content-Type"] == "application/pdf"
+    outsider = _login(bank_operator(world["issuer"]))
+    assert dispute.public_id not in outsider.get(reverse("admin:payments_dispute_changelist")).content.decode()
+    assert outsider.get(download).status_code == 404
+    assert _login(bank_operator(world["sponsor"])).get("/media/private/").status_code == 404
+
+
+def test_an_operator_opens_a_dispute_and_records_the_outcome_in_the_admin(world: dict[str, Any]) -> None:
+    from django.urls import reverse
+
+    payment = pay(world, 10_000, MON)
+    client = _login(bank_operator(world["sponsor"]))
+    response = client.post(
+        reverse("admin:payments_dispute_open"),
+        {"payment": payment.public_id, "kind": "error_adjustment", "amount": "300"},
+    )
+    dispute = Dispute.objects.get(payment=payment)
+    assert response.status_code == 302
+    assert (dispute.kind, dispute.amount, dispute.opened_by) == ("error_adjustment", 300, "operator")
+    client.post(
+        reverse("admin:payments_dispute_changelist"), {"action": "record_lost", "_selected_action": [dispute.pk]}
+    )
+    dispute.refresh_from_db()
+    assert dispute.status == Dispute.Status.LOST
+    refused = client.post(
+        reverse("admin:payments_dispute_open"), {"payment": payment.public_id, "kind": "chargeback", "amount": "99999"}
+    )
+    assert refused.status_code == 200
+    assert Dispute.objects.filter(payment=payment).count() == 1
