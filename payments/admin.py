@@ -1189,7 +1189,7 @@ class DisputeAdmin(PayoutActionsMixin, ScopedAdmin):
             *super().get_urls(),
         ]
 
-    def evidence_view(self, request: HttpRequest, dispute_id: int, evidence_id: int) -> HttpResponse:
+    def evidence_view(self, request: HttpRequest, dispute_id: int, evidence_id: int) -> FileResponse:
         """One evidence file, to an operator who sees its dispute; the file is never reachable any other way."""
         dispute = self.get_queryset(request).filter(pk=dispute_id).first()
         if dispute is None or not self.has_view_permission(request, dispute):

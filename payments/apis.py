@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.http import StreamingHttpResponse
+from django.http import QueryDict, StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -1092,10 +1092,12 @@ class DisputeEvidenceApi(MerchantAPIView):
         "`too_many_files`.",
     )
     def post(self, request: Request, dispute_id: str) -> Response:
-        unknown = sorted(set(request.data.keys()) - {"text", "files"})
+        data = request.data
+        assert isinstance(data, QueryDict)  # the multipart parser's
+        unknown = sorted(set(data.keys()) - {"text", "files"})
         if unknown:
             raise serializers.ValidationError({unknown[0]: ["Unknown field."]}, code="unknown_field")
-        texts = request.data.getlist("text")
+        texts = data.getlist("text")
         if len(texts) > 1 or any(not isinstance(text, str) or len(text) > 20000 for text in texts):
             raise serializers.ValidationError({"text": ["One text of at most 20,000 characters."]}, code="invalid")
         text = texts[0] if texts else ""

@@ -1681,7 +1681,7 @@ class PrivateEvidenceStorage(FileSystemStorage):
         return os.path.abspath(self.base_location)
 
     @property  # type: ignore[override]
-    def base_url(self) -> None:
+    def base_url(self) -> None:  # type: ignore[override]
         return None
 
 
@@ -1714,4 +1714,4 @@ class DisputeEvidence(models.Model):
         ordering = ("dispute_id", "id")
 
     def __str__(self) -> str:
-        return self.filename or _("text")
+        return self.filename or str(_("text"))

@@ -88,7 +88,7 @@ def dispute_open(
     if opened_by == Dispute.OpenedBy.OPERATOR:
         _require_operator(actor, payment)
     channel_id = payment.channel_id
-    if channel_reference:
+    if channel_reference and channel_id is not None:
         earlier = Dispute.objects.filter(channel_id=channel_id, channel_reference=channel_reference).first()
         if earlier is not None:
             return earlier

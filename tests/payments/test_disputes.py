@@ -478,3 +478,26 @@ def test_an_operator_opens_a_dispute_and_records_the_outcome_in_the_admin(world:
     )
     assert refused.status_code == 200
     assert Dispute.objects.filter(payment=payment).count() == 1
+
+
+def test_the_cardholder_sees_only_their_own_payments_disputes(world: dict[str, Any]) -> None:
+    from django.template.loader import render_to_string
+    from django.utils import translation
+
+    from payments.selectors import disputes_for_payments
+    from tests.factories import CardholderFactory
+
+    payment = pay(world, 10_000, MON)
+    dispute = open_chargeback(payment, 2_000)
+    mine = disputes_for_payments(world["card"].cardholder, [payment.public_id])
+    assert [(row.kind, row.status, row.amount) for row in mine[payment.public_id]] == [("chargeback", "open", 2_000)]
+    assert disputes_for_payments(CardholderFactory(), [payment.public_id]) == {}
+    with translation.override("en"):
+        shown = render_to_string("payments/_dispute_state.html", {"disputes": mine[payment.public_id]})
+    assert "Under review" in shown
+    assert "20.00" in shown
+    services.dispute_outcome_record(dispute_id=dispute.pk, outcome="won")
+    closed = disputes_for_payments(world["card"].cardholder, [payment.public_id])[payment.public_id]
+    with translation.override("en"):
+        shown = render_to_string("payments/_dispute_state.html", {"disputes": closed})
+    assert ": won" in shown
