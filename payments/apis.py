@@ -32,6 +32,7 @@ from core.api.fields import (
     minor_amount,
 )
 from core.api.pagination import CreatedListQuery, ListQuery, created_range, list_response_serializer, page
+from core.api.parsers import StrictJSONParser
 from core.calendar import local_now
 from core.errors import NotFound, ValidationFailed
 from core.text import ascii_digits
@@ -1075,7 +1076,7 @@ class DisputeDetailApi(MerchantAPIView):
 
 
 class DisputeEvidenceApi(MerchantAPIView):
-    parser_classes = [MultiPartParser]
+    parser_classes = [MultiPartParser, StrictJSONParser]
 
     @property
     def max_body_bytes(self) -> int:  # type: ignore[override]
@@ -1093,15 +1094,23 @@ class DisputeEvidenceApi(MerchantAPIView):
     )
     def post(self, request: Request, dispute_id: str) -> Response:
         data = request.data
-        assert isinstance(data, QueryDict)  # the multipart parser's
-        unknown = sorted(set(data.keys()) - {"text", "files"})
+        if isinstance(data, QueryDict):  # multipart: every value of a field, files apart
+            fields = {key: data.getlist(key) for key in data}
+            files = request.FILES.getlist("files")
+        elif isinstance(data, dict):  # a JSON body: a text alone
+            fields = {key: [value] for key, value in data.items()}
+            files = []
+        else:
+            raise serializers.ValidationError({"text": ["Send a form (multipart) or a JSON object."]}, code="invalid")
+        unknown = sorted(set(fields) - {"text", "files"})
         if unknown:
             raise serializers.ValidationError({unknown[0]: ["Unknown field."]}, code="unknown_field")
-        texts = data.getlist("text")
+        texts = fields.get("text", [])
         if len(texts) > 1 or any(not isinstance(text, str) or len(text) > 20000 for text in texts):
             raise serializers.ValidationError({"text": ["One text of at most 20,000 characters."]}, code="invalid")
+        if any(not hasattr(item, "read") for item in fields.get("files", []) if item != ""):
+            raise serializers.ValidationError({"files": ["Files are sent as multipart file parts."]}, code="invalid")
         text = texts[0] if texts else ""
-        files = request.FILES.getlist("files")
         merchant, livemode, actor = self.merchant, self.livemode, self.actor
 
         def run(key: str) -> tuple[int, dict[str, Any]]:
