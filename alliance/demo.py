@@ -97,6 +97,12 @@ def seed_reconciliation(ctx: DemoContext) -> None:
     seed(ctx)
 
 
+def seed_disputes(ctx: DemoContext) -> None:
+    from payments.demo import seed_disputes as seed
+
+    seed(ctx)
+
+
 def seed_merchant_api(ctx: DemoContext) -> None:
     from merchants.demo import seed_merchant_api as seed
 
@@ -190,6 +196,7 @@ STEPS: list[Callable[[DemoContext], None]] = [
     seed_merchant_api,
     seed_settlements,
     seed_reconciliation,
+    seed_disputes,
     seed_clearing,
     seed_revenue_share,
 ]

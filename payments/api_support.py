@@ -20,7 +20,7 @@ from merchants.models import Merchant, Store
 
 from . import points as payment_points
 from . import promotions
-from .models import PaymentIntent, Refund, SettlementBatch
+from .models import Dispute, PaymentIntent, Refund, SettlementBatch
 
 # Figures about cardholders are shown only for groups at least this large, so no one can be singled out.
 MIN_COHORT = 20
@@ -266,3 +266,19 @@ def merchant_summary(
         "total": total.render(),
         "by_day": [{"date": day.isoformat(), **days[day].render()} for day in sorted(days)],
     }
+
+
+# --- disputes -------------------------------------------------------------------------------------------------------
+
+
+def dispute_list(
+    *, merchant: Merchant, livemode: bool, status: str | None = None, kind: str | None = None
+) -> QuerySet[Dispute]:
+    disputes = (
+        Dispute.objects.filter(merchant=merchant, livemode=livemode)
+        .select_related("payment")
+        .prefetch_related("evidence")
+    )
+    if status:
+        disputes = disputes.filter(status=status)
+    return disputes.filter(kind=kind) if kind else disputes

@@ -855,3 +855,65 @@ def _with_differences(rows: list[statements.Row], day: dt.date) -> list[statemen
     noon = dt.datetime.combine(day, dt.time(12), tzinfo=SHANGHAI)
     out.append(statements.Row("capture", "x-1", "sim-x-1", "", "CNY", 8_800, 33, "success", noon))  # not ours
     return out
+
+
+# --- disputes -------------------------------------------------------------------------------------------------------
+
+# (the channel's reference, kind, share of the payment disputed (percent), the end it is brought to)
+DEMO_DISPUTES = (
+    ("demo-dp-open", "chargeback", 100, "open"),
+    ("demo-dp-evidence", "retrieval", 100, "evidence_submitted"),
+    ("demo-dp-won", "chargeback", 100, "won"),
+    ("demo-dp-lost", "chargeback", 50, "lost"),
+    ("demo-dp-accepted", "error_adjustment", 10, "accepted"),
+    ("demo-dp-expired", "chargeback", 100, "expired"),
+)
+
+
+def seed_disputes(ctx: Any) -> None:
+    """A dispute in every state, on the demo's live captured payments not refunded: open, evidence submitted (a
+    retrieval request answered), won, lost, accepted and expired (opened long enough ago to have run out).
+    Idempotent: a dispute is found by its channel reference, and one that exists is left as it is."""
+    from .models import Dispute
+
+    existing = set(
+        Dispute.objects.filter(channel_reference__startswith="demo-dp-").values_list("channel_reference", flat=True)
+    )
+    candidates = iter(
+        PaymentIntent.objects.filter(
+            livemode=True, status=PaymentIntent.Status.SUCCEEDED, amount_captured__gt=0, amount_refund_reserved=0,
+            amount_disputed=0, channel__isnull=False,
+        )
+        .exclude(disputes__isnull=False)
+        .select_related("merchant", "channel")
+        .order_by("id")
+    )  # fmt: skip
+    for reference, kind, percent, end in DEMO_DISPUTES:
+        if reference in existing:
+            continue
+        payment = next(candidates, None)
+        if payment is None:
+            return
+        opened_at = timezone.now() - dt.timedelta(days=40 if end == "expired" else 1)
+        dispute = services.dispute_open(
+            payment=payment,
+            kind=kind,
+            amount=max(1, payment.amount_captured * percent // 100),
+            reason_code="4853" if kind == "chargeback" else "",
+            opened_by=Dispute.OpenedBy.CHANNEL,
+            channel_reference=reference,
+            opened_at=opened_at,
+        )
+        if end == "evidence_submitted":
+            services.dispute_evidence_submit(
+                merchant=payment.merchant, livemode=True, dispute_id=dispute.public_id,
+                text="订单已于次日送达，收货人签收。Delivered the next day and signed for.",
+            )  # fmt: skip
+        elif end in ("won", "lost"):
+            services.dispute_outcome_record(dispute_id=dispute.pk, outcome=end)
+        elif end == "accepted":
+            services.dispute_accept(merchant=payment.merchant, livemode=True, dispute_id=dispute.public_id)
+        elif end == "expired":
+            services.disputes_expire()
+        if ctx.out is not None:
+            ctx.out.write(f"  dispute {dispute.public_id} ({kind}) on {payment.public_id}: {end}\n")

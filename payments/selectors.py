@@ -6,9 +6,9 @@ import csv
 import datetime as dt
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -26,6 +26,7 @@ from .health import BreakerState, health_store
 from .models import (
     Agreement,
     Channel,
+    Dispute,
     PaymentAttempt,
     PaymentIntent,
     SettlementBatch,
@@ -448,3 +449,55 @@ def spending_by_category(*, cardholder_id: int, since: dt.datetime, until: dt.da
         .order_by("spend_category")
     )
     return {row["spend_category"]: int(row["net"]) for row in rows if row["net"]}
+
+
+# --- disputes, as the cardholder sees them ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CardholderDispute:
+    """A dispute of one of the cardholder's payments, as the portal shows it (`payments/_dispute_state.html`)."""
+
+    payment_id: str
+    kind: str
+    kind_display: str
+    status: str
+    status_display: str
+    amount: int
+    currency: str
+    opened_at: datetime
+    closed_at: datetime | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in Dispute.OPEN_STATUSES
+
+    @property
+    def amount_display(self) -> str:
+        return format_minor(self.amount, self.currency)
+
+
+def disputes_for_payments(cardholder: Cardholder, payment_ids: Collection[str]) -> dict[str, list[CardholderDispute]]:
+    """The disputes of these payments (public ids) that are the cardholder's own, newest first, by payment; a payment
+    of someone else's is simply absent. One query."""
+    rows = (
+        Dispute.objects.filter(payment__cardholder=cardholder, payment__public_id__in=list(payment_ids))
+        .select_related("payment")
+        .order_by("-id")
+    )
+    found: dict[str, list[CardholderDispute]] = {}
+    for row in rows:
+        found.setdefault(row.payment.public_id, []).append(
+            CardholderDispute(
+                payment_id=row.payment.public_id,
+                kind=row.kind,
+                kind_display=row.get_kind_display(),
+                status=row.status,
+                status_display=row.get_status_display(),
+                amount=row.amount,
+                currency=row.currency,
+                opened_at=row.created_at,
+                closed_at=row.closed_at,
+            )
+        )
+    return found

@@ -339,3 +339,22 @@ def test_the_demo_clears_every_day_of_its_history(demo_on_simulator: Any) -> Non
     seed_all(DemoContext(scale="small", out=io.StringIO()))  # a second run adds nothing
     after = (ClearingRun.objects.count(), ClearingPosition.objects.count(), ClearingInstruction.objects.count())
     assert after == before
+
+
+def test_the_demo_has_a_dispute_in_every_state(demo_on_simulator: Any) -> None:
+    from payments.models import Dispute
+
+    seed_all(DemoContext(scale="small", out=io.StringIO()))
+    states = dict(
+        Dispute.objects.filter(channel_reference__startswith="demo-dp-").values_list("channel_reference", "status")
+    )
+    assert states == {
+        "demo-dp-open": "open",
+        "demo-dp-evidence": "evidence_submitted",
+        "demo-dp-won": "won",
+        "demo-dp-lost": "lost",
+        "demo-dp-accepted": "accepted",
+        "demo-dp-expired": "expired",
+    }
+    seed_all(DemoContext(scale="small", out=io.StringIO()))  # again: nothing new, nothing moved
+    assert Dispute.objects.count() == 6
