@@ -4,7 +4,7 @@ best_card      find my best card: each card product's value over twelve months o
 clearing       inter-bank clearing: netting a day per currency, settlement instructions through the clearing channel
 revenue_share  the monthly revenue share: its terms kept four-eyes, and the run that shares a month's pool
 
-See docs/portal-best-card.md, docs/clearing.md and docs/revenue-share.md.
+See docs/portal.md (Find my best card), docs/clearing.md and docs/revenue-share.md.
 """
 
 from .best_card import (

@@ -10,7 +10,7 @@ the card of the pair that earns more on it, both fees are paid, and a privilege 
 Everything is exact (Decimal); nothing here rounds: pages round each figure they show to the fen (`core.money`).
 The data is read in a constant number of queries, whatever the number of products; each product is valued in one pass
 and each pair in O(categories). The spending comes from the cardholder, or from their own payment history only when
-they consent to that use, which is audited. See docs/portal-best-card.md.
+they consent to that use, which is audited. See docs/portal.md (Find my best card).
 """
 
 from __future__ import annotations
