@@ -2,8 +2,9 @@
 
 clearing       inter-bank clearing: netting a day per currency, settlement instructions through the clearing channel
 revenue_share  the monthly revenue share: its terms kept four-eyes, and the run that shares a month's pool
+segments       the nightly job deriving cardholders' segment tags, and what a consent withdrawal removes
 
-See docs/clearing.md and docs/revenue-share.md.
+See docs/clearing.md, docs/revenue-share.md and docs/segments.md.
 """
 
 from .clearing import (
@@ -28,9 +29,17 @@ from .revenue_share import (
     terms_decide,
     terms_submit,
 )
+from .segments import (
+    SegmentReport,
+    segment_rule_check,
+    segment_rule_version,
+    segments_compute,
+    segments_forget,
+)
 
 __all__ = [
     "ClearingReport",
+    "SegmentReport",
     "clearing_daily",
     "clearing_due",
     "clearing_run",
@@ -46,6 +55,10 @@ __all__ = [
     "previous_month",
     "revenue_share_compute",
     "revenue_share_run",
+    "segment_rule_check",
+    "segment_rule_version",
+    "segments_compute",
+    "segments_forget",
     "terms_decide",
     "terms_submit",
 ]
