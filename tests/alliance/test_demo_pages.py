@@ -77,6 +77,7 @@ def test_every_admin_page_and_portal_page_opens_on_the_demo(demo_on_simulator: A
         reverse("rewards_portal:benefit", args=[benefit.pk]),
         reverse("rewards_portal:vouchers"),
         reverse("rewards_portal:offers"),
+        reverse("alliance_portal:segments"),
     ]
     for url in pages:
         assert holder.get(url).status_code == 200, url
