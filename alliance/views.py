@@ -1,4 +1,4 @@
-"""The cardholder portal's alliance pages: find my best card."""
+"""The cardholder portal's alliance pages: find my best card, and my segments."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods
 
 from core.errors import MengkaError
 from members.models import Cardholder
 from members.portal import cardholder_required
 
-from . import services
+from . import selectors, services
 from .forms import BestCardForm, spend_field, uses_field
 
 
@@ -51,3 +51,10 @@ def best_card(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
                 status = 400
     context["form"] = form
     return render(request, "alliance/best_card.html", context, status=status)
+
+
+@cardholder_required
+@require_GET
+def segments(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
+    """The cardholder's segment tags and how each was derived, the consent they depend on, and the rules in force."""
+    return render(request, "alliance/portal_segments.html", {"segments": selectors.cardholder_segments(cardholder)})

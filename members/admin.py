@@ -123,8 +123,9 @@ class CardholderForm(forms.ModelForm):  # type: ignore[type-arg]
         required=False,
         max_length=400,
         help_text=_(
-            "Comma-separated lowercase tags (letters, digits, _), at most ten, e.g. dining, frequent_traveller. "
-            "Targeted promotions read them only while the cardholder consents to personalised offers."
+            "Comma-separated lowercase tags (letters, digits, _, -), at most ten, e.g. vip, golf. Tags named like a "
+            "segment rule are the nightly segment job's: it adds and removes them. Targeted promotions read tags only "
+            "while the cardholder consents to personalised offers; withdrawing that consent removes them all."
         ),
     )
 

@@ -15,15 +15,13 @@ from django.db.models import QuerySet
 
 from core.calendar import local_now
 from core.errors import NotFound
+from core.personal import MIN_COHORT
 from members.models import BindingStatus, Card, Cardholder
 from merchants.models import Merchant, Store
 
 from . import points as payment_points
 from . import promotions
 from .models import Dispute, PaymentIntent, Refund, SettlementBatch
-
-# Figures about cardholders are shown only for groups at least this large, so no one can be singled out.
-MIN_COHORT = 20
 
 
 def payment_get(*, merchant: Merchant, livemode: bool, payment_id: str) -> PaymentIntent:

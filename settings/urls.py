@@ -27,6 +27,7 @@ urlpatterns = [
     path("api/v1/", include("payments.api_urls")),
     path("api/v1/", include("merchants.api_urls")),
     path("api/v1/", include("rewards.api_urls")),
+    path("api/v1/", include("alliance.api_urls")),
     re_path(r"^api/", api_not_found),
 ]
 

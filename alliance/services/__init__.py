@@ -3,8 +3,9 @@
 best_card      find my best card: each card product's value over twelve months of a cardholder's spending, ranked
 clearing       inter-bank clearing: netting a day per currency, settlement instructions through the clearing channel
 revenue_share  the monthly revenue share: its terms kept four-eyes, and the run that shares a month's pool
+segments       the nightly job deriving cardholders' segment tags, and what a consent withdrawal removes
 
-See docs/portal.md (Find my best card), docs/clearing.md and docs/revenue-share.md.
+See docs/portal.md (Find my best card), docs/clearing.md, docs/revenue-share.md and docs/segments.md.
 """
 
 from .best_card import (
@@ -38,6 +39,13 @@ from .revenue_share import (
     terms_decide,
     terms_submit,
 )
+from .segments import (
+    SegmentReport,
+    segment_rule_check,
+    segment_rule_version,
+    segments_compute,
+    segments_forget,
+)
 
 __all__ = [
     "BestCard",
@@ -45,6 +53,7 @@ __all__ = [
     "ClearingReport",
     "HistorySpending",
     "PairResult",
+    "SegmentReport",
     "best_card_for",
     "clearing_daily",
     "clearing_due",
@@ -61,6 +70,10 @@ __all__ = [
     "previous_month",
     "revenue_share_compute",
     "revenue_share_run",
+    "segment_rule_check",
+    "segment_rule_version",
+    "segments_compute",
+    "segments_forget",
     "spending_check",
     "spending_from_history",
     "terms_decide",

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _counts() -> dict[str, int]:
+    from alliance.models import SegmentMembership
     from core.models import AuditLog
     from members.models import Card, Cardholder, MemberBank
     from merchants.models import ApiKey, Merchant, Store
@@ -55,6 +56,9 @@ def _counts() -> dict[str, int]:
         "risk_rules": RiskRule.objects.count(),
         "method_payments": PaymentIntent.objects.filter(metadata__demo_method=True).count(),
         "case_payments": PaymentIntent.objects.filter(metadata__has_key="demo_case").count(),
+        "segment_payments": PaymentIntent.objects.filter(metadata__has_key="demo_segments").count(),
+        "segment_memberships": SegmentMembership.objects.count(),
+        "tagged": Cardholder.objects.exclude(segment_tags=[]).count(),
         "ledger_transactions": LedgerTransaction.objects.count(),
         "ledger_entries": Entry.objects.count(),
     }
@@ -101,7 +105,13 @@ def test_seed_demo_builds_the_alliance_through_the_simulator_and_a_second_run_ad
     assert first["rules"] == 3
     assert first["method_payments"] == 17  # 8 payment codes, 3 agreements, 6 wallet balances
     assert first["case_payments"] == 3  # two held for risk review, one paid partly with points
-    assert first["payments"] == 60 + first["method_payments"] + first["case_payments"]
+    assert first["segment_payments"] == 7  # the demo login's dining and travel payments
+    assert first["payments"] == 60 + first["method_payments"] + first["case_payments"] + first["segment_payments"]
+    from members.models import Cardholder
+
+    demo_login = Cardholder.objects.get(user__username="demo")
+    assert demo_login.segment_tags == ["driver", "dining", "frequent_traveller"]
+    assert first["segment_memberships"] >= 2
     assert first["fee_schedules"] == 5
     assert first["fee_splits"] > 0
     assert first["risk_rules"] == 7

@@ -80,6 +80,7 @@ def test_every_admin_page_and_portal_page_opens_on_the_demo(demo_on_simulator: A
         reverse("rewards_portal:offers"),
         reverse("payments:statement"),
         reverse("payments:statement_csv"),
+        reverse("alliance_portal:segments"),
     ]
     paid = PaymentIntent.objects.filter(cardholder__user__username="demo", livemode=True, amount_refunded__gt=0)
     pages += [reverse("payments:statement_payment", args=[p.public_id]) for p in paid.order_by("pk")[:3]]
