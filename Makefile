@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 SIMULATOR_PORT ?= 8100
 
-.PHONY: install run test lint format typecheck check ci-checks migrations-check compose-check messages clean
+.PHONY: install run test browser lint format typecheck check ci-checks migrations-check compose-check messages clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ run: install
 
 test: install
 	DJANGO_SETTINGS_MODULE=settings.test $(VENV)/bin/pytest
+
+# The browser suite alone (tests/browser: Playwright driving Debian's chromium, never a downloaded browser), at a
+# desktop's and a phone's size; screenshots in var/screenshots/<size>/. As root, chromium and a CJK font are installed
+# first when missing; otherwise a missing chromium skips the tests with the reason (make test runs them too).
+browser: install
+	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-zenhei; fi
+	DJANGO_SETTINGS_MODULE=settings.test $(VENV)/bin/pytest tests/browser -m browser
 
 lint: install layers
 	$(VENV)/bin/ruff check .

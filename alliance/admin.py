@@ -3,4 +3,5 @@
 from . import (
     clearing_admin,  # noqa: F401 - registers clearing's admins
     revenue_admin,  # noqa: F401 - registers the revenue share's admins
+    segments_admin,  # noqa: F401 - registers the segment rules' and derivations' admins
 )

@@ -5,3 +5,13 @@ from django.utils.translation import gettext_lazy as _
 class AllianceConfig(AppConfig):
     name = "alliance"
     verbose_name = _("Alliance")
+
+    def ready(self) -> None:
+        # Segment derivations are kept here, out of members' sight: a withdrawal of the consent they were derived
+        # under removes them in its own transaction (PIPL: honoured at once).
+        from members.models import ConsentPurpose
+        from members.services import consent_withdrawal_hook
+
+        from .services.segments import segments_forget
+
+        consent_withdrawal_hook(ConsentPurpose.PERSONALISED_OFFERS, segments_forget)

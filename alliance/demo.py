@@ -105,6 +105,12 @@ def seed_spending_history(ctx: DemoContext) -> None:
     seed(ctx)
 
 
+def seed_disputes(ctx: DemoContext) -> None:
+    from payments.demo import seed_disputes as seed
+
+    seed(ctx)
+
+
 def seed_merchant_api(ctx: DemoContext) -> None:
     from merchants.demo import seed_merchant_api as seed
 
@@ -177,6 +183,66 @@ def _clearing_simulator(config: dict[str, Any]) -> Any:
     return None
 
 
+# --- segments --------------------------------------------------------------------------------------------------------
+
+# The demo login's own travel and dining payments (merchant code, amount), enough for the default rules' frequent
+# traveller and dining tags; made in turn with each of its cards, its last first (its first card paid the most in the
+# steps before, and the demo's per-card velocity rule reviews a sixth payment within a minute).
+SEGMENT_PAYMENTS = (*(("DEMO-TRAVEL", 128_800),) * 3, *(("DEMO-NOODLE", 8_800),) * 4)
+
+
+def seed_segment_payments(ctx: DemoContext) -> None:
+    """Before settlement: the demo login consents to personalised offers (unless it already chose) and pays at the
+    travel agency and the noodle house. Idempotent: each payment made once, the consent only when never given nor
+    withdrawn."""
+    from members import services as members_services
+    from members.models import Card, Cardholder, Consent, ConsentPurpose
+    from merchants.models import Merchant
+    from payments import services as payments_services
+    from payments.models import PaymentIntent
+
+    holder = Cardholder.objects.filter(user__username=ctx.demo_cardholder).first() if ctx.demo_cardholder else None
+    if holder is not None:
+        purpose = ConsentPurpose.PERSONALISED_OFFERS
+        if not Consent.objects.filter(cardholder=holder, purpose=purpose).exists():
+            members_services.consent_grant(cardholder=holder, purpose=purpose)
+        cards = list(Card.objects.filter(cardholder=holder, status="active").order_by("pk"))
+        merchants = {m.code: m for m in Merchant.objects.filter(code__in={code for code, _a in SEGMENT_PAYMENTS})}
+        # Only where the demo's payments went through (the channel simulator answered).
+        paid = PaymentIntent.objects.filter(metadata__demo=True).exists()
+        made = set(
+            PaymentIntent.objects.filter(metadata__has_key="demo_segments").values_list(
+                "metadata__demo_segments", flat=True
+            )
+        )
+        if cards and paid and len(merchants) == len({code for code, _a in SEGMENT_PAYMENTS}):
+            for n, (code, amount) in enumerate(SEGMENT_PAYMENTS):
+                if n in made:
+                    continue
+                payments_services.payment_create(
+                    merchant=merchants[code],
+                    cardholder=holder,
+                    card=cards[-1 - n % len(cards)],
+                    amount=amount,
+                    currency="CNY",
+                    idempotency_key=f"demo-segments-{n}",
+                    confirm=True,
+                    metadata={"demo_segments": n},
+                    description="demo",
+                )
+
+
+def seed_segments(ctx: DemoContext) -> None:
+    """After settlement has dated the demo's payments and the demo login's year of spending is made: the segment job,
+    as the night would run it. The demo login carries the dining and frequent traveller tags with their figures,
+    besides its operator-set tag. A second run changes nothing."""
+    from alliance import services
+
+    report = services.segments_compute()
+    if ctx.out is not None:
+        ctx.out.write(f"  segments: {report.qualified} tags derived, {report.cardholders} cardholders' tags changed\n")
+
+
 def seed_revenue_share(ctx: DemoContext) -> None:
     """Last: the revenue share of the demo's months, from everything the steps before made. A second alliance
     operator proposes or approves what "alliance" does not (four eyes)."""
@@ -194,12 +260,15 @@ STEPS: list[Callable[[DemoContext], None]] = [
     seed_merchants,
     seed_promotions,
     seed_payments,
+    seed_segment_payments,
     seed_benefits,
     seed_merchant_api,
     seed_settlements,
     seed_reconciliation,
+    seed_disputes,
     seed_clearing,
     seed_spending_history,
+    seed_segments,
     seed_revenue_share,
 ]
 

@@ -1,4 +1,4 @@
-"""The alliance's own records: inter-bank clearing (清算) and the revenue share (按贡献度分配).
+"""The alliance's own records: inter-bank clearing (清算), the revenue share (按贡献度分配) and cardholder segments.
 
 Clearing amounts on runs, positions and components are in the ledger's currency unit, ten-thousandths of the
 currency (`rewards.models.CURRENCY_SCALE`); amounts named `…_minor` and instruction amounts are in minor units.
@@ -10,12 +10,13 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.lookups import Exact
 from django.utils.translation import gettext_lazy as _
 
-from members.models import MemberBank
+from members.models import Cardholder, MemberBank, localized
 from merchants.models import Merchant
 
 # --- clearing (清算) -------------------------------------------------------------------------------------------------
@@ -504,3 +505,99 @@ class RevenueShareStatement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run} {self.bank_id}"
+
+
+# --- end of revenue share ------------------------------------------------------------------------------------------
+
+
+# --- segments: see docs/segments.md --------------------------------------------------------------------------------
+
+SEGMENT_CODE = r"^[a-z0-9_-]{1,32}\Z"
+MAX_SEGMENT_WINDOW_DAYS = 730
+
+
+class SegmentRule(models.Model):
+    """A segment the nightly job derives from payment history: a cardholder who consents to personalised offers
+    carries the tag `code` while their captured payments (net of refunds) in `categories` over the last
+    `window_days` reach both thresholds. `version` goes up whenever what qualifies changes."""
+
+    code = models.CharField(
+        _("tag"),
+        max_length=32,
+        unique=True,
+        validators=[RegexValidator(SEGMENT_CODE)],
+        help_text=_("The tag written on cardholders and named by promotions: lowercase letters, digits, _ and -."),
+    )
+    name = models.CharField(_("label (Chinese)"), max_length=60)
+    name_en = models.CharField(_("label (English)"), max_length=60)
+    description = models.TextField(
+        _("explanation (Chinese)"), blank=True, help_text=_("Shown to cardholders beside the rule in words.")
+    )
+    description_en = models.TextField(_("explanation (English)"), blank=True)
+    categories = models.JSONField(
+        _("spend categories"), default=list, blank=True, help_text=_("Payments of these categories count; none: all.")
+    )
+    window_days = models.PositiveSmallIntegerField(_("window (days)"), default=90)
+    min_payments = models.PositiveIntegerField(
+        _("at least this many payments"), default=0, help_text=_("0: no minimum count.")
+    )
+    min_amount = models.BigIntegerField(
+        _("at least this much spent (fen)"), default=0, help_text=_("CNY minor units, net of refunds; 0: no minimum.")
+    )
+    active = models.BooleanField(_("active"), default=True, help_text=_("Inactive: the job removes its tag."))
+    version = models.PositiveIntegerField(_("version"), default=1, editable=False)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("segment rule")
+        verbose_name_plural = _("segment rules")
+        ordering = ("code",)
+        constraints = [
+            models.CheckConstraint(condition=Q(code__regex=SEGMENT_CODE), name="segmentrule_code_format"),
+            models.CheckConstraint(
+                condition=Q(window_days__gte=1, window_days__lte=MAX_SEGMENT_WINDOW_DAYS),
+                name="segmentrule_window_in_range",
+            ),
+            models.CheckConstraint(condition=Q(min_amount__gte=0), name="segmentrule_min_amount_non_negative"),
+            models.CheckConstraint(
+                condition=Q(min_payments__gt=0) | Q(min_amount__gt=0), name="segmentrule_has_a_threshold"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+    @property
+    def local_name(self) -> str:
+        return localized(self.name, self.name_en)
+
+    @property
+    def local_description(self) -> str:
+        return localized(self.description, self.description_en)
+
+
+class SegmentMembership(models.Model):
+    """Why a cardholder carries a rule's tag: the figures that qualified them when the job last found them changed
+    (payments and net spend in the window up to `computed_at`), under the rule's version then. Removed with the tag,
+    and at once when the cardholder withdraws consent to personalised offers."""
+
+    cardholder = models.ForeignKey(Cardholder, on_delete=models.CASCADE, related_name="+", verbose_name=_("cardholder"))
+    rule = models.ForeignKey(SegmentRule, on_delete=models.PROTECT, related_name="memberships", verbose_name=_("rule"))
+    tag = models.CharField(_("tag"), max_length=32)
+    rule_version = models.PositiveIntegerField(_("rule version"))
+    window_days = models.PositiveSmallIntegerField(_("window (days)"))
+    payments_count = models.PositiveIntegerField(_("payments"))
+    amount = models.BigIntegerField(_("net spend (fen)"))
+    computed_at = models.DateTimeField(_("computed"))
+
+    class Meta:
+        verbose_name = _("segment membership")
+        verbose_name_plural = _("segment memberships")
+        ordering = ("cardholder", "tag")
+        constraints = [
+            models.UniqueConstraint(fields=["cardholder", "rule"], name="segmentmembership_one_per_rule"),
+        ]
+        indexes = [models.Index(fields=["rule"], name="segmentmembership_rule")]
+
+    def __str__(self) -> str:
+        return f"{self.cardholder_id} {self.tag}"

@@ -5,6 +5,9 @@ one query over the day's entries of the party's accounts (a bank's own clearing 
 the alliance's fee account) — never copied per line. See docs/clearing.md.
 
 Revenue share: history for the chart, and a statement as CSV rows. See docs/revenue-share.md.
+
+Segments: a cardholder's tags and how each was derived (the portal), and a merchant's aggregates per tag over cohorts
+of at least MIN_COHORT (the merchant API). See docs/segments.md.
 """
 
 from __future__ import annotations
@@ -20,15 +23,28 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import QuerySet
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from core.admin_display import money_text
 from core.calendar import local_now
-from members.models import MemberBank
+from core.money import to_money
+from core.personal import MIN_COHORT
+from members.models import Cardholder, ConsentPurpose, MemberBank, SpendCategory
+from members.selectors import consent_granted
 from merchants.models import Merchant
 from rewards.models import CURRENCY_SCALE, Account, Entry, LedgerTransaction
 
-from .models import METRIC_UNITS, ClearingComponent, ClearingPosition, Metric, RevenueShareRun, RevenueShareStatement
+from .models import (
+    METRIC_UNITS,
+    ClearingComponent,
+    ClearingPosition,
+    Metric,
+    RevenueShareRun,
+    RevenueShareStatement,
+    SegmentMembership,
+    SegmentRule,
+)
 from .services.clearing import KIND_SQL, day_bounds
 
 # --- clearing statements -------------------------------------------------------------------------------------------
@@ -356,3 +372,160 @@ def revenue_statement_csv(statement: RevenueShareStatement) -> str:
         writer.writerow([_("cost difference from the previous version (CNY)"), _cny(statement.cost_difference)])
         writer.writerow([_("net difference from the previous version (CNY)"), _cny(statement.net_difference)])
     return out.getvalue()
+
+
+# --- segments --------------------------------------------------------------------------------------------------------
+
+
+def _yuan(minor: int) -> str:
+    """Fen as yuan with thousands separators: 123456 → "1,234.56"."""
+    return f"{to_money(minor, 'CNY').amount:,.2f}"
+
+
+def segment_rule_text(rule: SegmentRule) -> str:
+    """A rule in words, in the page's language: what a cardholder's payments must reach to carry its tag."""
+    labels = dict(SpendCategory.choices)
+    if rule.categories:
+        where = _("in %(categories)s") % {"categories": _(" or ").join(str(labels[c]) for c in rule.categories)}
+    else:
+        where = _("at any alliance merchant")
+    values = {"count": rule.min_payments, "amount": _yuan(rule.min_amount), "where": where, "days": rule.window_days}
+    if rule.min_payments and rule.min_amount:
+        text = _(
+            "At least %(count)s payments and ¥%(amount)s spent (net of refunds) %(where)s in the last %(days)s days."
+        )
+    elif rule.min_payments:
+        text = _("At least %(count)s payments %(where)s in the last %(days)s days.")
+    else:
+        text = _("At least ¥%(amount)s spent (net of refunds) %(where)s in the last %(days)s days.")
+    return text % values
+
+
+@dataclass(frozen=True)
+class SegmentTagLine:
+    tag: str
+    label: str
+    derived: bool  # by a rule (with the figures below); else set by an operator
+    rule_text: str = ""
+    explanation: str = ""
+    payments_count: int = 0
+    amount_text: str = ""
+    window_days: int = 0
+    computed_at: datetime | None = None
+    rule_changed: bool = False  # the rule has changed since: the next run decides again
+
+
+@dataclass(frozen=True)
+class SegmentRuleLine:
+    tag: str
+    label: str
+    rule_text: str
+    explanation: str
+
+
+@dataclass(frozen=True)
+class CardholderSegments:
+    consenting: bool
+    tags: list[SegmentTagLine]
+    rules: list[SegmentRuleLine]  # the active rules, so that anyone can see what could tag them
+
+
+def cardholder_segments(cardholder: Cardholder) -> CardholderSegments:
+    """The cardholder's tags and how each was derived, with the rules in force; no tags without the consent to
+    personalised offers. Three queries."""
+    consenting = consent_granted(cardholder, ConsentPurpose.PERSONALISED_OFFERS)
+    rules = {rule.code: rule for rule in SegmentRule.objects.order_by("code")}
+    active = [
+        SegmentRuleLine(rule.code, rule.local_name, segment_rule_text(rule), rule.local_description)
+        for rule in rules.values()
+        if rule.active
+    ]
+    if not consenting:
+        return CardholderSegments(consenting=False, tags=[], rules=active)
+    memberships = {m.tag: m for m in SegmentMembership.objects.filter(cardholder=cardholder).select_related("rule")}
+    lines = []
+    for tag in cardholder.segment_tags or []:
+        membership = memberships.get(tag)
+        rule = membership.rule if membership is not None else rules.get(tag)
+        label = rule.local_name if rule is not None else tag
+        if membership is None or rule is None:
+            lines.append(SegmentTagLine(tag=tag, label=label, derived=False))
+            continue
+        lines.append(
+            SegmentTagLine(
+                tag=tag,
+                label=label,
+                derived=True,
+                rule_text=segment_rule_text(rule),
+                explanation=rule.local_description,
+                payments_count=membership.payments_count,
+                amount_text=_yuan(membership.amount),
+                window_days=membership.window_days,
+                computed_at=membership.computed_at,
+                rule_changed=membership.rule_version != rule.version,
+            )
+        )
+    return CardholderSegments(consenting=True, tags=lines, rules=active)
+
+
+# A merchant's paying customers per segment tag over a window, counting only cardholders who consent to personalised
+# offers (tags are used only under that consent) and payments of the key's mode and one currency, net of refunds
+# (a payment refunded in full does not count).
+SEGMENT_STATS_SQL = """
+SELECT t.tag, COUNT(DISTINCT p.cardholder_id) AS customers, SUM(p.amount_captured - p.amount_refunded) AS spend
+FROM payments_paymentintent p
+JOIN members_cardholder c ON c.id = p.cardholder_id
+JOIN members_consent k ON k.cardholder_id = c.id AND k.purpose = %(purpose)s AND k.granted
+CROSS JOIN LATERAL jsonb_array_elements_text(c.segment_tags) AS t(tag)
+WHERE p.merchant_id = %(merchant)s AND p.livemode = %(livemode)s AND p.currency = %(currency)s
+  AND p.status = 'succeeded' AND p.amount_captured > p.amount_refunded
+  AND p.captured_at >= %(start)s AND p.captured_at < %(end)s
+GROUP BY t.tag
+""".strip()
+
+
+def segment_stats(
+    *, merchant: Merchant, livemode: bool, currency: str, days: int, now: datetime | None = None
+) -> dict[str, Any]:
+    """Per segment tag, the merchant's distinct paying customers who carry it and their spend in the last `days`.
+    A cohort under MIN_COHORT is withheld: a rule's tag is listed without figures, another tag not at all."""
+    end = now or timezone.now()
+    start = end - dt.timedelta(days=days)
+    params: dict[str, Any] = {
+        "purpose": ConsentPurpose.PERSONALISED_OFFERS.value,
+        "merchant": merchant.pk,
+        "livemode": livemode,
+        "currency": currency,
+        "start": start,
+        "end": end,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(SEGMENT_STATS_SQL, params)
+        found = {tag: (customers, spend) for tag, customers, spend in cursor.fetchall()}
+    rules = {rule.code: rule for rule in SegmentRule.objects.filter(active=True)}
+    rows = []
+    for tag in sorted(set(rules) | set(found)):
+        customers, spend = found.get(tag, (0, 0))
+        shown = customers >= MIN_COHORT
+        if not shown and tag not in rules:
+            continue
+        rule = rules.get(tag)
+        rows.append(
+            {
+                "tag": tag,
+                "label": (rule.name_en or rule.name) if rule is not None else None,
+                "suppressed": not shown,
+                "customers": customers if shown else None,
+                "spend": int(spend) if shown else None,
+            }
+        )
+    return {
+        "object": "segment.stats",
+        "livemode": livemode,
+        "currency": currency,
+        "days": days,
+        "since": int(start.timestamp()),
+        "until": int(end.timestamp()),
+        "min_cohort": MIN_COHORT,
+        "data": rows,
+    }

@@ -10,6 +10,9 @@ import unicodedata
 
 from .crypto import keyed_hash
 
+# Figures about cardholders are shown to merchants only for groups at least this large, so no one can be singled out.
+MIN_COHORT = 20
+
 NAME_PURPOSE = "person-name"
 EMAIL_PURPOSE = "person-email"
 PHONE_PURPOSE = "person-phone"

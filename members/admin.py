@@ -49,17 +49,26 @@ class BankOperatorAdmin(ScopedAdmin):
 @admin.register(PointsProgram)
 class PointsProgramAdmin(ScopedAdmin):
     scope_field = "bank"
-    list_display = ("unit_code", "name", "bank", "point_value_cny", "expiry_policy", "expiry_period", "active")
+    list_display = (
+        "unit_code",
+        "name",
+        "name_en",
+        "bank",
+        "point_value_cny",
+        "expiry_policy",
+        "expiry_period",
+        "active",
+    )
     list_filter = ("bank", "active")
-    search_fields = ("unit_code", "name")
+    search_fields = ("unit_code", "name", "name_en")
 
 
 @admin.register(CardProduct)
 class CardProductAdmin(ScopedAdmin):
     scope_field = "bank"
-    list_display = ("code", "name", "bank", "kind", "tier", "annual_fee", "active")
+    list_display = ("code", "name", "name_en", "bank", "kind", "tier", "annual_fee", "active")
     list_filter = ("bank", "kind", "tier", "active")
-    search_fields = ("code", "name")
+    search_fields = ("code", "name", "name_en")
 
 
 @admin.register(BinRange)
@@ -114,8 +123,9 @@ class CardholderForm(forms.ModelForm):  # type: ignore[type-arg]
         required=False,
         max_length=400,
         help_text=_(
-            "Comma-separated lowercase tags (letters, digits, _), at most ten, e.g. dining, frequent_traveller. "
-            "Targeted promotions read them only while the cardholder consents to personalised offers."
+            "Comma-separated lowercase tags (letters, digits, _, -), at most ten, e.g. vip, golf. Tags named like a "
+            "segment rule are the nightly segment job's: it adds and removes them. Targeted promotions read tags only "
+            "while the cardholder consents to personalised offers; withdrawing that consent removes them all."
         ),
     )
 

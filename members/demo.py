@@ -51,8 +51,10 @@ class BankSpec:
     licences: tuple[bool, bool, bool]  # issuing, acquiring, prepaid
     unit: str
     program: str
+    program_en: str
     point_value: str
-    products: tuple[tuple[str, str, str, str, dict[str, str], str], ...]  # code, name, kind, tier, rates, benefits
+    # code, name, English name, kind, tier, rates, benefits
+    products: tuple[tuple[str, str, str, str, str, dict[str, str], str], ...]
 
 
 BANKS: tuple[BankSpec, ...] = (
@@ -65,11 +67,28 @@ BANKS: tuple[BankSpec, ...] = (
         (True, True, False),
         "HXSB-PTS",
         "华信积分",
+        "Huaxin Points",
         "0.004",
         (
-            ("HX-STD", "华信标准信用卡", "credit", "standard", {"other": "1", "dining": "2"}, "机场贵宾厅 2 次/年"),
-            ("HX-GOLD", "华信金卡", "credit", "gold", {"other": "1", "travel": "3"}, "机场贵宾厅 6 次/年\n航延险"),
-            ("HX-DEBIT", "华信借记卡", "debit", "standard", {"other": "0.5"}, ""),
+            (
+                "HX-STD",
+                "华信标准信用卡",
+                "Huaxin Standard Credit Card",
+                "credit",
+                "standard",
+                {"other": "1", "dining": "2"},
+                "机场贵宾厅 2 次/年",
+            ),
+            (
+                "HX-GOLD",
+                "华信金卡",
+                "Huaxin Gold Card",
+                "credit",
+                "gold",
+                {"other": "1", "travel": "3"},
+                "机场贵宾厅 6 次/年\n航延险",
+            ),
+            ("HX-DEBIT", "华信借记卡", "Huaxin Debit Card", "debit", "standard", {"other": "0.5"}, ""),
         ),
     ),
     BankSpec(
@@ -81,10 +100,27 @@ BANKS: tuple[BankSpec, ...] = (
         (True, True, False),
         "JHBK-PTS",
         "江海积分",
+        "Jianghai Points",
         "0.005",
         (
-            ("JH-PLAT", "江海白金卡", "credit", "platinum", {"other": "1", "overseas": "4"}, "全球贵宾厅不限次"),
-            ("JH-ONLINE", "江海网购卡", "credit", "standard", {"other": "1", "online": "3"}, ""),
+            (
+                "JH-PLAT",
+                "江海白金卡",
+                "Jianghai Platinum Card",
+                "credit",
+                "platinum",
+                {"other": "1", "overseas": "4"},
+                "全球贵宾厅不限次",
+            ),
+            (
+                "JH-ONLINE",
+                "江海网购卡",
+                "Jianghai Online Shopping Card",
+                "credit",
+                "standard",
+                {"other": "1", "online": "3"},
+                "",
+            ),
         ),
     ),
     BankSpec(
@@ -96,12 +132,37 @@ BANKS: tuple[BankSpec, ...] = (
         (True, True, False),
         "MFBK-PTS",
         "明丰积分",
+        "Mingfeng Points",
         "0.005",
         (
-            ("MF-DRIVE", "明丰车主卡", "credit", "gold", {"other": "1", "fuel": "5"}, "道路救援"),
-            ("MF-DINE", "明丰美食卡", "co_branded", "standard", {"other": "1", "dining": "5"}, "餐厅 5 折封顶 50 元"),
-            ("MF-DIAM", "明丰钻石卡", "credit", "diamond", {"other": "2", "travel": "5"}, "礼宾服务"),
-            ("MF-DEBIT", "明丰借记卡", "debit", "standard", {"other": "0.5"}, ""),
+            (
+                "MF-DRIVE",
+                "明丰车主卡",
+                "Mingfeng Motorist Card",
+                "credit",
+                "gold",
+                {"other": "1", "fuel": "5"},
+                "道路救援",
+            ),
+            (
+                "MF-DINE",
+                "明丰美食卡",
+                "Mingfeng Dining Card",
+                "co_branded",
+                "standard",
+                {"other": "1", "dining": "5"},
+                "餐厅 5 折封顶 50 元",
+            ),
+            (
+                "MF-DIAM",
+                "明丰钻石卡",
+                "Mingfeng Diamond Card",
+                "credit",
+                "diamond",
+                {"other": "2", "travel": "5"},
+                "礼宾服务",
+            ),
+            ("MF-DEBIT", "明丰借记卡", "Mingfeng Debit Card", "debit", "standard", {"other": "0.5"}, ""),
         ),
     ),
     BankSpec(
@@ -113,10 +174,19 @@ BANKS: tuple[BankSpec, ...] = (
         (True, True, False),
         "JHCC-PTS",
         "锦湖积分",
+        "Jinhu Points",
         "0.003",
         (
-            ("JC-CITY", "锦湖市民卡", "co_branded", "standard", {"other": "1", "groceries": "3"}, "地铁乘车优惠"),
-            ("JC-GOLD", "锦湖金卡", "credit", "gold", {"other": "1.5"}, ""),
+            (
+                "JC-CITY",
+                "锦湖市民卡",
+                "Jinhu Citizen Card",
+                "co_branded",
+                "standard",
+                {"other": "1", "groceries": "3"},
+                "地铁乘车优惠",
+            ),
+            ("JC-GOLD", "锦湖金卡", "Jinhu Gold Card", "credit", "gold", {"other": "1.5"}, ""),
         ),
     ),
     BankSpec(
@@ -128,10 +198,19 @@ BANKS: tuple[BankSpec, ...] = (
         (True, False, False),
         "QSRC-PTS",
         "青山积分",
+        "Qingshan Points",
         "0.002",
         (
-            ("QS-FARM", "青山惠农卡", "debit", "standard", {"other": "1", "groceries": "2"}, "农资采购返现"),
-            ("QS-CREDIT", "青山信用卡", "credit", "standard", {"other": "1"}, ""),
+            (
+                "QS-FARM",
+                "青山惠农卡",
+                "Qingshan Farmers' Card",
+                "debit",
+                "standard",
+                {"other": "1", "groceries": "2"},
+                "农资采购返现",
+            ),
+            ("QS-CREDIT", "青山信用卡", "Qingshan Credit Card", "credit", "standard", {"other": "1"}, ""),
         ),
     ),
     BankSpec(
@@ -143,10 +222,19 @@ BANKS: tuple[BankSpec, ...] = (
         (False, True, True),
         "YYPAY-PTS",
         "银盈币",
+        "Yinying Coins",
         "0.01",
         (
-            ("YY-PREPAID", "银盈预付卡", "prepaid", "standard", {"other": "1", "online": "2"}, ""),
-            ("YY-GIFT", "银盈礼品卡", "prepaid", "gold", {"other": "1"}, "节日礼品包装"),
+            (
+                "YY-PREPAID",
+                "银盈预付卡",
+                "Yinying Prepaid Card",
+                "prepaid",
+                "standard",
+                {"other": "1", "online": "2"},
+                "",
+            ),
+            ("YY-GIFT", "银盈礼品卡", "Yinying Gift Card", "prepaid", "gold", {"other": "1"}, "节日礼品包装"),
         ),
     ),
 )
@@ -166,6 +254,11 @@ CONSENT_TEXTS = {
         "I agree to receive marketing messages from Mengka and member banks; I can unsubscribe at any time.",
     ),
 }
+
+
+def demo_apply_url(bank: MemberBank, product_code: str) -> str:
+    """The product's application page on its bank's example domain (reserved: it never resolves)."""
+    return f"https://{bank.code.lower()}.example/apply/{product_code}"
 
 
 def _bin_prefix(bank_index: int, product_index: int) -> str:
@@ -204,21 +297,29 @@ def _seed_alliance(ctx: Any) -> list[tuple[MemberBank, list[BinRange]]]:
         )
         if not PointsProgram.objects.filter(bank=bank).exists():
             services.program_create(
-                bank=bank, unit_code=spec.unit, name=spec.program, point_value_cny=Decimal(spec.point_value)
+                bank=bank,
+                unit_code=spec.unit,
+                name=spec.program,
+                name_en=spec.program_en,
+                point_value_cny=Decimal(spec.point_value),
             )
         bins = []
-        for product_index, (code, name, kind, tier, rates, benefits) in enumerate(spec.products, start=1):
+        for product_index, (code, name, name_en, kind, tier, rates, benefits) in enumerate(spec.products, start=1):
             product = CardProduct.objects.filter(bank=bank, code=code).first() or services.product_create(
                 bank=bank,
                 code=code,
                 name=name,
+                name_en=name_en,
                 kind=kind,
                 tier=tier,
                 earning_rates=rates,
                 cashback_rates={"other": "0.001"} if kind == "debit" else {},
                 included_benefits=benefits,
                 feature_tags=[tier, kind],
+                apply_url=demo_apply_url(bank, code),
             )
+            if not product.apply_url:  # seeded before products had an application page
+                CardProduct.objects.filter(pk=product.pk).update(apply_url=demo_apply_url(bank, code))
             prefix = _bin_prefix(bank_index, product_index)
             bins.append(
                 BinRange.objects.filter(prefix=prefix).first()

@@ -167,6 +167,9 @@ class CardProduct(models.Model):  # type: ignore[django-manager-missing]
     )
     included_benefits = models.TextField(_("included benefits"), blank=True)
     feature_tags = models.JSONField(_("feature tags"), default=list, blank=True)
+    apply_url = models.URLField(
+        _("apply at the bank"), blank=True, help_text=_("The issuing bank's application page for this card.")
+    )
     active = models.BooleanField(_("active"), default=True)
 
     class Meta:

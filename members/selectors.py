@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -18,6 +19,7 @@ from .models import (
     BindingStatus,
     Card,
     Cardholder,
+    CardProduct,
     Consent,
     ConsentEvent,
     ConsentPurpose,
@@ -144,3 +146,23 @@ def active_program(bank_id: int) -> PointsProgram | None:
 
 def programs_changed(**_: Any) -> None:
     _programs.clear()
+
+
+def category_rate(rates: dict[str, Any], spend_category: str) -> Decimal:
+    """A card product's rate (earning or cashback) for a spend category: the category's own, else the "other" rate,
+    else none; an unreadable or negative rate counts as none."""
+    raw = rates.get(spend_category, rates.get("other", "0"))
+    try:
+        rate = Decimal(str(raw))
+    except ArithmeticError:
+        return Decimal(0)
+    return rate if rate.is_finite() and rate > 0 else Decimal(0)
+
+
+def products_on_offer() -> QuerySet[CardProduct]:
+    """The active card products of the alliance's active member banks, with their bank and its points programme."""
+    return (
+        CardProduct.objects.filter(active=True, bank__status=MemberBank.Status.ACTIVE)
+        .select_related("bank", "bank__points_program")
+        .order_by("bank__code", "code")
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -219,8 +220,9 @@ def dev_otp(request: HttpRequest) -> HttpResponse:
 
 @cardholder_required
 def _dev_otp_inbox(request: HttpRequest, cardholder: Cardholder, verifier: SandboxIssuerVerifier) -> HttpResponse:
-    return render(
-        request,
-        "members/dev_otp.html",
-        {"codes": verifier.sent_codes(cardholder.phone_hash), "dashboard": reverse("members:dashboard")},
-    )
+    # The inbox keeps the time as text; as a datetime again, the page shows it in Asia/Shanghai like every other time.
+    codes = [
+        {**message, "sent_at": dt.datetime.fromisoformat(message["sent_at"])}
+        for message in verifier.sent_codes(cardholder.phone_hash)
+    ]
+    return render(request, "members/dev_otp.html", {"codes": codes, "dashboard": reverse("members:dashboard")})

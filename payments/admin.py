@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet, Value
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
@@ -26,6 +27,9 @@ from .models import (
     AgreementRequest,
     Channel,
     ChannelErrorPolicy,
+    Dispute,
+    DisputeEvidence,
+    DisputeKind,
     FeeSchedule,
     FeeSplit,
     JournalCursor,
@@ -1071,3 +1075,195 @@ class ReconciliationExceptionAdmin(PayoutActionsMixin, ScopedAdmin):
     @admin.action(description=_("Ask the channel again (re-inquire)"), permissions=["change"])
     def reinquire(self, request: HttpRequest, queryset: QuerySet[ReconciliationException]) -> None:
         self._act(request, queryset, services.exception_reinquire, str(_("%(count)d asked again.")))
+
+
+# --- disputes -------------------------------------------------------------------------------------------------------
+
+DISPUTE_BANKS = ("payment__acquirer", "merchant__sponsor_bank")
+
+
+class DisputeEvidenceInline(ReadOnlyAdminMixin, ScopedTabularInline):
+    model = DisputeEvidence
+    scope_field = tuple(f"dispute__{path}" for path in DISPUTE_BANKS)
+    fields = ("created_at", "submitted_by", "text", "download", "content_type", "size", "sha256")
+    readonly_fields = fields
+    extra = 0
+
+    @admin.display(description=_("file"))
+    def download(self, row: DisputeEvidence) -> str:
+        if not row.file:
+            return ""
+        url = reverse("admin:payments_dispute_evidence", args=[row.dispute_id, row.pk])
+        return format_html('<a href="{}">{}</a>', url, row.filename)
+
+
+class DisputeOpenForm(forms.Form):
+    payment = forms.CharField(label=_("payment id"), max_length=40, help_text=_("pay_…"))
+    kind = forms.ChoiceField(label=_("kind"), choices=DisputeKind.choices)
+    amount = forms.IntegerField(
+        label=_("amount (minor units)"), min_value=0, required=False, help_text=_("Empty: all that is left.")
+    )
+    reason_code = forms.CharField(label=_("reason code"), max_length=16, required=False)
+
+
+@admin.register(Dispute)
+class DisputeAdmin(PayoutActionsMixin, ScopedAdmin):
+    """The dispute queue: the disputes of the payments a bank acquired or whose merchant it sponsors, with their days
+    left; evidence downloadable by those operators only. Actions record the channel's outcome and send answers."""
+
+    scope_field = DISPUTE_BANKS
+    list_display = (
+        "public_id",
+        "created_at",
+        "merchant",
+        "payment",
+        "kind",
+        "reason_code",
+        "amount",
+        "status",
+        "respond_by",
+        "days_left",
+        "answered_at",
+        "holds_settlement",
+    )
+    list_filter = ("status", "kind", "opened_by", "holds_settlement", "respond_by")
+    list_select_related = ("merchant", "payment")
+    search_fields = ("public_id", "payment__public_id", "channel_reference", "merchant__code")
+    money_fields = {"amount": MoneyField()}
+    actions = ["record_won", "record_lost", "send_answer"]
+    inlines = [DisputeEvidenceInline]
+    fields = (
+        "public_id",
+        "payment",
+        "merchant",
+        "kind",
+        "reason_code",
+        "amount",
+        "currency",
+        "status",
+        "respond_by",
+        "opened_by",
+        "opened_by_user",
+        "channel",
+        "channel_reference",
+        "holds_settlement",
+        "answered_at",
+        "answer_error",
+        "outcome_note",
+        "points_reversed",
+        "promotion_cost_returned",
+        "cofunding_returned",
+        "created_at",
+        "closed_at",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=_("working days left"))
+    def days_left(self, dispute: Dispute) -> str:
+        from core.calendar import load_calendar, local_now
+
+        if not dispute.is_open:
+            return "—"
+        today = local_now().date()
+        if today > dispute.respond_by:
+            return str(_("overdue"))
+        return str(load_calendar().working_days_between(today, dispute.respond_by + dt.timedelta(days=1)))
+
+    def get_urls(self) -> list[URLPattern]:
+        def view(function: Any) -> Any:
+            return self.admin_site.admin_view(function)
+
+        return [
+            path("open/", view(self.open_view), name="payments_dispute_open"),
+            path(
+                "<int:dispute_id>/evidence/<int:evidence_id>/",
+                view(self.evidence_view),
+                name="payments_dispute_evidence",
+            ),
+            *super().get_urls(),
+        ]
+
+    def evidence_view(self, request: HttpRequest, dispute_id: int, evidence_id: int) -> FileResponse:
+        """One evidence file, to an operator who sees its dispute; the file is never reachable any other way."""
+        dispute = self.get_queryset(request).filter(pk=dispute_id).first()
+        if dispute is None or not self.has_view_permission(request, dispute):
+            raise Http404("No such dispute in your scope.")
+        row = DisputeEvidence.objects.filter(dispute=dispute, pk=evidence_id).exclude(file="").first()
+        if row is None:
+            raise Http404("No such file.")
+        response = FileResponse(row.file.open("rb"), as_attachment=True, filename=row.filename)
+        response["Content-Type"] = row.content_type
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    def open_view(self, request: HttpRequest) -> HttpResponse:
+        """An operator opens a dispute on a payment of their bank's (the service checks the scope)."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        form = DisputeOpenForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            payment = (
+                PaymentIntent.objects.select_related("merchant")
+                .filter(public_id=form.cleaned_data["payment"].strip())
+                .first()
+            )
+            if payment is None:
+                form.add_error("payment", _("No such payment."))
+            else:
+                try:
+                    dispute = services.dispute_open(
+                        payment=payment,
+                        kind=form.cleaned_data["kind"],
+                        amount=form.cleaned_data["amount"],
+                        reason_code=form.cleaned_data["reason_code"] or "",
+                        opened_by=Dispute.OpenedBy.OPERATOR,
+                        actor=request.user,
+                    )
+                except MengkaError as error:
+                    form.add_error(None, error.message)
+                else:
+                    self.message_user(request, _("Dispute %(id)s opened.") % {"id": dispute.public_id})
+                    return HttpResponseRedirect(reverse("admin:payments_dispute_change", args=[dispute.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Open a dispute"),
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/payments/dispute/open.html", context)
+
+    def _act(self, request: HttpRequest, queryset: QuerySet[Dispute], act: Any, done: str) -> None:
+        self._each(request, queryset, act, done)
+
+    @admin.action(description=_("Record the channel's decision: won"), permissions=["change"])
+    def record_won(self, request: HttpRequest, queryset: QuerySet[Dispute]) -> None:
+        self._act(
+            request,
+            queryset,
+            lambda row: services.dispute_outcome_record(dispute_id=row.pk, outcome="won", actor=request.user),
+            str(_("%(count)d recorded as won.")),
+        )
+
+    @admin.action(description=_("Record the channel's decision: lost"), permissions=["change"])
+    def record_lost(self, request: HttpRequest, queryset: QuerySet[Dispute]) -> None:
+        self._act(
+            request,
+            queryset,
+            lambda row: services.dispute_outcome_record(dispute_id=row.pk, outcome="lost", actor=request.user),
+            str(_("%(count)d recorded as lost: debited from the merchant's next settlement.")),
+        )
+
+    @admin.action(description=_("Send the answer to the channel"), permissions=["change"])
+    def send_answer(self, request: HttpRequest, queryset: QuerySet[Dispute]) -> None:
+        self._act(
+            request,
+            queryset,
+            lambda row: services.dispute_answer_send(row.pk, actor=request.user),
+            str(_("%(count)d answers sent.")),
+        )

@@ -15,15 +15,13 @@ from django.db.models import QuerySet
 
 from core.calendar import local_now
 from core.errors import NotFound
+from core.personal import MIN_COHORT
 from members.models import BindingStatus, Card, Cardholder
 from merchants.models import Merchant, Store
 
 from . import points as payment_points
 from . import promotions
-from .models import PaymentIntent, Refund, SettlementBatch
-
-# Figures about cardholders are shown only for groups at least this large, so no one can be singled out.
-MIN_COHORT = 20
+from .models import Dispute, PaymentIntent, Refund, SettlementBatch
 
 
 def payment_get(*, merchant: Merchant, livemode: bool, payment_id: str) -> PaymentIntent:
@@ -266,3 +264,19 @@ def merchant_summary(
         "total": total.render(),
         "by_day": [{"date": day.isoformat(), **days[day].render()} for day in sorted(days)],
     }
+
+
+# --- disputes -------------------------------------------------------------------------------------------------------
+
+
+def dispute_list(
+    *, merchant: Merchant, livemode: bool, status: str | None = None, kind: str | None = None
+) -> QuerySet[Dispute]:
+    disputes = (
+        Dispute.objects.filter(merchant=merchant, livemode=livemode)
+        .select_related("payment")
+        .prefetch_related("evidence")
+    )
+    if status:
+        disputes = disputes.filter(status=status)
+    return disputes.filter(kind=kind) if kind else disputes

@@ -29,5 +29,9 @@ urlpatterns: list[URLPattern | URLResolver] = [
         apis.SettlementLinesCsvApi.as_view(),
         name="api-settlement-lines-csv",
     ),
+    path("disputes", apis.DisputeListApi.as_view(), name="api-disputes"),
+    path("disputes/<str:dispute_id>", apis.DisputeDetailApi.as_view(), name="api-dispute"),
+    path("disputes/<str:dispute_id>/evidence", apis.DisputeEvidenceApi.as_view(), name="api-dispute-evidence"),
+    path("disputes/<str:dispute_id>/accept", apis.DisputeAcceptApi.as_view(), name="api-dispute-accept"),
     path("reports/summary", apis.ReportSummaryApi.as_view(), name="api-report-summary"),
 ]

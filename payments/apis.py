@@ -12,12 +12,14 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from django.http import StreamingHttpResponse
+from django.conf import settings
+from django.http import QueryDict, StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -30,6 +32,7 @@ from core.api.fields import (
     minor_amount,
 )
 from core.api.pagination import CreatedListQuery, ListQuery, created_range, list_response_serializer, page
+from core.api.parsers import StrictJSONParser
 from core.calendar import local_now
 from core.errors import NotFound, ValidationFailed
 from core.text import ascii_digits
@@ -38,9 +41,11 @@ from merchants.models import Merchant, Mode, SettlementCycle
 from rewards import selectors as rewards_selectors
 
 from . import api_support, methods, selectors, services
-from .events import agreement_out, agreement_request_out, payment_out, refund_out, settlement_out
+from .events import agreement_out, agreement_request_out, dispute_out, payment_out, refund_out, settlement_out
 from .models import (
     AgreementRequest,
+    Dispute,
+    DisputeKind,
     PaymentIntent,
     PaymentMethod,
     Refund,
@@ -981,3 +986,158 @@ class SettlementLinesCsvApi(MerchantAPIView):
 
 
 __all__ = ["ListQuery"]
+
+
+# --- disputes -------------------------------------------------------------------------------------------------------
+# A channel (or an operator) disputes a payment; the merchant hears of it by webhook (`dispute.created`), answers once
+# with evidence (text and PDF, PNG or JPEG files, multipart) before `respond_by`, or accepts it.
+
+DISPUTE_ID = OpenApiParameter("dispute_id", str, OpenApiParameter.PATH, description="The dispute's id (dp_…).")
+
+
+class DisputeFileOut(serializers.Serializer):
+    name = serializers.CharField()
+    content_type = serializers.ChoiceField(choices=["application/pdf", "image/png", "image/jpeg"])
+    size = serializers.IntegerField()
+    sha256 = serializers.CharField()
+
+
+class DisputeEvidenceOut(serializers.Serializer):
+    text = serializers.CharField(allow_null=True)
+    files = DisputeFileOut(many=True)
+
+
+class DisputeOut(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField(default="dispute")
+    payment = serializers.CharField()
+    kind = serializers.ChoiceField(
+        choices=DisputeKind.choices,
+        help_text="retrieval: the channel asks for documents, no money; chargeback: the cardholder's bank takes the "
+        "money back; error_adjustment: the channel corrects a processing error.",
+    )
+    reason_code = serializers.CharField(allow_null=True)
+    amount = serializers.IntegerField(help_text="Minor units.")
+    currency = serializers.CharField()
+    status = serializers.ChoiceField(
+        choices=Dispute.Status.choices,
+        help_text="open → evidence_submitted → won / lost; accepted (by you); expired (no answer by respond_by). "
+        "Lost, accepted and expired chargebacks and error adjustments are debited from your next settlement.",
+    )
+    opened_by = serializers.ChoiceField(choices=Dispute.OpenedBy.choices)
+    respond_by = serializers.DateField(help_text="The last day (Asia/Shanghai) to answer, in PRC working days.")
+    answered = serializers.IntegerField(allow_null=True, help_text="Unix seconds: your answer sent to the channel.")
+    evidence = DisputeEvidenceOut()
+    points_reversed = serializers.IntegerField()
+    livemode = serializers.BooleanField(help_text=LIVEMODE_HELP)
+    created = serializers.IntegerField()
+    closed = serializers.IntegerField(allow_null=True)
+
+
+DisputeList = list_response_serializer("DisputeList", DisputeOut)
+
+
+class DisputeListQuery(ListQuery):
+    status = serializers.ChoiceField(choices=Dispute.Status.choices, required=False)
+    kind = serializers.ChoiceField(choices=DisputeKind.choices, required=False)
+
+
+class DisputeEvidenceIn(StrictSerializer):
+    text = serializers.CharField(required=False, max_length=20000, help_text="Your account of the payment.")
+    files = serializers.ListField(
+        child=serializers.FileField(),
+        required=False,
+        help_text="PDF, PNG or JPEG (checked by content), at most 5 MB each and 10 per dispute.",
+    )
+
+
+class DisputeListApi(MerchantAPIView):
+    @extend_schema(
+        operation_id="disputes_list", parameters=[DisputeListQuery], responses={200: DisputeList}, tags=["disputes"]
+    )
+    def get(self, request: Request) -> Response:
+        query = self.query(DisputeListQuery)
+        disputes = api_support.dispute_list(
+            merchant=self.merchant, livemode=self.livemode, status=query.get("status"), kind=query.get("kind")
+        )
+        return Response(
+            page(disputes, limit=query["limit"], starting_after=query.get("starting_after"), render=dispute_out)
+        )
+
+
+class DisputeDetailApi(MerchantAPIView):
+    @extend_schema(
+        operation_id="disputes_retrieve", parameters=[DISPUTE_ID], responses={200: DisputeOut}, tags=["disputes"]
+    )
+    def get(self, request: Request, dispute_id: str) -> Response:
+        return Response(
+            dispute_out(services.dispute_get(merchant=self.merchant, livemode=self.livemode, dispute_id=dispute_id))
+        )
+
+
+class DisputeEvidenceApi(MerchantAPIView):
+    parser_classes = [MultiPartParser, StrictJSONParser]
+
+    @property
+    def max_body_bytes(self) -> int:  # type: ignore[override]
+        return settings.DISPUTE_EVIDENCE_MAX_FILES * settings.DISPUTE_EVIDENCE_MAX_BYTES + 1024 * 1024
+
+    @extend_schema(
+        operation_id="disputes_evidence",
+        parameters=[DISPUTE_ID, OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        request={"multipart/form-data": DisputeEvidenceIn},
+        responses={200: DisputeOut},
+        tags=["disputes"],
+        description="Answers the dispute, once: the evidence is sent to the channel. Refused with `dispute_closed`, "
+        "`deadline_passed`, `evidence_already_submitted`, `file_type_not_allowed`, `file_too_large` or "
+        "`too_many_files`.",
+    )
+    def post(self, request: Request, dispute_id: str) -> Response:
+        data = request.data
+        if isinstance(data, QueryDict):  # multipart: every value of a field, files apart
+            fields = {key: data.getlist(key) for key in data}
+            files = request.FILES.getlist("files")
+        elif isinstance(data, dict):  # a JSON body: a text alone
+            fields = {key: [value] for key, value in data.items()}
+            files = []
+        else:
+            raise serializers.ValidationError({"text": ["Send a form (multipart) or a JSON object."]}, code="invalid")
+        unknown = sorted(set(fields) - {"text", "files"})
+        if unknown:
+            raise serializers.ValidationError({unknown[0]: ["Unknown field."]}, code="unknown_field")
+        texts = fields.get("text", [])
+        if len(texts) > 1 or any(not isinstance(text, str) or len(text) > 20000 for text in texts):
+            raise serializers.ValidationError({"text": ["One text of at most 20,000 characters."]}, code="invalid")
+        if any(not hasattr(item, "read") for item in fields.get("files", []) if item != ""):
+            raise serializers.ValidationError({"files": ["Files are sent as multipart file parts."]}, code="invalid")
+        text = texts[0] if texts else ""
+        merchant, livemode, actor = self.merchant, self.livemode, self.actor
+
+        def run(key: str) -> tuple[int, dict[str, Any]]:
+            dispute = services.dispute_evidence_submit(
+                merchant=merchant, livemode=livemode, dispute_id=dispute_id, text=text, files=files, actor=actor
+            )
+            return 200, dispute_out(dispute)
+
+        return self.idempotent("dispute.evidence", run)
+
+
+class DisputeAcceptApi(MerchantAPIView):
+    @extend_schema(
+        operation_id="disputes_accept",
+        parameters=[DISPUTE_ID, OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        request=None,
+        responses={200: DisputeOut},
+        tags=["disputes"],
+        description="Accepts the dispute instead of answering it: closed `accepted`, debited from your next "
+        "settlement. Refused with `dispute_closed` once closed or answered.",
+    )
+    def post(self, request: Request, dispute_id: str) -> Response:
+        self.body(EmptyQuery)
+        merchant, livemode, actor = self.merchant, self.livemode, self.actor
+
+        def run(key: str) -> tuple[int, dict[str, Any]]:
+            dispute = services.dispute_accept(merchant=merchant, livemode=livemode, dispute_id=dispute_id, actor=actor)
+            return 200, dispute_out(dispute)
+
+        return self.idempotent("dispute.accept", run)

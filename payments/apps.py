@@ -12,9 +12,14 @@ class PaymentsConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from core.portal_tiles import register_portal_tile
+        from rewards.selectors import register_payment_merchant_names
 
+        from .cardholder_statement import merchant_names_of_payments
         from .models import RiskBlock
         from .tiles import spending_tile
+
+        # The points statement names the merchant behind points a payment earned: rewards knows payments by id only.
+        register_payment_merchant_names(merchant_names_of_payments)
 
         # The blocked lists are cached with the routing configuration: any change, from the admin, a service or a
         # bulk delete, makes every process reload it.

@@ -138,7 +138,8 @@ def seed_payments(ctx: Any) -> None:
     if not merchants:
         return
     _agreement_requests(ctx, merchants)
-    steps = _history(ctx, merchants) + _cases(ctx, merchants) + _methods(merchants)
+    # The demo login's own cases first: its statement shows the promotions before the history spends their budgets.
+    steps = _cases(ctx, merchants) + _history(ctx, merchants) + _methods(merchants)
     if not steps:
         return
     connector = get_connector("simulator")
@@ -372,8 +373,8 @@ def _history_payment(index: int, merchants: list[Merchant], cards: list[Card]) -
 
 def _cases(ctx: Any, merchants: list[Merchant]) -> list[Step]:
     """What the history leaves to chance: two large payments held for risk review (by cardholders other than the
-    demo login, whose day they would push over its payment-code limit), and the demo login's payment paid partly
-    with points. Each is made once (`metadata.demo_case`)."""
+    demo login, whose day they would push over its payment-code limit), the demo login's payment paid partly with
+    points, and its statement's payments and refunds (`STATEMENT_CASES`). Each is made once (`metadata.demo_case`)."""
     made = set(
         PaymentIntent.objects.filter(metadata__has_key="demo_case").values_list("metadata__demo_case", flat=True)
     )
@@ -389,7 +390,48 @@ def _cases(ctx: Any, merchants: list[Merchant]) -> list[Step]:
     ]
     if own is not None and "points" not in made:
         steps.append(partial(_points_case, noodle, own))
+    own_cards = list(active.filter(cardholder__user__username=username).order_by("pk")) if username else []
+    if own_cards:
+        by_code = {merchant.code: merchant for merchant in merchants}
+        for n, (code, amount, refund) in enumerate(STATEMENT_CASES):
+            if f"statement-{n}" not in made and code in by_code:
+                steps.append(partial(_statement_case, n, by_code[code], own_cards[n % len(own_cards)], amount, refund))
     return steps
+
+
+# The demo login's statement (统一账单): (merchant, amount, refund) on its cards in turn, at three banks — the
+# merchants' promotions price them (¥20 off ¥200 at the noodle house, 20 % off fresh food, double points on fuel, a
+# random discount on travel, triple points on a first order), one refunded in part (a quarter) and one in full.
+STATEMENT_CASES = (
+    ("DEMO-NOODLE", 26_800, ""),
+    ("DEMO-GROCER", 8_800, "part"),
+    ("DEMO-FUEL", 30_000, ""),
+    ("DEMO-TRAVEL", 128_800, "full"),
+    ("DEMO-SHOP", 15_900, ""),
+    ("DEMO-NOODLE", 4_500, ""),
+)
+
+
+def _statement_case(n: int, merchant: Merchant, card: Card, amount: int, refund: str) -> None:
+    intent = services.payment_create(
+        merchant=merchant,
+        cardholder=card.cardholder,
+        card=card,
+        amount=amount,
+        currency="CNY",
+        idempotency_key=f"demo-case-statement-{n}",
+        confirm=True,
+        metadata={"demo_case": f"statement-{n}"},
+        description="demo",
+    )
+    if refund and intent.status == PaymentIntent.Status.SUCCEEDED:
+        services.refund_create(
+            merchant=merchant,
+            payment_id=intent.public_id,
+            amount=intent.amount // 4 if refund == "part" else None,
+            idempotency_key=f"demo-case-statement-refund-{n}",
+            reason="demo: returned",
+        )
 
 
 def _review_case(n: int, merchant: Merchant, card: Card) -> None:
@@ -916,3 +958,65 @@ def _with_differences(rows: list[statements.Row], day: dt.date) -> list[statemen
     noon = dt.datetime.combine(day, dt.time(12), tzinfo=SHANGHAI)
     out.append(statements.Row("capture", "x-1", "sim-x-1", "", "CNY", 8_800, 33, "success", noon))  # not ours
     return out
+
+
+# --- disputes -------------------------------------------------------------------------------------------------------
+
+# (the channel's reference, kind, share of the payment disputed (percent), the end it is brought to)
+DEMO_DISPUTES = (
+    ("demo-dp-open", "chargeback", 100, "open"),
+    ("demo-dp-evidence", "retrieval", 100, "evidence_submitted"),
+    ("demo-dp-won", "chargeback", 100, "won"),
+    ("demo-dp-lost", "chargeback", 50, "lost"),
+    ("demo-dp-accepted", "error_adjustment", 10, "accepted"),
+    ("demo-dp-expired", "chargeback", 100, "expired"),
+)
+
+
+def seed_disputes(ctx: Any) -> None:
+    """A dispute in every state, on the demo's live captured payments not refunded: open, evidence submitted (a
+    retrieval request answered), won, lost, accepted and expired (opened long enough ago to have run out).
+    Idempotent: a dispute is found by its channel reference, and one that exists is left as it is."""
+    from .models import Dispute
+
+    existing = set(
+        Dispute.objects.filter(channel_reference__startswith="demo-dp-").values_list("channel_reference", flat=True)
+    )
+    candidates = iter(
+        PaymentIntent.objects.filter(
+            livemode=True, status=PaymentIntent.Status.SUCCEEDED, amount_captured__gt=0, amount_refund_reserved=0,
+            amount_disputed=0, channel__isnull=False,
+        )
+        .exclude(disputes__isnull=False)
+        .select_related("merchant", "channel")
+        .order_by("id")
+    )  # fmt: skip
+    for reference, kind, percent, end in DEMO_DISPUTES:
+        if reference in existing:
+            continue
+        payment = next(candidates, None)
+        if payment is None:
+            return
+        opened_at = timezone.now() - dt.timedelta(days=40 if end == "expired" else 1)
+        dispute = services.dispute_open(
+            payment=payment,
+            kind=kind,
+            amount=max(1, payment.amount_captured * percent // 100),
+            reason_code="4853" if kind == "chargeback" else "",
+            opened_by=Dispute.OpenedBy.CHANNEL,
+            channel_reference=reference,
+            opened_at=opened_at,
+        )
+        if end == "evidence_submitted":
+            services.dispute_evidence_submit(
+                merchant=payment.merchant, livemode=True, dispute_id=dispute.public_id,
+                text="订单已于次日送达，收货人签收。Delivered the next day and signed for.",
+            )  # fmt: skip
+        elif end in ("won", "lost"):
+            services.dispute_outcome_record(dispute_id=dispute.pk, outcome=end)
+        elif end == "accepted":
+            services.dispute_accept(merchant=payment.merchant, livemode=True, dispute_id=dispute.public_id)
+        elif end == "expired":
+            services.disputes_expire()
+        if ctx.out is not None:
+            ctx.out.write(f"  dispute {dispute.public_id} ({kind}) on {payment.public_id}: {end}\n")

@@ -8,7 +8,7 @@ from typing import Any
 
 from merchants.services import event_emit, events_emit
 
-from .models import Agreement, AgreementRequest, PaymentIntent, Refund, SettlementBatch
+from .models import Agreement, AgreementRequest, Dispute, PaymentIntent, Refund, SettlementBatch
 
 
 def unix(moment: datetime | None) -> int | None:
@@ -224,3 +224,41 @@ def settlement_status_changed(batch: SettlementBatch) -> None:
         payload=settlement_out(batch),
         livemode=batch.livemode,
     )
+
+
+# --- disputes ---------------------------------------------------------------------------------------------------------
+
+
+def dispute_out(dispute: Dispute) -> dict[str, Any]:
+    """What a merchant sees of a dispute (the API's body and the events' object); evidence is listed, never served."""
+    evidence = list(dispute.evidence.all()) if dispute.pk else []
+    return {
+        "id": dispute.public_id,
+        "object": "dispute",
+        "payment": dispute.payment.public_id,
+        "kind": dispute.kind,
+        "reason_code": dispute.reason_code or None,
+        "amount": dispute.amount,
+        "currency": dispute.currency,
+        "status": dispute.status,
+        "opened_by": dispute.opened_by,
+        "respond_by": dispute.respond_by.isoformat(),
+        "answered": unix(dispute.answered_at),
+        "evidence": {
+            "text": next((row.text for row in evidence if row.text), None),
+            "files": [
+                {"name": row.filename, "content_type": row.content_type, "size": row.size, "sha256": row.sha256}
+                for row in evidence
+                if row.filename
+            ],
+        },
+        "points_reversed": dispute.points_reversed,
+        "livemode": dispute.livemode,
+        "created": unix(dispute.created_at),
+        "closed": unix(dispute.closed_at),
+    }
+
+
+def dispute_changed(dispute: Dispute, type: str) -> None:
+    """`dispute.created`, `dispute.updated` (evidence submitted) or `dispute.closed` (won, lost, accepted, expired)."""
+    event_emit(merchant=dispute.merchant, type=type, payload=dispute_out(dispute), livemode=dispute.livemode)

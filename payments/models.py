@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 import secrets
 from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.postgres.indexes import BrinIndex
 from django.core.exceptions import ValidationError
+from django.core.files.storage import FileSystemStorage
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import F, Q
@@ -151,8 +153,8 @@ class PaymentIntent(models.Model):
     merchant = models.ForeignKey(
         Merchant, on_delete=models.PROTECT, related_name="payments", db_index=False, verbose_name=_("merchant")
     )
-    cardholder = models.ForeignKey(
-        Cardholder, on_delete=models.PROTECT, related_name="payments", verbose_name=_("cardholder")
+    cardholder = models.ForeignKey(  # led by (cardholder, -created_at, -id): no index of its own
+        Cardholder, on_delete=models.PROTECT, related_name="payments", db_index=False, verbose_name=_("cardholder")
     )
     card = models.ForeignKey(
         Card, null=True, blank=True, on_delete=models.PROTECT, related_name="payments", verbose_name=_("card")
@@ -188,6 +190,16 @@ class PaymentIntent(models.Model):
     amount_captured = models.BigIntegerField(_("captured"), default=0)
     amount_refunded = models.BigIntegerField(_("refunded"), default=0)
     amount_refund_reserved = models.BigIntegerField(_("refunds reserved"), default=0)
+    amount_disputed = models.BigIntegerField(
+        _("disputed"),
+        default=0,
+        help_text=_("Chargebacks and error adjustments open or lost: no longer refundable."),
+    )
+    amount_charged_back = models.BigIntegerField(
+        _("charged back"),
+        default=0,
+        help_text=_("Chargebacks and error adjustments lost: reversed with the refunds (points, promotions)."),
+    )
     status = models.CharField(_("status"), max_length=24, choices=Status.choices, default=Status.REQUIRES_CONFIRMATION)
     capture_method = models.CharField(
         _("capture method"), max_length=16, choices=CaptureMethod.choices, default=CaptureMethod.AUTOMATIC
@@ -296,6 +308,8 @@ class PaymentIntent(models.Model):
         indexes = [
             models.Index(fields=["merchant", "livemode", "-id"]),
             models.Index(fields=["merchant", "business_date"], name="payment_merchant_business_date"),
+            # The cardholder's statement, newest first: a page of it is the first rows of this index at any depth.
+            models.Index(fields=["cardholder", "-created_at", "-id"], name="payment_cardholder_statement"),
             models.Index(fields=["status", "authorization_expires_at"]),
             models.Index(fields=["risk_review", "risk_review_deadline"]),
             # Captures are written in time order: reconciliation reads a channel's day of them through a few pages
@@ -314,6 +328,14 @@ class PaymentIntent(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(amount_refund_reserved__lte=F("amount_captured")), name="payment_refunds_within_captured"
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    amount_charged_back__gte=0,
+                    amount_charged_back__lte=F("amount_disputed"),
+                    amount_disputed__lte=F("amount_captured") - F("amount_refund_reserved"),
+                ),
+                name="payment_disputes_within_captured",
             ),
             models.CheckConstraint(
                 condition=Q(points_reversed__gte=0, points_reversed__lte=F("points_earned")),
@@ -440,6 +462,11 @@ class Refund(models.Model):
         _("promotion cost returned"),
         default=0,
         help_text=_("What this refund handed back to the payment's points promotions, which the merchant funds."),
+    )
+    cofunding_returned = models.BigIntegerField(
+        _("co-funding returned"),
+        default=0,
+        help_text=_("The co-funding bank's part of the discounts this refund handed back, taken back at settlement."),
     )
     business_date = models.DateField(_("business date"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
@@ -1150,13 +1177,15 @@ class SettlementBatch(models.Model):
 
 class SettlementLine(models.Model):
     """One figure of a batch and what is behind it: a captured payment, a refund, a reserve released, a negative net
-    carried in. A payment and a refund are each in one batch only (unique), whichever run put it there first."""
+    carried in, a dispute lost (its payment named too). A payment, a refund and a dispute are each in one batch only
+    (unique), whichever run put it there first."""
 
     class Kind(models.TextChoices):
         PAYMENT = "payment", _("payment")
         REFUND = "refund", _("refund")
         RESERVE_RELEASE = "reserve_release", _("reserve released")
         CARRIED = "carried", _("carried in")
+        DISPUTE = "dispute", _("dispute debit")
 
     batch = models.ForeignKey(
         SettlementBatch, on_delete=models.CASCADE, related_name="lines", db_index=False, verbose_name=_("batch")
@@ -1174,6 +1203,10 @@ class SettlementLine(models.Model):
     refund = models.ForeignKey(
         Refund, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False,
         verbose_name=_("refund"),
+    )  # fmt: skip
+    dispute = models.ForeignKey(
+        "Dispute", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False,
+        verbose_name=_("dispute"),
     )  # fmt: skip
     source = models.ForeignKey(
         SettlementBatch,
@@ -1202,6 +1235,9 @@ class SettlementLine(models.Model):
                 fields=["payment"], condition=Q(kind="payment"), name="settlementline_payment_once"
             ),
             models.UniqueConstraint(fields=["refund"], condition=Q(kind="refund"), name="settlementline_refund_once"),
+            models.UniqueConstraint(
+                fields=["dispute"], condition=Q(kind="dispute"), name="settlementline_dispute_once"
+            ),
             models.UniqueConstraint(
                 fields=["source", "kind"], condition=Q(source__isnull=False), name="settlementline_source_once"
             ),
@@ -1516,3 +1552,168 @@ class StatementFetch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel_id} {self.business_date} {self.status}"
+
+
+# --- disputes (差错, 调单, 拒付) -------------------------------------------------------------------------------------
+
+
+class DisputeKind(models.TextChoices):
+    RETRIEVAL = "retrieval", _("retrieval request (调单)")
+    CHARGEBACK = "chargeback", _("chargeback (拒付)")
+    ERROR_ADJUSTMENT = "error_adjustment", _("error adjustment (差错)")
+
+
+class Dispute(models.Model):
+    """A channel's (or an operator's) challenge of a captured payment, answered by the merchant before `respond_by`.
+
+    open → evidence_submitted → won / lost / accepted / expired. A chargeback or an error adjustment reserves its
+    amount on the payment (`amount_disputed`) while open, holds the payment out of settlement while it is not settled
+    yet, and, lost, accepted or expired, debits the merchant's next settlement (a `dispute` line) and reverses the
+    payment's points and promotions as a refund of its amount would. A retrieval request carries no money."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("open, awaiting the merchant")
+        EVIDENCE_SUBMITTED = "evidence_submitted", _("evidence submitted")
+        WON = "won", _("won")
+        LOST = "lost", _("lost")
+        ACCEPTED = "accepted", _("accepted by the merchant")
+        EXPIRED = "expired", _("expired (no answer in time)")
+
+    class OpenedBy(models.TextChoices):
+        CHANNEL = "channel", _("channel")
+        OPERATOR = "operator", _("operator")
+
+    OPEN_STATUSES = (Status.OPEN, Status.EVIDENCE_SUBMITTED)
+    DEBITED_STATUSES = (Status.LOST, Status.ACCEPTED, Status.EXPIRED)
+
+    public_id = models.CharField(
+        _("id"), max_length=40, unique=True, default=functools.partial(public_id, "dp"), editable=False
+    )
+    payment = models.ForeignKey(
+        PaymentIntent, on_delete=models.PROTECT, related_name="disputes", verbose_name=_("payment")
+    )
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.PROTECT, related_name="+", db_index=False, verbose_name=_("merchant")
+    )
+    livemode = models.BooleanField(_("live mode"), default=True)
+    channel = models.ForeignKey(
+        Channel, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False,
+        verbose_name=_("channel"),
+    )  # fmt: skip
+    kind = models.CharField(_("kind"), max_length=16, choices=DisputeKind.choices)
+    reason_code = models.CharField(_("reason code"), max_length=16, blank=True)
+    amount = models.BigIntegerField(_("amount"), help_text=_("Minor units; none for a retrieval request."))
+    currency = models.CharField(_("currency"), max_length=3)
+    opened_by = models.CharField(_("opened by"), max_length=8, choices=OpenedBy.choices)
+    opened_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        verbose_name=_("opened by operator"),
+    )  # fmt: skip
+    channel_reference = models.CharField(_("channel reference"), max_length=64, blank=True)
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.OPEN)
+    respond_by = models.DateField(
+        _("respond by"), help_text=_("The last working day (Asia/Shanghai) an answer reaches the channel in time.")
+    )
+    holds_settlement = models.BooleanField(
+        _("holds settlement"),
+        default=False,
+        help_text=_("While open, its payment (not settled when it was opened) is kept out of settlement batches."),
+    )
+    answered_at = models.DateTimeField(_("answer sent"), null=True, blank=True)
+    answer_error = models.CharField(_("last answer error"), max_length=200, blank=True)
+    outcome_note = models.CharField(_("outcome note"), max_length=200, blank=True)
+    points_reversed = models.BigIntegerField(_("points reversed"), default=0)
+    promotion_cost_returned = models.BigIntegerField(_("promotion cost returned"), default=0)
+    cofunding_returned = models.BigIntegerField(_("co-funding returned"), default=0)
+    created_at = models.DateTimeField(_("opened"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated"), default=timezone.now)
+    closed_at = models.DateTimeField(_("closed"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("dispute")
+        verbose_name_plural = _("disputes")
+        ordering = ("-id",)
+        indexes = [
+            models.Index(fields=["merchant", "livemode", "-id"], name="dispute_merchant"),
+            models.Index(
+                fields=["respond_by"], name="dispute_open_due",
+                condition=Q(status__in=["open", "evidence_submitted"]),
+            ),
+            # Settlement: the open ones that hold a payment, and the closed money-bearing ones still to debit.
+            models.Index(fields=["payment"], name="dispute_holds_payment", condition=Q(holds_settlement=True)),
+            models.Index(
+                fields=["closed_at"], name="dispute_debit_due",
+                condition=Q(status__in=["lost", "accepted", "expired"]) & ~Q(kind="retrieval"),
+            ),
+        ]  # fmt: skip
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="dispute_amount_non_negative"),
+            models.CheckConstraint(
+                condition=Q(kind="retrieval") | Q(amount__gt=0), name="dispute_money_amount_positive"
+            ),
+            models.UniqueConstraint(
+                fields=["channel", "channel_reference"],
+                condition=~Q(channel_reference=""),
+                name="dispute_channel_reference_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.kind} ({self.status})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN_STATUSES
+
+    @property
+    def carries_money(self) -> bool:
+        return self.kind != DisputeKind.RETRIEVAL
+
+
+class PrivateEvidenceStorage(FileSystemStorage):
+    """Files under DISPUTE_EVIDENCE_ROOT (read at each use), with no URL: nothing serves them; the admin streams them
+    to authorised operators."""
+
+    @property  # type: ignore[override]
+    def base_location(self) -> str:
+        return str(settings.DISPUTE_EVIDENCE_ROOT)
+
+    @property  # type: ignore[override]
+    def location(self) -> str:
+        return os.path.abspath(self.base_location)
+
+    @property  # type: ignore[override]
+    def base_url(self) -> None:  # type: ignore[override]
+        return None
+
+
+def _evidence_storage() -> FileSystemStorage:
+    return PrivateEvidenceStorage()
+
+
+def _evidence_path(instance: DisputeEvidence, filename: str) -> str:
+    return f"{instance.dispute.public_id}/{secrets.token_hex(8)}-{filename}"
+
+
+class DisputeEvidence(models.Model):
+    """What the merchant sent in answer to a dispute: a text, or one file (PDF, PNG or JPEG, checked by content),
+    stored in private storage, never served publicly; operators of the dispute's banks download it through the
+    admin."""
+
+    dispute = models.ForeignKey(Dispute, on_delete=models.PROTECT, related_name="evidence", verbose_name=_("dispute"))
+    text = models.TextField(_("text"), blank=True)
+    file = models.FileField(_("file"), storage=_evidence_storage, upload_to=_evidence_path, max_length=200, blank=True)
+    filename = models.CharField(_("file name"), max_length=100, blank=True)
+    content_type = models.CharField(_("content type"), max_length=32, blank=True)
+    size = models.PositiveIntegerField(_("size (bytes)"), default=0)
+    sha256 = models.CharField(_("SHA-256"), max_length=64, blank=True)
+    submitted_by = models.CharField(_("submitted by"), max_length=150, blank=True)
+    created_at = models.DateTimeField(_("submitted"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("dispute evidence")
+        verbose_name_plural = _("dispute evidence")
+        ordering = ("dispute_id", "id")
+
+    def __str__(self) -> str:
+        return self.filename or str(_("text"))

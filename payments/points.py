@@ -10,19 +10,13 @@ from decimal import ROUND_FLOOR, Decimal
 
 from core.money import proportional_floor, quantize, to_money
 from members.models import Card, PointsProgram
-from members.selectors import active_program
+from members.selectors import active_program, category_rate
 
 from .models import PaymentIntent
 
 
 def earning_rate(card: Card, spend_category: str) -> Decimal:
-    rates = card.product.earning_rates or {}
-    raw = rates.get(spend_category, rates.get("other", "0"))
-    try:
-        rate = Decimal(str(raw))
-    except ArithmeticError:
-        return Decimal(0)
-    return rate if rate > 0 else Decimal(0)
+    return category_rate(card.product.earning_rates or {}, spend_category)
 
 
 def points_for_capture(intent: PaymentIntent) -> int:

@@ -6,14 +6,14 @@ import csv
 import datetime as dt
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 
 from django.contrib.postgres.aggregates import ArrayAgg
-from django.db.models import Aggregate, Count, IntegerField, Q, QuerySet, Sum, Value
+from django.db.models import Aggregate, Count, F, IntegerField, Q, QuerySet, Sum, Value
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -23,7 +23,16 @@ from members.models import BindingStatus, Cardholder, LinkedAccount
 from .connectors import get_connector
 from .connectors.base import AccountBalance, Outcome
 from .health import BreakerState, health_store
-from .models import Agreement, Channel, PaymentAttempt, SettlementBatch, SettlementLine, SplitInstruction
+from .models import (
+    Agreement,
+    Channel,
+    Dispute,
+    PaymentAttempt,
+    PaymentIntent,
+    SettlementBatch,
+    SettlementLine,
+    SplitInstruction,
+)
 from .routing import load_config
 
 logger = logging.getLogger(__name__)
@@ -421,3 +430,74 @@ def settlement_day_csv(days: list[SettlementBankDay]) -> str:
                  "; ".join(row.hold_reasons)]
             )  # fmt: skip
     return out.getvalue()
+
+
+def spending_by_category(*, cardholder_id: int, since: dt.datetime, until: dt.datetime) -> dict[str, int]:
+    """The cardholder's own captured CNY spending (live payments captured in [since, until)) net of what was refunded
+    of it, in fen by spend category; categories with nothing spent are left out. One query."""
+    rows = (
+        PaymentIntent.objects.filter(
+            cardholder_id=cardholder_id,
+            currency="CNY",
+            livemode=True,
+            amount_captured__gt=0,
+            captured_at__gte=since,
+            captured_at__lt=until,
+        )
+        .values("spend_category")
+        .annotate(net=Sum(F("amount_captured") - F("amount_refunded")))
+        .order_by("spend_category")
+    )
+    return {row["spend_category"]: int(row["net"]) for row in rows if row["net"]}
+
+
+# --- disputes, as the cardholder sees them ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CardholderDispute:
+    """A dispute of one of the cardholder's payments, as the portal shows it (`payments/_dispute_state.html`)."""
+
+    payment_id: str
+    kind: str
+    kind_display: str
+    status: str
+    status_display: str
+    amount: int
+    currency: str
+    opened_at: datetime
+    closed_at: datetime | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in Dispute.OPEN_STATUSES
+
+    @property
+    def amount_display(self) -> str:
+        return format_minor(self.amount, self.currency)
+
+
+def disputes_for_payments(cardholder: Cardholder, payment_ids: Collection[str]) -> dict[str, list[CardholderDispute]]:
+    """The disputes of these payments (public ids) that are the cardholder's own, newest first, by payment; a payment
+    of someone else's is simply absent. One query."""
+    rows = (
+        Dispute.objects.filter(payment__cardholder=cardholder, payment__public_id__in=list(payment_ids))
+        .select_related("payment")
+        .order_by("-id")
+    )
+    found: dict[str, list[CardholderDispute]] = {}
+    for row in rows:
+        found.setdefault(row.payment.public_id, []).append(
+            CardholderDispute(
+                payment_id=row.payment.public_id,
+                kind=row.kind,
+                kind_display=row.get_kind_display(),
+                status=row.status,
+                status_display=row.get_status_display(),
+                amount=row.amount,
+                currency=row.currency,
+                opened_at=row.created_at,
+                closed_at=row.closed_at,
+            )
+        )
+    return found

@@ -7,8 +7,9 @@ minor units (refunds and reversals negative), the channel's fee, the status (suc
 time. See docs/reconciliation.md for the layouts column by column.
 
 Reading is done by PostgreSQL: the file goes by COPY, as it is, into a staging table of the import's own (a
-`Layout`'s raw columns and COPY options); one statement names the first line that cannot be read (`StatementError`),
-one turns the raw columns into typed rows, and one reports totals that do not add up (warnings, kept on the import).
+`Layout`'s raw columns and COPY options); one statement checks every line and types the rows in the same pass over
+the staging table, a look at its result names the first line that cannot be read (`StatementError`), and one
+reports totals that do not add up (warnings, kept on the import).
 Half a million rows are read so in a couple of seconds, where a Python reader would take ten or more. `render`
 writes a statement from `Row`s (demo statements, tests, the benchmark).
 """
@@ -62,9 +63,12 @@ class Row(NamedTuple):
 #
 # Each layout: the raw staging table's columns (text, as COPY reads them; a `line` column numbers the file's lines),
 # the COPY options, `problem` (an SQL expression over one raw row `r`: NULL when it reads, else what is wrong with
-# it), `rows` (the typed rows: line, kind, ref, txn, orig, currency, amount, fee, status, at) and `totals` (what the
-# file states against what its rows add up to, where they differ: warnings). %(day)s is the statement's date in ISO
-# form, %(compact)s as YYYYMMDD; {raw} stands for the staging table (replaced as text: no other braces are formatted).
+# it), `detail` (the row is a money movement, not a header or a total), `typed` (the typed row's expressions, in the
+# order of TYPED_COLUMNS, evaluated only on a detail row that reads) and `totals` (what the file states against what
+# its typed rows, `recon_rows`, add up to, where they differ: warnings). %(day)s is the statement's date in ISO form,
+# %(compact)s as YYYYMMDD; {raw} stands for the staging table (replaced as text: no other braces are formatted).
+
+TYPED_COLUMNS = ("kind", "ref", "txn", "orig", "currency", "amount", "fee", "status", "at")
 
 
 def _whole(column: str) -> str:
@@ -87,10 +91,15 @@ def _decimal(column: str) -> str:
     )
 
 
-CURRENCIES_SQL = (
-    "(VALUES " + ", ".join(f"('{code}', {exp})" for code, exp in MINOR_UNIT_EXPONENT.items()) + ") x (code, exp)"
-)
+def _per_currency(column: str, values: dict[str, int]) -> str:
+    """SQL: the value of `column`'s currency (an integer), from a CASE over the known currencies (no join per row)."""
+    return f"CASE {column} " + " ".join(f"WHEN '{code}' THEN {value}" for code, value in values.items()) + " END"
+
+
 _CODES = "(" + ", ".join(f"'{code}'" for code in MINOR_UNIT_EXPONENT) + ")"
+_EXPONENT = _per_currency("r.currency", MINOR_UNIT_EXPONENT)
+# Major to minor units as an exact numeric product (10 ^ n would be a float).
+_MINOR = _per_currency("r.currency", {code: 10**exp for code, exp in MINOR_UNIT_EXPONENT.items()})
 _LOCAL = "::timestamp AT TIME ZONE 'Asia/Shanghai'"
 
 
@@ -100,7 +109,8 @@ class Layout:
     columns: tuple[str, ...]
     copy_options: str
     problem: str
-    rows: str
+    detail: str
+    typed: tuple[str, ...]
     totals: str = ""
 
 
@@ -144,16 +154,27 @@ LAYOUTS: dict[str, Layout] = {
           WHEN length(COALESCE(r.txn_id, '')) > 64 OR length(COALESCE(r.reference, '')) > 64
                OR length(COALESCE(r.operation_reference, '')) > 64 THEN 'a reference longer than 64 characters'
         END""",
-        rows="""SELECT r.line, r.type, CASE WHEN r.type = 'refund' THEN r.operation_reference
-                                       ELSE COALESCE(NULLIF(r.reference, ''), r.operation_reference) END,
-                       r.txn_id, NULL::text, r.currency, r.amount::bigint, COALESCE(r.fee, '0')::bigint, r.status,
-                       r.txn_time::timestamptz
-                FROM {raw} r WHERE r.record = 'D'""",
-        totals="""SELECT 'total ' || t.currency, t.seq::bigint, t.amount::bigint, d.count, d.total
+        detail="r.record = 'D'",
+        typed=(
+            "r.type",
+            "CASE WHEN r.type = 'refund' THEN r.operation_reference"
+            " ELSE COALESCE(NULLIF(r.reference, ''), r.operation_reference) END",
+            "r.txn_id",
+            "NULL::text",
+            "r.currency",
+            "r.amount::bigint",
+            "COALESCE(r.fee, '0')::bigint",
+            "r.status",
+            "r.txn_time::timestamptz",
+        ),
+        # The T rows are the acquiring totals, of the rows as written (copies too): payouts are listed, not added up.
+        totals="""SELECT 'total ' || t.currency, t.seq::bigint, t.amount::bigint, COALESCE(d.count, 0),
+                         COALESCE(d.total, 0)
                   FROM {raw} t
-                  CROSS JOIN LATERAL (SELECT count(*) AS count, COALESCE(sum(x.amount::bigint), 0) AS total
-                                      FROM {raw} x WHERE x.record = 'D' AND x.currency = t.currency) d
-                  WHERE t.record = 'T' AND (t.seq::bigint, t.amount::bigint) <> (d.count, d.total)""",
+                  LEFT JOIN (SELECT currency, count(*) AS count, sum(amount) AS total FROM recon_rows
+                             WHERE kind <> 'payout' GROUP BY currency) d ON d.currency = t.currency
+                  WHERE t.record = 'T'
+                    AND (t.seq::bigint, t.amount::bigint) <> (COALESCE(d.count, 0), COALESCE(d.total, 0))""",
     ),
     "csv_v2": Layout(
         header=CSV_V2_HEADER,
@@ -171,22 +192,26 @@ LAYOUTS: dict[str, Layout] = {
           WHEN r.currency IS NULL OR r.currency NOT IN {_CODES} THEN 'unknown currency ' || COALESCE(r.currency, '')
           WHEN {_decimal("r.amount")} THEN 'amount is not a number'
           WHEN {_decimal("COALESCE(r.fee, '0')")} THEN 'fee is not a number'
-          WHEN greatest(scale(r.amount::numeric), scale(COALESCE(r.fee, '0')::numeric))
-               > (SELECT x.exp FROM {CURRENCIES_SQL} WHERE x.code = r.currency)
+          WHEN greatest(scale(r.amount::numeric), scale(COALESCE(r.fee, '0')::numeric)) > {_EXPONENT}
                THEN r.amount || ' has more decimals than ' || r.currency || ' has'
           WHEN (r.amount::numeric < 0) <> (r.type IN ('退货', '撤销')) OR r.amount::numeric = 0
                THEN 'a ' || r.type || ' of ' || r.amount || ' has the wrong sign'
           WHEN length(COALESCE(r.txn_id, '')) > 64 OR length(COALESCE(r.reference, '')) > 64
                OR length(COALESCE(r.original, '')) > 64 THEN 'a reference longer than 64 characters'
-        END""",  # noqa: S608
-        rows=f"""SELECT r.line,
-                       CASE r.type WHEN '消费' THEN 'capture' WHEN '退货' THEN 'refund' WHEN '撤销' THEN 'reversal'
-                                   ELSE 'payout' END,
-                       r.reference, r.txn_id, r.original, r.currency,
-                       (r.amount::numeric * 10 ^ x.exp)::bigint, (COALESCE(r.fee, '0')::numeric * 10 ^ x.exp)::bigint,
-                       CASE r.status WHEN '成功' THEN 'success' WHEN '失败' THEN 'failed' ELSE 'returned' END,
-                       to_timestamp(r.date || r.time, 'YYYYMMDDHH24MISS'){_LOCAL}
-                FROM {{raw}} r JOIN {CURRENCIES_SQL} ON x.code = r.currency""",  # noqa: S608
+        END""",
+        detail="true",
+        typed=(
+            "CASE r.type WHEN '消费' THEN 'capture' WHEN '退货' THEN 'refund' WHEN '撤销' THEN 'reversal'"
+            " ELSE 'payout' END",
+            "r.reference",
+            "r.txn_id",
+            "r.original",
+            "r.currency",
+            f"(r.amount::numeric * {_MINOR})::bigint",
+            f"(COALESCE(r.fee, '0')::numeric * {_MINOR})::bigint",
+            "CASE r.status WHEN '成功' THEN 'success' WHEN '失败' THEN 'failed' ELSE 'returned' END",
+            f"to_timestamp(r.date || r.time, 'YYYYMMDDHH24MISS'){_LOCAL}",
+        ),
     ),
     "fixed_v1": Layout(
         header="",
@@ -214,22 +239,24 @@ LAYOUTS: dict[str, Layout] = {
           WHEN (substr(r.rec, 103, 1) = '-') <> (substr(r.rec, 26, 2) IN ('02', '03'))
                OR substr(r.rec, 104, 15)::bigint = 0 THEN 'the amount has the wrong sign'
         END""",
-        rows=f"""SELECT r.line,
-                       CASE substr(r.rec, 26, 2) WHEN '01' THEN 'capture' WHEN '02' THEN 'refund'
-                                                 WHEN '03' THEN 'reversal' ELSE 'payout' END,
-                       rtrim(substr(r.rec, 60, 40)), rtrim(substr(r.rec, 28, 32)), NULL::text, substr(r.rec, 100, 3),
-                       CASE substr(r.rec, 103, 1) WHEN '-' THEN -1 ELSE 1 END * substr(r.rec, 104, 15)::bigint,
-                       substr(r.rec, 119, 12)::bigint,
-                       CASE substr(r.rec, 131, 1) WHEN 'S' THEN 'success' WHEN 'F' THEN 'failed' ELSE 'returned' END,
-                       to_timestamp(substr(r.rec, 12, 14), 'YYYYMMDDHH24MISS'){_LOCAL}
-                FROM {{raw}} r WHERE substr(r.rec, 1, 1) = 'D'""",  # noqa: S608
+        detail="substr(r.rec, 1, 1) = 'D'",
+        typed=(
+            "CASE substr(r.rec, 26, 2) WHEN '01' THEN 'capture' WHEN '02' THEN 'refund' WHEN '03' THEN 'reversal'"
+            " ELSE 'payout' END",
+            "rtrim(substr(r.rec, 60, 40))",
+            "rtrim(substr(r.rec, 28, 32))",
+            "NULL::text",
+            "substr(r.rec, 100, 3)",
+            "CASE substr(r.rec, 103, 1) WHEN '-' THEN -1 ELSE 1 END * substr(r.rec, 104, 15)::bigint",
+            "substr(r.rec, 119, 12)::bigint",
+            "CASE substr(r.rec, 131, 1) WHEN 'S' THEN 'success' WHEN 'F' THEN 'failed' ELSE 'returned' END",
+            f"to_timestamp(substr(r.rec, 12, 14), 'YYYYMMDDHH24MISS'){_LOCAL}",
+        ),
+        # The trailer counts and adds up every detail record as written (payouts and copies too).
         totals="""SELECT 'trailer', t.count, t.total, d.count, d.total
                   FROM (SELECT substr(rec, 2, 10)::bigint AS count, substr(rec, 12, 18)::bigint AS total
                         FROM {raw} WHERE substr(rec, 1, 1) = 'T') t
-                  CROSS JOIN (SELECT count(*) AS count,
-                                     COALESCE(sum(CASE substr(rec, 103, 1) WHEN '-' THEN -1 ELSE 1 END
-                                                  * substr(rec, 104, 15)::bigint), 0) AS total
-                              FROM {raw} WHERE substr(rec, 1, 1) = 'D') d
+                  CROSS JOIN (SELECT count(*) AS count, COALESCE(sum(amount), 0) AS total FROM recon_rows) d
                   WHERE (t.count, t.total) <> (d.count, d.total)""",
     ),
 }
@@ -275,6 +302,8 @@ def _render_v1(channel: str, day: dt.date, rows: list[Row]) -> str:
             f"{row.channel_txn_id},{reference},{operation},{row.currency},{row.amount},{row.fee},"
             f"{row.amount - row.fee},{row.status}"
         )
+        if row.kind == "payout":
+            continue  # the T rows are the acquiring totals: payouts are listed, not added up
         running = totals.setdefault(row.currency, [0, 0, 0])
         running[0] += 1
         running[1] += row.amount

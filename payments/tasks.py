@@ -105,3 +105,18 @@ def reconcile() -> dict[str, int]:
     """Fetches, imports and matches each channel's statement once its day is over (after its cut-off), and asks again
     with back-off for a file that is late; a day fetched already is left alone."""
     return vars(services.reconcile_due())
+
+
+@shared_task(name="payments.disputes_expire")
+def disputes_expire() -> int:
+    """Closes open disputes past their deadline with no answer sent (expired: the merchant bears them)."""
+    with job_run("payments.disputes_expire", period=local_now().strftime("%Y-%m-%dT%H")) as run:
+        expired = services.disputes_expire()
+        run.advance(expired, expired=expired)
+    return expired
+
+
+@shared_task(name="payments.dispute_answer_send")
+def dispute_answer_send(dispute_id: int) -> str:
+    """Sends a merchant's answer to the channel; one not taken stays for an operator's "Send the answer"."""
+    return services.dispute_answer_send(dispute_id).public_id

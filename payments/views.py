@@ -1,17 +1,20 @@
-"""Payments: cardholder portal pages — payment code, agreements (and the hosted page of a merchant's agreement
-request), linked balances, spending at a glance."""
+"""Payments: cardholder portal pages — the unified statement (every payment and refund across banks, its CSV and
+each payment's detail), spending at a glance, payment code, agreements (and the hosted page of a merchant's agreement
+request), linked balances."""
 
 from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
+from django.utils import timezone, translation
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 from djmoney.money import Money
 
 from core.errors import MengkaError
@@ -21,8 +24,8 @@ from members.models import Card, Cardholder, LinkedAccount
 from members.portal import cardholder_required
 from merchants.models import Merchant
 
-from . import methods, selectors, spending
-from .forms import AgreementForm, FundingForm, PaymentCodeForm
+from . import cardholder_statement, methods, selectors, spending
+from .forms import AgreementForm, FundingForm, PaymentCodeForm, StatementFilterForm
 from .models import AgreementRequest
 
 
@@ -205,3 +208,51 @@ def spending_overview(request: HttpRequest, cardholder: Cardholder) -> HttpRespo
             "chart_data": {"charts": charts},
         },
     )
+
+
+# --- the unified statement (统一账单) --------------------------------------------------------------------------------
+
+
+@require_GET
+@cardholder_required
+def statement(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
+    """Every payment and refund on the cardholder's cards, newest first, a page at a time (`?after=<cursor>`, kept
+    with the filters). Filters that do not parse, or a cursor that is not one, answer 400 with the form's errors."""
+    form = StatementFilterForm(request.GET, cardholder=cardholder)
+    after = request.GET.get("after")
+    cursor = cardholder_statement.Cursor.parse(after) if after else None
+    if after and cursor is None:
+        form.add_error(None, _("This page link is not valid any more: start again from the newest."))
+    if not form.is_valid():
+        return render(request, "payments/statement.html", {"form": form, "page": None}, status=400)
+    page = cardholder_statement.statement_page(
+        cardholder=cardholder, filters=form.filters(), after=cursor, limit=cardholder_statement.PAGE_SIZE
+    )
+    return render(request, "payments/statement.html", {"form": form, "page": page, "first_page": cursor is None})
+
+
+@require_GET
+@cardholder_required
+def statement_csv(request: HttpRequest, cardholder: Cardholder) -> HttpResponseBase:
+    """The filtered statement as a CSV file, streamed (any length, constant memory)."""
+    form = StatementFilterForm(request.GET, cardholder=cardholder)
+    if not form.is_valid():
+        return render(request, "payments/statement.html", {"form": form, "page": None}, status=400)
+    rows = cardholder_statement.statement_csv(
+        cardholder=cardholder, filters=form.filters(), language=translation.get_language()
+    )
+    response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+    response["Content-Disposition"] = f'attachment; filename="mengka-statement-{stamp}.csv"'
+    return response
+
+
+@require_GET
+@cardholder_required
+def statement_payment(request: HttpRequest, cardholder: Cardholder, payment_id: str) -> HttpResponse:
+    """One line of the statement in detail: the payment, its refunds, its points, its promotions, its history.
+    Another cardholder's payment is not found."""
+    detail = cardholder_statement.payment_detail(cardholder=cardholder, payment_id=payment_id)
+    if detail is None:
+        raise Http404("No such payment.")
+    return render(request, "payments/statement_payment.html", {"detail": detail, "payment": detail.payment})

@@ -287,6 +287,7 @@ class BenefitForm(forms.ModelForm):  # type: ignore[type-arg]
             "price_program",
             "price_points",
             "price_cny_units",
+            "value_cny_units",
             "eligible_banks",
             "eligible_products",
             "eligible_tiers",
@@ -357,6 +358,7 @@ class BenefitAdmin(ScopedAdmin):
     money_fields = {
         "cost_units": MoneyField("CNY", absolute=4),
         "price_cny_units": MoneyField("CNY", absolute=4),
+        "value_cny_units": MoneyField("CNY", absolute=4),
     }
     actions = ("request_publish", "approve_publish", "withdraw")
 

@@ -109,6 +109,9 @@ BENEFITS: tuple[tuple[str, str, str, str, int, list[str]], ...] = (  # (kind, ti
     ("service", "年度体检", "Annual health check", "free", 0, ["platinum", "diamond"]),
     ("gift", "定制书签礼盒", "Bookmark gift set", "cny", 15_000, []),
 )
+# What one use of each free privilege is worth, as its bank states it (CNY ten-thousandths): the card comparison
+# values privileges at this.
+PRIVILEGE_VALUES = {"Roadside assistance": 3_000_000, "Annual health check": 5_000_000}
 MERCHANT_VOUCHERS = (  # (merchant code, title zh, title en, CNY ten-thousandths)
     ("DEMO-NOODLE", "招牌牛肉面兑换券", "Signature beef noodles voucher", 20_000),
     ("DEMO-GROCER", "生鲜满减券 ¥10", "CNY 10 off fresh groceries", 15_000),
@@ -141,6 +144,8 @@ def seed_benefits(ctx: Any) -> None:
             fields.update(price_program=bank.points_program, price_points=price)
         elif pricing == "cny":
             fields.update(price_cny_units=price)
+        else:
+            fields.update(value_cny_units=PRIVILEGE_VALUES.get(en))
         made.append(_benefit(bank, zh, en, {**fields, "stock_total": 500, "limit_per_month": 2}, checker))
     for code, zh, en, price in MERCHANT_VOUCHERS:
         merchant = Merchant.objects.filter(code=code).first()
@@ -287,7 +292,9 @@ PROMOTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
         },
     ),
 )
-SEGMENTS = (["driver"], ["driver", "dining"], ["dining"])  # given in turn to consenting demo cardholders
+# Given in turn to consenting demo cardholders, as an operator would; none is a segment rule's tag (those are the
+# segment job's, which would take back what it does not derive).
+SEGMENTS = (["driver"], ["driver", "commuter"], ["commuter"])
 TAGGED = 12
 
 
@@ -295,9 +302,9 @@ def seed_promotions(ctx: Any) -> None:
     """Promotions of every kind at the demo merchants, live, all stackable so that payments show several lines:
     some with budgets the demo's payments spend down, one co-funded and approved (by the bank's operator), one
     awaiting its bank's approval, a segment-targeted one beside an untargeted one at the same merchant, and a
-    frequency reward giving the noodle shop's voucher. Some consenting cardholders, and the demo login (whose offers
-    stay unpersonalised until it consents), get segment tags. Idempotent: a promotion is found by merchant and
-    name."""
+    frequency reward giving the noodle shop's voucher. Some consenting cardholders, and the demo login (which consents
+    to personalised offers in the segments step), get operator-set segment tags. Idempotent: a promotion is found by
+    merchant and name."""
     from django.contrib.auth import get_user_model
     from django.utils import timezone
 
@@ -341,14 +348,16 @@ def seed_promotions(ctx: Any) -> None:
             operator = BankOperator.objects.filter(bank=promotion.cofunder, role=BankOperator.Role.OPERATOR).first()
             approver = operator.user if operator is not None else checker
             services.promotion_cofunding_decide(promotion_id=promotion.pk, approve=True, operator=approver)
+    username = getattr(ctx, "demo_cardholder", "")
     consenting = Cardholder.objects.filter(
         consents__purpose=ConsentPurpose.PERSONALISED_OFFERS, consents__granted=True, segment_tags=[]
     ).order_by("pk")
-    for n, pk in enumerate(consenting.values_list("pk", flat=True)[:TAGGED]):
-        Cardholder.objects.filter(pk=pk).update(segment_tags=SEGMENTS[n % len(SEGMENTS)])
-    username = getattr(ctx, "demo_cardholder", "")
+    # Once: a second run finds the first one's tags (every third set starts with "driver") and tags no one else.
+    if not Cardholder.objects.filter(segment_tags__contains=SEGMENTS[0]).exclude(user__username=username).exists():
+        for n, pk in enumerate(consenting.values_list("pk", flat=True)[:TAGGED]):
+            Cardholder.objects.filter(pk=pk).update(segment_tags=SEGMENTS[n % len(SEGMENTS)])
     if username:
-        Cardholder.objects.filter(user__username=username, segment_tags=[]).update(segment_tags=["driver", "dining"])
+        Cardholder.objects.filter(user__username=username, segment_tags=[]).update(segment_tags=["driver"])
 
 
 def date_obligations(days: list[dt.date], times: dict[str, dt.datetime]) -> list[dt.date]:

@@ -12,7 +12,7 @@ from members.models import PointsProgram
 
 class ProgramChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]
     def label_from_instance(self, obj: PointsProgram) -> str:
-        return f"{obj.name} ({obj.bank.code} · {obj.unit_code})"
+        return f"{obj.local_name} ({obj.bank.code} · {obj.unit_code})"
 
 
 class ExchangeQuoteForm(forms.Form):
@@ -63,7 +63,7 @@ class BenefitQuoteForm(forms.Form):
         self.programs = programs
         for program in programs:
             self.fields[f"p{program.pk}"] = forms.IntegerField(
-                label=f"{program.name} ({program.bank.code} · {program.unit_code})",
+                label=f"{program.local_name} ({program.bank.code} · {program.unit_code})",
                 required=False,
                 min_value=1,
                 max_value=10**12,
@@ -71,7 +71,7 @@ class BenefitQuoteForm(forms.Form):
         rest = self.fields["rest"]
         assert isinstance(rest, forms.TypedChoiceField)
         if pays_rest:
-            rest.choices = [("", _("None: I give every programme's points")), *((p.pk, p.name) for p in programs)]
+            rest.choices = [("", _("None: I give every programme's points")), *((p.pk, p.local_name) for p in programs)]
             rest.error_messages["invalid_choice"] = _("Choose one of your programmes.")
         else:
             del self.fields["rest"]

@@ -480,6 +480,15 @@ class Benefit(models.Model):
     price_cny_units = models.PositiveBigIntegerField(
         _("price (CNY, ten-thousandths)"), null=True, blank=True, help_text=_("CNY 1 = 10000.")
     )
+    value_cny_units = models.PositiveBigIntegerField(
+        _("stated value per use (CNY, ten-thousandths)"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "What one use is worth to a cardholder, as its contributor states it (CNY 1 = 10000); the card "
+            "comparison values a free privilege at this. Empty: not valued."
+        ),
+    )
     eligible_banks = models.ManyToManyField(
         MemberBank, blank=True, related_name="+", verbose_name=_("eligible banks"), help_text=_("Empty: every bank.")
     )

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import F, Min, OuterRef, Q, QuerySet, Subquery, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import CharField, F, Min, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Cast, Coalesce, Concat
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 
 from core.crypto import decrypt
 from core.errors import NotFound
 from core.money import quantize
 from members import selectors as members_selectors
-from members.models import BindingStatus, Card, Cardholder, ConsentPurpose, PointsProgram
+from members.models import BindingStatus, Card, Cardholder, ConsentPurpose, PointsProgram, localized
 
 from . import services
 from .models import (
@@ -28,6 +30,7 @@ from .models import (
     Lot,
     OwnerKind,
     Promotion,
+    PromotionUse,
     Purpose,
     QuotaKind,
     Voucher,
@@ -94,7 +97,7 @@ def cardholder_balances(*, cardholder_id: int, on: dt.date | None = None) -> lis
         ProgramBalance(
             program_id=program_id,
             unit=programs[program_id].unit_code,
-            program_name=programs[program_id].name,
+            program_name=programs[program_id].local_name,
             bank_code=programs[program_id].bank.code,
             posted=posted,
             held=held,
@@ -135,6 +138,8 @@ class StatementLine:
     amount: int
     balance_after: int
     created_at: dt.datetime
+    source: str = ""  # the merchant, benefit or programme behind the movement (`name_sources`); empty: its kind
+    payment: str = ""  # the payment's public id, when a payment is behind it
 
     @property
     def kind_label(self) -> str:
@@ -162,6 +167,156 @@ def account_statement(
     )
     lines = [StatementLine(*row) for row in rows[:limit]]
     return StatementPage(lines=lines, next_after=lines[-1].entry_id if len(rows) > limit else None)
+
+
+# --- what is behind a movement ---------------------------------------------------------------------------------------
+
+# Payments live to the right of rewards: the ledger knows a payment by its public id (in the metadata of the earn, or
+# of the hold a points payment posts), and payments, once installed, tells it the merchants' names.
+PaymentMerchantNames = Callable[[list[str]], dict[str, str]]
+_payment_merchant_names: PaymentMerchantNames | None = None
+
+
+def register_payment_merchant_names(provider: PaymentMerchantNames | None) -> None:
+    """Installs the function that names the merchant of each payment (payment public id → name, one query)."""
+    global _payment_merchant_names
+    _payment_merchant_names = provider
+
+
+EARN_SOURCES = {
+    "campaign": _lazy("Campaign bonus"),
+    "operator": _lazy("Credited by the bank"),
+}
+
+
+@dataclass(frozen=True)
+class _Behind:
+    """What a transaction points at: a payment, a benefit, another programme, or nothing but its kind."""
+
+    payment: str = ""
+    benefit_id: int | None = None
+    program_id: int | None = None
+    label: str = ""
+
+
+def _behind(kind: str, metadata: dict[str, Any], hold_metadata: dict[str, Any] | None, program_id: int) -> _Behind:
+    if kind in (LedgerTransaction.Kind.EARN, LedgerTransaction.Kind.EARN_BATCH):
+        if metadata.get("payment"):
+            return _Behind(payment=str(metadata["payment"]))
+        label = EARN_SOURCES.get(str(metadata.get("source", "")))
+        return _Behind(label=str(label) if label is not None else "")
+    if kind == LedgerTransaction.Kind.HOLD_POST and hold_metadata and hold_metadata.get("payment"):
+        return _Behind(payment=str(hold_metadata["payment"]))
+    if kind == LedgerTransaction.Kind.SPEND and metadata.get("benefit_id"):
+        return _Behind(benefit_id=int(metadata["benefit_id"]))
+    if kind == LedgerTransaction.Kind.EXCHANGE:
+        source, target = metadata.get("program_id"), metadata.get("to_program_id")
+        other = target if source == program_id else source
+        return _Behind(program_id=int(other)) if other is not None else _Behind()
+    return _Behind()
+
+
+def name_sources(page: StatementPage, *, program_id: int) -> StatementPage:
+    """The page with each line naming what is behind it: an earn or its reversal the payment's merchant, a
+    redemption the benefit, an exchange the other programme (of the one the page is in); an expiry or an
+    adjustment its kind alone. Set-based: one query for the transactions, then one per kind of name the page needs
+    (the merchants, the benefits, the programmes), whatever the page's length."""
+    ids = {line.transaction_id for line in page.lines}
+    if not ids:
+        return page
+    rows = LedgerTransaction.objects.filter(pk__in=ids).values_list(
+        "pk", "kind", "metadata", "hold__metadata", "reverses__kind", "reverses__metadata", "reverses__hold__metadata"
+    )
+    behind: dict[int, _Behind] = {}
+    for pk, kind, metadata, hold_meta, reversed_kind, reversed_meta, reversed_hold_meta in rows:
+        if kind == LedgerTransaction.Kind.REVERSAL and reversed_kind:
+            behind[pk] = _behind(reversed_kind, reversed_meta or {}, reversed_hold_meta, program_id)
+        else:
+            behind[pk] = _behind(kind, metadata or {}, hold_meta, program_id)
+    payments = sorted({b.payment for b in behind.values() if b.payment})
+    merchants = _payment_merchant_names(payments) if payments and _payment_merchant_names is not None else {}
+    benefit_ids = {b.benefit_id for b in behind.values() if b.benefit_id is not None}
+    benefits = (
+        {benefit.pk: benefit.title for benefit in Benefit.objects.filter(pk__in=benefit_ids)} if benefit_ids else {}
+    )
+    program_ids = {b.program_id for b in behind.values() if b.program_id is not None}
+    programs = (
+        {program.pk: program.local_name for program in PointsProgram.objects.filter(pk__in=program_ids)}
+        if program_ids
+        else {}
+    )
+    lines = []
+    for line in page.lines:
+        found = behind.get(line.transaction_id, _Behind())
+        if found.payment:
+            source = merchants.get(found.payment, found.payment)
+        elif found.benefit_id is not None:
+            source = benefits.get(found.benefit_id, "")
+        elif found.program_id is not None:
+            source = programs.get(found.program_id, "")
+        else:
+            source = found.label
+        lines.append(replace(line, source=source, payment=found.payment))
+    return StatementPage(lines=lines, next_after=page.next_after)
+
+
+@dataclass(frozen=True)
+class PaymentMovement:
+    """A payment's points in one of the cardholder's programmes, per ledger transaction: earned (+), paid with or
+    reversed (−)."""
+
+    transaction_id: int
+    kind: str
+    program_name: str
+    program_name_en: str
+    amount: int
+    created_at: dt.datetime
+
+    @property
+    def kind_label(self) -> str:
+        return str(LedgerTransaction.Kind(self.kind).label)
+
+    @property
+    def program(self) -> str:
+        return localized(self.program_name, self.program_name_en)
+
+
+def payment_movements(*, cardholder_id: int, payment_ref: str, transaction_ids: list[int]) -> list[PaymentMovement]:
+    """The points movements behind one payment in the cardholder's wallets, oldest first: its earn, its promotions'
+    points, the points it was paid with (`transaction_ids`, which payments keeps), and every reversal of those (a
+    refund's, a void's). One query; the wallet's and the points debt's entries of one transaction are summed."""
+    promotion_keys = (
+        PromotionUse.objects.filter(payment=payment_ref)
+        .annotate(key=Concat(Value("promotion-use:"), Cast("pk", CharField()), Value(":points")))
+        .values("key")
+    )
+    behind = LedgerTransaction.objects.filter(
+        Q(idempotency_key=f"payment:{payment_ref}:earn")
+        | Q(idempotency_key__in=Subquery(promotion_keys))
+        | Q(pk__in=transaction_ids)
+    ).values("pk")
+    entries = (
+        Entry.objects.filter(Q(transaction_id__in=behind) | Q(transaction__reverses_id__in=behind))
+        .filter(
+            account__owner_kind=OwnerKind.CARDHOLDER,
+            account__owner_id=cardholder_id,
+            account__purpose__in=[Purpose.POINTS, Purpose.DEBT],
+        )
+        .order_by("transaction_id", "id")
+        .values_list(
+            "transaction_id",
+            "transaction__kind",
+            "account__program__name",
+            "account__program__name_en",
+            "amount",
+            "transaction__created_at",
+        )
+    )
+    movements: dict[tuple[int, str], list[Any]] = {}
+    for txn, kind, name, name_en, amount, created_at in entries:
+        row = movements.setdefault((txn, name), [txn, kind, name, name_en or "", 0, created_at])
+        row[4] += amount
+    return [PaymentMovement(*row) for row in movements.values() if row[4]]
 
 
 @dataclass(frozen=True)
@@ -298,11 +453,13 @@ def vouchers_of(*, cardholder_id: int, limit: int = 100) -> list[VoucherView]:
 
 def card_privileges(*, card: Card, now: dt.datetime | None = None) -> list[Benefit]:
     """The free benefits on offer now that this card is eligible for (its product's and tier's privileges)."""
-    return [
-        benefit
-        for benefit in _on_offer(now or timezone.now()).filter(pricing=Benefit.Pricing.FREE)
-        if services.card_eligible(benefit, card)
-    ]
+    return [benefit for benefit in privileges_on_offer(now=now) if services.card_eligible(benefit, card)]
+
+
+def privileges_on_offer(*, now: dt.datetime | None = None) -> QuerySet[Benefit]:
+    """The free benefits (card privileges) on offer now, with their eligibility lists: four queries when read
+    (`services.product_eligible` tells which products they belong to)."""
+    return _on_offer(now or timezone.now()).filter(pricing=Benefit.Pricing.FREE)
 
 
 def benefit_on_offer(*, benefit_id: int, now: dt.datetime | None = None) -> Benefit:

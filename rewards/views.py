@@ -53,13 +53,15 @@ def points(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
 
 @cardholder_required
 def points_statement(request: HttpRequest, cardholder: Cardholder, program_id: int) -> HttpResponse:
-    """One programme's movements, newest first, a page at a time (keyset: `?after=<entry id>`). Only the signed-in
-    cardholder's own account: another's, or a programme they hold no points in, is not found."""
+    """One programme's movements, newest first, a page at a time (keyset: `?after=<entry id>`), each naming the
+    merchant, benefit or programme behind it. Only the signed-in cardholder's own account: another's, or a programme
+    they hold no points in, is not found."""
     wallet = selectors.cardholder_wallet(cardholder_id=cardholder.pk, program_id=program_id)
     if wallet is None:
         raise Http404("No points in this programme.")
     after_id = id_or_none(request.GET.get("after"))
     page = selectors.account_statement(account_id=wallet.pk, after_id=after_id, limit=STATEMENT_PAGE, newest_first=True)
+    page = selectors.name_sources(page, program_id=program_id)
     return render(
         request,
         "rewards/points_statement.html",
@@ -104,7 +106,7 @@ def points_exchange(request: HttpRequest, cardholder: Cardholder) -> HttpRespons
                 messages.success(
                     request,
                     _("Exchanged %(amount)d %(source)s points.")
-                    % {"amount": data["amount"], "source": data["from_program"].name},
+                    % {"amount": data["amount"], "source": data["from_program"].local_name},
                 )
                 return redirect("rewards_portal:points")
         status = 400
@@ -206,14 +208,16 @@ def benefit_detail(request: HttpRequest, cardholder: Cardholder, benefit_id: int
     offer = _offer_of(cardholder, benefit.pk)
     cards = list(members_selectors.cards_of(cardholder))
     eligible = set(offer.card_ids) if offer is not None else set()
-    eligible_choices = [(card.pk, f"{card.product.name} •••• {card.last4}") for card in cards if card.pk in eligible]
+    eligible_choices = [
+        (card.pk, f"{card.product.local_name} •••• {card.last4}") for card in cards if card.pk in eligible
+    ]
     programs = _mix_programs(benefit, cardholder)
     pays_rest = benefit.pricing == Benefit.Pricing.CNY
     status = 200
     if request.method == "POST":
         # Any of the holder's cards is a valid choice here: the service says why one may not redeem it, and a
         # replayed request (the benefit since sold out, the quota since used) still finds its first voucher.
-        all_choices = [(card.pk, f"{card.product.name} •••• {card.last4}") for card in cards]
+        all_choices = [(card.pk, f"{card.product.local_name} •••• {card.last4}") for card in cards]
         form = BenefitRedeemForm(request.POST, programs=programs, pays_rest=pays_rest, cards=all_choices)
         if form.is_valid():
             data = form.cleaned_data

@@ -1,5 +1,6 @@
 """Settings shared by every environment; everything that differs comes from the environment."""
 
+import os
 from pathlib import Path
 
 import environ
@@ -332,3 +333,13 @@ PAYOUT_INQUIRE_AFTER_SECONDS = env.int("PAYOUT_INQUIRE_AFTER_SECONDS", default=6
 # simulator's address and keys are SIMULATOR's), and how long a sent instruction waits before it is asked about.
 CLEARING_CHANNEL = env.str("CLEARING_CHANNEL", default="clearing-x")
 CLEARING_INQUIRE_AFTER_SECONDS = env.int("CLEARING_INQUIRE_AFTER_SECONDS", default=60)
+
+# Disputes (差错, 调单, 拒付; docs/disputes.md): the merchant answers within DISPUTE_RESPOND_WORKING_DAYS working
+# days of the opening (PRC calendar, per kind); evidence files (PDF, PNG, JPEG by content, at most
+# DISPUTE_EVIDENCE_MAX_BYTES each and DISPUTE_EVIDENCE_MAX_FILES per dispute) are kept under DISPUTE_EVIDENCE_ROOT,
+# which nothing serves.
+MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(VAR_DIR / "media"))
+DISPUTE_EVIDENCE_ROOT = env.str("DISPUTE_EVIDENCE_ROOT", default=os.path.join(MEDIA_ROOT, "private", "disputes"))
+DISPUTE_RESPOND_WORKING_DAYS = {"retrieval": 5, "chargeback": 10, "error_adjustment": 3}
+DISPUTE_EVIDENCE_MAX_BYTES = env.int("DISPUTE_EVIDENCE_MAX_BYTES", default=5 * 1024 * 1024)
+DISPUTE_EVIDENCE_MAX_FILES = env.int("DISPUTE_EVIDENCE_MAX_FILES", default=10)

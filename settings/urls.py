@@ -17,6 +17,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("portal/pay/", include("payments.portal_urls", namespace="payments")),
     path("portal/points/", include("rewards.portal_urls", namespace="rewards_portal")),
+    path("portal/alliance/", include("alliance.portal_urls", namespace="alliance_portal")),
     path("portal/", include("members.urls", namespace="members")),
     path("merchants/", include("merchants.urls", namespace="merchants")),
     path("admin/", admin.site.urls),
@@ -26,6 +27,7 @@ urlpatterns = [
     path("api/v1/", include("payments.api_urls")),
     path("api/v1/", include("merchants.api_urls")),
     path("api/v1/", include("rewards.api_urls")),
+    path("api/v1/", include("alliance.api_urls")),
     re_path(r"^api/", api_not_found),
 ]
 

@@ -1237,3 +1237,46 @@ FACTORIES.update(
         "alliance.revenuesharestatement": make_revenue_statement,
     }
 )
+
+
+# --- alliance: segments ----------------------------------------------------------------------------------------------
+
+_segment_serial = itertools.count(1)
+
+
+def make_segment_rule(**fields: Any) -> Any:
+    """A segment rule of its own code: two dining payments in 30 days unless told otherwise."""
+    from alliance.models import SegmentRule
+
+    n = next(_segment_serial)
+    values: dict[str, Any] = {
+        "code": f"segment-{n}",
+        "name": f"分群{n}",
+        "name_en": f"Segment {n}",
+        "categories": ["dining"],
+        "window_days": 30,
+        "min_payments": 2,
+        **fields,
+    }
+    return SegmentRule.objects.create(**values)
+
+
+def make_segment_membership(**fields: Any) -> Any:
+    from alliance.models import SegmentMembership
+
+    rule = fields.pop("rule", None) or make_segment_rule()
+    values: dict[str, Any] = {
+        "cardholder": CardholderFactory(),
+        "rule": rule,
+        "tag": rule.code,
+        "rule_version": rule.version,
+        "window_days": rule.window_days,
+        "payments_count": 2,
+        "amount": 5_000,
+        "computed_at": timezone.now(),
+        **fields,
+    }
+    return SegmentMembership.objects.create(**values)
+
+
+FACTORIES.update({"alliance.segmentrule": make_segment_rule, "alliance.segmentmembership": make_segment_membership})

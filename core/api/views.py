@@ -6,12 +6,14 @@ whose idempotency keys a request's are (`idempotency_scope`) are the subclass's 
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.core.files.uploadedfile import UploadedFile
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.views import csrf, defaults
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers
@@ -39,13 +41,15 @@ class RequestTooLarge(exceptions.APIException):
 class StrictAPIView(APIView):
     parser_classes = [StrictJSONParser]
     renderer_classes = [JSONRenderer]
+    # The largest body taken, in bytes; None: DATA_UPLOAD_MAX_MEMORY_SIZE. A view taking file uploads sets its own.
+    max_body_bytes: int | None = None
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        limit = self.max_body_bytes if self.max_body_bytes is not None else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         if limit is not None and length > limit:
             raise RequestTooLarge()
         super().initial(request, *args, **kwargs)
@@ -119,6 +123,13 @@ class StrictAPIView(APIView):
 
 
 def _canonical(data: Any) -> Any:
+    if isinstance(data, QueryDict):  # a multipart body: every value of a repeated field, in order
+        return {str(key): [_canonical(value) for value in data.getlist(key)] for key in sorted(data)}
+    if isinstance(data, UploadedFile):  # an upload stands for its name and content
+        data.seek(0)
+        digest = hashlib.sha256(data.read()).hexdigest()
+        data.seek(0)
+        return {"file": data.name, "size": data.size, "sha256": digest}
     if isinstance(data, Mapping):
         return {str(key): _canonical(value) for key, value in data.items()}
     if isinstance(data, list):

@@ -22,12 +22,15 @@ from .cardholders import (
     national_id_valid,
     phone_hash,
     segment_tags_parse,
+    segment_tags_sync,
 )
 from .cards import CardBindRequest, card_bind_start, card_fingerprint, card_freeze, card_unfreeze, cards_bind_many
 from .consents import (
+    WithdrawalHook,
     consent_grant,
     consent_text_publish,
     consent_withdraw,
+    consent_withdrawal_hook,
     consents_grant_many,
     consents_withdraw_many,
 )
@@ -45,6 +48,7 @@ __all__ = [
     "CardBindRequest",
     "Conflict",
     "NewCardholder",
+    "WithdrawalHook",
     "account_fingerprint",
     "bank_create",
     "bank_operator_add",
@@ -61,6 +65,7 @@ __all__ = [
     "consent_grant",
     "consent_text_publish",
     "consent_withdraw",
+    "consent_withdrawal_hook",
     "consents_grant_many",
     "consents_withdraw_many",
     "linked_account_bind_start",
@@ -72,4 +77,5 @@ __all__ = [
     "product_create",
     "program_create",
     "segment_tags_parse",
+    "segment_tags_sync",
 ]

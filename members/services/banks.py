@@ -58,6 +58,7 @@ def program_create(
     unit_code: str,
     name: str,
     point_value_cny: Decimal,
+    name_en: str = "",
     expiry_policy: str = PointsProgram.ExpiryPolicy.END_OF_YEAR,
     expiry_period: int = 2,
     actor: Actor = None,
@@ -68,6 +69,7 @@ def program_create(
         bank=bank,
         unit_code=unit_code,
         name=name,
+        name_en=name_en,
         point_value_cny=point_value_cny,
         expiry_policy=expiry_policy,
         expiry_period=expiry_period,
@@ -85,11 +87,13 @@ def product_create(
     code: str,
     name: str,
     kind: str,
+    name_en: str = "",
     tier: str = CardProduct.Tier.STANDARD,
     earning_rates: dict[str, str] | None = None,
     cashback_rates: dict[str, str] | None = None,
     included_benefits: str = "",
     feature_tags: list[str] | None = None,
+    apply_url: str = "",
     actor: Actor = None,
 ) -> CardProduct:
     for rates in (earning_rates or {}, cashback_rates or {}):
@@ -100,12 +104,14 @@ def product_create(
         bank=bank,
         code=code,
         name=name,
+        name_en=name_en,
         kind=kind,
         tier=tier,
         earning_rates=earning_rates or {},
         cashback_rates=cashback_rates or {},
         included_benefits=included_benefits,
         feature_tags=feature_tags or [],
+        apply_url=apply_url,
     )
     product.full_clean()
     product.save()

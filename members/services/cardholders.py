@@ -10,10 +10,28 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
+from django.contrib.postgres.fields import ArrayField
 from django.db import transaction
+from django.db.models import (
+    BooleanField,
+    Case,
+    Exists,
+    F,
+    Func,
+    JSONField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    TextField,
+    Value,
+    When,
+)
+from django.db.models.functions import Cast, Coalesce
 from django.utils.translation import gettext as _
 
 from core import personal
@@ -21,7 +39,7 @@ from core.audit import audit_record
 from core.crypto import encrypt, keyed_hash
 from core.errors import Conflict, ValidationFailed
 
-from ..models import Cardholder
+from ..models import Cardholder, Consent, ConsentPurpose
 from .common import Actor
 
 NAME_MAX_LENGTH = 100  # the name is stored encrypted: no column length checks it
@@ -146,13 +164,13 @@ def cardholder_register(
     return cardholders_register_many(people=[person], actor=actor)[0]
 
 
-SEGMENT_TAG = re.compile(r"[a-z0-9_]{1,32}")
+SEGMENT_TAG = re.compile(r"[a-z0-9_-]{1,32}")
 MAX_SEGMENT_TAGS = 10
 
 
 def segment_tags_parse(value: str | Sequence[str]) -> list[str]:
-    """Segment tags from "dining, frequent_traveller" (or a list): lowercase ASCII words of up to 32 characters, at
-    most ten, duplicates dropped, in the order given. Anything else is refused whole."""
+    """Segment tags from "dining, frequent_traveller" (or a list): lowercase ASCII words (letters, digits, _ and -) of
+    up to 32 characters, at most ten, duplicates dropped, in the order given. Anything else is refused whole."""
     parts = value.split(",") if isinstance(value, str) else list(value)
     tags: list[str] = []
     for part in parts:
@@ -161,7 +179,7 @@ def segment_tags_parse(value: str | Sequence[str]) -> list[str]:
             continue
         if not SEGMENT_TAG.fullmatch(tag):
             raise ValidationFailed(
-                _("“%(tag)s” is not a tag: use lowercase letters, digits and _ (up to 32).") % {"tag": tag[:40]},
+                _("“%(tag)s” is not a tag: use lowercase letters, digits, _ and - (up to 32).") % {"tag": tag[:40]},
                 code="segment_tag",
                 param="segment_tags",
             )
@@ -174,3 +192,40 @@ def segment_tags_parse(value: str | Sequence[str]) -> list[str]:
             param="segment_tags",
         )
     return tags
+
+
+def segment_tags_sync(*, owned: Sequence[str], derived: QuerySet[Any]) -> int:
+    """Writes the tags a segment job derived, for every cardholder at once, in one UPDATE; answers how many changed.
+
+    `owned` are the tags the job decides (its rules' codes): each cardholder's are replaced by the ones `derived`
+    gives them, their other tags (set by operators) kept in their order, the derived ones after. `derived` is a
+    queryset of rows `cardholder_id`, `tags` (a JSON array), at most one per cardholder. A cardholder who does not
+    consent to personalised offers is given no derived tag, whatever `derived` says. Rows already right are not
+    written."""
+    consenting = Consent.objects.filter(
+        cardholder_id=OuterRef("pk"), purpose=ConsentPurpose.PERSONALISED_OFFERS, granted=True
+    )
+    given = Subquery(derived.filter(cardholder_id=OuterRef("pk")).values("tags")[:1], output_field=JSONField())
+    codes = Cast(Value(list(owned), output_field=ArrayField(TextField())), ArrayField(TextField()))
+    kept = _JSONBOperator(F("segment_tags"), codes, operator="-")
+    tags = Case(
+        When(
+            Exists(consenting),
+            then=_JSONBOperator(kept, Coalesce(given, Cast(Value("[]"), JSONField())), operator="||"),
+        ),
+        default=kept,
+        output_field=JSONField(),
+    )
+    changed = _JSONBOperator(F("segment_tags"), tags, operator="IS DISTINCT FROM", output_field=BooleanField())
+    candidates = ~Q(segment_tags=[]) | Q(pk__in=derived.values("cardholder_id"))
+    return Cardholder.objects.filter(candidates).filter(changed).update(segment_tags=tags)
+
+
+class _JSONBOperator(Func):
+    """`left <operator> right`: jsonb's `-` (remove these strings from an array), `||` (concatenate) and the like."""
+
+    template = "(%(expressions)s)"
+    output_field = JSONField()
+
+    def __init__(self, left: Any, right: Any, *, operator: str, **extra: Any) -> None:
+        super().__init__(left, right, arg_joiner=f" {operator} ", **extra)

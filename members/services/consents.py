@@ -1,11 +1,14 @@
 """Consents: the published texts, versioned per purpose, and cardholders' grants and withdrawals, each an event.
 
-A grant is given under the purpose's current text; grants and withdrawals are honoured at once.
+A grant is given under the purpose's current text; grants and withdrawals are honoured at once. A withdrawal also
+forgets, in its own transaction, what was derived under the purpose: for personalised offers the cardholder's segment
+tags, and whatever an app to the right of members keeps (registered with `consent_withdrawal_hook`, since members
+cannot call those apps).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from django.db import transaction
 from django.utils import timezone
@@ -16,6 +19,29 @@ from core.errors import ValidationFailed
 
 from ..models import Cardholder, Consent, ConsentEvent, ConsentPurpose, ConsentText
 from .common import Actor
+
+# purpose -> functions that forget, for some cardholders, what their app derived under the purpose.
+WithdrawalHook = Callable[[Sequence[int]], None]
+_withdrawal_hooks: dict[str, list[WithdrawalHook]] = {}
+
+
+def consent_withdrawal_hook(purpose: str, hook: WithdrawalHook) -> None:
+    """Registers `hook(cardholder_ids)` to run inside every withdrawal of `purpose`, before members' own data is
+    cleared (a hook may wait for a job that is writing what it removes). Registered once per app, in its `ready()`."""
+    hooks = _withdrawal_hooks.setdefault(purpose, [])
+    if hook not in hooks:
+        hooks.append(hook)
+
+
+def _forget(purpose: str, cardholder_ids: Sequence[int]) -> None:
+    """What was derived under `purpose` goes, in the caller's transaction: the registered hooks' data first, then, for
+    personalised offers, every segment tag (operator-set ones too)."""
+    if not cardholder_ids:
+        return
+    for hook in _withdrawal_hooks.get(purpose, ()):
+        hook(cardholder_ids)
+    if purpose == ConsentPurpose.PERSONALISED_OFFERS:
+        Cardholder.objects.filter(pk__in=cardholder_ids).exclude(segment_tags=[]).update(segment_tags=[])
 
 
 @transaction.atomic
@@ -47,6 +73,10 @@ def _consent_set(*, cardholder: Cardholder, purpose: str, granted: bool) -> Cons
         consent, _created = Consent.objects.select_for_update().get_or_create(
             cardholder=cardholder, purpose=purpose, defaults={"granted": False}
         )
+        if not granted:  # even when already withdrawn: a "no" is honoured whatever was set meanwhile
+            _forget(purpose, [cardholder.pk])
+            if purpose == ConsentPurpose.PERSONALISED_OFFERS:
+                cardholder.segment_tags = []
         if consent.granted == granted and (not granted or consent.text_id == text.pk):  # type: ignore[union-attr]
             return consent
         consent.granted = granted
@@ -93,6 +123,7 @@ def consents_withdraw_many(*, cardholders: Sequence[Cardholder], purpose: str, a
         Consent.objects.select_for_update().filter(cardholder_id__in=ids, purpose=purpose, granted=True).order_by("id")
     )
     Consent.objects.filter(pk__in=[c.pk for c in granted]).update(granted=False, changed_at=timezone.now())
+    _forget(purpose, [c.cardholder_id for c in granted])
     ConsentEvent.objects.bulk_create(
         [
             ConsentEvent(

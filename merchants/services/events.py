@@ -29,6 +29,9 @@ EVENT_TYPES = (
     "voucher.redeemed",
     "settlement.paid",
     "settlement.returned",
+    "dispute.created",
+    "dispute.updated",
+    "dispute.closed",
 )
 
 

@@ -10,6 +10,7 @@ settlement merchant settlement: periods, the chunked set-based run, the due peri
 channels  channels, routing rules and their health
 payouts   settled batches paid to merchants through the sponsor's channel: made, sent, polled, released (four eyes)
 reconciliation  channel statements imported (COPY) and matched; the exceptions queue and its actions (对账)
+disputes  disputes (差错, 调单, 拒付): opened, answered with evidence, closed with their money
 attempts  the calls to a channel and the attempt's recorded outcome (used by the others)
 """
 
@@ -17,6 +18,15 @@ from .cancel import payment_cancel
 from .capture import payment_capture
 from .channels import channel_create, channels_probe, routing_config_changed, routing_rule_create
 from .common import MAX_ATTEMPTS
+from .disputes import (
+    dispute_accept,
+    dispute_answer_send,
+    dispute_evidence_submit,
+    dispute_get,
+    dispute_open,
+    dispute_outcome_record,
+    disputes_expire,
+)
 from .intents import payment_confirm, payment_create
 from .payouts import (
     PayoutReport,
@@ -61,6 +71,13 @@ __all__ = [
     "authorizations_expire",
     "channel_create",
     "channels_probe",
+    "dispute_accept",
+    "dispute_answer_send",
+    "dispute_evidence_submit",
+    "dispute_get",
+    "dispute_open",
+    "dispute_outcome_record",
+    "disputes_expire",
     "exception_accept_channel",
     "exception_accept_ours",
     "exception_reinquire",

@@ -68,7 +68,7 @@ def cancel(intent: PaymentIntent, reason: str) -> None:
     guard = PaymentIntent.objects.filter(pk=intent.pk, status=source_status)
     if source_status == Status.SUCCEEDED:
         lines = SettlementLine.objects.filter(payment=OuterRef("pk"), kind=SettlementLine.Kind.PAYMENT)
-        guard = guard.filter(~Exists(lines), amount_refund_reserved=0)
+        guard = guard.filter(~Exists(lines), amount_refund_reserved=0, amount_disputed=0)
     with transaction.atomic():
         if source_status == Status.SUCCEEDED:
             # The merchant's row first: a settlement chunk holding it (FOR SHARE) is waited for, so that the guarded

@@ -222,12 +222,21 @@ def _load(text: str, fmt: str, day: dt.date) -> tuple[int, list[str]]:
             found = re.search(r"line (\d+)", context)
             message = getattr(error.diag, "message_primary", "") or str(error)
             raise statements.StatementError(int(found.group(1)) if found else 0, message) from None
-        problem = layout.problem.replace("{raw}", RAW)
+        # One pass over the staging table: each line checked and, when it reads, typed. A line that does not read is
+        # kept with its problem (and nothing typed: the casts are only made on a line that passed), as is no header
+        # or total that reads.
+        typed = ", ".join(
+            f"CASE WHEN r.problem IS NULL THEN {_blank_is_none(name, expression)} END AS {name}"
+            for name, expression in zip(statements.TYPED_COLUMNS, layout.typed, strict=True)
+        )
         cursor.execute(
-            f"SELECT line, problem FROM (SELECT r.line, {problem} AS problem FROM {RAW} r) q"  # noqa: S608
-            " WHERE problem IS NOT NULL ORDER BY line LIMIT 1",
+            f"CREATE TEMP TABLE recon_rows ON COMMIT DROP AS SELECT r.line, r.problem, {typed}"  # noqa: S608
+            f" FROM (SELECT r.*, {layout.problem} AS problem FROM {RAW} r OFFSET 0) r"  # OFFSET 0: checked once
+            f" WHERE r.problem IS NOT NULL OR {layout.detail}",
             params,
         )
+        rows = cursor.rowcount  # every one a detail row, unless a line does not read
+        cursor.execute("SELECT line, problem FROM recon_rows WHERE problem IS NOT NULL ORDER BY line LIMIT 1")
         bad = cursor.fetchone()
         if bad is not None:
             raise statements.StatementError(bad[0], bad[1])
@@ -238,27 +247,24 @@ def _load(text: str, fmt: str, day: dt.date) -> tuple[int, list[str]]:
                 f"{what} says {count} rows, {total}; the rows add up to {found_count} rows, {found_total}"
                 for what, count, total, found_count, found_total in cursor.fetchall()
             ]
-        typed = layout.rows.replace("{raw}", RAW)
-        columns = "line, kind, ref, txn, orig, currency, amount, fee, status, at"
-        create = (
-            f"CREATE TEMP TABLE recon_rows ({columns}) ON COMMIT DROP AS SELECT line, kind, NULLIF(ref, ''),"  # noqa: S608
-            f" NULLIF(txn, ''), orig, currency, amount, fee, status, at FROM ({typed}) typed ({columns})"
-        )
-        cursor.execute(create, params)
-        rows = cursor.rowcount
         cursor.execute("DROP TABLE recon_raw")
         cursor.execute("ANALYZE recon_rows")  # a new table has no statistics: the planner would guess a handful
         # A channel transaction listed more than once: kept once for matching, its copies counted as a duplicate.
         cursor.execute(
             """CREATE TEMP TABLE recon_dups ON COMMIT DROP AS
-               SELECT kind, txn, min(line) AS first, count(*) AS copies, min(ref) AS ref, min(currency) AS currency,
-                      min(amount) AS amount, min(status) AS status, min(at) AS at
+               SELECT kind, txn, min(line) AS first, count(*) AS copies
                FROM recon_rows WHERE txn IS NOT NULL GROUP BY kind, txn HAVING count(*) > 1"""
         )
+        cursor.execute("ANALYZE recon_dups")  # a few rows, which the planner should hash rather than the statement
         cursor.execute(
             "DELETE FROM recon_rows s USING recon_dups d WHERE d.kind = s.kind AND d.txn = s.txn AND s.line <> d.first"
         )
     return rows, warnings
+
+
+def _blank_is_none(name: str, expression: str) -> str:
+    """An empty reference or channel id is none (it matches nothing)."""
+    return f"NULLIF({expression}, '')" if name in ("ref", "txn") else expression
 
 
 # --- matching --------------------------------------------------------------------------------------------------------
@@ -278,6 +284,7 @@ def _tables() -> dict[str, sql.Identifier]:
 
 _OURS = """
 CREATE TEMP TABLE recon_ours ON COMMIT DROP AS
+SELECT row_number() OVER () AS oid, ours.* FROM (
 -- captures: the payment's charged attempt (captured, or reversed after its capture: no error recorded)
 SELECT 'capture'::varchar AS kind, a.reference AS ref, NULLIF(a.channel_reference, '') AS txn, p.currency,
        p.amount_captured AS amount, 'success'::varchar AS status, p.captured_at AS at, p.id AS payment_id,
@@ -312,13 +319,18 @@ SELECT k.kind, a.reference, NULL, a.currency, k.sign * a.amount, 'success', a.cr
 FROM {attempt} a CROSS JOIN (VALUES ('capture', 1), ('reversal', -1)) k (kind, sign)
 WHERE a.created_at >= %(start)s - interval '1 hour' AND a.created_at < %(end)s AND a.status = 'reversed'
   AND a.error_code <> '' AND a.channel_id = ANY(%(channels)s)
+) ours
 """
 
 # Each side's row at most once: first by our reference, then by the channel's id for a row without our reference,
 # then rows with neither by currency, amount and nearest time (pairs that are each other's nearest). A pair's class
 # and amounts are written with it, so that the matched half million are never joined again.
 _CLASS = """CASE WHEN t.status <> o.status THEN 'status_mismatch' WHEN t.amount <> o.amount THEN 'amount_mismatch'
-                 ELSE 'matched' END AS class, o.kind, o.currency, o.amount AS our_amount, t.amount AS their_amount"""
+                 ELSE 'matched' END AS class, o.kind, o.currency, o.amount AS our_amount, t.amount AS their_amount,
+            o.status AS our_status, t.status AS their_status, o.payment_id, o.refund_id, o.payout_id,
+            CASE WHEN t.status <> o.status OR t.amount <> o.amount THEN COALESCE(o.ref, t.ref) END AS ref,
+            CASE WHEN t.status <> o.status OR t.amount <> o.amount THEN COALESCE(t.txn, o.txn) END AS txn,
+            t.at"""
 _PAIRS = [
     f"""
     CREATE TEMP TABLE recon_pairs ON COMMIT DROP AS
@@ -356,13 +368,12 @@ _PAIRS = [
     """,  # noqa: S608 - constants only
 ]
 
-# The differences (the matched stay in recon_pairs).
+# The differences (the matched stay in recon_pairs, which carries what a difference needs: no join back).
 _RESULT = """
 CREATE TEMP TABLE recon_result ON COMMIT DROP AS
-SELECT p.class, o.kind, COALESCE(o.ref, t.ref) AS ref, COALESCE(t.txn, o.txn) AS txn, o.currency,
-       o.amount AS our_amount, t.amount AS their_amount, o.status AS our_status, t.status AS their_status,
-       o.payment_id, o.refund_id, o.payout_id, 0::bigint AS copies, t.at
-FROM recon_pairs p JOIN recon_rows t ON t.line = p.line JOIN recon_ours o ON o.oid = p.oid
+SELECT p.class, p.kind, p.ref, p.txn, p.currency, p.our_amount, p.their_amount, p.our_status, p.their_status,
+       p.payment_id, p.refund_id, p.payout_id, 0::bigint AS copies, p.at
+FROM recon_pairs p
 WHERE p.class <> 'matched'
 UNION ALL
 SELECT 'missing_with_us', t.kind, t.ref, t.txn, t.currency, NULL, t.amount, '', t.status, NULL, NULL, NULL, 0, t.at
@@ -374,11 +385,11 @@ SELECT 'missing_at_channel', o.kind, o.ref, o.txn, o.currency, o.amount, NULL, o
 FROM recon_ours o
 WHERE NOT o.optional AND NOT EXISTS (SELECT 1 FROM recon_pairs p WHERE p.oid = o.oid)
 UNION ALL
-SELECT 'duplicate', d.kind, d.ref, d.txn, d.currency, o.amount, d.amount, COALESCE(o.status, ''), d.status,
-       o.payment_id, o.refund_id, o.payout_id, d.copies, d.at
+SELECT 'duplicate', d.kind, t.ref, d.txn, t.currency, p.our_amount, t.amount, COALESCE(p.our_status, ''), t.status,
+       p.payment_id, p.refund_id, p.payout_id, d.copies, t.at
 FROM recon_dups d
-LEFT JOIN recon_pairs p ON p.line = d.first
-LEFT JOIN recon_ours o ON o.oid = p.oid
+JOIN recon_rows t ON t.line = d.first
+LEFT JOIN LATERAL (SELECT * FROM recon_pairs p WHERE p.line = d.first) p ON true
 """
 
 _SUMMARY = """
@@ -453,9 +464,7 @@ def _match(imported: StatementImport, channel: Channel, day: dt.date) -> dict[st
         for name in ("recon_ours", "recon_pairs", "recon_result"):
             cursor.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(sql.Identifier(name)))
         run(_OURS)
-        cursor.execute("ALTER TABLE recon_ours ADD COLUMN oid serial")
-        cursor.execute("ANALYZE recon_ours")
-        cursor.execute("ANALYZE recon_rows")
+        cursor.execute("ANALYZE recon_ours")  # recon_rows was analysed as it was loaded
         for statement in _PAIRS:
             run(statement)
         cursor.execute("ANALYZE recon_pairs")
@@ -499,18 +508,18 @@ class ReconcileReport:
 
 def reconcile_channel_day(
     *, channel: Channel, day: dt.date, text: str | None = None, fmt: str = "", actor: Any = None,
-    echo: IO[str] | None = None,
+    echo: IO[str] | None = None, now: dt.datetime | None = None,
 ) -> ImportResult | None:  # fmt: skip
     """Reconciles `channel`'s business date `day`: the file given, or the channel's statement fetched through its
-    connector. A file that is not ready yet is asked for again later with back-off (None is returned); after
-    RECON_LATE_MAX_ATTEMPTS attempts the day gets a "statement late" exception."""
+    connector. A file that is not ready yet is asked for again later with back-off (None is returned), counted from
+    `now` (the job's clock); after RECON_LATE_MAX_ATTEMPTS attempts the day gets a "statement late" exception."""
     with job_run("payments.reconcile", period=f"{channel.code}:{day.isoformat()}", echo=echo) as run:
         fetch, _created = StatementFetch.objects.get_or_create(channel=channel, business_date=day)
         if text is None:
             connector = get_connector(channel.connector)
             answer = connector.statement(remote_key(channel), day)
             if answer.outcome != Outcome.APPROVED:
-                _not_ready(fetch, channel, day, answer.code or "no_answer")
+                _not_ready(fetch, channel, day, answer.code or "no_answer", now or timezone.now())
                 run.advance(1, waiting=1)
                 return None
             text, fmt = answer.text, fmt or answer.format
@@ -523,14 +532,13 @@ def reconcile_channel_day(
         return result
 
 
-def _not_ready(fetch: StatementFetch, channel: Channel, day: dt.date, code: str) -> None:
+def _not_ready(fetch: StatementFetch, channel: Channel, day: dt.date, code: str, now: dt.datetime) -> None:
     attempts = fetch.attempts + 1
-    now = timezone.now()
     with transaction.atomic():
         if attempts >= settings.RECON_LATE_MAX_ATTEMPTS:
             StatementFetch.objects.filter(pk=fetch.pk).update(
                 status=StatementFetch.Status.LATE, attempts=attempts, next_attempt_at=None, last_error=code[:200],
-                updated_at=now,
+                updated_at=timezone.now(),
             )  # fmt: skip
             exception, created = Exc.objects.get_or_create(
                 key=f"{channel.pk}:{day.isoformat()}:{ReconClass.STATEMENT_LATE}::",
@@ -549,7 +557,7 @@ def _not_ready(fetch: StatementFetch, channel: Channel, day: dt.date, code: str)
         delay = dt.timedelta(minutes=settings.RECON_LATE_RETRY_MINUTES * 2 ** (attempts - 1))
         StatementFetch.objects.filter(pk=fetch.pk).update(
             status=StatementFetch.Status.WAITING, attempts=attempts, next_attempt_at=now + delay,
-            last_error=code[:200], updated_at=now,
+            last_error=code[:200], updated_at=timezone.now(),
         )  # fmt: skip
 
 
@@ -579,7 +587,7 @@ def reconcile_due(*, now: dt.datetime | None = None) -> ReconcileReport:
                 report.skipped += 1
                 continue
             try:
-                result = reconcile_channel_day(channel=channel, day=day)
+                result = reconcile_channel_day(channel=channel, day=day, now=now)
             except (ValidationFailed, Conflict):
                 logger.exception("statement of %s for %s refused", channel.code, day)
                 report.failed += 1

@@ -4,6 +4,7 @@ reversed, fee returned, points paid with given back, all cumulatively — in one
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
@@ -57,7 +58,7 @@ def refund_create(
 def _refund(intent: PaymentIntent, amount: int | None, reason: str) -> Refund:
     if intent.status != Status.SUCCEEDED:
         raise Conflict(f"A payment in status {intent.status} cannot be refunded.", code="payment_unexpected_state")
-    remaining = intent.amount_captured - intent.amount_refund_reserved
+    remaining = intent.amount_captured - intent.amount_refund_reserved - intent.amount_disputed
     amount = remaining if amount is None else amount
     if amount == 0 and remaining == 0:
         raise Conflict("This payment has been refunded in full.", code="charge_already_refunded")
@@ -66,7 +67,7 @@ def _refund(intent: PaymentIntent, amount: int | None, reason: str) -> Refund:
         reserved = PaymentIntent.objects.filter(
             pk=intent.pk,
             status=Status.SUCCEEDED,
-            amount_refund_reserved__lte=F("amount_captured") - amount,
+            amount_refund_reserved__lte=F("amount_captured") - F("amount_disputed") - amount,
         ).update(amount_refund_reserved=F("amount_refund_reserved") + amount, updated_at=timezone.now())
         if not reserved:
             raise ValidationFailed(
@@ -128,34 +129,60 @@ def _finish_refund(refund: Refund, channel_reference: str) -> None:
             .get(pk=refund.intent_id)
         )
         intent.amount_refunded += refund.amount
-        target = payment_points.points_to_have_reversed(intent, intent.amount_refunded)
-        delta = target - intent.points_reversed
-        intent.points_reversed = target
         fees.record_refund(intent, locked_refund)
-        ledger_bridge.spend_return(
-            intent=intent,
-            refunded_total=intent.amount_refunded,
-            captured_total=intent.amount_captured,
-            cause=locked_refund.public_id,
-        )
+        returned = reversal_apply(intent, cause=locked_refund.public_id)
         intent.save(update_fields=["amount_refunded", "points_reversed", "fee_returned", "updated_at"])
         locked_refund.status = Refund.Status.SUCCEEDED
         locked_refund.channel_reference = channel_reference
-        locked_refund.points_reversed = delta
+        locked_refund.points_reversed = returned.points
         locked_refund.completed_at = timezone.now()
         # Settled with the business date it succeeded on, by its payment's channel's cut-off, as a capture is.
         locked_refund.business_date = _business_date(intent, locked_refund.completed_at)
+        locked_refund.promotion_cost_returned = returned.merchant_cost
+        locked_refund.cofunding_returned = returned.cofunding
         locked_refund.save(
-            update_fields=["status", "channel_reference", "points_reversed", "completed_at", "business_date"]
+            update_fields=[
+                "status",
+                "channel_reference",
+                "points_reversed",
+                "completed_at",
+                "business_date",
+                "promotion_cost_returned",
+                "cofunding_returned",
+            ]
         )
-        if delta > 0:
-            payment_points.post_reversal(intent, delta, cause=locked_refund.public_id)
-        returned = promotions.on_refund(intent, refunded_total=intent.amount_refunded, cause=locked_refund.public_id)
-        if returned.merchant_cost:  # the promotions' rows were last; the refund carries what it handed back
-            locked_refund.promotion_cost_returned = returned.merchant_cost
-            Refund.objects.filter(pk=locked_refund.pk).update(promotion_cost_returned=returned.merchant_cost)
         locked_refund.intent = intent
         events.refund_status_changed(locked_refund)
+
+
+@dataclass(frozen=True)
+class Returned:
+    """What one reversal handed back: points reversed now, and the promotions' merchant cost and co-funding."""
+
+    points: int = 0
+    merchant_cost: int = 0
+    cofunding: int = 0
+
+
+def reversed_total(intent: PaymentIntent) -> int:
+    """What the payment has given back so far, refunds and lost disputes alike: the base of every cumulative rule."""
+    return intent.amount_refunded + intent.amount_charged_back
+
+
+def reversal_apply(intent: PaymentIntent, *, cause: str) -> Returned:
+    """Brings the payment's points earned, points paid with and promotions in line with what it has given back
+    (`reversed_total`, already counting this `cause`), cumulatively: reversed so far = floor(earned × reversed /
+    captured), spent points becoming a points debt. The one rule for refunds and lost disputes alike. In the caller's
+    transaction, payment locked; sets `points_reversed` on the intent (the caller saves it)."""
+    total = reversed_total(intent)
+    target = payment_points.points_to_have_reversed(intent, total)
+    delta = target - intent.points_reversed
+    intent.points_reversed = target
+    ledger_bridge.spend_return(intent=intent, refunded_total=total, captured_total=intent.amount_captured, cause=cause)
+    if delta > 0:
+        payment_points.post_reversal(intent, delta, cause=cause)
+    promotion = promotions.on_refund(intent, refunded_total=total, cause=cause)
+    return Returned(points=delta, merchant_cost=promotion.merchant_cost, cofunding=promotion.cofunding)
 
 
 def _business_date(intent: PaymentIntent, moment: dt.datetime) -> dt.date:
@@ -194,7 +221,9 @@ def refund_correction(intent: PaymentIntent, amount: int, *, reason: str) -> Ref
     validate_minor_amount(amount, intent.currency)
     with transaction.atomic():
         reserved = PaymentIntent.objects.filter(
-            pk=intent.pk, status=Status.SUCCEEDED, amount_refund_reserved__lte=F("amount_captured") - amount
+            pk=intent.pk,
+            status=Status.SUCCEEDED,
+            amount_refund_reserved__lte=F("amount_captured") - F("amount_disputed") - amount,
         ).update(amount_refund_reserved=F("amount_refund_reserved") + amount, updated_at=timezone.now())
         if not reserved:
             raise Conflict("The correction would exceed what is left to refund.", code="refund_exceeds_captured")

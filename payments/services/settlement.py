@@ -44,6 +44,7 @@ from rewards.models import Promotion, PromotionUse
 
 from ..models import (
     Channel,
+    Dispute,
     FeeParty,
     FeeSplit,
     PaymentIntent,
@@ -329,6 +330,7 @@ def _tables() -> dict[str, sql.Identifier]:
         "use": PromotionUse,
         "promotion": Promotion,
         "recon": ReconciliationException,
+        "dispute": Dispute,
     }
     return {name: sql.Identifier(model._meta.db_table) for name, model in models.items()}
 
@@ -356,7 +358,9 @@ def _candidates(period: Period) -> list[int]:
                 AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.refund_id = r.id AND l.kind = 'refund')
                 AND {refund_not_held})
             OR m.id IN (SELECT released.merchant_id FROM {released_payments})
+            OR m.id IN (SELECT released.merchant_id FROM {released_disputed})
             OR m.id IN (SELECT released.merchant_id FROM {released_refunds})
+            OR m.id IN (SELECT d.merchant_id FROM {dispute} d WHERE {dispute_due})
             OR EXISTS (SELECT 1 FROM {batch} b WHERE b.merchant_id = m.id AND {earlier_due})
           )
         ORDER BY m.id
@@ -386,6 +390,12 @@ def _fragments(period: Period) -> dict[str, sql.Composable]:
     return {
         **_held_fragments(tables),
         "captured_before": sql.SQL("AND p.captured_at < %(before)s" if period.before else ""),
+        # A dispute lost, accepted or expired (not a retrieval request) before the cut-off, on no line yet: debited
+        # from the merchant's next batch, once (a partial unique index on the lines).
+        "dispute_due": sql.SQL(
+            """d.status IN ('lost', 'accepted', 'expired') AND d.kind <> 'retrieval' AND d.closed_at < %(cutoff_at)s
+               AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.dispute_id = d.id AND l.kind = 'dispute')"""
+        ).format(line=tables["line"]),
         "refunded_before": sql.SQL("AND r.completed_at < %(before)s" if period.before else ""),
         # An earlier batch of the merchant (`b`) whose reserve is due for release or whose negative net is to be
         # carried, and not yet.
@@ -406,6 +416,9 @@ def _held_fragments(tables: dict[str, sql.Identifier]) -> dict[str, sql.Composab
     resolved in the last 90 days and that are on no line yet)."""
     held = """NOT EXISTS (SELECT 1 FROM {recon} e WHERE e.{column} = {alias}.id AND e.holds_settlement
                              AND e.txn_kind = {kind} AND e.status IN ('open', 'write_off_requested'))"""
+    # An open chargeback or error adjustment opened before its payment was settled holds the payment too.
+    disputed = """NOT EXISTS (SELECT 1 FROM {dispute} d WHERE d.payment_id = p.id AND d.holds_settlement
+                                 AND d.status IN ('open', 'evidence_submitted'))"""
     released = """
         (SELECT DISTINCT {select} FROM {recon} e {join}
          WHERE e.holds_settlement AND e.txn_kind = {txn_kind} AND e.status IN ('resolved', 'superseded')
@@ -414,8 +427,11 @@ def _held_fragments(tables: dict[str, sql.Identifier]) -> dict[str, sql.Composab
            AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.{column} = {alias}.id AND l.kind = {kind})
            AND {not_held}) released"""
     capture, refund = sql.Literal("capture"), sql.Literal("refund")
-    payment_held = sql.SQL(held).format(
-        recon=tables["recon"], column=sql.Identifier("payment_id"), alias=sql.Identifier("p"), kind=capture
+    payment_held = sql.SQL("{} AND {}").format(
+        sql.SQL(held).format(
+            recon=tables["recon"], column=sql.Identifier("payment_id"), alias=sql.Identifier("p"), kind=capture
+        ),
+        sql.SQL(disputed).format(dispute=tables["dispute"]),
     )
     refund_held = sql.SQL(held).format(
         recon=tables["recon"], column=sql.Identifier("refund_id"), alias=sql.Identifier("r"), kind=refund
@@ -435,6 +451,16 @@ def _held_fragments(tables: dict[str, sql.Identifier]) -> dict[str, sql.Composab
             kind=sql.Literal("payment"),
             not_held=payment_held,
         ),
+        # Held by a dispute that has closed since (won, lost, accepted, expired): whatever its business date.
+        "released_disputed": sql.SQL(
+            """
+            (SELECT DISTINCT p.id, p.merchant_id FROM {dispute} d JOIN {payment} p ON p.id = d.payment_id
+             WHERE d.holds_settlement AND d.status NOT IN ('open', 'evidence_submitted')
+               AND d.closed_at >= %(cutoff_at)s - interval '90 days'
+               AND p.business_date < %(business_from)s AND p.status = 'succeeded' AND p.amount_captured > 0
+               AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.payment_id = p.id AND l.kind = 'payment')
+               AND {not_held}) released"""
+        ).format(dispute=tables["dispute"], payment=tables["payment"], line=tables["line"], not_held=payment_held),
         "released_refunds": sql.SQL(released).format(
             select=sql.SQL("r.id, p.merchant_id"),
             recon=tables["recon"],
@@ -507,7 +533,8 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
         run(
             """
             CREATE TEMP TABLE settle_items (
-              kind varchar(16), payment_id bigint, refund_id bigint, merchant_id bigint, currency varchar(3),
+              kind varchar(16), payment_id bigint, refund_id bigint, dispute_id bigint, merchant_id bigint,
+              currency varchar(3),
               livemode boolean, acquirer_id bigint, amount bigint, fee bigint, promotion_charge bigint,
               cofunding_credit bigint, {party_columns}
             ) ON COMMIT DROP
@@ -522,7 +549,7 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
         # What the chunk settles, each with its fee split by party (one index probe of its FeeSplit rows).
         payment_insert = """
             INSERT INTO settle_items
-            SELECT 'payment', p.id, NULL, p.merchant_id, p.currency, p.livemode,
+            SELECT 'payment', p.id, NULL::bigint, NULL::bigint, p.merchant_id, p.currency, p.livemode,
                    COALESCE(p.acquirer_id, m.sponsor_bank_id), p.amount_captured, p.fee,
                    COALESCE(promo.charge, 0), COALESCE(promo.credit, 0), {party_values}
             FROM {payment} p
@@ -545,15 +572,17 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
                AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.payment_id = p.id AND l.kind = 'payment')
                AND {payment_not_held}""",
             # Held by reconciliation earlier and released since: whatever its business date.
-            "p.id IN (SELECT released.id FROM {released_payments} WHERE released.merchant_id = ANY(%(merchants)s))",
+            """p.id IN (SELECT released.id FROM {released_payments} WHERE released.merchant_id = ANY(%(merchants)s))
+               OR p.id IN (SELECT released.id FROM {released_disputed}
+                           WHERE released.merchant_id = ANY(%(merchants)s))""",
         ):
             run(payment_insert, payment_where=sql.SQL(where).format(**tables, **fragments))
         run(
             """
             INSERT INTO settle_items
-            SELECT 'refund', r.intent_id, r.id, p.merchant_id, p.currency, p.livemode,
+            SELECT 'refund', r.intent_id, r.id, NULL::bigint, p.merchant_id, p.currency, p.livemode,
                    COALESCE(p.acquirer_id, m.sponsor_bank_id), -r.amount, {party_total},
-                   -r.promotion_cost_returned, 0, {party_values}
+                   -r.promotion_cost_returned, -r.cofunding_returned, {party_values}
             FROM {refund} r
             JOIN {payment} p ON p.id = r.intent_id
             JOIN {merchant} m ON m.id = p.merchant_id
@@ -564,14 +593,29 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
               AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.refund_id = r.id AND l.kind = 'refund')
               AND {refund_not_held}
             UNION ALL
-            SELECT 'refund', r.intent_id, r.id, p.merchant_id, p.currency, p.livemode,
+            SELECT 'refund', r.intent_id, r.id, NULL::bigint, p.merchant_id, p.currency, p.livemode,
                    COALESCE(p.acquirer_id, m.sponsor_bank_id), -r.amount, {party_total},
-                   -r.promotion_cost_returned, 0, {party_values}
+                   -r.promotion_cost_returned, -r.cofunding_returned, {party_values}
             FROM {refund} r
             JOIN {payment} p ON p.id = r.intent_id
             JOIN {merchant} m ON m.id = p.merchant_id
             LEFT JOIN LATERAL (SELECT {party_pivot} FROM {fee} f WHERE f.refund_id = r.id) parts ON true
             WHERE r.id IN (SELECT released.id FROM {released_refunds} WHERE released.merchant_id = ANY(%(merchants)s))
+            """
+        )
+        # Disputes lost, accepted or expired: the amount debited, the promotions' cost and co-funding they handed
+        # back as a refund's would be; no fee is handed back on a dispute.
+        run(
+            """
+            INSERT INTO settle_items
+            SELECT 'dispute', d.payment_id, NULL, d.id, p.merchant_id, p.currency, p.livemode,
+                   COALESCE(p.acquirer_id, m.sponsor_bank_id), -d.amount, 0,
+                   -d.promotion_cost_returned, -d.cofunding_returned, {party_values}
+            FROM {dispute} d
+            JOIN {payment} p ON p.id = d.payment_id
+            JOIN {merchant} m ON m.id = p.merchant_id
+            LEFT JOIN LATERAL (SELECT {party_pivot} FROM {fee} f WHERE false) parts ON true
+            WHERE d.merchant_id = ANY(%(merchants)s) AND {dispute_due}
             """
         )
         cursor.execute("ANALYZE settle_items")  # temporary tables have no statistics until analysed
@@ -611,18 +655,18 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
         # 3. The lines: each payment and refund; each earlier batch's reserve due; each earlier negative net.
         lines = run(
             """
-            INSERT INTO {line} (batch_id, kind, payment_id, refund_id, source_id, amount, fee, promotion_charge,
-                                cofunding_credit)
-            SELECT sb.id, i.kind, i.payment_id, i.refund_id, NULL, i.amount, i.fee, i.promotion_charge,
+            INSERT INTO {line} (batch_id, kind, payment_id, refund_id, dispute_id, source_id, amount, fee,
+                                promotion_charge, cofunding_credit)
+            SELECT sb.id, i.kind, i.payment_id, i.refund_id, i.dispute_id, NULL, i.amount, i.fee, i.promotion_charge,
                    i.cofunding_credit
             FROM settle_items i JOIN settle_batches sb USING (merchant_id, currency, livemode)
             UNION ALL
-            SELECT sb.id, 'carried', NULL, NULL, b.id, b.carried_out, 0, 0, 0
+            SELECT sb.id, 'carried', NULL, NULL, NULL, b.id, b.carried_out, 0, 0, 0
             FROM settle_batches sb JOIN {batch} b USING (merchant_id, currency, livemode)
             WHERE {earlier_due} AND b.status = 'carried' AND b.carried_out < 0
               AND NOT EXISTS (SELECT 1 FROM {line} x WHERE x.source_id = b.id AND x.kind = 'carried')
             UNION ALL
-            SELECT sb.id, 'reserve_release', NULL, NULL, b.id, b.reserve_held, 0, 0, 0
+            SELECT sb.id, 'reserve_release', NULL, NULL, NULL, b.id, b.reserve_held, 0, 0, 0
             FROM settle_batches sb JOIN {batch} b USING (merchant_id, currency, livemode)
             WHERE {earlier_due} AND b.reserve_held > 0 AND b.reserve_release_on <= %(settle_on)s
               AND NOT EXISTS (SELECT 1 FROM {line} x WHERE x.source_id = b.id AND x.kind = 'reserve_release')
@@ -649,6 +693,7 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
                      COALESCE(sum(l.amount) FILTER (WHERE l.kind = 'payment'), 0) AS gross,
                      count(*) FILTER (WHERE l.kind = 'refund') AS refunds_count,
                      COALESCE(-sum(l.amount) FILTER (WHERE l.kind = 'refund'), 0) AS refunds,
+                     COALESCE(-sum(l.amount) FILTER (WHERE l.kind = 'dispute'), 0) AS dispute_debits,
                      sum(l.fee) AS fees,
                      sum(l.promotion_charge) AS promotion_charges,
                      sum(l.cofunding_credit) AS cofunding_credits,
@@ -672,7 +717,7 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
               CROSS JOIN LATERAL (SELECT round(s.fees::numeric / 100)::bigint AS fee_total) rounded
               CROSS JOIN LATERAL (
                 SELECT s.gross - s.refunds - rounded.fee_total - s.promotion_charges + s.cofunding_credits
-                       + s.carried_in AS before_reserves
+                       - s.dispute_debits + s.carried_in AS before_reserves
               ) base
               CROSS JOIN LATERAL (
                 SELECT CASE WHEN base.before_reserves > 0
@@ -684,7 +729,8 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
               payments_count = f.payments_count, gross = f.gross, refunds_count = f.refunds_count,
               refunds = f.refunds, fees = f.fees, fee_total = f.fee_total,
               fee_parties = COALESCE(p.fee_parties, '{{}}'::jsonb), promotion_charges = f.promotion_charges,
-              cofunding_credits = f.cofunding_credits, reserve_held = f.reserve_held,
+              cofunding_credits = f.cofunding_credits, dispute_debits = f.dispute_debits,
+              reserve_held = f.reserve_held,
               reserve_release_on = f.reserve_release_on, reserve_released = f.reserve_released,
               carried_in = f.carried_in, net = f.net,
               carried_out = CASE WHEN f.net <= 0 THEN f.net ELSE 0 END,

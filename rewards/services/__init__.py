@@ -38,6 +38,7 @@ from .benefits import (
     benefit_withdraw,
     card_eligible,
     on_offer,
+    product_eligible,
     quota_limits,
     quota_periods,
 )
@@ -115,6 +116,7 @@ __all__ = [
     "points_exchange",
     "points_redeem",
     "points_value_units",
+    "product_eligible",
     "promotion_check",
     "promotion_cofunding_decide",
     "promotion_create",

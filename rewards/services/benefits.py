@@ -28,7 +28,7 @@ from core.audit import audit_record
 from core.crypto import encrypt, keyed_hash
 from core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from core.scoping import operator_scope
-from members.models import BindingStatus, Card, PointsProgram
+from members.models import BindingStatus, Card, CardProduct, PointsProgram
 
 from ..models import Benefit, BenefitQuotaUse, OwnerKind, QuotaKind, Voucher, VoucherPayment
 from .lots import today
@@ -148,12 +148,18 @@ def funder_of(benefit: Benefit) -> Party:
 def card_eligible(benefit: Benefit, card: Card) -> bool:
     """The card's bank, product and tier are among the benefit's (an empty list allows all). Uses the benefit's
     prefetched `eligible_banks` and `eligible_products` when present."""
+    return product_eligible(benefit, card.product)
+
+
+def product_eligible(benefit: Benefit, product: CardProduct) -> bool:
+    """A card of this product may take the benefit: its bank, the product and its tier are among the benefit's (an
+    empty list allows all). Uses the benefit's prefetched `eligible_banks` and `eligible_products` when present."""
     banks = {bank.pk for bank in benefit.eligible_banks.all()}
-    products = {product.pk for product in benefit.eligible_products.all()}
+    products = {eligible.pk for eligible in benefit.eligible_products.all()}
     return (
-        (not banks or card.bank_id in banks)
-        and (not products or card.product_id in products)
-        and (not benefit.eligible_tiers or card.product.tier in benefit.eligible_tiers)
+        (not banks or product.bank_id in banks)
+        and (not products or product.pk in products)
+        and (not benefit.eligible_tiers or product.tier in benefit.eligible_tiers)
     )
 
 

@@ -843,11 +843,13 @@ def _reward_voucher(use: PromotionUse, promotion: Promotion, captured: Captured)
 
 @dataclass(frozen=True)
 class RefundReturn:
-    """What one refund handed back: promotion points reversed, and the merchant's part of the cost of what it is
-    charged for (`MERCHANT_CHARGED`), which its settlement gives back."""
+    """What one refund handed back: promotion points reversed, the merchant's part of the cost of what it is
+    charged for (`MERCHANT_CHARGED`), which its settlement gives back, and the co-funding bank's part of the discounts
+    (`DISCOUNTS`) it hands back, which its settlement takes back from the merchant."""
 
     points: int = 0
     merchant_cost: int = 0
+    cofunding: int = 0
 
 
 def merchant_part_returned(use: PromotionUse, returned_cost: int) -> int:
@@ -862,11 +864,13 @@ def merchant_part_returned(use: PromotionUse, returned_cost: int) -> int:
 def refund_return(*, payment: str, refunded_total: int, captured_total: int, cause: str) -> RefundReturn:
     """Hands back, cumulatively, the cost (to the budget) and the points (reversed, a debt if spent) of a refunded
     payment's promotions: returned so far = floor(given × refunded / captured). The ledger first, the promotions'
-    rows last. Returns the points reversed now and the merchant's part of the charged cost handed back now."""
+    rows last. Returns the points reversed now, the merchant's part of the charged cost handed back now and the
+    co-funding bank's part of the discounts handed back now."""
     from .reversal import transaction_reverse
 
     reversed_now = 0
     merchant_cost = 0
+    cofunding = 0
     returns = []
     for use in _uses(payment, PromotionUse.Status.CONSUMED):
         cost = proportional_floor(use.cost, refunded_total, captured_total)
@@ -875,6 +879,10 @@ def refund_return(*, payment: str, refunded_total: int, captured_total: int, cau
             continue
         if use.promotion.kind in MERCHANT_CHARGED:
             merchant_cost += merchant_part_returned(use, cost) - merchant_part_returned(use, use.returned_cost)
+        elif use.promotion.kind in DISCOUNTS and use.cost > 0:
+            cofunding += proportional_floor(use.cofunder_cost, cost, use.cost) - proportional_floor(
+                use.cofunder_cost, use.returned_cost, use.cost
+            )
         cofunding_return(use, returned_before=use.returned_cost, returned_after=cost)
         if points > use.returned_points and use.points_transaction_id is not None:
             transaction_reverse(
@@ -891,7 +899,7 @@ def refund_return(*, payment: str, refunded_total: int, captured_total: int, cau
         )
     for use, cost in returns:
         _give_back(use, cost - use.returned_cost, use_ended=refunded_total >= captured_total)
-    return RefundReturn(points=reversed_now, merchant_cost=merchant_cost)
+    return RefundReturn(points=reversed_now, merchant_cost=merchant_cost, cofunding=cofunding)
 
 
 def line_out(

@@ -7,6 +7,7 @@ import csv
 import io
 from collections import defaultdict
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _counts() -> dict[str, int]:
+    from alliance.models import SegmentMembership
     from core.models import AuditLog
     from members.models import Card, Cardholder, MemberBank
     from merchants.models import ApiKey, Merchant, Store
@@ -55,6 +57,9 @@ def _counts() -> dict[str, int]:
         "method_payments": PaymentIntent.objects.filter(metadata__demo_method=True).count(),
         "case_payments": PaymentIntent.objects.filter(metadata__has_key="demo_case").count(),
         "spending_payments": PaymentIntent.objects.filter(metadata__has_key="demo_spending").count(),
+        "segment_payments": PaymentIntent.objects.filter(metadata__has_key="demo_segments").count(),
+        "segment_memberships": SegmentMembership.objects.count(),
+        "tagged": Cardholder.objects.exclude(segment_tags=[]).count(),
         "ledger_transactions": LedgerTransaction.objects.count(),
         "ledger_entries": Entry.objects.count(),
     }
@@ -85,6 +90,11 @@ def test_seed_demo_builds_the_alliance_through_the_simulator_and_a_second_run_ad
     ctx = seed_all(DemoContext(scale="small", out=io.StringIO()))
     first = _counts()
     assert first["banks"] == 6
+    from members.models import CardProduct, PointsProgram
+
+    # English pages name every programme and product in English.
+    assert not PointsProgram.objects.filter(name_en="").exists()
+    assert not CardProduct.objects.filter(name_en="").exists()
     assert first["cardholders"] >= 200
     assert first["merchants"] == 5
     assert first["channels"] == 16  # 8 live channels, each with a sandbox twin for test-mode payments
@@ -98,6 +108,13 @@ def test_seed_demo_builds_the_alliance_through_the_simulator_and_a_second_run_ad
     assert first["case_payments"] == 3  # two held for risk review, one paid partly with points
     assert first["spending_payments"] == 11  # the demo login's year, for spending at a glance
     assert first["payments"] == 60 + first["method_payments"] + first["case_payments"] + first["spending_payments"]
+    assert first["segment_payments"] == 7  # the demo login's dining and travel payments
+    assert first["payments"] == 60 + first["method_payments"] + first["case_payments"] + first["segment_payments"]
+    from members.models import Cardholder
+
+    demo_login = Cardholder.objects.get(user__username="demo")
+    assert demo_login.segment_tags == ["driver", "dining", "frequent_traveller"]
+    assert first["segment_memberships"] >= 2
     assert first["fee_schedules"] == 5
     assert first["fee_splits"] > 0
     assert first["risk_rules"] == 7
@@ -143,10 +160,24 @@ def test_seed_demo_builds_the_alliance_through_the_simulator_and_a_second_run_ad
     assert all(key.startswith("sk_test_") for _merchant, key in ctx.api_keys)
     assert len(ctx.api_keys) == 5
     journal = simulator.journal_all()
+    _the_demo_compares_cards_with_apply_links_and_valued_privileges()
 
     seed_all(DemoContext(scale="small", out=io.StringIO()))
     assert _counts() == first
     assert len(simulator.journal_all()) == len(journal)  # nothing asked of the channels either
+
+
+def _the_demo_compares_cards_with_apply_links_and_valued_privileges() -> None:
+    from alliance.services import best_card_for
+    from members.models import Cardholder, CardProduct
+
+    assert not CardProduct.objects.filter(apply_url="").exists()
+    assert CardProduct.objects.get(code="HX-GOLD").apply_url == "https://hxsb.example/apply/HX-GOLD"
+    demo = Cardholder.objects.get(user__username="demo")
+    result = best_card_for(demo, {"dining": Decimal("1000")}, {"service": 1})
+    assert len(result.ranking) == CardProduct.objects.count()
+    assert any(card.benefits_value > 0 for card in result.ranking)  # the stated values of the free privileges
+    assert any(card.held for card in result.ranking)
 
 
 def test_the_simulator_journal_and_statements_agree_with_every_demo_payment(demo_on_simulator: Any) -> None:
@@ -329,3 +360,22 @@ def test_the_demo_clears_every_day_of_its_history(demo_on_simulator: Any) -> Non
     seed_all(DemoContext(scale="small", out=io.StringIO()))  # a second run adds nothing
     after = (ClearingRun.objects.count(), ClearingPosition.objects.count(), ClearingInstruction.objects.count())
     assert after == before
+
+
+def test_the_demo_has_a_dispute_in_every_state(demo_on_simulator: Any) -> None:
+    from payments.models import Dispute
+
+    seed_all(DemoContext(scale="small", out=io.StringIO()))
+    states = dict(
+        Dispute.objects.filter(channel_reference__startswith="demo-dp-").values_list("channel_reference", "status")
+    )
+    assert states == {
+        "demo-dp-open": "open",
+        "demo-dp-evidence": "evidence_submitted",
+        "demo-dp-won": "won",
+        "demo-dp-lost": "lost",
+        "demo-dp-accepted": "accepted",
+        "demo-dp-expired": "expired",
+    }
+    seed_all(DemoContext(scale="small", out=io.StringIO()))  # again: nothing new, nothing moved
+    assert Dispute.objects.count() == 6

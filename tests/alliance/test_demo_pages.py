@@ -15,6 +15,7 @@ from django.urls import reverse
 from alliance.demo import DemoContext, seed_all
 from members.demo import DEMO_PASSWORD
 from members.models import Card
+from payments.models import PaymentIntent
 from rewards.models import Benefit
 from tests.alliance.test_demo import demo_on_simulator  # noqa: F401  (the fixture)
 
@@ -78,6 +79,20 @@ def test_every_admin_page_and_portal_page_opens_on_the_demo(demo_on_simulator: A
         reverse("rewards_portal:benefit", args=[benefit.pk]),
         reverse("rewards_portal:vouchers"),
         reverse("rewards_portal:offers"),
+        reverse("payments:statement"),
+        reverse("payments:statement_csv"),
+        reverse("alliance_portal:segments"),
     ]
+    paid = PaymentIntent.objects.filter(cardholder__user__username="demo", livemode=True, amount_refunded__gt=0)
+    pages += [reverse("payments:statement_payment", args=[p.public_id]) for p in paid.order_by("pk")[:3]]
+    pages += [reverse("rewards_portal:statement", args=[row.program_id]) for row in cardholder_balances_of("demo")]
+    assert len(pages) > 16  # the demo login has refunded payments and points in several programmes
     for url in pages:
         assert holder.get(url).status_code == 200, url
+
+
+def cardholder_balances_of(username: str) -> list[Any]:
+    from members.models import Cardholder
+    from rewards.selectors import cardholder_balances
+
+    return cardholder_balances(cardholder_id=Cardholder.objects.get(user__username=username).pk)

@@ -112,6 +112,7 @@ def refund(
     *,
     completed_at: dt.datetime | None = None,
     promotion_cost_returned: int = 0,
+    cofunding_returned: int = 0,
 ) -> Refund:
     """A succeeded refund with business date `day`, its fee handed back by the cumulative rule."""
     intent.refresh_from_db()
@@ -125,6 +126,7 @@ def refund(
         business_date=day,
         completed_at=completed_at or at(day, 15),
         promotion_cost_returned=promotion_cost_returned,
+        cofunding_returned=cofunding_returned,
     )
     fees.record_refund(intent, made)
     intent.save(update_fields=["amount_refund_reserved", "amount_refunded", "fee_returned"])

@@ -151,6 +151,20 @@ def test_totals_that_do_not_add_up_are_a_warning() -> None:
     assert "trailer says 2" in warnings[0]
 
 
+def test_csv_v1_totals_leave_payouts_out_as_the_channel_does() -> None:
+    text = (
+        f"{statements.CSV_V1_HEADER}\n"
+        "D,1,2026-03-02T10:00:00+08:00,2026-03-02,c,capture,pay_1,s-1,,CNY,10000,38,9962,success\n"
+        "D,2,2026-03-02T12:00:00+08:00,2026-03-02,c,payout,po_9,stl_1-p1,,CNY,50000,0,50000,success\n"
+        "T,1,,2026-03-02,c,total,,,,CNY,10000,38,9962,\n"
+    )
+    rows, warnings = services.statement_read(text=text, fmt="csv_v1", day=DAY)
+    assert ([row.kind for row in rows], warnings) == (["capture", "payout"], [])
+    wrong = text.replace("T,1,", "T,2,").replace("CNY,10000,38,9962,\n", "CNY,60000,38,59962,\n")
+    _rows, warnings = services.statement_read(text=wrong, fmt="csv_v1", day=DAY)
+    assert warnings == ["total CNY says 2 rows, 60000; the rows add up to 1 rows, 10000"]
+
+
 # --- a world of payments through the services ---------------------------------------------------------------------
 
 

@@ -110,7 +110,7 @@ def test_a_business_dates_batch_equals_the_direct_sums_of_its_payments_refunds_f
 ) -> None:
     merchant = world["merchant"]
     payments = [pay(world, amount, TUE) for amount in (10_001, 25_000, 333)]
-    partly = refund(payments[1], 5_000, TUE, promotion_cost_returned=40)
+    partly = refund(payments[1], 5_000, TUE, promotion_cost_returned=40, cofunding_returned=25)
     later_day = pay(world, 7_000, WED)  # business date Wednesday: not in Tuesday's batch
     points = make_promotion(merchant=merchant, kind=Promotion.Kind.POINTS_MULTIPLIER, amount_off=None,
                             multiplier=Decimal("2"))  # fmt: skip
@@ -144,9 +144,9 @@ def test_a_business_dates_batch_equals_the_direct_sums_of_its_payments_refunds_f
     assert batch.fee_parties == dict(direct.values_list("party").annotate(total=Sum("amount")))
     assert batch.fee_total == 182  # 18,201 hundredths
     # The merchant pays for the points it gave (less the co-funder's part) and is credited the bank's part of the
-    # discount; the refund gives back what it returned of the first.
-    assert (batch.promotion_charges, batch.cofunding_credits) == (200 - 40, 500)
-    assert batch.net == 35_334 - 5_000 - 182 - 160 + 500
+    # discount; the refund gives back what it returned of the first and takes back what it returned of the second.
+    assert (batch.promotion_charges, batch.cofunding_credits) == (200 - 40, 500 - 25)
+    assert batch.net == 35_334 - 5_000 - 182 - 160 + 475
     assert batch.settled_at is not None
     assert_traced(batch)
     assert not Line.objects.filter(payment=later_day).exists()
@@ -574,6 +574,40 @@ def test_a_refund_is_stamped_with_its_business_date_and_the_promotion_cost_it_re
     # Cumulative, the merchant's part of each return: 66 − floor(50 × 66 / 200) = 50, then 133 − 33 = 100, then
     # the rest: exactly the 150 its payment line charged.
     assert returned == [50, 50, 50]
+
+
+def test_refunds_take_back_the_cofunding_banks_part_of_a_discount_cumulatively(
+    points_world: dict[str, Any],
+) -> None:
+    world = points_world
+    cofunded = make_promotion(
+        merchant=world["merchant"],
+        cofunder=world["issuer"],
+        cofunder_share=Decimal("0.5"),
+        cofunding=Promotion.Cofunding.APPROVED,
+    )
+    intent = services.payment_create(
+        merchant=world["merchant"], cardholder=world["card"].cardholder, card=world["card"], amount=10_001,
+        currency="CNY", idempotency_key=f"settle-{next(_serial)}", confirm=True,
+    )  # fmt: skip
+    use = PromotionUse.objects.get(payment=intent.public_id, promotion=cofunded)
+    assert (use.cost, use.cofunder_cost, intent.amount_captured) == (1_000, 500, 9_001)
+    taken_back = []
+    for amount in (3_000, 3_000, 3_001):
+        made = services.refund_create(
+            merchant=world["merchant"], payment_id=intent.public_id, amount=amount,
+            idempotency_key=f"settle-{next(_serial)}",
+        )  # fmt: skip
+        assert made.promotion_cost_returned == 0  # a discount charges the merchant nothing to give back
+        taken_back.append(made.cofunding_returned)
+    # Cost returned so far: floor(1,000 × 3,000 / 9,001) = 333, then 666, then 1,000; the bank's part of it
+    # floor(500 × returned / 1,000): 166, 333, 500. Each refund takes back the step: exactly the 500 credited.
+    assert taken_back == [166, 167, 167]
+    assert list(Refund.objects.filter(intent=intent).values_list("cofunding_returned", flat=True).order_by("id")) == [
+        166,
+        167,
+        167,
+    ]
 
 
 def test_old_refunds_get_their_business_date_from_their_completion(world: dict[str, Any]) -> None:
