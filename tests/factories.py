@@ -1109,10 +1109,28 @@ def _recon_exception() -> Any:
     )
 
 
+def _dispute() -> Any:
+    """An open chargeback of half of a captured payment (its acquirer and the merchant's sponsor: one new bank)."""
+    from payments.models import Dispute
+
+    payment = _payment()
+    return Dispute.objects.create(
+        payment=payment,
+        merchant=payment.merchant,
+        channel=payment.channel,
+        kind="chargeback",
+        amount=500,
+        currency="CNY",
+        opened_by="channel",
+        respond_by=dt.date(2026, 3, 16),
+    )
+
+
 FACTORIES.update(
     {
         "payments.statementimport": _statement_import,
         "payments.reconciliationexception": _recon_exception,
+        "payments.dispute": _dispute,
         "payments.settlementbatch": _settlement_batch,
         "payments.reservepolicy": _reserve_policy,
         "merchants.unfreezerequest": _unfreeze_request,

@@ -17,6 +17,7 @@ from django.db.models import F, Sum
 
 from alliance.demo import DemoContext, seed_all, summary
 from payments.connectors import reset_connectors
+from payments.demo import STATEMENT_CASES
 
 pytestmark = pytest.mark.django_db
 
@@ -105,11 +106,12 @@ def test_seed_demo_builds_the_alliance_through_the_simulator_and_a_second_run_ad
     assert not routed.filter(livemode=True, channel__sandbox=True).exists()
     assert first["rules"] == 3
     assert first["method_payments"] == 17  # 8 payment codes, 3 agreements, 6 wallet balances
-    assert first["case_payments"] == 3  # two held for risk review, one paid partly with points
+    # Two held for risk review, one paid partly with points, and the demo login's statement (some refunded).
+    assert first["case_payments"] == 3 + len(STATEMENT_CASES)
     assert first["spending_payments"] == 11  # the demo login's year, for spending at a glance
-    assert first["payments"] == 60 + first["method_payments"] + first["case_payments"] + first["spending_payments"]
     assert first["segment_payments"] == 7  # the demo login's dining and travel payments
-    assert first["payments"] == 60 + first["method_payments"] + first["case_payments"] + first["segment_payments"]
+    made_for_pages = first["case_payments"] + first["spending_payments"] + first["segment_payments"]
+    assert first["payments"] == 60 + first["method_payments"] + made_for_pages
     from members.models import Cardholder
 
     demo_login = Cardholder.objects.get(user__username="demo")

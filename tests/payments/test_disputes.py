@@ -497,7 +497,7 @@ def test_the_cardholder_sees_only_their_own_payments_disputes(world: dict[str, A
     assert "Under review" in shown
     assert "20.00" in shown
     services.dispute_outcome_record(dispute_id=dispute.pk, outcome="won")
-    closed = disputes_for_payments(world["card"].cardholder, [payment.public_id])[payment.public_id]
-    with translation.override("en"):
+    with translation.override("en"):  # a page reads its disputes in its own language
+        closed = disputes_for_payments(world["card"].cardholder, [payment.public_id])[payment.public_id]
         shown = render_to_string("payments/_dispute_state.html", {"disputes": closed})
     assert ": won" in shown
