@@ -237,7 +237,7 @@ def test_an_empty_batch_has_a_header_only_csv(world: World, live: Api) -> None:
     batch = _batch(world, status="carried")
     response = _csv(live, f"settlements/{batch.public_id}/lines.csv")
     assert b"".join(response.streaming_content).decode().splitlines() == [
-        "id,kind,payment,refund,source,amount,fee,promotion_charge,cofunding_credit"
+        "id,kind,payment,refund,dispute,source,amount,fee,promotion_charge,cofunding_credit"
     ]
     _, body = live.get(f"settlements/{batch.public_id}/lines")
     assert body == {"object": "list", "data": [], "has_more": False}
