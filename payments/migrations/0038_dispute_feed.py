@@ -3,6 +3,8 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
+from core.roles import grant_permissions, model_permissions
+
 
 def schedule(apps, schema_editor):
     """The dispute poll's beat schedule, every five minutes (created when missing, never overwritten)."""
@@ -15,11 +17,17 @@ def schedule(apps, schema_editor):
     )
 
 
+def permissions(apps, schema_editor):
+    view = model_permissions("payments.disputefeedcursor", ["view"])
+    grant_permissions(apps, {"Alliance operators": view, "Bank operators": view, "Bank auditors": view})
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
         ('payments', '0037_disputes_data'),
         ('django_celery_beat', '0019_alter_periodictasks_options'),
+        ('core', '0004_operator_groups'),
     ]
 
     operations = [
@@ -37,5 +45,6 @@ class Migration(migrations.Migration):
                 'verbose_name_plural': 'dispute feed cursors',
             },
         ),
+        migrations.RunPython(permissions, migrations.RunPython.noop),
         migrations.RunPython(schedule, migrations.RunPython.noop),
     ]

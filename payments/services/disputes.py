@@ -438,7 +438,7 @@ def _notice_apply(channel: Channel, notice: DisputeNotice, report: DisputePollRe
         report.ignored += 1
         return
     payment = attempt.intent
-    known = Dispute.objects.filter(channel_id=payment.channel_id, channel_reference=notice.dispute_reference).first()
+    known = Dispute.objects.filter(payment=payment, channel_reference=notice.dispute_reference).first()
     if known is None:
         try:
             known = dispute_open(
