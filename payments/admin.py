@@ -29,6 +29,7 @@ from .models import (
     ChannelErrorPolicy,
     Dispute,
     DisputeEvidence,
+    DisputeFeedCursor,
     DisputeKind,
     FeeSchedule,
     FeeSplit,
@@ -358,6 +359,14 @@ class JournalCursorAdmin(ReadOnlyAdminMixin, ScopedAdmin):
 
     scope_field = "channel__acquirer"
     list_display = ("channel", "position", "swept_at")
+
+
+@admin.register(DisputeFeedCursor)
+class DisputeFeedCursorAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    """Where the dispute poll is in each channel's feed of dispute notices, and the feed's last error."""
+
+    scope_field = "channel__acquirer"
+    list_display = ("channel", "position", "polled_at", "error")
 
 
 @admin.register(Refund)

@@ -872,6 +872,9 @@ class SettlementLineOut(serializers.Serializer):
     kind = serializers.ChoiceField(choices=SettlementLine.Kind.choices)
     payment = serializers.CharField(allow_null=True, help_text="The payment (kind payment).")
     refund = serializers.CharField(allow_null=True, help_text="The refund (kind refund).")
+    dispute = serializers.CharField(
+        allow_null=True, help_text="The dispute lost, accepted or expired (kind dispute; its payment is `payment`)."
+    )
     # A declared field, taken off the class by DRF's metaclass: it does not shadow `Field.source` at run time.
     source = serializers.CharField(  # type: ignore[assignment]
         allow_null=True, help_text="The earlier settlement whose reserve is released or whose negative net is carried."

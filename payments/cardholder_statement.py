@@ -28,6 +28,7 @@ from members.models import Cardholder, SpendCategory, localized
 from merchants.models import Event
 from rewards import selectors as rewards_selectors
 
+from . import selectors
 from .models import PaymentIntent, Refund
 
 PAGE_SIZE = 25
@@ -164,6 +165,12 @@ class StatementLine:
 class StatementPage:
     lines: list[StatementLine]
     next_after: str | None  # the cursor of the next (older) page
+    disputes: dict[str, list[selectors.CardholderDispute]] = field(default_factory=dict)  # by payment id
+
+    @property
+    def rows(self) -> list[tuple[StatementLine, list[selectors.CardholderDispute]]]:
+        """Each line with its payment's disputes (a refund line shows none: they are its payment's)."""
+        return [(line, [] if line.is_refund else self.disputes.get(line.payment, [])) for line in self.lines]
 
 
 # --- the query ---------------------------------------------------------------------------------------------------
@@ -285,13 +292,14 @@ def statement_page(
     *, cardholder: Cardholder, filters: StatementFilters, after: Cursor | None = None, limit: int = PAGE_SIZE
 ) -> StatementPage:
     """A page of the statement, newest first, after `after` (the previous page's `next_after`): one query, each half
-    reading at most a page of its index."""
+    reading at most a page of its index, and one for the page's payments' disputes."""
     payments, refunds = _halves(cardholder, filters, after)
     payments = payments.order_by("-created_at", "-id")[: limit + 1]
     refunds = refunds.order_by("-created_at", "-id")[: limit + 1]
     rows = list(payments.union(refunds, all=True).order_by(*_ORDER)[: limit + 1])
     lines = [_line(row) for row in rows[:limit]]
-    return StatementPage(lines=lines, next_after=lines[-1].cursor if len(rows) > limit else None)
+    disputes = selectors.disputes_for_payments(cardholder, {line.payment for line in lines}) if lines else {}
+    return StatementPage(lines=lines, next_after=lines[-1].cursor if len(rows) > limit else None, disputes=disputes)
 
 
 class _Echo:
@@ -391,6 +399,7 @@ class PaymentDetail:
     refunds: list[Refund]
     movements: list[rewards_selectors.PaymentMovement]
     history: list[StateChange] = field(default_factory=list)
+    disputes: list[selectors.CardholderDispute] = field(default_factory=list)
 
     @property
     def bank(self) -> str:
@@ -441,7 +450,7 @@ class PaymentDetail:
 
 def payment_detail(*, cardholder: Cardholder, payment_id: str) -> PaymentDetail | None:
     """One of the cardholder's own live payments with its refunds, its points movements and the events that changed
-    its state (and its refunds'); None for any other id. Six queries whatever the payment."""
+    its state (and its refunds'), its disputes; None for any other id. Seven queries whatever the payment."""
     payment = (
         PaymentIntent.objects.select_related("merchant", "issuer", "card", "linked_account", "store")
         .filter(cardholder=cardholder, livemode=True, public_id=payment_id)
@@ -461,7 +470,8 @@ def payment_detail(*, cardholder: Cardholder, payment_id: str) -> PaymentDetail 
         StateChange(at, kind, object_id)
         for at, kind, object_id in events.values_list("created_at", "type", "object_id")
     ]
-    return PaymentDetail(payment=payment, refunds=refunds, movements=movements, history=history)
+    disputes = selectors.disputes_for_payments(cardholder, [payment.public_id]).get(payment.public_id, [])
+    return PaymentDetail(payment=payment, refunds=refunds, movements=movements, history=history, disputes=disputes)
 
 
 def merchant_names_of_payments(payment_refs: list[str]) -> dict[str, str]:

@@ -418,6 +418,24 @@ class JournalCursor(models.Model):
         return f"{self.channel_id}@{self.position}"
 
 
+class DisputeFeedCursor(models.Model):
+    """Where the dispute poll is in a channel's feed of dispute notices: each run reads only the newer ones."""
+
+    channel = models.OneToOneField(
+        Channel, on_delete=models.CASCADE, related_name="dispute_feed_cursor", verbose_name=_("channel")
+    )
+    position = models.BigIntegerField(_("feed position"), default=0)
+    polled_at = models.DateTimeField(_("last polled"), null=True, blank=True)
+    error = models.CharField(_("last error"), max_length=200, blank=True)
+
+    class Meta:
+        verbose_name = _("dispute feed cursor")
+        verbose_name_plural = _("dispute feed cursors")
+
+    def __str__(self) -> str:
+        return f"{self.channel_id}@{self.position}"
+
+
 class UnmatchedCharge(models.Model):
     """A charge a channel's journal shows that no attempt of ours accounts for yet: looked at again by every sweep
     until it is matched, found not charged, or reversed."""

@@ -194,7 +194,7 @@ def hundredths_text(value: int) -> str:
 
 LINE_PREFIX = "stll_"
 LINE_COLUMNS = (
-    "id", "kind", "payment", "refund", "source", "amount", "fee", "promotion_charge", "cofunding_credit",
+    "id", "kind", "payment", "refund", "dispute", "source", "amount", "fee", "promotion_charge", "cofunding_credit",
 )  # fmt: skip
 
 
@@ -208,6 +208,7 @@ class SettlementLineRow:
     kind: str
     payment: str | None
     refund: str | None
+    dispute: str | None
     source: str | None
     amount: int
     fee: str
@@ -223,8 +224,8 @@ class SettlementLineRow:
 
 
 _LINE_VALUES = (
-    "pk", "kind", "payment__public_id", "refund__public_id", "source__public_id", "amount", "fee", "promotion_charge",
-    "cofunding_credit",
+    "pk", "kind", "payment__public_id", "refund__public_id", "dispute__public_id", "source__public_id", "amount", "fee",
+    "promotion_charge", "cofunding_credit",
 )  # fmt: skip
 
 
@@ -234,9 +235,9 @@ def _first_line_pk(batch_id: int) -> int:
 
 
 def _line_row(first_pk: int, values: tuple[Any, ...]) -> SettlementLineRow:
-    pk, kind, payment, refund, source, amount, fee, promotion_charge, cofunding_credit = values
+    pk, kind, payment, refund, dispute, source, amount, fee, promotion_charge, cofunding_credit = values
     return SettlementLineRow(
-        f"{LINE_PREFIX}{pk - first_pk + 1}", pk, kind, payment, refund, source, amount, hundredths_text(fee),
+        f"{LINE_PREFIX}{pk - first_pk + 1}", pk, kind, payment, refund, dispute, source, amount, hundredths_text(fee),
         promotion_charge, cofunding_credit, fee,
     )  # fmt: skip
 

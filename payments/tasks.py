@@ -116,6 +116,20 @@ def disputes_expire() -> int:
     return expired
 
 
+@shared_task(name="payments.disputes_poll")
+def disputes_poll() -> dict[str, int]:
+    """Reads each channel's dispute notices (opened, decided) and applies them; sends again the answers a channel
+    did not confirm."""
+    totals: dict[str, int] = {}
+    with job_run("payments.disputes_poll", period=local_now().strftime("%Y-%m-%dT%H:%M")) as run:
+        for channel in Channel.objects.order_by("id"):
+            counts = services.disputes_poll(channel=channel).counts()
+            for name, value in counts.items():
+                totals[name] = totals.get(name, 0) + value
+            run.advance(1, **counts)
+    return totals
+
+
 @shared_task(name="payments.dispute_answer_send")
 def dispute_answer_send(dispute_id: int) -> str:
     """Sends a merchant's answer to the channel; one not taken stays for an operator's "Send the answer"."""

@@ -1,6 +1,7 @@
 """`python -m simulator --host 127.0.0.1 --port 8100 --db var/simulator.sqlite3` serves the simulator;
 `python -m simulator statement --db ... --date YYYY-MM-DD [--channel ID] [--out-dir DIR] [--faults FILE.json]
-[--format FORMAT]` writes statement files."""
+[--format FORMAT]` writes statement files; `python -m simulator dispute open|decide ...` opens or decides a dispute in
+the database (a running server's feed carries its notices)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from . import signing
 from .config import DEFAULT_CONFIG, ConfigError, load_channels
-from .engine import SimError, Simulator
+from .engine import Call, SimError, Simulator
 from .server import SimulatorServer
 from .statement import EXTENSIONS, STATEMENT_FORMATS, StatementFaults, build, parse_faults
 from .store import Store
@@ -110,6 +111,46 @@ def statement(argv: list[str]) -> int:
     return 0
 
 
+def dispute(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m simulator dispute", description="Open or decide a dispute, as POST /v1/admin/disputes does."
+    )
+    parser.add_argument("--db", default="var/simulator.sqlite3")
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG))
+    actions = parser.add_subparsers(dest="action", required=True)
+    opening = actions.add_parser("open", help="dispute a captured payment")
+    opening.add_argument("--channel", required=True)
+    opening.add_argument("--reference", required=True, help="the payment's reference (the caller's)")
+    opening.add_argument("--kind", required=True, choices=("retrieval", "chargeback", "error_adjustment"))
+    opening.add_argument("--amount", type=int, help="minor units; default what is captured and not refunded")
+    opening.add_argument("--reason-code", default="")
+    opening.add_argument("--outcome", choices=("won", "lost"), default="won", help="the decision the channel will make")
+    deciding = actions.add_parser("decide", help="decide a dispute now")
+    deciding.add_argument("dispute_id")
+    deciding.add_argument("--outcome", choices=("won", "lost"), required=True)
+    args = parser.parse_args(argv)
+    if not Path(args.db).exists():
+        parser.error(f"no simulator database at {args.db}")
+    try:
+        sim = Simulator(Store(args.db), Path(args.config))
+    except (ConfigError, ValueError, OSError) as exc:
+        parser.exit(2, f"simulator: {exc}\n")
+    call = Call(key_id="cli")
+    try:
+        if args.action == "open":
+            body = {"channel": args.channel, "reference": args.reference, "kind": args.kind}
+            body |= {"reason_code": args.reason_code, "outcome": args.outcome}
+            if args.amount is not None:
+                body["amount"] = args.amount
+            outcome = sim.dispute_open(body, call)
+        else:
+            outcome = sim.dispute_decide(args.dispute_id, {"outcome": args.outcome}, call)
+    except SimError as exc:
+        parser.exit(2, f"simulator: {exc.code}: {exc.message}\n")
+    print(json.dumps(outcome.body, ensure_ascii=False))
+    return 0
+
+
 def _fault_file(parser: argparse.ArgumentParser, path: str) -> list[StatementFaults]:
     try:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -125,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["statement"]:
         return statement(argv[1:])
+    if argv[:1] == ["dispute"]:
+        return dispute(argv[1:])
     return serve(argv)
 
 

@@ -417,6 +417,41 @@ class SimulatorClient:
                 return rows
             after = page.next_after
 
+    # ---- disputes -----------------------------------------------------------------------------------------------
+
+    def open_dispute(
+        self,
+        *,
+        channel: str,
+        reference: str,
+        kind: str,
+        amount: int | None = None,
+        reason_code: str | None = None,
+        outcome: str | None = None,
+    ) -> dict[str, Any]:
+        """Admin: the channel disputes a captured payment; `outcome` (won or lost) is what it will decide."""
+        body = _compact(
+            channel=channel, reference=reference, kind=kind, amount=amount, reason_code=reason_code, outcome=outcome
+        )
+        return self._json("POST", "/v1/admin/disputes", body)
+
+    def decide_dispute(self, dispute_id: str, outcome: str) -> dict[str, Any]:
+        """Admin: decide a dispute now, won or lost."""
+        return self._json("POST", f"/v1/admin/disputes/{quote(dispute_id, safe='')}/decision", {"outcome": outcome})
+
+    def respond_dispute(
+        self, dispute_id: str, *, reference: str, text: str = "", files: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        body = {"reference": reference, "text": text, "files": files or []}
+        return self._json("POST", f"/v1/disputes/{quote(dispute_id, safe='')}/responses", body)
+
+    def dispute(self, dispute_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/disputes/{quote(dispute_id, safe='')}")
+
+    def dispute_notices(self, *, channel: str | None = None, after: int = 0, limit: int = 100) -> dict[str, Any]:
+        """The feed: `data` (notices with `seq`, `type`, `at`, `dispute`), `has_more`, `next_after`."""
+        return self._json("GET", "/v1/disputes", query={"channel": channel, "after": after, "limit": limit})
+
     def channels(self) -> list[dict[str, Any]]:
         data: list[dict[str, Any]] = self._json("GET", "/admin/channels")["data"]
         return data

@@ -40,7 +40,8 @@ class FaultProfile:
     `hang_ms` is how long a simulated timeout keeps the caller waiting before the 504 answer. A payout is accepted at
     once and its result (paid, or returned for `payout_return_reason` at `payout_return_rate`) is due
     `payout_delay_ms` later. A clearing instruction is accepted the same way and its result (confirmed, or failed at
-    `payout_return_rate`) is due `payout_delay_ms` later too.
+    `payout_return_rate`) is due `payout_delay_ms` later too. A dispute the merchant answered is decided (its
+    planned outcome, won or lost) `dispute_decision_ms` after the answer.
     """
 
     decline_rate: float = 0.0
@@ -50,6 +51,7 @@ class FaultProfile:
     payout_return_rate: float = 0.0
     payout_return_reason: str = "account_closed"
     payout_delay_ms: int = 3000
+    dispute_decision_ms: int = 3000
     latency_ms: int = 0
     latency_jitter_ms: int = 0
     hang_ms: int = 15000
@@ -58,7 +60,7 @@ class FaultProfile:
     seed: int = 0
 
     RATES = ("decline_rate", "error_rate", "timeout_rate", "charged_timeout_rate", "payout_return_rate")
-    MILLIS = ("latency_ms", "latency_jitter_ms", "hang_ms", "payout_delay_ms")
+    MILLIS = ("latency_ms", "latency_jitter_ms", "hang_ms", "payout_delay_ms", "dispute_decision_ms")
 
     def merged(self, changes: dict[str, Any]) -> FaultProfile:
         known = set(self.__dataclass_fields__)

@@ -6,6 +6,7 @@ written exactly one journal row by the time it returns — refusals and injected
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import secrets
@@ -25,6 +26,9 @@ from .store import Store
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 MAX_AMOUNT = 10**13
+DISPUTE_KINDS = ("retrieval", "chargeback", "error_adjustment")
+DISPUTE_OUTCOMES = ("won", "lost")
+REASON_CODE = re.compile(r"^[A-Za-z0-9._-]{0,16}$")
 
 # Deterministic triggers: the last two digits of the amount in minor units, and reference prefixes.
 AMOUNT_TRIGGERS = {
@@ -1025,6 +1029,176 @@ class Simulator:
 
         return self._run(call, entry, channel, work)
 
+    # ---- disputes -----------------------------------------------------------------------------------------------
+
+    def dispute_open(self, body: dict[str, Any], call: Call) -> Outcome:
+        """The channel disputes a captured payment it knows (an admin call: what a card scheme would send). A notice
+        `opened` goes to the feed; the planned `outcome` (won unless told) is decided `dispute_decision_ms` after the
+        merchant's answer, or at once by `dispute_decide`."""
+        channel = self.channel(body.get("channel"))
+        reference = _reference(body.get("reference"), "reference")
+        kind = body.get("kind")
+        if kind not in DISPUTE_KINDS:
+            raise SimError(400, "invalid_kind", f"kind must be one of {', '.join(DISPUTE_KINDS)}", "kind")
+        requested = None if body.get("amount") is None else _amount(body.get("amount"))
+        reason_code = body.get("reason_code", "")
+        if not isinstance(reason_code, str) or not REASON_CODE.match(reason_code):
+            raise SimError(400, "invalid_reason_code", "reason_code is 0-16 of A-Z a-z 0-9 . _ -", "reason_code")
+        planned = body.get("outcome", "won")
+        if planned not in DISPUTE_OUTCOMES:
+            raise SimError(400, "invalid_outcome", "outcome is won or lost", "outcome")
+        entry = Entry("dispute_open", channel.id, reference=reference)
+
+        def work(conn: sqlite3.Connection, at: datetime, entry: Entry) -> Outcome:
+            payment = conn.execute(
+                "SELECT * FROM payments WHERE channel = ? AND reference = ?", (channel.id, reference)
+            ).fetchone()
+            if payment is None:
+                raise SimError(404, "payment_not_found", f"no payment {reference!r} on {channel.id}", "reference")
+            if payment["captured_amount"] <= 0 or payment["state"] not in ("captured", "partially_refunded"):
+                raise SimError(409, "invalid_state", f"a {payment['state']} payment cannot be disputed")
+            disputed = conn.execute(
+                "SELECT COALESCE(SUM(amount), 0) FROM disputes WHERE payment_id = ? AND kind != 'retrieval'"
+                " AND state != 'won'",
+                (payment["id"],),
+            ).fetchone()[0]
+            left = payment["captured_amount"] - payment["refunded_amount"] - disputed
+            amount = (left if kind != "retrieval" else payment["captured_amount"]) if requested is None else requested
+            if kind != "retrieval" and not 0 < amount <= left:
+                raise SimError(422, "dispute_exceeds_available", f"only {max(left, 0)} is left to dispute", "amount")
+            if kind == "retrieval" and amount > payment["captured_amount"]:
+                raise SimError(422, "dispute_exceeds_available", "more than was captured", "amount")
+            dispute_id = _new_id("dsp")
+            conn.execute(
+                "INSERT INTO disputes (id, channel, payment_id, reference, kind, amount, currency, reason_code, state,"
+                " planned_outcome, business_date, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?)",
+                (dispute_id, channel.id, payment["id"], reference, kind, amount, payment["currency"], reason_code,
+                 planned, entry.business_date, _iso(at)),
+            )  # fmt: skip
+            entry.object_id, entry.amount, entry.currency = dispute_id, amount, payment["currency"]
+            row = conn.execute("SELECT * FROM disputes WHERE id = ?", (dispute_id,)).fetchone()
+            _dispute_notice(conn, row, "opened", at)
+            return Outcome(200, {**_dispute_json(row), "planned_outcome": planned})
+
+        return self._run(call, entry, channel, work, faults=False)
+
+    def _dispute_row(self, dispute_id: str) -> tuple[sqlite3.Row, Channel]:
+        row = self.store.connection().execute("SELECT * FROM disputes WHERE id = ?", (dispute_id,)).fetchone()
+        if row is None:
+            raise SimError(404, "dispute_not_found", f"no dispute {dispute_id!r}", "dispute")
+        return row, self.channel(row["channel"])
+
+    def dispute_respond(self, dispute_id: str, body: dict[str, Any], call: Call) -> Outcome:
+        """The merchant's answer, through the acquirer: once per dispute, idempotent by its `reference` (the same
+        answer again is a replay; another content under it, 409 `idempotency_mismatch`; another answer, 409
+        `already_answered`). Refused once the dispute is decided."""
+        reference = _reference(body.get("reference"), "reference")
+        text = body.get("text", "")
+        if not isinstance(text, str) or len(text) > 20_000:
+            raise SimError(400, "invalid_text", "text must be a string of at most 20000 characters", "text")
+        files = _dispute_files(body.get("files", []))
+        content = json.dumps({"text": text, "files": files}, sort_keys=True, ensure_ascii=False)
+        _, channel = self._dispute_row(dispute_id)
+        entry = Entry("dispute_response", channel.id, op_reference=reference, object_id=dispute_id)
+
+        def work(conn: sqlite3.Connection, at: datetime, entry: Entry) -> Outcome:
+            row = conn.execute("SELECT * FROM disputes WHERE id = ?", (dispute_id,)).fetchone()
+            entry.reference, entry.amount, entry.currency = row["reference"], row["amount"], row["currency"]
+            row = _dispute_due(conn, row, at)
+            if row["response_reference"] is not None:
+                if row["response_reference"] != reference:
+                    raise SimError(409, "already_answered", "this dispute was answered already", "reference")
+                if row["response"] != content:
+                    raise SimError(
+                        409, "idempotency_mismatch", "this reference was used for another answer", "reference"
+                    )
+                entry.outcome = "replayed"
+                return Outcome(200, {**_dispute_json(row), "replayed": True})
+            if row["state"] != "open":
+                raise SimError(409, "invalid_state", f"the dispute is {row['state']}: too late to answer")
+            due = at + timedelta(milliseconds=channel.faults.dispute_decision_ms)
+            conn.execute(
+                "UPDATE disputes SET state = 'answered', response_reference = ?, response = ?, answered_at = ?,"
+                " decide_at = ? WHERE id = ?",
+                (reference, content, _iso(at), _iso(due), dispute_id),
+            )
+            row = conn.execute("SELECT * FROM disputes WHERE id = ?", (dispute_id,)).fetchone()
+            _dispute_notice(conn, row, "answered", at)
+            row = _dispute_due(conn, row, at)
+            return Outcome(200, {**_dispute_json(row), "replayed": False})
+
+        return self._run(call, entry, channel, work)
+
+    def dispute_status(self, dispute_id: str, call: Call) -> Outcome:
+        """A dispute by the channel's id, with its decision applied once due (an inquiry: journaled)."""
+        _, channel = self._dispute_row(dispute_id)
+        entry = Entry("dispute_inquiry", channel.id, object_id=dispute_id)
+
+        def work(conn: sqlite3.Connection, at: datetime, entry: Entry) -> Outcome:
+            row = conn.execute("SELECT * FROM disputes WHERE id = ?", (dispute_id,)).fetchone()
+            entry.reference = row["reference"]
+            return Outcome(200, _dispute_json(_dispute_due(conn, row, at)))
+
+        return self._run(call, entry, channel, work)
+
+    def dispute_decide(self, dispute_id: str, body: dict[str, Any], call: Call) -> Outcome:
+        """Admin: decide a dispute now (answered or not), won or lost. The same decision again is a replay."""
+        outcome = body.get("outcome")
+        if outcome not in DISPUTE_OUTCOMES:
+            raise SimError(400, "invalid_outcome", "outcome is won or lost", "outcome")
+        _, channel = self._dispute_row(dispute_id)
+        entry = Entry("dispute_decision", channel.id, object_id=dispute_id, op_reference=outcome)
+
+        def work(conn: sqlite3.Connection, at: datetime, entry: Entry) -> Outcome:
+            row = conn.execute("SELECT * FROM disputes WHERE id = ?", (dispute_id,)).fetchone()
+            entry.reference = row["reference"]
+            row = _dispute_due(conn, row, at)
+            if row["state"] in DISPUTE_OUTCOMES:
+                if row["state"] != outcome:
+                    raise SimError(409, "invalid_state", f"the dispute was decided {row['state']} already")
+                entry.outcome = "replayed"
+                return Outcome(200, {**_dispute_json(row), "replayed": True})
+            conn.execute(
+                "UPDATE disputes SET state = ?, planned_outcome = ?, decided_at = ? WHERE id = ?",
+                (outcome, outcome, _iso(at), dispute_id),
+            )
+            row = conn.execute("SELECT * FROM disputes WHERE id = ?", (dispute_id,)).fetchone()
+            _dispute_notice(conn, row, "decided", at)
+            return Outcome(200, {**_dispute_json(row), "replayed": False})
+
+        return self._run(call, entry, channel, work, faults=False)
+
+    def dispute_notices(self, query: dict[str, str]) -> Outcome:
+        """The feed: notices (opened, answered, decided) after `after`, oldest first, of one channel or all. Decisions
+        that fell due are written first, so a poll sees them. Not journaled (a read of the channel's outbox)."""
+        after = _int_param(query.get("after", "0"), "after", 0, 2**62)
+        limit = _int_param(query.get("limit", "100"), "limit", 1, 1000)
+        channel_id = query.get("channel") or None
+        if channel_id is not None:
+            self.channel(channel_id)
+        with self.store.write() as conn:
+            at = self.now()
+            due = conn.execute(
+                "SELECT * FROM disputes WHERE state = 'answered' AND decide_at <= ? ORDER BY decide_at, id", (_iso(at),)
+            ).fetchall()
+            for row in due:
+                _dispute_due(conn, row, at)
+        rows = (
+            self.store.connection()
+            .execute(
+                "SELECT * FROM dispute_notices WHERE seq > ? AND (? IS NULL OR channel = ?) ORDER BY seq LIMIT ?",
+                (after, channel_id, channel_id, limit + 1),
+            )
+            .fetchall()
+        )
+        data = [
+            {"seq": row["seq"], "type": row["type"], "at": row["at"], "dispute": json.loads(row["body"])}
+            for row in rows[:limit]
+        ]
+        return Outcome(
+            200, {"data": data, "has_more": len(rows) > limit, "next_after": data[-1]["seq"] if data else after}
+        )
+
     # ---- one-time verification codes ----------------------------------------------------------------------------
 
     def otp_start(self, body: dict[str, Any], call: Call) -> Outcome:
@@ -1261,6 +1435,70 @@ def _clearing_due(conn: sqlite3.Connection, row: sqlite3.Row, at: datetime) -> s
         fresh: sqlite3.Row = conn.execute("SELECT * FROM clearing_instructions WHERE id = ?", (row["id"],)).fetchone()
         return fresh
     return row
+
+
+def _dispute_due(conn: sqlite3.Connection, row: sqlite3.Row, at: datetime) -> sqlite3.Row:
+    """The dispute with its planned decision applied once due (it was decided at `decide_at`), with its notice."""
+    if row["state"] == "answered" and at >= _parse_iso(row["decide_at"]):
+        moved = conn.execute(
+            "UPDATE disputes SET state = planned_outcome, decided_at = decide_at WHERE id = ? AND state = 'answered'",
+            (row["id"],),
+        ).rowcount
+        fresh: sqlite3.Row = conn.execute("SELECT * FROM disputes WHERE id = ?", (row["id"],)).fetchone()
+        if moved:
+            _dispute_notice(conn, fresh, "decided", _parse_iso(fresh["decided_at"]))
+        return fresh
+    return row
+
+
+def _dispute_notice(conn: sqlite3.Connection, row: sqlite3.Row, kind: str, at: datetime) -> None:
+    conn.execute(
+        "INSERT INTO dispute_notices (dispute_id, channel, type, at, body) VALUES (?, ?, ?, ?, ?)",
+        (row["id"], row["channel"], kind, _iso(at), json.dumps(_dispute_json(row), ensure_ascii=False)),
+    )
+
+
+def _dispute_json(row: sqlite3.Row) -> dict[str, Any]:
+    response = json.loads(row["response"]) if row["response"] else None
+    return {
+        "id": row["id"],
+        "channel": row["channel"],
+        "reference": row["reference"],
+        "payment_id": row["payment_id"],
+        "kind": row["kind"],
+        "amount": row["amount"],
+        "currency": row["currency"],
+        "reason_code": row["reason_code"],
+        "state": row["state"],
+        "outcome": row["state"] if row["state"] in DISPUTE_OUTCOMES else None,
+        "response": None
+        if response is None
+        else {"reference": row["response_reference"], "answered_at": row["answered_at"], **response},
+        "business_date": row["business_date"],
+        "created_at": row["created_at"],
+        "decided_at": row["decided_at"],
+    }
+
+
+def _dispute_files(value: Any) -> list[dict[str, Any]]:
+    """The answer's files as the acquirer is told of them: name, type, size and SHA-256 (the bytes stay with the
+    merchant's platform)."""
+    if not isinstance(value, list) or len(value) > 10:
+        raise SimError(400, "invalid_files", "files must be a list of at most 10 objects", "files")
+    files = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) - {"name", "content_type", "size", "sha256"}:
+            raise SimError(400, "invalid_files", "a file is {name, content_type, size, sha256}", "files")
+        name, size, digest = item.get("name"), item.get("size", 0), item.get("sha256", "")
+        content_type = item.get("content_type", "")
+        if not isinstance(name, str) or not 0 < len(name) <= 100 or not isinstance(content_type, str):
+            raise SimError(400, "invalid_files", "a file needs a name of 1-100 characters", "files")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise SimError(400, "invalid_files", "a file's size is a non-negative integer", "files")
+        if not isinstance(digest, str) or (digest and not re.fullmatch(r"[0-9a-f]{64}", digest)):
+            raise SimError(400, "invalid_files", "a file's sha256 is 64 lowercase hex digits", "files")
+        files.append({"name": name, "content_type": content_type, "size": size, "sha256": digest})
+    return files
 
 
 def _clearing_json(row: sqlite3.Row) -> dict[str, Any]:

@@ -136,6 +136,23 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     ("GET", re.compile(r"^/v1/statements/(?P<channel>[^/]+)/(?P<date>[^/]+)$"), _statement),
     ("POST", re.compile(r"^/v1/admin/statement-faults$"), _set_statement_faults),
     ("GET", re.compile(r"^/v1/admin/statement-faults$"), _statement_faults),
+    ("POST", re.compile(r"^/v1/admin/disputes$"), lambda r: r.sim.dispute_open(r.body, r.call)),
+    (
+        "POST",
+        re.compile(r"^/v1/admin/disputes/(?P<dispute>[^/]+)/decision$"),
+        lambda r: r.sim.dispute_decide(r.params["dispute"], r.body, r.call),
+    ),
+    ("GET", re.compile(r"^/v1/disputes$"), lambda r: r.sim.dispute_notices(r.query)),
+    (
+        "GET",
+        re.compile(r"^/v1/disputes/(?P<dispute>[^/]+)$"),
+        lambda r: r.sim.dispute_status(r.params["dispute"], r.call),
+    ),
+    (
+        "POST",
+        re.compile(r"^/v1/disputes/(?P<dispute>[^/]+)/responses$"),
+        lambda r: r.sim.dispute_respond(r.params["dispute"], r.body, r.call),
+    ),
     ("GET", re.compile(r"^/journal$"), lambda r: r.sim.journal(r.query)),
     ("GET", re.compile(r"^/admin/channels$"), lambda r: r.sim.list_channels()),
     ("GET", re.compile(r"^/admin/channels/(?P<channel>[^/]+)$"), lambda r: r.sim.get_channel(r.params["channel"])),

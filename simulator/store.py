@@ -135,6 +135,35 @@ CREATE TABLE IF NOT EXISTS clearing_instructions (
     created_at TEXT NOT NULL,
     finished_at TEXT
 );
+CREATE TABLE IF NOT EXISTS disputes (
+    id TEXT PRIMARY KEY,
+    channel TEXT NOT NULL,
+    payment_id TEXT NOT NULL REFERENCES payments (id),
+    reference TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('retrieval', 'chargeback', 'error_adjustment')),
+    amount INTEGER NOT NULL CHECK (amount >= 0),
+    currency TEXT NOT NULL,
+    reason_code TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL CHECK (state IN ('open', 'answered', 'won', 'lost')),
+    planned_outcome TEXT NOT NULL CHECK (planned_outcome IN ('won', 'lost')),
+    response_reference TEXT,
+    response TEXT,
+    answered_at TEXT,
+    decide_at TEXT,
+    decided_at TEXT,
+    business_date TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS disputes_due ON disputes (state, decide_at);
+CREATE TABLE IF NOT EXISTS dispute_notices (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    dispute_id TEXT NOT NULL REFERENCES disputes (id),
+    channel TEXT NOT NULL,
+    type TEXT NOT NULL CHECK (type IN ('opened', 'answered', 'decided')),
+    at TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dispute_notices_channel ON dispute_notices (channel, seq);
 CREATE TABLE IF NOT EXISTS statement_faults (
     channel TEXT NOT NULL,
     business_date TEXT NOT NULL,
@@ -143,8 +172,8 @@ CREATE TABLE IF NOT EXISTS statement_faults (
 );
 """
 
-TABLES = ("journal", "refunds", "payments", "holds", "accounts", "otps", "payouts", "clearing_instructions",
-          "statement_faults")  # fmt: skip
+TABLES = ("journal", "dispute_notices", "disputes", "refunds", "payments", "holds", "accounts", "otps", "payouts",
+          "clearing_instructions", "statement_faults")  # fmt: skip
 
 
 class Store:
@@ -186,4 +215,4 @@ class Store:
         with self.write() as conn:
             for table in TABLES:
                 conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
-            conn.execute("DELETE FROM sqlite_sequence WHERE name = 'journal'")
+            conn.execute("DELETE FROM sqlite_sequence WHERE name IN ('journal', 'dispute_notices')")

@@ -6,12 +6,15 @@ after sending) — it must be resolved by inquiry or reversal before anything el
 
 Payouts (a settlement paid to a merchant's account by the sponsor's licensed channel) are idempotent at the channel by
 our reference: sending the same reference again returns the payout it made, never a second one.
+
+Disputes come the other way: a channel's feed of notices (opened, answered, decided) is read from a position, and the
+merchant's answer goes back once per dispute, idempotent by our reference.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Protocol
 
@@ -163,6 +166,62 @@ class StatementFile:
     code: str = ""
 
 
+@dataclass(frozen=True)
+class DisputeNotice:
+    """One notice of a channel's dispute feed: it was opened, answered, or decided (`outcome` won or lost). It names
+    the channel's dispute (`dispute_reference`) and our payment reference (the attempt's) it disputes."""
+
+    position: int
+    type: str  # opened, answered, decided
+    dispute_reference: str
+    payment_reference: str
+    kind: str  # retrieval, chargeback, error_adjustment
+    amount: int
+    currency: str
+    reason_code: str = ""
+    outcome: str = ""  # won or lost once decided
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DisputeFeed:
+    """The notices after a position, and the position to read on from."""
+
+    notices: list[DisputeNotice]
+    position: int
+    has_more: bool = False
+
+
+@dataclass(frozen=True)
+class DisputeAnswerFile:
+    """What the channel is told of an evidence file: its name, type, size and SHA-256, not its bytes."""
+
+    name: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class DisputeAnswer:
+    """The merchant's answer, sent once under `reference` (our dispute's id): sending it again is a replay."""
+
+    channel: str
+    dispute_reference: str
+    reference: str
+    text: str
+    files: tuple[DisputeAnswerFile, ...] = ()
+
+
+@dataclass(frozen=True)
+class DisputeAnswerResult:
+    """APPROVED: the channel holds the answer; FAILED or DECLINED: it did not take it (`code`); UNKNOWN: no answer
+    came — the answer may have arrived, so it is sent again under the same reference, never assumed."""
+
+    outcome: Outcome
+    code: str = ""
+
+
 class Connector(Protocol):
     name: str
 
@@ -189,3 +248,7 @@ class Connector(Protocol):
     def payout_inquire(self, reference: str) -> PayoutResult: ...
 
     def statement(self, channel: str, day: date) -> StatementFile: ...
+
+    def dispute_notices(self, channel: str, position: int, *, limit: int = 500) -> DisputeFeed: ...
+
+    def dispute_respond(self, answer: DisputeAnswer) -> DisputeAnswerResult: ...

@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -30,6 +30,10 @@ from .base import (
     AuthorizeRequest,
     CaptureRequest,
     ChannelResponse,
+    DisputeAnswer,
+    DisputeAnswerResult,
+    DisputeFeed,
+    DisputeNotice,
     Inquiry,
     JournalPage,
     Outcome,
@@ -371,3 +375,53 @@ class SimulatorConnector(HttpConnector):
             return_reason=str(result.body.get("return_reason") or ""),
             latency_ms=result.latency_ms,
         )
+
+    def dispute_notices(self, channel: str, position: int, *, limit: int = 500) -> DisputeFeed:
+        """The channel's dispute notices after `position` (the feed's sequence numbers), oldest first. Raises
+        ConnectionError when the feed does not answer: the caller keeps its position and asks again."""
+        query = {"channel": channel, "after": position, "limit": limit}
+        result = self.call("GET", "/v1/disputes", query=query, safe=True)
+        if result.status != 200:
+            raise ConnectionError(f"dispute feed of {channel} unavailable ({result.status} {result.error_code})")
+        notices = []
+        for item in result.body.get("data") or []:
+            dispute = item.get("dispute") or {}
+            notices.append(
+                DisputeNotice(
+                    position=int(item["seq"]),
+                    type=str(item.get("type") or ""),
+                    dispute_reference=str(dispute.get("id") or ""),
+                    payment_reference=str(dispute.get("reference") or ""),
+                    kind=str(dispute.get("kind") or ""),
+                    amount=int(dispute.get("amount") or 0),
+                    currency=str(dispute.get("currency") or ""),
+                    reason_code=str(dispute.get("reason_code") or ""),
+                    outcome=str(dispute.get("outcome") or ""),
+                    at=datetime.fromisoformat(str(item["at"]).replace("Z", "+00:00")) if item.get("at") else None,
+                )
+            )
+        next_position = int(result.body.get("next_after") or position)
+        return DisputeFeed(notices, next_position, has_more=bool(result.body.get("has_more")))
+
+    def dispute_respond(self, answer: DisputeAnswer) -> DisputeAnswerResult:
+        """Sends the answer under our reference. Idempotent at the channel, so a transport failure is retried here
+        and, still unanswered, left UNKNOWN for the next run to send again."""
+        body = {
+            "reference": answer.reference,
+            "text": answer.text,
+            "files": [
+                {"name": f.name, "content_type": f.content_type, "size": f.size, "sha256": f.sha256}
+                for f in answer.files
+            ],
+        }
+        target = f"/v1/disputes/{quote(answer.dispute_reference, safe='')}/responses"
+        result = self.call("POST", target, body, safe=True)
+        if not result.sent:
+            return DisputeAnswerResult(Outcome.FAILED, code="channel_unreachable")
+        if result.status in (0, 504):
+            return DisputeAnswerResult(Outcome.UNKNOWN, code=result.error_code or "timeout")
+        if result.status == 200:
+            return DisputeAnswerResult(Outcome.APPROVED)
+        if result.status >= 500:
+            return DisputeAnswerResult(Outcome.FAILED, code=result.error_code or "channel_error")
+        return DisputeAnswerResult(Outcome.DECLINED, code=result.error_code or f"http_{result.status}")

@@ -9,6 +9,10 @@ Payouts are accepted once per reference and get their result (paid, or returned 
 are 9951 account_closed, 9952 name_mismatch, 9953 account_frozen, as at the simulator) on the first inquiry. Tests
 inject a payout fault for the calls that follow with `payout_fault`: "error" (not processed), "timeout" (no answer,
 nothing accepted), "accepted_timeout" (accepted, no answer).
+
+Disputes: tests put notices in the feed with `dispute_notice_add`; answers are kept once per dispute (`answers`), and
+`dispute_fault` injects "error", "timeout" (nothing kept) or "accepted_timeout" (kept, no answer) for the calls that
+follow.
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ from .base import (
     AuthorizeRequest,
     CaptureRequest,
     ChannelResponse,
+    DisputeAnswer,
+    DisputeAnswerResult,
+    DisputeFeed,
+    DisputeNotice,
     Inquiry,
     JournalPage,
     Outcome,
@@ -77,6 +85,9 @@ class InProcessConnector:
         self.payout_fault: str | None = None
         # (channel, day) → (text, format) the statement call answers with; absent: not ready (a late file).
         self.statements: dict[tuple[str, date], tuple[str, str]] = {}
+        self.notices: list[tuple[str, DisputeNotice]] = []  # (channel, notice), position = index + 1
+        self.answers: dict[str, DisputeAnswer] = {}  # the channel's dispute reference → the answer it holds
+        self.dispute_fault: str | None = None
 
     def clear(self) -> None:
         with self._lock:
@@ -91,6 +102,9 @@ class InProcessConnector:
             self._payouts.clear()
             self.payout_fault = None
             self.statements.clear()
+            self.notices.clear()
+            self.answers.clear()
+            self.dispute_fault = None
 
     def charge_count(self, reference_prefix: str = "") -> int:
         """Charges still standing (authorised or captured) — what a double charge would show up in."""
@@ -247,6 +261,38 @@ class InProcessConnector:
             if made.state == PayoutState.ACCEPTED:  # the result is in by the time anyone asks
                 made.state = PayoutState.RETURNED if made.return_reason else PayoutState.PAID
             return self._payout_result(made)
+
+    def dispute_notice_add(self, channel: str, **fields: object) -> DisputeNotice:
+        """Tests: the channel announces a dispute (`type` opened by default) on our payment reference."""
+        with self._lock:
+            values: dict[str, object] = {"type": "opened", "reason_code": "", "outcome": "", **fields}
+            notice = DisputeNotice(position=len(self.notices) + 1, **values)  # type: ignore[arg-type]
+            self.notices.append((channel, notice))
+            return notice
+
+    def dispute_notices(self, channel: str, position: int, *, limit: int = 500) -> DisputeFeed:
+        with self._lock:
+            self.calls.append(("dispute_notices", channel))
+            if channel in self.down_channels:
+                raise ConnectionError(f"dispute feed of {channel} unavailable")
+            after = [notice for made_on, notice in self.notices[position:] if made_on == channel]
+            page = after[:limit]
+            return DisputeFeed(page, page[-1].position if page else position, has_more=len(after) > limit)
+
+    def dispute_respond(self, answer: DisputeAnswer) -> DisputeAnswerResult:
+        with self._lock:
+            self.calls.append(("dispute_respond", answer.reference))
+            if answer.channel in self.down_channels or self.dispute_fault == "error":
+                return DisputeAnswerResult(Outcome.FAILED, code="channel_error")
+            if self.dispute_fault == "timeout":
+                return DisputeAnswerResult(Outcome.UNKNOWN, code="timeout")
+            held = self.answers.get(answer.dispute_reference)
+            if held is not None and held != answer:
+                return DisputeAnswerResult(Outcome.DECLINED, code="idempotency_mismatch")
+            self.answers[answer.dispute_reference] = answer
+            if self.dispute_fault == "accepted_timeout":
+                return DisputeAnswerResult(Outcome.UNKNOWN, code="timeout")
+            return DisputeAnswerResult(Outcome.APPROVED)
 
     def payouts_made(self, reference_prefix: str = "") -> list[tuple[str, int, str]]:
         """(reference, amount, state) of every payout accepted under references with this prefix: what paying a

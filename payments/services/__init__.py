@@ -19,6 +19,7 @@ from .capture import payment_capture
 from .channels import channel_create, channels_probe, routing_config_changed, routing_rule_create
 from .common import MAX_ATTEMPTS
 from .disputes import (
+    DisputePollReport,
     dispute_accept,
     dispute_answer_send,
     dispute_evidence_submit,
@@ -26,6 +27,7 @@ from .disputes import (
     dispute_open,
     dispute_outcome_record,
     disputes_expire,
+    disputes_poll,
 )
 from .intents import payment_confirm, payment_create
 from .payouts import (
@@ -61,6 +63,7 @@ from .settlement import SettleReport, settle, settle_due_t0, settle_due_t1
 
 __all__ = [
     "MAX_ATTEMPTS",
+    "DisputePollReport",
     "ImportResult",
     "PayoutReport",
     "ReconcileReport",
@@ -78,6 +81,7 @@ __all__ = [
     "dispute_open",
     "dispute_outcome_record",
     "disputes_expire",
+    "disputes_poll",
     "exception_accept_channel",
     "exception_accept_ours",
     "exception_reinquire",

@@ -43,7 +43,24 @@ from merchants.models import Merchant
 
 from .. import events
 from ..connectors import get_connector
-from ..models import Dispute, DisputeEvidence, DisputeKind, PaymentIntent, SettlementLine
+from ..connectors.base import (
+    DisputeAnswer,
+    DisputeAnswerFile,
+    DisputeAnswerResult,
+    DisputeFeed,
+    DisputeNotice,
+)
+from ..connectors.base import Outcome as ChannelOutcome
+from ..models import (
+    Channel,
+    Dispute,
+    DisputeEvidence,
+    DisputeFeedCursor,
+    DisputeKind,
+    PaymentAttempt,
+    PaymentIntent,
+    SettlementLine,
+)
 from .common import Status
 from .refunds import reversal_apply
 
@@ -284,7 +301,9 @@ def _queue_answer(dispute: Dispute) -> None:
 
 
 def dispute_answer_send(dispute_id: int, *, actor: Any = None) -> Dispute:
-    """Sends the merchant's answer to the channel (outside any transaction), then records it as sent. A channel that
+    """Sends the merchant's answer to the channel (outside any transaction), then records it as sent. The answer goes
+    under our dispute's id, so sending it again is a replay at the channel: an answer that met no reply (a timeout)
+    is not recorded as sent, and the dispute poll sends it again until the channel says it holds it. A channel that
     takes no answers over its connector (an operator-opened dispute, a channel without dispute support) gets it by
     hand: the answer is recorded as sent by the operator who sends it."""
     dispute = Dispute.objects.select_related("payment", "channel").get(pk=dispute_id)
@@ -295,26 +314,158 @@ def dispute_answer_send(dispute_id: int, *, actor: Any = None) -> Dispute:
     error = ""
     channel = dispute.channel
     respond = getattr(get_connector(channel.connector), "dispute_respond", None) if channel is not None else None
-    if respond is not None and dispute.channel_reference:
-        texts = [row.text for row in dispute.evidence.all() if row.text]
-        names = [row.filename for row in dispute.evidence.all() if row.filename]
-        try:
-            respond(dispute.channel_reference, text="\n\n".join(texts), files=names)
-        except Exception as exc:  # the channel did not take it: kept for a retry
-            logger.warning("dispute answer for %s not taken: %s", dispute.public_id, exc)
-            error = str(exc)[:200] or exc.__class__.__name__
+    if channel is not None and respond is not None and dispute.channel_reference:
+        result = _answer_send(dispute, channel, respond)
+        if result.outcome != ChannelOutcome.APPROVED:
+            logger.warning("dispute answer for %s not taken: %s %s", dispute.public_id, result.outcome, result.code)
+            error = f"{result.outcome}: {result.code}"[:200]
     with transaction.atomic():
         if error:
             Dispute.objects.filter(pk=dispute.pk).update(answer_error=error, updated_at=timezone.now())
         else:
             before = snapshot(dispute)
-            Dispute.objects.filter(pk=dispute.pk, answered_at__isnull=True).update(
+            sent = Dispute.objects.filter(pk=dispute.pk, answered_at__isnull=True).update(
                 answered_at=timezone.now(), answer_error="", updated_at=timezone.now()
             )
-            dispute.refresh_from_db()
-            _audit(dispute, actor, "dispute.answer_send", before=before)
+            if sent:
+                dispute.refresh_from_db()
+                _audit(dispute, actor, "dispute.answer_send", before=before)
     dispute.refresh_from_db()
     return dispute
+
+
+def _answer_send(dispute: Dispute, channel: Channel, respond: Any) -> DisputeAnswerResult:
+    evidence = list(dispute.evidence.all())
+    answer = DisputeAnswer(
+        channel=channel.remote_id or channel.code,
+        dispute_reference=dispute.channel_reference,
+        reference=dispute.public_id,
+        text="\n\n".join(row.text for row in evidence if row.text),
+        files=tuple(
+            DisputeAnswerFile(row.filename, row.content_type, row.size, row.sha256) for row in evidence if row.filename
+        ),
+    )
+    try:
+        result: DisputeAnswerResult = respond(answer)
+    except Exception as exc:  # a connector that raises has not told us whether the channel holds the answer
+        logger.exception("dispute answer for %s raised", dispute.public_id)
+        return DisputeAnswerResult(ChannelOutcome.UNKNOWN, code=exc.__class__.__name__)
+    return result
+
+
+# --- the channel's notices ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DisputePollReport:
+    notices: int = 0
+    opened: int = 0
+    closed: int = 0
+    ignored: int = 0
+    answers_sent: int = 0
+    answers_waiting: int = 0
+
+    def counts(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+POLL_PAGES = 20  # feed pages one poll of a channel reads at most; the next run carries on
+
+
+def disputes_poll(*, channel: Channel) -> DisputePollReport:
+    """Reads the channel's dispute notices on from where the last run stopped (`DisputeFeedCursor`) and applies each
+    idempotently: a dispute the channel opened is opened here once (by its reference: `dispute.created` to the
+    merchant), a decision closes it won or lost. Then answers the channel did not confirm are sent again. A notice
+    that cannot apply (a payment we do not know, more than is left to dispute, a dispute closed here meanwhile) is
+    logged and passed. A feed that does not answer leaves the position where it was."""
+    report = DisputePollReport()
+    connector = get_connector(channel.connector)
+    read = getattr(connector, "dispute_notices", None)
+    if read is None:
+        return report
+    remote = channel.remote_id or channel.code
+    cursor, _ = DisputeFeedCursor.objects.get_or_create(channel=channel)
+    position, error = cursor.position, ""
+    try:
+        for _page in range(POLL_PAGES):
+            try:
+                feed: DisputeFeed = read(remote, position)
+            except Exception as exc:
+                logger.warning("dispute feed of %s: %s", channel.code, exc)
+                error = str(exc)[:200] or exc.__class__.__name__
+                break
+            for notice in feed.notices:
+                report.notices += 1
+                _notice_apply(channel, notice, report)
+                position = notice.position
+            position = max(position, feed.position)
+            if not feed.has_more:
+                break
+    finally:
+        DisputeFeedCursor.objects.filter(pk=cursor.pk).update(position=position, polled_at=timezone.now(), error=error)
+    waiting = (
+        Dispute.objects.filter(
+            channel=channel,
+            status=Dispute.Status.EVIDENCE_SUBMITTED,
+            answered_at__isnull=True,
+            channel_reference__gt="",
+        )
+        .order_by("id")
+        .values_list("pk", flat=True)
+    )
+    for pk in list(waiting):
+        try:
+            sent = dispute_answer_send(pk)
+        except Conflict:
+            continue  # closed or sent meanwhile
+        if sent.answered_at is not None:
+            report.answers_sent += 1
+        else:
+            report.answers_waiting += 1
+    return report
+
+
+def _notice_apply(channel: Channel, notice: DisputeNotice, report: DisputePollReport) -> None:
+    attempt = (
+        PaymentAttempt.objects.select_related("intent")
+        .filter(channel=channel, reference=notice.payment_reference)
+        .first()
+    )
+    if attempt is None:
+        logger.warning(
+            "dispute notice %s names no payment of ours (%s)", notice.dispute_reference, notice.payment_reference
+        )
+        report.ignored += 1
+        return
+    payment = attempt.intent
+    known = Dispute.objects.filter(payment=payment, channel_reference=notice.dispute_reference).first()
+    if known is None:
+        try:
+            known = dispute_open(
+                payment=payment,
+                kind=notice.kind,
+                amount=notice.amount,
+                reason_code=notice.reason_code,
+                opened_by=Dispute.OpenedBy.CHANNEL,
+                channel_reference=notice.dispute_reference,
+                opened_at=notice.at if notice.type == "opened" and notice.at is not None else None,
+            )
+        except (Conflict, ValidationFailed) as exc:
+            logger.warning("dispute notice %s not opened: %s", notice.dispute_reference, exc)
+            report.ignored += 1
+            return
+        report.opened += 1
+    if notice.outcome in OUTCOMES and known.is_open:
+        try:
+            dispute_outcome_record(
+                dispute_id=known.pk,
+                outcome=notice.outcome,
+                note=f"{channel.code} notice {notice.dispute_reference}",
+            )
+        except Conflict:
+            report.ignored += 1  # closed here meanwhile (accepted, expired)
+            return
+        report.closed += 1
 
 
 # --- closing ----------------------------------------------------------------------------------------------------------

@@ -117,3 +117,18 @@ def test_accept_is_idempotent_and_closes_with_its_events(world: World) -> None:
         ("dispute.closed", "accepted"),
     ]
     assert events[0].livemode is False  # a test key's payment: a test-mode dispute
+
+
+def test_bodies_a_schema_fuzzer_sends_are_answered_not_crashed(world: World) -> None:
+    """Once a 500: a POST without a body reaches the view as an empty dict, not a form."""
+    made = dispute(world)
+    path = f"/api/v1/disputes/{made.public_id}/evidence"
+    empty = world.api.client.post(path)
+    assert (empty.status_code, empty.json()["error"]["code"]) == (422, "evidence_required")
+    form = (  # `text` "0" and `files` an empty list: an empty field of that name
+        b'--x\r\nContent-Disposition: form-data; name="text"\r\n\r\n0\r\n'
+        b'--x\r\nContent-Disposition: form-data; name="files"\r\n\r\n\r\n--x--\r\n'
+    )
+    answered = world.api.client.post(path, data=form, content_type="multipart/form-data; boundary=x")
+    assert (answered.status_code, answered.json()["status"]) == (200, "evidence_submitted")
+    assert list(made.evidence.values_list("text", "filename")) == [("0", "")]

@@ -169,6 +169,7 @@ def test_lines_are_paginated_in_order_with_exact_figures(world: World, live: Api
         "kind": "payment",
         "payment": written[0].payment.public_id,
         "refund": None,
+        "dispute": None,
         "source": None,
         "amount": 10_000,
         "fee": "60.25",
@@ -209,17 +210,19 @@ def test_lines_csv_streams_every_line_with_a_header(world: World, live: Api) -> 
     assert response["Content-Disposition"] == f'attachment; filename="{batch.public_id}-lines.csv"'
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert rows[0] == [
-        "id", "kind", "payment", "refund", "source", "amount", "fee", "promotion_charge", "cofunding_credit",
+        "id", "kind", "payment", "refund", "dispute", "source", "amount", "fee", "promotion_charge",
+        "cofunding_credit",
     ]  # fmt: skip
     api_lines = _all_lines(live, batch, limit=100)
     assert rows[1:] == [
         [
-            line["id"], line["kind"], line["payment"] or "", line["refund"] or "", line["source"] or "",
+            line["id"], line["kind"], line["payment"] or "", line["refund"] or "", line["dispute"] or "",
+            line["source"] or "",
             str(line["amount"]), line["fee"], str(line["promotion_charge"]), str(line["cofunding_credit"]),
         ]
         for line in api_lines
     ]  # fmt: skip
-    assert rows[1][5:7] == ["10000", "60.25"]
+    assert rows[1][6:8] == ["10000", "60.25"]
 
 
 def test_lines_csv_whatever_the_client_accepts(world: World, live: Api) -> None:
@@ -237,7 +240,7 @@ def test_an_empty_batch_has_a_header_only_csv(world: World, live: Api) -> None:
     batch = _batch(world, status="carried")
     response = _csv(live, f"settlements/{batch.public_id}/lines.csv")
     assert b"".join(response.streaming_content).decode().splitlines() == [
-        "id,kind,payment,refund,source,amount,fee,promotion_charge,cofunding_credit"
+        "id,kind,payment,refund,dispute,source,amount,fee,promotion_charge,cofunding_credit"
     ]
     _, body = live.get(f"settlements/{batch.public_id}/lines")
     assert body == {"object": "list", "data": [], "has_more": False}
@@ -313,4 +316,4 @@ def test_many_lines_are_read_only_as_the_csv_is_sent(world: World, live: Api) ->
     assert not [query for query in answered.captured_queries if "settlementline" in query["sql"]]
     rows = b"".join(response.streaming_content).decode().splitlines()
     assert len(rows) == 251
-    assert rows[-1] == f"stll_250,payment,{last_payment},,,349,2.49,0,0"
+    assert rows[-1] == f"stll_250,payment,{last_payment},,,,349,2.49,0,0"

@@ -182,6 +182,24 @@ def test_lost_debits_the_next_settlement_exactly_once(world: dict[str, Any]) -> 
     assert lines.count() == 1
 
 
+def test_a_dispute_line_names_its_dispute_in_the_lines_and_their_csv(world: dict[str, Any]) -> None:
+    from payments import selectors
+
+    payment = pay(world, 10_000, MON)
+    settle(MON)
+    dispute = open_chargeback(payment, 2_500)
+    services.dispute_outcome_record(dispute_id=dispute.pk, outcome="lost")
+    Dispute.objects.filter(pk=dispute.pk).update(closed_at=at(TUE, 9))
+    settle(TUE)
+    batch = SettlementBatch.objects.get(merchant=world["merchant"], period=TUE.isoformat())
+    lines = selectors.settlement_lines_page(batch_id=batch.pk, after=None, limit=10).lines
+    assert [(line.kind, line.payment, line.dispute, line.amount) for line in lines] == [
+        ("dispute", payment.public_id, dispute.public_id, -2_500)
+    ]
+    csv_rows = "".join(selectors.settlement_lines_csv(batch_id=batch.pk)).splitlines()
+    assert csv_rows[1].startswith(f"stll_1,dispute,{payment.public_id},,{dispute.public_id},,-2500,")
+
+
 def test_a_held_payment_lost_settles_with_its_debit_in_the_same_batch(world: dict[str, Any]) -> None:
     payment = pay(world, 10_000, MON)
     dispute = open_chargeback(payment, 10_000)

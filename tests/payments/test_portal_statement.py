@@ -293,3 +293,29 @@ def test_a_linked_balance_payment_is_on_it_and_filtered_by_its_account(
         (wallet.public_id, account.masked_number, account.bank.name_zh)
     ]
     assert wallet.public_id in {line.payment for line in lines(world, bank=str(account.bank_id))}
+
+
+def test_a_disputed_payment_shows_its_dispute_on_its_line_and_its_page(world: dict[str, Any]) -> None:
+    from payments.models import Dispute
+
+    dinner, novel = world["dinner"], world["novel"]
+    services.dispute_open(payment=dinner, kind="chargeback", amount=3_000, opened_by=Dispute.OpenedBy.CHANNEL)
+    lost = services.dispute_open(payment=novel, kind="retrieval", opened_by=Dispute.OpenedBy.CHANNEL)
+    services.dispute_outcome_record(dispute_id=lost.pk, outcome="lost")
+    with translation.override("en"):
+        response = world["client"].get(reverse("payments:statement"), HTTP_ACCEPT_LANGUAGE="en")
+    rows = {(line.payment, line.kind): [d.status for d in found] for line, found in response.context["page"].rows}
+    assert rows == {
+        (novel.public_id, "refund"): [],  # the refund line: its payment's disputes are on the payment's line
+        (novel.public_id, "payment"): ["lost"],
+        (dinner.public_id, "payment"): ["open"],
+    }
+    html = response.content.decode()
+    assert html.count('class="dispute-state') == 2
+    assert "Under review: chargeback (拒付), 30.00 CNY." in html
+    with translation.override("en"):
+        page = world["client"].get(
+            reverse("payments:statement_payment", args=[novel.public_id]), HTTP_ACCEPT_LANGUAGE="en"
+        )
+    assert [d.status for d in page.context["detail"].disputes] == ["lost"]
+    assert "retrieval request (调单): lost" in page.content.decode()
