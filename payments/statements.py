@@ -210,7 +210,10 @@ LAYOUTS: dict[str, Layout] = {
             f"(r.amount::numeric * {_MINOR})::bigint",
             f"(COALESCE(r.fee, '0')::numeric * {_MINOR})::bigint",
             "CASE r.status WHEN '成功' THEN 'success' WHEN '失败' THEN 'failed' ELSE 'returned' END",
-            f"to_timestamp(r.date || r.time, 'YYYYMMDDHH24MISS'){_LOCAL}",
+            # A time of day within the business date, which runs from the cut-off the day before: after the cut-off
+            # the date is the next day's, so the moment is `opens` plus the time since the cut-off's time of day.
+            "(%(opens)s::timestamp + ((extract(epoch FROM to_timestamp(r.time, 'HH24MISS')::time"
+            f" - %(opens)s::timestamp::time)::int + 86400) %% 86400) * interval '1 second'){_LOCAL}",
         ),
     ),
     "fixed_v1": Layout(

@@ -131,7 +131,7 @@ def statement_import(*, channel: Channel, day: dt.date, text: str, fmt: str = ""
             imported = StatementImport.objects.create(
                 channel=channel, business_date=day, sha256=digest, format=fmt, received_at=timezone.now()
             )
-            rows, warnings = _load(text, fmt, day)
+            rows, warnings = _load(text, fmt, day, opens=statement_window(channel, day)[0])
             summary = _match(imported, channel, day)
             imported.rows, imported.errors, imported.summary = rows, warnings, summary
             imported.matched_at = timezone.now()
@@ -178,8 +178,10 @@ RAW = "recon_raw"  # the import's staging table (temporary: each import's own, d
 def statement_read(*, text: str, fmt: str, day: dt.date) -> tuple[list[statements.Row], list[str]]:
     """What a file reads as, keeping nothing: its rows (a duplicate's copies once) and warnings. `StatementError`
     names the first line that cannot be read. For checking a file by hand, and the layouts' tests."""
+    cutoff = Channel._meta.get_field("cutoff").default
+    opens = dt.datetime.combine(day - dt.timedelta(days=1), cutoff, tzinfo=SHANGHAI)
     with transaction.atomic():
-        _count, warnings = _load(text, fmt, day)
+        _count, warnings = _load(text, fmt, day, opens=opens)
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT kind, COALESCE(ref, ''), COALESCE(txn, ''), COALESCE(orig, ''), currency, amount, fee, status,"
@@ -190,10 +192,12 @@ def statement_read(*, text: str, fmt: str, day: dt.date) -> tuple[list[statement
     return rows, warnings
 
 
-def _load(text: str, fmt: str, day: dt.date) -> tuple[int, list[str]]:
+def _load(text: str, fmt: str, day: dt.date, *, opens: dt.datetime) -> tuple[int, list[str]]:
     """Loads the file by COPY into the import's staging table (`recon_raw`, dropped at commit), checks every line
     and types the rows into `recon_rows` (line, kind, ref, txn, orig, currency, amount, fee, status, at; a duplicate's
-    later copies taken out into `recon_dups`). Returns the number of rows and the warnings."""
+    later copies taken out into `recon_dups`). `opens` is when the statement's day opened (the channel's cut-off the
+    day before): a layout that gives only a time of day means the one moment of the day at that time. Returns the
+    number of rows and the warnings."""
     layout = statements.LAYOUTS.get(fmt)
     if layout is None:
         raise statements.StatementError(0, f"unknown statement format {fmt!r}")
@@ -201,7 +205,11 @@ def _load(text: str, fmt: str, day: dt.date) -> tuple[int, list[str]]:
     text = text.rstrip("\r\n") + ("\r\n" if "\r\n" in text[:4096] else "\n")  # COPY wants one kind of line end
     if layout.header and text.split("\n", 1)[0].rstrip("\r") != layout.header:
         raise statements.StatementError(1, f"not a {fmt} header")
-    params = {"day": day.isoformat(), "compact": day.strftime("%Y%m%d")}
+    params = {
+        "day": day.isoformat(),
+        "compact": day.strftime("%Y%m%d"),
+        "opens": opens.astimezone(SHANGHAI).replace(tzinfo=None).isoformat(sep=" "),
+    }
     raw = sql.Identifier(RAW)
     with connection.cursor() as cursor:
         # The import's sorts and hashes (half a million rows) in memory, for this transaction only.

@@ -89,6 +89,23 @@ def test_csv_v2_as_the_bank_writes_it() -> None:
     assert rows[0].txn_at == dt.datetime(2026, 3, 2, 10, tzinfo=SHANGHAI)
 
 
+def test_csv_v2_times_after_the_cut_off_belong_to_the_evening_before() -> None:
+    """The bank's layout gives the business date and a time of day; its day runs from the cut-off (23:00) the evening
+    before, so 23:30 on the 2 March statement is 1 March 23:30, and 22:59:59 is 2 March."""
+    text = (
+        "\ufeff交易日期;交易时间;商户订单号;渠道流水号;原交易流水号;交易类型;币种;交易金额;手续费;状态\r\n"
+        "20260302;233000;s-1;pay_5b1c;;消费;CNY;100.00;0.38;成功\r\n"
+        "20260302;225959;s-2;pay_6c2d;;消费;CNY;100.00;0.38;成功\r\n"
+        "20260302;230000;s-3;pay_7d3e;;消费;CNY;100.00;0.38;成功\r\n"
+    )
+    rows, _warnings = services.statement_read(text=text, fmt="csv_v2", day=DAY)
+    assert [row.txn_at for row in rows] == [
+        dt.datetime(2026, 3, 1, 23, 30, tzinfo=SHANGHAI),
+        dt.datetime(2026, 3, 2, 22, 59, 59, tzinfo=SHANGHAI),
+        dt.datetime(2026, 3, 1, 23, 0, tzinfo=SHANGHAI),
+    ]
+
+
 def test_fixed_width_columns_are_where_the_layout_puts_them() -> None:
     text = statements.render("fixed_v1", "acq-global-c", DAY, SAMPLE_ROWS[:2])
     header, first, second, trailer = text.split("\n")[:4]
