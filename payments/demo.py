@@ -43,6 +43,7 @@ from .models import (
     RiskBlock,
     RiskRule,
     RoutingRule,
+    StatementImport,
 )
 from .points import points_affordable, program_of_bank
 
@@ -853,7 +854,10 @@ def seed_reconciliation(ctx: Any) -> None:
     """Statements for the demo's busiest channel days, written from the payments as the channel would, with one
     difference of every class injected (a capture left out, one the channel has and we do not, an amount and a
     status that differ, a row twice, a refund left out), imported and matched: the exceptions queue has one of each.
-    Idempotent: the same statement again is the same import."""
+    Idempotent: skipped once a statement was imported (the steps after this one add payments to the channels' days,
+    and the same days written again would be corrected statements)."""
+    if StatementImport.objects.exists():
+        return
     for remote, layout in STATEMENT_FORMATS.items():
         Channel.objects.filter(connector="simulator", remote_id=remote).update(statement_format=layout)
     channels = Channel.objects.filter(connector="simulator", sandbox=False).order_by("pk")

@@ -1109,6 +1109,12 @@ def _recon_exception() -> Any:
     )
 
 
+def _dispute_feed_cursor() -> Any:
+    from payments.models import DisputeFeedCursor
+
+    return DisputeFeedCursor.objects.create(channel=ChannelFactory(acquirer=MemberBankFactory()), position=3)
+
+
 def _dispute() -> Any:
     """An open chargeback of half of a captured payment (its acquirer and the merchant's sponsor: one new bank)."""
     from payments.models import Dispute
@@ -1131,6 +1137,7 @@ FACTORIES.update(
         "payments.statementimport": _statement_import,
         "payments.reconciliationexception": _recon_exception,
         "payments.dispute": _dispute,
+        "payments.disputefeedcursor": _dispute_feed_cursor,
         "payments.settlementbatch": _settlement_batch,
         "payments.reservepolicy": _reserve_policy,
         "merchants.unfreezerequest": _unfreeze_request,

@@ -203,10 +203,11 @@ def test_withdrawal_removes_tags_and_derivations_at_once_and_the_next_quote_drop
     consent_grant(cardholder=holder, purpose=OFFERS)
     for _ in range(3):
         pay(holder, 5_000, timezone.now() - dt.timedelta(days=1), merchant=world.merchant)
+    ends_at = _days(5)  # once: the offer for everyone must cover the targeted one's dates to the second
     for fields in ({"name": "for everyone", "amount_off": 100}, {"name": "diners", "segment_tags": ["dining"]}):
         status, out = world.api.post(
             "promotions",
-            {"kind": "amount_off", "amount_off": 1000, "budget": 100_000, "ends_at": _days(5), "stacking": "stackable"}
+            {"kind": "amount_off", "amount_off": 1000, "budget": 100_000, "ends_at": ends_at, "stacking": "stackable"}
             | fields,
             key=idem(),
         )

@@ -429,6 +429,7 @@ def test_jobs_run_through_celery_and_record_their_runs(world: dict[str, Any]) ->
         "payments.settlement_t0",
         "payments.reconcile",
         "payments.disputes_expire",
+        "payments.disputes_poll",
     }
 
 

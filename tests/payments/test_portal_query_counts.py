@@ -144,7 +144,7 @@ PINNED = {
     "statement_csv_filtered": 6,
     "payment": 8,
     "refunded_payment": 8,
-    "dashboard": 5,
+    "dashboard": 7,  # the page, and one query for each of the points and spending tiles
     "points": 6,
     "points_statement": 7,
 }
