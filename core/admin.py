@@ -6,7 +6,8 @@ from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 from django_celery_beat import admin as beat_admin
 from django_celery_beat.models import (
@@ -17,9 +18,11 @@ from django_celery_beat.models import (
     SolarSchedule,
 )
 
-from . import services
+from . import approvals, services
 from .admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopeMixin, lift_signin_lockouts
-from .models import AuditLog, CalendarDay, IdempotencyRecord, JobRun
+from .errors import MengkaError
+from .forms import ApprovalDecisionForm
+from .models import ApprovalRequest, AuditLog, CalendarDay, IdempotencyRecord, JobRun
 
 admin.site.site_header = _("Mengka 盟卡 operations")
 admin.site.site_title = _("Mengka operations")
@@ -126,3 +129,90 @@ class ScopedSolarScheduleAdmin(ScopedAdmin, beat_admin.SolarScheduleAdmin):
 class ScopedIntervalScheduleAdmin(ScopedAdmin, beat_admin.IntervalScheduleAdmin):
     alliance_only = True
     inlines = [ScopedPeriodicTaskInline]
+
+
+class ApprovalQueueFilter(admin.SimpleListFilter):
+    """The operator's two queues: what waits for them to decide, and what they asked for."""
+
+    title = _("queue")
+    parameter_name = "queue"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("waiting", _("Waiting for me")), ("mine", _("My requests"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "waiting":
+            return queryset.filter(pk__in=approvals.approvals_waiting_for(request.user).values("pk"))
+        if self.value() == "mine":
+            return queryset.filter(maker_id=request.user.pk)
+        return queryset
+
+
+@admin.register(ApprovalRequest)
+class ApprovalRequestAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    """The maker-checker queue. Requests are made from each feature's own page; here a second operator approves or
+    rejects them (a reason required), and a maker cancels their own. Every kind's payload is shown as its rows."""
+
+    scope_field = "bank_id"
+    list_display = ("id", "kind_label", "summary", "status", "maker", "created_at", "expires_at", "checker")
+    list_select_related = ("maker", "checker")
+    list_filter = (ApprovalQueueFilter, "status", "kind")
+    search_fields = ("=id", "reason", "maker__username")
+    date_hierarchy = "created_at"
+
+    @admin.display(description=_("kind"))
+    def kind_label(self, obj: ApprovalRequest) -> str:
+        return approvals.approval_kind_label(obj.kind)
+
+    @admin.display(description=_("request"))
+    def summary(self, obj: ApprovalRequest) -> str:
+        return " · ".join(f"{label}: {value}" for label, value in approvals.approval_describe(obj))[:200]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        waiting = approvals.approvals_waiting_for(request.user).filter(pk__in=self.get_queryset(request).values("pk"))
+        return super().changelist_view(request, {**(extra_context or {}), "waiting_count": waiting.count()})
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The request, readable, with what this operator may do with it: approve or reject (a checker), cancel (its
+        maker). A plain form: it works without JavaScript."""
+        obj = self.get_queryset(request).filter(pk=object_id).first() if object_id.isdigit() else None
+        if obj is None or not self.has_view_permission(request, obj):
+            raise Http404("No such approval request in your scope.")
+        form = ApprovalDecisionForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            decision, reason = form.cleaned_data["decision"], form.cleaned_data["reason"]
+            try:
+                if decision == "approve":
+                    approvals.approval_approve(request_id=obj.pk, checker=request.user)  # type: ignore[arg-type]
+                    self.message_user(request, _("Request %(id)s approved and applied.") % {"id": obj.pk})
+                elif decision == "reject":
+                    approvals.approval_reject(request_id=obj.pk, checker=request.user, reason=reason)  # type: ignore[arg-type]
+                    self.message_user(request, _("Request %(id)s rejected.") % {"id": obj.pk})
+                else:
+                    approvals.approval_cancel(request_id=obj.pk, maker=request.user)  # type: ignore[arg-type]
+                    self.message_user(request, _("Request %(id)s cancelled.") % {"id": obj.pk})
+            except MengkaError as exc:
+                form.add_error("reason" if exc.param == "reason" else None, exc.message)
+            else:
+                return HttpResponseRedirect(request.path)
+        pending = obj.status == ApprovalRequest.Status.PENDING
+        refusal = approvals.checker_refusal(obj, request.user) if pending else None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Approval request %(id)s") % {"id": obj.pk},
+            "opts": self.model._meta,
+            "original": obj,
+            "kind_label": approvals.approval_kind_label(obj.kind),
+            "rows": approvals.approval_describe(obj),
+            "may_decide": pending and refusal is None,
+            "refusal": refusal if pending and obj.maker_id != request.user.pk else None,
+            "may_cancel": pending and obj.maker_id == request.user.pk,
+            "form": form,
+            "history": AuditLog.objects.filter(object_type="core.approvalrequest", object_id=str(obj.pk)).order_by(
+                "at", "id"
+            ),
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/core/approvalrequest/decide.html", context)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
 
 from . import signin
 
@@ -30,3 +32,14 @@ class OperatorSignInForm(AdminAuthenticationForm):
             raise
         signin.signin_succeeded(self.request, username)
         return cleaned
+
+
+class ApprovalDecisionForm(forms.Form):
+    """A checker's approval or rejection (the reason required on rejection, by the service), or a maker's cancel."""
+
+    decision = forms.ChoiceField(
+        choices=[("approve", _("Approve")), ("reject", _("Reject")), ("cancel", _("Cancel the request"))]
+    )
+    reason = forms.CharField(
+        label=_("Reason (required to reject)"), required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 60})
+    )

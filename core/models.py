@@ -130,3 +130,60 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope}:{self.key} {self.operation} {self.state}"
+
+
+class ApprovalRequest(models.Model):
+    """One operator's request (the maker's) for a change that a second operator (the checker) must approve before it
+    is applied: its kind (registered in `core.approvals`), the payload the kind validated, and who decided what.
+    The bank is the one whose operator must check (none: an alliance operator); `bank_id` is a plain column because
+    core knows no domain tables, as in the audit log."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("waiting for a second operator")
+        APPROVED = "approved", _("approved and applied")
+        REJECTED = "rejected", _("rejected")
+        EXPIRED = "expired", _("expired")
+        CANCELLED = "cancelled", _("cancelled")
+
+    kind = models.CharField(_("kind"), max_length=64, db_index=True)
+    payload = models.JSONField(_("payload"))
+    reason = models.TextField(_("reason"))
+    bank_id = models.BigIntegerField(_("bank"), null=True, blank=True, db_index=True)
+    permission = models.CharField(_("permission needed to check"), max_length=100)
+    maker = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("requested by")
+    )
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
+    checker = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("decided by"),
+    )
+    decision_reason = models.TextField(_("reason for the decision"), blank=True)
+    created_at = models.DateTimeField(_("requested"), auto_now_add=True)
+    expires_at = models.DateTimeField(_("expires"))
+    decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
+    result_type = models.CharField(_("result type"), max_length=100, blank=True)
+    result_id = models.CharField(_("result id"), max_length=64, blank=True)
+
+    class Meta:
+        verbose_name = _("approval request")
+        verbose_name_plural = _("approval requests")
+        ordering = ("-id",)
+        indexes = [
+            models.Index(fields=["expires_at"], name="approval_pending_expiry", condition=Q(status="pending")),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=~Q(checker=models.F("maker")), name="approval_checker_not_maker"),
+            models.CheckConstraint(
+                condition=Q(status__in=["approved", "rejected"], checker__isnull=False, decided_at__isnull=False)
+                | ~Q(status__in=["approved", "rejected"]),
+                name="approval_decided_has_checker",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"approval {self.pk}: {self.kind} ({self.status})"

@@ -7,6 +7,7 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 
+from .approvals import approvals_expire
 from .calendar import load_calendar, local_now
 from .idempotency import idempotency_records_prune
 from .jobs import job_run
@@ -44,3 +45,12 @@ def idempotency_prune() -> int:
         deleted = idempotency_records_prune(older_than=older_than, on_batch=lambda count: run.advance(count))
         run.count(deleted=deleted)
     return deleted
+
+
+@shared_task(name="core.approvals_expire")
+def approvals_expire_stale() -> int:
+    """Every 15 minutes: approval requests that waited past their expiry are marked expired (APPROVAL_EXPIRY_HOURS)."""
+    with job_run("core.approvals_expire", period=local_now().strftime("%Y-%m-%dT%H:%M")) as run:
+        expired = approvals_expire(on_batch=lambda count: run.advance(count))
+        run.count(expired=expired)
+    return expired

@@ -1,4 +1,5 @@
-"""Ledger tables are read-only in the admin; adjustments go request → second operator's approval → posted. Benefits are
+"""Ledger tables are read-only in the admin; adjustments are requested from the ledger accounts' page and posted once a
+second operator approves them in the approval queue (core.approvals). Benefits are
 edited while draft and published by a second operator; vouchers are read-only. Merchants' promotions are set through
 the API and only read here, with their cost and budget left; the co-funding bank approves or rejects its share, and
 the sponsor bank (or the alliance) may pause one."""
@@ -9,9 +10,10 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Value
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
@@ -29,7 +31,6 @@ from members.models import PointsProgram
 from . import selectors, services
 from .models import (
     Account,
-    AdjustmentRequest,
     Benefit,
     Entry,
     ExchangePolicy,
@@ -41,6 +42,7 @@ from .models import (
     Seal,
     Voucher,
 )
+from .services.adjustments import ADJUST_PERMISSION
 
 
 @admin.register(Account)
@@ -56,7 +58,49 @@ class AccountAdmin(ReadOnlyAdminMixin, ScopedAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view(self.statement_view)
-        return [path("<int:account_id>/statement/", view, name="rewards_account_statement"), *super().get_urls()]
+        adjust = self.admin_site.admin_view(self.adjust_view)
+        return [
+            path("<int:account_id>/statement/", view, name="rewards_account_statement"),
+            path("adjust/", adjust, name="rewards_account_adjust"),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        may_adjust = request.user.has_perm(ADJUST_PERMISSION)  # type: ignore[union-attr]
+        return super().changelist_view(request, {**(extra_context or {}), "may_adjust": may_adjust})
+
+    def adjust_view(self, request: HttpRequest) -> HttpResponse:
+        """Requests a points adjustment; it posts once a second operator approves it in the approval queue."""
+        if not request.user.has_perm(ADJUST_PERMISSION):  # type: ignore[union-attr]
+            raise PermissionDenied
+        scope = operator_scope(request.user)
+        programs = PointsProgram.objects.order_by("id")
+        if not scope.everything:
+            programs = programs.filter(bank_id__in=scope.writable_bank_ids)
+        initial = {"cardholder": id_or_none(request.GET.get("cardholder"))}
+        form = AdjustmentForm(request.POST or None, programs=programs, initial=initial)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                made = services.adjustment_request(
+                    cardholder_id=data["cardholder"],
+                    program=data["program"],
+                    amount=data["amount"],
+                    reason=data["reason"],
+                    requested_by=request.user,  # type: ignore[arg-type]
+                )
+            except MengkaError as exc:
+                form.add_error(exc.param if exc.param in form.fields else None, exc.message)
+            else:
+                messages.success(request, _("Adjustment requested: a second operator must approve it."))
+                return HttpResponseRedirect(reverse("admin:core_approvalrequest_change", args=[made.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Request a points adjustment"),
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/rewards/adjust.html", context)
 
     def statement_view(self, request: HttpRequest, account_id: int) -> HttpResponse:
         account = self.get_queryset(request).filter(pk=account_id).first()
@@ -71,6 +115,23 @@ class AccountAdmin(ReadOnlyAdminMixin, ScopedAdmin):
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/rewards/statement.html", context)
+
+
+class AdjustmentForm(forms.Form):
+    """A points adjustment as an operator asks for it; the service checks it (card at the bank, bounds) and the
+    approval checks it again before it posts."""
+
+    cardholder = forms.IntegerField(label=_("cardholder (id)"), min_value=1)
+    program = forms.ModelChoiceField(label=_("program"), queryset=PointsProgram.objects.none())
+    amount = forms.IntegerField(label=_("points (signed: negative to take away)"))
+    reason = forms.CharField(label=_("reason"), widget=forms.Textarea(attrs={"rows": 3, "cols": 60}))
+
+    def __init__(self, *args: Any, programs: models.QuerySet[PointsProgram], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["program"]
+        assert isinstance(field, forms.ModelChoiceField)
+        field.queryset = programs
+        field.label_from_instance = lambda program: program.local_name  # type: ignore[method-assign,assignment]
 
 
 @admin.register(LedgerTransaction)
@@ -107,85 +168,6 @@ class HoldAdmin(ReadOnlyAdminMixin, ScopedAdmin):
 class SealAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     alliance_only = True
     list_display = ("id", "transaction_count", "entry_count", "hash", "created_at")
-
-
-class AdjustmentRequestForm(forms.ModelForm):  # type: ignore[type-arg]
-    """Refuses in the form what the service would refuse (no card at the programme's bank, out of bounds), so the
-    operator sees it next to the field; the service checks again when it writes."""
-
-    class Meta:
-        model = AdjustmentRequest
-        fields = ("cardholder", "program", "amount", "reason")
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        cardholder, program, amount = data.get("cardholder"), data.get("program"), data.get("amount")
-        if cardholder is not None and program is not None and amount is not None:
-            try:
-                services.adjustment_check(cardholder_id=cardholder.pk, program=program, amount=amount)
-            except MengkaError as exc:
-                field = exc.param if exc.param in self.fields else None
-                self.add_error(field, exc.message)
-        return data
-
-
-@admin.register(AdjustmentRequest)
-class AdjustmentRequestAdmin(ScopedAdmin):
-    scope_field = "bank"
-    form = AdjustmentRequestForm
-    list_display = ("id", "cardholder", "program", "amount", "status", "requested_by", "decided_by", "created_at")
-    list_select_related = ("cardholder", "program", "requested_by", "decided_by")
-    list_filter = ("status",)
-    fields = ("cardholder", "program", "amount", "reason")
-    autocomplete_fields = ("cardholder",)
-    actions = ("approve", "reject")
-
-    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
-        return False
-
-    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if db_field.name == "program":
-            scope = self._scope(request)
-            programs = PointsProgram.objects.all()
-            kwargs["queryset"] = programs if scope.everything else programs.filter(bank_id__in=scope.writable_bank_ids)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-    def save_model(self, request: HttpRequest, obj: models.Model, form: Any, change: bool) -> None:
-        assert isinstance(obj, AdjustmentRequest)
-        created = services.adjustment_request(
-            cardholder_id=obj.cardholder_id,
-            program=obj.program,
-            amount=obj.amount,
-            reason=obj.reason,
-            requested_by=request.user,  # type: ignore[arg-type]
-        )
-        obj.pk = created.pk
-
-    def _decide(self, request: HttpRequest, queryset: models.QuerySet[Any], approve: bool) -> None:
-        for adjustment in queryset:
-            if not self._writable(request, adjustment):
-                messages.error(request, _("Adjustment %(id)s is outside your scope.") % {"id": adjustment.pk})
-                continue
-            try:
-                if approve:
-                    services.adjustment_approve(request_id=adjustment.pk, approver=request.user)  # type: ignore[arg-type]
-                else:
-                    services.adjustment_reject(request_id=adjustment.pk, approver=request.user)  # type: ignore[arg-type]
-            except MengkaError as exc:
-                messages.error(request, f"#{adjustment.pk}: {exc.message}")
-            else:
-                messages.success(request, _("Adjustment %(id)s decided.") % {"id": adjustment.pk})
-
-    @admin.action(description=_("Approve and post the selected adjustments"))
-    def approve(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
-        self._decide(request, queryset, approve=True)
-
-    @admin.action(description=_("Reject the selected adjustments"))
-    def reject(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
-        self._decide(request, queryset, approve=False)
 
 
 class ExchangePolicyForm(forms.ModelForm):  # type: ignore[type-arg]

@@ -1,4 +1,4 @@
-"""The unified points ledger: accounts, transactions, immutable entries, lots, holds, seals, adjustment requests.
+"""The unified points ledger: accounts, transactions, immutable entries, lots, holds, seals.
 
 Amounts are signed 64-bit integers. For a points unit (a program's `unit_code`) one unit is one point; for a currency
 unit ("CNY") one unit is one ten-thousandth (CNY 1 = 10000), so obligations carry four decimal places. A positive entry
@@ -67,6 +67,7 @@ class Account(models.Model):
     class Meta:
         verbose_name = _("ledger account")
         verbose_name_plural = _("ledger accounts")
+        permissions = [("adjust_points", _("Can request and approve points adjustments"))]
         ordering = ("id",)
         constraints = [
             models.UniqueConstraint(
@@ -324,52 +325,6 @@ class Hold(models.Model):
 
     def __str__(self) -> str:
         return f"hold {self.pk}: {self.amount} ({self.status})"
-
-
-class AdjustmentRequest(models.Model):
-    """An operator's points adjustment; posted only once a different operator approves it."""
-
-    class Status(models.TextChoices):
-        PENDING = "pending", _("pending approval")
-        POSTED = "posted", _("approved and posted")
-        REJECTED = "rejected", _("rejected")
-
-    cardholder = models.ForeignKey(Cardholder, on_delete=models.PROTECT, related_name="+", verbose_name=_("cardholder"))
-    program = models.ForeignKey(PointsProgram, on_delete=models.PROTECT, related_name="+", verbose_name=_("program"))
-    bank = models.ForeignKey(MemberBank, on_delete=models.PROTECT, related_name="+", verbose_name=_("bank"))
-    amount = models.BigIntegerField(_("points (signed)"))
-    reason = models.TextField(_("reason"))
-    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("requested by")
-    )
-    decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("decided by"),
-    )
-    transaction = models.OneToOneField(
-        LedgerTransaction,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="adjustment_request",
-        verbose_name=_("transaction"),
-    )
-    created_at = models.DateTimeField(_("created"), auto_now_add=True)
-    decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
-
-    class Meta:
-        verbose_name = _("points adjustment request")
-        verbose_name_plural = _("points adjustment requests")
-        ordering = ("-id",)
-        constraints = [models.CheckConstraint(condition=~models.Q(amount=0), name="ledger_adjustment_not_zero")]
-
-    def __str__(self) -> str:
-        return f"adjustment {self.pk}: {self.amount:+d} ({self.status})"
 
 
 class ExchangePolicy(models.Model):

@@ -196,6 +196,9 @@ REST_FRAMEWORK = {
 }
 # Idempotency records (merchant API and services) are pruned once older than this; the API promises 24 hours at least.
 IDEMPOTENCY_RETENTION_HOURS = env.int("IDEMPOTENCY_RETENTION_HOURS", default=48)
+# How long an approval request waits for its second operator before the beat job expires it, by kind ("default" for
+# every kind not named).
+APPROVAL_EXPIRY_HOURS = {"default": env.int("APPROVAL_EXPIRY_HOURS", default=72)}
 # Webhooks to loopback, private, link-local, multicast and reserved addresses are refused unless allowed (dev, tests).
 WEBHOOK_ALLOW_PRIVATE_HOSTS = env.bool("WEBHOOK_ALLOW_PRIVATE_HOSTS", default=False)
 # Webhook endpoints a merchant may have per mode (test, live): each event goes to every one of them.

@@ -207,7 +207,7 @@ def _ledger_row(label: str) -> Any:
         return hold_create(
             cardholder_id=account.owner_id, program=account.program, amount=10, idempotency_key=f"hold:{account.pk}"
         )
-    if label == "rewards.adjustmentrequest":
+    if label == "core.approvalrequest":
         from rewards.services import adjustment_request
 
         card_at(account.owner_id, account.program.bank)
@@ -235,6 +235,7 @@ FACTORIES: dict[str, Any] = {
     "core.jobrun": JobRunFactory,
     "core.idempotencyrecord": IdempotencyRecordFactory,
     "core.calendarday": CalendarDayFactory,
+    "core.approvalrequest": lambda: _ledger_row("core.approvalrequest"),
     "members.memberbank": MemberBankFactory,
     "members.bankoperator": BankOperatorFactory,
     "django_celery_beat.periodictask": _periodic_task,
@@ -243,7 +244,6 @@ FACTORIES: dict[str, Any] = {
     "rewards.entry": lambda: _ledger_row("rewards.entry"),
     "rewards.lot": lambda: _ledger_row("rewards.lot"),
     "rewards.hold": lambda: _ledger_row("rewards.hold"),
-    "rewards.adjustmentrequest": lambda: _ledger_row("rewards.adjustmentrequest"),
     "rewards.seal": lambda: _ledger_row("rewards.seal"),
     "django_celery_beat.intervalschedule": lambda: _model("django_celery_beat.intervalschedule").objects.create(
         every=7, period="minutes"

@@ -12,7 +12,7 @@ holds        holding points, then posting or voiding the hold
 exchange     exchanging points between two banks' programmes, under the alliance's exchange policy in force
 reversal     reversing a transaction, wholly or in part, cumulatively
 expiry       expiring lots past their last valid day (the daily job, and before a spend)
-adjustments  manual adjustments, four eyes
+adjustments  manual adjustments, approved through core.approvals
 bulk         many earns in one transaction (settlement)
 campaigns    a merchant's promotions: checking, creating, updating, pausing, resuming, ending
 benefits     the benefits catalogue: checking, publishing (four eyes), pricing, redeeming into a voucher
@@ -26,7 +26,13 @@ See docs/ledger.md.
 from ..models import Purpose  # the purpose a caller names for `bank_points_account`
 from . import promotions
 from .accounts import account_get_or_create, bank_points_account, clearing_account, debt_account, wallet_account
-from .adjustments import adjustment_approve, adjustment_check, adjustment_reject, adjustment_request
+from .adjustments import (
+    POINTS_ADJUSTMENT,
+    POINTS_ADJUSTMENT_KIND,
+    adjustment_check,
+    adjustment_post,
+    adjustment_request,
+)
 from .benefits import (
     BenefitQuote,
     QuoteLine,
@@ -75,6 +81,8 @@ from .reversal import transaction_reverse
 from .vouchers import qr_payload, voucher_cancel, voucher_for_merchant, voucher_out, voucher_redeem, vouchers_expire
 
 __all__ = [
+    "POINTS_ADJUSTMENT",
+    "POINTS_ADJUSTMENT_KIND",
     "BenefitQuote",
     "EarnEvent",
     "EarnSource",
@@ -83,9 +91,8 @@ __all__ = [
     "Purpose",
     "QuoteLine",
     "account_get_or_create",
-    "adjustment_approve",
     "adjustment_check",
-    "adjustment_reject",
+    "adjustment_post",
     "adjustment_request",
     "bank_points_account",
     "benefit_approve",

@@ -1,28 +1,39 @@
-"""Manual adjustments, four eyes: one operator requests, another approves (the adjustment posts) or rejects.
+"""Manual adjustments, through the maker-checker mechanism (`core.approvals`, kind "rewards.points_adjustment"): one
+operator requests, another of the programme's bank (or an alliance operator) approves in the approval queue, and the
+adjustment posts in the same transaction; or they reject it.
 
 A request names a cardholder who holds a card at the programme's bank (bound: active, frozen or closed) and a
 non-zero amount of at most `POINTS_ADJUSTMENT_MAX` points either way; both are checked when it is requested and again
 when it is approved. A credit forms a lot as an earn does; a debit spends lots as a redemption does. Every request and
-decision is audited.
+decision is audited by the approval mechanism; the posted transaction carries its maker and checker.
 """
 
 from __future__ import annotations
 
+import uuid
+from typing import Any, TypeVar
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
-from django.utils import timezone
+from django.db import models
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
-from core.audit import audit_record
-from core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from core.approvals import ApprovalKind, approval_request
+from core.errors import NotFound, ValidationFailed
+from core.models import ApprovalRequest
+from core.text import id_or_none
 from members.models import BindingStatus, Card, Cardholder, PointsProgram
 
-from ..models import AdjustmentRequest, LedgerTransaction, Purpose
+from ..models import LedgerTransaction, Purpose
 from .accounts import bank_ref, debt_ref, wallet_ref
 from .expiry import expire_overdue
 from .lots import credit_wallet, spend, today
-from .posting import Kind, begin, finish, keyed, replay, request_hash, retry_on_conflict
+from .posting import Kind, begin, finish, keyed, request_hash
+
+POINTS_ADJUSTMENT = "rewards.points_adjustment"
+M = TypeVar("M", bound=models.Model)
+ADJUST_PERMISSION = "rewards.adjust_points"
 
 BOUND_CARD = (BindingStatus.ACTIVE, BindingStatus.FROZEN, BindingStatus.CLOSED)
 
@@ -49,119 +60,105 @@ def adjustment_check(*, cardholder_id: int | None, program: PointsProgram, amoun
         )
 
 
-@transaction.atomic
+def _row(model: type[M], value: Any) -> M | None:
+    pk = id_or_none(str(value))
+    return None if pk is None else model._default_manager.filter(pk=pk).first()
+
+
+def _parse(payload: dict[str, Any]) -> tuple[int | None, PointsProgram, int]:
+    program = _row(PointsProgram, payload.get("program_id"))
+    if program is None:
+        raise NotFound(_("No such points programme."), param="program")
+    cardholder_id, amount = payload.get("cardholder_id"), payload.get("amount")
+    adjustment_check(cardholder_id=cardholder_id, program=program, amount=amount)  # type: ignore[arg-type]
+    return cardholder_id, program, amount  # type: ignore[return-value]
+
+
+def adjustment_validate(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload of an adjustment: cardholder, programme, signed points, and the ledger key it will post under."""
+    cardholder_id, program, amount = _parse(payload)
+    return {
+        "cardholder_id": cardholder_id,
+        "program_id": program.pk,
+        "amount": amount,
+        "key": str(payload.get("key") or f"adjustment:{uuid.uuid4().hex}"),
+    }
+
+
+def adjustment_bank(payload: dict[str, Any]) -> int | None:
+    return PointsProgram.objects.values_list("bank_id", flat=True).get(pk=payload["program_id"])
+
+
+def adjustment_describe(payload: dict[str, Any]) -> list[tuple[str, str]]:
+    program = _row(PointsProgram, payload.get("program_id"))
+    cardholder = _row(Cardholder, payload.get("cardholder_id"))
+    return [
+        (_("cardholder"), str(cardholder) if cardholder is not None else f"#{payload.get('cardholder_id')}"),
+        (_("program"), program.local_name if program is not None else f"#{payload.get('program_id')}"),
+        (_("points"), f"{int(payload.get('amount', 0)):+,d}"),
+    ]
+
+
 def adjustment_request(
     *, cardholder_id: int, program: PointsProgram, amount: int, reason: str, requested_by: AbstractBaseUser
-) -> AdjustmentRequest:
-    adjustment_check(cardholder_id=cardholder_id, program=program, amount=amount)
-    if not reason.strip():
-        raise ValidationFailed(_("Give a reason for the adjustment."), param="reason")
-    request = AdjustmentRequest.objects.create(
-        cardholder_id=cardholder_id,
-        program=program,
-        bank_id=program.bank_id,
-        amount=amount,
-        reason=reason.strip(),
-        requested_by=requested_by,  # type: ignore[misc]
-    )
-    audit_record(
-        actor=requested_by,
-        action="ledger.adjustment.request",
-        obj=request,
-        after={"cardholder_id": cardholder_id, "program": program.unit_code, "amount": amount},
-        reason=request.reason,
-        bank_id=program.bank_id,
-    )
-    return request
+) -> ApprovalRequest:
+    """Asks for an adjustment; it posts once a second operator approves it (`core.approvals.approval_approve`)."""
+    payload = {"cardholder_id": cardholder_id, "program_id": program.pk, "amount": amount}
+    return approval_request(kind=POINTS_ADJUSTMENT, payload=payload, reason=reason, maker=requested_by)
 
 
-def _locked_request(request_id: int) -> AdjustmentRequest:
-    request = AdjustmentRequest.objects.select_for_update().filter(pk=request_id).first()
-    if request is None:
-        raise NotFound(_("No such adjustment request."), param="request")
-    return request
-
-
-def _decide(request: AdjustmentRequest, approver: AbstractBaseUser) -> AdjustmentRequest:
-    if request.status != AdjustmentRequest.Status.PENDING:
-        raise Conflict(_("This adjustment was already decided."))
-    if request.requested_by_id == approver.pk:
-        raise PermissionDenied(_("A second operator must approve an adjustment."))
-    return request
-
-
-@retry_on_conflict
-def adjustment_approve(*, request_id: int, approver: AbstractBaseUser) -> LedgerTransaction:
-    """A different operator approves: the adjustment posts (a credit forms a lot; a debit spends lots). The same
-    approval again returns the transaction it posted; another operator's, `IdempotencyConflict`."""
-    key = f"adjustment:{request_id}"
-    digest = request_hash(op="adjust", request=request_id, approver=approver.pk)
+def adjustment_post(payload: dict[str, Any], maker: AbstractBaseUser, checker: AbstractBaseUser) -> LedgerTransaction:
+    """Posts an approved adjustment (the kind's `apply`, inside the approval's transaction): a credit forms a lot, a
+    debit spends lots (expiring overdue ones first). Checked again against today's cards and limits."""
+    cardholder_id, program, amount = _parse(payload)
+    assert cardholder_id is not None
+    key = str(payload["key"])
+    digest = request_hash(op="adjust", key=key, checker=checker.pk)
 
     def post() -> LedgerTransaction:
-        request = _locked_request(request_id)
-        if request.status == AdjustmentRequest.Status.POSTED:
-            existing = replay(LedgerTransaction, key, digest)
-            if existing is not None:
-                return existing
-        _decide(request, approver)
-        program = request.program
-        adjustment_check(cardholder_id=request.cardholder_id, program=program, amount=request.amount)
-        wallet, debt = wallet_ref(request.cardholder_id, program), debt_ref(request.cardholder_id, program)
-        issuance = bank_ref(program, Purpose.ISSUANCE, request.cardholder_id)
-        breakage = bank_ref(program, Purpose.BREAKAGE, request.cardholder_id)
+        wallet, debt = wallet_ref(cardholder_id, program), debt_ref(cardholder_id, program)
+        issuance = bank_ref(program, Purpose.ISSUANCE, cardholder_id)
+        breakage = bank_ref(program, Purpose.BREAKAGE, cardholder_id)
         posting = begin(
             kind=Kind.ADJUST,
             key=key,
             digest=digest,
-            refs=[wallet, debt, issuance, *([breakage] if request.amount < 0 else [])],
-            actor=approver,
+            refs=[wallet, debt, issuance, *([breakage] if amount < 0 else [])],
+            actor=checker,
             metadata={
-                "cardholder_id": request.cardholder_id,
+                "cardholder_id": cardholder_id,
                 "program_id": program.pk,
-                "direction": 1 if request.amount > 0 else -1,
-                "adjustment_request": request.pk,
-                "reason": request.reason,
-                "requested_by": request.requested_by_id,
+                "direction": 1 if amount > 0 else -1,
+                "requested_by": maker.pk,
+                "approved_by": checker.pk,
             },
-            points=abs(request.amount),
+            points=abs(amount),
         )
         locked_wallet = posting.account(wallet)
-        if request.amount > 0:
-            posting.leg(posting.account(issuance), -request.amount)
+        if amount > 0:
+            posting.leg(posting.account(issuance), -amount)
             credit_wallet(
                 posting,
                 wallet=locked_wallet,
                 debt=posting.account(debt),
                 program=program,
-                amount=request.amount,
+                amount=amount,
                 earned_on=today(),
             )
         else:
             lots = expire_overdue(locked_wallet, posting.account(breakage))
-            spend(posting, locked_wallet, posting.account(issuance), -request.amount, lots)
-        txn = finish(posting)
-        request.status, request.decided_at = AdjustmentRequest.Status.POSTED, timezone.now()
-        request.decided_by = approver  # type: ignore[assignment]
-        request.transaction = txn
-        request.save(update_fields=["status", "decided_by", "decided_at", "transaction"])
-        audit_record(
-            actor=approver,
-            action="ledger.adjustment.approve",
-            obj=request,
-            after={"transaction": txn.pk, "amount": request.amount},
-            reason=request.reason,
-            bank_id=request.bank_id,
-        )
-        return txn
+            spend(posting, locked_wallet, posting.account(issuance), -amount, lots)
+        return finish(posting)
 
     return keyed(LedgerTransaction, key, digest, post)
 
 
-@transaction.atomic
-def adjustment_reject(*, request_id: int, approver: AbstractBaseUser, reason: str = "") -> AdjustmentRequest:
-    request = _decide(_locked_request(request_id), approver)
-    request.status, request.decided_at = AdjustmentRequest.Status.REJECTED, timezone.now()
-    request.decided_by = approver  # type: ignore[assignment]
-    request.save(update_fields=["status", "decided_by", "decided_at"])
-    audit_record(actor=approver, action="ledger.adjustment.reject", obj=request, reason=reason, bank_id=request.bank_id)
-    return request
+POINTS_ADJUSTMENT_KIND = ApprovalKind(
+    code=POINTS_ADJUSTMENT,
+    label=gettext_lazy("points adjustment"),
+    permission=ADJUST_PERMISSION,
+    validate=adjustment_validate,
+    bank_of=adjustment_bank,
+    apply=adjustment_post,  # type: ignore[arg-type]
+    describe=adjustment_describe,
+)

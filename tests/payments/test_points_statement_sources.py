@@ -10,6 +10,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from core.approvals import approval_approve
 from payments import services
 from rewards import selectors as rewards_selectors
 from rewards import services as ledger
@@ -22,6 +23,7 @@ from tests.factories import (
     MerchantFactory,
     PointsProgramFactory,
     StaffFactory,
+    bank_operator,
     make_benefit,
     make_cardholder,
 )
@@ -65,7 +67,7 @@ def test_each_movement_names_its_merchant_benefit_or_programme(channel_fake: Any
     request = ledger.adjustment_request(
         cardholder_id=holder.pk, program=points, amount=7, reason="goodwill", requested_by=StaffFactory()
     )
-    ledger.adjustment_approve(request_id=request.pk, approver=StaffFactory())
+    approval_approve(request_id=request.pk, checker=bank_operator(points.bank))
 
     client = Client()
     assert client.login(username=holder.user.username, password=PASSWORD)

@@ -1,20 +1,26 @@
 """Adjustments are checked when requested, not only when approved: the cardholder holds a card at the programme's
-bank, the amount is within bounds; nothing is written when they are refused. The admin picks the cardholder through
-the scoped autocomplete."""
+bank, the amount is within bounds; nothing is written when they are refused. The admin's request page offers only the
+programmes of the operator's bank, so a cardholder outside it is refused."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 from django.test import override_settings
 from django.urls import reverse
 
+from core.approvals import approval_approve
 from core.errors import MengkaError, NotFound, ValidationFailed
-from core.models import AuditLog
+from core.models import ApprovalRequest, AuditLog
 from rewards import services as s
-from rewards.models import AdjustmentRequest, LedgerTransaction
-from tests.factories import CardholderFactory, MemberBankFactory, PointsProgramFactory, StaffFactory, card_at
+from rewards.models import LedgerTransaction
+from tests.factories import (
+    CardholderFactory,
+    MemberBankFactory,
+    PointsProgramFactory,
+    StaffFactory,
+    bank_operator,
+    card_at,
+)
 from tests.i18n import shown
 from tests.rewards.test_ledger_reads_admin import operator_of
 
@@ -27,8 +33,8 @@ def _request(**overrides):
 
 
 def _nothing_written() -> None:
-    assert AdjustmentRequest.objects.count() == 0
-    assert AuditLog.objects.filter(object_type="rewards.adjustmentrequest").count() == 0
+    assert ApprovalRequest.objects.count() == 0
+    assert AuditLog.objects.filter(object_type="core.approvalrequest").count() == 0
 
 
 def test_a_cardholder_that_does_not_exist_is_refused_and_nothing_written() -> None:
@@ -66,15 +72,16 @@ def test_an_amount_out_of_bounds_is_refused_at_request_time(amount) -> None:
 def test_the_bounds_are_inclusive_and_approval_checks_again() -> None:
     program, holder = PointsProgramFactory(), CardholderFactory()
     card = card_at(holder, program.bank)
-    assert _request(cardholder_id=holder.pk, program=program, amount=-500).amount == -500
+    assert _request(cardholder_id=holder.pk, program=program, amount=-500).payload["amount"] == -500
     request = _request(cardholder_id=holder.pk, program=program, amount=500)
+    checker = bank_operator(program.bank)
     with override_settings(POINTS_ADJUSTMENT_MAX=100), pytest.raises(ValidationFailed):
-        s.adjustment_approve(request_id=request.pk, approver=StaffFactory())
+        approval_approve(request_id=request.pk, checker=checker)
     type(card).objects.filter(pk=card.pk).update(status="pending_verification")
     with pytest.raises(ValidationFailed):
-        s.adjustment_approve(request_id=request.pk, approver=StaffFactory())
+        approval_approve(request_id=request.pk, checker=checker)
     request.refresh_from_db()
-    assert (request.status, request.transaction_id) == ("pending", None)
+    assert (request.status, request.checker_id, request.result_id) == ("pending", None, "")
     assert LedgerTransaction.objects.filter(kind="adjust").count() == 0
 
 
@@ -82,39 +89,37 @@ def test_the_admin_form_shows_the_refusal_and_writes_nothing() -> None:
     program, holder = PointsProgramFactory(), CardholderFactory()
     card_at(holder, MemberBankFactory())
     _maker, client = operator_of(program.bank)
-    url = reverse("admin:rewards_adjustmentrequest_add")
-    # A cardholder without a card at the operator's bank is outside the picker's scope: not a valid choice.
+    url = reverse("admin:rewards_account_adjust")
+    # A cardholder without a card at the operator's bank is refused by the field.
     response = client.post(url, {"cardholder": holder.pk, "program": program.pk, "amount": 40, "reason": "x"})
     assert response.status_code == 200
-    assert "cardholder" in response.context["adminform"].form.errors
+    assert response.context["form"].errors["cardholder"] == [
+        shown("This cardholder holds no card at the programme's bank.")
+    ]
     card_at(holder, program.bank)
     with override_settings(POINTS_ADJUSTMENT_MAX=10):
         response = client.post(url, {"cardholder": holder.pk, "program": program.pk, "amount": 40, "reason": "x"})
     assert response.status_code == 200
-    assert response.context["adminform"].form.errors["amount"] == [
+    assert response.context["form"].errors["amount"] == [
         shown("An adjustment is at most %(limit)d points either way.", limit=10)
     ]
     _nothing_written()
 
 
-def test_the_cardholder_autocomplete_is_scoped_to_the_operators_bank() -> None:
-    program = PointsProgramFactory()
-    mine, theirs, both = CardholderFactory(), CardholderFactory(), CardholderFactory()
-    other_bank = MemberBankFactory()
-    card_at(mine, program.bank)
-    card_at(theirs, other_bank)
-    card_at(both, program.bank)
-    card_at(both, other_bank)
+def test_the_request_page_offers_only_the_operators_programmes() -> None:
+    program, elsewhere = PointsProgramFactory(), PointsProgramFactory()
+    holder = CardholderFactory()
+    card_at(holder, elsewhere.bank)
     _operator, client = operator_of(program.bank)
-    url = reverse("admin:autocomplete")
-    params = {"app_label": "rewards", "model_name": "adjustmentrequest", "field_name": "cardholder", "term": ""}
-    response = client.get(url, params)
-    assert response.status_code == 200
-    found = {int(row["id"]) for row in json.loads(response.content)["results"]}
-    assert found == {mine.pk, both.pk}
-    form_field = client.get(reverse("admin:rewards_adjustmentrequest_add")).context["adminform"].form.fields
-    assert form_field["cardholder"].widget.__class__.__name__ == "RelatedFieldWidgetWrapper"
-    assert "admin-autocomplete" in str(form_field["cardholder"].widget.render("cardholder", None))
+    url = reverse("admin:rewards_account_adjust")
+    offered = client.get(url).context["form"].fields["program"].queryset
+    assert list(offered) == [program]
+    response = client.post(url, {"cardholder": holder.pk, "program": elsewhere.pk, "amount": 40, "reason": "x"})
+    assert "program" in response.context["form"].errors
+    _nothing_written()
+    auditor_client = operator_of(program.bank)[1]
+    auditor_client.force_login(StaffFactory())  # staff with no role: no page
+    assert auditor_client.get(url).status_code == 403
 
 
 def test_a_refusal_is_a_domain_error_with_its_param() -> None:

@@ -1,4 +1,5 @@
-"""Ledger reads (query counts pinned) and the admin: read-only tables, statement view, four-eyes adjustments."""
+"""Ledger reads (query counts pinned) and the admin: read-only tables, statement view, adjustments requested
+there and approved by a second operator in the approval queue."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from core.models import ApprovalRequest
 from rewards import selectors
 from rewards import services as s
-from rewards.models import AdjustmentRequest, LedgerTransaction, Lot
+from rewards.models import LedgerTransaction, Lot
 from tests.factories import PASSWORD, CardholderFactory, PointsProgramFactory, bank_operator, card_at
 
 pytestmark = pytest.mark.django_db
@@ -114,18 +116,25 @@ def test_admin_adjustment_request_then_another_operator_approves() -> None:
     card_at(holder, program.bank)
     _maker, maker_client = operator_of(program.bank)
     checker, checker_client = operator_of(program.bank)
+    accounts = maker_client.get(reverse("admin:rewards_account_changelist"))
+    assert reverse("admin:rewards_account_adjust") in accounts.content.decode()
     response = maker_client.post(
-        reverse("admin:rewards_adjustmentrequest_add"),
+        reverse("admin:rewards_account_adjust"),
         {"cardholder": holder.pk, "program": program.pk, "amount": 40, "reason": "lost earn"},
     )
+    request = ApprovalRequest.objects.get()
+    page = reverse("admin:core_approvalrequest_change", args=[request.pk])
     assert response.status_code == 302
-    request = AdjustmentRequest.objects.get()
-    changelist = reverse("admin:rewards_adjustmentrequest_changelist")
-    maker_client.post(changelist, {"action": "approve", "_selected_action": [request.pk]})
+    assert response["Location"] == page
+    # The maker's own page offers only to cancel; a forged approval changes nothing.
+    assert maker_client.get(page).context["may_decide"] is False
+    maker_client.post(page, {"decision": "approve"})
     request.refresh_from_db()
     assert request.status == "pending"
     assert LedgerTransaction.objects.filter(kind="adjust").count() == 0
-    checker_client.post(changelist, {"action": "approve", "_selected_action": [request.pk]})
+    waiting = checker_client.get(reverse("admin:core_approvalrequest_changelist"), {"queue": "waiting"})
+    assert [row.pk for row in waiting.context["cl"].result_list] == [request.pk]
+    assert checker_client.post(page, {"decision": "approve"}).status_code == 302
     request.refresh_from_db()
-    assert (request.status, request.decided_by) == ("posted", checker)
+    assert (request.status, request.checker) == ("approved", checker)
     assert s.wallet_account(holder.pk, program).posted == 40

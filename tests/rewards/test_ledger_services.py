@@ -9,12 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.approvals import approval_approve, approval_reject
 from core.errors import Conflict, IdempotencyConflict, InsufficientFunds, PermissionDenied, ValidationFailed
 from core.models import AuditLog
 from rewards import services as s
 from rewards.checks import ledger_verify
 from rewards.models import Account, Entry, Hold, LedgerTransaction, Lot, LotMovement
-from tests.factories import CardholderFactory, PointsProgramFactory, StaffFactory, card_at
+from tests.factories import CardholderFactory, PointsProgramFactory, StaffFactory, bank_operator, card_at
 
 pytestmark = pytest.mark.django_db
 
@@ -299,29 +300,38 @@ def test_a_hold_expires_overdue_lots_first_and_a_later_expiry_the_same_day_posts
 
 
 def test_adjustment_needs_a_second_operator_and_is_audited(program, holder) -> None:
-    maker, checker = StaffFactory(), StaffFactory()
+    maker, checker = bank_operator(program.bank), bank_operator(program.bank)
     card_at(holder, program.bank)
     request = s.adjustment_request(
         cardholder_id=holder.pk, program=program, amount=25, reason="missed promotion", requested_by=maker
     )
+    assert balance(holder, program) == (0, 0)  # nothing posts until it is approved
     with pytest.raises(PermissionDenied):
-        s.adjustment_approve(request_id=request.pk, approver=maker)
-    txn = s.adjustment_approve(request_id=request.pk, approver=checker)
+        approval_approve(request_id=request.pk, checker=maker)
+    with pytest.raises(PermissionDenied):  # staff without the role may not check
+        approval_approve(request_id=request.pk, checker=StaffFactory())
+    approved = approval_approve(request_id=request.pk, checker=checker)
+    txn = LedgerTransaction.objects.get(pk=approved.result_id)
+    assert (approved.result_type, approved.checker) == ("rewards.ledgertransaction", checker)
     assert balance(holder, program) == (25, 0)
     assert txn.actor == checker
-    # The same approval again is a replay: the transaction it posted, nothing more; another operator's is refused.
-    assert s.adjustment_approve(request_id=request.pk, approver=checker).pk == txn.pk
-    assert balance(holder, program) == (25, 0)
-    with pytest.raises(IdempotencyConflict):
-        s.adjustment_approve(request_id=request.pk, approver=StaffFactory())
+    assert (txn.metadata["requested_by"], txn.metadata["approved_by"]) == (maker.pk, checker.pk)
+    # Approving again posts nothing more; nor may anyone reject it now.
     with pytest.raises(Conflict):
-        s.adjustment_reject(request_id=request.pk, approver=checker)
-    actions = list(AuditLog.objects.filter(object_type="rewards.adjustmentrequest").values_list("action", flat=True))
-    assert sorted(actions) == ["ledger.adjustment.approve", "ledger.adjustment.request"]
+        approval_approve(request_id=request.pk, checker=checker)
+    assert balance(holder, program) == (25, 0)
+    with pytest.raises(Conflict):
+        approval_reject(request_id=request.pk, checker=bank_operator(program.bank), reason="late")
+    actions = list(
+        AuditLog.objects.filter(object_type="core.approvalrequest", object_id=str(request.pk)).values_list(
+            "action", flat=True
+        )
+    )
+    assert sorted(actions) == ["approval.approve", "approval.request"]
     minus = s.adjustment_request(
         cardholder_id=holder.pk, program=program, amount=-10, reason="duplicate credit", requested_by=maker
     )
-    s.adjustment_approve(request_id=minus.pk, approver=checker)
+    approval_approve(request_id=minus.pk, checker=checker)
     assert balance(holder, program) == (15, 0)
     with pytest.raises(ValidationFailed):
         s.adjustment_request(cardholder_id=holder.pk, program=program, amount=5, reason=" ", requested_by=maker)
