@@ -3,12 +3,16 @@
 `simulator_server` (session): one `python -m simulator` process on a free port with a fresh temporary database, the
 shipped channels without their latencies, and timeouts that hang 300 ms instead of 15 s.
 `simulator` (function): a signed client on it, after a reset (empty storage, channels as configured, real clock).
+`sim` (function): the same client, with the platform pointed at the simulator (settings.SIMULATOR) and its connectors
+built afresh before and after: for tests that pay, settle or reconcile through the real channel process. A module that
+needs more (a channel's faults, a setting) overrides `sim` and takes this one as its argument.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +20,7 @@ from simulator import process
 from simulator.client import SimulatorClient
 from simulator.process import ROOT, SimulatorProcess
 
-__all__ = ["ROOT", "SimulatorProcess", "simulator", "simulator_server", "start_simulator", "stop_simulator"]
+__all__ = ["ROOT", "SimulatorProcess", "sim", "simulator", "simulator_server", "start_simulator", "stop_simulator"]
 
 TEST_KEY_ID = "tests"
 TEST_SECRET = "tests-simulator-secret"
@@ -44,3 +48,19 @@ def simulator(simulator_server: SimulatorProcess) -> Iterator[SimulatorClient]:
     client.reset()
     yield client
     client.close()
+
+
+@pytest.fixture
+def sim(simulator: SimulatorClient, simulator_server: SimulatorProcess, settings: Any) -> Iterator[SimulatorClient]:
+    from payments.connectors import reset_connectors
+
+    settings.SIMULATOR = {
+        "URL": simulator_server.url,
+        "KEY_ID": simulator_server.key_id,
+        "SECRET": simulator_server.secret,
+        "CONNECT_TIMEOUT": 1.0,
+        "READ_TIMEOUT": 5.0,
+    }
+    reset_connectors()
+    yield simulator
+    reset_connectors()

@@ -13,7 +13,6 @@ from alliance import services
 from alliance.models import ClearingInstruction, ClearingRun
 from tests.alliance.test_clearing import YESTERDAY, funded
 from tests.factories import MemberBankFactory, PointsProgramFactory
-from tests.simulator_fixtures import simulator, simulator_server  # noqa: F401 - fixtures
 
 CHANNEL = "clearing-x"
 NOW = dt.timedelta(0)
@@ -22,17 +21,10 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def sim(simulator: Any, simulator_server: Any, settings: Any) -> Any:  # noqa: F811
-    settings.SIMULATOR = {
-        "URL": simulator_server.url,
-        "KEY_ID": simulator_server.key_id,
-        "SECRET": simulator_server.secret,
-        "CONNECT_TIMEOUT": 1.0,
-        "READ_TIMEOUT": 5.0,
-    }
+def sim(sim: Any, settings: Any) -> Any:
     settings.CLEARING_CHANNEL = CHANNEL
-    simulator.set_faults(CHANNEL, payout_delay_ms=0)
-    return simulator
+    sim.set_faults(CHANNEL, payout_delay_ms=0)
+    return sim
 
 
 @pytest.fixture

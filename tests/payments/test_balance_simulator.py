@@ -4,33 +4,17 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.db import connection
 
 from payments import selectors, services
-from payments.connectors import reset_connectors
 from payments.models import PaymentIntent
 from tests.factories import ChannelFactory, MerchantFactory, make_cardholder, make_linked_account
 
 _keys = itertools.count()
 Status = PaymentIntent.Status
-
-
-@pytest.fixture
-def sim(simulator: Any, simulator_server: Any, settings: Any) -> Iterator[Any]:
-    settings.SIMULATOR = {
-        "URL": simulator_server.url,
-        "KEY_ID": simulator_server.key_id,
-        "SECRET": simulator_server.secret,
-        "CONNECT_TIMEOUT": 1.0,
-        "READ_TIMEOUT": 5.0,
-    }
-    reset_connectors()
-    yield simulator
-    reset_connectors()
 
 
 def _wallet(sim: Any, balance: int) -> dict[str, Any]:

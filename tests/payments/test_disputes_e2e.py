@@ -5,7 +5,6 @@ and the next settlement debits it once."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,7 +13,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from core.calendar import SHANGHAI
 from merchants.models import Event
 from payments import services
-from payments.connectors import reset_connectors
 from payments.models import Dispute, PaymentIntent, SettlementBatch, SettlementLine
 from tests.api.conftest import new_api
 from tests.factories import (
@@ -33,18 +31,9 @@ PDF = b"%PDF-1.7\n" + b"x" * 200
 
 
 @pytest.fixture
-def sim(simulator: Any, simulator_server: Any, settings: Any, tmp_path: Any) -> Iterator[Any]:
-    settings.SIMULATOR = {
-        "URL": simulator_server.url,
-        "KEY_ID": simulator_server.key_id,
-        "SECRET": simulator_server.secret,
-        "CONNECT_TIMEOUT": 1.0,
-        "READ_TIMEOUT": 5.0,
-    }
+def sim(sim: Any, settings: Any, tmp_path: Any) -> Any:
     settings.DISPUTE_EVIDENCE_ROOT = str(tmp_path / "private")
-    reset_connectors()
-    yield simulator
-    reset_connectors()
+    return sim
 
 
 def at(day: dt.date, hour: int) -> dt.datetime:

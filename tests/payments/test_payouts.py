@@ -3,7 +3,6 @@ paid or returned (events), sent again after an account change or on request; rel
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +17,6 @@ from core.models import AuditLog
 from merchants.models import Event, SettlementAccount
 from merchants.services import settlement_change_approve, settlement_change_request
 from payments import services
-from payments.connectors import reset_connectors
 from payments.connectors.base import PayoutRequest
 from payments.connectors.http import SimulatorConnector
 from payments.connectors.inprocess import InProcessConnector
@@ -554,18 +552,9 @@ SIM_CHANNEL = "acq-bank-b"
 
 
 @pytest.fixture
-def sim(simulator: Any, simulator_server: Any, settings: Any) -> Iterator[Any]:
-    settings.SIMULATOR = {
-        "URL": simulator_server.url,
-        "KEY_ID": simulator_server.key_id,
-        "SECRET": simulator_server.secret,
-        "CONNECT_TIMEOUT": 1.0,
-        "READ_TIMEOUT": 5.0,
-    }
-    reset_connectors()
-    simulator.set_faults(SIM_CHANNEL, payout_delay_ms=0)
-    yield simulator
-    reset_connectors()
+def sim(sim: Any) -> Any:
+    sim.set_faults(SIM_CHANNEL, payout_delay_ms=0)
+    return sim
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,7 +15,6 @@ from django.utils import timezone
 from core.calendar import SHANGHAI
 from merchants.models import SettlementAccount
 from payments import services
-from payments.connectors import reset_connectors
 from payments.models import (
     PaymentIntent,
     Payout,
@@ -46,20 +44,6 @@ LAYOUTS = [
     ("acq-bank-b", "csv_v2", "CNY"),
     ("acq-global-c", "fixed_v1", "USD"),
 ]
-
-
-@pytest.fixture
-def sim(simulator: Any, simulator_server: Any, settings: Any) -> Iterator[Any]:
-    settings.SIMULATOR = {
-        "URL": simulator_server.url,
-        "KEY_ID": simulator_server.key_id,
-        "SECRET": simulator_server.secret,
-        "CONNECT_TIMEOUT": 1.0,
-        "READ_TIMEOUT": 5.0,
-    }
-    reset_connectors()
-    yield simulator
-    reset_connectors()
 
 
 def far_cutoff() -> dt.time:

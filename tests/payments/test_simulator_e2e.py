@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from payments import services
-from payments.connectors import reset_connectors
 from payments.models import PaymentAttempt, PaymentIntent
 from tests.factories import (
     CardFactory,
@@ -22,20 +20,6 @@ from tests.factories import (
 
 pytestmark = pytest.mark.django_db
 _keys = itertools.count()
-
-
-@pytest.fixture
-def sim(simulator: Any, simulator_server: Any, settings: Any) -> Iterator[Any]:
-    settings.SIMULATOR = {
-        "URL": simulator_server.url,
-        "KEY_ID": simulator_server.key_id,
-        "SECRET": simulator_server.secret,
-        "CONNECT_TIMEOUT": 1.0,
-        "READ_TIMEOUT": 5.0,
-    }
-    reset_connectors()
-    yield simulator
-    reset_connectors()
 
 
 @pytest.fixture
