@@ -9,8 +9,10 @@ class RewardsConfig(AppConfig):
     def ready(self) -> None:
         from core.portal_tiles import register_portal_tile
 
+        from . import dashboard
         from .tiles import benefits_tile, points_tile
 
         # On the cardholder's home page (members), which cannot import this app: points before spending, benefits after.
         register_portal_tile("rewards.points", points_tile, order=10)
         register_portal_tile("rewards.benefits", benefits_tile, order=30)
+        dashboard.register()
