@@ -21,7 +21,7 @@ from django.contrib.admin import RelatedOnlyFieldListFilter
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import PAGE_VAR
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db import models
 from django.http import Http404, HttpRequest, HttpResponseBadRequest, HttpResponseRedirect, StreamingHttpResponse
 from django.template.response import TemplateResponse
@@ -124,8 +124,9 @@ class _Echo:
 
 
 class CsvExportMixin:
-    """"Export CSV" on every change list: the list as filtered, searched and ordered on screen (and scoped: the rows come
-    from the admin's own change list), streamed from a server-side cursor in chunks so no list is held in memory.
+    """An "Export CSV" link on every change list: the list as filtered, searched and ordered on screen (and scoped: the
+    rows come from the admin's own change list), streamed from a server-side cursor in chunks: no list is held in
+    memory.
 
     Columns: `export_fields` when declared, else the fields among `list_display` (a foreign key exported as its id).
     Each export is audited (`admin.export`: the list, the query string, the rows sent, and whether it ran to the end),
@@ -153,7 +154,7 @@ class CsvExportMixin:
                 continue
             try:
                 field = self.model._meta.get_field(item)
-            except Exception:
+            except FieldDoesNotExist:
                 continue
             if field.concrete and not field.many_to_many:
                 names.append(field.attname if field.is_relation else field.name)  # type: ignore[union-attr]

@@ -21,6 +21,9 @@ from tests.factories import FACTORIES, PASSWORD, AllianceOperatorFactory, bank_o
 
 REGISTRY = sorted(admin.site._registry.items(), key=lambda item: item[0]._meta.label_lower)
 LISTS = [(model, model_admin) for model, model_admin in REGISTRY if isinstance(model_admin, ScopedAdmin)]
+# One row per risk grade, all seeded by a migration: the list cannot grow, its count is what it is.
+FIXED_SIZE = {"payments.reservepolicy"}
+WALKED = [(model, model_admin) for model, model_admin in LISTS if model._meta.label_lower not in FIXED_SIZE]
 
 
 def _login(user: Any) -> Client:
@@ -44,10 +47,11 @@ def _rows(response: Any) -> list[list[str]]:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("model", "model_admin"), LISTS, ids=[m._meta.label_lower for m, _ in LISTS])
+@pytest.mark.parametrize(("model", "model_admin"), WALKED, ids=[m._meta.label_lower for m, _ in WALKED])
 def test_list_query_count_is_the_same_at_5_and_50_rows(model: Any, model_admin: Any) -> None:
     factory = FACTORIES[model._meta.label_lower]
-    for _ in range(5):
+    few_rows, many_rows = 5, 50
+    for _ in range(few_rows):
         factory()
     client = _login(AllianceOperatorFactory())
     url = _changelist(model)
@@ -56,11 +60,11 @@ def test_list_query_count_is_the_same_at_5_and_50_rows(model: Any, model_admin: 
         response = client.get(url)
     assert response.status_code == 200
     shown = response.context["cl"].result_count
-    for _ in range(45):
+    for _ in range(many_rows - few_rows):
         factory()
     with CaptureQueriesContext(connection) as many:
         response = client.get(url)
-    assert response.context["cl"].result_count >= shown + 45
+    assert response.context["cl"].result_count >= shown + many_rows - few_rows
     assert len(many) == len(few), "\n".join(query["sql"][:200] for query in many.captured_queries)
 
 
@@ -109,7 +113,7 @@ def test_export_streams_the_scoped_filtered_list_and_is_audited() -> None:
 
     Merchant.objects.filter(pk=ours.merchant_id).update(legal_name='=HYPERLINK("http://x")')
     merchants = _rows(client.get(_export(Merchant)))
-    assert merchants[1][merchants[0].index("legal name")] == "'=HYPERLINK(\"http://x\")"
+    assert merchants[1][merchants[0].index("legal name")] == '\'=HYPERLINK("http://x")'
 
     page = client.get(_changelist(PaymentIntent), {"status__exact": "failed"})
     assert f'{_export(PaymentIntent)}?status__exact=failed"'.encode() in page.content
