@@ -1151,6 +1151,11 @@ class DisputeAdmin(PayoutActionsMixin, ScopedAdmin):
         "holds_settlement",
     )
     list_filter = ("status", "kind", "opened_by", "holds_settlement", "respond_by")
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # A cardholder's admin page links to their disputes, found through the payment.
+        return lookup == "payment__cardholder__id__exact" or super().lookup_allowed(lookup, value, request)
+
     list_select_related = ("merchant", "payment")
     search_fields = ("public_id", "payment__public_id", "channel_reference", "merchant__code")
     money_fields = {"amount": MoneyField()}

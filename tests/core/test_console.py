@@ -126,3 +126,31 @@ def test_the_dashboard_query_count_does_not_grow_with_the_data(alliance: bool) -
     with CaptureQueriesContext(connection) as many:
         assert client.get(INDEX).status_code == 200
     assert len(many) == len(few), "\n".join(q["sql"][:150] for q in many.captured_queries)
+
+
+def test_a_cardholders_and_a_merchants_pages_link_to_their_lists_within_scope() -> None:
+    payment = FACTORIES["payments.paymentintent"]()
+    client = _login(bank_operator(payment.issuer))
+    holder = reverse("admin:members_cardholder_change", args=[payment.cardholder_id])
+    page = client.get(holder).content.decode()
+    links = {
+        "members_card": f"?cardholder__id__exact={payment.cardholder_id}",
+        "rewards_account": f"?owner_kind=cardholder&amp;owner_id={payment.cardholder_id}",
+        "payments_paymentintent": f"?cardholder__id__exact={payment.cardholder_id}",
+        "rewards_voucher": f"?cardholder__id__exact={payment.cardholder_id}",
+        "payments_dispute": f"?payment__cardholder__id__exact={payment.cardholder_id}",
+    }
+    for name, query in links.items():
+        url = reverse(f"admin:{name}_changelist")
+        assert f'href="{url}{query}"' in page, name
+        listed = client.get(url + query.replace("&amp;", "&"))
+        assert listed.status_code == 200, name  # the filter is accepted, not answered with ?e=1
+        assert "e" not in listed.wsgi_request.GET
+    payments = client.get(reverse("admin:payments_paymentintent_changelist") + links["payments_paymentintent"])
+    assert list(payments.context["cl"].queryset) == [payment]
+
+    merchant = client.get(reverse("admin:merchants_merchant_change", args=[payment.merchant_id])).content.decode()
+    for name in ("payments_paymentintent", "payments_settlementbatch", "merchants_apikey"):
+        url = reverse(f"admin:{name}_changelist") + f"?merchant__id__exact={payment.merchant_id}"
+        assert f'href="{url}"' in merchant, name
+        assert client.get(url).status_code == 200, name
