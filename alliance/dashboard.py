@@ -6,9 +6,11 @@ from __future__ import annotations
 from django.utils.translation import gettext as _
 
 from core.console import DashboardView, Section, Tile, register_approval_counter, register_dashboard_section
+from core.jobs import register_job
 from core.money import format_minor
 
 from .models import Approval, ClearingPosition, MembershipFee, RevenueSharePolicy
+from .services.revenue_share import JOB as REVENUE_SHARE_JOB
 
 
 def clearing_section(view: DashboardView) -> Section | None:
@@ -46,5 +48,8 @@ def terms_awaiting_approval(view: DashboardView) -> tuple[str, int, str] | None:
 
 
 def register() -> None:
+    register_job("alliance.clearing", task="alliance.clearing_daily")
+    register_job("alliance.clearing_poll", task="alliance.clearing_poll")
+    register_job(REVENUE_SHARE_JOB, task="alliance.revenue_share_monthly")
     register_dashboard_section("alliance.clearing", clearing_section, order=60)
     register_approval_counter("alliance.terms", terms_awaiting_approval)

@@ -21,6 +21,7 @@ from core.console import (
     register_dashboard_section,
     shanghai,
 )
+from core.jobs import register_job
 from core.money import format_minor
 
 from .models import Channel, Dispute, PaymentIntent, Payout, ReconciliationException, RiskReview, SettlementBatch
@@ -226,6 +227,21 @@ def write_offs_awaiting_approval(view: DashboardView) -> tuple[str, int, str] | 
 
 
 def register() -> None:
+    for job in (
+        "payments.attempts_resolve",
+        "payments.authorizations_expire",
+        "payments.risk_reviews_expire",
+        "payments.orphans_sweep",
+        "payments.payouts_send",
+        "payments.payouts_poll",
+        "payments.reconcile",
+        "payments.disputes_expire",
+        "payments.disputes_poll",
+    ):
+        register_job(job, task=job)
+    register_job("settlement.t1", task="payments.settlement_t1")
+    register_job("settlement.t0", task="payments.settlement_t0")
+    register_job("payments.channels_probe", shared=False, task="payments.channels_probe")
     register_dashboard_section("payments.payments", payments_section, order=10)
     register_dashboard_section("payments.exceptions", exceptions_section, order=40)
     register_dashboard_section("payments.settlement", settlement_section, order=50)

@@ -9,6 +9,7 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 from core.console import DashboardView, Section, Tile, register_approval_counter, register_dashboard_section
+from core.jobs import register_job
 from core.money import format_minor
 
 from .models import AdjustmentRequest, LedgerTransaction, Promotion, Voucher
@@ -111,6 +112,8 @@ def adjustments_awaiting_approval(view: DashboardView) -> tuple[str, int, str] |
 
 
 def register() -> None:
+    for job in ("rewards.lots_expire", "rewards.holds_expire", "rewards.vouchers_expire", "rewards.ledger_seal"):
+        register_job(job, task=job)
     register_dashboard_section("rewards.points", points_section, order=20)
     register_dashboard_section("rewards.benefits", benefits_section, order=25)
     register_dashboard_section("rewards.promotions", promotions_section, order=30)
