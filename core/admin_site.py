@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib import admin
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 
 from .console import approvals_waiting, bank_choices, dashboard_sections, dashboard_view
 from .forms import LOCKED_OUT, OperatorSignInForm
@@ -24,7 +25,7 @@ class OperatorAdminSite(admin.AdminSite):
             response.status_code = 429
         return response
 
-    def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+    def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
         view = dashboard_view(request, self)
         sections = dashboard_sections(view)
         context = {

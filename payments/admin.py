@@ -1152,7 +1152,7 @@ class DisputeAdmin(PayoutActionsMixin, ScopedAdmin):
     )
     list_filter = ("status", "kind", "opened_by", "holds_settlement", "respond_by")
 
-    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
         # A cardholder's admin page links to their disputes, found through the payment.
         return lookup == "payment__cardholder__id__exact" or super().lookup_allowed(lookup, value, request)
 
