@@ -209,6 +209,9 @@ class CsvExportMixin:
 class ScopedAdmin(CsvExportMixin, MoneyColumnsMixin, ScopeMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     object_history_template = "admin/scoped_object_history.html"
     change_list_template = "admin/scoped_change_list.html"
+    # Django counts a list twice, filtered and whole; for a scoped list the "whole" is the scope again, a second
+    # COUNT of up to every cardholder of a bank. Once is enough ("Show all" replaces the total).
+    show_full_result_count = False
 
     def get_list_filter(self, request: HttpRequest) -> Any:
         filters = list(super().get_list_filter(request))
