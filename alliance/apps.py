@@ -12,6 +12,8 @@ class AllianceConfig(AppConfig):
         from members.models import ConsentPurpose
         from members.services import consent_withdrawal_hook
 
+        from . import dashboard
         from .services.segments import segments_forget
 
         consent_withdrawal_hook(ConsentPurpose.PERSONALISED_OFFERS, segments_forget)
+        dashboard.register()

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django_celery_beat import admin as beat_admin
 from django_celery_beat.models import (
@@ -22,7 +24,9 @@ from . import approvals, services
 from .admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopeMixin, lift_signin_lockouts
 from .errors import MengkaError
 from .forms import ApprovalDecisionForm
+from .jobs import job_eta_seconds, job_rate, shared_jobs
 from .models import ApprovalRequest, AuditLog, CalendarDay, IdempotencyRecord, JobRun
+from .scoping import operator_scope
 
 admin.site.site_header = _("Mengka 盟卡 operations")
 admin.site.site_title = _("Mengka operations")
@@ -40,11 +44,63 @@ class AuditLogAdmin(ReadOnlyAdminMixin, ScopedAdmin):
 
 @admin.register(JobRun)
 class JobRunAdmin(ReadOnlyAdminMixin, ScopedAdmin):
-    alliance_only = True
-    list_display = ("job", "period", "status", "started_at", "finished_at", "done", "total", "progress_percent")
+    """Job runs, watched while they run (the page of a running job reloads itself). Bank operators see the runs of the
+    jobs that work on every bank's data (`core.jobs.register_job(shared=True)`); the others are the alliance's. Those
+    with the "re-run" permission run a job again through its own, idempotent, entry point."""
+
+    shared_read = True
+    list_display = ("job", "period", "status", "started_at", "finished_at", "progress", "rate", "eta")
     list_filter = ("status", "job")
     search_fields = ("job", "period")
-    readonly_fields = ("counts", "error")
+    readonly_fields = ("progress", "rate", "eta", "counts", "error")
+    actions = ["rerun"]
+    change_form_template = "admin/core/jobrun/change_form.html"
+    change_list_template = "admin/core/jobrun/change_list.html"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset = super().get_queryset(request)
+        if operator_scope(request.user).everything:
+            return queryset
+        return queryset.filter(job__in=shared_jobs())
+
+    @admin.display(description=_("progress"))
+    def progress(self, obj: JobRun) -> str:
+        percent = obj.progress_percent
+        label = f"{obj.done:,} / {obj.total:,}" if obj.total else f"{obj.done:,}"
+        if percent is None:
+            return label
+        return format_html(
+            '<span class="job-progress"><progress max="100" value="{}">{}%</progress> {}% · {}</span>',
+            percent,
+            percent,
+            percent,
+            label,
+        )
+
+    @admin.display(description=_("rate (items/s)"))
+    def rate(self, obj: JobRun) -> str:
+        rate = job_rate(obj)
+        return "—" if rate is None else f"{rate:,.1f}"
+
+    @admin.display(description=_("time left"))
+    def eta(self, obj: JobRun) -> str:
+        seconds = job_eta_seconds(obj)
+        if seconds is None:
+            return "—"
+        return str(datetime.timedelta(seconds=round(seconds)))
+
+    def has_rerun_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("core.rerun_jobrun"))
+
+    @admin.action(description=_("Run the selected jobs again"), permissions=["rerun"])
+    def rerun(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for run in queryset:
+            try:
+                task = services.job_rerun(run_id=run.pk, actor=request.user)
+            except MengkaError as error:
+                self.message_user(request, f"{run.job}: {error.message}", messages.ERROR)
+            else:
+                self.message_user(request, _("%(job)s started again (%(task)s).") % {"job": run.job, "task": task})
 
 
 @admin.register(IdempotencyRecord)

@@ -12,16 +12,21 @@ of alliance operators, unnamed).
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from django.contrib import admin, messages
 from django.contrib.admin import RelatedOnlyFieldListFilter
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import PAGE_VAR
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db import models
-from django.http import Http404, HttpRequest, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponseBadRequest, HttpResponseRedirect, StreamingHttpResponse
 from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .admin_display import MoneyColumnsMixin
@@ -102,10 +107,111 @@ class ScopeMixin:
 
 
 HISTORY_PAGE_SIZE = 100  # Django's own page size for an object's history
+EXPORT_CHUNK_ROWS = 2000
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
-class ScopedAdmin(MoneyColumnsMixin, ScopeMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+def csv_safe(value: Any) -> Any:
+    """A cell a spreadsheet will not run: text starting like a formula gets a leading apostrophe."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+class CsvExportMixin:
+    """An "Export CSV" link on every change list: the list as filtered, searched and ordered on screen (and scoped: the
+    rows come from the admin's own change list), streamed from a server-side cursor in chunks: no list is held in
+    memory.
+
+    Columns: `export_fields` when declared, else the fields among `list_display` (a foreign key exported as its id).
+    Each export is audited (`admin.export`: the list, the query string, the rows sent, and whether it ran to the end),
+    when the stream ends or the client leaves."""
+
+    export_fields: ClassVar[tuple[str, ...] | None] = None
+    model: type[models.Model]
+    admin_site: admin.AdminSite
+
+    def get_urls(self) -> list[URLPattern]:
+        info = (self.model._meta.app_label, self.model._meta.model_name)
+        export = path(
+            "export.csv",
+            self.admin_site.admin_view(self.export_csv_view),  # type: ignore[arg-type]
+            name="{}_{}_export".format(*info),
+        )
+        return [export, *super().get_urls()]  # type: ignore[misc]
+
+    def get_export_fields(self, request: HttpRequest) -> list[str]:
+        if self.export_fields is not None:
+            return list(self.export_fields)
+        names: list[str] = []
+        for item in self.list_display:  # type: ignore[attr-defined]
+            if not isinstance(item, str):
+                continue
+            try:
+                field = self.model._meta.get_field(item)
+            except FieldDoesNotExist:
+                continue
+            if field.concrete and not field.many_to_many:
+                names.append(field.attname if field.is_relation else field.name)  # type: ignore[union-attr]
+        return names or ["pk"]
+
+    def export_csv_view(self, request: HttpRequest) -> Any:
+        if not self.has_view_permission(request):  # type: ignore[attr-defined]
+            raise PermissionDenied
+        try:
+            changelist = self.get_changelist_instance(request)  # type: ignore[attr-defined]
+        except IncorrectLookupParameters:
+            return HttpResponseBadRequest(_("Those filters do not apply to this list."))
+        queryset = changelist.get_queryset(request)
+        fields = self.get_export_fields(request)
+        label = self.model._meta.label_lower
+        filename = f"{label.replace('.', '-')}-{timezone.localtime():%Y%m%d-%H%M%S}.csv"
+        response = StreamingHttpResponse(
+            self._csv_rows(request, queryset, fields, label), content_type="text/csv; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+    def _csv_rows(
+        self, request: HttpRequest, queryset: models.QuerySet[Any], fields: list[str], label: str
+    ) -> Iterator[str]:
+        writer = csv.writer(_Echo())
+        rows = 0
+        finished = False
+        try:
+            yield "\ufeff" + writer.writerow([self._column_title(name) for name in fields])
+            for row in queryset.values_list(*fields).iterator(chunk_size=EXPORT_CHUNK_ROWS):
+                rows += 1
+                yield writer.writerow([csv_safe(value) for value in row])
+            finished = True
+        finally:
+            audit_record(
+                actor=request.user,
+                action="admin.export",
+                object_type=label,
+                after={"query": request.GET.urlencode(), "rows": rows, "complete": finished, "columns": fields},
+            )
+
+    def _column_title(self, name: str) -> str:
+        if name == "pk":
+            return "id"
+        for field in self.model._meta.concrete_fields:
+            if name in (field.name, field.attname):
+                return str(field.verbose_name) + (" (id)" if field.is_relation else "")
+        return name
+
+
+class ScopedAdmin(CsvExportMixin, MoneyColumnsMixin, ScopeMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     object_history_template = "admin/scoped_object_history.html"
+    change_list_template = "admin/scoped_change_list.html"
+    # Django counts a list twice, filtered and whole; for a scoped list the "whole" is the scope again, a second
+    # COUNT of up to every cardholder of a bank. Once is enough ("Show all" replaces the total).
+    show_full_result_count = False
 
     def get_list_filter(self, request: HttpRequest) -> Any:
         filters = list(super().get_list_filter(request))

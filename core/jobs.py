@@ -25,6 +25,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import IO, Any
 
 from django.core.management.base import OutputWrapper
@@ -192,3 +193,51 @@ def job_run_alive(job: str, period: str = "") -> bool:
             [high, low],
         )
         return bool(cursor.fetchone()[0])
+
+
+# --- which jobs bank operators watch, and which can be re-run from the admin -----------------------------------------
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """A job as the admin knows it. `shared`: it works on every member bank's data (settlement, clearing, expiries,
+    reconciliation), so every bank's operators see its runs; the others (housekeeping, demo seeding) are the alliance
+    operators' alone. `task`: the Celery task that runs it, the entry point a re-run calls (empty: not re-run from the
+    admin). A job's entry point is idempotent, so a re-run redoes only what is not done."""
+
+    name: str
+    shared: bool = True
+    task: str = ""
+
+
+_kinds: dict[str, JobKind] = {}
+
+
+def register_job(name: str, *, shared: bool = True, task: str = "") -> None:
+    """Apps declare their jobs from `AppConfig.ready()`."""
+    _kinds[name] = JobKind(name=name, shared=shared, task=task)
+
+
+def job_kind(name: str) -> JobKind | None:
+    return _kinds.get(name)
+
+
+def shared_jobs() -> list[str]:
+    return sorted(name for name, kind in _kinds.items() if kind.shared)
+
+
+def job_rate(run: JobRun) -> float | None:
+    """Items per second so far (or over the whole run, once finished)."""
+    end = run.finished_at or timezone.now()
+    seconds = (end - run.started_at).total_seconds()
+    if seconds <= 0 or not run.done:
+        return None
+    return run.done / seconds
+
+
+def job_eta_seconds(run: JobRun) -> float | None:
+    """Seconds left at the rate so far, for a running run that knows its total."""
+    rate = job_rate(run)
+    if run.status != JobRun.Status.RUNNING or not run.total or not rate:
+        return None
+    return max(0, run.total - run.done) / rate

@@ -63,6 +63,7 @@ class JobRun(models.Model):
         verbose_name = _("job run")
         verbose_name_plural = _("job runs")
         ordering = ("-started_at", "-id")
+        permissions = [("rerun_jobrun", _("Can run a job again"))]
         constraints = [
             models.UniqueConstraint(
                 fields=["job", "period"], condition=Q(status="running"), name="jobrun_one_running_per_period"

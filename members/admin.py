@@ -279,6 +279,7 @@ class LinkedAccountAdmin(ScopedAdmin):
 class BindingChallengeAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     scope_field = "bank"
     list_display = ("id", "bank", "card", "linked_account", "status", "attempts", "expires_at", "created_at")
+    list_select_related = ("bank", "card__bank", "linked_account__bank")
     list_filter = ("bank", "status")
 
 
@@ -305,6 +306,7 @@ class ConsentTextAdmin(ScopedAdmin):
 class ConsentAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     scope_field = "cardholder__cards__bank"
     list_display = ("cardholder", "purpose", "granted", "text", "changed_at")
+    list_select_related = ("cardholder", "text")
     list_filter = ("purpose", "granted")
 
 
@@ -312,4 +314,5 @@ class ConsentAdmin(ReadOnlyAdminMixin, ScopedAdmin):
 class ConsentEventAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     scope_field = "cardholder__cards__bank"
     list_display = ("cardholder", "purpose", "action", "text", "at")
+    list_select_related = ("cardholder", "text")
     list_filter = ("purpose", "action")

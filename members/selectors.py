@@ -166,3 +166,11 @@ def products_on_offer() -> QuerySet[CardProduct]:
         .select_related("bank", "bank__points_program")
         .order_by("bank__code", "code")
     )
+
+
+def bank_choices_for_scope(scope: Any) -> list[tuple[int, str]]:
+    """The member banks an operator may pick on the dashboard: all for alliance operators, else their own."""
+    banks = MemberBank.objects.order_by("code")
+    if not scope.everything:
+        banks = banks.filter(pk__in=scope.bank_ids)
+    return [(bank.pk, f"{bank.code} {bank.local_name}") for bank in banks]

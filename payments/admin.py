@@ -169,10 +169,20 @@ class PaymentScopeMixin(AcquirerViewMixin):
 class ChannelListFilter(admin.RelatedFieldListFilter):
     """The channel filter's choices in one query (a channel's name shows its acquirer)."""
 
+    def channels(self, request: HttpRequest, model_admin: Any) -> Any:
+        return Channel.objects.all()
+
     def field_choices(self, field: Any, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
         ordering = self.field_admin_ordering(field, request, model_admin) or ("code",)
-        channels = Channel.objects.select_related("acquirer").order_by(*ordering)
+        channels = self.channels(request, model_admin).select_related("acquirer").order_by(*ordering)
         return [(str(channel.pk), str(channel)) for channel in channels]
+
+
+class OwnChannelListFilter(ChannelListFilter):
+    """The same, offering only the channels the operator's own channel list shows (for lists scoped by acquirer)."""
+
+    def channels(self, request: HttpRequest, model_admin: Any) -> Any:
+        return model_admin.admin_site.get_model_admin(Channel).get_queryset(request)
 
 
 class RoutingConfigAdmin(ScopedAdmin):
@@ -349,7 +359,8 @@ class UnmatchedChargeAdmin(ReadOnlyAdminMixin, ScopedAdmin):
 
     scope_field = "channel__acquirer"
     list_display = ("reference", "channel", "reason", "seen_at")
-    list_filter = ("channel", "reason")
+    list_select_related = ("channel__acquirer",)
+    list_filter = (("channel", OwnChannelListFilter), "reason")
     search_fields = ("reference",)
 
 
@@ -367,6 +378,7 @@ class DisputeFeedCursorAdmin(ReadOnlyAdminMixin, ScopedAdmin):
 
     scope_field = "channel__acquirer"
     list_display = ("channel", "position", "polled_at", "error")
+    list_select_related = ("channel__acquirer",)
 
 
 @admin.register(Refund)
@@ -403,6 +415,7 @@ class FeeScheduleAdmin(RoutingConfigAdmin):
         "effective_to",
     )
     list_filter = ("method",)
+    list_select_related = ("merchant",)
     search_fields = ("merchant__code", "merchant__display_name")
     raw_id_fields = ("merchant",)
 
@@ -580,6 +593,7 @@ FUNDING_BANKS = ("card__bank", "linked_account__bank")
 class PaymentCodeAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     scope_field = FUNDING_BANKS
     list_display = ("__str__", "cardholder", "card", "linked_account", "created_at", "expires_at", "used_at")
+    list_select_related = ("cardholder", "card__bank", "linked_account__bank")
     exclude = ("code",)  # a live code is as good as the card for 60 seconds: never shown to operators
 
 
@@ -603,6 +617,7 @@ class AgreementAdmin(ReadOnlyAdminMixin, ScopedAdmin):
         "limit_per_month": MoneyField(label=_("limit per month")),
     }
     list_filter = ("currency",)
+    list_select_related = ("cardholder", "merchant", "card__bank", "linked_account__bank")
     search_fields = ("public_id", "merchant__code")
     exclude = ("token_hash",)  # the token itself is never stored: its keyed hash, and the hint shown here
 
@@ -1136,6 +1151,11 @@ class DisputeAdmin(PayoutActionsMixin, ScopedAdmin):
         "holds_settlement",
     )
     list_filter = ("status", "kind", "opened_by", "holds_settlement", "respond_by")
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
+        # A cardholder's admin page links to their disputes, found through the payment.
+        return lookup == "payment__cardholder__id__exact" or super().lookup_allowed(lookup, value, request)
+
     list_select_related = ("merchant", "payment")
     search_fields = ("public_id", "payment__public_id", "channel_reference", "merchant__code")
     money_fields = {"amount": MoneyField()}

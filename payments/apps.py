@@ -14,6 +14,7 @@ class PaymentsConfig(AppConfig):
         from core.portal_tiles import register_portal_tile
         from rewards.selectors import register_payment_merchant_names
 
+        from . import dashboard
         from .cardholder_statement import merchant_names_of_payments
         from .models import RiskBlock
         from .tiles import spending_tile
@@ -26,6 +27,7 @@ class PaymentsConfig(AppConfig):
         post_save.connect(_blocks_changed, sender=RiskBlock, dispatch_uid="payments.blocks_changed")
         post_delete.connect(_blocks_changed, sender=RiskBlock, dispatch_uid="payments.blocks_changed.delete")
         register_portal_tile("payments.spending", spending_tile, order=20)
+        dashboard.register()
 
 
 def _blocks_changed(**_: Any) -> None:

@@ -214,7 +214,11 @@ class ExchangePolicyAdmin(ScopedAdmin):
 
     @admin.display(description=_("in force"), boolean=True)
     def in_force(self, obj: ExchangePolicy) -> bool:
-        return obj.pk == self._current_id()
+        return obj.pk == self._in_force_id
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        self._in_force_id = self._current_id()  # once per page, not once per row
+        return super().changelist_view(request, extra_context)
 
     def _current_id(self) -> int | None:
         try:

@@ -10,6 +10,7 @@ class RewardsConfig(AppConfig):
         from core.approvals import approval_kind_register
         from core.portal_tiles import register_portal_tile
 
+        from . import dashboard
         from .services import POINTS_ADJUSTMENT_KIND
         from .tiles import benefits_tile, points_tile
 
@@ -17,3 +18,4 @@ class RewardsConfig(AppConfig):
         register_portal_tile("rewards.points", points_tile, order=10)
         register_portal_tile("rewards.benefits", benefits_tile, order=30)
         approval_kind_register(POINTS_ADJUSTMENT_KIND)
+        dashboard.register()

@@ -118,7 +118,7 @@ class JobRunFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = JobRun
 
-    job = factory.Sequence(lambda n: f"test.job{n}")
+    job = factory.Iterator(["payments.reconcile", "rewards.lots_expire"])  # shared jobs: every bank watches them
     status = JobRun.Status.SUCCEEDED
 
 
@@ -501,6 +501,12 @@ def _journal_cursor() -> Any:
     return JournalCursor.objects.create(channel=ChannelFactory(acquirer=MemberBankFactory()), position=7)
 
 
+def _dispute_feed_cursor() -> Any:
+    from payments.models import DisputeFeedCursor
+
+    return DisputeFeedCursor.objects.create(channel=ChannelFactory(acquirer=MemberBankFactory()))
+
+
 def _unmatched_charge() -> Any:
     from payments.models import UnmatchedCharge
 
@@ -516,6 +522,7 @@ FACTORIES.update(
         "payments.paymentattempt": _attempt,
         "payments.refund": _refund,
         "payments.journalcursor": _journal_cursor,
+        "payments.disputefeedcursor": _dispute_feed_cursor,
         "payments.unmatchedcharge": _unmatched_charge,
     }
 )
