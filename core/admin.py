@@ -220,9 +220,11 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     def kind_label(self, obj: ApprovalRequest) -> str:
         return approvals.approval_kind_label(obj.kind)
 
-    @admin.display(description=_("request"))
+    @admin.display(description=_("reason"))
     def summary(self, obj: ApprovalRequest) -> str:
-        return " · ".join(f"{label}: {value}" for label, value in approvals.approval_describe(obj))[:200]
+        # The reason, not the payload: describing a payload reads the rows it names (a query per line); the
+        # request's page describes it in full.
+        return obj.reason[:120]
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         waiting = approvals.approvals_waiting_for(request.user).filter(pk__in=self.get_queryset(request).values("pk"))

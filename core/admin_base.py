@@ -208,10 +208,20 @@ class CsvExportMixin:
 
 class ScopedAdmin(CsvExportMixin, MoneyColumnsMixin, ScopeMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     object_history_template = "admin/scoped_object_history.html"
-    change_list_template = "admin/scoped_change_list.html"
     # Django counts a list twice, filtered and whole; for a scoped list the "whole" is the scope again, a second
     # COUNT of up to every cardholder of a bank. Once is enough ("Show all" replaces the total).
     show_full_result_count = False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        response = super().changelist_view(request, extra_context)
+        if isinstance(response, TemplateResponse) and isinstance(response.template_name, list):
+            # Django's lookup (the model's own list template, then the app's) ends in the scoped list, with its CSV
+            # export, rather than the stock one; a model's own template extends the scoped one.
+            response.template_name = [
+                "admin/scoped_change_list.html" if name == "admin/change_list.html" else name
+                for name in response.template_name
+            ]
+        return response
 
     def get_list_filter(self, request: HttpRequest) -> Any:
         filters = list(super().get_list_filter(request))

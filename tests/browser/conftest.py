@@ -68,3 +68,37 @@ def open_page(chromium: Any) -> Iterator[Any]:
     yield opened
     for context in contexts:
         context.close()
+
+
+@pytest.fixture(scope="session")
+def operator_groups_snapshot(django_db_setup: None, django_db_blocker: Any) -> dict[str, list[tuple[str, str]]]:
+    """The operator groups and their permissions as the data migrations made them, read before any browser test's
+    flush empties the database (a flush recreates content types and permissions, not groups)."""
+    from django.contrib.auth.models import Group
+
+    with django_db_blocker.unblock():
+        return {
+            group.name: list(group.permissions.values_list("content_type__app_label", "codename"))
+            for group in Group.objects.prefetch_related("permissions")
+        }
+
+
+@pytest.fixture(autouse=True)
+def operator_groups(request: pytest.FixtureRequest, operator_groups_snapshot: dict[str, list[tuple[str, str]]]) -> None:
+    """Each browser test starts with the operator groups and their permissions, whatever a test before it flushed."""
+    if "transactional_db" not in request.fixturenames and not request.node.get_closest_marker("django_db"):
+        return
+    request.getfixturevalue("transactional_db")
+    from django.contrib.auth.models import Group, Permission
+
+    for name, perms in operator_groups_snapshot.items():
+        group, created = Group.objects.get_or_create(name=name)
+        if created:
+            wanted = {(app, codename) for app, codename in perms}
+            group.permissions.set(
+                [
+                    p
+                    for p in Permission.objects.select_related("content_type")
+                    if (p.content_type.app_label, p.codename) in wanted
+                ]
+            )

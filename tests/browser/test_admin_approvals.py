@@ -17,7 +17,8 @@ from rewards import services as ledger
 from tests.browser.support import screenshot
 from tests.factories import PASSWORD, CardholderFactory, PointsProgramFactory, bank_operator, card_at
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Committed rows for the live server; the operator groups (data migrations) restored after other tests' flushes.
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 
 def _sign_in(page: Any, live_server: Any, user: Any) -> None:

@@ -23,6 +23,10 @@ def _shot(page: Any, name: str) -> None:
     page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
+# Committed rows for the live server; the operator groups (data migrations) restored after other tests' flushes.
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+
 def _sign_in(page: Any, live_server: Any, user: Any) -> None:
     page.goto(f"{live_server.url}/admin/login/?next=/admin/")
     page.fill("input[name=username]", user.username)
@@ -32,9 +36,9 @@ def _sign_in(page: Any, live_server: Any, user: Any) -> None:
 
 
 @pytest.fixture
-def world(django_db_serialized_rollback: None, transactional_db: Any) -> dict[str, Any]:
+def world() -> dict[str, Any]:
     # The live server needs committed rows (a transactional database); the operator groups and their permissions,
-    # written by data migrations, are restored after each test's flush by the serialized rollback.
+    # written by data migrations, are restored before each test by the serialized rollback (the module's mark).
     ours = FACTORIES["payments.paymentintent"]()
     theirs = FACTORIES["payments.paymentintent"]()
     return {"ours": ours, "theirs": theirs, "operator": bank_operator(ours.issuer)}

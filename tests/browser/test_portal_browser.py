@@ -22,7 +22,7 @@ from tests.browser.support import heading, horizontal_overflow, screenshot, smal
 from tests.factories import PASSWORD, BinRangeFactory, CardProductFactory, card_number_for
 from tests.portal_pages import HOLDER_NAME, PAGES, PortalHolder, portal_holder
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import translation
 
 from core.console import Section, Tile, register_approval_counter
+from members.models import MemberBank
 from tests.factories import FACTORIES, PASSWORD, AllianceOperatorFactory, bank_operator
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +21,8 @@ INDEX = "/admin/"
 
 
 def _login(user: Any) -> Client:
-    client = Client()
+    """Signed in, reading the admin in English (the tests name tiles by their English titles)."""
+    client = Client(headers={"accept-language": "en"})
     assert client.login(username=user.username, password=PASSWORD)
     return client
 
@@ -86,7 +88,7 @@ def format_cny(minor: int) -> str:
 def test_approvals_waiting_counts_each_four_eyes_feature() -> None:
     request = FACTORIES["core.approvalrequest"]()  # a points adjustment waiting in the approval queue
     with translation.override("en"):
-        response = _login(bank_operator(request.bank)).get(INDEX)
+        response = _login(bank_operator(MemberBank.objects.get(pk=request.bank_id))).get(INDEX)
     approvals = {label: (count, url) for label, count, url in response.context["console_approvals"]}
     assert approvals["Approval requests"][0] == 1
     assert approvals["Approval requests"][1].endswith("?status=pending")
