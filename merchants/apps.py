@@ -7,6 +7,10 @@ class MerchantsConfig(AppConfig):
     verbose_name = _("Merchants")
 
     def ready(self) -> None:
-        from . import dashboard
+        from core.approvals import approval_kind_register
 
+        from . import dashboard
+        from .services import PAYOUTS_UNFREEZE_KIND
+
+        approval_kind_register(PAYOUTS_UNFREEZE_KIND)
         dashboard.register()

@@ -1,4 +1,5 @@
-"""The merchants app's approvals waiting, for the operators' dashboard (`core.console`)."""
+"""The merchants app's approvals waiting, for the operators' dashboard (`core.console`). Requests to lift a payout
+freeze are approval requests: the core counter of the approval queue counts them."""
 
 from __future__ import annotations
 
@@ -6,15 +7,7 @@ from django.utils.translation import gettext as _
 
 from core.console import DashboardView, register_approval_counter
 
-from .models import SettlementAccountChange, UnfreezeRequest
-
-
-def unfreezes_awaiting_approval(view: DashboardView) -> tuple[str, int, str] | None:
-    requests = view.queryset(UnfreezeRequest)
-    if requests is None:
-        return None
-    status = UnfreezeRequest.Status.PENDING
-    return _("Merchant unfreezes"), requests.filter(status=status).count(), view.url(UnfreezeRequest, status=status)
+from .models import SettlementAccountChange
 
 
 def account_changes_awaiting_approval(view: DashboardView) -> tuple[str, int, str] | None:
@@ -27,5 +20,4 @@ def account_changes_awaiting_approval(view: DashboardView) -> tuple[str, int, st
 
 
 def register() -> None:
-    register_approval_counter("merchants.unfreezes", unfreezes_awaiting_approval)
     register_approval_counter("merchants.settlement_accounts", account_changes_awaiting_approval)

@@ -1079,15 +1079,6 @@ def _reserve_policy() -> Any:
     return ReservePolicy.objects.create(risk_grade=free[0], percent=Decimal("5.00"), hold_working_days=30)
 
 
-def _unfreeze_request() -> Any:
-    from merchants.models import UnfreezeRequest
-
-    merchant = MerchantFactory(payouts_frozen=True, frozen_reason="chargebacks under review")
-    return UnfreezeRequest.objects.create(
-        merchant=merchant, frozen_reason=merchant.frozen_reason, requested_by=UserFactory()
-    )
-
-
 def _statement_import() -> Any:
     from payments.models import StatementImport
 
@@ -1147,7 +1138,6 @@ FACTORIES.update(
         "payments.disputefeedcursor": _dispute_feed_cursor,
         "payments.settlementbatch": _settlement_batch,
         "payments.reservepolicy": _reserve_policy,
-        "merchants.unfreezerequest": _unfreeze_request,
     }
 )
 

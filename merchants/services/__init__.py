@@ -2,7 +2,7 @@
 
 onboarding  merchants, and the applications their sponsor bank's operators approve or reject
 settlement  a merchant's settlement account and its changes (four eyes)
-freeze      freezing a merchant's payouts (at once) and lifting the freeze (four eyes)
+freeze      freezing a merchant's payouts (at once) and lifting the freeze (an approval request, four eyes)
 api_keys    secret keys: issued, rotated, revoked, their use recorded
 key_deliveries  new keys sent to the merchant's contact by one-time links, never shown to an operator
 stores      a merchant's stores
@@ -28,11 +28,13 @@ from .deliveries import (
 from .endpoints import CreatedEndpoint, webhook_endpoint_create, webhook_endpoint_delete, webhook_endpoint_update
 from .events import EVENT_TYPES, event_body, event_emit, events_emit
 from .freeze import (
+    PAYOUTS_UNFREEZE,
+    PAYOUTS_UNFREEZE_KIND,
     payouts_freeze,
-    payouts_unfreeze_approve,
+    payouts_unfreeze_apply,
     payouts_unfreeze_check,
-    payouts_unfreeze_reject,
     payouts_unfreeze_request,
+    unfreeze_requests_pending,
 )
 from .key_deliveries import (
     CollectedKey,
@@ -56,6 +58,8 @@ from .stores import store_create
 __all__ = [
     "EVENT_TYPES",
     "MAX_ATTEMPTS",
+    "PAYOUTS_UNFREEZE",
+    "PAYOUTS_UNFREEZE_KIND",
     "RETRY_DELAYS",
     "ApprovedApplication",
     "BlockedHost",
@@ -83,15 +87,15 @@ __all__ = [
     "merchant_create",
     "new_public_id",
     "payouts_freeze",
-    "payouts_unfreeze_approve",
+    "payouts_unfreeze_apply",
     "payouts_unfreeze_check",
-    "payouts_unfreeze_reject",
     "payouts_unfreeze_request",
     "require_operator_of",
     "settlement_account_check",
     "settlement_change_approve",
     "settlement_change_request",
     "store_create",
+    "unfreeze_requests_pending",
     "webhook_deliver",
     "webhook_deliveries_due",
     "webhook_delivery_resend",
