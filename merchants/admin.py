@@ -5,10 +5,12 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import models
 from django.db.models import QuerySet
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
@@ -25,7 +27,6 @@ from .models import (
     Merchant,
     MerchantApplication,
     SettlementAccount,
-    SettlementAccountChange,
     Store,
     WebhookDelivery,
     WebhookEndpoint,
@@ -336,71 +337,63 @@ class SettlementAccountAdmin(ScopedAdmin):
     search_fields = ("merchant__code", "account_name")
     readonly_fields = ("merchant", "account_name", "bank_name", "account_last4", "updated_at")
     exclude = ("account_encrypted",)
+    change_list_template = "admin/merchants/settlementaccount/change_list.html"  # the scoped list, and the request link
 
     def has_add_permission(self, request: HttpRequest, *args: object) -> bool:
         return False  # set on approval, changed only through an approved change request
 
+    def get_urls(self) -> list[Any]:
+        change = self.admin_site.admin_view(self.request_change_view)
+        return [path("request-change/", change, name="merchants_settlementaccount_request"), *super().get_urls()]
 
-class SettlementChangeForm(forms.ModelForm):
-    account_number = forms.CharField(label=_("Account number"), max_length=40)
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        may_request = request.user.has_perm(services.ACCOUNT_CHANGE_PERMISSION)  # type: ignore[union-attr]
+        return super().changelist_view(request, {**(extra_context or {}), "may_request": may_request})
 
-    class Meta:
-        model = SettlementAccountChange
-        fields = ("merchant", "account_name", "bank_name")
-
-    def clean(self) -> dict[str, object]:
-        data = super().clean() or {}
-        merchant = data.get("merchant")
-        if merchant is not None and data.get("account_name") and data.get("account_number"):
+    def request_change_view(self, request: HttpRequest) -> HttpResponse:
+        """Requests a change of settlement account; it applies once a second operator approves it in the approval
+        queue."""
+        if not request.user.has_perm(services.ACCOUNT_CHANGE_PERMISSION):  # type: ignore[union-attr]
+            raise DjangoPermissionDenied
+        scope = operator_scope(request.user)
+        merchants = Merchant.objects.order_by("code")
+        if not scope.everything:
+            merchants = merchants.filter(sponsor_bank_id__in=scope.writable_bank_ids)
+        form = SettlementChangeForm(request.POST or None, merchants=merchants)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
             try:
-                services.settlement_account_check(
-                    merchant=merchant,
-                    account_name=str(data["account_name"]),
-                    account_number=str(data["account_number"]),
+                made = services.settlement_change_request(
+                    merchant=data["merchant"],
+                    account_name=data["account_name"],
+                    bank_name=data["bank_name"],
+                    account_number=data["account_number"],
+                    reason=data["reason"],
+                    actor=request.user,
                 )
             except MengkaError as exc:
-                raise forms.ValidationError(exc.message) from None
-        return data
+                form.add_error(exc.param if exc.param in form.fields else None, exc.message)
+            else:
+                messages.success(request, _("Change requested: a second operator must approve it."))
+                return HttpResponseRedirect(reverse("admin:core_approvalrequest_change", args=[made.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Request a settlement account change"),
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/merchants/settlementaccount/request_change.html", context)
 
 
-@admin.register(SettlementAccountChange)
-class SettlementAccountChangeAdmin(ScopedAdmin):
-    """One operator requests a change of settlement account; another approves it."""
+class SettlementChangeForm(forms.Form):
+    merchant = forms.ModelChoiceField(label=_("Merchant"), queryset=Merchant.objects.none())
+    account_name = forms.CharField(
+        label=_("Account name"), max_length=200, help_text=_("The merchant's own legal name.")
+    )
+    bank_name = forms.CharField(label=_("Bank"), max_length=100)
+    account_number = forms.CharField(label=_("Account number"), max_length=40)
+    reason = forms.CharField(label=_("Reason"), widget=forms.Textarea(attrs={"rows": 3}))
 
-    scope_field = "merchant__sponsor_bank"
-    form = SettlementChangeForm
-    list_display = ("merchant", "account_name", "bank_name", "account_last4", "status", "requested_by", "decided_by")
-    list_filter = ("status",)
-    actions = ["approve"]
-
-    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> tuple[str, ...]:
-        if obj is None:
-            return ()
-        return ("merchant", "account_name", "bank_name", "account_last4", "status", "requested_by", "decided_by")
-
-    def get_fields(self, request: HttpRequest, obj: object = None) -> list[str]:  # type: ignore[override]
-        if obj is None:
-            return ["merchant", "account_name", "bank_name", "account_number"]
-        return ["merchant", "account_name", "bank_name", "account_last4", "status", "requested_by", "decided_by"]
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return obj is None and super().has_change_permission(request, obj)  # type: ignore[arg-type]
-
-    def save_model(self, request: HttpRequest, obj: models.Model, form: forms.ModelForm, change: bool) -> None:
-        """A request goes through its service (scope check, validation, audit), not the admin's own save."""
-        created = services.settlement_change_request(
-            merchant=form.cleaned_data["merchant"],
-            account_name=form.cleaned_data["account_name"],
-            bank_name=form.cleaned_data["bank_name"],
-            account_number=form.cleaned_data["account_number"],
-            actor=request.user,
-        )
-        obj.pk = created.pk
-
-    @admin.action(description=_("Approve the selected changes (a second operator)"), permissions=["view"])
-    def approve(self, request: HttpRequest, queryset: QuerySet[SettlementAccountChange]) -> None:
-        for change in queryset:
-            try:
-                services.settlement_change_approve(change=change, actor=request.user)
-            except MengkaError as exc:
-                self.message_user(request, f"{change}: {exc.message}", messages.ERROR)
+    def __init__(self, *args: Any, merchants: QuerySet[Merchant], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["merchant"].queryset = merchants  # type: ignore[attr-defined]

@@ -9,8 +9,8 @@ class MerchantsConfig(AppConfig):
     def ready(self) -> None:
         from core.approvals import approval_kind_register
 
-        from . import dashboard
-        from .services import PAYOUTS_UNFREEZE_KIND
+        from .services import PAYOUTS_UNFREEZE_KIND, SETTLEMENT_ACCOUNT_CHANGE_KIND
 
+        # Both go through the approval queue, whose dashboard counter (core) counts them.
         approval_kind_register(PAYOUTS_UNFREEZE_KIND)
-        dashboard.register()
+        approval_kind_register(SETTLEMENT_ACCOUNT_CHANGE_KIND)

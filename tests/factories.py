@@ -751,25 +751,10 @@ def _settlement_account() -> Any:
     )
 
 
-def _settlement_change() -> Any:
-    from merchants.models import SettlementAccountChange
-
-    merchant = MerchantFactory()
-    return SettlementAccountChange.objects.create(
-        merchant=merchant,
-        account_name=merchant.legal_name,
-        bank_name="B",
-        account_encrypted="x",
-        account_last4="1234",
-        requested_by=UserFactory(),
-    )
-
-
 FACTORIES.update(
     {
         "merchants.merchantapplication": _application,
         "merchants.settlementaccount": _settlement_account,
-        "merchants.settlementaccountchange": _settlement_change,
     }
 )
 
