@@ -5,9 +5,13 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import models
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin
@@ -23,9 +27,7 @@ from .models import (
     Merchant,
     MerchantApplication,
     SettlementAccount,
-    SettlementAccountChange,
     Store,
-    UnfreezeRequest,
     WebhookDelivery,
     WebhookEndpoint,
 )
@@ -47,7 +49,10 @@ class MerchantForm(forms.ModelForm):  # type: ignore[type-arg]
         label=_("Why release the payouts"),
         max_length=200,
         required=False,
-        help_text=_("When you untick payouts frozen: a second operator approves the release, and reads this."),
+        help_text=_(
+            "Required when you untick payouts frozen: a second operator approves the release in the approval queue, "
+            "and reads this."
+        ),
     )
 
     class Meta:
@@ -65,14 +70,17 @@ class MerchantForm(forms.ModelForm):  # type: ignore[type-arg]
         data = super().clean() or {}
         if data.get("payouts_frozen") and not str(data.get("frozen_reason") or "").strip():
             self.add_error("frozen_reason", _("Say why the payouts are frozen: the merchant's held batches show it."))
+        unticked = "payouts_frozen" in self.changed_data and not data.get("payouts_frozen")
+        if unticked and not str(data.get("unfreeze_note") or "").strip():
+            self.add_error("unfreeze_note", _("Say why the payouts may be released: the second operator reads it."))
         return data
 
 
 @admin.register(Merchant)
 class MerchantAdmin(ScopedAdmin):
     """The sponsor bank's operators edit a merchant, its settlement terms included: cycle and risk grade as any other
-    field; a freeze of its payouts at once; lifting a freeze only with a second operator's approval (*Payout unfreeze
-    requests*)."""
+    field; a freeze of its payouts at once; lifting a freeze only with a second operator's approval (unticking it makes
+    a request in the approval queue, *Core → Approval requests*)."""
 
     scope_field = "sponsor_bank"
     form = MerchantForm
@@ -92,11 +100,11 @@ class MerchantAdmin(ScopedAdmin):
     def unfreeze_pending(self, obj: Merchant) -> str:
         if obj.pk is None:
             return "-"
-        pending = obj.unfreeze_requests.filter(status=UnfreezeRequest.Status.PENDING).select_related("requested_by")
-        request = pending.first()
+        request = services.unfreeze_requests_pending(obj.pk).select_related("maker").first()
         if request is None:
             return "-"
-        return str(_("asked by %(user)s: %(note)s") % {"user": request.requested_by, "note": request.note or "-"})
+        text = _("asked by %(user)s: %(note)s") % {"user": request.maker, "note": request.reason or "-"}
+        return format_html('<a href="{}">{}</a>', reverse("admin:core_approvalrequest_change", args=[request.pk]), text)
 
     def save_model(self, request: HttpRequest, obj: Merchant, form: forms.ModelForm, change: bool) -> None:  # type: ignore[override,type-arg]
         """Saves the form as any edit (audited), except the freeze: its fields keep what the database holds (read
@@ -120,7 +128,7 @@ class MerchantAdmin(ScopedAdmin):
                 )
                 self.message_user(
                     request,
-                    _("Payouts stay frozen until a second operator approves the release (payout unfreeze requests)."),
+                    _("Payouts stay frozen until a second operator approves the release in the approval queue."),
                     messages.WARNING,
                 )
         except MengkaError as exc:
@@ -329,149 +337,63 @@ class SettlementAccountAdmin(ScopedAdmin):
     search_fields = ("merchant__code", "account_name")
     readonly_fields = ("merchant", "account_name", "bank_name", "account_last4", "updated_at")
     exclude = ("account_encrypted",)
+    change_list_template = "admin/merchants/settlementaccount/change_list.html"  # the scoped list, and the request link
 
     def has_add_permission(self, request: HttpRequest, *args: object) -> bool:
         return False  # set on approval, changed only through an approved change request
 
+    def get_urls(self) -> list[Any]:
+        change = self.admin_site.admin_view(self.request_change_view)
+        return [path("request-change/", change, name="merchants_settlementaccount_request"), *super().get_urls()]
 
-class SettlementChangeForm(forms.ModelForm):
-    account_number = forms.CharField(label=_("Account number"), max_length=40)
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        may_request = request.user.has_perm(services.ACCOUNT_CHANGE_PERMISSION)  # type: ignore[union-attr]
+        return super().changelist_view(request, {**(extra_context or {}), "may_request": may_request})
 
-    class Meta:
-        model = SettlementAccountChange
-        fields = ("merchant", "account_name", "bank_name")
-
-    def clean(self) -> dict[str, object]:
-        data = super().clean() or {}
-        merchant = data.get("merchant")
-        if merchant is not None and data.get("account_name") and data.get("account_number"):
+    def request_change_view(self, request: HttpRequest) -> HttpResponse:
+        """Requests a change of settlement account; it applies once a second operator approves it in the approval
+        queue."""
+        if not request.user.has_perm(services.ACCOUNT_CHANGE_PERMISSION):  # type: ignore[union-attr]
+            raise DjangoPermissionDenied
+        scope = operator_scope(request.user)
+        merchants = Merchant.objects.order_by("code")
+        if not scope.everything:
+            merchants = merchants.filter(sponsor_bank_id__in=scope.writable_bank_ids)
+        form = SettlementChangeForm(request.POST or None, merchants=merchants)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
             try:
-                services.settlement_account_check(
-                    merchant=merchant,
-                    account_name=str(data["account_name"]),
-                    account_number=str(data["account_number"]),
+                made = services.settlement_change_request(
+                    merchant=data["merchant"],
+                    account_name=data["account_name"],
+                    bank_name=data["bank_name"],
+                    account_number=data["account_number"],
+                    reason=data["reason"],
+                    actor=request.user,
                 )
             except MengkaError as exc:
-                raise forms.ValidationError(exc.message) from None
-        return data
+                form.add_error(exc.param if exc.param in form.fields else None, exc.message)
+            else:
+                messages.success(request, _("Change requested: a second operator must approve it."))
+                return HttpResponseRedirect(reverse("admin:core_approvalrequest_change", args=[made.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Request a settlement account change"),
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/merchants/settlementaccount/request_change.html", context)
 
 
-@admin.register(SettlementAccountChange)
-class SettlementAccountChangeAdmin(ScopedAdmin):
-    """One operator requests a change of settlement account; another approves it."""
+class SettlementChangeForm(forms.Form):
+    merchant = forms.ModelChoiceField(label=_("Merchant"), queryset=Merchant.objects.none())
+    account_name = forms.CharField(
+        label=_("Account name"), max_length=200, help_text=_("The merchant's own legal name.")
+    )
+    bank_name = forms.CharField(label=_("Bank"), max_length=100)
+    account_number = forms.CharField(label=_("Account number"), max_length=40)
+    reason = forms.CharField(label=_("Reason"), widget=forms.Textarea(attrs={"rows": 3}))
 
-    scope_field = "merchant__sponsor_bank"
-    form = SettlementChangeForm
-    list_display = ("merchant", "account_name", "bank_name", "account_last4", "status", "requested_by", "decided_by")
-    list_filter = ("status",)
-    actions = ["approve"]
-
-    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> tuple[str, ...]:
-        if obj is None:
-            return ()
-        return ("merchant", "account_name", "bank_name", "account_last4", "status", "requested_by", "decided_by")
-
-    def get_fields(self, request: HttpRequest, obj: object = None) -> list[str]:  # type: ignore[override]
-        if obj is None:
-            return ["merchant", "account_name", "bank_name", "account_number"]
-        return ["merchant", "account_name", "bank_name", "account_last4", "status", "requested_by", "decided_by"]
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return obj is None and super().has_change_permission(request, obj)  # type: ignore[arg-type]
-
-    def save_model(self, request: HttpRequest, obj: models.Model, form: forms.ModelForm, change: bool) -> None:
-        """A request goes through its service (scope check, validation, audit), not the admin's own save."""
-        created = services.settlement_change_request(
-            merchant=form.cleaned_data["merchant"],
-            account_name=form.cleaned_data["account_name"],
-            bank_name=form.cleaned_data["bank_name"],
-            account_number=form.cleaned_data["account_number"],
-            actor=request.user,
-        )
-        obj.pk = created.pk
-
-    @admin.action(description=_("Approve the selected changes (a second operator)"), permissions=["view"])
-    def approve(self, request: HttpRequest, queryset: QuerySet[SettlementAccountChange]) -> None:
-        for change in queryset:
-            try:
-                services.settlement_change_approve(change=change, actor=request.user)
-            except MengkaError as exc:
-                self.message_user(request, f"{change}: {exc.message}", messages.ERROR)
-
-
-class UnfreezeRequestForm(forms.ModelForm):  # type: ignore[type-arg]
-    class Meta:
-        model = UnfreezeRequest
-        fields = ("merchant", "note")
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        merchant = data.get("merchant")
-        if merchant is not None:
-            try:
-                services.payouts_unfreeze_check(merchant=merchant)
-            except MengkaError as exc:
-                self.add_error("merchant", exc.message)
-        return data
-
-
-@admin.register(UnfreezeRequest)
-class UnfreezeRequestAdmin(ScopedAdmin):
-    """Releasing a merchant's frozen payouts, four eyes: one operator asks (here, or by unticking *payouts frozen* on
-    the merchant), another approves; either may reject. A new freeze withdraws a pending request."""
-
-    scope_field = "merchant__sponsor_bank"
-    form = UnfreezeRequestForm
-    list_display = ("merchant", "frozen_reason", "note", "status", "requested_by", "created_at", "decided_by")
-    list_select_related = ("merchant", "requested_by", "decided_by")
-    list_filter = ("status",)
-    search_fields = ("merchant__code", "merchant__display_name")
-    actions = ["approve", "reject"]
-
-    def get_fields(self, request: HttpRequest, obj: object = None) -> list[str]:  # type: ignore[override]
-        if obj is None:
-            return ["merchant", "note"]
-        return ["merchant", "frozen_reason", "note", "status", "requested_by", "created_at", "decided_by", "decided_at"]
-
-    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:  # type: ignore[override]
-        return [] if obj is None else self.get_fields(request, obj)
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        # Decided by the actions, never edited: the page of a request is read-only.
-        return obj is None and super().has_change_permission(request, obj)  # type: ignore[arg-type]
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
-        if db_field.name == "merchant":
-            field.queryset = field.queryset.filter(payouts_frozen=True)
-        return field
-
-    def save_model(self, request: HttpRequest, obj: models.Model, form: forms.ModelForm, change: bool) -> None:  # type: ignore[type-arg]
-        """A request goes through its service (scope, state, audit), not the admin's own save."""
-        created = services.payouts_unfreeze_request(
-            merchant_id=form.cleaned_data["merchant"].pk, note=form.cleaned_data["note"], actor=request.user
-        )
-        obj.pk = created.pk
-
-    def _decide(self, request: HttpRequest, queryset: QuerySet[UnfreezeRequest], decide: Any, done: str) -> None:
-        count = 0
-        for unfreeze in queryset.select_related("merchant"):
-            try:
-                decide(unfreeze_id=unfreeze.pk, actor=request.user)
-            except MengkaError as exc:
-                self.message_user(request, f"{unfreeze.merchant.code}: {exc.message}", messages.ERROR)
-                continue
-            count += 1
-        if count:
-            self.message_user(request, done % {"count": count}, messages.SUCCESS)
-
-    @admin.action(description=_("Approve: lift the freeze (a second operator)"), permissions=["change"])
-    def approve(self, request: HttpRequest, queryset: QuerySet[UnfreezeRequest]) -> None:
-        self._decide(request, queryset, services.payouts_unfreeze_approve, str(_("%(count)d freezes lifted.")))
-
-    @admin.action(description=_("Reject: keep the payouts frozen"), permissions=["change"])
-    def reject(self, request: HttpRequest, queryset: QuerySet[UnfreezeRequest]) -> None:
-        self._decide(request, queryset, services.payouts_unfreeze_reject, str(_("%(count)d requests rejected.")))
+    def __init__(self, *args: Any, merchants: QuerySet[Merchant], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["merchant"].queryset = merchants  # type: ignore[attr-defined]

@@ -7,6 +7,10 @@ class MerchantsConfig(AppConfig):
     verbose_name = _("Merchants")
 
     def ready(self) -> None:
-        from . import dashboard
+        from core.approvals import approval_kind_register
 
-        dashboard.register()
+        from .services import PAYOUTS_UNFREEZE_KIND, SETTLEMENT_ACCOUNT_CHANGE_KIND
+
+        # Both go through the approval queue, whose dashboard counter (core) counts them.
+        approval_kind_register(PAYOUTS_UNFREEZE_KIND)
+        approval_kind_register(SETTLEMENT_ACCOUNT_CHANGE_KIND)

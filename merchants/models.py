@@ -66,6 +66,8 @@ class Merchant(models.Model):
         verbose_name = _("merchant")
         verbose_name_plural = _("merchants")
         ordering = ("code",)
+        # Asked for by one operator and approved by another in the approval queue (core.approvals).
+        permissions = [("unfreeze_payouts", _("Can request and approve lifting a payout freeze"))]
 
     def __str__(self) -> str:
         return f"{self.code} {self.display_name}"
@@ -373,91 +375,8 @@ class SettlementAccount(models.Model):
     class Meta:
         verbose_name = _("settlement account")
         verbose_name_plural = _("settlement accounts")
+        # Asked for by one operator and approved by another in the approval queue (core.approvals).
+        permissions = [("change_account", _("Can request and approve a settlement account change"))]
 
     def __str__(self) -> str:
         return f"{self.bank_name} ****{self.account_last4}"
-
-
-class SettlementAccountChange(models.Model):
-    """A requested change of settlement account; applied only when another operator approves it (four eyes)."""
-
-    class Status(models.TextChoices):
-        PENDING = "pending", _("pending approval")
-        APPROVED = "approved", _("approved")
-        REJECTED = "rejected", _("rejected")
-
-    merchant = models.ForeignKey(
-        Merchant, on_delete=models.CASCADE, related_name="settlement_changes", verbose_name=_("merchant")
-    )
-    account_name = models.CharField(_("account name"), max_length=200)
-    bank_name = models.CharField(_("bank"), max_length=100)
-    account_encrypted = models.TextField(_("account number (encrypted)"), editable=False)
-    account_last4 = models.CharField(_("account, last four"), max_length=4, editable=False)
-    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("requested by")
-    )
-    decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-        verbose_name=_("decided by"),
-    )
-    created_at = models.DateTimeField(_("requested"), auto_now_add=True)
-    decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
-
-    class Meta:
-        verbose_name = _("settlement account change")
-        verbose_name_plural = _("settlement account changes")
-        ordering = ("-id",)
-
-    def __str__(self) -> str:
-        return f"{self.merchant_id} → ****{self.account_last4} ({self.status})"
-
-
-class UnfreezeRequest(models.Model):
-    """A request to release a merchant's frozen payouts. Freezing is immediate; unfreezing lets settled money be paid
-    again, so it takes effect only when a second operator of the sponsor bank approves it (four eyes)."""
-
-    class Status(models.TextChoices):
-        PENDING = "pending", _("pending approval")
-        APPROVED = "approved", _("approved")
-        REJECTED = "rejected", _("rejected")
-        WITHDRAWN = "withdrawn", _("withdrawn (frozen again)")
-
-    merchant = models.ForeignKey(
-        Merchant, on_delete=models.CASCADE, related_name="unfreeze_requests", verbose_name=_("merchant")
-    )
-    frozen_reason = models.CharField(
-        _("why it was frozen"), max_length=200, blank=True, help_text=_("The freeze this request would lift.")
-    )
-    note = models.CharField(_("why release it"), max_length=200, blank=True)
-    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("requested by")
-    )
-    decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-        verbose_name=_("decided by"),
-    )
-    created_at = models.DateTimeField(_("requested"), auto_now_add=True)
-    decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
-
-    class Meta:
-        verbose_name = _("payout unfreeze request")
-        verbose_name_plural = _("payout unfreeze requests")
-        ordering = ("-id",)
-        constraints = [
-            models.UniqueConstraint(
-                fields=["merchant"], condition=models.Q(status="pending"), name="unfreeze_one_pending_per_merchant"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.merchant_id} unfreeze ({self.status})"

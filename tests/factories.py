@@ -751,25 +751,10 @@ def _settlement_account() -> Any:
     )
 
 
-def _settlement_change() -> Any:
-    from merchants.models import SettlementAccountChange
-
-    merchant = MerchantFactory()
-    return SettlementAccountChange.objects.create(
-        merchant=merchant,
-        account_name=merchant.legal_name,
-        bank_name="B",
-        account_encrypted="x",
-        account_last4="1234",
-        requested_by=UserFactory(),
-    )
-
-
 FACTORIES.update(
     {
         "merchants.merchantapplication": _application,
         "merchants.settlementaccount": _settlement_account,
-        "merchants.settlementaccountchange": _settlement_change,
     }
 )
 
@@ -1079,15 +1064,6 @@ def _reserve_policy() -> Any:
     return ReservePolicy.objects.create(risk_grade=free[0], percent=Decimal("5.00"), hold_working_days=30)
 
 
-def _unfreeze_request() -> Any:
-    from merchants.models import UnfreezeRequest
-
-    merchant = MerchantFactory(payouts_frozen=True, frozen_reason="chargebacks under review")
-    return UnfreezeRequest.objects.create(
-        merchant=merchant, frozen_reason=merchant.frozen_reason, requested_by=UserFactory()
-    )
-
-
 def _statement_import() -> Any:
     from payments.models import StatementImport
 
@@ -1147,7 +1123,6 @@ FACTORIES.update(
         "payments.disputefeedcursor": _dispute_feed_cursor,
         "payments.settlementbatch": _settlement_batch,
         "payments.reservepolicy": _reserve_policy,
-        "merchants.unfreezerequest": _unfreeze_request,
     }
 )
 

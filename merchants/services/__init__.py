@@ -1,8 +1,8 @@
 """Merchants' writes, one module per concern; other apps, views, the API, the admin and the jobs call these names.
 
 onboarding  merchants, and the applications their sponsor bank's operators approve or reject
-settlement  a merchant's settlement account and its changes (four eyes)
-freeze      freezing a merchant's payouts (at once) and lifting the freeze (four eyes)
+settlement  a merchant's settlement account and its changes (an approval request, four eyes)
+freeze      freezing a merchant's payouts (at once) and lifting the freeze (an approval request, four eyes)
 api_keys    secret keys: issued, rotated, revoked, their use recorded
 key_deliveries  new keys sent to the merchant's contact by one-time links, never shown to an operator
 stores      a merchant's stores
@@ -28,11 +28,13 @@ from .deliveries import (
 from .endpoints import CreatedEndpoint, webhook_endpoint_create, webhook_endpoint_delete, webhook_endpoint_update
 from .events import EVENT_TYPES, event_body, event_emit, events_emit
 from .freeze import (
+    PAYOUTS_UNFREEZE,
+    PAYOUTS_UNFREEZE_KIND,
     payouts_freeze,
-    payouts_unfreeze_approve,
+    payouts_unfreeze_apply,
     payouts_unfreeze_check,
-    payouts_unfreeze_reject,
     payouts_unfreeze_request,
+    unfreeze_requests_pending,
 )
 from .key_deliveries import (
     CollectedKey,
@@ -50,13 +52,25 @@ from .onboarding import (
     merchant_application_submit,
     merchant_create,
 )
-from .settlement import settlement_account_check, settlement_change_approve, settlement_change_request
+from .settlement import (
+    ACCOUNT_CHANGE_PERMISSION,
+    SETTLEMENT_ACCOUNT_CHANGE,
+    SETTLEMENT_ACCOUNT_CHANGE_KIND,
+    settlement_account_check,
+    settlement_change_apply,
+    settlement_change_request,
+)
 from .stores import store_create
 
 __all__ = [
+    "ACCOUNT_CHANGE_PERMISSION",
     "EVENT_TYPES",
     "MAX_ATTEMPTS",
+    "PAYOUTS_UNFREEZE",
+    "PAYOUTS_UNFREEZE_KIND",
     "RETRY_DELAYS",
+    "SETTLEMENT_ACCOUNT_CHANGE",
+    "SETTLEMENT_ACCOUNT_CHANGE_KIND",
     "ApprovedApplication",
     "BlockedHost",
     "CollectedKey",
@@ -83,15 +97,15 @@ __all__ = [
     "merchant_create",
     "new_public_id",
     "payouts_freeze",
-    "payouts_unfreeze_approve",
+    "payouts_unfreeze_apply",
     "payouts_unfreeze_check",
-    "payouts_unfreeze_reject",
     "payouts_unfreeze_request",
     "require_operator_of",
     "settlement_account_check",
-    "settlement_change_approve",
+    "settlement_change_apply",
     "settlement_change_request",
     "store_create",
+    "unfreeze_requests_pending",
     "webhook_deliver",
     "webhook_deliveries_due",
     "webhook_delivery_resend",

@@ -1,22 +1,31 @@
 """A merchant's settlement account: in its own legal name, its number kept encrypted (the last four digits shown).
 
-A change is requested by an operator of the sponsor bank and applied when another approves it (four eyes).
+A change is requested by an operator of the sponsor bank and applied when another (or an alliance operator) approves
+it, through the maker-checker mechanism (`core.approvals`, kind "merchants.settlement_account_change"): the request
+waits in the approval queue, its account number encrypted, and the approval applies it in its own transaction.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
+from core.approvals import ApprovalKind, approval_request
 from core.audit import audit_record
-from core.crypto import encrypt
-from core.errors import Conflict, PermissionDenied, ValidationFailed
-from core.text import ascii_digits
+from core.crypto import decrypt, encrypt
+from core.errors import NotFound, PermissionDenied, ValidationFailed
+from core.models import ApprovalRequest
+from core.text import ascii_digits, id_or_none
 
-from ..models import Merchant, SettlementAccount, SettlementAccountChange
+from ..models import Merchant, SettlementAccount
 from .common import require_operator_of
+
+SETTLEMENT_ACCOUNT_CHANGE = "merchants.settlement_account_change"
+ACCOUNT_CHANGE_PERMISSION = "merchants.change_account"
 
 
 def same_name(account_name: str, legal_name: str) -> bool:
@@ -48,60 +57,113 @@ def settlement_account_check(*, merchant: Merchant, account_name: str, account_n
     return account_digits(account_number)
 
 
+def _merchant(merchant_id: Any) -> Merchant:
+    pk = id_or_none(str(merchant_id))
+    merchant = None if pk is None else Merchant.objects.filter(pk=pk).first()
+    if merchant is None:
+        raise NotFound(_("No such merchant."), param="merchant")
+    return merchant
+
+
+def settlement_change_validate(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload of a change: the merchant and the new account, its number encrypted (never in plain text). Run
+    when requested and again when approved: the account must still be in the merchant's own legal name."""
+    merchant = _merchant(payload.get("merchant_id"))
+    try:
+        number = decrypt(str(payload.get("account_encrypted") or ""))
+    except ValueError:  # not a number this key encrypted
+        raise ValidationFailed(
+            _("The settlement account number cannot be read: request the change again."),
+            code="invalid_account",
+            param="account_number",
+        ) from None
+    account_name, bank_name = (
+        str(payload.get("account_name") or "").strip(),
+        str(payload.get("bank_name") or "").strip(),
+    )
+    digits = settlement_account_check(merchant=merchant, account_name=account_name, account_number=number)
+    if not bank_name:
+        raise ValidationFailed(_("Name the account's bank."), code="bank_name_required", param="bank_name")
+    return {
+        "merchant_id": merchant.pk,
+        "account_name": account_name,
+        "bank_name": bank_name,
+        "account_encrypted": str(payload["account_encrypted"]),
+        "account_last4": digits[-4:],
+    }
+
+
+def settlement_change_bank(payload: dict[str, Any]) -> int | None:
+    return Merchant.objects.values_list("sponsor_bank_id", flat=True).get(pk=payload["merchant_id"])
+
+
+def settlement_change_describe(payload: dict[str, Any]) -> list[tuple[str, str]]:
+    pk = id_or_none(str(payload.get("merchant_id")))
+    merchant = None if pk is None else Merchant.objects.filter(pk=pk).first()
+    return [
+        (_("merchant"), str(merchant) if merchant is not None else f"#{payload.get('merchant_id')}"),
+        (_("account name"), str(payload.get("account_name", ""))),
+        (_("bank"), str(payload.get("bank_name", ""))),
+        (_("account, last four"), f"****{payload.get('account_last4', '')}"),
+    ]
+
+
 @transaction.atomic
 def settlement_change_request(
-    *, merchant: Merchant, account_name: str, bank_name: str, account_number: str, actor: Any
-) -> SettlementAccountChange:
+    *, merchant: Merchant, account_name: str, bank_name: str, account_number: str, reason: str, actor: Any
+) -> ApprovalRequest:
+    """Asks for the merchant to be paid into another account; nothing changes until a second operator approves it in
+    the approval queue (`core.approvals.approval_approve`)."""
+    if actor is None or not getattr(actor, "pk", None):
+        raise PermissionDenied(_("An operator asks for a settlement account change."), code="operator_required")
     require_operator_of(actor, merchant.sponsor_bank_id)
+    if not actor.has_perm(ACCOUNT_CHANGE_PERMISSION):
+        raise PermissionDenied(_("Your role may not ask for a settlement account change."), code="not_allowed")
     digits = settlement_account_check(merchant=merchant, account_name=account_name, account_number=account_number)
-    change = SettlementAccountChange.objects.create(
-        merchant=merchant,
-        account_name=account_name.strip(),
-        bank_name=bank_name.strip(),
-        account_encrypted=encrypt(digits),
-        account_last4=digits[-4:],
-        requested_by=actor,
-    )
-    audit_record(
-        actor=actor,
-        action="settlement_account.change_request",
-        obj=change,
-        after={"account_last4": change.account_last4, "bank_name": change.bank_name},
-        bank_id=merchant.sponsor_bank_id,
-    )
-    return change
+    payload = {
+        "merchant_id": merchant.pk,
+        "account_name": account_name,
+        "bank_name": bank_name,
+        "account_encrypted": encrypt(digits),
+    }
+    return approval_request(kind=SETTLEMENT_ACCOUNT_CHANGE, payload=payload, reason=reason, maker=actor)
 
 
-@transaction.atomic
-def settlement_change_approve(*, change: SettlementAccountChange, actor: Any) -> SettlementAccount:
-    """Applies a requested change; the approver must be another operator of the sponsor bank (four eyes)."""
-    locked = SettlementAccountChange.objects.select_for_update().select_related("merchant").get(pk=change.pk)
-    require_operator_of(actor, locked.merchant.sponsor_bank_id)
-    if locked.status != SettlementAccountChange.Status.PENDING:
-        raise Conflict(f"This change is {locked.status}.", code="change_decided")
-    if actor is None or actor.pk == locked.requested_by_id:
-        raise PermissionDenied("A second operator must approve a settlement account change.", code="four_eyes")
-    previous = SettlementAccount.objects.filter(merchant=locked.merchant).first()
+def settlement_change_apply(
+    payload: dict[str, Any], maker: AbstractBaseUser, checker: AbstractBaseUser
+) -> SettlementAccount:
+    """Applies an approved change (the kind's `apply`, inside the approval's transaction): the merchant is paid into
+    the new account from now on."""
+    merchant = Merchant.objects.select_for_update().get(pk=payload["merchant_id"])
+    require_operator_of(checker, merchant.sponsor_bank_id)
+    previous = SettlementAccount.objects.filter(merchant=merchant).first()
     before = {"bank_name": previous.bank_name, "account_last4": previous.account_last4} if previous else None
     account, _created = SettlementAccount.objects.update_or_create(
-        merchant=locked.merchant,
+        merchant=merchant,
         defaults={
-            "account_name": locked.account_name,
-            "bank_name": locked.bank_name,
-            "account_encrypted": locked.account_encrypted,
-            "account_last4": locked.account_last4,
+            "account_name": payload["account_name"],
+            "bank_name": payload["bank_name"],
+            "account_encrypted": payload["account_encrypted"],
+            "account_last4": payload["account_last4"],
         },
     )
-    locked.status = SettlementAccountChange.Status.APPROVED
-    locked.decided_by = actor
-    locked.decided_at = timezone.now()
-    locked.save(update_fields=["status", "decided_by", "decided_at"])
     audit_record(
-        actor=actor,
+        actor=checker,
         action="settlement_account.change_approve",
-        obj=locked,
+        obj=account,
         before=before,
-        after={"bank_name": account.bank_name, "account_last4": account.account_last4},
-        bank_id=locked.merchant.sponsor_bank_id,
+        after={"bank_name": account.bank_name, "account_last4": account.account_last4, "requested_by": maker.pk},
+        bank_id=merchant.sponsor_bank_id,
     )
     return account
+
+
+SETTLEMENT_ACCOUNT_CHANGE_KIND = ApprovalKind(
+    code=SETTLEMENT_ACCOUNT_CHANGE,
+    label=gettext_lazy("Change a merchant's settlement account"),
+    permission=ACCOUNT_CHANGE_PERMISSION,
+    validate=settlement_change_validate,
+    bank_of=settlement_change_bank,
+    apply=settlement_change_apply,
+    describe=settlement_change_describe,
+)

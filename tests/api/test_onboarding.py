@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 from django.core import mail
 
+from core.approvals import approval_approve
 from core.crypto import decrypt
 from core.errors import Conflict, PermissionDenied, ValidationFailed
-from core.models import AuditLog
+from core.models import ApprovalRequest, AuditLog
 from merchants import services
 from merchants.models import ApiKey, Merchant, MerchantApplication, SettlementAccount, Store
 from merchants.uscc import uscc_check_character, uscc_valid
@@ -188,21 +189,37 @@ def test_settlement_change_needs_a_second_operator() -> None:
     merchant = services.merchant_application_approve(application=application, actor=first).merchant
     with pytest.raises(ValidationFailed):
         services.settlement_change_request(
-            merchant=merchant, account_name="Other Co", bank_name="B", account_number="62220200009999", actor=first
-        )
+            merchant=merchant, account_name="Other Co", bank_name="B", account_number="62220200009999",
+            reason="moved banks", actor=first,
+        )  # fmt: skip
+    with pytest.raises(ValidationFailed):  # a reason is required
+        services.settlement_change_request(
+            merchant=merchant, account_name="福州示例餐饮有限公司", bank_name="New Bank",
+            account_number="62220200009999", reason=" ", actor=first,
+        )  # fmt: skip
     change = services.settlement_change_request(
         merchant=merchant, account_name="福州示例餐饮有限公司", bank_name="New Bank", account_number="62220200009999",
-        actor=first,
+        reason="moved banks", actor=first,
     )  # fmt: skip
+    assert (change.kind, change.bank_id, change.maker) == (
+        services.SETTLEMENT_ACCOUNT_CHANGE, merchant.sponsor_bank_id, first,
+    )  # fmt: skip
+    assert "62220200009999" not in str(change.payload)  # the number is kept encrypted
+    assert change.payload["account_last4"] == "9999"
     assert SettlementAccount.objects.get(merchant=merchant).account_last4 == "3445"  # not yet
     with pytest.raises(PermissionDenied):
-        services.settlement_change_approve(change=change, actor=first)
-    account = services.settlement_change_approve(change=change, actor=second)
+        approval_approve(request_id=change.pk, checker=first)
+    outsider = operator_of(MemberBankFactory())
+    with pytest.raises(PermissionDenied):
+        approval_approve(request_id=change.pk, checker=outsider)
+    approval_approve(request_id=change.pk, checker=second)
+    account = SettlementAccount.objects.get(merchant=merchant)
     assert (account.bank_name, account.account_last4) == ("New Bank", "9999")
     assert decrypt(account.account_encrypted) == "62220200009999"
     with pytest.raises(Conflict):
-        services.settlement_change_approve(change=change, actor=second)
+        approval_approve(request_id=change.pk, checker=second)
     assert AuditLog.objects.filter(action="settlement_account.change_approve", actor_id=second.pk).count() == 1
+    assert AuditLog.objects.filter(action="approval.request", actor_id=first.pk).count() == 1
 
 
 def test_admin_settlement_change_request_and_approval(client: Any) -> None:
@@ -211,20 +228,22 @@ def test_admin_settlement_change_request_and_approval(client: Any) -> None:
     first, second = operator_of(application.sponsor_bank), operator_of(application.sponsor_bank)
     merchant = services.merchant_application_approve(application=application, actor=first).merchant
     client.force_login(first)
-    form = {"merchant": merchant.pk, "bank_name": "New Bank", "account_number": "62220200008888"}
-    refused = client.post("/admin/merchants/settlementaccountchange/add/", {**form, "account_name": "Other Co"})
+    changelist = client.get("/admin/merchants/settlementaccount/")
+    page = "/admin/merchants/settlementaccount/request-change/"
+    assert page.encode() in changelist.content
+    form = {"merchant": merchant.pk, "bank_name": "New Bank", "account_number": "62220200008888", "reason": "moved"}
+    refused = client.post(page, {**form, "account_name": "Other Co"})
     assert refused.status_code == 200  # the form again, with the error
-    assert not merchant.settlement_changes.exists()
-    created = client.post(
-        "/admin/merchants/settlementaccountchange/add/", {**form, "account_name": merchant.legal_name}
-    )
+    assert refused.context["form"].errors
+    assert not ApprovalRequest.objects.exists()
+    created = client.post(page, {**form, "account_name": merchant.legal_name})
     assert created.status_code == 302
-    change = merchant.settlement_changes.get()
-    assert (change.requested_by, change.status) == (first, "pending")
-    url = "/admin/merchants/settlementaccountchange/"
-    client.post(url, {"action": "approve", "_selected_action": [change.pk]}, follow=True)
-    assert merchant.settlement_changes.get().status == "pending"  # the requester cannot approve
+    change = ApprovalRequest.objects.get()
+    assert (change.maker, change.status, change.reason) == (first, "pending", "moved")
+    decide = f"/admin/core/approvalrequest/{change.pk}/change/"
+    client.post(decide, {"decision": "approve", "reason": ""})
+    assert ApprovalRequest.objects.get().status == "pending"  # the requester cannot approve
     client.force_login(second)
-    client.post(url, {"action": "approve", "_selected_action": [change.pk]}, follow=True)
-    assert merchant.settlement_changes.get().status == "approved"
+    assert client.post(decide, {"decision": "approve", "reason": ""}).status_code == 302
+    assert ApprovalRequest.objects.get().status == "approved"
     assert SettlementAccount.objects.get(merchant=merchant).account_last4 == "8888"

@@ -12,10 +12,11 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
+from core.approvals import approval_approve
 from core.errors import Conflict, PermissionDenied, ValidationFailed
 from core.models import AuditLog
 from merchants.models import Event, SettlementAccount
-from merchants.services import settlement_change_approve, settlement_change_request
+from merchants.services import settlement_change_request
 from payments import services
 from payments.connectors.base import PayoutRequest
 from payments.connectors.http import SimulatorConnector
@@ -299,9 +300,10 @@ def test_a_returned_payout_leaves_the_batch_owed_until_the_account_is_changed(wo
         account_name=merchant.legal_name,
         bank_name="Another Bank",
         account_number="6222 0200 0011 2233 0088",
+        reason="the old account is closed",
         actor=world["maker"],
     )
-    settlement_change_approve(change=change, actor=world["checker"])
+    approval_approve(request_id=change.pk, checker=world["checker"])
     made = services.payouts_create()
     assert (made.created, made.resent) == (1, 1)
     second = Payout.objects.get(batch=batch, status="ready")
@@ -326,9 +328,10 @@ def test_an_account_changed_while_the_payout_was_on_its_way_counts(world: dict[s
         account_name=merchant.legal_name,
         bank_name="Another Bank",
         account_number="6222 0200 0011 2233 0088",
+        reason="the old account is closed",
         actor=world["maker"],
     )
-    settlement_change_approve(change=change, actor=world["checker"])
+    approval_approve(request_id=change.pk, checker=world["checker"])
     assert services.payouts_poll(inquire_after=NOW).returned == 1
     assert services.payouts_create().resent == 1
     assert Payout.objects.get(batch=batch, status="ready").account_last4 == "0088"
@@ -649,9 +652,10 @@ def test_returned_by_the_simulator_then_paid_to_the_new_account(sim_world: dict[
         account_name=merchant.legal_name,
         bank_name="Another Bank",
         account_number="6222020000112233 4455",
+        reason="the old account is closed",
         actor=bank_operator(bank),
     )
-    settlement_change_approve(change=change, actor=bank_operator(bank))
+    approval_approve(request_id=change.pk, checker=bank_operator(bank))
     services.payouts_create()
     assert services.payouts_send().paid == 1
     assert reload(batch).status == "paid"

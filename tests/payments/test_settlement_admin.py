@@ -16,9 +16,11 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from core.models import AuditLog
+from core.approvals import approval_approve
+from core.errors import PermissionDenied
+from core.models import ApprovalRequest, AuditLog
 from merchants import services as merchant_services
-from merchants.models import Merchant, UnfreezeRequest
+from merchants.models import Merchant
 from payments import admin as payments_admin
 from payments.models import ReservePolicy, SettlementBatch
 from tests.factories import (
@@ -344,6 +346,15 @@ def _frozen(merchant: Merchant, actor: Any) -> Merchant:
     return merchant_services.payouts_freeze(merchant_id=merchant.pk, reason="chargebacks under review", actor=actor)
 
 
+def _decide(client: Client, request: ApprovalRequest, decision: str, reason: str = "") -> Any:
+    page = reverse("admin:core_approvalrequest_change", args=[request.pk])
+    return client.post(page, {"decision": decision, "reason": reason})
+
+
+def _unfreezes() -> Any:
+    return ApprovalRequest.objects.filter(kind=merchant_services.PAYOUTS_UNFREEZE)
+
+
 def test_unfreezing_takes_a_second_operator(sponsor: Any, merchant: Merchant) -> None:
     first, second = bank_operator(sponsor), bank_operator(sponsor)
     _frozen(merchant, first)
@@ -353,32 +364,45 @@ def test_unfreezing_takes_a_second_operator(sponsor: Any, merchant: Merchant) ->
     assert _save(asker, merchant, data).status_code == 302
     merchant.refresh_from_db()
     assert merchant.payouts_frozen is True  # nothing is released yet
-    request = UnfreezeRequest.objects.get(merchant=merchant)
-    assert (request.status, request.requested_by, request.note) == ("pending", first, "cleared by risk")
-    assert request.frozen_reason == "chargebacks under review"
+    request = _unfreezes().get()
+    assert (request.status, request.maker, request.reason) == ("pending", first, "cleared by risk")
+    assert request.payload == {"merchant_id": merchant.pk, "frozen_reason": "chargebacks under review"}
+    assert request.bank_id == sponsor.pk
 
-    changelist = reverse("admin:merchants_unfreezerequest_changelist")
-    approve = {"action": "approve", "_selected_action": [request.pk]}
-    asker.post(changelist, approve)  # the asker cannot approve their own request
+    _decide(asker, request, "approve")  # the asker cannot approve their own request
     merchant.refresh_from_db()
     request.refresh_from_db()
     assert (merchant.payouts_frozen, request.status) == (True, "pending")
 
     outsider = _login(bank_operator(MemberBankFactory()))  # another bank's operator does not even see it
-    outsider.post(changelist, approve)
+    assert _decide(outsider, request, "approve").status_code == 404
     merchant.refresh_from_db()
     assert merchant.payouts_frozen is True
 
-    _login(second).post(changelist, approve)
+    assert _decide(_login(second), request, "approve").status_code == 302
     merchant.refresh_from_db()
     request.refresh_from_db()
     assert (merchant.payouts_frozen, merchant.frozen_reason) == (False, "")
-    assert (request.status, request.decided_by) == ("approved", second)
+    assert (request.status, request.checker) == ("approved", second)
+    assert (request.result_type, request.result_id) == ("merchants.merchant", str(merchant.pk))
     audit = AuditLog.objects.get(action="merchant.payouts_unfreeze")
     assert (audit.actor, audit.bank_id) == (second, sponsor.pk)
     assert audit.before == {"payouts_frozen": True, "frozen_reason": "chargebacks under review"}
     assert audit.after["requested_by"] == first.pk
-    assert AuditLog.objects.filter(action="merchant.payouts_unfreeze_request", actor=first).count() == 1
+    assert AuditLog.objects.filter(action="approval.request", actor=first, bank_id=sponsor.pk).count() == 1
+
+
+def test_unticking_without_saying_why_asks_nothing(sponsor: Any, merchant: Merchant) -> None:
+    first = bank_operator(sponsor)
+    _frozen(merchant, first)
+    client = _login(first)
+    data = _merchant_form(client, merchant)
+    data.pop("payouts_frozen")
+    refused = _save(client, merchant, data)
+    assert refused.status_code == 200
+    assert "unfreeze_note" in refused.context["adminform"].form.errors
+    assert not _unfreezes().exists()
+    assert Merchant.objects.get(pk=merchant.pk).payouts_frozen is True
 
 
 def test_an_auditor_cannot_release_a_freeze(sponsor: Any, merchant: Merchant) -> None:
@@ -389,14 +413,18 @@ def test_an_auditor_cannot_release_a_freeze(sponsor: Any, merchant: Merchant) ->
     from tests.factories import BankOperatorFactory, StaffFactory
 
     _frozen(merchant, None)
-    request = merchant_services.payouts_unfreeze_request(merchant_id=merchant.pk, note="", actor=bank_operator(sponsor))
+    request = merchant_services.payouts_unfreeze_request(
+        merchant_id=merchant.pk, note="cleared", actor=bank_operator(sponsor)
+    )
     auditor = StaffFactory()
     auditor.groups.add(Group.objects.get(name=BANK_AUDITORS))
     BankOperatorFactory(user=auditor, bank=sponsor, role=BankOperator.Role.AUDITOR)
-    changelist = reverse("admin:merchants_unfreezerequest_changelist")
-    _login(auditor).post(changelist, {"action": "approve", "_selected_action": [request.pk]})
+    _decide(_login(auditor), request, "approve")
     merchant.refresh_from_db()
-    assert merchant.payouts_frozen is True
+    request.refresh_from_db()
+    assert (merchant.payouts_frozen, request.status) == (True, "pending")
+    with pytest.raises(PermissionDenied):
+        merchant_services.payouts_unfreeze_request(merchant_id=merchant.pk, note="again", actor=auditor)
 
 
 def test_a_page_opened_before_a_freeze_neither_undoes_nor_asks_to_undo_it(sponsor: Any, merchant: Merchant) -> None:
@@ -407,56 +435,60 @@ def test_a_page_opened_before_a_freeze_neither_undoes_nor_asks_to_undo_it(sponso
     merchant.refresh_from_db()
     assert (merchant.display_name, merchant.payouts_frozen) == ("Renamed", True)
     assert merchant.frozen_reason == "chargebacks under review"
-    assert not UnfreezeRequest.objects.exists()
+    assert not _unfreezes().exists()
 
 
 def test_a_new_freeze_withdraws_a_pending_release(sponsor: Any, merchant: Merchant) -> None:
     first, second = bank_operator(sponsor), bank_operator(sponsor)
     _frozen(merchant, first)
-    request = merchant_services.payouts_unfreeze_request(merchant_id=merchant.pk, note="", actor=first)
+    request = merchant_services.payouts_unfreeze_request(merchant_id=merchant.pk, note="cleared", actor=first)
     merchant_services.payouts_freeze(merchant_id=merchant.pk, reason="new fraud alert", actor=first)
     request.refresh_from_db()
-    assert request.status == "withdrawn"
-    _login(second).post(
-        reverse("admin:merchants_unfreezerequest_changelist"), {"action": "approve", "_selected_action": [request.pk]}
-    )
+    assert request.status == "cancelled"
+    assert AuditLog.objects.get(action="merchant.payouts_freeze", after__frozen_reason="new fraud alert").after[
+        "unfreeze_requests_withdrawn"
+    ] == [request.pk]
+    _decide(_login(second), request, "approve")
     merchant.refresh_from_db()
     assert (merchant.payouts_frozen, merchant.frozen_reason) == (True, "new fraud alert")
 
 
-def test_a_release_is_asked_for_on_its_own_page_and_rejected(sponsor: Any, merchant: Merchant) -> None:
+def test_a_release_is_asked_for_once_and_rejected(sponsor: Any, merchant: Merchant) -> None:
+    from core.errors import Conflict
+
     first, second = bank_operator(sponsor), bank_operator(sponsor)
-    client = _login(first)
-    add = reverse("admin:merchants_unfreezerequest_add")
-    not_frozen = client.post(add, {"merchant": merchant.pk, "note": "please"})
-    assert not_frozen.status_code == 200  # only frozen merchants are offered
-    assert "merchant" in not_frozen.context["adminform"].form.errors
-    assert not UnfreezeRequest.objects.exists()
+    with pytest.raises(Conflict):  # not frozen
+        merchant_services.payouts_unfreeze_request(merchant_id=merchant.pk, note="please", actor=first)
+    assert not _unfreezes().exists()
     _frozen(merchant, first)
-    assert client.post(add, {"merchant": merchant.pk, "note": "please"}).status_code == 302
-    request = UnfreezeRequest.objects.get()
-    again = client.post(add, {"merchant": merchant.pk, "note": "again"})
-    assert again.status_code == 200
-    assert "merchant" in again.context["adminform"].form.errors
-    assert UnfreezeRequest.objects.count() == 1
-    _login(second).post(
-        reverse("admin:merchants_unfreezerequest_changelist"), {"action": "reject", "_selected_action": [request.pk]}
-    )
+    request = merchant_services.payouts_unfreeze_request(merchant_id=merchant.pk, note="please", actor=first)
+    with pytest.raises(Conflict) as again:
+        merchant_services.payouts_unfreeze_request(merchant_id=merchant.pk, note="again", actor=second)
+    assert again.value.code == "unfreeze_pending"
+    assert _unfreezes().count() == 1
+    assert _decide(_login(second), request, "reject", "still under review").status_code == 302
     request.refresh_from_db()
     merchant.refresh_from_db()
-    assert (request.status, request.decided_by, merchant.payouts_frozen) == ("rejected", second, True)
+    assert (request.status, request.checker, merchant.payouts_frozen) == ("rejected", second, True)
 
 
-def test_the_service_refuses_the_asker_as_approver(sponsor: Any, merchant: Merchant) -> None:
-    from core.errors import PermissionDenied
-
-    first = bank_operator(sponsor)
+def test_the_mechanism_refuses_the_asker_as_approver(sponsor: Any, merchant: Merchant) -> None:
+    first, alliance = bank_operator(sponsor), AllianceOperatorFactory()
     _frozen(merchant, first)
-    request = merchant_services.payouts_unfreeze_request(merchant_id=merchant.pk, note="", actor=first)
-    with pytest.raises(PermissionDenied) as refused:
-        merchant_services.payouts_unfreeze_approve(unfreeze_id=request.pk, actor=first)
-    assert refused.value.code == "four_eyes"
+    request = merchant_services.payouts_unfreeze_request(merchant_id=merchant.pk, note="cleared", actor=first)
     with pytest.raises(PermissionDenied):
-        merchant_services.payouts_unfreeze_approve(unfreeze_id=request.pk, actor=None)
+        approval_approve(request_id=request.pk, checker=first)
     assert Merchant.objects.get(pk=merchant.pk).payouts_frozen is True
     assert SettlementBatch.objects.count() == 0
+    approval_approve(request_id=request.pk, checker=alliance)  # an alliance operator may check a bank's request
+    assert Merchant.objects.get(pk=merchant.pk).payouts_frozen is False
+
+
+def test_the_dashboard_counts_a_waiting_release_in_the_approval_queue(sponsor: Any, merchant: Merchant) -> None:
+    first = bank_operator(sponsor)
+    _frozen(merchant, first)
+    merchant_services.payouts_unfreeze_request(merchant_id=merchant.pk, note="cleared", actor=first)
+    response = _login(bank_operator(sponsor)).get("/admin/")
+    counts = {url.split("?")[0]: count for _label, count, url in response.context["console_approvals"]}
+    assert counts[reverse("admin:core_approvalrequest_changelist")] == 1
+    assert not [url for url in counts if "unfreeze" in url]  # no counter of its own any more
