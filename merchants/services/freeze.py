@@ -23,7 +23,7 @@ from core.models import ApprovalRequest
 from core.text import id_or_none
 
 from ..models import Merchant
-from .common import require_operator_of
+from .common import merchant_request_bank, merchant_request_line, require_operator_of
 
 PAYOUTS_UNFREEZE = "merchants.payouts_unfreeze"
 UNFREEZE_PERMISSION = "merchants.unfreeze_payouts"
@@ -111,15 +111,9 @@ def unfreeze_validate(payload: dict[str, Any]) -> dict[str, Any]:
     return {"merchant_id": merchant.pk, "frozen_reason": merchant.frozen_reason}
 
 
-def unfreeze_bank(payload: dict[str, Any]) -> int | None:
-    return Merchant.objects.values_list("sponsor_bank_id", flat=True).get(pk=payload["merchant_id"])
-
-
 def unfreeze_describe(payload: dict[str, Any]) -> list[tuple[str, str]]:
-    pk = id_or_none(str(payload.get("merchant_id")))
-    merchant = None if pk is None else Merchant.objects.filter(pk=pk).first()
     return [
-        (_("merchant"), str(merchant) if merchant is not None else f"#{payload.get('merchant_id')}"),
+        merchant_request_line(payload),
         (_("why it was frozen"), str(payload.get("frozen_reason") or "-")),
     ]
 
@@ -161,7 +155,7 @@ PAYOUTS_UNFREEZE_KIND = ApprovalKind(
     label=gettext_lazy("Lift a merchant's payout freeze"),
     permission=UNFREEZE_PERMISSION,
     validate=unfreeze_validate,
-    bank_of=unfreeze_bank,
+    bank_of=merchant_request_bank,
     apply=payouts_unfreeze_apply,
     describe=unfreeze_describe,
 )

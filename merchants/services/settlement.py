@@ -22,7 +22,7 @@ from core.models import ApprovalRequest
 from core.text import ascii_digits, id_or_none
 
 from ..models import Merchant, SettlementAccount
-from .common import require_operator_of
+from .common import merchant_request_bank, merchant_request_line, require_operator_of
 
 SETTLEMENT_ACCOUNT_CHANGE = "merchants.settlement_account_change"
 ACCOUNT_CHANGE_PERMISSION = "merchants.change_account"
@@ -93,15 +93,9 @@ def settlement_change_validate(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def settlement_change_bank(payload: dict[str, Any]) -> int | None:
-    return Merchant.objects.values_list("sponsor_bank_id", flat=True).get(pk=payload["merchant_id"])
-
-
 def settlement_change_describe(payload: dict[str, Any]) -> list[tuple[str, str]]:
-    pk = id_or_none(str(payload.get("merchant_id")))
-    merchant = None if pk is None else Merchant.objects.filter(pk=pk).first()
     return [
-        (_("merchant"), str(merchant) if merchant is not None else f"#{payload.get('merchant_id')}"),
+        merchant_request_line(payload),
         (_("account name"), str(payload.get("account_name", ""))),
         (_("bank"), str(payload.get("bank_name", ""))),
         (_("account, last four"), f"****{payload.get('account_last4', '')}"),
@@ -163,7 +157,7 @@ SETTLEMENT_ACCOUNT_CHANGE_KIND = ApprovalKind(
     label=gettext_lazy("Change a merchant's settlement account"),
     permission=ACCOUNT_CHANGE_PERMISSION,
     validate=settlement_change_validate,
-    bank_of=settlement_change_bank,
+    bank_of=merchant_request_bank,
     apply=settlement_change_apply,
     describe=settlement_change_describe,
 )

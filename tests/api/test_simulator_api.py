@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from payments.connectors import reset_connectors
 from tests.api.conftest import agreement_body, idem, new_api
 from tests.factories import (
     CardFactory,
@@ -22,15 +20,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def shop(simulator: Any, simulator_server: Any, settings: Any) -> Iterator[dict[str, Any]]:
-    settings.SIMULATOR = {
-        "URL": simulator_server.url,
-        "KEY_ID": simulator_server.key_id,
-        "SECRET": simulator_server.secret,
-        "CONNECT_TIMEOUT": 1.0,
-        "READ_TIMEOUT": 5.0,
-    }
-    reset_connectors()
+def shop(sim: Any) -> dict[str, Any]:
     issuer, acquirer = MemberBankFactory(), MemberBankFactory()
     PointsProgramFactory(bank=issuer)
     card = CardFactory(product=CardProductFactory(bank=issuer, earning_rates={"other": "1"}))
@@ -39,8 +29,7 @@ def shop(simulator: Any, simulator_server: Any, settings: Any) -> Iterator[dict[
         code="unionpay-a", remote_id="acq-unionpay-a", acquirer=acquirer, connector="simulator", fee_percent="0.3"
     )
     # Live: the payments earn points and the refunds reverse them (a test-mode payment earns none).
-    yield {"api": new_api(merchant, mode="live"), "card": card, "merchant": merchant, "sim": simulator}
-    reset_connectors()
+    return {"api": new_api(merchant, mode="live"), "card": card, "merchant": merchant, "sim": sim}
 
 
 def body(shop: dict[str, Any], amount: int, **extra: Any) -> dict[str, Any]:
