@@ -8,6 +8,7 @@ an error, never a silent skip.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -67,3 +68,17 @@ def alliance_user(db):  # type: ignore[no-untyped-def]
 def _ledger_seal_export(settings, tmp_path):  # type: ignore[no-untyped-def]
     """Each test exports sealed ledger heads to its own file."""
     settings.LEDGER_SEAL_EXPORT = str(tmp_path / "ledger-seals.jsonl")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def operator_groups_snapshot(django_db_setup: None, django_db_blocker: Any) -> dict[str, list[tuple[str, str]]]:
+    """The operator groups and their permissions as the data migrations made them, read once as the session starts,
+    before any transactional test's flush empties the database (a flush recreates content types and permissions, not
+    groups): the browser tests put them back (tests/browser/conftest.py)."""
+    from django.contrib.auth.models import Group
+
+    with django_db_blocker.unblock():
+        return {
+            group.name: list(group.permissions.values_list("content_type__app_label", "codename"))
+            for group in Group.objects.prefetch_related("permissions")
+        }

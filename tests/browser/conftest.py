@@ -70,19 +70,6 @@ def open_page(chromium: Any) -> Iterator[Any]:
         context.close()
 
 
-@pytest.fixture(scope="session")
-def operator_groups_snapshot(django_db_setup: None, django_db_blocker: Any) -> dict[str, list[tuple[str, str]]]:
-    """The operator groups and their permissions as the data migrations made them, read before any browser test's
-    flush empties the database (a flush recreates content types and permissions, not groups)."""
-    from django.contrib.auth.models import Group
-
-    with django_db_blocker.unblock():
-        return {
-            group.name: list(group.permissions.values_list("content_type__app_label", "codename"))
-            for group in Group.objects.prefetch_related("permissions")
-        }
-
-
 @pytest.fixture(autouse=True)
 def operator_groups(request: pytest.FixtureRequest, operator_groups_snapshot: dict[str, list[tuple[str, str]]]) -> None:
     """Each browser test starts with the operator groups and their permissions, whatever a test before it flushed."""
