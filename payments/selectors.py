@@ -28,12 +28,12 @@ from .models import (
     Channel,
     Dispute,
     PaymentAttempt,
-    PaymentIntent,
     SettlementBatch,
     SettlementLine,
     SplitInstruction,
 )
 from .routing import load_config
+from .spending import spent_between
 
 logger = logging.getLogger(__name__)
 OK_STATES = (PaymentAttempt.Status.AUTHORIZED, PaymentAttempt.Status.CAPTURED, PaymentAttempt.Status.VOIDED)
@@ -434,17 +434,12 @@ def settlement_day_csv(days: list[SettlementBankDay]) -> str:
 
 
 def spending_by_category(*, cardholder_id: int, since: dt.datetime, until: dt.datetime) -> dict[str, int]:
-    """The cardholder's own captured CNY spending (live payments captured in [since, until)) net of what was refunded
-    of it, in fen by spend category; categories with nothing spent are left out. One query."""
+    """The cardholder's own CNY spending captured in [since, until) (`spending.spent_between`: the spending page's
+    rule) net of what was refunded of it, in fen by spend category; categories with nothing spent are left out. One
+    query."""
     rows = (
-        PaymentIntent.objects.filter(
-            cardholder_id=cardholder_id,
-            currency="CNY",
-            livemode=True,
-            amount_captured__gt=0,
-            captured_at__gte=since,
-            captured_at__lt=until,
-        )
+        spent_between(cardholder_id, since, until)
+        .filter(currency="CNY")
         .values("spend_category")
         .annotate(net=Sum(F("amount_captured") - F("amount_refunded")))
         .order_by("spend_category")

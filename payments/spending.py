@@ -96,16 +96,23 @@ def _next_month(day: dt.date) -> dt.date:
     return (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
 
 
-def _captured_in_months(cardholder: Cardholder, first: dt.date, last: dt.date) -> QuerySet[PaymentIntent]:
-    """The cardholder's spending payments captured from month `first` to month `last`, both included (Shanghai)."""
+def spent_between(cardholder_id: int, since: dt.datetime, until: dt.datetime) -> QuerySet[PaymentIntent]:
+    """What counts as the cardholder's spending, captured in [since, until): live payments that succeeded and were
+    captured (each worth `amount_captured − amount_refunded`). The one rule for every reader of a cardholder's
+    spending (this page, the home page's tile, best card's import)."""
     return PaymentIntent.objects.filter(
-        cardholder=cardholder,
+        cardholder_id=cardholder_id,
         livemode=True,
         status=PaymentIntent.Status.SUCCEEDED,
         amount_captured__gt=0,
-        captured_at__gte=_local_midnight(first),
-        captured_at__lt=_local_midnight(_next_month(last)),
+        captured_at__gte=since,
+        captured_at__lt=until,
     )
+
+
+def _captured_in_months(cardholder: Cardholder, first: dt.date, last: dt.date) -> QuerySet[PaymentIntent]:
+    """The cardholder's spending payments captured from month `first` to month `last`, both included (Shanghai)."""
+    return spent_between(cardholder.pk, _local_midnight(first), _local_midnight(_next_month(last)))
 
 
 def spending_at_a_glance(cardholder: Cardholder, *, now: dt.datetime | None = None) -> Spending:

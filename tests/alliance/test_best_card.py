@@ -208,6 +208,7 @@ def test_the_history_is_the_holders_own_last_year_net_of_refunds_averaged_per_mo
     _pay(holder, "fuel", 50_000, 10, livemode=False)  # a sandbox payment
     _pay(holder, "fuel", 50_000, 10, currency="USD")
     _pay(holder, "fuel", 50_000, 10, amount_captured=0, status="requires_capture")
+    _pay(holder, "fuel", 50_000, 10, status="canceled")  # captured, then voided (撤销): no spending
     _pay(CardholderFactory(), "dining", 500_000, 5)  # someone else's
 
     history = services.spending_from_history(cardholder=holder, consented=True, actor=holder.user)
