@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -15,8 +16,10 @@ from django.utils.translation import gettext_lazy as _
 
 from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopedTabularInline
 from core.admin_display import MoneyField, money_text
+from core.errors import MengkaError
+from core.scoping import is_alliance_operator
 
-from . import selectors
+from . import selectors, services
 from .models import ClearingComponent, ClearingInstruction, ClearingPosition, ClearingRun
 
 UNITS = MoneyField(currency="run.currency", absolute=4)  # ledger units: ten-thousandths whatever the currency
@@ -181,3 +184,25 @@ class ClearingInstructionAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     list_filter = ("status", "direction", "currency")
     search_fields = ("reference", "party_code", "channel_id")
     money_fields = {"amount": MoneyField()}
+    actions = ["resend"]
+
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        return is_alliance_operator(request.user) and request.user.has_perm("alliance.resend_clearinginstruction")
+
+    @admin.action(description=_("Send the selected failed instructions again"), permissions=["resend"])
+    def resend(self, request: HttpRequest, queryset: QuerySet[ClearingInstruction]) -> None:
+        """Each under a new reference; the next poll sends them. A refusal names its instruction; the others go on."""
+        resent = 0
+        for instruction in queryset:
+            try:
+                services.instruction_resend(instruction_id=instruction.pk, operator=request.user)
+            except MengkaError as error:
+                self.message_user(request, f"{instruction.reference}: {error.message}", messages.ERROR)
+            else:
+                resent += 1
+        if resent:
+            self.message_user(
+                request,
+                _("%(count)d instructions to send again, under new references.") % {"count": resent},
+                messages.SUCCESS,
+            )

@@ -182,6 +182,9 @@ class ClearingInstruction(models.Model):
     reference = models.CharField(_("reference"), max_length=64, unique=True)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    resends = models.PositiveSmallIntegerField(
+        _("resends"), default=0, help_text=_("Times an operator sent it again under a new reference after it failed.")
+    )
     channel_id = models.CharField(_("channel's id"), max_length=64, blank=True, default="")
     channel_answer = models.JSONField(_("channel's answer"), default=dict, blank=True)
     failure_reason = models.CharField(_("failure reason"), max_length=100, blank=True, default="")
@@ -193,6 +196,7 @@ class ClearingInstruction(models.Model):
         verbose_name = _("clearing instruction")
         verbose_name_plural = _("clearing instructions")
         ordering = ("run", "party_code")
+        permissions = [("resend_clearinginstruction", "Can send a failed clearing instruction again")]
         constraints = [models.CheckConstraint(condition=models.Q(amount__gt=0), name="clearing_instruction_positive")]
         indexes = [
             models.Index(

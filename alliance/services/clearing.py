@@ -10,6 +10,8 @@ instructions_send `sent` committed before the channel is called, the call outsid
 instructions_poll asks about instructions sent at least CLEARING_INQUIRE_AFTER_SECONDS ago: confirmed / failed; one the
                   channel never accepted is sent again under its reference. A run whose instructions are all confirmed
                   is `settled`; one with a failed instruction is `failed`.
+instruction_resend an alliance operator sends a failed instruction again, under a new reference (the failed one stays
+                  failed at the channel); the run is `instructing` again once none of its instructions is failed.
 
 What is netted: every entry in the run's currency on the `clearing` accounts (banks, merchants) and the alliance's
 `fees` account of the ledger transactions created on the business day (Asia/Shanghai): exchanges, funded points,
@@ -32,9 +34,10 @@ from django.utils.translation import gettext as _
 
 from core.audit import audit_record
 from core.calendar import SHANGHAI, local_now
-from core.errors import Conflict, ValidationFailed
+from core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from core.jobs import job_run
 from core.money import exponent, round_to_zero_sum
+from core.scoping import is_alliance_operator
 from members.models import MemberBank
 from merchants.models import Merchant
 from rewards.models import CURRENCY_SCALE, Account, Entry, LedgerTransaction
@@ -238,9 +241,16 @@ def _round(run: ClearingRun) -> list[ClearingPosition]:
     return positions
 
 
+def instruction_reference(run: ClearingRun, party_code: str, *, resends: int = 0) -> str:
+    """The channel's idempotency key of a position's instruction: its day, currency and party, and which resend."""
+    reference = f"clr-{run.business_day:%Y%m%d}-{run.currency}-{party_code.replace('~', '')}"
+    return f"{reference}-r{resends}" if resends else reference
+
+
 def _instruct(run: ClearingRun) -> ClearingRun:
     """Stage 2, one transaction: an instruction per non-zero rounded position (a payer pays into the clearing
-    channel, a receiver is paid out of it), the run `instructing` — or `settled` when nothing is to move."""
+    channel, a receiver is paid out of it, under `instruction_reference`), the run `instructing` — or `settled` when
+    nothing is to move."""
     day = run.business_day.strftime("%Y%m%d")
     with transaction.atomic():
         run = ClearingRun.objects.select_for_update().get(pk=run.pk)
@@ -251,11 +261,11 @@ def _instruct(run: ClearingRun) -> ClearingRun:
                 f"""
                     INSERT INTO {ClearingInstruction._meta.db_table}
                     (run_id, position_id, bank_id, party_code, direction, amount, currency, reference, status,
-                    attempts, channel_id, channel_answer, failure_reason, created_at)
+                    attempts, resends, channel_id, channel_answer, failure_reason, created_at)
                     SELECT run_id, id, bank_id, party_code,
                     CASE WHEN net_minor < 0 THEN 'pay' ELSE 'receive' END, abs(net_minor), %(currency)s,
                     'clr-' || %(day)s || '-' || %(currency)s || '-' || replace(party_code, '~', ''), 'pending',
-                    0, '', '{{}}'::jsonb, '', now()
+                    0, 0, '', '{{}}'::jsonb, '', now()
                     FROM {ClearingPosition._meta.db_table} WHERE run_id = %(run)s AND net_minor <> 0
                     ON CONFLICT (position_id) DO NOTHING
                 """,  # noqa: S608 - table names from the models
@@ -443,6 +453,51 @@ def instructions_poll(*, inquire_after: timedelta | None = None, limit: int = 50
             continue
         _record(instruction, answer, report)
     return report
+
+
+def instruction_resend(*, instruction_id: int, operator: Any) -> ClearingInstruction:
+    """A failed instruction goes out again: the same position and amount under a new reference (`…-r1`, `…-r2`), so
+    the channel can never take it for the failed one. Pending now, the next poll sends it. Audited with the reference
+    and the reason of the failure it replaces."""
+    if not is_alliance_operator(operator) or not operator.has_perm("alliance.resend_clearinginstruction"):
+        raise PermissionDenied(_("Only an alliance operator may send a clearing instruction again."))
+    with transaction.atomic():
+        found = ClearingInstruction.objects.filter(pk=instruction_id).values_list("run_id", flat=True).first()
+        if found is None:
+            raise NotFound(_("No such clearing instruction."), param="instruction")
+        run = ClearingRun.objects.select_for_update().get(pk=found)
+        instruction = ClearingInstruction.objects.select_for_update().get(pk=instruction_id)
+        if instruction.status != InstructionStatus.FAILED:
+            raise Conflict(_("Only a failed instruction is sent again."), code="instruction_not_failed")
+        failed = {"reference": instruction.reference, "reason": instruction.failure_reason}
+        instruction.resends += 1
+        instruction.reference = instruction_reference(run, instruction.party_code, resends=instruction.resends)
+        instruction.status = InstructionStatus.PENDING
+        instruction.channel_id, instruction.channel_answer, instruction.failure_reason = "", {}, ""
+        instruction.sent_at = instruction.finished_at = None
+        instruction.save(
+            update_fields=[
+                "resends",
+                "reference",
+                "status",
+                "channel_id",
+                "channel_answer",
+                "failure_reason",
+                "sent_at",
+                "finished_at",
+            ]
+        )
+        if run.status == Status.FAILED and not run.instructions.filter(status=InstructionStatus.FAILED).exists():
+            run.status, run.error = Status.INSTRUCTING, ""
+            run.save(update_fields=["status", "error"])
+        audit_record(
+            actor=operator,
+            action="clearing.instruction_resend",
+            obj=instruction,
+            before=failed,
+            after={"reference": instruction.reference},
+        )
+    return instruction
 
 
 def clearing_daily(*, echo: IO[str] | None = None) -> ClearingReport:

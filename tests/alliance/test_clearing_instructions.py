@@ -11,8 +11,11 @@ import pytest
 
 from alliance import services
 from alliance.models import ClearingInstruction, ClearingRun
-from tests.alliance.test_clearing import YESTERDAY, funded
-from tests.factories import MemberBankFactory, PointsProgramFactory
+from alliance.services.clearing import instruction_reference
+from core.errors import Conflict, PermissionDenied
+from core.models import AuditLog
+from tests.alliance.test_clearing import YESTERDAY, funded, login
+from tests.factories import AllianceOperatorFactory, MemberBankFactory, PointsProgramFactory, bank_operator
 
 CHANNEL = "clearing-x"
 NOW = dt.timedelta(0)
@@ -102,3 +105,58 @@ def test_a_sent_instruction_the_channel_never_saw_is_sent_again_by_the_poll(sim:
     assert (report.retried, report.confirmed) == (2, 2)
     run.refresh_from_db()
     assert run.status == ClearingRun.Status.SETTLED
+
+
+def test_a_failed_instruction_is_sent_again_under_a_new_reference(sim: Any, run: ClearingRun) -> None:
+    sim.set_faults(CHANNEL, payout_return_rate=1.0)
+    services.instructions_send()
+    operator = AllianceOperatorFactory()
+    payer = instructions()["AAA1"]
+    with pytest.raises(PermissionDenied):
+        services.instruction_resend(instruction_id=payer.pk, operator=bank_operator(payer.bank))
+    assert instructions()["AAA1"].status == "failed"
+
+    assert payer.reference == instruction_reference(run, "AAA1")
+    resent = services.instruction_resend(instruction_id=payer.pk, operator=operator)
+    assert (resent.reference, resent.status, resent.resends) == (f"{payer.reference}-r1", "pending", 1)
+    assert (resent.failure_reason, resent.sent_at, resent.channel_id) == ("", None, "")
+    run.refresh_from_db()
+    assert run.status == ClearingRun.Status.FAILED  # the receiver's instruction is still failed
+    with pytest.raises(Conflict) as refused:
+        services.instruction_resend(instruction_id=payer.pk, operator=operator)  # pending now: nothing to resend
+    assert refused.value.code == "instruction_not_failed"
+    receiver = services.instruction_resend(instruction_id=instructions()["CCC1"].pk, operator=operator)
+    run.refresh_from_db()
+    assert (run.status, run.error) == (ClearingRun.Status.INSTRUCTING, "")
+    audit = AuditLog.objects.get(action="clearing.instruction_resend", object_id=str(payer.pk))
+    assert audit.before == {"reference": payer.reference, "reason": "beneficiary_refused"}
+
+    sim.set_faults(CHANNEL, payout_return_rate=0.0)
+    report = services.instructions_send()
+    assert (report.sent, report.confirmed, report.settled_runs) == (2, 2, 1)
+    run.refresh_from_db()
+    assert run.status == ClearingRun.Status.SETTLED
+    # The channel saw four instructions: the two that failed and the two under their new references.
+    journal = {row["reference"]: row["outcome"] for row in sim.journal_all(op="clearing_instruction")}
+    assert set(journal) == {payer.reference, f"{payer.reference}-r1", receiver.reference, receiver.reference[:-3]}
+
+
+def test_the_admin_sends_failed_instructions_again_for_alliance_operators_only(sim: Any, run: ClearingRun) -> None:
+    sim.set_faults(CHANNEL, payout_return_rate=1.0)
+    services.instructions_send()
+    ids = [str(i.pk) for i in instructions().values()]
+    form = {"action": "resend", "_selected_action": ids}
+    bank = login(bank_operator(instructions()["AAA1"].bank))
+    listed = bank.get("/admin/alliance/clearinginstruction/")
+    assert listed.status_code == 200
+    assert b'value="resend"' not in listed.content  # a bank operator has no such action
+    bank.post("/admin/alliance/clearinginstruction/", form)
+    assert {i.status for i in instructions().values()} == {"failed"}
+
+    alliance = login(AllianceOperatorFactory())
+    assert b'value="resend"' in alliance.get("/admin/alliance/clearinginstruction/").content
+    response = alliance.post("/admin/alliance/clearinginstruction/", form, follow=True)
+    assert response.status_code == 200
+    assert {(i.status, i.resends) for i in instructions().values()} == {("pending", 1)}
+    run.refresh_from_db()
+    assert run.status == ClearingRun.Status.INSTRUCTING
