@@ -184,6 +184,29 @@ CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = REDIS_CONNECT_TIMEOUT
 CELERY_REDIS_SOCKET_TIMEOUT = REDIS_SOCKET_TIMEOUT
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"retry_policy": {"max_retries": 1, "interval_start": 0}}
 
+# A queue per job class (docs/scaling.md), each consumed by its own workers, so that a long settlement or clearing run
+# never holds back webhook delivery or the payments' resolver. Every task is named once; a test checks that none is
+# missing. A task named nowhere goes to "default".
+TASK_QUEUES: dict[str, list[str]] = {
+    "payments": [
+        "payments.attempts_resolve", "payments.authorizations_expire", "payments.orphans_sweep",
+        "payments.channels_probe", "payments.risk_reviews_expire", "payments.dispute_answer_send",
+        "payments.disputes_poll", "payments.disputes_expire", "rewards.holds_expire",
+    ],
+    "webhooks": ["merchants.webhook_deliver", "merchants.webhooks_retry"],
+    "settlement": [
+        "payments.settlement_t1", "payments.settlement_t0", "payments.payouts_send", "payments.payouts_poll",
+    ],
+    "clearing": ["alliance.clearing_daily", "alliance.clearing_poll", "alliance.revenue_share_monthly"],
+    "reports": ["payments.reconcile", "alliance.segments_nightly"],
+    "default": [
+        "core.approvals_expire", "core.calendar_coverage", "core.idempotency_prune", "core.ping",
+        "members.binding_challenge_expire", "rewards.lots_expire", "rewards.vouchers_expire", "rewards.ledger_seal",
+    ],
+}  # fmt: skip
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {task: {"queue": queue} for queue, tasks in TASK_QUEUES.items() for task in tasks}
+
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],

@@ -91,3 +91,37 @@ def test_a_real_worker_consumes_a_task_from_redis() -> None:
             worker.wait(timeout=20)
         except subprocess.TimeoutExpired:
             worker.kill()
+
+
+def test_every_task_has_its_job_class_queue() -> None:
+    """Each task is routed to the queue of its class, named once; a task added without a queue fails here."""
+    app.loader.import_default_modules()
+    registered = {name for name in app.tasks if not name.startswith("celery.")}
+    named = [task for tasks in settings.TASK_QUEUES.values() for task in tasks]
+    assert len(named) == len(set(named)), "a task is named in two queues"
+    assert set(named) == registered
+    for queue, tasks in settings.TASK_QUEUES.items():
+        for task in tasks:
+            assert app.amqp.router.route({}, task)["queue"].name == queue
+    assert app.amqp.router.route({}, "payments.settlement_t1")["queue"].name == "settlement"
+    assert app.amqp.router.route({}, "merchants.webhook_deliver")["queue"].name == "webhooks"
+
+
+@pytest.mark.redis
+def test_a_settlement_waits_on_its_own_queue_not_on_the_webhooks() -> None:
+    """Sent for real to Redis with no worker listening: the settlement's message lies in the `settlement` list, and
+    the webhooks' queue, which its own workers read, holds nothing of it."""
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.delete("settlement", "webhooks")
+    previous = (app.conf.task_always_eager, app.conf.broker_url)
+    try:
+        app.conf.task_always_eager = False
+        app.conf.broker_url = settings.REDIS_URL
+        app.send_task("payments.settlement_t1")
+        assert client.llen("settlement") == 1
+        assert client.llen("webhooks") == 0
+    finally:
+        app.conf.task_always_eager, app.conf.broker_url = previous
+        client.delete("settlement")
