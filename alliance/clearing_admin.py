@@ -11,12 +11,14 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopedTabularInline
 from core.admin_display import MoneyField, money_text
 from core.errors import MengkaError
+from core.replicas import replica_view
 from core.scoping import is_alliance_operator
 
 from . import selectors, services
@@ -129,6 +131,7 @@ class ClearingPositionAdmin(ReadOnlyAdminMixin, ScopedAdmin):
             raise Http404("No such clearing position in your scope.")
         return position
 
+    @method_decorator(replica_view)
     def statement_view(self, request: HttpRequest, position_id: int) -> HttpResponse:
         """The statement as one printable page (PDF-ready: a print stylesheet, no script): every figure, every line."""
         position = self._position(request, position_id)
@@ -165,6 +168,7 @@ class ClearingPositionAdmin(ReadOnlyAdminMixin, ScopedAdmin):
         }
         return TemplateResponse(request, "admin/alliance/clearingposition/statement.html", context)
 
+    @method_decorator(replica_view)
     def statement_csv_view(self, request: HttpRequest, position_id: int) -> StreamingHttpResponse:
         position = self._position(request, position_id)
         response = StreamingHttpResponse(selectors.statement_csv(position), content_type="text/csv; charset=utf-8")

@@ -27,10 +27,12 @@ from django.http import Http404, HttpRequest, HttpResponseBadRequest, HttpRespon
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 
 from .admin_display import MoneyColumnsMixin
 from .audit import audit_record, snapshot
+from .replicas import replica_view
 from .scoping import ScopeField, bank_ids_of, operator_scope, scope_queryset
 from .signin import signin_unlock
 
@@ -160,6 +162,7 @@ class CsvExportMixin:
                 names.append(field.attname if field.is_relation else field.name)  # type: ignore[union-attr]
         return names or ["pk"]
 
+    @method_decorator(replica_view)
     def export_csv_view(self, request: HttpRequest) -> Any:
         if not self.has_view_permission(request):  # type: ignore[attr-defined]
             raise PermissionDenied

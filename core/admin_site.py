@@ -9,9 +9,11 @@ from django.contrib import admin
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils.decorators import method_decorator
 
 from .console import approvals_waiting, bank_choices, dashboard_sections, dashboard_view
 from .forms import LOCKED_OUT, OperatorSignInForm
+from .replicas import replica_view
 
 
 class OperatorAdminSite(admin.AdminSite):
@@ -25,6 +27,7 @@ class OperatorAdminSite(admin.AdminSite):
             response.status_code = 429
         return response
 
+    @method_decorator(replica_view)
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
         view = dashboard_view(request, self)
         sections = dashboard_sections(view)

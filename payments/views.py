@@ -20,6 +20,7 @@ from djmoney.money import Money
 from core.errors import MengkaError
 from core.money import exponent, to_minor
 from core.qr import qr_svg
+from core.replicas import replica_view
 from members.models import Card, Cardholder, LinkedAccount
 from members.portal import cardholder_required
 from merchants.models import Merchant
@@ -170,6 +171,7 @@ def balances(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
     return render(request, "payments/balances.html", {"rows": selectors.linked_balances(cardholder=cardholder)})
 
 
+@replica_view
 @cardholder_required
 def spending_overview(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
     """The last twelve months by category and by bank: a chart of each (drawn by the page's script from the JSON it
@@ -214,6 +216,7 @@ def spending_overview(request: HttpRequest, cardholder: Cardholder) -> HttpRespo
 
 
 @require_GET
+@replica_view
 @cardholder_required
 def statement(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
     """Every payment and refund on the cardholder's cards, newest first, a page at a time (`?after=<cursor>`, kept
@@ -232,6 +235,7 @@ def statement(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
 
 
 @require_GET
+@replica_view
 @cardholder_required
 def statement_csv(request: HttpRequest, cardholder: Cardholder) -> HttpResponseBase:
     """The filtered statement as a CSV file, streamed (any length, constant memory)."""
@@ -248,6 +252,7 @@ def statement_csv(request: HttpRequest, cardholder: Cardholder) -> HttpResponseB
 
 
 @require_GET
+@replica_view
 @cardholder_required
 def statement_payment(request: HttpRequest, cardholder: Cardholder, payment_id: str) -> HttpResponse:
     """One line of the statement in detail: the payment, its refunds, its points, its promotions, its history.

@@ -82,3 +82,32 @@ def operator_groups_snapshot(django_db_setup: None, django_db_blocker: Any) -> d
             group.name: list(group.permissions.values_list("content_type__app_label", "codename"))
             for group in Group.objects.prefetch_related("permissions")
         }
+
+
+@pytest.fixture
+def operator_groups_restored(
+    transactional_db: None, operator_groups_snapshot: dict[str, list[tuple[str, str]]]
+) -> None:
+    """For a transactional test that signs operators in: the groups as the migrations made them."""
+    from tests.factories import restore_operator_groups
+
+    restore_operator_groups(operator_groups_snapshot)
+
+
+@pytest.fixture(autouse=True)
+def replica_only_when_asked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """With a replica configured (CI sets DATABASE_REPLICA_URL), only the tests that name it among their databases
+    read it; every other test reads the primary, as without a replica. The replica's connection is closed after a
+    test that used it, so that the test database can be dropped at the end."""
+    from django.db import connections
+
+    from core import replicas
+
+    marker = request.node.get_closest_marker("django_db")
+    databases = marker.kwargs.get("databases") if marker else None
+    asked = databases == "__all__" or (databases is not None and replicas.REPLICA in databases)
+    if not asked:
+        monkeypatch.setattr(replicas, "replica_configured", lambda: False)
+    yield
+    if asked and replicas.REPLICA in settings.DATABASES:
+        connections[replicas.REPLICA].close()

@@ -1287,3 +1287,20 @@ def make_segment_membership(**fields: Any) -> Any:
 
 
 FACTORIES.update({"alliance.segmentrule": make_segment_rule, "alliance.segmentmembership": make_segment_membership})
+
+
+def restore_operator_groups(snapshot: dict[str, list[tuple[str, str]]]) -> None:
+    """Puts back the operator groups (and their permissions) a transactional test's flush removed."""
+    from django.contrib.auth.models import Permission
+
+    for name, perms in snapshot.items():
+        group, created = Group.objects.get_or_create(name=name)
+        if created:
+            wanted = {(app, codename) for app, codename in perms}
+            group.permissions.set(
+                [
+                    p
+                    for p in Permission.objects.select_related("content_type")
+                    if (p.content_type.app_label, p.codename) in wanted
+                ]
+            )

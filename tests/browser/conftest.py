@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.browser.support import SIZES
+from tests.factories import restore_operator_groups
 
 
 def chromium_path() -> str | None:
@@ -76,16 +77,4 @@ def operator_groups(request: pytest.FixtureRequest, operator_groups_snapshot: di
     if "transactional_db" not in request.fixturenames and not request.node.get_closest_marker("django_db"):
         return
     request.getfixturevalue("transactional_db")
-    from django.contrib.auth.models import Group, Permission
-
-    for name, perms in operator_groups_snapshot.items():
-        group, created = Group.objects.get_or_create(name=name)
-        if created:
-            wanted = {(app, codename) for app, codename in perms}
-            group.permissions.set(
-                [
-                    p
-                    for p in Permission.objects.select_related("content_type")
-                    if (p.content_type.app_label, p.codename) in wanted
-                ]
-            )
+    restore_operator_groups(operator_groups_snapshot)

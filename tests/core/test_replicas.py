@@ -1,0 +1,120 @@
+"""The read-replica router: reports, statements, dashboards and exports read the replica when one is configured
+(`DATABASE_REPLICA_URL`); writes, transactions and a user's requests just after their own write use the primary.
+
+In the test run the replica mirrors the primary's test database through a second connection (CI sets
+DATABASE_REPLICA_URL); elsewhere the tests that need it are skipped with the reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections, router, transaction
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from core import replicas
+from core.replicas import PIN_COOKIE, REPLICA, replica_reads
+from members.models import MemberBank
+from tests.factories import FACTORIES, PASSWORD, AllianceOperatorFactory
+
+needs_replica = pytest.mark.skipif(
+    REPLICA not in settings.DATABASES, reason="needs a replica: set DATABASE_REPLICA_URL (CI does)"
+)
+
+
+def test_without_a_replica_everything_reads_the_primary(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(replicas, "replica_configured", lambda: False)
+    with replica_reads():
+        assert router.db_for_read(MemberBank) == DEFAULT_DB_ALIAS
+    assert router.db_for_write(MemberBank) == DEFAULT_DB_ALIAS
+
+
+def test_the_replica_is_never_migrated_and_never_written() -> None:
+    assert router.allow_migrate(REPLICA, "payments") is False
+    assert router.allow_migrate(DEFAULT_DB_ALIAS, "payments") is True
+    with replica_reads():
+        assert router.db_for_write(MemberBank) == DEFAULT_DB_ALIAS
+
+
+@needs_replica
+@pytest.mark.django_db(transaction=True, databases=[DEFAULT_DB_ALIAS, REPLICA])
+def test_reads_go_to_the_replica_only_when_asked_and_outside_a_transaction() -> None:
+    assert MemberBank.objects.all().db == DEFAULT_DB_ALIAS
+    with replica_reads():
+        assert MemberBank.objects.all().db == REPLICA
+        with transaction.atomic():
+            assert MemberBank.objects.all().db == DEFAULT_DB_ALIAS  # sees the transaction's own writes
+        assert MemberBank.objects.all().db == REPLICA
+    assert MemberBank.objects.all().db == DEFAULT_DB_ALIAS
+
+
+def _operator() -> Client:
+    client = Client()
+    assert client.login(username=AllianceOperatorFactory().username, password=PASSWORD)
+    return client
+
+
+def _queries(alias: str, client: Client, url: str, **extra: Any) -> tuple[list[str], Any]:
+    with CaptureQueriesContext(connections[alias]) as captured:
+        response = client.get(url, **extra)
+        body = b"".join(response.streaming_content) if response.streaming else response.content
+    return [query["sql"] for query in captured.captured_queries], (response, body)
+
+
+@needs_replica
+@pytest.mark.django_db(transaction=True, databases=[DEFAULT_DB_ALIAS, REPLICA])
+@pytest.mark.usefixtures("operator_groups_restored")
+def test_the_dashboard_and_an_export_read_the_replica() -> None:
+    """Committed rows (a transactional test): the replica connection sees what the primary's committed."""
+    bank = FACTORIES["members.memberbank"]()
+    client = _operator()
+
+    on_replica, (response, _body) = _queries(REPLICA, client, "/admin/")
+    assert response.status_code == 200
+    assert any("payments_paymentintent" in sql for sql in on_replica)  # the dashboard's figures
+    on_primary, _ = _queries(DEFAULT_DB_ALIAS, client, "/admin/")
+    assert not any("payments_paymentintent" in sql for sql in on_primary)
+
+    on_replica, (response, body) = _queries(REPLICA, client, "/admin/members/memberbank/export.csv")
+    assert response.status_code == 200
+    assert bank.code.encode() in body
+    assert any("members_memberbank" in sql for sql in on_replica)  # the rows streamed from the replica
+    on_primary, _ = _queries(DEFAULT_DB_ALIAS, client, "/admin/members/memberbank/export.csv")
+    assert any("core_auditlog" in sql and sql.startswith("INSERT") for sql in on_primary)  # the audit, written
+    assert not any(sql.startswith("SELECT") and "members_memberbank" in sql for sql in on_primary)
+
+
+@needs_replica
+@pytest.mark.django_db(transaction=True, databases=[DEFAULT_DB_ALIAS, REPLICA])
+@pytest.mark.usefixtures("operator_groups_restored")
+def test_after_a_write_the_user_reads_the_primary_for_a_while() -> None:
+    client = _operator()
+    assert PIN_COOKIE not in client.get("/admin/").cookies  # reading never pins
+    response = client.post("/i18n/setlang/", {"language": "en", "next": "/admin/"})
+    assert response.status_code == 302
+    assert response.cookies[PIN_COOKIE]["max-age"] == settings.REPLICA_PIN_SECONDS
+    on_replica, (response, _body) = _queries(REPLICA, client, "/admin/")
+    assert response.status_code == 200
+    assert on_replica == []  # pinned: the dashboard read the primary
+    on_primary, _ = _queries(DEFAULT_DB_ALIAS, client, "/admin/")
+    assert any("payments_paymentintent" in sql for sql in on_primary)
+
+    client.cookies.pop(PIN_COOKIE)  # the pin has expired
+    on_replica, _ = _queries(REPLICA, client, "/admin/")
+    assert any("payments_paymentintent" in sql for sql in on_replica)
+
+
+@needs_replica
+@pytest.mark.django_db(transaction=True, databases=[DEFAULT_DB_ALIAS, REPLICA])
+def test_the_cardholders_statement_reads_the_replica() -> None:
+    from tests.portal_pages import portal_holder
+
+    holder = portal_holder()
+    client = Client()
+    assert client.login(username=holder.username, password=PASSWORD)
+    for url in ("/portal/pay/statement/", "/portal/pay/statement/export.csv", "/portal/pay/spending/"):
+        on_replica, (response, _body) = _queries(REPLICA, client, url)
+        assert response.status_code == 200, url
+        assert any("payments_paymentintent" in sql for sql in on_replica), url
