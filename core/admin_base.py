@@ -34,6 +34,7 @@ from .admin_display import MoneyColumnsMixin
 from .audit import audit_record, snapshot
 from .replicas import replica_view
 from .scoping import ScopeField, bank_ids_of, operator_scope, scope_queryset
+from .selectors import rows_streamed
 from .signin import signin_unlock
 
 
@@ -188,7 +189,7 @@ class CsvExportMixin:
         finished = False
         try:
             yield "\ufeff" + writer.writerow([self._column_title(name) for name in fields])
-            for row in queryset.values_list(*fields).iterator(chunk_size=EXPORT_CHUNK_ROWS):
+            for row in rows_streamed(queryset.values_list(*fields), chunk_size=EXPORT_CHUNK_ROWS):
                 rows += 1
                 yield writer.writerow([csv_safe(value) for value in row])
             finished = True

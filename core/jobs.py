@@ -13,8 +13,9 @@ process killed outright (SIGKILL, the machine lost) cannot mark its row finished
 frees the lock at once. So a new run first tries the lock: held, the other run is alive and the new one is refused
 (`Conflict`); free, any row still "running" for that job and period is a dead run's, which the new run marks failed
 ("abandoned") before recording itself. No staleness limit to tune, and a slow run is never taken over while it is
-alive. The unique constraint on running rows stays as the backstop. (A session pooler in transaction mode would break
-session locks; Mengka connects to PostgreSQL directly.)
+alive. The unique constraint on running rows stays as the backstop. A pooler in transaction mode (PgBouncer) would
+hand the lock's server session to other clients between transactions, so a process whose DATABASE_URL goes through
+one (`DATABASE_TRANSACTION_POOLING`) is refused a job run: jobs connect directly (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
 
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import OutputWrapper
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -169,6 +172,11 @@ def _lock_key(job: str, period: str) -> int:
 
 
 def _try_lock(key: int) -> bool:
+    if settings.DATABASE_TRANSACTION_POOLING:
+        raise ImproperlyConfigured(
+            "Job runs hold a session advisory lock, which a pooler in transaction mode cannot keep: run jobs in a "
+            "process that connects to PostgreSQL directly (DATABASE_TRANSACTION_POOLING unset)."
+        )
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
         return bool(cursor.fetchone()[0])

@@ -24,6 +24,7 @@ from django.utils.translation import gettext_lazy as _lazy
 
 from core.calendar import SHANGHAI
 from core.money import exponent, format_minor, to_money
+from core.selectors import rows_streamed
 from members.models import Cardholder, SpendCategory, localized
 from merchants.models import Event
 from rewards import selectors as rewards_selectors
@@ -339,7 +340,7 @@ def _csv_rows(cardholder: Cardholder, filters: StatementFilters, chunk_size: int
     )  # fmt: skip
     payments, refunds = _halves(cardholder, filters, None)
     rows = payments.union(refunds, all=True).order_by(*_ORDER)
-    for row in rows.iterator(chunk_size=chunk_size):
+    for row in rows_streamed(rows, chunk_size=chunk_size):
         line = _line(row)
         points = -line.points if line.is_refund else line.points
         yield writer.writerow(

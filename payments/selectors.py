@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from core.money import MINOR_UNIT_EXPONENT, format_minor
+from core.selectors import rows_streamed
 from members.models import BindingStatus, Cardholder, LinkedAccount
 
 from .connectors import get_connector
@@ -281,7 +282,7 @@ def settlement_lines_csv(*, batch_id: int, chunk_size: int = 2000) -> Iterator[s
     yield writer.writerow(LINE_COLUMNS)
     first_pk = _first_line_pk(batch_id)
     rows = SettlementLine.objects.filter(batch_id=batch_id).order_by("pk").values_list(*_LINE_VALUES)
-    for values in rows.iterator(chunk_size=chunk_size):
+    for values in rows_streamed(rows, chunk_size=chunk_size):
         yield writer.writerow(_line_row(first_pk, values).as_csv())
 
 

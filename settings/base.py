@@ -102,6 +102,10 @@ if env.str("DATABASE_REPLICA_URL", default=""):
         "CONN_HEALTH_CHECKS": True,
         "TEST": {"MIRROR": "default"},
     }
+# DATABASE_URL goes through a connection pooler in transaction mode (PgBouncer; docs/scaling.md): web only. Job runs
+# hold a session advisory lock for as long as they run, which such a pooler cannot keep, so a process that runs jobs
+# (workers, beat, management commands) connects directly and refuses to start a job run otherwise.
+DATABASE_TRANSACTION_POOLING = env.bool("DATABASE_TRANSACTION_POOLING", default=False)
 DATABASE_ROUTERS = ["core.replicas.ReplicaRouter"]
 REPLICA_PIN_SECONDS = env.int("REPLICA_PIN_SECONDS", default=10)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
