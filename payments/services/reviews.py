@@ -187,6 +187,8 @@ def _release_with_two(intent: PaymentIntent, actor: Any, reason: str) -> Payment
         )
     request = risk_release_requests_pending(intent.public_id).first()
     if request is None:
+        if not actor.has_perm(RISK_REVIEW_PERMISSION):
+            raise PermissionDenied(_("Your role may not release payments held for review."), code="release_not_allowed")
         with transaction.atomic():
             made = approval_request(
                 kind=RISK_REVIEW_RELEASE,

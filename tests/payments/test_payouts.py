@@ -11,8 +11,9 @@ from django.contrib.auth.models import Group
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
+from django.utils import translation
 
-from core.approvals import approval_approve, approval_reject, approvals_waiting_for
+from core.approvals import approval_approve, approval_describe, approval_reject, approvals_waiting_for
 from core.errors import Conflict, PermissionDenied, ValidationFailed
 from core.models import ApprovalRequest, AuditLog
 from merchants.models import Event, SettlementAccount
@@ -407,7 +408,11 @@ def test_a_large_payout_needs_a_second_operator(world: dict[str, Any], large: Pa
         world["bank"].pk,
         large.pk,
     )
-    assert request in approvals_waiting_for(checker) and request not in approvals_waiting_for(maker)
+    assert request in approvals_waiting_for(checker)
+    assert request not in approvals_waiting_for(maker)
+    with translation.override("en"):
+        shown_rows = dict(approval_describe(request))
+    assert (shown_rows["payout"], shown_rows["amount"]) == (large.reference, "1,000.01 CNY")
     with pytest.raises(Conflict):
         services.payout_release_request(target=large, operator=checker)  # asked for already
     with pytest.raises(PermissionDenied) as denied:

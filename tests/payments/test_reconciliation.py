@@ -15,7 +15,7 @@ from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone, translation
 
-from core.approvals import approval_approve, approval_reject, approvals_waiting_for
+from core.approvals import approval_approve, approval_describe, approval_reject, approvals_waiting_for
 from core.calendar import SHANGHAI
 from core.errors import Conflict, PermissionDenied, ValidationFailed
 from merchants.models import Event
@@ -465,7 +465,11 @@ def test_a_write_off_takes_a_second_operator_and_posts_to_the_loss_account(
     assert (exception.status, exception.write_off_amount) == (Exc.Status.OPEN, None)  # open until approved
     assert (request.kind, request.maker, request.bank_id) == ("payments.write_off", first, world["channel"].acquirer_id)
     assert (request.payload["exception_id"], request.payload["amount"]) == (exception.pk, 123)
-    assert request in approvals_waiting_for(second) and request not in approvals_waiting_for(first)
+    assert request in approvals_waiting_for(second)
+    assert request not in approvals_waiting_for(first)
+    with translation.override("en"):
+        shown_rows = dict(approval_describe(request))
+    assert (shown_rows["reference"], shown_rows["write-off"]) == (refs[2], "1.23 CNY")
     with pytest.raises(Conflict) as pending:  # asked for already; nor may another action overtake it
         services.exception_write_off_request(exception_id=exception.pk, operator=second)
     assert pending.value.code == "write_off_pending"

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.text import capfirst
 
-from core.approvals import approval_approve, approval_reject, approvals_waiting_for
+from core.approvals import approval_approve, approval_describe, approval_reject, approvals_waiting_for
 from core.errors import Conflict, PermissionDenied
 from core.models import ApprovalRequest, AuditLog
 from payments import routing, services
@@ -308,7 +308,10 @@ def test_two_different_operators_release_a_payment_at_the_threshold(
         "currency": "CNY",
     }
     assert request.expires_at <= held.risk_review_deadline  # it expires with the review at the latest
-    assert request in approvals_waiting_for(second) and request not in approvals_waiting_for(first)
+    assert request in approvals_waiting_for(second)
+    assert request not in approvals_waiting_for(first)
+    with translation.override("en"):
+        assert dict(approval_describe(request))["amount"] == "200.00 CNY"
 
     with pytest.raises(PermissionDenied) as refused:
         services.risk_review_approve(payment_id=held.public_id, actor=first)
@@ -352,8 +355,8 @@ def test_a_release_request_cannot_outlive_the_review(held: PaymentIntent, thresh
     services.risk_review_approve(payment_id=held.public_id, actor=first)
     request = _release_requests(held).get()
     PaymentIntent.objects.filter(pk=held.pk).update(risk_review_deadline=timezone.now() - dt.timedelta(seconds=1))
+    ApprovalRequest.objects.filter(pk=request.pk).update(expires_at=timezone.now() + dt.timedelta(hours=1))
     with pytest.raises(Conflict) as refused:  # run out, though the request itself has not expired yet
-        ApprovalRequest.objects.filter(pk=request.pk).update(expires_at=timezone.now() + dt.timedelta(hours=1))
         approval_approve(request_id=request.pk, checker=second)
     assert refused.value.code == "risk_review_expired"
     request.refresh_from_db()
@@ -389,6 +392,13 @@ def test_an_approval_without_an_operator_is_refused_above_the_threshold(held: Pa
     assert refused.value.code == "second_approval_required"
     assert not ApprovalRequest.objects.exists()
     assert PaymentIntent.objects.get(pk=held.pk).risk_review is True
+
+
+def test_a_role_without_the_permission_cannot_give_the_first_approval(held: PaymentIntent, threshold: int) -> None:
+    with pytest.raises(PermissionDenied) as refused:
+        services.risk_review_approve(payment_id=held.public_id, actor=StaffFactory())
+    assert refused.value.code == "release_not_allowed"
+    assert not ApprovalRequest.objects.exists()
 
 
 def test_other_currencies_always_need_two(settings: Any) -> None:
