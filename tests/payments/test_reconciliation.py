@@ -510,6 +510,29 @@ def test_a_rejected_write_off_leaves_the_exception_open_and_holding(
     services.exception_accept_ours(exception_id=exception.pk, operator=second)  # free for other actions again
 
 
+def test_applying_a_write_off_is_atomic(
+    world: dict[str, Any], day_of_payments: dict[str, Any], operators: tuple[Any, Any], monkeypatch: Any
+) -> None:
+    """A write-off that fails after posting undoes the posting with the approval: the request waits, the exception
+    stays open."""
+    refs = day_of_payments["refs"]
+    load(world, [row._replace(amount=row.amount + 123) if row.reference == refs[2] else row for row in our_rows(world)])
+    exception = Exc.objects.get(reference=refs[2])
+    first, second = operators
+    request = services.exception_write_off_request(exception_id=exception.pk, operator=first)
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("audit store down")
+
+    monkeypatch.setattr(reconciliation, "_resolve", broken)
+    with pytest.raises(RuntimeError):
+        approval_approve(request_id=request.pk, checker=second)
+    request.refresh_from_db()
+    assert (request.status, request.checker) == ("pending", None)
+    assert Exc.objects.get(pk=exception.pk).status == Exc.Status.OPEN
+    assert not LedgerTransaction.objects.filter(kind="write_off").exists()
+
+
 def test_a_write_off_whose_difference_changed_is_refused_at_approval(
     world: dict[str, Any], day_of_payments: dict[str, Any], operators: tuple[Any, Any]
 ) -> None:
