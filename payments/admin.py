@@ -6,7 +6,9 @@ from typing import Any, ClassVar
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet, Value
+from django.db.models import BooleanField, CharField, ExpressionWrapper, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -19,6 +21,7 @@ from django.utils.translation import gettext_lazy as _
 from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopedTabularInline
 from core.admin_display import MoneyField, money_text
 from core.errors import MengkaError
+from core.models import ApprovalRequest
 from core.scoping import OperatorScope, operator_scope
 
 from . import fees, selectors, services
@@ -43,7 +46,6 @@ from .models import (
     ReservePolicy,
     RiskBlock,
     RiskReview,
-    RiskReviewApproval,
     RiskRule,
     RoutingDecision,
     RoutingRule,
@@ -532,7 +534,13 @@ class RiskReviewAdmin(PaymentScopeMixin, ScopedAdmin):
             super()
             .get_queryset(request)
             .filter(risk_review=True, status=PaymentIntent.Status.REQUIRES_CAPTURE)
-            .select_related("merchant", "risk_first_approval__approved_by")
+            .select_related("merchant")
+            .annotate(
+                release_maker=Subquery(_pending_release_makers(services.RISK_REVIEW_RELEASE_KIND.code, "public_id")),
+                release_asked_at=Subquery(
+                    _pending_releases(services.RISK_REVIEW_RELEASE_KIND.code, "public_id").values("created_at")[:1]
+                ),
+            )
         )
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
@@ -549,13 +557,13 @@ class RiskReviewAdmin(PaymentScopeMixin, ScopedAdmin):
 
     @admin.display(description=_("first approval"))
     def first_approval(self, obj: RiskReview) -> str:
-        """Who gave the first of two approvals, and when; "needs two" where none is given yet; blank where one is
-        enough."""
-        try:
-            first = obj.risk_first_approval
-        except RiskReviewApproval.DoesNotExist:
+        """Who gave the first of two approvals (the release request waiting in the approval queue), and when; "needs
+        two" where none is given yet; blank where one is enough."""
+        maker = getattr(obj, "release_maker", None)
+        if maker is None:
             return str(_("needs two")) if services.risk_review_needs_two(obj) else ""
-        return f"{first.approved_by} {date_format(localtime(first.approved_at), 'SHORT_DATETIME_FORMAT')}"
+        asked_at = obj.release_asked_at  # type: ignore[attr-defined]
+        return f"{maker} {date_format(localtime(asked_at), 'SHORT_DATETIME_FORMAT')}"
 
     def _decide(self, request: HttpRequest, queryset: Any, decide: Any, done: str) -> None:
         count = 0
@@ -651,6 +659,22 @@ class AgreementRequestAdmin(ReadOnlyAdminMixin, ScopedAdmin):
 PAYOUT_SCOPE = "merchant__sponsor_bank"
 
 
+def _pending_releases(kind: str, outer: str) -> QuerySet[ApprovalRequest]:
+    """The pending, unexpired requests of `kind` whose payload's id (`payout_id`, `payment_id`) is the outer row's
+    `outer` field."""
+    key = {"payments.payout_release": "payout_id", "payments.risk_review_release": "payment_id"}[kind]
+    return (
+        ApprovalRequest.objects.filter(kind=kind, status=ApprovalRequest.Status.PENDING, expires_at__gt=timezone.now())
+        .alias(subject=KT(f"payload__{key}"))
+        .filter(subject=Cast(OuterRef(outer), output_field=CharField()))
+        .order_by("-id")
+    )
+
+
+def _pending_release_makers(kind: str, outer: str) -> Any:
+    return _pending_releases(kind, outer).values("maker__username")[:1]
+
+
 class PayoutActionsMixin:
     def has_release_permission(self, request: HttpRequest) -> bool:
         return self._writable(request, None)  # type: ignore[attr-defined,no-any-return]
@@ -671,7 +695,7 @@ class PayoutActionsMixin:
 class PayoutInline(ReadOnlyAdminMixin, ScopedTabularInline):
     model = Payout
     scope_field = PAYOUT_SCOPE
-    fields = ("public_id", "reference", "amount", "status", "return_reason", "requested_by", "approved_by", "sent_at")
+    fields = ("public_id", "reference", "amount", "status", "return_reason", "sent_at")
     readonly_fields = fields
     money_fields = {"amount": MoneyField()}
     extra = 0
@@ -693,17 +717,25 @@ class PayoutAdmin(PayoutActionsMixin, ReadOnlyAdminMixin, ScopedAdmin):
         "reference",
         "channel",
         "account_last4",
-        "requested_by",
-        "approved_by",
+        "release_requested_by",
         "attempts",
         "sent_at",
         "finished_at",
     )
     list_filter = ("status", "currency")
-    list_select_related = ("merchant", "batch", "channel", "requested_by", "approved_by")
+    list_select_related = ("merchant", "batch", "channel")
     search_fields = ("public_id", "reference", "merchant__code", "batch__public_id")
     money_fields = {"amount": MoneyField()}
     actions = ["request_release", "approve_release", "resend"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Payout]:
+        pending = _pending_release_makers(services.PAYOUT_RELEASE_KIND.code, "pk")
+        return super().get_queryset(request).annotate(release_maker=Subquery(pending))
+
+    @admin.display(description=_("release requested by"))
+    def release_requested_by(self, obj: Payout) -> str:
+        """The maker of the release request waiting in the approval queue, if any."""
+        return getattr(obj, "release_maker", None) or ""
 
     @admin.action(description=_("Ask for the release of the selected payouts"), permissions=["release"])
     def request_release(self, request: HttpRequest, queryset: QuerySet[Payout]) -> None:
@@ -1057,7 +1089,7 @@ class ReconciliationExceptionAdmin(PayoutActionsMixin, ScopedAdmin):
         "resolution",
         "note",
         "write_off_amount",
-        "write_off_requested_by",
+        "write_off_request",
         "write_off_transaction",
         "resolved_by",
         "resolved_at",
@@ -1071,6 +1103,18 @@ class ReconciliationExceptionAdmin(PayoutActionsMixin, ScopedAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description=_("write-off request"))
+    def write_off_request(self, obj: ReconciliationException) -> str:
+        """The write-off waiting in the approval queue: who asked, for how much."""
+        pending = services.write_off_requests_pending(obj.pk).select_related("maker").first()
+        if pending is None:
+            return ""
+        amount = money_text(int(pending.payload.get("amount") or 0), str(pending.payload.get("currency", "")))
+        return str(_("%(amount)s, asked by %(maker)s: a second operator approves it.")) % {
+            "amount": amount,
+            "maker": pending.maker,
+        }
 
     def _act(self, request: HttpRequest, queryset: QuerySet[ReconciliationException], act: Any, done: str) -> None:
         self._each(request, queryset, lambda row: act(exception_id=row.pk, operator=request.user), done)

@@ -11,12 +11,14 @@ class PaymentsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_save
 
+        from core.approvals import approval_kind_register
         from core.portal_tiles import register_portal_tile
         from rewards.selectors import register_payment_merchant_names
 
         from . import dashboard
         from .cardholder_statement import merchant_names_of_payments
         from .models import RiskBlock
+        from .services import PAYOUT_RELEASE_KIND, RISK_REVIEW_RELEASE_KIND, WRITE_OFF_KIND
         from .tiles import spending_tile
 
         # The points statement names the merchant behind points a payment earned: rewards knows payments by id only.
@@ -28,6 +30,11 @@ class PaymentsConfig(AppConfig):
         post_delete.connect(_blocks_changed, sender=RiskBlock, dispatch_uid="payments.blocks_changed.delete")
         register_portal_tile("payments.spending", spending_tile, order=20)
         dashboard.register()
+        # Payout releases, write-offs and risk releases above the threshold go through the approval queue, whose
+        # dashboard counter (core) counts them.
+        approval_kind_register(PAYOUT_RELEASE_KIND)
+        approval_kind_register(WRITE_OFF_KIND)
+        approval_kind_register(RISK_REVIEW_RELEASE_KIND)
 
 
 def _blocks_changed(**_: Any) -> None:

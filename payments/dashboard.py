@@ -17,7 +17,6 @@ from core.console import (
     change,
     last_days,
     month_periods,
-    register_approval_counter,
     register_dashboard_section,
     shanghai,
 )
@@ -210,22 +209,6 @@ def channels_section(view: DashboardView) -> Section | None:
     )
 
 
-def payouts_awaiting_approval(view: DashboardView) -> tuple[str, int, str] | None:
-    payouts = view.queryset(Payout)
-    if payouts is None:
-        return None
-    count = payouts.filter(status=Payout.Status.PENDING_APPROVAL).count()
-    return _("Payouts to release"), count, view.url(Payout, status=Payout.Status.PENDING_APPROVAL)
-
-
-def write_offs_awaiting_approval(view: DashboardView) -> tuple[str, int, str] | None:
-    exceptions = view.queryset(ReconciliationException)
-    if exceptions is None:
-        return None
-    status = ReconciliationException.Status.WRITE_OFF_REQUESTED
-    return _("Write-offs"), exceptions.filter(status=status).count(), view.url(ReconciliationException, status=status)
-
-
 def register() -> None:
     for job in (
         "payments.attempts_resolve",
@@ -246,5 +229,3 @@ def register() -> None:
     register_dashboard_section("payments.exceptions", exceptions_section, order=40)
     register_dashboard_section("payments.settlement", settlement_section, order=50)
     register_dashboard_section("payments.channels", channels_section, order=70)
-    register_approval_counter("payments.payouts", payouts_awaiting_approval)
-    register_approval_counter("payments.write_offs", write_offs_awaiting_approval)

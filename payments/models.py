@@ -850,26 +850,6 @@ class RiskReview(PaymentIntent):
         verbose_name_plural = _("risk review queue")
 
 
-class RiskReviewApproval(models.Model):
-    """The first of two approvals a review at or above the second-approval threshold needs: who, when. A second,
-    different operator's approval captures the payment; a rejection by anyone voids it (this row stays as history)."""
-
-    payment = models.OneToOneField(
-        PaymentIntent, on_delete=models.PROTECT, related_name="risk_first_approval", verbose_name=_("payment")
-    )
-    approved_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("approved by")
-    )
-    approved_at = models.DateTimeField(_("approved at"), default=timezone.now)
-
-    class Meta:
-        verbose_name = _("first risk approval")
-        verbose_name_plural = _("first risk approvals")
-
-    def __str__(self) -> str:
-        return f"{self.approved_by} {self.approved_at:%Y-%m-%d %H:%M}"
-
-
 # --- payment methods ------------------------------------------------------------------------------------------------
 
 
@@ -1327,22 +1307,6 @@ class Payout(models.Model):
     account_last4 = models.CharField(_("account, last four"), max_length=4, blank=True)
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.READY)
     return_reason = models.CharField(_("return reason"), max_length=100, blank=True)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-        verbose_name=_("release requested by"),
-    )
-    approved_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-        verbose_name=_("release approved by"),
-    )
     attempts = models.PositiveSmallIntegerField(_("sends"), default=0)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
@@ -1352,6 +1316,7 @@ class Payout(models.Model):
         verbose_name = _("payout")
         verbose_name_plural = _("payouts")
         ordering = ("-id",)
+        permissions = [("release_payout", "Can request and approve a payout's release")]
         indexes = [models.Index(fields=["status", "sent_at"], name="payout_status")]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="payout_amount_positive"),
@@ -1431,7 +1396,6 @@ class ReconciliationException(models.Model):
 
     class Status(models.TextChoices):
         OPEN = "open", _("open")
-        WRITE_OFF_REQUESTED = "write_off_requested", _("write-off awaiting a second operator")
         RESOLVED = "resolved", _("resolved")
         SUPERSEDED = "superseded", _("cleared by a corrected statement")
 
@@ -1442,7 +1406,7 @@ class ReconciliationException(models.Model):
         WRITE_OFF = "write_off", _("written off")
         REINQUIRY = "reinquiry", _("the channel agrees on inquiry")
 
-    OPEN_STATUSES = (Status.OPEN, Status.WRITE_OFF_REQUESTED)
+    OPEN_STATUSES = (Status.OPEN,)
 
     public_id = models.CharField(
         _("id"), max_length=40, unique=True, default=functools.partial(public_id, "rex"), editable=False
@@ -1495,10 +1459,6 @@ class ReconciliationException(models.Model):
     )
     note = models.TextField(_("note"), blank=True)
     write_off_amount = models.BigIntegerField(_("write-off (minor units)"), null=True, blank=True)
-    write_off_requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
-        verbose_name=_("write-off requested by"),
-    )  # fmt: skip
     write_off_transaction = models.ForeignKey(
         "rewards.LedgerTransaction", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
         db_index=False, verbose_name=_("write-off posting"),

@@ -13,7 +13,7 @@ common      public ids and the sponsor bank's operators' say (used by the others
 """
 
 from .api_keys import IssuedKey, api_key_create, api_key_hash, api_key_revoke, api_key_rotate, api_key_touch
-from .common import new_public_id, require_operator_of
+from .common import merchant_request_bank, merchant_request_line, new_public_id, require_operator_of
 from .deliveries import (
     MAX_ATTEMPTS,
     RETRY_DELAYS,
@@ -95,6 +95,8 @@ __all__ = [
     "merchant_application_reject",
     "merchant_application_submit",
     "merchant_create",
+    "merchant_request_bank",
+    "merchant_request_line",
     "new_public_id",
     "payouts_freeze",
     "payouts_unfreeze_apply",

@@ -31,17 +31,20 @@ from .disputes import (
 )
 from .intents import payment_confirm, payment_create
 from .payouts import (
+    PAYOUT_RELEASE_KIND,
     PayoutReport,
     payout_needs_two,
     payout_release,
     payout_release_approve,
     payout_release_request,
+    payout_release_requests_pending,
     payout_resend,
     payouts_create,
     payouts_poll,
     payouts_send,
 )
 from .reconciliation import (
+    WRITE_OFF_KIND,
     ImportResult,
     ReconcileReport,
     exception_accept_channel,
@@ -55,14 +58,25 @@ from .reconciliation import (
     statement_read,
     statement_window,
     write_off_amount,
+    write_off_requests_pending,
 )
 from .refunds import refund_create
 from .resolve import ResolveReport, SweepReport, attempts_resolve, authorizations_expire, orphans_sweep
-from .reviews import risk_review_approve, risk_review_needs_two, risk_review_reject, risk_reviews_expire
+from .reviews import (
+    RISK_REVIEW_RELEASE_KIND,
+    risk_release_requests_pending,
+    risk_review_approve,
+    risk_review_needs_two,
+    risk_review_reject,
+    risk_reviews_expire,
+)
 from .settlement import SettleReport, settle, settle_due_t0, settle_due_t1
 
 __all__ = [
     "MAX_ATTEMPTS",
+    "PAYOUT_RELEASE_KIND",
+    "RISK_REVIEW_RELEASE_KIND",
+    "WRITE_OFF_KIND",
     "DisputePollReport",
     "ImportResult",
     "PayoutReport",
@@ -96,6 +110,7 @@ __all__ = [
     "payout_release",
     "payout_release_approve",
     "payout_release_request",
+    "payout_release_requests_pending",
     "payout_resend",
     "payouts_create",
     "payouts_poll",
@@ -103,6 +118,7 @@ __all__ = [
     "reconcile_channel_day",
     "reconcile_due",
     "refund_create",
+    "risk_release_requests_pending",
     "risk_review_approve",
     "risk_review_needs_two",
     "risk_review_reject",
@@ -116,4 +132,5 @@ __all__ = [
     "statement_read",
     "statement_window",
     "write_off_amount",
+    "write_off_requests_pending",
 ]

@@ -13,9 +13,10 @@ payouts_poll    asks the channel about `sent` payouts: paid → payout and batch
                 payout `returned` with the reason, batch `returned` (settlement.returned: the batch stays owed). One the
                 channel never accepted (its sender died between marking it sent and the call) is sent again, under
                 its reference; a sent payout is never made anew.
-releases        maker-checker: an operator of the merchant's sponsor bank (or an alliance operator) requests a release,
-                another approves it — for a payout above the threshold, and for a frozen merchant's held batch, which
-                the approval moves to `settled` with a `ready` payout. Audited.
+releases        maker-checker through the approval queue (`core.approvals`, kind "payments.payout_release"): an
+                operator of the merchant's sponsor bank (or an alliance operator) requests a release, another approves
+                it — for a payout above the threshold, and for a frozen merchant's held batch, which the approval moves
+                to `settled` with a `ready` payout (sent although the merchant is still frozen). Audited.
 payout_resend   an operator sends a returned batch again (a new payout, a new reference) without waiting for an
                 account change. Audited.
 """
@@ -28,15 +29,22 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import CharField, Count, Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
+from core.admin_display import money_text
+from core.approvals import ApprovalKind, approval_approve, approval_request
 from core.audit import audit_record
 from core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from core.models import ApprovalRequest
+from core.text import id_or_none
 from merchants.models import SettlementAccount
-from merchants.services import require_operator_of
+from merchants.services import merchant_request_bank, merchant_request_line, require_operator_of
 
 from .. import events
 from ..connectors import get_connector
@@ -50,6 +58,8 @@ logger = logging.getLogger("payments.services")
 Status = Payout.Status
 BatchStatus = SettlementBatch.Status
 LIVE = (Status.PENDING_APPROVAL, Status.READY, Status.SENT, Status.PAID)
+PAYOUT_RELEASE = "payments.payout_release"
+RELEASE_PERMISSION = "payments.release_payout"
 
 
 @dataclass
@@ -290,7 +300,7 @@ def payouts_send(*, limit: int = 500) -> PayoutReport:
     """Sends `ready` payouts, oldest first. A frozen merchant's wait unless a second operator released them."""
     report = PayoutReport()
     ready = Payout.objects.filter(status=Status.READY)
-    releasable = Q(merchant__payouts_frozen=False) | Q(approved_by__isnull=False)
+    releasable = _released() | Q(merchant__payouts_frozen=False)
     report.frozen = ready.exclude(releasable).count()
     for payout_id in ready.filter(releasable).order_by("pk").values_list("pk", flat=True)[:limit]:
         report.examined += 1
@@ -391,58 +401,150 @@ def _release_audit(operator: Any, action: str, payout: Payout, **after: Any) -> 
     )
 
 
-@transaction.atomic
-def payout_release_request(*, target: Payout | SettlementBatch, operator: Any) -> Payout:
-    """The maker's half. A payout waiting above the threshold (or a batch's): the request is recorded on it. A frozen
-    merchant's held batch: its payout is made now, waiting for the approval. Either way another operator approves."""
-    if isinstance(target, SettlementBatch) and not target.payouts.filter(status=Status.PENDING_APPROVAL).exists():
-        batch = SettlementBatch.objects.select_for_update(of=("self",)).select_related("merchant").get(pk=target.pk)
-        _require_operator(operator, batch.merchant.sponsor_bank_id)
-        if not _frozen_release(batch) or batch.net <= 0:
-            raise Conflict(_("Only a frozen merchant's held batch is released this way."), code="batch_not_held")
-        made = _open(batch, status=Status.PENDING_APPROVAL, requested_by=operator)
-        _release_audit(operator, "payout.release_request", made, held=batch.status, hold_reason=batch.hold_reason)
-        return made
-    payout = _pending_payout(target, operator)
-    if payout.requested_by_id is not None:
-        raise Conflict(
-            _("Its release was already requested: a second operator approves it."), code="payout_release_requested"
+def payout_release_requests_pending(payout_id: int) -> QuerySet[ApprovalRequest]:
+    """The requests to release this payout still waiting in the approval queue (at most one)."""
+    return ApprovalRequest.objects.filter(
+        kind=PAYOUT_RELEASE,
+        status=ApprovalRequest.Status.PENDING,
+        expires_at__gt=timezone.now(),
+        payload__payout_id=payout_id,
+    )
+
+
+def _released() -> Exists:
+    """Whether a second operator released the payout: an approved release request has it as its result."""
+    return Exists(
+        ApprovalRequest.objects.filter(
+            kind=PAYOUT_RELEASE,
+            status=ApprovalRequest.Status.APPROVED,
+            result_type="payments.payout",
+            result_id=Cast(OuterRef("pk"), output_field=CharField()),
         )
-    payout.requested_by = operator
-    payout.save(update_fields=["requested_by"])
-    _release_audit(operator, "payout.release_request", payout)
+    )
+
+
+def _locked_pending_payout(payout_id: Any) -> Payout:
+    pk = id_or_none(str(payout_id))
+    payout = (
+        None
+        if pk is None
+        else Payout.objects.select_for_update(of=("self",)).select_related("batch", "merchant").filter(pk=pk).first()
+    )
+    if payout is None:
+        raise NotFound(_("No such payout."), param="payout")
+    if payout.status != Status.PENDING_APPROVAL:
+        raise Conflict(_("This payout is not waiting for a release."), code="payout_not_pending")
     return payout
 
 
-@transaction.atomic
-def payout_release_approve(*, target: Payout | SettlementBatch, operator: Any) -> Payout:
-    """The checker's half, by an operator other than the one who asked: the payout becomes `ready`; a held batch is
-    `settled` again (its payout is sent although the merchant is still frozen)."""
-    payout = _pending_payout(target, operator)
-    if payout.requested_by_id is None:
+def release_validate(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload of a release request: the payout (with what the queue shows of it). Run when asked and again when
+    approved (the request itself is then no longer pending): the payout must still wait for its release."""
+    payout = _locked_pending_payout(payload.get("payout_id"))
+    if payout_release_requests_pending(payout.pk).exists():
         raise Conflict(
-            _("Request its release first: a second operator then approves it."), code="payout_release_not_requested"
+            _("Its release was already requested: a second operator approves it."), code="payout_release_requested"
         )
-    if payout.requested_by_id == operator.pk:
-        raise PermissionDenied(_("You asked for this release: a different operator must approve it."), code="four_eyes")
+    return {
+        "payout_id": payout.pk,
+        "merchant_id": payout.merchant_id,
+        "batch": payout.batch.public_id,
+        "reference": payout.reference,
+        "amount": payout.amount,
+        "currency": payout.currency,
+        "held": payout.batch.status == BatchStatus.HELD,
+    }
+
+
+def release_describe(payload: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        merchant_request_line(payload),
+        (_("batch"), str(payload.get("batch", "-"))),
+        (_("payout"), str(payload.get("reference", "-"))),
+        (_("amount"), money_text(int(payload.get("amount") or 0), str(payload.get("currency", "")))),
+        (_("held batch of a frozen merchant"), _("yes") if payload.get("held") else _("no")),
+    ]
+
+
+def payout_release_apply(payload: dict[str, Any], maker: AbstractBaseUser, checker: AbstractBaseUser) -> Payout:
+    """Releases the payout (the kind's `apply`, inside the approval's transaction, after `release_validate`): it
+    becomes `ready`; a held batch is `settled` again (its payout is sent although the merchant is still frozen)."""
+    payout = _locked_pending_payout(payload["payout_id"])
+    _require_operator(checker, payout.merchant.sponsor_bank_id)
     batch = SettlementBatch.objects.select_for_update(of=("self",)).get(pk=payout.batch_id)
     was_held = batch.status == BatchStatus.HELD
     if was_held:
         batch.status, batch.hold_reason = BatchStatus.SETTLED, ""
         batch.save(update_fields=["status", "hold_reason"])
-    payout.status, payout.approved_by = Status.READY, operator
-    payout.save(update_fields=["status", "approved_by"])
-    _release_audit(operator, "payout.release_approve", payout, requested_by=payout.requested_by_id, held=was_held)
+    payout.status = Status.READY
+    payout.save(update_fields=["status"])
+    _release_audit(checker, "payout.release_approve", payout, requested_by=maker.pk, held=was_held)
     return payout
+
+
+PAYOUT_RELEASE_KIND = ApprovalKind(
+    code=PAYOUT_RELEASE,
+    label=gettext_lazy("Release a payout"),
+    permission=RELEASE_PERMISSION,
+    validate=release_validate,
+    bank_of=merchant_request_bank,
+    apply=payout_release_apply,
+    describe=release_describe,
+)
+
+
+def payout_release_request(*, target: Payout | SettlementBatch, operator: Any, reason: str = "") -> ApprovalRequest:
+    """The maker's half: a release request in the approval queue, for a payout waiting above the threshold (or a
+    batch's), or for a frozen merchant's held batch, whose payout is made now, waiting for the approval. Another
+    operator approves it (`core.approvals.approval_approve`, or `payout_release_approve`)."""
+    with transaction.atomic():
+        if isinstance(target, SettlementBatch) and not target.payouts.filter(status=Status.PENDING_APPROVAL).exists():
+            batch = SettlementBatch.objects.select_for_update(of=("self",)).select_related("merchant").get(pk=target.pk)
+            _require_maker(operator, batch.merchant.sponsor_bank_id)
+            if not _frozen_release(batch) or batch.net <= 0:
+                raise Conflict(_("Only a frozen merchant's held batch is released this way."), code="batch_not_held")
+            payout = _open(batch, status=Status.PENDING_APPROVAL)
+            _release_audit(operator, "payout.release_request", payout, held=batch.status, hold_reason=batch.hold_reason)
+            default = _("Release of a frozen merchant's held batch.")
+        else:
+            payout = _pending_payout(target, operator)
+            _require_maker(operator, payout.merchant.sponsor_bank_id)
+            default = _("A payout above the second-approval threshold.")
+        return approval_request(
+            kind=PAYOUT_RELEASE, payload={"payout_id": payout.pk}, reason=reason.strip() or default, maker=operator
+        )
+
+
+def _require_maker(operator: Any, bank_id: int) -> None:
+    _require_operator(operator, bank_id)
+    if not operator.has_perm(RELEASE_PERMISSION):
+        raise PermissionDenied(_("Your role may not release payouts."), code="release_not_allowed")
+
+
+def payout_release_approve(*, target: Payout | SettlementBatch, operator: Any) -> Payout:
+    """The checker's half from the payout's own page: approves the release request waiting for it, through the
+    approval queue (a different operator from its maker, of the merchant's sponsor bank or the alliance)."""
+    with transaction.atomic():
+        payout = _pending_payout(target, operator)
+        request = payout_release_requests_pending(payout.pk).first()
+    if request is None:
+        raise Conflict(
+            _("Request its release first: a second operator then approves it."), code="payout_release_not_requested"
+        )
+    if request.maker_id == operator.pk:
+        raise PermissionDenied(_("You asked for this release: a different operator must approve it."), code="four_eyes")
+    approval_approve(request_id=request.pk, checker=operator)
+    return Payout.objects.select_related("batch", "merchant").get(pk=payout.pk)
 
 
 def payout_release(*, target: Payout | SettlementBatch, operator: Any) -> Payout:
     """One button for both halves: approves a release another operator asked for, or asks for one. The payout is
     `ready` once released; still `pending_approval` when this was the request."""
     pending = target if isinstance(target, Payout) else target.payouts.filter(status=Status.PENDING_APPROVAL).first()
-    if pending is not None and pending.requested_by_id is not None:
+    if pending is not None and payout_release_requests_pending(pending.pk).exists():
         return payout_release_approve(target=target, operator=operator)
-    return payout_release_request(target=target, operator=operator)
+    request = payout_release_request(target=target, operator=operator)
+    return Payout.objects.select_related("batch", "merchant").get(pk=request.payload["payout_id"])
 
 
 @transaction.atomic

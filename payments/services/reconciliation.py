@@ -30,16 +30,22 @@ from typing import IO, Any
 
 import psycopg2
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from psycopg2 import sql
 
+from core.admin_display import money_text
+from core.approvals import ApprovalKind, approval_approve, approval_request
 from core.audit import audit_record, snapshot
 from core.calendar import SHANGHAI, load_calendar
 from core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from core.jobs import job_run
+from core.models import ApprovalRequest
+from core.text import id_or_none
 from merchants.services import require_operator_of
 from rewards import services as rewards_services
 
@@ -66,6 +72,8 @@ from .refunds import refund_correction
 logger = logging.getLogger("payments.reconciliation")
 
 Exc = ReconciliationException
+WRITE_OFF = "payments.write_off"
+WRITE_OFF_PERMISSION = "payments.change_reconciliationexception"
 OPEN = [str(status) for status in Exc.OPEN_STATUSES]
 # The classes that contradict one of our payments or refunds: while open, it stays out of settlement batches.
 HOLDING = (ReconClass.MISSING_AT_CHANNEL, ReconClass.AMOUNT_MISMATCH, ReconClass.STATUS_MISMATCH)
@@ -415,7 +423,7 @@ WITH upserted AS (
   INSERT INTO {exception} (
     public_id, key, channel_id, business_date, statement_id, kind, txn_kind, reference, channel_txn_id, payment_id,
     refund_id, payout_id, currency, our_amount, channel_amount, our_status, channel_status, copies, holds_settlement,
-    status, resolution, note, write_off_amount, write_off_requested_by_id, write_off_transaction_id, resolved_by_id,
+    status, resolution, note, write_off_amount, write_off_transaction_id, resolved_by_id,
     resolved_at, created_at, updated_at)
   SELECT 'rex_' || translate(encode(uuid_send(gen_random_uuid())
                                     || substring(uuid_send(gen_random_uuid()) FROM 1 FOR 2), 'base64'), '+/', 'xy'),
@@ -426,7 +434,7 @@ WITH upserted AS (
          r.their_status, r.copies,
          r.class = ANY(%(holding)s) AND (r.kind = 'capture' OR r.kind = 'refund')
            AND (r.payment_id IS NOT NULL OR r.refund_id IS NOT NULL),
-         'open', '', '', NULL, NULL, NULL, NULL, NULL, now(), now()
+         'open', '', '', NULL, NULL, NULL, NULL, now(), now()
   FROM recon_result r WHERE r.class <> 'matched'
   ON CONFLICT (key) DO UPDATE SET
     statement_id = EXCLUDED.statement_id, our_amount = EXCLUDED.our_amount, channel_amount = EXCLUDED.channel_amount,
@@ -619,11 +627,17 @@ def _locked(exception_id: int) -> ReconciliationException:
     return found
 
 
-def _require_open(exception: ReconciliationException, *, allow: tuple[str, ...] = (Exc.Status.OPEN,)) -> None:
-    if exception.status not in allow:
+def _require_open(exception: ReconciliationException) -> None:
+    """Open, and no write-off of it waiting for a second operator (that request is decided first)."""
+    if exception.status != Exc.Status.OPEN:
         raise Conflict(
             _("This exception is %(status)s; nothing to do.") % {"status": exception.get_status_display()},
             code="exception_not_open",
+        )
+    if write_off_requests_pending(exception.pk).exists():
+        raise Conflict(
+            _("A write-off of this exception waits for a second operator: approve or reject it first."),
+            code="write_off_pending",
         )
 
 
@@ -757,54 +771,124 @@ def write_off_amount(exception: ReconciliationException) -> int:
     return abs(ours or theirs)
 
 
-def exception_write_off_request(*, exception_id: int, operator: Any, note: str = "") -> ReconciliationException:
-    """Asks for the difference to be written off (CNY only: the ledger keeps CNY); a second operator approves."""
+def write_off_requests_pending(exception_id: int) -> QuerySet[ApprovalRequest]:
+    """The requests to write this exception off still waiting in the approval queue (at most one)."""
+    return ApprovalRequest.objects.filter(
+        kind=WRITE_OFF,
+        status=ApprovalRequest.Status.PENDING,
+        expires_at__gt=timezone.now(),
+        payload__exception_id=exception_id,
+    )
+
+
+def write_off_validate(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload of a write-off request: the exception and the amount. Run when asked and again when approved (the
+    request itself is then no longer pending): the exception must still be open, in CNY, for the same amount."""
+    pk = id_or_none(str(payload.get("exception_id")))
+    if pk is None:
+        raise NotFound(_("No such reconciliation exception."), param="exception")
+    exception = _locked(pk)
+    _require_open(exception)
+    amount = write_off_amount(exception)
+    if exception.currency != "CNY" or amount <= 0:
+        raise ValidationFailed(
+            _("Only a CNY difference can be written off to the ledger."), code="write_off_not_cny", param="currency"
+        )
+    if "amount" in payload and payload["amount"] != amount:
+        raise Conflict(
+            _("A later statement changed the difference since the request: ask again."),
+            code="write_off_amount_changed",
+        )
+    return {
+        "exception_id": exception.pk,
+        "exception": exception.public_id,
+        "reference": exception.reference or exception.channel_txn_id,
+        "class": exception.kind,
+        "bank_id": exception.channel.acquirer_id,
+        "amount": amount,
+        "currency": exception.currency,
+    }
+
+
+def write_off_bank(payload: dict[str, Any]) -> int | None:
+    """The bank whose operator checks a write-off: the acquirer whose channel's statement raised the exception."""
+    return Exc.objects.values_list("channel__acquirer_id", flat=True).get(pk=payload["exception_id"])
+
+
+def write_off_describe(payload: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        (_("reconciliation exception"), str(payload.get("exception", "-"))),
+        (_("reference"), str(payload.get("reference") or "-")),
+        (_("class"), str(ReconClass(payload["class"]).label) if payload.get("class") in ReconClass else "-"),
+        (_("write-off"), money_text(int(payload.get("amount") or 0), str(payload.get("currency", "")))),
+    ]
+
+
+def write_off_apply(payload: dict[str, Any], maker: AbstractBaseUser, checker: AbstractBaseUser) -> Any:
+    """Posts the approved write-off (the kind's `apply`, inside the approval's transaction, after
+    `write_off_validate`): the amount to the acquirer bank's loss account against its suspense account
+    (`rewards.services.loss_post`, ten-thousandths of CNY), and the exception is resolved. The posting is the result."""
+    exception = _locked(payload["exception_id"])
+    _require_operator(checker, exception)
+    amount = int(payload["amount"])
+    txn = rewards_services.loss_post(
+        bank=exception.channel.acquirer,
+        units=amount * 100,
+        idempotency_key=f"recon-write-off:{exception.public_id}",
+        actor=checker,
+        metadata={
+            "exception": exception.public_id,
+            "reference": exception.reference,
+            "class": exception.kind,
+            "requested_by": maker.pk,
+        },
+    )
+    exception.write_off_amount, exception.write_off_transaction = amount, txn
+    written = _("Written off: %(amount)d (minor units).") % {"amount": amount}
+    _resolve(exception, checker, Exc.Resolution.WRITE_OFF, written, "reconciliation.write_off")
+    return txn
+
+
+WRITE_OFF_KIND = ApprovalKind(
+    code=WRITE_OFF,
+    label=gettext_lazy("Write off a reconciliation difference"),
+    permission=WRITE_OFF_PERMISSION,
+    validate=write_off_validate,
+    bank_of=write_off_bank,
+    apply=write_off_apply,
+    describe=write_off_describe,
+)
+
+
+def exception_write_off_request(*, exception_id: int, operator: Any, note: str = "") -> ApprovalRequest:
+    """Asks for the difference to be written off (CNY only: the ledger keeps CNY): a request in the approval queue,
+    which a second operator approves (`core.approvals.approval_approve`, or `exception_write_off_approve`). Until
+    then the exception stays open and keeps holding."""
     with transaction.atomic():
         exception = _locked(exception_id)
         _require_open(exception)
         _require_operator(operator, exception)
-        amount = write_off_amount(exception)
-        if exception.currency != "CNY" or amount <= 0:
-            raise ValidationFailed(
-                _("Only a CNY difference can be written off to the ledger."), code="write_off_not_cny", param="currency"
-            )
-        before = snapshot(exception)
-        exception.status = Exc.Status.WRITE_OFF_REQUESTED
-        exception.write_off_amount = amount
-        exception.write_off_requested_by = operator
-        exception.updated_at = timezone.now()
-        if note:
-            exception.note = f"{exception.note}\n{note}".strip()
-        exception.save()
-        audit_record(actor=operator, action="reconciliation.write_off_request", obj=exception, before=before,
-                     after=snapshot(exception), reason=note, bank_id=exception.channel.acquirer_id)  # fmt: skip
-    return exception
+        if not operator.has_perm(WRITE_OFF_PERMISSION):
+            raise PermissionDenied(_("Your role may not write off differences."), code="write_off_not_allowed")
+        reason = note.strip() or _("A reconciliation difference to write off.")
+        return approval_request(kind=WRITE_OFF, payload={"exception_id": exception.pk}, reason=reason, maker=operator)
 
 
 def exception_write_off_approve(*, exception_id: int, operator: Any) -> ReconciliationException:
-    """A second operator approves: the amount is posted to the acquirer bank's loss account against its clearing
-    account (`rewards.services.loss_post`, ten-thousandths of CNY) and the exception is resolved."""
-    with transaction.atomic():
-        exception = _locked(exception_id)
-        _require_open(exception, allow=(Exc.Status.WRITE_OFF_REQUESTED,))
-        _require_operator(operator, exception)
-        if exception.write_off_requested_by_id == operator.pk:
-            raise PermissionDenied(
-                _("A write-off is approved by a different operator from the one who asked for it."),
-                code="second_operator_required",
-            )
-        amount = exception.write_off_amount or 0
-        txn = rewards_services.loss_post(
-            bank=exception.channel.acquirer,
-            units=amount * 100,
-            idempotency_key=f"recon-write-off:{exception.public_id}",
-            actor=operator,
-            metadata={"exception": exception.public_id, "reference": exception.reference, "class": exception.kind},
+    """The checker's half from the exception's own page: approves the write-off request waiting for it, through the
+    approval queue (a different operator from its maker)."""
+    request = write_off_requests_pending(exception_id).first()
+    if request is None:
+        raise Conflict(
+            _("Ask for the write-off first: a second operator then approves it."), code="write_off_not_requested"
         )
-        exception.write_off_transaction = txn
-        written = _("Written off: %(amount)d (minor units).") % {"amount": amount}
-        _resolve(exception, operator, Exc.Resolution.WRITE_OFF, written, "reconciliation.write_off")
-    return exception
+    if request.maker_id == getattr(operator, "pk", None):
+        raise PermissionDenied(
+            _("A write-off is approved by a different operator from the one who asked for it."),
+            code="second_operator_required",
+        )
+    approval_approve(request_id=request.pk, checker=operator)
+    return Exc.objects.select_related("channel").get(pk=exception_id)
 
 
 def exception_reinquire(*, exception_id: int, operator: Any = None) -> ReconciliationException:

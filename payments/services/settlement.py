@@ -415,7 +415,7 @@ def _held_fragments(tables: dict[str, sql.Identifier]) -> dict[str, sql.Composab
     enters the merchant's next batch, however old its business date (`released_*`: those whose holding exception was
     resolved in the last 90 days and that are on no line yet)."""
     held = """NOT EXISTS (SELECT 1 FROM {recon} e WHERE e.{column} = {alias}.id AND e.holds_settlement
-                             AND e.txn_kind = {kind} AND e.status IN ('open', 'write_off_requested'))"""
+                             AND e.txn_kind = {kind} AND e.status = 'open')"""
     # An open chargeback or error adjustment opened before its payment was settled holds the payment too.
     disputed = """NOT EXISTS (SELECT 1 FROM {dispute} d WHERE d.payment_id = p.id AND d.holds_settlement
                                  AND d.status IN ('open', 'evidence_submitted'))"""

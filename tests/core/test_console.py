@@ -92,7 +92,9 @@ def test_approvals_waiting_counts_each_four_eyes_feature() -> None:
     approvals = {label: (count, url) for label, count, url in response.context["console_approvals"]}
     assert approvals["Approval requests"][0] == 1
     assert approvals["Approval requests"][1].endswith("?status=pending")
-    assert approvals["Payouts to release"][0] == 0
+    # payout releases and write-offs wait in the approval queue: counted there, not on counters of their own
+    assert "Payouts to release" not in approvals
+    assert "Write-offs" not in approvals
 
 
 def test_a_registered_counter_shows_on_the_dashboard() -> None:

@@ -1,7 +1,9 @@
 """merchants 0018 and 0019: requests to lift a payout freeze and settlement account changes are copied into the
-approval queue with their outcome."""
+approval queue with their outcome; payments 0039: payout releases, write-offs and first risk approvals too."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group
@@ -9,12 +11,14 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from core.models import ApprovalRequest
-from tests.factories import FACTORIES, MerchantFactory, UserFactory
+from tests.factories import FACTORIES, MerchantFactory, UserFactory, make_payout, make_settlement_batch
 
 BEFORE = [("merchants", "0017_payouts_unfreeze_request")]
 AFTER = [("merchants", "0018_unfreeze_through_approvals")]
 ACCOUNTS_BEFORE = [("merchants", "0018_unfreeze_through_approvals")]
 ACCOUNTS_AFTER = [("merchants", "0019_account_changes_through_approvals")]
+PAYMENTS_BEFORE = [("payments", "0038_dispute_feed")]
+PAYMENTS_AFTER = [("payments", "0039_approvals_for_releases_and_write_offs")]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -110,6 +114,74 @@ def test_settlement_account_changes_move_to_the_approval_queue_with_their_outcom
             str(account.pk),
         )
         granted = Group.objects.filter(permissions__codename="change_account").values_list("name", flat=True)
+        assert set(granted) == {"Alliance operators", "Bank operators"}
+    finally:
+        ApprovalRequest.objects.all().delete()
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_payout_releases_write_offs_and_first_risk_approvals_move_to_the_approval_queue() -> None:
+    from django.utils import timezone
+
+    from payments.models import PaymentIntent, Payout, ReconciliationException
+
+    asker, checker = UserFactory(), UserFactory()
+    waiting = make_payout(make_settlement_batch(net=9_000_000), status="pending_approval")
+    released = make_payout(make_settlement_batch(net=8_000_000), status="ready")
+    untouched = make_payout(make_settlement_batch(net=7_000_000), status="pending_approval")
+    asked = FACTORIES["payments.reconciliationexception"]()
+    written = FACTORIES["payments.reconciliationexception"]()
+    txn = FACTORIES["rewards.ledgertransaction"]()
+    held = FACTORIES["payments.paymentintent"]()
+    deadline = timezone.now() + timedelta(hours=2)
+    PaymentIntent.objects.filter(pk=held.pk).update(
+        risk_review=True, status="requires_capture", risk_review_deadline=deadline
+    )
+    executor = MigrationExecutor(connection)
+    try:
+        executor.migrate(PAYMENTS_BEFORE)
+        old = executor.loader.project_state(PAYMENTS_BEFORE).apps
+        old.get_model("payments", "Payout").objects.filter(pk=waiting.pk).update(requested_by_id=asker.pk)
+        old.get_model("payments", "Payout").objects.filter(pk=released.pk).update(
+            requested_by_id=asker.pk, approved_by_id=checker.pk
+        )
+        exceptions = old.get_model("payments", "ReconciliationException").objects
+        exceptions.filter(pk=asked.pk).update(
+            status="write_off_requested", write_off_amount=100, write_off_requested_by_id=asker.pk
+        )
+        exceptions.filter(pk=written.pk).update(
+            status="resolved", resolution="write_off", write_off_amount=100, write_off_requested_by_id=asker.pk,
+            write_off_transaction_id=txn.pk, resolved_by_id=checker.pk, resolved_at=timezone.now(),
+        )  # fmt: skip
+        old.get_model("payments", "RiskReviewApproval").objects.create(payment_id=held.pk, approved_by_id=asker.pk)
+        executor = MigrationExecutor(connection)
+        executor.migrate(PAYMENTS_AFTER)
+
+        releases = {r.payload["payout_id"]: r for r in ApprovalRequest.objects.filter(kind="payments.payout_release")}
+        assert set(releases) == {waiting.pk, released.pk}  # a payout nobody asked about stays as it is
+        assert (releases[waiting.pk].status, releases[waiting.pk].maker_id) == ("pending", asker.pk)
+        assert releases[waiting.pk].expires_at > timezone.now()
+        done = releases[released.pk]
+        assert (done.status, done.maker_id, done.checker_id) == ("approved", asker.pk, checker.pk)
+        assert (done.result_type, done.result_id) == ("payments.payout", str(released.pk))
+        assert done.bank_id == released.merchant.sponsor_bank_id
+        assert Payout.objects.get(pk=untouched.pk).status == "pending_approval"
+
+        write_offs = {r.payload["exception_id"]: r for r in ApprovalRequest.objects.filter(kind="payments.write_off")}
+        assert (write_offs[asked.pk].status, write_offs[asked.pk].maker_id) == ("pending", asker.pk)
+        assert write_offs[asked.pk].payload["amount"] == 100
+        assert write_offs[asked.pk].bank_id == asked.channel.acquirer_id
+        assert ReconciliationException.objects.get(pk=asked.pk).status == "open"  # open while the request waits
+        approved = write_offs[written.pk]
+        assert (approved.status, approved.maker_id, approved.checker_id) == ("approved", asker.pk, checker.pk)
+        assert (approved.result_type, approved.result_id) == ("rewards.ledgertransaction", str(txn.pk))
+
+        risk = ApprovalRequest.objects.get(kind="payments.risk_review_release")
+        assert (risk.status, risk.maker_id, risk.payload["payment_id"]) == ("pending", asker.pk, held.public_id)
+        assert (risk.bank_id, risk.expires_at) == (held.issuer_id, deadline)  # it expires with the review
+        granted = Group.objects.filter(permissions__codename="release_payout").values_list("name", flat=True)
         assert set(granted) == {"Alliance operators", "Bank operators"}
     finally:
         ApprovalRequest.objects.all().delete()

@@ -11,10 +11,11 @@ from django.contrib.auth.models import Group
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
+from django.utils import translation
 
-from core.approvals import approval_approve
+from core.approvals import approval_approve, approval_describe, approval_reject, approvals_waiting_for
 from core.errors import Conflict, PermissionDenied, ValidationFailed
-from core.models import AuditLog
+from core.models import ApprovalRequest, AuditLog
 from merchants.models import Event, SettlementAccount
 from merchants.services import settlement_change_request
 from payments import services
@@ -400,8 +401,18 @@ def test_a_large_payout_needs_a_second_operator(world: dict[str, Any], large: Pa
         with pytest.raises(PermissionDenied):
             services.payout_release_request(target=large, operator=outsider)
 
-    services.payout_release_request(target=large, operator=maker)
-    assert (reload(large).status, large.requested_by) == ("pending_approval", maker)
+    request = services.payout_release_request(target=large, operator=maker)
+    assert (reload(large).status, request.maker, request.status) == ("pending_approval", maker, "pending")
+    assert (request.kind, request.bank_id, request.payload["payout_id"]) == (
+        "payments.payout_release",
+        world["bank"].pk,
+        large.pk,
+    )
+    assert request in approvals_waiting_for(checker)
+    assert request not in approvals_waiting_for(maker)
+    with translation.override("en"):
+        shown_rows = dict(approval_describe(request))
+    assert (shown_rows["payout"], shown_rows["amount"]) == (large.reference, "1,000.01 CNY")
     with pytest.raises(Conflict):
         services.payout_release_request(target=large, operator=checker)  # asked for already
     with pytest.raises(PermissionDenied) as denied:
@@ -413,13 +424,14 @@ def test_a_large_payout_needs_a_second_operator(world: dict[str, Any], large: Pa
     assert services.payouts_send().sent == 0
 
     services.payout_release_approve(target=large, operator=checker)
-    assert (reload(large).status, large.approved_by) == ("ready", checker)
+    request.refresh_from_db()
+    assert (reload(large).status, request.status, request.checker) == ("ready", "approved", checker)
+    assert (request.result_type, request.result_id) == ("payments.payout", str(large.pk))
     actions = AuditLog.objects.filter(object_type="payments.payout").order_by("pk")
-    assert [(a.action, a.actor, a.bank_id) for a in actions] == [
-        ("payout.release_request", maker, world["bank"].pk),
-        ("payout.release_approve", checker, world["bank"].pk),
-    ]
-    assert actions[1].after["requested_by"] == maker.pk
+    assert [(a.action, a.actor, a.bank_id) for a in actions] == [("payout.release_approve", checker, world["bank"].pk)]
+    assert actions[0].after["requested_by"] == maker.pk
+    steps = AuditLog.objects.filter(object_type="core.approvalrequest").order_by("pk")
+    assert [(a.action, a.actor) for a in steps] == [("approval.request", maker), ("approval.approve", checker)]
     with pytest.raises(Conflict):
         services.payout_release_approve(target=large, operator=checker)  # released already
     assert services.payouts_send().sent == 1
@@ -429,7 +441,35 @@ def test_an_alliance_operator_may_be_the_second(world: dict[str, Any], large: Pa
     services.payout_release_request(target=large, operator=world["maker"])
     alliance = AllianceOperatorFactory()
     services.payout_release_approve(target=large, operator=alliance)
-    assert (reload(large).status, large.approved_by) == ("ready", alliance)
+    assert reload(large).status == "ready"
+    assert ApprovalRequest.objects.get(kind="payments.payout_release").checker == alliance
+
+
+def test_a_rejected_release_leaves_the_payout_waiting(world: dict[str, Any], large: Payout) -> None:
+    request = services.payout_release_request(target=large, operator=world["maker"], reason="the merchant called")
+    assert request.reason == "the merchant called"
+    approval_reject(request_id=request.pk, checker=world["checker"], reason="not this week")
+    assert reload(large).status == "pending_approval"
+    assert services.payouts_send().sent == 0
+    again = services.payout_release_request(target=large, operator=world["checker"])  # asked again, by anyone
+    approval_approve(request_id=again.pk, checker=world["maker"])
+    assert reload(large).status == "ready"
+
+
+def test_applying_a_release_is_atomic(world: dict[str, Any], large: Payout, monkeypatch: Any) -> None:
+    """A release that fails while applying leaves the request pending and the payout and batch untouched."""
+    from payments.services import payouts
+
+    request = services.payout_release_request(target=large, operator=world["maker"])
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("audit store down")
+
+    monkeypatch.setattr(payouts, "_release_audit", broken)
+    with pytest.raises(RuntimeError):
+        approval_approve(request_id=request.pk, checker=world["checker"])
+    request.refresh_from_db()
+    assert (request.status, request.checker, reload(large).status) == ("pending", None, "pending_approval")
 
 
 def test_a_frozen_merchants_held_batch_is_released_by_two_operators(world: dict[str, Any]) -> None:
@@ -439,12 +479,10 @@ def test_a_frozen_merchants_held_batch_is_released_by_two_operators(world: dict[
     SettlementBatch.objects.filter(pk=batch.pk).update(status="held", hold_reason="merchant frozen: under review")
     assert services.payouts_create().created == 0
 
-    payout = services.payout_release_request(target=batch, operator=maker)
-    assert (payout.status, payout.requested_by, payout.reference) == (
-        "pending_approval",
-        maker,
-        f"{batch.public_id}-p1",
-    )
+    request = services.payout_release_request(target=batch, operator=maker)
+    payout = Payout.objects.get(batch=batch)
+    assert (payout.status, request.maker, payout.reference) == ("pending_approval", maker, f"{batch.public_id}-p1")
+    assert (request.payload["payout_id"], request.payload["held"]) == (payout.pk, True)
     assert reload(batch).status == "held"
     assert services.payouts_send().sent == 0
     with pytest.raises(PermissionDenied):
@@ -454,7 +492,7 @@ def test_a_frozen_merchants_held_batch_is_released_by_two_operators(world: dict[
 
     services.payout_release_approve(target=batch, operator=checker)
     assert (reload(batch).status, batch.hold_reason) == ("settled", "")
-    assert (reload(payout).status, payout.approved_by) == ("ready", checker)
+    assert reload(payout).status == "ready"
     assert services.payouts_send().sent == 1  # released: sent although the merchant is still frozen
     assert AuditLog.objects.get(action="payout.release_request").after["held"] == "held"
 
@@ -493,6 +531,10 @@ PAYOUTS = "admin:payments_payout_changelist"
 BATCHES = "admin:payments_settlementbatch_changelist"
 
 
+def releases() -> Any:
+    return ApprovalRequest.objects.filter(kind="payments.payout_release")
+
+
 def act(user: Any, changelist: str, action: str, *rows: Any) -> Any:
     return login(user).post(reverse(changelist), {"action": action, "_selected_action": [r.pk for r in rows]})
 
@@ -511,11 +553,12 @@ def test_the_admin_shows_a_bank_its_merchants_payouts_only(world: dict[str, Any]
 def test_releases_through_the_admin_take_two_operators_of_the_bank(world: dict[str, Any], large: Payout) -> None:
     other = make_payout(make_settlement_batch(net=9_999_999), status="pending_approval")
     act(world["maker"], PAYOUTS, "request_release", large, other)  # the other bank's payout is out of reach
-    assert (reload(large).requested_by, reload(other).requested_by) == (world["maker"], None)
+    assert [r.payload["payout_id"] for r in releases()] == [large.pk]
+    assert world["maker"].username in login(world["checker"]).get(reverse(PAYOUTS)).content.decode()
     act(world["maker"], PAYOUTS, "approve_release", large)
     assert reload(large).status == "pending_approval"  # refused: the maker cannot approve
     act(world["checker"], PAYOUTS, "approve_release", large)
-    assert (reload(large).status, large.approved_by) == ("ready", world["checker"])
+    assert (reload(large).status, releases().get().checker) == ("ready", world["checker"])
 
 
 def test_auditors_get_no_release_buttons(world: dict[str, Any], large: Payout) -> None:
@@ -526,7 +569,7 @@ def test_auditors_get_no_release_buttons(world: dict[str, Any], large: Payout) -
     assert page.status_code == 200
     assert "request_release" not in page.content.decode()
     client.post(reverse(PAYOUTS), {"action": "request_release", "_selected_action": [large.pk]})
-    assert reload(large).requested_by is None
+    assert not releases().exists()
 
 
 def test_a_held_batch_is_released_from_the_batch_admin(world: dict[str, Any]) -> None:

@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone, translation
 
+from core.approvals import approval_approve, approval_describe, approval_reject, approvals_waiting_for
 from core.calendar import SHANGHAI
 from core.errors import Conflict, PermissionDenied, ValidationFailed
 from merchants.models import Event
@@ -458,21 +460,95 @@ def test_a_write_off_takes_a_second_operator_and_posts_to_the_loss_account(
     load(world, [row._replace(amount=row.amount + 123) if row.reference == refs[2] else row for row in our_rows(world)])
     exception = Exc.objects.get(reference=refs[2])
     first, second = operators
-    services.exception_write_off_request(exception_id=exception.pk, operator=first)
+    request = services.exception_write_off_request(exception_id=exception.pk, operator=first)
     exception.refresh_from_db()
-    assert (exception.status, exception.write_off_amount) == (Exc.Status.WRITE_OFF_REQUESTED, 123)
-    with pytest.raises(PermissionDenied):
+    assert (exception.status, exception.write_off_amount) == (Exc.Status.OPEN, None)  # open until approved
+    assert (request.kind, request.maker, request.bank_id) == ("payments.write_off", first, world["channel"].acquirer_id)
+    assert (request.payload["exception_id"], request.payload["amount"]) == (exception.pk, 123)
+    assert request in approvals_waiting_for(second)
+    assert request not in approvals_waiting_for(first)
+    with translation.override("en"):
+        shown_rows = dict(approval_describe(request))
+    assert (shown_rows["reference"], shown_rows["write-off"]) == (refs[2], "1.23 CNY")
+    with pytest.raises(Conflict) as pending:  # asked for already; nor may another action overtake it
+        services.exception_write_off_request(exception_id=exception.pk, operator=second)
+    assert pending.value.code == "write_off_pending"
+    with pytest.raises(Conflict):
+        services.exception_accept_ours(exception_id=exception.pk, operator=second)
+    with pytest.raises(PermissionDenied) as refused:
         services.exception_write_off_approve(exception_id=exception.pk, operator=first)
+    assert refused.value.code == "second_operator_required"
     assert not LedgerTransaction.objects.filter(kind="write_off").exists()
     services.exception_write_off_approve(exception_id=exception.pk, operator=second)
     exception.refresh_from_db()
     assert (exception.status, exception.resolution) == (Exc.Status.RESOLVED, Exc.Resolution.WRITE_OFF)
+    assert (exception.write_off_amount, exception.resolved_by) == (123, second)
     txn = LedgerTransaction.objects.get(kind="write_off")
     assert exception.write_off_transaction_id == txn.pk
+    request.refresh_from_db()
+    assert (request.status, request.checker) == ("approved", second)
+    assert (request.result_type, request.result_id) == ("rewards.ledgertransaction", str(txn.pk))
     legs = {(e.account.purpose, e.account.owner_id): e.amount for e in Entry.objects.filter(transaction=txn)}
     bank_id = world["channel"].acquirer_id
     assert legs == {("loss", bank_id): -12_300, ("suspense", bank_id): 12_300}
     assert Account.objects.get(purpose="loss", owner_id=bank_id).posted == -12_300
+
+
+def test_a_rejected_write_off_leaves_the_exception_open_and_holding(
+    world: dict[str, Any], day_of_payments: dict[str, Any], operators: tuple[Any, Any]
+) -> None:
+    refs = day_of_payments["refs"]
+    load(world, [row._replace(amount=row.amount + 123) if row.reference == refs[2] else row for row in our_rows(world)])
+    exception = Exc.objects.get(reference=refs[2])
+    first, second = operators
+    request = services.exception_write_off_request(exception_id=exception.pk, operator=first, note="rounding")
+    assert request.reason == "rounding"
+    approval_reject(request_id=request.pk, checker=second, reason="ask the channel first")
+    exception.refresh_from_db()
+    assert (exception.status, exception.resolution) == (Exc.Status.OPEN, Exc.Resolution.NONE)
+    assert not LedgerTransaction.objects.filter(kind="write_off").exists()
+    services.exception_accept_ours(exception_id=exception.pk, operator=second)  # free for other actions again
+
+
+def test_applying_a_write_off_is_atomic(
+    world: dict[str, Any], day_of_payments: dict[str, Any], operators: tuple[Any, Any], monkeypatch: Any
+) -> None:
+    """A write-off that fails after posting undoes the posting with the approval: the request waits, the exception
+    stays open."""
+    refs = day_of_payments["refs"]
+    load(world, [row._replace(amount=row.amount + 123) if row.reference == refs[2] else row for row in our_rows(world)])
+    exception = Exc.objects.get(reference=refs[2])
+    first, second = operators
+    request = services.exception_write_off_request(exception_id=exception.pk, operator=first)
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("audit store down")
+
+    monkeypatch.setattr(reconciliation, "_resolve", broken)
+    with pytest.raises(RuntimeError):
+        approval_approve(request_id=request.pk, checker=second)
+    request.refresh_from_db()
+    assert (request.status, request.checker) == ("pending", None)
+    assert Exc.objects.get(pk=exception.pk).status == Exc.Status.OPEN
+    assert not LedgerTransaction.objects.filter(kind="write_off").exists()
+
+
+def test_a_write_off_whose_difference_changed_is_refused_at_approval(
+    world: dict[str, Any], day_of_payments: dict[str, Any], operators: tuple[Any, Any]
+) -> None:
+    refs = day_of_payments["refs"]
+    load(world, [row._replace(amount=row.amount + 123) if row.reference == refs[2] else row for row in our_rows(world)])
+    exception = Exc.objects.get(reference=refs[2])
+    first, second = operators
+    request = services.exception_write_off_request(exception_id=exception.pk, operator=first)
+    Exc.objects.filter(pk=exception.pk).update(channel_amount=F("channel_amount") + 1)  # a corrected statement
+    with pytest.raises(Conflict) as refused:
+        approval_approve(request_id=request.pk, checker=second)
+    assert refused.value.code == "write_off_amount_changed"
+    request.refresh_from_db()
+    assert request.status == "pending"
+    assert Exc.objects.get(pk=exception.pk).status == Exc.Status.OPEN
+    assert not LedgerTransaction.objects.filter(kind="write_off").exists()
 
 
 def test_re_inquiry_resolves_when_the_channel_agrees(

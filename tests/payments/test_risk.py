@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.text import capfirst
 
+from core.approvals import approval_approve, approval_describe, approval_reject, approvals_waiting_for
 from core.errors import Conflict, PermissionDenied
-from core.models import AuditLog
+from core.models import ApprovalRequest, AuditLog
 from payments import routing, services
-from payments.models import PaymentAttempt, PaymentIntent, RiskBlock, RiskReviewApproval
+from payments.models import PaymentAttempt, PaymentIntent, RiskBlock
 from payments.risk import RedisCounters
 from tests.factories import (
     PASSWORD,
@@ -282,8 +283,14 @@ def threshold(settings: Any) -> int:
     return 20_000
 
 
-def test_two_different_operators_release_a_payment_at_the_threshold(held: PaymentIntent, threshold: int) -> None:
-    first, second = StaffFactory(), StaffFactory()
+def _release_requests(held: PaymentIntent) -> Any:
+    return ApprovalRequest.objects.filter(kind="payments.risk_review_release", payload__payment_id=held.public_id)
+
+
+def test_two_different_operators_release_a_payment_at_the_threshold(
+    held: PaymentIntent, threshold: int, django_capture_on_commit_callbacks: Any
+) -> None:
+    first, second = AllianceOperatorFactory(), AllianceOperatorFactory()
     after_first = services.risk_review_approve(payment_id=held.public_id, actor=first)
     assert (after_first.status, after_first.risk_review, after_first.risk_decision) == (
         Status.REQUIRES_CAPTURE,
@@ -292,48 +299,106 @@ def test_two_different_operators_release_a_payment_at_the_threshold(held: Paymen
     )
     assert after_first.amount_captured == 0
     assert after_first.attempts.get().status == PaymentAttempt.Status.AUTHORIZED
-    approval = RiskReviewApproval.objects.get(payment=held)
-    assert approval.approved_by == first
-    assert AuditLog.objects.get(action="payment.risk_first_approval", object_id=str(held.pk)).actor == first
+    request = _release_requests(held).get()  # the first approval is a request in the approval queue
+    assert (request.status, request.maker, request.bank_id) == ("pending", first, held.issuer_id)
+    assert request.payload == {
+        "payment_id": held.public_id,
+        "merchant_id": held.merchant_id,
+        "amount": 20_000,
+        "currency": "CNY",
+    }
+    assert request.expires_at <= held.risk_review_deadline  # it expires with the review at the latest
+    assert request in approvals_waiting_for(second)
+    assert request not in approvals_waiting_for(first)
+    with translation.override("en"):
+        assert dict(approval_describe(request))["amount"] == "200.00 CNY"
 
     with pytest.raises(PermissionDenied) as refused:
         services.risk_review_approve(payment_id=held.public_id, actor=first)
     assert refused.value.code == "second_approval_same_operator"
     assert PaymentIntent.objects.get(pk=held.pk).risk_review is True
-    assert RiskReviewApproval.objects.filter(payment=held).count() == 1
+    assert _release_requests(held).count() == 1
 
-    released = services.risk_review_approve(payment_id=held.public_id, actor=second)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.risk_review_approve(payment_id=held.public_id, actor=second)
+    released = PaymentIntent.objects.get(pk=held.pk)
     assert (released.status, released.risk_review, released.risk_decision) == (Status.SUCCEEDED, False, "approved")
     assert released.amount_captured == 20_000
+    request.refresh_from_db()
+    assert (request.status, request.checker, request.result_id) == ("approved", second, str(held.pk))
     approved = AuditLog.objects.get(action="payment.risk_approved", object_id=str(held.pk))
-    assert (approved.actor, approved.after) == (second, {"first_approved_by": first.pk})
+    assert (approved.actor, approved.after) == (second, {"requested_by": first.pk})
     with pytest.raises(Conflict):
-        services.risk_review_approve(payment_id=held.public_id, actor=StaffFactory())
+        services.risk_review_approve(payment_id=held.public_id, actor=AllianceOperatorFactory())
+
+
+def test_the_approval_queue_releases_it_and_a_rejection_leaves_it_held(
+    held: PaymentIntent, threshold: int, django_capture_on_commit_callbacks: Any
+) -> None:
+    first, second = AllianceOperatorFactory(), AllianceOperatorFactory()
+    services.risk_review_approve(payment_id=held.public_id, actor=first)
+    request = _release_requests(held).get()
+    approval_reject(request_id=request.pk, checker=second, reason="looks like fraud to me")
+    still = PaymentIntent.objects.get(pk=held.pk)
+    assert (still.status, still.risk_review, still.risk_decision) == (Status.REQUIRES_CAPTURE, True, "")
+    # the next approval asks again; the queue's approval releases it
+    services.risk_review_approve(payment_id=held.public_id, actor=second)
+    again = _release_requests(held).get(status="pending")
+    with django_capture_on_commit_callbacks(execute=True):
+        approval_approve(request_id=again.pk, checker=first)
+    released = PaymentIntent.objects.get(pk=held.pk)
+    assert (released.status, released.risk_decision, released.amount_captured) == (Status.SUCCEEDED, "approved", 20_000)
+
+
+def test_a_release_request_cannot_outlive_the_review(held: PaymentIntent, threshold: int) -> None:
+    first, second = AllianceOperatorFactory(), AllianceOperatorFactory()
+    services.risk_review_approve(payment_id=held.public_id, actor=first)
+    request = _release_requests(held).get()
+    PaymentIntent.objects.filter(pk=held.pk).update(risk_review_deadline=timezone.now() - dt.timedelta(seconds=1))
+    ApprovalRequest.objects.filter(pk=request.pk).update(expires_at=timezone.now() + dt.timedelta(hours=1))
+    with pytest.raises(Conflict) as refused:  # run out, though the request itself has not expired yet
+        approval_approve(request_id=request.pk, checker=second)
+    assert refused.value.code == "risk_review_expired"
+    request.refresh_from_db()
+    assert request.status == "pending"  # the failed approval rolled back with it
+    assert PaymentIntent.objects.get(pk=held.pk).risk_review is True
+    assert services.risk_reviews_expire() == 1  # the expiry voids the payment and withdraws the request
+    request.refresh_from_db()
+    assert request.status == "cancelled"
+    assert PaymentIntent.objects.get(pk=held.pk).risk_decision == "expired"
 
 
 def test_below_the_threshold_one_approval_captures(held: PaymentIntent, settings: Any) -> None:
     settings.RISK_REVIEW_SECOND_APPROVAL_MINOR = 20_001
     released = services.risk_review_approve(payment_id=held.public_id, actor=StaffFactory())
     assert (released.status, released.amount_captured) == (Status.SUCCEEDED, 20_000)
-    assert not RiskReviewApproval.objects.exists()
+    assert not ApprovalRequest.objects.exists()
 
 
 def test_a_rejection_after_the_first_approval_voids(held: PaymentIntent, threshold: int) -> None:
-    first = StaffFactory()
+    first = AllianceOperatorFactory()
     services.risk_review_approve(payment_id=held.public_id, actor=first)
     rejected = services.risk_review_reject(payment_id=held.public_id, actor=first)
     assert (rejected.status, rejected.risk_decision) == (Status.CANCELED, "rejected")
     assert rejected.attempts.get().status == PaymentAttempt.Status.VOIDED
+    assert _release_requests(held).get().status == "cancelled"  # nothing left to release
     with pytest.raises(Conflict):
-        services.risk_review_approve(payment_id=held.public_id, actor=StaffFactory())
+        services.risk_review_approve(payment_id=held.public_id, actor=AllianceOperatorFactory())
 
 
 def test_an_approval_without_an_operator_is_refused_above_the_threshold(held: PaymentIntent, threshold: int) -> None:
     with pytest.raises(PermissionDenied) as refused:
         services.risk_review_approve(payment_id=held.public_id, actor=None)
     assert refused.value.code == "second_approval_required"
-    assert not RiskReviewApproval.objects.exists()
+    assert not ApprovalRequest.objects.exists()
     assert PaymentIntent.objects.get(pk=held.pk).risk_review is True
+
+
+def test_a_role_without_the_permission_cannot_give_the_first_approval(held: PaymentIntent, threshold: int) -> None:
+    with pytest.raises(PermissionDenied) as refused:
+        services.risk_review_approve(payment_id=held.public_id, actor=StaffFactory())
+    assert refused.value.code == "release_not_allowed"
+    assert not ApprovalRequest.objects.exists()
 
 
 def test_other_currencies_always_need_two(settings: Any) -> None:
@@ -353,7 +418,7 @@ def _login(user: Any) -> Any:
 
 
 def test_the_admin_queue_shows_the_first_approval_and_needs_a_second_operator(
-    held: PaymentIntent, threshold: int
+    held: PaymentIntent, threshold: int, django_capture_on_commit_callbacks: Any
 ) -> None:
     first, second = AllianceOperatorFactory(), AllianceOperatorFactory()
     url = reverse("admin:payments_riskreview_changelist")
@@ -372,6 +437,7 @@ def test_the_admin_queue_shows_the_first_approval_and_needs_a_second_operator(
     assert shown("You gave the first approval: a different operator must give the second.") in response.content.decode()
     held.refresh_from_db()
     assert held.risk_review is True
-    second_client.post(url, {"action": "approve", "_selected_action": [held.pk]})
+    with django_capture_on_commit_callbacks(execute=True):
+        second_client.post(url, {"action": "approve", "_selected_action": [held.pk]})
     held.refresh_from_db()
     assert (held.status, held.risk_decision) == (Status.SUCCEEDED, "approved")
