@@ -267,6 +267,7 @@ def statement(channel: Any, ours: int, per_class: int) -> tuple[list[Any], dict[
         "matched": ours - 3 * per_class,
         "missing_at_channel": per_class,
         "missing_with_us": per_class,
+        "dispute_missing": 0,
         "amount_mismatch": per_class,
         "status_mismatch": per_class,
         "duplicate": per_class,

@@ -165,6 +165,7 @@ def test_the_channels_own_statement_is_fetched_late_and_every_class_found(shop: 
         "matched": 4,  # p0, p4 (once), p5's capture and its reversal
         "missing_at_channel": 1,
         "missing_with_us": 1,
+        "dispute_missing": 0,
         "amount_mismatch": 2,
         "status_mismatch": 2,
         "duplicate": 1,
