@@ -184,8 +184,9 @@ def _the_demo_compares_cards_with_apply_links_and_valued_privileges() -> None:
 
 def test_the_simulator_journal_and_statements_agree_with_every_demo_payment(demo_on_simulator: Any) -> None:
     """Every demo payment went through the simulator: what it charged, refunded and reversed, by reference, is what
-    our attempts and payments say; it charged nothing we do not know of; and its statements add up to the same."""
-    from payments.models import PaymentAttempt, PaymentIntent
+    our attempts and payments say; it charged nothing we do not know of; and its statements add up to the same, less
+    the chargebacks it decided lost (their debit is in the totals)."""
+    from payments.models import Dispute, PaymentAttempt, PaymentIntent
 
     simulator = demo_on_simulator
     seed_all(DemoContext(scale="small", out=io.StringIO()))
@@ -209,6 +210,11 @@ def test_the_simulator_journal_and_statements_agree_with_every_demo_payment(demo
     expected: dict[str, int] = defaultdict(int)
     for attempt in attempts:
         expected[attempt.channel.remote_id] += net(attempt.intent)
+    lost = Dispute.objects.filter(status="lost").exclude(kind="retrieval").select_related("channel")
+    assert lost.exists()  # the demo's lost chargeback
+    for dispute in lost:
+        assert dispute.channel is not None
+        expected[dispute.channel.remote_id] -= dispute.amount
     stated: dict[str, int] = defaultdict(int)
     for channel, day in {(row["channel"], row["business_date"]) for row in journal if row["money"]}:
         # Each channel writes its own layout; csv_v1 (asked for here) has the per-currency totals to add up.
