@@ -258,7 +258,7 @@ def _load(text: str, fmt: str, day: dt.date, *, opens: dt.datetime) -> tuple[int
                 for what, count, total, found_count, found_total in cursor.fetchall()
             ]
         cursor.execute("DROP TABLE recon_raw")
-        # The dispute rows go to a table of their own, for their own small pass (`_match_disputes`): the payment rows'
+        # The dispute rows go to a table of their own, for their own small pass (`_DISPUTE_PASS`): the payment rows'
         # matching never sees them (an opening and a decision of one dispute share its id: no duplicate either).
         cursor.execute(
             f"CREATE TEMP TABLE recon_disputes ON COMMIT DROP AS SELECT * FROM recon_rows"  # noqa: S608
