@@ -11,6 +11,7 @@ about a hundred — every kind, not a volume. Idempotent: stable idempotency key
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import random
 import time
@@ -24,6 +25,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from core.calendar import SHANGHAI
+from core.errors import Conflict
 from core.jobs import job_run
 from members.models import Card, LinkedAccount, MemberBank
 from merchants.models import Merchant
@@ -966,7 +968,8 @@ def _with_differences(rows: list[statements.Row], day: dt.date) -> list[statemen
 
 # --- disputes -------------------------------------------------------------------------------------------------------
 
-# (the channel's reference, kind, share of the payment disputed (percent), the end it is brought to)
+# (the demo's name for it, kind, share of the payment disputed (percent), the end it is brought to). Every one is
+# raised at the channel simulator, as a card scheme would, and arrives through the dispute poll.
 DEMO_DISPUTES = (
     ("demo-dp-open", "chargeback", 100, "open"),
     ("demo-dp-evidence", "retrieval", 100, "evidence_submitted"),
@@ -975,52 +978,115 @@ DEMO_DISPUTES = (
     ("demo-dp-accepted", "error_adjustment", 10, "accepted"),
     ("demo-dp-expired", "chargeback", 100, "expired"),
 )
+# The answered retrieval is decided by the channel this long after the answer: it stays "evidence submitted".
+DEMO_DECISION_MS = 30 * 24 * 3600 * 1000
 
 
 def seed_disputes(ctx: Any) -> None:
-    """A dispute in every state, on the demo's live captured payments not refunded: open, evidence submitted (a
-    retrieval request answered), won, lost, accepted and expired (opened long enough ago to have run out).
-    Idempotent: a dispute is found by its channel reference, and one that exists is left as it is."""
+    """A dispute in every state, on the demo's live captured payments not refunded, each raised at the channel
+    simulator (`POST /v1/admin/disputes`) and brought in by the dispute poll as a channel delivers it: open, evidence
+    submitted (a retrieval request answered; the channel decides it a month later), won and lost (decided by the
+    channel), accepted (by the merchant) and expired (raised forty days ago on the simulator's moved clock, so its
+    deadline has run out). A payment's `metadata.demo_dispute` names the demo dispute it carries. Idempotent: the
+    channels' feeds are read first, and a payment that carries its dispute is left as it is. Without the simulator
+    the demo has no payments, and so no disputes."""
+    from simulator.client import SimulatorClient
+
     from .models import Dispute
 
-    existing = set(
-        Dispute.objects.filter(channel_reference__startswith="demo-dp-").values_list("channel_reference", flat=True)
+    tags = [tag for tag, *_rest in DEMO_DISPUTES]
+    carried = dict(
+        PaymentIntent.objects.filter(metadata__demo_dispute__in=tags).values_list("metadata__demo_dispute", "pk")
     )
-    candidates = iter(
-        PaymentIntent.objects.filter(
-            livemode=True, status=PaymentIntent.Status.SUCCEEDED, amount_captured__gt=0, amount_refund_reserved=0,
-            amount_disputed=0, channel__isnull=False,
-        )
-        .exclude(disputes__isnull=False)
-        .select_related("merchant", "channel")
-        .order_by("id")
-    )  # fmt: skip
-    for reference, kind, percent, end in DEMO_DISPUTES:
-        if reference in existing:
-            continue
-        payment = next(candidates, None)
-        if payment is None:
-            return
-        opened_at = timezone.now() - dt.timedelta(days=40 if end == "expired" else 1)
-        dispute = services.dispute_open(
-            payment=payment,
-            kind=kind,
-            amount=max(1, payment.amount_captured * percent // 100),
-            reason_code="4853" if kind == "chargeback" else "",
-            opened_by=Dispute.OpenedBy.CHANNEL,
-            channel_reference=reference,
-            opened_at=opened_at,
-        )
-        if end == "evidence_submitted":
-            services.dispute_evidence_submit(
-                merchant=payment.merchant, livemode=True, dispute_id=dispute.public_id,
-                text="订单已于次日送达，收货人签收。Delivered the next day and signed for.",
-            )  # fmt: skip
-        elif end in ("won", "lost"):
-            services.dispute_outcome_record(dispute_id=dispute.pk, outcome=end)
-        elif end == "accepted":
-            services.dispute_accept(merchant=payment.merchant, livemode=True, dispute_id=dispute.public_id)
-        elif end == "expired":
-            services.disputes_expire()
+    if not carried and not PaymentIntent.objects.filter(livemode=True, status=PaymentIntent.Status.SUCCEEDED).exists():
+        return
+    if not _wait_for(get_connector("simulator"), seconds=3):
         if ctx.out is not None:
-            ctx.out.write(f"  dispute {dispute.public_id} ({kind}) on {payment.public_id}: {end}\n")
+            ctx.out.write("  the channel simulator is not reachable: demo disputes skipped\n")
+        return
+    config = settings.SIMULATOR
+    with SimulatorClient(config["URL"], key_id=config["KEY_ID"], secret=config["SECRET"]) as sim:
+        _disputes_poll()  # what an earlier run raised and did not hear back about yet
+        candidates = iter(
+            PaymentIntent.objects.filter(
+                livemode=True, status=PaymentIntent.Status.SUCCEEDED, amount_captured__gt=0,
+                amount_refund_reserved=0, amount_disputed=0, channel__connector="simulator", channel__sandbox=False,
+            )
+            .exclude(disputes__isnull=False)
+            .exclude(metadata__has_key="demo_dispute")
+            .select_related("merchant", "channel")
+            .order_by("id")
+        )  # fmt: skip
+        for tag, kind, percent, end in DEMO_DISPUTES:
+            payment = (
+                PaymentIntent.objects.filter(pk=carried[tag]).first() if tag in carried else next(candidates, None)
+            )
+            if payment is None:
+                return
+            if Dispute.objects.filter(payment=payment).exists():
+                continue
+            dispute = _dispute_raise(sim, payment, tag, kind, percent, end)
+            if dispute is None:
+                continue
+            if end == "evidence_submitted":
+                _dispute_answer(sim, dispute, payment)
+            elif end == "accepted":
+                services.dispute_accept(merchant=payment.merchant, livemode=True, dispute_id=dispute.public_id)
+            elif end == "expired":
+                services.disputes_expire()
+            if ctx.out is not None:
+                dispute.refresh_from_db()
+                ctx.out.write(f"  dispute {dispute.public_id} ({kind}) on {payment.public_id}: {dispute.status}\n")
+
+
+def _dispute_raise(sim: Any, payment: PaymentIntent, tag: str, kind: str, percent: int, end: str) -> Any:
+    """Raises the demo dispute `tag` at the simulator on `payment` (marked as carrying it first), decided at once when
+    it ends won or lost, and polls its channel: returns our dispute, or None when the channel did not deliver it."""
+    from .models import Dispute
+
+    metadata = {**payment.metadata, "demo_dispute": tag}
+    PaymentIntent.objects.filter(pk=payment.pk).update(metadata=metadata)
+    channel = payment.channel
+    assert channel is not None
+    remote = remote_key(channel)
+    attempt = payment.attempts.filter(status="captured").order_by("-pk").first()
+    if attempt is None:
+        return None
+    if end == "expired":  # raised forty days ago on the channel's clock: the deadline counts from its notice
+        sim.set_clock((timezone.now() - dt.timedelta(days=40)).isoformat())
+    try:
+        opened = sim.open_dispute(
+            channel=remote, reference=attempt.reference, kind=kind,
+            amount=max(1, payment.amount_captured * percent // 100), reason_code="4853" if kind == "chargeback" else "",
+            outcome="lost" if end == "lost" else "won",
+        )  # fmt: skip
+    finally:
+        if end == "expired":
+            sim.set_clock(None)
+    if end in ("won", "lost"):
+        sim.decide_dispute(opened["id"], end)
+    services.disputes_poll(channel=channel)
+    return Dispute.objects.filter(channel=channel, channel_reference=opened["id"]).first()
+
+
+def _dispute_answer(sim: Any, dispute: Any, payment: PaymentIntent) -> None:
+    """The merchant answers the retrieval and the answer reaches the channel now, which decides it a month later (its
+    decision delay set for the answer, then put back): the demo shows it awaiting the channel's decision."""
+    assert payment.channel is not None
+    remote = remote_key(payment.channel)
+    previous = next(c for c in sim.channels() if c["id"] == remote)["faults"]["dispute_decision_ms"]
+    sim.set_faults(remote, dispute_decision_ms=DEMO_DECISION_MS)
+    try:
+        services.dispute_evidence_submit(
+            merchant=payment.merchant, livemode=True, dispute_id=dispute.public_id,
+            text="订单已于次日送达，收货人签收。Delivered the next day and signed for.",
+        )  # fmt: skip
+        with contextlib.suppress(Conflict):  # sent already, when the queued task ran at once
+            services.dispute_answer_send(dispute.pk)
+    finally:
+        sim.set_faults(remote, dispute_decision_ms=previous)
+
+
+def _disputes_poll() -> None:
+    for channel in Channel.objects.filter(connector="simulator", sandbox=False, enabled=True).order_by("pk"):
+        services.disputes_poll(channel=channel)

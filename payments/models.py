@@ -1385,6 +1385,7 @@ class ReconClass(models.TextChoices):
     STATUS_MISMATCH = "status_mismatch", _("status mismatch")
     DUPLICATE = "duplicate", _("duplicate")
     STATEMENT_LATE = "statement_late", _("statement late")
+    DISPUTE_MISSING = "dispute_missing", _("dispute missing with us")
 
 
 class ReconciliationException(models.Model):
@@ -1427,7 +1428,7 @@ class ReconciliationException(models.Model):
         help_text=_("The latest file that showed it."),
     )
     kind = models.CharField(_("class"), max_length=20, choices=ReconClass.choices)
-    txn_kind = models.CharField(_("type"), max_length=8, blank=True)
+    txn_kind = models.CharField(_("type"), max_length=16, blank=True)
     reference = models.CharField(_("our reference"), max_length=64, blank=True)
     channel_txn_id = models.CharField(_("channel transaction id"), max_length=64, blank=True)
     payment = models.ForeignKey(

@@ -26,16 +26,46 @@ from core.money import MINOR_UNIT_EXPONENT, exponent
 
 KINDS = ("capture", "refund", "reversal", "payout")
 STATUSES = ("success", "failed", "returned")
+# Dispute rows: a dispute the channel opened that day, or decided (won or lost). Only a lost chargeback or error
+# adjustment moved money: its amount is the debit, negative; every other dispute row lists the amount in dispute.
+DISPUTE_KINDS = ("chargeback", "retrieval", "error_adjustment")
+DISPUTE_STATUSES = ("opened", "won", "lost")
 
 CSV_V1_HEADER = (
     "record,seq,txn_time,business_date,channel,type,txn_id,reference,operation_reference,currency,amount_minor,"
     "fee_minor,net_minor,status"
 )
 CSV_V2_HEADER = "交易日期;交易时间;商户订单号;渠道流水号;原交易流水号;交易类型;币种;交易金额;手续费;状态"
-V2_KINDS = {"消费": "capture", "退货": "refund", "撤销": "reversal", "代付": "payout"}
-V2_STATUSES = {"成功": "success", "失败": "failed", "退回": "returned"}
-FIXED_KINDS = {"01": "capture", "02": "refund", "03": "reversal", "04": "payout"}
-FIXED_STATUSES = {"S": "success", "F": "failed", "R": "returned"}
+V2_KINDS = {
+    "消费": "capture",
+    "退货": "refund",
+    "撤销": "reversal",
+    "代付": "payout",
+    "拒付": "chargeback",
+    "调单": "retrieval",
+    "差错": "error_adjustment",
+}
+V2_STATUSES = {"成功": "success", "失败": "failed", "退回": "returned", "受理": "opened", "胜诉": "won", "败诉": "lost"}
+FIXED_KINDS = {
+    "01": "capture",
+    "02": "refund",
+    "03": "reversal",
+    "04": "payout",
+    "CB": "chargeback",
+    "RR": "retrieval",
+    "EA": "error_adjustment",
+}
+FIXED_STATUSES = {"S": "success", "F": "failed", "R": "returned", "O": "opened", "W": "won", "L": "lost"}
+
+
+def moves_money(kind: str, status: str) -> bool:
+    """Whether a row is money the acquiring side moved, as a statement's totals count it: a capture, refund or
+    reversal, or a lost chargeback or error adjustment (never a payout, a dispute opened or won, or a retrieval)."""
+    if kind in DISPUTE_KINDS:
+        return status == "lost" and kind != "retrieval"
+    return kind != "payout"
+
+
 RECORD_WIDTH = 160
 
 
@@ -101,6 +131,17 @@ _EXPONENT = _per_currency("r.currency", MINOR_UNIT_EXPONENT)
 # Major to minor units as an exact numeric product (10 ^ n would be a float).
 _MINOR = _per_currency("r.currency", {code: 10**exp for code, exp in MINOR_UNIT_EXPONENT.items()})
 _LOCAL = "::timestamp AT TIME ZONE 'Asia/Shanghai'"
+DISPUTE_KINDS_SQL = "(" + ", ".join(f"'{kind}'" for kind in DISPUTE_KINDS) + ")"
+
+
+def _sign_problem(dispute: str, lost: str, retrieval: str, negative: str, zero: str, debit: str) -> str:
+    """SQL: the row's amount has the wrong sign. A dispute row (`dispute`) is negative exactly when it is a lost
+    chargeback or error adjustment (`lost` and not `retrieval`), and only a retrieval's may be 0; any other row is
+    negative exactly when it is a refund or reversal (`debit`), and never 0."""
+    return (
+        f"CASE WHEN {dispute} THEN ({negative}) <> ({lost} AND NOT {retrieval}) OR ({zero} AND NOT {retrieval})"
+        f" ELSE ({negative}) <> ({debit}) OR {zero} END"
+    )
 
 
 @dataclass(frozen=True)
@@ -141,12 +182,24 @@ LAYOUTS: dict[str, Layout] = {
           WHEN r.currency IS NULL OR r.currency NOT IN {_CODES} THEN 'unknown currency ' || COALESCE(r.currency, '')
           WHEN {_whole("r.amount")} THEN 'amount is not a whole number'
           WHEN r.record = 'T' THEN CASE WHEN {_whole("r.seq")} OR r.seq LIKE '-%%' THEN 'count is not a number' END
-          WHEN r.type IS NULL OR r.type NOT IN ('capture', 'refund', 'reversal', 'payout')
+          WHEN r.type IS NULL
+               OR r.type NOT IN ('capture', 'refund', 'reversal', 'payout', 'chargeback', 'retrieval',
+                                 'error_adjustment')
                THEN 'unknown type ' || COALESCE(r.type, '')
-          WHEN r.status IS NULL OR r.status NOT IN ('success', 'failed', 'returned')
-               THEN 'unknown status ' || COALESCE(r.status, '')
+          WHEN r.status IS NULL OR r.status NOT IN ('success', 'failed', 'returned', 'opened', 'won', 'lost')
+               OR (r.type IN {DISPUTE_KINDS_SQL}) <> (r.status IN ('opened', 'won', 'lost'))
+               THEN 'unknown status ' || COALESCE(r.status, '') || ' of a ' || r.type
           WHEN {_whole("COALESCE(r.fee, '0')")} THEN 'fee is not a whole number'
-          WHEN (r.amount::bigint < 0) <> (r.type IN ('refund', 'reversal')) OR r.amount::bigint = 0
+          WHEN {
+            _sign_problem(
+                f"r.type IN {DISPUTE_KINDS_SQL}",
+                "r.status = 'lost'",
+                "r.type = 'retrieval'",
+                "r.amount::bigint < 0",
+                "r.amount::bigint = 0",
+                "r.type IN ('refund', 'reversal')",
+            )
+        }
                THEN 'a ' || r.type || ' of ' || r.amount || ' has the wrong sign'
           WHEN r.txn_time IS NOT NULL AND translate(r.txn_time, '0123456789', '')
                NOT IN ('--T::', '--T::Z', '--T::+:', '--T::-:', '--T::+', '--T::-')
@@ -167,12 +220,15 @@ LAYOUTS: dict[str, Layout] = {
             "r.status",
             "r.txn_time::timestamptz",
         ),
-        # The T rows are the acquiring totals, of the rows as written (copies too): payouts are listed, not added up.
+        # The T rows are the acquiring totals, of the rows as written (copies too) that moved money: payouts and the
+        # dispute rows that moved none (opened, won, retrievals) are listed, not added up.
         totals="""SELECT 'total ' || t.currency, t.seq::bigint, t.amount::bigint, COALESCE(d.count, 0),
                          COALESCE(d.total, 0)
                   FROM {raw} t
                   LEFT JOIN (SELECT currency, count(*) AS count, sum(amount) AS total FROM recon_rows
-                             WHERE kind <> 'payout' GROUP BY currency) d ON d.currency = t.currency
+                             WHERE kind IN ('capture', 'refund', 'reversal')
+                                OR (kind IN ('chargeback', 'error_adjustment') AND status = 'lost')
+                             GROUP BY currency) d ON d.currency = t.currency
                   WHERE t.record = 'T'
                     AND (t.seq::bigint, t.amount::bigint) <> (COALESCE(d.count, 0), COALESCE(d.total, 0))""",
     ),
@@ -185,16 +241,26 @@ LAYOUTS: dict[str, Layout] = {
                THEN 'business date ' || COALESCE(r.date, '') || ' is not the statement''s ' || %(compact)s
           WHEN r.time IS NULL OR length(r.time) <> 6 OR translate(r.time, '0123456789', '') <> ''
                THEN 'time is not HHMMSS'
-          WHEN r.type IS NULL OR r.type NOT IN ('消费', '退货', '撤销', '代付')
+          WHEN r.type IS NULL OR r.type NOT IN ('消费', '退货', '撤销', '代付', '拒付', '调单', '差错')
                THEN 'unknown type ' || COALESCE(r.type, '')
-          WHEN r.status IS NULL OR r.status NOT IN ('成功', '失败', '退回')
-               THEN 'unknown status ' || COALESCE(r.status, '')
+          WHEN r.status IS NULL OR r.status NOT IN ('成功', '失败', '退回', '受理', '胜诉', '败诉')
+               OR (r.type IN ('拒付', '调单', '差错')) <> (r.status IN ('受理', '胜诉', '败诉'))
+               THEN 'unknown status ' || COALESCE(r.status, '') || ' of a ' || r.type
           WHEN r.currency IS NULL OR r.currency NOT IN {_CODES} THEN 'unknown currency ' || COALESCE(r.currency, '')
           WHEN {_decimal("r.amount")} THEN 'amount is not a number'
           WHEN {_decimal("COALESCE(r.fee, '0')")} THEN 'fee is not a number'
           WHEN greatest(scale(r.amount::numeric), scale(COALESCE(r.fee, '0')::numeric)) > {_EXPONENT}
                THEN r.amount || ' has more decimals than ' || r.currency || ' has'
-          WHEN (r.amount::numeric < 0) <> (r.type IN ('退货', '撤销')) OR r.amount::numeric = 0
+          WHEN {
+            _sign_problem(
+                "r.type IN ('拒付', '调单', '差错')",
+                "r.status = '败诉'",
+                "r.type = '调单'",
+                "r.amount::numeric < 0",
+                "r.amount::numeric = 0",
+                "r.type IN ('退货', '撤销')",
+            )
+        }
                THEN 'a ' || r.type || ' of ' || r.amount || ' has the wrong sign'
           WHEN length(COALESCE(r.txn_id, '')) > 64 OR length(COALESCE(r.reference, '')) > 64
                OR length(COALESCE(r.original, '')) > 64 THEN 'a reference longer than 64 characters'
@@ -202,6 +268,7 @@ LAYOUTS: dict[str, Layout] = {
         detail="true",
         typed=(
             "CASE r.type WHEN '消费' THEN 'capture' WHEN '退货' THEN 'refund' WHEN '撤销' THEN 'reversal'"
+            " WHEN '拒付' THEN 'chargeback' WHEN '调单' THEN 'retrieval' WHEN '差错' THEN 'error_adjustment'"
             " ELSE 'payout' END",
             "r.reference",
             "r.txn_id",
@@ -209,7 +276,8 @@ LAYOUTS: dict[str, Layout] = {
             "r.currency",
             f"(r.amount::numeric * {_MINOR})::bigint",
             f"(COALESCE(r.fee, '0')::numeric * {_MINOR})::bigint",
-            "CASE r.status WHEN '成功' THEN 'success' WHEN '失败' THEN 'failed' ELSE 'returned' END",
+            "CASE r.status WHEN '成功' THEN 'success' WHEN '失败' THEN 'failed' WHEN '退回' THEN 'returned'"
+            " WHEN '受理' THEN 'opened' WHEN '胜诉' THEN 'won' ELSE 'lost' END",
             # A time of day within the business date, which runs from the cut-off the day before: after the cut-off
             # the date is the next day's, so the moment is `opens` plus the time since the cut-off's time of day.
             "(%(opens)s::timestamp + ((extract(epoch FROM to_timestamp(r.time, 'HH24MISS')::time"
@@ -233,33 +301,51 @@ LAYOUTS: dict[str, Layout] = {
                WHEN translate(substr(r.rec, 2, 10) || substr(r.rec, 13, 17), '0123456789', '') <> ''
                     OR substr(r.rec, 12, 1) NOT IN ('+', '-') THEN 'trailer count or sum is not a number' END
           WHEN substr(r.rec, 1, 1) <> 'D' THEN 'unknown record ' || substr(r.rec, 1, 1)
-          WHEN substr(r.rec, 26, 2) NOT IN ('01', '02', '03', '04') THEN 'unknown type ' || substr(r.rec, 26, 2)
+          WHEN substr(r.rec, 26, 2) NOT IN ('01', '02', '03', '04', 'CB', 'RR', 'EA')
+               THEN 'unknown type ' || substr(r.rec, 26, 2)
           WHEN substr(r.rec, 103, 1) NOT IN ('+', '-') THEN 'sign is not + or -'
-          WHEN substr(r.rec, 131, 1) NOT IN ('S', 'F', 'R') THEN 'unknown status ' || substr(r.rec, 131, 1)
+          WHEN substr(r.rec, 131, 1) NOT IN ('S', 'F', 'R', 'O', 'W', 'L')
+               OR (substr(r.rec, 26, 2) IN ('CB', 'RR', 'EA')) <> (substr(r.rec, 131, 1) IN ('O', 'W', 'L'))
+               THEN 'unknown status ' || substr(r.rec, 131, 1) || ' of type ' || substr(r.rec, 26, 2)
           WHEN substr(r.rec, 100, 3) NOT IN {_CODES} THEN 'unknown currency ' || substr(r.rec, 100, 3)
           WHEN translate(substr(r.rec, 104, 27), '0123456789', '') <> '' THEN 'amount or fee is not a number'
           WHEN translate(substr(r.rec, 12, 14), '0123456789', '') <> '' THEN 'time is not YYYYMMDDHHMMSS'
-          WHEN (substr(r.rec, 103, 1) = '-') <> (substr(r.rec, 26, 2) IN ('02', '03'))
-               OR substr(r.rec, 104, 15)::bigint = 0 THEN 'the amount has the wrong sign'
+          WHEN {
+            _sign_problem(
+                "substr(r.rec, 26, 2) IN ('CB', 'RR', 'EA')",
+                "substr(r.rec, 131, 1) = 'L'",
+                "substr(r.rec, 26, 2) = 'RR'",
+                "substr(r.rec, 103, 1) = '-'",
+                "substr(r.rec, 104, 15)::bigint = 0",
+                "substr(r.rec, 26, 2) IN ('02', '03')",
+            )
+        }
+               THEN 'the amount has the wrong sign'
         END""",
         detail="substr(r.rec, 1, 1) = 'D'",
         typed=(
             "CASE substr(r.rec, 26, 2) WHEN '01' THEN 'capture' WHEN '02' THEN 'refund' WHEN '03' THEN 'reversal'"
-            " ELSE 'payout' END",
+            " WHEN '04' THEN 'payout' WHEN 'CB' THEN 'chargeback' WHEN 'RR' THEN 'retrieval'"
+            " ELSE 'error_adjustment' END",
             "rtrim(substr(r.rec, 60, 40))",
             "rtrim(substr(r.rec, 28, 32))",
             "NULL::text",
             "substr(r.rec, 100, 3)",
             "CASE substr(r.rec, 103, 1) WHEN '-' THEN -1 ELSE 1 END * substr(r.rec, 104, 15)::bigint",
             "substr(r.rec, 119, 12)::bigint",
-            "CASE substr(r.rec, 131, 1) WHEN 'S' THEN 'success' WHEN 'F' THEN 'failed' ELSE 'returned' END",
+            "CASE substr(r.rec, 131, 1) WHEN 'S' THEN 'success' WHEN 'F' THEN 'failed' WHEN 'R' THEN 'returned'"
+            " WHEN 'O' THEN 'opened' WHEN 'W' THEN 'won' ELSE 'lost' END",
             f"to_timestamp(substr(r.rec, 12, 14), 'YYYYMMDDHH24MISS'){_LOCAL}",
         ),
-        # The trailer counts and adds up every detail record as written (payouts and copies too).
+        # The trailer counts every detail record as written (payouts and copies too) and adds up their amounts, a
+        # dispute row's only when it moved money (a lost chargeback or error adjustment).
         totals="""SELECT 'trailer', t.count, t.total, d.count, d.total
                   FROM (SELECT substr(rec, 2, 10)::bigint AS count, substr(rec, 12, 18)::bigint AS total
                         FROM {raw} WHERE substr(rec, 1, 1) = 'T') t
-                  CROSS JOIN (SELECT count(*) AS count, COALESCE(sum(amount), 0) AS total FROM recon_rows) d
+                  CROSS JOIN (SELECT count(*) AS count,
+                                     COALESCE(sum(amount) FILTER (WHERE kind NOT IN ('chargeback', 'retrieval',
+                                       'error_adjustment') OR (kind <> 'retrieval' AND status = 'lost')), 0) AS total
+                              FROM recon_rows) d
                   WHERE (t.count, t.total) <> (d.count, d.total)""",
     ),
 }
@@ -305,8 +391,8 @@ def _render_v1(channel: str, day: dt.date, rows: list[Row]) -> str:
             f"{row.channel_txn_id},{reference},{operation},{row.currency},{row.amount},{row.fee},"
             f"{row.amount - row.fee},{row.status}"
         )
-        if row.kind == "payout":
-            continue  # the T rows are the acquiring totals: payouts are listed, not added up
+        if not moves_money(row.kind, row.status):
+            continue  # the T rows are the acquiring totals: payouts and dispute rows without money are not added up
         running = totals.setdefault(row.currency, [0, 0, 0])
         running[0] += 1
         running[1] += row.amount
@@ -336,7 +422,8 @@ def _render_fixed(channel: str, day: dt.date, rows: list[Row]) -> str:
     out = [f"H{channel:<20.20}{day:%Y%m%d}".ljust(RECORD_WIDTH)]
     total = 0
     for seq, row in enumerate(rows, start=1):
-        total += row.amount
+        if row.kind not in DISPUTE_KINDS or moves_money(row.kind, row.status):
+            total += row.amount
         sign = "-" if row.amount < 0 else "+"
         out.append(
             (

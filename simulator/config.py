@@ -61,6 +61,8 @@ class FaultProfile:
 
     RATES = ("decline_rate", "error_rate", "timeout_rate", "charged_timeout_rate", "payout_return_rate")
     MILLIS = ("latency_ms", "latency_jitter_ms", "hang_ms", "payout_delay_ms", "dispute_decision_ms")
+    # A card scheme takes weeks to decide a dispute: its delay may be up to 30 days (the others, 10 minutes).
+    LONGEST = {"dispute_decision_ms": 30 * 24 * 3600 * 1000}
 
     def merged(self, changes: dict[str, Any]) -> FaultProfile:
         known = set(self.__dataclass_fields__)
@@ -71,8 +73,9 @@ class FaultProfile:
                 if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
                     raise ConfigError(f"{name} must be a number between 0 and 1", param=name)
             elif name in self.MILLIS:
-                if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 600_000:
-                    raise ConfigError(f"{name} must be an integer number of milliseconds (0..600000)", param=name)
+                most = self.LONGEST.get(name, 600_000)
+                if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+                    raise ConfigError(f"{name} must be an integer number of milliseconds (0..{most})", param=name)
             elif name in ("down", "triggers"):
                 if not isinstance(value, bool):
                     raise ConfigError(f"{name} must be true or false", param=name)

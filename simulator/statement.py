@@ -12,7 +12,7 @@ import json
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, NamedTuple
 
 from .config import CURRENCY_EXPONENT, FIXED_CHANNEL_WIDTH, STATEMENT_FORMATS, Channel
@@ -43,14 +43,34 @@ COLUMNS = (
     "status",
 )
 V2_HEADER = "交易日期;交易时间;商户订单号;渠道流水号;原交易流水号;交易类型;币种;交易金额;手续费;状态"
-V2_TYPES = {"capture": "消费", "refund": "退货", "reversal": "撤销", "payout": "代付"}
-V2_STATUS = {"success": "成功", "failed": "失败", "returned": "退回"}
-FIXED_TYPES = {"capture": "01", "refund": "02", "reversal": "03", "payout": "04"}
-FIXED_STATUS = {"success": "S", "failed": "F", "returned": "R"}
+V2_TYPES = {
+    "capture": "消费",
+    "refund": "退货",
+    "reversal": "撤销",
+    "payout": "代付",
+    "chargeback": "拒付",
+    "retrieval": "调单",
+    "error_adjustment": "差错",
+}
+V2_STATUS = {"success": "成功", "failed": "失败", "returned": "退回", "opened": "受理", "won": "胜诉", "lost": "败诉"}
+FIXED_TYPES = {
+    "capture": "01",
+    "refund": "02",
+    "reversal": "03",
+    "payout": "04",
+    "chargeback": "CB",
+    "retrieval": "RR",
+    "error_adjustment": "EA",
+}
+FIXED_STATUS = {"success": "S", "failed": "F", "returned": "R", "opened": "O", "won": "W", "lost": "L"}
 FIXED_WIDTH = 160
 # Journal operations that move money, and their statement type.
 TYPES = {"sale": "capture", "capture": "capture", "refund": "refund", "reverse": "reversal", "hold_capture": "capture"}
 STATUSES = ("success", "failed", "returned")
+# Dispute rows: a dispute opened that day (`opened`), or decided (`won`, `lost`). Only a lost chargeback or error
+# adjustment moves money (the amount debited, negative); the other dispute rows list the amount in dispute, positive.
+DISPUTE_TYPES = ("chargeback", "retrieval", "error_adjustment")
+DISPUTE_STATUSES = ("opened", "won", "lost")
 FAULT_LISTS = ("missing", "amount", "status", "duplicate")
 MAX_EXTRA = 1_000_000
 
@@ -74,17 +94,39 @@ class Row(NamedTuple):
 
     @property
     def our_reference(self) -> str:
-        """The reference Mengka sent for this row: the refund's for a refund, else the payment's or payout's."""
+        """The reference Mengka sent for this row: the refund's for a refund, else the payment's or payout's (a
+        dispute row's: its payment's)."""
         return self.operation_reference if self.type == "refund" else self.reference
+
+    @property
+    def fault_key(self) -> str:
+        """What a discrepancy names to meet this row: our reference, or for a dispute row the channel's dispute id
+        (so that a payment's reference does not take its disputes with it)."""
+        return self.txn_id if self.type in DISPUTE_TYPES else self.our_reference
+
+
+def moves_money(kind: str, status: str) -> bool:
+    """Whether a row of this type and status is money moved by the acquiring side (what the totals add up): a
+    capture, refund or reversal, or a lost chargeback or error adjustment (not a payout, not a dispute opened or won,
+    never a retrieval)."""
+    if kind in DISPUTE_TYPES:
+        return status == "lost" and kind != "retrieval"
+    return kind != "payout"
+
+
+def dispute_amount(kind: str, status: str, amount: int) -> int:
+    """A dispute row's signed amount: the debit (negative) of a lost chargeback or error adjustment, else the amount
+    in dispute (positive)."""
+    return -abs(amount) if moves_money(kind, status) else abs(amount)
 
 
 # ---- reading the journal -----------------------------------------------------------------------------------------
 
 
-def statement_rows(store: Store, channel: str, day: date, now: datetime) -> list[Row]:
+def statement_rows(store: Store, channel: str, day: date, now: datetime, *, cutoff: str = "00:00") -> list[Row]:
     """The channel's rows for a business date, in journal order: every call that moved money (a charged-then-timed-out
     sale too: money moved although its caller saw a 504), and every payout it accepted (listed `returned` once its
-    result is due and is a return, `success` otherwise)."""
+    result is due and is a return, `success` otherwise); then the day's dispute rows (`dispute_rows`)."""
     found = (
         store.connection()
         .execute(
@@ -119,7 +161,53 @@ def statement_rows(store: Store, channel: str, day: date, now: datetime) -> list
                 row["op_reference"] if kind == "refund" else "", original or "", row["currency"], row["money"],
                 row["fee"])
         )  # fmt: skip
-    return rows
+    return rows + dispute_rows(store, channel, day, now, cutoff=cutoff)
+
+
+def dispute_rows(store: Store, channel: str, day: date, now: datetime, *, cutoff: str = "00:00") -> list[Row]:
+    """The day's dispute rows, by time: each dispute opened on the business date (`opened`, the amount in dispute),
+    and each decided in it (`won`, or `lost`: for a chargeback or error adjustment the amount debited, negative). A
+    decision that fell due on the simulator's clock counts as made then, as the dispute inquiry shows it. `cutoff` is
+    the channel's (HH:MM, Asia/Shanghai): the business date runs from the cut-off the day before. A row's seq is the
+    journal seq of its dispute's opening; its txn id the channel's dispute id; its original id the payment's."""
+    hour, minute = (int(part) for part in cutoff.split(":"))
+    start = datetime.combine(day - timedelta(days=1), time(hour, minute), LOCAL_TZ)
+    end = datetime.combine(day, time(hour, minute), LOCAL_TZ)
+    start_iso, end_iso, now_iso = (_utc_iso(moment) for moment in (start, end, now))
+    found = (
+        store.connection()
+        .execute(
+            "SELECT d.*, COALESCE(j.seq, 0) AS seq,"
+            " CASE WHEN d.state IN ('won', 'lost') THEN d.state"
+            "      WHEN d.state = 'answered' AND d.decide_at <= :now THEN d.planned_outcome END AS outcome,"
+            " CASE WHEN d.state IN ('won', 'lost') THEN d.decided_at"
+            "      WHEN d.state = 'answered' AND d.decide_at <= :now THEN d.decide_at END AS decided"
+            " FROM disputes d LEFT JOIN journal j ON j.op = 'dispute_open' AND j.object_id = d.id"
+            " WHERE d.channel = :channel AND (d.business_date = :day OR d.state IN ('won', 'lost', 'answered'))",
+            {"channel": channel, "day": day.isoformat(), "now": now_iso},
+        )
+        .fetchall()
+    )
+    rows: list[tuple[str, str, Row]] = []
+    for row in found:
+
+        def make(at_text: str, status: str, row: Any = row) -> Row:
+            at = datetime.fromisoformat(at_text.replace("Z", "+00:00"))
+            return Row(row["seq"], at, row["kind"], row["id"], row["reference"], "", row["payment_id"],
+                       row["currency"], dispute_amount(row["kind"], status, row["amount"]), 0, status)  # fmt: skip
+
+        if row["business_date"] == day.isoformat():
+            rows.append((row["created_at"], row["id"], make(row["created_at"], "opened")))
+        decided = row["decided"]
+        if row["outcome"] is not None and decided is not None and start_iso <= decided < end_iso:
+            rows.append((decided, row["id"], make(decided, row["outcome"])))
+    rows.sort(key=lambda item: (item[0], item[1], item[2].status != "opened"))
+    return [row for _at, _id, row in rows]
+
+
+def _utc_iso(moment: datetime) -> str:
+    """As the store writes instants (UTC, microseconds, `Z`): such strings sort as the instants do."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 # ---- discrepancies -----------------------------------------------------------------------------------------------
@@ -208,10 +296,15 @@ def parse_faults(body: Any, *, require_target: bool = True) -> StatementFaults:
     return faults
 
 
-def _flipped(row: Row) -> str:
+def _flipped(row: Row) -> Row:
+    if row.type in DISPUTE_TYPES:
+        if row.status == "opened":
+            return row  # an opening has no other status
+        status = "won" if row.status == "lost" else "lost"
+        return row._replace(status=status, amount=dispute_amount(row.type, status, row.amount))
     if row.status != "success":
-        return "success"
-    return "returned" if row.type == "payout" else "failed"
+        return row._replace(status="success")
+    return row._replace(status="returned" if row.type == "payout" else "failed")
 
 
 def _extra_rows(faults: StatementFaults, count: int, channel: Channel, day: date, rng: random.Random) -> list[Row]:
@@ -234,11 +327,13 @@ def apply_faults(
 ) -> tuple[list[Row], dict[str, list[str]]]:
     """The rows as the channel writes them, and which references met which discrepancy.
 
-    A reference in a list (ours: the payment's, refund's or payout's) affects every row it names. With `rate`, each
+    A reference in a list (ours: the payment's, refund's or payout's; for a dispute row, the channel's dispute id)
+    affects every row it names. With `rate`, each
     class also meets each row with that probability, from one RNG seeded with `seed` (four draws per row, in row
     order), so the same journal and the same faults give the same file. A missing row meets nothing else; an
     amount change adds 1–99 minor units to the amount's size (never making it 0); a status change makes a success
-    `failed` (a paid payout `returned`, a returned one `success`); a duplicate follows its row, identical. Extra
+    `failed` (a paid payout `returned`, a returned one `success`; a won dispute lost, a lost one won, an opened one
+    as it is); a duplicate follows its row, identical. Extra
     rows (`extra`, plus `rate` × the number of rows) come last.
     """
     applied: dict[str, list[str]] = {"missing": [], "amount": [], "status": [], "duplicate": [], "extra": []}
@@ -250,7 +345,7 @@ def apply_faults(
                                           set(faults.duplicate))  # fmt: skip
     out: list[Row] = []
     for row in rows:
-        key = row.our_reference
+        key = row.fault_key
         if rate:
             u_missing, u_amount, u_status, u_duplicate = rng.random(), rng.random(), rng.random(), rng.random()
         else:
@@ -263,7 +358,7 @@ def apply_faults(
             row = row._replace(amount=row.amount + (step if row.amount >= 0 else -step))
             applied["amount"].append(key)
         if key in status or u_status < rate:
-            row = row._replace(status=_flipped(row))
+            row = _flipped(row)
             applied["status"].append(key)
         out.append(row)
         if key in duplicate or u_duplicate < rate:
@@ -344,7 +439,8 @@ class _LocalTimes:
 
 def render_csv_v1(channel: str, day: date, rows: Iterable[Row]) -> str:
     """Comma-separated, `\\n` line ends: a header, a `D` row per movement, a `T` row per currency (sorted) totalling
-    the acquiring rows (captures, refunds, reversals: payouts are listed but not in the totals). The values need no
+    the acquiring rows that moved money (captures, refunds, reversals, lost chargebacks and error adjustments: payouts
+    and the other dispute rows are listed but not in the totals). The values need no
     quoting: ids, references, currencies and dates never hold a comma or a quote."""
     prefix = f",{day.isoformat()},{channel},"
     times = _LocalTimes("iso")
@@ -358,7 +454,7 @@ def render_csv_v1(channel: str, day: date, rows: Iterable[Row]) -> str:
             f"D,{seq},{cache.get(second) or times(second)}{prefix}{kind},{txn_id},{reference},"
             f"{operation_reference if kind == 'refund' else ''},{currency},{amount},{fee},{amount - fee},{status}"
         )
-        if kind != "payout":
+        if moves_money(kind, status):
             total = totals.get(currency)
             if total is None:
                 total = totals[currency] = [0, 0, 0]
@@ -406,7 +502,8 @@ def render_csv_v2(channel: str, day: date, rows: Iterable[Row]) -> str:
 
 def render_fixed_v1(channel: str, day: date, rows: Iterable[Row]) -> str:
     """Fixed-width ASCII, `\\n` line ends, 160 characters a record: `H`eader, a `D`etail per row, a `T`railer with
-    the number of details and the sum of their signed amounts. A value longer than its field is cut (references
+    the number of details and the sum of their signed amounts (a dispute row's only when it moved money: a lost
+    chargeback or error adjustment). A value longer than its field is cut (references
     have 40 columns, channel txn ids 32)."""
     if len(channel) > FIXED_CHANNEL_WIDTH:
         raise ValueError(f"a fixed_v1 statement has room for a channel id of {FIXED_CHANNEL_WIDTH} characters")
@@ -420,7 +517,8 @@ def render_fixed_v1(channel: str, day: date, rows: Iterable[Row]) -> str:
         if not -(10**15) < amount < 10**15 or not 0 <= fee < 10**12:
             raise ValueError(f"row {txn_id}: the amount or fee does not fit the fixed_v1 layout")
         count += 1
-        total += amount
+        if kind not in DISPUTE_TYPES or moves_money(kind, status):
+            total += amount
         ours = operation_reference if kind == "refund" else reference
         second = int(at.timestamp())
         append(
@@ -460,5 +558,7 @@ def build(
     fmt = format or channel.statement_format
     if fmt not in STATEMENT_FORMATS:
         raise ValueError(f"unknown statement format {fmt!r}")
-    rows, applied = apply_faults(statement_rows(store, channel.id, day, now), faults, channel, day)
+    rows, applied = apply_faults(
+        statement_rows(store, channel.id, day, now, cutoff=channel.cutoff), faults, channel, day
+    )
     return Statement(fmt, render(fmt, channel.id, day, rows), applied)

@@ -461,6 +461,7 @@ def _notice_apply(channel: Channel, notice: DisputeNotice, report: DisputePollRe
                 dispute_id=known.pk,
                 outcome=notice.outcome,
                 note=f"{channel.code} notice {notice.dispute_reference}",
+                decided_at=notice.at if notice.type == "decided" else None,
             )
         except Conflict:
             report.ignored += 1  # closed here meanwhile (accepted, expired)
@@ -479,14 +480,18 @@ def dispute_accept(*, merchant: Merchant, livemode: bool, dispute_id: str, actor
     return _close(dispute, Dispute.Status.ACCEPTED, actor=actor, guard=Q(status=Dispute.Status.OPEN))
 
 
-def dispute_outcome_record(*, dispute_id: int, outcome: str, actor: Any = None, note: str = "") -> Dispute:
-    """The channel's decision, from its notice or recorded by an operator: won or lost."""
+def dispute_outcome_record(
+    *, dispute_id: int, outcome: str, actor: Any = None, note: str = "", decided_at: dt.datetime | None = None
+) -> Dispute:
+    """The channel's decision, from its notice or recorded by an operator: won or lost. `decided_at` is when the
+    channel decided (its notice's time; never later than now): the dispute is closed as of then, as the channel's
+    statement lists it."""
     if outcome not in OUTCOMES:
         raise ValidationFailed(_("The outcome is won or lost."), code="invalid_outcome", param="outcome")
     dispute = Dispute.objects.select_related("payment").get(pk=dispute_id)
     if actor is not None:
         _require_operator(actor, dispute.payment)
-    return _close(dispute, outcome, actor=actor, note=note)
+    return _close(dispute, outcome, actor=actor, note=note, at=decided_at)
 
 
 def disputes_expire(*, today: dt.date | None = None) -> int:
@@ -509,8 +514,11 @@ def disputes_expire(*, today: dt.date | None = None) -> int:
     return expired
 
 
-def _close(dispute: Dispute, status: str, *, actor: Any, note: str = "", guard: Q | None = None) -> Dispute:
+def _close(
+    dispute: Dispute, status: str, *, actor: Any, note: str = "", guard: Q | None = None, at: dt.datetime | None = None
+) -> Dispute:
     now = timezone.now()
+    closed_at = min(at, now) if at is not None else now
     with transaction.atomic():
         payment = (
             PaymentIntent.objects.select_for_update(of=("self",))
@@ -521,7 +529,7 @@ def _close(dispute: Dispute, status: str, *, actor: Any, note: str = "", guard: 
         closing = Dispute.objects.filter(pk=dispute.pk, status__in=Dispute.OPEN_STATUSES)
         if guard is not None:
             closing = closing.filter(guard)
-        if not closing.update(status=status, closed_at=now, updated_at=now, outcome_note=note[:200]):
+        if not closing.update(status=status, closed_at=closed_at, updated_at=now, outcome_note=note[:200]):
             raise Conflict(_("This dispute is closed or answered already."), code="dispute_closed")
         dispute.refresh_from_db()
         if dispute.carries_money:

@@ -54,6 +54,7 @@ from ..connectors import get_connector
 from ..connectors.base import Outcome, PayoutState, ReferenceRequest, RefundRequest, RemoteState
 from ..models import (
     Channel,
+    Dispute,
     PaymentAttempt,
     PaymentIntent,
     Payout,
@@ -66,6 +67,7 @@ from ..models import (
 )
 from .cancel import cancel_finish
 from .common import AttemptStatus, Status
+from .disputes import disputes_poll
 from .payouts import payout_returned_at_channel
 from .refunds import refund_correction
 
@@ -193,10 +195,10 @@ def statement_read(*, text: str, fmt: str, day: dt.date) -> tuple[list[statement
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT kind, COALESCE(ref, ''), COALESCE(txn, ''), COALESCE(orig, ''), currency, amount, fee, status,"
-                " at, line FROM recon_rows ORDER BY line"
+                " at, line FROM (SELECT * FROM recon_rows UNION ALL SELECT * FROM recon_disputes) every ORDER BY line"
             )
             rows = [statements.Row(*row) for row in cursor.fetchall()]
-            cursor.execute("DROP TABLE recon_rows; DROP TABLE recon_dups")
+            cursor.execute("DROP TABLE recon_rows; DROP TABLE recon_dups; DROP TABLE recon_disputes")
     return rows, warnings
 
 
@@ -222,7 +224,7 @@ def _load(text: str, fmt: str, day: dt.date, *, opens: dt.datetime) -> tuple[int
     with connection.cursor() as cursor:
         # The import's sorts and hashes (half a million rows) in memory, for this transaction only.
         cursor.execute("SET LOCAL work_mem = '128MB'")
-        for name in ("recon_raw", "recon_rows", "recon_dups"):
+        for name in ("recon_raw", "recon_rows", "recon_dups", "recon_disputes"):
             cursor.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(sql.Identifier(name)))
         create = "CREATE TEMP TABLE {} (line bigint GENERATED ALWAYS AS IDENTITY (START WITH {}), {}) ON COMMIT DROP"
         columns = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in layout.columns)
@@ -264,6 +266,14 @@ def _load(text: str, fmt: str, day: dt.date, *, opens: dt.datetime) -> tuple[int
                 for what, count, total, found_count, found_total in cursor.fetchall()
             ]
         cursor.execute("DROP TABLE recon_raw")
+        # The dispute rows go to a table of their own, for their own small pass (`_DISPUTE_PASS`): the payment rows'
+        # matching never sees them (an opening and a decision of one dispute share its id: no duplicate either).
+        cursor.execute(
+            f"CREATE TEMP TABLE recon_disputes ON COMMIT DROP AS SELECT * FROM recon_rows"  # noqa: S608
+            f" WHERE kind IN {statements.DISPUTE_KINDS_SQL}"
+        )
+        if cursor.rowcount:
+            cursor.execute(f"DELETE FROM recon_rows WHERE kind IN {statements.DISPUTE_KINDS_SQL}")  # noqa: S608
         cursor.execute("ANALYZE recon_rows")  # a new table has no statistics: the planner would guess a handful
         # A channel transaction listed more than once: kept once for matching, its copies counted as a duplicate.
         cursor.execute(
@@ -294,6 +304,7 @@ def _tables() -> dict[str, sql.Identifier]:
         "payout": Payout,
         "exception": ReconciliationException,
         "line": SettlementLine,
+        "dispute": Dispute,
     }
     return {name: sql.Identifier(model._meta.db_table) for name, model in models.items()}
 
@@ -455,6 +466,138 @@ WHERE channel_id = %(channel)s AND business_date = %(day)s AND status = 'open'
 """
 
 
+def _dispute_arrived(exception: ReconciliationException) -> tuple[bool, str]:
+    """A channel's dispute we did not have: its feed read again (the dispute poll, outside any transaction); it agrees
+    once the dispute is ours."""
+    channel = exception.channel
+    disputes_poll(channel=channel)
+    found = Dispute.objects.filter(
+        channel_id__in=statement_channels(channel), channel_reference=exception.channel_txn_id
+    ).first()
+    if found is None:
+        return False, _("no notice of dispute %(id)s in the feed") % {"id": exception.channel_txn_id}
+    return True, _("dispute %(id)s received (%(status)s)") % {"id": found.public_id, "status": found.status}
+
+
+# --- the dispute rows' pass -------------------------------------------------------------------------------------------
+#
+# A statement's dispute rows (`recon_disputes`: a dispute opened that day, or decided won or lost) against our
+# disputes of the statement's channels: by the channel's dispute id, else (a dispute we opened by hand, which has no
+# channel id) by our payment's reference and the kind. Ours are looked for among every dispute a row names and every
+# one opened or closed in the window; a row is the dispute's opening (stage `opened`) or its decision (`decided`), and
+# ours has both stages. Classes: matched; `dispute_missing` (the channel's dispute is not ours: its notice never came);
+# `status_mismatch` (a decision the other way, or one we have not had); `amount_mismatch`; `missing_at_channel` (a
+# dispute the channel opened, or decided, in the window by our record, which its statement does not list); and
+# `duplicate` (a row listed twice).
+
+_DISPUTE_TABLES = ("recon_disputes", "recon_dispute_rows", "recon_dispute_ours", "recon_dispute_pairs",
+                   "recon_dispute_result")  # fmt: skip
+# Our status of a dispute as a statement would list it, and the signed amount of its row of that stage.
+_OUR_OUTCOME = """CASE WHEN d.status = 'won' THEN 'won' WHEN d.status IN ('lost', 'accepted', 'expired') THEN 'lost'
+                       ELSE 'opened' END"""
+_OUR_SIGNED = """CASE WHEN o.stage = 'decided' AND o.outcome = 'lost' AND o.kind <> 'retrieval' THEN -o.amount
+                      ELSE o.amount END"""
+_DISPUTE_PASS = [
+    """
+    CREATE TEMP TABLE recon_dispute_rows ON COMMIT DROP AS
+    SELECT min(line) AS line, kind, CASE WHEN status = 'opened' THEN 'opened' ELSE 'decided' END AS stage, status, ref,
+           txn, currency, amount, count(*) AS copies, min(at) AS at
+    FROM recon_disputes GROUP BY kind, status, ref, txn, currency, amount
+    """,
+    f"""
+    CREATE TEMP TABLE recon_dispute_ours ON COMMIT DROP AS
+    SELECT row_number() OVER (ORDER BY d.id, s.stage) AS oid, d.id AS dispute_id, d.kind, s.stage,
+           NULLIF(d.channel_reference, '') AS txn, a.reference AS ref, d.currency, d.payment_id,
+           {_OUR_OUTCOME} AS outcome, d.amount,
+           CASE WHEN s.stage = 'opened'
+                THEN d.opened_by = 'channel' AND d.channel_reference <> ''
+                     AND d.created_at >= %(start)s AND d.created_at < %(end)s
+                ELSE d.channel_reference <> '' AND d.status IN ('won', 'lost')
+                     AND d.closed_at >= %(start)s AND d.closed_at < %(end)s END AS expected,
+           CASE WHEN s.stage = 'opened' THEN d.created_at ELSE d.closed_at END AS at
+    FROM {{dispute}} d
+    CROSS JOIN (VALUES ('opened'), ('decided')) s (stage)
+    LEFT JOIN LATERAL (SELECT a.reference FROM {{attempt}} a
+                       WHERE a.intent_id = d.payment_id AND a.channel_id = ANY(%(channels)s) AND a.status = 'captured'
+                       ORDER BY a.id DESC LIMIT 1) a ON true
+    WHERE d.channel_id = ANY(%(channels)s)
+      AND (d.channel_reference IN (SELECT txn FROM recon_disputes WHERE txn IS NOT NULL)
+           OR d.payment_id IN (SELECT a.intent_id FROM {{attempt}} a JOIN recon_disputes t ON t.ref = a.reference
+                               WHERE a.channel_id = ANY(%(channels)s))
+           OR (d.created_at >= %(start)s AND d.created_at < %(end)s)
+           OR (d.closed_at >= %(start)s AND d.closed_at < %(end)s))
+    """,  # noqa: S608 - constants only
+    """
+    CREATE TEMP TABLE recon_dispute_pairs ON COMMIT DROP AS
+    SELECT DISTINCT ON (t.line) t.line, o.oid
+    FROM recon_dispute_rows t JOIN recon_dispute_ours o ON o.kind = t.kind AND o.stage = t.stage AND o.txn = t.txn
+    ORDER BY t.line, o.oid
+    """,
+    """
+    INSERT INTO recon_dispute_pairs
+    SELECT DISTINCT ON (oid) line, oid FROM (
+      SELECT DISTINCT ON (t.line) t.line, o.oid
+      FROM recon_dispute_rows t JOIN recon_dispute_ours o ON o.kind = t.kind AND o.stage = t.stage AND o.ref = t.ref
+      WHERE (o.txn IS NULL OR t.txn IS NULL)
+        AND NOT EXISTS (SELECT 1 FROM recon_dispute_pairs p WHERE p.line = t.line)
+        AND NOT EXISTS (SELECT 1 FROM recon_dispute_pairs p WHERE p.oid = o.oid)
+      ORDER BY t.line, o.oid
+    ) by_line ORDER BY oid, line
+    """,
+    f"""
+    CREATE TEMP TABLE recon_dispute_result ON COMMIT DROP AS
+    SELECT CASE WHEN t.stage = 'decided' AND t.status <> o.outcome THEN 'status_mismatch'
+                WHEN t.amount <> {_OUR_SIGNED} THEN 'amount_mismatch' ELSE 'matched' END AS class,
+           t.kind, t.stage, COALESCE(t.ref, o.ref) AS ref, COALESCE(t.txn, o.txn) AS txn, t.currency,
+           {_OUR_SIGNED} AS our_amount, t.amount AS their_amount,
+           CASE WHEN t.stage = 'opened' THEN 'opened' ELSE o.outcome END AS our_status, t.status AS their_status,
+           o.payment_id, 0::bigint AS copies, t.at
+    FROM recon_dispute_pairs p JOIN recon_dispute_rows t ON t.line = p.line JOIN recon_dispute_ours o ON o.oid = p.oid
+    UNION ALL
+    SELECT 'dispute_missing', t.kind, t.stage, t.ref, t.txn, t.currency, NULL, t.amount, '', t.status,
+           (SELECT a.intent_id FROM {{attempt}} a WHERE a.reference = t.ref AND a.channel_id = ANY(%(channels)s)
+            ORDER BY a.id DESC LIMIT 1),
+           0, t.at
+    FROM recon_dispute_rows t WHERE NOT EXISTS (SELECT 1 FROM recon_dispute_pairs p WHERE p.line = t.line)
+    UNION ALL
+    SELECT 'missing_at_channel', o.kind, o.stage, o.ref, o.txn, o.currency, {_OUR_SIGNED}, NULL,
+           CASE WHEN o.stage = 'opened' THEN 'opened' ELSE o.outcome END, '', o.payment_id, 0, o.at
+    FROM recon_dispute_ours o
+    WHERE o.expected AND NOT EXISTS (SELECT 1 FROM recon_dispute_pairs p WHERE p.oid = o.oid)
+    UNION ALL
+    SELECT 'duplicate', t.kind, t.stage, t.ref, t.txn, t.currency, NULL, t.amount, '', t.status, NULL, t.copies, t.at
+    FROM recon_dispute_rows t WHERE t.copies > 1
+    """,  # noqa: S608 - constants only
+]
+_DISPUTE_SUMMARY = """
+SELECT class, kind, currency, count(*), COALESCE(sum(their_amount), 0), COALESCE(sum(our_amount), 0)
+FROM recon_dispute_result GROUP BY class, kind, currency ORDER BY class, kind, currency
+"""
+# Keyed as the payment rows' exceptions are, with the row's stage and the channel's dispute id (else our reference):
+# a dispute's opening and its decision are two problems.
+_DISPUTE_EXCEPTIONS = """
+INSERT INTO {exception} (
+  public_id, key, channel_id, business_date, statement_id, kind, txn_kind, reference, channel_txn_id, payment_id,
+  currency, our_amount, channel_amount, our_status, channel_status, copies, holds_settlement, status, resolution, note,
+  created_at, updated_at)
+SELECT 'rex_' || translate(encode(uuid_send(gen_random_uuid())
+                                  || substring(uuid_send(gen_random_uuid()) FROM 1 FOR 2), 'base64'), '+/', 'xy'),
+       %(channel)s || ':' || %(day)s || ':' || r.class || ':' || r.kind || ':' || r.stage || ':'
+         || COALESCE('txn:' || r.txn, r.ref, ''),
+       %(channel)s, %(day)s, %(statement)s, r.class, r.kind, COALESCE(r.ref, ''), COALESCE(r.txn, ''), r.payment_id,
+       r.currency, r.our_amount, r.their_amount, r.our_status, r.their_status, r.copies, false, 'open', '', '', now(),
+       now()
+FROM recon_dispute_result r WHERE r.class <> 'matched'
+ON CONFLICT (key) DO UPDATE SET
+  statement_id = EXCLUDED.statement_id, our_amount = EXCLUDED.our_amount, channel_amount = EXCLUDED.channel_amount,
+  our_status = EXCLUDED.our_status, channel_status = EXCLUDED.channel_status, copies = EXCLUDED.copies,
+  payment_id = EXCLUDED.payment_id,
+  status = CASE WHEN {exception}.status = 'superseded' THEN 'open' ELSE {exception}.status END,
+  resolved_at = CASE WHEN {exception}.status = 'superseded' THEN NULL ELSE {exception}.resolved_at END,
+  updated_at = now()
+"""
+
+
 def _match(imported: StatementImport, channel: Channel, day: dt.date) -> dict[str, Any]:
     """Matches the import's rows against ours and writes its exceptions; returns the summary."""
     start, end = statement_window(channel, day)
@@ -477,7 +620,7 @@ def _match(imported: StatementImport, channel: Channel, day: dt.date) -> dict[st
             cursor.execute(sql.SQL(statement).format(**tables), params)
             logger.debug("%.3f s %s", time.perf_counter() - began, " ".join(statement.split())[:60])
 
-        for name in ("recon_ours", "recon_pairs", "recon_result"):
+        for name in ("recon_ours", "recon_pairs", "recon_result", *_DISPUTE_TABLES[1:]):
             cursor.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(sql.Identifier(name)))
         run(_OURS)
         cursor.execute("ANALYZE recon_ours")  # recon_rows was analysed as it was loaded
@@ -488,8 +631,16 @@ def _match(imported: StatementImport, channel: Channel, day: dt.date) -> dict[st
         run(_SUMMARY)
         rows = cursor.fetchall()
         run(_EXCEPTIONS)
-        run(_SUPERSEDE)
+        # The dispute rows' own pass: a few rows against our disputes, after the payment rows' tables are done with.
         for name in ("recon_ours", "recon_rows", "recon_dups", "recon_pairs", "recon_result"):
+            cursor.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(sql.Identifier(name)))
+        for statement in _DISPUTE_PASS:
+            run(statement)
+        run(_DISPUTE_SUMMARY)
+        rows += cursor.fetchall()
+        run(_DISPUTE_EXCEPTIONS)
+        run(_SUPERSEDE)
+        for name in _DISPUTE_TABLES:
             cursor.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(sql.Identifier(name)))
     return _summary(rows)
 
@@ -922,6 +1073,8 @@ def _ask(exception: ReconciliationException) -> tuple[bool, str]:
     connector = get_connector(channel.connector)
     remote = remote_key(channel)
     ours_absent = exception.kind == ReconClass.MISSING_WITH_US
+    if exception.kind == ReconClass.DISPUTE_MISSING:
+        return _dispute_arrived(exception)
     try:
         if exception.txn_kind in ("capture", "reversal") and exception.reference:
             inquiry = connector.inquire(ReferenceRequest(remote, exception.reference))

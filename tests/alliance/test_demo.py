@@ -184,8 +184,9 @@ def _the_demo_compares_cards_with_apply_links_and_valued_privileges() -> None:
 
 def test_the_simulator_journal_and_statements_agree_with_every_demo_payment(demo_on_simulator: Any) -> None:
     """Every demo payment went through the simulator: what it charged, refunded and reversed, by reference, is what
-    our attempts and payments say; it charged nothing we do not know of; and its statements add up to the same."""
-    from payments.models import PaymentAttempt, PaymentIntent
+    our attempts and payments say; it charged nothing we do not know of; and its statements add up to the same, less
+    the chargebacks it decided lost (their debit is in the totals)."""
+    from payments.models import Dispute, PaymentAttempt, PaymentIntent
 
     simulator = demo_on_simulator
     seed_all(DemoContext(scale="small", out=io.StringIO()))
@@ -209,6 +210,11 @@ def test_the_simulator_journal_and_statements_agree_with_every_demo_payment(demo
     expected: dict[str, int] = defaultdict(int)
     for attempt in attempts:
         expected[attempt.channel.remote_id] += net(attempt.intent)
+    lost = Dispute.objects.filter(status="lost").exclude(kind="retrieval").select_related("channel")
+    assert lost.exists()  # the demo's lost chargeback
+    for dispute in lost:
+        assert dispute.channel is not None
+        expected[dispute.channel.remote_id] -= dispute.amount
     stated: dict[str, int] = defaultdict(int)
     for channel, day in {(row["channel"], row["business_date"]) for row in journal if row["money"]}:
         # Each channel writes its own layout; csv_v1 (asked for here) has the per-currency totals to add up.
@@ -364,13 +370,13 @@ def test_the_demo_clears_every_day_of_its_history(demo_on_simulator: Any) -> Non
     assert after == before
 
 
-def test_the_demo_has_a_dispute_in_every_state(demo_on_simulator: Any) -> None:
+def test_the_demo_has_a_dispute_in_every_state(demo_on_simulator: Any, simulator: Any) -> None:
+    """Every demo dispute is raised at the simulator and arrives through the poll, as a channel delivers it."""
     from payments.models import Dispute
 
     seed_all(DemoContext(scale="small", out=io.StringIO()))
-    states = dict(
-        Dispute.objects.filter(channel_reference__startswith="demo-dp-").values_list("channel_reference", "status")
-    )
+    disputes = Dispute.objects.filter(payment__metadata__has_key="demo_dispute").select_related("payment")
+    states = {dispute.payment.metadata["demo_dispute"]: dispute.status for dispute in disputes}
     assert states == {
         "demo-dp-open": "open",
         "demo-dp-evidence": "evidence_submitted",
@@ -379,5 +385,17 @@ def test_the_demo_has_a_dispute_in_every_state(demo_on_simulator: Any) -> None:
         "demo-dp-accepted": "accepted",
         "demo-dp-expired": "expired",
     }
+    at_channel = {dispute.channel_reference: simulator.dispute(dispute.channel_reference) for dispute in disputes}
+    assert all(d.opened_by == "channel" for d in disputes)
+    assert {d.payment.metadata["demo_dispute"]: at_channel[d.channel_reference]["state"] for d in disputes} == {
+        "demo-dp-open": "open",
+        "demo-dp-evidence": "answered",  # the channel decides it a month after the answer
+        "demo-dp-won": "won",
+        "demo-dp-lost": "lost",
+        "demo-dp-accepted": "open",
+        "demo-dp-expired": "open",
+    }
     seed_all(DemoContext(scale="small", out=io.StringIO()))  # again: nothing new, nothing moved
     assert Dispute.objects.count() == 6
+    assert {d.payment.metadata["demo_dispute"]: d.status for d in disputes.all()} == states
+    assert len(simulator.dispute_notices(limit=100)["data"]) == 9  # six openings, the answer, two decisions

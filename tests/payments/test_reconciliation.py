@@ -279,6 +279,7 @@ def test_every_class_is_found_once(world: dict[str, Any], day_of_payments: dict[
         "matched": 4,  # refs 0, 4 (once), 5 and the refund
         "missing_at_channel": 1,
         "missing_with_us": 1,
+        "dispute_missing": 0,
         "amount_mismatch": 1,
         "status_mismatch": 1,
         "duplicate": 1,

@@ -16,6 +16,7 @@ from core.calendar import SHANGHAI
 from merchants.models import SettlementAccount
 from payments import services
 from payments.models import (
+    Dispute,
     PaymentIntent,
     Payout,
     ReconciliationException,
@@ -165,6 +166,7 @@ def test_the_channels_own_statement_is_fetched_late_and_every_class_found(shop: 
         "matched": 4,  # p0, p4 (once), p5's capture and its reversal
         "missing_at_channel": 1,
         "missing_with_us": 1,
+        "dispute_missing": 0,
         "amount_mismatch": 2,
         "status_mismatch": 2,
         "duplicate": 1,
@@ -220,3 +222,39 @@ def test_the_channels_own_statement_is_fetched_late_and_every_class_found(shop: 
     assert {(e.kind, e.reference): e.status for e in queue(day).values()} == {
         (kind, reference): "superseded" for kind, _txn_kind, reference in found
     }
+
+
+@pytest.mark.parametrize("shop", LAYOUTS, indirect=True, ids=[fmt for _remote, fmt, _currency in LAYOUTS])
+def test_disputes_in_the_channels_statement_reconcile_once_polled(shop: dict[str, Any]) -> None:
+    """Disputes raised at the channel are in its statement: those the poll brought are matched (the opening, the lost
+    decision's debit), one raised after the poll is a dispute missing with us, until a re-inquiry reads the feed."""
+    sim, channel, remote = shop["sim"], shop["channel"], shop["remote"]
+    payments = [pay(shop, amount) for amount in (1_200, 2_300, 3_400)]
+    refs = [intent.attempts.get().reference for intent in payments]
+    lost = sim.open_dispute(channel=remote, reference=refs[0], kind="chargeback", amount=1_000, outcome="lost")
+    sim.decide_dispute(lost["id"], "lost")
+    retrieval = sim.open_dispute(channel=remote, reference=refs[1], kind="retrieval")
+    report = services.disputes_poll(channel=channel)
+    assert (report.opened, report.closed) == (2, 1)
+    late = sim.open_dispute(channel=remote, reference=refs[2], kind="chargeback", amount=400)  # after the poll
+
+    day = business_date(shop, refs[0])
+    result = services.reconcile_channel_day(channel=channel, day=day)
+    assert result is not None
+    assert result.statement.rows == 3 + 4  # three captures; two openings, a decision, another opening
+    by_class = {name: entry["by"] for name, entry in result.summary.items() if entry["count"]}
+    assert {(b["kind"], b["count"]) for b in by_class["matched"]} == {("capture", 3), ("chargeback", 2),
+                                                                      ("retrieval", 1)}  # fmt: skip
+    assert set(by_class) == {"matched", "dispute_missing"}
+    (missing,) = Exc.objects.filter(business_date=day)
+    assert (missing.kind, missing.txn_kind, missing.channel_txn_id, missing.reference, missing.payment_id) == (
+        "dispute_missing", "chargeback", late["id"], refs[2], payments[2].pk,
+    )  # fmt: skip
+    assert missing.channel_amount == 400
+    assert Dispute.objects.get(channel_reference=lost["id"]).status == "lost"
+    assert Dispute.objects.get(channel_reference=retrieval["id"]).kind == "retrieval"
+
+    services.exception_reinquire(exception_id=missing.pk)  # reads the channel's feed again: the dispute arrives
+    missing.refresh_from_db()
+    assert (missing.status, missing.resolution) == ("resolved", "reinquiry")
+    assert Dispute.objects.get(channel_reference=late["id"]).amount == 400

@@ -178,3 +178,72 @@ def test_the_command_line_opens_and_decides_in_the_servers_database(
         2,
         "simulator: payment_not_found: no payment 'nope' on acq-unionpay-a",
     )
+
+
+# --- the statement ----------------------------------------------------------------------------------------------------
+
+
+def business_day(sim: SimulatorClient) -> str:
+    return str(sim.payment_status(channel=ACQ, reference="att_s1").business_date)
+
+
+def test_the_statement_lists_disputes_opened_and_decided_that_day(simulator: SimulatorClient) -> None:
+    sale(simulator, "att_s1", 20_000)
+    sale(simulator, "att_s2", 30_000)
+    sale(simulator, "att_s3", 10_000)
+    lost = simulator.open_dispute(channel=ACQ, reference="att_s1", kind="chargeback", amount=5_000, outcome="lost")
+    simulator.decide_dispute(lost["id"], "lost")
+    won = simulator.open_dispute(channel=ACQ, reference="att_s2", kind="retrieval")
+    simulator.set_faults(ACQ, dispute_decision_ms=0)
+    simulator.respond_dispute(won["id"], reference="dp_s2", text="signed for")  # decided won at once
+    adjusted = simulator.open_dispute(channel=ACQ, reference="att_s3", kind="error_adjustment", amount=300)
+    day = business_day(simulator)
+
+    lines = simulator.statement(channel=ACQ, date=day).split("\n")
+    details = [line.split(",") for line in lines if line.startswith("D,")]
+    disputes = [(d[5], d[6], d[7], d[10], d[13]) for d in details if d[5] not in ("capture",)]
+    assert disputes == [
+        ("chargeback", lost["id"], "att_s1", "5000", "opened"),
+        ("chargeback", lost["id"], "att_s1", "-5000", "lost"),  # the debit
+        ("retrieval", won["id"], "att_s2", "30000", "opened"),
+        ("retrieval", won["id"], "att_s2", "30000", "won"),
+        ("error_adjustment", adjusted["id"], "att_s3", "300", "opened"),
+    ]
+    # The totals add up the captures and the lost chargeback's debit only.
+    fees = sum(int(d[11]) for d in details)
+    assert [line for line in lines if line.startswith("T,")] == [
+        f"T,4,,{day},{ACQ},total,,,,CNY,55000,{fees},{55_000 - fees},"
+    ]
+
+    v2 = simulator.statement(channel=ACQ, date=day, format="csv_v2").split("\r\n")
+    assert [line.split(";")[5:] for line in v2 if "拒付" in line] == [
+        ["拒付", "CNY", "50.00", "0.00", "受理"],
+        ["拒付", "CNY", "-50.00", "0.00", "败诉"],
+    ]
+    fixed = simulator.statement(channel=ACQ, date=day, format="fixed_v1").split("\n")
+    assert [(line[25:27], line[130]) for line in fixed if line[25:27] in ("CB", "RR", "EA")] == [
+        ("CB", "O"), ("CB", "L"), ("RR", "O"), ("RR", "W"), ("EA", "O"),
+    ]  # fmt: skip
+    assert fixed[-2][:29] == f"T0000000008+{55_000:017d}"
+
+    # A discrepancy names a dispute row by the channel's dispute id; the payment's reference leaves it alone.
+    simulator.set_statement_faults(channel=ACQ, date=day, missing=[adjusted["id"]], status=[lost["id"]])
+    faulted = [line.split(",") for line in simulator.statement(channel=ACQ, date=day).split("\n")]
+    assert [(d[5], d[10], d[13]) for d in faulted if d[0] == "D" and d[5] != "capture"] == [
+        ("chargeback", "5000", "opened"),
+        ("chargeback", "5000", "won"),  # its status flipped, and with it the sign
+        ("retrieval", "30000", "opened"),
+        ("retrieval", "30000", "won"),
+    ]
+
+
+def test_a_decision_is_listed_on_the_business_date_it_was_made(simulator: SimulatorClient) -> None:
+    sale(simulator, "att_s1", 20_000)
+    opened = simulator.open_dispute(channel=ACQ, reference="att_s1", kind="chargeback", outcome="lost")
+    day = business_day(simulator)
+    simulator.respond_dispute(opened["id"], reference="dp_s1", text="delivered")
+    later(simulator, 26 * 3600)  # the decision (3 s after the answer) fell due; asked about a day later
+    assert [line.split(",")[13] for line in simulator.statement(channel=ACQ, date=day).split("\n")
+            if ",chargeback," in line] == ["opened", "lost"]  # fmt: skip
+    next_day = (datetime.fromisoformat(day) + timedelta(days=1)).date().isoformat()
+    assert ",chargeback," not in simulator.statement(channel=ACQ, date=next_day)
