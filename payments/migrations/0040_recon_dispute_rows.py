@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('payments', '0038_dispute_feed'),
+        ('payments', '0039_approvals_for_releases_and_write_offs'),
     ]
 
     operations = [
