@@ -71,12 +71,22 @@ def _ledger_seal_export(settings, tmp_path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session", autouse=True)
-def operator_groups_snapshot(django_db_setup: None, django_db_blocker: Any) -> dict[str, list[tuple[str, str]]]:
+def operator_groups_snapshot(
+    request: pytest.FixtureRequest, django_db_blocker: Any
+) -> dict[str, list[tuple[str, str]]]:
     """The operator groups and their permissions as the data migrations made them, read once as the session starts,
     before any transactional test's flush empties the database (a flush recreates content types and permissions, not
-    groups): the browser tests put them back (tests/browser/conftest.py)."""
+    groups): the browser tests put them back (tests/browser/conftest.py). A session of tests that use no database
+    (the simulator's alone) has no test database to read."""
     from django.contrib.auth.models import Group
 
+    database_fixtures = {"db", "transactional_db", "django_db_setup"}
+    if not any(
+        item.get_closest_marker("django_db") or database_fixtures & set(getattr(item, "fixturenames", ()))
+        for item in request.session.items
+    ):
+        return {}
+    request.getfixturevalue("django_db_setup")
     with django_db_blocker.unblock():
         return {
             group.name: list(group.permissions.values_list("content_type__app_label", "codename"))
