@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from django.contrib import admin, messages
-from django.contrib.admin import RelatedOnlyFieldListFilter
+from django.contrib.admin import RelatedOnlyFieldListFilter, helpers
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import PAGE_VAR
 from django.contrib.auth import get_user_model
@@ -349,3 +349,29 @@ def lift_signin_lockouts(model_admin: admin.ModelAdmin, request: HttpRequest, us
         )
     else:
         model_admin.message_user(request, _("None of them was locked out."), messages.INFO)
+
+
+def action_reason(
+    model_admin: admin.ModelAdmin,  # type: ignore[type-arg]
+    request: HttpRequest,
+    queryset: models.QuerySet[Any],
+    *,
+    title: str,
+) -> str | TemplateResponse:
+    """For an admin action whose rows go to the approval queue: the maker's reason, asked on a page of its own that
+    lists the selected rows (plain HTML, no script). Returns the page until a reason is given, then the reason; the
+    action sends its requests with it."""
+    reason = request.POST.get("reason", "").strip() if request.POST.get("post") == "yes" else ""
+    if reason:
+        return reason[:500]
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "opts": model_admin.model._meta,
+        "queryset": queryset,
+        "action": request.POST.get("action", ""),
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "error": _("Give a reason for the request.") if request.POST.get("post") == "yes" else "",
+        "reason": "",
+    }
+    return TemplateResponse(request, "admin/action_reason.html", context)

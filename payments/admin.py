@@ -18,7 +18,7 @@ from django.utils.html import format_html
 from django.utils.timezone import localtime
 from django.utils.translation import gettext_lazy as _
 
-from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopedTabularInline
+from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopedTabularInline, action_reason
 from core.admin_display import MoneyField, money_text
 from core.errors import MengkaError
 from core.models import ApprovalRequest
@@ -565,11 +565,11 @@ class RiskReviewAdmin(PaymentScopeMixin, ScopedAdmin):
         asked_at = obj.release_asked_at  # type: ignore[attr-defined]
         return f"{maker} {date_format(localtime(asked_at), 'SHORT_DATETIME_FORMAT')}"
 
-    def _decide(self, request: HttpRequest, queryset: Any, decide: Any, done: str) -> None:
+    def _decide(self, request: HttpRequest, queryset: Any, decide: Any, done: str, **reason: str) -> None:
         count = 0
         for payment in queryset:
             try:
-                decided = decide(payment_id=payment.public_id, actor=request.user)
+                decided = decide(payment_id=payment.public_id, actor=request.user, **reason)
             except MengkaError as error:
                 self.message_user(request, f"{payment.public_id}: {error}", messages.ERROR)
                 continue
@@ -586,8 +586,23 @@ class RiskReviewAdmin(PaymentScopeMixin, ScopedAdmin):
             self.message_user(request, done % {"count": count}, messages.SUCCESS)
 
     @admin.action(description=_("Approve (capture) the selected payments"), permissions=["change"])
-    def approve(self, request: HttpRequest, queryset: Any) -> None:
+    def approve(self, request: HttpRequest, queryset: Any) -> TemplateResponse | None:
+        """Above the threshold the first approval is a release request: asked with the operator's reason (the second
+        approves the request waiting, and needs none)."""
+        if any(
+            services.risk_review_needs_two(payment)
+            and not services.risk_release_requests_pending(payment.public_id).exists()
+            for payment in queryset
+        ):
+            reason = action_reason(self, request, queryset, title=str(_("Approve (capture) the selected payments")))
+            if isinstance(reason, TemplateResponse):
+                return reason
+            self._decide(
+                request, queryset, services.risk_review_approve, str(_("%(count)d payments approved.")), reason=reason
+            )
+            return None
         self._decide(request, queryset, services.risk_review_approve, str(_("%(count)d payments approved.")))
+        return None
 
     @admin.action(description=_("Reject (void) the selected payments"), permissions=["change"])
     def reject(self, request: HttpRequest, queryset: Any) -> None:
@@ -738,13 +753,17 @@ class PayoutAdmin(PayoutActionsMixin, ReadOnlyAdminMixin, ScopedAdmin):
         return getattr(obj, "release_maker", None) or ""
 
     @admin.action(description=_("Ask for the release of the selected payouts"), permissions=["release"])
-    def request_release(self, request: HttpRequest, queryset: QuerySet[Payout]) -> None:
+    def request_release(self, request: HttpRequest, queryset: QuerySet[Payout]) -> TemplateResponse | None:
+        reason = action_reason(self, request, queryset, title=str(_("Ask for the release of the selected payouts")))
+        if isinstance(reason, TemplateResponse):
+            return reason
         self._each(
             request,
             queryset,
-            lambda payout: services.payout_release_request(target=payout, operator=request.user),
+            lambda payout: services.payout_release_request(target=payout, operator=request.user, reason=reason),
             str(_("%(count)d releases asked for: a second operator approves them.")),
         )
+        return None
 
     @admin.action(
         description=_("Approve the release of the selected payouts (a second operator)"), permissions=["release"]
@@ -959,9 +978,19 @@ class SettlementBatchAdmin(PayoutActionsMixin, ReadOnlyAdminMixin, ScopedAdmin):
         return TemplateResponse(request, "admin/payments/settlementbatch/report.html", context)
 
     @admin.action(description=_("Release the selected held batches (two operators)"), permissions=["release"])
-    def release_held(self, request: HttpRequest, queryset: QuerySet[SettlementBatch]) -> None:
+    def release_held(self, request: HttpRequest, queryset: QuerySet[SettlementBatch]) -> TemplateResponse | None:
+        """Approves the releases another operator asked for; asks, with the operator's reason, for the others."""
+        reason = ""
+        if not all(services.payout_release_asked(batch) for batch in queryset):
+            asking = action_reason(self, request, queryset, title=str(_("Release the selected held batches")))
+            if isinstance(asking, TemplateResponse):
+                return asking
+            reason = asking
         payouts = self._each(
-            request, queryset, lambda batch: services.payout_release(target=batch, operator=request.user), ""
+            request,
+            queryset,
+            lambda batch: services.payout_release(target=batch, operator=request.user, reason=reason),
+            "",
         )
         asked = sum(1 for payout in payouts if payout.status == Payout.Status.PENDING_APPROVAL)
         if asked:
@@ -974,6 +1003,7 @@ class SettlementBatchAdmin(PayoutActionsMixin, ReadOnlyAdminMixin, ScopedAdmin):
             self.message_user(
                 request, _("%(count)d batches released.") % {"count": len(payouts) - asked}, messages.SUCCESS
             )
+        return None
 
 
 # --- reconciliation (对账) ----------------------------------------------------------------------------------------
@@ -1128,13 +1158,19 @@ class ReconciliationExceptionAdmin(PayoutActionsMixin, ScopedAdmin):
         self._act(request, queryset, services.exception_accept_ours, str(_("%(count)d flagged for the channel.")))
 
     @admin.action(description=_("Ask to write off the difference"), permissions=["change"])
-    def request_write_off(self, request: HttpRequest, queryset: QuerySet[ReconciliationException]) -> None:
-        self._act(
+    def request_write_off(
+        self, request: HttpRequest, queryset: QuerySet[ReconciliationException]
+    ) -> TemplateResponse | None:
+        reason = action_reason(self, request, queryset, title=str(_("Ask to write off the difference")))
+        if isinstance(reason, TemplateResponse):
+            return reason
+        self._each(
             request,
             queryset,
-            services.exception_write_off_request,
+            lambda row: services.exception_write_off_request(exception_id=row.pk, operator=request.user, note=reason),
             str(_("%(count)d write-offs asked for: a second operator approves them.")),
         )
+        return None
 
     @admin.action(description=_("Approve the write-off (a second operator)"), permissions=["change"])
     def approve_write_off(self, request: HttpRequest, queryset: QuerySet[ReconciliationException]) -> None:

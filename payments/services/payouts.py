@@ -537,13 +537,18 @@ def payout_release_approve(*, target: Payout | SettlementBatch, operator: Any) -
     return Payout.objects.select_related("batch", "merchant").get(pk=payout.pk)
 
 
-def payout_release(*, target: Payout | SettlementBatch, operator: Any) -> Payout:
-    """One button for both halves: approves a release another operator asked for, or asks for one. The payout is
-    `ready` once released; still `pending_approval` when this was the request."""
+def payout_release_asked(target: Payout | SettlementBatch) -> bool:
+    """Whether a release of this payout (or of this batch's payout) waits in the approval queue."""
     pending = target if isinstance(target, Payout) else target.payouts.filter(status=Status.PENDING_APPROVAL).first()
-    if pending is not None and payout_release_requests_pending(pending.pk).exists():
+    return pending is not None and payout_release_requests_pending(pending.pk).exists()
+
+
+def payout_release(*, target: Payout | SettlementBatch, operator: Any, reason: str = "") -> Payout:
+    """One button for both halves: approves a release another operator asked for, or asks for one (with `reason`).
+    The payout is `ready` once released; still `pending_approval` when this was the request."""
+    if payout_release_asked(target):
         return payout_release_approve(target=target, operator=operator)
-    request = payout_release_request(target=target, operator=operator)
+    request = payout_release_request(target=target, operator=operator, reason=reason)
     return Payout.objects.select_related("batch", "merchant").get(pk=request.payload["payout_id"])
 
 

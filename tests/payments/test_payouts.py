@@ -535,8 +535,12 @@ def releases() -> Any:
     return ApprovalRequest.objects.filter(kind="payments.payout_release")
 
 
-def act(user: Any, changelist: str, action: str, *rows: Any) -> Any:
-    return login(user).post(reverse(changelist), {"action": action, "_selected_action": [r.pk for r in rows]})
+def act(user: Any, changelist: str, action: str, *rows: Any, reason: str = "") -> Any:
+    """The action on `rows`; with `reason`, as sent from the page that asks for one."""
+    form: dict[str, Any] = {"action": action, "_selected_action": [r.pk for r in rows]}
+    if reason:
+        form.update(post="yes", reason=reason)
+    return login(user).post(reverse(changelist), form)
 
 
 def test_the_admin_shows_a_bank_its_merchants_payouts_only(world: dict[str, Any]) -> None:
@@ -552,8 +556,12 @@ def test_the_admin_shows_a_bank_its_merchants_payouts_only(world: dict[str, Any]
 
 def test_releases_through_the_admin_take_two_operators_of_the_bank(world: dict[str, Any], large: Payout) -> None:
     other = make_payout(make_settlement_batch(net=9_999_999), status="pending_approval")
-    act(world["maker"], PAYOUTS, "request_release", large, other)  # the other bank's payout is out of reach
-    assert [r.payload["payout_id"] for r in releases()] == [large.pk]
+    asked = act(world["maker"], PAYOUTS, "request_release", large, other)
+    assert 'name="reason"' in asked.content.decode()  # a request needs the maker's reason: asked first
+    assert not releases().exists()
+    act(world["maker"], PAYOUTS, "request_release", large, other, reason="Merchant's account confirmed by phone")
+    assert [r.payload["payout_id"] for r in releases()] == [large.pk]  # the other bank's payout is out of reach
+    assert releases().get().reason == "Merchant's account confirmed by phone"
     assert world["maker"].username in login(world["checker"]).get(reverse(PAYOUTS)).content.decode()
     act(world["maker"], PAYOUTS, "approve_release", large)
     assert reload(large).status == "pending_approval"  # refused: the maker cannot approve
@@ -575,8 +583,11 @@ def test_auditors_get_no_release_buttons(world: dict[str, Any], large: Payout) -
 def test_a_held_batch_is_released_from_the_batch_admin(world: dict[str, Any]) -> None:
     batch = world["batch"]
     SettlementBatch.objects.filter(pk=batch.pk).update(status="held", hold_reason="merchant frozen")
-    act(world["maker"], BATCHES, "release_held", batch)
+    assert 'name="reason"' in act(world["maker"], BATCHES, "release_held", batch).content.decode()
+    assert not Payout.objects.filter(batch=batch).exists()  # nothing asked without a reason
+    act(world["maker"], BATCHES, "release_held", batch, reason="Freeze lifted by the risk team")
     assert Payout.objects.get(batch=batch).status == "pending_approval"
+    assert releases().get().reason == "Freeze lifted by the risk team"
     act(world["maker"], BATCHES, "release_held", batch)  # the same operator again: refused
     assert Payout.objects.get(batch=batch).status == "pending_approval"
     act(world["checker"], BATCHES, "release_held", batch)

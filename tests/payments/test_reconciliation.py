@@ -33,7 +33,7 @@ from payments.models import (
 from payments.services import reconciliation
 from payments.statements import Row
 from rewards.models import Account, Entry, LedgerTransaction
-from tests.factories import bank_operator
+from tests.factories import PASSWORD, bank_operator
 
 pytestmark = pytest.mark.django_db
 Exc = ReconciliationException
@@ -493,6 +493,28 @@ def test_a_write_off_takes_a_second_operator_and_posts_to_the_loss_account(
     bank_id = world["channel"].acquirer_id
     assert legs == {("loss", bank_id): -12_300, ("suspense", bank_id): 12_300}
     assert Account.objects.get(purpose="loss", owner_id=bank_id).posted == -12_300
+
+
+def test_the_admin_asks_the_write_off_makers_reason(
+    world: dict[str, Any], day_of_payments: dict[str, Any], operators: tuple[Any, Any]
+) -> None:
+    from django.test import Client
+    from django.urls import reverse
+
+    refs = day_of_payments["refs"]
+    load(world, [row._replace(amount=row.amount + 5) if row.reference == refs[2] else row for row in our_rows(world)])
+    exception = Exc.objects.get(reference=refs[2])
+    client = Client()
+    assert client.login(username=operators[0].username, password=PASSWORD)
+    url = reverse("admin:payments_reconciliationexception_changelist")
+    form = {"action": "request_write_off", "_selected_action": [exception.pk]}
+    asked = client.post(url, form)
+    assert 'name="reason"' in asked.content.decode()
+    assert refs[2] in asked.content.decode()  # the rows the request is for are listed
+    assert not services.write_off_requests_pending(exception.pk).exists()
+    client.post(url, {**form, "post": "yes", "reason": "Rounding at the channel, confirmed by its desk"})
+    request = services.write_off_requests_pending(exception.pk).get()
+    assert (request.maker, request.reason) == (operators[0], "Rounding at the channel, confirmed by its desk")
 
 
 def test_a_rejected_write_off_leaves_the_exception_open_and_holding(

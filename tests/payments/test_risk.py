@@ -424,7 +424,19 @@ def test_the_admin_queue_shows_the_first_approval_and_needs_a_second_operator(
     url = reverse("admin:payments_riskreview_changelist")
     first_client = _login(first)
     assert shown("needs two") in first_client.get(url).content.decode()
-    response = first_client.post(url, {"action": "approve", "_selected_action": [held.pk]}, follow=True)
+    # The first approval is a request: the operator is asked why, and nothing happens without a reason.
+    asked = first_client.post(url, {"action": "approve", "_selected_action": [held.pk]})
+    assert asked.status_code == 200
+    assert 'name="reason"' in asked.content.decode()
+    refused = first_client.post(url, {"action": "approve", "_selected_action": [held.pk], "post": "yes", "reason": " "})
+    assert 'class="errorlist"' in refused.content.decode()
+    assert not services.risk_release_requests_pending(held.public_id).exists()
+    response = first_client.post(
+        url,
+        {"action": "approve", "_selected_action": [held.pk], "post": "yes", "reason": "Known customer, called back"},
+        follow=True,
+    )
+    assert services.risk_release_requests_pending(held.public_id).get().reason == "Known customer, called back"
     recorded = shown(
         "%(payment)s: first approval recorded; a second, different operator must approve it.", payment=held.public_id
     )
