@@ -107,6 +107,7 @@ class ComponentKind(models.TextChoices):
     EXCHANGE_OUT = "exchange_out", _("points exchanged out")
     EXCHANGE_IN = "exchange_in", _("points exchanged in")
     EXCHANGE_FEE = "exchange_fee", _("exchange fee")
+    EXCHANGE_REVERSAL = "exchange_reversal", _("exchange reversed")
     FUNDED_POINTS = "funded_points", _("funded points")
     BENEFIT_REDEMPTION = "benefit_redemption", _("benefit redemption")
     COFUNDING = "cofunding", _("promotion co-funding")
