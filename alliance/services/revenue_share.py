@@ -376,7 +376,8 @@ def compute(inputs: Inputs, policy: RevenueSharePolicy) -> Result:
 
 
 def read_inputs(month: dt.date, *, previous: RevenueShareRun | None = None) -> Inputs:
-    values = metrics.metric_values(month)
+    exchanged = metrics.exchanges(month)
+    values = metrics.metric_values(month, exchanged)
     end = metrics.MonthRange(month).end_month
     membership = membership_fees_in_force(month)
     costs = list(AllianceCost.objects.filter(month=month).order_by("id").values_list("description", "amount"))
@@ -389,7 +390,7 @@ def read_inputs(month: dt.date, *, previous: RevenueShareRun | None = None) -> I
         month=month,
         values=values,
         fee_share=metrics.fee_share(month),
-        exchange_fee_units=metrics.exchange_fees(month),
+        exchange_fee_units=exchanged.fees,
         membership=membership,
         costs=costs,
         banks=banks,
