@@ -307,6 +307,7 @@ def seed_terms() -> None:
 
     from alliance import services
     from alliance.models import METRICS, AllianceCost, MembershipFee, RevenueSharePolicy
+    from core.approvals import approval_approve
     from core.scoping import ALLIANCE_OPERATORS
     from members.models import MemberBank
 
@@ -318,14 +319,14 @@ def seed_terms() -> None:
     policy = services.policy_save(
         policy_id=None, weights=weights, cost_weights=weights, effective_from=month, actor=maker
     )
-    services.terms_submit(model=RevenueSharePolicy, version_id=policy.pk, actor=maker)
-    services.terms_decide(model=RevenueSharePolicy, version_id=policy.pk, approve=True, actor=checker)
+    request = services.terms_submit(model=RevenueSharePolicy, version_id=policy.pk, actor=maker, reason="bench")
+    approval_approve(request_id=request.pk, checker=checker)
     for bank in MemberBank.objects.all():
         fee = services.membership_fee_save(
             fee_id=None, bank_id=bank.pk, amount=5_000_000, effective_from=month, actor=maker
         )
-        services.terms_submit(model=MembershipFee, version_id=fee.pk, actor=maker)
-        services.terms_decide(model=MembershipFee, version_id=fee.pk, approve=True, actor=checker)
+        request = services.terms_submit(model=MembershipFee, version_id=fee.pk, actor=maker, reason="bench")
+        approval_approve(request_id=request.pk, checker=checker)
     AllianceCost.objects.create(month=month, amount=12_345_678, description="bench: running costs")
 
 
