@@ -17,6 +17,7 @@ from alliance.models import ClearingComponent
 from core.calendar import SHANGHAI
 from rewards.models import LedgerTransaction
 from tests.alliance.revenue_fixture import build_month
+from tests.factories import make_revenue_policy
 
 pytestmark = pytest.mark.django_db
 
@@ -118,6 +119,8 @@ def test_exchanges_are_read_from_the_days_cleared_and_the_ledger_for_the_rest(mo
 
     before = metrics.exchanges(earlier)
     assert (before.points_exchanged_in, before.fees, before.cleared_days) == (*expected, frozenset())
+    make_revenue_policy(status="approved", effective_from=dt.date(2020, 1, 1))
+    first = services.revenue_share_compute(earlier)
 
     services.clearing_run(day)
     after = metrics.exchanges(earlier)
@@ -130,6 +133,9 @@ def test_exchanges_are_read_from_the_days_cleared_and_the_ledger_for_the_rest(mo
     assert ClearingComponent.objects.filter(kind="exchange_reversal").exists()
     assert metrics.metric_values(earlier)["points_exchanged_in"] == expected[0]
     assert metrics.metric_values_by_definition(earlier)["points_exchanged_in"] == expected[0]
+    # Read from the clearing instead of the ledger, the month is the same version.
+    assert services.revenue_share_compute(earlier).pk == first.pk
+    assert first.exchange_fee_units == 1_274
 
     # What is read is what was cleared.
     ClearingComponent.objects.filter(kind="exchange_in", bank=month.banks["RB"]).update(amount=F("amount") + 7)
