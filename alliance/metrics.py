@@ -1,4 +1,6 @@
-"""The revenue share's metrics and pool, each one set-based SQL statement over a month.
+"""The revenue share's metrics and pool, each defined by one set-based SQL statement over a month, and read by a run
+more cheaply: the four payment metrics in one statement, the exchanges from the month's clearing runs (the ledger by
+the definitions for a day without one). Tests and the benchmark check the reading against the definitions.
 
 Every statement here is quoted word for word in docs/revenue-share.md (a test compares them). A metric statement
 returns one row per bank, `(bank_id, value)`; banks with nothing do not appear. The parameters:

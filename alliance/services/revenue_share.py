@@ -6,11 +6,12 @@ alliance operator saves a draft (editable) and submits it to the approval queue 
 the version approved in the approval's transaction, or rejects it, which leaves it a draft. An approved version is
 never edited and a submitted one not while it waits; a change is a new version. Every step is audited.
 
-The run. `revenue_share_run(month)` reads the month's metrics and pool (`alliance.metrics`, one statement each), the
-policy in force for the month, the membership fees and running costs, computes each bank's share exactly (fractions)
-and splits the pool and the costs with `core.money.allocate`. The same inputs, policy and result as the month's
-latest version return that version; anything else is a new version (a restatement) with the differences. Versions
-of a month are numbered under a transaction-scoped advisory lock on the month, backed by a unique constraint.
+The run. `revenue_share_run(month)` reads the month's metrics and pool (`alliance.metrics`: the payments once, the
+exchanges from the month's clearing runs), the policy in force for the month, the membership fees and running costs,
+computes each bank's share exactly (fractions) and splits the pool and the costs with `core.money.allocate`. The same
+inputs, policy and result as the month's latest version return that version; anything else is a new version (a
+restatement) with the differences. Versions of a month are numbered under a transaction-scoped advisory lock on the
+month, backed by a unique constraint.
 
 See docs/revenue-share.md.
 """
