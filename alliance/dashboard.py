@@ -1,15 +1,15 @@
-"""The alliance app's sections of the operators' dashboard (`core.console`): the latest clearing position and the
-revenue-share terms waiting for a second operator."""
+"""The alliance app's sections of the operators' dashboard (`core.console`): the latest clearing position. Revenue-share
+terms waiting for a second operator are counted with every approval request, by the approval queue's counter."""
 
 from __future__ import annotations
 
 from django.utils.translation import gettext as _
 
-from core.console import DashboardView, Section, Tile, register_approval_counter, register_dashboard_section
+from core.console import DashboardView, Section, Tile, register_dashboard_section
 from core.jobs import register_job
 from core.money import format_minor
 
-from .models import Approval, ClearingPosition, MembershipFee, RevenueSharePolicy
+from .models import ClearingPosition
 from .services.revenue_share import JOB as REVENUE_SHARE_JOB
 
 
@@ -38,18 +38,8 @@ def clearing_section(view: DashboardView) -> Section | None:
     return Section(_("Clearing"), tiles)
 
 
-def terms_awaiting_approval(view: DashboardView) -> tuple[str, int, str] | None:
-    policies = view.queryset(RevenueSharePolicy)
-    fees = view.queryset(MembershipFee)
-    if policies is None or fees is None:
-        return None
-    count = policies.filter(status=Approval.PENDING).count() + fees.filter(status=Approval.PENDING).count()
-    return _("Revenue-share terms"), count, view.url(RevenueSharePolicy, status=Approval.PENDING)
-
-
 def register() -> None:
     register_job("alliance.clearing", task="alliance.clearing_daily")
     register_job("alliance.clearing_poll", task="alliance.clearing_poll")
     register_job(REVENUE_SHARE_JOB, task="alliance.revenue_share_monthly")
     register_dashboard_section("alliance.clearing", clearing_section, order=60)
-    register_approval_counter("alliance.terms", terms_awaiting_approval)

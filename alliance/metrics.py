@@ -1,4 +1,6 @@
-"""The revenue share's metrics and pool, each one set-based SQL statement over a month.
+"""The revenue share's metrics and pool, each defined by one set-based SQL statement over a month, and read by a run
+more cheaply: the four payment metrics in one statement, the exchanges from the month's clearing runs (the ledger by
+the definitions for a day without one). Tests and the benchmark check the reading against the definitions.
 
 Every statement here is quoted word for word in docs/revenue-share.md (a test compares them). A metric statement
 returns one row per bank, `(bank_id, value)`; banks with nothing do not appear. The parameters:
@@ -165,6 +167,66 @@ WHERE t.created_at >= %(start)s AND t.created_at < %(end)s
   AND (t.kind = 'exchange' OR (t.kind = 'reversal' AND x.kind = 'exchange'))
 """.strip()
 
+# The four payment metrics in one read of the month's payments (and refunds), equal to their four statements above:
+# the month's captures and refunds, grouped once by issuer and cardholder and once by merchant (grouping sets, one
+# scan). A group with a capture is an active cardholder (an issuer's) or a paying merchant (a sponsor's); captures less
+# refunds over the groups are the volumes. One row per issuer, one per sponsor, the other two columns NULL.
+PAYMENT_METRICS_SQL = """
+WITH moved AS (
+  SELECT p.issuer_id, p.cardholder_id, p.merchant_id, p.amount_captured AS amount, 1 AS paid
+  FROM payments_paymentintent p
+  WHERE p.business_date >= %(start_date)s AND p.business_date < %(end_date)s
+    AND p.status = 'succeeded' AND p.amount_captured > 0
+    AND p.livemode AND p.currency = 'CNY'
+  UNION ALL
+  SELECT p.issuer_id, p.cardholder_id, p.merchant_id, -r.amount, 0
+  FROM payments_refund r
+  JOIN payments_paymentintent p ON p.id = r.intent_id
+  WHERE r.business_date >= %(start_date)s AND r.business_date < %(end_date)s
+    AND r.status = 'succeeded'
+    AND p.livemode AND p.currency = 'CNY'
+), grouped AS (
+  SELECT GROUPING(merchant_id) AS by_issuer, issuer_id, merchant_id, MAX(paid) AS paid, SUM(amount) AS amount
+  FROM moved
+  GROUP BY GROUPING SETS ((issuer_id, cardholder_id), (merchant_id))
+)
+SELECT issuer_id AS bank_id,
+       COUNT(*) FILTER (WHERE paid = 1) AS active_cardholders, SUM(amount) AS issuer_volume,
+       NULL AS merchants_sponsored, NULL AS sponsored_volume
+FROM grouped
+WHERE by_issuer = 1 AND issuer_id IS NOT NULL
+GROUP BY issuer_id
+UNION ALL
+SELECT m.sponsor_bank_id, NULL, NULL, COUNT(*) FILTER (WHERE g.paid = 1), SUM(g.amount)
+FROM grouped g
+JOIN merchants_merchant m ON m.id = g.merchant_id
+WHERE g.by_issuer = 0
+GROUP BY m.sponsor_bank_id
+""".strip()
+PAYMENT_METRICS = ("active_cardholders", "issuer_volume", "merchants_sponsored", "sponsored_volume")
+
+# The month's exchanges as the clearing runs netted them (each business day's CNY run that has netted): per party,
+# what exchanges brought in, the exchange fees, and the exchanges' reversals. A bank's points exchanged in are its
+# `exchange_in` less what it paid back in reversals (`exchange_reversal` payable); the alliance's (bank NULL) exchange
+# fees are its `exchange_fee` plus its `exchange_reversal` (negative). `CLEARED_DAYS_SQL`: the days so read.
+EXCHANGES_CLEARED_SQL = """
+SELECT c.bank_id, c.kind, SUM(c.amount) AS amount, SUM(c.payable) AS payable
+FROM alliance_clearingcomponent c
+JOIN alliance_clearingrun r ON r.id = c.run_id
+WHERE r.business_day >= %(start_date)s AND r.business_day < %(end_date)s
+  AND r.currency = 'CNY' AND r.status <> 'computing'
+  AND c.merchant_id IS NULL
+  AND c.kind IN ('exchange_in', 'exchange_fee', 'exchange_reversal')
+GROUP BY c.bank_id, c.kind
+""".strip()
+
+CLEARED_DAYS_SQL = """
+SELECT r.business_day
+FROM alliance_clearingrun r
+WHERE r.business_day >= %(start_date)s AND r.business_day < %(end_date)s
+  AND r.currency = 'CNY' AND r.status <> 'computing'
+""".strip()
+
 METRIC_SQL: dict[str, str] = {
     "benefits": BENEFITS_SQL,
     "active_cardholders": ACTIVE_CARDHOLDERS_SQL,
@@ -174,7 +236,14 @@ METRIC_SQL: dict[str, str] = {
     "points_exchanged_in": POINTS_EXCHANGED_IN_SQL,
 }
 # Every statement a test checks against the document, by the heading it is quoted under.
-ALL_SQL: dict[str, str] = {**METRIC_SQL, "fee_share": FEE_SHARE_SQL, "exchange_fees": EXCHANGE_FEES_SQL}
+ALL_SQL: dict[str, str] = {
+    **METRIC_SQL,
+    "fee_share": FEE_SHARE_SQL,
+    "exchange_fees": EXCHANGE_FEES_SQL,
+    "payment_metrics": PAYMENT_METRICS_SQL,
+    "exchanges_cleared": EXCHANGES_CLEARED_SQL,
+    "cleared_days": CLEARED_DAYS_SQL,
+}
 
 
 @dataclass(frozen=True)
@@ -212,13 +281,28 @@ def _rows(sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         return list(cursor.fetchall())
 
 
-def metric_values(month: dt.date) -> dict[str, dict[int, int]]:
-    """metric → bank id → value, for the month: one statement per metric."""
+def metric_values(month: dt.date, exchanged: Exchanges | None = None) -> dict[str, dict[int, int]]:
+    """metric → bank id → value, for the month: the benefits by their statement, the four payment metrics by one
+    read of the month's payments, points exchanged in from the clearing runs (`exchanges`, unless given)."""
     params = MonthRange(month).params()
-    values: dict[str, dict[int, int]] = {}
-    for metric, sql in METRIC_SQL.items():
-        values[metric] = {int(bank): int(value) for bank, value in _rows(sql, params) if value}
+    values: dict[str, dict[int, int]] = {metric: {} for metric in METRIC_SQL}
+    values["benefits"] = {int(bank): int(value) for bank, value in _rows(BENEFITS_SQL, params) if value}
+    for bank, *figures in _rows(PAYMENT_METRICS_SQL, params):
+        for metric, value in zip(PAYMENT_METRICS, figures, strict=True):
+            if value:
+                values[metric][int(bank)] = int(value)
+    values["points_exchanged_in"] = dict((exchanged or exchanges(month)).points_exchanged_in)
     return values
+
+
+def metric_values_by_definition(month: dt.date) -> dict[str, dict[int, int]]:
+    """metric → bank id → value, one definition statement per metric, everything from the ledger and the payments
+    (what `metric_values` must equal)."""
+    params = MonthRange(month).params()
+    return {
+        metric: {int(bank): int(value) for bank, value in _rows(sql, params) if value}
+        for metric, sql in METRIC_SQL.items()
+    }
 
 
 def fee_share(month: dt.date) -> dict[str, int]:
@@ -226,6 +310,52 @@ def fee_share(month: dt.date) -> dict[str, int]:
     return {currency: int(amount) for currency, amount in _rows(FEE_SHARE_SQL, MonthRange(month).params()) if amount}
 
 
+@dataclass(frozen=True)
+class Exchanges:
+    points_exchanged_in: dict[int, int]  # bank → ten-thousandths of CNY
+    fees: int  # the alliance's exchange fees, ten-thousandths of CNY
+    cleared_days: frozenset[dt.date]  # the days read from their clearing runs; the others from the ledger
+
+
+def _day_ranges(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    """Consecutive days as half-open ranges [first, last + 1)."""
+    ranges: list[tuple[dt.date, dt.date]] = []
+    for day in days:
+        if ranges and ranges[-1][1] == day:
+            ranges[-1] = (ranges[-1][0], day + dt.timedelta(days=1))
+        else:
+            ranges.append((day, day + dt.timedelta(days=1)))
+    return ranges
+
+
+def exchanges(month: dt.date) -> Exchanges:
+    """The month's points exchanged in (per bank) and exchange fees, net of reversals: a day with a CNY clearing run
+    that has netted is read from that run's components (what was cleared), any other day of the month from the ledger
+    by the definitions (`POINTS_EXCHANGED_IN_SQL`, `EXCHANGE_FEES_SQL`) over that day's hours."""
+    span = MonthRange(month)
+    params = span.params()
+    points: dict[int, int] = {}
+    fees = 0
+    for bank, kind, amount, payable in _rows(EXCHANGES_CLEARED_SQL, params):
+        if bank is None:
+            fees += int(amount) if kind in ("exchange_fee", "exchange_reversal") else 0
+        elif kind == "exchange_in":
+            points[int(bank)] = points.get(int(bank), 0) + int(amount)
+        elif kind == "exchange_reversal":
+            points[int(bank)] = points.get(int(bank), 0) - int(payable)
+    cleared = frozenset(day for (day,) in _rows(CLEARED_DAYS_SQL, params))
+    days = [month + dt.timedelta(days=n) for n in range((span.end_month - month).days)]
+    for first, after in _day_ranges([day for day in days if day not in cleared]):
+        bounds = {
+            "start": dt.datetime.combine(first, dt.time(0), tzinfo=SHANGHAI),
+            "end": dt.datetime.combine(after, dt.time(0), tzinfo=SHANGHAI),
+        }
+        for bank, value in _rows(POINTS_EXCHANGED_IN_SQL, bounds):
+            points[int(bank)] = points.get(int(bank), 0) + int(value)
+        fees += int(_rows(EXCHANGE_FEES_SQL, bounds)[0][0])
+    return Exchanges({bank: value for bank, value in points.items() if value}, fees, cleared)
+
+
 def exchange_fees(month: dt.date) -> int:
     """The alliance's exchange fees of the month, net of reversals (ten-thousandths of CNY)."""
-    return int(_rows(EXCHANGE_FEES_SQL, MonthRange(month).params())[0][0])
+    return exchanges(month).fees

@@ -107,6 +107,7 @@ class ComponentKind(models.TextChoices):
     EXCHANGE_OUT = "exchange_out", _("points exchanged out")
     EXCHANGE_IN = "exchange_in", _("points exchanged in")
     EXCHANGE_FEE = "exchange_fee", _("exchange fee")
+    EXCHANGE_REVERSAL = "exchange_reversal", _("exchange reversed")
     FUNDED_POINTS = "funded_points", _("funded points")
     BENEFIT_REDEMPTION = "benefit_redemption", _("benefit redemption")
     COFUNDING = "cofunding", _("promotion co-funding")
@@ -241,47 +242,24 @@ METRIC_UNITS: dict[str, str] = {
 
 class Approval(models.TextChoices):
     DRAFT = "draft", _("draft")
-    PENDING = "pending", _("pending approval")
     APPROVED = "approved", _("approved")
-    REJECTED = "rejected", _("rejected")
 
 
 class FourEyesVersion(models.Model):
-    """A version of terms that applies from a month on: proposed by one alliance operator, approved or rejected by
-    another. An approved (or rejected) version is never edited: a change is a new version. For a month, the approved
-    version with the latest `effective_from` not after it applies, and of two from the same month the later one."""
+    """A version of terms that applies from a month on. A draft is edited by alliance operators and submitted through
+    the approval queue (`core.approvals`, kind "alliance.revenue_share_terms"); another alliance operator's approval
+    makes it approved, a rejection leaves it a draft. An approved version is never edited: a change is a new version.
+    For a month, the approved version with the latest `effective_from` not after it applies, and of two from the same
+    month the later one. Who made and who checked it: the approval request whose result it is."""
 
     effective_from = models.DateField(_("effective from (month)"), help_text=_("The first day of a month."))
     status = models.CharField(_("status"), max_length=16, choices=Approval.choices, default=Approval.DRAFT)
     reason = models.TextField(_("reason for the change"), blank=True)
-    proposed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("proposed by"),
-    )
-    proposed_at = models.DateTimeField(_("proposed"), null=True, blank=True)
-    decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("decided by"),
-    )
-    decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
-    decision_note = models.TextField(_("decision note"), blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
         abstract = True
         constraints = [
-            models.CheckConstraint(
-                condition=Q(decided_by__isnull=True) | ~Q(decided_by=F("proposed_by")),
-                name="%(class)s_checker_not_maker",
-            ),
             models.CheckConstraint(condition=Q(effective_from__day=1), name="%(class)s_starts_on_first_of_month"),
         ]
 
@@ -312,6 +290,7 @@ class RevenueSharePolicy(FourEyesVersion):
         verbose_name = _("revenue-share policy")
         verbose_name_plural = _("revenue-share policies")
         ordering = ("-version",)
+        permissions = [("approve_terms", "Can submit and approve revenue-share terms")]
         constraints = [
             *FourEyesVersion.Meta.constraints,
             models.CheckConstraint(

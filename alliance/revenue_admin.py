@@ -33,50 +33,40 @@ from .models import (
 )
 
 CNY = MoneyField("CNY")
-FOUR_EYES_FIELDS = ("status", "proposed_by", "proposed_at", "decided_by", "decided_at", "decision_note")
+FOUR_EYES_FIELDS = ("status",)
 
 
 class FourEyesAdmin(ScopedAdmin):
-    """Drafts are edited; "submit" makes a draft pending; another operator approves or rejects it. Nothing decided is
-    ever changed, and nothing is deleted (a withdrawn idea is a rejected version)."""
+    """Drafts are edited; "submit" sends a draft, with its reason for the change, to the approval queue, where another
+    alliance operator approves it (it is then in force) or rejects it (it stays a draft). Nothing approved, or waiting
+    for approval, is changed, and nothing is deleted."""
 
     alliance_only = True
-    actions = ("submit", "approve", "reject")
+    actions = ("submit",)
 
     def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
-        if isinstance(obj, FourEyesVersion) and obj.status != Approval.DRAFT:
+        if isinstance(obj, FourEyesVersion) and (
+            obj.status != Approval.DRAFT or services.terms_requests_pending(type(obj), obj.pk).exists()
+        ):
             return False
         return super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         return False
 
-    def _each(self, request: HttpRequest, queryset: models.QuerySet[Any], step: str) -> None:
+    @admin.action(description=gettext_lazy("Submit the selected drafts for approval (each with its reason)"))
+    def submit(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
         model: type[FourEyesVersion] = self.model  # type: ignore[assignment]
         for version in queryset:
             try:
-                if step == "submit":
-                    services.terms_submit(model=model, version_id=version.pk, actor=request.user)
-                else:
-                    services.terms_decide(
-                        model=model, version_id=version.pk, approve=step == "approve", actor=request.user
-                    )
+                services.terms_submit(model=model, version_id=version.pk, actor=request.user)
             except MengkaError as exc:
                 messages.error(request, f"{version}: {exc.message}")
             else:
-                messages.success(request, _("%(version)s: done.") % {"version": version})
-
-    @admin.action(description=gettext_lazy("Submit the selected drafts for approval"))
-    def submit(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
-        self._each(request, queryset, "submit")
-
-    @admin.action(description=gettext_lazy("Approve the selected versions (another operator proposed them)"))
-    def approve(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
-        self._each(request, queryset, "approve")
-
-    @admin.action(description=gettext_lazy("Reject the selected versions"))
-    def reject(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
-        self._each(request, queryset, "reject")
+                messages.success(
+                    request,
+                    _("%(version)s: waiting for a second operator in the approval queue.") % {"version": version},
+                )
 
 
 class RevenueSharePolicyForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -111,9 +101,8 @@ class RevenueSharePolicyForm(forms.ModelForm):  # type: ignore[type-arg]
 
 class RevenueSharePolicyAdmin(FourEyesAdmin):
     form = RevenueSharePolicyForm
-    list_display = ("version", "effective_from", "status", "weights_text", "proposed_by", "decided_by")
+    list_display = ("version", "effective_from", "status", "weights_text")
     list_filter = ("status",)
-    list_select_related = ("proposed_by", "decided_by")
     readonly_fields = ("version", *FOUR_EYES_FIELDS, "created_at")
     fieldsets = (
         (None, {"fields": ("version", "effective_from", "reason")}),
@@ -153,9 +142,9 @@ class MembershipFeeForm(forms.ModelForm):  # type: ignore[type-arg]
 
 class MembershipFeeAdmin(FourEyesAdmin):
     form = MembershipFeeForm
-    list_display = ("bank", "effective_from", "amount", "status", "proposed_by", "decided_by")
+    list_display = ("bank", "effective_from", "amount", "status")
     list_filter = ("status", "bank")
-    list_select_related = ("bank", "proposed_by", "decided_by")
+    list_select_related = ("bank",)
     readonly_fields = (*FOUR_EYES_FIELDS, "created_at")
     money_fields = {"amount": CNY}
 

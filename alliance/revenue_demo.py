@@ -1,5 +1,6 @@
-"""The revenue share of the demo: terms kept four-eyes, membership fees, running costs, and a run for each month of
-the demo's history to this one, the last closed month with payments restated once. Idempotent: what exists is kept."""
+"""The revenue share of the demo: terms approved through the approval queue, membership fees, running costs, and a
+run for each month of the demo's history to this one, the last closed month with payments restated once. Idempotent:
+what exists is kept."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 
+from core.approvals import approval_approve
 from core.calendar import local_now
 from members.models import MemberBank
 from payments.models import PaymentIntent
@@ -56,8 +58,9 @@ def _months() -> list[dt.date]:
 
 
 def _approve(model: type[Any], version: Any, maker: Any, checker: Any) -> None:
-    services.terms_submit(model=model, version_id=version.pk, actor=maker)
-    services.terms_decide(model=model, version_id=version.pk, approve=True, actor=checker, note="demo")
+    """Through the approval queue, as operators do: `maker` submits, `checker` approves."""
+    request = services.terms_submit(model=model, version_id=version.pk, actor=maker)
+    approval_approve(request_id=request.pk, checker=checker)
 
 
 def seed_revenue_share(ctx: Any, *, checker: Any) -> None:

@@ -7,11 +7,13 @@ alliance's fee), cross-bank redemptions (issuer → benefit provider, each with 
 earns, each a ledger transaction with its points and CNY entries. Then, timed:
 
 - `clearing_s`: `alliance.services.clearing_run` nets the settlement day's obligations (CNY);
-- `revshare_s`: `alliance.services.revenue_share_run` allocates the month;
+- `revshare_s`: `alliance.services.revenue_share_run` allocates the month, once every day of obligations has been
+  cleared (untimed), as the daily clearing has by the 3rd;
 - `floor_s`: one `GROUP BY` of the same day's obligations per bank into a bare table (run first, so that the
   clearing after it does not find the pages cold).
 
-Every net position is checked against a direct sum, and the positions and the shares against their totals.
+Every net position is checked against a direct sum, the positions and the shares against their totals, and every
+revenue-share metric (and the exchange fees) against its definition's own statement.
 
     .venv/bin/python bench/clearing.py [--payments N] [--merchants N] [--obligations N] [--days N] [--database NAME]
         [--keep]
@@ -64,6 +66,10 @@ def main() -> None:
     clearing_s = time.perf_counter() - started
     positions = check_clearing(run, day)
     print(f"bench: cleared {DAY} in {clearing_s:.2f} s: {positions} positions", flush=True)
+
+    # By the 3rd, when the month is shared, the daily job has cleared each of its days: the others, untimed.
+    for back in range(1, args.days):
+        services.clearing_run(day - dt.timedelta(days=back), "CNY")
 
     started = time.perf_counter()
     share = services.revenue_share_run(MONTH)
@@ -301,6 +307,7 @@ def seed_terms() -> None:
 
     from alliance import services
     from alliance.models import METRICS, AllianceCost, MembershipFee, RevenueSharePolicy
+    from core.approvals import approval_approve
     from core.scoping import ALLIANCE_OPERATORS
     from members.models import MemberBank
 
@@ -312,14 +319,14 @@ def seed_terms() -> None:
     policy = services.policy_save(
         policy_id=None, weights=weights, cost_weights=weights, effective_from=month, actor=maker
     )
-    services.terms_submit(model=RevenueSharePolicy, version_id=policy.pk, actor=maker)
-    services.terms_decide(model=RevenueSharePolicy, version_id=policy.pk, approve=True, actor=checker)
+    request = services.terms_submit(model=RevenueSharePolicy, version_id=policy.pk, actor=maker, reason="bench")
+    approval_approve(request_id=request.pk, checker=checker)
     for bank in MemberBank.objects.all():
         fee = services.membership_fee_save(
             fee_id=None, bank_id=bank.pk, amount=5_000_000, effective_from=month, actor=maker
         )
-        services.terms_submit(model=MembershipFee, version_id=fee.pk, actor=maker)
-        services.terms_decide(model=MembershipFee, version_id=fee.pk, approve=True, actor=checker)
+        request = services.terms_submit(model=MembershipFee, version_id=fee.pk, actor=maker, reason="bench")
+        approval_approve(request_id=request.pk, checker=checker)
     AllianceCost.objects.create(month=month, amount=12_345_678, description="bench: running costs")
 
 
@@ -354,14 +361,32 @@ def check_clearing(run: Any, day: dt.date) -> int:
 
 
 def check_revenue_share(run: Any) -> int:
-    from alliance.models import RevenueShareStatement
+    """The shares against the pool and the costs; every metric and the exchange fees, as the run read them (from one
+    read of the payments and from the clearing runs), against their definitions' statements over the ledger."""
+    from alliance import metrics
+    from alliance.models import METRICS, RevenueShareStatement
 
     statements = list(RevenueShareStatement.objects.filter(run=run))
     assert statements, "no statements"
     assert sum(s.amount for s in statements) == run.pool > 0
     assert sum(s.cost for s in statements) == run.costs > 0
     assert all(s.net == s.amount - s.cost for s in statements)
+    defined = metrics.metric_values_by_definition(run.month)
+    for metric in METRICS:
+        assert {s.bank_id: getattr(s, metric) for s in statements if getattr(s, metric)} == defined[metric], metric
+    assert defined["points_exchanged_in"], "no exchanges"
+    assert run.exchange_fee_units == _exchange_fees(run.month)
     return len(statements)
+
+
+def _exchange_fees(month: dt.date) -> int:
+    from django.db import connection
+
+    from alliance import metrics
+
+    with connection.cursor() as cursor:
+        cursor.execute(metrics.EXCHANGE_FEES_SQL, metrics.MonthRange(month).params())
+        return int(cursor.fetchone()[0])
 
 
 def floor(day: dt.date) -> float:

@@ -28,6 +28,8 @@ from .clearing import (
     per_minor,
 )
 from .revenue_share import (
+    TERMS_APPROVAL,
+    TERMS_KIND,
     membership_fee_save,
     membership_fees_in_force,
     month_start,
@@ -37,7 +39,7 @@ from .revenue_share import (
     previous_month,
     revenue_share_compute,
     revenue_share_run,
-    terms_decide,
+    terms_requests_pending,
     terms_submit,
 )
 from .segments import (
@@ -49,6 +51,8 @@ from .segments import (
 )
 
 __all__ = [
+    "TERMS_APPROVAL",
+    "TERMS_KIND",
     "BestCard",
     "CardResult",
     "ClearingReport",
@@ -78,6 +82,6 @@ __all__ = [
     "segments_forget",
     "spending_check",
     "spending_from_history",
-    "terms_decide",
+    "terms_requests_pending",
     "terms_submit",
 ]

@@ -71,7 +71,8 @@ def per_minor(currency: str) -> int:
     return CURRENCY_SCALE // 10 ** exponent(currency)
 
 
-# The component kind of an entry, from its transaction's kind and its side (see ComponentKind).
+# The component kind of an entry, from its transaction's kind and its side (see ComponentKind). A reversal of an
+# exchange is told apart from other reversals (the revenue share reads the exchanges, reversals included, from here).
 KIND_SQL = f"""
 CASE
   WHEN t.kind = 'exchange' AND a.owner_kind = 'alliance' THEN '{ComponentKind.EXCHANGE_FEE}'
@@ -80,9 +81,12 @@ CASE
   WHEN t.kind IN ('earn', 'earn_batch') THEN '{ComponentKind.FUNDED_POINTS}'
   WHEN t.kind IN ('spend', 'hold_post') THEN '{ComponentKind.BENEFIT_REDEMPTION}'
   WHEN t.kind = 'cofunding' THEN '{ComponentKind.COFUNDING}'
+  WHEN t.kind = 'reversal'
+   AND (SELECT x.kind FROM {LedgerTransaction._meta.db_table} x WHERE x.id = t.reverses_id) = 'exchange'
+   THEN '{ComponentKind.EXCHANGE_REVERSAL}'
   WHEN t.kind = 'reversal' THEN '{ComponentKind.REVERSAL}'
   ELSE '{ComponentKind.OTHER}'
-END"""
+END"""  # noqa: S608 - table names from the models
 
 
 def entries_sql() -> str:

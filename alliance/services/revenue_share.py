@@ -1,14 +1,17 @@
 """The monthly revenue share (按贡献度分配): terms kept four-eyes, and the run that shares a month's pool.
 
 Terms. A revenue-share policy (weights) and a bank's membership fee are versions that apply from a month on. An
-alliance operator saves a draft (editable), submits it; another alliance operator approves or rejects it. Approved
-and rejected versions are never edited; a change is a new version. Every step is audited.
+alliance operator saves a draft (editable) and submits it to the approval queue (`core.approvals`, kind
+"alliance.revenue_share_terms", the version as its payload); another alliance operator approves it there, which makes
+the version approved in the approval's transaction, or rejects it, which leaves it a draft. An approved version is
+never edited and a submitted one not while it waits; a change is a new version. Every step is audited.
 
-The run. `revenue_share_run(month)` reads the month's metrics and pool (`alliance.metrics`, one statement each), the
-policy in force for the month, the membership fees and running costs, computes each bank's share exactly (fractions)
-and splits the pool and the costs with `core.money.allocate`. The same inputs, policy and result as the month's
-latest version return that version; anything else is a new version (a restatement) with the differences. Versions
-of a month are numbered under a transaction-scoped advisory lock on the month, backed by a unique constraint.
+The run. `revenue_share_run(month)` reads the month's metrics and pool (`alliance.metrics`: the payments once, the
+exchanges from the month's clearing runs), the policy in force for the month, the membership fees and running costs,
+computes each bank's share exactly (fractions) and splits the pool and the costs with `core.money.allocate`. The same
+inputs, policy and result as the month's latest version return that version; anything else is a new version (a
+restatement) with the differences. Versions of a month are numbered under a transaction-scoped advisory lock on the
+month, backed by a unique constraint.
 
 See docs/revenue-share.md.
 """
@@ -27,15 +30,17 @@ from typing import IO, Any, TypeVar
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection, transaction
-from django.db.models import Max, Q
-from django.utils import timezone
+from django.db.models import Max, Q, QuerySet
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
+from core.approvals import ApprovalKind, approval_request
 from core.audit import audit_record, snapshot
 from core.calendar import local_now
 from core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from core.jobs import job_run
-from core.money import allocate, quantize
+from core.models import ApprovalRequest
+from core.money import allocate, format_minor, quantize
 from core.scoping import is_alliance_operator
 from members.models import MemberBank
 
@@ -173,7 +178,7 @@ def _draft_save(
         before = None
     else:
         version = _locked(model, version_id)
-        _refuse_unless(version, Approval.DRAFT)
+        _refuse_unless_editable(version)
         before = snapshot(version)
         for name, value in fields.items():
             setattr(version, name, value)
@@ -197,54 +202,144 @@ def membership_fee_save(
     return _draft_save(MembershipFee, fee_id, fields, user=user, action="alliance.membership_fee.save", reason=reason)
 
 
-def _refuse_unless(version: FourEyesVersion, status: str) -> None:
-    if version.status != status:
+def _refuse_unless_editable(version: FourEyesVersion) -> None:
+    if version.status == Approval.APPROVED:
+        raise Conflict(_("This version is approved: a change is a new version."), code="version_decided")
+    if terms_requests_pending(type(version), version.pk).exists():
         raise Conflict(
-            _("This version is %(status)s: a change is a new version.") % {"status": version.get_status_display()},
-            code="version_decided" if version.status in (Approval.APPROVED, Approval.REJECTED) else "version_pending",
+            _("This version is waiting for approval: a change waits for the decision."), code="version_pending"
         )
 
 
+# --- through the approval queue ------------------------------------------------------------------------------------
+
+TERMS_APPROVAL = "alliance.revenue_share_terms"
+TERMS_PERMISSION = "alliance.approve_terms"
+TERMS_MODELS: dict[str, type[FourEyesVersion]] = {
+    "revenuesharepolicy": RevenueSharePolicy,
+    "membershipfee": MembershipFee,
+}
+
+
+def terms_requests_pending(model: type[FourEyesVersion], version_id: int) -> QuerySet[ApprovalRequest]:
+    """The requests to approve this version still waiting in the approval queue (at most one)."""
+    return ApprovalRequest.objects.filter(
+        kind=TERMS_APPROVAL,
+        status=ApprovalRequest.Status.PENDING,
+        payload__model=model._meta.model_name,
+        payload__version_id=version_id,
+    )
+
+
+def _terms(version: FourEyesVersion) -> dict[str, Any]:
+    """What the checker approves: the version's terms, as the payload carries them."""
+    common = {"effective_from": version.effective_from.isoformat()}
+    if isinstance(version, RevenueSharePolicy):
+        return common | {
+            "version": version.version,
+            "weights": {m: str(w) for m, w in version.weights().items()},
+            "cost_weights": {m: str(w) for m, w in version.cost_weights().items()},
+        }
+    assert isinstance(version, MembershipFee)
+    return common | {"bank_id": version.bank_id, "amount": version.amount}
+
+
+def _version_of(payload: Mapping[str, Any], *, lock: bool = False) -> FourEyesVersion:
+    model = TERMS_MODELS.get(str(payload.get("model")))
+    if model is None:
+        raise ValidationFailed(_("Unknown kind of terms."), param="model")
+    rows = model._default_manager.filter(pk=payload.get("version_id"))
+    version = (rows.select_for_update() if lock else rows).first()
+    if version is None:
+        raise NotFound(_("No such version."), param="id")
+    return version
+
+
+def terms_validate(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload of a request: the version (its model and id) and its terms. Refused once the version is approved,
+    or when the terms named are no longer the version's (checked when requested and again when approved)."""
+    version = _version_of(payload)
+    if version.status == Approval.APPROVED:
+        raise Conflict(_("This version is approved: a change is a new version."), code="version_decided")
+    terms = _terms(version)
+    if "terms" in payload and payload["terms"] != terms:
+        raise Conflict(_("This version has changed since it was submitted."), code="version_changed")
+    if isinstance(version, RevenueSharePolicy):
+        policy_check(
+            weights=version.weights(), cost_weights=version.cost_weights(), effective_from=version.effective_from
+        )
+    return {"model": version._meta.model_name, "version_id": version.pk, "terms": terms}
+
+
+def terms_bank(payload: dict[str, Any]) -> int | None:
+    return None  # the alliance's terms: an alliance operator checks
+
+
+def terms_describe(payload: dict[str, Any]) -> list[tuple[str, str]]:
+    terms = payload.get("terms", {})
+    rows: list[tuple[str, str]] = []
+    if payload.get("model") == "revenuesharepolicy":
+        rows.append((_("terms"), _("revenue-share policy v%(version)s") % {"version": terms.get("version")}))
+        rows.append((_("effective from"), str(terms.get("effective_from", ""))[:7]))
+        for label, key in ((_("weights"), "weights"), (_("cost weights"), "cost_weights")):
+            weights = terms.get(key, {})
+            rows.append(
+                (label, " · ".join(f"{metric} {weights[metric]}" for metric in weights if Decimal(weights[metric])))
+            )
+    else:
+        bank = MemberBank.objects.filter(pk=terms.get("bank_id")).values_list("code", flat=True).first()
+        rows.append((_("terms"), _("membership fee of %(bank)s") % {"bank": bank or f"#{terms.get('bank_id')}"}))
+        rows.append((_("effective from"), str(terms.get("effective_from", ""))[:7]))
+        rows.append((_("monthly fee"), format_minor(int(terms.get("amount", 0)), "CNY")))
+    return rows
+
+
 @transaction.atomic
-def terms_submit(*, model: type[V], version_id: int, actor: Actor) -> V:
-    """The maker submits a draft for approval (its maker is whoever submits it)."""
+def terms_submit(*, model: type[V], version_id: int, actor: Actor, reason: str | None = None) -> ApprovalRequest:
+    """The maker submits a draft to the approval queue; the reason is the version's own unless given. One request
+    at a time per version."""
     user = _require_alliance_operator(actor)
     version = _locked(model, version_id)
-    _refuse_unless(version, Approval.DRAFT)
+    _refuse_unless_editable(version)
+    why = version.reason if reason is None else reason
+    return approval_request(
+        kind=TERMS_APPROVAL,
+        payload={"model": model._meta.model_name, "version_id": version.pk},
+        reason=why,
+        maker=user,
+    )
+
+
+def terms_apply(payload: dict[str, Any], maker: AbstractBaseUser, checker: AbstractBaseUser) -> FourEyesVersion:
+    """Approves the version (the kind's `apply`, inside the approval's transaction, after `terms_validate`): it is in
+    force from its month; audited with its maker and checker."""
+    version = _version_of(payload, lock=True)
+    if version.status == Approval.APPROVED:
+        raise Conflict(_("This version is approved: a change is a new version."), code="version_decided")
+    if _terms(version) != payload["terms"]:
+        raise Conflict(_("This version has changed since it was submitted."), code="version_changed")
     before = snapshot(version)
-    version.status, version.proposed_by, version.proposed_at = Approval.PENDING, user, timezone.now()  # type: ignore[assignment]
-    version.save(update_fields=["status", "proposed_by", "proposed_at"])
+    version.status = Approval.APPROVED
+    version.save(update_fields=["status"])
     audit_record(
-        actor=user,
-        action=f"alliance.{model._meta.model_name}.submit",
+        actor=checker,
+        action=f"alliance.{version._meta.model_name}.approve",
         obj=version,
         before=before,
-        after=snapshot(version),
+        after=snapshot(version) | {"maker": maker.pk, "checker": checker.pk},
     )
     return version
 
 
-@transaction.atomic
-def terms_decide(*, model: type[V], version_id: int, approve: bool, actor: Actor, note: str = "") -> V:
-    """Another alliance operator approves or rejects a pending version; its maker may not."""
-    user = _require_alliance_operator(actor)
-    version = _locked(model, version_id)
-    _refuse_unless(version, Approval.PENDING)
-    if version.proposed_by_id == user.pk:
-        raise PermissionDenied(_("A second operator must approve or reject what another proposed."))
-    before = snapshot(version)
-    version.status = Approval.APPROVED if approve else Approval.REJECTED
-    version.decided_by, version.decided_at, version.decision_note = user, timezone.now(), note.strip()  # type: ignore[assignment]
-    version.save(update_fields=["status", "decided_by", "decided_at", "decision_note"])
-    audit_record(
-        actor=user,
-        action=f"alliance.{model._meta.model_name}.{'approve' if approve else 'reject'}",
-        obj=version,
-        before=before,
-        after=snapshot(version),
-        reason=note,
-    )
-    return version
+TERMS_KIND = ApprovalKind(
+    code=TERMS_APPROVAL,
+    label=gettext_lazy("revenue-share terms"),
+    permission=TERMS_PERMISSION,
+    validate=terms_validate,
+    bank_of=terms_bank,
+    apply=terms_apply,  # type: ignore[arg-type]
+    describe=terms_describe,
+)
 
 
 def policy_in_force(month: dt.date) -> RevenueSharePolicy:
@@ -376,7 +471,8 @@ def compute(inputs: Inputs, policy: RevenueSharePolicy) -> Result:
 
 
 def read_inputs(month: dt.date, *, previous: RevenueShareRun | None = None) -> Inputs:
-    values = metrics.metric_values(month)
+    exchanged = metrics.exchanges(month)
+    values = metrics.metric_values(month, exchanged)
     end = metrics.MonthRange(month).end_month
     membership = membership_fees_in_force(month)
     costs = list(AllianceCost.objects.filter(month=month).order_by("id").values_list("description", "amount"))
@@ -389,7 +485,7 @@ def read_inputs(month: dt.date, *, previous: RevenueShareRun | None = None) -> I
         month=month,
         values=values,
         fee_share=metrics.fee_share(month),
-        exchange_fee_units=metrics.exchange_fees(month),
+        exchange_fee_units=exchanged.fees,
         membership=membership,
         costs=costs,
         banks=banks,

@@ -159,7 +159,7 @@ def test_a_day_nets_to_one_position_per_party_summing_to_zero(world: dict[str, A
     assert ("~alliance", "exchange_fee", None) in kinds
     assert ("CCC1", "funded_points", world["merchant"].pk) in kinds
     assert ("CCC1", "benefit_redemption", None) in kinds
-    assert ("AAA1", "reversal", None) in kinds
+    assert ("AAA1", "exchange_reversal", None) in kinds  # a reversal of an exchange is told apart
     assert run.transactions_count == 4  # the plain earn posts no obligation
     assert run.entries_count == sum(p.entries_count for p in by_party.values())
     instructions = {i.party_code: i for i in ClearingInstruction.objects.filter(run=run)}
@@ -195,7 +195,7 @@ def test_the_statement_traces_every_source_to_its_transaction(world: dict[str, A
     assert (txns["exchange"].pk, "exchange_out") in traced
     assert (txns["funded"].pk, "funded_points") in traced
     assert (txns["redeem"].pk, "benefit_redemption") in traced
-    assert (txns["reversal"].pk, "reversal") in traced
+    assert (txns["reversal"].pk, "exchange_reversal") in traced
     funded = next(line for line in lines_a if line.transaction_id == txns["funded"].pk)
     assert (funded.payment, funded.counterparties) == ("pi_test_funded", "MSHOP1")
     lines_c = selectors.statement_lines(by_party["CCC1"])

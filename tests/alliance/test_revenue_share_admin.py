@@ -15,6 +15,7 @@ from django.test import Client
 from django.urls import reverse
 
 from alliance.models import RevenueSharePolicy, RevenueShareRun
+from core.models import ApprovalRequest
 from tests.alliance.revenue_fixture import this_month
 from tests.factories import (
     PASSWORD,
@@ -151,22 +152,41 @@ def test_a_bank_operator_charts_only_their_own_bank(statements: dict[str, Any]) 
     assert other.brand_colour not in page
 
 
-def test_four_eyes_through_the_admin_actions() -> None:
+def test_four_eyes_through_the_submit_action_and_the_approval_queue() -> None:
     maker, checker = AllianceOperatorFactory(), AllianceOperatorFactory()
-    policy = make_revenue_policy()
+    policy = make_revenue_policy(reason="")
     url = reverse("admin:alliance_revenuesharepolicy_changelist")
 
-    def act(user: Any, action: str) -> None:
-        _client(user).post(url, {"action": action, "_selected_action": [policy.pk]})
+    def submit(user: Any) -> None:
+        _client(user).post(url, {"action": "submit", "_selected_action": [policy.pk]})
 
-    act(maker, "submit")
-    act(maker, "approve")  # refused: the maker
+    submit(maker)  # refused: a submission needs the draft's reason for the change
+    assert not ApprovalRequest.objects.exists()
+    RevenueSharePolicy.objects.filter(pk=policy.pk).update(reason="yearly review")
+    submit(maker)
+    request = ApprovalRequest.objects.get()
+    assert (request.kind, request.maker_id, request.reason) == (
+        "alliance.revenue_share_terms",
+        maker.pk,
+        "yearly review",
+    )
+    page = reverse("admin:core_approvalrequest_change", args=[request.pk])
+    # The maker's own page offers only to cancel; a forged approval changes nothing.
+    assert _client(maker).get(page).context["may_decide"] is False
+    _client(maker).post(page, {"decision": "approve"})
     policy.refresh_from_db()
-    assert (policy.status, policy.proposed_by_id) == ("pending", maker.pk)
-    act(checker, "approve")
+    request.refresh_from_db()
+    assert (policy.status, request.status) == ("draft", "pending")
+    # Waiting: shown read-only.
+    change = reverse("admin:alliance_revenuesharepolicy_change", args=[policy.pk])
+    assert not _client(maker).get(change).context["has_change_permission"]
+    waiting = _client(checker).get(reverse("admin:core_approvalrequest_changelist"), {"queue": "waiting"})
+    assert [row.pk for row in waiting.context["cl"].result_list] == [request.pk]
+    assert _client(checker).post(page, {"decision": "approve"}).status_code == 302
     policy.refresh_from_db()
-    assert (policy.status, policy.decided_by_id) == ("approved", checker.pk)
-    # Decided: shown read-only.
+    request.refresh_from_db()
+    assert (policy.status, request.status, request.checker_id) == ("approved", "approved", checker.pk)
+    # Approved: shown read-only.
     page = _client(maker).get(reverse("admin:alliance_revenuesharepolicy_change", args=[policy.pk]))
     assert not page.context["has_change_permission"]
 

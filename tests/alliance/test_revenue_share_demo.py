@@ -11,6 +11,7 @@ import pytest
 
 from alliance.demo import DemoContext, seed_all
 from alliance.models import AllianceCost, MembershipFee, RevenueSharePolicy, RevenueShareRun, RevenueShareStatement
+from core.models import ApprovalRequest
 from members.models import MemberBank
 from tests.alliance.test_demo import demo_on_simulator  # noqa: F401  (the fixture)
 
@@ -23,10 +24,13 @@ def test_the_demo_shares_revenue_for_its_months(demo_on_simulator: Any) -> None:
         (role, user) for role, user, _ in ctx.logins
     ]
     policies = RevenueSharePolicy.objects.order_by("version")
-    assert [p.status for p in policies] == ["approved", "pending"]
-    approved = policies[0]
-    assert approved.proposed_by.username == "alliance-checker"  # type: ignore[union-attr]
-    assert approved.decided_by.username == "alliance"  # type: ignore[union-attr]
+    assert [p.status for p in policies] == ["approved", "draft"]
+    approved, proposal = policies
+    requests = ApprovalRequest.objects.filter(kind="alliance.revenue_share_terms", payload__model="revenuesharepolicy")
+    made = requests.get(result_id=str(approved.pk))
+    assert (made.status, made.maker.username, made.checker.username) == ("approved", "alliance-checker", "alliance")  # type: ignore[union-attr]
+    waiting = requests.get(payload__version_id=proposal.pk)
+    assert (waiting.status, waiting.maker.username) == ("pending", "alliance-checker")
     banks = MemberBank.objects.count()
     assert MembershipFee.objects.filter(status="approved").values("bank").distinct().count() == banks
 
