@@ -12,6 +12,7 @@ from django.db import models
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -19,6 +20,7 @@ from django.utils.translation import gettext_lazy
 from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopedTabularInline
 from core.admin_display import MoneyField, money_text
 from core.errors import MengkaError
+from core.replicas import replica_view
 
 from . import selectors, services
 from .models import (
@@ -383,12 +385,14 @@ class RevenueShareStatementAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     def _filename(self, statement: RevenueShareStatement, extension: str) -> str:
         return f"revenue-share-{statement.run.month:%Y-%m}-v{statement.run.version}-{statement.bank.code}.{extension}"
 
+    @method_decorator(replica_view)
     def csv_view(self, request: HttpRequest, statement_id: int) -> HttpResponse:
         statement = self._statement(request, statement_id)
         response = HttpResponse(selectors.revenue_statement_csv(statement), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{self._filename(statement, "csv")}"'
         return response
 
+    @method_decorator(replica_view)
     def print_view(self, request: HttpRequest, statement_id: int) -> HttpResponse:
         """The statement as a page to print or save as PDF: a print stylesheet, no script."""
         statement = self._statement(request, statement_id)
@@ -414,6 +418,7 @@ class RevenueShareStatementAdmin(ReadOnlyAdminMixin, ScopedAdmin):
             response["Content-Disposition"] = f'attachment; filename="{self._filename(statement, "html")}"'
         return response
 
+    @method_decorator(replica_view)
     def chart_view(self, request: HttpRequest) -> HttpResponse:
         """Each bank's share of the last twelve months (the latest version of each month), as a chart drawn by the
         locally served Chart.js, with the same numbers in a table beside it."""

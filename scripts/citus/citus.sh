@@ -3,13 +3,14 @@
 #
 #   scripts/citus/citus.sh build CITUS_TARBALL   # citus-13.2.2.tar.gz: build and install the extension (as root)
 #   scripts/citus/citus.sh start                 # a coordinator and two workers as three local clusters
+#   scripts/citus/citus.sh createdb NAME         # a database on every node, with Citus and the workers registered
 #   scripts/citus/citus.sh status | stop | drop
 #
 # Citus is not in Debian's package lists: its source release is built here, with a one-line patch for Debian's 15
 # headers (pg15-have-createdb-privilege.patch). The clusters listen on 127.0.0.1 with trust authentication, like the
-# development server: ports CITUS_PORT (coordinator, default 5440), +1 and +2 (workers). The extension and the worker
-# nodes are set up in template1, so every database created on the coordinator afterwards (a test run's) is distributed
-# over the same workers.
+# development server: ports CITUS_PORT (coordinator, default 5440), +1 and +2 (workers). Citus keeps its metadata per
+# database and does not create a database on the workers: `createdb` makes one on every node, adds the extension to
+# each, and registers the workers with the coordinator ("postgres" is set up so by `start`).
 set -euo pipefail
 cd "$(dirname "$0")"
 HERE=$(pwd)
@@ -56,16 +57,30 @@ start() {
   for entry in "${CLUSTERS[@]}"; do
     local port=${entry##*:}
     until pg_isready -q -h 127.0.0.1 -p "$port"; do sleep 0.2; done
-    $PSQL -p "$port" -d template1 -c "CREATE EXTENSION IF NOT EXISTS citus"
-    $PSQL -p "$port" -d postgres -c "CREATE EXTENSION IF NOT EXISTS citus"
   done
-  for database in template1 postgres; do
-    $PSQL -p "$PORT" -d "$database" -c "SELECT citus_set_coordinator_host('127.0.0.1', $PORT)" >/dev/null
-    for entry in "${CLUSTERS[@]:1}"; do
-      $PSQL -p "$PORT" -d "$database" -c "SELECT citus_add_node('127.0.0.1', ${entry##*:})" >/dev/null
-    done
-  done
+  distribute postgres
   status
+}
+
+# Citus in DATABASE on every node, the workers registered with the coordinator (both idempotent).
+distribute() {
+  local database=$1
+  for entry in "${CLUSTERS[@]}"; do
+    $PSQL -p "${entry##*:}" -d "$database" -c "CREATE EXTENSION IF NOT EXISTS citus"
+  done
+  $PSQL -p "$PORT" -d "$database" -c "SELECT citus_set_coordinator_host('127.0.0.1', $PORT)" >/dev/null
+  for entry in "${CLUSTERS[@]:1}"; do
+    $PSQL -p "$PORT" -d "$database" -c "SELECT citus_add_node('127.0.0.1', ${entry##*:})" >/dev/null
+  done
+}
+
+createdb() {
+  local database=${1:?give the database name}
+  for entry in "${CLUSTERS[@]}"; do
+    $PSQL -p "${entry##*:}" -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$database'" | grep -q 1 ||
+      $PSQL -p "${entry##*:}" -d postgres -c "CREATE DATABASE \"$database\""
+  done
+  distribute "$database"
 }
 
 status() {
@@ -91,8 +106,9 @@ shift || true
 case "$command" in
   build) build "$@" ;;
   start) start ;;
+  createdb) createdb "$@" ;;
   status) status ;;
   stop) stop ;;
   drop) drop ;;
-  *) sed -n '2,13p' "$0"; exit 2 ;;
+  *) sed -n '2,14p' "$0"; exit 2 ;;
 esac
