@@ -142,12 +142,12 @@ def _exists_along(model: type[models.Model], path: str, bank_ids: frozenset[int]
         field = current._meta.get_field(part)
         if field.many_to_many:
             break
-        if field.one_to_many:
-            link = field.remote_field  # the foreign key on the related model
+        if field.one_to_many and isinstance(field, models.ManyToOneRel):
+            link = field.field  # the foreign key on the related model
             target = link.target_field
             outer = "__".join([*parts[:index], *([] if target.primary_key else [target.name])]) or "pk"
             rest = "__".join(parts[index + 1 :]) or "pk"
-            related = field.related_model._base_manager  # the join of a lookup applies no manager's filter either
+            related = link.model._base_manager  # the join of a lookup applies no manager's filter either
             return Exists(related.filter(**{link.name: OuterRef(outer), f"{rest}__in": bank_ids}))
         current = field.related_model  # type: ignore[assignment]
     return Exists(model._base_manager.filter(pk=OuterRef("pk"), **{f"{path}__in": bank_ids}))
