@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
@@ -224,8 +225,11 @@ def test_the_migration_carries_pending_requests_and_published_history_over() -> 
         assert (history.status, history.maker_id, history.checker_id) == ("approved", asker.pk, approver.pk)
         assert (history.result_type, history.result_id) == ("rewards.benefit", str(published.pk))
         assert history.decided_at == published.published_at
-        # The carried-over request is approved by a second operator of the bank as any other.
-        checker = bank_operator(bank)
+        # The carried-over request is approved by a second operator of the bank as any other. (A transactional test
+        # before this one may have flushed the operator groups: the permission is given to the user itself.)
+        checker = BankOperatorFactory(bank=bank).user
+        change = Permission.objects.get(content_type__app_label="rewards", codename="change_benefit")
+        checker.user_permissions.add(change)
         approval_approve(request_id=waiting.pk, checker=checker)
         assert Benefit.objects.get(pk=pending.pk).status == "published"
         assert Benefit.objects.get(pk=draft.pk).status == "draft"
