@@ -253,6 +253,14 @@ def seed_revenue_share(ctx: DemoContext) -> None:
     seed(ctx, checker=checker)
 
 
+def seed_approvals(ctx: DemoContext) -> None:
+    """Last, once the merchants, cards and operators exist: a request of each kind of the approval queue, asked by a
+    bank operator and waiting for the alliance operators, and two decided ones for the history."""
+    from .approvals_demo import seed_approvals as seed
+
+    seed(ctx)
+
+
 STEPS: list[Callable[[DemoContext], None]] = [
     seed_operators,
     seed_members,
@@ -270,6 +278,7 @@ STEPS: list[Callable[[DemoContext], None]] = [
     seed_spending_history,
     seed_segments,
     seed_revenue_share,
+    seed_approvals,
 ]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 
 ALLIANCE_OPERATORS = "Alliance operators"
 BANK_OPERATORS = "Bank operators"
@@ -124,12 +124,33 @@ def scope_queryset(
         return queryset.none()
     condition = Q()
     for path in _paths(scope_field):
-        lookup = {f"{path}__in": scope.bank_ids}
         if _path_is_many_valued(queryset.model, path):
-            condition |= Q(pk__in=queryset.model._default_manager.filter(**lookup).values("pk"))
+            condition |= Q(_exists_along(queryset.model, path, scope.bank_ids))
         else:
-            condition |= Q(**lookup)
+            condition |= Q(**{f"{path}__in": scope.bank_ids})
     return queryset.filter(condition)
+
+
+def _exists_along(model: type[models.Model], path: str, bank_ids: frozenset[int]) -> Exists:
+    """`EXISTS` a row at the far side of the path's first many-valued step that reaches one of `bank_ids`: a semi-join,
+    so a row with many matches (a cardholder with several cards at the bank) is found once, without a `DISTINCT` or an
+    `IN` over every match. Through a reverse foreign key (a cardholder's cards) the subquery starts at the related rows;
+    otherwise (a many-to-many) it is correlated on the model's own key."""
+    parts = path.split("__")
+    current = model
+    for index, part in enumerate(parts):
+        field = current._meta.get_field(part)
+        if field.many_to_many:
+            break
+        if field.one_to_many and isinstance(field, models.ManyToOneRel):
+            link = field.field  # the foreign key on the related model
+            target = link.target_field
+            outer = "__".join([*parts[:index], *([] if target.primary_key else [target.name])]) or "pk"
+            rest = "__".join(parts[index + 1 :]) or "pk"
+            related = link.model._base_manager  # the join of a lookup applies no manager's filter either
+            return Exists(related.filter(**{link.name: OuterRef(outer), f"{rest}__in": bank_ids}))
+        current = field.related_model  # type: ignore[assignment]
+    return Exists(model._base_manager.filter(pk=OuterRef("pk"), **{f"{path}__in": bank_ids}))
 
 
 def bank_ids_of(obj: models.Model, scope_field: ScopeField) -> set[int]:

@@ -1,6 +1,7 @@
 """Ledger tables are read-only in the admin; adjustments are requested from the ledger accounts' page and posted once a
 second operator approves them in the approval queue (core.approvals). Benefits are
-edited while draft and published by a second operator; vouchers are read-only. Merchants' promotions are set through
+edited while draft and published once a second operator approves the request in the same queue; vouchers are
+read-only. Merchants' promotions are set through
 the API and only read here, with their cost and budget left; the co-funding bank approves or rejects its share, and
 the sponsor bank (or the alliance) may pause one."""
 
@@ -24,6 +25,7 @@ from django.utils.translation import gettext_lazy as _
 from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin
 from core.admin_display import MoneyField
 from core.errors import MengkaError
+from core.models import ApprovalRequest
 from core.scoping import operator_scope
 from core.text import id_or_none
 from members.models import PointsProgram
@@ -317,8 +319,9 @@ class BenefitForm(forms.ModelForm):  # type: ignore[type-arg]
 
 @admin.register(Benefit)
 class BenefitAdmin(ScopedAdmin):
-    """A bank's benefits (and those of the merchants it sponsors): edited while draft, then asked to be published by
-    one operator and approved by another. Stock, redemptions and cost (the CNY value of the points taken) are shown."""
+    """A bank's benefits (and those of the merchants it sponsors): edited while draft; one operator asks to publish a
+    draft (its page links to the request form), and it is published once a second operator approves the request in the
+    approval queue. Stock, redemptions and cost (the CNY value of the points taken) are shown."""
 
     scope_field = "bank"
     form = BenefitForm
@@ -340,13 +343,13 @@ class BenefitAdmin(ScopedAdmin):
     list_filter = ("status", "kind", "pricing")
     search_fields = ("title_zh", "title_en")
     filter_horizontal = ("eligible_banks", "eligible_products", "stores")
-    readonly_fields = ("status", "stock_left", "redeemed_count", "cost_units", "requested_by", "approved_by")
+    readonly_fields = ("status", "publication", "stock_left", "redeemed_count", "cost_units")
     money_fields = {
         "cost_units": MoneyField("CNY", absolute=4),
         "price_cny_units": MoneyField("CNY", absolute=4),
         "value_cny_units": MoneyField("CNY", absolute=4),
     }
-    actions = ("request_publish", "approve_publish", "withdraw")
+    actions = ("withdraw",)
 
     def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         if isinstance(obj, Benefit) and obj.status != Benefit.Status.DRAFT:
@@ -362,29 +365,88 @@ class BenefitAdmin(ScopedAdmin):
             obj.stock_left = obj.stock_total
         super().save_model(request, obj, form, change)
 
-    def _move(self, request: HttpRequest, queryset: models.QuerySet[Any], call: Any) -> None:
+    @admin.display(description=_("publication"))
+    def publication(self, obj: Benefit) -> str:
+        """The request waiting in the approval queue, the one that published it, or the link to ask (a draft)."""
+        if obj.pk is None:
+            return "-"
+        request = (
+            services.benefit_publish_requests_pending(obj.pk).select_related("maker").first()
+            if obj.status == Benefit.Status.DRAFT
+            else ApprovalRequest.objects.filter(
+                kind=services.BENEFIT_PUBLISH, status=ApprovalRequest.Status.APPROVED, result_id=str(obj.pk)
+            )
+            .select_related("maker", "checker")
+            .order_by("-id")
+            .first()
+        )
+        if request is not None:
+            if request.status == ApprovalRequest.Status.PENDING:
+                text = _("awaiting approval: asked by %(maker)s") % {"maker": request.maker}
+            else:
+                text = _("asked by %(maker)s, approved by %(checker)s") % {
+                    "maker": request.maker,
+                    "checker": request.checker,
+                }
+            return format_html(
+                '<a href="{}">{}</a>', reverse("admin:core_approvalrequest_change", args=[request.pk]), text
+            )
+        if obj.status == Benefit.Status.DRAFT:
+            url = reverse("admin:rewards_benefit_request_publish", args=[obj.pk])
+            return format_html('<a href="{}">{}</a>', url, _("Ask to publish"))
+        return "-"
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view(self.request_publish_view)
+        return [
+            path("<int:benefit_id>/request-publish/", view, name="rewards_benefit_request_publish"),
+            *super().get_urls(),
+        ]
+
+    def request_publish_view(self, request: HttpRequest, benefit_id: int) -> HttpResponse:
+        """Asks to publish a draft, saying why; it is published once a second operator approves the request in the
+        approval queue."""
+        if not request.user.has_perm(services.PUBLISH_PERMISSION):  # type: ignore[union-attr]
+            raise PermissionDenied
+        benefit = self.get_queryset(request).filter(pk=benefit_id).first()
+        if benefit is None or not self._writable(request, benefit):
+            raise Http404("No such benefit in your scope.")
+        form = PublishRequestForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                made = services.benefit_request_publish(
+                    benefit_id=benefit.pk, operator=request.user, reason=form.cleaned_data["reason"]
+                )
+            except MengkaError as exc:
+                form.add_error("reason" if exc.param == "reason" else None, exc.message)
+            else:
+                messages.success(request, _("Publishing requested: a second operator must approve it."))
+                return HttpResponseRedirect(reverse("admin:core_approvalrequest_change", args=[made.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Ask to publish %(benefit)s") % {"benefit": benefit},
+            "benefit": benefit,
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/rewards/benefit/request_publish.html", context)
+
+    @admin.action(description=_("Withdraw the selected benefits"))
+    def withdraw(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
         for benefit in queryset:
             if not self._writable(request, benefit):
                 messages.error(request, _("Benefit %(id)s is outside your scope.") % {"id": benefit.pk})
                 continue
             try:
-                call(benefit_id=benefit.pk, operator=request.user)
+                services.benefit_withdraw(benefit_id=benefit.pk, operator=request.user)
             except MengkaError as exc:
                 messages.error(request, f"#{benefit.pk}: {exc.message}")
             else:
                 messages.success(request, _("Benefit %(id)s updated.") % {"id": benefit.pk})
 
-    @admin.action(description=_("Ask to publish the selected benefits"))
-    def request_publish(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
-        self._move(request, queryset, services.benefit_request_publish)
 
-    @admin.action(description=_("Approve publishing the selected benefits (another operator)"))
-    def approve_publish(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
-        self._move(request, queryset, services.benefit_approve)
-
-    @admin.action(description=_("Withdraw the selected benefits"))
-    def withdraw(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
-        self._move(request, queryset, services.benefit_withdraw)
+class PublishRequestForm(forms.Form):
+    reason = forms.CharField(label=_("reason"), widget=forms.Textarea(attrs={"rows": 3, "cols": 60}))
 
 
 @admin.register(Voucher)

@@ -119,9 +119,9 @@ MERCHANT_VOUCHERS = (  # (merchant code, title zh, title en, CNY ten-thousandths
 
 
 def seed_benefits(ctx: Any) -> None:
-    """A catalogue worth browsing, published with four eyes (each bank's operator asks, the alliance operator
-    approves), and vouchers of a few demo cardholders in every state. Idempotent: benefits are found by bank and
-    title, redemptions by their keys, and a voucher is moved on only while it is still issued."""
+    """A catalogue worth browsing, published through the approval queue (each bank's operator asks, the alliance
+    operator approves), and vouchers of a few demo cardholders in every state. Idempotent: benefits are found by bank
+    and title, redemptions by their keys, and a voucher is moved on only while it is still issued."""
     from django.contrib.auth import get_user_model
     from django.utils import timezone
 
@@ -180,10 +180,22 @@ def _benefit(bank: Any, zh: str, en: str, fields: dict[str, Any], checker: Any) 
         )
     maker = BankOperator.objects.filter(bank=bank, role=BankOperator.Role.OPERATOR).select_related("user").first()
     if benefit.status == Benefit.Status.DRAFT and maker is not None:
-        services.benefit_request_publish(benefit_id=benefit.pk, operator=maker.user)
-        benefit.refresh_from_db()
-    if benefit.status == Benefit.Status.PENDING:
-        benefit = services.benefit_approve(benefit_id=benefit.pk, operator=checker)
+        benefit = benefit_publish(benefit, maker.user, checker)
+    return benefit
+
+
+def benefit_publish(benefit: Any, maker: Any, checker: Any) -> Any:
+    """Publishes a draft as operators would: `maker` asks (unless a request already waits), `checker` approves it in
+    the approval queue."""
+    from core.approvals import approval_approve
+
+    request = services.benefit_publish_requests_pending(benefit.pk).first()
+    if request is None:
+        request = services.benefit_request_publish(
+            benefit_id=benefit.pk, operator=maker, reason="Ready for the catalogue: terms checked with the contributor."
+        )
+    approval_approve(request_id=request.pk, checker=checker)
+    benefit.refresh_from_db()
     return benefit
 
 

@@ -376,7 +376,8 @@ class Benefit(models.Model):
     """A benefit in the shared catalogue, contributed and funded by a member bank or a merchant.
 
     `bank` is the member bank that answers for it: the contributing bank, or the contributing merchant's sponsor bank
-    (whose operators approve it); the admin scopes by it. Priced in points of one programme, at a CNY value payable with
+    (whose operators approve publishing it, in the approval queue); the admin scopes by it. `updated_at` is the draft's
+    version a publication request names. Priced in points of one programme, at a CNY value payable with
     any programme's points, or free for eligible cards (a card privilege). Stock and quotas are reserved with guarded
     updates in the redemption's transaction (`rewards.services.benefit_redeem`)."""
 
@@ -394,7 +395,6 @@ class Benefit(models.Model):
 
     class Status(models.TextChoices):
         DRAFT = "draft", _("draft")
-        PENDING = "pending", _("pending approval")
         PUBLISHED = "published", _("published")
         WITHDRAWN = "withdrawn", _("withdrawn")
 
@@ -494,23 +494,8 @@ class Benefit(models.Model):
         help_text=_("The terms put an unredeemed voucher's stock back when it expires (points are never returned)."),
     )
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.DRAFT)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("publishing requested by"),
-    )
-    approved_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("publishing approved by"),
-    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
     published_at = models.DateTimeField(_("published"), null=True, blank=True)
 
     class Meta:

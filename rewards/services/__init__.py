@@ -15,7 +15,7 @@ expiry       expiring lots past their last valid day (the daily job, and before 
 adjustments  manual adjustments, approved through core.approvals
 bulk         many earns in one transaction (settlement)
 campaigns    a merchant's promotions: checking, creating, updating, pausing, resuming, ending
-benefits     the benefits catalogue: checking, publishing (four eyes), pricing, redeeming into a voucher
+benefits     the benefits catalogue: checking, publishing (approved through core.approvals), pricing, redeeming
 cofunding    operators' decisions on merchants' promotions: co-funding approval, pausing
 cofunding_posting  a co-funding bank's part of a promotion use as a ledger obligation, and its return by refunds
 vouchers     vouchers after issue: cancelling, redeeming at the merchant, expiring
@@ -34,13 +34,18 @@ from .adjustments import (
     adjustment_request,
 )
 from .benefits import (
+    BENEFIT_PUBLISH,
+    BENEFIT_PUBLISH_KIND,
+    PUBLISH_PERMISSION,
     BenefitQuote,
     QuoteLine,
-    benefit_approve,
     benefit_check,
     benefit_price,
+    benefit_publish_apply,
+    benefit_publish_requests_pending,
     benefit_redeem,
     benefit_request_publish,
+    benefit_version,
     benefit_withdraw,
     card_eligible,
     on_offer,
@@ -81,8 +86,11 @@ from .reversal import transaction_reverse
 from .vouchers import qr_payload, voucher_cancel, voucher_for_merchant, voucher_out, voucher_redeem, vouchers_expire
 
 __all__ = [
+    "BENEFIT_PUBLISH",
+    "BENEFIT_PUBLISH_KIND",
     "POINTS_ADJUSTMENT",
     "POINTS_ADJUSTMENT_KIND",
+    "PUBLISH_PERMISSION",
     "BenefitQuote",
     "EarnEvent",
     "EarnSource",
@@ -95,11 +103,13 @@ __all__ = [
     "adjustment_post",
     "adjustment_request",
     "bank_points_account",
-    "benefit_approve",
     "benefit_check",
     "benefit_price",
+    "benefit_publish_apply",
+    "benefit_publish_requests_pending",
     "benefit_redeem",
     "benefit_request_publish",
+    "benefit_version",
     "benefit_withdraw",
     "card_eligible",
     "clearing_account",

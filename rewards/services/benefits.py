@@ -1,5 +1,10 @@
-"""The benefits catalogue (权益共享): checking and publishing a benefit (four eyes), pricing a redemption, and redeeming
-one into a voucher.
+"""The benefits catalogue (权益共享): checking and publishing a benefit, pricing a redemption, and redeeming one into a
+voucher.
+
+Publishing goes through the maker-checker mechanism (`core.approvals`, kind "rewards.benefit_publish"): an operator of
+the responsible bank asks to publish a draft, saying why; a second operator of that bank, or an alliance operator,
+approves it in the approval queue and the benefit is published in the approval's transaction. The request remembers
+the draft's version (when it was last edited): a benefit edited since is refused at approval.
 
 A redemption is one database transaction, in this lock order: the quota counters (guarded increments of counter
 rows), the ledger accounts (one `points_redeem` per programme paid with), the new voucher, and last the benefit's row
@@ -18,16 +23,21 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from psycopg2 import sql
 
+from core.approvals import ApprovalKind, approval_request
 from core.audit import audit_record
 from core.crypto import encrypt, keyed_hash
 from core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from core.models import ApprovalRequest
 from core.scoping import operator_scope
+from core.text import id_or_none
 from members.models import BindingStatus, Card, CardProduct, PointsProgram
 
 from ..models import Benefit, BenefitQuotaUse, OwnerKind, QuotaKind, Voucher, VoucherPayment
@@ -36,6 +46,8 @@ from .obligations import Party, points_value_units, units_cny
 from .posting import Actor, check_key, replay, request_hash, retry_on_conflict
 from .redeem import points_redeem
 
+BENEFIT_PUBLISH = "rewards.benefit_publish"
+PUBLISH_PERMISSION = "rewards.change_benefit"  # who edits a bank's benefits asks to publish them, or approves
 CODE_PURPOSE = "voucher-code"
 CODE_LENGTH = 16  # base32 characters: 80 random bits
 
@@ -84,56 +96,152 @@ def _operator_of(benefit: Benefit, operator: Actor) -> None:
         raise PermissionDenied(_("Only an operator of the responsible bank may do this."))
 
 
-def _move(benefit_id: int, operator: Actor, *, frm: str, to: str, **fields: Any) -> Benefit:
-    with transaction.atomic():
-        # NO KEY UPDATE: only the status changes, so the key-share locks that redemptions' inserts (quota counters,
-        # vouchers) take on the row through their foreign keys neither wait for this nor make it wait.
-        benefit = Benefit.objects.select_for_update(no_key=True).filter(pk=benefit_id).first()
-        if benefit is None:
-            raise NotFound(_("No such benefit."), param="benefit")
-        _operator_of(benefit, operator)
-        if benefit.status != frm:
-            raise Conflict(
-                _("The benefit is %(status)s.") % {"status": benefit.get_status_display()}, code="benefit_state"
-            )
-        if to == Benefit.Status.PUBLISHED and benefit.requested_by_id == getattr(operator, "pk", None):
-            raise PermissionDenied(_("Another operator must approve what you asked to publish."), code="four_eyes")
-        before = benefit.status
-        benefit.status = to
-        for name, value in fields.items():
-            setattr(benefit, name, value)
-        benefit.save(update_fields=["status", *fields])
-        audit_record(
-            actor=operator,
-            action=f"benefit.{to}",
-            obj=benefit,
-            before={"status": before},
-            after={"status": to},
-            object_banks={benefit.bank_id},
-        )
+def benefit_version(benefit: Benefit) -> str:
+    """What a publication request remembers of the draft it asks about: when it was last edited (UTC)."""
+    return benefit.updated_at.astimezone(dt.UTC).isoformat()
+
+
+def _locked(benefit_id: Any) -> Benefit:
+    # NO KEY UPDATE: only the status changes, so the key-share locks that redemptions' inserts (quota counters,
+    # vouchers) take on the row through their foreign keys neither wait for this nor make it wait.
+    pk = id_or_none(str(benefit_id))
+    benefit = None if pk is None else Benefit.objects.select_for_update(no_key=True).filter(pk=pk).first()
+    if benefit is None:
+        raise NotFound(_("No such benefit."), param="benefit")
     return benefit
 
 
-def benefit_request_publish(*, benefit_id: int, operator: Actor) -> Benefit:
-    """Draft → pending approval (the maker)."""
-    return _move(benefit_id, operator, frm=Benefit.Status.DRAFT, to=Benefit.Status.PENDING, requested_by=operator)
+def _in_state(benefit: Benefit, status: str) -> None:
+    if benefit.status != status:
+        raise Conflict(_("The benefit is %(status)s.") % {"status": benefit.get_status_display()}, code="benefit_state")
 
 
-def benefit_approve(*, benefit_id: int, operator: Actor) -> Benefit:
-    """Pending → published, by an operator of the responsible bank other than the one who asked (the checker)."""
-    return _move(
-        benefit_id,
-        operator,
-        frm=Benefit.Status.PENDING,
-        to=Benefit.Status.PUBLISHED,
-        approved_by=operator,
-        published_at=timezone.now(),
+def _unchanged(benefit: Benefit, version: Any) -> None:
+    if version is not None and version != benefit_version(benefit):
+        raise Conflict(
+            _("The benefit was edited after publishing was requested: ask again for the benefit as it is now."),
+            code="benefit_changed",
+            param="benefit",
+        )
+
+
+def _move(benefit: Benefit, operator: Actor, *, to: str, audit: dict[str, Any] | None = None, **fields: Any) -> None:
+    """Moves a locked benefit to `to`, audited, inside the caller's transaction."""
+    before = benefit.status
+    benefit.status = to
+    for name, value in fields.items():
+        setattr(benefit, name, value)
+    benefit.save(update_fields=["status", "updated_at", *fields])
+    audit_record(
+        actor=operator,
+        action=f"benefit.{to}",
+        obj=benefit,
+        before={"status": before},
+        after={"status": to, **(audit or {})},
+        object_banks={benefit.bank_id},
     )
 
 
+# --- publishing, through the approval queue (`core.approvals`, kind "rewards.benefit_publish") ----------------------
+
+
+def benefit_publish_requests_pending(benefit_id: int) -> models.QuerySet[ApprovalRequest]:
+    """The requests to publish this benefit still waiting in the approval queue (at most one)."""
+    return ApprovalRequest.objects.filter(
+        kind=BENEFIT_PUBLISH,
+        status=ApprovalRequest.Status.PENDING,
+        expires_at__gt=timezone.now(),
+        payload__benefit_id=benefit_id,
+    )
+
+
+def publish_validate(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload of a publication request: the benefit and the version of the draft asked about. Run when asked and
+    again when approved (the request itself is then no longer pending): still a draft, not edited since, and no other
+    request for it waiting."""
+    benefit = _locked(payload.get("benefit_id"))
+    _in_state(benefit, Benefit.Status.DRAFT)
+    _unchanged(benefit, payload.get("version"))
+    if benefit_publish_requests_pending(benefit.pk).exists():
+        raise Conflict(
+            _("A request to publish this benefit is already waiting for approval."),
+            code="benefit_publish_pending",
+            param="benefit",
+        )
+    return {"benefit_id": benefit.pk, "version": benefit_version(benefit)}
+
+
+def publish_bank(payload: dict[str, Any]) -> int | None:
+    """The responsible bank checks: the contributing bank, or the contributing merchant's sponsor bank."""
+    return Benefit.objects.values_list("bank_id", flat=True).get(pk=payload["benefit_id"])
+
+
+def publish_describe(payload: dict[str, Any]) -> list[tuple[str, str]]:
+    pk = id_or_none(str(payload.get("benefit_id")))
+    benefit = None if pk is None else Benefit.objects.select_related("bank", "price_program").filter(pk=pk).first()
+    if benefit is None:
+        return [(_("benefit"), f"#{payload.get('benefit_id')}")]
+    if benefit.pricing == Benefit.Pricing.POINTS and benefit.price_program is not None:
+        price = f"{benefit.price_points:,} {benefit.price_program.unit_code}"
+    elif benefit.pricing == Benefit.Pricing.CNY and benefit.price_cny_units:
+        price = f"CNY {units_cny(benefit.price_cny_units)}"
+    else:
+        price = str(benefit.get_pricing_display())
+    edited = "" if payload.get("version") == benefit_version(benefit) else " · " + _("edited since the request")
+    return [
+        (_("benefit"), f"#{benefit.pk} {benefit}"),
+        (_("responsible bank"), str(benefit.bank)),
+        (_("price"), price),
+        (_("stock"), str(benefit.stock_total) if benefit.stock_total is not None else _("unlimited")),
+        (_("valid"), f"{benefit.valid_from:%Y-%m-%d} – {benefit.valid_until:%Y-%m-%d}"),
+        (_("status"), f"{benefit.get_status_display()}{edited}"),
+    ]
+
+
+@transaction.atomic
+def benefit_request_publish(*, benefit_id: int, operator: Any, reason: str) -> ApprovalRequest:
+    """Asks to publish a draft (the maker); it is published once a second operator of the responsible bank, or an
+    alliance operator, approves the request in the approval queue (`core.approvals.approval_approve`)."""
+    benefit = _locked(benefit_id)  # one request at a time per benefit: asking takes the benefit's lock
+    if operator is None or not getattr(operator, "pk", None):
+        raise PermissionDenied(_("An operator asks to publish a benefit."), code="operator_required")
+    _operator_of(benefit, operator)
+    if not operator.has_perm(PUBLISH_PERMISSION):
+        raise PermissionDenied(_("Your role may not ask to publish a benefit."), code="publish_not_allowed")
+    payload = {"benefit_id": benefit.pk, "version": benefit_version(benefit)}
+    return approval_request(kind=BENEFIT_PUBLISH, payload=payload, reason=reason, maker=operator)
+
+
+def benefit_publish_apply(payload: dict[str, Any], maker: AbstractBaseUser, checker: AbstractBaseUser) -> Benefit:
+    """Draft → published (the kind's `apply`, inside the approval's transaction, after `publish_validate`): checked
+    again under the benefit's lock, so an edit that slipped in between is refused too."""
+    benefit = _locked(payload["benefit_id"])
+    _operator_of(benefit, checker)
+    _in_state(benefit, Benefit.Status.DRAFT)
+    _unchanged(benefit, payload.get("version"))
+    _move(benefit, checker, to=Benefit.Status.PUBLISHED, audit={"requested_by": maker.pk}, published_at=timezone.now())
+    return benefit
+
+
+@transaction.atomic
 def benefit_withdraw(*, benefit_id: int, operator: Actor) -> Benefit:
     """Published → withdrawn: no new redemptions; vouchers already issued stay valid."""
-    return _move(benefit_id, operator, frm=Benefit.Status.PUBLISHED, to=Benefit.Status.WITHDRAWN)
+    benefit = _locked(benefit_id)
+    _operator_of(benefit, operator)
+    _in_state(benefit, Benefit.Status.PUBLISHED)
+    _move(benefit, operator, to=Benefit.Status.WITHDRAWN)
+    return benefit
+
+
+BENEFIT_PUBLISH_KIND = ApprovalKind(
+    code=BENEFIT_PUBLISH,
+    label=gettext_lazy("Publish a benefit"),
+    permission=PUBLISH_PERMISSION,
+    validate=publish_validate,
+    bank_of=publish_bank,
+    apply=benefit_publish_apply,
+    describe=publish_describe,
+)
 
 
 def funder_of(benefit: Benefit) -> Party:

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.django_db
 
 def _counts() -> dict[str, int]:
     from alliance.models import SegmentMembership
-    from core.models import AuditLog
+    from core.models import ApprovalRequest, AuditLog
     from members.models import Card, Cardholder, MemberBank
     from merchants.models import ApiKey, Merchant, Store
     from payments.models import (
@@ -63,6 +63,8 @@ def _counts() -> dict[str, int]:
         "tagged": Cardholder.objects.exclude(segment_tags=[]).count(),
         "ledger_transactions": LedgerTransaction.objects.count(),
         "ledger_entries": Entry.objects.count(),
+        "approval_requests": ApprovalRequest.objects.count(),
+        "approvals_pending": ApprovalRequest.objects.filter(status="pending").count(),
     }
 
 
@@ -98,6 +100,9 @@ def test_seed_demo_builds_the_alliance_through_the_simulator_and_a_second_run_ad
     assert not CardProduct.objects.filter(name_en="").exists()
     assert first["cardholders"] >= 200
     assert first["merchants"] == 5
+    # The approval queue: a request of each kind waits for the alliance operators, one approved, one rejected.
+    assert first["approvals_pending"] == 4
+    assert first["approval_requests"] - first["approvals_pending"] >= 2
     assert first["channels"] == 16  # 8 live channels, each with a sandbox twin for test-mode payments
     assert Channel.objects.filter(sandbox=True).count() == 8
     routed = PaymentIntent.objects.exclude(channel=None)

@@ -173,3 +173,32 @@ def test_admin_changes_are_audited_with_before_and_after() -> None:
     assert changed.before["name_en"] == "Old name"
     assert changed.after["name_en"] == "New name"
     assert changed.bank_id == bank.pk
+
+
+@pytest.mark.django_db
+def test_a_many_valued_scope_is_an_exists_semi_join_that_finds_each_row_once() -> None:
+    from core.scoping import OperatorScope, scope_queryset
+    from members.models import Card, Cardholder
+    from tests.factories import CardholderFactory, card_at
+
+    bank, other = MemberBankFactory(), MemberBankFactory()
+    twice, elsewhere, none = CardholderFactory(), CardholderFactory(), CardholderFactory()
+    card_at(twice, bank)
+    card_at(twice, bank)
+    card_at(twice, other)
+    card_at(elsewhere, other)
+    scope = OperatorScope(False, frozenset({bank.pk}), frozenset({bank.pk}))
+    holders = scope_queryset(Cardholder.objects.all(), scope, "cards__bank", False)
+    sql = str(holders.query)
+    # Straight from the cards, correlated on the cardholder: no `IN` over every match, no second cardholder scan.
+    assert "EXISTS(SELECT" in sql
+    assert " IN (SELECT" not in sql
+    assert 'FROM "members_card" U0 WHERE' in sql
+    assert '"members_cardholder" U' not in sql
+    assert list(holders) == [twice]
+    assert holders.count() == 1
+    assert none not in holders
+    # A path that reaches the many-valued step through a foreign key: the holder's cards elsewhere are in scope too.
+    cards = scope_queryset(Card.objects.all(), scope, "cardholder__cards__bank", False)
+    assert "EXISTS(SELECT" in str(cards.query)
+    assert set(cards) == set(Card.objects.filter(cardholder=twice))

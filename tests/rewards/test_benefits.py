@@ -334,24 +334,18 @@ def test_the_expiry_task_runs_as_a_job() -> None:
     assert JobRun.objects.filter(job="rewards.vouchers_expire", status=JobRun.Status.SUCCEEDED).count() == 1
 
 
-# --- publishing -------------------------------------------------------------------------------------------------------
+# --- withdrawing (publishing: test_benefit_publishing.py) -------------------------------------------------------------
 
 
-def test_publishing_needs_a_second_operator_of_the_responsible_bank() -> None:
-    benefit = make_benefit(status=Benefit.Status.DRAFT)
-    maker = BankOperatorFactory(bank=benefit.bank).user
-    checker = BankOperatorFactory(bank=benefit.bank).user
+def test_withdrawing_stops_a_published_benefit_and_only_an_operator_of_its_bank_may() -> None:
+    benefit = make_benefit()
     outsider = BankOperatorFactory().user
+    with pytest.raises(PermissionDenied):
+        s.benefit_withdraw(benefit_id=benefit.pk, operator=outsider)
+    operator = BankOperatorFactory(bank=benefit.bank).user
+    assert s.benefit_withdraw(benefit_id=benefit.pk, operator=operator).status == Benefit.Status.WITHDRAWN
     with pytest.raises(Conflict):
-        s.benefit_approve(benefit_id=benefit.pk, operator=checker)
-    assert s.benefit_request_publish(benefit_id=benefit.pk, operator=maker).status == Benefit.Status.PENDING
-    with pytest.raises(PermissionDenied):
-        s.benefit_approve(benefit_id=benefit.pk, operator=maker)
-    with pytest.raises(PermissionDenied):
-        s.benefit_approve(benefit_id=benefit.pk, operator=outsider)
-    published = s.benefit_approve(benefit_id=benefit.pk, operator=checker)
-    assert (published.status, published.requested_by, published.approved_by) == ("published", maker, checker)
-    assert s.benefit_withdraw(benefit_id=benefit.pk, operator=maker).status == Benefit.Status.WITHDRAWN
+        s.benefit_withdraw(benefit_id=benefit.pk, operator=operator)
 
 
 def test_a_merchants_benefit_is_answered_for_by_its_sponsor_bank() -> None:
