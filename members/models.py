@@ -306,6 +306,9 @@ class Card(models.Model):
         verbose_name = _("card")
         verbose_name_plural = _("cards")
         ordering = ("id",)
+        # A bank's cardholders and cards are scoped by EXISTS over a bank's cards of the cardholder: read from this
+        # index alone.
+        indexes = [models.Index(fields=["bank", "cardholder"], name="card_bank_cardholder")]
         constraints = [
             # One live binding per physical card across the whole alliance.
             models.UniqueConstraint(
