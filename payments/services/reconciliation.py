@@ -67,7 +67,7 @@ from ..models import (
 )
 from .cancel import cancel_finish
 from .common import AttemptStatus, Status
-from .disputes import disputes_poll
+from .disputes import dispute_open, disputes_poll
 from .payouts import payout_returned_at_channel
 from .refunds import refund_correction
 
@@ -831,6 +831,8 @@ def exception_accept_channel(*, exception_id: int, operator: Any, note: str = ""
       promotions handed back in proportion, `refund.succeeded`, settled as any refund); for more: refused (the
       cardholder was overcharged — keep ours and flag it);
     - a payout the channel returned or failed: the payout returned, its batch `returned`, sent again once fixed;
+    - a channel's dispute whose notice never reached us (`dispute_missing`): the dispute is opened from the
+      statement's row, under the channel's dispute id, so that the notice, when it comes, finds it;
     - anything else (a refund, a reversal, a duplicate, a row we never sent): refused, `action_not_available`.
     """
     with transaction.atomic():
@@ -849,6 +851,8 @@ def exception_accept_channel(*, exception_id: int, operator: Any, note: str = ""
             effect = _reverse_payment(exception)
         elif kind == "capture" and exception.payment_id and klass == ReconClass.AMOUNT_MISMATCH:
             effect = _correct_amount(exception)
+        elif klass == ReconClass.DISPUTE_MISSING and exception.payment_id and exception.channel_txn_id:
+            effect = _open_missing_dispute(exception, operator)
         elif kind == "payout" and exception.payout_id and klass == ReconClass.STATUS_MISMATCH:
             payout = Payout.objects.select_related("channel").get(pk=exception.payout_id)
             payout_returned_at_channel(payout, reason=f"statement: {exception.channel_status}")
@@ -858,6 +862,22 @@ def exception_accept_channel(*, exception_id: int, operator: Any, note: str = ""
         _resolve(exception, operator, Exc.Resolution.ACCEPT_CHANNEL, f"{effect} {note}".strip(),
                  "reconciliation.accept_channel")  # fmt: skip
     return exception
+
+
+def _open_missing_dispute(exception: ReconciliationException, operator: Any) -> str:
+    """The channel's dispute as its statement lists it: opened now under the channel's dispute id (its deadline
+    counted from today), for the disputed amount (a lost one's row shows the debit: the same amount)."""
+    assert exception.payment_id is not None
+    payment = PaymentIntent.objects.get(pk=exception.payment_id)
+    dispute = dispute_open(
+        payment=payment,
+        kind=exception.txn_kind,
+        amount=abs(exception.channel_amount or 0),
+        opened_by=Dispute.OpenedBy.CHANNEL,
+        actor=operator,
+        channel_reference=exception.channel_txn_id,
+    )
+    return _("Dispute %(dispute)s opened from the statement.") % {"dispute": dispute.public_id}
 
 
 def _reverse_payment(exception: ReconciliationException) -> str:

@@ -13,11 +13,11 @@ import pytest
 from django.utils import timezone, translation
 
 from core.calendar import SHANGHAI
-from core.errors import ValidationFailed
+from core.errors import PermissionDenied, ValidationFailed
 from payments import services, statements
 from payments.models import Dispute, PaymentIntent, ReconciliationException
 from payments.statements import Row
-from tests.factories import bank_operator
+from tests.factories import MemberBankFactory, bank_operator
 from tests.payments.test_reconciliation import channel_day, load, our_rows, pay, world
 
 pytestmark = pytest.mark.django_db
@@ -226,6 +226,39 @@ def test_a_dispute_missing_with_us_is_resolved_on_re_inquiry_once_the_feed_bring
     missing.refresh_from_db()
     assert (missing.status, missing.resolution) == ("resolved", "reinquiry")
     assert Dispute.objects.get(channel_reference="dsp_late").amount == 3_000
+
+
+def test_an_operator_opens_a_missing_dispute_from_the_statement_and_its_late_notice_finds_it(
+    world: dict[str, Any],
+) -> None:
+    from payments.connectors import get_connector
+
+    payment = pay(world, 10_000)
+    load(world, [*our_rows(world), dispute_row(payment, "dsp_never_sent", 4_000, "opened")])
+    missing = Exc.objects.get(kind="dispute_missing")
+    operator = bank_operator(world["channel"].acquirer)
+    with pytest.raises(PermissionDenied):  # another bank's operator
+        services.exception_accept_channel(exception_id=missing.pk, operator=bank_operator(MemberBankFactory()))
+    services.exception_accept_channel(exception_id=missing.pk, operator=operator)
+    missing.refresh_from_db()
+    assert (missing.status, missing.resolution) == ("resolved", "accept_channel")
+    dispute = Dispute.objects.get(channel_reference="dsp_never_sent")
+    assert (dispute.payment_id, dispute.kind, dispute.amount, dispute.opened_by) == (
+        payment.pk, "chargeback", 4_000, "channel",
+    )  # fmt: skip
+    assert dispute.public_id in missing.note
+    payment.refresh_from_db()
+    assert payment.amount_disputed == 4_000
+    # The channel's notice, when it comes, finds the dispute: nothing opened twice.
+    connector = get_connector(world["channel"].connector)
+    connector.dispute_notice_add(  # type: ignore[attr-defined]
+        world["channel"].remote_id or world["channel"].code, dispute_reference="dsp_never_sent",
+        payment_reference=ref(payment), kind="chargeback", amount=4_000, currency="CNY", at=timezone.now(),
+    )  # fmt: skip
+    services.disputes_poll(channel=world["channel"])
+    assert Dispute.objects.filter(payment=payment).count() == 1
+    payment.refresh_from_db()
+    assert payment.amount_disputed == 4_000
 
 
 def test_an_unreadable_dispute_row_refuses_the_whole_file(world: dict[str, Any]) -> None:
