@@ -13,7 +13,7 @@ of alliance operators, unnamed).
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from django.contrib import admin, messages
@@ -23,15 +23,24 @@ from django.contrib.admin.views.main import PAGE_VAR
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db import models
-from django.http import Http404, HttpRequest, HttpResponseBadRequest, HttpResponseRedirect, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
+from django.utils.functional import Promise
 from django.utils.translation import gettext as _
 
 from .admin_display import MoneyColumnsMixin
 from .audit import audit_record, snapshot
+from .errors import MengkaError
 from .replicas import replica_view
 from .scoping import ScopeField, bank_ids_of, operator_scope, scope_queryset
 from .selectors import rows_streamed
@@ -375,3 +384,35 @@ def action_reason(
         "reason": "",
     }
     return TemplateResponse(request, "admin/action_reason.html", context)
+
+
+def approval_request_page(
+    model_admin: admin.ModelAdmin,  # type: ignore[type-arg]
+    request: HttpRequest,
+    form: Any,
+    ask: Callable[[dict[str, Any]], models.Model],
+    *,
+    title: str | Promise,
+    template: str,
+    done: str | Promise,
+    **context: Any,
+) -> HttpResponse:
+    """A page whose form asks for an approval request. On a valid POST, `ask(cleaned_data)` makes the request through
+    the feature's service: a refusal shows on the form (on the field it names, if the form has it), a request made is
+    announced with `done` and its page in the approval queue opens."""
+    if request.method == "POST" and form.is_valid():
+        try:
+            made = ask(form.cleaned_data)
+        except MengkaError as exc:
+            form.add_error(exc.param if exc.param in form.fields else None, exc.message)
+        else:
+            messages.success(request, str(done))
+            return HttpResponseRedirect(reverse("admin:core_approvalrequest_change", args=[made.pk]))
+    page = {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "form": form,
+        "opts": model_admin.model._meta,
+        **context,
+    }
+    return TemplateResponse(request, template, page)

@@ -8,13 +8,12 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import models
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
+from django.http import HttpRequest, HttpResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin
+from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin, approval_request_page
 from core.errors import MengkaError
 from core.personal import email_hash, phone_digits, phone_hash
 from core.scoping import operator_scope
@@ -359,30 +358,22 @@ class SettlementAccountAdmin(ScopedAdmin):
         merchants = Merchant.objects.order_by("code")
         if not scope.everything:
             merchants = merchants.filter(sponsor_bank_id__in=scope.writable_bank_ids)
-        form = SettlementChangeForm(request.POST or None, merchants=merchants)
-        if request.method == "POST" and form.is_valid():
-            data = form.cleaned_data
-            try:
-                made = services.settlement_change_request(
-                    merchant=data["merchant"],
-                    account_name=data["account_name"],
-                    bank_name=data["bank_name"],
-                    account_number=data["account_number"],
-                    reason=data["reason"],
-                    actor=request.user,
-                )
-            except MengkaError as exc:
-                form.add_error(exc.param if exc.param in form.fields else None, exc.message)
-            else:
-                messages.success(request, _("Change requested: a second operator must approve it."))
-                return HttpResponseRedirect(reverse("admin:core_approvalrequest_change", args=[made.pk]))
-        context = {
-            **self.admin_site.each_context(request),
-            "title": _("Request a settlement account change"),
-            "form": form,
-            "opts": self.model._meta,
-        }
-        return TemplateResponse(request, "admin/merchants/settlementaccount/request_change.html", context)
+        return approval_request_page(
+            self,
+            request,
+            SettlementChangeForm(request.POST or None, merchants=merchants),
+            lambda data: services.settlement_change_request(
+                merchant=data["merchant"],
+                account_name=data["account_name"],
+                bank_name=data["bank_name"],
+                account_number=data["account_number"],
+                reason=data["reason"],
+                actor=request.user,
+            ),
+            title=_("Request a settlement account change"),
+            template="admin/merchants/settlementaccount/request_change.html",
+            done=_("Change requested: a second operator must approve it."),
+        )
 
 
 class SettlementChangeForm(forms.Form):

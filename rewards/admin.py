@@ -14,7 +14,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Value
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
@@ -22,7 +22,7 @@ from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin
+from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin, approval_request_page
 from core.admin_display import MoneyField
 from core.errors import MengkaError
 from core.models import ApprovalRequest
@@ -80,29 +80,21 @@ class AccountAdmin(ReadOnlyAdminMixin, ScopedAdmin):
         if not scope.everything:
             programs = programs.filter(bank_id__in=scope.writable_bank_ids)
         initial = {"cardholder": id_or_none(request.GET.get("cardholder"))}
-        form = AdjustmentForm(request.POST or None, programs=programs, initial=initial)
-        if request.method == "POST" and form.is_valid():
-            data = form.cleaned_data
-            try:
-                made = services.adjustment_request(
-                    cardholder_id=data["cardholder"],
-                    program=data["program"],
-                    amount=data["amount"],
-                    reason=data["reason"],
-                    requested_by=request.user,  # type: ignore[arg-type]
-                )
-            except MengkaError as exc:
-                form.add_error(exc.param if exc.param in form.fields else None, exc.message)
-            else:
-                messages.success(request, _("Adjustment requested: a second operator must approve it."))
-                return HttpResponseRedirect(reverse("admin:core_approvalrequest_change", args=[made.pk]))
-        context = {
-            **self.admin_site.each_context(request),
-            "title": _("Request a points adjustment"),
-            "form": form,
-            "opts": self.model._meta,
-        }
-        return TemplateResponse(request, "admin/rewards/adjust.html", context)
+        return approval_request_page(
+            self,
+            request,
+            AdjustmentForm(request.POST or None, programs=programs, initial=initial),
+            lambda data: services.adjustment_request(
+                cardholder_id=data["cardholder"],
+                program=data["program"],
+                amount=data["amount"],
+                reason=data["reason"],
+                requested_by=request.user,  # type: ignore[arg-type]
+            ),
+            title=_("Request a points adjustment"),
+            template="admin/rewards/adjust.html",
+            done=_("Adjustment requested: a second operator must approve it."),
+        )
 
     def statement_view(self, request: HttpRequest, account_id: int) -> HttpResponse:
         account = self.get_queryset(request).filter(pk=account_id).first()
@@ -411,25 +403,18 @@ class BenefitAdmin(ScopedAdmin):
         benefit = self.get_queryset(request).filter(pk=benefit_id).first()
         if benefit is None or not self._writable(request, benefit):
             raise Http404("No such benefit in your scope.")
-        form = PublishRequestForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                made = services.benefit_request_publish(
-                    benefit_id=benefit.pk, operator=request.user, reason=form.cleaned_data["reason"]
-                )
-            except MengkaError as exc:
-                form.add_error("reason" if exc.param == "reason" else None, exc.message)
-            else:
-                messages.success(request, _("Publishing requested: a second operator must approve it."))
-                return HttpResponseRedirect(reverse("admin:core_approvalrequest_change", args=[made.pk]))
-        context = {
-            **self.admin_site.each_context(request),
-            "title": _("Ask to publish %(benefit)s") % {"benefit": benefit},
-            "benefit": benefit,
-            "form": form,
-            "opts": self.model._meta,
-        }
-        return TemplateResponse(request, "admin/rewards/benefit/request_publish.html", context)
+        return approval_request_page(
+            self,
+            request,
+            PublishRequestForm(request.POST or None),
+            lambda data: services.benefit_request_publish(
+                benefit_id=benefit.pk, operator=request.user, reason=data["reason"]
+            ),
+            title=_("Ask to publish %(benefit)s") % {"benefit": benefit},
+            template="admin/rewards/benefit/request_publish.html",
+            done=_("Publishing requested: a second operator must approve it."),
+            benefit=benefit,
+        )
 
     @admin.action(description=_("Withdraw the selected benefits"))
     def withdraw(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
