@@ -427,12 +427,18 @@ def test_accepting_a_smaller_channel_amount_records_a_correction_refund(
     assert not Exc.objects.filter(status="open", reference=refund.reference).exists()
 
 
+def channel_has_more(world: dict[str, Any], reference: str, more: int) -> ReconciliationException:
+    """Our day on the statement, but the channel's capture of `reference` for `more` than ours: its exception."""
+    rows = our_rows(world)
+    load(world, [row._replace(amount=row.amount + more) if row.reference == reference else row for row in rows])
+    return Exc.objects.get(reference=reference)
+
+
 def test_a_larger_channel_amount_cannot_be_taken_over(
     world: dict[str, Any], day_of_payments: dict[str, Any], operators: tuple[Any, Any]
 ) -> None:
     refs = day_of_payments["refs"]
-    load(world, [row._replace(amount=row.amount + 5) if row.reference == refs[2] else row for row in our_rows(world)])
-    exception = Exc.objects.get(reference=refs[2])
+    exception = channel_has_more(world, refs[2], 5)
     with pytest.raises(Conflict) as raised:
         services.exception_accept_channel(exception_id=exception.pk, operator=operators[0])
     assert raised.value.code == "action_not_available"
@@ -458,8 +464,7 @@ def test_a_write_off_takes_a_second_operator_and_posts_to_the_loss_account(
     world: dict[str, Any], day_of_payments: dict[str, Any], operators: tuple[Any, Any]
 ) -> None:
     refs = day_of_payments["refs"]
-    load(world, [row._replace(amount=row.amount + 123) if row.reference == refs[2] else row for row in our_rows(world)])
-    exception = Exc.objects.get(reference=refs[2])
+    exception = channel_has_more(world, refs[2], 123)
     first, second = operators
     request = services.exception_write_off_request(exception_id=exception.pk, operator=first)
     exception.refresh_from_db()
@@ -502,8 +507,7 @@ def test_the_admin_asks_the_write_off_makers_reason(
     from django.urls import reverse
 
     refs = day_of_payments["refs"]
-    load(world, [row._replace(amount=row.amount + 5) if row.reference == refs[2] else row for row in our_rows(world)])
-    exception = Exc.objects.get(reference=refs[2])
+    exception = channel_has_more(world, refs[2], 5)
     client = Client()
     assert client.login(username=operators[0].username, password=PASSWORD)
     url = reverse("admin:payments_reconciliationexception_changelist")
@@ -521,8 +525,7 @@ def test_a_rejected_write_off_leaves_the_exception_open_and_holding(
     world: dict[str, Any], day_of_payments: dict[str, Any], operators: tuple[Any, Any]
 ) -> None:
     refs = day_of_payments["refs"]
-    load(world, [row._replace(amount=row.amount + 123) if row.reference == refs[2] else row for row in our_rows(world)])
-    exception = Exc.objects.get(reference=refs[2])
+    exception = channel_has_more(world, refs[2], 123)
     first, second = operators
     request = services.exception_write_off_request(exception_id=exception.pk, operator=first, note="rounding")
     assert request.reason == "rounding"
@@ -539,8 +542,7 @@ def test_applying_a_write_off_is_atomic(
     """A write-off that fails after posting undoes the posting with the approval: the request waits, the exception
     stays open."""
     refs = day_of_payments["refs"]
-    load(world, [row._replace(amount=row.amount + 123) if row.reference == refs[2] else row for row in our_rows(world)])
-    exception = Exc.objects.get(reference=refs[2])
+    exception = channel_has_more(world, refs[2], 123)
     first, second = operators
     request = services.exception_write_off_request(exception_id=exception.pk, operator=first)
 
@@ -560,8 +562,7 @@ def test_a_write_off_whose_difference_changed_is_refused_at_approval(
     world: dict[str, Any], day_of_payments: dict[str, Any], operators: tuple[Any, Any]
 ) -> None:
     refs = day_of_payments["refs"]
-    load(world, [row._replace(amount=row.amount + 123) if row.reference == refs[2] else row for row in our_rows(world)])
-    exception = Exc.objects.get(reference=refs[2])
+    exception = channel_has_more(world, refs[2], 123)
     first, second = operators
     request = services.exception_write_off_request(exception_id=exception.pk, operator=first)
     Exc.objects.filter(pk=exception.pk).update(channel_amount=F("channel_amount") + 1)  # a corrected statement
