@@ -86,7 +86,9 @@ def replica_view(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpRes
             return view(request, *args, **kwargs)
         with replica_reads():
             response = view(request, *args, **kwargs)
-            if isinstance(response, SimpleTemplateResponse) and not response.is_rendered:
+            # A template may still read as it renders, so it renders here; an API's response (no template) holds
+            # data already read and is rendered by its framework afterwards.
+            if isinstance(response, SimpleTemplateResponse) and response.template_name and not response.is_rendered:
                 response.render()
         if isinstance(response, StreamingHttpResponse):
             response.streaming_content = _streamed_in_replica(iter(response))

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.http import QueryDict, StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -35,6 +36,7 @@ from core.api.pagination import CreatedListQuery, ListQuery, created_range, list
 from core.api.parsers import StrictJSONParser
 from core.calendar import local_now
 from core.errors import NotFound, ValidationFailed
+from core.replicas import replica_view
 from core.text import ascii_digits
 from merchants.api_base import LIVEMODE_HELP, MerchantAPIView
 from merchants.models import Merchant, Mode, SettlementCycle
@@ -811,6 +813,9 @@ class PromotionStatsApi(MerchantAPIView):
 # What the merchant is owed for one period in one currency (结算), and the lines behind each figure. Amounts are
 # minor units; fees are reckoned in hundredths of a minor unit and rounded once per batch (its `fees`), so a line's
 # `fee` and a split's `amount` are decimal strings of minor units with two decimals ("36.25"), exact.
+# Settlements are written by the settlement job, never by the merchant's own requests, so a merchant cannot miss its
+# own write on a lagging replica: their reads go to the read replica when one is configured (docs/scaling.md). The key
+# is checked on the primary first (a revoked key is refused at once).
 
 SETTLEMENT_ID = OpenApiParameter(
     "settlement_id", str, OpenApiParameter.PATH, description="The settlement's id (stl_…)."
@@ -911,6 +916,7 @@ class EmptyQuery(StrictSerializer):
     pass
 
 
+@method_decorator(replica_view, name="get")
 class SettlementListApi(MerchantAPIView):
     @extend_schema(
         operation_id="settlements_list",
@@ -932,6 +938,7 @@ class SettlementListApi(MerchantAPIView):
         )
 
 
+@method_decorator(replica_view, name="get")
 class SettlementDetailApi(MerchantAPIView):
     @extend_schema(
         operation_id="settlements_retrieve",
@@ -944,6 +951,7 @@ class SettlementDetailApi(MerchantAPIView):
         return Response({**settlement_out(batch), "splits": selectors.settlement_splits(batch_id=batch.pk)})
 
 
+@method_decorator(replica_view, name="get")
 class SettlementLinesApi(MerchantAPIView):
     @extend_schema(
         operation_id="settlements_lines",
@@ -965,6 +973,7 @@ class SettlementLinesApi(MerchantAPIView):
         )
 
 
+@method_decorator(replica_view, name="get")
 class SettlementLinesCsvApi(MerchantAPIView):
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
         # The body is CSV whatever the client accepts; an error is JSON, as everywhere under /api/.

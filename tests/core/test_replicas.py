@@ -118,3 +118,24 @@ def test_the_cardholders_statement_reads_the_replica() -> None:
         on_replica, (response, _body) = _queries(REPLICA, client, url)
         assert response.status_code == 200, url
         assert any("payments_paymentintent" in sql for sql in on_replica), url
+
+
+@needs_replica
+@pytest.mark.django_db(transaction=True, databases=[DEFAULT_DB_ALIAS, REPLICA])
+def test_a_merchants_settlements_read_the_replica_after_the_key_is_checked_on_the_primary() -> None:
+    from merchants.models import ApiKey
+    from merchants.services import api_key_create
+    from tests.factories import MerchantFactory, make_settlement
+
+    merchant = MerchantFactory()
+    batch = make_settlement(merchant, lines=[{"amount": 10_000, "fee": 6_025}, {"kind": "refund", "amount": -2_000}])
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {api_key_create(merchant=merchant, mode='live').raw_key}")
+    base = f"/api/v1/settlements/{batch.public_id}"
+    for url in ("/api/v1/settlements", base, f"{base}/lines", f"{base}/lines.csv"):
+        with CaptureQueriesContext(connections[DEFAULT_DB_ALIAS]) as on_primary:
+            on_replica, (response, _body) = _queries(REPLICA, client, url)
+        assert response.status_code == 200, url
+        assert any("payments_settlement" in sql for sql in on_replica), url
+        primary_sql = [query["sql"] for query in on_primary.captured_queries]
+        assert any(ApiKey._meta.db_table in sql for sql in primary_sql), url  # the key: the primary's word
+        assert not any("payments_settlement" in sql for sql in primary_sql), url
