@@ -17,6 +17,7 @@ from datetime import date, datetime
 
 from django.conf import settings
 from django.db import connection, transaction
+from psycopg2 import sql
 
 from .calendar import SHANGHAI, local_now
 from .errors import ValidationFailed
@@ -108,12 +109,27 @@ def partitions(table: str) -> list[Partition]:
     return sorted(months, key=lambda p: p.month or date.min) + default
 
 
+def months_in_default(table: str) -> list[date]:
+    """The months (Asia/Shanghai) of the rows `table`'s DEFAULT partition holds, oldest first."""
+    default = next((p.name for p in partitions(table) if p.month is None), None)
+    if default is None:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.SQL(
+                "SELECT DISTINCT date_trunc('month', {} AT TIME ZONE 'Asia/Shanghai')::date FROM {} ORDER BY 1"
+            ).format(sql.Identifier(PARTITIONED[table]), sql.Identifier(default))
+        )
+        return [month for (month,) in cursor.fetchall()]
+
+
 def partitions_maintain(
     *, today: date | None = None, ahead: int | None = None, archive_after: int | None = None
 ) -> MaintainResult:
     """Creates the current month's partition and the next `ahead` months' (PARTITION_MONTHS_AHEAD) of every
-    registered table; with `archive_after` (PARTITION_ARCHIVE_AFTER_MONTHS, None: never) detaches the months that
-    ended more than that many months before the current one to archive tables."""
+    registered table, and the month of every row its DEFAULT partition holds (the rows move there); with
+    `archive_after` (PARTITION_ARCHIVE_AFTER_MONTHS, None: never) detaches the months that began more than that many
+    months before the current one to archive tables."""
     today = today or local_now().date()
     ahead = settings.PARTITION_MONTHS_AHEAD if ahead is None else ahead
     archive_after = settings.PARTITION_ARCHIVE_AFTER_MONTHS if archive_after is None else archive_after
@@ -123,6 +139,8 @@ def partitions_maintain(
     created: list[str] = []
     archived: list[str] = []
     for table in PARTITIONED:
+        for month in months_in_default(table):
+            created += partitions_create(table, month, 1)
         created += partitions_create(table, current, ahead + 1)
         if archive_after is None:
             continue

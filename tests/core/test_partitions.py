@@ -157,12 +157,18 @@ def test_the_job_creates_the_coming_months_and_archives_old_ones() -> None:
     partitions_create("rewards_entry", dt.date(2034, 1, 1), 2)
     old = _earn_at(_at(2034, 1), "partitions-old")
     kept = _earn_at(_at(2034, 2), "partitions-kept")
+    waiting = _earn_at(_at(2034, 3), "partitions-waiting")  # no partition for March: the DEFAULT partition holds it
+    waiting_ids = list(Entry.objects.filter(transaction=waiting).values_list("id", flat=True))
+    assert set(_where(waiting_ids).values()) == {"rewards_entry_default"}
     old_ids = sorted(Entry.objects.filter(transaction=old).values_list("id", flat=True))
 
     result = partitions_maintain(today=dt.date(2034, 5, 10), ahead=2, archive_after=3)
 
-    # The current month and two ahead (a gap before them, March and April here, is left to the DEFAULT partition).
-    assert result.created == ["rewards_entry_p203405", "rewards_entry_p203406", "rewards_entry_p203407"]
+    # March, for the row the DEFAULT partition held; then the current month and two ahead (April, empty, is left).
+    assert "rewards_entry_p203403" in result.created
+    assert result.created[-3:] == ["rewards_entry_p203405", "rewards_entry_p203406", "rewards_entry_p203407"]
+    assert "rewards_entry_p203404" not in result.created
+    assert set(_where(waiting_ids).values()) == {"rewards_entry_p203403"}
     assert "rewards_entry_archive_203401" in result.archived
     assert "rewards_entry_archive_203402" not in result.archived  # February is 3 months before May: kept
     months = {p.month for p in partitions("rewards_entry")}
