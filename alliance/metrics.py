@@ -124,9 +124,9 @@ POINTS_EXCHANGED_IN_SQL = """
 SELECT a.owner_id AS bank_id, SUM(e.amount) AS value
 FROM rewards_entry e
 JOIN rewards_account a ON a.id = e.account_id
-JOIN rewards_ledgertransaction t ON t.id = e.transaction_id
+JOIN rewards_ledgertransaction t ON t.id = e.transaction_id AND t.created_at = e.created_at
 LEFT JOIN rewards_ledgertransaction x ON x.id = t.reverses_id
-WHERE t.created_at >= %(start)s AND t.created_at < %(end)s
+WHERE t.created_at >= %(start)s AND t.created_at < %(end)s AND e.created_at >= %(start)s AND e.created_at < %(end)s
   AND a.owner_kind = 'bank' AND a.purpose = 'clearing' AND a.unit = 'CNY'
   AND ((t.kind = 'exchange' AND e.amount > 0)
     OR (t.kind = 'reversal' AND x.kind = 'exchange' AND e.amount < 0))
@@ -160,9 +160,9 @@ EXCHANGE_FEES_SQL = """
 SELECT COALESCE(SUM(e.amount), 0) AS amount
 FROM rewards_entry e
 JOIN rewards_account a ON a.id = e.account_id
-JOIN rewards_ledgertransaction t ON t.id = e.transaction_id
+JOIN rewards_ledgertransaction t ON t.id = e.transaction_id AND t.created_at = e.created_at
 LEFT JOIN rewards_ledgertransaction x ON x.id = t.reverses_id
-WHERE t.created_at >= %(start)s AND t.created_at < %(end)s
+WHERE t.created_at >= %(start)s AND t.created_at < %(end)s AND e.created_at >= %(start)s AND e.created_at < %(end)s
   AND a.owner_kind = 'alliance' AND a.purpose = 'fees' AND a.unit = 'CNY'
   AND (t.kind = 'exchange' OR (t.kind = 'reversal' AND x.kind = 'exchange'))
 """.strip()

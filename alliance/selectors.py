@@ -102,15 +102,16 @@ def _lines_sql(party: str) -> str:
                   FROM {entry} e2 JOIN {account} a2 ON a2.id = e2.account_id
                   LEFT JOIN {bank} b2 ON a2.owner_kind = 'bank' AND b2.id = a2.owner_id
                   LEFT JOIN {merchant} m2 ON a2.owner_kind = 'merchant' AND m2.id = a2.owner_id
-                 WHERE e2.transaction_id = t.id AND e2.id <> e.id AND e2.unit = e.unit
+                 WHERE e2.transaction_id = t.id AND e2.created_at = t.created_at AND e2.id <> e.id AND e2.unit = e.unit
                    AND a2.purpose IN ('clearing', 'fees')),
                e.amount
         FROM {LedgerTransaction._meta.db_table} t
-        JOIN {entry} e ON e.transaction_id = t.id
+        JOIN {entry} e ON e.transaction_id = t.id AND e.created_at = t.created_at
         JOIN {account} a ON a.id = e.account_id
         LEFT JOIN {merchant} mer ON a.owner_kind = 'merchant' AND mer.id = a.owner_id
         LEFT JOIN {LedgerTransaction._meta.db_table} o ON o.id = t.reverses_id
         WHERE t.created_at >= %(start)s AND t.created_at < %(end)s
+          AND e.created_at >= %(start)s AND e.created_at < %(end)s
           AND a.purpose IN ('clearing', 'fees') AND e.unit = %(currency)s
           AND {party} AND e.id > %(after)s
         ORDER BY e.id

@@ -203,8 +203,8 @@ def main() -> None:
                 (txn, lot_of[wallet], -PRICE),
             )
             cursor.execute(
-                f"INSERT INTO {t['Entry']} (transaction_id, account_id, unit, amount, balance_after)"
-                " VALUES (%s, %s, %s, %s, %s), (%s, %s, %s, %s, %s)",
+                f"INSERT INTO {t['Entry']} (transaction_id, account_id, unit, amount, balance_after, created_at)"
+                " VALUES (%s, %s, %s, %s, %s, now()), (%s, %s, %s, %s, %s, now())",
                 (txn, wallet, program.unit_code, -PRICE, wallet_after, txn, sink, program.unit_code, PRICE, sink_after),
             )
             cursor.execute(

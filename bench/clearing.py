@@ -240,7 +240,7 @@ def seed_obligations(per_day: int, days: int) -> None:
     )
     # The CNY entries of g (payer −, payee +; an exchange's fee of 2 % to the alliance) and two points entries.
     entries = """
-        SELECT x.id, e.account, e.unit, e.amount, 0
+        SELECT x.id, e.account, e.unit, e.amount, 0, x.created_at
         FROM txn x CROSS JOIN LATERAL (SELECT substring(x.idempotency_key FROM 11)::bigint AS g) k
         {shape}
         CROSS JOIN LATERAL (SELECT CASE WHEN s.r = 19 THEN s.units / 2 ELSE s.units END AS v,
@@ -263,9 +263,9 @@ def seed_obligations(per_day: int, days: int) -> None:
             WITH txn AS (
               INSERT INTO {t["LedgerTransaction"]} ({txn_columns})
               SELECT {txn_values} FROM generate_series(0, %(total)s::bigint - 1) g {shape}
-              RETURNING id, idempotency_key
+              RETURNING id, idempotency_key, created_at
             )
-            INSERT INTO {t["Entry"]} (transaction_id, account_id, unit, amount, balance_after) {entries}
+            INSERT INTO {t["Entry"]} (transaction_id, account_id, unit, amount, balance_after, created_at) {entries}
             """,
             params,
         )

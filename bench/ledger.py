@@ -163,9 +163,9 @@ def main() -> None:
             account, bank = raw_ids[rng.randrange(HOLDERS)], raw_ids[HOLDERS + rng.randrange(3)]
             amount = rng.randint(1, 50)
             cursor.execute(
-                "INSERT INTO rewards_entry (transaction_id, account_id, unit, amount, balance_after)"
-                " VALUES (%s, %s, 'RAWBENCH', %s, 0), (%s, %s, 'RAWBENCH', %s, 0)",
-                (raw_txn.pk, account, -amount, raw_txn.pk, bank, amount),
+                "INSERT INTO rewards_entry (transaction_id, account_id, unit, amount, balance_after, created_at)"
+                " VALUES (%s, %s, 'RAWBENCH', %s, 0, %s), (%s, %s, 'RAWBENCH', %s, 0, %s)",
+                (raw_txn.pk, account, -amount, raw_txn.created_at, raw_txn.pk, bank, amount, raw_txn.created_at),
             )
             cursor.execute(
                 "UPDATE rewards_account SET posted = posted - %s WHERE id = %s AND posted - held >= %s",
@@ -199,12 +199,15 @@ def main() -> None:
     from django.db import transaction
 
     wallet_ids = list(wallets.values_list("id", flat=True))
-    payload = "".join(f"{batch.pk}\t{wallet_ids[i % len(wallet_ids)]}\tBENCH0\t1\t1\n" for i in range(bulk_entries))
+    at = batch.created_at.isoformat()
+    payload = "".join(
+        f"{batch.pk}\t{wallet_ids[i % len(wallet_ids)]}\tBENCH0\t1\t1\t{at}\n" for i in range(bulk_entries)
+    )
     last_id = Entry.objects.order_by("-id").values_list("id", flat=True).first()
     started = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cursor:  # committed, like the bulk earn (deferred FK checks)
         cursor.cursor.copy_expert(
-            "COPY rewards_entry (transaction_id, account_id, unit, amount, balance_after) FROM STDIN",
+            "COPY rewards_entry (transaction_id, account_id, unit, amount, balance_after, created_at) FROM STDIN",
             io.StringIO(payload),
         )
     copy_seconds = time.perf_counter() - started

@@ -175,8 +175,22 @@ def floor_worker(seeded: dict[str, Any]) -> Any:
                 )
                 Entry.objects.bulk_create(
                     [
-                        Entry(transaction=txn, account=wallet, unit=wallet.unit, amount=100, balance_after=0),
-                        Entry(transaction=txn, account=bank_side, unit=wallet.unit, amount=-100, balance_after=0),
+                        Entry(
+                            transaction=txn,
+                            account=wallet,
+                            unit=wallet.unit,
+                            amount=100,
+                            balance_after=0,
+                            created_at=txn.created_at,
+                        ),
+                        Entry(
+                            transaction=txn,
+                            account=bank_side,
+                            unit=wallet.unit,
+                            amount=-100,
+                            balance_after=0,
+                            created_at=txn.created_at,
+                        ),
                     ]
                 )
             latencies.append(time.perf_counter() - started)

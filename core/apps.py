@@ -9,6 +9,9 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
+        from .jobs import register_job
+
+        register_job("core.partitions_maintain", shared=False, task="core.partitions_maintain")
 
 
 class OperatorAdminConfig(admin_apps.AdminConfig):

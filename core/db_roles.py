@@ -25,6 +25,8 @@ AUDIT_TABLE = "core_auditlog"
 APP_TABLE_PRIVILEGES = sql.SQL("SELECT, INSERT, UPDATE, DELETE")
 APP_SEQUENCE_PRIVILEGES = sql.SQL("USAGE, SELECT")
 AUDIT_TABLE_PRIVILEGES = sql.SQL("SELECT, INSERT")
+# The owner's SECURITY DEFINER functions the application role runs (core/partitions.py): next months' partitions.
+APP_FUNCTIONS = ("mengka_partitions_create(text, date, integer)", "mengka_partition_detach(text, date)")
 # What the application role must not hold on the audit log, by any path (directly, through PUBLIC or another role).
 AUDIT_REFUSED_PRIVILEGES = ("UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 
@@ -60,9 +62,10 @@ def app_role_grant(*, role: str, password: str | None = None) -> AppRoleGrant:
     """Creates the application role if it is missing (LOGIN, with `password` when given; an existing role's password
     is changed only when one is given) and grants it, in the current database and schema: CONNECT, USAGE on the schema
     (never CREATE), SELECT/INSERT/UPDATE/DELETE on every table and view, USAGE/SELECT on every sequence, and SELECT,
-    INSERT only on the audit log; default privileges give tables and sequences the owner creates later the same
-    grants. Safe to run again at any time; run it after every `migrate`, which may create tables (a table a migration
-    rebuilds gets the default grants until then).
+    INSERT only on the audit log, EXECUTE on the owner's functions that create and archive monthly partitions
+    (APP_FUNCTIONS); default privileges give tables and sequences the owner creates later (those partitions too) the
+    same grants. Safe to run again at any time; run it after every `migrate`, which may create tables (a table a
+    migration rebuilds gets the default grants until then).
 
     Run as the owner. Refuses, granting nothing, a role that is the connected one, a superuser, a member of the
     owner's role, or the owner of anything in the schema, and a database where the audit log is missing (not
@@ -135,6 +138,10 @@ def app_role_grant(*, role: str, password: str | None = None) -> AppRoleGrant:
             ),
             sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT {} ON SEQUENCES TO {}").format(
                 where, APP_SEQUENCE_PRIVILEGES, app
+            ),
+            *(
+                sql.SQL("GRANT EXECUTE ON FUNCTION {}.{} TO {}").format(where, sql.SQL(function), app)
+                for function in APP_FUNCTIONS
             ),
         )
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import socket
 from datetime import timedelta
-from typing import Any
+from typing import IO, Any
 
 from celery import shared_task
 from django.conf import settings
@@ -11,6 +11,7 @@ from .approvals import approvals_expire
 from .calendar import load_calendar, local_now
 from .idempotency import idempotency_records_prune
 from .jobs import job_run
+from .partitions import partitions_maintain
 
 
 @shared_task(name="core.ping", bind=True, ignore_result=False)
@@ -54,3 +55,18 @@ def approvals_expire_stale() -> int:
         expired = approvals_expire(on_batch=lambda count: run.advance(count))
         run.count(expired=expired)
     return expired
+
+
+def run_partitions_maintain(echo: IO[str] | None = None) -> dict[str, list[str]]:
+    """Creates the next months' partitions of the tables partitioned by month and archives old months
+    (PARTITION_MONTHS_AHEAD, PARTITION_ARCHIVE_AFTER_MONTHS), as one job run."""
+    with job_run("core.partitions_maintain", period=local_now().date().isoformat(), echo=echo) as run:
+        result = partitions_maintain()
+        run.count(created=len(result.created), archived=len(result.archived))
+    return {"created": result.created, "archived": result.archived}
+
+
+@shared_task(name="core.partitions_maintain")
+def partitions_maintain_daily() -> dict[str, list[str]]:
+    """Daily: the monthly partitions' job (core/partitions.py)."""
+    return run_partitions_maintain()

@@ -139,8 +139,9 @@ class LedgerTransactionAdmin(ReadOnlyAdminMixin, ScopedAdmin):
 @admin.register(Entry)
 class EntryAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     scope_field = "account__bank"
-    list_display = ("id", "transaction", "account", "unit", "amount", "balance_after")
+    list_display = ("id", "transaction", "account", "unit", "amount", "balance_after", "created_at")
     list_select_related = ("account", "transaction")
+    date_hierarchy = "created_at"  # a month picked reads that month's partition only
     # A currency unit's amounts are ten-thousandths (CNY 1 = 10000); a points unit's are points, shown as they are.
     money_fields = {"amount": MoneyField("unit", absolute=4), "balance_after": MoneyField("unit", absolute=4)}
 

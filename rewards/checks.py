@@ -46,6 +46,12 @@ SQL_ZERO_SUM = """
     SELECT transaction_id, unit, SUM(amount) FROM rewards_entry
     GROUP BY transaction_id, unit HAVING SUM(amount) <> 0 ORDER BY transaction_id LIMIT 1000
 """
+# An entry carries its transaction's time: the table is partitioned on it, and reads of a transaction's entries (the
+# seal's digest among them) look in that time's partition only.
+SQL_ENTRY_TIME = """
+    SELECT e.id, e.transaction_id FROM rewards_entry e JOIN rewards_ledgertransaction t ON t.id = e.transaction_id
+    WHERE e.created_at <> t.created_at ORDER BY e.id LIMIT 1000
+"""
 SQL_BALANCES = """
     SELECT a.id, a.posted, COALESCE(e.total, 0) FROM rewards_account a
     LEFT JOIN (SELECT account_id, SUM(amount) AS total FROM rewards_entry GROUP BY account_id) e ON e.account_id = a.id
@@ -204,6 +210,13 @@ def ledger_verify(*, seals: bool = True) -> CheckReport:
 
     _named(report, "zero-sum", _rows(SQL_ZERO_SUM), lambda r: f"transaction {r[0]} sums to {r[2]} in {r[1]}")
     report.checked.append(f"zero-sum per transaction and unit: {txns} transactions, {entries} entries")
+    _named(
+        report,
+        "entry time",
+        _rows(SQL_ENTRY_TIME),
+        lambda r: f"entry {r[0]} is not dated at its transaction {r[1]}'s time",
+    )
+    report.checked.append("each entry dated at its transaction's time")
     _named(
         report,
         "cached balance",

@@ -395,5 +395,6 @@ def date_obligations(days: list[dt.date], times: dict[str, dt.datetime]) -> list
             day = days[index % len(days)]
             at = dt.datetime.combine(day, dt.time(10, 0), tzinfo=SHANGHAI) + dt.timedelta(minutes=index)
         LedgerTransaction.objects.filter(pk=pk).update(created_at=at)
+        Entry.objects.filter(transaction_id=pk).update(created_at=at)  # entries keep their transaction's time
         dated.add(at.astimezone(SHANGHAI).date())
     return sorted(dated)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Now
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
@@ -208,6 +209,9 @@ class Entry(models.Model):
     unit = models.CharField(_("unit"), max_length=24)
     amount = models.BigIntegerField(_("amount"))
     balance_after = models.BigIntegerField(_("balance after"))
+    # Its transaction's created_at, always (every path that writes entries sets it): the table is partitioned by month
+    # on it (core/partitions.py), so a transaction's entries sit in one partition and are read there.
+    created_at = models.DateTimeField(_("created"), db_default=Now())
 
     class Meta:
         verbose_name = _("ledger entry")

@@ -45,7 +45,7 @@ SQL_TRANSACTION_TEXT = r"""concat_ws(E'\n',
               COALESCE(t.reverses_id::text, '-'), COALESCE(t.rate::text, '-'), COALESCE(t.actor_id::text, '-'),
               t.actor_label, (extract(epoch FROM t.created_at) * 1000000)::bigint, t.metadata::text),
     (SELECT string_agg(concat_ws('|', 'e', e.id, e.account_id, e.unit, e.amount, e.balance_after), E'\n' ORDER BY e.id)
-     FROM rewards_entry e WHERE e.transaction_id = t.id),
+     FROM rewards_entry e WHERE e.transaction_id = t.id AND e.created_at = t.created_at),
     (SELECT string_agg(concat_ws('|', 'l', l.id, l.account_id, l.program_id, l.amount,
                                  to_char(l.earned_on, 'YYYY-MM-DD'), to_char(l.expires_on, 'YYYY-MM-DD')),
                        E'\n' ORDER BY l.id)

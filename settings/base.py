@@ -219,6 +219,7 @@ TASK_QUEUES: dict[str, list[str]] = {
     "reports": ["payments.reconcile", "alliance.segments_nightly"],
     "default": [
         "core.approvals_expire", "core.calendar_coverage", "core.idempotency_prune", "core.ping",
+        "core.partitions_maintain",
         "members.binding_challenge_expire", "rewards.lots_expire", "rewards.vouchers_expire", "rewards.ledger_seal",
     ],
 }  # fmt: skip
@@ -237,6 +238,10 @@ REST_FRAMEWORK = {
 }
 # Idempotency records (merchant API and services) are pruned once older than this; the API promises 24 hours at least.
 IDEMPOTENCY_RETENTION_HOURS = env.int("IDEMPOTENCY_RETENTION_HOURS", default=48)
+# Tables partitioned by month (core/partitions.py): the daily job keeps this many months' partitions ready beyond the
+# current one, and detaches months older than PARTITION_ARCHIVE_AFTER_MONTHS to archive tables (unset: never).
+PARTITION_MONTHS_AHEAD = env.int("PARTITION_MONTHS_AHEAD", default=3)
+PARTITION_ARCHIVE_AFTER_MONTHS: int | None = env.int("PARTITION_ARCHIVE_AFTER_MONTHS", default=None)
 # How long an approval request waits for its second operator before the beat job expires it, by kind ("default" for
 # every kind not named).
 APPROVAL_EXPIRY_HOURS = {"default": env.int("APPROVAL_EXPIRY_HOURS", default=72)}

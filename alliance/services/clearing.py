@@ -99,10 +99,11 @@ def entries_sql() -> str:
                CASE a.owner_kind WHEN 'bank' THEN a.owner_id WHEN 'merchant' THEN m.sponsor_bank_id END AS bank_id,
                CASE WHEN a.owner_kind = 'merchant' THEN a.owner_id END AS merchant_id
         FROM {LedgerTransaction._meta.db_table} t
-        JOIN {Entry._meta.db_table} e ON e.transaction_id = t.id
+        JOIN {Entry._meta.db_table} e ON e.transaction_id = t.id AND e.created_at = t.created_at
         JOIN {Account._meta.db_table} a ON a.id = e.account_id
         LEFT JOIN {Merchant._meta.db_table} m ON a.owner_kind = 'merchant' AND m.id = a.owner_id
         WHERE t.created_at >= %(start)s AND t.created_at < %(end)s
+          AND e.created_at >= %(start)s AND e.created_at < %(end)s
           AND a.purpose IN ('clearing', 'fees') AND e.unit = %(currency)s
     """  # noqa: S608 - table names from the models
 
@@ -296,12 +297,13 @@ def clearing_due(*, today: date | None = None, echo: IO[str] | None = None) -> l
             f"""
                 SELECT DISTINCT (t.created_at AT TIME ZONE 'Asia/Shanghai')::date AS day, e.unit
                 FROM {LedgerTransaction._meta.db_table} t
-                JOIN {Entry._meta.db_table} e ON e.transaction_id = t.id
+                JOIN {Entry._meta.db_table} e ON e.transaction_id = t.id AND e.created_at = t.created_at
                 JOIN {Account._meta.db_table} a ON a.id = e.account_id
-                WHERE t.created_at >= %s AND t.created_at < %s AND a.purpose IN ('clearing', 'fees')
+                WHERE t.created_at >= %(start)s AND t.created_at < %(end)s
+                  AND e.created_at >= %(start)s AND e.created_at < %(end)s AND a.purpose IN ('clearing', 'fees')
                 ORDER BY 1, 2
             """,  # noqa: S608 - table names from the models
-            [start, end],
+            {"start": start, "end": end},
         )
         candidates = cursor.fetchall()
     finished = set(

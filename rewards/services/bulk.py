@@ -115,7 +115,7 @@ def points_earn_bulk(
             (wallet_id, program_id, points, lot_expiry(programs[program_id], earned_on))
             for (wallet_id, program_id), points in lot_points.items()
         ]
-        _bulk_write(txn.pk, entries, lots, deltas, earned_on)
+        _bulk_write(txn.pk, txn.created_at, entries, lots, deltas, earned_on)
         return txn
 
     return keyed(LedgerTransaction, idempotency_key, digest, post)
@@ -158,6 +158,7 @@ def _bulk_accounts(
 
 def _bulk_write(
     txn_id: int,
+    created_at: dt.datetime,
     entries: list[tuple[int, str, int, int]],
     lots: list[tuple[int, int, int, dt.date]],
     deltas: dict[int, int],
@@ -167,9 +168,11 @@ def _bulk_write(
 
     with connection.cursor() as cursor:
         raw = cursor.cursor
-        buffer = io.StringIO("".join(f"{txn_id}\t{a}\t{u}\t{amt}\t{bal}\n" for a, u, amt, bal in entries))
+        at = created_at.isoformat()  # the transaction's time: its entries sit in its month's partition
+        buffer = io.StringIO("".join(f"{txn_id}\t{a}\t{u}\t{amt}\t{bal}\t{at}\n" for a, u, amt, bal in entries))
         raw.copy_expert(
-            "COPY rewards_entry (transaction_id, account_id, unit, amount, balance_after) FROM STDIN", buffer
+            "COPY rewards_entry (transaction_id, account_id, unit, amount, balance_after, created_at) FROM STDIN",
+            buffer,
         )
         day = earned_on.isoformat()
         buffer = io.StringIO(

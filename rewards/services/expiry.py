@@ -102,8 +102,8 @@ SQL_EXPIRE = f"""
                a.posted + SUM(p.points) OVER (PARTITION BY p.breakage_id ORDER BY p.txn_id), 1
         FROM posted p JOIN rewards_account a ON a.id = p.breakage_id
     ), entries AS (
-        INSERT INTO rewards_entry (transaction_id, account_id, unit, amount, balance_after)
-        SELECT txn_id, account_id, unit, amount, balance_after FROM legs ORDER BY txn_id, side
+        INSERT INTO rewards_entry (transaction_id, account_id, unit, amount, balance_after, created_at)
+        SELECT txn_id, account_id, unit, amount, balance_after, %(now)s FROM legs ORDER BY txn_id, side
     ), balances AS (
         UPDATE rewards_account a SET posted = a.posted + d.delta, version = a.version + 1
         FROM (SELECT account_id, SUM(amount) AS delta FROM legs GROUP BY account_id) d WHERE a.id = d.account_id

@@ -253,6 +253,7 @@ def finish(posting: Posting) -> LedgerTransaction:
                 unit=account.unit,
                 amount=amount,
                 balance_after=running[account_id],
+                created_at=posting.txn.created_at,  # the entries share their transaction's month (partition)
             )
         )
     Entry.objects.bulk_create(entries)

@@ -89,7 +89,9 @@ def _reverse_locked(
     wallet, debt = wallet_ref(cardholder_id, program), debt_ref(cardholder_id, program)
     breakage = bank_ref(program, Purpose.BREAKAGE, cardholder_id)
     by_account: dict[int, int] = defaultdict(int)
-    for account_id, value in Entry.objects.filter(transaction=original).values_list("account_id", "amount"):
+    # Named by the transaction's time too: the entries sit in that month's partition, the only one read.
+    original_entries = Entry.objects.filter(transaction=original, created_at=original.created_at)
+    for account_id, value in original_entries.values_list("account_id", "amount"):
         by_account[account_id] += value
     refs = [wallet, debt, breakage]
     metadata: dict[str, Any] = {

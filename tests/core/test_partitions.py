@@ -1,0 +1,323 @@
+"""Monthly partitions (core/partitions.py, core/migrations/0015_monthly_partitions.py): the owner's functions create a
+registered table's months once, refuse any other name, move rows the DEFAULT partition holds for a month they create,
+and detach old months to archive tables; the daily job does both and is recorded as a job run; the application role
+may run them though it may not create tables; reads that name their time window touch only that month's partition.
+
+Each test runs in a transaction that is rolled back, DDL included, so the partitions a test makes go with it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from unittest import mock
+
+import pytest
+from django.core.management import call_command
+from django.db import DatabaseError, connection, transaction
+from psycopg2 import sql
+
+from alliance.services.clearing import entries_sql
+from core.calendar import SHANGHAI
+from core.jobs import job_kind
+from core.models import JobRun
+from core.partitions import (
+    PARTITIONED,
+    PartitionError,
+    month_bounds,
+    partition_detach,
+    partitions,
+    partitions_create,
+    partitions_maintain,
+)
+from core.tasks import partitions_maintain_daily
+from rewards import services as s
+from rewards.checks import ledger_verify
+from rewards.models import Entry, LedgerTransaction
+from tests.factories import CardholderFactory, PointsProgramFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _fetch(statement: str | sql.Composable, params: tuple[object, ...] | dict[str, object] = ()) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return list(cursor.fetchall()) if cursor.description else []
+
+
+def _where(entry_ids: list[int]) -> dict[int, str]:
+    """The partition each entry row sits in."""
+    rows = _fetch("SELECT id, tableoid::regclass::text FROM rewards_entry WHERE id = ANY(%s)", (entry_ids,))
+    return {row[0]: row[1] for row in rows}
+
+
+def _earn_at(when: dt.datetime, key: str) -> LedgerTransaction:
+    """A points earn posted as if at `when` (the transaction's and so its entries' time)."""
+    program, holder = PointsProgramFactory(), CardholderFactory()
+    with mock.patch("django.utils.timezone.now", return_value=when):
+        return s.points_earn(cardholder_id=holder.pk, program=program, amount=10, idempotency_key=key)
+
+
+def _at(year: int, month: int, day: int = 15) -> dt.datetime:
+    return dt.datetime(year, month, day, 12, tzinfo=SHANGHAI)
+
+
+def _plan(queryset_or_sql: object, params: object = None) -> str:
+    if isinstance(queryset_or_sql, str):
+        return "\n".join(row[0] for row in _fetch("EXPLAIN " + queryset_or_sql, params))  # type: ignore[arg-type]
+    return queryset_or_sql.explain()  # type: ignore[attr-defined]
+
+
+def test_the_migration_made_a_partitioned_table_with_months_ahead_and_a_default() -> None:
+    assert PARTITIONED == {"rewards_entry": "created_at"}
+    assert _fetch("SELECT partstrat FROM pg_partitioned_table WHERE partrelid = 'rewards_entry'::regclass") == [("r",)]
+    attached = partitions("rewards_entry")
+    assert attached[-1].month is None
+    assert attached[-1].name == "rewards_entry_default"
+    today = dt.datetime.now(SHANGHAI).date().replace(day=1)
+    months = [p.month for p in attached if p.month is not None]
+    assert today in months
+    assert len([m for m in months if m >= today]) >= 4
+    # The database's key holds the partition column; the model keeps `id`.
+    (key,) = _fetch(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conrelid = 'rewards_entry'::regclass AND contype = 'p'"
+    )
+    assert key == ("PRIMARY KEY (id, created_at)",)
+    assert Entry._meta.pk is not None
+    assert Entry._meta.pk.name == "id"
+
+
+def test_months_are_created_once_at_shanghai_month_boundaries() -> None:
+    made = partitions_create("rewards_entry", dt.date(2031, 1, 20), 3)
+    assert made == ["rewards_entry_p203101", "rewards_entry_p203102", "rewards_entry_p203103"]
+    assert partitions_create("rewards_entry", dt.date(2031, 1, 1), 4) == ["rewards_entry_p203104"]
+    assert partitions_create("rewards_entry", dt.date(2031, 1, 1), 4) == []
+    (bound,) = _fetch("SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE relname = 'rewards_entry_p203102'")
+    assert bound == ("FOR VALUES FROM ('2031-01-31 16:00:00+00') TO ('2031-02-28 16:00:00+00')",)
+    assert month_bounds(dt.date(2031, 2, 9)) == (_at(2031, 2, 1).replace(hour=0), _at(2031, 3, 1).replace(hour=0))
+    # A new partition gets the parent's indexes and foreign keys.
+    indexes = {row[0] for row in _fetch("SELECT indexdef FROM pg_indexes WHERE tablename = 'rewards_entry_p203102'")}
+    assert any("(account_id, id)" in index for index in indexes)
+    assert any("(transaction_id)" in index for index in indexes)
+    (fks,) = _fetch(
+        "SELECT count(*) FROM pg_constraint WHERE conrelid = 'rewards_entry_p203102'::regclass AND contype = 'f'"
+    )
+    assert fks == (2,)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "core_auditlog",
+        "rewards_ledgertransaction",
+        "rewards_entry_p203101",
+        "rewards_entry; DROP TABLE core_auditlog; --",
+        'rewards_entry"; DROP TABLE core_auditlog; --',
+        "REWARDS_ENTRY",
+    ],
+)
+def test_the_functions_refuse_any_table_but_the_registered_ones(name: str) -> None:
+    with pytest.raises(PartitionError):
+        partitions_create(name, dt.date(2031, 1, 1), 1)
+    with pytest.raises(PartitionError):
+        partition_detach(name, dt.date(2031, 1, 1))
+    # Called directly, the database refuses it too (an application role could call the function by hand).
+    for statement, params in (
+        ("SELECT * FROM mengka_partitions_create(%s, %s, 1)", (name, dt.date(2031, 1, 1))),
+        ("SELECT mengka_partition_detach(%s, %s)", (name, dt.date(2031, 1, 1))),
+    ):
+        with pytest.raises(DatabaseError, match="is not partitioned by month"), transaction.atomic():
+            _fetch(statement, params)
+    assert _fetch("SELECT to_regclass('core_auditlog') IS NOT NULL") == [(True,)]
+    with pytest.raises(DatabaseError, match="0 to 120 months"), transaction.atomic():
+        _fetch("SELECT * FROM mengka_partitions_create('rewards_entry', '2031-01-01', 121)")
+
+
+def test_rows_the_default_partition_holds_move_to_the_month_created_for_them() -> None:
+    txn = _earn_at(_at(2033, 7), "partitions-default")
+    outside = _earn_at(_at(2033, 8), "partitions-default-next")
+    ids = list(Entry.objects.filter(transaction__in=[txn, outside]).values_list("id", flat=True))
+    assert set(_where(ids).values()) == {"rewards_entry_default"}
+
+    assert partitions_create("rewards_entry", dt.date(2033, 7, 1), 1) == ["rewards_entry_p203307"]
+
+    where = _where(ids)
+    for entry in Entry.objects.filter(transaction=txn):
+        assert where[entry.pk] == "rewards_entry_p203307"
+    for entry in Entry.objects.filter(transaction=outside):
+        assert where[entry.pk] == "rewards_entry_default"
+    assert partitions("rewards_entry")[-1].name == "rewards_entry_default"  # attached again
+    assert len(ids) == Entry.objects.filter(id__in=ids).count()
+    assert ledger_verify(seals=False).violations == []
+
+
+def test_the_job_creates_the_coming_months_and_archives_old_ones() -> None:
+    partitions_create("rewards_entry", dt.date(2034, 1, 1), 2)
+    old = _earn_at(_at(2034, 1), "partitions-old")
+    kept = _earn_at(_at(2034, 2), "partitions-kept")
+    waiting = _earn_at(_at(2034, 3), "partitions-waiting")  # no partition for March: the DEFAULT partition holds it
+    waiting_ids = list(Entry.objects.filter(transaction=waiting).values_list("id", flat=True))
+    assert set(_where(waiting_ids).values()) == {"rewards_entry_default"}
+    old_ids = sorted(Entry.objects.filter(transaction=old).values_list("id", flat=True))
+
+    result = partitions_maintain(today=dt.date(2034, 5, 10), ahead=2, archive_after=3)
+
+    # March, for the row the DEFAULT partition held; then the current month and two ahead (April, empty, is left).
+    assert "rewards_entry_p203403" in result.created
+    assert result.created[-3:] == ["rewards_entry_p203405", "rewards_entry_p203406", "rewards_entry_p203407"]
+    assert "rewards_entry_p203404" not in result.created
+    assert set(_where(waiting_ids).values()) == {"rewards_entry_p203403"}
+    assert "rewards_entry_archive_203401" in result.archived
+    assert "rewards_entry_archive_203402" not in result.archived  # February is 3 months before May: kept
+    months = {p.month for p in partitions("rewards_entry")}
+    assert dt.date(2034, 1, 1) not in months
+    assert dt.date(2034, 2, 1) in months
+    # The archived month's rows are gone from the table and readable in the archive table.
+    assert not Entry.objects.filter(transaction=old).exists()
+    assert Entry.objects.filter(transaction=kept).count() == 2
+    archived = _fetch("SELECT id, transaction_id FROM rewards_entry_archive_203401 ORDER BY id")
+    assert [row[0] for row in archived] == old_ids
+    assert {row[1] for row in archived} == {old.pk}
+    # Run again: nothing left to do.
+    again = partitions_maintain(today=dt.date(2034, 5, 10), ahead=2, archive_after=3)
+    assert again.created == []
+    assert again.archived == []
+
+
+def test_without_an_archive_setting_the_job_never_detaches(settings) -> None:
+    settings.PARTITION_ARCHIVE_AFTER_MONTHS = None
+    settings.PARTITION_MONTHS_AHEAD = 1
+    partitions_create("rewards_entry", dt.date(2035, 1, 1), 1)
+    result = partitions_maintain(today=dt.date(2036, 1, 5))
+    assert result.created == ["rewards_entry_p203601", "rewards_entry_p203602"]
+    assert result.archived == []
+    assert dt.date(2035, 1, 1) in {p.month for p in partitions("rewards_entry")}
+    with pytest.raises(PartitionError):
+        partitions_maintain(today=dt.date(2036, 1, 5), archive_after=0)
+
+
+def test_the_daily_task_is_a_recorded_job_run(settings) -> None:
+    settings.PARTITION_MONTHS_AHEAD = 14
+    result = partitions_maintain_daily()
+    assert result["created"], "14 months ahead reaches beyond the months the migration made"
+    run = JobRun.objects.get(job="core.partitions_maintain")
+    assert run.status == JobRun.Status.SUCCEEDED
+    assert run.counts == {"created": len(result["created"]), "archived": 0}
+    assert "core.partitions_maintain" in settings.TASK_QUEUES["default"]
+    kind = job_kind("core.partitions_maintain")  # listed for the alliance's operators, who may run it again
+    assert kind is not None
+    assert (kind.shared, kind.task) == (False, "core.partitions_maintain")
+
+
+def test_the_command_runs_the_job(capsys: pytest.CaptureFixture[str], settings) -> None:
+    settings.PARTITION_MONTHS_AHEAD = 15
+    call_command("partitions")
+    out = capsys.readouterr().out
+    assert "created rewards_entry_p" in out
+    assert JobRun.objects.filter(job="core.partitions_maintain", status=JobRun.Status.SUCCEEDED).exists()
+
+
+@pytest.fixture
+def role_name() -> Iterator[str]:
+    name = f"mengka_test_app_{uuid.uuid4().hex[:12]}"
+    yield name
+    try:
+        with transaction.atomic():
+            _fetch("RESET ROLE")
+            if _fetch("SELECT count(*) FROM pg_roles WHERE rolname = %s", (name,))[0][0]:
+                _fetch(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+                _fetch(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+    except DatabaseError:
+        pass  # an aborted test transaction: its rollback drops the role
+
+
+def test_the_application_role_runs_the_functions_though_it_may_not_create_tables(role_name: str) -> None:
+    txn = _earn_at(_at(2037, 3), "partitions-app-role")
+    partitions_create("rewards_entry", dt.date(2037, 3, 1), 1)
+    # Before db_roles grants it, PUBLIC may not run them.
+    assert _fetch(
+        "SELECT has_function_privilege('public', 'mengka_partitions_create(text, date, integer)', 'EXECUTE')"
+    ) == [(False,)]
+    call_command("db_roles", "--app-role", role_name)
+    _fetch(sql.SQL("SET ROLE {}").format(sql.Identifier(role_name)))
+    try:
+        with pytest.raises(DatabaseError, match="permission denied"), transaction.atomic():
+            _fetch(
+                "CREATE TABLE rewards_entry_p209901 PARTITION OF rewards_entry"
+                " FOR VALUES FROM ('2099-01-01') TO ('2099-02-01')"
+            )
+        assert partitions_create("rewards_entry", dt.date(2037, 4, 1), 2) == [
+            "rewards_entry_p203704",
+            "rewards_entry_p203705",
+        ]
+        assert partition_detach("rewards_entry", dt.date(2037, 3, 1)) == "rewards_entry_archive_203703"
+        # The archive stays readable by the application; the new month takes its rows.
+        assert len(_fetch("SELECT id FROM rewards_entry_archive_203703 WHERE transaction_id = %s", (txn.pk,))) == 2
+        later = _earn_at(_at(2037, 4), "partitions-app-role-later")
+        assert set(_where(list(Entry.objects.filter(transaction=later).values_list("id", flat=True))).values()) == {
+            "rewards_entry_p203704"
+        }
+        with pytest.raises(DatabaseError, match="is not partitioned by month"), transaction.atomic():
+            _fetch("SELECT * FROM mengka_partitions_create('core_auditlog', '2037-01-01', 1)")
+    finally:
+        _fetch("RESET ROLE")
+    assert _fetch(
+        "SELECT pg_get_userbyid(relowner) = current_user FROM pg_class WHERE relname = 'rewards_entry_p203705'"
+    ) == [(True,)]
+
+
+def test_reads_that_name_their_time_window_touch_only_that_months_partition() -> None:
+    partitions_create("rewards_entry", dt.date(2038, 1, 1), 3)
+    txns = [_earn_at(_at(2038, month), f"partitions-explain-{month}") for month in (1, 2, 3)]
+    february = txns[1]
+
+    plan = _plan(Entry.objects.filter(transaction=february, created_at=february.created_at))
+    assert "rewards_entry_p203802" in plan
+    for other in ("rewards_entry_p203801", "rewards_entry_p203803", "rewards_entry_default"):
+        assert other not in plan
+    # Without the time, every partition is read: what the window saves.
+    assert "rewards_entry_p203801" in _plan(Entry.objects.filter(transaction=february))
+
+    start, end = month_bounds(dt.date(2038, 2, 1))
+    plan = _plan(entries_sql(), {"start": start, "end": end, "currency": "CNY"})
+    assert "rewards_entry_p203802" in plan
+    for other in ("rewards_entry_p203801", "rewards_entry_p203803", "rewards_entry_default"):
+        assert other not in plan
+
+    # The admin's month filter does the same.
+    start, end = month_bounds(dt.date(2038, 3, 1))
+    plan = _plan(Entry.objects.filter(created_at__gte=start, created_at__lt=end))
+    assert "rewards_entry_p203803" in plan
+    assert "rewards_entry_p203802" not in plan
+
+
+def test_every_writer_dates_entries_at_their_transaction() -> None:
+    txn = _earn_at(_at(2039, 6), "partitions-dated")
+    assert {e.created_at for e in Entry.objects.filter(transaction=txn)} == {txn.created_at}
+    program = PointsProgramFactory()
+    holders = [CardholderFactory() for _ in range(3)]
+    batch = s.points_earn_bulk(
+        events=[s.EarnEvent(h.pk, program.pk, 5) for h in holders], idempotency_key="partitions-bulk"
+    )
+    assert {e.created_at for e in Entry.objects.filter(transaction=batch)} == {batch.created_at}
+    reversal = s.transaction_reverse(transaction_id=txn.pk, amount=4, idempotency_key="partitions-reverse")
+    assert reversal is not None
+    assert {e.created_at for e in Entry.objects.filter(transaction=reversal)} == {reversal.created_at}
+    s.points_earn(
+        cardholder_id=holders[0].pk,
+        program=program,
+        amount=7,
+        idempotency_key="partitions-old-lot",
+        earned_on=dt.date(2020, 1, 1),
+    )
+    assert s.lots_expire(on=dt.date.today())["accounts"] >= 1
+    expired = LedgerTransaction.objects.filter(kind="expire")
+    assert expired.exists()
+    for expiry in expired:
+        assert {e.created_at for e in Entry.objects.filter(transaction=expiry)} == {expiry.created_at}
+    assert ledger_verify(seals=False).violations == []
+    # An entry dated otherwise is reported by the ledger check.
+    Entry.objects.filter(transaction=txn).update(created_at=_at(2039, 6, 16))
+    assert any(v.startswith("entry time:") for v in ledger_verify(seals=False).violations)
