@@ -125,12 +125,13 @@ def ledger_at_scale(entries_1x: int, entries_nx: int, ops: int, *, check: bool) 
     partitioned = entries_partitioned()
     print(f"bench: rewards_entry is {'partitioned: ' + partitioned if partitioned else 'not partitioned'}", flush=True)
     posting_wallets = wallet_ids(pairs)
+    programs = sorted({program for _holder, program in pairs}, key=lambda program: program.pk)
 
     figures: dict[str, Any] = {"partitioned": "yes" if partitioned else "no"}
     rates = {}
     for label, target, include in (("1x", entries_1x, posting_wallets), ("10x", entries_nx, [])):
         started = time.perf_counter()
-        added = grow_history(target, include, partitioned=bool(partitioned))
+        added = grow_history(target, programs, include, partitioned=bool(partitioned))
         entries = entry_count()
         print(f"bench: {added} history entries seeded in {time.perf_counter() - started:.0f} s: {entries}", flush=True)
         settle_database()
@@ -203,10 +204,10 @@ def settle_database() -> None:
         cursor.execute("CHECKPOINT")
 
 
-def grow_history(target: int, include: list[int], *, partitioned: bool) -> int:
-    """Seeds a year of history until the ledger holds about `target` entries: new cardholder wallets (and the
-    wallets `include`), each with an earn a month spent whole a day later (a lot and its movement), against the
-    programmes' bank sub-accounts. Set-based, in one transaction; returns the entries added."""
+def grow_history(target: int, programs: list[Any], include: list[int], *, partitioned: bool) -> int:
+    """Seeds a year of history until the ledger holds about `target` entries: new cardholder wallets in `programs`
+    (and the existing wallets `include`), each with an earn a month spent whole a day later (a lot and its movement),
+    against the programmes' bank sub-accounts. Set-based, in one transaction; returns the entries added."""
     from django.conf import settings
     from django.db import connection, transaction
 
@@ -218,7 +219,6 @@ def grow_history(target: int, include: list[int], *, partitioned: bool) -> int:
     if missing <= 0:
         return 0
     wallets_needed = max(len(include), math.ceil(missing / ENTRIES_PER_WALLET))
-    programs = list(PointsProgram.objects.filter(bank__code__startswith="BENCH").order_by("unit_code"))
     shards = max(1, settings.LEDGER_BANK_SHARDS)
     for program in programs:  # every bank sub-account the history posts to, through the ledger's own getter
         for shard in range(shards):
@@ -397,6 +397,7 @@ def grow_history(target: int, include: list[int], *, partitioned: bool) -> int:
             WHERE h.kind = 'spend' ORDER BY spend.id
             """
         )
+        cursor.execute("DROP TABLE bench_history")  # now, not at the commit: inside a caller's transaction too
     return added
 
 
