@@ -3,15 +3,16 @@ benchmarks, against the same work at 1×; and, where a Citus cluster answers, th
 Prints `BENCH scale ...` last.
 
     .venv/bin/python bench/scale.py [--factor 10] [--quick] [--skip-1x] [--skip-ledger] [--skip-settlement]
-        [--skip-citus] [--ops N] [--citus-url URL] [--redis URL|none] [--database NAME] [--keep]
+        [--skip-citus] [--ops N] [--rounds 3] [--no-check] [--chunk-merchants N] [--workers N] [--citus-url URL]
+        [--redis URL|none] [--database NAME] [--keep]
 
 1. The ledger: bench/ledger.py's wallets and its single-posting workers (8 processes alternating `points_earn` and
-   `points_redeem`), run on a ledger already holding about 1,000,000 entries, then again once it holds about
-   `--factor` times as many. The history is seeded by set-based SQL: a year of earns, each spent a day later, of
-   48 entries per cardholder wallet, the posting wallets among them; every transaction zero-sum per unit, every
-   entry carrying its account's running balance, the balances, lots and lot movements matching, so that
-   `ledger_check` (run at the end, without the seal chain) passes. When `rewards_entry` is partitioned, months the
-   history reaches that no partition covers get one (in the run's own database).
+   `points_redeem`), `--rounds` rounds, the best kept, on a ledger already holding about 1,000,000 entries, then
+   again once it holds about `--factor` times as many. The history is seeded by set-based SQL: a year of earns,
+   each spent a day later, of 48 entries per cardholder wallet, the posting wallets among them; every transaction
+   zero-sum per unit, every entry carrying its account's running balance, the balances, lots and lot movements
+   matching, so that `ledger_check` (run at the end, without the seal chain) passes. When `rewards_entry` is
+   partitioned, months the history reaches that no partition covers get one (in the run's own database).
 2. Settlement: bench/settlement.py in a subprocess (its own database) with `--factor` × 1,000,000 payments of
    `--factor` × 1,000 merchants, and with 1,000,000 of 1,000 (`--skip-1x` leaves that run out).
 3. Citus: when bench/ledger.py has a `--citus` option and the coordinator answers (`--citus-url`, default
@@ -53,7 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     parser.add_argument("--factor", type=int, default=10, help="the larger data's multiple of the smaller (default 10)")
-    parser.add_argument("--quick", action="store_true", help="every size divided by 10, fewer postings")
+    parser.add_argument("--quick", action="store_true", help="small sizes and fewer postings, for trying it out")
     parser.add_argument("--skip-1x", action="store_true", help="leave out the settlement run at 1×")
     parser.add_argument("--skip-ledger", action="store_true", help="leave out the ledger at 1× and at 10×")
     parser.add_argument("--skip-settlement", action="store_true", help="leave out the settlement runs")
