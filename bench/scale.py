@@ -15,8 +15,9 @@ Prints `BENCH scale ...` last.
    partitioned, months the history reaches that no partition covers get one (in the run's own database).
 2. Settlement: bench/settlement.py in a subprocess (its own database) with `--factor` × 1,000,000 payments of
    `--factor` × 1,000 merchants, and with 1,000,000 of 1,000 (`--skip-1x` leaves that run out).
-3. Citus: when bench/ledger.py has a `--citus` option and the coordinator answers (`--citus-url`, default
-   postgres://postgres@127.0.0.1:5440), that run's `citus_vs_single`; otherwise `n/a`, the reason printed above.
+3. Citus: when bench/ledger.py (or bench/ledger_citus.py) has a `--citus` option and the coordinator answers
+   (`--citus-url`, default postgres://postgres@127.0.0.1:5440), that run's `citus_vs_single`; otherwise `n/a`, the
+   reason printed above.
 
 `--quick`, for trying it out: 100,000 entries at 1× (1,000,000 at 10×), 20,000 payments of 200 merchants at 1×
 (200,000 of 2,000 at 10×), 300 postings per worker. The ledger part's database is its own (bench/common.py), dropped
@@ -487,14 +488,24 @@ def settlement(payments: int, merchants: int, args: argparse.Namespace) -> float
 # --- 3. Citus -------------------------------------------------------------------------------------------------------
 
 
+CITUS_SCRIPTS = ("ledger.py", "ledger_citus.py")  # where a Citus option of the ledger's benchmark may be
+
+
 def citus_vs_single(url: str, ops: int, redis: str | None) -> tuple[str, str]:
-    """bench/ledger.py's `citus_vs_single` when it has a Citus option and the coordinator at `url` answers; else
-    ("n/a", why)."""
-    ledger_py = str(ROOT / "bench" / "ledger.py")
-    usage = subprocess.run([sys.executable, ledger_py, "--help"], capture_output=True, text=True, check=False).stdout
-    option = re.search(r"(--citus[\w-]*)(?:[ =]([A-Z_]+))?", usage)
+    """`citus_vs_single` from the first of CITUS_SCRIPTS present whose usage shows a `--citus…` option, run against
+    the coordinator at `url` when it answers; else ("n/a", why)."""
+    script, option = "", None
+    for name in CITUS_SCRIPTS:
+        path = ROOT / "bench" / name
+        if not path.exists():
+            continue
+        usage = subprocess.run([sys.executable, str(path), "--help"], capture_output=True, text=True, check=False)
+        option = re.search(r"(--citus[\w-]*)(?:[ =]([A-Z_]+))?", usage.stdout)
+        if option is not None:
+            script = name
+            break
     if option is None:
-        return "n/a", "bench/ledger.py has no Citus option here"
+        return "n/a", f"no Citus option in bench/{' or bench/'.join(CITUS_SCRIPTS)} here"
     try:
         import psycopg2
 
@@ -502,19 +513,19 @@ def citus_vs_single(url: str, ops: int, redis: str | None) -> tuple[str, str]:
         connection.close()
     except Exception as exc:
         return "n/a", f"no Citus coordinator answers at {url}: {str(exc).strip().splitlines()[0]}"
-    command = [sys.executable, ledger_py, option.group(1)]
+    command = [sys.executable, str(ROOT / "bench" / script), option.group(1)]
     if option.group(2):
         command.append(url)
     if redis:
         command += ["--redis", redis]
     env = {k: v for k, v in STARTING_ENVIRONMENT.items() if k != "BENCH_DATABASE"}
     env.update(BENCH_OPS=str(ops), BENCH_CHECK_ENTRIES="0")
-    print(f"bench: {' '.join(command[1:])} (BENCH_OPS={ops}) ...", flush=True)
+    print(f"bench: bench/{script} {' '.join(command[2:])} (BENCH_OPS={ops}) ...", flush=True)
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     found = _key(result.stdout.splitlines(), "BENCH ", "citus_vs_single")
     if result.returncode or found is None:
         tail = (result.stderr.strip().splitlines() or result.stdout.strip().splitlines() or ["no output"])[-1]
-        return "n/a", f"bench/ledger.py {option.group(1)} gave no figure (exit {result.returncode}): {tail}"
+        return "n/a", f"bench/{script} {option.group(1)} gave no figure (exit {result.returncode}): {tail}"
     return found, ""
 
 
