@@ -412,8 +412,9 @@ def grow_history(target: int, programs: list[Any], include: list[int], *, partit
 
 def add_missing_partitions(cursor: Any) -> None:
     """When rewards_entry is partitioned by range of created_at, gives each stretch of the history that no partition
-    covers one of its own (a calendar month, or the gap between partitions within it); a default partition does not
-    count as covering. Partitions by anything else are left as they are: the insert then says what is missing."""
+    covers one of its own (a calendar month of the ledger's day, Shanghai's, or the gap between partitions within
+    it); a default partition does not count as covering. Partitions by anything else are left as they are: the
+    insert then says what is missing."""
     cursor.execute("SELECT pg_get_partkeydef('rewards_entry'::regclass)")
     if cursor.fetchone()[0].replace('"', "").lower() != "range (created_at)":
         return
@@ -434,9 +435,12 @@ def add_missing_partitions(cursor: Any) -> None:
               WHERE NOT EXISTS (SELECT 1 FROM bounds WHERE h.created_at >= low AND h.created_at < high)
             )
             SELECT at,
-                   greatest(date_trunc('month', at), (SELECT max(high) FROM bounds WHERE high <= at)),
-                   least(date_trunc('month', at) + interval '1 month', (SELECT min(low) FROM bounds WHERE low > at))
-            FROM uncovered WHERE at IS NOT NULL
+                   greatest(local_month AT TIME ZONE 'Asia/Shanghai', (SELECT max(high) FROM bounds WHERE high <= at)),
+                   least((local_month + interval '1 month') AT TIME ZONE 'Asia/Shanghai',
+                         (SELECT min(low) FROM bounds WHERE low > at))
+            FROM uncovered
+            CROSS JOIN LATERAL (SELECT date_trunc('month', at AT TIME ZONE 'Asia/Shanghai') AS local_month) m
+            WHERE at IS NOT NULL
             """
         )
         row = cursor.fetchone()
