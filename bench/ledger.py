@@ -66,23 +66,16 @@ def parallel(work: Any) -> float:
     return max(o[2] for o in outcomes) - min(o[1] for o in outcomes)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    args = parser.parse_args()
-    run = setup("ledger", args)
-
+def seed_wallets() -> tuple[list[tuple[int, Any]], int]:
+    """3 banks with their programmes and HOLDERS cardholders, each with 100,000 points in one programme's wallet and
+    that programme's bank sub-accounts made; returns the (cardholder id, programme) pairs and the points seeded."""
     import datetime as dt
     from decimal import Decimal
 
     from django.contrib.auth import get_user_model
-    from django.db import connection
 
     from members.models import Cardholder, MemberBank, PointsProgram
     from rewards import services as s
-    from rewards.checks import ledger_verify
-    from rewards.models import Account, Entry, LedgerTransaction
-    from rewards.sealing import seal_pending
 
     programs = []
     for n in range(3):
@@ -120,21 +113,47 @@ def main() -> None:
         seeded += 100_000
         for purpose in (s.Purpose.ISSUANCE, s.Purpose.REDEMPTION):
             s.bank_points_account(program, purpose, h)
+    return pairs, seeded
+
+
+def single_postings(pairs: list[tuple[int, Any]], worker: int, ops: int = OPS_PER_WORKER, prefix: str = "b") -> int:
+    """One worker's single postings: `ops` alternating `points_earn` / `points_redeem` of 1 to 50 points on random
+    wallets of `pairs`, each with its own idempotency key (`prefix` keeps another round's keys apart); returns the
+    net points posted."""
+    from rewards import services as s
+
+    rng = random.Random(worker)
+    net = 0
+    for n in range(ops):
+        h, program = rng.choice(pairs)
+        amount = rng.randint(1, 50)
+        if n % 2:
+            s.points_redeem(cardholder_id=h, program=program, amount=amount, idempotency_key=f"{prefix}:{worker}:{n}")
+            net -= amount
+        else:
+            s.points_earn(cardholder_id=h, program=program, amount=amount, idempotency_key=f"{prefix}:{worker}:{n}")
+            net += amount
+    return net
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args()
+    run = setup("ledger", args)
+
+    from django.db import connection
+
+    from rewards import services as s
+    from rewards.checks import ledger_verify
+    from rewards.models import Account, Entry, LedgerTransaction
+    from rewards.sealing import seal_pending
+
+    pairs, seeded = seed_wallets()
 
     # 1. single postings through the service, 8 workers
     def single(worker: int) -> int:
-        rng = random.Random(worker)
-        net = 0
-        for n in range(OPS_PER_WORKER):
-            h, program = rng.choice(pairs)
-            amount = rng.randint(1, 50)
-            if n % 2:
-                s.points_redeem(cardholder_id=h, program=program, amount=amount, idempotency_key=f"b:{worker}:{n}")
-                net -= amount
-            else:
-                s.points_earn(cardholder_id=h, program=program, amount=amount, idempotency_key=f"b:{worker}:{n}")
-                net += amount
-        return net
+        return single_postings(pairs, worker)
 
     elapsed = parallel(single)
     posted = parallel.values  # type: ignore[attr-defined]

@@ -6,9 +6,9 @@ bare table. Prints `BENCH settlement ...` last.
     .venv/bin/python bench/settlement.py [--payments N] [--merchants N] [--chunk-merchants N] [--workers N]
         [--database NAME] [--keep]
 
-The rows are seeded with set-based SQL (generate_series), then vacuumed, analysed and checkpointed, as autovacuum and
-the checkpointer would have done by 02:00 the next morning (the run's user needs the right to CHECKPOINT). Its
-database is its own (bench/common.py); it uses no Redis.
+The rows are seeded with set-based SQL (generate_series; the payments and their fee splits a million at a time), then
+vacuumed, analysed and checkpointed, as autovacuum and the checkpointer would have done by 02:00 the next morning (the
+run's user needs the right to CHECKPOINT). Its database is its own (bench/common.py); it uses no Redis.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ DAY = "2026-11-24"  # a Tuesday: settled on Wednesday the 25th
 ACQUIRERS = 5
 ISSUERS = 5
 REFUND_EVERY = 20  # 5 %
+SLICE = 1_000_000  # payments seeded a statement
 PROMOTION_EVERY = 25  # 4 % of payments carry a points promotion, half of those a co-funded discount too
 
 
@@ -240,34 +241,40 @@ def seed(payments: int, merchants: int) -> dict[str, str]:
         },
     )
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            INSERT INTO {t["payment"]} ({payment_columns})
-            SELECT {payment_values}
-            FROM generate_series(1, %(payments)s::bigint) g
-            CROSS JOIN LATERAL (
-              SELECT 100 + (g * 7919) %% 50000 AS amount,
-                     (%(day)s::date + time '00:30') AT TIME ZONE 'Asia/Shanghai' + (g %% 80000) * interval '1 second'
-                     AS captured
-            ) shape
-            """,
-            params,
-        )
-        # The fee's split: 60 / 25 / 10 / 5 of it, the alliance taking what the floors leave.
-        cursor.execute(
-            f"""
-            INSERT INTO {t["fee"]} (payment_id, refund_id, schedule_id, event, party, bank_id, amount, created_at)
-            SELECT p.id, NULL, %(schedule)s, 'capture', part.party, part.bank_id, part.amount, p.captured_at
-            FROM {t["payment"]} p
-            CROSS JOIN LATERAL (VALUES
-              ('issuer', p.issuer_id, p.fee * 60 / 100),
-              ('acquirer', p.acquirer_id, p.fee * 25 / 100),
-              ('channel', p.acquirer_id, p.fee * 10 / 100),
-              ('alliance', NULL, p.fee - p.fee * 60 / 100 - p.fee * 25 / 100 - p.fee * 10 / 100)
-            ) part (party, bank_id, amount)
-            """,
-            params,
-        )
+        # In slices of SLICE payments: each statement's foreign-key checks are queued in the server's memory until
+        # it ends, which at 10,000,000 payments (40,000,000 fee splits) would be gigabytes.
+        for first in range(1, payments + 1, SLICE):
+            cursor.execute(f"SELECT COALESCE(max(id), 0) FROM {t['payment']}")
+            after = cursor.fetchone()[0]
+            cursor.execute(
+                f"""
+                INSERT INTO {t["payment"]} ({payment_columns})
+                SELECT {payment_values}
+                FROM generate_series(%(first)s::bigint, %(last)s::bigint) g
+                CROSS JOIN LATERAL (
+                  SELECT 100 + (g * 7919) %% 50000 AS amount,
+                         (%(day)s::date + time '00:30') AT TIME ZONE 'Asia/Shanghai'
+                         + (g %% 80000) * interval '1 second' AS captured
+                ) shape
+                """,
+                {**params, "first": first, "last": min(payments, first + SLICE - 1)},
+            )
+            # The fee's split: 60 / 25 / 10 / 5 of it, the alliance taking what the floors leave.
+            cursor.execute(
+                f"""
+                INSERT INTO {t["fee"]} (payment_id, refund_id, schedule_id, event, party, bank_id, amount, created_at)
+                SELECT p.id, NULL, %(schedule)s, 'capture', part.party, part.bank_id, part.amount, p.captured_at
+                FROM {t["payment"]} p
+                CROSS JOIN LATERAL (VALUES
+                  ('issuer', p.issuer_id, p.fee * 60 / 100),
+                  ('acquirer', p.acquirer_id, p.fee * 25 / 100),
+                  ('channel', p.acquirer_id, p.fee * 10 / 100),
+                  ('alliance', NULL, p.fee - p.fee * 60 / 100 - p.fee * 25 / 100 - p.fee * 10 / 100)
+                ) part (party, bank_id, amount)
+                WHERE p.id > %(after)s
+                """,
+                {**params, "after": after},
+            )
         # Promotion uses: a points multiplier on every PROMOTION_EVERY-th payment (the merchant pays 1 % of the
         # amount for its points), and on every other one of those a ¥5 discount the issuer co-funds at 30 %.
         use_columns, use_values = insert_columns(
