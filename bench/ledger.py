@@ -66,23 +66,16 @@ def parallel(work: Any) -> float:
     return max(o[2] for o in outcomes) - min(o[1] for o in outcomes)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    args = parser.parse_args()
-    run = setup("ledger", args)
-
+def seed_wallets() -> tuple[list[tuple[int, Any]], int]:
+    """Three banks' programmes and HOLDERS cardholders, one wallet each seeded through the ORM path (which creates
+    the accounts); returns (cardholder, programme) pairs and the points seeded."""
     import datetime as dt
     from decimal import Decimal
 
     from django.contrib.auth import get_user_model
-    from django.db import connection
 
     from members.models import Cardholder, MemberBank, PointsProgram
     from rewards import services as s
-    from rewards.checks import ledger_verify
-    from rewards.models import Account, Entry, LedgerTransaction
-    from rewards.sealing import seal_pending
 
     programs = []
     for n in range(3):
@@ -120,6 +113,23 @@ def main() -> None:
         seeded += 100_000
         for purpose in (s.Purpose.ISSUANCE, s.Purpose.REDEMPTION):
             s.bank_points_account(program, purpose, h)
+    return pairs, seeded
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args()
+    run = setup("ledger", args)
+
+    from django.db import connection
+
+    from rewards import services as s
+    from rewards.checks import ledger_verify
+    from rewards.models import Account, Entry, LedgerTransaction
+    from rewards.sealing import seal_pending
+
+    pairs, seeded = seed_wallets()
 
     # 1. single postings through the service, 8 workers
     def single(worker: int) -> int:
