@@ -1,6 +1,6 @@
 """The ledger distributed on Citus (docs/scaling.md, "Citus"): which shards a posting's entries land on, and that a
 posting over several shards commits or rolls back as a whole. Runs only against a database `citus_distribute` has
-distributed (`make citus-test`); skipped with the reason elsewhere."""
+distributed (`make citus-test`); skipped with the reason elsewhere, where the command must refuse."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from django.conf import settings
+from django.core.management import CommandError, call_command
 from django.db import connection
 
 from core.errors import InsufficientFunds
@@ -15,12 +16,10 @@ from rewards import services as s
 from rewards.models import Account, Entry, LedgerTransaction
 from tests.factories import CardholderFactory, PointsProgramFactory
 
-pytestmark = [
-    pytest.mark.django_db,
-    pytest.mark.skipif(
-        not settings.LEDGER_DISTRIBUTED, reason="needs the ledger distributed on Citus: make citus-test"
-    ),
-]
+pytestmark = pytest.mark.django_db
+citus_only = pytest.mark.skipif(
+    not settings.LEDGER_DISTRIBUTED, reason="needs the ledger distributed on Citus: make citus-test"
+)
 
 
 @pytest.fixture
@@ -47,6 +46,7 @@ def shards_of(txn: LedgerTransaction) -> set[int]:
         return {row[0] for row in cursor.fetchall()}
 
 
+@citus_only
 def test_accounts_and_entries_are_distributed_and_co_located() -> None:
     with connection.cursor() as cursor:
         cursor.execute(
@@ -61,6 +61,7 @@ def test_accounts_and_entries_are_distributed_and_co_located() -> None:
     assert colocation["rewards_account"] == colocation["rewards_entry"]
 
 
+@citus_only
 def test_an_earn_touches_the_wallet_and_one_issuance_sub_account(holder, programs) -> None:
     program = programs[0]
     txn = s.points_earn(cardholder_id=holder.pk, program=program, amount=100, idempotency_key="earn")
@@ -69,6 +70,7 @@ def test_an_earn_touches_the_wallet_and_one_issuance_sub_account(holder, program
     assert 1 <= len(shards_of(txn)) <= 2  # one shard when both accounts hash alike, two otherwise
 
 
+@citus_only
 def test_an_exchange_between_two_banks_spans_several_shards_and_balances(holder, programs) -> None:
     src, dst = programs
     s.points_earn(cardholder_id=holder.pk, program=src, amount=1000, idempotency_key="e")
@@ -79,6 +81,7 @@ def test_an_exchange_between_two_banks_spans_several_shards_and_balances(holder,
     assert sum(e.amount for e in entries if e.unit == "CNY") == 0
 
 
+@citus_only
 def test_a_failing_multi_shard_posting_leaves_no_row_on_any_shard(holder, programs) -> None:
     src, dst = programs
     s.points_earn(cardholder_id=holder.pk, program=src, amount=500, idempotency_key="e")
@@ -87,3 +90,10 @@ def test_a_failing_multi_shard_posting_leaves_no_row_on_any_shard(holder, progra
         s.points_exchange(cardholder_id=holder.pk, from_program=src, to_program=dst, amount=600, idempotency_key="x")
     after = (Entry.objects.count(), LedgerTransaction.objects.count(), sorted(Account.objects.values_list("posted")))
     assert after == before
+
+
+@pytest.mark.skipif(settings.LEDGER_DISTRIBUTED, reason="on Citus the command distributes instead")
+def test_distributing_refuses_a_database_without_citus() -> None:
+    with pytest.raises(CommandError, match="citus extension is not in this database"):
+        call_command("citus_distribute")
+    assert Account._meta.db_table in {t.name for t in connection.introspection.get_table_list(connection.cursor())}
