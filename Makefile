@@ -47,7 +47,7 @@ browser: install
 # The ledger's tests on Citus, the ledger's accounts and entries distributed (docs/scaling.md, "Citus"): starts the
 # local coordinator and workers (scripts/citus/citus.sh start, as root the first time), makes test_mengka_citus_ledger
 # on every node, migrates and distributes it, and runs the ledger's test files against the coordinator. Not in CI:
-# about 5 to 9 minutes on two cores, and Citus is built from source first.
+# 2 to 10 minutes on two cores depending on their load, and Citus is built from its source release first.
 citus-test: install
 	scripts/citus/test.sh
 

@@ -136,7 +136,7 @@ def _key_with_column(table: str, column: str) -> list[str]:
 
 def distribute() -> list[str]:
     """Does the work on the current connection: the keys and foreign keys in one transaction, then Citus's functions,
-    each in its own; returns what it did, a line each. Run it again after a failure part way: it resumes."""
+    each in its own (a failure part way leaves the database to be made afresh); returns what it did, a line each."""
     if not _rows("SELECT 1 FROM pg_extension WHERE extname = 'citus'"):
         raise CommandError(
             "The citus extension is not in this database: run this on a Citus coordinator's database made by "
