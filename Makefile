@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 SIMULATOR_PORT ?= 8100
 
-.PHONY: install run test browser lint format typecheck check ci-checks migrations-check compose-check messages clean
+.PHONY: install run test browser citus-test lint format typecheck check ci-checks migrations-check compose-check messages clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,13 @@ browser: install
 	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-zenhei; fi
 	DJANGO_SETTINGS_MODULE=settings.test $(VENV)/bin/pytest tests/browser -m browser
+
+# The ledger's tests on Citus, the ledger's accounts and entries distributed (docs/scaling.md, "Citus"): starts the
+# local coordinator and workers (scripts/citus/citus.sh start, as root the first time), makes test_mengka_citus_ledger
+# on every node, migrates and distributes it, and runs the ledger's test files against the coordinator. Not in CI:
+# 2 to 10 minutes on two cores depending on their load, and Citus is built from its source release first.
+citus-test: install
+	scripts/citus/test.sh
 
 lint: install layers
 	$(VENV)/bin/ruff check .

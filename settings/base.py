@@ -325,6 +325,9 @@ LEDGER_SEAL_KEY_FILE = env.str("LEDGER_SEAL_KEY_FILE", default="")
 LEDGER_SEAL_EXPORT = env.str("LEDGER_SEAL_EXPORT", default=str(VAR_DIR / "ledger-seals.jsonl"))
 LEDGER_BANK_SHARDS = env.int("LEDGER_BANK_SHARDS", default=8)
 LEDGER_HOLD_TTL_SECONDS = env.int("LEDGER_HOLD_TTL_SECONDS", default=15 * 60)
+# The ledger's accounts and entries are distributed on Citus (rewards' citus_distribute command, docs/scaling.md):
+# postings then lock their accounts one per statement, as Citus locks rows of one shard per statement.
+LEDGER_DISTRIBUTED = env.bool("LEDGER_DISTRIBUTED", default=False)
 # The most points one manual adjustment may add or take away (refused when requested and again when approved).
 POINTS_ADJUSTMENT_MAX = env.int("POINTS_ADJUSTMENT_MAX", default=100_000)
 

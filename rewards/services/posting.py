@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, OperationalError, connection, transaction
@@ -153,6 +154,12 @@ def lock_accounts(refs: Iterable[AccountRef], ids: Iterable[int] = ()) -> dict[i
 
 
 def _lock(condition: Q) -> dict[int, Account]:
+    if settings.LEDGER_DISTRIBUTED:
+        # Citus locks rows of one shard per statement only: read the ids, then lock each by its id (its shard),
+        # still in id order, so postings keep never deadlocking on each other.
+        ids = Account.objects.filter(condition).order_by("pk").values_list("pk", flat=True)
+        locked = (Account.objects.select_for_update().filter(pk=pk).first() for pk in list(ids))
+        return {a.pk: a for a in locked if a is not None}
     return {a.pk: a for a in Account.objects.select_for_update().filter(condition).order_by("pk")}
 
 

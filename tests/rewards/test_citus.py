@@ -1,0 +1,99 @@
+"""The ledger distributed on Citus (docs/scaling.md, "Citus"): which shards a posting's entries land on, and that a
+posting over several shards commits or rolls back as a whole. Runs only against a database `citus_distribute` has
+distributed (`make citus-test`); skipped with the reason elsewhere, where the command must refuse."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from core.errors import InsufficientFunds
+from rewards import services as s
+from rewards.models import Account, Entry, LedgerTransaction
+from tests.factories import CardholderFactory, PointsProgramFactory
+
+pytestmark = pytest.mark.django_db
+citus_only = pytest.mark.skipif(
+    not settings.LEDGER_DISTRIBUTED, reason="needs the ledger distributed on Citus: make citus-test"
+)
+
+
+@pytest.fixture
+def holder():
+    return CardholderFactory()
+
+
+@pytest.fixture
+def programs():
+    """Two banks' programmes, a point worth 0.005 and 0.003 CNY."""
+    return PointsProgramFactory(point_value_cny=Decimal("0.005")), PointsProgramFactory(
+        point_value_cny=Decimal("0.003")
+    )
+
+
+def shards_of(txn: LedgerTransaction) -> set[int]:
+    """The entry shards (placements by account) the transaction's entries were written to."""
+    accounts = sorted(set(Entry.objects.filter(transaction=txn).values_list("account_id", flat=True)))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT get_shard_id_for_distribution_column('rewards_entry', a) FROM unnest(%s::bigint[]) a",
+            [accounts],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+@citus_only
+def test_accounts_and_entries_are_distributed_and_co_located() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT logicalrelid::regclass::text, partmethod, colocationid FROM pg_dist_partition"
+            " WHERE logicalrelid IN ('rewards_account'::regclass, 'rewards_entry'::regclass,"
+            " 'members_memberbank'::regclass) ORDER BY 1"
+        )
+        rows = cursor.fetchall()
+    kinds = {name: method for name, method, _ in rows}
+    assert kinds == {"members_memberbank": "n", "rewards_account": "h", "rewards_entry": "h"}
+    colocation = {name: group for name, _, group in rows}
+    assert colocation["rewards_account"] == colocation["rewards_entry"]
+
+
+@citus_only
+def test_an_earn_touches_the_wallet_and_one_issuance_sub_account(holder, programs) -> None:
+    program = programs[0]
+    txn = s.points_earn(cardholder_id=holder.pk, program=program, amount=100, idempotency_key="earn")
+    accounts = set(Entry.objects.filter(transaction=txn).values_list("account_id", flat=True))
+    assert len(accounts) == 2  # the wallet and the bank's issuance sub-account
+    assert 1 <= len(shards_of(txn)) <= 2  # one shard when both accounts hash alike, two otherwise
+
+
+@citus_only
+def test_an_exchange_between_two_banks_spans_several_shards_and_balances(holder, programs) -> None:
+    src, dst = programs
+    s.points_earn(cardholder_id=holder.pk, program=src, amount=1000, idempotency_key="e")
+    txn = s.points_exchange(cardholder_id=holder.pk, from_program=src, to_program=dst, amount=1000, idempotency_key="x")
+    entries = Entry.objects.filter(transaction=txn)
+    assert len({e.account_id for e in entries}) >= 5  # two wallets, two banks' issuance, CNY positions and the fee
+    assert len(shards_of(txn)) >= 2
+    assert sum(e.amount for e in entries if e.unit == "CNY") == 0
+
+
+@citus_only
+def test_a_failing_multi_shard_posting_leaves_no_row_on_any_shard(holder, programs) -> None:
+    src, dst = programs
+    s.points_earn(cardholder_id=holder.pk, program=src, amount=500, idempotency_key="e")
+    before = (Entry.objects.count(), LedgerTransaction.objects.count(), sorted(Account.objects.values_list("posted")))
+    with pytest.raises(InsufficientFunds):
+        s.points_exchange(cardholder_id=holder.pk, from_program=src, to_program=dst, amount=600, idempotency_key="x")
+    after = (Entry.objects.count(), LedgerTransaction.objects.count(), sorted(Account.objects.values_list("posted")))
+    assert after == before
+
+
+@pytest.mark.skipif(settings.LEDGER_DISTRIBUTED, reason="on Citus the command distributes instead")
+def test_distributing_refuses_a_database_without_citus() -> None:
+    with pytest.raises(CommandError, match="citus extension is not in this database"):
+        call_command("citus_distribute")
+    assert Account._meta.db_table in {t.name for t in connection.introspection.get_table_list(connection.cursor())}
