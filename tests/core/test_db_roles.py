@@ -9,9 +9,6 @@ are shared by every database of the server, and each test drops what it made).
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import psycopg2.errors
 import pytest
 from django.core.checks import registry
@@ -43,20 +40,6 @@ def _fetch(statement: str, params: tuple[object, ...] = ()) -> object:
 
 def _holds(role: str, table: str, privilege: str) -> bool:
     return bool(_fetch("SELECT has_table_privilege(%s, %s, %s)", (role, table, privilege)))
-
-
-@pytest.fixture
-def role_name() -> Iterator[str]:
-    name = f"mengka_test_app_{uuid.uuid4().hex[:12]}"
-    yield name
-    try:
-        with transaction.atomic():
-            _execute("RESET ROLE")
-            if _fetch("SELECT count(*) FROM pg_roles WHERE rolname = %s", (name,)):
-                _execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
-                _execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
-    except DatabaseError:
-        pass  # an aborted test transaction: its rollback drops the role
 
 
 def _as(role: str) -> None:

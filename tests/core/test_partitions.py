@@ -9,8 +9,6 @@ Each test runs in a transaction that is rolled back, DDL included, so the partit
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-from collections.abc import Iterator
 from unittest import mock
 
 import pytest
@@ -217,20 +215,6 @@ def test_the_command_runs_the_job(capsys: pytest.CaptureFixture[str], settings) 
     out = capsys.readouterr().out
     assert "created rewards_entry_p" in out
     assert JobRun.objects.filter(job="core.partitions_maintain", status=JobRun.Status.SUCCEEDED).exists()
-
-
-@pytest.fixture
-def role_name() -> Iterator[str]:
-    name = f"mengka_test_app_{uuid.uuid4().hex[:12]}"
-    yield name
-    try:
-        with transaction.atomic():
-            _fetch("RESET ROLE")
-            if _fetch("SELECT count(*) FROM pg_roles WHERE rolname = %s", (name,))[0][0]:
-                _fetch(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
-                _fetch(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
-    except DatabaseError:
-        pass  # an aborted test transaction: its rollback drops the role
 
 
 def test_the_application_role_runs_the_functions_though_it_may_not_create_tables(role_name: str) -> None:
