@@ -12,9 +12,13 @@ an unlocked account for readers and for the tests.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import connection, transaction
 
 from members.models import PointsProgram
 
@@ -77,16 +81,45 @@ def account_get_or_create(
 
 
 def get_account(ref: AccountRef) -> Account:
-    created = ref.new_account()
-    account, _created = Account.objects.get_or_create(
-        owner_kind=ref.owner_kind,
-        owner_id=ref.owner_id,
-        purpose=ref.purpose,
-        unit=ref.unit,
-        shard=ref.shard,
-        defaults={"program_id": ref.program_id, "bank_id": ref.bank_id, "may_go_negative": created.may_go_negative},
-    )
+    identity = _identity_filter(ref.identity)
+    defaults = {
+        "program_id": ref.program_id,
+        "bank_id": ref.bank_id,
+        "may_go_negative": ref.new_account().may_go_negative,
+    }
+    # On Citus a missing account is created under its creation lock (see creation_locks), held to the commit.
+    with transaction.atomic() if settings.LEDGER_DISTRIBUTED else contextlib.nullcontext():
+        if settings.LEDGER_DISTRIBUTED and not Account.objects.filter(**identity).exists():
+            creation_locks([ref.identity])
+        account, _created = Account.objects.get_or_create(**identity, defaults=defaults)
     return account
+
+
+Identity = tuple[str, int, str, str, int]
+
+
+def _identity_filter(identity: Identity) -> dict[str, object]:
+    return dict(zip(("owner_kind", "owner_id", "purpose", "unit", "shard"), identity, strict=True))
+
+
+def creation_locks(identities: Iterable[Identity]) -> None:
+    """On Citus (`LEDGER_DISTRIBUTED`) the accounts' five-column uniqueness cannot be a constraint: a distributed
+    table's unique keys must hold its distribution column, the account's id. So whoever is about to create accounts
+    first takes a transaction-scoped advisory lock per identity, in a fixed order, and then looks again: a second
+    creator of the same account waits for the first's commit and finds its account. Every connection goes through the
+    coordinator, which holds the locks. On one server the unique constraint does this, and nothing is taken."""
+    if not settings.LEDGER_DISTRIBUTED:
+        return
+    assert connection.in_atomic_block, "creation locks last until the commit: take them in a transaction"
+    keys = sorted({_lock_key(identity) for identity in identities})
+    with connection.cursor() as cursor:
+        for key in keys:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+
+
+def _lock_key(identity: Identity) -> int:
+    digest = hashlib.blake2b(repr(("ledger-account", *identity)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def wallet_ref(cardholder_id: int, program: PointsProgram) -> AccountRef:

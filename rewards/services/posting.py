@@ -36,7 +36,7 @@ from django.utils.translation import gettext as _
 from core.errors import IdempotencyConflict, InsufficientFunds, ValidationFailed
 
 from ..models import Account, Entry, LedgerTransaction
-from .accounts import AccountRef
+from .accounts import AccountRef, creation_locks
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -146,6 +146,10 @@ def lock_accounts(refs: Iterable[AccountRef], ids: Iterable[int] = ()) -> dict[i
     locked = _lock(condition)
     missing = wanted.keys() - {AccountRef.identity_of(a) for a in locked.values()}
     if missing:
+        if settings.LEDGER_DISTRIBUTED:
+            # No unique constraint to conflict on there: lock the identities, then look again (creation_locks).
+            creation_locks(missing)
+            missing -= {AccountRef.identity_of(a) for a in Account.objects.filter(condition)}
         Account.objects.bulk_create([wanted[i].new_account() for i in sorted(missing)], ignore_conflicts=True)
         locked = _lock(condition)
     for account in locked.values():

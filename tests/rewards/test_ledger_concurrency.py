@@ -37,6 +37,23 @@ def test_fifty_concurrent_redemptions_against_ten() -> None:
     assert ledger_verify(seals=False).violations == []
 
 
+def test_ten_first_earns_of_a_new_cardholder_in_parallel_make_one_wallet() -> None:
+    """Every earn finds the wallet missing and creates it: one constraint (one server) or one creation lock (Citus,
+    where the accounts' uniqueness cannot be a constraint) makes sure only one does."""
+    program, holder = PointsProgramFactory(), CardholderFactory()
+
+    def earn(i: int) -> Any:
+        return s.points_earn(cardholder_id=holder.pk, program=program, amount=10, idempotency_key=f"first{i}")
+
+    results = run_parallel(10, earn)
+    assert all(isinstance(r, LedgerTransaction) for r in results), results
+    wallets = Account.objects.filter(owner_kind="cardholder", owner_id=holder.pk, purpose="points")
+    assert [w.posted for w in wallets] == [100]
+    by_identity = Account.objects.values("owner_kind", "owner_id", "purpose", "unit", "shard")
+    assert len(by_identity) == len({tuple(a.values()) for a in by_identity})  # no account twice
+    assert ledger_verify(seals=False).violations == []
+
+
 def test_concurrent_post_and_void_resolve_a_hold_once() -> None:
     program, holder = PointsProgramFactory(), CardholderFactory()
     s.points_earn(cardholder_id=holder.pk, program=program, amount=100, idempotency_key="seed")
