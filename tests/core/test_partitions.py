@@ -14,6 +14,7 @@ from unittest import mock
 import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from psycopg2 import sql
 
 from alliance.services.clearing import entries_sql
@@ -266,6 +267,21 @@ def test_reads_that_name_their_time_window_touch_only_that_months_partition() ->
 
     start, end = month_bounds(dt.date(2038, 2, 1))
     plan = _plan(entries_sql(), {"start": start, "end": end, "currency": "CNY"})
+    assert "rewards_entry_p203802" in plan
+    for other in ("rewards_entry_p203801", "rewards_entry_p203803", "rewards_entry_default"):
+        assert other not in plan
+
+    # The reversal service reads the original's entries in their month only.
+    with CaptureQueriesContext(connection) as captured:
+        s.transaction_reverse(transaction_id=february.pk, amount=4, idempotency_key="partitions-explain-reverse")
+    (read,) = [
+        query["sql"]
+        for query in captured.captured_queries
+        if query["sql"].startswith("SELECT")
+        and 'FROM "rewards_entry"' in query["sql"]
+        and f'"rewards_entry"."transaction_id" = {february.pk}' in query["sql"]
+    ]
+    plan = _plan(read)
     assert "rewards_entry_p203802" in plan
     for other in ("rewards_entry_p203801", "rewards_entry_p203803", "rewards_entry_default"):
         assert other not in plan
