@@ -3,10 +3,11 @@
 Accounts are distributed by their id and entries by their account, co-located: an account's balance row and its
 entries live on one shard, so a posting's writes to one account never leave that shard. The member banks and points
 programmes the accounts name become reference tables (a copy on every node). Every other table stays the
-coordinator's own. What Citus cannot keep is dropped here, and the posting's single database transaction keeps it
-instead: entries' and lots', holds' foreign keys to a transaction or an account across that line, and the accounts'
-five-column uniqueness (a unique key must hold the distribution column). Idempotent: a table already distributed is
-left alone.
+coordinator's own. What Citus cannot keep is dropped here: entries', lots' and holds' foreign keys to a transaction
+or an account across that line (the posting's single database transaction keeps those rows consistent instead), and
+the accounts' five-column uniqueness (a unique key must hold the distribution column), which the ledger keeps with
+creation locks when `LEDGER_DISTRIBUTED` is set (rewards.services.accounts.creation_locks). Idempotent: a table
+already distributed is left alone.
 """
 
 from __future__ import annotations
