@@ -12,12 +12,11 @@ Prints `BENCH scale ...` last.
    each spent a day later, of 48 entries per cardholder wallet, the posting wallets among them; every transaction
    zero-sum per unit, every entry carrying its account's running balance, the balances, lots and lot movements
    matching, so that `ledger_check` (run at the end, without the seal chain) passes. When `rewards_entry` is
-   partitioned, months the history reaches that no partition covers get one (in the run's own database).
+   partitioned, the history's months get their partitions from the platform's own function (core/partitions.py).
 2. Settlement: bench/settlement.py in a subprocess (its own database) with `--factor` × 1,000,000 payments of
    `--factor` × 1,000 merchants, and with 1,000,000 of 1,000 (`--skip-1x` leaves that run out).
-3. Citus: when bench/ledger.py (or bench/ledger_citus.py) has a `--citus` option and the coordinator answers
-   (`--citus-url`, default postgres://postgres@127.0.0.1:5440), that run's `citus_vs_single`; otherwise `n/a`, the
-   reason printed above.
+3. Citus: when the coordinator answers (`--citus-url`, default postgres://postgres@127.0.0.1:5440),
+   bench/ledger_citus.py's `citus_vs_single`; otherwise `n/a`, the reason printed above.
 
 `--quick`, for trying it out: 100,000 entries at 1× (1,000,000 at 10×), 20,000 payments of 200 merchants at 1×
 (200,000 of 2,000 at 10×), 300 postings per worker. The ledger part's database is its own (bench/common.py), dropped
@@ -411,49 +410,17 @@ def grow_history(target: int, programs: list[Any], include: list[int], *, partit
 
 
 def add_missing_partitions(cursor: Any) -> None:
-    """When rewards_entry is partitioned by range of created_at, gives each stretch of the history that no partition
-    covers one of its own (a calendar month of the ledger's day, Shanghai's, or the gap between partitions within
-    it); a default partition does not count as covering. Partitions by anything else are left as they are: the
-    insert then says what is missing."""
-    cursor.execute("SELECT pg_get_partkeydef('rewards_entry'::regclass)")
-    if cursor.fetchone()[0].replace('"', "").lower() != "range (created_at)":
-        return
-    bounds = """
-        SELECT b[1]::timestamptz AS low, b[2]::timestamptz AS high FROM (
-          SELECT regexp_match(pg_get_expr(c.relpartbound, c.oid), $$FROM \\('([^']*)'\\) TO \\('([^']*)'\\)$$) AS b
-          FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-          WHERE i.inhparent = 'rewards_entry'::regclass
-        ) p WHERE b IS NOT NULL
-    """
-    made = 0
-    while True:
-        cursor.execute(
-            f"""
-            WITH bounds AS ({bounds}),
-            uncovered AS (
-              SELECT min(h.created_at) AS at FROM bench_history h
-              WHERE NOT EXISTS (SELECT 1 FROM bounds WHERE h.created_at >= low AND h.created_at < high)
-            )
-            SELECT at,
-                   greatest(local_month AT TIME ZONE 'Asia/Shanghai', (SELECT max(high) FROM bounds WHERE high <= at)),
-                   least((local_month + interval '1 month') AT TIME ZONE 'Asia/Shanghai',
-                         (SELECT min(low) FROM bounds WHERE low > at))
-            FROM uncovered
-            CROSS JOIN LATERAL (SELECT date_trunc('month', at AT TIME ZONE 'Asia/Shanghai') AS local_month) m
-            WHERE at IS NOT NULL
-            """
-        )
-        row = cursor.fetchone()
-        if row is None:
-            break
-        _at, low, high = row
-        name = f"rewards_entry_bench_{low:%Y%m%d%H%M}"
-        cursor.execute(f'CREATE TABLE "{name}" PARTITION OF rewards_entry FOR VALUES FROM (%s) TO (%s)', [low, high])
-        made += 1
-        if made > 10 * MONTHS:
-            raise SystemExit("bench/scale: could not cover the history's months with partitions of rewards_entry")
+    """The history's months get their monthly partitions of rewards_entry through the platform's own function
+    (core.partitions.partitions_create), as the daily job would have made them at the time."""
+    from core.calendar import SHANGHAI
+    from core.partitions import partitions_create
+
+    cursor.execute("SELECT min(created_at), max(created_at) FROM bench_history")
+    first, last = (moment.astimezone(SHANGHAI).date().replace(day=1) for moment in cursor.fetchone())
+    months = (last.year - first.year) * 12 + last.month - first.month + 1
+    made = partitions_create("rewards_entry", first, months)
     if made:
-        print(f"bench: {made} partitions of rewards_entry made for the history's months", flush=True)
+        print(f"bench: {len(made)} partitions of rewards_entry made for the history's months", flush=True)
 
 
 # --- 2. settlement --------------------------------------------------------------------------------------------------
@@ -492,24 +459,9 @@ def settlement(payments: int, merchants: int, args: argparse.Namespace) -> float
 # --- 3. Citus -------------------------------------------------------------------------------------------------------
 
 
-CITUS_SCRIPTS = ("ledger.py", "ledger_citus.py")  # where a Citus option of the ledger's benchmark may be
-
-
 def citus_vs_single(url: str, ops: int, redis: str | None) -> tuple[str, str]:
-    """`citus_vs_single` from the first of CITUS_SCRIPTS present whose usage shows a `--citus…` option, run against
-    the coordinator at `url` when it answers; else ("n/a", why)."""
-    script, option = "", None
-    for name in CITUS_SCRIPTS:
-        path = ROOT / "bench" / name
-        if not path.exists():
-            continue
-        usage = subprocess.run([sys.executable, str(path), "--help"], capture_output=True, text=True, check=False)
-        option = re.search(r"(--citus[\w-]*)(?:[ =]([A-Z_]+))?", usage.stdout)
-        if option is not None:
-            script = name
-            break
-    if option is None:
-        return "n/a", f"no Citus option in bench/{' or bench/'.join(CITUS_SCRIPTS)} here"
+    """`citus_vs_single` from bench/ledger_citus.py against the coordinator at `url` when it answers; else
+    ("n/a", why)."""
     try:
         import psycopg2
 
@@ -517,19 +469,17 @@ def citus_vs_single(url: str, ops: int, redis: str | None) -> tuple[str, str]:
         connection.close()
     except Exception as exc:
         return "n/a", f"no Citus coordinator answers at {url}: {str(exc).strip().splitlines()[0]}"
-    command = [sys.executable, str(ROOT / "bench" / script), option.group(1)]
-    if option.group(2):
-        command.append(url)
+    command = [sys.executable, str(ROOT / "bench" / "ledger_citus.py"), "--citus", url]
     if redis:
         command += ["--redis", redis]
     env = {k: v for k, v in STARTING_ENVIRONMENT.items() if k != "BENCH_DATABASE"}
     env.update(BENCH_OPS=str(ops), BENCH_CHECK_ENTRIES="0")
-    print(f"bench: bench/{script} {' '.join(command[2:])} (BENCH_OPS={ops}) ...", flush=True)
+    print(f"bench: bench/ledger_citus.py --citus {url} (BENCH_OPS={ops}) ...", flush=True)
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     found = _key(result.stdout.splitlines(), "BENCH ", "citus_vs_single")
     if result.returncode or found is None:
         tail = (result.stderr.strip().splitlines() or result.stdout.strip().splitlines() or ["no output"])[-1]
-        return "n/a", f"bench/{script} {option.group(1)} gave no figure (exit {result.returncode}): {tail}"
+        return "n/a", f"bench/ledger_citus.py gave no figure (exit {result.returncode}): {tail}"
     return found, ""
 
 
