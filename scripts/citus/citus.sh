@@ -12,6 +12,7 @@
 # database and does not create a database on the workers: `createdb` makes one on every node, adds the extension to
 # each, and registers the workers with the coordinator ("postgres" is set up so by `start`).
 set -euo pipefail
+CALLER=$(pwd)
 cd "$(dirname "$0")"
 HERE=$(pwd)
 PG=15
@@ -21,6 +22,7 @@ PSQL="psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -qtA"
 
 build() {
   local tarball=${1:?give the path of citus-13.2.2.tar.gz}
+  case $tarball in /*) ;; *) tarball=$CALLER/$tarball ;; esac
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-server-dev-$PG libcurl4-openssl-dev liblz4-dev \
