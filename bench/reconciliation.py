@@ -181,6 +181,7 @@ def seed(payments: int, refunds: int) -> Any:
         {
             "public_id": "'re_rbench' || lpad(p.id::text, 12, '0')",
             "intent_id": "p.id",
+            "merchant_id": "p.merchant_id",
             "amount": "50",
             "status": "'succeeded'",
             "reference": "p.public_id || '-r1'",

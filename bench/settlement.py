@@ -317,6 +317,7 @@ def seed(payments: int, merchants: int) -> dict[str, str]:
             {
                 "public_id": "'re_bench' || lpad(p.id::text, 16, '0')",
                 "intent_id": "p.id",
+                "merchant_id": "p.merchant_id",
                 "amount": "p.amount_captured / 2",
                 "status": "'succeeded'",
                 "reference": "p.public_id || '-r1'",

@@ -469,6 +469,11 @@ class Refund(models.Model):
     intent = models.ForeignKey(
         PaymentIntent, on_delete=models.PROTECT, related_name="refunds", verbose_name=_("intent")
     )
+    # The intent's merchant, always: settlement finds a chunk's refunds by (merchant, business date) instead of
+    # reading every refund of the day for each chunk of merchants. Led by that index: no index of its own.
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.PROTECT, related_name="refunds", db_index=False, verbose_name=_("merchant")
+    )
     amount = models.BigIntegerField(_("amount"))
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
     reason = models.CharField(_("reason"), max_length=100, blank=True)
@@ -494,7 +499,10 @@ class Refund(models.Model):
         verbose_name = _("refund")
         verbose_name_plural = _("refunds")
         ordering = ("-id",)
-        indexes = [models.Index(fields=["business_date"], name="refund_business_date")]  # settlement's periods
+        indexes = [
+            models.Index(fields=["business_date"], name="refund_business_date"),  # a day's refunds (clearing)
+            models.Index(fields=["merchant", "business_date"], name="refund_merchant_business_date"),  # settlement
+        ]
         constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive")]
 
     def __str__(self) -> str:

@@ -492,7 +492,13 @@ def _attempt() -> PaymentAttempt:
 
 def _refund() -> Refund:
     payment = _payment(amount_refund_reserved=100, amount_refunded=100)
-    return Refund.objects.create(intent=payment, amount=100, reference=f"{payment.public_id}-r1", status="succeeded")
+    return Refund.objects.create(
+        intent=payment,
+        merchant_id=payment.merchant_id,
+        amount=100,
+        reference=f"{payment.public_id}-r1",
+        status="succeeded",
+    )
 
 
 def _journal_cursor() -> Any:
@@ -977,7 +983,11 @@ def _line_object(merchant: Any, batch_fields: dict[str, Any], line: dict[str, An
             amount_refunded=-line["amount"], amount_refund_reserved=-line["amount"]
         )
         line["refund"] = Refund.objects.create(
-            intent=payment, amount=-line["amount"], reference=f"{payment.public_id}-r1", status="succeeded"
+            intent=payment,
+            merchant_id=payment.merchant_id,
+            amount=-line["amount"],
+            reference=f"{payment.public_id}-r1",
+            status="succeeded",
         )
     elif line["kind"] in ("reserve_release", "carried") and "source" not in line:
         line["source"] = make_settlement(

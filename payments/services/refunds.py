@@ -75,7 +75,11 @@ def _refund(intent: PaymentIntent, amount: int | None, reason: str) -> Refund:
             )
         count = Refund.objects.filter(intent=intent).count() + 1
         refund = Refund.objects.create(
-            intent=intent, amount=amount, reason=reason[:100], reference=f"{intent.public_id}-r{count}"
+            intent=intent,
+            merchant_id=intent.merchant_id,
+            amount=amount,
+            reason=reason[:100],
+            reference=f"{intent.public_id}-r{count}",
         )
         record_progress({"refund": refund.public_id})  # a retry of the key carries on with it
     attempt = intent.attempts.filter(status=AttemptStatus.CAPTURED).select_related("channel").get()
@@ -229,7 +233,11 @@ def refund_correction(intent: PaymentIntent, amount: int, *, reason: str) -> Ref
             raise Conflict("The correction would exceed what is left to refund.", code="refund_exceeds_captured")
         count = Refund.objects.filter(intent=intent).count() + 1
         refund = Refund.objects.create(
-            intent=intent, amount=amount, reason=reason[:100], reference=f"{intent.public_id}-r{count}"
+            intent=intent,
+            merchant_id=intent.merchant_id,
+            amount=amount,
+            reason=reason[:100],
+            reference=f"{intent.public_id}-r{count}",
         )
         _finish_refund(refund, f"{CORRECTION_PREFIX}{refund.public_id}"[:64])
     refund.refresh_from_db()

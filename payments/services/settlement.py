@@ -352,7 +352,7 @@ def _candidates(period: Period) -> list[int]:
                 AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.payment_id = p.id AND l.kind = 'payment')
                 AND {payment_not_held})
             OR m.id IN (
-              SELECT p.merchant_id FROM {refund} r JOIN {payment} p ON p.id = r.intent_id
+              SELECT r.merchant_id FROM {refund} r
               WHERE r.business_date BETWEEN %(business_from)s AND %(business_to)s
                 AND r.status = 'succeeded' {refunded_before}
                 AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.refund_id = r.id AND l.kind = 'refund')
@@ -589,9 +589,9 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
             JOIN {payment} p ON p.id = r.intent_id
             JOIN {merchant} m ON m.id = p.merchant_id
             LEFT JOIN LATERAL (SELECT {party_pivot} FROM {fee} f WHERE f.refund_id = r.id) parts ON true
-            WHERE r.business_date BETWEEN %(business_from)s AND %(business_to)s
+            WHERE r.merchant_id = ANY(%(merchants)s)
+              AND r.business_date BETWEEN %(business_from)s AND %(business_to)s
               AND r.status = 'succeeded' {refunded_before}
-              AND p.merchant_id = ANY(%(merchants)s)
               AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.refund_id = r.id AND l.kind = 'refund')
               AND {refund_not_held}
             UNION ALL

@@ -60,7 +60,12 @@ def _payment(holder: Any, card: Any, merchant: Any, amount: int, day: dt.date, *
 
 def _refund(payment: PaymentIntent, amount: int, day: dt.date, status: str = "succeeded") -> Refund:
     return Refund.objects.create(
-        intent=payment, amount=amount, reference=f"rf-{next(_serial)}", status=status, business_date=day
+        intent=payment,
+        merchant_id=payment.merchant_id,
+        amount=amount,
+        reference=f"rf-{next(_serial)}",
+        status=status,
+        business_date=day,
     )
 
 

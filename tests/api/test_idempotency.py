@@ -241,7 +241,9 @@ def test_a_refund_written_but_never_sent_is_sent_by_the_resolve_job(world: World
     _, paid = world.api.post("payments", pay_body(world.card, 8000), key=idem())
     intent = PaymentIntent.objects.get(public_id=paid["id"])
     PaymentIntent.objects.filter(pk=intent.pk).update(amount_refund_reserved=2000)
-    stuck = Refund.objects.create(intent=intent, amount=2000, reference=f"{intent.public_id}-r1")  # the process died
+    stuck = Refund.objects.create(
+        intent=intent, merchant_id=intent.merchant_id, amount=2000, reference=f"{intent.public_id}-r1"
+    )  # the process died
     services.attempts_resolve(older_than=timedelta(0))
     stuck.refresh_from_db()
     assert stuck.status == "succeeded"

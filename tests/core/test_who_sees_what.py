@@ -86,7 +86,12 @@ def world() -> dict[str, Any]:
         risk_reasons=[{"code": "velocity_count", "message": RISK_MESSAGE, "action": "review", "rule": None}],
     )
     refund = Refund.objects.create(
-        intent=payment, amount=800, reference=f"{payment.public_id}-r1", status="succeeded", points_reversed=45
+        intent=payment,
+        merchant_id=payment.merchant_id,
+        amount=800,
+        reference=f"{payment.public_id}-r1",
+        status="succeeded",
+        points_reversed=45,
     )
     users = {code: _staff(bank, username=f"op-{code.lower()}") for code, bank in banks.items()}
     users["alliance"] = AllianceOperatorFactory(username="alliance-ops-lead")

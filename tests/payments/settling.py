@@ -120,6 +120,7 @@ def refund(
     intent.amount_refunded += amount
     made = Refund.objects.create(
         intent=intent,
+        merchant_id=intent.merchant_id,
         amount=amount,
         status=Refund.Status.SUCCEEDED,
         reference=f"{intent.public_id}-r{next(_serial)}",

@@ -212,6 +212,7 @@ def test_partial_refunds_reverse_points_cumulatively_without_drift(world: dict[s
             merchant=world["merchant"], payment_id=intent.public_id, amount=amount, idempotency_key=key()
         )
         assert refund.status == Refund.Status.SUCCEEDED
+        assert refund.merchant_id == intent.merchant_id  # settlement finds a merchant's refunds by it
         reversed_steps.append(refund.points_reversed)
     intent.refresh_from_db()
     # floor(200×3333/10001)=66, floor(200×6666/10001)=133, floor(200×10001/10001)=200

@@ -69,7 +69,13 @@ def seed_holder(cards: int, payments: int) -> dict[str, Any]:
     refunded = made[::REFUND_EVERY]
     Refund.objects.bulk_create(
         [
-            Refund(intent=p, amount=300, status=Refund.Status.SUCCEEDED, reference=f"bulk-{p.public_id}")
+            Refund(
+                intent=p,
+                merchant_id=p.merchant_id,
+                amount=300,
+                status=Refund.Status.SUCCEEDED,
+                reference=f"bulk-{p.public_id}",
+            )
             for p in refunded
         ],
         batch_size=2_000,

@@ -452,6 +452,21 @@ def test_chunks_settle_every_merchant_once(world: dict[str, Any]) -> None:
     assert sorted(Batch.objects.values_list("gross", flat=True)) == [1_000, 1_001, 1_002, 1_003, 1_004]
 
 
+def test_each_chunk_takes_its_own_merchants_refunds_and_no_others(world: dict[str, Any]) -> None:
+    merchants = [MerchantFactory() for _ in range(5)]
+    made = {}
+    for n, merchant in enumerate(merchants):
+        intent = pay(world, 10_000, TUE, merchant=merchant)
+        made[merchant.pk] = refund(intent, 1_000 + n, THU)  # settled on Thursday, apart from its payment
+        assert made[merchant.pk].merchant_id == merchant.pk  # a refund carries its payment's merchant
+    settle(TUE)
+    report = settle(THU, chunk_merchants=2)
+    assert (report.merchants, report.chunks, report.batches, report.lines) == (5, 3, 5, 5)
+    for merchant in merchants:
+        line = Line.objects.get(batch__merchant=merchant, batch__period=THU.isoformat())
+        assert (line.kind, line.refund_id, line.amount) == ("refund", made[merchant.pk].pk, -made[merchant.pk].amount)
+
+
 # --- the void window ---------------------------------------------------------------------------------------------
 
 
