@@ -168,6 +168,7 @@ def seed(payments: int, refunds: int) -> Any:
             "sequence": "1",
             "channel_id": "%(channel)s",
             "reference": "p.public_id || '-1'",
+            "intent_created_at": "p.created_at",
             "status": "'captured'",
             "amount": "p.amount",
             "currency": "'CNY'",

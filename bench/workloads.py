@@ -166,6 +166,7 @@ def floor_worker(seeded: dict[str, Any]) -> Any:
                     sequence=1,
                     channel=channel,
                     reference=f"{intent.public_id}-1",
+                    intent_created_at=intent.created_at,
                     amount=10_000,
                     currency="CNY",
                     status="captured",

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 # table -> the timestamptz column its months are cut on. Keep in step with mengka_partition_column (a migration).
 PARTITIONED: dict[str, str] = {
     "rewards_entry": "created_at",
+    "payments_paymentattempt": "intent_created_at",
 }
 
 

@@ -344,6 +344,15 @@ class PaymentIntentAdmin(PaymentScopeMixin, ReadOnlyAdminMixin, ScopedAdmin):
         "fee_returned": MoneyField(finer=2, label=_("fee handed back")),
     }
 
+    def get_formset_kwargs(
+        self, request: HttpRequest, obj: PaymentIntent, inline: admin.options.InlineModelAdmin, prefix: str
+    ) -> dict[str, Any]:
+        """The payment's attempts are read in its month's partition (docs/scaling.md, "Partitioning by month")."""
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        if isinstance(inline, AttemptInline) and obj is not None and obj.pk is not None:
+            kwargs["queryset"] = kwargs["queryset"].filter(intent_created_at=obj.created_at)
+        return kwargs
+
 
 @admin.register(PaymentAttempt)
 class PaymentAttemptAdmin(ReadOnlyAdminMixin, ScopedAdmin):

@@ -40,6 +40,7 @@ from .models import (
     Channel,
     ChannelErrorPolicy,
     FeeSchedule,
+    PaymentAttempt,
     PaymentIntent,
     Refund,
     RiskBlock,
@@ -720,6 +721,7 @@ def _date_history(merchants: dict[str, Merchant], days: list[dt.date]) -> None:
             PaymentIntent.objects.filter(pk=payment.pk).update(
                 created_at=at, authorized_at=at, captured_at=at, business_date=day
             )
+            PaymentAttempt.objects.filter(intent=payment).update(intent_created_at=at)  # to the intent's month
             refund_day = days[1] if carried and index == 0 else days[min(days.index(day) + 1, len(days) - 1)]
             refund_at = dt.datetime.combine(refund_day, dt.time(15, 0), tzinfo=SHANGHAI)
             Refund.objects.filter(intent=payment, status=Refund.Status.SUCCEEDED).update(
@@ -831,6 +833,7 @@ def _date_spending(payment: PaymentIntent, day: dt.date) -> None:
     PaymentIntent.objects.filter(pk=payment.pk).update(
         created_at=at, authorized_at=at, captured_at=at, business_date=business(day)
     )
+    PaymentAttempt.objects.filter(intent=payment).update(intent_created_at=at)  # to the intent's month
     refunded_at = at + dt.timedelta(days=7)
     Refund.objects.filter(intent=payment, status=Refund.Status.SUCCEEDED).update(
         created_at=refunded_at, completed_at=refunded_at, business_date=business(refunded_at.date())
@@ -898,7 +901,7 @@ def _statement_rows(channel: Channel, day: dt.date) -> list[statements.Row]:
     rows = []
     payments = PaymentIntent.objects.filter(channel=channel, captured_at__gte=start, captured_at__lt=end)
     for intent in payments.order_by("captured_at", "pk"):
-        attempt = intent.attempts.filter(status__in=["captured", "reversed"], error_code="").first()
+        attempt = PaymentAttempt.objects.of(intent).filter(status__in=["captured", "reversed"], error_code="").first()
         if attempt is None or intent.amount_captured <= 0:
             continue
         rows.append(
@@ -1049,7 +1052,7 @@ def _dispute_raise(sim: Any, payment: PaymentIntent, tag: str, kind: str, percen
     channel = payment.channel
     assert channel is not None
     remote = remote_key(channel)
-    attempt = payment.attempts.filter(status="captured").order_by("-pk").first()
+    attempt = PaymentAttempt.objects.of(payment).filter(status="captured").order_by("-pk").first()
     if attempt is None:
         return None
     if end == "expired":  # raised forty days ago on the channel's clock: the deadline counts from its notice

@@ -347,8 +347,31 @@ class PaymentIntent(models.Model):
         return self.public_id
 
 
+class AttemptManager(models.Manager["PaymentAttempt"]):
+    """Reads that name the attempts' month (the table is partitioned on `intent_created_at`), so PostgreSQL reads
+    one partition."""
+
+    def of(self, intent: PaymentIntent) -> models.QuerySet[PaymentAttempt]:
+        """The intent's attempts, in its month's partition."""
+        return self.filter(intent=intent, intent_created_at=intent.created_at)
+
+    def one(self, attempt: PaymentAttempt) -> models.QuerySet[PaymentAttempt]:
+        """The attempt itself (to update it), in its partition."""
+        return self.filter(pk=attempt.pk, intent_created_at=attempt.intent_created_at)
+
+
 class PaymentAttempt(models.Model):
-    """One try at a channel. Its reference is the idempotency key the channel sees: a retry never charges twice."""
+    """One try at a channel. Its reference is the idempotency key the channel sees: a retry never charges twice.
+
+    The table is partitioned by month on `intent_created_at` (docs/scaling.md, "Partitioning by month"), which is the
+    intent's `created_at`, always: every path that opens an attempt sets it, and an intent's `created_at` never
+    changes. A partitioned table's unique keys must hold the partition column, so the database's keys are
+    `(id, intent_created_at)`, `(intent_id, sequence, intent_created_at)` and `(reference, intent_created_at)`; the
+    model states the rules they keep. They mean the same: `intent_created_at` is fixed by the intent, so two attempts
+    of one intent with one sequence have one `intent_created_at` and collide; and `reference` is
+    `<intent's public id>-<sequence>`, so two attempts with one reference are of one intent and collide the same way.
+    Ids come from the one identity sequence. Read an intent's attempts with `PaymentAttempt.objects.of(intent)`.
+    """
 
     class Status(models.TextChoices):
         PENDING = "pending", _("pending (outcome not yet known)")
@@ -384,6 +407,10 @@ class PaymentAttempt(models.Model):
     # Who acts on the attempt (the request that opened it, a capture or cancellation, the resolver) claims it until
     # then; nobody else acts on it before the claim lapses (a process that died holding it).
     claimed_until = models.DateTimeField(_("claimed until"), null=True, blank=True)
+    # The intent's created_at, always (see above): the month the attempt's partition is cut on.
+    intent_created_at = models.DateTimeField(_("intent created"), editable=False)
+
+    objects = AttemptManager()
 
     class Meta:
         verbose_name = _("payment attempt")

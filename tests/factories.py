@@ -484,6 +484,7 @@ def _attempt() -> PaymentAttempt:
         sequence=1,
         channel=payment.channel,
         reference=f"{payment.public_id}-1",
+        intent_created_at=payment.created_at,
         amount=1000,
         currency="CNY",
         status="captured",

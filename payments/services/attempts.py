@@ -44,6 +44,7 @@ def attempt_open(intent: PaymentIntent, channel: Channel, *, sequence: int) -> P
         sequence=sequence,
         channel=channel,
         reference=attempt_reference(intent, sequence),
+        intent_created_at=intent.created_at,  # the month its partition is cut on: the intent's, always
         amount=intent.amount,
         currency=intent.currency,
         claimed_until=timezone.now() + CLAIM,  # the opening request's, until it records the outcome
@@ -54,7 +55,7 @@ def attempt_claim(attempt: PaymentAttempt) -> bool:
     """Claims the attempt for the caller, unless another process holds a claim that has not lapsed."""
     now = timezone.now()
     claimed = (
-        PaymentAttempt.objects.filter(pk=attempt.pk)
+        PaymentAttempt.objects.one(attempt)
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
         .update(claimed_until=now + CLAIM)
     )
@@ -125,7 +126,7 @@ def attempt_record(attempt: PaymentAttempt, *, was: Iterable[str]) -> bool:
     """Writes the attempt's outcome as set on the object, and releases the caller's claim — only over the state the
     caller read it in (`was`). False, writing nothing, when someone else recorded another state meanwhile."""
     fields = {name: getattr(attempt, name) for name in OUTCOME_FIELDS}
-    return bool(PaymentAttempt.objects.filter(pk=attempt.pk, status__in=list(was)).update(claimed_until=None, **fields))
+    return bool(PaymentAttempt.objects.one(attempt).filter(status__in=list(was)).update(claimed_until=None, **fields))
 
 
 def attempt_settle_unknown(attempt: PaymentAttempt) -> None:

@@ -80,7 +80,7 @@ def cancel(intent: PaymentIntent, reason: str) -> None:
             ).first()
         if not guard.update(status=Status.PROCESSING, updated_at=now):
             raise Conflict("The payment changed while canceling; retry.", code="payment_unexpected_state")
-        attempt = intent.attempts.filter(status__in=CHARGED).select_related("channel").get()
+        attempt = PaymentAttempt.objects.of(intent).filter(status__in=CHARGED).select_related("channel").get()
         if not attempt_claim(attempt):
             raise Conflict("This payment is being settled by another process.", code="payment_unexpected_state")
     channel = attempt.channel

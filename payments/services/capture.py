@@ -201,7 +201,9 @@ def capture(intent: PaymentIntent, amount: int | None) -> None:
         )
         if not won:
             raise Conflict("This payment is being captured by another request.", code="payment_unexpected_state")
-        attempt = intent.attempts.filter(status=AttemptStatus.AUTHORIZED).select_related("channel").get()
+        attempt = (
+            PaymentAttempt.objects.of(intent).filter(status=AttemptStatus.AUTHORIZED).select_related("channel").get()
+        )
         if not attempt_claim(attempt):
             raise Conflict("This payment is being settled by another process.", code="payment_unexpected_state")
     intent.status = Status.PROCESSING

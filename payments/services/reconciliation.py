@@ -316,14 +316,16 @@ SELECT row_number() OVER () AS oid, ours.* FROM (
 SELECT 'capture'::varchar AS kind, a.reference AS ref, NULLIF(a.channel_reference, '') AS txn, p.currency,
        p.amount_captured AS amount, 'success'::varchar AS status, p.captured_at AS at, p.id AS payment_id,
        NULL::bigint AS refund_id, NULL::bigint AS payout_id, false AS optional
-FROM {payment} p JOIN {attempt} a ON a.intent_id = p.id AND a.channel_id = ANY(%(channels)s)
+FROM {payment} p JOIN {attempt} a
+  ON a.intent_id = p.id AND a.intent_created_at = p.created_at AND a.channel_id = ANY(%(channels)s)
 WHERE p.captured_at >= %(start)s AND p.captured_at < %(end)s AND p.channel_id = ANY(%(channels)s)
   AND p.amount_captured > 0
   AND (a.status = 'captured' OR (a.status = 'reversed' AND a.error_code = ''))
 UNION ALL
 SELECT 'reversal', a.reference, NULLIF(a.channel_reference, ''), p.currency, -p.amount_captured, 'success',
        p.canceled_at, p.id, NULL, NULL, false
-FROM {payment} p JOIN {attempt} a ON a.intent_id = p.id AND a.channel_id = ANY(%(channels)s)
+FROM {payment} p JOIN {attempt} a
+  ON a.intent_id = p.id AND a.intent_created_at = p.created_at AND a.channel_id = ANY(%(channels)s)
 WHERE p.captured_at >= %(start)s - interval '7 days' AND p.captured_at < %(end)s
   AND p.canceled_at >= %(start)s AND p.canceled_at < %(end)s AND p.channel_id = ANY(%(channels)s)
   AND p.amount_captured > 0 AND a.status = 'reversed' AND a.error_code = ''
@@ -517,8 +519,9 @@ _DISPUTE_PASS = [
            CASE WHEN s.stage = 'opened' THEN d.created_at ELSE d.closed_at END AS at
     FROM {{dispute}} d
     CROSS JOIN (VALUES ('opened'), ('decided')) s (stage)
-    LEFT JOIN LATERAL (SELECT a.reference FROM {{attempt}} a
-                       WHERE a.intent_id = d.payment_id AND a.channel_id = ANY(%(channels)s) AND a.status = 'captured'
+    LEFT JOIN LATERAL (SELECT a.reference FROM {{payment}} p JOIN {{attempt}} a
+                         ON a.intent_id = p.id AND a.intent_created_at = p.created_at
+                       WHERE p.id = d.payment_id AND a.channel_id = ANY(%(channels)s) AND a.status = 'captured'
                        ORDER BY a.id DESC LIMIT 1) a ON true
     WHERE d.channel_id = ANY(%(channels)s)
       AND (d.channel_reference IN (SELECT txn FROM recon_disputes WHERE txn IS NOT NULL)
@@ -895,7 +898,7 @@ def _reverse_payment(exception: ReconciliationException) -> str:
     )
     if not moved:
         raise Conflict(_("The payment changed meanwhile; try again."), code="payment_unexpected_state")
-    attempt = intent.attempts.filter(status=AttemptStatus.CAPTURED).select_related("channel").get()
+    attempt = PaymentAttempt.objects.of(intent).filter(status=AttemptStatus.CAPTURED).select_related("channel").get()
     intent.status = Status.PROCESSING
     cancel_finish(intent, attempt, "reconciliation")
     return _("Payment %(payment)s reversed as the channel did not capture it.") % {"payment": intent.public_id}
@@ -1108,7 +1111,7 @@ def _ask(exception: ReconciliationException) -> tuple[bool, str]:
             return same, f"{inquiry.state} {inquiry.amount_captured}"
         if exception.txn_kind == "refund" and exception.refund_id:
             refund = Refund.objects.select_related("intent").get(pk=exception.refund_id)
-            attempt = refund.intent.attempts.filter(status=AttemptStatus.CAPTURED).first()
+            attempt = PaymentAttempt.objects.of(refund.intent).filter(status=AttemptStatus.CAPTURED).first()
             request = RefundRequest(remote, attempt.reference if attempt else "", refund.reference, refund.amount,
                                     refund.intent.currency)  # fmt: skip
             inquiry = connector.refund_inquire(request)

@@ -21,7 +21,7 @@ from .. import events, fees, ledger_bridge, promotions
 from .. import points as payment_points
 from ..connectors import get_connector
 from ..connectors.base import ChannelResponse, Inquiry, Outcome, RefundRequest, RemoteState
-from ..models import Channel, PaymentIntent, Refund
+from ..models import Channel, PaymentAttempt, PaymentIntent, Refund
 from .attempts import logger
 from .common import AttemptStatus, Status, idempotency_scope, payment_load
 
@@ -82,7 +82,7 @@ def _refund(intent: PaymentIntent, amount: int | None, reason: str) -> Refund:
             reference=f"{intent.public_id}-r{count}",
         )
         record_progress({"refund": refund.public_id})  # a retry of the key carries on with it
-    attempt = intent.attempts.filter(status=AttemptStatus.CAPTURED).select_related("channel").get()
+    attempt = PaymentAttempt.objects.of(intent).filter(status=AttemptStatus.CAPTURED).select_related("channel").get()
     request = RefundRequest(
         channel=attempt.channel.remote_id or attempt.channel.code,
         reference=attempt.reference,

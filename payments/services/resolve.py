@@ -65,7 +65,12 @@ def attempts_resolve(*, older_than: timedelta = timedelta(seconds=30)) -> Resolv
     # again under the same refund reference, which the channel answers once.
     unsettled = Refund.objects.filter(status__in=[Refund.Status.PENDING, Refund.Status.UNKNOWN], created_at__lte=cutoff)
     for refund in unsettled.select_related("intent__merchant"):
-        captured = refund.intent.attempts.filter(status=AttemptStatus.CAPTURED).select_related("channel").first()
+        captured = (
+            PaymentAttempt.objects.of(refund.intent)
+            .filter(status=AttemptStatus.CAPTURED)
+            .select_related("channel")
+            .first()
+        )
         if captured is None:
             continue
         refund_send(
@@ -89,7 +94,7 @@ def _payment(pk: int) -> PaymentIntent:
 def _settle_processing(intent: PaymentIntent) -> None:
     """A payment still `processing` past the cutoff, whatever stopped it: finished from its charged attempt, or
     failed when no attempt charged and none is still open."""
-    attempts = list(intent.attempts.select_related("channel"))
+    attempts = list(PaymentAttempt.objects.of(intent).select_related("channel"))
     if any(attempt.status in UNRESOLVED for attempt in attempts):
         return  # the first loop settles those (now, or once their claim lapses)
     charged = next((attempt for attempt in attempts if attempt.status in CHARGED), None)
@@ -98,7 +103,7 @@ def _settle_processing(intent: PaymentIntent) -> None:
         # Under the payment's row lock, which a request takes to open its next attempt: never while it opens one.
         with transaction.atomic():
             locked = PaymentIntent.objects.select_for_update().filter(pk=intent.pk, status=Status.PROCESSING).first()
-            if locked is None or intent.attempts.filter(status__in=[*UNRESOLVED, *CHARGED]).exists():
+            if locked is None or PaymentAttempt.objects.of(intent).filter(status__in=[*UNRESOLVED, *CHARGED]).exists():
                 return
             declined = next((a for a in reversed(attempts) if a.status == AttemptStatus.DECLINED), None)
             if declined is not None:

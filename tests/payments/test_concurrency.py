@@ -194,7 +194,8 @@ def test_a_payment_stopped_after_its_decline_was_recorded_is_failed_by_the_resol
     channel = intent.merchant.sponsor_bank.channels.get()
     PaymentAttempt.objects.create(
         intent=intent, sequence=1, channel=channel, reference=f"{intent.public_id}-1", amount=5_000, currency="CNY",
-        status="declined", error_code="insufficient_funds", resolved_at=timezone.now(),
+        intent_created_at=intent.created_at, status="declined", error_code="insufficient_funds",
+        resolved_at=timezone.now(),
     )  # fmt: skip
     services.attempts_resolve()
     intent.refresh_from_db()

@@ -41,6 +41,7 @@ def paid(world: dict[str, Any], amount: int = 10_000, reference: str = "att_cb1"
     payment = pay(world, amount, MON)
     PaymentAttempt.objects.create(
         intent=payment,
+        intent_created_at=payment.created_at,
         sequence=1,
         channel=world["channel"],
         reference=reference,

@@ -329,6 +329,7 @@ def test_resolver_finishes_a_payment_whose_worker_crashed_after_charging(world: 
     PaymentIntent.objects.filter(pk=intent.pk).update(status="processing")
     attempt = PaymentAttempt.objects.create(
         intent=intent,
+        intent_created_at=intent.created_at,
         sequence=1,
         channel=world["channel"],
         reference=f"{intent.public_id}-1",
@@ -466,6 +467,7 @@ def test_resolver_finishes_a_payment_whose_finish_step_failed_after_capture(worl
 
     attempt = PaymentAttempt.objects.create(
         intent=intent,
+        intent_created_at=intent.created_at,
         sequence=1,
         channel=world["channel"],
         reference=f"{intent.public_id}-1",

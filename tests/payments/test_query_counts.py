@@ -184,7 +184,7 @@ def test_an_outcome_is_not_written_over_one_another_process_recorded(channel_fak
         idempotency_key="k",
     )
     attempt = PaymentAttempt.objects.create(
-        intent=intent, sequence=1, channel=channel,
+        intent=intent, sequence=1, channel=channel, intent_created_at=intent.created_at,
         reference=f"{intent.public_id}-1", amount=500, currency="CNY", status="reversed",
     )  # fmt: skip
     PaymentIntent.objects.filter(pk=intent.pk).update(status="processing")
