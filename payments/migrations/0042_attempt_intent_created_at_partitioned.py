@@ -142,7 +142,7 @@ DROP TABLE payments_paymentattempt_partitioned;
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("payments", "0040_recon_dispute_rows"),
+        ("payments", "0041_refund_merchant"),
         ("core", "0017_partition_columns_of_attempts_and_events"),
     ]
 
