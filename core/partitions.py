@@ -25,9 +25,12 @@ from .errors import ValidationFailed
 logger = logging.getLogger(__name__)
 
 # table -> the timestamptz column its months are cut on. Keep in step with mengka_partition_column (a migration).
+# Webhook deliveries come before their events: a month of events can be detached only once no delivery refers to it.
 PARTITIONED: dict[str, str] = {
     "rewards_entry": "created_at",
     "payments_paymentattempt": "intent_created_at",
+    "merchants_webhookdelivery": "event_created_at",
+    "merchants_event": "created_at",
 }
 
 

@@ -219,6 +219,7 @@ class EventAdmin(ScopedAdmin):
     scope_field = "merchant__sponsor_bank"
     list_display = ("public_id", "type", "merchant", "livemode", "created_at")
     list_filter = ("type", "livemode")
+    date_hierarchy = "created_at"  # the month the table is partitioned on: a month's page reads one partition
     search_fields = ("public_id", "merchant__code")
     readonly_fields = ("public_id", "merchant", "type", "payload_for_banks", "livemode", "created_at")
     exclude = ("payload",)
@@ -251,9 +252,10 @@ class WebhookDeliveryAdmin(ScopedAdmin):
     scope_field = "endpoint__merchant__sponsor_bank"
     list_display = ("event", "endpoint", "status", "attempts", "response_code", "next_attempt_at", "delivered_at")
     list_filter = ("status",)
+    date_hierarchy = "event_created_at"  # the month the table is partitioned on: a month's page reads one partition
     readonly_fields = (
         "event", "endpoint", "status", "attempts", "next_attempt_at", "response_code", "last_error", "created_at",
-        "delivered_at",
+        "event_created_at", "delivered_at",
     )  # fmt: skip
     actions = ["resend"]
 

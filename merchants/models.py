@@ -200,7 +200,11 @@ class WebhookEndpoint(models.Model):
 
 
 class Event(models.Model):
-    """An outbox row: something that happened to a merchant's object, delivered to its webhook endpoints."""
+    """An outbox row: something that happened to a merchant's object, delivered to its webhook endpoints.
+
+    The table is partitioned by month on `created_at` (docs/scaling.md, "Partitioning by month"): in the database the
+    primary key is `(id, created_at)` and `public_id` is unique with the time, `(public_id, created_at)`; ids come
+    from one sequence and public ids carry 24 random characters, so each is still unique on its own."""
 
     public_id = models.CharField(_("id"), max_length=40, unique=True, editable=False)
     merchant = models.ForeignKey(  # led by (merchant, livemode, -id): no index of its own
@@ -236,10 +240,21 @@ class WebhookDelivery(models.Model):
         SUCCEEDED = "succeeded", _("succeeded")
         FAILED = "failed", _("failed (gave up)")
 
-    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("event"))
+    # The database's key is composite, (event_id, event_created_at) → the event's (id, created_at), ON DELETE
+    # CASCADE (merchants/migrations/0020): Django makes no constraint of its own, and the unique key leads with event.
+    event = models.ForeignKey(
+        Event,
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+        db_constraint=False,
+        db_index=False,
+        verbose_name=_("event"),
+    )
     endpoint = models.ForeignKey(
         WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("endpoint")
     )
+    # The event's created_at, always: the month the table is partitioned on, so a delivery sits in its event's month.
+    event_created_at = models.DateTimeField(_("event created"), editable=False)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
@@ -253,7 +268,9 @@ class WebhookDelivery(models.Model):
         verbose_name_plural = _("webhook deliveries")
         ordering = ("-id",)
         indexes = [models.Index(fields=["status", "next_attempt_at"])]
-        constraints = [models.UniqueConstraint(fields=["event", "endpoint"], name="delivery_once_per_endpoint")]
+        constraints = [  # the event's time is the event's: this is (event, endpoint), with the partition column
+            models.UniqueConstraint(fields=["event", "endpoint", "event_created_at"], name="delivery_once_per_endpoint")
+        ]
 
     def __str__(self) -> str:
         return f"{self.event_id}→{self.endpoint_id} {self.status}"

@@ -51,11 +51,16 @@ def webhook_endpoint_list(*, merchant: Merchant, livemode: bool) -> QuerySet[Web
 
 
 def event_list(*, merchant: Merchant, livemode: bool, type: str | None = None) -> QuerySet[Event]:
+    """Events are partitioned by month on `created_at`: a caller that bounds `created_at` (the API's `created[gte]`,
+    `created[lte]`) reads those months only; a list without a window reads every month's (merchant, livemode, -id)
+    index, newest first."""
     events = Event.objects.filter(merchant=merchant, livemode=livemode)
     return events.filter(type=type) if type else events
 
 
 def event_get(*, merchant: Merchant, livemode: bool, event_id: str) -> Event:
+    """By public id, which is random and holds no time: the lookup probes every month's (public_id, created_at)
+    index, one index lookup each."""
     try:
         return Event.objects.get(public_id=event_id, merchant=merchant, livemode=livemode)
     except Event.DoesNotExist:

@@ -686,7 +686,7 @@ def _webhook_delivery() -> Any:
     event = Event.objects.create(
         public_id=new_public_id("evt"), merchant=endpoint.merchant, type="payment.created", payload={}
     )
-    return WebhookDelivery.objects.create(event=event, endpoint=endpoint)
+    return WebhookDelivery.objects.create(event=event, event_created_at=event.created_at, endpoint=endpoint)
 
 
 def _key_delivery() -> Any:

@@ -15,7 +15,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -44,6 +44,16 @@ RETRY_DELAYS = [
 ]
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
 DELIVERY_TIMEOUT = 10.0
+LEASE = timedelta(seconds=DELIVERY_TIMEOUT * 3)  # a claimed attempt's hold against a second worker
+
+# The due queue's window on the event's time (the month deliveries are partitioned on). The first attempt is due at
+# the event's time; each failed one is followed by its back-off, and an attempt may hold its lease before that: the
+# last of the MAX_ATTEMPTS attempts is due at most RETRY_SPAN (27 h 40 min) after the event. A day's grace on top
+# covers attempts that ran late (a worker backlog, a broker or database outage). A pending delivery whose event is
+# older than that — a resend of an old one — is sent by its task, not by the retry job.
+RETRY_SPAN = sum(RETRY_DELAYS, timedelta()) + MAX_ATTEMPTS * LEASE
+DUE_GRACE = timedelta(days=1)
+DUE_WINDOW = RETRY_SPAN + DUE_GRACE
 
 
 def webhook_signature(*, secret: str, timestamp: int, body: bytes) -> str:
@@ -53,14 +63,23 @@ def webhook_signature(*, secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-def webhook_deliver(*, delivery_id: int) -> WebhookDelivery:
-    """Sends one delivery if it is due (outside any transaction), then records the outcome and the next attempt."""
+def webhook_deliver(*, delivery_id: int, event_created_at: datetime | None = None) -> WebhookDelivery:
+    """Sends one delivery if it is due (outside any transaction), then records the outcome and the next attempt.
+
+    `event_created_at`, the time of the delivery's event, names its month: each read and write here touches that
+    month's partition of deliveries and of events only. Without it (a task queued before deliveries carried it) the
+    delivery is first found by id, which looks in every month."""
+    if event_created_at is None:
+        event_created_at = (
+            WebhookDelivery.objects.filter(pk=delivery_id).values_list("event_created_at", flat=True).get()
+        )
+    this = WebhookDelivery.objects.filter(pk=delivery_id, event_created_at=event_created_at)
     now = timezone.now()
     with transaction.atomic():
-        claimed = WebhookDelivery.objects.filter(
-            pk=delivery_id, status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now
-        ).update(next_attempt_at=now + timedelta(seconds=DELIVERY_TIMEOUT * 3))  # a lease against a second worker
-    delivery = WebhookDelivery.objects.select_related("event", "endpoint").get(pk=delivery_id)
+        claimed = this.filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now).update(
+            next_attempt_at=now + LEASE  # a lease against a second worker
+        )
+    delivery = this.select_related("event", "endpoint").get(event__created_at=event_created_at)
     if not claimed:
         return delivery
     body = json.dumps(event_body(delivery.event), separators=(",", ":"), ensure_ascii=False).encode()
@@ -89,8 +108,9 @@ def webhook_deliver(*, delivery_id: int) -> WebhookDelivery:
         fields.update(status=WebhookDelivery.Status.FAILED, next_attempt_at=None)
     else:
         fields.update(next_attempt_at=timezone.now() + RETRY_DELAYS[attempts - 1])
-    WebhookDelivery.objects.filter(pk=delivery_id).update(**fields)
-    delivery.refresh_from_db()
+    this.update(**fields)
+    for name, value in fields.items():
+        setattr(delivery, name, value)
     return delivery
 
 
@@ -172,27 +192,37 @@ def _webhook_post(target: WebhookTarget, *, body: bytes, headers: dict[str, str]
         )
 
 
-def webhook_deliveries_due(*, limit: int = 500, per_merchant: int | None = None) -> list[int]:
-    """Due deliveries, merchants taking turns: each merchant's oldest first, then each one's second, and so on, at
-    most `per_merchant` (WEBHOOK_RETRIES_PER_MERCHANT) each — one merchant's backlog never holds another's back."""
+def webhook_deliveries_due(*, limit: int = 500, per_merchant: int | None = None) -> list[tuple[int, datetime]]:
+    """Due deliveries as (id, event's time), merchants taking turns: each merchant's oldest first, then each one's
+    second, and so on, at most `per_merchant` (WEBHOOK_RETRIES_PER_MERCHANT) each — one merchant's backlog never holds
+    another's back. Only deliveries of events from the last DUE_WINDOW are read: the months it spans, not every one."""
     per_merchant = per_merchant or settings.WEBHOOK_RETRIES_PER_MERCHANT
+    now = timezone.now()
     turns = (
-        WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=timezone.now())
+        WebhookDelivery.objects.filter(
+            status=WebhookDelivery.Status.PENDING,
+            next_attempt_at__lte=now,
+            event_created_at__gte=now - DUE_WINDOW,
+            event_created_at__lte=now,
+        )
         .annotate(
             turn=Window(RowNumber(), partition_by=F("endpoint__merchant_id"), order_by=(F("next_attempt_at"), F("pk")))
         )
         .order_by("turn", "next_attempt_at", "pk")
-        .values_list("pk", "turn")
+        .values_list("pk", "event_created_at", "turn")
     )
-    return [pk for pk, turn in turns.filter(turn__lte=per_merchant)[:limit]]
+    return [(pk, event_created_at) for pk, event_created_at, turn in turns.filter(turn__lte=per_merchant)[:limit]]
 
 
 @transaction.atomic
 def webhook_delivery_resend(*, delivery: WebhookDelivery, actor: Any = None) -> WebhookDelivery:
-    """Queues a delivery again (after a give-up, or to send a succeeded one once more)."""
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(
-        status=WebhookDelivery.Status.PENDING, next_attempt_at=timezone.now()
-    )
+    """Queues a delivery again (after a give-up, or to send a succeeded one once more), in its event's month.
+
+    Its task sends it; if the broker cannot take the task, the retry job sends it only while its event is within the
+    due queue's window (DUE_WINDOW): an older one is resent again once the broker is back."""
+    this = WebhookDelivery.objects.filter(pk=delivery.pk, event_created_at=delivery.event_created_at)
+    now = timezone.now()
+    this.update(status=WebhookDelivery.Status.PENDING, next_attempt_at=now)
     audit_record(
         actor=actor,
         action="webhook_delivery.resend",
@@ -201,6 +231,11 @@ def webhook_delivery_resend(*, delivery: WebhookDelivery, actor: Any = None) -> 
     )
     from ..tasks import webhook_deliver
 
-    enqueue_on_commit(webhook_deliver, (delivery.pk,), otherwise="webhooks_retry sends it")
-    delivery.refresh_from_db()
+    recent = delivery.event_created_at >= now - DUE_WINDOW
+    enqueue_on_commit(
+        webhook_deliver,
+        (delivery.pk, delivery.event_created_at.isoformat()),
+        otherwise="webhooks_retry sends it" if recent else "resend it once the broker is back",
+    )
+    delivery.status, delivery.next_attempt_at = WebhookDelivery.Status.PENDING, now
     return delivery

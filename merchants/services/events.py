@@ -71,16 +71,18 @@ def events_emit(*, merchant: Merchant, events: list[tuple[str, dict[str, Any]]],
     with transaction.atomic(savepoint=False):  # the caller's transaction, or one of its own
         Event.objects.bulk_create(rows)
         deliveries = WebhookDelivery.objects.bulk_create(
-            WebhookDelivery(event=event, endpoint_id=endpoint_id, next_attempt_at=now)
+            WebhookDelivery(
+                event=event, event_created_at=event.created_at, endpoint_id=endpoint_id, next_attempt_at=now
+            )
             for event in rows
             for endpoint_id, types in subscribed
             if not types or event.type in types
         )
-    delivery_ids = [delivery.pk for delivery in deliveries]
-    if delivery_ids:
+    if deliveries:
         from ..tasks import webhook_deliver
 
-        enqueue_on_commit(webhook_deliver, *[(pk,) for pk in delivery_ids], otherwise="webhooks_retry sends it")
+        calls = [(delivery.pk, delivery.event_created_at.isoformat()) for delivery in deliveries]
+        enqueue_on_commit(webhook_deliver, *calls, otherwise="webhooks_retry sends it")
     return rows
 
 

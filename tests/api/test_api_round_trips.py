@@ -20,7 +20,8 @@ def test_a_payment_by_code_with_an_endpoint_subscribed_stays_within_its_queries(
     from merchants.tasks import webhook_deliver
 
     queued: list[int] = []
-    monkeypatch.setattr(webhook_deliver, "delay", queued.append)  # the webhook worker's queue, not run inline here
+    # The webhook worker's queue, not run inline here.
+    monkeypatch.setattr(webhook_deliver, "delay", lambda pk, event_created_at: queued.append(pk))
 
     settings.POINTS_PROGRAM_CACHE_TTL = 60  # as in production
     api = new_api(world.merchant, mode="live")

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from django.db.models import F
 from django.utils import timezone
 
 from core.crypto import decrypt
@@ -209,8 +210,8 @@ def test_events_get_one_delivery_per_subscribed_endpoint_of_their_mode(
         merchant=world.merchant, url="https://c.example.com", event_types=[], livemode=True
     )
     services.webhook_endpoint_create(merchant=MerchantFactory(), url="https://d.example.com", event_types=[])
-    queued: list[int] = []
-    monkeypatch.setattr(webhook_deliver, "delay", queued.append)  # the webhook worker's queue
+    queued: list[tuple[int, str]] = []
+    monkeypatch.setattr(webhook_deliver, "delay", lambda *args: queued.append(args))  # the webhook worker's queue
     with django_capture_on_commit_callbacks(execute=True):
         emitted = services.events_emit(
             merchant=world.merchant,
@@ -233,7 +234,11 @@ def test_events_get_one_delivery_per_subscribed_endpoint_of_their_mode(
     expected = [(event.pk, live.endpoint.pk) for event in emitted]
     expected += [(test_mode[0].pk, every.endpoint.pk), (test_mode[0].pk, refunds.endpoint.pk)]
     assert pairs == sorted(expected)
-    assert sorted(queued) == sorted(WebhookDelivery.objects.values_list("pk", flat=True))  # each queued once
+    # Each queued once, with its month: the event's time, which every delivery of the event carries.
+    assert sorted(queued) == sorted(
+        (pk, when.isoformat()) for pk, when in WebhookDelivery.objects.values_list("pk", "event__created_at")
+    )
+    assert not WebhookDelivery.objects.exclude(event_created_at=F("event__created_at")).exists()
     delivery = WebhookDelivery.objects.first()
     assert delivery is not None
     assert (delivery.status, delivery.attempts, delivery.next_attempt_at is not None) == ("pending", 0, True)

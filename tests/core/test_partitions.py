@@ -69,7 +69,12 @@ def _plan(queryset_or_sql: object, params: object = None) -> str:
 
 
 def test_the_migration_made_a_partitioned_table_with_months_ahead_and_a_default() -> None:
-    assert PARTITIONED == {"rewards_entry": "created_at", "payments_paymentattempt": "intent_created_at"}
+    assert PARTITIONED == {
+        "rewards_entry": "created_at",
+        "payments_paymentattempt": "intent_created_at",
+        "merchants_webhookdelivery": "event_created_at",
+        "merchants_event": "created_at",
+    }
     assert _fetch("SELECT partstrat FROM pg_partitioned_table WHERE partrelid = 'rewards_entry'::regclass") == [("r",)]
     attached = partitions("rewards_entry")
     assert attached[-1].month is None
@@ -165,8 +170,8 @@ def test_the_job_creates_the_coming_months_and_archives_old_ones() -> None:
 
     # March, for the row the DEFAULT partition held; then the current month and two ahead (April, empty, is left).
     assert "rewards_entry_p203403" in result.created
-    entry_months = [name for name in result.created if name.startswith("rewards_entry_")]
-    assert entry_months[-3:] == ["rewards_entry_p203405", "rewards_entry_p203406", "rewards_entry_p203407"]
+    entries = [name for name in result.created if name.startswith("rewards_entry_")]
+    assert entries[-3:] == ["rewards_entry_p203405", "rewards_entry_p203406", "rewards_entry_p203407"]
     assert "rewards_entry_p203404" not in result.created
     assert set(_where(waiting_ids).values()) == {"rewards_entry_p203403"}
     assert "rewards_entry_archive_203401" in result.archived
@@ -196,6 +201,10 @@ def test_without_an_archive_setting_the_job_never_detaches(settings) -> None:
         "rewards_entry_p203602",
         "payments_paymentattempt_p203601",
         "payments_paymentattempt_p203602",
+        "merchants_webhookdelivery_p203601",
+        "merchants_webhookdelivery_p203602",
+        "merchants_event_p203601",
+        "merchants_event_p203602",
     ]
     assert result.archived == []
     assert dt.date(2035, 1, 1) in {p.month for p in partitions("rewards_entry")}
