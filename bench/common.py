@@ -146,10 +146,12 @@ def setup(
     redis: str = "optional",
     settings_module: str | None = None,
     fresh_tables: Iterable[str] = PROJECT_TABLES,
+    reuse: bool = False,
 ) -> Run:
     """Opens a run: its database (created, or --database), its Redis db (`redis`: "optional" — claimed when --redis or
     REDIS_URL names a server; "required" — exits saying so when none does; "never"), the cleanup at exit, then Django
-    (`settings_module`, default DJANGO_SETTINGS_MODULE or settings.dev) set up against them and migrated."""
+    (`settings_module`, default DJANGO_SETTINGS_MODULE or settings.dev) set up against them and migrated. With
+    `reuse`, a --database that an earlier run seeded (and kept) is taken with its rows."""
     exit_on_signals()
     server = _server_url()
     run = Run(name=name, suffix=f"{os.getpid()}_{secrets.token_hex(3)}", server=server, keep=args.keep)
@@ -201,7 +203,7 @@ def setup(
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    if args.database:
+    if args.database and not reuse:
         _require_empty(run.database, tuple(fresh_tables))
     return run
 

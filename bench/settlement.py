@@ -4,7 +4,11 @@ asserted against a direct SQL sum; side by side, the floor: one `INSERT … SELE
 bare table. Prints `BENCH settlement ...` last.
 
     .venv/bin/python bench/settlement.py [--payments N] [--merchants N] [--chunk-merchants N] [--workers N]
-        [--database NAME] [--keep]
+        [--database NAME] [--keep] [--again]
+
+`--again --database NAME` settles once more the day that a run with `--keep` seeded in NAME (with the same
+`--payments` and `--merchants`): its batches, lines, instructions and payouts are removed first, so a change to the
+settlement can be measured without seeding the day again (ten million payments take half an hour to seed).
 
 The rows are seeded with set-based SQL (generate_series; the payments and their fee splits a million at a time), then
 vacuumed, analysed and checkpointed, as autovacuum and the checkpointer would have done by 02:00 the next morning (the
@@ -35,8 +39,13 @@ def main() -> None:
     parser.add_argument("--merchants", type=int, default=1_000)
     parser.add_argument("--chunk-merchants", type=int, default=None)
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument(
+        "--again", action="store_true", help="settle again the day a kept run seeded in --database (see above)"
+    )
     args = parser.parse_args()
-    run = setup("settlement", args, redis="never")
+    if args.again and not args.database:
+        parser.error("--again needs --database: the database a run with --keep seeded")
+    run = setup("settlement", args, redis="never", reuse=args.again)
 
     from django.conf import settings
     from django.db import connection
@@ -44,8 +53,12 @@ def main() -> None:
     from payments import services
 
     started = time.perf_counter()
-    tables = seed(args.payments, args.merchants)
-    print(f"bench: seeded {args.payments} payments in {time.perf_counter() - started:.0f} s", flush=True)
+    if args.again:
+        tables = unsettle(args.payments, args.merchants)
+        print(f"bench: the kept day's settlement removed in {time.perf_counter() - started:.0f} s", flush=True)
+    else:
+        tables = seed(args.payments, args.merchants)
+        print(f"bench: seeded {args.payments} payments in {time.perf_counter() - started:.0f} s", flush=True)
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE")  # outside a transaction: Django runs in autocommit
         # The seeding's writes flushed now, not by a checkpoint in the middle of the measured run.
@@ -76,6 +89,7 @@ def _tables() -> dict[str, str]:
     from payments.models import (
         FeeSplit,
         PaymentIntent,
+        Payout,
         Refund,
         SettlementBatch,
         SettlementLine,
@@ -90,11 +104,37 @@ def _tables() -> dict[str, str]:
         "batch": SettlementBatch,
         "line": SettlementLine,
         "split": SplitInstruction,
+        "payout": Payout,
         "merchant": Merchant,
         "use": PromotionUse,
         "promotion": Promotion,
     }
     return {name: model._meta.db_table for name, model in models.items()}
+
+
+def unsettle(payments: int, merchants: int) -> dict[str, str]:
+    """The kept day as it was seeded: its settlement removed (batches, lines, instructions, payouts, job runs), after
+    checking that it holds the payments and merchants the run was told."""
+    from django.db import connection
+
+    from core.models import JobRun
+
+    t = _tables()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT count(*) FROM {t['payment']} WHERE business_date = %s), (SELECT count(*) FROM"
+            f" {t['merchant']} WHERE settlement_cycle = 't1')",
+            [DAY],
+        )
+        found = cursor.fetchone()
+        if found != (payments, merchants):
+            raise SystemExit(
+                f"bench/settlement: --again: the database holds {found[0]} payments of {DAY} and {found[1]} T+1"
+                f" merchants, not {payments} and {merchants}: give the sizes it was seeded with"
+            )
+        cursor.execute(f"TRUNCATE {t['line']}, {t['split']}, {t['payout']}, {t['batch']} CASCADE")  # bench rows only
+        cursor.execute(f"DELETE FROM {JobRun._meta.db_table} WHERE job LIKE 'settle%%'")
+    return t
 
 
 def seed(payments: int, merchants: int) -> dict[str, str]:
