@@ -62,6 +62,25 @@ def test_accounts_and_entries_are_distributed_and_co_located() -> None:
 
 
 @citus_only
+def test_the_coordinators_partitioned_tables_stay_plain_and_partitioned() -> None:
+    """Attempts, events and deliveries keep out of Citus's metadata (Citus cannot convert a partitioned table with
+    CHECK constraints), still partitioned, and the daily job still makes their months."""
+    from core.partitions import PARTITIONED, partitions_maintain
+
+    local = [table for table in PARTITIONED if table != "rewards_entry"]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT logicalrelid::regclass::text FROM pg_dist_partition")
+        in_citus = {row[0] for row in cursor.fetchall()}
+        cursor.execute("SELECT partrelid::regclass::text FROM pg_partitioned_table")
+        partitioned = {row[0] for row in cursor.fetchall()}
+    assert local
+    assert not in_citus & set(local)
+    assert set(local) <= partitioned
+    created = partitions_maintain(ahead=24).created
+    assert {name.rsplit("_p", 1)[0] for name in created} >= set(local)
+
+
+@citus_only
 def test_an_earn_touches_the_wallet_and_one_issuance_sub_account(holder, programs) -> None:
     program = programs[0]
     txn = s.points_earn(cardholder_id=holder.pk, program=program, amount=100, idempotency_key="earn")

@@ -4,10 +4,11 @@ Accounts are distributed by their id and entries by their account, co-located: a
 entries live on one shard, so a posting's writes to one account never leave that shard. The member banks and points
 programmes the accounts name become reference tables (a copy on every node). Every other table stays the
 coordinator's own. What Citus cannot keep is dropped here: entries', lots' and holds' foreign keys to a transaction
-or an account across that line (the posting's single database transaction keeps those rows consistent instead), and
-the accounts' five-column uniqueness (a unique key must hold the distribution column), which the ledger keeps with
-creation locks when `LEDGER_DISTRIBUTED` is set (rewards.services.accounts.creation_locks). Idempotent: a table
-already distributed is left alone.
+or an account across that line (the posting's single database transaction keeps those rows consistent instead); the
+foreign keys between the coordinator's partitioned tables (attempts, events, deliveries) and the rest, so that they
+stay plain PostgreSQL tables (see `_detach_partitioned_local_tables`); and the accounts' five-column uniqueness (a
+unique key must hold the distribution column), which the ledger keeps with creation locks when `LEDGER_DISTRIBUTED`
+is set (rewards.services.accounts.creation_locks). Idempotent: a table already distributed is left alone.
 """
 
 from __future__ import annotations
@@ -89,6 +90,28 @@ def _drop_foreign_keys(table: str, keep: set[str]) -> list[str]:
     return dropped
 
 
+def _detach_partitioned_local_tables(distributed: set[str]) -> list[str]:
+    """Keeps the coordinator's partitioned tables (attempts, events, deliveries: every partitioned table that is not
+    distributed) plain PostgreSQL tables: a foreign key from one of them to a table that Citus converts when the
+    reference tables are made would convert it too, and Citus fails to convert a partitioned table with CHECK
+    constraints ("child table is missing constraint …_<shard id>"). Their foreign keys to other tables are dropped;
+    those among themselves (a delivery's to its event) stay."""
+    partitioned = {
+        str(name)
+        for (name,) in _rows("SELECT partrelid::regclass::text FROM pg_partitioned_table")
+        if str(name) not in distributed
+    }
+    dropped = []
+    for source, name, target in _rows(
+        "SELECT conrelid::regclass::text, conname, confrelid::regclass::text FROM pg_constraint"
+        " WHERE contype = 'f' AND conparentid = 0"
+    ):
+        if (source in partitioned) != (target in partitioned):
+            _run(f"ALTER TABLE {_quote(source)} DROP CONSTRAINT {_quote(name)}")
+            dropped.append(f"{source}.{name} → {target}")
+    return dropped
+
+
 def _take_inner_foreign_keys(tables: set[str]) -> list[tuple[str, str, str]]:
     """Drops the foreign keys between the tables about to be distributed and returns them (table, name, definition)
     to be put back once all are distributed: Citus converts one table at a time, and a table referencing a reference
@@ -154,6 +177,8 @@ def distribute() -> list[str]:
                 done.append(f"foreign key dropped: {line}")
             done.extend(f"key: {line}" for line in _key_with_column(table, column))
         inner = _take_inner_foreign_keys(distributed) if todo else []
+        for line in _detach_partitioned_local_tables(distributed):
+            done.append(f"foreign key dropped (partitioned coordinator table): {line}")
     # Citus's own functions run each in its own transaction: they copy rows to the workers.
     for table in REFERENCE_TABLES:
         if citus_tables().get(table) != "reference":
