@@ -55,6 +55,19 @@ def refund_create(
     return Refund.objects.select_related("intent__merchant").get(public_id=outcome["refund"])
 
 
+def _refund_open(intent: PaymentIntent, amount: int, reason: str) -> Refund:
+    """A new `pending` refund of `intent` (in the caller's transaction, its amount already reserved): the payment's
+    next reference, and its merchant, by which settlement finds a chunk's refunds."""
+    count = Refund.objects.filter(intent=intent).count() + 1
+    return Refund.objects.create(
+        intent=intent,
+        merchant_id=intent.merchant_id,
+        amount=amount,
+        reason=reason[:100],
+        reference=f"{intent.public_id}-r{count}",
+    )
+
+
 def _refund(intent: PaymentIntent, amount: int | None, reason: str) -> Refund:
     if intent.status != Status.SUCCEEDED:
         raise Conflict(f"A payment in status {intent.status} cannot be refunded.", code="payment_unexpected_state")
@@ -73,14 +86,7 @@ def _refund(intent: PaymentIntent, amount: int | None, reason: str) -> Refund:
             raise ValidationFailed(
                 "The refund would exceed what was captured.", code="refund_exceeds_captured", param="amount"
             )
-        count = Refund.objects.filter(intent=intent).count() + 1
-        refund = Refund.objects.create(
-            intent=intent,
-            merchant_id=intent.merchant_id,
-            amount=amount,
-            reason=reason[:100],
-            reference=f"{intent.public_id}-r{count}",
-        )
+        refund = _refund_open(intent, amount, reason)
         record_progress({"refund": refund.public_id})  # a retry of the key carries on with it
     attempt = PaymentAttempt.objects.of(intent).filter(status=AttemptStatus.CAPTURED).select_related("channel").get()
     request = RefundRequest(
@@ -231,14 +237,7 @@ def refund_correction(intent: PaymentIntent, amount: int, *, reason: str) -> Ref
         ).update(amount_refund_reserved=F("amount_refund_reserved") + amount, updated_at=timezone.now())
         if not reserved:
             raise Conflict("The correction would exceed what is left to refund.", code="refund_exceeds_captured")
-        count = Refund.objects.filter(intent=intent).count() + 1
-        refund = Refund.objects.create(
-            intent=intent,
-            merchant_id=intent.merchant_id,
-            amount=amount,
-            reason=reason[:100],
-            reference=f"{intent.public_id}-r{count}",
-        )
+        refund = _refund_open(intent, amount, reason)
         _finish_refund(refund, f"{CORRECTION_PREFIX}{refund.public_id}"[:64])
     refund.refresh_from_db()
     return refund
