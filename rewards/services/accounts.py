@@ -32,6 +32,11 @@ def shard_for(key: int) -> int:
     return key % max(1, settings.LEDGER_BANK_SHARDS)
 
 
+# An account's unique identity: owner kind and id, purpose, unit and sub-account.
+IDENTITY_FIELDS = ("owner_kind", "owner_id", "purpose", "unit", "shard")
+Identity = tuple[str, int, str, str, int]
+
+
 @dataclass(frozen=True, order=True)
 class AccountRef:
     """An account by its unique owner, purpose, unit and shard, with what its row needs when it is created."""
@@ -45,8 +50,13 @@ class AccountRef:
     bank_id: int | None = None
 
     @property
-    def identity(self) -> tuple[str, int, str, str, int]:
+    def identity(self) -> Identity:
         return (self.owner_kind, self.owner_id, self.purpose, self.unit, self.shard)
+
+    @property
+    def lookup(self) -> dict[str, object]:
+        """The identity as field lookups, to find the account's row."""
+        return dict(zip(IDENTITY_FIELDS, self.identity, strict=True))
 
     def new_account(self) -> Account:
         """The row this account starts as; only a cardholder's points wallet may not go negative."""
@@ -62,7 +72,7 @@ class AccountRef:
         )
 
     @staticmethod
-    def identity_of(account: Account) -> tuple[str, int, str, str, int]:
+    def identity_of(account: Account) -> Identity:
         return (account.owner_kind, account.owner_id, account.purpose, account.unit, account.shard)
 
 
@@ -81,7 +91,6 @@ def account_get_or_create(
 
 
 def get_account(ref: AccountRef) -> Account:
-    identity = _identity_filter(ref.identity)
     defaults = {
         "program_id": ref.program_id,
         "bank_id": ref.bank_id,
@@ -89,17 +98,10 @@ def get_account(ref: AccountRef) -> Account:
     }
     # On Citus a missing account is created under its creation lock (see creation_locks), held to the commit.
     with transaction.atomic() if settings.LEDGER_DISTRIBUTED else contextlib.nullcontext():
-        if settings.LEDGER_DISTRIBUTED and not Account.objects.filter(**identity).exists():
+        if settings.LEDGER_DISTRIBUTED and not Account.objects.filter(**ref.lookup).exists():
             creation_locks([ref.identity])
-        account, _created = Account.objects.get_or_create(**identity, defaults=defaults)
+        account, _created = Account.objects.get_or_create(**ref.lookup, defaults=defaults)
     return account
-
-
-Identity = tuple[str, int, str, str, int]
-
-
-def _identity_filter(identity: Identity) -> dict[str, object]:
-    return dict(zip(("owner_kind", "owner_id", "purpose", "unit", "shard"), identity, strict=True))
 
 
 def creation_locks(identities: Iterable[Identity]) -> None:

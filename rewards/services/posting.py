@@ -36,7 +36,7 @@ from django.utils.translation import gettext as _
 from core.errors import IdempotencyConflict, InsufficientFunds, ValidationFailed
 
 from ..models import Account, Entry, LedgerTransaction
-from .accounts import AccountRef, creation_locks
+from .accounts import AccountRef, Identity, creation_locks
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -122,7 +122,7 @@ def keyed(model: type[M], key: str, digest: str, work: Callable[[], T]) -> T | M
 # Account ids by identity, learnt by this process: accounts are never deleted or renamed and ids are never reused,
 # so a posting that knows its accounts' ids locks them by primary key, without compiling their five-column lookups.
 # Every row a lookup by id returns is checked against the identity it was taken for; a miss falls back to the lookup.
-_account_ids: dict[tuple[str, int, str, str, int], int] = {}
+_account_ids: dict[Identity, int] = {}
 
 
 def lock_accounts(refs: Iterable[AccountRef], ids: Iterable[int] = ()) -> dict[int, Account]:
@@ -136,10 +136,7 @@ def lock_accounts(refs: Iterable[AccountRef], ids: Iterable[int] = ()) -> dict[i
         locked = _lock(Q(pk__in=sorted(ids | {pk for pk in known.values() if pk is not None})))
         if all(pk in locked and AccountRef.identity_of(locked[pk]) == i for i, pk in known.items()):
             return locked
-    conditions = [
-        Q(owner_kind=r.owner_kind, owner_id=r.owner_id, purpose=r.purpose, unit=r.unit, shard=r.shard)
-        for r in wanted.values()
-    ]
+    conditions = [Q(**ref.lookup) for ref in wanted.values()]
     if ids:
         conditions.append(Q(pk__in=sorted(ids)))
     condition = functools.reduce(operator.or_, conditions)
