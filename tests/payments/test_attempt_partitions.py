@@ -1,4 +1,4 @@
-"""Payment attempts are partitioned by month on their intent's created_at (payments/migrations/0041, docs/scaling.md
+"""Payment attempts are partitioned by month on their intent's created_at (payments/migrations/0042, docs/scaling.md
 "Partitioning by month"): an attempt lands in its intent's month whenever it is made, the database's keys that hold
 the month still refuse a second attempt of one intent with one sequence or one reference, the services read an
 intent's attempts (and update one) in one partition, and the daily job keeps the attempts' months too.
