@@ -21,9 +21,9 @@ def webhook_deliver(delivery_id: int, event_created_at: str | None = None) -> st
 
 @shared_task(name="merchants.webhooks_retry")
 def webhooks_retry() -> int:
-    """Sends every delivery whose back-off has elapsed."""
+    """Sends every delivery whose back-off has elapsed: the recent events' due queue, then old events' resends."""
     with job_run("merchants.webhooks_retry", period=local_now().strftime("%Y-%m-%dT%H:%M")) as run:
-        due = services.webhook_deliveries_due()
+        due = services.webhook_deliveries_due() + services.webhook_resends_due()
         for delivery_id, event_created_at in due:
             services.webhook_deliver(delivery_id=delivery_id, event_created_at=event_created_at)
             run.advance(1)

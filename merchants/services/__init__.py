@@ -22,6 +22,7 @@ from .deliveries import (
     webhook_deliver,
     webhook_deliveries_due,
     webhook_delivery_resend,
+    webhook_resends_due,
     webhook_signature,
     webhook_target,
 )
@@ -114,6 +115,7 @@ __all__ = [
     "webhook_endpoint_create",
     "webhook_endpoint_delete",
     "webhook_endpoint_update",
+    "webhook_resends_due",
     "webhook_signature",
     "webhook_target",
 ]

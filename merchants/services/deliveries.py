@@ -50,7 +50,7 @@ LEASE = timedelta(seconds=DELIVERY_TIMEOUT * 3)  # a claimed attempt's hold agai
 # the event's time; each failed one is followed by its back-off, and an attempt may hold its lease before that: the
 # last of the MAX_ATTEMPTS attempts is due at most RETRY_SPAN (27 h 40 min) after the event. A day's grace on top
 # covers attempts that ran late (a worker backlog, a broker or database outage). A pending delivery whose event is
-# older than that — a resend of an old one — is sent by its task, not by the retry job.
+# older than that — an operator's resend of an old one — is read by its own query (webhook_resends_due).
 RETRY_SPAN = sum(RETRY_DELAYS, timedelta()) + MAX_ATTEMPTS * LEASE
 DUE_GRACE = timedelta(days=1)
 DUE_WINDOW = RETRY_SPAN + DUE_GRACE
@@ -214,12 +214,27 @@ def webhook_deliveries_due(*, limit: int = 500, per_merchant: int | None = None)
     return [(pk, event_created_at) for pk, event_created_at, turn in turns.filter(turn__lte=per_merchant)[:limit]]
 
 
+def webhook_resends_due(*, limit: int = 100) -> list[tuple[int, datetime]]:
+    """Due resends of old events' deliveries, as (id, event's time), oldest first: pending deliveries whose event is
+    older than DUE_WINDOW, so the due queue does not read them — an operator's resend whose task the broker could not
+    take, or one that failed and waits for its next attempt.
+
+    The one read of deliveries that names no month, on purpose: a resend may be of any month. It reads each month's
+    (status, next_attempt_at) index, where an old month holds no pending row but these resends, so each month costs
+    one short index probe."""
+    now = timezone.now()
+    resends = WebhookDelivery.objects.filter(
+        status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now, event_created_at__lt=now - DUE_WINDOW
+    ).order_by("next_attempt_at", "pk")
+    return list(resends.values_list("pk", "event_created_at")[:limit])
+
+
 @transaction.atomic
 def webhook_delivery_resend(*, delivery: WebhookDelivery, actor: Any = None) -> WebhookDelivery:
     """Queues a delivery again (after a give-up, or to send a succeeded one once more), in its event's month.
 
-    Its task sends it; if the broker cannot take the task, the retry job sends it only while its event is within the
-    due queue's window (DUE_WINDOW): an older one is resent again once the broker is back."""
+    Its task sends it; if the broker cannot take the task, the retry job does: from the due queue while its event is
+    within DUE_WINDOW, from the resends' (webhook_resends_due) after."""
     this = WebhookDelivery.objects.filter(pk=delivery.pk, event_created_at=delivery.event_created_at)
     now = timezone.now()
     this.update(status=WebhookDelivery.Status.PENDING, next_attempt_at=now)
@@ -231,11 +246,8 @@ def webhook_delivery_resend(*, delivery: WebhookDelivery, actor: Any = None) -> 
     )
     from ..tasks import webhook_deliver
 
-    recent = delivery.event_created_at >= now - DUE_WINDOW
     enqueue_on_commit(
-        webhook_deliver,
-        (delivery.pk, delivery.event_created_at.isoformat()),
-        otherwise="webhooks_retry sends it" if recent else "resend it once the broker is back",
+        webhook_deliver, (delivery.pk, delivery.event_created_at.isoformat()), otherwise="webhooks_retry sends it"
     )
     delivery.status, delivery.next_attempt_at = WebhookDelivery.Status.PENDING, now
     return delivery

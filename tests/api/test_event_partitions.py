@@ -237,6 +237,44 @@ def test_sending_one_delivery_reads_and_writes_its_month_only() -> None:
         _only(_plan(statement), {"merchants_webhookdelivery_p204106"}, months)
 
 
+def test_the_retry_job_sends_an_old_events_resend_until_it_succeeds() -> None:
+    from merchants.tasks import webhooks_retry
+
+    _months((2041, 1), (2041, 3))
+    endpoint = _endpoint()
+    (old,) = _emit_at(_at(2041, 1), endpoint)
+    (recent,) = _emit_at(_at(2041, 3, 14), endpoint)
+    WebhookDelivery.objects.update(status="failed", next_attempt_at=None, attempts=3)  # both gave up
+    delivery = WebhookDelivery.objects.get(event=old)
+    now = _at(2041, 3, 15)
+    # The operator resends January's delivery; its task never runs (the test's transaction never commits: as when
+    # the broker refused it), so the retry job must send it, though the due queue does not read January.
+    with mock.patch("django.utils.timezone.now", return_value=now):
+        services.webhook_delivery_resend(delivery=delivery)
+        assert services.webhook_deliveries_due() == []
+        assert services.webhook_resends_due() == [(delivery.pk, old.created_at)]
+    target = delivery_services.WebhookTarget(
+        url="https://192.0.2.1/", address="192.0.2.1", host_header="x", tls_hostname=None
+    )
+    down, up = delivery_services.BlockedHost("down"), mock.Mock(status_code=204)
+    with (
+        mock.patch.object(delivery_services, "webhook_target", return_value=target),
+        mock.patch.object(delivery_services, "_webhook_post", side_effect=[down, up]) as post,
+    ):
+        with mock.patch("django.utils.timezone.now", return_value=now + dt.timedelta(minutes=1)):
+            assert webhooks_retry() == 1  # sent, and failed: it waits for its next attempt
+        delivery.refresh_from_db()
+        assert (delivery.status, delivery.attempts) == ("pending", 4)
+        with mock.patch("django.utils.timezone.now", return_value=delivery.next_attempt_at - dt.timedelta(seconds=1)):
+            assert webhooks_retry() == 0  # its back-off has not elapsed
+        with mock.patch("django.utils.timezone.now", return_value=delivery.next_attempt_at):
+            assert webhooks_retry() == 1
+    assert post.call_count == 2
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.response_code) == ("succeeded", 5, 204)
+    assert WebhookDelivery.objects.get(event=recent).status == "failed"  # the other one was not touched
+
+
 def test_the_events_list_with_a_window_reads_its_months_and_without_one_every_month() -> None:
     from core.api.pagination import created_range
     from merchants.selectors import event_list
