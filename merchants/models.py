@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from core.crypto import decrypt, encrypt
@@ -204,7 +205,8 @@ class Event(models.Model):
 
     The table is partitioned by month on `created_at` (docs/scaling.md, "Partitioning by month"): in the database the
     primary key is `(id, created_at)` and `public_id` is unique with the time, `(public_id, created_at)`; ids come
-    from one sequence and public ids carry 24 random characters, so each is still unique on its own."""
+    from one sequence and public ids carry 128 random bits, so each is still unique on its own. A public id is timed
+    (core.ids): it starts with `created_at` to the millisecond, so a lookup by it reads one month."""
 
     public_id = models.CharField(_("id"), max_length=40, unique=True, editable=False)
     merchant = models.ForeignKey(  # led by (merchant, livemode, -id): no index of its own
@@ -219,7 +221,8 @@ class Event(models.Model):
     # The id of the object in the payload (pay_…, re_…): which events an object has had is one index lookup.
     object_id = models.CharField(_("object"), max_length=64, blank=True, default="", editable=False)
     livemode = models.BooleanField(_("live mode"), default=True, help_text=LIVEMODE_HELP)
-    created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
+    # Set by the outbox with the public id's time (events_emit), so not auto_now_add, which would set it again.
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False, db_index=True)
 
     class Meta:
         verbose_name = _("event")

@@ -56,7 +56,7 @@ def events_emit(*, merchant: Merchant, events: list[tuple[str, dict[str, Any]]],
     now = timezone.now()
     rows = [
         Event(
-            public_id=new_public_id("evt"),
+            public_id=new_public_id("evt", at=now),
             merchant=merchant,
             type=type,
             payload=payload,

@@ -17,6 +17,8 @@ from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from core.calendar import SHANGHAI
+from core.errors import NotFound
+from core.ids import new_public_id, public_id_time
 from core.partitions import PARTITIONED, partitions, partitions_create, partitions_maintain
 from merchants import services
 from merchants.models import Event, WebhookDelivery, WebhookEndpoint
@@ -273,6 +275,32 @@ def test_the_retry_job_sends_an_old_events_resend_until_it_succeeds() -> None:
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts, delivery.response_code) == ("succeeded", 5, 204)
     assert WebhookDelivery.objects.get(event=recent).status == "failed"  # the other one was not touched
+
+
+def test_an_event_by_its_timed_id_reads_its_month_only() -> None:
+    from merchants.selectors import event_get
+
+    months = ["204108", "204109", "204110"]
+    _months((2041, 8), (2041, 9), (2041, 10))
+    endpoint = _endpoint()
+    for month in (8, 10):
+        _emit_at(_at(2041, month), endpoint)
+    (event,) = _emit_at(_at(2041, 9), endpoint)
+    assert public_id_time(event.public_id, "evt") == event.created_at
+    with CaptureQueriesContext(connection) as captured:
+        assert event_get(merchant=endpoint.merchant, livemode=True, event_id=event.public_id) == event
+    (query,) = _read(captured, "SELECT", "merchants_event")
+    _only(_plan(query), {"merchants_event_p204109"}, months)
+    # A forged time finds nothing; an id made before ids carried the time is still found, reading every month.
+    forged = new_public_id("evt", at=_at(2041, 10))[:14] + event.public_id[14:]
+    with pytest.raises(NotFound):
+        event_get(merchant=endpoint.merchant, livemode=True, event_id=forged)
+    Event.objects.filter(pk=event.pk).update(public_id="evt_" + "r" * 24)
+    with CaptureQueriesContext(connection) as captured:
+        assert event_get(merchant=endpoint.merchant, livemode=True, event_id="evt_" + "r" * 24) == event
+    (query,) = _read(captured, "SELECT", "merchants_event")
+    assert "merchants_event_p204108" in _plan(query)
+    assert "merchants_event_p204110" in _plan(query)
 
 
 def test_the_events_list_with_a_window_reads_its_months_and_without_one_every_month() -> None:
