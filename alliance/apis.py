@@ -6,12 +6,14 @@ at least `min_cohort` cardholders who consent to personalised offers. See docs/s
 
 from __future__ import annotations
 
+from django.utils.decorators import method_decorator
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api.fields import StrictSerializer
+from core.replicas import replica_view
 from merchants.api_base import LIVEMODE_HELP, MerchantAPIView
 
 from . import selectors
@@ -55,6 +57,7 @@ class SegmentStatsOut(serializers.Serializer):
     data = SegmentCohortOut(many=True)  # type: ignore[assignment]
 
 
+@method_decorator(replica_view, name="get")
 class SegmentStatsApi(MerchantAPIView):
     @extend_schema(
         operation_id="segments_stats",

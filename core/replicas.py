@@ -7,7 +7,10 @@ other read, and every write, goes to the primary. Reads still go to the primary:
 - for a request that follows one of its user's own writes within `REPLICA_PIN_SECONDS`: after any POST, PUT, PATCH
   or DELETE (whatever its answer: a refused form may have written an audit row), `ReplicaPinMiddleware` sets a short
   cookie, and a request carrying it reads the primary, so that a
-  page after a change shows the change even while the replica lags behind;
+  page after a change shows the change even while the replica lags behind. An API client keeps no cookie: a request
+  authenticated by a credential that names a pin (`replica_pin`, a merchant's API key names its merchant) pins that
+  name in the cache instead, and every request with a credential of that name reads the primary for as long; while
+  Redis fails (the cache is then this process's own) such requests always read the primary;
 - for any request that is not GET or HEAD.
 
 A wrapped view's reads include the template it renders and the body it streams: both happen inside the replica's
@@ -23,13 +26,17 @@ from functools import wraps
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.template.response import SimpleTemplateResponse
 
+from .cache import shared_cache_down
+
 REPLICA = "replica"
 PIN_COOKIE = "mengka_primary"
+PIN_CACHE_KEY = "replica-pin:{}"
 SAFE_METHODS = ("GET", "HEAD")
 
 _replica_reads: ContextVar[bool] = ContextVar("replica_reads", default=False)
@@ -68,8 +75,20 @@ class ReplicaRouter:
         return db == DEFAULT_DB_ALIAS
 
 
+def _pin_name(request: HttpRequest) -> str | None:
+    """The pin the request's credential names (DRF sets `auth` on the request it wraps), if any."""
+    name = getattr(getattr(request, "auth", None), "replica_pin", None)
+    return name if isinstance(name, str) else None
+
+
 def pinned_to_primary(request: HttpRequest) -> bool:
-    return request.method not in SAFE_METHODS or PIN_COOKIE in request.COOKIES
+    if request.method not in SAFE_METHODS or PIN_COOKIE in request.COOKIES:
+        return True
+    name = _pin_name(request)
+    if name is None:
+        return False
+    # While Redis fails, a pin another process wrote cannot be seen here: read the primary.
+    return shared_cache_down() or cache.get(PIN_CACHE_KEY.format(name)) is not None
 
 
 def _streamed_in_replica(content: Iterator[bytes]) -> Iterator[bytes]:
@@ -98,7 +117,8 @@ def replica_view(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpRes
 
 
 class ReplicaPinMiddleware:
-    """After a user's write, their requests read the primary for `REPLICA_PIN_SECONDS`."""
+    """After a user's write, their requests read the primary for `REPLICA_PIN_SECONDS`: a cookie for a browser, and
+    the credential's pin in the shared cache for an API client."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -114,4 +134,7 @@ class ReplicaPinMiddleware:
                 samesite="Lax",
                 secure=request.is_secure(),
             )
+            name = _pin_name(request)
+            if name is not None:
+                cache.set(PIN_CACHE_KEY.format(name), 1, timeout=settings.REPLICA_PIN_SECONDS)
         return response

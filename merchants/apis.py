@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.validators import URLValidator
+from django.utils.decorators import method_decorator
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -12,6 +13,7 @@ from rest_framework.response import Response
 
 from core.api.fields import StrictBooleanField, StrictCharField, StrictSerializer, unix
 from core.api.pagination import CreatedListQuery, ListQuery, created_range, list_response_serializer, page
+from core.replicas import replica_view
 from core.text import id_or_none
 
 from . import selectors, services
@@ -251,6 +253,7 @@ def event_out(event: Event) -> dict[str, Any]:
     return services.event_body(event)
 
 
+@method_decorator(replica_view, name="get")
 class EventListApi(MerchantAPIView):
     @extend_schema(operation_id="events_list", parameters=[EventListQuery], responses={200: EventList}, tags=["events"])
     def get(self, request: Request) -> Response:

@@ -114,6 +114,12 @@ class ApiKey(models.Model):
     def livemode(self) -> bool:
         return self.mode == Mode.LIVE
 
+    @property
+    def replica_pin(self) -> str:
+        """After a write through any of the merchant's keys, reads through all of them go to the primary for a while
+        (core.replicas): a merchant may write with one key and list with another."""
+        return f"merchant:{self.merchant_id}"
+
 
 class KeyDelivery(models.Model):
     """A one-time link that delivers a new API key to the merchant's contact, never to an operator. The link's token

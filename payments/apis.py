@@ -231,6 +231,7 @@ class PaymentListQuery(CreatedListQuery):
     status = serializers.ChoiceField(choices=PaymentIntent.Status.values, required=False)
 
 
+@method_decorator(replica_view, name="get")
 class PaymentListCreateApi(MerchantAPIView):
     @extend_schema(
         operation_id="payments_list", parameters=[PaymentListQuery], responses={200: PaymentList}, tags=["payments"]
@@ -472,6 +473,7 @@ class RefundListQuery(CreatedListQuery):
     payment = serializers.CharField(max_length=40, required=False)
 
 
+@method_decorator(replica_view, name="get")
 class RefundListCreateApi(MerchantAPIView):
     @extend_schema(
         operation_id="refunds_list", parameters=[RefundListQuery], responses={200: RefundList}, tags=["refunds"]
@@ -726,6 +728,7 @@ class SummaryOut(serializers.Serializer):
     by_day = DayOut(many=True)
 
 
+@method_decorator(replica_view, name="get")
 class ReportSummaryApi(MerchantAPIView):
     @extend_schema(
         operation_id="reports_summary", parameters=[SummaryQuery], responses={200: SummaryOut}, tags=["reports"]
@@ -795,6 +798,7 @@ class PromotionStatsOut(serializers.Serializer):
     lift = PromotionLiftOut()
 
 
+@method_decorator(replica_view, name="get")
 class PromotionStatsApi(MerchantAPIView):
     @extend_schema(
         operation_id="promotions_stats",
@@ -1063,6 +1067,7 @@ class DisputeEvidenceIn(StrictSerializer):
     )
 
 
+@method_decorator(replica_view, name="get")
 class DisputeListApi(MerchantAPIView):
     @extend_schema(
         operation_id="disputes_list", parameters=[DisputeListQuery], responses={200: DisputeList}, tags=["disputes"]

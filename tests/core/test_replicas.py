@@ -139,3 +139,63 @@ def test_a_merchants_settlements_read_the_replica_after_the_key_is_checked_on_th
         primary_sql = [query["sql"] for query in on_primary.captured_queries]
         assert any(ApiKey._meta.db_table in sql for sql in primary_sql), url  # the key: the primary's word
         assert not any("payments_settlement" in sql for sql in primary_sql), url
+
+
+@needs_replica
+@pytest.mark.django_db(transaction=True, databases=[DEFAULT_DB_ALIAS, REPLICA])
+def test_a_merchants_lists_read_the_replica_until_its_own_write_pins_its_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import uuid
+
+    from django.core.cache import cache
+
+    from merchants.services import api_key_create
+    from tests.factories import MerchantFactory
+
+    merchant, other = MerchantFactory(), MerchantFactory()
+
+    def client(of: Any) -> Client:
+        return Client(HTTP_AUTHORIZATION=f"Bearer {api_key_create(merchant=of, mode='live').raw_key}")
+
+    writer, reader, stranger = client(merchant), client(merchant), client(other)  # reader: the merchant's other key
+    lists = {
+        "/api/v1/payments": "payments_paymentintent",
+        "/api/v1/refunds": "payments_refund",
+        "/api/v1/events": "merchants_event",
+        "/api/v1/disputes": "payments_dispute",
+        "/api/v1/reports/summary": "payments_paymentintent",
+        "/api/v1/segments/stats": "alliance_segmentrule",
+    }
+
+    def reads(who: Client, alias: str) -> dict[str, bool]:
+        """For each list: whether it read its table on `alias` (and got a 200)."""
+        found = {}
+        for url, table in lists.items():
+            sql, (response, _body) = _queries(alias, who, url)
+            assert response.status_code == 200, (url, response.content)
+            found[url] = any(table in statement for statement in sql)
+        return found
+
+    everywhere, nowhere = dict.fromkeys(lists, True), dict.fromkeys(lists, False)
+    assert reads(reader, REPLICA) == everywhere
+    assert reads(reader, DEFAULT_DB_ALIAS) == nowhere  # the key was checked there, the lists were not read there
+
+    created = writer.post(
+        "/api/v1/webhook-endpoints",
+        json.dumps({"url": "https://shop.example.com/hooks"}),
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4()),
+    )
+    assert created.status_code == 201, created.content
+    pin = replicas.PIN_CACHE_KEY.format(f"merchant:{merchant.pk}")
+    assert cache.get(pin) is not None
+    # Every key of the writing merchant now reads the primary; another merchant still reads the replica.
+    assert reads(reader, REPLICA) == nowhere
+    assert reads(reader, DEFAULT_DB_ALIAS) == everywhere
+    assert reads(stranger, REPLICA) == everywhere
+
+    cache.delete(pin)  # the pin has expired
+    assert reads(reader, REPLICA) == everywhere
+    # While Redis fails a pin written by another process cannot be seen: every key reads the primary.
+    monkeypatch.setattr(replicas, "shared_cache_down", lambda: True)
+    assert reads(stranger, REPLICA) == nowhere
