@@ -36,6 +36,12 @@ def _fetch(statement: str, params: Any = ()) -> list[tuple[Any, ...]]:
         return list(cursor.fetchall()) if cursor.description else []
 
 
+# Where the tests' deliveries go: a documentation address, its POST mocked.
+TARGET = delivery_services.WebhookTarget(
+    url="https://192.0.2.1/", address="192.0.2.1", host_header="x", tls_hostname=None
+)
+
+
 def _at(year: int, month: int, day: int = 15, hour: int = 12) -> dt.datetime:
     return dt.datetime(year, month, day, hour, tzinfo=SHANGHAI)
 
@@ -183,11 +189,8 @@ def test_the_window_is_the_longest_retry_span_and_a_day() -> None:
     (event,) = _emit_at(start, endpoint)
     delivery = WebhookDelivery.objects.get(event=event)
     now = start
-    target = delivery_services.WebhookTarget(
-        url="https://192.0.2.1/", address="192.0.2.1", host_header="x", tls_hostname=None
-    )
     with (
-        mock.patch.object(delivery_services, "webhook_target", return_value=target),
+        mock.patch.object(delivery_services, "webhook_target", return_value=TARGET),
         mock.patch.object(delivery_services, "_webhook_post", side_effect=delivery_services.BlockedHost("down")),
     ):
         for _ in range(delivery_services.MAX_ATTEMPTS):
@@ -208,12 +211,9 @@ def test_sending_one_delivery_reads_and_writes_its_month_only() -> None:
         _emit_at(_at(2041, month), endpoint)
     (event,) = _emit_at(_at(2041, 6), endpoint)
     delivery = WebhookDelivery.objects.get(event=event)
-    target = delivery_services.WebhookTarget(
-        url="https://192.0.2.1/", address="192.0.2.1", host_header="x", tls_hostname=None
-    )
     response = mock.Mock(status_code=204)
     with (
-        mock.patch.object(delivery_services, "webhook_target", return_value=target),
+        mock.patch.object(delivery_services, "webhook_target", return_value=TARGET),
         mock.patch.object(delivery_services, "_webhook_post", return_value=response),
         mock.patch("django.utils.timezone.now", return_value=_at(2041, 6, 15, hour=13)),
         CaptureQueriesContext(connection) as captured,
@@ -255,12 +255,9 @@ def test_the_retry_job_sends_an_old_events_resend_until_it_succeeds() -> None:
         services.webhook_delivery_resend(delivery=delivery)
         assert services.webhook_deliveries_due() == []
         assert services.webhook_resends_due() == [(delivery.pk, old.created_at)]
-    target = delivery_services.WebhookTarget(
-        url="https://192.0.2.1/", address="192.0.2.1", host_header="x", tls_hostname=None
-    )
     down, up = delivery_services.BlockedHost("down"), mock.Mock(status_code=204)
     with (
-        mock.patch.object(delivery_services, "webhook_target", return_value=target),
+        mock.patch.object(delivery_services, "webhook_target", return_value=TARGET),
         mock.patch.object(delivery_services, "_webhook_post", side_effect=[down, up]) as post,
     ):
         with mock.patch("django.utils.timezone.now", return_value=now + dt.timedelta(minutes=1)):
