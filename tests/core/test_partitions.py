@@ -72,6 +72,7 @@ def test_the_migration_made_a_partitioned_table_with_months_ahead_and_a_default(
     assert PARTITIONED == {
         "rewards_entry": "created_at",
         "payments_paymentattempt": "intent_created_at",
+        "payments_refund": "intent_created_at",
         "merchants_webhookdelivery": "event_created_at",
         "merchants_event": "created_at",
     }
