@@ -550,7 +550,7 @@ class Refund(models.Model):
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     completed_at = models.DateTimeField(_("completed"), null=True, blank=True)
     # The payment's created_at, always (see above): the month the refund's partition is cut on.
-    intent_created_at = models.DateTimeField(_("payment created"), editable=False)
+    intent_created_at = models.DateTimeField(_("intent created"), editable=False)
 
     objects = RefundManager()
 
@@ -807,7 +807,7 @@ class FeeSplit(models.Model):
         verbose_name=_("refund"),
     )  # fmt: skip
     # The payment's created_at, always: it names the refund's month (the refund is of this payment).
-    payment_created_at = models.DateTimeField(_("payment created"), editable=False)
+    payment_created_at = models.DateTimeField(_("intent created"), editable=False)
     schedule = models.ForeignKey(FeeSchedule, on_delete=models.PROTECT, related_name="+", verbose_name=_("schedule"))
     event = models.CharField(_("event"), max_length=16, choices=Event.choices)
     party = models.CharField(_("party"), max_length=16, choices=FeeParty.choices)
@@ -1278,7 +1278,7 @@ class SettlementLine(models.Model):
     )  # fmt: skip
     # The payment's created_at when the line has a payment (a refund's line names the refund's payment): it names the
     # refund's month.
-    payment_created_at = models.DateTimeField(_("payment created"), null=True, blank=True, editable=False)
+    payment_created_at = models.DateTimeField(_("intent created"), null=True, blank=True, editable=False)
     dispute = models.ForeignKey(
         "Dispute", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False,
         verbose_name=_("dispute"),
@@ -1527,7 +1527,7 @@ class ReconciliationException(models.Model):
     )  # fmt: skip
     # The payment's created_at when the exception names a payment (one naming a refund names its payment too): it
     # names the refund's month.
-    payment_created_at = models.DateTimeField(_("payment created"), null=True, blank=True, editable=False)
+    payment_created_at = models.DateTimeField(_("intent created"), null=True, blank=True, editable=False)
     payout = models.ForeignKey(
         Payout, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False,
         verbose_name=_("payout"),

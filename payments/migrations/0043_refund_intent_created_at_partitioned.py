@@ -243,24 +243,24 @@ class Migration(migrations.Migration):
                 migrations.AddField(
                     model_name="refund",
                     name="intent_created_at",
-                    field=models.DateTimeField(default=None, editable=False, verbose_name="payment created"),
+                    field=models.DateTimeField(default=None, editable=False, verbose_name="intent created"),
                     preserve_default=False,
                 ),
                 migrations.AddField(
                     model_name="feesplit",
                     name="payment_created_at",
-                    field=models.DateTimeField(default=None, editable=False, verbose_name="payment created"),
+                    field=models.DateTimeField(default=None, editable=False, verbose_name="intent created"),
                     preserve_default=False,
                 ),
                 migrations.AddField(
                     model_name="settlementline",
                     name="payment_created_at",
-                    field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name="payment created"),
+                    field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name="intent created"),
                 ),
                 migrations.AddField(
                     model_name="reconciliationexception",
                     name="payment_created_at",
-                    field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name="payment created"),
+                    field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name="intent created"),
                 ),
                 migrations.AlterField(
                     model_name="feesplit", name="refund", field=_refund_field(related_name="fee_splits")
