@@ -202,6 +202,8 @@ def test_without_an_archive_setting_the_job_never_detaches(settings) -> None:
         "rewards_entry_p203602",
         "payments_paymentattempt_p203601",
         "payments_paymentattempt_p203602",
+        "payments_refund_p203601",
+        "payments_refund_p203602",
         "merchants_webhookdelivery_p203601",
         "merchants_webhookdelivery_p203602",
         "merchants_event_p203601",
