@@ -85,14 +85,16 @@ def main() -> None:
 
 def spread_over_month() -> None:
     """The settlement benchmark puts its payments on one day; a month's run wants them over the month's days."""
-    from django.db import connection
+    from django.db import connection, transaction
 
     from payments.models import FeeSplit, PaymentIntent, Refund
 
     payment, refund, fee = (model._meta.db_table for model in (PaymentIntent, Refund, FeeSplit))
     first = dt.date.fromisoformat(MONTH + "-01")
     days = (dt.date.fromisoformat(DAY) - first).days + 1
-    with connection.cursor() as cursor:
+    # One transaction: a refund and its fee splits move to their payment's new time together, and the fee splits'
+    # key to the refund, (refund_id, payment_created_at), is checked at the commit.
+    with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             f"""UPDATE {payment} SET business_date = business_date - (id %% %(days)s)::int,
                        captured_at = captured_at - (id %% %(days)s) * interval '1 day',
@@ -101,13 +103,14 @@ def spread_over_month() -> None:
             {"days": days},
         )
         cursor.execute(
-            f"""UPDATE {refund} r SET business_date = p.business_date,
+            f"""UPDATE {refund} r SET business_date = p.business_date, intent_created_at = p.created_at,
                        created_at = p.captured_at + interval '1 hour', completed_at = p.captured_at + interval '1 hour'
                 FROM {payment} p WHERE p.id = r.intent_id"""
         )
         cursor.execute(
-            f"""UPDATE {fee} f SET created_at = p.captured_at FROM {payment} p
-                WHERE p.id = f.payment_id AND f.event = 'capture'"""
+            f"""UPDATE {fee} f SET created_at = CASE WHEN f.event = 'capture' THEN p.captured_at ELSE f.created_at END,
+                       payment_created_at = p.created_at
+                FROM {payment} p WHERE p.id = f.payment_id"""
         )
 
 

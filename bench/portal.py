@@ -153,6 +153,7 @@ def seed(others: int) -> dict[str, Any]:
             {
                 "public_id": "'re_portal' || p.id",
                 "intent_id": "p.id",
+                "intent_created_at": "p.created_at",
                 "merchant_id": "p.merchant_id",
                 "amount": "300",
                 "status": "'succeeded'",

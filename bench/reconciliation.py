@@ -182,6 +182,7 @@ def seed(payments: int, refunds: int) -> Any:
         {
             "public_id": "'re_rbench' || lpad(p.id::text, 12, '0')",
             "intent_id": "p.id",
+            "intent_created_at": "p.created_at",
             "merchant_id": "p.merchant_id",
             "amount": "50",
             "status": "'succeeded'",

@@ -302,8 +302,10 @@ def seed(payments: int, merchants: int) -> dict[str, str]:
             # The fee's split: 60 / 25 / 10 / 5 of it, the alliance taking what the floors leave.
             cursor.execute(
                 f"""
-                INSERT INTO {t["fee"]} (payment_id, refund_id, schedule_id, event, party, bank_id, amount, created_at)
-                SELECT p.id, NULL, %(schedule)s, 'capture', part.party, part.bank_id, part.amount, p.captured_at
+                INSERT INTO {t["fee"]} (payment_id, payment_created_at, refund_id, schedule_id, event, party, bank_id,
+                                        amount, created_at)
+                SELECT p.id, p.created_at, NULL, %(schedule)s, 'capture', part.party, part.bank_id, part.amount,
+                       p.captured_at
                 FROM {t["payment"]} p
                 CROSS JOIN LATERAL (VALUES
                   ('issuer', p.issuer_id, p.fee * 60 / 100),
@@ -357,6 +359,7 @@ def seed(payments: int, merchants: int) -> dict[str, str]:
             {
                 "public_id": "'re_bench' || lpad(p.id::text, 16, '0')",
                 "intent_id": "p.id",
+                "intent_created_at": "p.created_at",
                 "merchant_id": "p.merchant_id",
                 "amount": "p.amount_captured / 2",
                 "status": "'succeeded'",
@@ -382,8 +385,9 @@ def seed(payments: int, merchants: int) -> dict[str, str]:
         )
         cursor.execute(
             f"""
-            INSERT INTO {t["fee"]} (payment_id, refund_id, schedule_id, event, party, bank_id, amount, created_at)
-            SELECT f.payment_id, r.id, f.schedule_id, 'refund', f.party, f.bank_id,
+            INSERT INTO {t["fee"]} (payment_id, payment_created_at, refund_id, schedule_id, event, party, bank_id,
+                                    amount, created_at)
+            SELECT f.payment_id, f.payment_created_at, r.id, f.schedule_id, 'refund', f.party, f.bank_id,
                    -(f.amount * r.amount / p.amount_captured), r.completed_at
             FROM {t["refund"]} r
             JOIN {t["payment"]} p ON p.id = r.intent_id

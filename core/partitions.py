@@ -26,9 +26,12 @@ logger = logging.getLogger(__name__)
 
 # table -> the timestamptz column its months are cut on. Keep in step with mengka_partition_column (a migration).
 # Webhook deliveries come before their events: a month of events can be detached only once no delivery refers to it.
+# Refunds are referred to by tables that are not partitioned (fee splits, settlement lines, reconciliation
+# exceptions), whose rows keep a month of refunds from being detached (docs/scaling.md).
 PARTITIONED: dict[str, str] = {
     "rewards_entry": "created_at",
     "payments_paymentattempt": "intent_created_at",
+    "payments_refund": "intent_created_at",
     "merchants_webhookdelivery": "event_created_at",
     "merchants_event": "created_at",
 }

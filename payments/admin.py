@@ -347,9 +347,10 @@ class PaymentIntentAdmin(PaymentScopeMixin, ReadOnlyAdminMixin, ScopedAdmin):
     def get_formset_kwargs(
         self, request: HttpRequest, obj: PaymentIntent, inline: admin.options.InlineModelAdmin, prefix: str
     ) -> dict[str, Any]:
-        """The payment's attempts are read in its month's partition (docs/scaling.md, "Partitioning by month")."""
+        """The payment's attempts and refunds are read in its month's partition (docs/scaling.md, "Partitioning by
+        month")."""
         kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
-        if isinstance(inline, AttemptInline) and obj is not None and obj.pk is not None:
+        if isinstance(inline, (AttemptInline, RefundInline)) and obj is not None and obj.pk is not None:
             kwargs["queryset"] = kwargs["queryset"].filter(intent_created_at=obj.created_at)
         return kwargs
 
@@ -402,6 +403,8 @@ class RefundAdmin(PaymentScopeMixin, ReadOnlyAdminMixin, ScopedAdmin):
     money_fields = {"amount": MoneyField("intent.currency")}
     list_filter = ("intent__livemode", "status")
     search_fields = ("public_id", "intent__public_id", "reference")
+    # The month the table is partitioned on (the payment's): a month's page reads one partition.
+    date_hierarchy = "intent_created_at"
 
     @admin.display(description=_("points reversed"))
     def points_reversed_shown(self, obj: Refund) -> Any:

@@ -459,7 +459,7 @@ def payment_detail(*, cardholder: Cardholder, payment_id: str) -> PaymentDetail 
     )
     if payment is None:
         return None
-    refunds = list(Refund.objects.filter(intent=payment).order_by("created_at", "id"))
+    refunds = list(Refund.objects.of(payment).order_by("created_at", "id"))
     movements = rewards_selectors.payment_movements(
         cardholder_id=cardholder.pk,
         payment_ref=payment.public_id,

@@ -99,6 +99,7 @@ def capture_fee(intent: PaymentIntent, *, at: dt.datetime) -> tuple[int, list[Fe
     rows = [
         FeeSplit(
             payment=intent,
+            payment_created_at=intent.created_at,
             schedule=schedule,
             event=FeeSplit.Event.CAPTURE,
             party=party,
@@ -153,6 +154,7 @@ def _hand_back(
     FeeSplit.objects.bulk_create(
         FeeSplit(
             payment=intent,
+            payment_created_at=intent.created_at,
             refund=refund,
             schedule=schedule,
             event=event,

@@ -483,7 +483,35 @@ class UnmatchedCharge(models.Model):
         return self.reference
 
 
+class RefundManager(models.Manager["Refund"]):
+    """Reads that name the refunds' month (the table is partitioned on `intent_created_at`, their payment's
+    `created_at`), so PostgreSQL reads one partition."""
+
+    def of(self, intent: PaymentIntent) -> models.QuerySet[Refund]:
+        """The payment's refunds, in its month's partition."""
+        return self.filter(intent=intent, intent_created_at=intent.created_at)
+
+    def one(self, refund: Refund) -> models.QuerySet[Refund]:
+        """The refund itself (to lock or update it), in its partition."""
+        return self.filter(pk=refund.pk, intent_created_at=refund.intent_created_at)
+
+
 class Refund(models.Model):
+    """A payment given back, in part or whole.
+
+    The table is partitioned by month on `intent_created_at` (docs/scaling.md, "Partitioning by month"), which is the
+    payment's `created_at`, always: every path that opens a refund sets it, and a payment's `created_at` never
+    changes, so a payment's refunds sit in one partition. A partitioned table's unique keys must hold the partition
+    column, so the database's keys are `(id, intent_created_at)`, `(reference, intent_created_at)` and
+    `(public_id, intent_created_at)`; the model states the rules they keep. They mean the same: `reference` is
+    `<payment's public id>-r<n>`, so two refunds with one reference are of one payment, have one `intent_created_at`
+    and collide (a refund is never sent twice under one reference); a public id is 24 random characters (`core.ids`:
+    144 random bits folded onto 62 symbols, about 142 bits), so two alike are not to be expected with or without the
+    month. Ids come from the one identity sequence. Fee splits, settlement lines
+    and reconciliation exceptions refer to a refund by `(refund_id, payment_created_at)`. Read a payment's refunds
+    with `Refund.objects.of(payment)`.
+    """
+
     class Status(models.TextChoices):
         PENDING = "pending", _("pending")
         SUCCEEDED = "succeeded", _("succeeded")
@@ -521,6 +549,10 @@ class Refund(models.Model):
     business_date = models.DateField(_("business date"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     completed_at = models.DateTimeField(_("completed"), null=True, blank=True)
+    # The payment's created_at, always (see above): the month the refund's partition is cut on.
+    intent_created_at = models.DateTimeField(_("intent created"), editable=False)
+
+    objects = RefundManager()
 
     class Meta:
         verbose_name = _("refund")
@@ -768,9 +800,14 @@ class FeeSplit(models.Model):
     payment = models.ForeignKey(
         PaymentIntent, on_delete=models.PROTECT, related_name="fee_splits", verbose_name=_("payment")
     )
+    # The database's key is composite, (refund_id, payment_created_at) → the refund's (id, intent_created_at)
+    # (payments/migrations/0043): Django makes no constraint of its own.
     refund = models.ForeignKey(
-        Refund, null=True, blank=True, on_delete=models.PROTECT, related_name="fee_splits", verbose_name=_("refund")
-    )
+        Refund, null=True, blank=True, on_delete=models.PROTECT, related_name="fee_splits", db_constraint=False,
+        verbose_name=_("refund"),
+    )  # fmt: skip
+    # The payment's created_at, always: it names the refund's month (the refund is of this payment).
+    payment_created_at = models.DateTimeField(_("intent created"), editable=False)
     schedule = models.ForeignKey(FeeSchedule, on_delete=models.PROTECT, related_name="+", verbose_name=_("schedule"))
     event = models.CharField(_("event"), max_length=16, choices=Event.choices)
     party = models.CharField(_("party"), max_length=16, choices=FeeParty.choices)
@@ -1233,10 +1270,15 @@ class SettlementLine(models.Model):
         db_index=False,
         verbose_name=_("payment"),
     )
+    # The database's key is composite, (refund_id, payment_created_at) → the refund's (id, intent_created_at)
+    # (payments/migrations/0043): Django makes no constraint of its own.
     refund = models.ForeignKey(
         Refund, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False,
-        verbose_name=_("refund"),
+        db_constraint=False, verbose_name=_("refund"),
     )  # fmt: skip
+    # The payment's created_at when the line has a payment (a refund's line names the refund's payment): it names the
+    # refund's month.
+    payment_created_at = models.DateTimeField(_("intent created"), null=True, blank=True, editable=False)
     dispute = models.ForeignKey(
         "Dispute", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False,
         verbose_name=_("dispute"),
@@ -1273,6 +1315,13 @@ class SettlementLine(models.Model):
             ),
             models.UniqueConstraint(
                 fields=["source", "kind"], condition=Q(source__isnull=False), name="settlementline_source_once"
+            ),
+            # The payment's month is there exactly when the payment is, and a refund's line names its payment: the
+            # key to the refund, (refund, payment_created_at), is never left unchecked by a NULL month.
+            models.CheckConstraint(
+                condition=Q(payment__isnull=True, payment_created_at__isnull=True, refund__isnull=True)
+                | Q(payment__isnull=False, payment_created_at__isnull=False),
+                name="settlementline_payment_month",
             ),
         ]
 
@@ -1470,10 +1519,15 @@ class ReconciliationException(models.Model):
         PaymentIntent, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False,
         verbose_name=_("payment"),
     )  # fmt: skip
+    # The database's key is composite, (refund_id, payment_created_at) → the refund's (id, intent_created_at)
+    # (payments/migrations/0043): Django makes no constraint of its own.
     refund = models.ForeignKey(
         Refund, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False,
-        verbose_name=_("refund"),
+        db_constraint=False, verbose_name=_("refund"),
     )  # fmt: skip
+    # The payment's created_at when the exception names a payment (one naming a refund names its payment too): it
+    # names the refund's month.
+    payment_created_at = models.DateTimeField(_("intent created"), null=True, blank=True, editable=False)
     payout = models.ForeignKey(
         Payout, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False,
         verbose_name=_("payout"),
@@ -1511,6 +1565,14 @@ class ReconciliationException(models.Model):
         verbose_name = _("reconciliation exception")
         verbose_name_plural = _("reconciliation exceptions")
         ordering = ("-business_date", "-id")
+        # As a settlement line's: the payment's month is there exactly when the payment is (see SettlementLine).
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(payment__isnull=True, payment_created_at__isnull=True, refund__isnull=True)
+                | Q(payment__isnull=False, payment_created_at__isnull=False),
+                name="recon_exception_payment_month",
+            ),
+        ]
         indexes = [
             models.Index(fields=["channel", "business_date", "status"], name="recon_exception_day"),
             # Settlement asks, per payment and refund, whether an open exception holds it: tiny partial indexes.

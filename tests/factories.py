@@ -495,6 +495,7 @@ def _refund() -> Refund:
     payment = _payment(amount_refund_reserved=100, amount_refunded=100)
     return Refund.objects.create(
         intent=payment,
+        intent_created_at=payment.created_at,
         merchant_id=payment.merchant_id,
         amount=100,
         reference=f"{payment.public_id}-r1",
@@ -569,8 +570,9 @@ def _fee_split() -> Any:
 
     payment = _payment()
     return FeeSplit.objects.create(
-        payment=payment, schedule=_fee_schedule(), event="capture", party="issuer", bank=payment.issuer, amount=3600
-    )
+        payment=payment, payment_created_at=payment.created_at, schedule=_fee_schedule(), event="capture",
+        party="issuer", bank=payment.issuer, amount=3600,
+    )  # fmt: skip
 
 
 FACTORIES.update({"payments.feeschedule": _fee_schedule, "payments.feesplit": _fee_split})
@@ -985,6 +987,7 @@ def _line_object(merchant: Any, batch_fields: dict[str, Any], line: dict[str, An
         )
         line["refund"] = Refund.objects.create(
             intent=payment,
+            intent_created_at=payment.created_at,
             merchant_id=payment.merchant_id,
             amount=-line["amount"],
             reference=f"{payment.public_id}-r1",
@@ -1051,10 +1054,19 @@ def make_settlement(
             + values["reserve_released"] + values["carried_in"]
         )  # fmt: skip
     batch = SettlementBatch.objects.create(merchant=merchant, **values)
-    SettlementLine.objects.bulk_create(SettlementLine(batch=batch, **row) for row in rows)
+    SettlementLine.objects.bulk_create(SettlementLine(batch=batch, **_line_payment(row)) for row in rows)
     for split in splits or []:
         SplitInstruction.objects.create(batch=batch, **{"acquirer": merchant.sponsor_bank, **split})
     return batch
+
+
+def _line_payment(row: dict[str, Any]) -> dict[str, Any]:
+    """A line names its refund's payment, as settlement's lines do, and the payment's time (the key to the refund)."""
+    if row.get("refund") is not None and row.get("payment") is None:
+        row = {**row, "payment": row["refund"].intent}
+    if row.get("payment") is not None:
+        row = {**row, "payment_created_at": row["payment"].created_at}
+    return row
 
 
 def _settlement_batch() -> Any:

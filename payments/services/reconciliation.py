@@ -435,15 +435,16 @@ _EXCEPTIONS = """
 WITH upserted AS (
   INSERT INTO {exception} (
     public_id, key, channel_id, business_date, statement_id, kind, txn_kind, reference, channel_txn_id, payment_id,
-    refund_id, payout_id, currency, our_amount, channel_amount, our_status, channel_status, copies, holds_settlement,
-    status, resolution, note, write_off_amount, write_off_transaction_id, resolved_by_id,
+    payment_created_at, refund_id, payout_id, currency, our_amount, channel_amount, our_status, channel_status, copies,
+    holds_settlement, status, resolution, note, write_off_amount, write_off_transaction_id, resolved_by_id,
     resolved_at, created_at, updated_at)
   SELECT 'rex_' || translate(encode(uuid_send(gen_random_uuid())
                                     || substring(uuid_send(gen_random_uuid()) FROM 1 FOR 2), 'base64'), '+/', 'xy'),
          %(channel)s || ':' || %(day)s || ':' || r.class || ':' || r.kind || ':'
            || COALESCE(r.ref, 'txn:' || r.txn, 'at:' || r.currency || r.their_amount || '@' || r.at::text, ''),
          %(channel)s, %(day)s, %(statement)s, r.class, r.kind, COALESCE(r.ref, ''), COALESCE(r.txn, ''),
-         r.payment_id, r.refund_id, r.payout_id, r.currency, r.our_amount, r.their_amount, r.our_status,
+         r.payment_id, (SELECT p.created_at FROM {payment} p WHERE p.id = r.payment_id), r.refund_id, r.payout_id,
+         r.currency, r.our_amount, r.their_amount, r.our_status,
          r.their_status, r.copies,
          r.class = ANY(%(holding)s) AND (r.kind = 'capture' OR r.kind = 'refund')
            AND (r.payment_id IS NOT NULL OR r.refund_id IS NOT NULL),
@@ -581,20 +582,20 @@ FROM recon_dispute_result GROUP BY class, kind, currency ORDER BY class, kind, c
 _DISPUTE_EXCEPTIONS = """
 INSERT INTO {exception} (
   public_id, key, channel_id, business_date, statement_id, kind, txn_kind, reference, channel_txn_id, payment_id,
-  currency, our_amount, channel_amount, our_status, channel_status, copies, holds_settlement, status, resolution, note,
-  created_at, updated_at)
+  payment_created_at, currency, our_amount, channel_amount, our_status, channel_status, copies, holds_settlement,
+  status, resolution, note, created_at, updated_at)
 SELECT 'rex_' || translate(encode(uuid_send(gen_random_uuid())
                                   || substring(uuid_send(gen_random_uuid()) FROM 1 FOR 2), 'base64'), '+/', 'xy'),
        %(channel)s || ':' || %(day)s || ':' || r.class || ':' || r.kind || ':' || r.stage || ':'
          || COALESCE('txn:' || r.txn, r.ref, ''),
        %(channel)s, %(day)s, %(statement)s, r.class, r.kind, COALESCE(r.ref, ''), COALESCE(r.txn, ''), r.payment_id,
-       r.currency, r.our_amount, r.their_amount, r.our_status, r.their_status, r.copies, false, 'open', '', '', now(),
-       now()
+       (SELECT p.created_at FROM {payment} p WHERE p.id = r.payment_id), r.currency, r.our_amount, r.their_amount,
+       r.our_status, r.their_status, r.copies, false, 'open', '', '', now(), now()
 FROM recon_dispute_result r WHERE r.class <> 'matched'
 ON CONFLICT (key) DO UPDATE SET
   statement_id = EXCLUDED.statement_id, our_amount = EXCLUDED.our_amount, channel_amount = EXCLUDED.channel_amount,
   our_status = EXCLUDED.our_status, channel_status = EXCLUDED.channel_status, copies = EXCLUDED.copies,
-  payment_id = EXCLUDED.payment_id,
+  payment_id = EXCLUDED.payment_id, payment_created_at = EXCLUDED.payment_created_at,
   status = CASE WHEN {exception}.status = 'superseded' THEN 'open' ELSE {exception}.status END,
   resolved_at = CASE WHEN {exception}.status = 'superseded' THEN NULL ELSE {exception}.resolved_at END,
   updated_at = now()
@@ -1109,8 +1110,10 @@ def _ask(exception: ReconciliationException) -> tuple[bool, str]:
                 return inquiry.state in (RemoteState.REVERSED, RemoteState.VOIDED), str(inquiry.state)
             same = inquiry.state == RemoteState.CAPTURED and inquiry.amount_captured == (exception.our_amount or 0)
             return same, f"{inquiry.state} {inquiry.amount_captured}"
-        if exception.txn_kind == "refund" and exception.refund_id:
-            refund = Refund.objects.select_related("intent").get(pk=exception.refund_id)
+        if exception.txn_kind == "refund" and exception.refund_id and exception.payment_created_at:
+            refund = Refund.objects.select_related("intent").get(  # the refund's month is its payment's
+                pk=exception.refund_id, intent_created_at=exception.payment_created_at
+            )
             attempt = PaymentAttempt.objects.of(refund.intent).filter(status=AttemptStatus.CAPTURED).first()
             request = RefundRequest(remote, attempt.reference if attempt else "", refund.reference, refund.amount,
                                     refund.intent.currency)  # fmt: skip

@@ -57,10 +57,11 @@ def refund_create(
 
 def _refund_open(intent: PaymentIntent, amount: int, reason: str) -> Refund:
     """A new `pending` refund of `intent` (in the caller's transaction, its amount already reserved): the payment's
-    next reference, and its merchant, by which settlement finds a chunk's refunds."""
-    count = Refund.objects.filter(intent=intent).count() + 1
+    next reference, and its merchant, by which settlement finds a chunk's refunds; its month is the payment's."""
+    count = Refund.objects.of(intent).count() + 1
     return Refund.objects.create(
         intent=intent,
+        intent_created_at=intent.created_at,  # the month its partition is cut on: the payment's, always
         merchant_id=intent.merchant_id,
         amount=amount,
         reason=reason[:100],
@@ -97,7 +98,7 @@ def _refund(intent: PaymentIntent, amount: int | None, reason: str) -> Refund:
         currency=intent.currency,
     )
     refund_send(refund, attempt.channel, request)
-    refund.refresh_from_db()
+    refund.refresh_from_db(from_queryset=Refund.objects.one(refund))
     return refund
 
 
@@ -130,7 +131,7 @@ def refund_send(refund: Refund, channel: Channel, request: RefundRequest) -> Non
 
 def _finish_refund(refund: Refund, channel_reference: str) -> None:
     with transaction.atomic():
-        locked_refund = Refund.objects.select_for_update().get(pk=refund.pk)
+        locked_refund = Refund.objects.one(refund).select_for_update().get()
         if locked_refund.status == Refund.Status.SUCCEEDED:
             return
         intent = (
@@ -150,16 +151,14 @@ def _finish_refund(refund: Refund, channel_reference: str) -> None:
         locked_refund.business_date = _business_date(intent, locked_refund.completed_at)
         locked_refund.promotion_cost_returned = returned.merchant_cost
         locked_refund.cofunding_returned = returned.cofunding
-        locked_refund.save(
-            update_fields=[
-                "status",
-                "channel_reference",
-                "points_reversed",
-                "completed_at",
-                "business_date",
-                "promotion_cost_returned",
-                "cofunding_returned",
-            ]
+        Refund.objects.one(locked_refund).update(
+            status=locked_refund.status,
+            channel_reference=locked_refund.channel_reference,
+            points_reversed=locked_refund.points_reversed,
+            completed_at=locked_refund.completed_at,
+            business_date=locked_refund.business_date,
+            promotion_cost_returned=locked_refund.promotion_cost_returned,
+            cofunding_returned=locked_refund.cofunding_returned,
         )
         locked_refund.intent = intent
         events.refund_status_changed(locked_refund)
@@ -202,21 +201,23 @@ def _business_date(intent: PaymentIntent, moment: dt.datetime) -> dt.date:
 
 def _refund_unknown(refund: Refund) -> None:
     with transaction.atomic():
-        if Refund.objects.filter(pk=refund.pk, status=Refund.Status.PENDING).update(status=Refund.Status.UNKNOWN):
+        if Refund.objects.one(refund).filter(status=Refund.Status.PENDING).update(status=Refund.Status.UNKNOWN):
             refund.status = Refund.Status.UNKNOWN
             events.refund_status_changed(refund)  # refund.pending: the outcome is not known yet
 
 
 def _fail_refund(refund: Refund, code: str) -> None:
     with transaction.atomic():
-        failed = Refund.objects.filter(pk=refund.pk, status__in=[Refund.Status.PENDING, Refund.Status.UNKNOWN]).update(
-            status=Refund.Status.FAILED, failure_code=code[:64], completed_at=timezone.now()
+        failed = (
+            Refund.objects.one(refund)
+            .filter(status__in=[Refund.Status.PENDING, Refund.Status.UNKNOWN])
+            .update(status=Refund.Status.FAILED, failure_code=code[:64], completed_at=timezone.now())
         )
         if failed:
             PaymentIntent.objects.filter(pk=refund.intent_id).update(
                 amount_refund_reserved=F("amount_refund_reserved") - refund.amount
             )
-            refund.refresh_from_db()
+            refund.refresh_from_db(from_queryset=Refund.objects.one(refund))
             events.refund_status_changed(refund)
 
 
@@ -239,5 +240,5 @@ def refund_correction(intent: PaymentIntent, amount: int, *, reason: str) -> Ref
             raise Conflict("The correction would exceed what is left to refund.", code="refund_exceeds_captured")
         refund = _refund_open(intent, amount, reason)
         _finish_refund(refund, f"{CORRECTION_PREFIX}{refund.public_id}"[:64])
-    refund.refresh_from_db()
+    refund.refresh_from_db(from_queryset=Refund.objects.one(refund))
     return refund

@@ -464,9 +464,10 @@ def _held_fragments(tables: dict[str, sql.Identifier]) -> dict[str, sql.Composab
         "released_refunds": sql.SQL(released).format(
             select=sql.SQL("r.id, p.merchant_id"),
             recon=tables["recon"],
-            join=sql.SQL("JOIN {refund} r ON r.id = e.refund_id JOIN {payment} p ON p.id = r.intent_id").format(
-                refund=tables["refund"], payment=tables["payment"]
-            ),
+            join=sql.SQL(
+                "JOIN {refund} r ON r.id = e.refund_id AND r.intent_created_at = e.payment_created_at"
+                " JOIN {payment} p ON p.id = r.intent_id"
+            ).format(refund=tables["refund"], payment=tables["payment"]),
             column=sql.Identifier("refund_id"),
             alias=sql.Identifier("r"),
             condition=sql.SQL("r.status = 'succeeded'"),
@@ -537,8 +538,8 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
         run(
             """
             CREATE TEMP TABLE settle_items (
-              kind varchar(16), payment_id bigint, refund_id bigint, dispute_id bigint, merchant_id bigint,
-              currency varchar(3),
+              kind varchar(16), payment_id bigint, refund_id bigint, dispute_id bigint, payment_created_at timestamptz,
+              merchant_id bigint, currency varchar(3),
               livemode boolean, acquirer_id bigint, amount bigint, fee bigint, promotion_charge bigint,
               cofunding_credit bigint, {party_columns}
             ) ON COMMIT DROP
@@ -553,7 +554,7 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
         # What the chunk settles, each with its fee split by party (one index probe of its FeeSplit rows).
         payment_insert = """
             INSERT INTO settle_items
-            SELECT 'payment', p.id, NULL::bigint, NULL::bigint, p.merchant_id, p.currency, p.livemode,
+            SELECT 'payment', p.id, NULL::bigint, NULL::bigint, p.created_at, p.merchant_id, p.currency, p.livemode,
                    COALESCE(p.acquirer_id, m.sponsor_bank_id), p.amount_captured, p.fee,
                    COALESCE(promo.charge, 0), COALESCE(promo.credit, 0), {party_values}
             FROM {payment} p
@@ -586,8 +587,8 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
         run(
             """
             INSERT INTO settle_items
-            SELECT 'refund', r.intent_id, r.id, NULL::bigint, p.merchant_id, p.currency, p.livemode,
-                   COALESCE(p.acquirer_id, m.sponsor_bank_id), -r.amount, {party_total},
+            SELECT 'refund', r.intent_id, r.id, NULL::bigint, r.intent_created_at, p.merchant_id, p.currency,
+                   p.livemode, COALESCE(p.acquirer_id, m.sponsor_bank_id), -r.amount, {party_total},
                    -r.promotion_cost_returned, -r.cofunding_returned, {party_values}
             FROM {refund} r
             JOIN {payment} p ON p.id = r.intent_id
@@ -599,8 +600,8 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
               AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.refund_id = r.id AND l.kind = 'refund')
               AND {refund_not_held}
             UNION ALL
-            SELECT 'refund', r.intent_id, r.id, NULL::bigint, p.merchant_id, p.currency, p.livemode,
-                   COALESCE(p.acquirer_id, m.sponsor_bank_id), -r.amount, {party_total},
+            SELECT 'refund', r.intent_id, r.id, NULL::bigint, r.intent_created_at, p.merchant_id, p.currency,
+                   p.livemode, COALESCE(p.acquirer_id, m.sponsor_bank_id), -r.amount, {party_total},
                    -r.promotion_cost_returned, -r.cofunding_returned, {party_values}
             FROM {refund} r
             JOIN {payment} p ON p.id = r.intent_id
@@ -614,7 +615,7 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
         run(
             """
             INSERT INTO settle_items
-            SELECT 'dispute', d.payment_id, NULL, d.id, p.merchant_id, p.currency, p.livemode,
+            SELECT 'dispute', d.payment_id, NULL, d.id, p.created_at, p.merchant_id, p.currency, p.livemode,
                    COALESCE(p.acquirer_id, m.sponsor_bank_id), -d.amount, 0,
                    -d.promotion_cost_returned, -d.cofunding_returned, {party_values}
             FROM {dispute} d
@@ -661,18 +662,18 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
         # 3. The lines: each payment and refund; each earlier batch's reserve due; each earlier negative net.
         lines = run(
             """
-            INSERT INTO {line} (batch_id, kind, payment_id, refund_id, dispute_id, source_id, amount, fee,
-                                promotion_charge, cofunding_credit)
-            SELECT sb.id, i.kind, i.payment_id, i.refund_id, i.dispute_id, NULL, i.amount, i.fee, i.promotion_charge,
-                   i.cofunding_credit
+            INSERT INTO {line} (batch_id, kind, payment_id, refund_id, payment_created_at, dispute_id, source_id,
+                                amount, fee, promotion_charge, cofunding_credit)
+            SELECT sb.id, i.kind, i.payment_id, i.refund_id, i.payment_created_at, i.dispute_id, NULL, i.amount, i.fee,
+                   i.promotion_charge, i.cofunding_credit
             FROM settle_items i JOIN settle_batches sb USING (merchant_id, currency, livemode)
             UNION ALL
-            SELECT sb.id, 'carried', NULL, NULL, NULL, b.id, b.carried_out, 0, 0, 0
+            SELECT sb.id, 'carried', NULL, NULL, NULL, NULL, b.id, b.carried_out, 0, 0, 0
             FROM settle_batches sb JOIN {batch} b USING (merchant_id, currency, livemode)
             WHERE {earlier_due} AND b.status = 'carried' AND b.carried_out < 0
               AND NOT EXISTS (SELECT 1 FROM {line} x WHERE x.source_id = b.id AND x.kind = 'carried')
             UNION ALL
-            SELECT sb.id, 'reserve_release', NULL, NULL, NULL, b.id, b.reserve_held, 0, 0, 0
+            SELECT sb.id, 'reserve_release', NULL, NULL, NULL, NULL, b.id, b.reserve_held, 0, 0, 0
             FROM settle_batches sb JOIN {batch} b USING (merchant_id, currency, livemode)
             WHERE {earlier_due} AND b.reserve_held > 0 AND b.reserve_release_on <= %(settle_on)s
               AND NOT EXISTS (SELECT 1 FROM {line} x WHERE x.source_id = b.id AND x.kind = 'reserve_release')

@@ -61,6 +61,7 @@ def _payment(holder: Any, card: Any, merchant: Any, amount: int, day: dt.date, *
 def _refund(payment: PaymentIntent, amount: int, day: dt.date, status: str = "succeeded") -> Refund:
     return Refund.objects.create(
         intent=payment,
+        intent_created_at=payment.created_at,
         merchant_id=payment.merchant_id,
         amount=amount,
         reference=f"rf-{next(_serial)}",
@@ -130,8 +131,9 @@ def build_month() -> Month:
 
     def split(payment: PaymentIntent, amount: int, event: str = "capture", refund: Refund | None = None) -> None:
         FeeSplit.objects.create(
-            payment=payment, refund=refund, schedule=schedule, event=event, party="alliance", amount=amount
-        )
+            payment=payment, payment_created_at=payment.created_at, refund=refund, schedule=schedule, event=event,
+            party="alliance", amount=amount,
+        )  # fmt: skip
 
     split(p1, 600)
     split(p3, 1_200)
@@ -141,7 +143,10 @@ def build_month() -> Month:
     split(p6, 240)
     split(p6, -240, "reversal")
     split(p8, 528)  # HKD
-    FeeSplit.objects.create(payment=p1, schedule=schedule, event="capture", party="issuer", bank=a, amount=7_200)
+    FeeSplit.objects.create(
+        payment=p1, payment_created_at=p1.created_at, schedule=schedule, event="capture", party="issuer", bank=a,
+        amount=7_200,
+    )  # fmt: skip
 
     program_a = PointsProgramFactory(bank=a, point_value_cny=Decimal("0.005"))
     program_b = PointsProgramFactory(bank=b, point_value_cny=Decimal("0.003"))

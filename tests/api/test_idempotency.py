@@ -242,7 +242,11 @@ def test_a_refund_written_but_never_sent_is_sent_by_the_resolve_job(world: World
     intent = PaymentIntent.objects.get(public_id=paid["id"])
     PaymentIntent.objects.filter(pk=intent.pk).update(amount_refund_reserved=2000)
     stuck = Refund.objects.create(
-        intent=intent, merchant_id=intent.merchant_id, amount=2000, reference=f"{intent.public_id}-r1"
+        intent=intent,
+        intent_created_at=intent.created_at,
+        merchant_id=intent.merchant_id,
+        amount=2000,
+        reference=f"{intent.public_id}-r1",
     )  # the process died
     services.attempts_resolve(older_than=timedelta(0))
     stuck.refresh_from_db()

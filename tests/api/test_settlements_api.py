@@ -176,8 +176,10 @@ def test_lines_are_paginated_in_order_with_exact_figures(world: World, live: Api
         "promotion_charge": 500,
         "cofunding_credit": 200,
     }
+    # A refund's line names the payment it refunds, as settlement writes it.
+    assert written[2].payment_id == written[2].refund.intent_id
     assert (lines[2]["refund"], lines[2]["payment"], lines[2]["amount"], lines[2]["fee"]) == (
-        written[2].refund.public_id, None, -2_000, "-12.05",
+        written[2].refund.public_id, written[2].payment.public_id, -2_000, "-12.05",
     )  # fmt: skip
     assert [line["source"] for line in lines[3:]] == [written[3].source.public_id, written[4].source.public_id]
     assert [line["fee"] for line in lines[3:]] == ["0.00", "0.00"]

@@ -296,7 +296,11 @@ def test_changes_made_by_jobs_reach_the_merchant_once_through_the_outbox(world: 
     intent = PaymentIntent.objects.get(public_id=paid["id"])
     PaymentIntent.objects.filter(pk=intent.pk).update(amount_refund_reserved=100)
     stuck = Refund.objects.create(
-        intent=intent, merchant_id=intent.merchant_id, amount=100, reference=f"{intent.public_id}-r1"
+        intent=intent,
+        intent_created_at=intent.created_at,
+        merchant_id=intent.merchant_id,
+        amount=100,
+        reference=f"{intent.public_id}-r1",
     )  # never sent
     payment_services.attempts_resolve(older_than=dt.timedelta(0))
     payment_services.attempts_resolve(older_than=dt.timedelta(0))

@@ -72,6 +72,7 @@ def test_the_migration_made_a_partitioned_table_with_months_ahead_and_a_default(
     assert PARTITIONED == {
         "rewards_entry": "created_at",
         "payments_paymentattempt": "intent_created_at",
+        "payments_refund": "intent_created_at",
         "merchants_webhookdelivery": "event_created_at",
         "merchants_event": "created_at",
     }
@@ -201,6 +202,8 @@ def test_without_an_archive_setting_the_job_never_detaches(settings) -> None:
         "rewards_entry_p203602",
         "payments_paymentattempt_p203601",
         "payments_paymentattempt_p203602",
+        "payments_refund_p203601",
+        "payments_refund_p203602",
         "merchants_webhookdelivery_p203601",
         "merchants_webhookdelivery_p203602",
         "merchants_event_p203601",

@@ -87,6 +87,7 @@ def world() -> dict[str, Any]:
     )
     refund = Refund.objects.create(
         intent=payment,
+        intent_created_at=payment.created_at,
         merchant_id=payment.merchant_id,
         amount=800,
         reference=f"{payment.public_id}-r1",

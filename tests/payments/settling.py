@@ -92,6 +92,7 @@ def pay(
         FeeSplit.objects.bulk_create(
             FeeSplit(
                 payment=intent,
+                payment_created_at=intent.created_at,
                 schedule=schedule,
                 event=FeeSplit.Event.CAPTURE,
                 party=party,
@@ -120,6 +121,7 @@ def refund(
     intent.amount_refunded += amount
     made = Refund.objects.create(
         intent=intent,
+        intent_created_at=intent.created_at,
         merchant_id=intent.merchant_id,
         amount=amount,
         status=Refund.Status.SUCCEEDED,

@@ -261,7 +261,10 @@ def test_void_after_settlement_is_refused_refund_instead(world: dict[str, Any]) 
         merchant=world["merchant"], currency="CNY", cycle="t1", period="p", cutoff_at=timezone.now(),
         settle_on=timezone.localdate(),
     )  # fmt: skip
-    SettlementLine.objects.create(batch=batch, kind="payment", payment=intent, amount=intent.amount_captured)
+    SettlementLine.objects.create(
+        batch=batch, kind="payment", payment=intent, payment_created_at=intent.created_at,
+        amount=intent.amount_captured,
+    )  # fmt: skip
     with pytest.raises(Conflict, match="refund it instead"):
         services.payment_cancel(merchant=world["merchant"], payment_id=intent.public_id, idempotency_key=key())
     refund = services.refund_create(merchant=world["merchant"], payment_id=intent.public_id, idempotency_key=key())

@@ -67,10 +67,12 @@ def seed_holder(cards: int, payments: int) -> dict[str, Any]:
             [timezone.now(), made[-1].pk, holder.pk],
         )
     refunded = made[::REFUND_EVERY]
+    created = dict(PaymentIntent.objects.filter(pk__in=[p.pk for p in refunded]).values_list("pk", "created_at"))
     Refund.objects.bulk_create(
         [
             Refund(
                 intent=p,
+                intent_created_at=created[p.pk],
                 merchant_id=p.merchant_id,
                 amount=300,
                 status=Refund.Status.SUCCEEDED,

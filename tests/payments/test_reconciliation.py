@@ -717,7 +717,8 @@ def test_a_contradicted_payment_waits_out_of_settlement_until_resolved(world: di
     other = pay(settle_world, 20_000, day)
     exception = Exc.objects.create(
         key="test:held", channel=settle_world["channel"], business_date=day, kind="missing_at_channel",
-        txn_kind="capture", reference="r", payment=held, currency="CNY", our_amount=10_000, holds_settlement=True,
+        txn_kind="capture", reference="r", payment=held, payment_created_at=held.created_at, currency="CNY",
+        our_amount=10_000, holds_settlement=True,
     )  # fmt: skip
     services.settle("t1", day.isoformat())
     on_lines = set(SettlementLine.objects.filter(kind="payment").values_list("payment_id", flat=True))
@@ -743,7 +744,8 @@ def test_a_held_refund_waits_too(world: dict[str, Any]) -> None:
     held_refund = refund(payment, 1_000, day)
     Exc.objects.create(
         key="test:held-refund", channel=settle_world["channel"], business_date=day, kind="status_mismatch",
-        txn_kind="refund", reference="r", refund=held_refund, payment=payment, currency="CNY", holds_settlement=True,
+        txn_kind="refund", reference="r", refund=held_refund, payment=payment, payment_created_at=payment.created_at,
+        currency="CNY", holds_settlement=True,
     )  # fmt: skip
     services.settle("t1", day.isoformat())
     assert not SettlementLine.objects.filter(refund=held_refund).exists()

@@ -501,7 +501,9 @@ def test_a_payment_on_a_settlement_line_is_never_voided(live: dict[str, Any]) ->
         merchant=live["merchant"], currency="CNY", cycle="t1", period="x", cutoff_at=timezone.now(),
         settle_on=timezone.localdate(),
     )  # fmt: skip
-    Line.objects.create(batch=batch, kind="payment", payment=intent, amount=intent.amount_captured)
+    Line.objects.create(
+        batch=batch, kind="payment", payment=intent, payment_created_at=intent.created_at, amount=intent.amount_captured
+    )
     with pytest.raises(Conflict, match="refund it instead"):
         void(live, intent)
     intent.refresh_from_db()
@@ -519,7 +521,10 @@ def test_the_cancels_guard_refuses_a_payment_put_on_a_line_after_the_check(
     from payments.services import cancel
 
     def settled_meanwhile(payment_id: int) -> bool:
-        Line.objects.create(batch=batch, kind="payment", payment_id=payment_id, amount=intent.amount_captured)
+        Line.objects.create(
+            batch=batch, kind="payment", payment_id=payment_id, payment_created_at=intent.created_at,
+            amount=intent.amount_captured,
+        )  # fmt: skip
         return False
 
     monkeypatch.setattr(cancel, "on_a_line", settled_meanwhile)
