@@ -125,7 +125,7 @@ SELECT a.owner_id AS bank_id, SUM(e.amount) AS value
 FROM rewards_entry e
 JOIN rewards_account a ON a.id = e.account_id
 JOIN rewards_ledgertransaction t ON t.id = e.transaction_id AND t.created_at = e.created_at
-LEFT JOIN rewards_ledgertransaction x ON x.id = t.reverses_id
+LEFT JOIN rewards_ledgertransaction x ON x.id = t.reverses_id AND x.created_at = t.reverses_created_at
 WHERE t.created_at >= %(start)s AND t.created_at < %(end)s AND e.created_at >= %(start)s AND e.created_at < %(end)s
   AND a.owner_kind = 'bank' AND a.purpose = 'clearing' AND a.unit = 'CNY'
   AND ((t.kind = 'exchange' AND e.amount > 0)
@@ -161,7 +161,7 @@ SELECT COALESCE(SUM(e.amount), 0) AS amount
 FROM rewards_entry e
 JOIN rewards_account a ON a.id = e.account_id
 JOIN rewards_ledgertransaction t ON t.id = e.transaction_id AND t.created_at = e.created_at
-LEFT JOIN rewards_ledgertransaction x ON x.id = t.reverses_id
+LEFT JOIN rewards_ledgertransaction x ON x.id = t.reverses_id AND x.created_at = t.reverses_created_at
 WHERE t.created_at >= %(start)s AND t.created_at < %(end)s AND e.created_at >= %(start)s AND e.created_at < %(end)s
   AND a.owner_kind = 'alliance' AND a.purpose = 'fees' AND a.unit = 'CNY'
   AND (t.kind = 'exchange' OR (t.kind = 'reversal' AND x.kind = 'exchange'))

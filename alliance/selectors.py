@@ -109,7 +109,7 @@ def _lines_sql(party: str) -> str:
         JOIN {entry} e ON e.transaction_id = t.id AND e.created_at = t.created_at
         JOIN {account} a ON a.id = e.account_id
         LEFT JOIN {merchant} mer ON a.owner_kind = 'merchant' AND mer.id = a.owner_id
-        LEFT JOIN {LedgerTransaction._meta.db_table} o ON o.id = t.reverses_id
+        LEFT JOIN {LedgerTransaction._meta.db_table} o ON o.id = t.reverses_id AND o.created_at = t.reverses_created_at
         WHERE t.created_at >= %(start)s AND t.created_at < %(end)s
           AND e.created_at >= %(start)s AND e.created_at < %(end)s
           AND a.purpose IN ('clearing', 'fees') AND e.unit = %(currency)s

@@ -42,6 +42,7 @@ def main() -> None:
         Benefit,
         BenefitQuotaUse,
         Entry,
+        LedgerKey,
         LedgerTransaction,
         Lot,
         LotMovement,
@@ -150,7 +151,10 @@ def main() -> None:
     )
     lot_of = {lot.account_id: lot.pk for lot in Lot.objects.filter(account_id__in=wallet_of.values())}
     month = now.strftime("%Y-%m")
-    models = (Benefit, BenefitQuotaUse, LedgerTransaction, Account, Lot, LotMovement, Entry, Voucher, VoucherPayment)
+    models = (
+        Benefit, BenefitQuotaUse, LedgerTransaction, LedgerKey, Account, Lot, LotMovement, Entry, Voucher,
+        VoucherPayment,
+    )  # fmt: skip
     tables = {model.__name__: model._meta.db_table for model in models}
 
     def raw(index: int, go: Any) -> list[float]:
@@ -179,10 +183,15 @@ def main() -> None:
             cursor.execute(
                 f"INSERT INTO {t['LedgerTransaction']} (kind, idempotency_key, request_hash, points, reversed_points,"
                 " metadata, actor_label, seal_digest, created_at)"
-                " VALUES ('redeem', %s, '-', %s, 0, '{}', 'system', '', now()) RETURNING id",
+                " VALUES ('redeem', %s, '-', %s, 0, '{}', 'system', '', now()) RETURNING id, created_at",
                 (key, PRICE),
             )
-            (txn,) = cursor.fetchone()
+            (txn, txn_at) = cursor.fetchone()
+            cursor.execute(
+                f"INSERT INTO {t['LedgerKey']} (idempotency_key, transaction_id, transaction_created_at)"
+                " VALUES (%s, %s, %s)",
+                (key, txn, txn_at),
+            )
             cursor.execute(
                 f"UPDATE {t['Account']} SET posted = posted - %s WHERE id = %s AND posted - held >= %s"
                 " RETURNING posted",
@@ -199,8 +208,9 @@ def main() -> None:
             )
             assert cursor.rowcount == 1
             cursor.execute(
-                f"INSERT INTO {t['LotMovement']} (transaction_id, lot_id, amount) VALUES (%s, %s, %s)",
-                (txn, lot_of[wallet], -PRICE),
+                f"INSERT INTO {t['LotMovement']} (transaction_id, transaction_created_at, lot_id, amount)"
+                " VALUES (%s, %s, %s, %s)",
+                (txn, txn_at, lot_of[wallet], -PRICE),
             )
             cursor.execute(
                 f"INSERT INTO {t['Entry']} (transaction_id, account_id, unit, amount, balance_after, created_at)"
@@ -216,9 +226,9 @@ def main() -> None:
             )
             (voucher,) = cursor.fetchone()
             cursor.execute(
-                f"INSERT INTO {t['VoucherPayment']} (voucher_id, program_id, points, value_units, transaction_id)"
-                " VALUES (%s, %s, %s, %s, %s)",
-                (voucher, program.pk, PRICE, PRICE * 50, txn),
+                f"INSERT INTO {t['VoucherPayment']} (voucher_id, program_id, points, value_units, transaction_id,"
+                " transaction_created_at) VALUES (%s, %s, %s, %s, %s, %s)",
+                (voucher, program.pk, PRICE, PRICE * 50, txn, txn_at),
             )
             cursor.execute(
                 f"UPDATE {t['Benefit']} SET stock_left = stock_left - 1, redeemed_count = redeemed_count + 1,"

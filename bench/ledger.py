@@ -148,6 +148,7 @@ def main() -> None:
     from rewards.checks import ledger_verify
     from rewards.models import Account, Entry, LedgerTransaction
     from rewards.sealing import seal_pending
+    from rewards.services.posting import take_key
 
     pairs, seeded = seed_wallets()
 
@@ -165,6 +166,7 @@ def main() -> None:
     # 2. the same 8 workers by hand, in the ledger's own entry and account tables (same indexes, constraints and
     # foreign keys): one transaction of two entry inserts and one guarded balance update. Removed afterwards.
     raw_txn = LedgerTransaction.objects.create(kind="adjust", idempotency_key="bench-raw", request_hash="-")
+    take_key(raw_txn)
     raw_accounts = Account.objects.bulk_create(
         Account(owner_kind="alliance", owner_id=900_000 + i, purpose="fees", unit="RAWBENCH", posted=10_000_000)
         for i in range(HOLDERS + 3)

@@ -317,9 +317,11 @@ def grow_history(target: int, programs: list[Any], include: list[int], *, partit
                 "created_at": "h.created_at",
             },
         )
-        cursor.execute(
-            f"INSERT INTO rewards_ledgertransaction ({txn_columns}) SELECT {txn_values} FROM bench_history h"
-            " ORDER BY h.created_at, h.key",
+        cursor.execute(  # each transaction with its idempotency key's row, as every posting writes them
+            f"WITH t AS (INSERT INTO rewards_ledgertransaction ({txn_columns}) SELECT {txn_values} FROM bench_history h"
+            " ORDER BY h.created_at, h.key RETURNING id, idempotency_key, created_at)"
+            " INSERT INTO rewards_ledgerkey (idempotency_key, transaction_id, transaction_created_at)"
+            " SELECT idempotency_key, id, created_at FROM t",
             {},  # with parameters: insert_columns doubles a default's %
         )
         # The entries in the order the services write them (an earn: the bank's side, then the wallet; a spend: the
@@ -339,11 +341,12 @@ def grow_history(target: int, programs: list[Any], include: list[int], *, partit
             f"""
             INSERT INTO rewards_entry ({entry_columns})
             SELECT {entry_values} FROM (
-              SELECT t.id AS transaction_id, leg.account_id, h.unit, leg.amount, t.created_at, leg.n,
-                     a.posted + sum(leg.amount) OVER (PARTITION BY leg.account_id ORDER BY t.id, leg.n)
+              SELECT t.transaction_id, leg.account_id, h.unit, leg.amount, t.transaction_created_at AS created_at,
+                     leg.n,
+                     a.posted + sum(leg.amount) OVER (PARTITION BY leg.account_id ORDER BY t.transaction_id, leg.n)
                        AS balance_after
               FROM bench_history h
-              JOIN rewards_ledgertransaction t ON t.idempotency_key = h.key
+              JOIN rewards_ledgerkey t ON t.idempotency_key = h.key
               CROSS JOIN LATERAL (VALUES
                 (1, CASE h.kind WHEN 'earn' THEN h.bank_account ELSE h.wallet END, -h.amount),
                 (2, CASE h.kind WHEN 'earn' THEN h.wallet ELSE h.bank_account END, h.amount)
@@ -375,34 +378,36 @@ def grow_history(target: int, programs: list[Any], include: list[int], *, partit
             {
                 "account_id": "h.wallet",
                 "program_id": "h.program_id",
-                "earned_by_id": "t.id",
+                "earned_by_id": "t.transaction_id",
+                "earned_by_created_at": "t.transaction_created_at",
                 "amount": "h.amount",
                 "remaining": "0",
-                "earned_on": "(t.created_at AT TIME ZONE 'Asia/Shanghai')::date",
+                "earned_on": "(t.transaction_created_at AT TIME ZONE 'Asia/Shanghai')::date",
                 "expires_on": f"""CASE p.expiry_policy WHEN '{months_after}'
-                  THEN ((t.created_at AT TIME ZONE 'Asia/Shanghai')::date + p.expiry_period * interval '1 month')::date
-                  ELSE make_date(extract(year FROM t.created_at AT TIME ZONE 'Asia/Shanghai')::int
+                  THEN ((t.transaction_created_at AT TIME ZONE 'Asia/Shanghai')::date
+                        + p.expiry_period * interval '1 month')::date
+                  ELSE make_date(extract(year FROM t.transaction_created_at AT TIME ZONE 'Asia/Shanghai')::int
                                  + p.expiry_period, 12, 31) END""",
             },
         )
         cursor.execute(
             f"""
             INSERT INTO rewards_lot ({lot_columns}) SELECT {lot_values}
-            FROM bench_history h JOIN rewards_ledgertransaction t ON t.idempotency_key = h.key
+            FROM bench_history h JOIN rewards_ledgerkey t ON t.idempotency_key = h.key
             JOIN members_pointsprogram p ON p.id = h.program_id
-            WHERE h.kind = 'earn' ORDER BY t.id
+            WHERE h.kind = 'earn' ORDER BY t.transaction_id
             """,
             {},
         )
         cursor.execute(
             """
-            INSERT INTO rewards_lotmovement (transaction_id, lot_id, amount)
-            SELECT spend.id, lot.id, -h.amount
+            INSERT INTO rewards_lotmovement (transaction_id, transaction_created_at, lot_id, amount)
+            SELECT spend.transaction_id, spend.transaction_created_at, lot.id, -h.amount
             FROM bench_history h
-            JOIN rewards_ledgertransaction spend ON spend.idempotency_key = h.key
-            JOIN rewards_ledgertransaction earn ON earn.idempotency_key = h.earn_key
-            JOIN rewards_lot lot ON lot.earned_by_id = earn.id
-            WHERE h.kind = 'spend' ORDER BY spend.id
+            JOIN rewards_ledgerkey spend ON spend.idempotency_key = h.key
+            JOIN rewards_ledgerkey earn ON earn.idempotency_key = h.earn_key
+            JOIN rewards_lot lot ON lot.earned_by_id = earn.transaction_id
+            WHERE h.kind = 'spend' ORDER BY spend.transaction_id
             """
         )
         cursor.execute("DROP TABLE bench_history")  # now, not at the commit: inside a caller's transaction too
@@ -418,9 +423,10 @@ def add_missing_partitions(cursor: Any) -> None:
     cursor.execute("SELECT min(created_at), max(created_at) FROM bench_history")
     first, last = (moment.astimezone(SHANGHAI).date().replace(day=1) for moment in cursor.fetchone())
     months = (last.year - first.year) * 12 + last.month - first.month + 1
-    made = partitions_create("rewards_entry", first, months)
-    if made:
-        print(f"bench: {len(made)} partitions of rewards_entry made for the history's months", flush=True)
+    for table in ("rewards_ledgertransaction", "rewards_entry"):
+        made = partitions_create(table, first, months)
+        if made:
+            print(f"bench: {len(made)} partitions of {table} made for the history's months", flush=True)
 
 
 # --- 2. settlement --------------------------------------------------------------------------------------------------

@@ -135,6 +135,7 @@ def floor_worker(seeded: dict[str, Any]) -> Any:
         from merchants.models import Merchant
         from payments.models import Channel, PaymentAttempt, PaymentIntent
         from rewards.models import Account, Entry, LedgerTransaction
+        from rewards.services.posting import take_key
 
         merchant = Merchant.objects.get(pk=seeded["merchant_id"])
         channel = Channel.objects.order_by("id").first()
@@ -174,6 +175,7 @@ def floor_worker(seeded: dict[str, Any]) -> Any:
                 txn = LedgerTransaction.objects.create(
                     kind="earn", idempotency_key=f"floor-{index}-{n}", request_hash="floor", points=100
                 )
+                take_key(txn)
                 Entry.objects.bulk_create(
                     [
                         Entry(

@@ -25,16 +25,22 @@ from .errors import ValidationFailed
 logger = logging.getLogger(__name__)
 
 # table -> the timestamptz column its months are cut on. Keep in step with mengka_partition_column (a migration).
-# Webhook deliveries come before their events: a month of events can be detached only once no delivery refers to it.
-# Refunds are referred to by tables that are not partitioned (fee splits, settlement lines, reconciliation
-# exceptions), whose rows keep a month of refunds from being detached (docs/scaling.md).
+# A table that refers to another comes before it: a month can be detached only once no row refers to it (entries
+# before their transactions, webhook deliveries before their events).
 PARTITIONED: dict[str, str] = {
     "rewards_entry": "created_at",
+    "rewards_ledgertransaction": "created_at",
     "payments_paymentattempt": "intent_created_at",
     "payments_refund": "intent_created_at",
     "merchants_webhookdelivery": "event_created_at",
     "merchants_event": "created_at",
 }
+
+
+# Months the job makes but never archives: unpartitioned tables refer to them — lots, holds, the idempotency keys and
+# payments to the ledger's transactions; fee splits, settlement lines and reconciliation exceptions to refunds — and
+# PostgreSQL refuses to detach a month whose rows they refer to.
+NEVER_ARCHIVED = frozenset({"rewards_ledgertransaction", "payments_refund"})
 
 
 class PartitionError(ValidationFailed):
@@ -136,7 +142,7 @@ def partitions_maintain(
     """Creates the current month's partition and the next `ahead` months' (PARTITION_MONTHS_AHEAD) of every
     registered table, and the month of every row its DEFAULT partition holds (the rows move there); with
     `archive_after` (PARTITION_ARCHIVE_AFTER_MONTHS, None: never) detaches the months that began more than that many
-    months before the current one to archive tables."""
+    months before the current one to archive tables (not the ledger's transactions' nor refunds': `NEVER_ARCHIVED`)."""
     today = today or local_now().date()
     ahead = settings.PARTITION_MONTHS_AHEAD if ahead is None else ahead
     archive_after = settings.PARTITION_ARCHIVE_AFTER_MONTHS if archive_after is None else archive_after
@@ -149,7 +155,7 @@ def partitions_maintain(
         for month in months_in_default(table):
             created += partitions_create(table, month, 1)
         created += partitions_create(table, current, ahead + 1)
-        if archive_after is None:
+        if archive_after is None or table in NEVER_ARCHIVED:
             continue
         oldest_kept = add_months(current, -archive_after)
         for partition in partitions(table):

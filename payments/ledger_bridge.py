@@ -40,11 +40,15 @@ def reverse(*, intent: PaymentIntent, points: int, idempotency_key: str, earn_ke
     """Reverses `points` of the payment's earn; spent points become a points debt (never blocks the refund)."""
     if points <= 0:
         return
-    original = LedgerTransaction.objects.filter(idempotency_key=earn_key).only("pk").first()
+    original = LedgerTransaction.objects.keyed(earn_key)  # by its key's row, then in its month
     if original is None:
         return
     ledger.transaction_reverse(
-        transaction_id=original.pk, idempotency_key=idempotency_key, amount=points, reason=f"payment {intent.public_id}"
+        transaction_id=original.pk,
+        transaction_created_at=original.created_at,
+        idempotency_key=idempotency_key,
+        amount=points,
+        reason=f"payment {intent.public_id}",
     )
 
 
@@ -64,7 +68,7 @@ def spend_hold(*, intent: PaymentIntent, program: PointsProgram, points: int, ex
     return hold.pk
 
 
-def spend_post(*, intent: PaymentIntent) -> int | None:
+def spend_post(*, intent: PaymentIntent) -> LedgerTransaction | None:
     """Spends the held points (on capture); returns the ledger transaction."""
     if intent.points_hold_id is None:
         return None
@@ -75,10 +79,9 @@ def spend_post(*, intent: PaymentIntent) -> int | None:
     if points <= 0:
         ledger.hold_void(hold_id=intent.points_hold_id)
         return None
-    txn = ledger.hold_post(
+    return ledger.hold_post(
         hold_id=intent.points_hold_id, idempotency_key=f"payment:{intent.public_id}:points-post", amount=points
     )
-    return txn.pk
 
 
 def spend_void(*, intent: PaymentIntent) -> None:
@@ -93,6 +96,7 @@ def spend_return(*, intent: PaymentIntent, refunded_total: int, captured_total: 
         return
     ledger.transaction_reverse(
         transaction_id=intent.points_spend_id,
+        transaction_created_at=intent.points_spend_created_at,
         idempotency_key=f"payment:{intent.public_id}:points-return:{cause}",
         refunded_total=refunded_total,
         captured_total=captured_total,

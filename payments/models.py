@@ -274,7 +274,7 @@ class PaymentIntent(models.Model):
         db_index=False,
         verbose_name=_("points hold"),
     )
-    points_spend = models.ForeignKey(
+    points_spend = models.ForeignKey(  # (points_spend_id, points_spend_created_at) in the database
         "rewards.LedgerTransaction",
         null=True,
         blank=True,
@@ -282,8 +282,10 @@ class PaymentIntent(models.Model):
         related_name="+",
         editable=False,
         db_index=False,
+        db_constraint=False,
         verbose_name=_("points spend"),
     )
+    points_spend_created_at = models.DateTimeField(_("points spend's time"), null=True, blank=True, editable=False)
     fee = models.BigIntegerField(_("fee (1/100 minor unit)"), default=0)
     fee_returned = models.BigIntegerField(_("fee handed back (1/100 minor unit)"), default=0)
     device_id = models.CharField(_("device id"), max_length=64, blank=True)
@@ -1549,10 +1551,13 @@ class ReconciliationException(models.Model):
     )
     note = models.TextField(_("note"), blank=True)
     write_off_amount = models.BigIntegerField(_("write-off (minor units)"), null=True, blank=True)
-    write_off_transaction = models.ForeignKey(
+    write_off_transaction = models.ForeignKey(  # (…_id, write_off_transaction_created_at) in the database
         "rewards.LedgerTransaction", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
-        db_index=False, verbose_name=_("write-off posting"),
+        db_index=False, db_constraint=False, verbose_name=_("write-off posting"),
     )  # fmt: skip
+    write_off_transaction_created_at = models.DateTimeField(
+        _("write-off posting's time"), null=True, blank=True, editable=False
+    )
     resolved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
         verbose_name=_("resolved by"),

@@ -133,7 +133,8 @@ class LedgerTransactionAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     scope_field = "entries__account__bank"
     list_display = ("id", "kind", "idempotency_key", "points", "reversed_points", "actor_label", "seal", "created_at")
     list_filter = ("kind",)
-    search_fields = ("=idempotency_key",)
+    date_hierarchy = "created_at"  # a month picked reads that month's partition only
+    search_fields = ("=key__idempotency_key",)  # by the key's row (its primary key), then the transaction by id
 
 
 @admin.register(Entry)

@@ -7,6 +7,8 @@ credits the account (raises its balance), a negative one debits it; the entries 
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Now
@@ -123,7 +125,28 @@ class Seal(models.Model):
         return f"seal {self.pk} {self.hash[:12]}"
 
 
+class LedgerTransactionManager(models.Manager["LedgerTransaction"]):
+    """Reads that name the transaction's month (the table is partitioned by month on `created_at`), so PostgreSQL
+    reads one partition."""
+
+    def one(self, pk: int, created_at: datetime) -> models.QuerySet[LedgerTransaction]:
+        """The transaction `pk`, made at `created_at`, in its month's partition."""
+        return self.filter(pk=pk, created_at=created_at)
+
+    def keyed(self, key: str) -> LedgerTransaction | None:
+        """The transaction that took the idempotency key `key` (its row in `LedgerKey`), or None."""
+        taken = LedgerKey.objects.filter(idempotency_key=key).values_list("transaction_id", "transaction_created_at")
+        row = taken.first()
+        return None if row is None else self.one(*row).first()
+
+
 class LedgerTransaction(models.Model):
+    """A posting. The table is partitioned by month on `created_at` (docs/scaling.md, "Partitioning by month"): the
+    database's primary key is `(id, created_at)`, and every table that refers to a transaction carries its
+    `created_at` too, in a composite foreign key `(…_id, …_created_at)` → `(id, created_at)` made by the migrations
+    (rewards/migrations/0023, payments/migrations/0043), ON UPDATE CASCADE, so the fields here make no constraint of
+    their own (`db_constraint=False`). The idempotency key is unique across every month through `LedgerKey`."""
+
     class Kind(models.TextChoices):
         EARN = "earn", _("earn")
         EARN_BATCH = "earn_batch", _("earn (batch)")
@@ -137,7 +160,8 @@ class LedgerTransaction(models.Model):
         WRITE_OFF = "write_off", _("loss written off")
 
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
-    idempotency_key = models.CharField(_("idempotency key"), max_length=200, unique=True)
+    # Unique across every month: its row in LedgerKey, written in the same database transaction, holds it.
+    idempotency_key = models.CharField(_("idempotency key"), max_length=200)
     request_hash = models.CharField(_("request hash"), max_length=64)
     points = models.BigIntegerField(_("principal points"), default=0)
     reversed_points = models.BigIntegerField(_("points reversed so far"), default=0)
@@ -149,7 +173,9 @@ class LedgerTransaction(models.Model):
         related_name="reversals",
         verbose_name=_("reverses"),
         db_index=False,  # a partial index below: most transactions reverse nothing
+        db_constraint=False,  # (reverses_id, reverses_created_at) in the database
     )
+    reverses_created_at = models.DateTimeField(_("reversed transaction's time"), null=True, blank=True, editable=False)
     rate = models.DecimalField(_("exchange rate"), max_digits=20, decimal_places=10, null=True, blank=True)
     metadata = models.JSONField(_("metadata"), default=dict, blank=True)
     actor = models.ForeignKey(
@@ -175,6 +201,8 @@ class LedgerTransaction(models.Model):
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
+    objects = LedgerTransactionManager()
+
     class Meta:
         verbose_name = _("ledger transaction")
         verbose_name_plural = _("ledger transactions")
@@ -197,11 +225,38 @@ class LedgerTransaction(models.Model):
         return f"#{self.pk} {self.kind} {self.idempotency_key}"
 
 
+class LedgerKey(models.Model):
+    """The idempotency key a ledger transaction took, unique across every month: a partitioned table's unique keys must
+    hold its partition column, and a retried posting gets a new `created_at`. Written with its transaction, in the same
+    database transaction, by every path that posts; a second posting with the key fails here and replays the first."""
+
+    idempotency_key = models.CharField(_("idempotency key"), max_length=200, primary_key=True)
+    transaction = models.OneToOneField(
+        LedgerTransaction,
+        on_delete=models.CASCADE,  # goes with its transaction (only a benchmark's clean-up deletes one)
+        related_name="key",
+        db_constraint=False,  # (transaction_id, transaction_created_at) in the database
+        verbose_name=_("transaction"),
+    )
+    transaction_created_at = models.DateTimeField(_("transaction's time"), editable=False)
+
+    class Meta:
+        verbose_name = _("ledger idempotency key")
+        verbose_name_plural = _("ledger idempotency keys")
+
+    def __str__(self) -> str:
+        return self.idempotency_key
+
+
 class Entry(models.Model):
     """Immutable. `balance_after` is the account's posted balance right after this entry (the running balance)."""
 
-    transaction = models.ForeignKey(
-        LedgerTransaction, on_delete=models.PROTECT, related_name="entries", verbose_name=_("transaction")
+    transaction = models.ForeignKey(  # (transaction_id, created_at) in the database
+        LedgerTransaction,
+        on_delete=models.PROTECT,
+        related_name="entries",
+        db_constraint=False,
+        verbose_name=_("transaction"),
     )
     account = models.ForeignKey(
         Account, on_delete=models.PROTECT, related_name="entries", db_index=False, verbose_name=_("account")
@@ -233,9 +288,14 @@ class Lot(models.Model):
     program = models.ForeignKey(
         PointsProgram, on_delete=models.PROTECT, related_name="+", db_index=False, verbose_name=_("program")
     )
-    earned_by = models.ForeignKey(
-        LedgerTransaction, on_delete=models.PROTECT, related_name="lots", verbose_name=_("earned by")
+    earned_by = models.ForeignKey(  # (earned_by_id, earned_by_created_at) in the database
+        LedgerTransaction,
+        on_delete=models.PROTECT,
+        related_name="lots",
+        db_constraint=False,
+        verbose_name=_("earned by"),
     )
+    earned_by_created_at = models.DateTimeField(_("earned at"), editable=False)
     amount = models.BigIntegerField(_("earned"))
     remaining = models.BigIntegerField(_("remaining"))
     earned_on = models.DateField(_("earned on"))
@@ -268,9 +328,14 @@ class Lot(models.Model):
 class LotMovement(models.Model):
     """Which transaction took points from (negative) or returned points to (positive) which lot."""
 
-    transaction = models.ForeignKey(
-        LedgerTransaction, on_delete=models.PROTECT, related_name="lot_movements", verbose_name=_("transaction")
+    transaction = models.ForeignKey(  # (transaction_id, transaction_created_at) in the database
+        LedgerTransaction,
+        on_delete=models.PROTECT,
+        related_name="lot_movements",
+        db_constraint=False,
+        verbose_name=_("transaction"),
     )
+    transaction_created_at = models.DateTimeField(_("transaction's time"), editable=False)
     lot = models.ForeignKey(Lot, on_delete=models.PROTECT, related_name="movements", verbose_name=_("lot"))
     amount = models.BigIntegerField(_("amount"))
 
@@ -300,14 +365,16 @@ class Hold(models.Model):
     idempotency_key = models.CharField(_("idempotency key"), max_length=200, unique=True)
     request_hash = models.CharField(_("request hash"), max_length=64)
     expires_at = models.DateTimeField(_("expires at"))
-    transaction = models.OneToOneField(
+    transaction = models.OneToOneField(  # (transaction_id, transaction_created_at) in the database
         LedgerTransaction,
         on_delete=models.PROTECT,
         null=True,
         blank=True,
         related_name="hold",
+        db_constraint=False,
         verbose_name=_("transaction"),
     )
+    transaction_created_at = models.DateTimeField(_("transaction's time"), null=True, blank=True, editable=False)
     metadata = models.JSONField(_("metadata"), default=dict, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
@@ -630,9 +697,14 @@ class VoucherPayment(models.Model):
     program = models.ForeignKey(PointsProgram, on_delete=models.PROTECT, related_name="+", verbose_name=_("programme"))
     points = models.PositiveBigIntegerField(_("points"))
     value_units = models.BigIntegerField(_("value (CNY, ten-thousandths)"))
-    transaction = models.OneToOneField(
-        LedgerTransaction, on_delete=models.PROTECT, related_name="+", verbose_name=_("ledger transaction")
+    transaction = models.OneToOneField(  # (transaction_id, transaction_created_at) in the database
+        LedgerTransaction,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
+        verbose_name=_("ledger transaction"),
     )
+    transaction_created_at = models.DateTimeField(_("transaction's time"), editable=False)
 
     class Meta:
         verbose_name = _("voucher payment")
@@ -863,13 +935,17 @@ class PromotionUse(models.Model):
     voucher = models.OneToOneField(
         Voucher, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("voucher given")
     )
-    points_transaction = models.OneToOneField(
+    points_transaction = models.OneToOneField(  # (points_transaction_id, points_transaction_created_at) in the database
         LedgerTransaction,
         on_delete=models.PROTECT,
         null=True,
         blank=True,
         related_name="+",
+        db_constraint=False,
         verbose_name=_("points ledger transaction"),
+    )
+    points_transaction_created_at = models.DateTimeField(
+        _("points transaction's time"), null=True, blank=True, editable=False
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)

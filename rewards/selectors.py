@@ -26,6 +26,7 @@ from .models import (
     Benefit,
     BenefitQuotaUse,
     Entry,
+    LedgerKey,
     LedgerTransaction,
     Lot,
     OwnerKind,
@@ -290,13 +291,17 @@ def payment_movements(*, cardholder_id: int, payment_ref: str, transaction_ids: 
         .annotate(key=Concat(Value("promotion-use:"), Cast("pk", CharField()), Value(":points")))
         .values("key")
     )
-    behind = LedgerTransaction.objects.filter(
-        Q(idempotency_key=f"payment:{payment_ref}:earn")
-        | Q(idempotency_key__in=Subquery(promotion_keys))
-        | Q(pk__in=transaction_ids)
-    ).values("pk")
+    # The keyed transactions by their keys' rows (the transactions' table holds no key index: it is partitioned).
+    keyed = LedgerKey.objects.filter(
+        Q(idempotency_key=f"payment:{payment_ref}:earn") | Q(idempotency_key__in=Subquery(promotion_keys))
+    ).values("transaction_id")
     entries = (
-        Entry.objects.filter(Q(transaction_id__in=behind) | Q(transaction__reverses_id__in=behind))
+        Entry.objects.filter(
+            Q(transaction_id__in=keyed)
+            | Q(transaction_id__in=transaction_ids)
+            | Q(transaction__reverses_id__in=keyed)
+            | Q(transaction__reverses_id__in=transaction_ids)
+        )
         .filter(
             account__owner_kind=OwnerKind.CARDHOLDER,
             account__owner_id=cardholder_id,

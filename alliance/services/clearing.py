@@ -82,7 +82,8 @@ CASE
   WHEN t.kind IN ('spend', 'hold_post') THEN '{ComponentKind.BENEFIT_REDEMPTION}'
   WHEN t.kind = 'cofunding' THEN '{ComponentKind.COFUNDING}'
   WHEN t.kind = 'reversal'
-   AND (SELECT x.kind FROM {LedgerTransaction._meta.db_table} x WHERE x.id = t.reverses_id) = 'exchange'
+   AND (SELECT x.kind FROM {LedgerTransaction._meta.db_table} x
+        WHERE x.id = t.reverses_id AND x.created_at = t.reverses_created_at) = 'exchange'
    THEN '{ComponentKind.EXCHANGE_REVERSAL}'
   WHEN t.kind = 'reversal' THEN '{ComponentKind.REVERSAL}'
   ELSE '{ComponentKind.OTHER}'

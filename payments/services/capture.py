@@ -105,9 +105,10 @@ def _on_capture(intent: PaymentIntent, *, at: Any) -> None:
     if intent.points_earned:
         payment_points.post_earn(intent, intent.points_earned)
     extra: dict[str, Any] = {}
-    spend_id = ledger_bridge.spend_post(intent=intent)
-    if spend_id:
-        extra["points_spend_id"] = spend_id
+    spend = ledger_bridge.spend_post(intent=intent)
+    if spend is not None:  # with its time: the reference to the partitioned transactions carries it
+        extra["points_spend_id"] = spend.pk
+        extra["points_spend_created_at"] = spend.created_at
     if fees.record_capture(intent, at=at):
         extra["fee"] = intent.fee
     extra.update(promotions.on_capture(intent))  # last: the promotions' rows

@@ -1019,6 +1019,7 @@ def write_off_apply(payload: dict[str, Any], maker: AbstractBaseUser, checker: A
         },
     )
     exception.write_off_amount, exception.write_off_transaction = amount, txn
+    exception.write_off_transaction_created_at = txn.created_at
     written = _("Written off: %(amount)d (minor units).") % {"amount": amount}
     _resolve(exception, checker, Exc.Resolution.WRITE_OFF, written, "reconciliation.write_off")
     return txn

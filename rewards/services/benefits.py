@@ -561,6 +561,7 @@ def _redeem(
             points=line.points,
             value_units=line.value_units,
             transaction=txn,
+            transaction_created_at=txn.created_at,
         )
         for line, txn in zip(quote.lines, spent, strict=True)
     )

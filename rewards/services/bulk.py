@@ -21,7 +21,7 @@ from members.models import PointsProgram
 from ..models import Account, LedgerTransaction, OwnerKind, Purpose
 from .accounts import bank_points_account
 from .lots import lot_expiry, today
-from .posting import Kind, keyed, require_positive, retry_on_conflict
+from .posting import Kind, keyed, require_positive, retry_on_conflict, take_key
 
 
 @dataclass(frozen=True)
@@ -52,13 +52,14 @@ def points_earn_bulk(
         raise ValidationFailed(_("Unknown points program in the events."), param="events")
 
     def post() -> LedgerTransaction:
-        txn = LedgerTransaction.objects.create(  # takes the key: a second caller with it replays (`keyed`)
+        txn = LedgerTransaction.objects.create(
             kind=Kind.EARN_BATCH,
             idempotency_key=idempotency_key,
             request_hash=digest,
             points=sum(e.amount for e in events),
             metadata={"events": len(events), "source": source, "earned_on": earned_on.isoformat()},
         )
+        take_key(txn)  # a second caller with the key replays (`keyed`)
         pairs = {(e.cardholder_id, e.program_id) for e in events}
         wallets = _bulk_accounts(pairs, programs, Purpose.POINTS)
         issuance = {pid: bank_points_account(p, Purpose.ISSUANCE, 0) for pid, p in programs.items()}
@@ -176,11 +177,11 @@ def _bulk_write(
         )
         day = earned_on.isoformat()
         buffer = io.StringIO(
-            "".join(f"{a}\t{p}\t{txn_id}\t{amt}\t{amt}\t{day}\t{exp.isoformat()}\n" for a, p, amt, exp in lots)
+            "".join(f"{a}\t{p}\t{txn_id}\t{at}\t{amt}\t{amt}\t{day}\t{exp.isoformat()}\n" for a, p, amt, exp in lots)
         )
         raw.copy_expert(
-            "COPY rewards_lot (account_id, program_id, earned_by_id, amount, remaining, earned_on, expires_on)"
-            " FROM STDIN",
+            "COPY rewards_lot (account_id, program_id, earned_by_id, earned_by_created_at, amount, remaining,"
+            " earned_on, expires_on) FROM STDIN",
             buffer,
         )
         ids, amounts = zip(*deltas.items(), strict=True)

@@ -108,7 +108,7 @@ def cofunding_return(use: PromotionUse, *, returned_before: int, returned_after:
     after = bank_part_returned(use.cofunder_cost, use.cost, returned_after)
     if after <= before:
         return None
-    original = LedgerTransaction.objects.filter(idempotency_key=cofunding_key(use.pk)).first()
+    original = LedgerTransaction.objects.keyed(cofunding_key(use.pk))
     if original is None:
         return None
     meta = original.metadata

@@ -2,7 +2,8 @@
 
 One implementation, set-based (`expire_wallets`): for a batch of wallets, locked with their breakage accounts in id
 order, one statement reads the overdue lots under the locks and writes the whole batch — one transaction per wallet
-(`INSERT … SELECT`), the lot movements, the lots (`UPDATE … FROM`), the entries and the balances. Points that are held
+(`INSERT … SELECT`) with its idempotency key's row, the lot movements, the lots (`UPDATE … FROM`), the entries and
+the balances. Points that are held
 stay until their hold resolves: held points count as taken from the soonest-expiring lots, so of a wallet's overdue
 points the held ones stay (the next run takes them) and valid lots are never touched.
 
@@ -84,12 +85,15 @@ SQL_EXPIRE = f"""
                'system', %(now)s
         FROM budget b WHERE b.points > 0 ORDER BY b.id
         RETURNING id, idempotency_key
+    ), keys AS (
+        INSERT INTO rewards_ledgerkey (idempotency_key, transaction_id, transaction_created_at)
+        SELECT idempotency_key, id, %(now)s FROM txn
     ), posted AS (
         SELECT t.id AS txn_id, b.id AS wallet_id, b.breakage_id, b.unit, b.points, b.posted AS wallet_before
         FROM txn t JOIN budget b ON b.key = t.idempotency_key
     ), moved AS (
-        INSERT INTO rewards_lotmovement (transaction_id, lot_id, amount)
-        SELECT p.txn_id, k.lot_id, -k.amount FROM taken k JOIN posted p ON p.wallet_id = k.account_id
+        INSERT INTO rewards_lotmovement (transaction_id, transaction_created_at, lot_id, amount)
+        SELECT p.txn_id, %(now)s, k.lot_id, -k.amount FROM taken k JOIN posted p ON p.wallet_id = k.account_id
         ORDER BY p.txn_id, k.lot_id
     ), lots AS (
         UPDATE rewards_lot l SET remaining = l.remaining - k.amount FROM taken k WHERE l.id = k.lot_id

@@ -129,7 +129,11 @@ def hold_post(
         posting.leg(posting.account(sink_named), to_post)
         txn = finish(posting)
         Hold.objects.filter(pk=hold_id).update(
-            status=Hold.Status.POSTED, posted_amount=to_post, transaction=txn, resolved_at=timezone.now()
+            status=Hold.Status.POSTED,
+            posted_amount=to_post,
+            transaction=txn,
+            transaction_created_at=txn.created_at,
+            resolved_at=timezone.now(),
         )
         return txn
 

@@ -53,6 +53,7 @@ def credit_wallet(
             account_id=wallet.pk,
             program=program,
             earned_by=posting.txn,
+            earned_by_created_at=posting.txn.created_at,
             amount=credited,
             remaining=credited,
             earned_on=earned_on,
@@ -89,7 +90,10 @@ def consume_lots(
         raise AssertionError(f"wallet {wallet.pk} lots do not cover its balance (short by {need})")
     for lot in changed:  # lots change only under their wallet's lock, so the new values are exact
         Lot.objects.filter(pk=lot.pk).update(remaining=lot.remaining)
-    LotMovement.objects.bulk_create(LotMovement(transaction=posting.txn, lot_id=lot, amount=-n) for lot, n in taken)
+    LotMovement.objects.bulk_create(
+        LotMovement(transaction=posting.txn, transaction_created_at=posting.txn.created_at, lot_id=lot, amount=-n)
+        for lot, n in taken
+    )
     return taken
 
 

@@ -1,8 +1,9 @@
 """The machinery every posting uses: the key, the transaction row, the locks, the entries, the retry.
 
 Every posting runs inside `keyed` (one database transaction, or one savepoint in a caller's) and, in this order:
-(1) inserts its transaction row, which takes its idempotency key (a hold's row takes a hold's key, after the wallet's
-lock): a second caller with the key fails on the unique index, at once or once the first commits, rolls back
+(1) inserts its transaction row and its key's row (`LedgerKey`, unique across every month of the partitioned
+transactions), which takes its idempotency key (a hold's row takes a hold's key, after the wallet's lock): a second
+caller with the key fails on the unique index, at once or once the first commits, rolls back
 everything it did and returns the first result, or `IdempotencyConflict` when its parameters differ — so no read
 precedes the insert and a replay posts nothing at all; (2) locks every account it touches in one
 `SELECT … FOR UPDATE ORDER BY id` (`lock_accounts`, creating missing accounts first), then the hold or the reversed
@@ -35,7 +36,7 @@ from django.utils.translation import gettext as _
 
 from core.errors import IdempotencyConflict, InsufficientFunds, ValidationFailed
 
-from ..models import Account, Entry, LedgerTransaction
+from ..models import Account, Entry, LedgerKey, LedgerTransaction
 from .accounts import AccountRef, Identity, creation_locks
 
 P = ParamSpec("P")
@@ -94,8 +95,13 @@ def check_key(key: str) -> None:
 
 def replay(model: type[M], key: str, digest: str) -> M | None:
     """The row that first took `key` (a ledger transaction or a hold), or None; `IdempotencyConflict` when it was
-    taken with other parameters."""
-    existing = model.objects.filter(idempotency_key=key).first()  # type: ignore[attr-defined]
+    taken with other parameters. A transaction's key is looked up in `LedgerKey`, then the transaction is read in its
+    month's partition."""
+    existing: Any
+    if model is LedgerTransaction:
+        existing = LedgerTransaction.objects.keyed(key)
+    else:
+        existing = model.objects.filter(idempotency_key=key).first()  # type: ignore[attr-defined]
     if existing is None:
         return None
     if existing.request_hash != digest:  # type: ignore[attr-defined]
@@ -208,19 +214,29 @@ def begin(
     rate: Decimal | None = None,
     account_ids: Iterable[int] = (),
 ) -> Posting:
-    """Inserts the transaction row, which takes the idempotency key (run it inside `keyed`), then locks the
-    posting's accounts. The key comes first: a second caller with it waits on the key, holding no account lock."""
+    """Inserts the transaction row and its key's, which takes the idempotency key (run it inside `keyed`), then locks
+    the posting's accounts. The key comes first: a second caller with it waits on the key, holding no account lock."""
     txn = LedgerTransaction.objects.create(
         kind=kind,
         idempotency_key=key,
         request_hash=digest,
         points=points,
         reverses=reverses,
+        reverses_created_at=reverses.created_at if reverses is not None else None,
         rate=rate,
         metadata=metadata,
         **_actor_fields(actor),
     )
+    take_key(txn)
     return Posting(txn=txn, accounts=lock_accounts(refs, account_ids))
+
+
+def take_key(txn: LedgerTransaction) -> LedgerKey:
+    """Takes the transaction's idempotency key across every month (in the transaction's database transaction): a
+    second posting with the key fails here on the primary key, at once or once the first commits."""
+    return LedgerKey.objects.create(
+        idempotency_key=txn.idempotency_key, transaction=txn, transaction_created_at=txn.created_at
+    )
 
 
 def finish(posting: Posting) -> LedgerTransaction:

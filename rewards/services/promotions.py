@@ -729,6 +729,7 @@ def consume(*, payment: str, captured: Captured, priced: list[dict[str, Any]] | 
             use.cost = min(use.cost, points_cost(use.points, captured.program)) if captured.program else 0
             if use.points > 0:
                 use.points_transaction = _earn_points(use, promotion, captured)
+                use.points_transaction_created_at = use.points_transaction.created_at
         elif promotion.kind == Kind.FREQUENCY_REWARD and use.counted:
             use.voucher = _reward_voucher(use, promotion, captured)
             if use.voucher is None:
@@ -738,7 +739,8 @@ def consume(*, payment: str, captured: Captured, priced: list[dict[str, Any]] | 
         use.status = PromotionUse.Status.CONSUMED
         use.save(
             update_fields=[
-                "discount", "points", "cost", "cofunder_cost", "status", "points_transaction", "voucher", "updated_at",
+                "discount", "points", "cost", "cofunder_cost", "status", "points_transaction",
+                "points_transaction_created_at", "voucher", "updated_at",
             ]
         )  # fmt: skip
         cofunding_post(_cofunded(use, promotion))
@@ -887,6 +889,7 @@ def refund_return(*, payment: str, refunded_total: int, captured_total: int, cau
         if points > use.returned_points and use.points_transaction_id is not None:
             transaction_reverse(
                 transaction_id=use.points_transaction_id,
+                transaction_created_at=use.points_transaction_created_at,
                 idempotency_key=f"promotion-use:{use.pk}:return:{cause}",
                 refunded_total=refunded_total,
                 captured_total=captured_total,

@@ -8,6 +8,7 @@ floor rule, so partial reversals always add up exactly to the whole reversal.
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -29,6 +30,7 @@ def transaction_reverse(
     *,
     transaction_id: int,
     idempotency_key: str,
+    transaction_created_at: datetime | None = None,
     amount: int | None = None,
     refunded_total: int | None = None,
     captured_total: int | None = None,
@@ -40,7 +42,8 @@ def transaction_reverse(
     source points), or the refund so far: reversed so far = floor(points × refunded_total / captured_total). The
     transaction's other amounts (an exchange's target points, CNY obligations, the alliance fee) follow by the same
     cumulative rule, so partial reversals always add up exactly to the whole reversal. Returns None when the refund so
-    far rounds to nothing more to reverse."""
+    far rounds to nothing more to reverse. With `transaction_created_at` (the transaction's time, which every row that
+    refers to it carries) the transaction is read in its month's partition only."""
     if (amount is None) == (refunded_total is None or captured_total is None):
         raise ValidationFailed(_("Give either an amount or refunded and captured totals."), param="amount")
     if amount is not None:
@@ -51,7 +54,10 @@ def transaction_reverse(
         and (captured_total <= 0 or refunded_total < 0 or refunded_total > captured_total)
     ):
         raise ValidationFailed(_("The refunded total must be between 0 and the captured total."), param="amount")
-    original = LedgerTransaction.objects.filter(pk=transaction_id).first()
+    if transaction_created_at is not None:
+        original = LedgerTransaction.objects.one(transaction_id, transaction_created_at).first()
+    else:  # by id alone: every month's partition is probed (an operator's or a client's request by id)
+        original = LedgerTransaction.objects.filter(pk=transaction_id).first()
     if original is None:
         raise NotFound(_("No such ledger transaction."), param="transaction")
     digest = request_hash(
@@ -118,7 +124,7 @@ def _reverse_locked(
         reverses=original,
     )
     own_accounts = [posting.accounts[account_id] for account_id in sorted(by_account)]
-    locked_original = LedgerTransaction.objects.select_for_update().get(pk=original.pk)
+    locked_original = LedgerTransaction.objects.one(original.pk, original.created_at).select_for_update().get()
     points, done_before = locked_original.points, locked_original.reversed_points
     if amount is None:
         assert refunded_total is not None
@@ -158,7 +164,7 @@ def _reverse_locked(
         posting.txn.metadata["points_out"] = taken_back
     _reverse_cny(posting, own_accounts, by_account, points, done_before, done_after)
     posting.txn.save(update_fields=["points", "metadata"])
-    LedgerTransaction.objects.filter(pk=original.pk).update(reversed_points=done_after)
+    LedgerTransaction.objects.one(original.pk, original.created_at).update(reversed_points=done_after)
     return finish(posting)
 
 
@@ -193,7 +199,9 @@ def _unearn(posting: Posting, original: LedgerTransaction, wallet: Account, debt
     from_lot = min(delta, lot.remaining if lot else 0, max(wallet.available, 0))
     if from_lot and lot is not None:
         Lot.objects.filter(pk=lot.pk).update(remaining=F("remaining") - from_lot)
-        LotMovement.objects.create(transaction=posting.txn, lot=lot, amount=-from_lot)
+        LotMovement.objects.create(
+            transaction=posting.txn, transaction_created_at=posting.txn.created_at, lot=lot, amount=-from_lot
+        )
         posting.leg(wallet, -from_lot)
     posting.leg(debt, -(delta - from_lot))
 
@@ -231,7 +239,9 @@ def _unspend(posting: Posting, original: LedgerTransaction, wallet: Account, bre
             expired_now[str(lot.pk)] = give
             continue
         Lot.objects.filter(pk=lot.pk).update(remaining=F("remaining") + give)
-        movements.append(LotMovement(transaction=posting.txn, lot=lot, amount=give))
+        movements.append(
+            LotMovement(transaction=posting.txn, transaction_created_at=posting.txn.created_at, lot=lot, amount=give)
+        )
         back_to_wallet += give
     if need:
         raise AssertionError(f"transaction {original.pk}: spent lots do not cover the reversal (short by {need})")

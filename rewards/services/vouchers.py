@@ -158,6 +158,7 @@ def voucher_cancel(*, voucher_id: int, cardholder_id: int, actor: Actor = None) 
         for payment in voucher.payments.order_by("id"):
             transaction_reverse(
                 transaction_id=payment.transaction_id,
+                transaction_created_at=payment.transaction_created_at,
                 amount=payment.points,
                 idempotency_key=f"voucher-cancel:{voucher.pk}:{payment.pk}",
                 actor=actor,

@@ -71,6 +71,7 @@ def _plan(queryset_or_sql: object, params: object = None) -> str:
 def test_the_migration_made_a_partitioned_table_with_months_ahead_and_a_default() -> None:
     assert PARTITIONED == {
         "rewards_entry": "created_at",
+        "rewards_ledgertransaction": "created_at",
         "payments_paymentattempt": "intent_created_at",
         "payments_refund": "intent_created_at",
         "merchants_webhookdelivery": "event_created_at",
@@ -116,7 +117,7 @@ def test_months_are_created_once_at_shanghai_month_boundaries() -> None:
     "name",
     [
         "core_auditlog",
-        "rewards_ledgertransaction",
+        "rewards_lot",
         "rewards_entry_p203101",
         "rewards_entry; DROP TABLE core_auditlog; --",
         'rewards_entry"; DROP TABLE core_auditlog; --',
@@ -167,6 +168,9 @@ def test_the_job_creates_the_coming_months_and_archives_old_ones() -> None:
     assert set(_where(waiting_ids).values()) == {"rewards_entry_default"}
     old_ids = sorted(Entry.objects.filter(transaction=old).values_list("id", flat=True))
 
+    # The job runs in a transaction of its own; here the rows were written in the test's, whose deferred foreign key
+    # checks are made first (PostgreSQL alters no table with checks pending: an archived month's keys are dropped).
+    _fetch("SET CONSTRAINTS ALL IMMEDIATE")
     result = partitions_maintain(today=dt.date(2034, 5, 10), ahead=2, archive_after=3)
 
     # March, for the row the DEFAULT partition held; then the current month and two ahead (April, empty, is left).
@@ -177,6 +181,10 @@ def test_the_job_creates_the_coming_months_and_archives_old_ones() -> None:
     assert set(_where(waiting_ids).values()) == {"rewards_entry_p203403"}
     assert "rewards_entry_archive_203401" in result.archived
     assert "rewards_entry_archive_203402" not in result.archived  # February is 3 months before May: kept
+    # The transactions' months are made (their rows moved out of the DEFAULT partition) but never archived: lots,
+    # holds and the idempotency keys, which are not partitioned, refer to them.
+    assert {"rewards_ledgertransaction_p203401", "rewards_ledgertransaction_p203403"} <= set(result.created)
+    assert not [name for name in result.archived if name.startswith("rewards_ledgertransaction")]
     months = {p.month for p in partitions("rewards_entry")}
     assert dt.date(2034, 1, 1) not in months
     assert dt.date(2034, 2, 1) in months
@@ -200,6 +208,8 @@ def test_without_an_archive_setting_the_job_never_detaches(settings) -> None:
     assert result.created == [  # every registered table's
         "rewards_entry_p203601",
         "rewards_entry_p203602",
+        "rewards_ledgertransaction_p203601",
+        "rewards_ledgertransaction_p203602",
         "payments_paymentattempt_p203601",
         "payments_paymentattempt_p203602",
         "payments_refund_p203601",
@@ -244,6 +254,7 @@ def test_the_application_role_runs_the_functions_though_it_may_not_create_tables
         "SELECT has_function_privilege('public', 'mengka_partitions_create(text, date, integer)', 'EXECUTE')"
     ) == [(False,)]
     call_command("db_roles", "--app-role", role_name)
+    _fetch("SET CONSTRAINTS ALL IMMEDIATE")  # no checks pending: the detach drops the archive's key to transactions
     _fetch(sql.SQL("SET ROLE {}").format(sql.Identifier(role_name)))
     try:
         with pytest.raises(DatabaseError, match="permission denied"), transaction.atomic():
@@ -336,6 +347,13 @@ def test_every_writer_dates_entries_at_their_transaction() -> None:
     for expiry in expired:
         assert {e.created_at for e in Entry.objects.filter(transaction=expiry)} == {expiry.created_at}
     assert ledger_verify(seals=False).violations == []
-    # An entry dated otherwise is reported by the ledger check.
-    Entry.objects.filter(transaction=txn).update(created_at=_at(2039, 6, 16))
-    assert any(v.startswith("entry time:") for v in ledger_verify(seals=False).violations)
+    # An entry dated otherwise is refused: its key is its transaction's (id, created_at).
+    _fetch("SET CONSTRAINTS ALL IMMEDIATE")
+    with pytest.raises(DatabaseError, match="rewards_entry_transaction_id_fk"), transaction.atomic():
+        Entry.objects.filter(transaction=txn).update(created_at=_at(2039, 6, 16))
+    # Without that key (a restored dump, a writer around it), the ledger check reports it.
+    with transaction.atomic():
+        _fetch("ALTER TABLE rewards_entry DROP CONSTRAINT rewards_entry_transaction_id_fk")
+        Entry.objects.filter(transaction=txn).update(created_at=_at(2039, 6, 16))
+        assert any(v.startswith("entry time:") for v in ledger_verify(seals=False).violations)
+        transaction.set_rollback(True)

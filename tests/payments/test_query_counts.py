@@ -54,9 +54,9 @@ def test_a_confirmed_payment_with_points_stays_within_its_queries(
 
 
 # What one payment by card, confirmed and captured with points earned, may cost in statements (its transactions'
-# BEGIN, COMMIT and savepoints included), the merchant's active promotions read once. A regression that adds a
-# query per payment fails.
-QUERIES_PER_PAYMENT = 28
+# BEGIN, COMMIT and savepoints included, and the earn's idempotency key's row), the merchant's active promotions read
+# once. A regression that adds a query per payment fails.
+QUERIES_PER_PAYMENT = 29
 
 
 def test_a_payment_code_is_taken_once(channel_fake: Any) -> None:

@@ -63,8 +63,9 @@ def test_accounts_and_entries_are_distributed_and_co_located() -> None:
 
 @citus_only
 def test_the_coordinators_partitioned_tables_stay_plain_and_partitioned() -> None:
-    """Attempts, events and deliveries keep out of Citus's metadata (Citus cannot convert a partitioned table with
-    CHECK constraints), still partitioned, and the daily job still makes their months."""
+    """The ledger's transactions, attempts, events and deliveries keep out of Citus's metadata (Citus cannot convert a
+    partitioned table with CHECK constraints), still partitioned, and the daily job still makes their months. The keys
+    among them stay (a reversal's to the transaction it reverses); those to and from the other tables are dropped."""
     from core.partitions import PARTITIONED, partitions_maintain
 
     local = [table for table in PARTITIONED if table != "rewards_entry"]
@@ -73,9 +74,15 @@ def test_the_coordinators_partitioned_tables_stay_plain_and_partitioned() -> Non
         in_citus = {row[0] for row in cursor.fetchall()}
         cursor.execute("SELECT partrelid::regclass::text FROM pg_partitioned_table")
         partitioned = {row[0] for row in cursor.fetchall()}
-    assert local
+        cursor.execute(
+            "SELECT conrelid::regclass::text FROM pg_constraint WHERE contype = 'f' AND conparentid = 0"
+            " AND confrelid = 'rewards_ledgertransaction'::regclass"
+        )
+        referring = {row[0] for row in cursor.fetchall()}
+    assert "rewards_ledgertransaction" in local
     assert not in_citus & set(local)
     assert set(local) <= partitioned
+    assert referring == {"rewards_ledgertransaction"}
     created = partitions_maintain(ahead=24).created
     assert {name.rsplit("_p", 1)[0] for name in created} >= set(local)
 

@@ -19,9 +19,10 @@ from tests.factories import CardholderFactory, PointsProgramFactory
 # Transactional, as in production: the posting owns its transaction (no test-wide savepoints).
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# A plain earn: BEGIN, the transaction row (its key), one locking read of its three accounts, the lot, the two
-# balances it changes (wallet and issuance), the entries, COMMIT.
-EARN_QUERIES = 8
+# A plain earn: BEGIN, the transaction row and its key's row (the key is unique across the partitioned transactions'
+# months in its own table), one locking read of its three accounts, the lot, the two balances it changes (wallet and
+# issuance), the entries, COMMIT.
+EARN_QUERIES = 9
 
 
 def test_a_plain_earn_stays_within_its_statements(django_assert_max_num_queries: Any) -> None:

@@ -1,0 +1,42 @@
+"""Registers the ledger's transactions with the monthly-partition functions, cut on their own `created_at`.
+
+Transactions are referred to by many tables (entries, lots, lot movements, holds, voucher payments, promotion uses,
+payments, reconciliation exceptions, the idempotency keys and reversals among transactions themselves): each carries
+the transaction's time in a composite foreign key, and the functions already move and archive the months of a table
+that others refer to (0018). The table becomes partitioned in rewards' migration 0023; until then the functions refuse
+it as not partitioned.
+"""
+
+from django.db import migrations
+
+COLUMNS = """
+CREATE OR REPLACE FUNCTION mengka_partition_column(p_table text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE p_table
+        WHEN 'rewards_entry' THEN 'created_at'
+        WHEN 'rewards_ledgertransaction' THEN 'created_at'
+        WHEN 'payments_paymentattempt' THEN 'intent_created_at'
+        WHEN 'merchants_event' THEN 'created_at'
+        WHEN 'merchants_webhookdelivery' THEN 'event_created_at'
+        WHEN 'payments_refund' THEN 'intent_created_at'
+    END
+$$;
+"""
+
+PREVIOUS = """
+CREATE OR REPLACE FUNCTION mengka_partition_column(p_table text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE p_table
+        WHEN 'rewards_entry' THEN 'created_at'
+        WHEN 'payments_paymentattempt' THEN 'intent_created_at'
+        WHEN 'merchants_event' THEN 'created_at'
+        WHEN 'merchants_webhookdelivery' THEN 'event_created_at'
+        WHEN 'payments_refund' THEN 'intent_created_at'
+    END
+$$;
+"""
+
+
+class Migration(migrations.Migration):
+    dependencies = [("core", "0019_partition_column_of_refunds")]
+    operations = [migrations.RunSQL(COLUMNS, PREVIOUS)]
