@@ -9,14 +9,12 @@ Each test runs in a transaction that is rolled back, DDL included, so the partit
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 from unittest import mock
 
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from core.calendar import SHANGHAI
 from core.errors import NotFound
 from core.ids import new_public_id, public_id_time
 from core.partitions import PARTITIONED, partitions, partitions_create, partitions_maintain
@@ -24,26 +22,17 @@ from merchants import services
 from merchants.models import Event, WebhookDelivery, WebhookEndpoint
 from merchants.services import deliveries as delivery_services
 from tests.factories import MerchantFactory
+from tests.partitioning import at, explain, fetch
 
 pytestmark = pytest.mark.django_db
 
 TABLES = ("merchants_event", "merchants_webhookdelivery")
 
 
-def _fetch(statement: str, params: Any = ()) -> list[tuple[Any, ...]]:
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        return list(cursor.fetchall()) if cursor.description else []
-
-
 # Where the tests' deliveries go: a documentation address, its POST mocked.
 TARGET = delivery_services.WebhookTarget(
     url="https://192.0.2.1/", address="192.0.2.1", host_header="x", tls_hostname=None
 )
-
-
-def _at(year: int, month: int, day: int = 15, hour: int = 12) -> dt.datetime:
-    return dt.datetime(year, month, day, hour, tzinfo=SHANGHAI)
 
 
 def _endpoint() -> WebhookEndpoint:
@@ -60,7 +49,7 @@ def _emit_at(when: dt.datetime, endpoint: WebhookEndpoint, n: int = 1) -> list[E
 
 
 def _where(table: str, ids: list[int]) -> dict[int, str]:
-    rows = _fetch(f"SELECT id, tableoid::regclass::text FROM {table} WHERE id = ANY(%s)", (ids,))
+    rows = fetch(f"SELECT id, tableoid::regclass::text FROM {table} WHERE id = ANY(%s)", (ids,))
     return dict(rows)
 
 
@@ -68,10 +57,6 @@ def _months(*months: tuple[int, int]) -> None:
     for table in TABLES:
         for year, month in months:
             partitions_create(table, dt.date(year, month, 1), 1)
-
-
-def _plan(statement: str, params: Any = None) -> str:
-    return "\n".join(row[0] for row in _fetch("EXPLAIN " + statement, params))
 
 
 def _read(captured: CaptureQueriesContext, start: str, table: str) -> list[str]:
@@ -97,7 +82,7 @@ def test_the_migration_made_both_tables_partitioned_with_keys_holding_the_month(
     for table in TABLES:
         assert partitions(table)[-1].name == f"{table}_default"
     keys = dict(
-        _fetch(
+        fetch(
             "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
             " WHERE conrelid IN ('merchants_event'::regclass, 'merchants_webhookdelivery'::regclass)"
             " AND contype IN ('p', 'u', 'f')"
@@ -117,9 +102,9 @@ def test_events_and_their_deliveries_land_in_the_events_month() -> None:
     _months((2041, 1), (2041, 2))
     endpoint = _endpoint()
     # The last hour of January in Shanghai is still January, though it is the 31st's afternoon in UTC.
-    january = _emit_at(_at(2041, 1, 31, hour=23), endpoint)
-    february = _emit_at(_at(2041, 2, 1, hour=0), endpoint)
-    later = _emit_at(_at(2041, 7), endpoint)  # no month made: the DEFAULT partition holds it
+    january = _emit_at(at(2041, 1, 31, hour=23), endpoint)
+    february = _emit_at(at(2041, 2, 1, hour=0), endpoint)
+    later = _emit_at(at(2041, 7), endpoint)  # no month made: the DEFAULT partition holds it
     events = {"p204101": january[0], "p204102": february[0], "default": later[0]}
     for suffix, event in events.items():
         assert _where("merchants_event", [event.pk]) == {event.pk: f"merchants_event_{suffix}"}
@@ -131,13 +116,13 @@ def test_events_and_their_deliveries_land_in_the_events_month() -> None:
     # The ORM's cascade still deletes an event's deliveries; so does the database's composite key.
     january[0].delete()
     assert not WebhookDelivery.objects.filter(event_id=january[0].pk).exists()
-    _fetch("DELETE FROM merchants_event WHERE id = %s", (february[0].pk,))
+    fetch("DELETE FROM merchants_event WHERE id = %s", (february[0].pk,))
     assert not WebhookDelivery.objects.filter(event_id=february[0].pk).exists()
 
 
 def test_a_delivery_is_still_once_per_event_and_endpoint_and_dated_at_its_event() -> None:
     endpoint = _endpoint()
-    (event,) = _emit_at(_at(2041, 3), endpoint)
+    (event,) = _emit_at(at(2041, 3), endpoint)
     with pytest.raises(IntegrityError), transaction.atomic():
         WebhookDelivery.objects.create(event=event, event_created_at=event.created_at, endpoint=endpoint)
 
@@ -146,7 +131,7 @@ def test_a_delivery_is_still_once_per_event_and_endpoint_and_dated_at_its_event(
         WebhookDelivery.objects.create(
             event=event, event_created_at=event.created_at + dt.timedelta(seconds=1), endpoint=endpoint
         )
-        _fetch("SET CONSTRAINTS ALL IMMEDIATE")
+        fetch("SET CONSTRAINTS ALL IMMEDIATE")
 
     with pytest.raises(IntegrityError), transaction.atomic():
         dated_otherwise()
@@ -159,9 +144,9 @@ def test_the_due_queue_reads_only_the_months_its_window_reaches() -> None:
     months = ["204101", "204102", "204103", "204104"]
     _months((2041, 1), (2041, 2), (2041, 3), (2041, 4))
     endpoint = _endpoint()
-    old = _emit_at(_at(2041, 1), endpoint)[0]
-    recent = _emit_at(_at(2041, 3, 14), endpoint)[0]
-    now = _at(2041, 3, 15)
+    old = _emit_at(at(2041, 1), endpoint)[0]
+    recent = _emit_at(at(2041, 3, 14), endpoint)[0]
+    now = at(2041, 3, 15)
     WebhookDelivery.objects.update(next_attempt_at=now - dt.timedelta(minutes=1))  # both pending and due
     with mock.patch("django.utils.timezone.now", return_value=now), CaptureQueriesContext(connection) as captured:
         due = services.webhook_deliveries_due()
@@ -169,13 +154,13 @@ def test_the_due_queue_reads_only_the_months_its_window_reaches() -> None:
     assert due == [(WebhookDelivery.objects.get(event=recent).pk, recent.created_at)]
     assert WebhookDelivery.objects.filter(event=old, status="pending").exists()
     (query,) = _read(captured, "SELECT", "merchants_webhookdelivery")
-    _only(_plan(query), {"merchants_webhookdelivery_p204103"}, months)
+    _only(explain(query), {"merchants_webhookdelivery_p204103"}, months)
     # On a month's first day the window reaches back into the month before, and no further.
-    first_day = _at(2041, 3, 1, hour=9)
+    first_day = at(2041, 3, 1, hour=9)
     with mock.patch("django.utils.timezone.now", return_value=first_day), CaptureQueriesContext(connection) as captured:
         services.webhook_deliveries_due()
     (query,) = _read(captured, "SELECT", "merchants_webhookdelivery")
-    _only(_plan(query), {"merchants_webhookdelivery_p204102", "merchants_webhookdelivery_p204103"}, months)
+    _only(explain(query), {"merchants_webhookdelivery_p204102", "merchants_webhookdelivery_p204103"}, months)
 
 
 def test_the_window_is_the_longest_retry_span_and_a_day() -> None:
@@ -185,7 +170,7 @@ def test_the_window_is_the_longest_retry_span_and_a_day() -> None:
     assert window == span + dt.timedelta(days=1)
     # A delivery failing every time is due for the last time within the window after its event.
     endpoint = _endpoint()
-    start = _at(2041, 5, 10)
+    start = at(2041, 5, 10)
     (event,) = _emit_at(start, endpoint)
     delivery = WebhookDelivery.objects.get(event=event)
     now = start
@@ -208,14 +193,14 @@ def test_sending_one_delivery_reads_and_writes_its_month_only() -> None:
     _months((2041, 5), (2041, 6), (2041, 7))
     endpoint = _endpoint()
     for month in (5, 7):
-        _emit_at(_at(2041, month), endpoint)
-    (event,) = _emit_at(_at(2041, 6), endpoint)
+        _emit_at(at(2041, month), endpoint)
+    (event,) = _emit_at(at(2041, 6), endpoint)
     delivery = WebhookDelivery.objects.get(event=event)
     response = mock.Mock(status_code=204)
     with (
         mock.patch.object(delivery_services, "webhook_target", return_value=TARGET),
         mock.patch.object(delivery_services, "_webhook_post", return_value=response),
-        mock.patch("django.utils.timezone.now", return_value=_at(2041, 6, 15, hour=13)),
+        mock.patch("django.utils.timezone.now", return_value=at(2041, 6, 15, hour=13)),
         CaptureQueriesContext(connection) as captured,
     ):
         sent = services.webhook_deliver(delivery_id=delivery.pk, event_created_at=event.created_at)
@@ -224,10 +209,10 @@ def test_sending_one_delivery_reads_and_writes_its_month_only() -> None:
     assert (delivery.status, delivery.attempts) == ("succeeded", 1)
     june = {"merchants_webhookdelivery_p204106", "merchants_event_p204106"}
     (select,) = _read(captured, "SELECT", "merchants_webhookdelivery")
-    _only(_plan(select), june, months)  # the delivery and its event, joined in their month
+    _only(explain(select), june, months)  # the delivery and its event, joined in their month
     claim, record = _read(captured, "UPDATE", "merchants_webhookdelivery")
     for update in (claim, record):
-        _only(_plan(update), {"merchants_webhookdelivery_p204106"}, months)
+        _only(explain(update), {"merchants_webhookdelivery_p204106"}, months)
 
     # A resend, too, reads and writes its month (its task then sends it as above).
     with CaptureQueriesContext(connection) as captured:
@@ -236,7 +221,7 @@ def test_sending_one_delivery_reads_and_writes_its_month_only() -> None:
     for statement in _read(captured, "UPDATE", "merchants_webhookdelivery") + _read(
         captured, "SELECT", "merchants_webhookdelivery"
     ):
-        _only(_plan(statement), {"merchants_webhookdelivery_p204106"}, months)
+        _only(explain(statement), {"merchants_webhookdelivery_p204106"}, months)
 
 
 def test_the_retry_job_sends_an_old_events_resend_until_it_succeeds() -> None:
@@ -244,11 +229,11 @@ def test_the_retry_job_sends_an_old_events_resend_until_it_succeeds() -> None:
 
     _months((2041, 1), (2041, 3))
     endpoint = _endpoint()
-    (old,) = _emit_at(_at(2041, 1), endpoint)
-    (recent,) = _emit_at(_at(2041, 3, 14), endpoint)
+    (old,) = _emit_at(at(2041, 1), endpoint)
+    (recent,) = _emit_at(at(2041, 3, 14), endpoint)
     WebhookDelivery.objects.update(status="failed", next_attempt_at=None, attempts=3)  # both gave up
     delivery = WebhookDelivery.objects.get(event=old)
-    now = _at(2041, 3, 15)
+    now = at(2041, 3, 15)
     # The operator resends January's delivery; its task never runs (the test's transaction never commits: as when
     # the broker refused it), so the retry job must send it, though the due queue does not read January.
     with mock.patch("django.utils.timezone.now", return_value=now):
@@ -281,23 +266,23 @@ def test_an_event_by_its_timed_id_reads_its_month_only() -> None:
     _months((2041, 8), (2041, 9), (2041, 10))
     endpoint = _endpoint()
     for month in (8, 10):
-        _emit_at(_at(2041, month), endpoint)
-    (event,) = _emit_at(_at(2041, 9), endpoint)
+        _emit_at(at(2041, month), endpoint)
+    (event,) = _emit_at(at(2041, 9), endpoint)
     assert public_id_time(event.public_id, "evt") == event.created_at
     with CaptureQueriesContext(connection) as captured:
         assert event_get(merchant=endpoint.merchant, livemode=True, event_id=event.public_id) == event
     (query,) = _read(captured, "SELECT", "merchants_event")
-    _only(_plan(query), {"merchants_event_p204109"}, months)
+    _only(explain(query), {"merchants_event_p204109"}, months)
     # A forged time finds nothing; an id made before ids carried the time is still found, reading every month.
-    forged = new_public_id("evt", at=_at(2041, 10))[:14] + event.public_id[14:]
+    forged = new_public_id("evt", at=at(2041, 10))[:14] + event.public_id[14:]
     with pytest.raises(NotFound):
         event_get(merchant=endpoint.merchant, livemode=True, event_id=forged)
     Event.objects.filter(pk=event.pk).update(public_id="evt_" + "r" * 24)
     with CaptureQueriesContext(connection) as captured:
         assert event_get(merchant=endpoint.merchant, livemode=True, event_id="evt_" + "r" * 24) == event
     (query,) = _read(captured, "SELECT", "merchants_event")
-    assert "merchants_event_p204108" in _plan(query)
-    assert "merchants_event_p204110" in _plan(query)
+    assert "merchants_event_p204108" in explain(query)
+    assert "merchants_event_p204110" in explain(query)
 
 
 def test_the_events_list_with_a_window_reads_its_months_and_without_one_every_month() -> None:
@@ -307,12 +292,12 @@ def test_the_events_list_with_a_window_reads_its_months_and_without_one_every_mo
     _months((2041, 8), (2041, 9), (2041, 10))
     endpoint = _endpoint()
     for month in (8, 9, 10):
-        _emit_at(_at(2041, month), endpoint)
+        _emit_at(at(2041, month), endpoint)
     events = event_list(merchant=endpoint.merchant, livemode=True)
-    start = int(_at(2041, 9, 1, hour=0).timestamp())
-    end = int(_at(2041, 9, 30, hour=23).timestamp())
+    start = int(at(2041, 9, 1, hour=0).timestamp())
+    end = int(at(2041, 9, 30, hour=23).timestamp())
     windowed = events.filter(**created_range({"created_gte": start, "created_lte": end}))
-    assert [e.created_at for e in windowed] == [_at(2041, 9)]
+    assert [e.created_at for e in windowed] == [at(2041, 9)]
     plan = windowed.explain()
     assert "merchants_event_p204109" in plan
     for other in ("merchants_event_p204108", "merchants_event_p204110", "merchants_event_default"):
@@ -323,14 +308,14 @@ def test_the_events_list_with_a_window_reads_its_months_and_without_one_every_mo
 def test_the_job_makes_fills_and_archives_both_tables_months() -> None:
     _months((2042, 1))
     endpoint = _endpoint()
-    old = _emit_at(_at(2042, 1), endpoint)[0]
-    waiting = _emit_at(_at(2042, 3), endpoint)[0]  # no month for March: both rows sit in the DEFAULT partitions
+    old = _emit_at(at(2042, 1), endpoint)[0]
+    waiting = _emit_at(at(2042, 3), endpoint)[0]  # no month for March: both rows sit in the DEFAULT partitions
     delivery = WebhookDelivery.objects.get(event=waiting)
     assert _where("merchants_event", [waiting.pk]) == {waiting.pk: "merchants_event_default"}
 
     # The job runs in a transaction of its own; here the rows were written in the test's, whose deferred foreign key
     # checks are made first (PostgreSQL alters no table with checks pending).
-    _fetch("SET CONSTRAINTS ALL IMMEDIATE")
+    fetch("SET CONSTRAINTS ALL IMMEDIATE")
     result = partitions_maintain(today=dt.date(2042, 5, 10), ahead=1, archive_after=3)
 
     for table in TABLES:
@@ -340,12 +325,12 @@ def test_the_job_makes_fills_and_archives_both_tables_months() -> None:
     # March's rows moved out of the defaults, though deliveries refer to the events: the key is there again.
     assert _where("merchants_event", [waiting.pk]) == {waiting.pk: "merchants_event_p204203"}
     assert _where("merchants_webhookdelivery", [delivery.pk]) == {delivery.pk: "merchants_webhookdelivery_p204203"}
-    assert _fetch(
+    assert fetch(
         "SELECT count(*) FROM pg_constraint WHERE conname = 'merchants_webhookdelivery_event_fk' AND conparentid = 0"
     ) == [(1,)]
     # January went to the archive tables, deliveries and events alike.
     assert not Event.objects.filter(pk=old.pk).exists()
-    assert _fetch("SELECT event_id FROM merchants_webhookdelivery_archive_204201") == [(old.pk,)]
-    assert _fetch("SELECT id FROM merchants_event_archive_204201") == [(old.pk,)]
+    assert fetch("SELECT event_id FROM merchants_webhookdelivery_archive_204201") == [(old.pk,)]
+    assert fetch("SELECT id FROM merchants_event_archive_204201") == [(old.pk,)]
     again = partitions_maintain(today=dt.date(2042, 5, 10), ahead=1, archive_after=3)
     assert (again.created, again.archived) == ([], [])

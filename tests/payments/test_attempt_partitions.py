@@ -22,25 +22,11 @@ from payments import services
 from payments.models import PaymentAttempt, PaymentIntent
 from payments.services.attempts import attempt_claim, attempt_open, attempt_record
 from tests.factories import FACTORIES
+from tests.partitioning import at, explain, fetch, partition_of
 
 pytestmark = pytest.mark.django_db
 
 TABLE = "payments_paymentattempt"
-
-
-def _fetch(statement: str, params: tuple[object, ...] = ()) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        return list(cursor.fetchall())
-
-
-def _partition_of(attempt: PaymentAttempt) -> str:
-    (row,) = _fetch(f"SELECT tableoid::regclass::text FROM {TABLE} WHERE id = %s", (attempt.pk,))
-    return row[0]
-
-
-def _at(year: int, month: int, day: int = 15) -> dt.datetime:
-    return dt.datetime(year, month, day, 12, tzinfo=SHANGHAI)
 
 
 def _intent_at(when: dt.datetime, **kwargs: object) -> PaymentIntent:
@@ -49,23 +35,19 @@ def _intent_at(when: dt.datetime, **kwargs: object) -> PaymentIntent:
         return FACTORIES["payments.paymentintent"](**kwargs)
 
 
-def _explain(statement: str) -> str:
-    return "\n".join(row[0] for row in _fetch("EXPLAIN " + statement))
-
-
 def _months(year: int) -> None:
     partitions_create(TABLE, dt.date(year, 1, 1), 3)
 
 
 def test_the_migration_made_a_partitioned_table_whose_keys_hold_the_intents_time() -> None:
-    assert _fetch(f"SELECT partstrat FROM pg_partitioned_table WHERE partrelid = '{TABLE}'::regclass") == [("r",)]
+    assert fetch(f"SELECT partstrat FROM pg_partitioned_table WHERE partrelid = '{TABLE}'::regclass") == [("r",)]
     attached = partitions(TABLE)
     assert attached[-1].name == f"{TABLE}_default"
     today = dt.datetime.now(SHANGHAI).date().replace(day=1)
     assert len([p for p in attached if p.month is not None and p.month >= today]) >= 4
     keys = {
         definition
-        for (definition,) in _fetch(
+        for (definition,) in fetch(
             f"SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = '{TABLE}'::regclass"
             " AND contype IN ('p', 'u')"
         )
@@ -83,30 +65,30 @@ def test_the_migration_made_a_partitioned_table_whose_keys_hold_the_intents_time
 
 def test_an_attempt_lands_in_its_intents_month_whenever_it_is_made() -> None:
     _months(2020)
-    intent = _intent_at(_at(2020, 2, 29))
+    intent = _intent_at(at(2020, 2, 29))
     channel = intent.channel
     assert channel is not None
-    with mock.patch("django.utils.timezone.now", return_value=_at(2020, 3, 2)):  # confirmed in the next month
+    with mock.patch("django.utils.timezone.now", return_value=at(2020, 3, 2)):  # confirmed in the next month
         first = attempt_open(intent, channel, sequence=1)
         second = attempt_open(intent, channel, sequence=2)
     for attempt in (first, second):
         attempt.refresh_from_db()
         assert attempt.intent_created_at == intent.created_at
         assert attempt.created_at.astimezone(SHANGHAI).month == 3
-        assert _partition_of(attempt) == f"{TABLE}_p202002"
+        assert partition_of(TABLE, attempt.pk) == f"{TABLE}_p202002"
     # Asia/Shanghai months: 1 March 00:30 there is still February in UTC, and is March's partition.
     late = _intent_at(dt.datetime(2020, 3, 1, 0, 30, tzinfo=SHANGHAI))
     assert late.channel is not None
-    assert _partition_of(attempt_open(late, late.channel, sequence=1)) == f"{TABLE}_p202003"
+    assert partition_of(TABLE, attempt_open(late, late.channel, sequence=1).pk) == f"{TABLE}_p202003"
     # Without a partition for its month (a test's clock, old data) the attempt is kept in the DEFAULT partition.
-    stray = _intent_at(_at(2020, 7))
+    stray = _intent_at(at(2020, 7))
     assert stray.channel is not None
-    assert _partition_of(attempt_open(stray, stray.channel, sequence=1)) == f"{TABLE}_default"
+    assert partition_of(TABLE, attempt_open(stray, stray.channel, sequence=1).pk) == f"{TABLE}_default"
 
 
 def test_a_second_attempt_of_one_intent_and_sequence_or_one_reference_is_refused() -> None:
     _months(2021)
-    intent = _intent_at(_at(2021, 2))
+    intent = _intent_at(at(2021, 2))
     channel = intent.channel
     assert channel is not None
     attempt_open(intent, channel, sequence=1)
@@ -131,7 +113,7 @@ def _single_partition(plan: str, month: str) -> None:
 
 def test_the_services_read_and_update_an_intents_attempts_in_its_months_partition() -> None:
     _months(2022)
-    intent = _intent_at(_at(2022, 2))
+    intent = _intent_at(at(2022, 2))
     assert intent.channel is not None
     attempt = attempt_open(intent, intent.channel, sequence=1)  # pending, claimed by its (live) request
     PaymentIntent.objects.filter(pk=intent.pk).update(
@@ -148,7 +130,7 @@ def test_the_services_read_and_update_an_intents_attempts_in_its_months_partitio
     ]  # fmt: skip
     assert reads, "the resolver reads the payment's attempts"
     for read in reads:
-        _single_partition(_explain(read), "202202")
+        _single_partition(explain(read), "202202")
     intent.refresh_from_db()
     assert intent.status == PaymentIntent.Status.PROCESSING
     # Claiming and recording an attempt update its row in its partition.
@@ -160,22 +142,22 @@ def test_the_services_read_and_update_an_intents_attempts_in_its_months_partitio
     updates = [query["sql"] for query in queries.captured_queries if query["sql"].startswith(f'UPDATE "{TABLE}"')]
     assert len(updates) == 2
     for update in updates:
-        _single_partition(_explain(update), "202202")
+        _single_partition(explain(update), "202202")
     attempt.refresh_from_db()
     assert (attempt.status, attempt.claimed_until) == (PaymentAttempt.Status.DECLINED, None)
 
 
 def test_the_job_creates_the_attempts_months_and_moves_the_defaults_rows() -> None:
     partitions_create(TABLE, dt.date(2040, 1, 1), 1)
-    intent = _intent_at(_at(2040, 3))  # no partition for March yet: the DEFAULT partition holds its attempt
+    intent = _intent_at(at(2040, 3))  # no partition for March yet: the DEFAULT partition holds its attempt
     assert intent.channel is not None
     attempt = attempt_open(intent, intent.channel, sequence=1)
-    assert _partition_of(attempt) == f"{TABLE}_default"
+    assert partition_of(TABLE, attempt.pk) == f"{TABLE}_default"
 
     result = partitions_maintain(today=dt.date(2040, 5, 10), ahead=1, archive_after=None)
 
     made = [name for name in result.created if name.startswith(f"{TABLE}_")]
     assert made == [f"{TABLE}_p204003", f"{TABLE}_p204005", f"{TABLE}_p204006"]
-    assert _partition_of(attempt) == f"{TABLE}_p204003"
+    assert partition_of(TABLE, attempt.pk) == f"{TABLE}_p204003"
     assert PaymentAttempt.objects.of(intent).get() == attempt
     assert partitions_maintain(today=dt.date(2040, 5, 10), ahead=1, archive_after=None).created == []

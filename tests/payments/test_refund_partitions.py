@@ -30,26 +30,12 @@ from payments.models import (
 )
 from payments.services.refunds import refund_correction
 from tests.factories import FACTORIES
+from tests.partitioning import at, explain, fetch, partition_of
 
 pytestmark = pytest.mark.django_db
 
 TABLE = "payments_refund"
 REFERRERS = ("payments_feesplit", "payments_settlementline", "payments_reconciliationexception")
-
-
-def _fetch(statement: str, params: tuple[object, ...] = ()) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        return list(cursor.fetchall())
-
-
-def _partition_of(refund: Refund) -> str:
-    (row,) = _fetch(f"SELECT tableoid::regclass::text FROM {TABLE} WHERE id = %s", (refund.pk,))
-    return row[0]
-
-
-def _at(year: int, month: int, day: int = 15) -> dt.datetime:
-    return dt.datetime(year, month, day, 12, tzinfo=SHANGHAI)
 
 
 def _payment_at(when: dt.datetime) -> PaymentIntent:
@@ -64,25 +50,21 @@ def _refunded(payment: PaymentIntent, amount: int = 100, *, when: dt.datetime | 
         return refund_correction(payment, amount, reason="test")
 
 
-def _explain(statement: str) -> str:
-    return "\n".join(row[0] for row in _fetch("EXPLAIN " + statement))
-
-
 def _months(year: int) -> None:
     partitions_create(TABLE, dt.date(year, 1, 1), 3)
 
 
 def test_the_migration_made_a_partitioned_table_whose_keys_hold_the_payments_time() -> None:
     assert PARTITIONED[TABLE] == "intent_created_at"
-    assert _fetch(f"SELECT partstrat FROM pg_partitioned_table WHERE partrelid = '{TABLE}'::regclass") == [("r",)]
-    assert _fetch("SELECT mengka_partition_column(%s)", (TABLE,)) == [("intent_created_at",)]
+    assert fetch(f"SELECT partstrat FROM pg_partitioned_table WHERE partrelid = '{TABLE}'::regclass") == [("r",)]
+    assert fetch("SELECT mengka_partition_column(%s)", (TABLE,)) == [("intent_created_at",)]
     attached = partitions(TABLE)
     assert attached[-1].name == f"{TABLE}_default"
     today = dt.datetime.now(SHANGHAI).date().replace(day=1)
     assert len([p for p in attached if p.month is not None and p.month >= today]) >= 4
     keys = {
         definition
-        for (definition,) in _fetch(
+        for (definition,) in fetch(
             f"SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = '{TABLE}'::regclass"
             " AND contype IN ('p', 'u')"
         )
@@ -93,7 +75,7 @@ def test_the_migration_made_a_partitioned_table_whose_keys_hold_the_payments_tim
         "UNIQUE (reference, intent_created_at)",
     }
     # Each referrer's key to the refund is composite, and no other key refers to the refunds.
-    referring = _fetch(
+    referring = fetch(
         "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint"
         f" WHERE contype = 'f' AND confrelid = '{TABLE}'::regclass AND conparentid = 0 ORDER BY 1"
     )
@@ -106,7 +88,7 @@ def test_the_migration_made_a_partitioned_table_whose_keys_hold_the_payments_tim
         for table in sorted(REFERRERS)
     ]
     nullable = dict(
-        _fetch(
+        fetch(
             "SELECT table_name, is_nullable FROM information_schema.columns"
             " WHERE column_name = 'payment_created_at' AND table_name = ANY(%s)",
             (list(REFERRERS),),
@@ -123,25 +105,25 @@ def test_the_migration_made_a_partitioned_table_whose_keys_hold_the_payments_tim
 
 def test_a_refund_lands_in_its_payments_month_whenever_it_is_made() -> None:
     _months(2020)
-    payment = _payment_at(_at(2020, 2, 29))
-    refund = _refunded(payment, when=_at(2020, 3, 2))  # refunded in the next month
+    payment = _payment_at(at(2020, 2, 29))
+    refund = _refunded(payment, when=at(2020, 3, 2))  # refunded in the next month
     assert refund.intent_created_at == payment.created_at
     assert refund.created_at.astimezone(SHANGHAI).month == 3
-    assert _partition_of(refund) == f"{TABLE}_p202002"
+    assert partition_of(TABLE, refund.pk) == f"{TABLE}_p202002"
     # Its fee splits carry the payment's time, which their key to the refund holds.
     assert set(FeeSplit.objects.filter(refund=refund).values_list("payment_created_at", flat=True)) <= {
         payment.created_at
     }
     # Asia/Shanghai months: 1 March 00:30 there is still February in UTC, and is March's partition.
     late = _payment_at(dt.datetime(2020, 3, 1, 0, 30, tzinfo=SHANGHAI))
-    assert _partition_of(_refunded(late)) == f"{TABLE}_p202003"
+    assert partition_of(TABLE, _refunded(late).pk) == f"{TABLE}_p202003"
     # Without a partition for its month the refund is kept in the DEFAULT partition.
-    assert _partition_of(_refunded(_payment_at(_at(2020, 7)))) == f"{TABLE}_default"
+    assert partition_of(TABLE, _refunded(_payment_at(at(2020, 7))).pk) == f"{TABLE}_default"
 
 
 def test_a_second_refund_with_one_reference_is_refused() -> None:
     _months(2021)
-    payment = _payment_at(_at(2021, 2))
+    payment = _payment_at(at(2021, 2))
     first = _refunded(payment)
     assert first.reference == f"{payment.public_id}-r1"
     # PostgreSQL names the month's index that refused it (the partition's), with the key.
@@ -170,9 +152,9 @@ def _refused(make: Callable[[], Any], constraint: str) -> None:
 
 def test_the_rows_that_name_a_refund_are_refused_with_another_payment_time() -> None:
     _months(2022)
-    payment = _payment_at(_at(2022, 2))
+    payment = _payment_at(at(2022, 2))
     refund = _refunded(payment)
-    other = _payment_at(_at(2022, 3))  # another payment, another month
+    other = _payment_at(at(2022, 3))  # another payment, another month
     wrong = other.created_at
     batch = SettlementBatch.objects.create(
         merchant=payment.merchant, currency="CNY", cycle="t1", period="x", cutoff_at=payment.created_at,
@@ -215,7 +197,7 @@ def _single_partition(plan: str, month: str) -> None:
 
 def test_the_services_read_and_update_a_payments_refunds_in_its_months_partition() -> None:
     _months(2023)
-    payment = _payment_at(_at(2023, 2))
+    payment = _payment_at(at(2023, 2))
     _refunded(payment)
     with CaptureQueriesContext(connection) as queries:
         refund = _refunded(payment)  # the next reference (a count), the lock, the outcome, the read back
@@ -226,7 +208,7 @@ def test_the_services_read_and_update_a_payments_refunds_in_its_months_partition
     ]
     assert len(touching) >= 4, touching
     for statement in touching:
-        _single_partition(_explain(statement), "202302")
+        _single_partition(explain(statement), "202302")
     assert refund.status == Refund.Status.SUCCEEDED
     assert [r.reference for r in Refund.objects.of(payment).order_by("id")] == [
         f"{payment.public_id}-r1",
@@ -240,22 +222,22 @@ def test_the_job_creates_the_refunds_months_and_moves_the_defaults_rows_that_oth
     with connection.cursor() as cursor:  # as if committed before the job: no key checks left pending
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
     partitions_create(TABLE, dt.date(2040, 1, 1), 1)
-    payment = _payment_at(_at(2040, 3))  # no partition for March yet: the DEFAULT partition holds its refund
+    payment = _payment_at(at(2040, 3))  # no partition for March yet: the DEFAULT partition holds its refund
     refund = _refunded(payment)
     fee = FeeSplit.objects.create(
         payment=payment, payment_created_at=payment.created_at, refund=refund,
         schedule=FACTORIES["payments.feeschedule"](), event="refund", party="alliance", amount=-1,
     )  # fmt: skip
-    assert _partition_of(refund) == f"{TABLE}_default"
+    assert partition_of(TABLE, refund.pk) == f"{TABLE}_default"
 
     result = partitions_maintain(today=dt.date(2040, 5, 10), ahead=1, archive_after=None)
 
     made = [name for name in result.created if name.startswith(f"{TABLE}_")]
     assert made == [f"{TABLE}_p204003", f"{TABLE}_p204005", f"{TABLE}_p204006"]
-    assert _partition_of(refund) == f"{TABLE}_p204003"
+    assert partition_of(TABLE, refund.pk) == f"{TABLE}_p204003"
     assert Refund.objects.of(payment).get() == refund
     assert FeeSplit.objects.get(pk=fee.pk).refund_id == refund.pk
     # The fee splits' key was added back after the move.
-    assert _fetch(
+    assert fetch(
         "SELECT count(*) FROM pg_constraint WHERE conname = 'payments_feesplit_refund_fk' AND conparentid = 0"
     ) == [(1,)]

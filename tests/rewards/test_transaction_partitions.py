@@ -23,31 +23,16 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from alliance.services.clearing import day_bounds, entries_sql
-from core.calendar import SHANGHAI
 from core.partitions import PARTITIONED, partitions, partitions_create, partitions_maintain
 from rewards import services as s
 from rewards.checks import ledger_verify
 from rewards.models import Entry, LedgerKey, LedgerTransaction, Lot
 from tests.concurrency import Background
 from tests.factories import CardholderFactory, PointsProgramFactory
+from tests.partitioning import at, explain, fetch, partition_of
 
 TABLE = "rewards_ledgertransaction"
 REAL_NOW = timezone.now
-
-
-def _fetch(statement: str, params: Any = ()) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        return list(cursor.fetchall()) if cursor.description else []
-
-
-def _at(year: int, month: int, day: int = 15) -> dt.datetime:
-    return dt.datetime(year, month, day, 12, tzinfo=SHANGHAI)
-
-
-def _partition_of(txn: LedgerTransaction) -> str:
-    (row,) = _fetch(f"SELECT tableoid::regclass::text FROM {TABLE} WHERE id = %s", (txn.pk,))
-    return row[0]
 
 
 def _earn_at(
@@ -57,10 +42,6 @@ def _earn_at(
         return s.points_earn(
             cardholder_id=holder.pk, program=program, amount=amount, idempotency_key=key, earned_on=earned_on
         )
-
-
-def _explain(statement: str, params: Any = None) -> str:
-    return "\n".join(row[0] for row in _fetch("EXPLAIN " + statement, params))
 
 
 def _only_partition(plan: str, month: str) -> None:
@@ -81,25 +62,25 @@ def _reads_of_transactions(queries: CaptureQueriesContext) -> list[str]:
 
 @pytest.mark.django_db
 def test_the_migration_made_a_partitioned_table_keyed_with_its_time_and_every_reference_holds_it() -> None:
-    assert _fetch(f"SELECT partstrat FROM pg_partitioned_table WHERE partrelid = '{TABLE}'::regclass") == [("r",)]
+    assert fetch(f"SELECT partstrat FROM pg_partitioned_table WHERE partrelid = '{TABLE}'::regclass") == [("r",)]
     assert PARTITIONED[TABLE] == "created_at"
     order = list(PARTITIONED)
     assert order.index("rewards_entry") < order.index(TABLE)  # entries refer to transactions: detached first
     assert partitions(TABLE)[-1].name == f"{TABLE}_default"
-    keys = _fetch(
+    keys = fetch(
         f"SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = '{TABLE}'::regclass"
         " AND contype IN ('p', 'u')"
     )
     assert keys == [("PRIMARY KEY (id, created_at)",)]
     assert LedgerTransaction._meta.pk is not None
     assert LedgerTransaction._meta.pk.name == "id"
-    assert _fetch(
+    assert fetch(
         "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'rewards_ledgerkey'::regclass"
         " AND contype = 'p'"
     ) == [("PRIMARY KEY (idempotency_key)",)]
     references = {
         (table, definition)
-        for table, definition in _fetch(
+        for table, definition in fetch(
             "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint"
             f" WHERE contype = 'f' AND confrelid = '{TABLE}'::regclass AND conparentid = 0"
         )
@@ -127,14 +108,14 @@ def test_a_posting_and_everything_referring_to_it_carry_its_month() -> None:
     partitions_create(TABLE, dt.date(2022, 1, 1), 3)
     partitions_create("rewards_entry", dt.date(2022, 1, 1), 3)
     program, holder = PointsProgramFactory(), CardholderFactory()
-    earn = _earn_at(_at(2022, 1), holder, program, "earn")
-    with mock.patch("django.utils.timezone.now", return_value=_at(2022, 2)):
+    earn = _earn_at(at(2022, 1), holder, program, "earn")
+    with mock.patch("django.utils.timezone.now", return_value=at(2022, 2)):
         spend = s.points_redeem(cardholder_id=holder.pk, program=program, amount=30, idempotency_key="spend")
         reversal = s.transaction_reverse(
             transaction_id=earn.pk, transaction_created_at=earn.created_at, amount=10, idempotency_key="back"
         )
     assert reversal is not None
-    assert (_partition_of(earn), _partition_of(spend)) == (f"{TABLE}_p202201", f"{TABLE}_p202202")
+    assert (partition_of(TABLE, earn.pk), partition_of(TABLE, spend.pk)) == (f"{TABLE}_p202201", f"{TABLE}_p202202")
     assert (reversal.reverses_id, reversal.reverses_created_at) == (earn.pk, earn.created_at)
     key = LedgerKey.objects.get(idempotency_key="spend")
     assert (key.transaction_id, key.transaction_created_at) == (spend.pk, spend.created_at)
@@ -143,7 +124,7 @@ def test_a_posting_and_everything_referring_to_it_carry_its_month() -> None:
     assert {m.transaction_created_at for m in spend.lot_movements.all()} == {spend.created_at}
     assert set(Entry.objects.filter(transaction=earn).values_list("created_at", flat=True)) == {earn.created_at}
     # A reference dated otherwise than its transaction is refused by the composite key.
-    _fetch("SET CONSTRAINTS ALL IMMEDIATE")
+    fetch("SET CONSTRAINTS ALL IMMEDIATE")
     with pytest.raises(IntegrityError, match="rewards_lot_earned_by_id_fk"), transaction.atomic():
         Lot.objects.filter(pk=lot.pk).update(earned_by_created_at=earn.created_at + dt.timedelta(seconds=1))
 
@@ -161,22 +142,22 @@ def test_a_nullable_reference_without_its_time_is_refused() -> None:
 def test_a_retry_in_another_month_replays_the_first_posting() -> None:
     partitions_create(TABLE, dt.date(2022, 1, 1), 3)
     program, holder = PointsProgramFactory(), CardholderFactory()
-    first = _earn_at(_at(2022, 1), holder, program, "once", earned_on=dt.date(2022, 1, 15))
-    again = _earn_at(_at(2022, 3), holder, program, "once", earned_on=dt.date(2022, 1, 15))  # the same request
+    first = _earn_at(at(2022, 1), holder, program, "once", earned_on=dt.date(2022, 1, 15))
+    again = _earn_at(at(2022, 3), holder, program, "once", earned_on=dt.date(2022, 1, 15))  # the same request
     assert again.pk == first.pk
     assert again.created_at == first.created_at
     assert LedgerTransaction.objects.filter(idempotency_key="once").count() == 1
     assert s.wallet_account(holder.pk, program).posted == 100
     # The partitioned table alone would take the key twice (its keys hold the month): the keys' table refuses it.
     with transaction.atomic():
-        _fetch(
+        fetch(
             f"INSERT INTO {TABLE} (kind, idempotency_key, request_hash, points, reversed_points, metadata,"
             " actor_label, created_at) VALUES ('adjust', 'once', '-', 0, 0, '{}', 'system', %s)",
-            (_at(2022, 2),),
+            (at(2022, 2),),
         )
         transaction.set_rollback(True)
     with pytest.raises(IntegrityError, match="rewards_ledgerkey_pkey"), transaction.atomic():
-        _fetch(
+        fetch(
             "INSERT INTO rewards_ledgerkey (idempotency_key, transaction_id, transaction_created_at)"
             " VALUES ('once', %s, %s)",
             (first.pk, first.created_at),
@@ -205,7 +186,7 @@ def test_two_parallel_postings_with_one_key_in_different_months_post_once() -> N
         second = Background(lambda: earn(now + dt.timedelta(days=31)))
         waiting = 0
         for _ in range(200):  # until the second waits on the first's key
-            (waiting,) = _fetch(
+            (waiting,) = fetch(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
             )[0]
             if waiting:
@@ -229,14 +210,14 @@ def test_the_services_read_a_transaction_in_its_months_partition() -> None:
     src = PointsProgramFactory(point_value_cny=Decimal("0.005"))
     dst = PointsProgramFactory(point_value_cny=Decimal("0.003"))
     holder = CardholderFactory()
-    _earn_at(_at(2022, 1), holder, src, "seed", amount=1000)
-    with mock.patch("django.utils.timezone.now", return_value=_at(2022, 2)):
+    _earn_at(at(2022, 1), holder, src, "seed", amount=1000)
+    with mock.patch("django.utils.timezone.now", return_value=at(2022, 2)):
         exchange = s.points_exchange(
             cardholder_id=holder.pk, from_program=src, to_program=dst, amount=500, idempotency_key="x"
         )
 
     # Reversing it reads (and locks, and updates) the reversed transaction in February's partition only.
-    with mock.patch("django.utils.timezone.now", return_value=_at(2022, 3)), CaptureQueriesContext(connection) as q:
+    with mock.patch("django.utils.timezone.now", return_value=at(2022, 3)), CaptureQueriesContext(connection) as q:
         s.transaction_reverse(
             transaction_id=exchange.pk, transaction_created_at=exchange.created_at, amount=100, idempotency_key="r"
         )
@@ -249,7 +230,7 @@ def test_the_services_read_a_transaction_in_its_months_partition() -> None:
     assert len(reads) == 2
     assert len(updates) == 1
     for statement in reads + updates:
-        _only_partition(_explain(statement), "202202")
+        _only_partition(explain(statement), "202202")
 
     # A replay by key reads the key's row, then the transaction in its month.
     with CaptureQueriesContext(connection) as q:
@@ -259,18 +240,18 @@ def test_the_services_read_a_transaction_in_its_months_partition() -> None:
     assert replayed.pk == exchange.pk
     reads = _reads_of_transactions(q)
     assert len(reads) == 1
-    _only_partition(_explain(reads[0]), "202202")
+    _only_partition(explain(reads[0]), "202202")
 
     # The clearing day's transactions: February 15th's are read in February's partition. (The kind of a reversed
     # transaction, a subquery by its id and time, is pruned to its month when it runs.)
-    start, end = day_bounds(_at(2022, 2).date())
-    plan = _explain(entries_sql(), {"start": start, "end": end, "currency": "CNY"})
+    start, end = day_bounds(at(2022, 2).date())
+    plan = explain(entries_sql(), {"start": start, "end": end, "currency": "CNY"})
     driving = re.findall(rf"on ({TABLE}_\w+) t\b", plan)
     assert driving == [f"{TABLE}_p202202"], plan
 
     # The check itself: a read by id alone names every month.
     unbounded = str(LedgerTransaction.objects.filter(pk=exchange.pk).query)
-    plan = _explain(unbounded.replace(f"= {exchange.pk}", "= %s"), (exchange.pk,))
+    plan = explain(unbounded.replace(f"= {exchange.pk}", "= %s"), (exchange.pk,))
     assert f"{TABLE}_p202201" in plan
     assert f"{TABLE}_p202202" in plan
 
@@ -280,19 +261,19 @@ def test_the_job_moves_a_month_of_transactions_out_of_the_default_though_many_ta
     partitions_create(TABLE, dt.date(2043, 1, 1), 1)
     partitions_create("rewards_entry", dt.date(2043, 1, 1), 1)
     program, holder = PointsProgramFactory(), CardholderFactory()
-    earn = _earn_at(_at(2043, 3), holder, program, "march")  # no March yet: the DEFAULT partitions hold it
-    with mock.patch("django.utils.timezone.now", return_value=_at(2043, 3, 20)):
+    earn = _earn_at(at(2043, 3), holder, program, "march")  # no March yet: the DEFAULT partitions hold it
+    with mock.patch("django.utils.timezone.now", return_value=at(2043, 3, 20)):
         reversal = s.transaction_reverse(
             transaction_id=earn.pk, transaction_created_at=earn.created_at, amount=10, idempotency_key="back"
         )
     assert reversal is not None
-    assert _partition_of(earn) == f"{TABLE}_default"
-    _fetch("SET CONSTRAINTS ALL IMMEDIATE")  # the job runs in a transaction of its own: no checks pending
+    assert partition_of(TABLE, earn.pk) == f"{TABLE}_default"
+    fetch("SET CONSTRAINTS ALL IMMEDIATE")  # the job runs in a transaction of its own: no checks pending
     result = partitions_maintain(today=dt.date(2043, 5, 10), ahead=0, archive_after=None)
     assert f"{TABLE}_p204303" in result.created
-    assert (_partition_of(earn), _partition_of(reversal)) == (f"{TABLE}_p204303", f"{TABLE}_p204303")
+    assert (partition_of(TABLE, earn.pk), partition_of(TABLE, reversal.pk)) == (f"{TABLE}_p204303", f"{TABLE}_p204303")
     # Every key that refers to the transactions is there again, and holds.
-    assert _fetch(
+    assert fetch(
         f"SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND confrelid = '{TABLE}'::regclass"
         " AND conparentid = 0"
     ) == [(10,)]
