@@ -144,7 +144,7 @@ class LedgerTransaction(models.Model):
     """A posting. The table is partitioned by month on `created_at` (docs/scaling.md, "Partitioning by month"): the
     database's primary key is `(id, created_at)`, and every table that refers to a transaction carries its
     `created_at` too, in a composite foreign key `(…_id, …_created_at)` → `(id, created_at)` made by the migrations
-    (rewards/migrations/0023, payments/migrations/0043), ON UPDATE CASCADE, so the fields here make no constraint of
+    (rewards/migrations/0023, payments/migrations/0044), ON UPDATE CASCADE, so the fields here make no constraint of
     their own (`db_constraint=False`). The idempotency key is unique across every month through `LedgerKey`."""
 
     class Kind(models.TextChoices):

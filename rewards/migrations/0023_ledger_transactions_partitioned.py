@@ -1,4 +1,4 @@
-"""Ledger transactions are partitioned by month on their created_at (core/migrations/0019 registered the table).
+"""Ledger transactions are partitioned by month on their created_at (core/migrations/0020 registered the table).
 
 A partitioned table's unique keys must hold the partition column. In the database, so: a transaction's primary key is
 `(id, created_at)` (the model keeps `id`), and its idempotency key, which must stay unique across every month (a
@@ -6,7 +6,7 @@ retried posting gets a new `created_at`), moves to an unpartitioned table, `rewa
 key, transaction_id, transaction_created_at)`, written with every transaction. Every table that refers to a
 transaction carries its time and refers to `(id, created_at)`: entries by their own `created_at` (always their
 transaction's), the others by a new `<field>_created_at` column, backfilled here; payments' two referrers get theirs
-in payments/migrations/0043. The composite keys cascade an update of a transaction's time (ON UPDATE CASCADE), so its
+in payments/migrations/0044. The composite keys cascade an update of a transaction's time (ON UPDATE CASCADE), so its
 referrers follow it; a nullable reference and its time are both set or both empty (a check), so a writer that forgets
 the time fails instead of escaping the key. The models' fields make no constraint of their own (`db_constraint=False`).
 
