@@ -27,6 +27,7 @@ import json
 import multiprocessing as mp
 import os
 import secrets
+import shutil
 import signal
 import socket
 import statistics
@@ -191,12 +192,12 @@ def setup(
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.dev")
     os.environ["DEBUG"] = "false"
     os.environ.setdefault("LOG_LEVEL", "WARNING")
-    # Where the ledger exports its seal heads: a file of the run's own (settings' default is the development one).
-    seals = ROOT / "var" / f"{run.database}-seals.jsonl"
-    seals.unlink(missing_ok=True)
+    # Where the ledger exports its seal heads: a directory of the run's own (settings' default is the development one).
+    seals = ROOT / "var" / f"{run.database}-seals"
+    shutil.rmtree(seals, ignore_errors=True)
     os.environ["LEDGER_SEAL_EXPORT"] = str(seals)
     if not run.keep:
-        atexit.register(seals.unlink, missing_ok=True)
+        atexit.register(shutil.rmtree, seals, ignore_errors=True)
     import django
 
     django.setup()

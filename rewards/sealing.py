@@ -1,5 +1,6 @@
 """Sealing: batches of transactions chained by hash, each head signed with a key that is not in the database and
-exported to an append-only file.
+exported, one object per seal that is written once and never again, to the `ledger_seals` storage (settings'
+STORAGES: a directory by default; any Django storage backend — shared by every machine that seals or checks).
 
 Version 2 (every seal made now) covers every column a later computation reads. Each transaction's rows — the
 transaction (kind, key, request hash, points, the transaction it reverses, rate, actor, created time, metadata), its
@@ -30,6 +31,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.files.base import ContentFile
+from django.core.files.storage import Storage, storages
 from django.db import connection, transaction
 
 from .models import SEAL_VERSION, LedgerTransaction, Seal
@@ -122,48 +125,57 @@ def seal_rows(seal_id: int) -> list[tuple[Any, ...]]:
     return list(transaction_digests(seal_id))
 
 
-def export_path() -> Path:
-    return Path(settings.LEDGER_SEAL_EXPORT)
+def head_storage() -> Storage:
+    """Where signed heads are exported: the `ledger_seals` storage alias."""
+    return storages["ledger_seals"]
+
+
+def head_name(seal_id: int) -> str:
+    """A seal's head object: one per seal, so sealers on several machines never write to one object, and a storage
+    that cannot append (object storage) holds them as well as a directory."""
+    return f"{seal_id:012d}.json"
 
 
 def exported_heads() -> dict[int, dict[str, Any]]:
-    path = export_path()
-    if not path.exists():
+    """The exported heads by seal id, each as it was first written."""
+    storage = head_storage()
+    try:
+        _, names = storage.listdir("")
+    except FileNotFoundError:  # nothing exported yet: the directory is made by the first head
         return {}
     heads: dict[int, dict[str, Any]] = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            head = json.loads(line)
+    for name in sorted(names):
+        if name.endswith(".json"):
+            with storage.open(name) as stored:
+                head = json.loads(stored.read())
             heads.setdefault(int(head["seal"]), head)
     return heads
 
 
 def _export(seals: Iterable[Seal]) -> None:
-    path = export_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as out:
-        for seal in seals:
-            out.write(
-                json.dumps(
-                    {
-                        "seal": seal.pk,
-                        "version": seal.version,
-                        "hash": seal.hash,
-                        "previous_hash": seal.previous_hash,
-                        "signature": seal.signature,
-                        "transactions": seal.transaction_count,
-                        "entries": seal.entry_count,
-                        "last_transaction_id": seal.last_transaction_id,
-                        "created_at": seal.created_at.isoformat(),
-                    },
-                    sort_keys=True,
-                )
-                + "\n"
-            )
+    """Writes each seal's head unless it is there: a head once written is never replaced (a storage saves a second
+    head under another name rather than overwrite, and the first is the one read)."""
+    storage = head_storage()
+    for seal in seals:
+        name = head_name(seal.pk)
+        if storage.exists(name):
+            continue
+        head = {
+            "seal": seal.pk,
+            "version": seal.version,
+            "hash": seal.hash,
+            "previous_hash": seal.previous_hash,
+            "signature": seal.signature,
+            "transactions": seal.transaction_count,
+            "entries": seal.entry_count,
+            "last_transaction_id": seal.last_transaction_id,
+            "created_at": seal.created_at.isoformat(),
+        }
+        storage.save(name, ContentFile(json.dumps(head, sort_keys=True).encode()))
 
 
 def export_missing_heads() -> int:
-    """Appends the heads of seals not yet in the export file (a crash between commit and export); returns how many."""
+    """Exports the heads of seals not exported yet (a crash between commit and export); returns how many."""
     known = exported_heads()
     missing = [seal for seal in Seal.objects.order_by("id") if seal.pk not in known]
     if missing:

@@ -161,6 +161,12 @@ STATIC_ROOT = VAR_DIR / "static"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    # The ledger's signed seal heads, one object per seal (rewards.sealing): a directory here; on several machines a
+    # storage they all reach — a shared volume, or object storage with write-once retention.
+    "ledger_seals": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": env.str("LEDGER_SEAL_EXPORT", default=str(VAR_DIR / "ledger-seals"))},
+    },
 }
 
 # Money
@@ -317,12 +323,11 @@ SIMULATOR = {
     "CONNECT_TIMEOUT": env.float("SIMULATOR_CONNECT_TIMEOUT", default=2.0),
     "READ_TIMEOUT": env.float("SIMULATOR_READ_TIMEOUT", default=10.0),
 }
-# The points ledger (rewards): seal signing key from the environment or a key file (never the database), where the
-# signed seal heads are exported and sub-accounts per hot bank account. (The alliance's exchange terms are data:
-# rewards.ExchangePolicy, edited in the admin.)
+# The points ledger (rewards): seal signing key from the environment or a key file (never the database) and
+# sub-accounts per hot bank account; its signed seal heads go to STORAGES["ledger_seals"], above. (The alliance's
+# exchange terms are data: rewards.ExchangePolicy, edited in the admin.)
 LEDGER_SEAL_KEY = env.str("LEDGER_SEAL_KEY", default=SECRET_KEY)
 LEDGER_SEAL_KEY_FILE = env.str("LEDGER_SEAL_KEY_FILE", default="")
-LEDGER_SEAL_EXPORT = env.str("LEDGER_SEAL_EXPORT", default=str(VAR_DIR / "ledger-seals.jsonl"))
 LEDGER_BANK_SHARDS = env.int("LEDGER_BANK_SHARDS", default=8)
 LEDGER_HOLD_TTL_SECONDS = env.int("LEDGER_HOLD_TTL_SECONDS", default=15 * 60)
 # The ledger's accounts and entries are distributed on Citus (rewards' citus_distribute command, docs/scaling.md):

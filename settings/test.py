@@ -8,10 +8,7 @@ DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Tasks run inline in tests; the worker test drives a real worker explicitly.
 CELERY_TASK_ALWAYS_EAGER = True
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-}
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
 LOGGING["root"]["level"] = "WARNING"  # type: ignore[index]
 SECRET_KEY = "test-secret-key-not-for-production-0123456789abcdef"
 FIELD_ENCRYPTION_KEY = "test-field-encryption-key"

@@ -66,8 +66,14 @@ def alliance_user(db):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(autouse=True)
 def _ledger_seal_export(settings, tmp_path):  # type: ignore[no-untyped-def]
-    """Each test exports sealed ledger heads to its own file."""
-    settings.LEDGER_SEAL_EXPORT = str(tmp_path / "ledger-seals.jsonl")
+    """Each test exports sealed ledger heads to its own directory."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "ledger_seals": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "ledger-seals")},
+        },
+    }
 
 
 @pytest.fixture(scope="session", autouse=True)

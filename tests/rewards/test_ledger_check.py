@@ -9,6 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from rewards import sealing
 from rewards import services as s
 from rewards.models import Entry, LedgerTransaction, Seal
 from rewards.sealing import canonical_lines, head_hash, seal_pending, seal_rows
@@ -120,7 +121,7 @@ def test_deleting_a_sealed_transaction_is_caught(sealed_ledger) -> None:
     assert any(f"seal {first.pk} (transactions" in v for v in report.violations)
 
 
-def test_seal_jobs_are_scheduled_and_export_is_append_only(sealed_ledger, settings) -> None:
+def test_seal_jobs_are_scheduled_and_export_is_append_only(sealed_ledger) -> None:
     from django_celery_beat.models import PeriodicTask
 
     assert set(PeriodicTask.objects.filter(task__startswith="rewards.").values_list("task", flat=True)) == {
@@ -132,8 +133,27 @@ def test_seal_jobs_are_scheduled_and_export_is_append_only(sealed_ledger, settin
     from rewards.tasks import ledger_seal
 
     assert ledger_seal.delay().get() == {"seals": 0}
-    with open(settings.LEDGER_SEAL_EXPORT) as exported:
-        assert len(exported.read().splitlines()) == 2
+    storage = sealing.head_storage()
+    names = sorted(storage.listdir("")[1])
+    assert names == [sealing.head_name(seal.pk) for seal in Seal.objects.order_by("id")]
+    assert len(names) == 2
+
+
+def test_an_exported_head_is_never_replaced(sealed_ledger) -> None:
+    """One object per seal, written once: exporting again — after the seal's row was rewritten, say — keeps the head
+    first written, and the check holds the database to that one."""
+    seal = Seal.objects.order_by("id").first()
+    first = sealing.exported_heads()[seal.pk]
+    Seal.objects.filter(pk=seal.pk).update(hash="f" * 64)
+    sealing._export(Seal.objects.filter(pk=seal.pk))
+    sealing.export_missing_heads()
+    assert sealing.exported_heads()[seal.pk] == first
+    assert sorted(sealing.head_storage().listdir("")[1]) == [
+        sealing.head_name(pk) for pk in Seal.objects.order_by("id").values_list("pk", flat=True)
+    ]
+    from rewards.checks import ledger_verify
+
+    assert any(f"seal {seal.pk}" in v for v in ledger_verify().violations)
 
 
 EDITS_AFTER_SEALING = {
