@@ -90,25 +90,33 @@ SQL_POSTED_HOLDS = """
        OR (h.status <> 'posted' AND h.transaction_id IS NOT NULL)
     ORDER BY h.id LIMIT 1000
 """
+# Version 1: the sealed transactions' entry lines. The entries are read on their own (on Citus they are distributed
+# and the transactions are the coordinator's), then joined to their transactions.
 SQL_SEAL_CONTENT = """
+    WITH v1 AS MATERIALIZED (
+        SELECT t.seal_id, t.id, t.kind, t.idempotency_key FROM rewards_ledgertransaction t
+        JOIN rewards_seal s ON s.id = t.seal_id WHERE s.version = 1
+    ), e AS MATERIALIZED (
+        SELECT e.transaction_id, e.id, e.account_id, e.unit, e.amount FROM rewards_entry e
+        WHERE e.transaction_id IN (SELECT id FROM v1)
+    )
     SELECT t.seal_id, COUNT(DISTINCT t.id), COUNT(e.id),
            encode(sha256(convert_to(COALESCE(string_agg(
                t.id || '|' || t.kind || '|' || t.idempotency_key || '|' || e.id || '|' || e.account_id || '|' ||
                e.unit || '|' || e.amount, E'\\n' ORDER BY e.id), ''), 'UTF8')), 'hex'),
            MIN(t.id), MAX(t.id)
-    FROM rewards_ledgertransaction t LEFT JOIN rewards_entry e ON e.transaction_id = t.id
-    JOIN rewards_seal s ON s.id = t.seal_id
-    WHERE s.version = 1 GROUP BY t.seal_id
+    FROM v1 t LEFT JOIN e ON e.transaction_id = t.id
+    GROUP BY t.seal_id
 """
 # Version 2: each sealed transaction's digest recomputed from its rows as they are now, against the digest it was
 # sealed with; per seal, the content hash recomputed, and the transactions whose rows changed.
+_SEALED_V2 = "t.seal_id IN (SELECT s.id FROM rewards_seal s WHERE s.version = 2)"
+_SEALED_V2_ENTRIES = (
+    "e.transaction_id IN (SELECT t.id FROM rewards_ledgertransaction t"
+    " WHERE t.seal_id IN (SELECT s.id FROM rewards_seal s WHERE s.version = 2))"
+)
 SQL_SEAL_CONTENT_V2 = f"""
-    WITH d AS (
-        SELECT t.seal_id, t.id, t.seal_digest, {sealing.SQL_TRANSACTION_DIGEST} AS digest,
-               (SELECT COUNT(*) FROM rewards_entry e WHERE e.transaction_id = t.id) AS entries
-        FROM rewards_ledgertransaction t JOIN rewards_seal s ON s.id = t.seal_id
-        WHERE s.version = 2
-    )
+    WITH d AS ({sealing.sql_transaction_digests(_SEALED_V2, _SEALED_V2_ENTRIES, ", t.seal_id, t.seal_digest")})
     SELECT d.seal_id, COUNT(*), SUM(d.entries), {sealing.SQL_CONTENT.format(column="digest")}, MIN(d.id), MAX(d.id),
            COALESCE(array_agg(d.id ORDER BY d.id) FILTER (WHERE d.digest <> d.seal_digest), '{{}}')
     FROM d GROUP BY d.seal_id

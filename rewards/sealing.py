@@ -41,37 +41,74 @@ GENESIS = "0" * 64
 BATCH_SIZE = 2000
 SEAL_LOCK = int.from_bytes(b"mk-seal", "big")  # the advisory lock every sealer takes
 
-# One transaction's rows as canonical text (version 2); `t` is the transaction. Tagged lines, "|"-separated, nulls
-# as "-", times in microseconds since the epoch, metadata as PostgreSQL's normalised jsonb text.
+# One transaction's rows as canonical text (version 2); `t` is the transaction, `en`, `lt` and `mt` its entries', lots'
+# and lot movements' lines (`SQL_TRANSACTION_PARTS`). Tagged lines, "|"-separated, nulls as "-", times in
+# microseconds since the epoch, metadata as PostgreSQL's normalised jsonb text.
 SQL_TRANSACTION_TEXT = r"""concat_ws(E'\n',
     concat_ws('|', 't', t.id, t.kind, t.idempotency_key, t.request_hash, t.points,
               COALESCE(t.reverses_id::text, '-'), COALESCE(t.rate::text, '-'), COALESCE(t.actor_id::text, '-'),
               t.actor_label, (extract(epoch FROM t.created_at) * 1000000)::bigint, t.metadata::text),
-    (SELECT string_agg(concat_ws('|', 'e', e.id, e.account_id, e.unit, e.amount, e.balance_after), E'\n' ORDER BY e.id)
-     FROM rewards_entry e WHERE e.transaction_id = t.id AND e.created_at = t.created_at),
-    (SELECT string_agg(concat_ws('|', 'l', l.id, l.account_id, l.program_id, l.amount,
-                                 to_char(l.earned_on, 'YYYY-MM-DD'), to_char(l.expires_on, 'YYYY-MM-DD')),
-                       E'\n' ORDER BY l.id)
-     FROM rewards_lot l WHERE l.earned_by_id = t.id),
-    (SELECT string_agg(concat_ws('|', 'm', m.id, m.lot_id, m.amount), E'\n' ORDER BY m.id)
-     FROM rewards_lotmovement m WHERE m.transaction_id = t.id))"""
+    en.text, lt.text, mt.text)"""
 SQL_TRANSACTION_DIGEST = f"encode(sha256(convert_to({SQL_TRANSACTION_TEXT}, 'UTF8')), 'hex')"
+# Each table's lines grouped by transaction, each read on its own, then joined to the transactions: on Citus the
+# entries are distributed and the transactions are the coordinator's, and Citus joins them only through a result
+# computed first (a materialized CTE), never row by row in a correlated subquery. `{transactions}` picks the
+# transactions (a condition on `t`), `{entries}` the entries worth grouping (a condition on `e`); the entries of
+# another month than their transaction's are counted but not hashed, as `ledger_check` reports them ("entry time").
+SQL_TRANSACTION_PARTS = r"""
+    WITH en_all AS MATERIALIZED (
+        SELECT e.transaction_id AS id, e.created_at, COUNT(*) AS entries,
+               string_agg(concat_ws('|', 'e', e.id, e.account_id, e.unit, e.amount, e.balance_after), E'\n'
+                          ORDER BY e.id) AS text
+        FROM rewards_entry e WHERE {entries} GROUP BY e.transaction_id, e.created_at
+    ), lt AS MATERIALIZED (
+        SELECT l.earned_by_id AS id,
+               string_agg(concat_ws('|', 'l', l.id, l.account_id, l.program_id, l.amount,
+                                    to_char(l.earned_on, 'YYYY-MM-DD'), to_char(l.expires_on, 'YYYY-MM-DD')),
+                          E'\n' ORDER BY l.id) AS text
+        FROM rewards_lot l WHERE l.earned_by_id IN (SELECT t.id FROM rewards_ledgertransaction t WHERE {transactions})
+        GROUP BY l.earned_by_id
+    ), mt AS MATERIALIZED (
+        SELECT m.transaction_id AS id, string_agg(concat_ws('|', 'm', m.id, m.lot_id, m.amount), E'\n' ORDER BY m.id)
+               AS text
+        FROM rewards_lotmovement m
+        WHERE m.transaction_id IN (SELECT t.id FROM rewards_ledgertransaction t WHERE {transactions})
+        GROUP BY m.transaction_id
+    ), counted AS (
+        SELECT id, SUM(entries) AS entries FROM en_all GROUP BY id
+    )
+"""
+SQL_TRANSACTION_JOINS = """
+    LEFT JOIN en_all en ON en.id = t.id AND en.created_at = t.created_at
+    LEFT JOIN lt ON lt.id = t.id
+    LEFT JOIN mt ON mt.id = t.id
+    LEFT JOIN counted ON counted.id = t.id
+"""
 # The content hash over "<id>|<digest>" lines of `d` (rows with `id` and a digest column named by the caller).
 SQL_CONTENT = (
     r"encode(sha256(convert_to(COALESCE(string_agg(d.id || '|' || d.{column}, E'\n' ORDER BY d.id), ''), 'UTF8')),"
     r" 'hex')"
 )
 
-SQL_SEAL_TRANSACTIONS = f"""
-    UPDATE rewards_ledgertransaction t SET seal_id = %(seal)s, seal_digest = {SQL_TRANSACTION_DIGEST}
-    WHERE t.id = ANY(%(ids)s)
-"""  # noqa: S608 - constants
-SQL_SEALED_CONTENT = f"""
-    SELECT COUNT(*), {SQL_CONTENT.format(column="seal_digest")},
-           (SELECT COUNT(*) FROM rewards_entry e JOIN rewards_ledgertransaction t ON t.id = e.transaction_id
-            WHERE t.seal_id = %(seal)s)
-    FROM rewards_ledgertransaction d WHERE d.seal_id = %(seal)s
-"""  # noqa: S608 - constants
+
+def sql_transaction_digests(transactions: str, entries: str, columns: str = "") -> str:
+    """A SELECT of (id, digest, entries, *columns of `t`) for the transactions `transactions` picks (a condition on
+    `t`), in id order; `entries` (a condition on `e`) bounds the entries read to at least theirs."""
+    parts = SQL_TRANSACTION_PARTS.format(transactions=transactions, entries=entries)
+    return (
+        f"{parts} SELECT t.id, {SQL_TRANSACTION_DIGEST} AS digest,"  # noqa: S608 - constants
+        f" COALESCE(counted.entries, 0) AS entries{columns}"
+        f" FROM rewards_ledgertransaction t {SQL_TRANSACTION_JOINS} WHERE {transactions} ORDER BY t.id"
+    )
+
+
+# The sealer's batch: its digests and entry counts, computed apart from the update that keeps them.
+SQL_BATCH_DIGESTS = sql_transaction_digests("t.id = ANY(%(ids)s)", "e.transaction_id = ANY(%(ids)s)")
+SQL_SEAL_TRANSACTIONS = """
+    UPDATE rewards_ledgertransaction t SET seal_id = %(seal)s, seal_digest = d.digest
+    FROM unnest(%(ids)s::bigint[], %(digests)s::text[]) AS d(id, digest)
+    WHERE t.id = d.id AND t.seal_id IS NULL
+"""
 
 
 def seal_key() -> bytes:
@@ -111,12 +148,10 @@ def head_hash(
 
 def transaction_digests(seal_id: int) -> list[tuple[int, str]]:
     """(transaction id, digest of its rows as they are now) for the seal's transactions, in id order."""
+    sealed = "t.seal_id = %(seal)s"
+    entries = "e.transaction_id IN (SELECT t.id FROM rewards_ledgertransaction t WHERE t.seal_id = %(seal)s)"
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT t.id, {SQL_TRANSACTION_DIGEST} FROM rewards_ledgertransaction t"  # noqa: S608 - constants
-            " WHERE t.seal_id = %s ORDER BY t.id",
-            [seal_id],
-        )
+        cursor.execute(sql_transaction_digests(sealed, entries), {"seal": seal_id})
         return [(int(row[0]), str(row[1])) for row in cursor.fetchall()]
 
 
@@ -205,11 +240,12 @@ def _seal_one(key: bytes, batch_size: int) -> Seal | None:
             first_transaction_id=ids[0],
             last_transaction_id=ids[-1],
         )
-        cursor.execute(SQL_SEAL_TRANSACTIONS, {"seal": seal.pk, "ids": ids})
-        cursor.execute(SQL_SEALED_CONTENT, {"seal": seal.pk})
-        count, content, entries = cursor.fetchone()
-        assert count == len(ids), f"seal {seal.pk}: sealed {count} of {len(ids)} transactions"
-        seal.content_hash, seal.entry_count = content, int(entries)
+        cursor.execute(SQL_BATCH_DIGESTS, {"ids": ids})
+        digests = [(int(txn_id), str(digest), int(entries)) for txn_id, digest, entries in cursor.fetchall()]
+        cursor.execute(SQL_SEAL_TRANSACTIONS, {"seal": seal.pk, "ids": ids, "digests": [d for _, d, _ in digests]})
+        assert cursor.rowcount == len(ids), f"seal {seal.pk}: sealed {cursor.rowcount} of {len(ids)} transactions"
+        seal.content_hash = hashlib.sha256(canonical_lines((txn, digest) for txn, digest, _ in digests)).hexdigest()
+        seal.entry_count = sum(entries for _, _, entries in digests)
         seal.hash = head_hash(
             seal_id=seal.pk,
             previous=seal.previous_hash,

@@ -80,16 +80,29 @@ class Background:
         return value
 
 
+# Sessions of this database waiting for a lock. On Citus a session's row locks are taken on the workers, by backends
+# working for it: citus_stat_activity shows every node's, each with its session's global pid.
+SQL_LOCK_WAITERS = """
+    SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()
+    AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()
+"""
+SQL_CITUS_LOCK_WAITERS = """
+    SELECT COUNT(DISTINCT global_pid) FROM citus_stat_activity WHERE datname = current_database()
+    AND wait_event_type = 'Lock' AND global_pid <> citus_backend_gpid()
+"""
+
+
 def wait_for_lock_waiters(count: int = 1, timeout: float = 60.0) -> None:
     """Returns once `count` other sessions of this database wait for a lock (a row lock another connection holds);
-    polls pg_stat_activity, so the interleaving a test forces does not depend on timing."""
+    polls pg_stat_activity (on Citus, citus_stat_activity), so the interleaving a test forces does not depend on
+    timing."""
+    from django.conf import settings
+
+    sql = SQL_CITUS_LOCK_WAITERS if settings.LEDGER_DISTRIBUTED else SQL_LOCK_WAITERS
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-            )
+            cursor.execute(sql)
             if cursor.fetchone()[0] >= count:
                 return
         time.sleep(0.01)

@@ -107,16 +107,18 @@ def get_account(ref: AccountRef) -> Account:
 def creation_locks(identities: Iterable[Identity]) -> None:
     """On Citus (`LEDGER_DISTRIBUTED`) the accounts' five-column uniqueness cannot be a constraint: a distributed
     table's unique keys must hold its distribution column, the account's id. So whoever is about to create accounts
-    first takes a transaction-scoped advisory lock per identity, in a fixed order, and then looks again: a second
-    creator of the same account waits for the first's commit and finds its account. Every connection goes through the
-    coordinator, which holds the locks. On one server the unique constraint does this, and nothing is taken."""
+    first takes a transaction-scoped advisory lock per identity, in a fixed order, in one statement, and then looks
+    again: a second creator of the same account waits for the first's commit and finds its account. Every connection
+    goes through the coordinator, which holds the locks. On one server the unique constraint does this, and nothing is
+    taken."""
     if not settings.LEDGER_DISTRIBUTED:
         return
     assert connection.in_atomic_block, "creation locks last until the commit: take them in a transaction"
     keys = sorted({_lock_key(identity) for identity in identities})
-    with connection.cursor() as cursor:
-        for key in keys:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+    if not keys:
+        return
+    with connection.cursor() as cursor:  # one statement, taking them in the array's (sorted) order
+        cursor.execute("SELECT pg_advisory_xact_lock(key) FROM unnest(%s::bigint[]) AS key", [keys])
 
 
 def _lock_key(identity: Identity) -> int:

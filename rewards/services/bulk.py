@@ -1,7 +1,7 @@
 """Bulk earn at settlement: many earns in one ledger transaction, set-based.
 
-The rules of `points_earn` hold (a points debt is paid off first, the rest forms lots); the accounts are locked in id
-order, as in every posting, and the rows go in by COPY.
+The rules of `points_earn` hold (a points debt is paid off first, the rest forms lots); the accounts are locked by
+`lock_accounts` in the one order every posting takes, and the rows go in by COPY.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection
 from django.utils.translation import gettext as _
 
@@ -19,9 +20,9 @@ from core.errors import ValidationFailed
 from members.models import PointsProgram
 
 from ..models import Account, LedgerTransaction, OwnerKind, Purpose
-from .accounts import bank_points_account
+from .accounts import bank_points_account, creation_locks
 from .lots import lot_expiry, today
-from .posting import Kind, keyed, require_positive, retry_on_conflict, take_key
+from .posting import Kind, keyed, lock_accounts, require_positive, retry_on_conflict, take_key
 
 
 @dataclass(frozen=True)
@@ -73,19 +74,8 @@ def points_earn_bulk(
                 program_id__in=list(programs),
             )
         }
-        lock_ids = sorted(
-            {a.pk for a in wallets.values()} | {a.pk for a in issuance.values()} | {a.pk for a in debts.values()}
-        )
-        balances: dict[int, int] = {}
-        with connection.cursor() as cursor:
-            for start in range(0, len(lock_ids), 5000):
-                chunk = lock_ids[start : start + 5000]
-                placeholders = ",".join(["%s"] * len(chunk))
-                cursor.execute(
-                    f"SELECT id, posted FROM rewards_account WHERE id IN ({placeholders}) ORDER BY id FOR UPDATE",  # noqa: S608
-                    chunk,
-                )
-                balances.update(dict(cursor.fetchall()))
+        lock_ids = {a.pk for a in wallets.values()} | {a.pk for a in issuance.values()} | {a.pk for a in debts.values()}
+        balances = {pk: account.posted for pk, account in lock_accounts([], lock_ids).items()}
         deltas: dict[int, int] = defaultdict(int)
         entries: list[tuple[int, str, int, int]] = []
         lot_points: dict[tuple[int, int], int] = defaultdict(int)  # (wallet, program) → points earned together
@@ -137,6 +127,14 @@ def _bulk_accounts(
 
     accounts = fetch()
     missing = pairs - set(accounts)
+    if missing and settings.LEDGER_DISTRIBUTED:
+        # No unique constraint to conflict on there: lock the identities, then look again (creation_locks).
+        creation_locks(
+            (OwnerKind.CARDHOLDER, cardholder_id, purpose, programs[program_id].unit_code, 0)
+            for cardholder_id, program_id in missing
+        )
+        accounts = fetch()
+        missing = pairs - set(accounts)
     if missing:
         Account.objects.bulk_create(
             [

@@ -18,51 +18,27 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import Any
 
-from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Subquery
 from django.utils import timezone
 
-from ..models import Account, Lot
+from ..models import Account, Lot, Purpose
+from .accounts import AccountRef, wallet_bank_ref
 from .lots import open_lots, today
-from .posting import retry_on_conflict
+from .posting import lock_accounts, retry_on_conflict
 
 EXPIRY_CHUNK = 500  # wallets per database transaction
 
-_BREAKAGE = """
-    rewards_account b ON b.owner_kind = 'bank' AND b.owner_id = p.bank_id AND b.purpose = 'breakage'
-        AND b.unit = w.unit AND b.shard = w.owner_id %% %(shards)s
-"""
-
-# The breakage accounts the batch pays into, created on first use (as `AccountRef.new_account` would).
-SQL_CREATE_BREAKAGE = """
-    INSERT INTO rewards_account
-        (owner_kind, owner_id, purpose, unit, shard, program_id, bank_id, may_go_negative, posted, held, version,
-         created_at)
-    SELECT DISTINCT 'bank', p.bank_id, 'breakage', w.unit, w.owner_id %% %(shards)s, w.program_id, p.bank_id, true,
-           0, 0, 0, %(now)s
-    FROM rewards_account w JOIN members_pointsprogram p ON p.id = w.program_id
-    WHERE w.id = ANY(%(wallets)s)
-    ORDER BY 2, 4, 5
-    ON CONFLICT (owner_kind, owner_id, purpose, unit, shard) DO NOTHING
-"""
-
-# The wallets and their breakage accounts, locked in id order like every posting's accounts.
-SQL_LOCK = f"""
-    SELECT a.id FROM rewards_account a
-    WHERE a.id = ANY(%(wallets)s) OR a.id IN (
-        SELECT b.id FROM rewards_account w JOIN members_pointsprogram p ON p.id = w.program_id JOIN {_BREAKAGE}
-        WHERE w.id = ANY(%(wallets)s))
-    ORDER BY a.id FOR UPDATE OF a
-"""  # noqa: S608 - a constant
-
-# Under those locks: how many points each wallet loses (its overdue points less what is held, never more than is
-# available), which lots they come from (soonest expiry first), and every row the postings write.
-SQL_EXPIRE = f"""
+# Under the locks: how many points each wallet (paired with its breakage account) loses — its overdue points less
+# what is held, never more than is available —, which lots they come from (soonest expiry first), and every row the
+# postings write.
+SQL_EXPIRE = """
     WITH wallet AS (
-        SELECT w.id, w.owner_id, w.program_id, w.unit, w.posted, w.held, w.version, b.id AS breakage_id
-        FROM rewards_account w JOIN members_pointsprogram p ON p.id = w.program_id JOIN {_BREAKAGE}
-        WHERE w.id = ANY(%(wallets)s)
+        SELECT w.id, w.owner_id, w.program_id, w.unit, w.posted, w.held, w.version, d.breakage_id
+        FROM rewards_account w
+        JOIN unnest(%(wallets)s::bigint[], %(breakages)s::bigint[]) AS d(id, breakage_id) ON d.id = w.id
     ), overdue AS (
         SELECT l.id, l.account_id, l.remaining,
                SUM(l.remaining) OVER (PARTITION BY l.account_id ORDER BY l.expires_on, l.id) AS through
@@ -113,36 +89,37 @@ SQL_EXPIRE = f"""
         FROM (SELECT account_id, SUM(amount) AS delta FROM legs GROUP BY account_id) d WHERE a.id = d.account_id
     )
     SELECT COUNT(*), COALESCE(SUM(points), 0) FROM posted
-"""  # noqa: S608 - constants
+"""
 
 
-def expire_wallets(wallet_ids: list[int], on: dt.date) -> tuple[int, int]:
-    """Expires the overdue lots of `wallet_ids` (in the caller's transaction): one ledger transaction per wallet
-    that loses points. Returns (wallets, points). The wallets' breakage accounts are created if missing, then the
-    wallets and their breakage accounts are locked in id order; every read of lots and balances is under the locks.
+def expire_wallets(wallets: list[Account], on: dt.date) -> tuple[int, int]:
+    """Expires the overdue lots of `wallets` (in the caller's transaction): one ledger transaction per wallet that
+    loses points. Returns (wallets, points). The wallets and their breakage accounts (created if missing) are locked
+    by `lock_accounts`, in the one order every posting takes; every read of lots and balances is under the locks.
     The transaction's key names the wallet's version, so it cannot collide: a wallet's next expiry comes after it
     changed."""
-    if not wallet_ids:
+    if not wallets:
         return 0, 0
-    params = {
-        "wallets": sorted(wallet_ids),
+    breakage = {wallet.pk: wallet_bank_ref(wallet, Purpose.BREAKAGE) for wallet in wallets}
+    locked = lock_accounts(breakage.values(), breakage)
+    breakage_ids = {AccountRef.identity_of(account): pk for pk, account in locked.items()}
+    params: dict[str, Any] = {
+        "wallets": list(breakage),
+        "breakages": [breakage_ids[ref.identity] for ref in breakage.values()],
         "on": on,
         "day": on.isoformat(),
         "now": timezone.now(),
-        "shards": max(1, settings.LEDGER_BANK_SHARDS),
     }
     with connection.cursor() as cursor:
-        cursor.execute(SQL_CREATE_BREAKAGE, params)
-        cursor.execute(SQL_LOCK, params)
         cursor.execute(SQL_EXPIRE, params)
-        wallets, points = cursor.fetchone()
-    return int(wallets), int(points)
+        expired, points = cursor.fetchone()
+    return int(expired), int(points)
 
 
 @retry_on_conflict
-def _expire_chunk(wallet_ids: list[int], on: dt.date) -> tuple[int, int]:
+def _expire_chunk(wallets: list[Account], on: dt.date) -> tuple[int, int]:
     with transaction.atomic():
-        return expire_wallets(wallet_ids, on)
+        return expire_wallets(wallets, on)
 
 
 def lots_expire(
@@ -158,22 +135,23 @@ def lots_expire(
     counts = {"accounts": 0, "points": 0}
     after = 0
     while True:
-        wallet_ids = list(
+        due = (
             Lot.objects.filter(remaining__gt=0, expires_on__lt=on, account_id__gt=after)
             .order_by("account_id")
-            .values_list("account_id", flat=True)
+            .values("account_id")
             .distinct()[:chunk]
         )
-        if not wallet_ids:
+        wallets = list(Account.objects.filter(pk__in=Subquery(due)).order_by("pk"))
+        if not wallets:
             return counts
-        wallets, points = _expire_chunk(wallet_ids, on)
-        counts["accounts"] += wallets
+        expired, points = _expire_chunk(wallets, on)
+        counts["accounts"] += expired
         counts["points"] += points
         if progress is not None:
-            progress(len(wallet_ids), accounts=wallets, points=points)
-        if len(wallet_ids) < chunk:
+            progress(len(wallets), accounts=expired, points=points)
+        if len(wallets) < chunk:
             return counts
-        after = wallet_ids[-1]
+        after = wallets[-1].pk
 
 
 def expire_overdue(wallet: Account, breakage: Account) -> list[Lot]:
@@ -184,8 +162,8 @@ def expire_overdue(wallet: Account, breakage: Account) -> list[Lot]:
     lots = open_lots(wallet)
     if not any(lot.expires_on < day for lot in lots):
         return lots
-    wallets, _points = expire_wallets([wallet.pk], day)
-    if not wallets:
+    expired, _points = expire_wallets([wallet], day)
+    if not expired:
         return lots
     fresh = Account.objects.filter(pk__in=[wallet.pk, breakage.pk]).values_list("pk", "posted", "held", "version")
     for pk, posted, held, version in fresh:

@@ -160,14 +160,12 @@ def hold_void(*, hold_id: int, expired: bool = False) -> Hold:
 
 HOLDS_EXPIRE_CHUNK = 500  # wallets per database transaction
 
-# The wallets with pending holds past their time, next after `after`, locked in id order like every posting's.
-SQL_LOCK_DUE = """
-    SELECT a.id FROM rewards_account a
-    WHERE a.id IN (
-        SELECT DISTINCT h.account_id FROM rewards_hold h
-        WHERE h.status = 'pending' AND h.expires_at <= %(now)s AND h.account_id > %(after)s
-        ORDER BY h.account_id LIMIT %(chunk)s)
-    ORDER BY a.id FOR UPDATE OF a
+# The wallets with pending holds past their time, next after `after`; `lock_accounts` then locks them in id order
+# like every posting's accounts (on Citus, shard by shard).
+SQL_DUE_WALLETS = """
+    SELECT DISTINCT h.account_id FROM rewards_hold h
+    WHERE h.status = 'pending' AND h.expires_at <= %(now)s AND h.account_id > %(after)s
+    ORDER BY h.account_id LIMIT %(chunk)s
 """
 
 # Under those locks, in one statement: every pending hold of theirs still due expires and its wallet releases it.
@@ -188,10 +186,11 @@ SQL_EXPIRE_DUE = """
 @retry_on_conflict
 def _expire_due_chunk(now: dt.datetime, after: int, chunk: int) -> tuple[list[int], int]:
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(SQL_LOCK_DUE, {"now": now, "after": after, "chunk": chunk})
+        cursor.execute(SQL_DUE_WALLETS, {"now": now, "after": after, "chunk": chunk})
         wallets = [row[0] for row in cursor.fetchall()]
         if not wallets:
             return [], 0
+        lock_accounts([], wallets)
         cursor.execute(SQL_EXPIRE_DUE, {"now": now, "wallets": wallets})
         return wallets, int(cursor.fetchone()[0])
 

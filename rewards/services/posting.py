@@ -31,7 +31,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import Model, Q
+from django.db.models import BigIntegerField, Func, Model, Q, Value
 from django.utils.translation import gettext as _
 
 from core.errors import IdempotencyConflict, InsufficientFunds, ValidationFailed
@@ -134,7 +134,8 @@ _account_ids: dict[Identity, int] = {}
 def lock_accounts(refs: Iterable[AccountRef], ids: Iterable[int] = ()) -> dict[int, Account]:
     """Locks the accounts named by `refs` and `ids` in one `SELECT … FOR UPDATE ORDER BY id`, creating those of `refs`
     that do not exist yet first (`INSERT … ON CONFLICT DO NOTHING`, in a fixed order, then the locking read again).
-    Every posting locks all its accounts here, at once, in id order, so postings never deadlock on each other."""
+    Every posting and sweep locks all its accounts here, at once, in id order, so they never deadlock on each other
+    (on Citus, one statement per shard: `_lock_shard_by_shard`)."""
     wanted = {ref.identity: ref for ref in refs}
     ids = set(ids)
     known = {identity: _account_ids.get(identity) for identity in wanted}
@@ -162,12 +163,30 @@ def lock_accounts(refs: Iterable[AccountRef], ids: Iterable[int] = ()) -> dict[i
 
 def _lock(condition: Q) -> dict[int, Account]:
     if settings.LEDGER_DISTRIBUTED:
-        # Citus locks rows of one shard per statement only: read the ids, then lock each by its id (its shard),
-        # still in id order, so postings keep never deadlocking on each other.
-        ids = Account.objects.filter(condition).order_by("pk").values_list("pk", flat=True)
-        locked = (Account.objects.select_for_update().filter(pk=pk).first() for pk in list(ids))
-        return {a.pk: a for a in locked if a is not None}
+        return _lock_shard_by_shard(condition)
     return {a.pk: a for a in Account.objects.select_for_update().filter(condition).order_by("pk")}
+
+
+# The Citus shard that holds an account's row (accounts are distributed by id).
+_CITUS_SHARD = Func(
+    Value("rewards_account"), "pk", function="get_shard_id_for_distribution_column", output_field=BigIntegerField()
+)
+
+
+def _lock_shard_by_shard(condition: Q) -> dict[int, Account]:
+    """On Citus (`LEDGER_DISTRIBUTED`) a `SELECT … FOR UPDATE` may only read one shard. So the accounts' shards are
+    read first, then each shard's accounts are locked in one statement, shard after shard in shard id order and in id
+    order within a shard. Every locker of accounts on Citus goes through here (postings, the hold and lot expiry
+    sweeps, the bulk earn), so all take their locks in that one order and never deadlock on each other. A posting
+    costs one statement more than the shards it touches; a sweep's chunk never more than the table's shards."""
+    by_shard: dict[int, list[int]] = defaultdict(list)
+    for pk, shard in Account.objects.filter(condition).annotate(shard_id=_CITUS_SHARD).values_list("pk", "shard_id"):
+        by_shard[shard].append(pk)
+    locked: dict[int, Account] = {}
+    for shard in sorted(by_shard):
+        rows = Account.objects.select_for_update().filter(pk__in=sorted(by_shard[shard])).order_by("pk")
+        locked.update((a.pk, a) for a in rows)
+    return locked
 
 
 def locked_refs(*refs: AccountRef) -> list[Account]:
