@@ -103,7 +103,11 @@ def sql_transaction_digests(transactions: str, entries: str, columns: str = "") 
 
 
 # The sealer's batch: its digests and entry counts, computed apart from the update that keeps them.
-SQL_BATCH_DIGESTS = sql_transaction_digests("t.id = ANY(%(ids)s)", "e.transaction_id = ANY(%(ids)s)")
+# The entries are bounded by the batch's first and last transaction's time as well, which is theirs (an entry's
+# created_at is its transaction's), so that only the months the batch spans are read.
+SQL_BATCH_DIGESTS = sql_transaction_digests(
+    "t.id = ANY(%(ids)s)", "e.transaction_id = ANY(%(ids)s) AND e.created_at BETWEEN %(since)s AND %(until)s"
+)
 SQL_SEAL_TRANSACTIONS = """
     UPDATE rewards_ledgertransaction t SET seal_id = %(seal)s, seal_digest = d.digest
     FROM unnest(%(ids)s::bigint[], %(digests)s::text[]) AS d(id, digest)
@@ -224,11 +228,15 @@ def _seal_one(key: bytes, batch_size: int) -> Seal | None:
         # meanwhile and follows it (the unique previous_hash refuses a fork all the same).
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [SEAL_LOCK])
         previous = Seal.objects.order_by("-id").first()
-        ids = list(
-            LedgerTransaction.objects.filter(seal__isnull=True).order_by("id").values_list("id", flat=True)[:batch_size]
+        batch = list(
+            LedgerTransaction.objects.filter(seal__isnull=True)
+            .order_by("id")
+            .values_list("id", "created_at")[:batch_size]
         )
-        if not ids:
+        if not batch:
             return None
+        ids = [txn_id for txn_id, _ in batch]
+        times = [created_at for _, created_at in batch]
         seal = Seal.objects.create(
             version=SEAL_VERSION,
             previous_hash=previous.hash if previous else GENESIS,
@@ -240,7 +248,7 @@ def _seal_one(key: bytes, batch_size: int) -> Seal | None:
             first_transaction_id=ids[0],
             last_transaction_id=ids[-1],
         )
-        cursor.execute(SQL_BATCH_DIGESTS, {"ids": ids})
+        cursor.execute(SQL_BATCH_DIGESTS, {"ids": ids, "since": min(times), "until": max(times)})
         digests = [(int(txn_id), str(digest), int(entries)) for txn_id, digest, entries in cursor.fetchall()]
         cursor.execute(SQL_SEAL_TRANSACTIONS, {"seal": seal.pk, "ids": ids, "digests": [d for _, d, _ in digests]})
         assert cursor.rowcount == len(ids), f"seal {seal.pk}: sealed {cursor.rowcount} of {len(ids)} transactions"

@@ -256,6 +256,24 @@ def test_the_services_read_a_transaction_in_its_months_partition() -> None:
     assert f"{TABLE}_p202202" in plan
 
 
+
+@pytest.mark.django_db
+def test_the_sealer_reads_the_entries_of_its_batchs_months_only() -> None:
+    """A seal's digests read the entries of the months its batch spans: bounded by its first and last transaction's
+    time, which is theirs."""
+    from rewards.sealing import seal_pending
+
+    partitions_create("rewards_entry", dt.date(2022, 1, 1), 4)
+    holder, program = CardholderFactory(), PointsProgramFactory()
+    _earn_at(at(2022, 2, 10), holder, program, "a")
+    _earn_at(at(2022, 2, 20), holder, program, "b")
+    with CaptureQueriesContext(connection) as q:
+        assert seal_pending() == 1
+    (digests,) = [query["sql"] for query in q.captured_queries if "en_all" in query["sql"]]
+    plan = explain(digests)
+    assert "rewards_entry_p202202" in plan, plan
+    assert not re.findall(r"rewards_entry_p2022(?:01|03|04)", plan), plan
+
 @pytest.mark.django_db
 def test_the_job_moves_a_month_of_transactions_out_of_the_default_though_many_tables_refer_to_them() -> None:
     partitions_create(TABLE, dt.date(2043, 1, 1), 1)
