@@ -144,6 +144,7 @@ def seed(payments: int, merchants: int) -> dict[str, str]:
     from django.db import connection, transaction
     from django.utils import timezone
 
+    from core.partitions import PARTITIONED, month_start, partitions_create
     from members.models import Card, Cardholder, CardProduct, MemberBank
     from merchants.models import Merchant
     from payments.models import Channel, FeeSchedule, PaymentIntent, Refund
@@ -151,6 +152,10 @@ def seed(payments: int, merchants: int) -> dict[str, str]:
 
     tables = _tables()
     now = timezone.now()
+    # The day's month has its partitions, as the daily job makes them months ahead: the day's rows are not read out
+    # of the DEFAULT partition.
+    for table in PARTITIONED:
+        partitions_create(table, month_start(dt.date.fromisoformat(DAY)), 1)
     with transaction.atomic():
         banks = [
             MemberBank.objects.create(
