@@ -40,6 +40,7 @@ from .models import (
     AgreementRequest,
     Channel,
     ChannelErrorPolicy,
+    Dispute,
     FeeSchedule,
     FeeSplit,
     PaymentAttempt,
@@ -48,6 +49,7 @@ from .models import (
     Refund,
     RiskBlock,
     RiskRule,
+    RoutingDecision,
     RoutingRule,
     SettlementLine,
     StatementImport,
@@ -736,11 +738,12 @@ def _date_history(merchants: dict[str, Merchant], days: list[dt.date]) -> None:
 
 def _to_payment_month(payment: PaymentIntent, at: dt.datetime) -> None:
     """A payment dated back to `at` takes its rows along: its attempts and refunds to that month's partitions, and
-    the rows naming it (fee splits, settlement lines, reconciliation exceptions) to the same payment time, which their
-    keys to its refunds hold. In the caller's transaction: the keys are checked at its commit."""
+    the rows naming it (routing decisions, disputes, fee splits, settlement lines, reconciliation exceptions) to the
+    same payment time, which their keys to its refunds hold. In the caller's transaction: the keys are checked at its commit."""
     PaymentAttempt.objects.filter(intent=payment).update(intent_created_at=at)
     Refund.objects.filter(intent=payment).update(intent_created_at=at)
-    for model in (FeeSplit, SettlementLine, ReconciliationException):
+    RoutingDecision.objects.filter(intent=payment).update(intent_created_at=at)
+    for model in (Dispute, FeeSplit, SettlementLine, ReconciliationException):
         model.objects.filter(payment=payment).update(payment_created_at=at)
 
 

@@ -681,6 +681,8 @@ class RoutingDecision(models.Model):
     intent = models.ForeignKey(
         PaymentIntent, on_delete=models.CASCADE, related_name="routing_decisions", verbose_name=_("intent")
     )
+    # The intent's created_at, always (set with the intent): the month of the intent's partition.
+    intent_created_at = models.DateTimeField(_("intent created"), editable=False)
     rule = models.ForeignKey(
         RoutingRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("rule")
     )
@@ -1673,6 +1675,8 @@ class Dispute(models.Model):
     payment = models.ForeignKey(
         PaymentIntent, on_delete=models.PROTECT, related_name="disputes", verbose_name=_("payment")
     )
+    # The payment's created_at, always (set with the payment): the month of the payment's partition.
+    payment_created_at = models.DateTimeField(_("intent created"), editable=False)
     merchant = models.ForeignKey(
         Merchant, on_delete=models.PROTECT, related_name="+", db_index=False, verbose_name=_("merchant")
     )

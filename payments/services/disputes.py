@@ -140,6 +140,7 @@ def dispute_open(
         settled = SettlementLine.objects.filter(payment=locked, kind=SettlementLine.Kind.PAYMENT).exists()
         dispute = Dispute.objects.create(
             payment=locked,
+            payment_created_at=locked.created_at,
             merchant=locked.merchant,
             livemode=locked.livemode,
             channel_id=channel_id,

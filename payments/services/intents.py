@@ -484,6 +484,7 @@ def _fail_uncharged(
 def _record_decision(intent: PaymentIntent, decision: routing.Decision) -> None:
     RoutingDecision.objects.create(
         intent=intent,
+        intent_created_at=intent.created_at,
         rule_id=decision.rule_id,
         rule_name=decision.rule_name,
         strategy=decision.strategy,
