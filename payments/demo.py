@@ -739,7 +739,8 @@ def _date_history(merchants: dict[str, Merchant], days: list[dt.date]) -> None:
 def _to_payment_month(payment: PaymentIntent, at: dt.datetime) -> None:
     """A payment dated back to `at` takes its rows along: its attempts and refunds to that month's partitions, and
     the rows naming it (routing decisions, disputes, fee splits, settlement lines, reconciliation exceptions) to the
-    same payment time, which their keys to its refunds hold. In the caller's transaction: the keys are checked at its commit."""
+    same payment time, which their keys to its refunds hold. In the caller's transaction: the keys are checked at
+    its commit."""
     PaymentAttempt.objects.filter(intent=payment).update(intent_created_at=at)
     Refund.objects.filter(intent=payment).update(intent_created_at=at)
     RoutingDecision.objects.filter(intent=payment).update(intent_created_at=at)
