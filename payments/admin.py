@@ -1330,8 +1330,8 @@ class DisputeAdmin(PayoutActionsMixin, ScopedAdmin):
         form = DisputeOpenForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             payment = (
-                PaymentIntent.objects.select_related("merchant")
-                .filter(public_id=form.cleaned_data["payment"].strip())
+                PaymentIntent.objects.by_public_id(form.cleaned_data["payment"].strip())
+                .select_related("merchant")
                 .first()
             )
             if payment is None:

@@ -26,8 +26,10 @@ from .models import Dispute, PaymentIntent, Refund, SettlementBatch
 
 def payment_get(*, merchant: Merchant, livemode: bool, payment_id: str) -> PaymentIntent:
     try:
-        intent = PaymentIntent.objects.select_related("card__bank", "store").get(
-            public_id=payment_id, merchant=merchant, livemode=livemode
+        intent = (
+            PaymentIntent.objects.by_public_id(payment_id)
+            .select_related("card__bank", "store")
+            .get(merchant=merchant, livemode=livemode)
         )
     except PaymentIntent.DoesNotExist:
         raise NotFound("No such payment.", param="id") from None

@@ -453,8 +453,9 @@ def payment_detail(*, cardholder: Cardholder, payment_id: str) -> PaymentDetail 
     """One of the cardholder's own live payments with its refunds, its points movements and the events that changed
     its state (and its refunds'), its disputes; None for any other id. Seven queries whatever the payment."""
     payment = (
-        PaymentIntent.objects.select_related("merchant", "issuer", "card", "linked_account", "store")
-        .filter(cardholder=cardholder, livemode=True, public_id=payment_id)
+        PaymentIntent.objects.by_public_id(payment_id)
+        .select_related("merchant", "issuer", "card", "linked_account", "store")
+        .filter(cardholder=cardholder, livemode=True)
         .first()
     )
     if payment is None:

@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from core.crypto import keyed_hash
-from core.ids import new_public_id
+from core.ids import MILLISECOND, new_public_id, public_id_time
 from members.models import Card, Cardholder, CardProduct, LinkedAccount, MemberBank, SpendCategory
 from merchants.models import Merchant, RiskGrade, SettlementCycle
 
@@ -126,11 +126,28 @@ class Channel(models.Model):
         return f"{self.code} ({self.acquirer.code})"
 
 
+class PaymentManager(models.Manager["PaymentIntent"]):
+    """Reads of one payment that name its month (the time its public id carries, or its `created_at`)."""
+
+    def by_public_id(self, public_id: str) -> models.QuerySet[PaymentIntent]:
+        """By public id. A timed id (core.ids) carries the payment's `created_at` to the millisecond, so the read is
+        bounded to it; an id made before payments had timed ids holds no time and is looked up by itself alone."""
+        payments = self.filter(public_id=public_id)
+        made = public_id_time(public_id, "pay")
+        if made is not None:
+            payments = payments.filter(created_at__gte=made, created_at__lt=made + MILLISECOND)
+        return payments
+
+
 class PaymentIntent(models.Model):
     """A merchant's request to be paid, and everything that happened to it.
 
     requires_confirmation → processing → requires_capture / succeeded / failed / canceled. Amounts are minor units.
     `amount_refund_reserved` counts refunds in flight and done; `amount_refunded` only those that succeeded.
+
+    A payment made by the services has a timed public id (core.ids) made of its `created_at`, both set from one
+    instant (`payment_create`); find one by public id with `PaymentIntent.objects.by_public_id`. A payment written
+    otherwise (the tests' factories, the benchmarks' seeders) gets a random id, which is found all the same.
     """
 
     class Status(models.TextChoices):
@@ -300,8 +317,11 @@ class PaymentIntent(models.Model):
     livemode = models.BooleanField(
         _("live mode"), default=True, help_text=_("Unticked: made with a test key, in the sandbox.")
     )
-    created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
+    # Set by the code, not at the insert: the services make the timed public id of the same instant.
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False, db_index=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = PaymentManager()
 
     class Meta:
         verbose_name = _("payment")

@@ -38,9 +38,11 @@ def idempotency_scope(merchant: Merchant, livemode: bool) -> str:
 def payment_load(public_id: str, merchant: Merchant, livemode: bool) -> PaymentIntent:
     """The merchant's payment in this mode: another mode's payment is not found, like another merchant's."""
     try:
-        return PaymentIntent.objects.select_related(
-            "channel", "card__product", "card__bank", "merchant", "linked_account", "payment_code"
-        ).get(public_id=public_id, merchant=merchant, livemode=livemode)
+        return (
+            PaymentIntent.objects.by_public_id(public_id)
+            .select_related("channel", "card__product", "card__bank", "merchant", "linked_account", "payment_code")
+            .get(merchant=merchant, livemode=livemode)
+        )
     except PaymentIntent.DoesNotExist:
         raise NotFound("No such payment.", param="payment") from None
 

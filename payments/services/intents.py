@@ -16,6 +16,7 @@ from django.utils import timezone
 from core.calendar import local_now
 from core.errors import Conflict, MengkaError, NotFound, ValidationFailed
 from core.idempotency import record_progress, resumed, run_idempotent
+from core.ids import new_public_id
 from core.money import validate_minor_amount
 from members.models import Card, Cardholder, LinkedAccount, PointsProgram
 from merchants.models import Merchant, Store
@@ -274,9 +275,10 @@ def _write(
         code, agreement = funding.payment_code, funding.agreement
     assert cardholder is not None
     issuer = card.bank_id if card else linked_account.bank_id if linked_account else None
+    now = timezone.now()  # the payment's created_at, and the time its public id carries
     context = promotions.context_for(
         merchant=merchant, livemode=livemode, amount=amount, currency=currency, method=method,
-        cardholder=cardholder, card=card, store=store, at=timezone.now(),
+        cardholder=cardholder, card=card, store=store, at=now,
     )  # fmt: skip
     pricing = promotions.engine.price(context, exclude=exclude, drawing=True)
     payable = pricing.payable
@@ -284,6 +286,8 @@ def _write(
         cardholder, issuer, payable, currency, use_points, wants_most=bool(code and code.use_points and livemode)
     )
     intent = PaymentIntent.objects.create(
+        public_id=new_public_id("pay", at=now),
+        created_at=now,
         merchant=merchant,
         cardholder=cardholder,
         card=card,

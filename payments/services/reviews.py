@@ -45,7 +45,9 @@ RISK_REVIEW_PERMISSION = "payments.change_riskreview"
 
 def _load_under_review(payment_id: str) -> PaymentIntent:
     try:
-        return PaymentIntent.objects.select_related("channel", "card__product", "merchant").get(public_id=payment_id)
+        return (
+            PaymentIntent.objects.by_public_id(payment_id).select_related("channel", "card__product", "merchant").get()
+        )
     except PaymentIntent.DoesNotExist:
         raise NotFound("No such payment.", param="payment") from None
 
@@ -85,9 +87,10 @@ def risk_release_requests_pending(payment_id: str) -> QuerySet[ApprovalRequest]:
 def _locked_under_review(payment_id: Any) -> PaymentIntent:
     """The payment, locked, while it waits for a risk decision and its review has not run out."""
     intent = (
-        PaymentIntent.objects.select_for_update(of=("self",))
+        PaymentIntent.objects.by_public_id(str(payment_id))
+        .select_for_update(of=("self",))
         .select_related("merchant")
-        .filter(public_id=str(payment_id), risk_review=True, status=Status.REQUIRES_CAPTURE)
+        .filter(risk_review=True, status=Status.REQUIRES_CAPTURE)
         .first()
     )
     if intent is None:
@@ -115,7 +118,7 @@ def risk_release_validate(payload: dict[str, Any]) -> dict[str, Any]:
 
 def risk_release_bank(payload: dict[str, Any]) -> int | None:
     """The bank whose operator checks a release: the card's issuer, whose risk it is."""
-    return PaymentIntent.objects.values_list("issuer_id", flat=True).get(public_id=payload["payment_id"])
+    return PaymentIntent.objects.by_public_id(payload["payment_id"]).values_list("issuer_id", flat=True).get()
 
 
 def risk_release_describe(payload: dict[str, Any]) -> list[tuple[str, str]]:
