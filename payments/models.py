@@ -26,6 +26,12 @@ def public_id(prefix: str) -> str:
     return new_public_id(prefix)
 
 
+def created_now() -> dt.datetime:
+    """Now, read when the row is written (as `auto_now_add` read it): a default that looks `timezone.now` up at each
+    call, so a clock frozen in a test dates the row."""
+    return timezone.now()
+
+
 class PaymentMethod(models.TextChoices):
     CARD = "card", _("card")
     PAYMENT_CODE = "payment_code", _("payment code")
@@ -318,7 +324,7 @@ class PaymentIntent(models.Model):
         _("live mode"), default=True, help_text=_("Unticked: made with a test key, in the sandbox.")
     )
     # Set by the code, not at the insert: the services make the timed public id of the same instant.
-    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False, db_index=True)
+    created_at = models.DateTimeField(_("created"), default=created_now, editable=False, db_index=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     objects = PaymentManager()

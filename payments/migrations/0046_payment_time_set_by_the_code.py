@@ -1,8 +1,9 @@
 """A payment's created_at is set by the code (default: now), not at the insert: the services give it the instant its
 timed public id carries. No change in the database."""
 
-import django.utils.timezone
 from django.db import migrations, models
+
+import payments.models
 
 
 class Migration(migrations.Migration):
@@ -15,7 +16,7 @@ class Migration(migrations.Migration):
             model_name="paymentintent",
             name="created_at",
             field=models.DateTimeField(
-                db_index=True, default=django.utils.timezone.now, editable=False, verbose_name="created"
+                db_index=True, default=payments.models.created_now, editable=False, verbose_name="created"
             ),
         ),
     ]
