@@ -144,6 +144,10 @@ class PaymentManager(models.Manager["PaymentIntent"]):
             payments = payments.filter(created_at__gte=made, created_at__lt=made + MILLISECOND)
         return payments
 
+    def one(self, payment: PaymentIntent) -> models.QuerySet[PaymentIntent]:
+        """The payment, to lock, update or read back, in its own month's partition."""
+        return self.filter(pk=payment.pk, created_at=payment.created_at)
+
 
 class PaymentIntent(models.Model):
     """A merchant's request to be paid, and everything that happened to it.
@@ -151,9 +155,17 @@ class PaymentIntent(models.Model):
     requires_confirmation → processing → requires_capture / succeeded / failed / canceled. Amounts are minor units.
     `amount_refund_reserved` counts refunds in flight and done; `amount_refunded` only those that succeeded.
 
+    The table is partitioned by month on `created_at` (docs/scaling.md, "Partitioning by month"). A partitioned
+    table's unique keys must hold the partition column, so the database's keys are `(id, created_at)` and
+    `(public_id, created_at)`; the model states the rules they keep. They mean the same: ids come from one identity
+    sequence, and a public id carries at least 128 random bits (a timed one its millisecond besides), so no two
+    payments draw one, whatever their months. Every row that names a payment carries its `created_at` and refers to
+    `(id, created_at)`; the payment code's "one payment per code" is kept on the code's row (`PaymentCode.used_by`).
+
     A payment made by the services has a timed public id (core.ids) made of its `created_at`, both set from one
-    instant (`payment_create`); find one by public id with `PaymentIntent.objects.by_public_id`. A payment written
-    otherwise (the tests' factories, the benchmarks' seeders) gets a random id, which is found all the same.
+    instant (`payment_create`); find one by public id with `PaymentIntent.objects.by_public_id`, and lock, update or
+    read back one with `PaymentIntent.objects.one(payment)`. A payment written otherwise (the tests' factories, the
+    benchmarks' seeders) gets a random id, which is found all the same, reading every month.
     """
 
     class Status(models.TextChoices):
@@ -190,12 +202,15 @@ class PaymentIntent(models.Model):
         related_name="payments",
         verbose_name=_("linked account"),
     )
+    # One payment per code: in the database, (payment_code_id, id) → the code's (id, used_by_id), so a payment
+    # naming a code must be the one payment the code records (`PaymentCode.used_by`).
     payment_code = models.OneToOneField(
         "PaymentCode",
         null=True,
         blank=True,
         on_delete=models.PROTECT,
         related_name="payment",
+        db_constraint=False,
         verbose_name=_("payment code"),
     )
     agreement = models.ForeignKey(
@@ -413,11 +428,14 @@ class PaymentAttempt(models.Model):
 
     UNRESOLVED = (Status.PENDING, Status.UNKNOWN)
 
+    # The database's key is composite, (intent_id, intent_created_at) → the payment's (id, created_at), ON UPDATE
+    # CASCADE (payments/migrations/0047): Django makes no constraint of its own.
     intent = models.ForeignKey(  # led by the unique (intent, sequence): no index of its own
         PaymentIntent,
         on_delete=models.PROTECT,
         related_name="attempts",
         db_index=False,
+        db_constraint=False,
         verbose_name=_("intent"),
     )
     sequence = models.PositiveSmallIntegerField(_("sequence"))
@@ -549,8 +567,10 @@ class Refund(models.Model):
     public_id = models.CharField(
         _("id"), max_length=40, unique=True, default=functools.partial(public_id, "re"), editable=False
     )
+    # The database's key is composite, (intent_id, intent_created_at) → the payment's (id, created_at), ON UPDATE
+    # CASCADE (payments/migrations/0047): Django makes no constraint of its own.
     intent = models.ForeignKey(
-        PaymentIntent, on_delete=models.PROTECT, related_name="refunds", verbose_name=_("intent")
+        PaymentIntent, on_delete=models.PROTECT, related_name="refunds", db_constraint=False, verbose_name=_("intent")
     )
     # The intent's merchant, always: settlement finds a chunk's refunds by (merchant, business date) instead of
     # reading every refund of the day for each chunk of merchants. Led by that index: no index of its own.
@@ -704,9 +724,12 @@ class ChannelErrorPolicy(models.Model):
 class RoutingDecision(models.Model):
     """Why a payment went where it went: the rule, every candidate with its score or the reason it was dropped."""
 
+    # The database's key is composite, (intent_id, intent_created_at) → the payment's (id, created_at), ON UPDATE
+    # CASCADE (payments/migrations/0047): Django makes no constraint of its own.
     intent = models.ForeignKey(
-        PaymentIntent, on_delete=models.CASCADE, related_name="routing_decisions", verbose_name=_("intent")
-    )
+        PaymentIntent, on_delete=models.CASCADE, related_name="routing_decisions", db_constraint=False,
+        verbose_name=_("intent"),
+    )  # fmt: skip
     # The intent's created_at, always (set with the intent): the month of the intent's partition.
     intent_created_at = models.DateTimeField(_("intent created"), editable=False)
     rule = models.ForeignKey(
@@ -827,9 +850,12 @@ class FeeSplit(models.Model):
         REFUND = "refund", _("refund")
         REVERSAL = "reversal", _("reversal")
 
+    # The database's key is composite, (payment_id, payment_created_at) → the payment's (id, created_at), ON UPDATE
+    # CASCADE (payments/migrations/0047): Django makes no constraint of its own.
     payment = models.ForeignKey(
-        PaymentIntent, on_delete=models.PROTECT, related_name="fee_splits", verbose_name=_("payment")
-    )
+        PaymentIntent, on_delete=models.PROTECT, related_name="fee_splits", db_constraint=False,
+        verbose_name=_("payment"),
+    )  # fmt: skip
     # The database's key is composite, (refund_id, payment_created_at) → the refund's (id, intent_created_at)
     # (payments/migrations/0043): Django makes no constraint of its own.
     refund = models.ForeignKey(
@@ -988,6 +1014,14 @@ class PaymentCode(models.Model):
     created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
     expires_at = models.DateTimeField(_("expires"))
     used_at = models.DateTimeField(_("used"), null=True, blank=True)
+    # The payment made with the code, set in the transaction that writes it; in the database (used_by_id,
+    # used_by_created_at) → the payment's (id, created_at), and the payment's key to the code names (id, used_by_id):
+    # payments are partitioned by month, so "one payment per code" is this one row's, not a unique payment column.
+    used_by = models.ForeignKey(
+        PaymentIntent, null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False,
+        db_index=False, db_constraint=False, verbose_name=_("payment"),
+    )  # fmt: skip
+    used_by_created_at = models.DateTimeField(_("intent created"), null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("payment code")
@@ -1291,6 +1325,8 @@ class SettlementLine(models.Model):
         SettlementBatch, on_delete=models.CASCADE, related_name="lines", db_index=False, verbose_name=_("batch")
     )
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    # The database's key is composite, (payment_id, payment_created_at) → the payment's (id, created_at), ON UPDATE
+    # CASCADE (payments/migrations/0047): Django makes no constraint of its own.
     payment = models.ForeignKey(
         PaymentIntent,
         null=True,
@@ -1298,6 +1334,7 @@ class SettlementLine(models.Model):
         on_delete=models.PROTECT,
         related_name="+",
         db_index=False,
+        db_constraint=False,
         verbose_name=_("payment"),
     )
     # The database's key is composite, (refund_id, payment_created_at) → the refund's (id, intent_created_at)
@@ -1545,9 +1582,11 @@ class ReconciliationException(models.Model):
     txn_kind = models.CharField(_("type"), max_length=16, blank=True)
     reference = models.CharField(_("our reference"), max_length=64, blank=True)
     channel_txn_id = models.CharField(_("channel transaction id"), max_length=64, blank=True)
+    # The database's key is composite, (payment_id, payment_created_at) → the payment's (id, created_at), ON UPDATE
+    # CASCADE (payments/migrations/0047): Django makes no constraint of its own.
     payment = models.ForeignKey(
         PaymentIntent, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False,
-        verbose_name=_("payment"),
+        db_constraint=False, verbose_name=_("payment"),
     )  # fmt: skip
     # The database's key is composite, (refund_id, payment_created_at) → the refund's (id, intent_created_at)
     # (payments/migrations/0043): Django makes no constraint of its own.
@@ -1698,9 +1737,12 @@ class Dispute(models.Model):
     public_id = models.CharField(
         _("id"), max_length=40, unique=True, default=functools.partial(public_id, "dp"), editable=False
     )
+    # The database's key is composite, (payment_id, payment_created_at) → the payment's (id, created_at), ON UPDATE
+    # CASCADE (payments/migrations/0047): Django makes no constraint of its own.
     payment = models.ForeignKey(
-        PaymentIntent, on_delete=models.PROTECT, related_name="disputes", verbose_name=_("payment")
-    )
+        PaymentIntent, on_delete=models.PROTECT, related_name="disputes", db_constraint=False,
+        verbose_name=_("payment"),
+    )  # fmt: skip
     # The payment's created_at, always (set with the payment): the month of the payment's partition.
     payment_created_at = models.DateTimeField(_("intent created"), editable=False)
     merchant = models.ForeignKey(

@@ -312,6 +312,8 @@ def _write(
         device_id=device_id[:64],
         livemode=livemode,
     )
+    if code is not None:
+        methods.payment_code_used_by(code, intent)
     record_progress({"payment": intent.public_id})  # a retry of the key carries on with this payment
     if points:
         assert program is not None
