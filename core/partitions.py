@@ -29,18 +29,20 @@ logger = logging.getLogger(__name__)
 # before their transactions, webhook deliveries before their events).
 PARTITIONED: dict[str, str] = {
     "rewards_entry": "created_at",
-    "rewards_ledgertransaction": "created_at",
     "payments_paymentattempt": "intent_created_at",
     "payments_refund": "intent_created_at",
+    "payments_paymentintent": "created_at",
+    "rewards_ledgertransaction": "created_at",
     "merchants_webhookdelivery": "event_created_at",
     "merchants_event": "created_at",
 }
 
 
-# Months the job makes but never archives: unpartitioned tables refer to them — lots, holds, the idempotency keys and
-# payments to the ledger's transactions; fee splits, settlement lines and reconciliation exceptions to refunds — and
-# PostgreSQL refuses to detach a month whose rows they refer to.
-NEVER_ARCHIVED = frozenset({"rewards_ledgertransaction", "payments_refund"})
+# Months the job makes but never archives: unpartitioned tables refer to them — lots, holds and the idempotency keys
+# to the ledger's transactions; fee splits, settlement lines and reconciliation exceptions to refunds and payments;
+# routing decisions, disputes and payment codes to payments — and PostgreSQL refuses to detach a month whose rows
+# they refer to.
+NEVER_ARCHIVED = frozenset({"rewards_ledgertransaction", "payments_refund", "payments_paymentintent"})
 
 
 class PartitionError(ValidationFailed):

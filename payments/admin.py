@@ -1329,10 +1329,8 @@ class DisputeAdmin(PayoutActionsMixin, ScopedAdmin):
             raise PermissionDenied
         form = DisputeOpenForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            payment = (
-                PaymentIntent.objects.select_related("merchant")
-                .filter(public_id=form.cleaned_data["payment"].strip())
-                .first()
+            payment = PaymentIntent.objects.find(
+                form.cleaned_data["payment"].strip(), lambda payments: payments.select_related("merchant")
             )
             if payment is None:
                 form.add_error("payment", _("No such payment."))

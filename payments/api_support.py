@@ -25,12 +25,12 @@ from .models import Dispute, PaymentIntent, Refund, SettlementBatch
 
 
 def payment_get(*, merchant: Merchant, livemode: bool, payment_id: str) -> PaymentIntent:
-    try:
-        intent = PaymentIntent.objects.select_related("card__bank", "store").get(
-            public_id=payment_id, merchant=merchant, livemode=livemode
-        )
-    except PaymentIntent.DoesNotExist:
-        raise NotFound("No such payment.", param="id") from None
+    intent: PaymentIntent | None = PaymentIntent.objects.find(
+        payment_id,
+        lambda payments: payments.select_related("card__bank", "store").filter(merchant=merchant, livemode=livemode),
+    )
+    if intent is None:
+        raise NotFound("No such payment.", param="id")
     intent.merchant = merchant  # the caller's merchant is this payment's: no second query for it
     return intent
 

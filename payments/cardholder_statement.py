@@ -452,10 +452,11 @@ class PaymentDetail:
 def payment_detail(*, cardholder: Cardholder, payment_id: str) -> PaymentDetail | None:
     """One of the cardholder's own live payments with its refunds, its points movements and the events that changed
     its state (and its refunds'), its disputes; None for any other id. Seven queries whatever the payment."""
-    payment = (
-        PaymentIntent.objects.select_related("merchant", "issuer", "card", "linked_account", "store")
-        .filter(cardholder=cardholder, livemode=True, public_id=payment_id)
-        .first()
+    payment: PaymentIntent | None = PaymentIntent.objects.find(
+        payment_id,
+        lambda payments: payments.select_related("merchant", "issuer", "card", "linked_account", "store").filter(
+            cardholder=cardholder, livemode=True
+        ),
     )
     if payment is None:
         return None

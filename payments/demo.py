@@ -22,7 +22,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
 from django.utils import timezone
 
 from core.calendar import SHANGHAI
@@ -40,16 +39,14 @@ from .models import (
     AgreementRequest,
     Channel,
     ChannelErrorPolicy,
+    Dispute,
     FeeSchedule,
-    FeeSplit,
     PaymentAttempt,
     PaymentIntent,
-    ReconciliationException,
     Refund,
     RiskBlock,
     RiskRule,
     RoutingRule,
-    SettlementLine,
     StatementImport,
 )
 from .points import points_affordable, program_of_bank
@@ -722,26 +719,16 @@ def _date_history(merchants: dict[str, Merchant], days: list[dt.date]) -> None:
         for index, payment in enumerate(payments):
             day = _history_day(index, days, carried=carried)
             at = dt.datetime.combine(day, dt.time(12, 0), tzinfo=SHANGHAI) + dt.timedelta(minutes=index)
-            with transaction.atomic():
-                PaymentIntent.objects.filter(pk=payment.pk).update(
-                    created_at=at, authorized_at=at, captured_at=at, business_date=day
-                )
-                _to_payment_month(payment, at)
+            # The keys that name the payment follow its new time (ON UPDATE CASCADE, payments/migrations/0047): its
+            # attempts and refunds move to that month's partitions, the other rows take the same time.
+            PaymentIntent.objects.filter(pk=payment.pk).update(
+                created_at=at, authorized_at=at, captured_at=at, business_date=day
+            )
             refund_day = days[1] if carried and index == 0 else days[min(days.index(day) + 1, len(days) - 1)]
             refund_at = dt.datetime.combine(refund_day, dt.time(15, 0), tzinfo=SHANGHAI)
             Refund.objects.filter(intent=payment, intent_created_at=at, status=Refund.Status.SUCCEEDED).update(
                 created_at=refund_at, completed_at=refund_at, business_date=refund_day
             )
-
-
-def _to_payment_month(payment: PaymentIntent, at: dt.datetime) -> None:
-    """A payment dated back to `at` takes its rows along: its attempts and refunds to that month's partitions, and
-    the rows naming it (fee splits, settlement lines, reconciliation exceptions) to the same payment time, which their
-    keys to its refunds hold. In the caller's transaction: the keys are checked at its commit."""
-    PaymentAttempt.objects.filter(intent=payment).update(intent_created_at=at)
-    Refund.objects.filter(intent=payment).update(intent_created_at=at)
-    for model in (FeeSplit, SettlementLine, ReconciliationException):
-        model.objects.filter(payment=payment).update(payment_created_at=at)
 
 
 def _history_day(index: int, days: list[dt.date], *, carried: bool) -> dt.date:
@@ -845,11 +832,9 @@ def _date_spending(payment: PaymentIntent, day: dt.date) -> None:
         return day if is_working_day(day) else next_working_day(day)
 
     at = dt.datetime.combine(day, dt.time(19, 30), tzinfo=SHANGHAI)
-    with transaction.atomic():
-        PaymentIntent.objects.filter(pk=payment.pk).update(
-            created_at=at, authorized_at=at, captured_at=at, business_date=business(day)
-        )
-        _to_payment_month(payment, at)
+    PaymentIntent.objects.filter(pk=payment.pk).update(  # its rows follow (ON UPDATE CASCADE)
+        created_at=at, authorized_at=at, captured_at=at, business_date=business(day)
+    )
     refunded_at = at + dt.timedelta(days=7)
     Refund.objects.filter(intent=payment, intent_created_at=at, status=Refund.Status.SUCCEEDED).update(
         created_at=refunded_at, completed_at=refunded_at, business_date=business(refunded_at.date())
@@ -1011,8 +996,6 @@ def seed_disputes(ctx: Any) -> None:
     the demo has no payments, and so no disputes."""
     from simulator.client import SimulatorClient
 
-    from .models import Dispute
-
     tags = [tag for tag, *_rest in DEMO_DISPUTES]
     carried = dict(
         PaymentIntent.objects.filter(metadata__demo_dispute__in=tags).values_list("metadata__demo_dispute", "pk")
@@ -1061,7 +1044,6 @@ def seed_disputes(ctx: Any) -> None:
 def _dispute_raise(sim: Any, payment: PaymentIntent, tag: str, kind: str, percent: int, end: str) -> Any:
     """Raises the demo dispute `tag` at the simulator on `payment` (marked as carrying it first), decided at once when
     it ends won or lost, and polls its channel: returns our dispute, or None when the channel did not deliver it."""
-    from .models import Dispute
 
     metadata = {**payment.metadata, "demo_dispute": tag}
     PaymentIntent.objects.filter(pk=payment.pk).update(metadata=metadata)

@@ -160,6 +160,13 @@ def payment_code_take(funding: Funding) -> None:
     code.used_at = now
 
 
+def payment_code_used_by(code: PaymentCode, payment: PaymentIntent) -> None:
+    """Records on the taken code the payment made with it, in the transaction that writes the payment: the database
+    holds a payment naming a code to be the one the code records (one payment per code, payments/migrations/0047)."""
+    PaymentCode.objects.filter(pk=code.pk).update(used_by=payment, used_by_created_at=payment.created_at)
+    code.used_by, code.used_by_created_at = payment, payment.created_at
+
+
 def _code_refused(found: PaymentCode | None) -> MengkaError:
     if found is None:
         return NotFound("No such payment code.", code="payment_code_invalid", param="payment_code")

@@ -4,7 +4,9 @@ import datetime as dt
 import functools
 import os
 import secrets
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.contrib.postgres.indexes import BrinIndex
@@ -17,13 +19,19 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from core.crypto import keyed_hash
-from core.ids import new_public_id
+from core.ids import MILLISECOND, new_public_id, public_id_time
 from members.models import Card, Cardholder, CardProduct, LinkedAccount, MemberBank, SpendCategory
 from merchants.models import Merchant, RiskGrade, SettlementCycle
 
 
 def public_id(prefix: str) -> str:
     return new_public_id(prefix)
+
+
+def created_now() -> dt.datetime:
+    """Now, read when the row is written (as `auto_now_add` read it): a default that looks `timezone.now` up at each
+    call, so a clock frozen in a test dates the row."""
+    return timezone.now()
 
 
 class PaymentMethod(models.TextChoices):
@@ -126,11 +134,49 @@ class Channel(models.Model):
         return f"{self.code} ({self.acquirer.code})"
 
 
+class PaymentManager(models.Manager["PaymentIntent"]):
+    """Reads of one payment that name its month (the time its public id carries, or its `created_at`)."""
+
+    def by_public_id(self, public_id: str) -> models.QuerySet[PaymentIntent]:
+        """By public id. A timed id (core.ids) carries the payment's `created_at` to the millisecond, so the read is
+        bounded to it; an id made before payments had timed ids holds no time and is looked up by itself alone."""
+        payments = self.filter(public_id=public_id)
+        made = public_id_time(public_id, "pay")
+        if made is not None:
+            payments = payments.filter(created_at__gte=made, created_at__lt=made + MILLISECOND)
+        return payments
+
+    def find(self, public_id: str, shape: Callable[[models.QuerySet[PaymentIntent]], models.QuerySet[Any]]) -> Any:
+        """The first row of `shape(the payments with this public id)`, None when there is none. Read in the id's
+        millisecond (`by_public_id`); only when nothing is there, in every month: a payment dated otherwise than its id
+        (the demo dates its history back) is still found, at one more read."""
+        found = shape(self.by_public_id(public_id)).first()
+        if found is None and public_id_time(public_id, "pay") is not None:
+            found = shape(self.filter(public_id=public_id)).first()
+        return found
+
+    def one(self, payment: PaymentIntent) -> models.QuerySet[PaymentIntent]:
+        """The payment, to lock, update or read back, in its own month's partition."""
+        return self.filter(pk=payment.pk, created_at=payment.created_at)
+
+
 class PaymentIntent(models.Model):
     """A merchant's request to be paid, and everything that happened to it.
 
     requires_confirmation → processing → requires_capture / succeeded / failed / canceled. Amounts are minor units.
     `amount_refund_reserved` counts refunds in flight and done; `amount_refunded` only those that succeeded.
+
+    The table is partitioned by month on `created_at` (docs/scaling.md, "Partitioning by month"). A partitioned
+    table's unique keys must hold the partition column, so the database's keys are `(id, created_at)` and
+    `(public_id, created_at)`; the model states the rules they keep. They mean the same: ids come from one identity
+    sequence, and a public id carries at least 128 random bits (a timed one its millisecond besides), so no two
+    payments draw one, whatever their months. Every row that names a payment carries its `created_at` and refers to
+    `(id, created_at)`; the payment code's "one payment per code" is kept on the code's row (`PaymentCode.used_by`).
+
+    A payment made by the services has a timed public id (core.ids) made of its `created_at`, both set from one
+    instant (`payment_create`); find one by public id with `PaymentIntent.objects.by_public_id`, and lock, update or
+    read back one with `PaymentIntent.objects.one(payment)`. A payment written otherwise (the tests' factories, the
+    benchmarks' seeders) gets a random id, which is found all the same, reading every month.
     """
 
     class Status(models.TextChoices):
@@ -167,12 +213,15 @@ class PaymentIntent(models.Model):
         related_name="payments",
         verbose_name=_("linked account"),
     )
+    # One payment per code: in the database, (payment_code_id, id) → the code's (id, used_by_id), so a payment
+    # naming a code must be the one payment the code records (`PaymentCode.used_by`).
     payment_code = models.OneToOneField(
         "PaymentCode",
         null=True,
         blank=True,
         on_delete=models.PROTECT,
         related_name="payment",
+        db_constraint=False,
         verbose_name=_("payment code"),
     )
     agreement = models.ForeignKey(
@@ -300,8 +349,11 @@ class PaymentIntent(models.Model):
     livemode = models.BooleanField(
         _("live mode"), default=True, help_text=_("Unticked: made with a test key, in the sandbox.")
     )
-    created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
+    # Set by the code, not at the insert: the services make the timed public id of the same instant.
+    created_at = models.DateTimeField(_("created"), default=created_now, editable=False, db_index=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = PaymentManager()
 
     class Meta:
         verbose_name = _("payment")
@@ -387,11 +439,14 @@ class PaymentAttempt(models.Model):
 
     UNRESOLVED = (Status.PENDING, Status.UNKNOWN)
 
+    # The database's key is composite, (intent_id, intent_created_at) → the payment's (id, created_at), ON UPDATE
+    # CASCADE (payments/migrations/0047): Django makes no constraint of its own.
     intent = models.ForeignKey(  # led by the unique (intent, sequence): no index of its own
         PaymentIntent,
         on_delete=models.PROTECT,
         related_name="attempts",
         db_index=False,
+        db_constraint=False,
         verbose_name=_("intent"),
     )
     sequence = models.PositiveSmallIntegerField(_("sequence"))
@@ -523,8 +578,10 @@ class Refund(models.Model):
     public_id = models.CharField(
         _("id"), max_length=40, unique=True, default=functools.partial(public_id, "re"), editable=False
     )
+    # The database's key is composite, (intent_id, intent_created_at) → the payment's (id, created_at), ON UPDATE
+    # CASCADE (payments/migrations/0047): Django makes no constraint of its own.
     intent = models.ForeignKey(
-        PaymentIntent, on_delete=models.PROTECT, related_name="refunds", verbose_name=_("intent")
+        PaymentIntent, on_delete=models.PROTECT, related_name="refunds", db_constraint=False, verbose_name=_("intent")
     )
     # The intent's merchant, always: settlement finds a chunk's refunds by (merchant, business date) instead of
     # reading every refund of the day for each chunk of merchants. Led by that index: no index of its own.
@@ -678,9 +735,14 @@ class ChannelErrorPolicy(models.Model):
 class RoutingDecision(models.Model):
     """Why a payment went where it went: the rule, every candidate with its score or the reason it was dropped."""
 
+    # The database's key is composite, (intent_id, intent_created_at) → the payment's (id, created_at), ON UPDATE
+    # CASCADE (payments/migrations/0047): Django makes no constraint of its own.
     intent = models.ForeignKey(
-        PaymentIntent, on_delete=models.CASCADE, related_name="routing_decisions", verbose_name=_("intent")
-    )
+        PaymentIntent, on_delete=models.CASCADE, related_name="routing_decisions", db_constraint=False,
+        verbose_name=_("intent"),
+    )  # fmt: skip
+    # The intent's created_at, always (set with the intent): the month of the intent's partition.
+    intent_created_at = models.DateTimeField(_("intent created"), editable=False)
     rule = models.ForeignKey(
         RoutingRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("rule")
     )
@@ -799,9 +861,12 @@ class FeeSplit(models.Model):
         REFUND = "refund", _("refund")
         REVERSAL = "reversal", _("reversal")
 
+    # The database's key is composite, (payment_id, payment_created_at) → the payment's (id, created_at), ON UPDATE
+    # CASCADE (payments/migrations/0047): Django makes no constraint of its own.
     payment = models.ForeignKey(
-        PaymentIntent, on_delete=models.PROTECT, related_name="fee_splits", verbose_name=_("payment")
-    )
+        PaymentIntent, on_delete=models.PROTECT, related_name="fee_splits", db_constraint=False,
+        verbose_name=_("payment"),
+    )  # fmt: skip
     # The database's key is composite, (refund_id, payment_created_at) → the refund's (id, intent_created_at)
     # (payments/migrations/0043): Django makes no constraint of its own.
     refund = models.ForeignKey(
@@ -960,6 +1025,14 @@ class PaymentCode(models.Model):
     created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
     expires_at = models.DateTimeField(_("expires"))
     used_at = models.DateTimeField(_("used"), null=True, blank=True)
+    # The payment made with the code, set in the transaction that writes it; in the database (used_by_id,
+    # used_by_created_at) → the payment's (id, created_at), and the payment's key to the code names (id, used_by_id):
+    # payments are partitioned by month, so "one payment per code" is this one row's, not a unique payment column.
+    used_by = models.ForeignKey(
+        PaymentIntent, null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False,
+        db_index=False, db_constraint=False, verbose_name=_("payment"),
+    )  # fmt: skip
+    used_by_created_at = models.DateTimeField(_("intent created"), null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("payment code")
@@ -1263,6 +1336,8 @@ class SettlementLine(models.Model):
         SettlementBatch, on_delete=models.CASCADE, related_name="lines", db_index=False, verbose_name=_("batch")
     )
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    # The database's key is composite, (payment_id, payment_created_at) → the payment's (id, created_at), ON UPDATE
+    # CASCADE (payments/migrations/0047): Django makes no constraint of its own.
     payment = models.ForeignKey(
         PaymentIntent,
         null=True,
@@ -1270,6 +1345,7 @@ class SettlementLine(models.Model):
         on_delete=models.PROTECT,
         related_name="+",
         db_index=False,
+        db_constraint=False,
         verbose_name=_("payment"),
     )
     # The database's key is composite, (refund_id, payment_created_at) → the refund's (id, intent_created_at)
@@ -1517,9 +1593,11 @@ class ReconciliationException(models.Model):
     txn_kind = models.CharField(_("type"), max_length=16, blank=True)
     reference = models.CharField(_("our reference"), max_length=64, blank=True)
     channel_txn_id = models.CharField(_("channel transaction id"), max_length=64, blank=True)
+    # The database's key is composite, (payment_id, payment_created_at) → the payment's (id, created_at), ON UPDATE
+    # CASCADE (payments/migrations/0047): Django makes no constraint of its own.
     payment = models.ForeignKey(
         PaymentIntent, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False,
-        verbose_name=_("payment"),
+        db_constraint=False, verbose_name=_("payment"),
     )  # fmt: skip
     # The database's key is composite, (refund_id, payment_created_at) → the refund's (id, intent_created_at)
     # (payments/migrations/0043): Django makes no constraint of its own.
@@ -1670,9 +1748,14 @@ class Dispute(models.Model):
     public_id = models.CharField(
         _("id"), max_length=40, unique=True, default=functools.partial(public_id, "dp"), editable=False
     )
+    # The database's key is composite, (payment_id, payment_created_at) → the payment's (id, created_at), ON UPDATE
+    # CASCADE (payments/migrations/0047): Django makes no constraint of its own.
     payment = models.ForeignKey(
-        PaymentIntent, on_delete=models.PROTECT, related_name="disputes", verbose_name=_("payment")
-    )
+        PaymentIntent, on_delete=models.PROTECT, related_name="disputes", db_constraint=False,
+        verbose_name=_("payment"),
+    )  # fmt: skip
+    # The payment's created_at, always (set with the payment): the month of the payment's partition.
+    payment_created_at = models.DateTimeField(_("intent created"), editable=False)
     merchant = models.ForeignKey(
         Merchant, on_delete=models.PROTECT, related_name="+", db_index=False, verbose_name=_("merchant")
     )

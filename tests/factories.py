@@ -1128,6 +1128,7 @@ def _dispute() -> Any:
     payment = _payment()
     return Dispute.objects.create(
         payment=payment,
+        payment_created_at=payment.created_at,
         merchant=payment.merchant,
         channel=payment.channel,
         kind="chargeback",

@@ -17,7 +17,7 @@ from ..connectors import get_connector
 from ..connectors.base import ChannelResponse, Outcome, ReferenceRequest, RemoteState
 from ..models import PaymentAttempt, PaymentIntent, SettlementLine
 from .attempts import attempt_claim, attempt_record, attempt_set, logger
-from .common import CHARGED, AttemptStatus, Status, payment_keyed
+from .common import CHARGED, AttemptStatus, Status, payment_keyed, payment_save
 from .settlement import on_a_line, void_deadline
 
 
@@ -44,8 +44,10 @@ def cancel(intent: PaymentIntent, reason: str) -> None:
     now = timezone.now()
     if intent.status == Status.REQUIRES_CONFIRMATION:
         with transaction.atomic():
-            won = PaymentIntent.objects.filter(pk=intent.pk, status=Status.REQUIRES_CONFIRMATION).update(
-                status=Status.CANCELED, canceled_at=now, cancellation_reason=reason[:32], updated_at=now
+            won = (
+                PaymentIntent.objects.one(intent)
+                .filter(status=Status.REQUIRES_CONFIRMATION)
+                .update(status=Status.CANCELED, canceled_at=now, cancellation_reason=reason[:32], updated_at=now)
             )
             if not won:
                 raise Conflict("The payment changed while canceling; retry.", code="payment_unexpected_state")
@@ -65,7 +67,7 @@ def cancel(intent: PaymentIntent, reason: str) -> None:
         source_status = Status.REQUIRES_CAPTURE
     else:
         raise Conflict(f"A payment in status {intent.status} cannot be canceled.", code="payment_unexpected_state")
-    guard = PaymentIntent.objects.filter(pk=intent.pk, status=source_status)
+    guard = PaymentIntent.objects.one(intent).filter(status=source_status)
     if source_status == Status.SUCCEEDED:
         lines = SettlementLine.objects.filter(payment=OuterRef("pk"), kind=SettlementLine.Kind.PAYMENT)
         guard = guard.filter(~Exists(lines), amount_refund_reserved=0, amount_disputed=0)
@@ -98,7 +100,7 @@ def cancel(intent: PaymentIntent, reason: str) -> None:
             response = ChannelResponse(Outcome.APPROVED, inquiry.state)
     if response.outcome != Outcome.APPROVED:
         with transaction.atomic():
-            PaymentIntent.objects.filter(pk=intent.pk, status=Status.PROCESSING).update(status=source_status)
+            PaymentIntent.objects.one(intent).filter(status=Status.PROCESSING).update(status=source_status)
             attempt_record(attempt, was=CHARGED)  # unchanged, the claim released
         raise ChannelError(f"The channel refused the void ({response.code or 'unknown'}).", code="void_failed")
     cancel_finish(intent, attempt, reason)
@@ -109,7 +111,7 @@ def cancel_finish(intent: PaymentIntent, attempt: PaymentAttempt, reason: str) -
     cancelled, what it earned and spent in points given back, its fee handed back, the attempt voided or reversed."""
     now = timezone.now()
     with transaction.atomic():
-        locked = PaymentIntent.objects.select_for_update().get(pk=intent.pk)
+        locked = PaymentIntent.objects.one(intent).select_for_update().get()
         if locked.status != Status.PROCESSING:
             return  # recorded by another process meanwhile
         captured = locked.captured_at is not None
@@ -137,7 +139,10 @@ def cancel_finish(intent: PaymentIntent, attempt: PaymentAttempt, reason: str) -
         else:
             ledger_bridge.spend_void(intent=locked)
             promotions.on_release(locked)
-        locked.save()
+        payment_save(
+            locked, "status", "canceled_at", "cancellation_reason", "amount_capturable", "points_reversed",
+            "risk_review", "fee_returned", "updated_at",
+        )  # fmt: skip
         if points_to_reverse > 0:
             payment_points.post_reversal(locked, points_to_reverse, cause="void")
         if captured:  # last: the promotions' rows

@@ -83,7 +83,7 @@ def _move_on(
                 for name, value in fields.items():
                     setattr(intent, name, value)
                 fields["points_earned"] = _points_to_earn(intent)
-            won = PaymentIntent.objects.filter(pk=intent.pk, status=Status.PROCESSING).update(**fields)
+            won = PaymentIntent.objects.one(intent).filter(status=Status.PROCESSING).update(**fields)
             if not attempt_record(attempt, was=was):
                 raise _Overtaken
             if won:
@@ -95,7 +95,7 @@ def _move_on(
     except _Overtaken:
         won = 0
     if not won:
-        intent.refresh_from_db()
+        intent.refresh_from_db(from_queryset=PaymentIntent.objects.one(intent))
     return bool(won)
 
 
@@ -113,7 +113,7 @@ def _on_capture(intent: PaymentIntent, *, at: Any) -> None:
         extra["fee"] = intent.fee
     extra.update(promotions.on_capture(intent))  # last: the promotions' rows
     if extra:
-        PaymentIntent.objects.filter(pk=intent.pk).update(**extra)
+        PaymentIntent.objects.one(intent).update(**extra)
         for name, value in extra.items():
             setattr(intent, name, value)
 
@@ -140,25 +140,27 @@ def payment_fail(
     try:
         _fail(intent, code, message, attempt=attempt, also=also)
     except _Overtaken:
-        intent.refresh_from_db()
+        intent.refresh_from_db(from_queryset=PaymentIntent.objects.one(intent))
 
 
 def _fail(
     intent: PaymentIntent, code: str, message: str, *, attempt: PaymentAttempt | None, also: dict[str, Any] | None
 ) -> None:
     with transaction.atomic():
-        failed = PaymentIntent.objects.filter(
-            pk=intent.pk, status__in=[Status.PROCESSING, Status.REQUIRES_CONFIRMATION]
-        ).update(
-            status=Status.FAILED,
-            failure_code=code[:64],
-            failure_message=message[:255],
-            updated_at=timezone.now(),
-            **(also or {}),
+        failed = (
+            PaymentIntent.objects.one(intent)
+            .filter(status__in=[Status.PROCESSING, Status.REQUIRES_CONFIRMATION])
+            .update(
+                status=Status.FAILED,
+                failure_code=code[:64],
+                failure_message=message[:255],
+                updated_at=timezone.now(),
+                **(also or {}),
+            )
         )
         if attempt is not None and not attempt_record(attempt, was=UNRESOLVED):
             raise _Overtaken  # another process settled the attempt: it decides what became of the payment
-        intent.refresh_from_db()
+        intent.refresh_from_db(from_queryset=PaymentIntent.objects.one(intent))
         if failed:
             ledger_bridge.spend_void(intent=intent)
             promotions.on_release(intent)
@@ -197,8 +199,10 @@ def capture(intent: PaymentIntent, amount: int | None) -> None:
     if intent.authorization_expires_at and intent.authorization_expires_at <= timezone.now():
         raise Conflict("The authorisation has expired; it can no longer be captured.", code="authorization_expired")
     with transaction.atomic():
-        won = PaymentIntent.objects.filter(pk=intent.pk, status=Status.REQUIRES_CAPTURE).update(
-            status=Status.PROCESSING, updated_at=timezone.now()
+        won = (
+            PaymentIntent.objects.one(intent)
+            .filter(status=Status.REQUIRES_CAPTURE)
+            .update(status=Status.PROCESSING, updated_at=timezone.now())
         )
         if not won:
             raise Conflict("This payment is being captured by another request.", code="payment_unexpected_state")
@@ -264,8 +268,10 @@ def restore_captured(intent: PaymentIntent, attempt: PaymentAttempt) -> None:
 
 def _back_to(intent: PaymentIntent, attempt: PaymentAttempt, status: str, *, tell: bool) -> None:
     with transaction.atomic():
-        back = PaymentIntent.objects.filter(pk=intent.pk, status=Status.PROCESSING).update(
-            status=status, updated_at=timezone.now()
+        back = (
+            PaymentIntent.objects.one(intent)
+            .filter(status=Status.PROCESSING)
+            .update(status=status, updated_at=timezone.now())
         )
         attempt_record(attempt, was=CHARGED)
         if back:

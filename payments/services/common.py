@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 from core.errors import NotFound
 from core.idempotency import run_idempotent
@@ -35,14 +36,25 @@ def idempotency_scope(merchant: Merchant, livemode: bool) -> str:
     return f"merchant:{merchant.pk}" if livemode else f"merchant:{merchant.pk}:test"
 
 
+def payment_save(payment: PaymentIntent, *fields: str) -> None:
+    """Writes the loaded payment's `fields` to its row in its month's partition (a model's `save()` names the id
+    alone, reading every month); `updated_at`, when named, is now, as `save()` would make it."""
+    if "updated_at" in fields:
+        payment.updated_at = timezone.now()
+    PaymentIntent.objects.one(payment).update(**{name: getattr(payment, name) for name in fields})
+
+
 def payment_load(public_id: str, merchant: Merchant, livemode: bool) -> PaymentIntent:
     """The merchant's payment in this mode: another mode's payment is not found, like another merchant's."""
-    try:
-        return PaymentIntent.objects.select_related(
+    payment: PaymentIntent | None = PaymentIntent.objects.find(
+        public_id,
+        lambda payments: payments.select_related(
             "channel", "card__product", "card__bank", "merchant", "linked_account", "payment_code"
-        ).get(public_id=public_id, merchant=merchant, livemode=livemode)
-    except PaymentIntent.DoesNotExist:
-        raise NotFound("No such payment.", param="payment") from None
+        ).filter(merchant=merchant, livemode=livemode),
+    )
+    if payment is None:
+        raise NotFound("No such payment.", param="payment")
+    return payment
 
 
 def payment_keyed(

@@ -61,7 +61,7 @@ from ..models import (
     PaymentIntent,
     SettlementLine,
 )
-from .common import Status
+from .common import Status, payment_save
 from .refunds import reversal_apply
 
 logger = logging.getLogger(__name__)
@@ -123,14 +123,17 @@ def dispute_open(
         raise ValidationFailed(_("The amount cannot be negative."), code="invalid_amount", param="amount")
     opened_at = opened_at or timezone.now()
     with transaction.atomic():
-        locked = PaymentIntent.objects.select_for_update(of=("self",)).select_related("merchant").get(pk=payment.pk)
+        locked = PaymentIntent.objects.one(payment).select_for_update(of=("self",)).select_related("merchant").get()
         if locked.status != Status.SUCCEEDED or locked.amount_captured <= 0:
             raise Conflict(_("Only a captured payment can be disputed."), code="payment_unexpected_state")
         if carries_money:
-            reserved = PaymentIntent.objects.filter(
-                pk=locked.pk,
-                amount_disputed__lte=F("amount_captured") - F("amount_refund_reserved") - amount,
-            ).update(amount_disputed=F("amount_disputed") + amount, updated_at=timezone.now())
+            reserved = (
+                PaymentIntent.objects.one(locked)
+                .filter(
+                    amount_disputed__lte=F("amount_captured") - F("amount_refund_reserved") - amount,
+                )
+                .update(amount_disputed=F("amount_disputed") + amount, updated_at=timezone.now())
+            )
             if not reserved:
                 raise ValidationFailed(
                     _("The dispute would exceed what is captured and neither refunded nor disputed already."),
@@ -140,6 +143,7 @@ def dispute_open(
         settled = SettlementLine.objects.filter(payment=locked, kind=SettlementLine.Kind.PAYMENT).exists()
         dispute = Dispute.objects.create(
             payment=locked,
+            payment_created_at=locked.created_at,
             merchant=locked.merchant,
             livemode=locked.livemode,
             channel_id=channel_id,
@@ -523,7 +527,7 @@ def _close(
         payment = (
             PaymentIntent.objects.select_for_update(of=("self",))
             .select_related("merchant", "channel")
-            .get(pk=dispute.payment_id)
+            .get(pk=dispute.payment_id, created_at=dispute.payment_created_at)
         )
         before = snapshot(dispute)
         closing = Dispute.objects.filter(pk=dispute.pk, status__in=Dispute.OPEN_STATUSES)
@@ -535,11 +539,11 @@ def _close(
         if dispute.carries_money:
             if status == Dispute.Status.WON:
                 payment.amount_disputed -= dispute.amount
-                payment.save(update_fields=["amount_disputed", "updated_at"])
+                payment_save(payment, "amount_disputed", "updated_at")
             else:
                 payment.amount_charged_back += dispute.amount
                 returned = reversal_apply(payment, cause=dispute.public_id)
-                payment.save(update_fields=["amount_charged_back", "points_reversed", "updated_at"])
+                payment_save(payment, "amount_charged_back", "points_reversed", "updated_at")
                 Dispute.objects.filter(pk=dispute.pk).update(
                     points_reversed=returned.points,
                     promotion_cost_returned=returned.merchant_cost,

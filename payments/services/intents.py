@@ -16,6 +16,7 @@ from django.utils import timezone
 from core.calendar import local_now
 from core.errors import Conflict, MengkaError, NotFound, ValidationFailed
 from core.idempotency import record_progress, resumed, run_idempotent
+from core.ids import new_public_id
 from core.money import validate_minor_amount
 from members.models import Card, Cardholder, LinkedAccount, PointsProgram
 from merchants.models import Merchant, Store
@@ -35,6 +36,7 @@ from .common import (
     idempotency_scope,
     payment_keyed,
     payment_load,
+    payment_save,
 )
 
 _METHODS, _CAPTURE_METHODS = frozenset(PaymentMethod.values), frozenset(PaymentIntent.CaptureMethod.values)
@@ -274,9 +276,10 @@ def _write(
         code, agreement = funding.payment_code, funding.agreement
     assert cardholder is not None
     issuer = card.bank_id if card else linked_account.bank_id if linked_account else None
+    now = timezone.now()  # the payment's created_at, and the time its public id carries
     context = promotions.context_for(
         merchant=merchant, livemode=livemode, amount=amount, currency=currency, method=method,
-        cardholder=cardholder, card=card, store=store, at=timezone.now(),
+        cardholder=cardholder, card=card, store=store, at=now,
     )  # fmt: skip
     pricing = promotions.engine.price(context, exclude=exclude, drawing=True)
     payable = pricing.payable
@@ -284,6 +287,8 @@ def _write(
         cardholder, issuer, payable, currency, use_points, wants_most=bool(code and code.use_points and livemode)
     )
     intent = PaymentIntent.objects.create(
+        public_id=new_public_id("pay", at=now),
+        created_at=now,
         merchant=merchant,
         cardholder=cardholder,
         card=card,
@@ -308,6 +313,8 @@ def _write(
         device_id=device_id[:64],
         livemode=livemode,
     )
+    if code is not None:
+        methods.payment_code_used_by(code, intent)
     record_progress({"payment": intent.public_id})  # a retry of the key carries on with this payment
     if points:
         assert program is not None
@@ -317,7 +324,7 @@ def _write(
             points=points,
             expires_at=timezone.now() + timedelta(days=payment_points.POINTS_HOLD_VALIDITY_DAYS),
         )
-        intent.save(update_fields=["points_hold"])
+        payment_save(intent, "points_hold_id")
     events.payment_created(intent)
     # Last: concurrent payments of one campaign queue on its rows, so they are held only until the commit.
     promotions.engine.reserve(pricing, context, payment=intent.public_id)
@@ -409,8 +416,10 @@ def _confirm(intent: PaymentIntent) -> None:
     closed = decision.breakers.get(first.code) == BreakerState.CLOSED
     with transaction.atomic():
         _record_decision(intent, decision)
-        won = PaymentIntent.objects.filter(pk=intent.pk, status=Status.REQUIRES_CONFIRMATION).update(
-            status=Status.PROCESSING, updated_at=timezone.now(), **risk_fields
+        won = (
+            PaymentIntent.objects.one(intent)
+            .filter(status=Status.REQUIRES_CONFIRMATION)
+            .update(status=Status.PROCESSING, updated_at=timezone.now(), **risk_fields)
         )
         if not won:
             raise Conflict("This payment is being confirmed by another request.", code="payment_unexpected_state")
@@ -427,7 +436,8 @@ def _confirm(intent: PaymentIntent) -> None:
         if attempt is None:
             attempt = _next_attempt(intent, config.channel_models[info.id], sequence=tried)
             if attempt is None:
-                intent.refresh_from_db()  # the resolver settled the payment meanwhile
+                # The resolver settled the payment meanwhile.
+                intent.refresh_from_db(from_queryset=PaymentIntent.objects.one(intent))
                 return
         result = authorize_outcome(attempt, authorize(intent, attempt))
         channel_failed = result in (AttemptStatus.FAILED, AttemptStatus.REVERSED, *UNRESOLVED)
@@ -444,10 +454,11 @@ def _confirm(intent: PaymentIntent) -> None:
             with transaction.atomic():
                 if attempt_record(attempt, was=UNRESOLVED):
                     events.payment_status_changed(intent)  # payment.processing: the outcome is not known yet
-            intent.refresh_from_db()
+            intent.refresh_from_db(from_queryset=PaymentIntent.objects.one(intent))
             return
         if not attempt_record(attempt, was=UNRESOLVED):
-            intent.refresh_from_db()  # another process settled this attempt meanwhile: it decides what comes next
+            # Another process settled this attempt meanwhile: it decides what comes next.
+            intent.refresh_from_db(from_queryset=PaymentIntent.objects.one(intent))
             return
         if not config.retry_allowed(info.id, attempt.error_code):
             error = attempt.error_code or "channel_error"
@@ -463,7 +474,7 @@ def _next_attempt(intent: PaymentIntent, channel: Channel, *, sequence: int) -> 
     """Opens the next attempt, only while the payment is still `processing` (under its row lock, which the resolver
     takes too before it fails a payment with no open attempt); None when it no longer is."""
     with transaction.atomic():
-        still = PaymentIntent.objects.filter(pk=intent.pk, status=Status.PROCESSING).update(updated_at=timezone.now())
+        still = PaymentIntent.objects.one(intent).filter(status=Status.PROCESSING).update(updated_at=timezone.now())
         return attempt_open(intent, channel, sequence=sequence) if still else None
 
 
@@ -484,6 +495,7 @@ def _fail_uncharged(
 def _record_decision(intent: PaymentIntent, decision: routing.Decision) -> None:
     RoutingDecision.objects.create(
         intent=intent,
+        intent_created_at=intent.created_at,
         rule_id=decision.rule_id,
         rule_name=decision.rule_name,
         strategy=decision.strategy,

@@ -872,7 +872,8 @@ def _open_missing_dispute(exception: ReconciliationException, operator: Any) -> 
     """The channel's dispute as its statement lists it: opened now under the channel's dispute id (its deadline
     counted from today), for the disputed amount (a lost one's row shows the debit: the same amount)."""
     assert exception.payment_id is not None
-    payment = PaymentIntent.objects.get(pk=exception.payment_id)
+    assert exception.payment_created_at is not None  # set with the payment (a check)
+    payment = PaymentIntent.objects.get(pk=exception.payment_id, created_at=exception.payment_created_at)
     dispute = dispute_open(
         payment=payment,
         kind=exception.txn_kind,
@@ -886,7 +887,10 @@ def _open_missing_dispute(exception: ReconciliationException, operator: Any) -> 
 
 def _reverse_payment(exception: ReconciliationException) -> str:
     assert exception.payment_id is not None
-    intent = PaymentIntent.objects.select_related("channel", "merchant").get(pk=exception.payment_id)
+    assert exception.payment_created_at is not None  # set with the payment (a check)
+    intent = PaymentIntent.objects.select_related("channel", "merchant").get(
+        pk=exception.payment_id, created_at=exception.payment_created_at
+    )
     lines = SettlementLine.objects.filter(payment_id=intent.pk, kind=SettlementLine.Kind.PAYMENT)
     if intent.status != Status.SUCCEEDED or intent.amount_refund_reserved or lines.exists():
         raise Conflict(
@@ -894,8 +898,10 @@ def _reverse_payment(exception: ReconciliationException) -> str:
               "difference off instead.") % {"payment": intent.public_id},
             code="payment_not_reversible",
         )  # fmt: skip
-    moved = PaymentIntent.objects.filter(pk=intent.pk, status=Status.SUCCEEDED, amount_refund_reserved=0).update(
-        status=Status.PROCESSING, updated_at=timezone.now()
+    moved = (
+        PaymentIntent.objects.one(intent)
+        .filter(status=Status.SUCCEEDED, amount_refund_reserved=0)
+        .update(status=Status.PROCESSING, updated_at=timezone.now())
     )
     if not moved:
         raise Conflict(_("The payment changed meanwhile; try again."), code="payment_unexpected_state")
@@ -914,7 +920,10 @@ def _correct_amount(exception: ReconciliationException) -> str:
             code="action_not_available",
         )  # fmt: skip
     assert exception.payment_id is not None
-    intent = PaymentIntent.objects.select_related("channel", "merchant").get(pk=exception.payment_id)
+    assert exception.payment_created_at is not None  # set with the payment (a check)
+    intent = PaymentIntent.objects.select_related("channel", "merchant").get(
+        pk=exception.payment_id, created_at=exception.payment_created_at
+    )
     refund = refund_correction(intent, ours - theirs, reason=f"reconciliation {exception.public_id}")
     return _("Correction refund %(refund)s of %(amount)d recorded.") % {
         "refund": refund.public_id,

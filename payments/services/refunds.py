@@ -23,7 +23,7 @@ from ..connectors import get_connector
 from ..connectors.base import ChannelResponse, Inquiry, Outcome, RefundRequest, RemoteState
 from ..models import Channel, PaymentAttempt, PaymentIntent, Refund
 from .attempts import logger
-from .common import AttemptStatus, Status, idempotency_scope, payment_load
+from .common import AttemptStatus, Status, idempotency_scope, payment_load, payment_save
 
 
 def refund_create(
@@ -78,11 +78,14 @@ def _refund(intent: PaymentIntent, amount: int | None, reason: str) -> Refund:
         raise Conflict("This payment has been refunded in full.", code="charge_already_refunded")
     validate_minor_amount(amount, intent.currency)
     with transaction.atomic():
-        reserved = PaymentIntent.objects.filter(
-            pk=intent.pk,
-            status=Status.SUCCEEDED,
-            amount_refund_reserved__lte=F("amount_captured") - F("amount_disputed") - amount,
-        ).update(amount_refund_reserved=F("amount_refund_reserved") + amount, updated_at=timezone.now())
+        reserved = (
+            PaymentIntent.objects.one(intent)
+            .filter(
+                status=Status.SUCCEEDED,
+                amount_refund_reserved__lte=F("amount_captured") - F("amount_disputed") - amount,
+            )
+            .update(amount_refund_reserved=F("amount_refund_reserved") + amount, updated_at=timezone.now())
+        )
         if not reserved:
             raise ValidationFailed(
                 "The refund would exceed what was captured.", code="refund_exceeds_captured", param="amount"
@@ -137,12 +140,12 @@ def _finish_refund(refund: Refund, channel_reference: str) -> None:
         intent = (
             PaymentIntent.objects.select_for_update(of=("self",))
             .select_related("merchant", "channel")
-            .get(pk=refund.intent_id)
+            .get(pk=refund.intent_id, created_at=refund.intent_created_at)
         )
         intent.amount_refunded += refund.amount
         fees.record_refund(intent, locked_refund)
         returned = reversal_apply(intent, cause=locked_refund.public_id)
-        intent.save(update_fields=["amount_refunded", "points_reversed", "fee_returned", "updated_at"])
+        payment_save(intent, "amount_refunded", "points_reversed", "fee_returned", "updated_at")
         locked_refund.status = Refund.Status.SUCCEEDED
         locked_refund.channel_reference = channel_reference
         locked_refund.points_reversed = returned.points
@@ -214,7 +217,7 @@ def _fail_refund(refund: Refund, code: str) -> None:
             .update(status=Refund.Status.FAILED, failure_code=code[:64], completed_at=timezone.now())
         )
         if failed:
-            PaymentIntent.objects.filter(pk=refund.intent_id).update(
+            PaymentIntent.objects.filter(pk=refund.intent_id, created_at=refund.intent_created_at).update(
                 amount_refund_reserved=F("amount_refund_reserved") - refund.amount
             )
             refund.refresh_from_db(from_queryset=Refund.objects.one(refund))
@@ -231,11 +234,14 @@ def refund_correction(intent: PaymentIntent, amount: int, *, reason: str) -> Ref
     settled in the refund's business date. In the caller's transaction when there is one."""
     validate_minor_amount(amount, intent.currency)
     with transaction.atomic():
-        reserved = PaymentIntent.objects.filter(
-            pk=intent.pk,
-            status=Status.SUCCEEDED,
-            amount_refund_reserved__lte=F("amount_captured") - F("amount_disputed") - amount,
-        ).update(amount_refund_reserved=F("amount_refund_reserved") + amount, updated_at=timezone.now())
+        reserved = (
+            PaymentIntent.objects.one(intent)
+            .filter(
+                status=Status.SUCCEEDED,
+                amount_refund_reserved__lte=F("amount_captured") - F("amount_disputed") - amount,
+            )
+            .update(amount_refund_reserved=F("amount_refund_reserved") + amount, updated_at=timezone.now())
+        )
         if not reserved:
             raise Conflict("The correction would exceed what is left to refund.", code="refund_exceeds_captured")
         refund = _refund_open(intent, amount, reason)

@@ -102,7 +102,7 @@ def _settle_processing(intent: PaymentIntent) -> None:
         # Every attempt was declined or failed (or none was opened), and the step that fails the payment never ran.
         # Under the payment's row lock, which a request takes to open its next attempt: never while it opens one.
         with transaction.atomic():
-            locked = PaymentIntent.objects.select_for_update().filter(pk=intent.pk, status=Status.PROCESSING).first()
+            locked = PaymentIntent.objects.one(intent).select_for_update().filter(status=Status.PROCESSING).first()
             if locked is None or PaymentAttempt.objects.of(intent).filter(status__in=[*UNRESOLVED, *CHARGED]).exists():
                 return
             declined = next((a for a in reversed(attempts) if a.status == AttemptStatus.DECLINED), None)

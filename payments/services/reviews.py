@@ -44,15 +44,19 @@ RISK_REVIEW_PERMISSION = "payments.change_riskreview"
 
 
 def _load_under_review(payment_id: str) -> PaymentIntent:
-    try:
-        return PaymentIntent.objects.select_related("channel", "card__product", "merchant").get(public_id=payment_id)
-    except PaymentIntent.DoesNotExist:
-        raise NotFound("No such payment.", param="payment") from None
+    intent: PaymentIntent | None = PaymentIntent.objects.find(
+        payment_id, lambda payments: payments.select_related("channel", "card__product", "merchant")
+    )
+    if intent is None:
+        raise NotFound("No such payment.", param="payment")
+    return intent
 
 
 def _take_review(intent: PaymentIntent, decision: str) -> None:
-    taken = PaymentIntent.objects.filter(pk=intent.pk, risk_review=True, status=Status.REQUIRES_CAPTURE).update(
-        risk_review=False, risk_decision=decision, updated_at=timezone.now()
+    taken = (
+        PaymentIntent.objects.one(intent)
+        .filter(risk_review=True, status=Status.REQUIRES_CAPTURE)
+        .update(risk_review=False, risk_decision=decision, updated_at=timezone.now())
     )
     if not taken:
         raise Conflict("This payment is not waiting for a risk decision.", code="risk_review_not_pending")
@@ -60,9 +64,7 @@ def _take_review(intent: PaymentIntent, decision: str) -> None:
 
 
 def _restore_review(intent: PaymentIntent) -> None:
-    PaymentIntent.objects.filter(pk=intent.pk, status=Status.REQUIRES_CAPTURE).update(
-        risk_review=True, risk_decision=""
-    )
+    PaymentIntent.objects.one(intent).filter(status=Status.REQUIRES_CAPTURE).update(risk_review=True, risk_decision="")
 
 
 def risk_review_needs_two(intent: PaymentIntent) -> bool:
@@ -84,11 +86,13 @@ def risk_release_requests_pending(payment_id: str) -> QuerySet[ApprovalRequest]:
 
 def _locked_under_review(payment_id: Any) -> PaymentIntent:
     """The payment, locked, while it waits for a risk decision and its review has not run out."""
-    intent = (
-        PaymentIntent.objects.select_for_update(of=("self",))
-        .select_related("merchant")
-        .filter(public_id=str(payment_id), risk_review=True, status=Status.REQUIRES_CAPTURE)
-        .first()
+    intent: PaymentIntent | None = PaymentIntent.objects.find(
+        str(payment_id),
+        lambda payments: (
+            payments.select_for_update(of=("self",))
+            .select_related("merchant")
+            .filter(risk_review=True, status=Status.REQUIRES_CAPTURE)
+        ),
     )
     if intent is None:
         raise Conflict(_("This payment is not waiting for a risk decision."), code="risk_review_not_pending")
@@ -115,7 +119,12 @@ def risk_release_validate(payload: dict[str, Any]) -> dict[str, Any]:
 
 def risk_release_bank(payload: dict[str, Any]) -> int | None:
     """The bank whose operator checks a release: the card's issuer, whose risk it is."""
-    return PaymentIntent.objects.values_list("issuer_id", flat=True).get(public_id=payload["payment_id"])
+    row: tuple[int | None] | None = PaymentIntent.objects.find(
+        payload["payment_id"], lambda payments: payments.values_list("issuer_id")
+    )
+    if row is None:
+        raise PaymentIntent.DoesNotExist
+    return row[0]
 
 
 def risk_release_describe(payload: dict[str, Any]) -> list[tuple[str, str]]:

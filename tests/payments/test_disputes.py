@@ -111,6 +111,7 @@ def test_a_chargeback_reserves_its_amount_and_cannot_exceed_what_is_left(world: 
     assert refused.value.code == "dispute_exceeds_available"
     second = open_chargeback(payment)  # the rest: 10,000 − 3,000 refunded − 5,000 disputed
     assert second.amount == 2_000
+    assert first.payment_created_at == second.payment_created_at == payment.created_at  # the payment's month
     assert first.holds_settlement
     assert second.holds_settlement
     assert event_types(world["merchant"]) == ["dispute.created", "dispute.created"]

@@ -74,6 +74,7 @@ def world(channel_fake: Any) -> dict[str, Any]:
     make_promotion(merchant=books, name="Spring ¥10 off")
     dinner = pay(first, noodles, 8_800, merchant_reference="TABLE-7")
     PaymentIntent.objects.filter(pk=dinner.pk).update(created_at=LAST_MONTH)
+    dinner.refresh_from_db()  # the services find a payment in its month: by its time as it is now
     novel = pay(second, books, 12_900)
     returned = refund(novel, 2_000)
     sandbox = pay(first, books, 500, livemode=False)

@@ -285,6 +285,7 @@ def pay(shop: dict[str, Any], amount: int = 1_000) -> PaymentIntent:
 def test_every_decision_is_recorded_with_its_explanation(shop: dict[str, Any]) -> None:
     intent = pay(shop)
     decision = RoutingDecision.objects.get(intent=intent)
+    assert decision.intent_created_at == intent.created_at  # the intent's month
     assert decision.strategy == "cheapest"
     assert decision.chosen == ["first", "second"]
     assert {c["channel"] for c in decision.candidates} == {"first", "second"}

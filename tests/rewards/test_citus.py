@@ -63,9 +63,10 @@ def test_accounts_and_entries_are_distributed_and_co_located() -> None:
 
 @citus_only
 def test_the_coordinators_partitioned_tables_stay_plain_and_partitioned() -> None:
-    """The ledger's transactions, attempts, events and deliveries keep out of Citus's metadata (Citus cannot convert a
-    partitioned table with CHECK constraints), still partitioned, and the daily job still makes their months. The keys
-    among them stay (a reversal's to the transaction it reverses); those to and from the other tables are dropped."""
+    """The ledger's transactions, payments, attempts, refunds, events and deliveries keep out of Citus's metadata
+    (Citus cannot convert a partitioned table with CHECK constraints), still partitioned, and the daily job still makes
+    their months. The keys among them stay (a reversal's to the transaction it reverses, a payment's to its points
+    spend); those to and from the other tables are dropped."""
     from core.partitions import PARTITIONED, partitions_maintain
 
     local = [table for table in PARTITIONED if table != "rewards_entry"]
@@ -82,7 +83,7 @@ def test_the_coordinators_partitioned_tables_stay_plain_and_partitioned() -> Non
     assert "rewards_ledgertransaction" in local
     assert not in_citus & set(local)
     assert set(local) <= partitioned
-    assert referring == {"rewards_ledgertransaction"}
+    assert referring == {"rewards_ledgertransaction", "payments_paymentintent"}
     created = partitions_maintain(ahead=24).created
     assert {name.rsplit("_p", 1)[0] for name in created} >= set(local)
 

@@ -1,0 +1,274 @@
+"""Payments are partitioned by month on their created_at (payments/migrations/0047, docs/scaling.md "Partitioning by
+month"): a payment made by the services has a timed public id of its own created_at, and a lookup by public id reads
+that millisecond only, while an id made before (random, untimed) still resolves; a payment lands in its month, every
+row naming it refers to (id, created_at) and is refused with another time, and follows it when the demo re-dates it;
+a payment code pays for one payment, held by the code's row; the services read and update one payment in its
+month's partition.
+
+Each test runs in a transaction that is rolled back, DDL included, so the partitions a test makes go with it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from core.calendar import SHANGHAI
+from core.errors import NotFound
+from core.ids import MILLISECOND, public_id_time
+from core.partitions import NEVER_ARCHIVED, PARTITIONED, partitions, partitions_create
+from payments import methods, services
+from payments.api_support import payment_get
+from payments.models import Dispute, PaymentAttempt, PaymentCode, PaymentIntent, Refund, RoutingDecision
+from payments.services.common import payment_load
+from payments.services.refunds import refund_correction
+from tests.factories import (
+    FACTORIES,
+    CardFactory,
+    CardProductFactory,
+    ChannelFactory,
+    MemberBankFactory,
+    MerchantFactory,
+)
+from tests.partitioning import at, explain, fetch, partition_of
+
+pytestmark = pytest.mark.django_db
+_keys = itertools.count()
+
+TABLE = "payments_paymentintent"
+# table -> its (payment, payment's time) columns
+REFERRERS = {
+    "payments_paymentattempt": ("intent_id", "intent_created_at"),
+    "payments_refund": ("intent_id", "intent_created_at"),
+    "payments_routingdecision": ("intent_id", "intent_created_at"),
+    "payments_feesplit": ("payment_id", "payment_created_at"),
+    "payments_settlementline": ("payment_id", "payment_created_at"),
+    "payments_reconciliationexception": ("payment_id", "payment_created_at"),
+    "payments_dispute": ("payment_id", "payment_created_at"),
+    "payments_paymentcode": ("used_by_id", "used_by_created_at"),
+}
+
+
+@pytest.fixture
+def world(channel_fake: Any) -> dict[str, Any]:
+    bank = MemberBankFactory()
+    card = CardFactory(product=CardProductFactory(bank=bank))
+    merchant = MerchantFactory(sponsor_bank=bank)
+    ChannelFactory(acquirer=bank, code="acq-main")
+    return {"card": card, "merchant": merchant}
+
+
+def _pay(world: dict[str, Any], *, when: dt.datetime | None = None, **kwargs: Any) -> PaymentIntent:
+    """A payment made by the service (captured at once), as if at `when`."""
+    with mock.patch("django.utils.timezone.now", return_value=when or at(2026, 3, 10)):
+        return services.payment_create(
+            merchant=world["merchant"],
+            cardholder=world["card"].cardholder,
+            card=world["card"],
+            amount=1_000,
+            currency="CNY",
+            idempotency_key=f"k{next(_keys)}",
+            confirm=True,
+            **kwargs,
+        )
+
+
+def test_a_payment_made_by_the_services_has_a_timed_id_of_its_created_at(world: dict[str, Any]) -> None:
+    when = at(2026, 3, 10) + dt.timedelta(microseconds=123_456)
+    payment = _pay(world, when=when)
+    payment.refresh_from_db()
+    assert payment.created_at == when
+    made = public_id_time(payment.public_id, "pay")
+    assert made is not None
+    assert made <= payment.created_at < made + MILLISECOND
+
+
+def test_a_lookup_by_public_id_reads_its_millisecond_and_old_ids_still_resolve(world: dict[str, Any]) -> None:
+    payment = _pay(world)
+    merchant = world["merchant"]
+    with CaptureQueriesContext(connection) as queries:
+        assert payment_get(merchant=merchant, livemode=True, payment_id=payment.public_id).pk == payment.pk
+        assert payment_load(payment.public_id, merchant, True).pk == payment.pk  # the services' lookup
+    assert all('"created_at" >=' in query["sql"] for query in queries.captured_queries)
+    # Bounded to the id's millisecond: the same row dated otherwise (as the demo dates its history back) is not
+    # there, and is found by a second read of every month.
+    PaymentIntent.objects.filter(pk=payment.pk).update(created_at=payment.created_at + dt.timedelta(seconds=1))
+    with CaptureQueriesContext(connection) as queries:
+        assert payment_get(merchant=merchant, livemode=True, payment_id=payment.public_id).pk == payment.pk
+    assert ['"created_at" >=' in query["sql"] for query in queries.captured_queries] == [True, False]
+    with pytest.raises(NotFound):
+        payment_get(merchant=world["merchant"], livemode=False, payment_id=payment.public_id)
+    # An id made before payments had timed ids (24 random characters) holds no time and is found by itself.
+    PaymentIntent.objects.filter(pk=payment.pk).update(public_id="pay_" + "x" * 24)
+    assert payment_get(merchant=merchant, livemode=True, payment_id="pay_" + "x" * 24).pk == payment.pk
+
+
+def _payment_at(when: dt.datetime, **kwargs: object) -> PaymentIntent:
+    """A captured payment created as if at `when`."""
+    with mock.patch("django.utils.timezone.now", return_value=when):
+        return FACTORIES["payments.paymentintent"](**kwargs)
+
+
+def _months(year: int) -> None:
+    partitions_create(TABLE, dt.date(year, 1, 1), 3)
+
+
+def test_the_migration_made_a_partitioned_table_whose_keys_hold_the_payments_time() -> None:
+    assert PARTITIONED[TABLE] == "created_at"
+    assert TABLE in NEVER_ARCHIVED
+    assert fetch(f"SELECT partstrat FROM pg_partitioned_table WHERE partrelid = '{TABLE}'::regclass") == [("r",)]
+    assert fetch("SELECT mengka_partition_column(%s)", (TABLE,)) == [("created_at",)]
+    attached = partitions(TABLE)
+    assert attached[-1].name == f"{TABLE}_default"
+    today = dt.datetime.now(SHANGHAI).date().replace(day=1)
+    assert len([p for p in attached if p.month is not None and p.month >= today]) >= 4
+    keys = {
+        definition
+        for (definition,) in fetch(
+            f"SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = '{TABLE}'::regclass"
+            " AND contype IN ('p', 'u')"
+        )
+    }
+    assert keys == {"PRIMARY KEY (id, created_at)", "UNIQUE (public_id, created_at)"}
+    # Every referrer's key is composite and follows a re-dated payment; no other key refers to payments.
+    referring = fetch(
+        "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint"
+        f" WHERE contype = 'f' AND confrelid = '{TABLE}'::regclass AND conparentid = 0 ORDER BY 1"
+    )
+    assert referring == [
+        (
+            table,
+            f"FOREIGN KEY ({column}, {time}) REFERENCES {TABLE}(id, created_at) ON UPDATE CASCADE"
+            " DEFERRABLE INITIALLY DEFERRED",
+        )
+        for table, (column, time) in sorted(REFERRERS.items())
+    ]
+    # The model keeps `id` and states the rules the keys keep.
+    assert PaymentIntent._meta.pk is not None
+    assert PaymentIntent._meta.pk.name == "id"
+    assert PaymentIntent._meta.get_field("public_id").unique  # type: ignore[union-attr]
+
+
+def test_a_payment_lands_in_its_month_and_without_one_in_the_default() -> None:
+    _months(2020)
+    assert partition_of(TABLE, _payment_at(at(2020, 2, 29)).pk) == f"{TABLE}_p202002"
+    # Asia/Shanghai months: 1 March 00:30 there is still February in UTC, and is March's partition.
+    assert partition_of(TABLE, _payment_at(dt.datetime(2020, 3, 1, 0, 30, tzinfo=SHANGHAI)).pk) == f"{TABLE}_p202003"
+    assert partition_of(TABLE, _payment_at(at(2020, 7)).pk) == f"{TABLE}_default"
+
+
+def _immediately(make: Any) -> Any:
+    """`make()`, its keys checked at once (they are deferred to the commit otherwise)."""
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        return make()
+
+
+def test_the_rows_that_name_a_payment_are_refused_with_another_time() -> None:
+    payment = _payment_at(at(2021, 2))
+    wrong = payment.created_at + dt.timedelta(days=31)
+    rows = {
+        "payments_routingdecision": lambda when: RoutingDecision.objects.create(
+            intent=payment, intent_created_at=when, strategy="cheapest"
+        ),
+        "payments_dispute": lambda when: Dispute.objects.create(
+            payment=payment, payment_created_at=when, merchant=payment.merchant, kind="retrieval", amount=0,
+            currency="CNY", opened_by="channel", respond_by=dt.date(2021, 3, 1),
+        ),
+    }  # fmt: skip
+    for table, make in rows.items():
+        with pytest.raises(IntegrityError, match=f'"{table}_payment_fk"'):
+            _immediately(lambda make=make: make(wrong))
+        assert _immediately(lambda make=make: make(payment.created_at)).pk
+
+
+def test_a_code_pays_for_one_payment_held_by_the_codes_row(world: dict[str, Any]) -> None:
+    code = methods.payment_code_generate(cardholder=world["card"].cardholder, card=world["card"])
+    paid = services.payment_create(
+        merchant=world["merchant"], amount=1_000, currency="CNY", payment_code=code.code, idempotency_key="till",
+        confirm=True,
+    )  # fmt: skip
+    code.refresh_from_db()
+    assert (code.used_by_id, code.used_by_created_at) == (paid.pk, paid.created_at)
+    # A second payment naming the code, written past the service, is refused by the database: not the code's.
+    with pytest.raises(IntegrityError, match="payments_paymentintent_payment_code_fk"):
+        _immediately(lambda: FACTORIES["payments.paymentintent"](payment_code=code))
+    # Nor can the code be made to record another payment while the first names it.
+    other = FACTORIES["payments.paymentintent"]()
+    with pytest.raises(IntegrityError, match="payments_paymentintent_payment_code_fk"):
+        _immediately(
+            lambda: PaymentCode.objects.filter(pk=code.pk).update(used_by=other, used_by_created_at=other.created_at)
+        )
+    assert PaymentIntent.objects.filter(payment_code=code).get() == paid
+
+
+def test_a_redated_payment_takes_the_rows_naming_it_to_its_new_month(world: dict[str, Any]) -> None:
+    """As the demo dates its history back: the keys cascade, and the attempts and refunds move partitions."""
+    partitions_create("payments_paymentattempt", dt.date(2022, 1, 1), 3)
+    partitions_create("payments_refund", dt.date(2022, 1, 1), 3)
+    _months(2022)
+    payment = _pay(world, when=at(2022, 1, 20))
+    refund = refund_correction(payment, 100, reason="test")
+    back = at(2022, 3, 5)
+    with transaction.atomic():
+        PaymentIntent.objects.filter(pk=payment.pk).update(created_at=back)
+    assert partition_of(TABLE, payment.pk) == f"{TABLE}_p202203"
+    attempt = PaymentAttempt.objects.get(intent=payment)
+    assert attempt.intent_created_at == back
+    assert partition_of("payments_paymentattempt", attempt.pk) == "payments_paymentattempt_p202203"
+    assert Refund.objects.get(pk=refund.pk).intent_created_at == back
+    assert partition_of("payments_refund", refund.pk) == "payments_refund_p202203"
+    assert RoutingDecision.objects.get(intent=payment).intent_created_at == back
+
+
+def _single_partition(plan: str, month: str) -> None:
+    assert f"{TABLE}_p{month}" in plan, plan
+    others = [p.name for p in partitions(TABLE) if p.name != f"{TABLE}_p{month}"]
+    assert others
+    assert not [name for name in others if name in plan], plan
+
+
+def _on_the_payment(queries: CaptureQueriesContext, payment: PaymentIntent) -> list[str]:
+    """The statements that read, lock or update `payment`'s row (by id or public id)."""
+    return [
+        query["sql"]
+        for query in queries.captured_queries
+        if query["sql"].startswith(("SELECT", "UPDATE"))
+        and f'"{TABLE}"' in query["sql"].split(" WHERE ")[0]
+        and (f'"{TABLE}"."id" = {payment.pk}' in query["sql"] or f"'{payment.public_id}'" in query["sql"])
+    ]
+
+
+@pytest.mark.parametrize("step", ["capture", "refund", "dispute", "cancel"])
+def test_the_services_read_lock_and_update_one_payment_in_its_months_partition(
+    world: dict[str, Any], step: str
+) -> None:
+    _months(2024)
+    payment = _pay(world, when=at(2024, 2, 10), capture_method="manual")
+    merchant, public_id = world["merchant"], payment.public_id
+    actions = {
+        "capture": lambda: services.payment_capture(merchant=merchant, payment_id=public_id, idempotency_key="c"),
+        "refund": lambda: services.refund_create(merchant=merchant, payment_id=public_id, idempotency_key="r",
+                                                 amount=100),
+        "dispute": lambda: services.dispute_open(payment=payment, kind="chargeback", amount=100, opened_by="channel"),
+        "cancel": lambda: services.payment_cancel(merchant=merchant, payment_id=public_id, idempotency_key="x"),
+    }  # fmt: skip
+    before = {"capture": [], "refund": ["capture"], "dispute": ["capture", "refund"], "cancel": []}[step]
+    with mock.patch("django.utils.timezone.now", return_value=at(2024, 2, 11)):
+        for earlier in before:
+            actions[earlier]()
+        with CaptureQueriesContext(connection) as queries:
+            actions[step]()
+    statements = _on_the_payment(queries, payment)
+    assert statements
+    for statement in statements:
+        _single_partition(explain(statement), "202402")
+    payment.refresh_from_db()
+    assert payment.status == ("canceled" if step == "cancel" else "succeeded")
