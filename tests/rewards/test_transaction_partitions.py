@@ -256,7 +256,6 @@ def test_the_services_read_a_transaction_in_its_months_partition() -> None:
     assert f"{TABLE}_p202202" in plan
 
 
-
 @pytest.mark.django_db
 def test_the_sealer_reads_the_entries_of_its_batchs_months_only() -> None:
     """A seal's digests read the entries of the months its batch spans: bounded by its first and last transaction's
@@ -273,6 +272,7 @@ def test_the_sealer_reads_the_entries_of_its_batchs_months_only() -> None:
     plan = explain(digests)
     assert "rewards_entry_p202202" in plan, plan
     assert not re.findall(r"rewards_entry_p2022(?:01|03|04)", plan), plan
+
 
 @pytest.mark.django_db
 def test_the_job_moves_a_month_of_transactions_out_of_the_default_though_many_tables_refer_to_them() -> None:
