@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from unittest import mock
 
 from django.db import connection
 
@@ -32,3 +33,49 @@ def partition_of(table: str, pk: int) -> str:
 def explain(statement: str, params: Any = None) -> str:
     """PostgreSQL's plan for the statement, as text."""
     return "\n".join(row[0] for row in fetch("EXPLAIN " + statement, params))
+
+
+def table_keys(table: str) -> set[str]:
+    """The table's primary and unique keys, as PostgreSQL prints them."""
+    return {
+        str(definition)
+        for (definition,) in fetch(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid = %s::regclass AND contype IN ('p', 'u')",
+            (table,),
+        )
+    }
+
+
+def referring_keys(table: str) -> list[tuple[str, str]]:
+    """The foreign keys to `table` (their top, on a partitioned referrer): (referring table, definition), in order."""
+    return [
+        (str(source), str(definition))
+        for source, definition in fetch(
+            "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE contype = 'f' AND confrelid = %s::regclass AND conparentid = 0 ORDER BY 1",
+            (table,),
+        )
+    ]
+
+
+def assert_monthly(table: str, column: str) -> None:
+    """`table` is partitioned by RANGE on `column`, as the registry and the owner's function say, with this month and
+    the next three made and the DEFAULT partition last."""
+    from core.partitions import PARTITIONED, partitions
+
+    assert PARTITIONED[table] == column
+    assert fetch("SELECT partstrat FROM pg_partitioned_table WHERE partrelid = %s::regclass", (table,)) == [("r",)]
+    assert fetch("SELECT mengka_partition_column(%s)", (table,)) == [(column,)]
+    attached = partitions(table)
+    assert attached[-1].name == f"{table}_default"
+    this_month = dt.datetime.now(SHANGHAI).date().replace(day=1)
+    assert len([p for p in attached if p.month is not None and p.month >= this_month]) >= 4
+
+
+def payment_at(when: dt.datetime, **kwargs: Any) -> Any:
+    """A captured payment (the factory's) created as if at `when`."""
+    from tests.factories import FACTORIES
+
+    with mock.patch("django.utils.timezone.now", return_value=when):
+        return FACTORIES["payments.paymentintent"](**kwargs)

@@ -21,18 +21,11 @@ from core.partitions import partitions, partitions_create, partitions_maintain
 from payments import services
 from payments.models import PaymentAttempt, PaymentIntent
 from payments.services.attempts import attempt_claim, attempt_open, attempt_record
-from tests.factories import FACTORIES
-from tests.partitioning import at, explain, fetch, partition_of
+from tests.partitioning import assert_monthly, at, explain, partition_of, payment_at, table_keys
 
 pytestmark = pytest.mark.django_db
 
 TABLE = "payments_paymentattempt"
-
-
-def _intent_at(when: dt.datetime, **kwargs: object) -> PaymentIntent:
-    """A payment created as if at `when` (its created_at and updated_at)."""
-    with mock.patch("django.utils.timezone.now", return_value=when):
-        return FACTORIES["payments.paymentintent"](**kwargs)
 
 
 def _months(year: int) -> None:
@@ -40,19 +33,8 @@ def _months(year: int) -> None:
 
 
 def test_the_migration_made_a_partitioned_table_whose_keys_hold_the_intents_time() -> None:
-    assert fetch(f"SELECT partstrat FROM pg_partitioned_table WHERE partrelid = '{TABLE}'::regclass") == [("r",)]
-    attached = partitions(TABLE)
-    assert attached[-1].name == f"{TABLE}_default"
-    today = dt.datetime.now(SHANGHAI).date().replace(day=1)
-    assert len([p for p in attached if p.month is not None and p.month >= today]) >= 4
-    keys = {
-        definition
-        for (definition,) in fetch(
-            f"SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = '{TABLE}'::regclass"
-            " AND contype IN ('p', 'u')"
-        )
-    }
-    assert keys == {
+    assert_monthly(TABLE, "intent_created_at")
+    assert table_keys(TABLE) == {
         "PRIMARY KEY (id, intent_created_at)",
         "UNIQUE (intent_id, sequence, intent_created_at)",
         "UNIQUE (reference, intent_created_at)",
@@ -65,7 +47,7 @@ def test_the_migration_made_a_partitioned_table_whose_keys_hold_the_intents_time
 
 def test_an_attempt_lands_in_its_intents_month_whenever_it_is_made() -> None:
     _months(2020)
-    intent = _intent_at(at(2020, 2, 29))
+    intent = payment_at(at(2020, 2, 29))
     channel = intent.channel
     assert channel is not None
     with mock.patch("django.utils.timezone.now", return_value=at(2020, 3, 2)):  # confirmed in the next month
@@ -77,18 +59,18 @@ def test_an_attempt_lands_in_its_intents_month_whenever_it_is_made() -> None:
         assert attempt.created_at.astimezone(SHANGHAI).month == 3
         assert partition_of(TABLE, attempt.pk) == f"{TABLE}_p202002"
     # Asia/Shanghai months: 1 March 00:30 there is still February in UTC, and is March's partition.
-    late = _intent_at(dt.datetime(2020, 3, 1, 0, 30, tzinfo=SHANGHAI))
+    late = payment_at(dt.datetime(2020, 3, 1, 0, 30, tzinfo=SHANGHAI))
     assert late.channel is not None
     assert partition_of(TABLE, attempt_open(late, late.channel, sequence=1).pk) == f"{TABLE}_p202003"
     # Without a partition for its month (a test's clock, old data) the attempt is kept in the DEFAULT partition.
-    stray = _intent_at(at(2020, 7))
+    stray = payment_at(at(2020, 7))
     assert stray.channel is not None
     assert partition_of(TABLE, attempt_open(stray, stray.channel, sequence=1).pk) == f"{TABLE}_default"
 
 
 def test_a_second_attempt_of_one_intent_and_sequence_or_one_reference_is_refused() -> None:
     _months(2021)
-    intent = _intent_at(at(2021, 2))
+    intent = payment_at(at(2021, 2))
     channel = intent.channel
     assert channel is not None
     attempt_open(intent, channel, sequence=1)
@@ -113,7 +95,7 @@ def _single_partition(plan: str, month: str) -> None:
 
 def test_the_services_read_and_update_an_intents_attempts_in_its_months_partition() -> None:
     _months(2022)
-    intent = _intent_at(at(2022, 2))
+    intent = payment_at(at(2022, 2))
     assert intent.channel is not None
     attempt = attempt_open(intent, intent.channel, sequence=1)  # pending, claimed by its (live) request
     PaymentIntent.objects.filter(pk=intent.pk).update(
@@ -151,7 +133,7 @@ def test_the_job_creates_the_attempts_months_and_moves_the_defaults_rows() -> No
     with connection.cursor() as cursor:  # as if committed before the job: no key checks left pending
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
     partitions_create(TABLE, dt.date(2040, 1, 1), 1)
-    intent = _intent_at(at(2040, 3))  # no partition for March yet: the DEFAULT partition holds its attempt
+    intent = payment_at(at(2040, 3))  # no partition for March yet: the DEFAULT partition holds its attempt
     assert intent.channel is not None
     attempt = attempt_open(intent, intent.channel, sequence=1)
     assert partition_of(TABLE, attempt.pk) == f"{TABLE}_default"

@@ -36,7 +36,7 @@ from tests.factories import (
     MemberBankFactory,
     MerchantFactory,
 )
-from tests.partitioning import at, explain, fetch, partition_of
+from tests.partitioning import assert_monthly, at, explain, partition_of, payment_at, referring_keys, table_keys
 
 pytestmark = pytest.mark.django_db
 _keys = itertools.count()
@@ -109,12 +109,6 @@ def test_a_lookup_by_public_id_reads_its_millisecond_and_old_ids_still_resolve(w
     assert payment_get(merchant=merchant, livemode=True, payment_id="pay_" + "x" * 24).pk == payment.pk
 
 
-def _payment_at(when: dt.datetime, **kwargs: object) -> PaymentIntent:
-    """A captured payment created as if at `when`."""
-    with mock.patch("django.utils.timezone.now", return_value=when):
-        return FACTORIES["payments.paymentintent"](**kwargs)
-
-
 def _months(year: int) -> None:
     partitions_create(TABLE, dt.date(year, 1, 1), 3)
 
@@ -122,25 +116,10 @@ def _months(year: int) -> None:
 def test_the_migration_made_a_partitioned_table_whose_keys_hold_the_payments_time() -> None:
     assert PARTITIONED[TABLE] == "created_at"
     assert TABLE in NEVER_ARCHIVED
-    assert fetch(f"SELECT partstrat FROM pg_partitioned_table WHERE partrelid = '{TABLE}'::regclass") == [("r",)]
-    assert fetch("SELECT mengka_partition_column(%s)", (TABLE,)) == [("created_at",)]
-    attached = partitions(TABLE)
-    assert attached[-1].name == f"{TABLE}_default"
-    today = dt.datetime.now(SHANGHAI).date().replace(day=1)
-    assert len([p for p in attached if p.month is not None and p.month >= today]) >= 4
-    keys = {
-        definition
-        for (definition,) in fetch(
-            f"SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = '{TABLE}'::regclass"
-            " AND contype IN ('p', 'u')"
-        )
-    }
-    assert keys == {"PRIMARY KEY (id, created_at)", "UNIQUE (public_id, created_at)"}
+    assert_monthly(TABLE, "created_at")
+    assert table_keys(TABLE) == {"PRIMARY KEY (id, created_at)", "UNIQUE (public_id, created_at)"}
     # Every referrer's key is composite and follows a re-dated payment; no other key refers to payments.
-    referring = fetch(
-        "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint"
-        f" WHERE contype = 'f' AND confrelid = '{TABLE}'::regclass AND conparentid = 0 ORDER BY 1"
-    )
+    referring = referring_keys(TABLE)
     assert referring == [
         (
             table,
@@ -157,10 +136,10 @@ def test_the_migration_made_a_partitioned_table_whose_keys_hold_the_payments_tim
 
 def test_a_payment_lands_in_its_month_and_without_one_in_the_default() -> None:
     _months(2020)
-    assert partition_of(TABLE, _payment_at(at(2020, 2, 29)).pk) == f"{TABLE}_p202002"
+    assert partition_of(TABLE, payment_at(at(2020, 2, 29)).pk) == f"{TABLE}_p202002"
     # Asia/Shanghai months: 1 March 00:30 there is still February in UTC, and is March's partition.
-    assert partition_of(TABLE, _payment_at(dt.datetime(2020, 3, 1, 0, 30, tzinfo=SHANGHAI)).pk) == f"{TABLE}_p202003"
-    assert partition_of(TABLE, _payment_at(at(2020, 7)).pk) == f"{TABLE}_default"
+    assert partition_of(TABLE, payment_at(dt.datetime(2020, 3, 1, 0, 30, tzinfo=SHANGHAI)).pk) == f"{TABLE}_p202003"
+    assert partition_of(TABLE, payment_at(at(2020, 7)).pk) == f"{TABLE}_default"
 
 
 def _immediately(make: Any) -> Any:
@@ -172,7 +151,7 @@ def _immediately(make: Any) -> Any:
 
 
 def test_the_rows_that_name_a_payment_are_refused_with_another_time() -> None:
-    payment = _payment_at(at(2021, 2))
+    payment = payment_at(at(2021, 2))
     wrong = payment.created_at + dt.timedelta(days=31)
     rows = {
         "payments_routingdecision": lambda when: RoutingDecision.objects.create(

@@ -19,7 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from core.calendar import SHANGHAI
-from core.partitions import PARTITIONED, partitions, partitions_create, partitions_maintain
+from core.partitions import partitions, partitions_create, partitions_maintain
 from payments.models import (
     FeeSplit,
     PaymentIntent,
@@ -30,7 +30,7 @@ from payments.models import (
 )
 from payments.services.refunds import refund_correction
 from tests.factories import FACTORIES
-from tests.partitioning import at, explain, fetch, partition_of
+from tests.partitioning import assert_monthly, at, explain, fetch, partition_of, referring_keys, table_keys
 
 pytestmark = pytest.mark.django_db
 
@@ -55,30 +55,14 @@ def _months(year: int) -> None:
 
 
 def test_the_migration_made_a_partitioned_table_whose_keys_hold_the_payments_time() -> None:
-    assert PARTITIONED[TABLE] == "intent_created_at"
-    assert fetch(f"SELECT partstrat FROM pg_partitioned_table WHERE partrelid = '{TABLE}'::regclass") == [("r",)]
-    assert fetch("SELECT mengka_partition_column(%s)", (TABLE,)) == [("intent_created_at",)]
-    attached = partitions(TABLE)
-    assert attached[-1].name == f"{TABLE}_default"
-    today = dt.datetime.now(SHANGHAI).date().replace(day=1)
-    assert len([p for p in attached if p.month is not None and p.month >= today]) >= 4
-    keys = {
-        definition
-        for (definition,) in fetch(
-            f"SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = '{TABLE}'::regclass"
-            " AND contype IN ('p', 'u')"
-        )
-    }
-    assert keys == {
+    assert_monthly(TABLE, "intent_created_at")
+    assert table_keys(TABLE) == {
         "PRIMARY KEY (id, intent_created_at)",
         "UNIQUE (public_id, intent_created_at)",
         "UNIQUE (reference, intent_created_at)",
     }
     # Each referrer's key to the refund is composite, and no other key refers to the refunds.
-    referring = fetch(
-        "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint"
-        f" WHERE contype = 'f' AND confrelid = '{TABLE}'::regclass AND conparentid = 0 ORDER BY 1"
-    )
+    referring = referring_keys(TABLE)
     assert referring == [
         (
             table,

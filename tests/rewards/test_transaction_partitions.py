@@ -29,7 +29,7 @@ from rewards.checks import ledger_verify
 from rewards.models import Entry, LedgerKey, LedgerTransaction, Lot
 from tests.concurrency import Background
 from tests.factories import CardholderFactory, PointsProgramFactory
-from tests.partitioning import at, explain, fetch, partition_of
+from tests.partitioning import assert_monthly, at, explain, fetch, partition_of, table_keys
 
 TABLE = "rewards_ledgertransaction"
 REAL_NOW = timezone.now
@@ -62,16 +62,10 @@ def _reads_of_transactions(queries: CaptureQueriesContext) -> list[str]:
 
 @pytest.mark.django_db
 def test_the_migration_made_a_partitioned_table_keyed_with_its_time_and_every_reference_holds_it() -> None:
-    assert fetch(f"SELECT partstrat FROM pg_partitioned_table WHERE partrelid = '{TABLE}'::regclass") == [("r",)]
-    assert PARTITIONED[TABLE] == "created_at"
+    assert_monthly(TABLE, "created_at")
     order = list(PARTITIONED)
     assert order.index("rewards_entry") < order.index(TABLE)  # entries refer to transactions: detached first
-    assert partitions(TABLE)[-1].name == f"{TABLE}_default"
-    keys = fetch(
-        f"SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = '{TABLE}'::regclass"
-        " AND contype IN ('p', 'u')"
-    )
-    assert keys == [("PRIMARY KEY (id, created_at)",)]
+    assert table_keys(TABLE) == {"PRIMARY KEY (id, created_at)"}
     assert LedgerTransaction._meta.pk is not None
     assert LedgerTransaction._meta.pk.name == "id"
     assert fetch(
