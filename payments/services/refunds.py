@@ -69,6 +69,19 @@ def _refund_open(intent: PaymentIntent, amount: int, reason: str) -> Refund:
     )
 
 
+def _reserve(intent: PaymentIntent, amount: int) -> bool:
+    """Reserves `amount` of the payment's refundable amount by one guarded update of its row (in its month): False
+    when the payment is no longer succeeded or has less than that left (captured less refunds and disputes)."""
+    return bool(
+        PaymentIntent.objects.one(intent)
+        .filter(
+            status=Status.SUCCEEDED,
+            amount_refund_reserved__lte=F("amount_captured") - F("amount_disputed") - amount,
+        )
+        .update(amount_refund_reserved=F("amount_refund_reserved") + amount, updated_at=timezone.now())
+    )
+
+
 def _refund(intent: PaymentIntent, amount: int | None, reason: str) -> Refund:
     if intent.status != Status.SUCCEEDED:
         raise Conflict(f"A payment in status {intent.status} cannot be refunded.", code="payment_unexpected_state")
@@ -78,15 +91,7 @@ def _refund(intent: PaymentIntent, amount: int | None, reason: str) -> Refund:
         raise Conflict("This payment has been refunded in full.", code="charge_already_refunded")
     validate_minor_amount(amount, intent.currency)
     with transaction.atomic():
-        reserved = (
-            PaymentIntent.objects.one(intent)
-            .filter(
-                status=Status.SUCCEEDED,
-                amount_refund_reserved__lte=F("amount_captured") - F("amount_disputed") - amount,
-            )
-            .update(amount_refund_reserved=F("amount_refund_reserved") + amount, updated_at=timezone.now())
-        )
-        if not reserved:
+        if not _reserve(intent, amount):
             raise ValidationFailed(
                 "The refund would exceed what was captured.", code="refund_exceeds_captured", param="amount"
             )
@@ -234,15 +239,7 @@ def refund_correction(intent: PaymentIntent, amount: int, *, reason: str) -> Ref
     settled in the refund's business date. In the caller's transaction when there is one."""
     validate_minor_amount(amount, intent.currency)
     with transaction.atomic():
-        reserved = (
-            PaymentIntent.objects.one(intent)
-            .filter(
-                status=Status.SUCCEEDED,
-                amount_refund_reserved__lte=F("amount_captured") - F("amount_disputed") - amount,
-            )
-            .update(amount_refund_reserved=F("amount_refund_reserved") + amount, updated_at=timezone.now())
-        )
-        if not reserved:
+        if not _reserve(intent, amount):
             raise Conflict("The correction would exceed what is left to refund.", code="refund_exceeds_captured")
         refund = _refund_open(intent, amount, reason)
         _finish_refund(refund, f"{CORRECTION_PREFIX}{refund.public_id}"[:64])
