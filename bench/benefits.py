@@ -182,8 +182,8 @@ def main() -> None:
             assert cursor.fetchone() is not None
             cursor.execute(
                 f"INSERT INTO {t['LedgerTransaction']} (kind, idempotency_key, request_hash, points, reversed_points,"
-                " metadata, actor_label, seal_digest, created_at)"
-                " VALUES ('redeem', %s, '-', %s, 0, '{}', 'system', '', now()) RETURNING id, created_at",
+                " metadata, actor_label, seal_digest, entry_count, created_at)"
+                " VALUES ('redeem', %s, '-', %s, 0, '{}', 'system', '', 2, now()) RETURNING id, created_at",
                 (key, PRICE),
             )
             (txn, txn_at) = cursor.fetchone()

@@ -238,6 +238,7 @@ def seed_obligations(per_day: int, days: int) -> None:
                             WHEN s.r < 19 THEN jsonb_build_object('pays_to',
                                       jsonb_build_array('bank', (%(banks)s::bigint[])[s.b]), 'funded_units', s.units)
                             ELSE '{}'::jsonb END""",
+            "entry_count": "CASE WHEN s.r BETWEEN 8 AND 14 THEN 5 ELSE 4 END",  # below: an exchange's fee is a fifth
             "created_at": "(s.day + time '00:00') AT TIME ZONE 'Asia/Shanghai' + (g %% 86000) * interval '1 second'",
         },
     )

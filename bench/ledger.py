@@ -165,7 +165,12 @@ def main() -> None:
 
     # 2. the same 8 workers by hand, in the ledger's own entry and account tables (same indexes, constraints and
     # foreign keys): one transaction of two entry inserts and one guarded balance update. Removed afterwards.
-    raw_txn = LedgerTransaction.objects.create(kind="adjust", idempotency_key="bench-raw", request_hash="-")
+    raw_txn = LedgerTransaction.objects.create(
+        kind="adjust",
+        idempotency_key="bench-raw",
+        request_hash="-",
+        entry_count=0,  # its entries are removed after
+    )
     take_key(raw_txn)
     raw_accounts = Account.objects.bulk_create(
         Account(owner_kind="alliance", owner_id=900_000 + i, purpose="fees", unit="RAWBENCH", posted=10_000_000)

@@ -314,6 +314,7 @@ def grow_history(target: int, programs: list[Any], include: list[int], *, partit
                 "metadata": """CASE h.kind WHEN 'earn'
                   THEN jsonb_build_object('cardholder_id', h.owner_id, 'program_id', h.program_id, 'source', 'payment')
                   ELSE jsonb_build_object('cardholder_id', h.owner_id, 'program_id', h.program_id) END""",
+                "entry_count": "2",  # an earn's or a spend's two legs, below
                 "created_at": "h.created_at",
             },
         )

@@ -173,7 +173,7 @@ def floor_worker(seeded: dict[str, Any]) -> Any:
                     status="captured",
                 )
                 txn = LedgerTransaction.objects.create(
-                    kind="earn", idempotency_key=f"floor-{index}-{n}", request_hash="floor", points=100
+                    kind="earn", idempotency_key=f"floor-{index}-{n}", request_hash="floor", points=100, entry_count=2
                 )
                 take_key(txn)
                 Entry.objects.bulk_create(

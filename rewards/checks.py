@@ -52,6 +52,16 @@ SQL_ENTRY_TIME = """
     SELECT e.id, e.transaction_id FROM rewards_entry e JOIN rewards_ledgertransaction t ON t.id = e.transaction_id
     WHERE e.created_at <> t.created_at ORDER BY e.id LIMIT 1000
 """
+# A transaction has the entries it was posted with: none lost, none added (on Citus, one whose entries are still
+# committing on the workers shows here until they have). The entries are counted on their own first, then joined.
+SQL_ENTRY_COUNT = """
+    WITH counted AS MATERIALIZED (
+        SELECT transaction_id AS id, COUNT(*) AS entries FROM rewards_entry GROUP BY transaction_id
+    )
+    SELECT t.id, t.entry_count, COALESCE(counted.entries, 0) FROM rewards_ledgertransaction t
+    LEFT JOIN counted ON counted.id = t.id
+    WHERE t.entry_count <> COALESCE(counted.entries, 0) ORDER BY t.id LIMIT 1000
+"""
 SQL_BALANCES = """
     SELECT a.id, a.posted, COALESCE(e.total, 0) FROM rewards_account a
     LEFT JOIN (SELECT account_id, SUM(amount) AS total FROM rewards_entry GROUP BY account_id) e ON e.account_id = a.id
@@ -225,6 +235,13 @@ def ledger_verify(*, seals: bool = True) -> CheckReport:
         lambda r: f"entry {r[0]} is not dated at its transaction {r[1]}'s time",
     )
     report.checked.append("each entry dated at its transaction's time")
+    _named(
+        report,
+        "entry count",
+        _rows(SQL_ENTRY_COUNT),
+        lambda r: f"transaction {r[0]} was posted with {r[1]} entries but has {r[2]}",
+    )
+    report.checked.append("each transaction has the entries it was posted with")
     _named(
         report,
         "cached balance",

@@ -199,6 +199,10 @@ class LedgerTransaction(models.Model):
         db_default="",
         help_text=_("The hash of this transaction's rows when it was sealed (seal version 2), to name an edited one."),
     )
+    # Written with the transaction's rows, in its database transaction. On Citus the entries commit on the workers
+    # after the transaction row commits on the coordinator: the sealer seals a transaction only once it sees this
+    # many of its entries, and `ledger_check` reports a transaction whose entries number otherwise.
+    entry_count = models.PositiveIntegerField(_("entries"))
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     objects = LedgerTransactionManager()

@@ -14,6 +14,11 @@ names its transaction. Then
 Version 1 seals (made before) covered the entries' "<transaction id>|<kind>|<key>|<entry id>|<account>|<unit>|<amount>"
 lines and hash without the "v1|" prefix; they keep verifying as they were made.
 
+A batch holds only transactions whose entries the sealer sees all of: each transaction carries the number of entries
+it was posted with (`entry_count`), the digests' read counts the entries it sees, and the batch ends before the first
+transaction where the two differ (`complete_prefix`) — on Citus, one whose entries have not committed on every worker
+yet. It waits for the next seal; the count is not hashed, so the digest stays as it was.
+
 Sealing is serialised by a PostgreSQL advisory lock, whatever starts it (the beat job, a manual run, a run that
 outlasts its period): a sealer reads the head only once it holds the lock, and the database refuses two seals after
 one head. Someone who can write to the database can recompute the hashes, but not the signatures, and cannot change
@@ -102,11 +107,14 @@ def sql_transaction_digests(transactions: str, entries: str, columns: str = "") 
     )
 
 
-# The sealer's batch: its digests and entry counts, computed apart from the update that keeps them.
-# The entries are bounded by the batch's first and last transaction's time as well, which is theirs (an entry's
-# created_at is its transaction's), so that only the months the batch spans are read.
+# The sealer's batch: its digests, the entries it sees of each transaction and the number it was posted with,
+# computed apart from the update that keeps them. The entries are bounded by the batch's first and last transaction's
+# time as well, which is theirs (an entry's created_at is its transaction's), so that only the months the batch spans
+# are read.
 SQL_BATCH_DIGESTS = sql_transaction_digests(
-    "t.id = ANY(%(ids)s)", "e.transaction_id = ANY(%(ids)s) AND e.created_at BETWEEN %(since)s AND %(until)s"
+    "t.id = ANY(%(ids)s)",
+    "e.transaction_id = ANY(%(ids)s) AND e.created_at BETWEEN %(since)s AND %(until)s",
+    ", t.entry_count",
 )
 SQL_SEAL_TRANSACTIONS = """
     UPDATE rewards_ledgertransaction t SET seal_id = %(seal)s, seal_digest = d.digest
@@ -222,6 +230,21 @@ def export_missing_heads() -> int:
     return len(missing)
 
 
+def complete_prefix(rows: Iterable[tuple[Any, ...]]) -> list[tuple[int, str, int]]:
+    """rows: (transaction id, digest, entries seen, entries posted) in id order. The (id, digest, entries) of those
+    before the first transaction whose entries are not all seen: on Citus a transaction's row commits on the
+    coordinator before its entries on the workers (`COMMIT PREPARED`), with no snapshot across them, so a read in
+    between sees it without (some of) its entries. That transaction and the ones after it wait for the next seal. On
+    one PostgreSQL server a transaction's entries commit with it and every row is complete; a transaction that lost
+    or gained an entry is never complete, and `ledger_check` names it."""
+    complete: list[tuple[int, str, int]] = []
+    for txn_id, digest, seen, posted in rows:
+        if seen != posted:
+            break
+        complete.append((int(txn_id), str(digest), int(seen)))
+    return complete
+
+
 def _seal_one(key: bytes, batch_size: int) -> Seal | None:
     with transaction.atomic(), connection.cursor() as cursor:
         # Serialise sealers: the head is read only under the lock, so a sealer that waited sees the seal made
@@ -235,8 +258,13 @@ def _seal_one(key: bytes, batch_size: int) -> Seal | None:
         )
         if not batch:
             return None
-        ids = [txn_id for txn_id, _ in batch]
         times = [created_at for _, created_at in batch]
+        ids = [txn_id for txn_id, _ in batch]
+        cursor.execute(SQL_BATCH_DIGESTS, {"ids": ids, "since": min(times), "until": max(times)})
+        digests = complete_prefix(cursor.fetchall())
+        if not digests:  # the first transaction's entries are not all visible yet
+            return None
+        ids = [txn_id for txn_id, _, _ in digests]
         seal = Seal.objects.create(
             version=SEAL_VERSION,
             previous_hash=previous.hash if previous else GENESIS,
@@ -248,8 +276,6 @@ def _seal_one(key: bytes, batch_size: int) -> Seal | None:
             first_transaction_id=ids[0],
             last_transaction_id=ids[-1],
         )
-        cursor.execute(SQL_BATCH_DIGESTS, {"ids": ids, "since": min(times), "until": max(times)})
-        digests = [(int(txn_id), str(digest), int(entries)) for txn_id, digest, entries in cursor.fetchall()]
         cursor.execute(SQL_SEAL_TRANSACTIONS, {"seal": seal.pk, "ids": ids, "digests": [d for _, d, _ in digests]})
         assert cursor.rowcount == len(ids), f"seal {seal.pk}: sealed {cursor.rowcount} of {len(ids)} transactions"
         seal.content_hash = hashlib.sha256(canonical_lines((txn, digest) for txn, digest, _ in digests)).hexdigest()

@@ -59,6 +59,7 @@ def points_earn_bulk(
             request_hash=digest,
             points=sum(e.amount for e in events),
             metadata={"events": len(events), "source": source, "earned_on": earned_on.isoformat()},
+            entry_count=0,  # counted below, once the debts to pay off are read under the locks
         )
         take_key(txn)  # a second caller with the key replays (`keyed`)
         pairs = {(e.cardholder_id, e.program_id) for e in events}
@@ -106,6 +107,8 @@ def points_earn_bulk(
             (wallet_id, program_id, points, lot_expiry(programs[program_id], earned_on))
             for (wallet_id, program_id), points in lot_points.items()
         ]
+        txn.entry_count = len(entries)  # with its entries, in this database transaction (the sealer waits for them)
+        LedgerTransaction.objects.one(txn.pk, txn.created_at).update(entry_count=txn.entry_count)
         _bulk_write(txn.pk, txn.created_at, entries, lots, deltas, earned_on)
         return txn
 

@@ -55,10 +55,11 @@ SQL_EXPIRE = """
         WHERE b.points > o.through - o.remaining
     ), txn AS (
         INSERT INTO rewards_ledgertransaction
-            (kind, idempotency_key, request_hash, points, reversed_points, metadata, actor_label, created_at)
+            (kind, idempotency_key, request_hash, points, reversed_points, metadata, actor_label, entry_count,
+             created_at)
         SELECT 'expire', b.key, encode(sha256(convert_to(b.key, 'UTF8')), 'hex'), b.points, 0,
                jsonb_build_object('cardholder_id', b.owner_id, 'program_id', b.program_id, 'on', %(day)s),
-               'system', %(now)s
+               'system', 2, %(now)s
         FROM budget b WHERE b.points > 0 ORDER BY b.id
         RETURNING id, idempotency_key
     ), keys AS (
@@ -73,7 +74,7 @@ SQL_EXPIRE = """
         ORDER BY p.txn_id, k.lot_id
     ), lots AS (
         UPDATE rewards_lot l SET remaining = l.remaining - k.amount FROM taken k WHERE l.id = k.lot_id
-    ), legs AS (
+    ), legs AS (  -- two per transaction, its entry count
         SELECT p.txn_id, p.wallet_id AS account_id, p.unit, -p.points AS amount,
                p.wallet_before - p.points AS balance_after, 0 AS side
         FROM posted p

@@ -8,10 +8,10 @@ everything it did and returns the first result, or `IdempotencyConflict` when it
 precedes the insert and a replay posts nothing at all; (2) locks every account it touches in one
 `SELECT … FOR UPDATE ORDER BY id` (`lock_accounts`, creating missing accounts first), then the hold or the reversed
 transaction it works on, then reads and changes lots (only ever under their wallet's lock) — always in that order,
-so postings never deadlock on each other; (3) writes every balance in one `UPDATE` and the entries in one `INSERT`,
-zero-sum per unit, each carrying the account's running balance. Deadlocks and serialization failures are retried
-from the start; `InsufficientFunds` is raised only for a real shortfall, and nothing it did is kept. See
-docs/ledger.md.
+so postings never deadlock on each other; (3) writes the transaction's entry count, every balance in one `UPDATE` and
+the entries in one `INSERT`, zero-sum per unit, each carrying the account's running balance. Deadlocks and
+serialization failures are retried from the start; `InsufficientFunds` is raised only for a real shortfall, and
+nothing it did is kept. See docs/ledger.md.
 """
 
 from __future__ import annotations
@@ -244,6 +244,7 @@ def begin(
         reverses_created_at=reverses.created_at if reverses is not None else None,
         rate=rate,
         metadata=metadata,
+        entry_count=0,  # its legs are known at `finish`, which writes their number
         **_actor_fields(actor),
     )
     take_key(txn)
@@ -284,6 +285,10 @@ def finish(posting: Posting) -> LedgerTransaction:
         running[account_id] = account.posted
         account.posted, account.held, account.version = new_posted, new_held, account.version + 1
         changed.append(account)
+    # The transaction row is written first (it takes the key) and its legs are known only now: its entry count goes
+    # in with them, in the same database transaction (the sealer waits until it sees that many entries).
+    posting.txn.entry_count = len(posting.legs)
+    LedgerTransaction.objects.one(posting.txn.pk, posting.txn.created_at).update(entry_count=posting.txn.entry_count)
     for account in changed:  # under the posting's locks, so the new values are exact
         Account.objects.filter(pk=account.pk).update(posted=account.posted, held=account.held, version=account.version)
     for account_id, amount in posting.legs:

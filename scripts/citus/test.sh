@@ -12,7 +12,8 @@ PORT=${CITUS_PORT:-5440}
 NAME=${CITUS_DB:-mengka_citus_ledger}
 case "$NAME" in mengka_citus_*) ;; *) echo "CITUS_DB must start with mengka_citus_" >&2; exit 2 ;; esac
 TEST_DB=test_$NAME
-# The ledger's own test files: posting, holds, lots, exchange and reversal, expiry, sealing, the check, concurrency.
+# The ledger's own test files: posting, holds, lots, exchange and reversal, expiry, sealing, the check, concurrency,
+# the entry counts' migration.
 LEDGER_TESTS=(
   tests/rewards/test_ledger_services.py
   tests/rewards/test_ledger_exchange_reversal.py
@@ -21,6 +22,7 @@ LEDGER_TESTS=(
   tests/rewards/test_ledger_interleavings.py
   tests/rewards/test_ledger_query_counts.py
   tests/rewards/test_citus.py
+  tests/rewards/test_entry_count_migration.py
 )
 
 scripts/citus/citus.sh start >/dev/null

@@ -248,3 +248,89 @@ def test_seals_made_under_version_1_still_verify() -> None:
     assert ledger_verify().violations == []
     Entry.objects.filter(transaction=earn, amount__gt=0).update(amount=501)
     assert any(f"seal {old.pk} (transactions" in v for v in ledger_verify().violations)
+
+
+def _hide_entry(txn: LedgerTransaction) -> tuple[object, ...]:
+    """Removes one of `txn`'s entries, as a seal on Citus may find it while the entry's worker has not committed yet
+    (`COMMIT PREPARED` comes after the coordinator's commit); returns the row, to put it back."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM rewards_entry WHERE id = (SELECT MAX(id) FROM rewards_entry WHERE transaction_id = %s)"
+            " RETURNING id, transaction_id, account_id, unit, amount, balance_after, created_at",
+            [txn.pk],
+        )
+        return cursor.fetchone()
+
+
+def _show_entry(row: tuple[object, ...]) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO rewards_entry (id, transaction_id, account_id, unit, amount, balance_after, created_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            row,
+        )
+
+
+def test_the_seal_stops_before_a_transaction_whose_entries_are_not_all_visible_and_seals_it_once_they_are() -> None:
+    from rewards.checks import ledger_verify
+
+    program, holder = PointsProgramFactory(), CardholderFactory()
+    first, second, third = (
+        s.points_earn(cardholder_id=holder.pk, program=program, amount=100, idempotency_key=key)
+        for key in ("e1", "e2", "e3")
+    )
+    assert second.entry_count == 2
+    hidden = _hide_entry(second)
+    assert seal_pending() == 1
+    seal = Seal.objects.get()
+    assert (seal.first_transaction_id, seal.last_transaction_id, seal.transaction_count) == (first.pk, first.pk, 1)
+    assert seal.entry_count == 2
+    assert list(LedgerTransaction.objects.filter(seal__isnull=True).order_by("id").values_list("id", flat=True)) == [
+        second.pk,
+        third.pk,
+    ]
+    assert seal_pending() == 0  # still incomplete: nothing sealed, the chain waits
+    _show_entry(hidden)
+    assert seal_pending() == 1
+    later = Seal.objects.order_by("-id").first()
+    assert (later.first_transaction_id, later.last_transaction_id, later.entry_count) == (second.pk, third.pk, 4)
+    assert ledger_verify().violations == []
+
+
+def test_nothing_is_sealed_while_the_first_transaction_waits_for_its_entries() -> None:
+    from rewards.checks import ledger_verify
+
+    program, holder = PointsProgramFactory(), CardholderFactory()
+    first = s.points_earn(cardholder_id=holder.pk, program=program, amount=100, idempotency_key="e1")
+    s.points_earn(cardholder_id=holder.pk, program=program, amount=100, idempotency_key="e2")
+    LedgerTransaction.objects.filter(pk=first.pk).update(entry_count=3)  # a third entry still to commit
+    assert seal_pending() == 0
+    assert not Seal.objects.exists()
+    assert ledger_verify().violations == [f"entry count: transaction {first.pk} was posted with 3 entries but has 2"]
+    LedgerTransaction.objects.filter(pk=first.pk).update(entry_count=2)
+    assert seal_pending() == 1
+    assert Seal.objects.get().transaction_count == 2
+
+
+def test_an_entry_removed_from_or_added_to_a_transaction_is_reported(sealed_ledger) -> None:
+    out, _err = run_check()
+    assert "each transaction has the entries it was posted with" in out
+    row = _hide_entry(sealed_ledger)
+    with pytest.raises(CommandError):
+        run_check()
+    from rewards.checks import ledger_verify
+
+    violations = ledger_verify().violations
+    assert f"entry count: transaction {sealed_ledger.pk} was posted with 2 entries but has 1" in violations
+    _show_entry(row)
+    with connection.cursor() as cursor:  # a pair that sums to zero and moves no balance
+        for amount in (5, -5):
+            cursor.execute(
+                "INSERT INTO rewards_entry (transaction_id, account_id, unit, amount, balance_after, created_at)"
+                " SELECT transaction_id, account_id, unit, %s, balance_after, created_at FROM rewards_entry"
+                " WHERE id = %s",
+                [amount, row[0]],
+            )
+    assert f"entry count: transaction {sealed_ledger.pk} was posted with 2 entries but has 4" in (
+        ledger_verify(seals=False).violations
+    )

@@ -146,7 +146,7 @@ def test_a_retry_in_another_month_replays_the_first_posting() -> None:
     with transaction.atomic():
         fetch(
             f"INSERT INTO {TABLE} (kind, idempotency_key, request_hash, points, reversed_points, metadata,"
-            " actor_label, created_at) VALUES ('adjust', 'once', '-', 0, 0, '{}', 'system', %s)",
+            " actor_label, entry_count, created_at) VALUES ('adjust', 'once', '-', 0, 0, '{}', 'system', 0, %s)",
             (at(2022, 2),),
         )
         transaction.set_rollback(True)
