@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 from django.core.checks import run_checks
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from core.errors import Conflict
 from payments import services
 from payments.models import PaymentAttempt, PaymentIntent, Refund, RoutingDecision
+from payments.windows import CAPTURE_SPAN_DAYS
 
 pytestmark = pytest.mark.django_db
 _keys = itertools.count()
@@ -156,6 +158,50 @@ def test_a_reconciliation_correction_keeps_the_refund_window_too(points_world: d
         refund_correction(late, 100, reason="statement")
     assert refused.value.code == "refund_window_closed"
     assert not Refund.objects.filter(intent=late).exists()
+
+
+# --- the database's check --------------------------------------------------------------------------------------------
+
+
+def _set_business_date(payment: PaymentIntent, day: dt.date) -> None:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE payments_paymentintent SET business_date = %s WHERE id = %s AND created_at = %s",
+            [day, payment.pk, payment.created_at],
+        )
+
+
+@pytest.mark.parametrize(("offset", "allowed"), [(-1, False), (0, True), (CAPTURE_SPAN_DAYS, True),
+                                                 (CAPTURE_SPAN_DAYS + 1, False)])  # fmt: skip
+def test_the_database_holds_the_business_date_to_the_window(
+    points_world: dict[str, Any], offset: int, allowed: bool
+) -> None:
+    payment = _make(points_world)
+    made = timezone.localtime(payment.created_at).date()
+    if allowed:
+        _set_business_date(payment, made + offset * DAY)
+        assert PaymentIntent.objects.get(pk=payment.pk).business_date == made + offset * DAY
+    else:
+        with pytest.raises(IntegrityError, match="payment_business_date_in_capture_window"):
+            _set_business_date(payment, made + offset * DAY)
+
+
+def test_a_raw_insert_outside_the_window_is_refused(points_world: dict[str, Any]) -> None:
+    payment = _make(points_world)
+    with connection.cursor() as cursor:
+        # A copy of the payment's row under another id, dated the day before it was made.
+        cursor.execute(
+            "CREATE TEMP TABLE window_copy AS SELECT * FROM payments_paymentintent WHERE id = %s", [payment.pk]
+        )
+        cursor.execute(
+            "UPDATE window_copy SET id = id + 1000000, public_id = 'pay_window_check', payment_code_id = NULL,"
+            " business_date = (created_at AT TIME ZONE 'Asia/Shanghai')::date - 1"
+        )
+        with pytest.raises(IntegrityError, match="payment_business_date_in_capture_window"), transaction.atomic():
+            cursor.execute("INSERT INTO payments_paymentintent SELECT * FROM window_copy")
+        cursor.execute("UPDATE window_copy SET business_date = business_date + 1")
+        cursor.execute("INSERT INTO payments_paymentintent SELECT * FROM window_copy")
+    assert PaymentIntent.objects.filter(public_id="pay_window_check").exists()
 
 
 # --- the system check ------------------------------------------------------------------------------------------------
