@@ -7,18 +7,25 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.core.checks import run_checks
 from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from core.errors import Conflict
+from core.partitions import partitions_create
 from payments import services
 from payments.models import PaymentAttempt, PaymentIntent, Refund, RoutingDecision
-from payments.windows import CAPTURE_SPAN_DAYS
+from payments.windows import CAPTURE_SPAN_DAYS, payments_created_for, refunds_created_for
+from tests.partitioning import fetch
+from tests.payments.settling import at, make_world, pay, refund
+from tests.payments.test_reconciliation import load, our_rows
 
 pytestmark = pytest.mark.django_db
 _keys = itertools.count()
@@ -214,3 +221,115 @@ def test_a_window_longer_than_the_database_allows_is_an_error(settings: Any) -> 
     assert [message.id for message in run_checks() if message.id == "payments.E001"] == ["payments.E001"]
     settings.REFUND_WINDOW_DAYS = 90
     assert not [message for message in run_checks() if message.id == "payments.E001"]
+
+
+# --- the reads name the months -----------------------------------------------------------------------------------
+
+
+def test_the_ranges_reach_back_by_the_windows() -> None:
+    first, last = dt.date(2024, 6, 10), dt.date(2024, 6, 12)
+    assert payments_created_for(first, last) == (at(dt.date(2024, 4, 21), 0), at(dt.date(2024, 6, 13), 0))
+    assert refunds_created_for(first, last) == (at(dt.date(2023, 10, 4), 0), at(dt.date(2024, 6, 13), 0))
+
+
+def _months(first: dt.date, months: int) -> None:
+    for table in ("payments_paymentintent", "payments_refund", "payments_paymentattempt"):
+        partitions_create(table, first, months)
+
+
+def _scanned(statement: str, condition: str) -> set[str]:
+    """The partitions PostgreSQL's plan for `statement` scans with `condition` (a regular expression) among the
+    scan's own conditions."""
+    ((plan,),) = fetch("EXPLAIN (FORMAT JSON) " + statement, None)  # the statement is complete: no parameters
+    found: set[str] = set()
+
+    def walk(node: dict[str, Any]) -> Iterator[None]:
+        conditions = " ".join(str(node.get(name, "")) for name in ("Index Cond", "Filter", "Recheck Cond"))
+        if "Relation Name" in node and re.search(condition, conditions):
+            found.add(node["Relation Name"])
+        for child in node.get("Plans", []):
+            yield from walk(child)
+        yield None
+
+    list(walk(plan[0]["Plan"]))
+    return found
+
+
+def _explainable(statement: str) -> str:
+    """The SELECT of a statement that writes what it reads into a work table."""
+    for prefix in ("INSERT INTO settle_items", "CREATE TEMP TABLE recon_ours ON COMMIT DROP AS"):
+        if prefix in statement:
+            return statement.split(prefix, 1)[1]
+    return statement
+
+
+def _months_of(found: set[str], table: str) -> set[str]:
+    return {name.removeprefix(f"{table}_p") for name in found if name.startswith(f"{table}_p")}
+
+
+def test_settlement_reads_the_months_its_business_dates_allow() -> None:
+    _months(dt.date(2023, 6, 1), 18)  # June 2023 to November 2024
+    world = make_world()
+    wed = dt.date(2024, 6, 12)
+    paid = pay(world, 10_000, wed)
+    refund(paid, 1_000, wed)
+    with CaptureQueriesContext(connection) as queries:
+        services.settle("t1", wed.isoformat())
+    reads = [
+        _explainable(query["sql"])
+        for query in queries.captured_queries
+        if "business_date BETWEEN" in query["sql"] and "business_date >=" not in query["sql"]
+    ]
+    assert len(reads) >= 3  # the candidates, the chunk's payments and its refunds
+    payments: set[str] = set()
+    refunds: set[str] = set()
+    for statement in reads:
+        found = _scanned(statement, r"business_date >=")
+        payments |= _months_of(found, "payments_paymentintent")
+        refunds |= _months_of(found, "payments_refund")
+    # Payments made from late April on, refunds of payments made from early October before (the capture and refund
+    # windows, with their slack); nothing after the day.
+    assert payments == {"202404", "202405", "202406"}
+    assert refunds == {f"2023{m:02d}" for m in range(10, 13)} | {f"2024{m:02d}" for m in range(1, 7)}
+    assert PaymentIntent.objects.get(pk=paid.pk).business_date == wed
+
+
+def test_reconciliation_reads_the_months_its_day_allows(recon_world: dict[str, Any]) -> None:
+    world = recon_world
+    today = timezone.localdate()
+    _months(today.replace(day=1) - dt.timedelta(days=400), 14)
+    paid = services.payment_create(
+        merchant=world["merchant"],
+        cardholder=world["card"].cardholder,
+        card=world["card"],
+        amount=10_000,
+        currency="CNY",
+        idempotency_key=key(),
+        confirm=True,
+    )
+    services.refund_create(merchant=world["merchant"], payment_id=paid.public_id, idempotency_key=key(), amount=1_000)
+    with CaptureQueriesContext(connection) as queries:
+        load(world, our_rows(world))
+    (ours,) = [q["sql"] for q in queries.captured_queries if "CREATE TEMP TABLE recon_ours" in q["sql"]]
+    statement = _explainable(ours)
+    captures = _months_of(_scanned(statement, r"captured_at >="), "payments_paymentintent")
+    refunds = _months_of(_scanned(statement, r"business_date = "), "payments_refund")
+    this_month = today.strftime("%Y%m")
+    assert this_month in captures
+    assert this_month in refunds
+    # The months before the windows are not read (the day's captures were made at most the capture window and its
+    # slack before; its refunds' payments, the refund window's besides), nor those after the day.
+    made_from = payments_created_for(today - 2 * DAY, today)[0].strftime("%Y%m")
+    refunds_from = refunds_created_for(today - 2 * DAY, today)[0].strftime("%Y%m")
+    assert min(captures) >= made_from
+    assert max(captures) <= this_month
+    assert min(refunds) >= refunds_from
+    assert max(refunds) <= this_month
+    made = _months_of({name for (name,) in fetch(_PARTITIONS)}, "payments_paymentintent")
+    assert {month for month in made if month < made_from}  # there were older months to leave out
+
+
+_PARTITIONS = (
+    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+    " WHERE i.inhparent = 'payments_paymentintent'::regclass"
+)
