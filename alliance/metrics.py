@@ -7,6 +7,9 @@ returns one row per bank, `(bank_id, value)`; banks with nothing do not appear. 
 
 - `start_date`, `end_date`: the month as a half-open range of business dates (the 1st of the month, the 1st of the
   next), for payments and refunds, which carry the business date their capture or refund was stamped with;
+- `created_from`, `created_to`, `refunds_from`, `refunds_to`: the half-open ranges of the payments' `created_at` and
+  the refunds' `intent_created_at` that can have a business date in the month (payments/windows.py: the capture and
+  refund windows), so that PostgreSQL reads only those months' partitions;
 - `start`, `end`: the same month as a half-open range of aware datetimes at midnight Asia/Shanghai, for what has no
   business date: vouchers (by the time they were issued) and ledger transactions (by the time they were posted).
 
@@ -23,6 +26,7 @@ from typing import Any
 from django.db import connection
 
 from core.calendar import SHANGHAI
+from payments.selectors import payments_created_for, refunds_created_for
 
 # Value of the benefits a bank contributed (and funds: not a merchant's) that cardholders of other banks took in the
 # month, in ten-thousandths of CNY: the voucher's cost, the CNY value of the points paid for it. A voucher counts when
@@ -49,6 +53,7 @@ FROM (
   SELECT p.issuer_id AS bank_id, p.cardholder_id
   FROM payments_paymentintent p
   WHERE p.business_date >= %(start_date)s AND p.business_date < %(end_date)s
+    AND p.created_at >= %(created_from)s AND p.created_at < %(created_to)s
     AND p.status = 'succeeded' AND p.amount_captured > 0
     AND p.livemode AND p.currency = 'CNY'
     AND p.issuer_id IS NOT NULL
@@ -65,13 +70,15 @@ FROM (
   SELECT p.issuer_id AS bank_id, p.amount_captured AS amount
   FROM payments_paymentintent p
   WHERE p.business_date >= %(start_date)s AND p.business_date < %(end_date)s
+    AND p.created_at >= %(created_from)s AND p.created_at < %(created_to)s
     AND p.status = 'succeeded' AND p.amount_captured > 0
     AND p.livemode AND p.currency = 'CNY'
   UNION ALL
   SELECT p.issuer_id, -r.amount
   FROM payments_refund r
-  JOIN payments_paymentintent p ON p.id = r.intent_id
+  JOIN payments_paymentintent p ON p.id = r.intent_id AND p.created_at = r.intent_created_at
   WHERE r.business_date >= %(start_date)s AND r.business_date < %(end_date)s
+    AND r.intent_created_at >= %(refunds_from)s AND r.intent_created_at < %(refunds_to)s
     AND r.status = 'succeeded'
     AND p.livemode AND p.currency = 'CNY'
 ) AS moved
@@ -87,6 +94,7 @@ FROM (
   SELECT p.merchant_id
   FROM payments_paymentintent p
   WHERE p.business_date >= %(start_date)s AND p.business_date < %(end_date)s
+    AND p.created_at >= %(created_from)s AND p.created_at < %(created_to)s
     AND p.status = 'succeeded' AND p.amount_captured > 0
     AND p.livemode AND p.currency = 'CNY'
   GROUP BY p.merchant_id
@@ -102,13 +110,15 @@ FROM (
   SELECT p.merchant_id, p.amount_captured AS amount
   FROM payments_paymentintent p
   WHERE p.business_date >= %(start_date)s AND p.business_date < %(end_date)s
+    AND p.created_at >= %(created_from)s AND p.created_at < %(created_to)s
     AND p.status = 'succeeded' AND p.amount_captured > 0
     AND p.livemode AND p.currency = 'CNY'
   UNION ALL
   SELECT p.merchant_id, -r.amount
   FROM payments_refund r
-  JOIN payments_paymentintent p ON p.id = r.intent_id
+  JOIN payments_paymentintent p ON p.id = r.intent_id AND p.created_at = r.intent_created_at
   WHERE r.business_date >= %(start_date)s AND r.business_date < %(end_date)s
+    AND r.intent_created_at >= %(refunds_from)s AND r.intent_created_at < %(refunds_to)s
     AND r.status = 'succeeded'
     AND p.livemode AND p.currency = 'CNY'
 ) AS moved
@@ -141,16 +151,18 @@ SELECT currency, SUM(amount) AS amount
 FROM (
   SELECT p.currency, f.amount
   FROM payments_feesplit f
-  JOIN payments_paymentintent p ON p.id = f.payment_id
+  JOIN payments_paymentintent p ON p.id = f.payment_id AND p.created_at = f.payment_created_at
   WHERE f.party = 'alliance' AND f.refund_id IS NULL
     AND p.business_date >= %(start_date)s AND p.business_date < %(end_date)s
+    AND p.created_at >= %(created_from)s AND p.created_at < %(created_to)s
   UNION ALL
   SELECT p.currency, f.amount
   FROM payments_feesplit f
-  JOIN payments_refund r ON r.id = f.refund_id
-  JOIN payments_paymentintent p ON p.id = r.intent_id
+  JOIN payments_refund r ON r.id = f.refund_id AND r.intent_created_at = f.payment_created_at
+  JOIN payments_paymentintent p ON p.id = r.intent_id AND p.created_at = r.intent_created_at
   WHERE f.party = 'alliance'
     AND r.business_date >= %(start_date)s AND r.business_date < %(end_date)s
+    AND r.intent_created_at >= %(refunds_from)s AND r.intent_created_at < %(refunds_to)s
 ) AS fees
 GROUP BY currency
 """.strip()
@@ -176,13 +188,15 @@ WITH moved AS (
   SELECT p.issuer_id, p.cardholder_id, p.merchant_id, p.amount_captured AS amount, 1 AS paid
   FROM payments_paymentintent p
   WHERE p.business_date >= %(start_date)s AND p.business_date < %(end_date)s
+    AND p.created_at >= %(created_from)s AND p.created_at < %(created_to)s
     AND p.status = 'succeeded' AND p.amount_captured > 0
     AND p.livemode AND p.currency = 'CNY'
   UNION ALL
   SELECT p.issuer_id, p.cardholder_id, p.merchant_id, -r.amount, 0
   FROM payments_refund r
-  JOIN payments_paymentintent p ON p.id = r.intent_id
+  JOIN payments_paymentintent p ON p.id = r.intent_id AND p.created_at = r.intent_created_at
   WHERE r.business_date >= %(start_date)s AND r.business_date < %(end_date)s
+    AND r.intent_created_at >= %(refunds_from)s AND r.intent_created_at < %(refunds_to)s
     AND r.status = 'succeeded'
     AND p.livemode AND p.currency = 'CNY'
 ), grouped AS (
@@ -256,9 +270,16 @@ class MonthRange:
 
     def params(self) -> dict[str, Any]:
         end = self.end_month
+        last_day = end - dt.timedelta(days=1)
+        created_from, created_to = payments_created_for(self.month, last_day)
+        refunds_from, refunds_to = refunds_created_for(self.month, last_day)
         return {
             "start_date": self.month,
             "end_date": end,
+            "created_from": created_from,
+            "created_to": created_to,
+            "refunds_from": refunds_from,
+            "refunds_to": refunds_to,
             "start": dt.datetime.combine(self.month, dt.time(0), tzinfo=SHANGHAI),
             "end": dt.datetime.combine(end, dt.time(0), tzinfo=SHANGHAI),
         }

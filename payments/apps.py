@@ -15,7 +15,7 @@ class PaymentsConfig(AppConfig):
         from core.portal_tiles import register_portal_tile
         from rewards.selectors import register_payment_merchant_names
 
-        from . import dashboard
+        from . import checks, dashboard  # noqa: F401  (checks: registers the system checks)
         from .cardholder_statement import merchant_names_of_payments
         from .models import RiskBlock
         from .services import PAYOUT_RELEASE_KIND, RISK_REVIEW_RELEASE_KIND, WRITE_OFF_KIND

@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.storage import FileSystemStorage
 from django.core.validators import RegexValidator
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Func, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -22,6 +22,8 @@ from core.crypto import keyed_hash
 from core.ids import MILLISECOND, new_public_id, public_id_time
 from members.models import Card, Cardholder, CardProduct, LinkedAccount, MemberBank, SpendCategory
 from merchants.models import Merchant, RiskGrade, SettlementCycle
+
+from .windows import CAPTURE_SPAN_DAYS
 
 
 def public_id(prefix: str) -> str:
@@ -132,6 +134,17 @@ class Channel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} ({self.acquirer.code})"
+
+
+class ShanghaiDate(Func):
+    """A moment's date in Asia/Shanghai, the business calendar's zone, `days` later: for the database's checks (a
+    check's SQL is fixed, whatever the connection's time zone)."""
+
+    output_field = models.DateField()
+
+    def __init__(self, expression: Any, days: int = 0, **extra: Any) -> None:
+        super().__init__(expression, days=int(days), **extra)
+        self.template = f"((%(expressions)s AT TIME ZONE 'Asia/Shanghai')::date + {int(days)})"
 
 
 class PaymentManager(models.Manager["PaymentIntent"]):
@@ -394,6 +407,16 @@ class PaymentIntent(models.Model):
             models.CheckConstraint(
                 condition=Q(points_reversed__gte=0, points_reversed__lte=F("points_earned")),
                 name="payment_points_reversed_within_earned",
+            ),
+            # The capture window (payments/windows.py): a business date from the creation's date in Asia/Shanghai to
+            # CAPTURE_SPAN_DAYS after it, so that a read by business date names the months its payments are in.
+            models.CheckConstraint(
+                condition=Q(business_date__isnull=True)
+                | Q(
+                    business_date__gte=ShanghaiDate("created_at"),
+                    business_date__lte=ShanghaiDate("created_at", days=CAPTURE_SPAN_DAYS),
+                ),
+                name="payment_business_date_in_capture_window",
             ),
         ]
 

@@ -36,6 +36,11 @@ from .models import (
 from .routing import load_config
 from .spending import spent_between
 
+# The creation times a range of business dates' payments and refunds can have, for other apps' reads by business
+# date (the revenue share's metrics).
+from .windows import payments_created_for as payments_created_for
+from .windows import refunds_created_for as refunds_created_for
+
 logger = logging.getLogger(__name__)
 OK_STATES = (PaymentAttempt.Status.AUTHORIZED, PaymentAttempt.Status.CAPTURED, PaymentAttempt.Status.VOIDED)
 CHANNEL_FAULTS = (PaymentAttempt.Status.FAILED, PaymentAttempt.Status.UNKNOWN, PaymentAttempt.Status.REVERSED)

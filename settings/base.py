@@ -374,6 +374,11 @@ RECON_LATE_MAX_ATTEMPTS = env.int("RECON_LATE_MAX_ATTEMPTS", default=6)
 RECON_LOOKBACK_DAYS = env.int("RECON_LOOKBACK_DAYS", default=3)
 RECON_TIME_WINDOW_SECONDS = env.int("RECON_TIME_WINDOW_SECONDS", default=300)
 
+# How many days after its creation a payment may be confirmed or captured (an open one is canceled after, an
+# authorisation expires by then), and how many after its capture it may be refunded. Shorter is allowed; longer than
+# 30 and 180 is not (payments/windows.py: the database's check on payments and the reads by business date rely on it).
+PAYMENT_CAPTURE_DAYS = env.int("PAYMENT_CAPTURE_DAYS", default=30)
+REFUND_WINDOW_DAYS = env.int("REFUND_WINDOW_DAYS", default=180)
 # How long a payment held for risk review waits for an operator before it is voided.
 PAYMENTS_RISK_REVIEW_HOURS = env.int("PAYMENTS_RISK_REVIEW_HOURS", default=24)
 # A held CNY payment of at least this many fen needs two different operators to approve it (payments in any other

@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
+from core.calendar import SHANGHAI
 from core.models import AuditLog, CalendarDay, IdempotencyRecord, JobRun
 from core.scoping import ALLIANCE_OPERATORS
 from members.models import BankOperator, MemberBank
@@ -459,7 +460,13 @@ class ChannelFactory(factory.django.DjangoModelFactory):
 
 
 def _payment(**kwargs: Any) -> PaymentIntent:
-    """A captured payment whose issuer, acquirer and merchant sponsor are one new bank."""
+    """A captured payment whose issuer, acquirer and merchant sponsor are one new bank. Given a business date and no
+    time, it is made at noon that day (the database holds a business date to the capture window from the creation)."""
+    if kwargs.get("business_date") and "created_at" not in kwargs:
+        day = kwargs["business_date"]
+        today = timezone.localdate()
+        if not today <= day <= today + dt.timedelta(days=7):
+            kwargs["created_at"] = dt.datetime(day.year, day.month, day.day, 12, tzinfo=SHANGHAI)
     bank = MemberBankFactory()
     card = CardFactory(product=CardProductFactory(bank=bank))
     return PaymentIntent.objects.create(

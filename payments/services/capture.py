@@ -25,8 +25,17 @@ from .. import points as payment_points
 from ..connectors import get_connector
 from ..connectors.base import CaptureRequest, ChannelResponse, Outcome, RemoteState
 from ..models import PaymentAttempt, PaymentIntent
+from ..windows import capture_window
 from .attempts import attempt_claim, attempt_record, attempt_set, capture_inquiry, logger
-from .common import CHARGED, RISK_REVIEW_WINDOW, UNRESOLVED, AttemptStatus, Status, payment_keyed
+from .common import (
+    CHARGED,
+    RISK_REVIEW_WINDOW,
+    UNRESOLVED,
+    AttemptStatus,
+    Status,
+    capture_window_check,
+    payment_keyed,
+)
 
 
 def payment_finish(
@@ -59,7 +68,10 @@ def payment_finish(
         fields.update(
             amount_capturable=intent.amount,
             status=Status.REQUIRES_CAPTURE,
-            authorization_expires_at=now + timedelta(hours=channel.authorization_hours),
+            # Never past the capture window: the payment's business date is held to it.
+            authorization_expires_at=min(
+                now + timedelta(hours=channel.authorization_hours), intent.created_at + capture_window()
+            ),
         )
         if intent.risk_review:
             fields["risk_review_deadline"] = min(now + RISK_REVIEW_WINDOW, fields["authorization_expires_at"])
@@ -198,6 +210,7 @@ def capture(intent: PaymentIntent, amount: int | None) -> None:
         )
     if intent.authorization_expires_at and intent.authorization_expires_at <= timezone.now():
         raise Conflict("The authorisation has expired; it can no longer be captured.", code="authorization_expired")
+    capture_window_check(intent)
     with transaction.atomic():
         won = (
             PaymentIntent.objects.one(intent)

@@ -9,12 +9,13 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from core.errors import NotFound
+from core.errors import Conflict, NotFound
 from core.idempotency import run_idempotent
 from merchants.models import Merchant
 
 from ..connectors.base import RemoteState
 from ..models import PaymentAttempt, PaymentIntent
+from ..windows import capture_window, refund_window
 
 Status = PaymentIntent.Status
 AttemptStatus = PaymentAttempt.Status
@@ -42,6 +43,27 @@ def payment_save(payment: PaymentIntent, *fields: str) -> None:
     if "updated_at" in fields:
         payment.updated_at = timezone.now()
     PaymentIntent.objects.one(payment).update(**{name: getattr(payment, name) for name in fields})
+
+
+def capture_window_check(payment: PaymentIntent) -> None:
+    """Refuses to confirm or capture a payment made more than PAYMENT_CAPTURE_DAYS ago: the database holds a
+    payment's business date to that window (payments/windows.py)."""
+    if timezone.now() >= payment.created_at + capture_window():
+        raise Conflict(
+            f"This payment was made more than {settings.PAYMENT_CAPTURE_DAYS} days ago; it can no longer be confirmed"
+            " or captured.",
+            code="capture_window_closed",
+        )
+
+
+def refund_window_check(payment: PaymentIntent) -> None:
+    """Refuses to refund a payment captured more than REFUND_WINDOW_DAYS ago."""
+    if payment.captured_at is not None and timezone.now() >= payment.captured_at + refund_window():
+        raise Conflict(
+            f"This payment was captured more than {settings.REFUND_WINDOW_DAYS} days ago; it can no longer be"
+            " refunded.",
+            code="refund_window_closed",
+        )
 
 
 def payment_load(public_id: str, merchant: Merchant, livemode: bool) -> PaymentIntent:

@@ -33,6 +33,7 @@ from .common import (
     UNRESOLVED,
     AttemptStatus,
     Status,
+    capture_window_check,
     idempotency_scope,
     payment_keyed,
     payment_load,
@@ -380,6 +381,7 @@ def payment_confirm(
 def _confirm(intent: PaymentIntent) -> None:
     if intent.status != Status.REQUIRES_CONFIRMATION:
         raise Conflict(f"A payment in status {intent.status} cannot be confirmed.", code="payment_unexpected_state")
+    capture_window_check(intent)
     if intent.card is not None:
         methods.require_usable_card(intent.card)
     if intent.linked_account is not None:

@@ -41,7 +41,7 @@ from psycopg2 import sql
 from core.admin_display import money_text
 from core.approvals import ApprovalKind, approval_approve, approval_request
 from core.audit import audit_record, snapshot
-from core.calendar import SHANGHAI, load_calendar
+from core.calendar import SHANGHAI, load_calendar, local_date
 from core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from core.jobs import job_run
 from core.models import ApprovalRequest
@@ -65,6 +65,7 @@ from ..models import (
     StatementFetch,
     StatementImport,
 )
+from ..windows import payments_created_for, refunds_created_for
 from .cancel import cancel_finish
 from .common import AttemptStatus, Status
 from .disputes import dispute_open, disputes_poll
@@ -319,7 +320,7 @@ SELECT 'capture'::varchar AS kind, a.reference AS ref, NULLIF(a.channel_referenc
 FROM {payment} p JOIN {attempt} a
   ON a.intent_id = p.id AND a.intent_created_at = p.created_at AND a.channel_id = ANY(%(channels)s)
 WHERE p.captured_at >= %(start)s AND p.captured_at < %(end)s AND p.channel_id = ANY(%(channels)s)
-  AND p.amount_captured > 0
+  AND p.created_at >= %(created_from)s AND p.created_at < %(created_to)s AND p.amount_captured > 0
   AND (a.status = 'captured' OR (a.status = 'reversed' AND a.error_code = ''))
 UNION ALL
 SELECT 'reversal', a.reference, NULLIF(a.channel_reference, ''), p.currency, -p.amount_captured, 'success',
@@ -327,13 +328,15 @@ SELECT 'reversal', a.reference, NULLIF(a.channel_reference, ''), p.currency, -p.
 FROM {payment} p JOIN {attempt} a
   ON a.intent_id = p.id AND a.intent_created_at = p.created_at AND a.channel_id = ANY(%(channels)s)
 WHERE p.captured_at >= %(start)s - interval '7 days' AND p.captured_at < %(end)s
+  AND p.created_at >= %(reversed_from)s AND p.created_at < %(created_to)s
   AND p.canceled_at >= %(start)s AND p.canceled_at < %(end)s AND p.channel_id = ANY(%(channels)s)
   AND p.amount_captured > 0 AND a.status = 'reversed' AND a.error_code = ''
 UNION ALL
 SELECT 'refund', r.reference, NULLIF(r.channel_reference, ''), p.currency, -r.amount, 'success', r.completed_at,
        p.id, r.id, NULL, false
-FROM {refund} r JOIN {payment} p ON p.id = r.intent_id
+FROM {refund} r JOIN {payment} p ON p.id = r.intent_id AND p.created_at = r.intent_created_at
 WHERE r.business_date = %(our_date)s AND r.status = 'succeeded' AND r.completed_at >= %(start)s
+  AND r.intent_created_at >= %(refunds_from)s AND r.intent_created_at < %(refunds_to)s
   AND r.completed_at < %(end)s AND p.channel_id = ANY(%(channels)s) AND r.channel_reference NOT LIKE 'recon:%%'
 UNION ALL
 SELECT 'payout', po.reference, NULL, po.currency, po.amount,
@@ -522,7 +525,8 @@ _DISPUTE_PASS = [
     CROSS JOIN (VALUES ('opened'), ('decided')) s (stage)
     LEFT JOIN LATERAL (SELECT a.reference FROM {{payment}} p JOIN {{attempt}} a
                          ON a.intent_id = p.id AND a.intent_created_at = p.created_at
-                       WHERE p.id = d.payment_id AND a.channel_id = ANY(%(channels)s) AND a.status = 'captured'
+                       WHERE p.id = d.payment_id AND p.created_at = d.payment_created_at
+                         AND a.channel_id = ANY(%(channels)s) AND a.status = 'captured'
                        ORDER BY a.id DESC LIMIT 1) a ON true
     WHERE d.channel_id = ANY(%(channels)s)
       AND (d.channel_reference IN (SELECT txn FROM recon_disputes WHERE txn IS NOT NULL)
@@ -605,14 +609,24 @@ ON CONFLICT (key) DO UPDATE SET
 def _match(imported: StatementImport, channel: Channel, day: dt.date) -> dict[str, Any]:
     """Matches the import's rows against ours and writes its exceptions; returns the summary."""
     start, end = statement_window(channel, day)
+    our_date = load_calendar().working_day_on_or_after(day)
+    # The months our side's payments and refunds can be in (the capture and refund windows, payments/windows.py):
+    # a capture's business date is on or after its own date, so the window of the days captured bounds them too.
+    created_from, created_to = payments_created_for(local_date(start), local_date(end))
+    refunds_from, refunds_to = refunds_created_for(our_date, our_date)
     params: dict[str, Any] = {
+        "created_from": created_from,
+        "created_to": created_to,
+        "reversed_from": payments_created_for(local_date(start) - dt.timedelta(days=7), local_date(end))[0],
+        "refunds_from": refunds_from,
+        "refunds_to": refunds_to,
         "statement": imported.pk,
         "channel": channel.pk,
         "channels": statement_channels(channel),
         "day": day,
         "start": start,
         "end": end,
-        "our_date": load_calendar().working_day_on_or_after(day),
+        "our_date": our_date,
         "window": dt.timedelta(seconds=settings.RECON_TIME_WINDOW_SECONDS),
         "holding": [str(c) for c in HOLDING],
     }

@@ -23,7 +23,7 @@ from ..connectors import get_connector
 from ..connectors.base import ChannelResponse, Inquiry, Outcome, RefundRequest, RemoteState
 from ..models import Channel, PaymentAttempt, PaymentIntent, Refund
 from .attempts import logger
-from .common import AttemptStatus, Status, idempotency_scope, payment_load, payment_save
+from .common import AttemptStatus, Status, idempotency_scope, payment_load, payment_save, refund_window_check
 
 
 def refund_create(
@@ -89,6 +89,7 @@ def _refund(intent: PaymentIntent, amount: int | None, reason: str) -> Refund:
     amount = remaining if amount is None else amount
     if amount == 0 and remaining == 0:
         raise Conflict("This payment has been refunded in full.", code="charge_already_refunded")
+    refund_window_check(intent)
     validate_minor_amount(amount, intent.currency)
     with transaction.atomic():
         if not _reserve(intent, amount):
@@ -238,6 +239,7 @@ def refund_correction(intent: PaymentIntent, amount: int, *, reason: str) -> Ref
     succeeded refund — points reversed, fee and promotions handed back in proportion, `refund.succeeded` — and
     settled in the refund's business date. In the caller's transaction when there is one."""
     validate_minor_amount(amount, intent.currency)
+    refund_window_check(intent)  # its business date is held to the window as a merchant's refund's is
     with transaction.atomic():
         if not _reserve(intent, amount):
             raise Conflict("The correction would exceed what is left to refund.", code="refund_exceeds_captured")

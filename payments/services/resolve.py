@@ -16,6 +16,7 @@ from core.errors import ChannelError, Conflict
 from ..connectors import get_connector
 from ..connectors.base import ChannelResponse, Inquiry, Outcome, ReferenceRequest, RefundRequest, RemoteState
 from ..models import Channel, JournalCursor, PaymentAttempt, PaymentIntent, Refund, UnmatchedCharge
+from ..windows import capture_window
 from .attempts import attempt_claim, attempt_record, attempt_settle_unknown, capture_inquiry, logger
 from .cancel import cancel, cancel_finish
 from .capture import capture_finish, capture_not_made, payment_fail, payment_finish, restore_captured
@@ -133,18 +134,26 @@ def _settle_processing(intent: PaymentIntent) -> None:
 
 
 def authorizations_expire() -> int:
-    """Voids authorisations past their validity; capturing them afterwards is refused."""
+    """Voids authorisations past their validity, and cancels payments left unconfirmed past the capture window
+    (PAYMENT_CAPTURE_DAYS after their creation); confirming or capturing them afterwards is refused."""
     expired = 0
+    now = timezone.now()
+    window_closed = now - capture_window()
     due = PaymentIntent.objects.filter(
-        status=Status.REQUIRES_CAPTURE, authorization_expires_at__lte=timezone.now()
+        Q(status=Status.REQUIRES_CAPTURE, authorization_expires_at__lte=now)
+        # Authorised before the expiry was held to the window, or never given one.
+        | Q(status=Status.REQUIRES_CAPTURE, created_at__lte=window_closed)
+        | Q(status=Status.REQUIRES_CONFIRMATION, created_at__lte=window_closed)
     ).select_related("channel", "merchant")
     for intent in due:
+        unconfirmed = intent.status == Status.REQUIRES_CONFIRMATION
+        reason = "capture_window_closed" if unconfirmed else "authorization_expired"
         try:
-            cancel(intent, "authorization_expired")
+            cancel(intent, reason)
         except (Conflict, ChannelError):
-            logger.warning("could not void expired authorisation %s; will retry", intent.public_id)
+            logger.warning("could not cancel expired payment %s; will retry", intent.public_id)
             continue
-        audit_record(actor=None, action="payment.authorization_expired", obj=intent)
+        audit_record(actor=None, action=f"payment.{reason}", obj=intent)
         expired += 1
     return expired
 

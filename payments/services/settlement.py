@@ -55,6 +55,7 @@ from ..models import (
     SettlementLine,
     SplitInstruction,
 )
+from ..windows import payments_created_for, refunds_created_for
 
 JOBS: dict[str, str] = {SettlementCycle.T1: "settlement.t1", SettlementCycle.T0: "settlement.t0"}
 _DEFAULT_CUTOFF = dt.time(23, 0)
@@ -348,12 +349,14 @@ def _candidates(period: Period) -> list[int]:
             EXISTS (
               SELECT 1 FROM {payment} p
               WHERE p.merchant_id = m.id AND p.business_date BETWEEN %(business_from)s AND %(business_to)s
+                AND p.created_at >= %(created_from)s AND p.created_at < %(created_to)s
                 AND p.status = 'succeeded' AND p.amount_captured > 0 {captured_before}
                 AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.payment_id = p.id AND l.kind = 'payment')
                 AND {payment_not_held})
             OR m.id IN (
               SELECT r.merchant_id FROM {refund} r
               WHERE r.business_date BETWEEN %(business_from)s AND %(business_to)s
+                AND r.intent_created_at >= %(refunds_from)s AND r.intent_created_at < %(refunds_to)s
                 AND r.status = 'succeeded' {refunded_before}
                 AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.refund_id = r.id AND l.kind = 'refund')
                 AND {refund_not_held})
@@ -372,7 +375,15 @@ def _candidates(period: Period) -> list[int]:
 
 
 def _selection(period: Period) -> dict[str, Any]:
+    # The months the period's payments and refunds can be in (the capture and refund windows): PostgreSQL reads
+    # those months' partitions only.
+    created_from, created_to = payments_created_for(period.business_from, period.business_to)
+    refunds_from, refunds_to = refunds_created_for(period.business_from, period.business_to)
     return {
+        "created_from": created_from,
+        "created_to": created_to,
+        "refunds_from": refunds_from,
+        "refunds_to": refunds_to,
         "cycle": period.cycle,
         "period": period.label,
         "cutoff_at": period.cutoff_at,
@@ -440,9 +451,11 @@ def _held_fragments(tables: dict[str, sql.Identifier]) -> dict[str, sql.Composab
         "payment_not_held": payment_held,
         "refund_not_held": refund_held,
         "released_payments": sql.SQL(released).format(
-            select=sql.SQL("p.id, p.merchant_id"),
+            select=sql.SQL("p.id, p.merchant_id, p.created_at"),
             recon=tables["recon"],
-            join=sql.SQL("JOIN {payment} p ON p.id = e.payment_id").format(payment=tables["payment"]),
+            join=sql.SQL("JOIN {payment} p ON p.id = e.payment_id AND p.created_at = e.payment_created_at").format(
+                payment=tables["payment"]
+            ),
             column=sql.Identifier("payment_id"),
             alias=sql.Identifier("p"),
             condition=sql.SQL("p.status = 'succeeded' AND p.amount_captured > 0"),
@@ -454,7 +467,8 @@ def _held_fragments(tables: dict[str, sql.Identifier]) -> dict[str, sql.Composab
         # Held by a dispute that has closed since (won, lost, accepted, expired): whatever its business date.
         "released_disputed": sql.SQL(
             """
-            (SELECT DISTINCT p.id, p.merchant_id FROM {dispute} d JOIN {payment} p ON p.id = d.payment_id
+            (SELECT DISTINCT p.id, p.merchant_id, p.created_at FROM {dispute} d
+               JOIN {payment} p ON p.id = d.payment_id AND p.created_at = d.payment_created_at
              WHERE d.holds_settlement AND d.status NOT IN ('open', 'evidence_submitted')
                AND d.closed_at >= %(cutoff_at)s - interval '90 days'
                AND p.business_date < %(business_from)s AND p.status = 'succeeded' AND p.amount_captured > 0
@@ -462,11 +476,11 @@ def _held_fragments(tables: dict[str, sql.Identifier]) -> dict[str, sql.Composab
                AND {not_held}) released"""
         ).format(dispute=tables["dispute"], payment=tables["payment"], line=tables["line"], not_held=payment_held),
         "released_refunds": sql.SQL(released).format(
-            select=sql.SQL("r.id, p.merchant_id"),
+            select=sql.SQL("r.id, p.merchant_id, r.intent_created_at AS created_at"),
             recon=tables["recon"],
             join=sql.SQL(
                 "JOIN {refund} r ON r.id = e.refund_id AND r.intent_created_at = e.payment_created_at"
-                " JOIN {payment} p ON p.id = r.intent_id"
+                " JOIN {payment} p ON p.id = r.intent_id AND p.created_at = r.intent_created_at"
             ).format(refund=tables["refund"], payment=tables["payment"]),
             column=sql.Identifier("refund_id"),
             alias=sql.Identifier("r"),
@@ -573,15 +587,19 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
         for where in (
             """p.merchant_id = ANY(%(merchants)s)
                AND p.business_date BETWEEN %(business_from)s AND %(business_to)s
+               AND p.created_at >= %(created_from)s AND p.created_at < %(created_to)s
                AND p.status = 'succeeded' AND p.amount_captured > 0 {captured_before}
                AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.payment_id = p.id AND l.kind = 'payment')
                AND {payment_not_held}""",
             # Held by reconciliation earlier and released since: whatever its business date. One IN over a UNION,
-            # not two INs joined by OR: the planner probes the payments by id for the (few) released ones, where the
-            # OR made it scan every payment of every day, once per chunk.
-            """p.id IN (SELECT released.id FROM {released_payments} WHERE released.merchant_id = ANY(%(merchants)s)
-                        UNION
-                        SELECT released.id FROM {released_disputed} WHERE released.merchant_id = ANY(%(merchants)s))""",
+            # not two INs joined by OR: the planner probes the payments by id and month for the (few) released ones,
+            # where the OR made it scan every payment of every day, once per chunk.
+            """(p.id, p.created_at) IN (
+                 SELECT released.id, released.created_at FROM {released_payments}
+                 WHERE released.merchant_id = ANY(%(merchants)s)
+                 UNION
+                 SELECT released.id, released.created_at FROM {released_disputed}
+                 WHERE released.merchant_id = ANY(%(merchants)s))""",
         ):
             run(payment_insert, payment_where=sql.SQL(where).format(**tables, **fragments))
         run(
@@ -591,11 +609,12 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
                    p.livemode, COALESCE(p.acquirer_id, m.sponsor_bank_id), -r.amount, {party_total},
                    -r.promotion_cost_returned, -r.cofunding_returned, {party_values}
             FROM {refund} r
-            JOIN {payment} p ON p.id = r.intent_id
+            JOIN {payment} p ON p.id = r.intent_id AND p.created_at = r.intent_created_at
             JOIN {merchant} m ON m.id = p.merchant_id
             LEFT JOIN LATERAL (SELECT {party_pivot} FROM {fee} f WHERE f.refund_id = r.id) parts ON true
             WHERE r.merchant_id = ANY(%(merchants)s)
               AND r.business_date BETWEEN %(business_from)s AND %(business_to)s
+              AND r.intent_created_at >= %(refunds_from)s AND r.intent_created_at < %(refunds_to)s
               AND r.status = 'succeeded' {refunded_before}
               AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.refund_id = r.id AND l.kind = 'refund')
               AND {refund_not_held}
@@ -604,10 +623,12 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
                    p.livemode, COALESCE(p.acquirer_id, m.sponsor_bank_id), -r.amount, {party_total},
                    -r.promotion_cost_returned, -r.cofunding_returned, {party_values}
             FROM {refund} r
-            JOIN {payment} p ON p.id = r.intent_id
+            JOIN {payment} p ON p.id = r.intent_id AND p.created_at = r.intent_created_at
             JOIN {merchant} m ON m.id = p.merchant_id
             LEFT JOIN LATERAL (SELECT {party_pivot} FROM {fee} f WHERE f.refund_id = r.id) parts ON true
-            WHERE r.id IN (SELECT released.id FROM {released_refunds} WHERE released.merchant_id = ANY(%(merchants)s))
+            WHERE (r.id, r.intent_created_at) IN (
+              SELECT released.id, released.created_at FROM {released_refunds}
+              WHERE released.merchant_id = ANY(%(merchants)s))
             """
         )
         # Disputes lost, accepted or expired: the amount debited, the promotions' cost and co-funding they handed
@@ -619,7 +640,7 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
                    COALESCE(p.acquirer_id, m.sponsor_bank_id), -d.amount, 0,
                    -d.promotion_cost_returned, -d.cofunding_returned, {party_values}
             FROM {dispute} d
-            JOIN {payment} p ON p.id = d.payment_id
+            JOIN {payment} p ON p.id = d.payment_id AND p.created_at = d.payment_created_at
             JOIN {merchant} m ON m.id = p.merchant_id
             LEFT JOIN LATERAL (SELECT {party_pivot} FROM {fee} f WHERE false) parts ON true
             WHERE d.merchant_id = ANY(%(merchants)s) AND {dispute_due}

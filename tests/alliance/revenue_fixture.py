@@ -53,6 +53,8 @@ def _payment(holder: Any, card: Any, merchant: Any, amount: int, day: dt.date, *
         "amount_captured": amount,
         "status": "succeeded",
         "business_date": day,
+        # Made that day: the database holds a business date to the capture window from the creation.
+        "created_at": dt.datetime.combine(day, dt.time(12), tzinfo=SHANGHAI),
         **fields,
     }
     return PaymentIntent.objects.create(**values)

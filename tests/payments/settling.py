@@ -78,6 +78,8 @@ def pay(
         status=PaymentIntent.Status.SUCCEEDED,
         business_date=day,
         captured_at=captured_at or at(day),
+        # Made when captured: its business date is held to the capture window from its creation.
+        created_at=captured_at or at(day),
         livemode=livemode,
     )
     if livemode:

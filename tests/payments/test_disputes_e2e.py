@@ -54,7 +54,7 @@ def test_a_chargeback_from_the_channel_to_the_merchants_settlement(
     )  # fmt: skip
     assert payment.status == "succeeded"
     # Captured on a Tuesday gone by, so that its settlement period is over.
-    PaymentIntent.objects.filter(pk=payment.pk).update(business_date=TUE, captured_at=at(TUE, 8))
+    PaymentIntent.objects.filter(pk=payment.pk).update(business_date=TUE, captured_at=at(TUE, 8), created_at=at(TUE, 8))
     sim.set_faults(ACQ, dispute_decision_ms=0)  # the channel decides as soon as it has the answer
 
     # The channel opens a chargeback; Mengka's poll hears of it and tells the merchant.

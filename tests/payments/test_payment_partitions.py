@@ -194,10 +194,11 @@ def test_a_redated_payment_takes_the_rows_naming_it_to_its_new_month(world: dict
     partitions_create("payments_refund", dt.date(2022, 1, 1), 3)
     _months(2022)
     payment = _pay(world, when=at(2022, 1, 20))
-    refund = refund_correction(payment, 100, reason="test")
+    with mock.patch("django.utils.timezone.now", return_value=at(2022, 1, 21)):
+        refund = refund_correction(payment, 100, reason="test")
     back = at(2022, 3, 5)
-    with transaction.atomic():
-        PaymentIntent.objects.filter(pk=payment.pk).update(created_at=back)
+    with transaction.atomic():  # its business date with it, as the demo's, within the capture window
+        PaymentIntent.objects.filter(pk=payment.pk).update(created_at=back, business_date=back.date())
     assert partition_of(TABLE, payment.pk) == f"{TABLE}_p202203"
     attempt = PaymentAttempt.objects.get(intent=payment)
     assert attempt.intent_created_at == back

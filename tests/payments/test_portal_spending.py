@@ -50,6 +50,7 @@ def _pay(card: Any, category: str, amount: int, captured_at: dt.datetime, **fiel
         "status": PaymentIntent.Status.SUCCEEDED,
         "captured_at": captured_at,
         "business_date": captured_at.astimezone(SHANGHAI).date(),
+        "created_at": captured_at,  # made when captured: a business date is held to the capture window
     }
     values.update(fields)
     refunded = values.pop("refunded", 0)

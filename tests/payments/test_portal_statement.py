@@ -73,7 +73,7 @@ def world(channel_fake: Any) -> dict[str, Any]:
         ChannelFactory(acquirer=merchant.sponsor_bank, code=f"sandbox-{merchant.pk}", sandbox=True)
     make_promotion(merchant=books, name="Spring ¥10 off")
     dinner = pay(first, noodles, 8_800, merchant_reference="TABLE-7")
-    PaymentIntent.objects.filter(pk=dinner.pk).update(created_at=LAST_MONTH)
+    PaymentIntent.objects.filter(pk=dinner.pk).update(created_at=LAST_MONTH, business_date=LAST_MONTH.date())
     dinner.refresh_from_db()  # the services find a payment in its month: by its time as it is now
     novel = pay(second, books, 12_900)
     returned = refund(novel, 2_000)

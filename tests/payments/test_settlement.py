@@ -555,7 +555,7 @@ def test_a_t0_payment_is_voidable_until_its_windows_cutoff(live: dict[str, Any])
 def test_a_voided_payment_is_never_settled(live: dict[str, Any]) -> None:
     kept, voided = paid(live, 1_000), paid(live, 2_000)
     assert void(live, voided).status == "canceled"
-    PaymentIntent.objects.filter(pk__in=[kept.pk, voided.pk]).update(business_date=MON)
+    PaymentIntent.objects.filter(pk__in=[kept.pk, voided.pk]).update(business_date=MON, created_at=at(MON))
     settle(MON)
     assert list(Line.objects.values_list("kind", "payment_id")) == [("payment", kept.pk)]
     assert batch_of(live["merchant"], MON.isoformat()).gross == 1_000

@@ -1,0 +1,56 @@
+"""How late a payment may be captured and refunded, and what that says about the months a business date's payments
+and refunds live in (docs/scaling.md, "Partitioning by month").
+
+A payment is captured within `PAYMENT_CAPTURE_DAYS` of its creation and refunded within `REFUND_WINDOW_DAYS` of its
+capture; the services refuse what comes later. A business date is the capture's (or the refund's) date in
+Asia/Shanghai, the next day after the channel's cut-off, moved on to a working day — so it follows the creation by at
+most the window plus `SLACK_DAYS`. The database holds the payments to it (a check on the table, with
+`CAPTURE_DAYS_LIMIT`): the settings may shorten the windows, never lengthen them past the limits, which is what the
+reads below rely on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.conf import settings
+
+from core.calendar import SHANGHAI
+
+# The longest windows the database and the reads allow; PAYMENT_CAPTURE_DAYS and REFUND_WINDOW_DAYS may be shorter.
+CAPTURE_DAYS_LIMIT = 30
+REFUND_DAYS_LIMIT = 180
+# From the last instant a window allows to the business date of what it allowed: the resolver recording a capture
+# or refund whose answer came late (it asks every few minutes), the cut-off's next day, and the longest run of days
+# off on the PRC calendar (nine, the Spring Festival), with room to spare.
+SLACK_DAYS = 20
+# A payment's business date is on or after its creation date and at most this many days after it.
+CAPTURE_SPAN_DAYS = CAPTURE_DAYS_LIMIT + SLACK_DAYS
+# A refund's business date is on or after its payment's creation date and at most this many days after it.
+REFUND_SPAN_DAYS = CAPTURE_SPAN_DAYS + REFUND_DAYS_LIMIT + SLACK_DAYS
+
+
+def capture_window() -> dt.timedelta:
+    """How long after its creation a payment may be confirmed or captured."""
+    return dt.timedelta(days=settings.PAYMENT_CAPTURE_DAYS)
+
+
+def refund_window() -> dt.timedelta:
+    """How long after its capture a payment may be refunded."""
+    return dt.timedelta(days=settings.REFUND_WINDOW_DAYS)
+
+
+def _day_start(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=SHANGHAI)
+
+
+def payments_created_for(first: dt.date, last: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """The half-open range of `created_at` of the payments whose business date is in [first, last] — and of those
+    captured on those days in Asia/Shanghai, since a capture's business date is on or after its own date."""
+    return _day_start(first - dt.timedelta(days=CAPTURE_SPAN_DAYS)), _day_start(last + dt.timedelta(days=1))
+
+
+def refunds_created_for(first: dt.date, last: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """The half-open range of `intent_created_at` (their payment's `created_at`) of the refunds whose business date
+    is in [first, last]."""
+    return _day_start(first - dt.timedelta(days=REFUND_SPAN_DAYS)), _day_start(last + dt.timedelta(days=1))
