@@ -584,12 +584,16 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
             ) parts ON true
             WHERE {payment_where}
             """
+        # "Not on a line yet" is one probe of the lines' unique index per payment (and per refund, below): OFFSET 0
+        # keeps the NOT EXISTS a per-row subplan. As an anti join the planner hashes every line of the table when its
+        # statistics lag behind it, as they do on a night that adds millions of lines (measured at 10,000,000
+        # payments: 5.5 s a chunk, against 0.7 s probing).
         for where in (
             """p.merchant_id = ANY(%(merchants)s)
                AND p.business_date BETWEEN %(business_from)s AND %(business_to)s
                AND p.created_at >= %(created_from)s AND p.created_at < %(created_to)s
                AND p.status = 'succeeded' AND p.amount_captured > 0 {captured_before}
-               AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.payment_id = p.id AND l.kind = 'payment')
+               AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.payment_id = p.id AND l.kind = 'payment' OFFSET 0)
                AND {payment_not_held}""",
             # Held by reconciliation earlier and released since: whatever its business date. One IN over a UNION,
             # not two INs joined by OR: the planner probes the payments by id and month for the (few) released ones,
@@ -616,7 +620,7 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
               AND r.business_date BETWEEN %(business_from)s AND %(business_to)s
               AND r.intent_created_at >= %(refunds_from)s AND r.intent_created_at < %(refunds_to)s
               AND r.status = 'succeeded' {refunded_before}
-              AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.refund_id = r.id AND l.kind = 'refund')
+              AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.refund_id = r.id AND l.kind = 'refund' OFFSET 0)
               AND {refund_not_held}
             UNION ALL
             SELECT 'refund', r.intent_id, r.id, NULL::bigint, r.intent_created_at, p.merchant_id, p.currency,
