@@ -62,3 +62,26 @@ def points_world(channel_fake: InProcessConnector) -> dict[str, Any]:
         cardholder_id=card.cardholder_id, program=program, amount=2_000, idempotency_key=f"world:{card.pk}"
     )
     return {"card": card, "merchant": merchant, "program": program, "issuer": issuer, "fake": channel_fake}
+
+
+@pytest.fixture
+def recon_world(points_world: dict[str, Any]) -> dict[str, Any]:
+    """The points world with its merchant's channel and the default fee schedule (0.6 %, shared 60 / 25 / 10 / 5),
+    in force since yesterday."""
+    import datetime as dt
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from payments.fees import fee_schedule_create
+    from payments.models import Channel
+
+    fee_schedule_create(
+        mdr_percent=Decimal("0.6"),
+        issuer_share=Decimal("60"),
+        acquirer_share=Decimal("25"),
+        channel_share=Decimal("10"),
+        alliance_share=Decimal("5"),
+        effective_from=timezone.now() - dt.timedelta(days=1),
+    )
+    return {**points_world, "channel": Channel.objects.get(acquirer=points_world["merchant"].sponsor_bank)}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from collections.abc import Iterator
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -188,20 +187,8 @@ def test_csv_v1_totals_leave_payouts_out_as_the_channel_does() -> None:
 
 
 @pytest.fixture
-def world(points_world: dict[str, Any]) -> dict[str, Any]:
-    from payments.fees import fee_schedule_create
-    from payments.models import Channel
-
-    channel = Channel.objects.get(acquirer=points_world["merchant"].sponsor_bank)
-    fee_schedule_create(
-        mdr_percent=Decimal("0.6"),
-        issuer_share=Decimal("60"),
-        acquirer_share=Decimal("25"),
-        channel_share=Decimal("10"),
-        alliance_share=Decimal("5"),
-        effective_from=timezone.now() - dt.timedelta(days=1),
-    )
-    return {**points_world, "channel": channel}
+def world(recon_world: dict[str, Any]) -> dict[str, Any]:
+    return recon_world
 
 
 def pay(world: dict[str, Any], amount: int) -> PaymentIntent:

@@ -9,7 +9,6 @@ import datetime as dt
 import itertools
 import re
 from collections.abc import Iterator
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -34,23 +33,6 @@ DAY = dt.timedelta(days=1)
 
 def key() -> str:
     return f"window-{next(_keys)}"
-
-
-@pytest.fixture
-def recon_world(points_world: dict[str, Any]) -> dict[str, Any]:
-    """The points world with its merchant's channel and a fee schedule, as reconciliation's tests have it."""
-    from payments.fees import fee_schedule_create
-    from payments.models import Channel
-
-    fee_schedule_create(
-        mdr_percent=Decimal("0.6"),
-        issuer_share=Decimal("60"),
-        acquirer_share=Decimal("25"),
-        channel_share=Decimal("10"),
-        alliance_share=Decimal("5"),
-        effective_from=timezone.now() - DAY,
-    )
-    return {**points_world, "channel": Channel.objects.get(acquirer=points_world["merchant"].sponsor_bank)}
 
 
 def _make(world: dict[str, Any], *, confirm: bool = True, capture: str = "automatic") -> PaymentIntent:
