@@ -33,6 +33,7 @@ from core.personal import MIN_COHORT
 from members.models import Cardholder, ConsentPurpose, MemberBank, SpendCategory
 from members.selectors import consent_granted
 from merchants.models import Merchant
+from payments.selectors import payments_created_for_captures
 from rewards.models import CURRENCY_SCALE, Account, Entry, LedgerTransaction
 
 from .models import (
@@ -481,6 +482,7 @@ CROSS JOIN LATERAL jsonb_array_elements_text(c.segment_tags) AS t(tag)
 WHERE p.merchant_id = %(merchant)s AND p.livemode = %(livemode)s AND p.currency = %(currency)s
   AND p.status = 'succeeded' AND p.amount_captured > p.amount_refunded
   AND p.captured_at >= %(start)s AND p.captured_at < %(end)s
+  AND p.created_at >= %(created_from)s AND p.created_at < %(created_to)s
 GROUP BY t.tag
 """.strip()
 
@@ -492,7 +494,10 @@ def segment_stats(
     A cohort under MIN_COHORT is withheld: a rule's tag is listed without figures, another tag not at all."""
     end = now or timezone.now()
     start = end - dt.timedelta(days=days)
+    created_from, created_to = payments_created_for_captures(start, end)  # the months those payments are in
     params: dict[str, Any] = {
+        "created_from": created_from,
+        "created_to": created_to,
         "purpose": ConsentPurpose.PERSONALISED_OFFERS.value,
         "merchant": merchant.pk,
         "livemode": livemode,

@@ -22,6 +22,7 @@ from merchants.models import Merchant, Store
 from . import points as payment_points
 from . import promotions
 from .models import Dispute, PaymentIntent, Refund, SettlementBatch
+from .windows import captured_between
 
 
 def payment_get(*, merchant: Merchant, livemode: bool, payment_id: str) -> PaymentIntent:
@@ -237,14 +238,16 @@ def merchant_summary(
     tz = local_now().tzinfo
     start = dt.datetime.combine(date_from, dt.time.min, tzinfo=tz)
     end = dt.datetime.combine(date_to + dt.timedelta(days=1), dt.time.min, tzinfo=tz)
-    rows = PaymentIntent.objects.filter(
-        merchant=merchant,
-        livemode=livemode,
-        currency=currency,
-        amount_captured__gt=0,
-        captured_at__gte=start,
-        captured_at__lt=end,
-    ).values_list("captured_at", "amount_captured", "amount_refunded", "cardholder_id", "card__bank_id", "method")
+    rows = (
+        PaymentIntent.objects.filter(
+            merchant=merchant,
+            livemode=livemode,
+            currency=currency,
+            amount_captured__gt=0,
+        )
+        .filter(captured_between(start, end))
+        .values_list("captured_at", "amount_captured", "amount_refunded", "cardholder_id", "card__bank_id", "method")
+    )
     total = _Bucket()
     days: dict[dt.date, _Bucket] = defaultdict(_Bucket)
     for captured_at, captured, refunded, cardholder_id, card_bank, method in rows:

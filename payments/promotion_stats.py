@@ -23,6 +23,7 @@ from rewards.models import Promotion, PromotionUse
 
 from .api_support import MIN_COHORT
 from .models import PaymentIntent
+from .windows import captured_between
 
 DAY = dt.timedelta(days=1)
 WEEK = dt.timedelta(weeks=1)
@@ -89,20 +90,22 @@ def promotion_stats(*, promotion: Promotion, now: dt.datetime) -> dict[str, Any]
     during = Q(captured_at__gte=start)
     before = Q(captured_at__lt=start)
     net = F("amount_captured") - F("amount_refunded")
-    payments = PaymentIntent.objects.filter(
-        merchant_id=promotion.merchant_id,
-        livemode=promotion.livemode,
-        currency=promotion.currency,
-        amount_captured__gt=0,
-        captured_at__gte=baseline_start,
-        captured_at__lt=end,
-    ).aggregate(
-        count=Count("pk", filter=during),
-        volume=Coalesce(Sum(net, filter=during), 0),
-        cardholders=Count("cardholder", distinct=True, filter=during),
-        baseline_count=Count("pk", filter=before),
-        baseline_volume=Coalesce(Sum(net, filter=before), 0),
-        baseline_cardholders=Count("cardholder", distinct=True, filter=before),
+    payments = (
+        PaymentIntent.objects.filter(
+            merchant_id=promotion.merchant_id,
+            livemode=promotion.livemode,
+            currency=promotion.currency,
+            amount_captured__gt=0,
+        )
+        .filter(captured_between(baseline_start, end))
+        .aggregate(
+            count=Count("pk", filter=during),
+            volume=Coalesce(Sum(net, filter=during), 0),
+            cardholders=Count("cardholder", distinct=True, filter=during),
+            baseline_count=Count("pk", filter=before),
+            baseline_volume=Coalesce(Sum(net, filter=before), 0),
+            baseline_cardholders=Count("cardholder", distinct=True, filter=before),
+        )
     )
     campaign = _period(start, end, payments["count"], payments["volume"], payments["cardholders"])
     baseline = _period(

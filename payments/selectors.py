@@ -36,9 +36,10 @@ from .models import (
 from .routing import load_config
 from .spending import spent_between
 
-# The creation times a range of business dates' payments and refunds can have, for other apps' reads by business
-# date (the revenue share's metrics).
+# The creation times a range of business dates' (or of capture times') payments and refunds can have, for other apps'
+# reads by business date or capture time (the revenue share's metrics, segments).
 from .windows import payments_created_for as payments_created_for
+from .windows import payments_created_for_captures as payments_created_for_captures
 from .windows import refunds_created_for as refunds_created_for
 
 logger = logging.getLogger(__name__)

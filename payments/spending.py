@@ -23,6 +23,7 @@ from core.calendar import SHANGHAI
 from members.models import Cardholder, MemberBank, SpendCategory
 
 from .models import PaymentIntent
+from .windows import captured_between
 
 MONTHS = 12
 # One colour per spend category, in the order SpendCategory lists them (the charts' legend and the tables' columns).
@@ -105,9 +106,7 @@ def spent_between(cardholder_id: int, since: dt.datetime, until: dt.datetime) ->
         livemode=True,
         status=PaymentIntent.Status.SUCCEEDED,
         amount_captured__gt=0,
-        captured_at__gte=since,
-        captured_at__lt=until,
-    )
+    ).filter(captured_between(since, until))
 
 
 def _captured_in_months(cardholder: Cardholder, first: dt.date, last: dt.date) -> QuerySet[PaymentIntent]:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import datetime as dt
 
 from django.conf import settings
+from django.db.models import Q
 
-from core.calendar import SHANGHAI
+from core.calendar import SHANGHAI, local_date
 
 # The longest windows the database and the reads allow; PAYMENT_CAPTURE_DAYS and REFUND_WINDOW_DAYS may be shorter.
 CAPTURE_DAYS_LIMIT = 30
@@ -54,3 +55,15 @@ def refunds_created_for(first: dt.date, last: dt.date) -> tuple[dt.datetime, dt.
     """The half-open range of `intent_created_at` (their payment's `created_at`) of the refunds whose business date
     is in [first, last]."""
     return _day_start(first - dt.timedelta(days=REFUND_SPAN_DAYS)), _day_start(last + dt.timedelta(days=1))
+
+
+def payments_created_for_captures(start: dt.datetime, end: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The half-open range of `created_at` of the payments captured in [start, end): a payment is captured after its
+    creation and on or before its business date, which the database holds to `CAPTURE_SPAN_DAYS` after it."""
+    return payments_created_for(local_date(start), local_date(end))
+
+
+def captured_between(start: dt.datetime, end: dt.datetime) -> Q:
+    """Payments captured in [start, end), with the months they can have been made in (for the ORM's readers)."""
+    created_from, created_to = payments_created_for_captures(start, end)
+    return Q(captured_at__gte=start, captured_at__lt=end, created_at__gte=created_from, created_at__lt=created_to)

@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from django.contrib.postgres.aggregates import JSONBAgg
 from django.db import connection, transaction
+from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -32,6 +33,7 @@ from core.errors import ValidationFailed
 from core.jobs import job_run
 from members import services as members_services
 from members.models import ConsentPurpose, SpendCategory
+from payments.selectors import payments_created_for_captures
 
 from ..models import MAX_SEGMENT_WINDOW_DAYS, SegmentMembership, SegmentRule
 
@@ -41,7 +43,8 @@ JOB = "alliance.segments"
 LOCK_KEY = int.from_bytes(hashlib.blake2b(b"alliance.segments", digest_size=8).digest(), "big", signed=True)
 
 # Every (rule, cardholder) that qualifies now, with the figures that qualified them. Parameters: `now` (the end of
-# every window, exclusive) and `purpose` (personalised offers).
+# every window, exclusive), `purpose` (personalised offers), and `created_from` / `created_to` (the months the longest
+# window's payments can have been made in, so that only their partitions are read).
 QUALIFIED_SQL = """
 CREATE TEMPORARY TABLE segment_qualified ON COMMIT DROP AS
 SELECT r.id AS rule_id, p.cardholder_id, COUNT(*) AS payments_count,
@@ -49,6 +52,7 @@ SELECT r.id AS rule_id, p.cardholder_id, COUNT(*) AS payments_count,
 FROM alliance_segmentrule r
 JOIN payments_paymentintent p
   ON p.captured_at >= %(now)s - make_interval(days => r.window_days) AND p.captured_at < %(now)s
+ AND p.created_at >= %(created_from)s AND p.created_at < %(created_to)s
  AND (r.categories = '[]'::jsonb OR r.categories ? p.spend_category)
 JOIN members_consent c
   ON c.cardholder_id = p.cardholder_id AND c.purpose = %(purpose)s AND c.granted
@@ -112,7 +116,15 @@ def segments_compute(*, now: dt.datetime | None = None, echo: IO[str] | None = N
 
 @transaction.atomic
 def _compute(now: dt.datetime, run: Any) -> SegmentReport:
-    params: dict[str, Any] = {"now": now, "purpose": ConsentPurpose.PERSONALISED_OFFERS.value}
+    # The months the payments of the longest active window can have been made in.
+    longest = SegmentRule.objects.filter(active=True).aggregate(days=Max("window_days"))["days"] or 0
+    created_from, created_to = payments_created_for_captures(now - dt.timedelta(days=longest), now)
+    params: dict[str, Any] = {
+        "now": now,
+        "purpose": ConsentPurpose.PERSONALISED_OFFERS.value,
+        "created_from": created_from,
+        "created_to": created_to,
+    }
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
         # A second run in the same transaction (tests) finds the first one's table still there.

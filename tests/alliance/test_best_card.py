@@ -196,6 +196,7 @@ def _pay(holder: Any, category: str, fen: int, days_ago: int, *, refunded: int =
         "captured_at": timezone.now() - dt.timedelta(days=days_ago),
         **fields,
     }
+    values.setdefault("created_at", values["captured_at"])  # made when captured, as the capture window has it
     return PaymentIntent.objects.create(**values)
 
 

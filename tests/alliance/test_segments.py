@@ -89,6 +89,7 @@ def pay(
         "amount_refund_reserved": refunded,
         "status": "succeeded",
         "captured_at": at,
+        "created_at": at,  # made when captured, as the capture window has it
         "spend_category": category,
         "livemode": True,
         **fields,

@@ -494,6 +494,7 @@ def _paid(world: World, at: dt.datetime, amount: int, **fields: Any) -> PaymentI
         "status": "succeeded",
         "livemode": False,
         "captured_at": at,
+        "created_at": at,  # made when captured, as the capture window has it
         **fields,
     }
     return PaymentIntent.objects.create(**values)

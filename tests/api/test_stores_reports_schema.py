@@ -54,7 +54,7 @@ def _captured(
     PaymentIntent.objects.create(
         merchant=world.merchant, cardholder=cardholder, card=card, issuer=world.issuer, amount=amount,
         amount_captured=amount, amount_refunded=refunded, amount_refund_reserved=refunded, status="succeeded",
-        captured_at=when, livemode=livemode,
+        captured_at=when, created_at=when, livemode=livemode,
     )  # fmt: skip
 
 

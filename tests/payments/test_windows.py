@@ -315,3 +315,66 @@ _PARTITIONS = (
     "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
     " WHERE i.inhparent = 'payments_paymentintent'::regclass"
 )
+
+
+def _capture_reads(calls: dict[str, Any]) -> dict[str, set[str]]:
+    """For each reader: the months of payments the plans of its statements that read by capture time scan."""
+    scanned: dict[str, set[str]] = {}
+    for name, call in calls.items():
+        with CaptureQueriesContext(connection) as queries:
+            call()
+        reads = [_explainable(q["sql"]) for q in queries.captured_queries if "captured_at" in q["sql"]]
+        reads = [r.split("CREATE TEMPORARY TABLE segment_qualified ON COMMIT DROP AS", 1)[-1] for r in reads]
+        assert reads, name
+        scanned[name] = set().union(
+            *(_months_of(_scanned(read, r"(captured|created)_at >="), "payments_paymentintent") for read in reads)
+        )
+    return scanned
+
+
+def test_reads_by_capture_time_read_the_months_the_capture_window_allows(recon_world: dict[str, Any]) -> None:
+    from alliance.selectors import segment_stats
+    from alliance.services.segments import segments_compute
+    from payments.api_support import merchant_summary
+    from payments.promotion_stats import promotion_stats
+    from payments.spending import spent_between
+    from rewards.models import Promotion
+
+    world = recon_world
+    now = timezone.now()
+    today = timezone.localdate()
+    _months(today.replace(day=1) - dt.timedelta(days=800), 30)
+    _make(world)
+    merchant, cardholder = world["merchant"], world["card"].cardholder
+    promotion = Promotion.objects.create(
+        merchant=merchant,
+        name="double points",
+        kind=Promotion.Kind.POINTS_MULTIPLIER,
+        multiplier=2,
+        budget=10**6,
+        starts_at=now - 10 * DAY,
+        ends_at=now + 10 * DAY,
+    )
+    week_ago = now - 7 * DAY
+    scanned = _capture_reads(
+        {
+            "merchant summary": lambda: merchant_summary(
+                merchant=merchant, livemode=True, date_from=today - 7 * DAY, date_to=today, currency="CNY"
+            ),
+            "portal spending": lambda: list(spent_between(cardholder.pk, week_ago, now)),
+            "promotion stats": lambda: promotion_stats(promotion=promotion, now=now),
+            "segment stats": lambda: segment_stats(merchant=merchant, livemode=True, currency="CNY", days=7, now=now),
+            "segments": lambda: segments_compute(now=now),
+        }
+    )
+    this_month = today.strftime("%Y%m")
+    # A week's captures (the promotion's, three weeks with its baseline) were made at most the capture window and its
+    # slack before it; the segments' longest window reaches further, but not to the oldest months made.
+    made_from = payments_created_for(today - 21 * DAY, today)[0].strftime("%Y%m")
+    for name in ("merchant summary", "portal spending", "promotion stats", "segment stats"):
+        assert this_month in scanned[name], name
+        assert min(scanned[name]) >= made_from, (name, scanned[name])
+        assert max(scanned[name]) <= this_month, (name, scanned[name])
+    oldest = (today.replace(day=1) - dt.timedelta(days=800)).strftime("%Y%m")
+    assert this_month in scanned["segments"]
+    assert oldest not in scanned["segments"]
