@@ -280,15 +280,7 @@ def test_reconciliation_reads_the_months_its_day_allows(recon_world: dict[str, A
     world = recon_world
     today = timezone.localdate()
     _months(today.replace(day=1) - dt.timedelta(days=400), 14)
-    paid = services.payment_create(
-        merchant=world["merchant"],
-        cardholder=world["card"].cardholder,
-        card=world["card"],
-        amount=10_000,
-        currency="CNY",
-        idempotency_key=key(),
-        confirm=True,
-    )
+    paid = _make(world)
     services.refund_create(merchant=world["merchant"], payment_id=paid.public_id, idempotency_key=key(), amount=1_000)
     with CaptureQueriesContext(connection) as queries:
         load(world, our_rows(world))
