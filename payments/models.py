@@ -141,10 +141,10 @@ class ShanghaiDate(Func):
     check's SQL is fixed, whatever the connection's time zone)."""
 
     output_field = models.DateField()
+    template = "((%(expressions)s AT TIME ZONE 'Asia/Shanghai')::date + %(days)s)"
 
     def __init__(self, expression: Any, days: int = 0, **extra: Any) -> None:
         super().__init__(expression, days=int(days), **extra)
-        self.template = f"((%(expressions)s AT TIME ZONE 'Asia/Shanghai')::date + {int(days)})"
 
 
 class PaymentManager(models.Manager["PaymentIntent"]):

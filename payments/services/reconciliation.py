@@ -41,7 +41,7 @@ from psycopg2 import sql
 from core.admin_display import money_text
 from core.approvals import ApprovalKind, approval_approve, approval_request
 from core.audit import audit_record, snapshot
-from core.calendar import SHANGHAI, load_calendar, local_date
+from core.calendar import SHANGHAI, load_calendar
 from core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from core.jobs import job_run
 from core.models import ApprovalRequest
@@ -65,7 +65,7 @@ from ..models import (
     StatementFetch,
     StatementImport,
 )
-from ..windows import payments_created_for, refunds_created_for
+from ..windows import payments_created_for_captures, refunds_created_for
 from .cancel import cancel_finish
 from .common import AttemptStatus, Status
 from .disputes import dispute_open, disputes_poll
@@ -610,14 +610,13 @@ def _match(imported: StatementImport, channel: Channel, day: dt.date) -> dict[st
     """Matches the import's rows against ours and writes its exceptions; returns the summary."""
     start, end = statement_window(channel, day)
     our_date = load_calendar().working_day_on_or_after(day)
-    # The months our side's payments and refunds can be in (the capture and refund windows, payments/windows.py):
-    # a capture's business date is on or after its own date, so the window of the days captured bounds them too.
-    created_from, created_to = payments_created_for(local_date(start), local_date(end))
+    # The months our side's payments and refunds can be in (the capture and refund windows, payments/windows.py).
+    created_from, created_to = payments_created_for_captures(start, end)
     refunds_from, refunds_to = refunds_created_for(our_date, our_date)
     params: dict[str, Any] = {
         "created_from": created_from,
         "created_to": created_to,
-        "reversed_from": payments_created_for(local_date(start) - dt.timedelta(days=7), local_date(end))[0],
+        "reversed_from": payments_created_for_captures(start - dt.timedelta(days=7), end)[0],
         "refunds_from": refunds_from,
         "refunds_to": refunds_to,
         "statement": imported.pk,

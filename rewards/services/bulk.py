@@ -22,7 +22,7 @@ from members.models import PointsProgram
 from ..models import Account, LedgerTransaction, OwnerKind, Purpose
 from .accounts import bank_points_account, creation_locks
 from .lots import lot_expiry, today
-from .posting import Kind, keyed, lock_accounts, require_positive, retry_on_conflict, take_key
+from .posting import Kind, entries_counted, keyed, lock_accounts, require_positive, retry_on_conflict, take_key
 
 
 @dataclass(frozen=True)
@@ -107,8 +107,7 @@ def points_earn_bulk(
             (wallet_id, program_id, points, lot_expiry(programs[program_id], earned_on))
             for (wallet_id, program_id), points in lot_points.items()
         ]
-        txn.entry_count = len(entries)  # with its entries, in this database transaction (the sealer waits for them)
-        LedgerTransaction.objects.one(txn.pk, txn.created_at).update(entry_count=txn.entry_count)
+        entries_counted(txn, len(entries))
         _bulk_write(txn.pk, txn.created_at, entries, lots, deltas, earned_on)
         return txn
 

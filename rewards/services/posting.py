@@ -259,6 +259,14 @@ def take_key(txn: LedgerTransaction) -> LedgerKey:
     )
 
 
+def entries_counted(txn: LedgerTransaction, count: int) -> None:
+    """Writes the number of entries the transaction is posted with, in the database transaction that writes them. Its
+    row is written first (it takes the key) and its legs are known only later; the sealer waits until it sees that
+    many entries (rewards/sealing.py)."""
+    txn.entry_count = count
+    LedgerTransaction.objects.one(txn.pk, txn.created_at).update(entry_count=count)
+
+
 def finish(posting: Posting) -> LedgerTransaction:
     """Checks zero-sum and the balance rules, then writes balances and entries."""
     totals: dict[str, int] = defaultdict(int)
@@ -285,10 +293,7 @@ def finish(posting: Posting) -> LedgerTransaction:
         running[account_id] = account.posted
         account.posted, account.held, account.version = new_posted, new_held, account.version + 1
         changed.append(account)
-    # The transaction row is written first (it takes the key) and its legs are known only now: its entry count goes
-    # in with them, in the same database transaction (the sealer waits until it sees that many entries).
-    posting.txn.entry_count = len(posting.legs)
-    LedgerTransaction.objects.one(posting.txn.pk, posting.txn.created_at).update(entry_count=posting.txn.entry_count)
+    entries_counted(posting.txn, len(posting.legs))
     for account in changed:  # under the posting's locks, so the new values are exact
         Account.objects.filter(pk=account.pk).update(posted=account.posted, held=account.held, version=account.version)
     for account_id, amount in posting.legs:
