@@ -133,7 +133,8 @@ _account_ids: dict[Identity, int] = {}
 
 def lock_accounts(refs: Iterable[AccountRef], ids: Iterable[int] = ()) -> dict[int, Account]:
     """Locks the accounts named by `refs` and `ids` in one `SELECT … FOR UPDATE ORDER BY id`, creating those of `refs`
-    that do not exist yet first (`INSERT … ON CONFLICT DO NOTHING`, in a fixed order, then the locking read again).
+    that do not exist yet (`INSERT … ON CONFLICT DO NOTHING`, in a fixed order, then the locking read again; on Citus
+    before locking any: `_create_missing_unlocked`).
     Every posting and sweep locks all its accounts here, at once, in id order, so they never deadlock on each other
     (on Citus, one statement per shard: `_lock_shard_by_shard`)."""
     wanted = {ref.identity: ref for ref in refs}
@@ -147,18 +148,32 @@ def lock_accounts(refs: Iterable[AccountRef], ids: Iterable[int] = ()) -> dict[i
     if ids:
         conditions.append(Q(pk__in=sorted(ids)))
     condition = functools.reduce(operator.or_, conditions)
-    locked = _lock(condition)
-    missing = wanted.keys() - {AccountRef.identity_of(a) for a in locked.values()}
-    if missing:
-        if settings.LEDGER_DISTRIBUTED:
-            # No unique constraint to conflict on there: lock the identities, then look again (creation_locks).
-            creation_locks(missing)
-            missing -= {AccountRef.identity_of(a) for a in Account.objects.filter(condition)}
-        Account.objects.bulk_create([wanted[i].new_account() for i in sorted(missing)], ignore_conflicts=True)
+    if settings.LEDGER_DISTRIBUTED:
+        _create_missing_unlocked(wanted, condition)
         locked = _lock(condition)
+    else:
+        locked = _lock(condition)
+        missing = wanted.keys() - {AccountRef.identity_of(a) for a in locked.values()}
+        if missing:  # new ids come after those just locked (nearly always: a deadlock otherwise is retried)
+            Account.objects.bulk_create([wanted[i].new_account() for i in sorted(missing)], ignore_conflicts=True)
+            locked = _lock(condition)
     for account in locked.values():
         _account_ids[AccountRef.identity_of(account)] = account.pk
     return locked
+
+
+def _create_missing_unlocked(wanted: dict[Identity, AccountRef], condition: Q) -> None:
+    """On Citus, creates the accounts of `wanted` that do not exist yet before any account is locked. Locks there go
+    in shard order, which is not the order accounts were created in: a posting that held an old account while it
+    locked a new one on an earlier shard would deadlock with a posting locking both in shard order (and, being the
+    older, outlive every retry of the other). No unique constraint to conflict on there: the missing identities' locks
+    are taken, then they are looked for again (`creation_locks`)."""
+    missing = wanted.keys() - {AccountRef.identity_of(a) for a in Account.objects.filter(condition)}
+    if not missing:
+        return
+    creation_locks(missing)
+    missing -= {AccountRef.identity_of(a) for a in Account.objects.filter(condition)}
+    Account.objects.bulk_create([wanted[i].new_account() for i in sorted(missing)])
 
 
 def _lock(condition: Q) -> dict[int, Account]:

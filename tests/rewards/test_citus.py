@@ -10,6 +10,7 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from core.errors import InsufficientFunds
 from rewards import services as s
@@ -117,6 +118,24 @@ def test_a_failing_multi_shard_posting_leaves_no_row_on_any_shard(holder, progra
         s.points_exchange(cardholder_id=holder.pk, from_program=src, to_program=dst, amount=600, idempotency_key="x")
     after = (Entry.objects.count(), LedgerTransaction.objects.count(), sorted(Account.objects.values_list("posted")))
     assert after == before
+
+
+@citus_only
+def test_a_posting_that_creates_accounts_creates_them_before_locking_any(holder, programs) -> None:
+    """Citus locks in shard order, not in the order accounts were made: a first redemption holding the (old) wallet
+    while it locked its new redemption and breakage accounts deadlocked with later redemptions locking all three in
+    shard order, and outlived every retry of theirs. So nothing is locked until the missing accounts exist."""
+    program = programs[0]
+    s.points_earn(cardholder_id=holder.pk, program=program, amount=100, idempotency_key="e")
+    accounts_before = Account.objects.count()
+    with CaptureQueriesContext(connection) as queries:
+        s.points_redeem(cardholder_id=holder.pk, program=program, amount=10, idempotency_key="r")
+    assert Account.objects.count() > accounts_before  # the redemption made its bank's accounts
+    on_accounts = [q["sql"] for q in queries.captured_queries if '"rewards_account"' in q["sql"]]
+    created = next(i for i, sql in enumerate(on_accounts) if sql.startswith('INSERT INTO "rewards_account"'))
+    locking = [i for i, sql in enumerate(on_accounts) if sql.endswith("FOR UPDATE")]
+    assert locking, on_accounts
+    assert min(locking) > created, on_accounts
 
 
 @pytest.mark.skipif(settings.LEDGER_DISTRIBUTED, reason="on Citus the command distributes instead")
