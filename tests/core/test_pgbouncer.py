@@ -67,11 +67,13 @@ pidfile = {folder / "pgbouncer.pid"}
 """
     )
     command = [binary, str(folder / "pgbouncer.ini")]
-    if os.geteuid() == 0:  # PgBouncer will not run as root
-        shutil.chown(folder, "postgres")
+    if os.geteuid() == 0:  # PgBouncer will not run as root: it runs as a user who can reach the server's socket
+        host = params.get("host") or ""
+        runs_as = Path(host).owner() if host.startswith("/") else "postgres"
+        shutil.chown(folder, runs_as)
         for child in folder.iterdir():
-            shutil.chown(child, "postgres")
-        command[1:1] = ["-u", "postgres"]
+            shutil.chown(child, runs_as)
+        command[1:1] = ["-u", runs_as]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 15
     while True:

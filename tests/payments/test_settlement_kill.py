@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from django.db import connection
@@ -35,7 +36,10 @@ CHUNK = 2
 def _database_url() -> str:
     db = connection.settings_dict
     auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
+    if host.startswith("/"):  # a unix socket's directory (the embedded server): given as the `host` option
+        return f"postgres://{auth}@:{port}/{db['NAME']}?host={quote(host)}"
+    return f"postgres://{auth}@{host}:{port}/{db['NAME']}"
 
 
 def _wait(condition: Any, what: str, seconds: float = 60) -> None:
