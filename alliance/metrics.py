@@ -133,7 +133,7 @@ GROUP BY m.sponsor_bank_id
 POINTS_EXCHANGED_IN_SQL = """
 SELECT a.owner_id AS bank_id, SUM(e.amount) AS value
 FROM rewards_entry e
-JOIN rewards_account a ON a.id = e.account_id
+JOIN rewards_account a ON a.id = e.account_id AND a.spread = e.spread
 JOIN rewards_ledgertransaction t ON t.id = e.transaction_id AND t.created_at = e.created_at
 LEFT JOIN rewards_ledgertransaction x ON x.id = t.reverses_id AND x.created_at = t.reverses_created_at
 WHERE t.created_at >= %(start)s AND t.created_at < %(end)s AND e.created_at >= %(start)s AND e.created_at < %(end)s
@@ -171,7 +171,7 @@ GROUP BY currency
 EXCHANGE_FEES_SQL = """
 SELECT COALESCE(SUM(e.amount), 0) AS amount
 FROM rewards_entry e
-JOIN rewards_account a ON a.id = e.account_id
+JOIN rewards_account a ON a.id = e.account_id AND a.spread = e.spread
 JOIN rewards_ledgertransaction t ON t.id = e.transaction_id AND t.created_at = e.created_at
 LEFT JOIN rewards_ledgertransaction x ON x.id = t.reverses_id AND x.created_at = t.reverses_created_at
 WHERE t.created_at >= %(start)s AND t.created_at < %(end)s AND e.created_at >= %(start)s AND e.created_at < %(end)s

@@ -100,7 +100,7 @@ def _lines_sql(party: str) -> str:
                t.reverses_id,
                (SELECT coalesce(string_agg(DISTINCT CASE a2.owner_kind WHEN 'bank' THEN b2.code
                                                     WHEN 'merchant' THEN m2.code ELSE 'alliance' END, ' '), '')
-                  FROM {entry} e2 JOIN {account} a2 ON a2.id = e2.account_id
+                  FROM {entry} e2 JOIN {account} a2 ON a2.id = e2.account_id AND a2.spread = e2.spread
                   LEFT JOIN {bank} b2 ON a2.owner_kind = 'bank' AND b2.id = a2.owner_id
                   LEFT JOIN {merchant} m2 ON a2.owner_kind = 'merchant' AND m2.id = a2.owner_id
                  WHERE e2.transaction_id = t.id AND e2.created_at = t.created_at AND e2.id <> e.id AND e2.unit = e.unit
@@ -108,7 +108,7 @@ def _lines_sql(party: str) -> str:
                e.amount
         FROM {LedgerTransaction._meta.db_table} t
         JOIN {entry} e ON e.transaction_id = t.id AND e.created_at = t.created_at
-        JOIN {account} a ON a.id = e.account_id
+        JOIN {account} a ON a.id = e.account_id AND a.spread = e.spread
         LEFT JOIN {merchant} mer ON a.owner_kind = 'merchant' AND mer.id = a.owner_id
         LEFT JOIN {LedgerTransaction._meta.db_table} o ON o.id = t.reverses_id AND o.created_at = t.reverses_created_at
         WHERE t.created_at >= %(start)s AND t.created_at < %(end)s

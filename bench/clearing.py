@@ -351,7 +351,7 @@ def check_clearing(run: Any, day: dt.date) -> int:
             SELECT COALESCE(a.bank_id, 0), sum(e.amount)
             FROM rewards_entry e
             JOIN rewards_ledgertransaction x ON x.id = e.transaction_id
-            JOIN rewards_account a ON a.id = e.account_id
+            JOIN rewards_account a ON a.id = e.account_id AND a.spread = e.spread
             WHERE x.created_at >= %s AND x.created_at < %s AND a.purpose IN ('clearing', 'fees') AND a.unit = 'CNY'
             GROUP BY 1
             """,
@@ -407,7 +407,7 @@ def floor(day: dt.date) -> float:
             SELECT a.bank_id, sum(e.amount)
             FROM rewards_entry e
             JOIN rewards_ledgertransaction x ON x.id = e.transaction_id
-            JOIN rewards_account a ON a.id = e.account_id
+            JOIN rewards_account a ON a.id = e.account_id AND a.spread = e.spread
             WHERE x.created_at >= %s AND x.created_at < %s AND a.purpose IN ('clearing', 'fees') AND e.unit = 'CNY'
             GROUP BY a.bank_id
             """,

@@ -189,8 +189,9 @@ def main() -> None:
             account, bank = raw_ids[rng.randrange(HOLDERS)], raw_ids[HOLDERS + rng.randrange(3)]
             amount = rng.randint(1, 50)
             cursor.execute(
-                "INSERT INTO rewards_entry (transaction_id, account_id, unit, amount, balance_after, created_at)"
-                " VALUES (%s, %s, 'RAWBENCH', %s, 0, %s), (%s, %s, 'RAWBENCH', %s, 0, %s)",
+                "INSERT INTO rewards_entry"
+                " (transaction_id, account_id, spread, unit, amount, balance_after, created_at)"
+                " VALUES (%s, %s, 0, 'RAWBENCH', %s, 0, %s), (%s, %s, 0, 'RAWBENCH', %s, 0, %s)",
                 (raw_txn.pk, account, -amount, raw_txn.created_at, raw_txn.pk, bank, amount, raw_txn.created_at),
             )
             cursor.execute(

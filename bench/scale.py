@@ -250,6 +250,7 @@ def grow_history(target: int, programs: list[Any], include: list[int], *, partit
                 "purpose": "'points'",
                 "unit": "(%(units)s::text[])[1 + n %% %(programs)s]",
                 "shard": "0",
+                "spread": "(%(first)s + n) %% %(shards)s",  # AccountRef.spread: the cardholder's sub-account
                 "program_id": "(%(program_ids)s::bigint[])[1 + n %% %(programs)s]",
                 "bank_id": "(%(bank_ids)s::bigint[])[1 + n %% %(programs)s]",
                 "may_go_negative": "false",
@@ -268,6 +269,7 @@ def grow_history(target: int, programs: list[Any], include: list[int], *, partit
                 "program_ids": [p.pk for p in programs],
                 "bank_ids": [p.bank_id for p in programs],
                 "programs": len(programs),
+                "shards": shards,
             },
         )
         # One row per history transaction: the wallet, the bank sub-account on the other side, the amount, when.
@@ -335,6 +337,7 @@ def grow_history(target: int, programs: list[Any], include: list[int], *, partit
                 "unit": "e.unit",
                 "amount": "e.amount",
                 "balance_after": "e.balance_after",
+                "spread": "e.spread",
                 "created_at": "e.created_at",
             },
         )
@@ -342,8 +345,8 @@ def grow_history(target: int, programs: list[Any], include: list[int], *, partit
             f"""
             INSERT INTO rewards_entry ({entry_columns})
             SELECT {entry_values} FROM (
-              SELECT t.transaction_id, leg.account_id, h.unit, leg.amount, t.transaction_created_at AS created_at,
-                     leg.n,
+              SELECT t.transaction_id, leg.account_id, a.spread, h.unit, leg.amount,
+                     t.transaction_created_at AS created_at, leg.n,
                      a.posted + sum(leg.amount) OVER (PARTITION BY leg.account_id ORDER BY t.transaction_id, leg.n)
                        AS balance_after
               FROM bench_history h

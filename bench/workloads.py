@@ -181,6 +181,7 @@ def floor_worker(seeded: dict[str, Any]) -> Any:
                         Entry(
                             transaction=txn,
                             account=wallet,
+                            spread=wallet.spread,
                             unit=wallet.unit,
                             amount=100,
                             balance_after=0,
@@ -189,6 +190,7 @@ def floor_worker(seeded: dict[str, Any]) -> Any:
                         Entry(
                             transaction=txn,
                             account=bank_side,
+                            spread=bank_side.spread,
                             unit=wallet.unit,
                             amount=-100,
                             balance_after=0,

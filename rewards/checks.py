@@ -62,15 +62,19 @@ SQL_ENTRY_COUNT = """
     LEFT JOIN counted ON counted.id = t.id
     WHERE t.entry_count <> COALESCE(counted.entries, 0) ORDER BY t.id LIMIT 1000
 """
+# Entries join their account on (account_id, spread), as on Citus the two tables are distributed and co-located by
+# spread, which a join between them must name.
 SQL_BALANCES = """
     SELECT a.id, a.posted, COALESCE(e.total, 0) FROM rewards_account a
-    LEFT JOIN (SELECT account_id, SUM(amount) AS total FROM rewards_entry GROUP BY account_id) e ON e.account_id = a.id
+    LEFT JOIN (SELECT account_id, spread, SUM(amount) AS total FROM rewards_entry GROUP BY account_id, spread) e
+      ON e.account_id = a.id AND e.spread = a.spread
     WHERE a.posted <> COALESCE(e.total, 0) ORDER BY a.id LIMIT 1000
 """
 SQL_RUNNING = """
     SELECT e.account_id, e.id, e.balance_after, a.posted FROM rewards_entry e
-    JOIN rewards_account a ON a.id = e.account_id
-    JOIN (SELECT account_id, MAX(id) AS last_id FROM rewards_entry GROUP BY account_id) m ON m.last_id = e.id
+    JOIN rewards_account a ON a.id = e.account_id AND a.spread = e.spread
+    JOIN (SELECT account_id, spread, MAX(id) AS last_id FROM rewards_entry GROUP BY account_id, spread) m
+      ON m.account_id = e.account_id AND m.spread = e.spread AND m.last_id = e.id
     WHERE e.balance_after <> a.posted ORDER BY e.account_id LIMIT 1000
 """
 SQL_LOTS_VS_WALLET = """

@@ -61,6 +61,17 @@ class Account(models.Model):
         verbose_name=_("bank"),
     )
     shard = models.PositiveSmallIntegerField(_("sub-account"), default=0)
+    # Where the account's row and entries live when the ledger is distributed (docs/scaling.md, "Citus"): set once at
+    # creation from the identity (`AccountRef.spread`) and never changed; not part of the identity.
+    spread = models.PositiveSmallIntegerField(
+        _("spread"),
+        default=0,
+        editable=False,
+        help_text=_(
+            "A cardholder's accounts and the bank sub-accounts that serve them share one value (the cardholder's "
+            "sub-account number); every other account has 0."
+        ),
+    )
     may_go_negative = models.BooleanField(_("may go negative"), default=False)
     posted = models.BigIntegerField(_("posted balance"), default=0)
     held = models.BigIntegerField(_("held"), default=0)
@@ -268,6 +279,7 @@ class Entry(models.Model):
     unit = models.CharField(_("unit"), max_length=24)
     amount = models.BigIntegerField(_("amount"))
     balance_after = models.BigIntegerField(_("balance after"))
+    spread = models.PositiveSmallIntegerField(_("spread"), editable=False)  # its account's, always (never defaulted)
     # Its transaction's created_at, always (every path that writes entries sets it): the table is partitioned by month
     # on it (core/partitions.py), so a transaction's entries sit in one partition and are read there.
     created_at = models.DateTimeField(_("created"), db_default=Now())

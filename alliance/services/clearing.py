@@ -101,7 +101,7 @@ def entries_sql() -> str:
                CASE WHEN a.owner_kind = 'merchant' THEN a.owner_id END AS merchant_id
         FROM {LedgerTransaction._meta.db_table} t
         JOIN {Entry._meta.db_table} e ON e.transaction_id = t.id AND e.created_at = t.created_at
-        JOIN {Account._meta.db_table} a ON a.id = e.account_id
+        JOIN {Account._meta.db_table} a ON a.id = e.account_id AND a.spread = e.spread
         LEFT JOIN {Merchant._meta.db_table} m ON a.owner_kind = 'merchant' AND m.id = a.owner_id
         WHERE t.created_at >= %(start)s AND t.created_at < %(end)s
           AND e.created_at >= %(start)s AND e.created_at < %(end)s
@@ -299,7 +299,7 @@ def clearing_due(*, today: date | None = None, echo: IO[str] | None = None) -> l
                 SELECT DISTINCT (t.created_at AT TIME ZONE 'Asia/Shanghai')::date AS day, e.unit
                 FROM {LedgerTransaction._meta.db_table} t
                 JOIN {Entry._meta.db_table} e ON e.transaction_id = t.id AND e.created_at = t.created_at
-                JOIN {Account._meta.db_table} a ON a.id = e.account_id
+                JOIN {Account._meta.db_table} a ON a.id = e.account_id AND a.spread = e.spread
                 WHERE t.created_at >= %(start)s AND t.created_at < %(end)s
                   AND e.created_at >= %(start)s AND e.created_at < %(end)s AND a.purpose IN ('clearing', 'fees')
                 ORDER BY 1, 2

@@ -32,6 +32,19 @@ def shard_for(key: int) -> int:
     return key % max(1, settings.LEDGER_BANK_SHARDS)
 
 
+def spread_for(owner_kind: str, owner_id: int, shard: int) -> int:
+    """The `spread` an account is created with (the ledger's distribution value on Citus, docs/scaling.md): a
+    cardholder's accounts take the cardholder's sub-account number, `shard_for(owner_id)`, which is the `shard` of
+    every bank sub-account a posting of theirs touches (`bank_ref`); a bank sub-account its `shard`; every other
+    account (clearing, the alliance's fees) 0. So a cardholder's earn, redemption or hold moves accounts of one
+    spread: one shard. Set once: a row's spread never changes, even if `LEDGER_BANK_SHARDS` does."""
+    if owner_kind == OwnerKind.CARDHOLDER:
+        return shard_for(owner_id)
+    if owner_kind == OwnerKind.BANK:
+        return shard
+    return 0
+
+
 # An account's unique identity: owner kind and id, purpose, unit and sub-account.
 IDENTITY_FIELDS = ("owner_kind", "owner_id", "purpose", "unit", "shard")
 Identity = tuple[str, int, str, str, int]
@@ -58,6 +71,11 @@ class AccountRef:
         """The identity as field lookups, to find the account's row."""
         return dict(zip(IDENTITY_FIELDS, self.identity, strict=True))
 
+    @property
+    def spread(self) -> int:
+        """The spread a new row of this account gets (`spread_for`); an existing row's is read from it."""
+        return spread_for(self.owner_kind, self.owner_id, self.shard)
+
     def new_account(self) -> Account:
         """The row this account starts as; only a cardholder's points wallet may not go negative."""
         return Account(
@@ -66,6 +84,7 @@ class AccountRef:
             purpose=self.purpose,
             unit=self.unit,
             shard=self.shard,
+            spread=self.spread,
             program_id=self.program_id,
             bank_id=self.bank_id,
             may_go_negative=self.purpose != Purpose.POINTS,
@@ -94,6 +113,7 @@ def get_account(ref: AccountRef) -> Account:
     defaults = {
         "program_id": ref.program_id,
         "bank_id": ref.bank_id,
+        "spread": ref.spread,
         "may_go_negative": ref.new_account().may_go_negative,
     }
     # On Citus a missing account is created under its creation lock (see creation_locks), held to the commit.

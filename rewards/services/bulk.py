@@ -20,7 +20,7 @@ from core.errors import ValidationFailed
 from members.models import PointsProgram
 
 from ..models import Account, LedgerTransaction, OwnerKind, Purpose
-from .accounts import bank_points_account, creation_locks
+from .accounts import bank_points_account, creation_locks, spread_for
 from .lots import lot_expiry, today
 from .posting import Kind, entries_counted, keyed, lock_accounts, require_positive, retry_on_conflict, take_key
 
@@ -76,7 +76,9 @@ def points_earn_bulk(
             )
         }
         lock_ids = {a.pk for a in wallets.values()} | {a.pk for a in issuance.values()} | {a.pk for a in debts.values()}
-        balances = {pk: account.posted for pk, account in lock_accounts([], lock_ids).items()}
+        locked = lock_accounts([], lock_ids)
+        balances = {pk: account.posted for pk, account in locked.items()}
+        spreads = {pk: account.spread for pk, account in locked.items()}  # each entry carries its account's
         deltas: dict[int, int] = defaultdict(int)
         entries: list[tuple[int, str, int, int]] = []
         lot_points: dict[tuple[int, int], int] = defaultdict(int)  # (wallet, program) → points earned together
@@ -108,7 +110,7 @@ def points_earn_bulk(
             for (wallet_id, program_id), points in lot_points.items()
         ]
         entries_counted(txn, len(entries))
-        _bulk_write(txn.pk, txn.created_at, entries, lots, deltas, earned_on)
+        _bulk_write(txn.pk, txn.created_at, entries, spreads, lots, deltas, earned_on)
         return txn
 
     return keyed(LedgerTransaction, idempotency_key, digest, post)
@@ -145,6 +147,7 @@ def _bulk_accounts(
                     owner_id=cardholder_id,
                     purpose=purpose,
                     unit=programs[program_id].unit_code,
+                    spread=spread_for(OwnerKind.CARDHOLDER, cardholder_id, 0),
                     program_id=program_id,
                     bank_id=programs[program_id].bank_id,
                     may_go_negative=purpose != Purpose.POINTS,
@@ -161,6 +164,7 @@ def _bulk_write(
     txn_id: int,
     created_at: dt.datetime,
     entries: list[tuple[int, str, int, int]],
+    spreads: dict[int, int],
     lots: list[tuple[int, int, int, dt.date]],
     deltas: dict[int, int],
     earned_on: dt.date,
@@ -170,9 +174,12 @@ def _bulk_write(
     with connection.cursor() as cursor:
         raw = cursor.cursor
         at = created_at.isoformat()  # the transaction's time: its entries sit in its month's partition
-        buffer = io.StringIO("".join(f"{txn_id}\t{a}\t{u}\t{amt}\t{bal}\t{at}\n" for a, u, amt, bal in entries))
+        buffer = io.StringIO(
+            "".join(f"{txn_id}\t{a}\t{spreads[a]}\t{u}\t{amt}\t{bal}\t{at}\n" for a, u, amt, bal in entries)
+        )
         raw.copy_expert(
-            "COPY rewards_entry (transaction_id, account_id, unit, amount, balance_after, created_at) FROM STDIN",
+            "COPY rewards_entry (transaction_id, account_id, spread, unit, amount, balance_after, created_at)"
+            " FROM STDIN",
             buffer,
         )
         day = earned_on.isoformat()

@@ -36,7 +36,7 @@ EXPIRY_CHUNK = 500  # wallets per database transaction
 # postings write.
 SQL_EXPIRE = """
     WITH wallet AS (
-        SELECT w.id, w.owner_id, w.program_id, w.unit, w.posted, w.held, w.version, d.breakage_id
+        SELECT w.id, w.owner_id, w.program_id, w.unit, w.posted, w.held, w.version, w.spread, d.breakage_id
         FROM rewards_account w
         JOIN unnest(%(wallets)s::bigint[], %(breakages)s::bigint[]) AS d(id, breakage_id) ON d.id = w.id
     ), overdue AS (
@@ -66,7 +66,8 @@ SQL_EXPIRE = """
         INSERT INTO rewards_ledgerkey (idempotency_key, transaction_id, transaction_created_at)
         SELECT idempotency_key, id, %(now)s FROM txn
     ), posted AS (
-        SELECT t.id AS txn_id, b.id AS wallet_id, b.breakage_id, b.unit, b.points, b.posted AS wallet_before
+        SELECT t.id AS txn_id, b.id AS wallet_id, b.spread AS wallet_spread, b.breakage_id, b.unit, b.points,
+               b.posted AS wallet_before
         FROM txn t JOIN budget b ON b.key = t.idempotency_key
     ), moved AS (
         INSERT INTO rewards_lotmovement (transaction_id, transaction_created_at, lot_id, amount)
@@ -75,16 +76,16 @@ SQL_EXPIRE = """
     ), lots AS (
         UPDATE rewards_lot l SET remaining = l.remaining - k.amount FROM taken k WHERE l.id = k.lot_id
     ), legs AS (  -- two per transaction, its entry count
-        SELECT p.txn_id, p.wallet_id AS account_id, p.unit, -p.points AS amount,
+        SELECT p.txn_id, p.wallet_id AS account_id, p.wallet_spread AS spread, p.unit, -p.points AS amount,
                p.wallet_before - p.points AS balance_after, 0 AS side
         FROM posted p
         UNION ALL
-        SELECT p.txn_id, p.breakage_id, p.unit, p.points,
+        SELECT p.txn_id, p.breakage_id, a.spread, p.unit, p.points,
                a.posted + SUM(p.points) OVER (PARTITION BY p.breakage_id ORDER BY p.txn_id), 1
         FROM posted p JOIN rewards_account a ON a.id = p.breakage_id
     ), entries AS (
-        INSERT INTO rewards_entry (transaction_id, account_id, unit, amount, balance_after, created_at)
-        SELECT txn_id, account_id, unit, amount, balance_after, %(now)s FROM legs ORDER BY txn_id, side
+        INSERT INTO rewards_entry (transaction_id, account_id, spread, unit, amount, balance_after, created_at)
+        SELECT txn_id, account_id, spread, unit, amount, balance_after, %(now)s FROM legs ORDER BY txn_id, side
     ), balances AS (
         UPDATE rewards_account a SET posted = a.posted + d.delta, version = a.version + 1
         FROM (SELECT account_id, SUM(amount) AS delta FROM legs GROUP BY account_id) d WHERE a.id = d.account_id

@@ -73,7 +73,9 @@ def hold_create(
                 % {"available": max(wallet.available, 0), "needed": amount},
                 param="amount",
             )
-        Account.objects.filter(pk=wallet.pk).update(held=F("held") + amount, version=F("version") + 1)
+        Account.objects.filter(pk=wallet.pk, spread=wallet.spread).update(
+            held=F("held") + amount, version=F("version") + 1
+        )
         return created
 
     return keyed(Hold, idempotency_key, digest, hold)
@@ -152,7 +154,9 @@ def hold_void(*, hold_id: int, expired: bool = False) -> Hold:
             return hold
         if hold.status != Hold.Status.PENDING:
             raise Conflict(_("This hold is already %(status)s.") % {"status": hold.get_status_display()})
-        Account.objects.filter(pk=wallet.pk).update(held=F("held") - hold.amount, version=F("version") + 1)
+        Account.objects.filter(pk=wallet.pk, spread=wallet.spread).update(
+            held=F("held") - hold.amount, version=F("version") + 1
+        )
         hold.status, hold.resolved_at = target, timezone.now()
         hold.save(update_fields=["status", "resolved_at"])
         return hold

@@ -129,6 +129,9 @@ def keyed(model: type[M], key: str, digest: str, work: Callable[[], T]) -> T | M
 # so a posting that knows its accounts' ids locks them by primary key, without compiling their five-column lookups.
 # Every row a lookup by id returns is checked against the identity it was taken for; a miss falls back to the lookup.
 _account_ids: dict[Identity, int] = {}
+# And their spreads (set at creation, never changed), by id: on Citus a read by id that names them goes to their shards
+# alone instead of every shard.
+_account_spreads: dict[int, int] = {}
 
 
 def lock_accounts(refs: Iterable[AccountRef], ids: Iterable[int] = ()) -> dict[int, Account]:
@@ -141,7 +144,7 @@ def lock_accounts(refs: Iterable[AccountRef], ids: Iterable[int] = ()) -> dict[i
     ids = set(ids)
     known = {identity: _account_ids.get(identity) for identity in wanted}
     if None not in known.values():
-        locked = _lock(Q(pk__in=sorted(ids | {pk for pk in known.values() if pk is not None})))
+        locked = _lock(_by_pk(ids | {pk for pk in known.values() if pk is not None}))
         if all(pk in locked and AccountRef.identity_of(locked[pk]) == i for i, pk in known.items()):
             return locked
     conditions = [Q(**ref.lookup) for ref in wanted.values()]
@@ -159,7 +162,18 @@ def lock_accounts(refs: Iterable[AccountRef], ids: Iterable[int] = ()) -> dict[i
             locked = _lock(condition)
     for account in locked.values():
         _account_ids[AccountRef.identity_of(account)] = account.pk
+        _account_spreads[account.pk] = account.spread
     return locked
+
+
+def _by_pk(pks: set[int]) -> Q:
+    """The accounts `pks`; on Citus also by their spreads when all are known, so that the statements reading and
+    locking them are routed to their shards (one, for a cardholder's posting) rather than sent to every shard."""
+    condition = Q(pk__in=sorted(pks))
+    spreads = {_account_spreads.get(pk) for pk in pks}
+    if settings.LEDGER_DISTRIBUTED and None not in spreads:
+        condition &= Q(spread__in=sorted(s for s in spreads if s is not None))
+    return condition
 
 
 def _create_missing_unlocked(wanted: dict[Identity, AccountRef], condition: Q) -> None:
@@ -182,24 +196,33 @@ def _lock(condition: Q) -> dict[int, Account]:
     return {a.pk: a for a in Account.objects.select_for_update().filter(condition).order_by("pk")}
 
 
-# The Citus shard that holds an account's row (accounts are distributed by id).
+# The Citus shard that holds an account's row and its entries (both are distributed by spread, co-located).
 _CITUS_SHARD = Func(
-    Value("rewards_account"), "pk", function="get_shard_id_for_distribution_column", output_field=BigIntegerField()
+    Value("rewards_account"), "spread", function="get_shard_id_for_distribution_column", output_field=BigIntegerField()
 )
 
 
 def _lock_shard_by_shard(condition: Q) -> dict[int, Account]:
     """On Citus (`LEDGER_DISTRIBUTED`) a `SELECT … FOR UPDATE` may only read one shard. So the accounts' shards are
     read first, then each shard's accounts are locked in one statement, shard after shard in shard id order and in id
-    order within a shard. Every locker of accounts on Citus goes through here (postings, the hold and lot expiry
-    sweeps, the bulk earn), so all take their locks in that one order and never deadlock on each other. A posting
-    costs one statement more than the shards it touches; a sweep's chunk never more than the table's shards."""
-    by_shard: dict[int, list[int]] = defaultdict(list)
-    for pk, shard in Account.objects.filter(condition).annotate(shard_id=_CITUS_SHARD).values_list("pk", "shard_id"):
-        by_shard[shard].append(pk)
+    order within a shard; a shard's statement names its accounts' spreads as well as their ids, so that Citus routes
+    it to that shard alone (the accounts are distributed by spread, not by id). Every locker of accounts on Citus goes
+    through here (postings, the hold and lot expiry sweeps, the bulk earn), so all take their locks in that one order
+    and never deadlock on each other. A posting costs one statement more than the shards it touches (two for a
+    cardholder's earn, redemption or hold, whose accounts share one spread); a sweep's chunk never more than the
+    table's shards."""
+    by_shard: dict[int, dict[int, int]] = defaultdict(dict)  # shard → {id: spread}
+    found = Account.objects.filter(condition).annotate(shard_id=_CITUS_SHARD).values_list("pk", "spread", "shard_id")
+    for pk, spread, shard in found:
+        by_shard[shard][pk] = spread
     locked: dict[int, Account] = {}
     for shard in sorted(by_shard):
-        rows = Account.objects.select_for_update().filter(pk__in=sorted(by_shard[shard])).order_by("pk")
+        group = by_shard[shard]
+        rows = (
+            Account.objects.select_for_update()
+            .filter(spread__in=sorted(set(group.values())), pk__in=sorted(group))
+            .order_by("pk")
+        )
         locked.update((a.pk, a) for a in rows)
     return locked
 
@@ -310,7 +333,10 @@ def finish(posting: Posting) -> LedgerTransaction:
         changed.append(account)
     entries_counted(posting.txn, len(posting.legs))
     for account in changed:  # under the posting's locks, so the new values are exact
-        Account.objects.filter(pk=account.pk).update(posted=account.posted, held=account.held, version=account.version)
+        # By id and spread: on Citus a statement naming the distribution value goes to its one shard.
+        Account.objects.filter(pk=account.pk, spread=account.spread).update(
+            posted=account.posted, held=account.held, version=account.version
+        )
     for account_id, amount in posting.legs:
         running[account_id] += amount
         account = posting.accounts[account_id]
@@ -318,6 +344,7 @@ def finish(posting: Posting) -> LedgerTransaction:
             Entry(
                 transaction=posting.txn,
                 account_id=account_id,
+                spread=account.spread,  # its account's: on Citus the entry sits on its account's shard
                 unit=account.unit,
                 amount=amount,
                 balance_after=running[account_id],

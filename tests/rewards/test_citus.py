@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from core.errors import InsufficientFunds
 from rewards import services as s
 from rewards.models import Account, Entry, LedgerTransaction
+from rewards.services.accounts import shard_for
 from tests.factories import CardholderFactory, PointsProgramFactory
 
 pytestmark = pytest.mark.django_db
@@ -36,15 +37,29 @@ def programs():
     )
 
 
-def shards_of(txn: LedgerTransaction) -> set[int]:
-    """The entry shards (placements by account) the transaction's entries were written to."""
-    accounts = sorted(set(Entry.objects.filter(transaction=txn).values_list("account_id", flat=True)))
+def shards_for(spreads: set[int]) -> set[int]:
+    """The entry shards that hold the spreads `spreads`."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT DISTINCT get_shard_id_for_distribution_column('rewards_entry', a) FROM unnest(%s::bigint[]) a",
-            [accounts],
+            "SELECT DISTINCT get_shard_id_for_distribution_column('rewards_entry', s) FROM unnest(%s::smallint[]) s",
+            [sorted(spreads)],
         )
         return {row[0] for row in cursor.fetchall()}
+
+
+def shards_of(txn: LedgerTransaction) -> set[int]:
+    """The entry shards the transaction's entries were written to (entries are distributed by spread)."""
+    return shards_for(set(Entry.objects.filter(transaction=txn).values_list("spread", flat=True)))
+
+
+@pytest.fixture
+def apart_holder():
+    """A cardholder whose accounts sit on another shard than the clearing and fee accounts (spread 0)."""
+    for _ in range(100):
+        holder = CardholderFactory()
+        if len(shards_for({0, shard_for(holder.pk)})) == 2:
+            return holder
+    raise AssertionError("every spread hashes to the shard of spread 0")
 
 
 @citus_only
@@ -90,16 +105,42 @@ def test_the_coordinators_partitioned_tables_stay_plain_and_partitioned() -> Non
 
 
 @citus_only
-def test_an_earn_touches_the_wallet_and_one_issuance_sub_account(holder, programs) -> None:
+def test_an_earn_touches_the_wallet_and_one_issuance_sub_account_on_one_shard(apart_holder, programs) -> None:
     program = programs[0]
-    txn = s.points_earn(cardholder_id=holder.pk, program=program, amount=100, idempotency_key="earn")
-    accounts = set(Entry.objects.filter(transaction=txn).values_list("account_id", flat=True))
+    txn = s.points_earn(cardholder_id=apart_holder.pk, program=program, amount=100, idempotency_key="earn")
+    entries = list(Entry.objects.filter(transaction=txn))
+    accounts = Account.objects.filter(pk__in={e.account_id for e in entries})
     assert len(accounts) == 2  # the wallet and the bank's issuance sub-account
-    assert 1 <= len(shards_of(txn)) <= 2  # one shard when both accounts hash alike, two otherwise
+    assert {e.spread for e in entries} == {a.spread for a in accounts} == {shard_for(apart_holder.pk)}
+    assert len(shards_of(txn)) == 1
 
 
 @citus_only
-def test_an_exchange_between_two_banks_spans_several_shards_and_balances(holder, programs) -> None:
+def test_a_redemption_and_a_hold_touch_one_shard(apart_holder, programs) -> None:
+    """The wallet, the bank's redemption and breakage sub-accounts for the cardholder: one spread, one shard; the
+    statements locking and writing them are routed there (none is sent to every shard)."""
+    program = programs[0]
+    s.points_earn(cardholder_id=apart_holder.pk, program=program, amount=100, idempotency_key="e")
+    s.points_redeem(cardholder_id=apart_holder.pk, program=program, amount=1, idempotency_key="warm")  # creates
+    with CaptureQueriesContext(connection) as queries:
+        redeemed = s.points_redeem(cardholder_id=apart_holder.pk, program=program, amount=10, idempotency_key="r")
+    assert len(shards_of(redeemed)) == 1
+    on_accounts = [q["sql"] for q in queries.captured_queries if '"rewards_account"' in q["sql"]]
+    assert on_accounts
+    assert all('"spread"' in sql for sql in on_accounts), on_accounts
+    hold = s.hold_create(cardholder_id=apart_holder.pk, program=program, amount=20, idempotency_key="h")
+    posted = s.hold_post(hold_id=hold.pk, idempotency_key="hp")
+    assert len(shards_of(posted)) == 1
+    spreads = set(Account.objects.filter(program=program).values_list("spread", flat=True))
+    assert spreads == {shard_for(apart_holder.pk)}  # the wallet and every bank sub-account serving it
+    assert shards_of(redeemed) == shards_of(posted)
+
+
+@citus_only
+def test_an_exchange_between_two_banks_spans_several_shards_and_balances(apart_holder, programs) -> None:
+    """The cardholder's wallets and the banks' sub-accounts on the cardholder's shard, the banks' CNY clearing and
+    the alliance's fee account on spread 0's: a two-phase-commit transaction."""
+    holder = apart_holder
     src, dst = programs
     s.points_earn(cardholder_id=holder.pk, program=src, amount=1000, idempotency_key="e")
     txn = s.points_exchange(cardholder_id=holder.pk, from_program=src, to_program=dst, amount=1000, idempotency_key="x")

@@ -256,7 +256,7 @@ def _hide_entry(txn: LedgerTransaction) -> tuple[object, ...]:
     with connection.cursor() as cursor:
         cursor.execute(
             "DELETE FROM rewards_entry WHERE id = (SELECT MAX(id) FROM rewards_entry WHERE transaction_id = %s)"
-            " RETURNING id, transaction_id, account_id, unit, amount, balance_after, created_at",
+            " RETURNING id, transaction_id, account_id, spread, unit, amount, balance_after, created_at",
             [txn.pk],
         )
         return cursor.fetchone()
@@ -265,8 +265,9 @@ def _hide_entry(txn: LedgerTransaction) -> tuple[object, ...]:
 def _show_entry(row: tuple[object, ...]) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO rewards_entry (id, transaction_id, account_id, unit, amount, balance_after, created_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            "INSERT INTO rewards_entry"
+            " (id, transaction_id, account_id, spread, unit, amount, balance_after, created_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
             row,
         )
 
@@ -326,8 +327,9 @@ def test_an_entry_removed_from_or_added_to_a_transaction_is_reported(sealed_ledg
     with connection.cursor() as cursor:  # a pair that sums to zero and moves no balance
         for amount in (5, -5):
             cursor.execute(
-                "INSERT INTO rewards_entry (transaction_id, account_id, unit, amount, balance_after, created_at)"
-                " SELECT transaction_id, account_id, unit, %s, balance_after, created_at FROM rewards_entry"
+                "INSERT INTO rewards_entry"
+                " (transaction_id, account_id, spread, unit, amount, balance_after, created_at)"
+                " SELECT transaction_id, account_id, spread, unit, %s, balance_after, created_at FROM rewards_entry"
                 " WHERE id = %s",
                 [amount, row[0]],
             )

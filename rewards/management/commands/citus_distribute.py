@@ -1,7 +1,12 @@
 """Turns a migrated database on a Citus coordinator into the distributed ledger (docs/scaling.md, "Citus").
 
-Accounts are distributed by their id and entries by their account, co-located: an account's balance row and its
-entries live on one shard, so a posting's writes to one account never leave that shard. The member banks and points
+Accounts and entries are distributed by their `spread`, co-located: a cardholder's accounts, the bank sub-accounts
+serving the cardholder (`shard_for(cardholder)`, the accounts' `shard`) and all their entries share one spread, so a
+cardholder's earn, redemption or hold reads, locks and writes one shard, in one single-shard transaction. Clearing
+and fee accounts have spread 0: a posting that moves money between parties (an exchange between two banks'
+programmes) spans shards, and stays atomic through Citus's two-phase commit. A unique key must hold the distribution
+column: the accounts' primary key becomes (id, spread), the entries' gains spread, and the entries' foreign key to
+their account becomes (account_id, spread) → (id, spread). The member banks and points
 programmes the accounts name become reference tables (a copy on every node). Every other table stays the
 coordinator's own. What Citus cannot keep is dropped here: entries', lots' and holds' foreign keys to a transaction
 or an account across that line (the posting's single database transaction keeps those rows consistent instead); the
@@ -22,8 +27,8 @@ from django.db import connection, transaction
 REFERENCE_TABLES = ("members_memberbank", "members_pointsprogram")
 # (table, distribution column, co-located with): the first one sets the shards the others follow.
 DISTRIBUTED_TABLES = (
-    ("rewards_account", "id", None),
-    ("rewards_entry", "account_id", "rewards_account"),
+    ("rewards_account", "spread", None),
+    ("rewards_entry", "spread", "rewards_account"),
 )
 
 
@@ -112,23 +117,51 @@ def _detach_partitioned_local_tables(distributed: set[str]) -> list[str]:
     return dropped
 
 
-def _take_inner_foreign_keys(tables: set[str]) -> list[tuple[str, str, str]]:
-    """Drops the foreign keys between the tables about to be distributed and returns them (table, name, definition)
-    to be put back once all are distributed: Citus converts one table at a time, and a table referencing a reference
-    table is already in its metadata as a coordinator table, which may not reference a distributed one meanwhile."""
-    found = [
-        (str(source), str(name), str(definition))
-        for source, name, target, definition in _rows(
-            """
-            SELECT conrelid::regclass::text, conname, confrelid::regclass::text, pg_get_constraintdef(oid)
-            FROM pg_constraint WHERE contype = 'f' AND conparentid = 0
-            """
+def _take_inner_foreign_keys(columns: dict[str, str]) -> list[tuple[str, str, str]]:
+    """Drops the foreign keys between the tables about to be distributed (`columns`: table → distribution column) and
+    returns them (table, name, definition) to be put back once all are distributed: Citus converts one table at a
+    time, and a table referencing a reference table is already in its metadata as a coordinator table, which may not
+    reference a distributed one meanwhile; and the referenced key is about to gain its distribution column. Between
+    distributed tables a foreign key must hold the distribution columns on both sides: each one comes back with them
+    added (the entries' (account_id) → (id) as (account_id, spread) → (id, spread))."""
+    found = []
+    for source, name, target, source_columns, target_columns, deferrable, deferred in _rows(
+        """
+        SELECT c.conrelid::regclass::text, c.conname, c.confrelid::regclass::text,
+               ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
+                     JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),
+               ARRAY(SELECT a.attname FROM unnest(c.confkey) WITH ORDINALITY k(n, o)
+                     JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o),
+               c.condeferrable, c.condeferred
+        FROM pg_constraint c WHERE c.contype = 'f' AND c.conparentid = 0
+        """
+    ):
+        if source not in columns or target not in columns or source == target:
+            continue
+        source_columns, target_columns = list(source_columns), list(target_columns)
+        if columns[source] not in source_columns:
+            source_columns.append(columns[source])
+            target_columns.append(columns[target])
+        definition = (
+            f"FOREIGN KEY ({', '.join(_quote(c) for c in source_columns)}) REFERENCES {_quote(target)}"
+            f" ({', '.join(_quote(c) for c in target_columns)})"
+            + (" DEFERRABLE" if deferrable else "")
+            + (" INITIALLY DEFERRED" if deferred else "")
         )
-        if source in tables and target in tables and source != target
-    ]
+        found.append((str(source), str(name), definition))
     for source, name, _ in found:
         _run(f"ALTER TABLE {_quote(source)} DROP CONSTRAINT {_quote(name)}")
     return found
+
+
+def _distribution_column(table: str) -> str | None:
+    """The column Citus distributes `table` by, or None when it is not a distributed table."""
+    rows = _rows(
+        "SELECT column_to_column_name(logicalrelid, partkey) FROM pg_dist_partition"
+        " WHERE logicalrelid = %s::regclass AND partmethod = 'h'",
+        (table,),
+    )
+    return str(rows[0][0]) if rows else None
 
 
 def _key_with_column(table: str, column: str) -> list[str]:
@@ -170,13 +203,22 @@ def distribute() -> list[str]:
     with transaction.atomic():
         present = citus_tables()
         distributed = {table for table, _, _ in DISTRIBUTED_TABLES}
+        for table, column, _ in DISTRIBUTED_TABLES:
+            by = _distribution_column(table) if present.get(table) == "distributed" else column
+            if by != column:
+                raise CommandError(
+                    f"{table} is distributed by {by}, not by {column}: make the database afresh (a ledger distributed "
+                    "by account is not moved in place)."
+                )
         todo = [spec for spec in DISTRIBUTED_TABLES if present.get(spec[0]) != "distributed"]
-        for table, column, _ in todo:
+        for table, _, _ in todo:
             _identity_to_sequence(table)
             for line in _drop_foreign_keys(table, keep=distributed | set(REFERENCE_TABLES)):
                 done.append(f"foreign key dropped: {line}")
+        # Before the keys change: the accounts' primary key cannot be replaced while the entries' foreign key uses it.
+        inner = _take_inner_foreign_keys({t: c for t, c, _ in DISTRIBUTED_TABLES}) if todo else []
+        for table, column, _ in todo:
             done.extend(f"key: {line}" for line in _key_with_column(table, column))
-        inner = _take_inner_foreign_keys(distributed) if todo else []
         for line in _detach_partitioned_local_tables(distributed):
             done.append(f"foreign key dropped (partitioned coordinator table): {line}")
     # Citus's own functions run each in its own transaction: they copy rows to the workers.
@@ -197,6 +239,10 @@ def distribute() -> list[str]:
     database = connection.settings_dict["NAME"]
     _run(f"ALTER DATABASE {_quote(database)} SET citus.multi_shard_modify_mode TO 'sequential'")
     done.append(f"database {database}: citus.multi_shard_modify_mode = sequential")
+    # Entries and accounts are co-located by spread: a join of the two on the account's id alone (the ORM's, through
+    # `Entry.account`: the admin's bank scope, a cardholder's statement) needs Citus to repartition one side.
+    _run(f"ALTER DATABASE {_quote(database)} SET citus.enable_repartition_joins TO on")
+    done.append(f"database {database}: citus.enable_repartition_joins = on")
     for source, name, definition in inner:
         _run(f"ALTER TABLE {_quote(source)} ADD CONSTRAINT {_quote(name)} {definition}")
         done.append(f"foreign key kept (co-located): {source}.{name}")
@@ -206,7 +252,7 @@ def distribute() -> list[str]:
 class Command(BaseCommand):
     help = (
         "On a Citus coordinator: make member banks and programmes reference tables and distribute the ledger's "
-        "accounts and entries by account. Refuses a database without the citus extension."
+        "accounts and entries by spread, co-located. Refuses a database without the citus extension."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
