@@ -213,8 +213,11 @@ def main() -> None:
                 (txn, txn_at, lot_of[wallet], -PRICE),
             )
             cursor.execute(
-                f"INSERT INTO {t['Entry']} (transaction_id, account_id, unit, amount, balance_after, created_at)"
-                " VALUES (%s, %s, %s, %s, %s, now()), (%s, %s, %s, %s, %s, now())",
+                f"INSERT INTO {t['Entry']}"
+                " (transaction_id, account_id, spread, unit, amount, balance_after, created_at)"
+                f" SELECT e.txn, e.account, a.spread, e.unit, e.amount, e.after, now() FROM {t['Account']} a"
+                " JOIN (VALUES (%s::bigint, %s::bigint, %s, %s::bigint, %s::bigint), (%s, %s, %s, %s, %s))"
+                " AS e (txn, account, unit, amount, after) ON a.id = e.account",
                 (txn, wallet, program.unit_code, -PRICE, wallet_after, txn, sink, program.unit_code, PRICE, sink_after),
             )
             cursor.execute(

@@ -125,6 +125,7 @@ def seed_obligations(per_day: int, days: int) -> None:
     from members.models import Card, MemberBank, PointsProgram
     from merchants.models import Merchant
     from rewards.models import Account, Benefit, Entry, LedgerTransaction, Voucher
+    from rewards.services.accounts import spread_for
 
     banks = list(MemberBank.objects.order_by("code"))
     cards = list(Card.objects.order_by("id"))
@@ -176,6 +177,7 @@ def seed_obligations(per_day: int, days: int) -> None:
             Account(
                 owner_kind="cardholder",
                 owner_id=cards[0].cardholder_id,
+                spread=spread_for("cardholder", cards[0].cardholder_id, 0),
                 purpose="points",
                 unit=program.unit_code,
                 program=program,
@@ -208,6 +210,7 @@ def seed_obligations(per_day: int, days: int) -> None:
         "fees": clearing[("alliance", 0)].pk,
         "issuance": [account.pk for account in issuance],
         "wallets": [wallet.pk for wallet in wallets],
+        "wallet_spread": wallets[0].spread,  # one cardholder's wallets; every other account here has spread 0
         "units": [program.unit_code for program in programs],
         "benefits": [benefit.pk for benefit in benefits],
         "cards": [card.pk for card in cards],
@@ -244,21 +247,21 @@ def seed_obligations(per_day: int, days: int) -> None:
     )
     # The CNY entries of g (payer −, payee +; an exchange's fee of 2 % to the alliance) and two points entries.
     entries = """
-        SELECT x.id, e.account, e.unit, e.amount, 0, x.created_at
+        SELECT x.id, e.account, e.spread, e.unit, e.amount, 0, x.created_at
         FROM txn x CROSS JOIN LATERAL (SELECT substring(x.idempotency_key FROM 11)::bigint AS g) k
         {shape}
         CROSS JOIN LATERAL (SELECT CASE WHEN s.r = 19 THEN s.units / 2 ELSE s.units END AS v,
                                    CASE WHEN s.r BETWEEN 8 AND 14 THEN s.units / 50 ELSE 0 END AS fee) s2
         CROSS JOIN LATERAL (VALUES
           (CASE WHEN s.r < 8 THEN (%(merchant_clearing)s::bigint[])[s.m]
-                ELSE (%(bank_clearing)s::bigint[])[s.a] END, 'CNY', -s2.v),
+                ELSE (%(bank_clearing)s::bigint[])[s.a] END, 0, 'CNY', -s2.v),
           (CASE WHEN s.r < 8 THEN (%(bank_clearing)s::bigint[])[s.a]
                 WHEN s.r < 19 THEN (%(bank_clearing)s::bigint[])[s.b]
-                ELSE (%(merchant_clearing)s::bigint[])[s.m] END, 'CNY', s2.v - s2.fee),
-          (CASE WHEN s2.fee > 0 THEN %(fees)s END, 'CNY', s2.fee),
-          ((%(issuance)s::bigint[])[s.a], (%(units)s::text[])[s.a], -(s.units / 50 + 1)),
-          ((%(wallets)s::bigint[])[s.a], (%(units)s::text[])[s.a], s.units / 50 + 1)
-        ) e (account, unit, amount)
+                ELSE (%(merchant_clearing)s::bigint[])[s.m] END, 0, 'CNY', s2.v - s2.fee),
+          (CASE WHEN s2.fee > 0 THEN %(fees)s END, 0, 'CNY', s2.fee),
+          ((%(issuance)s::bigint[])[s.a], 0, (%(units)s::text[])[s.a], -(s.units / 50 + 1)),
+          ((%(wallets)s::bigint[])[s.a], %(wallet_spread)s, (%(units)s::text[])[s.a], s.units / 50 + 1)
+        ) e (account, spread, unit, amount)
         WHERE e.account IS NOT NULL AND e.amount <> 0
     """.replace("{shape}", shape)
     with connection.cursor() as cursor:
@@ -269,7 +272,8 @@ def seed_obligations(per_day: int, days: int) -> None:
               SELECT {txn_values} FROM generate_series(0, %(total)s::bigint - 1) g {shape}
               RETURNING id, idempotency_key, created_at
             )
-            INSERT INTO {t["Entry"]} (transaction_id, account_id, unit, amount, balance_after, created_at) {entries}
+            INSERT INTO {t["Entry"]} (transaction_id, account_id, spread, unit, amount, balance_after, created_at)
+            {entries}
             """,
             params,
         )

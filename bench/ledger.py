@@ -225,16 +225,18 @@ def main() -> None:
     bulk_eps = bulk_entries / bulk_seconds
     from django.db import transaction
 
-    wallet_ids = list(wallets.values_list("id", flat=True))
+    wallet_ids = list(wallets.values_list("id", "spread"))
     at = batch.created_at.isoformat()
     payload = "".join(
-        f"{batch.pk}\t{wallet_ids[i % len(wallet_ids)]}\tBENCH0\t1\t1\t{at}\n" for i in range(bulk_entries)
+        "{}\t{}\t{}\tBENCH0\t1\t1\t{}\n".format(batch.pk, *wallet_ids[i % len(wallet_ids)], at)
+        for i in range(bulk_entries)
     )
     last_id = Entry.objects.order_by("-id").values_list("id", flat=True).first()
     started = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cursor:  # committed, like the bulk earn (deferred FK checks)
         cursor.cursor.copy_expert(
-            "COPY rewards_entry (transaction_id, account_id, unit, amount, balance_after, created_at) FROM STDIN",
+            "COPY rewards_entry (transaction_id, account_id, spread, unit, amount, balance_after, created_at)"
+            " FROM STDIN",
             io.StringIO(payload),
         )
     copy_seconds = time.perf_counter() - started
