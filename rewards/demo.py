@@ -14,6 +14,8 @@ import hashlib
 from decimal import Decimal
 from typing import Any
 
+from django.db.models import F
+
 from core.jobs import job_run
 from members.models import BindingStatus, Card, PointsProgram
 
@@ -55,7 +57,9 @@ def _earn_batch(n: int, wanted: list[tuple[int, int]], amount: int, earned_on: d
     prefix = f"demo:earn-batch:{n}:"
     credited = set(
         Entry.objects.filter(
-            transaction__idempotency_key__startswith=prefix, account__owner_kind=OwnerKind.CARDHOLDER
+            transaction__idempotency_key__startswith=prefix,
+            account__owner_kind=OwnerKind.CARDHOLDER,
+            account__spread=F("spread"),  # on Citus, joins the entries to their accounts shard by shard
         ).values_list("account__owner_id", "account__program_id")
     )
     missing = [pair for pair in wanted if pair not in credited]
@@ -383,7 +387,9 @@ def date_obligations(days: list[dt.date], times: dict[str, dt.datetime]) -> list
 
     moved = (
         LedgerTransaction.objects.filter(
-            seal__isnull=True, entries__account__purpose__in=[Purpose.CLEARING, Purpose.FEES]
+            seal__isnull=True,
+            entries__account__purpose__in=[Purpose.CLEARING, Purpose.FEES],
+            entries__account__spread=F("entries__spread"),  # on Citus, joins entries and accounts shard by shard
         )
         .distinct()
         .order_by("pk")

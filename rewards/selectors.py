@@ -306,6 +306,7 @@ def payment_movements(*, cardholder_id: int, payment_ref: str, transaction_ids: 
             account__owner_kind=OwnerKind.CARDHOLDER,
             account__owner_id=cardholder_id,
             account__purpose__in=[Purpose.POINTS, Purpose.DEBT],
+            account__spread=F("spread"),  # on Citus, joins the entries to their accounts shard by shard
         )
         .order_by("transaction_id", "id")
         .values_list(

@@ -11,10 +11,12 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from core.errors import InsufficientFunds
 from rewards import services as s
 from rewards.models import Account, Entry, LedgerTransaction
+from rewards.selectors import payment_movements
 from rewards.services.accounts import shard_for
 from tests.factories import CardholderFactory, PointsProgramFactory
 
@@ -177,6 +179,20 @@ def test_a_posting_that_creates_accounts_creates_them_before_locking_any(holder,
     locking = [i for i, sql in enumerate(on_accounts) if sql.endswith("FOR UPDATE")]
     assert locking, on_accounts
     assert min(locking) > created, on_accounts
+
+
+@citus_only
+def test_reads_joining_entries_to_accounts_and_transactions_run(holder, programs, admin_client) -> None:
+    """Entries and accounts are distributed by spread: a read joining them by account alone, with a coordinator table
+    beside, is refused by Citus. The cardholder's movements behind a payment and the admin's entries name the spread
+    too, and run."""
+    program = programs[0]
+    txn = s.points_earn(cardholder_id=holder.pk, program=program, amount=40, idempotency_key="payment:pay_1:earn")
+    moved = payment_movements(cardholder_id=holder.pk, payment_ref="pay_1", transaction_ids=[])
+    assert [(m.transaction_id, m.amount) for m in moved] == [(txn.pk, 40)]
+    response = admin_client.get(reverse("admin:rewards_entry_changelist"))
+    assert response.status_code == 200
+    assert response.context["cl"].result_count == 2  # the wallet's entry and the issuance sub-account's
 
 
 @pytest.mark.skipif(settings.LEDGER_DISTRIBUTED, reason="on Citus the command distributes instead")

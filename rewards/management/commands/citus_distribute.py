@@ -240,7 +240,8 @@ def distribute() -> list[str]:
     _run(f"ALTER DATABASE {_quote(database)} SET citus.multi_shard_modify_mode TO 'sequential'")
     done.append(f"database {database}: citus.multi_shard_modify_mode = sequential")
     # Entries and accounts are co-located by spread: a join of the two on the account's id alone (the ORM's, through
-    # `Entry.account`) needs Citus to repartition one side. One that also joins a coordinator table is still refused.
+    # `Entry.account`) needs Citus to repartition one side. One that also joins a coordinator table is refused:
+    # those name the spread as well.
     _run(f"ALTER DATABASE {_quote(database)} SET citus.enable_repartition_joins TO on")
     done.append(f"database {database}: citus.enable_repartition_joins = on")
     for source, name, definition in inner:
