@@ -25,7 +25,7 @@ from .admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopeMixin, lift_signin
 from .errors import MengkaError
 from .forms import ApprovalDecisionForm
 from .jobs import job_eta_seconds, job_rate, shared_jobs
-from .models import ApprovalRequest, AuditLog, CalendarDay, IdempotencyRecord, JobRun
+from .models import ApprovalRequest, ArchivedMonth, AuditLog, CalendarDay, IdempotencyRecord, JobRun
 from .scoping import operator_scope
 
 admin.site.site_header = _("Mengka 盟卡 operations")
@@ -114,6 +114,18 @@ class IdempotencyRecordAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     list_filter = ("state", "operation")
     search_fields = ("=key", "=scope")
     date_hierarchy = "created_at"
+
+
+@admin.register(ArchivedMonth)
+class ArchivedMonthAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    """The months the daily partitions job detached to archive tables (docs/scaling.md, "Archiving"): which table,
+    which month, the archive table that holds its rows now, and when."""
+
+    alliance_only = True
+    list_display = ("table", "month", "archive_table", "archived_at")
+    list_filter = ("table",)
+    search_fields = ("=archive_table",)
+    date_hierarchy = "month"
 
 
 @admin.register(CalendarDay)

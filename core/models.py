@@ -188,3 +188,23 @@ class ApprovalRequest(models.Model):
 
     def __str__(self) -> str:
         return f"approval {self.pk}: {self.kind} ({self.status})"
+
+
+class ArchivedMonth(models.Model):
+    """A month of a table partitioned by month (`core.partitions`) that the partitions job detached to an archive
+    table. The archive stays in the database, readable by the application; the ledger's check reads archived months
+    of entries as part of the ledger, and names one whose table has gone."""
+
+    table = models.CharField(_("table"), max_length=63)
+    month = models.DateField(_("month"), help_text=_("The first day of the month, in Asia/Shanghai."))
+    archive_table = models.CharField(_("archive table"), max_length=63, unique=True)
+    archived_at = models.DateTimeField(_("archived"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("archived month")
+        verbose_name_plural = _("archived months")
+        ordering = ("table", "month")
+        constraints = [models.UniqueConstraint(fields=["table", "month"], name="archivedmonth_table_month_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.table} {self.month:%Y-%m} → {self.archive_table}"

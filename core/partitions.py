@@ -21,6 +21,7 @@ from psycopg2 import sql
 
 from .calendar import SHANGHAI, local_now
 from .errors import ValidationFailed
+from .models import ArchivedMonth
 
 logger = logging.getLogger(__name__)
 
@@ -94,12 +95,23 @@ def partitions_create(table: str, first_month: date, months: int) -> list[str]:
 
 
 def partition_detach(table: str, month: date) -> str | None:
-    """Detaches `table`'s partition of `month` and renames it `<table>_archive_YYYYMM`; None if it has none."""
+    """Detaches `table`'s partition of `month`, renames it `<table>_archive_YYYYMM` and records it as an
+    `ArchivedMonth`, in one transaction; None if the month has no partition."""
     _registered(table)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT mengka_partition_detach(%s, %s)", [table, month_start(month)])
-        row = cursor.fetchone()
-    return row[0] if row else None
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT mengka_partition_detach(%s, %s)", [table, month_start(month)])
+            row = cursor.fetchone()
+        name = row[0] if row else None
+        if name:
+            ArchivedMonth.objects.create(table=table, month=month_start(month), archive_table=name)
+    return name
+
+
+def archive_tables(table: str) -> list[str]:
+    """The archive tables of `table`'s detached months, oldest month first."""
+    _registered(table)
+    return list(ArchivedMonth.objects.filter(table=table).order_by("month").values_list("archive_table", flat=True))
 
 
 def partitions(table: str) -> list[Partition]:

@@ -4,10 +4,13 @@ signed heads. Each check names every violation it finds."""
 from __future__ import annotations
 
 import hmac
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
+
+from core.partitions import archive_tables
 
 from . import sealing
 from .models import Seal
@@ -23,6 +26,11 @@ class CheckReport:
     @property
     def ok(self) -> bool:
         return not self.violations
+
+
+def _reading(sql: str, entries: str) -> str:
+    """`sql` reading `entries` (a table or a subquery) where it says `{entries}`."""
+    return sql.replace("{entries}", entries)
 
 
 def _rows(sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -43,20 +51,20 @@ def _named(report: CheckReport, label: str, rows: list[tuple[Any, ...]], describ
 
 
 SQL_ZERO_SUM = """
-    SELECT transaction_id, unit, SUM(amount) FROM rewards_entry
+    SELECT transaction_id, unit, SUM(amount) FROM {entries} AS e
     GROUP BY transaction_id, unit HAVING SUM(amount) <> 0 ORDER BY transaction_id LIMIT 1000
 """
 # An entry carries its transaction's time: the table is partitioned on it, and reads of a transaction's entries (the
 # seal's digest among them) look in that time's partition only.
 SQL_ENTRY_TIME = """
-    SELECT e.id, e.transaction_id FROM rewards_entry e JOIN rewards_ledgertransaction t ON t.id = e.transaction_id
+    SELECT e.id, e.transaction_id FROM {entries} AS e JOIN rewards_ledgertransaction t ON t.id = e.transaction_id
     WHERE e.created_at <> t.created_at ORDER BY e.id LIMIT 1000
 """
 # A transaction has the entries it was posted with: none lost, none added (on Citus, one whose entries are still
 # committing on the workers shows here until they have). The entries are counted on their own first, then joined.
 SQL_ENTRY_COUNT = """
     WITH counted AS MATERIALIZED (
-        SELECT transaction_id AS id, COUNT(*) AS entries FROM rewards_entry GROUP BY transaction_id
+        SELECT transaction_id AS id, COUNT(*) AS entries FROM {entries} AS e GROUP BY transaction_id
     )
     SELECT t.id, t.entry_count, COALESCE(counted.entries, 0) FROM rewards_ledgertransaction t
     LEFT JOIN counted ON counted.id = t.id
@@ -66,14 +74,14 @@ SQL_ENTRY_COUNT = """
 # spread, which a join between them must name.
 SQL_BALANCES = """
     SELECT a.id, a.posted, COALESCE(e.total, 0) FROM rewards_account a
-    LEFT JOIN (SELECT account_id, spread, SUM(amount) AS total FROM rewards_entry GROUP BY account_id, spread) e
+    LEFT JOIN (SELECT account_id, spread, SUM(amount) AS total FROM {entries} AS e GROUP BY account_id, spread) e
       ON e.account_id = a.id AND e.spread = a.spread
     WHERE a.posted <> COALESCE(e.total, 0) ORDER BY a.id LIMIT 1000
 """
 SQL_RUNNING = """
-    SELECT e.account_id, e.id, e.balance_after, a.posted FROM rewards_entry e
+    SELECT e.account_id, e.id, e.balance_after, a.posted FROM {entries} AS e
     JOIN rewards_account a ON a.id = e.account_id AND a.spread = e.spread
-    JOIN (SELECT account_id, spread, MAX(id) AS last_id FROM rewards_entry GROUP BY account_id, spread) m
+    JOIN (SELECT account_id, spread, MAX(id) AS last_id FROM {entries} AS e GROUP BY account_id, spread) m
       ON m.account_id = e.account_id AND m.spread = e.spread AND m.last_id = e.id
     WHERE e.balance_after <> a.posted ORDER BY e.account_id LIMIT 1000
 """
@@ -111,7 +119,7 @@ SQL_SEAL_CONTENT = """
         SELECT t.seal_id, t.id, t.kind, t.idempotency_key FROM rewards_ledgertransaction t
         JOIN rewards_seal s ON s.id = t.seal_id WHERE s.version = 1
     ), e AS MATERIALIZED (
-        SELECT e.transaction_id, e.id, e.account_id, e.unit, e.amount FROM rewards_entry e
+        SELECT e.transaction_id, e.id, e.account_id, e.unit, e.amount FROM {entries} AS e
         WHERE e.transaction_id IN (SELECT id FROM v1)
     )
     SELECT t.seal_id, COUNT(DISTINCT t.id), COUNT(e.id),
@@ -129,12 +137,39 @@ _SEALED_V2_ENTRIES = (
     "e.transaction_id IN (SELECT t.id FROM rewards_ledgertransaction t"
     " WHERE t.seal_id IN (SELECT s.id FROM rewards_seal s WHERE s.version = 2))"
 )
-SQL_SEAL_CONTENT_V2 = f"""
-    WITH d AS ({sealing.sql_transaction_digests(_SEALED_V2, _SEALED_V2_ENTRIES, ", t.seal_id, t.seal_digest")})
+
+
+def _sql_seal_content_v2(entries: str) -> str:
+    return f"""
+    WITH d AS ({sealing.sql_transaction_digests(_SEALED_V2, _SEALED_V2_ENTRIES, ", t.seal_id, t.seal_digest", entries)})
     SELECT d.seal_id, COUNT(*), SUM(d.entries), {sealing.SQL_CONTENT.format(column="digest")}, MIN(d.id), MAX(d.id),
            COALESCE(array_agg(d.id ORDER BY d.id) FILTER (WHERE d.digest <> d.seal_digest), '{{}}')
     FROM d GROUP BY d.seal_id
-"""  # noqa: S608 - constants
+    """  # noqa: S608 - constants and the entries' source
+
+
+# The columns the checks read of an entry: an archive table keeps the columns its month had when it was detached.
+_ARCHIVE_NAME = re.compile(r"rewards_entry_archive_[0-9]{6}")
+_ENTRY_COLUMNS = "id, transaction_id, account_id, spread, unit, amount, balance_after, created_at"
+
+
+def _entries_source(report: CheckReport) -> str:
+    """What the checks read as the ledger's entries: `rewards_entry`, and each archived month of it (an entry moved
+    to an archive table is still the ledger's). An archived month whose table has gone is named as a violation."""
+    archives = []
+    for name in archive_tables("rewards_entry"):
+        if not _ARCHIVE_NAME.fullmatch(name):
+            report.violations.append(f"archived entries: {name!r} is not the name of an archive of entries")
+        elif _rows("SELECT to_regclass(%s) IS NOT NULL", (name,))[0][0]:
+            archives.append(name)
+        else:
+            report.violations.append(f"archived entries: the archive table {name} is missing")
+    if not archives:
+        return "rewards_entry"
+    # The names are checked above: letters, an underscore and six digits, nothing to quote.
+    tables = ["rewards_entry", *archives]
+    union = " UNION ALL ".join(f"SELECT {_ENTRY_COLUMNS} FROM {table}" for table in tables)  # noqa: S608
+    return f"({union})"
 
 
 @dataclass(frozen=True)
@@ -149,12 +184,12 @@ class _Recomputed:
     changed: tuple[int, ...] = ()  # version 2: transactions whose rows no longer hash to their sealed digest
 
 
-def _seal_contents() -> dict[int, _Recomputed]:
+def _seal_contents(entries: str) -> dict[int, _Recomputed]:
     contents = {
         row[0]: _Recomputed(int(row[1]), int(row[2]), row[3], int(row[4]), int(row[5]))
-        for row in _rows(SQL_SEAL_CONTENT)
+        for row in _rows(_reading(SQL_SEAL_CONTENT, entries))
     }
-    for row in _rows(SQL_SEAL_CONTENT_V2):
+    for row in _rows(_sql_seal_content_v2(entries)):
         contents[row[0]] = _Recomputed(int(row[1]), int(row[2] or 0), row[3], int(row[4]), int(row[5]), tuple(row[6]))
     return contents
 
@@ -165,10 +200,10 @@ def _named_transactions(ids: tuple[int, ...]) -> str:
     return f"transaction{'s' if len(ids) > 1 else ''} {shown}{more}"
 
 
-def _check_seals(report: CheckReport) -> None:
+def _check_seals(report: CheckReport, entries: str) -> None:
     key = sealing.seal_key()
     exported = sealing.exported_heads()
-    contents = _seal_contents()
+    contents = _seal_contents(entries)
     seals = list(Seal.objects.order_by("id"))
     previous = sealing.GENESIS
     for seal in seals:
@@ -224,39 +259,45 @@ def _check_seals(report: CheckReport) -> None:
 
 def ledger_verify(*, seals: bool = True) -> CheckReport:
     report = CheckReport()
-    entries = _scalar("SELECT COUNT(*) FROM rewards_entry")
+    entries = _entries_source(report)
+    entry_count = _scalar(_reading("SELECT COUNT(*) FROM {entries} AS e", entries))
     txns = _scalar("SELECT COUNT(*) FROM rewards_ledgertransaction")
     accounts = _scalar("SELECT COUNT(*) FROM rewards_account")
     lots = _scalar("SELECT COUNT(*) FROM rewards_lot")
     holds = _scalar("SELECT COUNT(*) FROM rewards_hold")
 
-    _named(report, "zero-sum", _rows(SQL_ZERO_SUM), lambda r: f"transaction {r[0]} sums to {r[2]} in {r[1]}")
-    report.checked.append(f"zero-sum per transaction and unit: {txns} transactions, {entries} entries")
+    _named(
+        report,
+        "zero-sum",
+        _rows(_reading(SQL_ZERO_SUM, entries)),
+        lambda r: f"transaction {r[0]} sums to {r[2]} in {r[1]}",
+    )
+    report.checked.append(f"zero-sum per transaction and unit: {txns} transactions, {entry_count} entries")
     _named(
         report,
         "entry time",
-        _rows(SQL_ENTRY_TIME),
+        _rows(_reading(SQL_ENTRY_TIME, entries)),
         lambda r: f"entry {r[0]} is not dated at its transaction {r[1]}'s time",
     )
     report.checked.append("each entry dated at its transaction's time")
     _named(
         report,
         "entry count",
-        _rows(SQL_ENTRY_COUNT),
+        _rows(_reading(SQL_ENTRY_COUNT, entries)),
         lambda r: f"transaction {r[0]} was posted with {r[1]} entries but has {r[2]}",
     )
     report.checked.append("each transaction has the entries it was posted with")
     _named(
         report,
         "cached balance",
-        _rows(SQL_BALANCES),
+        _rows(_reading(SQL_BALANCES, entries)),
         lambda r: f"account {r[0]} shows {r[1]} but its entries sum to {r[2]}",
     )
     report.checked.append(f"cached balances equal the sum of entries: {accounts} accounts")
     _named(
         report,
         "running balance",
-        _rows(SQL_RUNNING),
+        _rows(_reading(SQL_RUNNING, entries)),
         lambda r: f"account {r[0]} last entry {r[1]} has balance_after {r[2]}, account shows {r[3]}",
     )
     report.checked.append("running balance of each account's last entry")
@@ -289,5 +330,5 @@ def ledger_verify(*, seals: bool = True) -> CheckReport:
     _named(report, "holds", _rows(SQL_POSTED_HOLDS), lambda r: f"hold {r[0]} and its transaction disagree")
     report.checked.append(f"held amounts equal pending holds: {holds} holds")
     if seals:
-        _check_seals(report)
+        _check_seals(report, entries)
     return report

@@ -65,7 +65,7 @@ SQL_TRANSACTION_PARTS = r"""
         SELECT e.transaction_id AS id, e.created_at, COUNT(*) AS entries,
                string_agg(concat_ws('|', 'e', e.id, e.account_id, e.unit, e.amount, e.balance_after), E'\n'
                           ORDER BY e.id) AS text
-        FROM rewards_entry e WHERE {entries} GROUP BY e.transaction_id, e.created_at
+        FROM {source} AS e WHERE {entries} GROUP BY e.transaction_id, e.created_at
     ), lt AS MATERIALIZED (
         SELECT l.earned_by_id AS id,
                string_agg(concat_ws('|', 'l', l.id, l.account_id, l.program_id, l.amount,
@@ -96,10 +96,11 @@ SQL_CONTENT = (
 )
 
 
-def sql_transaction_digests(transactions: str, entries: str, columns: str = "") -> str:
+def sql_transaction_digests(transactions: str, entries: str, columns: str = "", source: str = "rewards_entry") -> str:
     """A SELECT of (id, digest, entries, *columns of `t`) for the transactions `transactions` picks (a condition on
-    `t`), in id order; `entries` (a condition on `e`) bounds the entries read to at least theirs."""
-    parts = SQL_TRANSACTION_PARTS.format(transactions=transactions, entries=entries)
+    `t`), in id order; `entries` (a condition on `e`) bounds the entries read to at least theirs, read from `source`
+    (the table, or a subquery adding its archived months)."""
+    parts = SQL_TRANSACTION_PARTS.format(transactions=transactions, entries=entries, source=source)
     return (
         f"{parts} SELECT t.id, {SQL_TRANSACTION_DIGEST} AS digest,"  # noqa: S608 - constants
         f" COALESCE(counted.entries, 0) AS entries{columns}"

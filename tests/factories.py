@@ -13,7 +13,7 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from core.calendar import SHANGHAI
-from core.models import AuditLog, CalendarDay, IdempotencyRecord, JobRun
+from core.models import ArchivedMonth, AuditLog, CalendarDay, IdempotencyRecord, JobRun
 from core.scoping import ALLIANCE_OPERATORS
 from members.models import BankOperator, MemberBank
 
@@ -133,6 +133,17 @@ class IdempotencyRecordFactory(factory.django.DjangoModelFactory):
     fingerprint = "0" * 64
 
 
+class ArchivedMonthFactory(factory.django.DjangoModelFactory):
+    """A record only: no table is detached."""
+
+    class Meta:
+        model = ArchivedMonth
+
+    table = "merchants_event"
+    month = factory.Sequence(lambda n: dt.date(2000 + n // 12, n % 12 + 1, 1))
+    archive_table = factory.LazyAttribute(lambda o: f"{o.table}_archive_{o.month:%Y%m}")
+
+
 class CalendarDayFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = CalendarDay
@@ -236,6 +247,7 @@ FACTORIES: dict[str, Any] = {
     "core.jobrun": JobRunFactory,
     "core.idempotencyrecord": IdempotencyRecordFactory,
     "core.calendarday": CalendarDayFactory,
+    "core.archivedmonth": ArchivedMonthFactory,
     "core.approvalrequest": lambda: _ledger_row("core.approvalrequest"),
     "members.memberbank": MemberBankFactory,
     "members.bankoperator": BankOperatorFactory,

@@ -20,10 +20,11 @@ from psycopg2 import sql
 from alliance.services.clearing import entries_sql
 from core.calendar import SHANGHAI
 from core.jobs import job_kind
-from core.models import JobRun
+from core.models import ArchivedMonth, JobRun
 from core.partitions import (
     PARTITIONED,
     PartitionError,
+    archive_tables,
     month_bounds,
     partition_detach,
     partitions,
@@ -34,6 +35,7 @@ from core.tasks import partitions_maintain_daily
 from rewards import services as s
 from rewards.checks import ledger_verify
 from rewards.models import Entry, LedgerTransaction
+from rewards.sealing import seal_pending
 from tests.factories import CardholderFactory, PointsProgramFactory
 
 pytestmark = pytest.mark.django_db
@@ -199,6 +201,41 @@ def test_the_job_creates_the_coming_months_and_archives_old_ones() -> None:
     again = partitions_maintain(today=dt.date(2034, 5, 10), ahead=2, archive_after=3)
     assert again.created == []
     assert again.archived == []
+
+
+def test_an_archived_month_is_recorded_and_the_ledger_check_reads_its_entries() -> None:
+    partitions_create("rewards_entry", dt.date(2034, 1, 1), 2)
+    program, holder = PointsProgramFactory(), CardholderFactory()
+    with mock.patch("django.utils.timezone.now", return_value=_at(2034, 1)):
+        old = s.points_earn(cardholder_id=holder.pk, program=program, amount=500, idempotency_key="archived-earn")
+    with mock.patch("django.utils.timezone.now", return_value=_at(2034, 2)):
+        s.points_redeem(cardholder_id=holder.pk, program=program, amount=120, idempotency_key="archived-redeem")
+    assert seal_pending(batch_size=10) == 1
+    _fetch("SET CONSTRAINTS ALL IMMEDIATE")
+
+    assert partition_detach("rewards_entry", dt.date(2034, 1, 1)) == "rewards_entry_archive_203401"
+    record = ArchivedMonth.objects.get(table="rewards_entry")
+    assert (record.month, record.archive_table) == (dt.date(2034, 1, 1), "rewards_entry_archive_203401")
+    assert archive_tables("rewards_entry") == ["rewards_entry_archive_203401"]
+    assert not Entry.objects.filter(transaction=old).exists()
+
+    # The wallet's balance, the earn's zero sum, its entry count and its seal still hold: the archive is read too.
+    report = ledger_verify()
+    assert report.violations == []
+    assert "zero-sum per transaction and unit: 2 transactions, 4 entries" in report.checked
+
+    # An archived entry edited is caught as any entry is.
+    _fetch("UPDATE rewards_entry_archive_203401 SET amount = amount + 7 WHERE amount > 0")
+    edited = ledger_verify().violations
+    assert any(v.startswith(f"zero-sum: transaction {old.pk} sums to 7 in ") for v in edited)
+    assert any(v.startswith("cached balance: account ") for v in edited)
+    assert any(v.startswith("seal chain: seal ") and "no longer matches its rows" in v for v in edited)
+
+    # An archive dropped is named, and its entries are missing from every check that counts them.
+    _fetch("DROP TABLE rewards_entry_archive_203401")
+    dropped = ledger_verify().violations
+    assert "archived entries: the archive table rewards_entry_archive_203401 is missing" in dropped
+    assert f"entry count: transaction {old.pk} was posted with 2 entries but has 0" in dropped
 
 
 def test_without_an_archive_setting_the_job_never_detaches(settings) -> None:
