@@ -12,8 +12,8 @@ the column each table is partitioned on, for the job and for queries that name t
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -39,11 +39,30 @@ PARTITIONED: dict[str, str] = {
 }
 
 
-# Months the job makes but never archives: unpartitioned tables refer to them — lots, holds and the idempotency keys
-# to the ledger's transactions; fee splits, settlement lines and reconciliation exceptions to refunds and payments;
-# routing decisions, disputes and payment codes to payments — and PostgreSQL refuses to detach a month whose rows
-# they refer to.
-NEVER_ARCHIVED = frozenset({"rewards_ledgertransaction", "payments_refund", "payments_paymentintent"})
+# Months the job makes but never archives: every month of theirs has rows that tables which are not partitioned
+# refer to, and PostgreSQL refuses to detach a month whose rows are referred to — lots, holds and the idempotency
+# keys refer to the ledger's transactions; routing decisions, disputes, reconciliation exceptions and payment codes to
+# payments. Looking for those references every day would read large tables whole, so the job does not try.
+NEVER_ARCHIVED = frozenset({"rewards_ledgertransaction", "payments_paymentintent"})
+
+# Tables cut on a payment's time whose rows a refund of that payment writes (the refund, its fee splits, its
+# settlement line): a month of theirs is kept while its payments may still be refunded (REFUND_WINDOW_DAYS).
+REFUNDABLE = frozenset({"payments_refund", "payments_feesplit", "payments_settlementline"})
+
+# A table's foreign keys from tables that are not partitions: each one's table, its columns, and the column among
+# them that holds the referred-to table's partition column (every key to a partitioned table includes it).
+SQL_REFERRERS = """
+    SELECT r.relname, array_agg(a.attname ORDER BY k.ord), max(a.attname) FILTER (WHERE t.attname = %(column)s)
+    FROM pg_constraint c
+    JOIN pg_class r ON r.oid = c.conrelid
+    CROSS JOIN LATERAL unnest(c.conkey, c.confkey) WITH ORDINALITY AS k(ref, tgt, ord)
+    JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.ref
+    JOIN pg_attribute t ON t.attrelid = c.confrelid AND t.attnum = k.tgt
+    WHERE c.contype = 'f' AND c.confrelid = to_regclass(%(table)s) AND c.conparentid = 0
+      AND NOT r.relispartition AND c.conrelid <> c.confrelid
+    GROUP BY c.oid, r.relname
+    ORDER BY r.relname
+"""
 
 
 class PartitionError(ValidationFailed):
@@ -60,6 +79,7 @@ class Partition:
 class MaintainResult:
     created: list[str]
     archived: list[str]
+    kept: list[str] = field(default_factory=list)  # old months not archived, and why
 
 
 def month_start(day: date) -> date:
@@ -150,32 +170,74 @@ def months_in_default(table: str) -> list[date]:
         return [month for (month,) in cursor.fetchall()]
 
 
+def referred_by(table: str, month: date) -> list[str]:
+    """The tables with rows that refer to `table`'s rows of `month` (which PostgreSQL would not let go), by name."""
+    _registered(table)
+    first, following = month_bounds(month)
+    with connection.cursor() as cursor:
+        cursor.execute(SQL_REFERRERS, {"table": table, "column": PARTITIONED[table]})
+        keys = cursor.fetchall()
+        referring: list[str] = []
+        for referrer, columns, time_column in keys:
+            if referrer in referring:
+                continue
+            # A key with a NULL column refers to nothing (MATCH SIMPLE).
+            cursor.execute(
+                sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {} >= %s AND {} < %s AND {})").format(
+                    sql.Identifier(referrer),
+                    sql.Identifier(time_column),
+                    sql.Identifier(time_column),
+                    sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in columns),
+                ),
+                [first, following],
+            )
+            if cursor.fetchone()[0]:
+                referring.append(referrer)
+    return referring
+
+
 def partitions_maintain(
     *, today: date | None = None, ahead: int | None = None, archive_after: int | None = None
 ) -> MaintainResult:
     """Creates the current month's partition and the next `ahead` months' (PARTITION_MONTHS_AHEAD) of every
-    registered table, and the month of every row its DEFAULT partition holds (the rows move there); with
-    `archive_after` (PARTITION_ARCHIVE_AFTER_MONTHS, None: never) detaches the months that began more than that many
-    months before the current one to archive tables (not the ledger's transactions' nor refunds': `NEVER_ARCHIVED`)."""
+    registered table, and the month of every row its DEFAULT partition holds (the rows move there) unless that month
+    was archived; with `archive_after` (PARTITION_ARCHIVE_AFTER_MONTHS, None: never) detaches the months that began
+    more than that many months before the current one to archive tables. It keeps, and says why, a month whose
+    payments may still be refunded (`REFUNDABLE`) and one whose rows other rows still refer to; it never tries the
+    ledger's transactions' nor payments' (`NEVER_ARCHIVED`)."""
     today = today or local_now().date()
     ahead = settings.PARTITION_MONTHS_AHEAD if ahead is None else ahead
     archive_after = settings.PARTITION_ARCHIVE_AFTER_MONTHS if archive_after is None else archive_after
     if ahead < 0 or (archive_after is not None and archive_after < 1):
         raise PartitionError("Months ahead must be 0 or more, and months before archiving 1 or more.")
     current = month_start(today)
+    refundable_since = month_start(today - timedelta(days=settings.REFUND_WINDOW_DAYS))
     created: list[str] = []
     archived: list[str] = []
+    kept: list[str] = []
     for table in PARTITIONED:
+        archived_months = set(ArchivedMonth.objects.filter(table=table).values_list("month", flat=True))
         for month in months_in_default(table):
-            created += partitions_create(table, month, 1)
+            if month not in archived_months:  # a late row of an archived month stays in the DEFAULT partition
+                created += partitions_create(table, month, 1)
         created += partitions_create(table, current, ahead + 1)
         if archive_after is None or table in NEVER_ARCHIVED:
             continue
         oldest_kept = add_months(current, -archive_after)
         for partition in partitions(table):
-            if partition.month is not None and partition.month < oldest_kept:
-                name = partition_detach(table, partition.month)
-                if name:
-                    logger.info("partitions: %s detached to %s", partition.name, name)
-                    archived.append(name)
-    return MaintainResult(created=created, archived=archived)
+            if partition.month is None or partition.month >= oldest_kept:
+                continue
+            if table in REFUNDABLE and partition.month >= refundable_since:
+                kept.append(f"{partition.name}: its payments may still be refunded")
+                continue
+            referring = referred_by(table, partition.month)
+            if referring:
+                kept.append(f"{partition.name}: rows of {', '.join(referring)} refer to it")
+                continue
+            name = partition_detach(table, partition.month)
+            if name:
+                logger.info("partitions: %s detached to %s", partition.name, name)
+                archived.append(name)
+    for reason in kept:
+        logger.info("partitions: kept %s", reason)
+    return MaintainResult(created=created, archived=archived, kept=kept)

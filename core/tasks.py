@@ -62,8 +62,8 @@ def run_partitions_maintain(echo: IO[str] | None = None) -> dict[str, list[str]]
     (PARTITION_MONTHS_AHEAD, PARTITION_ARCHIVE_AFTER_MONTHS), as one job run."""
     with job_run("core.partitions_maintain", period=local_now().date().isoformat(), echo=echo) as run:
         result = partitions_maintain()
-        run.count(created=len(result.created), archived=len(result.archived))
-    return {"created": result.created, "archived": result.archived}
+        run.count(created=len(result.created), archived=len(result.archived), kept=len(result.kept))
+    return {"created": result.created, "archived": result.archived, "kept": result.kept}
 
 
 @shared_task(name="core.partitions_maintain")

@@ -238,6 +238,24 @@ def test_an_archived_month_is_recorded_and_the_ledger_check_reads_its_entries() 
     assert f"entry count: transaction {old.pk} was posted with 2 entries but has 0" in dropped
 
 
+def test_a_late_row_of_an_archived_month_stays_in_the_default_partition() -> None:
+    partitions_create("rewards_entry", dt.date(2034, 1, 1), 1)
+    _earn_at(_at(2034, 1), "archived-first")
+    _fetch("SET CONSTRAINTS ALL IMMEDIATE")
+    assert partition_detach("rewards_entry", dt.date(2034, 1, 1)) == "rewards_entry_archive_203401"
+
+    late = _earn_at(_at(2034, 1, 20), "archived-late")
+    late_ids = list(Entry.objects.filter(transaction=late).values_list("id", flat=True))
+    assert set(_where(late_ids).values()) == {"rewards_entry_default"}
+    _fetch("SET CONSTRAINTS ALL IMMEDIATE")
+    result = partitions_maintain(today=dt.date(2034, 5, 10), ahead=0, archive_after=None)
+    # The archived month is not made again (its archive table's name is taken): the late rows stay where they are,
+    # and the ledger still adds them up with the archive's.
+    assert "rewards_entry_p203401" not in result.created
+    assert set(_where(late_ids).values()) == {"rewards_entry_default"}
+    assert ledger_verify(seals=False).violations == []
+
+
 def test_without_an_archive_setting_the_job_never_detaches(settings) -> None:
     settings.PARTITION_ARCHIVE_AFTER_MONTHS = None
     settings.PARTITION_MONTHS_AHEAD = 1
@@ -271,7 +289,7 @@ def test_the_daily_task_is_a_recorded_job_run(settings) -> None:
     assert result["created"], "14 months ahead reaches beyond the months the migration made"
     run = JobRun.objects.get(job="core.partitions_maintain")
     assert run.status == JobRun.Status.SUCCEEDED
-    assert run.counts == {"created": len(result["created"]), "archived": 0}
+    assert run.counts == {"created": len(result["created"]), "archived": 0, "kept": 0}
     assert "core.partitions_maintain" in settings.TASK_QUEUES["default"]
     kind = job_kind("core.partitions_maintain")  # listed for the alliance's operators, who may run it again
     assert kind is not None

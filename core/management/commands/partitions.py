@@ -15,7 +15,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         result = run_partitions_maintain(echo=self.stdout)  # type: ignore[arg-type]
         self.stdout.write(
-            f"partitions: {len(result['created'])} created, {len(result['archived'])} archived"
+            f"partitions: {len(result['created'])} created, {len(result['archived'])} archived,"
+            f" {len(result['kept'])} old months kept"
             + "".join(f"\n  created {name}" for name in result["created"])
             + "".join(f"\n  archived {name}" for name in result["archived"])
+            + "".join(f"\n  kept {reason}" for reason in result["kept"])
         )
