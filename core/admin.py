@@ -6,8 +6,10 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
-from django.db.models import QuerySet
+from django.db.models import BigIntegerField, Func, QuerySet, TextField
+from django.db.models.functions import Cast
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
@@ -122,10 +124,24 @@ class ArchivedMonthAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     which month, the archive table that holds its rows now, and when."""
 
     alliance_only = True
-    list_display = ("table", "month", "archive_table", "archived_at")
+    list_display = ("table", "month", "archive_table", "archived_at", "size")
     list_filter = ("table",)
     search_fields = ("=archive_table",)
     date_hierarchy = "month"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        # The archive table's size on disk, read with the rows; NULL when the table has gone.
+        table = Func(Cast("archive_table", TextField()), function="to_regclass")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(size_bytes=Func(table, function="pg_total_relation_size", output_field=BigIntegerField()))
+        )
+
+    @admin.display(description=_("size"), ordering="size_bytes")
+    def size(self, obj: ArchivedMonth) -> str:
+        size = getattr(obj, "size_bytes", None)
+        return str(_("missing")) if size is None else filesizeformat(size)
 
 
 @admin.register(CalendarDay)

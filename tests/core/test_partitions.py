@@ -14,7 +14,10 @@ from unittest import mock
 import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
+from django.template.defaultfilters import filesizeformat
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import translation
 from psycopg2 import sql
 
 from alliance.services.clearing import entries_sql
@@ -36,7 +39,7 @@ from rewards import services as s
 from rewards.checks import ledger_verify
 from rewards.models import Entry, LedgerTransaction
 from rewards.sealing import seal_pending
-from tests.factories import CardholderFactory, PointsProgramFactory
+from tests.factories import AllianceOperatorFactory, CardholderFactory, PointsProgramFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -236,6 +239,26 @@ def test_an_archived_month_is_recorded_and_the_ledger_check_reads_its_entries() 
     dropped = ledger_verify().violations
     assert "archived entries: the archive table rewards_entry_archive_203401 is missing" in dropped
     assert f"entry count: transaction {old.pk} was posted with 2 entries but has 0" in dropped
+
+
+def test_alliance_operators_see_the_archived_months_and_their_size(client) -> None:
+    partitions_create("rewards_entry", dt.date(2034, 1, 1), 2)
+    _earn_at(_at(2034, 1), "archived-admin")
+    _fetch("SET CONSTRAINTS ALL IMMEDIATE")
+    partition_detach("rewards_entry", dt.date(2034, 1, 1))
+    partition_detach("rewards_entry", dt.date(2034, 2, 1))
+    _fetch("DROP TABLE rewards_entry_archive_203402")
+    client.force_login(AllianceOperatorFactory())
+
+    page = client.get(reverse("admin:core_archivedmonth_changelist")).content.decode()
+
+    size = _fetch("SELECT pg_total_relation_size('rewards_entry_archive_203401')")[0][0]
+    with translation.override("zh-hans"):  # the admin's language
+        shown, missing = filesizeformat(size), str(translation.gettext("missing"))
+    assert "rewards_entry_archive_203401" in page
+    assert shown in page
+    assert "rewards_entry_archive_203402" in page
+    assert missing in page
 
 
 def test_a_late_row_of_an_archived_month_stays_in_the_default_partition() -> None:
