@@ -106,11 +106,23 @@ def _path_is_many_valued(model: type[models.Model], path: str) -> bool:
     return False
 
 
-ScopeField = str | tuple[str, ...]
+@dataclass(frozen=True)
+class ScopePath:
+    """A path to the member bank through a reverse foreign key whose related rows must also meet `where` (a lookup from
+    those rows): read as the model's key `IN` the keys of the related rows that reach the banks, a subquery that does
+    not refer to the model's row. For a model whose related rows the database cannot read beside it in a correlated
+    subquery, nor join along the path by key alone: on Citus, a coordinator table's (the ledger's transactions')
+    distributed rows (entries) joined to their co-located accounts by spread too (docs/scaling.md, "Citus")."""
+
+    path: str
+    where: Q
 
 
-def _paths(scope_field: ScopeField) -> tuple[str, ...]:
-    return (scope_field,) if isinstance(scope_field, str) else tuple(scope_field)
+ScopeField = str | ScopePath | tuple[str | ScopePath, ...]
+
+
+def _paths(scope_field: ScopeField) -> tuple[str | ScopePath, ...]:
+    return (scope_field,) if isinstance(scope_field, str | ScopePath) else tuple(scope_field)
 
 
 def scope_queryset(
@@ -124,7 +136,9 @@ def scope_queryset(
         return queryset.none()
     condition = Q()
     for path in _paths(scope_field):
-        if _path_is_many_valued(queryset.model, path):
+        if isinstance(path, ScopePath):
+            condition |= _in_along(queryset.model, path, scope.bank_ids)
+        elif _path_is_many_valued(queryset.model, path):
             condition |= Q(_exists_along(queryset.model, path, scope.bank_ids))
         else:
             condition |= Q(**{f"{path}__in": scope.bank_ids})
@@ -153,11 +167,30 @@ def _exists_along(model: type[models.Model], path: str, bank_ids: frozenset[int]
     return Exists(model._base_manager.filter(pk=OuterRef("pk"), **{f"{path}__in": bank_ids}))
 
 
+def _in_along(model: type[models.Model], along: ScopePath, bank_ids: frozenset[int]) -> Q:
+    """The model's rows whose key is among those of the related rows (through the path's reverse foreign key) that
+    reach one of `bank_ids` and meet `along.where`: a semi-join, as `EXISTS` is, each row found once."""
+    parts = along.path.split("__")
+    current = model
+    for index, part in enumerate(parts):
+        field = current._meta.get_field(part)
+        if field.one_to_many and isinstance(field, models.ManyToOneRel):
+            link = field.field  # the foreign key on the related model
+            outer = "__".join([*parts[:index], link.target_field.name])
+            rest = "__".join(parts[index + 1 :]) or "pk"
+            related = link.model._base_manager.filter(along.where, **{f"{rest}__in": bank_ids})
+            return Q(**{f"{outer}__in": related.values(link.attname)})
+        if field.related_model is None or field.many_to_many:
+            break
+        current = field.related_model  # type: ignore[assignment]
+    raise ValueError(f"{along.path!r} does not pass through a reverse foreign key of {model.__name__}")
+
+
 def bank_ids_of(obj: models.Model, scope_field: ScopeField) -> set[int]:
     """The member bank ids an instance belongs to, following every path of `scope_field`."""
     banks: set[int] = set()
     for path in _paths(scope_field):
-        banks |= _bank_ids_along(obj, path)
+        banks |= _bank_ids_along(obj, path.path if isinstance(path, ScopePath) else path)
     return banks
 
 

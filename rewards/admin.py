@@ -13,7 +13,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import models
-from django.db.models import F, QuerySet, Value
+from django.db.models import F, Q, QuerySet, Value
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -26,7 +26,7 @@ from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin, approval_request_pa
 from core.admin_display import MoneyField
 from core.errors import MengkaError
 from core.models import ApprovalRequest
-from core.scoping import operator_scope
+from core.scoping import ScopePath, operator_scope
 from core.text import id_or_none
 from members.models import PointsProgram
 
@@ -130,7 +130,9 @@ class AdjustmentForm(forms.Form):
 
 @admin.register(LedgerTransaction)
 class LedgerTransactionAdmin(ReadOnlyAdminMixin, ScopedAdmin):
-    scope_field = "entries__account__bank"
+    # On Citus the entries and their accounts are distributed beside this coordinator table: the scope reads the
+    # transaction ids of the bank's entries in a subquery of their own, joined to their accounts by spread too.
+    scope_field = ScopePath("entries__account__bank", Q(account__spread=F("spread")))
     list_display = ("id", "kind", "idempotency_key", "points", "reversed_points", "actor_label", "seal", "created_at")
     list_filter = ("kind",)
     date_hierarchy = "created_at"  # a month picked reads that month's partition only

@@ -202,3 +202,33 @@ def test_a_many_valued_scope_is_an_exists_semi_join_that_finds_each_row_once() -
     cards = scope_queryset(Card.objects.all(), scope, "cardholder__cards__bank", False)
     assert "EXISTS(SELECT" in str(cards.query)
     assert set(cards) == set(Card.objects.filter(cardholder=twice))
+
+
+@pytest.mark.django_db
+def test_a_scope_path_is_an_uncorrelated_in_of_the_related_keys_meeting_its_condition() -> None:
+    from django.db.models import F, Q
+
+    from core.scoping import OperatorScope, ScopePath, bank_ids_of, scope_queryset
+    from members.models import Card, Cardholder
+    from tests.factories import CardholderFactory, card_at
+
+    bank, other = MemberBankFactory(), MemberBankFactory()
+    twice, elsewhere = CardholderFactory(), CardholderFactory()
+    card_at(twice, bank)
+    card_at(twice, bank)
+    card_at(elsewhere, other)
+    scope = OperatorScope(False, frozenset({bank.pk}), frozenset({bank.pk}))
+    along = ScopePath("cards__bank", Q(cardholder_id=F("cardholder_id")))
+    holders = scope_queryset(Cardholder.objects.all(), scope, along, False)
+    sql = str(holders.query)
+    # The cards' own subquery, not referring to the cardholder row (as Citus wants beside a coordinator table).
+    assert " IN (SELECT" in sql
+    assert "EXISTS" not in sql
+    assert list(holders) == [twice]
+    assert holders.count() == 1
+    assert bank_ids_of(twice, along) == {bank.pk}
+    # Through a foreign key first: a card's holder's cards.
+    cards = scope_queryset(Card.objects.all(), scope, ScopePath("cardholder__cards__bank", Q()), False)
+    assert set(cards) == set(Card.objects.filter(cardholder=twice))
+    with pytest.raises(ValueError, match="reverse foreign key"):
+        scope_queryset(Card.objects.all(), scope, ScopePath("bank", Q()), False)

@@ -18,7 +18,7 @@ from rewards import services as s
 from rewards.models import Account, Entry, LedgerTransaction
 from rewards.selectors import payment_movements
 from rewards.services.accounts import shard_for
-from tests.factories import CardholderFactory, PointsProgramFactory
+from tests.factories import CardholderFactory, PointsProgramFactory, bank_operator
 
 pytestmark = pytest.mark.django_db
 citus_only = pytest.mark.skipif(
@@ -193,6 +193,21 @@ def test_reads_joining_entries_to_accounts_and_transactions_run(holder, programs
     response = admin_client.get(reverse("admin:rewards_entry_changelist"))
     assert response.status_code == 200
     assert response.context["cl"].result_count == 2  # the wallet's entry and the issuance sub-account's
+
+
+@citus_only
+def test_a_bank_operators_ledger_transactions_run(holder, programs, client) -> None:
+    """A bank operator's list of ledger transactions (and the dashboard's points, narrowed to the bank) is scoped
+    through the entries' accounts: beside the transactions, a coordinator table, the entries are read in a subquery of
+    their own, joined to their accounts by spread too, and the list runs."""
+    mine, theirs = programs
+    earned = s.points_earn(cardholder_id=holder.pk, program=mine, amount=40, idempotency_key="mine")
+    s.points_earn(cardholder_id=holder.pk, program=theirs, amount=30, idempotency_key="theirs")
+    client.force_login(bank_operator(mine.bank))
+    response = client.get(reverse("admin:rewards_ledgertransaction_changelist"))
+    assert response.status_code == 200
+    assert [txn.pk for txn in response.context["cl"].result_list] == [earned.pk]
+    assert client.get(reverse("admin:index"), {"bank": mine.bank.pk}).status_code == 200  # the points tiles too
 
 
 @pytest.mark.skipif(settings.LEDGER_DISTRIBUTED, reason="on Citus the command distributes instead")

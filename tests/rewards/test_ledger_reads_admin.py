@@ -13,7 +13,7 @@ from django.urls import reverse
 from core.models import ApprovalRequest
 from rewards import selectors
 from rewards import services as s
-from rewards.models import LedgerTransaction, Lot
+from rewards.models import Entry, LedgerTransaction, Lot
 from tests.factories import PASSWORD, CardholderFactory, PointsProgramFactory, bank_operator, card_at
 
 pytestmark = pytest.mark.django_db
@@ -109,6 +109,24 @@ def test_admin_ledger_is_read_only_and_statement_is_scoped() -> None:
         assert page_after.status_code == 200
         assert [line.balance_after for line in page_after.context["page"].lines] == [10]
     assert client.get(reverse("admin:rewards_account_statement", args=[foreign.pk])).status_code == 404
+
+
+def test_admin_ledger_transactions_are_a_bank_operators_own_each_once(admin_client) -> None:
+    """A bank operator lists the transactions with an entry on one of their bank's accounts, each once however many of
+    its entries are the bank's (an earn's wallet and issuance sub-account); an alliance operator lists every one."""
+    holder, program, other = CardholderFactory(), PointsProgramFactory(), PointsProgramFactory()
+    first = s.points_earn(cardholder_id=holder.pk, program=program, amount=10, idempotency_key="e1")
+    second = s.points_earn(cardholder_id=holder.pk, program=program, amount=20, idempotency_key="e2")
+    foreign = s.points_earn(cardholder_id=holder.pk, program=other, amount=30, idempotency_key="o")
+    assert Entry.objects.filter(transaction=first, account__bank=program.bank).count() == 2
+    _, client = operator_of(program.bank)
+    url = reverse("admin:rewards_ledgertransaction_changelist")
+    response = client.get(url)
+    assert response.status_code == 200
+    assert [txn.pk for txn in response.context["cl"].result_list] == [second.pk, first.pk]
+    assert response.context["cl"].result_count == 2
+    everything = admin_client.get(url).context["cl"].result_list
+    assert [txn.pk for txn in everything] == [foreign.pk, second.pk, first.pk]
 
 
 def test_admin_adjustment_request_then_another_operator_approves() -> None:
