@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 PARTITIONED: dict[str, str] = {
     "rewards_entry": "created_at",
     "payments_paymentattempt": "intent_created_at",
+    "payments_routingdecision": "intent_created_at",
     "payments_refund": "intent_created_at",
     "payments_paymentintent": "created_at",
     "rewards_ledgertransaction": "created_at",
@@ -41,8 +42,8 @@ PARTITIONED: dict[str, str] = {
 
 # Months the job makes but never archives: every month of theirs has rows that tables which are not partitioned
 # refer to, and PostgreSQL refuses to detach a month whose rows are referred to — lots, holds and the idempotency
-# keys refer to the ledger's transactions; routing decisions, disputes, reconciliation exceptions and payment codes to
-# payments. Looking for those references every day would read large tables whole, so the job does not try.
+# keys refer to the ledger's transactions; disputes, reconciliation exceptions and payment codes to payments. Looking
+# for those references every day would read large tables whole, so the job does not try.
 NEVER_ARCHIVED = frozenset({"rewards_ledgertransaction", "payments_paymentintent"})
 
 # Tables cut on a payment's time whose rows a refund of that payment writes (the refund, its fee splits, its

@@ -759,7 +759,8 @@ class RoutingDecision(models.Model):
     """Why a payment went where it went: the rule, every candidate with its score or the reason it was dropped."""
 
     # The database's key is composite, (intent_id, intent_created_at) → the payment's (id, created_at), ON UPDATE
-    # CASCADE (payments/migrations/0047): Django makes no constraint of its own.
+    # CASCADE (payments/migrations/0047): Django makes no constraint of its own. The table is partitioned by month on
+    # `intent_created_at` (payments/migrations/0051), its primary key (id, intent_created_at); the model keeps `id`.
     intent = models.ForeignKey(
         PaymentIntent, on_delete=models.CASCADE, related_name="routing_decisions", db_constraint=False,
         verbose_name=_("intent"),
