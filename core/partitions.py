@@ -50,6 +50,14 @@ NEVER_ARCHIVED = frozenset({"rewards_ledgertransaction", "payments_paymentintent
 # settlement line): a month of theirs is kept while its payments may still be refunded (REFUND_WINDOW_DAYS).
 REFUNDABLE = frozenset({"payments_refund", "payments_feesplit", "payments_settlementline"})
 
+# Rows whose story is not over: a month holding one is kept, since a late answer (the channel's, the merchant's
+# endpoint's) must still find its row. Attempts and refunds whose outcome is not known yet, deliveries still retried.
+OPEN_ROWS: dict[str, str] = {
+    "payments_paymentattempt": "status IN ('pending', 'unknown', 'authorized')",
+    "payments_refund": "status IN ('pending', 'unknown')",
+    "merchants_webhookdelivery": "status = 'pending'",
+}
+
 # A table's foreign keys from tables that are not partitions: each one's table, its columns, and the column among
 # them that holds the referred-to table's partition column (every key to a partitioned table includes it).
 SQL_REFERRERS = """
@@ -171,6 +179,23 @@ def months_in_default(table: str) -> list[date]:
         return [month for (month,) in cursor.fetchall()]
 
 
+def has_open_rows(table: str, month: date) -> bool:
+    """Whether `table`'s rows of `month` hold one that is not over yet (`OPEN_ROWS`)."""
+    _registered(table)
+    if table not in OPEN_ROWS:
+        return False
+    first, following = month_bounds(month)
+    column = sql.Identifier(PARTITIONED[table])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {} >= %s AND {} < %s AND ({}))").format(
+                sql.Identifier(table), column, column, sql.SQL(OPEN_ROWS[table])
+            ),
+            [first, following],
+        )
+        return bool(cursor.fetchone()[0])
+
+
 def referred_by(table: str, month: date) -> list[str]:
     """The tables with rows that refer to `table`'s rows of `month` (which PostgreSQL would not let go), by name."""
     _registered(table)
@@ -204,8 +229,8 @@ def partitions_maintain(
     registered table, and the month of every row its DEFAULT partition holds (the rows move there) unless that month
     was archived; with `archive_after` (PARTITION_ARCHIVE_AFTER_MONTHS, None: never) detaches the months that began
     more than that many months before the current one to archive tables. It keeps, and says why, a month whose
-    payments may still be refunded (`REFUNDABLE`) and one whose rows other rows still refer to; it never tries the
-    ledger's transactions' nor payments' (`NEVER_ARCHIVED`)."""
+    payments may still be refunded (`REFUNDABLE`), one with rows still open (`OPEN_ROWS`) and one whose rows other rows
+    still refer to; it never tries the ledger's transactions' nor payments' (`NEVER_ARCHIVED`)."""
     today = today or local_now().date()
     ahead = settings.PARTITION_MONTHS_AHEAD if ahead is None else ahead
     archive_after = settings.PARTITION_ARCHIVE_AFTER_MONTHS if archive_after is None else archive_after
@@ -230,6 +255,9 @@ def partitions_maintain(
                 continue
             if table in REFUNDABLE and partition.month >= refundable_since:
                 kept.append(f"{partition.name}: its payments may still be refunded")
+                continue
+            if has_open_rows(table, partition.month):
+                kept.append(f"{partition.name}: some of its rows are still open")
                 continue
             referring = referred_by(table, partition.month)
             if referring:

@@ -145,3 +145,23 @@ def test_the_job_creates_the_attempts_months_and_moves_the_defaults_rows() -> No
     assert partition_of(TABLE, attempt.pk) == f"{TABLE}_p204003"
     assert PaymentAttempt.objects.of(intent).get() == attempt
     assert partitions_maintain(today=dt.date(2040, 5, 10), ahead=1, archive_after=None).created == []
+
+
+def test_the_job_keeps_a_month_with_an_attempt_whose_outcome_is_not_known() -> None:
+    with connection.cursor() as cursor:  # as if committed before the job: no key checks left pending
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    partitions_create(TABLE, dt.date(2042, 1, 1), 1)
+    intent = payment_at(at(2042, 1))
+    assert intent.channel is not None
+    attempt = attempt_open(intent, intent.channel, sequence=1)
+    PaymentAttempt.objects.filter(pk=attempt.pk).update(status=PaymentAttempt.Status.UNKNOWN)
+
+    # Never trust a timeout: the channel's late answer must still find its attempt.
+    result = partitions_maintain(today=dt.date(2042, 6, 10), ahead=0, archive_after=1)
+    assert f"{TABLE}_p204201: some of its rows are still open" in result.kept
+    assert partition_of(TABLE, attempt.pk) == f"{TABLE}_p204201"
+
+    PaymentAttempt.objects.filter(pk=attempt.pk).update(status=PaymentAttempt.Status.FAILED)
+    again = partitions_maintain(today=dt.date(2042, 6, 10), ahead=0, archive_after=1)
+    assert f"{TABLE}_archive_204201" in again.archived
+    assert not PaymentAttempt.objects.filter(pk=attempt.pk).exists()
