@@ -27,10 +27,11 @@ logger = logging.getLogger(__name__)
 
 # table -> the timestamptz column its months are cut on. Keep in step with mengka_partition_column (a migration).
 # A table that refers to another comes before it: a month can be detached only once no row refers to it (entries
-# before their transactions, webhook deliveries before their events).
+# before their transactions, fee splits before refunds and payments, webhook deliveries before their events).
 PARTITIONED: dict[str, str] = {
     "rewards_entry": "created_at",
     "payments_paymentattempt": "intent_created_at",
+    "payments_feesplit": "payment_created_at",
     "payments_refund": "intent_created_at",
     "payments_paymentintent": "created_at",
     "rewards_ledgertransaction": "created_at",
@@ -40,9 +41,10 @@ PARTITIONED: dict[str, str] = {
 
 
 # Months the job makes but never archives: unpartitioned tables refer to them — lots, holds and the idempotency keys
-# to the ledger's transactions; fee splits, settlement lines and reconciliation exceptions to refunds and payments;
-# routing decisions, disputes and payment codes to payments — and PostgreSQL refuses to detach a month whose rows
-# they refer to.
+# to the ledger's transactions; settlement lines and reconciliation exceptions to refunds and payments; routing
+# decisions, disputes and payment codes to payments — and PostgreSQL refuses to detach a month whose rows they refer
+# to. (Fee splits refer to refunds and payments too, but are partitioned by the payment's month: theirs is archived
+# first, and its archive table keeps no key to them.)
 NEVER_ARCHIVED = frozenset({"rewards_ledgertransaction", "payments_refund", "payments_paymentintent"})
 
 
@@ -156,7 +158,8 @@ def partitions_maintain(
     """Creates the current month's partition and the next `ahead` months' (PARTITION_MONTHS_AHEAD) of every
     registered table, and the month of every row its DEFAULT partition holds (the rows move there); with
     `archive_after` (PARTITION_ARCHIVE_AFTER_MONTHS, None: never) detaches the months that began more than that many
-    months before the current one to archive tables (not the ledger's transactions' nor refunds': `NEVER_ARCHIVED`)."""
+    months before the current one to archive tables (not the ledger's transactions', refunds' nor payments':
+    `NEVER_ARCHIVED`)."""
     today = today or local_now().date()
     ahead = settings.PARTITION_MONTHS_AHEAD if ahead is None else ahead
     archive_after = settings.PARTITION_ARCHIVE_AFTER_MONTHS if archive_after is None else archive_after
