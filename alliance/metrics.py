@@ -155,6 +155,7 @@ FROM (
   WHERE f.party = 'alliance' AND f.refund_id IS NULL
     AND p.business_date >= %(start_date)s AND p.business_date < %(end_date)s
     AND p.created_at >= %(created_from)s AND p.created_at < %(created_to)s
+    AND f.payment_created_at >= %(created_from)s AND f.payment_created_at < %(created_to)s
   UNION ALL
   SELECT p.currency, f.amount
   FROM payments_feesplit f
@@ -163,6 +164,7 @@ FROM (
   WHERE f.party = 'alliance'
     AND r.business_date >= %(start_date)s AND r.business_date < %(end_date)s
     AND r.intent_created_at >= %(refunds_from)s AND r.intent_created_at < %(refunds_to)s
+    AND f.payment_created_at >= %(refunds_from)s AND f.payment_created_at < %(refunds_to)s
 ) AS fees
 GROUP BY currency
 """.strip()

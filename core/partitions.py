@@ -12,6 +12,7 @@ the column each table is partitioned on, for the job and for queries that name t
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -27,11 +28,12 @@ logger = logging.getLogger(__name__)
 
 # table -> the timestamptz column its months are cut on. Keep in step with mengka_partition_column (a migration).
 # A table that refers to another comes before it: a month can be detached only once no row refers to it (entries
-# before their transactions, webhook deliveries before their events).
+# before their transactions, fee splits before refunds and payments, webhook deliveries before their events).
 PARTITIONED: dict[str, str] = {
     "rewards_entry": "created_at",
     "payments_paymentattempt": "intent_created_at",
     "payments_routingdecision": "intent_created_at",
+    "payments_feesplit": "payment_created_at",
     "payments_refund": "intent_created_at",
     "payments_paymentintent": "created_at",
     "rewards_ledgertransaction": "created_at",
@@ -46,9 +48,17 @@ PARTITIONED: dict[str, str] = {
 # for those references every day would read large tables whole, so the job does not try.
 NEVER_ARCHIVED = frozenset({"rewards_ledgertransaction", "payments_paymentintent"})
 
-# Tables cut on a payment's time whose rows a refund of that payment writes (the refund, its fee splits, its
-# settlement line): a month of theirs is kept while its payments may still be refunded (REFUND_WINDOW_DAYS).
-REFUNDABLE = frozenset({"payments_refund", "payments_feesplit", "payments_settlementline"})
+# table -> for how many days after the end of a month rows of that month may still be written (a refund of a payment
+# and what it writes follow the payment's creation by up to the capture and refund windows): the month is kept until
+# then. The owning app registers its tables (`keep_while_written`, payments/apps.py).
+WRITTEN_FOR_DAYS: dict[str, int] = {}
+
+
+def keep_while_written(tables: Iterable[str], days: int) -> None:
+    """Rows of `tables` may be written up to `days` after their month ends: the job keeps the month until then."""
+    for table in tables:
+        WRITTEN_FOR_DAYS[_registered(table)] = max(days, WRITTEN_FOR_DAYS.get(table, 0))
+
 
 # Rows whose story is not over: a month holding one is kept, since a late answer (the channel's, the merchant's
 # endpoint's) must still find its row. Attempts and refunds whose outcome is not known yet, deliveries still retried.
@@ -228,8 +238,8 @@ def partitions_maintain(
     """Creates the current month's partition and the next `ahead` months' (PARTITION_MONTHS_AHEAD) of every
     registered table, and the month of every row its DEFAULT partition holds (the rows move there) unless that month
     was archived; with `archive_after` (PARTITION_ARCHIVE_AFTER_MONTHS, None: never) detaches the months that began
-    more than that many months before the current one to archive tables. It keeps, and says why, a month whose
-    payments may still be refunded (`REFUNDABLE`), one with rows still open (`OPEN_ROWS`) and one whose rows other rows
+    more than that many months before the current one to archive tables. It keeps, and says why, a month whose rows
+    may still be written (`WRITTEN_FOR_DAYS`), one with rows still open (`OPEN_ROWS`) and one whose rows other rows
     still refer to; it never tries the ledger's transactions' nor payments' (`NEVER_ARCHIVED`)."""
     today = today or local_now().date()
     ahead = settings.PARTITION_MONTHS_AHEAD if ahead is None else ahead
@@ -237,7 +247,6 @@ def partitions_maintain(
     if ahead < 0 or (archive_after is not None and archive_after < 1):
         raise PartitionError("Months ahead must be 0 or more, and months before archiving 1 or more.")
     current = month_start(today)
-    refundable_since = month_start(today - timedelta(days=settings.REFUND_WINDOW_DAYS))
     created: list[str] = []
     archived: list[str] = []
     kept: list[str] = []
@@ -253,8 +262,9 @@ def partitions_maintain(
         for partition in partitions(table):
             if partition.month is None or partition.month >= oldest_kept:
                 continue
-            if table in REFUNDABLE and partition.month >= refundable_since:
-                kept.append(f"{partition.name}: its payments may still be refunded")
+            written_until = add_months(partition.month, 1) + timedelta(days=WRITTEN_FOR_DAYS.get(table, 0))
+            if today < written_until:
+                kept.append(f"{partition.name}: rows of it may be written until {written_until.isoformat()}")
                 continue
             if has_open_rows(table, partition.month):
                 kept.append(f"{partition.name}: some of its rows are still open")

@@ -347,11 +347,13 @@ class PaymentIntentAdmin(PaymentScopeMixin, ReadOnlyAdminMixin, ScopedAdmin):
     def get_formset_kwargs(
         self, request: HttpRequest, obj: PaymentIntent, inline: admin.options.InlineModelAdmin, prefix: str
     ) -> dict[str, Any]:
-        """The payment's attempts and refunds are read in its month's partition (docs/scaling.md, "Partitioning by
-        month")."""
+        """The payment's attempts, refunds and fee splits are read in its month's partition (docs/scaling.md,
+        "Partitioning by month")."""
         kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
         if isinstance(inline, (AttemptInline, RefundInline)) and obj is not None and obj.pk is not None:
             kwargs["queryset"] = kwargs["queryset"].filter(intent_created_at=obj.created_at)
+        if isinstance(inline, FeeSplitInline) and obj is not None and obj.pk is not None:
+            kwargs["queryset"] = kwargs["queryset"].filter(payment_created_at=obj.created_at)
         return kwargs
 
 
@@ -472,6 +474,8 @@ class FeeSplitAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     money_fields = {"amount": MoneyField("payment.currency", finer=2, label=_("amount"))}
     list_filter = ("event", "party")
     search_fields = ("payment__public_id",)
+    # The month the table is partitioned on (the payment's): a month's page reads one partition.
+    date_hierarchy = "payment_created_at"
 
 
 @admin.register(RiskRule)

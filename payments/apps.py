@@ -12,6 +12,7 @@ class PaymentsConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from core.approvals import approval_kind_register
+        from core.partitions import keep_while_written
         from core.portal_tiles import register_portal_tile
         from rewards.selectors import register_payment_merchant_names
 
@@ -20,6 +21,12 @@ class PaymentsConfig(AppConfig):
         from .models import RiskBlock
         from .services import PAYOUT_RELEASE_KIND, RISK_REVIEW_RELEASE_KIND, WRITE_OFF_KIND
         from .tiles import spending_tile
+        from .windows import CAPTURE_SPAN_DAYS, REFUND_SPAN_DAYS
+
+        # Rows of a payment's month are written until its last payment can no longer be captured (its attempts and
+        # routing decision) or refunded (the refund, its fee splits and settlement line): the month is kept till then.
+        keep_while_written(("payments_paymentattempt", "payments_routingdecision"), CAPTURE_SPAN_DAYS)
+        keep_while_written(("payments_refund", "payments_feesplit"), REFUND_SPAN_DAYS)
 
         # The points statement names the merchant behind points a payment earned: rewards knows payments by id only.
         register_payment_merchant_names(merchant_names_of_payments)

@@ -76,7 +76,7 @@ def _bank_of(intent: PaymentIntent, party: str) -> int | None:
 
 def _parts(intent: PaymentIntent) -> tuple[FeeSchedule | None, dict[str, int], dict[str, int]]:
     """The capture parts of a payment and what each party has handed back so far."""
-    rows = list(FeeSplit.objects.filter(payment=intent).values_list("event", "party", "amount", "schedule_id"))
+    rows = list(FeeSplit.objects.of(intent).values_list("event", "party", "amount", "schedule_id"))
     charged = {party: amount for event, party, amount, _ in rows if event == FeeSplit.Event.CAPTURE}
     returned = dict.fromkeys(charged, 0)
     for event, party, amount, _ in rows:
@@ -171,7 +171,7 @@ def _hand_back(
 
 
 def net_by_party(intent: PaymentIntent) -> dict[str, int]:
-    rows = FeeSplit.objects.filter(payment=intent).values("party").annotate(total=Sum("amount"))
+    rows = FeeSplit.objects.of(intent).values("party").annotate(total=Sum("amount"))
     return {row["party"]: row["total"] for row in rows}
 
 

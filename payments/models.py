@@ -873,11 +873,28 @@ class FeeSchedule(models.Model):
         }
 
 
+class FeeSplitManager(models.Manager["FeeSplit"]):
+    """Reads that name the fee splits' month (the table is partitioned on `payment_created_at`, their payment's
+    `created_at`), so PostgreSQL reads one partition."""
+
+    def of(self, payment: PaymentIntent) -> models.QuerySet[FeeSplit]:
+        """The payment's fee splits, in its month's partition."""
+        return self.filter(payment=payment, payment_created_at=payment.created_at)
+
+
 class FeeSplit(models.Model):
     """One party's part of a payment's fee, or of the part handed back on a refund or reversal.
 
     `amount` is in hundredths of a minor unit (0.0001 CNY), signed: positive when the fee is charged (capture),
     negative when it is handed back (refund, reversal). The rows of one event add up exactly to that event's fee.
+
+    The table is partitioned by month on `payment_created_at` (docs/scaling.md, "Partitioning by month"), which is the
+    payment's `created_at`, always: every writer sets it, and its key to the payment holds it, so a payment's splits
+    sit in one partition. A partitioned table's unique keys must hold the partition column, so the database's keys
+    include the month: `(id, payment_created_at)`, one capture split per `(payment, party, payment_created_at)` and
+    one refund split per `(refund, party, payment_created_at)` (payments/migrations/0049); the model states the rules
+    they keep. They mean the same: ids come from the one identity sequence, and the splits of one payment, or of one
+    refund (which is of one payment), carry one time. Read a payment's splits with `FeeSplit.objects.of(payment)`.
     """
 
     class Event(models.TextChoices):
@@ -908,11 +925,15 @@ class FeeSplit(models.Model):
     amount = models.BigIntegerField(_("amount (1/100 minor unit)"))
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
+    objects = FeeSplitManager()
+
     class Meta:
         verbose_name = _("fee split")
         verbose_name_plural = _("fee splits")
         ordering = ("payment_id", "id")
         indexes = [models.Index(fields=["bank", "party"])]
+        # The rules; in the database each unique index also holds `payment_created_at`, the partition column
+        # (payments/migrations/0049), with the same meaning.
         constraints = [
             models.UniqueConstraint(
                 fields=["payment", "party"], condition=Q(event="capture"), name="feesplit_one_capture_per_party"

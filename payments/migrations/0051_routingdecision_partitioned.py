@@ -104,7 +104,7 @@ DROP TABLE {TABLE}_partitioned;
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("payments", "0048_payment_business_date_in_capture_window"),
+        ("payments", "0049_feesplit_partitioned"),
         ("core", "0024_partition_column_of_routing_decisions"),
     ]
 

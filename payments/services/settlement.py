@@ -498,7 +498,8 @@ _PIVOT = "sum(f.amount) FILTER (WHERE f.party = {party}) AS {}, max(f.bank_id) F
 
 def _party_fragments() -> dict[str, sql.Composable]:
     """A line's fee splits as columns, one amount and one bank per party (a payment's capture and a refund have at
-    most one FeeSplit row per party, by unique constraints), and back as rows."""
+    most one FeeSplit row per party, by unique constraints), and back as rows. The chunk reads a payment's or a
+    refund's splits by id and the payment's time, so each probe reads its month's partition."""
     parties = [str(party) for party in FeeParty.values]
     fee, bank = "fee_{}".format, "bank_{}".format
     return {
@@ -580,7 +581,8 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
               WHERE p.promotions <> '[]'::jsonb AND u.payment = p.public_id AND u.status = 'consumed'
             ) promo ON true
             LEFT JOIN LATERAL (
-              SELECT {party_pivot} FROM {fee} f WHERE f.payment_id = p.id AND f.event = 'capture'
+              SELECT {party_pivot} FROM {fee} f
+              WHERE f.payment_id = p.id AND f.payment_created_at = p.created_at AND f.event = 'capture'
             ) parts ON true
             WHERE {payment_where}
             """
@@ -615,7 +617,9 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
             FROM {refund} r
             JOIN {payment} p ON p.id = r.intent_id AND p.created_at = r.intent_created_at
             JOIN {merchant} m ON m.id = p.merchant_id
-            LEFT JOIN LATERAL (SELECT {party_pivot} FROM {fee} f WHERE f.refund_id = r.id) parts ON true
+            LEFT JOIN LATERAL (
+              SELECT {party_pivot} FROM {fee} f WHERE f.refund_id = r.id AND f.payment_created_at = r.intent_created_at
+            ) parts ON true
             WHERE r.merchant_id = ANY(%(merchants)s)
               AND r.business_date BETWEEN %(business_from)s AND %(business_to)s
               AND r.intent_created_at >= %(refunds_from)s AND r.intent_created_at < %(refunds_to)s
@@ -629,7 +633,9 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
             FROM {refund} r
             JOIN {payment} p ON p.id = r.intent_id AND p.created_at = r.intent_created_at
             JOIN {merchant} m ON m.id = p.merchant_id
-            LEFT JOIN LATERAL (SELECT {party_pivot} FROM {fee} f WHERE f.refund_id = r.id) parts ON true
+            LEFT JOIN LATERAL (
+              SELECT {party_pivot} FROM {fee} f WHERE f.refund_id = r.id AND f.payment_created_at = r.intent_created_at
+            ) parts ON true
             WHERE (r.id, r.intent_created_at) IN (
               SELECT released.id, released.created_at FROM {released_refunds}
               WHERE released.merchant_id = ANY(%(merchants)s))

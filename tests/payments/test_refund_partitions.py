@@ -228,14 +228,13 @@ def test_the_job_creates_the_refunds_months_and_moves_the_defaults_rows_that_oth
     ) == [(1,)]
 
 
-def test_the_job_keeps_a_month_of_refunds_that_may_still_be_refunded_or_that_rows_refer_to(settings) -> None:
-    settings.REFUND_WINDOW_DAYS = 60
+def test_the_job_keeps_a_month_of_refunds_that_may_still_be_refunded_or_that_rows_refer_to() -> None:
     with connection.cursor() as cursor:  # as if committed before the job: no key checks left pending
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-    partitions_create(TABLE, dt.date(2041, 1, 1), 3)
+    partitions_create(TABLE, dt.date(2041, 1, 1), 4)
     with mock.patch("django.utils.timezone.now", return_value=at(2041, 1)):
         old = FACTORIES["payments.refund"]()
-    with mock.patch("django.utils.timezone.now", return_value=at(2041, 2)):
+    with mock.patch("django.utils.timezone.now", return_value=at(2041, 4)):
         recent = FACTORIES["payments.refund"]()
     exception = ReconciliationException.objects.create(
         key="partitions:refund", channel=FACTORIES["payments.channel"](), business_date=dt.date(2041, 1, 20),
@@ -245,22 +244,22 @@ def test_the_job_keeps_a_month_of_refunds_that_may_still_be_refunded_or_that_row
     with connection.cursor() as cursor:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
 
-    # In April, 60 days back is February: February's payments may still be refunded; January's may not, but an
-    # exception refers to one of its refunds.
-    result = partitions_maintain(today=dt.date(2041, 4, 10), ahead=0, archive_after=1)
-    assert f"{TABLE}_p204102: its payments may still be refunded" in result.kept
+    # In December, April's payments may still be refunded (for 250 days after April: capture and refund windows);
+    # January's may not, but an exception refers to one of its refunds.
+    result = partitions_maintain(today=dt.date(2041, 12, 10), ahead=0, archive_after=1)
+    assert f"{TABLE}_p204104: rows of it may be written until 2042-01-06" in result.kept
     assert f"{TABLE}_p204101: rows of payments_reconciliationexception refer to it" in result.kept
     assert partition_of(TABLE, old.pk) == f"{TABLE}_p204101"
-    assert partition_of(TABLE, recent.pk) == f"{TABLE}_p204102"
+    assert partition_of(TABLE, recent.pk) == f"{TABLE}_p204104"
 
     # Once nothing refers to it, the month is archived, and recorded.
     exception.refund = None
     exception.save(update_fields=["refund"])
     with connection.cursor() as cursor:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-    again = partitions_maintain(today=dt.date(2041, 4, 10), ahead=0, archive_after=1)
+    again = partitions_maintain(today=dt.date(2041, 12, 10), ahead=0, archive_after=1)
     assert f"{TABLE}_archive_204101" in again.archived
     assert ArchivedMonth.objects.filter(table=TABLE, month=dt.date(2041, 1, 1)).exists()
     assert not Refund.objects.filter(pk=old.pk).exists()
     assert fetch(f"SELECT id FROM {TABLE}_archive_204101") == [(old.pk,)]
-    assert partition_of(TABLE, recent.pk) == f"{TABLE}_p204102"
+    assert partition_of(TABLE, recent.pk) == f"{TABLE}_p204104"

@@ -10,10 +10,11 @@ their account becomes (account_id, spread) → (id, spread). The member banks an
 programmes the accounts name become reference tables (a copy on every node). Every other table stays the
 coordinator's own. What Citus cannot keep is dropped here: entries', lots' and holds' foreign keys to a transaction
 or an account across that line (the posting's single database transaction keeps those rows consistent instead); the
-foreign keys between the coordinator's partitioned tables (attempts, events, deliveries) and the rest, so that they
-stay plain PostgreSQL tables (see `_detach_partitioned_local_tables`); and the accounts' five-column uniqueness (a
-unique key must hold the distribution column), which the ledger keeps with creation locks when `LEDGER_DISTRIBUTED`
-is set (rewards.services.accounts.creation_locks). Idempotent: a table already distributed is left alone.
+foreign keys between the coordinator's partitioned tables (the ledger's transactions, payments, attempts, refunds,
+fee splits, events, deliveries) and the rest, so that they stay plain PostgreSQL tables (see
+`_detach_partitioned_local_tables`); and the accounts' five-column uniqueness (a unique key must hold the
+distribution column), which the ledger keeps with creation locks when `LEDGER_DISTRIBUTED` is set
+(rewards.services.accounts.creation_locks). Idempotent: a table already distributed is left alone.
 """
 
 from __future__ import annotations
@@ -96,11 +97,12 @@ def _drop_foreign_keys(table: str, keep: set[str]) -> list[str]:
 
 
 def _detach_partitioned_local_tables(distributed: set[str]) -> list[str]:
-    """Keeps the coordinator's partitioned tables (attempts, events, deliveries: every partitioned table that is not
-    distributed) plain PostgreSQL tables: a foreign key from one of them to a table that Citus converts when the
-    reference tables are made would convert it too, and Citus fails to convert a partitioned table with CHECK
-    constraints ("child table is missing constraint …_<shard id>"). Their foreign keys to other tables are dropped;
-    those among themselves (a delivery's to its event) stay."""
+    """Keeps the coordinator's partitioned tables (the ledger's transactions, payments, attempts, refunds, fee splits,
+    events, deliveries: every partitioned table that is not distributed) plain PostgreSQL tables: a foreign key from
+    one of them to a table that Citus converts when the reference tables are made would convert it too, and Citus
+    fails to convert a partitioned table with CHECK constraints ("child table is missing constraint …_<shard id>").
+    Their foreign keys to other tables are dropped; those among themselves (a delivery's to its event, a fee split's
+    to its payment and refund) stay."""
     partitioned = {
         str(name)
         for (name,) in _rows("SELECT partrelid::regclass::text FROM pg_partitioned_table")
