@@ -292,6 +292,8 @@ def test_without_an_archive_setting_the_job_never_detaches(settings) -> None:
         "payments_paymentattempt_p203602",
         "payments_routingdecision_p203601",
         "payments_routingdecision_p203602",
+        "payments_settlementline_p203601",
+        "payments_settlementline_p203602",
         "payments_refund_p203601",
         "payments_refund_p203602",
         "payments_paymentintent_p203601",
