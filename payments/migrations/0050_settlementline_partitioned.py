@@ -147,7 +147,7 @@ ALTER TABLE payments_dispute DROP CONSTRAINT {DISPUTE_UNIQUE};
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("payments", "0048_payment_business_date_in_capture_window"),
+        ("payments", "0051_routingdecision_partitioned"),
         ("core", "0023_partition_column_of_fee_splits_and_settlement_lines"),
     ]
 
