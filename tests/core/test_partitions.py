@@ -79,6 +79,7 @@ def test_the_migration_made_a_partitioned_table_with_months_ahead_and_a_default(
         "rewards_ledgertransaction": "created_at",
         "payments_paymentattempt": "intent_created_at",
         "payments_routingdecision": "intent_created_at",
+        "payments_settlementline": "payment_created_at",
         "payments_refund": "intent_created_at",
         "payments_paymentintent": "created_at",
         "merchants_webhookdelivery": "event_created_at",
