@@ -262,3 +262,32 @@ def test_the_job_makes_the_lines_months_and_leaves_those_without_a_month_in_the_
     assert made == [f"{TABLE}_p204103", f"{TABLE}_p204105", f"{TABLE}_p204106"]
     assert partition_of(TABLE, line.pk) == f"{TABLE}_p204103"
     assert partition_of(TABLE, carried.pk) == f"{TABLE}_default"
+
+
+def test_a_lost_dispute_whose_line_was_archived_is_not_debited_again() -> None:
+    """A dispute due is looked for on the lines of every month, archived ones too: its debit is never taken twice."""
+    from tests.payments.test_disputes import open_chargeback
+
+    mon, tue, wed = dt.date(2026, 11, 23), dt.date(2026, 11, 24), dt.date(2026, 11, 25)
+    partitions_create(TABLE, dt.date(2026, 11, 1), 1)
+    world = settling.make_world()
+    payment = settling.pay(world, 10_000, mon)
+    services.settle("t1", mon.isoformat())
+    dispute = open_chargeback(payment, 4_000)
+    services.dispute_outcome_record(dispute_id=dispute.pk, outcome="lost")
+    Dispute.objects.filter(pk=dispute.pk).update(closed_at=settling.at(tue, 9))
+    settling.pay(world, 6_000, tue)
+    services.settle("t1", tue.isoformat())
+    line = SettlementLine.objects.get(kind="dispute", dispute=dispute)
+    assert partition_of(TABLE, line.pk) == f"{TABLE}_p202611"
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    assert partition_detach(TABLE, dt.date(2026, 11, 1)) == f"{TABLE}_archive_202611"
+    assert not SettlementLine.objects.filter(dispute=dispute).exists()
+
+    settling.pay(world, 1_000, wed)
+    services.settle("t1", wed.isoformat())
+    wednesday = SettlementBatch.objects.get(merchant=world["merchant"], period=wed.isoformat())
+    assert wednesday.dispute_debits == 0
+    assert not SettlementLine.objects.filter(kind="dispute").exists()  # none written since
+    assert on_a_line(payment)
