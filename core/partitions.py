@@ -28,12 +28,14 @@ logger = logging.getLogger(__name__)
 
 # table -> the timestamptz column its months are cut on. Keep in step with mengka_partition_column (a migration).
 # A table that refers to another comes before it: a month can be detached only once no row refers to it (entries
-# before their transactions, fee splits before refunds and payments, webhook deliveries before their events).
+# before their transactions, fee splits and settlement lines before refunds and payments, webhook deliveries before
+# their events).
 PARTITIONED: dict[str, str] = {
     "rewards_entry": "created_at",
     "payments_paymentattempt": "intent_created_at",
     "payments_routingdecision": "intent_created_at",
     "payments_feesplit": "payment_created_at",
+    "payments_settlementline": "payment_created_at",
     "payments_refund": "intent_created_at",
     "payments_paymentintent": "created_at",
     "rewards_ledgertransaction": "created_at",
@@ -176,14 +178,16 @@ def partitions(table: str) -> list[Partition]:
 
 
 def months_in_default(table: str) -> list[date]:
-    """The months (Asia/Shanghai) of the rows `table`'s DEFAULT partition holds, oldest first."""
+    """The months (Asia/Shanghai) of the rows `table`'s DEFAULT partition holds, oldest first. A row without a time (a
+    settlement line without a payment) has no month: it stays in the default."""
     default = next((p.name for p in partitions(table) if p.month is None), None)
     if default is None:
         return []
     with connection.cursor() as cursor:
         cursor.execute(
             sql.SQL(
-                "SELECT DISTINCT date_trunc('month', {} AT TIME ZONE 'Asia/Shanghai')::date FROM {} ORDER BY 1"
+                "SELECT DISTINCT date_trunc('month', {0} AT TIME ZONE 'Asia/Shanghai')::date FROM {1}"
+                " WHERE {0} IS NOT NULL ORDER BY 1"
             ).format(sql.Identifier(PARTITIONED[table]), sql.Identifier(default))
         )
         return [month for (month,) in cursor.fetchall()]

@@ -26,7 +26,7 @@ class PaymentsConfig(AppConfig):
         # Rows of a payment's month are written until its last payment can no longer be captured (its attempts and
         # routing decision) or refunded (the refund, its fee splits and settlement line): the month is kept till then.
         keep_while_written(("payments_paymentattempt", "payments_routingdecision"), CAPTURE_SPAN_DAYS)
-        keep_while_written(("payments_refund", "payments_feesplit"), REFUND_SPAN_DAYS)
+        keep_while_written(("payments_refund", "payments_feesplit", "payments_settlementline"), REFUND_SPAN_DAYS)
 
         # The points statement names the merchant behind points a payment earned: rewards knows payments by id only.
         register_payment_merchant_names(merchant_names_of_payments)

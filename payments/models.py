@@ -760,7 +760,7 @@ class RoutingDecision(models.Model):
 
     # The database's key is composite, (intent_id, intent_created_at) → the payment's (id, created_at), ON UPDATE
     # CASCADE (payments/migrations/0047): Django makes no constraint of its own. The table is partitioned by month on
-    # `intent_created_at` (payments/migrations/0051), its primary key (id, intent_created_at); the model keeps `id`.
+    # `intent_created_at` (payments/migrations/0050), its primary key (id, intent_created_at); the model keeps `id`.
     intent = models.ForeignKey(
         PaymentIntent, on_delete=models.CASCADE, related_name="routing_decisions", db_constraint=False,
         verbose_name=_("intent"),
@@ -1368,7 +1368,16 @@ class SettlementBatch(models.Model):
 class SettlementLine(models.Model):
     """One figure of a batch and what is behind it: a captured payment, a refund, a reserve released, a negative net
     carried in, a dispute lost (its payment named too). A payment, a refund and a dispute are each in one batch only
-    (unique), whichever run put it there first."""
+    (unique), whichever run put it there first.
+
+    The table is partitioned by month on `payment_created_at` (payments/migrations/0051); a line without a payment
+    (a reserve released, a negative net carried in) sits in the DEFAULT partition. So the database's keys include
+    the month: no primary key (its columns would be NOT NULL), `(id, payment_created_at)` unique NULLS NOT DISTINCT,
+    and the rules below as `(payment, payment_created_at)`, `(refund, payment_created_at)`, `(dispute,
+    payment_created_at)` and `(source, kind, payment_created_at)` NULLS NOT DISTINCT. They mean the same: a line's
+    month is its payment's (a key), a refund's line names the refund's payment (a key), a dispute's line names a
+    payment whose month is the dispute's payment's (a check and a key), and a line with a source names no payment
+    (a check), so its month is always empty. The model keeps `id` as its primary key and states the rules."""
 
     class Kind(models.TextChoices):
         PAYMENT = "payment", _("payment")
@@ -1402,9 +1411,11 @@ class SettlementLine(models.Model):
     # The payment's created_at when the line has a payment (a refund's line names the refund's payment): it names the
     # refund's month.
     payment_created_at = models.DateTimeField(_("intent created"), null=True, blank=True, editable=False)
+    # The database's key is composite, (dispute_id, payment_created_at) → the dispute's (id, payment_created_at)
+    # (payments/migrations/0051): Django makes no constraint of its own.
     dispute = models.ForeignKey(
         "Dispute", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False,
-        verbose_name=_("dispute"),
+        db_constraint=False, verbose_name=_("dispute"),
     )  # fmt: skip
     source = models.ForeignKey(
         SettlementBatch,
@@ -1445,6 +1456,14 @@ class SettlementLine(models.Model):
                 condition=Q(payment__isnull=True, payment_created_at__isnull=True, refund__isnull=True)
                 | Q(payment__isnull=False, payment_created_at__isnull=False),
                 name="settlementline_payment_month",
+            ),
+            # A dispute's line names the payment (the dispute's: the key to the dispute holds its month), a reserve's
+            # or carried net's names none: the unique keys that hold the month keep the rules' meaning.
+            models.CheckConstraint(
+                condition=Q(dispute__isnull=True) | Q(payment__isnull=False), name="settlementline_dispute_payment"
+            ),
+            models.CheckConstraint(
+                condition=Q(source__isnull=True) | Q(payment__isnull=True), name="settlementline_source_no_payment"
             ),
         ]
 
@@ -1799,7 +1818,8 @@ class Dispute(models.Model):
         PaymentIntent, on_delete=models.PROTECT, related_name="disputes", db_constraint=False,
         verbose_name=_("payment"),
     )  # fmt: skip
-    # The payment's created_at, always (set with the payment): the month of the payment's partition.
+    # The payment's created_at, always (set with the payment): the month of the payment's partition. The database
+    # holds `(id, payment_created_at)` unique too, for a settlement line's key to its dispute (migration 0051).
     payment_created_at = models.DateTimeField(_("intent created"), editable=False)
     merchant = models.ForeignKey(
         Merchant, on_delete=models.PROTECT, related_name="+", db_index=False, verbose_name=_("merchant")

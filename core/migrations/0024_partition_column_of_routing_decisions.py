@@ -1,7 +1,7 @@
 """Registers routing decisions with the monthly-partition functions, cut on their payment's `intent_created_at`, so
 that a month of them can be made ahead and archived before their payments'.
 
-The table becomes partitioned in payments' migration 0051; until then the functions refuse it as not partitioned.
+The table becomes partitioned in payments' migration 0050; until then the functions refuse it as not partitioned.
 """
 
 from django.db import migrations

@@ -69,7 +69,9 @@ def cancel(intent: PaymentIntent, reason: str) -> None:
         raise Conflict(f"A payment in status {intent.status} cannot be canceled.", code="payment_unexpected_state")
     guard = PaymentIntent.objects.one(intent).filter(status=source_status)
     if source_status == Status.SUCCEEDED:
-        lines = SettlementLine.objects.filter(payment=OuterRef("pk"), kind=SettlementLine.Kind.PAYMENT)
+        lines = SettlementLine.objects.filter(
+            payment=OuterRef("pk"), payment_created_at=OuterRef("created_at"), kind=SettlementLine.Kind.PAYMENT
+        )
         guard = guard.filter(~Exists(lines), amount_refund_reserved=0, amount_disputed=0)
     with transaction.atomic():
         if source_status == Status.SUCCEEDED:
@@ -153,4 +155,4 @@ def cancel_finish(intent: PaymentIntent, attempt: PaymentAttempt, reason: str) -
 def voidable_today(intent: PaymentIntent) -> bool:
     """Before its settlement cut-off and on no settlement line (the cancel's guarded UPDATE checks the line again)."""
     deadline = void_deadline(intent)
-    return deadline is not None and timezone.now() < deadline and not on_a_line(intent.pk)
+    return deadline is not None and timezone.now() < deadline and not on_a_line(intent)

@@ -59,10 +59,10 @@ from ..models import (
     DisputeKind,
     PaymentAttempt,
     PaymentIntent,
-    SettlementLine,
 )
 from .common import Status, payment_save
 from .refunds import reversal_apply
+from .settlement import on_a_line
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def dispute_open(
                     code="dispute_exceeds_available",
                     param="amount",
                 )
-        settled = SettlementLine.objects.filter(payment=locked, kind=SettlementLine.Kind.PAYMENT).exists()
+        settled = on_a_line(locked)
         dispute = Dispute.objects.create(
             payment=locked,
             payment_created_at=locked.created_at,

@@ -71,6 +71,7 @@ from .common import AttemptStatus, Status
 from .disputes import dispute_open, disputes_poll
 from .payouts import payout_returned_at_channel
 from .refunds import refund_correction
+from .settlement import on_a_line
 
 logger = logging.getLogger("payments.reconciliation")
 
@@ -904,8 +905,7 @@ def _reverse_payment(exception: ReconciliationException) -> str:
     intent = PaymentIntent.objects.select_related("channel", "merchant").get(
         pk=exception.payment_id, created_at=exception.payment_created_at
     )
-    lines = SettlementLine.objects.filter(payment_id=intent.pk, kind=SettlementLine.Kind.PAYMENT)
-    if intent.status != Status.SUCCEEDED or intent.amount_refund_reserved or lines.exists():
+    if intent.status != Status.SUCCEEDED or intent.amount_refund_reserved or on_a_line(intent):
         raise Conflict(
             _("Payment %(payment)s was settled, refunded or changed since: it cannot be reversed here; write the "
               "difference off instead.") % {"payment": intent.public_id},

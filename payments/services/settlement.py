@@ -37,6 +37,7 @@ from psycopg2 import sql
 from core.calendar import SHANGHAI, add_working_days, is_working_day, local_now, next_working_day
 from core.errors import Conflict, ValidationFailed
 from core.jobs import job_run
+from core.partitions import archive_tables
 from core.selectors import succeeded_periods
 from merchants.models import Merchant, SettlementCycle
 from rewards import services as rewards_services
@@ -176,8 +177,13 @@ def void_deadline(intent: PaymentIntent) -> dt.datetime | None:
     return dt.datetime.combine(intent.business_date, intent.channel.cutoff, tzinfo=SHANGHAI)
 
 
-def on_a_line(payment_id: int) -> bool:
-    return SettlementLine.objects.filter(payment_id=payment_id, kind=SettlementLine.Kind.PAYMENT).exists()
+def on_a_line(payment: PaymentIntent) -> bool:
+    """Whether the payment is on a settlement line: its month's partition and any archived month's (by id and month: by
+    the id alone it would probe every month)."""
+    query = sql.SQL("SELECT 1 FROM {} l WHERE l.payment_id = %s AND l.payment_created_at = %s AND l.kind = 'payment'")
+    with connection.cursor() as cursor:
+        cursor.execute(query.format(_every_line()), [payment.pk, payment.created_at])
+        return cursor.fetchone() is not None
 
 
 # --- the run ----------------------------------------------------------------------------------------------------------
@@ -338,7 +344,9 @@ def _tables() -> dict[str, sql.Identifier]:
 
 def _candidates(period: Period) -> list[int]:
     """The merchants of the period's cycle with no batch for it yet and something to settle: a payment or refund of
-    the period on no line, a reserve due, a negative net to carry."""
+    the period on no line, a reserve due, a negative net to carry. "On no line" is a probe of the payment's month's
+    partition of the lines per payment or refund (OFFSET 0, as in the chunk): as an anti join the planner would read
+    every month's lines."""
     params = _selection(period)
     query = sql.SQL(
         """
@@ -351,14 +359,16 @@ def _candidates(period: Period) -> list[int]:
               WHERE p.merchant_id = m.id AND p.business_date BETWEEN %(business_from)s AND %(business_to)s
                 AND p.created_at >= %(created_from)s AND p.created_at < %(created_to)s
                 AND p.status = 'succeeded' AND p.amount_captured > 0 {captured_before}
-                AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.payment_id = p.id AND l.kind = 'payment')
+                AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.payment_id = p.id AND l.payment_created_at = p.created_at
+                                AND l.kind = 'payment' OFFSET 0)
                 AND {payment_not_held})
             OR m.id IN (
               SELECT r.merchant_id FROM {refund} r
               WHERE r.business_date BETWEEN %(business_from)s AND %(business_to)s
                 AND r.intent_created_at >= %(refunds_from)s AND r.intent_created_at < %(refunds_to)s
                 AND r.status = 'succeeded' {refunded_before}
-                AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.refund_id = r.id AND l.kind = 'refund')
+                AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.refund_id = r.id
+                                AND l.payment_created_at = r.intent_created_at AND l.kind = 'refund' OFFSET 0)
                 AND {refund_not_held})
             OR m.id IN (SELECT released.merchant_id FROM {released_payments})
             OR m.id IN (SELECT released.merchant_id FROM {released_disputed})
@@ -396,31 +406,52 @@ def _selection(period: Period) -> dict[str, Any]:
     }
 
 
+def _every_line() -> sql.Composable:
+    """The settlement lines, with those of the months archived (docs/scaling.md, "Settlement lines"): a read of
+    whether a payment, a refund or a dispute is on a line yet that no window of recent months bounds (a dispute's
+    debit, a released hold) must see a line in an archived month, or it would settle it again. The table itself while
+    no month is archived; else each archive table is one more index probe."""
+    table = SettlementLine._meta.db_table
+    archived = archive_tables(table)
+    if not archived:
+        return sql.Identifier(table)
+    columns = sql.SQL("kind, payment_id, refund_id, dispute_id, payment_created_at")
+    return sql.SQL("({})").format(
+        sql.SQL(" UNION ALL ").join(
+            sql.SQL("SELECT {} FROM {}").format(columns, sql.Identifier(name)) for name in [table, *archived]
+        )
+    )
+
+
 def _fragments(period: Period) -> dict[str, sql.Composable]:
     tables = _tables()
+    every_line = _every_line()
     return {
-        **_held_fragments(tables),
+        **_held_fragments(tables, every_line),
         "captured_before": sql.SQL("AND p.captured_at < %(before)s" if period.before else ""),
         # A dispute lost, accepted or expired (not a retrieval request) before the cut-off, on no line yet: debited
         # from the merchant's next batch, once (a partial unique index on the lines).
         "dispute_due": sql.SQL(
             """d.status IN ('lost', 'accepted', 'expired') AND d.kind <> 'retrieval' AND d.closed_at < %(cutoff_at)s
-               AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.dispute_id = d.id AND l.kind = 'dispute')"""
-        ).format(line=tables["line"]),
+               AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.dispute_id = d.id
+                               AND l.payment_created_at = d.payment_created_at AND l.kind = 'dispute')"""
+        ).format(line=every_line),
         "refunded_before": sql.SQL("AND r.completed_at < %(before)s" if period.before else ""),
         # An earlier batch of the merchant (`b`) whose reserve is due for release or whose negative net is to be
         # carried, and not yet.
         "earlier_due": sql.SQL(
             """b.status <> 'building' AND b.period <> %(period)s AND b.settle_on <= %(settle_on)s AND (
                  (b.reserve_held > 0 AND b.reserve_release_on <= %(settle_on)s
-                  AND NOT EXISTS (SELECT 1 FROM {line} x WHERE x.source_id = b.id AND x.kind = 'reserve_release'))
+                  AND NOT EXISTS (SELECT 1 FROM {line} x WHERE x.source_id = b.id AND x.kind = 'reserve_release'
+                                  AND x.payment_created_at IS NULL))
                  OR (b.status = 'carried' AND b.carried_out < 0
-                  AND NOT EXISTS (SELECT 1 FROM {line} x WHERE x.source_id = b.id AND x.kind = 'carried')))"""
+                  AND NOT EXISTS (SELECT 1 FROM {line} x WHERE x.source_id = b.id AND x.kind = 'carried'
+                                  AND x.payment_created_at IS NULL)))"""
         ).format(line=tables["line"]),
     }
 
 
-def _held_fragments(tables: dict[str, sql.Identifier]) -> dict[str, sql.Composable]:
+def _held_fragments(tables: dict[str, sql.Identifier], every_line: sql.Composable) -> dict[str, sql.Composable]:
     """Reconciliation's hold: a payment (`p`) or refund (`r`) that an open exception contradicts (the channel's
     statement lacks it, shows it failed or for another amount) is on no line until the exception is resolved; then it
     enters the merchant's next batch, however old its business date (`released_*`: those whose holding exception was
@@ -435,7 +466,8 @@ def _held_fragments(tables: dict[str, sql.Identifier]) -> dict[str, sql.Composab
          WHERE e.holds_settlement AND e.txn_kind = {txn_kind} AND e.status IN ('resolved', 'superseded')
            AND e.resolved_at >= %(cutoff_at)s - interval '90 days' AND e.{column} IS NOT NULL
            AND {alias}.business_date < %(business_from)s AND {condition}
-           AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.{column} = {alias}.id AND l.kind = {kind})
+           AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.{column} = {alias}.id AND l.payment_created_at = {time}
+                           AND l.kind = {kind})
            AND {not_held}) released"""
     capture, refund = sql.Literal("capture"), sql.Literal("refund")
     payment_held = sql.SQL("{} AND {}").format(
@@ -460,7 +492,8 @@ def _held_fragments(tables: dict[str, sql.Identifier]) -> dict[str, sql.Composab
             alias=sql.Identifier("p"),
             condition=sql.SQL("p.status = 'succeeded' AND p.amount_captured > 0"),
             txn_kind=capture,
-            line=tables["line"],
+            line=every_line,
+            time=sql.SQL("p.created_at"),
             kind=sql.Literal("payment"),
             not_held=payment_held,
         ),
@@ -472,9 +505,10 @@ def _held_fragments(tables: dict[str, sql.Identifier]) -> dict[str, sql.Composab
              WHERE d.holds_settlement AND d.status NOT IN ('open', 'evidence_submitted')
                AND d.closed_at >= %(cutoff_at)s - interval '90 days'
                AND p.business_date < %(business_from)s AND p.status = 'succeeded' AND p.amount_captured > 0
-               AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.payment_id = p.id AND l.kind = 'payment')
+               AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.payment_id = p.id AND l.payment_created_at = p.created_at
+                               AND l.kind = 'payment')
                AND {not_held}) released"""
-        ).format(dispute=tables["dispute"], payment=tables["payment"], line=tables["line"], not_held=payment_held),
+        ).format(dispute=tables["dispute"], payment=tables["payment"], line=every_line, not_held=payment_held),
         "released_refunds": sql.SQL(released).format(
             select=sql.SQL("r.id, p.merchant_id, r.intent_created_at AS created_at"),
             recon=tables["recon"],
@@ -486,7 +520,8 @@ def _held_fragments(tables: dict[str, sql.Identifier]) -> dict[str, sql.Composab
             alias=sql.Identifier("r"),
             condition=sql.SQL("r.status = 'succeeded'"),
             txn_kind=refund,
-            line=tables["line"],
+            line=every_line,
+            time=sql.SQL("r.intent_created_at"),
             kind=sql.Literal("refund"),
             not_held=refund_held,
         ),
@@ -595,7 +630,8 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
                AND p.business_date BETWEEN %(business_from)s AND %(business_to)s
                AND p.created_at >= %(created_from)s AND p.created_at < %(created_to)s
                AND p.status = 'succeeded' AND p.amount_captured > 0 {captured_before}
-               AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.payment_id = p.id AND l.kind = 'payment' OFFSET 0)
+               AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.payment_id = p.id AND l.payment_created_at = p.created_at
+                               AND l.kind = 'payment' OFFSET 0)
                AND {payment_not_held}""",
             # Held by reconciliation earlier and released since: whatever its business date. One IN over a UNION,
             # not two INs joined by OR: the planner probes the payments by id and month for the (few) released ones,
@@ -624,7 +660,8 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
               AND r.business_date BETWEEN %(business_from)s AND %(business_to)s
               AND r.intent_created_at >= %(refunds_from)s AND r.intent_created_at < %(refunds_to)s
               AND r.status = 'succeeded' {refunded_before}
-              AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.refund_id = r.id AND l.kind = 'refund' OFFSET 0)
+              AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.refund_id = r.id
+                              AND l.payment_created_at = r.intent_created_at AND l.kind = 'refund' OFFSET 0)
               AND {refund_not_held}
             UNION ALL
             SELECT 'refund', r.intent_id, r.id, NULL::bigint, r.intent_created_at, p.merchant_id, p.currency,
@@ -702,12 +739,14 @@ def _settle_chunk(period: Period, merchants: list[int], terms: list[tuple[str, A
             SELECT sb.id, 'carried', NULL, NULL, NULL, NULL, b.id, b.carried_out, 0, 0, 0
             FROM settle_batches sb JOIN {batch} b USING (merchant_id, currency, livemode)
             WHERE {earlier_due} AND b.status = 'carried' AND b.carried_out < 0
-              AND NOT EXISTS (SELECT 1 FROM {line} x WHERE x.source_id = b.id AND x.kind = 'carried')
+              AND NOT EXISTS (SELECT 1 FROM {line} x WHERE x.source_id = b.id AND x.kind = 'carried'
+                              AND x.payment_created_at IS NULL)
             UNION ALL
             SELECT sb.id, 'reserve_release', NULL, NULL, NULL, NULL, b.id, b.reserve_held, 0, 0, 0
             FROM settle_batches sb JOIN {batch} b USING (merchant_id, currency, livemode)
             WHERE {earlier_due} AND b.reserve_held > 0 AND b.reserve_release_on <= %(settle_on)s
-              AND NOT EXISTS (SELECT 1 FROM {line} x WHERE x.source_id = b.id AND x.kind = 'reserve_release')
+              AND NOT EXISTS (SELECT 1 FROM {line} x WHERE x.source_id = b.id AND x.kind = 'reserve_release'
+                              AND x.payment_created_at IS NULL)
             """
         )
         # Each party's share of the fees, per batch and acquirer of record, from the fee splits behind the lines.

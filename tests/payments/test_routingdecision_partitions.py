@@ -1,4 +1,4 @@
-"""Routing decisions are partitioned by month on their payment's created_at (payments/migrations/0051, docs/scaling.md
+"""Routing decisions are partitioned by month on their payment's created_at (payments/migrations/0050, docs/scaling.md
 "Partitioning by month"): a decision lands in its payment's month, its key to the payment names that month, and the
 daily job archives a month of decisions (nothing refers to one) while the payments' month stays.
 

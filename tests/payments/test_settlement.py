@@ -520,9 +520,9 @@ def test_the_cancels_guard_refuses_a_payment_put_on_a_line_after_the_check(
     )  # fmt: skip
     from payments.services import cancel
 
-    def settled_meanwhile(payment_id: int) -> bool:
+    def settled_meanwhile(payment: PaymentIntent) -> bool:
         Line.objects.create(
-            batch=batch, kind="payment", payment_id=payment_id, payment_created_at=intent.created_at,
+            batch=batch, kind="payment", payment_id=payment.pk, payment_created_at=payment.created_at,
             amount=intent.amount_captured,
         )  # fmt: skip
         return False
