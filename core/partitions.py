@@ -12,7 +12,8 @@ the column each table is partitioned on, for the job and for queries that name t
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -155,6 +156,29 @@ def archive_tables(table: str) -> list[str]:
     return list(ArchivedMonth.objects.filter(table=table).order_by("month").values_list("archive_table", flat=True))
 
 
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def with_archives(table: str, columns: Sequence[str], archives: Sequence[str] | None = None) -> str:
+    """A FROM source of `columns` of `table` and of its archived months (`archives`, by default every one recorded),
+    for a read whose rows stay the table's once archived (the ledger's entries, a payment's settlement line): the
+    table's name while none is archived, else a parenthesised UNION ALL. Columns are named because an archive keeps
+    the columns its month had. The names are checked, not quoted: plain identifiers, and archives named
+    `<table>_archive_YYYYMM`."""
+    _registered(table)
+    archives = archive_tables(table) if archives is None else list(archives)
+    if not archives:
+        return f'"{table}"'
+    if not all(_IDENTIFIER.fullmatch(column) for column in columns):
+        raise PartitionError(f"Columns {columns!r} are not plain names.")
+    for name in archives:
+        if not re.fullmatch(rf"{table}_archive_[0-9]{{6}}", name):
+            raise PartitionError(f"{name!r} is not the name of an archive of {table}.")
+    select = ", ".join(f'"{column}"' for column in columns)
+    tables = [table, *archives]
+    return "(" + " UNION ALL ".join(f'SELECT {select} FROM "{name}"' for name in tables) + ")"  # noqa: S608
+
+
 def partitions(table: str) -> list[Partition]:
     """The partitions attached to `table`, months in order, the DEFAULT partition last."""
     _registered(table)
@@ -193,46 +217,37 @@ def months_in_default(table: str) -> list[date]:
         return [month for (month,) in cursor.fetchall()]
 
 
-def has_open_rows(table: str, month: date) -> bool:
-    """Whether `table`'s rows of `month` hold one that is not over yet (`OPEN_ROWS`)."""
-    _registered(table)
-    if table not in OPEN_ROWS:
-        return False
+def _has_rows(table: str, column: str, month: date, condition: sql.Composable) -> bool:
+    """Whether `table` has a row whose `column` falls in `month` (Asia/Shanghai) and that meets `condition`."""
     first, following = month_bounds(month)
-    column = sql.Identifier(PARTITIONED[table])
     with connection.cursor() as cursor:
         cursor.execute(
-            sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {} >= %s AND {} < %s AND ({}))").format(
-                sql.Identifier(table), column, column, sql.SQL(OPEN_ROWS[table])
+            sql.SQL("SELECT EXISTS (SELECT 1 FROM {0} WHERE {1} >= %s AND {1} < %s AND ({2}))").format(
+                sql.Identifier(table), sql.Identifier(column), condition
             ),
             [first, following],
         )
         return bool(cursor.fetchone()[0])
 
 
+def has_open_rows(table: str, month: date) -> bool:
+    """Whether `table`'s rows of `month` hold one that is not over yet (`OPEN_ROWS`)."""
+    _registered(table)
+    return table in OPEN_ROWS and _has_rows(table, PARTITIONED[table], month, sql.SQL(OPEN_ROWS[table]))
+
+
 def referred_by(table: str, month: date) -> list[str]:
     """The tables with rows that refer to `table`'s rows of `month` (which PostgreSQL would not let go), by name."""
     _registered(table)
-    first, following = month_bounds(month)
     with connection.cursor() as cursor:
         cursor.execute(SQL_REFERRERS, {"table": table, "column": PARTITIONED[table]})
         keys = cursor.fetchall()
-        referring: list[str] = []
-        for referrer, columns, time_column in keys:
-            if referrer in referring:
-                continue
-            # A key with a NULL column refers to nothing (MATCH SIMPLE).
-            cursor.execute(
-                sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {} >= %s AND {} < %s AND {})").format(
-                    sql.Identifier(referrer),
-                    sql.Identifier(time_column),
-                    sql.Identifier(time_column),
-                    sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in columns),
-                ),
-                [first, following],
-            )
-            if cursor.fetchone()[0]:
-                referring.append(referrer)
+    referring: list[str] = []
+    for referrer, columns, time_column in keys:
+        # A key with a NULL column refers to nothing (MATCH SIMPLE).
+        every_column_set = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in columns)
+        if referrer not in referring and _has_rows(referrer, time_column, month, every_column_set):
+            referring.append(referrer)
     return referring
 
 

@@ -37,7 +37,7 @@ from psycopg2 import sql
 from core.calendar import SHANGHAI, add_working_days, is_working_day, local_now, next_working_day
 from core.errors import Conflict, ValidationFailed
 from core.jobs import job_run
-from core.partitions import archive_tables
+from core.partitions import with_archives
 from core.selectors import succeeded_periods
 from merchants.models import Merchant, SettlementCycle
 from rewards import services as rewards_services
@@ -411,16 +411,8 @@ def _every_line() -> sql.Composable:
     whether a payment, a refund or a dispute is on a line yet that no window of recent months bounds (a dispute's
     debit, a released hold) must see a line in an archived month, or it would settle it again. The table itself while
     no month is archived; else each archive table is one more index probe."""
-    table = SettlementLine._meta.db_table
-    archived = archive_tables(table)
-    if not archived:
-        return sql.Identifier(table)
-    columns = sql.SQL("kind, payment_id, refund_id, dispute_id, payment_created_at")
-    return sql.SQL("({})").format(
-        sql.SQL(" UNION ALL ").join(
-            sql.SQL("SELECT {} FROM {}").format(columns, sql.Identifier(name)) for name in [table, *archived]
-        )
-    )
+    columns = ("kind", "payment_id", "refund_id", "dispute_id", "payment_created_at")
+    return sql.SQL(with_archives(SettlementLine._meta.db_table, columns))
 
 
 def _fragments(period: Period) -> dict[str, sql.Composable]:
