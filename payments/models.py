@@ -909,19 +909,21 @@ class FeeSplit(models.Model):
         verbose_name=_("payment"),
     )  # fmt: skip
     # The database's key is composite, (refund_id, payment_created_at) → the refund's (id, intent_created_at)
-    # (payments/migrations/0043): Django makes no constraint of its own.
+    # (payments/migrations/0043): Django makes no constraint of its own. Found by `feesplit_one_refund_per_party`,
+    # which leads with the refund: no index of its own.
     refund = models.ForeignKey(
         Refund, null=True, blank=True, on_delete=models.PROTECT, related_name="fee_splits", db_constraint=False,
-        verbose_name=_("refund"),
+        db_index=False, verbose_name=_("refund"),
     )  # fmt: skip
     # The payment's created_at, always: it names the refund's month (the refund is of this payment).
     payment_created_at = models.DateTimeField(_("intent created"), editable=False)
     schedule = models.ForeignKey(FeeSchedule, on_delete=models.PROTECT, related_name="+", verbose_name=_("schedule"))
     event = models.CharField(_("event"), max_length=16, choices=Event.choices)
     party = models.CharField(_("party"), max_length=16, choices=FeeParty.choices)
-    bank = models.ForeignKey(
-        MemberBank, null=True, blank=True, on_delete=models.PROTECT, related_name="fee_splits", verbose_name=_("bank")
-    )
+    bank = models.ForeignKey(  # led by (bank, party): no index of its own
+        MemberBank, null=True, blank=True, on_delete=models.PROTECT, related_name="fee_splits", db_index=False,
+        verbose_name=_("bank"),
+    )  # fmt: skip
     amount = models.BigIntegerField(_("amount (1/100 minor unit)"))
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
