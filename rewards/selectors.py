@@ -8,15 +8,18 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
+from django.db import connections, router
 from django.db.models import CharField, F, Min, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Cast, Coalesce, Concat
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
+from psycopg2 import sql
 
 from core.crypto import decrypt
 from core.errors import NotFound
 from core.money import quantize
+from core.partitions import with_archives
 from members import selectors as members_selectors
 from members.models import BindingStatus, Card, Cardholder, ConsentPurpose, PointsProgram, localized
 
@@ -153,19 +156,38 @@ class StatementPage:
     next_after: int | None
 
 
+# An account's entries a page at a time, newest or oldest first, with their transaction's kind and time; keyset on
+# each month's (account, id) index, an archived month's too. The entries' columns are named: an archive table keeps
+# the columns its month had.
+_STATEMENT_ENTRY_COLUMNS = ("id", "transaction_id", "account_id", "amount", "balance_after")
+_SQL_STATEMENT = """
+    SELECT e.id, e.transaction_id, t.kind, e.amount, e.balance_after, t.created_at
+    FROM {entries} e
+    INNER JOIN {transactions} t ON e.transaction_id = t.id
+    WHERE e.account_id = %(account)s {after}
+    ORDER BY e.id {direction}
+    LIMIT %(limit)s
+"""
+
+
 def account_statement(
     *, account_id: int, after_id: int | None = None, limit: int = 50, newest_first: bool = False
 ) -> StatementPage:
     """Entries oldest first (or newest first, as the portal shows them) with the running balance; keyset pagination on
-    (account, id), so a page costs the same at any depth (one query). `after_id` is the previous page's `next_after`."""
-    entries = Entry.objects.filter(account_id=account_id)
-    if after_id is not None:
-        entries = entries.filter(id__lt=after_id) if newest_first else entries.filter(id__gt=after_id)
-    rows = list(
-        entries.order_by("-id" if newest_first else "id").values_list(
-            "id", "transaction_id", "transaction__kind", "amount", "balance_after", "transaction__created_at"
-        )[: limit + 1]
+    (account, id), so a page costs the same at any depth. `after_id` is the previous page's `next_after`. An archived
+    month's entries are the account's still (docs/scaling.md, "Partitioning by month"): two queries, the archived
+    months and the page."""
+    using = router.db_for_read(Entry)
+    after = "" if after_id is None else "AND e.id < %(after)s" if newest_first else "AND e.id > %(after)s"
+    query = sql.SQL(_SQL_STATEMENT).format(
+        entries=sql.SQL(with_archives(Entry._meta.db_table, _STATEMENT_ENTRY_COLUMNS)),
+        transactions=sql.Identifier(LedgerTransaction._meta.db_table),
+        after=sql.SQL(after),
+        direction=sql.SQL("DESC" if newest_first else "ASC"),
     )
+    with connections[using].cursor() as cursor:
+        cursor.execute(query, {"account": account_id, "after": after_id, "limit": limit + 1})
+        rows = cursor.fetchall()
     lines = [StatementLine(*row) for row in rows[:limit]]
     return StatementPage(lines=lines, next_after=lines[-1].entry_id if len(rows) > limit else None)
 

@@ -156,7 +156,7 @@ PINNED = {
     "refunded_payment": 8,
     "dashboard": 7,  # the page, and one query for each of the points and spending tiles
     "points": 6,
-    "points_statement": 7,
+    "points_statement": 8,  # the archived months of entries, read before the page
 }
 
 
