@@ -106,10 +106,13 @@ def _shown(page: Any) -> list[tuple[int, str, int, int]]:
 
 def test_the_statement_shows_the_movements_of_an_archived_month() -> None:
     """The job archives the month of the cardholder's oldest movements (docs/scaling.md, "Partitioning by month"): the
-    statement still shows them, with their running balance, paging across the archive's edge."""
+    statement still shows them, with their running balance, paging across the archive's edge, and a payment's page
+    still finds the points it earned."""
     holder, program = make_cardholder(), PointsProgramFactory()
     with mock.patch("django.utils.timezone.now", return_value=at(2031, 1)):
-        for n in range(3):
+        # The first one a payment's earn, as its page finds it: by the payment's key.
+        paid = s.points_earn(cardholder_id=holder.pk, program=program, amount=100, idempotency_key="payment:pay_a:earn")
+        for n in (1, 2):
             s.points_earn(cardholder_id=holder.pk, program=program, amount=100 + n, idempotency_key=f"old-{n}")
     with mock.patch("django.utils.timezone.now", return_value=at(2032, 5)):
         s.points_earn(cardholder_id=holder.pk, program=program, amount=50, idempotency_key="recent")
@@ -131,6 +134,8 @@ def test_the_statement_shows_the_movements_of_an_archived_month() -> None:
     assert [amount for _, _, amount, _ in before] == [-30, 50, 102, 101, 100]
     assert [balance for _, _, _, balance in before] == [323, 353, 303, 201, 100]
     assert "102" in page.content.decode()
+    moved = selectors.payment_movements(cardholder_id=holder.pk, payment_ref="pay_a", transaction_ids=[])
+    assert [(m.transaction_id, m.kind, m.amount) for m in moved] == [(paid.pk, "earn", 100)]
     # Two at a time, newest first, then oldest first as the admin reads it: the same movements, page after page.
     newest, after = [], None
     while True:
