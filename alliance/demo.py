@@ -59,6 +59,13 @@ def seed_merchants(ctx: DemoContext) -> None:
     seed(ctx)
 
 
+def seed_archived_month(ctx: DemoContext) -> None:
+    """Before any other posting of the demo login's: its oldest movements are those of the archived month."""
+    from rewards.demo import seed_archived_month as seed
+
+    seed(ctx)
+
+
 def seed_promotions(ctx: DemoContext) -> None:
     """Before the payments, so that the demo's payments are priced with them and spend some budgets down."""
     from rewards.demo import seed_promotions as seed
@@ -264,6 +271,7 @@ def seed_approvals(ctx: DemoContext) -> None:
 STEPS: list[Callable[[DemoContext], None]] = [
     seed_operators,
     seed_members,
+    seed_archived_month,
     seed_rewards,
     seed_merchants,
     seed_promotions,

@@ -13,12 +13,14 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from django.contrib.postgres.aggregates import ArrayAgg
+from django.db import connections, router, transaction
 from django.db.models import Aggregate, Count, F, IntegerField, Q, QuerySet, Sum, Value
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from psycopg2 import sql
 
 from core.money import MINOR_UNIT_EXPONENT, format_minor
-from core.selectors import rows_streamed
+from core.partitions import with_archives
 from members.models import BindingStatus, Cardholder, LinkedAccount
 
 from .connectors import get_connector
@@ -29,6 +31,8 @@ from .models import (
     Channel,
     Dispute,
     PaymentAttempt,
+    PaymentIntent,
+    Refund,
     SettlementBatch,
     SettlementLine,
     SplitInstruction,
@@ -230,15 +234,67 @@ class SettlementLineRow:
         return [getattr(self, name) for name in LINE_COLUMNS]
 
 
-_LINE_VALUES = (
-    "pk", "kind", "payment__public_id", "refund__public_id", "dispute__public_id", "source__public_id", "amount", "fee",
-    "promotion_charge", "cofunding_credit",
+# What a batch's lines are read with: the lines' and the refunds' columns named, since an archive table keeps the
+# columns its month had (a refund's month may be archived once its lines' is).
+_LINE_SOURCE_COLUMNS = (
+    "id", "batch_id", "kind", "payment_id", "refund_id", "dispute_id", "source_id", "amount", "fee", "promotion_charge",
+    "cofunding_credit",
 )  # fmt: skip
+_REFUND_SOURCE_COLUMNS = ("id", "public_id")
+
+# A batch's lines from line `from_pk` on, in the order they were written, with the public ids of what is behind
+# them; keyset on each month's (batch, id) index, an archived month's too.
+_SQL_BATCH_LINES = """
+    SELECT l.id, l.kind, p.public_id, r.public_id, d.public_id, s.public_id, l.amount, l.fee, l.promotion_charge,
+           l.cofunding_credit
+    FROM {lines} l
+    LEFT OUTER JOIN {payments} p ON l.payment_id = p.id
+    LEFT OUTER JOIN {refunds} r ON l.refund_id = r.id
+    LEFT OUTER JOIN {disputes} d ON l.dispute_id = d.id
+    LEFT OUTER JOIN {batches} s ON l.source_id = s.id
+    WHERE l.batch_id = %(batch)s AND l.id >= %(from_pk)s
+    ORDER BY l.id
+    LIMIT %(limit)s
+"""
+_SQL_FIRST_LINE = "SELECT l.id FROM {lines} l WHERE l.batch_id = %(batch)s ORDER BY l.id LIMIT 1"
 
 
-def _first_line_pk(batch_id: int) -> int:
-    first = SettlementLine.objects.filter(batch_id=batch_id).order_by("pk").values_list("pk", flat=True).first()
-    return first if first is not None else 0
+@dataclass(frozen=True)
+class _BatchLines:
+    """Where a batch's lines are read: the lines and the refunds, each with its archived months (docs/scaling.md,
+    "Settlement lines"), so that a batch keeps every line whatever the age of its payments."""
+
+    using: str  # the database the reads go to (the replica, for a view that reads it)
+    lines: sql.Composable
+    refunds: sql.Composable
+
+    @classmethod
+    def now(cls) -> _BatchLines:
+        return cls(
+            router.db_for_read(SettlementLine),
+            sql.SQL(with_archives(SettlementLine._meta.db_table, _LINE_SOURCE_COLUMNS)),
+            sql.SQL(with_archives(Refund._meta.db_table, _REFUND_SOURCE_COLUMNS)),
+        )
+
+    def first_pk(self, batch_id: int) -> int:
+        """The id of the batch's first line (0 for a batch without lines): line numbers count from it."""
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(sql.SQL(_SQL_FIRST_LINE).format(lines=self.lines), {"batch": batch_id})
+            row = cursor.fetchone()
+        return row[0] if row else 0
+
+    def rows(self, batch_id: int, from_pk: int, limit: int) -> list[tuple[Any, ...]]:
+        """Up to `limit` of the batch's lines whose id is `from_pk` or more, in order."""
+        query = sql.SQL(_SQL_BATCH_LINES).format(
+            lines=self.lines,
+            payments=sql.Identifier(PaymentIntent._meta.db_table),
+            refunds=self.refunds,
+            disputes=sql.Identifier(Dispute._meta.db_table),
+            batches=sql.Identifier(SettlementBatch._meta.db_table),
+        )
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(query, {"batch": batch_id, "from_pk": from_pk, "limit": limit})
+            return list(cursor.fetchall())
 
 
 def _line_row(first_pk: int, values: tuple[Any, ...]) -> SettlementLineRow:
@@ -265,12 +321,11 @@ class SettlementLinesPage:
 
 def settlement_lines_page(*, batch_id: int, after: int | None, limit: int) -> SettlementLinesPage:
     """A page of a batch's lines in the order they were written: those after line number `after` (keyset on the
-    lines' (batch, id) index, so any page costs the same; two queries)."""
-    first_pk = _first_line_pk(batch_id)
-    lines = SettlementLine.objects.filter(batch_id=batch_id)
-    if after is not None:
-        lines = lines.filter(pk__gte=first_pk + after)
-    rows = list(lines.order_by("pk").values_list(*_LINE_VALUES)[: limit + 1])
+    lines' (batch, id) index, so any page costs the same), archived months' lines too; three queries (the archived
+    months, the first line's id, the page)."""
+    source = _BatchLines.now()
+    first_pk = source.first_pk(batch_id)
+    rows = source.rows(batch_id, first_pk + after if after is not None else 0, limit + 1)
     return SettlementLinesPage([_line_row(first_pk, row) for row in rows[:limit]], has_more=len(rows) > limit)
 
 
@@ -282,14 +337,22 @@ class _Echo:
 
 
 def settlement_lines_csv(*, batch_id: int, chunk_size: int = 2000) -> Iterator[str]:
-    """Every line of a batch as CSV text, a header row first, read through a server-side cursor in chunks: a batch of
-    any size streams in constant memory."""
+    """Every line of a batch as CSV text, a header row first, archived months' lines too, read as the text is sent a
+    keyset page of `chunk_size` lines at a time: a batch of any size streams in constant memory. The pages are read
+    in one transaction (on the primary, its locks keep the job from archiving a month between two pages)."""
     writer = csv.writer(_Echo())
     yield writer.writerow(LINE_COLUMNS)
-    first_pk = _first_line_pk(batch_id)
-    rows = SettlementLine.objects.filter(batch_id=batch_id).order_by("pk").values_list(*_LINE_VALUES)
-    for values in rows_streamed(rows, chunk_size=chunk_size):
-        yield writer.writerow(_line_row(first_pk, values).as_csv())
+    source = _BatchLines.now()
+    with transaction.atomic(using=source.using):
+        first_pk = source.first_pk(batch_id)
+        from_pk = 0
+        while True:
+            rows = source.rows(batch_id, from_pk, chunk_size)
+            for values in rows:
+                yield writer.writerow(_line_row(first_pk, values).as_csv())
+            if len(rows) < chunk_size:
+                return
+            from_pk = rows[-1][0] + 1
 
 
 def settlement_splits(*, batch_id: int) -> list[dict[str, Any]]:

@@ -103,6 +103,66 @@ def _spend(cardholder_id: int, own: list[PointsProgram], programs: dict[int, Poi
         )
 
 
+# --- an archived month: the demo login's movements of a year ago, detached as the partitions job does -------------
+
+ARCHIVED_EARNS = (500, 300)  # campaign points the demo login earned in the archived month, oldest first
+ARCHIVED_MONTHS_AGO = 13  # before the eleven months of the login's spending history and the settlement days
+
+
+def seed_archived_month(ctx: Any) -> None:
+    """Two campaign earns of the demo login, dated back to the 15th and 20th of a month a year ago and that month of
+    entries detached to its archive table (docs/scaling.md, "Partitioning by month"): an operator finds it in
+    *Platform › Archived months*, the login's statement still shows the earns, and the ledger check still counts
+    them. Runs before any other posting of the login's, so these are the oldest movements of its statement, by id
+    as by date. Idempotent: nothing once a month of entries is archived (a later run, whatever the month, dates
+    nothing again: an archived entry keeps its time)."""
+    from django.db import connection, transaction
+
+    from core.calendar import SHANGHAI
+    from core.models import ArchivedMonth
+    from core.partitions import add_months, month_start, partition_detach, partitions_create
+
+    from .models import LedgerTransaction
+
+    username = getattr(ctx, "demo_cardholder", "")
+    card = (
+        Card.objects.filter(
+            cardholder__user__username=username, status=BindingStatus.ACTIVE, bank__points_program__active=True
+        )
+        .select_related("bank__points_program")
+        .order_by("pk")
+        .first()
+        if username
+        else None
+    )
+    if card is None or ArchivedMonth.objects.filter(table=Entry._meta.db_table).exists():
+        return
+    month = add_months(month_start(services.today()), -ARCHIVED_MONTHS_AGO)
+    with transaction.atomic():
+        for n, amount in enumerate(ARCHIVED_EARNS):
+            earn = services.points_earn(
+                cardholder_id=card.cardholder_id,
+                program=card.bank.points_program,
+                amount=amount,
+                idempotency_key=f"demo:archived-earn:{n}",
+                source=services.EarnSource.CAMPAIGN,
+            )
+            at = dt.datetime.combine(month.replace(day=15 + 5 * n), dt.time(10, 0), tzinfo=SHANGHAI)
+            # The transaction's keys follow it (ON UPDATE CASCADE): its lot, its key's row; its entries take its time.
+            LedgerTransaction.objects.filter(pk=earn.pk).update(created_at=at)
+            Entry.objects.filter(transaction_id=earn.pk).update(created_at=at)
+        # PostgreSQL alters no table whose rows have key checks pending: make them now, and defer them again after.
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        for table in (LedgerTransaction._meta.db_table, Entry._meta.db_table):
+            partitions_create(table, month, 1)  # the month's rows move out of the DEFAULT partition
+        archived = partition_detach(Entry._meta.db_table, month)
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+    if ctx.out is not None and archived:
+        ctx.out.write(f"  archived month: {month:%Y-%m} of ledger entries, in {archived}\n")
+
+
 # --- benefits: each bank contributes, two merchants contribute vouchers, card privileges, vouchers in every state ----
 
 BENEFITS: tuple[tuple[str, str, str, str, int, list[str]], ...] = (  # (kind, titles zh and en, pricing, price, tiers)

@@ -8,15 +8,18 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import CharField, F, Min, OuterRef, Q, QuerySet, Subquery, Sum, Value
-from django.db.models.functions import Cast, Coalesce, Concat
+from django.db import connections, router
+from django.db.models import F, Min, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
+from psycopg2 import sql
 
 from core.crypto import decrypt
 from core.errors import NotFound
 from core.money import quantize
+from core.partitions import with_archives
 from members import selectors as members_selectors
 from members.models import BindingStatus, Card, Cardholder, ConsentPurpose, PointsProgram, localized
 
@@ -153,19 +156,38 @@ class StatementPage:
     next_after: int | None
 
 
+# An account's entries a page at a time, newest or oldest first, with their transaction's kind and time; keyset on
+# each month's (account, id) index, an archived month's too. The entries' columns are named: an archive table keeps
+# the columns its month had.
+_STATEMENT_ENTRY_COLUMNS = ("id", "transaction_id", "account_id", "amount", "balance_after")
+_SQL_STATEMENT = """
+    SELECT e.id, e.transaction_id, t.kind, e.amount, e.balance_after, t.created_at
+    FROM {entries} e
+    INNER JOIN {transactions} t ON e.transaction_id = t.id
+    WHERE e.account_id = %(account)s {after}
+    ORDER BY e.id {direction}
+    LIMIT %(limit)s
+"""
+
+
 def account_statement(
     *, account_id: int, after_id: int | None = None, limit: int = 50, newest_first: bool = False
 ) -> StatementPage:
     """Entries oldest first (or newest first, as the portal shows them) with the running balance; keyset pagination on
-    (account, id), so a page costs the same at any depth (one query). `after_id` is the previous page's `next_after`."""
-    entries = Entry.objects.filter(account_id=account_id)
-    if after_id is not None:
-        entries = entries.filter(id__lt=after_id) if newest_first else entries.filter(id__gt=after_id)
-    rows = list(
-        entries.order_by("-id" if newest_first else "id").values_list(
-            "id", "transaction_id", "transaction__kind", "amount", "balance_after", "transaction__created_at"
-        )[: limit + 1]
+    (account, id), so a page costs the same at any depth. `after_id` is the previous page's `next_after`. An archived
+    month's entries are the account's still (docs/scaling.md, "Partitioning by month"): two queries, the archived
+    months and the page."""
+    using = router.db_for_read(Entry)
+    after = "" if after_id is None else "AND e.id < %(after)s" if newest_first else "AND e.id > %(after)s"
+    query = sql.SQL(_SQL_STATEMENT).format(
+        entries=sql.SQL(with_archives(Entry._meta.db_table, _STATEMENT_ENTRY_COLUMNS)),
+        transactions=sql.Identifier(LedgerTransaction._meta.db_table),
+        after=sql.SQL(after),
+        direction=sql.SQL("DESC" if newest_first else "ASC"),
     )
+    with connections[using].cursor() as cursor:
+        cursor.execute(query, {"account": account_id, "after": after_id, "limit": limit + 1})
+        rows = cursor.fetchall()
     lines = [StatementLine(*row) for row in rows[:limit]]
     return StatementPage(lines=lines, next_after=lines[-1].entry_id if len(rows) > limit else None)
 
@@ -282,42 +304,53 @@ class PaymentMovement:
         return localized(self.program_name, self.program_name_en)
 
 
+# The entries behind one payment in a cardholder's points and debt accounts: the transactions keyed by the payment
+# (its earn, its promotions' points: the keys' table, since the transactions' table holds no key index, being
+# partitioned), those it names, and their reversals; an archived month's entries too. `a.spread = e.spread` joins the
+# entries to their accounts shard by shard on Citus.
+_PAYMENT_ENTRY_COLUMNS = ("id", "transaction_id", "account_id", "spread", "amount")
+_SQL_PAYMENT_KEYED = """
+    SELECT k.transaction_id FROM {keys} k
+    WHERE k.idempotency_key = %(earn_key)s OR k.idempotency_key IN (
+        SELECT 'promotion-use:' || u.id::text || ':points' FROM {uses} u WHERE u.payment = %(payment)s)
+"""
+_SQL_PAYMENT_MOVEMENTS = """
+    SELECT e.transaction_id, t.kind, pr.name, pr.name_en, e.amount, t.created_at
+    FROM {entries} e
+    INNER JOIN {transactions} t ON e.transaction_id = t.id
+    INNER JOIN {accounts} a ON e.account_id = a.id
+    LEFT OUTER JOIN {programs} pr ON a.program_id = pr.id
+    WHERE (e.transaction_id IN ({keyed}) OR e.transaction_id = ANY(%(ids)s::bigint[])
+           OR t.reverses_id IN ({keyed}) OR t.reverses_id = ANY(%(ids)s::bigint[]))
+      AND a.owner_id = %(cardholder)s AND a.owner_kind = %(owner_kind)s AND a.purpose = ANY(%(purposes)s)
+      AND a.spread = e.spread
+    ORDER BY e.transaction_id, e.id
+"""
+
+
 def payment_movements(*, cardholder_id: int, payment_ref: str, transaction_ids: list[int]) -> list[PaymentMovement]:
     """The points movements behind one payment in the cardholder's wallets, oldest first: its earn, its promotions'
     points, the points it was paid with (`transaction_ids`, which payments keeps), and every reversal of those (a
-    refund's, a void's). One query; the wallet's and the points debt's entries of one transaction are summed."""
-    promotion_keys = (
-        PromotionUse.objects.filter(payment=payment_ref)
-        .annotate(key=Concat(Value("promotion-use:"), Cast("pk", CharField()), Value(":points")))
-        .values("key")
+    refund's, a void's), an archived month's too. Two queries (the archived months, the entries); the wallet's and
+    the points debt's entries of one transaction are summed."""
+    keyed = sql.SQL(_SQL_PAYMENT_KEYED).format(
+        keys=sql.Identifier(LedgerKey._meta.db_table), uses=sql.Identifier(PromotionUse._meta.db_table)
     )
-    # The keyed transactions by their keys' rows (the transactions' table holds no key index: it is partitioned).
-    keyed = LedgerKey.objects.filter(
-        Q(idempotency_key=f"payment:{payment_ref}:earn") | Q(idempotency_key__in=Subquery(promotion_keys))
-    ).values("transaction_id")
-    entries = (
-        Entry.objects.filter(
-            Q(transaction_id__in=keyed)
-            | Q(transaction_id__in=transaction_ids)
-            | Q(transaction__reverses_id__in=keyed)
-            | Q(transaction__reverses_id__in=transaction_ids)
-        )
-        .filter(
-            account__owner_kind=OwnerKind.CARDHOLDER,
-            account__owner_id=cardholder_id,
-            account__purpose__in=[Purpose.POINTS, Purpose.DEBT],
-            account__spread=F("spread"),  # on Citus, joins the entries to their accounts shard by shard
-        )
-        .order_by("transaction_id", "id")
-        .values_list(
-            "transaction_id",
-            "transaction__kind",
-            "account__program__name",
-            "account__program__name_en",
-            "amount",
-            "transaction__created_at",
-        )
+    query = sql.SQL(_SQL_PAYMENT_MOVEMENTS).format(
+        keyed=keyed,
+        entries=sql.SQL(with_archives(Entry._meta.db_table, _PAYMENT_ENTRY_COLUMNS)),
+        transactions=sql.Identifier(LedgerTransaction._meta.db_table),
+        accounts=sql.Identifier(Account._meta.db_table),
+        programs=sql.Identifier(PointsProgram._meta.db_table),
     )
+    params: dict[str, Any] = {
+        "earn_key": f"payment:{payment_ref}:earn", "payment": payment_ref, "ids": list(transaction_ids),
+        "cardholder": cardholder_id, "owner_kind": OwnerKind.CARDHOLDER.value,
+        "purposes": [Purpose.POINTS.value, Purpose.DEBT.value],
+    }  # fmt: skip
+    with connections[router.db_for_read(Entry)].cursor() as cursor:
+        cursor.execute(query, params)
+        entries = cursor.fetchall()
     movements: dict[tuple[int, str], list[Any]] = {}
     for txn, kind, name, name_en, amount, created_at in entries:
         row = movements.setdefault((txn, name), [txn, kind, name, name_en or "", 0, created_at])

@@ -16,6 +16,7 @@ from django.core.management import call_command
 from django.db.models import F, Sum
 
 from alliance.demo import DemoContext, seed_all, summary
+from core.calendar import SHANGHAI
 from payments.connectors import reset_connectors
 from payments.demo import STATEMENT_CASES
 
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.django_db
 
 def _counts() -> dict[str, int]:
     from alliance.models import SegmentMembership
-    from core.models import ApprovalRequest, AuditLog
+    from core.models import ApprovalRequest, ArchivedMonth, AuditLog
     from members.models import Card, Cardholder, MemberBank
     from merchants.models import ApiKey, Merchant, Store
     from payments.models import (
@@ -64,6 +65,7 @@ def _counts() -> dict[str, int]:
         "ledger_transactions": LedgerTransaction.objects.count(),
         "ledger_entries": Entry.objects.count(),
         "approval_requests": ApprovalRequest.objects.count(),
+        "archived_months": ArchivedMonth.objects.count(),
         "approvals_pending": ApprovalRequest.objects.filter(status="pending").count(),
     }
 
@@ -244,6 +246,7 @@ def test_the_demo_ledger_balances_and_every_payment_posted_its_points(demo_on_si
 
     seed_all(DemoContext(scale="small", out=io.StringIO()))
     assert ledger_verify(seals=False).violations == []
+    _the_demo_login_still_sees_its_archived_months_movements()
     per_unit = Entry.objects.values("transaction_id", "unit").annotate(total=Sum("amount")).exclude(total=0)
     assert not per_unit.exists()  # every transaction, the bulk history's batches included, sums to zero per unit
     batches = LedgerTransaction.objects.filter(idempotency_key__startswith="demo:earn-batch:")
@@ -412,3 +415,24 @@ def test_the_demo_has_a_dispute_in_every_state(demo_on_simulator: Any, simulator
     assert Dispute.objects.count() == 6
     assert {d.payment.metadata["demo_dispute"]: d.status for d in disputes.all()} == states
     assert len(simulator.dispute_notices(limit=100)["data"]) == 9  # six openings, the answer, two decisions
+
+
+def _the_demo_login_still_sees_its_archived_months_movements() -> None:
+    """One month of entries is archived (the operators' *Archived months*), and the demo login's statement still
+    shows its earns of that month, its oldest movements; the ledger check above counted them."""
+    from core.models import ArchivedMonth
+    from members.models import Card
+    from rewards import selectors
+    from rewards.demo import ARCHIVED_EARNS
+    from rewards.models import Entry
+
+    (archived,) = ArchivedMonth.objects.all()
+    assert archived.table == "rewards_entry"
+    assert archived.archive_table == f"rewards_entry_archive_{archived.month:%Y%m}"
+    card = Card.objects.filter(cardholder__user__username="demo", bank__points_program__active=True).order_by("pk")[0]
+    wallet = selectors.cardholder_wallet(cardholder_id=card.cardholder_id, program_id=card.bank.points_program.pk)
+    assert wallet is not None
+    oldest = selectors.account_statement(account_id=wallet.pk, limit=len(ARCHIVED_EARNS)).lines
+    assert [(line.kind, line.amount) for line in oldest] == [("earn", amount) for amount in ARCHIVED_EARNS]
+    assert {line.created_at.astimezone(SHANGHAI).date().replace(day=1) for line in oldest} == {archived.month}
+    assert not Entry.objects.filter(id__in=[line.entry_id for line in oldest]).exists()  # in the archive table

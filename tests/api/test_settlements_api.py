@@ -6,15 +6,19 @@ import csv
 import datetime as dt
 import io
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from payments.models import SettlementBatch, SettlementLine
+from core.partitions import partitions_maintain
+from payments import selectors
+from payments.models import Refund, SettlementBatch, SettlementLine
 from tests.api.conftest import Api, World, new_api
-from tests.factories import MemberBankFactory, make_settlement
+from tests.factories import MemberBankFactory, make_settlement, settled_payment
+from tests.partitioning import at
 
 pytestmark = pytest.mark.django_db
 
@@ -319,3 +323,49 @@ def test_many_lines_are_read_only_as_the_csv_is_sent(world: World, live: Api) ->
     rows = b"".join(response.streaming_content).decode().splitlines()
     assert len(rows) == 251
     assert rows[-1] == f"stll_250,payment,{last_payment},,,,349,2.49,0,0"
+
+
+def test_a_batchs_lines_of_an_archived_month_are_still_its_lines(world: World, live: Api) -> None:
+    """The job archives the month of a batch's oldest payments, their lines' and their refund's (docs/scaling.md,
+    "Settlement lines"): the pages, across the archive's edge, and the CSV show every line as before, numbered as
+    before, naming the archived refund."""
+    with connection.cursor() as cursor:  # as if committed before the job: no key checks left pending
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    money = {"livemode": True, "currency": "CNY"}
+    with mock.patch("django.utils.timezone.now", return_value=at(2031, 1)):
+        old = settled_payment(world.merchant, amount=4_000, **money)
+        old_refunded = settled_payment(world.merchant, amount=1_500, **money)
+        old_refund = Refund.objects.create(
+            intent=old_refunded, intent_created_at=old_refunded.created_at, merchant_id=world.merchant.pk, amount=1_500,
+            reference=f"{old_refunded.public_id}-r1", status="succeeded",
+        )  # fmt: skip
+    with mock.patch("django.utils.timezone.now", return_value=at(2032, 5)):
+        recent = [settled_payment(world.merchant, amount=amount, **money) for amount in (2_000, 3_000)]
+    batch = _batch(
+        world,
+        lines=[
+            {"payment": old, "amount": 4_000, "fee": 2_410},
+            {"kind": "refund", "refund": old_refund, "amount": -1_500, "fee": -900},
+            {"payment": recent[0], "amount": 2_000, "fee": 1_205},
+            {"payment": recent[1], "amount": 3_000, "fee": 1_808},
+            {"kind": "carried", "amount": -300},
+        ],
+    )
+    before = _all_lines(live, batch, limit=100)
+    before_csv = b"".join(_csv(live, f"settlements/{batch.public_id}/lines.csv").streaming_content)
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+
+    result = partitions_maintain(today=dt.date(2032, 6, 10), ahead=0, archive_after=3)
+
+    assert {"payments_settlementline_archive_203101", "payments_refund_archive_203101"} <= set(result.archived)
+    assert SettlementLine.objects.filter(batch=batch).count() == 3  # the month's two lines are in its archive now
+    assert [line["id"] for line in before] == ["stll_1", "stll_2", "stll_3", "stll_4", "stll_5"]
+    assert (before[1]["refund"], before[1]["payment"]) == (old_refund.public_id, old_refunded.public_id)
+    for limit in (1, 2, 3, 100):
+        assert _all_lines(live, batch, limit=limit) == before
+    _, page = live.get(f"settlements/{batch.public_id}/lines", {"limit": 2, "starting_after": "stll_1"})
+    assert [line["id"] for line in page["data"]] == ["stll_2", "stll_3"]
+    assert b"".join(_csv(live, f"settlements/{batch.public_id}/lines.csv").streaming_content) == before_csv
+    rows = list(csv.reader(io.StringIO("".join(selectors.settlement_lines_csv(batch_id=batch.pk, chunk_size=2)))))
+    assert [row[0] for row in rows[1:]] == ["stll_1", "stll_2", "stll_3", "stll_4", "stll_5"]

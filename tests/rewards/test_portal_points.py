@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import Any
+from unittest import mock
 
 import pytest
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
+from core.partitions import partitions_maintain
+from rewards import selectors
 from rewards import services as s
-from rewards.models import Lot
+from rewards.models import Entry, Lot
 from tests.factories import PASSWORD, PointsProgramFactory, make_cardholder
+from tests.partitioning import at
 from tests.rewards.portal import signed_in
 
 pytestmark = pytest.mark.django_db
@@ -92,3 +98,55 @@ def test_the_points_page_is_in_chinese_by_default_and_linked_from_every_portal_p
     assert "暂无积分" in page
     dashboard = client.get(reverse("members:dashboard")).content.decode()
     assert f'href="{reverse("rewards_portal:points")}"' in dashboard
+
+
+def _shown(page: Any) -> list[tuple[int, str, int, int]]:
+    return [(line.entry_id, line.kind, line.amount, line.balance_after) for line in page.context["page"].lines]
+
+
+def test_the_statement_shows_the_movements_of_an_archived_month() -> None:
+    """The job archives the month of the cardholder's oldest movements (docs/scaling.md, "Partitioning by month"): the
+    statement still shows them, with their running balance, paging across the archive's edge, and a payment's page
+    still finds the points it earned."""
+    holder, program = make_cardholder(), PointsProgramFactory()
+    with mock.patch("django.utils.timezone.now", return_value=at(2031, 1)):
+        # The first one a payment's earn, as its page finds it: by the payment's key.
+        paid = s.points_earn(cardholder_id=holder.pk, program=program, amount=100, idempotency_key="payment:pay_a:earn")
+        for n in (1, 2):
+            s.points_earn(cardholder_id=holder.pk, program=program, amount=100 + n, idempotency_key=f"old-{n}")
+    with mock.patch("django.utils.timezone.now", return_value=at(2032, 5)):
+        s.points_earn(cardholder_id=holder.pk, program=program, amount=50, idempotency_key="recent")
+        s.points_redeem(cardholder_id=holder.pk, program=program, amount=30, idempotency_key="recent-spend")
+    client = signed_in(holder, language="en")
+    url = reverse("rewards_portal:statement", args=[program.pk])
+    before = _shown(client.get(url))
+    with connection.cursor() as cursor:  # as if committed before the job: no key checks left pending
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+
+    result = partitions_maintain(today=dt.date(2032, 6, 10), ahead=0, archive_after=3)
+
+    assert "rewards_entry_archive_203101" in result.archived
+    wallet = selectors.cardholder_wallet(cardholder_id=holder.pk, program_id=program.pk)
+    assert wallet is not None
+    assert Entry.objects.filter(account=wallet).count() == 2  # the three earns' entries are in the archive now
+    page = client.get(url)
+    assert _shown(page) == before
+    assert [amount for _, _, amount, _ in before] == [-30, 50, 102, 101, 100]
+    assert [balance for _, _, _, balance in before] == [323, 353, 303, 201, 100]
+    assert "102" in page.content.decode()
+    moved = selectors.payment_movements(cardholder_id=holder.pk, payment_ref="pay_a", transaction_ids=[])
+    assert [(m.transaction_id, m.kind, m.amount) for m in moved] == [(paid.pk, "earn", 100)]
+    # Two at a time, newest first, then oldest first as the admin reads it: the same movements, page after page.
+    newest, after = [], None
+    while True:
+        part = selectors.account_statement(account_id=wallet.pk, after_id=after, limit=2, newest_first=True)
+        newest += [line.entry_id for line in part.lines]
+        if part.next_after is None:
+            break
+        after = part.next_after
+    assert newest == [entry_id for entry_id, _, _, _ in before]
+    oldest = selectors.account_statement(account_id=wallet.pk, limit=3)
+    assert [line.amount for line in oldest.lines] == [100, 101, 102]
+    rest = selectors.account_statement(account_id=wallet.pk, after_id=oldest.next_after, limit=3)
+    assert [line.amount for line in rest.lines] == [50, -30]
+    assert rest.next_after is None
