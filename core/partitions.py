@@ -159,6 +159,11 @@ def archive_tables(table: str) -> list[str]:
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
 
 
+def is_archive_of(table: str, name: str) -> bool:
+    """Whether `name` is shaped as the archive table of one of `table`'s months, `<table>_archive_YYYYMM`."""
+    return re.fullmatch(rf"{re.escape(table)}_archive_[0-9]{{6}}", name) is not None
+
+
 def with_archives(table: str, columns: Sequence[str], archives: Sequence[str] | None = None) -> str:
     """A FROM source of `columns` of `table` and of its archived months (`archives`, by default every one recorded),
     for a read whose rows stay the table's once archived (the ledger's entries, a payment's settlement line): the
@@ -172,7 +177,7 @@ def with_archives(table: str, columns: Sequence[str], archives: Sequence[str] | 
     if not all(_IDENTIFIER.fullmatch(column) for column in columns):
         raise PartitionError(f"Columns {columns!r} are not plain names.")
     for name in archives:
-        if not re.fullmatch(rf"{table}_archive_[0-9]{{6}}", name):
+        if not is_archive_of(table, name):
             raise PartitionError(f"{name!r} is not the name of an archive of {table}.")
     select = ", ".join(f'"{column}"' for column in columns)
     tables = [table, *archives]

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.db import connection
 
-from core.partitions import archive_tables, with_archives
+from core.partitions import archive_tables, is_archive_of, with_archives
 
 from . import sealing
 from .models import Seal
@@ -153,10 +153,13 @@ _ENTRY_COLUMNS = ("id", "transaction_id", "account_id", "spread", "unit", "amoun
 
 def _entries_source(report: CheckReport) -> str:
     """What the checks read as the ledger's entries: `rewards_entry`, and each archived month of it (an entry moved
-    to an archive table is still the ledger's). An archived month whose table has gone is named as a violation."""
+    to an archive table is still the ledger's). An archived month whose table has gone, or whose record names no
+    archive table of entries, is named as a violation and not read."""
     archives = []
     for name in archive_tables("rewards_entry"):
-        if _rows("SELECT to_regclass(%s) IS NOT NULL", (name,))[0][0]:
+        if not is_archive_of("rewards_entry", name):
+            report.violations.append(f"archived entries: {name!r} is not the name of an archive of entries")
+        elif _rows("SELECT to_regclass(%s) IS NOT NULL", (name,))[0][0]:
             archives.append(name)
         else:
             report.violations.append(f"archived entries: the archive table {name} is missing")

@@ -243,6 +243,13 @@ def test_an_archived_month_is_recorded_and_the_ledger_check_reads_its_entries() 
     assert "archived entries: the archive table rewards_entry_archive_203401 is missing" in dropped
     assert f"entry count: transaction {old.pk} was posted with 2 entries but has 0" in dropped
 
+    # A record naming no archive of entries is named too, and not read: the other checks still run.
+    forged = 'rewards_entry"; DROP TABLE x; --'
+    ArchivedMonth.objects.filter(table="rewards_entry").update(archive_table=forged)
+    misnamed = ledger_verify().violations
+    assert f"archived entries: {forged!r} is not the name of an archive of entries" in misnamed
+    assert f"entry count: transaction {old.pk} was posted with 2 entries but has 0" in misnamed
+
 
 def test_alliance_operators_see_the_archived_months_and_their_size(client) -> None:
     partitions_create("rewards_entry", dt.date(2034, 1, 1), 2)
