@@ -162,9 +162,9 @@ def payment_code_take(funding: Funding) -> None:
 
 def payment_code_used_by(code: PaymentCode, payment: PaymentIntent) -> None:
     """Records on the taken code the payment made with it, in the transaction that writes the payment: the database
-    holds a payment naming a code to be the one the code records (one payment per code, payments/migrations/0047)."""
-    PaymentCode.objects.filter(pk=code.pk).update(used_by=payment, used_by_created_at=payment.created_at)
-    code.used_by, code.used_by_created_at = payment, payment.created_at
+    holds a payment naming a code to be the one the code records (one payment per code, payments/migrations/0053)."""
+    PaymentCode.objects.filter(pk=code.pk).update(used_by=payment)
+    code.used_by = payment
 
 
 def _code_refused(found: PaymentCode | None) -> MengkaError:

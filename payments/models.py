@@ -1072,14 +1072,14 @@ class PaymentCode(models.Model):
     created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
     expires_at = models.DateTimeField(_("expires"))
     used_at = models.DateTimeField(_("used"), null=True, blank=True)
-    # The payment made with the code, set in the transaction that writes it; in the database (used_by_id,
-    # used_by_created_at) → the payment's (id, created_at), and the payment's key to the code names (id, used_by_id):
-    # payments are partitioned by month, so "one payment per code" is this one row's, not a unique payment column.
+    # The payment made with the code, set in the transaction that writes it. The payment's key to the code names
+    # (id, used_by_id): payments are partitioned by month, so "one payment per code" is this one row's, not a unique
+    # payment column. The code has no key to the payment (the two made a cycle no month of payments could leave):
+    # once the payment's month is archived, it names a row of its archive table.
     used_by = models.ForeignKey(
         PaymentIntent, null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False,
         db_index=False, db_constraint=False, verbose_name=_("payment"),
     )  # fmt: skip
-    used_by_created_at = models.DateTimeField(_("intent created"), null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("payment code")
