@@ -45,11 +45,10 @@ PARTITIONED: dict[str, str] = {
 }
 
 
-# Months the job makes but never archives: every month of theirs has rows that tables which are not partitioned
-# refer to, and PostgreSQL refuses to detach a month whose rows are referred to — lots, holds and the idempotency
-# keys refer to the ledger's transactions; disputes, reconciliation exceptions and payment codes to payments. Looking
-# for those references every day would read large tables whole, so the job does not try.
-NEVER_ARCHIVED = frozenset({"rewards_ledgertransaction", "payments_paymentintent"})
+# Months the job makes but never archives: every month of the ledger's transactions has rows that tables which are
+# not partitioned refer to (lots, holds, the idempotency keys), and PostgreSQL refuses to detach a month whose rows are
+# referred to. Looking for those references every day would read large tables whole, so the job does not try.
+NEVER_ARCHIVED = frozenset({"rewards_ledgertransaction"})
 
 # table -> for how many days after the end of a month rows of that month may still be written (a refund of a payment
 # and what it writes follow the payment's creation by up to the capture and refund windows): the month is kept until
@@ -154,6 +153,12 @@ def archive_tables(table: str) -> list[str]:
     """The archive tables of `table`'s detached months, oldest month first."""
     _registered(table)
     return list(ArchivedMonth.objects.filter(table=table).order_by("month").values_list("archive_table", flat=True))
+
+
+def archived_at(table: str, moment: datetime) -> date | None:
+    """The month (Asia/Shanghai) of `moment` if `table`'s partition of that month was archived, else None."""
+    month = month_start(moment.astimezone(SHANGHAI).date())
+    return month if ArchivedMonth.objects.filter(table=_registered(table), month=month).exists() else None
 
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
@@ -264,7 +269,7 @@ def partitions_maintain(
     was archived; with `archive_after` (PARTITION_ARCHIVE_AFTER_MONTHS, None: never) detaches the months that began
     more than that many months before the current one to archive tables. It keeps, and says why, a month whose rows
     may still be written (`WRITTEN_FOR_DAYS`), one with rows still open (`OPEN_ROWS`) and one whose rows other rows
-    still refer to; it never tries the ledger's transactions' nor payments' (`NEVER_ARCHIVED`)."""
+    still refer to; it never tries the ledger's transactions' (`NEVER_ARCHIVED`)."""
     today = today or local_now().date()
     ahead = settings.PARTITION_MONTHS_AHEAD if ahead is None else ahead
     archive_after = settings.PARTITION_ARCHIVE_AFTER_MONTHS if archive_after is None else archive_after

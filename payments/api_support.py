@@ -22,6 +22,7 @@ from merchants.models import Merchant, Store
 from . import points as payment_points
 from . import promotions
 from .models import Dispute, PaymentIntent, Refund, SettlementBatch
+from .services.common import payment_missing
 from .windows import captured_between
 
 
@@ -31,7 +32,7 @@ def payment_get(*, merchant: Merchant, livemode: bool, payment_id: str) -> Payme
         lambda payments: payments.select_related("card__bank", "store").filter(merchant=merchant, livemode=livemode),
     )
     if intent is None:
-        raise NotFound("No such payment.", param="id")
+        raise payment_missing(payment_id, param="id")
     intent.merchant = merchant  # the caller's merchant is this payment's: no second query for it
     return intent
 

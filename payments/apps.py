@@ -27,6 +27,8 @@ class PaymentsConfig(AppConfig):
         # routing decision) or refunded (the refund, its fee splits and settlement line): the month is kept till then.
         keep_while_written(("payments_paymentattempt", "payments_routingdecision"), CAPTURE_SPAN_DAYS)
         keep_while_written(("payments_refund", "payments_feesplit", "payments_settlementline"), REFUND_SPAN_DAYS)
+        # The payment itself is updated by its refunds (the amounts refunded) as long.
+        keep_while_written(("payments_paymentintent",), REFUND_SPAN_DAYS)
 
         # The points statement names the merchant behind points a payment earned: rewards knows payments by id only.
         register_payment_merchant_names(merchant_names_of_payments)

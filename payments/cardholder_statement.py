@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import connection
 from django.db.models import CharField, F, IntegerField, JSONField, Q, QuerySet, Value
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -24,6 +25,7 @@ from django.utils.translation import gettext_lazy as _lazy
 
 from core.calendar import SHANGHAI
 from core.money import exponent, format_minor, to_money
+from core.partitions import archive_tables, with_archives
 from core.selectors import rows_streamed
 from members.models import Cardholder, SpendCategory, localized
 from merchants.models import Event
@@ -31,6 +33,8 @@ from rewards import selectors as rewards_selectors
 
 from . import selectors
 from .models import PaymentIntent, Refund
+
+PAYMENTS = PaymentIntent._meta.db_table
 
 PAGE_SIZE = 25
 PAYMENT, REFUND = "payment", "refund"
@@ -477,7 +481,21 @@ def payment_detail(*, cardholder: Cardholder, payment_id: str) -> PaymentDetail 
 
 
 def merchant_names_of_payments(payment_refs: list[str]) -> dict[str, str]:
-    """Each payment's merchant's name, by the payment's public id (one query); what the points statement shows
-    beside the points a payment earned."""
-    rows = PaymentIntent.objects.filter(public_id__in=payment_refs).values_list("public_id", "merchant__display_name")
-    return dict(rows)
+    """Each payment's merchant's name, by the payment's public id; what the points statement shows beside the points
+    a payment earned. One query while every payment is found; one that is not may be in an archived month (the
+    statement reads archived months of entries too), read in two more: the archived months, then their tables."""
+    names = dict(
+        PaymentIntent.objects.filter(public_id__in=payment_refs).values_list("public_id", "merchant__display_name")
+    )
+    missing = sorted(set(payment_refs) - names.keys())
+    archives = archive_tables(PAYMENTS) if missing else []
+    if archives:
+        source = with_archives(PAYMENTS, ("public_id", "merchant_id"), archives)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT p.public_id, m.display_name FROM {source} p"  # noqa: S608 (names checked by with_archives)
+                " JOIN merchants_merchant m ON m.id = p.merchant_id WHERE p.public_id = ANY(%s)",
+                [missing],
+            )
+            names.update(cursor.fetchall())
+    return names

@@ -11,6 +11,8 @@ from django.utils import timezone
 
 from core.errors import Conflict, NotFound
 from core.idempotency import run_idempotent
+from core.ids import public_id_time
+from core.partitions import archived_at
 from merchants.models import Merchant
 
 from ..connectors.base import RemoteState
@@ -75,8 +77,22 @@ def payment_load(public_id: str, merchant: Merchant, livemode: bool) -> PaymentI
         ).filter(merchant=merchant, livemode=livemode),
     )
     if payment is None:
-        raise NotFound("No such payment.", param="payment")
+        raise payment_missing(public_id, param="payment")
     return payment
+
+
+def payment_missing(public_id: str, *, param: str) -> NotFound:
+    """The error for a payment id that finds nothing: a timed id of a month that was archived says so (its month is
+    the id's own, so this tells nothing of whether such a payment was ever made)."""
+    made = public_id_time(public_id, "pay")
+    month = archived_at(PaymentIntent._meta.db_table, made) if made is not None else None
+    if month is not None:
+        return NotFound(
+            f"Payments made in {month:%Y-%m} have been archived: this one can no longer be read or changed here.",
+            code="payment_archived",
+            param=param,
+        )
+    return NotFound("No such payment.", param=param)
 
 
 def payment_keyed(

@@ -22,9 +22,11 @@ from django.test.utils import CaptureQueriesContext
 from core.calendar import SHANGHAI
 from core.errors import NotFound
 from core.ids import MILLISECOND, public_id_time
-from core.partitions import NEVER_ARCHIVED, PARTITIONED, partitions, partitions_create
+from core.models import ArchivedMonth
+from core.partitions import NEVER_ARCHIVED, PARTITIONED, partitions, partitions_create, partitions_maintain
 from payments import methods, services
 from payments.api_support import payment_get
+from payments.cardholder_statement import merchant_names_of_payments
 from payments.models import Dispute, PaymentAttempt, PaymentCode, PaymentIntent, Refund, RoutingDecision
 from payments.services.common import payment_load
 from payments.services.refunds import refund_correction
@@ -36,7 +38,7 @@ from tests.factories import (
     MemberBankFactory,
     MerchantFactory,
 )
-from tests.partitioning import assert_monthly, at, explain, partition_of, payment_at, referring_keys, table_keys
+from tests.partitioning import assert_monthly, at, explain, fetch, partition_of, payment_at, referring_keys, table_keys
 
 pytestmark = pytest.mark.django_db
 _keys = itertools.count()
@@ -114,7 +116,7 @@ def _months(year: int) -> None:
 
 def test_the_migration_made_a_partitioned_table_whose_keys_hold_the_payments_time() -> None:
     assert PARTITIONED[TABLE] == "created_at"
-    assert TABLE in NEVER_ARCHIVED
+    assert TABLE not in NEVER_ARCHIVED
     assert_monthly(TABLE, "created_at")
     assert table_keys(TABLE) == {"PRIMARY KEY (id, created_at)", "UNIQUE (public_id, created_at)"}
     # Every referrer's key is composite and follows a re-dated payment; no other key refers to payments.
@@ -249,3 +251,57 @@ def test_the_services_read_lock_and_update_one_payment_in_its_months_partition(
         _single_partition(explain(statement), "202402")
     payment.refresh_from_db()
     assert payment.status == ("canceled" if step == "cancel" else "succeeded")
+
+
+def test_the_job_archives_a_month_of_payments_once_nothing_refers_to_it(world: dict[str, Any]) -> None:
+    """A month of payments goes after every month that refers to it (attempts, routing decisions, refunds, disputes):
+    the job keeps it while a refund may still come and while a dispute is open, then detaches it; the code that paid
+    still names its payment, now a row of the archive."""
+    for table in PARTITIONED:
+        partitions_create(table, dt.date(2042, 1, 1), 1)
+    code = methods.payment_code_generate(cardholder=world["card"].cardholder, card=world["card"])
+    with mock.patch("django.utils.timezone.now", return_value=at(2042, 1, 10)):
+        code.expires_at = at(2042, 1, 10) + dt.timedelta(minutes=1)
+        code.save(update_fields=["expires_at"])
+        paid = services.payment_create(
+            merchant=world["merchant"], amount=1_000, currency="CNY", payment_code=code.code, idempotency_key="jan",
+            confirm=True,
+        )  # fmt: skip
+    with mock.patch("django.utils.timezone.now", return_value=at(2042, 1, 20)):
+        refund = refund_correction(paid, 100, reason="test")
+    dispute = Dispute.objects.create(
+        payment=paid, payment_created_at=paid.created_at, merchant=paid.merchant, kind="retrieval", amount=0,
+        currency="CNY", opened_by="channel", respond_by=dt.date(2042, 2, 1),
+    )  # fmt: skip
+    with connection.cursor() as cursor:  # as if committed before the job: no key checks left pending
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+
+    # In August, January's payments may still be refunded (250 days after the month ends).
+    early = partitions_maintain(today=dt.date(2042, 8, 10), ahead=0, archive_after=3)
+    assert f"{TABLE}_p204201: rows of it may be written until 2042-10-09" in early.kept
+    # In November they may not, but the dispute is still open: its month stays, and refers to the payments'.
+    kept = partitions_maintain(today=dt.date(2042, 11, 10), ahead=0, archive_after=3)
+    assert f"{TABLE}_p204201: rows of payments_dispute refer to it" in kept.kept
+    assert PaymentIntent.objects.filter(pk=paid.pk).exists()
+
+    Dispute.objects.filter(pk=dispute.pk).update(status=Dispute.Status.WON, closed_at=at(2042, 2, 1))
+    done = partitions_maintain(today=dt.date(2042, 11, 10), ahead=0, archive_after=3)
+    # Its attempts, routing decision and refund went on the runs before; now the dispute's month, then the payments'.
+    before = set(early.archived + kept.archived)
+    assert {f"payments_{name}_archive_204201" for name in ("paymentattempt", "routingdecision", "refund")} <= before
+    assert done.archived == ["payments_dispute_archive_204201", f"{TABLE}_archive_204201"]
+    assert ArchivedMonth.objects.filter(table=TABLE, month=dt.date(2042, 1, 1)).exists()
+    assert not PaymentIntent.objects.filter(pk=paid.pk).exists()
+    assert not Refund.objects.filter(pk=refund.pk).exists()
+    assert fetch(f"SELECT id, payment_code_id FROM {TABLE}_archive_204201") == [(paid.pk, code.pk)]
+    code.refresh_from_db()
+    assert code.used_by_id == paid.pk  # the code stays, naming its payment's archived row
+    # The points statement, which reads archived months of entries, still names the archived payment's merchant.
+    assert merchant_names_of_payments([paid.public_id]) == {paid.public_id: world["merchant"].display_name}
+    # The merchant asking for it is told its month was archived, not that it never was.
+    with pytest.raises(NotFound, match="Payments made in 2042-01 have been archived") as archived:
+        payment_get(merchant=world["merchant"], livemode=True, payment_id=paid.public_id)
+    assert archived.value.code == "payment_archived"
+    with pytest.raises(NotFound, match="No such payment") as unknown:
+        payment_get(merchant=world["merchant"], livemode=True, payment_id="pay_" + "x" * 24)
+    assert unknown.value.code == "resource_missing"
