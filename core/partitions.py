@@ -161,6 +161,15 @@ def archived_at(table: str, moment: datetime) -> date | None:
     return month if ArchivedMonth.objects.filter(table=_registered(table), month=month).exists() else None
 
 
+def archive_tables_of(tables: Iterable[str]) -> dict[str, list[str]]:
+    """`archive_tables` of each of `tables`, read in one query."""
+    found: dict[str, list[str]] = {_registered(table): [] for table in tables}
+    records = ArchivedMonth.objects.filter(table__in=list(found)).order_by("table", "month")
+    for table, name in records.values_list("table", "archive_table"):
+        found[table].append(name)
+    return found
+
+
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
 
 

@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 from psycopg2 import sql
 
 from core.money import MINOR_UNIT_EXPONENT, format_minor
-from core.partitions import with_archives
+from core.partitions import archive_tables_of, with_archives
 from members.models import BindingStatus, Cardholder, LinkedAccount
 
 from .connectors import get_connector
@@ -241,6 +241,7 @@ _LINE_SOURCE_COLUMNS = (
     "cofunding_credit",
 )  # fmt: skip
 _REFUND_SOURCE_COLUMNS = ("id", "public_id")
+_PAYMENT_SOURCE_COLUMNS = ("id", "public_id")
 
 # A batch's lines from line `from_pk` on, in the order they were written, with the public ids of what is behind
 # them; keyset on each month's (batch, id) index, an archived month's too.
@@ -261,20 +262,26 @@ _SQL_FIRST_LINE = "SELECT l.id FROM {lines} l WHERE l.batch_id = %(batch)s ORDER
 
 @dataclass(frozen=True)
 class _BatchLines:
-    """Where a batch's lines are read: the lines and the refunds, each with its archived months (docs/scaling.md,
-    "Settlement lines"), so that a batch keeps every line whatever the age of its payments."""
+    """Where a batch's lines are read: the lines, the payments and the refunds, each with its archived months
+    (docs/scaling.md, "Settlement lines"), so that a batch keeps every line whatever the age of its payments."""
 
     using: str  # the database the reads go to (the replica, for a view that reads it)
     lines: sql.Composable
+    payments: sql.Composable
     refunds: sql.Composable
 
     @classmethod
     def now(cls) -> _BatchLines:
-        return cls(
-            router.db_for_read(SettlementLine),
-            sql.SQL(with_archives(SettlementLine._meta.db_table, _LINE_SOURCE_COLUMNS)),
-            sql.SQL(with_archives(Refund._meta.db_table, _REFUND_SOURCE_COLUMNS)),
+        tables = {
+            SettlementLine._meta.db_table: _LINE_SOURCE_COLUMNS,
+            PaymentIntent._meta.db_table: _PAYMENT_SOURCE_COLUMNS,
+            Refund._meta.db_table: _REFUND_SOURCE_COLUMNS,
+        }
+        archived = archive_tables_of(tables)  # one query
+        lines, payments, refunds = (
+            sql.SQL(with_archives(table, columns, archived[table])) for table, columns in tables.items()
         )
+        return cls(router.db_for_read(SettlementLine), lines, payments, refunds)
 
     def first_pk(self, batch_id: int) -> int:
         """The id of the batch's first line (0 for a batch without lines): line numbers count from it."""
@@ -287,7 +294,7 @@ class _BatchLines:
         """Up to `limit` of the batch's lines whose id is `from_pk` or more, in order."""
         query = sql.SQL(_SQL_BATCH_LINES).format(
             lines=self.lines,
-            payments=sql.Identifier(PaymentIntent._meta.db_table),
+            payments=self.payments,
             refunds=self.refunds,
             disputes=sql.Identifier(Dispute._meta.db_table),
             batches=sql.Identifier(SettlementBatch._meta.db_table),

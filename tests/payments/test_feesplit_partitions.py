@@ -219,8 +219,12 @@ def test_the_job_archives_a_month_of_splits_before_the_payments() -> None:
     assert f"{TABLE}_archive_203001" in archive_tables(TABLE)
     assert not FeeSplit.objects.filter(payment=paid).exists()
     assert fetch(f"SELECT count(*) FROM {TABLE}_archive_203001") == [(8,)]
-    # The payments and refunds stay (never archived); the archive keeps no key to them.
-    assert PaymentIntent.objects.filter(pk=paid.pk).exists()
+    # The refunds' and payments' months went after them; the archive keeps no key to them.
+    assert result.archived.index(f"{TABLE}_archive_203001") < result.archived.index("payments_refund_archive_203001")
+    assert result.archived.index("payments_refund_archive_203001") < result.archived.index(
+        "payments_paymentintent_archive_203001"
+    )
+    assert not PaymentIntent.objects.filter(pk=paid.pk).exists()
     assert fetch(
         "SELECT count(*) FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f'"
         " AND confrelid IN ('payments_paymentintent'::regclass, 'payments_refund'::regclass)",
