@@ -13,7 +13,8 @@ from django.db import migrations
 
 KEY = "payments_paymentcode_used_by_fk"
 
-FORWARD = f"ALTER TABLE payments_paymentcode DROP CONSTRAINT {KEY};"
+# IF EXISTS: on a database distributed on Citus, `citus_distribute` dropped it already.
+FORWARD = f"ALTER TABLE payments_paymentcode DROP CONSTRAINT IF EXISTS {KEY};"
 
 # Backward, the column is back (RemoveField's reverse runs first) before the key is made again, filled from payments.
 BACKWARD = f"""
