@@ -16,11 +16,14 @@ KEY = "payments_paymentcode_used_by_fk"
 # IF EXISTS: on a database distributed on Citus, `citus_distribute` dropped it already.
 FORWARD = f"ALTER TABLE payments_paymentcode DROP CONSTRAINT IF EXISTS {KEY};"
 
-# Backward, the column is back (RemoveField's reverse runs first) before the key is made again, filled from payments.
+# Backward, the column is back (RemoveField's reverse runs first), filled from the payments, before its check (dropped
+# with the column) and the key are made again.
 BACKWARD = f"""
 SET CONSTRAINTS ALL IMMEDIATE;
 UPDATE payments_paymentcode c SET used_by_created_at = p.created_at
     FROM payments_paymentintent p WHERE p.id = c.used_by_id;
+ALTER TABLE payments_paymentcode ADD CONSTRAINT paymentcode_used_by_set
+    CHECK ((used_by_id IS NULL) = (used_by_created_at IS NULL));
 ALTER TABLE payments_paymentcode ADD CONSTRAINT {KEY} FOREIGN KEY (used_by_id, used_by_created_at)
     REFERENCES payments_paymentintent (id, created_at) ON UPDATE CASCADE DEFERRABLE INITIALLY DEFERRED;
 """
