@@ -2,8 +2,8 @@
 docs/scaling.md "Partitioning by month"): an exception lands in its payment's month and one without a payment in the
 DEFAULT partition; the database's keys that hold the month still refuse a second exception of one problem; a
 re-imported day finds the exceptions it raised before, with a payment or without, and a dispute row's exception whose
-payment a corrected file names moves to its month; and the daily job keeps a month with an open exception and
-archives a resolved one's.
+payment a corrected file names moves to its month; settlement's hold reads the payment's month; and the daily job
+keeps a month with an open exception and archives a resolved one's.
 
 Each test runs in a transaction that is rolled back, DDL included, so the partitions a test makes go with it.
 """
@@ -20,20 +20,23 @@ import pytest
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone, translation
+from psycopg2 import sql
 
 from core.partitions import (
     NEVER_ARCHIVED,
     OPEN_ROWS,
     PARTITIONED,
     WRITTEN_FOR_DAYS,
+    partitions,
     partitions_create,
     partitions_maintain,
 )
 from payments.models import PaymentIntent, ReconciliationException
+from payments.services.settlement import _held_fragments, _tables
 from payments.statements import Row
 from payments.windows import REFUND_SPAN_DAYS
 from tests.factories import FACTORIES
-from tests.partitioning import assert_monthly, at, fetch, partition_of, payment_at, table_keys
+from tests.partitioning import assert_monthly, at, explain, fetch, partition_of, payment_at, table_keys
 from tests.payments.test_reconciliation import load, our_rows, pay
 from tests.payments.test_reconciliation_disputes import ref
 
@@ -71,6 +74,13 @@ def payment_channel() -> Any:
 def _refused(make: Callable[[], Any], match: str) -> None:
     with pytest.raises(IntegrityError, match=match), transaction.atomic():
         make()
+
+
+def _single_partition(plan: str, month: str) -> None:
+    assert f"{TABLE}_p{month}" in plan, plan
+    others = [p.name for p in partitions(TABLE) if p.name != f"{TABLE}_p{month}"]
+    assert others
+    assert not [name for name in others if name in plan], plan
 
 
 def test_the_migration_made_a_partitioned_table_whose_keys_hold_the_payments_month() -> None:
@@ -213,6 +223,17 @@ def test_a_dispute_exception_whose_payment_a_corrected_file_names_moves_to_its_m
     assert (moved.pk, moved.payment_id, moved.payment_created_at) == (missing.pk, payment.pk, payment.created_at)
     assert partition_of(TABLE, moved.pk) == f"{TABLE}_p{_partition_month(payment)}"
     assert moved.status == "open"
+
+
+def test_settlements_hold_reads_the_payments_month_only() -> None:
+    partitions_create(TABLE, dt.date(2023, 1, 1), 3)
+    payment = payment_at(at(2023, 2))
+    fragments = _held_fragments(_tables(), sql.SQL("payments_settlementline"))
+    with connection.cursor() as cursor:
+        held = fragments["payment_not_held"].as_string(cursor.connection)
+    statement = f"SELECT 1 FROM payments_paymentintent p WHERE p.id = %s AND p.created_at = %s AND {held}"
+    plan = explain(statement, (payment.pk, payment.created_at))
+    _single_partition(plan, "202302")
 
 
 def test_the_job_keeps_a_month_with_an_open_exception_and_archives_a_resolved_ones() -> None:
