@@ -29,14 +29,15 @@ logger = logging.getLogger(__name__)
 
 # table -> the timestamptz column its months are cut on. Keep in step with mengka_partition_column (a migration).
 # A table that refers to another comes before it: a month can be detached only once no row refers to it (entries
-# before their transactions, fee splits and settlement lines before refunds and payments, webhook deliveries before
-# their events).
+# before their transactions, fee splits, settlement lines and reconciliation exceptions before refunds and payments,
+# webhook deliveries before their events).
 PARTITIONED: dict[str, str] = {
     "rewards_entry": "created_at",
     "payments_paymentattempt": "intent_created_at",
     "payments_routingdecision": "intent_created_at",
     "payments_feesplit": "payment_created_at",
     "payments_settlementline": "payment_created_at",
+    "payments_reconciliationexception": "payment_created_at",
     "payments_refund": "intent_created_at",
     "payments_paymentintent": "created_at",
     "rewards_ledgertransaction": "created_at",
@@ -63,9 +64,12 @@ def keep_while_written(tables: Iterable[str], days: int) -> None:
 
 
 # Rows whose story is not over: a month holding one is kept, since a late answer (the channel's, the merchant's
-# endpoint's) must still find its row. Attempts and refunds whose outcome is not known yet, deliveries still retried.
+# endpoint's, the operators') must still find its row. Attempts and refunds whose outcome is not known yet,
+# reconciliation exceptions not resolved (an open one may still hold its payment's settlement), deliveries still
+# retried.
 OPEN_ROWS: dict[str, str] = {
     "payments_paymentattempt": "status IN ('pending', 'unknown', 'authorized')",
+    "payments_reconciliationexception": "status = 'open'",
     "payments_refund": "status IN ('pending', 'unknown')",
     "merchants_webhookdelivery": "status = 'pending'",
 }

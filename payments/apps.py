@@ -9,6 +9,7 @@ class PaymentsConfig(AppConfig):
     verbose_name = _("Payments")
 
     def ready(self) -> None:
+        from django.conf import settings
         from django.db.models.signals import post_delete, post_save
 
         from core.approvals import approval_kind_register
@@ -27,8 +28,12 @@ class PaymentsConfig(AppConfig):
         # routing decision) or refunded (the refund, its fee splits and settlement line): the month is kept till then.
         keep_while_written(("payments_paymentattempt", "payments_routingdecision"), CAPTURE_SPAN_DAYS)
         keep_while_written(("payments_refund", "payments_feesplit", "payments_settlementline"), REFUND_SPAN_DAYS)
-        # The payment itself is updated by its refunds (the amounts refunded) as long.
-        keep_while_written(("payments_paymentintent",), REFUND_SPAN_DAYS)
+        # Reconciliation raises and updates exceptions of a payment's month while its refunds are written, and until
+        # the statement of the last refund's day is fetched (RECON_LOOKBACK_DAYS back, the day after its cut-off).
+        reconciled_for = REFUND_SPAN_DAYS + settings.RECON_LOOKBACK_DAYS + 1
+        keep_while_written(("payments_reconciliationexception",), reconciled_for)
+        # The payment itself is updated by its refunds and named by those exceptions: kept as long.
+        keep_while_written(("payments_paymentintent",), reconciled_for)
 
         # The points statement names the merchant behind points a payment earned: rewards knows payments by id only.
         register_payment_merchant_names(merchant_names_of_payments)

@@ -1621,7 +1621,15 @@ class ReconciliationException(models.Model):
 
     `key` names the problem independently of the file it came from (channel, day, class, type, reference), so a
     re-import or a corrected file finds the same row instead of adding one. While open, a contradicted payment or
-    refund (`holds_settlement`) is kept out of settlement batches."""
+    refund (`holds_settlement`) is kept out of settlement batches.
+
+    The table is partitioned by month on `payment_created_at` (payments/migrations/0054); an exception without a
+    payment (a channel's row we lack, a payout's, a late statement) sits in the DEFAULT partition. So the database's
+    keys include the month: no primary key (its columns would be NOT NULL), and `(id, payment_created_at)`,
+    `(public_id, payment_created_at)` and `(key, payment_created_at)` unique NULLS NOT DISTINCT. They keep the rules:
+    one key always comes with one month (the class decides whether there is a payment and the row names it;
+    reconciliation's writes that could name another keep or move the row, see the migration). The model keeps `id`
+    as its primary key and `public_id` and `key` unique as the rules."""
 
     class Status(models.TextChoices):
         OPEN = "open", _("open")

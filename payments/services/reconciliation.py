@@ -434,7 +434,10 @@ GROUP BY class, kind, currency ORDER BY class, kind, currency
 """
 
 # One exception per problem: the key names the channel, the day, the class, the type and the row, never the file, so
-# a re-import or a corrected file finds the exception it raised before.
+# a re-import or a corrected file finds the exception it raised before. The table's key is (key, payment_created_at)
+# (partitioned by the payment's month, payments/migrations/0054): the class and the row name the payment, or none,
+# but a duplicate's is the payment its first copy paired with, if any, so a duplicate takes the month of the
+# exception already raised under its key (and keeps its payment, as an upsert never changes it).
 _EXCEPTIONS = """
 WITH upserted AS (
   INSERT INTO {exception} (
@@ -444,17 +447,23 @@ WITH upserted AS (
     resolved_at, created_at, updated_at)
   SELECT 'rex_' || translate(encode(uuid_send(gen_random_uuid())
                                     || substring(uuid_send(gen_random_uuid()) FROM 1 FOR 2), 'base64'), '+/', 'xy'),
-         %(channel)s || ':' || %(day)s || ':' || r.class || ':' || r.kind || ':'
-           || COALESCE(r.ref, 'txn:' || r.txn, 'at:' || r.currency || r.their_amount || '@' || r.at::text, ''),
-         %(channel)s, %(day)s, %(statement)s, r.class, r.kind, COALESCE(r.ref, ''), COALESCE(r.txn, ''),
-         r.payment_id, (SELECT p.created_at FROM {payment} p WHERE p.id = r.payment_id), r.refund_id, r.payout_id,
+         r.key, %(channel)s, %(day)s, %(statement)s, r.class, r.kind, COALESCE(r.ref, ''), COALESCE(r.txn, ''),
+         CASE WHEN e.key IS NULL THEN r.payment_id ELSE e.payment_id END,
+         CASE WHEN e.key IS NULL THEN (SELECT p.created_at FROM {payment} p WHERE p.id = r.payment_id)
+              ELSE e.payment_created_at END,
+         CASE WHEN e.key IS NULL THEN r.refund_id ELSE e.refund_id END, r.payout_id,
          r.currency, r.our_amount, r.their_amount, r.our_status,
          r.their_status, r.copies,
          r.class = ANY(%(holding)s) AND (r.kind = 'capture' OR r.kind = 'refund')
            AND (r.payment_id IS NOT NULL OR r.refund_id IS NOT NULL),
          'open', '', '', NULL, NULL, NULL, NULL, now(), now()
-  FROM recon_result r WHERE r.class <> 'matched'
-  ON CONFLICT (key) DO UPDATE SET
+  FROM (SELECT r.*, %(channel)s || ':' || %(day)s || ':' || r.class || ':' || r.kind || ':'
+                    || COALESCE(r.ref, 'txn:' || r.txn, 'at:' || r.currency || r.their_amount || '@' || r.at::text, '')
+                    AS key
+        FROM recon_result r WHERE r.class <> 'matched') r
+  LEFT JOIN LATERAL (SELECT e.key, e.payment_id, e.payment_created_at, e.refund_id FROM {exception} e
+                     WHERE e.key = r.key AND r.class = 'duplicate' LIMIT 1) e ON true
+  ON CONFLICT (key, payment_created_at) DO UPDATE SET
     statement_id = EXCLUDED.statement_id, our_amount = EXCLUDED.our_amount, channel_amount = EXCLUDED.channel_amount,
     our_status = EXCLUDED.our_status, channel_status = EXCLUDED.channel_status, copies = EXCLUDED.copies,
     status = CASE WHEN {exception}.status = 'superseded' THEN 'open' ELSE {exception}.status END,
@@ -583,28 +592,48 @@ SELECT class, kind, currency, count(*), COALESCE(sum(their_amount), 0), COALESCE
 FROM recon_dispute_result GROUP BY class, kind, currency ORDER BY class, kind, currency
 """
 # Keyed as the payment rows' exceptions are, with the row's stage and the channel's dispute id (else our reference):
-# a dispute's opening and its decision are two problems.
-_DISPUTE_EXCEPTIONS = """
+# a dispute's opening and its decision are two problems. A later file may name another payment under a key (a
+# `dispute_missing` by the channel's id: the payment our reference on the row finds): the exception raised before is
+# moved to that payment's month first (`_DISPUTE_MOVES`, an UPDATE moves the row across partitions; an upsert may
+# not), then the upsert finds it by (key, payment_created_at) and names the payment.
+_DISPUTE_ROWS = """
+SELECT %(channel)s || ':' || %(day)s || ':' || r.class || ':' || r.kind || ':' || r.stage || ':'
+         || COALESCE('txn:' || r.txn, r.ref, '') AS key,
+       r.*, (SELECT p.created_at FROM {payment} p WHERE p.id = r.payment_id) AS payment_created_at
+FROM recon_dispute_result r WHERE r.class <> 'matched'
+"""
+_DISPUTE_MOVES = (
+    """
+UPDATE {exception} e SET payment_id = r.payment_id, payment_created_at = r.payment_created_at, updated_at = now()
+FROM ("""
+    + _DISPUTE_ROWS
+    + """) r
+WHERE e.key = r.key AND e.payment_created_at IS DISTINCT FROM r.payment_created_at
+"""
+)
+_DISPUTE_EXCEPTIONS = (
+    """
 INSERT INTO {exception} (
   public_id, key, channel_id, business_date, statement_id, kind, txn_kind, reference, channel_txn_id, payment_id,
   payment_created_at, currency, our_amount, channel_amount, our_status, channel_status, copies, holds_settlement,
   status, resolution, note, created_at, updated_at)
 SELECT 'rex_' || translate(encode(uuid_send(gen_random_uuid())
                                   || substring(uuid_send(gen_random_uuid()) FROM 1 FOR 2), 'base64'), '+/', 'xy'),
-       %(channel)s || ':' || %(day)s || ':' || r.class || ':' || r.kind || ':' || r.stage || ':'
-         || COALESCE('txn:' || r.txn, r.ref, ''),
-       %(channel)s, %(day)s, %(statement)s, r.class, r.kind, COALESCE(r.ref, ''), COALESCE(r.txn, ''), r.payment_id,
-       (SELECT p.created_at FROM {payment} p WHERE p.id = r.payment_id), r.currency, r.our_amount, r.their_amount,
+       r.key, %(channel)s, %(day)s, %(statement)s, r.class, r.kind, COALESCE(r.ref, ''), COALESCE(r.txn, ''),
+       r.payment_id, r.payment_created_at, r.currency, r.our_amount, r.their_amount,
        r.our_status, r.their_status, r.copies, false, 'open', '', '', now(), now()
-FROM recon_dispute_result r WHERE r.class <> 'matched'
-ON CONFLICT (key) DO UPDATE SET
+FROM ("""
+    + _DISPUTE_ROWS
+    + """) r
+ON CONFLICT (key, payment_created_at) DO UPDATE SET
   statement_id = EXCLUDED.statement_id, our_amount = EXCLUDED.our_amount, channel_amount = EXCLUDED.channel_amount,
   our_status = EXCLUDED.our_status, channel_status = EXCLUDED.channel_status, copies = EXCLUDED.copies,
-  payment_id = EXCLUDED.payment_id, payment_created_at = EXCLUDED.payment_created_at,
+  payment_id = EXCLUDED.payment_id,
   status = CASE WHEN {exception}.status = 'superseded' THEN 'open' ELSE {exception}.status END,
   resolved_at = CASE WHEN {exception}.status = 'superseded' THEN NULL ELSE {exception}.resolved_at END,
   updated_at = now()
 """
+)
 
 
 def _match(imported: StatementImport, channel: Channel, day: dt.date) -> dict[str, Any]:
@@ -656,6 +685,7 @@ def _match(imported: StatementImport, channel: Channel, day: dt.date) -> dict[st
             run(statement)
         run(_DISPUTE_SUMMARY)
         rows += cursor.fetchall()
+        run(_DISPUTE_MOVES)
         run(_DISPUTE_EXCEPTIONS)
         run(_SUPERSEDE)
         for name in _DISPUTE_TABLES:
@@ -725,8 +755,9 @@ def _not_ready(fetch: StatementFetch, channel: Channel, day: dt.date, code: str,
                 status=StatementFetch.Status.LATE, attempts=attempts, next_attempt_at=None, last_error=code[:200],
                 updated_at=timezone.now(),
             )  # fmt: skip
-            exception, created = Exc.objects.get_or_create(
+            exception, created = Exc.objects.get_or_create(  # names no payment: the key's month is empty
                 key=f"{channel.pk}:{day.isoformat()}:{ReconClass.STATEMENT_LATE}::",
+                payment_created_at=None,
                 defaults={
                     "channel": channel,
                     "business_date": day,

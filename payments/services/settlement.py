@@ -448,8 +448,9 @@ def _held_fragments(tables: dict[str, sql.Identifier], every_line: sql.Composabl
     statement lacks it, shows it failed or for another amount) is on no line until the exception is resolved; then it
     enters the merchant's next batch, however old its business date (`released_*`: those whose holding exception was
     resolved in the last 90 days and that are on no line yet)."""
-    held = """NOT EXISTS (SELECT 1 FROM {recon} e WHERE e.{column} = {alias}.id AND e.holds_settlement
-                             AND e.txn_kind = {kind} AND e.status = 'open')"""
+    # The exception names the payment's month (its table is partitioned by it): each probe reads that month's.
+    held = """NOT EXISTS (SELECT 1 FROM {recon} e WHERE e.{column} = {alias}.id AND e.payment_created_at = {time}
+                             AND e.holds_settlement AND e.txn_kind = {kind} AND e.status = 'open')"""
     # An open chargeback or error adjustment opened before its payment was settled holds the payment too.
     disputed = """NOT EXISTS (SELECT 1 FROM {dispute} d WHERE d.payment_id = p.id AND d.holds_settlement
                                  AND d.status IN ('open', 'evidence_submitted'))"""
@@ -464,12 +465,20 @@ def _held_fragments(tables: dict[str, sql.Identifier], every_line: sql.Composabl
     capture, refund = sql.Literal("capture"), sql.Literal("refund")
     payment_held = sql.SQL("{} AND {}").format(
         sql.SQL(held).format(
-            recon=tables["recon"], column=sql.Identifier("payment_id"), alias=sql.Identifier("p"), kind=capture
+            recon=tables["recon"],
+            column=sql.Identifier("payment_id"),
+            alias=sql.Identifier("p"),
+            kind=capture,
+            time=sql.SQL("p.created_at"),
         ),
         sql.SQL(disputed).format(dispute=tables["dispute"]),
     )
     refund_held = sql.SQL(held).format(
-        recon=tables["recon"], column=sql.Identifier("refund_id"), alias=sql.Identifier("r"), kind=refund
+        recon=tables["recon"],
+        column=sql.Identifier("refund_id"),
+        alias=sql.Identifier("r"),
+        kind=refund,
+        time=sql.SQL("r.intent_created_at"),
     )
     return {
         "payment_not_held": payment_held,

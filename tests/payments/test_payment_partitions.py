@@ -276,9 +276,9 @@ def test_the_job_archives_a_month_of_payments_once_nothing_refers_to_it(world: d
     with connection.cursor() as cursor:  # as if committed before the job: no key checks left pending
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
 
-    # In August, January's payments may still be refunded (250 days after the month ends).
+    # In August, January's payments may still be refunded and reconciled (254 days after the month ends).
     early = partitions_maintain(today=dt.date(2042, 8, 10), ahead=0, archive_after=3)
-    assert f"{TABLE}_p204201: rows of it may be written until 2042-10-09" in early.kept
+    assert f"{TABLE}_p204201: rows of it may be written until 2042-10-13" in early.kept
     # In November they may not, but the dispute is still open: its month stays, and refers to the payments'.
     kept = partitions_maintain(today=dt.date(2042, 11, 10), ahead=0, archive_after=3)
     assert f"{TABLE}_p204201: rows of payments_dispute refer to it" in kept.kept
