@@ -159,12 +159,6 @@ def archive_tables(table: str) -> list[str]:
     return list(ArchivedMonth.objects.filter(table=table).order_by("month").values_list("archive_table", flat=True))
 
 
-def archived_at(table: str, moment: datetime) -> date | None:
-    """The month (Asia/Shanghai) of `moment` if `table`'s partition of that month was archived, else None."""
-    month = month_start(moment.astimezone(SHANGHAI).date())
-    return month if ArchivedMonth.objects.filter(table=_registered(table), month=month).exists() else None
-
-
 def archive_tables_of(tables: Iterable[str]) -> dict[str, list[str]]:
     """`archive_tables` of each of `tables`, read in one query."""
     found: dict[str, list[str]] = {_registered(table): [] for table in tables}

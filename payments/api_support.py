@@ -32,7 +32,7 @@ def payment_get(*, merchant: Merchant, livemode: bool, payment_id: str) -> Payme
         lambda payments: payments.select_related("card__bank", "store").filter(merchant=merchant, livemode=livemode),
     )
     if intent is None:
-        raise payment_missing(payment_id, param="id")
+        raise payment_missing(payment_id, merchant, livemode, param="id")
     intent.merchant = merchant  # the caller's merchant is this payment's: no second query for it
     return intent
 

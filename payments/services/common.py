@@ -7,12 +7,13 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
+from core.calendar import SHANGHAI
 from core.errors import Conflict, NotFound
 from core.idempotency import run_idempotent
-from core.ids import public_id_time
-from core.partitions import archived_at
+from core.partitions import archive_tables, with_archives
 from merchants.models import Merchant
 
 from ..connectors.base import RemoteState
@@ -77,21 +78,31 @@ def payment_load(public_id: str, merchant: Merchant, livemode: bool) -> PaymentI
         ).filter(merchant=merchant, livemode=livemode),
     )
     if payment is None:
-        raise payment_missing(public_id, param="payment")
+        raise payment_missing(public_id, merchant, livemode, param="payment")
     return payment
 
 
-def payment_missing(public_id: str, *, param: str) -> NotFound:
-    """The error for a payment id that finds nothing: a timed id of a month that was archived says so (its month is
-    the id's own, so this tells nothing of whether such a payment was ever made)."""
-    made = public_id_time(public_id, "pay")
-    month = archived_at(PaymentIntent._meta.db_table, made) if made is not None else None
-    if month is not None:
-        return NotFound(
-            f"Payments made in {month:%Y-%m} have been archived: this one can no longer be read or changed here.",
-            code="payment_archived",
-            param=param,
-        )
+def payment_missing(public_id: str, merchant: Merchant, livemode: bool, *, param: str) -> NotFound:
+    """The error for a payment id that finds none of the merchant's payments in this mode: one of them in a month that
+    was archived says so (read from the archive tables, only on this path), any other is "No such payment"."""
+    table = PaymentIntent._meta.db_table
+    archives = archive_tables(table)
+    if archives:
+        source = with_archives(table, ("public_id", "merchant_id", "livemode", "created_at"), archives)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT created_at FROM {source} p"  # noqa: S608 (names checked by with_archives)
+                " WHERE public_id = %s AND merchant_id = %s AND livemode = %s LIMIT 1",
+                [public_id, merchant.pk, livemode],
+            )
+            row = cursor.fetchone()
+        if row is not None:
+            return NotFound(
+                f"Payments made in {row[0].astimezone(SHANGHAI):%Y-%m} have been archived: this one can no longer be"
+                " read or changed here.",
+                code="payment_archived",
+                param=param,
+            )
     return NotFound("No such payment.", param=param)
 
 

@@ -302,6 +302,12 @@ def test_the_job_archives_a_month_of_payments_once_nothing_refers_to_it(world: d
     with pytest.raises(NotFound, match="Payments made in 2042-01 have been archived") as archived:
         payment_get(merchant=world["merchant"], livemode=True, payment_id=paid.public_id)
     assert archived.value.code == "payment_archived"
-    with pytest.raises(NotFound, match="No such payment") as unknown:
-        payment_get(merchant=world["merchant"], livemode=True, payment_id="pay_" + "x" * 24)
-    assert unknown.value.code == "resource_missing"
+    # Any other id, and this one asked for by another merchant or in the other mode, is no such payment.
+    for merchant, livemode, public_id in (
+        (world["merchant"], True, "pay_" + "x" * 24),
+        (MerchantFactory(), True, paid.public_id),
+        (world["merchant"], False, paid.public_id),
+    ):
+        with pytest.raises(NotFound, match="No such payment") as unknown:
+            payment_get(merchant=merchant, livemode=livemode, payment_id=public_id)
+        assert unknown.value.code == "resource_missing"
