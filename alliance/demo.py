@@ -79,6 +79,14 @@ def seed_payments(ctx: DemoContext) -> None:
     seed(ctx)
 
 
+def seed_archived_payments(ctx: DemoContext) -> None:
+    """After the payments: the month of the archived entries, archived for payments too."""
+    from payments.demo import seed_archived_payments as seed
+    from rewards.demo import ARCHIVED_MONTHS_AGO
+
+    seed(ctx, months_ago=ARCHIVED_MONTHS_AGO)
+
+
 def seed_rewards(ctx: DemoContext) -> None:
     from rewards.demo import seed_rewards as seed
 
@@ -277,6 +285,7 @@ STEPS: list[Callable[[DemoContext], None]] = [
     seed_promotions,
     seed_payments,
     seed_segment_payments,
+    seed_archived_payments,
     seed_benefits,
     seed_merchant_api,
     seed_settlements,

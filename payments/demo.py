@@ -825,7 +825,9 @@ def _months_back(today: dt.date, months: int) -> dt.date:
     return dt.date(index // 12, index % 12 + 1, 12)
 
 
-def _date_spending(payment: PaymentIntent, day: dt.date) -> None:
+def _date_spending(payment: PaymentIntent, day: dt.date) -> dt.datetime:
+    """Dates `payment` back to `day`, 19:30 (Shanghai), and its refunds a week later, each with the business date of
+    its day (the next working day's when it is a day off); returns the payment's new time."""
     from core.calendar import is_working_day, next_working_day
 
     def business(day: dt.date) -> dt.date:
@@ -839,6 +841,97 @@ def _date_spending(payment: PaymentIntent, day: dt.date) -> None:
     Refund.objects.filter(intent=payment, intent_created_at=at, status=Refund.Status.SUCCEEDED).update(
         created_at=refunded_at, completed_at=refunded_at, business_date=business(refunded_at.date())
     )
+    return at
+
+
+# --- an archived month of payments: two test-mode payments of a year ago, detached as the partitions job does -----
+
+# (amount, refunded) of the archived payments, in fen; a quarter of the second refunded.
+ARCHIVED_PAYMENTS = ((8_800, 0), (26_600, 6_650))
+# The merchant whose test key the demo prints first (the keys are printed by merchant code): its sandbox has the
+# history's test-mode payments, and a test key sees test-mode payments only.
+ARCHIVED_MERCHANT = "DEMO-FUEL"
+
+
+def seed_archived_payments(ctx: Any, *, months_ago: int) -> None:
+    """Two test-mode card payments of the demo merchant whose test key is printed first, made through the payment
+    services and the simulator like every demo payment (captured; the second refunded in part), dated back to the 15th
+    and 20th of the month `months_ago` months before this one (docs/scaling.md, "Partitioning by month"), and that
+    month of every payments table detached to its archive table with the job's own functions, referrers first
+    (`PARTITIONED`'s order): *Platform › Archived months* lists them, and the merchant asking the API for one of them
+    with its test key is told that its month was archived (`payment_archived`). A payment's public id is timed by its
+    creation, and the API reads the month of an id it cannot find from the id: so a payment dated back gets a public
+    id of its new time. Its attempts' and refunds' references, by which the channel knows them, and its events (which
+    stay live) keep naming the id it was made with. Test mode: no points, fee splits or settlement refer to them.
+    Idempotent: nothing once a month of payments is archived (a later run, whatever the month, dates nothing again)."""
+    from django.db import connection, transaction
+
+    from core.ids import new_public_id
+    from core.models import ArchivedMonth
+    from core.partitions import PARTITIONED, add_months, month_start, partition_detach, partitions_create
+
+    if ArchivedMonth.objects.filter(table=PaymentIntent._meta.db_table).exists():
+        return
+    merchant = Merchant.objects.filter(code=ARCHIVED_MERCHANT).first()
+    username = getattr(ctx, "demo_cardholder", "")
+    # A demo cardholder's card other than the demo login's (whose cards the per-card velocity rule watches).
+    card = (
+        Card.objects.filter(status="active")
+        .exclude(cardholder__user__username=username)
+        .select_related("cardholder")
+        .order_by("pk")
+        .first()
+    )
+    if merchant is None or card is None or not _wait_for(get_connector("simulator"), seconds=3):
+        return
+    payments = []
+    for n, (amount, refund) in enumerate(ARCHIVED_PAYMENTS):
+        intent = services.payment_create(
+            merchant=merchant,
+            cardholder=card.cardholder,
+            card=card,
+            amount=amount,
+            currency="CNY",
+            idempotency_key=f"demo-archived-{n}",
+            confirm=True,
+            metadata={"demo_archived": n},
+            description="demo",
+            livemode=False,
+        )
+        if refund and intent.status == PaymentIntent.Status.SUCCEEDED:
+            services.refund_create(
+                merchant=merchant,
+                payment_id=intent.public_id,
+                amount=refund,
+                idempotency_key=f"demo-archived-refund-{n}",
+                reason="demo: returned goods",
+                livemode=False,
+            )
+        payments.append(intent)
+    succeeded = PaymentIntent.objects.filter(pk__in=[p.pk for p in payments], status=PaymentIntent.Status.SUCCEEDED)
+    refunds = Refund.objects.filter(intent__in=payments)
+    if succeeded.count() < len(payments) or refunds.exclude(status=Refund.Status.SUCCEEDED).exists():
+        return  # only payments whose story is over are archived (a refund's late answer must find its row)
+    month = add_months(month_start(timezone.localdate()), -months_ago)
+    tables = [table for table in PARTITIONED if table.startswith("payments_")]  # referrers first
+    with transaction.atomic():
+        for n, payment in enumerate(payments):
+            at = _date_spending(payment, month.replace(day=15 + 5 * n))
+            PaymentIntent.objects.filter(pk=payment.pk, created_at=at).update(public_id=new_public_id("pay", at=at))
+        # PostgreSQL alters no table whose rows have key checks pending: make them now, and defer them again after.
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        for table in tables:
+            partitions_create(table, month, 1)  # the month's rows move out of the DEFAULT partition
+        public_id = PaymentIntent.objects.filter(pk=payments[-1].pk).values_list("public_id", flat=True).get()
+        archived = [name for name in (partition_detach(table, month) for table in tables) if name]
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+    if ctx.out is not None and archived:
+        ctx.out.write(
+            f"  archived month: {month:%Y-%m} of payments, in {archived[-1]} and {len(archived) - 1} more tables; "
+            f"{merchant.code}'s test key asking for {public_id} gets 404 payment_archived\n"
+        )
 
 
 # --- reconciliation (对账) ------------------------------------------------------------------------------------------

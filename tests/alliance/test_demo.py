@@ -178,9 +178,10 @@ def test_seed_demo_builds_the_alliance_through_the_simulator_and_a_second_run_ad
     assert len(ctx.api_keys) == 5
     journal = simulator.journal_all()
     _the_demo_compares_cards_with_apply_links_and_valued_privileges()
+    _a_month_of_the_demo_merchants_payments_is_archived(ctx)
 
     seed_all(DemoContext(scale="small", out=io.StringIO()))
-    assert _counts() == first
+    assert _counts() == first  # the archived months among them: seeding again archives nothing more
     assert len(simulator.journal_all()) == len(journal)  # nothing asked of the channels either
 
 
@@ -197,11 +198,52 @@ def _the_demo_compares_cards_with_apply_links_and_valued_privileges() -> None:
     assert any(card.held for card in result.ranking)
 
 
+def _a_month_of_the_demo_merchants_payments_is_archived(ctx: DemoContext) -> None:
+    """The archived month of entries is archived for every payments table too; its archive holds the demo merchant's
+    two test-mode payments (one refunded in part), and the merchant's printed test key asking for the payment the
+    step names is told that its month was archived."""
+    from rest_framework.test import APIClient
+
+    from core.models import ArchivedMonth
+    from core.partitions import PARTITIONED
+    from payments.demo import ARCHIVED_MERCHANT, ARCHIVED_PAYMENTS
+    from payments.models import PaymentIntent
+    from tests.partitioning import fetch
+
+    month = ArchivedMonth.objects.get(table="rewards_entry").month
+    tables = [table for table in PARTITIONED if table.startswith("payments_")]
+    archived = ArchivedMonth.objects.filter(table__startswith="payments_")
+    assert {(a.table, a.month, a.archive_table) for a in archived} == {
+        (table, month, f"{table}_archive_{month:%Y%m}") for table in tables
+    }
+    payments = fetch(
+        "SELECT p.public_id, m.code, p.livemode, p.status, p.amount_captured, p.amount_refunded, p.created_at"
+        f" FROM payments_paymentintent_archive_{month:%Y%m} p JOIN merchants_merchant m ON m.id = p.merchant_id"
+        " ORDER BY p.id"
+    )
+    assert [row[1:6] for row in payments] == [
+        (ARCHIVED_MERCHANT, False, "succeeded", amount, refunded) for amount, refunded in ARCHIVED_PAYMENTS
+    ]
+    assert {created.astimezone(SHANGHAI).date().replace(day=1) for *_row, created in payments} == {month}
+    assert fetch(f"SELECT status FROM payments_refund_archive_{month:%Y%m}") == [("succeeded",)]
+    assert not PaymentIntent.objects.filter(metadata__has_key="demo_archived").exists()
+    shown = payments[-1][0]
+    assert shown in ctx.out.getvalue()  # the step's line names it
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {dict(ctx.api_keys)[ARCHIVED_MERCHANT]}")
+    response = client.get(f"/api/v1/payments/{shown}")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "payment_archived"
+    assert f"{month:%Y-%m}" in response.json()["error"]["message"]
+
+
 def test_the_simulator_journal_and_statements_agree_with_every_demo_payment(demo_on_simulator: Any) -> None:
     """Every demo payment went through the simulator: what it charged, refunded and reversed, by reference, is what
-    our attempts and payments say; it charged nothing we do not know of; and its statements add up to the same, less
-    the chargebacks it decided lost (their debit is in the totals)."""
-    from payments.models import Dispute, PaymentAttempt, PaymentIntent
+    our attempts and payments say, archived or not; it charged nothing we do not know of; and its statements add up
+    to the same, less the chargebacks it decided lost (their debit is in the totals)."""
+    from core.partitions import with_archives
+    from payments.models import Dispute
+    from tests.partitioning import fetch
 
     simulator = demo_on_simulator
     seed_all(DemoContext(scale="small", out=io.StringIO()))
@@ -213,18 +255,22 @@ def test_the_simulator_journal_and_statements_agree_with_every_demo_payment(demo
             moved[row["reference"]] += row["money"]
         if row["op"] in ("sale", "authorise") and row["outcome"] == "ok":
             charged.add(row["reference"])
-    attempts = list(PaymentAttempt.objects.select_related("intent", "channel"))
-    assert len(attempts) == PaymentIntent.objects.count()  # every payment went to a channel, once
-
-    def net(intent: PaymentIntent) -> int:
-        return intent.amount_captured - intent.amount_refunded if intent.status == "succeeded" else 0
-
-    assert {a.reference: moved.get(a.reference, 0) for a in attempts} == {a.reference: net(a.intent) for a in attempts}
-    ours = {a.reference for a in attempts if a.status in ("authorized", "captured", "voided", "reversed")}
+    # (reference, status, channel, what the payment kept) of every attempt, the archived month's too.
+    attempts = fetch(
+        "SELECT a.reference, a.status, c.remote_id,"
+        " CASE WHEN p.status = 'succeeded' THEN p.amount_captured - p.amount_refunded ELSE 0 END"
+        f" FROM {with_archives('payments_paymentattempt', ('reference', 'status', 'channel_id', 'intent_id'))} a"
+        f" JOIN {with_archives('payments_paymentintent', ('id', 'status', 'amount_captured', 'amount_refunded'))} p"
+        " ON p.id = a.intent_id JOIN payments_channel c ON c.id = a.channel_id"
+    )
+    (payments,) = fetch(f"SELECT count(*) FROM {with_archives('payments_paymentintent', ('id',))} p")[0]
+    assert len(attempts) == payments  # every payment went to a channel, once
+    assert {ref: moved.get(ref, 0) for ref, *_rest in attempts} == {ref: net for ref, _s, _c, net in attempts}
+    ours = {ref for ref, status, *_rest in attempts if status in ("authorized", "captured", "voided", "reversed")}
     assert charged == ours
     expected: dict[str, int] = defaultdict(int)
-    for attempt in attempts:
-        expected[attempt.channel.remote_id] += net(attempt.intent)
+    for _ref, _status, channel, net in attempts:
+        expected[channel] += net
     lost = Dispute.objects.filter(status="lost").exclude(kind="retrieval").select_related("channel")
     assert lost.exists()  # the demo's lost chargeback
     for dispute in lost:
@@ -426,8 +472,7 @@ def _the_demo_login_still_sees_its_archived_months_movements() -> None:
     from rewards.demo import ARCHIVED_EARNS
     from rewards.models import Entry
 
-    (archived,) = ArchivedMonth.objects.all()
-    assert archived.table == "rewards_entry"
+    archived = ArchivedMonth.objects.get(table="rewards_entry")
     assert archived.archive_table == f"rewards_entry_archive_{archived.month:%Y%m}"
     card = Card.objects.filter(cardholder__user__username="demo", bank__points_program__active=True).order_by("pk")[0]
     wallet = selectors.cardholder_wallet(cardholder_id=card.cardholder_id, program_id=card.bank.points_program.pk)
