@@ -825,9 +825,9 @@ def _months_back(today: dt.date, months: int) -> dt.date:
     return dt.date(index // 12, index % 12 + 1, 12)
 
 
-def _date_spending(payment: PaymentIntent, day: dt.date) -> dt.datetime:
+def _date_spending(payment: PaymentIntent, day: dt.date) -> None:
     """Dates `payment` back to `day`, 19:30 (Shanghai), and its refunds a week later, each with the business date of
-    its day (the next working day's when it is a day off); returns the payment's new time."""
+    its day (the next working day's when it is a day off)."""
     from core.calendar import is_working_day, next_working_day
 
     def business(day: dt.date) -> dt.date:
@@ -841,7 +841,6 @@ def _date_spending(payment: PaymentIntent, day: dt.date) -> dt.datetime:
     Refund.objects.filter(intent=payment, intent_created_at=at, status=Refund.Status.SUCCEEDED).update(
         created_at=refunded_at, completed_at=refunded_at, business_date=business(refunded_at.date())
     )
-    return at
 
 
 # --- an archived month of payments: two test-mode payments of a year ago, detached as the partitions job does -----
@@ -859,14 +858,11 @@ def seed_archived_payments(ctx: Any, *, months_ago: int) -> None:
     and 20th of the month `months_ago` months before this one (docs/scaling.md, "Partitioning by month"), and that
     month of every payments table detached to its archive table with the job's own functions, referrers first
     (`PARTITIONED`'s order): *Platform › Archived months* lists them, and the merchant asking the API for one of them
-    with its test key is told that its month was archived (`payment_archived`). A payment's public id is timed by its
-    creation, and the API reads the month of an id it cannot find from the id: so a payment dated back gets a public
-    id of its new time. Its attempts' and refunds' references, by which the channel knows them, and its events (which
-    stay live) keep naming the id it was made with. Test mode: no points, fee splits or settlement refer to them.
+    with its test key is told that its month was archived (`payment_archived`, found in the archive tables). Their
+    events stay live. Test mode: no points, fee splits or settlement refer to them.
     Idempotent: nothing once a month of payments is archived (a later run, whatever the month, dates nothing again)."""
     from django.db import connection, transaction
 
-    from core.ids import new_public_id
     from core.models import ArchivedMonth
     from core.partitions import PARTITIONED, add_months, month_start, partition_detach, partitions_create
 
@@ -916,21 +912,19 @@ def seed_archived_payments(ctx: Any, *, months_ago: int) -> None:
     tables = [table for table in PARTITIONED if table.startswith("payments_")]  # referrers first
     with transaction.atomic():
         for n, payment in enumerate(payments):
-            at = _date_spending(payment, month.replace(day=15 + 5 * n))
-            PaymentIntent.objects.filter(pk=payment.pk, created_at=at).update(public_id=new_public_id("pay", at=at))
+            _date_spending(payment, month.replace(day=15 + 5 * n))
         # PostgreSQL alters no table whose rows have key checks pending: make them now, and defer them again after.
         with connection.cursor() as cursor:
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         for table in tables:
             partitions_create(table, month, 1)  # the month's rows move out of the DEFAULT partition
-        public_id = PaymentIntent.objects.filter(pk=payments[-1].pk).values_list("public_id", flat=True).get()
         archived = [name for name in (partition_detach(table, month) for table in tables) if name]
         with connection.cursor() as cursor:
             cursor.execute("SET CONSTRAINTS ALL DEFERRED")
     if ctx.out is not None and archived:
         ctx.out.write(
             f"  archived month: {month:%Y-%m} of payments, in {archived[-1]} and {len(archived) - 1} more tables; "
-            f"{merchant.code}'s test key asking for {public_id} gets 404 payment_archived\n"
+            f"{merchant.code}'s test key asking for {payments[-1].public_id} gets 404 payment_archived\n"
         )
 
 
