@@ -9,6 +9,7 @@ class PaymentsConfig(AppConfig):
     verbose_name = _("Payments")
 
     def ready(self) -> None:
+        from django.conf import settings
         from django.db.models.signals import post_delete, post_save
 
         from core.approvals import approval_kind_register
@@ -21,12 +22,20 @@ class PaymentsConfig(AppConfig):
         from .models import RiskBlock
         from .services import PAYOUT_RELEASE_KIND, RISK_REVIEW_RELEASE_KIND, WRITE_OFF_KIND
         from .tiles import spending_tile
-        from .windows import CAPTURE_SPAN_DAYS, REFUND_SPAN_DAYS
+        from .windows import CAPTURE_SPAN_DAYS, REFUND_SPAN_DAYS, SLACK_DAYS
 
         # Rows of a payment's month are written until its last payment can no longer be captured (its attempts and
         # routing decision) or refunded (the refund, its fee splits and settlement line): the month is kept till then.
         keep_while_written(("payments_paymentattempt", "payments_routingdecision"), CAPTURE_SPAN_DAYS)
         keep_while_written(("payments_refund", "payments_feesplit", "payments_settlementline"), REFUND_SPAN_DAYS)
+        # Nothing bounds how late a channel or an operator may open a dispute: its month is kept as long as its
+        # payments may be refunded (a dispute takes back what a refund would). Its evidence comes by the dispute's
+        # deadline, so many working days later: in calendar days at most twice as many, and the longest run of days
+        # off. A dispute not closed yet, and its evidence, keep their month however old (`OPEN_ROWS`); one opened
+        # later still lands in the DEFAULT partition, where every read finds it.
+        respond_days = 2 * max(settings.DISPUTE_RESPOND_WORKING_DAYS.values()) + SLACK_DAYS
+        keep_while_written(("payments_dispute",), REFUND_SPAN_DAYS)
+        keep_while_written(("payments_disputeevidence",), REFUND_SPAN_DAYS + respond_days)
 
         # The points statement names the merchant behind points a payment earned: rewards knows payments by id only.
         register_payment_merchant_names(merchant_names_of_payments)

@@ -271,10 +271,19 @@ def dispute_evidence_submit(
             raise Conflict(_("Evidence was submitted for this dispute already."), code="evidence_already_submitted")
         rows = []
         if text.strip():
-            rows.append(DisputeEvidence(dispute=dispute, text=text[:20000], submitted_by=label[:150], created_at=now))
+            rows.append(
+                DisputeEvidence(
+                    dispute=dispute,
+                    dispute_payment_created_at=dispute.payment_created_at,
+                    text=text[:20000],
+                    submitted_by=label[:150],
+                    created_at=now,
+                )
+            )
         for item in checked:
             row = DisputeEvidence(
                 dispute=dispute,
+                dispute_payment_created_at=dispute.payment_created_at,
                 filename=item.name,
                 content_type=item.content_type,
                 size=len(item.content),
