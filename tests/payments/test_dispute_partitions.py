@@ -1,8 +1,9 @@
 """Disputes and their evidence are partitioned by month on their payment's created_at (payments/migrations/0054,
 docs/scaling.md "Partitioning by month"): a dispute lands in its payment's month and its evidence in the dispute's,
 the database's keys that hold the month still refuse a second dispute for one channel reference or public id, a
-re-dated payment takes its disputes and their evidence to its new month, and the daily job keeps a month with a
-dispute not closed yet (or lost and not debited yet) and archives a closed one's, evidence first.
+re-dated payment takes its disputes and their evidence to its new month, the reads that know the payment read its
+month, and the daily job keeps a month with a dispute not closed yet (or lost and not debited yet) and archives a
+closed one's, evidence first.
 
 Each test runs in a transaction that is rolled back, DDL included, so the partitions a test makes go with it.
 """
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from psycopg2 import sql
 
 from core.partitions import (
     NEVER_ARCHIVED,
@@ -27,8 +29,10 @@ from core.partitions import (
 )
 from payments import services
 from payments.models import Dispute, DisputeEvidence, PaymentIntent
+from payments.services.disputes import _evidence_of
+from payments.services.settlement import _every_line, _held_fragments, _tables
 from payments.windows import REFUND_SPAN_DAYS
-from tests.partitioning import assert_monthly, at, fetch, partition_of, payment_at, referring_keys, table_keys
+from tests.partitioning import assert_monthly, at, explain, fetch, partition_of, payment_at, referring_keys, table_keys
 
 pytestmark = pytest.mark.django_db
 
@@ -197,6 +201,28 @@ def test_a_redated_payment_takes_its_disputes_and_their_evidence_to_its_new_mont
     assert partition_of(EVIDENCE, evidence.pk) == f"{EVIDENCE}_p202203"
 
 
+def test_the_reads_that_know_the_payment_or_the_dispute_read_its_months_partition() -> None:
+    _months(dt.date(2023, 1, 1), 3)
+    payment = payment_at(at(2023, 2))
+    dispute = _answered(payment, "read-1")
+    # The channel's notice finds its dispute by payment and reference; the demo by payment.
+    by_payment = Dispute.objects.filter(
+        payment=payment, payment_created_at=payment.created_at, channel_reference="read-1"
+    )
+    _single_partition(TABLE, by_payment.explain(), "202302")
+    # The answer sent to the channel, and the count of files already sent, read the dispute's evidence.
+    _single_partition(EVIDENCE, _evidence_of(dispute).explain(), "202302")
+    # Settlement's hold: an open dispute of the payment, probed in its month (the chunk's and the candidates' test).
+    fragments = _held_fragments(_tables(), _every_line())
+    with connection.cursor() as cursor:
+        hold = sql.SQL("SELECT 1 FROM payments_paymentintent p WHERE p.id = %s AND p.created_at = %s AND {}").format(
+            fragments["payment_not_held"]
+        )
+        statement = cursor.mogrify(hold, (payment.pk, payment.created_at)).decode()
+    hold = explain(statement)
+    _single_partition(TABLE, hold, "202302")
+
+
 def test_the_job_keeps_a_month_with_an_open_dispute_and_archives_a_closed_ones_evidence_first() -> None:
     _keys_checked_now()
     _months(dt.date(2030, 1, 1), 2)
@@ -212,7 +238,7 @@ def test_the_job_keeps_a_month_with_an_open_dispute_and_archives_a_closed_ones_e
     assert f"{TABLE}_p203001: some of its rows are still open" in result.kept
     assert f"{EVIDENCE}_p203001: some of its rows are still open" in result.kept
     assert partition_of(TABLE, still_open.pk) == f"{TABLE}_p203001"
-    assert DisputeEvidence.objects.filter(dispute=still_open).count() == 1
+    assert _evidence_of(still_open).count() == 1
     # The closed one's month goes, evidence first (it refers to the dispute); the payments stay (never archived).
     assert _archived_in_2030(result.archived) == [f"{EVIDENCE}_archive_203002", f"{TABLE}_archive_203002"]
     assert not Dispute.objects.filter(pk=closed.pk).exists()
