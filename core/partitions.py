@@ -29,8 +29,8 @@ logger = logging.getLogger(__name__)
 
 # table -> the timestamptz column its months are cut on. Keep in step with mengka_partition_column (a migration).
 # A table that refers to another comes before it: a month can be detached only once no row refers to it (entries
-# before their transactions, fee splits, settlement lines and reconciliation exceptions before refunds and payments,
-# webhook deliveries before their events).
+# before their transactions; fee splits, settlement lines, reconciliation exceptions, dispute evidence and
+# disputes (evidence before disputes) before refunds and payments; webhook deliveries before their events).
 PARTITIONED: dict[str, str] = {
     "rewards_entry": "created_at",
     "payments_paymentattempt": "intent_created_at",
@@ -38,6 +38,8 @@ PARTITIONED: dict[str, str] = {
     "payments_feesplit": "payment_created_at",
     "payments_settlementline": "payment_created_at",
     "payments_reconciliationexception": "payment_created_at",
+    "payments_disputeevidence": "dispute_payment_created_at",
+    "payments_dispute": "payment_created_at",
     "payments_refund": "intent_created_at",
     "payments_paymentintent": "created_at",
     "rewards_ledgertransaction": "created_at",
@@ -64,13 +66,26 @@ def keep_while_written(tables: Iterable[str], days: int) -> None:
 
 
 # Rows whose story is not over: a month holding one is kept, since a late answer (the channel's, the merchant's
-# endpoint's, the operators') must still find its row. Attempts and refunds whose outcome is not known yet,
-# reconciliation exceptions not resolved (an open one may still hold its payment's settlement), deliveries still
-# retried.
+# endpoint's, the operators') must still find its row. Attempts and refunds whose outcome is not known yet;
+# reconciliation exceptions not resolved (an open one may still hold its payment's settlement); disputes not
+# closed yet and the evidence of one (its answer may be sent again), and disputes lost, accepted or expired in
+# the last 30 days whose debit is on no line yet (the merchant's next settlement reads the disputes table for
+# it); deliveries still retried.
 OPEN_ROWS: dict[str, str] = {
     "payments_paymentattempt": "status IN ('pending', 'unknown', 'authorized')",
     "payments_reconciliationexception": "status = 'open'",
     "payments_refund": "status IN ('pending', 'unknown')",
+    "payments_dispute": (
+        "status IN ('open', 'evidence_submitted')"
+        " OR (status IN ('lost', 'accepted', 'expired') AND kind <> 'retrieval'"
+        " AND closed_at > now() - interval '30 days'"
+        " AND NOT EXISTS (SELECT 1 FROM payments_settlementline l WHERE l.dispute_id = payments_dispute.id"
+        " AND l.payment_created_at = payments_dispute.payment_created_at AND l.kind = 'dispute'))"
+    ),
+    "payments_disputeevidence": (
+        "EXISTS (SELECT 1 FROM payments_dispute d WHERE d.id = dispute_id"
+        " AND d.payment_created_at = dispute_payment_created_at AND d.status IN ('open', 'evidence_submitted'))"
+    ),
     "merchants_webhookdelivery": "status = 'pending'",
 }
 

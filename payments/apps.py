@@ -22,12 +22,19 @@ class PaymentsConfig(AppConfig):
         from .models import RiskBlock
         from .services import PAYOUT_RELEASE_KIND, RISK_REVIEW_RELEASE_KIND, WRITE_OFF_KIND
         from .tiles import spending_tile
-        from .windows import CAPTURE_SPAN_DAYS, REFUND_SPAN_DAYS
+        from .windows import CAPTURE_SPAN_DAYS, REFUND_SPAN_DAYS, SLACK_DAYS
 
         # Rows of a payment's month are written until its last payment can no longer be captured (its attempts and
         # routing decision) or refunded (the refund, its fee splits and settlement line): the month is kept till then.
         keep_while_written(("payments_paymentattempt", "payments_routingdecision"), CAPTURE_SPAN_DAYS)
         keep_while_written(("payments_refund", "payments_feesplit", "payments_settlementline"), REFUND_SPAN_DAYS)
+        # Nothing bounds how late a channel or an operator may open a dispute: its month is kept as long as its
+        # payments may be refunded (a dispute takes back what a refund would). Its evidence comes by the dispute's
+        # deadline, so many working days later: in calendar days at most twice as many, and the longest run of days
+        # off. A dispute not closed yet, and its evidence, keep their month however old (`OPEN_ROWS`).
+        respond_days = 2 * max(settings.DISPUTE_RESPOND_WORKING_DAYS.values()) + SLACK_DAYS
+        keep_while_written(("payments_dispute",), REFUND_SPAN_DAYS)
+        keep_while_written(("payments_disputeevidence",), REFUND_SPAN_DAYS + respond_days)
         # Reconciliation raises and updates exceptions of a payment's month while its refunds are written, and until
         # the statement of the last refund's day is fetched (RECON_LOOKBACK_DAYS back, the day after its cut-off).
         reconciled_for = REFUND_SPAN_DAYS + settings.RECON_LOOKBACK_DAYS + 1

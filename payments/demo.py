@@ -1112,7 +1112,7 @@ def seed_disputes(ctx: Any) -> None:
             )
             if payment is None:
                 return
-            if Dispute.objects.filter(payment=payment).exists():
+            if Dispute.objects.filter(payment=payment, payment_created_at=payment.created_at).exists():
                 continue
             dispute = _dispute_raise(sim, payment, tag, kind, percent, end)
             if dispute is None:

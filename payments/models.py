@@ -1802,7 +1802,14 @@ class Dispute(models.Model):
     open → evidence_submitted → won / lost / accepted / expired. A chargeback or an error adjustment reserves its
     amount on the payment (`amount_disputed`) while open, holds the payment out of settlement while it is not settled
     yet, and, lost, accepted or expired, debits the merchant's next settlement (a `dispute` line) and reverses the
-    payment's points and promotions as a refund of its amount would. A retrieval request carries no money."""
+    payment's points and promotions as a refund of its amount would. A retrieval request carries no money.
+
+    The table is partitioned by month on `payment_created_at`, its payment's `created_at` (payments/migrations/0055),
+    so the database's keys hold the month: `(id, payment_created_at)` (the primary key, which settlement lines and
+    evidence refer to), `(public_id, payment_created_at)` and `(channel, channel_reference, payment_created_at)`. They
+    mean the same: ids come from one identity sequence, a public id carries at least 128 random bits, and a channel's
+    reference names one dispute of one payment, so its month is fixed. The model keeps `id` as its primary key and
+    states the rules."""
 
     class Status(models.TextChoices):
         OPEN = "open", _("open, awaiting the merchant")
@@ -1828,8 +1835,8 @@ class Dispute(models.Model):
         PaymentIntent, on_delete=models.PROTECT, related_name="disputes", db_constraint=False,
         verbose_name=_("payment"),
     )  # fmt: skip
-    # The payment's created_at, always (set with the payment): the month of the payment's partition. The database
-    # holds `(id, payment_created_at)` unique too, for a settlement line's key to its dispute (migration 0051).
+    # The payment's created_at, always (set with the payment): the month of the payment's partition, and the
+    # dispute's own.
     payment_created_at = models.DateTimeField(_("intent created"), editable=False)
     merchant = models.ForeignKey(
         Merchant, on_delete=models.PROTECT, related_name="+", db_index=False, verbose_name=_("merchant")
@@ -1937,9 +1944,19 @@ def _evidence_path(instance: DisputeEvidence, filename: str) -> str:
 class DisputeEvidence(models.Model):
     """What the merchant sent in answer to a dispute: a text, or one file (PDF, PNG or JPEG, checked by content),
     stored in private storage, never served publicly; operators of the dispute's banks download it through the
-    admin."""
+    admin.
 
-    dispute = models.ForeignKey(Dispute, on_delete=models.PROTECT, related_name="evidence", verbose_name=_("dispute"))
+    The table is partitioned by month on `dispute_payment_created_at`, its dispute's payment's `created_at`
+    (payments/migrations/0055): its primary key is `(id, dispute_payment_created_at)` (ids come from one identity
+    sequence), and the model keeps `id`."""
+
+    # The database's key is composite, (dispute_id, dispute_payment_created_at) → the dispute's (id,
+    # payment_created_at), ON UPDATE CASCADE (payments/migrations/0055): Django makes no constraint of its own.
+    dispute = models.ForeignKey(
+        Dispute, on_delete=models.PROTECT, related_name="evidence", db_constraint=False, verbose_name=_("dispute")
+    )
+    # The dispute's payment_created_at, always (set with the dispute): the month of its dispute's partition.
+    dispute_payment_created_at = models.DateTimeField(_("dispute's payment created"), editable=False)
     text = models.TextField(_("text"), blank=True)
     file = models.FileField(_("file"), storage=_evidence_storage, upload_to=_evidence_path, max_length=200, blank=True)
     filename = models.CharField(_("file name"), max_length=100, blank=True)

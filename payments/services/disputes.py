@@ -30,7 +30,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -257,7 +257,7 @@ def dispute_evidence_submit(
         raise Conflict(_("Evidence was submitted for this dispute already."), code="evidence_already_submitted")
     if not text.strip() and not files:
         raise ValidationFailed(_("Send a text, files or both."), code="evidence_required", param="text")
-    checked = evidence_files_check(files, already=dispute.evidence.exclude(file="").count())
+    checked = evidence_files_check(files, already=_evidence_of(dispute).exclude(file="").count())
     label = getattr(actor, "audit_label", "") or getattr(actor, "username", "")
     now = timezone.now()
     with transaction.atomic():
@@ -271,10 +271,19 @@ def dispute_evidence_submit(
             raise Conflict(_("Evidence was submitted for this dispute already."), code="evidence_already_submitted")
         rows = []
         if text.strip():
-            rows.append(DisputeEvidence(dispute=dispute, text=text[:20000], submitted_by=label[:150], created_at=now))
+            rows.append(
+                DisputeEvidence(
+                    dispute=dispute,
+                    dispute_payment_created_at=dispute.payment_created_at,
+                    text=text[:20000],
+                    submitted_by=label[:150],
+                    created_at=now,
+                )
+            )
         for item in checked:
             row = DisputeEvidence(
                 dispute=dispute,
+                dispute_payment_created_at=dispute.payment_created_at,
                 filename=item.name,
                 content_type=item.content_type,
                 size=len(item.content),
@@ -292,6 +301,11 @@ def dispute_evidence_submit(
         events.dispute_changed(dispute, "dispute.updated")
         _queue_answer(dispute)
     return dispute
+
+
+def _evidence_of(dispute: Dispute) -> QuerySet[DisputeEvidence]:
+    """The dispute's evidence, read in its month's partition."""
+    return DisputeEvidence.objects.filter(dispute=dispute, dispute_payment_created_at=dispute.payment_created_at)
 
 
 def _queue_answer(dispute: Dispute) -> None:
@@ -339,7 +353,7 @@ def dispute_answer_send(dispute_id: int, *, actor: Any = None) -> Dispute:
 
 
 def _answer_send(dispute: Dispute, channel: Channel, respond: Any) -> DisputeAnswerResult:
-    evidence = list(dispute.evidence.all())
+    evidence = list(_evidence_of(dispute))
     answer = DisputeAnswer(
         channel=channel.remote_id or channel.code,
         dispute_reference=dispute.channel_reference,
@@ -442,7 +456,9 @@ def _notice_apply(channel: Channel, notice: DisputeNotice, report: DisputePollRe
         report.ignored += 1
         return
     payment = attempt.intent
-    known = Dispute.objects.filter(payment=payment, channel_reference=notice.dispute_reference).first()
+    known = Dispute.objects.filter(
+        payment=payment, payment_created_at=payment.created_at, channel_reference=notice.dispute_reference
+    ).first()
     if known is None:
         try:
             known = dispute_open(

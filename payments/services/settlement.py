@@ -452,7 +452,8 @@ def _held_fragments(tables: dict[str, sql.Identifier], every_line: sql.Composabl
     held = """NOT EXISTS (SELECT 1 FROM {recon} e WHERE e.{column} = {alias}.id AND e.payment_created_at = {time}
                              AND e.holds_settlement AND e.txn_kind = {kind} AND e.status = 'open')"""
     # An open chargeback or error adjustment opened before its payment was settled holds the payment too.
-    disputed = """NOT EXISTS (SELECT 1 FROM {dispute} d WHERE d.payment_id = p.id AND d.holds_settlement
+    disputed = """NOT EXISTS (SELECT 1 FROM {dispute} d WHERE d.payment_id = p.id
+                                 AND d.payment_created_at = p.created_at AND d.holds_settlement
                                  AND d.status IN ('open', 'evidence_submitted'))"""
     released = """
         (SELECT DISTINCT {select} FROM {recon} e {join}
