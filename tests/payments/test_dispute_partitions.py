@@ -239,12 +239,17 @@ def test_the_job_keeps_a_month_with_an_open_dispute_and_archives_a_closed_ones_e
     assert f"{EVIDENCE}_p203001: some of its rows are still open" in result.kept
     assert partition_of(TABLE, still_open.pk) == f"{TABLE}_p203001"
     assert _evidence_of(still_open).count() == 1
-    # The closed one's month goes, evidence first (it refers to the dispute); the payments stay (never archived).
+    # The closed one's month goes, evidence first (it refers to the dispute), then its payments'; the open one's
+    # payments stay, referred to.
     assert _archived_in_2030(result.archived) == [f"{EVIDENCE}_archive_203002", f"{TABLE}_archive_203002"]
     assert not Dispute.objects.filter(pk=closed.pk).exists()
     assert fetch(f"SELECT count(*) FROM {EVIDENCE}_archive_203002") == [(1,)]
     assert fetch(f"SELECT status FROM {TABLE}_archive_203002") == [("won",)]
-    assert PaymentIntent.objects.filter(pk=closed.payment_id).exists()
+    payments = "payments_paymentintent_archive_203002"
+    assert result.archived.index(f"{TABLE}_archive_203002") < result.archived.index(payments)
+    assert not PaymentIntent.objects.filter(pk=closed.payment_id).exists()
+    assert "payments_paymentintent_p203001: rows of payments_dispute refer to it" in result.kept
+    assert PaymentIntent.objects.filter(pk=still_open.payment_id).exists()
 
     # Lost: its month stays until the merchant's next settlement has debited it (within 30 days), its evidence goes.
     Dispute.objects.filter(pk=still_open.pk).update(status="lost", closed_at=timezone.now())
