@@ -401,9 +401,13 @@ _PAIRS = [
     """,  # noqa: S608 - constants only
 ]
 
-# The differences (the matched stay in recon_pairs, which carries what a difference needs: no join back).
+# The differences (the matched stay in recon_pairs, which carries what a difference needs: no join back), each with
+# the key of its exception: the channel, the day, the class, the type and the row, never the file.
 _RESULT = """
 CREATE TEMP TABLE recon_result ON COMMIT DROP AS
+SELECT r.*, %(channel)s || ':' || %(day)s || ':' || r.class || ':' || r.kind || ':'
+            || COALESCE(r.ref, 'txn:' || r.txn, 'at:' || r.currency || r.their_amount || '@' || r.at::text, '') AS key
+FROM (
 SELECT p.class, p.kind, p.ref, p.txn, p.currency, p.our_amount, p.their_amount, p.our_status, p.their_status,
        p.payment_id, p.refund_id, p.payout_id, 0::bigint AS copies, p.at
 FROM recon_pairs p
@@ -423,6 +427,7 @@ SELECT 'duplicate', d.kind, t.ref, d.txn, t.currency, p.our_amount, t.amount, CO
 FROM recon_dups d
 JOIN recon_rows t ON t.line = d.first
 LEFT JOIN LATERAL (SELECT * FROM recon_pairs p WHERE p.line = d.first) p ON true
+) r
 """
 
 _SUMMARY = """
@@ -433,11 +438,18 @@ FROM (SELECT class, kind, currency, their_amount, our_amount FROM recon_pairs WH
 GROUP BY class, kind, currency ORDER BY class, kind, currency
 """
 
-# One exception per problem: the key names the channel, the day, the class, the type and the row, never the file, so
-# a re-import or a corrected file finds the exception it raised before. The table's key is (key, payment_created_at)
-# (partitioned by the payment's month, payments/migrations/0054): the class and the row name the payment, or none,
-# but a duplicate's is the payment its first copy paired with, if any, so a duplicate takes the month of the
-# exception already raised under its key (and keeps its payment, as an upsert never changes it).
+# One exception per problem: the key (`recon_result.key`) names the problem, never the file, so a re-import or a
+# corrected file finds the exception it raised before. The table's key is (key, payment_created_at) (partitioned by
+# the payment's month, payments/migrations/0054): the class and the row name the payment, or none, but a duplicate's
+# is the payment its first copy paired with, if any, which our data may have changed since: a duplicate first takes
+# the payment (and so the month) of the exception already raised under its key (`_DUPLICATES`, a statement of its
+# own: probing the table it inserts into, the upsert would read the rows it writes), and keeps it, as an upsert never
+# changes it.
+_DUPLICATES = """
+UPDATE recon_result r SET payment_id = e.payment_id, refund_id = e.refund_id
+FROM {exception} e
+WHERE r.class = 'duplicate' AND e.key = r.key
+"""
 _EXCEPTIONS = """
 WITH upserted AS (
   INSERT INTO {exception} (
@@ -448,21 +460,13 @@ WITH upserted AS (
   SELECT 'rex_' || translate(encode(uuid_send(gen_random_uuid())
                                     || substring(uuid_send(gen_random_uuid()) FROM 1 FOR 2), 'base64'), '+/', 'xy'),
          r.key, %(channel)s, %(day)s, %(statement)s, r.class, r.kind, COALESCE(r.ref, ''), COALESCE(r.txn, ''),
-         CASE WHEN e.key IS NULL THEN r.payment_id ELSE e.payment_id END,
-         CASE WHEN e.key IS NULL THEN (SELECT p.created_at FROM {payment} p WHERE p.id = r.payment_id)
-              ELSE e.payment_created_at END,
-         CASE WHEN e.key IS NULL THEN r.refund_id ELSE e.refund_id END, r.payout_id,
+         r.payment_id, (SELECT p.created_at FROM {payment} p WHERE p.id = r.payment_id), r.refund_id, r.payout_id,
          r.currency, r.our_amount, r.their_amount, r.our_status,
          r.their_status, r.copies,
          r.class = ANY(%(holding)s) AND (r.kind = 'capture' OR r.kind = 'refund')
            AND (r.payment_id IS NOT NULL OR r.refund_id IS NOT NULL),
          'open', '', '', NULL, NULL, NULL, NULL, now(), now()
-  FROM (SELECT r.*, %(channel)s || ':' || %(day)s || ':' || r.class || ':' || r.kind || ':'
-                    || COALESCE(r.ref, 'txn:' || r.txn, 'at:' || r.currency || r.their_amount || '@' || r.at::text, '')
-                    AS key
-        FROM recon_result r WHERE r.class <> 'matched') r
-  LEFT JOIN LATERAL (SELECT e.key, e.payment_id, e.payment_created_at, e.refund_id FROM {exception} e
-                     WHERE e.key = r.key AND r.class = 'duplicate' LIMIT 1) e ON true
+  FROM recon_result r WHERE r.class <> 'matched'
   ON CONFLICT (key, payment_created_at) DO UPDATE SET
     statement_id = EXCLUDED.statement_id, our_amount = EXCLUDED.our_amount, channel_amount = EXCLUDED.channel_amount,
     our_status = EXCLUDED.our_status, channel_status = EXCLUDED.channel_status, copies = EXCLUDED.copies,
@@ -677,6 +681,7 @@ def _match(imported: StatementImport, channel: Channel, day: dt.date) -> dict[st
         run(_RESULT)
         run(_SUMMARY)
         rows = cursor.fetchall()
+        run(_DUPLICATES)
         run(_EXCEPTIONS)
         # The dispute rows' own pass: a few rows against our disputes, after the payment rows' tables are done with.
         for name in ("recon_ours", "recon_rows", "recon_dups", "recon_pairs", "recon_result"):
