@@ -1,13 +1,15 @@
-"""What the tests of the tables partitioned by month share: raw reads, a month's instant, where a row lives, and the
-plan PostgreSQL makes for a statement (which partitions it reads)."""
+"""What the tests of the tables partitioned by month share: raw reads, a month's instant, where a row lives, the
+plan PostgreSQL makes for a statement (which partitions it reads), and writes whose keys are checked at once."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
-from django.db import connection
+import pytest
+from django.db import IntegrityError, connection, transaction
 
 from core.calendar import SHANGHAI
 
@@ -79,3 +81,17 @@ def payment_at(when: dt.datetime, **kwargs: Any) -> Any:
 
     with mock.patch("django.utils.timezone.now", return_value=when):
         return FACTORIES["payments.paymentintent"](**kwargs)
+
+
+def immediately(make: Callable[[], Any]) -> Any:
+    """`make()`, its keys checked at once (they are deferred to the commit otherwise)."""
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        return make()
+
+
+def refused(make: Callable[[], Any], match: str) -> None:
+    """`make()` is refused by the database, naming `match` (a constraint)."""
+    with pytest.raises(IntegrityError, match=match):
+        immediately(make)

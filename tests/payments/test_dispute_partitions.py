@@ -11,11 +11,10 @@ Each test runs in a transaction that is rolled back, DDL included, so the partit
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from psycopg2 import sql
 
@@ -32,7 +31,17 @@ from payments.models import Dispute, DisputeEvidence, PaymentIntent
 from payments.services.disputes import _evidence_of
 from payments.services.settlement import _every_line, _held_fragments, _tables
 from payments.windows import REFUND_SPAN_DAYS
-from tests.partitioning import assert_monthly, at, explain, fetch, partition_of, payment_at, referring_keys, table_keys
+from tests.partitioning import (
+    assert_monthly,
+    at,
+    explain,
+    fetch,
+    partition_of,
+    payment_at,
+    referring_keys,
+    refused,
+    table_keys,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -68,19 +77,6 @@ def _answered(payment: PaymentIntent, reference: str) -> Dispute:
     return services.dispute_evidence_submit(
         merchant=payment.merchant, livemode=payment.livemode, dispute_id=dispute.public_id, text="Delivered."
     )
-
-
-def _immediately(make: Callable[[], Any]) -> Any:
-    """`make`, its keys checked at once (they are deferred to the commit otherwise)."""
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        return make()
-
-
-def _refused(make: Callable[[], Any], match: str) -> None:
-    with pytest.raises(IntegrityError, match=match):
-        _immediately(make)
 
 
 def _keys_checked_now() -> None:
@@ -159,7 +155,7 @@ def test_a_dispute_lands_in_its_payments_month_and_its_evidence_in_the_disputes(
     assert evidence.dispute_payment_created_at == payment.created_at
     assert partition_of(EVIDENCE, evidence.pk) == f"{EVIDENCE}_p202002"
     # Evidence written with another month is refused by its key to the dispute.
-    _refused(
+    refused(
         lambda: DisputeEvidence.objects.create(
             dispute=dispute, dispute_payment_created_at=at(2020, 3), text="x", submitted_by="t"
         ),
@@ -171,8 +167,8 @@ def test_a_second_dispute_for_one_channel_reference_or_public_id_is_still_refuse
     _months(dt.date(2021, 1, 1), 3)
     payment = payment_at(at(2021, 2))
     first = _open(payment, "ref-1")
-    _refused(lambda: _open(payment, "ref-1"), r"Key \(channel_id, channel_reference, payment_created_at\)")
-    _refused(lambda: _open(payment, "ref-2", public_id=first.public_id), r"Key \(public_id, payment_created_at\)")
+    refused(lambda: _open(payment, "ref-1"), r"Key \(channel_id, channel_reference, payment_created_at\)")
+    refused(lambda: _open(payment, "ref-2", public_id=first.public_id), r"Key \(public_id, payment_created_at\)")
     _open(payment, "ref-2")
     _open(payment)  # without a reference: as many as the money allows
     _open(payment)

@@ -38,7 +38,17 @@ from tests.factories import (
     MemberBankFactory,
     MerchantFactory,
 )
-from tests.partitioning import assert_monthly, at, explain, fetch, partition_of, payment_at, referring_keys, table_keys
+from tests.partitioning import (
+    assert_monthly,
+    at,
+    explain,
+    fetch,
+    immediately,
+    partition_of,
+    payment_at,
+    referring_keys,
+    table_keys,
+)
 
 pytestmark = pytest.mark.django_db
 _keys = itertools.count()
@@ -143,14 +153,6 @@ def test_a_payment_lands_in_its_month_and_without_one_in_the_default() -> None:
     assert partition_of(TABLE, payment_at(at(2020, 7)).pk) == f"{TABLE}_default"
 
 
-def _immediately(make: Any) -> Any:
-    """`make()`, its keys checked at once (they are deferred to the commit otherwise)."""
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        return make()
-
-
 def test_the_rows_that_name_a_payment_are_refused_with_another_time() -> None:
     payment = payment_at(at(2021, 2))
     wrong = payment.created_at + dt.timedelta(days=31)
@@ -165,8 +167,8 @@ def test_the_rows_that_name_a_payment_are_refused_with_another_time() -> None:
     }  # fmt: skip
     for table, make in rows.items():
         with pytest.raises(IntegrityError, match=f'"{table}_payment_fk"'):
-            _immediately(lambda make=make: make(wrong))
-        assert _immediately(lambda make=make: make(payment.created_at)).pk
+            immediately(lambda make=make: make(wrong))
+        assert immediately(lambda make=make: make(payment.created_at)).pk
 
 
 def test_a_code_pays_for_one_payment_held_by_the_codes_row(world: dict[str, Any]) -> None:
@@ -179,11 +181,11 @@ def test_a_code_pays_for_one_payment_held_by_the_codes_row(world: dict[str, Any]
     assert code.used_by_id == paid.pk
     # A second payment naming the code, written past the service, is refused by the database: not the code's.
     with pytest.raises(IntegrityError, match="payments_paymentintent_payment_code_fk"):
-        _immediately(lambda: FACTORIES["payments.paymentintent"](payment_code=code))
+        immediately(lambda: FACTORIES["payments.paymentintent"](payment_code=code))
     # Nor can the code be made to record another payment while the first names it.
     other = FACTORIES["payments.paymentintent"]()
     with pytest.raises(IntegrityError, match="payments_paymentintent_payment_code_fk"):
-        _immediately(lambda: PaymentCode.objects.filter(pk=code.pk).update(used_by=other))
+        immediately(lambda: PaymentCode.objects.filter(pk=code.pk).update(used_by=other))
     assert PaymentIntent.objects.filter(payment_code=code).get() == paid
 
 

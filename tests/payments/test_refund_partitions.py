@@ -31,7 +31,17 @@ from payments.models import (
 )
 from payments.services.refunds import refund_correction
 from tests.factories import FACTORIES
-from tests.partitioning import assert_monthly, at, explain, fetch, partition_of, referring_keys, table_keys
+from tests.partitioning import (
+    assert_monthly,
+    at,
+    explain,
+    fetch,
+    immediately,
+    partition_of,
+    referring_keys,
+    refused,
+    table_keys,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -122,19 +132,6 @@ def test_a_second_refund_with_one_reference_is_refused() -> None:
     assert second.reference == f"{payment.public_id}-r2"
 
 
-def _immediately(make: Callable[[], Any]) -> Any:
-    """`make`, its keys checked at once (they are deferred to the commit otherwise)."""
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        return make()
-
-
-def _refused(make: Callable[[], Any], constraint: str) -> None:
-    with pytest.raises(IntegrityError, match=constraint):
-        _immediately(make)
-
-
 def test_the_rows_that_name_a_refund_are_refused_with_another_payment_time() -> None:
     _months(2022)
     payment = _payment_at(at(2022, 2))
@@ -160,17 +157,17 @@ def test_the_rows_that_name_a_refund_are_refused_with_another_payment_time() -> 
         ),
     }  # fmt: skip
     for table, make in rows.items():
-        _refused(lambda make=make: make(wrong), f'"{table}_refund_fk"')
+        refused(lambda make=make: make(wrong), f'"{table}_refund_fk"')
         # With the refund's payment's time the row is taken.
-        assert _immediately(lambda make=make: make(payment.created_at)).pk
+        assert immediately(lambda make=make: make(payment.created_at)).pk
     # A line or an exception naming a refund names its payment and the payment's time: no NULL skips the key.
-    _refused(
+    refused(
         lambda: SettlementLine.objects.create(batch=batch, kind="refund", refund=refund, amount=-100),
         "settlementline_payment_month",
     )
     no_payment = {"key": "test:no-payment", "channel": payment.channel, "business_date": dt.date(2022, 2, 16),
                   "kind": "missing_at_channel", "txn_kind": "refund", "refund": refund}  # fmt: skip
-    _refused(lambda: ReconciliationException.objects.create(**no_payment), "recon_exception_payment_month")
+    refused(lambda: ReconciliationException.objects.create(**no_payment), "recon_exception_payment_month")
 
 
 def _single_partition(plan: str, month: str) -> None:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 from unittest import mock
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -34,7 +34,7 @@ from payments.models import Dispute, PaymentIntent, SettlementBatch, SettlementL
 from payments.services.refunds import refund_correction
 from payments.services.settlement import on_a_line
 from tests.factories import FACTORIES
-from tests.partitioning import assert_monthly, at, explain, fetch, partition_of, table_keys
+from tests.partitioning import assert_monthly, at, explain, fetch, partition_of, refused, table_keys
 from tests.payments import settling
 
 pytestmark = pytest.mark.django_db
@@ -72,19 +72,6 @@ def _dispute(payment: PaymentIntent) -> Dispute:
         payment=payment, payment_created_at=payment.created_at, merchant=payment.merchant, channel=payment.channel,
         kind="chargeback", amount=500, currency="CNY", opened_by="channel", respond_by=dt.date(2026, 3, 16),
     )  # fmt: skip
-
-
-def _immediately(make: Callable[[], Any]) -> Any:
-    """`make`, its keys checked at once (they are deferred to the commit otherwise)."""
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        return make()
-
-
-def _refused(make: Callable[[], Any], match: str) -> None:
-    with pytest.raises(IntegrityError, match=match):
-        _immediately(make)
 
 
 def _single_partition(plan: str, month: str) -> None:
@@ -151,17 +138,17 @@ def test_a_second_line_for_one_payment_refund_dispute_or_earlier_batch_is_still_
     _line(first, "dispute", payment, dispute=dispute, amount=-500)
     _line(first, "carried", source=earlier, amount=-10)
     # Each rule as before, in another batch: PostgreSQL names the month's index that refused it, with the key.
-    _refused(lambda: _line(second, "payment", payment), r"Key \(payment_id, payment_created_at\)")
-    _refused(lambda: _line(second, "refund", payment, refund=refund), r"Key \(refund_id, payment_created_at\)")
-    _refused(lambda: _line(second, "dispute", payment, dispute=dispute), r"Key \(dispute_id, payment_created_at\)")
+    refused(lambda: _line(second, "payment", payment), r"Key \(payment_id, payment_created_at\)")
+    refused(lambda: _line(second, "refund", payment, refund=refund), r"Key \(refund_id, payment_created_at\)")
+    refused(lambda: _line(second, "dispute", payment, dispute=dispute), r"Key \(dispute_id, payment_created_at\)")
     # Lines with a source have no month: NULLs are not distinct in their key.
-    _refused(lambda: _line(second, "carried", source=earlier), r"Key \(source_id, kind, payment_created_at\)")
+    refused(lambda: _line(second, "carried", source=earlier), r"Key \(source_id, kind, payment_created_at\)")
     _line(second, "reserve_release", source=earlier)  # another kind is another line
     # What keeps the meaning: a dispute's line names a payment, and the dispute's; a line with a source names none.
-    _refused(lambda: _line(second, "dispute", dispute=dispute), "settlementline_dispute_payment")
+    refused(lambda: _line(second, "dispute", dispute=dispute), "settlementline_dispute_payment")
     other = _payment_at(at(2021, 3))
-    _refused(lambda: _line(second, "dispute", other, dispute=dispute), "payments_settlementline_dispute_fk")
-    _refused(lambda: _line(second, "carried", payment, source=_batch(payment)), "settlementline_source_no_payment")
+    refused(lambda: _line(second, "dispute", other, dispute=dispute), "payments_settlementline_dispute_fk")
+    refused(lambda: _line(second, "carried", payment, source=_batch(payment)), "settlementline_source_no_payment")
     assert SettlementLine.objects.filter(batch=second).count() == 1
 
 
