@@ -70,7 +70,8 @@ def keep_while_written(tables: Iterable[str], days: int) -> None:
 # reconciliation exceptions not resolved (an open one may still hold its payment's settlement); disputes not
 # closed yet and the evidence of one (its answer may be sent again), and disputes lost, accepted or expired in
 # the last 30 days whose debit is on no line yet (the merchant's next settlement reads the disputes table for
-# it); deliveries still retried.
+# it); deliveries still retried. A condition may name `%(today)s`, the start of the job's day (Asia/Shanghai), so that
+# a run for another day (a backfill, a test) judges by that day, not by the database's clock.
 OPEN_ROWS: dict[str, str] = {
     "payments_paymentattempt": "status IN ('pending', 'unknown', 'authorized')",
     "payments_reconciliationexception": "status = 'open'",
@@ -78,7 +79,7 @@ OPEN_ROWS: dict[str, str] = {
     "payments_dispute": (
         "status IN ('open', 'evidence_submitted')"
         " OR (status IN ('lost', 'accepted', 'expired') AND kind <> 'retrieval'"
-        " AND closed_at > now() - interval '30 days'"
+        " AND closed_at > %(today)s - interval '30 days'"
         " AND NOT EXISTS (SELECT 1 FROM payments_settlementline l WHERE l.dispute_id = payments_dispute.id"
         " AND l.payment_created_at = payments_dispute.payment_created_at AND l.kind = 'dispute'))"
     ),
@@ -249,23 +250,30 @@ def months_in_default(table: str) -> list[date]:
         return [month for (month,) in cursor.fetchall()]
 
 
-def _has_rows(table: str, column: str, month: date, condition: sql.Composable) -> bool:
-    """Whether `table` has a row whose `column` falls in `month` (Asia/Shanghai) and that meets `condition`."""
+def _has_rows(
+    table: str, column: str, month: date, condition: sql.Composable, params: dict[str, object] | None = None
+) -> bool:
+    """Whether `table` has a row whose `column` falls in `month` (Asia/Shanghai) and that meets `condition`, which
+    may name `params` (`%(name)s`)."""
     first, following = month_bounds(month)
     with connection.cursor() as cursor:
+        query = "SELECT EXISTS (SELECT 1 FROM {0} WHERE {1} >= %(first)s AND {1} < %(following)s AND ({2}))"
         cursor.execute(
-            sql.SQL("SELECT EXISTS (SELECT 1 FROM {0} WHERE {1} >= %s AND {1} < %s AND ({2}))").format(
-                sql.Identifier(table), sql.Identifier(column), condition
-            ),
-            [first, following],
+            sql.SQL(query).format(sql.Identifier(table), sql.Identifier(column), condition),
+            {**(params or {}), "first": first, "following": following},
         )
         return bool(cursor.fetchone()[0])
 
 
-def has_open_rows(table: str, month: date) -> bool:
-    """Whether `table`'s rows of `month` hold one that is not over yet (`OPEN_ROWS`)."""
+def has_open_rows(table: str, month: date, *, today: date | None = None) -> bool:
+    """Whether `table`'s rows of `month` hold one that is not over yet (`OPEN_ROWS`), judged on `today` (by default
+    the current day in Asia/Shanghai)."""
     _registered(table)
-    return table in OPEN_ROWS and _has_rows(table, PARTITIONED[table], month, sql.SQL(OPEN_ROWS[table]))
+    if table not in OPEN_ROWS:
+        return False
+    day = today or local_now().date()
+    start = datetime(day.year, day.month, day.day, tzinfo=SHANGHAI)
+    return _has_rows(table, PARTITIONED[table], month, sql.SQL(OPEN_ROWS[table]), {"today": start})
 
 
 def referred_by(table: str, month: date) -> list[str]:
@@ -317,7 +325,7 @@ def partitions_maintain(
             if today < written_until:
                 kept.append(f"{partition.name}: rows of it may be written until {written_until.isoformat()}")
                 continue
-            if has_open_rows(table, partition.month):
+            if has_open_rows(table, partition.month, today=today):
                 kept.append(f"{partition.name}: some of its rows are still open")
                 continue
             referring = referred_by(table, partition.month)

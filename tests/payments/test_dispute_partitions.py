@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from django.db import connection, transaction
-from django.utils import timezone
 from psycopg2 import sql
 
 from core.partitions import (
@@ -247,12 +246,13 @@ def test_the_job_keeps_a_month_with_an_open_dispute_and_archives_a_closed_ones_e
     assert "payments_paymentintent_p203001: rows of payments_dispute refer to it" in result.kept
     assert PaymentIntent.objects.filter(pk=still_open.payment_id).exists()
 
-    # Lost: its month stays until the merchant's next settlement has debited it (within 30 days), its evidence goes.
-    Dispute.objects.filter(pk=still_open.pk).update(status="lost", closed_at=timezone.now())
+    # Lost: its month stays until the merchant's next settlement has debited it (within 30 days of the job's day, not
+    # of the database's clock), its evidence goes.
+    Dispute.objects.filter(pk=still_open.pk).update(status="lost", closed_at=at(2031, 6, 1))
     lost = partitions_maintain(today=dt.date(2031, 6, 10), ahead=0, archive_after=3)
     assert f"{TABLE}_p203001: some of its rows are still open" in lost.kept
     assert _archived_in_2030(lost.archived) == [f"{EVIDENCE}_archive_203001"]
     # Closed longer ago than that, the month goes too.
-    Dispute.objects.filter(pk=still_open.pk).update(closed_at=timezone.now() - dt.timedelta(days=31))
+    Dispute.objects.filter(pk=still_open.pk).update(closed_at=at(2031, 5, 10))
     again = partitions_maintain(today=dt.date(2031, 6, 10), ahead=0, archive_after=3)
     assert _archived_in_2030(again.archived) == [f"{TABLE}_archive_203001"]
