@@ -148,7 +148,7 @@ def main() -> None:
     from rewards.checks import ledger_verify
     from rewards.models import Account, Entry, LedgerTransaction
     from rewards.sealing import seal_pending
-    from rewards.services.posting import take_key
+    from rewards.services.posting import transaction_keyed
 
     pairs, seeded = seed_wallets()
 
@@ -165,13 +165,12 @@ def main() -> None:
 
     # 2. the same 8 workers by hand, in the ledger's own entry and account tables (same indexes, constraints and
     # foreign keys): one transaction of two entry inserts and one guarded balance update. Removed afterwards.
-    raw_txn = LedgerTransaction.objects.create(
+    raw_txn = transaction_keyed(
         kind="adjust",
         idempotency_key="bench-raw",
         request_hash="-",
         entry_count=0,  # its entries are removed after
     )
-    take_key(raw_txn)
     raw_accounts = Account.objects.bulk_create(
         Account(owner_kind="alliance", owner_id=900_000 + i, purpose="fees", unit="RAWBENCH", posted=10_000_000)
         for i in range(HOLDERS + 3)

@@ -134,8 +134,8 @@ def floor_worker(seeded: dict[str, Any]) -> Any:
         from members.models import Card
         from merchants.models import Merchant
         from payments.models import Channel, PaymentAttempt, PaymentIntent
-        from rewards.models import Account, Entry, LedgerTransaction
-        from rewards.services.posting import take_key
+        from rewards.models import Account, Entry
+        from rewards.services.posting import transaction_keyed
 
         merchant = Merchant.objects.get(pk=seeded["merchant_id"])
         channel = Channel.objects.order_by("id").first()
@@ -172,10 +172,9 @@ def floor_worker(seeded: dict[str, Any]) -> Any:
                     currency="CNY",
                     status="captured",
                 )
-                txn = LedgerTransaction.objects.create(
+                txn = transaction_keyed(
                     kind="earn", idempotency_key=f"floor-{index}-{n}", request_hash="floor", points=100, entry_count=2
                 )
-                take_key(txn)
                 Entry.objects.bulk_create(
                     [
                         Entry(

@@ -49,8 +49,9 @@ PARTITIONED: dict[str, str] = {
 
 
 # Months the job makes but never archives: every month of the ledger's transactions has rows that tables which are
-# not partitioned refer to (lots, holds, the idempotency keys), and PostgreSQL refuses to detach a month whose rows are
-# referred to. Looking for those references every day would read large tables whole, so the job does not try.
+# not partitioned refer to (lots, lot movements, holds, voucher payments, promotion uses), and PostgreSQL refuses to
+# detach a month whose rows are referred to. Looking for those references every day would read large tables whole,
+# so the job does not try. (The idempotency keys' rows are no longer among them: the transaction refers to its key.)
 NEVER_ARCHIVED = frozenset({"rewards_ledgertransaction"})
 
 # table -> for how many days after the end of a month rows of that month may still be written (a refund of a payment

@@ -148,9 +148,8 @@ def seed_archived_month(ctx: Any) -> None:
                 source=services.EarnSource.CAMPAIGN,
             )
             at = dt.datetime.combine(month.replace(day=15 + 5 * n), dt.time(10, 0), tzinfo=SHANGHAI)
-            # The transaction's keys follow it (ON UPDATE CASCADE): its lot, its key's row; its entries take its time.
-            LedgerTransaction.objects.filter(pk=earn.pk).update(created_at=at)
-            Entry.objects.filter(transaction_id=earn.pk).update(created_at=at)
+            # Through its key's row: the transaction, its entries and its lot follow (ON UPDATE CASCADE).
+            LedgerTransaction.objects.redate([earn.pk], at)
         # PostgreSQL alters no table whose rows have key checks pending: make them now, and defer them again after.
         with connection.cursor() as cursor:
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
@@ -460,7 +459,6 @@ def date_obligations(days: list[dt.date], times: dict[str, dt.datetime]) -> list
         if at is None:
             day = days[index % len(days)]
             at = dt.datetime.combine(day, dt.time(10, 0), tzinfo=SHANGHAI) + dt.timedelta(minutes=index)
-        LedgerTransaction.objects.filter(pk=pk).update(created_at=at)
-        Entry.objects.filter(transaction_id=pk).update(created_at=at)  # entries keep their transaction's time
+        LedgerTransaction.objects.redate([pk], at)  # with its entries and everything else carrying its time
         dated.add(at.astimezone(SHANGHAI).date())
     return sorted(dated)

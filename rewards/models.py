@@ -7,11 +7,13 @@ credits the account (raises its balance), a negative one debits it; the entries 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Now
+from django.utils import timezone
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
@@ -145,10 +147,21 @@ class LedgerTransactionManager(models.Manager["LedgerTransaction"]):
         return self.filter(pk=pk, created_at=created_at)
 
     def keyed(self, key: str) -> LedgerTransaction | None:
-        """The transaction that took the idempotency key `key` (its row in `LedgerKey`), or None."""
+        """The transaction that took the idempotency key `key` (its row in `LedgerKey`), or None (no such key, or its
+        transaction's month was archived: `posting.replay` tells the two apart)."""
         taken = LedgerKey.objects.filter(idempotency_key=key).values_list("transaction_id", "transaction_created_at")
         row = taken.first()
         return None if row is None else self.one(*row).first()
+
+    def redate(self, pks: Iterable[int], at: datetime) -> None:
+        """Dates the transactions `pks` at `at`, for the demo's history and tests (never a posted day's books): their
+        keys' rows, which the transactions follow (ON UPDATE CASCADE), and their entries, lots and other referrers
+        follow them. The transactions and entries are also written directly, for a database where those keys are
+        dropped (Citus)."""
+        ids = list(pks)
+        LedgerKey.objects.filter(transaction_id__in=ids).update(transaction_created_at=at)
+        self.filter(pk__in=ids).update(created_at=at)
+        Entry.objects.filter(transaction_id__in=ids).update(created_at=at)
 
 
 class LedgerTransaction(models.Model):
@@ -156,7 +169,8 @@ class LedgerTransaction(models.Model):
     database's primary key is `(id, created_at)`, and every table that refers to a transaction carries its
     `created_at` too, in a composite foreign key `(…_id, …_created_at)` → `(id, created_at)` made by the migrations
     (rewards/migrations/0023, payments/migrations/0044), ON UPDATE CASCADE, so the fields here make no constraint of
-    their own (`db_constraint=False`). The idempotency key is unique across every month through `LedgerKey`."""
+    their own (`db_constraint=False`). The idempotency key is unique across every month through `LedgerKey`, which
+    the transaction refers to (rewards/migrations/0026): its `(idempotency_key, id, created_at)` → the key's row."""
 
     class Kind(models.TextChoices):
         EARN = "earn", _("earn")
@@ -214,7 +228,8 @@ class LedgerTransaction(models.Model):
     # after the transaction row commits on the coordinator: the sealer seals a transaction only once it sees this
     # many of its entries, and `ledger_check` reports a transaction whose entries number otherwise.
     entry_count = models.PositiveIntegerField(_("entries"))
-    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    # Set by the posting (`posting.transaction_keyed`), which writes the same instant to the key's row first.
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
 
     objects = LedgerTransactionManager()
 
@@ -243,14 +258,19 @@ class LedgerTransaction(models.Model):
 class LedgerKey(models.Model):
     """The idempotency key a ledger transaction took, unique across every month: a partitioned table's unique keys must
     hold its partition column, and a retried posting gets a new `created_at`. Written with its transaction, in the same
-    database transaction, by every path that posts; a second posting with the key fails here and replays the first."""
+    database transaction, by every path that posts; a second posting with the key fails here and replays the first.
+
+    The transaction refers to its key's row, `(idempotency_key, id, created_at)` → `(idempotency_key, transaction_id,
+    transaction_created_at)` (rewards/migrations/0026), checked at commit: no transaction without its key, and the row
+    names its transaction exactly. The row refers to nothing, so it outlives its transaction's month when that month
+    is archived, and still refuses the key to a later posting."""
 
     idempotency_key = models.CharField(_("idempotency key"), max_length=200, primary_key=True)
     transaction = models.OneToOneField(
         LedgerTransaction,
         on_delete=models.CASCADE,  # goes with its transaction (only a benchmark's clean-up deletes one)
         related_name="key",
-        db_constraint=False,  # (transaction_id, transaction_created_at) in the database
+        db_constraint=False,  # the transaction's key refers to this row (see above), not the other way
         verbose_name=_("transaction"),
     )
     transaction_created_at = models.DateTimeField(_("transaction's time"), editable=False)

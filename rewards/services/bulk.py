@@ -22,7 +22,7 @@ from members.models import PointsProgram
 from ..models import Account, LedgerTransaction, OwnerKind, Purpose
 from .accounts import bank_points_account, creation_locks, spread_for
 from .lots import lot_expiry, today
-from .posting import Kind, entries_counted, keyed, lock_accounts, require_positive, retry_on_conflict, take_key
+from .posting import Kind, entries_counted, keyed, lock_accounts, require_positive, retry_on_conflict, transaction_keyed
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def points_earn_bulk(
         raise ValidationFailed(_("Unknown points program in the events."), param="events")
 
     def post() -> LedgerTransaction:
-        txn = LedgerTransaction.objects.create(
+        txn = transaction_keyed(  # a second caller with the key replays (`keyed`)
             kind=Kind.EARN_BATCH,
             idempotency_key=idempotency_key,
             request_hash=digest,
@@ -61,7 +61,6 @@ def points_earn_bulk(
             metadata={"events": len(events), "source": source, "earned_on": earned_on.isoformat()},
             entry_count=0,  # counted below, once the debts to pay off are read under the locks
         )
-        take_key(txn)  # a second caller with the key replays (`keyed`)
         pairs = {(e.cardholder_id, e.program_id) for e in events}
         wallets = _bulk_accounts(pairs, programs, Purpose.POINTS)
         issuance = {pid: bank_points_account(p, Purpose.ISSUANCE, 0) for pid, p in programs.items()}

@@ -1,8 +1,8 @@
 """The machinery every posting uses: the key, the transaction row, the locks, the entries, the retry.
 
 Every posting runs inside `keyed` (one database transaction, or one savepoint in a caller's) and, in this order:
-(1) inserts its transaction row and its key's row (`LedgerKey`, unique across every month of the partitioned
-transactions), which takes its idempotency key (a hold's row takes a hold's key, after the wallet's lock): a second
+(1) inserts its key's row (`LedgerKey`, unique across every month of the partitioned transactions), which takes
+its idempotency key, and then its transaction row (a hold's row takes a hold's key, after the wallet's lock): a second
 caller with the key fails on the unique index, at once or once the first commits, rolls back
 everything it did and returns the first result, or `IdempotencyConflict` when its parameters differ — so no read
 precedes the insert and a replay posts nothing at all; (2) locks every account it touches in one
@@ -32,8 +32,10 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import BigIntegerField, Func, Model, Q, Value
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from core.calendar import SHANGHAI
 from core.errors import IdempotencyConflict, InsufficientFunds, ValidationFailed
 
 from ..models import Account, Entry, LedgerKey, LedgerTransaction
@@ -96,10 +98,23 @@ def check_key(key: str) -> None:
 def replay(model: type[M], key: str, digest: str) -> M | None:
     """The row that first took `key` (a ledger transaction or a hold), or None; `IdempotencyConflict` when it was
     taken with other parameters. A transaction's key is looked up in `LedgerKey`, then the transaction is read in its
-    month's partition."""
+    month's partition; a key whose transaction's month was archived is refused (`idempotency_key_archived`)."""
     existing: Any
     if model is LedgerTransaction:
-        existing = LedgerTransaction.objects.keyed(key)
+        taken = LedgerKey.objects.filter(idempotency_key=key).first()
+        if taken is None:
+            return None
+        existing = LedgerTransaction.objects.one(taken.transaction_id, taken.transaction_created_at).first()
+        if existing is None:  # its month went to an archive: the key's row stays, and refuses the key
+            raise IdempotencyConflict(
+                _(
+                    "This idempotency key was taken by a ledger transaction of %(month)s, a month that has been"
+                    " archived: it cannot be used again."
+                )
+                % {"month": f"{taken.transaction_created_at.astimezone(SHANGHAI):%Y-%m}"},
+                code="idempotency_key_archived",
+                param="idempotency_key",
+            )
     else:
         existing = model.objects.filter(idempotency_key=key).first()  # type: ignore[attr-defined]
     if existing is None:
@@ -271,9 +286,10 @@ def begin(
     rate: Decimal | None = None,
     account_ids: Iterable[int] = (),
 ) -> Posting:
-    """Inserts the transaction row and its key's, which takes the idempotency key (run it inside `keyed`), then locks
-    the posting's accounts. The key comes first: a second caller with it waits on the key, holding no account lock."""
-    txn = LedgerTransaction.objects.create(
+    """Takes the idempotency key and inserts the transaction row (`transaction_keyed`; run it inside `keyed`), then
+    locks the posting's accounts. The key comes first: a second caller with it waits on the key, holding no account
+    lock."""
+    txn = transaction_keyed(
         kind=kind,
         idempotency_key=key,
         request_hash=digest,
@@ -285,16 +301,28 @@ def begin(
         entry_count=0,  # its legs are known at `finish`, which writes their number
         **_actor_fields(actor),
     )
-    take_key(txn)
     return Posting(txn=txn, accounts=lock_accounts(refs, account_ids))
 
 
-def take_key(txn: LedgerTransaction) -> LedgerKey:
-    """Takes the transaction's idempotency key across every month (in the transaction's database transaction): a
-    second posting with the key fails here on the primary key, at once or once the first commits."""
-    return LedgerKey.objects.create(
-        idempotency_key=txn.idempotency_key, transaction=txn, transaction_created_at=txn.created_at
-    )
+# The identity sequence of the transactions' ids (rewards/migrations/0023).
+_TRANSACTION_IDS = "rewards_ledgertransaction_id_seq"
+
+
+def transaction_keyed(*, idempotency_key: str, **fields: Any) -> LedgerTransaction:
+    """Takes `idempotency_key` across every month, then inserts the transaction that took it, in the caller's database
+    transaction. The key's row (`LedgerKey`) goes first, with the transaction's id drawn from its sequence and the
+    transaction's time: a second posting with the key fails there on the primary key, at once or once the first
+    commits, before it has written anything. The transaction's row then refers to it (checked at commit), so no
+    transaction commits without its key."""
+    created_at = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO rewards_ledgerkey (idempotency_key, transaction_id, transaction_created_at)"
+            " VALUES (%s, nextval(%s), %s) RETURNING transaction_id",
+            [idempotency_key, _TRANSACTION_IDS, created_at],
+        )
+        (pk,) = cursor.fetchone()
+    return LedgerTransaction.objects.create(id=pk, idempotency_key=idempotency_key, created_at=created_at, **fields)
 
 
 def entries_counted(txn: LedgerTransaction, count: int) -> None:

@@ -18,7 +18,7 @@ from core.calendar import SHANGHAI, local_now
 from core.errors import Conflict, ValidationFailed
 from core.money import round_to_zero_sum
 from rewards import services as rewards
-from rewards.models import Entry, LedgerTransaction
+from rewards.models import LedgerTransaction
 from tests.concurrency import run_parallel
 from tests.factories import (
     PASSWORD,
@@ -37,8 +37,7 @@ def dated(txn: LedgerTransaction | None, day: dt.date = YESTERDAY, hour: int = 1
     """Puts a test's ledger transaction on `day` (the clearing reads the transaction's time)."""
     if txn is not None:
         at = dt.datetime.combine(day, dt.time(hour), tzinfo=SHANGHAI)
-        LedgerTransaction.objects.filter(pk=txn.pk).update(created_at=at)
-        Entry.objects.filter(transaction=txn).update(created_at=at)  # an entry is dated at its transaction
+        LedgerTransaction.objects.redate([txn.pk], at)  # with its entries, as they always are
     return txn
 
 

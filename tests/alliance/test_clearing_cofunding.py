@@ -12,7 +12,7 @@ import pytest
 from alliance import selectors, services
 from alliance.models import ClearingComponent, ClearingPosition, ClearingRun
 from core.calendar import SHANGHAI, local_now
-from rewards.models import Entry, LedgerTransaction, Promotion, PromotionUse
+from rewards.models import LedgerTransaction, Promotion, PromotionUse
 from rewards.services import promotions as engine
 from tests.factories import CardholderFactory, MemberBankFactory, MerchantFactory, make_promotion
 
@@ -51,8 +51,9 @@ def captured_and_refunded(world: dict[str, Any], payment: str, *, currency: str,
     )
     engine.refund_return(payment=payment, refunded_total=refunded, captured_total=9_000, cause=f"{payment}-refund")
     at = dt.datetime.combine(YESTERDAY, dt.time(12), tzinfo=SHANGHAI)
-    LedgerTransaction.objects.filter(metadata__payment=payment).update(created_at=at)
-    Entry.objects.filter(transaction__metadata__payment=payment).update(created_at=at)
+    LedgerTransaction.objects.redate(
+        LedgerTransaction.objects.filter(metadata__payment=payment).values_list("pk", flat=True), at
+    )
 
 
 def positions(run: ClearingRun) -> dict[str, ClearingPosition]:

@@ -15,7 +15,7 @@ from django.db.models import F
 from alliance import metrics, services
 from alliance.models import ClearingComponent
 from core.calendar import SHANGHAI
-from rewards.models import Entry, LedgerTransaction
+from rewards.models import LedgerTransaction
 from tests.alliance.revenue_fixture import build_month
 from tests.factories import make_revenue_policy
 
@@ -105,8 +105,7 @@ def test_the_run_reads_what_the_definitions_say(month) -> None:  # type: ignore[
 
 def _move_ledger(day: dt.date, hour: int = 12, **only: Any) -> None:
     at = dt.datetime.combine(day, dt.time(hour), tzinfo=SHANGHAI)
-    LedgerTransaction.objects.filter(**only).update(created_at=at)
-    Entry.objects.filter(transaction__in=LedgerTransaction.objects.filter(**only)).update(created_at=at)
+    LedgerTransaction.objects.redate(LedgerTransaction.objects.filter(**only).values_list("pk", flat=True), at)
 
 
 def test_exchanges_are_read_from_the_days_cleared_and_the_ledger_for_the_rest(month) -> None:  # type: ignore[no-untyped-def]

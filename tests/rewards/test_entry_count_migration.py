@@ -26,13 +26,18 @@ def test_existing_transactions_take_the_count_of_their_entries() -> None:
     executor = MigrationExecutor(connection)
     try:
         executor.migrate(BEFORE)
-        with connection.cursor() as cursor:  # a transaction without entries, written before the column
+        with connection.cursor() as cursor:  # a transaction without entries, written before the column, with its key
             cursor.execute(
                 "INSERT INTO rewards_ledgertransaction"
                 " (kind, idempotency_key, request_hash, points, reversed_points, metadata, actor_label, created_at)"
                 " VALUES ('adjust', 'empty', '-', 0, 0, '{}', 'system', now()) RETURNING id"
             )
             (empty,) = cursor.fetchone()
+            cursor.execute(
+                "INSERT INTO rewards_ledgerkey (idempotency_key, transaction_id, transaction_created_at)"
+                " SELECT idempotency_key, id, created_at FROM rewards_ledgertransaction WHERE id = %s",
+                [empty],
+            )
         executor = MigrationExecutor(connection)
         executor.migrate(AFTER)
         counts = dict(LedgerTransaction.objects.values_list("pk", "entry_count"))

@@ -13,6 +13,7 @@ import datetime as dt
 import re
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 from unittest import mock
@@ -23,13 +24,23 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from alliance.services.clearing import day_bounds, entries_sql
-from core.partitions import PARTITIONED, partitions, partitions_create, partitions_maintain
+from core.errors import IdempotencyConflict
+from core.partitions import PARTITIONED, partition_detach, partitions, partitions_create, partitions_maintain
 from rewards import services as s
 from rewards.checks import ledger_verify
 from rewards.models import Entry, LedgerKey, LedgerTransaction, Lot
 from tests.concurrency import Background
 from tests.factories import CardholderFactory, PointsProgramFactory
-from tests.partitioning import assert_monthly, at, explain, fetch, partition_of, table_keys
+from tests.partitioning import (
+    assert_monthly,
+    at,
+    explain,
+    fetch,
+    immediately,
+    partition_of,
+    referring_keys,
+    table_keys,
+)
 
 TABLE = "rewards_ledgertransaction"
 REAL_NOW = timezone.now
@@ -68,10 +79,24 @@ def test_the_migration_made_a_partitioned_table_keyed_with_its_time_and_every_re
     assert table_keys(TABLE) == {"PRIMARY KEY (id, created_at)"}
     assert LedgerTransaction._meta.pk is not None
     assert LedgerTransaction._meta.pk.name == "id"
+    assert table_keys("rewards_ledgerkey") == {
+        "PRIMARY KEY (idempotency_key)",
+        "UNIQUE (transaction_id)",
+        "UNIQUE (idempotency_key, transaction_id, transaction_created_at)",
+    }
+    # The transaction refers to its key's row, and that row to nothing: a month of transactions can go to an archive
+    # while its keys stay (rewards/migrations/0026).
+    assert referring_keys("rewards_ledgerkey") == [
+        (
+            TABLE,
+            "FOREIGN KEY (idempotency_key, id, created_at)"
+            " REFERENCES rewards_ledgerkey(idempotency_key, transaction_id, transaction_created_at)"
+            " ON UPDATE CASCADE DEFERRABLE INITIALLY DEFERRED",
+        )
+    ]
     assert fetch(
-        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'rewards_ledgerkey'::regclass"
-        " AND contype = 'p'"
-    ) == [("PRIMARY KEY (idempotency_key)",)]
+        "SELECT count(*) FROM pg_constraint WHERE conrelid = 'rewards_ledgerkey'::regclass AND contype = 'f'"
+    ) == [(0,)]
     references = {
         (table, definition)
         for table, definition in fetch(
@@ -83,7 +108,6 @@ def test_the_migration_made_a_partitioned_table_keyed_with_its_time_and_every_re
     assert references == {
         (TABLE, f"FOREIGN KEY (reverses_id, reverses_created_at) {to}"),
         ("rewards_entry", f"FOREIGN KEY (transaction_id, created_at) {to}"),
-        ("rewards_ledgerkey", f"FOREIGN KEY (transaction_id, transaction_created_at) {to}"),
         ("rewards_hold", f"FOREIGN KEY (transaction_id, transaction_created_at) {to}"),
         ("rewards_lot", f"FOREIGN KEY (earned_by_id, earned_by_created_at) {to}"),
         ("rewards_lotmovement", f"FOREIGN KEY (transaction_id, transaction_created_at) {to}"),
@@ -156,6 +180,98 @@ def test_a_retry_in_another_month_replays_the_first_posting() -> None:
             " VALUES ('once', %s, %s)",
             (first.pk, first.created_at),
         )
+
+
+def _bare_transaction(key: str, when: dt.datetime) -> int:
+    """A ledger transaction with no entries (so nothing else refers to it), written as SQL; its id."""
+    ((pk,),) = fetch(
+        f"INSERT INTO {TABLE} (kind, idempotency_key, request_hash, points, reversed_points, metadata, actor_label,"
+        " entry_count, created_at) VALUES ('adjust', %s, '-', 0, 0, '{}', 'system', 0, %s) RETURNING id",
+        (key, when),
+    )
+    return int(pk)
+
+
+def _key_row(key: str, pk: int, when: dt.datetime) -> None:
+    fetch(
+        "INSERT INTO rewards_ledgerkey (idempotency_key, transaction_id, transaction_created_at) VALUES (%s, %s, %s)",
+        (key, pk, when),
+    )
+
+
+def _committed(write: Callable[[], Any]) -> Any:
+    """`write()`, then its deferred keys checked as at a commit (`SET CONSTRAINTS ALL IMMEDIATE` checks what is
+    pending), in a savepoint."""
+    with transaction.atomic():
+        done = write()
+        fetch("SET CONSTRAINTS ALL IMMEDIATE")
+        fetch("SET CONSTRAINTS ALL DEFERRED")
+        return done
+
+
+def _keyed_bare(key: str, when: dt.datetime, *, named: int = 0, named_at: dt.timedelta = dt.timedelta()) -> int:
+    """`_bare_transaction` and its key's row, which names the transaction `named` ids further and `named_at` later."""
+    pk = _bare_transaction(key, when)
+    _key_row(key, pk + named, when + named_at)
+    return pk
+
+
+@pytest.mark.django_db
+def test_a_transaction_commits_only_with_its_keys_row_naming_it() -> None:
+    partitions_create(TABLE, dt.date(2022, 1, 1), 2)
+    fk = "rewards_ledgertransaction_key_fk"
+    # No key's row: refused.
+    with pytest.raises(IntegrityError, match=fk):
+        _committed(lambda: _bare_transaction("keyless", at(2022, 1)))
+    # A key's row naming another time, or another transaction: refused.
+    with pytest.raises(IntegrityError, match=fk):
+        _committed(lambda: _keyed_bare("late", at(2022, 1), named_at=dt.timedelta(seconds=1)))
+    with pytest.raises(IntegrityError, match=fk):
+        _committed(lambda: _keyed_bare("other", at(2022, 1), named=1))
+    # With its own: taken.
+    pk = _committed(lambda: _keyed_bare("right", at(2022, 1)))
+    assert LedgerKey.objects.get(idempotency_key="right").transaction_id == pk
+    assert not LedgerKey.objects.filter(idempotency_key__in=["keyless", "late", "other"]).exists()
+
+
+@pytest.mark.django_db
+def test_a_transaction_is_dated_back_through_its_key_and_everything_carrying_its_time_follows() -> None:
+    partitions_create(TABLE, dt.date(2022, 1, 1), 2)
+    partitions_create("rewards_entry", dt.date(2022, 1, 1), 2)
+    program, holder = PointsProgramFactory(), CardholderFactory()
+    earn = _earn_at(at(2022, 2), holder, program, "dated")
+    fetch("SET CONSTRAINTS ALL IMMEDIATE")  # every key checked at each statement from here
+    # The key alone, as a database where only the keys move it would: the transaction and its referrers follow.
+    LedgerKey.objects.filter(transaction_id=earn.pk).update(transaction_created_at=at(2022, 1))
+    assert partition_of(TABLE, earn.pk) == f"{TABLE}_p202201"
+    assert set(Entry.objects.filter(transaction_id=earn.pk).values_list("created_at", flat=True)) == {at(2022, 1)}
+    assert Lot.objects.get(earned_by_id=earn.pk).earned_by_created_at == at(2022, 1)
+    # The manager's helper, used by the demo and the tests that date transactions back.
+    LedgerTransaction.objects.redate([earn.pk], at(2022, 2, 3))
+    assert LedgerTransaction.objects.get(pk=earn.pk).created_at == at(2022, 2, 3)
+    assert LedgerKey.objects.get(idempotency_key="dated").transaction_created_at == at(2022, 2, 3)
+    # The transaction alone cannot move: its key's row would no longer name it.
+    with pytest.raises(IntegrityError, match="rewards_ledgertransaction_key_fk"), transaction.atomic():
+        LedgerTransaction.objects.filter(pk=earn.pk).update(created_at=at(2022, 1, 20))
+
+
+@pytest.mark.django_db
+def test_a_key_whose_transactions_month_was_archived_is_refused_and_posts_nothing() -> None:
+    partitions_create(TABLE, dt.date(2022, 1, 1), 2)
+    program, holder = PointsProgramFactory(), CardholderFactory()
+    _committed(lambda: _keyed_bare("old-key", at(2022, 1)))
+    immediately(lambda: partition_detach(TABLE, dt.date(2022, 1, 1)))
+    assert not LedgerTransaction.objects.filter(idempotency_key="old-key").exists()
+    assert LedgerKey.objects.filter(idempotency_key="old-key").exists()  # the key's row stays
+
+    with pytest.raises(IdempotencyConflict) as refusal:
+        s.points_earn(cardholder_id=holder.pk, program=program, amount=100, idempotency_key="old-key")
+    assert refusal.value.code == "idempotency_key_archived"
+    assert refusal.value.param == "idempotency_key"
+    assert "2022-01" in refusal.value.message
+    assert not LedgerTransaction.objects.filter(idempotency_key="old-key").exists()
+    assert not Entry.objects.filter(account__owner_id=holder.pk).exists()
+    assert not Lot.objects.filter(account__owner_id=holder.pk).exists()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -287,9 +403,12 @@ def test_the_job_moves_a_month_of_transactions_out_of_the_default_though_many_ta
     result = partitions_maintain(today=dt.date(2043, 5, 10), ahead=0, archive_after=None)
     assert f"{TABLE}_p204303" in result.created
     assert (partition_of(TABLE, earn.pk), partition_of(TABLE, reversal.pk)) == (f"{TABLE}_p204303", f"{TABLE}_p204303")
-    # Every key that refers to the transactions is there again, and holds.
+    # Every key that refers to the transactions is there again (nine tables' and their own to their keys' rows),
+    # and holds.
     assert fetch(
         f"SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND confrelid = '{TABLE}'::regclass"
         " AND conparentid = 0"
-    ) == [(10,)]
+    ) == [(9,)]
+    assert [source for source, _ in referring_keys("rewards_ledgerkey")] == [TABLE]
+    fetch("SET CONSTRAINTS ALL IMMEDIATE")  # the moved rows' keys, checked
     assert ledger_verify(seals=False).violations == []
