@@ -19,8 +19,10 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from psycopg2 import sql
 
+from core.calendar import SHANGHAI
+from core.models import ArchivedMonth
 from core.money import MINOR_UNIT_EXPONENT, format_minor
-from core.partitions import archive_tables_of, with_archives
+from core.partitions import add_months, archive_tables_of, with_archives
 from members.models import BindingStatus, Cardholder, LinkedAccount
 
 from .connectors import get_connector
@@ -574,3 +576,36 @@ def disputes_for_payments(cardholder: Cardholder, payment_ids: Collection[str]) 
             )
         )
     return found
+
+
+def archived_payment_month(
+    public_id: str, *, livemode: bool, merchant_id: int | None = None, cardholder_id: int | None = None
+) -> dt.date | None:
+    """The month (Asia/Shanghai) in which the payment `public_id` was made, if that month was archived and the
+    payment is the merchant's (or the cardholder's) in this mode; None otherwise. Read from the archive tables, and
+    only when a month is archived: the path of a payment that is not found live, so that its owner hears why."""
+    if (merchant_id is None) == (cardholder_id is None):
+        raise ValueError("Name the payment's merchant or its cardholder, one of them.")
+    table = PaymentIntent._meta.db_table
+    archives = archive_tables_of([table])[table]
+    if not archives:
+        return None
+    owner = "merchant_id" if merchant_id is not None else "cardholder_id"
+    source = with_archives(table, ("public_id", owner, "livemode", "created_at"), archives)
+    with connections[router.db_for_read(PaymentIntent)].cursor() as cursor:
+        cursor.execute(
+            f"SELECT created_at FROM {source} p"  # noqa: S608 (names checked by with_archives)
+            f" WHERE public_id = %s AND {owner} = %s AND livemode = %s LIMIT 1",
+            [public_id, merchant_id if merchant_id is not None else cardholder_id, livemode],
+        )
+        row = cursor.fetchone()
+    return None if row is None else row[0].astimezone(SHANGHAI).date().replace(day=1)
+
+
+def payments_archived_before() -> dt.date | None:
+    """The first month after the newest month of payments that was archived, or None while none is: what the
+    cardholder's statement says it no longer lists (archived months are the oldest ones). One query."""
+    newest = (
+        ArchivedMonth.objects.filter(table=PaymentIntent._meta.db_table).order_by("-month").values_list("month").first()
+    )
+    return None if newest is None else add_months(newest[0], 1)

@@ -231,7 +231,14 @@ def statement(request: HttpRequest, cardholder: Cardholder) -> HttpResponse:
     page = cardholder_statement.statement_page(
         cardholder=cardholder, filters=form.filters(), after=cursor, limit=cardholder_statement.PAGE_SIZE
     )
-    return render(request, "payments/statement.html", {"form": form, "page": page, "first_page": cursor is None})
+    # The last page says where the statement stops when older months of payments were archived (read on every page,
+    # so that a page costs the same queries wherever it falls).
+    archived_before = selectors.payments_archived_before()
+    return render(
+        request,
+        "payments/statement.html",
+        {"form": form, "page": page, "first_page": cursor is None, "archived_before": archived_before},
+    )
 
 
 @require_GET
@@ -256,8 +263,13 @@ def statement_csv(request: HttpRequest, cardholder: Cardholder) -> HttpResponseB
 @cardholder_required
 def statement_payment(request: HttpRequest, cardholder: Cardholder, payment_id: str) -> HttpResponse:
     """One line of the statement in detail: the payment, its refunds, its points, its promotions, its history.
-    Another cardholder's payment is not found."""
+    Another cardholder's payment is not found; one of the cardholder's own in a month that was archived says so."""
     detail = cardholder_statement.payment_detail(cardholder=cardholder, payment_id=payment_id)
     if detail is None:
-        raise Http404("No such payment.")
+        month = selectors.archived_payment_month(payment_id, livemode=True, cardholder_id=cardholder.pk)
+        if month is None:
+            raise Http404("No such payment.")
+        return render(
+            request, "payments/statement_payment_archived.html", {"month": month, "payment_id": payment_id}, status=404
+        )
     return render(request, "payments/statement_payment.html", {"detail": detail, "payment": detail.payment})

@@ -7,17 +7,15 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
-from core.calendar import SHANGHAI
 from core.errors import Conflict, NotFound
 from core.idempotency import run_idempotent
-from core.partitions import archive_tables, with_archives
 from merchants.models import Merchant
 
 from ..connectors.base import RemoteState
 from ..models import PaymentAttempt, PaymentIntent
+from ..selectors import archived_payment_month
 from ..windows import capture_window, refund_window
 
 Status = PaymentIntent.Status
@@ -84,25 +82,14 @@ def payment_load(public_id: str, merchant: Merchant, livemode: bool) -> PaymentI
 
 def payment_missing(public_id: str, merchant: Merchant, livemode: bool, *, param: str) -> NotFound:
     """The error for a payment id that finds none of the merchant's payments in this mode: one of them in a month that
-    was archived says so (read from the archive tables, only on this path), any other is "No such payment"."""
-    table = PaymentIntent._meta.db_table
-    archives = archive_tables(table)
-    if archives:
-        source = with_archives(table, ("public_id", "merchant_id", "livemode", "created_at"), archives)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT created_at FROM {source} p"  # noqa: S608 (names checked by with_archives)
-                " WHERE public_id = %s AND merchant_id = %s AND livemode = %s LIMIT 1",
-                [public_id, merchant.pk, livemode],
-            )
-            row = cursor.fetchone()
-        if row is not None:
-            return NotFound(
-                f"Payments made in {row[0].astimezone(SHANGHAI):%Y-%m} have been archived: this one can no longer be"
-                " read or changed here.",
-                code="payment_archived",
-                param=param,
-            )
+    was archived says so (`selectors.archived_payment_month`), any other is "No such payment"."""
+    month = archived_payment_month(public_id, livemode=livemode, merchant_id=merchant.pk)
+    if month is not None:
+        return NotFound(
+            f"Payments made in {month:%Y-%m} have been archived: this one can no longer be read or changed here.",
+            code="payment_archived",
+            param=param,
+        )
     return NotFound("No such payment.", param=param)
 
 

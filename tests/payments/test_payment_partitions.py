@@ -17,7 +17,10 @@ from unittest import mock
 
 import pytest
 from django.db import IntegrityError, connection, transaction
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import translation
 
 from core.calendar import SHANGHAI
 from core.errors import NotFound
@@ -313,3 +316,21 @@ def test_the_job_archives_a_month_of_payments_once_nothing_refers_to_it(world: d
         with pytest.raises(NotFound, match="No such payment") as unknown:
             payment_get(merchant=merchant, livemode=livemode, payment_id=public_id)
         assert unknown.value.code == "resource_missing"
+    # The cardholder is told too: the payment's page says when it was made and that its month was archived, and the
+    # statement's last page says where it stops. Another cardholder asking for it finds no such payment.
+    page = reverse("payments:statement_payment", args=[paid.public_id])
+    with translation.override("en"):
+        own = _portal(world["card"].cardholder.user).get(page, HTTP_ACCEPT_LANGUAGE="en")
+        statement = _portal(world["card"].cardholder.user).get(reverse("payments:statement"), HTTP_ACCEPT_LANGUAGE="en")
+        stranger = _portal(CardFactory().cardholder.user).get(page, HTTP_ACCEPT_LANGUAGE="en")
+    assert own.status_code == 404
+    assert f"Payment <code>{paid.public_id}</code> was made in 2042-01" in own.content.decode()
+    assert "Payments made before 2042-02 have been archived" in statement.content.decode()
+    assert stranger.status_code == 404
+    assert "2042-01" not in stranger.content.decode()
+
+
+def _portal(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
