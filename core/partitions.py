@@ -252,7 +252,7 @@ def months_in_default(table: str) -> list[date]:
 
 
 def _has_rows(
-    table: str, column: str, month: date, condition: sql.Composable, params: dict[str, object] | None = None
+    table: str, column: str, month: date, condition: sql.Composable, params: dict[str, datetime] | None = None
 ) -> bool:
     """Whether `table` has a row whose `column` falls in `month` (Asia/Shanghai) and that meets `condition`, which
     may name `params` (`%(name)s`)."""
