@@ -55,7 +55,7 @@ from .models import (
     StatementImport,
     UnmatchedCharge,
 )
-from .selectors import channel_figures
+from .selectors import channel_figures, payments_archived_before
 
 PAYMENT_BANKS = ("issuer", "acquirer", "merchant__sponsor_bank")
 
@@ -330,6 +330,7 @@ class PaymentIntentAdmin(PaymentScopeMixin, ReadOnlyAdminMixin, ScopedAdmin):
     )  # fmt: skip
     search_fields = ("public_id", "merchant_reference", "merchant__code")
     date_hierarchy = "created_at"
+    change_list_template = "admin/payments/paymentintent/change_list.html"
     inlines = [RoutingDecisionInline, AttemptInline, RefundInline, FeeSplitInline]
     readonly_fields = ("card_brand", "card_bin", "card_last4", "risk_reason_codes")
     money_fields = {
@@ -343,6 +344,11 @@ class PaymentIntentAdmin(PaymentScopeMixin, ReadOnlyAdminMixin, ScopedAdmin):
         "fee": MoneyField(finer=2, label=_("fee")),
         "fee_returned": MoneyField(finer=2, label=_("fee handed back")),
     }
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        """The list says where it stops once older months of payments were archived."""
+        extra_context = {**(extra_context or {}), "archived_before": payments_archived_before()}
+        return super().changelist_view(request, extra_context)
 
     def get_formset_kwargs(
         self, request: HttpRequest, obj: PaymentIntent, inline: admin.options.InlineModelAdmin, prefix: str

@@ -35,6 +35,7 @@ from payments.services.common import payment_load
 from payments.services.refunds import refund_correction
 from tests.factories import (
     FACTORIES,
+    AllianceOperatorFactory,
     CardFactory,
     CardProductFactory,
     ChannelFactory,
@@ -328,6 +329,11 @@ def test_the_job_archives_a_month_of_payments_once_nothing_refers_to_it(world: d
     assert "Payments made before 2042-02 have been archived" in statement.content.decode()
     assert stranger.status_code == 404
     assert "2042-01" not in stranger.content.decode()
+    # Operators' list of payments says where it stops, and links the archived months.
+    operators = _portal(AllianceOperatorFactory()).get(reverse("admin:payments_paymentintent_changelist"))
+    note = operators.content.decode().split('class="help archived-note">')[1].split("</p>")[0]
+    assert "2042-02" in note
+    assert reverse("admin:core_archivedmonth_changelist") in note
 
 
 def _portal(user: Any) -> Client:
