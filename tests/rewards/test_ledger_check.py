@@ -165,10 +165,11 @@ EDITS_AFTER_SEALING = {
         " WHERE id = %(earn)s"
     ),
     "transaction kind": "UPDATE rewards_ledgertransaction SET kind = 'adjust' WHERE id = %(earn)s",
-    # through its key's row, which the transaction, its entries and its lot follow (the transaction alone may not move)
+    # with its key's row, which must name it (on Citus, where that key is dropped, the key's row would not move it)
     "transaction time": (
-        "UPDATE rewards_ledgerkey SET transaction_created_at = transaction_created_at - interval '1 day'"
-        " WHERE transaction_id = %(earn)s"
+        "WITH key AS (UPDATE rewards_ledgerkey SET transaction_created_at = transaction_created_at - interval '1 day'"
+        " WHERE transaction_id = %(earn)s)"
+        " UPDATE rewards_ledgertransaction SET created_at = created_at - interval '1 day' WHERE id = %(earn)s"
     ),
     # an entry that is not its account's last: no balance check sees it
     "entry balance after": (
