@@ -26,6 +26,7 @@ from typing import Any
 from django.db import connection
 
 from core.calendar import SHANGHAI
+from core.partitions import refuse_archived
 from payments.selectors import payments_created_for, refunds_created_for
 
 # Value of the benefits a bank contributed (and funds: not a merchant's) that cardholders of other banks took in the
@@ -285,6 +286,18 @@ class MonthRange:
             "start": dt.datetime.combine(self.month, dt.time(0), tzinfo=SHANGHAI),
             "end": dt.datetime.combine(end, dt.time(0), tzinfo=SHANGHAI),
         }
+
+    def refuse_archived(self) -> None:
+        """Refuses the month (`PeriodArchived`) when a month of a table its metrics read, in the window they read it,
+        was archived: the payments and fee splits in the capture window, the refunds in the refund window, the
+        ledger's entries and transactions of the month."""
+        p = self.params()
+        for tables, start, end in (
+            (["payments_paymentintent", "payments_feesplit"], p["created_from"], p["created_to"]),
+            (["payments_refund", "payments_feesplit"], p["refunds_from"], p["refunds_to"]),
+            (["rewards_entry", "rewards_ledgertransaction"], p["start"], p["end"]),
+        ):
+            refuse_archived(tables, start, end, param="month")
 
 
 # Memory for the statements' hash aggregates and joins (a month of a million payments groups a few hundred thousand

@@ -185,6 +185,26 @@ def archive_tables_of(tables: Iterable[str]) -> dict[str, list[str]]:
     return found
 
 
+class PeriodArchived(ValidationFailed):
+    code = "period_archived"
+
+
+def refuse_archived(tables: Iterable[str], start: datetime, end: datetime, *, param: str | None = None) -> None:
+    """Refuses (`PeriodArchived`) a job about to read `tables`' rows from `start` to `end` (half-open) when a month of
+    one of them in that range was archived: the job would miss those rows and record a wrong result (a day cleared, a
+    statement reconciled, a month shared out) rather than fail. One query."""
+    names = [_registered(table) for table in tables]
+    first = month_start(start.astimezone(SHANGHAI).date())
+    last = month_start((end - timedelta(microseconds=1)).astimezone(SHANGHAI).date())
+    gone = ArchivedMonth.objects.filter(table__in=names, month__gte=first, month__lte=last).order_by("month", "table")
+    found = gone.values_list("table", "month").first()
+    if found is not None:
+        table, month = found
+        raise PeriodArchived(
+            f"The rows of {table} made in {month:%Y-%m} have been archived: this run would miss them.", param=param
+        )
+
+
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
 
 

@@ -37,6 +37,7 @@ from core.calendar import SHANGHAI, local_now
 from core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from core.jobs import job_run
 from core.money import exponent, round_to_zero_sum
+from core.partitions import refuse_archived
 from core.scoping import is_alliance_operator
 from members.models import MemberBank
 from merchants.models import Merchant
@@ -136,6 +137,9 @@ def clearing_run(day: date, currency: str = "CNY", *, echo: IO[str] | None = Non
     exponent(currency)
     if day >= local_now().date():
         raise ValidationFailed(_("A business day is cleared once it has ended."), code="day_not_over", param="day")
+    if not ClearingRun.objects.filter(business_day=day, currency=currency).exclude(status=Status.COMPUTING).exists():
+        # A day still to net reads its entries: none of them may be in an archived month.
+        refuse_archived([Entry._meta.db_table, LedgerTransaction._meta.db_table], *day_bounds(day), param="day")
     with job_run("alliance.clearing", period=f"{day.isoformat()}:{currency}", total=2, echo=echo) as progress:
         with connection.cursor() as cursor:
             cursor.execute(

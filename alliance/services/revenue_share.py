@@ -538,6 +538,7 @@ def revenue_share_compute(month: str | dt.date, *, actor: Actor = None) -> Reven
     new version. Call `revenue_share_run` (which records a job run) unless already inside one."""
     first = _month_checked(month)
     closed = metrics.MonthRange(first).end_month <= local_now().date()
+    metrics.MonthRange(first).refuse_archived()  # a month whose rows were archived would be shared out short
     with transaction.atomic():
         _lock_month(first)
         metrics.tune_transaction()

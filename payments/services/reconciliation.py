@@ -45,6 +45,7 @@ from core.calendar import SHANGHAI, load_calendar
 from core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from core.jobs import job_run
 from core.models import ApprovalRequest
+from core.partitions import refuse_archived
 from core.text import id_or_none
 from merchants.services import require_operator_of
 from rewards import services as rewards_services
@@ -129,6 +130,7 @@ def statement_import(*, channel: Channel, day: dt.date, text: str, fmt: str = ""
     if existing is not None:
         _refuse_failed(existing)
         return ImportResult(existing, False, existing.summary)
+    _refuse_archived_day(channel, day)
     try:
         with transaction.atomic():
             _lock_day(channel, day)
@@ -638,6 +640,16 @@ ON CONFLICT (key, payment_created_at) DO UPDATE SET
   updated_at = now()
 """
 )
+
+
+def _refuse_archived_day(channel: Channel, day: dt.date) -> None:
+    """Refuses a statement whose day reads a month of our payments or refunds that was archived (`PeriodArchived`):
+    every row of it would be raised as missing on our side. The windows are `_match`'s."""
+    start, end = statement_window(channel, day)
+    our_date = load_calendar().working_day_on_or_after(day)
+    tables = [PaymentIntent._meta.db_table, Refund._meta.db_table]
+    refuse_archived(tables, payments_created_for_captures(start - dt.timedelta(days=7), end)[0], end, param="day")
+    refuse_archived(tables, *refunds_created_for(our_date, our_date), param="day")
 
 
 def _match(imported: StatementImport, channel: Channel, day: dt.date) -> dict[str, Any]:
