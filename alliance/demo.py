@@ -80,7 +80,10 @@ def seed_payments(ctx: DemoContext) -> None:
 
 
 def seed_archived_payments(ctx: DemoContext) -> None:
-    """After the payments: the month of the archived entries, archived for payments too."""
+    """The month of the archived entries, archived for payments too: after every step whose job reads a period that
+    month's payments fall in (the revenue share reads the refunds of payments as old as the refund window), as the
+    partitions job archives a month only long after those jobs ran; such a job run now is refused
+    (`period_archived`)."""
     from payments.demo import seed_archived_payments as seed
     from rewards.demo import ARCHIVED_MONTHS_AGO
 
@@ -285,7 +288,6 @@ STEPS: list[Callable[[DemoContext], None]] = [
     seed_promotions,
     seed_payments,
     seed_segment_payments,
-    seed_archived_payments,
     seed_benefits,
     seed_merchant_api,
     seed_settlements,
@@ -295,6 +297,7 @@ STEPS: list[Callable[[DemoContext], None]] = [
     seed_spending_history,
     seed_segments,
     seed_revenue_share,
+    seed_archived_payments,
     seed_approvals,
 ]
 
