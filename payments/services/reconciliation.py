@@ -642,36 +642,43 @@ ON CONFLICT (key, payment_created_at) DO UPDATE SET
 )
 
 
-def _refuse_archived_day(channel: Channel, day: dt.date) -> None:
-    """Refuses a statement whose day reads a month of our payments or refunds that was archived (`PeriodArchived`):
-    every row of it would be raised as missing on our side. The windows are `_match`'s."""
+def _our_windows(channel: Channel, day: dt.date) -> dict[str, Any]:
+    """What a statement of `channel`'s `day` reads on our side: its window, our business date, and the months our
+    payments and refunds can be in (the capture and refund windows, payments/windows.py; a reversal's payment up to
+    a week older). `_match`'s parameters, and what `_refuse_archived_day` checks."""
     start, end = statement_window(channel, day)
     our_date = load_calendar().working_day_on_or_after(day)
-    tables = [PaymentIntent._meta.db_table, Refund._meta.db_table]
-    refuse_archived(tables, payments_created_for_captures(start - dt.timedelta(days=7), end)[0], end, param="day")
-    refuse_archived(tables, *refunds_created_for(our_date, our_date), param="day")
-
-
-def _match(imported: StatementImport, channel: Channel, day: dt.date) -> dict[str, Any]:
-    """Matches the import's rows against ours and writes its exceptions; returns the summary."""
-    start, end = statement_window(channel, day)
-    our_date = load_calendar().working_day_on_or_after(day)
-    # The months our side's payments and refunds can be in (the capture and refund windows, payments/windows.py).
     created_from, created_to = payments_created_for_captures(start, end)
     refunds_from, refunds_to = refunds_created_for(our_date, our_date)
-    params: dict[str, Any] = {
+    return {
+        "start": start,
+        "end": end,
+        "our_date": our_date,
         "created_from": created_from,
         "created_to": created_to,
         "reversed_from": payments_created_for_captures(start - dt.timedelta(days=7), end)[0],
         "refunds_from": refunds_from,
         "refunds_to": refunds_to,
+    }
+
+
+def _refuse_archived_day(channel: Channel, day: dt.date) -> None:
+    """Refuses a statement whose day reads a month of our payments or refunds that was archived (`PeriodArchived`):
+    every row of it would be raised as missing on our side."""
+    w = _our_windows(channel, day)
+    tables = [PaymentIntent._meta.db_table, Refund._meta.db_table]
+    refuse_archived(tables, w["reversed_from"], w["created_to"], param="day")
+    refuse_archived(tables, w["refunds_from"], w["refunds_to"], param="day")
+
+
+def _match(imported: StatementImport, channel: Channel, day: dt.date) -> dict[str, Any]:
+    """Matches the import's rows against ours and writes its exceptions; returns the summary."""
+    params: dict[str, Any] = {
+        **_our_windows(channel, day),
         "statement": imported.pk,
         "channel": channel.pk,
         "channels": statement_channels(channel),
         "day": day,
-        "start": start,
-        "end": end,
-        "our_date": our_date,
         "window": dt.timedelta(seconds=settings.RECON_TIME_WINDOW_SECONDS),
         "holding": [str(c) for c in HOLDING],
     }
