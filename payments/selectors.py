@@ -22,7 +22,7 @@ from psycopg2 import sql
 from core.calendar import SHANGHAI
 from core.models import ArchivedMonth
 from core.money import MINOR_UNIT_EXPONENT, format_minor
-from core.partitions import add_months, archive_tables_of, with_archives
+from core.partitions import add_months, archive_tables, archive_tables_of, with_archives
 from members.models import BindingStatus, Cardholder, LinkedAccount
 
 from .connectors import get_connector
@@ -587,7 +587,7 @@ def archived_payment_month(
     if (merchant_id is None) == (cardholder_id is None):
         raise ValueError("Name the payment's merchant or its cardholder, one of them.")
     table = PaymentIntent._meta.db_table
-    archives = archive_tables_of([table])[table]
+    archives = archive_tables(table)
     if not archives:
         return None
     owner = "merchant_id" if merchant_id is not None else "cardholder_id"
