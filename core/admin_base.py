@@ -41,6 +41,7 @@ from django.utils.translation import gettext as _
 from .admin_display import MoneyColumnsMixin
 from .audit import audit_record, snapshot
 from .errors import MengkaError
+from .partitions import archived_before
 from .replicas import replica_view
 from .scoping import ScopeField, bank_ids_of, operator_scope, scope_queryset
 from .selectors import rows_streamed
@@ -333,6 +334,21 @@ class ScopedTabularInline(MoneyColumnsMixin, ScopeMixin, admin.TabularInline):  
 
 class ScopedStackedInline(MoneyColumnsMixin, ScopeMixin, admin.StackedInline):  # type: ignore[type-arg]
     pass
+
+
+class PartitionedAdmin(ScopedAdmin):
+    """The admin of a table partitioned by month: its list says, above its rows, where it stops once its older months
+    were archived (`archived_note`, naming `%(month)s`, the first month still listed), with a link to the archived
+    months for those who may see them. One query."""
+
+    archived_table: ClassVar[str]
+    archived_note: ClassVar[Promise]
+    change_list_template = "admin/archived_change_list.html"
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        before = archived_before(self.archived_table)
+        note = str(self.archived_note) % {"month": f"{before:%Y-%m}"} if before else ""
+        return super().changelist_view(request, {**(extra_context or {}), "archived_note": note})
 
 
 class ReadOnlyAdminMixin:

@@ -48,12 +48,6 @@ PARTITIONED: dict[str, str] = {
 }
 
 
-# Months the job makes but never archives: every month of the ledger's transactions has rows that tables which are
-# not partitioned refer to (lots, lot movements, holds, voucher payments, promotion uses), and PostgreSQL refuses to
-# detach a month whose rows are referred to. Looking for those references every day would read large tables whole,
-# so the job does not try. (The idempotency keys' rows are no longer among them: the transaction refers to its key.)
-NEVER_ARCHIVED = frozenset({"rewards_ledgertransaction"})
-
 # table -> for how many days after the end of a month rows of that month may still be written (a refund of a payment
 # and what it writes follow the payment's creation by up to the capture and refund windows): the month is kept until
 # then. The owning app registers its tables (`keep_while_written`, payments/apps.py).
@@ -65,6 +59,11 @@ def keep_while_written(tables: Iterable[str], days: int) -> None:
     for table in tables:
         WRITTEN_FOR_DAYS[_registered(table)] = max(days, WRITTEN_FOR_DAYS.get(table, 0))
 
+
+_VOUCHERS_ISSUED_PAID_BY = (
+    "SELECT p.transaction_id FROM rewards_voucherpayment p JOIN rewards_voucher v ON v.id = p.voucher_id"
+    " WHERE v.state = 'issued'"
+)
 
 # Rows whose story is not over: a month holding one is kept, since a late answer (the channel's, the merchant's
 # endpoint's, the operators') must still find its row. Attempts and refunds whose outcome is not known yet;
@@ -89,6 +88,10 @@ OPEN_ROWS: dict[str, str] = {
         " AND d.payment_created_at = dispute_payment_created_at AND d.status IN ('open', 'evidence_submitted'))"
     ),
     "merchants_webhookdelivery": "status = 'pending'",
+    # A voucher still issued may be cancelled, which reverses the transaction that paid for it: that reads the
+    # transaction and its entries.
+    "rewards_entry": f"transaction_id IN ({_VOUCHERS_ISSUED_PAID_BY})",
+    "rewards_ledgertransaction": f"id IN ({_VOUCHERS_ISSUED_PAID_BY})",
 }
 
 # A table's foreign keys from tables that are not partitions: each one's table, its columns, and the column among
@@ -174,6 +177,13 @@ def archive_tables(table: str) -> list[str]:
     """The archive tables of `table`'s detached months, oldest month first."""
     _registered(table)
     return list(ArchivedMonth.objects.filter(table=table).order_by("month").values_list("archive_table", flat=True))
+
+
+def archived_before(table: str) -> date | None:
+    """The first month after the newest archived month of `table`, or None while none is: where a list of the live
+    table stops (archived months are the oldest ones). One query."""
+    newest = ArchivedMonth.objects.filter(table=_registered(table)).order_by("-month").values_list("month").first()
+    return None if newest is None else add_months(newest[0], 1)
 
 
 def archive_tables_of(tables: Iterable[str]) -> dict[str, list[str]]:
@@ -320,7 +330,7 @@ def partitions_maintain(
     was archived; with `archive_after` (PARTITION_ARCHIVE_AFTER_MONTHS, None: never) detaches the months that began
     more than that many months before the current one to archive tables. It keeps, and says why, a month whose rows
     may still be written (`WRITTEN_FOR_DAYS`), one with rows still open (`OPEN_ROWS`) and one whose rows other rows
-    still refer to; it never tries the ledger's transactions' (`NEVER_ARCHIVED`)."""
+    still refer to."""
     today = today or local_now().date()
     ahead = settings.PARTITION_MONTHS_AHEAD if ahead is None else ahead
     archive_after = settings.PARTITION_ARCHIVE_AFTER_MONTHS if archive_after is None else archive_after
@@ -336,7 +346,7 @@ def partitions_maintain(
             if month not in archived_months:  # a late row of an archived month stays in the DEFAULT partition
                 created += partitions_create(table, month, 1)
         created += partitions_create(table, current, ahead + 1)
-        if archive_after is None or table in NEVER_ARCHIVED:
+        if archive_after is None:
             continue
         oldest_kept = add_months(current, -archive_after)
         for partition in partitions(table):

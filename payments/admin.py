@@ -18,7 +18,13 @@ from django.utils.html import format_html
 from django.utils.timezone import localtime
 from django.utils.translation import gettext_lazy as _
 
-from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin, ScopedTabularInline, action_reason
+from core.admin_base import (
+    PartitionedAdmin,
+    ReadOnlyAdminMixin,
+    ScopedAdmin,
+    ScopedTabularInline,
+    action_reason,
+)
 from core.admin_display import MoneyField, money_text
 from core.errors import MengkaError
 from core.models import ApprovalRequest
@@ -55,7 +61,7 @@ from .models import (
     StatementImport,
     UnmatchedCharge,
 )
-from .selectors import channel_figures, payments_archived_before
+from .selectors import channel_figures
 
 PAYMENT_BANKS = ("issuer", "acquirer", "merchant__sponsor_bank")
 
@@ -308,7 +314,7 @@ class FeeSplitInline(ReadOnlyAdminMixin, ScopedTabularInline):
 
 
 @admin.register(PaymentIntent)
-class PaymentIntentAdmin(PaymentScopeMixin, ReadOnlyAdminMixin, ScopedAdmin):
+class PaymentIntentAdmin(PaymentScopeMixin, ReadOnlyAdminMixin, PartitionedAdmin):
     scope_field = PAYMENT_BANKS
     list_display = (
         "public_id",
@@ -330,7 +336,8 @@ class PaymentIntentAdmin(PaymentScopeMixin, ReadOnlyAdminMixin, ScopedAdmin):
     )  # fmt: skip
     search_fields = ("public_id", "merchant_reference", "merchant__code")
     date_hierarchy = "created_at"
-    change_list_template = "admin/payments/paymentintent/change_list.html"
+    archived_table = "payments_paymentintent"
+    archived_note = _("Payments made before %(month)s have been archived and are no longer listed here.")
     inlines = [RoutingDecisionInline, AttemptInline, RefundInline, FeeSplitInline]
     readonly_fields = ("card_brand", "card_bin", "card_last4", "risk_reason_codes")
     money_fields = {
@@ -344,11 +351,6 @@ class PaymentIntentAdmin(PaymentScopeMixin, ReadOnlyAdminMixin, ScopedAdmin):
         "fee": MoneyField(finer=2, label=_("fee")),
         "fee_returned": MoneyField(finer=2, label=_("fee handed back")),
     }
-
-    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
-        """The list says where it stops once older months of payments were archived."""
-        extra_context = {**(extra_context or {}), "archived_before": payments_archived_before()}
-        return super().changelist_view(request, extra_context)
 
     def get_formset_kwargs(
         self, request: HttpRequest, obj: PaymentIntent, inline: admin.options.InlineModelAdmin, prefix: str

@@ -28,6 +28,9 @@ class PaymentsConfig(AppConfig):
         # routing decision) or refunded (the refund, its fee splits and settlement line): the month is kept till then.
         keep_while_written(("payments_paymentattempt", "payments_routingdecision"), CAPTURE_SPAN_DAYS)
         keep_while_written(("payments_refund", "payments_feesplit", "payments_settlementline"), REFUND_SPAN_DAYS)
+        # A refund reverses the points its payment earned or spent, and its promotions' points, reading those ledger
+        # transactions and their entries (made at capture, in the payment's month or after): kept while refunds are.
+        keep_while_written(("rewards_ledgertransaction", "rewards_entry"), REFUND_SPAN_DAYS)
         # Nothing bounds how late a channel or an operator may open a dispute: its month is kept as long as its
         # payments may be refunded (a dispute takes back what a refund would). Its evidence comes by the dispute's
         # deadline, so many working days later: in calendar days at most twice as many, and the longest run of days

@@ -20,9 +20,8 @@ from django.utils.translation import gettext as _
 from psycopg2 import sql
 
 from core.calendar import SHANGHAI
-from core.models import ArchivedMonth
 from core.money import MINOR_UNIT_EXPONENT, format_minor
-from core.partitions import add_months, archive_tables, archive_tables_of, with_archives
+from core.partitions import archive_tables, archive_tables_of, archived_before, with_archives
 from members.models import BindingStatus, Cardholder, LinkedAccount
 
 from .connectors import get_connector
@@ -605,7 +604,4 @@ def archived_payment_month(
 def payments_archived_before() -> dt.date | None:
     """The first month after the newest month of payments that was archived, or None while none is: what the
     cardholder's statement says it no longer lists (archived months are the oldest ones). One query."""
-    newest = (
-        ArchivedMonth.objects.filter(table=PaymentIntent._meta.db_table).order_by("-month").values_list("month").first()
-    )
-    return None if newest is None else add_months(newest[0], 1)
+    return archived_before(PaymentIntent._meta.db_table)

@@ -22,7 +22,7 @@ from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from core.admin_base import ReadOnlyAdminMixin, ScopedAdmin, approval_request_page
+from core.admin_base import PartitionedAdmin, ReadOnlyAdminMixin, ScopedAdmin, approval_request_page
 from core.admin_display import MoneyField
 from core.errors import MengkaError
 from core.models import ApprovalRequest
@@ -129,7 +129,7 @@ class AdjustmentForm(forms.Form):
 
 
 @admin.register(LedgerTransaction)
-class LedgerTransactionAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+class LedgerTransactionAdmin(ReadOnlyAdminMixin, PartitionedAdmin):
     # On Citus the entries and their accounts are distributed beside this coordinator table: the scope reads the
     # transaction ids of the bank's entries in a subquery of their own, joined to their accounts by spread too.
     scope_field = ScopePath("entries__account__bank", Q(account__spread=F("spread")))
@@ -137,11 +137,21 @@ class LedgerTransactionAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     list_filter = ("kind",)
     date_hierarchy = "created_at"  # a month picked reads that month's partition only
     search_fields = ("=key__idempotency_key",)  # by the key's row (its primary key), then the transaction by id
+    archived_table = "rewards_ledgertransaction"
+    archived_note = _(
+        "Ledger transactions made before %(month)s have been archived and are no longer listed here; their points"
+        " stay in the accounts' balances and statements."
+    )
 
 
 @admin.register(Entry)
-class EntryAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+class EntryAdmin(ReadOnlyAdminMixin, PartitionedAdmin):
     scope_field = "account__bank"
+    archived_table = "rewards_entry"
+    archived_note = _(
+        "Ledger entries made before %(month)s have been archived and are no longer listed here; an account's"
+        " statement still shows them."
+    )
     list_display = ("id", "transaction", "account", "unit", "amount", "balance_after", "created_at")
     list_select_related = ("account", "transaction")
     date_hierarchy = "created_at"  # a month picked reads that month's partition only

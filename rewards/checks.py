@@ -27,9 +27,19 @@ class CheckReport:
         return not self.violations
 
 
-def _reading(sql: str, entries: str) -> str:
-    """`sql` reading `entries` (a table or a subquery) where it says `{entries}`."""
-    return sql.replace("{entries}", entries)
+@dataclass(frozen=True)
+class _Ledger:
+    """What the checks read as the ledger's entries and transactions: each table, or a subquery adding its archived
+    months."""
+
+    entries: str
+    transactions: str
+
+
+def _reading(sql: str, ledger: _Ledger) -> str:
+    """`sql` reading the ledger's entries where it says `{entries}` and its transactions where it says
+    `{transactions}`."""
+    return sql.replace("{entries}", ledger.entries).replace("{transactions}", ledger.transactions)
 
 
 def _rows(sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -56,7 +66,7 @@ SQL_ZERO_SUM = """
 # An entry carries its transaction's time: the table is partitioned on it, and reads of a transaction's entries (the
 # seal's digest among them) look in that time's partition only.
 SQL_ENTRY_TIME = """
-    SELECT e.id, e.transaction_id FROM {entries} AS e JOIN rewards_ledgertransaction t ON t.id = e.transaction_id
+    SELECT e.id, e.transaction_id FROM {entries} AS e JOIN {transactions} AS t ON t.id = e.transaction_id
     WHERE e.created_at <> t.created_at ORDER BY e.id LIMIT 1000
 """
 # A transaction has the entries it was posted with: none lost, none added (on Citus, one whose entries are still
@@ -65,7 +75,7 @@ SQL_ENTRY_COUNT = """
     WITH counted AS MATERIALIZED (
         SELECT transaction_id AS id, COUNT(*) AS entries FROM {entries} AS e GROUP BY transaction_id
     )
-    SELECT t.id, t.entry_count, COALESCE(counted.entries, 0) FROM rewards_ledgertransaction t
+    SELECT t.id, t.entry_count, COALESCE(counted.entries, 0) FROM {transactions} AS t
     LEFT JOIN counted ON counted.id = t.id
     WHERE t.entry_count <> COALESCE(counted.entries, 0) ORDER BY t.id LIMIT 1000
 """
@@ -106,7 +116,7 @@ SQL_HOLDS = """
     WHERE a.held <> COALESCE(h.total, 0) ORDER BY a.id LIMIT 1000
 """
 SQL_POSTED_HOLDS = """
-    SELECT h.id FROM rewards_hold h LEFT JOIN rewards_ledgertransaction t ON t.id = h.transaction_id
+    SELECT h.id FROM rewards_hold h LEFT JOIN {transactions} AS t ON t.id = h.transaction_id
     WHERE (h.status = 'posted' AND (t.id IS NULL OR t.points <> h.posted_amount))
        OR (h.status <> 'posted' AND h.transaction_id IS NOT NULL)
     ORDER BY h.id LIMIT 1000
@@ -115,7 +125,7 @@ SQL_POSTED_HOLDS = """
 # and the transactions are the coordinator's), then joined to their transactions.
 SQL_SEAL_CONTENT = """
     WITH v1 AS MATERIALIZED (
-        SELECT t.seal_id, t.id, t.kind, t.idempotency_key FROM rewards_ledgertransaction t
+        SELECT t.seal_id, t.id, t.kind, t.idempotency_key FROM {transactions} AS t
         JOIN rewards_seal s ON s.id = t.seal_id WHERE s.version = 1
     ), e AS MATERIALIZED (
         SELECT e.transaction_id, e.id, e.account_id, e.unit, e.amount FROM {entries} AS e
@@ -133,37 +143,56 @@ SQL_SEAL_CONTENT = """
 # sealed with; per seal, the content hash recomputed, and the transactions whose rows changed.
 _SEALED_V2 = "t.seal_id IN (SELECT s.id FROM rewards_seal s WHERE s.version = 2)"
 _SEALED_V2_ENTRIES = (
-    "e.transaction_id IN (SELECT t.id FROM rewards_ledgertransaction t"
+    "e.transaction_id IN (SELECT t.id FROM {transactions} AS t"
     " WHERE t.seal_id IN (SELECT s.id FROM rewards_seal s WHERE s.version = 2))"
 )
 
 
-def _sql_seal_content_v2(entries: str) -> str:
+def _sql_seal_content_v2(ledger: _Ledger) -> str:
+    digests = sealing.sql_transaction_digests(
+        _SEALED_V2,
+        _reading(_SEALED_V2_ENTRIES, ledger),
+        ", t.seal_id, t.seal_digest",
+        ledger.entries,
+        ledger.transactions,
+    )
     return f"""
-    WITH d AS ({sealing.sql_transaction_digests(_SEALED_V2, _SEALED_V2_ENTRIES, ", t.seal_id, t.seal_digest", entries)})
+    WITH d AS ({digests})
     SELECT d.seal_id, COUNT(*), SUM(d.entries), {sealing.SQL_CONTENT.format(column="digest")}, MIN(d.id), MAX(d.id),
            COALESCE(array_agg(d.id ORDER BY d.id) FILTER (WHERE d.digest <> d.seal_digest), '{{}}')
     FROM d GROUP BY d.seal_id
     """  # noqa: S608 - constants and the entries' source
 
 
-# The columns the checks read of an entry (an archive table keeps the columns its month had when it was detached).
+# The columns the checks read of an entry and of a transaction (an archive table keeps the columns its month had when
+# it was detached).
 _ENTRY_COLUMNS = ("id", "transaction_id", "account_id", "spread", "unit", "amount", "balance_after", "created_at")
+_TRANSACTION_COLUMNS = (
+    "id", "kind", "idempotency_key", "request_hash", "points", "reverses_id", "rate", "actor_id", "actor_label",
+    "metadata", "seal_id", "seal_digest", "entry_count", "created_at",
+)  # fmt: skip
 
 
-def _entries_source(report: CheckReport) -> str:
-    """What the checks read as the ledger's entries: `rewards_entry`, and each archived month of it (an entry moved
-    to an archive table is still the ledger's). An archived month whose table has gone, or whose record names no
-    archive table of entries, is named as a violation and not read."""
+def _source(report: CheckReport, table: str, columns: tuple[str, ...], label: str) -> str:
+    """`table` and each archived month of it (a row moved to an archive table is still the ledger's). An archived
+    month whose table has gone, or whose record names no archive table of `table`, is named as a violation and not
+    read."""
     archives = []
-    for name in archive_tables("rewards_entry"):
-        if not is_archive_of("rewards_entry", name):
-            report.violations.append(f"archived entries: {name!r} is not the name of an archive of entries")
+    for name in archive_tables(table):
+        if not is_archive_of(table, name):
+            report.violations.append(f"archived {label}: {name!r} is not the name of an archive of {label}")
         elif _rows("SELECT to_regclass(%s) IS NOT NULL", (name,))[0][0]:
             archives.append(name)
         else:
-            report.violations.append(f"archived entries: the archive table {name} is missing")
-    return with_archives("rewards_entry", _ENTRY_COLUMNS, archives)
+            report.violations.append(f"archived {label}: the archive table {name} is missing")
+    return with_archives(table, columns, archives)
+
+
+def _ledger_source(report: CheckReport) -> _Ledger:
+    return _Ledger(
+        entries=_source(report, "rewards_entry", _ENTRY_COLUMNS, "entries"),
+        transactions=_source(report, "rewards_ledgertransaction", _TRANSACTION_COLUMNS, "transactions"),
+    )
 
 
 @dataclass(frozen=True)
@@ -178,12 +207,12 @@ class _Recomputed:
     changed: tuple[int, ...] = ()  # version 2: transactions whose rows no longer hash to their sealed digest
 
 
-def _seal_contents(entries: str) -> dict[int, _Recomputed]:
+def _seal_contents(ledger: _Ledger) -> dict[int, _Recomputed]:
     contents = {
         row[0]: _Recomputed(int(row[1]), int(row[2]), row[3], int(row[4]), int(row[5]))
-        for row in _rows(_reading(SQL_SEAL_CONTENT, entries))
+        for row in _rows(_reading(SQL_SEAL_CONTENT, ledger))
     }
-    for row in _rows(_sql_seal_content_v2(entries)):
+    for row in _rows(_sql_seal_content_v2(ledger)):
         contents[row[0]] = _Recomputed(int(row[1]), int(row[2] or 0), row[3], int(row[4]), int(row[5]), tuple(row[6]))
     return contents
 
@@ -194,10 +223,10 @@ def _named_transactions(ids: tuple[int, ...]) -> str:
     return f"transaction{'s' if len(ids) > 1 else ''} {shown}{more}"
 
 
-def _check_seals(report: CheckReport, entries: str) -> None:
+def _check_seals(report: CheckReport, ledger: _Ledger) -> None:
     key = sealing.seal_key()
     exported = sealing.exported_heads()
-    contents = _seal_contents(entries)
+    contents = _seal_contents(ledger)
     seals = list(Seal.objects.order_by("id"))
     previous = sealing.GENESIS
     for seal in seals:
@@ -253,9 +282,9 @@ def _check_seals(report: CheckReport, entries: str) -> None:
 
 def ledger_verify(*, seals: bool = True) -> CheckReport:
     report = CheckReport()
-    entries = _entries_source(report)
-    entry_count = _scalar(_reading("SELECT COUNT(*) FROM {entries} AS e", entries))
-    txns = _scalar("SELECT COUNT(*) FROM rewards_ledgertransaction")
+    ledger = _ledger_source(report)
+    entry_count = _scalar(_reading("SELECT COUNT(*) FROM {entries} AS e", ledger))
+    txns = _scalar(_reading("SELECT COUNT(*) FROM {transactions} AS t", ledger))
     accounts = _scalar("SELECT COUNT(*) FROM rewards_account")
     lots = _scalar("SELECT COUNT(*) FROM rewards_lot")
     holds = _scalar("SELECT COUNT(*) FROM rewards_hold")
@@ -263,35 +292,35 @@ def ledger_verify(*, seals: bool = True) -> CheckReport:
     _named(
         report,
         "zero-sum",
-        _rows(_reading(SQL_ZERO_SUM, entries)),
+        _rows(_reading(SQL_ZERO_SUM, ledger)),
         lambda r: f"transaction {r[0]} sums to {r[2]} in {r[1]}",
     )
     report.checked.append(f"zero-sum per transaction and unit: {txns} transactions, {entry_count} entries")
     _named(
         report,
         "entry time",
-        _rows(_reading(SQL_ENTRY_TIME, entries)),
+        _rows(_reading(SQL_ENTRY_TIME, ledger)),
         lambda r: f"entry {r[0]} is not dated at its transaction {r[1]}'s time",
     )
     report.checked.append("each entry dated at its transaction's time")
     _named(
         report,
         "entry count",
-        _rows(_reading(SQL_ENTRY_COUNT, entries)),
+        _rows(_reading(SQL_ENTRY_COUNT, ledger)),
         lambda r: f"transaction {r[0]} was posted with {r[1]} entries but has {r[2]}",
     )
     report.checked.append("each transaction has the entries it was posted with")
     _named(
         report,
         "cached balance",
-        _rows(_reading(SQL_BALANCES, entries)),
+        _rows(_reading(SQL_BALANCES, ledger)),
         lambda r: f"account {r[0]} shows {r[1]} but its entries sum to {r[2]}",
     )
     report.checked.append(f"cached balances equal the sum of entries: {accounts} accounts")
     _named(
         report,
         "running balance",
-        _rows(_reading(SQL_RUNNING, entries)),
+        _rows(_reading(SQL_RUNNING, ledger)),
         lambda r: f"account {r[0]} last entry {r[1]} has balance_after {r[2]}, account shows {r[3]}",
     )
     report.checked.append("running balance of each account's last entry")
@@ -321,8 +350,13 @@ def ledger_verify(*, seals: bool = True) -> CheckReport:
         _rows(SQL_HOLDS),
         lambda r: f"account {r[0]} holds {r[1]} but its pending holds total {r[2]}",
     )
-    _named(report, "holds", _rows(SQL_POSTED_HOLDS), lambda r: f"hold {r[0]} and its transaction disagree")
+    _named(
+        report,
+        "holds",
+        _rows(_reading(SQL_POSTED_HOLDS, ledger)),
+        lambda r: f"hold {r[0]} and its transaction disagree",
+    )
     report.checked.append(f"held amounts equal pending holds: {holds} holds")
     if seals:
-        _check_seals(report, entries)
+        _check_seals(report, ledger)
     return report

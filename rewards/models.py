@@ -278,6 +278,14 @@ class LedgerKey(models.Model):
     class Meta:
         verbose_name = _("ledger idempotency key")
         verbose_name_plural = _("ledger idempotency keys")
+        constraints = [
+            # What refers to a transaction from a table that is not partitioned (lots, lot movements, holds, voucher
+            # payments, promotion uses, a reversal) refers to this row, which outlives the transaction's month
+            # (rewards/migrations/0027).
+            models.UniqueConstraint(
+                fields=("transaction", "transaction_created_at"), name="rewards_ledgerkey_names_a_transaction_once"
+            )
+        ]
 
     def __str__(self) -> str:
         return self.idempotency_key

@@ -71,13 +71,13 @@ SQL_TRANSACTION_PARTS = r"""
                string_agg(concat_ws('|', 'l', l.id, l.account_id, l.program_id, l.amount,
                                     to_char(l.earned_on, 'YYYY-MM-DD'), to_char(l.expires_on, 'YYYY-MM-DD')),
                           E'\n' ORDER BY l.id) AS text
-        FROM rewards_lot l WHERE l.earned_by_id IN (SELECT t.id FROM rewards_ledgertransaction t WHERE {transactions})
+        FROM rewards_lot l WHERE l.earned_by_id IN (SELECT t.id FROM {ledger} t WHERE {transactions})
         GROUP BY l.earned_by_id
     ), mt AS MATERIALIZED (
         SELECT m.transaction_id AS id, string_agg(concat_ws('|', 'm', m.id, m.lot_id, m.amount), E'\n' ORDER BY m.id)
                AS text
         FROM rewards_lotmovement m
-        WHERE m.transaction_id IN (SELECT t.id FROM rewards_ledgertransaction t WHERE {transactions})
+        WHERE m.transaction_id IN (SELECT t.id FROM {ledger} t WHERE {transactions})
         GROUP BY m.transaction_id
     ), counted AS (
         SELECT id, SUM(entries) AS entries FROM en_all GROUP BY id
@@ -96,15 +96,21 @@ SQL_CONTENT = (
 )
 
 
-def sql_transaction_digests(transactions: str, entries: str, columns: str = "", source: str = "rewards_entry") -> str:
+def sql_transaction_digests(
+    transactions: str,
+    entries: str,
+    columns: str = "",
+    source: str = "rewards_entry",
+    ledger: str = "rewards_ledgertransaction",
+) -> str:
     """A SELECT of (id, digest, entries, *columns of `t`) for the transactions `transactions` picks (a condition on
     `t`), in id order; `entries` (a condition on `e`) bounds the entries read to at least theirs, read from `source`
-    (the table, or a subquery adding its archived months)."""
-    parts = SQL_TRANSACTION_PARTS.format(transactions=transactions, entries=entries, source=source)
+    (the table, or a subquery adding its archived months); the transactions are read from `ledger` (the same)."""
+    parts = SQL_TRANSACTION_PARTS.format(transactions=transactions, entries=entries, source=source, ledger=ledger)
     return (
         f"{parts} SELECT t.id, {SQL_TRANSACTION_DIGEST} AS digest,"  # noqa: S608 - constants
         f" COALESCE(counted.entries, 0) AS entries{columns}"
-        f" FROM rewards_ledgertransaction t {SQL_TRANSACTION_JOINS} WHERE {transactions} ORDER BY t.id"
+        f" FROM {ledger} t {SQL_TRANSACTION_JOINS} WHERE {transactions} ORDER BY t.id"
     )
 
 

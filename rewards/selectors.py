@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -19,7 +20,7 @@ from psycopg2 import sql
 from core.crypto import decrypt
 from core.errors import NotFound
 from core.money import quantize
-from core.partitions import with_archives
+from core.partitions import archive_tables_of, with_archives
 from members import selectors as members_selectors
 from members.models import BindingStatus, Card, Cardholder, ConsentPurpose, PointsProgram, localized
 
@@ -29,6 +30,7 @@ from .models import (
     Benefit,
     BenefitQuotaUse,
     Entry,
+    Hold,
     LedgerKey,
     LedgerTransaction,
     Lot,
@@ -160,6 +162,22 @@ class StatementPage:
 # each month's (account, id) index, an archived month's too. The entries' columns are named: an archive table keeps
 # the columns its month had.
 _STATEMENT_ENTRY_COLUMNS = ("id", "transaction_id", "account_id", "amount", "balance_after")
+_STATEMENT_TRANSACTION_COLUMNS = ("id", "kind", "created_at")
+
+
+def _ledger_sources(
+    entry_columns: tuple[str, ...], transaction_columns: tuple[str, ...]
+) -> tuple[sql.Composable, sql.Composable]:
+    """FROM sources of the ledger's entries and of its transactions, each with its archived months (one query for
+    the two): a transaction and its entries stay the ledger's once their month is archived."""
+    entries, transactions = Entry._meta.db_table, LedgerTransaction._meta.db_table
+    archives = archive_tables_of([entries, transactions])
+    return (
+        sql.SQL(with_archives(entries, entry_columns, archives[entries])),
+        sql.SQL(with_archives(transactions, transaction_columns, archives[transactions])),
+    )
+
+
 _SQL_STATEMENT = """
     SELECT e.id, e.transaction_id, t.kind, e.amount, e.balance_after, t.created_at
     FROM {entries} e
@@ -179,9 +197,10 @@ def account_statement(
     months and the page."""
     using = router.db_for_read(Entry)
     after = "" if after_id is None else "AND e.id < %(after)s" if newest_first else "AND e.id > %(after)s"
+    entries, transactions = _ledger_sources(_STATEMENT_ENTRY_COLUMNS, _STATEMENT_TRANSACTION_COLUMNS)
     query = sql.SQL(_SQL_STATEMENT).format(
-        entries=sql.SQL(with_archives(Entry._meta.db_table, _STATEMENT_ENTRY_COLUMNS)),
-        transactions=sql.Identifier(LedgerTransaction._meta.db_table),
+        entries=entries,
+        transactions=transactions,
         after=sql.SQL(after),
         direction=sql.SQL("DESC" if newest_first else "ASC"),
     )
@@ -239,23 +258,45 @@ def _behind(kind: str, metadata: dict[str, Any], hold_metadata: dict[str, Any] |
     return _Behind()
 
 
+def _json(value: str | None) -> dict[str, Any]:
+    """A jsonb column read by a raw query (Django's connection hands it over as text)."""
+    return json.loads(value) if value else {}
+
+
+# Each transaction of a page, what it reverses, and the holds they posted; an archived month's too.
+_BEHIND_TRANSACTION_COLUMNS = ("id", "kind", "metadata", "reverses_id")
+_SQL_BEHIND = """
+    SELECT t.id, t.kind, t.metadata, h.metadata, x.kind, x.metadata, xh.metadata
+    FROM {transactions} t
+    LEFT OUTER JOIN {holds} h ON h.transaction_id = t.id
+    LEFT OUTER JOIN {transactions} x ON x.id = t.reverses_id
+    LEFT OUTER JOIN {holds} xh ON xh.transaction_id = x.id
+    WHERE t.id = ANY(%(ids)s::bigint[])
+"""
+
+
 def name_sources(page: StatementPage, *, program_id: int) -> StatementPage:
     """The page with each line naming what is behind it: an earn or its reversal the payment's merchant, a
     redemption the benefit, an exchange the other programme (of the one the page is in); an expiry or an
-    adjustment its kind alone. Set-based: one query for the transactions, then one per kind of name the page needs
-    (the merchants, the benefits, the programmes), whatever the page's length."""
+    adjustment its kind alone. Set-based: the archived months and the transactions (an archived month's too), then
+    one query per kind of name the page needs (the merchants, the benefits, the programmes), whatever the page's
+    length."""
     ids = {line.transaction_id for line in page.lines}
     if not ids:
         return page
-    rows = LedgerTransaction.objects.filter(pk__in=ids).values_list(
-        "pk", "kind", "metadata", "hold__metadata", "reverses__kind", "reverses__metadata", "reverses__hold__metadata"
-    )
+    transactions = sql.SQL(
+        with_archives(LedgerTransaction._meta.db_table, _BEHIND_TRANSACTION_COLUMNS)
+    )  # an archived month's lines are named too
+    query = sql.SQL(_SQL_BEHIND).format(transactions=transactions, holds=sql.Identifier(Hold._meta.db_table))
+    with connections[router.db_for_read(LedgerTransaction)].cursor() as cursor:
+        cursor.execute(query, {"ids": sorted(ids)})
+        rows = cursor.fetchall()
     behind: dict[int, _Behind] = {}
     for pk, kind, metadata, hold_meta, reversed_kind, reversed_meta, reversed_hold_meta in rows:
         if kind == LedgerTransaction.Kind.REVERSAL and reversed_kind:
-            behind[pk] = _behind(reversed_kind, reversed_meta or {}, reversed_hold_meta, program_id)
+            behind[pk] = _behind(reversed_kind, _json(reversed_meta), _json(reversed_hold_meta), program_id)
         else:
-            behind[pk] = _behind(kind, metadata or {}, hold_meta, program_id)
+            behind[pk] = _behind(kind, _json(metadata), _json(hold_meta), program_id)
     payments = sorted({b.payment for b in behind.values() if b.payment})
     merchants = _payment_merchant_names(payments) if payments and _payment_merchant_names is not None else {}
     benefit_ids = {b.benefit_id for b in behind.values() if b.benefit_id is not None}
@@ -309,6 +350,7 @@ class PaymentMovement:
 # partitioned), those it names, and their reversals; an archived month's entries too. `a.spread = e.spread` joins the
 # entries to their accounts shard by shard on Citus.
 _PAYMENT_ENTRY_COLUMNS = ("id", "transaction_id", "account_id", "spread", "amount")
+_PAYMENT_TRANSACTION_COLUMNS = ("id", "kind", "created_at", "reverses_id")
 _SQL_PAYMENT_KEYED = """
     SELECT k.transaction_id FROM {keys} k
     WHERE k.idempotency_key = %(earn_key)s OR k.idempotency_key IN (
@@ -336,10 +378,11 @@ def payment_movements(*, cardholder_id: int, payment_ref: str, transaction_ids: 
     keyed = sql.SQL(_SQL_PAYMENT_KEYED).format(
         keys=sql.Identifier(LedgerKey._meta.db_table), uses=sql.Identifier(PromotionUse._meta.db_table)
     )
+    entries, transactions = _ledger_sources(_PAYMENT_ENTRY_COLUMNS, _PAYMENT_TRANSACTION_COLUMNS)
     query = sql.SQL(_SQL_PAYMENT_MOVEMENTS).format(
         keyed=keyed,
-        entries=sql.SQL(with_archives(Entry._meta.db_table, _PAYMENT_ENTRY_COLUMNS)),
-        transactions=sql.Identifier(LedgerTransaction._meta.db_table),
+        entries=entries,
+        transactions=transactions,
         accounts=sql.Identifier(Account._meta.db_table),
         programs=sql.Identifier(PointsProgram._meta.db_table),
     )

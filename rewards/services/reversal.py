@@ -15,14 +15,30 @@ from django.db import transaction
 from django.db.models import F
 from django.utils.translation import gettext as _
 
-from core.errors import NotFound, ValidationFailed
+from core.calendar import SHANGHAI
+from core.errors import Conflict, NotFound, ValidationFailed
 from core.money import proportional_floor
 from members.models import PointsProgram
 
-from ..models import Account, Entry, LedgerTransaction, Lot, LotMovement, OwnerKind, Purpose
+from ..models import Account, Entry, LedgerKey, LedgerTransaction, Lot, LotMovement, OwnerKind, Purpose
 from .accounts import CNY, AccountRef, bank_ref, debt_ref, wallet_ref
 from .lots import today
 from .posting import Actor, Kind, Posting, begin, finish, keyed, request_hash, require_positive, retry_on_conflict
+
+
+def _refuse_archived(transaction_id: int) -> None:
+    """Refuses (`transaction_archived`) to reverse a transaction whose month went to an archive: its key's row stays
+    and names it. The job keeps a month while what it holds may be reversed (a refund's window, a voucher that may be
+    cancelled), so only a request from outside those rules gets here."""
+    taken = LedgerKey.objects.filter(transaction_id=transaction_id).values_list("transaction_created_at", flat=True)
+    made = taken.first()
+    if made is not None:
+        raise Conflict(
+            _("This ledger transaction was made in %(month)s, a month that has been archived: it cannot be reversed.")
+            % {"month": f"{made.astimezone(SHANGHAI):%Y-%m}"},
+            code="transaction_archived",
+            param="transaction",
+        )
 
 
 @retry_on_conflict
@@ -59,6 +75,7 @@ def transaction_reverse(
     else:  # by id alone: every month's partition is probed (an operator's or a client's request by id)
         original = LedgerTransaction.objects.filter(pk=transaction_id).first()
     if original is None:
+        _refuse_archived(transaction_id)
         raise NotFound(_("No such ledger transaction."), param="transaction")
     digest = request_hash(
         op="reverse", txn=transaction_id, amount=amount, refunded=refunded_total, captured=captured_total

@@ -183,20 +183,24 @@ def test_the_job_creates_the_coming_months_and_archives_old_ones() -> None:
     # The job runs in a transaction of its own; here the rows were written in the test's, whose deferred foreign key
     # checks are made first (PostgreSQL alters no table with checks pending: an archived month's keys are dropped).
     _fetch("SET CONSTRAINTS ALL IMMEDIATE")
-    result = partitions_maintain(today=dt.date(2034, 5, 10), ahead=2, archive_after=3)
+    # The ledger's months are kept while the refunds of payments may reverse what they hold (months after theirs).
+    result = partitions_maintain(today=dt.date(2035, 5, 10), ahead=2, archive_after=15)
 
     # March, for the row the DEFAULT partition held; then the current month and two ahead (April, empty, is left).
     assert "rewards_entry_p203403" in result.created
     entries = [name for name in result.created if name.startswith("rewards_entry_")]
-    assert entries[-3:] == ["rewards_entry_p203405", "rewards_entry_p203406", "rewards_entry_p203407"]
+    assert entries[-3:] == ["rewards_entry_p203505", "rewards_entry_p203506", "rewards_entry_p203507"]
     assert "rewards_entry_p203404" not in result.created
     assert set(_where(waiting_ids).values()) == {"rewards_entry_p203403"}
     assert "rewards_entry_archive_203401" in result.archived
-    assert "rewards_entry_archive_203402" not in result.archived  # February is 3 months before May: kept
-    # The transactions' months are made (their rows moved out of the DEFAULT partition) but never archived: lots,
-    # holds and the idempotency keys, which are not partitioned, refer to them.
+    assert "rewards_entry_archive_203402" not in result.archived  # February is 15 months before May 2035: kept
+    # The transactions' months are made (their rows moved out of the DEFAULT partition), and January's archived
+    # after its entries: its lot refers to the transaction's key, which stays.
     assert {"rewards_ledgertransaction_p203401", "rewards_ledgertransaction_p203403"} <= set(result.created)
-    assert not [name for name in result.archived if name.startswith("rewards_ledgertransaction")]
+    ledger = [name for name in result.archived if name.startswith("rewards_ledgertransaction")]
+    assert "rewards_ledgertransaction_archive_203401" in ledger
+    assert "rewards_ledgertransaction_archive_203402" not in ledger
+    assert result.archived.index("rewards_entry_archive_203401") < result.archived.index(ledger[0])
     months = {p.month for p in partitions("rewards_entry")}
     assert dt.date(2034, 1, 1) not in months
     assert dt.date(2034, 2, 1) in months
@@ -207,7 +211,7 @@ def test_the_job_creates_the_coming_months_and_archives_old_ones() -> None:
     assert [row[0] for row in archived] == old_ids
     assert {row[1] for row in archived} == {old.pk}
     # Run again: nothing left to do.
-    again = partitions_maintain(today=dt.date(2034, 5, 10), ahead=2, archive_after=3)
+    again = partitions_maintain(today=dt.date(2035, 5, 10), ahead=2, archive_after=15)
     assert again.created == []
     assert again.archived == []
 

@@ -18,7 +18,6 @@ from django.db import connection, transaction
 from psycopg2 import sql
 
 from core.partitions import (
-    NEVER_ARCHIVED,
     PARTITIONED,
     WRITTEN_FOR_DAYS,
     partitions,
@@ -99,9 +98,7 @@ def _single_partition(table: str, plan: str, month: str) -> None:
 def test_the_migration_made_both_tables_monthly_with_keys_holding_the_payments_time() -> None:
     assert_monthly(TABLE, "payment_created_at")
     assert_monthly(EVIDENCE, "dispute_payment_created_at")
-    # Archivable, evidence before disputes, disputes (and the lines naming them) before refunds and payments.
-    assert TABLE not in NEVER_ARCHIVED
-    assert EVIDENCE not in NEVER_ARCHIVED
+    # Evidence before disputes, disputes (and the lines naming them) before refunds and payments.
     order = list(PARTITIONED)
     assert order.index("payments_settlementline") < order.index(EVIDENCE) < order.index(TABLE)
     assert order.index(TABLE) < order.index("payments_refund") < order.index("payments_paymentintent")

@@ -83,9 +83,9 @@ def test_accounts_and_entries_are_distributed_and_co_located() -> None:
 def test_the_coordinators_partitioned_tables_stay_plain_and_partitioned() -> None:
     """The ledger's transactions, payments, attempts, refunds, fee splits, disputes, reconciliation exceptions, events
     and deliveries keep out of Citus's metadata (Citus cannot convert a partitioned table with CHECK constraints),
-    still partitioned, and the daily job still makes their months. The keys among them stay (a reversal's to the
-    transaction it reverses, a payment's to its points spend, a fee split's to its payment and refund); those to and
-    from the other tables are dropped."""
+    still partitioned, and the daily job still makes their months. The keys among them stay (a payment's to its points
+    spend, a fee split's to its payment and refund); those to and from the other tables are dropped, and so are those
+    to the keys' rows, which stay a plain table."""
     from core.partitions import PARTITIONED, partitions_maintain
 
     local = [table for table in PARTITIONED if table != "rewards_entry"]
@@ -102,8 +102,16 @@ def test_the_coordinators_partitioned_tables_stay_plain_and_partitioned() -> Non
     assert "rewards_ledgertransaction" in local
     assert not in_citus & set(local)
     assert set(local) <= partitioned
-    # A reversal's key to what it reverses, a payment's to its points spend, a written-off exception's to its posting.
-    assert referring == {"rewards_ledgertransaction", "payments_paymentintent", "payments_reconciliationexception"}
+    # A payment's key to its points spend, a written-off exception's to its posting (a reversal's refers to the key's
+    # row of what it reverses, which is not partitioned: dropped, as every key to the keys' rows).
+    assert referring == {"payments_paymentintent", "payments_reconciliationexception"}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND confrelid = 'rewards_ledgerkey'::regclass"
+        )
+        assert cursor.fetchone() == (0,)
+        cursor.execute("SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'rewards_ledgerkey'::regclass")
+        assert cursor.fetchone() == (0,)  # a plain table of the coordinator's
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT confrelid::regclass::text FROM pg_constraint WHERE contype = 'f' AND conparentid = 0"

@@ -83,42 +83,45 @@ def test_the_migration_made_a_partitioned_table_keyed_with_its_time_and_every_re
         "PRIMARY KEY (idempotency_key)",
         "UNIQUE (transaction_id)",
         "UNIQUE (idempotency_key, transaction_id, transaction_created_at)",
+        "UNIQUE (transaction_id, transaction_created_at)",
     }
-    # The transaction refers to its key's row, and that row to nothing: a month of transactions can go to an archive
-    # while its keys stay (rewards/migrations/0026).
-    assert referring_keys("rewards_ledgerkey") == [
+    # The transaction refers to its key's row (rewards/migrations/0026), and so does everything that refers to a
+    # transaction from a table that is not partitioned, a reversal's reference to what it reverses among them (0027).
+    # The key's row refers to nothing: a month of transactions can go to an archive while its keys, and the lots,
+    # holds, vouchers and promotion uses naming them, stay.
+    to_key = (
+        "REFERENCES rewards_ledgerkey(transaction_id, transaction_created_at)"
+        " ON UPDATE CASCADE DEFERRABLE INITIALLY DEFERRED"
+    )
+    assert set(referring_keys("rewards_ledgerkey")) == {
         (
             TABLE,
             "FOREIGN KEY (idempotency_key, id, created_at)"
             " REFERENCES rewards_ledgerkey(idempotency_key, transaction_id, transaction_created_at)"
             " ON UPDATE CASCADE DEFERRABLE INITIALLY DEFERRED",
-        )
-    ]
+        ),
+        (TABLE, f"FOREIGN KEY (reverses_id, reverses_created_at) {to_key}"),
+        ("rewards_hold", f"FOREIGN KEY (transaction_id, transaction_created_at) {to_key}"),
+        ("rewards_lot", f"FOREIGN KEY (earned_by_id, earned_by_created_at) {to_key}"),
+        ("rewards_lotmovement", f"FOREIGN KEY (transaction_id, transaction_created_at) {to_key}"),
+        ("rewards_voucherpayment", f"FOREIGN KEY (transaction_id, transaction_created_at) {to_key}"),
+        ("rewards_promotionuse", f"FOREIGN KEY (points_transaction_id, points_transaction_created_at) {to_key}"),
+    }
     assert fetch(
         "SELECT count(*) FROM pg_constraint WHERE conrelid = 'rewards_ledgerkey'::regclass AND contype = 'f'"
     ) == [(0,)]
-    references = {
-        (table, definition)
-        for table, definition in fetch(
-            "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint"
-            f" WHERE contype = 'f' AND confrelid = '{TABLE}'::regclass AND conparentid = 0"
-        )
-    }
+    # What still refers to the transaction itself is partitioned, and its months are detached first.
     to = "REFERENCES rewards_ledgertransaction(id, created_at) ON UPDATE CASCADE DEFERRABLE INITIALLY DEFERRED"
-    assert references == {
-        (TABLE, f"FOREIGN KEY (reverses_id, reverses_created_at) {to}"),
+    assert set(referring_keys(TABLE)) == {
         ("rewards_entry", f"FOREIGN KEY (transaction_id, created_at) {to}"),
-        ("rewards_hold", f"FOREIGN KEY (transaction_id, transaction_created_at) {to}"),
-        ("rewards_lot", f"FOREIGN KEY (earned_by_id, earned_by_created_at) {to}"),
-        ("rewards_lotmovement", f"FOREIGN KEY (transaction_id, transaction_created_at) {to}"),
-        ("rewards_voucherpayment", f"FOREIGN KEY (transaction_id, transaction_created_at) {to}"),
-        ("rewards_promotionuse", f"FOREIGN KEY (points_transaction_id, points_transaction_created_at) {to}"),
         ("payments_paymentintent", f"FOREIGN KEY (points_spend_id, points_spend_created_at) {to}"),
         (
             "payments_reconciliationexception",
             f"FOREIGN KEY (write_off_transaction_id, write_off_transaction_created_at) {to}",
         ),
     }
+    for referrer, _definition in referring_keys(TABLE):
+        assert order.index(referrer) < order.index(TABLE)
 
 
 @pytest.mark.django_db
@@ -403,12 +406,12 @@ def test_the_job_moves_a_month_of_transactions_out_of_the_default_though_many_ta
     result = partitions_maintain(today=dt.date(2043, 5, 10), ahead=0, archive_after=None)
     assert f"{TABLE}_p204303" in result.created
     assert (partition_of(TABLE, earn.pk), partition_of(TABLE, reversal.pk)) == (f"{TABLE}_p204303", f"{TABLE}_p204303")
-    # Every key that refers to the transactions is there again (nine tables' and their own to their keys' rows),
-    # and holds.
+    # Every key that refers to the transactions is there again (three tables'), so is theirs and the rest's to their
+    # keys' rows, and they hold.
     assert fetch(
         f"SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND confrelid = '{TABLE}'::regclass"
         " AND conparentid = 0"
-    ) == [(9,)]
-    assert [source for source, _ in referring_keys("rewards_ledgerkey")] == [TABLE]
+    ) == [(3,)]
+    assert len(referring_keys("rewards_ledgerkey")) == 7
     fetch("SET CONSTRAINTS ALL IMMEDIATE")  # the moved rows' keys, checked
     assert ledger_verify(seals=False).violations == []

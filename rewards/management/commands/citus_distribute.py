@@ -9,7 +9,8 @@ column: the accounts' primary key becomes (id, spread), the entries' gains sprea
 their account becomes (account_id, spread) → (id, spread). The member banks and points
 programmes the accounts name become reference tables (a copy on every node). Every other table stays the
 coordinator's own. What Citus cannot keep is dropped here: entries', lots' and holds' foreign keys to a transaction
-or an account across that line (the posting's single database transaction keeps those rows consistent instead); the
+(or to its key's row, which lots, lot movements, holds, voucher payments and promotion uses refer to) or an account
+across that line (the posting's single database transaction keeps those rows consistent instead); the
 foreign keys between the coordinator's partitioned tables (the ledger's transactions, payments, attempts, refunds,
 fee splits, events, deliveries) and the rest, so that they stay plain PostgreSQL tables (see
 `_detach_partitioned_local_tables`); and the accounts' five-column uniqueness (a unique key must hold the
@@ -26,6 +27,8 @@ from django.db import connection, transaction
 
 # Small shared tables the distributed ones reference, copied to every node.
 REFERENCE_TABLES = ("members_memberbank", "members_pointsprogram")
+# The ledger's idempotency keys, which transactions and what refers to a transaction from a plain table refer to.
+KEYS_TABLE = "rewards_ledgerkey"
 # (table, distribution column, co-located with): the first one sets the shards the others follow.
 DISTRIBUTED_TABLES = (
     ("rewards_account", "spread", None),
@@ -223,6 +226,11 @@ def distribute() -> list[str]:
             done.extend(f"key: {line}" for line in _key_with_column(table, column))
         for line in _detach_partitioned_local_tables(distributed):
             done.append(f"foreign key dropped (partitioned coordinator table): {line}")
+        # The keys' rows stay a plain table of the coordinator's, as their transactions do: a key to them from a table
+        # that refers to a reference table would take them into Citus's metadata, and with them every plain table
+        # their keys reach.
+        for line in _drop_foreign_keys(KEYS_TABLE, keep=set()):
+            done.append(f"foreign key dropped (the ledger's keys): {line}")
     # Citus's own functions run each in its own transaction: they copy rows to the workers.
     for table in REFERENCE_TABLES:
         if citus_tables().get(table) != "reference":

@@ -1,0 +1,140 @@
+"""Months of the ledger's transactions archived by the partitions job (docs/scaling.md, "Archiving the ledger").
+
+Lots, lot movements, holds, voucher payments, promotion uses and a reversal refer to a transaction's key's row, which
+outlives the month (rewards/migrations/0027): the job detaches a month of entries, then of transactions, once refunds
+can no longer reverse them and no voucher they paid for may be cancelled. What was posted stays the ledger's: the
+points earned stay spendable, the statement and `ledger_check` read the archives, and the keys stay taken."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from core.errors import Conflict, IdempotencyConflict
+from core.partitions import OPEN_ROWS, WRITTEN_FOR_DAYS, has_open_rows, partitions_create, partitions_maintain
+from rewards import services as s
+from rewards.checks import ledger_verify
+from rewards.models import Entry, LedgerKey, LedgerTransaction, Lot, LotMovement, Voucher
+from rewards.sealing import seal_pending
+from rewards.selectors import account_statement, name_sources
+from tests.factories import AllianceOperatorFactory, CardholderFactory, PointsProgramFactory, _voucher_at_new_bank
+from tests.partitioning import at, fetch
+
+pytestmark = pytest.mark.django_db
+
+TABLE = "rewards_ledgertransaction"
+
+
+def _at(when: dt.datetime) -> Any:
+    return mock.patch("django.utils.timezone.now", return_value=when)
+
+
+def _maintain(today: dt.date, archive_after: int = 12) -> Any:
+    # The job runs in a transaction of its own; here the rows were written in the test's, whose deferred key checks
+    # are made first (PostgreSQL alters no table with checks pending).
+    fetch("SET CONSTRAINTS ALL IMMEDIATE")
+    result = partitions_maintain(today=today, ahead=1, archive_after=archive_after)
+    fetch("SET CONSTRAINTS ALL DEFERRED")
+    return result
+
+
+def test_the_ledger_is_kept_while_refunds_may_reverse_it_and_while_a_voucher_it_paid_may_be_cancelled() -> None:
+    assert WRITTEN_FOR_DAYS[TABLE] == WRITTEN_FOR_DAYS["rewards_entry"] == WRITTEN_FOR_DAYS["payments_refund"]
+    assert {TABLE, "rewards_entry"} <= set(OPEN_ROWS)
+    partitions_create(TABLE, dt.date(2036, 1, 1), 1)
+    partitions_create("rewards_entry", dt.date(2036, 1, 1), 1)
+    voucher = _voucher_at_new_bank()
+    payment = voucher.payments.get()
+    LedgerTransaction.objects.redate([payment.transaction_id], at(2036, 1))
+    january = dt.date(2036, 1, 1)
+    assert has_open_rows(TABLE, january)
+    assert has_open_rows("rewards_entry", january)
+
+    # Within the refunds' span the month is kept whatever else holds.
+    soon = _maintain(january + dt.timedelta(days=WRITTEN_FOR_DAYS[TABLE]), archive_after=1)
+    assert f"{TABLE}_p203601: rows of it may be written until" in " ".join(soon.kept)
+    # Past it, the voucher still issued keeps it: its cancellation would reverse the transaction that paid for it.
+    later = _maintain(dt.date(2037, 6, 10))
+    assert f"{TABLE}_p203601: some of its rows are still open" in later.kept
+    assert "rewards_entry_p203601: some of its rows are still open" in later.kept
+    assert LedgerTransaction.objects.filter(pk=payment.transaction_id).exists()
+
+    Voucher.objects.filter(pk=voucher.pk).update(state=Voucher.State.REDEEMED)
+    assert not has_open_rows(TABLE, january)
+    done = _maintain(dt.date(2037, 6, 10))
+    assert done.archived.index("rewards_entry_archive_203601") < done.archived.index(f"{TABLE}_archive_203601")
+    assert not LedgerTransaction.objects.filter(pk=payment.transaction_id).exists()
+    # The voucher's payment still names its transaction, through the key's row that stays.
+    assert LedgerKey.objects.filter(transaction_id=payment.transaction_id).exists()
+    assert voucher.payments.get().transaction_created_at == at(2036, 1)
+
+
+def test_an_archived_months_points_stay_spendable_readable_checked_and_their_keys_taken() -> None:
+    partitions_create(TABLE, dt.date(2036, 1, 1), 1)
+    partitions_create("rewards_entry", dt.date(2036, 1, 1), 1)
+    program, holder = PointsProgramFactory(), CardholderFactory()
+    with _at(at(2036, 1)):
+        earn = s.points_earn(
+            cardholder_id=holder.pk, program=program, amount=100, idempotency_key="jan-earn", source="campaign"
+        )
+        s.points_redeem(cardholder_id=holder.pk, program=program, amount=30, idempotency_key="jan-spend")
+    assert seal_pending() >= 1
+    assert not LedgerTransaction.objects.filter(idempotency_key__startswith="jan-", seal__isnull=True).exists()
+    lot = Lot.objects.get(earned_by_id=earn.pk)
+
+    result = _maintain(dt.date(2037, 6, 10))
+    assert {"rewards_entry_archive_203601", f"{TABLE}_archive_203601"} <= set(result.archived)
+    assert not LedgerTransaction.objects.filter(idempotency_key__startswith="jan-").exists()
+    assert not Entry.objects.filter(transaction_id=earn.pk).exists()
+    assert fetch(f"SELECT idempotency_key FROM {TABLE}_archive_203601 ORDER BY id") == [("jan-earn",), ("jan-spend",)]
+
+    # The lot outlives its earn's month, and is spent from as before; the new movement names it.
+    with _at(at(2037, 6, 10)):
+        spend = s.points_redeem(cardholder_id=holder.pk, program=program, amount=50, idempotency_key="june-spend")
+    lot.refresh_from_db()
+    assert lot.remaining == 20
+    assert LotMovement.objects.get(transaction_id=spend.pk).lot_id == lot.pk
+
+    # The statement reads the archived month's entries and transactions: every line, with its kind and time.
+    wallet = s.wallet_account(holder.pk, program)
+    lines = account_statement(account_id=wallet.pk).lines
+    assert [(line.kind, line.amount, line.balance_after) for line in lines] == [
+        ("earn", 100, 100),
+        ("spend", -30, 70),
+        ("spend", -50, 20),
+    ]
+    assert lines[0].created_at == earn.created_at
+    named = name_sources(account_statement(account_id=wallet.pk), program_id=program.pk).lines
+    assert named[0].source == "Campaign bonus"  # what is behind a line is read from the archive too
+
+    # Every invariant holds over the live and archived months, the seals over the archived transactions among them.
+    report = ledger_verify()
+    assert report.violations == []
+    assert [line for line in report.checked if line.startswith("seal chain: ")]
+
+    # The keys stay taken, and the archived earn cannot be reversed: each refused with what happened.
+    with pytest.raises(IdempotencyConflict) as taken:
+        s.points_earn(cardholder_id=holder.pk, program=program, amount=100, idempotency_key="jan-earn")
+    assert taken.value.code == "idempotency_key_archived"
+    with pytest.raises(Conflict) as archived:
+        s.transaction_reverse(transaction_id=earn.pk, amount=10, idempotency_key="too-late")
+    assert (archived.value.code, archived.value.param) == ("transaction_archived", "transaction")
+    assert "2036-01" in archived.value.message
+    assert not LedgerKey.objects.filter(idempotency_key="too-late").exists()
+    wallet.refresh_from_db()
+    assert wallet.posted == 20
+
+    # Operators' lists of transactions and entries say where they stop, and link the archived months.
+    client = Client()
+    client.force_login(AllianceOperatorFactory())
+    for model, what in (("ledgertransaction", "Ledger transactions"), ("entry", "Ledger entries")):
+        page = client.get(reverse(f"admin:rewards_{model}_changelist"), HTTP_ACCEPT_LANGUAGE="en")
+        assert page.status_code == 200
+        note = page.content.decode().split('class="help archived-note">')[1].split("</p>")[0]
+        assert f"{what} made before 2036-02 have been archived" in note
+        assert reverse("admin:core_archivedmonth_changelist") in note
