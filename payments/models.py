@@ -382,6 +382,13 @@ class PaymentIntent(models.Model):
             # Captures are written in time order: reconciliation reads a channel's day of them through a few pages
             # of BRIN index, which costs the writes next to nothing.
             BrinIndex(fields=["captured_at"], name="payment_captured_brin"),
+            # The partitions job asks whether a month of ledger transactions is still named by a payment's points
+            # spend (`core.partitions.referred_by`) before archiving it: only payments paid partly with points.
+            models.Index(
+                fields=["points_spend_created_at"],
+                name="payment_points_spend_time",
+                condition=Q(points_spend__isnull=False),
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),

@@ -16,14 +16,21 @@ from django.test import Client
 from django.urls import reverse
 
 from core.errors import Conflict, IdempotencyConflict
-from core.partitions import OPEN_ROWS, WRITTEN_FOR_DAYS, has_open_rows, partitions_create, partitions_maintain
+from core.partitions import (
+    OPEN_ROWS,
+    WRITTEN_FOR_DAYS,
+    has_open_rows,
+    month_bounds,
+    partitions_create,
+    partitions_maintain,
+)
 from rewards import services as s
 from rewards.checks import ledger_verify
 from rewards.models import Entry, LedgerKey, LedgerTransaction, Lot, LotMovement, Voucher
 from rewards.sealing import seal_pending
 from rewards.selectors import account_statement, name_sources
 from tests.factories import AllianceOperatorFactory, CardholderFactory, PointsProgramFactory, _voucher_at_new_bank
-from tests.partitioning import at, fetch
+from tests.partitioning import at, explain, fetch
 
 pytestmark = pytest.mark.django_db
 
@@ -41,6 +48,20 @@ def _maintain(today: dt.date, archive_after: int = 12) -> Any:
     result = partitions_maintain(today=today, ahead=1, archive_after=archive_after)
     fetch("SET CONSTRAINTS ALL DEFERRED")
     return result
+
+
+def test_the_job_finds_a_payment_naming_a_month_of_transactions_by_index() -> None:
+    """Before a month of transactions goes, the job looks for payments whose points spend it holds (`referred_by`);
+    an index on the spend's time (payments paid partly with points only) serves that, in every month of payments."""
+    first, following = month_bounds(dt.date(2036, 1, 1))
+    fetch("SET LOCAL enable_seqscan = off")
+    plan = explain(
+        "SELECT EXISTS (SELECT 1 FROM payments_paymentintent WHERE points_spend_created_at >= %s"
+        " AND points_spend_created_at < %s AND points_spend_id IS NOT NULL AND points_spend_created_at IS NOT NULL)",
+        (first, following),
+    )
+    assert "Seq Scan" not in plan, plan
+    assert "points_spend_created_at_idx" in plan, plan
 
 
 def test_the_ledger_is_kept_while_refunds_may_reverse_it_and_while_a_voucher_it_paid_may_be_cancelled() -> None:
