@@ -111,11 +111,12 @@ ARCHIVED_MONTHS_AGO = 13  # before the eleven months of the login's spending his
 
 def seed_archived_month(ctx: Any) -> None:
     """Two campaign earns of the demo login, dated back to the 15th and 20th of a month a year ago and that month of
-    entries detached to its archive table (docs/scaling.md, "Partitioning by month"): an operator finds it in
-    *Platform › Archived months*, the login's statement still shows the earns, and the ledger check still counts
-    them. Runs before any other posting of the login's, so these are the oldest movements of its statement, by id
-    as by date. Idempotent: nothing once a month of entries is archived (a later run, whatever the month, dates
-    nothing again: an archived entry keeps its time)."""
+    entries, then of transactions, detached to archive tables (docs/scaling.md, "Partitioning by month"): an operator
+    finds them in *Platform › Archived months*, the login's statement still shows the earns (as campaign bonuses),
+    their points stay in the wallet to be spent, and the ledger check still counts them. Runs before any other
+    posting of the login's, so these are the oldest movements of its statement, by id as by date. Idempotent:
+    nothing once a month of entries is archived (a later run, whatever the month, dates nothing again: an archived
+    entry keeps its time)."""
     from django.db import connection, transaction
 
     from core.calendar import SHANGHAI
@@ -155,11 +156,14 @@ def seed_archived_month(ctx: Any) -> None:
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         for table in (LedgerTransaction._meta.db_table, Entry._meta.db_table):
             partitions_create(table, month, 1)  # the month's rows move out of the DEFAULT partition
-        archived = partition_detach(Entry._meta.db_table, month)
+        # Entries first: they refer to their transactions. The earns' lots refer to their keys' rows, which stay.
+        archived = [
+            partition_detach(table, month) for table in (Entry._meta.db_table, LedgerTransaction._meta.db_table)
+        ]
         with connection.cursor() as cursor:
             cursor.execute("SET CONSTRAINTS ALL DEFERRED")
-    if ctx.out is not None and archived:
-        ctx.out.write(f"  archived month: {month:%Y-%m} of ledger entries, in {archived}\n")
+    if ctx.out is not None and all(archived):
+        ctx.out.write(f"  archived month: {month:%Y-%m} of the ledger, in {' and '.join(map(str, archived))}\n")
 
 
 # --- benefits: each bank contributes, two merchants contribute vouchers, card privileges, vouchers in every state ----

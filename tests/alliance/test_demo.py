@@ -464,13 +464,14 @@ def test_the_demo_has_a_dispute_in_every_state(demo_on_simulator: Any, simulator
 
 
 def _the_demo_login_still_sees_its_archived_months_movements() -> None:
-    """One month of entries is archived (the operators' *Archived months*), and the demo login's statement still
-    shows its earns of that month, its oldest movements; the ledger check above counted them."""
+    """One month of entries and transactions is archived (the operators' *Archived months*), and the demo login's
+    statement still shows its earns of that month, its oldest movements, named; the ledger check above counted
+    them."""
     from core.models import ArchivedMonth
     from members.models import Card
     from rewards import selectors
     from rewards.demo import ARCHIVED_EARNS
-    from rewards.models import Entry
+    from rewards.models import Entry, LedgerTransaction, Lot
 
     archived = ArchivedMonth.objects.get(table="rewards_entry")
     assert archived.archive_table == f"rewards_entry_archive_{archived.month:%Y%m}"
@@ -481,3 +482,14 @@ def _the_demo_login_still_sees_its_archived_months_movements() -> None:
     assert [(line.kind, line.amount) for line in oldest] == [("earn", amount) for amount in ARCHIVED_EARNS]
     assert {line.created_at.astimezone(SHANGHAI).date().replace(day=1) for line in oldest} == {archived.month}
     assert not Entry.objects.filter(id__in=[line.entry_id for line in oldest]).exists()  # in the archive table
+    transactions = ArchivedMonth.objects.get(table="rewards_ledgertransaction")
+    assert (transactions.month, transactions.archive_table) == (
+        archived.month,
+        f"rewards_ledgertransaction_archive_{archived.month:%Y%m}",
+    )
+    assert not LedgerTransaction.objects.filter(id__in=[line.transaction_id for line in oldest]).exists()
+    named = selectors.name_sources(selectors.StatementPage(oldest, None), program_id=card.bank.points_program.pk)
+    assert {line.source for line in named.lines} == {"Campaign bonus"}
+    # Their lots stay in the wallet, naming the archived earns through their keys' rows.
+    lots = Lot.objects.filter(earned_by_id__in=[line.transaction_id for line in oldest])
+    assert sorted(lots.values_list("amount", flat=True)) == sorted(ARCHIVED_EARNS)
