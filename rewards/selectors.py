@@ -156,6 +156,8 @@ class StatementLine:
 class StatementPage:
     lines: list[StatementLine]
     next_after: int | None
+    # The archive tables of transactions the page was read with: what is behind its lines is read from them too.
+    transaction_archives: tuple[str, ...] = ()
 
 
 # An account's entries a page at a time, newest or oldest first, with their transaction's kind and time; keyset on
@@ -167,14 +169,16 @@ _STATEMENT_TRANSACTION_COLUMNS = ("id", "kind", "created_at")
 
 def _ledger_sources(
     entry_columns: tuple[str, ...], transaction_columns: tuple[str, ...]
-) -> tuple[sql.Composable, sql.Composable]:
+) -> tuple[sql.Composable, sql.Composable, tuple[str, ...]]:
     """FROM sources of the ledger's entries and of its transactions, each with its archived months (one query for
-    the two): a transaction and its entries stay the ledger's once their month is archived."""
+    the two: a transaction and its entries stay the ledger's once their month is archived), and the transactions'
+    archive tables."""
     entries, transactions = Entry._meta.db_table, LedgerTransaction._meta.db_table
     archives = archive_tables_of([entries, transactions])
     return (
         sql.SQL(with_archives(entries, entry_columns, archives[entries])),
         sql.SQL(with_archives(transactions, transaction_columns, archives[transactions])),
+        tuple(archives[transactions]),
     )
 
 
@@ -197,7 +201,7 @@ def account_statement(
     months and the page."""
     using = router.db_for_read(Entry)
     after = "" if after_id is None else "AND e.id < %(after)s" if newest_first else "AND e.id > %(after)s"
-    entries, transactions = _ledger_sources(_STATEMENT_ENTRY_COLUMNS, _STATEMENT_TRANSACTION_COLUMNS)
+    entries, transactions, archived = _ledger_sources(_STATEMENT_ENTRY_COLUMNS, _STATEMENT_TRANSACTION_COLUMNS)
     query = sql.SQL(_SQL_STATEMENT).format(
         entries=entries,
         transactions=transactions,
@@ -208,7 +212,8 @@ def account_statement(
         cursor.execute(query, {"account": account_id, "after": after_id, "limit": limit + 1})
         rows = cursor.fetchall()
     lines = [StatementLine(*row) for row in rows[:limit]]
-    return StatementPage(lines=lines, next_after=lines[-1].entry_id if len(rows) > limit else None)
+    next_after = lines[-1].entry_id if len(rows) > limit else None
+    return StatementPage(lines=lines, next_after=next_after, transaction_archives=archived)
 
 
 # --- what is behind a movement ---------------------------------------------------------------------------------------
@@ -278,15 +283,16 @@ _SQL_BEHIND = """
 def name_sources(page: StatementPage, *, program_id: int) -> StatementPage:
     """The page with each line naming what is behind it: an earn or its reversal the payment's merchant, a
     redemption the benefit, an exchange the other programme (of the one the page is in); an expiry or an
-    adjustment its kind alone. Set-based: the archived months and the transactions (an archived month's too), then
-    one query per kind of name the page needs (the merchants, the benefits, the programmes), whatever the page's
-    length."""
+    adjustment its kind alone. Set-based: one query for the transactions (the archived months' the page was read
+    with too), then one per kind of name the page needs (the merchants, the benefits, the programmes), whatever the
+    page's length."""
     ids = {line.transaction_id for line in page.lines}
     if not ids:
         return page
+    # An archived month's lines are named too, from the archive tables the page was read with.
     transactions = sql.SQL(
-        with_archives(LedgerTransaction._meta.db_table, _BEHIND_TRANSACTION_COLUMNS)
-    )  # an archived month's lines are named too
+        with_archives(LedgerTransaction._meta.db_table, _BEHIND_TRANSACTION_COLUMNS, page.transaction_archives)
+    )
     query = sql.SQL(_SQL_BEHIND).format(transactions=transactions, holds=sql.Identifier(Hold._meta.db_table))
     with connections[router.db_for_read(LedgerTransaction)].cursor() as cursor:
         cursor.execute(query, {"ids": sorted(ids)})
@@ -321,7 +327,7 @@ def name_sources(page: StatementPage, *, program_id: int) -> StatementPage:
         else:
             source = found.label
         lines.append(replace(line, source=source, payment=found.payment))
-    return StatementPage(lines=lines, next_after=page.next_after)
+    return replace(page, lines=lines)
 
 
 @dataclass(frozen=True)
@@ -378,7 +384,7 @@ def payment_movements(*, cardholder_id: int, payment_ref: str, transaction_ids: 
     keyed = sql.SQL(_SQL_PAYMENT_KEYED).format(
         keys=sql.Identifier(LedgerKey._meta.db_table), uses=sql.Identifier(PromotionUse._meta.db_table)
     )
-    entries, transactions = _ledger_sources(_PAYMENT_ENTRY_COLUMNS, _PAYMENT_TRANSACTION_COLUMNS)
+    entries, transactions, _archived = _ledger_sources(_PAYMENT_ENTRY_COLUMNS, _PAYMENT_TRANSACTION_COLUMNS)
     query = sql.SQL(_SQL_PAYMENT_MOVEMENTS).format(
         keyed=keyed,
         entries=entries,

@@ -488,7 +488,8 @@ def _the_demo_login_still_sees_its_archived_months_movements() -> None:
         f"rewards_ledgertransaction_archive_{archived.month:%Y%m}",
     )
     assert not LedgerTransaction.objects.filter(id__in=[line.transaction_id for line in oldest]).exists()
-    named = selectors.name_sources(selectors.StatementPage(oldest, None), program_id=card.bank.points_program.pk)
+    page = selectors.account_statement(account_id=wallet.pk, limit=len(ARCHIVED_EARNS))
+    named = selectors.name_sources(page, program_id=card.bank.points_program.pk)
     assert {line.source for line in named.lines} == {"Campaign bonus"}
     # Their lots stay in the wallet, naming the archived earns through their keys' rows.
     lots = Lot.objects.filter(earned_by_id__in=[line.transaction_id for line in oldest])
