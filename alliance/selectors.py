@@ -29,6 +29,7 @@ from django.utils.translation import gettext as _
 from core.admin_display import money_text
 from core.calendar import local_now
 from core.money import to_money
+from core.partitions import archive_tables_of, with_archives
 from core.personal import MIN_COHORT
 from members.models import Cardholder, ConsentPurpose, MemberBank, SpendCategory
 from members.selectors import consent_granted
@@ -46,7 +47,7 @@ from .models import (
     SegmentMembership,
     SegmentRule,
 )
-from .services.clearing import KIND_SQL, day_bounds
+from .services.clearing import day_bounds, kind_sql
 
 # --- clearing statements -------------------------------------------------------------------------------------------
 
@@ -90,11 +91,23 @@ def _party_filter(position: ClearingPosition) -> tuple[str, dict[str, Any]]:
     )
 
 
+# The columns a position's lines read of the ledger's entries and transactions (an archive table keeps its month's).
+_LINE_ENTRY_COLUMNS = ("id", "transaction_id", "account_id", "spread", "unit", "amount", "created_at")
+_LINE_TRANSACTION_COLUMNS = ("id", "kind", "created_at", "metadata", "reverses_id", "reverses_created_at")
+
+
 def _lines_sql(party: str) -> str:
-    entry, account = Entry._meta.db_table, Account._meta.db_table
+    """A page of a position's lines. A day whose month of the ledger was archived is read from the archive tables
+    (`with_archives`): the run's positions stay, and so do the lines that explain them."""
+    account = Account._meta.db_table
     bank, merchant = MemberBank._meta.db_table, Merchant._meta.db_table
+    archives = archive_tables_of([Entry._meta.db_table, LedgerTransaction._meta.db_table])
+    entry = with_archives(Entry._meta.db_table, _LINE_ENTRY_COLUMNS, archives[Entry._meta.db_table])
+    transactions = with_archives(
+        LedgerTransaction._meta.db_table, _LINE_TRANSACTION_COLUMNS, archives[LedgerTransaction._meta.db_table]
+    )
     return f"""
-        SELECT e.id, t.id, t.kind, t.created_at, {KIND_SQL}, coalesce(mer.code, ''),
+        SELECT e.id, t.id, t.kind, t.created_at, {kind_sql(transactions)}, coalesce(mer.code, ''),
                coalesce(t.metadata->>'payment', o.metadata->>'payment', ''),
                coalesce(t.metadata->>'benefit_id', o.metadata->>'benefit_id', ''),
                t.reverses_id,
@@ -106,11 +119,11 @@ def _lines_sql(party: str) -> str:
                  WHERE e2.transaction_id = t.id AND e2.created_at = t.created_at AND e2.id <> e.id AND e2.unit = e.unit
                    AND a2.purpose IN ('clearing', 'fees')),
                e.amount
-        FROM {LedgerTransaction._meta.db_table} t
+        FROM {transactions} t
         JOIN {entry} e ON e.transaction_id = t.id AND e.created_at = t.created_at
         JOIN {account} a ON a.id = e.account_id AND a.spread = e.spread
         LEFT JOIN {merchant} mer ON a.owner_kind = 'merchant' AND mer.id = a.owner_id
-        LEFT JOIN {LedgerTransaction._meta.db_table} o ON o.id = t.reverses_id AND o.created_at = t.reverses_created_at
+        LEFT JOIN {transactions} o ON o.id = t.reverses_id AND o.created_at = t.reverses_created_at
         WHERE t.created_at >= %(start)s AND t.created_at < %(end)s
           AND e.created_at >= %(start)s AND e.created_at < %(end)s
           AND a.purpose IN ('clearing', 'fees') AND e.unit = %(currency)s

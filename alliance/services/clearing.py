@@ -72,9 +72,12 @@ def per_minor(currency: str) -> int:
     return CURRENCY_SCALE // 10 ** exponent(currency)
 
 
-# The component kind of an entry, from its transaction's kind and its side (see ComponentKind). A reversal of an
-# exchange is told apart from other reversals (the revenue share reads the exchanges, reversals included, from here).
-KIND_SQL = f"""
+def kind_sql(transactions: str = LedgerTransaction._meta.db_table) -> str:
+    """The component kind of an entry `e` of account `a` and transaction `t`, from the transaction's kind and its side
+    (see ComponentKind). A reversal of an exchange is told apart from other reversals (the revenue share reads the
+    exchanges, reversals included, from here), reading what it reverses from `transactions` (the table, or a
+    subquery adding its archived months)."""
+    return f"""
 CASE
   WHEN t.kind = 'exchange' AND a.owner_kind = 'alliance' THEN '{ComponentKind.EXCHANGE_FEE}'
   WHEN t.kind = 'exchange' AND e.amount < 0 THEN '{ComponentKind.EXCHANGE_OUT}'
@@ -83,12 +86,15 @@ CASE
   WHEN t.kind IN ('spend', 'hold_post') THEN '{ComponentKind.BENEFIT_REDEMPTION}'
   WHEN t.kind = 'cofunding' THEN '{ComponentKind.COFUNDING}'
   WHEN t.kind = 'reversal'
-   AND (SELECT x.kind FROM {LedgerTransaction._meta.db_table} x
+   AND (SELECT x.kind FROM {transactions} x
         WHERE x.id = t.reverses_id AND x.created_at = t.reverses_created_at) = 'exchange'
    THEN '{ComponentKind.EXCHANGE_REVERSAL}'
   WHEN t.kind = 'reversal' THEN '{ComponentKind.REVERSAL}'
   ELSE '{ComponentKind.OTHER}'
-END"""  # noqa: S608 - table names from the models
+END"""  # noqa: S608 - table names from the models, or their archived months' subquery
+
+
+KIND_SQL = kind_sql()
 
 
 def entries_sql() -> str:

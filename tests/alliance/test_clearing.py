@@ -350,3 +350,29 @@ def test_a_bank_sees_its_own_statement_only_and_downloads_it(world: dict[str, An
     alliance = login(AllianceOperatorFactory())
     assert alliance.get(f"/admin/alliance/clearingposition/{other.pk}/statement/").status_code == 200
     assert alliance.get(f"/admin/alliance/clearingrun/{run.pk}/change/").status_code == 200
+
+
+def test_the_statement_of_a_day_whose_ledger_month_was_archived_reads_the_archives(world: dict[str, Any]) -> None:
+    """The run's positions stay when the month of the ledger they net is archived, and so do the lines that explain
+    them: the statement reads the archived entries and transactions (what a reversal reverses among them)."""
+    from django.db import connection
+
+    from core.partitions import month_start, partition_detach, partitions_create
+
+    txns = post_sources(world)
+    run = services.clearing_run(YESTERDAY)
+    by_party = positions(run)
+    before = {code: selectors.statement_lines(position) for code, position in by_party.items()}
+    month = month_start(YESTERDAY)
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no table is altered with key checks pending
+    for table in ("rewards_entry", "rewards_ledgertransaction"):
+        partitions_create(table, month, 1)
+    assert partition_detach("rewards_entry", month)
+    assert partition_detach("rewards_ledgertransaction", month)
+    assert not LedgerTransaction.objects.filter(pk=txns["reversal"].pk).exists()
+
+    after = {code: selectors.statement_lines(position) for code, position in by_party.items()}
+    assert after == before
+    assert (txns["reversal"].pk, "exchange_reversal") in {(x.transaction_id, x.component) for x in after["AAA1"]}
+    assert sum(line.amount for line in after["AAA1"]) == by_party["AAA1"].net
