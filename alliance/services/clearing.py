@@ -94,16 +94,13 @@ CASE
 END"""  # noqa: S608 - table names from the models, or their archived months' subquery
 
 
-KIND_SQL = kind_sql()
-
-
 def entries_sql() -> str:
     """The day's obligation entries (params: start, end, currency) with the party each counts toward: `bank_id` (the
     bank itself, or a merchant's sponsor; NULL for the alliance) and `merchant_id` (when carried for a merchant).
     Driven by the transactions' time index (`ledger_txn_created_at`), then their entries by transaction."""
     return f"""
         SELECT e.id AS entry_id, e.transaction_id, e.amount, t.kind AS txn_kind, t.created_at,
-               {KIND_SQL} AS component,
+               {kind_sql()} AS component,
                CASE a.owner_kind WHEN 'bank' THEN a.owner_id WHEN 'merchant' THEN m.sponsor_bank_id END AS bank_id,
                CASE WHEN a.owner_kind = 'merchant' THEN a.owner_id END AS merchant_id
         FROM {LedgerTransaction._meta.db_table} t
