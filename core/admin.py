@@ -11,6 +11,8 @@ from django.db.models.functions import Cast
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django_celery_beat import admin as beat_admin
@@ -28,6 +30,8 @@ from .errors import MengkaError
 from .forms import ApprovalDecisionForm
 from .jobs import job_eta_seconds, job_rate, shared_jobs
 from .models import ApprovalRequest, ArchivedMonth, AuditLog, CalendarDay, IdempotencyRecord, JobRun
+from .partitions import archived_rows
+from .replicas import replica_view
 from .scoping import operator_scope
 
 admin.site.site_header = _("Mengka 盟卡 operations")
@@ -124,10 +128,50 @@ class ArchivedMonthAdmin(ReadOnlyAdminMixin, ScopedAdmin):
     which month, the archive table that holds its rows now, and when."""
 
     alliance_only = True
-    list_display = ("table", "month", "archive_table", "archived_at", "size")
+    list_display = ("table", "month", "archive_table", "archived_at", "size", "rows")
     list_filter = ("table",)
     search_fields = ("=archive_table",)
     date_hierarchy = "month"
+
+    def get_urls(self) -> list[URLPattern]:
+        rows = path(
+            "<int:record_id>/rows/",
+            self.admin_site.admin_view(self.rows_view),  # type: ignore[arg-type]
+            name="core_archivedmonth_rows",
+        )
+        return [rows, *super().get_urls()]
+
+    @admin.display(description=_("find in the archive"))
+    def rows(self, obj: ArchivedMonth) -> str:
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:core_archivedmonth_rows", args=[obj.pk]), _("find a row")
+        )
+
+    @method_decorator(replica_view)
+    def rows_view(self, request: HttpRequest, record_id: int) -> HttpResponse:
+        """A row of the archive found by its id, public id, key or reference, or by the payment, transaction, dispute
+        or event it belongs to (`core.partitions.archived_rows`): every column as stored, read only."""
+        record = self.get_queryset(request).filter(pk=record_id).first()
+        if record is None or not self.has_view_permission(request, record):
+            raise Http404("No such archived month.")
+        term = request.GET.get("q", "")
+        found, error = None, ""
+        if term.strip():
+            try:
+                found = archived_rows(record, term)
+            except MengkaError as refused:
+                error = refused.message
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Find a row in %(archive)s") % {"archive": record.archive_table},
+            "record": record,
+            "term": term,
+            "error": error,
+            "found": found,
+            "rows": [list(zip(found.columns, row, strict=True)) for row in found.rows] if found else [],
+        }
+        return TemplateResponse(request, "admin/core/archivedmonth/rows.html", context)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         # The archive table's size on disk, read with the rows; NULL when the table has gone.

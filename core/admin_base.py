@@ -339,7 +339,7 @@ class ScopedStackedInline(MoneyColumnsMixin, ScopeMixin, admin.StackedInline):  
 class PartitionedAdmin(ScopedAdmin):
     """The admin of a table partitioned by month: its list says, above its rows, where it stops once its older months
     were archived (`archived_note`, naming `%(month)s`, the first month still listed), with a link to the archived
-    months for those who may see them. One query."""
+    months of the table for those who may see them, where a row of them is found by its id. One query."""
 
     archived_table: ClassVar[str]
     archived_note: ClassVar[Promise]
@@ -348,7 +348,8 @@ class PartitionedAdmin(ScopedAdmin):
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         before = archived_before(self.archived_table)
         note = str(self.archived_note) % {"month": f"{before:%Y-%m}"} if before else ""
-        return super().changelist_view(request, {**(extra_context or {}), "archived_note": note})
+        context = {**(extra_context or {}), "archived_note": note, "archived_table": self.archived_table}
+        return super().changelist_view(request, context)
 
 
 class ReadOnlyAdminMixin:

@@ -64,6 +64,7 @@ _VOUCHERS_ISSUED_PAID_BY = (
     "SELECT p.transaction_id FROM rewards_voucherpayment p JOIN rewards_voucher v ON v.id = p.voucher_id"
     " WHERE v.state = 'issued'"
 )
+_UNSEALED = "SELECT t.id FROM rewards_ledgertransaction t WHERE t.seal_id IS NULL"
 
 # Rows whose story is not over: a month holding one is kept, since a late answer (the channel's, the merchant's
 # endpoint's, the operators') must still find its row. Attempts and refunds whose outcome is not known yet;
@@ -89,9 +90,10 @@ OPEN_ROWS: dict[str, str] = {
     ),
     "merchants_webhookdelivery": "status = 'pending'",
     # A voucher still issued may be cancelled, which reverses the transaction that paid for it: that reads the
-    # transaction and its entries.
-    "rewards_entry": f"transaction_id IN ({_VOUCHERS_ISSUED_PAID_BY})",
-    "rewards_ledgertransaction": f"id IN ({_VOUCHERS_ISSUED_PAID_BY})",
+    # transaction and its entries. A transaction not sealed yet is still to be hashed into the seal chain, from its
+    # row and its entries in the live months (the sealer reads no archive).
+    "rewards_entry": f"transaction_id IN ({_VOUCHERS_ISSUED_PAID_BY}) OR transaction_id IN ({_UNSEALED})",
+    "rewards_ledgertransaction": f"id IN ({_VOUCHERS_ISSUED_PAID_BY}) OR seal_id IS NULL",
 }
 
 # A table's foreign keys from tables that are not partitions: each one's table, its columns, and the column among
@@ -241,6 +243,64 @@ def with_archives(table: str, columns: Sequence[str], archives: Sequence[str] | 
     select = ", ".join(f'"{column}"' for column in columns)
     tables = [table, *archives]
     return "(" + " UNION ALL ".join(f'SELECT {select} FROM "{name}"' for name in tables) + ")"  # noqa: S608
+
+
+# The columns an operator finds a row of an archive table by (`archived_rows`), those the table has: a row's own id or
+# public id, a ledger transaction's idempotency key, a channel's or our reference, and the payment, transaction,
+# dispute or event a row belongs to.
+LOOKUP_NUMBERS = ("id", "transaction_id", "payment_id", "intent_id", "dispute_id", "event_id")
+LOOKUP_TEXTS = ("public_id", "idempotency_key", "reference", "channel_reference")
+LOOKUP_MAX_LENGTH = 200
+_NUMBER = re.compile(r"[0-9]{1,18}")  # fits a bigint
+
+
+@dataclass(frozen=True)
+class ArchivedRows:
+    """What `archived_rows` found: the archive table's columns in order, the columns looked in, up to `limit` rows
+    by id, and whether more matched."""
+
+    columns: list[str]
+    searched: list[str]
+    rows: list[tuple[object, ...]]
+    more: bool
+
+
+def archived_rows(record: ArchivedMonth, term: str, *, limit: int = 50) -> ArchivedRows:
+    """The rows of `record`'s archive table that `term` names exactly in one of the lookup columns it has (a number
+    in the id columns, any term in the text ones), by id. The archive keeps its month's indexes, so a lookup by id,
+    public id, key or payment reads by index."""
+    term = term.strip()
+    if not term or len(term) > LOOKUP_MAX_LENGTH:
+        raise ValidationFailed(
+            f"Give an id, a public id or a key of at most {LOOKUP_MAX_LENGTH} characters.", code="invalid", param="q"
+        )
+    if not is_archive_of(record.table, record.archive_table):
+        raise PartitionError(f"{record.archive_table!r} is not the name of an archive of {record.table}.")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped"
+            " ORDER BY attnum",
+            [record.archive_table],
+        )
+        columns = [name for (name,) in cursor.fetchall()]
+        if not columns:
+            raise PartitionError(f"The archive table {record.archive_table} is missing.", code="archive_missing")
+        numbers = [c for c in LOOKUP_NUMBERS if c in columns] if _NUMBER.fullmatch(term) else []
+        texts = [c for c in LOOKUP_TEXTS if c in columns]
+        searched = numbers + texts
+        if not searched:
+            return ArchivedRows(columns=columns, searched=[], rows=[], more=False)
+        matches = [sql.SQL("{} = %(number)s").format(sql.Identifier(c)) for c in numbers] + [
+            sql.SQL("{} = %(text)s").format(sql.Identifier(c)) for c in texts
+        ]
+        query = sql.SQL("SELECT * FROM {} WHERE {} ORDER BY {} LIMIT %(limit)s").format(
+            sql.Identifier(record.archive_table),
+            sql.SQL(" OR ").join(matches),
+            sql.Identifier("id" if "id" in columns else columns[0]),
+        )
+        cursor.execute(query, {"number": int(term) if numbers else None, "text": term, "limit": limit + 1})
+        rows = cursor.fetchall()
+    return ArchivedRows(columns=columns, searched=searched, rows=rows[:limit], more=len(rows) > limit)
 
 
 def partitions(table: str) -> list[Partition]:

@@ -19,7 +19,7 @@ from django.db.models import F
 from core.jobs import job_run
 from members.models import BindingStatus, Card, PointsProgram
 
-from . import services
+from . import sealing, services
 from .models import Entry, OwnerKind
 
 LIMITS = {"small": 20, "large": 200}  # cardholders given a history
@@ -110,10 +110,10 @@ ARCHIVED_MONTHS_AGO = 13  # before the eleven months of the login's spending his
 
 
 def seed_archived_month(ctx: Any) -> None:
-    """Two campaign earns of the demo login, dated back to the 15th and 20th of a month a year ago and that month of
-    entries, then of transactions, detached to archive tables (docs/scaling.md, "Partitioning by month"): an operator
-    finds them in *Platform › Archived months*, the login's statement still shows the earns (as campaign bonuses),
-    their points stay in the wallet to be spent, and the ledger check still counts them. Runs before any other
+    """Two campaign earns of the demo login, dated back to the 15th and 20th of a month a year ago, sealed, and that
+    month of entries, then of transactions, detached to archive tables (docs/scaling.md, "Partitioning by month"): an
+    operator finds them in *Platform › Archived months*, the login's statement still shows the earns (as campaign
+    bonuses), their points stay in the wallet to be spent, and the ledger check still counts them. Runs before any other
     posting of the login's, so these are the oldest movements of its statement, by id as by date. Idempotent:
     nothing once a month of entries is archived (a later run, whatever the month, dates nothing again: an archived
     entry keeps its time)."""
@@ -149,8 +149,12 @@ def seed_archived_month(ctx: Any) -> None:
                 source=services.EarnSource.CAMPAIGN,
             )
             at = dt.datetime.combine(month.replace(day=15 + 5 * n), dt.time(10, 0), tzinfo=SHANGHAI)
-            # Through its key's row: the transaction, its entries and its lot follow (ON UPDATE CASCADE).
-            LedgerTransaction.objects.redate([earn.pk], at)
+            if earn.seal_id is None:  # a seal hashes the time: one sealed by an unfinished run keeps it
+                # Through its key's row: the transaction, its entries and its lot follow (ON UPDATE CASCADE).
+                LedgerTransaction.objects.redate([earn.pk], at)
+    # As the job would, only once sealed: the sealer reads the live months, and would never hash them afterwards.
+    sealing.seal_pending()
+    with transaction.atomic():
         # PostgreSQL alters no table whose rows have key checks pending: make them now, and defer them again after.
         with connection.cursor() as cursor:
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")

@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.db import connection
 from django.db.models import F, Sum
+from psycopg2 import sql
 
 from alliance.demo import DemoContext, seed_all, summary
 from core.calendar import SHANGHAI
@@ -491,6 +493,15 @@ def _the_demo_login_still_sees_its_archived_months_movements() -> None:
         f"rewards_ledgertransaction_archive_{archived.month:%Y%m}",
     )
     assert not LedgerTransaction.objects.filter(id__in=[line.transaction_id for line in oldest]).exists()
+    # Sealed before they went (the sealer reads the live months only): the seal chain covers them.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.SQL("SELECT count(*) FROM {} WHERE id = ANY(%s) AND seal_id IS NOT NULL").format(
+                sql.Identifier(transactions.archive_table)
+            ),
+            [[line.transaction_id for line in oldest]],
+        )
+        assert cursor.fetchone()[0] == len(ARCHIVED_EARNS)
     page = selectors.account_statement(account_id=wallet.pk, limit=len(ARCHIVED_EARNS))
     named = selectors.name_sources(page, program_id=card.bank.points_program.pk)
     assert {line.source for line in named.lines} == {"Campaign bonus"}

@@ -18,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from core.errors import Conflict, IdempotencyConflict
+from core.models import ArchivedMonth
 from core.partitions import (
     OPEN_ROWS,
     WRITTEN_FOR_DAYS,
@@ -31,7 +32,14 @@ from rewards.checks import ledger_verify
 from rewards.models import Entry, LedgerKey, LedgerTransaction, Lot, LotMovement, Voucher
 from rewards.sealing import seal_pending
 from rewards.selectors import account_statement, name_sources
-from tests.factories import AllianceOperatorFactory, CardholderFactory, PointsProgramFactory, _voucher_at_new_bank
+from tests.factories import (
+    AllianceOperatorFactory,
+    CardholderFactory,
+    MemberBankFactory,
+    PointsProgramFactory,
+    _voucher_at_new_bank,
+    bank_operator,
+)
 from tests.partitioning import at, explain, fetch
 
 pytestmark = pytest.mark.django_db
@@ -87,6 +95,7 @@ def test_the_ledger_is_kept_while_refunds_may_reverse_it_and_while_a_voucher_it_
     assert LedgerTransaction.objects.filter(pk=payment.transaction_id).exists()
 
     Voucher.objects.filter(pk=voucher.pk).update(state=Voucher.State.REDEEMED)
+    assert seal_pending() >= 1
     assert not has_open_rows(TABLE, january)
     done = _maintain(dt.date(2037, 6, 10))
     assert done.archived.index("rewards_entry_archive_203601") < done.archived.index(f"{TABLE}_archive_203601")
@@ -94,6 +103,32 @@ def test_the_ledger_is_kept_while_refunds_may_reverse_it_and_while_a_voucher_it_
     # The voucher's payment still names its transaction, through the key's row that stays.
     assert LedgerKey.objects.filter(transaction_id=payment.transaction_id).exists()
     assert voucher.payments.get().transaction_created_at == at(2036, 1)
+
+
+def test_a_month_holding_a_transaction_not_sealed_yet_is_kept_until_the_sealer_has_hashed_it() -> None:
+    """The sealer reads the live months only: a transaction archived before its seal would never be sealed, and the
+    seal chain would skip it. The job keeps its month, entries and transactions, until it is sealed."""
+    partitions_create(TABLE, dt.date(2036, 1, 1), 1)
+    partitions_create("rewards_entry", dt.date(2036, 1, 1), 1)
+    program, holder = PointsProgramFactory(), CardholderFactory()
+    with _at(at(2036, 1)):
+        s.points_earn(cardholder_id=holder.pk, program=program, amount=100, idempotency_key="jan-earn")
+    january = dt.date(2036, 1, 1)
+    assert has_open_rows(TABLE, january)
+    assert has_open_rows("rewards_entry", january)
+
+    kept = _maintain(dt.date(2037, 6, 10))
+    assert f"{TABLE}_p203601: some of its rows are still open" in kept.kept
+    assert "rewards_entry_p203601: some of its rows are still open" in kept.kept
+    assert not [name for name in kept.archived if name.endswith("_203601")]
+    assert LedgerTransaction.objects.filter(idempotency_key="jan-earn").exists()
+
+    assert seal_pending() >= 1
+    assert not has_open_rows(TABLE, january)
+    assert not has_open_rows("rewards_entry", january)
+    done = _maintain(dt.date(2037, 6, 10))
+    assert {"rewards_entry_archive_203601", f"{TABLE}_archive_203601"} <= set(done.archived)
+    assert ledger_verify().violations == []
 
 
 def test_an_archived_months_points_stay_spendable_readable_checked_and_their_keys_taken() -> None:
@@ -159,4 +194,35 @@ def test_an_archived_months_points_stay_spendable_readable_checked_and_their_key
         assert page.status_code == 200
         note = page.content.decode().split('class="help archived-note">')[1].split("</p>")[0]
         assert f"{what} made before 2036-02 have been archived" in note
-        assert reverse("admin:core_archivedmonth_changelist") in note
+        table = f"rewards_{model}"
+        assert f"{reverse('admin:core_archivedmonth_changelist')}?table__exact={table}" in note
+
+    # There, a row of the archive is found by its id or key, and the entries of a transaction by its id.
+    record = ArchivedMonth.objects.get(table=TABLE, month=dt.date(2036, 1, 1))
+    url = reverse("admin:core_archivedmonth_rows", args=[record.pk])
+    listed = client.get(reverse("admin:core_archivedmonth_changelist"), {"table__exact": TABLE})
+    assert url in listed.content.decode()
+
+    def found(archive: ArchivedMonth, term: str) -> list[dict[str, str]]:
+        page = client.get(reverse("admin:core_archivedmonth_rows", args=[archive.pk]), {"q": term})
+        assert page.status_code == 200
+        return [{column: str(value) for column, value in row} for row in page.context["rows"]]
+
+    (by_key,) = found(record, "jan-earn")
+    assert (by_key["id"], by_key["kind"], by_key["points"]) == (str(earn.pk), "earn", "100")
+    assert [row["idempotency_key"] for row in found(record, str(earn.pk))] == ["jan-earn"]
+    entries = ArchivedMonth.objects.get(table="rewards_entry", month=dt.date(2036, 1, 1))
+    assert {(row["transaction_id"], row["amount"]) for row in found(entries, f" {earn.pk} ")} == {
+        (str(earn.pk), "100"),
+        (str(earn.pk), "-100"),
+    }
+    none = client.get(url, {"q": "no-such-key"}, HTTP_ACCEPT_LANGUAGE="en")
+    assert none.context["rows"] == []
+    assert "No row of this archive matches." in none.content.decode()
+    too_long = client.get(url, {"q": "x" * 201}, HTTP_ACCEPT_LANGUAGE="en")
+    assert too_long.context["found"] is None
+    assert "at most 200 characters" in too_long.content.decode()
+    # Archives are the alliance's: a bank's operator is told there is no such page.
+    outsider = Client()
+    outsider.force_login(bank_operator(MemberBankFactory()))
+    assert outsider.get(url, {"q": "jan-earn"}).status_code == 404
