@@ -96,6 +96,19 @@ OPEN_ROWS: dict[str, str] = {
     "rewards_ledgertransaction": f"id IN ({_VOUCHERS_ISSUED_PAID_BY}) OR seal_id IS NULL",
 }
 
+
+def keep_while_open(table: str, condition: str) -> None:
+    """Rows of `table` that meet `condition` (SQL over the table's row, which may name `%(today)s`) keep their month,
+    as `OPEN_ROWS` does: the owning app registers the rules that depend on its own terms (payments/apps.py)."""
+    _registered(table)
+    rule = f"({condition})"
+    current = OPEN_ROWS.get(table)
+    if current is None:
+        OPEN_ROWS[table] = rule
+    elif rule not in current:
+        OPEN_ROWS[table] = f"({current}) OR {rule}"
+
+
 # A table's foreign keys from tables that are not partitions: each one's table, its columns, and the column among
 # them that holds the referred-to table's partition column (every key to a partitioned table includes it).
 SQL_REFERRERS = """

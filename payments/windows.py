@@ -29,6 +29,10 @@ SLACK_DAYS = 20
 CAPTURE_SPAN_DAYS = CAPTURE_DAYS_LIMIT + SLACK_DAYS
 # A refund's business date is on or after its payment's creation date and at most this many days after it.
 REFUND_SPAN_DAYS = CAPTURE_SPAN_DAYS + REFUND_DAYS_LIMIT + SLACK_DAYS
+# A payment or refund that a reconciliation exception or a dispute held from settlement is taken by the merchant's next
+# batch once the hold is lifted, however old it is — if that was in the last this many days (payments/services/
+# settlement.py): its month is kept that long after the lift while it is on no line (payments/apps.py).
+RELEASED_HOLD_DAYS = 90
 
 
 def capture_window() -> dt.timedelta:
@@ -67,3 +71,19 @@ def captured_between(start: dt.datetime, end: dt.datetime) -> Q:
     """Payments captured in [start, end), with the months they can have been made in (for the ORM's readers)."""
     created_from, created_to = payments_created_for_captures(start, end)
     return Q(captured_at__gte=start, captured_at__lt=end, created_at__gte=created_from, created_at__lt=created_to)
+
+
+# A hold lifted in the last RELEASED_HOLD_DAYS: the merchant's next batch may still take the payment or refund it held,
+# from its month, so the exception's or dispute's month is kept (`OPEN_ROWS`, registered in payments/apps.py), and the
+# payment's and refund's with it (they are referred to). Whether the payment is on a line by then is not asked: that
+# month of the lines goes before the exceptions' and disputes' (they refer to the payment it names), so a line would
+# not be found where it is. A month is kept at most RELEASED_HOLD_DAYS longer for it, and only for a hold.
+_LIFTED = "holds_settlement AND {lifted} > %(today)s - make_interval(days => {days}) AND {status}"
+RELEASED_HOLDS: dict[str, str] = {
+    "payments_reconciliationexception": _LIFTED.format(
+        lifted="resolved_at", days=RELEASED_HOLD_DAYS, status="status IN ('resolved', 'superseded')"
+    ),
+    "payments_dispute": _LIFTED.format(
+        lifted="closed_at", days=RELEASED_HOLD_DAYS, status="status NOT IN ('open', 'evidence_submitted')"
+    ),
+}

@@ -56,7 +56,7 @@ from ..models import (
     SettlementLine,
     SplitInstruction,
 )
-from ..windows import payments_created_for, refunds_created_for
+from ..windows import RELEASED_HOLD_DAYS, payments_created_for, refunds_created_for
 
 JOBS: dict[str, str] = {SettlementCycle.T1: "settlement.t1", SettlementCycle.T0: "settlement.t0"}
 _DEFAULT_CUTOFF = dt.time(23, 0)
@@ -401,6 +401,7 @@ def _selection(period: Period) -> dict[str, Any]:
         "business_from": period.business_from,
         "business_to": period.business_to,
         "before": period.before,
+        "released_days": RELEASED_HOLD_DAYS,
         "charged": sorted(rewards_services.promotions.MERCHANT_CHARGED),
         "discounts": sorted(rewards_services.promotions.DISCOUNTS),
     }
@@ -447,7 +448,7 @@ def _held_fragments(tables: dict[str, sql.Identifier], every_line: sql.Composabl
     """Reconciliation's hold: a payment (`p`) or refund (`r`) that an open exception contradicts (the channel's
     statement lacks it, shows it failed or for another amount) is on no line until the exception is resolved; then it
     enters the merchant's next batch, however old its business date (`released_*`: those whose holding exception was
-    resolved in the last 90 days and that are on no line yet)."""
+    resolved in the last RELEASED_HOLD_DAYS and that are on no line yet)."""
     # The exception names the payment's month (its table is partitioned by it): each probe reads that month's.
     held = """NOT EXISTS (SELECT 1 FROM {recon} e WHERE e.{column} = {alias}.id AND e.payment_created_at = {time}
                              AND e.holds_settlement AND e.txn_kind = {kind} AND e.status = 'open')"""
@@ -458,7 +459,7 @@ def _held_fragments(tables: dict[str, sql.Identifier], every_line: sql.Composabl
     released = """
         (SELECT DISTINCT {select} FROM {recon} e {join}
          WHERE e.holds_settlement AND e.txn_kind = {txn_kind} AND e.status IN ('resolved', 'superseded')
-           AND e.resolved_at >= %(cutoff_at)s - interval '90 days' AND e.{column} IS NOT NULL
+           AND e.resolved_at >= %(cutoff_at)s - make_interval(days => %(released_days)s) AND e.{column} IS NOT NULL
            AND {alias}.business_date < %(business_from)s AND {condition}
            AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.{column} = {alias}.id AND l.payment_created_at = {time}
                            AND l.kind = {kind})
@@ -505,7 +506,7 @@ def _held_fragments(tables: dict[str, sql.Identifier], every_line: sql.Composabl
             (SELECT DISTINCT p.id, p.merchant_id, p.created_at FROM {dispute} d
                JOIN {payment} p ON p.id = d.payment_id AND p.created_at = d.payment_created_at
              WHERE d.holds_settlement AND d.status NOT IN ('open', 'evidence_submitted')
-               AND d.closed_at >= %(cutoff_at)s - interval '90 days'
+               AND d.closed_at >= %(cutoff_at)s - make_interval(days => %(released_days)s)
                AND p.business_date < %(business_from)s AND p.status = 'succeeded' AND p.amount_captured > 0
                AND NOT EXISTS (SELECT 1 FROM {line} l WHERE l.payment_id = p.id AND l.payment_created_at = p.created_at
                                AND l.kind = 'payment')

@@ -28,7 +28,7 @@ from payments import services
 from payments.models import Dispute, DisputeEvidence, PaymentIntent
 from payments.services.disputes import _evidence_of
 from payments.services.settlement import _every_line, _held_fragments, _tables
-from payments.windows import REFUND_SPAN_DAYS
+from payments.windows import REFUND_SPAN_DAYS, RELEASED_HOLD_DAYS
 from tests.partitioning import (
     assert_monthly,
     at,
@@ -249,7 +249,16 @@ def test_the_job_keeps_a_month_with_an_open_dispute_and_archives_a_closed_ones_e
     lost = partitions_maintain(today=dt.date(2031, 6, 10), ahead=0, archive_after=3)
     assert f"{TABLE}_p203001: some of its rows are still open" in lost.kept
     assert _archived_in_2030(lost.archived) == [f"{EVIDENCE}_archive_203001"]
-    # Closed longer ago than that, the month goes too.
+    # Closed longer ago than that, its debit no longer keeps the month; but the dispute held its payment from
+    # settlement, and the merchant's next batch may take it, from its month, for RELEASED_HOLD_DAYS after it closed.
+    assert still_open.holds_settlement
     Dispute.objects.filter(pk=still_open.pk).update(closed_at=at(2031, 5, 10))
+    held = partitions_maintain(today=dt.date(2031, 6, 10), ahead=0, archive_after=3)
+    assert f"{TABLE}_p203001: some of its rows are still open" in held.kept
+    assert _archived_in_2030(held.archived) == []
+    # Closed longer ago than that, the month goes too.
+    Dispute.objects.filter(pk=still_open.pk).update(
+        closed_at=at(2031, 6, 10) - dt.timedelta(days=RELEASED_HOLD_DAYS + 1)
+    )
     again = partitions_maintain(today=dt.date(2031, 6, 10), ahead=0, archive_after=3)
     assert _archived_in_2030(again.archived) == [f"{TABLE}_archive_203001"]

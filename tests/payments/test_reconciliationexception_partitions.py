@@ -26,6 +26,7 @@ from core.partitions import (
     OPEN_ROWS,
     PARTITIONED,
     WRITTEN_FOR_DAYS,
+    has_open_rows,
     partitions,
     partitions_create,
     partitions_maintain,
@@ -33,7 +34,7 @@ from core.partitions import (
 from payments.models import PaymentIntent, ReconciliationException
 from payments.services.settlement import _held_fragments, _tables
 from payments.statements import Row
-from payments.windows import REFUND_SPAN_DAYS
+from payments.windows import REFUND_SPAN_DAYS, RELEASED_HOLD_DAYS, RELEASED_HOLDS
 from tests.factories import FACTORIES
 from tests.partitioning import assert_monthly, at, explain, fetch, partition_of, payment_at, refused, table_keys
 from tests.payments.test_reconciliation import load, our_rows, pay
@@ -120,7 +121,7 @@ def test_the_migration_made_a_partitioned_table_whose_keys_hold_the_payments_mon
     # The model keeps `id`; an open exception keeps its month, which is written while its refunds are.
     assert Exc._meta.pk is not None
     assert Exc._meta.pk.name == "id"
-    assert OPEN_ROWS[TABLE] == "status = 'open'"
+    assert OPEN_ROWS[TABLE] == f"(status = 'open') OR ({RELEASED_HOLDS[TABLE]})"
     assert list(Exc.OPEN_STATUSES) == ["open"]
     assert WRITTEN_FOR_DAYS[TABLE] == REFUND_SPAN_DAYS + settings.RECON_LOOKBACK_DAYS + 1
 
@@ -263,3 +264,31 @@ def test_the_job_keeps_a_month_with_an_open_exception_and_archives_a_resolved_on
     Exc.objects.filter(pk=still_open.pk).update(status="resolved", resolved_at=at(2041, 12))
     again = partitions_maintain(today=dt.date(2041, 12, 10), ahead=0, archive_after=1)
     assert f"{TABLE}_archive_204101" in again.archived
+
+
+def test_a_month_whose_held_payment_was_released_is_kept_while_settlement_may_take_it() -> None:
+    """A payment held from settlement by an exception is taken by the merchant's next batch once the exception is
+    resolved, however old the payment (settlement's `released_payments`, RELEASED_HOLD_DAYS back): its month must
+    still be there then, or the merchant would never be paid for it."""
+    fetch("SET CONSTRAINTS ALL IMMEDIATE")
+    partitions_create(TABLE, dt.date(2041, 1, 1), 1)
+    held = payment_at(at(2041, 1))
+    exception = _exception(held, holds_settlement=True)
+    fetch("SET CONSTRAINTS ALL IMMEDIATE")
+    december = dt.date(2041, 12, 10)
+
+    # Resolved ten days before the job's day: its month stays, and the payment's with it.
+    Exc.objects.filter(pk=exception.pk).update(status="resolved", resolved_at=at(2041, 11, 30))
+    kept = partitions_maintain(today=december, ahead=0, archive_after=1)
+    assert f"{TABLE}_p204101: some of its rows are still open" in kept.kept
+    assert "payments_paymentintent_p204101: rows of payments_reconciliationexception refer to it" in kept.kept
+    assert PaymentIntent.objects.filter(pk=held.pk).exists()
+    # An exception that held nothing keeps nothing once resolved.
+    Exc.objects.filter(pk=exception.pk).update(holds_settlement=False)
+    assert not has_open_rows(TABLE, dt.date(2041, 1, 1), today=december)
+
+    # Resolved longer ago than settlement looks back, the month goes, and then the payment's.
+    lifted_long_ago = at(2041, 12, 10) - dt.timedelta(days=RELEASED_HOLD_DAYS + 1)
+    Exc.objects.filter(pk=exception.pk).update(holds_settlement=True, resolved_at=lifted_long_ago)
+    done = partitions_maintain(today=december, ahead=0, archive_after=1)
+    assert done.archived.index(f"{TABLE}_archive_204101") < done.archived.index("payments_paymentintent_archive_204101")
