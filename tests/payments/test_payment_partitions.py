@@ -334,6 +334,20 @@ def test_the_job_archives_a_month_of_payments_once_nothing_refers_to_it(world: d
     assert "2042-02" in note
     assert reverse("admin:core_archivedmonth_changelist") in note
 
+    # There, the payment is found in its month's archive by its public id, and its refund by the payment's id.
+    def found(table: str, term: str) -> list[dict[str, Any]]:
+        record = ArchivedMonth.objects.get(table=table, month=dt.date(2042, 1, 1))
+        rows = _portal(AllianceOperatorFactory()).get(
+            reverse("admin:core_archivedmonth_rows", args=[record.pk]), {"q": term}
+        )
+        assert rows.status_code == 200
+        return [dict(row) for row in rows.context["rows"]]
+
+    (payment_row,) = found(TABLE, paid.public_id)
+    assert (payment_row["id"], payment_row["amount"], payment_row["status"]) == (paid.pk, 1_000, "succeeded")
+    (refund_row,) = found("payments_refund", str(paid.pk))
+    assert (refund_row["id"], refund_row["intent_id"], refund_row["amount"]) == (refund.pk, paid.pk, 100)
+
 
 def _portal(user: Any) -> Client:
     client = Client()
