@@ -283,23 +283,27 @@ def archived_rows(record: ArchivedMonth, term: str, *, limit: int = 50) -> Archi
     in the id columns, any term in the text ones), by id. The archive keeps its month's indexes, so a lookup by id,
     public id, key or payment reads by index."""
     term = term.strip()
-    if not term or len(term) > LOOKUP_MAX_LENGTH:
+    if not term or len(term) > LOOKUP_MAX_LENGTH or not term.isprintable():
         raise ValidationFailed(
-            f"Give an id, a public id or a key of at most {LOOKUP_MAX_LENGTH} characters.", code="invalid", param="q"
+            f"Give an id, a public id or a key of at most {LOOKUP_MAX_LENGTH} printable characters.",
+            code="invalid",
+            param="q",
         )
     if not is_archive_of(record.table, record.archive_table):
         raise PartitionError(f"{record.archive_table!r} is not the name of an archive of {record.table}.")
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped"
-            " ORDER BY attnum",
+            "SELECT attname, atttypid IN ('text'::regtype, 'varchar'::regtype) FROM pg_attribute"
+            " WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
             [record.archive_table],
         )
-        columns = [name for (name,) in cursor.fetchall()]
-        if not columns:
+        described = cursor.fetchall()
+        if not described:
             raise PartitionError(f"The archive table {record.archive_table} is missing.", code="archive_missing")
+        columns = [name for name, _text in described]
+        text_columns = {name for name, text in described if text}
         numbers = [c for c in LOOKUP_NUMBERS if c in columns] if _NUMBER.fullmatch(term) else []
-        texts = [c for c in LOOKUP_TEXTS if c in columns]
+        texts = [c for c in LOOKUP_TEXTS if c in text_columns]
         searched = numbers + texts
         if not searched:
             return ArchivedRows(columns=columns, searched=[], rows=[], more=False)

@@ -219,9 +219,18 @@ def test_an_archived_months_points_stay_spendable_readable_checked_and_their_key
     none = client.get(url, {"q": "no-such-key"}, HTTP_ACCEPT_LANGUAGE="en")
     assert none.context["rows"] == []
     assert "No row of this archive matches." in none.content.decode()
+    for clumsy in ("jan\x00earn", "jan\tearn"):
+        refused = client.get(url, {"q": clumsy}, HTTP_ACCEPT_LANGUAGE="en")
+        assert refused.status_code == 200
+        assert "printable characters" in refused.content.decode()
     too_long = client.get(url, {"q": "x" * 201}, HTTP_ACCEPT_LANGUAGE="en")
     assert too_long.context["found"] is None
-    assert "at most 200 characters" in too_long.content.decode()
+    assert "at most 200 printable characters" in too_long.content.decode()
+    # An archive table that has gone is said so, not a server error.
+    fetch(f"ALTER TABLE {record.archive_table} RENAME TO moved_away")
+    missing = client.get(url, {"q": "jan-earn"}, HTTP_ACCEPT_LANGUAGE="en")
+    assert f"The archive table {record.archive_table} is missing." in missing.content.decode()
+    fetch(f"ALTER TABLE moved_away RENAME TO {record.archive_table}")
     # Archives are the alliance's: a bank's operator is told there is no such page.
     outsider = Client()
     outsider.force_login(bank_operator(MemberBankFactory()))
