@@ -10,6 +10,7 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -121,6 +122,33 @@ def test_the_coordinators_partitioned_tables_stay_plain_and_partitioned() -> Non
     assert fee_split_keys == {"payments_paymentintent", "payments_refund"}  # not the bank's nor the schedule's
     created = partitions_maintain(ahead=24).created
     assert {name.rsplit("_p", 1)[0] for name in created} >= set(local)
+
+
+@citus_only
+def test_more_spreads_reach_more_shards_and_each_earn_still_one(programs) -> None:
+    """Citus hashes each spread to a shard, so 8 spreads leave most of 32 shards empty; `citus_distribute` says how
+    many the configured spreads reach and how many would reach most. With more spreads (more bank sub-accounts per
+    programme) a cardholder's earn still touches one shard, and the cardholders' earns spread over more of them."""
+    from rewards.management.commands.citus_distribute import entry_shards, reach_report, spread_reach
+
+    shards = entry_shards()
+    few, many = spread_reach(8), spread_reach(64)
+    assert few <= 8
+    assert few < many <= shards
+    report, warned = reach_report(8)
+    assert f"reach {few} of {shards} entry shards" in report
+    assert warned == (few * 2 < shards)
+    if warned:
+        assert "would reach" in report
+
+    with override_settings(LEDGER_BANK_SHARDS=64):
+        earns = [
+            s.points_earn(cardholder_id=CardholderFactory().pk, program=programs[0], amount=10, idempotency_key=f"e{n}")
+            for n in range(96)
+        ]
+        assert all(len(shards_of(txn)) == 1 for txn in earns)
+        reached = set().union(*(shards_of(txn) for txn in earns))
+    assert len(reached) > few
 
 
 @citus_only

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 
@@ -260,6 +261,40 @@ def distribute() -> list[str]:
     return done
 
 
+def entry_shards() -> int:
+    return int(_rows("SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'rewards_entry'::regclass")[0][0])
+
+
+def spread_reach(spreads: int) -> int:
+    """How many of the entries' shards `spreads` spreads (0 … spreads - 1) land on: Citus hashes each value to a
+    shard, so a few spreads share shards and leave others empty."""
+    return int(
+        _rows(
+            "SELECT count(DISTINCT get_shard_id_for_distribution_column('rewards_entry', v))"
+            " FROM generate_series(0, %s - 1) v",
+            (max(1, spreads),),
+        )[0][0]
+    )
+
+
+def reach_report(spreads: int) -> tuple[str, bool]:
+    """What the configured spreads (`LEDGER_BANK_SHARDS`) reach of the entries' shards, and whether that is under
+    half of them; then how many spreads would reach most (the first power of two reaching all but a tenth)."""
+    shards = entry_shards()
+    reached = spread_reach(spreads)
+    line = f"spreads: LEDGER_BANK_SHARDS = {spreads} reach {reached} of {shards} entry shards"
+    if reached * 2 >= shards:
+        return line, False
+    more = spreads
+    while more < 64 * shards and spread_reach(more) * 10 < shards * 9:
+        more *= 2
+    return (
+        f"{line}; {more} would reach {spread_reach(more)}: set LEDGER_BANK_SHARDS before the first posting "
+        "(an account keeps the spread it was made with)",
+        True,
+    )
+
+
 class Command(BaseCommand):
     help = (
         "On a Citus coordinator: make member banks and programmes reference tables and distribute the ledger's "
@@ -270,7 +305,7 @@ class Command(BaseCommand):
         lines = distribute()
         for line in lines:
             self.stdout.write(line)
-        shards = _rows(
-            "SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'rewards_entry'::regclass",
-        )[0][0]
+        shards = entry_shards()
         self.stdout.write(self.style.SUCCESS(f"citus_distribute: done ({len(lines)} changes; {shards} entry shards)"))
+        reach, few = reach_report(settings.LEDGER_BANK_SHARDS)
+        self.stdout.write(self.style.WARNING(reach) if few else reach)
