@@ -67,46 +67,59 @@ _VOUCHERS_ISSUED_PAID_BY = (
 _UNSEALED = "SELECT t.id FROM rewards_ledgertransaction t WHERE t.seal_id IS NULL"
 
 # Rows whose story is not over: a month holding one is kept, since a late answer (the channel's, the merchant's
-# endpoint's, the operators') must still find its row. Attempts and refunds whose outcome is not known yet;
-# reconciliation exceptions not resolved (an open one may still hold its payment's settlement); disputes not
-# closed yet and the evidence of one (its answer may be sent again), and disputes lost, accepted or expired in
-# the last 30 days whose debit is on no line yet (the merchant's next settlement reads the disputes table for
-# it); deliveries still retried. A condition may name `%(today)s`, the start of the job's day (Asia/Shanghai), so that
-# a run for another day (a backfill, a test) judges by that day, not by the database's clock.
-OPEN_ROWS: dict[str, str] = {
-    "payments_paymentattempt": "status IN ('pending', 'unknown', 'authorized')",
-    "payments_reconciliationexception": "status = 'open'",
-    "payments_refund": "status IN ('pending', 'unknown')",
-    "payments_dispute": (
-        "status IN ('open', 'evidence_submitted')"
-        " OR (status IN ('lost', 'accepted', 'expired') AND kind <> 'retrieval'"
-        " AND closed_at > %(today)s - interval '30 days'"
-        " AND NOT EXISTS (SELECT 1 FROM payments_settlementline l WHERE l.dispute_id = payments_dispute.id"
-        " AND l.payment_created_at = payments_dispute.payment_created_at AND l.kind = 'dispute'))"
-    ),
-    "payments_disputeevidence": (
-        "EXISTS (SELECT 1 FROM payments_dispute d WHERE d.id = dispute_id"
-        " AND d.payment_created_at = dispute_payment_created_at AND d.status IN ('open', 'evidence_submitted'))"
-    ),
-    "merchants_webhookdelivery": "status = 'pending'",
-    # A voucher still issued may be cancelled, which reverses the transaction that paid for it: that reads the
-    # transaction and its entries. A transaction not sealed yet is still to be hashed into the seal chain, from its
-    # row and its entries in the live months (the sealer reads no archive).
-    "rewards_entry": f"transaction_id IN ({_VOUCHERS_ISSUED_PAID_BY}) OR transaction_id IN ({_UNSEALED})",
-    "rewards_ledgertransaction": f"id IN ({_VOUCHERS_ISSUED_PAID_BY}) OR seal_id IS NULL",
+# endpoint's, the operators') must still find its row. Per table, each rule's reason (what the job's `kept` list says)
+# and its condition: SQL over the table's row, which may name `%(today)s`, the start of the job's day (Asia/Shanghai),
+# so that a run for another day (a backfill, a test) judges by that day, not by the database's clock. An open
+# reconciliation exception may still hold its payment's settlement; a dispute's answer may be sent again with its
+# evidence until it is decided; the merchant's next settlement reads a dispute lost in the last 30 days for its
+# debit. A voucher still issued may be cancelled, which reverses the transaction that paid for it, reading the
+# transaction and its entries; a transaction not sealed yet is still to be hashed into the seal chain, from its row
+# and its entries in the live months (the sealer reads no archive). The owning app adds rules of its own terms
+# (`keep_while_open`).
+OPEN_ROWS: dict[str, dict[str, str]] = {
+    "payments_paymentattempt": {
+        "an attempt's outcome is not known yet": "status IN ('pending', 'unknown', 'authorized')"
+    },
+    "payments_reconciliationexception": {"an exception is still open": "status = 'open'"},
+    "payments_refund": {"a refund's outcome is not known yet": "status IN ('pending', 'unknown')"},
+    "payments_dispute": {
+        "a dispute is not decided yet": "status IN ('open', 'evidence_submitted')",
+        "a dispute lost in the last 30 days is not debited yet": (
+            "status IN ('lost', 'accepted', 'expired') AND kind <> 'retrieval'"
+            " AND closed_at > %(today)s - interval '30 days'"
+            " AND NOT EXISTS (SELECT 1 FROM payments_settlementline l WHERE l.dispute_id = payments_dispute.id"
+            " AND l.payment_created_at = payments_dispute.payment_created_at AND l.kind = 'dispute')"
+        ),
+    },
+    "payments_disputeevidence": {
+        "it is the evidence of a dispute not decided yet": (
+            "EXISTS (SELECT 1 FROM payments_dispute d WHERE d.id = dispute_id"
+            " AND d.payment_created_at = dispute_payment_created_at AND d.status IN ('open', 'evidence_submitted'))"
+        )
+    },
+    "merchants_webhookdelivery": {"a delivery is still retried": "status = 'pending'"},
+    "rewards_entry": {
+        "a transaction of it paid for a voucher still issued": f"transaction_id IN ({_VOUCHERS_ISSUED_PAID_BY})",
+        "a transaction of it is not sealed yet": f"transaction_id IN ({_UNSEALED})",
+    },
+    "rewards_ledgertransaction": {
+        "a transaction of it paid for a voucher still issued": f"id IN ({_VOUCHERS_ISSUED_PAID_BY})",
+        "a transaction of it is not sealed yet": "seal_id IS NULL",
+    },
 }
 
 
-def keep_while_open(table: str, condition: str) -> None:
+def keep_while_open(table: str, reason: str, condition: str) -> None:
     """Rows of `table` that meet `condition` (SQL over the table's row, which may name `%(today)s`) keep their month,
-    as `OPEN_ROWS` does: the owning app registers the rules that depend on its own terms (payments/apps.py)."""
-    _registered(table)
-    rule = f"({condition})"
-    current = OPEN_ROWS.get(table)
-    if current is None:
-        OPEN_ROWS[table] = rule
-    elif rule not in current:
-        OPEN_ROWS[table] = f"({current}) OR {rule}"
+    for `reason`, as `OPEN_ROWS` does: the owning app registers the rules that depend on its own terms
+    (payments/apps.py)."""
+    OPEN_ROWS.setdefault(_registered(table), {})[reason] = condition
+
+
+def open_rows_condition(table: str) -> str:
+    """Every `OPEN_ROWS` rule of `table` as one condition (`FALSE` without any)."""
+    rules = OPEN_ROWS.get(table, {})
+    return " OR ".join(f"({condition})" for condition in rules.values()) if rules else "FALSE"
 
 
 # A table's foreign keys from tables that are not partitions: each one's table, its columns, and the column among
@@ -373,15 +386,21 @@ def _has_rows(
         return bool(cursor.fetchone()[0])
 
 
-def has_open_rows(table: str, month: date, *, today: date | None = None) -> bool:
-    """Whether `table`'s rows of `month` hold one that is not over yet (`OPEN_ROWS`), judged on `today` (by default
-    the current day in Asia/Shanghai)."""
+def has_open_rows(table: str, month: date, *, today: date | None = None) -> str | None:
+    """Why `table`'s rows of `month` hold one that is not over yet (`OPEN_ROWS`: the first rule's reason that a row
+    meets), judged on `today` (by default the current day in Asia/Shanghai); None when none does. One query over the
+    month when nothing is open (every rule at once), then one per rule until one is met."""
     _registered(table)
-    if table not in OPEN_ROWS:
-        return False
+    rules = OPEN_ROWS.get(table, {})
     day = today or local_now().date()
-    start = datetime(day.year, day.month, day.day, tzinfo=SHANGHAI)
-    return _has_rows(table, PARTITIONED[table], month, sql.SQL(OPEN_ROWS[table]), {"today": start})
+    params = {"today": datetime(day.year, day.month, day.day, tzinfo=SHANGHAI)}
+    column = PARTITIONED[table]
+    if not rules or not _has_rows(table, column, month, sql.SQL(open_rows_condition(table)), params):
+        return None
+    for reason, condition in rules.items():
+        if _has_rows(table, column, month, sql.SQL(condition), params):
+            return reason
+    return next(iter(rules))  # met a moment ago by some rule, then by none (a row changed in between)
 
 
 def referred_by(table: str, month: date) -> list[str]:
@@ -433,8 +452,9 @@ def partitions_maintain(
             if today < written_until:
                 kept.append(f"{partition.name}: rows of it may be written until {written_until.isoformat()}")
                 continue
-            if has_open_rows(table, partition.month, today=today):
-                kept.append(f"{partition.name}: some of its rows are still open")
+            still_open = has_open_rows(table, partition.month, today=today)
+            if still_open:
+                kept.append(f"{partition.name}: some of its rows are still open: {still_open}")
                 continue
             referring = referred_by(table, partition.month)
             if referring:

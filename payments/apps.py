@@ -22,7 +22,7 @@ class PaymentsConfig(AppConfig):
         from .models import RiskBlock
         from .services import PAYOUT_RELEASE_KIND, RISK_REVIEW_RELEASE_KIND, WRITE_OFF_KIND
         from .tiles import spending_tile
-        from .windows import CAPTURE_SPAN_DAYS, REFUND_SPAN_DAYS, RELEASED_HOLDS, SLACK_DAYS
+        from .windows import CAPTURE_SPAN_DAYS, REFUND_SPAN_DAYS, RELEASED_HOLD, RELEASED_HOLDS, SLACK_DAYS
 
         # Rows of a payment's month are written until its last payment can no longer be captured (its attempts and
         # routing decision) or refunded (the refund, its fee splits and settlement line): the month is kept till then.
@@ -46,7 +46,7 @@ class PaymentsConfig(AppConfig):
         keep_while_written(("payments_paymentintent",), reconciled_for)
         # A payment or refund held from settlement, however old, is settled once its hold is lifted: kept till then.
         for table, condition in RELEASED_HOLDS.items():
-            keep_while_open(table, condition)
+            keep_while_open(table, RELEASED_HOLD, condition)
 
         # The points statement names the merchant behind points a payment earned: rewards knows payments by id only.
         register_payment_merchant_names(merchant_names_of_payments)

@@ -79,6 +79,7 @@ def captured_between(start: dt.datetime, end: dt.datetime) -> Q:
 # month of the lines goes before the exceptions' and disputes' (they refer to the payment it names), so a line would
 # not be found where it is. A month is kept at most RELEASED_HOLD_DAYS longer for it, and only for a hold.
 _LIFTED = "holds_settlement AND {lifted} > %(today)s - make_interval(days => {days}) AND {status}"
+RELEASED_HOLD = f"a hold lifted in the last {RELEASED_HOLD_DAYS} days may still be settled"
 RELEASED_HOLDS: dict[str, str] = {
     "payments_reconciliationexception": _LIFTED.format(
         lifted="resolved_at", days=RELEASED_HOLD_DAYS, status="status IN ('resolved', 'superseded')"

@@ -9,10 +9,13 @@ from typing import Any
 import pytest
 from django.apps import apps
 from django.contrib import admin
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
+from psycopg2 import sql
 
 from alliance.demo import DemoContext, seed_all
+from core.models import ArchivedMonth
 from members.demo import DEMO_PASSWORD
 from members.models import Card
 from payments.models import PaymentIntent
@@ -55,6 +58,20 @@ def test_every_admin_page_and_portal_page_opens_on_the_demo(demo_on_simulator: A
     alliance = _admin_pages(_signed_in("alliance"))
     assert [(page, status) for page, status in alliance if status != 200] == []
     assert len(alliance) > 2 * len(MODELS)  # most tables have demo rows, whose pages were opened too
+
+    # Each archived month's rows, found by the id of its first row: every archive table's columns shown.
+    operator = _signed_in("alliance")
+    found = []
+    for record in ArchivedMonth.objects.order_by("table"):
+        with connection.cursor() as cursor:
+            cursor.execute(sql.SQL("SELECT min(id) FROM {}").format(sql.Identifier(record.archive_table)))
+            (first,) = cursor.fetchone()
+        page = operator.get(reverse("admin:core_archivedmonth_rows", args=[record.pk]), {"q": str(first or 0)})
+        assert page.status_code == 200, record.archive_table
+        if first is not None:
+            assert first in [dict(row)["id"] for row in page.context["rows"]], record.archive_table
+            found.append(record.table)
+    assert {"rewards_entry", "rewards_ledgertransaction", "payments_paymentintent", "payments_refund"} <= set(found)
 
     bank_operator = next(user for role, user, _ in ctx.logins if "(admin)" in role and user != "alliance")
     for page, status in _admin_pages(_signed_in(bank_operator)):

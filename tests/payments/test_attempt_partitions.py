@@ -158,7 +158,7 @@ def test_the_job_keeps_a_month_with_an_attempt_whose_outcome_is_not_known() -> N
 
     # Never trust a timeout: the channel's late answer must still find its attempt.
     result = partitions_maintain(today=dt.date(2042, 6, 10), ahead=0, archive_after=1)
-    assert f"{TABLE}_p204201: some of its rows are still open" in result.kept
+    assert f"{TABLE}_p204201: some of its rows are still open: an attempt's outcome is not known yet" in result.kept
     assert partition_of(TABLE, attempt.pk) == f"{TABLE}_p204201"
 
     PaymentAttempt.objects.filter(pk=attempt.pk).update(status=PaymentAttempt.Status.FAILED)

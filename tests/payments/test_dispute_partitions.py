@@ -28,7 +28,7 @@ from payments import services
 from payments.models import Dispute, DisputeEvidence, PaymentIntent
 from payments.services.disputes import _evidence_of
 from payments.services.settlement import _every_line, _held_fragments, _tables
-from payments.windows import REFUND_SPAN_DAYS, RELEASED_HOLD_DAYS
+from payments.windows import REFUND_SPAN_DAYS, RELEASED_HOLD, RELEASED_HOLD_DAYS
 from tests.partitioning import (
     assert_monthly,
     at,
@@ -227,8 +227,9 @@ def test_the_job_keeps_a_month_with_an_open_dispute_and_archives_a_closed_ones_e
     result = partitions_maintain(today=dt.date(2031, 6, 10), ahead=0, archive_after=3)
 
     # The channel's decision on the open one must still find it, and its answer be sent again with its evidence.
-    assert f"{TABLE}_p203001: some of its rows are still open" in result.kept
-    assert f"{EVIDENCE}_p203001: some of its rows are still open" in result.kept
+    assert f"{TABLE}_p203001: some of its rows are still open: a dispute is not decided yet" in result.kept
+    evidence_kept = "some of its rows are still open: it is the evidence of a dispute not decided yet"
+    assert f"{EVIDENCE}_p203001: {evidence_kept}" in result.kept
     assert partition_of(TABLE, still_open.pk) == f"{TABLE}_p203001"
     assert _evidence_of(still_open).count() == 1
     # The closed one's month goes, evidence first (it refers to the dispute), then its payments'; the open one's
@@ -247,14 +248,15 @@ def test_the_job_keeps_a_month_with_an_open_dispute_and_archives_a_closed_ones_e
     # of the database's clock), its evidence goes.
     Dispute.objects.filter(pk=still_open.pk).update(status="lost", closed_at=at(2031, 6, 1))
     lost = partitions_maintain(today=dt.date(2031, 6, 10), ahead=0, archive_after=3)
-    assert f"{TABLE}_p203001: some of its rows are still open" in lost.kept
+    lost_kept = "some of its rows are still open: a dispute lost in the last 30 days is not debited yet"
+    assert f"{TABLE}_p203001: {lost_kept}" in lost.kept
     assert _archived_in_2030(lost.archived) == [f"{EVIDENCE}_archive_203001"]
     # Closed longer ago than that, its debit no longer keeps the month; but the dispute held its payment from
     # settlement, and the merchant's next batch may take it, from its month, for RELEASED_HOLD_DAYS after it closed.
     assert still_open.holds_settlement
     Dispute.objects.filter(pk=still_open.pk).update(closed_at=at(2031, 5, 10))
     held = partitions_maintain(today=dt.date(2031, 6, 10), ahead=0, archive_after=3)
-    assert f"{TABLE}_p203001: some of its rows are still open" in held.kept
+    assert f"{TABLE}_p203001: some of its rows are still open: {RELEASED_HOLD}" in held.kept
     assert _archived_in_2030(held.archived) == []
     # Closed longer ago than that, the month goes too.
     Dispute.objects.filter(pk=still_open.pk).update(

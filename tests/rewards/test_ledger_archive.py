@@ -90,8 +90,14 @@ def test_the_ledger_is_kept_while_refunds_may_reverse_it_and_while_a_voucher_it_
     assert f"{TABLE}_p203601: rows of it may be written until" in " ".join(soon.kept)
     # Past it, the voucher still issued keeps it: its cancellation would reverse the transaction that paid for it.
     later = _maintain(dt.date(2037, 6, 10))
-    assert f"{TABLE}_p203601: some of its rows are still open" in later.kept
-    assert "rewards_entry_p203601: some of its rows are still open" in later.kept
+    assert (
+        f"{TABLE}_p203601: some of its rows are still open: a transaction of it paid for a voucher still issued"
+        in later.kept
+    )
+    assert (
+        "rewards_entry_p203601: some of its rows are still open: a transaction of it paid for a voucher still issued"
+        in later.kept
+    )
     assert LedgerTransaction.objects.filter(pk=payment.transaction_id).exists()
 
     Voucher.objects.filter(pk=voucher.pk).update(state=Voucher.State.REDEEMED)
@@ -118,8 +124,8 @@ def test_a_month_holding_a_transaction_not_sealed_yet_is_kept_until_the_sealer_h
     assert has_open_rows("rewards_entry", january)
 
     kept = _maintain(dt.date(2037, 6, 10))
-    assert f"{TABLE}_p203601: some of its rows are still open" in kept.kept
-    assert "rewards_entry_p203601: some of its rows are still open" in kept.kept
+    assert f"{TABLE}_p203601: some of its rows are still open: a transaction of it is not sealed yet" in kept.kept
+    assert "rewards_entry_p203601: some of its rows are still open: a transaction of it is not sealed yet" in kept.kept
     assert not [name for name in kept.archived if name.endswith("_203601")]
     assert LedgerTransaction.objects.filter(idempotency_key="jan-earn").exists()
 
