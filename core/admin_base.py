@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from django.contrib import admin, messages
 from django.contrib.admin import RelatedOnlyFieldListFilter, helpers
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.contrib.admin.views.main import PAGE_VAR
+from django.contrib.admin.views.main import PAGE_VAR, SEARCH_VAR
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db import models
@@ -41,7 +41,7 @@ from django.utils.translation import gettext as _
 from .admin_display import MoneyColumnsMixin
 from .audit import audit_record, snapshot
 from .errors import MengkaError
-from .partitions import archived_before
+from .partitions import archived_before, archived_months_holding
 from .replicas import replica_view
 from .scoping import ScopeField, bank_ids_of, operator_scope, scope_queryset
 from .selectors import rows_streamed
@@ -339,7 +339,8 @@ class ScopedStackedInline(MoneyColumnsMixin, ScopeMixin, admin.StackedInline):  
 class PartitionedAdmin(ScopedAdmin):
     """The admin of a table partitioned by month: its list says, above its rows, where it stops once its older months
     were archived (`archived_note`, naming `%(month)s`, the first month still listed), with a link to the archived
-    months of the table for those who may see them, where a row of them is found by its id. One query."""
+    months of the table for those who may see them, where a row of them is found by its id. One query; and when a
+    search finds no live row, one probe of each archive for it, to say which archived month holds it."""
 
     archived_table: ClassVar[str]
     archived_note: ClassVar[Promise]
@@ -349,7 +350,20 @@ class PartitionedAdmin(ScopedAdmin):
         before = archived_before(self.archived_table)
         note = str(self.archived_note) % {"month": f"{before:%Y-%m}"} if before else ""
         context = {**(extra_context or {}), "archived_note": note, "archived_table": self.archived_table}
-        return super().changelist_view(request, context)
+        response = super().changelist_view(request, context)
+        changelist = getattr(response, "context_data", {}).get("cl")
+        term = request.GET.get(SEARCH_VAR, "").strip()
+        if before and term and changelist is not None and changelist.result_count == 0 and self._sees_archives(request):
+            # A search that finds nothing live may name a row of an archived month: say which, with its lookup.
+            response.context_data["archived_hits"] = [
+                (record.month, reverse("admin:core_archivedmonth_rows", args=[record.pk]))
+                for record in archived_months_holding(self.archived_table, term)
+            ]
+            response.context_data["archived_term"] = term
+        return response
+
+    def _sees_archives(self, request: HttpRequest) -> bool:
+        return self._scope(request).everything and request.user.has_perm("core.view_archivedmonth")
 
 
 class ReadOnlyAdminMixin:

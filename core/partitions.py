@@ -333,6 +333,20 @@ def archived_rows(record: ArchivedMonth, term: str, *, limit: int = 50) -> Archi
     return ArchivedRows(columns=columns, searched=searched, rows=rows[:limit], more=len(rows) > limit)
 
 
+def archived_months_holding(table: str, term: str) -> list[ArchivedMonth]:
+    """The archived months of `table` whose archive holds a row that `term` names (`archived_rows`), newest first:
+    one probe of each archive's indexes. A term no archive may be searched by, or an archive table gone, finds
+    nothing there."""
+    found = []
+    for record in ArchivedMonth.objects.filter(table=_registered(table)).order_by("-month"):
+        try:
+            if archived_rows(record, term, limit=1).rows:
+                found.append(record)
+        except ValidationFailed:
+            continue
+    return found
+
+
 def partitions(table: str) -> list[Partition]:
     """The partitions attached to `table`, months in order, the DEFAULT partition last."""
     _registered(table)

@@ -334,6 +334,14 @@ def test_the_job_archives_a_month_of_payments_once_nothing_refers_to_it(world: d
     assert "2042-02" in note
     assert reverse("admin:core_archivedmonth_changelist") in note
 
+    # Searched for by its public id, the list finds no live payment and names the archived month that holds it.
+    searched = _portal(AllianceOperatorFactory()).get(
+        reverse("admin:payments_paymentintent_changelist"), {"q": paid.public_id}, HTTP_ACCEPT_LANGUAGE="en"
+    )
+    hits = searched.content.decode().split('class="help archived-hits">')[1].split("</p>")[0]
+    assert "an archived month holds it" in hits
+    assert ">2042-01</a>" in hits
+
     # There, the payment is found in its month's archive by its public id, and its refund by the payment's id.
     def found(table: str, term: str) -> list[dict[str, Any]]:
         record = ArchivedMonth.objects.get(table=table, month=dt.date(2042, 1, 1))

@@ -203,6 +203,22 @@ def test_an_archived_months_points_stay_spendable_readable_checked_and_their_key
         table = f"rewards_{model}"
         assert f"{reverse('admin:core_archivedmonth_changelist')}?table__exact={table}" in note
 
+    # Searching the list for an archived transaction's key finds no live row, and says which archived month holds it.
+    transactions = reverse("admin:rewards_ledgertransaction_changelist")
+    searched = client.get(transactions, {"q": "jan-earn"}, HTTP_ACCEPT_LANGUAGE="en")
+    assert searched.context["cl"].result_count == 0
+    hits = searched.content.decode().split('class="help archived-hits">')[1].split("</p>")[0]
+    assert "No live row matches “jan-earn”, but an archived month holds it:" in hits
+    archive_page = reverse(
+        "admin:core_archivedmonth_rows", args=[ArchivedMonth.objects.get(table=TABLE, month=dt.date(2036, 1, 1)).pk]
+    )
+    assert f'<a href="{archive_page}?q=jan-earn">2036-01</a>' in hits
+    nowhere = client.get(transactions, {"q": "never-used"}, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "No archived month holds “never-used” either." in nowhere
+    live = client.get(transactions, {"q": "june-spend"}, HTTP_ACCEPT_LANGUAGE="en")
+    assert live.context["cl"].result_count == 1
+    assert "archived-hits" not in live.content.decode()  # found live: the archives are not read
+
     # There, a row of the archive is found by its id or key, and the entries of a transaction by its id.
     record = ArchivedMonth.objects.get(table=TABLE, month=dt.date(2036, 1, 1))
     url = reverse("admin:core_archivedmonth_rows", args=[record.pk])
