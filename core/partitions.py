@@ -401,20 +401,37 @@ def _has_rows(
 
 
 def has_open_rows(table: str, month: date, *, today: date | None = None) -> str | None:
-    """Why `table`'s rows of `month` hold one that is not over yet (`OPEN_ROWS`: the first rule's reason that a row
-    meets), judged on `today` (by default the current day in Asia/Shanghai); None when none does. One query over the
-    month when nothing is open (every rule at once), then one per rule until one is met."""
+    """Why `table`'s rows of `month` hold one that is not over yet: the reason of the first `OPEN_ROWS` rule that
+    such a row meets, judged on `today` (by default the current day in Asia/Shanghai); None when no row meets any.
+    One query, which stops at the first such row."""
     _registered(table)
-    rules = OPEN_ROWS.get(table, {})
-    day = today or local_now().date()
-    params = {"today": datetime(day.year, day.month, day.day, tzinfo=SHANGHAI)}
-    column = PARTITIONED[table]
-    if not rules or not _has_rows(table, column, month, sql.SQL(open_rows_condition(table)), params):
+    rules = list(OPEN_ROWS.get(table, {}).items())
+    if not rules:
         return None
-    for reason, condition in rules.items():
-        if _has_rows(table, column, month, sql.SQL(condition), params):
-            return reason
-    return next(iter(rules))  # met a moment ago by some rule, then by none (a row changed in between)
+    day = today or local_now().date()
+    first, following = month_bounds(month)
+    params: dict[str, datetime | str] = {
+        "today": datetime(day.year, day.month, day.day, tzinfo=SHANGHAI),
+        "first": first,
+        "following": following,
+        **{f"reason_{n}": reason for n, (reason, _condition) in enumerate(rules)},
+    }
+    conditions = [sql.SQL(f"({condition})") for _reason, condition in rules]
+    reason = sql.SQL(" ").join(
+        sql.SQL("WHEN {} THEN {}").format(condition, sql.Placeholder(f"reason_{n}"))
+        for n, condition in enumerate(conditions)
+    )
+    query = sql.SQL("SELECT CASE {} END FROM {} WHERE {} >= %(first)s AND {} < %(following)s AND ({}) LIMIT 1").format(
+        reason,
+        sql.Identifier(table),
+        sql.Identifier(PARTITIONED[table]),
+        sql.Identifier(PARTITIONED[table]),
+        sql.SQL(" OR ").join(conditions),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        row = cursor.fetchone()
+    return None if row is None else str(row[0])
 
 
 def referred_by(table: str, month: date) -> list[str]:

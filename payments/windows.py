@@ -31,7 +31,7 @@ CAPTURE_SPAN_DAYS = CAPTURE_DAYS_LIMIT + SLACK_DAYS
 REFUND_SPAN_DAYS = CAPTURE_SPAN_DAYS + REFUND_DAYS_LIMIT + SLACK_DAYS
 # A payment or refund that a reconciliation exception or a dispute held from settlement is taken by the merchant's next
 # batch once the hold is lifted, however old it is — if that was in the last this many days (payments/services/
-# settlement.py): its month is kept that long after the lift while it is on no line (payments/apps.py).
+# settlement.py): its month is kept that long after the lift (`RELEASED_HOLDS`, below).
 RELEASED_HOLD_DAYS = 90
 
 
