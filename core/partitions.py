@@ -116,12 +116,6 @@ def keep_while_open(table: str, reason: str, condition: str) -> None:
     OPEN_ROWS.setdefault(_registered(table), {})[reason] = condition
 
 
-def open_rows_condition(table: str) -> str:
-    """Every `OPEN_ROWS` rule of `table` as one condition (`FALSE` without any)."""
-    rules = OPEN_ROWS.get(table, {})
-    return " OR ".join(f"({condition})" for condition in rules.values()) if rules else "FALSE"
-
-
 # A table's foreign keys from tables that are not partitions: each one's table, its columns, and the column among
 # them that holds the referred-to table's partition column (every key to a partitioned table includes it).
 SQL_REFERRERS = """
@@ -291,10 +285,7 @@ class ArchivedRows:
     more: bool
 
 
-def archived_rows(record: ArchivedMonth, term: str, *, limit: int = 50) -> ArchivedRows:
-    """The rows of `record`'s archive table that `term` names exactly in one of the lookup columns it has (a number
-    in the id columns, any term in the text ones), by id. The archive keeps its month's indexes, so a lookup by id,
-    public id, key or payment reads by index."""
+def _lookup_term(term: str) -> str:
     term = term.strip()
     if not term or len(term) > LOOKUP_MAX_LENGTH or not term.isprintable():
         raise ValidationFailed(
@@ -302,49 +293,95 @@ def archived_rows(record: ArchivedMonth, term: str, *, limit: int = 50) -> Archi
             code="invalid",
             param="q",
         )
-    if not is_archive_of(record.table, record.archive_table):
-        raise PartitionError(f"{record.archive_table!r} is not the name of an archive of {record.table}.")
+    return term
+
+
+def _described(archives: Sequence[str]) -> dict[str, list[tuple[str, bool]]]:
+    """Each archive table's columns in order, each with whether it is text (text or varchar), in one query; a table
+    that has gone is not among them."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT attname, atttypid IN ('text'::regtype, 'varchar'::regtype) FROM pg_attribute"
-            " WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-            [record.archive_table],
+            "SELECT c.relname, a.attname, a.atttypid IN ('text'::regtype, 'varchar'::regtype)"
+            " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+            " WHERE a.attrelid IN (SELECT to_regclass(name) FROM unnest(%s::text[]) name)"
+            " AND a.attnum > 0 AND NOT a.attisdropped ORDER BY c.relname, a.attnum",
+            [list(archives)],
         )
-        described = cursor.fetchall()
-        if not described:
-            raise PartitionError(f"The archive table {record.archive_table} is missing.", code="archive_missing")
-        columns = [name for name, _text in described]
-        text_columns = {name for name, text in described if text}
-        numbers = [c for c in LOOKUP_NUMBERS if c in columns] if _NUMBER.fullmatch(term) else []
-        texts = [c for c in LOOKUP_TEXTS if c in text_columns]
-        searched = numbers + texts
-        if not searched:
-            return ArchivedRows(columns=columns, searched=[], rows=[], more=False)
-        matches = [sql.SQL("{} = %(number)s").format(sql.Identifier(c)) for c in numbers] + [
-            sql.SQL("{} = %(text)s").format(sql.Identifier(c)) for c in texts
-        ]
-        query = sql.SQL("SELECT * FROM {} WHERE {} ORDER BY {} LIMIT %(limit)s").format(
-            sql.Identifier(record.archive_table),
-            sql.SQL(" OR ").join(matches),
-            sql.Identifier("id" if "id" in columns else columns[0]),
-        )
-        cursor.execute(query, {"number": int(term) if numbers else None, "text": term, "limit": limit + 1})
+        described: dict[str, list[tuple[str, bool]]] = {}
+        for table, column, text in cursor.fetchall():
+            described.setdefault(table, []).append((column, text))
+    return described
+
+
+def _lookup(columns: list[tuple[str, bool]], term: str) -> tuple[list[str], sql.Composable]:
+    """The lookup columns among `columns` that `term` may be in (a number in the id ones, any term in the text ones),
+    and the condition that one of them holds it (`%(number)s`, `%(text)s`; FALSE when none may)."""
+    names = [name for name, _text in columns]
+    numbers = [c for c in LOOKUP_NUMBERS if c in names] if _NUMBER.fullmatch(term) else []
+    texts = [c for c in LOOKUP_TEXTS if (c, True) in columns]
+    matches = [sql.SQL("{} = %(number)s").format(sql.Identifier(c)) for c in numbers] + [
+        sql.SQL("{} = %(text)s").format(sql.Identifier(c)) for c in texts
+    ]
+    return numbers + texts, sql.SQL(" OR ").join(matches) if matches else sql.SQL("FALSE")
+
+
+def _lookup_params(term: str) -> dict[str, int | str | None]:
+    return {"number": int(term) if _NUMBER.fullmatch(term) else None, "text": term}
+
+
+def archived_rows(record: ArchivedMonth, term: str, *, limit: int = 50) -> ArchivedRows:
+    """The rows of `record`'s archive table that `term` names exactly in one of the lookup columns it has (a number
+    in the id columns, any term in the text ones), by id. The archive keeps its month's indexes, so a lookup by id,
+    public id, key or payment reads by index."""
+    term = _lookup_term(term)
+    if not is_archive_of(record.table, record.archive_table):
+        raise PartitionError(f"{record.archive_table!r} is not the name of an archive of {record.table}.")
+    described = _described([record.archive_table]).get(record.archive_table)
+    if not described:
+        raise PartitionError(f"The archive table {record.archive_table} is missing.", code="archive_missing")
+    columns = [name for name, _text in described]
+    searched, condition = _lookup(described, term)
+    if not searched:
+        return ArchivedRows(columns=columns, searched=[], rows=[], more=False)
+    query = sql.SQL("SELECT * FROM {} WHERE {} ORDER BY {} LIMIT %(limit)s").format(
+        sql.Identifier(record.archive_table), condition, sql.Identifier("id" if "id" in columns else columns[0])
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(query, {**_lookup_params(term), "limit": limit + 1})
         rows = cursor.fetchall()
     return ArchivedRows(columns=columns, searched=searched, rows=rows[:limit], more=len(rows) > limit)
 
 
 def archived_months_holding(table: str, term: str) -> list[ArchivedMonth]:
-    """The archived months of `table` whose archive holds a row that `term` names (`archived_rows`), newest first:
-    one probe of each archive's indexes. A term no archive may be searched by, or an archive table gone, finds
-    nothing there."""
-    found = []
-    for record in ArchivedMonth.objects.filter(table=_registered(table)).order_by("-month"):
-        try:
-            if archived_rows(record, term, limit=1).rows:
-                found.append(record)
-        except ValidationFailed:
-            continue
-    return found
+    """The archived months of `table` whose archive holds a row that `term` names (as `archived_rows` finds it),
+    newest first, in three queries however many months: the records, their archives' columns, and one probe of each
+    archive's indexes in a UNION ALL. A term no archive may be searched by, or an archive table gone, finds nothing
+    there."""
+    try:
+        term = _lookup_term(term)
+    except ValidationFailed:
+        return []
+    records = [
+        record
+        for record in ArchivedMonth.objects.filter(table=_registered(table)).order_by("-month")
+        if is_archive_of(table, record.archive_table)
+    ]
+    described = _described([record.archive_table for record in records])
+    probes = []
+    for name, columns in described.items():
+        searched, condition = _lookup(columns, term)
+        if searched:
+            probes.append(
+                sql.SQL("SELECT {} WHERE EXISTS (SELECT 1 FROM {} WHERE {})").format(
+                    sql.Literal(name), sql.Identifier(name), condition
+                )
+            )
+    if not probes:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(sql.SQL(" UNION ALL ").join(probes), _lookup_params(term))
+        holding = {name for (name,) in cursor.fetchall()}
+    return [record for record in records if record.archive_table in holding]
 
 
 def partitions(table: str) -> list[Partition]:

@@ -22,6 +22,7 @@ from core.models import ArchivedMonth
 from core.partitions import (
     OPEN_ROWS,
     WRITTEN_FOR_DAYS,
+    archived_months_holding,
     has_open_rows,
     partitions_create,
     partitions_maintain,
@@ -213,6 +214,12 @@ def test_an_archived_months_points_stay_spendable_readable_checked_and_their_key
         "admin:core_archivedmonth_rows", args=[ArchivedMonth.objects.get(table=TABLE, month=dt.date(2036, 1, 1)).pk]
     )
     assert f'<a href="{archive_page}?q=jan-earn">2036-01</a>' in hits
+    # However many months are archived (five here, the empty ones before January among them), three queries.
+    assert ArchivedMonth.objects.filter(table=TABLE).count() > 3
+    with CaptureQueriesContext(connection) as probes:
+        holding = archived_months_holding(TABLE, "jan-earn")
+    assert [record.month for record in holding] == [dt.date(2036, 1, 1)]
+    assert len(probes.captured_queries) == 3
     nowhere = client.get(transactions, {"q": "never-used"}, HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "No archived month holds “never-used” either." in nowhere
     live = client.get(transactions, {"q": "june-spend"}, HTTP_ACCEPT_LANGUAGE="en")
